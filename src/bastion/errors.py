@@ -1,0 +1,50 @@
+"""The root of bastion's error classes.
+
+Every error bastion raises on purpose derives from :class:`BastionError`. Each
+package has one root below it (``SettingsError``, ``StorageError``,
+``CryptoError`` …). An error carries a stable machine ``code`` (what clients
+and the audit log see), an HTTP ``status`` and a human ``detail``; the HTTP
+layer renders it as RFC 9457 problem+json, the CLI as one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BastionError(Exception):
+    """Base class of every deliberate bastion error.
+
+    Subclasses set ``code``, ``status`` and ``title``; instances add a
+    ``detail`` sentence (what went wrong and, where possible, the fix) and
+    optional JSON-serialisable ``extra`` members for the problem document.
+    """
+
+    code: str = "internal_error"
+    status: int = 500
+    title: str = "Internal error"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(self.detail)
+
+    def to_problem(self) -> dict[str, Any]:
+        """The RFC 9457 members of this error (without ``instance``/request id)."""
+        body: dict[str, Any] = {
+            "type": f"https://bastion.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "reason": self.code,
+        }
+        body.update(self.extra)
+        return body
+
+
+class ServiceUnavailableError(BastionError):
+    """A dependency (database, shared state) cannot be reached right now."""
+
+    code = "service_unavailable"
+    status = 503
+    title = "Service unavailable"
