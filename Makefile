@@ -1,0 +1,44 @@
+# bastion developer commands. The README's quickstart uses exactly two of them:
+#   make demo   install bastion into .venv and start it with a demo upstream (https://127.0.0.1:8443)
+#   make test   install bastion + test tools into .venv and run the test suite
+#
+# Everything is installed from the lock file (uv.lock) with uv, which is itself
+# installed into .tools/ from PyPI on first use — nothing global is touched.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: demo serve test lint typecheck audit bench-server clean
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit("bastion needs Python 3.11 or newer, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --locked --python $(PYTHON) --quiet
+	@touch $@
+
+demo: .venv/.synced
+	.venv/bin/bastion serve --demo
+
+serve: .venv/.synced
+	.venv/bin/bastion serve
+
+test: .venv/.synced
+	.venv/bin/pytest $(PYTEST_ARGS)
+
+lint: .venv/.synced
+	.venv/bin/ruff check src tests bench
+	.venv/bin/ruff format --check src tests bench
+	.venv/bin/mypy
+
+audit: .venv/.synced
+	.venv/bin/pip-audit --strict --progress-spinner off -r <($(UV) export --locked --no-hashes --no-emit-project --quiet)
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,331 @@
+"""The ``bastion`` command tree.
+
+Commands are thin: they load settings, call the packages that do the work and
+print the result through :mod:`bastion.cli.output`. Groups that later issues
+fill (clients, users, keys, signing-keys, audit) are registered here so the
+tree a user discovers with ``--help`` is the whole product's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import sys
+from collections.abc import Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from bastion import __version__
+from bastion.cli.output import ConfigOption, JsonOption, console, emit, err_console, fail
+from bastion.errors import BastionError
+
+app = typer.Typer(
+    name="bastion",
+    help=(
+        "bastion — self-hosted API security gateway and OAuth 2.0 / OpenID Connect provider.\n\n"
+        "Start with `bastion serve --demo`; validate a configuration with "
+        "`bastion check-config -c bastion.yaml`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handles_errors(func: F) -> F:
+    """Turn a ``BastionError`` escaping ``func`` into the one-line report and exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except BastionError as error:
+            fail(error, bool(kwargs.get("as_json")))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on uvloop when available (the server's loop), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
+def _settings(config: Path | None, overrides: Mapping[str, str] | None = None) -> Any:
+    from bastion.settings import load_settings
+
+    environ = dict(os.environ)
+    if overrides:
+        environ.update(overrides)
+    return load_settings(config, environ)
+
+
+# ---------------------------------------------------------------------------
+# version, check-config
+
+
+@app.command()
+@handles_errors
+def version(as_json: bool = JsonOption) -> None:
+    """Print bastion's version and the Python it runs on."""
+    info = {"bastion": __version__, "python": sys.version.split()[0]}
+    emit(info, as_json, lambda: console.print(f"bastion {__version__} (Python {info['python']})"))
+
+
+@app.command("check-config")
+@handles_errors
+def check_config(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """Validate the configuration (file + BASTION_* environment) without starting anything."""
+    from bastion.settings import development_defaults, redact_url
+
+    settings = _settings(config)
+    report = {
+        "valid": True,
+        "config": str(config) if config else None,
+        "env": settings.env,
+        "issuer": settings.issuer_url,
+        "listen": f"{settings.listen.host}:{settings.listen.port}",
+        "tls": settings.tls.mode,
+        "storage": redact_url(settings.storage_url),
+        "shared": redact_url(settings.shared.url),
+        "routes": [route.name for route in settings.routes],
+        "development_defaults": development_defaults(settings),
+    }
+
+    def human() -> None:
+        console.print(f"[green]✓[/] configuration is valid ({report['config'] or 'built-in defaults'})")
+        console.print(f"  env       {report['env']}")
+        console.print(f"  issuer    {report['issuer']}")
+        console.print(f"  listen    {report['listen']} (tls: {report['tls']})")
+        console.print(f"  storage   {report['storage']}")
+        console.print(f"  shared    {report['shared']}")
+        console.print(f"  routes    {', '.join(report['routes']) or '(none)'}")
+        for line in report["development_defaults"]:
+            console.print(f"  [yellow]development default:[/] {line}")
+
+    emit(report, as_json, human)
+
+
+# ---------------------------------------------------------------------------
+# serve
+
+
+@app.command()
+@handles_errors
+def serve(
+    config: Path | None = ConfigOption,
+    demo: bool = typer.Option(
+        False, "--demo", help="Also start the built-in echo upstream behind a public /demo route."
+    ),
+    host: str | None = typer.Option(None, "--host", help="Listen address (overrides listen.host)."),
+    port: int | None = typer.Option(None, "--port", help="Listen port (overrides listen.port)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Start bastion: gateway, authorization server and admin plane in one process.
+
+    Without a configuration it runs on development defaults (SQLite and a master
+    key in ./.bastion/, in-process shared state, a self-signed TLS certificate),
+    each announced once. SIGTERM or Ctrl-C drains in-flight requests, then exits.
+    """
+    overrides: dict[str, str] = {}
+    if demo:
+        overrides["BASTION_DEMO__ENABLED"] = "true"
+    if host is not None:
+        overrides["BASTION_LISTEN__HOST"] = host
+    if port is not None:
+        overrides["BASTION_LISTEN__PORT"] = str(port)
+    settings = _settings(config, overrides)
+
+    from bastion.logs import configure_logging
+
+    configure_logging(settings.logging.level, settings.logging.format)
+    run(_serve(settings, as_json))
+
+
+async def _serve(settings: Any, as_json: bool) -> None:
+    from bastion.http.app import create_app
+    from bastion.http.server import run_server
+    from bastion.runtime import Runtime
+
+    def announce(line: str) -> None:
+        if as_json:
+            emit({"event": "notice", "message": line}, True)
+        else:
+            err_console.print(f"[yellow]•[/] {line}")
+
+    def ready(url: str) -> None:
+        if as_json:
+            emit({"event": "ready", "url": url}, True)
+        else:
+            err_console.print(f"[bold green]bastion {__version__} is listening on {url}[/]")
+            if settings.demo.enabled:
+                err_console.print(f"  try: curl -k {url}/demo/hello   (and {url}/healthz)")
+
+    runtime = await Runtime.open(settings, announce=announce)
+    try:
+        app_ = create_app(runtime)
+        await run_server(
+            app_,
+            settings=settings,
+            certfile=runtime.tls.certfile,
+            keyfile=runtime.tls.keyfile,
+            on_ready=ready,
+        )
+    finally:
+        await runtime.close()
+
+
+# ---------------------------------------------------------------------------
+# migrate
+
+
+@app.command()
+@handles_errors
+def migrate(
+    config: Path | None = ConfigOption,
+    status: bool = typer.Option(
+        False, "--status", help="Only show the current and pending revisions; change nothing."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Bring the database schema to this bastion's version (Alembic migrations)."""
+    from bastion.settings import redact_url
+    from bastion.storage import HEAD_REVISION, current_revision, pending_revisions
+    from bastion.storage import migrate as do_migrate
+
+    settings = _settings(config)
+    url = settings.storage_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    async def work() -> dict[str, Any]:
+        if status:
+            return {
+                "database": redact_url(url),
+                "current": await current_revision(url),
+                "head": HEAD_REVISION,
+                "pending": await pending_revisions(url),
+            }
+        applied = await do_migrate(url)
+        return {"database": redact_url(url), "applied": applied, "current": HEAD_REVISION}
+
+    result = run(work())
+
+    def human() -> None:
+        if status:
+            pending = result["pending"]
+            console.print(f"database  {result['database']}")
+            console.print(f"current   {result['current'] or '(empty)'}")
+            console.print(f"head      {result['head']}")
+            console.print(f"pending   {', '.join(pending) if pending else 'none — up to date'}")
+        elif result["applied"]:
+            console.print(
+                f"[green]✓[/] applied {len(result['applied'])} migration(s): "
+                f"{', '.join(result['applied'])}; schema at {result['current']}"
+            )
+        else:
+            console.print(f"[green]✓[/] schema already at {result['current']}; nothing to do")
+
+    emit(result, as_json, human)
+
+
+# ---------------------------------------------------------------------------
+# secrets
+
+
+secrets_app = typer.Typer(
+    help="Secrets at rest: the master key that encrypts signing keys, TOTP seeds and webhook secrets.",
+    no_args_is_help=True,
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("rotate-master-key")
+@handles_errors
+def rotate_master_key(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """Generate a new master key and re-wrap every stored secret under it.
+
+    Crash-safe: the key file first holds the new key and the old one, every
+    sealed value is re-wrapped in one database transaction, then the old key is
+    dropped from the file. Needs the master key to be a file (secrets.master_key_file
+    or the development default), not an environment value.
+    """
+    from bastion.secrets_rotation import rotate_master_key as do_rotate
+
+    settings = _settings(config)
+    result = run(do_rotate(settings))
+
+    def human() -> None:
+        console.print(
+            f"[green]✓[/] master key rotated: {result['old_key_ids']} → {result['new_key_id']}; "
+            f"{result['rewrapped']} stored secret(s) re-wrapped; key file {result['key_file']}"
+        )
+
+    emit(result, as_json, human)
+
+
+# ---------------------------------------------------------------------------
+# Groups the later issues fill. They are registered now so `bastion --help`
+# shows the whole tree; each says which part of the product brings it.
+
+
+def _group(name: str, help_text: str) -> typer.Typer:
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+clients_app = _group("clients", "OAuth 2.0 clients: create, list, rotate secrets, disable.")
+users_app = _group("users", "User accounts, passwords and MFA enrolments.")
+keys_app = _group("keys", "API keys: create, list, rotate with grace, revoke.")
+signing_keys_app = _group("signing-keys", "Token signing keys: list, rotate, retire.")
+audit_app = _group("audit", "The tamper-evident audit log: search, tail, verify.")
+
+
+def _not_yet(group: typer.Typer, issue: str) -> None:
+    @group.command("status")
+    def status(as_json: bool = JsonOption) -> None:
+        """Say whether this command group is available in this version."""
+        emit(
+            {"available": False, "arrives_with": issue},
+            as_json,
+            lambda: console.print(f"not available in bastion {__version__} yet — {issue}"),
+        )
+        raise typer.Exit(EXIT_NOT_AVAILABLE)
+
+
+EXIT_NOT_AVAILABLE = 3
+_not_yet(clients_app, "the OAuth authorization server core")
+_not_yet(users_app, "the login and MFA interaction")
+_not_yet(keys_app, "the API key lifecycle")
+_not_yet(signing_keys_app, "the OAuth authorization server core")
+_not_yet(audit_app, "the audit log")
+
+
+@app.command()
+def doctor(as_json: bool = JsonOption) -> None:
+    """Check the configuration against the security invariants and audit dependencies."""
+    emit(
+        {"available": False, "arrives_with": "the audit and operator-posture work"},
+        as_json,
+        lambda: console.print(f"not available in bastion {__version__} yet"),
+    )
+    raise typer.Exit(EXIT_NOT_AVAILABLE)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        app(args=argv, prog_name="bastion")
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        sys.exit(130)

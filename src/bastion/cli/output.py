@@ -1,0 +1,71 @@
+"""How every ``bastion`` command speaks: human output with rich, ``--json`` for machines.
+
+Errors are one line on stderr (``error: …``) and a non-zero exit, or with
+``--json`` one JSON object ``{"error": code, "detail": …}`` on stdout — never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+from bastion.errors import BastionError
+
+console = Console(stderr=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+ConfigOption = typer.Option(
+    None,
+    "--config",
+    "-c",
+    envvar="BASTION_CONFIG",
+    help="YAML configuration file (default: $BASTION_CONFIG, else built-in defaults).",
+    show_default=False,
+)
+
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> None:
+    """Print ``data`` as JSON when asked, else call ``human`` (or pretty-print ``data``)."""
+    if as_json:
+        sys.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode())
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    elif human is not None:
+        human()
+    else:
+        console.print(data)
+
+
+def fail(error: BastionError, as_json: bool) -> NoReturn:
+    """Report ``error`` the way every command does, then exit non-zero."""
+    from bastion.settings import SettingsError
+
+    code = EXIT_CONFIG if isinstance(error, SettingsError) else EXIT_ERROR
+    if as_json:
+        doc: dict[str, Any] = {"error": error.code, "detail": error.detail}
+        errors = getattr(error, "errors", None)
+        if errors:
+            doc["errors"] = list(errors)
+        emit(doc, True)
+    else:
+        lines = list(getattr(error, "errors", None) or [error.detail])
+        err_console.print(f"[bold red]error:[/] {_escape(lines[0])}")
+        for line in lines[1:]:
+            err_console.print(f"[bold red]error:[/] {_escape(line)}")
+    raise typer.Exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)

@@ -1,0 +1,199 @@
+"""The running bastion: every long-lived component, built once from the settings.
+
+:class:`Runtime` is what the HTTP app, the CLI and the tests share: the
+database, the shared ephemeral state, the master keyring, the TLS material,
+the gateway and (with ``demo.enabled``) the demo echo upstream. ``open()``
+builds them in dependency order and turns every failure into one
+:class:`~bastion.errors.BastionError` with an actionable line; ``close()``
+releases them in reverse order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bastion.crypto import (
+    Keyring,
+    create_keyring_file,
+    ensure_dev_certificate,
+    load_keyring_file,
+    load_server_certificate,
+    parse_keyring_text,
+)
+from bastion.errors import BastionError
+from bastion.gateway import Gateway
+from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
+from bastion.storage import Database, migrate
+from bastion.storage.shared import SharedState, open_shared_state
+
+log = logging.getLogger("bastion.runtime")
+
+Announce = Callable[[str], None]
+
+
+class DataDirError(BastionError):
+    """The data directory for development defaults cannot be created or written."""
+
+    code = "data_dir_unusable"
+    status = 500
+    title = "Data directory unusable"
+
+
+@dataclass
+class TLSMaterial:
+    """Certificate and key files the server presents (``None`` when TLS is off)."""
+
+    certfile: Path | None
+    keyfile: Path | None
+    generated: bool = False
+
+
+@dataclass
+class Runtime:
+    """Every long-lived component of one bastion process."""
+
+    settings: Settings
+    db: Database
+    shared: SharedState
+    keyring: Keyring
+    tls: TLSMaterial
+    gateway: Gateway
+    node_id: str
+    echo: Any = None
+    _closed: bool = field(default=False, repr=False)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, announce: Announce | None = None) -> Runtime:
+        """Build every component; raise one ``BastionError`` naming what failed and the fix.
+
+        SQLite databases are migrated automatically; a PostgreSQL schema that is
+        behind raises ``MigrationError`` asking for ``bastion migrate``.
+        """
+        say = announce or (lambda line: log.info(line))
+        for line in _development_lines(settings):
+            say(line)
+        if _uses_data_dir(settings):
+            _ensure_data_dir(settings.data_dir)
+        keyring = _open_keyring(settings)
+        tls = _prepare_tls(settings)
+
+        url = settings.storage_url
+        if url.startswith("sqlite"):
+            await migrate(url)
+        db = await Database.connect(url, pool_size=settings.storage.pool_size)
+        shared: SharedState | None = None
+        echo = None
+        try:
+            if not url.startswith("sqlite"):
+                await db.check_schema()
+            shared = await open_shared_state(
+                settings.shared.url, key_prefix=settings.shared.key_prefix
+            )
+            routes = list(settings.routes)
+            if settings.demo.enabled:
+                from bastion.demo.echo import start_echo_server
+
+                echo = await start_echo_server("127.0.0.1", 0)
+                routes.append(_demo_route(echo.url))
+                say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
+            node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
+            gateway = Gateway(routes, trusted_proxies=settings.trusted_proxies, node_id=node_id)
+        except BaseException:
+            if echo is not None:
+                await echo.close()
+            if shared is not None:
+                await shared.close()
+            await db.close()
+            raise
+        return cls(
+            settings=settings,
+            db=db,
+            shared=shared,
+            keyring=keyring,
+            tls=tls,
+            gateway=gateway,
+            node_id=node_id,
+            echo=echo,
+        )
+
+    async def startup(self) -> None:
+        """Called by the ASGI lifespan once the server listens."""
+        await self.gateway.startup()
+
+    async def shutdown(self) -> None:
+        """Called by the ASGI lifespan after in-flight requests drained."""
+        await self.gateway.shutdown()
+
+    async def close(self) -> None:
+        """Release every component (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.echo is not None:
+            await self.echo.close()
+        await self.shared.close()
+        await self.db.close()
+
+
+def _demo_route(upstream: str) -> RouteSettings:
+    return RouteSettings(name="demo", match=RouteMatch(path="/demo"), upstream=upstream, public=True)
+
+
+def _development_lines(settings: Settings) -> list[str]:
+    from bastion.settings import development_defaults
+
+    return [f"development default: {line}" for line in development_defaults(settings)]
+
+
+def _uses_data_dir(settings: Settings) -> bool:
+    return (
+        settings.storage.url is None
+        or (settings.secrets.master_key is None and settings.secrets.master_key_file is None)
+        or settings.tls.mode == "auto"
+    )
+
+
+def _ensure_data_dir(path: Path) -> None:
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataDirError(
+            f"data_dir {path}: cannot create it ({exc.strerror or exc}) — "
+            "choose a writable directory with data_dir or BASTION_DATA_DIR"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise DataDirError(
+            f"data_dir {path}: not writable by this user — fix its permissions or choose "
+            "another directory with data_dir or BASTION_DATA_DIR"
+        )
+
+
+def _open_keyring(settings: Settings) -> Keyring:
+    secrets = settings.secrets
+    if secrets.master_key is not None:
+        return parse_keyring_text(secrets.master_key.get_secret_value(), source="secrets.master_key")
+    path = settings.master_key_path
+    if secrets.master_key_file is None and not path.exists():
+        return create_keyring_file(path)
+    return load_keyring_file(path)
+
+
+def _prepare_tls(settings: Settings) -> TLSMaterial:
+    tls = settings.tls
+    if tls.mode == "off":
+        return TLSMaterial(None, None)
+    if tls.mode == "auto":
+        cert, key = ensure_dev_certificate(settings.data_dir / "tls")
+        return TLSMaterial(cert, key, generated=True)
+    assert tls.cert is not None and tls.key is not None  # guaranteed by the settings model
+    load_server_certificate(tls.cert, tls.key)
+    return TLSMaterial(tls.cert, tls.key)
+
+
+__all__ = ["DataDirError", "Runtime", "TLSMaterial", "redact_url"]
