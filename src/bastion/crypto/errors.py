@@ -1,0 +1,38 @@
+"""Errors of the crypto package: master keys, sealed secrets and TLS material.
+
+Messages are one line, say what to do next, and never contain key material
+or plaintext: they end up in logs and on terminals.
+"""
+
+from __future__ import annotations
+
+from bastion.errors import BastionError
+
+
+class CryptoError(BastionError):
+    """Root of every crypto error."""
+
+    code = "crypto_error"
+    status = 500
+    title = "Cryptography error"
+
+
+class MasterKeyError(CryptoError):
+    """A master key (or the file / variable holding the keyring) is missing or unusable."""
+
+    code = "master_key_invalid"
+    title = "Master key invalid"
+
+
+class DecryptionError(CryptoError):
+    """A sealed value cannot be opened: tampered, moved to another record, or its key is absent."""
+
+    code = "decryption_failed"
+    title = "Decryption failed"
+
+
+class TLSConfigError(CryptoError):
+    """A TLS certificate or key is unreadable, mismatched, expired or otherwise unusable."""
+
+    code = "tls_config_invalid"
+    title = "TLS configuration invalid"
