@@ -1,1 +1,48 @@
-"""bastion.settings."""
+"""bastion.settings: the typed configuration, its loader and its production checks.
+
+Sources, lowest to highest precedence: model defaults < YAML file (``BASTION_CONFIG``)
+< ``BASTION_*`` environment variables; ``env:NAME`` strings are replaced by the
+variable ``NAME``. Everything is validated at load and every problem is reported
+as one line of a :class:`SettingsError` that names the key and the fix.
+"""
+
+from bastion.settings._values import redact_url
+from bastion.settings.checks import development_defaults, production_problems
+from bastion.settings.errors import SettingsError
+from bastion.settings.loader import load_settings
+from bastion.settings.models import (
+    HTTP_METHODS,
+    AuthMethod,
+    DemoSettings,
+    ListenSettings,
+    LoggingSettings,
+    RouteMatch,
+    RouteSettings,
+    SecretsSettings,
+    ServerSettings,
+    Settings,
+    SharedSettings,
+    StorageSettings,
+    TLSSettings,
+)
+
+__all__ = [
+    "HTTP_METHODS",
+    "AuthMethod",
+    "DemoSettings",
+    "ListenSettings",
+    "LoggingSettings",
+    "RouteMatch",
+    "RouteSettings",
+    "SecretsSettings",
+    "ServerSettings",
+    "Settings",
+    "SettingsError",
+    "SharedSettings",
+    "StorageSettings",
+    "TLSSettings",
+    "development_defaults",
+    "load_settings",
+    "production_problems",
+    "redact_url",
+]
