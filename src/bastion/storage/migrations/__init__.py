@@ -1,0 +1,167 @@
+"""Schema migrations (Alembic), run programmatically: no ``alembic.ini`` at run time.
+
+``migrate(url)`` upgrades to :data:`HEAD_REVISION` in one transaction (on
+PostgreSQL under an advisory lock, so nodes starting together migrate once)
+and returns the revisions it applied. Failures raise
+:class:`~bastion.storage.errors.MigrationError` (or
+``DatabaseUnavailableError`` when the database cannot be reached) with one line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bastion.errors import BastionError
+from bastion.storage.errors import DatabaseUnavailableError, MigrationError
+from bastion.storage.sql.engine import (
+    DatabaseTarget,
+    create_engine,
+    parse_database_url,
+    prepare_sqlite_path,
+    translate_error,
+)
+
+HEAD_REVISION = "0001"
+"""The schema revision this version of bastion needs."""
+
+_HERE = Path(__file__).resolve().parent
+# Any constant works; it only has to be the same on every node.
+_ADVISORY_LOCK_ID = 0x6261_7374_696F_6E  # "bastion"
+
+T = TypeVar("T")
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at bastion's migration scripts."""
+    config = Config()
+    config.set_main_option("script_location", str(_HERE))
+    return config
+
+
+def _open(url: str) -> tuple[DatabaseTarget, AsyncEngine]:
+    target = parse_database_url(url)
+    if target.dialect == "sqlite":
+        prepare_sqlite_path(target)
+    return target, create_engine(target, null_pool=True)
+
+
+async def _run(url: str, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
+    target, engine = _open(url)
+    try:
+        return await _run_on_engine(engine, target, fn, write=write)
+    finally:
+        await engine.dispose()
+
+
+async def _run_on_engine(
+    engine: AsyncEngine, target: DatabaseTarget, fn: Callable[[sa.Connection], T], *, write: bool
+) -> T:
+    try:
+        async with engine.connect() as conn:
+            if write:
+                await conn.execution_options(bastion_write=True)
+            result = await conn.run_sync(fn)
+            await conn.commit()
+            return result
+    except BastionError:
+        raise
+    except CommandError as exc:
+        raise MigrationError(_explain(str(exc))) from exc
+    except Exception as exc:
+        if isinstance(translated := translate_error(exc, target), DatabaseUnavailableError):
+            raise translated from exc
+        line = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise MigrationError(
+            f"migrating {target.redacted} failed: {line[0] if line else type(exc).__name__}"
+        ) from exc
+
+
+def _explain(message: str) -> str:
+    if "Can't locate revision" in message or "No such revision" in message:
+        return (
+            f"the database schema is at a revision this bastion does not know ({message}); "
+            "it was migrated by a newer bastion"
+        )
+    return message
+
+
+def _current(connection: sa.Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def migrate(url: str) -> list[str]:
+    """Upgrade the database at ``url`` to :data:`HEAD_REVISION`; returns the applied revision ids.
+
+    Raises MigrationError (one line) when a migration fails (nothing is left
+    half-applied: the upgrade is one transaction) and DatabaseUnavailableError
+    when the database cannot be reached.
+    """
+    applied: list[str] = []
+
+    def record(*, step: Any, **_: Any) -> None:
+        applied.extend(step.up_revision_ids)
+
+    def upgrade(connection: sa.Connection) -> None:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID}
+            )
+        config = alembic_config()
+        config.attributes["connection"] = connection
+        config.attributes["on_version_apply"] = record
+        command.upgrade(config, "head")
+
+    await _run(url, upgrade, write=True)
+    return applied
+
+
+async def current_revision(url: str) -> str | None:
+    """The schema revision of the database at ``url`` (``None`` for an empty database)."""
+    return await _run(url, _current, write=False)
+
+
+async def current_revision_of_engine(engine: AsyncEngine, target: DatabaseTarget) -> str | None:
+    """Like :func:`current_revision`, on an already open engine."""
+    return await _run_on_engine(engine, target, _current, write=False)
+
+
+async def pending_revisions(url: str) -> list[str]:
+    """The revisions :func:`migrate` would apply, oldest first.
+
+    Raises MigrationError when the database is at a revision unknown to this bastion.
+    """
+    current = await current_revision(url)
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        revisions = list(script.iterate_revisions("heads", current or "base"))
+    except CommandError as exc:
+        raise MigrationError(_explain(str(exc))) from exc
+    except Exception as exc:  # alembic's RevisionError family
+        raise MigrationError(_explain(str(exc))) from exc
+    return [revision.revision for revision in reversed(revisions) if revision.revision != current]
+
+
+async def schema_is_current(url: str) -> bool:
+    """Whether the database at ``url`` is at :data:`HEAD_REVISION`."""
+    return await current_revision(url) == HEAD_REVISION
+
+
+__all__ = [
+    "HEAD_REVISION",
+    "alembic_config",
+    "current_revision",
+    "current_revision_of_engine",
+    "migrate",
+    "pending_revisions",
+    "schema_is_current",
+]

@@ -1,0 +1,796 @@
+"""SQL implementations of the repository protocols (SQLAlchemy Core, async).
+
+Atomic single-use and rotation rely on one conditional ``UPDATE … WHERE
+consumed_at IS NULL … RETURNING``: on PostgreSQL a concurrent updater waits for
+the row lock and re-checks the condition; on SQLite the write lock taken at
+``BEGIN IMMEDIATE`` serialises writers. Either way exactly one wins.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import RowMapping
+
+from bastion.storage.errors import NotFoundError
+from bastion.storage.models import (
+    ApiKey,
+    AuditEvent,
+    AuthorizationCode,
+    Client,
+    ClientSecret,
+    CredentialKind,
+    Grant,
+    Page,
+    RefreshToken,
+    SettingEntry,
+    SigningKey,
+    SigningKeyState,
+    User,
+    UserCredential,
+    Webhook,
+    normalize_username,
+    utcnow,
+)
+from bastion.storage.outcomes import (
+    CodeReplayError,
+    InvalidCursorError,
+    RefreshTokenReuseError,
+    RefreshTokenRevokedError,
+)
+from bastion.storage.sql import schema as s
+
+if TYPE_CHECKING:
+    from bastion.storage.sql.database import Database
+
+R = TypeVar("R")
+
+MAX_PAGE = 1000
+
+
+class _Mapper(Generic[R]):
+    """Converts between a record dataclass and its table's rows."""
+
+    def __init__(self, record: type[R], table: sa.Table, key: str) -> None:
+        self.record = record
+        self.table = table
+        self.key = table.c[key]
+        self.fields = tuple(f.name for f in dataclasses.fields(record))  # type: ignore[arg-type]
+        self.tuple_fields = frozenset(
+            f.name
+            for f in dataclasses.fields(record)  # type: ignore[arg-type]
+            if str(f.type).startswith("tuple")
+        )
+        # The primary key and creation time never change after create.
+        self.mutable = frozenset(self.fields) - {key, "id", "created_at"}
+        self.columns = [table.c[name] for name in self.fields if name in table.c]
+
+    def to_row(self, record: R) -> dict[str, Any]:
+        return {
+            name: self._to_db(name, getattr(record, name))
+            for name in self.fields
+            if name in self.table.c and not (name == "id" and getattr(record, name) is None)
+        }
+
+    def _to_db(self, name: str, value: Any) -> Any:
+        if name in self.tuple_fields and value is not None:
+            return builtins.list(value)
+        return value
+
+    def from_row(self, row: RowMapping) -> R:
+        values: dict[str, Any] = {}
+        for name in self.fields:
+            value = row[name]
+            if name in self.tuple_fields and value is not None:
+                value = tuple(value)
+            values[name] = value
+        return self.record(**values)
+
+    def changes(self, changes: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
+        unknown = set(changes) - self.mutable
+        if unknown:
+            raise TypeError(
+                f"{self.record.__name__} cannot update {', '.join(sorted(unknown))}; "
+                f"mutable members: {', '.join(sorted(self.mutable))}"
+            )
+        values = {name: self._to_db(name, value) for name, value in changes.items()}
+        if "updated_at" in self.mutable and "updated_at" not in values:
+            values["updated_at"] = now or utcnow()
+        return values
+
+
+def _check_limit(limit: int) -> int:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    return min(limit, MAX_PAGE)
+
+
+class _SqlRepository(Generic[R]):
+    """Shared create/get/update/delete/list on one table keyed by one column."""
+
+    mapper: _Mapper[R]
+    noun: str
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _missing(self, key: object) -> NotFoundError:
+        return NotFoundError(f"{self.noun} {key!r} does not exist")
+
+    def _conflict(self, key: object) -> str:
+        return f"{self.noun} {key!r} already exists"
+
+    async def _insert(self, record: R, *, key: object, missing_reference: str | None = None) -> R:
+        async with self._db.transaction(
+            write=True, conflict=self._conflict(key), missing_reference=missing_reference
+        ) as conn:
+            await conn.execute(sa.insert(self.mapper.table).values(self.mapper.to_row(record)))
+        return record
+
+    async def _get_where(self, *where: sa.ColumnElement[bool]) -> R | None:
+        async with self._db.transaction() as conn:
+            row = (
+                (await conn.execute(sa.select(self.mapper.table).where(*where))).mappings().first()
+            )
+        return None if row is None else self.mapper.from_row(row)
+
+    async def _get(self, key: object) -> R:
+        record = await self._get_where(self.mapper.key == key)
+        if record is None:
+            raise self._missing(key)
+        return record
+
+    async def _update(
+        self,
+        key: object,
+        changes: Mapping[str, Any],
+        *,
+        extra: Mapping[str, Any] | None = None,
+        conflict: str | None = None,
+    ) -> R:
+        values = self.mapper.changes(changes)
+        values.update(extra or {})
+        if not values:
+            return await self._get(key)
+        table = self.mapper.table
+        async with self._db.transaction(write=True, conflict=conflict) as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.update(table)
+                        .where(self.mapper.key == key)
+                        .values(values)
+                        .returning(*table.c)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise self._missing(key)
+        return self.mapper.from_row(row)
+
+    async def _delete(self, key: object) -> None:
+        async with self._db.transaction(write=True) as conn:
+            result = await conn.execute(sa.delete(self.mapper.table).where(self.mapper.key == key))
+        if result.rowcount == 0:
+            raise self._missing(key)
+
+    async def _page(
+        self, *where: sa.ColumnElement[bool], limit: int, cursor: str | None
+    ) -> Page[R]:
+        limit = _check_limit(limit)
+        key = self.mapper.key
+        query = sa.select(self.mapper.table).where(*where)
+        if cursor is not None:
+            query = query.where(key > cursor)
+        query = query.order_by(key).limit(limit + 1)
+        async with self._db.transaction() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        items = tuple(self.mapper.from_row(row) for row in rows[:limit])
+        next_cursor = str(getattr(items[-1], key.name)) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def _all(
+        self, *where: sa.ColumnElement[bool], order_by: sa.ColumnElement[Any]
+    ) -> tuple[R, ...]:
+        async with self._db.transaction() as conn:
+            rows = (
+                (await conn.execute(sa.select(self.mapper.table).where(*where).order_by(order_by)))
+                .mappings()
+                .all()
+            )
+        return tuple(self.mapper.from_row(row) for row in rows)
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+class _CredentialRepository(_SqlRepository[UserCredential]):
+    mapper = _Mapper(UserCredential, s.user_credentials, "id")
+    noun = "credential"
+
+
+class SqlUserRepository(_SqlRepository[User]):
+    """Users and their credentials (see :class:`~bastion.storage.repositories.UserRepository`)."""
+
+    mapper = _Mapper(User, s.users, "id")
+    noun = "user"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._credentials = _CredentialRepository(db)
+
+    async def create(self, user: User) -> User:
+        row = self.mapper.to_row(user)
+        row["username_normalized"] = normalize_username(user.username)
+        async with self._db.transaction(
+            write=True, conflict=f"user {user.username!r} already exists"
+        ) as conn:
+            await conn.execute(sa.insert(s.users).values(row))
+        return user
+
+    async def get(self, user_id: str) -> User:
+        return await self._get(user_id)
+
+    async def find_by_username(self, username: str) -> User | None:
+        return await self._get_where(s.users.c.username_normalized == normalize_username(username))
+
+    async def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[User]:
+        return await self._page(limit=limit, cursor=cursor)
+
+    async def update(self, user_id: str, **changes: Any) -> User:
+        extra: dict[str, Any] = {}
+        conflict = None
+        if "username" in changes:
+            extra["username_normalized"] = normalize_username(changes["username"])
+            conflict = f"user {changes['username']!r} already exists"
+        return await self._update(user_id, changes, extra=extra, conflict=conflict)
+
+    async def delete(self, user_id: str) -> None:
+        await self._delete(user_id)
+
+    async def add_credential(self, credential: UserCredential) -> UserCredential:
+        return await self._credentials._insert(
+            credential,
+            key=credential.id,
+            missing_reference=f"user {credential.user_id!r} does not exist",
+        )
+
+    async def get_credential(self, credential_id: str) -> UserCredential:
+        return await self._credentials._get(credential_id)
+
+    async def list_credentials(
+        self, user_id: str, *, kind: CredentialKind | None = None
+    ) -> tuple[UserCredential, ...]:
+        t = s.user_credentials
+        where = [t.c.user_id == user_id]
+        if kind is not None:
+            where.append(t.c.kind == kind)
+        return await self._credentials._all(*where, order_by=t.c.id)
+
+    async def update_credential(self, credential_id: str, **changes: Any) -> UserCredential:
+        return await self._credentials._update(credential_id, changes)
+
+    async def delete_credential(self, credential_id: str) -> None:
+        await self._credentials._delete(credential_id)
+
+
+# --- clients -------------------------------------------------------------------------
+
+
+class _ClientSecretRepository(_SqlRepository[ClientSecret]):
+    mapper = _Mapper(ClientSecret, s.client_secrets, "id")
+    noun = "client secret"
+
+    def _conflict(self, key: object) -> str:
+        return "a client secret with this digest already exists"
+
+
+class SqlClientRepository(_SqlRepository[Client]):
+    """OAuth clients and their secrets."""
+
+    mapper = _Mapper(Client, s.clients, "client_id")
+    noun = "client"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._secrets = _ClientSecretRepository(db)
+
+    async def create(self, client: Client) -> Client:
+        return await self._insert(client, key=client.client_id)
+
+    async def get(self, client_id: str) -> Client:
+        return await self._get(client_id)
+
+    async def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[Client]:
+        return await self._page(limit=limit, cursor=cursor)
+
+    async def update(self, client_id: str, **changes: Any) -> Client:
+        return await self._update(client_id, changes)
+
+    async def delete(self, client_id: str) -> None:
+        await self._delete(client_id)
+
+    async def add_secret(self, secret: ClientSecret) -> ClientSecret:
+        return await self._secrets._insert(
+            secret,
+            key=secret.id,
+            missing_reference=f"client {secret.client_id!r} does not exist",
+        )
+
+    async def find_secret(self, digest: str) -> ClientSecret | None:
+        return await self._secrets._get_where(s.client_secrets.c.digest == digest)
+
+    async def list_secrets(self, client_id: str) -> tuple[ClientSecret, ...]:
+        t = s.client_secrets
+        return await self._secrets._all(t.c.client_id == client_id, order_by=t.c.id)
+
+    async def set_secret_expiry(self, secret_id: str, expires_at: datetime | None) -> ClientSecret:
+        return await self._secrets._update(secret_id, {"expires_at": expires_at})
+
+    async def delete_secret(self, secret_id: str) -> None:
+        await self._secrets._delete(secret_id)
+
+
+# --- grants --------------------------------------------------------------------------
+
+
+class SqlGrantRepository(_SqlRepository[Grant]):
+    """Users' consents to clients."""
+
+    mapper = _Mapper(Grant, s.grants, "id")
+    noun = "grant"
+
+    async def create(self, grant: Grant) -> Grant:
+        return await self._insert(
+            grant,
+            key=grant.id,
+            missing_reference=(
+                f"user {grant.user_id!r} or client {grant.client_id!r} does not exist"
+            ),
+        )
+
+    async def get(self, grant_id: str) -> Grant:
+        return await self._get(grant_id)
+
+    async def find_active(self, user_id: str, client_id: str) -> Grant | None:
+        t = s.grants
+        query = (
+            sa.select(t)
+            .where(t.c.user_id == user_id, t.c.client_id == client_id, t.c.revoked_at.is_(None))
+            .order_by(t.c.id.desc())
+            .limit(1)
+        )
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else self.mapper.from_row(row)
+
+    async def list_for_user(self, user_id: str) -> tuple[Grant, ...]:
+        return await self._all(s.grants.c.user_id == user_id, order_by=s.grants.c.id)
+
+    async def update(self, grant_id: str, **changes: Any) -> Grant:
+        return await self._update(grant_id, changes)
+
+    async def revoke(self, grant_id: str, now: datetime) -> Grant:
+        t = s.grants
+        async with self._db.transaction(write=True) as conn:
+            await conn.execute(
+                sa.update(t)
+                .where(t.c.id == grant_id, t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return await self._get(grant_id)
+
+    async def delete(self, grant_id: str) -> None:
+        await self._delete(grant_id)
+
+
+# --- authorization codes -------------------------------------------------------------
+
+
+class SqlAuthorizationCodeRepository(_SqlRepository[AuthorizationCode]):
+    """Single-use authorization codes."""
+
+    mapper = _Mapper(AuthorizationCode, s.authorization_codes, "code_digest")
+    noun = "authorization code"
+
+    def _missing(self, key: object) -> NotFoundError:
+        # Never echo the digest: it identifies a live credential.
+        return NotFoundError("the authorization code does not exist")
+
+    def _conflict(self, key: object) -> str:
+        return "an authorization code with this digest already exists"
+
+    async def create(self, code: AuthorizationCode) -> AuthorizationCode:
+        return await self._insert(
+            code,
+            key=None,
+            missing_reference=(
+                f"client {code.client_id!r}, user {code.user_id!r} or grant "
+                f"{code.grant_id!r} does not exist"
+            ),
+        )
+
+    async def get(self, code_digest: str) -> AuthorizationCode:
+        return await self._get(code_digest)
+
+    async def consume(self, code_digest: str, now: datetime) -> AuthorizationCode:
+        t = s.authorization_codes
+        async with self._db.transaction(write=True) as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.update(t)
+                        .where(t.c.code_digest == code_digest, t.c.consumed_at.is_(None))
+                        .values(consumed_at=now)
+                        .returning(*t.c)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                row = (
+                    (await conn.execute(sa.select(t).where(t.c.code_digest == code_digest)))
+                    .mappings()
+                    .first()
+                )
+                if row is None:
+                    raise self._missing(code_digest)
+                raise CodeReplayError(self.mapper.from_row(row))
+        return self.mapper.from_row(row)
+
+    async def delete_expired(self, before: datetime) -> int:
+        t = s.authorization_codes
+        async with self._db.transaction(write=True) as conn:
+            result = await conn.execute(sa.delete(t).where(t.c.expires_at < before))
+        return result.rowcount
+
+
+# --- refresh tokens ------------------------------------------------------------------
+
+
+class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
+    """Refresh tokens with atomic rotation and reuse detection."""
+
+    mapper = _Mapper(RefreshToken, s.refresh_tokens, "id")
+    noun = "refresh token"
+
+    def _conflict(self, key: object) -> str:
+        return "a refresh token with this id or digest already exists"
+
+    def _references(self, token: RefreshToken) -> str:
+        return f"client {token.client_id!r} or user {token.user_id!r} does not exist"
+
+    async def create(self, token: RefreshToken) -> RefreshToken:
+        return await self._insert(token, key=None, missing_reference=self._references(token))
+
+    async def get(self, token_id: str) -> RefreshToken:
+        return await self._get(token_id)
+
+    async def find_by_digest(self, token_digest: str) -> RefreshToken | None:
+        return await self._get_where(s.refresh_tokens.c.token_digest == token_digest)
+
+    async def rotate(self, old_digest: str, new_token: RefreshToken, now: datetime) -> RefreshToken:
+        t = s.refresh_tokens
+        async with self._db.transaction(
+            write=True,
+            conflict=self._conflict(None),
+            missing_reference=self._references(new_token),
+        ) as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.update(t)
+                        .where(
+                            t.c.token_digest == old_digest,
+                            t.c.rotated_at.is_(None),
+                            t.c.revoked_at.is_(None),
+                        )
+                        .values(rotated_at=now)
+                        .returning(*t.c)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if row is not None:
+                old = self.mapper.from_row(row)
+                successor = dataclasses.replace(
+                    new_token, family_id=old.family_id, parent_id=old.id
+                )
+                await conn.execute(sa.insert(t).values(self.mapper.to_row(successor)))
+                return old
+            row = (
+                (await conn.execute(sa.select(t).where(t.c.token_digest == old_digest)))
+                .mappings()
+                .first()
+            )
+        if row is None:
+            raise NotFoundError("the refresh token does not exist")
+        existing = self.mapper.from_row(row)
+        if existing.rotated_at is not None:
+            raise RefreshTokenReuseError(existing)
+        raise RefreshTokenRevokedError(existing)
+
+    async def revoke(self, token_id: str, now: datetime) -> None:
+        t = s.refresh_tokens
+        async with self._db.transaction(write=True) as conn:
+            await conn.execute(
+                sa.update(t)
+                .where(t.c.id == token_id, t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            exists = (await conn.execute(sa.select(t.c.id).where(t.c.id == token_id))).first()
+        if exists is None:
+            raise self._missing(token_id)
+
+    async def revoke_family(self, family_id: str, now: datetime) -> int:
+        t = s.refresh_tokens
+        async with self._db.transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.update(t)
+                .where(t.c.family_id == family_id, t.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return result.rowcount
+
+    async def list_family(self, family_id: str) -> tuple[RefreshToken, ...]:
+        t = s.refresh_tokens
+        return await self._all(t.c.family_id == family_id, order_by=t.c.id)
+
+    async def delete_expired(self, before: datetime) -> int:
+        t = s.refresh_tokens
+        async with self._db.transaction(write=True) as conn:
+            result = await conn.execute(sa.delete(t).where(t.c.expires_at < before))
+        return result.rowcount
+
+
+# --- API keys ------------------------------------------------------------------------
+
+
+class SqlApiKeyRepository(_SqlRepository[ApiKey]):
+    """API keys."""
+
+    mapper = _Mapper(ApiKey, s.api_keys, "id")
+    noun = "API key"
+
+    def _conflict(self, key: object) -> str:
+        return "an API key with this id or digest already exists"
+
+    async def create(self, key: ApiKey) -> ApiKey:
+        return await self._insert(key, key=key.id)
+
+    async def get(self, key_id: str) -> ApiKey:
+        return await self._get(key_id)
+
+    async def find_by_digest(self, digest: str) -> ApiKey | None:
+        return await self._get_where(s.api_keys.c.digest == digest)
+
+    async def list(
+        self,
+        *,
+        owner_type: str | None = None,
+        owner_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[ApiKey]:
+        t = s.api_keys
+        where = []
+        if owner_type is not None:
+            where.append(t.c.owner_type == owner_type)
+        if owner_id is not None:
+            where.append(t.c.owner_id == owner_id)
+        return await self._page(*where, limit=limit, cursor=cursor)
+
+    async def update(self, key_id: str, **changes: Any) -> ApiKey:
+        return await self._update(key_id, changes, conflict=self._conflict(key_id))
+
+    async def touch_last_used(self, key_id: str, at: datetime, ip: str | None) -> None:
+        t = s.api_keys
+        async with self._db.transaction(write=True) as conn:
+            await conn.execute(
+                sa.update(t).where(t.c.id == key_id).values(last_used_at=at, last_used_ip=ip)
+            )
+
+    async def delete(self, key_id: str) -> None:
+        await self._delete(key_id)
+
+
+# --- signing keys --------------------------------------------------------------------
+
+
+class SqlSigningKeyRepository(_SqlRepository[SigningKey]):
+    """Token-signing keys."""
+
+    mapper = _Mapper(SigningKey, s.signing_keys, "kid")
+    noun = "signing key"
+
+    async def create(self, key: SigningKey) -> SigningKey:
+        return await self._insert(key, key=key.kid)
+
+    async def get(self, kid: str) -> SigningKey:
+        return await self._get(kid)
+
+    async def list(
+        self, *, states: Sequence[SigningKeyState] | None = None
+    ) -> tuple[SigningKey, ...]:
+        t = s.signing_keys
+        where = [] if states is None else [t.c.state.in_(builtins.list(states))]
+        return await self._all(*where, order_by=t.c.created_at)
+
+    async def update(self, kid: str, **changes: Any) -> SigningKey:
+        return await self._update(kid, changes)
+
+    async def delete(self, kid: str) -> None:
+        await self._delete(kid)
+
+
+# --- webhooks ------------------------------------------------------------------------
+
+
+class SqlWebhookRepository(_SqlRepository[Webhook]):
+    """Alert and audit delivery targets."""
+
+    mapper = _Mapper(Webhook, s.webhooks, "id")
+    noun = "webhook"
+
+    async def create(self, webhook: Webhook) -> Webhook:
+        return await self._insert(webhook, key=webhook.id)
+
+    async def get(self, webhook_id: str) -> Webhook:
+        return await self._get(webhook_id)
+
+    async def list(self, *, enabled_only: bool = False) -> tuple[Webhook, ...]:
+        t = s.webhooks
+        where = [t.c.enabled.is_(True)] if enabled_only else []
+        return await self._all(*where, order_by=t.c.id)
+
+    async def update(self, webhook_id: str, **changes: Any) -> Webhook:
+        return await self._update(webhook_id, changes)
+
+    async def delete(self, webhook_id: str) -> None:
+        await self._delete(webhook_id)
+
+
+# --- audit ---------------------------------------------------------------------------
+
+
+class SqlAuditRepository(_SqlRepository[AuditEvent]):
+    """The append-only audit log."""
+
+    mapper = _Mapper(AuditEvent, s.audit_events, "id")
+    noun = "audit event"
+
+    async def append_batch(self, events: Sequence[AuditEvent]) -> int:
+        if not events:
+            return 0
+        rows = []
+        for event in events:
+            row = self.mapper.to_row(event)
+            row.pop("id", None)  # assigned by the database
+            rows.append(row)
+        async with self._db.transaction(
+            write=True, conflict="an audit event with this node_id and seq already exists"
+        ) as conn:
+            await conn.execute(sa.insert(s.audit_events), rows)
+        return len(rows)
+
+    async def search(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        subject: str | None = None,
+        type: str | None = None,
+        outcome: str | None = None,
+        node_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> Page[AuditEvent]:
+        limit = _check_limit(limit)
+        t = s.audit_events
+        query = sa.select(t)
+        if since is not None:
+            query = query.where(t.c.occurred_at >= since)
+        if until is not None:
+            query = query.where(t.c.occurred_at < until)
+        for column, value in (
+            (t.c.subject, subject),
+            (t.c.type, type),
+            (t.c.outcome, outcome),
+            (t.c.node_id, node_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if cursor is not None:
+            try:
+                after = int(cursor)
+            except ValueError:
+                raise InvalidCursorError(f"{cursor!r} is not an audit log cursor") from None
+            query = query.where(t.c.id < after if newest_first else t.c.id > after)
+        query = query.order_by(t.c.id.desc() if newest_first else t.c.id).limit(limit + 1)
+        async with self._db.transaction() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        items = tuple(self.mapper.from_row(row) for row in rows[:limit])
+        next_cursor = str(items[-1].id) if len(rows) > limit else None
+        return Page(items=items, next_cursor=next_cursor)
+
+    async def last_for_node(self, node_id: str) -> AuditEvent | None:
+        t = s.audit_events
+        query = sa.select(t).where(t.c.node_id == node_id).order_by(t.c.seq.desc()).limit(1)
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else self.mapper.from_row(row)
+
+    async def chain(
+        self, node_id: str, *, after_seq: int = -1, limit: int = 1000
+    ) -> tuple[AuditEvent, ...]:
+        t = s.audit_events
+        query = (
+            sa.select(t)
+            .where(t.c.node_id == node_id, t.c.seq > after_seq)
+            .order_by(t.c.seq)
+            .limit(_check_limit(limit))
+        )
+        async with self._db.transaction() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return tuple(self.mapper.from_row(row) for row in rows)
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+class SqlSettingsRepository(_SqlRepository[SettingEntry]):
+    """Runtime settings and overrides."""
+
+    mapper = _Mapper(SettingEntry, s.settings_kv, "key")
+    noun = "setting"
+
+    async def get(self, key: str) -> SettingEntry:
+        return await self._get(key)
+
+    async def find(self, key: str) -> SettingEntry | None:
+        return await self._get_where(s.settings_kv.c.key == key)
+
+    async def set(self, key: str, value: Any, *, now: datetime | None = None) -> SettingEntry:
+        entry = SettingEntry(key=key, value=value, updated_at=now or utcnow())
+        t = s.settings_kv
+        insert = sqlite_dialect.insert(t) if self._db.dialect == "sqlite" else pg_dialect.insert(t)
+        statement = insert.values(key=key, value=value, updated_at=entry.updated_at)
+        statement = statement.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
+        )
+        async with self._db.transaction(write=True) as conn:
+            await conn.execute(statement)
+        return entry
+
+    async def delete(self, key: str) -> None:
+        await self._delete(key)
+
+    async def list(self) -> tuple[SettingEntry, ...]:
+        return await self._all(order_by=s.settings_kv.c.key)
+
+
+__all__ = [
+    "SqlApiKeyRepository",
+    "SqlAuditRepository",
+    "SqlAuthorizationCodeRepository",
+    "SqlClientRepository",
+    "SqlGrantRepository",
+    "SqlRefreshTokenRepository",
+    "SqlSettingsRepository",
+    "SqlSigningKeyRepository",
+    "SqlUserRepository",
+    "SqlWebhookRepository",
+]
