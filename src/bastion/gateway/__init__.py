@@ -1,1 +1,55 @@
-"""bastion.gateway."""
+"""The gateway data plane: route matching, the step pipeline, the upstream proxy.
+
+The order of the pipeline is the table :data:`bastion.gateway.pipeline.STEPS`.
+"""
+
+from bastion.gateway.errors import (
+    BadRequestError,
+    BadRequestPathError,
+    GatewayConfigError,
+    GatewayError,
+    MethodNotAllowedError,
+    RequestTooLargeError,
+    RouteNotFoundError,
+    UnauthenticatedError,
+    UpstreamAbortedError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
+from bastion.gateway.matcher import RouteLike, RouteMatcher
+from bastion.gateway.paths import normalize_path
+from bastion.gateway.pipeline import (
+    ANONYMOUS,
+    STEPS,
+    Authenticator,
+    Exchange,
+    Gateway,
+    Identity,
+    Step,
+)
+from bastion.gateway.proxy import UpstreamClient
+
+__all__ = [
+    "ANONYMOUS",
+    "STEPS",
+    "Authenticator",
+    "BadRequestError",
+    "BadRequestPathError",
+    "Exchange",
+    "Gateway",
+    "GatewayConfigError",
+    "GatewayError",
+    "Identity",
+    "MethodNotAllowedError",
+    "RequestTooLargeError",
+    "RouteLike",
+    "RouteMatcher",
+    "RouteNotFoundError",
+    "Step",
+    "UnauthenticatedError",
+    "UpstreamAbortedError",
+    "UpstreamClient",
+    "UpstreamTimeoutError",
+    "UpstreamUnavailableError",
+    "normalize_path",
+]

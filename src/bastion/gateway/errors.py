@@ -1,0 +1,134 @@
+"""Errors of the gateway data plane.
+
+Every error here (except :class:`UpstreamAbortedError`) is raised *before* any
+response byte is sent to the client; the HTTP layer's error middleware renders
+it as RFC 9457 problem+json, adding the response headers in :attr:`GatewayError.headers`
+(``Allow`` for 405, ``WWW-Authenticate`` for 401).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bastion.errors import BastionError
+
+__all__ = [
+    "BadRequestError",
+    "BadRequestPathError",
+    "GatewayConfigError",
+    "GatewayError",
+    "MethodNotAllowedError",
+    "RequestTooLargeError",
+    "RouteNotFoundError",
+    "UnauthenticatedError",
+    "UpstreamAbortedError",
+    "UpstreamTimeoutError",
+    "UpstreamUnavailableError",
+]
+
+
+class GatewayError(BastionError):
+    """Root of every gateway error."""
+
+    code = "gateway_error"
+    status = 500
+    title = "Gateway error"
+
+
+class GatewayConfigError(GatewayError):
+    """A route cannot be compiled (bad path prefix, bad upstream URL, duplicate route).
+
+    Raised at start-up by the matcher, never per request.
+    """
+
+    code = "gateway_config_invalid"
+    status = 500
+    title = "Invalid gateway configuration"
+
+
+class RouteNotFoundError(GatewayError):
+    """No route matches the request's host and path; the request is never proxied."""
+
+    code = "route_not_found"
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowedError(GatewayError):
+    """A route matches the path but does not accept the request method.
+
+    ``allowed`` holds the accepted methods (sorted); ``allow`` is the value of
+    the ``Allow`` response header; the problem document lists them as ``allow``.
+    """
+
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+    def __init__(self, detail: str | None = None, *, allow: Iterable[str], **extra: Any) -> None:
+        self.allowed: tuple[str, ...] = tuple(sorted(set(allow)))
+        self.allow = ", ".join(self.allowed)
+        super().__init__(detail, allow=list(self.allowed), **extra)
+
+
+class BadRequestError(GatewayError):
+    """The request is malformed (e.g. conflicting or invalid body framing headers)."""
+
+    code = "bad_request"
+    status = 400
+    title = "Bad request"
+
+
+class BadRequestPathError(BadRequestError):
+    """The request path cannot be normalised safely (encoded slash, NUL, escapes root …)."""
+
+    code = "invalid_path"
+    status = 400
+    title = "Invalid request path"
+
+
+class UnauthenticatedError(GatewayError):
+    """No accepted authentication method vouched for the request (fail closed)."""
+
+    code = "unauthenticated"
+    status = 401
+    title = "Unauthenticated"
+    www_authenticate = 'Bearer realm="bastion"'
+
+
+class RequestTooLargeError(GatewayError):
+    """The request body is larger than the gateway accepts."""
+
+    code = "request_too_large"
+    status = 413
+    title = "Request body too large"
+
+
+class UpstreamUnavailableError(GatewayError):
+    """The upstream refused the connection, reset it, or sent an invalid response."""
+
+    code = "upstream_unavailable"
+    status = 502
+    title = "Upstream unavailable"
+
+
+class UpstreamTimeoutError(GatewayError):
+    """The upstream did not connect or answer within the route's timeouts."""
+
+    code = "upstream_timeout"
+    status = 504
+    title = "Upstream timeout"
+
+
+class UpstreamAbortedError(GatewayError):
+    """The upstream failed after the response had started; the client connection must be aborted.
+
+    Unlike every other gateway error this one is raised *after* response bytes
+    were sent, so it cannot be rendered: the server closes the connection,
+    and the client sees a truncated response rather than a forged complete one.
+    """
+
+    code = "upstream_aborted"
+    status = 502
+    title = "Upstream aborted"

@@ -1,0 +1,268 @@
+"""Route matching: host + normalised path prefix + method, compiled once.
+
+Rules (the contract pinned by ``tests/gateway/test_matcher.py``):
+
+- a route's ``match.path`` is a prefix matched on segment boundaries: ``/api``
+  matches ``/api``, ``/api/`` and ``/api/x``, never ``/apix``; ``/`` matches
+  every path;
+- the longest matching prefix wins; at the same prefix a route for the
+  request's host is tried before a route for any host;
+- hosts compare case-insensitively, without port and trailing dot; a route
+  with ``host: None`` serves every host;
+- paths compare case-sensitively, after :func:`~bastion.gateway.paths.normalize_path`;
+- no route for the path -> :class:`RouteNotFoundError`; routes for the path
+  but none for the method -> :class:`MethodNotAllowedError` (a shorter prefix
+  is *not* tried: the longest prefix owns the path).
+
+A lookup costs one dict probe per path segment (O(depth)), independent of
+the number of routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from bastion.gateway.errors import (
+    BadRequestPathError,
+    GatewayConfigError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
+)
+from bastion.gateway.paths import normalize_path
+
+__all__ = [
+    "CompiledRoute",
+    "RouteLike",
+    "RouteMatchLike",
+    "RouteMatcher",
+    "Upstream",
+    "normalize_host",
+    "parse_upstream",
+]
+
+
+class RouteMatchLike(Protocol):
+    """What the matcher reads from a route's ``match`` block (``bastion.settings``)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def methods(self) -> Sequence[str] | None: ...
+
+
+class RouteLike(Protocol):
+    """What the gateway reads from a route (duck-typed ``bastion.settings.RouteSettings``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def match(self) -> RouteMatchLike: ...
+    @property
+    def upstream(self) -> object: ...  # str or a URL object; read with str()
+    @property
+    def public(self) -> bool: ...
+    @property
+    def auth(self) -> Sequence[str]: ...
+    @property
+    def strip_prefix(self) -> bool: ...
+    @property
+    def timeout(self) -> float: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A parsed upstream URL: where to connect and what to prepend to forwarded paths."""
+
+    scheme: str  # "http" or "https"
+    host: str  # host name or IP literal, without brackets
+    port: int
+    base_path: str  # "" or "/base" (never a trailing slash)
+    host_header: bytes  # the Host header to send ("host" or "host:port")
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        """The connection-pool key of this upstream."""
+        return (self.scheme, self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRoute:
+    """A route prepared for the hot path."""
+
+    name: str
+    prefix: str  # normalised, no trailing slash except "/"
+    host: str | None  # normalised host or None for any
+    methods: frozenset[str] | None
+    upstream: Upstream
+    public: bool
+    auth: tuple[str, ...]
+    strip_prefix: bool
+    timeout: float
+    settings: RouteLike
+
+    def allows(self, method: str) -> bool:
+        """Whether this route accepts ``method`` (HEAD is accepted where GET is)."""
+        methods = self.methods
+        return methods is None or method in methods or (method == "HEAD" and "GET" in methods)
+
+    def upstream_path(self, path: str) -> str:
+        """The path to forward for the normalised request ``path`` (prefix stripped, base added)."""
+        if self.strip_prefix and self.prefix != "/":
+            path = path[len(self.prefix) :] or "/"
+            if not path.startswith("/"):
+                path = "/" + path
+        base = self.upstream.base_path
+        return base + path if base else path
+
+
+def normalize_host(host: str) -> str:
+    """Lower-case ``host`` and drop its port, IPv6 brackets' port and trailing dot."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    colon = host.rfind(":")
+    if colon != -1:
+        host = host[:colon]
+    return host.rstrip(".")
+
+
+def parse_upstream(url: str, *, route: str = "?") -> Upstream:
+    """Parse an upstream URL ``http(s)://host[:port][/base]``.
+
+    Raises :class:`GatewayConfigError` naming the route for anything else
+    (other schemes, user info, query, fragment, missing host, bad port).
+    """
+    where = f"routes[{route}].upstream"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise GatewayConfigError(f"{where} must be an http:// or https:// URL, got {url!r}.")
+    if parts.username is not None or parts.password is not None:
+        raise GatewayConfigError(f"{where} must not contain user info.")
+    if parts.query or parts.fragment:
+        raise GatewayConfigError(f"{where} must not contain a query or fragment.")
+    host = parts.hostname
+    if not host:
+        raise GatewayConfigError(f"{where} has no host.")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise GatewayConfigError(f"{where} has an invalid port.") from exc
+    default_port = 443 if parts.scheme == "https" else 80
+    host_text = f"[{host}]" if ":" in host else host
+    host_header = host_text if port in (None, default_port) else f"{host_text}:{port}"
+    base = parts.path.rstrip("/")
+    if base:
+        try:
+            base = normalize_path(base.encode("utf-8"))
+        except BadRequestPathError as exc:
+            raise GatewayConfigError(f"{where} has an invalid base path: {exc.detail}") from exc
+        base = base.rstrip("/")
+    return Upstream(
+        scheme=parts.scheme,
+        host=host,
+        port=port or default_port,
+        base_path=base,
+        host_header=host_header.encode("ascii"),
+    )
+
+
+def compile_route(route: RouteLike) -> CompiledRoute:
+    """Validate one route and prepare it for matching; raises :class:`GatewayConfigError`."""
+    match = route.match
+    try:
+        prefix = normalize_path(match.path.encode("utf-8"))
+    except BadRequestPathError as exc:
+        raise GatewayConfigError(
+            f"routes[{route.name}].match.path {match.path!r} is invalid: {exc.detail}"
+        ) from exc
+    if prefix != match.path.rstrip("/") and prefix != match.path:
+        raise GatewayConfigError(
+            f"routes[{route.name}].match.path {match.path!r} is not in normal form; "
+            f"write {prefix!r}."
+        )
+    if prefix != "/":
+        prefix = prefix.rstrip("/")
+    methods = None if match.methods is None else frozenset(m.upper() for m in match.methods)
+    if methods is not None and not methods:
+        raise GatewayConfigError(f"routes[{route.name}].match.methods must not be empty.")
+    if route.timeout <= 0:
+        raise GatewayConfigError(f"routes[{route.name}].timeout must be positive.")
+    return CompiledRoute(
+        name=route.name,
+        prefix=prefix,
+        host=normalize_host(match.host) if match.host else None,
+        methods=methods,
+        upstream=parse_upstream(str(route.upstream), route=route.name),
+        public=bool(route.public),
+        auth=tuple(route.auth),
+        strip_prefix=bool(route.strip_prefix),
+        timeout=float(route.timeout),
+        settings=route,
+    )
+
+
+class RouteMatcher:
+    """Routes compiled into ``{(host, prefix): [routes]}`` for O(depth) lookups.
+
+    Construction raises :class:`GatewayConfigError` for an invalid route or two
+    routes that could both serve the same host, prefix and method.
+    """
+
+    def __init__(self, routes: Iterable[RouteLike]) -> None:
+        self.routes: tuple[CompiledRoute, ...] = tuple(compile_route(r) for r in routes)
+        table: dict[tuple[str | None, str], list[CompiledRoute]] = {}
+        names: set[str] = set()
+        for route in self.routes:
+            if route.name in names:
+                raise GatewayConfigError(f"Two routes are named {route.name!r}; names are unique.")
+            names.add(route.name)
+            bucket = table.setdefault((route.host, route.prefix), [])
+            for other in bucket:
+                if route.methods is None or other.methods is None or route.methods & other.methods:
+                    raise GatewayConfigError(
+                        f"routes[{route.name}] and routes[{other.name}] both match "
+                        f"host {route.host or '*'} path {route.prefix} for the same methods."
+                    )
+            bucket.append(route)
+        self._table: dict[tuple[str | None, str], tuple[CompiledRoute, ...]] = {
+            key: tuple(bucket) for key, bucket in table.items()
+        }
+        self._hosts = frozenset(route.host for route in self.routes if route.host is not None)
+
+    def match(self, host: str, path: str, method: str) -> CompiledRoute:
+        """Return the route for a request.
+
+        ``host`` is the raw Host header value (``""`` if absent); ``path`` must
+        already be normalised. Raises :class:`RouteNotFoundError` or
+        :class:`MethodNotAllowedError`.
+        """
+        table = self._table
+        host_key = normalize_host(host) if host else ""
+        if host_key not in self._hosts:
+            host_key = ""  # no route names this host: only any-host routes can match
+        prefix = path.rstrip("/") or "/"
+        while True:
+            specific = table.get((host_key, prefix)) if host_key else None
+            generic = table.get((None, prefix))
+            if specific is not None or generic is not None:
+                candidates = (specific or ()) + (generic or ())
+                for route in candidates:
+                    if route.allows(method):
+                        return route
+                allow: set[str] = set()
+                for route in candidates:
+                    if route.methods is not None:
+                        allow |= route.methods
+                        if "GET" in route.methods:
+                            allow.add("HEAD")
+                raise MethodNotAllowedError(f"{method} is not allowed on this path.", allow=allow)
+            if prefix == "/":
+                raise RouteNotFoundError("No route matches this request.")
+            cut = prefix.rfind("/")
+            prefix = prefix[:cut] or "/"

@@ -1,0 +1,120 @@
+"""The one request-path normalisation of the gateway.
+
+The same normalised path is matched against routes, used as a rate-limit key
+and forwarded upstream, so an attacker cannot spell a path one way for the
+matcher and another way for the upstream (RFC 3986 §6.2.2).
+
+:func:`normalize_path` works on the raw request target path (ASGI
+``raw_path``, without the query string):
+
+- percent-encoded *unreserved* characters (ALPHA DIGIT ``-`` ``.`` ``_`` ``~``)
+  are decoded (RFC 3986 §6.2.2.2); every other ``%XX`` is kept, upper-cased
+  (§6.2.2.1); characters that are not allowed in a path are percent-encoded;
+- dot segments are removed (RFC 3986 §5.2.4), including those spelled with
+  ``%2e`` — the decoding happens first;
+- duplicate slashes are collapsed (a trailing slash is kept).
+
+It refuses, with :class:`~bastion.gateway.errors.BadRequestPathError`: an
+encoded slash or backslash (``%2F``, ``%5C``), a raw backslash, NUL and every
+other control character (raw or encoded), invalid ``%`` escapes, paths that do
+not start with ``/``, paths longer than :data:`MAX_PATH_BYTES`, and ``..``
+segments that would climb above the root.
+
+Case is preserved: matching is case-sensitive, so ``/API/x`` does **not**
+match a route for ``/api`` (paths are case-sensitive in HTTP, and upstreams
+usually treat them so).
+"""
+
+from __future__ import annotations
+
+import re
+
+from bastion.gateway.errors import BadRequestPathError
+
+__all__ = ["MAX_PATH_BYTES", "normalize_path"]
+
+MAX_PATH_BYTES = 8 * 1024
+
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# pchar = unreserved / pct-encoded / sub-delims / ":" / "@"  (RFC 3986 §3.3), plus "/".
+_PATH_SAFE = _UNRESERVED | frozenset(b"!$&'()*+,;=:@")
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+# A path that is already normal: non-empty segments of safe characters, none of them
+# "." or "..", optionally a trailing slash. Most real requests take this exit.
+_ALREADY_NORMAL = re.compile(rb"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*/?")
+
+_ENCODED_SEPARATORS = {0x2F: "an encoded slash (%2F)", 0x5C: "an encoded backslash (%5C)"}
+
+
+def _canonical_segment(segment: bytes) -> str:
+    """Decode unreserved escapes, upper-case the others, encode unsafe bytes; refuse the rest."""
+    out: list[str] = []
+    i = 0
+    n = len(segment)
+    while i < n:
+        byte = segment[i]
+        if byte == 0x25:  # "%"
+            if i + 2 >= n:
+                raise BadRequestPathError("The request path contains an invalid percent-escape.")
+            hi, lo = segment[i + 1], segment[i + 2]
+            if hi not in _HEX or lo not in _HEX:
+                raise BadRequestPathError("The request path contains an invalid percent-escape.")
+            value = int(segment[i + 1 : i + 3], 16)
+            if value in _ENCODED_SEPARATORS:
+                raise BadRequestPathError(
+                    f"The request path contains {_ENCODED_SEPARATORS[value]}, which is refused."
+                )
+            if value < 0x20 or value == 0x7F:
+                raise BadRequestPathError(
+                    "The request path contains an encoded control character, which is refused."
+                )
+            if value in _UNRESERVED:
+                out.append(chr(value))
+            else:
+                out.append(f"%{value:02X}")
+            i += 3
+            continue
+        if byte < 0x20 or byte == 0x7F:
+            raise BadRequestPathError("The request path contains a control character.")
+        if byte == 0x5C:
+            raise BadRequestPathError("The request path contains a backslash, which is refused.")
+        if byte in _PATH_SAFE:
+            out.append(chr(byte))
+        else:
+            out.append(f"%{byte:02X}")
+        i += 1
+    return "".join(out)
+
+
+def normalize_path(raw_path: bytes) -> str:
+    """Return the normal form of a raw request path (see the module docstring).
+
+    Raises :class:`BadRequestPathError` (code ``invalid_path``) for paths that
+    cannot be normalised safely.
+    """
+    if len(raw_path) > MAX_PATH_BYTES:
+        raise BadRequestPathError(f"The request path is longer than {MAX_PATH_BYTES} bytes.")
+    if not raw_path.startswith(b"/"):
+        raise BadRequestPathError("The request path must start with '/'.")
+    if _ALREADY_NORMAL.fullmatch(raw_path):
+        return raw_path.decode("ascii")
+
+    raw_segments = raw_path.split(b"/")[1:]
+    stack: list[str] = []
+    trailing_slash = False
+    for raw_segment in raw_segments:
+        segment = _canonical_segment(raw_segment)
+        # A path ending in "/", "/." or "/.." names a directory: keep its trailing slash.
+        trailing_slash = segment in ("", ".", "..")
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if not stack:
+                raise BadRequestPathError("The request path climbs above the root ('..').")
+            stack.pop()
+            continue
+        stack.append(segment)
+    if not stack:
+        return "/"
+    return "/" + "/".join(stack) + ("/" if trailing_slash else "")

@@ -1,0 +1,43 @@
+"""Pins bastion.gateway's public names: adding or removing one must be a deliberate change."""
+
+from __future__ import annotations
+
+import bastion.demo
+import bastion.gateway
+
+
+def test_gateway_public_names() -> None:
+    assert sorted(bastion.gateway.__all__) == sorted(
+        [
+            "ANONYMOUS",
+            "STEPS",
+            "Authenticator",
+            "BadRequestError",
+            "BadRequestPathError",
+            "Exchange",
+            "Gateway",
+            "GatewayConfigError",
+            "GatewayError",
+            "Identity",
+            "MethodNotAllowedError",
+            "RequestTooLargeError",
+            "RouteLike",
+            "RouteMatcher",
+            "RouteNotFoundError",
+            "Step",
+            "UnauthenticatedError",
+            "UpstreamAbortedError",
+            "UpstreamClient",
+            "UpstreamTimeoutError",
+            "UpstreamUnavailableError",
+            "normalize_path",
+        ]
+    )
+    for name in bastion.gateway.__all__:
+        assert getattr(bastion.gateway, name) is not None
+
+
+def test_demo_public_names() -> None:
+    assert sorted(bastion.demo.__all__) == ["EchoRequest", "EchoServer", "start_echo_server"]
+    for name in bastion.demo.__all__:
+        assert getattr(bastion.demo, name) is not None
