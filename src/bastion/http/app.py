@@ -1,0 +1,243 @@
+"""The ASGI app: bastion's middleware stack; the split between its own endpoints and the gateway.
+
+Request flow (outermost first)::
+
+    RequestIdMiddleware → SecurityHeadersMiddleware → ErrorMiddleware → dispatch
+        dispatch: path under a RESERVED_PREFIXES entry → Starlette router (bastion's endpoints)
+                  anything else                          → runtime.gateway
+
+Only ``http`` and ``websocket`` scopes are served; ``lifespan`` calls the
+runtime's optional ``startup()`` / ``shutdown()``; any other scope type is
+refused with :class:`~bastion.http.errors.UnsupportedScopeError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Router
+
+from bastion.errors import BastionError
+from bastion.http.endpoints.health import health_routes
+from bastion.http.errors import (
+    HTTPError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
+    UnsupportedScopeError,
+)
+from bastion.http.middleware import ErrorMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from bastion.http.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["RESERVED_PREFIXES", "BastionApp", "RuntimeLike", "create_app", "is_reserved"]
+
+log = logging.getLogger("bastion.http")
+
+RESERVED_PREFIXES: tuple[str, ...] = (
+    "/healthz",  # liveness probe
+    "/readyz",  # readiness probe
+    "/.well-known",  # OIDC discovery, RFC 8414 metadata, JWKS
+    "/oauth2",  # authorization server endpoints (authorize, token, introspect, revoke, ...)
+    "/login",  # interaction UI: login
+    "/mfa",  # interaction UI: second factor
+    "/consent",  # interaction UI: consent
+    "/account",  # self-service account pages
+    "/admin",  # admin UI and /admin/api/v1
+    "/auth/verify",  # forward-auth endpoint for nginx / Caddy / Traefik
+    "/metrics",  # Prometheus metrics
+)
+"""Path prefixes bastion owns; the ONE list deciding what never reaches the gateway.
+
+A prefix matches the path itself and everything below it on a segment
+boundary (``/admin`` and ``/admin/x``, not ``/administrator``). Unknown paths
+under a reserved prefix are 404 problem+json, never proxied. Paths are
+compared after collapsing ``//`` and resolving ``.``/``..`` segments, so
+``//admin`` or ``/x/../admin`` cannot slip past to an upstream.
+"""
+
+
+def _by_first_segment(prefixes: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    table: dict[str, list[str]] = {}
+    for prefix in prefixes:
+        first = prefix[1:].split("/", 1)[0]
+        table.setdefault(first, []).append(prefix)
+    return {first: tuple(items) for first, items in table.items()}
+
+
+_FIRST_SEGMENTS = _by_first_segment(RESERVED_PREFIXES)
+
+
+def _normalise(path: str) -> str:
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    trailing = "/" if path.endswith(("/", "/.", "/..")) and segments else ""
+    return "/" + "/".join(segments) + trailing
+
+
+def _reserved_exact(path: str) -> bool:
+    end = path.find("/", 1)
+    candidates = _FIRST_SEGMENTS.get(path[1:end] if end != -1 else path[1:])
+    if candidates is None:
+        return False
+    for prefix in candidates:
+        size = len(prefix)
+        if path.startswith(prefix) and (len(path) == size or path[size] == "/"):
+            return True
+    return False
+
+
+def is_reserved(path: str) -> bool:
+    """Whether ``path`` belongs to bastion itself (see :data:`RESERVED_PREFIXES`)."""
+    if _reserved_exact(path):
+        return True
+    return ("//" in path or "/." in path) and _reserved_exact(_normalise(path))
+
+
+class Pingable(Protocol):
+    """A dependency with a cheap reachability check."""
+
+    async def ping(self) -> None:
+        """Return when reachable; raise a ``ServiceUnavailableError`` subclass when not."""
+
+
+class RuntimeLike(Protocol):
+    """What :func:`create_app` needs from the runtime (``bastion.runtime.Runtime`` fits).
+
+    ``startup()`` / ``shutdown()`` are optional: called from the ASGI lifespan
+    when present.
+    """
+
+    # Read-only properties: a dataclass field of a subtype satisfies them (plain
+    # protocol attributes would be invariant).
+    @property
+    def settings(self) -> Any: ...
+    @property
+    def db(self) -> Pingable: ...
+    @property
+    def shared(self) -> Pingable: ...
+    @property
+    def gateway(self) -> ASGIApp: ...
+    @property
+    def node_id(self) -> str: ...
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RouteNotFoundError(f"no bastion endpoint at {scope.get('path', '')!r}")
+
+
+_STARLETTE_CODES = {400: "bad_request", 413: "payload_too_large", 415: "unsupported_media_type"}
+
+
+def _from_starlette(exc: HTTPException) -> BastionError:
+    if exc.status_code == 404:
+        return RouteNotFoundError()
+    if exc.status_code == 405:
+        # Starlette keeps methods in a set: sort them so the header is stable.
+        methods = (exc.headers or {}).get("Allow", "").split(",")
+        allow = ", ".join(sorted(m.strip() for m in methods if m.strip()))
+        return MethodNotAllowedError(f"allowed methods: {allow}", allow=allow)
+    error = HTTPError(str(exc.detail))
+    error.status = exc.status_code
+    error.code = _STARLETTE_CODES.get(exc.status_code, "http_error")
+    error.title = error.code.replace("_", " ").capitalize()
+    return error
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, BastionError):
+        return exc.detail.splitlines()[0] if exc.detail else exc.code
+    return f"unexpected {type(exc).__name__} (see the log)"
+
+
+class BastionApp:
+    """bastion's ASGI application; build it with :func:`create_app`."""
+
+    def __init__(self, runtime: RuntimeLike, routes: Sequence[BaseRoute] = ()) -> None:
+        self.runtime = runtime
+        self.router = Router(
+            routes=[*health_routes(runtime), *routes], redirect_slashes=False, default=_not_found
+        )
+        self._gateway = runtime.gateway
+        settings = getattr(runtime, "settings", None)
+        engine = getattr(getattr(settings, "server", None), "engine", "uvicorn")
+        # granian always sends "server: granian" unless the app sends its own Server header.
+        server_header = b"bastion" if engine == "granian" else None
+        self._stack: ASGIApp = RequestIdMiddleware(
+            SecurityHeadersMiddleware(ErrorMiddleware(self._dispatch), server_header=server_header)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            await self._stack(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            raise UnsupportedScopeError(f"ASGI scope type {kind!r} is not served by bastion")
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if _reserved_exact(path):
+            await self._owned(scope, receive, send)
+        elif ("//" in path or "/." in path) and _reserved_exact(_normalise(path)):
+            await self._owned({**scope, "path": _normalise(path)}, receive, send)
+        else:
+            await self._gateway(scope, receive, send)
+
+    async def _owned(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # With "app" in the scope, Starlette raises HTTPException instead of
+        # answering 404/405 in text/plain; we render those as problem+json.
+        scope["app"] = self
+        try:
+            await self.router(scope, receive, send)
+        except HTTPException as exc:
+            raise _from_starlette(exc) from None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if not await self._call_hook("startup", send):
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if await self._call_hook("shutdown", send):
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _call_hook(self, name: str, send: Send) -> bool:
+        hook: Callable[[], Awaitable[None]] | None = getattr(self.runtime, name, None)
+        if hook is None:
+            return True
+        try:
+            await hook()
+        except Exception as exc:
+            log.error("runtime %s failed: %s", name, _one_line(exc), exc_info=exc)
+            await send({"type": f"lifespan.{name}.failed", "message": _one_line(exc)})
+            return False
+        return True
+
+
+def create_app(runtime: RuntimeLike, *, routes: Sequence[BaseRoute] = ()) -> BastionApp:
+    """Assemble bastion's ASGI app for ``runtime``.
+
+    ``routes`` adds Starlette routes for bastion's own endpoints; their paths
+    must lie under :data:`RESERVED_PREFIXES`, else they could never be reached.
+
+    Raises:
+        ValueError: a route's path is not under a reserved prefix.
+    """
+    for route in routes:
+        path = getattr(route, "path", None)
+        if path is not None and not is_reserved(path):
+            raise ValueError(f"route {path!r} is outside bastion's reserved prefixes")
+    return BastionApp(runtime, routes)

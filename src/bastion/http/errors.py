@@ -1,0 +1,67 @@
+"""Errors of the HTTP face: the package root, request routing errors and server start-up errors."""
+
+from __future__ import annotations
+
+from bastion.errors import BastionError, ServiceUnavailableError
+
+__all__ = [
+    "HTTPError",
+    "MethodNotAllowedError",
+    "NotReadyError",
+    "RouteNotFoundError",
+    "ServerStartError",
+    "UnsupportedScopeError",
+]
+
+
+class HTTPError(BastionError):
+    """Root of every error raised by ``bastion.http``."""
+
+    code = "http_error"
+    status = 500
+    title = "HTTP error"
+
+
+class RouteNotFoundError(HTTPError):
+    """No bastion endpoint exists at this path (under a bastion-owned prefix)."""
+
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class MethodNotAllowedError(HTTPError):
+    """The endpoint exists but does not accept this method; ``allow`` lists the ones it does."""
+
+    code = "method_not_allowed"
+    status = 405
+    title = "Method not allowed"
+
+    def __init__(self, detail: str | None = None, *, allow: str = "") -> None:
+        super().__init__(detail)
+        # Rendered as the ``Allow`` response header (RFC 9110 section 15.5.6), not a body member.
+        self.allow = allow
+
+
+class NotReadyError(ServiceUnavailableError, HTTPError):
+    """A readiness check failed: ``checks`` maps every check name to "ok" or its one-line reason."""
+
+    code = "not_ready"
+    status = 503
+    title = "Not ready"
+
+
+class UnsupportedScopeError(HTTPError):
+    """The ASGI server sent a scope type bastion does not serve (only http, websocket, lifespan)."""
+
+    code = "unsupported_scope"
+    status = 500
+    title = "Unsupported ASGI scope"
+
+
+class ServerStartError(HTTPError):
+    """The HTTP server could not start: address in use, permission denied, failed start-up, ..."""
+
+    code = "server_start_failed"
+    status = 500
+    title = "Server start failed"

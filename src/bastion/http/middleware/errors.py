@@ -1,0 +1,110 @@
+"""Turn every exception escaping the app into a problem+json response — never a stack trace.
+
+- ``BastionError`` → its own status and ``reason`` code (``ServiceUnavailableError``
+  adds ``Retry-After: 1``; see :mod:`bastion.http.problem`).
+- any other exception → 500 ``internal_error`` carrying only the request id;
+  the traceback goes to the ``bastion.http`` logger, never into the body.
+- if the response had already started, nothing can be rendered: the error is
+  logged and the app returns, which makes the server close the connection so
+  the client sees a truncated response instead of a wrong one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from bastion.errors import BastionError, ServiceUnavailableError
+from bastion.http.middleware.request_id import get_request_id
+from bastion.http.problem import send_problem
+from bastion.http.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["ErrorMiddleware"]
+
+log = logging.getLogger("bastion.http")
+
+# RFC 6455 close codes for a websocket refused by a deliberate error vs. a bug.
+_WS_POLICY_VIOLATION = 1008
+_WS_INTERNAL_ERROR = 1011
+
+
+class ErrorMiddleware:
+    """Render exceptions from the wrapped app as RFC 9457 problem responses."""
+
+    __slots__ = ("_app",)
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+            return
+        if kind != "http":
+            await self._app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self._app(scope, receive, tracking_send)
+        except BastionError as error:
+            if started:
+                _log_after_start(scope, error)
+                return
+            if error.status >= 500 and not isinstance(error, ServiceUnavailableError):
+                log.error(
+                    "request %s failed: %s (%s)",
+                    get_request_id(scope),
+                    error.code,
+                    error.detail,
+                    exc_info=error,
+                )
+            await send_problem(send, error, get_request_id(scope))
+        except Exception as exc:
+            if started:
+                _log_after_start(scope, exc)
+                return
+            log.error(
+                "request %s failed with an unexpected %s",
+                get_request_id(scope),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            await send_problem(send, BastionError(), get_request_id(scope))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._app(scope, receive, send)
+        except BastionError as error:
+            code = _WS_INTERNAL_ERROR if error.status >= 500 else _WS_POLICY_VIOLATION
+            await _close_websocket(send, code, error.code)
+        except Exception as exc:
+            log.error(
+                "websocket %s failed with an unexpected %s",
+                get_request_id(scope),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            await _close_websocket(send, _WS_INTERNAL_ERROR, "internal_error")
+
+
+async def _close_websocket(send: Send, code: int, reason: str) -> None:
+    # The connection may already be gone; there is nothing left to tell the client then.
+    with contextlib.suppress(Exception):
+        await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+def _log_after_start(scope: Scope, exc: BaseException) -> None:
+    log.error(
+        "request %s failed after the response started (%s); closing the connection",
+        get_request_id(scope),
+        type(exc).__name__,
+        exc_info=exc,
+    )

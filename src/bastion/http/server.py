@@ -1,0 +1,401 @@
+"""Run bastion's ASGI app in this process's event loop, under uvicorn or granian.
+
+The engine is ``settings.server.engine``. ``bench/server/RESULTS.md`` chose
+``granian`` (its embedded server: Rust HTTP/1.1 + HTTP/2 and rustls, driving
+the ASGI app in this process's uvloop loop): faster than uvicorn on plain HTTP
+and TLS, with a p99 less than half of uvicorn's. ``uvicorn`` (uvloop +
+httptools + the stdlib ``ssl`` module) stays a supported, swappable engine.
+Both:
+
+- listen on ``settings.listen.host/port``, with TLS when a certificate is given
+  (minimum version ``settings.tls.min_version``; with uvicorn the context is
+  ``bastion.crypto.server_ssl_context``: ECDHE + AEAD ciphers only; rustls
+  offers only AEAD suites with forward secrecy anyway);
+- call ``on_ready(url)`` once, when the socket accepts connections;
+- send no engine ``Server`` header (uvicorn: disabled; granian always adds one,
+  so the app sends ``Server: bastion`` which replaces it);
+- on SIGTERM / SIGINT (or ``stop`` being set) stop accepting, let in-flight
+  requests finish for up to ``settings.server.graceful_timeout`` seconds, run
+  the ASGI lifespan shutdown, and return. A second SIGINT forces the exit.
+
+Start-up failures (address in use, permission denied, unresolvable host,
+application start-up failed) raise one :class:`~bastion.http.errors.ServerStartError`
+line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import math
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from bastion.crypto import server_ssl_context
+from bastion.http.errors import ServerStartError
+from bastion.http.types import ASGIApp
+
+__all__ = ["ENGINES", "run_server", "serve_forever"]
+
+log = logging.getLogger("bastion.http")
+
+ENGINES = ("uvicorn", "granian")
+
+OnReady = Callable[[str], None]
+
+_UNSPECIFIED_HOSTS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
+
+
+def _display_url(scheme: str, host: str, port: int) -> str:
+    if host in _UNSPECIFIED_HOSTS:
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> ServerStartError:
+    where = f"cannot listen on {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return ServerStartError(
+            f"{where}: address already in use — stop the other process or choose another "
+            "listen.port"
+        )
+    if exc.errno == errno.EACCES:
+        return ServerStartError(
+            f"{where}: permission denied — ports below 1024 need CAP_NET_BIND_SERVICE; "
+            "choose listen.port 1024 or above"
+        )
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ServerStartError(f"{where}: no such address on this machine — check listen.host")
+    return ServerStartError(f"{where}: {exc.strerror or exc}")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """Bind (not yet listen) a TCP socket; raise ``ServerStartError`` with one clear line."""
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ServerStartError(
+            f"cannot listen on {host}:{port}: the host name does not resolve ({exc.strerror}) "
+            "— check listen.host"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(host, port, exc) from None
+    return sock
+
+
+@contextlib.contextmanager
+def _on_signals(graceful: Callable[[], None], force: Callable[[], None]) -> Iterator[None]:
+    """Call ``graceful`` on the first SIGTERM/SIGINT, ``force`` on any later one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    seen = 0
+
+    def handler(signum: int) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 1:
+            log.info("received %s: draining in-flight requests", signal.Signals(signum).name)
+            graceful()
+        else:
+            log.warning("received %s again: forcing exit", signal.Signals(signum).name)
+            force()
+
+    installed: list[signal.Signals] = []
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, handler, sig)
+            installed.append(sig)
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _tls_context_check(settings: Any, certfile: Path | None, keyfile: Path | None) -> Any:
+    if certfile is None and keyfile is None:
+        return None
+    if certfile is None or keyfile is None:
+        raise ServerStartError("TLS needs both a certificate and a key file (tls.cert, tls.key)")
+    min_version = str(getattr(settings.tls, "min_version", "1.2"))
+    # Raises TLSConfigError (one line naming the file) for an unusable pair.
+    return server_ssl_context(Path(certfile), Path(keyfile), min_version)
+
+
+async def run_server(
+    app: ASGIApp,
+    *,
+    settings: Any,
+    certfile: Path | None,
+    keyfile: Path | None,
+    on_ready: OnReady | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then drain and return.
+
+    Runs in the current event loop. ``settings`` needs ``server.engine``,
+    ``server.graceful_timeout``, ``server.backlog``, ``server.access_log``,
+    ``listen.host``, ``listen.port`` and ``tls.min_version``.
+
+    Raises:
+        ServerStartError: unknown engine, address in use, permission denied,
+            unresolvable host, or the application's start-up failed.
+        TLSConfigError: the certificate / key pair is unusable.
+    """
+    engine = settings.server.engine
+    if engine not in ENGINES:
+        raise ServerStartError(f"server.engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    ssl_context = _tls_context_check(settings, certfile, keyfile)
+    stop = stop or asyncio.Event()
+    if engine == "uvicorn":
+        await _run_uvicorn(app, settings, ssl_context, certfile, keyfile, on_ready, stop)
+    else:
+        await _run_granian(app, settings, certfile, keyfile, on_ready, stop)
+
+
+# -- uvicorn ----------------------------------------------------------------
+
+
+def _uvicorn_server_class() -> Any:
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn's server with bastion's signal handling and a ready callback."""
+
+        on_started: Callable[[], None] | None = None
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn re-raises captured signals after shutdown, which would kill
+            # the process before the runtime closes: run_server handles them.
+            yield
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started and self.on_started is not None:
+                self.on_started()
+
+    return _Server
+
+
+async def _run_uvicorn(
+    app: ASGIApp,
+    settings: Any,
+    ssl_context: Any,
+    certfile: Path | None,
+    keyfile: Path | None,
+    on_ready: OnReady | None,
+    stop: asyncio.Event,
+) -> None:
+    import uvicorn
+
+    host, port = settings.listen.host, int(settings.listen.port)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(certfile) if certfile else None,
+        ssl_keyfile=str(keyfile) if keyfile else None,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        server_header=False,
+        date_header=True,
+        # bastion decides which X-Forwarded-* to trust (settings.trusted_proxies), not uvicorn.
+        proxy_headers=False,
+        forwarded_allow_ips=[],
+        timeout_graceful_shutdown=(math.ceil(float(settings.server.graceful_timeout))),
+        backlog=int(settings.server.backlog),
+        access_log=bool(settings.server.access_log),
+        # Logging is configured once by bastion (bastion.logs), never by uvicorn.
+        log_config=None,
+    )
+    config.load()
+    if ssl_context is not None:
+        config.ssl = ssl_context
+    sock = _bind(host, port)
+    bound_port = sock.getsockname()[1]
+    url = _display_url("https" if ssl_context is not None else "http", host, bound_port)
+    server = _uvicorn_server_class()(config)
+    ready = False
+
+    def started() -> None:
+        nonlocal ready
+        ready = True
+        if on_ready is not None:
+            on_ready(url)
+
+    server.on_started = started
+
+    def graceful() -> None:
+        server.should_exit = True
+
+    def force() -> None:
+        server.should_exit = True
+        server.force_exit = True
+
+    async def watch_stop() -> None:
+        await stop.wait()
+        graceful()
+
+    watcher = asyncio.ensure_future(watch_stop())
+    try:
+        with _on_signals(graceful, force):
+            await server.serve(sockets=[sock])
+    except SystemExit:
+        # uvicorn exits the process when the lifespan start-up fails; bastion reports it instead.
+        raise ServerStartError(
+            "the application failed to start (ASGI lifespan start-up); see the log above"
+        ) from None
+    finally:
+        watcher.cancel()
+        sock.close()
+    if not ready and not stop.is_set() and not server.should_exit:
+        raise ServerStartError("the server stopped during start-up; see the log above")
+
+
+# -- granian ----------------------------------------------------------------
+
+
+_GRANIAN_LOGGING: dict[str, Any] = {
+    # Hand granian's records to the root logger configured by bastion.logs.
+    "handlers": {},
+    "loggers": {
+        "_granian": {"handlers": [], "propagate": True},
+        "granian.access": {"handlers": [], "propagate": True},
+    },
+}
+
+
+async def _wait_listening(host: str, port: int, server_task: asyncio.Future[Any]) -> bool:
+    """Poll until ``host:port`` accepts a TCP connection; False if the server stopped first."""
+    target = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)  # noqa: S104
+    while not server_task.done():
+        try:
+            _, writer = await asyncio.open_connection(target, port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+    return False
+
+
+async def _run_granian(
+    app: ASGIApp,
+    settings: Any,
+    certfile: Path | None,
+    keyfile: Path | None,
+    on_ready: OnReady | None,
+    stop: asyncio.Event,
+) -> None:
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.errors import FatalError
+    from granian.server.embed import Server
+
+    host, port = settings.listen.host, int(settings.listen.port)
+    if port == 0:
+        raise ServerStartError("server.engine granian needs a fixed listen.port (not 0)")
+    # granian reports bind failures as a Rust error with a backtrace: check first.
+    _bind(host, port).close()
+    min_version = str(getattr(settings.tls, "min_version", "1.2"))
+    server = Server(
+        app,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        http=HTTPModes.auto,
+        websockets=True,
+        backlog=int(settings.server.backlog),
+        log_enabled=True,
+        log_access=bool(settings.server.access_log),
+        log_dictconfig=_GRANIAN_LOGGING,
+        ssl_cert=Path(certfile) if certfile else None,
+        ssl_key=Path(keyfile) if keyfile else None,
+        ssl_protocol_min=SSLProtocols.tls13 if min_version == "1.3" else SSLProtocols.tls12,
+    )
+    # Seconds granian waits for in-flight requests when stopping, before cancelling them.
+    server.workers_kill_timeout = max(1, math.ceil(float(settings.server.graceful_timeout)))
+    serve_task = asyncio.ensure_future(server.serve())
+
+    def graceful() -> None:
+        server.stop()  # type: ignore[no-untyped-call]
+
+    def force() -> None:
+        serve_task.cancel()
+
+    async def watch_stop() -> None:
+        await stop.wait()
+        graceful()
+
+    watcher = asyncio.ensure_future(watch_stop())
+    ready = False
+    try:
+        with _on_signals(graceful, force):
+            if await _wait_listening(host, port, serve_task):
+                ready = True
+                if on_ready is not None:
+                    on_ready(_display_url("https" if certfile else "http", host, port))
+            await serve_task
+    except TimeoutError:
+        log.error(
+            "in-flight requests did not finish within %s s; cancelled",
+            server.workers_kill_timeout,
+        )
+    except asyncio.CancelledError:
+        if not serve_task.cancelled():
+            raise
+        log.warning("granian stopped by force")
+    except FatalError:
+        raise ServerStartError(
+            "the application failed to start (ASGI lifespan start-up); see the log above"
+        ) from None
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ServerStartError(f"granian could not start: {first}") from None
+    finally:
+        watcher.cancel()
+        if not serve_task.done():
+            serve_task.cancel()
+    if not ready and not stop.is_set():
+        raise ServerStartError("the server stopped during start-up; see the log above")
+
+
+def serve_forever(
+    app: ASGIApp,
+    *,
+    settings: Any,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
+    on_ready: OnReady | None = None,
+) -> None:
+    """Blocking :func:`run_server` on a new uvloop event loop (asyncio's when uvloop is missing).
+
+    Raises the same errors as :func:`run_server`.
+    """
+    coro = run_server(app, settings=settings, certfile=certfile, keyfile=keyfile, on_ready=on_ready)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop ships with uvicorn[standard]
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)

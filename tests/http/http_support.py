@@ -1,0 +1,81 @@
+"""Stand-ins for the runtime the HTTP app is built on (settings, db, shared state, gateway).
+
+Imported by the tests of tests/http (this directory is on sys.path under pytest's
+default import mode; the module name avoids clashing with the stdlib ``http``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+
+
+class Ping:
+    """A dependency stand-in: ``ping`` raises ``error`` (if any) after ``delay`` seconds."""
+
+    def __init__(self, error: BaseException | None = None, delay: float = 0.0) -> None:
+        self.error = error
+        self.delay = delay
+        self.calls = 0
+
+    async def ping(self) -> None:
+        self.calls += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+
+
+def make_settings(engine: str = "uvicorn", port: int = 0, graceful_timeout: float = 5.0) -> Any:
+    return SimpleNamespace(
+        server=SimpleNamespace(
+            engine=engine, graceful_timeout=graceful_timeout, backlog=128, access_log=False
+        ),
+        listen=SimpleNamespace(host="127.0.0.1", port=port),
+        tls=SimpleNamespace(min_version="1.2"),
+        trusted_proxies=[],
+        issuer_url="https://localhost",
+    )
+
+
+async def echo_gateway(scope: Any, receive: Any, send: Any) -> None:
+    """A gateway stand-in answering 200 JSON naming the path it saw."""
+    body = b'{"gateway":"' + scope["path"].encode() + b'"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Runtime(SimpleNamespace):
+    """A runtime stand-in with the attributes ``create_app`` reads."""
+
+
+def make_runtime(
+    gateway: Callable[..., Any] = echo_gateway,
+    db: Ping | None = None,
+    shared: Ping | None = None,
+    **kwargs: Any,
+) -> Runtime:
+    return Runtime(
+        settings=kwargs.pop("settings", make_settings()),
+        db=db or Ping(),
+        shared=shared or Ping(),
+        gateway=gateway,
+        node_id="test-node",
+        **kwargs,
+    )
+
+
+def client_for(app: Any, scheme: str = "https") -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=f"{scheme}://testserver"
+    )
