@@ -142,7 +142,9 @@ class Runtime:
 
 
 def _demo_route(upstream: str) -> RouteSettings:
-    return RouteSettings(name="demo", match=RouteMatch(path="/demo"), upstream=upstream, public=True)
+    return RouteSettings(
+        name="demo", match=RouteMatch(path="/demo"), upstream=upstream, public=True
+    )
 
 
 def _development_lines(settings: Settings) -> list[str]:
@@ -177,7 +179,9 @@ def _ensure_data_dir(path: Path) -> None:
 def _open_keyring(settings: Settings) -> Keyring:
     secrets = settings.secrets
     if secrets.master_key is not None:
-        return parse_keyring_text(secrets.master_key.get_secret_value(), source="secrets.master_key")
+        return parse_keyring_text(
+            secrets.master_key.get_secret_value(), source="secrets.master_key"
+        )
     path = settings.master_key_path
     if secrets.master_key_file is None and not path.exists():
         return create_keyring_file(path)

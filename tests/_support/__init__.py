@@ -37,20 +37,27 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run ``bastion ARGS`` to completion and capture its output."""
     return subprocess.run(
-        [*BASTION, *args], env=clean_env(env), cwd=cwd, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        [*BASTION, *args],
+        env=clean_env(env),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
 class BastionProcess:
     """``bastion serve --json`` in a subprocess; waits for its ``ready`` event."""
 
-    def __init__(self, *args: str, env: Mapping[str, str] | None = None, cwd: Path,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, *args: str, env: Mapping[str, str] | None = None, cwd: Path, port: int | None = None
+    ) -> None:
         self.port = port or free_port()
         self.args = ["serve", "--json", "--port", str(self.port), *args]
         self.env = clean_env(env)
@@ -62,8 +69,12 @@ class BastionProcess:
 
     def start(self, timeout: float = 30) -> BastionProcess:
         self.proc = subprocess.Popen(
-            [*BASTION, *self.args], env=self.env, cwd=self.cwd, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
+            [*BASTION, *self.args],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + timeout
         assert self.proc.stdout is not None
@@ -137,8 +148,9 @@ class TCPProxy:
         self._writers -= {writer, up_writer}
 
     async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port,
-                                                  reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._handle, "127.0.0.1", self.port, reuse_address=True
+        )
 
     async def _stop(self) -> None:
         if self._server is not None:

@@ -103,7 +103,9 @@ def check_config(config: Path | None = ConfigOption, as_json: bool = JsonOption)
     }
 
     def human() -> None:
-        console.print(f"[green]✓[/] configuration is valid ({report['config'] or 'built-in defaults'})")
+        console.print(
+            f"[green]✓[/] configuration is valid ({report['config'] or 'built-in defaults'})"
+        )
         console.print(f"  env       {report['env']}")
         console.print(f"  issuer    {report['issuer']}")
         console.print(f"  listen    {report['listen']} (tls: {report['tls']})")
@@ -159,13 +161,13 @@ async def _serve(settings: Any, as_json: bool) -> None:
 
     def announce(line: str) -> None:
         if as_json:
-            emit({"event": "notice", "message": line}, True)
+            emit({"event": "notice", "message": line}, True, event=True)
         else:
             err_console.print(f"[yellow]•[/] {line}")
 
     def ready(url: str) -> None:
         if as_json:
-            emit({"event": "ready", "url": url}, True)
+            emit({"event": "ready", "url": url}, True, event=True)
         else:
             err_console.print(f"[bold green]bastion {__version__} is listening on {url}[/]")
             if settings.demo.enabled:
@@ -244,7 +246,7 @@ def migrate(
 
 
 secrets_app = typer.Typer(
-    help="Secrets at rest: the master key that encrypts signing keys, TOTP seeds and webhook secrets.",
+    help="Secrets at rest: the master key encrypting signing keys, TOTP seeds, webhook secrets.",
     no_args_is_help=True,
 )
 app.add_typer(secrets_app, name="secrets")

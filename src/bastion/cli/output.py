@@ -34,10 +34,17 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
 
-def emit(data: Any, as_json: bool, human: Callable[[], None] | None = None) -> None:
-    """Print ``data`` as JSON when asked, else call ``human`` (or pretty-print ``data``)."""
+def emit(
+    data: Any, as_json: bool, human: Callable[[], None] | None = None, *, event: bool = False
+) -> None:
+    """Print ``data`` as JSON when asked, else call ``human`` (or pretty-print ``data``).
+
+    ``event=True`` writes one compact JSON line (JSON Lines), for commands that
+    stream events such as ``serve --json``; results are indented for reading.
+    """
     if as_json:
-        sys.stdout.write(orjson.dumps(data, default=str, option=orjson.OPT_INDENT_2).decode())
+        option = 0 if event else orjson.OPT_INDENT_2
+        sys.stdout.write(orjson.dumps(data, default=str, option=option).decode())
         sys.stdout.write("\n")
         sys.stdout.flush()
     elif human is not None:

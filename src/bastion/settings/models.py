@@ -264,7 +264,8 @@ class SecretsSettings(_Section):
 class ServerSettings(_Section):
     """The HTTP server engine and its process-level knobs."""
 
-    engine: Literal["uvicorn", "granian"] = "uvicorn"
+    # granian (embedded) by benchmark: bench/server/RESULTS.md; uvicorn stays supported.
+    engine: Literal["uvicorn", "granian"] = "granian"
     graceful_timeout: Seconds = 10.0
     backlog: Count = 2048
     access_log: bool = False

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from _support import BastionProcess, free_port, run_cli, tcp_proxy
 
 
@@ -25,9 +26,11 @@ def _one_error_line(result) -> str:  # type: ignore[no-untyped-def]
     assert result.returncode != 0, result
     assert "Traceback" not in result.stderr, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
+    errors = [line for line in lines if line.startswith("error: ")]
+    # start-up notices (development defaults) may precede it; the error is one line, last
+    assert len(errors) == 1, result.stderr
+    assert lines[-1] == errors[0], result.stderr
+    return errors[0]
 
 
 def test_demo_serves_https_health_and_proxies_demo_route(tmp_path: Path) -> None:
@@ -82,8 +85,10 @@ def test_bad_config_is_one_line_exit_2(tmp_path: Path) -> None:
 
 def test_check_config_reports_errors_and_success(tmp_path: Path) -> None:
     config = tmp_path / "ok.yaml"
-    config.write_text("routes:\n  - name: up\n    match: {path: /up}\n"
-                      "    upstream: http://127.0.0.1:9\n    public: true\n")
+    config.write_text(
+        "routes:\n  - name: up\n    match: {path: /up}\n"
+        "    upstream: http://127.0.0.1:9\n    public: true\n"
+    )
     result = run_cli("check-config", "-c", str(config), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert '"valid": true' in result.stdout
@@ -97,8 +102,9 @@ def test_check_config_reports_errors_and_success(tmp_path: Path) -> None:
 def test_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
     blocker = tmp_path / "file-not-dir"
     blocker.write_text("x")
-    result = run_cli("serve", "--demo", env={"BASTION_DATA_DIR": str(blocker / "sub")},
-                     cwd=tmp_path)
+    result = run_cli(
+        "serve", "--demo", env={"BASTION_DATA_DIR": str(blocker / "sub")}, cwd=tmp_path
+    )
     line = _one_error_line(result)
     assert "data_dir" in line
 
@@ -143,19 +149,19 @@ def test_database_outage_while_serving_fails_readyz_then_recovers(
     assert run_cli("migrate", env={"BASTION_STORAGE": postgres_url}, cwd=tmp_path).returncode == 0
     with tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
         via_proxy = postgres_url.replace(f":{parts.port}/", f":{proxy.port}/")
-        with BastionProcess("--demo", env={"BASTION_STORAGE": via_proxy}, cwd=tmp_path) as proc:
-            with _client(proc) as client:
-                assert client.get("/readyz").status_code == 200
-                proxy.cut()
-                down = client.get("/readyz")
-                assert down.status_code == 503
-                assert down.headers["content-type"].startswith("application/problem+json")
-                problem = down.json()
-                assert problem["reason"] == "not_ready"
-                assert "database" in str(problem)
-                assert client.get("/healthz").status_code == 200  # liveness unaffected
-                proxy.restore()
-                deadline = time.monotonic() + 15
-                while client.get("/readyz").status_code != 200:
-                    assert time.monotonic() < deadline, "did not recover"
-                    time.sleep(0.2)
+        proc = BastionProcess("--demo", env={"BASTION_STORAGE": via_proxy}, cwd=tmp_path)
+        with proc, _client(proc) as client:
+            assert client.get("/readyz").status_code == 200
+            proxy.cut()
+            down = client.get("/readyz")
+            assert down.status_code == 503
+            assert down.headers["content-type"].startswith("application/problem+json")
+            problem = down.json()
+            assert problem["reason"] == "not_ready"
+            assert "database" in str(problem)
+            assert client.get("/healthz").status_code == 200  # liveness unaffected
+            proxy.restore()
+            deadline = time.monotonic() + 15
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "did not recover"
+                time.sleep(0.2)
