@@ -38,7 +38,10 @@ lint: .venv/.synced
 	.venv/bin/mypy
 
 audit: .venv/.synced
-	.venv/bin/pip-audit --strict --progress-spinner off -r <($(UV) export --locked --no-hashes --no-emit-project --quiet)
+	.venv/bin/python .ci/audit.py
+
+bench-server: .venv/.synced
+	.venv/bin/python bench/server/run.py
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
