@@ -30,9 +30,14 @@ class BastionError(Exception):
         super().__init__(self.detail)
 
     def to_problem(self) -> dict[str, Any]:
-        """The RFC 9457 members of this error (without ``instance``/request id)."""
+        """The RFC 9457 members of this error (without ``instance``/request id).
+
+        ``type`` is a non-dereferenceable URN naming the stable ``code`` (RFC 9457
+        §3.1.1 allows a URI that is only an identifier); ``reason`` repeats the
+        code for clients that read one member.
+        """
         body: dict[str, Any] = {
-            "type": f"https://bastion.dev/problems/{self.code}",
+            "type": f"urn:bastion:problem:{self.code}",
             "title": self.title,
             "status": self.status,
             "detail": self.detail,

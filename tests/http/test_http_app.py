@@ -61,7 +61,7 @@ async def test_readyz_database_down() -> None:
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["retry-after"] == "1"
     assert response.json() == {
-        "type": "https://bastion.dev/problems/not_ready",
+        "type": "urn:bastion:problem:not_ready",
         "title": "Not ready",
         "status": 503,
         "detail": "not ready: database failing",

@@ -38,7 +38,7 @@ async def test_bastion_error_renders_its_status_and_code() -> None:
     assert response.headers["x-request-id"] == "req-7"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.json() == {
-        "type": "https://bastion.dev/problems/insufficient_scope",
+        "type": "urn:bastion:problem:insufficient_scope",
         "title": "Insufficient scope",
         "status": 403,
         "detail": "needs orders:write",
@@ -71,7 +71,7 @@ async def test_unexpected_exception_is_500_without_leaking(
     assert "hunter2" not in body
     assert "ValueError" not in body
     assert response.json() == {
-        "type": "https://bastion.dev/problems/internal_error",
+        "type": "urn:bastion:problem:internal_error",
         "title": "Internal error",
         "status": 500,
         "detail": "Internal error",

@@ -34,7 +34,7 @@ def test_problem_members_headers_and_extra() -> None:
     )
     assert status == 500
     assert orjson.loads(body) == {
-        "type": "https://bastion.dev/problems/internal_error",
+        "type": "urn:bastion:problem:internal_error",
         "title": "Internal error",
         "status": 500,
         "detail": "something broke",
