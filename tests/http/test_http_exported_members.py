@@ -10,9 +10,9 @@ def test_exported_members() -> None:
         [
             "RESERVED_PREFIXES",
             "HTTPError",
-            "MethodNotAllowedError",
+            "EndpointMethodNotAllowedError",
             "NotReadyError",
-            "RouteNotFoundError",
+            "EndpointNotFoundError",
             "RuntimeLike",
             "ServerStartError",
             "UnsupportedScopeError",
@@ -29,7 +29,7 @@ def test_exported_members() -> None:
 
 def test_error_codes() -> None:
     assert bastion.http.ServerStartError.code == "server_start_failed"
-    assert bastion.http.RouteNotFoundError.code == "not_found"
+    assert bastion.http.EndpointNotFoundError.code == "not_found"
     assert bastion.http.NotReadyError.code == "not_ready"
     assert bastion.http.NotReadyError.status == 503
     assert issubclass(bastion.http.ServerStartError, bastion.http.HTTPError)

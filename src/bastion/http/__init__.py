@@ -7,10 +7,10 @@ Public surface: :func:`create_app` (the ASGI app for a runtime), :func:`run_serv
 
 from bastion.http.app import RESERVED_PREFIXES, RuntimeLike, create_app
 from bastion.http.errors import (
+    EndpointMethodNotAllowedError,
+    EndpointNotFoundError,
     HTTPError,
-    MethodNotAllowedError,
     NotReadyError,
-    RouteNotFoundError,
     ServerStartError,
     UnsupportedScopeError,
 )
@@ -19,10 +19,10 @@ from bastion.http.server import run_server, serve_forever
 
 __all__ = [
     "RESERVED_PREFIXES",
+    "EndpointMethodNotAllowedError",
+    "EndpointNotFoundError",
     "HTTPError",
-    "MethodNotAllowedError",
     "NotReadyError",
-    "RouteNotFoundError",
     "RuntimeLike",
     "ServerStartError",
     "UnsupportedScopeError",

@@ -23,9 +23,9 @@ from starlette.routing import BaseRoute, Router
 from bastion.errors import BastionError
 from bastion.http.endpoints.health import health_routes
 from bastion.http.errors import (
+    EndpointMethodNotAllowedError,
+    EndpointNotFoundError,
     HTTPError,
-    MethodNotAllowedError,
-    RouteNotFoundError,
     UnsupportedScopeError,
 )
 from bastion.http.middleware import ErrorMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
@@ -131,7 +131,7 @@ class RuntimeLike(Protocol):
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
-    raise RouteNotFoundError(f"no bastion endpoint at {scope.get('path', '')!r}")
+    raise EndpointNotFoundError(f"no bastion endpoint at {scope.get('path', '')!r}")
 
 
 _STARLETTE_CODES = {400: "bad_request", 413: "payload_too_large", 415: "unsupported_media_type"}
@@ -139,12 +139,12 @@ _STARLETTE_CODES = {400: "bad_request", 413: "payload_too_large", 415: "unsuppor
 
 def _from_starlette(exc: HTTPException) -> BastionError:
     if exc.status_code == 404:
-        return RouteNotFoundError()
+        return EndpointNotFoundError()
     if exc.status_code == 405:
         # Starlette keeps methods in a set: sort them so the header is stable.
         methods = (exc.headers or {}).get("Allow", "").split(",")
         allow = ", ".join(sorted(m.strip() for m in methods if m.strip()))
-        return MethodNotAllowedError(f"allowed methods: {allow}", allow=allow)
+        return EndpointMethodNotAllowedError(f"allowed methods: {allow}", allow=allow)
     error = HTTPError(str(exc.detail))
     error.status = exc.status_code
     error.code = _STARLETTE_CODES.get(exc.status_code, "http_error")

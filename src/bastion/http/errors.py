@@ -5,10 +5,10 @@ from __future__ import annotations
 from bastion.errors import BastionError, ServiceUnavailableError
 
 __all__ = [
+    "EndpointMethodNotAllowedError",
+    "EndpointNotFoundError",
     "HTTPError",
-    "MethodNotAllowedError",
     "NotReadyError",
-    "RouteNotFoundError",
     "ServerStartError",
     "UnsupportedScopeError",
 ]
@@ -22,7 +22,7 @@ class HTTPError(BastionError):
     title = "HTTP error"
 
 
-class RouteNotFoundError(HTTPError):
+class EndpointNotFoundError(HTTPError):
     """No bastion endpoint exists at this path (under a bastion-owned prefix)."""
 
     code = "not_found"
@@ -30,7 +30,7 @@ class RouteNotFoundError(HTTPError):
     title = "Not found"
 
 
-class MethodNotAllowedError(HTTPError):
+class EndpointMethodNotAllowedError(HTTPError):
     """The endpoint exists but does not accept this method; ``allow`` lists the ones it does."""
 
     code = "method_not_allowed"
