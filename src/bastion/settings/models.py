@@ -115,11 +115,29 @@ def _http_url(value: str, example: str) -> str:
     return value[:-1] if parts.path.endswith("/") else value
 
 
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+def _duration(value: object) -> object:
+    """Accept seconds as a number, or a string like "90d", "12h", "15m", "30s", "250ms"."""
+    value = _not_bool(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"{show(value)} is not a duration — use seconds or e.g. 30s, 15m, 12h, 90d"
+            )
+        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
 Port = Annotated[int, PlainValidator(_port)]
 FilePath = Annotated[Path, BeforeValidator(_path)]
 Network = Annotated[IPv4Network | IPv6Network, PlainValidator(_network)]
 Seconds = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
 Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
+Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
 
 class _Section(BaseModel):
@@ -276,6 +294,53 @@ class LoggingSettings(_Section):
 
     level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lower)] = "info"
     format: Literal["json", "console"] = "json"
+
+
+class SigningKeySettings(_Section):
+    """Token signing keys: algorithm, scheduled rotation, publication before use."""
+
+    algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = "ES256"
+    rsa_key_size: Annotated[int, BeforeValidator(_not_bool), Field(ge=2048, le=8192)] = 3072
+    # None: rotate only on `bastion signing-keys rotate`.
+    rotate_every: Duration | None = None
+    # A new key sits in the JWKS this long before it signs, so caches that honour
+    # jwks_max_age have it before the first token signed with it arrives.
+    prepublish: Duration = 900.0
+    jwks_max_age: Duration = 300.0
+
+    @model_validator(mode="after")
+    def _cache_shorter_than_prepublish(self) -> SigningKeySettings:
+        if self.prepublish and self.jwks_max_age > self.prepublish:
+            raise ValueError(
+                f"jwks_max_age ({self.jwks_max_age:g}s) is longer than prepublish "
+                f"({self.prepublish:g}s) — verifiers could see a token before its key; "
+                "lower jwks_max_age or raise prepublish"
+            )
+        if self.rotate_every is not None and self.rotate_every < 3600:
+            raise ValueError(
+                f"rotate_every ({self.rotate_every:g}s) is under an hour — use e.g. 30d or 90d"
+            )
+        return self
+
+
+class TokenSettings(_Section):
+    """Lifetimes of the tokens the authorization server issues, and clock leeway."""
+
+    access_token_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=30, le=86400)] = 900.0
+    max_access_token_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=30, le=86400)] = (
+        86400.0
+    )
+    leeway: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=300)] = 30.0
+    client_secret_grace: Duration = 86400.0
+
+    @model_validator(mode="after")
+    def _ttl_within_max(self) -> TokenSettings:
+        if self.access_token_ttl > self.max_access_token_ttl:
+            raise ValueError(
+                f"access_token_ttl ({self.access_token_ttl:g}s) exceeds max_access_token_ttl "
+                f"({self.max_access_token_ttl:g}s) — lower it or raise the maximum"
+            )
+        return self
 
 
 class DemoSettings(_Section):
@@ -481,6 +546,8 @@ class Settings(BaseModel):
     node_id: str | None = None
     routes: list[RouteSettings] = Field(default_factory=list)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    signing_keys: SigningKeySettings = Field(default_factory=SigningKeySettings)
+    tokens: TokenSettings = Field(default_factory=TokenSettings)
 
     @model_validator(mode="before")
     @classmethod
