@@ -48,7 +48,8 @@ def test_short_durations(tmp_path: Path) -> None:
         ),
         (
             "signing_keys: {algorithm: HS256}",
-            "signing_keys.algorithm: 'HS256' is not allowed — use 'ES256', 'RS256', 'PS256' or 'EdDSA'",
+            "signing_keys.algorithm: 'HS256' is not allowed — use 'ES256', 'RS256', 'PS256' or "
+            "'EdDSA'",
         ),
         (
             "signing_keys: {jwks_max_age: 1h}",
