@@ -78,9 +78,9 @@ class Runtime:
         say = announce or (lambda line: log.info(line))
         for line in _development_lines(settings):
             say(line)
-        if _uses_data_dir(settings):
-            _ensure_data_dir(settings.data_dir)
-        keyring = _open_keyring(settings)
+        if uses_data_dir(settings):
+            ensure_data_dir(settings.data_dir)
+        keyring = open_keyring(settings)
         tls = _prepare_tls(settings)
 
         url = settings.storage_url
@@ -153,7 +153,8 @@ def _development_lines(settings: Settings) -> list[str]:
     return [f"development default: {line}" for line in development_defaults(settings)]
 
 
-def _uses_data_dir(settings: Settings) -> bool:
+def uses_data_dir(settings: Settings) -> bool:
+    """Whether any development default (SQLite, master key, dev certificate) lives in data_dir."""
     return (
         settings.storage.url is None
         or (settings.secrets.master_key is None and settings.secrets.master_key_file is None)
@@ -161,7 +162,8 @@ def _uses_data_dir(settings: Settings) -> bool:
     )
 
 
-def _ensure_data_dir(path: Path) -> None:
+def ensure_data_dir(path: Path) -> None:
+    """Create ``path`` (0700) if needed; raise ``DataDirError`` when it is unusable."""
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -176,7 +178,8 @@ def _ensure_data_dir(path: Path) -> None:
         )
 
 
-def _open_keyring(settings: Settings) -> Keyring:
+def open_keyring(settings: Settings) -> Keyring:
+    """The master keyring of ``settings``: inline, from its file, or a new development file."""
     secrets = settings.secrets
     if secrets.master_key is not None:
         return parse_keyring_text(
@@ -200,4 +203,4 @@ def _prepare_tls(settings: Settings) -> TLSMaterial:
     return TLSMaterial(tls.cert, tls.key)
 
 
-__all__ = ["DataDirError", "Runtime", "TLSMaterial", "redact_url"]
+__all__ = ["DataDirError", "Runtime", "TLSMaterial", "open_keyring", "redact_url"]

@@ -1,0 +1,54 @@
+"""What CLI commands that manage stored state open: database, master keyring, shared state.
+
+Commands run beside (or without) a serving bastion: they talk to the same
+database and, for cache invalidation, publish on the same shared state, so a
+running server sees their changes at once (e.g. a disabled client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from bastion.crypto import Keyring
+from bastion.settings import Settings
+from bastion.storage import Database, migrate
+from bastion.storage.shared import SharedState, open_shared_state
+
+
+@dataclass
+class Stores:
+    """The stores a management command works on."""
+
+    settings: Settings
+    db: Database
+    keyring: Keyring
+    shared: SharedState
+
+
+@asynccontextmanager
+async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
+    """Open the database (migrating SQLite, as ``serve`` does), keyring and shared state.
+
+    Raises the same one-line ``BastionError``s as ``serve`` when one is unusable.
+    """
+    from bastion.runtime import ensure_data_dir, open_keyring, uses_data_dir
+
+    if uses_data_dir(settings):
+        ensure_data_dir(settings.data_dir)
+    keyring = open_keyring(settings)
+    url = settings.storage_url
+    if url.startswith("sqlite"):
+        await migrate(url)
+    db = await Database.connect(url, pool_size=2)
+    try:
+        if not url.startswith("sqlite"):
+            await db.check_schema()
+        shared = await open_shared_state(settings.shared.url, key_prefix=settings.shared.key_prefix)
+        try:
+            yield Stores(settings=settings, db=db, keyring=keyring, shared=shared)
+        finally:
+            await shared.close()
+    finally:
+        await db.close()
