@@ -1,0 +1,107 @@
+"""Access tokens: issuing RFC 9068 JWTs and verifying them, with revocation by ``jti``.
+
+- :class:`TokenIssuer` signs access-token claims (built by
+  :mod:`bastion.protocol.rfc9068`) with the signing key that is active right
+  now (``typ: at+jwt``).
+- :class:`AccessTokenVerifier` is what every consumer of bastion's own access
+  tokens uses (introspection, revocation, the admin API, later the gateway):
+  signature and claims through :class:`bastion.crypto.JWTVerifier` over the
+  published key set, then two checks no signature can answer — the token's
+  ``jti`` is not on the revocation deny-list in shared state, and its client
+  is not disabled.
+
+Revocation (RFC 7009) of a self-contained JWT works by deny-listing its
+``jti`` in shared state until the token's own ``exp`` (plus leeway): after
+that the signature check refuses it anyway, so the list never grows beyond
+the set of live revoked tokens. With Redis every node sees the entry at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from bastion.crypto import InvalidTokenError, JWTVerifier, PublicKeySet, SigningKeyPair, sign_jwt
+from bastion.storage.shared import SharedState
+
+ACCESS_TOKEN_TYP = "at+jwt"
+REVOKED_JTI_PREFIX = "revoked-jti:"
+
+ClientIsActive = Callable[[str], Awaitable[bool]]
+
+
+class TokenIssuer:
+    """Signs access-token claims with the currently active signing key."""
+
+    def __init__(self, current_key: Callable[[], SigningKeyPair]) -> None:
+        self._current_key = current_key
+
+    async def issue(self, claims: Mapping[str, Any]) -> str:
+        """Return the compact JWS of ``claims`` (``typ: at+jwt``)."""
+        return sign_jwt(claims, self._current_key(), typ=ACCESS_TOKEN_TYP)
+
+
+class AccessTokenVerifier:
+    """Verifies bastion's own access tokens; raises ``InvalidTokenError`` with a precise reason."""
+
+    def __init__(
+        self,
+        keys: Callable[[], PublicKeySet],
+        *,
+        issuer: str,
+        shared: SharedState,
+        client_is_active: ClientIsActive | None = None,
+        leeway: float = 30.0,
+        max_lifetime: float | None = None,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._shared = shared
+        self._client_is_active = client_is_active
+        self._leeway = leeway
+        self._max_lifetime = max_lifetime
+        self._verifiers: dict[str | None, JWTVerifier] = {}
+
+    def _verifier(self, audience: str | None) -> JWTVerifier:
+        verifier = self._verifiers.get(audience)
+        if verifier is None:
+            verifier = JWTVerifier(
+                self._keys,
+                issuer=self._issuer,
+                audience=audience,
+                typ=ACCESS_TOKEN_TYP,
+                leeway=self._leeway,
+                required_claims=("exp", "iat", "jti", "client_id", "sub"),
+                max_lifetime=self._max_lifetime,
+            )
+            self._verifiers[audience] = verifier
+        return verifier
+
+    async def verify(
+        self, token: str | bytes, *, audience: str | None = None, now: float | None = None
+    ) -> Mapping[str, Any]:
+        """Return the claims of a valid, unrevoked token of an enabled client.
+
+        ``audience`` None accepts any audience (introspection reports it); every
+        resource server passes its own. Raises ``InvalidTokenError``.
+        """
+        verified = self._verifier(audience).verify(token, now=now)
+        claims = verified.claims
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise InvalidTokenError("token has no usable jti", reason="missing_claim")
+        if await self._shared.get(REVOKED_JTI_PREFIX + jti) is not None:
+            raise InvalidTokenError("token was revoked", reason="revoked")
+        if self._client_is_active is not None and not await self._client_is_active(
+            str(claims["client_id"])
+        ):
+            raise InvalidTokenError("token's client is disabled or deleted", reason="client_disabled")
+        return claims
+
+    async def revoke(self, claims: Mapping[str, Any], *, now: float | None = None) -> None:
+        """Deny-list the token with these (verified) claims until it would expire anyway."""
+        current = time.time() if now is None else now
+        remaining = float(claims["exp"]) - current + self._leeway
+        if remaining > 0:
+            await self._shared.set(REVOKED_JTI_PREFIX + str(claims["jti"]), b"1", ttl=remaining)
