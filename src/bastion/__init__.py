@@ -6,7 +6,7 @@ The public surface is deliberately small (pinned by ``tests/test_exported_member
 - :class:`BastionError` — root of every deliberate error (machine ``code``, HTTP ``status``)
 - :class:`Settings` and :func:`load_settings` — typed, validated configuration
 - :class:`Runtime` — every long-lived component, built from settings
-- :func:`create_app` — the ASGI application for a runtime
+- :func:`create_app` — the ASGI application for a runtime, with every endpoint
 
 Heavy modules are imported on first use so ``bastion --help`` stays fast.
 """
@@ -25,11 +25,11 @@ _LAZY = {
     "Settings": "bastion.settings",
     "load_settings": "bastion.settings",
     "Runtime": "bastion.runtime",
-    "create_app": "bastion.http.app",
+    "create_app": "bastion.http.endpoints",
 }
 
 if TYPE_CHECKING:
-    from bastion.http.app import create_app
+    from bastion.http.endpoints import create_full_app as create_app
     from bastion.runtime import Runtime
     from bastion.settings import Settings, load_settings
 
@@ -40,7 +40,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'bastion' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(module), name)
+    attribute = "create_full_app" if name == "create_app" else name
+    return getattr(importlib.import_module(module), attribute)
 
 
 def __dir__() -> list[str]:

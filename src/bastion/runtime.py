@@ -10,6 +10,8 @@ releases them in reverse order.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -28,8 +30,13 @@ from bastion.crypto import (
 )
 from bastion.errors import BastionError
 from bastion.gateway import Gateway
+from bastion.oauth.clients import ClientService
+from bastion.oauth.signing_keys import SigningKeyManager
+from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
+from bastion.protocol.rfc6749.grants import client_credentials
+from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
-from bastion.storage import Database, migrate
+from bastion.storage import Database, NotFoundError, migrate
 from bastion.storage.shared import SharedState, open_shared_state
 
 log = logging.getLogger("bastion.runtime")
@@ -65,8 +72,14 @@ class Runtime:
     tls: TLSMaterial
     gateway: Gateway
     node_id: str
+    signing_keys: SigningKeyManager
+    clients: ClientService
+    token_endpoint: TokenEndpoint
+    access_tokens: AccessTokenVerifier
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, announce: Announce | None = None) -> Runtime:
@@ -104,6 +117,39 @@ class Runtime:
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
             gateway = Gateway(routes, trusted_proxies=settings.trusted_proxies, node_id=node_id)
+            signing_keys = SigningKeyManager(db, keyring, settings, shared)
+            if await signing_keys.load():
+                first = signing_keys.current()
+                say(f"signing key {first.kid} ({first.alg}) created and active")
+            clients = ClientService(db, settings, shared)
+            issuer = TokenIssuer(signing_keys.current)
+            token_endpoint = TokenEndpoint(
+                {
+                    "client_credentials": client_credentials.handler(
+                        issuer=settings.issuer_url,
+                        settings_tokens=settings.tokens,
+                        issue_token=issuer.issue,
+                    )
+                }
+            )
+
+            async def client_is_active(client_id: str) -> bool:
+                # Read through to the database: introspection, revocation and the
+                # admin API must see a disabled client at once, on every node.
+                try:
+                    client = await db.clients.get(client_id)
+                except NotFoundError:
+                    return False
+                return not client.disabled
+
+            access_tokens = AccessTokenVerifier(
+                signing_keys.public_key_set,
+                issuer=settings.issuer_url,
+                shared=shared,
+                client_is_active=client_is_active,
+                leeway=settings.tokens.leeway,
+                max_lifetime=settings.tokens.max_access_token_ttl,
+            )
         except BaseException:
             if echo is not None:
                 await echo.close()
@@ -119,15 +165,31 @@ class Runtime:
             tls=tls,
             gateway=gateway,
             node_id=node_id,
+            signing_keys=signing_keys,
+            clients=clients,
+            token_endpoint=token_endpoint,
+            access_tokens=access_tokens,
             echo=echo,
         )
 
     async def startup(self) -> None:
-        """Called by the ASGI lifespan once the server listens."""
+        """Called by the ASGI lifespan: start the gateway and the background loops."""
         await self.gateway.startup()
+        self._stop.clear()
+        self._tasks = [
+            asyncio.create_task(self.signing_keys.run(self._stop), name="signing-keys"),
+            asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
+        ]
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
         await self.gateway.shutdown()
 
     async def close(self) -> None:

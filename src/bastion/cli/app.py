@@ -155,7 +155,7 @@ def serve(
 
 
 async def _serve(settings: Any, as_json: bool) -> None:
-    from bastion.http.app import create_app
+    from bastion.http.endpoints import create_full_app
     from bastion.http.server import run_server
     from bastion.runtime import Runtime
 
@@ -175,7 +175,7 @@ async def _serve(settings: Any, as_json: bool) -> None:
 
     runtime = await Runtime.open(settings, announce=announce)
     try:
-        app_ = create_app(runtime)
+        app_ = create_full_app(runtime)
         await run_server(
             app_,
             settings=settings,
@@ -310,7 +310,6 @@ EXIT_NOT_AVAILABLE = 3
 _not_yet(clients_app, "the OAuth authorization server core")
 _not_yet(users_app, "the login and MFA interaction")
 _not_yet(keys_app, "the API key lifecycle")
-_not_yet(signing_keys_app, "the OAuth authorization server core")
 _not_yet(audit_app, "the audit log")
 
 
@@ -331,3 +330,6 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="bastion")
     except KeyboardInterrupt:  # pragma: no cover - interactive
         sys.exit(130)
+
+
+from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401

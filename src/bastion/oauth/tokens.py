@@ -23,9 +23,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from bastion.crypto import InvalidTokenError, JWTVerifier, PublicKeySet, SigningKeyPair, sign_jwt
+from bastion.protocol.rfc9068 import ACCESS_TOKEN_TYP
 from bastion.storage.shared import SharedState
 
-ACCESS_TOKEN_TYP = "at+jwt"
 REVOKED_JTI_PREFIX = "revoked-jti:"
 
 ClientIsActive = Callable[[str], Awaitable[bool]]
@@ -90,13 +90,13 @@ class AccessTokenVerifier:
         claims = verified.claims
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
-            raise InvalidTokenError("token has no usable jti", reason="missing_claim")
+            raise InvalidTokenError("missing_claim", "token has no usable jti")
         if await self._shared.get(REVOKED_JTI_PREFIX + jti) is not None:
-            raise InvalidTokenError("token was revoked", reason="revoked")
+            raise InvalidTokenError("revoked", "token was revoked")
         if self._client_is_active is not None and not await self._client_is_active(
             str(claims["client_id"])
         ):
-            raise InvalidTokenError("token's client is disabled or deleted", reason="client_disabled")
+            raise InvalidTokenError("client_disabled", "token's client is disabled or deleted")
         return claims
 
     async def revoke(self, claims: Mapping[str, Any], *, now: float | None = None) -> None:

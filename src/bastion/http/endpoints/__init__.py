@@ -1,5 +1,30 @@
-"""bastion's own HTTP endpoints (Starlette; off the gateway hot path)."""
+"""bastion's own HTTP endpoints (Starlette; off the gateway hot path).
+
+:func:`standard_routes` is the one list of endpoint groups a serving bastion
+mounts; :func:`create_full_app` assembles the ASGI app with all of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import BaseRoute
 
 from bastion.http.endpoints.health import READINESS_TIMEOUT, health_routes
 
-__all__ = ["READINESS_TIMEOUT", "health_routes"]
+__all__ = ["READINESS_TIMEOUT", "create_full_app", "health_routes", "standard_routes"]
+
+
+def standard_routes(runtime: Any) -> list[BaseRoute]:
+    """Every endpoint group beyond health: the authorization server, then the admin API."""
+    from bastion.http.endpoints.admin import admin_routes
+    from bastion.http.endpoints.oauth import oauth_routes
+
+    return [*oauth_routes(runtime), *admin_routes(runtime)]
+
+
+def create_full_app(runtime: Any) -> Any:
+    """The ASGI app a serving bastion runs: gateway, health, OAuth and admin endpoints."""
+    from bastion.http.app import create_app
+
+    return create_app(runtime, routes=standard_routes(runtime))

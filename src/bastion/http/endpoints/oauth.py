@@ -1,0 +1,203 @@
+"""HTTP bindings of the authorization server: token, introspection, revocation, JWKS, metadata.
+
+The protocol work happens in :mod:`bastion.protocol` (framework-free); this
+module only turns Starlette requests into :class:`OAuthRequest` objects and
+protocol results into responses. OAuth errors are rendered as RFC 6749 §5.2
+JSON (``{"error": …}``), not problem+json: that is what OAuth clients parse.
+
+Paths (all listed in the RFC 8414 metadata document):
+
+==========================================  ====================================
+``/.well-known/oauth-authorization-server`` RFC 8414 metadata
+``/oauth2/jwks.json``                        the published signing keys (JWKS)
+``/oauth2/token``                            RFC 6749 §3.2 token endpoint
+``/oauth2/introspect``                       RFC 7662 introspection
+``/oauth2/revoke``                           RFC 7009 revocation
+==========================================  ====================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from bastion.errors import BastionError
+from bastion.protocol.rfc6749.client_auth import (
+    ALL_AUTH_METHODS,
+    AuthenticatedClient,
+    ClientLookup,
+    authenticate_client,
+)
+from bastion.protocol.rfc6749.errors import OAuthError
+from bastion.protocol.rfc6749.requests import OAuthRequest
+from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint, token_response
+from bastion.protocol.rfc7009 import revoke
+from bastion.protocol.rfc7662 import introspect
+from bastion.protocol.rfc8414 import authorization_server_metadata
+from bastion.settings import Settings
+from bastion.storage.shared import SharedState
+
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+JWKS_PATH = "/oauth2/jwks.json"
+TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
+INTROSPECTION_PATH = "/oauth2/introspect"
+REVOCATION_PATH = "/oauth2/revoke"
+
+#: Largest accepted body of an OAuth endpoint request (form parameters only).
+MAX_BODY = 64 * 1024
+
+_INTROSPECTION_METHODS = tuple(m for m in ALL_AUTH_METHODS if m != "none")
+
+
+class RequestBodyTooLargeError(BastionError):
+    """The request body exceeds what an OAuth endpoint accepts."""
+
+    code = "request_too_large"
+    status = 413
+    title = "Request body too large"
+
+
+class _Keys(Protocol):
+    def jwks(self) -> dict[str, Any]: ...
+
+
+class _AccessTokens(Protocol):
+    async def verify(self, token: str | bytes) -> Mapping[str, Any]: ...
+
+    async def revoke(self, claims: Mapping[str, Any]) -> None: ...
+
+
+class OAuthRuntime(Protocol):
+    """What these endpoints need from the runtime."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def shared(self) -> SharedState: ...
+    @property
+    def clients(self) -> ClientLookup: ...
+    @property
+    def signing_keys(self) -> _Keys: ...
+    @property
+    def token_endpoint(self) -> TokenEndpoint: ...
+    @property
+    def access_tokens(self) -> _AccessTokens: ...
+
+
+def _json(body: Mapping[str, Any], *, status: int = 200, cache: str = "no-store") -> Response:
+    headers = {"Cache-Control": cache}
+    if cache == "no-store":
+        headers["Pragma"] = "no-cache"
+    return Response(orjson.dumps(dict(body)), status, headers, media_type="application/json")
+
+
+def _oauth_error(error: OAuthError) -> Response:
+    status, headers, body = error.to_token_response()
+    return Response(body, status, headers)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
+        raise RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
+    """The authorization server's routes, bound to ``runtime``."""
+    settings = runtime.settings
+    issuer = settings.issuer_url
+    token_url = issuer + TOKEN_PATH
+    leeway = settings.tokens.leeway
+
+    async def oauth_request(request: Request) -> OAuthRequest:
+        body = await _read_body(request)
+        return OAuthRequest.from_http(
+            request.method, request.headers.raw, body, request.scope.get("query_string", b"")
+        )
+
+    async def client_of(
+        oreq: OAuthRequest, methods: tuple[str, ...] = ALL_AUTH_METHODS
+    ) -> AuthenticatedClient:
+        return await authenticate_client(
+            oreq,
+            clients=runtime.clients,
+            issuer=issuer,
+            token_endpoint=token_url,
+            shared=runtime.shared,
+            allowed_methods=methods,
+            leeway=leeway,
+        )
+
+    def oauth_endpoint(
+        handler: Callable[[OAuthRequest], Awaitable[Response]],
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(await oauth_request(request))
+            except OAuthError as error:
+                return _oauth_error(error)
+
+        return endpoint
+
+    async def token(oreq: OAuthRequest) -> Response:
+        authed = await client_of(oreq)
+        result = await runtime.token_endpoint.handle(oreq, authed.client)
+        status, headers, body = token_response(result)
+        return Response(body, status, headers)
+
+    async def verify(token_value: str) -> Mapping[str, Any]:
+        return await runtime.access_tokens.verify(token_value)
+
+    async def introspection(oreq: OAuthRequest) -> Response:
+        authed = await client_of(oreq, _INTROSPECTION_METHODS)
+        result = await introspect(oreq, caller=authed.client, verify_token=verify)
+        return _json(result)
+
+    async def revocation(oreq: OAuthRequest) -> Response:
+        authed = await client_of(oreq)
+
+        async def deny(jti: str, exp: float) -> None:
+            await runtime.access_tokens.revoke({"jti": jti, "exp": exp})
+
+        await revoke(oreq, caller=authed.client, verify_token=verify, revoke_jti=deny)
+        return Response(b"", 200, {"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    async def jwks(_: Request) -> Response:
+        max_age = int(settings.signing_keys.jwks_max_age)
+        return _json(runtime.signing_keys.jwks(), cache=f"public, max-age={max_age}")
+
+    async def metadata(_: Request) -> Response:
+        document = authorization_server_metadata(
+            issuer,
+            endpoints={
+                "token_endpoint": TOKEN_PATH,
+                "jwks_uri": JWKS_PATH,
+                "introspection_endpoint": INTROSPECTION_PATH,
+                "revocation_endpoint": REVOCATION_PATH,
+            },
+            grant_types=runtime.token_endpoint.grant_types,
+            auth_methods=ALL_AUTH_METHODS,
+            signing_algs=("ES256", "RS256", "PS256", "EdDSA"),
+        )
+        return _json(document, cache="public, max-age=300")
+
+    return [
+        Route(METADATA_PATH, metadata, methods=["GET"]),
+        Route(JWKS_PATH, jwks, methods=["GET"]),
+        Route(TOKEN_PATH, oauth_endpoint(token), methods=["POST"]),
+        Route(INTROSPECTION_PATH, oauth_endpoint(introspection), methods=["POST"]),
+        Route(REVOCATION_PATH, oauth_endpoint(revocation), methods=["POST"]),
+    ]

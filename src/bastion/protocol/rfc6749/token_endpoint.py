@@ -1,0 +1,89 @@
+"""The token endpoint — RFC 6749 §3.2 and §5 (https://www.rfc-editor.org/rfc/rfc6749#section-3.2).
+
+Dispatches a token request, after client authentication, to the handler of
+its ``grant_type``. The grants are one table (grant type → handler): adding a
+grant is one entry. The password and implicit grants are refused on purpose
+(RFC 9700 §2.4 and §2.1.2); any other unknown grant type is
+``unsupported_grant_type``. Successful responses carry ``Cache-Control:
+no-store`` and ``Pragma: no-cache`` (§5.1), like the errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import orjson
+
+from bastion.protocol.rfc6749.errors import InvalidRequestError, UnsupportedGrantTypeError
+from bastion.protocol.rfc6749.grants import GrantHandler
+from bastion.protocol.rfc6749.requests import OAuthRequest
+from bastion.storage.models import Client
+
+__all__ = ["REFUSED_GRANT_TYPES", "TOKEN_RESPONSE_HEADERS", "TokenEndpoint", "token_response"]
+
+#: Grant types bastion never supports, with the reason told to the client.
+REFUSED_GRANT_TYPES: Final[Mapping[str, str]] = {
+    "password": "the password grant is not supported (RFC 9700 section 2.4)",
+    "implicit": "the implicit grant is not supported (RFC 9700 section 2.1.2)",
+}
+
+#: RFC 6749 §5.1: token responses must never be cached.
+TOKEN_RESPONSE_HEADERS: Final[Mapping[str, str]] = {
+    "Content-Type": "application/json",
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+}
+
+_MAX_GRANT_TYPE_ECHO: Final = 100
+
+
+def token_response(body: Mapping[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    """``(200, headers, JSON body)`` of a successful token response (RFC 6749 §5.1)."""
+    return 200, dict(TOKEN_RESPONSE_HEADERS), orjson.dumps(dict(body))
+
+
+class TokenEndpoint:
+    """The grant table of the token endpoint.
+
+    ``grants`` maps each supported ``grant_type`` to its handler (see
+    :mod:`bastion.protocol.rfc6749.grants`). The password and implicit grants
+    cannot be registered.
+
+    Raises:
+        ValueError: a refused grant type in ``grants``.
+    """
+
+    __slots__ = ("_grants",)
+
+    def __init__(self, grants: Mapping[str, GrantHandler]) -> None:
+        refused = sorted(set(grants) & set(REFUSED_GRANT_TYPES))
+        if refused:
+            raise ValueError(f"grant types {refused} are refused by design")
+        self._grants = dict(grants)
+
+    @property
+    def grant_types(self) -> tuple[str, ...]:
+        """The supported grant types, for the metadata document."""
+        return tuple(self._grants)
+
+    async def handle(self, request: OAuthRequest, client: Client) -> dict[str, Any]:
+        """Run the grant named by ``request``'s ``grant_type`` for the authenticated ``client``.
+
+        Returns the token response members; render them with :func:`token_response`.
+
+        Raises:
+            InvalidRequestError: ``grant_type`` is missing.
+            UnsupportedGrantTypeError: the grant type is refused or unknown.
+            OAuthError: whatever the grant's handler raises.
+        """
+        grant_type = request.form.get("grant_type")
+        if grant_type is None:
+            raise InvalidRequestError("missing parameter 'grant_type'")
+        handler = self._grants.get(grant_type)
+        if handler is None:
+            refused = REFUSED_GRANT_TYPES.get(grant_type)
+            raise UnsupportedGrantTypeError(
+                refused or f"grant_type '{grant_type[:_MAX_GRANT_TYPE_ECHO]}' is not supported"
+            )
+        return await handler(request, client)

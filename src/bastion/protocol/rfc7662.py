@@ -1,0 +1,69 @@
+"""OAuth 2.0 Token Introspection — RFC 7662 (https://www.rfc-editor.org/rfc/rfc7662).
+
+The caller is an authenticated confidential client (§2.1: the endpoint "MUST
+require some form of authorization"; the HTTP layer authenticates it with
+:func:`~bastion.protocol.rfc6749.client_auth.authenticate_client` without
+``none``). The ``token`` parameter is required; ``token_type_hint`` is
+accepted and ignored (§2.1 allows it: bastion detects its access tokens itself).
+
+A token that is unknown, malformed, expired, revoked, or whose client is
+disabled gets exactly ``{"active": false}`` (§2.2: "the authorization server
+... SHOULD NOT include any additional information about an inactive token").
+An active token gets ``active``, ``scope``, ``client_id``, ``token_type``,
+``exp``, ``iat``, ``nbf`` (when set), ``sub``, ``aud``, ``iss`` and ``jti`` (§2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, TypeAlias
+
+from bastion.errors import BastionError, ServiceUnavailableError
+from bastion.protocol.rfc6749.errors import InvalidRequestError, UnauthorizedClientError
+from bastion.protocol.rfc6749.requests import OAuthRequest
+from bastion.storage.models import Client
+
+__all__ = ["INACTIVE", "INTROSPECTED_CLAIMS", "VerifyToken", "introspect"]
+
+#: ``token -> claims``; raises a BastionError (e.g. InvalidTokenError) for any unusable token.
+VerifyToken: TypeAlias = Callable[[str], Awaitable[Mapping[str, Any]]]
+
+#: The whole response for a token that is not active.
+INACTIVE: Final[Mapping[str, Any]] = {"active": False}
+
+#: Claims copied from an active token into the response (RFC 7662 §2.2), when present.
+INTROSPECTED_CLAIMS: Final = ("scope", "client_id", "exp", "iat", "nbf", "sub", "aud", "iss", "jti")
+
+
+async def introspect(
+    request: OAuthRequest, *, caller: Client, verify_token: VerifyToken
+) -> dict[str, Any]:
+    """The introspection response for the ``token`` in ``request`` (RFC 7662 §2.2).
+
+    ``verify_token`` checks signature, expiry, revocation and the token's
+    client; any :class:`~bastion.errors.BastionError` it raises means "not
+    active", except :class:`~bastion.errors.ServiceUnavailableError`, which
+    propagates (bastion cannot tell, and must not guess, whether the token was
+    revoked).
+
+    Raises:
+        InvalidRequestError: the ``token`` parameter is missing.
+        UnauthorizedClientError: the caller is a public client.
+        ServiceUnavailableError: from ``verify_token``.
+    """
+    if caller.client_type != "confidential":
+        raise UnauthorizedClientError("public clients cannot use the introspection endpoint")
+    token = request.form.get("token")
+    if token is None:
+        raise InvalidRequestError("missing parameter 'token'")
+    try:
+        claims = await verify_token(token)
+    except ServiceUnavailableError:
+        raise
+    except BastionError:
+        return dict(INACTIVE)
+    response: dict[str, Any] = {"active": True, "token_type": "Bearer"}
+    for name in INTROSPECTED_CLAIMS:
+        if name in claims:
+            response[name] = claims[name]
+    return response
