@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import bastion.crypto
-from bastion.crypto import CryptoError, DecryptionError, MasterKeyError, TLSConfigError
+from bastion.crypto import (
+    CryptoError,
+    DecryptionError,
+    InvalidKeyError,
+    InvalidTokenError,
+    MasterKeyError,
+    TLSConfigError,
+)
 from bastion.errors import BastionError
 
 
@@ -12,19 +19,30 @@ def test_exported_members() -> None:
         "CertificateInfo",
         "CryptoError",
         "DecryptionError",
+        "InvalidKeyError",
+        "InvalidTokenError",
+        "JWTVerifier",
         "Keyring",
         "MasterKey",
         "MasterKeyError",
+        "PublicKey",
+        "PublicKeySet",
+        "SigningAlgorithm",
+        "SigningKeyPair",
         "TLSConfigError",
+        "UnusableKeyError",
+        "VerifiedJWT",
         "constant_time_equals",
         "create_keyring_file",
         "ensure_dev_certificate",
+        "jwk_thumbprint",
         "load_keyring_file",
         "load_server_certificate",
         "parse_keyring_text",
         "random_token",
         "server_ssl_context",
         "sha256_hex",
+        "sign_jwt",
         "write_keyring_file",
     ]
     for name in bastion.crypto.__all__:
@@ -37,7 +55,19 @@ def test_error_codes() -> None:
     assert MasterKeyError.code == "master_key_invalid"
     assert DecryptionError.code == "decryption_failed"
     assert TLSConfigError.code == "tls_config_invalid"
-    for cls in (MasterKeyError, DecryptionError, TLSConfigError):
+    assert (InvalidTokenError.code, InvalidTokenError.status) == ("invalid_token", 401)
+    assert InvalidKeyError.code == "invalid_key"
+    assert InvalidTokenError("expired").reason == "expired"
+    # Outward the precise reason is collapsed: the problem document says only invalid_token.
+    problem = InvalidTokenError("expired", "token has expired").to_problem()
+    assert (problem["reason"], problem["status"]) == ("invalid_token", 401)
+    for cls in (
+        MasterKeyError,
+        DecryptionError,
+        TLSConfigError,
+        InvalidKeyError,
+        InvalidTokenError,
+    ):
         assert issubclass(cls, CryptoError)
     problem = DecryptionError("sealed value could not be decrypted", key_id="abc").to_problem()
     assert problem["reason"] == "decryption_failed"

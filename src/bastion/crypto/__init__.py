@@ -2,7 +2,8 @@
 
 Public surface: secrets at rest (envelope encryption under a master keyring),
 TLS material (development certificate, certificate checks, server contexts),
-and small digest / token helpers.
+signing keys and key sets, JWT signing and strict verification, and small
+digest / token helpers.
 """
 
 from bastion.crypto.digests import constant_time_equals, random_token, sha256_hex
@@ -15,6 +16,16 @@ from bastion.crypto.envelope import (
     write_keyring_file,
 )
 from bastion.crypto.errors import CryptoError, DecryptionError, MasterKeyError, TLSConfigError
+from bastion.crypto.jwt import InvalidTokenError, JWTVerifier, VerifiedJWT, sign_jwt
+from bastion.crypto.keys import (
+    InvalidKeyError,
+    PublicKey,
+    PublicKeySet,
+    SigningAlgorithm,
+    SigningKeyPair,
+    UnusableKeyError,
+    jwk_thumbprint,
+)
 from bastion.crypto.tls import (
     CertificateInfo,
     ensure_dev_certificate,
@@ -26,18 +37,29 @@ __all__ = [
     "CertificateInfo",
     "CryptoError",
     "DecryptionError",
+    "InvalidKeyError",
+    "InvalidTokenError",
+    "JWTVerifier",
     "Keyring",
     "MasterKey",
     "MasterKeyError",
+    "PublicKey",
+    "PublicKeySet",
+    "SigningAlgorithm",
+    "SigningKeyPair",
     "TLSConfigError",
+    "UnusableKeyError",
+    "VerifiedJWT",
     "constant_time_equals",
     "create_keyring_file",
     "ensure_dev_certificate",
+    "jwk_thumbprint",
     "load_keyring_file",
     "load_server_certificate",
     "parse_keyring_text",
     "random_token",
     "server_ssl_context",
     "sha256_hex",
+    "sign_jwt",
     "write_keyring_file",
 ]
