@@ -342,3 +342,44 @@ def _b64(data: bytes) -> str:
 def _sign_raw(pair: SigningKeyPair, header: dict[str, Any], body: bytes) -> str:
     signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(body)}"
     return f"{signing_input}.{_b64(pair.sign(signing_input.encode()))}"
+
+
+def test_missing_kid_allowed_only_when_opted_in_and_one_key() -> None:
+    """Client assertions may omit kid (RFC 7515) when the client registered one key."""
+    import base64 as _b64
+    import json as _json
+
+    from bastion.crypto import InvalidTokenError as _Invalid
+    from bastion.crypto import JWTVerifier as _Verifier
+    from bastion.crypto import PublicKeySet as _Set
+    from bastion.crypto import SigningKeyPair as _Pair
+
+    pair = _Pair.generate("ES256")
+    other = _Pair.generate("ES256")
+
+    def b64(data: bytes) -> bytes:
+        return _b64.urlsafe_b64encode(data).rstrip(b"=")
+
+    header = b64(_json.dumps({"alg": "ES256", "typ": "JWT"}).encode())
+    payload = b64(_json.dumps({"exp": 4102444800, "iat": 1700000000}).encode())
+    signing_input = header + b"." + payload
+    token = (signing_input + b"." + b64(pair.sign(signing_input))).decode()
+
+    one = _Set([pair.public_key])
+    two = _Set([pair.public_key, other.public_key])
+    strict = _Verifier(one, issuer=None, audience=None, typ=None)
+    with pytest.raises(_Invalid) as caught:
+        strict.verify(token)
+    assert caught.value.reason == "unknown_kid"
+    relaxed = _Verifier(one, issuer=None, audience=None, typ=None, require_kid=False)
+    assert relaxed.verify(token).kid == pair.kid
+    ambiguous = _Verifier(two, issuer=None, audience=None, typ=None, require_kid=False)
+    with pytest.raises(_Invalid) as caught:
+        ambiguous.verify(token)
+    assert caught.value.reason == "unknown_kid"
+    wrong = _Verifier(
+        _Set([other.public_key]), issuer=None, audience=None, typ=None, require_kid=False
+    )
+    with pytest.raises(_Invalid) as caught:
+        wrong.verify(token)
+    assert caught.value.reason == "bad_signature"

@@ -241,6 +241,7 @@ class JWTVerifier:
         "_leeway",
         "_max_lifetime",
         "_max_size",
+        "_require_kid",
         "_required",
         "_typ",
     )
@@ -256,6 +257,7 @@ class JWTVerifier:
         max_size: int = 8192,
         required_claims: Collection[str] = ("exp", "iat"),
         max_lifetime: float | None = None,
+        require_kid: bool = True,
     ) -> None:
         if not (math.isfinite(leeway) and leeway >= 0):
             raise ValueError("leeway must be a finite number of seconds >= 0")
@@ -274,6 +276,10 @@ class JWTVerifier:
         self._max_size = max_size
         self._required = tuple(required_claims)
         self._max_lifetime = max_lifetime
+        # kid is optional in RFC 7515; client libraries (Authlib among them) omit it in
+        # client assertions. Without it, a key set holding exactly ONE key may still
+        # serve — the key's fixed algorithm is checked all the same.
+        self._require_kid = require_kid
 
     def verify(self, token: str | bytes, *, now: float | None = None) -> VerifiedJWT:
         """Verify ``token`` and return its header and claims.
@@ -348,11 +354,13 @@ class JWTVerifier:
                 "crit_not_supported", "no critical header extension is supported"
             )
         kid = header.get("kid")
+        keys = self._keys if self._keys is not None else self._current_keys()
         if kid is None:
-            raise InvalidTokenError("unknown_kid", "token header has no 'kid'")
+            if self._require_kid or len(keys) != 1:
+                raise InvalidTokenError("unknown_kid", "token header has no 'kid'")
+            kid = keys.kids()[0]
         if not isinstance(kid, str):
             raise InvalidTokenError("malformed", "header 'kid' must be a string")
-        keys = self._keys if self._keys is not None else self._current_keys()
         key = keys.get(kid)
         if key is None:
             raise InvalidTokenError("unknown_kid", "token signed by an unknown key")

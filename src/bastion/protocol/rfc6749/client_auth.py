@@ -317,6 +317,7 @@ async def _authenticate_assertion(
         leeway=leeway,
         max_size=_MAX_ASSERTION_BYTES,
         required_claims=("iss", "sub", "aud", "exp", "jti"),
+        require_kid=False,
     )
     try:
         verified = verifier.verify(assertion, now=now)
