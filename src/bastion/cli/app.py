@@ -307,7 +307,6 @@ def _not_yet(group: typer.Typer, issue: str) -> None:
 
 
 EXIT_NOT_AVAILABLE = 3
-_not_yet(clients_app, "the OAuth authorization server core")
 _not_yet(users_app, "the login and MFA interaction")
 _not_yet(keys_app, "the API key lifecycle")
 _not_yet(audit_app, "the audit log")
@@ -332,4 +331,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+from bastion.cli import clients as _clients  # noqa: E402,F401
 from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401

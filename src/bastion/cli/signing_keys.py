@@ -1,0 +1,185 @@
+"""``bastion signing-keys list|rotate|retire``: the token-signing keys from the command line.
+
+The commands work on the stored keys through
+:class:`~bastion.oauth.signing_keys.SigningKeyManager` and announce every change
+on the shared channel ``"signing-keys"``: a server on the same Redis reloads at
+once; with in-process shared state it sees the change at its next periodic
+refresh (within 30 s). Nothing printed ever contains private key material:
+records are rendered from an explicit list of public members.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bastion.cli.app import _settings, handles_errors, run, signing_keys_app
+from bastion.cli.output import ConfigOption, JsonOption, console, emit
+
+if TYPE_CHECKING:
+    from bastion.storage import SigningKey
+
+STATE_STYLES = {"next": "cyan", "active": "bold green", "retiring": "yellow", "retired": "dim"}
+
+
+class Algorithm(StrEnum):
+    """The signing algorithms a new key can use."""
+
+    ES256 = "ES256"
+    RS256 = "RS256"
+    PS256 = "PS256"
+    EdDSA = "EdDSA"
+
+
+AlgorithmOption = typer.Option(
+    None, "--alg", help="Algorithm of the new key (default: signing_keys.algorithm)."
+)
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment is not None else None
+
+
+def key_document(key: SigningKey) -> dict[str, Any]:
+    """The public description of a stored key (never its sealed private key)."""
+    return {
+        "kid": key.kid,
+        "alg": key.alg,
+        "state": key.state,
+        "created_at": _when(key.created_at),
+        "activates_at": _when(key.activates_at),
+        "retires_at": _when(key.retires_at),
+        "retired_at": _when(key.retired_at),
+    }
+
+
+_TABLE_WIDTH = 160
+
+
+def _short(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ") if moment is not None else ""
+
+
+def _state(state: str) -> str:
+    return f"[{STATE_STYLES.get(state, 'default')}]{state}[/]"
+
+
+def _manager_call(config: Path | None, action: str, **kwargs: Any) -> Any:
+    """Open the stores, build a manager, run ``action`` on it, close everything."""
+    from bastion.cli.context import open_stores
+    from bastion.oauth.signing_keys import SigningKeyManager
+
+    settings = _settings(config)
+
+    async def work() -> Any:
+        async with open_stores(settings) as stores:
+            manager = SigningKeyManager(stores.db, stores.keyring, settings, stores.shared)
+            return await getattr(manager, action)(**kwargs)
+
+    return run(work())
+
+
+@signing_keys_app.command("list")
+@handles_errors
+def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
+    """List every signing key with its state: next, active, retiring or retired.
+
+    Shows the stored states; a running server applies due transitions (a
+    ``next`` key whose activation time passed) at its next refresh.
+    """
+    keys: list[SigningKey] = _manager_call(config, "list")
+    docs = [key_document(key) for key in keys]
+
+    def human() -> None:
+        if not docs:
+            console.print("no signing keys yet — `bastion serve` creates the first one")
+            return
+        table = Table("kid", "alg", "state", "created", "activates", "retires")
+        for column in table.columns:
+            column.no_wrap = True
+        for key in keys:
+            table.add_row(
+                key.kid,
+                key.alg,
+                _state(key.state),
+                _short(key.created_at),
+                _short(key.activates_at),
+                _short(key.retired_at or key.retires_at),
+            )
+        # Never truncate a kid: it is what `retire` takes, copied from here. A terminal's
+        # width is respected (other columns shrink); piped output gets room for everything.
+        out = console if console.is_terminal else Console(highlight=False, width=_TABLE_WIDTH)
+        out.print(table)
+
+    emit({"keys": docs}, as_json, human)
+
+
+@signing_keys_app.command("rotate")
+@handles_errors
+def rotate(
+    config: Path | None = ConfigOption,
+    alg: Algorithm | None = AlgorithmOption,
+    now: bool = typer.Option(
+        False,
+        "--now",
+        help=(
+            "Emergency: make the new key active at once (no pre-publication); the previous "
+            "key becomes retiring. Then `retire` the old key if it is compromised."
+        ),
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Create a new signing key: published in the JWKS now, signing after signing_keys.prepublish.
+
+    The previous key stays published until every token it signed has expired.
+    """
+    key: SigningKey = _manager_call(
+        config, "rotate", alg=alg.value if alg is not None else None, immediate=now
+    )
+    doc = key_document(key)
+
+    def human() -> None:
+        if key.state == "active":
+            console.print(
+                f"[green]✓[/] signing key {key.kid} ({key.alg}) is active now; "
+                "the previous key, if any, is retiring"
+            )
+        else:
+            console.print(
+                f"[green]✓[/] signing key {key.kid} ({key.alg}) is published as next; "
+                f"it signs from {doc['activates_at']}"
+            )
+
+    emit({"key": doc}, as_json, human)
+
+
+@signing_keys_app.command("retire")
+@handles_errors
+def retire(
+    kid: str = typer.Argument(..., help="The kid of the key to retire."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Retire a key at once (compromise): it leaves the JWKS and its tokens stop verifying.
+
+    The active key cannot be retired: run `bastion signing-keys rotate --now` first.
+    """
+    key: SigningKey = _manager_call(config, "retire", kid=kid)
+    doc = key_document(key)
+
+    def human() -> None:
+        console.print(
+            f"[green]✓[/] signing key {key.kid} is retired: removed from the JWKS; "
+            "tokens it signed are no longer accepted"
+        )
+
+    emit({"key": doc}, as_json, human)
+
+
+__all__ = ["Algorithm", "key_document"]

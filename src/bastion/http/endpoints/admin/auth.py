@@ -1,0 +1,120 @@
+"""Admin API authentication: bastion's own access tokens (RFC 9068) as bearer tokens (RFC 6750).
+
+A request carries ``Authorization: Bearer <token>``. The token must verify
+through the runtime's access-token verifier with the audience
+``{issuer}/admin/api`` and carry the scope ``bastion:admin`` (everything) or
+``bastion:admin:read`` (GET only). Failures are 401 with a ``WWW-Authenticate``
+challenge, or 403 ``insufficient_scope``; the precise reason goes to the log.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from starlette.requests import Request
+
+from bastion.crypto import InvalidTokenError
+from bastion.http.endpoints.admin.errors import (
+    AdminAuthUnavailableError,
+    AdminInvalidTokenError,
+    AdminMissingTokenError,
+    InsufficientScopeError,
+)
+
+__all__ = [
+    "ADMIN_AUDIENCE_PATH",
+    "ADMIN_READ_SCOPE",
+    "ADMIN_SCOPE",
+    "admin_audience",
+    "authenticate_admin",
+]
+
+log = logging.getLogger("bastion.http.admin")
+
+#: Appended to the issuer URL: the ``aud`` an admin API token must carry.
+ADMIN_AUDIENCE_PATH: Final = "/admin/api"
+#: Full access to the admin API.
+ADMIN_SCOPE: Final = "bastion:admin"
+#: Read-only access (GET requests).
+ADMIN_READ_SCOPE: Final = "bastion:admin:read"
+
+_READ_METHODS: Final = frozenset({"GET", "HEAD"})
+
+
+def admin_audience(issuer_url: str) -> str:
+    """The audience of admin API tokens for bastion at ``issuer_url``."""
+    return issuer_url.rstrip("/") + ADMIN_AUDIENCE_PATH
+
+
+def _bearer_token(request: Request) -> str:
+    values = request.headers.getlist("authorization")
+    if not values:
+        raise AdminMissingTokenError("send an access token: Authorization: Bearer <token>")
+    if len(values) > 1:
+        raise AdminInvalidTokenError("several_authorization_headers")
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise AdminMissingTokenError(
+            "the admin API accepts only bearer tokens: Authorization: Bearer <token>"
+        )
+    token = token.strip()
+    if not token or " " in token:
+        raise AdminInvalidTokenError("malformed")
+    return token
+
+
+async def _verify(verifier: Any, token: str, audience: str) -> Mapping[str, Any]:
+    result = verifier.verify(token, audience=audience)
+    if inspect.isawaitable(result):
+        result = await result
+    claims: Any = getattr(result, "claims", result)
+    if not isinstance(claims, Mapping):
+        raise AdminInvalidTokenError("malformed")
+    return claims
+
+
+def _audiences(claims: Mapping[str, Any]) -> list[str]:
+    aud = claims.get("aud")
+    if isinstance(aud, str):
+        return [aud]
+    if isinstance(aud, list):
+        return [item for item in aud if isinstance(item, str)]
+    return []
+
+
+async def authenticate_admin(request: Request, runtime: Any) -> Mapping[str, Any]:
+    """Authenticate and authorize an admin API request; return the token's claims.
+
+    Raises:
+        AdminMissingTokenError: no bearer token (401, challenge without error code).
+        AdminInvalidTokenError: the token was refused (401 ``invalid_token``).
+        InsufficientScopeError: the token lacks the needed scope (403).
+        AdminAuthUnavailableError: the runtime has no access-token verifier (503).
+    """
+    token = _bearer_token(request)
+    verifier = getattr(runtime, "access_tokens", None)
+    if verifier is None:
+        raise AdminAuthUnavailableError("no access-token verifier is configured")
+    audience = admin_audience(runtime.settings.issuer_url)
+    try:
+        claims = await _verify(verifier, token, audience)
+    except InvalidTokenError as error:
+        log.info("admin API token refused: %s", error.reason)
+        raise AdminInvalidTokenError(error.reason) from None
+    # The verifier was asked for this audience; checked again so a verifier that
+    # ignores the keyword can never let another service's token in.
+    if audience not in _audiences(claims):
+        log.info("admin API token refused: wrong_audience")
+        raise AdminInvalidTokenError("wrong_audience")
+    scope = claims.get("scope")
+    scopes = set(scope.split()) if isinstance(scope, str) else set()
+    if ADMIN_SCOPE in scopes:
+        return claims
+    if request.method in _READ_METHODS:
+        if ADMIN_READ_SCOPE in scopes:
+            return claims
+        raise InsufficientScopeError(ADMIN_READ_SCOPE)
+    raise InsufficientScopeError(ADMIN_SCOPE)

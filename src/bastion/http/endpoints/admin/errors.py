@@ -1,0 +1,100 @@
+"""Errors of the admin API: authentication (RFC 6750 challenges) and request bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bastion.errors import BastionError, ServiceUnavailableError
+
+__all__ = [
+    "REALM",
+    "AdminAPIError",
+    "AdminAuthUnavailableError",
+    "AdminInvalidTokenError",
+    "AdminMissingTokenError",
+    "InsufficientScopeError",
+    "InvalidRequestBodyError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+]
+
+REALM = "bastion"
+
+
+class AdminAPIError(BastionError):
+    """Root of the admin API's own errors."""
+
+    code = "admin_api_error"
+    status = 500
+    title = "Admin API error"
+
+
+class AdminMissingTokenError(AdminAPIError):
+    """No bearer token was presented (RFC 6750 §3.1: the challenge carries no error code)."""
+
+    code = "missing_token"
+    status = 401
+    title = "Authentication required"
+    www_authenticate = f'Bearer realm="{REALM}"'
+
+
+class AdminInvalidTokenError(AdminAPIError):
+    """The bearer token was refused; ``reason`` (for the log) says why, the client sees one code."""
+
+    code = "invalid_token"
+    status = 401
+    title = "Invalid token"
+    www_authenticate = f'Bearer realm="{REALM}", error="invalid_token"'
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the access token is invalid, expired or not meant for the admin API")
+        self.reason = reason
+
+
+class InsufficientScopeError(AdminAPIError):
+    """The token is valid but lacks the scope this request needs (RFC 6750 §3.1)."""
+
+    code = "insufficient_scope"
+    status = 403
+    title = "Insufficient scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"this request needs the scope {scope!r}", required_scope=scope)
+        self.www_authenticate = (
+            f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
+        )
+
+
+class AdminAuthUnavailableError(ServiceUnavailableError, AdminAPIError):
+    """The runtime has no access-token verifier, so no request can be authenticated."""
+
+    code = "admin_auth_unavailable"
+    status = 503
+    title = "Admin API authentication unavailable"
+
+
+class InvalidRequestBodyError(AdminAPIError):
+    """The request body (or a query parameter) is malformed; ``errors`` lists field and message."""
+
+    code = "invalid_request"
+    status = 400
+    title = "Invalid request"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail, errors=errors or [])
+
+
+class PayloadTooLargeError(AdminAPIError):
+    """The request body exceeds the admin API's limit."""
+
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaTypeError(AdminAPIError):
+    """The request body is not JSON."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"

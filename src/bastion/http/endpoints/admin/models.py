@@ -1,0 +1,161 @@
+"""The admin API's JSON shapes (pydantic): request bodies are strict and refuse unknown members.
+
+Requests only check types and sizes; what a valid client is (scope syntax,
+redirect URIs, auth method vs. client type …) is decided by
+:class:`bastion.oauth.clients.ClientService`, whose ``invalid_client_metadata``
+errors name the field.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.storage import Client, ClientSecret
+
+__all__ = [
+    "ClientCreate",
+    "ClientList",
+    "ClientOut",
+    "ClientSecretOut",
+    "ClientUpdate",
+    "ClientWithSecret",
+    "Problem",
+    "RotateSecret",
+    "client_out",
+]
+
+_MAX_ITEMS = 100
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+Token = Annotated[str, Field(min_length=1, max_length=2048)]
+TokenList = Annotated[list[Token], Field(max_length=_MAX_ITEMS)]
+Ttl = Annotated[int, Field(ge=1, le=10 * 365 * 86400)]
+AuthMethodName = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ClientCreate(_Request):
+    """A new client. Omitted members take the defaults of the client type."""
+
+    name: Name
+    client_type: Literal["confidential", "public"] = "confidential"
+    token_endpoint_auth_method: AuthMethodName | None = None
+    grant_types: TokenList | None = None
+    scopes: TokenList = []
+    audiences: TokenList = []
+    access_token_ttl: Ttl | None = None
+    redirect_uris: TokenList = []
+    jwks: dict[str, Any] | None = None
+    metadata: dict[str, Any] = {}
+
+
+class ClientUpdate(_Request):
+    """Members to change; members left out keep their value, ``null`` clears a nullable one."""
+
+    name: Name | None = None
+    token_endpoint_auth_method: AuthMethodName | None = None
+    grant_types: TokenList | None = None
+    scopes: TokenList | None = None
+    audiences: TokenList | None = None
+    access_token_ttl: Ttl | None = None
+    redirect_uris: TokenList | None = None
+    jwks: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class RotateSecret(_Request):
+    """How long the previous secrets keep working (default: ``tokens.client_secret_grace``)."""
+
+    grace_seconds: Annotated[float, Field(ge=0, le=10 * 365 * 86400)] | None = None
+
+
+class ClientSecretOut(BaseModel):
+    """A stored secret as listings show it: never the secret or its digest."""
+
+    id: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class ClientOut(BaseModel):
+    """A registered client."""
+
+    client_id: str
+    name: str
+    client_type: Literal["confidential", "public"]
+    token_endpoint_auth_method: str
+    grant_types: list[str]
+    scopes: list[str]
+    audiences: list[str]
+    access_token_ttl: int | None
+    redirect_uris: list[str]
+    jwks: dict[str, Any] | None
+    metadata: dict[str, Any]
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+    secrets: list[ClientSecretOut]
+
+
+class ClientWithSecret(ClientOut):
+    """A client with its new secret — returned once, by create and rotate-secret."""
+
+    client_secret: str | None = Field(
+        description="Shown only in this response; store it now. null when the client has none."
+    )
+
+
+class ClientList(BaseModel):
+    """One page of clients; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[ClientOut]
+    next_cursor: str | None
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    reason: str
+    request_id: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None
+
+
+def client_out(client: Client, secrets: tuple[ClientSecret, ...]) -> dict[str, Any]:
+    """The JSON members of ``client`` (with secret prefixes only, never digests)."""
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "client_type": client.client_type,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "grant_types": list(client.grant_types),
+        "scopes": list(client.scopes),
+        "audiences": list(client.audiences),
+        "access_token_ttl": client.access_token_ttl,
+        "redirect_uris": list(client.redirect_uris),
+        "jwks": client.jwks,
+        "metadata": client.metadata,
+        "disabled": client.disabled,
+        "created_at": client.created_at,
+        "updated_at": client.updated_at,
+        "secrets": [
+            {
+                "id": secret.id,
+                "prefix": secret.prefix,
+                "created_at": secret.created_at,
+                "expires_at": secret.expires_at,
+            }
+            for secret in secrets
+        ],
+    }

@@ -1,0 +1,186 @@
+"""The admin API's OpenAPI 3.1 document, generated from the pydantic models.
+
+Served publicly at ``GET /admin/api/v1/openapi.json`` (it describes the API,
+it grants nothing). :data:`OPERATIONS` is the one list of documented
+operations; a test pins it to the routes actually served.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Final
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from bastion import __version__
+from bastion.http.endpoints.admin.auth import ADMIN_READ_SCOPE, ADMIN_SCOPE
+from bastion.http.endpoints.admin.models import (
+    ClientCreate,
+    ClientList,
+    ClientOut,
+    ClientUpdate,
+    ClientWithSecret,
+    Problem,
+    RotateSecret,
+)
+
+__all__ = ["OPENAPI_PATH", "OPERATIONS", "Operation", "openapi_document"]
+
+OPENAPI_PATH: Final = "/admin/api/v1/openapi.json"
+_REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One documented operation of the admin API."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    status: int
+    response: type[BaseModel] | None
+    body: type[BaseModel] | None = None
+    body_required: bool = True
+
+
+_ONE = "/admin/api/v1/clients/{client_id}"
+
+OPERATIONS: Final[tuple[Operation, ...]] = (
+    Operation("get", "/admin/api/v1/clients", "listClients", "List clients", 200, ClientList),
+    Operation(
+        "post",
+        "/admin/api/v1/clients",
+        "createClient",
+        "Register a client; its secret is in this response only",
+        201,
+        ClientWithSecret,
+        ClientCreate,
+    ),
+    Operation("get", _ONE, "getClient", "Show a client", 200, ClientOut),
+    Operation("patch", _ONE, "updateClient", "Change a client", 200, ClientOut, ClientUpdate),
+    Operation("delete", _ONE, "deleteClient", "Delete a client and its tokens", 204, None),
+    Operation(
+        "post",
+        _ONE + "/rotate-secret",
+        "rotateClientSecret",
+        "Issue a new secret; previous secrets work until the grace period ends",
+        200,
+        ClientWithSecret,
+        RotateSecret,
+        body_required=False,
+    ),
+    Operation("post", _ONE + "/disable", "disableClient", "Disable a client", 200, ClientOut),
+    Operation("post", _ONE + "/enable", "enableClient", "Enable a client", 200, ClientOut),
+)
+
+_ERRORS: Final = {
+    "400": "Invalid request body or client metadata",
+    "401": "Missing or invalid access token",
+    "403": "The token lacks the required scope",
+    "404": "No such client",
+    "413": "Request body too large",
+    "415": "Request body is not JSON",
+}
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref(Problem)}},
+    }
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    scopes = [ADMIN_READ_SCOPE] if op.method == "get" else [ADMIN_SCOPE]
+    doc: dict[str, Any] = {
+        "operationId": op.operation_id,
+        "summary": op.summary,
+        "tags": ["clients"],
+        "security": [{"bearer": scopes}],
+    }
+    parameters: list[dict[str, Any]] = []
+    if "{client_id}" in op.path:
+        parameters.append(
+            {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        )
+    if op.operation_id == "listClients":
+        parameters += [
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+            },
+            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+        ]
+    if parameters:
+        doc["parameters"] = parameters
+    if op.body is not None:
+        doc["requestBody"] = {
+            "required": op.body_required,
+            "content": {"application/json": {"schema": _ref(op.body)}},
+        }
+    success: dict[str, Any] = {"description": op.summary}
+    if op.response is not None:
+        success["content"] = {"application/json": {"schema": _ref(op.response)}}
+    if op.status == 201:
+        success["headers"] = {
+            "Location": {"description": "URL of the new client", "schema": {"type": "string"}}
+        }
+    responses: dict[str, Any] = {str(op.status): success}
+    for status, description in _ERRORS.items():
+        if status == "413" and op.body is None:
+            continue
+        if status == "415" and op.body is None:
+            continue
+        if status == "404" and "{client_id}" not in op.path:
+            continue
+        responses[status] = _problem_response(description)
+    doc["responses"] = responses
+    return doc
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1.0 document of the admin API (built once)."""
+    models: list[type[BaseModel]] = [ClientCreate, ClientUpdate, RotateSecret]
+    outputs: list[type[BaseModel]] = [ClientOut, ClientWithSecret, ClientList, Problem]
+    _, schemas = models_json_schema(
+        [(m, "validation") for m in models] + [(m, "serialization") for m in outputs],
+        ref_template=_REF,
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method] = _operation(op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "bastion admin API",
+            "version": __version__,
+            "description": (
+                "Manage bastion's OAuth clients. Authenticate with an access token issued "
+                f"by bastion for the audience '<issuer>/admin/api' with scope '{ADMIN_SCOPE}' "
+                f"(or '{ADMIN_READ_SCOPE}' for GET requests)."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "JWT",
+                    "description": "A bastion access token (RFC 9068) for the admin API",
+                }
+            },
+        },
+        "tags": [{"name": "clients", "description": "OAuth 2.0 clients"}],
+    }

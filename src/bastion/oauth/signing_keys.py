@@ -1,0 +1,636 @@
+"""The lifecycle of bastion's token-signing keys: generation, rotation with overlap, retirement.
+
+States and their meaning (stored in ``signing_keys.state``)::
+
+    next ──(activates_at passes)──► active ──(a successor activates)──► retiring
+      │                                                                    │
+      └──────────────(retire: compromise)────► retired ◄──(retires_at)─────┘
+
+- **next**: published in the JWKS, does not sign yet. ``rotate()`` creates one
+  with ``activates_at = now + signing_keys.prepublish``, so every verifier that
+  caches the JWKS for at most ``jwks_max_age`` (< prepublish, checked by the
+  settings) knows the key before the first token signed with it arrives.
+- **active**: signs new tokens. Exactly one after :meth:`SigningKeyManager.refresh`
+  converged (see below).
+- **retiring**: published, no longer signs. It stays published until every token
+  it signed has expired: ``retires_at`` = the moment it stopped signing (when
+  the transition was applied; :meth:`~SigningKeyManager.run` wakes for it at the
+  successor's ``activates_at``) + ``tokens.max_access_token_ttl`` +
+  ``tokens.leeway`` (for an emergency rotation also + the refresh interval, see
+  below).
+- **retired**: not published, never used again. The row stays for audit. Its
+  private key stays **sealed** under the master key rather than wiped: a retired
+  key is no longer trusted by anything bastion runs (it is not in the JWKS), the
+  sealed value keeps ``bastion secrets rotate-master-key`` (which re-wraps every
+  sealed column) working, and the private key of a retired row is never loaded.
+
+First start: with no key at all (or none active or pending), one key is created
+**active** at once — there is nothing a pre-publication would protect.
+
+Cluster safety. Every transition is a pure function of the stored timestamps
+and the clock (:func:`plan_transitions`), applied in one write transaction of
+conditional updates (``UPDATE … WHERE kid = ? AND state = <expected>``). Nodes
+running :meth:`~SigningKeyManager.refresh` concurrently compute the same plan;
+whoever commits first wins and the others' updates match no row. Ties are broken
+deterministically: among the active keys and the ``next`` keys that are due, the
+one with the **latest** activation time (then the larger ``kid``) wins and every
+other becomes retiring — so two concurrent first starts, or two concurrent
+``rotate`` calls, still converge on one active key. ``refresh`` re-reads and
+repeats until nothing is left to do.
+
+Hot path. :meth:`~SigningKeyManager.current`, :meth:`~SigningKeyManager.public_key_set`
+and :meth:`~SigningKeyManager.jwks` read memory only. Memory is reloaded after
+every change this manager makes, on a message on the shared channel
+``"signing-keys"`` (published after every rotate / retire / transition), and by
+the background loop :meth:`~SigningKeyManager.run`, which refreshes every
+``refresh_interval`` seconds (30 s by default) and also wakes exactly when a
+stored ``activates_at`` / ``retires_at`` / scheduled rotation falls due, so all
+nodes switch keys together. With in-process (``memory://``) shared state a
+separate process — the ``bastion signing-keys`` CLI — cannot reach the server's
+subscribers: the server then sees the change at its next periodic refresh, at
+most ``refresh_interval`` later. That is also why an emergency rotation
+(``rotate(immediate=True)``) keeps the previous key published for one extra
+``refresh_interval``: nodes that have not heard yet may still sign with it.
+
+Scheduled rotation (``signing_keys.rotate_every``): when the active key has been
+active for ``rotate_every - prepublish`` and no ``next`` key exists, ``refresh``
+creates one, so it activates ``rotate_every`` after its predecessor did. A short
+shared-state lock keeps concurrent nodes from each creating one (and if they do
+anyway, the tie-break above applies).
+
+Private keys are sealed with ``keyring.seal(pem, context=seal_context("signing_keys",
+"private_key_sealed", kid))`` and opened only for ``next`` and ``active`` keys;
+the key objects live only in this process's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from bastion.crypto import Keyring, PublicKeySet, SigningAlgorithm, SigningKeyPair
+from bastion.errors import BastionError, ServiceUnavailableError
+from bastion.settings import Settings
+from bastion.storage import Database, SigningKey
+from bastion.storage.errors import SharedStateUnavailableError
+from bastion.storage.models import SigningKeyState
+from bastion.storage.shared import SharedState
+from bastion.storage.sql import schema
+
+log = logging.getLogger("bastion.oauth.signing_keys")
+
+CHANNEL = "signing-keys"
+"""The shared-state channel announcing that the stored signing keys changed."""
+
+DEFAULT_REFRESH_INTERVAL = 30.0
+SCHEDULE_LOCK_PREFIX = "signing-keys:scheduled-rotation:"
+SCHEDULE_LOCK_TTL = 60.0
+PUBLISHED_STATES: tuple[SigningKeyState, ...] = ("next", "active", "retiring")
+_SIGNING_STATES = frozenset({"next", "active"})
+# Members a JWK may carry that are private (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_MAX_CONVERGE_ROUNDS = 5
+_MIN_WAKEUP = 0.05
+
+
+class SigningKeyError(BastionError):
+    """Root of the signing-key lifecycle errors."""
+
+    code = "signing_key_error"
+    status = 500
+    title = "Signing key error"
+
+
+class SigningKeyInUseError(SigningKeyError):
+    """The key cannot be retired: it is the active key, the one that signs."""
+
+    code = "signing_key_in_use"
+    status = 409
+    title = "Signing key in use"
+
+
+class NoActiveSigningKeyError(SigningKeyError, ServiceUnavailableError):
+    """No active signing key is loaded in memory (``load()`` not called or failed)."""
+
+    code = "no_active_signing_key"
+    status = 503
+    title = "No active signing key"
+
+
+def _utc(now: float | None) -> datetime:
+    return datetime.fromtimestamp(time.time() if now is None else now, UTC)
+
+
+def _activation(key: SigningKey) -> datetime:
+    """When ``key`` started (or starts) signing; keys created active carry ``activates_at``."""
+    return key.activates_at or key.created_at
+
+
+def _rank(key: SigningKey) -> tuple[datetime, str]:
+    return (_activation(key), key.kid)
+
+
+def public_only(jwk: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``jwk`` without any private member (defence in depth for what is published)."""
+    return {name: value for name, value in jwk.items() if name not in _PRIVATE_MEMBERS}
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One conditional state change: ``kid`` from one of ``expected`` to ``state``."""
+
+    kid: str
+    expected: tuple[str, ...]
+    state: str
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_transitions(
+    keys: Iterable[SigningKey], now: datetime, *, hold: timedelta
+) -> tuple[Transition, ...]:
+    """The time-based transitions due at ``now`` for the stored ``keys`` (a pure function).
+
+    ``hold`` is how long a key stays published after it stopped signing
+    (max access-token lifetime + leeway). Returns transitions sorted by kid (the
+    order rows are locked in, so concurrent appliers cannot deadlock).
+    """
+    keys = builtins.list(keys)
+    actives = [k for k in keys if k.state == "active"]
+    pending = [k for k in keys if k.state == "next"]
+    due = [k for k in pending if k.activates_at is None or k.activates_at <= now]
+    if not actives and not due and pending:
+        # No key signs (an abnormal state): the latest published candidate takes over now.
+        due = [max(pending, key=_rank)]
+    plan: list[Transition] = []
+    candidates = actives + due
+    if candidates:
+        winner = max(candidates, key=_rank)
+        if winner.state == "next":
+            plan.append(Transition(winner.kid, ("next",), "active", {"activates_at": now}))
+        for key in candidates:
+            if key is not winner:
+                plan.append(
+                    Transition(key.kid, ("next", "active"), "retiring", {"retires_at": now + hold})
+                )
+    for key in keys:
+        if key.state == "retiring" and (key.retires_at is None or key.retires_at <= now):
+            plan.append(Transition(key.kid, ("retiring",), "retired", {"retired_at": now}))
+    return tuple(sorted(plan, key=lambda t: t.kid))
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """What the hot path reads: swapped as a whole after every reload."""
+
+    active: SigningKeyPair | None
+    key_set: PublicKeySet
+    jwks: tuple[dict[str, Any], ...]
+    records: tuple[SigningKey, ...]
+
+
+_EMPTY = _Loaded(active=None, key_set=PublicKeySet(), jwks=(), records=())
+
+
+class SigningKeyManager:
+    """Owns bastion's token-signing keys: storage, rotation, and the in-memory signing key and JWKS.
+
+    Call :meth:`load` once at start-up, then keep :meth:`run` running in the
+    background. Every ``now`` argument is seconds since the epoch (an injectable
+    clock for tests); ``None`` means the current time.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        keyring: Keyring,
+        settings: Settings,
+        shared: SharedState,
+        *,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+    ) -> None:
+        if refresh_interval <= 0:
+            raise ValueError(f"refresh_interval must be > 0, not {refresh_interval!r}")
+        self._db = db
+        self._keyring = keyring
+        self._settings = settings
+        self._shared = shared
+        self.refresh_interval = float(refresh_interval)
+        self._loaded = _EMPTY
+        self._pairs: dict[str, SigningKeyPair] = {}
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+
+    # -- hot path (memory only) ------------------------------------------------------
+
+    def current(self) -> SigningKeyPair:
+        """The active signing key (from memory; no I/O).
+
+        Raises:
+            NoActiveSigningKeyError: nothing loaded yet (call :meth:`load` first).
+        """
+        active = self._loaded.active
+        if active is None:
+            raise NoActiveSigningKeyError(
+                "no active signing key is loaded — the signing-key manager was not loaded"
+            )
+        return active
+
+    def public_key_set(self) -> PublicKeySet:
+        """The keys verifiers of bastion's tokens trust: next, active and retiring (memory only)."""
+        return self._loaded.key_set
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK Set document to publish: ``{"keys": [...]}``, public members only."""
+        return {"keys": [dict(jwk) for jwk in self._loaded.jwks]}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @property
+    def _hold(self) -> timedelta:
+        tokens = self._settings.tokens
+        return timedelta(seconds=tokens.max_access_token_ttl + tokens.leeway)
+
+    async def load(self, *, now: float | None = None) -> bool:
+        """Read the keys into memory, applying due transitions; create the first key if none.
+
+        Returns whether a first key was created (active at once).
+
+        Raises:
+            DatabaseUnavailableError: the database cannot be reached.
+            DecryptionError: a stored private key cannot be opened with this master keyring.
+        """
+        async with self._lock:
+            return await self._converge(_utc(now), bootstrap=True)
+
+    async def refresh(self, *, now: float | None = None) -> None:
+        """Apply the transitions due at ``now`` (idempotent, cluster-safe) and reload memory.
+
+        Also starts a scheduled rotation when ``signing_keys.rotate_every`` says so,
+        and creates a key if none can sign.
+
+        Raises:
+            DatabaseUnavailableError: the database cannot be reached.
+            DecryptionError: a stored private key cannot be opened with this master keyring.
+        """
+        async with self._lock:
+            await self._converge(_utc(now), bootstrap=True)
+
+    async def reload(self) -> None:
+        """Re-read the stored keys into memory without changing anything stored.
+
+        Raises:
+            DatabaseUnavailableError: the database cannot be reached.
+            DecryptionError: a stored private key cannot be opened with this master keyring.
+        """
+        async with self._lock:
+            await self._reload(await self._published())
+
+    async def rotate(
+        self,
+        *,
+        alg: SigningAlgorithm | None = None,
+        now: float | None = None,
+        immediate: bool = False,
+    ) -> SigningKey:
+        """Create a new key: ``next`` (signs after ``prepublish``) or, ``immediate``, active now.
+
+        With ``immediate`` (an emergency, e.g. a compromised key) the previous active
+        key becomes retiring at once, kept published for ``max_access_token_ttl +
+        leeway + refresh_interval``. With no key able to sign, the new key is
+        active at once either way. ``alg`` defaults to ``signing_keys.algorithm``.
+
+        Raises:
+            DatabaseUnavailableError: the database cannot be reached.
+            InvalidKeyError: ``alg`` is not a supported signing algorithm.
+        """
+        moment = _utc(now)
+        async with self._lock:
+            stored = await self._settle(moment)
+            if not any(k.state == "active" for k in stored):
+                immediate = True
+            key = await self._create(moment, alg=alg, immediate=immediate)
+            await self._reload(await self._settle(moment))
+        await self._announce()
+        log.info(
+            "signing key created",
+            extra={"kid": key.kid, "alg": key.alg, "state": key.state},
+        )
+        return await self._db.signing_keys.get(key.kid)
+
+    async def retire(self, kid: str, *, now: float | None = None) -> SigningKey:
+        """Retire ``kid`` at once: it leaves the JWKS and tokens it signed stop verifying.
+
+        For a compromised key. A key already retired is returned unchanged.
+
+        Raises:
+            NotFoundError: no key has this kid.
+            SigningKeyInUseError: ``kid`` is the active key — make a replacement
+                active first (``rotate(immediate=True)``), then retire it.
+            DatabaseUnavailableError: the database cannot be reached.
+        """
+        moment = _utc(now)
+        async with self._lock:
+            for _ in range(_MAX_CONVERGE_ROUNDS):
+                key = await self._db.signing_keys.get(kid)
+                if key.state == "retired":
+                    return key
+                if key.state == "active":
+                    raise SigningKeyInUseError(
+                        f"signing key {kid!r} is the active key and cannot be retired — make a "
+                        "replacement active first (`bastion signing-keys rotate --now`), "
+                        f"then retire {kid!r}",
+                        kid=kid,
+                    )
+                change = Transition(kid, (key.state,), "retired", {"retired_at": moment})
+                if await self._apply((change,)):
+                    break
+            await self._reload(await self._published())
+        await self._announce()
+        log.warning("signing key retired", extra={"kid": kid})
+        return await self._db.signing_keys.get(kid)
+
+    async def list(self) -> builtins.list[SigningKey]:
+        """Every stored key (retired ones too) in creation order.
+
+        Raises:
+            DatabaseUnavailableError: the database cannot be reached.
+        """
+        return builtins.list(await self._db.signing_keys.list())
+
+    # -- background ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keep memory current until ``stop`` is set.
+
+        Refreshes every ``refresh_interval`` and when a stored transition falls due;
+        reloads on every message on the shared channel ``"signing-keys"``. Failures
+        (database or shared state down) are logged and retried: the keys in memory
+        keep serving meanwhile.
+        """
+        listener = asyncio.create_task(self._listen(), name="signing-keys-listener")
+        refresh_due = True
+        try:
+            while not stop.is_set():
+                if refresh_due:
+                    try:
+                        await self.refresh()
+                    except BastionError as error:
+                        log.warning(
+                            "signing keys: refresh failed; serving the keys in memory",
+                            extra={"code": error.code, "detail": error.detail},
+                        )
+                # A reload (pub/sub) may bring a new activation moment: wake to re-plan.
+                self._changed.clear()
+                woken = await _wait_any(
+                    (stop, self._changed), at_most=self._next_wakeup(time.time())
+                )
+                refresh_due = not woken
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+
+    def _next_wakeup(self, now: float) -> float:
+        """Seconds until the next refresh: the interval, or sooner when a transition is due."""
+        moments: list[float] = []
+        for key in self._loaded.records:
+            if key.state == "next" and key.activates_at is not None:
+                moments.append(key.activates_at.timestamp())
+            elif key.state == "retiring" and key.retires_at is not None:
+                moments.append(key.retires_at.timestamp())
+            elif key.state == "active":
+                scheduled = self._scheduled_rotation_at(key)
+                if scheduled is not None:
+                    moments.append(scheduled.timestamp())
+        delay = self.refresh_interval
+        for moment in moments:
+            if moment > now:
+                # A little after the moment, so the transition is due when we look.
+                delay = min(delay, moment - now + _MIN_WAKEUP)
+        return max(delay, _MIN_WAKEUP)
+
+    async def _listen(self) -> None:
+        """Reload on every message on ``CHANNEL``; resubscribe (and reload) after a loss."""
+        backoff = 0.5
+        resubscribed = False
+        while True:
+            try:
+                async with self._shared.subscribe(CHANNEL) as subscription:
+                    backoff = 0.5
+                    if resubscribed:
+                        # Messages published while we were not subscribed are lost.
+                        await self._safe_reload()
+                    async for _message in subscription:
+                        await self._safe_reload()
+            except BastionError as error:
+                log.warning(
+                    "signing keys: change notifications lost; resubscribing",
+                    extra={"code": error.code, "detail": error.detail},
+                )
+            # Lost or ended (shared state closed): try again, without spinning.
+            resubscribed = True
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.refresh_interval)
+
+    async def _safe_reload(self) -> None:
+        try:
+            await self.reload()
+        except BastionError as error:
+            log.warning(
+                "signing keys: reload failed; serving the keys in memory",
+                extra={"code": error.code, "detail": error.detail},
+            )
+
+    async def _announce(self) -> None:
+        try:
+            await self._shared.publish(CHANNEL, b"changed")
+        except SharedStateUnavailableError as error:
+            # Stored already; other nodes catch up at their next periodic refresh.
+            log.warning(
+                "signing keys: could not announce a change; other nodes see it at their "
+                "next refresh",
+                extra={"code": error.code, "detail": error.detail},
+            )
+
+    # -- internals -------------------------------------------------------------------
+
+    async def _published(self) -> tuple[SigningKey, ...]:
+        return await self._db.signing_keys.list(states=PUBLISHED_STATES)
+
+    async def _settle(
+        self, moment: datetime, stored: tuple[SigningKey, ...] | None = None
+    ) -> tuple[SigningKey, ...]:
+        """Apply due transitions until none is left; return the stored published keys."""
+        if stored is None:
+            stored = await self._published()
+        for _ in range(_MAX_CONVERGE_ROUNDS):
+            plan = plan_transitions(stored, moment, hold=self._hold)
+            if not plan:
+                break
+            await self._apply(plan)
+            stored = await self._published()
+        return stored
+
+    async def _converge(self, moment: datetime, *, bootstrap: bool) -> bool:
+        """Settle, create a key when none can sign (``bootstrap``), schedule, reload memory."""
+        before = await self._published()
+        stored = await self._settle(moment, before)
+        created = False
+        if bootstrap and not any(k.state in _SIGNING_STATES for k in stored):
+            await self._create(moment, alg=None, immediate=True)
+            created = True
+            stored = await self._settle(moment)
+        elif bootstrap and await self._rotation_due(stored, moment):
+            await self._create(moment, alg=None, immediate=False)
+            stored = await self._settle(moment)
+        await self._reload(stored)
+        if created or _states(before) != _states(stored):
+            await self._announce()
+        return created
+
+    def _scheduled_rotation_at(self, active: SigningKey) -> datetime | None:
+        every = self._settings.signing_keys.rotate_every
+        if every is None:
+            return None
+        lead = min(self._settings.signing_keys.prepublish, every)
+        return _activation(active) + timedelta(seconds=every - lead)
+
+    async def _rotation_due(self, stored: Sequence[SigningKey], moment: datetime) -> bool:
+        if any(k.state == "next" for k in stored):
+            return False
+        actives = [k for k in stored if k.state == "active"]
+        if not actives:
+            return False
+        active = max(actives, key=_rank)
+        at = self._scheduled_rotation_at(active)
+        if at is None or moment < at:
+            return False
+        try:
+            return await self._shared.add(
+                SCHEDULE_LOCK_PREFIX + active.kid, b"1", ttl=SCHEDULE_LOCK_TTL
+            )
+        except SharedStateUnavailableError:
+            # Without the lock two nodes may each create a key; the tie-break resolves it.
+            return True
+
+    async def _create(
+        self, moment: datetime, *, alg: SigningAlgorithm | None, immediate: bool
+    ) -> SigningKey:
+        """Generate, seal and store a key; ``immediate`` also demotes the active key, atomically."""
+        config = self._settings.signing_keys
+        algorithm: SigningAlgorithm = alg or config.algorithm
+        # RSA generation can take a second: keep it off the event loop.
+        pair = await asyncio.to_thread(
+            SigningKeyPair.generate, algorithm, rsa_key_size=config.rsa_key_size
+        )
+        context = schema.seal_context("signing_keys", "private_key_sealed", pair.kid)
+        record = SigningKey(
+            kid=pair.kid,
+            alg=pair.alg,
+            public_jwk=public_only(pair.public_jwk()),
+            private_key_sealed=self._keyring.seal(pair.private_bytes(), context=context),
+            state="active" if immediate else "next",
+            created_at=moment,
+            activates_at=moment if immediate else moment + timedelta(seconds=config.prepublish),
+        )
+        table = schema.signing_keys
+        async with self._db.transaction(
+            write=True, conflict=f"signing key {pair.kid!r} already exists"
+        ) as conn:
+            await conn.execute(
+                sa.insert(table).values(
+                    kid=record.kid,
+                    alg=record.alg,
+                    state=record.state,
+                    public_jwk=record.public_jwk,
+                    private_key_sealed=record.private_key_sealed,
+                    created_at=record.created_at,
+                    activates_at=record.activates_at,
+                    retires_at=None,
+                    retired_at=None,
+                )
+            )
+            if immediate:
+                # Nodes that have not heard of the new key may sign with the old one for up
+                # to one refresh interval: keep it published that much longer.
+                retires_at = moment + self._hold + timedelta(seconds=self.refresh_interval)
+                await conn.execute(
+                    sa.update(table)
+                    .where(table.c.state == "active", table.c.kid != record.kid)
+                    .values(state="retiring", retires_at=retires_at)
+                )
+        self._pairs[pair.kid] = pair
+        return record
+
+    async def _apply(self, plan: Sequence[Transition]) -> int:
+        """Apply ``plan`` in one write transaction of conditional updates; rows changed."""
+        table = schema.signing_keys
+        changed = 0
+        async with self._db.transaction(write=True) as conn:
+            for step in plan:
+                result = await conn.execute(
+                    sa.update(table)
+                    .where(table.c.kid == step.kid, table.c.state.in_(step.expected))
+                    .values(state=step.state, **step.changes)
+                )
+                changed += max(result.rowcount or 0, 0)
+        return changed
+
+    async def _reload(self, stored: Sequence[SigningKey]) -> None:
+        """Build the in-memory state from the stored published keys."""
+        pairs: dict[str, SigningKeyPair] = {}
+        for key in stored:
+            if key.state in _SIGNING_STATES:
+                pairs[key.kid] = self._pairs.get(key.kid) or self._open(key)
+        actives = [k for k in stored if k.state == "active"]
+        active = pairs[max(actives, key=_rank).kid] if actives else None
+        order = {"active": 0, "next": 1, "retiring": 2}
+        published = sorted(stored, key=lambda k: (order.get(k.state, 3), _activation(k), k.kid))
+        jwks = tuple(public_only(k.public_jwk) for k in published)
+        key_set = PublicKeySet.from_jwks({"keys": builtins.list(jwks)})
+        self._pairs = pairs
+        self._loaded = _Loaded(active=active, key_set=key_set, jwks=jwks, records=tuple(stored))
+        self._changed.set()
+
+    def _open(self, key: SigningKey) -> SigningKeyPair:
+        context = schema.seal_context("signing_keys", "private_key_sealed", key.kid)
+        pem = self._keyring.open(key.private_key_sealed, context=context)
+        return SigningKeyPair.from_private_bytes(
+            pem, kid=key.kid, alg=cast(SigningAlgorithm, key.alg)
+        )
+
+
+async def _wait_any(events: Sequence[asyncio.Event], *, at_most: float) -> bool:
+    """Wait until one of ``events`` is set or ``at_most`` seconds pass; whether one was set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=at_most, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return bool(done)
+
+
+def _states(keys: Iterable[SigningKey]) -> dict[str, str]:
+    return {key.kid: key.state for key in keys}
+
+
+__all__ = [
+    "CHANNEL",
+    "NoActiveSigningKeyError",
+    "SigningKeyError",
+    "SigningKeyInUseError",
+    "SigningKeyManager",
+    "Transition",
+    "plan_transitions",
+    "public_only",
+]

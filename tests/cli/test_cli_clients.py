@@ -1,0 +1,172 @@
+"""``bastion clients …`` end to end on the development SQLite (and PostgreSQL).
+
+What a user sees (secret printed once with a warning, one-line errors, exit codes) is checked
+in real subprocesses; the longer walks run the same command tree in-process (typer's runner),
+because each ``python -m bastion`` start costs seconds on a busy CI machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from _support import run_cli
+from bastion.crypto import SigningKeyPair
+
+
+@pytest.fixture
+def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run commands in this process, in ``tmp_path``, without the test's BASTION_* variables."""
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("BASTION_"):
+            monkeypatch.delenv(name)
+    return tmp_path
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+    from bastion.cli.app import app
+
+    return CliRunner().invoke(app, ["clients", *args], env=env, catch_exceptions=False)
+
+
+def ok(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
+    result = invoke(*args, "--json", env=env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def lifecycle(cwd: Path, env: dict[str, str] | None = None) -> None:
+    created = ok(
+        "create",
+        "Billing",
+        "--scope",
+        "orders:read",
+        "--scope",
+        "orders:write",
+        "--audience",
+        "https://api.example.com",
+        "--ttl",
+        "600",
+        cwd=cwd,
+        env=env,
+    )
+    client_id, secret = created["client_id"], created["client_secret"]
+    assert re.fullmatch(r"bcs_[A-Za-z0-9_-]{43}", secret)
+    assert created["scopes"] == ["orders:read", "orders:write"]
+    assert created["access_token_ttl"] == 600
+    assert created["secrets"][0]["prefix"] == secret[:8]
+
+    shown = ok("show", client_id, cwd=cwd, env=env)
+    assert "client_secret" not in shown and secret not in json.dumps(shown)
+    assert [c["client_id"] for c in ok("list", cwd=cwd, env=env)["items"]] == [client_id]
+
+    updated = ok("update", client_id, "--name", "Billing v2", "--default-ttl", cwd=cwd, env=env)
+    assert (updated["name"], updated["access_token_ttl"]) == ("Billing v2", None)
+
+    rotated = ok("rotate-secret", client_id, "--grace", "1h", cwd=cwd, env=env)
+    assert rotated["client_secret"] != secret
+    old, new = rotated["secrets"]
+    assert old["prefix"] == secret[:8] and old["expires_at"] is not None
+    assert new["expires_at"] is None
+
+    assert ok("disable", client_id, cwd=cwd, env=env)["disabled"] is True
+    assert ok("enable", client_id, cwd=cwd, env=env)["disabled"] is False
+    assert ok("delete", client_id, "--yes", cwd=cwd, env=env) == {"deleted": client_id}
+    missing = invoke("show", client_id, "--json", env=env)
+    assert missing.exit_code == 1
+    assert json.loads(missing.stdout)["error"] == "not_found"
+
+
+def test_lifecycle_sqlite(in_process: Path) -> None:
+    lifecycle(in_process)
+
+
+@pytest.mark.postgres
+def test_lifecycle_postgres(in_process: Path, postgres_url: str) -> None:
+    env = {"BASTION_STORAGE": postgres_url}
+    from bastion.storage import migrate
+
+    asyncio.run(migrate(postgres_url))
+    lifecycle(in_process, env)
+
+
+def test_create_prints_the_secret_once_with_a_warning(tmp_path: Path) -> None:
+    result = run_cli("clients", "create", "svc", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    secret = re.search(r"bcs_[A-Za-z0-9_-]{43}", result.stdout)
+    assert secret is not None
+    assert "only time the secret is shown" in result.stderr
+    listed = run_cli("clients", "list", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert secret.group() not in listed.stdout
+    assert secret.group()[:8] not in listed.stdout  # listings show no secret at all
+    assert "svc" in listed.stdout
+
+
+def test_private_key_jwt_and_public_clients(in_process: Path) -> None:
+    tmp_path = in_process
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [SigningKeyPair.generate("ES256").public_jwk()]}))
+    keyed = ok(
+        "create", "svc", "--auth-method", "private_key_jwt", "--jwks-file", str(jwks), cwd=tmp_path
+    )
+    assert keyed["client_secret"] is None
+    assert keyed["token_endpoint_auth_method"] == "private_key_jwt"
+    public = ok(
+        "create",
+        "spa",
+        "--type",
+        "public",
+        "--redirect-uri",
+        "http://127.0.0.1:8080/cb",
+        cwd=tmp_path,
+    )
+    assert public["client_secret"] is None
+    assert public["grant_types"] == ["authorization_code", "refresh_token"]
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    bad = run_cli("clients", "create", "x", "--scope", "two words", cwd=tmp_path)
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: scopes: 'two words' is not a scope token")
+    assert "Traceback" not in bad.stderr
+
+
+def test_errors(in_process: Path) -> None:
+    doc = json.loads(invoke("create", "x", "--grant", "password", "--json").stdout)
+    assert doc["error"] == "invalid_client_metadata"
+    assert doc["detail"].startswith("grant_types: 'password' is not supported")
+
+    missing_file = invoke(
+        "create",
+        "x",
+        "--auth-method",
+        "private_key_jwt",
+        "--jwks-file",
+        str(in_process / "nope.json"),
+        "--json",
+    )
+    assert missing_file.exit_code == 1
+    doc = json.loads(missing_file.stdout)
+    assert doc["error"] == "invalid_client_metadata" and "nope.json" in doc["detail"]
+
+    unconfirmed = invoke("delete", "abc", "--json")
+    assert unconfirmed.exit_code == 1
+    assert json.loads(unconfirmed.stdout) == {
+        "error": "invalid_arguments",
+        "detail": "deleting a client cannot be undone: confirm with --yes",
+    }
+    grace = json.loads(invoke("rotate-secret", "abc", "--grace", "soon", "--json").stdout)
+    assert grace["detail"] == "grace: 'soon' is not a duration — use seconds or e.g. 30m, 1h, 7d"
+    nothing = json.loads(invoke("update", "abc", "--json").stdout)
+    assert nothing["error"] == "invalid_arguments"

@@ -1,0 +1,559 @@
+"""The signing-key lifecycle: first key, rotation with overlap, retirement, schedule, clusters.
+
+Every lifecycle test runs on SQLite and PostgreSQL with an injected clock
+(``now=``). Two managers on one database stand in for two bastion nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from bastion.crypto import InvalidTokenError, JWTVerifier, Keyring, MasterKey, sign_jwt
+from bastion.oauth import (
+    NoActiveSigningKeyError,
+    SigningKeyInUseError,
+    SigningKeyManager,
+)
+from bastion.oauth.signing_keys import CHANNEL, plan_transitions
+from bastion.settings import Settings
+from bastion.storage import Database, NotFoundError, SigningKey, migrate
+from bastion.storage.shared import MemorySharedState
+from bastion.storage.sql.schema import seal_context
+
+T0 = 1_900_000_000.0
+PREPUBLISH = 900.0
+MAX_TTL = 3600.0
+LEEWAY = 30.0
+HOLD = MAX_TTL + LEEWAY
+ISSUER = "https://issuer.example"
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def make_settings(**signing_keys: Any) -> Settings:
+    return Settings(
+        issuer=ISSUER,
+        signing_keys={"prepublish": PREPUBLISH, **signing_keys},
+        tokens={"max_access_token_ttl": MAX_TTL, "access_token_ttl": 900, "leeway": LEEWAY},
+    )
+
+
+# --- databases: one migrated template per backend and session --------------------------
+
+
+async def _admin(dsn: str, sql: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="module")
+def pg_keys_url(postgres_server_url: str) -> Iterator[str]:
+    """A migrated PostgreSQL database for this module; signing_keys emptied per test."""
+    parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
+    admin = urlunsplit(parts)
+    name = f"bastion_sk_{secrets.token_hex(6)}"
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+    url = urlunsplit(parts._replace(path="/" + name))
+    try:
+        asyncio.run(migrate(url))
+        yield url
+    finally:
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sk-template") / "bastion.db"
+    asyncio.run(migrate(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "bastion.db"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("pg_keys_url")
+    asyncio.run(_admin(url, "DELETE FROM signing_keys"))
+    return url
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = await Database.connect(db_url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+async def db2(db_url: str) -> AsyncIterator[Database]:
+    """A second connection pool to the same database: a second node."""
+    database = await Database.connect(db_url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def keyring() -> Keyring:
+    return Keyring([MasterKey.generate()])
+
+
+@pytest.fixture
+def shared() -> MemorySharedState:
+    return MemorySharedState()
+
+
+@pytest.fixture
+def manager(db: Database, keyring: Keyring, shared: MemorySharedState) -> SigningKeyManager:
+    return SigningKeyManager(db, keyring, make_settings(), shared)
+
+
+def verifier(manager: SigningKeyManager) -> JWTVerifier:
+    return JWTVerifier(
+        manager.public_key_set, issuer=ISSUER, audience="api", typ="at+jwt", leeway=LEEWAY
+    )
+
+
+def token(manager: SigningKeyManager, issued_at: float) -> str:
+    claims = {
+        "iss": ISSUER,
+        "aud": "api",
+        "sub": "svc",
+        "iat": issued_at,
+        "exp": issued_at + MAX_TTL,
+    }
+    return sign_jwt(claims, manager.current(), typ="at+jwt")
+
+
+async def states(db: Database) -> dict[str, str]:
+    return {key.kid: key.state for key in await db.signing_keys.list()}
+
+
+def jwks_kids(manager: SigningKeyManager) -> set[str]:
+    return {jwk["kid"] for jwk in manager.jwks()["keys"]}
+
+
+# --- first start -----------------------------------------------------------------------
+
+
+async def test_current_before_load_is_refused(manager: SigningKeyManager) -> None:
+    with pytest.raises(NoActiveSigningKeyError) as info:
+        manager.current()
+    assert info.value.code == "no_active_signing_key"
+    assert info.value.status == 503
+
+
+async def test_first_load_creates_one_active_key(
+    manager: SigningKeyManager, db: Database, db2: Database, keyring: Keyring
+) -> None:
+    assert await manager.load(now=T0) is True
+    [key] = await manager.list()
+    assert key.state == "active"
+    assert key.alg == "ES256"
+    assert key.activates_at == _at(T0)
+    assert manager.current().kid == key.kid
+    assert manager.public_key_set().kids() == (key.kid,)
+    [jwk] = manager.jwks()["keys"]
+    assert jwk["kid"] == key.kid and jwk["alg"] == "ES256" and jwk["use"] == "sig"
+    assert "d" not in jwk
+    # Loading again, here or on another node, creates nothing.
+    assert await manager.load(now=T0 + 1) is False
+    other = SigningKeyManager(db2, keyring, make_settings(), MemorySharedState())
+    assert await other.load(now=T0 + 2) is False
+    assert other.current().kid == key.kid
+    assert len(await db.signing_keys.list()) == 1
+
+
+async def test_private_key_is_sealed_under_its_kid(
+    manager: SigningKeyManager, db: Database, keyring: Keyring
+) -> None:
+    await manager.load(now=T0)
+    stored = (await db.signing_keys.list())[0]
+    assert "PRIVATE KEY" not in stored.private_key_sealed
+    assert "d" not in stored.public_jwk
+    context = seal_context("signing_keys", "private_key_sealed", stored.kid)
+    pem = keyring.open(stored.private_key_sealed, context=context)
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert repr(manager.current()) == f"SigningKeyPair(kid={stored.kid!r}, alg='ES256')"
+
+
+# --- rotation with overlap -------------------------------------------------------------
+
+
+async def test_rotation_prepublishes_overlaps_then_retires(
+    manager: SigningKeyManager, db: Database
+) -> None:
+    await manager.load(now=T0)
+    old = manager.current().kid
+    before = token(manager, T0 + 50)
+
+    new = await manager.rotate(now=T0 + 100)
+    assert new.state == "next"
+    assert new.activates_at == _at(T0 + 100 + PREPUBLISH)
+    # Published before it signs.
+    assert manager.current().kid == old
+    assert jwks_kids(manager) == {old, new.kid}
+    assert verifier(manager).verify(before, now=T0 + 200).kid == old
+
+    await manager.refresh(now=T0 + 100 + PREPUBLISH - 1)
+    assert manager.current().kid == old
+    assert await states(db) == {old: "active", new.kid: "next"}
+
+    switch = T0 + 100 + PREPUBLISH
+    await manager.refresh(now=switch)
+    assert manager.current().kid == new.kid
+    assert await states(db) == {old: "retiring", new.kid: "active"}
+    retiring = await db.signing_keys.get(old)
+    assert retiring.retires_at == _at(switch + HOLD)
+    assert jwks_kids(manager) == {old, new.kid}
+    after = token(manager, switch + 1)
+    # New tokens carry the new kid; tokens signed before the rotation still verify.
+    assert verifier(manager).verify(after, now=switch + 2).kid == new.kid
+    assert verifier(manager).verify(before, now=switch + 2).kid == old
+
+    await manager.refresh(now=switch + HOLD - 1)
+    assert old in jwks_kids(manager)
+
+    await manager.refresh(now=switch + HOLD)
+    assert await states(db) == {old: "retired", new.kid: "active"}
+    assert jwks_kids(manager) == {new.kid}
+    assert manager.public_key_set().kids() == (new.kid,)
+    with pytest.raises(InvalidTokenError) as info:
+        verifier(manager).verify(before, now=switch + HOLD)
+    assert info.value.reason == "unknown_kid"
+    retired = await db.signing_keys.get(old)
+    assert retired.retired_at == _at(switch + HOLD)
+    # The row stays for audit, its private key still sealed (never wiped to plaintext).
+    assert retired.private_key_sealed and "PRIVATE KEY" not in retired.private_key_sealed
+
+
+async def test_refresh_is_idempotent(manager: SigningKeyManager, db: Database) -> None:
+    await manager.load(now=T0)
+    await manager.rotate(now=T0)
+    await manager.refresh(now=T0 + PREPUBLISH)
+    snapshot = await db.signing_keys.list()
+    for _ in range(3):
+        await manager.refresh(now=T0 + PREPUBLISH)
+    assert await db.signing_keys.list() == snapshot
+
+
+async def test_immediate_rotation_demotes_the_active_key(
+    manager: SigningKeyManager, db: Database
+) -> None:
+    await manager.load(now=T0)
+    old = manager.current().kid
+    new = await manager.rotate(now=T0 + 10, immediate=True)
+    assert new.state == "active"
+    assert manager.current().kid == new.kid
+    demoted = await db.signing_keys.get(old)
+    assert demoted.state == "retiring"
+    # One refresh interval more: nodes that have not heard may still sign with it.
+    assert demoted.retires_at == _at(T0 + 10 + HOLD + manager.refresh_interval)
+
+
+async def test_rotate_with_no_key_makes_it_active_at_once(
+    manager: SigningKeyManager, db: Database
+) -> None:
+    key = await manager.rotate(now=T0)
+    assert key.state == "active"
+    assert manager.current().kid == key.kid
+    assert await states(db) == {key.kid: "active"}
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "PS256"])
+async def test_rotate_with_another_algorithm(manager: SigningKeyManager, alg: Any) -> None:
+    await manager.load(now=T0)
+    key = await manager.rotate(alg=alg, now=T0 + 1, immediate=True)
+    assert key.alg == alg
+    assert manager.current().alg == alg
+    issued = token(manager, T0 + 2)
+    assert verifier(manager).verify(issued, now=T0 + 3).header["alg"] == alg
+
+
+async def test_configured_algorithm_is_used(
+    db: Database, keyring: Keyring, shared: MemorySharedState
+) -> None:
+    manager = SigningKeyManager(
+        db, keyring, make_settings(algorithm="RS256", rsa_key_size=2048), shared
+    )
+    await manager.load(now=T0)
+    assert manager.current().alg == "RS256"
+    jwk = manager.jwks()["keys"][0]
+    assert jwk["kty"] == "RSA"
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(jwk)
+
+
+# --- retirement ------------------------------------------------------------------------
+
+
+async def test_retire_refuses_the_active_key(manager: SigningKeyManager, db: Database) -> None:
+    await manager.load(now=T0)
+    kid = manager.current().kid
+    with pytest.raises(SigningKeyInUseError) as info:
+        await manager.retire(kid, now=T0 + 1)
+    assert info.value.code == "signing_key_in_use"
+    assert info.value.status == 409
+    assert info.value.detail == (
+        f"signing key {kid!r} is the active key and cannot be retired — make a replacement "
+        f"active first (`bastion signing-keys rotate --now`), then retire {kid!r}"
+    )
+    assert await states(db) == {kid: "active"}
+
+
+async def test_emergency_rotate_then_retire_revokes_old_tokens(
+    manager: SigningKeyManager, db: Database
+) -> None:
+    await manager.load(now=T0)
+    old = manager.current().kid
+    leaked = token(manager, T0 + 5)
+    await manager.rotate(now=T0 + 10, immediate=True)
+    assert verifier(manager).verify(leaked, now=T0 + 11).kid == old
+
+    retired = await manager.retire(old, now=T0 + 12)
+    assert retired.state == "retired"
+    assert retired.retired_at == _at(T0 + 12)
+    assert old not in jwks_kids(manager)
+    # Not yet expired, but its key is gone: refused at once.
+    with pytest.raises(InvalidTokenError) as info:
+        verifier(manager).verify(leaked, now=T0 + 13)
+    assert info.value.reason == "unknown_kid"
+    # Retiring again is a no-op; later refreshes never bring it back.
+    assert (await manager.retire(old, now=T0 + 20)).retired_at == _at(T0 + 12)
+    await manager.refresh(now=T0 + 30)
+    assert old not in jwks_kids(manager)
+
+
+async def test_retire_a_next_key_and_unknown_kid(manager: SigningKeyManager, db: Database) -> None:
+    await manager.load(now=T0)
+    active = manager.current().kid
+    pending = await manager.rotate(now=T0 + 1)
+    await manager.retire(pending.kid, now=T0 + 2)
+    assert jwks_kids(manager) == {active}
+    await manager.refresh(now=T0 + 1 + PREPUBLISH)
+    assert manager.current().kid == active
+    assert await states(db) == {active: "active", pending.kid: "retired"}
+    with pytest.raises(NotFoundError) as info:
+        await manager.retire("no-such-kid")
+    assert info.value.detail == "signing key 'no-such-kid' does not exist"
+
+
+# --- scheduled rotation ----------------------------------------------------------------
+
+
+async def test_scheduled_rotation(db: Database, keyring: Keyring) -> None:
+    every = 86400.0
+    manager = SigningKeyManager(db, keyring, make_settings(rotate_every=every), MemorySharedState())
+    await manager.load(now=T0)
+    first = manager.current().kid
+
+    await manager.refresh(now=T0 + every - PREPUBLISH - 1)
+    assert await states(db) == {first: "active"}
+
+    # Created one pre-publication ahead, so it activates `every` after its predecessor.
+    await manager.refresh(now=T0 + every - PREPUBLISH)
+    pending = [k for k in await db.signing_keys.list() if k.state == "next"]
+    assert len(pending) == 1
+    assert pending[0].activates_at == _at(T0 + every)
+    await manager.refresh(now=T0 + every - PREPUBLISH + 5)
+    assert len(await db.signing_keys.list()) == 2
+
+    await manager.refresh(now=T0 + every)
+    second = manager.current().kid
+    assert second == pending[0].kid
+    assert await states(db) == {first: "retiring", second: "active"}
+
+    # The schedule counts from the new key's activation.
+    await manager.refresh(now=T0 + 2 * every - PREPUBLISH - 1)
+    assert len(await db.signing_keys.list()) == 2
+    await manager.refresh(now=T0 + 2 * every - PREPUBLISH)
+    assert [k.state for k in await db.signing_keys.list()] == ["retired", "active", "next"]
+
+
+async def test_no_schedule_without_rotate_every(manager: SigningKeyManager, db: Database) -> None:
+    await manager.load(now=T0)
+    await manager.refresh(now=T0 + 400 * 86400)
+    assert len(await db.signing_keys.list()) == 1
+
+
+# --- several nodes ---------------------------------------------------------------------
+
+
+async def _active(db: Database) -> list[str]:
+    return [key.kid for key in await db.signing_keys.list(states=["active"])]
+
+
+async def test_concurrent_refresh_converges_on_one_active_key(
+    db: Database, db2: Database, keyring: Keyring
+) -> None:
+    node1 = SigningKeyManager(db, keyring, make_settings(), MemorySharedState())
+    node2 = SigningKeyManager(db2, keyring, make_settings(), MemorySharedState())
+    await node1.load(now=T0)
+    await node2.load(now=T0)
+    new = await node1.rotate(now=T0 + 1)
+    for step in range(5):
+        moment = T0 + 1 + PREPUBLISH + step
+        await asyncio.gather(node1.refresh(now=moment), node2.refresh(now=moment))
+        assert await _active(db) == [new.kid]
+    assert node1.current().kid == node2.current().kid == new.kid
+
+
+async def test_concurrent_first_start_converges(
+    db: Database, db2: Database, keyring: Keyring
+) -> None:
+    node1 = SigningKeyManager(db, keyring, make_settings(), MemorySharedState())
+    node2 = SigningKeyManager(db2, keyring, make_settings(), MemorySharedState())
+    await asyncio.gather(node1.load(now=T0), node2.load(now=T0))
+    await asyncio.gather(node1.refresh(now=T0 + 1), node2.refresh(now=T0 + 1))
+    [active] = await _active(db)
+    assert node1.current().kid == node2.current().kid == active
+    # A key that lost the race may have signed: it stays published while retiring.
+    for key in await db.signing_keys.list():
+        assert key.state in {"active", "retiring"}
+        assert key.kid in jwks_kids(node1)
+
+
+async def test_two_next_keys_the_later_activation_wins(
+    db: Database, db2: Database, keyring: Keyring
+) -> None:
+    node1 = SigningKeyManager(db, keyring, make_settings(), MemorySharedState())
+    node2 = SigningKeyManager(db2, keyring, make_settings(), MemorySharedState())
+    await node1.load(now=T0)
+    old = node1.current().kid
+    early, late = await asyncio.gather(node1.rotate(now=T0 + 1), node2.rotate(now=T0 + 2))
+    await asyncio.gather(
+        node1.refresh(now=T0 + 2 + PREPUBLISH), node2.refresh(now=T0 + 2 + PREPUBLISH)
+    )
+    assert await states(db) == {old: "retiring", early.kid: "retiring", late.kid: "active"}
+    assert node1.current().kid == node2.current().kid == late.kid
+
+
+def test_plan_transitions_is_deterministic() -> None:
+    now = _at(T0)
+
+    def key(kid: str, state: Any, activates: float, retires: float | None = None) -> SigningKey:
+        return SigningKey(
+            kid=kid,
+            alg="ES256",
+            public_jwk={},
+            private_key_sealed="x",
+            state=state,
+            created_at=_at(T0 - 10_000),
+            activates_at=_at(activates),
+            retires_at=None if retires is None else _at(retires),
+        )
+
+    keys = [
+        key("b", "active", T0 - 5000),
+        key("a", "next", T0 - 1),
+        key("c", "next", T0 - 2),
+        key("d", "next", T0 + 1),
+        key("e", "retiring", T0 - 9000, retires=T0),
+        key("f", "retiring", T0 - 9000, retires=T0 + 1),
+    ]
+    plan = plan_transitions(keys, now, hold=timedelta(seconds=HOLD))
+    assert [(t.kid, t.expected, t.state) for t in plan] == [
+        ("a", ("next",), "active"),
+        ("b", ("next", "active"), "retiring"),
+        ("c", ("next", "active"), "retiring"),
+        ("e", ("retiring",), "retired"),
+    ]
+    assert plan[1].changes == {"retires_at": now + timedelta(seconds=HOLD)}
+    assert plan_transitions(reversed(keys), now, hold=timedelta(seconds=HOLD)) == plan
+
+
+# --- memory is reloaded across nodes ---------------------------------------------------
+
+
+async def _until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+@contextlib.asynccontextmanager
+async def running(manager: SigningKeyManager) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_pubsub_reloads_other_nodes(
+    db: Database, db2: Database, keyring: Keyring, shared: MemorySharedState
+) -> None:
+    node1 = SigningKeyManager(db, keyring, make_settings(), shared)
+    # A periodic refresh this rare cannot be what picks the change up.
+    node2 = SigningKeyManager(db2, keyring, make_settings(), shared, refresh_interval=3600)
+    await node1.load()
+    await node2.load()
+    messages = await shared.subscribe(CHANNEL)
+    async with running(node2):
+        await asyncio.sleep(0.05)
+        new = await node1.rotate(immediate=True)
+        await _until(lambda: node2.current().kid == new.kid)
+        assert await asyncio.wait_for(messages.__anext__(), 1) == b"changed"
+        pending = await node1.rotate()
+        await _until(lambda: pending.kid in jwks_kids(node2))
+        await node1.retire(pending.kid)
+        await _until(lambda: pending.kid not in jwks_kids(node2))
+    await messages.close()
+
+
+async def test_run_switches_when_the_next_key_activates(
+    db: Database, keyring: Keyring, shared: MemorySharedState
+) -> None:
+    settings = make_settings(prepublish=1, jwks_max_age=1)
+    node = SigningKeyManager(db, keyring, settings, shared, refresh_interval=3600)
+    watcher = SigningKeyManager(db, keyring, settings, MemorySharedState(), refresh_interval=3600)
+    await node.load()
+    await watcher.load()
+    async with running(watcher):
+        pending = await node.rotate()
+        assert pending.state == "next"
+        # The watcher hears nothing (its own shared state) and its interval is an hour:
+        # it wakes because it knows when the key it loaded activates.
+        await watcher.reload()
+        await _until(lambda: watcher.current().kid == pending.kid, timeout=5)
+
+
+async def test_run_survives_a_failing_refresh(
+    db: Database, keyring: Keyring, shared: MemorySharedState, caplog: pytest.LogCaptureFixture
+) -> None:
+    node = SigningKeyManager(db, keyring, make_settings(), shared, refresh_interval=0.05)
+    await node.load()
+    kid = node.current().kid
+    other = Keyring([MasterKey.generate()])
+    node._keyring = other  # a master key that opens nothing stored
+    node._pairs.clear()
+    async with running(node):
+        await asyncio.sleep(0.3)
+    assert node.current().kid == kid
+    assert "refresh failed" in caplog.text
