@@ -56,8 +56,11 @@ ALL_AUTH_METHODS: Final[tuple[ClientAuthMethod, ...]] = get_args(ClientAuthMetho
 #: RFC 7523 §2.2: the client_assertion_type of a JWT client assertion.
 CLIENT_ASSERTION_TYPE_JWT_BEARER: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-#: Seconds a client assertion's ``exp`` may lie ahead of now (a bounded replay window).
-MAX_ASSERTION_LIFETIME: Final = 300.0
+#: Seconds a client assertion's ``exp`` may lie ahead of now. It bounds how long a
+#: ``jti`` must stay in the replay cache. One hour, because widely used clients
+#: (Authlib among them) sign assertions valid for exactly that by default; the
+#: jti cache makes every assertion single-use whatever its lifetime.
+MAX_ASSERTION_LIFETIME: Final = 3600.0
 
 #: Longest ``jti`` accepted (it becomes part of a shared-state key).
 _MAX_JTI_LENGTH: Final = 256
