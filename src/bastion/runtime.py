@@ -184,11 +184,14 @@ class Runtime:
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""
         self._stop.set()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # The loops watch the stop event; give them a moment to finish cleanly.
+            _, pending = await asyncio.wait(self._tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         self._tasks = []
         await self.gateway.shutdown()
 

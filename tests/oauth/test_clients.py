@@ -455,13 +455,21 @@ async def test_authentication_does_the_same_work_for_every_outcome(
         ("wrong", client.client_id, "bcs_" + "A" * 43),
         ("unknown", "unknown-client", secret),
     ):
+        service.invalidate()  # cold: every outcome reads the database the same way
         comparisons.clear()
         queries.clear()
         with contextlib.suppress(InvalidClientError):
             await service.authenticate_secret(client_id, presented)
         outcomes[label] = (len(comparisons), list(queries))
+        comparisons.clear()
+        queries.clear()  # warm: every outcome is answered from memory the same way
+        with contextlib.suppress(InvalidClientError):
+            await service.authenticate_secret(client_id, presented)
+        outcomes[label + "-warm"] = (len(comparisons), list(queries))
     assert outcomes["right"] == outcomes["wrong"] == outcomes["unknown"]
     assert outcomes["right"] == (MIN_DIGEST_COMPARISONS, ["get", "list_secrets"])
+    assert outcomes["right-warm"] == outcomes["wrong-warm"] == outcomes["unknown-warm"]
+    assert outcomes["right-warm"] == (MIN_DIGEST_COMPARISONS, [])
 
     # With a second secret in grace, a match on the first one still compares both (no early exit).
     await service.rotate_secret(client.client_id, grace=3600)

@@ -456,6 +456,10 @@ class ClientService:
         self.settings = settings
         self.shared = shared
         self._cache: dict[str, tuple[float, Client | None]] = {}
+        # client_id -> (expiry, client or None, its secrets): what authenticate_secret
+        # needs, so a token request costs no database round trip (DESIGN: hot paths
+        # read memory). Same TTL and invalidation as ``_cache``.
+        self._credentials: dict[str, tuple[float, Client | None, tuple[ClientSecret, ...]]] = {}
 
     # -- reads ------------------------------------------------------------
 
@@ -631,12 +635,7 @@ class ClientService:
         # An id no client can have is refused without asking the database (which could
         # choke on it); it reveals nothing about which clients exist.
         if _storable_id(client_id):
-            try:
-                client = await self.db.clients.get(client_id)
-            except NotFoundError:
-                client = None
-            # Queried for unknown clients too: the same database work either way.
-            stored = await self.db.clients.list_secrets(client_id)
+            client, stored = await self._credentials_of(client_id)
         candidates: list[ClientSecret | None] = list(stored)
         candidates.extend([None] * max(0, MIN_DIGEST_COMPARISONS - len(candidates)))
         matched: ClientSecret | None = None
@@ -659,6 +658,27 @@ class ClientService:
         return client
 
     # -- the hot-path cache -------------------------------------------------
+
+    async def _credentials_of(
+        self, client_id: str
+    ) -> tuple[Client | None, tuple[ClientSecret, ...]]:
+        """The client (or None) and its secrets, from memory for up to :data:`CACHE_TTL`."""
+        now = time.monotonic()
+        hit = self._credentials.get(client_id)
+        if hit is not None and hit[0] > now:
+            return hit[1], hit[2]
+        client: Client | None
+        try:
+            client = await self.db.clients.get(client_id)
+        except NotFoundError:
+            client = None
+        # Queried for unknown clients too: the same database work either way.
+        stored = await self.db.clients.list_secrets(client_id)
+        if len(self._credentials) >= _CACHE_MAX_ENTRIES:
+            # Random unknown ids must not grow memory without bound.
+            self._credentials.clear()
+        self._credentials[client_id] = (now + CACHE_TTL, client, stored)
+        return client, stored
 
     async def find_active(self, client_id: str) -> Client | None:
         """The enabled client with this id, or ``None`` (unknown or disabled).
@@ -688,8 +708,10 @@ class ClientService:
         """Forget the cached record of ``client_id`` (every record when ``None``)."""
         if client_id is None:
             self._cache.clear()
+            self._credentials.clear()
         else:
             self._cache.pop(client_id, None)
+            self._credentials.pop(client_id, None)
 
     async def run(self, stop: asyncio.Event, *, backoff: float = 1.0) -> None:
         """Apply invalidations published by other processes until ``stop`` is set.
@@ -705,11 +727,17 @@ class ClientService:
                         self.invalidate()
                         while True:
                             receiving = asyncio.ensure_future(subscription.__anext__())
-                            done, _ = await asyncio.wait(
-                                {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
-                            )
+                            try:
+                                done, _ = await asyncio.wait(
+                                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
+                                )
+                            finally:
+                                # Also when this task is cancelled: a receiver left pending
+                                # would end in StopAsyncIteration once the subscription
+                                # closes, an exception nobody retrieves.
+                                if not receiving.done():
+                                    receiving.cancel()
                             if receiving not in done:
-                                receiving.cancel()
                                 return
                             try:
                                 message = receiving.result()
