@@ -233,6 +233,8 @@ def test_example_configuration_validates(tmp_path: Path) -> None:
         {
             "BASTION_DATABASE_URL": "postgresql://bastion:pw@db/bastion",
             "BASTION_REDIS_URL": "redis://cache:6379/0",
+            "BASTION_API_KEY_PEPPER": "pepper-for-the-example-config-test",
+            "BASTION_LEAK_REPORT_SECRET": "leak-secret-for-the-example-config-test",
             "BASTION_TLS__CERT": str(cert),
             "BASTION_TLS__KEY": str(key),
         },

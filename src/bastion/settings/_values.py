@@ -9,7 +9,9 @@ from pathlib import Path
 Loc = tuple[str | int, ...]
 
 _QUERY_SECRET = re.compile(r"([?&](?:password|pass|passwd|secret|token)=)[^&#]*", re.IGNORECASE)
-_SECRET_NAMES = frozenset({"master_key", "password", "passwd", "secret", "token", "client_secret"})
+_SECRET_NAMES = frozenset(
+    {"master_key", "password", "passwd", "secret", "token", "client_secret", "pepper"}
+)
 
 
 def redact_url(url: str) -> str:

@@ -343,6 +343,20 @@ class TokenSettings(_Section):
         return self
 
 
+class ApiKeySettings(_Section):
+    """API keys: the recognisable format, an optional pepper, rotation grace, leak reports."""
+
+    # Keys read bst_<environment>_<random><checksum>; the tag helps people (and secret
+    # scanners) tell live keys from test keys. None: no tag.
+    environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]{0,9}$")] | None = None
+    # Optional server-side pepper: stored digests become HMAC-SHA256(pepper, key), so a
+    # stolen database alone cannot confirm a guessed key. Changing it invalidates keys.
+    pepper: SecretStr | None = None
+    default_grace: Duration = 86400.0
+    # Shared secret authenticating POST /api-keys/leaks (HMAC-SHA256 of the body).
+    leak_report_secret: SecretStr | None = None
+
+
 class DemoSettings(_Section):
     """The built-in demo: an echo upstream behind a public ``/demo`` route."""
 
@@ -548,6 +562,7 @@ class Settings(BaseModel):
     demo: DemoSettings = Field(default_factory=DemoSettings)
     signing_keys: SigningKeySettings = Field(default_factory=SigningKeySettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
+    api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
 
     @model_validator(mode="before")
     @classmethod
