@@ -9,15 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import secrets
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 import bastion.oauth.clients as clients_module
@@ -31,65 +26,14 @@ from bastion.oauth.clients import (
 )
 from bastion.protocol.rfc6749.errors import InvalidClientError
 from bastion.settings import Settings
-from bastion.storage import ConflictError, Database, NotFoundError, migrate
+from bastion.storage import ConflictError, Database, NotFoundError
 from bastion.storage.shared import SharedState, open_shared_state
-from bastion.storage.sql.schema import metadata
 
 SECRET_RE = re.compile(r"bcs_[A-Za-z0-9_-]{43}")
 T0 = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
 
-# -- fixtures: one migrated database per backend and session, emptied per test ----------------
-
-
-async def _admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="module")
-def pg_template(postgres_server_url: str) -> Iterator[str]:
-    parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
-    admin = urlunsplit(parts)
-    name = f"bastion_cl_{secrets.token_hex(6)}"
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    url = urlunsplit(parts._replace(path="/" + name))
-    try:
-        asyncio.run(migrate(url))
-        yield url
-    finally:
-        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("clients-template") / "bastion.db"
-    asyncio.run(migrate(f"sqlite:///{path}"))
-    return path
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        path = tmp_path / "bastion.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("pg_template")
-    statements = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(metadata.sorted_tables))
-    asyncio.run(_admin(url, statements))
-    return url
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
+# -- fixtures: `db_url` and `db` come from tests/conftest.py (both backends) -------------------
 
 
 @pytest.fixture

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from bastion.crypto import InvalidTokenError, JWTVerifier, Keyring, MasterKey, sign_jwt
@@ -28,7 +23,7 @@ from bastion.oauth import (
 )
 from bastion.oauth.signing_keys import CHANNEL, plan_transitions
 from bastion.settings import Settings
-from bastion.storage import Database, NotFoundError, SigningKey, migrate
+from bastion.storage import Database, NotFoundError, SigningKey
 from bastion.storage.shared import MemorySharedState
 from bastion.storage.sql.schema import seal_context
 
@@ -52,58 +47,7 @@ def make_settings(**signing_keys: Any) -> Settings:
     )
 
 
-# --- databases: one migrated template per backend and session --------------------------
-
-
-async def _admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="module")
-def pg_keys_url(postgres_server_url: str) -> Iterator[str]:
-    """A migrated PostgreSQL database for this module; signing_keys emptied per test."""
-    parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
-    admin = urlunsplit(parts)
-    name = f"bastion_sk_{secrets.token_hex(6)}"
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    url = urlunsplit(parts._replace(path="/" + name))
-    try:
-        asyncio.run(migrate(url))
-        yield url
-    finally:
-        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sk-template") / "bastion.db"
-    asyncio.run(migrate(f"sqlite:///{path}"))
-    return path
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("sqlite_template")
-        target = tmp_path / "bastion.db"
-        shutil.copyfile(template, target)
-        return f"sqlite:///{target}"
-    url: str = request.getfixturevalue("pg_keys_url")
-    asyncio.run(_admin(url, "DELETE FROM signing_keys"))
-    return url
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
+# --- databases: `db_url` and `db` come from tests/conftest.py (both backends) -----------
 
 
 @pytest.fixture

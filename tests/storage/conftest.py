@@ -8,75 +8,11 @@ Tests of migrations themselves use the fresh ``sqlite_url`` / ``postgres_url``.
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-import shutil
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
-from bastion.storage import Client, Database, User, migrate
-from bastion.storage.sql.schema import metadata
-
-
-async def _admin(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="session")
-def migrated_postgres_url(postgres_server_url: str) -> Iterator[str]:
-    """A PostgreSQL database migrated to head, shared by the session's contract tests."""
-    parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
-    admin_dsn = urlunsplit(parts)
-    name = f"bastion_c_{secrets.token_hex(6)}"
-    asyncio.run(_admin(admin_dsn, f'CREATE DATABASE "{name}"'))
-    url = urlunsplit(parts._replace(path="/" + name))
-    try:
-        asyncio.run(migrate(url))
-        yield url
-    finally:
-        asyncio.run(_admin(admin_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated to head, copied by each contract test."""
-    path = tmp_path_factory.mktemp("sqlite-template") / "bastion.db"
-    asyncio.run(migrate(f"sqlite:///{path}"))
-    return path
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty database migrated to head, on each backend."""
-    if request.param == "sqlite":
-        template: Path = request.getfixturevalue("migrated_sqlite_file")
-        path = tmp_path / "bastion.db"
-        shutil.copyfile(template, path)
-        return f"sqlite:///{path}"
-    url: str = request.getfixturevalue("migrated_postgres_url")
-    # DELETE, children first: much cheaper than TRUNCATE on tiny tables.
-    statements = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(metadata.sorted_tables))
-    asyncio.run(_admin(url, statements))
-    return url
-
-
-@pytest.fixture
-async def db(db_url: str) -> AsyncIterator[Database]:
-    """A connected Database on an empty, migrated database of each backend."""
-    database = await Database.connect(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
+from bastion.storage import Client, Database, User
 
 
 @pytest.fixture
