@@ -83,7 +83,7 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_groups_not_yet_available_say_so(tmp_path: Path) -> None:
-    result = run_cli("keys", "status", "--json", cwd=tmp_path)
+    result = run_cli("users", "status", "--json", cwd=tmp_path)
     assert result.returncode == 3
     assert json.loads(result.stdout)["available"] is False
 

@@ -16,6 +16,9 @@ from bastion.errors import BastionError
 
 def test_exported_members() -> None:
     assert sorted(bastion.crypto.__all__) == [
+        "API_KEY_PREFIX",
+        "API_KEY_REGEX",
+        "ApiKeyFormatError",
         "CertificateInfo",
         "CryptoError",
         "DecryptionError",
@@ -25,6 +28,7 @@ def test_exported_members() -> None:
         "Keyring",
         "MasterKey",
         "MasterKeyError",
+        "ParsedApiKey",
         "PublicKey",
         "PublicKeySet",
         "SigningAlgorithm",
@@ -32,12 +36,15 @@ def test_exported_members() -> None:
         "TLSConfigError",
         "UnusableKeyError",
         "VerifiedJWT",
+        "api_key_digest",
         "constant_time_equals",
         "create_keyring_file",
         "ensure_dev_certificate",
+        "generate_api_key",
         "jwk_thumbprint",
         "load_keyring_file",
         "load_server_certificate",
+        "parse_api_key",
         "parse_keyring_text",
         "random_token",
         "server_ssl_context",

@@ -3,9 +3,19 @@
 Public surface: secrets at rest (envelope encryption under a master keyring),
 TLS material (development certificate, certificate checks, server contexts),
 signing keys and key sets, JWT signing and strict verification, and small
-digest / token helpers.
+digest / token helpers, and the API key format (generation, offline checksum,
+stored digest).
 """
 
+from bastion.crypto.apikeys import (
+    API_KEY_PREFIX,
+    API_KEY_REGEX,
+    ApiKeyFormatError,
+    ParsedApiKey,
+    api_key_digest,
+    generate_api_key,
+    parse_api_key,
+)
 from bastion.crypto.digests import constant_time_equals, random_token, sha256_hex
 from bastion.crypto.envelope import (
     Keyring,
@@ -34,6 +44,9 @@ from bastion.crypto.tls import (
 )
 
 __all__ = [
+    "API_KEY_PREFIX",
+    "API_KEY_REGEX",
+    "ApiKeyFormatError",
     "CertificateInfo",
     "CryptoError",
     "DecryptionError",
@@ -43,6 +56,7 @@ __all__ = [
     "Keyring",
     "MasterKey",
     "MasterKeyError",
+    "ParsedApiKey",
     "PublicKey",
     "PublicKeySet",
     "SigningAlgorithm",
@@ -50,12 +64,15 @@ __all__ = [
     "TLSConfigError",
     "UnusableKeyError",
     "VerifiedJWT",
+    "api_key_digest",
     "constant_time_equals",
     "create_keyring_file",
     "ensure_dev_certificate",
+    "generate_api_key",
     "jwk_thumbprint",
     "load_keyring_file",
     "load_server_certificate",
+    "parse_api_key",
     "parse_keyring_text",
     "random_token",
     "server_ssl_context",

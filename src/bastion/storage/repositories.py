@@ -278,6 +278,14 @@ class ApiKeyRepository(Protocol):
         """Record a use: one UPDATE, no read; a missing key is ignored."""
         ...
 
+    async def touch_last_used_many(self, uses: Sequence[tuple[str, datetime, str | None]]) -> None:
+        """Record many uses ``(key_id, at, ip)`` in one transaction (one batched UPDATE).
+
+        A use older than the stored last use is ignored (nodes flush independently);
+        missing keys are ignored.
+        """
+        ...
+
     async def delete(self, key_id: str) -> None:
         """Delete a key; ``NotFoundError`` if none."""
         ...

@@ -601,6 +601,23 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
                 sa.update(t).where(t.c.id == key_id).values(last_used_at=at, last_used_ip=ip)
             )
 
+    async def touch_last_used_many(self, uses: Sequence[tuple[str, datetime, str | None]]) -> None:
+        if not uses:
+            return
+        t = s.api_keys
+        statement = (
+            sa.update(t)
+            .where(
+                t.c.id == sa.bindparam("key_id"),
+                # Several nodes flush independently: never move a last use backwards.
+                sa.or_(t.c.last_used_at.is_(None), t.c.last_used_at < sa.bindparam("at")),
+            )
+            .values(last_used_at=sa.bindparam("at"), last_used_ip=sa.bindparam("ip"))
+        )
+        rows = [{"key_id": key_id, "at": at, "ip": ip} for key_id, at, ip in uses]
+        async with self._db.transaction(write=True) as conn:
+            await conn.execute(statement, rows)
+
     async def delete(self, key_id: str) -> None:
         await self._delete(key_id)
 

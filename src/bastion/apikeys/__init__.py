@@ -1,0 +1,34 @@
+"""bastion.apikeys: the API key lifecycle, leak response and hot-path verification.
+
+The key format itself (generation, checksum, digest) lives in
+:mod:`bastion.crypto.apikeys`; the format is documented for secret-scanning
+partners in ``docs/api-keys.md``.
+"""
+
+from bastion.apikeys.errors import (
+    ApiKeyError,
+    ApiKeyIPNotAllowedError,
+    ApiKeySpecError,
+    ApiKeyStateError,
+    InvalidApiKeyError,
+)
+from bastion.apikeys.service import (
+    API_KEYS_CHANNEL,
+    ApiKeyService,
+    ApiKeySpec,
+    api_key_status,
+    api_key_view,
+)
+
+__all__ = [
+    "API_KEYS_CHANNEL",
+    "ApiKeyError",
+    "ApiKeyIPNotAllowedError",
+    "ApiKeyService",
+    "ApiKeySpec",
+    "ApiKeySpecError",
+    "ApiKeyStateError",
+    "InvalidApiKeyError",
+    "api_key_status",
+    "api_key_view",
+]

@@ -1,0 +1,83 @@
+"""Errors of the API key service.
+
+Every refusal of a presented key is one :class:`InvalidApiKeyError` with one
+detail ("the API key is not valid"), so a caller cannot tell an unknown key
+from a revoked one; the precise ``reason`` goes to the audit log only. No
+message ever contains a key.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from bastion.errors import BastionError
+
+__all__ = [
+    "INVALID_API_KEY_DETAIL",
+    "ApiKeyError",
+    "ApiKeyIPNotAllowedError",
+    "ApiKeySpecError",
+    "ApiKeyStateError",
+    "InvalidApiKeyError",
+]
+
+INVALID_API_KEY_DETAIL: Final = "the API key is not valid"
+
+
+class ApiKeyError(BastionError):
+    """Root of the API key service's errors."""
+
+    code = "api_key_error"
+    status = 500
+    title = "API key error"
+
+
+class InvalidApiKeyError(ApiKeyError):
+    """A presented API key was refused (401, RFC 6750 ``invalid_token`` challenge).
+
+    ``reason`` (audit only): ``malformed``, ``bad_checksum``, ``unknown``,
+    ``expired``, ``revoked``, ``disabled``, ``grace_ended``, ``in_query_string``.
+    """
+
+    code = "invalid_api_key"
+    status = 401
+    title = "Invalid API key"
+    www_authenticate = 'Bearer realm="bastion", error="invalid_token"'
+
+    def __init__(self, reason: str) -> None:
+        # reason is deliberately not a problem member: the outside sees one answer.
+        super().__init__(INVALID_API_KEY_DETAIL)
+        self.reason = reason
+
+
+class ApiKeyIPNotAllowedError(ApiKeyError):
+    """The key is valid but its IP allow-list does not include the client's address (403)."""
+
+    code = "api_key_ip_not_allowed"
+    status = 403
+    title = "API key not allowed from this address"
+
+    def __init__(self) -> None:
+        super().__init__("the API key may not be used from this address")
+        self.reason = "ip_not_allowed"
+
+
+class ApiKeySpecError(ApiKeyError):
+    """Key metadata is invalid; ``field`` names the member, the detail says the fix (400)."""
+
+    code = "invalid_api_key_metadata"
+    status = 400
+    title = "Invalid API key metadata"
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}", field=field)
+        self.field = field
+
+
+class ApiKeyStateError(ApiKeyError):
+    """The operation does not apply to the key in its current state (409), e.g. rotating a
+    revoked key."""
+
+    code = "api_key_state_conflict"
+    status = 409
+    title = "API key state conflict"

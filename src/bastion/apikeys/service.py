@@ -1,0 +1,856 @@
+"""The API key lifecycle and the hot-path verification of presented keys.
+
+:class:`ApiKeyService` is what the CLI, the admin API, the gateway's
+``api_key`` authenticator, the leak-report endpoint and the RFC 8693 token
+exchange use. It creates keys (returned once, stored as a digest plus a
+display prefix), changes, rotates, revokes, disables and deletes them, and
+verifies presented keys.
+
+Verification (:meth:`ApiKeyService.verify`) is built for the gateway path:
+
+1. the format and checksum are checked offline (:func:`bastion.crypto.parse_api_key`)
+   — a mistyped or made-up key never reaches the database;
+2. the key's digest is looked up in an in-memory cache (positive answers for
+   :data:`POSITIVE_TTL` seconds, "no such key" for :data:`NEGATIVE_TTL`,
+   bounded in size); only a miss asks the database (one indexed equality
+   query on the digest column — a lookup by the digest of a high-entropy secret
+   reveals nothing usable about the secret, so no constant-time compare is needed);
+3. revocation, disabling, expiry and the end of a rotation grace period are
+   checked on every call against the current time, so a key stops working by
+   itself at its deadline, cached or not;
+4. the key's IP allow-list (CIDRs) is checked;
+5. the use (time, client IP) is remembered in memory and written to the
+   database in batches by :meth:`ApiKeyService.run` — never one write per request.
+
+Every mutation drops the cached entry here at once and, through the shared
+state channel ``"api-keys"``, in every other process running :meth:`run`; so
+revocation and disabling take effect on the next request on every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import ipaddress
+import logging
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import orjson
+
+from bastion.apikeys.errors import (
+    ApiKeyIPNotAllowedError,
+    ApiKeySpecError,
+    ApiKeyStateError,
+    InvalidApiKeyError,
+)
+from bastion.crypto import ApiKeyFormatError, api_key_digest, generate_api_key, parse_api_key
+from bastion.storage import ApiKey, Database, NotFoundError, Page
+from bastion.storage.errors import SharedStateUnavailableError
+from bastion.storage.models import utcnow
+from bastion.storage.shared import SharedState
+
+__all__ = [
+    "API_KEYS_CHANNEL",
+    "FLUSH_INTERVAL",
+    "NEGATIVE_TTL",
+    "POSITIVE_TTL",
+    "ApiKeyService",
+    "ApiKeySpec",
+    "api_key_status",
+    "api_key_view",
+]
+
+log = logging.getLogger("bastion.apikeys")
+
+#: Shared-state channel on which ids of keys whose cached record is stale are published
+#: (an empty message: forget everything).
+API_KEYS_CHANNEL: Final = "api-keys"
+
+#: Seconds a found key is served from memory before the database is asked again.
+#: Revocation does not wait for this: it is pushed through the shared state.
+POSITIVE_TTL: Final = 30.0
+#: Seconds "no such key" is remembered (a key created meanwhile elsewhere is unknown
+#: here for at most this long — it was never presented before, so nothing waits on it).
+NEGATIVE_TTL: Final = 5.0
+#: Bounds of the caches: memory must not grow with the number of keys an attacker sends.
+POSITIVE_CACHE_MAX: Final = 100_000
+NEGATIVE_CACHE_MAX: Final = 10_000
+#: Seconds between flushes of the last-used times by :meth:`ApiKeyService.run`.
+FLUSH_INTERVAL: Final = 10.0
+#: Most keys one leak report may carry.
+MAX_LEAK_REPORT: Final = 1000
+
+_MAX_NAME = 255
+_MAX_ITEMS = 100
+_MAX_TOKEN = 256
+_MAX_METADATA_BYTES = 16 * 1024
+_MAX_METADATA_DEPTH = 16
+_MAX_JSON_INT = 2**53
+_MAX_GRACE = 10 * 365 * 86400.0
+_OWNER_TYPES: Final = ("user", "client")
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
+_RATE = re.compile(r"[1-9][0-9]{0,8}/(?:second|minute|hour|day)")
+_ENV_OF_PREFIX = re.compile(r"bst_([a-z][a-z0-9]{0,9})_")
+_UPDATABLE: Final = frozenset(
+    {
+        "name",
+        "scopes",
+        "routes",
+        "expires_at",
+        "rate_limits",
+        "ip_allow",
+        "metadata",
+        "disabled",
+    }
+)
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeySpec:
+    """What a new API key should be.
+
+    ``owner_type`` (``user`` | ``client``) and ``owner_id`` go together or not
+    at all. ``routes`` are gateway route names the key may call (empty: any
+    route that accepts API keys). ``rate_limits`` are objects such as
+    ``{"rate": "100/minute"}`` (optionally ``"burst": 10``). ``ip_allow`` are
+    CIDRs or addresses (empty: any address). ``expires_at`` must be aware.
+    """
+
+    name: str
+    owner_type: str | None = None
+    owner_id: str | None = None
+    scopes: Sequence[str] = ()
+    routes: Sequence[str] = ()
+    expires_at: datetime | None = None
+    rate_limits: Sequence[Mapping[str, Any]] = ()
+    ip_allow: Sequence[str] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------
+# validation
+
+
+def _no_controls(value: str) -> bool:
+    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable(value: str) -> bool:
+    return _encodable(value) and _no_controls(value)
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ApiKeySpecError("name", "give the key a non-empty name")
+    name = name.strip()
+    if len(name) > _MAX_NAME or not _storable(name):
+        raise ApiKeySpecError("name", f"use at most {_MAX_NAME} characters, no control characters")
+    return name
+
+
+def _string_list(field_name: str, values: object) -> tuple[str, ...]:
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise ApiKeySpecError(field_name, "must be a list of strings")
+    items = builtins.list(values)
+    if len(items) > _MAX_ITEMS:
+        raise ApiKeySpecError(field_name, f"at most {_MAX_ITEMS} entries are allowed")
+    out: builtins.list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ApiKeySpecError(field_name, "must be a list of strings")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _check_scopes(values: object) -> tuple[str, ...]:
+    scopes = _string_list("scopes", values)
+    for scope in scopes:
+        if len(scope) > _MAX_TOKEN or not _SCOPE_TOKEN.fullmatch(scope):
+            raise ApiKeySpecError(
+                "scopes",
+                f"{scope[:60]!r} is not a scope token (RFC 6749 §3.3: printable ASCII "
+                "without spaces, '\"' or '\\\\')",
+            )
+    return scopes
+
+
+def _check_routes(values: object) -> tuple[str, ...]:
+    routes = _string_list("routes", values)
+    for route in routes:
+        if not route or len(route) > _MAX_TOKEN or not _storable(route) or " " in route:
+            raise ApiKeySpecError(
+                "routes",
+                f"{route[:60]!r} is not a route name or audience "
+                f"(1-{_MAX_TOKEN} characters, no spaces or control characters)",
+            )
+    return routes
+
+
+def _check_owner(owner_type: object, owner_id: object) -> tuple[str | None, str | None]:
+    if owner_type is None and owner_id is None:
+        return None, None
+    if owner_type not in _OWNER_TYPES:
+        raise ApiKeySpecError("owner_type", "must be 'user' or 'client' (set with owner_id)")
+    if not isinstance(owner_id, str) or not owner_id or len(owner_id) > _MAX_NAME:
+        raise ApiKeySpecError("owner_id", "name the owning user or client (with owner_type)")
+    if not _storable(owner_id):
+        raise ApiKeySpecError("owner_id", "must not contain control characters")
+    return str(owner_type), owner_id
+
+
+def _check_expiry(expires_at: object, now: datetime) -> datetime | None:
+    if expires_at is None:
+        return None
+    if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
+        raise ApiKeySpecError("expires_at", "must be a timezone-aware date and time")
+    if expires_at <= now:
+        raise ApiKeySpecError("expires_at", "must be in the future")
+    return expires_at.astimezone(UTC)
+
+
+def _check_networks(values: object) -> tuple[str, ...]:
+    out: builtins.list[str] = []
+    for item in _string_list("ip_allow", values):
+        try:
+            network = ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise ApiKeySpecError(
+                "ip_allow", f"{item[:60]!r} is not an IP address or CIDR (e.g. 203.0.113.0/24)"
+            ) from None
+        text = str(network)
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def _check_json(field_name: str, value: object, depth: int) -> None:
+    if depth > _MAX_METADATA_DEPTH:
+        raise ApiKeySpecError(field_name, f"nest at most {_MAX_METADATA_DEPTH} levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ApiKeySpecError(field_name, "object keys must be strings")
+            _check_json(field_name, key, depth + 1)
+            _check_json(field_name, item, depth + 1)
+    elif isinstance(value, builtins.list | tuple):
+        for item in value:
+            _check_json(field_name, item, depth + 1)
+    elif isinstance(value, str):
+        if "\x00" in value or not _encodable(value):
+            raise ApiKeySpecError(field_name, "strings must be valid text without NUL characters")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) > _MAX_JSON_INT:
+            raise ApiKeySpecError(field_name, f"integers must lie within ±2^53, not {value}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ApiKeySpecError(field_name, "numbers must be finite")
+    else:
+        raise ApiKeySpecError(field_name, f"a {type(value).__name__} is not a JSON value")
+
+
+def _check_metadata(value: object) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ApiKeySpecError("metadata", "must be a JSON object")
+    metadata = dict(value)
+    _check_json("metadata", metadata, 0)
+    if len(orjson.dumps(metadata)) > _MAX_METADATA_BYTES:
+        raise ApiKeySpecError("metadata", f"must serialise to at most {_MAX_METADATA_BYTES} bytes")
+    return metadata
+
+
+def _check_rate_limits(values: object) -> tuple[dict[str, Any], ...]:
+    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
+        raise ApiKeySpecError(
+            "rate_limits", 'must be a list of objects like {"rate": "100/minute"}'
+        )
+    items = builtins.list(values)
+    if len(items) > _MAX_ITEMS:
+        raise ApiKeySpecError("rate_limits", f"at most {_MAX_ITEMS} entries are allowed")
+    out: builtins.list[dict[str, Any]] = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise ApiKeySpecError(
+                "rate_limits", 'must be a list of objects like {"rate": "100/minute"}'
+            )
+        limit = dict(item)
+        rate = limit.get("rate")
+        if not isinstance(rate, str) or not _RATE.fullmatch(rate):
+            raise ApiKeySpecError(
+                "rate_limits",
+                f"rate {str(rate)[:40]!r} must read N/second, N/minute, N/hour or N/day",
+            )
+        burst = limit.get("burst")
+        if burst is not None and (
+            isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 10**9
+        ):
+            raise ApiKeySpecError("rate_limits", "burst must be a whole number >= 1")
+        _check_json("rate_limits", limit, 0)
+        out.append(limit)
+    return tuple(out)
+
+
+def _check_grace(grace: object) -> float:
+    if isinstance(grace, bool) or not isinstance(grace, int | float):
+        raise ApiKeySpecError("grace", "must be a number of seconds")
+    if not math.isfinite(grace) or not 0 <= grace <= _MAX_GRACE:
+        raise ApiKeySpecError("grace", "must be between 0 and 10 years, in seconds")
+    return float(grace)
+
+
+# ---------------------------------------------------------------------------
+# views
+
+
+def api_key_status(key: ApiKey, now: datetime | None = None) -> str:
+    """One word for a key's state: ``revoked``, ``disabled``, ``expired``, ``rotated``
+    (its grace period is over), ``grace`` (rotated, still valid) or ``active``."""
+    at = now or utcnow()
+    if key.revoked_at is not None:
+        return "revoked"
+    if key.disabled:
+        return "disabled"
+    if key.expires_at is not None and key.expires_at <= at:
+        return "expired"
+    if key.grace_until is not None:
+        return "rotated" if key.grace_until <= at else "grace"
+    return "active"
+
+
+def api_key_view(key: ApiKey, now: datetime | None = None) -> dict[str, Any]:
+    """The JSON-ready description of a key for listings (CLI, admin API).
+
+    Holds the display prefix and never the key or its digest.
+    """
+    return {
+        "id": key.id,
+        "prefix": key.prefix,
+        "name": key.name,
+        "status": api_key_status(key, now),
+        "owner_type": key.owner_type,
+        "owner_id": key.owner_id,
+        "scopes": builtins.list(key.scopes),
+        "routes": builtins.list(key.routes),
+        "expires_at": _iso(key.expires_at),
+        "rate_limits": [dict(limit) for limit in key.rate_limits],
+        "ip_allow": builtins.list(key.ip_allow),
+        "metadata": dict(key.metadata),
+        "disabled": key.disabled,
+        "revoked_at": _iso(key.revoked_at),
+        "rotated_from": key.rotated_from,
+        "grace_until": _iso(key.grace_until),
+        "last_used_at": _iso(key.last_used_at),
+        "last_used_ip": key.last_used_ip,
+        "created_at": _iso(key.created_at),
+        "updated_at": _iso(key.updated_at),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# ---------------------------------------------------------------------------
+# the cache entry
+
+
+class _Entry:
+    """A found key with what :meth:`ApiKeyService.verify` checks, precomputed."""
+
+    __slots__ = ("deadline", "fresh_until", "grace_until", "key", "networks", "revoked", "stale")
+
+    def __init__(self, key: ApiKey, fresh_until: float) -> None:
+        self.key = key
+        self.fresh_until = fresh_until
+        self.revoked = key.revoked_at is not None
+        self.deadline = key.expires_at.timestamp() if key.expires_at is not None else math.inf
+        self.grace_until = key.grace_until.timestamp() if key.grace_until is not None else math.inf
+        self.networks: tuple[_Network, ...] = tuple(
+            ipaddress.ip_network(cidr, strict=False) for cidr in key.ip_allow
+        )
+        self.stale = False
+
+
+def _ip_allowed(networks: tuple[_Network, ...], ip: str | None) -> bool:
+    if ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+# ---------------------------------------------------------------------------
+# the service
+
+
+class ApiKeyService:
+    """API keys: lifecycle, leak response and hot-path verification.
+
+    ``settings`` is bastion's :class:`~bastion.settings.Settings` (section
+    ``api_keys``). Every method may raise the storage errors
+    (``DatabaseUnavailableError`` …) of the database it works on.
+    """
+
+    def __init__(self, db: Database, settings: Any, shared: SharedState) -> None:
+        self.db = db
+        self.settings = settings
+        self.shared = shared
+        section = settings.api_keys
+        self._environment: str | None = section.environment
+        self._pepper: bytes | None = (
+            section.pepper.get_secret_value().encode("utf-8") if section.pepper else None
+        )
+        self._default_grace = float(section.default_grace)
+        self._found: OrderedDict[str, _Entry] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
+        self._digest_of: dict[str, str] = {}
+        self._last_used: dict[str, tuple[datetime, str | None]] = {}
+
+    def digest(self, key: str) -> str:
+        """The stored form of ``key`` under this service's pepper."""
+        return api_key_digest(key, pepper=self._pepper)
+
+    # -- reads ------------------------------------------------------------
+
+    async def get(self, key_id: str) -> ApiKey:
+        """The key (any state). Raises ``NotFoundError``."""
+        return await self.db.api_keys.get(self._known_id(key_id))
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def create(self, spec: ApiKeySpec, *, now: datetime | None = None) -> tuple[ApiKey, str]:
+        """Create a key; return the record and the full key — shown here once, never again.
+
+        Raises:
+            ApiKeySpecError: the spec is invalid (the error names the field and the fix).
+        """
+        at = now or utcnow()
+        owner_type, owner_id = _check_owner(spec.owner_type, spec.owner_id)
+        values: dict[str, Any] = {
+            "name": _check_name(spec.name),
+            "owner_type": owner_type,
+            "owner_id": owner_id,
+            "scopes": _check_scopes(spec.scopes),
+            "routes": _check_routes(spec.routes),
+            "expires_at": _check_expiry(spec.expires_at, at),
+            "rate_limits": _check_rate_limits(spec.rate_limits),
+            "ip_allow": _check_networks(spec.ip_allow),
+            "metadata": _check_metadata(spec.metadata),
+        }
+        record, secret = await self._store_new(values, self._environment, at)
+        log.info("API key %s (%s) created", record.id, record.prefix)
+        return record, secret
+
+    async def update(self, key_id: str, **changes: Any) -> ApiKey:
+        """Change the named members and return the updated key.
+
+        Updatable: name, scopes, routes, expires_at (``None`` removes it),
+        rate_limits, ip_allow, metadata, disabled. The owner cannot change.
+
+        Raises:
+            NotFoundError: no such key.
+            ApiKeySpecError: an unknown member or an invalid value.
+        """
+        unknown = sorted(set(changes) - _UPDATABLE)
+        if unknown:
+            raise ApiKeySpecError(
+                unknown[0], f"cannot be changed; updatable: {', '.join(sorted(_UPDATABLE))}"
+            )
+        checks: dict[str, Any] = {
+            "name": _check_name,
+            "scopes": _check_scopes,
+            "routes": _check_routes,
+            "rate_limits": _check_rate_limits,
+            "ip_allow": _check_networks,
+            "metadata": _check_metadata,
+        }
+        delta: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name == "expires_at":
+                delta[name] = _check_expiry(value, utcnow())
+            elif name == "disabled":
+                if not isinstance(value, bool):
+                    raise ApiKeySpecError("disabled", "must be true or false")
+                delta[name] = value
+            else:
+                delta[name] = checks[name](value)
+        key_id = self._known_id(key_id)
+        if not delta:
+            return await self.db.api_keys.get(key_id)
+        record = await self.db.api_keys.update(key_id, **delta)
+        await self._invalidate(record)
+        log.info("API key %s updated: %s", key_id, ", ".join(sorted(delta)))
+        return record
+
+    async def rotate(
+        self, key_id: str, *, grace: float | None = None, now: datetime | None = None
+    ) -> tuple[ApiKey, str]:
+        """Issue a successor key with the same metadata; return it and its full key (once).
+
+        The old key keeps working for ``grace`` seconds (default
+        ``api_keys.default_grace``; 0 ends it at once), then stops by itself.
+
+        Raises:
+            NotFoundError: no such key.
+            ApiKeySpecError: ``grace`` is negative, not finite or above 10 years.
+            ApiKeyStateError: the key is revoked, or was already rotated (rotate its
+                successor instead).
+        """
+        grace = self._default_grace if grace is None else _check_grace(grace)
+        at = now or utcnow()
+        old = await self.db.api_keys.get(self._known_id(key_id))
+        if old.revoked_at is not None:
+            raise ApiKeyStateError(f"API key {old.id} is revoked; create a new key instead")
+        if old.grace_until is not None:
+            raise ApiKeyStateError(
+                f"API key {old.id} was already rotated; rotate its successor instead"
+            )
+        values: dict[str, Any] = {
+            "name": old.name,
+            "owner_type": old.owner_type,
+            "owner_id": old.owner_id,
+            "scopes": old.scopes,
+            "routes": old.routes,
+            "expires_at": old.expires_at,
+            "rate_limits": old.rate_limits,
+            "ip_allow": old.ip_allow,
+            "metadata": old.metadata,
+            "disabled": old.disabled,
+            "rotated_from": old.id,
+        }
+        env = _ENV_OF_PREFIX.match(old.prefix)
+        successor, secret = await self._store_new(values, env[1] if env else None, at)
+        ends = at + timedelta(seconds=grace)
+        updated = await self.db.api_keys.update(old.id, grace_until=ends, updated_at=at)
+        await self._invalidate(updated)
+        log.info(
+            "API key %s rotated to %s (%s), grace %gs",
+            old.id,
+            successor.id,
+            successor.prefix,
+            grace,
+        )
+        return successor, secret
+
+    async def revoke(self, key_id: str, *, now: datetime | None = None) -> ApiKey:
+        """Revoke the key for good (idempotent: a revoked key keeps its first revocation time).
+
+        Raises:
+            NotFoundError: no such key.
+        """
+        current = await self.db.api_keys.get(self._known_id(key_id))
+        if current.revoked_at is not None:
+            return current
+        at = now or utcnow()
+        record = await self.db.api_keys.update(current.id, revoked_at=at, updated_at=at)
+        await self._invalidate(record)
+        log.warning("API key %s (%s) revoked", record.id, record.prefix)
+        return record
+
+    async def disable(self, key_id: str) -> ApiKey:
+        """Disable the key until :meth:`enable`. Raises ``NotFoundError``."""
+        record = await self.db.api_keys.update(self._known_id(key_id), disabled=True)
+        await self._invalidate(record)
+        log.info("API key %s disabled", record.id)
+        return record
+
+    async def enable(self, key_id: str) -> ApiKey:
+        """Enable a disabled key again (a revoked key stays revoked). Raises ``NotFoundError``."""
+        record = await self.db.api_keys.update(self._known_id(key_id), disabled=False)
+        await self._invalidate(record)
+        log.info("API key %s enabled", record.id)
+        return record
+
+    async def delete(self, key_id: str) -> None:
+        """Delete the key. Raises ``NotFoundError``."""
+        key_id = self._known_id(key_id)
+        await self.db.api_keys.delete(key_id)
+        self._last_used.pop(key_id, None)
+        self.invalidate(key_id)
+        await self._publish(key_id)
+        log.info("API key %s deleted", key_id)
+
+    # -- verification (the hot path) ----------------------------------------
+
+    async def verify(self, key: str, *, ip: str | None = None, now: float | None = None) -> ApiKey:
+        """Return the stored record of ``key`` when it may be used now, from ``ip``.
+
+        ``now`` is a Unix time in seconds (default: the current time). Malformed
+        keys and bad checksums are refused without any I/O; known keys are served
+        from memory; state and deadlines are checked on every call.
+
+        Raises:
+            InvalidApiKeyError: with ``reason`` ``malformed``, ``bad_checksum``,
+                ``unknown``, ``revoked``, ``disabled``, ``expired`` or ``grace_ended``.
+            ApiKeyIPNotAllowedError: the key has an IP allow-list without ``ip``.
+            DatabaseUnavailableError: a cache miss could not be answered (fail closed).
+        """
+        try:
+            parse_api_key(key)
+        except ApiKeyFormatError as error:
+            raise InvalidApiKeyError(error.reason) from None
+        entry = await self._lookup(api_key_digest(key, pepper=self._pepper))
+        at = time.time() if now is None else now
+        if entry.revoked:
+            raise InvalidApiKeyError("revoked")
+        record = entry.key
+        if record.disabled:
+            raise InvalidApiKeyError("disabled")
+        if entry.deadline <= at:
+            raise InvalidApiKeyError("expired")
+        if entry.grace_until <= at:
+            raise InvalidApiKeyError("grace_ended")
+        if entry.networks and not _ip_allowed(entry.networks, ip):
+            raise ApiKeyIPNotAllowedError()
+        self._last_used[record.id] = (datetime.fromtimestamp(at, UTC), ip)
+        return record
+
+    async def _lookup(self, digest: str) -> _Entry:
+        clock = time.monotonic()
+        entry = self._found.get(digest)
+        if entry is not None and entry.fresh_until > clock and not entry.stale:
+            return entry
+        missed_until = self._unknown.get(digest)
+        if missed_until is not None and missed_until > clock:
+            raise InvalidApiKeyError("unknown")
+        record = await self.db.api_keys.find_by_digest(digest)
+        clock = time.monotonic()
+        if record is None:
+            self._found.pop(digest, None)
+            self._unknown[digest] = clock + NEGATIVE_TTL
+            self._unknown.move_to_end(digest)
+            while len(self._unknown) > NEGATIVE_CACHE_MAX:
+                self._unknown.popitem(last=False)
+            raise InvalidApiKeyError("unknown")
+        self._unknown.pop(digest, None)
+        entry = _Entry(record, clock + POSITIVE_TTL)
+        self._found[digest] = entry
+        self._found.move_to_end(digest)
+        self._digest_of[record.id] = digest
+        while len(self._found) > POSITIVE_CACHE_MAX:
+            _, evicted = self._found.popitem(last=False)
+            self._digest_of.pop(evicted.key.id, None)
+        return entry
+
+    def invalidate(self, key_id: str | None = None) -> None:
+        """Forget the cached record of ``key_id`` (everything cached when ``None``)."""
+        if key_id is None:
+            self._found.clear()
+            self._unknown.clear()
+            self._digest_of.clear()
+            return
+        digest = self._digest_of.pop(key_id, None)
+        if digest is not None:
+            entry = self._found.pop(digest, None)
+            if entry is not None:
+                # A verify awaiting the database may still hold it: mark it unusable.
+                entry.stale = True
+
+    # -- leak response ----------------------------------------------------
+
+    async def report_leaks(
+        self, keys: Sequence[str], *, source: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Revoke every reported key that is one of ours; one result per input, same order.
+
+        Each result: ``{"prefix": display prefix or None, "id": key id or None,
+        "status": s}`` with ``s`` one of ``invalid`` (not a bastion key: malformed
+        or bad checksum), ``unknown`` (well-formed, not stored), ``revoked`` (revoked
+        now) or ``already_revoked``. Never contains the reported key itself.
+
+        Raises:
+            ApiKeySpecError: more than :data:`MAX_LEAK_REPORT` keys.
+        """
+        if len(keys) > MAX_LEAK_REPORT:
+            raise ApiKeySpecError("keys", f"report at most {MAX_LEAK_REPORT} keys at a time")
+        results: builtins.list[dict[str, Any]] = []
+        origin = (source or "unspecified")[:100]
+        for key in keys:
+            try:
+                parsed = parse_api_key(key)
+            except ApiKeyFormatError:
+                results.append({"prefix": None, "id": None, "status": "invalid"})
+                continue
+            # Straight to the database: a leak report must not be answered from a stale cache.
+            record = await self.db.api_keys.find_by_digest(api_key_digest(key, pepper=self._pepper))
+            if record is None:
+                results.append({"prefix": parsed.display_prefix, "id": None, "status": "unknown"})
+                continue
+            if record.revoked_at is not None:
+                status = "already_revoked"
+            else:
+                at = utcnow()
+                record = await self.db.api_keys.update(record.id, revoked_at=at, updated_at=at)
+                await self._invalidate(record)
+                status = "revoked"
+            log.warning(
+                "API key %s (%s) reported leaked by %r: %s",
+                record.id,
+                record.prefix,
+                origin,
+                status,
+            )
+            results.append({"prefix": record.prefix, "id": record.id, "status": status})
+        return results
+
+    # -- background work --------------------------------------------------
+
+    async def flush_last_used(self) -> int:
+        """Write the remembered last-used times and IPs in one batch; return how many keys."""
+        if not self._last_used:
+            return 0
+        pending, self._last_used = self._last_used, {}
+        uses = [(key_id, at, ip) for key_id, (at, ip) in pending.items()]
+        try:
+            await self.db.api_keys.touch_last_used_many(uses)
+        except Exception:
+            # Keep what was not written (unless newer uses replaced it) for the next flush.
+            for key_id, use in pending.items():
+                self._last_used.setdefault(key_id, use)
+            raise
+        return len(uses)
+
+    async def run(
+        self, stop: asyncio.Event, *, flush_interval: float = FLUSH_INTERVAL, backoff: float = 1.0
+    ) -> None:
+        """Until ``stop`` is set: apply invalidations published by other processes and
+        flush last-used times every ``flush_interval`` seconds (and once more at the end).
+
+        When the shared state loses the subscription the whole cache is dropped
+        (messages may have been missed) and the subscription is opened again.
+        """
+        flusher = asyncio.ensure_future(self._flush_loop(stop, flush_interval))
+        try:
+            await self._listen(stop, backoff)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            try:
+                await self.flush_last_used()
+            except Exception as error:
+                log.warning("could not write API key last-used times at shutdown: %s", error)
+
+    async def _flush_loop(self, stop: asyncio.Event, interval: float) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                return
+            try:
+                await self.flush_last_used()
+            except Exception as error:
+                log.warning("could not write API key last-used times (will retry): %s", error)
+
+    async def _listen(self, stop: asyncio.Event, backoff: float) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                try:
+                    async with self.shared.subscribe(API_KEYS_CHANNEL) as subscription:
+                        self.invalidate()
+                        while True:
+                            receiving = asyncio.ensure_future(subscription.__anext__())
+                            try:
+                                done, _ = await asyncio.wait(
+                                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
+                                )
+                            finally:
+                                # A receiver left pending would end in StopAsyncIteration
+                                # once the subscription closes, an exception nobody retrieves.
+                                if not receiving.done():
+                                    receiving.cancel()
+                            if receiving not in done:
+                                return
+                            try:
+                                message = receiving.result()
+                            except StopAsyncIteration:
+                                break
+                            self.invalidate(message.decode("utf-8", "replace") or None)
+                except SharedStateUnavailableError as error:
+                    self.invalidate()
+                    log.warning("API key cache invalidation lost (%s); resubscribing", error)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(stopping), backoff)
+        finally:
+            stopping.cancel()
+
+    # -- internals ----------------------------------------------------------
+
+    @staticmethod
+    def _known_id(key_id: str) -> str:
+        # Ids come from command lines and URLs; one no key can have is simply not found
+        # (a NUL would make the database driver fail instead).
+        if not isinstance(key_id, str) or not 0 < len(key_id) <= 64 or not _storable(key_id):
+            raise NotFoundError(f"API key {str(key_id)[:60]!r} does not exist")
+        return key_id
+
+    async def _store_new(
+        self, values: dict[str, Any], environment: str | None, at: datetime
+    ) -> tuple[ApiKey, str]:
+        secret = generate_api_key(environment)
+        record = ApiKey(
+            digest=api_key_digest(secret, pepper=self._pepper),
+            prefix=parse_api_key(secret).display_prefix,
+            created_at=at,
+            updated_at=at,
+            **values,
+        )
+        return await self.db.api_keys.create(record), secret
+
+    async def _invalidate(self, record: ApiKey) -> None:
+        # Also by digest: this process may hold the key cached under it without the id map.
+        entry = self._found.pop(record.digest, None)
+        if entry is not None:
+            entry.stale = True
+        self._unknown.pop(record.digest, None)
+        self.invalidate(record.id)
+        await self._publish(record.id)
+
+    async def _publish(self, key_id: str) -> None:
+        try:
+            await self.shared.publish(API_KEYS_CHANNEL, key_id.encode())
+        except SharedStateUnavailableError as error:
+            # The change is stored; other nodes' caches catch up within POSITIVE_TTL.
+            log.warning("could not publish invalidation of API key %s: %s", key_id, error)
+
+    # ``list`` last: inside the class body the name shadows the builtin afterwards.
+    async def list(
+        self,
+        *,
+        owner_type: str | None = None,
+        owner_id: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[ApiKey]:
+        """Keys in creation order, optionally those of one owner.
+
+        Raises ``InvalidCursorError`` for a cursor this listing did not hand out.
+        """
+        return await self.db.api_keys.list(
+            owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor
+        )

@@ -1,0 +1,450 @@
+"""``bastion keys …``: manage API keys from the command line.
+
+Commands work on the configured database directly; a running server sees the
+changes on its next request through the shared-state invalidation channel. A
+key is printed once, by ``create`` and ``rotate``, and never again: listings
+show only its non-secret display prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from bastion.cli.app import _settings, handles_errors, keys_app, run
+from bastion.cli.output import ConfigOption, JsonOption, console, emit, err_console
+from bastion.errors import BastionError
+
+T = TypeVar("T")
+
+
+class KeysCommandError(BastionError):
+    """The command line of a ``bastion keys`` command is incomplete or contradictory."""
+
+    code = "invalid_arguments"
+    status = 400
+    title = "Invalid arguments"
+
+
+_KEY_WARNING = (
+    "This is the only time the API key is shown: store it now (e.g. in your secret manager)."
+)
+
+KeyIdArgument = typer.Argument(..., help="The key's id (see `bastion keys list`).")
+OwnerTypeOption = typer.Option(
+    None, "--owner-type", help="user or client (with --owner-id).", show_default=False
+)
+OwnerIdOption = typer.Option(
+    None, "--owner-id", help="Id of the owning user or client.", show_default=False
+)
+ScopeOption = typer.Option(None, "--scope", help="Granted scope (repeatable).", show_default=False)
+RouteOption = typer.Option(
+    None,
+    "--route",
+    help="Gateway route (or audience) the key may call (repeatable; none: any route).",
+    show_default=False,
+)
+ExpiresOption = typer.Option(
+    None,
+    "--expires",
+    help="Expiry: a duration from now (30d, 12h, 3600) or an ISO 8601 date/time "
+    "(UTC unless it carries an offset).",
+    show_default=False,
+)
+IpAllowOption = typer.Option(
+    None,
+    "--ip-allow",
+    help="Address or CIDR the key may be used from (repeatable; none: any address).",
+    show_default=False,
+)
+RateLimitOption = typer.Option(
+    None,
+    "--rate-limit",
+    help="Per-key rate limit such as 100/minute (repeatable).",
+    show_default=False,
+)
+MetadataOption = typer.Option(
+    None, "--metadata", help="Free-form metadata as key=value (repeatable).", show_default=False
+)
+
+
+def _with_service(work: Callable[[Any], Awaitable[T]], config: Path | None) -> T:
+    """Open the stores, build an ApiKeyService and run ``work(service)`` on it."""
+    from bastion.apikeys import ApiKeyService
+    from bastion.cli.context import open_stores
+
+    settings = _settings(config)
+
+    async def main() -> T:
+        async with open_stores(settings) as stores:
+            return await work(ApiKeyService(stores.db, settings, stores.shared))
+
+    return run(main())
+
+
+def _parse_expires(value: str | None, now: datetime) -> datetime | None:
+    """``--expires``: a duration from ``now`` or an ISO 8601 date/time."""
+    if value is None:
+        return None
+    from pydantic import TypeAdapter, ValidationError
+
+    from bastion.apikeys import ApiKeySpecError
+    from bastion.settings.models import Duration
+
+    text = value.strip()
+    try:
+        seconds = float(TypeAdapter(Duration).validate_python(text))
+    except ValidationError:
+        pass
+    else:
+        return now + timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ApiKeySpecError(
+            "expires_at",
+            f"{value[:40]!r} is neither a duration (30d, 12h) nor an ISO 8601 date/time",
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _parse_grace(grace: str | None) -> float | None:
+    if grace is None:
+        return None
+    from pydantic import TypeAdapter, ValidationError
+
+    from bastion.apikeys import ApiKeySpecError
+    from bastion.settings.models import Duration
+
+    try:
+        return float(TypeAdapter(Duration).validate_python(grace.strip()))
+    except ValidationError:
+        raise ApiKeySpecError(
+            "grace", f"{grace[:40]!r} is not a duration — use seconds or e.g. 30m, 1h, 7d"
+        ) from None
+
+
+def _parse_metadata(items: list[str] | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise KeysCommandError(f"--metadata {item[:40]!r}: write it as key=value")
+        metadata[name] = value
+    return metadata
+
+
+def _rate_limits(rates: list[str] | None) -> list[dict[str, Any]]:
+    return [{"rate": rate.strip()} for rate in rates or ()]
+
+
+def _print_key(doc: dict[str, Any]) -> None:
+    def items(values: list[Any]) -> str:
+        return ", ".join(str(v) for v in values) if values else "-"
+
+    colour = "green" if doc["status"] in ("active", "grace") else "red"
+    console.print(f"[bold]{doc['name']}[/]  {doc['id']}  ([{colour}]{doc['status']}[/])")
+    console.print(f"  prefix        {doc['prefix']}…")
+    owner = f"{doc['owner_type']}:{doc['owner_id']}" if doc["owner_type"] else "-"
+    console.print(f"  owner         {owner}")
+    console.print(f"  scopes        {items(doc['scopes'])}")
+    console.print(f"  routes        {items(doc['routes']) if doc['routes'] else 'any'}")
+    console.print(f"  expires       {doc['expires_at'] or 'never'}")
+    console.print(f"  rate limits   {items([r.get('rate') for r in doc['rate_limits']])}")
+    console.print(f"  ip allow      {items(doc['ip_allow']) if doc['ip_allow'] else 'any'}")
+    if doc["metadata"]:
+        console.print(f"  metadata      {items([f'{k}={v}' for k, v in doc['metadata'].items()])}")
+    if doc["rotated_from"]:
+        console.print(f"  rotated from  {doc['rotated_from']}")
+    if doc["grace_until"]:
+        console.print(f"  works until   {doc['grace_until']} (rotated)")
+    if doc["revoked_at"]:
+        console.print(f"  revoked       {doc['revoked_at']}")
+    last = doc["last_used_at"]
+    used = f"{last} from {doc['last_used_ip'] or '?'}" if last else "-"
+    console.print(f"  last used     {used}")
+    console.print(f"  created       {doc['created_at']}")
+
+
+def _print_secret(key: str) -> None:
+    from rich.markup import escape
+
+    console.print(f"\n  API key: [bold]{escape(key)}[/]\n")
+    err_console.print(f"[yellow]![/] {_KEY_WARNING}")
+
+
+def _view(record: Any, key: str | None = None) -> dict[str, Any]:
+    from bastion.apikeys import api_key_view
+
+    doc = api_key_view(record)
+    if key is not None:
+        doc["key"] = key
+    return doc
+
+
+@keys_app.command("create")
+@handles_errors
+def create(
+    name: str = typer.Argument(..., help="Human-readable name of the key."),
+    owner_type: str | None = OwnerTypeOption,
+    owner_id: str | None = OwnerIdOption,
+    scope: list[str] | None = ScopeOption,
+    route: list[str] | None = RouteOption,
+    expires: str | None = ExpiresOption,
+    ip_allow: list[str] | None = IpAllowOption,
+    rate_limit: list[str] | None = RateLimitOption,
+    metadata: list[str] | None = MetadataOption,
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Create an API key and print it (shown only this once)."""
+    from bastion.apikeys import ApiKeySpec
+
+    spec = ApiKeySpec(
+        name=name,
+        owner_type=owner_type,
+        owner_id=owner_id,
+        scopes=scope or (),
+        routes=route or (),
+        expires_at=_parse_expires(expires, datetime.now(UTC)),
+        rate_limits=_rate_limits(rate_limit),
+        ip_allow=ip_allow or (),
+        metadata=_parse_metadata(metadata),
+    )
+
+    async def work(service: Any) -> dict[str, Any]:
+        record, key = await service.create(spec)
+        return _view(record, key)
+
+    doc = _with_service(work, config)
+
+    def human() -> None:
+        console.print("[green]✓[/] API key created")
+        _print_key(doc)
+        _print_secret(doc["key"])
+
+    emit(doc, as_json, human)
+
+
+@keys_app.command("list")
+@handles_errors
+def list_keys(
+    owner_type: str | None = OwnerTypeOption,
+    owner_id: str | None = OwnerIdOption,
+    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="Keys per page."),
+    cursor: str | None = typer.Option(
+        None, "--cursor", help="next_cursor of the previous page.", show_default=False
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List API keys (by display prefix; a key itself is never shown again)."""
+
+    async def work(service: Any) -> dict[str, Any]:
+        page = await service.list(
+            owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor
+        )
+        return {"items": [_view(r) for r in page.items], "next_cursor": page.next_cursor}
+
+    result = _with_service(work, config)
+
+    def human() -> None:
+        from rich import box
+        from rich.table import Table
+
+        if not result["items"]:
+            console.print("no API keys — create one with `bastion keys create NAME`")
+            return
+        # Compact: ids are long; `bastion keys show ID` has everything else.
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("id", no_wrap=True)
+        table.add_column("prefix", no_wrap=True)
+        table.add_column("name", overflow="fold", ratio=1)
+        table.add_column("status", no_wrap=True)
+        table.add_column("expires", no_wrap=True)
+        for doc in result["items"]:
+            table.add_row(
+                doc["id"],
+                doc["prefix"] + "…",
+                doc["name"],
+                doc["status"],
+                (doc["expires_at"] or "never")[:10],
+            )
+        console.print(table)
+        if result["next_cursor"]:
+            console.print(f"more: --cursor {result['next_cursor']}")
+
+    emit(result, as_json, human)
+
+
+@keys_app.command("show")
+@handles_errors
+def show(
+    key_id: str = KeyIdArgument,
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one API key (by display prefix)."""
+
+    async def work(service: Any) -> dict[str, Any]:
+        return _view(await service.get(key_id))
+
+    doc = _with_service(work, config)
+    emit(doc, as_json, lambda: _print_key(doc))
+
+
+@keys_app.command("update")
+@handles_errors
+def update(
+    key_id: str = KeyIdArgument,
+    name: str | None = typer.Option(None, "--name", help="New name.", show_default=False),
+    scope: list[str] | None = ScopeOption,
+    route: list[str] | None = RouteOption,
+    expires: str | None = ExpiresOption,
+    ip_allow: list[str] | None = IpAllowOption,
+    rate_limit: list[str] | None = RateLimitOption,
+    metadata: list[str] | None = MetadataOption,
+    clear_scopes: bool = typer.Option(False, "--clear-scopes", help="Grant no scopes."),
+    clear_routes: bool = typer.Option(False, "--clear-routes", help="Allow any route."),
+    no_expiry: bool = typer.Option(False, "--no-expiry", help="Remove the expiry."),
+    clear_ip_allow: bool = typer.Option(False, "--clear-ip-allow", help="Allow any address."),
+    clear_rate_limits: bool = typer.Option(
+        False, "--clear-rate-limits", help="Remove the per-key rate limits."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Change an API key. Repeatable options replace the whole list they set; --metadata
+    replaces all metadata."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    pairs: list[tuple[str, list[Any] | None, bool, str, str]] = [
+        ("scopes", scope, clear_scopes, "--scope", "--clear-scopes"),
+        ("routes", route, clear_routes, "--route", "--clear-routes"),
+        ("ip_allow", ip_allow, clear_ip_allow, "--ip-allow", "--clear-ip-allow"),
+        (
+            "rate_limits",
+            _rate_limits(rate_limit) or None,
+            clear_rate_limits,
+            "--rate-limit",
+            "--clear-rate-limits",
+        ),
+    ]
+    for member, values, clear, option, clear_option in pairs:
+        if values and clear:
+            raise KeysCommandError(f"give either {option} or {clear_option}, not both")
+        if values:
+            changes[member] = values
+        elif clear:
+            changes[member] = []
+    if expires is not None and no_expiry:
+        raise KeysCommandError("give either --expires or --no-expiry, not both")
+    if expires is not None:
+        changes["expires_at"] = _parse_expires(expires, datetime.now(UTC))
+    elif no_expiry:
+        changes["expires_at"] = None
+    if metadata:
+        changes["metadata"] = _parse_metadata(metadata)
+    if not changes:
+        raise KeysCommandError("nothing to change: give at least one option (see --help)")
+
+    async def work(service: Any) -> dict[str, Any]:
+        return _view(await service.update(key_id, **changes))
+
+    doc = _with_service(work, config)
+
+    def human() -> None:
+        console.print(f"[green]✓[/] API key updated: {', '.join(sorted(changes))}")
+        _print_key(doc)
+
+    emit(doc, as_json, human)
+
+
+@keys_app.command("rotate")
+@handles_errors
+def rotate(
+    key_id: str = KeyIdArgument,
+    grace: str | None = typer.Option(
+        None,
+        "--grace",
+        help="How long the old key keeps working: seconds or e.g. 30m, 1h, 7d "
+        "(default: api_keys.default_grace; 0 ends it now).",
+        show_default=False,
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Issue a successor key (shown once); the old key works until the grace period ends."""
+    grace_seconds = _parse_grace(grace)
+
+    async def work(service: Any) -> dict[str, Any]:
+        successor, key = await service.rotate(key_id, grace=grace_seconds)
+        doc = _view(successor, key)
+        doc["previous"] = _view(await service.get(key_id))
+        return doc
+
+    doc = _with_service(work, config)
+
+    def human() -> None:
+        previous = doc["previous"]
+        console.print(
+            f"[green]✓[/] API key rotated: {previous['prefix']}… works until "
+            f"{previous['grace_until']}"
+        )
+        _print_key(doc)
+        _print_secret(doc["key"])
+
+    emit(doc, as_json, human)
+
+
+def _state_command(name: str, verb: str, help_text: str) -> None:
+    @keys_app.command(name, help=help_text)
+    @handles_errors
+    def command(
+        key_id: str = KeyIdArgument,
+        config: Path | None = ConfigOption,
+        as_json: bool = JsonOption,
+    ) -> None:
+        async def work(service: Any) -> dict[str, Any]:
+            return _view(await getattr(service, name)(key_id))
+
+        doc = _with_service(work, config)
+        emit(doc, as_json, lambda: console.print(f"[green]✓[/] API key {key_id} {verb}"))
+
+
+_state_command("revoke", "revoked", "Revoke an API key for good (on every node, next request).")
+_state_command("disable", "disabled", "Disable an API key until it is enabled again.")
+_state_command("enable", "enabled", "Enable a disabled API key again (not a revoked one).")
+
+
+@keys_app.command("delete")
+@handles_errors
+def delete(
+    key_id: str = KeyIdArgument,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete an API key (prefer revoke: it keeps the record for the audit trail)."""
+    if not yes:
+        if as_json or not _interactive():
+            raise KeysCommandError("deleting an API key cannot be undone: confirm with --yes")
+        typer.confirm(f"Delete API key {key_id}?", abort=True)
+
+    async def work(service: Any) -> dict[str, Any]:
+        await service.delete(key_id)
+        return {"deleted": key_id}
+
+    result = _with_service(work, config)
+    emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {key_id} deleted"))
+
+
+def _interactive() -> bool:
+    import sys
+
+    return sys.stdin.isatty()
