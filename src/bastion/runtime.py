@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bastion.apikeys import ApiKeyService
 from bastion.crypto import (
     Keyring,
     create_keyring_file,
@@ -34,6 +35,7 @@ from bastion.gateway import Gateway
 from bastion.oauth.clients import ClientService
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
+from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
@@ -77,6 +79,7 @@ class Runtime:
     clients: ClientService
     token_endpoint: TokenEndpoint
     access_tokens: AccessTokenVerifier
+    api_keys: ApiKeyService
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -123,6 +126,7 @@ class Runtime:
                 first = signing_keys.current()
                 say(f"signing key {first.kid} ({first.alg}) created and active")
             clients = ClientService(db, settings, shared)
+            api_keys = ApiKeyService(db, settings, shared)
             issuer = TokenIssuer(signing_keys.current)
             token_endpoint = TokenEndpoint(
                 {
@@ -130,7 +134,13 @@ class Runtime:
                         issuer=settings.issuer_url,
                         settings_tokens=settings.tokens,
                         issue_token=issuer.issue,
-                    )
+                    ),
+                    rfc8693.GRANT_TYPE: rfc8693.exchange_grant(
+                        issuer=settings.issuer_url,
+                        api_keys=api_keys,
+                        issue_token=issuer.issue,
+                        settings_tokens=settings.tokens,
+                    ),
                 }
             )
 
@@ -147,7 +157,8 @@ class Runtime:
                 signing_keys.public_key_set,
                 issuer=settings.issuer_url,
                 shared=shared,
-                client_is_active=client_is_active,
+                # Tokens exchanged for an API key live only while the key is usable.
+                client_is_active=rfc8693.with_api_keys(client_is_active, api_keys),
                 leeway=settings.tokens.leeway,
                 max_lifetime=settings.tokens.max_access_token_ttl,
             )
@@ -170,6 +181,7 @@ class Runtime:
             clients=clients,
             token_endpoint=token_endpoint,
             access_tokens=access_tokens,
+            api_keys=api_keys,
             echo=echo,
         )
 
@@ -185,6 +197,7 @@ class Runtime:
         self._tasks = [
             asyncio.create_task(self.signing_keys.run(self._stop), name="signing-keys"),
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
+            asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
         ]
 
     async def shutdown(self) -> None:

@@ -63,7 +63,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
         if method in HTTP_METHODS
     }
     assert served == documented
-    assert len(served) == 8
+    assert len(served) == 17
 
 
 def test_structure() -> None:
@@ -106,7 +106,13 @@ def test_structure() -> None:
                 assert status.isdigit() and 200 <= int(status) < 600
             assert "401" in op["responses"] and "403" in op["responses"]
             names = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
-            assert names == ({"client_id"} if "{client_id}" in path else set())
+            assert names == (
+                {"client_id"}
+                if "{client_id}" in path
+                else {"key_id"}
+                if "{key_id}" in path
+                else set()
+            )
     assert len(operation_ids) == len(set(operation_ids))
     # Request models refuse unknown members; the secret appears only where it is returned.
     assert schemas["ClientCreate"]["additionalProperties"] is False

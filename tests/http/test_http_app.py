@@ -184,7 +184,7 @@ async def test_everything_else_goes_to_the_gateway(client: Any, path: str) -> No
 def test_reserved_prefix_table() -> None:
     assert RESERVED_PREFIXES == (
         "/healthz", "/readyz", "/.well-known", "/oauth2", "/login", "/mfa", "/consent",
-        "/account", "/admin", "/auth/verify", "/metrics",
+        "/account", "/admin", "/auth/verify", "/metrics", "/api-keys/leaks",
     )  # fmt: skip
     assert is_reserved("/login") and is_reserved("/login/x") and not is_reserved("/loginx")
     assert is_reserved("/auth/verify/x") and not is_reserved("/auth")

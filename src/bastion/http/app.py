@@ -47,6 +47,7 @@ RESERVED_PREFIXES: tuple[str, ...] = (
     "/admin",  # admin UI and /admin/api/v1
     "/auth/verify",  # forward-auth endpoint for nginx / Caddy / Traefik
     "/metrics",  # Prometheus metrics
+    "/api-keys/leaks",  # API key leak reports from secret scanners (only this exact path)
 )
 """Path prefixes bastion owns; the ONE list deciding what never reaches the gateway.
 

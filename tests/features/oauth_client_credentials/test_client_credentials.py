@@ -75,7 +75,10 @@ def test_metadata_lists_the_endpoints(server: BastionProcess, metadata: dict[str
     assert metadata["jwks_uri"] == issuer + "/oauth2/jwks.json"
     assert metadata["introspection_endpoint"] == issuer + "/oauth2/introspect"
     assert metadata["revocation_endpoint"] == issuer + "/oauth2/revoke"
-    assert metadata["grant_types_supported"] == ["client_credentials"]
+    assert metadata["grant_types_supported"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:token-exchange",
+    ]
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
     jwks = httpx.get(server.url + "/oauth2/jwks.json", verify=False)
     assert jwks.headers["cache-control"] == "public, max-age=300"

@@ -14,10 +14,18 @@ Paths (all listed in the RFC 8414 metadata document):
 ``/oauth2/introspect``                       RFC 7662 introspection
 ``/oauth2/revoke``                           RFC 7009 revocation
 ==========================================  ====================================
+
+With an API key service on the runtime (``runtime.api_keys``), the token
+endpoint also serves the RFC 8693 token exchange of an API key
+(:mod:`bastion.protocol.rfc8693`): without client authentication — the key is
+the credential — or, when client credentials are sent, after authenticating
+the client. The caller's address (the peer, or the first address before a
+trusted proxy in ``X-Forwarded-For``) is checked against the key's allow-list.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -26,7 +34,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bastion.crypto import SigningKeyPair
 from bastion.errors import BastionError
+from bastion.oauth.tokens import TokenIssuer
+from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.client_auth import (
     ALL_AUTH_METHODS,
     AuthenticatedClient,
@@ -64,6 +75,8 @@ class RequestBodyTooLargeError(BastionError):
 
 class _Keys(Protocol):
     def jwks(self) -> dict[str, Any]: ...
+
+    def current(self) -> SigningKeyPair: ...
 
 
 class _AccessTokens(Protocol):
@@ -115,6 +128,24 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
+def _client_ip(request: Request, trusted_proxies: Any) -> str | None:
+    """The caller's address: the peer, or — behind a trusted proxy — the nearest
+    untrusted address of ``X-Forwarded-For`` (read right to left, as proxies append)."""
+    peer = request.client.host if request.client is not None else None
+    if peer is None or not trusted_proxies or peer not in trusted_proxies:
+        return peer
+    hops = [
+        hop.strip()
+        for value in request.headers.getlist("x-forwarded-for")
+        for hop in value.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if hop not in trusted_proxies:
+            return hop
+    return hops[0] if hops else peer
+
+
 def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
     """The authorization server's routes, bound to ``runtime``."""
     settings = runtime.settings
@@ -152,11 +183,38 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
 
         return endpoint
 
-    async def token(oreq: OAuthRequest) -> Response:
-        authed = await client_of(oreq)
-        result = await runtime.token_endpoint.handle(oreq, authed.client)
+    api_keys = getattr(runtime, "api_keys", None)
+    exchange: Callable[..., Awaitable[dict[str, Any]]] | None = None
+    if api_keys is not None:
+        exchange = functools.partial(
+            rfc8693.handle,
+            issuer=issuer,
+            api_keys=api_keys,
+            issue_token=TokenIssuer(runtime.signing_keys.current).issue,
+            settings_tokens=settings.tokens,
+        )
+    trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
+
+    async def token(oreq: OAuthRequest, ip: str | None) -> Response:
+        if exchange is not None and oreq.form.get("grant_type") == rfc8693.GRANT_TYPE:
+            # RFC 8693 §2.1: client authentication is optional for token exchange; the
+            # API key is the credential. Credentials that are sent must still be valid.
+            client = (
+                (await client_of(oreq)).client if rfc8693.sends_client_credentials(oreq) else None
+            )
+            result = await exchange(oreq, client, ip=ip)
+        else:
+            authed = await client_of(oreq)
+            result = await runtime.token_endpoint.handle(oreq, authed.client)
         status, headers, body = token_response(result)
         return Response(body, status, headers)
+
+    async def token_endpoint(request: Request) -> Response:
+        try:
+            oreq = await oauth_request(request)
+            return await token(oreq, _client_ip(request, trusted_proxies))
+        except OAuthError as error:
+            return _oauth_error(error)
 
     async def verify(token_value: str) -> Mapping[str, Any]:
         return await runtime.access_tokens.verify(token_value)
@@ -179,6 +237,10 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
         max_age = int(settings.signing_keys.jwks_max_age)
         return _json(runtime.signing_keys.jwks(), cache=f"public, max-age={max_age}")
 
+    grant_types = runtime.token_endpoint.grant_types
+    if exchange is not None and rfc8693.GRANT_TYPE not in grant_types:
+        grant_types = (*grant_types, rfc8693.GRANT_TYPE)
+
     async def metadata(_: Request) -> Response:
         document = authorization_server_metadata(
             issuer,
@@ -188,7 +250,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
                 "introspection_endpoint": INTROSPECTION_PATH,
                 "revocation_endpoint": REVOCATION_PATH,
             },
-            grant_types=runtime.token_endpoint.grant_types,
+            grant_types=grant_types,
             auth_methods=ALL_AUTH_METHODS,
             signing_algs=("ES256", "RS256", "PS256", "EdDSA"),
         )
@@ -197,7 +259,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
     return [
         Route(METADATA_PATH, metadata, methods=["GET"]),
         Route(JWKS_PATH, jwks, methods=["GET"]),
-        Route(TOKEN_PATH, oauth_endpoint(token), methods=["POST"]),
+        Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
         Route(INTROSPECTION_PATH, oauth_endpoint(introspection), methods=["POST"]),
         Route(REVOCATION_PATH, oauth_endpoint(revocation), methods=["POST"]),
     ]

@@ -1,4 +1,4 @@
-"""The admin API (``/admin/api/v1``): OAuth clients, with an OpenAPI 3.1 document.
+"""The admin API (``/admin/api/v1``): OAuth clients and API keys, with an OpenAPI 3.1 document.
 
 :func:`admin_routes` returns the Starlette routes; pass them to
 ``create_app(runtime, routes=admin_routes(runtime))``. Every operation needs a
@@ -33,6 +33,7 @@ from bastion.http.endpoints.admin.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
+from bastion.http.endpoints.admin.keys import KEYS_PATH, key_routes
 from bastion.http.endpoints.admin.openapi import OPENAPI_PATH, OPERATIONS, openapi_document
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "ADMIN_AUDIENCE_PATH",
     "ADMIN_READ_SCOPE",
     "ADMIN_SCOPE",
+    "KEYS_PATH",
     "MAX_BODY_BYTES",
     "OPENAPI_PATH",
     "OPERATIONS",
@@ -64,7 +66,8 @@ def admin_routes(runtime: Any) -> list[BaseRoute]:
     ``runtime`` needs ``db``, ``shared``, ``settings`` (``issuer_url``, ``tokens``)
     and ``access_tokens`` (``verify(token, audience=...)`` returning the claims or
     raising :class:`bastion.crypto.InvalidTokenError`); a ``clients``
-    :class:`~bastion.oauth.clients.ClientService` is used when present.
+    :class:`~bastion.oauth.clients.ClientService` and an ``api_keys``
+    :class:`~bastion.apikeys.ApiKeyService` are used when present.
     """
     body = orjson.dumps(openapi_document())
 
@@ -78,4 +81,5 @@ def admin_routes(runtime: Any) -> list[BaseRoute]:
     return [
         Route(OPENAPI_PATH, openapi, methods=["GET"], name="admin_openapi"),
         *client_routes(runtime),
+        *key_routes(runtime),
     ]

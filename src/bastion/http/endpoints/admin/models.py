@@ -3,7 +3,8 @@
 Requests only check types and sizes; what a valid client is (scope syntax,
 redirect URIs, auth method vs. client type …) is decided by
 :class:`bastion.oauth.clients.ClientService`, whose ``invalid_client_metadata``
-errors name the field.
+errors name the field; what a valid API key is (scope syntax, CIDRs, rate
+limits …) by :class:`bastion.apikeys.ApiKeyService` (``invalid_api_key_metadata``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from bastion.storage import Client, ClientSecret
 
 __all__ = [
+    "ApiKeyCreate",
+    "ApiKeyList",
+    "ApiKeyOut",
+    "ApiKeyUpdate",
+    "ApiKeyWithSecret",
     "ClientCreate",
     "ClientList",
     "ClientOut",
@@ -23,6 +29,7 @@ __all__ = [
     "ClientUpdate",
     "ClientWithSecret",
     "Problem",
+    "RotateApiKey",
     "RotateSecret",
     "client_out",
 ]
@@ -159,3 +166,85 @@ def client_out(client: Client, secrets: tuple[ClientSecret, ...]) -> dict[str, A
             for secret in secrets
         ],
     }
+
+
+# ---------------------------------------------------------------------------
+# API keys
+
+OwnerTypeName = Literal["user", "client"]
+RateLimitList = Annotated[list[dict[str, Any]], Field(max_length=20)]
+ApiKeyStatus = Literal["active", "grace", "rotated", "expired", "revoked", "disabled"]
+
+
+class ApiKeyCreate(_Request):
+    """A new API key. ``expires_at`` is an RFC 3339 time with an offset; omitted: never."""
+
+    name: Name
+    owner_type: OwnerTypeName | None = None
+    owner_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    scopes: TokenList = []
+    routes: TokenList = []
+    expires_at: AwareDatetime | None = None
+    rate_limits: RateLimitList = []
+    ip_allow: TokenList = []
+    metadata: dict[str, Any] = {}
+
+
+class ApiKeyUpdate(_Request):
+    """Members to change; members left out keep their value, ``null`` clears ``expires_at``."""
+
+    name: Name | None = None
+    scopes: TokenList | None = None
+    routes: TokenList | None = None
+    expires_at: AwareDatetime | None = None
+    rate_limits: RateLimitList | None = None
+    ip_allow: TokenList | None = None
+    metadata: dict[str, Any] | None = None
+    disabled: bool | None = None
+
+
+class RotateApiKey(_Request):
+    """How long the rotated key keeps working (default: ``api_keys.default_grace``)."""
+
+    grace_seconds: Annotated[float, Field(ge=0, le=10 * 365 * 86400)] | None = None
+
+
+class ApiKeyOut(BaseModel):
+    """A stored API key as the admin API shows it: its display prefix, never the key or digest."""
+
+    id: str
+    prefix: str = Field(description="The non-secret start of the key, for recognising it")
+    name: str
+    status: ApiKeyStatus = Field(
+        description="active; grace (rotated, works until grace_until); rotated (grace over); "
+        "expired (past expires_at); revoked; disabled"
+    )
+    owner_type: OwnerTypeName | None
+    owner_id: str | None
+    scopes: list[str]
+    routes: list[str]
+    expires_at: datetime | None
+    rate_limits: list[dict[str, Any]]
+    ip_allow: list[str]
+    metadata: dict[str, Any]
+    disabled: bool
+    revoked_at: datetime | None
+    rotated_from: str | None
+    grace_until: datetime | None
+    last_used_at: datetime | None
+    last_used_ip: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiKeyWithSecret(ApiKeyOut):
+    """A key with its full value — returned once, by create and rotate."""
+
+    key: str = Field(description="The full API key: shown only in this response; store it now.")
+
+
+class ApiKeyList(BaseModel):
+    """One page of API keys; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    items: list[ApiKeyOut]
+    next_cursor: str | None

@@ -17,12 +17,18 @@ from pydantic.json_schema import models_json_schema
 from bastion import __version__
 from bastion.http.endpoints.admin.auth import ADMIN_READ_SCOPE, ADMIN_SCOPE
 from bastion.http.endpoints.admin.models import (
+    ApiKeyCreate,
+    ApiKeyList,
+    ApiKeyOut,
+    ApiKeyUpdate,
+    ApiKeyWithSecret,
     ClientCreate,
     ClientList,
     ClientOut,
     ClientUpdate,
     ClientWithSecret,
     Problem,
+    RotateApiKey,
     RotateSecret,
 )
 
@@ -47,6 +53,7 @@ class Operation:
 
 
 _ONE = "/admin/api/v1/clients/{client_id}"
+_KEY = "/admin/api/v1/keys/{key_id}"
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("get", "/admin/api/v1/clients", "listClients", "List clients", 200, ClientList),
@@ -74,16 +81,68 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     ),
     Operation("post", _ONE + "/disable", "disableClient", "Disable a client", 200, ClientOut),
     Operation("post", _ONE + "/enable", "enableClient", "Enable a client", 200, ClientOut),
+    Operation("get", "/admin/api/v1/keys", "listApiKeys", "List API keys", 200, ApiKeyList),
+    Operation(
+        "post",
+        "/admin/api/v1/keys",
+        "createApiKey",
+        "Create an API key; the key is in this response only",
+        201,
+        ApiKeyWithSecret,
+        ApiKeyCreate,
+    ),
+    Operation("get", _KEY, "getApiKey", "Show an API key", 200, ApiKeyOut),
+    Operation("patch", _KEY, "updateApiKey", "Change an API key", 200, ApiKeyOut, ApiKeyUpdate),
+    Operation("delete", _KEY, "deleteApiKey", "Delete an API key", 204, None),
+    Operation(
+        "post",
+        _KEY + "/rotate",
+        "rotateApiKey",
+        "Create the successor key (in this response only); the old key works until the "
+        "grace period ends",
+        201,
+        ApiKeyWithSecret,
+        RotateApiKey,
+        body_required=False,
+    ),
+    Operation("post", _KEY + "/revoke", "revokeApiKey", "Revoke an API key", 200, ApiKeyOut),
+    Operation("post", _KEY + "/disable", "disableApiKey", "Disable an API key", 200, ApiKeyOut),
+    Operation("post", _KEY + "/enable", "enableApiKey", "Enable an API key", 200, ApiKeyOut),
 )
 
 _ERRORS: Final = {
-    "400": "Invalid request body or client metadata",
+    "400": "Invalid request body or metadata",
     "401": "Missing or invalid access token",
     "403": "The token lacks the required scope",
-    "404": "No such client",
+    "404": "No such record",
+    "409": "The operation does not apply in the record's current state",
     "413": "Request body too large",
     "415": "Request body is not JSON",
 }
+_PATH_PARAMETERS: Final = ("client_id", "key_id")
+_LIST_PARAMETERS: Final[list[dict[str, Any]]] = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
+    },
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+]
+_OWNER_PARAMETERS: Final[list[dict[str, Any]]] = [
+    {
+        "name": "owner_type",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["user", "client"]},
+    },
+    {
+        "name": "owner_id",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 255},
+    },
+]
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -97,29 +156,30 @@ def _problem_response(description: str) -> dict[str, Any]:
     }
 
 
+def _tag(op: Operation) -> str:
+    return "keys" if op.path.startswith("/admin/api/v1/keys") else "clients"
+
+
 def _operation(op: Operation) -> dict[str, Any]:
     scopes = [ADMIN_READ_SCOPE] if op.method == "get" else [ADMIN_SCOPE]
     doc: dict[str, Any] = {
         "operationId": op.operation_id,
         "summary": op.summary,
-        "tags": ["clients"],
+        "tags": [_tag(op)],
         "security": [{"bearer": scopes}],
     }
     parameters: list[dict[str, Any]] = []
-    if "{client_id}" in op.path:
-        parameters.append(
-            {"name": "client_id", "in": "path", "required": True, "schema": {"type": "string"}}
-        )
-    if op.operation_id == "listClients":
-        parameters += [
-            {
-                "name": "limit",
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
-            },
-            {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
-        ]
+    has_id = False
+    for name in _PATH_PARAMETERS:
+        if "{" + name + "}" in op.path:
+            has_id = True
+            parameters.append(
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            )
+    if op.operation_id == "listApiKeys":
+        parameters += _OWNER_PARAMETERS
+    if op.operation_id in ("listClients", "listApiKeys"):
+        parameters += _LIST_PARAMETERS
     if parameters:
         doc["parameters"] = parameters
     if op.body is not None:
@@ -132,7 +192,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": _ref(op.response)}}
     if op.status == 201:
         success["headers"] = {
-            "Location": {"description": "URL of the new client", "schema": {"type": "string"}}
+            "Location": {"description": "URL of the new record", "schema": {"type": "string"}}
         }
     responses: dict[str, Any] = {str(op.status): success}
     for status, description in _ERRORS.items():
@@ -140,7 +200,11 @@ def _operation(op: Operation) -> dict[str, Any]:
             continue
         if status == "415" and op.body is None:
             continue
-        if status == "404" and "{client_id}" not in op.path:
+        if status == "404" and not has_id:
+            continue
+        if status == "409" and not (
+            _tag(op) == "keys" and has_id and op.method in ("post", "patch")
+        ):
             continue
         responses[status] = _problem_response(description)
     doc["responses"] = responses
@@ -150,8 +214,23 @@ def _operation(op: Operation) -> dict[str, Any]:
 @cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1.0 document of the admin API (built once)."""
-    models: list[type[BaseModel]] = [ClientCreate, ClientUpdate, RotateSecret]
-    outputs: list[type[BaseModel]] = [ClientOut, ClientWithSecret, ClientList, Problem]
+    models: list[type[BaseModel]] = [
+        ClientCreate,
+        ClientUpdate,
+        RotateSecret,
+        ApiKeyCreate,
+        ApiKeyUpdate,
+        RotateApiKey,
+    ]
+    outputs: list[type[BaseModel]] = [
+        ClientOut,
+        ClientWithSecret,
+        ClientList,
+        ApiKeyOut,
+        ApiKeyWithSecret,
+        ApiKeyList,
+        Problem,
+    ]
     _, schemas = models_json_schema(
         [(m, "validation") for m in models] + [(m, "serialization") for m in outputs],
         ref_template=_REF,
@@ -165,9 +244,9 @@ def openapi_document() -> dict[str, Any]:
             "title": "bastion admin API",
             "version": __version__,
             "description": (
-                "Manage bastion's OAuth clients. Authenticate with an access token issued "
-                f"by bastion for the audience '<issuer>/admin/api' with scope '{ADMIN_SCOPE}' "
-                f"(or '{ADMIN_READ_SCOPE}' for GET requests)."
+                "Manage bastion's OAuth clients and API keys. Authenticate with an access token "
+                "issued by bastion for the audience '<issuer>/admin/api' with scope "
+                f"'{ADMIN_SCOPE}' (or '{ADMIN_READ_SCOPE}' for GET requests)."
             ),
         },
         "paths": paths,
@@ -182,5 +261,8 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
         },
-        "tags": [{"name": "clients", "description": "OAuth 2.0 clients"}],
+        "tags": [
+            {"name": "clients", "description": "OAuth 2.0 clients"},
+            {"name": "keys", "description": "API keys"},
+        ],
     }

@@ -1,0 +1,282 @@
+"""The leak-report endpoint: ``POST /api-keys/leaks`` — found keys are verified and revoked.
+
+Modelled on what GitHub's secret scanning partner program expects of a
+provider: a scanner that finds strings matching bastion's key format
+(``bastion.crypto.apikeys.API_KEY_REGEX``) posts them here; every one that is
+a bastion key is revoked at once on every node, and the answer labels each
+report ``true_positive`` or ``false_positive`` (GitHub's token-revocation
+feedback format).
+
+Request::
+
+    POST /api-keys/leaks
+    Content-Type: application/json
+    X-Bastion-Signature: sha256=<hex HMAC-SHA256 of the raw body under api_keys.leak_report_secret>
+
+    [{"token": "bst_…", "type": "bastion_api_key", "url": "https://…", "source": "content"}, …]
+
+Response (200, same order)::
+
+    [{"token_hash": "<sha256 hex of the token>", "token_type": "bastion_api_key",
+      "label": "true_positive"}, …]
+
+Rules: the signature is checked (constant time) before the body is parsed;
+the body is at most :data:`MAX_REPORT_BYTES` (1 MiB) and holds at most
+:data:`MAX_REPORT_KEYS` (1000) reports; a reported key is never echoed — not in
+the response, not in an error, not in a log line (only its SHA-256, its
+display prefix and its id). Without ``api_keys.leak_report_secret`` in the
+settings the endpoint does not exist (404, like any unknown bastion path).
+Reports are idempotent (a key reported twice stays revoked), so a replayed
+request does no harm.
+
+The path ``/api-keys/leaks`` is one of bastion's reserved prefixes
+(:data:`bastion.http.app.RESERVED_PREFIXES`): it never reaches the gateway.
+Only that exact path is reserved, so gateway routes under ``/api-keys/…``
+keep working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from bastion.crypto.digests import constant_time_equals, sha256_hex
+from bastion.errors import BastionError
+
+__all__ = [
+    "LEAKS_PATH",
+    "MAX_REPORT_BYTES",
+    "MAX_REPORT_KEYS",
+    "SIGNATURE_HEADER",
+    "InvalidLeakReportError",
+    "LeakReportError",
+    "LeakReportMediaTypeError",
+    "LeakReportSignatureError",
+    "LeakReportTooLargeError",
+    "leak_routes",
+    "sign_leak_report",
+]
+
+log = logging.getLogger("bastion.http.leaks")
+
+LEAKS_PATH: Final = "/api-keys/leaks"
+#: The header carrying ``sha256=<hex HMAC-SHA256 of the body>``.
+SIGNATURE_HEADER: Final = "X-Bastion-Signature"
+#: Largest report body read.
+MAX_REPORT_BYTES: Final = 1024 * 1024
+#: Most keys in one report.
+MAX_REPORT_KEYS: Final = 1000
+
+_SIGNATURE: Final = re.compile(r"sha256=([0-9a-f]{64})")
+_TRUE_POSITIVE: Final = frozenset({"revoked", "already_revoked"})
+_NO_STORE: Final = {"cache-control": "no-store"}
+
+
+class LeakReportError(BastionError):
+    """Root of the leak-report endpoint's errors."""
+
+    code = "leak_report_error"
+    status = 500
+    title = "Leak report error"
+
+
+class LeakReportSignatureError(LeakReportError):
+    """The report's signature is missing or wrong; ``reason`` (for the log) says which."""
+
+    code = "invalid_signature"
+    status = 401
+    title = "Invalid signature"
+    # RFC 9110 §15.5.2: a 401 names how to authenticate.
+    www_authenticate = 'HMAC-SHA256 realm="bastion", header="X-Bastion-Signature"'
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"sign the raw body: {SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 under the "
+            "shared leak-report secret>"
+        )
+        self.reason = reason
+
+
+class LeakReportTooLargeError(LeakReportError):
+    """The report body exceeds :data:`MAX_REPORT_BYTES`."""
+
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class LeakReportMediaTypeError(LeakReportError):
+    """The report is not ``application/json``."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class InvalidLeakReportError(LeakReportError):
+    """The report is not a JSON array of ``{"token": …}`` objects, or holds too many."""
+
+    code = "invalid_request"
+    status = 400
+    title = "Invalid request"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail, errors=errors or [])
+
+
+class _Report(BaseModel):
+    # Scanners add members over time; unknown ones are ignored, not refused.
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    type: Annotated[str, Field(max_length=256)] | None = None
+    url: Annotated[str, Field(max_length=4096)] | None = None
+    source: Annotated[str, Field(max_length=256)] | None = None
+
+
+_REPORTS: Final = TypeAdapter(list[_Report])
+
+
+def sign_leak_report(body: bytes, secret: str) -> str:
+    """The ``X-Bastion-Signature`` value of ``body`` under ``secret`` (for reporters and tests)."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidLeakReportError("Content-Length must be a number of bytes")
+        if int(declared) > MAX_REPORT_BYTES:
+            raise LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_REPORT_BYTES:
+            raise LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _check_signature(request: Request, body: bytes, secret: str) -> None:
+    values = request.headers.getlist(SIGNATURE_HEADER.lower())
+    if not values:
+        raise LeakReportSignatureError("missing_signature")
+    if len(values) > 1:
+        raise LeakReportSignatureError("several_signatures")
+    match = _SIGNATURE.fullmatch(values[0].strip().lower())
+    if match is None:
+        raise LeakReportSignatureError("malformed_signature")
+    if not constant_time_equals(sign_leak_report(body, secret)[len("sha256=") :], match[1]):
+        raise LeakReportSignatureError("bad_signature")
+
+
+def _parse(request: Request, body: bytes) -> list[_Report]:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise LeakReportMediaTypeError("send the report as Content-Type: application/json")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise InvalidLeakReportError("the body is not JSON") from None
+    if not isinstance(data, list):
+        raise InvalidLeakReportError('the body must be a JSON array of {"token": ...} objects')
+    if len(data) > MAX_REPORT_KEYS:
+        raise InvalidLeakReportError(f"report at most {MAX_REPORT_KEYS} keys per request")
+    try:
+        return _REPORTS.validate_python(data)
+    except ValidationError as error:
+        # include_input=False: a bad member could be (part of) a key; never echo it.
+        problems = [
+            {
+                "field": "".join(
+                    f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
+                ).lstrip("."),
+                "message": item["msg"],
+            }
+            for item in error.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        first = problems[0]
+        raise InvalidLeakReportError(
+            f"{first['field']}: {first['message']}", errors=problems
+        ) from None
+
+
+async def _report(service: Any, reports: Sequence[_Report]) -> list[dict[str, Any]]:
+    # One call per reporting source, so the service's log names where each key was found.
+    by_source: dict[str | None, list[int]] = {}
+    for index, report in enumerate(reports):
+        by_source.setdefault(report.source, []).append(index)
+    statuses: list[str] = [""] * len(reports)
+    for source, indexes in by_source.items():
+        results = await service.report_leaks([reports[i].token for i in indexes], source=source)
+        for index, result in zip(indexes, results, strict=True):
+            statuses[index] = str(result.get("status", ""))
+    return [
+        {
+            "token_hash": sha256_hex(report.token.encode("utf-8", "surrogatepass")),
+            "token_type": report.type,
+            "label": "true_positive" if status in _TRUE_POSITIVE else "false_positive",
+        }
+        for report, status in zip(reports, statuses, strict=True)
+    ]
+
+
+def leak_routes(runtime: Any) -> list[Route]:
+    """The leak-report route, or none when ``api_keys.leak_report_secret`` is not set.
+
+    ``runtime`` needs ``settings`` and ``api_keys`` (an
+    :class:`~bastion.apikeys.ApiKeyService`; one is built from ``db``,
+    ``settings`` and ``shared`` when absent).
+    """
+    section = getattr(runtime.settings, "api_keys", None)
+    configured = getattr(section, "leak_report_secret", None)
+    if configured is None:
+        return []
+    secret: str = configured.get_secret_value()
+    services: list[Any] = []
+
+    def service() -> Any:
+        if not services:
+            existing = getattr(runtime, "api_keys", None)
+            if existing is None:
+                from bastion.apikeys import ApiKeyService
+
+                existing = ApiKeyService(runtime.db, runtime.settings, runtime.shared)
+            services.append(existing)
+        return services[0]
+
+    async def leaks(request: Request) -> Response:
+        body = await _read_body(request)
+        try:
+            _check_signature(request, body, secret)
+        except LeakReportSignatureError as error:
+            log.warning("leak report refused: %s", error.reason)
+            raise
+        reports = _parse(request, body)
+        results = await _report(service(), reports)
+        found = sum(1 for result in results if result["label"] == "true_positive")
+        log.warning(
+            "leak report: %d key(s) reported, %d were bastion keys and are revoked",
+            len(results),
+            found,
+        )
+        return Response(
+            orjson.dumps(results),
+            status_code=200,
+            media_type="application/json",
+            headers=_NO_STORE,
+        )
+
+    return [Route(LEAKS_PATH, leaks, methods=["POST"], name="api_key_leaks")]

@@ -1,0 +1,352 @@
+"""OAuth 2.0 Token Exchange — RFC 8693 (https://www.rfc-editor.org/rfc/rfc8693), for API keys.
+
+bastion accepts one kind of subject token: its own API keys, with
+``subject_token_type`` = :data:`API_KEY_TOKEN_TYPE`. The key is the
+credential (§2.1 makes client authentication optional for this grant), and the
+result is a short-lived RFC 9068 JWT access token that services verify
+offline against bastion's JWKS — no call to bastion per request.
+
+Request (§2.1) and rules applied:
+
+- ``subject_token`` (the key) and ``subject_token_type`` are required; any
+  other subject token type, an ``actor_token`` (delegation) or a
+  ``requested_token_type`` other than :data:`ACCESS_TOKEN_TYPE` is
+  ``invalid_request``;
+- the key is verified like at the gateway (format, checksum, expiry,
+  revocation, disabled, rotation grace, IP allow-list). A refused key is
+  ``invalid_request`` with one collapsed description whatever the reason
+  (§2.2.2: "If … the subject_token … [is] invalid for any reason … the value
+  of the error parameter MUST be the invalid_request error code"); the
+  precise reason is the error's ``reason``, for the audit log;
+- ``scope`` narrows the key's scopes; a scope the key does not have is
+  ``invalid_scope``; absent, the token carries all of the key's scopes;
+- ``resource`` (absolute URIs, RFC 8707) and ``audience`` (logical names)
+  name the targets (§2.1; both repeatable, at most :data:`MAX_TARGETS`). A key
+  with ``routes`` may be exchanged only for targets listed there (else
+  ``invalid_target``, §2.2.2); a key without ``routes`` is unrestricted, as at
+  the gateway. The token's ``aud`` is the requested targets, else the key's
+  routes, else the issuer;
+- the token lives :data:`DEFAULT_TTL` seconds (5 minutes), never beyond the
+  key's own expiry or rotation grace, nor the configured maximum;
+- claims: ``sub`` = ``"<owner_type>:<owner_id>"`` when the key has an owner,
+  else ``"apikey:<key id>"``; ``client_id`` = ``"apikey:<key id>"`` (see
+  :func:`with_api_keys`, which lets the access-token verifier treat such a
+  client id as active exactly while the key is valid);
+- when a client *does* authenticate, it must be registered for this grant
+  (``unauthorized_client`` otherwise); the token is still the key's.
+
+Response (§2.2.1): ``access_token``, ``issued_token_type`` =
+:data:`ACCESS_TOKEN_TYPE`, ``token_type: Bearer``, ``expires_in`` and
+``scope`` (when not empty). No refresh token.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, Protocol
+
+from bastion.apikeys.errors import ApiKeyIPNotAllowedError, InvalidApiKeyError
+from bastion.crypto.apikeys import ApiKeyFormatError
+from bastion.crypto.digests import random_token
+from bastion.protocol.rfc6749.errors import (
+    InvalidRequestError,
+    InvalidScopeError,
+    InvalidTargetError,
+    UnauthorizedClientError,
+)
+from bastion.protocol.rfc6749.grants import GrantHandler, IssueToken
+from bastion.protocol.rfc6749.grants.client_credentials import TokenLifetimes
+from bastion.protocol.rfc6749.requests import OAuthRequest
+from bastion.protocol.rfc6749.scope import format_scope, parse_scope
+from bastion.protocol.rfc8707 import check_resource
+from bastion.protocol.rfc9068 import access_token_claims
+from bastion.storage.errors import NotFoundError
+from bastion.storage.models import ApiKey, Client
+
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "API_KEY_CLIENT_PREFIX",
+    "API_KEY_TOKEN_TYPE",
+    "DEFAULT_TTL",
+    "GRANT_TYPE",
+    "INVALID_SUBJECT_TOKEN",
+    "MAX_TARGETS",
+    "ApiKeyLookup",
+    "ApiKeyVerifier",
+    "ClientIsActive",
+    "api_key_client_id",
+    "api_key_subject",
+    "exchange_grant",
+    "handle",
+    "key_is_usable",
+    "sends_client_credentials",
+    "with_api_keys",
+]
+
+#: RFC 8693 §2.1: the grant type of a token exchange request.
+GRANT_TYPE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
+#: The ``subject_token_type`` naming a bastion API key (a private URN, RFC 8693 §3).
+API_KEY_TOKEN_TYPE: Final = "urn:bastion:params:oauth:token-type:api-key"  # noqa: S105
+#: RFC 8693 §3: the token type of an OAuth 2.0 access token (what bastion issues).
+ACCESS_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
+#: Prefix of the ``client_id`` claim of tokens obtained with an API key.
+API_KEY_CLIENT_PREFIX: Final = "apikey:"
+#: Seconds an exchanged access token lives (capped by the key's own lifetime).
+DEFAULT_TTL: Final = 300
+#: Most ``resource`` plus ``audience`` values in one request.
+MAX_TARGETS: Final = 10
+#: The one description of every refused subject token (the reason goes to the audit log).
+INVALID_SUBJECT_TOKEN: Final = "the subject_token is not a valid API key"  # noqa: S105
+
+_MAX_AUDIENCE_LENGTH: Final = 2048
+_MAX_ECHO: Final = 100
+
+ClientIsActive = Callable[[str], Awaitable[bool]]
+
+
+class ApiKeyVerifier(Protocol):
+    """What the exchange needs from the key service (``ApiKeyService``)."""
+
+    async def verify(self, key: str, *, ip: str | None = None, now: float | None = None) -> ApiKey:
+        """The stored key for a presented one, valid now.
+
+        Raises InvalidApiKeyError (``reason`` says why) or ApiKeyIPNotAllowedError.
+        """
+        ...
+
+
+class ApiKeyLookup(Protocol):
+    """Reads one key record by id (``ApiKeyService`` or ``db.api_keys``)."""
+
+    async def get(self, key_id: str) -> ApiKey:
+        """The key; raises NotFoundError if none."""
+        ...
+
+
+def api_key_client_id(key: ApiKey) -> str:
+    """The ``client_id`` claim of tokens obtained with ``key``: ``apikey:<id>``."""
+    return API_KEY_CLIENT_PREFIX + key.id
+
+
+def api_key_subject(key: ApiKey) -> str:
+    """The ``sub`` of tokens obtained with ``key``: its owner, else the key itself."""
+    if key.owner_type and key.owner_id:
+        return f"{key.owner_type}:{key.owner_id}"
+    return api_key_client_id(key)
+
+
+def key_is_usable(key: ApiKey, now: float) -> bool:
+    """Whether ``key`` may be used at ``now`` (epoch seconds) by its state alone.
+
+    Not disabled, not revoked, not expired and not past its rotation grace —
+    the checks ``ApiKeyService.verify`` makes on every call, without the secret.
+    """
+    if key.disabled or key.revoked_at is not None:
+        return False
+    for deadline in (key.expires_at, key.grace_until):
+        if deadline is not None and deadline.timestamp() <= now:
+            return False
+    return True
+
+
+def with_api_keys(
+    client_is_active: ClientIsActive | None, api_keys: ApiKeyLookup
+) -> ClientIsActive:
+    """Extend an access-token verifier's ``client_is_active`` to tokens from API keys.
+
+    ``apikey:<id>`` is active exactly while the key is usable (see
+    :func:`key_is_usable`); read through to ``api_keys`` so a revocation or a
+    disabled key takes effect on the next verification. Any other client id
+    goes to ``client_is_active`` (``None``: active).
+    """
+
+    async def is_active(client_id: str) -> bool:
+        if client_id.startswith(API_KEY_CLIENT_PREFIX):
+            key_id = client_id[len(API_KEY_CLIENT_PREFIX) :]
+            if not key_id:
+                return False
+            try:
+                key = await api_keys.get(key_id)
+            except NotFoundError:
+                return False
+            return key_is_usable(key, time.time())
+        if client_is_active is None:
+            return True
+        return await client_is_active(client_id)
+
+    return is_active
+
+
+def sends_client_credentials(request: OAuthRequest) -> bool:
+    """Whether ``request`` carries any client authentication (then it must succeed)."""
+    form = request.form
+    if request.headers.get("authorization"):
+        return True
+    return any(
+        name in form
+        for name in ("client_id", "client_secret", "client_assertion", "client_assertion_type")
+    )
+
+
+def _echo(value: str) -> str:
+    return value[:_MAX_ECHO]
+
+
+def _check_parameters(request: OAuthRequest) -> str:
+    form = request.form
+    token_type = form.get("subject_token_type")
+    if token_type is None:
+        raise InvalidRequestError("missing parameter 'subject_token_type'")
+    if token_type != API_KEY_TOKEN_TYPE:
+        raise InvalidRequestError(
+            f"subject_token_type '{_echo(token_type)}' is not supported; use {API_KEY_TOKEN_TYPE}"
+        )
+    subject_token = form.get("subject_token")
+    if subject_token is None:
+        raise InvalidRequestError("missing parameter 'subject_token'")
+    if "actor_token" in form or "actor_token_type" in form:
+        raise InvalidRequestError("delegation (actor_token) is not supported")
+    requested_type = form.get("requested_token_type")
+    if requested_type is not None and requested_type != ACCESS_TOKEN_TYPE:
+        raise InvalidRequestError(
+            f"requested_token_type '{_echo(requested_type)}' is not supported; "
+            f"bastion issues {ACCESS_TOKEN_TYPE}"
+        )
+    return subject_token
+
+
+def _targets(request: OAuthRequest) -> tuple[str, ...]:
+    resources = request.values("resource")
+    audiences = request.values("audience")
+    if len(resources) + len(audiences) > MAX_TARGETS:
+        raise InvalidTargetError(f"at most {MAX_TARGETS} resource and audience values")
+    targets: dict[str, None] = {}
+    for resource in resources:
+        targets[check_resource(resource)] = None
+    for audience in audiences:
+        if len(audience) > _MAX_AUDIENCE_LENGTH or not audience.isprintable():
+            raise InvalidTargetError("audience must be a printable name of at most 2048 characters")
+        targets[audience] = None
+    return tuple(targets)
+
+
+async def _verify(api_keys: ApiKeyVerifier, key: str, ip: str | None, now: float) -> ApiKey:
+    try:
+        return await api_keys.verify(key, ip=ip, now=now)
+    except (InvalidApiKeyError, ApiKeyFormatError) as error:
+        raise InvalidRequestError(
+            INVALID_SUBJECT_TOKEN, reason=f"api_key_{getattr(error, 'reason', 'invalid')}"
+        ) from None
+    except ApiKeyIPNotAllowedError:
+        raise InvalidRequestError(INVALID_SUBJECT_TOKEN, reason="api_key_ip_not_allowed") from None
+
+
+def _ttl(key: ApiKey, wanted: float, settings_tokens: TokenLifetimes, now: float) -> int:
+    limit = min(wanted, settings_tokens.max_access_token_ttl)
+    for deadline in (key.expires_at, key.grace_until):
+        if deadline is not None:
+            limit = min(limit, deadline.timestamp() - now)
+    seconds = math.floor(limit)
+    if seconds < 1:
+        # Less than a second of validity left: the key is as good as expired.
+        raise InvalidRequestError(INVALID_SUBJECT_TOKEN, reason="api_key_expires_now")
+    return seconds
+
+
+async def handle(
+    request: OAuthRequest,
+    client: Client | None,
+    *,
+    issuer: str,
+    api_keys: ApiKeyVerifier,
+    issue_token: IssueToken,
+    settings_tokens: TokenLifetimes,
+    ttl: float = DEFAULT_TTL,
+    ip: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Exchange the API key in ``request`` for an access token.
+
+    ``client`` is the authenticated client, or ``None`` when the request
+    carried no client authentication (the key alone is the credential). ``ip``
+    is the caller's address, checked against the key's IP allow-list.
+
+    Returns the token response members (RFC 8693 §2.2.1).
+
+    Raises:
+        UnauthorizedClientError: an authenticated client not registered for this grant.
+        InvalidRequestError: a missing or unsupported parameter, or a refused key
+            (``reason`` ``api_key_<why>``).
+        InvalidScopeError: a malformed scope or one the key does not have.
+        InvalidTargetError: a malformed target, too many, or one the key may not use.
+    """
+    if client is not None and GRANT_TYPE not in client.grant_types:
+        raise UnauthorizedClientError("the client is not allowed to use the token-exchange grant")
+    subject_token = _check_parameters(request)
+    requested_scope = request.form.get("scope")
+    requested = parse_scope(requested_scope) if requested_scope is not None else None
+    targets = _targets(request)
+    current = time.time() if now is None else now
+
+    key = await _verify(api_keys, subject_token, ip, current)
+
+    if requested is None:
+        scopes: Sequence[str] = key.scopes
+    else:
+        for token in requested:
+            if token not in key.scopes:
+                raise InvalidScopeError(f"scope '{token}' is not allowed for this API key")
+        scopes = requested
+    if key.routes:
+        for target in targets:
+            if target not in key.routes:
+                raise InvalidTargetError(f"the API key may not be used for '{target}'")
+    audience: str | list[str] = list(targets or key.routes) or issuer
+    seconds = _ttl(key, ttl, settings_tokens, current)
+    scope = format_scope(scopes)
+    claims = access_token_claims(
+        issuer=issuer,
+        subject=api_key_subject(key),
+        audience=audience,
+        client_id=api_key_client_id(key),
+        scope=scope,
+        ttl=seconds,
+        now=current,
+        jti=random_token(16),
+    )
+    response: dict[str, Any] = {
+        "access_token": await issue_token(claims),
+        "issued_token_type": ACCESS_TOKEN_TYPE,
+        "token_type": "Bearer",
+        "expires_in": seconds,
+    }
+    if scope:
+        response["scope"] = scope
+    return response
+
+
+def exchange_grant(
+    *,
+    issuer: str,
+    api_keys: ApiKeyVerifier,
+    issue_token: IssueToken,
+    settings_tokens: TokenLifetimes,
+    ttl: float = DEFAULT_TTL,
+) -> GrantHandler:
+    """:func:`handle` bound to its dependencies: the token endpoint's grant-table entry.
+
+    Through the table the client is authenticated and no caller IP is known;
+    ``bastion.http.endpoints.oauth`` calls :func:`handle` itself to serve
+    requests without client authentication and to pass the caller's IP.
+    """
+    return functools.partial(
+        handle,
+        issuer=issuer,
+        api_keys=api_keys,
+        issue_token=issue_token,
+        settings_tokens=settings_tokens,
+        ttl=ttl,
+    )
