@@ -47,3 +47,12 @@ def test_random_token_refuses_short() -> None:
     with pytest.raises(ValueError) as info:
         random_token(8)
     assert str(info.value) == "random_token needs at least 16 bytes, got 8"
+
+
+def test_hmac_sha256_hex_matches_rfc4231_case_2() -> None:
+    from bastion.crypto.digests import hmac_sha256_hex
+
+    # RFC 4231 §4.3, test case 2.
+    assert hmac_sha256_hex("Jefe", b"what do ya want for nothing?") == (
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    )

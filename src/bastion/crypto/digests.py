@@ -24,6 +24,11 @@ def _as_bytes(value: bytes | str) -> bytes:
     return value.encode("utf-8") if isinstance(value, str) else value
 
 
+def hmac_sha256_hex(key: bytes | str, data: bytes) -> str:
+    """Return the lower-case hex HMAC-SHA256 of ``data`` under ``key`` (UTF-8 when ``str``)."""
+    return hmac.new(_as_bytes(key), data, hashlib.sha256).hexdigest()
+
+
 def constant_time_equals(a: bytes | str, b: bytes | str) -> bool:
     """Compare two secrets in time independent of where they differ.
 

@@ -37,8 +37,6 @@ keep working.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 from collections.abc import Sequence
@@ -50,7 +48,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.crypto.digests import constant_time_equals, sha256_hex
+from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
 from bastion.errors import BastionError
 
 __all__ = [
@@ -149,7 +147,7 @@ _REPORTS: Final = TypeAdapter(list[_Report])
 
 def sign_leak_report(body: bytes, secret: str) -> str:
     """The ``X-Bastion-Signature`` value of ``body`` under ``secret`` (for reporters and tests)."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return "sha256=" + hmac_sha256_hex(secret, body)
 
 
 async def _read_body(request: Request) -> bytes:
