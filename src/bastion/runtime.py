@@ -120,13 +120,18 @@ class Runtime:
                 routes.append(_demo_route(echo.url))
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
-            gateway = Gateway(routes, trusted_proxies=settings.trusted_proxies, node_id=node_id)
+            api_keys = ApiKeyService(db, settings, shared)
+            gateway = Gateway(
+                routes,
+                trusted_proxies=settings.trusted_proxies,
+                node_id=node_id,
+                api_keys=api_keys,
+            )
             signing_keys = SigningKeyManager(db, keyring, settings, shared)
             if await signing_keys.load():
                 first = signing_keys.current()
                 say(f"signing key {first.kid} ({first.alg}) created and active")
             clients = ClientService(db, settings, shared)
-            api_keys = ApiKeyService(db, settings, shared)
             issuer = TokenIssuer(signing_keys.current)
             token_endpoint = TokenEndpoint(
                 {

@@ -19,7 +19,7 @@ from gateway.gateway_support import Recorder, call, make_receive, route
 
 
 def test_the_table_order() -> None:
-    assert [step.name for step in STEPS] == ["match", "authenticate", "proxy"]
+    assert [step.name for step in STEPS] == ["match", "authenticate", "authorize", "proxy"]
     assert all(step.fail == "closed" for step in STEPS)
 
 
@@ -38,7 +38,7 @@ async def test_public_route_is_proxied_anonymously(echo: EchoServer) -> None:
     async def spy(ex: Exchange) -> None:
         seen.append(ex.identity)
 
-    steps = (*STEPS[:2], Step("spy", spy), STEPS[2])
+    steps = (*STEPS[:2], Step("spy", spy), *STEPS[2:])
     gateway = Gateway([route("pub", "/pub", echo.url, public=True)], steps=steps)
     result = await call(gateway, "GET", "/pub/x")
     assert result.status == 200
@@ -124,9 +124,9 @@ async def test_fail_open_and_fail_closed_steps(echo: EchoServer) -> None:
         raise RuntimeError("bug")
 
     routes = [route("pub", "/", echo.url)]
-    open_gateway = Gateway(routes, steps=(*STEPS[:2], Step("extra", broken, "open"), STEPS[2]))
+    open_gateway = Gateway(routes, steps=(*STEPS[:2], Step("extra", broken, "open"), *STEPS[2:]))
     assert (await call(open_gateway, "GET", "/x")).status == 200
-    closed = Gateway(routes, steps=(*STEPS[:2], Step("extra", broken, "closed"), STEPS[2]))
+    closed = Gateway(routes, steps=(*STEPS[:2], Step("extra", broken, "closed"), *STEPS[2:]))
     with pytest.raises(RuntimeError, match="bug"):
         await call(closed, "GET", "/x")
     assert len(echo.received) == 1

@@ -3,6 +3,8 @@
 The order of the pipeline is the table :data:`bastion.gateway.pipeline.STEPS`.
 """
 
+from bastion.gateway.authn import ApiKeyAuthenticator
+from bastion.gateway.authz import ForbiddenError, InsufficientScopeError, RouteNotAllowedError
 from bastion.gateway.errors import (
     BadRequestError,
     BadRequestPathError,
@@ -32,18 +34,22 @@ from bastion.gateway.proxy import UpstreamClient
 __all__ = [
     "ANONYMOUS",
     "STEPS",
+    "ApiKeyAuthenticator",
     "Authenticator",
     "BadRequestError",
     "BadRequestPathError",
     "Exchange",
+    "ForbiddenError",
     "Gateway",
     "GatewayConfigError",
     "GatewayError",
     "Identity",
+    "InsufficientScopeError",
     "MethodNotAllowedError",
     "RequestTooLargeError",
     "RouteLike",
     "RouteMatcher",
+    "RouteNotAllowedError",
     "RouteNotFoundError",
     "Step",
     "UnauthenticatedError",

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 from bastion.errors import BastionError
-from bastion.gateway.errors import UnauthenticatedError
+from bastion.gateway.authn.api_key import ApiKeyAuthenticator, ApiKeyVerifier
+from bastion.gateway.authn.identity import ANONYMOUS, Identity
+from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
+from bastion.gateway.errors import GatewayConfigError, UnauthenticatedError
 from bastion.gateway.matcher import CompiledRoute, RouteLike, RouteMatcher
 from bastion.gateway.paths import normalize_path
 from bastion.gateway.proxy import (
@@ -44,6 +47,7 @@ __all__ = [
     "Exchange",
     "Gateway",
     "Identity",
+    "Screen",
     "Step",
 ]
 
@@ -52,31 +56,11 @@ logger = logging.getLogger("bastion.gateway")
 Scope = MutableMapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who a request acts for, as established by the ``authenticate`` step.
-
-    ``method`` names the authenticator that vouched (``"public"`` for the
-    anonymous identity of a public route); ``subject`` is ``None`` only then.
-    """
-
-    method: str
-    subject: str | None = None
-    scopes: frozenset[str] = frozenset()
-    claims: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def anonymous(self) -> bool:
-        return self.subject is None
-
-
-ANONYMOUS = Identity(method="public")
-
-
 class Exchange:
     """The state of one gateway request as it moves through the steps."""
 
     __slots__ = (
+        "credential_headers",
         "gateway",
         "host",
         "identity",
@@ -98,6 +82,9 @@ class Exchange:
         self.path = ""  # normalised, set by "match"
         self.route: CompiledRoute | None = None
         self.identity: Identity | None = None
+        # Lower-cased names of the headers that carried the credential the
+        # authenticator consumed: stripped before proxying (the upstream never sees it).
+        self.credential_headers: frozenset[bytes] = frozenset()
 
 
 class Authenticator(Protocol):
@@ -109,6 +96,16 @@ class Authenticator(Protocol):
     """
 
     async def __call__(self, exchange: Exchange, /) -> Identity | None: ...
+
+
+class Screen(Protocol):
+    """An authenticator's optional pre-check, run for every method of the route first.
+
+    Raises to deny a request whatever credential another method would accept
+    (e.g. an API key in the query string); returns ``None`` otherwise.
+    """
+
+    def __call__(self, exchange: Exchange, /) -> None: ...
 
 
 StepFunction = Callable[[Exchange], Awaitable[None]]
@@ -154,16 +151,24 @@ async def match(ex: Exchange) -> None:
 async def authenticate(ex: Exchange) -> None:
     """Establish the identity: public routes are anonymous; others need an accepted method.
 
-    Tries the route's ``auth`` methods in order; a method with no
-    authenticator installed counts as not responsible. When none vouches,
-    raises :class:`UnauthenticatedError` (fail closed).
+    Runs every ``screen`` of the route's methods first, then tries the
+    ``auth`` methods in order; a method with no authenticator installed
+    counts as not responsible. When none vouches, raises
+    :class:`UnauthenticatedError` (fail closed).
     """
     route = ex.route
     assert route is not None
     if route.public:
         ex.identity = ANONYMOUS
         return
-    authenticators = ex.gateway.authenticators
+    gateway = ex.gateway
+    screens = gateway.screens
+    if screens:
+        for method in route.auth:
+            screen = screens.get(method)
+            if screen is not None:
+                screen(ex)
+    authenticators = gateway.authenticators
     for method in route.auth:
         authenticator = authenticators.get(method)
         if authenticator is None:
@@ -173,6 +178,27 @@ async def authenticate(ex: Exchange) -> None:
             ex.identity = identity
             return
     raise UnauthenticatedError("This route requires authentication.")
+
+
+async def authorize(ex: Exchange) -> None:
+    """Check the identity may call this route and holds the scopes the method requires.
+
+    Public routes pass. Raises :class:`~bastion.gateway.authz.RouteNotAllowedError`,
+    :class:`~bastion.gateway.authz.InsufficientScopeError` or
+    :class:`~bastion.gateway.authz.ForbiddenError` (403).
+    """
+    route = ex.route
+    identity = ex.identity
+    assert route is not None and identity is not None
+    if route.public:
+        return
+    check_access(
+        route.name,
+        ex.method,
+        ex.gateway.required_scopes.get(route.name),
+        identity.scopes,
+        identity.routes,
+    )
 
 
 async def proxy(ex: Exchange) -> None:
@@ -187,6 +213,12 @@ async def proxy(ex: Exchange) -> None:
         and client is not None
         and (client[0] in gateway.trusted_proxies)
     )
+    strip = ex.credential_headers
+    if strip:
+        # The client's credential is for bastion, not the upstream (a shallow copy:
+        # the server's scope stays as it was received).
+        headers = [h for h in scope.get("headers") or () if h[0].lower() not in strip]
+        scope = {**scope, "headers": headers}
     request = prepare_request(scope, trusted=trusted)
     target = route.upstream_path(ex.path).encode("ascii")
     query = scope.get("query_string")
@@ -204,15 +236,17 @@ async def proxy(ex: Exchange) -> None:
 
 
 # THE pipeline, in order. Steps still to come, and the issue that brings each:
-#   ("authorize", fail="closed")  scopes / roles / claims per route+method: gateway authz issue
 #   ("limit", fail="closed")      GCRA rate limits + adaptive throttle: rate-limit issue
 #   ("mutate", fail="closed")     strip client identity headers, add bastion's: identity issue
 #   ("audit", fail="open")        one queued event per decision: audit issue
-# ("authorize" and "limit" go between "authenticate" and "proxy"; "mutate" right before "proxy";
-#  "audit" after it, run for denials as well.) CORS and WebSockets arrive with their own issue.
+# ("limit" goes between "authorize" and "proxy"; "mutate" right before "proxy"; "audit" after
+#  it, run for denials as well.) Roles / claims join "authorize" with their issue. CORS and
+# WebSockets arrive with their own issue. Until "mutate" exists, "proxy" strips the headers
+# that carried the consumed credential (Exchange.credential_headers).
 STEPS: tuple[Step, ...] = (
     Step("match", match, fail="closed"),
     Step("authenticate", authenticate, fail="closed"),
+    Step("authorize", authorize, fail="closed"),
     Step("proxy", proxy, fail="closed"),
 )
 
@@ -225,7 +259,12 @@ class Gateway:
     :class:`~bastion.gateway.errors.GatewayError` into problem+json (and must
     let :class:`~bastion.gateway.errors.UpstreamAbortedError` abort the
     connection). Constructing raises :class:`GatewayConfigError` for invalid
-    routes and ``ValueError`` for an invalid trusted-proxy entry.
+    routes (including an invalid ``scopes`` setting) and ``ValueError`` for an
+    invalid trusted-proxy entry.
+
+    ``api_keys`` (an :class:`~bastion.apikeys.ApiKeyService`) installs the
+    ``api_key`` method (:class:`~bastion.gateway.authn.ApiKeyAuthenticator`)
+    unless ``authenticators`` already names one.
     """
 
     def __init__(
@@ -236,13 +275,29 @@ class Gateway:
         node_id: str = "",
         client: UpstreamClient | None = None,
         authenticators: Mapping[str, Authenticator] | None = None,
+        api_keys: ApiKeyVerifier | None = None,
         steps: tuple[Step, ...] = STEPS,
     ) -> None:
         self.matcher = RouteMatcher(routes)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.node_id = node_id
         self.client = client if client is not None else UpstreamClient()
-        self.authenticators: Mapping[str, Authenticator] = dict(authenticators or {})
+        table: dict[str, Authenticator] = dict(authenticators or {})
+        if api_keys is not None and "api_key" not in table:
+            table["api_key"] = ApiKeyAuthenticator(api_keys)
+        self.authenticators: Mapping[str, Authenticator] = table
+        self.screens: Mapping[str, Screen] = {
+            method: screen
+            for method, authenticator in table.items()
+            if (screen := getattr(authenticator, "screen", None)) is not None
+        }
+        scopes: dict[str, RequiredScopes] = {}
+        for route in self.matcher.routes:
+            try:
+                scopes[route.name] = compile_scopes(getattr(route.settings, "scopes", None))
+            except ValueError as exc:
+                raise GatewayConfigError(f"routes[{route.name}].scopes: {exc}") from None
+        self.required_scopes: Mapping[str, RequiredScopes] = scopes
         self.steps = steps
 
     async def startup(self) -> None:

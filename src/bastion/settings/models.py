@@ -453,6 +453,12 @@ class RouteSettings(_Section):
     upstream: str
     public: bool = False
     auth: list[AuthMethod] = Field(default_factory=list)
+    # Required scopes: one list for every method, or a mapping method -> list ("*": the
+    # methods not listed). Checked by the gateway's authorize step (403 insufficient_scope).
+    scopes: dict[str, list[str]] | list[str] = Field(default_factory=list)
+    # Where the api_key method also looks for a key (the raw key as the value), besides
+    # "Authorization: Bearer bst_…"; e.g. X-API-Key.
+    api_key_header: str | None = None
     strip_prefix: bool = False
     timeout: Seconds = 30.0
 
@@ -481,6 +487,72 @@ class RouteSettings(_Section):
             seen.add(method)
         return value
 
+    @field_validator("scopes", mode="plain")
+    @classmethod
+    def _check_scopes(cls, value: object) -> dict[str, list[str]] | list[str]:
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return _scope_list(value, ())
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"{show(value)} is not a list of scopes or a mapping of methods to scopes — "
+                "use e.g. [orders:read] or {GET: [orders:read], POST: [orders:write]}"
+            )
+        scopes: dict[str, list[str]] = {}
+        problems: list[tuple[Loc, str]] = []
+        for key, tokens in value.items():
+            method = key.upper() if isinstance(key, str) else key
+            if method != "*" and method not in HTTP_METHODS:
+                problems.append(
+                    (
+                        (str(key),),
+                        f"{show(key)} is not a method — use {', '.join(HTTP_METHODS[:-1])}, "
+                        f"{HTTP_METHODS[-1]} or '*' (every method not listed)",
+                    )
+                )
+                continue
+            if method in scopes:
+                problems.append(((str(key),), "is listed twice — keep one"))
+                continue
+            if not isinstance(tokens, list):
+                problems.append(
+                    (
+                        (str(key),),
+                        f"{show(tokens)} is not a list of scopes — use e.g. [orders:read], "
+                        "or [] for none",
+                    )
+                )
+                continue
+            try:
+                scopes[method] = _scope_list(tokens, (str(key),))
+            except Problems as exc:
+                problems.extend(exc.items)
+        if problems:
+            raise Problems(problems)
+        return scopes
+
+    @field_validator("api_key_header")
+    @classmethod
+    def _check_api_key_header(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not _HEADER_NAME.fullmatch(value):
+            raise ValueError(
+                f"{show(value)} is not a header name — use letters, digits and '-', e.g. X-API-Key"
+            )
+        lower = value.lower()
+        if lower == "authorization":
+            raise ValueError(
+                "Authorization is always read (as 'Bearer bst_…') — remove api_key_header"
+            )
+        if lower in _RESERVED_HEADERS or lower.startswith(("x-forwarded-", "proxy-")):
+            raise ValueError(
+                f"{show(value)} is a header the HTTP layer or the gateway controls — "
+                "use a header of your own, e.g. X-API-Key"
+            )
+        return value
+
     @model_validator(mode="after")
     def _default_deny(self) -> RouteSettings:
         if self.public and self.auth:
@@ -492,7 +564,82 @@ class RouteSettings(_Section):
             raise ValueError(
                 "say how requests are authenticated — set auth: [api_key, jwt] or public: true"
             )
+        if self.public and self.scopes:
+            raise ValueError(
+                "scopes need an authenticated caller — a public route has none; remove scopes "
+                "or replace public: true with auth"
+            )
+        if self.api_key_header is not None and "api_key" not in self.auth:
+            raise ValueError(
+                "api_key_header is only read by the api_key method — add api_key to auth or "
+                "remove api_key_header"
+            )
+        if isinstance(self.scopes, dict) and self.scopes and "*" not in self.scopes:
+            accepted = self.match.methods or list(HTTP_METHODS)
+            missing = [
+                m
+                for m in accepted
+                if m not in self.scopes and not (m == "HEAD" and "GET" in self.scopes)
+            ]
+            if missing:
+                # Default deny: a method the mapping forgets must not pass with no scope at all.
+                raise Problems(
+                    [
+                        (
+                            ("scopes",),
+                            f"names no scopes for {', '.join(missing)}, which the route "
+                            "accepts — list them (use [] for none), add '*' for every other "
+                            "method, or narrow match.methods",
+                        )
+                    ]
+                )
         return self
+
+
+# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# RFC 9110 token characters, restricted to what header names use in practice.
+_HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
+_RESERVED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "cookie",
+        "forwarded",
+        "x-real-ip",
+        "x-request-id",
+    }
+)
+
+
+def _scope_list(tokens: list[object], loc: Loc) -> list[str]:
+    """Check a list of RFC 6749 scope tokens; raise Problems naming each bad entry."""
+    scopes: list[str] = []
+    problems: list[tuple[Loc, str]] = []
+    for index, token in enumerate(tokens):
+        if not isinstance(token, str) or not _SCOPE_TOKEN.fullmatch(token):
+            problems.append(
+                (
+                    (*loc, index),
+                    f"{show(token)} is not a scope — one word of visible characters without "
+                    "spaces, '\"' or '\\', e.g. orders:read",
+                )
+            )
+        elif token in scopes:
+            problems.append(((*loc, index), f"{show(token)} is listed twice — keep one"))
+        else:
+            scopes.append(token)
+    if problems:
+        raise Problems(problems)
+    return scopes
 
 
 # ---------------------------------------------------------------------------
