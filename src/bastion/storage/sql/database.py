@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bastion.storage.errors import MigrationError
@@ -15,6 +17,7 @@ from bastion.storage.sql.engine import (
     Dialect,
     ErrorContext,
     create_engine,
+    create_read_engine,
     parse_database_url,
     ping_engine,
     prepare_sqlite_path,
@@ -35,10 +38,19 @@ class Database:
     ``signing_keys``, ``webhooks``, ``audit``, ``settings``.
     """
 
-    def __init__(self, engine: AsyncEngine, target: DatabaseTarget) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        target: DatabaseTarget,
+        *,
+        read_engine: AsyncEngine | None = None,
+    ) -> None:
         from bastion.storage.sql import repositories as r
 
         self.engine = engine
+        # Autocommit engine for one-round-trip hot-path reads (:meth:`read_rows`); it opens
+        # connections only when first used.
+        self.read_engine = read_engine if read_engine is not None else create_read_engine(target)
         self.target = target
         self.dialect: Dialect = target.dialect
         # SQLite has one writer at a time: queue this process's writers here instead of
@@ -68,11 +80,11 @@ class Database:
         if target.dialect == "sqlite":
             prepare_sqlite_path(target)
         engine = create_engine(target, pool_size=pool_size)
-        database = cls(engine, target)
+        database = cls(engine, target, read_engine=create_read_engine(target, pool_size=pool_size))
         try:
             await database.ping()
         except BaseException:
-            await engine.dispose()
+            await database.close()
             raise
         return database
 
@@ -87,7 +99,10 @@ class Database:
 
     async def close(self) -> None:
         """Close every pooled connection."""
-        await self.engine.dispose()
+        try:
+            await self.engine.dispose()
+        finally:
+            await self.read_engine.dispose()
 
     async def check_schema(self) -> None:
         """Raise MigrationError unless the schema is at the revision this bastion needs."""
@@ -116,13 +131,43 @@ class Database:
         DatabaseUnavailableError. ``write=True`` takes SQLite's write lock at BEGIN.
         """
         context = ErrorContext(conflict=conflict, missing_reference=missing_reference)
-        try:
+        with self._translated_errors(context):
             if write and self._write_lock is not None:
                 async with self._write_lock, self._begin(write=True) as conn:
                     yield conn
             else:
                 async with self._begin(write=write) as conn:
                     yield conn
+
+    async def read_rows(
+        self, statement: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[RowMapping]:
+        """Run one read-only statement in ONE round trip and return its rows.
+
+        For hot-path lookups: the statement runs on the autocommit read engine (no
+        BEGIN/COMMIT/ROLLBACK, no pre-ping), so it must not write and needs no
+        transaction. A pooled connection found broken (the database restarted or
+        killed it) is retried once on a fresh connection. Errors are translated like
+        :meth:`transaction`'s: connection trouble → DatabaseUnavailableError.
+        ``params`` fills the statement's bind parameters (build a hot statement once).
+        """
+        with self._translated_errors(ErrorContext()):
+            for attempt in (1, 2):
+                async with self.read_engine.connect() as conn:
+                    try:
+                        return (await conn.execute(statement, params)).mappings().all()
+                    except sa.exc.DBAPIError as exc:
+                        # Without pre-ping a connection that died idle in the pool shows up
+                        # here; SQLAlchemy has invalidated it and the pool, so retry once.
+                        if attempt == 2 or not exc.connection_invalidated:
+                            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def _translated_errors(self, context: ErrorContext) -> Iterator[None]:
+        # The one place driver exceptions raised by storage code become bastion errors.
+        try:
+            yield
         except sa.exc.StatementError as exc:
             if isinstance(exc.orig, ValueError | TypeError) and not isinstance(
                 exc, sa.exc.DBAPIError

@@ -162,7 +162,38 @@ def create_engine(
     return engine
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def create_read_engine(target: DatabaseTarget, *, pool_size: int = 10) -> AsyncEngine:
+    """An autocommit engine for single-statement reads: one round trip per statement.
+
+    Its connections never BEGIN, COMMIT or ROLLBACK (each statement is its own
+    transaction, so a connection is always clean when it goes back to the pool) and
+    are not pinged on checkout. A connection found broken is invalidated with the
+    whole pool, and :meth:`bastion.storage.sql.database.Database.read_rows` retries
+    once on a fresh one, so reads recover when a restarted database returns.
+    """
+    kwargs: dict[str, Any] = {
+        "json_serializer": _json_serializer,
+        "json_deserializer": orjson.loads,
+        "isolation_level": "AUTOCOMMIT",
+        "skip_autocommit_rollback": True,
+        "pool_size": pool_size,
+        "max_overflow": pool_size,
+        "pool_pre_ping": False,
+        # Safe only because every connection of this engine is in autocommit mode.
+        "pool_reset_on_return": None,
+    }
+    if target.dialect == "postgresql":
+        kwargs["connect_args"] = {
+            "timeout": CONNECT_TIMEOUT,
+            "server_settings": {"application_name": "bastion"},
+        }
+    engine = create_async_engine(target.url, **kwargs)
+    if target.dialect == "sqlite":
+        _install_sqlite_hooks(engine, begin=False)
+    return engine
+
+
+def _install_sqlite_hooks(engine: AsyncEngine, *, begin: bool = True) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Driver-level autocommit: SQLAlchemy's "begin" hook below emits BEGIN itself,
@@ -176,6 +207,9 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
+
+    if not begin:
+        return
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(conn: sa.Connection) -> None:
@@ -331,6 +365,7 @@ __all__ = [
     "Dialect",
     "ErrorContext",
     "create_engine",
+    "create_read_engine",
     "parse_database_url",
     "ping_engine",
     "prepare_sqlite_path",

@@ -141,8 +141,14 @@ class _SqlRepository(Generic[R]):
             )
         return None if row is None else self.mapper.from_row(row)
 
-    async def _get(self, key: object) -> R:
-        record = await self._get_where(self.mapper.key == key)
+    async def _read_where(self, *where: sa.ColumnElement[bool]) -> R | None:
+        """Like :meth:`_get_where` in one round trip (hot paths; ``where`` matches ≤ 1 row)."""
+        rows = await self._db.read_rows(sa.select(self.mapper.table).where(*where))
+        return self.mapper.from_row(rows[0]) if rows else None
+
+    async def _get(self, key: object, *, fast: bool = False) -> R:
+        where = self.mapper.key == key
+        record = await (self._read_where(where) if fast else self._get_where(where))
         if record is None:
             raise self._missing(key)
         return record
@@ -308,7 +314,7 @@ class SqlClientRepository(_SqlRepository[Client]):
         return await self._insert(client, key=client.client_id)
 
     async def get(self, client_id: str) -> Client:
-        return await self._get(client_id)
+        return await self._get(client_id, fast=True)
 
     async def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[Client]:
         return await self._page(limit=limit, cursor=cursor)
@@ -331,7 +337,10 @@ class SqlClientRepository(_SqlRepository[Client]):
 
     async def list_secrets(self, client_id: str) -> tuple[ClientSecret, ...]:
         t = s.client_secrets
-        return await self._secrets._all(t.c.client_id == client_id, order_by=t.c.id)
+        # One round trip: client authentication reads these on every token request.
+        query = sa.select(t).where(t.c.client_id == client_id).order_by(t.c.id)
+        rows = await self._db.read_rows(query)
+        return tuple(self._secrets.mapper.from_row(row) for row in rows)
 
     async def set_secret_expiry(self, secret_id: str, expires_at: datetime | None) -> ClientSecret:
         return await self._secrets._update(secret_id, {"expires_at": expires_at})
@@ -557,6 +566,9 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
 # --- API keys ------------------------------------------------------------------------
 
 
+_API_KEY_BY_DIGEST = sa.select(s.api_keys).where(s.api_keys.c.digest == sa.bindparam("digest"))
+
+
 class SqlApiKeyRepository(_SqlRepository[ApiKey]):
     """API keys."""
 
@@ -573,7 +585,10 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
         return await self._get(key_id)
 
     async def find_by_digest(self, digest: str) -> ApiKey | None:
-        return await self._get_where(s.api_keys.c.digest == digest)
+        # One round trip: every cache miss of API key verification lands here. The statement
+        # is built once; only the digest is bound per call.
+        rows = await self._db.read_rows(_API_KEY_BY_DIGEST, {"digest": digest})
+        return self.mapper.from_row(rows[0]) if rows else None
 
     async def list(
         self,
