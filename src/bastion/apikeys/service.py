@@ -56,6 +56,7 @@ from bastion.storage import ApiKey, Database, NotFoundError, Page
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState
+from bastion.storage.shared.invalidation import follow_invalidations
 
 __all__ = [
     "API_KEYS_CHANNEL",
@@ -767,37 +768,9 @@ class ApiKeyService:
                 log.warning("could not write API key last-used times (will retry): %s", error)
 
     async def _listen(self, stop: asyncio.Event, backoff: float) -> None:
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                try:
-                    async with self.shared.subscribe(API_KEYS_CHANNEL) as subscription:
-                        self.invalidate()
-                        while True:
-                            receiving = asyncio.ensure_future(subscription.__anext__())
-                            try:
-                                done, _ = await asyncio.wait(
-                                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
-                                )
-                            finally:
-                                # A receiver left pending would end in StopAsyncIteration
-                                # once the subscription closes, an exception nobody retrieves.
-                                if not receiving.done():
-                                    receiving.cancel()
-                            if receiving not in done:
-                                return
-                            try:
-                                message = receiving.result()
-                            except StopAsyncIteration:
-                                break
-                            self.invalidate(message.decode("utf-8", "replace") or None)
-                except SharedStateUnavailableError as error:
-                    self.invalidate()
-                    log.warning("API key cache invalidation lost (%s); resubscribing", error)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(stopping), backoff)
-        finally:
-            stopping.cancel()
+        await follow_invalidations(
+            self.shared, API_KEYS_CHANNEL, self.invalidate, stop, backoff=backoff
+        )
 
     # -- internals ----------------------------------------------------------
 

@@ -19,7 +19,6 @@ the others through the shared-state channel ``"clients"``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -42,6 +41,7 @@ from bastion.storage import Client, ClientSecret, Database, NotFoundError, Page
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import ClientType, utcnow
 from bastion.storage.shared import SharedState
+from bastion.storage.shared.invalidation import follow_invalidations
 
 __all__ = [
     "AUTH_METHODS",
@@ -719,38 +719,9 @@ class ClientService:
         When the shared state loses the subscription, the whole cache is dropped
         (messages may have been missed) and the subscription is opened again.
         """
-        stopping = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                try:
-                    async with self.shared.subscribe(CLIENTS_CHANNEL) as subscription:
-                        self.invalidate()
-                        while True:
-                            receiving = asyncio.ensure_future(subscription.__anext__())
-                            try:
-                                done, _ = await asyncio.wait(
-                                    {receiving, stopping}, return_when=asyncio.FIRST_COMPLETED
-                                )
-                            finally:
-                                # Also when this task is cancelled: a receiver left pending
-                                # would end in StopAsyncIteration once the subscription
-                                # closes, an exception nobody retrieves.
-                                if not receiving.done():
-                                    receiving.cancel()
-                            if receiving not in done:
-                                return
-                            try:
-                                message = receiving.result()
-                            except StopAsyncIteration:
-                                break
-                            self.invalidate(message.decode("utf-8", "replace"))
-                except SharedStateUnavailableError as error:
-                    self.invalidate()
-                    log.warning("client cache invalidation lost (%s); resubscribing", error)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(stopping), backoff)
-        finally:
-            stopping.cancel()
+        await follow_invalidations(
+            self.shared, CLIENTS_CHANNEL, self.invalidate, stop, backoff=backoff
+        )
 
     # -- internals ----------------------------------------------------------
 
