@@ -1,1 +1,40 @@
-"""bastion.ratelimit."""
+"""Rate limiting: GCRA limits, in-process and Redis backends, IETF RateLimit headers.
+
+``Limit.parse("100/minute")`` builds a limit; a :class:`Limiter`
+(:class:`MemoryLimiter` for one process, :class:`RedisLimiter` across nodes,
+wrapped in :class:`LocalFallback` for the fail mode) checks a request against
+several limits at once; :func:`rate_limit_headers` renders the result.
+"""
+
+from __future__ import annotations
+
+from bastion.ratelimit.backends import (
+    Check,
+    FailMode,
+    Limiter,
+    LimitState,
+    LocalFallback,
+    MemoryLimiter,
+    RedisLimiter,
+    Result,
+)
+from bastion.ratelimit.gcra import Decision, Limit, decide
+from bastion.ratelimit.headers import rate_limit_headers, ratelimit, ratelimit_policy, retry_after
+
+__all__ = [
+    "Check",
+    "Decision",
+    "FailMode",
+    "Limit",
+    "LimitState",
+    "Limiter",
+    "LocalFallback",
+    "MemoryLimiter",
+    "RedisLimiter",
+    "Result",
+    "decide",
+    "rate_limit_headers",
+    "ratelimit",
+    "ratelimit_policy",
+    "retry_after",
+]

@@ -1,0 +1,297 @@
+"""Rate limiter backends: in-process (one node) and Redis (every node sharing it).
+
+A request is checked against several limits at once (per key, subject, IP,
+route …). It is admitted only if every limit admits it, and a refused request
+consumes nothing on any limit: a client hammering one limit cannot drain
+another. Both backends evaluate :func:`bastion.ratelimit.gcra.decide` on integer
+microseconds, so they agree exactly.
+
+- :class:`MemoryLimiter` is exact within one event loop: a check never awaits
+  between reading and writing its TATs, so concurrent tasks cannot interleave.
+- :class:`RedisLimiter` runs one Lua script per request (EVALSHA, re-loaded on
+  NOSCRIPT) that reads every TAT, decides, and writes all or nothing, using the
+  Redis server's clock, so the nodes' clocks do not matter.
+- :class:`LocalFallback` applies the configured :data:`FailMode` when Redis is
+  unreachable: ``"closed"`` re-raises SharedStateUnavailableError (the caller
+  answers 503), ``"open"`` decides locally with each limit divided by the node
+  count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final, Literal, Protocol
+
+from bastion.ratelimit.gcra import Decision, Limit, decide
+from bastion.storage.errors import SharedStateUnavailableError
+from bastion.storage.shared import RedisSharedState
+
+FailMode = Literal["open", "closed"]
+"""What to do when the shared state is unreachable: decide locally, or refuse (503)."""
+
+Check = tuple[str, Limit]
+"""One limit to apply to a request: the bucket's key and its limit."""
+
+DEFAULT_NAMESPACE: Final = "ratelimit:"
+DEFAULT_TIMEOUT: Final = 1.0
+
+# Memory: sweep forgotten keys after this many checks at least (amortised O(1)).
+_SWEEP_MIN_OPS: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LimitState:
+    """One limit's decision for one request."""
+
+    key: str
+    limit: Limit
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The decision for a request over all its limits.
+
+    ``allowed`` is true only if every limit admitted it. When refused, the
+    states of the limits that would have admitted it report their unchanged
+    state (nothing was consumed). ``degraded`` is true when the local fallback
+    decided because the shared state was unreachable.
+    """
+
+    allowed: bool
+    states: tuple[LimitState, ...]
+    degraded: bool = False
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the request could be admitted (0.0 when admitted)."""
+        return max((s.decision.retry_after for s in self.states), default=0.0)
+
+    @property
+    def remaining(self) -> int | None:
+        """The smallest ``remaining`` over the limits; ``None`` without limits."""
+        return min((s.decision.remaining for s in self.states), default=None)
+
+
+class Limiter(Protocol):
+    """Checks a request against several limits together."""
+
+    async def check(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
+        """Admit the request (consuming ``cost`` on every limit) only if all limits admit it.
+
+        Raises ValueError for duplicate keys or a negative cost, and
+        SharedStateUnavailableError when a shared backend cannot be reached.
+        """
+        ...
+
+
+def _validate(checks: Sequence[Check], cost: int) -> None:
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+        raise ValueError(f"cost must be a non-negative integer, not {cost!r}")
+    keys = [key for key, _ in checks]
+    if len(set(keys)) != len(keys):
+        # Two limits on one key would overwrite each other's TAT.
+        raise ValueError(f"each limit of a request needs its own key, got {keys!r}")
+
+
+def evaluate(checks: Sequence[Check], tats: Sequence[int | None], now: int, cost: int) -> Result:
+    """Decide a request from its limits' current TATs at ``now`` (µs), all or nothing.
+
+    The new TATs to store are the states' ``decision.new_tat`` (unchanged TATs
+    when refused).
+    """
+    decisions = [
+        decide(tat, now, limit, cost) for (_, limit), tat in zip(checks, tats, strict=True)
+    ]
+    allowed = all(d.allowed for d in decisions)
+    if not allowed:
+        # Nothing is consumed: report the admitting limits as they stand.
+        decisions = [
+            d if not d.allowed else decide(tat, now, limit, 0)
+            for d, (_, limit), tat in zip(decisions, checks, tats, strict=True)
+        ]
+    states = tuple(
+        LimitState(key, limit, d) for (key, limit), d in zip(checks, decisions, strict=True)
+    )
+    return Result(allowed, states)
+
+
+def _monotonic_us() -> int:
+    return time.monotonic_ns() // 1000
+
+
+class MemoryLimiter:
+    """The in-process limiter: exact for one event loop, a dict of TATs.
+
+    Keys whose TAT has passed hold no information and are swept regularly, so
+    memory stays proportional to the keys active within their limits' windows.
+    ``clock`` returns microseconds (monotonic); injectable for tests.
+    """
+
+    def __init__(self, *, clock: Callable[[], int] = _monotonic_us) -> None:
+        self._clock = clock
+        self._tats: dict[str, int] = {}
+        self._ops = 0
+
+    def __len__(self) -> int:
+        """How many keys are held (swept ones excluded)."""
+        return len(self._tats)
+
+    async def check(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
+        """See :meth:`Limiter.check`; raises ValueError for duplicate keys or a bad cost."""
+        return self.check_now(checks, cost=cost)
+
+    def check_now(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
+        """The synchronous check: reads, decides and writes without yielding to the loop."""
+        _validate(checks, cost)
+        now = self._clock()
+        self._maybe_sweep(now)
+        tats = [self._tats.get(key) for key, _ in checks]
+        result = evaluate(checks, tats, now, cost)
+        if result.allowed and cost > 0:
+            for state in result.states:
+                self._tats[state.key] = state.decision.new_tat
+        return result
+
+    def _maybe_sweep(self, now: int) -> None:
+        self._ops += 1
+        if self._ops < max(_SWEEP_MIN_OPS, len(self._tats)):
+            return
+        self._ops = 0
+        expired = [key for key, tat in self._tats.items() if tat <= now]
+        for key in expired:
+            del self._tats[key]
+
+
+# KEYS: the buckets. ARGV[1]: cost; ARGV[2i], ARGV[2i+1]: interval and tolerance
+# (µs) of KEYS[i]. Returns {admitted 0|1, now µs, TAT_1 .. TAT_n} with each TAT
+# raised to now; Python re-derives remaining/reset from them with the same
+# integer formula. string.format('%d') because tostring() would print 1.7e+15.
+_GCRA_SCRIPT: Final = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local cost = tonumber(ARGV[1])
+local reply = {1, now}
+for i = 1, #KEYS do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '') or now
+  if tat < now then tat = now end
+  reply[i + 2] = tat
+  if tat + cost * tonumber(ARGV[2 * i]) - tonumber(ARGV[2 * i + 1]) > now then
+    reply[1] = 0
+  end
+end
+if reply[1] == 1 and cost > 0 then
+  for i = 1, #KEYS do
+    local new = reply[i + 2] + cost * tonumber(ARGV[2 * i])
+    local ttl = math.max(1, math.ceil((new - now) / 1000))
+    redis.call('SET', KEYS[i], string.format('%d', new), 'PX', string.format('%d', ttl))
+  end
+end
+return reply
+"""
+
+
+class RedisLimiter:
+    """The Redis limiter: exact across every node sharing the Redis and key prefix.
+
+    One round trip per request whatever the number of limits. Keys are
+    ``state.namespaced(namespace + key)`` and expire (PX) when their bucket is
+    full again, so idle keys vanish. The keys of one request must live on one
+    Redis node (no Redis Cluster slot spreading).
+    """
+
+    def __init__(
+        self,
+        state: RedisSharedState,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._state = state
+        self._namespace = namespace
+        self._timeout = timeout
+        self._script = state.client.register_script(_GCRA_SCRIPT)
+
+    def redis_key(self, key: str) -> str:
+        """The full Redis key holding the TAT of bucket ``key``."""
+        return self._state.namespaced(self._namespace + key)
+
+    async def check(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
+        """See :meth:`Limiter.check`.
+
+        Raises ValueError for duplicate keys or a bad cost, and
+        SharedStateUnavailableError (within ``timeout``) when Redis cannot be
+        reached or fails.
+        """
+        _validate(checks, cost)
+        if not checks:
+            return Result(True, ())
+        keys = [self.redis_key(key) for key, _ in checks]
+        args: list[int] = [cost]
+        for _, limit in checks:
+            args += (limit.interval_us, limit.tolerance_us)
+        with self._state.translate_errors("rate limit script"):
+            async with asyncio.timeout(self._timeout):
+                reply: Any = await self._script(keys=keys, args=args)
+        admitted, now, *tats = (int(value) for value in reply)
+        result = evaluate(checks, tats, now, cost)
+        if result.allowed != bool(admitted):  # pragma: no cover - same formula on both sides
+            raise SharedStateUnavailableError(
+                f"Redis at {self._state.url} disagreed with the local GCRA decision"
+            )
+        return result
+
+
+class LocalFallback:
+    """A limiter that asks ``primary`` and applies ``fail_mode`` when it is unreachable.
+
+    ``"closed"`` re-raises SharedStateUnavailableError; ``"open"`` decides with
+    an in-process limiter whose limits are divided by ``node_count`` (so the
+    nodes together stay near the global limit) and marks the result
+    ``degraded``. ``on_unavailable`` is called with the error either way (for
+    the audit event and the metric).
+    """
+
+    def __init__(
+        self,
+        primary: Limiter,
+        *,
+        node_count: int,
+        fail_mode: FailMode = "closed",
+        local: MemoryLimiter | None = None,
+        on_unavailable: Callable[[SharedStateUnavailableError], None] | None = None,
+    ) -> None:
+        if isinstance(node_count, bool) or not isinstance(node_count, int) or node_count < 1:
+            raise ValueError(f"node_count must be a positive integer, not {node_count!r}")
+        if fail_mode not in ("open", "closed"):
+            raise ValueError(f"fail_mode must be 'open' or 'closed', not {fail_mode!r}")
+        self.primary = primary
+        self.node_count = node_count
+        self.fail_mode: FailMode = fail_mode
+        self.local = local if local is not None else MemoryLimiter()
+        self._on_unavailable = on_unavailable
+        self._divided: dict[Limit, Limit] = {}
+
+    def local_limit(self, limit: Limit) -> Limit:
+        """The share of ``limit`` this node enforces on its own (``limit ÷ node_count``)."""
+        divided = self._divided.get(limit)
+        if divided is None:
+            divided = limit.divided(self.node_count)
+            if len(self._divided) < 10_000:  # limits come from configuration: few
+                self._divided[limit] = divided
+        return divided
+
+    async def check(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
+        """See :meth:`Limiter.check`; raises SharedStateUnavailableError when failing closed."""
+        try:
+            return await self.primary.check(checks, cost=cost)
+        except SharedStateUnavailableError as exc:
+            if self._on_unavailable is not None:
+                self._on_unavailable(exc)
+            if self.fail_mode == "closed":
+                raise
+        local = [(key, self.local_limit(limit)) for key, limit in checks]
+        return replace(self.local.check_now(local, cost=cost), degraded=True)
