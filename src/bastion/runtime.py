@@ -31,7 +31,7 @@ from bastion.crypto import (
     parse_keyring_text,
 )
 from bastion.errors import BastionError
-from bastion.gateway import Gateway
+from bastion.gateway import Gateway, JwtAuthenticator
 from bastion.oauth.clients import ClientService
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
@@ -121,12 +121,6 @@ class Runtime:
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
             api_keys = ApiKeyService(db, settings, shared)
-            gateway = Gateway(
-                routes,
-                trusted_proxies=settings.trusted_proxies,
-                node_id=node_id,
-                api_keys=api_keys,
-            )
             signing_keys = SigningKeyManager(db, keyring, settings, shared)
             if await signing_keys.load():
                 first = signing_keys.current()
@@ -166,6 +160,13 @@ class Runtime:
                 client_is_active=rfc8693.with_api_keys(client_is_active, api_keys),
                 leeway=settings.tokens.leeway,
                 max_lifetime=settings.tokens.max_access_token_ttl,
+            )
+            gateway = Gateway(
+                routes,
+                trusted_proxies=settings.trusted_proxies,
+                node_id=node_id,
+                api_keys=api_keys,
+                authenticators={"jwt": JwtAuthenticator(access_tokens, shared=shared)},
             )
         except BaseException:
             if echo is not None:

@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from bastion.demo.echo import EchoServer, start_echo_server
+
 BASTION = [sys.executable, "-m", "bastion"]
 
 
@@ -171,6 +173,22 @@ class TCPProxy:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
+
+
+class EchoThread:
+    """The demo echo upstream on its own event loop in a thread (the tests are synchronous)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        future = asyncio.run_coroutine_threadsafe(start_echo_server("127.0.0.1", 0), self.loop)
+        self.server: EchoServer = future.result(10)
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
 
 
 @contextlib.contextmanager

@@ -19,11 +19,17 @@ from gateway.gateway_support import Recorder, call, make_receive, route
 
 
 def test_the_table_order() -> None:
-    assert [step.name for step in STEPS] == ["match", "authenticate", "authorize", "proxy"]
+    assert [step.name for step in STEPS] == [
+        "match",
+        "authenticate",
+        "authorize",
+        "mutate",
+        "proxy",
+    ]
     assert all(step.fail == "closed" for step in STEPS)
 
 
-@pytest.mark.parametrize("name", ["match", "authenticate", "authorize"])
+@pytest.mark.parametrize("name", ["match", "authenticate", "authorize", "mutate"])
 def test_security_steps_cannot_fail_open(name: str) -> None:
     async def run(ex: Exchange) -> None:
         return None

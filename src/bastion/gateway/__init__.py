@@ -4,6 +4,7 @@ The order of the pipeline is the table :data:`bastion.gateway.pipeline.STEPS`.
 """
 
 from bastion.gateway.authn import ApiKeyAuthenticator
+from bastion.gateway.authn.jwt import InvalidBearerTokenError, JwtAuthenticator
 from bastion.gateway.authz import ForbiddenError, InsufficientScopeError, RouteNotAllowedError
 from bastion.gateway.errors import (
     BadRequestError,
@@ -19,6 +20,7 @@ from bastion.gateway.errors import (
     UpstreamUnavailableError,
 )
 from bastion.gateway.matcher import RouteLike, RouteMatcher
+from bastion.gateway.mutate import IdentityHeaders
 from bastion.gateway.paths import normalize_path
 from bastion.gateway.pipeline import (
     ANONYMOUS,
@@ -44,7 +46,10 @@ __all__ = [
     "GatewayConfigError",
     "GatewayError",
     "Identity",
+    "IdentityHeaders",
     "InsufficientScopeError",
+    "InvalidBearerTokenError",
+    "JwtAuthenticator",
     "MethodNotAllowedError",
     "RequestTooLargeError",
     "RouteLike",

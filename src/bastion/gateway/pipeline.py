@@ -11,8 +11,8 @@ Every step takes the request's :class:`Exchange` and has three outcomes
 Each step also declares how it fails when it *breaks* (raises something that
 is not a deliberate bastion error): ``"closed"`` re-raises (the request is
 denied with a 500 by the HTTP layer), ``"open"`` skips the step. ``match``,
-``authenticate`` and ``authorize`` must fail closed; the table is checked
-at import.
+``authenticate``, ``authorize`` and ``mutate`` must fail closed; the table
+is checked at import.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from bastion.gateway.authn.identity import ANONYMOUS, Identity
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
 from bastion.gateway.errors import GatewayConfigError, UnauthenticatedError
 from bastion.gateway.matcher import CompiledRoute, RouteLike, RouteMatcher
+from bastion.gateway.mutate import IdentityHeaders, mutate
 from bastion.gateway.paths import normalize_path
 from bastion.gateway.proxy import (
     ClientDisconnectedError,
@@ -124,7 +125,8 @@ class Step:
             raise ValueError(f"gateway step {self.name!r} must fail closed")
 
 
-_MUST_FAIL_CLOSED = frozenset({"match", "authenticate", "authorize"})
+# "mutate" too: failing open would forward the client's spoofed identity headers.
+_MUST_FAIL_CLOSED = frozenset({"match", "authenticate", "authorize", "mutate"})
 
 
 # -- the steps -----------------------------------------------------------------
@@ -237,16 +239,16 @@ async def proxy(ex: Exchange) -> None:
 
 # THE pipeline, in order. Steps still to come, and the issue that brings each:
 #   ("limit", fail="closed")      GCRA rate limits + adaptive throttle: rate-limit issue
-#   ("mutate", fail="closed")     strip client identity headers, add bastion's: identity issue
 #   ("audit", fail="open")        one queued event per decision: audit issue
-# ("limit" goes between "authorize" and "proxy"; "mutate" right before "proxy"; "audit" after
-#  it, run for denials as well.) Roles / claims join "authorize" with their issue. CORS and
-# WebSockets arrive with their own issue. Until "mutate" exists, "proxy" strips the headers
-# that carried the consumed credential (Exchange.credential_headers).
+# ("limit" goes between "authorize" and "mutate"; "audit" after "proxy", run for denials as
+#  well.) Roles / claims join "authorize" with their issue; the signed identity assertion
+# joins "mutate". CORS and WebSockets arrive with their own issue. "proxy" strips the
+# headers that carried the consumed credential (Exchange.credential_headers).
 STEPS: tuple[Step, ...] = (
     Step("match", match, fail="closed"),
     Step("authenticate", authenticate, fail="closed"),
     Step("authorize", authorize, fail="closed"),
+    Step("mutate", mutate, fail="closed"),
     Step("proxy", proxy, fail="closed"),
 )
 
@@ -264,7 +266,12 @@ class Gateway:
 
     ``api_keys`` (an :class:`~bastion.apikeys.ApiKeyService`) installs the
     ``api_key`` method (:class:`~bastion.gateway.authn.ApiKeyAuthenticator`)
-    unless ``authenticators`` already names one.
+    unless ``authenticators`` already names one. The ``jwt`` method is
+    installed through ``authenticators`` (a
+    :class:`~bastion.gateway.authn.jwt.JwtAuthenticator`).
+
+    ``identity_headers`` configures the ``mutate`` step (default:
+    :class:`~bastion.gateway.mutate.IdentityHeaders` with its default list).
     """
 
     def __init__(
@@ -276,6 +283,7 @@ class Gateway:
         client: UpstreamClient | None = None,
         authenticators: Mapping[str, Authenticator] | None = None,
         api_keys: ApiKeyVerifier | None = None,
+        identity_headers: IdentityHeaders | None = None,
         steps: tuple[Step, ...] = STEPS,
     ) -> None:
         self.matcher = RouteMatcher(routes)
@@ -298,6 +306,9 @@ class Gateway:
             except ValueError as exc:
                 raise GatewayConfigError(f"routes[{route.name}].scopes: {exc}") from None
         self.required_scopes: Mapping[str, RequiredScopes] = scopes
+        self.identity_headers = (
+            identity_headers if identity_headers is not None else IdentityHeaders()
+        )
         self.steps = steps
 
     async def startup(self) -> None:

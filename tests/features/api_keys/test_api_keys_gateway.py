@@ -18,7 +18,6 @@ the test on a known port) shows what the gateway forwarded. Asserted:
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -29,31 +28,14 @@ import httpx
 import orjson
 import pytest
 
-from _support import BastionProcess, run_cli
+from _support import BastionProcess, EchoThread, run_cli
 from bastion.apikeys import ApiKeyService, ApiKeySpec
-from bastion.demo.echo import EchoServer, start_echo_server
 from bastion.settings import load_settings
 from bastion.storage import Database
 from bastion.storage.models import utcnow
 from bastion.storage.shared import open_shared_state
 
 INVALID_KEY_CHALLENGE = 'Bearer realm="bastion", error="invalid_token"'
-
-
-class EchoThread:
-    """The demo echo upstream on its own event loop in a thread (the tests are synchronous)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        future = asyncio.run_coroutine_threadsafe(start_echo_server("127.0.0.1", 0), self.loop)
-        self.server: EchoServer = future.result(10)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 class Stack:

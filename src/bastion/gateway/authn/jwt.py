@@ -1,0 +1,221 @@
+"""The ``jwt`` authentication method of gateway routes: bastion's own access tokens.
+
+Where a token is read from: ``Authorization: Bearer <JWT>`` (scheme
+case-insensitive). What is *not* this method's business (not responsible, so
+the next accepted method runs): no ``Authorization`` header, another scheme,
+a ``bst_`` API key, and a dot-free (opaque) token — those belong to
+``api_key`` and, later, ``introspection``.
+
+Verification is delegated to an :class:`AccessTokenVerifierLike` (in
+production :class:`bastion.oauth.tokens.AccessTokenVerifier`: signature,
+``iss``/``aud``/``exp``/``nbf``/``typ``, the ``jti`` deny-list, the client's
+status). The audience is the route's ``audience`` setting when it has one,
+else any audience.
+
+Verified tokens are cached by the SHA-256 digest of the token (and the
+audience asked for) until ``min(exp, now + 60 s)`` in a bounded in-memory
+dict (DESIGN.md, "Hot path"): an ES256 verification costs ~150 µs, a dict
+lookup nothing. Revocation is still honoured on a cache hit: the ``jti``
+deny-list in shared state is read again (one ``shared.get``).
+
+Every refusal is :class:`InvalidBearerTokenError`: 401, ``WWW-Authenticate:
+Bearer realm="bastion", error="invalid_token"``, one collapsed body; the
+precise reason stays on the exception (``reason``) for the audit log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bastion.crypto import InvalidTokenError, sha256_hex
+from bastion.gateway.authn.identity import Identity
+from bastion.gateway.errors import UnauthenticatedError
+from bastion.oauth.tokens import REVOKED_JTI_PREFIX
+from bastion.storage.shared import SharedState
+
+if TYPE_CHECKING:
+    from bastion.gateway.pipeline import Exchange
+
+__all__ = [
+    "AccessTokenVerifierLike",
+    "InvalidBearerTokenError",
+    "JwtAuthenticator",
+    "identity_of_claims",
+]
+
+_AUTHORIZATION = b"authorization"
+_BEARER = b"bearer "
+_KEY_PREFIX = b"bst_"
+_CARRIERS = frozenset({_AUTHORIZATION})
+
+DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_CACHE_TTL = 60.0
+
+
+class InvalidBearerTokenError(UnauthenticatedError):
+    """The bearer token was refused (RFC 6750 §3.1 ``invalid_token``).
+
+    Outward every refusal looks the same; ``reason`` is the precise cause
+    (``expired``, ``bad_signature``, ``revoked``, ``wrong_typ``, ``malformed`` …,
+    see :class:`bastion.crypto.InvalidTokenError`) and is not rendered.
+    """
+
+    code = "invalid_token"
+    status = 401
+    title = "Invalid token"
+    www_authenticate = 'Bearer realm="bastion", error="invalid_token"'
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The access token is invalid, expired or revoked.")
+        self.reason = reason
+
+
+class AccessTokenVerifierLike(Protocol):
+    """What the authenticator needs of :class:`bastion.oauth.tokens.AccessTokenVerifier`."""
+
+    async def verify(self, token: str, *, audience: str | None = None) -> Mapping[str, Any]: ...
+
+
+def identity_of_claims(claims: Mapping[str, Any]) -> Identity:
+    """The gateway identity of verified access-token claims.
+
+    ``subject`` is ``sub``; ``scopes`` the space-separated ``scope`` claim;
+    ``claims`` all of them (``client_id`` among them).
+
+    Raises :class:`InvalidBearerTokenError` (``invalid_claim``) when ``sub`` is
+    not a non-empty string or ``scope`` is not a string.
+    """
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise InvalidBearerTokenError("invalid_claim")
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidBearerTokenError("invalid_claim")
+    return Identity(
+        method="jwt",
+        subject=sub,
+        scopes=frozenset(scope.split()),
+        claims=dict(claims),
+    )
+
+
+class _Entry:
+    __slots__ = ("identity", "jti", "until")
+
+    def __init__(self, identity: Identity, jti: str, until: float) -> None:
+        self.identity = identity
+        self.jti = jti
+        self.until = until
+
+
+class JwtAuthenticator:
+    """Authenticates gateway requests by bastion's own JWT access tokens.
+
+    Returns an identity (allow), ``None`` when the request carries no JWT
+    bearer token (not responsible), or raises :class:`InvalidBearerTokenError`
+    (401). When shared state is unreachable the verifier's / shared state's
+    ``SharedStateUnavailableError`` (503) propagates: fail closed.
+
+    ``shared`` is the shared state holding the ``jti`` deny-list (the one the
+    verifier reads); ``cache_size`` bounds the verified-token cache,
+    ``cache_ttl`` caps how long an entry lives; ``clock`` gives Unix seconds.
+    """
+
+    method = "jwt"
+
+    def __init__(
+        self,
+        verifier: AccessTokenVerifierLike,
+        *,
+        shared: SharedState,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_ttl: float = DEFAULT_CACHE_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if cache_size < 0 or cache_ttl < 0:
+            raise ValueError("cache_size and cache_ttl must not be negative")
+        self.verifier = verifier
+        self.shared = shared
+        self.cache_size = cache_size
+        self.cache_ttl = cache_ttl
+        self._clock = clock
+        # (token digest, audience) -> entry; insertion order = age, for eviction.
+        self._cache: dict[tuple[str, str | None], _Entry] = {}
+
+    def __len__(self) -> int:
+        """The number of cached verified tokens."""
+        return len(self._cache)
+
+    def clear(self) -> None:
+        """Forget every cached token (e.g. after a signing key was retired)."""
+        self._cache.clear()
+
+    async def __call__(self, ex: Exchange, /) -> Identity | None:
+        tokens: set[bytes] = set()
+        for raw_name, value in ex.scope.get("headers") or ():
+            if raw_name.lower() == _AUTHORIZATION and value[:7].lower() == _BEARER:
+                token = value[7:].strip()
+                if token and not token.startswith(_KEY_PREFIX) and b"." in token:
+                    tokens.add(token)
+        if not tokens:
+            return None
+        # The token is for bastion, never for the upstream (stripped even when refused).
+        ex.credential_headers = ex.credential_headers | _CARRIERS
+        if len(tokens) > 1:
+            raise InvalidBearerTokenError("malformed")  # which one would act?
+        (raw,) = tokens
+        try:
+            token = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidBearerTokenError("malformed") from None
+        route = ex.route
+        audience = getattr(route.settings, "audience", None) if route is not None else None
+        return await self.authenticate(token, audience=audience)
+
+    async def authenticate(self, token: str, *, audience: str | None = None) -> Identity:
+        """The identity of a valid ``token`` for ``audience``, from the cache or verified now.
+
+        Raises :class:`InvalidBearerTokenError`.
+        """
+        now = self._clock()
+        key = (sha256_hex(token.encode("ascii")), audience)
+        entry = self._cache.get(key)
+        if entry is not None:
+            if now < entry.until:
+                # One shared-state read per cached request (a Redis round trip in
+                # cluster mode, ~0.1 ms): the price of honouring revocations at once,
+                # still far below re-verifying the signature. A client disabled after
+                # the token was cached is noticed when the entry expires (≤ cache_ttl).
+                if await self.shared.get(REVOKED_JTI_PREFIX + entry.jti) is not None:
+                    self._cache.pop(key, None)
+                    raise InvalidBearerTokenError("revoked")
+                return entry.identity
+            self._cache.pop(key, None)
+        try:
+            claims = await self.verifier.verify(token, audience=audience)
+        except InvalidTokenError as exc:
+            raise InvalidBearerTokenError(exc.reason) from None
+        identity = identity_of_claims(claims)
+        self._remember(key, identity, claims, now)
+        return identity
+
+    def _remember(
+        self, key: tuple[str, str | None], identity: Identity, claims: Mapping[str, Any], now: float
+    ) -> None:
+        if self.cache_size == 0:
+            return
+        jti = claims.get("jti")
+        exp = claims.get("exp")
+        if not isinstance(jti, str) or not jti or not isinstance(exp, int | float):
+            return  # nothing to re-check revocation by, or no end: never cache
+        until = min(float(exp), now + self.cache_ttl)
+        if until <= now:
+            return
+        cache = self._cache
+        # Entries live at most cache_ttl, so insertion order is close to expiry order:
+        # evicting the oldest is O(1) and drops what expires soonest.
+        while len(cache) >= self.cache_size:
+            del cache[next(iter(cache))]
+        cache[key] = _Entry(identity, jti, until)

@@ -1,0 +1,163 @@
+"""The ``mutate`` step: identity propagation to the upstream (DESIGN.md, pipeline step 5).
+
+First every client-sent identity header is stripped — an upstream that trusts
+``X-Bastion-Subject`` must only ever see the value bastion set:
+
+- any header whose name, lower-cased and with ``_`` read as ``-``, starts with
+  ``x-bastion-`` (servers and frameworks that fold ``_`` into ``-`` — CGI,
+  WSGI, nginx with ``underscores_in_headers`` — would otherwise let
+  ``X_Bastion_Subject`` through as the real thing);
+- any header equal, after the same folding, to one of a configurable list of
+  commonly trusted identity headers (:data:`DEFAULT_STRIPPED_HEADERS`);
+- any header named in the request's ``Connection`` header (folded the same
+  way) except those the proxy owns (``Host``, body framing, ``X-Forwarded-*``,
+  hop-by-hop), and the ``Connection`` header itself: a hop-by-hop list must
+  not be able to make the proxy drop the identity headers bastion adds next.
+
+Then bastion's own headers are added, each only when it has a value:
+``X-Bastion-Subject``, ``X-Bastion-Client``, ``X-Bastion-Scopes`` (sorted,
+space-separated), ``X-Bastion-Key-Id``, ``X-Bastion-Request-Id``. Values that
+are not printable ASCII, or contain ``%``, are percent-encoded (UTF-8), so a
+value can never split the request head.
+
+The step works on a copy of the header list: the server's scope is left as
+it was received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from bastion.gateway.authn.identity import Identity
+from bastion.gateway.proxy import _HOP_BY_HOP, _REQUEST_OWN
+
+if TYPE_CHECKING:
+    from bastion.gateway.pipeline import Exchange
+
+__all__ = [
+    "DEFAULT_STRIPPED_HEADERS",
+    "IDENTITY_HEADER_PREFIX",
+    "IdentityHeaders",
+    "mutate",
+]
+
+IDENTITY_HEADER_PREFIX = "x-bastion-"
+
+DEFAULT_STRIPPED_HEADERS: tuple[str, ...] = (
+    "x-user-id",
+    "x-user",
+    "x-forwarded-user",
+    "x-auth-request-user",
+    "x-remote-user",
+    "remote-user",
+    "x-client-id",
+    "x-scopes",
+)
+
+SUBJECT_HEADER = b"x-bastion-subject"
+CLIENT_HEADER = b"x-bastion-client"
+SCOPES_HEADER = b"x-bastion-scopes"
+KEY_ID_HEADER = b"x-bastion-key-id"
+REQUEST_ID_HEADER = b"x-bastion-request-id"
+
+# Where bastion.http.middleware.request_id stores the request id (not imported: the
+# http package builds on the gateway, not the other way round).
+_REQUEST_ID_SCOPE_KEY = "bastion.request_id"
+
+_PREFIX = IDENTITY_HEADER_PREFIX.encode("ascii")
+_CONNECTION = b"connection"
+_TOKEN_CHARS = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+# Every printable ASCII character but "%" stays as is; the rest is percent-encoded.
+_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+_PROXY_OWNED = _REQUEST_OWN | _HOP_BY_HOP
+
+Header = tuple[bytes, bytes]
+
+
+def _fold(name: bytes) -> bytes:
+    return name.lower().replace(b"_", b"-")
+
+
+def _encode(value: str) -> bytes:
+    if not (value.isascii() and value.isprintable() and "%" not in value):
+        value = quote(value, safe=_SAFE)
+    return value.encode("ascii")
+
+
+class IdentityHeaders:
+    """Strips client-sent identity headers and adds bastion's (see the module docstring).
+
+    ``strip`` lists header names stripped besides every ``x-bastion-*``
+    (compared lower-cased, ``_`` as ``-``). Raises ``ValueError`` for a name
+    that is empty or not an HTTP token.
+    """
+
+    __slots__ = ("strip",)
+
+    def __init__(self, strip: Iterable[str] = DEFAULT_STRIPPED_HEADERS) -> None:
+        names: set[bytes] = set()
+        for name in strip:
+            raw = name.strip().lower().encode("latin-1", "replace")
+            if not raw or not set(raw) <= _TOKEN_CHARS:
+                raise ValueError(f"identity header to strip {name!r} is not a valid header name")
+            names.add(_fold(raw))
+        self.strip: frozenset[bytes] = frozenset(names)
+
+    def rewrite(
+        self,
+        headers: Sequence[Header],
+        identity: Identity | None,
+        request_id: str | None = None,
+    ) -> list[Header]:
+        """A new header list: ``headers`` without identity headers, plus bastion's."""
+        named: set[bytes] = set()
+        for name, value in headers:
+            if name.lower() == _CONNECTION:
+                for token in value.split(b","):
+                    token = token.strip()
+                    if token:
+                        named.add(_fold(token))
+        # Headers the proxy sets or frames the body by are its business, whatever
+        # Connection says (stripping Content-Length here would change the framing).
+        named -= _PROXY_OWNED
+        strip = self.strip
+        out: list[Header] = []
+        for name, value in headers:
+            folded = _fold(name)
+            if (
+                folded.startswith(_PREFIX)
+                or folded in strip
+                or folded == _CONNECTION
+                or folded in named
+            ):
+                continue
+            out.append((name, value))
+        if identity is not None:
+            if identity.subject:
+                out.append((SUBJECT_HEADER, _encode(identity.subject)))
+            client = identity.claims.get("client_id")
+            if isinstance(client, str) and client:
+                out.append((CLIENT_HEADER, _encode(client)))
+            if identity.scopes:
+                out.append((SCOPES_HEADER, _encode(" ".join(sorted(identity.scopes)))))
+            if identity.key_id:
+                out.append((KEY_ID_HEADER, _encode(identity.key_id)))
+        if request_id:
+            out.append((REQUEST_ID_HEADER, _encode(request_id)))
+        return out
+
+
+async def mutate(ex: Exchange) -> None:
+    """Replace the exchange's headers with the stripped list plus bastion's identity headers.
+
+    ``ex.scope`` becomes a shallow copy with the new list; the caller's scope
+    and header list are not modified.
+    """
+    scope = ex.scope
+    headers = ex.gateway.identity_headers.rewrite(
+        scope.get("headers") or (), ex.identity, scope.get(_REQUEST_ID_SCOPE_KEY)
+    )
+    ex.scope = {**scope, "headers": headers}
