@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from bastion.cli.app import _settings, clients_app, handles_errors, run
+from bastion.cli.app import _settings, clients_app, handles_errors
 from bastion.cli.output import ConfigOption, JsonOption, console, emit, err_console
 from bastion.errors import BastionError
 
@@ -75,16 +75,13 @@ RedirectOption = typer.Option(
 
 def _with_service(work: Callable[[Any], Awaitable[T]], config: Path | None) -> T:
     """Open the stores, build a ClientService and run ``work(service)`` on it."""
-    from bastion.cli.context import open_stores
+    from bastion.cli.context import with_stores
     from bastion.oauth.clients import ClientService
 
     settings = _settings(config)
-
-    async def main() -> T:
-        async with open_stores(settings) as stores:
-            return await work(ClientService(stores.db, settings, stores.shared))
-
-    return run(main())
+    return with_stores(
+        settings, lambda stores: work(ClientService(stores.db, settings, stores.shared))
+    )
 
 
 def _read_jwks(path: Path | None) -> dict[str, Any] | None:

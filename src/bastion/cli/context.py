@@ -7,14 +7,17 @@ running server sees their changes at once (e.g. a disabled client).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bastion.crypto import Keyring
 from bastion.settings import Settings
 from bastion.storage import Database, migrate
 from bastion.storage.shared import SharedState, open_shared_state
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -52,3 +55,14 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
             await shared.close()
     finally:
         await db.close()
+
+
+def with_stores(settings: Settings, work: Callable[[Stores], Awaitable[T]]) -> T:
+    """Run ``work(stores)`` on the opened stores, closing them afterwards (blocking)."""
+    from bastion.cli.app import run
+
+    async def main() -> T:
+        async with open_stores(settings) as stores:
+            return await work(stores)
+
+    return run(main())

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from bastion.cli.app import _settings, handles_errors, keys_app, run
+from bastion.cli.app import _settings, handles_errors, keys_app
 from bastion.cli.output import ConfigOption, JsonOption, console, emit, err_console
 from bastion.errors import BastionError
 
@@ -75,15 +75,12 @@ MetadataOption = typer.Option(
 def _with_service(work: Callable[[Any], Awaitable[T]], config: Path | None) -> T:
     """Open the stores, build an ApiKeyService and run ``work(service)`` on it."""
     from bastion.apikeys import ApiKeyService
-    from bastion.cli.context import open_stores
+    from bastion.cli.context import with_stores
 
     settings = _settings(config)
-
-    async def main() -> T:
-        async with open_stores(settings) as stores:
-            return await work(ApiKeyService(stores.db, settings, stores.shared))
-
-    return run(main())
+    return with_stores(
+        settings, lambda stores: work(ApiKeyService(stores.db, settings, stores.shared))
+    )
 
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:

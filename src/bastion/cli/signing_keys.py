@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bastion.cli.app import _settings, handles_errors, run, signing_keys_app
+from bastion.cli.app import _settings, handles_errors, signing_keys_app
 from bastion.cli.output import ConfigOption, JsonOption, console, emit
 
 if TYPE_CHECKING:
@@ -72,17 +72,16 @@ def _state(state: str) -> str:
 
 def _manager_call(config: Path | None, action: str, **kwargs: Any) -> Any:
     """Open the stores, build a manager, run ``action`` on it, close everything."""
-    from bastion.cli.context import open_stores
+    from bastion.cli.context import Stores, with_stores
     from bastion.oauth.signing_keys import SigningKeyManager
 
     settings = _settings(config)
 
-    async def work() -> Any:
-        async with open_stores(settings) as stores:
-            manager = SigningKeyManager(stores.db, stores.keyring, settings, stores.shared)
-            return await getattr(manager, action)(**kwargs)
+    async def work(stores: Stores) -> Any:
+        manager = SigningKeyManager(stores.db, stores.keyring, settings, stores.shared)
+        return await getattr(manager, action)(**kwargs)
 
-    return run(work())
+    return with_stores(settings, work)
 
 
 @signing_keys_app.command("list")
