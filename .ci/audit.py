@@ -16,14 +16,27 @@ import sys
 def main() -> int:
     requirements = subprocess.run(
         [".tools/bin/uv", "export", "--locked", "--no-hashes", "--no-emit-project", "--quiet"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     with open(".tools/requirements-audit.txt", "w") as fh:
         fh.write(requirements)
     proc = subprocess.run(
-        [".venv/bin/pip-audit", "--format", "json", "--progress-spinner", "off",
-         "--no-deps", "--disable-pip", "-r", ".tools/requirements-audit.txt"],
-        capture_output=True, text=True, check=False,
+        [
+            ".venv/bin/pip-audit",
+            "--format",
+            "json",
+            "--progress-spinner",
+            "off",
+            "--no-deps",
+            "--disable-pip",
+            "-r",
+            ".tools/requirements-audit.txt",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     try:
         report = json.loads(proc.stdout)
@@ -40,9 +53,11 @@ def main() -> int:
     if vulnerable:
         return 1
     if deps and not audited:
-        print(f"WARNING: dependency audit could not run: none of {len(deps)} dependencies could be "
-              "checked (the vulnerability service is unreachable from this machine). "
-              "Run `make audit` where PyPI's JSON API or OSV is reachable.")
+        print(
+            f"WARNING: dependency audit could not run: none of {len(deps)} dependencies could be "
+            "checked (the vulnerability service is unreachable from this machine). "
+            "Run `make audit` where PyPI's JSON API or OSV is reachable."
+        )
         return 0
     skipped = len(deps) - len(audited)
     print(f"dependency audit: {len(audited)} audited, {skipped} skipped, no known vulnerabilities")

@@ -38,9 +38,10 @@ from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
 from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
+from bastion.ratelimit import MemoryLimiter, RedisLimiter
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, migrate
-from bastion.storage.shared import SharedState, open_shared_state
+from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
 
 log = logging.getLogger("bastion.runtime")
 
@@ -167,6 +168,10 @@ class Runtime:
                 node_id=node_id,
                 api_keys=api_keys,
                 authenticators={"jwt": JwtAuthenticator(access_tokens, shared=shared)},
+                # Exact across nodes only through Redis (one Lua round trip per request).
+                limiter=RedisLimiter(shared)
+                if isinstance(shared, RedisSharedState)
+                else MemoryLimiter(),
             )
         except BaseException:
             if echo is not None:

@@ -26,6 +26,8 @@ def test_gateway_public_names() -> None:
             "InvalidBearerTokenError",
             "JwtAuthenticator",
             "MethodNotAllowedError",
+            "RateLimitedError",
+            "RateLimiterUnavailableError",
             "RequestTooLargeError",
             "RouteLike",
             "RouteMatcher",

@@ -23,13 +23,14 @@ def test_the_table_order() -> None:
         "match",
         "authenticate",
         "authorize",
+        "limit",
         "mutate",
         "proxy",
     ]
     assert all(step.fail == "closed" for step in STEPS)
 
 
-@pytest.mark.parametrize("name", ["match", "authenticate", "authorize", "mutate"])
+@pytest.mark.parametrize("name", ["match", "authenticate", "authorize", "limit", "mutate"])
 def test_security_steps_cannot_fail_open(name: str) -> None:
     async def run(ex: Exchange) -> None:
         return None

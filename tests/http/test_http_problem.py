@@ -103,3 +103,25 @@ async def test_send_problem_sends_start_and_body() -> None:
     assert sent[0]["status"] == 401
     assert (b"x-extra", b"1") in sent[0]["headers"]
     assert orjson.loads(sent[1]["body"])["request_id"] == "abc"
+
+
+def test_extra_header_pairs_are_rendered_and_methods_ignored() -> None:
+    from bastion.errors import BastionError
+    from bastion.http.problem import problem_response
+    from bastion.protocol.rfc6749.errors import InvalidRequestError
+
+    class Limited(BastionError):
+        code = "rate_limited"
+        status = 429
+        title = "Too many requests"
+        retry_after = 3
+        headers = [("RateLimit-Policy", '"ip";q=10;w=60'), ("RateLimit", '"ip";r=0;t=3')]
+
+    status, headers, _ = problem_response(Limited(), "rid")
+    assert status == 429
+    assert (b"ratelimit-policy", b'"ip";q=10;w=60') in headers
+    assert (b"ratelimit", b'"ip";r=0;t=3') in headers
+    assert (b"retry-after", b"3") in headers
+    # An OAuth error's headers() method is not a header list: rendering must not break.
+    status, _, _ = problem_response(InvalidRequestError("bad"), "rid")
+    assert status == 400

@@ -19,6 +19,7 @@ from bastion.gateway.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from bastion.gateway.limit import RateLimitedError, RateLimiterUnavailableError
 from bastion.gateway.matcher import RouteLike, RouteMatcher
 from bastion.gateway.mutate import IdentityHeaders
 from bastion.gateway.paths import normalize_path
@@ -51,6 +52,8 @@ __all__ = [
     "InvalidBearerTokenError",
     "JwtAuthenticator",
     "MethodNotAllowedError",
+    "RateLimitedError",
+    "RateLimiterUnavailableError",
     "RequestTooLargeError",
     "RouteLike",
     "RouteMatcher",

@@ -28,6 +28,7 @@ from bastion.gateway.authn.api_key import ApiKeyAuthenticator, ApiKeyVerifier
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
 from bastion.gateway.errors import GatewayConfigError, UnauthenticatedError
+from bastion.gateway.limit import RouteLimitRule, compile_limits, limit
 from bastion.gateway.matcher import CompiledRoute, RouteLike, RouteMatcher
 from bastion.gateway.mutate import IdentityHeaders, mutate
 from bastion.gateway.paths import normalize_path
@@ -40,6 +41,7 @@ from bastion.gateway.proxy import (
     UpstreamClient,
     prepare_request,
 )
+from bastion.ratelimit import Limiter, MemoryLimiter
 
 __all__ = [
     "ANONYMOUS",
@@ -126,7 +128,7 @@ class Step:
 
 
 # "mutate" too: failing open would forward the client's spoofed identity headers.
-_MUST_FAIL_CLOSED = frozenset({"match", "authenticate", "authorize", "mutate"})
+_MUST_FAIL_CLOSED = frozenset({"match", "authenticate", "authorize", "limit", "mutate"})
 
 
 # -- the steps -----------------------------------------------------------------
@@ -238,16 +240,18 @@ async def proxy(ex: Exchange) -> None:
 
 
 # THE pipeline, in order. Steps still to come, and the issue that brings each:
-#   ("limit", fail="closed")      GCRA rate limits + adaptive throttle: rate-limit issue
 #   ("audit", fail="open")        one queued event per decision: audit issue
-# ("limit" goes between "authorize" and "mutate"; "audit" after "proxy", run for denials as
-#  well.) Roles / claims join "authorize" with their issue; the signed identity assertion
+# ("audit" after "proxy", run for denials as well; the adaptive throttle joins "limit"
+#  with its issue.) Roles / claims join "authorize" with their issue; the signed identity assertion
 # joins "mutate". CORS and WebSockets arrive with their own issue. "proxy" strips the
 # headers that carried the consumed credential (Exchange.credential_headers).
 STEPS: tuple[Step, ...] = (
     Step("match", match, fail="closed"),
     Step("authenticate", authenticate, fail="closed"),
     Step("authorize", authorize, fail="closed"),
+    # Closed: a broken limiter must not let floods through (its Redis outage is handled
+    # inside the step, per limit, by each limit's ``fail`` setting).
+    Step("limit", limit, fail="closed"),
     Step("mutate", mutate, fail="closed"),
     Step("proxy", proxy, fail="closed"),
 )
@@ -272,6 +276,11 @@ class Gateway:
 
     ``identity_headers`` configures the ``mutate`` step (default:
     :class:`~bastion.gateway.mutate.IdentityHeaders` with its default list).
+
+    ``limiter`` enforces the routes' ``limits`` in the ``limit`` step (default:
+    an in-process :class:`~bastion.ratelimit.MemoryLimiter`; pass a
+    :class:`~bastion.ratelimit.RedisLimiter` to share limits across nodes).
+    An invalid limit raises :class:`GatewayConfigError`.
     """
 
     def __init__(
@@ -284,6 +293,7 @@ class Gateway:
         authenticators: Mapping[str, Authenticator] | None = None,
         api_keys: ApiKeyVerifier | None = None,
         identity_headers: IdentityHeaders | None = None,
+        limiter: Limiter | None = None,
         steps: tuple[Step, ...] = STEPS,
     ) -> None:
         self.matcher = RouteMatcher(routes)
@@ -309,6 +319,13 @@ class Gateway:
         self.identity_headers = (
             identity_headers if identity_headers is not None else IdentityHeaders()
         )
+        self.route_limits: Mapping[str, tuple[RouteLimitRule, ...]] = {
+            route.name: rules for route in self.matcher.routes if (rules := compile_limits(route))
+        }
+        self.limiter: Limiter = limiter if limiter is not None else MemoryLimiter()
+        # Decides the limits that fail open while the shared limiter is unreachable
+        # (this node alone: its share is the whole limit).
+        self.fallback_limiter = MemoryLimiter()
         self.steps = steps
 
     async def startup(self) -> None:

@@ -78,6 +78,12 @@ def problem_response(error: BastionError, request_id: str) -> tuple[int, list[He
     allow = getattr(error, "allow", None)
     if allow:
         headers.append((b"allow", _header_value(allow)))
+    # Any further response headers the error carries as (name, value) pairs (e.g.
+    # RateLimit on a 429). Only a list or tuple counts: OAuthError.headers is a method.
+    extra = getattr(error, "headers", None)
+    if isinstance(extra, list | tuple):
+        for name, value in extra:
+            headers.append((str(name).lower().encode("latin-1"), _header_value(value)))
     return error.status, headers, body
 
 

@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from bastion.ratelimit.gcra import Limit
 from bastion.settings._values import Loc, Problems, dotted, show
 
 AuthMethod = Literal["api_key", "jwt", "introspection", "session", "mtls"]
@@ -441,6 +442,43 @@ class RouteMatch(_Section):
         return bool(set(self.methods) & set(other.methods))
 
 
+class RouteLimit(_Section):
+    """One rate limit of a route: ``rate`` requests (bucket ``burst``) per ``per`` value.
+
+    ``per`` picks whose bucket a request draws from: its API key, subject
+    (token ``sub``), OAuth client, client IP, or the route as a whole. ``fail``
+    says what the gateway does when the shared limiter (Redis) is unreachable:
+    ``closed`` answers 503, ``open`` decides with a local limiter.
+    """
+
+    per: Literal["key", "subject", "client", "ip", "route"]
+    rate: str
+    burst: Count | None = None
+    fail: Literal["open", "closed"] = "closed"
+
+    @field_validator("rate")
+    @classmethod
+    def _check_rate(cls, value: str) -> str:
+        # Limit.parse raises ValueError naming the bad text and the expected form.
+        Limit.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_limit(self) -> RouteLimit:
+        try:
+            self.limit()
+        except ValueError as exc:
+            raise Problems([(("burst",), str(exc))]) from None
+        return self
+
+    def limit(self) -> Limit:
+        """The :class:`~bastion.ratelimit.Limit` this entry describes.
+
+        Raises ValueError when the rate or burst is invalid.
+        """
+        return Limit.parse(self.rate, burst=self.burst)
+
+
 class RouteSettings(_Section):
     """One gateway route: which requests, where they go, how they are authenticated.
 
@@ -461,6 +499,8 @@ class RouteSettings(_Section):
     api_key_header: str | None = None
     strip_prefix: bool = False
     timeout: Seconds = 30.0
+    # Rate limits, all checked together by the gateway's limit step (429 when one refuses).
+    limits: list[RouteLimit] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,177 @@
+"""The ``limit`` step: a route's rate limits, checked together in one limiter call.
+
+Each route limit (``limits`` in the route settings) draws from the bucket
+``"<route>:<per>:<value>"``, where the value is the request's API key id,
+subject, OAuth client id, client IP or the route name. A limit whose value the
+request lacks (a JWT on a route limited per key) does not apply to it. A
+refused request raises :class:`RateLimitedError` (429) and never reaches the
+upstream; an admitted one gets ``RateLimit`` / ``RateLimit-Policy`` headers on
+its response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from bastion.gateway.authn.client_ip import client_ip
+from bastion.gateway.errors import GatewayConfigError, GatewayError
+from bastion.ratelimit import Check, Limit, Limiter, MemoryLimiter, Result, rate_limit_headers
+from bastion.storage.errors import SharedStateUnavailableError
+
+if TYPE_CHECKING:
+    from bastion.gateway.matcher import CompiledRoute
+    from bastion.gateway.pipeline import Exchange
+    from bastion.gateway.proxy import Send
+
+__all__ = [
+    "RateLimitedError",
+    "RateLimiterUnavailableError",
+    "RouteLimitRule",
+    "compile_limits",
+    "limit",
+]
+
+logger = logging.getLogger("bastion.gateway")
+
+Per = Literal["key", "subject", "client", "ip", "route"]
+
+# Upstream copies of our headers are dropped: the client must see bastion's only.
+_OURS = frozenset({b"ratelimit", b"ratelimit-policy"})
+
+
+class RateLimitedError(GatewayError):
+    """A limit of the route refused the request (429); nothing was consumed.
+
+    ``retry_after`` is the integer number of seconds to wait (rendered as
+    ``Retry-After``); ``headers`` holds the other response headers of the
+    refusal, ``RateLimit-Policy`` and ``RateLimit``, as ``(name, value)`` pairs.
+    """
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, result: Result, **extra: Any) -> None:
+        headers = rate_limit_headers(result)
+        self.retry_after = int(dict(headers).get("Retry-After", "1"))
+        self.headers: list[tuple[str, str]] = [h for h in headers if h[0] != "Retry-After"]
+        super().__init__(detail, **extra)
+
+
+class RateLimiterUnavailableError(GatewayError):
+    """The shared limiter is unreachable and a limit of the route fails closed (503)."""
+
+    code = "rate_limiter_unavailable"
+    status = 503
+    title = "Service unavailable"
+    retry_after = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimitRule:
+    """One compiled route limit: whose bucket (``per``), its bucket key prefix and limit."""
+
+    per: Per
+    prefix: str  # "<route>:<per>:" (with "#<n>" after per when a route repeats it)
+    limit: Limit
+    fail: Literal["open", "closed"]
+
+
+def compile_limits(route: CompiledRoute) -> tuple[RouteLimitRule, ...]:
+    """The rules of ``route``'s ``limits`` setting (none when the route has no such setting).
+
+    Raises GatewayConfigError naming the entry when a limit is invalid.
+    """
+    entries: Iterable[Any] = getattr(route.settings, "limits", None) or ()
+    rules: list[RouteLimitRule] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        try:
+            parsed = Limit.parse(entry.rate, burst=entry.burst)
+        except ValueError as exc:
+            raise GatewayConfigError(f"routes[{route.name}].limits[{index}]: {exc}") from None
+        per: Per = entry.per
+        # Two limits on the same value (10/second and 1000/hour per key) need two buckets.
+        count = seen.get(per, 0)
+        seen[per] = count + 1
+        tag = per if count == 0 else f"{per}#{count}"
+        rules.append(RouteLimitRule(per, f"{route.name}:{tag}:", parsed, entry.fail))
+    return tuple(rules)
+
+
+def _value(ex: Exchange, per: Per) -> str | None:
+    identity = ex.identity
+    if per == "ip":
+        return client_ip(ex.scope, ex.gateway.trusted_proxies)
+    if per == "route":
+        route = ex.route
+        return route.name if route is not None else None
+    if identity is None:
+        return None
+    if per == "key":
+        return identity.key_id
+    if per == "subject":
+        return identity.subject
+    client = identity.claims.get("client_id")
+    return client if isinstance(client, str) and client else None
+
+
+def _with_headers(send: Send, headers: Sequence[tuple[str, str]]) -> Send:
+    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+    async def send_with_headers(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            own = [h for h in message.get("headers") or () if h[0].lower() not in _OURS]
+            message = {**message, "headers": [*own, *extra]}
+        await send(message)
+
+    return send_with_headers
+
+
+async def _decide(
+    limiter: Limiter, fallback: MemoryLimiter, checks: list[Check], fails_closed: bool
+) -> Result:
+    try:
+        return await limiter.check(checks)
+    except SharedStateUnavailableError as exc:
+        if fails_closed:
+            logger.warning("rate limiter unavailable, failing closed: %s", exc)
+            raise RateLimiterUnavailableError(
+                "The rate limiter is unavailable; try again shortly."
+            ) from None
+        logger.warning("rate limiter unavailable, deciding locally: %s", exc)
+        return fallback.check_now(checks)
+
+
+async def limit(ex: Exchange) -> None:
+    """Check every applicable limit of the route in one limiter call.
+
+    Admitted: the response will carry ``RateLimit`` and ``RateLimit-Policy``.
+    Raises :class:`RateLimitedError` (429) when a limit refuses, and
+    :class:`RateLimiterUnavailableError` (503) when the shared limiter is
+    unreachable and one of the applicable limits fails closed (limits failing
+    open are then decided by an in-process limiter).
+    """
+    route = ex.route
+    assert route is not None
+    gateway = ex.gateway
+    rules = gateway.route_limits.get(route.name)
+    if not rules:
+        return
+    checks: list[Check] = []
+    fails_closed = False
+    for rule in rules:
+        value = _value(ex, rule.per)
+        if value is None:
+            continue  # the request has no such value: this limit does not apply
+        checks.append((rule.prefix + value, rule.limit))
+        fails_closed = fails_closed or rule.fail == "closed"
+    if not checks:
+        return
+    result = await _decide(gateway.limiter, gateway.fallback_limiter, checks, fails_closed)
+    if not result.allowed:
+        raise RateLimitedError("Rate limit exceeded; retry later.", result=result)
+    ex.send = _with_headers(ex.send, rate_limit_headers(result))
