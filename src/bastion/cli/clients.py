@@ -14,18 +14,17 @@ from typing import Any, TypeVar
 import typer
 
 from bastion.cli.app import _settings, clients_app, handles_errors
-from bastion.cli.output import ConfigOption, JsonOption, console, emit, err_console
-from bastion.errors import BastionError
+from bastion.cli.output import (
+    CommandArgumentsError,
+    ConfigOption,
+    JsonOption,
+    confirm_destructive,
+    console,
+    emit,
+    err_console,
+)
 
 T = TypeVar("T")
-
-
-class ClientsCommandError(BastionError):
-    """The command line of a ``bastion clients`` command is incomplete or contradictory."""
-
-    code = "invalid_arguments"
-    status = 400
-    title = "Invalid arguments"
 
 
 _SECRET_WARNING = (
@@ -164,7 +163,7 @@ def create(
     from bastion.oauth.clients import ClientSpec
 
     if client_type not in ("confidential", "public"):
-        raise ClientsCommandError("--type must be 'confidential' or 'public'")
+        raise CommandArgumentsError("--type must be 'confidential' or 'public'")
     spec = ClientSpec(
         name=name,
         client_type=client_type,  # type: ignore[arg-type]  # checked just above
@@ -290,7 +289,7 @@ def update(
     elif clear_audiences:
         changes["audiences"] = []
     if ttl is not None and default_ttl:
-        raise ClientsCommandError("give either --ttl or --default-ttl, not both")
+        raise CommandArgumentsError("give either --ttl or --default-ttl, not both")
     if ttl is not None or default_ttl:
         changes["access_token_ttl"] = ttl
     if jwks_file is not None:
@@ -298,7 +297,7 @@ def update(
     if redirect_uri:
         changes["redirect_uris"] = redirect_uri
     if not changes:
-        raise ClientsCommandError("nothing to change: give at least one option (see --help)")
+        raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
     async def work(service: Any) -> dict[str, Any]:
         return await _document(service, await service.update(client_id, **changes))
@@ -390,10 +389,12 @@ def delete(
     as_json: bool = JsonOption,
 ) -> None:
     """Delete a client with its secrets, grants and refresh tokens."""
-    if not yes:
-        if as_json or not _interactive():
-            raise ClientsCommandError("deleting a client cannot be undone: confirm with --yes")
-        typer.confirm(f"Delete client {client_id} and everything issued to it?", abort=True)
+    confirm_destructive(
+        yes,
+        as_json,
+        refusal="deleting a client cannot be undone: confirm with --yes",
+        prompt=f"Delete client {client_id} and everything issued to it?",
+    )
 
     async def work(service: Any) -> dict[str, Any]:
         await service.delete(client_id)
@@ -401,9 +402,3 @@ def delete(
 
     result = _with_service(work, config)
     emit(result, as_json, lambda: console.print(f"[green]✓[/] client {client_id} deleted"))
-
-
-def _interactive() -> bool:
-    import sys
-
-    return sys.stdin.isatty()

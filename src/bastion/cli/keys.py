@@ -16,18 +16,17 @@ from typing import Any, TypeVar
 import typer
 
 from bastion.cli.app import _settings, handles_errors, keys_app
-from bastion.cli.output import ConfigOption, JsonOption, console, emit, err_console
-from bastion.errors import BastionError
+from bastion.cli.output import (
+    CommandArgumentsError,
+    ConfigOption,
+    JsonOption,
+    confirm_destructive,
+    console,
+    emit,
+    err_console,
+)
 
 T = TypeVar("T")
-
-
-class KeysCommandError(BastionError):
-    """The command line of a ``bastion keys`` command is incomplete or contradictory."""
-
-    code = "invalid_arguments"
-    status = 400
-    title = "Invalid arguments"
 
 
 _KEY_WARNING = (
@@ -130,7 +129,7 @@ def _parse_metadata(items: list[str] | None) -> dict[str, Any]:
     for item in items or ():
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise KeysCommandError(f"--metadata {item[:40]!r}: write it as key=value")
+            raise CommandArgumentsError(f"--metadata {item[:40]!r}: write it as key=value")
         metadata[name] = value
     return metadata
 
@@ -334,13 +333,13 @@ def update(
     ]
     for member, values, clear, option, clear_option in pairs:
         if values and clear:
-            raise KeysCommandError(f"give either {option} or {clear_option}, not both")
+            raise CommandArgumentsError(f"give either {option} or {clear_option}, not both")
         if values:
             changes[member] = values
         elif clear:
             changes[member] = []
     if expires is not None and no_expiry:
-        raise KeysCommandError("give either --expires or --no-expiry, not both")
+        raise CommandArgumentsError("give either --expires or --no-expiry, not both")
     if expires is not None:
         changes["expires_at"] = _parse_expires(expires, datetime.now(UTC))
     elif no_expiry:
@@ -348,7 +347,7 @@ def update(
     if metadata:
         changes["metadata"] = _parse_metadata(metadata)
     if not changes:
-        raise KeysCommandError("nothing to change: give at least one option (see --help)")
+        raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
     async def work(service: Any) -> dict[str, Any]:
         return _view(await service.update(key_id, **changes))
@@ -428,10 +427,12 @@ def delete(
     as_json: bool = JsonOption,
 ) -> None:
     """Delete an API key (prefer revoke: it keeps the record for the audit trail)."""
-    if not yes:
-        if as_json or not _interactive():
-            raise KeysCommandError("deleting an API key cannot be undone: confirm with --yes")
-        typer.confirm(f"Delete API key {key_id}?", abort=True)
+    confirm_destructive(
+        yes,
+        as_json,
+        refusal="deleting an API key cannot be undone: confirm with --yes",
+        prompt=f"Delete API key {key_id}?",
+    )
 
     async def work(service: Any) -> dict[str, Any]:
         await service.delete(key_id)
@@ -439,9 +440,3 @@ def delete(
 
     result = _with_service(work, config)
     emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {key_id} deleted"))
-
-
-def _interactive() -> bool:
-    import sys
-
-    return sys.stdin.isatty()

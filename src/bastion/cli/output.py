@@ -34,6 +34,28 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 
 
+class CommandArgumentsError(BastionError):
+    """A command line is incomplete or contradictory."""
+
+    code = "invalid_arguments"
+    status = 400
+    title = "Invalid arguments"
+
+
+def confirm_destructive(yes: bool, as_json: bool, *, refusal: str, prompt: str) -> None:
+    """Ask before an action that cannot be undone, unless ``--yes`` was given.
+
+    Without a terminal (or with ``--json``) nobody can answer, so the command is
+    refused with ``refusal`` instead. Raises ``CommandArgumentsError``, or
+    ``typer.Abort`` when the user says no.
+    """
+    if yes:
+        return
+    if as_json or not sys.stdin.isatty():
+        raise CommandArgumentsError(refusal)
+    typer.confirm(prompt, abort=True)
+
+
 def emit(
     data: Any, as_json: bool, human: Callable[[], None] | None = None, *, event: bool = False
 ) -> None:
