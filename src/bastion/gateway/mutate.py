@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from bastion.gateway.authn.identity import Identity
-from bastion.gateway.proxy import _HOP_BY_HOP, _REQUEST_OWN
+from bastion.gateway.proxy import HOP_BY_HOP_HEADERS, PROXY_OWNED_REQUEST_HEADERS
 
 if TYPE_CHECKING:
     from bastion.gateway.pipeline import Exchange
@@ -72,7 +72,7 @@ _TOKEN_CHARS = frozenset(b"!#$&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
 # Every printable ASCII character but "%" stays as is; the rest is percent-encoded.
 _SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
-_PROXY_OWNED = _REQUEST_OWN | _HOP_BY_HOP
+_PROXY_OWNED = PROXY_OWNED_REQUEST_HEADERS | HOP_BY_HOP_HEADERS
 
 Header = tuple[bytes, bytes]
 

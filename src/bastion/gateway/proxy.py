@@ -80,13 +80,13 @@ MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 """An upstream response head larger than this is refused (502)."""
 
 # RFC 9110 §7.6.1 hop-by-hop headers; "proxy-*" is handled by prefix.
-_HOP_BY_HOP = frozenset(
+HOP_BY_HOP_HEADERS = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 # Request headers bastion sets itself (or deliberately drops) instead of forwarding.
 # Expect: the ASGI server already answered "100-continue" to the client.
 # Forwarded / X-Real-IP: spoofable client-address claims; X-Forwarded-* replace them.
-_REQUEST_OWN = frozenset(
+PROXY_OWNED_REQUEST_HEADERS = frozenset(
     {
         b"host",
         b"content-length",
@@ -182,7 +182,7 @@ def prepare_request(scope: Scope, *, trusted: bool) -> PreparedRequest:
     kept: list[tuple[bytes, bytes]] = []
     for raw_name, value in headers:
         name = raw_name.lower()
-        if name in _REQUEST_OWN:
+        if name in PROXY_OWNED_REQUEST_HEADERS:
             if name == b"host":
                 host = value
             elif name == b"content-length":
@@ -194,7 +194,7 @@ def prepare_request(scope: Scope, *, trusted: bool) -> PreparedRequest:
             elif name == b"x-forwarded-host":
                 xfh = value
             continue
-        if name in _HOP_BY_HOP:
+        if name in HOP_BY_HOP_HEADERS:
             if name == b"connection":
                 connection.append(value)
             elif name == b"transfer-encoding":
@@ -247,7 +247,7 @@ def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
         if name == b"connection":
             named = named | _connection_tokens([value])
             continue
-        if name in _HOP_BY_HOP or name.startswith(b"proxy-"):
+        if name in HOP_BY_HOP_HEADERS or name.startswith(b"proxy-"):
             continue
         out.append((name, value))
     if named:
