@@ -1,0 +1,178 @@
+"""Audit events: what every security decision records, and the in-process bus they travel on.
+
+An :class:`Event` is one security decision (a login, a token issued or refused,
+a gateway denial, an admin change …). Code that decides calls
+:meth:`Auditor.record` — cheap, synchronous, never blocking on I/O — and the
+auditor hands the event to
+
+- its **listeners** (detectors, metrics) synchronously, in the caller's task:
+  they must be O(1) and must not raise (a raising listener is logged and
+  skipped, never allowed to break the request);
+- its **queue**, drained in batches by the writer (``audit/writer.py``), which
+  chains the events (``audit/chain.py``) and writes them to the sinks.
+
+Event ``type`` names are dotted, ``<area>.<what>``; the catalogue below is the
+vocabulary detectors, metrics and operators rely on — add new names here.
+``outcome`` is one of :data:`OUTCOMES`. ``reason`` is the stable machine code
+(the same ``code`` the error rendered to the client, or a finer one).
+
+No secret ever goes into an event: not a password, token, API key, TOTP code or
+client secret — only identifiers (key id, client id, subject, token ``jti``) and
+digests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+__all__ = [
+    "OUTCOMES",
+    "Auditor",
+    "Event",
+    "EventTypes",
+    "Listener",
+    "Outcome",
+]
+
+log = logging.getLogger("bastion.audit")
+
+Outcome = Literal["success", "failure", "denied", "info"]
+OUTCOMES: Final = ("success", "failure", "denied", "info")
+
+
+class EventTypes:
+    """The catalogue of event types (strings; grouped by area)."""
+
+    # authentication at the authorization server / login UI
+    LOGIN = "auth.login"  # success | failure (reason: bad_password, unknown_user, locked …)
+    MFA = "auth.mfa"  # success | failure
+    CLIENT_AUTH = "auth.client"  # OAuth client authentication at the token endpoint
+    # tokens
+    TOKEN_ISSUED = "token.issued"  # noqa: S105
+    TOKEN_REFUSED = "token.refused"  # reason: the OAuth error code  # noqa: S105
+    TOKEN_REVOKED = "token.revoked"  # noqa: S105
+    CODE_REUSE = "token.code_reuse"  # an authorization code presented twice
+    REFRESH_REUSE = "token.refresh_reuse"  # a rotated refresh token presented again
+    # gateway
+    GATEWAY_DENIED = "gateway.denied"  # outcome denied; reason = the error code
+    GATEWAY_TRAFFIC = "gateway.traffic"  # per-minute aggregate of allowed requests
+    # lifecycle (admin plane and CLI)
+    CLIENT_CHANGED = "client.changed"  # data.action: created|updated|secret_rotated|disabled|…
+    KEY_CHANGED = "api_key.changed"  # data.action: created|rotated|revoked|disabled|…
+    KEY_LEAKED = "api_key.leaked"
+    SIGNING_KEY_CHANGED = "signing_key.changed"
+    USER_CHANGED = "user.changed"
+    CONFIG = "config.changed"  # routes reloaded, overrides changed
+    # detectors
+    ALERT = "alert.raised"
+    # the audit log itself
+    CHECKPOINT = "audit.checkpoint"  # chain anchor written before pruning / periodically
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One security decision, before it is chained and stored."""
+
+    type: str
+    outcome: Outcome
+    reason: str | None = None
+    request_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    subject: str | None = None
+    client_id: str | None = None
+    key_id: str | None = None
+    route: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+Listener = Callable[[Event], None]
+
+
+class Auditor:
+    """The in-process event bus: listeners see every event at once; the writer drains the queue.
+
+    ``record`` never blocks and never raises. The queue is bounded by
+    ``max_queue``: when the writer cannot keep up (the database is down),
+    the oldest events stay and new ones are counted in :attr:`dropped` —
+    a gap the writer reports as an event of its own once it catches up.
+    """
+
+    def __init__(self, *, max_queue: int = 100_000) -> None:
+        self._listeners: list[Listener] = []
+        self.queue: deque[Event] = deque()
+        self.max_queue = max_queue
+        self.dropped = 0
+        self._wakeup: Callable[[], None] | None = None
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` for every later event; returns a function that unsubscribes."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def set_wakeup(self, wakeup: Callable[[], None] | None) -> None:
+        """Install the writer's nudge, called when the queue grows past a batch."""
+        self._wakeup = wakeup
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to every listener and queue it for the writer."""
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener must never break the decision being recorded
+                log.exception("audit listener %r failed", listener)
+        if len(self.queue) >= self.max_queue:
+            self.dropped += 1
+            return
+        self.queue.append(event)
+        if self._wakeup is not None and len(self.queue) >= 256:
+            self._wakeup()
+
+    def record(
+        self,
+        type: str,
+        outcome: Outcome,
+        *,
+        reason: str | None = None,
+        request_id: str | None = None,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        subject: str | None = None,
+        client_id: str | None = None,
+        key_id: str | None = None,
+        route: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> Event:
+        """Build an :class:`Event` from the arguments, :meth:`emit` it, and return it."""
+        event = Event(
+            type=type,
+            outcome=outcome,
+            reason=reason,
+            request_id=request_id,
+            ip=ip,
+            user_agent=user_agent,
+            subject=subject,
+            client_id=client_id,
+            key_id=key_id,
+            route=route,
+            data=data if data is not None else {},
+        )
+        self.emit(event)
+        return event
+
+    def take(self, limit: int) -> list[Event]:
+        """Remove and return up to ``limit`` of the oldest queued events."""
+        queue = self.queue
+        count = min(limit, len(queue))
+        return [queue.popleft() for _ in range(count)]
