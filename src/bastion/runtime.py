@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.apikeys import ApiKeyService
+from bastion.audit.events import Auditor
 from bastion.crypto import (
     Keyring,
     create_keyring_file,
@@ -81,6 +82,8 @@ class Runtime:
     token_endpoint: TokenEndpoint
     access_tokens: AccessTokenVerifier
     api_keys: ApiKeyService
+    # The in-process audit bus: every security decision is recorded here (audit/events.py).
+    auditor: Auditor = field(default_factory=Auditor)
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
