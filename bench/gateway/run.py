@@ -1,0 +1,474 @@
+"""The gateway benchmark of issue 5: bastion vs nginx ``proxy_pass``, side by side, as ratios.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/gateway/run.py [--duration 10] [--warmup 3] [--connections 50]
+                                          [--profile] [--quick]
+
+Cases, all in one run against the same upstream:
+
+(a) the bare upstream (nginx ``return 200`` on its own, one worker);
+(b) nginx ``proxy_pass`` to it (one worker, upstream keep-alive);
+(c) bastion, a public route;
+(d) bastion, ``auth: [api_key]`` + a per-key rate limit (never reached) + audit;
+(e) bastion, ``auth: [jwt]`` (its own ES256 token, verified-token cache) + rate limit + audit.
+
+The server under test runs on core 0 (``taskset -c 0``, one process / one
+nginx worker); ``wrk`` and the upstream share core 1. Each case gets a warm-up
+run, then a maximum-load run (``--connections`` keep-alive connections), then a
+paced run at half of that case's maximum rate (``wrk`` Lua ``delay``) whose p99
+is compared with the bare upstream paced the same way: the "added p99 at half
+load" of the issue's target. bastion runs as ``bastion serve`` with TLS off
+behind a trusted proxy address (plain HTTP, like nginx here) and its default
+engine. ``--profile`` records case (d) with py-spy (needs ``py-spy`` on PATH or in
+the venv) and writes the top functions by own time to ``RESULTS.md``.
+
+Writes ``bench/gateway/RESULTS.md``. Needs ``wrk``, ``nginx`` and ``taskset``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+PYTHON = sys.executable
+BASTION = [PYTHON, "-m", "bastion"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+# -- nginx ---------------------------------------------------------------------
+
+
+def nginx_conf(root: Path, body: str) -> Path:
+    for sub in ("logs", "tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    conf = root / "nginx.conf"
+    conf.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/tmp/body;
+    proxy_temp_path {root}/tmp/proxy;
+    fastcgi_temp_path {root}/tmp/fastcgi;
+    uwsgi_temp_path {root}/tmp/uwsgi;
+    scgi_temp_path {root}/tmp/scgi;
+    keepalive_requests 1000000;
+{body}
+}}
+"""
+    )
+    return conf
+
+
+def start_nginx(conf: Path, core: str) -> subprocess.Popen[bytes]:
+    user = [] if os.geteuid() != 0 else ["-g", "user root;"]
+    return subprocess.Popen(
+        ["taskset", "-c", core, "nginx", "-c", str(conf), "-e", "stderr", *user],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+# -- wrk -----------------------------------------------------------------------
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+@dataclass
+class Run:
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+
+
+def wrk(
+    url: str,
+    duration: int,
+    connections: int,
+    headers: dict[str, str],
+    delay_ms: float | None = None,
+) -> Run:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        for name, value in headers.items():
+            script.write(f'wrk.headers["{name}"] = "{value}"\n')
+        if delay_ms is not None:
+            script.write(f"function delay() return {delay_ms:.3f} end\n")
+    try:
+        out = subprocess.run(
+            [
+                "taskset",
+                "-c",
+                "1",
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = re.search(r"50%\s+(\S+)", out)
+    p99 = re.search(r"99%\s+(\S+)", out)
+    errors = 0
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if non2xx:
+        errors += int(non2xx.group(1))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if sock:
+        errors += sum(int(g) for g in sock.groups())
+    return Run(
+        rps,
+        _ms(p50.group(1)) if p50 else float("nan"),
+        _ms(p99.group(1)) if p99 else float("nan"),
+        errors,
+    )
+
+
+# -- bastion -------------------------------------------------------------------
+
+
+def bastion_config(directory: Path, port: int, upstream: str) -> Path:
+    config = directory / "bastion.yaml"
+    config.write_text(
+        f"""
+data_dir: {directory / "data"}
+listen: {{host: 127.0.0.1, port: {port}}}
+tls: off
+trusted_proxies: [127.0.0.1]
+logging: {{level: warning}}
+routes:
+  - name: public
+    match: {{path: /public}}
+    upstream: {upstream}
+    public: true
+  - name: key
+    match: {{path: /key}}
+    upstream: {upstream}
+    auth: [api_key]
+    scopes: [bench]
+    limits: [{{per: key, rate: 1000000/second}}]
+  - name: jwt
+    match: {{path: /jwt}}
+    upstream: {upstream}
+    auth: [jwt]
+    scopes: [bench]
+    limits: [{{per: subject, rate: 1000000/second}}]
+"""
+    )
+    return config
+
+
+def cli(config: Path, *args: str) -> dict[str, object]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    out = subprocess.run(
+        [*BASTION, *args, "--json", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=config.parent,
+    ).stdout
+    result: dict[str, object] = json.loads(out)
+    return result
+
+
+def token(port: int, client_id: str, secret: str) -> str:
+    import httpx
+
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/oauth2/token",
+        auth=(client_id, secret),
+        data={"grant_type": "client_credentials", "scope": "bench"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+# -- profile -------------------------------------------------------------------
+
+
+def py_spy() -> str | None:
+    found = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    return found if Path(found).exists() else None
+
+
+def top_functions(raw: Path, limit: int = 15) -> list[tuple[str, float]]:
+    """Own-time share per function from py-spy's collapsed-stack ("raw") output."""
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frame = stack.split(";")[-1]
+        own[re.sub(r"\s*\(.*?/site-packages/", " (", frame)] += int(count)
+        total += int(count)
+    return [(frame, 100.0 * n / total) for frame, n in own.most_common(limit)] if total else []
+
+
+# -- main ----------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="3 s runs (smoke test)")
+    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    if args.quick:
+        args.duration, args.warmup = 3, 1
+    for tool in ("wrk", "nginx", "taskset"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed (apt-get install -y {tool})")
+
+    work = Path(tempfile.mkdtemp(prefix="bastion-bench-gw-"))
+    up_port, nginx_port, bastion_port = free_port(), free_port(), free_port()
+    upstream_url = f"http://127.0.0.1:{up_port}"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        # The upstream: nginx answering a small body, on core 1 with wrk.
+        up_conf = nginx_conf(
+            work / "upstream",
+            f"""    server {{ listen 127.0.0.1:{up_port} reuseport; keepalive_timeout 300s;
+        location / {{ default_type text/plain; return 200 "hello, world\\n"; }} }}""",
+        )
+        procs.append(start_nginx(up_conf, "1"))
+        proxy_conf = nginx_conf(
+            work / "proxy",
+            f"""    upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+    server {{ listen 127.0.0.1:{nginx_port}; keepalive_timeout 300s;
+        location / {{ proxy_pass http://app; proxy_http_version 1.1;
+            proxy_set_header Connection ""; proxy_set_header Host $host; }} }}""",
+        )
+        procs.append(start_nginx(proxy_conf, "0"))
+
+        config = bastion_config(work, bastion_port, upstream_url)
+        subprocess.run(
+            [*BASTION, "migrate", "-c", str(config)], check=True, capture_output=True, cwd=work
+        )
+        key = cli(config, "keys", "create", "bench", "--scope", "bench")
+        client = cli(
+            config,
+            "clients",
+            "create",
+            "bench",
+            "--grant",
+            "client_credentials",
+            "--scope",
+            "bench",
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+        server = subprocess.Popen(
+            ["taskset", "-c", "0", *BASTION, "serve", "-c", str(config)],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "bastion.log", "wb"),  # noqa: SIM115 -- lives as long as the server
+        )
+        procs.append(server)
+        for port in (up_port, nginx_port, bastion_port):
+            wait_port(port)
+        jwt = token(bastion_port, str(client["client_id"]), str(client["client_secret"]))
+        api_key = str(key["key"])
+
+        cases: list[tuple[str, str, str, dict[str, str]]] = [
+            ("a", "bare upstream (nginx return 200)", f"{upstream_url}/public", {}),
+            ("b", "nginx proxy_pass", f"http://127.0.0.1:{nginx_port}/public", {}),
+            ("c", "bastion, public route", f"http://127.0.0.1:{bastion_port}/public", {}),
+            (
+                "d",
+                "bastion, API key + rate limit + audit",
+                f"http://127.0.0.1:{bastion_port}/key",
+                {"Authorization": f"Bearer {api_key}"},
+            ),
+            (
+                "e",
+                "bastion, JWT (cached) + rate limit + audit",
+                f"http://127.0.0.1:{bastion_port}/jwt",
+                {"Authorization": f"Bearer {jwt}"},
+            ),
+        ]
+        results: dict[str, Run] = {}
+        half: dict[str, tuple[Run, Run]] = {}
+        paced_connections = 10
+        for case, label, url, headers in cases:
+            wrk(url, args.warmup, args.connections, headers)
+            results[case] = run = wrk(url, args.duration, args.connections, headers)
+            print(
+                f"({case}) {label:44} {run.rps:9,.0f} req/s  p50 {run.p50:6.2f} ms  "
+                f"p99 {run.p99:6.2f} ms  errors {run.errors}",
+                flush=True,
+            )
+            if case in "bcde":
+                delay = 1000.0 * paced_connections / (run.rps / 2)
+                mine = wrk(url, args.duration, paced_connections, headers, delay_ms=delay)
+                bare = wrk(cases[0][2], args.duration, paced_connections, {}, delay_ms=delay)
+                half[case] = (mine, bare)
+                print(
+                    f"    at half load ({mine.rps:,.0f} req/s): p99 {mine.p99:.2f} ms vs bare "
+                    f"upstream {bare.p99:.2f} ms -> added {mine.p99 - bare.p99:+.2f} ms",
+                    flush=True,
+                )
+        profile: list[tuple[str, float]] = []
+        if args.profile:
+            spy = py_spy()
+            if spy is None:
+                print("py-spy not found: no profile", flush=True)
+            else:
+                raw = work / "profile.txt"
+                recorder = subprocess.Popen(
+                    [
+                        spy,
+                        "record",
+                        "--pid",
+                        str(server.pid),
+                        "--format",
+                        "raw",
+                        "--rate",
+                        "250",
+                        "--duration",
+                        str(args.duration),
+                        "--output",
+                        str(raw),
+                        "--nonblocking",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                wrk(cases[3][2], args.duration, args.connections, cases[3][3])
+                recorder.wait(timeout=60)
+                if raw.exists():
+                    profile = top_functions(raw)
+        write_results(args, cases, results, half, profile)
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def write_results(
+    args: argparse.Namespace,
+    cases: list[tuple[str, str, str, dict[str, str]]],
+    results: dict[str, Run],
+    half: dict[str, tuple[Run, Run]],
+    profile: list[tuple[str, float]],
+) -> None:
+    nginx = results["b"].rps
+    lines = [
+        "# Gateway benchmark: bastion vs nginx `proxy_pass`",
+        "",
+        f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"`bench/gateway/run.py --duration {args.duration} --connections {args.connections}`. "
+        "Server under test on core 0 (one process / one nginx worker), wrk and the upstream on "
+        "core 1. Ratios are to (b), measured in the same run.",
+        "",
+        "| case | what | req/s | x nginx (b) | p50 ms | p99 ms | errors | p99 at half load | "
+        "added p99 vs bare upstream |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case, label, _, _ in cases:
+        run = results[case]
+        paced = half.get(case)
+        paced_cells = (
+            f"{paced[0].p99:.2f} ms @ {paced[0].rps:,.0f}/s | {paced[0].p99 - paced[1].p99:+.2f} ms"
+            if paced
+            else "- | -"
+        )
+        lines.append(
+            f"| ({case}) | {label} | {run.rps:,.0f} | {run.rps / nginx:.2f} | {run.p50:.2f} | "
+            f"{run.p99:.2f} | {run.errors} | {paced_cells} |"
+        )
+    lines += [
+        "",
+        "Targets (issue 5): (d) and (e) ≥ 0.6 x nginx; added p99 at half of max load ≤ 2 ms.",
+        "",
+    ]
+    for case in "de":
+        ratio = results[case].rps / nginx
+        verdict = "meets" if ratio >= 0.6 else "falls short of"
+        lines.append(f"- ({case}) reaches {ratio:.2f} x nginx: {verdict} the 0.6 target.")
+        if case in half:
+            added = half[case][0].p99 - half[case][1].p99
+            verdict = "meets" if added <= 2.0 else "falls short of"
+            lines.append(
+                f"- ({case}) adds {added:+.2f} ms p99 at half load: {verdict} the 2 ms target."
+            )
+    if profile:
+        lines += [
+            "",
+            "## Profile of (d) (py-spy, own time, top functions)",
+            "",
+            "| share | function |",
+            "|---:|---|",
+            *[f"| {share:.1f}% | `{frame}` |" for frame, share in profile],
+        ]
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
