@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Router
 
 from bastion.errors import BastionError
+from bastion.gateway.paths import normalize_path
 from bastion.http.endpoints.health import health_routes
 from bastion.http.errors import (
     EndpointMethodNotAllowedError,
@@ -187,6 +188,17 @@ class BastionApp:
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
+        raw_path = scope.get("raw_path")
+        if raw_path and b"%" in raw_path:
+            # Decide on the gateway's one normalisation, never on the server's decoding:
+            # it refuses an encoded "/" or NUL (400) instead of letting "/x%2F..%2Foauth2"
+            # reach bastion's own endpoints, and the same spelling reaches the same place.
+            path = normalize_path(raw_path.split(b"?", 1)[0])
+            if _reserved_exact(path):
+                await self._owned({**scope, "path": path}, receive, send)
+            else:
+                await self._gateway(scope, receive, send)
+            return
         if _reserved_exact(path):
             await self._owned(scope, receive, send)
         elif ("//" in path or "/." in path) and _reserved_exact(_normalise(path)):
