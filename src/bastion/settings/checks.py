@@ -61,5 +61,10 @@ def development_defaults(settings: Settings) -> list[str]:
             "(browsers will warn; set tls.cert and tls.key)"
         )
     if settings.issuer is None:
-        lines.append(f"issuer derived from the listen port: {settings.issuer_url}")
+        line = f"issuer derived from the listen port: {settings.issuer_url}"
+        if settings.shared.url != "memory://":
+            # Several nodes: each would sign with (and demand) its own issuer, so tokens
+            # from one node would be refused by the others.
+            line += " — nodes sharing this Redis must share one issuer: set issuer"
+        lines.append(line)
     return lines

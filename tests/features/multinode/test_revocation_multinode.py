@@ -1,0 +1,145 @@
+"""End to end, scale-out: three ``bastion serve`` processes sharing PostgreSQL and Redis.
+
+DESIGN.md: "Scale-out is N identical stateless bastion processes behind any load
+balancer, sharing PostgreSQL and Redis", and "revocation tests run 3 bastion
+processes on one Redis + PostgreSQL". Each check here makes a change through
+one node (or the CLI, a fourth process) and expects every node to honour it on
+the very next request:
+
+- an API key revoked with ``bastion keys revoke`` is refused by all three;
+- an access token issued by node 1 works on nodes 2 and 3, and once revoked at
+  node 2's ``/oauth2/revoke`` it is refused by all three;
+- a client disabled with ``bastion clients disable`` can no longer get tokens
+  from any node, and its outstanding tokens stop working.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from _support import BastionProcess, EchoThread, run_cli
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+class Cluster:
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
+        self.nodes: list[BastionProcess] = []
+
+    def cli(self, *args: str) -> dict[str, Any]:
+        result = run_cli(*args, "--json", "-c", "bastion.yaml", cwd=self.cwd)
+        assert result.returncode == 0, result.stderr
+        parsed: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {}
+        return parsed
+
+    def statuses(self, path: str, headers: dict[str, str]) -> list[int]:
+        codes = []
+        for node in self.nodes:
+            with httpx.Client(base_url=node.url, verify=False, timeout=10) as http:
+                codes.append(http.get(path, headers=headers).status_code)
+        return codes
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, echo: EchoThread, postgres_url: str, redis_url: str, redis_prefix: str
+) -> Iterator[Cluster]:
+    (tmp_path / "bastion.yaml").write_text(
+        # The nodes of one cluster share one issuer (each would derive its own from its port).
+        "issuer: https://localhost:8443\n"
+        f"storage: {postgres_url}\n"
+        f"shared: {{url: '{redis_url}', key_prefix: '{redis_prefix}'}}\n"
+        "routes:\n"
+        "  - name: orders\n"
+        "    match: {path: /api/orders}\n"
+        f"    upstream: {echo.server.url}\n"
+        "    auth: [api_key, jwt]\n"
+        "    scopes: [orders:read]\n"
+    )
+    cluster = Cluster(tmp_path)
+    result = run_cli("migrate", "-c", "bastion.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    try:
+        for index in range(3):
+            # One after the other: the first creates the signing key, the others load it.
+            node = BastionProcess(
+                "-c", "bastion.yaml", env={"BASTION_NODE_ID": f"node-{index + 1}"}, cwd=tmp_path
+            )
+            cluster.nodes.append(node.start())
+        yield cluster
+    finally:
+        for node in cluster.nodes:
+            node.stop()
+
+
+@pytest.mark.timeout(300)
+def test_changes_through_one_node_reach_every_node(cluster: Cluster) -> None:
+    # One cluster for every check: starting three servers is the slow part.
+    api_key_revocation_reaches_every_node(cluster)
+    token_revoked_at_one_node_is_refused_by_all(cluster)
+    disabled_client_is_refused_everywhere(cluster)
+
+
+def api_key_revocation_reaches_every_node(cluster: Cluster) -> None:
+    key = cluster.cli("keys", "create", "shared", "--scope", "orders:read")
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    assert cluster.statuses("/api/orders", auth) == [200, 200, 200]
+
+    cluster.cli("keys", "revoke", key["id"])
+    assert cluster.statuses("/api/orders", auth) == [401, 401, 401]
+
+
+def token_revoked_at_one_node_is_refused_by_all(cluster: Cluster) -> None:
+    client = cluster.cli(
+        "clients", "create", "svc", "--grant", "client_credentials", "--scope", "orders:read"
+    )
+    credentials = (client["client_id"], client["client_secret"])
+    first, second, _ = cluster.nodes
+    with httpx.Client(base_url=first.url, verify=False, timeout=10) as http:
+        response = http.post(
+            "/oauth2/token", auth=credentials, data={"grant_type": "client_credentials"}
+        )
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    assert cluster.statuses("/api/orders", auth) == [200, 200, 200]
+
+    with httpx.Client(base_url=second.url, verify=False, timeout=10) as http:
+        revoked = http.post("/oauth2/revoke", auth=credentials, data={"token": token})
+    assert revoked.status_code == 200, revoked.text
+    assert cluster.statuses("/api/orders", auth) == [401, 401, 401]
+
+
+def disabled_client_is_refused_everywhere(cluster: Cluster) -> None:
+    client = cluster.cli(
+        "clients", "create", "svc", "--grant", "client_credentials", "--scope", "orders:read"
+    )
+    credentials = (client["client_id"], client["client_secret"])
+    with httpx.Client(base_url=cluster.nodes[2].url, verify=False, timeout=10) as http:
+        token = http.post(
+            "/oauth2/token", auth=credentials, data={"grant_type": "client_credentials"}
+        ).json()["access_token"]
+    assert cluster.statuses("/api/orders", {"Authorization": f"Bearer {token}"}) == [200] * 3
+
+    cluster.cli("clients", "disable", client["client_id"])
+    for node in cluster.nodes:
+        with httpx.Client(base_url=node.url, verify=False, timeout=10) as http:
+            refused = http.post(
+                "/oauth2/token", auth=credentials, data={"grant_type": "client_credentials"}
+            )
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"] == "invalid_client"
