@@ -41,17 +41,14 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -61,16 +58,12 @@ from bastion.audit.events import Auditor, Event, EventTypes
 from bastion.errors import BastionError
 
 __all__ = [
-    "CONTENT_TYPE",
     "EVENT_REASONS",
     "GATEWAY_BUCKETS",
     "NO_ROUTE",
     "OTHER",
     "Metrics",
 ]
-
-CONTENT_TYPE: Final = CONTENT_TYPE_LATEST
-"""The media type of :meth:`Metrics.render`'s output (Prometheus text format 0.0.4)."""
 
 GATEWAY_BUCKETS: Final = (
     0.0005,
@@ -306,17 +299,19 @@ class Metrics:
             return "cancelled"  # the server cancelled the request (client went away)
         return "error"  # a bug: the HTTP layer answers 500
 
-    def fold(self, code: object) -> str:
+    def fold(self, code: str | None) -> str:
         """``code`` when it is a known reason / error code, else :data:`OTHER`."""
+        if code is None:
+            return OTHER
         if code in self._codes:
-            return code  # type: ignore[return-value]  # membership proves it is a str
+            return code
         # Error classes imported after start-up add codes: look again, at most once a minute.
         now = time.monotonic()
         if now - self._codes_checked >= _REFRESH_EVERY:
             self._codes_checked = now
             self._codes = _error_codes() | EVENT_REASONS
             if code in self._codes:
-                return code  # type: ignore[return-value]
+                return code
         return OTHER
 
     # -- security events -------------------------------------------------------
@@ -381,9 +376,14 @@ class Metrics:
 
     # -- exposition ------------------------------------------------------------
 
-    def render(self) -> bytes:
-        """The text exposition of every metric (media type :data:`CONTENT_TYPE`)."""
-        return generate_latest(self.registry)
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """Every metric as ``(body, content type)``, in the format ``accept`` asks for.
+
+        The Prometheus text format 0.0.4 by default; OpenMetrics 1.0 when the
+        ``Accept`` header asks for ``application/openmetrics-text``.
+        """
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
 
     def families(self) -> Iterator[Metric]:
         """bastion's own metric families, built from the current counts."""
@@ -463,7 +463,7 @@ class Metrics:
         yield upstream
 
     def _all_auth_failures(self) -> dict[tuple[str, ...], int]:
-        counts: dict[tuple[str, ...], int] = dict(self._auth_failures)
+        counts: dict[tuple[str, ...], int] = {k: v for k, v in list(self._auth_failures.items())}
         for slot in list(self._routes.values()):
             for code, count in list(slot.outcomes.items()):
                 method = _GATEWAY_AUTH_CODES.get(code)

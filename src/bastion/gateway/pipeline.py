@@ -356,11 +356,11 @@ class Gateway:
             try:
                 await self.handle(ex)
             except BaseException as exc:
-                route = ex.route
-                metrics.gateway_request(route and route.name, exc, time.perf_counter() - start)
+                name = ex.route.name if ex.route is not None else None
+                metrics.gateway_request(name, exc, time.perf_counter() - start)
                 raise
-            route = ex.route
-            metrics.gateway_request(route and route.name, None, time.perf_counter() - start)
+            name = ex.route.name if ex.route is not None else None
+            metrics.gateway_request(name, None, time.perf_counter() - start)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
