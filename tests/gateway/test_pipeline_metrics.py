@@ -13,9 +13,9 @@ from gateway.gateway_support import call, route
 
 def _counts(metrics: Metrics) -> dict[tuple[str, str], int]:
     return {
-        (name, outcome): count
-        for name, slot in metrics._routes.items()
-        for outcome, count in slot.outcomes.items()
+        (slot.label, outcome): count
+        for slot in metrics._routes.values()
+        for outcome, count in slot.counts().items()
     }
 
 

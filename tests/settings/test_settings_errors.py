@@ -332,7 +332,7 @@ def test_unknown_keys_suggest_the_right_one(errors: Errors) -> None:
         "listn: unknown key — did you mean 'listen'?",
         "colour: unknown key — remove it (keys here: env, data_dir, listen, issuer, tls, "
         "trusted_proxies, storage, shared, secrets, server, logging, node_id, routes, demo, "
-        "signing_keys, tokens, api_keys)",
+        "signing_keys, tokens, api_keys, metrics)",
         "server.engin: unknown key — did you mean 'engine'?",
         "routes[0].match.method: unknown key — did you mean 'methods'?",
         "routes[0].upstream: is required — add it",

@@ -194,14 +194,23 @@ def _label_text(value: object) -> bool:
 class _RouteSlot:
     """The gateway counters of one route: outcome counts and the latency histogram."""
 
-    __slots__ = ("buckets", "outcomes", "sum", "upstream_errors")
+    __slots__ = ("allowed", "buckets", "label", "outcomes", "sum", "upstream_errors")
 
-    def __init__(self) -> None:
+    def __init__(self, label: str) -> None:
+        self.label = label
         # Non-cumulative counts; the last slot is the +Inf overflow.
         self.buckets: list[int] = [0] * (len(GATEWAY_BUCKETS) + 1)
         self.sum = 0.0
+        self.allowed = 0  # the common outcome, kept out of the dict
         self.outcomes: dict[str, int] = {}
         self.upstream_errors: dict[str, int] = {}
+
+    def counts(self) -> dict[str, int]:
+        """Every outcome's count (``allowed`` included once it happened)."""
+        counts = dict(self.outcomes)
+        if self.allowed:
+            counts[ALLOWED] = self.allowed
+        return counts
 
 
 class Metrics:
@@ -223,8 +232,8 @@ class Metrics:
         self.version = version
         self.auditor = auditor
         self.registry = CollectorRegistry(auto_describe=True)
-        self._routes: dict[str, _RouteSlot] = {}
-        self._bounds = GATEWAY_BUCKETS
+        # Keyed by route name; None (no route matched) is the NO_ROUTE slot.
+        self._routes: dict[str | None, _RouteSlot] = {}
         self._codes = _error_codes() | EVENT_REASONS
         self._codes_checked = time.monotonic()
         self._auth_failures: dict[tuple[str, str], int] = {}
@@ -267,25 +276,24 @@ class Metrics:
         ``route`` is the matched route's name (``None``: no route matched);
         ``seconds`` the time the request took. Never raises.
         """
-        slot = self._routes.get(route or NO_ROUTE)
+        slot = self._routes.get(route)
         if slot is None:
-            slot = self._new_slot(route or NO_ROUTE)
-        slot.buckets[bisect_left(self._bounds, seconds)] += 1
+            slot = self._new_slot(route)
+        slot.buckets[bisect_left(GATEWAY_BUCKETS, seconds)] += 1
         slot.sum += seconds
-        outcomes = slot.outcomes
         if error is None:
-            outcomes[ALLOWED] = outcomes.get(ALLOWED, 0) + 1
+            slot.allowed += 1
             return
         outcome = self._outcome(slot, error)
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        slot.outcomes[outcome] = slot.outcomes.get(outcome, 0) + 1
 
-    def _new_slot(self, route: str) -> _RouteSlot:
+    def _new_slot(self, route: str | None) -> _RouteSlot:
         if len(self._routes) >= _MAX_ROUTES:
             route = OTHER  # routes come from configuration; this only guards a misuse
             existing = self._routes.get(route)
             if existing is not None:
                 return existing
-        slot = self._routes[route] = _RouteSlot()
+        slot = self._routes[route] = _RouteSlot(NO_ROUTE if route is None else route)
         return slot
 
     def _outcome(self, slot: _RouteSlot, error: BaseException) -> str:
@@ -445,8 +453,10 @@ class Metrics:
             labels=("route", "reason"),
         )
         bounds = [*(_le(b) for b in GATEWAY_BUCKETS), "+Inf"]
-        for route, slot in sorted(self._routes.items()):
-            for outcome, count in sorted(slot.outcomes.items()):
+        for slot in sorted(self._routes.values(), key=lambda slot: slot.label):
+            route = slot.label
+            counts = slot.counts()
+            for outcome, count in sorted(counts.items()):
                 requests.add_metric((route, outcome), count)
             cumulative = 0
             buckets: list[tuple[str, float]] = []
@@ -454,7 +464,7 @@ class Metrics:
                 cumulative += count
                 buckets.append((bound, cumulative))
             duration.add_metric((route,), buckets, slot.sum)
-            limited.add_metric((route,), slot.outcomes.get("rate_limited", 0))
+            limited.add_metric((route,), counts.get("rate_limited", 0))
             for reason, count in sorted(slot.upstream_errors.items()):
                 upstream.add_metric((route, reason), count)
         yield requests
