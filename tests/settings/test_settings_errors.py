@@ -353,7 +353,7 @@ def test_unknown_environment_variables(errors: Errors) -> None:
     assert errors(None, {"BASTION_XYZZY": "1"}) == [
         "BASTION_XYZZY: unknown setting — bastion reads BASTION_<KEY> for its top-level keys "
         "(env, data_dir, listen, issuer, tls, trusted_proxies, storage, shared, secrets, server, "
-        "logging, node_id, routes, demo, signing_keys, tokens, api_keys) and "
+        "logging, node_id, routes, demo, signing_keys, tokens, api_keys, metrics) and "
         "BASTION_<KEY>__<SUBKEY> for nested ones; rename or "
         "unset it"
     ]
