@@ -19,11 +19,10 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.apikeys import ApiKeyService
 from bastion.audit.events import Auditor
-from bastion.audit.metrics import Metrics
 from bastion.crypto import (
     Keyring,
     create_keyring_file,
@@ -44,6 +43,9 @@ from bastion.ratelimit import MemoryLimiter, RedisLimiter
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, migrate
 from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
+
+if TYPE_CHECKING:
+    from bastion.audit.metrics import Metrics
 
 log = logging.getLogger("bastion.runtime")
 
@@ -257,6 +259,7 @@ def _metrics(settings: Settings) -> Metrics | None:
     if not settings.metrics.enabled:
         return None
     from bastion import __version__
+    from bastion.audit.metrics import Metrics  # prometheus_client: only for a serving process
 
     return Metrics(version=__version__)
 

@@ -137,8 +137,10 @@ def _response(runtime: Any, request: Request) -> Response:
 
 def metrics_routes(runtime: Any) -> list[Route]:
     """The ``/metrics`` route for the main port (none when disabled or on its own listener)."""
+    if getattr(runtime, "metrics", None) is None:
+        return []  # metrics.enabled is false (or a runtime built without metrics)
     settings = runtime.settings.metrics
-    if not settings.enabled or settings.listen is not None or runtime.metrics is None:
+    if not settings.enabled or settings.listen is not None:
         return []
 
     async def metrics(request: Request) -> Response:
