@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.apikeys import ApiKeyService
 from bastion.audit.events import Auditor
@@ -43,6 +43,9 @@ from bastion.ratelimit import MemoryLimiter, RedisLimiter
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, migrate
 from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
+
+if TYPE_CHECKING:
+    from bastion.audit.metrics import Metrics
 
 log = logging.getLogger("bastion.runtime")
 
@@ -84,10 +87,20 @@ class Runtime:
     api_keys: ApiKeyService
     # The in-process audit bus: every security decision is recorded here (audit/events.py).
     auditor: Auditor = field(default_factory=Auditor)
+    # Prometheus metrics (audit/metrics.py); None when metrics.enabled is false.
+    metrics: Metrics | None = None
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.metrics is not None:
+            # Counts auth failures, tokens and alerts from the audit bus; reads the
+            # audit queue and the upstream pools only when scraped.
+            self.metrics.attach(self.auditor)
+            client = self.gateway.client
+            self.metrics.watch_upstreams(lambda: client.pools)
 
     @classmethod
     async def open(cls, settings: Settings, *, announce: Announce | None = None) -> Runtime:
@@ -124,6 +137,7 @@ class Runtime:
                 routes.append(_demo_route(echo.url))
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
+            metrics = _metrics(settings)
             api_keys = ApiKeyService(db, settings, shared)
             signing_keys = SigningKeyManager(db, keyring, settings, shared)
             if await signing_keys.load():
@@ -175,6 +189,7 @@ class Runtime:
                 limiter=RedisLimiter(shared)
                 if isinstance(shared, RedisSharedState)
                 else MemoryLimiter(),
+                metrics=metrics,
             )
         except BaseException:
             if echo is not None:
@@ -197,6 +212,7 @@ class Runtime:
             access_tokens=access_tokens,
             api_keys=api_keys,
             echo=echo,
+            metrics=metrics,
         )
 
     async def startup(self) -> None:
@@ -237,6 +253,15 @@ class Runtime:
             await self.echo.close()
         await self.shared.close()
         await self.db.close()
+
+
+def _metrics(settings: Settings) -> Metrics | None:
+    if not settings.metrics.enabled:
+        return None
+    from bastion import __version__
+    from bastion.audit.metrics import Metrics  # prometheus_client: only for a serving process
+
+    return Metrics(version=__version__)
 
 
 def _demo_route(upstream: str) -> RouteSettings:

@@ -174,8 +174,11 @@ async def _serve(settings: Any, as_json: bool) -> None:
                 err_console.print(f"  try: curl -k {url}/demo/hello   (and {url}/healthz)")
 
     runtime = await Runtime.open(settings, announce=announce)
+    metrics_listener = None
     try:
         app_ = create_full_app(runtime)
+        if settings.metrics.enabled and settings.metrics.listen is not None:
+            metrics_listener = await _start_metrics_listener(runtime, announce)
         await run_server(
             app_,
             settings=settings,
@@ -184,7 +187,20 @@ async def _serve(settings: Any, as_json: bool) -> None:
             on_ready=ready,
         )
     finally:
+        if metrics_listener is not None:
+            await metrics_listener.close()
         await runtime.close()
+
+
+async def _start_metrics_listener(runtime: Any, announce: Callable[[str], None]) -> Any:
+    """Start the separate ``/metrics`` listener (``metrics.listen``) and announce its URL."""
+    from bastion.http.endpoints.metrics import metrics_listener_app
+    from bastion.http.metrics_listener import start_metrics_listener
+
+    listen = runtime.settings.metrics.listen
+    listener = await start_metrics_listener(metrics_listener_app(runtime), listen.host, listen.port)
+    announce(f"metrics: served only at {listener.url}/metrics")
+    return listener
 
 
 # ---------------------------------------------------------------------------

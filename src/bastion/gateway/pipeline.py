@@ -18,9 +18,10 @@ is checked at import.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 from bastion.errors import BastionError
@@ -42,6 +43,9 @@ from bastion.gateway.proxy import (
     prepare_request,
 )
 from bastion.ratelimit import Limiter, MemoryLimiter
+
+if TYPE_CHECKING:
+    from bastion.audit.metrics import Metrics
 
 __all__ = [
     "ANONYMOUS",
@@ -281,6 +285,9 @@ class Gateway:
     an in-process :class:`~bastion.ratelimit.MemoryLimiter`; pass a
     :class:`~bastion.ratelimit.RedisLimiter` to share limits across nodes).
     An invalid limit raises :class:`GatewayConfigError`.
+
+    ``metrics`` (a :class:`~bastion.audit.metrics.Metrics`) counts every request
+    by route and outcome, with its duration.
     """
 
     def __init__(
@@ -295,6 +302,7 @@ class Gateway:
         identity_headers: IdentityHeaders | None = None,
         limiter: Limiter | None = None,
         steps: tuple[Step, ...] = STEPS,
+        metrics: Metrics | None = None,
     ) -> None:
         self.matcher = RouteMatcher(routes)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
@@ -327,6 +335,7 @@ class Gateway:
         # (this node alone: its share is the whole limit).
         self.fallback_limiter = MemoryLimiter()
         self.steps = steps
+        self.metrics = metrics
 
     async def startup(self) -> None:
         """Prepare for traffic (nothing to warm yet: pools open lazily)."""
@@ -338,7 +347,20 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self.handle(Exchange(self, scope, receive, send))
+            ex = Exchange(self, scope, receive, send)
+            metrics = self.metrics
+            if metrics is None:
+                await self.handle(ex)
+                return
+            start = time.perf_counter()
+            try:
+                await self.handle(ex)
+            except BaseException as exc:
+                name = ex.route.name if ex.route is not None else None
+                metrics.gateway_request(name, exc, time.perf_counter() - start)
+                raise
+            name = ex.route.name if ex.route is not None else None
+            metrics.gateway_request(name, None, time.perf_counter() - start)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":

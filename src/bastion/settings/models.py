@@ -364,6 +364,44 @@ class DemoSettings(_Section):
     enabled: bool = False
 
 
+class MetricsListenSettings(_Section):
+    """A separate plain-HTTP listener that serves only ``/metrics``."""
+
+    host: str = "127.0.0.1"
+    port: Port
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return ListenSettings._check_host(value)
+
+
+class MetricsSettings(_Section):
+    """Prometheus ``/metrics``: on the main port (default) or only on a listener of its own.
+
+    Without ``token``, the main port answers ``/metrics`` only to loopback clients
+    (not through a trusted proxy) and a separate ``listen`` answers everyone who can
+    reach it; with ``token``, every scrape must send ``Authorization: Bearer <token>``.
+    """
+
+    enabled: bool = True
+    listen: MetricsListenSettings | None = None
+    token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if len(text) < 16 or any(c.isspace() or not c.isprintable() for c in text):
+            raise ValueError(
+                "is shorter than 16 characters or contains spaces — use a long random value, "
+                "e.g. the output of `openssl rand -hex 32`, via env:BASTION_METRICS_TOKEN"
+            )
+        return value
+
+
 # ---------------------------------------------------------------------------
 # routes
 
@@ -706,11 +744,16 @@ def _demo_shorthand(value: Any) -> Any:
     return {"enabled": value} if isinstance(value, bool) else value
 
 
+def _metrics_shorthand(value: Any) -> Any:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
 SHORTHANDS: dict[str, Callable[[Any], Any]] = {
     "tls": _tls_shorthand,
     "storage": _url_shorthand,
     "shared": _url_shorthand,
     "demo": _demo_shorthand,
+    "metrics": _metrics_shorthand,
 }
 
 
@@ -750,6 +793,7 @@ class Settings(BaseModel):
     signing_keys: SigningKeySettings = Field(default_factory=SigningKeySettings)
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -806,6 +850,15 @@ class Settings(BaseModel):
                 )
             )
         problems.extend(_route_conflicts(self.routes))
+        if self.metrics.listen is not None and self.metrics.listen.port == self.listen.port:
+            problems.append(
+                (
+                    ("metrics", "listen", "port"),
+                    f"{self.metrics.listen.port} is also listen.port — the metrics listener "
+                    "needs a port of its own (e.g. 9464), or remove metrics.listen to serve "
+                    "/metrics on the main port",
+                )
+            )
         if problems:
             raise Problems(problems)
         return self

@@ -17,12 +17,19 @@ __all__ = ["READINESS_TIMEOUT", "create_full_app", "health_routes", "standard_ro
 
 def standard_routes(runtime: Any) -> list[BaseRoute]:
     """Every endpoint group beyond health: the authorization server, the admin API, then
-    the API key leak-report endpoint (only when a leak-report secret is configured)."""
+    the API key leak-report endpoint (only when a leak-report secret is configured), then
+    ``/metrics`` (only when metrics are on and not on a listener of their own)."""
     from bastion.http.endpoints.admin import admin_routes
     from bastion.http.endpoints.leaks import leak_routes
+    from bastion.http.endpoints.metrics import metrics_routes
     from bastion.http.endpoints.oauth import oauth_routes
 
-    return [*oauth_routes(runtime), *admin_routes(runtime), *leak_routes(runtime)]
+    return [
+        *oauth_routes(runtime),
+        *admin_routes(runtime),
+        *leak_routes(runtime),
+        *metrics_routes(runtime),
+    ]
 
 
 def create_full_app(runtime: Any) -> Any:
