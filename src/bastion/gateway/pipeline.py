@@ -26,6 +26,7 @@ from urllib.parse import quote
 from bastion.errors import BastionError
 from bastion.gateway.authn.api_key import ApiKeyAuthenticator, ApiKeyVerifier
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
+from bastion.gateway.authz.claims import RequiredClaims, compile_claims
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
 from bastion.gateway.errors import GatewayConfigError, UnauthenticatedError
 from bastion.gateway.limit import RouteLimitRule, compile_limits, limit
@@ -203,6 +204,10 @@ async def authorize(ex: Exchange) -> None:
         identity.scopes,
         identity.routes,
     )
+    # Required claims / roles (403 claim_mismatch / missing_role), after scopes.
+    required_claims = ex.gateway.required_claims.get(route.name)
+    if required_claims is not None:
+        required_claims.check(identity.claims)
 
 
 async def proxy(ex: Exchange) -> None:
@@ -316,6 +321,11 @@ class Gateway:
             except ValueError as exc:
                 raise GatewayConfigError(f"routes[{route.name}].scopes: {exc}") from None
         self.required_scopes: Mapping[str, RequiredScopes] = scopes
+        self.required_claims: Mapping[str, RequiredClaims] = {
+            route.name: claims
+            for route in self.matcher.routes
+            if (claims := compile_claims(route.settings)) is not None
+        }
         self.identity_headers = (
             identity_headers if identity_headers is not None else IdentityHeaders()
         )
