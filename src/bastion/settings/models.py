@@ -447,7 +447,7 @@ class IntrospectionSettings(_Section):
     cache_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=3600)] = 60.0
     negative_cache_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=300)] = 5.0
     timeout: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = 3.0
-    # When set, an active token must carry this aud (routes may override with jwt.audience).
+    # When set, an active token must carry this aud.
     audience: str | None = None
     ca_file: FilePath | None = None
 
