@@ -11,6 +11,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.applications import Starlette
@@ -56,8 +57,8 @@ class FakeIdP:
             self.basic_seen.append(request.headers.get("authorization", ""))
             if self.down:
                 return Response(status_code=503)
-            form = await request.form()
-            token = str(form.get("token"))
+            form = parse_qs((await request.body()).decode("ascii"))
+            token = form.get("token", [""])[0]
             if self.introspect_answer is not None:
                 return self.introspect_answer(token)
             return JSONResponse(self.answers.get(token, {"active": False}))
