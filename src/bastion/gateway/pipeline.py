@@ -26,6 +26,7 @@ from urllib.parse import quote
 from bastion.errors import BastionError
 from bastion.gateway.authn.api_key import ApiKeyAuthenticator, ApiKeyVerifier
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
+from bastion.gateway.authn.mtls import check_binding
 from bastion.gateway.authz.claims import RequiredClaims, compile_claims
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
 from bastion.gateway.errors import GatewayConfigError, UnauthenticatedError
@@ -180,6 +181,8 @@ async def authenticate(ex: Exchange) -> None:
             continue
         identity = await authenticator(ex)
         if identity is not None:
+            # RFC 8705: a certificate-bound token (cnf.x5t#S256) only with its certificate.
+            check_binding(ex.scope, identity.claims)
             ex.identity = identity
             return
     raise UnauthenticatedError("This route requires authentication.")

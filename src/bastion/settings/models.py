@@ -172,6 +172,9 @@ class TLSSettings(_Section):
     cert: FilePath | None = None
     key: FilePath | None = None
     min_version: Literal["1.2", "1.3"] = "1.2"
+    # PEM CA bundle: when set, clients are asked for a certificate (verified against it);
+    # routes with auth mtls need it. uvicorn engine only (granian gives no peer certificate).
+    client_ca: FilePath | None = None
 
     @field_validator("min_version", mode="before")
     @classmethod
@@ -183,6 +186,8 @@ class TLSSettings(_Section):
 
     @model_validator(mode="after")
     def _check_files(self) -> TLSSettings:
+        if self.client_ca is not None and (problem := _unreadable(self.client_ca)):
+            raise Problems([(("client_ca",), problem)])
         if self.mode != "files":
             return self
         problems: list[tuple[Loc, str]] = []
@@ -1163,6 +1168,30 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
                             "self for bastion's own tokens",
                         )
                     )
+        if "mtls" in route.auth and settings.tls.mode == "off":
+            problems.append(
+                (
+                    ("routes", index, "auth"),
+                    "lists mtls, which needs bastion to terminate TLS — use tls mode auto or "
+                    "files with tls.client_ca",
+                )
+            )
+        elif "mtls" in route.auth and settings.tls.client_ca is None:
+            problems.append(
+                (
+                    ("routes", index, "auth"),
+                    "lists mtls but no client certificates are requested — set tls.client_ca "
+                    "to the PEM bundle of the CA that issues client certificates",
+                )
+            )
+        elif "mtls" in route.auth and settings.server.engine != "uvicorn":
+            problems.append(
+                (
+                    ("routes", index, "auth"),
+                    "lists mtls, which needs server.engine: uvicorn — granian does not give "
+                    "the application the client certificate",
+                )
+            )
         if "introspection" in route.auth and settings.introspection is None:
             problems.append(
                 (
