@@ -37,6 +37,7 @@ from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.jwks_cache import JwksCache
+from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.oauth.clients import ClientService
 from bastion.oauth.signing_keys import SigningKeyManager
@@ -251,7 +252,7 @@ class Runtime:
 def _authenticators(
     settings: Settings, access_tokens: AccessTokenVerifier, shared: SharedState
 ) -> dict[str, Any]:
-    """The gateway's jwt (own + trusted external issuers) and introspection methods."""
+    """The gateway's jwt (own + trusted external issuers), mtls and introspection methods."""
     trusted = {
         entry.issuer: TrustedIssuer(
             JwksCache(
@@ -280,6 +281,8 @@ def _authenticators(
             trusted_issuers=trusted,
         )
     }
+    if settings.tls.client_ca is not None:
+        table["mtls"] = MtlsAuthenticator()
     config = settings.introspection
     if config is not None:
         table["introspection"] = IntrospectionAuthenticator(
