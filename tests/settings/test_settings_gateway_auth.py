@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from bastion.settings import Settings
 
@@ -86,7 +87,8 @@ def test_route_jwt_claims_and_roles_rules(errors: Errors) -> None:
         "auth: [api_key], jwt: {audience: x}}\n"
     )
     assert errors(keys_only) == [
-        "routes[0] (a): jwt settings are only read by the jwt method — add jwt to auth or remove jwt"
+        "routes[0] (a): jwt settings are only read by the jwt method — add jwt to auth or "
+        "remove jwt"
     ]
 
 
@@ -138,4 +140,33 @@ def test_identity_headers(load: Load, errors: Errors) -> None:
     assert errors("identity_headers: {subject: X-A, client: x-a}\n") == [
         "identity_headers: two identity headers share a name — give subject, client, scopes, "
         "key_id, request_id and assertion.header distinct names"
+    ]
+
+
+MTLS_ROUTE = (
+    "routes:\n  - {name: a, match: {path: /a}, upstream: 'http://x.internal', auth: [mtls]}\n"
+)
+
+
+def test_mtls_needs_a_client_ca_uvicorn_and_tls(load: Load, errors: Errors, tmp_path: Path) -> None:
+    assert errors(MTLS_ROUTE) == [
+        "routes[0].auth: lists mtls but no client certificates are requested — set "
+        "tls.client_ca to the PEM bundle of the CA that issues client certificates"
+    ]
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with_ca = f"tls: {{client_ca: '{ca}'}}\n" + MTLS_ROUTE
+    assert errors(with_ca) == [
+        "routes[0].auth: lists mtls, which needs server.engine: uvicorn — granian does not "
+        "give the application the client certificate"
+    ]
+    settings = load(with_ca + "server: {engine: uvicorn}\n")
+    assert settings.tls.client_ca == ca
+    off = "tls: off\ntrusted_proxies: [10.0.0.1]\nserver: {engine: uvicorn}\n" + MTLS_ROUTE
+    assert errors(off) == [
+        "routes[0].auth: lists mtls, which needs bastion to terminate TLS — use tls mode auto "
+        "or files with tls.client_ca"
+    ]
+    assert errors("tls: {client_ca: /nonexistent/ca.pem}\n") == [
+        "tls.client_ca: file /nonexistent/ca.pem does not exist — check the path"
     ]
