@@ -1,4 +1,4 @@
-"""The ``jwt`` authentication method of gateway routes: bastion's own access tokens.
+"""The ``jwt`` authentication method of gateway routes: bastion's own and trusted issuers' tokens.
 
 Where a token is read from: ``Authorization: Bearer <JWT>`` (scheme
 case-insensitive). What is *not* this method's business (not responsible, so
@@ -9,8 +9,13 @@ a ``bst_`` API key, and a dot-free (opaque) token — those belong to
 Verification is delegated to an :class:`AccessTokenVerifierLike` (in
 production :class:`bastion.oauth.tokens.AccessTokenVerifier`: signature,
 ``iss``/``aud``/``exp``/``nbf``/``typ``, the ``jti`` deny-list, the client's
-status). The audience is the route's ``audience`` setting when it has one,
-else any audience.
+status). Tokens whose ``iss`` names a configured trusted issuer go to that
+issuer's :class:`~bastion.gateway.authn.external_jwt.TrustedIssuer` instead (its
+JWKS, its audiences). A route's ``jwt.issuers`` says which issuers it accepts
+(default: ``self`` only) and ``jwt.audience`` which ``aud``; without one, own
+tokens must be for :attr:`JwtAuthenticator.default_audience` (the runtime
+passes the issuer URL, bastion's default API audience; ``None`` accepts any)
+and external ones for their issuer's ``audiences``.
 
 Verified tokens are cached by the SHA-256 digest of the token (and the
 audience asked for) until ``min(exp, now + 60 s)`` in a bounded in-memory
