@@ -157,8 +157,8 @@ def test_mtls_needs_a_client_ca_uvicorn_and_tls(load: Load, errors: Errors, tmp_
     ca.write_text("x")
     with_ca = f"tls: {{client_ca: '{ca}'}}\n" + MTLS_ROUTE
     assert errors(with_ca) == [
-        "routes[0].auth: lists mtls, which needs server.engine: uvicorn — granian does not "
-        "give the application the client certificate"
+        "tls.client_ca: needs server.engine: uvicorn — granian does not give the application "
+        "the client certificate"
     ]
     settings = load(with_ca + "server: {engine: uvicorn}\n")
     assert settings.tls.client_ca == ca

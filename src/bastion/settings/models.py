@@ -1147,8 +1147,16 @@ def _route_conflicts(routes: list[RouteSettings]) -> list[tuple[Loc, str]]:
 
 
 def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
-    """Routes' jwt issuers must be configured; introspection routes need the endpoint."""
+    """Routes' jwt issuers must be configured; introspection and mtls need their settings."""
     problems: list[tuple[Loc, str]] = []
+    if settings.tls.client_ca is not None and settings.server.engine != "uvicorn":
+        problems.append(
+            (
+                ("tls", "client_ca"),
+                "needs server.engine: uvicorn — granian does not give the application the "
+                "client certificate",
+            )
+        )
     known = {issuer.issuer for issuer in settings.trusted_issuers}
     seen: set[str] = set()
     for index, issuer in enumerate(settings.trusted_issuers):
@@ -1182,14 +1190,6 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
                     ("routes", index, "auth"),
                     "lists mtls but no client certificates are requested — set tls.client_ca "
                     "to the PEM bundle of the CA that issues client certificates",
-                )
-            )
-        elif "mtls" in route.auth and settings.server.engine != "uvicorn":
-            problems.append(
-                (
-                    ("routes", index, "auth"),
-                    "lists mtls, which needs server.engine: uvicorn — granian does not give "
-                    "the application the client certificate",
                 )
             )
         if "introspection" in route.auth and settings.introspection is None:
