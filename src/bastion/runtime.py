@@ -33,6 +33,12 @@ from bastion.crypto import (
 )
 from bastion.errors import BastionError
 from bastion.gateway import Gateway, JwtAuthenticator
+from bastion.gateway.assertion import AssertionSigner
+from bastion.gateway.authn.external_jwt import TrustedIssuer
+from bastion.gateway.authn.introspection import IntrospectionAuthenticator
+from bastion.gateway.authn.jwks_cache import JwksCache
+from bastion.gateway.authn.mtls import MtlsAuthenticator
+from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.oauth.clients import ClientService
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
@@ -184,7 +190,8 @@ class Runtime:
                 trusted_proxies=settings.trusted_proxies,
                 node_id=node_id,
                 api_keys=api_keys,
-                authenticators={"jwt": JwtAuthenticator(access_tokens, shared=shared)},
+                authenticators=_authenticators(settings, access_tokens, shared),
+                identity_headers=_identity_headers(settings, signing_keys),
                 # Exact across nodes only through Redis (one Lua round trip per request).
                 limiter=RedisLimiter(shared)
                 if isinstance(shared, RedisSharedState)
@@ -243,6 +250,9 @@ class Runtime:
                     await task
         self._tasks = []
         await self.gateway.shutdown()
+        introspection = self.gateway.authenticators.get("introspection")
+        if isinstance(introspection, IntrospectionAuthenticator):
+            await introspection.aclose()
 
     async def close(self) -> None:
         """Release every component (idempotent)."""
@@ -262,6 +272,79 @@ def _metrics(settings: Settings) -> Metrics | None:
     from bastion.audit.metrics import Metrics  # prometheus_client: only for a serving process
 
     return Metrics(version=__version__)
+
+
+def _authenticators(
+    settings: Settings, access_tokens: AccessTokenVerifier, shared: SharedState
+) -> dict[str, Any]:
+    """The gateway's jwt (own + trusted external issuers), mtls and introspection methods."""
+    trusted = {
+        entry.issuer: TrustedIssuer(
+            JwksCache(
+                entry.issuer,
+                jwks_uri=entry.jwks_uri,
+                algorithms=entry.algorithms,
+                cache_ttl=entry.cache_ttl,
+                min_refresh_interval=entry.min_refresh_interval,
+                timeout=entry.timeout,
+                ca_file=entry.ca_file,
+            ),
+            audiences=entry.audiences,
+            typ=entry.typ,
+            leeway=settings.tokens.leeway,
+        )
+        for entry in settings.trusted_issuers
+    }
+    table: dict[str, Any] = {
+        "jwt": JwtAuthenticator(
+            access_tokens,
+            shared=shared,
+            issuer=settings.issuer_url,
+            # RFC 8707 / 9068: a route without jwt.audience takes bastion's tokens minted
+            # for its default API audience (the issuer URL), not tokens for other resources.
+            default_audience=settings.issuer_url,
+            trusted_issuers=trusted,
+        )
+    }
+    if settings.tls.client_ca is not None:
+        table["mtls"] = MtlsAuthenticator()
+    config = settings.introspection
+    if config is not None:
+        table["introspection"] = IntrospectionAuthenticator(
+            config.endpoint,
+            client_id=config.client_id,
+            client_secret=config.client_secret.get_secret_value(),
+            cache_ttl=config.cache_ttl,
+            negative_cache_ttl=config.negative_cache_ttl,
+            timeout=config.timeout,
+            audience=config.audience,
+            ca_file=config.ca_file,
+            leeway=settings.tokens.leeway,
+        )
+    return table
+
+
+def _identity_headers(settings: Settings, signing_keys: SigningKeyManager) -> IdentityHeaders:
+    config = settings.identity_headers
+    assertion = config.assertion
+    return IdentityHeaders(
+        (*DEFAULT_STRIPPED_HEADERS, *config.strip),
+        names={
+            "subject": config.subject,
+            "client": config.client,
+            "scopes": config.scopes,
+            "key_id": config.key_id,
+            "request_id": config.request_id,
+        },
+        assertion=AssertionSigner(
+            signing_keys.current,
+            issuer=settings.issuer_url,
+            ttl=assertion.ttl,
+            header=assertion.header,
+        )
+        if assertion.enabled
+        else None,
+    )
 
 
 def _demo_route(upstream: str) -> RouteSettings:

@@ -20,6 +20,7 @@ def test_exported_members() -> None:
         "API_KEY_REGEX",
         "ApiKeyFormatError",
         "CertificateInfo",
+        "ClientCertificate",
         "CryptoError",
         "DecryptionError",
         "InvalidKeyError",
@@ -47,10 +48,12 @@ def test_exported_members() -> None:
         "parse_api_key",
         "parse_keyring_text",
         "random_token",
+        "request_client_certificates",
         "server_ssl_context",
         "sha256_hex",
         "sign_jwt",
         "write_keyring_file",
+        "x5t_s256",
     ]
     for name in bastion.crypto.__all__:
         assert hasattr(bastion.crypto, name), name

@@ -235,6 +235,7 @@ def test_example_configuration_validates(tmp_path: Path) -> None:
             "BASTION_REDIS_URL": "redis://cache:6379/0",
             "BASTION_API_KEY_PEPPER": "pepper-for-the-example-config-test",
             "BASTION_LEAK_REPORT_SECRET": "leak-secret-for-the-example-config-test",
+            "BASTION_INTROSPECTION_SECRET": "introspection-secret-for-the-example-test",
             "BASTION_TLS__CERT": str(cert),
             "BASTION_TLS__KEY": str(key),
         },

@@ -16,6 +16,7 @@ from bastion.crypto.apikeys import (
     generate_api_key,
     parse_api_key,
 )
+from bastion.crypto.client_certs import ClientCertificate, request_client_certificates, x5t_s256
 from bastion.crypto.digests import constant_time_equals, random_token, sha256_hex
 from bastion.crypto.envelope import (
     Keyring,
@@ -48,6 +49,7 @@ __all__ = [
     "API_KEY_REGEX",
     "ApiKeyFormatError",
     "CertificateInfo",
+    "ClientCertificate",
     "CryptoError",
     "DecryptionError",
     "InvalidKeyError",
@@ -75,8 +77,10 @@ __all__ = [
     "parse_api_key",
     "parse_keyring_text",
     "random_token",
+    "request_client_certificates",
     "server_ssl_context",
     "sha256_hex",
     "sign_jwt",
     "write_keyring_file",
+    "x5t_s256",
 ]

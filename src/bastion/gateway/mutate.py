@@ -20,16 +20,23 @@ space-separated), ``X-Bastion-Key-Id``, ``X-Bastion-Request-Id``. Values that
 are not printable ASCII, or contain ``%``, are percent-encoded (UTF-8), so a
 value can never split the request head.
 
+The names of bastion's headers are configurable (``identity_headers:``); a
+renamed header is stripped from the client like every ``x-bastion-*``. With
+an :class:`~bastion.gateway.assertion.AssertionSigner`, authenticated requests
+also carry a short-lived signed assertion (its header stripped from the
+client's request first).
+
 The step works on a copy of the header list: the server's scope is left as
 it was received.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.proxy import HOP_BY_HOP_HEADERS, PROXY_OWNED_REQUEST_HEADERS
 
@@ -81,6 +88,13 @@ def _fold(name: bytes) -> bytes:
     return name.lower().replace(b"_", b"-")
 
 
+def _header_name(name: str, what: str = "identity header") -> bytes:
+    raw = name.strip().lower().encode("latin-1", "replace")
+    if not raw or not set(raw) <= _TOKEN_CHARS:
+        raise ValueError(f"{what} {name!r} is not a valid header name")
+    return raw
+
+
 def _encode(value: str) -> bytes:
     if not (value.isascii() and value.isprintable() and "%" not in value):
         value = quote(value, safe=_SAFE)
@@ -91,20 +105,55 @@ class IdentityHeaders:
     """Strips client-sent identity headers and adds bastion's (see the module docstring).
 
     ``strip`` lists header names stripped besides every ``x-bastion-*``
-    (compared lower-cased, ``_`` as ``-``). Raises ``ValueError`` for a name
-    that is empty or not an HTTP token.
+    (compared lower-cased, ``_`` as ``-``). ``names`` renames bastion's headers
+    (keys ``subject``, ``client``, ``scopes``, ``key_id``, ``request_id``);
+    ``assertion`` signs the optional identity assertion. Raises ``ValueError``
+    for a name that is empty or not an HTTP token.
     """
 
-    __slots__ = ("strip",)
+    __slots__ = (
+        "assertion",
+        "assertion_header",
+        "client",
+        "key_id",
+        "request_id",
+        "scopes",
+        "strip",
+        "subject",
+    )
 
-    def __init__(self, strip: Iterable[str] = DEFAULT_STRIPPED_HEADERS) -> None:
-        names: set[bytes] = set()
-        for name in strip:
-            raw = name.strip().lower().encode("latin-1", "replace")
-            if not raw or not set(raw) <= _TOKEN_CHARS:
-                raise ValueError(f"identity header to strip {name!r} is not a valid header name")
-            names.add(_fold(raw))
-        self.strip: frozenset[bytes] = frozenset(names)
+    def __init__(
+        self,
+        strip: Iterable[str] = DEFAULT_STRIPPED_HEADERS,
+        *,
+        names: Mapping[str, str] | None = None,
+        assertion: AssertionSigner | None = None,
+    ) -> None:
+        names = dict(names or {})
+        chosen = {
+            "subject": SUBJECT_HEADER,
+            "client": CLIENT_HEADER,
+            "scopes": SCOPES_HEADER,
+            "key_id": KEY_ID_HEADER,
+            "request_id": REQUEST_ID_HEADER,
+        }
+        for field, name in names.items():
+            if field not in chosen:
+                raise ValueError(f"unknown identity header {field!r}")
+            chosen[field] = _header_name(name)
+        self.subject = chosen["subject"]
+        self.client = chosen["client"]
+        self.scopes = chosen["scopes"]
+        self.key_id = chosen["key_id"]
+        self.request_id = chosen["request_id"]
+        self.assertion = assertion
+        self.assertion_header = _header_name(assertion.header) if assertion is not None else b""
+        folded: set[bytes] = {_fold(_header_name(n, "identity header to strip")) for n in strip}
+        # Whatever bastion sends, the client must not be able to send too.
+        folded.update(_fold(name) for name in chosen.values())
+        if self.assertion_header:
+            folded.add(_fold(self.assertion_header))
+        self.strip: frozenset[bytes] = frozenset(folded)
 
     def rewrite(
         self,
@@ -137,16 +186,16 @@ class IdentityHeaders:
             out.append((name, value))
         if identity is not None:
             if identity.subject:
-                out.append((SUBJECT_HEADER, _encode(identity.subject)))
+                out.append((self.subject, _encode(identity.subject)))
             client = identity.claims.get("client_id")
             if isinstance(client, str) and client:
-                out.append((CLIENT_HEADER, _encode(client)))
+                out.append((self.client, _encode(client)))
             if identity.scopes:
-                out.append((SCOPES_HEADER, _encode(" ".join(sorted(identity.scopes)))))
+                out.append((self.scopes, _encode(" ".join(sorted(identity.scopes)))))
             if identity.key_id:
-                out.append((KEY_ID_HEADER, _encode(identity.key_id)))
+                out.append((self.key_id, _encode(identity.key_id)))
         if request_id:
-            out.append((REQUEST_ID_HEADER, _encode(request_id)))
+            out.append((self.request_id, _encode(request_id)))
         return out
 
 
@@ -157,7 +206,15 @@ async def mutate(ex: Exchange) -> None:
     and header list are not modified.
     """
     scope = ex.scope
-    headers = ex.gateway.identity_headers.rewrite(
-        scope.get("headers") or (), ex.identity, scope.get(_REQUEST_ID_SCOPE_KEY)
-    )
+    rules = ex.gateway.identity_headers
+    identity = ex.identity
+    request_id = scope.get(_REQUEST_ID_SCOPE_KEY)
+    headers = rules.rewrite(scope.get("headers") or (), identity, request_id)
+    signer = rules.assertion
+    route = ex.route
+    if signer is not None and identity is not None and not identity.anonymous and route is not None:
+        settings = route.settings
+        audience = getattr(settings, "assertion_audience", None) or str(settings.upstream)
+        token = signer.sign(identity, audience=audience, route=route.name, request_id=request_id)
+        headers.append((rules.assertion_header, token.encode("ascii")))
     ex.scope = {**scope, "headers": headers}

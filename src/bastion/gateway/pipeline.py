@@ -27,6 +27,8 @@ from urllib.parse import quote
 from bastion.errors import BastionError
 from bastion.gateway.authn.api_key import ApiKeyAuthenticator, ApiKeyVerifier
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
+from bastion.gateway.authn.mtls import check_binding
+from bastion.gateway.authz.claims import RequiredClaims, compile_claims
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
 from bastion.gateway.errors import GatewayConfigError, UnauthenticatedError
 from bastion.gateway.limit import RouteLimitRule, compile_limits, limit
@@ -183,6 +185,8 @@ async def authenticate(ex: Exchange) -> None:
             continue
         identity = await authenticator(ex)
         if identity is not None:
+            # RFC 8705: a certificate-bound token (cnf.x5t#S256) only with its certificate.
+            check_binding(ex.scope, identity.claims)
             ex.identity = identity
             return
     raise UnauthenticatedError("This route requires authentication.")
@@ -207,6 +211,10 @@ async def authorize(ex: Exchange) -> None:
         identity.scopes,
         identity.routes,
     )
+    # Required claims / roles (403 claim_mismatch / missing_role), after scopes.
+    required_claims = ex.gateway.required_claims.get(route.name)
+    if required_claims is not None:
+        required_claims.check(identity.claims)
 
 
 async def proxy(ex: Exchange) -> None:
@@ -324,6 +332,11 @@ class Gateway:
             except ValueError as exc:
                 raise GatewayConfigError(f"routes[{route.name}].scopes: {exc}") from None
         self.required_scopes: Mapping[str, RequiredScopes] = scopes
+        self.required_claims: Mapping[str, RequiredClaims] = {
+            route.name: claims
+            for route in self.matcher.routes
+            if (claims := compile_claims(route.settings)) is not None
+        }
         self.identity_headers = (
             identity_headers if identity_headers is not None else IdentityHeaders()
         )

@@ -195,6 +195,15 @@ def _uvicorn_server_class() -> Any:
     return _Server
 
 
+def _uvicorn_http_protocol(settings: Any) -> Any:
+    """httptools, plus the ASGI TLS extension when client certificates are requested."""
+    if getattr(settings.tls, "client_ca", None) is None:
+        return "httptools"
+    from bastion.http.asgi_tls import TlsExtensionProtocol
+
+    return TlsExtensionProtocol
+
+
 async def _run_uvicorn(
     app: ASGIApp,
     settings: Any,
@@ -214,7 +223,7 @@ async def _run_uvicorn(
         ssl_certfile=str(certfile) if certfile else None,
         ssl_keyfile=str(keyfile) if keyfile else None,
         loop="uvloop",
-        http="httptools",
+        http=_uvicorn_http_protocol(settings),
         lifespan="on",
         server_header=False,
         date_header=True,
@@ -229,6 +238,12 @@ async def _run_uvicorn(
     )
     config.load()
     if ssl_context is not None:
+        client_ca = getattr(settings.tls, "client_ca", None)
+        if client_ca is not None:
+            # Ask for client certificates (mtls routes); a presented one must verify.
+            from bastion.crypto import request_client_certificates
+
+            request_client_certificates(ssl_context, Path(client_ca))
         config.ssl = ssl_context
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]

@@ -172,6 +172,9 @@ class TLSSettings(_Section):
     cert: FilePath | None = None
     key: FilePath | None = None
     min_version: Literal["1.2", "1.3"] = "1.2"
+    # PEM CA bundle: when set, clients are asked for a certificate (verified against it);
+    # routes with auth mtls need it. uvicorn engine only (granian gives no peer certificate).
+    client_ca: FilePath | None = None
 
     @field_validator("min_version", mode="before")
     @classmethod
@@ -183,6 +186,8 @@ class TLSSettings(_Section):
 
     @model_validator(mode="after")
     def _check_files(self) -> TLSSettings:
+        if self.client_ca is not None and (problem := _unreadable(self.client_ca)):
+            raise Problems([(("client_ca",), problem)])
         if self.mode != "files":
             return self
         problems: list[tuple[Loc, str]] = []
@@ -358,6 +363,192 @@ class ApiKeySettings(_Section):
     leak_report_secret: SecretStr | None = None
 
 
+# Algorithms accepted from trusted external issuers: asymmetric only (RFC 8725 §3.1/§3.2:
+# no "none", and no HS* — a shared secret with an IdP would let it mint tokens for anyone).
+ExternalAlgorithm = Literal["ES256", "RS256", "PS256", "EdDSA"]
+_DEFAULT_EXTERNAL_ALGS: list[ExternalAlgorithm] = ["RS256", "ES256"]
+
+
+class TrustedIssuerSettings(_Section):
+    """An external OAuth/OIDC issuer whose JWT access tokens the ``jwt`` method accepts.
+
+    ``jwks_uri`` is discovered from the issuer's metadata
+    (``/.well-known/openid-configuration``, then RFC 8414
+    ``/.well-known/oauth-authorization-server``) when not given. ``audiences`` are
+    the ``aud`` values accepted from it on routes that set no ``jwt.audience``.
+    """
+
+    issuer: str
+    jwks_uri: str | None = None
+    audiences: list[str]
+    algorithms: list[ExternalAlgorithm] = Field(default_factory=lambda: _DEFAULT_EXTERNAL_ALGS[:])
+    # RFC 9068 access tokens say typ "at+jwt"; null accepts any typ (IdPs that send "JWT").
+    typ: str | None = "at+jwt"
+    cache_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=1, le=86400)] = 600.0
+    min_refresh_interval: Annotated[float, BeforeValidator(_duration), Field(ge=1, le=3600)] = 30.0
+    timeout: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = 5.0
+    ca_file: FilePath | None = None
+
+    @field_validator("issuer")
+    @classmethod
+    def _check_issuer(cls, value: str) -> str:
+        return _issuer_url(value, "https://idp.example.com")
+
+    @field_validator("jwks_uri")
+    @classmethod
+    def _check_jwks_uri(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _issuer_url(value, "https://idp.example.com/.well-known/jwks.json")
+
+    @field_validator("audiences")
+    @classmethod
+    def _check_audiences(cls, value: list[str]) -> list[str]:
+        if not value or not all(isinstance(a, str) and a.strip() for a in value):
+            raise ValueError(
+                "needs at least one non-empty audience — the aud your API's tokens carry, "
+                "e.g. [https://api.example.com]"
+            )
+        return value
+
+    @field_validator("algorithms", mode="before")
+    @classmethod
+    def _check_algorithms(cls, value: object) -> object:
+        if isinstance(value, list):
+            for item in value:
+                if isinstance(item, str) and (
+                    item.lower() == "none" or item.upper().startswith("HS")
+                ):
+                    raise ValueError(
+                        f"{show(item)} is not allowed — only asymmetric algorithms are "
+                        "accepted from external issuers: ES256, RS256, PS256, EdDSA"
+                    )
+            if not value:
+                raise ValueError("is empty — list at least one of ES256, RS256, PS256, EdDSA")
+        return value
+
+    @model_validator(mode="after")
+    def _check_ca_file(self) -> TrustedIssuerSettings:
+        if self.ca_file is not None and (problem := _unreadable(self.ca_file)):
+            raise Problems([(("ca_file",), problem)])
+        return self
+
+
+def _issuer_url(value: str, example: str) -> str:
+    url = _http_url(value, example)
+    parts = urlsplit(url)
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ValueError(f"{show(value)} uses http — use https (http only for localhost)")
+    return url
+
+
+class IntrospectionSettings(_Section):
+    """The RFC 7662 endpoint the ``introspection`` method asks about opaque tokens."""
+
+    endpoint: str
+    client_id: str
+    client_secret: SecretStr
+    # Positive answers are cached until min(exp, now + cache_ttl); negative ones briefly.
+    cache_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=3600)] = 60.0
+    negative_cache_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=300)] = 5.0
+    timeout: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = 3.0
+    # When set, an active token must carry this aud.
+    audience: str | None = None
+    ca_file: FilePath | None = None
+
+    @field_validator("endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        return _issuer_url(value, "https://idp.example.com/oauth2/introspect")
+
+    @model_validator(mode="after")
+    def _check_secret(self) -> IntrospectionSettings:
+        if not self.client_secret.get_secret_value().strip():
+            raise Problems([(("client_secret",), "is empty — use env:NAME")])
+        if self.ca_file is not None and (problem := _unreadable(self.ca_file)):
+            raise Problems([(("ca_file",), problem)])
+        return self
+
+
+class AssertionSettings(_Section):
+    """The signed identity assertion (a JWT) bastion sends upstream with each request."""
+
+    enabled: bool = False
+    ttl: Annotated[float, BeforeValidator(_duration), Field(ge=1, le=60)] = 30.0
+    header: str = "X-Bastion-Assertion"
+
+    @field_validator("header")
+    @classmethod
+    def _check_header(cls, value: str) -> str:
+        return _identity_header(value)
+
+
+def _identity_header(value: str) -> str:
+    if not _HEADER_NAME.fullmatch(value):
+        raise ValueError(
+            f"{show(value)} is not a header name — use letters, digits and '-', "
+            "e.g. X-Bastion-Subject"
+        )
+    lower = value.lower()
+    if (
+        lower in _RESERVED_HEADERS
+        or lower == "authorization"
+        or lower.startswith(("x-forwarded-", "proxy-"))
+    ):
+        raise ValueError(
+            f"{show(value)} is a header the HTTP layer or the gateway controls — "
+            "use a header of your own, e.g. X-Bastion-Subject"
+        )
+    return value
+
+
+class IdentityHeaderSettings(_Section):
+    """What the ``mutate`` step sends upstream: header names, extra headers to strip, assertion.
+
+    Every client-sent header with one of these names (and every ``X-Bastion-*``)
+    is stripped before bastion adds its own.
+    """
+
+    subject: str = "X-Bastion-Subject"
+    client: str = "X-Bastion-Client"
+    scopes: str = "X-Bastion-Scopes"
+    key_id: str = "X-Bastion-Key-Id"
+    request_id: str = "X-Bastion-Request-Id"
+    # Added to the built-in list of commonly trusted identity headers (X-User-Id, …).
+    strip: list[str] = Field(default_factory=list)
+    assertion: AssertionSettings = Field(default_factory=AssertionSettings)
+
+    @field_validator("subject", "client", "scopes", "key_id", "request_id")
+    @classmethod
+    def _check_names(cls, value: str) -> str:
+        return _identity_header(value)
+
+    @field_validator("strip")
+    @classmethod
+    def _check_strip(cls, value: list[str]) -> list[str]:
+        problems: list[tuple[Loc, str]] = [
+            ((index,), f"{show(name)} is not a header name — use letters, digits and '-'")
+            for index, name in enumerate(value)
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name)
+        ]
+        if problems:
+            raise Problems(problems)
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> IdentityHeaderSettings:
+        names = [self.subject, self.client, self.scopes, self.key_id, self.request_id]
+        if self.assertion.enabled:
+            names.append(self.assertion.header)
+        lowered = [n.lower() for n in names]
+        if len(set(lowered)) != len(lowered):
+            raise ValueError(
+                "two identity headers share a name — give subject, client, scopes, key_id, "
+                "request_id and assertion.header distinct names"
+            )
+        return self
+
+
 class DemoSettings(_Section):
     """The built-in demo: an echo upstream behind a public ``/demo`` route."""
 
@@ -517,6 +708,40 @@ class RouteLimit(_Section):
         return Limit.parse(self.rate, burst=self.burst)
 
 
+class RouteJwtSettings(_Section):
+    """How a route's ``jwt`` method accepts tokens: which issuers and which audience.
+
+    ``issuers`` names ``self`` (bastion's own access tokens) and/or issuers from
+    ``trusted_issuers``; default ``[self]``. ``audience``: the ``aud`` a token
+    must carry here (RFC 8707 / RFC 9068 §4). Without it, bastion's own tokens
+    must be for bastion's default API audience (the issuer URL, what a token
+    gets when no ``resource`` was asked for) and external tokens for one of
+    their issuer's ``audiences``.
+    """
+
+    issuers: list[str] = Field(default_factory=lambda: ["self"])
+    audience: str | None = None
+
+    @field_validator("issuers")
+    @classmethod
+    def _check_issuers(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("is empty — name self and/or issuers from trusted_issuers")
+        if len(set(value)) != len(value):
+            raise ValueError("names an issuer twice — keep one")
+        return [v if v == "self" else v.rstrip("/") for v in value]
+
+    @field_validator("audience")
+    @classmethod
+    def _check_audience(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty — give the aud tokens for this route carry, or remove it")
+        return value
+
+
+ClaimValue = str | int | bool | list[str]
+
+
 class RouteSettings(_Section):
     """One gateway route: which requests, where they go, how they are authenticated.
 
@@ -539,6 +764,17 @@ class RouteSettings(_Section):
     timeout: Seconds = 30.0
     # Rate limits, all checked together by the gateway's limit step (429 when one refuses).
     limits: list[RouteLimit] = Field(default_factory=list)
+    # Which issuers / audience the jwt method accepts here (default: bastion's own tokens
+    # for its default API audience).
+    jwt: RouteJwtSettings | None = None
+    # Authorization beyond scopes (403 claim_mismatch / missing_role): claims the identity
+    # must carry with exactly these values, and roles (all required) read from roles_claim
+    # (a dotted path, e.g. realm_access.roles).
+    claims: dict[str, ClaimValue] = Field(default_factory=dict)
+    roles: list[str] = Field(default_factory=list)
+    roles_claim: str = "roles"
+    # The aud of the signed identity assertion (default: the upstream's origin).
+    assertion_audience: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -610,6 +846,29 @@ class RouteSettings(_Section):
             raise Problems(problems)
         return scopes
 
+    @field_validator("roles")
+    @classmethod
+    def _check_roles(cls, value: list[str]) -> list[str]:
+        problems: list[tuple[Loc, str]] = []
+        for index, role in enumerate(value):
+            if not isinstance(role, str) or not role.strip():
+                problems.append(((index,), f"{show(role)} is not a role — use e.g. admin"))
+            elif value.index(role) != index:
+                problems.append(((index,), f"{show(role)} is listed twice — keep one"))
+        if problems:
+            raise Problems(problems)
+        return value
+
+    @field_validator("roles_claim")
+    @classmethod
+    def _check_roles_claim(cls, value: str) -> str:
+        if not value or any(not part for part in value.split(".")):
+            raise ValueError(
+                f"{show(value)} is not a claim path — use a claim name or a dotted path, "
+                "e.g. roles or realm_access.roles"
+            )
+        return value
+
     @field_validator("api_key_header")
     @classmethod
     def _check_api_key_header(cls, value: str | None) -> str | None:
@@ -646,6 +905,15 @@ class RouteSettings(_Section):
             raise ValueError(
                 "scopes need an authenticated caller — a public route has none; remove scopes "
                 "or replace public: true with auth"
+            )
+        if self.public and (self.claims or self.roles):
+            raise ValueError(
+                "claims and roles need an authenticated caller — a public route has none; "
+                "remove them or replace public: true with auth"
+            )
+        if self.jwt is not None and "jwt" not in self.auth:
+            raise ValueError(
+                "jwt settings are only read by the jwt method — add jwt to auth or remove jwt"
             )
         if self.api_key_header is not None and "api_key" not in self.auth:
             raise ValueError(
@@ -794,6 +1062,9 @@ class Settings(BaseModel):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
+    introspection: IntrospectionSettings | None = None
+    identity_headers: IdentityHeaderSettings = Field(default_factory=IdentityHeaderSettings)
 
     @model_validator(mode="before")
     @classmethod
@@ -859,6 +1130,7 @@ class Settings(BaseModel):
                     "/metrics on the main port",
                 )
             )
+        problems.extend(_auth_references(self))
         if problems:
             raise Problems(problems)
         return self
@@ -924,4 +1196,61 @@ def _route_conflicts(routes: list[RouteSettings]) -> list[tuple[Loc, str]]:
                     )
                 )
                 break
+    return problems
+
+
+def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
+    """Routes' jwt issuers must be configured; introspection and mtls need their settings."""
+    problems: list[tuple[Loc, str]] = []
+    if settings.tls.client_ca is not None and settings.server.engine != "uvicorn":
+        problems.append(
+            (
+                ("tls", "client_ca"),
+                "needs server.engine: uvicorn — granian does not give the application the "
+                "client certificate",
+            )
+        )
+    known = {issuer.issuer for issuer in settings.trusted_issuers}
+    seen: set[str] = set()
+    for index, issuer in enumerate(settings.trusted_issuers):
+        if issuer.issuer in seen:
+            problems.append(
+                (("trusted_issuers", index, "issuer"), "is listed twice — keep one entry")
+            )
+        seen.add(issuer.issuer)
+    for index, route in enumerate(settings.routes):
+        if route.jwt is not None:
+            for position, name in enumerate(route.jwt.issuers):
+                if name != "self" and name not in known:
+                    problems.append(
+                        (
+                            ("routes", index, "jwt", "issuers", position),
+                            f"{show(name)} is not in trusted_issuers — add it there, or use "
+                            "self for bastion's own tokens",
+                        )
+                    )
+        if "mtls" in route.auth and settings.tls.mode == "off":
+            problems.append(
+                (
+                    ("routes", index, "auth"),
+                    "lists mtls, which needs bastion to terminate TLS — use tls mode auto or "
+                    "files with tls.client_ca",
+                )
+            )
+        elif "mtls" in route.auth and settings.tls.client_ca is None:
+            problems.append(
+                (
+                    ("routes", index, "auth"),
+                    "lists mtls but no client certificates are requested — set tls.client_ca "
+                    "to the PEM bundle of the CA that issues client certificates",
+                )
+            )
+        if "introspection" in route.auth and settings.introspection is None:
+            problems.append(
+                (
+                    ("routes", index, "auth"),
+                    "lists introspection but no introspection endpoint is configured — add "
+                    "introspection: {endpoint, client_id, client_secret}",
+                )
+            )
     return problems

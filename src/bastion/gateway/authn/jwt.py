@@ -1,4 +1,4 @@
-"""The ``jwt`` authentication method of gateway routes: bastion's own access tokens.
+"""The ``jwt`` authentication method of gateway routes: bastion's own and trusted issuers' tokens.
 
 Where a token is read from: ``Authorization: Bearer <JWT>`` (scheme
 case-insensitive). What is *not* this method's business (not responsible, so
@@ -9,8 +9,13 @@ a ``bst_`` API key, and a dot-free (opaque) token — those belong to
 Verification is delegated to an :class:`AccessTokenVerifierLike` (in
 production :class:`bastion.oauth.tokens.AccessTokenVerifier`: signature,
 ``iss``/``aud``/``exp``/``nbf``/``typ``, the ``jti`` deny-list, the client's
-status). The audience is the route's ``audience`` setting when it has one,
-else any audience.
+status). Tokens whose ``iss`` names a configured trusted issuer go to that
+issuer's :class:`~bastion.gateway.authn.external_jwt.TrustedIssuer` instead (its
+JWKS, its audiences). A route's ``jwt.issuers`` says which issuers it accepts
+(default: ``self`` only) and ``jwt.audience`` which ``aud``; without one, own
+tokens must be for :attr:`JwtAuthenticator.default_audience` (the runtime
+passes the issuer URL, bastion's default API audience; ``None`` accepts any)
+and external ones for their issuer's ``audiences``.
 
 Verified tokens are cached by the SHA-256 digest of the token (and the
 audience asked for) until ``min(exp, now + 60 s)`` in a bounded in-memory
@@ -30,6 +35,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.crypto import InvalidTokenError, sha256_hex
+from bastion.gateway.authn.external_jwt import TrustedIssuer, peek
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.errors import UnauthenticatedError
 from bastion.oauth.tokens import REVOKED_JTI_PREFIX
@@ -102,12 +108,26 @@ def identity_of_claims(claims: Mapping[str, Any]) -> Identity:
 
 
 class _Entry:
-    __slots__ = ("identity", "jti", "until")
+    __slots__ = ("identity", "issuer", "jti", "until")
 
-    def __init__(self, identity: Identity, jti: str, until: float) -> None:
+    def __init__(self, identity: Identity, jti: str, until: float, issuer: str) -> None:
         self.identity = identity
         self.jti = jti
         self.until = until
+        self.issuer = issuer
+
+
+#: The label of bastion's own tokens in a route's ``jwt.issuers``.
+SELF = "self"
+_ONLY_SELF = frozenset({SELF})
+
+
+def route_policy(settings: object) -> tuple[frozenset[str], str | None]:
+    """The issuers (``self`` and/or issuer URLs) and the audience a route's ``jwt`` accepts."""
+    jwt = getattr(settings, "jwt", None)
+    if jwt is not None:
+        return frozenset(jwt.issuers), jwt.audience
+    return _ONLY_SELF, getattr(settings, "audience", None)
 
 
 class JwtAuthenticator:
@@ -133,10 +153,18 @@ class JwtAuthenticator:
         cache_size: int = DEFAULT_CACHE_SIZE,
         cache_ttl: float = DEFAULT_CACHE_TTL,
         clock: Callable[[], float] = time.time,
+        issuer: str | None = None,
+        default_audience: str | None = None,
+        trusted_issuers: Mapping[str, TrustedIssuer] | None = None,
     ) -> None:
         if cache_size < 0 or cache_ttl < 0:
             raise ValueError("cache_size and cache_ttl must not be negative")
         self.verifier = verifier
+        # bastion's own iss (never dispatched to an external issuer, whatever is configured).
+        self.issuer = issuer
+        self.default_audience = default_audience
+        self.trusted_issuers: Mapping[str, TrustedIssuer] = dict(trusted_issuers or {})
+        self._policies: dict[str, tuple[frozenset[str], str | None]] = {}
         self.shared = shared
         self.cache_size = cache_size
         self.cache_ttl = cache_ttl
@@ -171,19 +199,41 @@ class JwtAuthenticator:
         except UnicodeDecodeError:
             raise InvalidBearerTokenError("malformed") from None
         route = ex.route
-        audience = getattr(route.settings, "audience", None) if route is not None else None
-        return await self.authenticate(token, audience=audience)
+        if route is None:
+            return await self.authenticate(token)
+        policy = self._policies.get(route.name)
+        if policy is None:
+            policy = self._policies[route.name] = route_policy(route.settings)
+        issuers, audience = policy
+        return await self.authenticate(token, audience=audience, issuers=issuers)
 
-    async def authenticate(self, token: str, *, audience: str | None = None) -> Identity:
+    async def authenticate(
+        self,
+        token: str,
+        *,
+        audience: str | None = None,
+        issuers: frozenset[str] = _ONLY_SELF,
+    ) -> Identity:
         """The identity of a valid ``token`` for ``audience``, from the cache or verified now.
 
-        Raises :class:`InvalidBearerTokenError`.
+        ``issuers`` are the accepted issuers: ``self`` (bastion's own tokens) and/or
+        URLs of :attr:`trusted_issuers`. ``audience`` None means the default: for
+        own tokens :attr:`default_audience` (any audience when that is None too),
+        for external ones the issuer's configured audiences.
+
+        Raises :class:`InvalidBearerTokenError`, or
+        :class:`~bastion.gateway.authn.jwks_cache.JwksUnavailableError` (503)
+        when an external issuer's keys were never fetchable.
         """
         now = self._clock()
         key = (sha256_hex(token.encode("ascii")), audience)
         entry = self._cache.get(key)
+        if entry is not None and entry.issuer not in issuers:
+            raise InvalidBearerTokenError("wrong_issuer")
         if entry is not None:
             if now < entry.until:
+                if not entry.jti:
+                    return entry.identity  # an external token without jti: nothing to deny-list
                 # One shared-state read per cached request (a Redis round trip in
                 # cluster mode, ~0.1 ms): the price of honouring revocations at once,
                 # still far below re-verifying the signature. A client disabled after
@@ -193,23 +243,52 @@ class JwtAuthenticator:
                     raise InvalidBearerTokenError("revoked")
                 return entry.identity
             self._cache.pop(key, None)
+        label = SELF
         try:
-            claims = await self.verifier.verify(token, audience=audience)
+            if self.trusted_issuers:
+                header, unverified = peek(token)
+                iss = unverified.get("iss")
+                if isinstance(iss, str) and iss != self.issuer and iss in self.trusted_issuers:
+                    label = iss
+            if label not in issuers:
+                raise InvalidBearerTokenError("wrong_issuer")
+            if label == SELF:
+                claims = await self.verifier.verify(
+                    token, audience=audience if audience is not None else self.default_audience
+                )
+            else:
+                claims = await self.trusted_issuers[label].verify(token, header, audience=audience)
+                jti = claims.get("jti")
+                if (
+                    isinstance(jti, str)
+                    and jti
+                    and await self.shared.get(REVOKED_JTI_PREFIX + jti) is not None
+                ):
+                    raise InvalidBearerTokenError("revoked")
         except InvalidTokenError as exc:
             raise InvalidBearerTokenError(exc.reason) from None
         identity = identity_of_claims(claims)
-        self._remember(key, identity, claims, now)
+        self._remember(key, identity, claims, now, label)
         return identity
 
     def _remember(
-        self, key: tuple[str, str | None], identity: Identity, claims: Mapping[str, Any], now: float
+        self,
+        key: tuple[str, str | None],
+        identity: Identity,
+        claims: Mapping[str, Any],
+        now: float,
+        issuer: str = SELF,
     ) -> None:
         if self.cache_size == 0:
             return
         jti = claims.get("jti")
         exp = claims.get("exp")
-        if not isinstance(jti, str) or not jti or not isinstance(exp, int | float):
-            return  # nothing to re-check revocation by, or no end: never cache
+        if not isinstance(exp, int | float):
+            return  # no end: never cache
+        if not isinstance(jti, str) or not jti:
+            if issuer == SELF:
+                return  # own tokens always carry a jti; without one, nothing to revoke by
+            jti = ""
         until = min(float(exp), now + self.cache_ttl)
         if until <= now:
             return
@@ -218,4 +297,4 @@ class JwtAuthenticator:
         # evicting the oldest is O(1) and drops what expires soonest.
         while len(cache) >= self.cache_size:
             del cache[next(iter(cache))]
-        cache[key] = _Entry(identity, jti, until)
+        cache[key] = _Entry(identity, jti, until, issuer)

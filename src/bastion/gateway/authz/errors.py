@@ -11,7 +11,13 @@ from collections.abc import Iterable
 
 from bastion.gateway.errors import GatewayError
 
-__all__ = ["ForbiddenError", "InsufficientScopeError", "RouteNotAllowedError"]
+__all__ = [
+    "ClaimMismatchError",
+    "ForbiddenError",
+    "InsufficientScopeError",
+    "MissingRoleError",
+    "RouteNotAllowedError",
+]
 
 
 class ForbiddenError(GatewayError):
@@ -54,3 +60,25 @@ class RouteNotAllowedError(ForbiddenError):
 
     def __init__(self) -> None:
         super().__init__("This credential may not call this route.")
+
+
+class MissingRoleError(ForbiddenError):
+    """The caller lacks a role the route requires (``role`` names it)."""
+
+    code = "missing_role"
+    status = 403
+    title = "Missing role"
+
+    def __init__(self, role: str) -> None:
+        super().__init__(f"This route requires the role {role}.", role=role)
+
+
+class ClaimMismatchError(ForbiddenError):
+    """A claim the route requires is absent or has another value (``claim`` names it)."""
+
+    code = "claim_mismatch"
+    status = 403
+    title = "Claim mismatch"
+
+    def __init__(self, claim: str) -> None:
+        super().__init__(f"The credential's claim {claim} does not allow this route.", claim=claim)

@@ -1,0 +1,262 @@
+"""The ``introspection`` authentication method: opaque tokens checked at an RFC 7662 endpoint.
+
+Where a token is read from: ``Authorization: Bearer <token>`` (scheme
+case-insensitive), any token that is not a ``bst_`` API key (those belong to
+``api_key``). List ``jwt`` before ``introspection`` on a route to verify
+JWTs locally and send only the rest to the endpoint.
+
+The token is POSTed to the configured endpoint (RFC 7662 §2.1) with bastion's
+client credentials (``client_secret_basic``, RFC 6749 §2.3.1: id and secret
+form-encoded, then Basic). The answer is validated (§2.2) before it is
+believed: a JSON object; ``active`` exactly ``true``; ``exp``/``nbf`` numbers
+that allow now; ``scope``, ``sub``, ``client_id`` strings when present (``sub``
+or else ``client_id`` becomes the subject; neither is refused); ``aud``
+containing the expected audience when one is configured.
+
+Answers are cached by the SHA-256 digest of the token: active ones until
+``min(exp, now + cache_ttl)``, inactive ones for ``negative_cache_ttl`` (so a
+client replaying a dead token does not make bastion ask every time). A
+revocation at the issuer is therefore seen within ``cache_ttl``.
+
+Failures: an inactive or invalid token is :class:`InvalidBearerTokenError`
+(401 ``invalid_token``); an endpoint that is down, slow, or answers anything
+but a valid 200 is :class:`IntrospectionUnavailableError` (503) — fail
+closed, never "active".
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from bastion.crypto import sha256_hex
+from bastion.errors import ServiceUnavailableError
+from bastion.gateway.authn.identity import Identity
+from bastion.gateway.authn.jwks_cache import tls_verify
+from bastion.gateway.authn.jwt import InvalidBearerTokenError
+
+if TYPE_CHECKING:
+    from bastion.gateway.pipeline import Exchange
+
+__all__ = ["IntrospectionAuthenticator", "IntrospectionUnavailableError"]
+
+_AUTHORIZATION = b"authorization"
+_BEARER = b"bearer "
+_KEY_PREFIX = b"bst_"
+_CARRIERS = frozenset({_AUTHORIZATION})
+#: An introspection response larger than this is not believed (a real one is < 2 KiB).
+MAX_RESPONSE_BYTES = 64 * 1024
+MAX_TOKEN_BYTES = 8192
+
+
+class IntrospectionUnavailableError(ServiceUnavailableError):
+    """The introspection endpoint could not give a valid answer (503, fail closed)."""
+
+    code = "introspection_unavailable"
+    title = "Token introspection unavailable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("The token cannot be checked right now; try again shortly.")
+        self.reason = reason  # for the log and audit, never rendered
+
+
+class _Entry:
+    __slots__ = ("identity", "until")
+
+    def __init__(self, identity: Identity | None, until: float) -> None:
+        self.identity = identity
+        self.until = until
+
+
+def _form_encode(value: str) -> str:
+    # RFC 6749 §2.3.1: application/x-www-form-urlencoded before Basic.
+    return quote(value, safe="").replace("%20", "+")
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+class IntrospectionAuthenticator:
+    """Authenticates gateway requests by asking an RFC 7662 endpoint (see the module docstring).
+
+    Returns an identity, ``None`` when the request has no (non-API-key) bearer
+    token, or raises :class:`InvalidBearerTokenError` (401) /
+    :class:`IntrospectionUnavailableError` (503).
+    """
+
+    method = "introspection"
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        client_id: str,
+        client_secret: str,
+        cache_ttl: float = 60.0,
+        negative_cache_ttl: float = 5.0,
+        timeout: float = 3.0,
+        audience: str | None = None,
+        ca_file: Path | None = None,
+        cache_size: int = 10_000,
+        leeway: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        basic = f"{_form_encode(client_id)}:{_form_encode(client_secret)}"
+        self._authorization = "Basic " + base64.b64encode(basic.encode()).decode("ascii")
+        self.cache_ttl = cache_ttl
+        self.negative_cache_ttl = negative_cache_ttl
+        self.audience = audience
+        self.cache_size = cache_size
+        self.leeway = leeway
+        self._clock = clock
+        self._client_args: dict[str, Any] = {
+            "timeout": timeout,
+            "verify": tls_verify(ca_file),
+            "follow_redirects": False,
+            "transport": transport,
+        }
+        self._client: httpx.AsyncClient | None = None
+        self._cache: dict[str, _Entry] = {}
+        #: Requests made to the endpoint (for tests and metrics).
+        self.requests = 0
+
+    async def aclose(self) -> None:
+        """Close the connection pool to the endpoint."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __call__(self, ex: Exchange, /) -> Identity | None:
+        tokens: set[bytes] = set()
+        for raw_name, value in ex.scope.get("headers") or ():
+            if raw_name.lower() == _AUTHORIZATION and value[:7].lower() == _BEARER:
+                token = value[7:].strip()
+                if token and not token.startswith(_KEY_PREFIX):
+                    tokens.add(token)
+        if not tokens:
+            return None
+        ex.credential_headers = ex.credential_headers | _CARRIERS
+        if len(tokens) > 1:
+            raise InvalidBearerTokenError("malformed")
+        (raw,) = tokens
+        if len(raw) > MAX_TOKEN_BYTES:
+            raise InvalidBearerTokenError("too_large")
+        try:
+            token = raw.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidBearerTokenError("malformed") from None
+        return await self.authenticate(token)
+
+    async def authenticate(self, token: str) -> Identity:
+        """The identity of an active ``token``, from the cache or the endpoint.
+
+        Raises :class:`InvalidBearerTokenError` or :class:`IntrospectionUnavailableError`.
+        """
+        now = self._clock()
+        key = sha256_hex(token.encode("ascii"))
+        entry = self._cache.get(key)
+        if entry is not None:
+            if now < entry.until:
+                if entry.identity is None:
+                    raise InvalidBearerTokenError("inactive")
+                return entry.identity
+            self._cache.pop(key, None)
+        answer = await self._ask(token)
+        try:
+            identity, exp = self._validate(answer, now)
+        except InvalidBearerTokenError:
+            self._remember(key, None, now + self.negative_cache_ttl)
+            raise
+        until = now + self.cache_ttl
+        if exp is not None:
+            until = min(until, exp)
+        self._remember(key, identity, until)
+        return identity
+
+    def _remember(self, key: str, identity: Identity | None, until: float) -> None:
+        if self.cache_size == 0 or until <= self._clock():
+            return
+        cache = self._cache
+        while len(cache) >= self.cache_size:
+            del cache[next(iter(cache))]
+        cache[key] = _Entry(identity, until)
+
+    async def _ask(self, token: str) -> dict[str, Any]:
+        client = self._client
+        if client is None:
+            client = self._client = httpx.AsyncClient(**self._client_args)
+        self.requests += 1
+        try:
+            async with client.stream(
+                "POST",
+                self.endpoint,
+                content=f"token={_form_encode(token)}&token_type_hint=access_token",
+                headers={
+                    "authorization": self._authorization,
+                    "content-type": "application/x-www-form-urlencoded",
+                    "accept": "application/json",
+                },
+            ) as response:
+                if response.status_code != 200:
+                    raise IntrospectionUnavailableError(f"HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise IntrospectionUnavailableError("response too large")
+        except httpx.HTTPError as exc:
+            raise IntrospectionUnavailableError(type(exc).__name__) from None
+        try:
+            value = orjson.loads(bytes(body))
+        except orjson.JSONDecodeError:
+            raise IntrospectionUnavailableError("response is not JSON") from None
+        if not isinstance(value, dict) or not isinstance(value.get("active"), bool):
+            raise IntrospectionUnavailableError("response has no boolean 'active'")
+        return value
+
+    def _validate(self, answer: Mapping[str, Any], now: float) -> tuple[Identity, float | None]:
+        if answer.get("active") is not True:
+            raise InvalidBearerTokenError("inactive")
+        exp = _number(answer.get("exp")) if "exp" in answer else None
+        if "exp" in answer and exp is None:
+            raise InvalidBearerTokenError("invalid_claim")
+        if exp is not None and now >= exp + self.leeway:
+            raise InvalidBearerTokenError("expired")
+        if "nbf" in answer:
+            nbf = _number(answer.get("nbf"))
+            if nbf is None:
+                raise InvalidBearerTokenError("invalid_claim")
+            if now + self.leeway < nbf:
+                raise InvalidBearerTokenError("not_yet_valid")
+        for name in ("scope", "sub", "client_id"):
+            if name in answer and not isinstance(answer[name], str):
+                raise InvalidBearerTokenError("invalid_claim")
+        if self.audience is not None:
+            aud = answer.get("aud")
+            audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+            if self.audience not in audiences:
+                raise InvalidBearerTokenError("wrong_audience")
+        subject = answer.get("sub") or answer.get("client_id")
+        if not subject:
+            raise InvalidBearerTokenError("missing_claim")
+        claims = {k: v for k, v in answer.items() if k != "active"}
+        identity = Identity(
+            method="introspection",
+            subject=subject,
+            scopes=frozenset(str(answer.get("scope", "")).split()),
+            claims=claims,
+        )
+        return identity, exp

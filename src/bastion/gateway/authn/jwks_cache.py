@@ -1,0 +1,208 @@
+"""The key set of a trusted external issuer: fetched over HTTPS, cached, refreshed carefully.
+
+The JWKS (RFC 7517) is fetched with httpx, never on the hot path's common case:
+only when nothing is cached yet, when the cached set is older than
+``cache_ttl``, or when a token names a ``kid`` the cached set lacks (the IdP
+rotated its keys). The ``jwks_uri`` is the configured one, or discovered once
+from the issuer's metadata: OpenID Connect Discovery
+(``/.well-known/openid-configuration``) first, then RFC 8414
+(``/.well-known/oauth-authorization-server``); the metadata's ``issuer`` must
+equal the configured issuer exactly (RFC 8414 §3.3).
+
+Two rules keep an attacker from turning bastion into a JWKS flood: fetches
+are single-flight (one in progress at a time; concurrent callers wait for
+it), and a fetch *attempt* — successful or not — happens at most once per
+``min_refresh_interval``. A token with a random ``kid`` therefore costs at most
+one fetch per interval, however many arrive. When the IdP is down the old
+set keeps serving (a stale set beats refusing every token); only when there
+has never been a set does :class:`JwksUnavailableError` (503) answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable, Collection
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from bastion.crypto import InvalidKeyError, PublicKeySet
+from bastion.errors import ServiceUnavailableError
+
+__all__ = ["JwksCache", "JwksUnavailableError"]
+
+log = logging.getLogger("bastion.gateway.jwks")
+
+#: A JWKS or metadata document larger than this is refused (a real one is a few KiB).
+MAX_DOCUMENT_BYTES = 256 * 1024
+
+_DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
+
+
+class JwksUnavailableError(ServiceUnavailableError):
+    """No key set of a trusted issuer could be fetched yet (503, fail closed)."""
+
+    code = "issuer_unavailable"
+    title = "Token issuer unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The keys of the token's issuer cannot be fetched right now.")
+
+
+class _FetchError(Exception):
+    """One fetch failed; the message is for the log (never shown to clients)."""
+
+
+def tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
+    """httpx ``verify``: the system trust store, or only ``ca_file`` when given."""
+    if ca_file is None:
+        return True
+    return ssl.create_default_context(cafile=str(ca_file))
+
+
+class JwksCache:
+    """The current :class:`PublicKeySet` of one issuer (see the module docstring).
+
+    ``algorithms`` restricts which keys of the set are usable (keys for other
+    algorithms are skipped, never trusted). ``clock`` is monotonic seconds;
+    ``transport`` lets tests plug in an httpx transport.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        jwks_uri: str | None = None,
+        algorithms: Collection[str] = ("RS256", "ES256"),
+        cache_ttl: float = 600.0,
+        min_refresh_interval: float = 30.0,
+        timeout: float = 5.0,
+        ca_file: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.jwks_uri = jwks_uri
+        self.algorithms = tuple(algorithms)
+        self.cache_ttl = cache_ttl
+        self.min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._client_args: dict[str, Any] = {
+            "timeout": timeout,
+            "verify": tls_verify(ca_file),
+            "follow_redirects": False,
+            "transport": transport,
+        }
+        self._keys: PublicKeySet | None = None
+        self._fetched_at = 0.0
+        self._last_attempt: float | None = None
+        self._lock = asyncio.Lock()
+        #: Number of fetch attempts made (for tests and metrics).
+        self.fetches = 0
+
+    def current(self) -> PublicKeySet:
+        """The cached key set (empty before the first successful fetch)."""
+        return self._keys if self._keys is not None else PublicKeySet()
+
+    async def get(self) -> PublicKeySet:
+        """The key set, fetched first when missing or older than ``cache_ttl``.
+
+        Raises :class:`JwksUnavailableError` when there is no set and none can be fetched.
+        """
+        keys = self._keys
+        if keys is not None and self._clock() - self._fetched_at < self.cache_ttl:
+            return keys
+        return await self._refresh()
+
+    async def refresh_for_kid(self, kid: str) -> PublicKeySet:
+        """The key set after a refetch if ``kid`` is unknown and the interval allows one.
+
+        Raises :class:`JwksUnavailableError` when there is no set and none can be fetched.
+        """
+        keys = await self.get()
+        if kid in keys:
+            return keys
+        return await self._refresh()
+
+    def _may_fetch(self) -> bool:
+        last = self._last_attempt
+        return last is None or self._clock() - last >= self.min_refresh_interval
+
+    async def _refresh(self) -> PublicKeySet:
+        if not self._may_fetch():
+            return self._available()
+        attempt_before = self._last_attempt
+        async with self._lock:
+            # Someone else fetched while we waited: use their result (single flight).
+            if self._last_attempt != attempt_before or not self._may_fetch():
+                return self._available()
+            self._last_attempt = self._clock()
+            self.fetches += 1
+            try:
+                keys = await self._fetch()
+            except _FetchError as exc:
+                log.warning("JWKS of %s not refreshed: %s", self.issuer, exc)
+                return self._available()
+            self._keys = keys
+            self._fetched_at = self._clock()
+            return keys
+
+    def _available(self) -> PublicKeySet:
+        if self._keys is None:
+            raise JwksUnavailableError
+        return self._keys
+
+    async def _fetch(self) -> PublicKeySet:
+        async with httpx.AsyncClient(**self._client_args) as client:
+            if self.jwks_uri is None:
+                self.jwks_uri = await self._discover(client)
+            document = await _get_json(client, self.jwks_uri)
+        try:
+            return PublicKeySet.from_jwks(document, allowed_algs=self.algorithms)
+        except InvalidKeyError as exc:
+            raise _FetchError(f"{self.jwks_uri}: {exc.detail}") from None
+
+    async def _discover(self, client: httpx.AsyncClient) -> str:
+        problems: list[str] = []
+        for path in _DISCOVERY_PATHS:
+            url = self.issuer + path
+            try:
+                metadata = await _get_json(client, url)
+            except _FetchError as exc:
+                problems.append(str(exc))
+                continue
+            if metadata.get("issuer") != self.issuer:
+                problems.append(f"{url}: its issuer is not {self.issuer}")
+                continue
+            jwks_uri = metadata.get("jwks_uri")
+            if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+                problems.append(f"{url}: no usable jwks_uri")
+                continue
+            return jwks_uri
+        raise _FetchError("; ".join(problems))
+
+
+async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    try:
+        async with client.stream("GET", url, headers={"accept": "application/json"}) as response:
+            if response.status_code != 200:
+                raise _FetchError(f"{url}: HTTP {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_DOCUMENT_BYTES:
+                    raise _FetchError(f"{url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
+    except httpx.HTTPError as exc:
+        raise _FetchError(f"{url}: {type(exc).__name__}") from None
+    try:
+        value = orjson.loads(bytes(body))
+    except orjson.JSONDecodeError:
+        raise _FetchError(f"{url}: not JSON") from None
+    if not isinstance(value, dict):
+        raise _FetchError(f"{url}: not a JSON object")
+    return value

@@ -1,0 +1,113 @@
+"""The ``mtls`` authentication method and RFC 8705 certificate-bound tokens.
+
+The server (uvicorn engine; see docs/gateway-auth.md for granian) asks every
+client for a certificate and verifies a presented one against ``tls.client_ca``
+during the handshake; the verified leaf reaches the ASGI app through the ASGI
+TLS extension, ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM, leaf
+first). This module never verifies a chain itself: a certificate in the scope
+is one the TLS layer accepted.
+
+- :class:`MtlsAuthenticator`: no certificate → not responsible; otherwise
+  the identity's ``subject`` is the first URI / DNS / e-mail SAN (SPIFFE IDs
+  are URI SANs), else the RFC 4514 subject; its claims carry ``sub``,
+  ``cert_subject``, ``cert_sans`` and ``cnf: {"x5t#S256": …}``.
+- :func:`check_binding` (RFC 8705 §3): a token whose claims hold
+  ``cnf.x5t#S256`` is accepted only over a connection presenting the
+  certificate with that thumbprint; anything else is 401 ``invalid_token``.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from bastion.crypto import ClientCertificate, constant_time_equals, x5t_s256
+from bastion.gateway.authn.identity import Identity
+from bastion.gateway.authn.jwt import InvalidBearerTokenError
+
+if TYPE_CHECKING:
+    from bastion.gateway.pipeline import Exchange
+
+__all__ = ["MtlsAuthenticator", "check_binding", "peer_certificate_der"]
+
+_CERT_KEY = "bastion.client_cert"
+
+
+def peer_certificate_der(scope: MutableMapping[str, Any]) -> bytes | None:
+    """The DER of the verified client certificate of this request, or None."""
+    tls = (scope.get("extensions") or {}).get("tls")
+    if not tls:
+        return None
+    chain = tls.get("client_cert_chain")
+    if not chain:
+        return None
+    try:
+        return ssl.PEM_cert_to_DER_cert(chain[0])
+    except (ValueError, TypeError):
+        return None
+
+
+def _thumbprint(scope: MutableMapping[str, Any]) -> str | None:
+    der = peer_certificate_der(scope)
+    return x5t_s256(der) if der is not None else None
+
+
+def check_binding(scope: MutableMapping[str, Any], claims: Mapping[str, Any]) -> None:
+    """Return if the token is unbound or bound to this request's certificate.
+
+    Raises :class:`InvalidBearerTokenError` (``cnf_mismatch``) when the token
+    is certificate-bound (``cnf.x5t#S256``) and the request presents no
+    certificate or another one; ``malformed`` for an unreadable ``cnf``.
+    """
+    cnf = claims.get("cnf")
+    if cnf is None:
+        return
+    if not isinstance(cnf, Mapping):
+        raise InvalidBearerTokenError("malformed")
+    bound = cnf.get("x5t#S256")
+    if bound is None:
+        return  # bound to something else (e.g. a DPoP key): not this method's check
+    if not isinstance(bound, str):
+        raise InvalidBearerTokenError("malformed")
+    presented = _thumbprint(scope)
+    if presented is None or not constant_time_equals(presented, bound):
+        raise InvalidBearerTokenError("cnf_mismatch")
+
+
+class MtlsAuthenticator:
+    """Authenticates requests by their verified client certificate (see the module docstring)."""
+
+    method = "mtls"
+
+    def __init__(self, cache_size: int = 10_000) -> None:
+        self.cache_size = cache_size
+        # DER -> identity: parsing a certificate costs ~50 µs; connections repeat it.
+        self._cache: dict[bytes, Identity] = {}
+
+    async def __call__(self, ex: Exchange, /) -> Identity | None:
+        der = peer_certificate_der(ex.scope)
+        if der is None:
+            return None
+        identity = self._cache.get(der)
+        if identity is None:
+            try:
+                cert = ClientCertificate.from_der(der)
+            except ValueError:
+                raise InvalidBearerTokenError("malformed") from None
+            subject = cert.sans[0] if cert.sans else cert.subject
+            identity = Identity(
+                method="mtls",
+                subject=subject,
+                claims={
+                    "sub": subject,
+                    "cert_subject": cert.subject,
+                    "cert_sans": list(cert.sans),
+                    "cnf": {"x5t#S256": cert.thumbprint},
+                },
+            )
+            cache = self._cache
+            while cache and len(cache) >= self.cache_size:
+                del cache[next(iter(cache))]
+            cache[der] = identity
+        return identity

@@ -1,0 +1,107 @@
+"""The mtls method and RFC 8705 certificate-bound tokens, with the cert in the ASGI TLS scope."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt, x5t_s256
+from bastion.demo.echo import EchoServer
+from bastion.gateway import Gateway, InvalidBearerTokenError, UnauthenticatedError
+from bastion.gateway.authn.jwt import JwtAuthenticator
+from bastion.gateway.authn.mtls import MtlsAuthenticator
+from bastion.oauth.tokens import AccessTokenVerifier
+from bastion.storage.shared import MemorySharedState
+from gateway.certs_support import TestCA, client_sans, der, pem
+from gateway.gateway_support import Match, Recorder, Route, make_receive, make_scope
+
+ISSUER = "https://auth.test"
+CA = TestCA()
+ALICE, _ = CA.issue("alice", client_sans("spiffe://test/alice"), server=False)
+BOB, _ = CA.issue("bob", [], server=False)
+
+
+@dataclass
+class Setup:
+    key: SigningKeyPair
+    gateway: Gateway
+
+
+@pytest.fixture
+async def setup(echo: EchoServer) -> AsyncIterator[Setup]:
+    key = SigningKeyPair.generate("ES256")
+    keys = PublicKeySet([key.public_key])
+    shared = MemorySharedState()
+    verifier = AccessTokenVerifier(lambda: keys, issuer=ISSUER, shared=shared)
+    authn = JwtAuthenticator(verifier, shared=shared, issuer=ISSUER)
+    routes = [
+        Route("certs", Match("/certs"), echo.url, public=False, auth=("mtls",)),
+        Route("tokens", Match("/tokens"), echo.url, public=False, auth=("jwt", "mtls")),
+    ]
+    gateway = Gateway(routes, authenticators={"jwt": authn, "mtls": MtlsAuthenticator()})
+    try:
+        yield Setup(key, gateway)
+    finally:
+        await gateway.shutdown()
+        await shared.close()
+
+
+async def request(setup: Setup, path: str, cert: Any = None, token: str | None = None) -> int:
+    headers = [("authorization", f"Bearer {token}")] if token else []
+    scope = make_scope("GET", path, headers=headers, scheme="https")
+    if cert is not None:
+        scope["extensions"] = {"tls": {"client_cert_chain": [pem(cert)]}}
+    recorder = Recorder()
+    await setup.gateway(scope, make_receive(), recorder)
+    return recorder.result().status
+
+
+def token(setup: Setup, **extra: Any) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "sub": "svc",
+        "aud": "api",
+        "client_id": "svc",
+        "scope": "",
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        **extra,
+    }
+    return sign_jwt(claims, setup.key, typ="at+jwt")
+
+
+async def test_certificate_identity(setup: Setup, echo: EchoServer) -> None:
+    assert await request(setup, "/certs/x", ALICE) == 200
+    assert await request(setup, "/certs/x", BOB) == 200
+    alice, bob = echo.received
+    assert alice.header("x-bastion-subject") == "spiffe://test/alice"  # the URI SAN
+    assert bob.header("x-bastion-subject") == "CN=bob"  # no SAN: the RFC 4514 subject
+
+
+async def test_no_certificate_is_401(setup: Setup) -> None:
+    with pytest.raises(UnauthenticatedError) as caught:
+        await request(setup, "/certs/x")
+    assert (caught.value.status, caught.value.code) == (401, "unauthenticated")
+
+
+async def test_bound_token_needs_its_certificate(setup: Setup, echo: EchoServer) -> None:
+    bound = token(setup, cnf={"x5t#S256": x5t_s256(der(ALICE))})
+    assert await request(setup, "/tokens/x", ALICE, bound) == 200
+    assert echo.received[0].header("x-bastion-subject") == "svc"
+    for cert in (None, BOB):  # also from the verified-token cache: checked every request
+        with pytest.raises(InvalidBearerTokenError) as caught:
+            await request(setup, "/tokens/x", cert, bound)
+        assert caught.value.reason == "cnf_mismatch"
+        assert caught.value.status == 401
+    unbound = token(setup)
+    assert await request(setup, "/tokens/x", None, unbound) == 200
+    with pytest.raises(InvalidBearerTokenError) as bad:
+        await request(setup, "/tokens/x", ALICE, token(setup, cnf="x"))
+    assert bad.value.reason == "malformed"
