@@ -15,6 +15,7 @@ acted on its own (``leak-report``).
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -29,6 +30,7 @@ __all__ = [
     "cli_actor",
     "client_changed",
     "signing_key_changed",
+    "spec_fields",
 ]
 
 #: The actor of revocations made by the leak-report endpoint.
@@ -51,6 +53,15 @@ def admin_actor(claims: Mapping[str, Any]) -> str:
         if isinstance(value, str) and value:
             return f"admin:{value[:200]}"
     return "admin:unknown"
+
+
+def spec_fields(spec: Any) -> list[str]:
+    """The names of the members of a dataclass ``spec`` that are set (not None or empty)."""
+    return [
+        field.name
+        for field in dataclasses.fields(spec)
+        if getattr(spec, field.name) not in (None, (), [], {}, "")
+    ]
 
 
 def _data(actor: str, action: str, target: str, fields: Iterable[str]) -> dict[str, Any]:
