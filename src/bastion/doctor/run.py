@@ -70,7 +70,7 @@ async def _store_findings(
     except TimeoutError:
         reason = f"the database {redact_url(url)} did not answer within {seconds:g}s"
     except BastionError as error:
-        reason = f"{redact_url(url)}: {error.detail}"
+        reason = error.detail
     except OSError as error:
         reason = f"{redact_url(url)}: {error.strerror or error}"
     return [_store_unavailable(reason)], False
