@@ -86,7 +86,11 @@ def load_advisories(path: Path) -> list[Advisory]:
             f"cannot read advisory file {path}: {exc.strerror or exc} — check the path"
         ) from None
     try:
-        parsed = _AdvisoryFile.model_validate_json(raw)
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdvisoryFileError(f"advisory file {path} is not JSON ({exc})") from None
+    try:
+        parsed = _AdvisoryFile.model_validate(data)
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "file"
