@@ -56,12 +56,21 @@ def admin_actor(claims: Mapping[str, Any]) -> str:
 
 
 def spec_fields(spec: Any) -> list[str]:
-    """The names of the members of a dataclass ``spec`` that are set (not None or empty)."""
-    return [
-        field.name
-        for field in dataclasses.fields(spec)
-        if getattr(spec, field.name) not in (None, (), [], {}, "")
-    ]
+    """The names of the members of a dataclass ``spec`` that differ from their defaults."""
+    names: list[str] = []
+    for field in dataclasses.fields(spec):
+        if field.default is not dataclasses.MISSING:
+            default: Any = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            names.append(field.name)
+            continue
+        value = getattr(spec, field.name)
+        # [] and () (or None and "") both mean "not given": callers build specs either way.
+        if value != default and (value or default):
+            names.append(field.name)
+    return names
 
 
 def _data(actor: str, action: str, target: str, fields: Iterable[str]) -> dict[str, Any]:
