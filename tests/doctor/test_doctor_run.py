@@ -104,3 +104,11 @@ async def test_migrated_database_is_checked(db_url: str) -> None:
     run = await run_doctor(Settings.model_validate({"storage": db_url}), dependencies=False)
     assert run.checked == {"config": True, "store": True, "dependencies": False}
     assert not [f for f in run.findings if f.id.startswith("store.")]
+
+
+async def test_database_password_never_in_findings() -> None:
+    url = "postgresql://user:SuperSecretPw@127.0.0.1:1/none"
+    run = await run_doctor(Settings.model_validate({"storage": url}), dependencies=False)
+    text = repr([f.as_dict() for f in run.findings])
+    assert "SuperSecretPw" not in text
+    assert "postgresql://user:***@127.0.0.1:1/none" in text
