@@ -327,17 +327,6 @@ _not_yet(users_app, "the login and MFA interaction")
 _not_yet(audit_app, "the audit log")
 
 
-@app.command()
-def doctor(as_json: bool = JsonOption) -> None:
-    """Check the configuration against the security invariants and audit dependencies."""
-    emit(
-        {"available": False, "arrives_with": "the audit and operator-posture work"},
-        as_json,
-        lambda: console.print(f"not available in bastion {__version__} yet"),
-    )
-    raise typer.Exit(EXIT_NOT_AVAILABLE)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     try:
@@ -347,5 +336,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 from bastion.cli import clients as _clients  # noqa: E402,F401
+from bastion.cli import doctor as _doctor  # noqa: E402,F401
 from bastion.cli import keys as _keys  # noqa: E402,F401
 from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 import typer
 
+from bastion.audit.events import Event
+from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, clients_app, handles_errors
 from bastion.cli.output import (
     CommandArgumentsError,
@@ -72,15 +74,30 @@ RedirectOption = typer.Option(
 )
 
 
-def _with_service(work: Callable[[Any], Awaitable[T]], config: Path | None) -> T:
-    """Open the stores, build a ClientService and run ``work(service)`` on it."""
-    from bastion.cli.context import with_stores
+def _with_service(
+    work: Callable[[Any], Awaitable[T]], config: Path | None, events: list[Event] | None = None
+) -> T:
+    """Open the stores, build a ClientService and run ``work(service)`` on it.
+
+    The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
+    """
+    from bastion.cli.context import Stores, record_cli_events, with_stores
     from bastion.oauth.clients import ClientService
 
     settings = _settings(config)
-    return with_stores(
-        settings, lambda stores: work(ClientService(stores.db, settings, stores.shared))
-    )
+
+    async def run(stores: Stores) -> T:
+        result = await work(ClientService(stores.db, settings, stores.shared))
+        await record_cli_events(stores.db, events or [])
+        return result
+
+    return with_stores(settings, run)
+
+
+def _changed(action: str, client_id: str, fields: Any = ()) -> Event:
+    from bastion.audit.lifecycle import cli_actor, client_changed
+
+    return client_changed(cli_actor(), action, client_id, fields)
 
 
 def _read_jwks(path: Path | None) -> dict[str, Any] | None:
@@ -176,11 +193,15 @@ def create(
         jwks=_read_jwks(jwks_file),
     )
 
+    events: list[Event] = []
+    fields = spec_fields(spec)
+
     async def work(service: Any) -> dict[str, Any]:
         client, secret = await service.create(spec)
+        events.append(_changed("created", client.client_id, fields))
         return await _document(service, client, secret, with_secret=True)
 
-    doc = _with_service(work, config)
+    doc = _with_service(work, config, events)
 
     def human() -> None:
         console.print("[green]✓[/] client created")
@@ -299,10 +320,14 @@ def update(
     if not changes:
         raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
-    async def work(service: Any) -> dict[str, Any]:
-        return await _document(service, await service.update(client_id, **changes))
+    events: list[Event] = []
 
-    doc = _with_service(work, config)
+    async def work(service: Any) -> dict[str, Any]:
+        client = await service.update(client_id, **changes)
+        events.append(_changed("updated", client_id, changes))
+        return await _document(service, client)
+
+    doc = _with_service(work, config, events)
 
     def human() -> None:
         console.print(f"[green]✓[/] client updated: {', '.join(sorted(changes))}")
@@ -328,11 +353,14 @@ def rotate_secret(
     """Issue a new client secret (shown once); the old one works until the grace period ends."""
     grace_seconds = _parse_grace(grace)
 
+    events: list[Event] = []
+
     async def work(service: Any) -> dict[str, Any]:
         secret = await service.rotate_secret(client_id, grace=grace_seconds)
+        events.append(_changed("secret_rotated", client_id, ["client_secret"]))
         return await _document(service, await service.get(client_id), secret, with_secret=True)
 
-    doc = _with_service(work, config)
+    doc = _with_service(work, config, events)
 
     def human() -> None:
         console.print("[green]✓[/] new client secret issued")
@@ -366,11 +394,14 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
+        events: list[Event] = []
+
         async def work(service: Any) -> dict[str, Any]:
             client = await getattr(service, name)(client_id)
+            events.append(_changed(verb, client_id, ["disabled"]))
             return await _document(service, client)
 
-        doc = _with_service(work, config)
+        doc = _with_service(work, config, events)
         emit(doc, as_json, lambda: console.print(f"[green]✓[/] client {client_id} {verb}"))
 
 
@@ -396,9 +427,12 @@ def delete(
         prompt=f"Delete client {client_id} and everything issued to it?",
     )
 
+    events: list[Event] = []
+
     async def work(service: Any) -> dict[str, Any]:
         await service.delete(client_id)
+        events.append(_changed("deleted", client_id))
         return {"deleted": client_id}
 
-    result = _with_service(work, config)
+    result = _with_service(work, config, events)
     emit(result, as_json, lambda: console.print(f"[green]✓[/] client {client_id} deleted"))

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import typer
 
+from bastion.audit.events import Event
+from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, handles_errors, keys_app
 from bastion.cli.output import (
     CommandArgumentsError,
@@ -71,15 +73,30 @@ MetadataOption = typer.Option(
 )
 
 
-def _with_service(work: Callable[[Any], Awaitable[T]], config: Path | None) -> T:
-    """Open the stores, build an ApiKeyService and run ``work(service)`` on it."""
+def _with_service(
+    work: Callable[[Any], Awaitable[T]], config: Path | None, events: list[Event] | None = None
+) -> T:
+    """Open the stores, build an ApiKeyService and run ``work(service)`` on it.
+
+    The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
+    """
     from bastion.apikeys import ApiKeyService
-    from bastion.cli.context import with_stores
+    from bastion.cli.context import Stores, record_cli_events, with_stores
 
     settings = _settings(config)
-    return with_stores(
-        settings, lambda stores: work(ApiKeyService(stores.db, settings, stores.shared))
-    )
+
+    async def run(stores: Stores) -> T:
+        result = await work(ApiKeyService(stores.db, settings, stores.shared))
+        await record_cli_events(stores.db, events or [])
+        return result
+
+    return with_stores(settings, run)
+
+
+def _changed(action: str, key_id: str, fields: Any = (), successor: str | None = None) -> Event:
+    from bastion.audit.lifecycle import api_key_changed, cli_actor
+
+    return api_key_changed(cli_actor(), action, key_id, fields, successor=successor)
 
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:
@@ -212,11 +229,14 @@ def create(
         metadata=_parse_metadata(metadata),
     )
 
+    events: list[Event] = []
+
     async def work(service: Any) -> dict[str, Any]:
         record, key = await service.create(spec)
+        events.append(_changed("created", record.id, spec_fields(spec)))
         return _view(record, key)
 
-    doc = _with_service(work, config)
+    doc = _with_service(work, config, events)
 
     def human() -> None:
         console.print("[green]✓[/] API key created")
@@ -349,10 +369,14 @@ def update(
     if not changes:
         raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
-    async def work(service: Any) -> dict[str, Any]:
-        return _view(await service.update(key_id, **changes))
+    events: list[Event] = []
 
-    doc = _with_service(work, config)
+    async def work(service: Any) -> dict[str, Any]:
+        record = await service.update(key_id, **changes)
+        events.append(_changed("updated", key_id, changes))
+        return _view(record)
+
+    doc = _with_service(work, config, events)
 
     def human() -> None:
         console.print(f"[green]✓[/] API key updated: {', '.join(sorted(changes))}")
@@ -378,13 +402,16 @@ def rotate(
     """Issue a successor key (shown once); the old key works until the grace period ends."""
     grace_seconds = _parse_grace(grace)
 
+    events: list[Event] = []
+
     async def work(service: Any) -> dict[str, Any]:
         successor, key = await service.rotate(key_id, grace=grace_seconds)
+        events.append(_changed("rotated", key_id, ["grace_until"], successor=successor.id))
         doc = _view(successor, key)
         doc["previous"] = _view(await service.get(key_id))
         return doc
 
-    doc = _with_service(work, config)
+    doc = _with_service(work, config, events)
 
     def human() -> None:
         previous = doc["previous"]
@@ -406,13 +433,18 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
-        async def work(service: Any) -> dict[str, Any]:
-            return _view(await getattr(service, name)(key_id))
+        events: list[Event] = []
 
-        doc = _with_service(work, config)
+        async def work(service: Any) -> dict[str, Any]:
+            record = await getattr(service, name)(key_id)
+            events.append(_changed(verb, key_id, [_STATE_FIELDS[name]]))
+            return _view(record)
+
+        doc = _with_service(work, config, events)
         emit(doc, as_json, lambda: console.print(f"[green]✓[/] API key {key_id} {verb}"))
 
 
+_STATE_FIELDS = {"revoke": "revoked_at", "disable": "disabled", "enable": "disabled"}
 _state_command("revoke", "revoked", "Revoke an API key for good (on every node, next request).")
 _state_command("disable", "disabled", "Disable an API key until it is enabled again.")
 _state_command("enable", "enabled", "Enable a disabled API key again (not a revoked one).")
@@ -434,9 +466,12 @@ def delete(
         prompt=f"Delete API key {key_id}?",
     )
 
+    events: list[Event] = []
+
     async def work(service: Any) -> dict[str, Any]:
         await service.delete(key_id)
+        events.append(_changed("deleted", key_id))
         return {"deleted": key_id}
 
-    result = _with_service(work, config)
+    result = _with_service(work, config, events)
     emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {key_id} deleted"))

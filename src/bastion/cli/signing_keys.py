@@ -70,16 +70,26 @@ def _state(state: str) -> str:
     return f"[{STATE_STYLES.get(state, 'default')}]{state}[/]"
 
 
+#: Manager actions that change keys, and the lifecycle action each records.
+_CHANGES = {"rotate": "rotated", "retire": "retired"}
+
+
 def _manager_call(config: Path | None, action: str, **kwargs: Any) -> Any:
     """Open the stores, build a manager, run ``action`` on it, close everything."""
-    from bastion.cli.context import Stores, with_stores
+    from bastion.audit.lifecycle import cli_actor, signing_key_changed
+    from bastion.cli.context import Stores, record_cli_events, with_stores
     from bastion.oauth.signing_keys import SigningKeyManager
 
     settings = _settings(config)
 
     async def work(stores: Stores) -> Any:
         manager = SigningKeyManager(stores.db, stores.keyring, settings, stores.shared)
-        return await getattr(manager, action)(**kwargs)
+        result = await getattr(manager, action)(**kwargs)
+        if action in _CHANGES:
+            # rotate returns the new key, retire the retired one: either is the event's target.
+            event = signing_key_changed(cli_actor(), _CHANGES[action], result.kid, ["state"])
+            await record_cli_events(stores.db, [event])
+        return result
 
     return with_stores(settings, work)
 

@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, Final
 
 import orjson
@@ -48,8 +49,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.audit.events import Event
+from bastion.audit.lifecycle import api_key_leaked
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
 from bastion.errors import BastionError
+from bastion.gateway.authn.client_ip import client_ip
+from bastion.gateway.proxy import TrustedProxies
+from bastion.http.middleware.request_id import get_request_id
 
 __all__ = [
     "LEAKS_PATH",
@@ -211,7 +217,9 @@ def _parse(request: Request, body: bytes) -> list[_Report]:
         ) from None
 
 
-async def _report(service: Any, reports: Sequence[_Report]) -> list[dict[str, Any]]:
+async def _report(
+    service: Any, reports: Sequence[_Report], record: Callable[[Event], None]
+) -> list[dict[str, Any]]:
     # One call per reporting source, so the service's log names where each key was found.
     by_source: dict[str | None, list[int]] = {}
     for index, report in enumerate(reports):
@@ -221,6 +229,13 @@ async def _report(service: Any, reports: Sequence[_Report]) -> list[dict[str, An
         results = await service.report_leaks([reports[i].token for i in indexes], source=source)
         for index, result in zip(indexes, results, strict=True):
             statuses[index] = str(result.get("status", ""))
+            if statuses[index] in _TRUE_POSITIVE and result.get("id"):
+                # The key id and display prefix only: the reported key never reaches the log.
+                record(
+                    api_key_leaked(
+                        str(result["id"]), result.get("prefix"), statuses[index], source=source
+                    )
+                )
     return [
         {
             "token_hash": sha256_hex(report.token.encode("utf-8", "surrogatepass")),
@@ -243,6 +258,7 @@ def leak_routes(runtime: Any) -> list[Route]:
     if configured is None:
         return []
     secret: str = configured.get_secret_value()
+    trusted = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
     services: list[Any] = []
 
     def service() -> Any:
@@ -263,7 +279,20 @@ def leak_routes(runtime: Any) -> list[Route]:
             log.warning("leak report refused: %s", error.reason)
             raise
         reports = _parse(request, body)
-        results = await _report(service(), reports)
+        request_id = get_request_id(request.scope)
+
+        def record(event: Event) -> None:
+            auditor = getattr(runtime, "auditor", None)
+            if auditor is not None:
+                auditor.emit(
+                    replace(
+                        event,
+                        request_id=None if request_id == "-" else request_id,
+                        ip=client_ip(request.scope, trusted),
+                    )
+                )
+
+        results = await _report(service(), reports, record)
         found = sum(1 for result in results if result["label"] == "true_positive")
         log.warning(
             "leak report: %d key(s) reported, %d were bastion keys and are revoked",

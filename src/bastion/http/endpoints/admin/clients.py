@@ -28,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.audit.lifecycle import admin_actor, client_changed
+from bastion.http.endpoints.admin.audit import AdminAudit
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.errors import (
     InvalidRequestBodyError,
@@ -139,6 +141,12 @@ def client_routes(runtime: Any) -> list[Route]:
     """The client endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
     ``access_tokens`` and optionally a ready ``clients`` service)."""
     services: list[ClientService] = []
+    audit = AdminAudit(runtime)
+
+    def changed(
+        request: Request, claims: Mapping[str, Any], action: str, client_id: str, fields: Any = ()
+    ) -> None:
+        audit.record(request, client_changed, admin_actor(claims), action, client_id, fields)
 
     def service() -> ClientService:
         if not services:
@@ -184,7 +192,7 @@ def client_routes(runtime: Any) -> list[Route]:
         return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def create_client(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
+        claims = await authenticate_admin(request, runtime)
         body = await parse_body(request, ClientCreate)
         spec = ClientSpec(
             name=body.name,
@@ -199,6 +207,7 @@ def client_routes(runtime: Any) -> list[Route]:
             metadata=body.metadata,
         )
         client, secret = await service().create(spec)
+        changed(request, claims, "created", client.client_id, body.model_fields_set)
         location = f"{ADMIN_API_PREFIX}/clients/{client.client_id}"
         return await render(
             client, secret, with_secret=True, status=201, headers={"location": location}
@@ -209,7 +218,7 @@ def client_routes(runtime: Any) -> list[Route]:
         return await render(await service().get(_client_id(request)))
 
     async def update_client(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
+        claims = await authenticate_admin(request, runtime)
         client_id = _client_id(request)
         body = await parse_body(request, ClientUpdate)
         changes = {name: getattr(body, name) for name in body.model_fields_set}
@@ -227,27 +236,37 @@ def client_routes(runtime: Any) -> list[Route]:
                     f"{name}: cannot be null; send a value",
                     errors=[{"field": name, "message": "cannot be null"}],
                 )
-        return await render(await service().update(client_id, **changes))
+        client = await service().update(client_id, **changes)
+        if changes:
+            changed(request, claims, "updated", client_id, changes)
+        return await render(client)
 
     async def delete_client(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        await service().delete(_client_id(request))
+        claims = await authenticate_admin(request, runtime)
+        client_id = _client_id(request)
+        await service().delete(client_id)
+        changed(request, claims, "deleted", client_id)
         return Response(status_code=204, headers=_NO_STORE)
 
     async def rotate_secret(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
+        claims = await authenticate_admin(request, runtime)
         client_id = _client_id(request)
         body = await parse_body(request, RotateSecret, optional=True)
         secret = await service().rotate_secret(client_id, grace=body.grace_seconds)
+        changed(request, claims, "secret_rotated", client_id, ["client_secret"])
         return await render(await service().get(client_id), secret, with_secret=True)
 
     async def disable_client(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        return await render(await service().disable(_client_id(request)))
+        claims = await authenticate_admin(request, runtime)
+        client = await service().disable(_client_id(request))
+        changed(request, claims, "disabled", client.client_id, ["disabled"])
+        return await render(client)
 
     async def enable_client(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        return await render(await service().enable(_client_id(request)))
+        claims = await authenticate_admin(request, runtime)
+        client = await service().enable(_client_id(request))
+        changed(request, claims, "enabled", client.client_id, ["disabled"])
+        return await render(client)
 
     base = f"{ADMIN_API_PREFIX}/clients"
     one = base + "/{client_id}"

@@ -33,6 +33,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.apikeys import ApiKeyService, ApiKeySpec, api_key_view
+from bastion.audit.lifecycle import admin_actor, api_key_changed
+from bastion.http.endpoints.admin.audit import AdminAudit
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.clients import (
     ADMIN_API_PREFIX,
@@ -84,6 +86,17 @@ def key_routes(runtime: Any) -> list[Route]:
     """The API key endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
     ``access_tokens`` and optionally a ready ``api_keys`` service)."""
     services: list[ApiKeyService] = []
+    audit = AdminAudit(runtime)
+
+    def changed(
+        request: Request,
+        claims: Mapping[str, Any],
+        action: str,
+        key_id: str,
+        fields: Any = (),
+        **extra: Any,
+    ) -> None:
+        audit.record(request, api_key_changed, admin_actor(claims), action, key_id, fields, **extra)
 
     def service() -> ApiKeyService:
         if not services:
@@ -139,7 +152,7 @@ def key_routes(runtime: Any) -> list[Route]:
         return json_response({"items": items, "next_cursor": page.next_cursor})
 
     async def create_key(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
+        claims = await authenticate_admin(request, runtime)
         body = await parse_body(request, ApiKeyCreate)
         spec = ApiKeySpec(
             name=body.name,
@@ -153,6 +166,7 @@ def key_routes(runtime: Any) -> list[Route]:
             metadata=body.metadata,
         )
         key, secret = await service().create(spec)
+        changed(request, claims, "created", key.id, body.model_fields_set)
         return render(key, secret, status=201, headers={"location": f"{KEYS_PATH}/{key.id}"})
 
     async def show_key(request: Request) -> Response:
@@ -160,7 +174,7 @@ def key_routes(runtime: Any) -> list[Route]:
         return render(await service().get(_key_id(request)))
 
     async def update_key(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
+        claims = await authenticate_admin(request, runtime)
         key_id = _key_id(request)
         body = await parse_body(request, ApiKeyUpdate)
         changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
@@ -175,33 +189,44 @@ def key_routes(runtime: Any) -> list[Route]:
                 changes[name] = tuple(changes[name])
         if not changes:
             return render(await service().get(key_id))
-        return render(await service().update(key_id, **changes))
+        key = await service().update(key_id, **changes)
+        changed(request, claims, "updated", key_id, changes)
+        return render(key)
 
     async def delete_key(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        await service().delete(_key_id(request))
+        claims = await authenticate_admin(request, runtime)
+        key_id = _key_id(request)
+        await service().delete(key_id)
+        changed(request, claims, "deleted", key_id)
         return Response(status_code=204, headers=_NO_STORE)
 
     async def rotate_key(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
+        claims = await authenticate_admin(request, runtime)
         key_id = _key_id(request)
         body = await parse_body(request, RotateApiKey, optional=True)
         successor, secret = await service().rotate(key_id, grace=body.grace_seconds)
+        changed(request, claims, "rotated", key_id, ["grace_until"], successor=successor.id)
         return render(
             successor, secret, status=201, headers={"location": f"{KEYS_PATH}/{successor.id}"}
         )
 
     async def revoke_key(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        return render(await service().revoke(_key_id(request)))
+        claims = await authenticate_admin(request, runtime)
+        key = await service().revoke(_key_id(request))
+        changed(request, claims, "revoked", key.id, ["revoked_at"])
+        return render(key)
 
     async def disable_key(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        return render(await service().disable(_key_id(request)))
+        claims = await authenticate_admin(request, runtime)
+        key = await service().disable(_key_id(request))
+        changed(request, claims, "disabled", key.id, ["disabled"])
+        return render(key)
 
     async def enable_key(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        return render(await service().enable(_key_id(request)))
+        claims = await authenticate_admin(request, runtime)
+        key = await service().enable(_key_id(request))
+        changed(request, claims, "enabled", key.id, ["disabled"])
+        return render(key)
 
     one = KEYS_PATH + "/{key_id}"
     table: dict[str, dict[str, Endpoint]] = {

@@ -1,0 +1,52 @@
+"""Recording admin API changes on the runtime's audit bus.
+
+Every successful change through the admin API becomes one lifecycle event
+(:mod:`bastion.audit.lifecycle`) on ``runtime.auditor``, with the admin token's
+subject as actor, the request id and the client address (``X-Forwarded-For``
+believed only from ``trusted_proxies``, as on the gateway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+
+from bastion.audit.events import Event
+from bastion.gateway.authn.client_ip import client_ip
+from bastion.gateway.proxy import TrustedProxies
+from bastion.http.middleware.request_id import get_request_id
+
+__all__ = ["AdminAudit"]
+
+
+class AdminAudit:
+    """Builds the request context of lifecycle events and emits them on ``runtime.auditor``.
+
+    A runtime without an auditor (some test stand-ins) records nothing.
+    """
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+        self._trusted: TrustedProxies | None = None
+
+    def _proxies(self) -> TrustedProxies:
+        if self._trusted is None:
+            settings = getattr(self._runtime, "settings", None)
+            self._trusted = TrustedProxies(getattr(settings, "trusted_proxies", ()) or ())
+        return self._trusted
+
+    def record(self, request: Request, build: Callable[..., Event], *args: Any, **kw: Any) -> None:
+        """Emit ``build(*args, request_id=…, ip=…, **kw)`` on the runtime's auditor."""
+        auditor = getattr(self._runtime, "auditor", None)
+        if auditor is None:
+            return
+        request_id = get_request_id(request.scope)
+        event = build(
+            *args,
+            request_id=None if request_id == "-" else request_id,
+            ip=client_ip(request.scope, self._proxies()),
+            **kw,
+        )
+        auditor.emit(event)
