@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.audit.lifecycle import admin_actor, client_changed
-from bastion.http.endpoints.admin.audit import AdminAudit
+from bastion.http.endpoints.admin.recording import AdminAudit
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.errors import (
     InvalidRequestBodyError,
