@@ -29,7 +29,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.audit.lifecycle import admin_actor, client_changed
-from bastion.http.endpoints.admin.recording import AdminAudit
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.errors import (
     InvalidRequestBodyError,
@@ -42,6 +41,7 @@ from bastion.http.endpoints.admin.models import (
     RotateSecret,
     client_out,
 )
+from bastion.http.endpoints.admin.recording import AdminAudit
 from bastion.oauth.clients import ClientService, ClientSpec
 from bastion.storage import Client, NotFoundError
 

@@ -34,7 +34,6 @@ from starlette.routing import Route
 
 from bastion.apikeys import ApiKeyService, ApiKeySpec, api_key_view
 from bastion.audit.lifecycle import admin_actor, api_key_changed
-from bastion.http.endpoints.admin.recording import AdminAudit
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.clients import (
     ADMIN_API_PREFIX,
@@ -48,6 +47,7 @@ from bastion.http.endpoints.admin.models import (
     ApiKeyUpdate,
     RotateApiKey,
 )
+from bastion.http.endpoints.admin.recording import AdminAudit
 from bastion.storage import NotFoundError
 from bastion.storage.models import ApiKey
 
