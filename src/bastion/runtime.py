@@ -169,6 +169,7 @@ class Runtime:
                 routes,
                 trusted_proxies=settings.trusted_proxies,
                 node_id=node_id,
+                request_limits=settings.request_limits,
                 api_keys=api_keys,
                 authenticators={"jwt": JwtAuthenticator(access_tokens, shared=shared)},
                 # Exact across nodes only through Redis (one Lua round trip per request).
