@@ -154,7 +154,7 @@ _BYTE_UNITS = {
 
 
 def _byte_size(value: object) -> int:
-    """Accept a number of bytes, or a string like "512KB", "10MB", "1MiB" (KB = 1000, KiB = 1024)."""
+    """Accept bytes, or a string like "512KB", "10MB", "1MiB" (KB = 1000, KiB = 1024)."""
     value = _not_bool(value)
     if isinstance(value, str):
         match = _BYTE_SIZE.match(value)
@@ -643,7 +643,7 @@ class CorsSettings(_Section):
 
 
 class IpAccessSettings(_Section):
-    """Client-address rules of one route: ``deny`` wins over ``allow``; an empty allow allows all."""
+    """Client-address rules of a route: ``deny`` wins; an empty ``allow`` allows all."""
 
     allow: list[Network] = Field(default_factory=list)
     deny: list[Network] = Field(default_factory=list)

@@ -17,12 +17,19 @@ __all__ = ["READINESS_TIMEOUT", "create_full_app", "health_routes", "standard_ro
 
 def standard_routes(runtime: Any) -> list[BaseRoute]:
     """Every endpoint group beyond health: the authorization server, the admin API, then
-    the API key leak-report endpoint (only when a leak-report secret is configured)."""
+    the API key leak-report endpoint (only when a leak-report secret is configured), and
+    the forward-auth decision endpoint."""
     from bastion.http.endpoints.admin import admin_routes
+    from bastion.http.endpoints.forward_auth import forward_auth_routes
     from bastion.http.endpoints.leaks import leak_routes
     from bastion.http.endpoints.oauth import oauth_routes
 
-    return [*oauth_routes(runtime), *admin_routes(runtime), *leak_routes(runtime)]
+    return [
+        *oauth_routes(runtime),
+        *admin_routes(runtime),
+        *leak_routes(runtime),
+        *forward_auth_routes(runtime),
+    ]
 
 
 def create_full_app(runtime: Any) -> Any:
