@@ -576,8 +576,6 @@ def _header_names(value: object) -> list[str]:
             problems.append(
                 ((index,), f"{show(name)} is not a header name — use letters, digits and '-'")
             )
-        elif name == "*":
-            problems.append(((index,), "'*' is not allowed — list the header names"))
         elif name.lower() in (n.lower() for n in names):
             problems.append(((index,), f"{show(name)} is listed twice — keep one"))
         else:
