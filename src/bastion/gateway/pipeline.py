@@ -315,6 +315,10 @@ class Gateway:
     an in-process :class:`~bastion.ratelimit.MemoryLimiter`; pass a
     :class:`~bastion.ratelimit.RedisLimiter` to share limits across nodes).
     An invalid limit raises :class:`GatewayConfigError`.
+
+    ``request_limits`` (a ``bastion.settings.RequestLimitSettings``; None: its
+    defaults) bounds header fields, header bytes and the default body size; the
+    routes' ``cors``, ``ip`` and ``max_body`` are compiled into :attr:`edge`.
     """
 
     def __init__(
