@@ -5,17 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from bastion.demo.echo import EchoServer
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.authz import InsufficientScopeError
-from bastion.gateway.hygiene import BodyTooLargeError, HeadersTooLargeError
+from bastion.gateway.hygiene import (
+    BadRequestFramingError,
+    BodyTooLargeError,
+    HeadersTooLargeError,
+    framing,
+)
 from bastion.gateway.pipeline import Exchange, Gateway
 from gateway.edge_support import edge_route
-from gateway.gateway_support import call
+from gateway.gateway_support import Recorder, call, make_receive, make_scope
 
+CHUNKED = [("transfer-encoding", "chunked")]
 LIMITS = SimpleNamespace(max_body=100, max_header_bytes=1000, max_headers=20)
 
 
@@ -68,12 +75,14 @@ async def test_chunked_body_growing_past_the_limit_is_413(
     gateway: Gateway, echo: EchoServer
 ) -> None:
     with pytest.raises(BodyTooLargeError):
-        await call(gateway, "POST", "/small", chunks=[b"x" * 6, b"x" * 6, b"x"])
+        await call(gateway, "POST", "/small", chunks=[b"x" * 6, b"x" * 6, b"x"], headers=CHUNKED)
     await asyncio.sleep(0.05)
     # The upstream connection was closed mid-body: nothing complete was received upstream,
     # and the next request gets a fresh, working connection.
     assert all(r.body != b"x" * 12 for r in echo.received)
-    assert (await call(gateway, "POST", "/small", chunks=[b"x" * 5, b"x" * 5])).status == 200
+    assert (
+        await call(gateway, "POST", "/small", chunks=[b"x" * 5, b"x" * 5], headers=CHUNKED)
+    ).status == 200
 
 
 async def test_too_many_headers_is_431(gateway: Gateway) -> None:
@@ -132,3 +141,28 @@ async def test_method_override_is_ignored_and_stripped(echo: EchoServer) -> None
         assert not forwarded & {"x-http-method-override", "x-http-method", "x-method-override"}
     finally:
         await gw.shutdown()
+
+
+async def test_header_names_in_any_case_are_checked(gateway: Gateway) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing may be sent")
+
+    scope = make_scope("POST", "/small")
+    scope["headers"] += [(b"Content-Length", b"3"), (b"Transfer-Encoding", b"chunked")]
+    with pytest.raises(BadRequestFramingError) as caught:
+        await gateway(scope, receive, send)
+    assert caught.value.code == "bad_request_framing"
+    ex = Exchange(gateway, make_scope("GET", "/small"), receive, send)
+    ex.scope["headers"].append((b"X-HTTP-Method-Override", b"DELETE"))
+    await framing(ex)
+    assert all(name.lower() != b"x-http-method-override" for name, _ in ex.scope["headers"])
+
+
+async def test_http2_body_without_content_length_is_counted(gateway: Gateway) -> None:
+    # HTTP/2 has no Transfer-Encoding: a body may stream without any length header.
+    scope = {**make_scope("POST", "/small"), "http_version": "2"}
+    with pytest.raises(BodyTooLargeError):
+        await gateway(scope, make_receive(chunks=[b"x" * 8, b"x" * 8]), Recorder())

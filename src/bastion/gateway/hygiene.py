@@ -51,6 +51,8 @@ METHOD_OVERRIDE_HEADERS = frozenset(
     {b"x-http-method-override", b"x-http-method", b"x-method-override"}
 )
 _DIGITS = frozenset(b"0123456789")
+# The names "framing" looks at.
+_WATCHED = METHOD_OVERRIDE_HEADERS | {b"content-length", b"transfer-encoding"}
 
 
 class BadRequestFramingError(BadRequestError):
@@ -83,7 +85,8 @@ async def framing(ex: Exchange) -> None:
     Raises :class:`HeadersTooLargeError` (431) or :class:`BadRequestFramingError` (400).
     """
     edge = ex.gateway.edge
-    headers = ex.scope.get("headers") or ()
+    scope = ex.scope
+    headers = scope.get("headers") or ()
     if len(headers) > edge.max_headers:
         raise HeadersTooLargeError(
             f"The request has more than {edge.max_headers} header fields.",
@@ -94,13 +97,15 @@ async def framing(ex: Exchange) -> None:
     override = False
     for name, value in headers:
         size += len(name) + len(value)
-        lower = name.lower()
-        if lower == b"content-length":
-            lengths.append(value)
-        elif lower == b"transfer-encoding":
-            codings.append(value)
-        elif lower in METHOD_OVERRIDE_HEADERS:
-            override = True
+        # Servers send lower-case names; others are lower-cased only then (hot path).
+        if name in _WATCHED or (not name.islower() and name.lower() in _WATCHED):
+            lower = name.lower()
+            if lower == b"content-length":
+                lengths.append(value)
+            elif lower == b"transfer-encoding":
+                codings.append(value)
+            else:
+                override = True
     if size > edge.max_header_bytes:
         raise HeadersTooLargeError(
             f"The request headers are larger than {edge.max_header_bytes} bytes."
@@ -113,20 +118,19 @@ async def framing(ex: Exchange) -> None:
         tokens = [c.strip().lower() for v in codings for c in v.split(b",")]
         if tokens != [b"chunked"]:
             raise BadRequestFramingError("Transfer-Encoding must be exactly 'chunked'.")
+        ex.body_length = -1
     elif lengths:
         raw = lengths[0].strip()
         if len(lengths) > 1 or not raw or len(raw) > 18 or not set(raw) <= _DIGITS:
             raise BadRequestFramingError("The request's Content-Length header is malformed.")
+        ex.body_length = int(raw)
+    elif str(scope.get("http_version", "1.1")).startswith("1"):
+        ex.body_length = 0  # HTTP/1.x: no Content-Length, no Transfer-Encoding, no body
+    else:
+        ex.body_length = -1  # HTTP/2 and later may stream a body without Content-Length
     if override:
         kept = [h for h in headers if h[0].lower() not in METHOD_OVERRIDE_HEADERS]
-        ex.scope = {**ex.scope, "headers": kept}
-
-
-def _declared_length(headers: Any) -> int | None:
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            return int(value.strip())  # checked by "framing"
-    return None
+        ex.scope = {**scope, "headers": kept}
 
 
 def _counting(receive: Receive, limit: int) -> Receive:
@@ -150,7 +154,10 @@ async def body(ex: Exchange) -> None:
     assert route is not None
     edge = ex.gateway.edge
     limit = edge.max_body.get(route.name, edge.default_max_body)
-    declared = _declared_length(ex.scope.get("headers") or ())
-    if declared is not None and declared > limit:
+    declared = ex.body_length
+    if declared > limit:
         raise BodyTooLargeError(f"The request body is larger than {limit} bytes.")
-    ex.receive = _counting(ex.receive, limit)
+    if declared < 0:
+        # Length unknown until the body has streamed: count it as it arrives. A declared
+        # length is held to by the server and the proxy, so it needs no counting.
+        ex.receive = _counting(ex.receive, limit)

@@ -68,6 +68,7 @@ class Exchange:
 
     __slots__ = (
         "answered",
+        "body_length",
         "credential_headers",
         "edge_headers",
         "gateway",
@@ -97,6 +98,8 @@ class Exchange:
         self.credential_headers: frozenset[bytes] = frozenset()
         # The method a CORS preflight asks for (set by "match" on routes with CORS only).
         self.preflight: str | None = None
+        # The body's declared length, 0 for none, -1 if streamed without one ("framing").
+        self.body_length = -1
         # A step sent the whole response itself (a CORS preflight): the pipeline stops.
         self.answered = False
         # Response headers bastion's own error responses carry too (CORS on the route).
