@@ -189,6 +189,7 @@ class Runtime:
                 routes,
                 trusted_proxies=settings.trusted_proxies,
                 node_id=node_id,
+                request_limits=settings.request_limits,
                 api_keys=api_keys,
                 authenticators=_authenticators(settings, access_tokens, shared),
                 identity_headers=_identity_headers(settings, signing_keys),

@@ -20,7 +20,11 @@ from gateway.gateway_support import Recorder, call, make_receive, route
 
 def test_the_table_order() -> None:
     assert [step.name for step in STEPS] == [
+        "framing",
         "match",
+        "ip",
+        "cors",
+        "body",
         "authenticate",
         "authorize",
         "limit",
@@ -30,7 +34,10 @@ def test_the_table_order() -> None:
     assert all(step.fail == "closed" for step in STEPS)
 
 
-@pytest.mark.parametrize("name", ["match", "authenticate", "authorize", "limit", "mutate"])
+@pytest.mark.parametrize(
+    "name",
+    ["framing", "match", "ip", "cors", "body", "authenticate", "authorize", "limit", "mutate"],
+)
 def test_security_steps_cannot_fail_open(name: str) -> None:
     async def run(ex: Exchange) -> None:
         return None
@@ -45,7 +52,8 @@ async def test_public_route_is_proxied_anonymously(echo: EchoServer) -> None:
     async def spy(ex: Exchange) -> None:
         seen.append(ex.identity)
 
-    steps = (*STEPS[:2], Step("spy", spy), *STEPS[2:])
+    after = [step.name for step in STEPS].index("authenticate") + 1
+    steps = (*STEPS[:after], Step("spy", spy), *STEPS[after:])
     gateway = Gateway([route("pub", "/pub", echo.url, public=True)], steps=steps)
     result = await call(gateway, "GET", "/pub/x")
     assert result.status == 200

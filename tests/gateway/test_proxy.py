@@ -398,7 +398,7 @@ async def test_bad_framing_is_400(
 ) -> None:
     with pytest.raises(BadRequestError) as caught:
         await call(gateway, "POST", "/api/x", body=b"abc", headers=headers)
-    assert caught.value.code == "bad_request"
+    assert caught.value.code == "bad_request_framing"  # the gateway's framing step
     assert caught.value.status == 400
     assert caught.value.detail == message
     assert echo.connections == 0

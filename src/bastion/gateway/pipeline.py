@@ -30,7 +30,11 @@ from bastion.gateway.authn.identity import ANONYMOUS, Identity
 from bastion.gateway.authn.mtls import check_binding
 from bastion.gateway.authz.claims import RequiredClaims, compile_claims
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
-from bastion.gateway.errors import GatewayConfigError, UnauthenticatedError
+from bastion.gateway.cors import cors, preflight_method
+from bastion.gateway.edge import EdgePolicies, compile_edge
+from bastion.gateway.errors import GatewayConfigError, GatewayError, UnauthenticatedError
+from bastion.gateway.hygiene import body, framing
+from bastion.gateway.ip_rules import ip_access
 from bastion.gateway.limit import RouteLimitRule, compile_limits, limit
 from bastion.gateway.matcher import CompiledRoute, RouteLike, RouteMatcher
 from bastion.gateway.mutate import IdentityHeaders, mutate
@@ -69,12 +73,16 @@ class Exchange:
     """The state of one gateway request as it moves through the steps."""
 
     __slots__ = (
+        "answered",
+        "body_length",
         "credential_headers",
+        "edge_headers",
         "gateway",
         "host",
         "identity",
         "method",
         "path",
+        "preflight",
         "receive",
         "route",
         "scope",
@@ -94,6 +102,14 @@ class Exchange:
         # Lower-cased names of the headers that carried the credential the
         # authenticator consumed: stripped before proxying (the upstream never sees it).
         self.credential_headers: frozenset[bytes] = frozenset()
+        # The method a CORS preflight asks for (set by "match" on routes with CORS only).
+        self.preflight: str | None = None
+        # The body's declared length, 0 for none, -1 if streamed without one ("framing").
+        self.body_length = -1
+        # A step sent the whole response itself (a CORS preflight): the pipeline stops.
+        self.answered = False
+        # Response headers bastion's own error responses carry too (CORS on the route).
+        self.edge_headers: list[tuple[str, str]] = []
 
 
 class Authenticator(Protocol):
@@ -135,6 +151,8 @@ class Step:
 
 # "mutate" too: failing open would forward the client's spoofed identity headers.
 _MUST_FAIL_CLOSED = frozenset({"match", "authenticate", "authorize", "limit", "mutate"})
+# The edge steps fail closed too: an IP rule or size limit skipped is a rule not enforced.
+_MUST_FAIL_CLOSED |= {"framing", "ip", "cors", "body"}
 
 
 # -- the steps -----------------------------------------------------------------
@@ -155,6 +173,18 @@ async def match(ex: Exchange) -> None:
         if name.lower() == b"host":
             ex.host = value.decode("latin-1")
             break
+    requested = preflight_method(scope) if ex.gateway.edge.cors else None
+    if requested is not None:
+        # A CORS preflight is matched by the method it asks for, but only a route with
+        # CORS answers it (the "cors" step); for any other route it is a plain OPTIONS.
+        try:
+            route = ex.gateway.matcher.match(ex.host, ex.path, requested)
+        except GatewayError:
+            route = None
+        if route is not None and route.name in ex.gateway.edge.cors:
+            ex.route = route
+            ex.preflight = requested
+            return
     ex.route = ex.gateway.matcher.match(ex.host, ex.path, ex.method)
 
 
@@ -258,7 +288,14 @@ async def proxy(ex: Exchange) -> None:
 # joins "mutate". CORS and WebSockets arrive with their own issue. "proxy" strips the
 # headers that carried the consumed credential (Exchange.credential_headers).
 STEPS: tuple[Step, ...] = (
+    # Header limits, body framing, method-override headers dropped (gateway/hygiene.py).
+    Step("framing", framing, fail="closed"),
     Step("match", match, fail="closed"),
+    # Before authentication, cheap and credential-free: IP rules, CORS (a preflight
+    # is answered here and the pipeline stops), the route's body size limit.
+    Step("ip", ip_access, fail="closed"),
+    Step("cors", cors, fail="closed"),
+    Step("body", body, fail="closed"),
     Step("authenticate", authenticate, fail="closed"),
     Step("authorize", authorize, fail="closed"),
     # Closed: a broken limiter must not let floods through (its Redis outage is handled
@@ -296,6 +333,9 @@ class Gateway:
 
     ``metrics`` (a :class:`~bastion.audit.metrics.Metrics`) counts every request
     by route and outcome, with its duration.
+    ``request_limits`` (a ``bastion.settings.RequestLimitSettings``; None: its
+    defaults) bounds header fields, header bytes and the default body size; the
+    routes' ``cors``, ``ip`` and ``max_body`` are compiled into :attr:`edge`.
     """
 
     def __init__(
@@ -311,11 +351,18 @@ class Gateway:
         limiter: Limiter | None = None,
         steps: tuple[Step, ...] = STEPS,
         metrics: Metrics | None = None,
+        request_limits: Any = None,
     ) -> None:
         self.matcher = RouteMatcher(routes)
+        # CORS, IP rules and size limits per route (``request_limits``: a
+        # bastion.settings.RequestLimitSettings; None: the defaults).
+        self.edge: EdgePolicies = compile_edge(self.matcher.routes, request_limits)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.node_id = node_id
         self.client = client if client is not None else UpstreamClient()
+        if client is None:
+            # The proxy's own body bound must not cut a body a route allows ("body" enforces it).
+            self.client.max_body_size = max(self.client.max_body_size, self.edge.largest_body)
         table: dict[str, Authenticator] = dict(authenticators or {})
         if api_keys is not None and "api_key" not in table:
             table["api_key"] = ApiKeyAuthenticator(api_keys)
@@ -387,12 +434,16 @@ class Gateway:
                 await step.run(ex)
             except ClientDisconnectedError:
                 return  # nobody is left to answer
-            except BastionError:
+            except BastionError as exc:
+                if ex.edge_headers and isinstance(exc, GatewayError):
+                    _add_headers(exc, ex.edge_headers)
                 raise  # a deliberate denial: it renders itself
             except Exception:
                 if step.fail == "closed":
                     raise
                 logger.exception("gateway step %s failed open", step.name)
+            if ex.answered:
+                return
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -404,3 +455,9 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _add_headers(error: GatewayError, headers: list[tuple[str, str]]) -> None:
+    """Let ``error``'s problem response carry ``headers`` too (CORS, so a page can read it)."""
+    own = getattr(error, "headers", None)
+    error.headers = [*own, *headers] if isinstance(own, list | tuple) else list(headers)  # type: ignore[attr-defined]

@@ -140,6 +140,38 @@ Seconds = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
 Count = Annotated[int, BeforeValidator(_not_bool), Field(ge=1)]
 Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 
+_BYTE_SIZE = re.compile(r"^\s*([0-9]+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
+_BYTE_UNITS = {
+    None: 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def _byte_size(value: object) -> int:
+    """Accept bytes, or a string like "512KB", "10MB", "1MiB" (KB = 1000, KiB = 1024)."""
+    value = _not_bool(value)
+    if isinstance(value, str):
+        match = _BYTE_SIZE.match(value)
+        if match is None:
+            raise ValueError(
+                f"{show(value)} is not a size — use bytes or e.g. 512KB, 10MB, 1MiB, 1GB"
+            )
+        value = int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "b").lower()]
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{show(value)} is not a size — use a positive number of bytes or e.g. 10MB"
+        )
+    return value
+
+
+ByteSize = Annotated[int, PlainValidator(_byte_size)]
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -549,6 +581,14 @@ class IdentityHeaderSettings(_Section):
         return self
 
 
+class RequestLimitSettings(_Section):
+    """Bounds on every gateway request: body size (default for routes) and header size."""
+
+    max_body: ByteSize = 10 * 1000**2
+    max_header_bytes: ByteSize = 32 * 1024
+    max_headers: Annotated[int, BeforeValidator(_not_bool), Field(ge=16, le=1000)] = 100
+
+
 class DemoSettings(_Section):
     """The built-in demo: an echo upstream behind a public ``/demo`` route."""
 
@@ -740,6 +780,140 @@ class RouteJwtSettings(_Section):
 
 
 ClaimValue = str | int | bool | list[str]
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(value: object) -> str:
+    """Check one CORS origin: exactly ``scheme://host[:port]`` as a browser sends it."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{show(value)} is not an origin — use e.g. https://app.example.com")
+    if value == "*":
+        raise ValueError(
+            "'*' is not allowed — bastion matches exact origins only; list each origin, "
+            "e.g. https://app.example.com"
+        )
+    if value.lower() == "null":
+        raise ValueError(
+            "'null' is not allowed — it is the origin of sandboxed frames, file: pages and "
+            "redirects, which any site can produce; list real origins"
+        )
+    example = "https://app.example.com"
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in _DEFAULT_PORTS or not rest:
+        raise ValueError(f"{show(value)} is not an http(s) origin — use e.g. {example}")
+    if any(c in rest for c in "/?#@*\\") or any(c.isspace() for c in rest):
+        raise ValueError(
+            f"{show(value)} is not an origin — only scheme://host[:port], no path, query, "
+            f"user info or wildcard (e.g. {example})"
+        )
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{show(value)} has an invalid port — use e.g. {example}:8443") from None
+    host = parts.hostname or ""
+    hostport = rest.lower()
+    if not _HOST.fullmatch(hostport) or host.endswith("."):
+        raise ValueError(f"{show(value)} has an invalid host — use e.g. {example}")
+    canonical_scheme = scheme.lower()
+    shown_host = f"[{host}]" if ":" in host else host
+    canonical = f"{canonical_scheme}://{shown_host}"
+    if port is not None and port != _DEFAULT_PORTS[canonical_scheme]:
+        canonical += f":{port}"
+    if value != canonical:
+        # Browsers send origins lower-case and without the default port; a differently
+        # written entry would silently never match.
+        raise ValueError(f"{show(value)} is not written as browsers send it — write {canonical}")
+    return value
+
+
+def _header_names(value: object) -> list[str]:
+    if not isinstance(value, list):
+        raise ValueError(f"{show(value)} is not a list of header names — use e.g. [X-Request-Id]")
+    names: list[str] = []
+    problems: list[tuple[Loc, str]] = []
+    for index, name in enumerate(value):
+        if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+            problems.append(
+                ((index,), f"{show(name)} is not a header name — use letters, digits and '-'")
+            )
+        elif name.lower() in (n.lower() for n in names):
+            problems.append(((index,), f"{show(name)} is listed twice — keep one"))
+        else:
+            names.append(name)
+    if problems:
+        raise Problems(problems)
+    return names
+
+
+class CorsSettings(_Section):
+    """CORS for one route: the exact origins whose pages may call it from a browser.
+
+    ``methods`` defaults to the route's methods; ``headers`` (request headers a page may
+    send) defaults to Authorization, Content-Type and the route's ``api_key_header``.
+    """
+
+    origins: list[Annotated[str, PlainValidator(_origin)]]
+    methods: list[str] | None = None
+    headers: Annotated[list[str], PlainValidator(_header_names)] | None = None
+    expose_headers: Annotated[list[str], PlainValidator(_header_names)] = Field(
+        default_factory=list
+    )
+    credentials: bool = False
+    max_age: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=86400)] = 600.0
+
+    @field_validator("origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(
+                "is empty, which allows no page — list origins, e.g. [https://app.example.com]"
+            )
+        seen: set[str] = set()
+        for index, origin in enumerate(value):
+            if origin in seen:
+                raise Problems([((index,), f"{show(origin)} is listed twice — keep one")])
+            seen.add(origin)
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _check_methods(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("is empty — remove it to allow the route's methods")
+        methods: list[str] = []
+        for index, method in enumerate(value):
+            upper = method.upper()
+            if upper not in HTTP_METHODS or upper == "OPTIONS":
+                raise Problems(
+                    [
+                        (
+                            (index,),
+                            f"{show(method)} is not a method a page can ask for — use "
+                            f"{', '.join(HTTP_METHODS[:-2])} or {HTTP_METHODS[-2]}",
+                        )
+                    ]
+                )
+            if upper not in methods:
+                methods.append(upper)
+        return methods
+
+
+class IpAccessSettings(_Section):
+    """Client-address rules of a route: ``deny`` wins; an empty ``allow`` allows all."""
+
+    allow: list[Network] = Field(default_factory=list)
+    deny: list[Network] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> IpAccessSettings:
+        if not self.allow and not self.deny:
+            raise ValueError(
+                "has neither allow nor deny — list networks, e.g. allow: [10.0.0.0/8], or remove ip"
+            )
+        return self
 
 
 class RouteSettings(_Section):
@@ -775,6 +949,12 @@ class RouteSettings(_Section):
     roles_claim: str = "roles"
     # The aud of the signed identity assertion (default: the upstream's origin).
     assertion_audience: str | None = None
+    # Browser cross-origin access (exact origins); None: no CORS, browsers' same-origin rule.
+    cors: CorsSettings | None = None
+    # Client-address allow / deny networks, checked before authentication (403 ip_not_allowed).
+    ip: IpAccessSettings | None = None
+    # The largest request body this route takes (413 body_too_large); None: request_limits.max_body.
+    max_body: ByteSize | None = None
 
     @field_validator("name")
     @classmethod
@@ -889,6 +1069,24 @@ class RouteSettings(_Section):
                 "use a header of your own, e.g. X-API-Key"
             )
         return value
+
+    @model_validator(mode="after")
+    def _check_cors(self) -> RouteSettings:
+        cors = self.cors
+        if cors is None or cors.methods is None or self.match.methods is None:
+            return self
+        extra = [m for m in cors.methods if m not in self.match.methods]
+        if extra:
+            raise Problems(
+                [
+                    (
+                        ("cors", "methods"),
+                        f"names {', '.join(extra)}, which match.methods does not accept — "
+                        "remove them or add them to match.methods",
+                    )
+                ]
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_deny(self) -> RouteSettings:
@@ -1065,6 +1263,7 @@ class Settings(BaseModel):
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
     introspection: IntrospectionSettings | None = None
     identity_headers: IdentityHeaderSettings = Field(default_factory=IdentityHeaderSettings)
+    request_limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
 
     @model_validator(mode="before")
     @classmethod

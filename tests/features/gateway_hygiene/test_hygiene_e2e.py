@@ -239,8 +239,10 @@ def test_conflicting_or_malformed_framing_is_a_400(
     server: BastionProcess, echo: EchoThread
 ) -> None:
     before = len(echo.server.received)
+    # Content-Length together with Transfer-Encoding: granian lets chunked win and closes the
+    # connection after answering (RFC 9112 §6.1 allows that instead of a 400); the smuggling
+    # attempt is pinned in tests/features/edge (test_content_length_with_chunked_cannot_smuggle).
     for head in (
-        "POST /open/x HTTP/1.1\nHost: localhost\nContent-Length: 3\nTransfer-Encoding: chunked",
         "POST /open/x HTTP/1.1\nHost: localhost\nContent-Length: abc",
         "POST /open/x HTTP/1.1\nHost: localhost\nContent-Length: 3\nContent-Length: 4",
     ):

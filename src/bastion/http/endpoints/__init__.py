@@ -18,8 +18,10 @@ __all__ = ["READINESS_TIMEOUT", "create_full_app", "health_routes", "standard_ro
 def standard_routes(runtime: Any) -> list[BaseRoute]:
     """Every endpoint group beyond health: the authorization server, the admin API, then
     the API key leak-report endpoint (only when a leak-report secret is configured), then
-    ``/metrics`` (only when metrics are on and not on a listener of their own)."""
+    ``/metrics`` (only when metrics are on and not on a listener of their own), then the
+    forward-auth decision endpoint."""
     from bastion.http.endpoints.admin import admin_routes
+    from bastion.http.endpoints.forward_auth import forward_auth_routes
     from bastion.http.endpoints.leaks import leak_routes
     from bastion.http.endpoints.metrics import metrics_routes
     from bastion.http.endpoints.oauth import oauth_routes
@@ -29,6 +31,7 @@ def standard_routes(runtime: Any) -> list[BaseRoute]:
         *admin_routes(runtime),
         *leak_routes(runtime),
         *metrics_routes(runtime),
+        *forward_auth_routes(runtime),
     ]
 
 
