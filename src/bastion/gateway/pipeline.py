@@ -236,6 +236,9 @@ async def proxy(ex: Exchange) -> None:
         ex.receive,
         ex.send,
         time_limit=route.timeout,
+        targets=route.targets,
+        connect_timeout=route.connect_timeout,
+        read_timeout=route.read_timeout,
     )
 
 
