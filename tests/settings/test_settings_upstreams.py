@@ -60,8 +60,8 @@ def test_upstream_tls_keys(errors: Errors, load: Load, tmp_path: Path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
     assert errors(route(f"upstream: 'http://x.internal', upstream_ca: {ca}")) == [
-        "routes[0] (a): upstream_ca is only used for https upstreams — use an https:// upstream URL "
-        "or remove upstream_ca"
+        "routes[0] (a): upstream_ca is only used for https upstreams — use an https:// "
+        "upstream URL or remove upstream_ca"
     ]
     assert errors(route(f"upstream: 'https://x.internal', upstream_client_cert: {ca}")) == [
         "routes[0] (a): upstream_client_cert and upstream_client_key go together — set both (a "
