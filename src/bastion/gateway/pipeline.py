@@ -345,8 +345,7 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            # WebSockets through the gateway arrive with their own issue; refuse for now.
-            await send({"type": "websocket.close", "code": 1008})
+            await self.handle_websocket(Exchange(self, {**scope, "method": "GET"}, receive, send))
 
     async def handle(self, ex: Exchange) -> None:
         """Run the steps for one request; raises the denying step's error."""
@@ -357,6 +356,30 @@ class Gateway:
                 return  # nobody is left to answer
             except BastionError:
                 raise  # a deliberate denial: it renders itself
+            except Exception:
+                if step.fail == "closed":
+                    raise
+                logger.exception("gateway step %s failed open", step.name)
+
+    async def handle_websocket(self, ex: Exchange) -> None:
+        """Run the steps for a WebSocket upgrade, relaying it in place of ``proxy``.
+
+        The route must enable websockets (checked right after ``match``, before any
+        credential is looked at); raises the denying step's error before the
+        client's handshake is accepted.
+        """
+        from bastion.gateway.websocket import websocket_allowed, websocket_proxy
+
+        for step in self.steps:
+            run = websocket_proxy if step.name == "proxy" else step.run
+            try:
+                await run(ex)
+                if step.name == "match":
+                    websocket_allowed(ex)
+            except ClientDisconnectedError:
+                return
+            except BastionError:
+                raise
             except Exception:
                 if step.fail == "closed":
                     raise
