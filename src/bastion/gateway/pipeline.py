@@ -17,6 +17,7 @@ is checked at import.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -299,6 +300,8 @@ class Gateway:
         limiter: Limiter | None = None,
         steps: tuple[Step, ...] = STEPS,
     ) -> None:
+        # Every constructor argument but the routes, to rebuild the route tables on reload.
+        options = {k: v for k, v in locals().items() if k not in ("self", "routes")}
         self.matcher = RouteMatcher(routes)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
         self.node_id = node_id
@@ -330,6 +333,39 @@ class Gateway:
         # (this node alone: its share is the whole limit).
         self.fallback_limiter = MemoryLimiter()
         self.steps = steps
+        self._options = options
+        self._active: Gateway
+        # The generation new requests run on: a snapshot of this object, replaced whole by
+        # reload() so a request in flight keeps the tables it started with.
+        object.__setattr__(self, "_active", copy.copy(self))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        active = self.__dict__.get("_active")
+        if active is not None and name != "_active":
+            # Set after construction (e.g. by the runtime): the live generation sees it too.
+            object.__setattr__(active, name, value)
+
+    def reload(self, routes: Iterable[RouteLike]) -> None:
+        """Swap in a new route table; requests in flight finish on the old one.
+
+        Everything route-derived (matcher, scopes, limits, …) is compiled off to
+        the side with this gateway's options; the upstream client (its pools and
+        target health) and the limiter are kept. Raises
+        :class:`GatewayConfigError` (and leaves the current routes in place)
+        when a route is invalid.
+        """
+        options = {**self._options, "client": self.client, "limiter": self.limiter}
+        fresh = Gateway(routes, **options)
+        state = {k: v for k, v in vars(fresh).items() if k != "_active"}
+        for name, value in vars(self).items():
+            state.setdefault(name, value)  # attributes set on this gateway after construction
+        state.pop("_active", None)
+        generation = object.__new__(Gateway)
+        generation.__dict__.update(state)
+        # No await between here and the end: the swap is atomic for the event loop.
+        object.__setattr__(self, "_active", generation)
+        self.__dict__.update(state)  # readers of this object see the new tables as well
 
     async def startup(self) -> None:
         """Prepare for traffic (nothing to warm yet: pools open lazily)."""
@@ -341,11 +377,14 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self.handle(Exchange(self, scope, receive, send))
+            active = self._active
+            await active.handle(Exchange(active, scope, receive, send))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            await self.handle_websocket(Exchange(self, {**scope, "method": "GET"}, receive, send))
+            active = self._active
+            upgrade = Exchange(active, {**scope, "method": "GET"}, receive, send)
+            await active.handle_websocket(upgrade)
 
     async def handle(self, ex: Exchange) -> None:
         """Run the steps for one request; raises the denying step's error."""
