@@ -255,6 +255,17 @@ class Runtime:
         if isinstance(introspection, IntrospectionAuthenticator):
             await introspection.aclose()
 
+    def reload_routes(self, settings: Settings) -> list[str]:
+        """Swap the gateway's routes for those of ``settings`` (demo route kept); return names.
+
+        Raises ``GatewayConfigError`` (the current routes stay) for an invalid route.
+        """
+        routes = list(settings.routes)
+        if self.echo is not None:
+            routes.append(_demo_route(self.echo.url))
+        self.gateway.reload(routes)
+        return [route.name for route in routes]
+
     async def close(self) -> None:
         """Release every component (idempotent)."""
         if self._closed:

@@ -166,8 +166,13 @@ async def test_lifespan_closes_pools(echo: EchoServer) -> None:
     assert gateway.client.pools == {}
 
 
-async def test_websocket_is_refused_for_now() -> None:
+async def test_websocket_refused_on_a_route_without_websocket() -> None:
+    from bastion.gateway.websocket import WebSocketNotAllowedError
+
     gateway = Gateway([route("pub", "/")])
     send = Recorder()
-    await gateway({"type": "websocket", "path": "/"}, make_receive(), send)
-    assert send.messages == [{"type": "websocket.close", "code": 1008}]
+    scope = {"type": "websocket", "path": "/", "raw_path": b"/", "headers": []}
+    with pytest.raises(WebSocketNotAllowedError) as caught:
+        await gateway(scope, make_receive(), send)
+    assert (caught.value.status, caught.value.code) == (403, "websocket_not_allowed")
+    assert send.messages == []  # the HTTP layer renders the denial

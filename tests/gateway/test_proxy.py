@@ -446,7 +446,11 @@ async def test_https_upstream_is_verified(tls_echo: tuple[EchoServer, Path]) -> 
     gw = Gateway([route("tls", "/", server.url)])
     with pytest.raises(UpstreamUnavailableError) as caught:
         await call(gw, "GET", "/x")  # self-signed: not trusted by the default context
-    assert "TLS handshake" in caught.value.detail
+    assert caught.value.code == "upstream_tls_error"
+    assert caught.value.detail == (
+        "The TLS handshake with the upstream failed: its certificate was not accepted "
+        "(self-signed certificate)."
+    )
     trusting = ssl.create_default_context(cafile=str(cert))
     gw = Gateway([route("tls", "/", server.url)], client=UpstreamClient(ssl_context=trusting))
     for _ in range(3):

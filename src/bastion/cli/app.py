@@ -151,10 +151,10 @@ def serve(
     from bastion.logs import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.format)
-    run(_serve(settings, as_json))
+    run(_serve(settings, as_json, reload=lambda: _settings(config, overrides)))
 
 
-async def _serve(settings: Any, as_json: bool) -> None:
+async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None = None) -> None:
     from bastion.http.endpoints import create_full_app
     from bastion.http.server import run_server
     from bastion.runtime import Runtime
@@ -179,13 +179,18 @@ async def _serve(settings: Any, as_json: bool) -> None:
         app_ = create_full_app(runtime)
         if settings.metrics.enabled and settings.metrics.listen is not None:
             metrics_listener = await _start_metrics_listener(runtime, announce)
-        await run_server(
-            app_,
-            settings=settings,
-            certfile=runtime.tls.certfile,
-            keyfile=runtime.tls.keyfile,
-            on_ready=ready,
-        )
+        # Reload without restart (SIGHUP, `bastion routes reload`): bastion.reload.
+        from bastion.reload import serving_reloads
+
+        async with serving_reloads(runtime, settings, reload) as ssl_context:
+            await run_server(
+                app_,
+                settings=settings,
+                certfile=runtime.tls.certfile,
+                keyfile=runtime.tls.keyfile,
+                on_ready=ready,
+                ssl_context=ssl_context,
+            )
     finally:
         if metrics_listener is not None:
             await metrics_listener.close()
@@ -338,4 +343,5 @@ def main(argv: list[str] | None = None) -> None:
 from bastion.cli import clients as _clients  # noqa: E402,F401
 from bastion.cli import doctor as _doctor  # noqa: E402,F401
 from bastion.cli import keys as _keys  # noqa: E402,F401
+from bastion.cli import routes as _routes  # noqa: E402,F401
 from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401

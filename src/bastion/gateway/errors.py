@@ -19,10 +19,12 @@ __all__ = [
     "GatewayConfigError",
     "GatewayError",
     "MethodNotAllowedError",
+    "NoHealthyUpstreamError",
     "RequestTooLargeError",
     "RouteNotFoundError",
     "UnauthenticatedError",
     "UpstreamAbortedError",
+    "UpstreamTLSError",
     "UpstreamTimeoutError",
     "UpstreamUnavailableError",
 ]
@@ -111,6 +113,29 @@ class UpstreamUnavailableError(GatewayError):
     code = "upstream_unavailable"
     status = 502
     title = "Upstream unavailable"
+
+
+class UpstreamTLSError(UpstreamUnavailableError):
+    """The TLS handshake with an https upstream failed (certificate not trusted, wrong name …)."""
+
+    code = "upstream_tls_error"
+    status = 502
+    title = "Upstream TLS error"
+
+
+class NoHealthyUpstreamError(UpstreamUnavailableError):
+    """Every target of the route is ejected by the passive health checks; nothing was tried.
+
+    ``retry_after`` is the number of seconds until a target may be probed again.
+    """
+
+    code = "upstream_unavailable"
+    status = 503
+    title = "Upstream unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
 
 
 class UpstreamTimeoutError(GatewayError):

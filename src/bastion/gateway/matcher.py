@@ -20,11 +20,14 @@ the number of routes.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
+from bastion.crypto.errors import TLSConfigError
+from bastion.crypto.tls import upstream_ssl_context
 from bastion.gateway.errors import (
     BadRequestPathError,
     GatewayConfigError,
@@ -32,6 +35,7 @@ from bastion.gateway.errors import (
     RouteNotFoundError,
 )
 from bastion.gateway.paths import normalize_path
+from bastion.gateway.upstreams import HealthPolicy, Targets
 
 __all__ = [
     "CompiledRoute",
@@ -83,11 +87,15 @@ class Upstream:
     port: int
     base_path: str  # "" or "/base" (never a trailing slash)
     host_header: bytes  # the Host header to send ("host" or "host:port")
+    # https only: the route's own TLS context (private CA, client certificate), None = the
+    # client's default (system CAs); tls_profile tells pools of different contexts apart.
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    tls_profile: str = ""
 
     @property
-    def key(self) -> tuple[str, str, int]:
+    def key(self) -> tuple[str, str, int, str]:
         """The connection-pool key of this upstream."""
-        return (self.scheme, self.host, self.port)
+        return (self.scheme, self.host, self.port, self.tls_profile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,11 @@ class CompiledRoute:
     strip_prefix: bool
     timeout: float
     settings: RouteLike
+    # Every target (upstream is the first), round-robin with passive health checks.
+    targets: Targets | None = None
+    # None: the upstream client's defaults.
+    connect_timeout: float | None = None
+    read_timeout: float | None = None
 
     def allows(self, method: str) -> bool:
         """Whether this route accepts ``method`` (HEAD is accepted where GET is)."""
@@ -193,17 +206,59 @@ def compile_route(route: RouteLike) -> CompiledRoute:
         raise GatewayConfigError(f"routes[{route.name}].match.methods must not be empty.")
     if route.timeout <= 0:
         raise GatewayConfigError(f"routes[{route.name}].timeout must be positive.")
+    upstreams = _compile_upstreams(route)
     return CompiledRoute(
         name=route.name,
         prefix=prefix,
         host=normalize_host(match.host) if match.host else None,
         methods=methods,
-        upstream=parse_upstream(str(route.upstream), route=route.name),
+        upstream=upstreams[0],
         public=bool(route.public),
         auth=tuple(route.auth),
         strip_prefix=bool(route.strip_prefix),
         timeout=float(route.timeout),
         settings=route,
+        targets=Targets(upstreams, _health_policy(route)),
+        connect_timeout=_seconds(getattr(route, "connect_timeout", None)),
+        read_timeout=_seconds(getattr(route, "read_timeout", None)),
+    )
+
+
+def _compile_upstreams(route: RouteLike) -> tuple[Upstream, ...]:
+    """Parse the route's upstream URL(s) and attach its TLS context to https targets."""
+    raw = route.upstream
+    urls = [str(u) for u in raw] if isinstance(raw, list | tuple) else [str(raw)]
+    if not urls:
+        raise GatewayConfigError(f"routes[{route.name}].upstream names no URL.")
+    parsed = [parse_upstream(url, route=route.name) for url in urls]
+    ca = getattr(route, "upstream_ca", None)
+    cert = getattr(route, "upstream_client_cert", None)
+    key = getattr(route, "upstream_client_key", None)
+    if ca is None and cert is None:
+        return tuple(parsed)  # https with the client's default context (system CAs)
+    try:
+        context = upstream_ssl_context(ca, cert, key, where=f"routes[{route.name}]")
+    except TLSConfigError as exc:
+        raise GatewayConfigError(exc.detail) from None
+    profile = f"{route.name}:{ca}:{cert}"
+    return tuple(
+        replace(u, ssl_context=context, tls_profile=profile) if u.scheme == "https" else u
+        for u in parsed
+    )
+
+
+def _seconds(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _health_policy(route: RouteLike) -> HealthPolicy:
+    health = getattr(route, "health", None)
+    if health is None:
+        return HealthPolicy()
+    return HealthPolicy(
+        failures=int(health.failures),
+        cooldown=float(health.cooldown),
+        max_cooldown=float(health.max_cooldown),
     )
 
 

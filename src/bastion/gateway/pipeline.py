@@ -17,6 +17,7 @@ is checked at import.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
@@ -278,6 +279,9 @@ async def proxy(ex: Exchange) -> None:
         ex.receive,
         ex.send,
         time_limit=route.timeout,
+        targets=route.targets,
+        connect_timeout=route.connect_timeout,
+        read_timeout=route.read_timeout,
     )
 
 
@@ -353,6 +357,8 @@ class Gateway:
         metrics: Metrics | None = None,
         request_limits: Any = None,
     ) -> None:
+        # Every constructor argument but the routes, to rebuild the route tables on reload.
+        options = {k: v for k, v in locals().items() if k not in ("self", "routes")}
         self.matcher = RouteMatcher(routes)
         # CORS, IP rules and size limits per route (``request_limits``: a
         # bastion.settings.RequestLimitSettings; None: the defaults).
@@ -396,6 +402,39 @@ class Gateway:
         self.fallback_limiter = MemoryLimiter()
         self.steps = steps
         self.metrics = metrics
+        self._options = options
+        self._active: Gateway
+        # The generation new requests run on: a snapshot of this object, replaced whole by
+        # reload() so a request in flight keeps the tables it started with.
+        object.__setattr__(self, "_active", copy.copy(self))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        active = self.__dict__.get("_active")
+        if active is not None and name != "_active":
+            # Set after construction (e.g. by the runtime): the live generation sees it too.
+            object.__setattr__(active, name, value)
+
+    def reload(self, routes: Iterable[RouteLike]) -> None:
+        """Swap in a new route table; requests in flight finish on the old one.
+
+        Everything route-derived (matcher, scopes, limits, …) is compiled off to
+        the side with this gateway's options; the upstream client (its pools and
+        target health) and the limiter are kept. Raises
+        :class:`GatewayConfigError` (and leaves the current routes in place)
+        when a route is invalid.
+        """
+        options = {**self._options, "client": self.client, "limiter": self.limiter}
+        fresh = Gateway(routes, **options)
+        state = {k: v for k, v in vars(fresh).items() if k != "_active"}
+        for name, value in vars(self).items():
+            state.setdefault(name, value)  # attributes set on this gateway after construction
+        state.pop("_active", None)
+        generation = object.__new__(Gateway)
+        generation.__dict__.update(state)
+        # No await between here and the end: the swap is atomic for the event loop.
+        object.__setattr__(self, "_active", generation)
+        self.__dict__.update(state)  # readers of this object see the new tables as well
 
     async def startup(self) -> None:
         """Prepare for traffic (nothing to warm yet: pools open lazily)."""
@@ -407,14 +446,16 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            ex = Exchange(self, scope, receive, send)
-            metrics = self.metrics
+            # The generation new requests run on (reload() swaps it; see there).
+            active = self._active
+            ex = Exchange(active, scope, receive, send)
+            metrics = active.metrics
             if metrics is None:
-                await self.handle(ex)
+                await active.handle(ex)
                 return
             start = time.perf_counter()
             try:
-                await self.handle(ex)
+                await active.handle(ex)
             except BaseException as exc:
                 name = ex.route.name if ex.route is not None else None
                 metrics.gateway_request(name, exc, time.perf_counter() - start)
@@ -424,8 +465,9 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
-            # WebSockets through the gateway arrive with their own issue; refuse for now.
-            await send({"type": "websocket.close", "code": 1008})
+            active = self._active
+            upgrade = Exchange(active, {**scope, "method": "GET"}, receive, send)
+            await active.handle_websocket(upgrade)
 
     async def handle(self, ex: Exchange) -> None:
         """Run the steps for one request; raises the denying step's error."""
@@ -444,6 +486,30 @@ class Gateway:
                 logger.exception("gateway step %s failed open", step.name)
             if ex.answered:
                 return
+
+    async def handle_websocket(self, ex: Exchange) -> None:
+        """Run the steps for a WebSocket upgrade, relaying it in place of ``proxy``.
+
+        The route must enable websockets (checked right after ``match``, before any
+        credential is looked at); raises the denying step's error before the
+        client's handshake is accepted.
+        """
+        from bastion.gateway.websocket import websocket_allowed, websocket_proxy
+
+        for step in self.steps:
+            run = websocket_proxy if step.name == "proxy" else step.run
+            try:
+                await run(ex)
+                if step.name == "match":
+                    websocket_allowed(ex)
+            except ClientDisconnectedError:
+                return
+            except BastionError:
+                raise
+            except Exception:
+                if step.fail == "closed":
+                    raise
+                logger.exception("gateway step %s failed open", step.name)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

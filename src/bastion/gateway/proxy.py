@@ -27,7 +27,15 @@ speaks HTTP/1.1 itself:
 - Hop-by-hop headers (RFC 9110 §7.6.1) are removed in both directions, with
   every header named in ``Connection``. ``X-Forwarded-For/-Proto/-Host`` are
   set by bastion; client values are kept only from trusted proxies.
-- https upstreams are verified with ``ssl.create_default_context()``.
+- https upstreams are verified with ``ssl.create_default_context()`` (or the
+  route's own context: private CA, client certificate); SNI and the checked
+  name are the upstream's host. A failed handshake is :class:`UpstreamTLSError`.
+- A route with several targets (:class:`~bastion.gateway.upstreams.Targets`)
+  picks one round-robin among the healthy ones; a failed *connection* counts
+  against the target's health and — for GET, HEAD, OPTIONS, PUT and DELETE
+  only, since nothing was sent yet — is retried once on each other target.
+  POST and PATCH are never retried. Every target ejected:
+  :class:`NoHealthyUpstreamError` (503) without connecting.
 """
 
 from __future__ import annotations
@@ -44,12 +52,15 @@ import httptools
 
 from bastion.gateway.errors import (
     BadRequestError,
+    NoHealthyUpstreamError,
     RequestTooLargeError,
     UpstreamAbortedError,
     UpstreamTimeoutError,
+    UpstreamTLSError,
     UpstreamUnavailableError,
 )
 from bastion.gateway.matcher import Upstream
+from bastion.gateway.upstreams import HealthBook, Targets
 
 __all__ = [
     "HIGH_WATER",
@@ -99,6 +110,8 @@ PROXY_OWNED_REQUEST_HEADERS = frozenset(
     }
 )
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+# Methods retried on another target when the connection could not be established.
+_RETRY_ON_CONNECT_FAILURE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # Methods whose empty body is still announced with "content-length: 0" (RFC 9110 §8.6).
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _DIGITS = frozenset(b"0123456789")
@@ -473,7 +486,7 @@ class _Pool:
         """Open a new connection; raises UpstreamTimeoutError / UpstreamUnavailableError."""
         loop = asyncio.get_running_loop()
         up = self.upstream
-        tls = self.client.ssl_context if up.scheme == "https" else None
+        tls = (up.ssl_context or self.client.ssl_context) if up.scheme == "https" else None
         try:
             async with asyncio.timeout(limit):
                 _, conn = await loop.create_connection(
@@ -485,10 +498,13 @@ class _Pool:
                 )
         except TimeoutError:
             raise UpstreamTimeoutError("Connecting to the upstream timed out.") from None
-        except ssl.SSLError:
-            raise UpstreamUnavailableError(
-                "The TLS handshake with the upstream failed (certificate not verified?)."
+        except ssl.SSLCertVerificationError as exc:
+            raise UpstreamTLSError(
+                "The TLS handshake with the upstream failed: its certificate was not "
+                f"accepted ({exc.verify_message})."
             ) from None
+        except ssl.SSLError:
+            raise UpstreamTLSError("The TLS handshake with the upstream failed.") from None
         except OSError:
             raise UpstreamUnavailableError("The upstream could not be reached.") from None
         self.opened += 1
@@ -553,8 +569,10 @@ class UpstreamClient:
         self.read_timeout = read_timeout
         self.max_body_size = max_body_size
         self._ssl_context = ssl_context
-        self.pools: dict[tuple[str, str, int], _Pool] = {}
+        self.pools: dict[tuple[str, str, int, str], _Pool] = {}
         self.closing = False
+        # Passive health of every target, by address (shared by routes, kept across reloads).
+        self.health = HealthBook()
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -562,6 +580,13 @@ class UpstreamClient:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
+
+    def pool(self, upstream: Upstream) -> _Pool:
+        """The connection pool of ``upstream`` (created on first use)."""
+        pool = self.pools.get(upstream.key)
+        if pool is None:
+            pool = self.pools[upstream.key] = _Pool(self, upstream)
+        return pool
 
     def connections_opened(self, upstream: Upstream) -> int:
         """How many connections were opened to ``upstream`` so far."""
@@ -585,20 +610,29 @@ class UpstreamClient:
         send: Send,
         *,
         time_limit: float,
+        targets: Targets | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
     ) -> None:
         """Send the request to ``upstream`` and stream its response to ``send``.
 
-        ``time_limit`` is the route's total timeout for the whole exchange.
+        ``time_limit`` is the route's total timeout for the whole exchange;
+        ``connect_timeout`` / ``read_timeout`` override the client's defaults.
+        With ``targets`` the upstream is chosen among them (``upstream`` is
+        ignored), with health checks and connect-failure retries.
         ``target`` is the path (already normalised, prefixed) plus ``?query``.
         Raises, before any response byte was sent: :class:`UpstreamUnavailableError`,
         :class:`UpstreamTimeoutError`, :class:`RequestTooLargeError`,
         :class:`BadRequestError`, :class:`ClientDisconnectedError`. After the
         response started: :class:`UpstreamAbortedError` (abort the connection).
         """
-        pool = self.pools.get(upstream.key)
-        if pool is None:
-            pool = self.pools[upstream.key] = _Pool(self, upstream)
+        pool = self.pool(upstream)
         call = _Exchange(self, pool, method, target, request, receive, send, time_limit)
+        call.targets = targets
+        if connect_timeout is not None:
+            call.connect_timeout = connect_timeout
+        if read_timeout is not None:
+            call.read_timeout = read_timeout
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(loop.time() + time_limit):
@@ -619,13 +653,16 @@ class _Exchange:
     __slots__ = (
         "client",
         "conn",
+        "connect_timeout",
         "method",
         "pool",
+        "read_timeout",
         "receive",
         "request",
         "send",
         "started",
         "target",
+        "targets",
         "timeout",
     )
 
@@ -650,6 +687,9 @@ class _Exchange:
         self.timeout = timeout
         self.conn: _Connection | None = None
         self.started = False
+        self.targets: Targets | None = None
+        self.connect_timeout = client.connect_timeout
+        self.read_timeout = client.read_timeout
 
     def discard(self) -> None:
         if self.conn is not None:
@@ -688,6 +728,7 @@ class _Exchange:
             raise RequestTooLargeError(
                 f"The request body is larger than {client.max_body_size} bytes."
             )
+        conn, reused = await self._connect()
         head = b"".join(
             (
                 method.encode("ascii"),
@@ -706,9 +747,8 @@ class _Exchange:
         else:
             initial = head + first
         replayable = not more and method in _IDEMPOTENT
-        read_timeout = min(client.read_timeout, self.timeout)
+        read_timeout = min(self.read_timeout, self.timeout)
 
-        conn, reused = await self._open(reuse=True)
         while True:
             conn.begin(head=method == "HEAD")
             conn.write(initial)
@@ -763,9 +803,52 @@ class _Exchange:
         conn = self.pool.take_idle(asyncio.get_running_loop().time()) if reuse else None
         reused = conn is not None
         if conn is None:
-            conn = await self.pool.connect(min(self.client.connect_timeout, self.timeout))
+            conn = await self.pool.connect(min(self.connect_timeout, self.timeout))
         self.conn = conn
         return conn, reused
+
+    async def _connect(self) -> tuple[_Connection, bool]:
+        """A connection to a healthy target (``self.pool`` becomes its pool).
+
+        A connection failure counts against the target's health; for the
+        methods in ``_RETRY_ON_CONNECT_FAILURE`` the next untried target is
+        attempted (nothing was sent yet). Raises the last failure, or
+        :class:`NoHealthyUpstreamError` when no target may be tried at all.
+        """
+        targets = self.targets
+        if targets is None:
+            return await self._open(reuse=True)
+        client = self.client
+        book = client.health
+        loop = asyncio.get_running_loop()
+        tried: tuple[Upstream, ...] = ()
+        failure: Exception | None = None
+        while True:
+            now = loop.time()
+            upstream = targets.choose(book, now, tried)
+            if upstream is None:
+                if failure is not None:
+                    raise failure
+                raise NoHealthyUpstreamError(
+                    "Every upstream target of this route is failing; retry later.",
+                    retry_after=targets.retry_after(book, now),
+                )
+            self.pool = client.pool(upstream)
+            state = book.of(upstream)
+            try:
+                opened = await self._open(reuse=True)
+            except (UpstreamUnavailableError, UpstreamTimeoutError) as exc:
+                state.failed(loop.time(), targets.policy)
+                tried += (upstream,)
+                if self.method in _RETRY_ON_CONNECT_FAILURE and len(tried) < len(targets):
+                    failure = exc
+                    continue
+                raise
+            except BaseException:
+                state.release()
+                raise
+            state.succeeded()
+            return opened
 
     async def _stream_body(
         self, conn: _Connection, sent: int, declared: int | None, chunked: bool

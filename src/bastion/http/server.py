@@ -147,8 +147,13 @@ async def run_server(
     keyfile: Path | None,
     on_ready: OnReady | None = None,
     stop: asyncio.Event | None = None,
+    ssl_context: Any = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then drain and return.
+
+    ``ssl_context`` (uvicorn only) is served instead of a context built from
+    ``certfile``/``keyfile``: the caller may load a renewed certificate into it
+    (:class:`bastion.reload.CertificateWatcher`).
 
     Runs in the current event loop. ``settings`` needs ``server.engine``,
     ``server.graceful_timeout``, ``server.backlog``, ``server.access_log``,
@@ -162,7 +167,9 @@ async def run_server(
     engine = settings.server.engine
     if engine not in ENGINES:
         raise ServerStartError(f"server.engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    ssl_context = _tls_context_check(settings, certfile, keyfile)
+    built = _tls_context_check(settings, certfile, keyfile)
+    if ssl_context is None:
+        ssl_context = built
     stop = stop or asyncio.Event()
     if engine == "uvicorn":
         await _run_uvicorn(app, settings, ssl_context, certfile, keyfile, on_ready, stop)

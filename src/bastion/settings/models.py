@@ -207,6 +207,9 @@ class TLSSettings(_Section):
     # PEM CA bundle: when set, clients are asked for a certificate (verified against it);
     # routes with auth mtls need it. uvicorn engine only (granian gives no peer certificate).
     client_ca: FilePath | None = None
+    # Seconds between checks of the cert/key files' mtimes (renewed certificates are
+    # loaded without a restart, engine uvicorn); 0 = only on SIGHUP.
+    reload_interval: Annotated[float, BeforeValidator(_not_bool), Field(ge=0)] = 60.0
 
     @field_validator("min_version", mode="before")
     @classmethod
@@ -916,6 +919,46 @@ class IpAccessSettings(_Section):
         return self
 
 
+class UpstreamHealth(_Section):
+    """Passive health checking of a route's upstream targets.
+
+    ``failures`` consecutive connection failures (refused, reset, timed out,
+    TLS handshake failed) eject a target for ``cooldown`` seconds; each failed
+    half-open probe after a cool-down doubles it, up to ``max_cooldown``.
+    """
+
+    failures: Count = 3
+    cooldown: Seconds = 5.0
+    max_cooldown: Seconds = 300.0
+
+    @model_validator(mode="after")
+    def _check_cooldowns(self) -> UpstreamHealth:
+        if self.max_cooldown < self.cooldown:
+            raise Problems(
+                [
+                    (
+                        ("max_cooldown",),
+                        f"{show(self.max_cooldown)} is shorter than cooldown "
+                        f"({show(self.cooldown)}) — make max_cooldown at least cooldown",
+                    )
+                ]
+            )
+        return self
+
+
+class RouteWebSocket(_Section):
+    """WebSocket pass-through on a route (off unless enabled; ``websocket: true`` enables it)."""
+
+    enabled: bool = False
+    idle_timeout: Seconds = 300.0
+    max_duration: Seconds = 86400.0
+    max_message_size: Count = 1024 * 1024
+
+
+def _websocket_shorthand(value: Any) -> Any:
+    return {"enabled": value} if isinstance(value, bool) else value
+
+
 class RouteSettings(_Section):
     """One gateway route: which requests, where they go, how they are authenticated.
 
@@ -925,7 +968,8 @@ class RouteSettings(_Section):
 
     name: str
     match: RouteMatch
-    upstream: str
+    # One URL, or a list of URLs served round-robin with passive health checks.
+    upstream: str | list[str]
     public: bool = False
     auth: list[AuthMethod] = Field(default_factory=list)
     # Required scopes: one list for every method, or a mapping method -> list ("*": the
@@ -938,6 +982,19 @@ class RouteSettings(_Section):
     timeout: Seconds = 30.0
     # Rate limits, all checked together by the gateway's limit step (429 when one refuses).
     limits: list[RouteLimit] = Field(default_factory=list)
+    # Upstream timeouts: per connection attempt, and per wait for the next response bytes
+    # (``timeout`` bounds the whole exchange).
+    connect_timeout: Seconds = 5.0
+    read_timeout: Seconds = 30.0
+    health: UpstreamHealth = Field(default_factory=UpstreamHealth)
+    # TLS to https upstreams: always verified; a private CA bundle instead of the system's,
+    # and a client certificate for upstream mTLS.
+    upstream_ca: FilePath | None = None
+    upstream_client_cert: FilePath | None = None
+    upstream_client_key: FilePath | None = None
+    websocket: Annotated[RouteWebSocket, BeforeValidator(_websocket_shorthand)] = Field(
+        default_factory=RouteWebSocket
+    )
     # Which issuers / audience the jwt method accepts here (default: bastion's own tokens
     # for its default API audience).
     jwt: RouteJwtSettings | None = None
@@ -968,8 +1025,34 @@ class RouteSettings(_Section):
 
     @field_validator("upstream")
     @classmethod
-    def _check_upstream(cls, value: str) -> str:
-        return _http_url(value, "http://orders.internal:9000")
+    def _check_upstream(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, str):
+            return _http_url(value, "http://orders.internal:9000")
+        if not value:
+            raise ValueError(
+                "is an empty list — give one URL or a list of URLs, e.g. "
+                "[http://orders-1.internal:9000, http://orders-2.internal:9000]"
+            )
+        urls: list[str] = []
+        problems: list[tuple[Loc, str]] = []
+        for index, url in enumerate(value):
+            try:
+                checked = _http_url(url, "http://orders-1.internal:9000")
+            except ValueError as exc:
+                problems.append(((index,), str(exc)))
+                continue
+            if checked in urls:
+                problems.append(((index,), f"{show(url)} is listed twice — keep one"))
+            else:
+                urls.append(checked)
+        if problems:
+            raise Problems(problems)
+        return urls
+
+    @property
+    def upstreams(self) -> list[str]:
+        """The upstream URLs as a list (one entry when ``upstream`` is a single URL)."""
+        return [self.upstream] if isinstance(self.upstream, str) else list(self.upstream)
 
     @field_validator("auth")
     @classmethod
@@ -1113,6 +1196,24 @@ class RouteSettings(_Section):
             raise ValueError(
                 "jwt settings are only read by the jwt method — add jwt to auth or remove jwt"
             )
+        if (self.upstream_client_cert is None) != (self.upstream_client_key is None):
+            raise ValueError(
+                "upstream_client_cert and upstream_client_key go together — set both (a "
+                "client certificate for upstream mTLS and its private key) or neither"
+            )
+        tls_keys = [
+            k
+            for k in ("upstream_ca", "upstream_client_cert", "upstream_client_key")
+            if getattr(self, k) is not None
+        ]
+        if tls_keys and not any(u.startswith("https://") for u in self.upstreams):
+            raise ValueError(
+                f"{tls_keys[0]} is only used for https upstreams — use an https:// upstream "
+                f"URL or remove {tls_keys[0]}"
+            )
+        for key in tls_keys:
+            if problem := _unreadable(getattr(self, key)):
+                raise Problems([((key,), problem)])
         if self.api_key_header is not None and "api_key" not in self.auth:
             raise ValueError(
                 "api_key_header is only read by the api_key method — add api_key to auth or "

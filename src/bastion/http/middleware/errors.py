@@ -16,7 +16,7 @@ import logging
 
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.http.middleware.request_id import get_request_id
-from bastion.http.problem import send_problem
+from bastion.http.problem import problem_response, send_problem
 from bastion.http.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["ErrorMiddleware"]
@@ -26,6 +26,7 @@ log = logging.getLogger("bastion.http")
 # RFC 6455 close codes for a websocket refused by a deliberate error vs. a bug.
 _WS_POLICY_VIOLATION = 1008
 _WS_INTERNAL_ERROR = 1011
+_WS_DENIAL = "websocket.http.response"
 
 
 class ErrorMiddleware:
@@ -80,9 +81,31 @@ class ErrorMiddleware:
             await send_problem(send, BastionError(), get_request_id(scope))
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accepted = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] in ("websocket.accept", "websocket.http.response.start"):
+                accepted = True
+            await send(message)
+
         try:
-            await self._app(scope, receive, send)
+            await self._app(scope, receive, tracking_send)
         except BastionError as error:
+            if not accepted and _WS_DENIAL in (scope.get("extensions") or {}):
+                # The ASGI "websocket.http.response" extension: refuse the handshake with a
+                # real HTTP status (401 with WWW-Authenticate, 403 …) and a problem document.
+                with contextlib.suppress(Exception):
+                    status, headers, body = problem_response(error, get_request_id(scope))
+                    await send(
+                        {
+                            "type": "websocket.http.response.start",
+                            "status": status,
+                            "headers": headers,
+                        }
+                    )
+                    await send({"type": "websocket.http.response.body", "body": body})
+                return
             code = _WS_INTERNAL_ERROR if error.status >= 500 else _WS_POLICY_VIOLATION
             await _close_websocket(send, code, error.code)
         except Exception as exc:

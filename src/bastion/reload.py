@@ -1,0 +1,316 @@
+"""Reload without restart: routes from the configuration file, renewed TLS certificates.
+
+How a reload is asked for:
+
+- ``SIGHUP`` to the ``bastion serve`` process;
+- ``bastion routes reload`` — reads the pid file ``{data_dir}/bastion.pid`` that
+  ``bastion serve`` writes (or ``--pid-file``) and sends that process SIGHUP.
+  With several nodes, each node is its own process: signal every one (e.g.
+  ``kill -HUP`` through your orchestrator) after updating its configuration.
+
+What a reload does (:meth:`Reloader.reload`):
+
+1. re-read the configuration (file + ``BASTION_*`` environment) and validate it;
+   an invalid configuration is logged and changes nothing;
+2. compile the new routes off to the side and swap the gateway's route table in
+   one assignment (:meth:`bastion.gateway.Gateway.reload`): requests in flight
+   finish on the routes they matched; no connection is dropped; upstream pools
+   and target health are kept. Other sections (storage, listen, …) need a
+   restart: a changed one is logged as ignored;
+3. check the TLS certificate files (also every ``tls.reload_interval`` seconds):
+   when they changed, the new pair is validated and loaded into the server's
+   SSL context — new handshakes present the new certificate. This needs
+   ``server.engine: uvicorn`` (its stdlib SSLContext can load a new chain at
+   runtime); granian's TLS (rustls) is fixed when it starts, so with granian a
+   renewed certificate is logged and needs a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import ssl
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from bastion.crypto import TLSConfigError, load_server_certificate, server_ssl_context
+from bastion.errors import BastionError
+
+__all__ = [
+    "PID_FILE_NAME",
+    "CertificateWatcher",
+    "ReloadError",
+    "Reloader",
+    "remove_pid_file",
+    "serving_reloads",
+    "signal_reload",
+    "write_pid_file",
+]
+
+log = logging.getLogger("bastion.reload")
+
+PID_FILE_NAME = "bastion.pid"
+
+
+class ReloadError(BastionError):
+    """The running server cannot be asked to reload (no pid file, no such process)."""
+
+    code = "reload_failed"
+    status = 500
+    title = "Reload failed"
+
+
+def write_pid_file(path: Path) -> None:
+    """Write this process's id to ``path`` (0644), replacing a stale file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{os.getpid()}\n", encoding="ascii")
+    tmp.replace(path)
+
+
+def remove_pid_file(path: Path) -> None:
+    """Remove ``path`` if it still names this process."""
+    with contextlib.suppress(OSError, ValueError):
+        if int(path.read_text(encoding="ascii").strip()) == os.getpid():
+            path.unlink()
+
+
+def signal_reload(path: Path) -> int:
+    """Send SIGHUP to the process named in the pid file ``path``; return its pid.
+
+    Raises :class:`ReloadError` when the file is missing or malformed, or the
+    process is gone or not ours to signal.
+    """
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError:
+        raise ReloadError(
+            f"no pid file at {path} — is `bastion serve` running with this data_dir? "
+            "(or give --pid-file)"
+        ) from None
+    if not text.isdigit() or int(text) <= 1:
+        raise ReloadError(f"pid file {path} does not hold a process id — remove it")
+    pid = int(text)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ReloadError(
+            f"process {pid} from {path} is not running — remove the stale pid file"
+        ) from None
+    except PermissionError:
+        raise ReloadError(
+            f"not allowed to signal process {pid} — run as the user that runs bastion serve"
+        ) from None
+    return pid
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+class CertificateWatcher:
+    """The server's SSL context for ``cert`` / ``key``, reloaded when the files change.
+
+    Raises :class:`~bastion.crypto.TLSConfigError` from the constructor for an
+    unusable pair (as :func:`~bastion.crypto.server_ssl_context`).
+    """
+
+    def __init__(self, cert: Path, key: Path, min_version: str = "1.2") -> None:
+        self.cert = Path(cert)
+        self.key = Path(key)
+        self.context: ssl.SSLContext = server_ssl_context(self.cert, self.key, min_version)
+        self._stamps = self._read_stamps()
+        self.reloads = 0
+
+    def _read_stamps(self) -> tuple[tuple[int, int, int], ...] | None:
+        try:
+            return (_stamp(self.cert), _stamp(self.key))
+        except OSError:
+            return None  # mid-renewal (a file replaced): look again next time
+
+    def changed(self) -> bool:
+        """Whether the files differ from the pair last loaded."""
+        stamps = self._read_stamps()
+        return stamps is not None and stamps != self._stamps
+
+    def check(self) -> bool:
+        """Load the files into the context if they changed; True when a new pair was loaded.
+
+        Raises :class:`~bastion.crypto.TLSConfigError` when the new pair is unusable
+        (the context keeps serving the previous one).
+        """
+        stamps = self._read_stamps()
+        if stamps is None or stamps == self._stamps:
+            return False
+        load_server_certificate(self.cert, self.key)  # key matches, not expired
+        try:
+            self.context.load_cert_chain(certfile=os.fspath(self.cert), keyfile=os.fspath(self.key))
+        except (ssl.SSLError, OSError) as exc:
+            raise TLSConfigError(
+                f"tls.cert {self.cert} / tls.key {self.key} rejected by OpenSSL ({exc})"
+            ) from None
+        self._stamps = stamps
+        self.reloads += 1
+        return True
+
+
+class Reloader:
+    """Reloads routes (and certificates) of a running ``bastion serve`` on request.
+
+    ``load`` re-reads the settings (raising ``SettingsError``); ``runtime``
+    needs ``settings`` and ``reload_routes(settings)``; ``certificates`` is the
+    server's watcher (``None`` without TLS or with a generated certificate),
+    ``hot_certificates`` whether the engine serves from its context (uvicorn).
+    """
+
+    def __init__(
+        self,
+        runtime: Any,
+        load: Callable[[], Any],
+        *,
+        certificates: CertificateWatcher | None = None,
+        hot_certificates: bool = False,
+    ) -> None:
+        self.runtime = runtime
+        self.load = load
+        self.certificates = certificates
+        self.hot_certificates = hot_certificates
+        self._lock = asyncio.Lock()
+        self._warned_restart = False
+
+    async def reload(self) -> bool:
+        """Re-read the configuration and swap the routes; False (logged) when refused."""
+        async with self._lock:
+            self.check_certificates()
+            try:
+                settings = self.load()
+            except BastionError as exc:
+                log.error("reload refused, the current routes stay: %s", exc.detail)
+                return False
+            if not settings.routes and self.runtime.settings.routes:
+                # Most likely a file caught half-written (an empty file is a valid, empty
+                # configuration): never drop every route on a reload.
+                log.error(
+                    "reload refused, the current routes stay: the configuration has no routes "
+                    "(a half-written file?) — to remove every route, restart bastion"
+                )
+                return False
+            try:
+                names = self.runtime.reload_routes(settings)
+            except BastionError as exc:
+                log.error("reload refused, the current routes stay: %s", exc.detail)
+                return False
+            ignored = _changed_sections(self.runtime.settings, settings)
+            if ignored:
+                log.warning(
+                    "reload: %s changed — only routes reload; restart bastion to apply the rest",
+                    ", ".join(ignored),
+                )
+            log.info("routes reloaded: %s", ", ".join(names) or "(none)")
+            return True
+
+    def check_certificates(self) -> None:
+        """Load renewed certificate files (uvicorn) or say a restart is needed (granian)."""
+        watcher = self.certificates
+        if watcher is None:
+            return
+        if not self.hot_certificates:
+            if watcher.changed() and not self._warned_restart:
+                self._warned_restart = True
+                log.warning(
+                    "tls.cert / tls.key changed on disk; server.engine granian cannot load a "
+                    "new certificate while running — restart bastion (or use engine uvicorn)"
+                )
+            return
+        try:
+            if watcher.check():
+                log.info("TLS certificate reloaded from %s", watcher.cert)
+        except TLSConfigError as exc:
+            log.error("renewed TLS certificate refused, still serving the previous one: %s", exc)
+
+    def install(self) -> Callable[[], None]:
+        """Handle SIGHUP in the running loop; returns the function that uninstalls it."""
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task[bool]] = set()
+
+        def on_hup() -> None:
+            log.info("received SIGHUP: reloading routes and certificates")
+            task = loop.create_task(self.reload())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+        def uninstall() -> None:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+        return uninstall
+
+    async def watch_certificates(self, interval: float) -> None:
+        """Check the certificate files every ``interval`` seconds (until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            self.check_certificates()
+
+
+def _changed_sections(old: Any, new: Any) -> list[str]:
+    """Top-level settings other than routes that differ between ``old`` and ``new``."""
+    changed: list[str] = []
+    for name in type(old).model_fields:
+        if name != "routes" and getattr(old, name) != getattr(new, name):
+            changed.append(name)
+    return changed
+
+
+@contextlib.asynccontextmanager
+async def serving_reloads(
+    runtime: Any, settings: Any, load: Callable[[], Any] | None
+) -> AsyncIterator[ssl.SSLContext | None]:
+    """While ``bastion serve`` runs: the pid file, the SIGHUP handler, the certificate checks.
+
+    Yields the SSL context the server should serve (uvicorn with TLS: one the
+    watcher reloads), or ``None`` (let the server build its own).
+    """
+    engine = settings.server.engine
+    tls = runtime.tls
+    watcher = None
+    if tls.certfile is not None and tls.keyfile is not None:
+        watcher = CertificateWatcher(tls.certfile, tls.keyfile, str(settings.tls.min_version))
+    reloader = Reloader(
+        runtime,
+        load or (lambda: settings),
+        certificates=watcher,
+        hot_certificates=engine == "uvicorn",
+    )
+    pid_path = Path(settings.data_dir) / PID_FILE_NAME
+    try:
+        write_pid_file(pid_path)
+    except OSError as exc:
+        pid_path = None  # type: ignore[assignment]
+        log.warning("cannot write the pid file (%s): `bastion routes reload` needs --pid-file", exc)
+    uninstall: Callable[[], None] | None = None
+    if threading.current_thread() is threading.main_thread():
+        uninstall = reloader.install()
+    interval = float(getattr(settings.tls, "reload_interval", 0) or 0)
+    watching = (
+        asyncio.ensure_future(reloader.watch_certificates(interval))
+        if watcher is not None and interval > 0
+        else None
+    )
+    try:
+        yield watcher.context if watcher is not None and engine == "uvicorn" else None
+    finally:
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
+        if uninstall is not None:
+            uninstall()
+        if pid_path is not None:
+            remove_pid_file(pid_path)
