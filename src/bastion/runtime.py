@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bastion.apikeys import ApiKeyService
+from bastion.audit.alerting import Alerting, open_alerting
 from bastion.audit.events import Auditor
 from bastion.crypto import (
     Keyring,
@@ -84,6 +85,8 @@ class Runtime:
     api_keys: ApiKeyService
     # The in-process audit bus: every security decision is recorded here (audit/events.py).
     auditor: Auditor = field(default_factory=Auditor)
+    # Detectors, alerts and webhook delivery over the auditor's events (audit/alerting.py).
+    alerting: Alerting | None = None
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -103,6 +106,7 @@ class Runtime:
             ensure_data_dir(settings.data_dir)
         keyring = open_keyring(settings)
         tls = _prepare_tls(settings)
+        auditor = Auditor()
 
         url = settings.storage_url
         if url.startswith("sqlite"):
@@ -124,6 +128,9 @@ class Runtime:
                 routes.append(_demo_route(echo.url))
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
+            alerting = await open_alerting(
+                settings, auditor, db=db, keyring=keyring, node_id=node_id
+            )
             api_keys = ApiKeyService(db, settings, shared)
             signing_keys = SigningKeyManager(db, keyring, settings, shared)
             if await signing_keys.load():
@@ -196,6 +203,8 @@ class Runtime:
             token_endpoint=token_endpoint,
             access_tokens=access_tokens,
             api_keys=api_keys,
+            auditor=auditor,
+            alerting=alerting,
             echo=echo,
         )
 
@@ -213,6 +222,8 @@ class Runtime:
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
             asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
         ]
+        if self.alerting is not None:
+            self._tasks.append(asyncio.create_task(self.alerting.run(self._stop), name="webhooks"))
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""

@@ -266,7 +266,7 @@ class WebhookSink:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (1 = the first retry)."""
-        ceiling = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
+        ceiling = min(self.backoff * 2.0 ** (attempt - 1), self.max_backoff)
         # Equal jitter: half the delay is fixed, half random, so receivers coming back
         # from an outage are not hit by every node's retries at the same instant.
         return ceiling / 2 + self.rng() * ceiling / 2
@@ -395,6 +395,7 @@ class WebhookSink:
         )
         try:
             # Rare and small: a synchronous append is simpler than a writer task.
+            self.dead_letter_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             with self.dead_letter_file.open("ab") as file:
                 file.write(line + b"\n")
         except OSError as exc:

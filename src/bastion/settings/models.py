@@ -396,11 +396,15 @@ class CredentialStuffingSettings(_Section):
     window: PositiveDuration = 600.0
 
 
+SpikeDimension = Literal["route", "key"]
+_SPIKE_DIMENSIONS: tuple[SpikeDimension, ...] = ("route", "key")
+
+
 class DenialSpikeSettings(_Section):
     """401/403/429 spikes per route and per key: EWMA + z-score over per-interval counts."""
 
     enabled: bool = True
-    per: list[Literal["route", "key"]] = Field(default_factory=lambda: ["route", "key"])
+    per: list[SpikeDimension] = Field(default_factory=lambda: list(_SPIKE_DIMENSIONS))
     interval: PositiveDuration = 60.0
     alpha: Annotated[float, BeforeValidator(_not_bool), Field(gt=0, le=1)] = 0.1
     z: Annotated[float, BeforeValidator(_not_bool), Field(gt=0)] = 4.0
