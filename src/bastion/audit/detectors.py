@@ -411,10 +411,11 @@ class DenialSpikeDetector:
 
 
 class NewNetworkDetector:
-    """A key or subject used from a network (IPv4 /16, IPv6 /48 by default) it was not seen in.
+    """A key, subject or client used from a network (IPv4 /16, IPv6 /48 by default) not seen before.
 
-    Looks at every event with an IP and a ``key_id`` (else ``subject``) whose
-    outcome is not ``failure`` (a failed login says nothing about where the
+    Looks at every event with an IP and a ``key_id`` (else ``subject``; else,
+    for successes such as ``token.issued``, ``client_id``) whose outcome is not
+    ``failure`` (a failed login says nothing about where the
     real owner is). The first network an identity is seen in is learnt
     silently; each later new one raises an alert and is learnt. At most
     ``max_networks`` networks are remembered per identity (least recent
@@ -454,6 +455,8 @@ class NewNetworkDetector:
             identity, kind = event.key_id[:_MAX_ID], "key"
         elif event.subject:
             identity, kind = event.subject[:_MAX_ID], "subject"
+        elif event.client_id and event.outcome == "success":
+            identity, kind = event.client_id[:_MAX_ID], "client"
         else:
             return None
         network = self._network(event.ip)
