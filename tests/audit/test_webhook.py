@@ -184,7 +184,9 @@ async def test_audit_events_go_to_targets_that_subscribe_to_them(
     sink.attach(auditor)
     async with running(sink):
         auditor.record(EventTypes.CLIENT_AUTH, "failure", client_id="x")
-        auditor.record(EventTypes.TOKEN_ISSUED, "success", client_id="svc", data={"scope": "a"})
+        auditor.record(
+            EventTypes.TOKEN_ISSUED, "success", client_id="svc", data={"scope": "a", "odd": {1}}
+        )
         sink.deliver_alert(alert())  # this target does not want alerts
         (request,) = await receiver.await_for(1)
         await asyncio.sleep(0.1)
@@ -193,7 +195,7 @@ async def test_audit_events_go_to_targets_that_subscribe_to_them(
     assert payload["kind"] == "event"
     assert payload["event"]["type"] == "token.issued"
     assert payload["event"]["client_id"] == "svc"
-    assert payload["event"]["data"] == {"scope": "a"}
+    assert payload["event"]["data"] == {"scope": "a", "odd": "{1}"}  # never fails on a type
 
 
 def test_alert_only_targets_do_not_listen_to_every_event(tmp_path: Path) -> None:
@@ -217,6 +219,7 @@ def test_backoff_doubles_up_to_the_maximum_with_equal_jitter(tmp_path: Path) -> 
         (None, "sha256=00", "missing X-Bastion-Timestamp or X-Bastion-Signature"),
         ("1000", None, "missing X-Bastion-Timestamp or X-Bastion-Signature"),
         ("-1000", "sha256=00", "X-Bastion-Timestamp is not a number of seconds"),
+        ("\u0661\u0660\u0660\u0660", "sha256=00", "X-Bastion-Timestamp is not a number of seconds"),
         ("699", "GOOD", "X-Bastion-Timestamp is outside the replay window"),
         ("1000", "sha256=" + "0" * 64, "X-Bastion-Signature does not match the body"),
         ("1001", "GOOD1000", "X-Bastion-Signature does not match the body"),

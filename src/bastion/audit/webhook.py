@@ -99,7 +99,7 @@ def verify_signature(
     """
     if not timestamp or not signature:
         raise WebhookSignatureError("missing X-Bastion-Timestamp or X-Bastion-Signature")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
         raise WebhookSignatureError("X-Bastion-Timestamp is not a number of seconds")
     current = time.time() if now is None else now
     if abs(current - int(timestamp)) > tolerance:
@@ -239,7 +239,9 @@ class WebhookSink:
                     "node_id": self.node_id,
                     "webhook": target.name,
                     kind: document,
-                }
+                },
+                # Event data is whatever the recorder put in it; never fail on a stray type.
+                default=str,
             )
             self._enqueue(delivery)
 
