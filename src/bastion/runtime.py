@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion.apikeys import ApiKeyService
+from bastion.audit.alerting import Alerting, open_alerting
 from bastion.audit.events import Auditor
 from bastion.crypto import (
     Keyring,
@@ -95,6 +96,8 @@ class Runtime:
     auditor: Auditor = field(default_factory=Auditor)
     # Prometheus metrics (audit/metrics.py); None when metrics.enabled is false.
     metrics: Metrics | None = None
+    # Detectors, alerts and webhook delivery over the auditor's events (audit/alerting.py).
+    alerting: Alerting | None = None
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
@@ -122,6 +125,7 @@ class Runtime:
             ensure_data_dir(settings.data_dir)
         keyring = open_keyring(settings)
         tls = _prepare_tls(settings)
+        auditor = Auditor()
 
         url = settings.storage_url
         if url.startswith("sqlite"):
@@ -144,6 +148,9 @@ class Runtime:
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
             metrics = _metrics(settings)
+            alerting = await open_alerting(
+                settings, auditor, db=db, keyring=keyring, node_id=node_id
+            )
             api_keys = ApiKeyService(db, settings, shared)
             signing_keys = SigningKeyManager(db, keyring, settings, shared)
             if await signing_keys.load():
@@ -219,6 +226,8 @@ class Runtime:
             token_endpoint=token_endpoint,
             access_tokens=access_tokens,
             api_keys=api_keys,
+            auditor=auditor,
+            alerting=alerting,
             echo=echo,
             metrics=metrics,
         )
@@ -237,6 +246,8 @@ class Runtime:
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
             asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
         ]
+        if self.alerting is not None:
+            self._tasks.append(asyncio.create_task(self.alerting.run(self._stop), name="webhooks"))
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""

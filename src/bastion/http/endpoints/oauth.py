@@ -36,6 +36,7 @@ from starlette.routing import BaseRoute, Route
 
 from bastion.crypto import SigningKeyPair
 from bastion.errors import BastionError
+from bastion.http.endpoints.oauth_audit import OAuthAudit
 from bastion.oauth.tokens import TokenIssuer
 from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.client_auth import (
@@ -44,7 +45,7 @@ from bastion.protocol.rfc6749.client_auth import (
     ClientLookup,
     authenticate_client,
 )
-from bastion.protocol.rfc6749.errors import OAuthError
+from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint, token_response
 from bastion.protocol.rfc7009 import revoke
@@ -159,25 +160,39 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             request.method, request.headers.raw, body, request.scope.get("query_string", b"")
         )
 
+    trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
+    # Audit events of every decision here (auth.client, token.issued/refused/revoked).
+    audit = OAuthAudit(
+        getattr(runtime, "auditor", None), lambda request: _client_ip(request, trusted_proxies)
+    )
+
     async def client_of(
-        oreq: OAuthRequest, methods: tuple[str, ...] = ALL_AUTH_METHODS
+        oreq: OAuthRequest,
+        methods: tuple[str, ...] = ALL_AUTH_METHODS,
+        *,
+        request: Request | None = None,
     ) -> AuthenticatedClient:
-        return await authenticate_client(
-            oreq,
-            clients=runtime.clients,
-            issuer=issuer,
-            token_endpoint=token_url,
-            shared=runtime.shared,
-            allowed_methods=methods,
-            leeway=leeway,
-        )
+        try:
+            return await authenticate_client(
+                oreq,
+                clients=runtime.clients,
+                issuer=issuer,
+                token_endpoint=token_url,
+                shared=runtime.shared,
+                allowed_methods=methods,
+                leeway=leeway,
+            )
+        except InvalidClientError as error:
+            if request is not None:
+                audit.client_failed(request, oreq, error, request.url.path)
+            raise
 
     def oauth_endpoint(
-        handler: Callable[[OAuthRequest], Awaitable[Response]],
+        handler: Callable[[OAuthRequest, Request], Awaitable[Response]],
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
-                return await handler(await oauth_request(request))
+                return await handler(await oauth_request(request), request)
             except OAuthError as error:
                 return _oauth_error(error)
 
@@ -193,42 +208,48 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             issue_token=TokenIssuer(runtime.signing_keys.current).issue,
             settings_tokens=settings.tokens,
         )
-    trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
 
-    async def token(oreq: OAuthRequest, ip: str | None) -> Response:
+    async def token(oreq: OAuthRequest, ip: str | None, request: Request) -> Response:
         if exchange is not None and oreq.form.get("grant_type") == rfc8693.GRANT_TYPE:
             # RFC 8693 §2.1: client authentication is optional for token exchange; the
             # API key is the credential. Credentials that are sent must still be valid.
             client = (
-                (await client_of(oreq)).client if rfc8693.sends_client_credentials(oreq) else None
+                (await client_of(oreq, request=request)).client
+                if rfc8693.sends_client_credentials(oreq)
+                else None
             )
             result = await exchange(oreq, client, ip=ip)
         else:
-            authed = await client_of(oreq)
+            authed = await client_of(oreq, request=request)
             result = await runtime.token_endpoint.handle(oreq, authed.client)
+        audit.issued(request, oreq, result)
         status, headers, body = token_response(result)
         return Response(body, status, headers)
 
     async def token_endpoint(request: Request) -> Response:
+        oreq: OAuthRequest | None = None
         try:
             oreq = await oauth_request(request)
-            return await token(oreq, _client_ip(request, trusted_proxies))
+            return await token(oreq, _client_ip(request, trusted_proxies), request)
         except OAuthError as error:
+            if not isinstance(error, InvalidClientError):  # those are auth.client events
+                audit.refused(request, oreq, error)
             return _oauth_error(error)
 
     async def verify(token_value: str) -> Mapping[str, Any]:
         return await runtime.access_tokens.verify(token_value)
 
-    async def introspection(oreq: OAuthRequest) -> Response:
-        authed = await client_of(oreq, _INTROSPECTION_METHODS)
+    async def introspection(oreq: OAuthRequest, request: Request) -> Response:
+        authed = await client_of(oreq, _INTROSPECTION_METHODS, request=request)
         result = await introspect(oreq, caller=authed.client, verify_token=verify)
         return _json(result)
 
-    async def revocation(oreq: OAuthRequest) -> Response:
-        authed = await client_of(oreq)
+    async def revocation(oreq: OAuthRequest, request: Request) -> Response:
+        authed = await client_of(oreq, request=request)
 
         async def deny(jti: str, exp: float) -> None:
             await runtime.access_tokens.revoke({"jti": jti, "exp": exp})
+            audit.revoked(request, authed.client.client_id, jti)
 
         await revoke(oreq, caller=authed.client, verify_token=verify, revoke_jti=deny)
         return Response(b"", 200, {"Cache-Control": "no-store", "Pragma": "no-cache"})
