@@ -49,6 +49,8 @@ __all__ = [
     "chain_events",
     "compute_hash",
     "inspect",
+    "rechain",
+    "timestamp",
     "verify",
 ]
 
@@ -63,7 +65,8 @@ MAX_FINDINGS_PER_NODE: Final = 100
 FindingKind = Literal["modified", "deleted", "reordered"]
 
 
-def _timestamp(moment: datetime) -> str:
+def timestamp(moment: datetime) -> str:
+    """``moment`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (UTC), the form the hash covers."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -73,7 +76,7 @@ def canonical(event: AuditEvent) -> bytes:
         "v": CHAIN_VERSION,
         "node_id": event.node_id,
         "seq": event.seq,
-        "occurred_at": _timestamp(event.occurred_at),
+        "occurred_at": timestamp(event.occurred_at),
         "type": event.type,
         "outcome": event.outcome,
         "reason": event.reason,

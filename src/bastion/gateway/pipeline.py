@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
+from bastion.audit.events import Auditor
 from bastion.errors import BastionError
+from bastion.gateway.audit import count_allowed, record_denial
 from bastion.gateway.authn.api_key import ApiKeyAuthenticator, ApiKeyVerifier
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
@@ -281,6 +283,9 @@ class Gateway:
     an in-process :class:`~bastion.ratelimit.MemoryLimiter`; pass a
     :class:`~bastion.ratelimit.RedisLimiter` to share limits across nodes).
     An invalid limit raises :class:`GatewayConfigError`.
+
+    ``auditor`` (an :class:`~bastion.audit.events.Auditor`) receives a
+    ``gateway.denied`` event for every denial and counts allowed requests.
     """
 
     def __init__(
@@ -295,6 +300,7 @@ class Gateway:
         identity_headers: IdentityHeaders | None = None,
         limiter: Limiter | None = None,
         steps: tuple[Step, ...] = STEPS,
+        auditor: Auditor | None = None,
     ) -> None:
         self.matcher = RouteMatcher(routes)
         self.trusted_proxies = TrustedProxies(trusted_proxies)
@@ -327,6 +333,8 @@ class Gateway:
         # (this node alone: its share is the whole limit).
         self.fallback_limiter = MemoryLimiter()
         self.steps = steps
+        # The "audit" step (gateway/audit.py): denials recorded, allowed requests counted.
+        self.auditor = auditor
 
     async def startup(self) -> None:
         """Prepare for traffic (nothing to warm yet: pools open lazily)."""
@@ -352,12 +360,16 @@ class Gateway:
                 await step.run(ex)
             except ClientDisconnectedError:
                 return  # nobody is left to answer
-            except BastionError:
+            except BastionError as error:
+                if self.auditor is not None:
+                    record_denial(self.auditor, ex, step.name, error)
                 raise  # a deliberate denial: it renders itself
             except Exception:
                 if step.fail == "closed":
                     raise
                 logger.exception("gateway step %s failed open", step.name)
+        if self.auditor is not None:
+            count_allowed(self.auditor, ex)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
