@@ -23,6 +23,8 @@ from typing import Any
 
 from bastion.apikeys import ApiKeyService
 from bastion.audit.events import Auditor
+from bastion.audit.sinks import JsonLinesSink
+from bastion.audit.writer import AuditWriter
 from bastion.crypto import (
     Keyring,
     create_keyring_file,
@@ -84,10 +86,13 @@ class Runtime:
     api_keys: ApiKeyService
     # The in-process audit bus: every security decision is recorded here (audit/events.py).
     auditor: Auditor = field(default_factory=Auditor)
+    # Drains the auditor into this node's hash chain (audit/writer.py); flushed at shutdown.
+    audit_writer: AuditWriter | None = None
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _audit_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @classmethod
     async def open(cls, settings: Settings, *, announce: Announce | None = None) -> Runtime:
@@ -124,6 +129,17 @@ class Runtime:
                 routes.append(_demo_route(echo.url))
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
+            auditor = Auditor(max_queue=settings.audit.max_queue)
+            audit_writer = AuditWriter(
+                auditor,
+                db,
+                node_id,
+                sinks=[JsonLinesSink(settings.audit.file)] if settings.audit.file else [],
+                batch_size=settings.audit.batch_size,
+                flush_interval=settings.audit.flush_interval,
+                checkpoint_interval=settings.audit.checkpoint_interval,
+                retention=settings.audit.retention,
+            )
             api_keys = ApiKeyService(db, settings, shared)
             signing_keys = SigningKeyManager(db, keyring, settings, shared)
             if await signing_keys.load():
@@ -175,6 +191,7 @@ class Runtime:
                 limiter=RedisLimiter(shared)
                 if isinstance(shared, RedisSharedState)
                 else MemoryLimiter(),
+                auditor=auditor,
             )
         except BaseException:
             if echo is not None:
@@ -196,6 +213,8 @@ class Runtime:
             token_endpoint=token_endpoint,
             access_tokens=access_tokens,
             api_keys=api_keys,
+            auditor=auditor,
+            audit_writer=audit_writer,
             echo=echo,
         )
 
@@ -213,6 +232,10 @@ class Runtime:
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
             asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
         ]
+        if self.audit_writer is not None:
+            self._audit_task = asyncio.create_task(
+                self.audit_writer.run(self._stop), name="audit-writer"
+            )
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""
@@ -227,6 +250,18 @@ class Runtime:
                     await task
         self._tasks = []
         await self.gateway.shutdown()
+        # After the gateway drained: every decision is queued; write all of it.
+        if self._audit_task is not None:
+            # It stops between batches; a write hanging on a dead database is cancelled
+            # (its batch stays pending and flush() retries it).
+            _, pending = await asyncio.wait([self._audit_task], timeout=5.0)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._audit_task
+            self._audit_task = None
+        if self.audit_writer is not None:
+            await self.audit_writer.flush()
 
     async def close(self) -> None:
         """Release every component (idempotent)."""

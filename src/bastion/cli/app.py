@@ -308,7 +308,6 @@ def _not_yet(group: typer.Typer, issue: str) -> None:
 
 EXIT_NOT_AVAILABLE = 3
 _not_yet(users_app, "the login and MFA interaction")
-_not_yet(audit_app, "the audit log")
 
 
 @app.command()
@@ -330,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+from bastion.cli import audit as _audit  # noqa: E402,F401
 from bastion.cli import clients as _clients  # noqa: E402,F401
 from bastion.cli import keys as _keys  # noqa: E402,F401
 from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401
