@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.settings.conftest import Errors, Load
+from bastion.settings import Settings
+
+Load = Callable[..., Settings]
+Errors = Callable[..., list[str]]
 
 
 def test_defaults(load: Load) -> None:

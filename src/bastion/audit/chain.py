@@ -249,53 +249,85 @@ class _Walk:
     node: NodeSummary
     expected_seq: int
     prev_hash: str
-    last_id: int | None = None
+    prev_id: int | None = None
+    prev_flagged: bool = False
     findings: list[Finding] = field(default_factory=list)
     latest_checkpoint: AuditEvent | None = None
 
-    def report(self, kind: FindingKind, record: AuditEvent, detail: str) -> None:
+    def report(self, kind: FindingKind, seq: int, record_id: int | None, detail: str) -> None:
         if len(self.findings) < MAX_FINDINGS_PER_NODE:
-            self.findings.append(Finding(record.node_id, kind, record.seq, record.id, detail))
+            self.findings.append(Finding(self.node.node_id, kind, seq, record_id, detail))
 
     def check(self, record: AuditEvent) -> None:
-        problem = self._problem(record)
-        if problem is not None:
-            self.report(problem[0], record, problem[1])
+        before = len(self.findings)
+        self._check(record)
         if record.type == EventTypes.CHECKPOINT:
             self.latest_checkpoint = record
-        self.node.records += 1
-        if self.node.first_seq is None:
-            self.node.first_seq = record.seq
-        self.node.last_seq = record.seq
-        self.node.head_hash = record.hash
+        node = self.node
+        node.records += 1
+        if node.first_seq is None:
+            node.first_seq = record.seq
+        node.last_seq = record.seq
+        node.head_hash = record.hash
         self.expected_seq = record.seq + 1
         self.prev_hash = record.hash
-        if record.id is not None:
-            self.last_id = record.id if self.last_id is None else max(self.last_id, record.id)
+        self.prev_id = record.id
+        self.prev_flagged = len(self.findings) > before
 
-    def _problem(self, record: AuditEvent) -> tuple[FindingKind, str] | None:
+    def _check(self, record: AuditEvent) -> None:
+        """Report the first thing wrong with ``record`` (at most one finding per record)."""
         if compute_hash(record) != record.hash:
             original = _original_seq(record)
             if original is not None:
-                return "reordered", f"this record was written as seq {original}"
-            return "modified", "the record's content does not match its hash"
+                self.report(
+                    "reordered",
+                    record.seq,
+                    record.id,
+                    f"this record was written as seq {original}",
+                )
+            else:
+                self.report(
+                    "modified",
+                    record.seq,
+                    record.id,
+                    "the record's content does not match its hash",
+                )
+            return
         if record.seq != self.expected_seq:
-            missing = (
-                f"seq {self.expected_seq}"
-                if record.seq == self.expected_seq + 1
-                else f"seq {self.expected_seq} to {record.seq - 1}"
+            first, last = self.expected_seq, record.seq - 1
+            span = f"seq {first}" if first == last else f"seq {first} to {last}"
+            after = (
+                f"the chain jumps from seq {first - 1} to seq {record.seq}"
+                if self.node.records
+                else f"the chain should continue at seq {first} but starts at seq {record.seq}"
             )
-            return "deleted", f"{missing} missing before this record"
-        if record.prev_hash != self.prev_hash:
+            self.report("deleted", first, None, f"{span} missing ({after}, id {record.id})")
+            return
+        if record.prev_hash != self.prev_hash and not self.prev_flagged:
+            # (After a flagged record the broken link is that finding, not a new one.)
             if self.node.records == 0:
-                return "deleted", "the record does not continue the chain's anchor"
-            return (
-                "modified",
-                f"seq {record.seq - 1} was rewritten: its hash is not this record's prev_hash",
+                self.report(
+                    "deleted",
+                    record.seq,
+                    record.id,
+                    "the record does not continue the chain's anchor (its checkpoint is missing "
+                    "or was altered)",
+                )
+            else:
+                self.report(
+                    "modified",
+                    record.seq - 1,
+                    self.prev_id,
+                    f"the record was rewritten: its hash is not the prev_hash of seq {record.seq}",
+                )
+            return
+        if record.id is not None and self.prev_id is not None and record.id < self.prev_id:
+            self.report(
+                "reordered",
+                record.seq,
+                record.id,
+                f"stored before seq {record.seq - 1} (id {record.id} < id {self.prev_id})",
             )
-        if record.id is not None and self.last_id is not None and record.id < self.last_id:
-            return "reordered", f"stored (id {record.id}) before an earlier seq (id {self.last_id})"
-        return None
 
 
 async def _walk_node(
