@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-__all__ = ["FIELD_LIMITS", "encode_data", "encode_text"]
+__all__ = ["FIELD_LIMITS", "encode_data", "encode_text", "for_display"]
 
 # Caps per event member: the column sizes of audit_events (user_agent: 512 by policy).
 FIELD_LIMITS: Final[Mapping[str, int]] = {
@@ -39,7 +39,9 @@ DATA_STRING_LIMIT: Final = 1024
 DATA_MAX_DEPTH: Final = 4
 DATA_MAX_ITEMS: Final = 64
 
-_UNSAFE = re.compile(r"[\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(rf"[\\{_CONTROLS}]")
+_DISPLAY_UNSAFE = re.compile(rf"[{_CONTROLS}]")
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -54,6 +56,21 @@ def encode_text(value: str, limit: int) -> str:
     """``value`` with unsafe characters escaped, capped at ``limit`` characters."""
     if _UNSAFE.search(value) is not None:
         value = _UNSAFE.sub(_escape, value)
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return value
+
+
+def for_display(value: str, limit: int) -> str:
+    """A stored (already encoded) ``value`` made safe for a terminal, capped at ``limit``.
+
+    Control characters are escaped as when recording; backslashes are left
+    alone (they are the stored encoding's own escapes), so an intact value
+    shows exactly as stored and a raw control character slipped into the
+    database by other means still cannot drive the terminal.
+    """
+    if _DISPLAY_UNSAFE.search(value) is not None:
+        value = _DISPLAY_UNSAFE.sub(_escape, value)
     if len(value) > limit:
         value = value[: limit - 1] + "…"
     return value

@@ -101,9 +101,9 @@ def _safe(value: object, limit: int = 512) -> str:
     """``value`` as text fit for a terminal: encoded, capped, rich markup escaped."""
     from rich.markup import escape
 
-    from bastion.audit.sanitize import encode_text
+    from bastion.audit.sanitize import for_display
 
-    return escape(encode_text("-" if value is None else str(value), limit))
+    return escape(for_display("-" if value is None else str(value), limit))
 
 
 def _line(event: AuditEvent) -> str:
