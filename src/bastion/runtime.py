@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from bastion.apikeys import ApiKeyService
 from bastion.audit.alerting import Alerting, open_alerting
 from bastion.audit.events import Auditor
+from bastion.audit.sinks import JsonLinesSink
+from bastion.audit.writer import AuditWriter
 from bastion.crypto import (
     Keyring,
     create_keyring_file,
@@ -98,10 +100,13 @@ class Runtime:
     metrics: Metrics | None = None
     # Detectors, alerts and webhook delivery over the auditor's events (audit/alerting.py).
     alerting: Alerting | None = None
+    # Drains the auditor into this node's hash chain (audit/writer.py); flushed at shutdown.
+    audit_writer: AuditWriter | None = None
     echo: Any = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
+    _audit_task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.metrics is not None:
@@ -125,7 +130,7 @@ class Runtime:
             ensure_data_dir(settings.data_dir)
         keyring = open_keyring(settings)
         tls = _prepare_tls(settings)
-        auditor = Auditor()
+        auditor = Auditor(max_queue=settings.audit.max_queue)
 
         url = settings.storage_url
         if url.startswith("sqlite"):
@@ -147,6 +152,16 @@ class Runtime:
                 routes.append(_demo_route(echo.url))
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
+            audit_writer = AuditWriter(
+                auditor,
+                db,
+                node_id,
+                sinks=[JsonLinesSink(settings.audit.file)] if settings.audit.file else [],
+                batch_size=settings.audit.batch_size,
+                flush_interval=settings.audit.flush_interval,
+                checkpoint_interval=settings.audit.checkpoint_interval,
+                retention=settings.audit.retention,
+            )
             metrics = _metrics(settings)
             alerting = await open_alerting(
                 settings, auditor, db=db, keyring=keyring, node_id=node_id
@@ -205,6 +220,7 @@ class Runtime:
                 if isinstance(shared, RedisSharedState)
                 else MemoryLimiter(),
                 metrics=metrics,
+                auditor=auditor,
             )
         except BaseException:
             if echo is not None:
@@ -228,6 +244,7 @@ class Runtime:
             api_keys=api_keys,
             auditor=auditor,
             alerting=alerting,
+            audit_writer=audit_writer,
             echo=echo,
             metrics=metrics,
         )
@@ -248,6 +265,10 @@ class Runtime:
         ]
         if self.alerting is not None:
             self._tasks.append(asyncio.create_task(self.alerting.run(self._stop), name="webhooks"))
+        if self.audit_writer is not None:
+            self._audit_task = asyncio.create_task(
+                self.audit_writer.run(self._stop), name="audit-writer"
+            )
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""
@@ -265,6 +286,19 @@ class Runtime:
         introspection = self.gateway.authenticators.get("introspection")
         if isinstance(introspection, IntrospectionAuthenticator):
             await introspection.aclose()
+
+        # After the gateway drained: every decision is queued; write all of it.
+        if self._audit_task is not None:
+            # It stops between batches; a write hanging on a dead database is cancelled
+            # (its batch stays pending and flush() retries it).
+            _, pending = await asyncio.wait([self._audit_task], timeout=5.0)
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._audit_task
+            self._audit_task = None
+        if self.audit_writer is not None:
+            await self.audit_writer.flush()
 
     def reload_routes(self, settings: Settings) -> list[str]:
         """Swap the gateway's routes for those of ``settings`` (demo route kept); return names.

@@ -12,8 +12,6 @@ import getpass
 import json
 import os
 import socket
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from bastion.audit.events import Auditor, Event
+from bastion.audit.chain import verify
 from bastion.audit.lifecycle import client_changed
 from bastion.cli.context import cli_node_id, record_cli_events
 from bastion.storage import AuditEvent, Database
@@ -34,39 +32,25 @@ def test_cli_node_id() -> None:
     assert cli_node_id() == NODE
 
 
-async def test_record_appends_unchained_and_continues_the_sequence(db: Database) -> None:
+async def test_record_chains_events_and_continues_the_sequence(db: Database) -> None:
     assert await record_cli_events(db, []) == 0
     first = [client_changed("cli:a", "created", "c1"), client_changed("cli:a", "updated", "c1")]
     assert await record_cli_events(db, first) == 2
     assert await record_cli_events(db, [client_changed("cli:b", "deleted", "c1")]) == 1
     stored = (await db.audit.search(node_id=NODE, newest_first=False)).items
-    assert [(e.seq, e.subject, e.data["action"]) for e in stored] == [
-        (0, "cli:a", "created"),
-        (1, "cli:a", "updated"),
-        (2, "cli:b", "deleted"),
+    changes = [e for e in stored if e.type == "client.changed"]
+    assert [(e.subject, e.data["action"]) for e in changes] == [
+        ("cli:a", "created"),
+        ("cli:a", "updated"),
+        ("cli:b", "deleted"),
     ]
-    assert all((e.prev_hash, e.hash, e.client_id) == ("", "", "c1") for e in stored)
-
-
-async def test_record_uses_the_audit_writer_when_installed(
-    db: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    flushed: list[tuple[Any, str, list[Event]]] = []
-
-    class AuditWriter:
-        def __init__(self, db: Database, auditor: Auditor, *, node_id: str) -> None:
-            self.db, self.auditor, self.node_id = db, auditor, node_id
-
-        async def flush(self) -> None:
-            flushed.append((self.db, self.node_id, self.auditor.take(100)))
-
-    module = types.ModuleType("bastion.audit.writer")
-    module.AuditWriter = AuditWriter  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "bastion.audit.writer", module)
-    event = client_changed("cli:a", "created", "c1")
-    assert await record_cli_events(db, [event]) == 1
-    assert flushed == [(db, NODE, [event])]
-    assert (await db.audit.search(node_id=NODE)).items == ()
+    # One hash chain across the separate commands (with the writer's own checkpoint
+    # records between them), as the server writes it.
+    assert [e.seq for e in stored] == list(range(stored[0].seq, stored[0].seq + len(stored)))
+    assert all(e.hash and e.client_id == "c1" for e in changes)
+    assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
+    report = await verify(db.audit, node_id=NODE)
+    assert report.intact
 
 
 @pytest.fixture
@@ -90,7 +74,9 @@ def audit_log(directory: Path) -> list[AuditEvent]:
     async def main() -> list[AuditEvent]:
         db = await Database.connect(f"sqlite:///{directory / '.bastion' / 'bastion.db'}")
         try:
-            return list((await db.audit.search(limit=500, newest_first=False)).items)
+            page = await db.audit.search(limit=500, newest_first=False)
+            # The writer's own records (chain checkpoints) are not lifecycle events.
+            return [e for e in page.items if not e.type.startswith("audit.")]
         finally:
             await db.close()
 
@@ -119,7 +105,7 @@ def test_cli_changes_are_audited_without_secrets(in_process: Path) -> None:
     ok("clients", "list")  # reads record nothing
 
     events = audit_log(in_process)
-    assert [e.seq for e in events] == list(range(len(events)))
+    assert [e.seq for e in events] == sorted({e.seq for e in events})
     assert {(e.node_id, e.subject, e.outcome) for e in events} == {(NODE, ACTOR, "success")}
     assert [(e.type, e.data["action"], e.data["target"], e.data["fields"]) for e in events] == [
         ("client.changed", "created", client_id, ["name", "scopes"]),

@@ -12,6 +12,7 @@ DURABLE_EXPORTS = {
     "HEAD_REVISION",
     "ApiKey",
     "ApiKeyRepository",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditRepository",
     "AuthorizationCode",

@@ -26,9 +26,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
+
+from bastion.audit.aggregates import TrafficCounter
+from bastion.audit.sanitize import FIELD_LIMITS, encode_data, encode_text
 
 __all__ = [
     "OUTCOMES",
@@ -37,6 +40,7 @@ __all__ = [
     "EventTypes",
     "Listener",
     "Outcome",
+    "encode_event",
 ]
 
 log = logging.getLogger("bastion.audit")
@@ -72,6 +76,7 @@ class EventTypes:
     ALERT = "alert.raised"
     # the audit log itself
     CHECKPOINT = "audit.checkpoint"  # chain anchor written before pruning / periodically
+    DROPPED = "audit.dropped"  # data.count: events lost because the queue was full
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,25 @@ class Event:
 Listener = Callable[[Event], None]
 
 
+def encode_event(event: Event) -> Event:
+    """``event`` with its user-controlled strings encoded and capped (``audit/sanitize.py``).
+
+    Returns the same object when nothing needed encoding and ``data`` is empty.
+    """
+    changes: dict[str, Any] = {}
+    for name, limit in FIELD_LIMITS.items():
+        value = getattr(event, name)
+        if value is None:
+            continue
+        text = value if isinstance(value, str) else str(value)
+        encoded = encode_text(text, limit)
+        if encoded is not value:
+            changes[name] = encoded
+    if event.data:
+        changes["data"] = encode_data(event.data)
+    return replace(event, **changes) if changes else event
+
+
 class Auditor:
     """The in-process event bus: listeners see every event at once; the writer drains the queue.
 
@@ -110,6 +134,8 @@ class Auditor:
         self.max_queue = max_queue
         self.dropped = 0
         self._wakeup: Callable[[], None] | None = None
+        # Allowed gateway requests, counted per minute (the writer turns them into events).
+        self.traffic = TrafficCounter()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call ``listener`` for every later event; returns a function that unsubscribes."""
@@ -125,8 +151,12 @@ class Auditor:
         """Install the writer's nudge, called when the queue grows past a batch."""
         self._wakeup = wakeup
 
-    def emit(self, event: Event) -> None:
-        """Hand ``event`` to every listener and queue it for the writer."""
+    def emit(self, event: Event) -> Event:
+        """Encode ``event``'s user-controlled strings, hand it to every listener, queue it.
+
+        Returns the encoded event.
+        """
+        event = encode_event(event)
         for listener in self._listeners:
             try:
                 listener(event)
@@ -134,10 +164,11 @@ class Auditor:
                 log.exception("audit listener %r failed", listener)
         if len(self.queue) >= self.max_queue:
             self.dropped += 1
-            return
+            return event
         self.queue.append(event)
         if self._wakeup is not None and len(self.queue) >= 256:
             self._wakeup()
+        return event
 
     def record(
         self,
@@ -168,8 +199,7 @@ class Auditor:
             route=route,
             data=data if data is not None else {},
         )
-        self.emit(event)
-        return event
+        return self.emit(event)
 
     def take(self, limit: int) -> list[Event]:
         """Remove and return up to ``limit`` of the oldest queued events."""

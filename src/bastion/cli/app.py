@@ -329,7 +329,6 @@ def _not_yet(group: typer.Typer, issue: str) -> None:
 
 EXIT_NOT_AVAILABLE = 3
 _not_yet(users_app, "the login and MFA interaction")
-_not_yet(audit_app, "the audit log")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -340,6 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
 
 
+from bastion.cli import audit as _audit  # noqa: E402,F401
 from bastion.cli import clients as _clients  # noqa: E402,F401
 from bastion.cli import doctor as _doctor  # noqa: E402,F401
 from bastion.cli import keys as _keys  # noqa: E402,F401

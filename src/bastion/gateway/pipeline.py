@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
+from bastion.audit.events import Auditor
 from bastion.errors import BastionError
+from bastion.gateway.audit import count_allowed, record_denial
 from bastion.gateway.authn.api_key import ApiKeyAuthenticator, ApiKeyVerifier
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
 from bastion.gateway.authn.mtls import check_binding
@@ -340,6 +342,8 @@ class Gateway:
     ``request_limits`` (a ``bastion.settings.RequestLimitSettings``; None: its
     defaults) bounds header fields, header bytes and the default body size; the
     routes' ``cors``, ``ip`` and ``max_body`` are compiled into :attr:`edge`.
+    ``auditor`` (an :class:`~bastion.audit.events.Auditor`) receives a
+    ``gateway.denied`` event for every denial and counts allowed requests.
     """
 
     def __init__(
@@ -356,6 +360,7 @@ class Gateway:
         steps: tuple[Step, ...] = STEPS,
         metrics: Metrics | None = None,
         request_limits: Any = None,
+        auditor: Auditor | None = None,
     ) -> None:
         # Every constructor argument but the routes, to rebuild the route tables on reload.
         options = {k: v for k, v in locals().items() if k not in ("self", "routes")}
@@ -402,6 +407,8 @@ class Gateway:
         self.fallback_limiter = MemoryLimiter()
         self.steps = steps
         self.metrics = metrics
+        # The "audit" step (gateway/audit.py): denials recorded, allowed requests counted.
+        self.auditor = auditor
         self._options = options
         self._active: Gateway
         # The generation new requests run on: a snapshot of this object, replaced whole by
@@ -479,6 +486,8 @@ class Gateway:
             except BastionError as exc:
                 if ex.edge_headers and isinstance(exc, GatewayError):
                     _add_headers(exc, ex.edge_headers)
+                if self.auditor is not None:
+                    record_denial(self.auditor, ex, step.name, exc)
                 raise  # a deliberate denial: it renders itself
             except Exception:
                 if step.fail == "closed":
@@ -486,6 +495,8 @@ class Gateway:
                 logger.exception("gateway step %s failed open", step.name)
             if ex.answered:
                 return
+        if self.auditor is not None:
+            count_allowed(self.auditor, ex)
 
     async def handle_websocket(self, ex: Exchange) -> None:
         """Run the steps for a WebSocket upgrade, relaying it in place of ``proxy``.
@@ -504,7 +515,9 @@ class Gateway:
                     websocket_allowed(ex)
             except ClientDisconnectedError:
                 return
-            except BastionError:
+            except BastionError as exc:
+                if self.auditor is not None:
+                    record_denial(self.auditor, ex, step.name, exc)
                 raise
             except Exception:
                 if step.fail == "closed":

@@ -592,6 +592,31 @@ class RequestLimitSettings(_Section):
     max_headers: Annotated[int, BeforeValidator(_not_bool), Field(ge=16, le=1000)] = 100
 
 
+def _retention(value: object) -> object:
+    # "none" / "forever" (or null): keep every audit record.
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "forever")):
+        return None
+    seconds = _duration(value)
+    if isinstance(seconds, int | float) and seconds < 86400:
+        raise ValueError(
+            f"{show(value)} is shorter than a day — use e.g. 90d or 365d, or none to keep "
+            "every record"
+        )
+    return seconds
+
+
+class AuditSettings(_Section):
+    """The audit log: retention, JSON-lines copy, and the writer's batching."""
+
+    # Records older than this are pruned (chains stay verifiable through checkpoints).
+    retention: Annotated[float | None, BeforeValidator(_retention)] = 365 * 86400.0
+    file: FilePath | None = None  # also append every event here as JSON lines
+    batch_size: Annotated[int, BeforeValidator(_not_bool), Field(ge=1, le=10_000)] = 500
+    flush_interval: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=60)] = 1.0
+    max_queue: Annotated[int, BeforeValidator(_not_bool), Field(ge=1000)] = 100_000
+    checkpoint_interval: Annotated[float, BeforeValidator(_duration), Field(ge=10)] = 300.0
+
+
 class DemoSettings(_Section):
     """The built-in demo: an echo upstream behind a public ``/demo`` route."""
 
@@ -1536,6 +1561,7 @@ class Settings(BaseModel):
     identity_headers: IdentityHeaderSettings = Field(default_factory=IdentityHeaderSettings)
     request_limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -32,6 +32,7 @@ from bastion.storage.migrations import (
 )
 from bastion.storage.models import (
     ApiKey,
+    AuditCheckpoint,
     AuditEvent,
     AuthorizationCode,
     Client,
@@ -70,6 +71,7 @@ __all__ = [
     "HEAD_REVISION",
     "ApiKey",
     "ApiKeyRepository",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditRepository",
     "AuthorizationCode",

@@ -287,6 +287,23 @@ class AuditEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditCheckpoint:
+    """Where pruning cut a node's chain: the last deleted record's ``seq`` and ``hash``.
+
+    The node's remaining chain continues from it (its first record has
+    ``seq + 1`` and ``prev_hash == hash``). ``pruned`` counts the records deleted.
+    """
+
+    node_id: str
+    seq: int
+    hash: str
+    occurred_at: datetime
+    pruned: int = 0
+    created_at: datetime = field(default_factory=utcnow)
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SettingEntry:
     """A runtime setting or override: any JSON value under a key."""
 
@@ -297,6 +314,7 @@ class SettingEntry:
 
 __all__ = [
     "ApiKey",
+    "AuditCheckpoint",
     "AuditEvent",
     "AuthorizationCode",
     "Client",

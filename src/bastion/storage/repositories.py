@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from bastion.storage.models import (
     ApiKey,
+    AuditCheckpoint,
     AuditEvent,
     AuthorizationCode,
     Client,
@@ -377,6 +378,28 @@ class AuditRepository(Protocol):
         self, node_id: str, *, after_seq: int = -1, limit: int = 1000
     ) -> tuple[AuditEvent, ...]:
         """A node's events with ``seq > after_seq`` in ``seq`` order (for chain checks)."""
+        ...
+
+    async def nodes(self) -> tuple[str, ...]:
+        """Every node id with stored events or checkpoints, sorted."""
+        ...
+
+    async def prune_before(self, before: datetime) -> tuple[AuditCheckpoint, ...]:
+        """Delete, per node, the records up to the last one that occurred before ``before``.
+
+        In the same transaction as each node's delete, stores an
+        :class:`AuditCheckpoint` (the seq and hash of the last deleted record) so
+        the remaining chain still verifies. The newest checkpoint of a node
+        stays the anchor; returns the checkpoints written (none: nothing old).
+        """
+        ...
+
+    async def checkpoints(self, node_id: str) -> tuple[AuditCheckpoint, ...]:
+        """The node's pruning checkpoints, oldest first."""
+        ...
+
+    async def latest_checkpoint(self, node_id: str) -> AuditCheckpoint | None:
+        """The node's checkpoint with the highest ``seq`` (its chain's anchor), or ``None``."""
         ...
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.engine import RowMapping
 from bastion.storage.errors import NotFoundError
 from bastion.storage.models import (
     ApiKey,
+    AuditCheckpoint,
     AuditEvent,
     AuthorizationCode,
     Client,
@@ -777,6 +778,78 @@ class SqlAuditRepository(_SqlRepository[AuditEvent]):
         async with self._db.transaction() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return tuple(self.mapper.from_row(row) for row in rows)
+
+    async def nodes(self) -> tuple[str, ...]:
+        events = sa.select(s.audit_events.c.node_id).distinct()
+        checkpoints = sa.select(s.audit_checkpoints.c.node_id).distinct()
+        async with self._db.transaction() as conn:
+            rows = (await conn.execute(sa.union(events, checkpoints))).all()
+        return tuple(sorted(row[0] for row in rows))
+
+    async def prune_before(self, before: datetime) -> tuple[AuditCheckpoint, ...]:
+        written: list[AuditCheckpoint] = []
+        for node_id in await self.nodes():
+            checkpoint = await self._prune_node(node_id, before)
+            if checkpoint is not None:
+                written.append(checkpoint)
+        return tuple(written)
+
+    async def _prune_node(self, node_id: str, before: datetime) -> AuditCheckpoint | None:
+        t = s.audit_events
+        async with self._db.transaction(
+            write=True, conflict=f"audit node {node_id!r} is being pruned concurrently"
+        ) as conn:
+            cut = (
+                await conn.execute(
+                    sa.select(sa.func.max(t.c.seq)).where(
+                        t.c.node_id == node_id, t.c.occurred_at < before
+                    )
+                )
+            ).scalar()
+            if cut is None:
+                return None
+            last = (
+                (
+                    await conn.execute(
+                        sa.select(t.c.seq, t.c.hash, t.c.occurred_at).where(
+                            t.c.node_id == node_id, t.c.seq == cut
+                        )
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            deleted = await conn.execute(sa.delete(t).where(t.c.node_id == node_id, t.c.seq <= cut))
+            checkpoint = AuditCheckpoint(
+                node_id=node_id,
+                seq=int(last["seq"]),
+                hash=last["hash"],
+                occurred_at=last["occurred_at"],
+                pruned=int(deleted.rowcount or 0),
+            )
+            row = _CHECKPOINTS.to_row(checkpoint)
+            result = await conn.execute(
+                sa.insert(s.audit_checkpoints).values(row).returning(s.audit_checkpoints.c.id)
+            )
+            checkpoint_id = result.scalar_one()
+        return dataclasses.replace(checkpoint, id=int(checkpoint_id))
+
+    async def checkpoints(self, node_id: str) -> tuple[AuditCheckpoint, ...]:
+        t = s.audit_checkpoints
+        query = sa.select(t).where(t.c.node_id == node_id).order_by(t.c.seq)
+        async with self._db.transaction() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return tuple(_CHECKPOINTS.from_row(row) for row in rows)
+
+    async def latest_checkpoint(self, node_id: str) -> AuditCheckpoint | None:
+        t = s.audit_checkpoints
+        query = sa.select(t).where(t.c.node_id == node_id).order_by(t.c.seq.desc()).limit(1)
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(query)).mappings().first()
+        return None if row is None else _CHECKPOINTS.from_row(row)
+
+
+_CHECKPOINTS = _Mapper(AuditCheckpoint, s.audit_checkpoints, "id")
 
 
 # --- settings ------------------------------------------------------------------------

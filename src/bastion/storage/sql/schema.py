@@ -315,6 +315,21 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_subject", "subject"),
 )
 
+# Where pruning cut each node's chain: the seq and hash of the last deleted record,
+# from which `bastion audit verify` continues the chain (audit/chain.py).
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    sa.Column("node_id", sa.String(255), nullable=False),
+    sa.Column("seq", sa.BigInteger(), nullable=False),
+    sa.Column("hash", sa.String(128), nullable=False),
+    sa.Column("occurred_at", UTCDateTime(), nullable=False),
+    sa.Column("pruned", sa.BigInteger(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("node_id", "seq", name="uq_audit_checkpoints_node_id_seq"),
+)
+
 settings_kv = sa.Table(
     "settings_kv",
     metadata,
@@ -362,6 +377,7 @@ __all__ = [
     "SealedColumn",
     "UTCDateTime",
     "api_keys",
+    "audit_checkpoints",
     "audit_events",
     "authorization_codes",
     "client_secrets",

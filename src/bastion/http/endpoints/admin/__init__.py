@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bastion.http.endpoints.admin.audit import AUDIT_PATH, audit_routes
 from bastion.http.endpoints.admin.auth import (
     ADMIN_AUDIENCE_PATH,
     ADMIN_READ_SCOPE,
@@ -41,6 +42,7 @@ __all__ = [
     "ADMIN_AUDIENCE_PATH",
     "ADMIN_READ_SCOPE",
     "ADMIN_SCOPE",
+    "AUDIT_PATH",
     "KEYS_PATH",
     "MAX_BODY_BYTES",
     "OPENAPI_PATH",
@@ -82,4 +84,5 @@ def admin_routes(runtime: Any) -> list[BaseRoute]:
         Route(OPENAPI_PATH, openapi, methods=["GET"], name="admin_openapi"),
         *client_routes(runtime),
         *key_routes(runtime),
+        *audit_routes(runtime),
     ]

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from bastion import __version__
+from bastion.http.endpoints.admin.audit import AuditEventList, AuditEventOut
 from bastion.http.endpoints.admin.auth import ADMIN_READ_SCOPE, ADMIN_SCOPE
 from bastion.http.endpoints.admin.models import (
     ApiKeyCreate,
@@ -108,6 +109,9 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("post", _KEY + "/revoke", "revokeApiKey", "Revoke an API key", 200, ApiKeyOut),
     Operation("post", _KEY + "/disable", "disableApiKey", "Disable an API key", 200, ApiKeyOut),
     Operation("post", _KEY + "/enable", "enableApiKey", "Enable an API key", 200, ApiKeyOut),
+    Operation(
+        "get", "/admin/api/v1/audit", "listAuditEvents", "Search the audit log", 200, AuditEventList
+    ),
 )
 
 _ERRORS: Final = {
@@ -144,6 +148,27 @@ _OWNER_PARAMETERS: Final[list[dict[str, Any]]] = [
     },
 ]
 
+_AUDIT_PARAMETERS: Final[list[dict[str, Any]]] = [
+    *(
+        {"name": name, "in": "query", "required": False, "schema": {"type": "string", **extra}}
+        for name, extra in (
+            ("subject", {"maxLength": 255}),
+            ("type", {"maxLength": 128}),
+            ("outcome", {"enum": ["success", "failure", "denied", "info"]}),
+            ("node_id", {"maxLength": 255}),
+            ("since", {"format": "date-time"}),
+            ("until", {"format": "date-time"}),
+        )
+    ),
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
+    },
+    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+]
+
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": _REF.format(model=model.__name__)}
@@ -157,6 +182,8 @@ def _problem_response(description: str) -> dict[str, Any]:
 
 
 def _tag(op: Operation) -> str:
+    if op.path.startswith("/admin/api/v1/audit"):
+        return "audit"
     return "keys" if op.path.startswith("/admin/api/v1/keys") else "clients"
 
 
@@ -180,6 +207,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         parameters += _OWNER_PARAMETERS
     if op.operation_id in ("listClients", "listApiKeys"):
         parameters += _LIST_PARAMETERS
+    if op.operation_id == "listAuditEvents":
+        parameters += _AUDIT_PARAMETERS
     if parameters:
         doc["parameters"] = parameters
     if op.body is not None:
@@ -229,6 +258,8 @@ def openapi_document() -> dict[str, Any]:
         ApiKeyOut,
         ApiKeyWithSecret,
         ApiKeyList,
+        AuditEventOut,
+        AuditEventList,
         Problem,
     ]
     _, schemas = models_json_schema(
@@ -264,5 +295,6 @@ def openapi_document() -> dict[str, Any]:
         "tags": [
             {"name": "clients", "description": "OAuth 2.0 clients"},
             {"name": "keys", "description": "API keys"},
+            {"name": "audit", "description": "The tamper-evident audit log (read-only)"},
         ],
     }

@@ -1,0 +1,325 @@
+"""``bastion audit …``: search, follow, verify and prune the audit log.
+
+Commands read the configured database directly (beside a serving bastion or
+without one). Every value shown is encoded again for the terminal
+(``audit/sanitize.py``) — a record written by other means cannot drive it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from bastion.cli.app import _settings, audit_app, handles_errors, run
+from bastion.cli.output import (
+    EXIT_ERROR,
+    CommandArgumentsError,
+    ConfigOption,
+    JsonOption,
+    console,
+    emit,
+)
+
+if TYPE_CHECKING:
+    from bastion.settings import Settings
+    from bastion.storage import AuditEvent, Database
+
+T = TypeVar("T")
+
+SinceOption = typer.Option(
+    None,
+    "--since",
+    help="Only events at or after this: a duration ago (15m, 24h, 7d) or an ISO 8601 time.",
+    show_default=False,
+)
+UntilOption = typer.Option(
+    None,
+    "--until",
+    help="Only events before this: a duration ago or an ISO 8601 time.",
+    show_default=False,
+)
+
+
+def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the database (migrating SQLite, as ``serve`` does), run ``work``, close it."""
+    from bastion.runtime import ensure_data_dir
+    from bastion.storage import Database, migrate
+
+    async def main() -> T:
+        url = settings.storage_url
+        if url.startswith("sqlite"):
+            if settings.storage.url is None:
+                ensure_data_dir(settings.data_dir)
+            await migrate(url)
+        db = await Database.connect(url, pool_size=2)
+        try:
+            if not url.startswith("sqlite"):
+                await db.check_schema()
+            return await work(db)
+        finally:
+            await db.close()
+
+    return run(main())
+
+
+def parse_moment(value: str | None, option: str, now: datetime) -> datetime | None:
+    """``--since`` / ``--until`` / ``--before``: a duration before ``now`` or an ISO 8601 time.
+
+    Raises ``CommandArgumentsError`` naming the option.
+    """
+    if value is None:
+        return None
+    from pydantic import TypeAdapter, ValidationError
+
+    from bastion.settings.models import Duration
+
+    text = value.strip()
+    try:
+        seconds = float(TypeAdapter(Duration).validate_python(text))
+    except ValidationError:
+        pass
+    else:
+        return now - timedelta(seconds=seconds)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandArgumentsError(
+            f"{option} {value[:40]!r}: use a duration ago (15m, 24h, 7d) or an ISO 8601 time "
+            "(2026-01-31T12:00:00Z)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _safe(value: object, limit: int = 512) -> str:
+    """``value`` as text fit for a terminal: encoded, capped, rich markup escaped."""
+    from rich.markup import escape
+
+    from bastion.audit.sanitize import for_display
+
+    return escape(for_display("-" if value is None else str(value), limit))
+
+
+def _line(event: AuditEvent) -> str:
+    from bastion.audit.chain import timestamp
+
+    who = event.key_id and f"key:{event.key_id}"
+    who = who or (event.client_id and f"client:{event.client_id}")
+    who = who or (event.subject and f"sub:{event.subject}") or "-"
+    colour = {"success": "green", "denied": "red", "failure": "red"}.get(event.outcome, "blue")
+    parts = [
+        timestamp(event.occurred_at),
+        f"{_safe(event.node_id, 64)}#{event.seq}",
+        _safe(event.type, 64),
+        f"[{colour}]{_safe(event.outcome, 32)}[/]",
+        _safe(event.reason, 64),
+        _safe(who, 128),
+        _safe(event.ip, 64),
+        f"route={_safe(event.route, 64)}",
+    ]
+    if event.request_id:
+        parts.append(f"req={_safe(event.request_id, 64)}")
+    if event.user_agent:
+        parts.append(f"ua={_safe(event.user_agent, 128)}")
+    if event.data:
+        import orjson
+
+        parts.append(_safe(orjson.dumps(event.data).decode(), 512))
+    return "  ".join(parts)
+
+
+@audit_app.command("search")
+@handles_errors
+def search(
+    subject: str | None = typer.Option(None, "--subject", help="Only this subject."),
+    type: str | None = typer.Option(None, "--type", help="Only this event type (gateway.denied)."),
+    outcome: str | None = typer.Option(
+        None, "--outcome", help="Only this outcome (success, failure, denied, info)."
+    ),
+    since: str | None = SinceOption,
+    until: str | None = UntilOption,
+    node: str | None = typer.Option(None, "--node", help="Only this node's events."),
+    limit: int = typer.Option(50, "--limit", min=1, max=1000, help="Events per page."),
+    cursor: str | None = typer.Option(
+        None, "--cursor", help="Continue after a previous page (its next_cursor)."
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Search the audit log, newest first."""
+    from bastion.audit.views import event_view
+
+    settings = _settings(config)
+    now = datetime.now(UTC)
+    start = parse_moment(since, "--since", now)
+    end = parse_moment(until, "--until", now)
+
+    async def work(db: Database) -> Any:
+        return await db.audit.search(
+            since=start,
+            until=end,
+            subject=subject,
+            type=type,
+            outcome=outcome,
+            node_id=node,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    page = _with_db(settings, work)
+
+    def human() -> None:
+        if not page.items:
+            console.print("no audit events match")
+        for event in page.items:
+            console.print(_line(event))
+        if page.next_cursor:
+            console.print(f"more: --cursor {page.next_cursor}")
+
+    emit(
+        {"items": [event_view(e) for e in page.items], "next_cursor": page.next_cursor},
+        as_json,
+        human,
+    )
+
+
+@audit_app.command("tail")
+@handles_errors
+def tail(
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events."),
+    lines: int = typer.Option(20, "--lines", "-n", min=0, max=1000, help="Events shown first."),
+    interval: float = typer.Option(1.0, "--interval", min=0.1, help="Seconds between polls."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Print the latest events, oldest first; -f keeps printing new ones (--json: JSON lines)."""
+    from bastion.audit.views import event_view
+
+    settings = _settings(config)
+
+    def show(event: AuditEvent) -> None:
+        if as_json:
+            emit(event_view(event), True, event=True)
+        else:
+            console.print(_line(event))
+
+    async def work(db: Database) -> None:
+        last_id = 0
+        if lines:
+            page = await db.audit.search(limit=lines)
+            for event in reversed(page.items):
+                show(event)
+        newest = await db.audit.search(limit=1)
+        if newest.items and newest.items[0].id is not None:
+            last_id = newest.items[0].id
+        if not follow:
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        while not stop.is_set():
+            page = await db.audit.search(cursor=str(last_id), newest_first=False, limit=500)
+            for event in page.items:
+                show(event)
+                last_id = event.id if event.id is not None else last_id
+            if page.next_cursor is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+    _with_db(settings, work)
+
+
+@audit_app.command("verify")
+@handles_errors
+def verify(
+    node: str | None = typer.Option(None, "--node", help="Verify only this node's chain."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Check every hash chain: exit 0 if intact, else 1 naming each tampered record."""
+    from bastion.audit.chain import inspect
+
+    settings = _settings(config)
+    report = _with_db(settings, lambda db: inspect(db.audit, node_id=node))
+    doc = report.to_dict()
+
+    def human() -> None:
+        if report.intact:
+            console.print(
+                f"[green]✓[/] audit log intact: {report.records} record(s) in "
+                f"{len(report.nodes)} chain(s)"
+            )
+            for summary in report.nodes:
+                anchored = f", continues checkpoint seq {summary.anchor_seq}" * bool(
+                    summary.anchor_seq
+                )
+                console.print(
+                    f"  {_safe(summary.node_id, 128)}: {summary.records} record(s), "
+                    f"last seq {summary.last_seq or summary.anchor_seq}{anchored}"
+                )
+            return
+        console.print(f"[bold red]✗[/] audit log tampered with: {len(report.findings)} finding(s)")
+        for finding in report.findings:
+            console.print(f"  {_safe(str(finding), 1024)}")
+
+    if not report.intact:
+        doc["error"] = "audit_chain_broken"
+    emit(doc, as_json, human)
+    if not report.intact:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@audit_app.command("prune")
+@handles_errors
+def prune(
+    before: str | None = typer.Option(
+        None,
+        "--before",
+        help="Delete records older than this: a duration ago (90d) or an ISO 8601 time "
+        "(default: audit.retention).",
+        show_default=False,
+    ),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Delete old records, keeping a checkpoint per chain so `bastion audit verify` still passes."""
+    settings = _settings(config)
+    now = datetime.now(UTC)
+    cutoff = parse_moment(before, "--before", now)
+    if cutoff is None:
+        retention = settings.audit.retention
+        if retention is None:
+            raise CommandArgumentsError(
+                "audit.retention is none (keep everything) — give --before to prune anyway"
+            )
+        cutoff = now - timedelta(seconds=retention)
+    checkpoints = _with_db(settings, lambda db: db.audit.prune_before(cutoff))
+    from bastion.audit.chain import timestamp
+
+    doc = {
+        "before": timestamp(cutoff),
+        "pruned": sum(c.pruned for c in checkpoints),
+        "checkpoints": [
+            {"node_id": c.node_id, "seq": c.seq, "hash": c.hash, "pruned": c.pruned}
+            for c in checkpoints
+        ],
+    }
+
+    def human() -> None:
+        if not checkpoints:
+            console.print(f"nothing to prune before {doc['before']}")
+            return
+        console.print(f"[green]✓[/] pruned {doc['pruned']} record(s) before {doc['before']}")
+        for c in checkpoints:
+            console.print(
+                f"  {_safe(c.node_id, 128)}: {c.pruned} record(s), checkpoint at seq {c.seq}"
+            )
+
+    emit(doc, as_json, human)
