@@ -42,6 +42,9 @@ from bastion.gateway.proxy import (
     prepare_request,
 )
 from bastion.ratelimit import Limiter, MemoryLimiter
+from bastion.ratelimit.keys import KeyLimitOverrides
+from bastion.ratelimit.nodes import NodeCount
+from bastion.ratelimit.outage import BackendHealth
 
 __all__ = [
     "ANONYMOUS",
@@ -326,6 +329,12 @@ class Gateway:
         # Decides the limits that fail open while the shared limiter is unreachable
         # (this node alone: its share is the whole limit).
         self.fallback_limiter = MemoryLimiter()
+        # Per-key limits (ratelimit/keys.py), the Redis outage bookkeeping and the live
+        # node count dividing the fallback's limits: installed by the runtime.
+        self.key_overrides: KeyLimitOverrides | None = None
+        self.key_limits_fail: Literal["open", "closed"] = "closed"
+        self.limiter_health: BackendHealth | None = None
+        self.node_count: NodeCount | None = None
         self.steps = steps
 
     async def startup(self) -> None:
