@@ -40,6 +40,10 @@ from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import MemoryLimiter, RedisLimiter
+from bastion.ratelimit.keys import KeyLimitOverrides
+from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
+from bastion.ratelimit.nodes import NodeCount
+from bastion.ratelimit.outage import BackendHealth
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, migrate
 from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
@@ -85,6 +89,8 @@ class Runtime:
     # The in-process audit bus: every security decision is recorded here (audit/events.py).
     auditor: Auditor = field(default_factory=Auditor)
     echo: Any = None
+    # Brute-force throttle of client authentication at the token endpoint (None: disabled).
+    client_throttle: LoginThrottle | None = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -176,6 +182,23 @@ class Runtime:
                 if isinstance(shared, RedisSharedState)
                 else MemoryLimiter(),
             )
+            auditor = Auditor()
+            limits = settings.ratelimit
+            gateway.key_overrides = KeyLimitOverrides(db, shared)
+            await gateway.key_overrides.load()
+            gateway.key_limits_fail = limits.key_limits_fail
+            gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
+            if isinstance(shared, RedisSharedState):
+                gateway.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
+            client_throttle = (
+                LoginThrottle(
+                    shared,
+                    kind="client",
+                    policy=ThrottlePolicy(**limits.login.model_dump(exclude={"enabled"})),
+                )
+                if limits.login.enabled
+                else None
+            )
         except BaseException:
             if echo is not None:
                 await echo.close()
@@ -197,6 +220,8 @@ class Runtime:
             access_tokens=access_tokens,
             api_keys=api_keys,
             echo=echo,
+            auditor=auditor,
+            client_throttle=client_throttle,
         )
 
     async def startup(self) -> None:
@@ -213,6 +238,16 @@ class Runtime:
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
             asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
         ]
+        if self.gateway.key_overrides is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self.gateway.key_overrides.run(self._stop), name="ratelimit-overrides"
+                )
+            )
+        if self.gateway.node_count is not None:
+            self._tasks.append(
+                asyncio.create_task(self.gateway.node_count.run(self._stop), name="node-heartbeat")
+            )
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""

@@ -291,6 +291,7 @@ clients_app = _group("clients", "OAuth 2.0 clients: create, list, rotate secrets
 users_app = _group("users", "User accounts, passwords and MFA enrolments.")
 keys_app = _group("keys", "API keys: create, list, rotate with grace, revoke.")
 signing_keys_app = _group("signing-keys", "Token signing keys: list, rotate, retire.")
+limits_app = _group("limits", "Per-API-key rate limits: current usage, runtime overrides.")
 audit_app = _group("audit", "The tamper-evident audit log: search, tail, verify.")
 
 
@@ -332,4 +333,5 @@ def main(argv: list[str] | None = None) -> None:
 
 from bastion.cli import clients as _clients  # noqa: E402,F401
 from bastion.cli import keys as _keys  # noqa: E402,F401
+from bastion.cli import limits as _limits  # noqa: E402,F401
 from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401

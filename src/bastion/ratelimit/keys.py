@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from bastion.errors import BastionError
 from bastion.ratelimit.backends import Check, Limiter, Result
 from bastion.ratelimit.gcra import Limit
 from bastion.storage.errors import NotFoundError
@@ -31,10 +32,13 @@ __all__ = [
     "KEY_BUCKET_PREFIX",
     "OVERRIDES_CHANNEL",
     "OVERRIDE_PREFIX",
+    "InvalidKeyLimitError",
     "KeyLimitOverrides",
     "compile_key_limits",
+    "describe",
     "key_checks",
     "limits_document",
+    "parse_override",
     "usage",
 ]
 
@@ -80,6 +84,39 @@ def compile_key_limits(entries: Iterable[Mapping[str, Any]]) -> tuple[Limit, ...
     return result
 
 
+class InvalidKeyLimitError(BastionError):
+    """An override's limits are not valid (400); the detail names the entry and the fix."""
+
+    code = "invalid_rate_limit"
+    status = 400
+    title = "Invalid rate limit"
+
+
+def parse_override(entries: Sequence[Mapping[str, Any]]) -> tuple[Limit, ...]:
+    """Validate override entries (``[{"rate": "10/minute", "burst": 20}]``, at least one).
+
+    Raises InvalidKeyLimitError naming the bad entry.
+    """
+    if not entries:
+        raise InvalidKeyLimitError(
+            "limits: give at least one limit such as {\"rate\": \"100/minute\"} "
+            "(to remove the override, delete it)"
+        )
+    for index, entry in enumerate(entries):
+        burst = entry.get("burst")
+        if not isinstance(entry.get("rate"), str) or (
+            burst is not None and (isinstance(burst, bool) or not isinstance(burst, int))
+        ):
+            raise InvalidKeyLimitError(
+                f"limits[{index}]: rate must be a string like '100/minute' and burst a "
+                "whole number"
+            )
+    try:
+        return compile_key_limits(entries)
+    except ValueError as exc:
+        raise InvalidKeyLimitError(str(exc)) from None
+
+
 def limits_document(limits: Sequence[Limit]) -> list[dict[str, Any]]:
     """``limits`` as the JSON the stores, CLI and admin API use: ``[{"rate", "burst"}]``."""
     return [{"rate": limit.label, "burst": limit.capacity} for limit in limits]
@@ -117,6 +154,33 @@ async def usage(limiter: Limiter, key_id: str, limits: Sequence[Limit]) -> list[
         }
         for state in result.states
     ]
+
+
+async def describe(
+    key_id: str,
+    stored: Sequence[Mapping[str, Any]],
+    overrides: KeyLimitOverrides,
+    limiter: Limiter | None,
+) -> dict[str, Any]:
+    """A key's effective limits and current usage (what ``limits show`` and the API print).
+
+    ``source`` is ``override``, ``key`` (its stored ``rate_limits``) or
+    ``none``; ``usage`` is ``None`` when ``limiter`` is ``None`` (the
+    in-process state of a server is not visible from another process).
+    Raises SharedStateUnavailableError when a shared limiter is unreachable.
+    """
+    override = overrides.get(key_id)
+    own = compile_key_limits(stored)
+    effective = override if override is not None else own
+    source = "override" if override is not None else ("key" if own else "none")
+    return {
+        "key_id": key_id,
+        "source": source,
+        "key_limits": limits_document(own),
+        "override": limits_document(override) if override is not None else None,
+        "limits": limits_document(effective),
+        "usage": None if limiter is None else await usage(limiter, key_id, effective),
+    }
 
 
 class KeyLimitOverrides:
