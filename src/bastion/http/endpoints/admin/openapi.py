@@ -27,6 +27,8 @@ from bastion.http.endpoints.admin.models import (
     ClientOut,
     ClientUpdate,
     ClientWithSecret,
+    KeyLimitsOut,
+    KeyLimitsUpdate,
     Problem,
     RotateApiKey,
     RotateSecret,
@@ -108,6 +110,31 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("post", _KEY + "/revoke", "revokeApiKey", "Revoke an API key", 200, ApiKeyOut),
     Operation("post", _KEY + "/disable", "disableApiKey", "Disable an API key", 200, ApiKeyOut),
     Operation("post", _KEY + "/enable", "enableApiKey", "Enable an API key", 200, ApiKeyOut),
+    Operation(
+        "get",
+        _KEY + "/limits",
+        "getApiKeyLimits",
+        "Show a key's effective rate limits and their current usage",
+        200,
+        KeyLimitsOut,
+    ),
+    Operation(
+        "put",
+        _KEY + "/limits",
+        "setApiKeyLimits",
+        "Override a key's rate limits at runtime (every node applies it)",
+        200,
+        KeyLimitsOut,
+        KeyLimitsUpdate,
+    ),
+    Operation(
+        "delete",
+        _KEY + "/limits",
+        "clearApiKeyLimits",
+        "Drop the override: the key's own limits apply again",
+        200,
+        KeyLimitsOut,
+    ),
 )
 
 _ERRORS: Final = {
@@ -221,6 +248,7 @@ def openapi_document() -> dict[str, Any]:
         ApiKeyCreate,
         ApiKeyUpdate,
         RotateApiKey,
+        KeyLimitsUpdate,
     ]
     outputs: list[type[BaseModel]] = [
         ClientOut,
@@ -229,6 +257,7 @@ def openapi_document() -> dict[str, Any]:
         ApiKeyOut,
         ApiKeyWithSecret,
         ApiKeyList,
+        KeyLimitsOut,
         Problem,
     ]
     _, schemas = models_json_schema(
