@@ -40,10 +40,12 @@ from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import MemoryLimiter, RedisLimiter
+from bastion.ratelimit.adaptive import LoadShedder
 from bastion.ratelimit.keys import KeyLimitOverrides
 from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
 from bastion.ratelimit.nodes import NodeCount
 from bastion.ratelimit.outage import BackendHealth
+from bastion.ratelimit.risk import RiskRegistry
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, migrate
 from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
@@ -188,6 +190,16 @@ class Runtime:
             await gateway.key_overrides.load()
             gateway.key_limits_fail = limits.key_limits_fail
             gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
+            gateway.risk = RiskRegistry()  # detectors flag keys / addresses here
+            shedding = limits.shedding
+            if shedding.enabled:
+                gateway.shedder = LoadShedder(
+                    initial=shedding.initial_limit,
+                    minimum=shedding.min_limit,
+                    maximum=shedding.max_limit,
+                    target_latency=shedding.target_latency,
+                    backoff=shedding.backoff,
+                )
             if isinstance(shared, RedisSharedState):
                 gateway.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
             client_throttle = (

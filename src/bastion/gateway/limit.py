@@ -201,6 +201,16 @@ async def limit(ex: Exchange) -> None:
         fails_closed = fails_closed or gateway.key_limits_fail == "closed"
     if not checks:
         return
+    risk = gateway.risk
+    if risk:  # something is flagged: tighten this request's limits if it is
+        assert risk is not None
+        factor = max(
+            risk.factor("key", key_id),
+            risk.factor("ip", client_ip(ex.scope, gateway.trusted_proxies)),
+            risk.factor("subject", identity.subject if identity is not None else None),
+        )
+        if factor > 1:
+            checks = [(key, limit.divided(factor)) for key, limit in checks]
     result = await _decide(gateway, checks, fails_closed)
     if not result.allowed:
         raise RateLimitedError("Rate limit exceeded; retry later.", result=result)

@@ -42,9 +42,11 @@ from bastion.gateway.proxy import (
     prepare_request,
 )
 from bastion.ratelimit import Limiter, MemoryLimiter
+from bastion.ratelimit.adaptive import LoadShedder
 from bastion.ratelimit.keys import KeyLimitOverrides
 from bastion.ratelimit.nodes import NodeCount
 from bastion.ratelimit.outage import BackendHealth
+from bastion.ratelimit.risk import RiskRegistry
 
 __all__ = [
     "ANONYMOUS",
@@ -231,15 +233,30 @@ async def proxy(ex: Exchange) -> None:
     query = scope.get("query_string")
     if query:
         target += b"?" + query
-    await gateway.client.forward(
-        route.upstream,
-        ex.method,
-        target,
-        request,
-        ex.receive,
-        ex.send,
-        time_limit=route.timeout,
-    )
+    shedder = gateway.shedder
+    if shedder is None:
+        await gateway.client.forward(
+            route.upstream,
+            ex.method,
+            target,
+            request,
+            ex.receive,
+            ex.send,
+            time_limit=route.timeout,
+        )
+        return
+    # Load shedding (ratelimit/adaptive.py): the slot spans the upstream exchange, whose
+    # latency adapts the route's concurrency limit; a full route answers 503 overloaded.
+    async with shedder.admit(route.name):
+        await gateway.client.forward(
+            route.upstream,
+            ex.method,
+            target,
+            request,
+            ex.receive,
+            ex.send,
+            time_limit=route.timeout,
+        )
 
 
 # THE pipeline, in order. Steps still to come, and the issue that brings each:
@@ -335,6 +352,9 @@ class Gateway:
         self.key_limits_fail: Literal["open", "closed"] = "closed"
         self.limiter_health: BackendHealth | None = None
         self.node_count: NodeCount | None = None
+        # Adaptive load shedding per route upstream and risk-based tightening (ratelimit/).
+        self.shedder: LoadShedder | None = None
+        self.risk: RiskRegistry | None = None
         self.steps = steps
 
     async def startup(self) -> None:
