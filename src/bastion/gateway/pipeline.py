@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
 from bastion.errors import BastionError
@@ -42,11 +42,14 @@ from bastion.gateway.proxy import (
     prepare_request,
 )
 from bastion.ratelimit import Limiter, MemoryLimiter
-from bastion.ratelimit.adaptive import LoadShedder
 from bastion.ratelimit.keys import KeyLimitOverrides
 from bastion.ratelimit.nodes import NodeCount
 from bastion.ratelimit.outage import BackendHealth
 from bastion.ratelimit.risk import RiskRegistry
+
+if TYPE_CHECKING:
+    # adaptive.py raises a gateway error: a run-time import here would be circular.
+    from bastion.ratelimit.adaptive import LoadShedder
 
 __all__ = [
     "ANONYMOUS",
