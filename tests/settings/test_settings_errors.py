@@ -332,7 +332,7 @@ def test_unknown_keys_suggest_the_right_one(errors: Errors) -> None:
         "listn: unknown key — did you mean 'listen'?",
         "colour: unknown key — remove it (keys here: env, data_dir, listen, issuer, tls, "
         "trusted_proxies, storage, shared, secrets, server, logging, node_id, routes, demo, "
-        "signing_keys, tokens, api_keys)",
+        "signing_keys, tokens, api_keys, ratelimit)",
         "server.engin: unknown key — did you mean 'engine'?",
         "routes[0].match.method: unknown key — did you mean 'methods'?",
         "routes[0].upstream: is required — add it",
@@ -353,7 +353,7 @@ def test_unknown_environment_variables(errors: Errors) -> None:
     assert errors(None, {"BASTION_XYZZY": "1"}) == [
         "BASTION_XYZZY: unknown setting — bastion reads BASTION_<KEY> for its top-level keys "
         "(env, data_dir, listen, issuer, tls, trusted_proxies, storage, shared, secrets, server, "
-        "logging, node_id, routes, demo, signing_keys, tokens, api_keys) and "
+        "logging, node_id, routes, demo, signing_keys, tokens, api_keys, ratelimit) and "
         "BASTION_<KEY>__<SUBKEY> for nested ones; rename or "
         "unset it"
     ]

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from bastion.errors import ServiceUnavailableError
 from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.errors import GatewayConfigError, GatewayError
 from bastion.ratelimit import Check, Limit, Result, rate_limit_headers
@@ -62,8 +63,12 @@ class RateLimitedError(GatewayError):
         super().__init__(detail, **extra)
 
 
-class RateLimiterUnavailableError(GatewayError):
-    """The shared limiter is unreachable and a limit of the route fails closed (503)."""
+class RateLimiterUnavailableError(GatewayError, ServiceUnavailableError):
+    """The shared limiter is unreachable and a limit of the route fails closed (503).
+
+    A ServiceUnavailableError too: an expected outage answer, not a bug to log with a
+    traceback per request (the outage itself is logged and audited once).
+    """
 
     code = "rate_limiter_unavailable"
     status = 503

@@ -20,13 +20,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
 
+from bastion.errors import ServiceUnavailableError
 from bastion.gateway.errors import GatewayError
 
 __all__ = ["AdaptiveConcurrency", "LoadShedder", "OverloadedError"]
 
 
-class OverloadedError(GatewayError):
-    """The route's upstream is at its adaptive concurrency limit: shed (503, ``Retry-After``)."""
+class OverloadedError(GatewayError, ServiceUnavailableError):
+    """The route's upstream is at its adaptive concurrency limit: shed (503, ``Retry-After``).
+
+    A ServiceUnavailableError: shedding is deliberate, not logged as a failure per request.
+    """
 
     code = "overloaded"
     status = 503

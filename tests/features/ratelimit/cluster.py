@@ -201,6 +201,32 @@ async def steady(
     return result
 
 
+async def saturate(
+    urls: Sequence[str], path: str, key: str, *, workers: int, seconds: float
+) -> LoadResult:
+    """Closed-loop load: ``workers`` requests always in flight, round-robin, for ``seconds``.
+
+    Keeps every node continuously busy at whatever rate the machine sustains (an open
+    loop faster than the servers only builds a queue in the client).
+    """
+    result = LoadResult()
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        result.first = time.monotonic()
+        deadline = result.first + seconds
+
+        async def worker(index: int) -> None:
+            n = index
+            while time.monotonic() < deadline:
+                await _one(client, urls[n % len(urls)] + path, headers, result)
+                n += workers
+
+        await asyncio.gather(*(worker(i) for i in range(workers)))
+        result.last = time.monotonic()
+    return result
+
+
 def redis_server(port: int) -> subprocess.Popen[bytes]:
     """A throw-away ``redis-server`` on ``port`` (no persistence); wait until it answers."""
     proc = subprocess.Popen(
