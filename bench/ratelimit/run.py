@@ -101,7 +101,7 @@ def multinode() -> str:
     keep = re.compile(r"^(in-process|Redis|http|no shedding|shedding|warm-up)")
     lines = [line for line in done.stdout.splitlines() if keep.match(line.strip())]
     tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else "(no output)"
-    return "\n".join(lines + [f"pytest: {tail}"])
+    return "\n".join([*lines, f"pytest: {tail}"])
 
 
 async def main(args: argparse.Namespace) -> str:
