@@ -49,6 +49,12 @@ from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import MemoryLimiter, RedisLimiter
+from bastion.ratelimit.adaptive import LoadShedder
+from bastion.ratelimit.keys import KeyLimitOverrides
+from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
+from bastion.ratelimit.nodes import NodeCount
+from bastion.ratelimit.outage import BackendHealth
+from bastion.ratelimit.risk import RiskRegistry
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, migrate
 from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
@@ -103,6 +109,8 @@ class Runtime:
     # Drains the auditor into this node's hash chain (audit/writer.py); flushed at shutdown.
     audit_writer: AuditWriter | None = None
     echo: Any = None
+    # Brute-force throttle of client authentication at the token endpoint (None: disabled).
+    client_throttle: LoginThrottle | None = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -222,6 +230,32 @@ class Runtime:
                 metrics=metrics,
                 auditor=auditor,
             )
+            limits = settings.ratelimit
+            gateway.key_overrides = KeyLimitOverrides(db, shared)
+            await gateway.key_overrides.load()
+            gateway.key_limits_fail = limits.key_limits_fail
+            gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
+            gateway.risk = RiskRegistry()  # detectors flag keys / addresses here
+            shedding = limits.shedding
+            if shedding.enabled:
+                gateway.shedder = LoadShedder(
+                    initial=shedding.initial_limit,
+                    minimum=shedding.min_limit,
+                    maximum=shedding.max_limit,
+                    target_latency=shedding.target_latency,
+                    backoff=shedding.backoff,
+                )
+            if isinstance(shared, RedisSharedState):
+                gateway.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
+            client_throttle = (
+                LoginThrottle(
+                    shared,
+                    kind="client",
+                    policy=ThrottlePolicy(**limits.login.model_dump(exclude={"enabled"})),
+                )
+                if limits.login.enabled
+                else None
+            )
         except BaseException:
             if echo is not None:
                 await echo.close()
@@ -247,6 +281,7 @@ class Runtime:
             audit_writer=audit_writer,
             echo=echo,
             metrics=metrics,
+            client_throttle=client_throttle,
         )
 
     async def startup(self) -> None:
@@ -268,6 +303,16 @@ class Runtime:
         if self.audit_writer is not None:
             self._audit_task = asyncio.create_task(
                 self.audit_writer.run(self._stop), name="audit-writer"
+            )
+        if self.gateway.key_overrides is not None:
+            self._tasks.append(
+                asyncio.create_task(
+                    self.gateway.key_overrides.run(self._stop), name="ratelimit-overrides"
+                )
+            )
+        if self.gateway.node_count is not None:
+            self._tasks.append(
+                asyncio.create_task(self.gateway.node_count.run(self._stop), name="node-heartbeat")
             )
 
     async def shutdown(self) -> None:

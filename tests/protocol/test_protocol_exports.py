@@ -36,6 +36,7 @@ def test_module_names() -> None:
         "ClientAuthMethod",
         "ClientLookup",
         "authenticate_client",
+        "claimed_client_id",
     }
     assert sorted(token_endpoint.__all__) == [
         "REFUSED_GRANT_TYPES",

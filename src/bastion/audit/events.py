@@ -65,6 +65,9 @@ class EventTypes:
     # gateway
     GATEWAY_DENIED = "gateway.denied"  # outcome denied; reason = the error code
     GATEWAY_TRAFFIC = "gateway.traffic"  # per-minute aggregate of allowed requests
+    # rate limiting: the shared limiter (Redis) became unreachable / reachable again
+    RATELIMIT_BACKEND_DOWN = "ratelimit.backend_down"  # outcome failure; data.fail_modes
+    RATELIMIT_BACKEND_UP = "ratelimit.backend_up"  # outcome success; data.down_seconds
     # lifecycle (admin plane and CLI)
     CLIENT_CHANGED = "client.changed"  # data.action: created|updated|secret_rotated|disabled|…
     KEY_CHANGED = "api_key.changed"  # data.action: created|rotated|revoked|disabled|…

@@ -312,6 +312,7 @@ clients_app = _group("clients", "OAuth 2.0 clients: create, list, rotate secrets
 users_app = _group("users", "User accounts, passwords and MFA enrolments.")
 keys_app = _group("keys", "API keys: create, list, rotate with grace, revoke.")
 signing_keys_app = _group("signing-keys", "Token signing keys: list, rotate, retire.")
+limits_app = _group("limits", "Per-API-key rate limits: current usage, runtime overrides.")
 audit_app = _group("audit", "The tamper-evident audit log: search, tail, verify.")
 
 
@@ -343,5 +344,6 @@ from bastion.cli import audit as _audit  # noqa: E402,F401
 from bastion.cli import clients as _clients  # noqa: E402,F401
 from bastion.cli import doctor as _doctor  # noqa: E402,F401
 from bastion.cli import keys as _keys  # noqa: E402,F401
+from bastion.cli import limits as _limits  # noqa: E402,F401
 from bastion.cli import routes as _routes  # noqa: E402,F401
 from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401

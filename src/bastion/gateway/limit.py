@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from bastion.errors import ServiceUnavailableError
 from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.errors import GatewayConfigError, GatewayError
-from bastion.ratelimit import Check, Limit, Limiter, MemoryLimiter, Result, rate_limit_headers
+from bastion.ratelimit import Check, Limit, Result, rate_limit_headers
+from bastion.ratelimit.keys import key_checks
 from bastion.storage.errors import SharedStateUnavailableError
 
 if TYPE_CHECKING:
     from bastion.gateway.matcher import CompiledRoute
-    from bastion.gateway.pipeline import Exchange
+    from bastion.gateway.pipeline import Exchange, Gateway
     from bastion.gateway.proxy import Send
 
 __all__ = [
@@ -61,8 +63,12 @@ class RateLimitedError(GatewayError):
         super().__init__(detail, **extra)
 
 
-class RateLimiterUnavailableError(GatewayError):
-    """The shared limiter is unreachable and a limit of the route fails closed (503)."""
+class RateLimiterUnavailableError(GatewayError, ServiceUnavailableError):
+    """The shared limiter is unreachable and a limit of the route fails closed (503).
+
+    A ServiceUnavailableError too: an expected outage answer, not a bug to log with a
+    traceback per request (the outage itself is logged and audited once).
+    """
 
     code = "rate_limiter_unavailable"
     status = 503
@@ -131,47 +137,86 @@ def _with_headers(send: Send, headers: Sequence[tuple[str, str]]) -> Send:
     return send_with_headers
 
 
-async def _decide(
-    limiter: Limiter, fallback: MemoryLimiter, checks: list[Check], fails_closed: bool
-) -> Result:
+def _local_share(checks: list[Check], nodes: int) -> list[Check]:
+    # Each node alone enforces its share, so the nodes together stay near the limit.
+    if nodes <= 1:
+        return checks
+    return [(key, limit.divided(nodes)) for key, limit in checks]
+
+
+async def _decide(gateway: Gateway, checks: list[Check], fails_closed: bool) -> Result:
+    health = gateway.limiter_health
     try:
-        return await limiter.check(checks)
+        result = await gateway.limiter.check(checks)
     except SharedStateUnavailableError as exc:
+        if health is not None:
+            health.failed(exc, fail_closed=fails_closed)
         if fails_closed:
-            logger.warning("rate limiter unavailable, failing closed: %s", exc)
+            if health is None:
+                logger.warning("rate limiter unavailable, failing closed: %s", exc)
             raise RateLimiterUnavailableError(
                 "The rate limiter is unavailable; try again shortly."
             ) from None
-        logger.warning("rate limiter unavailable, deciding locally: %s", exc)
-        return fallback.check_now(checks)
+        if health is None:
+            logger.warning("rate limiter unavailable, deciding locally: %s", exc)
+        nodes = gateway.node_count.count if gateway.node_count is not None else 1
+        return replace(
+            gateway.fallback_limiter.check_now(_local_share(checks, nodes)), degraded=True
+        )
+    if health is not None and health.down_since is not None:
+        health.succeeded()
+    return result
 
 
 async def limit(ex: Exchange) -> None:
-    """Check every applicable limit of the route in one limiter call.
+    """Check every applicable limit of the route, and the API key's own, in one limiter call.
 
-    Admitted: the response will carry ``RateLimit`` and ``RateLimit-Policy``.
-    Raises :class:`RateLimitedError` (429) when a limit refuses, and
-    :class:`RateLimiterUnavailableError` (503) when the shared limiter is
-    unreachable and one of the applicable limits fails closed (limits failing
-    open are then decided by an in-process limiter).
+    The key's limits are its operator override when one is set, else its
+    stored ``rate_limits``. Admitted: the response will carry ``RateLimit``
+    and ``RateLimit-Policy``. Raises :class:`RateLimitedError` (429) when a
+    limit refuses, and :class:`RateLimiterUnavailableError` (503) when the
+    shared limiter is unreachable and one of the applicable limits fails
+    closed (limits failing open are then decided by an in-process limiter
+    with this node's share of each limit).
     """
     route = ex.route
     assert route is not None
     gateway = ex.gateway
     rules = gateway.route_limits.get(route.name)
-    if not rules:
+    identity = ex.identity
+    key_id = identity.key_id if identity is not None else None
+    key_limits: tuple[Limit, ...] | None = None
+    if key_id is not None:
+        overrides = gateway.key_overrides
+        key_limits = overrides.get(key_id) if overrides is not None else None
+        if key_limits is None:
+            key_limits = identity.key_limits if identity is not None else ()
+    if not rules and not key_limits:
         return
     checks: list[Check] = []
     fails_closed = False
-    for rule in rules:
+    for rule in rules or ():
         value = _value(ex, rule.per)
         if value is None:
             continue  # the request has no such value: this limit does not apply
         checks.append((rule.prefix + value, rule.limit))
         fails_closed = fails_closed or rule.fail == "closed"
+    if key_limits and key_id is not None:
+        checks += key_checks(key_id, key_limits)
+        fails_closed = fails_closed or gateway.key_limits_fail == "closed"
     if not checks:
         return
-    result = await _decide(gateway.limiter, gateway.fallback_limiter, checks, fails_closed)
+    risk = gateway.risk
+    if risk:  # something is flagged: tighten this request's limits if it is
+        assert risk is not None
+        factor = max(
+            risk.factor("key", key_id),
+            risk.factor("ip", client_ip(ex.scope, gateway.trusted_proxies)),
+            risk.factor("subject", identity.subject if identity is not None else None),
+        )
+        if factor > 1:
+            checks = [(key, limit.divided(factor)) for key, limit in checks]
+    result = await _decide(gateway, checks, fails_closed)
     if not result.allowed:
         raise RateLimitedError("Rate limit exceeded; retry later.", result=result)
     ex.send = _with_headers(ex.send, rate_limit_headers(result))

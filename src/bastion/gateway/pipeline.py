@@ -52,6 +52,14 @@ from bastion.gateway.proxy import (
     prepare_request,
 )
 from bastion.ratelimit import Limiter, MemoryLimiter
+from bastion.ratelimit.keys import KeyLimitOverrides
+from bastion.ratelimit.nodes import NodeCount
+from bastion.ratelimit.outage import BackendHealth
+from bastion.ratelimit.risk import RiskRegistry
+
+if TYPE_CHECKING:
+    # adaptive.py raises a gateway error: a run-time import here would be circular.
+    from bastion.ratelimit.adaptive import LoadShedder
 
 if TYPE_CHECKING:
     from bastion.audit.metrics import Metrics
@@ -273,18 +281,36 @@ async def proxy(ex: Exchange) -> None:
     query = scope.get("query_string")
     if query:
         target += b"?" + query
-    await gateway.client.forward(
-        route.upstream,
-        ex.method,
-        target,
-        request,
-        ex.receive,
-        ex.send,
-        time_limit=route.timeout,
-        targets=route.targets,
-        connect_timeout=route.connect_timeout,
-        read_timeout=route.read_timeout,
-    )
+    shedder = gateway.shedder
+    if shedder is None:
+        await gateway.client.forward(
+            route.upstream,
+            ex.method,
+            target,
+            request,
+            ex.receive,
+            ex.send,
+            time_limit=route.timeout,
+            targets=route.targets,
+            connect_timeout=route.connect_timeout,
+            read_timeout=route.read_timeout,
+        )
+        return
+    # Load shedding (ratelimit/adaptive.py): the slot spans the upstream exchange, whose
+    # latency adapts the route's concurrency limit; a full route answers 503 overloaded.
+    async with shedder.admit(route.name):
+        await gateway.client.forward(
+            route.upstream,
+            ex.method,
+            target,
+            request,
+            ex.receive,
+            ex.send,
+            time_limit=route.timeout,
+            targets=route.targets,
+            connect_timeout=route.connect_timeout,
+            read_timeout=route.read_timeout,
+        )
 
 
 # THE pipeline, in order. Steps still to come, and the issue that brings each:
@@ -405,6 +431,15 @@ class Gateway:
         # Decides the limits that fail open while the shared limiter is unreachable
         # (this node alone: its share is the whole limit).
         self.fallback_limiter = MemoryLimiter()
+        # Per-key limits (ratelimit/keys.py), the Redis outage bookkeeping and the live
+        # node count dividing the fallback's limits: installed by the runtime.
+        self.key_overrides: KeyLimitOverrides | None = None
+        self.key_limits_fail: Literal["open", "closed"] = "closed"
+        self.limiter_health: BackendHealth | None = None
+        self.node_count: NodeCount | None = None
+        # Adaptive load shedding per route upstream and risk-based tightening (ratelimit/).
+        self.shedder: LoadShedder | None = None
+        self.risk: RiskRegistry | None = None
         self.steps = steps
         self.metrics = metrics
         # The "audit" step (gateway/audit.py): denials recorded, allowed requests counted.

@@ -31,6 +31,8 @@ from urllib.parse import unquote_to_bytes
 from bastion.apikeys.errors import InvalidApiKeyError
 from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.authn.identity import Identity
+from bastion.ratelimit.gcra import Limit
+from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
 
 if TYPE_CHECKING:
@@ -73,7 +75,17 @@ def identity_of(key: ApiKey) -> Identity:
         claims={"key_id": key.id, "key_prefix": key.prefix},
         key_id=key.id,
         routes=frozenset(key.routes) if key.routes else None,
+        key_limits=_key_limits(key),
     )
+
+
+def _key_limits(key: ApiKey) -> tuple[Limit, ...]:
+    try:
+        return compile_key_limits(key.rate_limits)
+    except ValueError:
+        # Validated when stored; an entry written around the service must not open
+        # the gateway's error path, and the route limits still apply.
+        return ()
 
 
 def key_in_query(query: bytes) -> bool:

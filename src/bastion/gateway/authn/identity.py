@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion.ratelimit.gcra import Limit
+
 __all__ = ["ANONYMOUS", "Identity"]
 
 
@@ -17,7 +19,9 @@ class Identity:
     anonymous identity of a public route); ``subject`` is ``None`` only then.
     ``key_id`` is the API key's id when one vouched; ``routes`` restricts
     which route names the credential may call (``None``: no restriction),
-    enforced by the ``authorize`` step like ``scopes``.
+    enforced by the ``authorize`` step like ``scopes``. ``key_limits`` are
+    the API key's own rate limits (enforced by the ``limit`` step unless an
+    operator override replaces them).
     """
 
     method: str
@@ -26,6 +30,7 @@ class Identity:
     claims: Mapping[str, Any] = field(default_factory=dict)
     key_id: str | None = None
     routes: frozenset[str] | None = None
+    key_limits: tuple[Limit, ...] = ()
 
     @property
     def anonymous(self) -> bool:

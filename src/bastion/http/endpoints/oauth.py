@@ -26,6 +26,7 @@ trusted proxy in ``X-Forwarded-For``) is checked against the key's allow-list.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -44,15 +45,20 @@ from bastion.protocol.rfc6749.client_auth import (
     AuthenticatedClient,
     ClientLookup,
     authenticate_client,
+    claimed_client_id,
 )
-from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError
+from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError, TooManyAttemptsError
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint, token_response
 from bastion.protocol.rfc7009 import revoke
 from bastion.protocol.rfc7662 import introspect
 from bastion.protocol.rfc8414 import authorization_server_metadata
+from bastion.ratelimit.login import LoginThrottle, LoginThrottledError
 from bastion.settings import Settings
+from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.shared import SharedState
+
+log = logging.getLogger("bastion.oauth")
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/oauth2/jwks.json"
@@ -208,19 +214,49 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             issue_token=TokenIssuer(runtime.signing_keys.current).issue,
             settings_tokens=settings.tokens,
         )
+    trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
+    throttle: LoginThrottle | None = getattr(runtime, "client_throttle", None)
+
+    async def throttled_client_of(
+        oreq: OAuthRequest, ip: str | None, request: Request
+    ) -> AuthenticatedClient:
+        # Brute-force protection (ratelimit/login.py): checked before the credentials are
+        # verified; a shared-state outage disables it rather than the token endpoint.
+        if throttle is None:
+            return await client_of(oreq, request=request)
+        account = claimed_client_id(oreq) or "-"
+        try:
+            await throttle.check(account, ip)
+        except LoginThrottledError as exc:
+            raise TooManyAttemptsError(exc.retry_after, reason=f"throttled_{exc.scope}") from None
+        except SharedStateUnavailableError as exc:
+            log.warning("client authentication throttle unavailable: %s", exc)
+        try:
+            authed = await client_of(oreq, request=request)
+        except InvalidClientError:
+            try:
+                await throttle.failed(account, ip)
+            except SharedStateUnavailableError as exc:
+                log.warning("client authentication throttle unavailable: %s", exc)
+            raise
+        try:
+            await throttle.succeeded(account, ip)
+        except SharedStateUnavailableError as exc:
+            log.warning("client authentication throttle unavailable: %s", exc)
+        return authed
 
     async def token(oreq: OAuthRequest, ip: str | None, request: Request) -> Response:
         if exchange is not None and oreq.form.get("grant_type") == rfc8693.GRANT_TYPE:
             # RFC 8693 §2.1: client authentication is optional for token exchange; the
             # API key is the credential. Credentials that are sent must still be valid.
             client = (
-                (await client_of(oreq, request=request)).client
+                (await throttled_client_of(oreq, ip, request)).client
                 if rfc8693.sends_client_credentials(oreq)
                 else None
             )
             result = await exchange(oreq, client, ip=ip)
         else:
-            authed = await client_of(oreq, request=request)
+            authed = await throttled_client_of(oreq, ip, request)
             result = await runtime.token_endpoint.handle(oreq, authed.client)
         audit.issued(request, oreq, result)
         status, headers, body = token_response(result)

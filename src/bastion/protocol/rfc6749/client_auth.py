@@ -33,7 +33,7 @@ import orjson
 
 from bastion.crypto.jwt import InvalidTokenError, JWTVerifier
 from bastion.crypto.keys import InvalidKeyError, PublicKeySet
-from bastion.protocol.rfc6749.errors import InvalidClientError, InvalidRequestError
+from bastion.protocol.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuthError
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.storage.models import Client
 from bastion.storage.shared import SharedState
@@ -46,6 +46,7 @@ __all__ = [
     "ClientAuthMethod",
     "ClientLookup",
     "authenticate_client",
+    "claimed_client_id",
 ]
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
@@ -181,6 +182,25 @@ def _check_registered(
     if (method == "none") != (client.client_type == "public"):
         raise _fail("client_type_mismatch", basic=basic)
     return AuthenticatedClient(client=client, method=method)
+
+
+def claimed_client_id(request: OAuthRequest) -> str | None:
+    """The client id a request *claims* (Basic user, ``client_id``, or assertion ``sub``).
+
+    Unverified: only for throttling failed attempts per client before the
+    credentials are checked. Never raises; ``None`` when nothing is claimed.
+    """
+    try:
+        basic = _basic_credentials(request)
+        if basic is not None:
+            return _decode_basic(basic)[0]
+        claimed = request.form.get("client_id")
+        if claimed:
+            return claimed
+        assertion = request.form.get("client_assertion")
+        return _unverified_subject(assertion) if assertion else None
+    except OAuthError:
+        return None
 
 
 async def authenticate_client(

@@ -29,6 +29,7 @@ __all__ = [
     "InvalidScopeError",
     "InvalidTargetError",
     "OAuthError",
+    "TooManyAttemptsError",
     "UnauthorizedClientError",
     "UnsupportedGrantTypeError",
     "safe_description",
@@ -188,3 +189,28 @@ class InvalidTargetError(OAuthError):
     code = "invalid_target"
     status = 400
     title = "Invalid target"
+
+
+class TooManyAttemptsError(OAuthError):
+    """Too many failed client authentications from this client and/or address (429).
+
+    RFC 6749 §5.2 defines no throttling error, so this is an extension code
+    (§8.5): ``too_many_attempts`` with status 429 and ``Retry-After`` (RFC 6585
+    §4), which generic clients treat as "retry later". It is raised *before*
+    the credentials are verified, so it says nothing about their validity.
+    """
+
+    code = "too_many_attempts"
+    status = 429
+    title = "Too many attempts"
+
+    def __init__(self, retry_after: int, *, reason: str | None = None) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            f"too many failed attempts; retry in {self.retry_after} seconds",
+            reason=reason or "throttled",
+        )
+
+    def headers(self) -> dict[str, str]:
+        """The error headers plus ``Retry-After`` (whole seconds)."""
+        return {**super().headers(), "Retry-After": str(self.retry_after)}

@@ -12,6 +12,9 @@ POST     /admin/api/v1/keys/{key_id}/rotate                       successor (201
 POST     /admin/api/v1/keys/{key_id}/revoke                       revoke (for good)
 POST     /admin/api/v1/keys/{key_id}/disable                      disable
 POST     /admin/api/v1/keys/{key_id}/enable                       enable
+GET      /admin/api/v1/keys/{key_id}/limits                       effective limits + current usage
+PUT      /admin/api/v1/keys/{key_id}/limits                       override the key's limits
+DELETE   /admin/api/v1/keys/{key_id}/limits                       drop the override
 =======  =======================================================  ================================
 
 The full key appears in exactly two responses — create and rotate — and
@@ -45,9 +48,11 @@ from bastion.http.endpoints.admin.errors import InvalidRequestBodyError
 from bastion.http.endpoints.admin.models import (
     ApiKeyCreate,
     ApiKeyUpdate,
+    KeyLimitsUpdate,
     RotateApiKey,
 )
 from bastion.http.endpoints.admin.recording import AdminAudit
+from bastion.ratelimit.keys import KeyLimitOverrides, describe, parse_override
 from bastion.storage import NotFoundError
 from bastion.storage.models import ApiKey
 
@@ -228,6 +233,41 @@ def key_routes(runtime: Any) -> list[Route]:
         changed(request, claims, "enabled", key.id, ["disabled"])
         return render(key)
 
+    limits_state: list[KeyLimitOverrides] = []
+
+    def overrides() -> KeyLimitOverrides:
+        # The gateway's own: a change made here applies on this node at once (and on
+        # the others through the announcement).
+        if not limits_state:
+            gateway = getattr(runtime, "gateway", None)
+            found = getattr(gateway, "key_overrides", None)
+            if not isinstance(found, KeyLimitOverrides):
+                found = KeyLimitOverrides(runtime.db, runtime.shared)
+            limits_state.append(found)
+        return limits_state[0]
+
+    async def limits_view(key: ApiKey) -> Response:
+        limiter = getattr(getattr(runtime, "gateway", None), "limiter", None)
+        return json_response(await describe(key.id, key.rate_limits, overrides(), limiter))
+
+    async def show_limits(request: Request) -> Response:
+        await authenticate_admin(request, runtime)
+        return await limits_view(await service().get(_key_id(request)))
+
+    async def set_limits(request: Request) -> Response:
+        await authenticate_admin(request, runtime)
+        key = await service().get(_key_id(request))
+        body = await parse_body(request, KeyLimitsUpdate)
+        limits = parse_override([entry.model_dump() for entry in body.limits])
+        await overrides().set(key.id, limits)
+        return await limits_view(key)
+
+    async def clear_limits(request: Request) -> Response:
+        await authenticate_admin(request, runtime)
+        key = await service().get(_key_id(request))
+        await overrides().clear(key.id)
+        return await limits_view(key)
+
     one = KEYS_PATH + "/{key_id}"
     table: dict[str, dict[str, Endpoint]] = {
         KEYS_PATH: {"GET": list_keys, "POST": create_key},
@@ -236,6 +276,7 @@ def key_routes(runtime: Any) -> list[Route]:
         one + "/revoke": {"POST": revoke_key},
         one + "/disable": {"POST": disable_key},
         one + "/enable": {"POST": enable_key},
+        one + "/limits": {"GET": show_limits, "PUT": set_limits, "DELETE": clear_limits},
     }
     return [
         Route(path, _by_method(handlers), methods=list(handlers))

@@ -28,6 +28,8 @@ __all__ = [
     "ClientSecretOut",
     "ClientUpdate",
     "ClientWithSecret",
+    "KeyLimitsOut",
+    "KeyLimitsUpdate",
     "Problem",
     "RotateApiKey",
     "RotateSecret",
@@ -248,3 +250,43 @@ class ApiKeyList(BaseModel):
 
     items: list[ApiKeyOut]
     next_cursor: str | None
+
+
+class KeyLimit(_Request):
+    """One per-key rate limit."""
+
+    rate: Annotated[str, Field(min_length=1, max_length=40, examples=["100/minute"])]
+    burst: Annotated[int, Field(ge=1, le=10**9)] | None = None
+
+
+class KeyLimitsUpdate(_Request):
+    """A runtime override of a key's limits (replaces its stored ``rate_limits``)."""
+
+    limits: Annotated[list[KeyLimit], Field(min_length=1, max_length=20)]
+
+
+class KeyLimitOut(BaseModel):
+    """A limit as applied: the rate and the bucket size."""
+
+    rate: str
+    burst: int
+
+
+class KeyLimitUsage(KeyLimitOut):
+    """A limit's state now: requests admitted right now, seconds until the bucket is full."""
+
+    remaining: int
+    reset: float
+
+
+class KeyLimitsOut(BaseModel):
+    """A key's effective limits (override, else its own) and their current usage."""
+
+    key_id: str
+    source: Literal["override", "key", "none"]
+    key_limits: list[KeyLimitOut]
+    override: list[KeyLimitOut] | None
+    limits: list[KeyLimitOut]
+    usage: list[KeyLimitUsage] | None = Field(
+        description="Current state of each limit (null when not observable from this node)"
+    )

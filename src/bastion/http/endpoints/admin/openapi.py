@@ -28,6 +28,8 @@ from bastion.http.endpoints.admin.models import (
     ClientOut,
     ClientUpdate,
     ClientWithSecret,
+    KeyLimitsOut,
+    KeyLimitsUpdate,
     Problem,
     RotateApiKey,
     RotateSecret,
@@ -111,6 +113,31 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("post", _KEY + "/enable", "enableApiKey", "Enable an API key", 200, ApiKeyOut),
     Operation(
         "get", "/admin/api/v1/audit", "listAuditEvents", "Search the audit log", 200, AuditEventList
+    ),
+    Operation(
+        "get",
+        _KEY + "/limits",
+        "getApiKeyLimits",
+        "Show a key's effective rate limits and their current usage",
+        200,
+        KeyLimitsOut,
+    ),
+    Operation(
+        "put",
+        _KEY + "/limits",
+        "setApiKeyLimits",
+        "Override a key's rate limits at runtime (every node applies it)",
+        200,
+        KeyLimitsOut,
+        KeyLimitsUpdate,
+    ),
+    Operation(
+        "delete",
+        _KEY + "/limits",
+        "clearApiKeyLimits",
+        "Drop the override: the key's own limits apply again",
+        200,
+        KeyLimitsOut,
     ),
 )
 
@@ -250,6 +277,7 @@ def openapi_document() -> dict[str, Any]:
         ApiKeyCreate,
         ApiKeyUpdate,
         RotateApiKey,
+        KeyLimitsUpdate,
     ]
     outputs: list[type[BaseModel]] = [
         ClientOut,
@@ -260,6 +288,7 @@ def openapi_document() -> dict[str, Any]:
         ApiKeyList,
         AuditEventOut,
         AuditEventList,
+        KeyLimitsOut,
         Problem,
     ]
     _, schemas = models_json_schema(

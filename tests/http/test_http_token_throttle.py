@@ -1,0 +1,102 @@
+"""Brute-force throttling of client authentication at POST /oauth2/token (a real Runtime)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bastion.http.endpoints import create_full_app
+from bastion.oauth.clients import ClientSpec
+from bastion.runtime import Runtime
+from bastion.settings import Settings
+
+TOKEN = "/oauth2/token"
+PROXY = "10.9.9.9"
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "tls": {"mode": "off"},
+            "trusted_proxies": [PROXY],
+            "ratelimit": {"login": {"free_attempts": 2, "base_delay": 5}},
+        }
+    )
+    rt = await Runtime.open(settings, announce=lambda line: None)
+    try:
+        yield rt
+    finally:
+        await rt.close()
+
+
+def client_from(runtime: Runtime, ip: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_full_app(runtime), client=(ip, 4000)),
+        base_url="https://testserver",
+    )
+
+
+async def token(http: httpx.AsyncClient, client_id: str, secret: str, **kw: str) -> httpx.Response:
+    return await http.post(
+        TOKEN,
+        data={"grant_type": "client_credentials"},
+        auth=(client_id, secret),
+        headers=kw,
+    )
+
+
+async def test_failures_lock_the_client_from_that_address_only(runtime: Runtime) -> None:
+    client, secret = await runtime.clients.create(ClientSpec(name="svc"))
+    assert secret is not None
+    attacker = client_from(runtime, "203.0.113.66")
+    victim_proxy = client_from(runtime, PROXY)
+    async with attacker, victim_proxy:
+        assert (await token(attacker, client.client_id, secret)).status_code == 200
+        for _ in range(3):  # two free failures, the third sets the lock
+            response = await token(attacker, client.client_id, "wrong")
+            assert response.status_code == 401
+            assert response.json()["error"] == "invalid_client"
+        # Locked before the secret is even checked: the right one is refused too.
+        response = await token(attacker, client.client_id, secret)
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "5"
+        assert response.headers["cache-control"] == "no-store"
+        assert response.json() == {
+            "error": "too_many_attempts",
+            "error_description": "too many failed attempts; retry in 5 seconds",
+        }
+        # X-Forwarded-For from an untrusted peer is ignored: still the attacker's address.
+        response = await token(
+            attacker, client.client_id, secret, **{"X-Forwarded-For": "198.51.100.10"}
+        )
+        assert response.status_code == 429
+        # The legitimate caller behind the trusted proxy is a different address: not locked.
+        response = await token(
+            victim_proxy, client.client_id, secret, **{"X-Forwarded-For": "198.51.100.10"}
+        )
+        assert response.status_code == 200, response.text
+
+
+async def test_disabled_throttle(tmp_path: Path) -> None:
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "tls": {"mode": "off"},
+            "trusted_proxies": [PROXY],
+            "ratelimit": {"login": {"enabled": False}},
+        }
+    )
+    rt = await Runtime.open(settings, announce=lambda line: None)
+    try:
+        assert rt.client_throttle is None
+        client, _ = await rt.clients.create(ClientSpec(name="svc"))
+        async with client_from(rt, "203.0.113.66") as http:
+            for _ in range(10):
+                assert (await token(http, client.client_id, "wrong")).status_code == 401
+    finally:
+        await rt.close()
