@@ -361,6 +361,11 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.audit_writer is not None and (self.auditor.queue or self.auditor.traffic.pending()):
+            # Decisions made after the lifespan's shutdown flush: the server may still have
+            # answered requests on open keep-alive connections while it drained. The server
+            # has stopped now; write those too before the database closes.
+            await self.audit_writer.flush()
         if self.echo is not None:
             await self.echo.close()
         await self.shared.close()

@@ -60,6 +60,10 @@ class TrafficCounter:
             self._counts = {}
         self._minute = minute
 
+    def pending(self) -> bool:
+        """Whether any count waits to be taken (this minute's or a closed minute's)."""
+        return bool(self._counts or self._closed)
+
     def take_closed(self) -> list[MinuteCount]:
         """Remove and return the counts of every minute that has ended."""
         minute = int(self._clock() // 60)

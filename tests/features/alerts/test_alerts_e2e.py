@@ -40,10 +40,10 @@ def _config(receiver: WebhookReceiver, events: list[str]) -> str:
 class Scenario:
     """A receiver, a bastion configured to deliver to it, and an HTTP client."""
 
-    def __init__(self, tmp_path: Path, events: list[str]) -> None:
+    def __init__(self, tmp_path: Path, events: list[str], extra: str = "") -> None:
         self.cwd = tmp_path
         self.receiver = WebhookReceiver().__enter__()
-        (tmp_path / "bastion.yaml").write_text(_config(self.receiver, events))
+        (tmp_path / "bastion.yaml").write_text(_config(self.receiver, events) + extra)
         self.env = {"HOOK_SECRET": SECRET}
         self.proc = BastionProcess("-c", "bastion.yaml", cwd=tmp_path, env=self.env)
         self.http = httpx.Client(verify=False, timeout=10)
@@ -112,10 +112,15 @@ def _settle(scenario: Scenario) -> None:
 def test_brute_force_on_one_client_raises_one_alert(alerts_only: Scenario) -> None:
     client = alerts_only.create_client("victim-svc")
     alerts_only.start()
+    statuses = []
     for _ in range(25):  # default threshold: 10 failures in 5 minutes
         response = alerts_only.token("203.0.113.10", client["client_id"], "guess")
-        assert response.status_code == 401
-        assert response.json()["error"] == "invalid_client"
+        statuses.append(response.status_code)
+        expected = {401: "invalid_client", 429: "too_many_attempts"}[response.status_code]
+        assert response.json()["error"] == expected
+    # The brute-force throttle answers 429 after ratelimit.login.free_attempts (5) failures;
+    # throttled attempts are still audited as failed authentications, so the alert comes.
+    assert statuses[:5] == [401] * 5 and 429 in statuses[5:]
     (alert,) = alerts_only.alerts(1)
     _settle(alerts_only)
     assert len(alerts_only.alerts(1)) == 1  # the repeats were deduplicated
@@ -134,7 +139,8 @@ def test_credential_stuffing_across_50_clients_raises_one_alert(alerts_only: Sce
     alerts_only.start()
     for i in range(50):
         response = alerts_only.token("203.0.113.20", f"stuffed-{i:02d}", "password1")
-        assert response.status_code == 401
+        # 429 once the throttle locks the address (ratelimit.login.stuffing_accounts: 10)
+        assert response.status_code == (401 if i < 10 else 429)
     (alert,) = alerts_only.alerts(1)
     _settle(alerts_only)
     assert len(alerts_only.alerts(1)) == 1
@@ -169,5 +175,36 @@ def test_normal_traffic_raises_no_alert(tmp_path: Path) -> None:
         assert kinds == [("event", "auth.client")] * 8
         for request in received:
             _verify(request)
+    finally:
+        scenario.close()
+
+
+def test_burst_of_401s_on_a_gateway_route_raises_one_spike_alert(tmp_path: Path) -> None:
+    # The whole path: real requests without credentials -> the gateway's audit step
+    # (gateway.denied, data.status 401) -> the spike detector -> a signed webhook.
+    scenario = Scenario(
+        tmp_path,
+        ["alert.raised"],
+        "routes:\n"
+        "  - name: orders\n"
+        "    match: {path: /api/orders}\n"
+        "    upstream: http://127.0.0.1:9\n"
+        "    auth: [api_key]\n",
+    )
+    try:
+        scenario.start()
+        for i in range(60):  # default: at least 20 denials in an interval, z >= 4
+            response = scenario.http.get(
+                scenario.proc.url + "/api/orders", headers={"X-Forwarded-For": f"203.0.113.{i % 4}"}
+            )
+            assert response.status_code == 401
+        (alert,) = scenario.alerts(1)
+        _settle(scenario)
+        assert len(scenario.alerts(1)) == 1
+        assert (alert["type"], alert["route"], alert["dedup_key"]) == (
+            "denial_spike",
+            "orders",
+            "route:orders",
+        )
     finally:
         scenario.close()

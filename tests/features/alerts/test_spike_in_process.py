@@ -1,8 +1,9 @@
 """A burst of 401s on a gateway route raises one denial-spike alert, delivered to a real receiver.
 
-The gateway's audit step (recording ``gateway.denied`` with ``data.status``)
-is built on another branch; until it is merged this test records the same
-events through the runtime's auditor in-process. Everything after the auditor
+The gateway's audit step records ``gateway.denied`` with ``data.status`` (the
+end-to-end version through a real route is in ``test_alerts_e2e.py``); here the
+same events are recorded through the runtime's auditor in-process, to pin the
+detector's numbers. Everything after the auditor
 — detectors, alert manager, webhook sink, HTTP delivery, signature — is the
 real runtime wiring (``Runtime.open`` + ``startup``).
 """
@@ -13,7 +14,7 @@ import asyncio
 from pathlib import Path
 
 from _support.webhook_receiver import WebhookReceiver
-from bastion.audit.events import EventTypes
+from bastion.audit.events import Event, EventTypes
 from bastion.audit.webhook import verify_signature
 from bastion.runtime import Runtime
 from bastion.settings import Settings
@@ -46,6 +47,8 @@ def _denied(runtime: Runtime, route: str, ip: str, status: int = 401) -> None:
 async def test_burst_of_401s_on_a_route_raises_one_spike_alert(tmp_path: Path) -> None:
     with WebhookReceiver() as receiver:
         runtime = await Runtime.open(_settings(tmp_path, receiver.url), announce=lambda _: None)
+        seen: list[Event] = []
+        runtime.auditor.subscribe(seen.append)
         try:
             await runtime.startup()
             # normal traffic first: a few scattered denials on other routes
@@ -77,5 +80,5 @@ async def test_burst_of_401s_on_a_route_raises_one_spike_alert(tmp_path: Path) -
     assert runtime.alerting is not None
     assert runtime.alerting.sink.dead_lettered == 0
     # the alert is also in the audit stream, for the writer
-    raised = [e for e in runtime.auditor.queue if e.type == EventTypes.ALERT]
+    raised = [e for e in seen if e.type == EventTypes.ALERT]
     assert [e.reason for e in raised] == ["denial_spike"]

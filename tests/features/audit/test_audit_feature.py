@@ -91,7 +91,9 @@ def test_sigterm_under_load_loses_no_denial(tmp_path: Path) -> None:
             assert deadline_ok, (load.statuses, load.errors)
             assert proc.proc is not None
             proc.proc.send_signal(signal.SIGTERM)  # while the load runs
-            code = proc.stop(timeout=120)
+            # Once only: a second SIGTERM would force the exit (no drain, no flush).
+            proc.proc.wait(timeout=120)
+            code = proc.stop()
         finally:
             load.stop.set()
             load.thread.join(60)
@@ -120,10 +122,12 @@ def test_sigterm_under_load_loses_no_denial(tmp_path: Path) -> None:
             await db.close()
 
     denied, dumps = asyncio.run(stored())
-    assert denied == denied_401
+    # None lost: every 401 a client saw is recorded. None invented: at most one more
+    # per request that got no answer (decided, but the connection closed at shutdown).
+    assert denied_401 <= denied <= denied_401 + load.errors, (denied, denied_401, load.errors)
     assert not any(SECRET in text or "not-a-real-key" in text for text in dumps)
     jsonl = (tmp_path / "audit.jsonl").read_text()
-    assert jsonl.count('"gateway.denied"') == denied_401
+    assert jsonl.count('"gateway.denied"') == denied
     assert SECRET not in jsonl and "not-a-real-key" not in jsonl
 
     env = {"BASTION_CONFIG": str(config)}

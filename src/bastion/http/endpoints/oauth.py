@@ -228,7 +228,9 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
         try:
             await throttle.check(account, ip)
         except LoginThrottledError as exc:
-            raise TooManyAttemptsError(exc.retry_after, reason=f"throttled_{exc.scope}") from None
+            reason = f"throttled_{exc.scope}"
+            audit.client_throttled(request, oreq, reason, request.url.path)
+            raise TooManyAttemptsError(exc.retry_after, reason=reason) from None
         except SharedStateUnavailableError as exc:
             log.warning("client authentication throttle unavailable: %s", exc)
         try:
@@ -268,7 +270,8 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             oreq = await oauth_request(request)
             return await token(oreq, _client_ip(request, trusted_proxies), request)
         except OAuthError as error:
-            if not isinstance(error, InvalidClientError):  # those are auth.client events
+            if not isinstance(error, InvalidClientError | TooManyAttemptsError):
+                # those are auth.client events
                 audit.refused(request, oreq, error)
             return _oauth_error(error)
 

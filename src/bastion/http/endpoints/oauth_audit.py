@@ -100,6 +100,25 @@ class OAuthAudit:
             **self._common(request),
         )
 
+    def client_throttled(
+        self, request: Request, oreq: OAuthRequest, reason: str, endpoint: str
+    ) -> None:
+        """``auth.client`` failure refused by the brute-force throttle before any check.
+
+        Still an authentication attempt of the claimed account: detectors count it, so
+        an attack the throttle slows down is reported all the same.
+        """
+        if self.auditor is None:
+            return
+        self.auditor.record(
+            EventTypes.CLIENT_AUTH,
+            "failure",
+            reason=reason,
+            client_id=claimed_client_id(oreq),
+            data={"endpoint": endpoint},
+            **self._common(request),
+        )
+
     def issued(self, request: Request, oreq: OAuthRequest, body: Mapping[str, Any]) -> None:
         """``token.issued``: which client got which kind of token (never the token)."""
         if self.auditor is None:
