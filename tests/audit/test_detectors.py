@@ -12,6 +12,7 @@ from bastion.audit.detectors import (
     CredentialStuffingDetector,
     DenialSpikeDetector,
     IpFailuresDetector,
+    KeyLeakDetector,
     NewNetworkDetector,
     TokenReuseDetector,
     build_detectors,
@@ -304,6 +305,29 @@ def test_token_reuse_always_alerts_high(event_type: str, alert_type: str) -> Non
     assert run(detector, clock, noise) == []
 
 
+def test_a_reported_key_leak_always_alerts_high() -> None:
+    clock = Clock()
+    detector = KeyLeakDetector(clock=clock)
+    leaked = Event(
+        type=EventTypes.KEY_LEAKED,
+        outcome="success",
+        reason="revoked",
+        key_id="k1",
+        ip="192.0.2.9",
+        data={"source": "github", "status": "revoked", "prefix": "bst_abc123"},
+    )
+    (alert,) = run(detector, clock, [(3.0, leaked)])
+    assert (alert.type, alert.severity, alert.key_id, alert.dedup_key) == (
+        "api_key_leaked",
+        "high",
+        "k1",
+        "key:k1",
+    )
+    assert alert.summary == "API key 'k1' was reported leaked by github and is revoked"
+    assert alert.data == {"source": "github", "status": "revoked", "prefix": "bst_abc123"}
+    assert run(detector, clock, [(4.0, fail("x")), (5.0, denied())]) == []
+
+
 def test_build_detectors_honours_enabled_flags() -> None:
     settings = DetectorSettings.model_validate(
         {
@@ -318,4 +342,5 @@ def test_build_detectors_honours_enabled_flags() -> None:
         ("credential_stuffing", None),
         ("denial_spike", "key"),
         ("token_reuse", None),
+        ("key_leak", None),  # always on
     ]

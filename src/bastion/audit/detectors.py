@@ -51,6 +51,7 @@ __all__ = [
     "CredentialStuffingDetector",
     "DenialSpikeDetector",
     "IpFailuresDetector",
+    "KeyLeakDetector",
     "NewNetworkDetector",
     "TokenReuseDetector",
     "build_detectors",
@@ -535,6 +536,40 @@ class TokenReuseDetector:
         )
 
 
+class KeyLeakDetector:
+    """A leaked API key reported through the leak-report endpoint: always an alert (high).
+
+    bastion has already revoked the key (``api_key.leaked`` says so); the alert
+    tells the operator and the key's owner that a secret escaped and where the
+    report came from. One alert per key.
+    """
+
+    name = "key_leak"
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self.clock = clock
+
+    def observe(self, event: Event) -> Alert | None:
+        """An alert for every ``api_key.leaked`` event."""
+        if event.type != EventTypes.KEY_LEAKED:
+            return None
+        now = self.clock()
+        key = event.key_id or "unknown key"
+        source = event.data.get("source") or "unspecified"
+        status = event.data.get("status") or event.reason or "revoked"
+        return Alert(
+            type="api_key_leaked",
+            severity="high",
+            summary=f"API key {key!r} was reported leaked by {source!s} and is {status}",
+            dedup_key=f"key:{key}",
+            first_seen=now,
+            last_seen=now,
+            key_id=event.key_id,
+            ip=event.ip,
+            data={"source": source, "status": status, "prefix": event.data.get("prefix")},
+        )
+
+
 def build_detectors(settings: DetectorSettings, *, clock: Clock = time.time) -> list[Detector]:
     """The enabled detectors configured by ``alerts.detectors``."""
     detectors: list[Detector] = []
@@ -588,4 +623,6 @@ def build_detectors(settings: DetectorSettings, *, clock: Clock = time.time) -> 
         )
     if settings.token_reuse.enabled:
         detectors.append(TokenReuseDetector(clock=clock))
+    # Not configurable: a reported leak is always worth telling someone about.
+    detectors.append(KeyLeakDetector(clock=clock))
     return detectors

@@ -10,6 +10,8 @@ assertions.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -206,5 +208,52 @@ def test_burst_of_401s_on_a_gateway_route_raises_one_spike_alert(tmp_path: Path)
             "orders",
             "route:orders",
         )
+    finally:
+        scenario.close()
+
+
+def test_a_reported_key_leak_is_revoked_audited_and_alerted(tmp_path: Path) -> None:
+    # Issue 4's leak response end to end: a signed report at /api-keys/leaks revokes the
+    # key, records api_key.leaked and raises a high-severity alert at the webhook.
+    leak_secret = "leak-report-secret-0123456789abcdef"
+    scenario = Scenario(
+        tmp_path, ["alert.raised"], f"api_keys: {{leak_report_secret: '{leak_secret}'}}\n"
+    )
+    try:
+        created = run_cli(
+            "keys", "create", "ci-token", "--json", "-c", "bastion.yaml",
+            cwd=scenario.cwd, env=scenario.env,
+        )  # fmt: skip
+        assert created.returncode == 0, created.stderr
+        key = json.loads(created.stdout)
+        scenario.start()
+        body = json.dumps(
+            [{"token": key["key"], "type": "bastion_api_key", "url": "https://github.com/x/y"}]
+        ).encode()
+        digest = hmac.new(leak_secret.encode(), body, hashlib.sha256).hexdigest()
+        response = scenario.http.post(
+            scenario.proc.url + "/api-keys/leaks",
+            content=body,
+            headers={"content-type": "application/json", "x-bastion-signature": f"sha256={digest}"},
+        )
+        assert response.status_code == 200, response.text
+        (alert,) = scenario.alerts(1)
+        assert (alert["type"], alert["severity"], alert["key_id"]) == (
+            "api_key_leaked",
+            "high",
+            key["id"],
+        )
+        assert key["key"] not in json.dumps(alert)
+        shown = run_cli(
+            "keys", "show", key["id"], "--json", "-c", "bastion.yaml",
+            cwd=scenario.cwd, env=scenario.env,
+        )  # fmt: skip
+        assert json.loads(shown.stdout)["status"] == "revoked"
+        events = run_cli(
+            "audit", "search", "--type", "api_key.leaked", "--json", "-c", "bastion.yaml",
+            cwd=scenario.cwd, env=scenario.env,
+        )  # fmt: skip
+        assert events.returncode == 0, events.stderr
+        assert key["id"] in events.stdout and key["key"] not in events.stdout
     finally:
         scenario.close()
