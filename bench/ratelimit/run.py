@@ -123,8 +123,7 @@ async def main(args: argparse.Namespace) -> str:
         "|---|---|",
         *(f"| {name} | {us:.1f} |" for name, us in rows),
         "",
-        f"redis sequential latency: p50 {p(0.5):.0f} µs, p99 {p(0.99):.0f} µs, "
-        f"max {p(1.0):.0f} µs",
+        f"redis sequential latency: p50 {p(0.5):.0f} µs, p99 {p(0.99):.0f} µs, max {p(1.0):.0f} µs",
     ]
     if args.multinode:
         out += ["", "```", multinode(), "```"]
