@@ -55,6 +55,7 @@ from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
 from bastion.ratelimit.nodes import NodeCount
 from bastion.ratelimit.outage import BackendHealth
 from bastion.ratelimit.risk import RiskRegistry
+from bastion.ratelimit.risk_alerts import tighten_on_alerts
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, migrate
 from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
@@ -236,6 +237,14 @@ class Runtime:
             gateway.key_limits_fail = limits.key_limits_fail
             gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
             gateway.risk = RiskRegistry()  # detectors flag keys / addresses here
+            if limits.risk.enabled:
+                # Attack alerts tighten the limits of whom they name (ratelimit/risk_alerts.py).
+                tighten_on_alerts(
+                    auditor,
+                    gateway.risk,
+                    factor=limits.risk.factor,
+                    duration=limits.risk.duration,
+                )
             shedding = limits.shedding
             if shedding.enabled:
                 gateway.shedder = LoadShedder(

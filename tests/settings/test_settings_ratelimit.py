@@ -61,5 +61,21 @@ def test_cross_checks(errors: Errors) -> None:
     ]
     assert errors("ratelimit: {unknown: 1}\n") == [
         "ratelimit.unknown: unknown key — remove it (keys here: key_limits_fail, "
-        "node_heartbeat, login, shedding)"
+        "node_heartbeat, login, shedding, risk)"
     ]
+
+
+def test_risk_tightening_settings() -> None:
+    from bastion.settings import SettingsError, load_settings
+
+    settings = load_settings(None, {})
+    assert (settings.ratelimit.risk.enabled, settings.ratelimit.risk.factor) == (True, 4)
+    assert settings.ratelimit.risk.duration == 900.0
+    try:
+        load_settings(None, {"BASTION_RATELIMIT__RISK__FACTOR": "1"})
+    except SettingsError as exc:
+        assert str(exc) == (
+            "BASTION_RATELIMIT__RISK__FACTOR: 1 is too small — use a number of at least 2"
+        )
+    else:
+        raise AssertionError("a factor of 1 must be refused")

@@ -24,6 +24,7 @@ from bastion.ratelimit.keys import key_checks
 from bastion.storage.errors import SharedStateUnavailableError
 
 if TYPE_CHECKING:
+    from bastion.gateway.authn.identity import Identity
     from bastion.gateway.matcher import CompiledRoute
     from bastion.gateway.pipeline import Exchange, Gateway
     from bastion.gateway.proxy import Send
@@ -125,6 +126,11 @@ def _value(ex: Exchange, per: Per) -> str | None:
     return client if isinstance(client, str) and client else None
 
 
+def _client_of(identity: Identity | None) -> str | None:
+    client = identity.claims.get("client_id") if identity is not None else None
+    return client if isinstance(client, str) and client else None
+
+
 def _with_headers(send: Send, headers: Sequence[tuple[str, str]]) -> Send:
     extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
 
@@ -213,6 +219,7 @@ async def limit(ex: Exchange) -> None:
             risk.factor("key", key_id),
             risk.factor("ip", client_ip(ex.scope, gateway.trusted_proxies)),
             risk.factor("subject", identity.subject if identity is not None else None),
+            risk.factor("client", _client_of(identity)),
         )
         if factor > 1:
             checks = [(key, limit.divided(factor)) for key, limit in checks]

@@ -687,6 +687,19 @@ class LoadSheddingSettings(_Section):
         return self
 
 
+class RiskTighteningSettings(_Section):
+    """Tighter limits for what the anomaly detectors flag (ratelimit/risk.py).
+
+    When an alert names an address, API key, subject or client (brute force,
+    credential stuffing, IP failures, denial spikes, a new network), every rate
+    limit applying to its requests is divided by ``factor`` for ``duration``.
+    """
+
+    enabled: bool = True
+    factor: Annotated[int, BeforeValidator(_not_bool), Field(ge=2, le=1000)] = 4
+    duration: Annotated[float, BeforeValidator(_duration), Field(gt=0, le=7 * 86400)] = 900.0
+
+
 class RateLimitSettings(_Section):
     """Rate limiting beyond the routes' ``limits``: per-key limits, outages, throttles."""
 
@@ -697,6 +710,7 @@ class RateLimitSettings(_Section):
     node_heartbeat: Seconds = 5.0
     login: LoginThrottleSettings = Field(default_factory=LoginThrottleSettings)
     shedding: LoadSheddingSettings = Field(default_factory=LoadSheddingSettings)
+    risk: RiskTighteningSettings = Field(default_factory=RiskTighteningSettings)
 
 
 class DemoSettings(_Section):
