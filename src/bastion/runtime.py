@@ -62,6 +62,7 @@ from bastion.storage.shared import RedisSharedState, SharedState, open_shared_st
 
 if TYPE_CHECKING:
     from bastion.audit.metrics import Metrics
+    from bastion.audit.tracing import GatewayTracer
 
 log = logging.getLogger("bastion.runtime")
 
@@ -230,6 +231,7 @@ class Runtime:
                 else MemoryLimiter(),
                 metrics=metrics,
                 auditor=auditor,
+                tracer=_tracer(settings),
             )
             limits = settings.ratelimit
             gateway.key_overrides = KeyLimitOverrides(db, shared)
@@ -353,6 +355,10 @@ class Runtime:
             self._audit_task = None
         if self.audit_writer is not None:
             await self.audit_writer.flush()
+        tracer = self.gateway.tracer
+        if tracer is not None:
+            # Flush the spans still queued; the SDK's shutdown blocks (its export thread).
+            await asyncio.to_thread(tracer.shutdown)
 
     def reload_routes(self, settings: Settings) -> list[str]:
         """Swap the gateway's routes for those of ``settings`` (demo route kept); return names.
@@ -375,10 +381,20 @@ class Runtime:
             # answered requests on open keep-alive connections while it drained. The server
             # has stopped now; write those too before the database closes.
             await self.audit_writer.flush()
+        if self.gateway.tracer is not None:
+            await asyncio.to_thread(self.gateway.tracer.shutdown)  # idempotent: spans flushed once
         if self.echo is not None:
             await self.echo.close()
         await self.shared.close()
         await self.db.close()
+
+
+def _tracer(settings: Settings) -> GatewayTracer | None:
+    if not settings.tracing.enabled:
+        return None
+    from bastion.audit.tracing import GatewayTracer  # OpenTelemetry: the optional extra
+
+    return GatewayTracer.from_settings(settings.tracing)
 
 
 def _metrics(settings: Settings) -> Metrics | None:

@@ -64,6 +64,9 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:
     from bastion.audit.metrics import Metrics
 
+if TYPE_CHECKING:
+    from bastion.audit.tracing import GatewayTracer
+
 __all__ = [
     "ANONYMOUS",
     "STEPS",
@@ -387,6 +390,7 @@ class Gateway:
         metrics: Metrics | None = None,
         request_limits: Any = None,
         auditor: Auditor | None = None,
+        tracer: GatewayTracer | None = None,
     ) -> None:
         # Every constructor argument but the routes, to rebuild the route tables on reload.
         options = {k: v for k, v in locals().items() if k not in ("self", "routes")}
@@ -444,6 +448,8 @@ class Gateway:
         self.metrics = metrics
         # The "audit" step (gateway/audit.py): denials recorded, allowed requests counted.
         self.auditor = auditor
+        # OpenTelemetry spans per request (audit/tracing.py); None: tracing off, no cost.
+        self.tracer = tracer
         self._options = options
         self._active: Gateway
         # The generation new requests run on: a snapshot of this object, replaced whole by
@@ -491,6 +497,10 @@ class Gateway:
             # The generation new requests run on (reload() swaps it; see there).
             active = self._active
             ex = Exchange(active, scope, receive, send)
+            tracer = active.tracer
+            if tracer is not None:
+                await tracer.trace(ex, _measured, trusted=_from_trusted_proxy(active, scope))
+                return
             metrics = active.metrics
             if metrics is None:
                 await active.handle(ex)
@@ -569,6 +579,34 @@ class Gateway:
                 await self.shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _measured(ex: Exchange) -> None:
+    """Run the steps for ``ex`` and count the request in the gateway's metrics (if any)."""
+    gateway = ex.gateway
+    metrics = gateway.metrics
+    if metrics is None:
+        await gateway.handle(ex)
+        return
+    start = time.perf_counter()
+    try:
+        await gateway.handle(ex)
+    except BaseException as exc:
+        name = ex.route.name if ex.route is not None else None
+        metrics.gateway_request(name, exc, time.perf_counter() - start)
+        raise
+    name = ex.route.name if ex.route is not None else None
+    metrics.gateway_request(name, None, time.perf_counter() - start)
+
+
+def _from_trusted_proxy(gateway: Gateway, scope: Scope) -> bool:
+    """Whether the direct peer of ``scope`` is one of the gateway's trusted proxies."""
+    client = scope.get("client")
+    return (
+        bool(gateway.trusted_proxies)
+        and client is not None
+        and client[0] in gateway.trusted_proxies
+    )
 
 
 def _add_headers(error: GatewayError, headers: list[tuple[str, str]]) -> None:

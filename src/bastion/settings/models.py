@@ -757,6 +757,46 @@ class MetricsSettings(_Section):
         return value
 
 
+class TracingSettings(_Section):
+    """Optional OpenTelemetry tracing of gateway requests, exported over OTLP/HTTP.
+
+    Needs ``pip install 'bastion[tracing]'``; see docs/metrics.md, "Tracing".
+    """
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    service_name: str = "bastion"
+    sample_ratio: Annotated[float, BeforeValidator(_not_bool), Field(ge=0, le=1)] = 1.0
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        return _http_url(value, "http://127.0.0.1:4318/v1/traces")
+
+    @field_validator("service_name")
+    @classmethod
+    def _check_service_name(cls, value: str) -> str:
+        if not value or len(value) > 100 or not value.isprintable():
+            raise ValueError(f"{show(value)} is not a service name — use e.g. bastion")
+        return value
+
+    @model_validator(mode="after")
+    def _check_installed(self) -> TracingSettings:
+        from bastion.audit.tracing import INSTALL_HINT, tracing_installed
+
+        if self.enabled and not tracing_installed():
+            raise Problems(
+                [
+                    (
+                        ("enabled",),
+                        f"true needs OpenTelemetry — run `{INSTALL_HINT}`, or set "
+                        "tracing.enabled to false",
+                    )
+                ]
+            )
+        return self
+
+
 # ---------------------------------------------------------------------------
 # alerts: detectors over the audit stream, webhooks
 
@@ -1612,6 +1652,7 @@ SHORTHANDS: dict[str, Callable[[Any], Any]] = {
     "shared": _url_shorthand,
     "demo": _demo_shorthand,
     "metrics": _metrics_shorthand,
+    "tracing": _metrics_shorthand,
 }
 
 
@@ -1652,6 +1693,7 @@ class Settings(BaseModel):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
     introspection: IntrospectionSettings | None = None
     identity_headers: IdentityHeaderSettings = Field(default_factory=IdentityHeaderSettings)

@@ -1,0 +1,221 @@
+"""Optional OpenTelemetry tracing of gateway requests (W3C Trace Context, OTLP/HTTP export).
+
+Installed only with ``pip install 'bastion[tracing]'`` and ``tracing.enabled: true``;
+otherwise the gateway's ``tracer`` is ``None`` and a request pays one attribute check.
+
+- One span per gateway request, ``gateway <route>`` (kind SERVER), with
+  ``http.request.method``, ``url.path`` (the normalised path, never the query:
+  query strings carry API keys and tokens), ``bastion.route``, ``bastion.outcome``
+  (``allowed`` or the denial's error code) and ``http.response.status_code``
+  when known; a 5xx sets the span status to error.
+- Spans are exported by a :class:`BatchSpanProcessor`: ending a span only
+  appends to an in-memory queue, the OTLP/HTTP POSTs run in the SDK's own
+  thread, and a full queue drops spans rather than slowing requests.
+- Sampling: ``ParentBased(TraceIdRatioBased(sample_ratio))``.
+- An incoming ``traceparent`` / ``tracestate`` (W3C Trace Context,
+  https://www.w3.org/TR/trace-context/) is honoured only when the direct peer is
+  a configured trusted proxy — the same rule as ``X-Forwarded-*``. From any
+  other client it is ignored and a new trace starts: a client could otherwise
+  force sampling of all its requests (cost amplification when ``sample_ratio``
+  is below 1) or graft bastion's spans onto someone else's trace id.
+- The upstream always receives the ``traceparent`` of bastion's span (any
+  client-sent ``traceparent`` / ``tracestate`` is replaced).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+
+    from bastion.gateway.pipeline import Exchange
+
+__all__ = ["INSTALL_HINT", "GatewayTracer", "TracingUnavailableError", "tracing_installed"]
+
+INSTALL_HINT = "pip install 'bastion[tracing]'"
+
+_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
+
+
+class TracingUnavailableError(BastionError):
+    """Tracing is enabled but the OpenTelemetry packages are not installed."""
+
+    code = "tracing_unavailable"
+    status = 500
+    title = "Tracing unavailable"
+
+
+def tracing_installed() -> bool:
+    """Whether the OpenTelemetry SDK and its OTLP/HTTP exporter can be imported."""
+    try:
+        return all(
+            importlib.util.find_spec(name) is not None
+            for name in ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http")
+        )
+    except ModuleNotFoundError:  # a parent package ("opentelemetry") is missing
+        return False
+
+
+class _Carrier:
+    """Reads W3C headers from an ASGI header list (a TextMapPropagator getter)."""
+
+    @staticmethod
+    def get(carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:
+        name = key.encode("latin-1")
+        values = [v.decode("latin-1") for n, v in carrier if n.lower() == name]
+        return values or None
+
+    @staticmethod
+    def keys(carrier: list[tuple[bytes, bytes]]) -> list[str]:
+        return [n.decode("latin-1") for n, _ in carrier]
+
+
+class GatewayTracer:
+    """Traces gateway requests with an OpenTelemetry ``TracerProvider``.
+
+    Build it with :meth:`from_settings` (OTLP/HTTP export) or with an
+    ``exporter`` of your own (tests pass an ``InMemorySpanExporter``). Raises
+    :class:`TracingUnavailableError` when OpenTelemetry is not installed.
+    """
+
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        service_name: str = "bastion",
+        sample_ratio: float = 1.0,
+        batch: bool = True,
+    ) -> None:
+        if not tracing_installed():
+            raise TracingUnavailableError(
+                f"tracing.enabled is true but OpenTelemetry is not installed — run "
+                f"`{INSTALL_HINT}`, or set tracing.enabled to false"
+            )
+        from opentelemetry.context import Context
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        self.provider: TracerProvider = TracerProvider(
+            resource=Resource.create({"service.name": service_name}),
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        )
+        # Batch: a span's end only queues it; the export runs in the SDK's thread.
+        # Simple (synchronous) only for tests that read an in-memory exporter at once.
+        processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
+        self.provider.add_span_processor(processor)
+        self._tracer = self.provider.get_tracer("bastion.gateway")
+        self._propagator = TraceContextTextMapPropagator()
+        self._in_context = set_span_in_context
+        # No ambient context: an untrusted request's span is always a new root.
+        self._root = Context()
+        self._server = SpanKind.SERVER
+        self._error = Status(StatusCode.ERROR)
+        self._closed = False
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> GatewayTracer:
+        """A tracer exporting to ``settings.otlp_endpoint`` (a ``TracingSettings``).
+
+        Raises :class:`TracingUnavailableError` when OpenTelemetry is not installed.
+        """
+        if not tracing_installed():
+            raise TracingUnavailableError(
+                f"tracing.enabled is true but OpenTelemetry is not installed — run "
+                f"`{INSTALL_HINT}`, or set tracing.enabled to false"
+            )
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # A short timeout: an unreachable collector costs the export thread, never a request.
+        exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=5)
+        return cls(exporter, service_name=settings.service_name, sample_ratio=settings.sample_ratio)
+
+    async def trace(
+        self, ex: Exchange, run: Callable[[Exchange], Awaitable[None]], *, trusted: bool
+    ) -> None:
+        """Run ``run(ex)`` inside a span for the request; re-raises what it raises.
+
+        ``trusted``: the direct peer is a trusted proxy, whose ``traceparent`` is honoured.
+        """
+        scope = ex.scope
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or ())
+        parent = (
+            self._propagator.extract(headers, getter=_Carrier())  # type: ignore[arg-type]
+            if trusted
+            else self._root
+        )
+        span = self._tracer.start_span(
+            "gateway",
+            context=parent,
+            kind=self._server,
+            attributes={"http.request.method": ex.method},
+        )
+        # The upstream sees bastion's span as the parent, never what the client sent.
+        carrier: dict[str, str] = {}
+        self._propagator.inject(carrier, context=self._in_context(span))
+        kept = [h for h in headers if h[0].lower() not in _TRACE_HEADERS]
+        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items())
+        ex.scope = {**scope, "headers": kept}
+        status: list[int] = []
+        send = ex.send
+
+        async def recording_send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        ex.send = recording_send
+        error: BaseException | None = None
+        try:
+            await run(ex)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._finish(span, ex, error, status[0] if status else None)
+
+    def _finish(
+        self, span: Any, ex: Exchange, error: BaseException | None, code: int | None
+    ) -> None:
+        route = ex.route.name if ex.route is not None else None
+        span.update_name(f"gateway {route}" if route is not None else "gateway")
+        if route is not None:
+            span.set_attribute("bastion.route", route)
+        if ex.path:
+            span.set_attribute("url.path", ex.path)
+        if error is None:
+            outcome = "allowed"
+        elif isinstance(error, BastionError):
+            outcome = error.code
+            code = error.status
+        else:
+            outcome = "error"
+            code = None if _is_cancel(error) else 500
+        span.set_attribute("bastion.outcome", outcome)
+        if code is not None:
+            span.set_attribute("http.response.status_code", code)
+            if code >= 500:
+                span.set_status(self._error)
+        span.end()
+
+    def shutdown(self) -> None:
+        """Flush queued spans and stop the export thread (blocking; idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.provider.shutdown()
+
+
+def _is_cancel(error: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(error, asyncio.CancelledError)
