@@ -501,19 +501,7 @@ class Gateway:
             if tracer is not None:
                 await tracer.trace(ex, _measured, trusted=_from_trusted_proxy(active, scope))
                 return
-            metrics = active.metrics
-            if metrics is None:
-                await active.handle(ex)
-                return
-            start = time.perf_counter()
-            try:
-                await active.handle(ex)
-            except BaseException as exc:
-                name = ex.route.name if ex.route is not None else None
-                metrics.gateway_request(name, exc, time.perf_counter() - start)
-                raise
-            name = ex.route.name if ex.route is not None else None
-            metrics.gateway_request(name, None, time.perf_counter() - start)
+            await _measured(ex)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
