@@ -70,10 +70,9 @@ def timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def canonical(event: AuditEvent) -> bytes:
-    """The bytes the hash of ``event`` covers (everything but ``id`` and ``hash``)."""
-    doc: dict[str, Any] = {
-        "v": CHAIN_VERSION,
+def chained_fields(event: AuditEvent) -> dict[str, Any]:
+    """Every member of ``event`` the hash covers, as JSON types (not ``id``, not ``hash``)."""
+    return {
         "node_id": event.node_id,
         "seq": event.seq,
         "occurred_at": timestamp(event.occurred_at),
@@ -90,6 +89,11 @@ def canonical(event: AuditEvent) -> bytes:
         "data": event.data,
         "prev_hash": event.prev_hash,
     }
+
+
+def canonical(event: AuditEvent) -> bytes:
+    """The bytes the hash of ``event`` covers (everything but ``id`` and ``hash``)."""
+    doc = {"v": CHAIN_VERSION, **chained_fields(event)}
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
