@@ -1,8 +1,9 @@
 """Alerts tighten limits: what a detector flags is rate-limited harder for a while (issue 6, 5b).
 
 :func:`tighten_on_alerts` subscribes to the audit bus and, for every
-``alert.raised`` event of an attack-like type, flags the address, API key,
-subject or client it names in the gateway's :class:`~bastion.ratelimit.risk.RiskRegistry`:
+``alert.raised`` event of an attack-like type (:data:`TIGHTENING_ALERTS`), flags the
+address, API key, subject or client it names in the gateway's
+:class:`~bastion.ratelimit.risk.RiskRegistry`:
 their limits are divided by ``factor`` until ``duration`` has passed. Leaked
 keys are not flagged (they are already revoked), nor are informational alerts.
 """
@@ -18,13 +19,15 @@ from bastion.ratelimit.risk import RiskKind, RiskRegistry
 
 __all__ = ["TIGHTENING_ALERTS", "tighten_on_alerts"]
 
-# The alert types that mean "this party is attacking or misbehaving".
+# The alert types that mean "this party is attacking or misbehaving". Not denial spikes:
+# a burst of 429s is the limiter already doing its job (tightening would make the limits
+# inexact for a client that merely retries too fast), and 401/403 bursts are covered per
+# address and account by the failure detectors.
 TIGHTENING_ALERTS: Final = frozenset(
     {
         "brute_force",
         "ip_failures",
         "credential_stuffing",
-        "denial_spike",
         "new_network",
         "refresh_token_reuse",
         "code_reuse",
