@@ -12,10 +12,10 @@ its roles is in :attr:`StoreLimits.admin_roles` (``admin``, ``bastion:admin``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, TypeVar
 
 import sqlalchemy as sa
 
@@ -23,8 +23,10 @@ from bastion.audit.events import EventTypes
 from bastion.doctor.findings import Finding
 from bastion.settings import Settings
 from bastion.storage import ApiKey, Client, Database, SigningKey, User
-from bastion.storage.models import utcnow
+from bastion.storage.models import Page, utcnow
 from bastion.storage.sql import schema
+
+T = TypeVar("T")
 
 __all__ = ["MFA_KINDS", "StoreLimits", "check_store"]
 
@@ -54,37 +56,30 @@ def _names(subjects: Sequence[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-async def _clients(db: Database) -> AsyncIterator[Client]:
+async def _every(
+    list_page: Callable[..., Awaitable[Page[T]]],
+) -> AsyncIterator[T]:
+    """Every record a repository's keyset-paginated ``list`` returns, page by page."""
     cursor: str | None = None
     while True:
-        page = await db.clients.list(limit=_PAGE, cursor=cursor)
-        for client in page.items:
-            yield client
+        page = await list_page(limit=_PAGE, cursor=cursor)
+        for item in page.items:
+            yield item
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
 
 
-async def _api_keys(db: Database) -> AsyncIterator[ApiKey]:
-    cursor: str | None = None
-    while True:
-        page = await db.api_keys.list(limit=_PAGE, cursor=cursor)
-        for key in page.items:
-            yield key
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+def _clients(db: Database) -> AsyncIterator[Client]:
+    return _every(db.clients.list)
 
 
-async def _users(db: Database) -> AsyncIterator[User]:
-    cursor: str | None = None
-    while True:
-        page = await db.users.list(limit=_PAGE, cursor=cursor)
-        for user in page.items:
-            yield user
-        if page.next_cursor is None:
-            return
-        cursor = page.next_cursor
+def _api_keys(db: Database) -> AsyncIterator[ApiKey]:
+    return _every(db.api_keys.list)
+
+
+def _users(db: Database) -> AsyncIterator[User]:
+    return _every(db.users.list)
 
 
 def _signing_keys(
