@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
@@ -12,10 +11,11 @@ from bastion.gateway.cors import (
     CorsHeaderNotAllowedError,
     CorsMethodNotAllowedError,
     CorsOriginNotAllowedError,
-    _with_cors,
+    _cors_edit,
 )
 from bastion.gateway.errors import MethodNotAllowedError, UnauthenticatedError
 from bastion.gateway.pipeline import Gateway
+from bastion.gateway.proxy import _response_headers
 from gateway.edge_support import edge_route
 from gateway.gateway_support import call
 
@@ -177,19 +177,17 @@ async def test_vary_origin_without_origin_header(gateway: Gateway) -> None:
     assert result.header("access-control-allow-origin") is None
 
 
-async def test_upstream_cors_headers_are_replaced() -> None:
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    wrapped = _with_cors(send, [(b"access-control-allow-origin", APP.encode())])
+def test_upstream_cors_headers_are_replaced() -> None:
+    edit = _cors_edit([(b"access-control-allow-origin", APP.encode())])
     upstream = [
         (b"access-control-allow-origin", b"*"),
         (b"Access-Control-Allow-Credentials", b"true"),
+        (b"content-type", b"text/plain"),
     ]
-    await wrapped({"type": "http.response.start", "status": 200, "headers": upstream})
-    assert sent[0]["headers"] == [(b"access-control-allow-origin", APP.encode())]
+    assert _response_headers(upstream, [edit]) == [
+        (b"content-type", b"text/plain"),
+        (b"access-control-allow-origin", APP.encode()),
+    ]
 
 
 async def test_errors_carry_cors_headers_for_allowed_origins(gateway: Gateway) -> None:

@@ -44,7 +44,7 @@ from bastion.gateway.errors import GatewayError
 if TYPE_CHECKING:
     from bastion.gateway.matcher import CompiledRoute
     from bastion.gateway.pipeline import Exchange
-    from bastion.gateway.proxy import Send
+    from bastion.gateway.proxy import ResponseEdit
 
 __all__ = [
     "CorsError",
@@ -171,18 +171,13 @@ def _origin(scope: Mapping[str, Any], policy: CorsPolicy) -> bytes:
     return origins[0]
 
 
-def _with_cors(send: Send, extra: Sequence[Header]) -> Send:
-    async def send_with_cors(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            own = [
-                h
-                for h in message.get("headers") or ()
-                if not h[0].lower().startswith(_ACCESS_CONTROL)
-            ]
-            message = {**message, "headers": [*own, *extra]}
-        await send(message)
+def _is_access_control(name: bytes) -> bool:
+    return name.startswith(_ACCESS_CONTROL)
 
-    return send_with_cors
+
+def _cors_edit(extra: Sequence[Header]) -> ResponseEdit:
+    """The upstream's own CORS headers replaced by the route's (applied by the proxy)."""
+    return (_is_access_control, extra)
 
 
 async def _answer_preflight(ex: Exchange, policy: CorsPolicy) -> None:
@@ -237,4 +232,4 @@ async def cors(ex: Exchange) -> None:
         if policy.expose_headers:
             extra.append((b"access-control-expose-headers", policy.expose_headers))
     ex.edge_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in extra]
-    ex.send = _with_cors(ex.send, extra)
+    ex.response_edits.append(_cors_edit(extra))

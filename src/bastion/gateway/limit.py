@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from bastion.gateway.authn.identity import Identity
     from bastion.gateway.matcher import CompiledRoute
     from bastion.gateway.pipeline import Exchange, Gateway
-    from bastion.gateway.proxy import Send
+    from bastion.gateway.proxy import ResponseEdit
 
 __all__ = [
     "RateLimitedError",
@@ -131,16 +131,10 @@ def _client_of(identity: Identity | None) -> str | None:
     return client if isinstance(client, str) and client else None
 
 
-def _with_headers(send: Send, headers: Sequence[tuple[str, str]]) -> Send:
+def _headers_edit(headers: Sequence[tuple[str, str]]) -> ResponseEdit:
+    """The upstream's own rate-limit headers replaced by bastion's (applied by the proxy)."""
     extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-
-    async def send_with_headers(message: Any) -> None:
-        if message["type"] == "http.response.start":
-            own = [h for h in message.get("headers") or () if h[0].lower() not in _OURS]
-            message = {**message, "headers": [*own, *extra]}
-        await send(message)
-
-    return send_with_headers
+    return (_OURS.__contains__, extra)
 
 
 def _local_share(checks: list[Check], nodes: int) -> list[Check]:
@@ -226,4 +220,4 @@ async def limit(ex: Exchange) -> None:
     result = await _decide(gateway, checks, fails_closed)
     if not result.allowed:
         raise RateLimitedError("Rate limit exceeded; retry later.", result=result)
-    ex.send = _with_headers(ex.send, rate_limit_headers(result))
+    ex.response_edits.append(_headers_edit(rate_limit_headers(result)))

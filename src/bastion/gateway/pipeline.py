@@ -46,6 +46,7 @@ from bastion.gateway.proxy import (
     ClientDisconnectedError,
     ProxyEntry,
     Receive,
+    ResponseEdit,
     Send,
     TrustedProxies,
     UpstreamClient,
@@ -98,6 +99,7 @@ class Exchange:
         "path",
         "preflight",
         "receive",
+        "response_edits",
         "route",
         "scope",
         "send",
@@ -124,6 +126,9 @@ class Exchange:
         self.answered = False
         # Response headers bastion's own error responses carry too (CORS on the route).
         self.edge_headers: list[tuple[str, str]] = []
+        # Changes to the upstream response's headers (rate-limit state, CORS): the
+        # proxy applies them as it builds the response head.
+        self.response_edits: list[ResponseEdit] = []
 
 
 class Authenticator(Protocol):
@@ -297,6 +302,7 @@ async def proxy(ex: Exchange) -> None:
             targets=route.targets,
             connect_timeout=route.connect_timeout,
             read_timeout=route.read_timeout,
+            response_edits=ex.response_edits,
         )
         return
     # Load shedding (ratelimit/adaptive.py): the slot spans the upstream exchange, whose
@@ -313,6 +319,7 @@ async def proxy(ex: Exchange) -> None:
             targets=route.targets,
             connect_timeout=route.connect_timeout,
             read_timeout=route.read_timeout,
+            response_edits=ex.response_edits,
         )
 
 

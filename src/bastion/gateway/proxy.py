@@ -44,7 +44,7 @@ import asyncio
 import ipaddress
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -67,8 +67,10 @@ __all__ = [
     "ClientDisconnectedError",
     "PreparedRequest",
     "ProxyEntry",
+    "ResponseEdit",
     "TrustedProxies",
     "UpstreamClient",
+    "apply_edits",
     "prepare_request",
 ]
 
@@ -83,6 +85,12 @@ ProxyEntry = (
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Header = tuple[bytes, bytes]
+ResponseEdit = tuple[Callable[[bytes], bool], Sequence[Header]]
+"""A change to the upstream's response headers: drop the (lower-case) names the
+predicate accepts, then add the headers. Steps record them (rate-limit state, CORS);
+the proxy applies them where it builds the response head, with no wrapper around
+``send``."""
 
 HIGH_WATER = 256 * 1024
 """Buffered response bytes above which the upstream socket is no longer read."""
@@ -251,8 +259,10 @@ def prepare_request(scope: Scope, *, trusted: bool) -> PreparedRequest:
     return PreparedRequest(header_block=b"".join(lines), content_length=content_length)
 
 
-def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """Lower-case the upstream's header names and drop hop-by-hop ones."""
+def _response_headers(
+    raw: list[tuple[bytes, bytes]], edits: Sequence[ResponseEdit] = ()
+) -> list[tuple[bytes, bytes]]:
+    """Lower-case the upstream's header names, drop hop-by-hop ones, then apply ``edits``."""
     named: frozenset[bytes] = frozenset()
     out: list[tuple[bytes, bytes]] = []
     for raw_name, value in raw:
@@ -265,7 +275,15 @@ def _response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
         out.append((name, value))
     if named:
         out = [(n, v) for n, v in out if n not in named]
-    return out
+    return apply_edits(out, edits) if edits else out
+
+
+def apply_edits(headers: list[Header], edits: Sequence[ResponseEdit]) -> list[Header]:
+    """``headers`` (lower-case names) changed by ``edits`` in order (see :data:`ResponseEdit`)."""
+    for drop, add in edits:
+        headers = [h for h in headers if not drop(h[0])]
+        headers.extend(add)
+    return headers
 
 
 def _expire(fut: asyncio.Future[None]) -> None:
@@ -613,6 +631,7 @@ class UpstreamClient:
         targets: Targets | None = None,
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
+        response_edits: Sequence[ResponseEdit] = (),
     ) -> None:
         """Send the request to ``upstream`` and stream its response to ``send``.
 
@@ -621,6 +640,7 @@ class UpstreamClient:
         With ``targets`` the upstream is chosen among them (``upstream`` is
         ignored), with health checks and connect-failure retries.
         ``target`` is the path (already normalised, prefixed) plus ``?query``.
+        ``response_edits`` change the response's headers (see :data:`ResponseEdit`).
         Raises, before any response byte was sent: :class:`UpstreamUnavailableError`,
         :class:`UpstreamTimeoutError`, :class:`RequestTooLargeError`,
         :class:`BadRequestError`, :class:`ClientDisconnectedError`. After the
@@ -629,6 +649,7 @@ class UpstreamClient:
         pool = self.pool(upstream)
         call = _Exchange(self, pool, method, target, request, receive, send, time_limit)
         call.targets = targets
+        call.edits = response_edits
         if connect_timeout is not None:
             call.connect_timeout = connect_timeout
         if read_timeout is not None:
@@ -654,6 +675,7 @@ class _Exchange:
         "client",
         "conn",
         "connect_timeout",
+        "edits",
         "method",
         "pool",
         "read_timeout",
@@ -688,6 +710,7 @@ class _Exchange:
         self.conn: _Connection | None = None
         self.started = False
         self.targets: Targets | None = None
+        self.edits: Sequence[ResponseEdit] = ()
         self.connect_timeout = client.connect_timeout
         self.read_timeout = client.read_timeout
 
@@ -773,7 +796,7 @@ class _Exchange:
             {
                 "type": "http.response.start",
                 "status": conn.status,
-                "headers": _response_headers(conn.raw_headers),
+                "headers": _response_headers(conn.raw_headers, self.edits),
             }
         )
         self.started = True

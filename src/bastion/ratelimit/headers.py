@@ -40,15 +40,29 @@ def _window(limit: Limit) -> int:
     return max(1, math.ceil(limit.tolerance_us / MICROSECONDS))
 
 
+# Limit -> (its quoted label, its RateLimit-Policy item). Both depend on the limit only,
+# and every admitted request renders them: built once per limit (hot path). Bounded,
+# since limits divided by a risk factor or a node count are new objects.
+_ITEMS: dict[Limit, tuple[str, str]] = {}
+_ITEMS_MAX = 4096
+
+
+def _items(limit: Limit) -> tuple[str, str]:
+    found = _ITEMS.get(limit)
+    if found is None:
+        quoted = _sf_string(limit.label)
+        found = (quoted, f"{quoted};q={limit.capacity};w={_window(limit)}")
+        if len(_ITEMS) < _ITEMS_MAX:
+            _ITEMS[limit] = found
+    return found
+
+
 def ratelimit_policy(result: Result) -> str:
     """The ``RateLimit-Policy`` value: one item per limit of the result.
 
     Raises ValueError when a policy name is not printable ASCII.
     """
-    return ", ".join(
-        f"{_sf_string(s.limit.label)};q={s.limit.capacity};w={_window(s.limit)}"
-        for s in result.states
-    )
+    return ", ".join(_items(s.limit)[1] for s in result.states)
 
 
 def ratelimit(result: Result) -> str:
@@ -57,8 +71,7 @@ def ratelimit(result: Result) -> str:
     Raises ValueError when a policy name is not printable ASCII.
     """
     return ", ".join(
-        f"{_sf_string(s.limit.label)};r={s.decision.remaining};"
-        f"t={_ceil_seconds(s.decision.reset_after)}"
+        f"{_items(s.limit)[0]};r={s.decision.remaining};t={_ceil_seconds(s.decision.reset_after)}"
         for s in result.states
     )
 

@@ -38,6 +38,7 @@ from starlette.routing import Route
 
 from bastion.gateway.errors import BadRequestError, GatewayError
 from bastion.gateway.pipeline import Exchange, Gateway
+from bastion.gateway.proxy import apply_edits
 from bastion.http.errors import EndpointNotFoundError
 from bastion.http.middleware.request_id import SCOPE_KEY
 from bastion.http.types import Receive, Scope, Send
@@ -155,6 +156,7 @@ class ForwardAuthEndpoint:
         request_id = scope.get(SCOPE_KEY)
         headers = gateway.identity_headers.rewrite((), ex.identity, request_id)
         headers += [(b"cache-control", b"no-store"), (b"content-length", b"0")]
+        headers = apply_edits(headers, ex.response_edits)  # the rate-limit state
         await ex.send({"type": "http.response.start", "status": 200, "headers": headers})
         await ex.send({"type": "http.response.body", "body": b""})
 
