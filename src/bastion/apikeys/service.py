@@ -52,6 +52,7 @@ from bastion.apikeys.errors import (
     InvalidApiKeyError,
 )
 from bastion.crypto import ApiKeyFormatError, api_key_digest, generate_api_key, parse_api_key
+from bastion.crypto.apikeys import MAX_API_KEY_LENGTH
 from bastion.storage import ApiKey, Database, NotFoundError, Page
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import utcnow
@@ -429,7 +430,8 @@ class ApiKeyService:
         self._found: OrderedDict[str, _Entry] = OrderedDict()
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._digest_of: dict[str, str] = {}
-        self._last_used: dict[str, tuple[datetime, str | None]] = {}
+        # key id -> (Unix time, IP) of its latest use, written in batches.
+        self._last_used: dict[str, tuple[float, str | None]] = {}
 
     def digest(self, key: str) -> str:
         """The stored form of ``key`` under this service's pepper."""
@@ -610,11 +612,18 @@ class ApiKeyService:
             ApiKeyIPNotAllowedError: the key has an IP allow-list without ``ip``.
             DatabaseUnavailableError: a cache miss could not be answered (fail closed).
         """
-        try:
-            parse_api_key(key)
-        except ApiKeyFormatError as error:
-            raise InvalidApiKeyError(error.reason) from None
-        entry = await self._lookup(api_key_digest(key, pepper=self._pepper))
+        if len(key) > MAX_API_KEY_LENGTH:
+            raise InvalidApiKeyError("malformed")
+        digest = api_key_digest(key, pepper=self._pepper)
+        entry = self._found.get(digest)
+        if entry is None or entry.stale or entry.fresh_until <= time.monotonic():
+            # Not a known key: check its shape and checksum before any I/O. A key found
+            # in the cache matched a stored digest, so it was well formed (hot path).
+            try:
+                parse_api_key(key)
+            except ApiKeyFormatError as error:
+                raise InvalidApiKeyError(error.reason) from None
+            entry = await self._lookup(digest)
         at = time.time() if now is None else now
         if entry.revoked:
             raise InvalidApiKeyError("revoked")
@@ -627,7 +636,7 @@ class ApiKeyService:
             raise InvalidApiKeyError("grace_ended")
         if entry.networks and not _ip_allowed(entry.networks, ip):
             raise ApiKeyIPNotAllowedError()
-        self._last_used[record.id] = (datetime.fromtimestamp(at, UTC), ip)
+        self._last_used[record.id] = (at, ip)  # a datetime only when flushed
         return record
 
     async def _lookup(self, digest: str) -> _Entry:
@@ -725,7 +734,9 @@ class ApiKeyService:
         if not self._last_used:
             return 0
         pending, self._last_used = self._last_used, {}
-        uses = [(key_id, at, ip) for key_id, (at, ip) in pending.items()]
+        uses = [
+            (key_id, datetime.fromtimestamp(at, UTC), ip) for key_id, (at, ip) in pending.items()
+        ]
         try:
             await self.db.api_keys.touch_last_used_many(uses)
         except Exception:

@@ -49,6 +49,9 @@ _KEY_PREFIX = b"bst_"
 _KEY_IN_QUERY = re.compile(rb"(?<![0-9A-Za-z])bst_[0-9A-Za-z_]{16,}")
 
 
+_IDENTITY_CACHE_MAX = 10_000
+
+
 class ApiKeyVerifier(Protocol):
     """What the authenticator needs of :class:`bastion.apikeys.ApiKeyService`."""
 
@@ -110,6 +113,10 @@ class ApiKeyAuthenticator:
         self.verifier = verifier
         # route name -> lower-cased extra header (or None); routes are fixed per Gateway.
         self._headers: dict[str, bytes | None] = {}
+        # key id -> (the record it was built from, its identity). The verifier hands out
+        # the same record object until the key changes, so an identity is reused only
+        # for the very record it describes (hot path: no per-request rebuild).
+        self._identities: dict[str, tuple[ApiKey, Identity]] = {}
 
     def screen(self, ex: Exchange) -> None:
         """Refuse a key in the query string (before any method of the route runs)."""
@@ -156,4 +163,11 @@ class ApiKeyAuthenticator:
         record = await self.verifier.verify(
             key.decode("latin-1"), ip=client_ip(ex.scope, ex.gateway.trusted_proxies)
         )
-        return identity_of(record)
+        cached = self._identities.get(record.id)
+        if cached is not None and cached[0] is record:
+            return cached[1]
+        identity = identity_of(record)
+        if len(self._identities) >= _IDENTITY_CACHE_MAX:
+            self._identities.clear()
+        self._identities[record.id] = (record, identity)
+        return identity
