@@ -3,6 +3,7 @@
 Request flow (outermost first)::
 
     RequestIdMiddleware → SecurityHeadersMiddleware → ErrorMiddleware → dispatch
+    (http requests: the same three in one layer, HttpMiddleware, with one send wrapper)
         dispatch: path under a RESERVED_PREFIXES entry → Starlette router (bastion's endpoints)
                   anything else                          → runtime.gateway
 
@@ -30,6 +31,7 @@ from bastion.http.errors import (
     UnsupportedScopeError,
 )
 from bastion.http.middleware import ErrorMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from bastion.http.middleware.combined import HttpMiddleware
 from bastion.http.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["RESERVED_PREFIXES", "BastionApp", "RuntimeLike", "create_app", "is_reserved"]
@@ -173,13 +175,22 @@ class BastionApp:
         engine = getattr(getattr(settings, "server", None), "engine", "uvicorn")
         # granian always sends "server: granian" unless the app sends its own Server header.
         server_header = b"bastion" if engine == "granian" else None
-        self._stack: ASGIApp = RequestIdMiddleware(
+        ids = RequestIdMiddleware(
             SecurityHeadersMiddleware(ErrorMiddleware(self._dispatch), server_header=server_header)
+        )
+        # WebSockets go through the stack; http through the same work in one layer.
+        self._stack: ASGIApp = ids
+        self._http: ASGIApp = HttpMiddleware(
+            self._dispatch,
+            request_ids=ids,
+            security=SecurityHeadersMiddleware(self._dispatch, server_header=server_header),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" or kind == "websocket":
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
             await self._stack(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)

@@ -3,6 +3,8 @@
 The stack, outermost first, is assembled in :func:`bastion.http.app.create_app`:
 request id → security headers → errors → dispatch. Each layer precomputes what
 it can at construction so a request costs one small closure and a header scan.
+``http`` requests get the same three in one layer (:mod:`.combined`), whose single
+``send`` wrapper is what every proxied response pays for.
 """
 
 from bastion.http.middleware.errors import ErrorMiddleware

@@ -19,7 +19,7 @@ from bastion.http.middleware.request_id import get_request_id
 from bastion.http.problem import problem_response, send_problem
 from bastion.http.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ErrorMiddleware"]
+__all__ = ["ErrorMiddleware", "render_http_error"]
 
 log = logging.getLogger("bastion.http")
 
@@ -55,30 +55,8 @@ class ErrorMiddleware:
 
         try:
             await self._app(scope, receive, tracking_send)
-        except BastionError as error:
-            if started:
-                _log_after_start(scope, error)
-                return
-            if error.status >= 500 and not isinstance(error, ServiceUnavailableError):
-                log.error(
-                    "request %s failed: %s (%s)",
-                    get_request_id(scope),
-                    error.code,
-                    error.detail,
-                    exc_info=error,
-                )
-            await send_problem(send, error, get_request_id(scope))
         except Exception as exc:
-            if started:
-                _log_after_start(scope, exc)
-                return
-            log.error(
-                "request %s failed with an unexpected %s",
-                get_request_id(scope),
-                type(exc).__name__,
-                exc_info=exc,
-            )
-            await send_problem(send, BastionError(), get_request_id(scope))
+            await render_http_error(scope, send, exc, started=started)
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         accepted = False
@@ -116,6 +94,36 @@ class ErrorMiddleware:
                 exc_info=exc,
             )
             await _close_websocket(send, _WS_INTERNAL_ERROR, "internal_error")
+
+
+async def render_http_error(scope: Scope, send: Send, exc: Exception, *, started: bool) -> None:
+    """Answer ``exc`` escaping the app as a problem response (nothing if ``started``).
+
+    A ``BastionError`` renders its own status and code; anything else is a 500
+    ``internal_error`` logged with its traceback. After the response started
+    nothing can be rendered: the error is logged and the connection will close.
+    """
+    if started:
+        _log_after_start(scope, exc)
+        return
+    if isinstance(exc, BastionError):
+        if exc.status >= 500 and not isinstance(exc, ServiceUnavailableError):
+            log.error(
+                "request %s failed: %s (%s)",
+                get_request_id(scope),
+                exc.code,
+                exc.detail,
+                exc_info=exc,
+            )
+        await send_problem(send, exc, get_request_id(scope))
+        return
+    log.error(
+        "request %s failed with an unexpected %s",
+        get_request_id(scope),
+        type(exc).__name__,
+        exc_info=exc,
+    )
+    await send_problem(send, BastionError(), get_request_id(scope))
 
 
 async def _close_websocket(send: Send, code: int, reason: str) -> None:

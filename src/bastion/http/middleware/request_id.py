@@ -17,7 +17,13 @@ import secrets
 
 from bastion.http.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["REQUEST_ID_HEADER", "SCOPE_KEY", "RequestIdMiddleware", "get_request_id"]
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "SCOPE_KEY",
+    "RequestIdMiddleware",
+    "add_request_id",
+    "get_request_id",
+]
 
 REQUEST_ID_HEADER = b"x-request-id"
 SCOPE_KEY = "bastion.request_id"
@@ -50,10 +56,8 @@ class RequestIdMiddleware:
         """Mint a fresh request id."""
         return f"{self._prefix}{next(self._counter):x}"
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self._app(scope, receive, send)
-            return
+    def assign(self, scope: Scope) -> str:
+        """Give ``scope`` its request id (the client's when well formed, else a new one)."""
         rid: str | None = None
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER:
@@ -68,18 +72,28 @@ class RequestIdMiddleware:
             scope["state"] = {"request_id": rid}
         else:
             state["request_id"] = rid
-        header = (REQUEST_ID_HEADER, rid.encode("ascii"))
+        return rid
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self._app(scope, receive, send)
+            return
+        header = (REQUEST_ID_HEADER, self.assign(scope).encode("ascii"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                for name, _ in headers:
-                    if len(name) == 12 and name.lower() == REQUEST_ID_HEADER:
-                        break
-                else:
-                    headers.append(header)
+                add_request_id(headers, header)
                 # A new dict: the app may reuse one constant start message for every response.
                 message = {**message, "headers": headers}
             await send(message)
 
         await self._app(scope, receive, send_with_id)
+
+
+def add_request_id(headers: list[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> None:
+    """Append ``header`` (``X-Request-Id``) to ``headers`` unless they carry one already."""
+    for name, _ in headers:
+        if len(name) == 12 and name.lower() == REQUEST_ID_HEADER:
+            return
+    headers.append(header)

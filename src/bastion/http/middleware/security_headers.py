@@ -15,7 +15,12 @@ from __future__ import annotations
 
 from bastion.http.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["CONTENT_SECURITY_POLICY", "HSTS", "SecurityHeadersMiddleware"]
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "HSTS",
+    "SecurityHeadersMiddleware",
+    "add_security_headers",
+]
 
 HSTS = b"max-age=63072000; includeSubDomains"
 CONTENT_SECURITY_POLICY = (
@@ -53,38 +58,49 @@ class SecurityHeadersMiddleware:
         self._always_http: tuple[tuple[bytes, bytes], ...] = _ALWAYS + extra
         self._always_https = _ALWAYS + _HTTPS_ONLY + extra
 
+    def always_for(self, scope: Scope) -> tuple[tuple[bytes, bytes], ...]:
+        """The headers every response to ``scope`` gets (HSTS only over https / wss)."""
+        return self._always_https if scope.get("scheme") in _SECURE_SCHEMES else self._always_http
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self._app(scope, receive, send)
             return
-        always = self._always_https if scope.get("scheme") in _SECURE_SCHEMES else self._always_http
+        always = self.always_for(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                present: set[bytes] | None = None
-                html = False
-                for name, value in headers:
-                    # Cheap length filter first: most headers are none of ours.
-                    if len(name) not in _OUR_LENGTHS:
-                        continue
-                    name = name.lower()
-                    if name in _OUR_NAMES:
-                        if present is None:
-                            present = set()
-                        present.add(name)
-                    elif name == b"content-type" and value[:9].lower() == b"text/html":
-                        html = True
-                if present is None:
-                    headers.extend(always)
-                    if html:
-                        headers.extend(_HTML_ONLY)
-                else:
-                    headers.extend(h for h in always if h[0] not in present)
-                    if html:
-                        headers.extend(h for h in _HTML_ONLY if h[0] not in present)
+                add_security_headers(headers, always)
                 # A new dict: the app may reuse one constant start message for every response.
                 message = {**message, "headers": headers}
             await send(message)
 
         await self._app(scope, receive, send_with_headers)
+
+
+def add_security_headers(
+    headers: list[tuple[bytes, bytes]], always: tuple[tuple[bytes, bytes], ...]
+) -> None:
+    """Append ``always`` (and, for HTML, the CSP) to ``headers``, except names already set."""
+    present: set[bytes] | None = None
+    html = False
+    for name, value in headers:
+        # Cheap length filter first: most headers are none of ours.
+        if len(name) not in _OUR_LENGTHS:
+            continue
+        name = name.lower()
+        if name in _OUR_NAMES:
+            if present is None:
+                present = set()
+            present.add(name)
+        elif name == b"content-type" and value[:9].lower() == b"text/html":
+            html = True
+    if present is None:
+        headers.extend(always)
+        if html:
+            headers.extend(_HTML_ONLY)
+    else:
+        headers.extend(h for h in always if h[0] not in present)
+        if html:
+            headers.extend(h for h in _HTML_ONLY if h[0] not in present)
