@@ -465,3 +465,52 @@ def test_trusted_proxies_validation() -> None:
     trusted = proxy.TrustedProxies(["::1", "10.0.0.0/8", ipaddress.ip_network("192.0.2.0/24")])
     assert "::1" in trusted and "10.9.9.9" in trusted and "192.0.2.77" in trusted
     assert "11.0.0.1" not in trusted and "garbage" not in trusted
+
+
+async def _raw_upstream(response: bytes) -> tuple[asyncio.Server, str]:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(response)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.mark.parametrize("chunked_head", [False, True])
+async def test_oversized_upstream_response_head_is_502(chunked_head: bool) -> None:
+    # A head over MAX_RESPONSE_HEAD_BYTES, in one header or in many small ones.
+    if chunked_head:
+        fields = b"".join(b"x-filler-%d: %s\r\n" % (i, b"a" * 100) for i in range(800))
+    else:
+        fields = b"x-big: " + b"a" * (proxy.MAX_RESPONSE_HEAD_BYTES + 10) + b"\r\n"
+    server, url = await _raw_upstream(
+        b"HTTP/1.1 200 OK\r\n" + fields + b"content-length: 2\r\n\r\nok"
+    )
+    gw = Gateway([route("big", "/", url)])
+    try:
+        with pytest.raises(UpstreamUnavailableError) as caught:
+            await call(gw, "GET", "/x")
+        assert caught.value.status == 502
+    finally:
+        await gw.shutdown()
+        server.close()
+
+
+async def test_large_body_with_small_head_in_one_packet_is_relayed() -> None:
+    # Bytes beyond the head in the same read are body, not head: no false refusal.
+    body = b"b" * (proxy.MAX_RESPONSE_HEAD_BYTES * 2)
+    server, url = await _raw_upstream(
+        b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    gw = Gateway([route("big", "/", url)])
+    try:
+        result = await call(gw, "GET", "/x")
+        assert result.status == 200
+        assert result.body == body
+    finally:
+        await gw.shutdown()
+        server.close()

@@ -91,11 +91,12 @@ class Upstream:
     # client's default (system CAs); tls_profile tells pools of different contexts apart.
     ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
     tls_profile: str = ""
+    # The connection-pool and health key: (scheme, host, port, tls_profile), built once
+    # (it is looked up for every proxied request).
+    key: tuple[str, str, int, str] = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> tuple[str, str, int, str]:
-        """The connection-pool key of this upstream."""
-        return (self.scheme, self.host, self.port, self.tls_profile)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.scheme, self.host, self.port, self.tls_profile))
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,6 +83,9 @@ _PROXY_OWNED = PROXY_OWNED_REQUEST_HEADERS | HOP_BY_HOP_HEADERS
 
 Header = tuple[bytes, bytes]
 
+_IS_CONNECTION = "connection"  # a verdict: the Connection header (dropped; names others)
+_CACHE_MAX = 4096
+
 
 def _fold(name: bytes) -> bytes:
     return name.lower().replace(b"_", b"-")
@@ -112,6 +115,8 @@ class IdentityHeaders:
     """
 
     __slots__ = (
+        "_by_identity",
+        "_verdicts",
         "assertion",
         "assertion_header",
         "client",
@@ -154,6 +159,10 @@ class IdentityHeaders:
         if self.assertion_header:
             folded.add(_fold(self.assertion_header))
         self.strip: frozenset[bytes] = frozenset(folded)
+        # Hot-path caches: header name as sent -> stripped always (True), kept (False)
+        # or the Connection header; identity -> its headers (identities are immutable).
+        self._verdicts: dict[bytes, object] = {}
+        self._by_identity: dict[int, tuple[Identity, list[Header]]] = {}
 
     def rewrite(
         self,
@@ -162,41 +171,70 @@ class IdentityHeaders:
         request_id: str | None = None,
     ) -> list[Header]:
         """A new header list: ``headers`` without identity headers, plus bastion's."""
-        named: set[bytes] = set()
-        for name, value in headers:
-            if name.lower() == _CONNECTION:
-                for token in value.split(b","):
-                    token = token.strip()
-                    if token:
-                        named.add(_fold(token))
-        # Headers the proxy sets or frames the body by are its business, whatever
-        # Connection says (stripping Content-Length here would change the framing).
-        named -= _PROXY_OWNED
-        strip = self.strip
+        verdicts = self._verdicts
         out: list[Header] = []
-        for name, value in headers:
-            folded = _fold(name)
-            if (
-                folded.startswith(_PREFIX)
-                or folded in strip
-                or folded == _CONNECTION
-                or folded in named
-            ):
+        connection = False
+        for header in headers:
+            name = header[0]
+            drop = verdicts.get(name)
+            if drop is None:
+                drop = self._verdict(name)
+            if drop:
+                if drop is _IS_CONNECTION:
+                    connection = True
                 continue
-            out.append((name, value))
+            out.append(header)
+        if connection:
+            # Headers named in Connection go too, except those the proxy sets or frames
+            # the body by (stripping Content-Length here would change the framing).
+            named: set[bytes] = set()
+            for name, value in headers:
+                if name.lower() == _CONNECTION:
+                    for token in value.split(b","):
+                        token = token.strip()
+                        if token:
+                            named.add(_fold(token))
+            named -= _PROXY_OWNED
+            if named:
+                out = [h for h in out if _fold(h[0]) not in named]
         if identity is not None:
-            if identity.subject:
-                out.append((self.subject, _encode(identity.subject)))
-            client = identity.claims.get("client_id")
-            if isinstance(client, str) and client:
-                out.append((self.client, _encode(client)))
-            if identity.scopes:
-                out.append((self.scopes, _encode(" ".join(sorted(identity.scopes)))))
-            if identity.key_id:
-                out.append((self.key_id, _encode(identity.key_id)))
+            out.extend(self._identity_headers(identity))
         if request_id:
             out.append((self.request_id, _encode(request_id)))
         return out
+
+    def _verdict(self, name: bytes) -> object:
+        """Whether a header called ``name`` is always stripped (cached per spelling)."""
+        folded = _fold(name)
+        verdict: object = (
+            _IS_CONNECTION
+            if folded == _CONNECTION
+            else (folded.startswith(_PREFIX) or folded in self.strip)
+        )
+        if len(self._verdicts) < _CACHE_MAX:  # bounded: header names are the client's
+            self._verdicts[name] = verdict
+        return verdict
+
+    def _identity_headers(self, identity: Identity) -> list[Header]:
+        """bastion's identity headers for ``identity`` (cached per identity object)."""
+        cached = self._by_identity.get(id(identity))
+        if cached is not None and cached[0] is identity:
+            return cached[1]
+        headers: list[Header] = []
+        if identity.subject:
+            headers.append((self.subject, _encode(identity.subject)))
+        client = identity.claims.get("client_id")
+        if isinstance(client, str) and client:
+            headers.append((self.client, _encode(client)))
+        if identity.scopes:
+            headers.append((self.scopes, _encode(" ".join(sorted(identity.scopes)))))
+        if identity.key_id:
+            headers.append((self.key_id, _encode(identity.key_id)))
+        if len(self._by_identity) >= _CACHE_MAX:
+            self._by_identity.clear()
+        # The identity is kept with its headers, so its id() cannot be reused meanwhile.
+        self._by_identity[id(identity)] = (identity, headers)
+        return headers
 
 
 async def mutate(ex: Exchange) -> None:

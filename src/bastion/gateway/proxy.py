@@ -126,6 +126,7 @@ _RETRY_ON_CONNECT_FAILURE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"
 # Methods whose empty body is still announced with "content-length: 0" (RFC 9110 §8.6).
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _DIGITS = frozenset(b"0123456789")
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
 class ClientDisconnectedError(Exception):
@@ -271,7 +272,9 @@ def _response_headers(
     for raw_name, value in raw:
         name = raw_name.lower()
         if name == b"connection":
-            named = named | _connection_tokens([value])
+            # "keep-alive" and "close" (nearly every response) name no header to drop.
+            if value.lower() not in _PLAIN_CONNECTION:
+                named = named | _connection_tokens([value])
             continue
         if name in HOP_BY_HOP_HEADERS or name.startswith(b"proxy-"):
             continue
