@@ -57,3 +57,28 @@ def test_policy_names_are_sf_strings() -> None:
     )
     with pytest.raises(ValueError, match=r"must be printable ASCII"):
         ratelimit_policy(Result(True, (_state(Limit.parse("1/second", name="caf\u00e9")),)))
+
+
+def test_raw_fields_match_the_headers() -> None:
+    from bastion.ratelimit.headers import rate_limit_fields
+
+    result = Result(
+        True, (_state(Limit.parse("100/minute", name="per-key"), remaining=42, reset=34.2),)
+    )
+    assert rate_limit_fields(result) == [
+        (b"ratelimit-policy", b'"per-key";q=100;w=60'),
+        (b"ratelimit", b'"per-key";r=42;t=35'),
+    ]
+    assert rate_limit_fields(Result(True, ())) == []
+
+
+def test_policy_items_are_cached_per_limit_and_stay_correct() -> None:
+    # The same limit rendered twice, with different states: only the policy is shared.
+    limit = Limit.parse("10/second")
+    first = Result(True, (_state(limit, remaining=9, reset=0.1),))
+    second = Result(True, (_state(limit, remaining=3, reset=0.7),))
+    assert ratelimit(first) == '"10/second";r=9;t=1'
+    assert ratelimit(second) == '"10/second";r=3;t=1'
+    assert ratelimit_policy(first) == ratelimit_policy(second) == '"10/second";q=10;w=1'
+    with pytest.raises(ValueError, match="printable ASCII"):
+        ratelimit_policy(Result(True, (_state(Limit.parse("1/second", name="caf\u00e9")),)))

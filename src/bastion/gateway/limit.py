@@ -12,7 +12,7 @@ its response.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,6 +20,7 @@ from bastion.errors import ServiceUnavailableError
 from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.errors import GatewayConfigError, GatewayError
 from bastion.ratelimit import Check, Limit, Result, rate_limit_headers
+from bastion.ratelimit.headers import rate_limit_fields
 from bastion.ratelimit.keys import key_checks
 from bastion.storage.errors import SharedStateUnavailableError
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
     from bastion.gateway.authn.identity import Identity
     from bastion.gateway.matcher import CompiledRoute
     from bastion.gateway.pipeline import Exchange, Gateway
-    from bastion.gateway.proxy import ResponseEdit
 
 __all__ = [
     "RateLimitedError",
@@ -131,12 +131,6 @@ def _client_of(identity: Identity | None) -> str | None:
     return client if isinstance(client, str) and client else None
 
 
-def _headers_edit(headers: Sequence[tuple[str, str]]) -> ResponseEdit:
-    """The upstream's own rate-limit headers replaced by bastion's (applied by the proxy)."""
-    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-    return (_OURS.__contains__, extra)
-
-
 def _local_share(checks: list[Check], nodes: int) -> list[Check]:
     # Each node alone enforces its share, so the nodes together stay near the limit.
     if nodes <= 1:
@@ -220,4 +214,5 @@ async def limit(ex: Exchange) -> None:
     result = await _decide(gateway, checks, fails_closed)
     if not result.allowed:
         raise RateLimitedError("Rate limit exceeded; retry later.", result=result)
-    ex.response_edits.append(_headers_edit(rate_limit_headers(result)))
+    # Upstream copies of bastion's rate-limit headers are replaced (applied by the proxy).
+    ex.response_edits.append((_OURS.__contains__, rate_limit_fields(result)))

@@ -89,12 +89,14 @@ class Limiter(Protocol):
 
 
 def _validate(checks: Sequence[Check], cost: int) -> None:
-    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+    # type() rather than isinstance: a bool is an int but not a cost.
+    if type(cost) is not int or cost < 0:
         raise ValueError(f"cost must be a non-negative integer, not {cost!r}")
-    keys = [key for key, _ in checks]
-    if len(set(keys)) != len(keys):
-        # Two limits on one key would overwrite each other's TAT.
-        raise ValueError(f"each limit of a request needs its own key, got {keys!r}")
+    if len(checks) > 1:
+        keys = [key for key, _ in checks]
+        if len(set(keys)) != len(keys):
+            # Two limits on one key would overwrite each other's TAT.
+            raise ValueError(f"each limit of a request needs its own key, got {keys!r}")
 
 
 def evaluate(checks: Sequence[Check], tats: Sequence[int | None], now: int, cost: int) -> Result:
@@ -103,10 +105,14 @@ def evaluate(checks: Sequence[Check], tats: Sequence[int | None], now: int, cost
     The new TATs to store are the states' ``decision.new_tat`` (unchanged TATs
     when refused).
     """
-    decisions = [
-        decide(tat, now, limit, cost) for (_, limit), tat in zip(checks, tats, strict=True)
-    ]
-    allowed = all(d.allowed for d in decisions)
+    # Plain loops, no generators: this runs for every limited request (hot path).
+    decisions: list[Decision] = []
+    allowed = True
+    for (_, limit), tat in zip(checks, tats, strict=True):
+        decision = decide(tat, now, limit, cost)
+        if not decision.allowed:
+            allowed = False
+        decisions.append(decision)
     if not allowed:
         # Nothing is consumed: report the admitting limits as they stand.
         decisions = [
@@ -114,7 +120,7 @@ def evaluate(checks: Sequence[Check], tats: Sequence[int | None], now: int, cost
             for d, (_, limit), tat in zip(decisions, checks, tats, strict=True)
         ]
     states = tuple(
-        LimitState(key, limit, d) for (key, limit), d in zip(checks, decisions, strict=True)
+        [LimitState(key, limit, d) for (key, limit), d in zip(checks, decisions, strict=True)]
     )
     return Result(allowed, states)
 

@@ -153,7 +153,8 @@ def decide(tat: int | None, now: int, limit: Limit, cost: int = 1) -> Decision:
     without consuming and reports the current state. Raises ValueError for a
     negative or non-integer cost.
     """
-    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+    # type() rather than isinstance: a bool is an int but not a cost (and it is faster).
+    if type(cost) is not int or cost < 0:
         raise ValueError(f"cost must be a non-negative integer, not {cost!r}")
     base = now if tat is None or tat < now else tat
     interval, tolerance = limit.interval_us, limit.tolerance_us

@@ -76,6 +76,21 @@ def ratelimit(result: Result) -> str:
     )
 
 
+def rate_limit_fields(result: Result) -> list[tuple[bytes, bytes]]:
+    """``RateLimit-Policy`` and ``RateLimit`` as raw (lower-case name, value) header pairs.
+
+    The gateway's form of :func:`rate_limit_headers` for an admitted request (no
+    ``Retry-After``), encoded once, here. Empty when the request had no limits;
+    raises ValueError for a policy name that is not printable ASCII.
+    """
+    if not result.states:
+        return []
+    return [
+        (b"ratelimit-policy", ratelimit_policy(result).encode("ascii")),
+        (b"ratelimit", ratelimit(result).encode("ascii")),
+    ]
+
+
 def retry_after(result: Result) -> str:
     """The ``Retry-After`` value for a refused request: whole seconds, at least 1."""
     return str(max(1, _ceil_seconds(result.retry_after)))
