@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/gateway/run.py [--duration 10] [--warmup 3] [--connections 50]
-                                          [--profile] [--quick]
+                                          [--profile] [--quick] [--engine granian|uvicorn]
 
 Cases, all in one run against the same upstream:
 
@@ -11,7 +11,9 @@ Cases, all in one run against the same upstream:
 (b) nginx ``proxy_pass`` to it (one worker, upstream keep-alive);
 (c) bastion, a public route;
 (d) bastion, ``auth: [api_key]`` + a per-key rate limit (never reached) + audit;
-(e) bastion, ``auth: [jwt]`` (its own ES256 token, verified-token cache) + rate limit + audit.
+(e) bastion, ``auth: [jwt]`` (its own ES256 token, verified-token cache) + rate limit + audit;
+(f) for reference, ``floor_app.py``: a Python proxy with no features at all, under the
+    same engine: the ceiling of a Python data plane on this machine.
 
 The server under test runs on core 0 (``taskset -c 0``, one process / one
 nginx worker); ``wrk`` and the upstream share core 1. Each case gets a warm-up
@@ -180,11 +182,12 @@ def wrk(
 # -- bastion -------------------------------------------------------------------
 
 
-def bastion_config(directory: Path, port: int, upstream: str) -> Path:
+def bastion_config(directory: Path, port: int, upstream: str, engine: str) -> Path:
     config = directory / "bastion.yaml"
     config.write_text(
         f"""
 data_dir: {directory / "data"}
+server: {{engine: {engine}}}
 listen: {{host: 127.0.0.1, port: {port}}}
 tls: off
 trusted_proxies: [127.0.0.1]
@@ -238,6 +241,32 @@ def token(port: int, client_id: str, secret: str) -> str:
     return str(response.json()["access_token"])
 
 
+def default_engine() -> str:
+    from bastion.settings.models import ServerSettings
+
+    return str(ServerSettings().engine)
+
+
+def start_floor(
+    engine: str, port: int, up_port: int, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Case (f): floor_app.py (a proxy with no features) under ``engine``, on core 0."""
+    bin_dir = Path(PYTHON).parent
+    if engine == "uvicorn":
+        command = [str(bin_dir / "uvicorn"), "--loop", "uvloop", "--http", "httptools"]
+        command += ["--no-access-log", "--log-level", "warning", "--port", str(port)]
+    else:
+        command = [str(bin_dir / "granian"), "--interface", "asgi", "--loop", "uvloop"]
+        command += ["--workers", "1", "--no-ws", "--log-level", "warning", "--port", str(port)]
+    return subprocess.Popen(
+        ["taskset", "-c", "0", *command, "floor_app:app"],
+        cwd=HERE,
+        env={**env, "UP_PORT": str(up_port), "PYTHONPATH": str(HERE)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 # -- profile -------------------------------------------------------------------
 
 
@@ -271,6 +300,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--quick", action="store_true", help="3 s runs (smoke test)")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--engine",
+        choices=("granian", "uvicorn"),
+        default=None,
+        help="bastion's HTTP engine (default: bastion's own default)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 3, 1
@@ -299,7 +334,9 @@ def main() -> None:
         )
         procs.append(start_nginx(proxy_conf, "0"))
 
-        config = bastion_config(work, bastion_port, upstream_url)
+        if args.engine is None:
+            args.engine = default_engine()
+        config = bastion_config(work, bastion_port, upstream_url, args.engine)
         subprocess.run(
             [*BASTION, "migrate", "-c", str(config)], check=True, capture_output=True, cwd=work
         )
@@ -323,7 +360,9 @@ def main() -> None:
             stderr=open(work / "bastion.log", "wb"),  # noqa: SIM115 -- lives as long as the server
         )
         procs.append(server)
-        for port in (up_port, nginx_port, bastion_port):
+        floor_port = free_port()
+        procs.append(start_floor(args.engine, floor_port, up_port, env))
+        for port in (up_port, nginx_port, bastion_port, floor_port):
             wait_port(port)
         jwt = token(bastion_port, str(client["client_id"]), str(client["client_secret"]))
         api_key = str(key["key"])
@@ -344,6 +383,12 @@ def main() -> None:
                 f"http://127.0.0.1:{bastion_port}/jwt",
                 {"Authorization": f"Bearer {jwt}"},
             ),
+            (
+                "f",
+                "minimal Python proxy, no features (reference)",
+                f"http://127.0.0.1:{floor_port}/public",
+                {},
+            ),
         ]
         results: dict[str, Run] = {}
         half: dict[str, tuple[Run, Run]] = {}
@@ -356,7 +401,7 @@ def main() -> None:
                 f"p99 {run.p99:6.2f} ms  errors {run.errors}",
                 flush=True,
             )
-            if case in "bcde":
+            if case in "bcdef":
                 delay = 1000.0 * paced_connections / (run.rps / 2)
                 mine = wrk(url, args.duration, paced_connections, headers, delay_ms=delay)
                 bare = wrk(cases[0][2], args.duration, paced_connections, {}, delay_ms=delay)
@@ -422,7 +467,8 @@ def write_results(
         "",
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"`bench/gateway/run.py --duration {args.duration} --connections {args.connections}`. "
+        f"`bench/gateway/run.py --duration {args.duration} --connections {args.connections}"
+        f" --engine {args.engine}`. "
         "Server under test on core 0 (one process / one nginx worker), wrk and the upstream on "
         "core 1. Ratios are to (b), measured in the same run.",
         "",
