@@ -152,6 +152,16 @@ class MemoryLimiter:
 
     def check_now(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
         """The synchronous check: reads, decides and writes without yielding to the loop."""
+        if cost == 1 and len(checks) == 1 and type(cost) is int:
+            # The common request (one limit, cost 1) without the general bookkeeping:
+            # the same decide(), one state (hot path).
+            (key, limit) = checks[0]
+            now = self._clock()
+            self._maybe_sweep(now)
+            decision = decide(self._tats.get(key), now, limit, 1)
+            if decision.allowed:
+                self._tats[key] = decision.new_tat
+            return Result(decision.allowed, (LimitState(key, limit, decision),))
         _validate(checks, cost)
         now = self._clock()
         self._maybe_sweep(now)

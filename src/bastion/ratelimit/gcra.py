@@ -51,6 +51,11 @@ class Limit:
     name: str = ""
     interval_us: int = field(init=False, repr=False, compare=False)
     tolerance_us: int = field(init=False, repr=False, compare=False)
+    # (quoted label, RateLimit-Policy item), set by bastion.ratelimit.headers on first
+    # use: a cache, not part of the limit's value.
+    header_items: tuple[str, str] | None = field(
+        init=False, repr=False, compare=False, default=None
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.rate, bool) or not isinstance(self.rate, int) or self.rate < 1:

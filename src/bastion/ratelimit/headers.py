@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from bastion.ratelimit.backends import Result
+from bastion.ratelimit.backends import LimitState, Result
 from bastion.ratelimit.gcra import MICROSECONDS, Limit
 
 
@@ -40,20 +40,17 @@ def _window(limit: Limit) -> int:
     return max(1, math.ceil(limit.tolerance_us / MICROSECONDS))
 
 
-# Limit -> (its quoted label, its RateLimit-Policy item). Both depend on the limit only,
-# and every admitted request renders them: built once per limit (hot path). Bounded,
-# since limits divided by a risk factor or a node count are new objects.
-_ITEMS: dict[Limit, tuple[str, str]] = {}
-_ITEMS_MAX = 4096
-
-
 def _items(limit: Limit) -> tuple[str, str]:
-    found = _ITEMS.get(limit)
+    """``limit``'s quoted label and its ``RateLimit-Policy`` item.
+
+    Both depend on the limit only and every admitted request renders them, so they
+    are built once and kept on the limit itself (hot path: no hashing, no lookup).
+    """
+    found = limit.header_items
     if found is None:
         quoted = _sf_string(limit.label)
         found = (quoted, f"{quoted};q={limit.capacity};w={_window(limit)}")
-        if len(_ITEMS) < _ITEMS_MAX:
-            _ITEMS[limit] = found
+        object.__setattr__(limit, "header_items", found)
     return found
 
 
@@ -62,7 +59,17 @@ def ratelimit_policy(result: Result) -> str:
 
     Raises ValueError when a policy name is not printable ASCII.
     """
-    return ", ".join(_items(s.limit)[1] for s in result.states)
+    states = result.states
+    if len(states) == 1:
+        return _items(states[0].limit)[1]
+    return ", ".join([_items(s.limit)[1] for s in states])
+
+
+def _state_item(state: LimitState) -> str:
+    decision = state.decision
+    return (
+        f"{_items(state.limit)[0]};r={decision.remaining};t={_ceil_seconds(decision.reset_after)}"
+    )
 
 
 def ratelimit(result: Result) -> str:
@@ -70,10 +77,10 @@ def ratelimit(result: Result) -> str:
 
     Raises ValueError when a policy name is not printable ASCII.
     """
-    return ", ".join(
-        f"{_items(s.limit)[0]};r={s.decision.remaining};t={_ceil_seconds(s.decision.reset_after)}"
-        for s in result.states
-    )
+    states = result.states
+    if len(states) == 1:
+        return _state_item(states[0])
+    return ", ".join([_state_item(s) for s in states])
 
 
 def rate_limit_fields(result: Result) -> list[tuple[bytes, bytes]]:
