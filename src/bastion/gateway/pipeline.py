@@ -272,19 +272,10 @@ async def proxy(ex: Exchange) -> None:
     assert route is not None
     gateway = ex.gateway
     scope = ex.scope
-    client = scope.get("client")
-    trusted = (
-        bool(gateway.trusted_proxies)
-        and client is not None
-        and (client[0] in gateway.trusted_proxies)
+    # The headers that carried the client's credential are for bastion, not the upstream.
+    request = prepare_request(
+        scope, trusted=_from_trusted_proxy(gateway, scope), drop=ex.credential_headers
     )
-    strip = ex.credential_headers
-    if strip:
-        # The client's credential is for bastion, not the upstream (a shallow copy:
-        # the server's scope stays as it was received).
-        headers = [h for h in scope.get("headers") or () if h[0].lower() not in strip]
-        scope = {**scope, "headers": headers}
-    request = prepare_request(scope, trusted=trusted)
     target = route.upstream_path(ex.path).encode("ascii")
     query = scope.get("query_string")
     if query:

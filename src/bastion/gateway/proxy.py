@@ -186,12 +186,15 @@ def _connection_tokens(values: list[bytes]) -> frozenset[bytes]:
     )
 
 
-def prepare_request(scope: Scope, *, trusted: bool) -> PreparedRequest:
+def prepare_request(
+    scope: Scope, *, trusted: bool, drop: frozenset[bytes] = frozenset()
+) -> PreparedRequest:
     """Check the request's body framing and build the header block to forward.
 
     ``trusted`` says whether the direct peer is a trusted proxy: only then are
     client-sent ``X-Forwarded-*`` values kept (the peer is appended to
-    ``X-Forwarded-For``); otherwise they are replaced.
+    ``X-Forwarded-For``); otherwise they are replaced. Headers whose lower-cased
+    name is in ``drop`` are not forwarded (the credential bastion consumed).
 
     Raises :class:`BadRequestError` for both ``Content-Length`` and
     ``Transfer-Encoding``, a malformed or repeated ``Content-Length``, or a
@@ -225,7 +228,7 @@ def prepare_request(scope: Scope, *, trusted: bool) -> PreparedRequest:
             elif name == b"transfer-encoding":
                 transfer_encoding.append(value)
             continue
-        if name.startswith(b"proxy-"):
+        if name.startswith(b"proxy-") or name in drop:
             continue
         kept.append((name, value))
 
