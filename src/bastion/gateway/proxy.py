@@ -803,7 +803,11 @@ class _Exchange:
             raise RequestTooLargeError(
                 f"The request body is larger than {client.max_body_size} bytes."
             )
-        first, more = await self._receive_chunk()
+        message = await self.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError
+        first: bytes = message.get("body", b"")
+        more = bool(message.get("more_body", False))
         sent = len(first)
         if declared is not None:
             framing = b"content-length: %d\r\n" % declared
@@ -912,6 +916,18 @@ class _Exchange:
             return await self._open(reuse=True)
         client = self.client
         book = client.health
+        if len(targets.upstreams) == 1:
+            # One target with a clean record and an idle connection (most requests):
+            # nothing to choose and nothing for its health to learn (hot path).
+            only = targets.upstreams[0]
+            health = book.of(only)
+            if health.failures == 0 and health.ejected_until == 0.0:
+                pool = client.pool(only)
+                conn = pool.take_idle(asyncio.get_running_loop().time())
+                if conn is not None:
+                    self.pool = pool
+                    self.conn = conn
+                    return conn, True
         loop = asyncio.get_running_loop()
         tried: tuple[Upstream, ...] = ()
         failure: Exception | None = None
