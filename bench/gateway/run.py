@@ -4,6 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/gateway/run.py [--duration 10] [--warmup 3] [--connections 50]
                                           [--profile] [--quick] [--engine granian|uvicorn]
+                                          [--baseline REV [--rounds 3]]
 
 Cases, all in one run against the same upstream:
 
@@ -22,7 +23,10 @@ paced run at half of that case's maximum rate (``wrk`` Lua ``delay``) whose p99
 is compared with the bare upstream paced the same way: the "added p99 at half
 load" of the issue's target. bastion runs as ``bastion serve`` with TLS off
 behind a trusted proxy address (plain HTTP, like nginx here) and its default
-engine. ``--profile`` records case (d) with py-spy (needs ``py-spy`` on PATH or in
+engine. ``--baseline REV`` also runs (c)-(e) on a git revision (a worktree of this
+repository) side by side with this checkout, in alternating runs: on a shared
+machine whose speed drifts by a quarter between runs, the honest way to show a
+change's effect. ``--profile`` records case (d) with py-spy (needs ``py-spy`` on PATH or in
 the venv) and writes the top functions by own time to ``RESULTS.md``.
 
 Writes ``bench/gateway/RESULTS.md``. Needs ``wrk``, ``nginx`` and ``taskset``.
@@ -40,6 +44,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,8 +219,16 @@ routes:
     return config
 
 
-def cli(config: Path, *args: str) -> dict[str, object]:
+def bastion_env(source: Path | None = None) -> dict[str, str]:
+    """The environment of a bastion process; ``source``: run that checkout's ``src`` instead."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
+    return env
+
+
+def cli(config: Path, *args: str, source: Path | None = None) -> dict[str, object]:
+    env = bastion_env(source)
     out = subprocess.run(
         [*BASTION, *args, "--json", "-c", str(config)],
         capture_output=True,
@@ -239,6 +252,92 @@ def token(port: int, client_id: str, secret: str) -> str:
     )
     response.raise_for_status()
     return str(response.json()["access_token"])
+
+
+def start_bastion(
+    config: Path, port: int, procs: list[subprocess.Popen[bytes]], source: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """Migrate, create the bench key and client, serve on core 0; return (server, key, JWT)."""
+    env = bastion_env(source)
+    subprocess.run(
+        [*BASTION, "migrate", "-c", str(config)],
+        check=True,
+        capture_output=True,
+        cwd=config.parent,
+        env=env,
+    )
+    key = cli(config, "keys", "create", "bench", "--scope", "bench", source=source)
+    client = cli(
+        config,
+        *("clients", "create", "bench", "--grant", "client_credentials", "--scope", "bench"),
+        source=source,
+    )
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", *BASTION, "serve", "-c", str(config)],
+        cwd=config.parent,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(config.parent / "bastion.log", "wb"),  # noqa: SIM115 -- lives with the server
+    )
+    procs.append(server)
+    wait_port(port)
+    jwt = token(port, str(client["client_id"]), str(client["client_secret"]))
+    return server, str(key["key"]), jwt
+
+
+def against_baseline(
+    args: argparse.Namespace,
+    work: Path,
+    upstream_url: str,
+    current: dict[str, tuple[str, dict[str, str]]],
+    procs: list[subprocess.Popen[bytes]],
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Cases (c)-(e) on ``args.baseline`` and on this checkout, in alternating runs.
+
+    Both servers run on core 0 (the idle one costs nothing); each round runs every
+    case on both, the order flipped every round, so slow phases of a shared machine
+    hit both alike. Returns case -> (baseline req/s per round, current req/s per round).
+    """
+    checkout = work / "baseline-checkout"
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(checkout), args.baseline],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        directory = work / "baseline"
+        directory.mkdir()
+        port = free_port()
+        config = bastion_config(directory, port, upstream_url, args.engine)
+        _, api_key, jwt = start_bastion(config, port, procs, source=checkout)
+        base = {
+            "c": (f"http://127.0.0.1:{port}/public", {}),
+            "d": (f"http://127.0.0.1:{port}/key", {"Authorization": f"Bearer {api_key}"}),
+            "e": (f"http://127.0.0.1:{port}/jwt", {"Authorization": f"Bearer {jwt}"}),
+        }
+        for url, headers in base.values():
+            wrk(url, args.warmup, args.connections, headers)
+        runs: dict[str, tuple[list[float], list[float]]] = {c: ([], []) for c in "cde"}
+        duration = max(3, args.duration // 2)
+        for round_ in range(args.rounds):
+            for case in "cde":
+                order = ((0, base), (1, current)) if round_ % 2 == 0 else ((1, current), (0, base))
+                for side, servers in order:
+                    url, headers = servers[case]
+                    runs[case][side].append(wrk(url, duration, args.connections, headers).rps)
+            print(
+                "    round "
+                + ", ".join(f"({c}) {runs[c][1][-1] / runs[c][0][-1]:.2f}x" for c in "cde")
+                + f" of {args.baseline}",
+                flush=True,
+            )
+        return runs
+    finally:
+        subprocess.run(
+            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(checkout)],
+            check=False,
+            capture_output=True,
+        )
 
 
 def default_engine() -> str:
@@ -306,6 +405,12 @@ def main() -> None:
         default=None,
         help="bastion's HTTP engine (default: bastion's own default)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run (c)-(e) on git revision REV, alternating with this checkout",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (--baseline)")
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 3, 1
@@ -337,35 +442,12 @@ def main() -> None:
         if args.engine is None:
             args.engine = default_engine()
         config = bastion_config(work, bastion_port, upstream_url, args.engine)
-        subprocess.run(
-            [*BASTION, "migrate", "-c", str(config)], check=True, capture_output=True, cwd=work
-        )
-        key = cli(config, "keys", "create", "bench", "--scope", "bench")
-        client = cli(
-            config,
-            "clients",
-            "create",
-            "bench",
-            "--grant",
-            "client_credentials",
-            "--scope",
-            "bench",
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-        server = subprocess.Popen(
-            ["taskset", "-c", "0", *BASTION, "serve", "-c", str(config)],
-            cwd=work,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "bastion.log", "wb"),  # noqa: SIM115 -- lives as long as the server
-        )
-        procs.append(server)
+        server, api_key, jwt = start_bastion(config, bastion_port, procs)
+        env = bastion_env()
         floor_port = free_port()
         procs.append(start_floor(args.engine, floor_port, up_port, env))
-        for port in (up_port, nginx_port, bastion_port, floor_port):
+        for port in (up_port, nginx_port, floor_port):
             wait_port(port)
-        jwt = token(bastion_port, str(client["client_id"]), str(client["client_secret"]))
-        api_key = str(key["key"])
 
         cases: list[tuple[str, str, str, dict[str, str]]] = [
             ("a", "bare upstream (nginx return 200)", f"{upstream_url}/public", {}),
@@ -411,6 +493,10 @@ def main() -> None:
                     f"upstream {bare.p99:.2f} ms -> added {mine.p99 - bare.p99:+.2f} ms",
                     flush=True,
                 )
+        compared: dict[str, tuple[list[float], list[float]]] = {}
+        if args.baseline:
+            current = {case: (url, headers) for case, _, url, headers in cases if case in "cde"}
+            compared = against_baseline(args, work, upstream_url, current, procs)
         profile: list[tuple[str, float]] = []
         if args.profile:
             spy = py_spy()
@@ -441,7 +527,7 @@ def main() -> None:
                 recorder.wait(timeout=60)
                 if raw.exists():
                     profile = top_functions(raw)
-        write_results(args, cases, results, half, profile)
+        write_results(args, cases, results, half, profile, compared)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -460,6 +546,7 @@ def write_results(
     results: dict[str, Run],
     half: dict[str, tuple[Run, Run]],
     profile: list[tuple[str, float]],
+    compared: dict[str, tuple[list[float], list[float]]] | None = None,
 ) -> None:
     nginx = results["b"].rps
     lines = [
@@ -503,6 +590,22 @@ def write_results(
             lines.append(
                 f"- ({case}) adds {added:+.2f} ms p99 at half load: {verdict} the 2 ms target."
             )
+    if compared:
+        lines += [
+            "",
+            f"## Against `{args.baseline}`, side by side",
+            "",
+            f"The same cases on revision `{args.baseline}` and on this checkout, both servers "
+            f"on core 0, {args.rounds} rounds of alternating {max(3, args.duration // 2)} s "
+            "runs (order flipped each round): the comparison a shared machine's slow and "
+            "fast phases cannot skew.",
+            "",
+            "| case | baseline req/s (median) | this checkout req/s (median) | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for case in "cde":
+            before, after = (statistics.median(runs) for runs in compared[case])
+            lines.append(f"| ({case}) | {before:,.0f} | {after:,.0f} | {after / before:.2f}x |")
     if profile:
         lines += [
             "",
