@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     .venv/bin/python bench/gateway/run.py [--duration 10] [--warmup 3] [--connections 50]
                                           [--profile] [--quick] [--engine granian|uvicorn]
-                                          [--baseline REV [--rounds 3]]
+                                          [--baseline REV [--rounds 3]] [--shared URL]
 
 Cases, all in one run against the same upstream:
 
@@ -28,6 +28,8 @@ repository) side by side with this checkout, in alternating runs: on a shared
 machine whose speed drifts by a quarter between runs, the honest way to show a
 change's effect. ``--profile`` records case (d) with py-spy (needs ``py-spy`` on PATH or in
 the venv) and writes the top functions by own time to ``RESULTS.md``.
+``--shared redis://…`` runs bastion in cluster mode (shared state in Redis, as
+several nodes would), e.g. with ``--output bench/gateway/RESULTS-redis.md``.
 
 Writes ``bench/gateway/RESULTS.md``. Needs ``wrk``, ``nginx`` and ``taskset``.
 """
@@ -187,12 +189,16 @@ def wrk(
 # -- bastion -------------------------------------------------------------------
 
 
-def bastion_config(directory: Path, port: int, upstream: str, engine: str) -> Path:
+def bastion_config(
+    directory: Path, port: int, upstream: str, engine: str, shared: str | None = None
+) -> Path:
     config = directory / "bastion.yaml"
+    # Several nodes on one Redis must agree on the issuer (see the README); one does too.
+    cluster = f"shared: {shared}\nissuer: http://127.0.0.1:{port}\n" if shared else ""
     config.write_text(
         f"""
 data_dir: {directory / "data"}
-server: {{engine: {engine}}}
+{cluster}server: {{engine: {engine}}}
 listen: {{host: 127.0.0.1, port: {port}}}
 tls: off
 trusted_proxies: [127.0.0.1]
@@ -308,7 +314,7 @@ def against_baseline(
         directory = work / "baseline"
         directory.mkdir()
         port = free_port()
-        config = bastion_config(directory, port, upstream_url, args.engine)
+        config = bastion_config(directory, port, upstream_url, args.engine, args.shared)
         _, api_key, jwt = start_bastion(config, port, procs, source=checkout)
         base = {
             "c": (f"http://127.0.0.1:{port}/public", {}),
@@ -411,6 +417,12 @@ def main() -> None:
         help="also run (c)-(e) on git revision REV, alternating with this checkout",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (--baseline)")
+    parser.add_argument(
+        "--shared",
+        metavar="URL",
+        help="bastion's shared state, e.g. redis://127.0.0.1:6379/15 (cluster mode; "
+        "default: in-process)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.duration, args.warmup = 3, 1
@@ -441,7 +453,7 @@ def main() -> None:
 
         if args.engine is None:
             args.engine = default_engine()
-        config = bastion_config(work, bastion_port, upstream_url, args.engine)
+        config = bastion_config(work, bastion_port, upstream_url, args.engine, args.shared)
         server, api_key, jwt = start_bastion(config, bastion_port, procs)
         env = bastion_env()
         floor_port = free_port()
@@ -555,9 +567,19 @@ def write_results(
         f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}; "
         f"`bench/gateway/run.py --duration {args.duration} --connections {args.connections}"
-        f" --engine {args.engine}`. "
+        f" --engine {args.engine}"
+        + (f" --shared {args.shared}" if args.shared else "")
+        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + "`. "
         "Server under test on core 0 (one process / one nginx worker), wrk and the upstream on "
-        "core 1. Ratios are to (b), measured in the same run.",
+        "core 1. Ratios are to (b), measured in the same run. "
+        + (
+            "bastion runs in cluster mode: its shared state (limits, deny-list) is the Redis "
+            "above, on core 1. "
+            if args.shared
+            else ""
+        )
+        + "What the numbers mean: [README.md](README.md).",
         "",
         "| case | what | req/s | x nginx (b) | p50 ms | p99 ms | errors | p99 at half load | "
         "added p99 vs bare upstream |",

@@ -325,6 +325,10 @@ class Runtime:
             self._tasks.append(
                 asyncio.create_task(self.gateway.node_count.run(self._stop), name="node-heartbeat")
             )
+        jwt = self.gateway.authenticators.get("jwt")
+        if isinstance(jwt, JwtAuthenticator):
+            # Revocations and client changes reach the verified-token cache by channel.
+            self._tasks.append(asyncio.create_task(jwt.run(self._stop), name="jwt-revocations"))
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""
@@ -427,17 +431,18 @@ def _authenticators(
         )
         for entry in settings.trusted_issuers
     }
-    table: dict[str, Any] = {
-        "jwt": JwtAuthenticator(
-            access_tokens,
-            shared=shared,
-            issuer=settings.issuer_url,
-            # RFC 8707 / 9068: a route without jwt.audience takes bastion's tokens minted
-            # for its default API audience (the issuer URL), not tokens for other resources.
-            default_audience=settings.issuer_url,
-            trusted_issuers=trusted,
-        )
-    }
+    jwt = JwtAuthenticator(
+        access_tokens,
+        shared=shared,
+        issuer=settings.issuer_url,
+        # RFC 8707 / 9068: a route without jwt.audience takes bastion's tokens minted
+        # for its default API audience (the issuer URL), not tokens for other resources.
+        default_audience=settings.issuer_url,
+        trusted_issuers=trusted,
+    )
+    # A token revoked on this node leaves the cache before the revocation answers.
+    access_tokens.on_revoke(jwt.forget)
+    table: dict[str, Any] = {"jwt": jwt}
     if settings.tls.client_ca is not None:
         table["mtls"] = MtlsAuthenticator()
     config = settings.introspection

@@ -5,9 +5,10 @@ Hand-built ASGI scopes drive the gateway; the echo upstream shows what was forwa
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,10 @@ from bastion.gateway import (
     UnauthenticatedError,
 )
 from bastion.http.problem import problem_response
+from bastion.oauth.clients import CLIENTS_CHANNEL
 from bastion.oauth.tokens import AccessTokenVerifier
-from bastion.storage.shared import MemorySharedState
+from bastion.storage.errors import SharedStateUnavailableError
+from bastion.storage.shared import MemorySharedState, open_shared_state
 from gateway.gateway_support import Match, Recorder, Route, call, make_receive, make_scope
 
 ISSUER = "https://auth.test"
@@ -270,3 +273,224 @@ async def test_scheme_is_case_insensitive(setup: Setup) -> None:
     token = sign_jwt(claims(), setup.key, typ="at+jwt")
     headers = [("authorization", f"BEARER {token}")]
     assert (await call(setup.gateway, "GET", "/api/x", headers=headers)).status == 200
+
+
+# -- revocations by channel: no shared-state read per cached request -----------------
+
+
+class CountingShared(MemorySharedState):
+    """In-process shared state counting deny-list reads (``get``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def get(self, key: str) -> bytes | None:
+        self.reads += 1
+        return await super().get(key)
+
+
+@dataclass
+class Node:
+    """One process's verifier + authenticator over a shared state, following its channels."""
+
+    shared: Any
+    verifier: AccessTokenVerifier
+    counting: CountingVerifier
+    authn: JwtAuthenticator
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+
+async def start_node(shared: Any, keys: PublicKeySet) -> Node:
+    verifier = AccessTokenVerifier(lambda: keys, issuer=ISSUER, shared=shared)
+    counting = CountingVerifier(verifier)
+    authn = JwtAuthenticator(counting, shared=shared)
+    verifier.on_revoke(authn.forget)  # as the runtime wires it
+    stop = asyncio.Event()
+    task = asyncio.create_task(authn.run(stop, backoff=0.05))
+    await until(lambda: authn.following)
+    return Node(shared, verifier, counting, authn, stop, task)
+
+
+async def stop_node(node: Node) -> None:
+    node.stop.set()
+    await asyncio.wait_for(node.task, 5)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[tuple[Node, SigningKeyPair]]:
+    key = SigningKeyPair.generate("ES256")
+    shared = CountingShared()
+    started = await start_node(shared, PublicKeySet([key.public_key]))
+    try:
+        yield started, key
+    finally:
+        await stop_node(started)
+        await shared.close()
+
+
+async def test_cached_hits_read_no_shared_state_while_following(
+    node: tuple[Node, SigningKeyPair],
+) -> None:
+    n, key = node
+    token = sign_jwt(claims(), key, typ="at+jwt")
+    await n.authn.authenticate(token)
+    reads = n.shared.reads  # the verification read the deny-list once
+    assert reads == 1
+    for _ in range(50):
+        await n.authn.authenticate(token)
+    assert n.shared.reads == reads  # 50 cache hits, no deny-list read
+    assert n.counting.calls == 1
+
+
+async def test_revocation_here_drops_the_entry_before_revoke_returns(
+    node: tuple[Node, SigningKeyPair],
+) -> None:
+    n, key = node
+    token_claims = claims()
+    token = sign_jwt(token_claims, key, typ="at+jwt")
+    await n.authn.authenticate(token)
+    await n.verifier.revoke(token_claims)
+    # No yield to the event loop in between: the local listener already dropped it.
+    with pytest.raises(InvalidBearerTokenError) as caught:
+        await n.authn.authenticate(token)
+    assert caught.value.reason == "revoked"
+    assert n.counting.calls == 2  # verified again, and the verifier met the deny-list
+    assert len(n.authn) == 0
+
+
+async def test_revocation_published_by_another_process_drops_the_entry(
+    node: tuple[Node, SigningKeyPair],
+) -> None:
+    n, key = node
+    kept_claims, revoked_claims = claims(), claims()
+    kept = sign_jwt(kept_claims, key, typ="at+jwt")
+    revoked = sign_jwt(revoked_claims, key, typ="at+jwt")
+    await n.authn.authenticate(kept)
+    await n.authn.authenticate(revoked, audience="orders")
+    await n.authn.authenticate(revoked)  # cached under two audiences
+    assert len(n.authn) == 3
+    # Another process's verifier: deny-list + announcement, no local listener here.
+    other = AccessTokenVerifier(lambda: PublicKeySet([]), issuer=ISSUER, shared=n.shared)
+    await other.revoke(revoked_claims)
+    await until(lambda: len(n.authn) == 1)
+    with pytest.raises(InvalidBearerTokenError) as caught:
+        await n.authn.authenticate(revoked)
+    assert caught.value.reason == "revoked"
+    await n.authn.authenticate(kept)  # others stay cached
+    assert n.counting.calls == 4
+
+
+async def test_a_changed_client_drops_its_tokens(node: tuple[Node, SigningKeyPair]) -> None:
+    n, key = node
+    web = sign_jwt(claims(client_id="web-app"), key, typ="at+jwt")
+    cli = sign_jwt(claims(client_id="cli"), key, typ="at+jwt")
+    await n.authn.authenticate(web)
+    await n.authn.authenticate(cli)
+    await n.shared.publish(CLIENTS_CHANNEL, b"web-app")  # e.g. disabled on another node
+    await until(lambda: len(n.authn) == 1)
+    await n.authn.authenticate(cli)
+    assert n.counting.calls == 2  # cli still cached
+    await n.authn.authenticate(web)
+    assert n.counting.calls == 3  # web-app verified again (client status re-read)
+
+
+async def test_a_revocation_during_verification_is_not_cached_over(
+    node: tuple[Node, SigningKeyPair],
+) -> None:
+    n, key = node
+    token_claims = claims()
+    token = sign_jwt(token_claims, key, typ="at+jwt")
+    gate = asyncio.Event()
+    inner = n.counting.inner
+
+    class Slow:
+        async def verify(self, token: str, *, audience: str | None = None) -> Mapping[str, Any]:
+            verified = await inner.verify(token, audience=audience)  # deny-list read: clean
+            await gate.wait()  # ... and the revocation lands meanwhile
+            return verified
+
+    slow = JwtAuthenticator(Slow(), shared=n.shared)
+    stop = asyncio.Event()
+    task = asyncio.create_task(slow.run(stop))
+    try:
+        # Both channels subscribed: each subscription starts by clearing the cache once.
+        await until(lambda: slow.following and slow._epoch == 2)
+        pending = asyncio.create_task(slow.authenticate(token))
+        await asyncio.sleep(0.01)
+        await n.verifier.revoke(token_claims)
+        await until(lambda: slow._epoch == 3)  # the announcement reached the slow node
+        gate.set()
+        await pending  # this one request was judged before the revocation
+        assert len(slow) == 0  # ... but not cached past it
+        with pytest.raises(InvalidBearerTokenError):
+            await slow.authenticate(token)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_without_the_channel_every_hit_reads_the_deny_list(setup: Setup) -> None:
+    """Not following (before run(), or after the subscription was lost): fail-safe reads."""
+    assert not setup.authn.following
+    counting = CountingShared()
+    authn = JwtAuthenticator(setup.counting, shared=counting)
+    setup.verifier._shared = counting  # the verifier reads the same state
+    token = sign_jwt(claims(), setup.key, typ="at+jwt")
+    for _ in range(3):
+        await authn.authenticate(token)
+    assert setup.counting.calls == 1
+    assert counting.reads == 3  # one by the verification, one per cache hit
+    await counting.close()
+
+
+async def test_lost_subscription_falls_back_to_reads_until_resubscribed(
+    node: tuple[Node, SigningKeyPair],
+) -> None:
+    n, key = node
+    token = sign_jwt(claims(), key, typ="at+jwt")
+    await n.authn.authenticate(token)
+    # Close every subscription, as a lost Redis connection would.
+    for subscribers in tuple(n.shared._channels.values()):
+        for subscription in tuple(subscribers):
+            subscription.fail(SharedStateUnavailableError("gone"))
+    await until(lambda: not n.authn.following or len(n.authn) == 0)
+    await until(lambda: n.authn.following)  # resubscribed (after the backoff)
+    assert len(n.authn) == 0  # whatever was cached before the gap is forgotten
+
+
+@pytest.mark.redis
+async def test_revocation_reaches_another_node_over_redis(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Two nodes on one real Redis: a token cached on A, revoked on B, refused by A."""
+    key = SigningKeyPair.generate("ES256")
+    keys = PublicKeySet([key.public_key])
+    state_a = await open_shared_state(redis_url, key_prefix=redis_prefix)
+    state_b = await open_shared_state(redis_url, key_prefix=redis_prefix)
+    a = await start_node(state_a, keys)
+    b = await start_node(state_b, keys)
+    try:
+        token_claims = claims()
+        token = sign_jwt(token_claims, key, typ="at+jwt")
+        await a.authn.authenticate(token)
+        await a.authn.authenticate(token)
+        assert a.counting.calls == 1
+        await b.verifier.revoke(token_claims)
+        await until(lambda: len(a.authn) == 0, timeout=2.0)
+        with pytest.raises(InvalidBearerTokenError) as caught:
+            await a.authn.authenticate(token)
+        assert caught.value.reason == "revoked"
+    finally:
+        await stop_node(a)
+        await stop_node(b)
+        await state_a.close()
+        await state_b.close()

@@ -14,6 +14,10 @@ Revocation (RFC 7009) of a self-contained JWT works by deny-listing its
 ``jti`` in shared state until the token's own ``exp`` (plus leeway): after
 that the signature check refuses it anyway, so the list never grows beyond
 the set of live revoked tokens. With Redis every node sees the entry at once.
+The ``jti`` is then announced on :data:`REVOKED_TOKENS_CHANNEL`, so that caches
+of verified tokens (the gateway's ``jwt`` method) drop it on every node, and
+handed to the listeners registered in this process (:meth:`AccessTokenVerifier.on_revoke`)
+before :meth:`~AccessTokenVerifier.revoke` returns.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from bastion.protocol.rfc9068 import ACCESS_TOKEN_TYP
 from bastion.storage.shared import SharedState
 
 REVOKED_JTI_PREFIX = "revoked-jti:"
+#: Shared-state channel carrying the ``jti`` of every revoked access token.
+REVOKED_TOKENS_CHANNEL = "revoked-tokens"
 
 ClientIsActive = Callable[[str], Awaitable[bool]]
 
@@ -62,6 +68,11 @@ class AccessTokenVerifier:
         self._leeway = leeway
         self._max_lifetime = max_lifetime
         self._verifiers: dict[str | None, JWTVerifier] = {}
+        self._revocation_listeners: list[Callable[[str], None]] = []
+
+    def on_revoke(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(jti)`` in this process for every token revoked here."""
+        self._revocation_listeners.append(listener)
 
     def _verifier(self, audience: str | None) -> JWTVerifier:
         verifier = self._verifiers.get(audience)
@@ -100,8 +111,18 @@ class AccessTokenVerifier:
         return claims
 
     async def revoke(self, claims: Mapping[str, Any], *, now: float | None = None) -> None:
-        """Deny-list the token with these (verified) claims until it would expire anyway."""
+        """Deny-list the token with these (verified) claims until it would expire anyway.
+
+        Then tell this process's listeners and announce the ``jti`` to every
+        other process. Raises ``SharedStateUnavailableError`` (503) when either
+        shared-state write fails, so the caller retries: a revocation that some
+        node's cache did not hear of must not be reported as done.
+        """
         current = time.time() if now is None else now
         remaining = float(claims["exp"]) - current + self._leeway
         if remaining > 0:
-            await self._shared.set(REVOKED_JTI_PREFIX + str(claims["jti"]), b"1", ttl=remaining)
+            jti = str(claims["jti"])
+            await self._shared.set(REVOKED_JTI_PREFIX + jti, b"1", ttl=remaining)
+            for listener in self._revocation_listeners:
+                listener(jti)
+            await self._shared.publish(REVOKED_TOKENS_CHANNEL, jti.encode())

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
+from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.shared import MemorySharedState, SharedStateValueError
 
 
@@ -61,16 +60,18 @@ async def test_expiry_is_exact_with_a_fake_clock() -> None:
     assert await state.get("k") is None
 
 
-async def test_full_buffer_drops_the_oldest_message() -> None:
+async def test_full_buffer_fails_the_subscription_after_what_was_buffered() -> None:
+    """A lost invalidation must not go unnoticed: overflow ends the subscription."""
     state = MemorySharedState(subscription_buffer=2)
     async with state.subscribe("ch") as subscription:
-        for message in (b"1", b"2", b"3"):
+        for message in (b"1", b"2", b"3", b"4"):
             await state.publish("ch", message)
-        assert subscription.dropped == 1
+        assert subscription.dropped == 1  # b"3"; b"4" came after the failure
+        assert subscription.failed
+        assert await anext(subscription) == b"1"
         assert await anext(subscription) == b"2"
-        assert await anext(subscription) == b"3"
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(anext(subscription), 0.05)
+        with pytest.raises(SharedStateUnavailableError, match="overflowed"):
+            await anext(subscription)
 
 
 async def test_closed_subscriptions_are_unregistered() -> None:

@@ -20,8 +20,17 @@ and external ones for their issuer's ``audiences``.
 Verified tokens are cached by the SHA-256 digest of the token (and the
 audience asked for) until ``min(exp, now + 60 s)`` in a bounded in-memory
 dict (DESIGN.md, "Hot path"): an ES256 verification costs ~150 µs, a dict
-lookup nothing. Revocation is still honoured on a cache hit: the ``jti``
-deny-list in shared state is read again (one ``shared.get``).
+lookup nothing. Revocation is still honoured on a cache hit, without a
+shared-state read per request: :meth:`AccessTokenVerifier.revoke
+<bastion.oauth.tokens.AccessTokenVerifier.revoke>` deny-lists the ``jti`` and
+announces it on the shared-state channel :data:`~bastion.oauth.tokens.REVOKED_TOKENS_CHANNEL`;
+every process following it (:meth:`JwtAuthenticator.run`) drops the cached
+entries of that ``jti`` at once, so the next request verifies the token again
+and meets the deny-list. Likewise a change to an OAuth client (disabled,
+deleted) drops its tokens' entries. While the revocation channel is not
+followed (not yet subscribed, or the subscription to Redis was lost, noticed
+within the connection's health-check interval) every cache hit reads the
+deny-list again instead (one ``shared.get``, fail closed), as before.
 
 Every refusal is :class:`InvalidBearerTokenError`: 401, ``WWW-Authenticate:
 Bearer realm="bastion", error="invalid_token"``, one collapsed body; the
@@ -30,6 +39,7 @@ precise reason stays on the exception (``reason``) for the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,8 +48,10 @@ from bastion.crypto import InvalidTokenError, sha256_hex
 from bastion.gateway.authn.external_jwt import TrustedIssuer, peek
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.errors import UnauthenticatedError
-from bastion.oauth.tokens import REVOKED_JTI_PREFIX
+from bastion.oauth.clients import CLIENTS_CHANNEL
+from bastion.oauth.tokens import REVOKED_JTI_PREFIX, REVOKED_TOKENS_CHANNEL
 from bastion.storage.shared import SharedState
+from bastion.storage.shared.invalidation import follow_invalidations
 
 if TYPE_CHECKING:
     from bastion.gateway.pipeline import Exchange
@@ -171,14 +183,77 @@ class JwtAuthenticator:
         self._clock = clock
         # (token digest, audience) -> entry; insertion order = age, for eviction.
         self._cache: dict[tuple[str, str | None], _Entry] = {}
+        # jti -> its cache keys (one per audience asked for): a revocation drops them in O(1).
+        self._by_jti: dict[str, set[tuple[str, str | None]]] = {}
+        # True while the revocation channel is followed (run()): cache hits then need
+        # no deny-list read. Bumped by every invalidation, so a verification that was
+        # in flight while one arrived does not cache what may just have been revoked.
+        self._following = False
+        self._epoch = 0
 
     def __len__(self) -> int:
         """The number of cached verified tokens."""
         return len(self._cache)
 
+    @property
+    def following(self) -> bool:
+        """Whether revocations arrive by the channel (cache hits skip the deny-list read)."""
+        return self._following
+
     def clear(self) -> None:
         """Forget every cached token (e.g. after a signing key was retired)."""
+        self._epoch += 1
         self._cache.clear()
+        self._by_jti.clear()
+
+    def forget(self, jti: str | None) -> None:
+        """Drop the cached entries of the token ``jti`` (every entry when ``None``)."""
+        if jti is None:
+            self.clear()
+            return
+        self._epoch += 1
+        for key in self._by_jti.pop(jti, ()):
+            self._cache.pop(key, None)
+
+    def forget_client(self, client_id: str | None) -> None:
+        """Drop the cached tokens of the OAuth client ``client_id`` (every entry when ``None``).
+
+        A scan: client changes are rare admin actions, unlike revocations.
+        """
+        if client_id is None:
+            self.clear()
+            return
+        self._epoch += 1
+        for key, entry in list(self._cache.items()):
+            if entry.identity.claims.get("client_id") == client_id:
+                self._drop(key, entry)
+
+    def _set_following(self, following: bool) -> None:
+        self._following = following
+
+    async def run(self, stop: asyncio.Event, *, backoff: float = 1.0) -> None:
+        """Follow revocations and client changes published by any process until ``stop``."""
+        await asyncio.gather(
+            follow_invalidations(
+                self.shared,
+                REVOKED_TOKENS_CHANNEL,
+                self.forget,
+                stop,
+                backoff=backoff,
+                on_subscribed=self._set_following,
+            ),
+            follow_invalidations(
+                self.shared, CLIENTS_CHANNEL, self.forget_client, stop, backoff=backoff
+            ),
+        )
+
+    def _drop(self, key: tuple[str, str | None], entry: _Entry) -> None:
+        self._cache.pop(key, None)
+        keys = self._by_jti.get(entry.jti)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_jti[entry.jti]
 
     async def __call__(self, ex: Exchange, /) -> Identity | None:
         tokens: set[bytes] = set()
@@ -232,17 +307,17 @@ class JwtAuthenticator:
             raise InvalidBearerTokenError("wrong_issuer")
         if entry is not None:
             if now < entry.until:
-                if not entry.jti:
-                    return entry.identity  # an external token without jti: nothing to deny-list
-                # One shared-state read per cached request (a Redis round trip in
-                # cluster mode, ~0.1 ms): the price of honouring revocations at once,
-                # still far below re-verifying the signature. A client disabled after
-                # the token was cached is noticed when the entry expires (≤ cache_ttl).
+                # Hot path: while the revocation channel is followed a revocation has
+                # already dropped this entry, so no shared-state read (a Redis round
+                # trip in cluster mode) is needed; without a jti nothing can be revoked.
+                if self._following or not entry.jti:
+                    return entry.identity
                 if await self.shared.get(REVOKED_JTI_PREFIX + entry.jti) is not None:
-                    self._cache.pop(key, None)
+                    self._drop(key, entry)
                     raise InvalidBearerTokenError("revoked")
                 return entry.identity
-            self._cache.pop(key, None)
+            self._drop(key, entry)
+        epoch = self._epoch
         label = SELF
         try:
             if self.trusted_issuers:
@@ -268,7 +343,8 @@ class JwtAuthenticator:
         except InvalidTokenError as exc:
             raise InvalidBearerTokenError(exc.reason) from None
         identity = identity_of_claims(claims)
-        self._remember(key, identity, claims, now, label)
+        if epoch == self._epoch:  # no invalidation arrived while verifying
+            self._remember(key, identity, claims, now, label)
         return identity
 
     def _remember(
@@ -296,5 +372,11 @@ class JwtAuthenticator:
         # Entries live at most cache_ttl, so insertion order is close to expiry order:
         # evicting the oldest is O(1) and drops what expires soonest.
         while len(cache) >= self.cache_size:
-            del cache[next(iter(cache))]
+            oldest = next(iter(cache))
+            self._drop(oldest, cache[oldest])
+        previous = cache.pop(key, None)
+        if previous is not None:
+            self._drop(key, previous)
         cache[key] = _Entry(identity, jti, until, issuer)
+        if jti:
+            self._by_jti.setdefault(jti, set()).add(key)

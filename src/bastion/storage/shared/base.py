@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
+from bastion.storage.errors import SharedStateUnavailableError
+
 DEFAULT_KEY_PREFIX = "bastion:"
 DEFAULT_SUBSCRIPTION_BUFFER = 1024
 
@@ -60,16 +62,17 @@ class Subscription(ABC):
 
     An async iterator of ``bytes`` and an async context manager: leaving the
     ``async with`` block (or calling :meth:`close`) releases the subscription and
-    ends the iteration. Messages are buffered per subscription up to a bound; when
-    a slow consumer lets the buffer fill, the *oldest* buffered message is dropped
-    (the newest invalidation is the one that matters most) and :attr:`dropped` is
-    incremented.
+    ends the iteration. Messages are buffered per subscription up to a bound; a
+    message that finds the buffer full (a slow consumer) is not buffered,
+    :attr:`dropped` is incremented and the subscription fails as if lost: every
+    message on these channels invalidates something different, so a silently
+    dropped one would leave a stale entry (a revoked key) in someone's cache.
 
     Iteration raises :class:`~bastion.storage.errors.SharedStateUnavailableError`
     (after the messages already buffered) when the backend lost the subscription,
-    even for a moment (the Redis connection dropped): messages published meanwhile
-    are lost, so a consumer keeping a cache should treat the cache as stale and
-    subscribe again, e.g.::
+    even for a moment (the Redis connection dropped), or its buffer overflowed:
+    messages published meanwhile are lost, so a consumer keeping a cache should
+    treat the cache as stale and subscribe again, e.g.::
 
         while True:
             try:
@@ -139,7 +142,7 @@ class BufferedSubscription(Subscription):
         return self._error is not None
 
     def deliver(self, message: bytes) -> None:
-        """Buffer one message for the consumer (dropping the oldest when full).
+        """Buffer one message for the consumer; when the buffer is full, fail instead.
 
         Ignored once closed or failed: after a failure the consumer must not see
         later messages as if nothing had been missed.
@@ -147,8 +150,14 @@ class BufferedSubscription(Subscription):
         if self._closed or self._error is not None:
             return
         if len(self._buffer) >= self._maxsize:
-            self._buffer.popleft()
             self.dropped += 1
+            self.fail(
+                SharedStateUnavailableError(
+                    f"subscription to {self.channel!r} overflowed ({self._maxsize} messages "
+                    "waiting): later messages were lost"
+                )
+            )
+            return
         self._buffer.append(message)
         self._wakeup.set()
 
