@@ -230,6 +230,9 @@ class RedisLimiter:
         self._namespace = namespace
         self._timeout = timeout
         self._script = state.client.register_script(_GCRA_SCRIPT)
+        # One pipelined connection for the per-request script (storage/shared/resp.py:
+        # ~12 µs of CPU per call instead of redis-py's ~90); None on rediss:// URLs.
+        self._hot = state.open_hot_path(timeout, "rate limit script")
 
     def redis_key(self, key: str) -> str:
         """The full Redis key holding the TAT of bucket ``key``."""
@@ -249,9 +252,15 @@ class RedisLimiter:
         args: list[int] = [cost]
         for _, limit in checks:
             args += (limit.interval_us, limit.tolerance_us)
-        with self._state.translate_errors("rate limit script"):
-            async with asyncio.timeout(self._timeout):
-                reply: Any = await self._script(keys=keys, args=args)
+        reply: Any
+        hot = self._hot
+        if hot is not None:
+            script = self._script
+            reply = await hot.evalsha(script.sha, _GCRA_SCRIPT, keys, args)
+        else:
+            with self._state.translate_errors("rate limit script"):
+                async with asyncio.timeout(self._timeout):
+                    reply = await self._script(keys=keys, args=args)
         admitted, now, *tats = (int(value) for value in reply)
         result = evaluate(checks, tats, now, cost)
         if result.allowed != bool(admitted):  # pragma: no cover - same formula on both sides

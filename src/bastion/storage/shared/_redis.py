@@ -34,6 +34,7 @@ from bastion.storage.shared.base import (
     check_ttl,
 )
 from bastion.storage.shared.errors import SharedStateConfigError, SharedStateValueError
+from bastion.storage.shared.resp import RespPipeline, open_pipeline
 
 CONNECT_TIMEOUT = 1.0
 OPERATION_TIMEOUT = 1.0
@@ -164,11 +165,16 @@ class RedisSharedState(SharedState):
         key_prefix: str = DEFAULT_KEY_PREFIX,
         subscription_buffer: int = DEFAULT_SUBSCRIPTION_BUFFER,
         operation_timeout: float = OPERATION_TIMEOUT,
+        connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
-        """Wrap an existing client; ``url`` is only used (redacted) in error messages."""
+        """Wrap an existing client; ``url`` is shown redacted in error messages (and
+        used, with its credentials, by :meth:`open_hot_path`)."""
         super().__init__(key_prefix=key_prefix)
         self.client = client
         self.url = redact_url(url)
+        self._full_url = url
+        self._connect_timeout = connect_timeout
+        self._hot_paths: list[RespPipeline] = []
         self._subscription_buffer = subscription_buffer
         self._operation_timeout = operation_timeout
         self._subscriptions: set[_RedisSubscription] = set()
@@ -220,6 +226,7 @@ class RedisSharedState(SharedState):
             key_prefix=key_prefix,
             subscription_buffer=subscription_buffer,
             operation_timeout=operation_timeout,
+            connect_timeout=connect_timeout,
         )
         try:
             await state.ping()
@@ -227,6 +234,23 @@ class RedisSharedState(SharedState):
             await state.close()
             raise
         return state
+
+    def open_hot_path(self, timeout: float, operation: str) -> RespPipeline | None:
+        """A pipelined connection of its own for a hot-path command (``storage/shared/resp.py``).
+
+        ``None`` for URLs it does not serve (``rediss://``, redis-py-only options):
+        the caller then uses :attr:`client`. Closed with this state.
+        """
+        pipeline = open_pipeline(
+            self._full_url,
+            label=self.url,
+            connect_timeout=self._connect_timeout,
+            timeout=timeout,
+            operation=operation,
+        )
+        if pipeline is not None:
+            self._hot_paths.append(pipeline)
+        return pipeline
 
     # -- errors ----------------------------------------------------------------------
 
@@ -343,5 +367,7 @@ class RedisSharedState(SharedState):
         self._closed = True
         for subscription in tuple(self._subscriptions):
             await subscription.close()
+        for pipeline in self._hot_paths:
+            await pipeline.close()
         with contextlib.suppress(Exception):
             await self.client.aclose()
