@@ -1,4 +1,4 @@
-"""The pipelined hot-path Redis connection, against a real Redis and against servers that misbehave."""
+"""The pipelined hot-path Redis connection: a real Redis, and servers that misbehave."""
 
 from __future__ import annotations
 
@@ -221,6 +221,9 @@ async def test_closed_pipeline_refuses_calls() -> None:
         ("redis://cache.internal/3", ("cache.internal", 6379, None, 3)),
         ("redis://h:7000?db=5", ("h", 7000, None, 5)),
         ("unix:///run/redis.sock?db=2", ("127.0.0.1", 6379, "/run/redis.sock", 2)),
+        # Read as redis-py reads it (a path that is no number: database 0), so both
+        # connections reach the same database.
+        ("redis://h:6379/zero", ("h", 6379, None, 0)),
     ],
 )
 def test_urls_it_serves(url: str, expected: tuple[str, int, str | None, int]) -> None:
@@ -234,7 +237,8 @@ def test_urls_it_serves(url: str, expected: tuple[str, int, str | None, int]) ->
     [
         "rediss://cache.internal:6380/0",  # TLS: redis-py's
         "redis://h:6379/0?socket_timeout=3",  # options only redis-py knows
-        "redis://h:6379/zero",
+        "redis://h:6379/0?db=five",  # refused by redis-py's parser
+        "redis://h:port/0",
         "memory://",
     ],
 )

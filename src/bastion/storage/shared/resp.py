@@ -30,11 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
 
 import hiredis
+from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 
 from bastion.storage.errors import SharedStateUnavailableError
 
@@ -289,35 +288,23 @@ def open_pipeline(
 ) -> RespPipeline | None:
     """A :class:`RespPipeline` for a ``redis://`` or ``unix://`` URL; ``None`` for others.
 
-    ``rediss://`` (TLS) is left to redis-py, whose TLS options (CA, client
-    certificate, verification mode in the URL's query) this client does not
-    reproduce.
+    The URL is read by redis-py's own parser, so this connection reaches the same
+    server and database as the shared state's client. ``rediss://`` (TLS) and URLs
+    with options only redis-py applies (timeouts, TLS files, protocol …) are left
+    to redis-py.
     """
-    parsed = urlparse(url)
-    query = {name: values[0] for name, values in parse_qs(parsed.query).items() if values}
-    if set(query) - {"db"}:
-        return None  # options only redis-py understands (timeouts, TLS, protocol …)
-    db_text = query.get("db")
-    if db_text is None and parsed.scheme == "redis" and parsed.path.strip("/"):
-        db_text = parsed.path.strip("/")
     try:
-        db = int(db_text) if db_text is not None else 0
+        kwargs: dict[str, Any] = dict(parse_url(url))
     except ValueError:
         return None
-    common: dict[str, Any] = {
-        "db": db,
-        "username": unquote(parsed.username) if parsed.username else None,
-        "password": unquote(parsed.password) if parsed.password else None,
-        "connect_timeout": connect_timeout,
-        "timeout": timeout,
-        "label": label,
-        "operation": operation,
-    }
-    if parsed.scheme == "unix" and parsed.path:
-        return RespPipeline(path=unquote(parsed.path), **common)
-    if parsed.scheme == "redis":
-        with contextlib.suppress(ValueError):
-            return RespPipeline(
-                host=unquote(parsed.hostname or "127.0.0.1"), port=parsed.port or 6379, **common
-            )
-    return None
+    if kwargs.pop("connection_class", UnixDomainSocketConnection) is not UnixDomainSocketConnection:
+        return None  # rediss://: redis-py's TLS options are not reproduced here
+    if set(kwargs) - {"host", "port", "path", "db", "username", "password"}:
+        return None
+    return RespPipeline(
+        **kwargs,
+        connect_timeout=connect_timeout,
+        timeout=timeout,
+        label=label,
+        operation=operation,
+    )
