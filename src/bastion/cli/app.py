@@ -18,12 +18,66 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+import typer.core
+
+# typer vendors click (typer._click): its usage errors are these classes, not click's.
+from typer._click import exceptions as click_errors
 
 from bastion import __version__
-from bastion.cli.output import ConfigOption, JsonOption, console, emit, err_console, fail
+from bastion.cli.output import (
+    ConfigOption,
+    JsonOption,
+    console,
+    emit,
+    err_console,
+    fail,
+    usage_error,
+)
 from bastion.errors import BastionError
 
+
+class _BastionGroup(typer.core.TyperGroup):
+    """The root command: usage errors are one line (``error: …``), like every other error.
+
+    Typer (rich mode) draws click's usage errors in a box under the usage text;
+    here they are reported by :func:`bastion.cli.output.usage_error` instead, on
+    one line naming the flag, or as JSON when ``--json`` was given.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(argv, prog_name, complete_var, False, **extra)
+        except click_errors.NoArgsIsHelpError as error:
+            sys.exit(error.exit_code)  # the help is already printed
+        except click_errors.ClickException as error:
+            usage_error(error, "--json" in argv)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            err_console.print("aborted")
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    # typer 0.29 shows every option's Python type in help, flags included
+    # (`--json <bool>`); a flag takes no value, so it shows none.
+    return None if self.is_flag else typer.core._TyperParameter.display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
+
 app = typer.Typer(
+    cls=_BastionGroup,
     name="bastion",
     help=(
         "bastion — self-hosted API security gateway and OAuth 2.0 / OpenID Connect provider.\n\n"
@@ -131,7 +185,9 @@ def serve(
         False, "--demo", help="Also start the built-in echo upstream behind a public /demo route."
     ),
     host: str | None = typer.Option(None, "--host", help="Listen address (overrides listen.host)."),
-    port: int | None = typer.Option(None, "--port", help="Listen port (overrides listen.port)."),
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Listen port (overrides listen.port)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """Start bastion: gateway, authorization server and admin plane in one process.

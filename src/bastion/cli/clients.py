@@ -164,7 +164,7 @@ def _print_secret(secret: str | None) -> None:
 @clients_app.command("create")
 @handles_errors
 def create(
-    name: str = typer.Argument(..., help="Human-readable name of the client."),
+    name: str = typer.Argument(..., metavar="NAME", help="Human-readable name of the client."),
     client_type: str = TypeOption,
     auth_method: str | None = AuthMethodOption,
     grant: list[str] | None = GrantOption,
@@ -260,7 +260,7 @@ def list_clients(
 @clients_app.command("show")
 @handles_errors
 def show(
-    client_id: str = typer.Argument(..., help="The client's id."),
+    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -276,7 +276,7 @@ def show(
 @clients_app.command("update")
 @handles_errors
 def update(
-    client_id: str = typer.Argument(..., help="The client's id."),
+    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
     name: str | None = typer.Option(None, "--name", help="New name.", show_default=False),
     auth_method: str | None = AuthMethodOption,
     grant: list[str] | None = GrantOption,
@@ -339,7 +339,7 @@ def update(
 @clients_app.command("rotate-secret")
 @handles_errors
 def rotate_secret(
-    client_id: str = typer.Argument(..., help="The client's id."),
+    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
     grace: str | None = typer.Option(
         None,
         "--grace",
@@ -390,7 +390,7 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
     @clients_app.command(name, help=help_text)
     @handles_errors
     def command(
-        client_id: str = typer.Argument(..., help="The client's id."),
+        client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
@@ -414,7 +414,7 @@ _state_command("enable", "enabled", "Enable a disabled client again.")
 @clients_app.command("delete")
 @handles_errors
 def delete(
-    client_id: str = typer.Argument(..., help="The client's id."),
+    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,

@@ -35,7 +35,11 @@ _KEY_WARNING = (
     "This is the only time the API key is shown: store it now (e.g. in your secret manager)."
 )
 
-KeyIdArgument = typer.Argument(..., help="The key's id (see `bastion keys list`).")
+KeyIdArgument = typer.Argument(
+    ...,
+    metavar="KEY",
+    help="The key's id or its display prefix (bst_…, as `bastion keys list` shows it).",
+)
 OwnerTypeOption = typer.Option(
     None, "--owner-type", help="user or client (with --owner-id).", show_default=False
 )
@@ -202,7 +206,7 @@ def _view(record: Any, key: str | None = None) -> dict[str, Any]:
 @keys_app.command("create")
 @handles_errors
 def create(
-    name: str = typer.Argument(..., help="Human-readable name of the key."),
+    name: str = typer.Argument(..., metavar="NAME", help="Human-readable name of the key."),
     owner_type: str | None = OwnerTypeOption,
     owner_id: str | None = OwnerIdOption,
     scope: list[str] | None = ScopeOption,

@@ -22,7 +22,11 @@ from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, 
 
 T = TypeVar("T")
 
-KeyIdArgument = typer.Argument(..., help="The key's id (see `bastion keys list`).")
+KeyIdArgument = typer.Argument(
+    ...,
+    metavar="KEY",
+    help="The key's id or its display prefix (bst_…, as `bastion keys list` shows it).",
+)
 RateOption = typer.Option(
     ..., "--rate", help="A limit such as 10/minute (repeatable).", show_default=False
 )

@@ -94,6 +94,22 @@ def fail(error: BastionError, as_json: bool) -> NoReturn:
     raise typer.Exit(code)
 
 
+def usage_error(error: Any, as_json: bool) -> None:
+    """Report click's ``ClickException`` (unknown flag, bad value …) on one line.
+
+    ``error: <click's message, naming the flag> (see `bastion … --help`)`` on
+    stderr, or with ``--json`` ``{"error": "invalid_arguments", "detail": …}`` on
+    stdout.
+    """
+    message = " ".join(error.format_message().split())
+    ctx = getattr(error, "ctx", None)
+    if as_json:
+        emit({"error": CommandArgumentsError.code, "detail": message}, True)
+        return
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    err_console.print(f"[bold red]error:[/] {_escape(message)}{_escape(hint)}")
+
+
 def _escape(text: str) -> str:
     from rich.markup import escape
 

@@ -171,7 +171,7 @@ def rotate(
 @signing_keys_app.command("retire")
 @handles_errors
 def retire(
-    kid: str = typer.Argument(..., help="The kid of the key to retire."),
+    kid: str = typer.Argument(..., metavar="KID", help="The kid of the key to retire."),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
