@@ -6,6 +6,7 @@ partners in ``docs/api-keys.md``.
 """
 
 from bastion.apikeys.errors import (
+    AmbiguousApiKeyError,
     ApiKeyError,
     ApiKeyIPNotAllowedError,
     ApiKeySpecError,
@@ -22,6 +23,7 @@ from bastion.apikeys.service import (
 
 __all__ = [
     "API_KEYS_CHANNEL",
+    "AmbiguousApiKeyError",
     "ApiKeyError",
     "ApiKeyIPNotAllowedError",
     "ApiKeyService",

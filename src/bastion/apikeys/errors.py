@@ -14,6 +14,7 @@ from bastion.errors import BastionError
 
 __all__ = [
     "INVALID_API_KEY_DETAIL",
+    "AmbiguousApiKeyError",
     "ApiKeyError",
     "ApiKeyIPNotAllowedError",
     "ApiKeySpecError",
@@ -72,6 +73,14 @@ class ApiKeySpecError(ApiKeyError):
     def __init__(self, field: str, detail: str) -> None:
         super().__init__(f"{field}: {detail}", field=field)
         self.field = field
+
+
+class AmbiguousApiKeyError(ApiKeyError):
+    """A display prefix names more than one key (409): the key's id tells them apart."""
+
+    code = "ambiguous_api_key"
+    status = 409
+    title = "Ambiguous API key prefix"
 
 
 class ApiKeyStateError(ApiKeyError):

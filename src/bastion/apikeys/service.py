@@ -46,6 +46,7 @@ from typing import Any, Final
 import orjson
 
 from bastion.apikeys.errors import (
+    AmbiguousApiKeyError,
     ApiKeyIPNotAllowedError,
     ApiKeySpecError,
     ApiKeyStateError,
@@ -53,6 +54,7 @@ from bastion.apikeys.errors import (
 )
 from bastion.crypto import ApiKeyFormatError, api_key_digest, generate_api_key, parse_api_key
 from bastion.crypto.apikeys import MAX_API_KEY_LENGTH
+from bastion.ratelimit.gcra import Limit
 from bastion.storage import ApiKey, Database, NotFoundError, Page
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import utcnow
@@ -99,7 +101,8 @@ _MAX_JSON_INT = 2**53
 _MAX_GRACE = 10 * 365 * 86400.0
 _OWNER_TYPES: Final = ("user", "client")
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
-_RATE = re.compile(r"[1-9][0-9]{0,8}/(?:second|minute|hour|day)")
+_MAX_RATE_TEXT = 40
+_MAX_PREFIX_MATCHES = 5
 _ENV_OF_PREFIX = re.compile(r"bst_([a-z][a-z0-9]{0,9})_")
 _UPDATABLE: Final = frozenset(
     {
@@ -297,11 +300,15 @@ def _check_rate_limits(values: object) -> tuple[dict[str, Any], ...]:
             )
         limit = dict(item)
         rate = limit.get("rate")
-        if not isinstance(rate, str) or not _RATE.fullmatch(rate):
+        if not isinstance(rate, str) or len(rate) > _MAX_RATE_TEXT:
             raise ApiKeySpecError(
                 "rate_limits",
                 f"rate {str(rate)[:40]!r} must read N/second, N/minute, N/hour or N/day",
             )
+        try:
+            Limit.parse(rate)  # the one home of the rate grammar (10/min, 5/s … accepted)
+        except ValueError as error:
+            raise ApiKeySpecError("rate_limits", str(error)) from None
         burst = limit.get("burst")
         if burst is not None and (
             isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 10**9
@@ -442,6 +449,32 @@ class ApiKeyService:
     async def get(self, key_id: str) -> ApiKey:
         """The key (any state). Raises ``NotFoundError``."""
         return await self.db.api_keys.get(self._known_id(key_id))
+
+    async def resolve(self, ref: str) -> ApiKey:
+        """The key named by ``ref``: its id, or its display prefix (``bst_AbC123``, as
+        listings show it; a trailing ``…`` is ignored).
+
+        Raises ``NotFoundError`` (neither), or :class:`AmbiguousApiKeyError` when
+        the prefix is shared by several keys (the error lists their ids).
+        """
+        try:
+            return await self.get(ref)
+        except NotFoundError:
+            pass
+        prefix = ref.strip().removesuffix("…") if isinstance(ref, str) else ""
+        if not prefix.startswith("bst_") or not _storable(prefix) or len(prefix) > 64:
+            raise NotFoundError(f"API key {str(ref)[:60]!r} does not exist") from None
+        found = await self.db.api_keys.find_by_prefix(prefix, limit=_MAX_PREFIX_MATCHES)
+        if not found:
+            raise NotFoundError(f"no API key has the id or display prefix {prefix[:60]!r}")
+        if len(found) > 1:
+            ids = ", ".join(key.id for key in found)
+            more = " …" if len(found) == _MAX_PREFIX_MATCHES else ""
+            raise AmbiguousApiKeyError(
+                f"display prefix {prefix!r} matches {len(found)}{'+' * bool(more)} API keys "
+                f"({ids}{more}): give the key's id"
+            )
+        return found[0]
 
     # -- lifecycle --------------------------------------------------------
 

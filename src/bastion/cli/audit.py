@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from bastion.cli.app import _settings, audit_app, handles_errors, run
+from bastion.cli.options import parse_moment
 from bastion.cli.output import (
     EXIT_ERROR,
     CommandArgumentsError,
@@ -67,34 +68,6 @@ def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
             await db.close()
 
     return run(main())
-
-
-def parse_moment(value: str | None, option: str, now: datetime) -> datetime | None:
-    """``--since`` / ``--until`` / ``--before``: a duration before ``now`` or an ISO 8601 time.
-
-    Raises ``CommandArgumentsError`` naming the option.
-    """
-    if value is None:
-        return None
-    from pydantic import TypeAdapter, ValidationError
-
-    from bastion.settings.models import Duration
-
-    text = value.strip()
-    try:
-        seconds = float(TypeAdapter(Duration).validate_python(text))
-    except ValidationError:
-        pass
-    else:
-        return now - timedelta(seconds=seconds)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandArgumentsError(
-            f"{option} {value[:40]!r}: use a duration ago (15m, 24h, 7d) or an ISO 8601 time "
-            "(2026-01-31T12:00:00Z)"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _safe(value: object, limit: int = 512) -> str:

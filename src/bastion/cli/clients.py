@@ -7,15 +7,16 @@ secret is printed once, by ``create`` and ``rotate-secret``, and never again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import typer
 
 from bastion.audit.events import Event
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, clients_app, handles_errors
+from bastion.cli.options import parse_duration_option
 from bastion.cli.output import (
     CommandArgumentsError,
     ConfigOption,
@@ -24,6 +25,7 @@ from bastion.cli.output import (
     console,
     emit,
     err_console,
+    name_flags,
 )
 
 T = TypeVar("T")
@@ -74,15 +76,35 @@ RedirectOption = typer.Option(
 )
 
 
+# The flag (or argument) of each ClientSpec field, for errors: `--redirect-uri: …`.
+_FLAGS: Final = {
+    "name": "NAME",
+    "client_type": "--type",
+    "token_endpoint_auth_method": "--auth-method",
+    "grant_types": "--grant",
+    "scopes": "--scope",
+    "audiences": "--audience",
+    "access_token_ttl": "--ttl",
+    "jwks": "--jwks-file",
+    "redirect_uris": "--redirect-uri",
+    "grace": "--grace",
+}
+
+
 def _with_service(
-    work: Callable[[Any], Awaitable[T]], config: Path | None, events: list[Event] | None = None
+    work: Callable[[Any], Awaitable[T]],
+    config: Path | None,
+    events: list[Event] | None = None,
+    *,
+    flags: Mapping[str, str] = _FLAGS,
 ) -> T:
     """Open the stores, build a ClientService and run ``work(service)`` on it.
 
     The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
+    A field named by a ``ClientSpecError`` is reported as its flag (``flags``).
     """
     from bastion.cli.context import Stores, record_cli_events, with_stores
-    from bastion.oauth.clients import ClientService
+    from bastion.oauth.clients import ClientService, ClientSpecError
 
     settings = _settings(config)
 
@@ -91,7 +113,10 @@ def _with_service(
         await record_cli_events(stores.db, events or [])
         return result
 
-    return with_stores(settings, run)
+    try:
+        return with_stores(settings, run)
+    except ClientSpecError as error:
+        raise name_flags(error, flags) from None
 
 
 def _changed(action: str, client_id: str, fields: Any = ()) -> Event:
@@ -327,7 +352,7 @@ def update(
         events.append(_changed("updated", client_id, changes))
         return await _document(service, client)
 
-    doc = _with_service(work, config, events)
+    doc = _with_service(work, config, events, flags={**_FLAGS, "name": "--name"})
 
     def human() -> None:
         console.print(f"[green]✓[/] client updated: {', '.join(sorted(changes))}")
@@ -351,7 +376,7 @@ def rotate_secret(
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a new client secret (shown once); the old one works until the grace period ends."""
-    grace_seconds = _parse_grace(grace)
+    grace_seconds = parse_duration_option(grace, "--grace")
 
     events: list[Event] = []
 
@@ -368,22 +393,6 @@ def rotate_secret(
         _print_secret(doc["client_secret"])
 
     emit(doc, as_json, human)
-
-
-def _parse_grace(grace: str | None) -> float | None:
-    if grace is None:
-        return None
-    from pydantic import TypeAdapter, ValidationError
-
-    from bastion.oauth.clients import ClientSpecError
-    from bastion.settings.models import Duration
-
-    try:
-        return float(TypeAdapter(Duration).validate_python(grace.strip()))
-    except ValidationError:
-        raise ClientSpecError(
-            "grace", f"{grace!r} is not a duration — use seconds or e.g. 30m, 1h, 7d"
-        ) from None
 
 
 def _state_command(name: str, verb: str, help_text: str) -> None:

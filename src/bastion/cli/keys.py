@@ -8,16 +8,17 @@ show only its non-secret display prefix.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import typer
 
 from bastion.audit.events import Event
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, handles_errors, keys_app
+from bastion.cli.options import parse_duration_option, parse_moment
 from bastion.cli.output import (
     CommandArgumentsError,
     ConfigOption,
@@ -26,6 +27,7 @@ from bastion.cli.output import (
     console,
     emit,
     err_console,
+    name_flags,
 )
 
 T = TypeVar("T")
@@ -77,14 +79,34 @@ MetadataOption = typer.Option(
 )
 
 
+# The flag (or argument) of each ApiKeySpec field, for errors: `--rate-limit: …`.
+_FLAGS: Final = {
+    "name": "NAME",
+    "owner_type": "--owner-type",
+    "owner_id": "--owner-id",
+    "scopes": "--scope",
+    "routes": "--route",
+    "expires_at": "--expires",
+    "rate_limits": "--rate-limit",
+    "ip_allow": "--ip-allow",
+    "metadata": "--metadata",
+    "grace": "--grace",
+}
+
+
 def _with_service(
-    work: Callable[[Any], Awaitable[T]], config: Path | None, events: list[Event] | None = None
+    work: Callable[[Any], Awaitable[T]],
+    config: Path | None,
+    events: list[Event] | None = None,
+    *,
+    flags: Mapping[str, str] = _FLAGS,
 ) -> T:
     """Open the stores, build an ApiKeyService and run ``work(service)`` on it.
 
     The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
+    A field named by an ``ApiKeySpecError`` is reported as its flag (``flags``).
     """
-    from bastion.apikeys import ApiKeyService
+    from bastion.apikeys import ApiKeyService, ApiKeySpecError
     from bastion.cli.context import Stores, record_cli_events, with_stores
 
     settings = _settings(config)
@@ -94,7 +116,10 @@ def _with_service(
         await record_cli_events(stores.db, events or [])
         return result
 
-    return with_stores(settings, run)
+    try:
+        return with_stores(settings, run)
+    except ApiKeySpecError as error:
+        raise name_flags(error, flags) from None
 
 
 def _changed(action: str, key_id: str, fields: Any = (), successor: str | None = None) -> Event:
@@ -105,44 +130,7 @@ def _changed(action: str, key_id: str, fields: Any = (), successor: str | None =
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:
     """``--expires``: a duration from ``now`` or an ISO 8601 date/time."""
-    if value is None:
-        return None
-    from pydantic import TypeAdapter, ValidationError
-
-    from bastion.apikeys import ApiKeySpecError
-    from bastion.settings.models import Duration
-
-    text = value.strip()
-    try:
-        seconds = float(TypeAdapter(Duration).validate_python(text))
-    except ValidationError:
-        pass
-    else:
-        return now + timedelta(seconds=seconds)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise ApiKeySpecError(
-            "expires_at",
-            f"{value[:40]!r} is neither a duration (30d, 12h) nor an ISO 8601 date/time",
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _parse_grace(grace: str | None) -> float | None:
-    if grace is None:
-        return None
-    from pydantic import TypeAdapter, ValidationError
-
-    from bastion.apikeys import ApiKeySpecError
-    from bastion.settings.models import Duration
-
-    try:
-        return float(TypeAdapter(Duration).validate_python(grace.strip()))
-    except ValidationError:
-        raise ApiKeySpecError(
-            "grace", f"{grace[:40]!r} is not a duration — use seconds or e.g. 30m, 1h, 7d"
-        ) from None
+    return parse_moment(value, "--expires", now, direction="ahead")
 
 
 def _parse_metadata(items: list[str] | None) -> dict[str, Any]:
@@ -311,7 +299,7 @@ def show(
     """Show one API key (by display prefix)."""
 
     async def work(service: Any) -> dict[str, Any]:
-        return _view(await service.get(key_id))
+        return _view(await service.resolve(key_id))
 
     doc = _with_service(work, config)
     emit(doc, as_json, lambda: _print_key(doc))
@@ -376,11 +364,11 @@ def update(
     events: list[Event] = []
 
     async def work(service: Any) -> dict[str, Any]:
-        record = await service.update(key_id, **changes)
-        events.append(_changed("updated", key_id, changes))
+        record = await service.update((await service.resolve(key_id)).id, **changes)
+        events.append(_changed("updated", record.id, changes))
         return _view(record)
 
-    doc = _with_service(work, config, events)
+    doc = _with_service(work, config, events, flags={**_FLAGS, "name": "--name"})
 
     def human() -> None:
         console.print(f"[green]✓[/] API key updated: {', '.join(sorted(changes))}")
@@ -404,15 +392,16 @@ def rotate(
     as_json: bool = JsonOption,
 ) -> None:
     """Issue a successor key (shown once); the old key works until the grace period ends."""
-    grace_seconds = _parse_grace(grace)
+    grace_seconds = parse_duration_option(grace, "--grace")
 
     events: list[Event] = []
 
     async def work(service: Any) -> dict[str, Any]:
-        successor, key = await service.rotate(key_id, grace=grace_seconds)
-        events.append(_changed("rotated", key_id, ["grace_until"], successor=successor.id))
+        old_id = (await service.resolve(key_id)).id
+        successor, key = await service.rotate(old_id, grace=grace_seconds)
+        events.append(_changed("rotated", old_id, ["grace_until"], successor=successor.id))
         doc = _view(successor, key)
-        doc["previous"] = _view(await service.get(key_id))
+        doc["previous"] = _view(await service.get(old_id))
         return doc
 
     doc = _with_service(work, config, events)
@@ -440,12 +429,16 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
         events: list[Event] = []
 
         async def work(service: Any) -> dict[str, Any]:
-            record = await getattr(service, name)(key_id)
-            events.append(_changed(verb, key_id, [_STATE_FIELDS[name]]))
+            record = await getattr(service, name)((await service.resolve(key_id)).id)
+            events.append(_changed(verb, record.id, [_STATE_FIELDS[name]]))
             return _view(record)
 
         doc = _with_service(work, config, events)
-        emit(doc, as_json, lambda: console.print(f"[green]✓[/] API key {key_id} {verb}"))
+        emit(
+            doc,
+            as_json,
+            lambda: console.print(f"[green]✓[/] API key {doc['id']} ({doc['prefix']}…) {verb}"),
+        )
 
 
 _STATE_FIELDS = {"revoke": "revoked_at", "disable": "disabled", "enable": "disabled"}
@@ -473,9 +466,10 @@ def delete(
     events: list[Event] = []
 
     async def work(service: Any) -> dict[str, Any]:
-        await service.delete(key_id)
-        events.append(_changed("deleted", key_id))
-        return {"deleted": key_id}
+        record = await service.resolve(key_id)
+        await service.delete(record.id)
+        events.append(_changed("deleted", record.id))
+        return {"deleted": record.id}
 
     result = _with_service(work, config, events)
-    emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {key_id} deleted"))
+    emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {result['deleted']} deleted"))

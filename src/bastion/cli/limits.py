@@ -82,7 +82,7 @@ def show(
     from bastion.ratelimit.keys import describe
 
     async def work(api_keys: Any, overrides: Any, limiter: Any) -> dict[str, Any]:
-        key = await api_keys.get(key_id)
+        key = await api_keys.resolve(key_id)
         return await describe(key.id, key.rate_limits, overrides, limiter)
 
     doc = _with_limits(work, config)
@@ -99,14 +99,20 @@ def set_limits(
     as_json: bool = JsonOption,
 ) -> None:
     """Override a key's limits at runtime (every node applies it at once)."""
+    from bastion.ratelimit import Limit
     from bastion.ratelimit.keys import describe, parse_override
 
     if burst is not None and len(rate) != 1:
         raise CommandArgumentsError("--burst needs exactly one --rate")
+    for text in rate:
+        try:
+            Limit.parse(text)
+        except ValueError as error:
+            raise CommandArgumentsError(f"--rate: {error}") from None
     limits = parse_override([{"rate": text, "burst": burst} for text in rate])
 
     async def work(api_keys: Any, overrides: Any, limiter: Any) -> dict[str, Any]:
-        key = await api_keys.get(key_id)
+        key = await api_keys.resolve(key_id)
         await overrides.set(key.id, limits)
         return await describe(key.id, key.rate_limits, overrides, limiter)
 
@@ -123,7 +129,7 @@ def clear(
     from bastion.ratelimit.keys import describe
 
     async def work(api_keys: Any, overrides: Any, limiter: Any) -> dict[str, Any]:
-        key = await api_keys.get(key_id)
+        key = await api_keys.resolve(key_id)
         await overrides.clear(key.id)
         return await describe(key.id, key.rate_limits, overrides, limiter)
 

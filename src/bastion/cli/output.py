@@ -8,7 +8,7 @@ traceback.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import orjson
@@ -40,6 +40,24 @@ class CommandArgumentsError(BastionError):
     code = "invalid_arguments"
     status = 400
     title = "Invalid arguments"
+
+
+def name_flags(error: BastionError, flags: Mapping[str, str]) -> BastionError:
+    """``error`` with the field it names replaced by the command's flag.
+
+    Services validate by field (``rate_limits: …``, the name the admin API uses);
+    on the command line the user typed a flag, so a ``…SpecError`` whose ``field``
+    is in ``flags`` is reported as ``--rate-limit: …``. Other errors are returned
+    unchanged.
+    """
+    field = getattr(error, "field", None)
+    if not isinstance(field, str):
+        return error
+    flag = flags.get(field)
+    if flag is not None and error.detail.startswith(f"{field}: "):
+        error.detail = f"{flag}: {error.detail[len(field) + 2 :]}"
+        error.args = (error.detail,)
+    return error
 
 
 def confirm_destructive(yes: bool, as_json: bool, *, refusal: str, prompt: str) -> None:

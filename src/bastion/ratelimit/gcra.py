@@ -26,13 +26,28 @@ from typing import Final
 MICROSECONDS: Final = 1_000_000
 
 UNITS: Final[dict[str, int]] = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-"""The period units :meth:`Limit.parse` accepts, in seconds."""
+"""The period units, in seconds (their full names label limits: ``100/minute``)."""
+
+UNIT_NAMES: Final[dict[str, str]] = {
+    "s": "second",
+    "sec": "second",
+    "second": "second",
+    "m": "minute",
+    "min": "minute",
+    "minute": "minute",
+    "h": "hour",
+    "hour": "hour",
+    "d": "day",
+    "day": "day",
+}
+"""What :meth:`Limit.parse` accepts as a unit; every name of two letters or more may
+also be plural (``secs``, ``mins``, ``hours``, ``days``; not ``ms``, which is not minutes)."""
 
 # The largest tolerance kept exact by a double (Lua in Redis) with room for the
 # TAT to be added to a current timestamp in microseconds.
 _MAX_TOLERANCE_US: Final = 2**50
 
-_LIMIT_TEXT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+?)s?\s*")
+_LIMIT_TEXT = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +96,8 @@ class Limit:
 
     @classmethod
     def parse(cls, text: str, *, burst: int | None = None, name: str = "") -> Limit:
-        """Parse ``"100/minute"`` (units second, minute, hour, day; a plural ``s`` is accepted).
+        """Parse ``"100/minute"``, ``"10/min"``, ``"5/s"``: a count, ``/`` and a unit of
+        :data:`UNIT_NAMES` (the one home of rate parsing).
 
         Raises ValueError with a message quoting ``text`` and the expected form.
         """
@@ -93,10 +109,14 @@ class Limit:
                 f"invalid rate limit {text!r}: expected '<count>/<unit>' "
                 "such as '100/minute' (units: second, minute, hour, day)"
             )
-        count, unit = int(match.group(1)), match.group(2)
-        if unit not in UNITS:
+        count, word = int(match.group(1)), match.group(2)
+        unit = UNIT_NAMES.get(word)
+        if unit is None and len(word) > 2 and word.endswith("s"):
+            unit = UNIT_NAMES.get(word[:-1])
+        if unit is None:
+            # (Short forms s, sec, m, min, h, d work too: docs/rate-limits.md.)
             raise ValueError(
-                f"invalid rate limit {text!r}: unknown unit {unit!r} "
+                f"invalid rate limit {text!r}: unknown unit {word!r} "
                 "(use second, minute, hour or day)"
             )
         if count < 1:

@@ -10,11 +10,12 @@ and the fix; :func:`bastion.settings.load_settings` turns them into
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -116,21 +117,57 @@ def _http_url(value: str, example: str) -> str:
     return value[:-1] if parts.path.endswith("/") else value
 
 
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]{1,30}(?:\.[0-9]{1,9})?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
+MAX_DURATION: Final = 100 * 365 * 86400.0
+"""The longest duration bastion accepts anywhere (100 years): a moment that far away
+is still a representable date, and a bigger number is a typo, never a policy."""
 
-def _duration(value: object) -> object:
-    """Accept seconds as a number, or a string like "90d", "12h", "15m", "30s", "250ms"."""
+
+class DurationError(ValueError):
+    """A value that is not a usable duration.
+
+    ``reason`` is the message without the value ("too long — …"); ``too_long``
+    tells a duration over :data:`MAX_DURATION` from one that is not a duration at all.
+    """
+
+    def __init__(self, value: object, reason: str, *, too_long: bool = False) -> None:
+        self.reason = reason
+        self.too_long = too_long
+        super().__init__(f"{show(value)} is {reason}")
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like "90d", "12h", "15m", "30s", "250ms", "2w".
+
+    The one home of duration parsing (configuration keys and CLI flags alike).
+    Raises :class:`DurationError` (a ValueError) quoting the value and the
+    expected form: not a duration, negative, not finite, or longer than
+    :data:`MAX_DURATION`.
+    """
     value = _not_bool(value)
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match is None:
-            raise ValueError(
-                f"{show(value)} is not a duration — use seconds or e.g. 30s, 15m, 12h, 90d"
-            )
-        return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    return value
+            raise DurationError(value, "not a duration — use seconds or e.g. 30s, 15m, 12h, 90d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    elif isinstance(value, int | float):
+        seconds = float(value)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise DurationError(value, "not a duration — give a number of seconds >= 0")
+    else:
+        raise DurationError(value, "not a duration — use seconds or e.g. 30s, 15m, 12h, 90d")
+    if seconds > MAX_DURATION:
+        raise DurationError(value, "too long — at most 100 years (36500d)", too_long=True)
+    return seconds
+
+
+def _duration(value: object) -> object:
+    """Accept seconds as a number, or a string like "90d", "12h", "15m", "30s", "250ms"."""
+    if value is None or not isinstance(value, str | int | float):
+        return value  # None where optional; other types get pydantic's own message
+    return parse_duration(value)
 
 
 Port = Annotated[int, PlainValidator(_port)]

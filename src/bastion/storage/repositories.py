@@ -256,6 +256,10 @@ class ApiKeyRepository(Protocol):
         """The key; ``NotFoundError`` if none."""
         ...
 
+    async def find_by_prefix(self, prefix: str, *, limit: int = 10) -> tuple[ApiKey, ...]:
+        """Up to ``limit`` keys whose display prefix is ``prefix``, oldest first."""
+        ...
+
     async def find_by_digest(self, digest: str) -> ApiKey | None:
         """The key with this digest (one indexed equality query), or ``None``."""
         ...

@@ -585,6 +585,18 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
     async def get(self, key_id: str) -> ApiKey:
         return await self._get(key_id)
 
+    async def find_by_prefix(self, prefix: str, *, limit: int = 10) -> tuple[ApiKey, ...]:
+        t = s.api_keys
+        query = (
+            sa.select(t)
+            .where(t.c.prefix == prefix)
+            .order_by(t.c.created_at, t.c.id)
+            .limit(_check_limit(limit))
+        )
+        async with self._db.transaction() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return tuple(self.mapper.from_row(row) for row in rows)
+
     async def find_by_digest(self, digest: str) -> ApiKey | None:
         # One round trip: every cache miss of API key verification lands here. The statement
         # is built once; only the digest is bound per call.
