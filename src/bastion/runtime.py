@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from bastion.apikeys import ApiKeyService
 from bastion.audit.alerting import Alerting, open_alerting
+from bastion.audit.chain import checkpoint_signer
 from bastion.audit.events import Auditor
 from bastion.audit.sinks import JsonLinesSink
 from bastion.audit.writer import AuditWriter
@@ -171,6 +172,7 @@ class Runtime:
                 flush_interval=settings.audit.flush_interval,
                 checkpoint_interval=settings.audit.checkpoint_interval,
                 retention=settings.audit.retention,
+                sign_checkpoint=checkpoint_signer(keyring),
             )
             metrics = _metrics(settings)
             alerting = await open_alerting(

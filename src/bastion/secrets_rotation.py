@@ -8,6 +8,9 @@ The sequence is crash-safe at every step:
    per-value data keys are re-encrypted; plaintexts are never touched);
 3. the key file is atomically replaced by one holding only the new key.
 
+Between 2 and 3 the audit checkpoints' MACs (under a key derived from the master
+key) are signed again under the new key.
+
 A crash after 1 or 2 leaves a file that opens everything; running the command
 again finishes the job.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bastion.audit.chain import checkpoint_authenticator, resign_checkpoints
 from bastion.crypto import MasterKeyError, load_keyring_file, write_keyring_file
 from bastion.settings import Settings
 from bastion.storage import Database, migrate
@@ -43,6 +47,9 @@ async def rotate_master_key(settings: Settings) -> dict[str, Any]:
     db = await Database.connect(url, pool_size=settings.storage.pool_size)
     try:
         changed = await db.rewrap_sealed(rotated.rewrap)
+        # Audit checkpoint MACs are made under a key derived from the master key: sign
+        # them again under the new one before the old key leaves the file.
+        resigned = await resign_checkpoints(db.audit, checkpoint_authenticator(rotated))
     finally:
         await db.close()
 
@@ -52,4 +59,5 @@ async def rotate_master_key(settings: Settings) -> dict[str, Any]:
         "old_key_ids": [k for k in old.key_ids],
         "new_key_id": rotated.primary.key_id,
         "rewrapped": changed,
+        "resigned_checkpoints": resigned,
     }

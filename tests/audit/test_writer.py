@@ -12,11 +12,15 @@ import orjson
 import pytest
 
 from _support import tcp_proxy
-from bastion.audit.chain import verify
+from bastion.audit.chain import checkpoint_authenticator, checkpoint_signer, verify
 from bastion.audit.events import Auditor, EventTypes
 from bastion.audit.sinks import JsonLinesSink, Sink
 from bastion.audit.writer import AuditWriter
+from bastion.crypto import Keyring, MasterKey
 from bastion.storage import Database, migrate
+
+KEYRING = Keyring([MasterKey.generate()])
+AUTH = checkpoint_authenticator(KEYRING)
 
 
 def _record(auditor: Auditor, count: int, start: int = 0) -> None:
@@ -68,7 +72,7 @@ async def test_batches_chain_and_continue_across_writers(db: Database) -> None:
     await second.flush()
     last = await db.audit.last_for_node("node-1")
     assert last is not None and last.type == EventTypes.CHECKPOINT
-    report = await verify(db.audit)
+    report = await verify(db.audit, authenticator=AUTH)
     assert report.nodes[0].last_seq == 450 + 1 + 3 + 1  # two checkpoints
     assert (await _events(db, EventTypes.GATEWAY_DENIED))[-3:] == ["req-450", "req-451", "req-452"]
 
@@ -101,7 +105,7 @@ async def test_flush_writes_traffic_counts_and_a_checkpoint_of_every_head(db: Da
     assert node2 is not None
     assert checkpoint.data["heads"]["node-2"] == {"seq": node2.seq, "hash": node2.hash}
     assert checkpoint.data["heads"]["node-1"] == {"seq": 3, "hash": chain[2].hash}
-    assert (await verify(db.audit)).intact
+    assert (await verify(db.audit, authenticator=AUTH)).intact
 
 
 async def test_a_full_queue_is_reported_as_a_dropped_event(db: Database) -> None:
@@ -165,13 +169,13 @@ async def test_chain_continues_from_a_checkpoint_after_everything_was_pruned(db:
     first = AuditWriter(Auditor(), db, "n")
     _record(first.auditor, 3)
     await first.flush()
-    await db.audit.prune_before(utcnow() + timedelta(seconds=1))
+    await db.audit.prune_before(utcnow() + timedelta(seconds=1), sign=checkpoint_signer(KEYRING))
     assert await db.audit.last_for_node("n") is None
     second = AuditWriter(Auditor(), db, "n")
     _record(second.auditor, 2)
     await second.flush()
     assert [r.seq for r in await db.audit.chain("n")] == [5, 6, 7]
-    assert (await verify(db.audit)).intact
+    assert (await verify(db.audit, authenticator=AUTH)).intact
 
 
 async def test_retention_prune_runs_in_the_writer(db: Database) -> None:
@@ -183,11 +187,18 @@ async def test_retention_prune_runs_in_the_writer(db: Database) -> None:
     _record(old.auditor, 2)
     await old.flush()
     writer = AuditWriter(
-        Auditor(), db, "n", retention=365 * 86400, now=lambda: utcnow() + timedelta(days=400)
+        Auditor(),
+        db,
+        "n",
+        retention=365 * 86400,
+        sign_checkpoint=checkpoint_signer(KEYRING),
+        now=lambda: utcnow() + timedelta(days=400),
     )
     assert await writer.prune() == 3  # 2 events + the checkpoint
+    (checkpoint,) = await db.audit.checkpoints("n")
+    assert checkpoint.mac is not None and checkpoint.mac.startswith("bmac1.")
     assert await db.audit.chain("n") == ()
-    assert (await verify(db.audit)).intact
+    assert (await verify(db.audit, authenticator=AUTH)).intact
 
 
 async def test_another_process_with_the_same_node_id_is_rechained(db: Database) -> None:
@@ -200,7 +211,7 @@ async def test_another_process_with_the_same_node_id_is_rechained(db: Database) 
     await b.flush()
     ids = await _events(db, EventTypes.GATEWAY_DENIED)
     assert ids == ["req-0", "req-1", "req-2", "req-3", "req-4"]
-    assert (await verify(db.audit)).intact
+    assert (await verify(db.audit, authenticator=AUTH)).intact
 
 
 async def test_a_lost_commit_acknowledgement_is_not_written_twice(db: Database) -> None:
@@ -214,7 +225,7 @@ async def test_a_lost_commit_acknowledgement_is_not_written_twice(db: Database) 
     await db.audit.append_batch(writer._pending)  # committed, but the writer never heard
     await writer.flush()
     assert [r.request_id for r in await db.audit.chain("n")] == ["req-0", "req-1", None]
-    assert (await verify(db.audit)).intact
+    assert (await verify(db.audit, authenticator=AUTH)).intact
 
 
 @pytest.mark.postgres
@@ -247,6 +258,6 @@ async def test_database_outage_loses_nothing(postgres_url: str) -> None:
             await writer.flush()
             ids = await _events(db, EventTypes.GATEWAY_DENIED)
             assert ids == [f"req-{i}" for i in range(300)]  # each once, in order
-            assert (await verify(db.audit)).intact
+            assert (await verify(db.audit, authenticator=AUTH)).intact
         finally:
             await db.close()

@@ -111,7 +111,7 @@ def test_search_text_output_never_prints_control_characters(storage: str) -> Non
     result = invoke("search", "--type", "gateway.denied")
     assert result.exit_code == 0, result.output
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "\r" not in result.stdout
-    assert result.stdout.count("\n") == 1
+    assert result.stdout.count("\n") == 2  # the column headers and the one event
     assert "sub:evil\\x1b[2J\\x0afake line" in result.stdout
     assert "route=r\\x1b]0;title\\x07" in result.stdout
     assert "ua=ua\\x0d\\x0a" in result.stdout

@@ -138,14 +138,14 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert bad.returncode == 1
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert lines[0].startswith("error: scopes: 'two words' is not a scope token")
+    assert lines[0].startswith("error: --scope: 'two words' is not a scope token")
     assert "Traceback" not in bad.stderr
 
 
 def test_errors(in_process: Path) -> None:
     doc = json.loads(invoke("create", "x", "--grant", "password", "--json").stdout)
     assert doc["error"] == "invalid_client_metadata"
-    assert doc["detail"].startswith("grant_types: 'password' is not supported")
+    assert doc["detail"].startswith("--grant: 'password' is not supported")
 
     missing_file = invoke(
         "create",
@@ -167,6 +167,9 @@ def test_errors(in_process: Path) -> None:
         "detail": "deleting a client cannot be undone: confirm with --yes",
     }
     grace = json.loads(invoke("rotate-secret", "abc", "--grace", "soon", "--json").stdout)
-    assert grace["detail"] == "grace: 'soon' is not a duration — use seconds or e.g. 30m, 1h, 7d"
+    assert grace == {
+        "error": "invalid_arguments",
+        "detail": "--grace 'soon': not a duration — use seconds or e.g. 30s, 15m, 12h, 90d",
+    }
     nothing = json.loads(invoke("update", "abc", "--json").stdout)
     assert nothing["error"] == "invalid_arguments"

@@ -166,23 +166,31 @@ def test_create_prints_the_key_once_with_a_warning(tmp_path: Path) -> None:
 def test_errors(in_process: Path) -> None:
     doc = json.loads(invoke("create", "x", "--scope", "two words", "--json").stdout)
     assert doc["error"] == "invalid_api_key_metadata"
-    assert doc["detail"].startswith("scopes: 'two words' is not a scope token")
+    assert doc["detail"].startswith("--scope: 'two words' is not a scope token")
 
     doc = json.loads(invoke("create", "x", "--expires", "someday", "--json").stdout)
     assert doc == {
-        "error": "invalid_api_key_metadata",
-        "detail": "expires_at: 'someday' is neither a duration (30d, 12h) nor an ISO 8601 "
-        "date/time",
+        "error": "invalid_arguments",
+        "detail": "--expires 'someday': use a duration from now (30d, 12h) or an ISO 8601 time "
+        "(2026-01-31T12:00:00Z)",
     }
     doc = json.loads(invoke("create", "x", "--expires", "2001-01-01", "--json").stdout)
-    assert doc["detail"] == "expires_at: must be in the future"
+    assert doc["detail"] == "--expires: must be in the future"
+    doc = json.loads(invoke("create", "x", "--rate-limit", "10/fortnight", "--json").stdout)
+    assert doc == {
+        "error": "invalid_api_key_metadata",
+        "detail": "--rate-limit: invalid rate limit '10/fortnight': unknown unit 'fortnight' "
+        "(use second, minute, hour or day)",
+    }
+    doc = json.loads(invoke("update", "x", "--name", "", "--json").stdout)
+    assert doc["detail"] == "--name: give the key a non-empty name"
     doc = json.loads(invoke("create", "x", "--metadata", "novalue", "--json").stdout)
     assert doc == {
         "error": "invalid_arguments",
         "detail": "--metadata 'novalue': write it as key=value",
     }
     doc = json.loads(invoke("create", "x", "--ip-allow", "nope", "--json").stdout)
-    assert doc["detail"].startswith("ip_allow: 'nope' is not an IP address or CIDR")
+    assert doc["detail"].startswith("--ip-allow: 'nope' is not an IP address or CIDR")
 
     unconfirmed = invoke("delete", "abc", "--json")
     assert unconfirmed.exit_code == 1
@@ -191,7 +199,9 @@ def test_errors(in_process: Path) -> None:
         "detail": "deleting an API key cannot be undone: confirm with --yes",
     }
     grace = json.loads(invoke("rotate", "abc", "--grace", "soon", "--json").stdout)
-    assert grace["detail"] == "grace: 'soon' is not a duration — use seconds or e.g. 30m, 1h, 7d"
+    assert (
+        grace["detail"] == "--grace 'soon': not a duration — use seconds or e.g. 30s, 15m, 12h, 90d"
+    )
     nothing = json.loads(invoke("update", "abc", "--json").stdout)
     assert nothing["error"] == "invalid_arguments"
     both = json.loads(invoke("update", "abc", "--scope", "a", "--clear-scopes", "--json").stdout)

@@ -62,7 +62,7 @@ def test_errors_are_one_line(in_process: Path) -> None:
     result = invoke("limits", "set", key["id"], "--rate", "10/fortnight")
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "error: limits[0]: invalid rate limit '10/fortnight': unknown unit 'fortnight' "
+        "error: --rate: invalid rate limit '10/fortnight': unknown unit 'fortnight' "
         "(use second, minute, hour or day)"
     )
     result = invoke(

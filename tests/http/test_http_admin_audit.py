@@ -123,6 +123,35 @@ async def test_filters(env: Env) -> None:
     assert (await env.get(until="2000-01-01T00:00:00")).json()["items"] == []
 
 
+async def test_filters_by_key_client_route_reason_request_and_ip(env: Env) -> None:
+    auditor = Auditor()
+    auditor.record(
+        EventTypes.GATEWAY_DENIED,
+        "denied",
+        reason="insufficient_scope",
+        key_id="k1",
+        route="orders",
+        ip="198.51.100.7",
+        request_id="req-k1",
+    )
+    auditor.record(EventTypes.TOKEN_ISSUED, "success", client_id="svc", request_id="req-svc")
+    await AuditWriter(auditor, env.db, "node-2").flush()
+
+    async def request_ids(**params: str) -> list[str | None]:
+        response = await env.get(**params)
+        assert response.status_code == 200, response.text
+        return [item["request_id"] for item in response.json()["items"]]
+
+    assert await request_ids(key_id="k1") == ["req-k1"]
+    assert await request_ids(client_id="svc") == ["req-svc"]
+    assert await request_ids(route="orders") == ["req-k1"]
+    assert await request_ids(reason="insufficient_scope") == ["req-k1"]
+    assert await request_ids(request_id="req-svc") == ["req-svc"]
+    assert await request_ids(ip="198.51.100.7", key_id="k1") == ["req-k1"]
+    assert await request_ids(ip="198.51.100.7", key_id="k2") == []
+    assert len(await request_ids(reason="invalid_token")) == 7
+
+
 @pytest.mark.parametrize(
     ("params", "field", "message"),
     [
@@ -135,6 +164,7 @@ async def test_filters(env: Env) -> None:
             "must be an ISO 8601 date/time, e.g. 2026-01-31T12:00:00Z",
         ),
         ({"subject": "s" * 256}, "subject", "is at most 255 characters"),
+        ({"ip": "1" * 65}, "ip", "is at most 64 characters"),
     ],
 )
 async def test_bad_query_is_a_400(

@@ -9,10 +9,18 @@ the time as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, and a format version ``v``.
 
 Pruning (retention) deletes a prefix of a chain and stores an
 :class:`~bastion.storage.AuditCheckpoint` — the ``seq`` and ``hash`` of the
-last deleted record — from which the remaining chain continues.
+last deleted record — from which the remaining chain continues. Each
+checkpoint carries a ``mac``: HMAC-SHA256 of :func:`checkpoint_bytes` under a
+key derived from the master key (``crypto/macs.py``, purpose
+:data:`CHECKPOINT_PURPOSE`), so write access to the database alone cannot
+forge an anchor.
 
-:func:`verify` walks every chain from its anchor (the newest checkpoint, or
-the genesis) and reports, per record, the first thing wrong with it:
+:func:`verify` first checks every checkpoint's MAC — one without a valid MAC
+is reported as **unauthenticated** and never used as an anchor — then walks
+every stored record of each chain, from the authentic checkpoint just below
+the first stored record (or the genesis); a record still stored at an
+authentic checkpoint's ``seq`` must be the one it anchored. Per record it
+reports the first thing wrong:
 
 - **modified** — the record's hash does not match its content, or it does
   but no longer links to its successor (rewritten with a recomputed hash);
@@ -20,12 +28,17 @@ the genesis) and reports, per record, the first thing wrong with it:
   anchor), or another node's periodic ``audit.checkpoint`` saw a head that is
   gone (a truncated tail, or a whole node's chain);
 - **reordered** — an authentic record sits at another ``seq`` than it was
-  written with, or append order (``id``) disagrees with chain order.
+  written with, or append order (``id``) disagrees with chain order;
+- **unauthenticated** — a checkpoint without a valid MAC: forged, altered,
+  signed under a master key that is not loaded, or (``missing``) written
+  before bastion signed checkpoints. :func:`reanchor` signs the last kind
+  after a verification that trusts them finds nothing else wrong
+  (``bastion audit verify --reanchor``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -33,12 +46,14 @@ from typing import Any, Final, Literal
 import orjson
 
 from bastion.audit.events import Event, EventTypes
+from bastion.crypto import InvalidMacError, Keyring, RecordAuthenticator
 from bastion.crypto.digests import sha256_hex
 from bastion.errors import BastionError
 from bastion.storage import AuditCheckpoint, AuditEvent, AuditRepository
 
 __all__ = [
     "CHAIN_VERSION",
+    "CHECKPOINT_PURPOSE",
     "GENESIS",
     "AuditChainBrokenError",
     "ChainHead",
@@ -47,9 +62,14 @@ __all__ = [
     "VerifyReport",
     "canonical",
     "chain_events",
+    "checkpoint_authenticator",
+    "checkpoint_bytes",
+    "checkpoint_signer",
     "compute_hash",
     "inspect",
+    "reanchor",
     "rechain",
+    "resign_checkpoints",
     "timestamp",
     "verify",
 ]
@@ -62,7 +82,10 @@ GENESIS: Final = "0" * 64
 REORDER_WINDOW: Final = 256
 MAX_FINDINGS_PER_NODE: Final = 100
 
-FindingKind = Literal["modified", "deleted", "reordered"]
+CHECKPOINT_PURPOSE: Final = "audit-checkpoint"
+"""The purpose label of the key (derived from the master key) that signs checkpoints."""
+
+FindingKind = Literal["modified", "deleted", "reordered", "unauthenticated"]
 
 
 def timestamp(moment: datetime) -> str:
@@ -100,6 +123,30 @@ def canonical(event: AuditEvent) -> bytes:
 def compute_hash(event: AuditEvent) -> str:
     """The SHA-256 (hex) of :func:`canonical` ``(event)``."""
     return sha256_hex(canonical(event))
+
+
+def checkpoint_bytes(checkpoint: AuditCheckpoint) -> bytes:
+    """The bytes a checkpoint's ``mac`` covers: node, seq, hash, time and pruned count."""
+    doc = {
+        "v": CHAIN_VERSION,
+        "node_id": checkpoint.node_id,
+        "seq": checkpoint.seq,
+        "hash": checkpoint.hash,
+        "occurred_at": timestamp(checkpoint.occurred_at),
+        "pruned": checkpoint.pruned,
+    }
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+def checkpoint_authenticator(keyring: Keyring) -> RecordAuthenticator:
+    """What signs (primary master key) and verifies (every loaded key) checkpoint MACs."""
+    return RecordAuthenticator(keyring, CHECKPOINT_PURPOSE)
+
+
+def checkpoint_signer(keyring: Keyring) -> Callable[[AuditCheckpoint], str]:
+    """``sign(checkpoint) -> mac`` for :meth:`AuditRepository.prune_before`."""
+    authenticator = checkpoint_authenticator(keyring)
+    return lambda checkpoint: authenticator.sign(checkpoint_bytes(checkpoint))
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +304,9 @@ class _Walk:
     prev_flagged: bool = False
     findings: list[Finding] = field(default_factory=list)
     latest_checkpoint: AuditEvent | None = None
+    # Authentic checkpoints above the starting anchor: a record still stored at one of
+    # these seqs must be the record it anchored.
+    anchored: dict[int, AuditCheckpoint] = field(default_factory=dict)
 
     def report(self, kind: FindingKind, seq: int, record_id: int | None, detail: str) -> None:
         if len(self.findings) < MAX_FINDINGS_PER_NODE:
@@ -332,22 +382,88 @@ class _Walk:
                 record.id,
                 f"stored before seq {record.seq - 1} (id {record.id} < id {self.prev_id})",
             )
+            return
+        anchor = self.anchored.get(record.seq)
+        if anchor is not None and anchor.hash != record.hash:
+            self.report(
+                "modified",
+                record.seq,
+                record.id,
+                f"the record was changed after checkpoint {anchor.id} anchored it",
+            )
+
+
+_MAC_PROBLEMS: Final = {
+    "missing": "it has no MAC (written before bastion signed checkpoints: check the log, then "
+    "run `bastion audit verify --reanchor`)",
+    "malformed": "its MAC is malformed",
+    "unknown_key": "its MAC was made under a master key that is not loaded",
+    "mismatch": "its MAC does not match (forged, or altered after it was written)",
+}
+
+
+def _authentic_checkpoints(
+    node_id: str,
+    checkpoints: Sequence[AuditCheckpoint],
+    authenticator: RecordAuthenticator,
+    *,
+    trust_unsigned: bool,
+) -> tuple[list[AuditCheckpoint], list[Finding]]:
+    """The checkpoints whose MAC verifies (oldest first), and a finding for each other one."""
+    authentic: list[AuditCheckpoint] = []
+    findings: list[Finding] = []
+    for checkpoint in checkpoints:
+        try:
+            authenticator.verify(checkpoint.mac, checkpoint_bytes(checkpoint))
+        except InvalidMacError as error:
+            if trust_unsigned and error.reason == "missing":
+                authentic.append(checkpoint)
+                continue
+            findings.append(
+                Finding(
+                    node_id,
+                    "unauthenticated",
+                    checkpoint.seq,
+                    None,
+                    f"checkpoint {checkpoint.id} is not used as an anchor: "
+                    f"{_MAC_PROBLEMS.get(error.reason, error.detail)}",
+                )
+            )
+            continue
+        authentic.append(checkpoint)
+    return authentic, findings
 
 
 async def _walk_node(
-    repo: AuditRepository, node_id: str, page_size: int
+    repo: AuditRepository,
+    node_id: str,
+    page_size: int,
+    authenticator: RecordAuthenticator,
+    trust_unsigned: bool,
 ) -> tuple[_Walk, AuditCheckpoint | None]:
-    anchor = await repo.latest_checkpoint(node_id)
+    authentic, problems = _authentic_checkpoints(
+        node_id, await repo.checkpoints(node_id), authenticator, trust_unsigned=trust_unsigned
+    )
+    first = await repo.chain(node_id, after_seq=-1, limit=1)
+    # The walk starts at the authentic checkpoint just below the first stored record
+    # (records at or below later checkpoints are still checked against them).
+    start: AuditCheckpoint | None = None
+    for checkpoint in authentic:
+        if not first or checkpoint.seq < first[0].seq:
+            start = checkpoint
+    latest = authentic[-1] if authentic else None
     summary = NodeSummary(node_id)
-    if anchor is not None:
-        summary.anchor_seq = anchor.seq
-        summary.head_hash = anchor.hash
+    if latest is not None:
+        summary.anchor_seq = latest.seq
+        summary.head_hash = latest.hash
     walk = _Walk(
         summary,
-        expected_seq=summary.anchor_seq + 1,
-        prev_hash=anchor.hash if anchor is not None else GENESIS,
+        expected_seq=start.seq + 1 if start is not None else 1,
+        prev_hash=start.hash if start is not None else GENESIS,
+        findings=problems,
+        anchored={c.seq: c for c in authentic if start is None or c.seq > start.seq},
     )
-    after = summary.anchor_seq
+    after = -1
     while True:
         page = await repo.chain(node_id, after_seq=after, limit=page_size)
         for record in page:
@@ -355,7 +471,18 @@ async def _walk_node(
         if len(page) < page_size:
             break
         after = page[-1].seq
-    return walk, anchor
+    last = summary.last_seq
+    if latest is not None and last is not None and latest.seq > last:
+        # Pruning deletes every record up to its checkpoint: records below one, and none
+        # after it, means the records it anchored were removed since.
+        walk.report(
+            "deleted",
+            last + 1,
+            None,
+            f"seq {last + 1} to {latest.seq} missing (checkpoint {latest.id} anchored seq "
+            f"{latest.seq}, but the chain ends at seq {last})",
+        )
+    return walk, latest
 
 
 async def _cross_check(
@@ -411,11 +538,24 @@ async def _cross_check(
 
 
 async def inspect(
-    repo: AuditRepository, *, node_id: str | None = None, page_size: int = 1000
+    repo: AuditRepository,
+    *,
+    authenticator: RecordAuthenticator,
+    node_id: str | None = None,
+    page_size: int = 1000,
+    trust_unsigned: bool = False,
 ) -> VerifyReport:
-    """Walk every node's chain (or ``node_id``'s) and report what is wrong, without raising."""
+    """Walk every node's chain (or ``node_id``'s) and report what is wrong, without raising.
+
+    ``authenticator`` (:func:`checkpoint_authenticator`) checks checkpoint MACs;
+    ``trust_unsigned`` accepts checkpoints without one as anchors (only for
+    :func:`reanchor`).
+    """
     nodes = (node_id,) if node_id is not None else await repo.nodes()
-    walks = {node: await _walk_node(repo, node, page_size) for node in nodes}
+    walks = {
+        node: await _walk_node(repo, node, page_size, authenticator, trust_unsigned)
+        for node in nodes
+    }
     report = VerifyReport()
     for node in nodes:
         walk, _ = walks[node]
@@ -427,15 +567,64 @@ async def inspect(
 
 
 async def verify(
-    repo: AuditRepository, *, node_id: str | None = None, page_size: int = 1000
+    repo: AuditRepository,
+    *,
+    authenticator: RecordAuthenticator,
+    node_id: str | None = None,
+    page_size: int = 1000,
 ) -> VerifyReport:
     """Verify every chain; returns the report when intact.
 
     Raises :class:`AuditChainBrokenError` (carrying the report) naming, for
     each finding, the node, the ``seq``/``id`` and whether the log was
-    modified, had records deleted, or reordered.
+    modified, had records deleted, reordered, or a checkpoint is unauthenticated.
     """
-    report = await inspect(repo, node_id=node_id, page_size=page_size)
+    report = await inspect(repo, authenticator=authenticator, node_id=node_id, page_size=page_size)
     if not report.intact:
         raise AuditChainBrokenError(report)
     return report
+
+
+async def reanchor(
+    repo: AuditRepository, *, authenticator: RecordAuthenticator, page_size: int = 1000
+) -> tuple[VerifyReport, int]:
+    """Sign the checkpoints that have no MAC, if everything else verifies.
+
+    Verifies every chain trusting unsigned checkpoints (those written before
+    bastion signed them); only when that finds nothing wrong are they signed.
+    A checkpoint with a wrong MAC is never re-signed. Returns the report and how
+    many checkpoints were signed (0 when the report is not intact).
+    """
+    report = await inspect(
+        repo, authenticator=authenticator, page_size=page_size, trust_unsigned=True
+    )
+    if not report.intact:
+        return report, 0
+    signed = 0
+    for node in await repo.nodes():
+        for checkpoint in await repo.checkpoints(node):
+            if checkpoint.mac is None and checkpoint.id is not None:
+                mac = authenticator.sign(checkpoint_bytes(checkpoint))
+                await repo.set_checkpoint_mac(checkpoint.id, mac)
+                signed += 1
+    return report, signed
+
+
+async def resign_checkpoints(repo: AuditRepository, authenticator: RecordAuthenticator) -> int:
+    """Sign again, under the primary master key, every valid checkpoint MAC made under
+    another loaded key (master-key rotation); returns how many. Invalid ones stay as
+    they are (verification keeps reporting them)."""
+    count = 0
+    for node in await repo.nodes():
+        for checkpoint in await repo.checkpoints(node):
+            if checkpoint.mac is None or checkpoint.id is None:
+                continue
+            data = checkpoint_bytes(checkpoint)
+            try:
+                authenticator.verify(checkpoint.mac, data)
+            except InvalidMacError:
+                continue
+            if authenticator.needs_resign(checkpoint.mac):
+                await repo.set_checkpoint_mac(checkpoint.id, authenticator.sign(data))
+                count += 1
+    return count

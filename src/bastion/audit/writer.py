@@ -18,7 +18,8 @@ Besides the queue the writer emits closed minutes of the gateway's traffic
 counter as ``gateway.traffic`` events, an ``audit.checkpoint`` every
 ``checkpoint_interval`` seconds after new records (the heads of every node's
 chain, for cross-checks) and, with a ``retention``, prunes old records every
-``prune_interval`` seconds.
+``prune_interval`` seconds, each cut recorded as a checkpoint signed by
+``sign_checkpoint`` (``audit.chain.checkpoint_signer`` of the master keyring).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from bastion.audit.aggregates import MinuteCount
 from bastion.audit.chain import ChainHead, chain_events, rechain, timestamp
 from bastion.audit.events import Auditor, Event, EventTypes
 from bastion.audit.sinks import Sink
-from bastion.storage import AuditEvent, ConflictError
+from bastion.storage import AuditCheckpoint, AuditEvent, ConflictError
 from bastion.storage.models import utcnow
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ class AuditWriter:
         flush_interval: float = 1.0,
         checkpoint_interval: float = 300.0,
         retention: float | None = None,
+        sign_checkpoint: Callable[[AuditCheckpoint], str] | None = None,
         prune_interval: float = 3600.0,
         retry_initial: float = 0.2,
         retry_max: float = 30.0,
@@ -75,6 +77,7 @@ class AuditWriter:
         self.flush_interval = flush_interval
         self.checkpoint_interval = checkpoint_interval
         self.retention = retention
+        self.sign_checkpoint = sign_checkpoint
         self.prune_interval = prune_interval
         self.retry_initial = retry_initial
         self.retry_max = retry_max
@@ -169,7 +172,11 @@ class AuditWriter:
         """Delete records older than the retention (checkpoints keep the chains verifiable)."""
         if self.retention is None:
             return 0
-        checkpoints = await self.repo.prune_before(self._now() - timedelta(seconds=self.retention))
+        if self.sign_checkpoint is None:
+            raise RuntimeError("an audit writer with a retention needs sign_checkpoint")
+        checkpoints = await self.repo.prune_before(
+            self._now() - timedelta(seconds=self.retention), sign=self.sign_checkpoint
+        )
         pruned = sum(c.pruned for c in checkpoints)
         if pruned:
             log.info("audit: pruned %d record(s) older than the retention", pruned)

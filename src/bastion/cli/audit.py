@@ -79,6 +79,17 @@ def _safe(value: object, limit: int = 512) -> str:
     return escape(for_display("-" if value is None else str(value), limit))
 
 
+_MAX_FILTER = 255
+# The columns of _line (the rest of a line is labelled: route=, req=, ua=, then data).
+_HEADER = (
+    "[bold]"
+    + "  ".join(
+        ("time (UTC)", "node#seq", "type", "outcome", "reason", "who", "ip", "route= req= ua= data")
+    )
+    + "[/]"
+)
+
+
 def _line(event: AuditEvent) -> str:
     from bastion.audit.chain import timestamp
 
@@ -107,39 +118,73 @@ def _line(event: AuditEvent) -> str:
     return "  ".join(parts)
 
 
+def _filter(flag: str, help_text: str) -> Any:
+    return typer.Option(None, flag, help=help_text, show_default=False)
+
+
 @audit_app.command("search")
 @handles_errors
 def search(
-    subject: str | None = typer.Option(None, "--subject", help="Only this subject."),
-    type: str | None = typer.Option(None, "--type", help="Only this event type (gateway.denied)."),
-    outcome: str | None = typer.Option(
-        None, "--outcome", help="Only this outcome (success, failure, denied, info)."
+    key: str | None = _filter("--key", "Only events of this API key id."),
+    client: str | None = _filter("--client", "Only events of this OAuth client id."),
+    subject: str | None = _filter("--subject", "Only events of this subject (user)."),
+    route: str | None = _filter("--route", "Only events on this gateway route."),
+    type: str | None = _filter("--type", "Only this event type (gateway.denied)."),
+    outcome: str | None = _filter(
+        "--outcome", "Only this outcome (success, failure, denied, info)."
     ),
+    reason: str | None = _filter("--reason", "Only this reason code (invalid_token, …)."),
+    request_id: str | None = _filter("--request-id", "Only events of this request id."),
+    ip: str | None = _filter("--ip", "Only events from this client IP address."),
     since: str | None = SinceOption,
     until: str | None = UntilOption,
-    node: str | None = typer.Option(None, "--node", help="Only this node's events."),
+    node: str | None = _filter("--node", "Only this node's events."),
     limit: int = typer.Option(50, "--limit", min=1, max=1000, help="Events per page."),
     cursor: str | None = typer.Option(
-        None, "--cursor", help="Continue after a previous page (its next_cursor)."
+        None,
+        "--cursor",
+        help="Continue after a previous page (its next_cursor).",
+        show_default=False,
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Search the audit log, newest first."""
+    """Search the audit log, newest first; every filter given must match (exact values)."""
     from bastion.audit.views import event_view
 
     settings = _settings(config)
     now = datetime.now(UTC)
     start = parse_moment(since, "--since", now)
     end = parse_moment(until, "--until", now)
+    flags = {
+        "--key": key,
+        "--client": client,
+        "--subject": subject,
+        "--route": route,
+        "--type": type,
+        "--outcome": outcome,
+        "--reason": reason,
+        "--request-id": request_id,
+        "--ip": ip,
+        "--node": node,
+    }
+    for flag, value in flags.items():
+        if value is not None and len(value) > _MAX_FILTER:
+            raise CommandArgumentsError(f"{flag}: at most {_MAX_FILTER} characters")
 
     async def work(db: Database) -> Any:
         return await db.audit.search(
             since=start,
             until=end,
+            key_id=key,
+            client_id=client,
             subject=subject,
+            route=route,
             type=type,
             outcome=outcome,
+            reason=reason,
+            request_id=request_id,
+            ip=ip,
             node_id=node,
             limit=limit,
             cursor=cursor,
@@ -150,6 +195,8 @@ def search(
     def human() -> None:
         if not page.items:
             console.print("no audit events match")
+            return
+        console.print(_HEADER)
         for event in page.items:
             console.print(_line(event))
         if page.next_cursor:
@@ -184,6 +231,8 @@ def tail(
 
     async def work(db: Database) -> None:
         last_id = 0
+        if not as_json:
+            console.print(_HEADER)
         if lines:
             page = await db.audit.search(limit=lines)
             for event in reversed(page.items):
@@ -213,15 +262,39 @@ def tail(
 @handles_errors
 def verify(
     node: str | None = typer.Option(None, "--node", help="Verify only this node's chain."),
+    reanchor: bool = typer.Option(
+        False,
+        "--reanchor",
+        help="Sign the checkpoints written before bastion signed them (they fail verification "
+        "until then), if every chain verifies trusting them. Run it once after upgrading.",
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Check every hash chain: exit 0 if intact, else 1 naming each tampered record."""
-    from bastion.audit.chain import inspect
+    """Check every hash chain and checkpoint: exit 0 if intact, else 1 naming each problem.
 
+    Checkpoints (where pruning cut a chain) must carry a valid MAC under a key derived
+    from the master key; one that does not is reported and never trusted.
+    """
+    from bastion.audit.chain import checkpoint_authenticator, inspect
+    from bastion.audit.chain import reanchor as do_reanchor
+
+    if reanchor and node is not None:
+        raise CommandArgumentsError("--reanchor verifies every chain: leave out --node")
     settings = _settings(config)
-    report = _with_db(settings, lambda db: inspect(db.audit, node_id=node))
+    authenticator = checkpoint_authenticator(_keyring(settings))
+    signed: int | None = None
+    if reanchor:
+        report, signed = _with_db(
+            settings, lambda db: do_reanchor(db.audit, authenticator=authenticator)
+        )
+    else:
+        report = _with_db(
+            settings, lambda db: inspect(db.audit, authenticator=authenticator, node_id=node)
+        )
     doc = report.to_dict()
+    if signed is not None:
+        doc["reanchored"] = signed
 
     def human() -> None:
         if report.intact:
@@ -237,16 +310,29 @@ def verify(
                     f"  {_safe(summary.node_id, 128)}: {summary.records} record(s), "
                     f"last seq {summary.last_seq or summary.anchor_seq}{anchored}"
                 )
+            if signed is not None:
+                console.print(f"[green]✓[/] {signed} unsigned checkpoint(s) signed")
             return
         console.print(f"[bold red]✗[/] audit log tampered with: {len(report.findings)} finding(s)")
         for finding in report.findings:
             console.print(f"  {_safe(str(finding), 1024)}")
+        if reanchor:
+            console.print("  nothing was signed: --reanchor signs only a log that verifies")
 
     if not report.intact:
         doc["error"] = "audit_chain_broken"
     emit(doc, as_json, human)
     if not report.intact:
         raise typer.Exit(EXIT_ERROR)
+
+
+def _keyring(settings: Settings) -> Any:
+    """The master keyring (checkpoint MACs are made under a key derived from it)."""
+    from bastion.runtime import ensure_data_dir, open_keyring, uses_data_dir
+
+    if uses_data_dir(settings):
+        ensure_data_dir(settings.data_dir)
+    return open_keyring(settings)
 
 
 @audit_app.command("prune")
@@ -273,7 +359,10 @@ def prune(
                 "audit.retention is none (keep everything) — give --before to prune anyway"
             )
         cutoff = now - timedelta(seconds=retention)
-    checkpoints = _with_db(settings, lambda db: db.audit.prune_before(cutoff))
+    from bastion.audit.chain import checkpoint_signer
+
+    sign = checkpoint_signer(_keyring(settings))
+    checkpoints = _with_db(settings, lambda db: db.audit.prune_before(cutoff, sign=sign))
     from bastion.audit.chain import timestamp
 
     doc = {

@@ -26,7 +26,13 @@ from bastion.crypto.envelope import (
     parse_keyring_text,
     write_keyring_file,
 )
-from bastion.crypto.errors import CryptoError, DecryptionError, MasterKeyError, TLSConfigError
+from bastion.crypto.errors import (
+    CryptoError,
+    DecryptionError,
+    InvalidMacError,
+    MasterKeyError,
+    TLSConfigError,
+)
 from bastion.crypto.jwt import InvalidTokenError, JWTVerifier, VerifiedJWT, sign_jwt
 from bastion.crypto.keys import (
     InvalidKeyError,
@@ -37,6 +43,7 @@ from bastion.crypto.keys import (
     UnusableKeyError,
     jwk_thumbprint,
 )
+from bastion.crypto.macs import RecordAuthenticator, derive_key
 from bastion.crypto.tls import (
     CertificateInfo,
     ensure_dev_certificate,
@@ -53,6 +60,7 @@ __all__ = [
     "CryptoError",
     "DecryptionError",
     "InvalidKeyError",
+    "InvalidMacError",
     "InvalidTokenError",
     "JWTVerifier",
     "Keyring",
@@ -61,6 +69,7 @@ __all__ = [
     "ParsedApiKey",
     "PublicKey",
     "PublicKeySet",
+    "RecordAuthenticator",
     "SigningAlgorithm",
     "SigningKeyPair",
     "TLSConfigError",
@@ -69,6 +78,7 @@ __all__ = [
     "api_key_digest",
     "constant_time_equals",
     "create_keyring_file",
+    "derive_key",
     "ensure_dev_certificate",
     "generate_api_key",
     "jwk_thumbprint",

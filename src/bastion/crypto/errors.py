@@ -36,3 +36,17 @@ class TLSConfigError(CryptoError):
 
     code = "tls_config_invalid"
     title = "TLS configuration invalid"
+
+
+class InvalidMacError(CryptoError):
+    """A record's authentication tag is missing, malformed, under an unloaded key, or wrong.
+
+    ``reason``: ``missing``, ``malformed``, ``unknown_key`` or ``mismatch``.
+    """
+
+    code = "invalid_mac"
+    title = "Authentication tag invalid"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason

@@ -300,6 +300,9 @@ class AuditCheckpoint:
     occurred_at: datetime
     pruned: int = 0
     created_at: datetime = field(default_factory=utcnow)
+    mac: str | None = None
+    """HMAC of the checkpoint under a key derived from the master key (``audit/chain.py``);
+    None on checkpoints from before bastion signed them."""
     id: int | None = None
 
 

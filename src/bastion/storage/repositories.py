@@ -23,7 +23,7 @@ Conventions shared by every repository:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -366,6 +366,12 @@ class AuditRepository(Protocol):
         type: str | None = None,
         outcome: str | None = None,
         node_id: str | None = None,
+        key_id: str | None = None,
+        client_id: str | None = None,
+        route: str | None = None,
+        reason: str | None = None,
+        request_id: str | None = None,
+        ip: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
         newest_first: bool = True,
@@ -388,14 +394,21 @@ class AuditRepository(Protocol):
         """Every node id with stored events or checkpoints, sorted."""
         ...
 
-    async def prune_before(self, before: datetime) -> tuple[AuditCheckpoint, ...]:
+    async def prune_before(
+        self, before: datetime, *, sign: Callable[[AuditCheckpoint], str]
+    ) -> tuple[AuditCheckpoint, ...]:
         """Delete, per node, the records up to the last one that occurred before ``before``.
 
         In the same transaction as each node's delete, stores an
-        :class:`AuditCheckpoint` (the seq and hash of the last deleted record) so
-        the remaining chain still verifies. The newest checkpoint of a node
-        stays the anchor; returns the checkpoints written (none: nothing old).
+        :class:`AuditCheckpoint` (the seq and hash of the last deleted record),
+        its ``mac`` set to ``sign(checkpoint)``, so the remaining chain still
+        verifies. The newest checkpoint of a node stays the anchor; returns the
+        checkpoints written (none: nothing old).
         """
+        ...
+
+    async def set_checkpoint_mac(self, checkpoint_id: int, mac: str) -> None:
+        """Store ``mac`` as the authentication tag of checkpoint ``checkpoint_id``."""
         ...
 
     async def checkpoints(self, node_id: str) -> tuple[AuditCheckpoint, ...]:

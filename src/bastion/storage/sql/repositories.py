@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -738,6 +738,12 @@ class SqlAuditRepository(_SqlRepository[AuditEvent]):
         type: str | None = None,
         outcome: str | None = None,
         node_id: str | None = None,
+        key_id: str | None = None,
+        client_id: str | None = None,
+        route: str | None = None,
+        reason: str | None = None,
+        request_id: str | None = None,
+        ip: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
         newest_first: bool = True,
@@ -754,6 +760,12 @@ class SqlAuditRepository(_SqlRepository[AuditEvent]):
             (t.c.type, type),
             (t.c.outcome, outcome),
             (t.c.node_id, node_id),
+            (t.c.key_id, key_id),
+            (t.c.client_id, client_id),
+            (t.c.route, route),
+            (t.c.reason, reason),
+            (t.c.request_id, request_id),
+            (t.c.ip, ip),
         ):
             if value is not None:
                 query = query.where(column == value)
@@ -798,15 +810,24 @@ class SqlAuditRepository(_SqlRepository[AuditEvent]):
             rows = (await conn.execute(sa.union(events, checkpoints))).all()
         return tuple(sorted(row[0] for row in rows))
 
-    async def prune_before(self, before: datetime) -> tuple[AuditCheckpoint, ...]:
+    async def prune_before(
+        self, before: datetime, *, sign: Callable[[AuditCheckpoint], str]
+    ) -> tuple[AuditCheckpoint, ...]:
         written: list[AuditCheckpoint] = []
         for node_id in await self.nodes():
-            checkpoint = await self._prune_node(node_id, before)
+            checkpoint = await self._prune_node(node_id, before, sign)
             if checkpoint is not None:
                 written.append(checkpoint)
         return tuple(written)
 
-    async def _prune_node(self, node_id: str, before: datetime) -> AuditCheckpoint | None:
+    async def set_checkpoint_mac(self, checkpoint_id: int, mac: str) -> None:
+        t = s.audit_checkpoints
+        async with self._db.transaction(write=True) as conn:
+            await conn.execute(sa.update(t).where(t.c.id == checkpoint_id).values(mac=mac))
+
+    async def _prune_node(
+        self, node_id: str, before: datetime, sign: Callable[[AuditCheckpoint], str]
+    ) -> AuditCheckpoint | None:
         t = s.audit_events
         async with self._db.transaction(
             write=True, conflict=f"audit node {node_id!r} is being pruned concurrently"
@@ -839,6 +860,7 @@ class SqlAuditRepository(_SqlRepository[AuditEvent]):
                 occurred_at=last["occurred_at"],
                 pruned=int(deleted.rowcount or 0),
             )
+            checkpoint = dataclasses.replace(checkpoint, mac=sign(checkpoint))
             row = _CHECKPOINTS.to_row(checkpoint)
             result = await conn.execute(
                 sa.insert(s.audit_checkpoints).values(row).returning(s.audit_checkpoints.c.id)

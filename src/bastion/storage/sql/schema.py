@@ -262,6 +262,7 @@ api_keys = sa.Table(
     sa.Column("grace_until", UTCDateTime(), nullable=True),
     sa.Index("ix_api_keys_digest", "digest", unique=True),
     sa.Index("ix_api_keys_owner_type_owner_id", "owner_type", "owner_id"),
+    sa.Index("ix_api_keys_prefix", "prefix"),  # `bastion keys show PREFIX` (0004)
 )
 
 signing_keys = sa.Table(
@@ -313,6 +314,12 @@ audit_events = sa.Table(
     sa.UniqueConstraint("node_id", "seq", name="uq_audit_events_node_id_seq"),
     sa.Index("ix_audit_events_occurred_at", "occurred_at"),
     sa.Index("ix_audit_events_subject", "subject"),
+    # The filters of `bastion audit search` that pick few rows (0004); route, outcome,
+    # reason and type are few-valued: they narrow a --since range (occurred_at).
+    sa.Index("ix_audit_events_key_id", "key_id"),
+    sa.Index("ix_audit_events_client_id", "client_id"),
+    sa.Index("ix_audit_events_request_id", "request_id"),
+    sa.Index("ix_audit_events_ip", "ip"),
 )
 
 # Where pruning cut each node's chain: the seq and hash of the last deleted record,
@@ -327,6 +334,9 @@ audit_checkpoints = sa.Table(
     sa.Column("occurred_at", UTCDateTime(), nullable=False),
     sa.Column("pruned", sa.BigInteger(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # HMAC of the checkpoint under a key derived from the master key (0004); NULL on rows
+    # from before it, which `bastion audit verify` reports until `--reanchor` signs them.
+    sa.Column("mac", sa.String(128), nullable=True),
     sa.UniqueConstraint("node_id", "seq", name="uq_audit_checkpoints_node_id_seq"),
 )
 

@@ -1,8 +1,10 @@
 """Admin API: the audit log under ``/admin/api/v1/audit`` (read-only).
 
-``GET /admin/api/v1/audit?subject=&type=&outcome=&node_id=&since=&until=&limit=&cursor=``
-lists events newest first in keyset pages (``next_cursor``). ``since`` is
-inclusive, ``until`` exclusive, both ISO 8601 (UTC unless an offset is given).
+``GET /admin/api/v1/audit?subject=&type=&outcome=&node_id=&key_id=&client_id=&route=&reason=
+&request_id=&ip=&since=&until=&limit=&cursor=`` lists events newest first in keyset pages
+(``next_cursor``); every filter given must match exactly (the filters of ``bastion audit
+search``). ``since`` is inclusive, ``until`` exclusive, both ISO 8601 (UTC unless an offset
+is given).
 Needs ``bastion:admin:read`` (or ``bastion:admin``); ``Cache-Control: no-store``.
 """
 
@@ -28,7 +30,18 @@ __all__ = ["AUDIT_PATH", "AuditEventList", "AuditEventOut", "audit_routes"]
 AUDIT_PATH: Final = f"{ADMIN_API_PREFIX}/audit"
 _MAX_PAGE: Final = 1000
 _CURSOR: Final = re.compile(r"[0-9]{1,19}")
-_FILTERS: Final = {"subject": 255, "type": 128, "outcome": 32, "node_id": 255}
+_FILTERS: Final = {
+    "subject": 255,
+    "type": 128,
+    "outcome": 32,
+    "node_id": 255,
+    "key_id": 255,
+    "client_id": 255,
+    "route": 255,
+    "reason": 255,
+    "request_id": 128,
+    "ip": 64,
+}
 
 
 class AuditEventOut(BaseModel):
@@ -104,6 +117,12 @@ def audit_routes(runtime: Any) -> list[Route]:
             type=filters["type"],
             outcome=filters["outcome"],
             node_id=filters["node_id"],
+            key_id=filters["key_id"],
+            client_id=filters["client_id"],
+            route=filters["route"],
+            reason=filters["reason"],
+            request_id=filters["request_id"],
+            ip=filters["ip"],
             limit=int(limit_text),
             cursor=cursor,
         )

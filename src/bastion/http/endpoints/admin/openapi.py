@@ -183,6 +183,12 @@ _AUDIT_PARAMETERS: Final[list[dict[str, Any]]] = [
             ("type", {"maxLength": 128}),
             ("outcome", {"enum": ["success", "failure", "denied", "info"]}),
             ("node_id", {"maxLength": 255}),
+            ("key_id", {"maxLength": 255}),
+            ("client_id", {"maxLength": 255}),
+            ("route", {"maxLength": 255}),
+            ("reason", {"maxLength": 255}),
+            ("request_id", {"maxLength": 128}),
+            ("ip", {"maxLength": 64}),
             ("since", {"format": "date-time"}),
             ("until", {"format": "date-time"}),
         )
