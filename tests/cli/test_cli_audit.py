@@ -138,6 +138,43 @@ def test_tail_prints_the_latest_oldest_first(storage: str) -> None:
     assert [(d["seq"], d["request_id"]) for d in docs] == [(4, "r3"), (5, "r4"), (6, None)]
     text = invoke("tail", "-n", "1").stdout
     assert "audit.checkpoint" in text and "n#6" in text
+    header, line = text.splitlines()
+    assert header == "time (UTC)  node#seq  type  outcome  reason  who  ip  route= req= ua= data"
+    assert line.split("  ")[1] == "n#6"
+
+
+def test_search_by_key_client_route_reason_request_and_ip(storage: str) -> None:
+    write(
+        storage,
+        "n",
+        {**DENIED, "key_id": "k1", "route": "orders", "ip": "198.51.100.1", "request_id": "a"},
+        {**DENIED, "reason": "ip_not_allowed", "key_id": "k2", "ip": "198.51.100.2"},
+        {"type": EventTypes.TOKEN_ISSUED, "outcome": "success", "client_id": "svc"},
+    )
+
+    def seqs(*args: str) -> list[int]:
+        result = invoke("search", *args, "--json")
+        assert result.exit_code == 0, result.output
+        return [event["seq"] for event in json.loads(result.stdout)["items"]]
+
+    assert seqs("--key", "k1") == [1]
+    assert seqs("--client", "svc") == [3]
+    assert seqs("--route", "orders") == [1]
+    assert seqs("--reason", "ip_not_allowed") == [2]
+    assert seqs("--request-id", "a") == [1]
+    assert seqs("--ip", "198.51.100.2") == [2]
+    assert seqs("--outcome", "denied", "--ip", "198.51.100.2", "--key", "k1") == []
+    assert seqs("--outcome", "denied", "--since", "1h", "--until", "2999-01-01") == [2, 1]
+    text = invoke("search", "--key", "k2")
+    header, line = text.stdout.splitlines()
+    assert header.startswith("time (UTC)  node#seq  type  outcome  reason  who")
+    assert "ip_not_allowed  key:k2  198.51.100.2" in line
+    too_long = invoke("search", "--ip", "1" * 256, "--json")
+    assert too_long.exit_code == 1
+    assert json.loads(too_long.stdout) == {
+        "error": "invalid_arguments",
+        "detail": "--ip: at most 255 characters",
+    }
 
 
 def test_verify_intact_and_tampered(storage: str) -> None:
@@ -169,6 +206,42 @@ def test_verify_intact_and_tampered(storage: str) -> None:
         "deleted: node node-a seq 3: seq 3 missing (the chain jumps from seq 2 to seq 4, id 4)"
         in (text.stdout)
     )
+
+
+def test_forged_checkpoint_fails_verification_until_reanchored(storage: str) -> None:
+    write(storage, "n", DENIED, DENIED, DENIED)
+    # Someone with database access edits a record and anchors the chain at its head.
+    sql(storage, "UPDATE audit_events SET reason = 'edited' WHERE seq = 2")
+    sql(
+        storage,
+        "INSERT INTO audit_checkpoints (node_id, seq, hash, occurred_at, pruned, created_at) "
+        "SELECT node_id, seq, hash, occurred_at, 0, occurred_at FROM audit_events WHERE seq = 4",
+    )
+    bad = invoke("verify", "--json")
+    assert bad.exit_code == 1
+    doc = json.loads(bad.stdout)
+    assert doc["error"] == "audit_chain_broken"
+    assert [(f["kind"], f["seq"]) for f in doc["findings"]] == [
+        ("unauthenticated", 4),
+        ("modified", 2),
+    ]
+    text = invoke("verify")
+    assert text.exit_code == 1
+    assert (
+        "unauthenticated: node n seq 4: checkpoint 1 is not used as an anchor: it has no MAC"
+        in (text.stdout)
+    )
+    # --reanchor signs nothing while anything else is wrong.
+    refused = invoke("verify", "--reanchor")
+    assert refused.exit_code == 1
+    assert "nothing was signed: --reanchor signs only a log that verifies" in refused.stdout
+    sql(storage, "UPDATE audit_events SET reason = 'invalid_token' WHERE seq = 2")
+    signed = invoke("verify", "--reanchor", "--json")
+    assert signed.exit_code == 0, signed.output
+    assert json.loads(signed.stdout)["reanchored"] == 1
+    assert json.loads(invoke("verify", "--json").stdout)["intact"] is True
+    both = invoke("verify", "--reanchor", "--node", "n", "--json")
+    assert json.loads(both.stdout)["detail"] == "--reanchor verifies every chain: leave out --node"
 
 
 def test_prune_keeps_the_log_verifiable(storage: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,3 +321,17 @@ def test_tail_follow_prints_new_events(tmp_path: Path) -> None:
         (5, None, "audit.checkpoint"),
     ]
     assert proc.returncode in (0, -15), proc.stderr.read() if proc.stderr else ""
+
+
+def test_checkpoints_verify_after_a_master_key_rotation(storage: str) -> None:
+    from bastion.cli.app import app
+
+    write(storage, "n", DENIED, DENIED)
+    assert invoke("prune", "--before", "2999-01-01T00:00:00Z").exit_code == 0
+    rotated = CliRunner().invoke(app, ["secrets", "rotate-master-key", "--json"])
+    assert rotated.exit_code == 0, rotated.output
+    assert json.loads(rotated.stdout)["resigned_checkpoints"] == 1
+    # Only the new master key is left in the file: the checkpoint was signed again under it.
+    ok = invoke("verify", "--json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["nodes"][0]["anchor_seq"] == 3

@@ -216,3 +216,41 @@ def test_rotating_a_revoked_key_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines == [f"error: API key {key_id} is revoked; create a new key instead"]
+
+
+def test_keys_are_found_by_display_prefix(in_process: Path) -> None:
+    created = ok("create", "svc", "--rate-limit", "10/min", "--rate-limit", "5/s")
+    prefix = created["prefix"]
+    assert [r["rate"] for r in created["rate_limits"]] == ["10/min", "5/s"]
+    assert ok("show", prefix)["id"] == created["id"]
+    assert ok("show", prefix + "…")["id"] == created["id"]  # as `keys list` prints it
+    assert ok("disable", prefix)["status"] == "disabled"
+    text = invoke("enable", prefix)
+    assert text.stdout.strip() == f"✓ API key {created['id']} ({prefix}…) enabled"
+    from bastion.cli.app import app
+
+    limits = CliRunner().invoke(app, ["limits", "show", prefix, "--json"])
+    assert json.loads(limits.stdout)["key_id"] == created["id"]
+    missing = json.loads(invoke("show", "bst_nothing", "--json").stdout)
+    assert missing == {
+        "error": "not_found",
+        "detail": "no API key has the id or display prefix 'bst_nothing'",
+    }
+
+
+def test_an_ambiguous_display_prefix_is_an_error(in_process: Path) -> None:
+    import sqlite3
+
+    first, second = ok("create", "one"), ok("create", "two")
+    conn = sqlite3.connect(in_process / ".bastion" / "bastion.db")
+    with conn:
+        conn.execute("UPDATE api_keys SET prefix = ?", (first["prefix"],))
+    conn.close()
+    result = invoke("revoke", first["prefix"], "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == {
+        "error": "ambiguous_api_key",
+        "detail": f"display prefix {first['prefix']!r} matches 2 API keys "
+        f"({first['id']}, {second['id']}): give the key's id",
+    }
+    assert ok("show", second["id"])["status"] == "active"  # nothing was revoked

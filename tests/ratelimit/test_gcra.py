@@ -19,6 +19,18 @@ T0 = 1_700_000_000 * S  # a realistic wall-clock instant, where float TATs would
         ("10/hours", 10, 3600.0),
         (" 3 / Minute ", 3, 60.0),
         ("2/seconds", 2, 1.0),
+        # Short units, singular or plural (issue 13).
+        ("5/s", 5, 1.0),
+        ("5/sec", 5, 1.0),
+        ("5/secs", 5, 1.0),
+        ("10/m", 10, 60.0),
+        ("10/min", 10, 60.0),
+        ("10/mins", 10, 60.0),
+        ("10/minutes", 10, 60.0),
+        ("7/h", 7, 3600.0),
+        ("7/hours", 7, 3600.0),
+        ("1/d", 1, 86400.0),
+        ("2/days", 2, 86400.0),
     ],
 )
 def test_parse(text: str, rate: int, period: float) -> None:
@@ -56,6 +68,10 @@ def test_parse_with_burst_and_name() -> None:
             "invalid rate limit '100/week': unknown unit 'week' (use second, minute, hour or day)",
         ),
         ("0/minute", "invalid rate limit '0/minute': the count must be at least 1"),
+        # Not minutes, not hours: a plural of a one-letter unit is no unit.
+        ("5/ms", "invalid rate limit '5/ms': unknown unit 'ms' (use second, minute, hour or day)"),
+        ("5/hs", "invalid rate limit '5/hs': unknown unit 'hs' (use second, minute, hour or day)"),
+        ("5/ss", "invalid rate limit '5/ss': unknown unit 'ss' (use second, minute, hour or day)"),
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:

@@ -59,3 +59,17 @@ def test_bad_values(errors: Errors) -> None:
         "audit.batch_size: true is not a number",
         "audit.files: unknown key — did you mean 'file'?",
     ]
+
+
+def test_durations_are_bounded_to_100_years(errors: Errors, load: Load) -> None:
+    # Unbounded, these crashed pruning (`now - timedelta(...)` overflows) at run time.
+    assert errors("audit: {retention: 99999999999d}\n") == [
+        "audit.retention: '99999999999d' is too long — at most 100 years (36500d)"
+    ]
+    assert errors("audit: {retention: 1.0e+300}\n") == [
+        "audit.retention: 1e+300 is too long — at most 100 years (36500d)"
+    ]
+    assert errors("audit: {retention: .inf}\n") == [
+        "audit.retention: inf is not a duration — give a number of seconds >= 0"
+    ]
+    assert load("audit: {retention: 36500d}\n").audit.retention == 36500 * 86400
