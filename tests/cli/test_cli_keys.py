@@ -182,7 +182,8 @@ def test_errors(in_process: Path) -> None:
         "detail": "--rate-limit: invalid rate limit '10/fortnight': unknown unit 'fortnight' "
         "(use second, minute, hour or day)",
     }
-    doc = json.loads(invoke("update", "x", "--name", "", "--json").stdout)
+    key_id = ok("create", "named")["id"]
+    doc = json.loads(invoke("update", key_id, "--name", "", "--json").stdout)
     assert doc["detail"] == "--name: give the key a non-empty name"
     doc = json.loads(invoke("create", "x", "--metadata", "novalue", "--json").stdout)
     assert doc == {

@@ -44,6 +44,15 @@ def test_usage_error_is_one_line_naming_the_flag(tmp_path: Path) -> None:
     ]
 
 
+def test_a_bad_host_names_the_flag_not_the_variable(in_process: Path) -> None:
+    result = invoke("serve", "--host", "bad host!")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: --host: 'bad host!' is not a host name or IP address — use e.g. 0.0.0.0 or "
+        "127.0.0.1"
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "line"),
     [

@@ -116,13 +116,33 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return uvloop.run(coro)
 
 
-def _settings(config: Path | None, overrides: Mapping[str, str] | None = None) -> Any:
-    from bastion.settings import load_settings
+def _settings(
+    config: Path | None,
+    overrides: Mapping[str, str] | None = None,
+    flags: Mapping[str, str] | None = None,
+) -> Any:
+    """Load the settings, ``overrides`` (``BASTION_*`` values a flag set) on top.
+
+    ``flags`` maps such a variable to its flag: a problem with the value is then
+    reported as ``--port: …`` instead of naming the variable the user never set.
+    """
+    from bastion.settings import SettingsError, load_settings
 
     environ = dict(os.environ)
     if overrides:
         environ.update(overrides)
-    return load_settings(config, environ)
+    try:
+        return load_settings(config, environ)
+    except SettingsError as error:
+        if not flags:
+            raise
+        lines = []
+        for line in error.errors:
+            for variable, flag in flags.items():
+                if line.startswith(f"{variable}: "):
+                    line = f"{flag}: {line[len(variable) + 2 :]}"
+            lines.append(line)
+        raise SettingsError(lines) from None
 
 
 # ---------------------------------------------------------------------------
@@ -203,12 +223,13 @@ def serve(
         overrides["BASTION_LISTEN__HOST"] = host
     if port is not None:
         overrides["BASTION_LISTEN__PORT"] = str(port)
-    settings = _settings(config, overrides)
+    flags = {"BASTION_LISTEN__HOST": "--host", "BASTION_LISTEN__PORT": "--port"}
+    settings = _settings(config, overrides, flags)
 
     from bastion.logs import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.format)
-    run(_serve(settings, as_json, reload=lambda: _settings(config, overrides)))
+    run(_serve(settings, as_json, reload=lambda: _settings(config, overrides, flags)))
 
 
 async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None = None) -> None:
