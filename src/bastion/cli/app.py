@@ -68,10 +68,13 @@ class _BastionGroup(typer.core.TyperGroup):
         sys.exit(result if isinstance(result, int) else 0)
 
 
+_display_type = typer.core.TyperOption.display_type_rich
+
+
 def _flag_type(self: typer.core.TyperOption, ctx: Any) -> str | None:
     # typer 0.29 shows every option's Python type in help, flags included
     # (`--json <bool>`); a flag takes no value, so it shows none.
-    return None if self.is_flag else typer.core._TyperParameter.display_type_rich(self, ctx)
+    return None if self.is_flag else _display_type(self, ctx)
 
 
 typer.core.TyperOption.display_type_rich = _flag_type  # type: ignore[method-assign]
