@@ -80,7 +80,7 @@ import sqlalchemy as sa
 from bastion.crypto import Keyring, PublicKeySet, SigningAlgorithm, SigningKeyPair
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.settings import Settings
-from bastion.storage import Database, SigningKey
+from bastion.storage import Database, SigningKey, feed
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import SigningKeyState
 from bastion.storage.shared import SharedState
@@ -88,7 +88,7 @@ from bastion.storage.sql import schema
 
 log = logging.getLogger("bastion.oauth.signing_keys")
 
-CHANNEL = "signing-keys"
+CHANNEL = feed.SIGNING_KEYS
 """The shared-state channel announcing that the stored signing keys changed."""
 
 DEFAULT_REFRESH_INTERVAL = 30.0
