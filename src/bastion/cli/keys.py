@@ -446,7 +446,9 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
 
 
 _STATE_FIELDS = {"revoke": "revoked_at", "disable": "disabled", "enable": "disabled"}
-_state_command("revoke", "revoked", "Revoke an API key for good (every running node refuses it within a second).")
+_state_command(
+    "revoke", "revoked", "Revoke an API key for good (every node refuses it within a second)."
+)
 _state_command("disable", "disabled", "Disable an API key until it is enabled again.")
 _state_command("enable", "enabled", "Enable a disabled API key again (not a revoked one).")
 
