@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final, Protocol
 
+from bastion.storage.errors import ChangeFeedStaleError
 from bastion.storage.models import utcnow
 
 if TYPE_CHECKING:
@@ -159,6 +160,14 @@ class ChangeFeedFollower:
     def healthy(self) -> bool:
         """Whether the feed was read successfully within the last ``stale_after`` seconds."""
         return self._last_ok is not None and self._clock() - self._last_ok < self.stale_after
+
+    async def check(self) -> None:
+        """Raise :class:`ChangeFeedStaleError` unless :attr:`healthy` (the readiness probe)."""
+        if not self.healthy:
+            raise ChangeFeedStaleError(
+                f"change feed not read for over {self.stale_after:g} s "
+                "(changes made elsewhere may not be applied here)"
+            )
 
     def before_delivery(self, channel: str, apply: Applier) -> None:
         """Await ``apply(message)`` for each row of ``channel`` before its subscribers hear of it.
