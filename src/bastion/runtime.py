@@ -130,6 +130,7 @@ class Runtime:
             self.metrics.attach(self.auditor)
             client = self.gateway.client
             self.metrics.watch_upstreams(lambda: client.pools)
+            self.metrics.watch_change_feed(self.changes)
 
     @classmethod
     async def open(cls, settings: Settings, *, announce: Announce | None = None) -> Runtime:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -160,6 +161,11 @@ class ChangeFeedFollower:
     def healthy(self) -> bool:
         """Whether the feed was read successfully within the last ``stale_after`` seconds."""
         return self._last_ok is not None and self._clock() - self._last_ok < self.stale_after
+
+    @property
+    def last_read_age(self) -> float:
+        """Seconds since the last successful read (``inf`` before the first)."""
+        return math.inf if self._last_ok is None else self._clock() - self._last_ok
 
     async def check(self) -> None:
         """Raise :class:`ChangeFeedStaleError` unless :attr:`healthy` (the readiness probe)."""
