@@ -19,9 +19,10 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from bastion.audit.chain import verify
+from bastion.audit.chain import checkpoint_authenticator, verify
 from bastion.audit.lifecycle import client_changed
 from bastion.cli.context import cli_node_id, record_cli_events
+from bastion.crypto import Keyring, MasterKey
 from bastion.storage import AuditEvent, Database
 
 ACTOR = f"cli:{getpass.getuser()}"
@@ -49,7 +50,9 @@ async def test_record_chains_events_and_continues_the_sequence(db: Database) -> 
     assert [e.seq for e in stored] == list(range(stored[0].seq, stored[0].seq + len(stored)))
     assert all(e.hash and e.client_id == "c1" for e in changes)
     assert [e.prev_hash for e in stored[1:]] == [e.hash for e in stored[:-1]]
-    report = await verify(db.audit, node_id=NODE)
+    # No checkpoints (nothing pruned): any master key will do.
+    authenticator = checkpoint_authenticator(Keyring([MasterKey.generate()]))
+    report = await verify(db.audit, authenticator=authenticator, node_id=NODE)
     assert report.intact
 
 

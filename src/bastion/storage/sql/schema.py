@@ -348,7 +348,7 @@ change_feed = sa.Table(
     sa.Column("message", sa.String(512), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
 )
-"""Every change every node must hear of, written in the transaction of the change (``storage/feed.py``)."""
+"""Every change every node must hear of, written with the change itself (``storage/feed.py``)."""
 
 settings_kv = sa.Table(
     "settings_kv",
