@@ -297,7 +297,7 @@ def show(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Show one API key (by display prefix)."""
+    """Show one API key (by id or display prefix)."""
 
     async def work(service: Any) -> dict[str, Any]:
         return _view(await service.resolve(key_id))
