@@ -7,6 +7,7 @@ partners in ``docs/api-keys.md``.
 
 from bastion.apikeys.errors import (
     ApiKeyError,
+    ApiKeyInQueryError,
     ApiKeyIPNotAllowedError,
     ApiKeySpecError,
     ApiKeyStateError,
@@ -24,6 +25,7 @@ __all__ = [
     "API_KEYS_CHANNEL",
     "ApiKeyError",
     "ApiKeyIPNotAllowedError",
+    "ApiKeyInQueryError",
     "ApiKeyService",
     "ApiKeySpec",
     "ApiKeySpecError",
