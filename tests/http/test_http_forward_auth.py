@@ -107,6 +107,26 @@ async def test_traefik_and_caddy_headers(forwarded: httpx.AsyncClient) -> None:
     assert response.headers["x-bastion-subject"] == "user-1"
 
 
+async def test_a_traefik_shaped_request(forwarded: httpx.AsyncClient) -> None:
+    # What Traefik's forwardAuth sends (trustForwardHeader: false), plus the client's headers.
+    traefik = {
+        "X-Forwarded-Method": "GET",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "api.example.com",
+        "X-Forwarded-Uri": "/api/x?page=2",
+        "X-Forwarded-For": "198.51.100.4",
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Server": "traefik-1",
+        "X-Real-Ip": "198.51.100.4",
+        "Authorization": KEY,
+    }
+    response = await forwarded.get("/auth/verify", headers=traefik)
+    assert response.status_code == 200
+    assert response.headers["x-bastion-key-id"] == "k1"
+    spoofed = await forwarded.get("/auth/verify", headers={**traefik, "X-Original-URI": "/public"})
+    assert (spoofed.status_code, spoofed.json()["reason"]) == (400, "forward_auth_ambiguous")
+
+
 # Issue 13: Caddy and Traefik set only X-Forwarded-Method / -Uri and pass every client header
 # through, so a client-sent X-Original-* must not change (nor be ignored in) the decision.
 OTHER_FAMILY = (
