@@ -207,6 +207,7 @@ async def test_upper_case_token_methods_pass(gateway: Gateway, method: str) -> N
             "The request has more than one Host header; send one.",
         ),
         ([], None, "1.1", "An HTTP/1.1 request must carry a Host header."),
+        ([("host", "")], None, "1.1", "An HTTP/1.1 request must carry a Host header."),
     ],
 )
 async def test_ambiguous_or_missing_host_is_400(

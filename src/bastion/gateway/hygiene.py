@@ -8,9 +8,10 @@ Two steps of the pipeline:
   case-sensitive; ``delete`` is not ``DELETE``, but an upstream framework may
   treat it as one after bastion judged it as something else) -> 400
   ``invalid_method``;
-- several ``Host`` header fields, or none in an HTTP/1.1 request -> 400
-  ``invalid_host`` (RFC 9112 §3.2: the route would be matched on one and the
-  upstream could read another). granian and uvicorn both pass either through;
+- several ``Host`` header fields, or none (or an empty one) in an HTTP/1.1
+  request -> 400 ``invalid_host`` (RFC 9112 §3.2: the route would be matched
+  on one and the upstream could read another). granian and uvicorn both pass
+  them through (granian stands in ``Host: ""`` for a missing one);
 - more header fields than ``request_limits.max_headers``, or more header bytes
   (names + values) than ``request_limits.max_header_bytes`` -> 431
   ``headers_too_large``. granian refuses more than 100 fields itself (a bare
@@ -140,6 +141,7 @@ async def framing(ex: Exchange) -> None:
     codings: list[bytes] = []
     override = False
     hosts = 0
+    host = b""
     for name, value in headers:
         size += len(name) + len(value)
         # Servers send lower-case names; others are lower-cased only then (hot path).
@@ -151,17 +153,18 @@ async def framing(ex: Exchange) -> None:
                 codings.append(value)
             elif lower == b"host":
                 hosts += 1
+                host = value
             else:
                 override = True
     if size > edge.max_header_bytes:
         raise HeadersTooLargeError(
             f"The request headers are larger than {edge.max_header_bytes} bytes."
         )
-    if hosts != 1:
-        version = str(scope.get("http_version", "1.1"))
+    if hosts != 1 or not host:
         if hosts > 1:
             raise BadRequestHostError("The request has more than one Host header; send one.")
-        if version == "1.1":
+        # granian stands in an empty Host for a missing one: the same refusal.
+        if str(scope.get("http_version", "1.1")) == "1.1":
             raise BadRequestHostError("An HTTP/1.1 request must carry a Host header.")
     if codings:
         if lengths:
