@@ -160,6 +160,7 @@ UNTRUSTED_STRIPPED_REQUEST_HEADERS = frozenset(
     }
 )
 _FORWARDED_PREFIX = b"x-forwarded-"
+_STRIPPED_FROM_UNTRUSTED = ALWAYS_STRIPPED_REQUEST_HEADERS | UNTRUSTED_STRIPPED_REQUEST_HEADERS
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Methods retried on another target when the connection could not be established.
 _RETRY_ON_CONNECT_FAILURE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -253,6 +254,7 @@ def prepare_request(
     xfp = xfh = None
     host = b""
     kept: list[tuple[bytes, bytes]] = []
+    stripped = ALWAYS_STRIPPED_REQUEST_HEADERS if trusted else _STRIPPED_FROM_UNTRUSTED
     for raw_name, value in headers:
         name = raw_name.lower()
         if b"_" in name:
@@ -264,7 +266,11 @@ def prepare_request(
                 or _spoofable(folded, trusted)
             ):
                 continue
-        elif _spoofable(name, trusted):
+        elif name in stripped or (
+            not trusted
+            and name.startswith(_FORWARDED_PREFIX)
+            and name not in PROXY_OWNED_REQUEST_HEADERS
+        ):
             continue
         if name in PROXY_OWNED_REQUEST_HEADERS:
             if name == b"host":
