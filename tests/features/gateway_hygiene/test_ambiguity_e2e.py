@@ -136,8 +136,11 @@ def test_lower_case_method_cannot_bypass_per_method_scopes(
     for method in ("delete", "Delete"):
         status, _, body = raw(server.port, f"{method} /api/x HTTP/1.1\nHost: localhost\n{auth}")
         assert status == 400, body
-        if body.startswith(b"{"):  # uvicorn (httptools) refuses it itself, in plain text
-            assert _reason(body) == "invalid_method"
+        assert server.cwd is not None
+        if server.cwd.name.startswith("ambiguity-uvicorn") and not body.startswith(b"{"):
+            continue  # uvicorn (httptools) refuses it itself, in plain text
+        # granian passes it on: bastion refuses it (an upstream's 400 would not do).
+        assert _reason(body) == "invalid_method"
     assert len(echo.server.received) == before
     status, _, body = raw(server.port, f"GET /api/x HTTP/1.1\nHost: localhost\n{auth}")
     assert status == 200, body
