@@ -64,6 +64,18 @@ def test_gateway_requests_by_route_and_outcome() -> None:
     )
 
 
+def test_a_key_in_the_query_string_is_an_api_key_auth_failure() -> None:
+    from bastion.apikeys import ApiKeyInQueryError
+
+    metrics = Metrics(process=False)
+    metrics.gateway_request("orders", ApiKeyInQueryError(), 0.0001)
+    found = samples(metrics)
+    total = "bastion_gateway_requests_total"
+    assert value(found, total, route="orders", outcome="api_key_in_query") == 1
+    failures = "bastion_auth_failures_total"
+    assert value(found, failures, method="api_key", reason="api_key_in_query") == 1
+
+
 def test_latency_histogram_buckets_are_cumulative_with_sum_and_count() -> None:
     metrics = Metrics(process=False)
     for seconds in (0.0004, 0.0005, 0.003, 0.2, 42.0):

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bastion.apikeys import (
+    ApiKeyInQueryError,
     ApiKeyIPNotAllowedError,
     ApiKeyService,
     ApiKeySpec,
@@ -41,6 +42,11 @@ from bastion.storage.shared import SharedState, open_shared_state
 from gateway.gateway_support import Result, call
 
 INVALID = "the API key is not valid"
+IN_QUERY = (
+    "API keys are accepted only in request headers (Authorization: Bearer, or the route's API "
+    "key header), never in the query string: URLs end up in logs, browser history and Referer "
+    "headers. Revoke or rotate a key that was sent there."
+)
 
 
 @pytest.fixture
@@ -77,7 +83,9 @@ def tamper(key: str) -> str:
 
 
 async def denied(gateway: Gateway, path: str = "/api/x", **kw: Any) -> BaseException:
-    with pytest.raises((InvalidApiKeyError, ApiKeyIPNotAllowedError, UnauthenticatedError)) as e:
+    with pytest.raises(
+        (InvalidApiKeyError, ApiKeyInQueryError, ApiKeyIPNotAllowedError, UnauthenticatedError)
+    ) as e:
         await call(gateway, "GET", path, **kw)
     return e.value
 
@@ -285,8 +293,11 @@ async def test_a_key_in_the_query_string_is_refused_whatever_else_is_sent(
     text = query.format(key=key, pct=key.replace("_", "%5F"))
     for path in ("/api", "/both"):
         error = await denied(gateway, path, query=text.encode(), headers=[bearer(key)])
-        assert isinstance(error, InvalidApiKeyError)
-        assert (error.reason, error.detail) == ("in_query_string", INVALID)
+        assert isinstance(error, ApiKeyInQueryError)
+        assert (error.status, error.code) == (400, "api_key_in_query")
+        assert error.www_authenticate == 'Bearer realm="bastion", error="invalid_request"'
+        assert error.detail == IN_QUERY
+        assert key not in error.detail
     assert echo.connections == 0
 
 

@@ -14,6 +14,8 @@ from bastion.gateway.authn.identity import Identity
 from bastion.gateway.authz import InsufficientScopeError
 from bastion.gateway.hygiene import (
     BadRequestFramingError,
+    BadRequestHostError,
+    BadRequestMethodError,
     BodyTooLargeError,
     HeadersTooLargeError,
     framing,
@@ -166,3 +168,71 @@ async def test_http2_body_without_content_length_is_counted(gateway: Gateway) ->
     scope = {**make_scope("POST", "/small"), "http_version": "2"}
     with pytest.raises(BodyTooLargeError):
         await gateway(scope, make_receive(chunks=[b"x" * 8, b"x" * 8]), Recorder())
+
+
+@pytest.mark.parametrize("method", ["delete", "Delete", "gEt", "GET ", "", "DE\x00LETE", "X" * 33])
+async def test_methods_that_are_not_upper_case_tokens_are_400_before_matching(
+    gateway: Gateway, echo: EchoServer, method: str
+) -> None:
+    # "/nowhere" matches no route: the method is refused before matching.
+    for path in ("/default", "/nowhere"):
+        with pytest.raises(BadRequestMethodError) as caught:
+            await call(gateway, method, path)
+        assert (caught.value.status, caught.value.code) == (400, "invalid_method")
+        assert caught.value.detail == (
+            "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
+        )
+    assert echo.connections == 0
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PROPFIND", "M-SEARCH", "PURGE"])
+async def test_upper_case_token_methods_pass(gateway: Gateway, method: str) -> None:
+    result = await call(gateway, method, "/default")
+    assert result.json()["method"] == method
+
+
+@pytest.mark.parametrize(
+    ("headers", "host", "version", "detail"),
+    [
+        (
+            [("host", "evil.test")],
+            "gw.test",
+            "1.1",
+            "The request has more than one Host header; send one.",
+        ),
+        (
+            [("HOST", "gw.test")],
+            "gw.test",
+            "1.0",
+            "The request has more than one Host header; send one.",
+        ),
+        ([], None, "1.1", "An HTTP/1.1 request must carry a Host header."),
+        ([("host", "")], None, "1.1", "An HTTP/1.1 request must carry a Host header."),
+    ],
+)
+async def test_ambiguous_or_missing_host_is_400(
+    gateway: Gateway,
+    echo: EchoServer,
+    headers: list[tuple[str, str]],
+    host: str | None,
+    version: str,
+    detail: str,
+) -> None:
+    scope = make_scope("GET", "/default", headers=headers, host=host)
+    scope["http_version"] = version
+    with pytest.raises(BadRequestHostError) as caught:
+        await gateway(scope, make_receive(), Recorder())
+    assert (caught.value.status, caught.value.code) == (400, "invalid_host")
+    assert caught.value.detail == detail
+    assert echo.connections == 0
+
+
+@pytest.mark.parametrize("version", ["1.0", "2"])
+async def test_host_is_optional_before_http_1_1_and_in_http_2(
+    gateway: Gateway, version: str
+) -> None:
+    scope = make_scope("GET", "/default", host=None)
+    scope["http_version"] = version
+    send = Recorder()
+    await gateway(scope, make_receive(), send)
+    assert send.result().status == 200

@@ -19,6 +19,9 @@ BACKSLASH = "The request path contains a backslash, which is refused."
 BAD_ESCAPE = "The request path contains an invalid percent-escape."
 ABOVE_ROOT = "The request path climbs above the root ('..')."
 NOT_ABSOLUTE = "The request path must start with '/'."
+DOT_PARAMETER = (
+    "The request path contains a dot segment with a path parameter ('..;'), which is refused."
+)
 
 
 @pytest.mark.parametrize(
@@ -79,6 +82,16 @@ def test_normalises(raw: bytes, expected: str) -> None:
         (b"", NOT_ABSOLUTE),
         (b"*", NOT_ABSOLUTE),
         (b"http://evil/x", NOT_ABSOLUTE),
+        # Tomcat, Jetty and Spring strip ";..." before resolving dot segments (issue 13).
+        (b"/raw/..;/api/key/x", DOT_PARAMETER),
+        (b"/raw/..;jsessionid=1/api", DOT_PARAMETER),
+        (b"/raw/%2e%2e;/api", DOT_PARAMETER),
+        (b"/raw/%2E.;x/api", DOT_PARAMETER),
+        (b"/raw/.%2e;/api", DOT_PARAMETER),
+        (b"/raw/.;/api", DOT_PARAMETER),
+        (b"/raw/..%3b/api", DOT_PARAMETER),
+        (b"/raw/..;", DOT_PARAMETER),
+        (b"/..;/x", DOT_PARAMETER),
     ],
 )
 def test_refuses(raw: bytes, message: str) -> None:
@@ -87,6 +100,11 @@ def test_refuses(raw: bytes, message: str) -> None:
     assert caught.value.code == "invalid_path"
     assert caught.value.status == 400
     assert caught.value.detail == message
+
+
+@pytest.mark.parametrize("raw", [b"/a/b;c/d", b"/a/..x;/b", b"/a/...;/b", b"/a/b;..", b"/a;v=1/b"])
+def test_path_parameters_on_other_segments_are_kept(raw: bytes) -> None:
+    assert normalize_path(raw) == raw.decode()
 
 
 def test_length_limit() -> None:

@@ -171,7 +171,7 @@ async def test_websocket_refused_on_a_route_without_websocket() -> None:
 
     gateway = Gateway([route("pub", "/")])
     send = Recorder()
-    scope = {"type": "websocket", "path": "/", "raw_path": b"/", "headers": []}
+    scope = {"type": "websocket", "path": "/", "raw_path": b"/", "headers": [(b"host", b"gw.test")]}
     with pytest.raises(WebSocketNotAllowedError) as caught:
         await gateway(scope, make_receive(), send)
     assert (caught.value.status, caught.value.code) == (403, "websocket_not_allowed")

@@ -341,6 +341,65 @@ async def test_forwarded_headers_from_trusted_proxy_are_appended(echo: EchoServe
     await gw.shutdown()
 
 
+# Issue 13: override, client-address and proxy-identity headers a client may forge.
+OVERRIDES = [
+    ("x-original-url", "/admin"),
+    ("x-rewrite-url", "/admin"),
+    ("x-original-uri", "/admin"),
+    ("X_Original_URL", "/admin"),
+    ("x-forwarded-prefix", "/evil"),
+    ("x-forwarded-port", "1"),
+    ("x-forwarded-server", "evil"),
+    ("x-forwarded-email", "admin@example.com"),
+    ("x-forwarded-groups", "admins"),
+    ("X_Forwarded_For", "6.6.6.6"),
+    ("true-client-ip", "6.6.6.6"),
+    ("x-client-ip", "6.6.6.6"),
+    ("cf-connecting-ip", "6.6.6.6"),
+    ("x-cluster-client-ip", "6.6.6.6"),
+    ("x-kept", "yes"),
+]
+ALWAYS = {
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x_original_url",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x_forwarded_for",
+}
+
+
+async def test_override_and_client_ip_headers_from_untrusted_peer_are_stripped(
+    gateway: Gateway, echo: EchoServer
+) -> None:
+    await call(gateway, "GET", "/api/x", headers=OVERRIDES, client=("203.0.113.7", 4000))
+    names = {name for name, _ in echo.received[-1].headers}
+    assert names == {
+        "host",
+        "x-kept",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+    assert echo.received[-1].header("x-forwarded-for") == "203.0.113.7"
+
+
+async def test_trusted_proxy_keeps_its_forwarded_headers_but_never_path_overrides(
+    echo: EchoServer,
+) -> None:
+    gw = Gateway([route("api", "/", echo.url)], trusted_proxies=["10.0.0.0/8"])
+    await call(gw, "GET", "/x", headers=OVERRIDES, client=("10.1.2.3", 4000))
+    got = echo.received[-1]
+    names = {name for name, _ in got.headers}
+    assert not names & ALWAYS
+    assert got.header("x-forwarded-prefix") == "/evil"
+    assert got.header("x-forwarded-port") == "1"
+    assert got.header("cf-connecting-ip") == "6.6.6.6"
+    assert got.header("x-forwarded-for") == "10.1.2.3"
+    await gw.shutdown()
+
+
 async def test_stale_pooled_connection_is_retried_for_get(
     gateway: Gateway, echo: EchoServer
 ) -> None:

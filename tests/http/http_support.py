@@ -41,6 +41,7 @@ def make_settings(engine: str = "uvicorn", port: int = 0, graceful_timeout: floa
         tls=SimpleNamespace(min_version="1.2"),
         trusted_proxies=[],
         issuer_url="https://localhost",
+        forward_auth=SimpleNamespace(headers="nginx"),
     )
 
 

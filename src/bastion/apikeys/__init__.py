@@ -8,6 +8,7 @@ partners in ``docs/api-keys.md``.
 from bastion.apikeys.errors import (
     AmbiguousApiKeyError,
     ApiKeyError,
+    ApiKeyInQueryError,
     ApiKeyIPNotAllowedError,
     ApiKeySpecError,
     ApiKeyStateError,
@@ -26,6 +27,7 @@ __all__ = [
     "AmbiguousApiKeyError",
     "ApiKeyError",
     "ApiKeyIPNotAllowedError",
+    "ApiKeyInQueryError",
     "ApiKeyService",
     "ApiKeySpec",
     "ApiKeySpecError",

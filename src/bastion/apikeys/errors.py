@@ -17,6 +17,7 @@ __all__ = [
     "AmbiguousApiKeyError",
     "ApiKeyError",
     "ApiKeyIPNotAllowedError",
+    "ApiKeyInQueryError",
     "ApiKeySpecError",
     "ApiKeyStateError",
     "InvalidApiKeyError",
@@ -37,7 +38,7 @@ class InvalidApiKeyError(ApiKeyError):
     """A presented API key was refused (401, RFC 6750 ``invalid_token`` challenge).
 
     ``reason`` (audit only): ``malformed``, ``bad_checksum``, ``unknown``,
-    ``expired``, ``revoked``, ``disabled``, ``grace_ended``, ``in_query_string``.
+    ``expired``, ``revoked``, ``disabled``, ``grace_ended``.
     """
 
     code = "invalid_api_key"
@@ -49,6 +50,28 @@ class InvalidApiKeyError(ApiKeyError):
         # reason is deliberately not a problem member: the outside sees one answer.
         super().__init__(INVALID_API_KEY_DETAIL)
         self.reason = reason
+
+
+class ApiKeyInQueryError(ApiKeyError):
+    """Something shaped like an API key is in the query string (400, RFC 6750 ``invalid_request``).
+
+    Refused before any key is looked up, valid or not (the answer says nothing
+    about the key), so the client learns the fix: keys go in a header. The
+    detail never contains the key.
+    """
+
+    code = "api_key_in_query"
+    status = 400
+    title = "API key in the query string"
+    www_authenticate = 'Bearer realm="bastion", error="invalid_request"'
+
+    def __init__(self) -> None:
+        super().__init__(
+            "API keys are accepted only in request headers (Authorization: Bearer, or the "
+            "route's API key header), never in the query string: URLs end up in logs, "
+            "browser history and Referer headers. Revoke or rotate a key that was sent there."
+        )
+        self.reason = "in_query_string"
 
 
 class ApiKeyIPNotAllowedError(ApiKeyError):

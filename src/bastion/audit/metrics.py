@@ -148,6 +148,7 @@ _AUTH_EVENTS: Final = {
 _GATEWAY_AUTH_CODES: Final = {
     "unauthenticated": "gateway",  # no accepted credential at all
     "invalid_api_key": "api_key",
+    "api_key_in_query": "api_key",  # a key presented in the URL (refused unread)
     "api_key_ip_not_allowed": "api_key",
     "invalid_token": "jwt",
 }

@@ -7,7 +7,8 @@ otherwise the gateway's ``tracer`` is ``None`` and a request pays one attribute 
   ``http.request.method``, ``url.path`` (the normalised path, never the query:
   query strings carry API keys and tokens), ``bastion.route``, ``bastion.outcome``
   (``allowed`` or the denial's error code) and ``http.response.status_code``
-  when known; a 5xx sets the span status to error.
+  when known; a 5xx sets the span status to error. A forward-auth decision
+  (``/auth/verify``) is a span of its own with ``bastion.door = forward_auth``.
 - Spans are exported by a :class:`BatchSpanProcessor`: ending a span only
   appends to an in-memory queue, the OTLP/HTTP POSTs run in the SDK's own
   thread, and a full queue drops spans rather than slowing requests.
@@ -192,6 +193,9 @@ class GatewayTracer:
             span.set_attribute("bastion.route", route)
         if ex.path:
             span.set_attribute("url.path", ex.path)
+        if ex.door != "gateway":
+            span.set_attribute("bastion.door", ex.door)
+            span.set_attribute("http.request.method", ex.method)  # the original request's
         if error is None:
             outcome = "allowed"
         elif isinstance(error, BastionError):

@@ -34,7 +34,8 @@ def record_denial(auditor: Auditor, ex: Exchange, step: str, error: BastionError
     """Record ``gateway.denied`` for ``error`` raised by ``step`` (reason: the error's code).
 
     Outcome ``denied`` for a 4xx, ``failure`` for a 5xx (e.g. the upstream
-    is unreachable). The identity's key id / client id / subject are included
+    is unreachable). A forward-auth decision (``/auth/verify``) carries
+    ``data.door = "forward_auth"``. The identity's key id / client id / subject are included
     when the ``authenticate`` step had established it.
     """
     scope = ex.scope
@@ -55,13 +56,20 @@ def record_denial(auditor: Auditor, ex: Exchange, step: str, error: BastionError
         client_id=client_id,
         key_id=identity.key_id if identity is not None else None,
         route=route.name if route is not None else None,
-        data={
-            "status": error.status,
-            "step": step,
-            "method": ex.method,
-            "path": (ex.path or str(scope.get("path", "")))[:_PATH_LIMIT],
-        },
+        data=_data(ex, step, error),
     )
+
+
+def _data(ex: Exchange, step: str, error: BastionError) -> dict[str, object]:
+    data: dict[str, object] = {
+        "status": error.status,
+        "step": step,
+        "method": ex.method,
+        "path": (ex.path or str(ex.scope.get("path", "")))[:_PATH_LIMIT],
+    }
+    if ex.door != "gateway":
+        data["door"] = ex.door  # "forward_auth": decided for a proxy that is not bastion
+    return data
 
 
 def count_allowed(auditor: Auditor, ex: Exchange) -> None:

@@ -1,9 +1,17 @@
-"""Request hygiene: body framing, header and body size limits, method-override headers.
+"""Request hygiene: method, Host, body framing, header and body size limits, method overrides.
 
 Two steps of the pipeline:
 
 ``framing`` (first, before ``match``) checks what the HTTP server let through:
 
+- a method that is not an upper-case token (RFC 9110 §9.1: methods are
+  case-sensitive; ``delete`` is not ``DELETE``, but an upstream framework may
+  treat it as one after bastion judged it as something else) -> 400
+  ``invalid_method``;
+- several ``Host`` header fields, or none (or an empty one) in an HTTP/1.1
+  request -> 400 ``invalid_host`` (RFC 9112 §3.2: the route would be matched
+  on one and the upstream could read another). granian and uvicorn both pass
+  them through (granian stands in ``Host: ""`` for a missing one);
 - more header fields than ``request_limits.max_headers``, or more header bytes
   (names + values) than ``request_limits.max_header_bytes`` -> 431
   ``headers_too_large``. granian refuses more than 100 fields itself (a bare
@@ -41,9 +49,12 @@ if TYPE_CHECKING:
 __all__ = [
     "METHOD_OVERRIDE_HEADERS",
     "BadRequestFramingError",
+    "BadRequestHostError",
+    "BadRequestMethodError",
     "BodyTooLargeError",
     "HeadersTooLargeError",
     "body",
+    "check_method",
     "framing",
 ]
 
@@ -52,7 +63,29 @@ METHOD_OVERRIDE_HEADERS = frozenset(
 )
 _DIGITS = frozenset(b"0123456789")
 # The names "framing" looks at.
-_WATCHED = METHOD_OVERRIDE_HEADERS | {b"content-length", b"transfer-encoding"}
+_WATCHED = METHOD_OVERRIDE_HEADERS | {b"content-length", b"transfer-encoding", b"host"}
+# RFC 9110 §5.6.2 tchar without the lower-case letters: what a method may be spelled with.
+_METHOD_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_COMMON_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
+)
+_MAX_METHOD = 32
+
+
+class BadRequestMethodError(BadRequestError):
+    """The request method is not an upper-case HTTP token (400)."""
+
+    code = "invalid_method"
+    status = 400
+    title = "Invalid request method"
+
+
+class BadRequestHostError(BadRequestError):
+    """The request has several Host header fields, or none in HTTP/1.1 (400)."""
+
+    code = "invalid_host"
+    status = 400
+    title = "Invalid Host header"
 
 
 class BadRequestFramingError(BadRequestError):
@@ -79,11 +112,23 @@ class HeadersTooLargeError(GatewayError):
     title = "Request header fields too large"
 
 
-async def framing(ex: Exchange) -> None:
-    """Check header limits and body framing; drop method-override headers.
+def check_method(method: str) -> None:
+    """Refuse a method that is not an upper-case token; raises :class:`BadRequestMethodError`."""
+    if method in _COMMON_METHODS:
+        return
+    if not method or len(method) > _MAX_METHOD or not set(method) <= _METHOD_CHARS:
+        raise BadRequestMethodError(
+            "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
+        )
 
-    Raises :class:`HeadersTooLargeError` (431) or :class:`BadRequestFramingError` (400).
+
+async def framing(ex: Exchange) -> None:
+    """Check the method, Host, header limits and body framing; drop method-override headers.
+
+    Raises :class:`BadRequestMethodError`, :class:`BadRequestHostError`,
+    :class:`BadRequestFramingError` (400) or :class:`HeadersTooLargeError` (431).
     """
+    check_method(ex.method)
     edge = ex.gateway.edge
     scope = ex.scope
     headers = scope.get("headers") or ()
@@ -95,6 +140,8 @@ async def framing(ex: Exchange) -> None:
     lengths: list[bytes] = []
     codings: list[bytes] = []
     override = False
+    hosts = 0
+    host = b""
     for name, value in headers:
         size += len(name) + len(value)
         # Servers send lower-case names; others are lower-cased only then (hot path).
@@ -104,12 +151,21 @@ async def framing(ex: Exchange) -> None:
                 lengths.append(value)
             elif lower == b"transfer-encoding":
                 codings.append(value)
+            elif lower == b"host":
+                hosts += 1
+                host = value
             else:
                 override = True
     if size > edge.max_header_bytes:
         raise HeadersTooLargeError(
             f"The request headers are larger than {edge.max_header_bytes} bytes."
         )
+    if hosts != 1 or not host:
+        if hosts > 1:
+            raise BadRequestHostError("The request has more than one Host header; send one.")
+        # granian stands in an empty Host for a missing one: the same refusal.
+        if str(scope.get("http_version", "1.1")) == "1.1":
+            raise BadRequestHostError("An HTTP/1.1 request must carry a Host header.")
     if codings:
         if lengths:
             raise BadRequestFramingError(

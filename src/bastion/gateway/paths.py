@@ -14,11 +14,19 @@ matcher and another way for the upstream (RFC 3986 §6.2.2).
   ``%2e`` — the decoding happens first;
 - duplicate slashes are collapsed (a trailing slash is kept).
 
+Path parameters (``;…`` in a segment, RFC 3986 §3.3) are kept as they are,
+except on a dot segment: Tomcat, Jetty and Spring strip ``;…`` before they
+resolve dot segments, so ``/public/..;/admin`` is ``/admin`` to them while it
+would be ``/public/..;/admin`` to the matcher. A segment whose part before the
+first ``;`` (raw or ``%3B``) is ``.`` or ``..`` in any spelling (``%2e``,
+``%2E``) is therefore refused.
+
 It refuses, with :class:`~bastion.gateway.errors.BadRequestPathError`: an
 encoded slash or backslash (``%2F``, ``%5C``), a raw backslash, NUL and every
 other control character (raw or encoded), invalid ``%`` escapes, paths that do
-not start with ``/``, paths longer than :data:`MAX_PATH_BYTES`, and ``..``
-segments that would climb above the root.
+not start with ``/``, paths longer than :data:`MAX_PATH_BYTES`, ``..``
+segments that would climb above the root, and dot segments with a path
+parameter (``..;``, ``.;x``, ``%2e%2e;``).
 
 Case is preserved: matching is case-sensitive, so ``/API/x`` does **not**
 match a route for ``/api`` (paths are case-sensitive in HTTP, and upstreams
@@ -41,8 +49,9 @@ _PATH_SAFE = _UNRESERVED | frozenset(b"!$&'()*+,;=:@")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 # A path that is already normal: non-empty segments of safe characters, none of them
-# "." or "..", optionally a trailing slash. Most real requests take this exit.
-_ALREADY_NORMAL = re.compile(rb"(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*/?")
+# "." or ".." (nor those followed by a ";" parameter), optionally a trailing slash.
+# Most real requests take this exit.
+_ALREADY_NORMAL = re.compile(rb"(?:/(?!\.\.?(?:[/;]|\Z))[A-Za-z0-9\-._~!$&'()*+,;=:@]+)*/?")
 
 _ENCODED_SEPARATORS = {0x2F: "an encoded slash (%2F)", 0x5C: "an encoded backslash (%5C)"}
 
@@ -87,6 +96,16 @@ def _canonical_segment(segment: bytes) -> str:
     return "".join(out)
 
 
+def _refuse_dot_parameter(segment: str) -> None:
+    """Refuse a dot segment carrying a path parameter (``..;x``, ``.;``, ``..%3Bx``)."""
+    head = segment.split(";", 1)[0].split("%3B", 1)[0]
+    if head in (".", ".."):
+        raise BadRequestPathError(
+            "The request path contains a dot segment with a path parameter ('..;'), which is "
+            "refused."
+        )
+
+
 def normalize_path(raw_path: bytes) -> str:
     """Return the normal form of a raw request path (see the module docstring).
 
@@ -105,6 +124,8 @@ def normalize_path(raw_path: bytes) -> str:
     trailing_slash = False
     for raw_segment in raw_segments:
         segment = _canonical_segment(raw_segment)
+        if ";" in segment or "%3B" in segment:
+            _refuse_dot_parameter(segment)
         # A path ending in "/", "/." or "/.." names a directory: keep its trailing slash.
         trailing_slash = segment in ("", ".", "..")
         if segment in ("", "."):

@@ -91,6 +91,7 @@ class Exchange:
         "answered",
         "body_length",
         "credential_headers",
+        "door",
         "edge_headers",
         "gateway",
         "host",
@@ -107,6 +108,8 @@ class Exchange:
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
         self.gateway = gateway
+        # Which door the request came through: "gateway" (proxied) or "forward_auth".
+        self.door = "gateway"
         self.scope = scope
         self.receive = receive
         self.send = send
@@ -339,6 +342,24 @@ STEPS: tuple[Step, ...] = (
 )
 
 
+# The steps a forward-auth decision runs after reading the original request: the table up
+# to (not including) "mutate", without "cors" (the proxy or the application answers CORS)
+# and "body" (the proxy does not send the body).
+_NOT_DECIDING = frozenset({"cors", "body"})
+_DECISION_END = "mutate"
+
+
+def decision_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
+    """The rows of ``steps`` that decide a request without proxying it (forward-auth)."""
+    out: list[Step] = []
+    for step in steps:
+        if step.name == _DECISION_END:
+            break
+        if step.name not in _NOT_DECIDING:
+            out.append(step)
+    return tuple(out)
+
+
 class Gateway:
     """The gateway data plane as an ASGI application.
 
@@ -443,6 +464,7 @@ class Gateway:
         self.shedder: LoadShedder | None = None
         self.risk: RiskRegistry | None = None
         self.steps = steps
+        self.decision_steps = decision_steps(steps)
         self.metrics = metrics
         # The "audit" step (gateway/audit.py): denials recorded, allowed requests counted.
         self.auditor = auditor
@@ -497,9 +519,9 @@ class Gateway:
             ex = Exchange(active, scope, receive, send)
             tracer = active.tracer
             if tracer is not None:
-                await tracer.trace(ex, _measured, trusted=_from_trusted_proxy(active, scope))
+                await active.run(ex, active.steps)
                 return
-            await _measured(ex)
+            await _measured(ex, active.steps)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -507,9 +529,39 @@ class Gateway:
             upgrade = Exchange(active, {**scope, "method": "GET"}, receive, send)
             await active.handle_websocket(upgrade)
 
-    async def handle(self, ex: Exchange) -> None:
-        """Run the steps for one request; raises the denying step's error."""
-        for step in self.steps:
+    async def run(self, ex: Exchange, steps: tuple[Step, ...]) -> None:
+        """The one runner of every HTTP door: ``steps`` traced, metered and audited.
+
+        Raises the denying step's error (recorded as ``gateway.denied`` first).
+        """
+        tracer = self.tracer
+        if tracer is None:
+            await _measured(ex, steps)
+            return
+
+        async def measured(exchange: Exchange) -> None:
+            await _measured(exchange, steps)
+
+        await tracer.trace(ex, measured, trusted=_from_trusted_proxy(self, ex.scope))
+
+    async def decide(self, scope: Scope, receive: Receive, send: Send, read: Step) -> Exchange:
+        """Judge the request a forward-auth caller asks about, on the live generation.
+
+        ``read`` is the step that turns the proxy's decision request into the original
+        request (it checks the caller and rewrites ``exchange.scope`` / ``.method``); then
+        :attr:`decision_steps` run — through :meth:`run`, so a decision is traced, counted
+        and audited like a proxied request. Returns the allowed exchange (its identity
+        and response edits); raises the denial.
+        """
+        active = self._active
+        ex = Exchange(active, scope, receive, send)
+        ex.door = "forward_auth"
+        await active.run(ex, (read, *active.decision_steps))
+        return ex
+
+    async def handle(self, ex: Exchange, steps: tuple[Step, ...] | None = None) -> None:
+        """Run ``steps`` (default: :attr:`steps`) for one request; raises the denial."""
+        for step in self.steps if steps is None else steps:
             try:
                 await step.run(ex)
             except ClientDisconnectedError:
@@ -567,16 +619,16 @@ class Gateway:
                 return
 
 
-async def _measured(ex: Exchange) -> None:
-    """Run the steps for ``ex`` and count the request in the gateway's metrics (if any)."""
+async def _measured(ex: Exchange, steps: tuple[Step, ...]) -> None:
+    """Run ``steps`` for ``ex`` and count the request in the gateway's metrics (if any)."""
     gateway = ex.gateway
     metrics = gateway.metrics
     if metrics is None:
-        await gateway.handle(ex)
+        await gateway.handle(ex, steps)
         return
     start = time.perf_counter()
     try:
-        await gateway.handle(ex)
+        await gateway.handle(ex, steps)
     except BaseException as exc:
         name = ex.route.name if ex.route is not None else None
         metrics.gateway_request(name, exc, time.perf_counter() - start)

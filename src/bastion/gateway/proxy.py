@@ -120,6 +120,47 @@ PROXY_OWNED_REQUEST_HEADERS = frozenset(
         b"x-forwarded-host",
     }
 )
+# Never forwarded, whoever sends them (issue 13): path overrides — an upstream framework
+# honouring them would serve another path than the one bastion matched and authorised —
+# and identity claims of auth proxies (oauth2-proxy and the like): identity reaches the
+# upstream only as bastion's own X-Bastion-* headers.
+ALWAYS_STRIPPED_REQUEST_HEADERS = frozenset(
+    {
+        b"x-original-url",
+        b"x-original-uri",
+        b"x-rewrite-url",
+        b"x-override-url",
+        b"x-forwarded-email",
+        b"x-forwarded-groups",
+        b"x-forwarded-preferred-username",
+        b"x-forwarded-access-token",
+        b"x-auth-request-email",
+        b"x-auth-request-groups",
+        b"x-auth-request-preferred-username",
+        b"x-auth-request-access-token",
+    }
+)
+# Forwarded only from a trusted proxy (besides every X-Forwarded-*): client-address and
+# proxy-identity claims a client could otherwise forge.
+UNTRUSTED_STRIPPED_REQUEST_HEADERS = frozenset(
+    {
+        b"true-client-ip",
+        b"x-client-ip",
+        b"client-ip",
+        b"cf-connecting-ip",
+        b"cf-connecting-ipv6",
+        b"fastly-client-ip",
+        b"x-cluster-client-ip",
+        b"x-originating-ip",
+        b"x-remote-ip",
+        b"x-remote-addr",
+        b"x-proxyuser-ip",
+        b"x-host",
+        b"x-http-host-override",
+    }
+)
+_FORWARDED_PREFIX = b"x-forwarded-"
+_STRIPPED_FROM_UNTRUSTED = ALWAYS_STRIPPED_REQUEST_HEADERS | UNTRUSTED_STRIPPED_REQUEST_HEADERS
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Methods retried on another target when the connection could not be established.
 _RETRY_ON_CONNECT_FAILURE = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
@@ -193,8 +234,13 @@ def prepare_request(
 
     ``trusted`` says whether the direct peer is a trusted proxy: only then are
     client-sent ``X-Forwarded-*`` values kept (the peer is appended to
-    ``X-Forwarded-For``); otherwise they are replaced. Headers whose lower-cased
-    name is in ``drop`` are not forwarded (the credential bastion consumed).
+    ``X-Forwarded-For``) and the headers of :data:`UNTRUSTED_STRIPPED_REQUEST_HEADERS`
+    forwarded; otherwise every ``X-Forwarded-*`` and those headers are dropped and
+    bastion sets ``X-Forwarded-For`` / ``-Proto`` / ``-Host`` itself. The headers of
+    :data:`ALWAYS_STRIPPED_REQUEST_HEADERS` are never forwarded. Names are compared
+    with ``_`` read as ``-`` (``X_Original_URL`` is ``X-Original-URL`` to CGI and WSGI),
+    and an ``_`` spelling of a header bastion sets itself is dropped. Headers whose
+    lower-cased name is in ``drop`` are not forwarded (the credential bastion consumed).
 
     Raises :class:`BadRequestError` for both ``Content-Length`` and
     ``Transfer-Encoding``, a malformed or repeated ``Content-Length``, or a
@@ -208,8 +254,24 @@ def prepare_request(
     xfp = xfh = None
     host = b""
     kept: list[tuple[bytes, bytes]] = []
+    stripped = ALWAYS_STRIPPED_REQUEST_HEADERS if trusted else _STRIPPED_FROM_UNTRUSTED
     for raw_name, value in headers:
         name = raw_name.lower()
+        if b"_" in name:
+            folded = name.replace(b"_", b"-")
+            if (
+                folded in PROXY_OWNED_REQUEST_HEADERS
+                or folded in HOP_BY_HOP_HEADERS
+                or folded.startswith(b"proxy-")
+                or _spoofable(folded, trusted)
+            ):
+                continue
+        elif name in stripped or (
+            not trusted
+            and name.startswith(_FORWARDED_PREFIX)
+            and name not in PROXY_OWNED_REQUEST_HEADERS
+        ):
+            continue
         if name in PROXY_OWNED_REQUEST_HEADERS:
             if name == b"host":
                 host = value
@@ -264,6 +326,17 @@ def prepare_request(
     if forwarded_host:
         lines.append(b"x-forwarded-host: " + forwarded_host + b"\r\n")
     return PreparedRequest(header_block=b"".join(lines), content_length=content_length)
+
+
+def _spoofable(name: bytes, trusted: bool) -> bool:
+    """Whether the (lower-cased, ``-`` folded) request header ``name`` is never forwarded."""
+    if name in ALWAYS_STRIPPED_REQUEST_HEADERS:
+        return True
+    if trusted:
+        return False
+    return (
+        name.startswith(_FORWARDED_PREFIX) and name not in PROXY_OWNED_REQUEST_HEADERS
+    ) or name in UNTRUSTED_STRIPPED_REQUEST_HEADERS
 
 
 def _response_headers(

@@ -9,6 +9,7 @@ __all__ = [
     "EndpointNotFoundError",
     "HTTPError",
     "NotReadyError",
+    "RequestBodyUnreadableError",
     "ServerStartError",
     "UnsupportedScopeError",
 ]
@@ -49,6 +50,15 @@ class NotReadyError(ServiceUnavailableError, HTTPError):
     code = "not_ready"
     status = 503
     title = "Not ready"
+
+
+class RequestBodyUnreadableError(HTTPError):
+    """The request body could not be read to its end (400): a malformed chunked body, or
+    the client went away while sending it."""
+
+    code = "bad_request_body"
+    status = 400
+    title = "Bad request body"
 
 
 class UnsupportedScopeError(HTTPError):

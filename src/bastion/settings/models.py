@@ -621,6 +621,21 @@ class IdentityHeaderSettings(_Section):
         return self
 
 
+class ForwardAuthSettings(_Section):
+    """The forward-auth endpoint ``/auth/verify`` (http/endpoints/forward_auth.py).
+
+    ``headers`` names the one header family the proxy in front says the original
+    request in: ``nginx`` (``X-Original-Method`` / ``X-Original-URI``, set by the
+    shipped nginx example) or ``forwarded`` (``X-Forwarded-Method`` /
+    ``X-Forwarded-Uri``: Caddy ``forward_auth``, Traefik ``forwardAuth``). A
+    decision request that carries the other family as well is refused (400):
+    the proxies pass the client's own headers through, so the other family is
+    what a client would forge.
+    """
+
+    headers: Literal["nginx", "forwarded"] = "nginx"
+
+
 class RequestLimitSettings(_Section):
     """Bounds on every gateway request: body size (default for routes) and header size."""
 
@@ -1735,6 +1750,7 @@ class Settings(BaseModel):
     introspection: IntrospectionSettings | None = None
     identity_headers: IdentityHeaderSettings = Field(default_factory=IdentityHeaderSettings)
     request_limits: RequestLimitSettings = Field(default_factory=RequestLimitSettings)
+    forward_auth: ForwardAuthSettings = Field(default_factory=ForwardAuthSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)

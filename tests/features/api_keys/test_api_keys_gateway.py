@@ -10,7 +10,7 @@ the test on a known port) shows what the gateway forwarded. Asserted:
 - wrong checksum and unknown key -> 401 with identical bodies apart from ``request_id``;
 - expired, revoked, disabled -> 401; wrong scope -> 403 ``insufficient_scope``;
   a key limited to other routes -> 403 ``route_not_allowed``;
-- a key in the query string -> 401, even with a valid key in the header;
+- a key in the query string -> 400 api_key_in_query, even with a valid key in the header;
 - after rotation both keys work until the grace period ends, then only the new one;
 - no full key in bastion's log output, any response, or anything the upstream received.
 """
@@ -239,9 +239,15 @@ def test_api_key_acceptance_over_http(stack: Stack) -> None:
     # a key in the query string is refused, even next to a valid key in the header
     for query in (f"api_key={reader}", f"k={writer.replace('_', '%5F')}"):
         in_query = stack.get(f"/api/orders?{query}", reader)
-        assert in_query.status_code == 401
-        assert problem(in_query)["reason"] == "invalid_api_key"
-        assert in_query.headers["www-authenticate"] == INVALID_KEY_CHALLENGE
+        assert in_query.status_code == 400
+        assert problem(in_query)["reason"] == "api_key_in_query"
+        assert problem(in_query)["detail"].startswith(
+            "API keys are accepted only in request headers"
+        )
+        assert reader not in in_query.text and writer not in in_query.text
+        assert in_query.headers["www-authenticate"] == (
+            'Bearer realm="bastion", error="invalid_request"'
+        )
 
     # disabled, then enabled again; revoked for good (by the CLI) — each on the next request
     stack.service(lambda service: service.disable(reader_id))

@@ -288,6 +288,48 @@ def test_rate_limited_is_429_with_retry_after(
     assert int(second.headers["retry-after"]) > 0
 
 
+def test_client_sent_original_headers_do_not_change_the_decision(
+    stack: Stack, keys: dict[str, tuple[str, str]]
+) -> None:
+    # Issue 13: nginx's proxy_set_header replaces a client's X-Original-URI / -Method, so the
+    # request nginx forwards is the one judged.
+    before = len(stack.echo.received)
+    spoofed = stack.get("/api/orders", headers={"X-Original-URI": "/public/anything"})
+    assert spoofed.status_code == 401
+    _, key = keys["read"]
+    deleting = stack.get(
+        "/api/orders",
+        method="DELETE",
+        headers={"Authorization": f"Bearer {key}", "X-Original-Method": "GET"},
+    )
+    assert deleting.status_code == 403
+    assert len(stack.echo.received) == before
+
+
+def test_client_sent_forwarded_family_is_refused(
+    stack: Stack, keys: dict[str, tuple[str, str]]
+) -> None:
+    # nginx passes a client's X-Forwarded-Uri / -Method through: bastion (headers: nginx)
+    # refuses the decision request (400 forward_auth_ambiguous; the example maps it to 400).
+    _, key = keys["read"]
+    before = len(stack.echo.received)
+    for name, value in (("X-Forwarded-Uri", "/public/x"), ("X-Forwarded-Method", "GET")):
+        response = stack.get("/api/orders", headers={"Authorization": f"Bearer {key}", name: value})
+        assert response.status_code == 400, name
+        assert response.json() == {"status": 400, "reason": "bad_request"}
+    assert len(stack.echo.received) == before
+    direct = httpx.get(
+        f"{stack.bastion.url}/auth/verify",
+        headers={
+            "X-Original-Method": "GET",
+            "X-Original-URI": "/api/orders",
+            "X-Forwarded-Uri": "/public/x",
+        },
+    )
+    assert direct.status_code == 400
+    assert direct.json()["reason"] == "forward_auth_ambiguous"
+
+
 def test_unknown_route_is_404(stack: Stack) -> None:
     assert stack.get("/nowhere").status_code == 404
 

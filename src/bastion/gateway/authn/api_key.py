@@ -8,12 +8,17 @@ Where a key is read from:
 - the route's ``api_key_header`` (e.g. ``X-API-Key``) when configured: the
   header is dedicated to keys, so any value in it is verified.
 
-Refusals (all :class:`~bastion.apikeys.errors.InvalidApiKeyError`, one body):
+Refusals:
 
-- a key-shaped value in the query string (``in_query_string``) — URLs end up
-  in logs, browser history and Referer headers; the key is refused whatever
-  else the request carries, and the pipeline checks this before *any*
-  method of the route runs (:meth:`ApiKeyAuthenticator.screen`);
+- a key-shaped value in the query string: 400
+  :class:`~bastion.apikeys.errors.ApiKeyInQueryError` (``api_key_in_query``,
+  saying keys are accepted only in headers) — URLs end up in logs, browser
+  history and Referer headers; the key is never looked up and is refused
+  whatever else the request carries, and the pipeline checks this before
+  *any* method of the route runs (:meth:`ApiKeyAuthenticator.screen`);
+
+The rest are all :class:`~bastion.apikeys.errors.InvalidApiKeyError`, one body:
+
 - two different keys in one request (``malformed``): which one would act?
 - everything :meth:`ApiKeyService.verify` refuses (malformed, bad checksum,
   unknown, expired, revoked, disabled, grace ended; 403 for the IP allow-list).
@@ -28,7 +33,7 @@ import re
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote_to_bytes
 
-from bastion.apikeys.errors import InvalidApiKeyError
+from bastion.apikeys.errors import ApiKeyInQueryError, InvalidApiKeyError
 from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.authn.identity import Identity
 from bastion.ratelimit.gcra import Limit
@@ -119,10 +124,13 @@ class ApiKeyAuthenticator:
         self._identities: dict[str, tuple[ApiKey, Identity]] = {}
 
     def screen(self, ex: Exchange) -> None:
-        """Refuse a key in the query string (before any method of the route runs)."""
+        """Refuse a key in the query string (before any method of the route runs).
+
+        Raises :class:`ApiKeyInQueryError` (400 ``api_key_in_query``).
+        """
         query = ex.scope.get("query_string")
         if query and key_in_query(query):
-            raise InvalidApiKeyError("in_query_string")
+            raise ApiKeyInQueryError()
 
     def _header_for(self, route: CompiledRoute) -> bytes | None:
         try:

@@ -16,17 +16,31 @@ application answers CORS; no ``body``: the proxy does not send it; no
 - the denial otherwise, as problem+json: 401 with ``WWW-Authenticate``, 403,
   404/405 for no route, 429 with ``Retry-After``.
 
-The original request is read from ``X-Original-Method`` / ``X-Original-URI``
-(nginx convention, set in ``examples/nginx/forward-auth.conf``) or
-``X-Forwarded-Method`` / ``X-Forwarded-Uri`` (Traefik, Caddy), its host from
-``X-Forwarded-Host`` (else ``Host``), the client address from
-``X-Forwarded-For``. The credentials are the request's own headers (the
-proxies forward the client's headers to the auth request).
+The original request's method and URI are read from ONE header family, named
+by ``forward_auth.headers``:
+
+- ``nginx`` (the default): ``X-Original-Method`` / ``X-Original-URI``, as set by
+  ``examples/nginx/forward-auth.conf``;
+- ``forwarded``: ``X-Forwarded-Method`` / ``X-Forwarded-Uri`` (Caddy
+  ``forward_auth``, Traefik ``forwardAuth``).
+
+The proxies forward the client's own headers to the auth request (that is how
+the credential arrives), and each sets only its own family: the other family
+is whatever the client sent. A decision request that carries any header of the
+other family, or any of the headers it is judged by more than once
+(method, URI, ``X-Forwarded-Host``, ``Host``), is refused with 400
+``forward_auth_ambiguous`` — never judged on a guess. The host is
+``X-Forwarded-Host`` (else ``Host``), the client address ``X-Forwarded-For``.
 
 These headers decide everything, so they are believed only from a direct peer
 in ``trusted_proxies``: any other caller gets 403 ``forward_auth_untrusted``
 (a client that could name its own method and URI could ask about any route).
 A trusted caller that omits or garbles them gets 400 ``forward_auth_bad_request``.
+
+Every decision — the refusals above included — runs through the gateway's one
+runner (:meth:`~bastion.gateway.pipeline.Gateway.decide`): it is audited
+(``gateway.denied`` with ``data.door = "forward_auth"``), counted in the
+gateway metrics and traced exactly like a request bastion proxies itself.
 """
 
 from __future__ import annotations
@@ -37,14 +51,17 @@ from urllib.parse import unquote_to_bytes
 from starlette.routing import Route
 
 from bastion.gateway.errors import BadRequestError, GatewayError
-from bastion.gateway.pipeline import Exchange, Gateway
+from bastion.gateway.pipeline import Exchange, Gateway, Step
 from bastion.gateway.proxy import apply_edits
 from bastion.http.errors import EndpointNotFoundError
 from bastion.http.middleware.request_id import SCOPE_KEY
 from bastion.http.types import Receive, Scope, Send
+from bastion.settings import Settings
 
 __all__ = [
+    "FAMILIES",
     "FORWARD_AUTH_PATH",
+    "ForwardAuthAmbiguousError",
     "ForwardAuthBadRequestError",
     "ForwardAuthEndpoint",
     "ForwardAuthUntrustedError",
@@ -53,15 +70,20 @@ __all__ = [
 
 FORWARD_AUTH_PATH = "/auth/verify"
 
-# The gateway steps a decision runs, in table order, up to (not including) "mutate".
-_SKIPPED = frozenset({"cors", "body"})
-_LAST = "mutate"
-
-_METHOD_HEADERS = (b"x-original-method", b"x-forwarded-method")
-_URI_HEADERS = (b"x-original-uri", b"x-forwarded-uri")
-_META = frozenset(
-    {b"x-original-method", b"x-original-uri", b"x-forwarded-method", b"x-forwarded-uri"}
-)
+# header family -> (its method header, its URI header)
+FAMILIES: dict[str, tuple[bytes, bytes]] = {
+    "nginx": (b"x-original-method", b"x-original-uri"),
+    "forwarded": (b"x-forwarded-method", b"x-forwarded-uri"),
+}
+_SPELLED = {
+    b"x-original-method": "X-Original-Method",
+    b"x-original-uri": "X-Original-URI",
+    b"x-forwarded-method": "X-Forwarded-Method",
+    b"x-forwarded-uri": "X-Forwarded-Uri",
+}
+_META = frozenset(_SPELLED)
+# Judged by: each at most once.
+_SINGLE = _META | {b"x-forwarded-host", b"host"}
 _TOKEN = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _MAX_URI = 8192
 
@@ -82,26 +104,55 @@ class ForwardAuthBadRequestError(BadRequestError):
     title = "Bad forward-auth request"
 
 
-def _first(headers: list[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> bytes | None:
-    for wanted in names:
-        for name, value in headers:
-            if name.lower() == wanted:
-                return value.strip()
-    return None
+class ForwardAuthAmbiguousError(BadRequestError):
+    """The decision request carries the other header family, or a judged header twice (400)."""
+
+    code = "forward_auth_ambiguous"
+    status = 400
+    title = "Ambiguous forward-auth request"
 
 
-def original_scope(scope: Scope) -> Scope:
+def _judged_headers(headers: list[tuple[bytes, bytes]], family: str) -> dict[bytes, bytes]:
+    """The headers a decision is judged by, each once; refuses the other family and repeats."""
+    own = FAMILIES[family]
+    found: dict[bytes, bytes] = {}
+    for raw, value in headers:
+        name = raw.lower()
+        if name not in _SINGLE:
+            continue
+        if name in _META and name not in own:
+            method, uri = (_SPELLED[n] for n in own)
+            raise ForwardAuthAmbiguousError(
+                f"The request carries {_SPELLED[name]}, but forward_auth.headers is {family}: "
+                f"bastion reads the original request only from {method} and {uri}, and refuses "
+                "a request that carries the other family too (a client may have sent it). "
+                "Set forward_auth.headers to match your proxy (nginx: nginx; Caddy, Traefik: "
+                "forwarded)."
+            )
+        if name in found:
+            raise ForwardAuthAmbiguousError(
+                f"The request carries more than one {name.decode('ascii').title()} header."
+            )
+        found[name] = value.strip()
+    return found
+
+
+def original_scope(scope: Scope, family: str = "nginx") -> Scope:
     """The ASGI scope of the request the proxy asks about (a shallow copy of ``scope``).
 
-    Raises :class:`ForwardAuthBadRequestError` when the method or URI is missing or invalid.
+    ``family`` is ``forward_auth.headers`` (a key of :data:`FAMILIES`). Raises
+    :class:`ForwardAuthAmbiguousError` for the other family or a repeated header,
+    :class:`ForwardAuthBadRequestError` when the method or URI is missing or invalid.
     """
     headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or ())
-    method = _first(headers, _METHOD_HEADERS)
-    uri = _first(headers, _URI_HEADERS)
+    judged = _judged_headers(headers, family)
+    method_header, uri_header = FAMILIES[family]
+    method = judged.get(method_header)
+    uri = judged.get(uri_header)
     if not method or not uri:
         raise ForwardAuthBadRequestError(
-            "Say which request to judge: send X-Original-Method and X-Original-URI "
-            "(or X-Forwarded-Method and X-Forwarded-Uri)."
+            f"Say which request to judge: send {_SPELLED[method_header]} and "
+            f"{_SPELLED[uri_header]} (forward_auth.headers is {family})."
         )
     if len(method) > 16 or not set(method) <= _TOKEN:
         raise ForwardAuthBadRequestError("The original method is not an upper-case HTTP method.")
@@ -109,9 +160,8 @@ def original_scope(scope: Scope) -> Scope:
         raise ForwardAuthBadRequestError("The original URI is not an origin-form path.")
     raw_path, _, query = uri.partition(b"?")
     raw_path = raw_path.partition(b"#")[0]
-    forwarded_host = _first(headers, (b"x-forwarded-host",))
     kept = [(n, v) for n, v in headers if n.lower() not in _META and n.lower() != b"host"]
-    host = forwarded_host or _first(headers, (b"host",)) or b""
+    host = judged.get(b"x-forwarded-host") or judged.get(b"host") or b""
     if host:
         kept.append((b"host", host))
     return {
@@ -124,11 +174,32 @@ def original_scope(scope: Scope) -> Scope:
     }
 
 
+def _reader(family: str) -> Step:
+    """The first step of a decision: check the caller, then read the original request."""
+
+    async def read_original(ex: Exchange) -> None:
+        client = ex.scope.get("client")
+        peer = client[0] if client else None
+        trusted = ex.gateway.trusted_proxies
+        if not trusted or peer not in trusted:
+            raise ForwardAuthUntrustedError(
+                "Only a proxy listed in trusted_proxies may ask for forward-auth decisions."
+            )
+        ex.scope = original_scope(ex.scope, family)
+        ex.method = ex.scope["method"]
+
+    return Step("forward_auth", read_original, fail="closed")
+
+
+_READERS = {family: _reader(family) for family in FAMILIES}
+
+
 class ForwardAuthEndpoint:
     """The ASGI endpoint at :data:`FORWARD_AUTH_PATH` (any method).
 
-    Raises :class:`ForwardAuthUntrustedError` (403), :class:`ForwardAuthBadRequestError`
-    (400) or the denying gateway step's error; they render as problem+json.
+    Raises :class:`ForwardAuthUntrustedError` (403), :class:`ForwardAuthAmbiguousError`
+    or :class:`ForwardAuthBadRequestError` (400), or the denying gateway step's error;
+    they render as problem+json.
     """
 
     def __init__(self, runtime: Any) -> None:
@@ -138,27 +209,16 @@ class ForwardAuthEndpoint:
         gateway = getattr(self.runtime, "gateway", None)
         if not isinstance(gateway, Gateway) or scope["type"] != "http":
             raise EndpointNotFoundError("no forward-auth endpoint here")
-        client = scope.get("client")
-        peer = client[0] if client else None
-        if not gateway.trusted_proxies or peer not in gateway.trusted_proxies:
-            raise ForwardAuthUntrustedError(
-                "Only a proxy listed in trusted_proxies may ask for forward-auth decisions."
-            )
-        ex = Exchange(gateway, original_scope(scope), receive, send)
-        for step in gateway.steps:
-            if step.name == _LAST:
-                break
-            if step.name in _SKIPPED:
-                continue
-            # Deliberate denials propagate and render themselves; a broken step fails
-            # closed (a 500 nginx turns into a refusal), never into a 200.
-            await step.run(ex)
+        settings: Settings = self.runtime.settings
+        # Deliberate denials propagate and render themselves; a broken step fails
+        # closed (a 500 the proxy turns into a refusal), never into a 200.
+        ex = await gateway.decide(scope, receive, send, _READERS[settings.forward_auth.headers])
         request_id = scope.get(SCOPE_KEY)
-        headers = gateway.identity_headers.rewrite((), ex.identity, request_id)
+        headers = ex.gateway.identity_headers.rewrite((), ex.identity, request_id)
         headers += [(b"cache-control", b"no-store"), (b"content-length", b"0")]
         headers = apply_edits(headers, ex.response_edits)  # the rate-limit state
-        await ex.send({"type": "http.response.start", "status": 200, "headers": headers})
-        await ex.send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
 
 
 def forward_auth_routes(runtime: Any) -> list[Route]:

@@ -2,6 +2,10 @@
 
 - ``BastionError`` → its own status and ``reason`` code (``ServiceUnavailableError``
   adds ``Retry-After: 1``; see :mod:`bastion.http.problem`).
+- starlette's ``ClientDisconnect`` while an endpoint reads the body → 400
+  ``bad_request_body`` with a debug-level log only: the server reports
+  ``http.disconnect`` both when the client went away and when it could not
+  parse the body (granian: a malformed chunked body) — neither is a bug;
 - any other exception → 500 ``internal_error`` carrying only the request id;
   the traceback goes to the ``bastion.http`` logger, never into the body.
 - if the response had already started, nothing can be rendered: the error is
@@ -14,7 +18,10 @@ from __future__ import annotations
 import contextlib
 import logging
 
+from starlette.requests import ClientDisconnect
+
 from bastion.errors import BastionError, ServiceUnavailableError
+from bastion.http.errors import RequestBodyUnreadableError
 from bastion.http.middleware.request_id import get_request_id
 from bastion.http.problem import problem_response, send_problem
 from bastion.http.types import ASGIApp, Message, Receive, Scope, Send
@@ -116,6 +123,16 @@ async def render_http_error(scope: Scope, send: Send, exc: Exception, *, started
                 exc_info=exc,
             )
         await send_problem(send, exc, get_request_id(scope))
+        return
+    if isinstance(exc, ClientDisconnect):
+        log.debug("request %s: the request body could not be read", get_request_id(scope))
+        error = RequestBodyUnreadableError(
+            "The request body could not be read to its end (malformed chunked encoding, "
+            "or the connection closed early)."
+        )
+        # The client may be gone: then there is nobody to answer, and that is fine.
+        with contextlib.suppress(Exception):
+            await send_problem(send, error, get_request_id(scope))
         return
     log.error(
         "request %s failed with an unexpected %s",
