@@ -218,12 +218,16 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
     throttle: LoginThrottle | None = getattr(runtime, "client_throttle", None)
 
     async def throttled_client_of(
-        oreq: OAuthRequest, ip: str | None, request: Request
+        oreq: OAuthRequest,
+        ip: str | None,
+        request: Request,
+        methods: tuple[str, ...] = ALL_AUTH_METHODS,
     ) -> AuthenticatedClient:
         # Brute-force protection (ratelimit/login.py): checked before the credentials are
-        # verified; a shared-state outage disables it rather than the token endpoint.
+        # verified; a shared-state outage disables it rather than the token endpoint. The
+        # same lock covers token, introspection and revocation: any of them checks a secret.
         if throttle is None:
-            return await client_of(oreq, request=request)
+            return await client_of(oreq, methods, request=request)
         account = claimed_client_id(oreq) or "-"
         try:
             await throttle.check(account, ip)
@@ -234,7 +238,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
         except SharedStateUnavailableError as exc:
             log.warning("client authentication throttle unavailable: %s", exc)
         try:
-            authed = await client_of(oreq, request=request)
+            authed = await client_of(oreq, methods, request=request)
         except InvalidClientError:
             try:
                 await throttle.failed(account, ip)
@@ -279,12 +283,13 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
         return await runtime.access_tokens.verify(token_value)
 
     async def introspection(oreq: OAuthRequest, request: Request) -> Response:
-        authed = await client_of(oreq, _INTROSPECTION_METHODS, request=request)
+        ip = _client_ip(request, trusted_proxies)
+        authed = await throttled_client_of(oreq, ip, request, _INTROSPECTION_METHODS)
         result = await introspect(oreq, caller=authed.client, verify_token=verify)
         return _json(result)
 
     async def revocation(oreq: OAuthRequest, request: Request) -> Response:
-        authed = await client_of(oreq, request=request)
+        authed = await throttled_client_of(oreq, _client_ip(request, trusted_proxies), request)
 
         async def deny(jti: str, exp: float) -> None:
             await runtime.access_tokens.revoke({"jti": jti, "exp": exp})
