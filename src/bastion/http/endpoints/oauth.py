@@ -20,7 +20,12 @@ endpoint also serves the RFC 8693 token exchange of an API key
 (:mod:`bastion.protocol.rfc8693`): without client authentication — the key is
 the credential — or, when client credentials are sent, after authenticating
 the client. The caller's address (the peer, or the first address before a
-trusted proxy in ``X-Forwarded-For``) is checked against the key's allow-list.
+trusted proxy in ``X-Forwarded-For``) is checked against the key's allow-list
+(a key that has one is then refused: its token could not keep it). The
+runtime's ``exchange_policy`` says which audiences a key may obtain and
+throttles exchanges per key. Client authentication at the token, introspection
+and revocation endpoints goes through one brute-force throttle
+(``runtime.client_throttle``).
 """
 
 from __future__ import annotations
@@ -207,12 +212,17 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
     api_keys = getattr(runtime, "api_keys", None)
     exchange: Callable[..., Awaitable[dict[str, Any]]] | None = None
     if api_keys is not None:
+        # Which audiences a key may obtain and how often (oauth/exchange.py); without a
+        # policy only the issuer's default audience, unthrottled (tests' bare runtimes).
+        policy = getattr(runtime, "exchange_policy", None)
         exchange = functools.partial(
             rfc8693.handle,
             issuer=issuer,
             api_keys=api_keys,
             issue_token=TokenIssuer(runtime.signing_keys.current).issue,
             settings_tokens=settings.tokens,
+            audiences=policy.audiences if policy is not None else None,
+            admit=policy.admit if policy is not None else None,
         )
     trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
     throttle: LoginThrottle | None = getattr(runtime, "client_throttle", None)
