@@ -202,6 +202,14 @@ async def test_sender_constrained_token_is_not_a_bearer_token(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+async def test_a_token_exchanged_from_an_api_key_is_no_admin_credential(env: Env) -> None:
+    # Even with the admin audience and scope (as minted before the exchange refused both).
+    headers = env.auth(client_id="apikey:k1", sub="apikey:k1", key_id="k1")
+    response = await env.http.get(KEYS_PATH, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["reason"] == "invalid_token"
+
+
 async def test_list_pages_and_owner_filter(env: Env) -> None:
     ids = []
     for i in range(5):
