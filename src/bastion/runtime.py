@@ -45,12 +45,13 @@ from bastion.gateway.authn.jwks_cache import JwksCache
 from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.oauth.clients import ClientService
+from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
 from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
-from bastion.ratelimit import MemoryLimiter, RedisLimiter
+from bastion.ratelimit import Limit, MemoryLimiter, RedisLimiter
 from bastion.ratelimit.adaptive import LoadShedder
 from bastion.ratelimit.keys import KeyLimitOverrides
 from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
@@ -119,6 +120,8 @@ class Runtime:
     echo: Any = None
     # Brute-force throttle of client authentication at the token endpoint (None: disabled).
     client_throttle: LoginThrottle | None = None
+    # What API keys may obtain by token exchange, and how often (oauth/exchange.py).
+    exchange_policy: ApiKeyExchangePolicy | None = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -191,6 +194,17 @@ class Runtime:
                 say(f"signing key {first.kid} ({first.alg}) created and active")
             clients = ClientService(db, settings, shared)
             issuer = TokenIssuer(signing_keys.current)
+            from bastion.http.endpoints.admin.auth import admin_audience
+
+            # What a key may obtain by exchange: read from the live gateway (built below).
+            built: dict[str, Gateway] = {}
+            exchange_policy = ApiKeyExchangePolicy(
+                issuer=settings.issuer_url,
+                routes=lambda: built["gateway"].matcher.routes,
+                limiter=lambda: built["gateway"].limiter,
+                rate=Limit.parse(settings.api_keys.exchange_rate),
+                forbidden=(admin_audience(settings.issuer_url),),
+            )
             token_endpoint = TokenEndpoint(
                 {
                     "client_credentials": client_credentials.handler(
@@ -203,6 +217,8 @@ class Runtime:
                         api_keys=api_keys,
                         issue_token=issuer.issue,
                         settings_tokens=settings.tokens,
+                        audiences=exchange_policy.audiences,
+                        admit=exchange_policy.admit,
                     ),
                 }
             )
@@ -233,7 +249,7 @@ class Runtime:
                 node_id=node_id,
                 request_limits=settings.request_limits,
                 api_keys=api_keys,
-                authenticators=_authenticators(settings, access_tokens, shared),
+                authenticators=_authenticators(settings, access_tokens, shared, api_keys),
                 identity_headers=_identity_headers(settings, signing_keys),
                 # Exact across nodes only through Redis (one Lua round trip per request).
                 limiter=RedisLimiter(shared)
@@ -243,6 +259,12 @@ class Runtime:
                 auditor=auditor,
                 tracer=_tracer(settings),
             )
+            built["gateway"] = gateway
+            jwt = gateway.authenticators.get("jwt")
+            if isinstance(jwt, JwtAuthenticator):
+                # An emergency retirement: tokens verified with the retired key leave the
+                # cache once this process's key set no longer holds it.
+                signing_keys.on_keys_dropped(jwt.clear)
             limits = settings.ratelimit
             gateway.key_overrides = KeyLimitOverrides(db, shared)
             await gateway.key_overrides.load()
@@ -304,6 +326,7 @@ class Runtime:
             echo=echo,
             metrics=metrics,
             client_throttle=client_throttle,
+            exchange_policy=exchange_policy,
         )
 
     async def startup(self) -> None:
@@ -385,6 +408,10 @@ class Runtime:
         if self.echo is not None:
             routes.append(_demo_route(self.echo.url))
         self.gateway.reload(routes)
+        jwt = self.gateway.authenticators.get("jwt")
+        if isinstance(jwt, JwtAuthenticator):
+            # Cached tokens and per-route jwt policies were for the old routes.
+            jwt.routes_changed()
         return [route.name for route in routes]
 
     async def close(self) -> None:
@@ -443,7 +470,10 @@ def _metrics(settings: Settings) -> Metrics | None:
 
 
 def _authenticators(
-    settings: Settings, access_tokens: AccessTokenVerifier, shared: SharedState
+    settings: Settings,
+    access_tokens: AccessTokenVerifier,
+    shared: SharedState,
+    api_keys: ApiKeyService | None = None,
 ) -> dict[str, Any]:
     """The gateway's jwt (own + trusted external issuers), mtls and introspection methods."""
     trusted = {
@@ -471,6 +501,8 @@ def _authenticators(
         # for its default API audience (the issuer URL), not tokens for other resources.
         default_audience=settings.issuer_url,
         trusted_issuers=trusted,
+        # Tokens exchanged from an API key act as the key (its limits and routes).
+        api_keys=api_keys,
     )
     # A token revoked on this node leaves the cache before the revocation answers.
     access_tokens.on_revoke(jwt.forget)

@@ -616,3 +616,44 @@ async def test_no_full_key_in_logs_errors_or_reprs(
     for text in seen:
         for secret in (key, new_key, key[10:], new_key[10:]):
             assert secret not in text  # … without the keys
+
+
+# -- reads by id for exchanged tokens (get_cached) ------------------------------------------
+
+
+async def test_get_cached_reads_once_and_follows_every_change(
+    service: ApiKeyService, repo: CountingRepository
+) -> None:
+    record, _ = await service.create(ApiKeySpec(name="svc"))
+    repo.calls.clear()
+    assert (await service.get_cached(record.id)).id == record.id
+    assert (await service.get_cached(record.id)).id == record.id
+    assert repo.calls["get"] == 1  # no database read per token verification
+    await service.disable(record.id)  # drops the entry (and publishes on "api-keys")
+    assert (await service.get_cached(record.id)).disabled
+    service.invalidate(record.id)  # what a message on the channel does
+    await service.get_cached(record.id)
+    service.invalidate(None)
+    await service.get_cached(record.id)
+    assert repo.calls["get"] == 4
+    with pytest.raises(NotFoundError):
+        await service.get_cached("no-such-key")
+
+
+async def test_get_cached_does_not_keep_a_read_overtaken_by_an_invalidation(
+    service: ApiKeyService, repo: CountingRepository
+) -> None:
+    record, _ = await service.create(ApiKeySpec(name="svc"))
+    inner_get = repo.inner.get
+
+    async def slow_get(key_id: str) -> ApiKey:
+        found = await inner_get(key_id)
+        service.invalidate(key_id)  # the key changed while this read was out
+        return found  # type: ignore[no-any-return]
+
+    repo.inner.get = slow_get
+    await service.get_cached(record.id)
+    repo.inner.get = inner_get
+    repo.calls.clear()
+    await service.get_cached(record.id)
+    assert repo.calls["get"] == 1  # read again: the overtaken record was not kept

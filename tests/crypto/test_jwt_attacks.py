@@ -333,14 +333,37 @@ def test_ecdsa_der_signature_refused(check: JWTVerifier, es: SigningKeyPair) -> 
     assert reason_of(check, _with_signature(token, b"\x00" + raw)) == "bad_signature"
 
 
-def test_ecdsa_malleated_high_s_is_valid_ecdsa(check: JWTVerifier, es: SigningKeyPair) -> None:
-    # (r, n - s) is a valid ECDSA signature too; JWS does not forbid it, so it verifies.
-    # Recorded here so that nobody relies on signature bytes being unique per token.
-    token = sign_jwt(good_claims(), es, typ="at+jwt")
+def _high_s_twin(token: str) -> str:
     raw = base64.urlsafe_b64decode(token.split(".")[2] + "==")
     r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
-    other = r.to_bytes(32, "big") + (P256_N - s).to_bytes(32, "big")
-    check.verify(_with_signature(token, other), now=NOW)
+    return _with_signature(token, r.to_bytes(32, "big") + (P256_N - s).to_bytes(32, "big"))
+
+
+def test_own_signatures_are_low_s(es: SigningKeyPair) -> None:
+    for index in range(64):  # a high S comes out of OpenSSL half the time
+        token = sign_jwt(good_claims(jti=f"j-{index}"), es, typ="at+jwt")
+        raw = base64.urlsafe_b64decode(token.split(".")[2] + "==")
+        assert int.from_bytes(raw[32:], "big") <= P256_N // 2
+
+
+def test_ecdsa_malleated_high_s_is_refused(check: JWTVerifier, es: SigningKeyPair) -> None:
+    # (r, n - s) is a valid ECDSA signature too: a second encoding of the same token.
+    token = sign_jwt(good_claims(), es, typ="at+jwt")
+    check.verify(token, now=NOW)
+    assert reason_of(check, _high_s_twin(token)) == "non_canonical_signature"
+
+
+def test_high_s_accepted_only_when_allowed(es: SigningKeyPair) -> None:
+    # For signers bastion does not control (client assertions, external issuers).
+    lenient = JWTVerifier(
+        PublicKeySet([es.public_key]),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        typ="at+jwt",
+        allow_high_s=True,
+    )
+    token = sign_jwt(good_claims(), es, typ="at+jwt")
+    lenient.verify(_high_s_twin(token), now=NOW)
 
 
 @pytest.mark.parametrize("which", ["rs", "ed"])

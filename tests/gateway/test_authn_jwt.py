@@ -422,12 +422,13 @@ async def test_a_revocation_during_verification_is_not_cached_over(
     stop = asyncio.Event()
     task = asyncio.create_task(slow.run(stop))
     try:
-        # Both channels subscribed: each subscription starts by clearing the cache once.
-        await until(lambda: slow.following and slow._epoch == 2)
+        # All four channels subscribed (revocations, clients, API keys, signing keys):
+        # each subscription starts by clearing the cache once.
+        await until(lambda: slow.following and slow._epoch == 4)
         pending = asyncio.create_task(slow.authenticate(token))
         await asyncio.sleep(0.01)
         await n.verifier.revoke(token_claims)
-        await until(lambda: slow._epoch == 3)  # the announcement reached the slow node
+        await until(lambda: slow._epoch == 5)  # the announcement reached the slow node
         gate.set()
         await pending  # this one request was judged before the revocation
         assert len(slow) == 0  # ... but not cached past it

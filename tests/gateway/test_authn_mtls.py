@@ -105,3 +105,29 @@ async def test_bound_token_needs_its_certificate(setup: Setup, echo: EchoServer)
     with pytest.raises(InvalidBearerTokenError) as bad:
         await request(setup, "/tokens/x", ALICE, token(setup, cnf="x"))
     assert bad.value.reason == "malformed"
+
+
+@pytest.mark.parametrize(
+    "cnf",
+    [
+        {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},  # DPoP (RFC 9449 §6)
+        {"jwk": {"kty": "EC"}},
+        {"kid": "k1"},
+        {"x5t#S256": "whatever", "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+    ],
+)
+@pytest.mark.parametrize("cert", [None, ALICE])
+async def test_token_bound_otherwise_is_not_a_bearer_token(
+    setup: Setup, echo: EchoServer, cnf: dict[str, Any], cert: Any
+) -> None:
+    # No DPoP proof is verified at the gateway: a sender-constrained token presented as
+    # a plain bearer token is refused, with or without a client certificate.
+    if "x5t#S256" in cnf:
+        cnf = {**cnf, "x5t#S256": x5t_s256(der(ALICE))}
+    bound = token(setup, cnf=cnf)
+    for _ in range(2):  # verified, then from the verified-token cache
+        with pytest.raises(InvalidBearerTokenError) as caught:
+            await request(setup, "/tokens/x", cert, bound)
+        assert caught.value.reason == "cnf_unsupported"
+        assert caught.value.status == 401
+    assert not echo.received

@@ -62,7 +62,7 @@ class Env:
             transport=httpx.ASGITransport(app=self.app), base_url="https://testserver"
         )
 
-    def auth(self, scope: str = "bastion:admin") -> dict[str, str]:
+    def auth(self, scope: str = "bastion:admin", **extra: Any) -> dict[str, str]:
         now = int(time.time())
         claims = {
             "iss": ISSUER,
@@ -73,6 +73,7 @@ class Env:
             "jti": secrets.token_hex(8),
             "client_id": "admin-client",
             "scope": scope,
+            **extra,
         }
         return {"authorization": f"Bearer {sign_jwt(claims, self.key, typ='at+jwt')}"}
 
@@ -183,6 +184,30 @@ async def test_authentication_and_scopes(env: Env) -> None:
     assert response.json()["required_scope"] == "bastion:admin"
     response = await env.http.get(KEYS_PATH, headers=env.auth("orders:read"))
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "cnf",
+    [
+        {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
+        {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},
+    ],
+)
+async def test_sender_constrained_token_is_not_a_bearer_token(
+    env: Env, cnf: dict[str, str]
+) -> None:
+    response = await env.http.get(KEYS_PATH, headers=env.auth(cnf=cnf))
+    assert response.status_code == 401
+    assert response.json()["reason"] == "invalid_token"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_a_token_exchanged_from_an_api_key_is_no_admin_credential(env: Env) -> None:
+    # Even with the admin audience and scope (as minted before the exchange refused both).
+    headers = env.auth(client_id="apikey:k1", sub="apikey:k1", key_id="k1")
+    response = await env.http.get(KEYS_PATH, headers=headers)
+    assert response.status_code == 401
+    assert response.json()["reason"] == "invalid_token"
 
 
 async def test_list_pages_and_owner_filter(env: Env) -> None:

@@ -130,7 +130,9 @@ async def test_revocation_is_recorded_and_introspection_is_not(
     runtime: Runtime, http: httpx.AsyncClient, events: list[Event]
 ) -> None:
     client, secret = await runtime.clients.create(
-        ClientSpec(name="cc", grant_types=["client_credentials"], scopes=["a"])
+        ClientSpec(
+            name="cc", grant_types=["client_credentials"], scopes=["a", "bastion:introspect"]
+        )
     )
     assert secret is not None
     auth = (client.client_id, secret)

@@ -403,6 +403,49 @@ async def test_bad_assertion_does_not_burn_the_jti(
     await _auth(_jwt_request(sign_jwt(_assertion_claims(), KEY)), clients, shared)
 
 
+@pytest.mark.parametrize(
+    "typ", ["at+jwt", "dpop+jwt", "logout+jwt", "application/at+jwt", "secevent+jwt", "JOSE"]
+)
+async def test_assertion_of_another_type_is_refused(
+    clients: MemoryClients, shared: MemorySharedState, typ: str
+) -> None:
+    exc = await _client_error(
+        _jwt_request(sign_jwt(_assertion_claims(), KEY, typ=typ)), clients, shared
+    )
+    assert exc.reason == "assertion_wrong_typ"
+    assert exc.error_description == "client authentication failed"
+    assert exc.status == 401
+
+
+@pytest.mark.parametrize(
+    "typ",
+    [
+        "JWT",
+        "jwt",
+        "application/jwt",
+        "client-authentication+jwt",
+        "application/client-authentication+jwt",
+    ],
+)
+async def test_assertion_types_accepted(
+    clients: MemoryClients, shared: MemorySharedState, typ: str
+) -> None:
+    assertion = sign_jwt(_assertion_claims(), KEY, typ=typ)
+    assert (await _auth(_jwt_request(assertion), clients, shared)).method == "private_key_jwt"
+
+
+async def test_assertion_with_a_high_s_signature_is_accepted(
+    clients: MemoryClients, shared: MemorySharedState
+) -> None:
+    # Client libraries do not normalise S; the jti replay cache makes the twin useless.
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    head, body, sig = sign_jwt(_assertion_claims(), KEY).split(".")
+    raw = base64.urlsafe_b64decode(sig + "==")
+    high = raw[:32] + (n - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    assertion = f"{head}.{body}.{_b64(high)}"
+    assert (await _auth(_jwt_request(assertion), clients, shared)).method == "private_key_jwt"
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -20,6 +20,9 @@ from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import Client
 from protocol.protocol_support import ISSUER, confidential, form_request
 
+#: A resource server registered to introspect (the reserved scope).
+INTROSPECTOR = confidential("rs", scopes=("bastion:introspect",))
+
 CLAIMS: dict[str, Any] = {
     "iss": ISSUER,
     "sub": "svc",
@@ -63,7 +66,7 @@ VERIFY = verifier(
 
 async def test_active_token() -> None:
     response = await introspect(
-        form_request({"token": "good"}), caller=confidential("rs"), verify_token=VERIFY
+        form_request({"token": "good"}), caller=INTROSPECTOR, verify_token=VERIFY
     )
     assert response == {
         "active": True,
@@ -81,7 +84,7 @@ async def test_active_token() -> None:
 
 async def test_nbf_is_copied_when_present() -> None:
     response = await introspect(
-        form_request({"token": "with-nbf"}), caller=confidential(), verify_token=VERIFY
+        form_request({"token": "with-nbf"}), caller=INTROSPECTOR, verify_token=VERIFY
     )
     assert response["nbf"] == 1_700_000_000
 
@@ -90,7 +93,7 @@ async def test_nbf_is_copied_when_present() -> None:
 async def test_inactive_is_only_active_false(token: str) -> None:
     response = await introspect(
         form_request({"token": token, "token_type_hint": "refresh_token"}),
-        caller=confidential(),
+        caller=INTROSPECTOR,
         verify_token=VERIFY,
     )
     assert response == {"active": False}
@@ -98,12 +101,12 @@ async def test_inactive_is_only_active_false(token: str) -> None:
 
 async def test_unknown_hint_is_ignored() -> None:
     request = form_request({"token": "good", "token_type_hint": "banana"})
-    assert (await introspect(request, caller=confidential(), verify_token=VERIFY))["active"] is True
+    assert (await introspect(request, caller=INTROSPECTOR, verify_token=VERIFY))["active"] is True
 
 
 async def test_introspection_needs_a_token() -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        await introspect(form_request({}), caller=confidential(), verify_token=VERIFY)
+        await introspect(form_request({}), caller=INTROSPECTOR, verify_token=VERIFY)
     assert caught.value.error_description == "missing parameter 'token'"
 
 
@@ -116,9 +119,21 @@ async def test_public_callers_refused() -> None:
 
 async def test_outage_is_not_reported_as_inactive() -> None:
     with pytest.raises(ServiceUnavailableError):
+        await introspect(form_request({"token": "down"}), caller=INTROSPECTOR, verify_token=VERIFY)
+
+
+async def test_clients_without_the_introspect_scope_are_refused() -> None:
+    # Being an authenticated confidential client is not enough: an orders:read
+    # service must not read the claims of other clients' (e.g. admin) tokens.
+    with pytest.raises(UnauthorizedClientError) as caught:
         await introspect(
-            form_request({"token": "down"}), caller=confidential(), verify_token=VERIFY
+            form_request({"token": "good"}), caller=confidential("rs"), verify_token=VERIFY
         )
+    assert caught.value.reason == "introspection_not_allowed"
+    assert caught.value.status == 400
+    assert caught.value.error_description == (
+        "the client is not allowed to introspect tokens (it needs the scope bastion:introspect)"
+    )
 
 
 # -- revocation ------------------------------------------------------------------------------

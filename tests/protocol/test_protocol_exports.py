@@ -51,7 +51,13 @@ def test_module_names() -> None:
         "handler",
         "token_ttl",
     ]
-    assert rfc7662.__all__ == ["INACTIVE", "INTROSPECTED_CLAIMS", "VerifyToken", "introspect"]
+    assert rfc7662.__all__ == [
+        "INACTIVE",
+        "INTROSPECTED_CLAIMS",
+        "INTROSPECT_SCOPE",
+        "VerifyToken",
+        "introspect",
+    ]
     assert rfc7009.__all__ == ["RevokeJti", "revoke"]
     assert rfc8414.__all__ == ["ENDPOINT_NAMES", "authorization_server_metadata"]
     assert rfc8707.__all__ == ["MAX_RESOURCE_LENGTH", "check_resource", "requested_resource"]

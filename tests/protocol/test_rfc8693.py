@@ -63,6 +63,8 @@ class Env:
         ip: str | None = None,
         now: float | None = None,
         ttl: float = rfc8693.DEFAULT_TTL,
+        audiences: Any = None,
+        admit: Any = None,
     ) -> dict[str, Any]:
         return await rfc8693.handle(
             form_request(form),
@@ -74,6 +76,8 @@ class Env:
             ttl=ttl,
             ip=ip,
             now=now,
+            audiences=audiences,
+            admit=admit,
         )
 
     @property
@@ -115,10 +119,14 @@ def test_constants() -> None:
             "DEFAULT_TTL",
             "GRANT_TYPE",
             "INVALID_SUBJECT_TOKEN",
+            "KEY_ID_CLAIM",
             "MAX_TARGETS",
+            "Admit",
+            "AllowedAudiences",
             "ApiKeyLookup",
             "ApiKeyVerifier",
             "ClientIsActive",
+            "ExchangeRateLimitedError",
             "api_key_client_id",
             "api_key_subject",
             "exchange_grant",
@@ -173,21 +181,36 @@ async def test_scope_narrows_and_cannot_widen(env: Env) -> None:
         await env.exchange(exchange_form(key, scope='bad"scope'))
 
 
-async def test_targets_are_limited_to_the_key_routes(env: Env) -> None:
-    _, key = await env.key(routes=["orders", "https://api.example.com/orders"])
-    await env.exchange(exchange_form(key))
-    assert env.last["aud"] == ["orders", "https://api.example.com/orders"]
-    await env.exchange(exchange_form(key, audience="orders"))
-    assert env.last["aud"] == "orders"
-    await env.exchange(exchange_form(key, resource="https://api.example.com/orders"))
-    assert env.last["aud"] == "https://api.example.com/orders"
+def by_route(table: dict[str, str]) -> Any:
+    """An AllowedAudiences: the issuer plus the audience of each route the key may call."""
+
+    def audiences(key: Any) -> frozenset[str]:
+        names = key.routes or tuple(table)
+        return frozenset({ISSUER, *(table[name] for name in names if name in table)})
+
+    return audiences
+
+
+ROUTE_AUDIENCES = {"orders": "https://api.example.com/orders", "users": "users"}
+
+
+async def test_targets_are_limited_to_the_allowed_audiences(env: Env) -> None:
+    audiences = by_route(ROUTE_AUDIENCES)
+    _, key = await env.key(routes=["orders"])
+    await env.exchange(exchange_form(key), audiences=audiences)
+    # A key with routes: by default every audience it may obtain.
+    assert env.last["aud"] == sorted([ISSUER, "https://api.example.com/orders"])
+    assert env.last[rfc8693.KEY_ID_CLAIM] == env.last["client_id"].removeprefix("apikey:")
     await env.exchange(
-        exchange_form(key, resource="https://api.example.com/orders", audience="orders")
+        exchange_form(key, resource="https://api.example.com/orders"), audiences=audiences
     )
-    assert env.last["aud"] == ["https://api.example.com/orders", "orders"]
+    assert env.last["aud"] == "https://api.example.com/orders"
+    await env.exchange(exchange_form(key, audience=ISSUER), audiences=audiences)
+    assert env.last["aud"] == ISSUER
     with pytest.raises(InvalidTargetError) as caught:
-        await env.exchange(exchange_form(key, audience="users"))
-    assert caught.value.error_description == "the API key may not be used for 'users'"
+        await env.exchange(exchange_form(key, audience="users"), audiences=audiences)
+    assert caught.value.error_description == "the API key may not obtain a token for 'users'"
+    assert caught.value.reason == "audience_not_allowed"
     with pytest.raises(InvalidTargetError) as caught:
         await env.exchange(exchange_form(key, resource="not a uri"))
     assert caught.value.error_description == "resource must be an absolute URI without a fragment"
@@ -196,10 +219,43 @@ async def test_targets_are_limited_to_the_key_routes(env: Env) -> None:
     assert caught.value.error_description == "at most 10 resource and audience values"
 
 
-async def test_key_without_routes_may_name_any_target(env: Env) -> None:
+async def test_key_without_routes_gets_the_issuer_and_route_audiences_only(env: Env) -> None:
+    audiences = by_route(ROUTE_AUDIENCES)
     _, key = await env.key()
-    await env.exchange(exchange_form(key, audience=["x", "y"]))
-    assert env.last["aud"] == ["x", "y"]
+    await env.exchange(exchange_form(key), audiences=audiences)
+    assert env.last["aud"] == ISSUER  # not every audience at once
+    await env.exchange(exchange_form(key, audience=["users", ISSUER]), audiences=audiences)
+    assert env.last["aud"] == ["users", ISSUER]
+    for stranger in ("x", ISSUER + "/admin/api"):
+        with pytest.raises(InvalidTargetError):
+            await env.exchange(exchange_form(key, audience=stranger), audiences=audiences)
+
+
+async def test_without_an_audience_policy_only_the_issuer(env: Env) -> None:
+    _, key = await env.key(routes=["orders"])
+    await env.exchange(exchange_form(key))
+    assert env.last["aud"] == ISSUER
+    with pytest.raises(InvalidTargetError):
+        await env.exchange(exchange_form(key, audience="orders"))
+
+
+async def test_admit_may_refuse_before_a_token_is_minted(env: Env) -> None:
+    _, key = await env.key()
+    seen: list[str] = []
+
+    async def admit(record: Any) -> None:
+        seen.append(record.id)
+        raise rfc8693.ExchangeRateLimitedError(7)
+
+    with pytest.raises(rfc8693.ExchangeRateLimitedError) as caught:
+        await env.exchange(exchange_form(key), admit=admit)
+    assert (caught.value.status, caught.value.code, caught.value.retry_after) == (
+        429,
+        "rate_limited",
+        7,
+    )
+    assert caught.value.headers()["Retry-After"] == "7"
+    assert len(seen) == 1
 
 
 async def test_lifetime_never_exceeds_the_key(env: Env) -> None:
@@ -271,12 +327,19 @@ async def test_expired_key_is_refused(env: Env) -> None:
 
 async def test_ip_allow_list_applies_to_the_exchange(env: Env) -> None:
     _, key = await env.key(ip_allow=["203.0.113.0/24"])
-    await env.exchange(exchange_form(key), ip="203.0.113.9")
     for ip in ("198.51.100.1", None):
         with pytest.raises(InvalidRequestError) as caught:
             await env.exchange(exchange_form(key), ip=ip)
         assert caught.value.reason == "api_key_ip_not_allowed"
         assert caught.value.error_description == rfc8693.INVALID_SUBJECT_TOKEN
+    # From an allowed address the key is genuine, but its token could not keep the
+    # allow-list: refused too.
+    with pytest.raises(InvalidRequestError) as caught:
+        await env.exchange(exchange_form(key), ip="203.0.113.9")
+    assert caught.value.reason == "api_key_ip_restricted"
+    assert caught.value.error_description == (
+        "an API key restricted to IP addresses cannot be exchanged for a token"
+    )
 
 
 @pytest.mark.parametrize(

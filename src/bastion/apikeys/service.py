@@ -437,6 +437,10 @@ class ApiKeyService:
         self._found: OrderedDict[str, _Entry] = OrderedDict()
         self._unknown: OrderedDict[str, float] = OrderedDict()
         self._digest_of: dict[str, str] = {}
+        # key id -> (record, monotonic deadline): reads by id for tokens exchanged from a
+        # key (get_cached); bumped epoch = an invalidation arrived while a read was out.
+        self._by_id: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+        self._epoch = 0
         # key id -> (Unix time, IP) of its latest use, written in batches.
         self._last_used: dict[str, tuple[float, str | None]] = {}
 
@@ -475,6 +479,27 @@ class ApiKeyService:
                 f"({ids}{more}): give the key's id"
             )
         return found[0]
+
+    async def get_cached(self, key_id: str) -> ApiKey:
+        """The key (any state) by id, from memory for up to :data:`POSITIVE_TTL` seconds.
+
+        What the verifiers of tokens exchanged from a key read on every
+        verification (:func:`bastion.protocol.rfc8693.with_api_keys`, the
+        gateway's ``jwt`` method): no database read per token, yet every change
+        to the key drops the entry here and, through ``"api-keys"``, on every
+        node. Raises ``NotFoundError`` (not cached) or the storage errors.
+        """
+        found = self._by_id.get(key_id)
+        if found is not None and found[1] > time.monotonic():
+            return found[0]
+        epoch = self._epoch
+        record = await self.get(key_id)
+        if epoch == self._epoch:  # no invalidation arrived while reading: safe to keep
+            self._by_id[key_id] = (record, time.monotonic() + POSITIVE_TTL)
+            self._by_id.move_to_end(key_id)
+            while len(self._by_id) > POSITIVE_CACHE_MAX:
+                self._by_id.popitem(last=False)
+        return record
 
     # -- lifecycle --------------------------------------------------------
 
@@ -701,11 +726,14 @@ class ApiKeyService:
 
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget the cached record of ``key_id`` (everything cached when ``None``)."""
+        self._epoch += 1
         if key_id is None:
+            self._by_id.clear()
             self._found.clear()
             self._unknown.clear()
             self._digest_of.clear()
             return
+        self._by_id.pop(key_id, None)
         digest = self._digest_of.pop(key_id, None)
         if digest is not None:
             entry = self._found.pop(digest, None)

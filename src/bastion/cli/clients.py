@@ -52,7 +52,12 @@ GrantOption = typer.Option(
     "refresh_token, urn:ietf:params:oauth:grant-type:token-exchange.",
     show_default=False,
 )
-ScopeOption = typer.Option(None, "--scope", help="Allowed scope (repeatable).", show_default=False)
+ScopeOption = typer.Option(
+    None,
+    "--scope",
+    help="Allowed scope (repeatable). bastion:introspect lets the client call /oauth2/introspect.",
+    show_default=False,
+)
 AudienceOption = typer.Option(
     None,
     "--audience",

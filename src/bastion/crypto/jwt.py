@@ -11,7 +11,10 @@ signature work:
    key set), no ``crit``, no ``b64``, no ``enc``; ``kid`` must name a trusted key
    and ``alg`` must EQUAL that key's one algorithm (never chosen by the token);
 3. the signature with that key (ES256 raw ``r || s`` of 64 bytes with
-   ``0 < r, s < n``; RSA signatures exactly modulus-sized; Ed25519 only);
+   ``0 < r < n`` and canonical low ``0 < s <= n/2`` — the high-S twin of a
+   signature is refused, so a token has exactly one valid encoding, unless the
+   verifier was built with ``allow_high_s=True`` for signers bastion does not
+   control; RSA signatures exactly modulus-sized; Ed25519 only);
 4. claims: ``exp``/``nbf``/``iat`` with leeway, ``iss``, ``aud``, ``typ``
    (RFC 8725 §3.11), required claims and an optional maximum lifetime.
 
@@ -45,6 +48,7 @@ __all__ = ["InvalidTokenError", "JWTVerifier", "VerifiedJWT", "sign_jwt"]
 
 #: The order of the P-256 group (FIPS 186-4 D.1.2.3); ECDSA r and s lie in [1, n-1].
 _P256_N: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_N: Final = _P256_N // 2
 _ES256_SIG_BYTES: Final = 64
 _ED25519_SIG_BYTES: Final = 64
 
@@ -72,6 +76,7 @@ class InvalidTokenError(CryptoError):
 
     Reasons: ``malformed``, ``too_large``, ``jwe_not_accepted``, ``alg_not_allowed``,
     ``unknown_kid``, ``forbidden_header``, ``crit_not_supported``, ``bad_signature``,
+    ``non_canonical_signature``,
     ``expired``, ``not_yet_valid``, ``issued_in_future``, ``lifetime_too_long``,
     ``wrong_issuer``, ``wrong_audience``, ``wrong_typ``, ``missing_claim``, ``invalid_claim``.
     """
@@ -173,8 +178,13 @@ def _normalise_typ(value: str) -> str:
     return lowered[12:] if lowered.startswith("application/") else lowered
 
 
-def _check_signature(key: PublicKey, signing_input: bytes, signature: bytes) -> None:
-    """Verify ``signature`` over ``signing_input`` with the key's one algorithm, or raise."""
+def _check_signature(
+    key: PublicKey, signing_input: bytes, signature: bytes, *, allow_high_s: bool = False
+) -> None:
+    """Verify ``signature`` over ``signing_input`` with the key's one algorithm, or raise.
+
+    ES256 signatures must be canonical (low S) unless ``allow_high_s``.
+    """
     public = key.key
     try:
         if isinstance(public, ec.EllipticCurvePublicKey):
@@ -185,6 +195,9 @@ def _check_signature(key: PublicKey, signing_input: bytes, signature: bytes) -> 
             s = int.from_bytes(signature[32:], "big")
             if not (0 < r < _P256_N and 0 < s < _P256_N):
                 raise InvalidTokenError("bad_signature", "ES256 signature values out of range")
+            if s > _P256_HALF_N and not allow_high_s:
+                # (r, n - s) verifies too: refuse the twin so a signed token has one form.
+                raise InvalidTokenError("non_canonical_signature", "ES256 signature has a high S")
             public.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
         elif isinstance(public, rsa.RSAPublicKey):
             if len(signature) != key.rsa_bytes:
@@ -234,6 +247,7 @@ class JWTVerifier:
     """
 
     __slots__ = (
+        "_allow_high_s",
         "_audience",
         "_issuer",
         "_key_source",
@@ -258,6 +272,7 @@ class JWTVerifier:
         required_claims: Collection[str] = ("exp", "iat"),
         max_lifetime: float | None = None,
         require_kid: bool = True,
+        allow_high_s: bool = False,
     ) -> None:
         if not (math.isfinite(leeway) and leeway >= 0):
             raise ValueError("leeway must be a finite number of seconds >= 0")
@@ -280,6 +295,9 @@ class JWTVerifier:
         # client assertions. Without it, a key set holding exactly ONE key may still
         # serve — the key's fixed algorithm is checked all the same.
         self._require_kid = require_kid
+        # Only for tokens signed elsewhere (client assertions, external issuers), whose
+        # signers need not normalise S; bastion's own signatures are always low S.
+        self._allow_high_s = allow_high_s
 
     def verify(self, token: str | bytes, *, now: float | None = None) -> VerifiedJWT:
         """Verify ``token`` and return its header and claims.
@@ -296,7 +314,7 @@ class JWTVerifier:
         header = _json_object(_b64decode(raw[:header_end], "header"), "header")
         key = self._header_key(header)
         signature = _b64decode(raw[signature_start + 1 :], "signature")
-        _check_signature(key, signing_input, signature)
+        _check_signature(key, signing_input, signature, allow_high_s=self._allow_high_s)
         claims = _json_object(
             _b64decode(raw[header_end + 1 : signature_start], "payload"), "payload"
         )

@@ -54,6 +54,9 @@ MAX_JWKS_KEYS: Final = 100
 MAX_KID_LENGTH: Final = 256
 
 _P256_COORD_BYTES: Final = 32
+#: The order of the P-256 group and its half: canonical ECDSA signatures have s <= n/2.
+_P256_N: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_N: Final = _P256_N // 2
 _ED25519_KEY_BYTES: Final = 32
 _B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
 #: JWK members that only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
@@ -286,6 +289,10 @@ class SigningKeyPair:
         key = self._private
         if isinstance(key, ec.EllipticCurvePrivateKey):
             r, s = decode_dss_signature(key.sign(signing_input, _ECDSA_SHA256))
+            if s > _P256_HALF_N:
+                # Canonical low-S form (verifiers refuse high S: the other half is a
+                # second valid signature of the same token, i.e. malleability).
+                s = _P256_N - s
             return r.to_bytes(_P256_COORD_BYTES, "big") + s.to_bytes(_P256_COORD_BYTES, "big")
         if isinstance(key, rsa.RSAPrivateKey):
             pad = _RSA_PSS if self.alg == "PS256" else _RSA_PKCS1

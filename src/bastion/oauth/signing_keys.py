@@ -70,7 +70,7 @@ import builtins
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -227,6 +227,7 @@ class SigningKeyManager:
         self.refresh_interval = float(refresh_interval)
         self._loaded = _EMPTY
         self._pairs: dict[str, SigningKeyPair] = {}
+        self._dropped_listeners: list[Callable[[], None]] = []
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
 
@@ -602,9 +603,22 @@ class SigningKeyManager:
         published = sorted(stored, key=lambda k: (order.get(k.state, 3), _activation(k), k.kid))
         jwks = tuple(public_only(k.public_jwk) for k in published)
         key_set = PublicKeySet.from_jwks({"keys": builtins.list(jwks)})
+        dropped = set(self._loaded.key_set.kids()) - set(key_set.kids())
         self._pairs = pairs
         self._loaded = _Loaded(active=active, key_set=key_set, jwks=jwks, records=tuple(stored))
         self._changed.set()
+        if dropped:
+            # After the swap: a listener clearing a cache cannot re-fill it from the old set.
+            for listener in self._dropped_listeners:
+                listener()
+
+    def on_keys_dropped(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever a reload leaves a published key out (retired).
+
+        For caches of tokens verified with the old key set (the gateway's
+        verified-JWT cache), so a retired key's tokens are not served from memory.
+        """
+        self._dropped_listeners.append(listener)
 
     def _open(self, key: SigningKey) -> SigningKeyPair:
         context = schema.seal_context("signing_keys", "private_key_sealed", key.kid)

@@ -3,7 +3,11 @@
 The caller is an authenticated confidential client (§2.1: the endpoint "MUST
 require some form of authorization"; the HTTP layer authenticates it with
 :func:`~bastion.protocol.rfc6749.client_auth.authenticate_client` without
-``none``). The ``token`` parameter is required; ``token_type_hint`` is
+``none``) that is allowed to introspect: its registered scopes include the
+reserved scope :data:`INTROSPECT_SCOPE` (``bastion:introspect``). Any other
+client is ``unauthorized_client`` — §4: the server must keep token scanning
+and one resource server reading another's tokens out, so being a client is
+not enough. The ``token`` parameter is required; ``token_type_hint`` is
 accepted and ignored (§2.1 allows it: bastion detects its access tokens itself).
 
 A token that is unknown, malformed, expired, revoked, or whose client is
@@ -23,10 +27,13 @@ from bastion.protocol.rfc6749.errors import InvalidRequestError, UnauthorizedCli
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.storage.models import Client
 
-__all__ = ["INACTIVE", "INTROSPECTED_CLAIMS", "VerifyToken", "introspect"]
+__all__ = ["INACTIVE", "INTROSPECTED_CLAIMS", "INTROSPECT_SCOPE", "VerifyToken", "introspect"]
 
 #: ``token -> claims``; raises a BastionError (e.g. InvalidTokenError) for any unusable token.
 VerifyToken: TypeAlias = Callable[[str], Awaitable[Mapping[str, Any]]]
+
+#: The client scope that allows a client to call the introspection endpoint.
+INTROSPECT_SCOPE: Final = "bastion:introspect"
 
 #: The whole response for a token that is not active.
 INACTIVE: Final[Mapping[str, Any]] = {"active": False}
@@ -48,11 +55,18 @@ async def introspect(
 
     Raises:
         InvalidRequestError: the ``token`` parameter is missing.
-        UnauthorizedClientError: the caller is a public client.
+        UnauthorizedClientError: the caller is a public client, or one without
+            :data:`INTROSPECT_SCOPE` (``reason`` ``introspection_not_allowed``).
         ServiceUnavailableError: from ``verify_token``.
     """
     if caller.client_type != "confidential":
         raise UnauthorizedClientError("public clients cannot use the introspection endpoint")
+    if INTROSPECT_SCOPE not in caller.scopes:
+        raise UnauthorizedClientError(
+            "the client is not allowed to introspect tokens "
+            f"(it needs the scope {INTROSPECT_SCOPE})",
+            reason="introspection_not_allowed",
+        )
     token = request.form.get("token")
     if token is None:
         raise InvalidRequestError("missing parameter 'token'")

@@ -13,7 +13,10 @@ Request (§2.1) and rules applied:
   ``requested_token_type`` other than :data:`ACCESS_TOKEN_TYPE` is
   ``invalid_request``;
 - the key is verified like at the gateway (format, checksum, expiry,
-  revocation, disabled, rotation grace, IP allow-list). A refused key is
+  revocation, disabled, rotation grace, IP allow-list). A key *with* an IP
+  allow-list is then refused all the same (``invalid_request``, reason
+  ``api_key_ip_restricted``): a bearer token cannot carry the restriction to
+  the services that accept it, so it would work from anywhere. A refused key is
   ``invalid_request`` with one collapsed description whatever the reason
   (§2.2.2: "If … the subject_token … [is] invalid for any reason … the value
   of the error parameter MUST be the invalid_request error code"); the
@@ -21,17 +24,24 @@ Request (§2.1) and rules applied:
 - ``scope`` narrows the key's scopes; a scope the key does not have is
   ``invalid_scope``; absent, the token carries all of the key's scopes;
 - ``resource`` (absolute URIs, RFC 8707) and ``audience`` (logical names)
-  name the targets (§2.1; both repeatable, at most :data:`MAX_TARGETS`). A key
-  with ``routes`` may be exchanged only for targets listed there (else
-  ``invalid_target``, §2.2.2); a key without ``routes`` is unrestricted, as at
-  the gateway. The token's ``aud`` is the requested targets, else the key's
-  routes, else the issuer;
+  name the targets (§2.1; both repeatable, at most :data:`MAX_TARGETS`). Each
+  must be one of the audiences the key may obtain (else ``invalid_target``,
+  §2.2.2): the caller's :data:`AllowedAudiences` says which — in bastion the
+  issuer (the default API audience) and the ``jwt`` audience of every gateway
+  route the key may call, never the admin API's. Without that callable only
+  the issuer may be obtained. The token's ``aud`` is the requested targets,
+  else, for a key with ``routes``, every audience it may obtain, else the issuer;
+- before a token is minted the caller's :data:`Admit` hook may refuse the key
+  (bastion: a per-key rate of exchanges, ``api_keys.exchange_rate``), raising
+  :class:`ExchangeRateLimitedError` (429 ``rate_limited``, ``Retry-After``);
 - the token lives :data:`DEFAULT_TTL` seconds (5 minutes), never beyond the
   key's own expiry or rotation grace, nor the configured maximum;
 - claims: ``sub`` = ``"<owner_type>:<owner_id>"`` when the key has an owner,
   else ``"apikey:<key id>"``; ``client_id`` = ``"apikey:<key id>"`` (see
   :func:`with_api_keys`, which lets the access-token verifier treat such a
-  client id as active exactly while the key is valid);
+  client id as active exactly while the key is valid) and :data:`KEY_ID_CLAIM`
+  = the key id, by which the gateway applies the key's own rate limits and
+  route restriction to the token;
 - when a client *does* authenticate, it must be registered for this grant
   (``unauthorized_client`` otherwise); the token is still the key's.
 
@@ -45,7 +55,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Final, Protocol
 
 from bastion.apikeys.errors import ApiKeyIPNotAllowedError, InvalidApiKeyError
@@ -55,6 +65,7 @@ from bastion.protocol.rfc6749.errors import (
     InvalidRequestError,
     InvalidScopeError,
     InvalidTargetError,
+    OAuthError,
     UnauthorizedClientError,
 )
 from bastion.protocol.rfc6749.grants import GrantHandler, IssueToken
@@ -73,10 +84,14 @@ __all__ = [
     "DEFAULT_TTL",
     "GRANT_TYPE",
     "INVALID_SUBJECT_TOKEN",
+    "KEY_ID_CLAIM",
     "MAX_TARGETS",
+    "Admit",
+    "AllowedAudiences",
     "ApiKeyLookup",
     "ApiKeyVerifier",
     "ClientIsActive",
+    "ExchangeRateLimitedError",
     "api_key_client_id",
     "api_key_subject",
     "exchange_grant",
@@ -101,10 +116,40 @@ MAX_TARGETS: Final = 10
 #: The one description of every refused subject token (the reason goes to the audit log).
 INVALID_SUBJECT_TOKEN: Final = "the subject_token is not a valid API key"  # noqa: S105
 
+#: The claim carrying the id of the key a token was exchanged from.
+KEY_ID_CLAIM: Final = "key_id"
+
 _MAX_AUDIENCE_LENGTH: Final = 2048
 _MAX_ECHO: Final = 100
 
 ClientIsActive = Callable[[str], Awaitable[bool]]
+#: ``key -> the audiences it may obtain a token for``.
+AllowedAudiences = Callable[[ApiKey], Collection[str]]
+#: ``key -> None``, awaited before a token is minted; raises to refuse (e.g. a rate).
+Admit = Callable[[ApiKey], Awaitable[None]]
+
+
+class ExchangeRateLimitedError(OAuthError):
+    """The key exchanged too often (429 ``rate_limited`` with ``Retry-After``).
+
+    An extension error code (RFC 6749 §8.5), like the client-authentication
+    throttle's ``too_many_attempts``; generic clients treat a 429 as "later".
+    """
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            f"too many token exchanges for this API key; retry in {self.retry_after} seconds",
+            reason="exchange_rate_limited",
+        )
+
+    def headers(self) -> dict[str, str]:
+        """The error headers plus ``Retry-After`` (whole seconds)."""
+        return {**super().headers(), "Retry-After": str(self.retry_after)}
 
 
 class ApiKeyVerifier(Protocol):
@@ -119,9 +164,10 @@ class ApiKeyVerifier(Protocol):
 
 
 class ApiKeyLookup(Protocol):
-    """Reads one key record by id (``ApiKeyService`` or ``db.api_keys``)."""
+    """Reads one key record by id from a cache that every change to the key drops
+    (``ApiKeyService.get_cached``: invalidated on the ``"api-keys"`` channel)."""
 
-    async def get(self, key_id: str) -> ApiKey:
+    async def get_cached(self, key_id: str) -> ApiKey:
         """The key; raises NotFoundError if none."""
         ...
 
@@ -158,9 +204,10 @@ def with_api_keys(
     """Extend an access-token verifier's ``client_is_active`` to tokens from API keys.
 
     ``apikey:<id>`` is active exactly while the key is usable (see
-    :func:`key_is_usable`); read through to ``api_keys`` so a revocation or a
-    disabled key takes effect on the next verification. Any other client id
-    goes to ``client_is_active`` (``None``: active).
+    :func:`key_is_usable`), read from ``api_keys``' cache, which every change
+    to a key drops on every node: a revocation or a disabled key takes effect on
+    the next verification, without a database read per token. Any other client
+    id goes to ``client_is_active`` (``None``: active).
     """
 
     async def is_active(client_id: str) -> bool:
@@ -169,7 +216,7 @@ def with_api_keys(
             if not key_id:
                 return False
             try:
-                key = await api_keys.get(key_id)
+                key = await api_keys.get_cached(key_id)
             except NotFoundError:
                 return False
             return key_is_usable(key, time.time())
@@ -267,21 +314,27 @@ async def handle(
     ttl: float = DEFAULT_TTL,
     ip: str | None = None,
     now: float | None = None,
+    audiences: AllowedAudiences | None = None,
+    admit: Admit | None = None,
 ) -> dict[str, Any]:
     """Exchange the API key in ``request`` for an access token.
 
     ``client`` is the authenticated client, or ``None`` when the request
     carried no client authentication (the key alone is the credential). ``ip``
     is the caller's address, checked against the key's IP allow-list.
+    ``audiences`` says which audiences a key may obtain (``None``: only
+    ``issuer``); ``admit`` may refuse the key before a token is minted.
 
     Returns the token response members (RFC 8693 §2.2.1).
 
     Raises:
         UnauthorizedClientError: an authenticated client not registered for this grant.
         InvalidRequestError: a missing or unsupported parameter, or a refused key
-            (``reason`` ``api_key_<why>``).
+            (``reason`` ``api_key_<why>``; ``api_key_ip_restricted`` for a key
+            with an IP allow-list).
         InvalidScopeError: a malformed scope or one the key does not have.
-        InvalidTargetError: a malformed target, too many, or one the key may not use.
+        InvalidTargetError: a malformed target, too many, or one the key may not obtain.
+        ExchangeRateLimitedError: (from ``admit``) the key exchanged too often.
     """
     if client is not None and GRANT_TYPE not in client.grant_types:
         raise UnauthorizedClientError("the client is not allowed to use the token-exchange grant")
@@ -292,6 +345,12 @@ async def handle(
     current = time.time() if now is None else now
 
     key = await _verify(api_keys, subject_token, ip, current)
+    if key.ip_allow:
+        # A bearer token cannot carry the allow-list to the services that accept it.
+        raise InvalidRequestError(
+            "an API key restricted to IP addresses cannot be exchanged for a token",
+            reason="api_key_ip_restricted",
+        )
 
     if requested is None:
         scopes: Sequence[str] = key.scopes
@@ -300,12 +359,23 @@ async def handle(
             if token not in key.scopes:
                 raise InvalidScopeError(f"scope '{token}' is not allowed for this API key")
         scopes = requested
-    if key.routes:
-        for target in targets:
-            if target not in key.routes:
-                raise InvalidTargetError(f"the API key may not be used for '{target}'")
-    audience: str | list[str] = list(targets or key.routes) or issuer
+    allowed = frozenset(audiences(key)) if audiences is not None else frozenset((issuer,))
+    for target in targets:
+        if target not in allowed:
+            raise InvalidTargetError(
+                f"the API key may not obtain a token for '{_echo(target)}'",
+                reason="audience_not_allowed",
+            )
+    audience: str | list[str]
+    if targets:
+        audience = list(targets)
+    elif key.routes and allowed:
+        audience = sorted(allowed)
+    else:
+        audience = issuer
     seconds = _ttl(key, ttl, settings_tokens, current)
+    if admit is not None:
+        await admit(key)
     scope = format_scope(scopes)
     claims = access_token_claims(
         issuer=issuer,
@@ -316,6 +386,7 @@ async def handle(
         ttl=seconds,
         now=current,
         jti=random_token(16),
+        extra={KEY_ID_CLAIM: key.id},
     )
     response: dict[str, Any] = {
         "access_token": await issue_token(claims),
@@ -335,6 +406,8 @@ def exchange_grant(
     issue_token: IssueToken,
     settings_tokens: TokenLifetimes,
     ttl: float = DEFAULT_TTL,
+    audiences: AllowedAudiences | None = None,
+    admit: Admit | None = None,
 ) -> GrantHandler:
     """:func:`handle` bound to its dependencies: the token endpoint's grant-table entry.
 
@@ -349,4 +422,6 @@ def exchange_grant(
         issue_token=issue_token,
         settings_tokens=settings_tokens,
         ttl=ttl,
+        audiences=audiences,
+        admit=admit,
     )

@@ -433,6 +433,16 @@ class ApiKeySettings(_Section):
     default_grace: Duration = 86400.0
     # Shared secret authenticating POST /api-keys/leaks (HMAC-SHA256 of the body).
     leak_report_secret: SecretStr | None = None
+    # Most RFC 8693 exchanges of one key for a token (a token lives 5 minutes, so a
+    # service needs about one per 5 minutes); more are 429 rate_limited.
+    exchange_rate: str = "30/minute"
+
+    @field_validator("exchange_rate")
+    @classmethod
+    def _check_exchange_rate(cls, value: str) -> str:
+        # Limit.parse raises ValueError naming the bad text and the expected form.
+        Limit.parse(value)
+        return value
 
 
 # Algorithms accepted from trusted external issuers: asymmetric only (RFC 8725 §3.1/§3.2:

@@ -108,18 +108,23 @@ async def test_scope_beyond_the_key(runtime: Runtime, http: httpx.AsyncClient) -
     }
 
 
-async def test_target_restricted_by_key_routes(runtime: Runtime, http: httpx.AsyncClient) -> None:
+async def test_target_restricted_to_the_issuer_without_routes(
+    runtime: Runtime, http: httpx.AsyncClient
+) -> None:
+    # No gateway route here: the issuer (bastion's default API audience) is all a key gets.
     _, key = await new_key(runtime, routes=["https://api.example.com/orders"])
+    response = await http.post(TOKEN, data=exchange_form(key))
+    assert response.status_code == 200
+    assert claims_of(response.json()["access_token"])["aud"] == runtime.settings.issuer_url
     response = await http.post(
         TOKEN, data=exchange_form(key, resource="https://api.example.com/orders")
     )
-    assert response.status_code == 200
-    assert claims_of(response.json()["access_token"])["aud"] == "https://api.example.com/orders"
-    response = await http.post(
-        TOKEN, data=exchange_form(key, resource="https://api.example.com/users")
-    )
     assert response.status_code == 400
-    assert response.json()["error"] == "invalid_target"
+    assert response.json() == {
+        "error": "invalid_target",
+        "error_description": "the API key may not obtain a token for "
+        "'https://api.example.com/orders'",
+    }
 
 
 async def test_ip_allow_list_uses_the_caller_address(
@@ -127,13 +132,21 @@ async def test_ip_allow_list_uses_the_caller_address(
 ) -> None:
     _, allowed = await new_key(runtime, ip_allow=["198.51.100.0/24"])
     _, elsewhere = await new_key(runtime, ip_allow=["203.0.113.0/24"])
-    assert (await http.post(TOKEN, data=exchange_form(allowed))).status_code == 200
-    # X-Forwarded-For from an untrusted peer is ignored.
+    # From an allowed address: genuine, but not exchangeable (its token would work anywhere).
+    response = await http.post(TOKEN, data=exchange_form(allowed))
+    assert response.status_code == 400
+    assert response.json()["error_description"] == (
+        "an API key restricted to IP addresses cannot be exchanged for a token"
+    )
+    # X-Forwarded-For from an untrusted peer is ignored: the one collapsed answer.
     response = await http.post(
         TOKEN, data=exchange_form(elsewhere), headers={"x-forwarded-for": "203.0.113.5"}
     )
     assert response.status_code == 400
-    assert response.json()["error"] == "invalid_request"
+    assert response.json() == {
+        "error": "invalid_request",
+        "error_description": "the subject_token is not a valid API key",
+    }
 
 
 async def test_client_credentials_when_sent_must_be_valid_and_allowed(
@@ -183,13 +196,16 @@ async def test_forwarded_address_is_believed_from_a_trusted_proxy(runtime: Runti
     _, key = await new_key(runtime, ip_allow=["203.0.113.0/24"])
     transport = httpx.ASGITransport(app=create_full_app(runtime), client=("10.9.9.9", 4000))
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as proxied:
+        # The forwarded address is allowed: the key is genuine, refused for its allow-list.
         response = await proxied.post(
             TOKEN,
             data=exchange_form(key),
             headers={"x-forwarded-for": "192.0.2.1, 203.0.113.5"},
         )
-        assert response.status_code == 200, response.text
+        assert response.status_code == 400, response.text
+        assert "restricted to IP addresses" in response.json()["error_description"]
         response = await proxied.post(
             TOKEN, data=exchange_form(key), headers={"x-forwarded-for": "192.0.2.1"}
         )
         assert response.status_code == 400
+        assert response.json()["error_description"] == "the subject_token is not a valid API key"

@@ -59,7 +59,7 @@ def setup(
     port = free_port()
     base = BASE.format(port=port)
     (cwd / "bastion.yaml").write_text(base)
-    gateway_client = _client(cwd, "gateway")
+    gateway_client = _client(cwd, "gateway", "bastion:introspect")
     caller = _client(cwd, "caller", "orders:read")
     (cwd / "bastion.yaml").write_text(
         base + "introspection:\n"

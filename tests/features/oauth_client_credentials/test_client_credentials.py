@@ -170,7 +170,9 @@ def _basic(client: dict[str, Any], secret: str | None = None) -> httpx.BasicAuth
 
 
 def test_introspection_revocation_and_disable(server: BastionProcess) -> None:
-    resource = _create(server.cwd, "api", "--grant", "client_credentials", "--scope", "read")
+    resource = _create(
+        server.cwd, "api", "--grant", "client_credentials", "--scope", "bastion:introspect"
+    )
     caller = _create(
         server.cwd,
         "caller",
@@ -493,7 +495,9 @@ def _forged_tokens(server: BastionProcess, metadata: dict[str, Any]) -> dict[str
 def test_forged_tokens_are_inactive_and_never_500(
     server: BastionProcess, metadata: dict[str, Any]
 ) -> None:
-    resource = _create(server.cwd, "rs", "--grant", "client_credentials")
+    resource = _create(
+        server.cwd, "rs", "--grant", "client_credentials", "--scope", "bastion:introspect"
+    )
     with httpx.Client(base_url=server.url, verify=False, timeout=10) as http:
         for name, token in _forged_tokens(server, metadata).items():
             response = http.post("/oauth2/introspect", auth=_basic(resource), data={"token": token})

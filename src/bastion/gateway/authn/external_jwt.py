@@ -87,6 +87,9 @@ class TrustedIssuer:
                 typ=self._typ,
                 leeway=self._leeway,
                 required_claims=self._required,
+                # Other signers (Java, OpenSSL) need not produce low-S ES256 signatures;
+                # revocation and caching go by jti and digest, so a twin gains nothing.
+                allow_high_s=True,
             )
             self._verifiers[audience] = verifier
         return verifier

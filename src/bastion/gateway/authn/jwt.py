@@ -27,10 +27,22 @@ announces it on the shared-state channel :data:`~bastion.oauth.tokens.REVOKED_TO
 every process following it (:meth:`JwtAuthenticator.run`) drops the cached
 entries of that ``jti`` at once, so the next request verifies the token again
 and meets the deny-list. Likewise a change to an OAuth client (disabled,
-deleted) drops its tokens' entries. While the revocation channel is not
+deleted) drops its tokens' entries, a change to an API key (channel
+``"api-keys"``: revoked, disabled, its limits or routes changed) drops the
+tokens exchanged from it, and a signing-key change (channel ``"signing-keys"``,
+e.g. an emergency retirement) or a ``routes reload``
+(:meth:`JwtAuthenticator.routes_changed`, which also forgets the per-route
+``jwt`` policies) drops everything. While the revocation channel is not
 followed (not yet subscribed, or the subscription to Redis was lost, noticed
 within the connection's health-check interval) every cache hit reads the
 deny-list again instead (one ``shared.get``, fail closed), as before.
+
+Tokens exchanged from an API key (RFC 8693; ``client_id`` ``apikey:<id>``)
+act as that key: the identity carries its ``key_id``, its rate limits and its
+route restriction, read from :attr:`JwtAuthenticator.api_keys` (the key
+service's cache), so the ``limit`` step counts them in the key's own buckets
+and ``authorize`` confines them to the key's routes. A key that is no longer
+usable, or no key lookup configured, refuses the token (fail closed).
 
 Every refusal is :class:`InvalidBearerTokenError`: 401, ``WWW-Authenticate:
 Bearer realm="bastion", error="invalid_token"``, one collapsed body; the
@@ -40,16 +52,27 @@ precise reason stays on the exception (``reason``) for the audit log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from bastion.apikeys.service import API_KEYS_CHANNEL
 from bastion.crypto import InvalidTokenError, sha256_hex
 from bastion.gateway.authn.external_jwt import TrustedIssuer, peek
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.errors import UnauthenticatedError
 from bastion.oauth.clients import CLIENTS_CHANNEL
+from bastion.oauth.signing_keys import CHANNEL as SIGNING_KEYS_CHANNEL
 from bastion.oauth.tokens import REVOKED_JTI_PREFIX, REVOKED_TOKENS_CHANNEL
+from bastion.protocol.rfc8693 import (
+    API_KEY_CLIENT_PREFIX,
+    KEY_ID_CLAIM,
+    ApiKeyLookup,
+    key_is_usable,
+)
+from bastion.ratelimit.keys import compile_key_limits
+from bastion.storage.errors import NotFoundError
 from bastion.storage.shared import SharedState
 from bastion.storage.shared.invalidation import follow_invalidations
 
@@ -168,6 +191,7 @@ class JwtAuthenticator:
         issuer: str | None = None,
         default_audience: str | None = None,
         trusted_issuers: Mapping[str, TrustedIssuer] | None = None,
+        api_keys: ApiKeyLookup | None = None,
     ) -> None:
         if cache_size < 0 or cache_ttl < 0:
             raise ValueError("cache_size and cache_ttl must not be negative")
@@ -176,6 +200,8 @@ class JwtAuthenticator:
         self.issuer = issuer
         self.default_audience = default_audience
         self.trusted_issuers: Mapping[str, TrustedIssuer] = dict(trusted_issuers or {})
+        # The key records behind tokens exchanged from API keys (None: such tokens refused).
+        self.api_keys = api_keys
         self._policies: dict[str, tuple[frozenset[str], str | None]] = {}
         self.shared = shared
         self.cache_size = cache_size
@@ -232,12 +258,41 @@ class JwtAuthenticator:
             if entry.identity.claims.get("client_id") == client_id:
                 self._drop(key, entry)
 
+    def forget_key(self, key_id: str | None) -> None:
+        """Drop the cached tokens exchanged from the API key ``key_id`` (all when ``None``).
+
+        A scan, like :meth:`forget_client`: key changes are rare next to requests.
+        """
+        if key_id is None:
+            self.clear()
+            return
+        self.forget_client(API_KEY_CLIENT_PREFIX + key_id)
+
+    def forget_all(self, _message: str | None = None) -> None:
+        """Forget every cached token, whatever the message (a signing-key change)."""
+        self.clear()
+
+    def routes_changed(self) -> None:
+        """After a routes reload: forget the per-route policies and every cached token.
+
+        Entries were cached under the old routes' audiences; a changed
+        ``jwt.audience`` or ``jwt.issuers`` must apply to the next request.
+        """
+        self._policies = {}
+        self.clear()
+
     def _set_following(self, following: bool) -> None:
         self._following = following
 
     async def run(self, stop: asyncio.Event, *, backoff: float = 1.0) -> None:
-        """Follow revocations and client changes published by any process until ``stop``."""
+        """Follow revocations and client, API-key and signing-key changes until ``stop``."""
         await asyncio.gather(
+            follow_invalidations(
+                self.shared, API_KEYS_CHANNEL, self.forget_key, stop, backoff=backoff
+            ),
+            follow_invalidations(
+                self.shared, SIGNING_KEYS_CHANNEL, self.forget_all, stop, backoff=backoff
+            ),
             follow_invalidations(
                 self.shared,
                 REVOKED_TOKENS_CHANNEL,
@@ -347,9 +402,41 @@ class JwtAuthenticator:
         except InvalidTokenError as exc:
             raise InvalidBearerTokenError(exc.reason) from None
         identity = identity_of_claims(claims)
+        if label == SELF:
+            identity = await self._as_key(identity, claims)
         if epoch == self._epoch:  # no invalidation arrived while verifying
             self._remember(key, identity, claims, now, label)
         return identity
+
+    async def _as_key(self, identity: Identity, claims: Mapping[str, Any]) -> Identity:
+        """For a token exchanged from an API key: the identity with the key's
+        id, limits and route restriction (the key must still be usable)."""
+        client_id = claims.get("client_id")
+        if not isinstance(client_id, str) or not client_id.startswith(API_KEY_CLIENT_PREFIX):
+            if KEY_ID_CLAIM in claims:
+                raise InvalidBearerTokenError("invalid_claim")
+            return identity
+        key_id = client_id[len(API_KEY_CLIENT_PREFIX) :]
+        if claims.get(KEY_ID_CLAIM, key_id) != key_id:
+            raise InvalidBearerTokenError("invalid_claim")
+        if self.api_keys is None or not key_id:
+            raise InvalidBearerTokenError("client_disabled")
+        try:
+            key = await self.api_keys.get_cached(key_id)
+        except NotFoundError:
+            raise InvalidBearerTokenError("client_disabled") from None
+        if not key_is_usable(key, self._clock()):
+            raise InvalidBearerTokenError("client_disabled")
+        try:
+            limits = compile_key_limits(key.rate_limits)
+        except ValueError:
+            limits = ()  # validated when stored (as for the api_key method)
+        return dataclasses.replace(
+            identity,
+            key_id=key.id,
+            routes=frozenset(key.routes) if key.routes else None,
+            key_limits=limits,
+        )
 
     def _remember(
         self,

@@ -14,6 +14,10 @@ is one the TLS layer accepted.
 - :func:`check_binding` (RFC 8705 §3): a token whose claims hold
   ``cnf.x5t#S256`` is accepted only over a connection presenting the
   certificate with that thumbprint; anything else is 401 ``invalid_token``.
+  A token bound to anything else — a DPoP key (``cnf.jkt``, RFC 9449 §6) or
+  any other confirmation method — is refused too (``cnf_unsupported``): the
+  gateway verifies no DPoP proof, and a sender-constrained token used as a
+  plain bearer token is exactly what the binding exists to stop.
 """
 
 from __future__ import annotations
@@ -58,16 +62,20 @@ def check_binding(scope: MutableMapping[str, Any], claims: Mapping[str, Any]) ->
 
     Raises :class:`InvalidBearerTokenError` (``cnf_mismatch``) when the token
     is certificate-bound (``cnf.x5t#S256``) and the request presents no
-    certificate or another one; ``malformed`` for an unreadable ``cnf``.
+    certificate or another one; ``cnf_unsupported`` when it is bound in any
+    other way (``cnf.jkt`` of DPoP …: no proof is verified here, so it is not
+    accepted as a plain bearer token); ``malformed`` for an unreadable ``cnf``.
     """
     cnf = claims.get("cnf")
     if cnf is None:
         return
     if not isinstance(cnf, Mapping):
         raise InvalidBearerTokenError("malformed")
+    if any(member != "x5t#S256" for member in cnf):
+        raise InvalidBearerTokenError("cnf_unsupported")
     bound = cnf.get("x5t#S256")
     if bound is None:
-        return  # bound to something else (e.g. a DPoP key): not this method's check
+        return  # "cnf": {} binds to nothing
     if not isinstance(bound, str):
         raise InvalidBearerTokenError("malformed")
     presented = _thumbprint(scope)

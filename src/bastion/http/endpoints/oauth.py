@@ -20,7 +20,12 @@ endpoint also serves the RFC 8693 token exchange of an API key
 (:mod:`bastion.protocol.rfc8693`): without client authentication — the key is
 the credential — or, when client credentials are sent, after authenticating
 the client. The caller's address (the peer, or the first address before a
-trusted proxy in ``X-Forwarded-For``) is checked against the key's allow-list.
+trusted proxy in ``X-Forwarded-For``) is checked against the key's allow-list
+(a key that has one is then refused: its token could not keep it). The
+runtime's ``exchange_policy`` says which audiences a key may obtain and
+throttles exchanges per key. Client authentication at the token, introspection
+and revocation endpoints goes through one brute-force throttle
+(``runtime.client_throttle``).
 """
 
 from __future__ import annotations
@@ -207,23 +212,32 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
     api_keys = getattr(runtime, "api_keys", None)
     exchange: Callable[..., Awaitable[dict[str, Any]]] | None = None
     if api_keys is not None:
+        # Which audiences a key may obtain and how often (oauth/exchange.py); without a
+        # policy only the issuer's default audience, unthrottled (tests' bare runtimes).
+        policy = getattr(runtime, "exchange_policy", None)
         exchange = functools.partial(
             rfc8693.handle,
             issuer=issuer,
             api_keys=api_keys,
             issue_token=TokenIssuer(runtime.signing_keys.current).issue,
             settings_tokens=settings.tokens,
+            audiences=policy.audiences if policy is not None else None,
+            admit=policy.admit if policy is not None else None,
         )
     trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
     throttle: LoginThrottle | None = getattr(runtime, "client_throttle", None)
 
     async def throttled_client_of(
-        oreq: OAuthRequest, ip: str | None, request: Request
+        oreq: OAuthRequest,
+        ip: str | None,
+        request: Request,
+        methods: tuple[str, ...] = ALL_AUTH_METHODS,
     ) -> AuthenticatedClient:
         # Brute-force protection (ratelimit/login.py): checked before the credentials are
-        # verified; a shared-state outage disables it rather than the token endpoint.
+        # verified; a shared-state outage disables it rather than the token endpoint. The
+        # same lock covers token, introspection and revocation: any of them checks a secret.
         if throttle is None:
-            return await client_of(oreq, request=request)
+            return await client_of(oreq, methods, request=request)
         account = claimed_client_id(oreq) or "-"
         try:
             await throttle.check(account, ip)
@@ -234,7 +248,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
         except SharedStateUnavailableError as exc:
             log.warning("client authentication throttle unavailable: %s", exc)
         try:
-            authed = await client_of(oreq, request=request)
+            authed = await client_of(oreq, methods, request=request)
         except InvalidClientError:
             try:
                 await throttle.failed(account, ip)
@@ -279,12 +293,13 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
         return await runtime.access_tokens.verify(token_value)
 
     async def introspection(oreq: OAuthRequest, request: Request) -> Response:
-        authed = await client_of(oreq, _INTROSPECTION_METHODS, request=request)
+        ip = _client_ip(request, trusted_proxies)
+        authed = await throttled_client_of(oreq, ip, request, _INTROSPECTION_METHODS)
         result = await introspect(oreq, caller=authed.client, verify_token=verify)
         return _json(result)
 
     async def revocation(oreq: OAuthRequest, request: Request) -> Response:
-        authed = await client_of(oreq, request=request)
+        authed = await throttled_client_of(oreq, _client_ip(request, trusted_proxies), request)
 
         async def deny(jti: str, exp: float) -> None:
             await runtime.access_tokens.revoke({"jti": jti, "exp": exp})

@@ -6,8 +6,10 @@
 - ``private_key_jwt`` — RFC 7523 §2.2 and §3 (https://www.rfc-editor.org/rfc/rfc7523#section-3)
   with OpenID Connect Core §9: a JWT signed with a key from the client's
   registered JWKS; ``iss`` = ``sub`` = client id, ``aud`` = the issuer or the
-  token endpoint URL, ``exp`` required and at most five minutes ahead, ``jti``
-  required and single-use (replay cache in shared state).
+  token endpoint URL, ``exp`` required and at most an hour ahead, ``jti``
+  required and single-use (replay cache in shared state); a header ``typ``, when
+  present, must be ``JWT`` or ``client-authentication+jwt`` (an access token or a
+  DPoP proof is not a client assertion).
 - ``none`` — a public client sends only ``client_id`` (RFC 6749 §2.1, §3.2.1).
 
 Exactly one method per request (RFC 6749 §2.3: "MUST NOT use more than one
@@ -63,6 +65,8 @@ CLIENT_ASSERTION_TYPE_JWT_BEARER: Final = "urn:ietf:params:oauth:client-assertio
 #: jti cache makes every assertion single-use whatever its lifetime.
 MAX_ASSERTION_LIFETIME: Final = 3600.0
 
+#: Header ``typ`` values a client assertion may carry (compared case-insensitively).
+_ASSERTION_TYPS: Final = frozenset({"jwt", "client-authentication+jwt"})
 #: Longest ``jti`` accepted (it becomes part of a shared-state key).
 _MAX_JTI_LENGTH: Final = 256
 #: Largest client assertion read (before any parsing).
@@ -295,6 +299,26 @@ def _unverified_subject(assertion: str) -> str:
     return subject
 
 
+def _check_assertion_typ(header: Mapping[str, Any]) -> None:
+    """Refuse an assertion whose header ``typ`` names another kind of JWT.
+
+    RFC 7523 defines no ``typ``; absent, ``JWT`` and the explicit
+    ``client-authentication+jwt`` (draft-ietf-oauth-rfc7523bis) are accepted.
+    Anything else — an access token (``at+jwt``), a DPoP proof, a logout
+    token … — is a JWT minted for another purpose (RFC 8725 §3.11).
+    """
+    typ = header.get("typ")
+    if typ is None:
+        return
+    if not isinstance(typ, str):
+        raise _fail("assertion_wrong_typ")
+    lowered = typ.lower()
+    if lowered.startswith("application/"):
+        lowered = lowered[len("application/") :]
+    if lowered not in _ASSERTION_TYPS:
+        raise _fail("assertion_wrong_typ")
+
+
 def _audiences(claims: Mapping[str, Any]) -> list[Any]:
     aud = claims.get("aud")
     return aud if isinstance(aud, list) else [aud]
@@ -341,11 +365,15 @@ async def _authenticate_assertion(
         max_size=_MAX_ASSERTION_BYTES,
         required_claims=("iss", "sub", "aud", "exp", "jti"),
         require_kid=False,
+        # Client libraries sign with OpenSSL and friends, which do not normalise S;
+        # an assertion is single-use by jti, so its high-S twin is replayed, not new.
+        allow_high_s=True,
     )
     try:
         verified = verifier.verify(assertion, now=now)
     except InvalidTokenError as exc:
         raise _fail(f"assertion_{exc.reason}") from None
+    _check_assertion_typ(verified.header)
     claims = verified.claims
     # RFC 7523 §3: iss and sub are both the client id (OIDC Core §9 for private_key_jwt).
     if claims.get("iss") != client.client_id or claims.get("sub") != client.client_id:

@@ -3,8 +3,11 @@
 A request carries ``Authorization: Bearer <token>``. The token must verify
 through the runtime's access-token verifier with the audience
 ``{issuer}/admin/api`` and carry the scope ``bastion:admin`` (everything) or
-``bastion:admin:read`` (GET only). Failures are 401 with a ``WWW-Authenticate``
-challenge, or 403 ``insufficient_scope``; the precise reason goes to the log.
+``bastion:admin:read`` (GET only); a token bound to a key or certificate
+(``cnf``) is refused, as no binding proof is checked here, and so is a token
+exchanged from an API key (``client_id`` ``apikey:…``): keys are no admin
+credentials. Failures are 401 with a ``WWW-Authenticate`` challenge, or 403
+``insufficient_scope``; the precise reason goes to the log.
 """
 
 from __future__ import annotations
@@ -109,6 +112,17 @@ async def authenticate_admin(request: Request, runtime: Any) -> Mapping[str, Any
     if audience not in _audiences(claims):
         log.info("admin API token refused: wrong_audience")
         raise AdminInvalidTokenError("wrong_audience")
+    client_id = claims.get("client_id")
+    if isinstance(client_id, str) and client_id.startswith("apikey:"):
+        # Exchanged from an API key (RFC 8693): a key is never an admin credential. The
+        # exchange refuses the admin audience; this also covers any token minted before.
+        log.info("admin API token refused: api_key_token")
+        raise AdminInvalidTokenError("api_key_token")
+    if "cnf" in claims:
+        # A sender-constrained token (DPoP jkt, mTLS x5t#S256) is no bearer token, and
+        # the admin API verifies no binding proof: refused, never accepted unbound.
+        log.info("admin API token refused: cnf_unsupported")
+        raise AdminInvalidTokenError("cnf_unsupported")
     scope = claims.get("scope")
     scopes = set(scope.split()) if isinstance(scope, str) else set()
     if ADMIN_SCOPE in scopes:

@@ -45,6 +45,12 @@ Ttl = Annotated[int, Field(ge=1, le=10 * 365 * 86400)]
 AuthMethodName = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
+_SCOPES_DOC = (
+    "Scopes the client may be granted. The reserved scope bastion:introspect allows the "
+    "client to call POST /oauth2/introspect (no other client may)."
+)
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -56,7 +62,7 @@ class ClientCreate(_Request):
     client_type: Literal["confidential", "public"] = "confidential"
     token_endpoint_auth_method: AuthMethodName | None = None
     grant_types: TokenList | None = None
-    scopes: TokenList = []
+    scopes: Annotated[TokenList, Field(description=_SCOPES_DOC)] = []
     audiences: TokenList = []
     access_token_ttl: Ttl | None = None
     redirect_uris: TokenList = []
@@ -70,7 +76,7 @@ class ClientUpdate(_Request):
     name: Name | None = None
     token_endpoint_auth_method: AuthMethodName | None = None
     grant_types: TokenList | None = None
-    scopes: TokenList | None = None
+    scopes: Annotated[TokenList | None, Field(description=_SCOPES_DOC)] = None
     audiences: TokenList | None = None
     access_token_ttl: Ttl | None = None
     redirect_uris: TokenList | None = None
