@@ -62,7 +62,7 @@ def production_env(tmp_path: Path, db_url: str, redis_url: str) -> dict[str, str
         "BASTION_DATABASE_URL": db_url,
         "BASTION_REDIS_URL": redis_url,
         "BASTION_API_KEY_PEPPER": "pepper-for-tests",
-        "BASTION_LEAK_REPORT_SECRET": "leak-secret-for-tests",
+        "BASTION_LEAK_REPORT_SECRET": "Lk7-9fQ2x0vR4mZ8pW1sB6nT3yH5cJ0d",
     }
 
 
@@ -99,9 +99,10 @@ routes:
     auth: [api_key]
     limits: [{{per: key, rate: 10/second}}]
 """
-WEAK_ENV = {"MASTER": "m" * 44, "PEPPER": "pepper", "LEAK": "leak"}
+WEAK_ENV = {"MASTER": "m" * 44, "PEPPER": "pepper", "LEAK": "leak" * 8}
 PLANTED = [
     "api_key.no_expiry",
+    "api_keys.weak_leak_report_secret",
     "client.unused",
     "env.not_production",
     "issuer.http",
@@ -158,7 +159,7 @@ def test_weak_config_shows_exactly_the_planted_findings(in_process: Path, db_url
     assert doc["summary"]["by_severity"] == {
         "critical": 0,
         "high": 2,
-        "medium": 3,
+        "medium": 4,
         "low": 1,
         "info": 1,
     }

@@ -394,8 +394,24 @@ class ApiKeySettings(_Section):
     # stolen database alone cannot confirm a guessed key. Changing it invalidates keys.
     pepper: SecretStr | None = None
     default_grace: Duration = 86400.0
-    # Shared secret authenticating POST /api-keys/leaks (HMAC-SHA256 of the body).
+    # Shared secret authenticating POST /api-keys/leaks (HMAC-SHA256 of timestamp + body);
+    # at least LEAK_REPORT_SECRET_MIN characters: it is all that stands between anyone and
+    # revoking every key they can guess.
     leak_report_secret: SecretStr | None = None
+
+    @field_validator("leak_report_secret")
+    @classmethod
+    def _long_leak_report_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < LEAK_REPORT_SECRET_MIN:
+            raise ValueError(
+                f"must be at least {LEAK_REPORT_SECRET_MIN} characters, not "
+                f"{len(value.get_secret_value())} — generate one with `openssl rand -hex 32`"
+            )
+        return value
+
+
+#: Shortest accepted ``api_keys.leak_report_secret``.
+LEAK_REPORT_SECRET_MIN = 32
 
 
 # Algorithms accepted from trusted external issuers: asymmetric only (RFC 8725 §3.1/§3.2:
