@@ -86,10 +86,20 @@ def version(as_json: bool = JsonOption) -> None:
 @app.command("check-config")
 @handles_errors
 def check_config(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """Validate the configuration (file + BASTION_* environment) without starting anything."""
-    from bastion.settings import development_defaults, redact_url
+    """Validate the configuration (file + BASTION_* environment) without starting anything.
+
+    Also loads the master key (secrets.master_key / master_key_file) the way serve
+    does, so a key serve would refuse fails here with the same message.
+    """
+    from bastion.crypto.errors import MasterKeyError
+    from bastion.runtime import check_keyring
+    from bastion.settings import SettingsError, development_defaults, redact_url
 
     settings = _settings(config)
+    try:
+        check_keyring(settings)
+    except MasterKeyError as error:
+        raise SettingsError(error.detail) from None
     report = {
         "valid": True,
         "config": str(config) if config else None,
@@ -298,6 +308,35 @@ def rotate_master_key(config: Path | None = ConfigOption, as_json: bool = JsonOp
         console.print(
             f"[green]✓[/] master key rotated: {result['old_key_ids']} → {result['new_key_id']}; "
             f"{result['rewrapped']} stored secret(s) re-wrapped; key file {result['key_file']}"
+        )
+
+    emit(result, as_json, human)
+
+
+_KEY_FILE_ARGUMENT = typer.Argument(
+    ...,
+    help="Where to write the new master key file (e.g. /etc/bastion/master.key); must not exist.",
+)
+
+
+@secrets_app.command("init-master-key")
+@handles_errors
+def init_master_key(path: Path = _KEY_FILE_ARGUMENT, as_json: bool = JsonOption) -> None:
+    """Create a master key file for production: one new key, mode 0600, never overwriting.
+
+    Point secrets.master_key_file at it (every node of a cluster uses the same file, as
+    it uses the same api_keys.pepper) and back it up: the secrets sealed under it cannot
+    be opened without it. The key itself is never printed, only its public id.
+    """
+    from bastion.crypto.envelope import create_keyring_file
+
+    keyring = create_keyring_file(path)
+    result = {"key_file": str(path), "key_id": keyring.primary.key_id}
+
+    def human() -> None:
+        console.print(
+            f"[green]✓[/] master key {result['key_id']} written to {path} (mode 0600); set "
+            f"secrets.master_key_file: {path} on every node and back the file up"
         )
 
     emit(result, as_json, human)
