@@ -1881,6 +1881,14 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
                             "self for bastion's own tokens",
                         )
                     )
+        if "session" in route.auth:
+            problems.append(
+                (
+                    ("routes", index, "auth", route.auth.index("session")),
+                    "session is not available in this version (browser sessions arrive with "
+                    "the login and MFA work) — use api_key, jwt, introspection or mtls",
+                )
+            )
         if "mtls" in route.auth and settings.tls.mode == "off":
             problems.append(
                 (
