@@ -186,6 +186,7 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
 
     runtime = await Runtime.open(settings, announce=announce)
     metrics_listener = None
+    admin_listener = None
     try:
         app_ = create_full_app(runtime)
         # What start-up built (modules, settings, route tables) lives as long as the
@@ -195,6 +196,8 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
         gc.freeze()
         if settings.metrics.enabled and settings.metrics.listen is not None:
             metrics_listener = await _start_metrics_listener(runtime, announce)
+        if settings.admin.listen is not None:
+            admin_listener = await _start_admin_listener(runtime, announce)
         # Reload without restart (SIGHUP, `bastion routes reload`): bastion.reload.
         from bastion.reload import serving_reloads
 
@@ -210,7 +213,28 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
     finally:
         if metrics_listener is not None:
             await metrics_listener.close()
+        if admin_listener is not None:
+            await admin_listener.close()
         await runtime.close()
+
+
+async def _start_admin_listener(runtime: Any, announce: Callable[[str], None]) -> Any:
+    """Start the admin API's own listener (``admin.listen``, the main port's TLS files)."""
+    from bastion.http.endpoints.admin import ADMIN_API_PREFIX, admin_listener_app
+    from bastion.http.metrics_listener import start_side_listener
+
+    listen = runtime.settings.admin.listen
+    tls = runtime.tls
+    listener = await start_side_listener(
+        admin_listener_app(runtime),
+        listen.host,
+        listen.port,
+        setting="admin",
+        certfile=str(tls.certfile) if tls.certfile is not None else None,
+        keyfile=str(tls.keyfile) if tls.keyfile is not None else None,
+    )
+    announce(f"admin API: served only at {listener.url}{ADMIN_API_PREFIX}")
+    return listener
 
 
 async def _start_metrics_listener(runtime: Any, announce: Callable[[str], None]) -> Any:

@@ -773,6 +773,40 @@ class MetricsSettings(_Section):
         return value
 
 
+class AdminListenSettings(_Section):
+    """A separate listener serving only the admin API (``/admin/api/*``)."""
+
+    host: str = "127.0.0.1"
+    port: Port
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return ListenSettings._check_host(value)
+
+
+class AdminSettings(_Section):
+    """Where the admin API (``/admin/api/v1``) is served and who may reach it.
+
+    ``listen``: serve it only on a listener of its own (with the main port's TLS;
+    the main port then answers 404 under ``/admin/api``). ``allow_from``: networks
+    whose clients may call it (the client address as the gateway resolves it,
+    ``X-Forwarded-For`` only from ``trusted_proxies``); others get 403
+    ``admin_ip_forbidden``. Empty (default): any address, the token decides.
+    """
+
+    listen: AdminListenSettings | None = None
+    allow_from: list[Network] = Field(default_factory=list)
+
+    @field_validator("allow_from", mode="before")
+    @classmethod
+    def _network_list(cls, value: object) -> object:
+        # One network, or a comma-separated list (handy in BASTION_ADMIN__ALLOW_FROM).
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+
 class TracingSettings(_Section):
     """Optional OpenTelemetry tracing of gateway requests, exported over OTLP/HTTP.
 
@@ -1709,6 +1743,7 @@ class Settings(BaseModel):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
     introspection: IntrospectionSettings | None = None
@@ -1730,6 +1765,9 @@ class Settings(BaseModel):
             elif isinstance(key, str):
                 data[key] = expand_shorthand(key, value)
         return data
+
+    def _metrics_port(self) -> tuple[int, ...]:
+        return (self.metrics.listen.port,) if self.metrics.listen is not None else ()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -1780,6 +1818,16 @@ class Settings(BaseModel):
                     f"{self.metrics.listen.port} is also listen.port — the metrics listener "
                     "needs a port of its own (e.g. 9464), or remove metrics.listen to serve "
                     "/metrics on the main port",
+                )
+            )
+        admin = self.admin.listen
+        if admin is not None and admin.port in {self.listen.port, *self._metrics_port()}:
+            problems.append(
+                (
+                    ("admin", "listen", "port"),
+                    f"{admin.port} is already used by listen.port or metrics.listen.port — the "
+                    "admin listener needs a port of its own (e.g. 9443), or remove admin.listen "
+                    "to serve the admin API on the main port",
                 )
             )
         problems.extend(_auth_references(self))
