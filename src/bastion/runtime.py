@@ -18,6 +18,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,9 @@ from bastion.ratelimit.outage import BackendHealth
 from bastion.ratelimit.risk import RiskRegistry
 from bastion.ratelimit.risk_alerts import tighten_on_alerts
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
-from bastion.storage import Database, NotFoundError, migrate
+from bastion.storage import Database, NotFoundError, feed, migrate
+from bastion.storage.feed import ChangeFeedFollower
+from bastion.storage.models import utcnow
 from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
 
 if TYPE_CHECKING:
@@ -102,6 +105,8 @@ class Runtime:
     token_endpoint: TokenEndpoint
     access_tokens: AccessTokenVerifier
     api_keys: ApiKeyService
+    # Follows the change feed: any process's changes reach this node's caches (storage/feed.py).
+    changes: ChangeFeedFollower
     # The in-process audit bus: every security decision is recorded here (audit/events.py).
     auditor: Auditor = field(default_factory=Auditor)
     # Prometheus metrics (audit/metrics.py); None when metrics.enabled is false.
@@ -125,6 +130,7 @@ class Runtime:
             self.metrics.attach(self.auditor)
             client = self.gateway.client
             self.metrics.watch_upstreams(lambda: client.pools)
+            self.metrics.watch_change_feed(self.changes)
 
     @classmethod
     async def open(cls, settings: Settings, *, announce: Announce | None = None) -> Runtime:
@@ -216,7 +222,9 @@ class Runtime:
                 client_is_active=rfc8693.with_api_keys(client_is_active, api_keys),
                 leeway=settings.tokens.leeway,
                 max_lifetime=settings.tokens.max_access_token_ttl,
+                changes=db.change_feed.append,
             )
+            changes = await _follow_changes(settings, db, shared, access_tokens)
             gateway = Gateway(
                 routes,
                 trusted_proxies=settings.trusted_proxies,
@@ -287,6 +295,7 @@ class Runtime:
             token_endpoint=token_endpoint,
             access_tokens=access_tokens,
             api_keys=api_keys,
+            changes=changes,
             auditor=auditor,
             alerting=alerting,
             audit_writer=audit_writer,
@@ -305,6 +314,7 @@ class Runtime:
         gc.freeze()
         self._stop.clear()
         self._tasks = [
+            asyncio.create_task(self.changes.run(self._stop), name="change-feed"),
             asyncio.create_task(self.signing_keys.run(self._stop), name="signing-keys"),
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
             asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
@@ -391,6 +401,26 @@ class Runtime:
             await self.echo.close()
         await self.shared.close()
         await self.db.close()
+
+
+async def _follow_changes(
+    settings: Settings, db: Database, shared: SharedState, access_tokens: AccessTokenVerifier
+) -> ChangeFeedFollower:
+    """The change-feed follower of this node, positioned at the feed's end.
+
+    Revocations of tokens that may still be live are re-applied first: with
+    in-process shared state this node's deny-list starts empty.
+    """
+    horizon = settings.tokens.max_access_token_ttl + settings.tokens.leeway
+    follower = ChangeFeedFollower(
+        db.change_feed, shared, retention=max(feed.DEFAULT_RETENTION, 2 * horizon)
+    )
+    follower.before_delivery(feed.REVOKED_TOKENS, access_tokens.apply_revocation)
+    await follower.start()
+    since = utcnow() - timedelta(seconds=horizon)
+    revoked = await db.change_feed.since(feed.REVOKED_TOKENS, since)
+    await follower.replay(feed.REVOKED_TOKENS, revoked)
+    return follower
 
 
 def _tracer(settings: Settings) -> GatewayTracer | None:

@@ -210,6 +210,18 @@ def test_audit_queue_and_build_info() -> None:
     assert len(info) == 1 and dict(info[0])["version"] == "9.9.9"
 
 
+def test_change_feed_is_read_at_scrape_time() -> None:
+    metrics = Metrics(version="9.9.9", process=False)
+    follower = SimpleNamespace(healthy=True, delivered=7, last_read_age=0.2)
+    metrics.watch_change_feed(follower)
+    found = samples(metrics)
+    assert value(found, "bastion_change_feed_healthy") == 1
+    assert value(found, "bastion_change_feed_changes_total") == 7
+    assert value(found, "bastion_change_feed_last_read_age_seconds") == 0.2
+    follower.healthy = False
+    assert value(samples(metrics), "bastion_change_feed_healthy") == 0
+
+
 def test_upstream_pools_are_read_at_scrape_time() -> None:
     pool = SimpleNamespace(
         upstream=SimpleNamespace(scheme="http", host="orders.internal", port=9000),

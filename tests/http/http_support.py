@@ -29,6 +29,8 @@ class Ping:
         if self.error is not None:
             raise self.error
 
+    check = ping  # the change feed's readiness check has this name
+
 
 def make_settings(engine: str = "uvicorn", port: int = 0, graceful_timeout: float = 5.0) -> Any:
     return SimpleNamespace(
@@ -71,6 +73,7 @@ def make_runtime(
         shared=shared or Ping(),
         gateway=gateway,
         node_id="test-node",
+        changes=kwargs.pop("changes", Ping()),
         **kwargs,
     )
 

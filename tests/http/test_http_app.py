@@ -45,9 +45,21 @@ async def test_readyz_ok(client: Any, runtime: Any) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "shared_state": "ok"},
+        "checks": {"database": "ok", "shared_state": "ok", "change_feed": "ok"},
     }
-    assert runtime.db.calls == 1 and runtime.shared.calls == 1
+    assert runtime.db.calls == 1 and runtime.shared.calls == 1 and runtime.changes.calls == 1
+
+
+async def test_readyz_change_feed_stale() -> None:
+    from bastion.storage.errors import ChangeFeedStaleError
+
+    stale = ChangeFeedStaleError("change feed not read for over 2 s (changes made elsewhere …)")
+    async with client_for(create_app(make_runtime(changes=Ping(stale)))) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["detail"] == "not ready: change_feed failing"
+    assert body["checks"]["change_feed"].startswith("change feed not read for over 2 s")
 
 
 async def test_readyz_database_down() -> None:
@@ -69,6 +81,7 @@ async def test_readyz_database_down() -> None:
         "checks": {
             "database": "database unreachable: connection refused",
             "shared_state": "ok",
+            "change_feed": "ok",
         },
         "request_id": "probe-1",
     }
@@ -87,6 +100,7 @@ async def test_readyz_both_down_and_unexpected_errors_hide_their_text() -> None:
     assert body["checks"] == {
         "database": "unexpected RuntimeError",
         "shared_state": "redis unreachable",
+        "change_feed": "ok",
     }
     assert "s3cret" not in response.text
 

@@ -501,3 +501,23 @@ async def test_run_survives_a_failing_refresh(
         await asyncio.sleep(0.3)
     assert node.current().kid == kid
     assert "refresh failed" in caplog.text
+
+
+# --- the change feed -------------------------------------------------------------------
+
+
+async def test_every_key_change_is_on_the_change_feed(
+    manager: SigningKeyManager, db: Database
+) -> None:
+    # Other processes (the CLI, other nodes) learn of rotations and retirements from here.
+    await manager.load(now=T0)
+    first = manager.current().kid
+    await manager.rotate(immediate=True, now=T0 + 10)
+    second = manager.current().kid
+    await manager.retire(first, now=T0 + 20)
+    rows = [(r.channel, r.message) for r in await db.change_feed.read_after(0, limit=100)]
+    assert rows == [
+        ("signing-keys", first),  # created
+        ("signing-keys", second),  # created active, the first made retiring
+        ("signing-keys", first),  # retired
+    ]

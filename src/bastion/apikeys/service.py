@@ -53,7 +53,7 @@ from bastion.apikeys.errors import (
 )
 from bastion.crypto import ApiKeyFormatError, api_key_digest, generate_api_key, parse_api_key
 from bastion.crypto.apikeys import MAX_API_KEY_LENGTH
-from bastion.storage import ApiKey, Database, NotFoundError, Page
+from bastion.storage import ApiKey, Database, NotFoundError, Page, feed
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState
@@ -74,7 +74,7 @@ log = logging.getLogger("bastion.apikeys")
 
 #: Shared-state channel on which ids of keys whose cached record is stale are published
 #: (an empty message: forget everything).
-API_KEYS_CHANNEL: Final = "api-keys"
+API_KEYS_CHANNEL: Final = feed.API_KEYS
 
 #: Seconds a found key is served from memory before the database is asked again.
 #: Revocation does not wait for this: it is pushed through the shared state.

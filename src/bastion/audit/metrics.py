@@ -243,6 +243,7 @@ class Metrics:
         self._target_failures: dict[tuple[str, str], int] = {}
         self._target_up: dict[tuple[str, str], int] = {}
         self._pools: Callable[[], Mapping[Any, Any]] | None = None
+        self._feed: Any = None
         self.registry.register(_Collector(self))
         if process:
             # The same collectors the library registers globally, but in our registry.
@@ -265,6 +266,13 @@ class Metrics:
         pool with ``upstream``, ``idle`` and ``opened``).
         """
         self._pools = pools
+
+    def watch_change_feed(self, follower: Any) -> None:
+        """Read the change-feed follower (``storage/feed.py``) at scrape time.
+
+        ``follower`` has ``healthy``, ``delivered`` and ``last_read_age``.
+        """
+        self._feed = follower
 
     # -- the hot path ----------------------------------------------------------
 
@@ -422,6 +430,7 @@ class Metrics:
         )
         yield from self._audit_families()
         yield from self._upstream_families()
+        yield from self._feed_families()
         info = GaugeMetricFamily(
             "bastion_build_info",
             "bastion's version and Python runtime (always 1).",
@@ -531,6 +540,29 @@ class Metrics:
         for key, value in sorted(self._target_up.items()):
             up_family.add_metric(key, value)
         yield up_family
+
+    def _feed_families(self) -> Iterator[Metric]:
+        feed = self._feed
+        if feed is None:
+            return
+        healthy = GaugeMetricFamily(
+            "bastion_change_feed_healthy",
+            "1 while this node reads the change feed (others' changes reach its caches), else 0.",
+        )
+        healthy.add_metric((), 1 if feed.healthy else 0)
+        yield healthy
+        age = GaugeMetricFamily(
+            "bastion_change_feed_last_read_age_seconds",
+            "Seconds since this node last read the change feed successfully.",
+        )
+        age.add_metric((), feed.last_read_age)
+        yield age
+        delivered = CounterMetricFamily(
+            "bastion_change_feed_changes",
+            "Changes this node read from the change feed and handed to its caches.",
+        )
+        delivered.add_metric((), feed.delivered)
+        yield delivered
 
 
 def _le(bound: float) -> str:

@@ -1,7 +1,8 @@
 """``bastion keys …``: manage API keys from the command line.
 
-Commands work on the configured database directly; a running server sees the
-changes on its next request through the shared-state invalidation channel. A
+Commands work on the configured database directly; every running server hears
+of each change through the database's change feed within a second
+(``storage/feed.py``), at once through Redis where configured. A
 key is printed once, by ``create`` and ``rotate``, and never again: listings
 show only its non-secret display prefix.
 """
@@ -445,7 +446,9 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
 
 
 _STATE_FIELDS = {"revoke": "revoked_at", "disable": "disabled", "enable": "disabled"}
-_state_command("revoke", "revoked", "Revoke an API key for good (on every node, next request).")
+_state_command(
+    "revoke", "revoked", "Revoke an API key for good (every node refuses it within a second)."
+)
 _state_command("disable", "disabled", "Disable an API key until it is enabled again.")
 _state_command("enable", "enabled", "Enable a disabled API key again (not a revoked one).")
 

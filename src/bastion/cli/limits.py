@@ -5,8 +5,8 @@
 left right now (read without consuming). With the in-process shared state the
 counters live inside the serving process: ask its admin API
 (``GET /admin/api/v1/keys/{id}/limits``). ``set`` and ``clear`` store an
-override in the database and announce it, so every running node applies it on
-the next request, without a restart.
+override in the database, with a change-feed row in the same transaction, so
+every running node applies it within a second, without a restart.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def set_limits(
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Override a key's limits at runtime (every node applies it at once)."""
+    """Override a key's limits at runtime (every running node applies it within a second)."""
     from bastion.ratelimit.keys import describe, parse_override
 
     if burst is not None and len(rate) != 1:

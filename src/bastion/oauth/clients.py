@@ -37,7 +37,7 @@ from bastion.crypto import constant_time_equals, sha256_hex
 from bastion.crypto.keys import InvalidKeyError, PublicKeySet
 from bastion.errors import BastionError
 from bastion.protocol.rfc6749.errors import InvalidClientError
-from bastion.storage import Client, ClientSecret, Database, NotFoundError, Page
+from bastion.storage import Client, ClientSecret, Database, NotFoundError, Page, feed
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import ClientType, utcnow
 from bastion.storage.shared import SharedState
@@ -89,7 +89,7 @@ AVAILABLE_GRANT_TYPES: Final[tuple[str, ...]] = tuple(
 )
 
 #: Shared-state channel on which client ids whose cached record is stale are published.
-CLIENTS_CHANNEL: Final = "clients"
+CLIENTS_CHANNEL: Final = feed.CLIENTS
 
 CLIENT_SECRET_PREFIX: Final = "bcs_"  # noqa: S105 - a format prefix, not a secret
 #: Characters of a secret shown in listings ("bcs_" + 4): enough to tell secrets apart.

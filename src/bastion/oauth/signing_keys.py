@@ -80,15 +80,16 @@ import sqlalchemy as sa
 from bastion.crypto import Keyring, PublicKeySet, SigningAlgorithm, SigningKeyPair
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.settings import Settings
-from bastion.storage import Database, SigningKey
+from bastion.storage import Database, SigningKey, feed
 from bastion.storage.errors import SharedStateUnavailableError
+from bastion.storage.feed import Change
 from bastion.storage.models import SigningKeyState
 from bastion.storage.shared import SharedState
-from bastion.storage.sql import schema
+from bastion.storage.sql import record_changes, schema
 
 log = logging.getLogger("bastion.oauth.signing_keys")
 
-CHANNEL = "signing-keys"
+CHANNEL = feed.SIGNING_KEYS
 """The shared-state channel announcing that the stored signing keys changed."""
 
 DEFAULT_REFRESH_INTERVAL = 30.0
@@ -568,6 +569,8 @@ class SigningKeyManager:
                     .where(table.c.state == "active", table.c.kid != record.kid)
                     .values(state="retiring", retires_at=retires_at)
                 )
+            # Every node hears of it within a second, whichever process wrote it.
+            await record_changes(conn, [Change(feed.SIGNING_KEYS, record.kid)])
         self._pairs[pair.kid] = pair
         return record
 
@@ -582,6 +585,8 @@ class SigningKeyManager:
                     .where(table.c.kid == step.kid, table.c.state.in_(step.expected))
                     .values(state=step.state, **step.changes)
                 )
+                if result.rowcount:
+                    await record_changes(conn, [Change(feed.SIGNING_KEYS, step.kid)])
                 changed += max(result.rowcount or 0, 0)
         return changed
 

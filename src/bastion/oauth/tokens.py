@@ -28,13 +28,16 @@ from typing import Any
 
 from bastion.crypto import InvalidTokenError, JWTVerifier, PublicKeySet, SigningKeyPair, sign_jwt
 from bastion.protocol.rfc9068 import ACCESS_TOKEN_TYP
+from bastion.storage import feed
+from bastion.storage.feed import Change
 from bastion.storage.shared import SharedState
 
 REVOKED_JTI_PREFIX = "revoked-jti:"
-#: Shared-state channel carrying the ``jti`` of every revoked access token.
-REVOKED_TOKENS_CHANNEL = "revoked-tokens"
+#: Channel carrying ``"<jti> <exp>"`` of every revoked access token (shared state and change feed).
+REVOKED_TOKENS_CHANNEL = feed.REVOKED_TOKENS
 
 ClientIsActive = Callable[[str], Awaitable[bool]]
+ChangeRecorder = Callable[[list[Change]], Awaitable[None]]
 
 
 class TokenIssuer:
@@ -60,8 +63,10 @@ class AccessTokenVerifier:
         client_is_active: ClientIsActive | None = None,
         leeway: float = 30.0,
         max_lifetime: float | None = None,
+        changes: ChangeRecorder | None = None,
     ) -> None:
         self._keys = keys
+        self._changes = changes
         self._issuer = issuer
         self._shared = shared
         self._client_is_active = client_is_active
@@ -119,10 +124,31 @@ class AccessTokenVerifier:
         node's cache did not hear of must not be reported as done.
         """
         current = time.time() if now is None else now
-        remaining = float(claims["exp"]) - current + self._leeway
+        exp = float(claims["exp"])
+        remaining = exp - current + self._leeway
         if remaining > 0:
             jti = str(claims["jti"])
+            message = f"{jti} {int(exp)}"
+            if self._changes is not None:
+                # Durable first: every node follows the change feed, whatever its shared state.
+                await self._changes([Change(REVOKED_TOKENS_CHANNEL, message)])
             await self._shared.set(REVOKED_JTI_PREFIX + jti, b"1", ttl=remaining)
             for listener in self._revocation_listeners:
                 listener(jti)
-            await self._shared.publish(REVOKED_TOKENS_CHANNEL, jti.encode())
+            await self._shared.publish(REVOKED_TOKENS_CHANNEL, message.encode())
+
+    async def apply_revocation(self, message: str, *, now: float | None = None) -> None:
+        """Deny-list the token a change-feed message ``"<jti> <exp>"`` names, in this node's
+        shared state (with Redis it is there already; writing it again is harmless).
+
+        Messages that do not parse are ignored: they deny nothing and grant nothing.
+        """
+        jti, _, exp_text = message.partition(" ")
+        try:
+            exp = float(exp_text)
+        except ValueError:
+            return
+        current = time.time() if now is None else now
+        remaining = exp - current + self._leeway
+        if jti and remaining > 0:
+            await self._shared.set(REVOKED_JTI_PREFIX + jti, b"1", ttl=remaining)

@@ -8,7 +8,8 @@ the same limiter call as the route's limits, each from the bucket
 An operator can *override* a key's limits at runtime (``bastion limits set``
 or ``PUT /admin/api/v1/keys/{id}/limits``) without touching the key: the
 override is stored in ``settings_kv`` under ``ratelimit.override.key.<id>``,
-announced on the shared-state channel :data:`OVERRIDES_CHANNEL`, and every
+which the change feed announces on the ``settings`` channel (:data:`OVERRIDES_CHANNEL`,
+message: the setting's key) — also published there directly with Redis — and every
 node keeps all overrides in memory (:class:`KeyLimitOverrides`), so the hot
 path reads a dict and never the database. An override replaces the key's
 stored limits; clearing it restores them.
@@ -24,6 +25,7 @@ from typing import Any, Final
 from bastion.errors import BastionError
 from bastion.ratelimit.backends import Check, Limiter, Result
 from bastion.ratelimit.gcra import Limit
+from bastion.storage import feed
 from bastion.storage.errors import NotFoundError
 from bastion.storage.shared import SharedState
 from bastion.storage.shared.invalidation import follow_invalidations
@@ -47,7 +49,7 @@ log = logging.getLogger("bastion.ratelimit")
 #: settings_kv key prefix of per-key overrides (followed by the key id).
 OVERRIDE_PREFIX: Final = "ratelimit.override.key."
 #: Shared-state channel announcing the id of a key whose override changed ("" = all).
-OVERRIDES_CHANNEL: Final = "ratelimit-overrides"
+OVERRIDES_CHANNEL: Final = feed.SETTINGS
 #: Bucket prefix of per-key limits (followed by ``<id>:<label>``).
 KEY_BUCKET_PREFIX: Final = "apikey:"
 
@@ -255,12 +257,15 @@ class KeyLimitOverrides:
 
     async def _announce(self, key_id: str) -> None:
         try:
-            await self.shared.publish(OVERRIDES_CHANNEL, key_id.encode())
+            await self.shared.publish(OVERRIDES_CHANNEL, (OVERRIDE_PREFIX + key_id).encode())
         except Exception as exc:  # stored; other nodes catch up on their next resubscription
             log.warning("rate limit override of %s stored but not announced: %s", key_id, exc)
 
-    def _invalidated(self, key_id: str | None) -> None:
+    def _invalidated(self, setting: str | None) -> None:
         # Called from the subscription loop: reload asynchronously, never block it.
+        if setting is not None and not setting.startswith(OVERRIDE_PREFIX):
+            return  # another runtime setting
+        key_id = None if setting is None else setting[len(OVERRIDE_PREFIX) :]
         task = asyncio.ensure_future(self.load() if key_id is None else self.reload(key_id))
         task.add_done_callback(_log_failure)
 

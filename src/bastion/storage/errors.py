@@ -45,6 +45,14 @@ class SharedStateUnavailableError(ServiceUnavailableError, StorageError):
     title = "Shared state unavailable"
 
 
+class ChangeFeedStaleError(ServiceUnavailableError, StorageError):
+    """This node has not read the change feed recently: others' changes may be unheard of."""
+
+    code = "change_feed_stale"
+    status = 503
+    title = "Change feed not followed"
+
+
 class MigrationError(StorageError):
     """The database schema cannot be brought to the version this bastion needs."""
 

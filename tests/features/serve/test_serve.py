@@ -48,7 +48,11 @@ def test_demo_serves_https_health_and_proxies_demo_route(tmp_path: Path) -> None
 
             ready = client.get("/readyz")
             assert ready.status_code == 200
-            assert ready.json()["checks"] == {"database": "ok", "shared_state": "ok"}
+            assert ready.json()["checks"] == {
+                "database": "ok",
+                "shared_state": "ok",
+                "change_feed": "ok",
+            }
 
             echoed = client.post("/demo/hello?x=1", content=b"ping")
             assert echoed.status_code == 200

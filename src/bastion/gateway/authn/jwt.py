@@ -207,10 +207,14 @@ class JwtAuthenticator:
         self._by_jti.clear()
 
     def forget(self, jti: str | None) -> None:
-        """Drop the cached entries of the token ``jti`` (every entry when ``None``)."""
+        """Drop the cached entries of the token ``jti`` (every entry when ``None``).
+
+        Also takes a revocation message ``"<jti> <exp>"`` as announced.
+        """
         if jti is None:
             self.clear()
             return
+        jti = jti.partition(" ")[0]
         self._epoch += 1
         for key in self._by_jti.pop(jti, ()):
             self._cache.pop(key, None)

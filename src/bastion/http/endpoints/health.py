@@ -5,6 +5,7 @@ It calls no dependency, so a database outage never gets a healthy process
 restarted by an orchestrator.
 
 ``GET|HEAD /readyz`` — readiness: pings the database and the shared state
+and checks that the change feed was read recently (``storage/feed.py``),
 concurrently, within :data:`READINESS_TIMEOUT` seconds overall. 200 with every
 check "ok", or 503 problem+json with reason ``not_ready`` and ``checks``
 mapping each check to "ok" or a one-line reason (never a URL or password: the
@@ -89,7 +90,12 @@ def health_routes(runtime: Any, *, timeout: float = READINESS_TIMEOUT) -> list[R
 
     async def readyz(request: Request) -> Response:
         checks = await run_checks(
-            {"database": runtime.db.ping, "shared_state": runtime.shared.ping}, timeout
+            {
+                "database": runtime.db.ping,
+                "shared_state": runtime.shared.ping,
+                "change_feed": runtime.changes.check,
+            },
+            timeout,
         )
         failing = [name for name, result in checks.items() if result != "ok"]
         if failing:

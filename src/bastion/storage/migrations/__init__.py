@@ -31,7 +31,7 @@ from bastion.storage.sql.engine import (
     translate_error,
 )
 
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 """The schema revision this version of bastion needs."""
 
 _HERE = Path(__file__).resolve().parent

@@ -172,6 +172,10 @@ class MemorySharedState(SharedState):
 
     async def publish(self, channel: str, message: bytes) -> None:
         """Deliver ``message`` to every subscription of ``channel`` in this process."""
+        self.deliver_local(channel, message)
+
+    def deliver_local(self, channel: str, message: bytes) -> None:
+        """Like :meth:`publish`: this process is the only one there is."""
         payload = bytes(message)
         for subscription in tuple(self._channels.get(self.namespaced(channel), ())):
             subscription.deliver(payload)

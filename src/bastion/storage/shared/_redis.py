@@ -333,6 +333,13 @@ class RedisSharedState(SharedState):
         with self.translate_errors("PUBLISH"):
             await self.client.publish(self.namespaced(channel), message)
 
+    def deliver_local(self, channel: str, message: bytes) -> None:
+        """Hand ``message`` to this process's subscriptions of ``channel`` (Redis is not used)."""
+        payload = bytes(message)
+        for subscription in tuple(self._subscriptions):
+            if subscription.channel == channel:
+                subscription.deliver(payload)
+
     async def _open_subscription(self, channel: str) -> Subscription:
         """SUBSCRIBE on a dedicated pooled connection; raises SharedStateUnavailableError."""
         pubsub = self.client.pubsub()

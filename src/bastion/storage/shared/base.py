@@ -302,6 +302,14 @@ class SharedState(ABC):
     async def publish(self, channel: str, message: bytes) -> None:
         """Send ``message`` to every current subscriber of ``channel``."""
 
+    @abstractmethod
+    def deliver_local(self, channel: str, message: bytes) -> None:
+        """Hand ``message`` to this process's subscriptions of ``channel`` only (no network).
+
+        The change feed's follower (``storage/feed.py``) uses it: each node
+        reads the feed itself, so a message it delivers concerns this process.
+        """
+
     def subscribe(self, channel: str) -> SubscribeContext:
         """Subscribe to ``channel``: ``await`` the result or use it with ``async with``.
 

@@ -35,7 +35,7 @@ class Database:
     :func:`bastion.storage.migrate` first, and :meth:`check_schema` to refuse
     an out-of-date schema). The repositories are attributes: ``users``,
     ``clients``, ``grants``, ``codes``, ``refresh_tokens``, ``api_keys``,
-    ``signing_keys``, ``webhooks``, ``audit``, ``settings``.
+    ``signing_keys``, ``webhooks``, ``audit``, ``settings``, ``change_feed``.
     """
 
     def __init__(
@@ -66,6 +66,7 @@ class Database:
         self.webhooks = r.SqlWebhookRepository(self)
         self.audit = r.SqlAuditRepository(self)
         self.settings = r.SqlSettingsRepository(self)
+        self.change_feed = r.SqlChangeFeed(self)
 
     @classmethod
     async def connect(cls, url: str, *, pool_size: int = 10) -> Database:

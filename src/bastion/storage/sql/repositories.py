@@ -12,14 +12,17 @@ import builtins
 import dataclasses
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.storage import feed
 from bastion.storage.errors import NotFoundError
+from bastion.storage.feed import Change, FeedRow
 from bastion.storage.models import (
     ApiKey,
     AuditCheckpoint,
@@ -113,11 +116,34 @@ def _check_limit(limit: int) -> int:
     return min(limit, MAX_PAGE)
 
 
+async def record_changes(conn: AsyncConnection, changes: Sequence[Change]) -> None:
+    """Append ``changes`` to the change feed on ``conn``, inside the caller's transaction."""
+    if changes:
+        at = utcnow()
+        await conn.execute(
+            sa.insert(s.change_feed),
+            [{"channel": c.channel, "message": c.message, "created_at": at} for c in changes],
+        )
+
+
 class _SqlRepository(Generic[R]):
-    """Shared create/get/update/delete/list on one table keyed by one column."""
+    """Shared create/get/update/delete/list on one table keyed by one column.
+
+    A repository with a ``feed_channel`` announces every row it inserts, updates
+    or deletes on the change feed (``storage/feed.py``), in the same
+    transaction: the message is :meth:`_feed_message` of the row.
+    """
 
     mapper: _Mapper[R]
     noun: str
+    feed_channel: ClassVar[str | None] = None
+
+    def _feed_message(self, row: Mapping[Any, Any]) -> str:
+        return str(row[self.mapper.key.name])
+
+    async def _announce(self, conn: AsyncConnection, row: Mapping[Any, Any]) -> None:
+        if self.feed_channel is not None:
+            await record_changes(conn, [Change(self.feed_channel, self._feed_message(row))])
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -132,7 +158,9 @@ class _SqlRepository(Generic[R]):
         async with self._db.transaction(
             write=True, conflict=self._conflict(key), missing_reference=missing_reference
         ) as conn:
-            await conn.execute(sa.insert(self.mapper.table).values(self.mapper.to_row(record)))
+            row = self.mapper.to_row(record)
+            await conn.execute(sa.insert(self.mapper.table).values(row))
+            await self._announce(conn, row)
         return record
 
     async def _get_where(self, *where: sa.ColumnElement[bool]) -> R | None:
@@ -180,15 +208,24 @@ class _SqlRepository(Generic[R]):
                 .mappings()
                 .first()
             )
+            if row is not None:
+                await self._announce(conn, row)
         if row is None:
             raise self._missing(key)
         return self.mapper.from_row(row)
 
     async def _delete(self, key: object) -> None:
+        table = self.mapper.table
         async with self._db.transaction(write=True) as conn:
-            result = await conn.execute(sa.delete(self.mapper.table).where(self.mapper.key == key))
-        if result.rowcount == 0:
-            raise self._missing(key)
+            statement = sa.delete(table).where(self.mapper.key == key)
+            if self.feed_channel is None:
+                if (await conn.execute(statement)).rowcount == 0:
+                    raise self._missing(key)
+                return
+            row = (await conn.execute(statement.returning(*table.c))).mappings().first()
+            if row is None:
+                raise self._missing(key)
+            await self._announce(conn, row)
 
     async def _page(
         self, *where: sa.ColumnElement[bool], limit: int, cursor: str | None
@@ -296,6 +333,10 @@ class SqlUserRepository(_SqlRepository[User]):
 class _ClientSecretRepository(_SqlRepository[ClientSecret]):
     mapper = _Mapper(ClientSecret, s.client_secrets, "id")
     noun = "client secret"
+    feed_channel = feed.CLIENTS
+
+    def _feed_message(self, row: Mapping[Any, Any]) -> str:
+        return str(row["client_id"])
 
     def _conflict(self, key: object) -> str:
         return "a client secret with this digest already exists"
@@ -306,6 +347,7 @@ class SqlClientRepository(_SqlRepository[Client]):
 
     mapper = _Mapper(Client, s.clients, "client_id")
     noun = "client"
+    feed_channel = feed.CLIENTS
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -575,6 +617,7 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
 
     mapper = _Mapper(ApiKey, s.api_keys, "id")
     noun = "API key"
+    feed_channel = feed.API_KEYS
 
     def _conflict(self, key: object) -> str:
         return "an API key with this id or digest already exists"
@@ -646,6 +689,7 @@ class SqlSigningKeyRepository(_SqlRepository[SigningKey]):
 
     mapper = _Mapper(SigningKey, s.signing_keys, "kid")
     noun = "signing key"
+    feed_channel = feed.SIGNING_KEYS
 
     async def create(self, key: SigningKey) -> SigningKey:
         return await self._insert(key, key=key.kid)
@@ -860,6 +904,7 @@ class SqlSettingsRepository(_SqlRepository[SettingEntry]):
 
     mapper = _Mapper(SettingEntry, s.settings_kv, "key")
     noun = "setting"
+    feed_channel = feed.SETTINGS
 
     async def get(self, key: str) -> SettingEntry:
         return await self._get(key)
@@ -878,6 +923,7 @@ class SqlSettingsRepository(_SqlRepository[SettingEntry]):
         )
         async with self._db.transaction(write=True) as conn:
             await conn.execute(statement)
+            await self._announce(conn, {"key": key})
         return entry
 
     async def delete(self, key: str) -> None:
@@ -887,10 +933,66 @@ class SqlSettingsRepository(_SqlRepository[SettingEntry]):
         return await self._all(order_by=s.settings_kv.c.key)
 
 
+# --- the change feed -------------------------------------------------------------------
+
+
+class SqlChangeFeed:
+    """The ``change_feed`` table (see ``storage/feed.py``); follows ``ChangeFeedStore``."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(self, changes: Sequence[Change]) -> None:
+        """Record changes that have no other row (token revocations) in their own transaction."""
+        async with self._db.transaction(write=True) as conn:
+            await record_changes(conn, changes)
+
+    async def head(self) -> int:
+        """The highest id written so far (0 for an empty feed)."""
+        t = s.change_feed
+        rows = await self._db.read_rows(sa.select(sa.func.coalesce(sa.func.max(t.c.id), 0)))
+        return int(next(iter(rows[0].values())))
+
+    async def read_after(self, after: int, *, limit: int) -> tuple[FeedRow, ...]:
+        """Up to ``limit`` rows with ids above ``after``, in id order (one round trip)."""
+        t = s.change_feed
+        query = sa.select(t).where(t.c.id > after).order_by(t.c.id).limit(limit)
+        return tuple(FeedRow(**row) for row in await self._db.read_rows(query))
+
+    async def read_ids(self, ids: Sequence[int]) -> tuple[FeedRow, ...]:
+        """The rows with these ids that exist now."""
+        if not ids:
+            return ()
+        t = s.change_feed
+        query = sa.select(t).where(t.c.id.in_(builtins.list(ids))).order_by(t.c.id)
+        return tuple(FeedRow(**row) for row in await self._db.read_rows(query))
+
+    async def since(self, channel: str, after: datetime) -> tuple[FeedRow, ...]:
+        """Every row of ``channel`` written after ``after``, in id order."""
+        t = s.change_feed
+        query = sa.select(t).where(t.c.channel == channel, t.c.created_at > after).order_by(t.c.id)
+        return tuple(FeedRow(**row) for row in await self._db.read_rows(query))
+
+    async def prune(self, before: datetime) -> int:
+        """Delete rows written before ``before``, always keeping the newest row; return how many.
+
+        The newest row stays so that the highest id is never handed out again
+        (SQLite reuses the highest rowid of an emptied table).
+        """
+        t = s.change_feed
+        newest = sa.select(sa.func.max(t.c.id)).scalar_subquery()
+        async with self._db.transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.delete(t).where(t.c.created_at < before, t.c.id < newest)
+            )
+        return int(result.rowcount or 0)
+
+
 __all__ = [
     "SqlApiKeyRepository",
     "SqlAuditRepository",
     "SqlAuthorizationCodeRepository",
+    "SqlChangeFeed",
     "SqlClientRepository",
     "SqlGrantRepository",
     "SqlRefreshTokenRepository",

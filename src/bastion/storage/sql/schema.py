@@ -330,6 +330,16 @@ audit_checkpoints = sa.Table(
     sa.UniqueConstraint("node_id", "seq", name="uq_audit_checkpoints_node_id_seq"),
 )
 
+change_feed = sa.Table(
+    "change_feed",
+    metadata,
+    sa.Column("id", BigIntPK, primary_key=True, autoincrement=True),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("message", sa.String(512), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False, index=True),
+)
+"""Every change every node must hear of, written with the change itself (``storage/feed.py``)."""
+
 settings_kv = sa.Table(
     "settings_kv",
     metadata,
@@ -380,6 +390,7 @@ __all__ = [
     "audit_checkpoints",
     "audit_events",
     "authorization_codes",
+    "change_feed",
     "client_secrets",
     "clients",
     "grants",
