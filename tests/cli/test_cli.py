@@ -225,3 +225,16 @@ def test_check_config_refuses_an_inline_master_key_not_in_bastion_format(tmp_pat
         "base64url characters — create one with `bastion secrets init-master-key PATH` and "
         "point secrets.master_key_file at it"
     )
+
+
+def test_check_config_refuses_a_missing_master_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "master.key"
+    env = {"BASTION_SECRETS__MASTER_KEY_FILE": str(path)}
+    result = run_cli("check-config", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["detail"] == (
+        f"master key file {path} does not exist; check secrets.master_key_file, create it "
+        f"with `bastion secrets init-master-key {path}` (a new installation) or restore the "
+        "file from your backup"
+    )
+    assert not path.exists()  # check-config creates nothing

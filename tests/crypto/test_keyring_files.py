@@ -70,7 +70,8 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(MasterKeyError) as info:
         load_keyring_file(path)
     assert str(info.value) == (
-        f"master key file {path} does not exist; check secrets.master_key_file "
+        f"master key file {path} does not exist; check secrets.master_key_file, "
+        f"create it with `bastion secrets init-master-key {path}` (a new installation) "
         "or restore the file from your backup"
     )
 

@@ -408,7 +408,8 @@ def load_keyring_file(path: Path) -> Keyring:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise MasterKeyError(
-            f"master key file {path} does not exist; check secrets.master_key_file "
+            f"master key file {path} does not exist; check secrets.master_key_file, "
+            f"create it with `bastion secrets init-master-key {path}` (a new installation) "
             "or restore the file from your backup"
         ) from None
     except OSError as exc:
