@@ -132,6 +132,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         template: Path = request.getfixturevalue("migrated_sqlite_file")
         path = tmp_path / "bastion.db"
         shutil.copyfile(template, path)
+        path.chmod(0o600)  # as bastion creates it (copyfile would leave the umask's 0644)
         return f"sqlite:///{path}"
     url: str = request.getfixturevalue("migrated_postgres_url")
     # DELETE, children first: much cheaper than TRUNCATE on tiny tables.

@@ -23,6 +23,10 @@ class BastionError(Exception):
     code: str = "internal_error"
     status: int = 500
     title: str = "Internal error"
+    #: Whether the HTTP layer logs a 5xx of this class with its traceback. False for
+    #: expected operational failures (an upstream down) that their raiser logs itself,
+    #: in one line: a traceback per request would bury the cause.
+    log_traceback: bool = True
 
     def __init__(self, detail: str | None = None, **extra: Any) -> None:
         self.detail = detail or self.title

@@ -598,6 +598,19 @@ def open_keyring(settings: Settings) -> Keyring:
     return load_keyring_file(path)
 
 
+def check_keyring(settings: Settings) -> Keyring | None:
+    """Load the master keyring ``serve`` would use, creating nothing (for ``check-config``).
+
+    ``None`` when the development key would be generated (no key configured and
+    none in data_dir yet). Raises MasterKeyError with the message ``serve`` gives.
+    """
+    secrets = settings.secrets
+    generated = secrets.master_key is None and secrets.master_key_file is None
+    if generated and not settings.master_key_path.exists():
+        return None
+    return open_keyring(settings)
+
+
 def _prepare_tls(settings: Settings) -> TLSMaterial:
     tls = settings.tls
     if tls.mode == "off":
@@ -610,4 +623,11 @@ def _prepare_tls(settings: Settings) -> TLSMaterial:
     return TLSMaterial(tls.cert, tls.key)
 
 
-__all__ = ["DataDirError", "Runtime", "TLSMaterial", "open_keyring", "redact_url"]
+__all__ = [
+    "DataDirError",
+    "Runtime",
+    "TLSMaterial",
+    "check_keyring",
+    "open_keyring",
+    "redact_url",
+]

@@ -18,6 +18,7 @@ COMMANDS = [
     ["version"],
     ["secrets"],
     ["secrets", "rotate-master-key"],
+    ["secrets", "init-master-key"],
     ["clients"],
     ["users"],
     ["keys"],
@@ -189,3 +190,51 @@ def test_rotate_refuses_inline_master_key(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "master_key_file" in result.stderr
     assert "bmk1:" not in result.stderr
+
+
+def test_init_master_key_writes_a_private_file_and_never_overwrites(tmp_path: Path) -> None:
+    from bastion.crypto.envelope import load_keyring_file
+
+    path = tmp_path / "secrets" / "master.key"
+    result = run_cli("secrets", "init-master-key", str(path), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    keyring = load_keyring_file(path)
+    assert doc == {"key_file": str(path), "key_id": keyring.primary.key_id}
+    assert (path.stat().st_mode & 0o777, path.parent.stat().st_mode & 0o777) == (0o600, 0o700)
+    assert keyring.primary.encode() not in result.stdout + result.stderr
+    before = path.read_bytes()
+    again = run_cli("secrets", "init-master-key", str(path), "--json", cwd=tmp_path)
+    assert again.returncode == 1
+    assert json.loads(again.stdout) == {
+        "error": "master_key_invalid",
+        "detail": f"master key file {path} already exists; refusing to overwrite it",
+    }
+    assert path.read_bytes() == before
+
+
+def test_check_config_refuses_an_inline_master_key_not_in_bastion_format(tmp_path: Path) -> None:
+    env = {"BASTION_SECRETS__MASTER_KEY": "A" * 43 + "="}
+    result = run_cli("check-config", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    doc = json.loads(result.stdout)
+    assert doc["error"] == "invalid_config"
+    assert doc["detail"] == (
+        "secrets.master_key is corrupt (item 1 is not a bastion master key: it looks like plain "
+        "base64, e.g. from `openssl rand -base64 32`); each key is bmk1: followed by 43 "
+        "base64url characters — create one with `bastion secrets init-master-key PATH` and "
+        "point secrets.master_key_file at it"
+    )
+
+
+def test_check_config_refuses_a_missing_master_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "etc" / "master.key"
+    env = {"BASTION_SECRETS__MASTER_KEY_FILE": str(path)}
+    result = run_cli("check-config", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert json.loads(result.stdout)["detail"] == (
+        f"master key file {path} does not exist; check secrets.master_key_file, create it "
+        f"with `bastion secrets init-master-key {path}` (a new installation) or restore the "
+        "file from your backup"
+    )
+    assert not path.exists()  # check-config creates nothing

@@ -62,7 +62,7 @@ def production_env(tmp_path: Path, db_url: str, redis_url: str) -> dict[str, str
         "BASTION_DATABASE_URL": db_url,
         "BASTION_REDIS_URL": redis_url,
         "BASTION_API_KEY_PEPPER": "pepper-for-tests",
-        "BASTION_LEAK_REPORT_SECRET": "leak-secret-for-tests",
+        "BASTION_LEAK_REPORT_SECRET": "Lk7-9fQ2x0vR4mZ8pW1sB6nT3yH5cJ0d",
     }
 
 
@@ -99,9 +99,10 @@ routes:
     auth: [api_key]
     limits: [{{per: key, rate: 10/second}}]
 """
-WEAK_ENV = {"MASTER": "m" * 44, "PEPPER": "pepper", "LEAK": "leak"}
+WEAK_ENV = {"MASTER": "m" * 44, "PEPPER": "pepper", "LEAK": "leak" * 8}
 PLANTED = [
     "api_key.no_expiry",
+    "api_keys.weak_leak_report_secret",
     "client.unused",
     "env.not_production",
     "issuer.http",
@@ -158,7 +159,7 @@ def test_weak_config_shows_exactly_the_planted_findings(in_process: Path, db_url
     assert doc["summary"]["by_severity"] == {
         "critical": 0,
         "high": 2,
-        "medium": 3,
+        "medium": 4,
         "low": 1,
         "info": 1,
     }
@@ -254,3 +255,41 @@ def test_human_output_in_a_real_process(tmp_path: Path) -> None:
     assert out.rstrip().endswith("fails (something at or above high)")
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
     assert not (tmp_path / ".bastion").exists()
+
+
+def _mode(path: Path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_data_dir_and_database_are_created_private_and_loose_modes_are_flagged(
+    tmp_path: Path,
+) -> None:
+    old_umask = os.umask(0o022)  # the usual umask: files would be 0644 by default
+    try:
+        migrated = run_cli("migrate", "--json", cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+        created = run_cli("keys", "create", "k", "--json", cwd=tmp_path)  # writes through WAL
+        assert created.returncode == 0, created.stderr
+    finally:
+        os.umask(old_umask)
+    data_dir, database = tmp_path / ".bastion", tmp_path / ".bastion" / "bastion.db"
+    assert _mode(data_dir) == 0o700
+    assert _mode(database) == 0o600
+    for companion in (".bastion/bastion.db-wal", ".bastion/bastion.db-shm"):
+        if (tmp_path / companion).exists():
+            assert _mode(tmp_path / companion) == 0o600
+    result = run_cli("doctor", "--json", "--no-deps", cwd=tmp_path)
+    found = {f["id"] for f in json.loads(result.stdout)["findings"]}
+    assert not {"files.data_dir_mode", "files.database_mode"} & found
+    # A data_dir and a database that existed before (or another tool made) with loose modes.
+    data_dir.chmod(0o755)
+    database.chmod(0o644)
+    result = run_cli("doctor", "--json", "--no-deps", cwd=tmp_path)
+    findings = {f["id"]: f for f in json.loads(result.stdout)["findings"]}
+    directory = findings["files.data_dir_mode"]
+    assert directory["severity"] == "medium"
+    assert directory["subjects"] == [".bastion"]
+    assert directory["fix"] == "chmod 700 .bastion"
+    db_finding = findings["files.database_mode"]
+    assert db_finding["severity"] == "high"
+    assert db_finding["subjects"] == [f"{database.absolute()} (0644)"]

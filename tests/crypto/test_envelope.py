@@ -328,6 +328,7 @@ def test_parse_keyring_text_errors() -> None:
         parse_keyring_text(f"{good},bmk1:secretbutbroken", "env:BASTION_MASTER_KEYS")
     assert str(info.value) == (
         "env:BASTION_MASTER_KEYS is corrupt (item 2 is not a bastion master key); "
-        "each key is bmk1: followed by 43 base64url characters"
+        "each key is bmk1: followed by 43 base64url characters — create one with "
+        "`bastion secrets init-master-key PATH` and point secrets.master_key_file at it"
     )
     assert "secretbutbroken" not in str(info.value)

@@ -70,7 +70,8 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(MasterKeyError) as info:
         load_keyring_file(path)
     assert str(info.value) == (
-        f"master key file {path} does not exist; check secrets.master_key_file "
+        f"master key file {path} does not exist; check secrets.master_key_file, "
+        f"create it with `bastion secrets init-master-key {path}` (a new installation) "
         "or restore the file from your backup"
     )
 
@@ -88,8 +89,9 @@ def test_corrupt_line(tmp_path: Path) -> None:
     with pytest.raises(MasterKeyError) as info:
         load_keyring_file(path)
     assert str(info.value) == (
-        f"master key file {path} is corrupt (line 4 is not a bastion master key); "
-        "restore it from your backup"
+        f"master key file {path} is corrupt (line 4 is not a bastion master key); a new "
+        "installation creates its key file with `bastion secrets init-master-key PATH` — if "
+        "secrets were already sealed under this file, restore it from your backup instead"
     )
     assert good[5:-3] not in str(info.value)
 

@@ -7,11 +7,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from bastion.doctor import Finding, check_settings
 from bastion.settings import Settings
 
 #: A configuration with nothing to report (values a production deployment would use).
+GOOD_LEAK_SECRET = "3f9c1e07b2d4c8e9a6b5d3f1e0c7a2b4"
 CLEAN: dict[str, Any] = {
     "env": "production",
     "issuer": "https://auth.example.com",
@@ -19,7 +21,7 @@ CLEAN: dict[str, Any] = {
     "shared": "redis://cache:6379/0",
     "secrets": {"master_key": "k" * 44},
     "signing_keys": {"rotate_every": "30d"},
-    "api_keys": {"pepper": "pepper", "leak_report_secret": "secret"},
+    "api_keys": {"pepper": "pepper", "leak_report_secret": GOOD_LEAK_SECRET},
     "routes": [
         {
             "name": "orders",
@@ -225,14 +227,49 @@ def test_pepper_leak_secret_and_rotation(tls_files: dict[str, str]) -> None:
     assert {f.severity for f in check_settings(settings)} == {"low"}
 
 
+LEAK_VALUE = "LEAK-VALUE-456-Zq8Xw2Rt5Yu7Io9Pa"
+
+
 def test_no_secret_in_any_finding(tls_files: dict[str, str]) -> None:
     settings = make(
         tls_files,
         env="development",
-        api_keys={"pepper": "PEPPER-VALUE-123", "leak_report_secret": "LEAK-SECRET-456"},
+        api_keys={"pepper": "PEPPER-VALUE-123", "leak_report_secret": LEAK_VALUE},
         secrets={"master_key": "MASTER-KEY-789" * 4},
         tokens={"access_token_ttl": "2h"},
     )
     text = repr([f.as_dict() for f in check_settings(settings)])
-    for secret in ("PEPPER-VALUE-123", "LEAK-SECRET-456", "MASTER-KEY-789"):
+    for secret in ("PEPPER-VALUE-123", LEAK_VALUE, "MASTER-KEY-789"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "a" * 32,  # one character
+        "abcdefgh" * 4,  # a repeated pattern
+        "0123456789" * 4,  # a repeated pattern with ten distinct characters
+        "aabbccddeeffgghh" * 2,  # fewer than ten distinct characters
+        "our-leak-report-secret-for-prod-2026",  # a placeholder word
+        "changeme-Zq8Xw2Rt5Yu7Io9PaLk3Mn4B",
+    ],
+)
+def test_weak_leak_report_secret(tls_files: dict[str, str], secret: str) -> None:
+    settings = make(tls_files, api_keys={"pepper": "pepper", "leak_report_secret": secret})
+    finding = only(check_settings(settings))
+    assert (finding.id, finding.severity) == ("api_keys.weak_leak_report_secret", "medium")
+    assert secret not in repr(finding.as_dict())
+    assert "openssl rand -hex 32" in finding.fix
+
+
+def test_leak_report_secret_shorter_than_32_characters_is_refused_at_load(
+    tls_files: dict[str, str],
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        make(tls_files, api_keys={"leak_report_secret": "x" * 31})
+    (error,) = info.value.errors()
+    assert error["loc"] == ("api_keys", "leak_report_secret")
+    assert error["msg"] == (
+        "Value error, must be at least 32 characters, not 31 — generate one with "
+        "`openssl rand -hex 32`"
+    )

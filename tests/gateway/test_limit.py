@@ -273,3 +273,28 @@ async def test_redis_limiter_admits_exactly_n(
         assert len(echo.received) == 4
     finally:
         await state.close()
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff:0:0:99"),  # same /64, another address
+        ("2001:DB8:1:2::1", "2001:db8:1:2:0::1"),  # another spelling of the same address
+        ("192.0.2.7", "::ffff:192.0.2.7"),  # IPv4 and its IPv4-mapped IPv6 form
+    ],
+)
+async def test_per_ip_limits_count_the_canonical_address(
+    echo: EchoServer, first: str, second: str
+) -> None:
+    app = ErrorMiddleware(gateway(echo, "ip 1/hour"))
+    assert (await get(app, "a", ip=first)).status == 200
+    response = await get(app, "b", ip=second)
+    assert response.status == 429
+    assert response.json()["reason"] == "rate_limited"
+    assert len(echo.received) == 1
+
+
+async def test_per_ip_limits_of_other_ipv6_networks_do_not_share(echo: EchoServer) -> None:
+    gw = gateway(echo, "ip 1/hour")
+    assert (await get(gw, "a", ip="2001:db8:1:2::1")).status == 200
+    assert (await get(gw, "a", ip="2001:db8:1:3::1")).status == 200  # the next /64

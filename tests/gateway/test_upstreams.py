@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from bastion.gateway.matcher import parse_upstream
 from bastion.gateway.upstreams import HealthBook, HealthPolicy, Targets
 
@@ -69,3 +73,38 @@ def test_health_is_per_address() -> None:
     book = HealthBook()
     assert book.of(parse_upstream("http://a.internal:1/x")) is book.of(A)
     assert book.of(B) is not book.of(A)
+
+
+def test_failure_log_writes_one_line_per_target_and_cause_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bastion.gateway.errors import UpstreamTimeoutError, UpstreamUnavailableError
+    from bastion.gateway.upstreams import FailureLog
+
+    now = [100.0]
+    failures = FailureLog(interval=10.0, clock=lambda: now[0])
+
+    def refused(target: str) -> UpstreamUnavailableError:
+        return UpstreamUnavailableError(
+            "The upstream could not be reached.", cause="refused", target=target, note="refused"
+        )
+
+    with caplog.at_level(logging.WARNING, logger="bastion.gateway.upstreams"):
+        for _ in range(5):
+            failures.failed("orders", refused("http://a:1"))
+        failures.failed("orders", refused("http://b:1"))  # another target: its own line
+        timeout = UpstreamTimeoutError("x", cause="timeout", target="http://a:1", note="slow")
+        failures.failed("orders", timeout)  # another cause: its own line
+        now[0] += 10.0
+        failures.failed("orders", refused("http://a:1"))
+    assert [record.getMessage() for record in caplog.records] == [
+        "upstream failed: route=orders target=http://a:1 cause=refused (refused) "
+        "-> 502 upstream_unavailable",
+        "upstream failed: route=orders target=http://b:1 cause=refused (refused) "
+        "-> 502 upstream_unavailable",
+        "upstream failed: route=orders target=http://a:1 cause=timeout (slow) "
+        "-> 504 upstream_timeout",
+        "upstream failed: route=orders target=http://a:1 cause=refused (refused) "
+        "-> 502 upstream_unavailable (+4 more in the last 10 s)",
+    ]
+    assert all(record.exc_info is None for record in caplog.records)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
@@ -145,9 +147,11 @@ async def test_reports_are_idempotent(env: Env) -> None:
     ("signature", "reason"),
     [
         (None, "missing_signature"),
-        ("sha256=" + "0" * 64, "bad_signature"),
+        ("sha256=" + "0" * 64, "malformed_signature"),
         ("sha1=" + "0" * 40, "malformed_signature"),
         ("sha256=zz", "malformed_signature"),
+        ("t=1,sha256=zz", "malformed_signature"),
+        ("t=1765000000,sha256=" + "0" * 64, "bad_signature"),
     ],
 )
 async def test_unsigned_or_badly_signed_reports_are_refused(
@@ -164,12 +168,66 @@ async def test_unsigned_or_badly_signed_reports_are_refused(
     body = response.json()
     assert body["reason"] == "invalid_signature"
     assert body["detail"] == (
-        "sign the raw body: X-Bastion-Signature: sha256=<hex HMAC-SHA256 under the shared "
-        "leak-report secret>"
+        "sign each report when sending it: X-Bastion-Signature: t=<unix time>,sha256=<hex "
+        'HMAC-SHA256 of "<t>." followed by the raw body, under the shared leak-report secret>'
     )
     assert response.headers["www-authenticate"].startswith("HMAC-SHA256 ")
     assert f"leak report refused: {reason}" in caplog.text
     assert (await env.service.verify(key)).revoked_at is None
+
+
+async def test_the_body_signed_alone_is_refused(env: Env) -> None:
+    # The format before timestamps: HMAC of the body only.
+    _, key = await env.service.create(ApiKeySpec(name="k"))
+    raw = orjson.dumps([{"token": key}])
+    digest = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    response = await env.post(raw, signature=f"sha256={digest}")
+    assert (response.status_code, response.json()["reason"]) == (401, "invalid_signature")
+    assert (await env.service.verify(key)).revoked_at is None
+
+
+@pytest.mark.parametrize("offset", [-301, 301, -(10**6)])
+async def test_a_stale_timestamp_is_refused(
+    env: Env, offset: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, key = await env.service.create(ApiKeySpec(name="k"))
+    raw = orjson.dumps([{"token": key}])
+    when = int(time.time()) + offset
+    with caplog.at_level(logging.INFO):
+        response = await env.post(raw, signature=sign_leak_report(raw, SECRET, timestamp=when))
+    assert response.status_code == 401
+    assert response.json()["reason"] == "invalid_signature"
+    assert response.json()["detail"].startswith(
+        f"the signature's timestamp t={when} is more than 300 s away from the server's clock;"
+    )
+    assert "leak report refused: expired_signature" in caplog.text
+    assert (await env.service.verify(key)).revoked_at is None
+
+
+async def test_a_timestamp_within_five_minutes_is_accepted(env: Env) -> None:
+    _, key = await env.service.create(ApiKeySpec(name="k"))
+    raw = orjson.dumps([{"token": key}])
+    signature = sign_leak_report(raw, SECRET, timestamp=int(time.time()) - 290)
+    response = await env.post(raw, signature=signature)
+    assert response.status_code == 200
+    assert response.json()[0]["label"] == "true_positive"
+
+
+async def test_a_replayed_request_is_refused(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    _, key = await env.service.create(ApiKeySpec(name="k"))
+    raw = orjson.dumps([{"token": key}])
+    now = int(time.time())
+    signature = sign_leak_report(raw, SECRET, timestamp=now)
+    assert (await env.post(raw, signature=signature)).status_code == 200
+    with caplog.at_level(logging.INFO):
+        again = await env.post(raw, signature=signature)
+    assert again.status_code == 401
+    assert again.json()["reason"] == "invalid_signature"
+    assert again.json()["detail"].startswith("this signed report was already received;")
+    assert "leak report refused: replayed_signature" in caplog.text
+    # Signed anew (another timestamp), the same report is accepted (reports are idempotent).
+    anew = sign_leak_report(raw, SECRET, timestamp=now - 1)
+    assert (await env.post(raw, signature=anew)).status_code == 200
 
 
 async def test_signature_under_another_secret_or_of_another_body(env: Env) -> None:

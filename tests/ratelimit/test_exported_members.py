@@ -18,6 +18,7 @@ def test_public_names_are_pinned() -> None:
         "RedisLimiter",
         "Result",
         "decide",
+        "ip_bucket",
         "rate_limit_headers",
         "ratelimit",
         "ratelimit_policy",

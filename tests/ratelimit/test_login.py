@@ -87,6 +87,23 @@ async def test_ip_limit_across_accounts() -> None:
     assert await wait_required(t, "b", ATTACKER) == (1, "ip")
 
 
+async def test_addresses_of_one_ipv6_network_count_as_one_client() -> None:
+    clock = Clock()
+    t = throttle(clock, stuffing_accounts=3, base_delay=10.0)
+    for n in range(3):  # a new address of the same /64 for every attempt
+        await t.failed(f"account-{n}", f"2001:db8:5:6::{n + 1}")
+    assert await wait_required(t, "account-99", "2001:db8:5:6:ffff::1") == (10, "stuffing")
+    assert await wait_required(t, "account-99", "2001:db8:5:7::1") is None  # the next /64
+
+
+async def test_ipv4_mapped_addresses_count_as_ipv4() -> None:
+    clock = Clock()
+    t = throttle(clock, free_attempts=2)
+    for _ in range(3):
+        await t.failed("app", f"::ffff:{ATTACKER}")
+    assert await wait_required(t, "app", ATTACKER) == (1, "account_ip")
+
+
 async def test_attacker_cannot_lock_the_victim_out() -> None:
     clock = Clock()
     t = throttle(clock, free_attempts=3, account_free_attempts=5, account_max_delay=30.0)

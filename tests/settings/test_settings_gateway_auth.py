@@ -122,6 +122,18 @@ def test_introspection(load: Load, errors: Errors) -> None:
     ]
 
 
+def test_session_is_refused_until_it_exists(errors: Errors) -> None:
+    # Accepted before, it then refused every request of the route: nothing authenticates it.
+    text = (
+        "routes:\n  - {name: a, match: {path: /a}, upstream: 'http://x.internal', "
+        "auth: [api_key, session]}\n"
+    )
+    assert errors(text) == [
+        "routes[0].auth[1]: session is not available in this version (browser sessions arrive "
+        "with the login and MFA work) — use api_key, jwt, introspection or mtls"
+    ]
+
+
 def test_identity_headers(load: Load, errors: Errors) -> None:
     settings = load("identity_headers: {subject: X-User, assertion: {enabled: true, ttl: 10s}}\n")
     assert settings.identity_headers.subject == "X-User"

@@ -163,10 +163,20 @@ def version(as_json: bool = JsonOption) -> None:
 @app.command("check-config")
 @handles_errors
 def check_config(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """Validate the configuration (file + BASTION_* environment) without starting anything."""
-    from bastion.settings import development_defaults, redact_url
+    """Validate the configuration (file + BASTION_* environment) without starting anything.
+
+    Also loads the master key (secrets.master_key / master_key_file) the way serve
+    does, so a key serve would refuse fails here with the same message.
+    """
+    from bastion.crypto.errors import MasterKeyError
+    from bastion.runtime import check_keyring
+    from bastion.settings import SettingsError, development_defaults, redact_url
 
     settings = _settings(config)
+    try:
+        check_keyring(settings)
+    except MasterKeyError as error:
+        raise SettingsError(error.detail) from None
     report = {
         "valid": True,
         "config": str(config) if config else None,
@@ -256,6 +266,7 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
 
     runtime = await Runtime.open(settings, announce=announce)
     metrics_listener = None
+    admin_listener = None
     try:
         app_ = create_full_app(runtime)
         # What start-up built (modules, settings, route tables) lives as long as the
@@ -265,6 +276,8 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
         gc.freeze()
         if settings.metrics.enabled and settings.metrics.listen is not None:
             metrics_listener = await _start_metrics_listener(runtime, announce)
+        if settings.admin.listen is not None:
+            admin_listener = await _start_admin_listener(runtime, announce)
         # Reload without restart (SIGHUP, `bastion routes reload`): bastion.reload.
         from bastion.reload import serving_reloads
 
@@ -280,7 +293,28 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
     finally:
         if metrics_listener is not None:
             await metrics_listener.close()
+        if admin_listener is not None:
+            await admin_listener.close()
         await runtime.close()
+
+
+async def _start_admin_listener(runtime: Any, announce: Callable[[str], None]) -> Any:
+    """Start the admin API's own listener (``admin.listen``, the main port's TLS files)."""
+    from bastion.http.endpoints.admin import ADMIN_API_PREFIX, admin_listener_app
+    from bastion.http.metrics_listener import start_side_listener
+
+    listen = runtime.settings.admin.listen
+    tls = runtime.tls
+    listener = await start_side_listener(
+        admin_listener_app(runtime),
+        listen.host,
+        listen.port,
+        setting="admin",
+        certfile=str(tls.certfile) if tls.certfile is not None else None,
+        keyfile=str(tls.keyfile) if tls.keyfile is not None else None,
+    )
+    announce(f"admin API: served only at {listener.url}{ADMIN_API_PREFIX}")
+    return listener
 
 
 async def _start_metrics_listener(runtime: Any, announce: Callable[[str], None]) -> Any:
@@ -378,6 +412,35 @@ def rotate_master_key(config: Path | None = ConfigOption, as_json: bool = JsonOp
         console.print(
             f"[green]✓[/] master key rotated: {result['old_key_ids']} → {result['new_key_id']}; "
             f"{result['rewrapped']} stored secret(s) re-wrapped; key file {result['key_file']}"
+        )
+
+    emit(result, as_json, human)
+
+
+_KEY_FILE_ARGUMENT = typer.Argument(
+    ...,
+    help="Where to write the new master key file (e.g. /etc/bastion/master.key); must not exist.",
+)
+
+
+@secrets_app.command("init-master-key")
+@handles_errors
+def init_master_key(path: Path = _KEY_FILE_ARGUMENT, as_json: bool = JsonOption) -> None:
+    """Create a master key file for production: one new key, mode 0600, never overwriting.
+
+    Point secrets.master_key_file at it (every node of a cluster uses the same file, as
+    it uses the same api_keys.pepper) and back it up: the secrets sealed under it cannot
+    be opened without it. The key itself is never printed, only its public id.
+    """
+    from bastion.crypto.envelope import create_keyring_file
+
+    keyring = create_keyring_file(path)
+    result = {"key_file": str(path), "key_id": keyring.primary.key_id}
+
+    def human() -> None:
+        console.print(
+            f"[green]✓[/] master key {result['key_id']} written to {path} (mode 0600); set "
+            f"secrets.master_key_file: {path} on every node and back the file up"
         )
 
     emit(result, as_json, human)

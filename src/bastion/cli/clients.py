@@ -48,8 +48,9 @@ AuthMethodOption = typer.Option(
 GrantOption = typer.Option(
     None,
     "--grant",
-    help="Allowed grant type (repeatable): client_credentials, authorization_code, "
-    "refresh_token, urn:ietf:params:oauth:grant-type:token-exchange.",
+    help="Allowed grant type (repeatable): client_credentials or "
+    "urn:ietf:params:oauth:grant-type:token-exchange (authorization_code and refresh_token "
+    "are not available in this version).",
     show_default=False,
 )
 ScopeOption = typer.Option(

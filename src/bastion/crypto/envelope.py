@@ -365,10 +365,21 @@ def parse_keyring_text(text: str, source: str) -> Keyring:
             keys.append(MasterKey.parse(item))
         except MasterKeyError:
             raise MasterKeyError(
-                f"{source} is corrupt (item {index} is not a bastion master key); "
-                "each key is bmk1: followed by 43 base64url characters"
+                f"{source} is corrupt (item {index} is not a bastion master key{_hint(item)}); "
+                "each key is bmk1: followed by 43 base64url characters — create one with "
+                "`bastion secrets init-master-key PATH` and point secrets.master_key_file at it"
             ) from None
     return Keyring(keys)
+
+
+def _hint(item: str) -> str:
+    # Says what the value looks like, never what it is: the usual mistake is a key
+    # made with `openssl rand`, which is random but not in bastion's format.
+    if re.fullmatch(r"[0-9a-fA-F]{32,}", item):
+        return ": it looks like hex, e.g. from `openssl rand -hex 32`"
+    if re.fullmatch(r"[A-Za-z0-9+/]{40,}={0,2}", item):
+        return ": it looks like plain base64, e.g. from `openssl rand -base64 32`"
+    return ""
 
 
 def _check_mode(path: Path, mode: int) -> None:
@@ -397,7 +408,8 @@ def load_keyring_file(path: Path) -> Keyring:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise MasterKeyError(
-            f"master key file {path} does not exist; check secrets.master_key_file "
+            f"master key file {path} does not exist; check secrets.master_key_file, "
+            f"create it with `bastion secrets init-master-key {path}` (a new installation) "
             "or restore the file from your backup"
         ) from None
     except OSError as exc:
@@ -422,8 +434,10 @@ def load_keyring_file(path: Path) -> Keyring:
             keys.append(MasterKey.parse(stripped))
         except MasterKeyError:
             raise MasterKeyError(
-                f"master key file {path} is corrupt (line {number} is not a bastion master key); "
-                "restore it from your backup"
+                f"master key file {path} is corrupt (line {number} is not a bastion master key"
+                f"{_hint(stripped)}); a new installation creates its key file with "
+                "`bastion secrets init-master-key PATH` — if secrets were already sealed under "
+                "this file, restore it from your backup instead"
             ) from None
     if not keys:
         raise MasterKeyError(

@@ -113,6 +113,35 @@ def _api_keys(settings: Settings) -> Iterable[Finding]:
             "set api_keys.leak_report_secret: env:BASTION_LEAK_REPORT_SECRET and register the "
             "endpoint with your secret scanner",
         )
+    else:
+        secret = settings.api_keys.leak_report_secret.get_secret_value()
+        if _weak_secret(secret):
+            yield Finding(
+                "api_keys.weak_leak_report_secret",
+                "medium",
+                "the leak-report secret is guessable",
+                "api_keys.leak_report_secret has few distinct characters, repeats a pattern or "
+                "holds a placeholder word: whoever guesses it can revoke any key they find",
+                "generate one with `openssl rand -hex 32`, set it in the scanner and in "
+                "api_keys.leak_report_secret: env:BASTION_LEAK_REPORT_SECRET",
+            )
+
+
+_PLACEHOLDERS: Final = ("changeme", "password", "secret", "example", "12345")
+_MIN_DISTINCT: Final = 10
+
+
+def _weak_secret(secret: str) -> bool:
+    # A random secret of 32+ characters (hex or base64) has well over ten distinct
+    # characters and no period; typed ones tend to fail one of these.
+    lowered = secret.lower()
+    if len(set(lowered)) < _MIN_DISTINCT or any(word in lowered for word in _PLACEHOLDERS):
+        return True
+    size = len(secret)
+    return any(
+        size % period == 0 and secret == secret[:period] * (size // period)
+        for period in range(1, size // 2 + 1)
+    )
 
 
 def _routes(settings: Settings) -> Iterable[Finding]:

@@ -9,6 +9,7 @@ from typing import Final
 
 from bastion.doctor.config_checks import check_settings
 from bastion.doctor.dependencies import Advisory, audit_dependencies
+from bastion.doctor.file_checks import check_files
 from bastion.doctor.findings import Finding
 from bastion.doctor.store_checks import StoreLimits, check_store
 from bastion.errors import BastionError
@@ -85,10 +86,12 @@ async def run_doctor(
     limits: StoreLimits | None = None,
     store_timeout: float = STORE_TIMEOUT,
 ) -> DoctorRun:
-    """Run the configuration checks, then (unless turned off) the store checks and the
-    dependency audit; an unreachable database or vulnerability service becomes one info
-    finding, never an exception."""
-    run = DoctorRun(findings=check_settings(settings), checked={"config": True})
+    """Run the configuration and local file-mode checks, then (unless turned off) the store
+    checks and the dependency audit; an unreachable database or vulnerability service
+    becomes one info finding, never an exception."""
+    run = DoctorRun(
+        findings=check_settings(settings) + list(check_files(settings)), checked={"config": True}
+    )
     if store:
         found, run.checked["store"] = await _store_findings(settings, limits, store_timeout)
         run.findings += found

@@ -14,6 +14,7 @@ from typing import Any
 from bastion.errors import BastionError
 
 __all__ = [
+    "UPSTREAM_CAUSES",
     "BadRequestError",
     "BadRequestPathError",
     "GatewayConfigError",
@@ -24,6 +25,7 @@ __all__ = [
     "RouteNotFoundError",
     "UnauthenticatedError",
     "UpstreamAbortedError",
+    "UpstreamFailureError",
     "UpstreamTLSError",
     "UpstreamTimeoutError",
     "UpstreamUnavailableError",
@@ -107,7 +109,45 @@ class RequestTooLargeError(GatewayError):
     title = "Request body too large"
 
 
-class UpstreamUnavailableError(GatewayError):
+class UpstreamFailureError(GatewayError):
+    """Root of the failures to get an answer from an upstream (a network failure, not a bug).
+
+    ``cause`` says what happened, for the log and the metrics (one of
+    :data:`UPSTREAM_CAUSES`); ``target`` is the upstream as ``scheme://host:port``;
+    ``note`` is the operating system's or TLS library's own words. None of the three
+    is sent to the client. The proxy step logs one line per failure (rate-limited
+    per target); the HTTP layer renders it without a traceback.
+    """
+
+    code = "upstream_unavailable"
+    status = 502
+    title = "Upstream unavailable"
+    log_traceback = False
+
+    def __init__(
+        self, detail: str | None = None, *, cause: str = "", target: str = "", note: str = ""
+    ) -> None:
+        super().__init__(detail)
+        self.cause = cause
+        self.target = target
+        self.note = note
+
+
+#: What an UpstreamFailureError's ``cause`` may say (docs/gateway-upstreams.md).
+UPSTREAM_CAUSES = (
+    "refused",  # nothing listens on the port (connection refused)
+    "dns",  # the host name does not resolve
+    "unreachable",  # no route to the host / network, or another socket error
+    "timeout",  # connecting or waiting for the response took too long (504)
+    "tls",  # TLS handshake failed: certificate not trusted, wrong name, protocol
+    "reset",  # the upstream reset the connection
+    "closed",  # the upstream closed the connection before (or while) answering
+    "invalid_response",  # the upstream's answer is not valid HTTP/1.1
+    "no_healthy_target",  # every target is ejected by the health checks (503)
+)
+
+
+class UpstreamUnavailableError(UpstreamFailureError):
     """The upstream refused the connection, reset it, or sent an invalid response."""
 
     code = "upstream_unavailable"
@@ -135,10 +175,10 @@ class NoHealthyUpstreamError(UpstreamUnavailableError):
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         self.retry_after = retry_after
-        super().__init__(detail)
+        super().__init__(detail, cause="no_healthy_target")
 
 
-class UpstreamTimeoutError(GatewayError):
+class UpstreamTimeoutError(UpstreamFailureError):
     """The upstream did not connect or answer within the route's timeouts."""
 
     code = "upstream_timeout"
@@ -146,7 +186,7 @@ class UpstreamTimeoutError(GatewayError):
     title = "Upstream timeout"
 
 
-class UpstreamAbortedError(GatewayError):
+class UpstreamAbortedError(UpstreamFailureError):
     """The upstream failed after the response had started; the client connection must be aborted.
 
     Unlike every other gateway error this one is raised *after* response bytes

@@ -2,7 +2,8 @@
 
 Each route limit (``limits`` in the route settings) draws from the bucket
 ``"<route>:<per>:<value>"``, where the value is the request's API key id,
-subject, OAuth client id, client IP or the route name. A limit whose value the
+subject, OAuth client id, client IP (canonical: :func:`~bastion.ratelimit.ip_bucket`,
+an IPv6 client by its /64) or the route name. A limit whose value the
 request lacks (a JWT on a route limited per key) does not apply to it. A
 refused request raises :class:`RateLimitedError` (429) and never reaches the
 upstream; an admitted one gets ``RateLimit`` / ``RateLimit-Policy`` headers on
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from bastion.errors import ServiceUnavailableError
 from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.errors import GatewayConfigError, GatewayError
-from bastion.ratelimit import Check, Limit, Result, rate_limit_headers
+from bastion.ratelimit import Check, Limit, Result, ip_bucket, rate_limit_headers
 from bastion.ratelimit.headers import rate_limit_fields
 from bastion.ratelimit.keys import key_checks
 from bastion.storage.errors import SharedStateUnavailableError
@@ -112,7 +113,8 @@ def compile_limits(route: CompiledRoute) -> tuple[RouteLimitRule, ...]:
 def _value(ex: Exchange, per: Per) -> str | None:
     identity = ex.identity
     if per == "ip":
-        return client_ip(ex.scope, ex.gateway.trusted_proxies)
+        address = client_ip(ex.scope, ex.gateway.trusted_proxies)
+        return ip_bucket(address) if address is not None else None
     if per == "route":
         route = ex.route
         return route.name if route is not None else None

@@ -35,7 +35,12 @@ from bastion.gateway.authz.claims import RequiredClaims, compile_claims
 from bastion.gateway.authz.scopes import RequiredScopes, check_access, compile_scopes
 from bastion.gateway.cors import cors, preflight_method
 from bastion.gateway.edge import EdgePolicies, compile_edge
-from bastion.gateway.errors import GatewayConfigError, GatewayError, UnauthenticatedError
+from bastion.gateway.errors import (
+    GatewayConfigError,
+    GatewayError,
+    UnauthenticatedError,
+    UpstreamFailureError,
+)
 from bastion.gateway.hygiene import body, framing
 from bastion.gateway.ip_rules import ip_access
 from bastion.gateway.limit import RouteLimitRule, compile_limits, limit
@@ -284,37 +289,43 @@ async def proxy(ex: Exchange) -> None:
     if query:
         target += b"?" + query
     shedder = gateway.shedder
-    if shedder is None:
-        await gateway.client.forward(
-            route.upstream,
-            ex.method,
-            target,
-            request,
-            ex.receive,
-            ex.send,
-            time_limit=route.timeout,
-            targets=route.targets,
-            connect_timeout=route.connect_timeout,
-            read_timeout=route.read_timeout,
-            response_edits=ex.response_edits,
-        )
-        return
-    # Load shedding (ratelimit/adaptive.py): the slot spans the upstream exchange, whose
-    # latency adapts the route's concurrency limit; a full route answers 503 overloaded.
-    async with shedder.admit(route.name):
-        await gateway.client.forward(
-            route.upstream,
-            ex.method,
-            target,
-            request,
-            ex.receive,
-            ex.send,
-            time_limit=route.timeout,
-            targets=route.targets,
-            connect_timeout=route.connect_timeout,
-            read_timeout=route.read_timeout,
-            response_edits=ex.response_edits,
-        )
+    client = gateway.client
+    try:
+        if shedder is None:
+            await client.forward(
+                route.upstream,
+                ex.method,
+                target,
+                request,
+                ex.receive,
+                ex.send,
+                time_limit=route.timeout,
+                targets=route.targets,
+                connect_timeout=route.connect_timeout,
+                read_timeout=route.read_timeout,
+                response_edits=ex.response_edits,
+            )
+            return
+        # Load shedding (ratelimit/adaptive.py): the slot spans the upstream exchange, whose
+        # latency adapts the route's concurrency limit; a full route answers 503 overloaded.
+        async with shedder.admit(route.name):
+            await client.forward(
+                route.upstream,
+                ex.method,
+                target,
+                request,
+                ex.receive,
+                ex.send,
+                time_limit=route.timeout,
+                targets=route.targets,
+                connect_timeout=route.connect_timeout,
+                read_timeout=route.read_timeout,
+                response_edits=ex.response_edits,
+            )
+    except UpstreamFailureError as exc:
+        # The one log line of an upstream failure (rate-limited per target; no traceback).
+        client.failures.failed(route.name, exc)
+        raise
 
 
 # THE pipeline, in order. Steps still to come, and the issue that brings each:

@@ -36,12 +36,17 @@ speaks HTTP/1.1 itself:
   only, since nothing was sent yet — is retried once on each other target.
   POST and PATCH are never retried. Every target ejected:
   :class:`NoHealthyUpstreamError` (503) without connecting.
+- Every failure is an :class:`~bastion.gateway.errors.UpstreamFailureError`
+  naming its ``cause`` (refused, dns, unreachable, timeout, tls, reset, closed,
+  invalid_response), the ``target`` and the system's own words (``note``),
+  which the proxy step logs in one line (:class:`~bastion.gateway.upstreams.FailureLog`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
@@ -60,7 +65,7 @@ from bastion.gateway.errors import (
     UpstreamUnavailableError,
 )
 from bastion.gateway.matcher import Upstream
-from bastion.gateway.upstreams import HealthBook, Targets
+from bastion.gateway.upstreams import FailureLog, HealthBook, Targets
 
 __all__ = [
     "HIGH_WATER",
@@ -389,6 +394,7 @@ class _Connection(asyncio.Protocol):
         self.drain_waiter: asyncio.Future[None] | None = None
         self.write_paused = False
         self.read_paused = False
+        self.lost: Exception | None = None  # why the connection was lost, when known
 
     def _reset(self, *, head: bool) -> None:
         self.head = head
@@ -403,6 +409,7 @@ class _Connection(asyncio.Protocol):
         self.chunks: list[bytes] = []
         self.buffered = 0
         self.failed = False
+        self.invalid = False  # the response is not valid HTTP/1.1
 
     # -- used by the proxy --------------------------------------------------
 
@@ -480,6 +487,7 @@ class _Connection(asyncio.Protocol):
             parser.feed_data(data)
         except httptools.HttpParserError:
             self.failed = True
+            self.invalid = True
             self.close()
         self._wake()
 
@@ -488,6 +496,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost = exc
         if not self.complete:
             if self.headers_done and self.until_eof:
                 self.complete = True  # a body delimited by the end of the connection
@@ -600,16 +609,35 @@ class _Pool:
                     server_hostname=up.host if tls is not None else None,
                 )
         except TimeoutError:
-            raise UpstreamTimeoutError("Connecting to the upstream timed out.") from None
+            raise UpstreamTimeoutError(
+                "Connecting to the upstream timed out.",
+                cause="timeout",
+                target=_describe(up),
+                note=f"no connection within {limit:g} s",
+            ) from None
         except ssl.SSLCertVerificationError as exc:
             raise UpstreamTLSError(
                 "The TLS handshake with the upstream failed: its certificate was not "
-                f"accepted ({exc.verify_message})."
+                f"accepted ({exc.verify_message}).",
+                cause="tls",
+                target=_describe(up),
+                note=str(exc.verify_message or exc.reason or exc),
             ) from None
-        except ssl.SSLError:
-            raise UpstreamTLSError("The TLS handshake with the upstream failed.") from None
-        except OSError:
-            raise UpstreamUnavailableError("The upstream could not be reached.") from None
+        except ssl.SSLError as exc:
+            raise UpstreamTLSError(
+                "The TLS handshake with the upstream failed.",
+                cause="tls",
+                target=_describe(up),
+                note=str(exc.reason or exc),
+            ) from None
+        except OSError as exc:
+            # The cause stays on the error (and in the log line), not in a traceback.
+            raise UpstreamUnavailableError(
+                "The upstream could not be reached.",
+                cause=_connect_cause(exc),
+                target=_describe(up),
+                note=exc.strerror or str(exc) or type(exc).__name__,
+            ) from None
         self.opened += 1
         return conn
 
@@ -649,6 +677,34 @@ class _Pool:
             self.idle.pop().close()
 
 
+def _describe(upstream: Upstream) -> str:
+    """``upstream`` as ``scheme://host:port`` (for log lines; never sent to clients)."""
+    host = f"[{upstream.host}]" if ":" in upstream.host else upstream.host
+    return f"{upstream.scheme}://{host}:{upstream.port}"
+
+
+def _connect_cause(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return "reset"
+    return "unreachable"
+
+
+def _lost_cause(conn: _Connection) -> tuple[str, str]:
+    """Why ``conn`` ended without a complete response: (cause, note)."""
+    if conn.invalid:
+        return "invalid_response", "the response is not valid HTTP/1.1"
+    lost = conn.lost
+    if isinstance(lost, ConnectionResetError | ConnectionAbortedError | BrokenPipeError):
+        return "reset", lost.strerror or str(lost) or type(lost).__name__
+    if isinstance(lost, OSError):
+        return "unreachable", lost.strerror or str(lost) or type(lost).__name__
+    return "closed", "the upstream closed the connection"
+
+
 class UpstreamClient:
     """Pools of keep-alive HTTP/1.1 connections to upstreams, and the forwarding logic.
 
@@ -680,6 +736,8 @@ class UpstreamClient:
         self._watchdog_loop: asyncio.AbstractEventLoop | None = None
         # Passive health of every target, by address (shared by routes, kept across reloads).
         self.health = HealthBook()
+        # One log line per failing target and cause per interval (the proxy step writes it).
+        self.failures = FailureLog()
 
     @property
     def ssl_context(self) -> ssl.SSLContext:
@@ -774,9 +832,18 @@ class UpstreamClient:
 
     @staticmethod
     def _timed_out(call: _Exchange) -> None:
+        target = _describe(call.pool.upstream)
+        if call.expired:
+            note = f"the route's timeout ({call.timeout:g} s) passed"
+        else:
+            note = f"no bytes for read_timeout ({min(call.read_timeout, call.timeout):g} s)"
         if call.started:
-            raise UpstreamAbortedError("The upstream timed out mid-response.") from None
-        raise UpstreamTimeoutError("The upstream did not answer in time.") from None
+            raise UpstreamAbortedError(
+                "The upstream timed out mid-response.", cause="timeout", target=target, note=note
+            ) from None
+        raise UpstreamTimeoutError(
+            "The upstream did not answer in time.", cause="timeout", target=target, note=note
+        ) from None
 
     def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
         """The timeouts of every exchange in flight, checked on one periodic timer.
@@ -936,7 +1003,13 @@ class _Exchange:
                 conn.close()
                 conn, reused = await self._open(reuse=False)
                 continue
-            raise UpstreamUnavailableError("The upstream closed the connection without answering.")
+            cause, note = _lost_cause(conn)
+            raise UpstreamUnavailableError(
+                "The upstream closed the connection without answering.",
+                cause=cause,
+                target=_describe(self.pool.upstream),
+                note=note,
+            )
 
         await self.send(
             {
@@ -958,7 +1031,13 @@ class _Exchange:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 break
             elif conn.failed or conn.closed:
-                raise UpstreamAbortedError("The upstream closed the connection mid-response.")
+                cause, note = _lost_cause(conn)
+                raise UpstreamAbortedError(
+                    "The upstream closed the connection mid-response.",
+                    cause=cause,
+                    target=_describe(self.pool.upstream),
+                    note=note,
+                )
             else:
                 await conn.wait(read_timeout)
         self.conn = None
@@ -1010,10 +1089,13 @@ class _Exchange:
             if upstream is None:
                 if failure is not None:
                     raise failure
-                raise NoHealthyUpstreamError(
+                error = NoHealthyUpstreamError(
                     "Every upstream target of this route is failing; retry later.",
                     retry_after=targets.retry_after(book, now),
                 )
+                error.target = ", ".join(_describe(target) for target in targets.upstreams)
+                error.note = "every target is ejected by the passive health checks"
+                raise error
             self.pool = client.pool(upstream)
             state = book.of(upstream)
             try:

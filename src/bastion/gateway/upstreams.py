@@ -16,18 +16,85 @@ Rules (pinned by ``tests/gateway/test_upstreams.py``):
 Health is kept per target address (:attr:`Upstream.key`) in a :class:`HealthBook`
 owned by the upstream client, so it is shared by routes that name the same
 target and survives a route reload.
+
+Failures are logged by :class:`FailureLog`: one line per failure naming the
+route, the target and the cause, at most one line per target and cause every
+:data:`FAILURE_LOG_INTERVAL` seconds (the next line says how many were left
+out), never a traceback.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:  # matcher builds Targets: a runtime import would be circular
+    from bastion.gateway.errors import UpstreamFailureError
     from bastion.gateway.matcher import Upstream
 
-__all__ = ["HealthBook", "HealthPolicy", "TargetHealth", "Targets"]
+__all__ = [
+    "FAILURE_LOG_INTERVAL",
+    "FailureLog",
+    "HealthBook",
+    "HealthPolicy",
+    "TargetHealth",
+    "Targets",
+]
+
+log = logging.getLogger("bastion.gateway.upstreams")
+
+#: Seconds between two log lines about the same target failing for the same cause.
+FAILURE_LOG_INTERVAL: Final = 10.0
+_MAX_TRACKED: Final = 10_000
+
+
+class FailureLog:
+    """Logs upstream failures: one line each, at most one per target and cause per interval.
+
+    ``failed(route, error)`` is called by the proxy step for every
+    :class:`~bastion.gateway.errors.UpstreamFailureError`. A target that is down
+    fails every request; logging each (let alone with a traceback) would bury
+    everything else, so repeats within ``interval`` are counted and the count
+    is reported on the next line for that target.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval: float = FAILURE_LOG_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval = interval
+        self._clock = clock
+        # (target, cause) -> (time of the last line, failures left out since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def failed(self, route: str, error: UpstreamFailureError) -> None:
+        """Log ``error`` (on ``route``) unless the same target and cause was logged lately."""
+        key = (error.target, error.cause)
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self.interval:
+            self._seen[key] = (seen[0], seen[1] + 1)
+            return
+        if len(self._seen) >= _MAX_TRACKED:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        left_out = seen[1] if seen is not None else 0
+        more = f" (+{left_out} more in the last {self.interval:g} s)" if left_out else ""
+        log.warning(
+            "upstream failed: route=%s target=%s cause=%s (%s) -> %d %s%s",
+            route,
+            error.target or "-",
+            error.cause or "-",
+            error.note or error.detail,
+            error.status,
+            error.code,
+            more,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,9 @@ loop as the main server (so a scrape reads the counters from the thread that
 writes them). It is always uvicorn (h11/httptools, no TLS: it is meant for a
 private interface), whatever ``server.engine`` the main port uses; it has no
 ASGI lifespan (the runtime's start-up and shutdown belong to the main app).
+
+:func:`start_side_listener` is the same machinery for any such listener (the
+admin listener, ``admin.listen``, uses it with the main port's TLS files).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from bastion.http.errors import ServerStartError
 from bastion.http.server import _bind, _display_url, _uvicorn_server_class
 from bastion.http.types import ASGIApp
 
-__all__ = ["MetricsListener", "start_metrics_listener"]
+__all__ = ["MetricsListener", "start_metrics_listener", "start_side_listener"]
 
 
 @dataclass
@@ -45,13 +48,31 @@ async def start_metrics_listener(app: ASGIApp, host: str, port: int) -> MetricsL
     Raises :class:`~bastion.http.errors.ServerStartError` naming
     ``metrics.listen`` when the address cannot be bound.
     """
+    return await start_side_listener(app, host, port, setting="metrics")
+
+
+async def start_side_listener(
+    app: ASGIApp,
+    host: str,
+    port: int,
+    *,
+    setting: str,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> MetricsListener:
+    """Serve ``app`` on ``host:port`` in this loop (https with ``certfile``); return once it
+    accepts. ``setting`` (``metrics``, ``admin``) names the section in errors.
+
+    Raises :class:`~bastion.http.errors.ServerStartError` naming ``<setting>.listen``
+    when the address cannot be bound or the server does not start.
+    """
     import uvicorn
 
     try:
         sock = _bind(host, port)
     except ServerStartError as exc:
         raise ServerStartError(
-            f"metrics listener: {exc.detail}".replace("listen.", "metrics.listen.")
+            f"{setting} listener: {exc.detail}".replace("listen.", f"{setting}.listen.")
         ) from None
     config = uvicorn.Config(
         app,
@@ -65,6 +86,8 @@ async def start_metrics_listener(app: ASGIApp, host: str, port: int) -> MetricsL
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=2,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
     )
     config.load()
     server = _uvicorn_server_class()(config)
@@ -84,6 +107,6 @@ async def start_metrics_listener(app: ASGIApp, host: str, port: int) -> MetricsL
         waiter.cancel()
         with contextlib.suppress(BaseException):
             await task
-        raise ServerStartError(f"metrics listener on {host}:{port} failed to start; see the log")
-    url = _display_url("http", host, sock.getsockname()[1])
+        raise ServerStartError(f"{setting} listener on {host}:{port} failed to start; see the log")
+    url = _display_url("https" if certfile else "http", host, sock.getsockname()[1])
     return MetricsListener(url=url, _server=server, _task=task)

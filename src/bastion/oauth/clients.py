@@ -25,7 +25,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, get_args
@@ -45,9 +45,11 @@ from bastion.storage.shared.invalidation import follow_invalidations
 
 __all__ = [
     "AUTH_METHODS",
+    "AVAILABLE_GRANT_TYPES",
     "CLIENTS_CHANNEL",
     "CLIENT_SECRET_PREFIX",
     "GRANT_TYPES",
+    "UNAVAILABLE_GRANT_TYPES",
     "ClientService",
     "ClientSpec",
     "ClientSpecError",
@@ -71,6 +73,19 @@ GRANT_TYPES: Final[tuple[str, ...]] = (
     "authorization_code",
     "refresh_token",
     "urn:ietf:params:oauth:grant-type:token-exchange",
+)
+
+#: Grant types a client could name but this version cannot serve yet, and why. A client
+#: allowed only these would be refused at the token endpoint forever, so creating one
+#: (or adding one of them to a client) is refused with this reason instead.
+UNAVAILABLE_GRANT_TYPES: Final[Mapping[str, str]] = {
+    "authorization_code": "the login and consent flow it needs is not built yet",
+    "refresh_token": "refresh tokens are issued only by the authorization_code grant, "
+    "which is not built yet",
+}
+#: The grant types a client can be allowed today.
+AVAILABLE_GRANT_TYPES: Final[tuple[str, ...]] = tuple(
+    grant for grant in GRANT_TYPES if grant not in UNAVAILABLE_GRANT_TYPES
 )
 
 #: Shared-state channel on which client ids whose cached record is stale are published.
@@ -353,8 +368,13 @@ def _check_ttl(ttl: object, maximum: float) -> int | None:
     return ttl
 
 
-def _validated(values: Mapping[str, Any], max_ttl: float) -> dict[str, Any]:
+def _validated(
+    values: Mapping[str, Any], max_ttl: float, held: Collection[str] = ()
+) -> dict[str, Any]:
     """Check a complete set of client members; return them normalised.
+
+    ``held`` are the grant types the client already has: one of them that this
+    version cannot serve (:data:`UNAVAILABLE_GRANT_TYPES`) is kept, never added.
 
     Raises:
         ClientSpecError: a member is invalid or the members contradict each other.
@@ -379,13 +399,19 @@ def _validated(values: Mapping[str, Any], max_ttl: float) -> dict[str, Any]:
             "client_secret_post or private_key_jwt (or make it public)",
         )
     grant_types = _string_list("grant_types", values["grant_types"])
+    available = ", ".join(AVAILABLE_GRANT_TYPES)
     if not grant_types:
-        raise ClientSpecError("grant_types", f"allow at least one of {', '.join(GRANT_TYPES)}")
+        raise ClientSpecError("grant_types", f"allow at least one of {available}")
     for grant in grant_types:
         if grant not in GRANT_TYPES:
             raise ClientSpecError(
+                "grant_types", f"{grant[:60]!r} is not supported; use one of {available}"
+            )
+        if grant in UNAVAILABLE_GRANT_TYPES and grant not in held:
+            raise ClientSpecError(
                 "grant_types",
-                f"{grant[:60]!r} is not supported; use one of {', '.join(GRANT_TYPES)}",
+                f"{grant} is not available in this version ({UNAVAILABLE_GRANT_TYPES[grant]}); "
+                f"use one of {available}",
             )
     if client_type == "public" and "client_credentials" in grant_types:
         raise ClientSpecError(
@@ -535,7 +561,7 @@ class ClientService:
             "metadata": current.metadata,
         }
         merged.update(changes)
-        values = _validated(merged, self._max_ttl)
+        values = _validated(merged, self._max_ttl, held=current.grant_types)
         delta = {key: values[key] for key in changes}
         if not delta:
             return current

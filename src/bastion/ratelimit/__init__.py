@@ -3,11 +3,13 @@
 ``Limit.parse("100/minute")`` builds a limit; a :class:`Limiter`
 (:class:`MemoryLimiter` for one process, :class:`RedisLimiter` across nodes,
 wrapped in :class:`LocalFallback` for the fail mode) checks a request against
-several limits at once; :func:`rate_limit_headers` renders the result.
+several limits at once; :func:`rate_limit_headers` renders the result;
+:func:`ip_bucket` is the canonical form every per-IP bucket counts by.
 """
 
 from __future__ import annotations
 
+from bastion.ratelimit.addresses import ip_bucket
 from bastion.ratelimit.backends import (
     Check,
     FailMode,
@@ -33,6 +35,7 @@ __all__ = [
     "RedisLimiter",
     "Result",
     "decide",
+    "ip_bucket",
     "rate_limit_headers",
     "ratelimit",
     "ratelimit_policy",

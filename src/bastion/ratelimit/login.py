@@ -27,8 +27,9 @@ sees every failure. Four counters, all over a sliding ``window``:
    slowed by an attack from elsewhere.
 
 Accounts are stored as a keyed digest, never in clear. ``X-Forwarded-For`` is
-for the caller to resolve (only from trusted proxies): this module takes the
-address as given.
+for the caller to resolve (only from trusted proxies); this module counts the
+address by its canonical bucket (:func:`~bastion.ratelimit.ip_bucket`: IPv4-mapped
+IPv6 as IPv4, other IPv6 by /64), the same as per-IP rate limits.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bastion.errors import BastionError
+from bastion.ratelimit.addresses import ip_bucket
 from bastion.storage.shared import SharedState
 
 __all__ = ["LoginThrottle", "LoginThrottledError", "ThrottlePolicy"]
@@ -142,7 +144,7 @@ class LoginThrottle:
         Call before verifying the credential, so a throttled guess costs no
         verification and reveals nothing.
         """
-        where = ip or "-"
+        where = _where(ip)
         keys = self._keys(account, where)
         wait = 0.0
         scope = ""
@@ -161,7 +163,7 @@ class LoginThrottle:
     async def failed(self, account: str, ip: str | None) -> None:
         """Record a failed attempt and set whatever locks it triggers."""
         policy = self.policy
-        where = ip or "-"
+        where = _where(ip)
         keys = self._keys(account, where)
         window = policy.window
         pair = await self.shared.incr(keys["account_ip"], ttl=window)
@@ -185,11 +187,12 @@ class LoginThrottle:
 
     async def succeeded(self, account: str, ip: str | None) -> None:
         """Record a success: the account+IP pair starts afresh (other counters stay)."""
-        key = self._keys(account, ip or "-")["account_ip"]
+        where = _where(ip)
+        key = self._keys(account, where)["account_ip"]
         await self.shared.delete(key)
         await self.shared.delete(f"{key}:lock")
         if ip is not None:
-            await self.shared.set(self._known(account, ip), b"1", ttl=self.policy.known_for)
+            await self.shared.set(self._known(account, where), b"1", ttl=self.policy.known_for)
 
     def _known(self, account: str, ip: str) -> str:
         return f"{_NS}{self.kind}:known:{self._account(account)}:{ip}"
@@ -199,3 +202,8 @@ class LoginThrottle:
             return
         until = self._clock() + seconds
         await self.shared.set(f"{key}:lock", repr(until).encode(), ttl=seconds)
+
+
+def _where(ip: str | None) -> str:
+    # Counted by the same canonical bucket as per-IP rate limits (an IPv6 client by its /64).
+    return ip_bucket(ip) if ip else "-"

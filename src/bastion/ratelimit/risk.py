@@ -5,7 +5,9 @@ A detector (audit/detectors, later issues) calls
 until then every rate limit applying to that request is divided by 4 (rate
 and burst, see :meth:`~bastion.ratelimit.Limit.divided`). The limit step asks
 :meth:`RiskRegistry.factor` per request: a dict lookup, skipped entirely when
-nothing is flagged. Flags are per process (each node's detectors see the
+nothing is flagged. Addresses are flagged and looked up by their bucket
+(:func:`~bastion.ratelimit.addresses.ip_bucket`: an IPv6 client by its /64).
+Flags are per process (each node's detectors see the
 traffic of that node); expired flags are dropped when read.
 """
 
@@ -14,6 +16,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Final, Literal
+
+from bastion.ratelimit.addresses import ip_bucket
 
 __all__ = ["RiskKind", "RiskRegistry"]
 
@@ -42,6 +46,7 @@ class RiskRegistry:
             raise ValueError(f"factor must be a whole number >= 2, not {factor!r}")
         if until <= self._clock():
             raise ValueError("until must be in the future")
+        value = _canonical(kind, value)
         old = self._flags.get((kind, value))
         if old is not None:
             factor, until = max(factor, old[0]), max(until, old[1])
@@ -53,12 +58,13 @@ class RiskRegistry:
 
     def clear(self, kind: RiskKind, value: str) -> None:
         """Lift a flag early."""
-        self._flags.pop((kind, value), None)
+        self._flags.pop((kind, _canonical(kind, value)), None)
 
     def factor(self, kind: RiskKind, value: str | None) -> int:
         """The divisor for ``value``'s limits now (1 when not flagged or expired)."""
         if value is None:
             return 1
+        value = _canonical(kind, value)
         found = self._flags.get((kind, value))
         if found is None:
             return 1
@@ -71,3 +77,7 @@ class RiskRegistry:
         now = self._clock()
         for item in [k for k, (_, until) in self._flags.items() if until <= now]:
             del self._flags[item]
+
+
+def _canonical(kind: RiskKind, value: str) -> str:
+    return ip_bucket(value) if kind == "ip" else value

@@ -431,7 +431,9 @@ class ApiKeySettings(_Section):
     # stolen database alone cannot confirm a guessed key. Changing it invalidates keys.
     pepper: SecretStr | None = None
     default_grace: Duration = 86400.0
-    # Shared secret authenticating POST /api-keys/leaks (HMAC-SHA256 of the body).
+    # Shared secret authenticating POST /api-keys/leaks (HMAC-SHA256 of timestamp + body);
+    # at least LEAK_REPORT_SECRET_MIN characters: it is all that stands between anyone and
+    # revoking every key they can guess.
     leak_report_secret: SecretStr | None = None
     # Most RFC 8693 exchanges of one key for a token (a token lives 5 minutes, so a
     # service needs about one per 5 minutes); more are 429 rate_limited.
@@ -443,6 +445,20 @@ class ApiKeySettings(_Section):
         # Limit.parse raises ValueError naming the bad text and the expected form.
         Limit.parse(value)
         return value
+
+    @field_validator("leak_report_secret")
+    @classmethod
+    def _long_leak_report_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < LEAK_REPORT_SECRET_MIN:
+            raise ValueError(
+                f"must be at least {LEAK_REPORT_SECRET_MIN} characters, not "
+                f"{len(value.get_secret_value())} — generate one with `openssl rand -hex 32`"
+            )
+        return value
+
+
+#: Shortest accepted ``api_keys.leak_report_secret``.
+LEAK_REPORT_SECRET_MIN = 32
 
 
 # Algorithms accepted from trusted external issuers: asymmetric only (RFC 8725 §3.1/§3.2:
@@ -816,6 +832,40 @@ class MetricsSettings(_Section):
                 "is shorter than 16 characters or contains spaces — use a long random value, "
                 "e.g. the output of `openssl rand -hex 32`, via env:BASTION_METRICS_TOKEN"
             )
+        return value
+
+
+class AdminListenSettings(_Section):
+    """A separate listener serving only the admin API (``/admin/api/*``)."""
+
+    host: str = "127.0.0.1"
+    port: Port
+
+    @field_validator("host")
+    @classmethod
+    def _check_host(cls, value: str) -> str:
+        return ListenSettings._check_host(value)
+
+
+class AdminSettings(_Section):
+    """Where the admin API (``/admin/api/v1``) is served and who may reach it.
+
+    ``listen``: serve it only on a listener of its own (with the main port's TLS;
+    the main port then answers 404 under ``/admin/api``). ``allow_from``: networks
+    whose clients may call it (the client address as the gateway resolves it,
+    ``X-Forwarded-For`` only from ``trusted_proxies``); others get 403
+    ``admin_ip_forbidden``. Empty (default): any address, the token decides.
+    """
+
+    listen: AdminListenSettings | None = None
+    allow_from: list[Network] = Field(default_factory=list)
+
+    @field_validator("allow_from", mode="before")
+    @classmethod
+    def _network_list(cls, value: object) -> object:
+        # One network, or a comma-separated list (handy in BASTION_ADMIN__ALLOW_FROM).
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
 
@@ -1755,6 +1805,7 @@ class Settings(BaseModel):
     tokens: TokenSettings = Field(default_factory=TokenSettings)
     api_keys: ApiKeySettings = Field(default_factory=ApiKeySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     trusted_issuers: list[TrustedIssuerSettings] = Field(default_factory=list)
     introspection: IntrospectionSettings | None = None
@@ -1777,6 +1828,9 @@ class Settings(BaseModel):
             elif isinstance(key, str):
                 data[key] = expand_shorthand(key, value)
         return data
+
+    def _metrics_port(self) -> tuple[int, ...]:
+        return (self.metrics.listen.port,) if self.metrics.listen is not None else ()
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -1827,6 +1881,16 @@ class Settings(BaseModel):
                     f"{self.metrics.listen.port} is also listen.port — the metrics listener "
                     "needs a port of its own (e.g. 9464), or remove metrics.listen to serve "
                     "/metrics on the main port",
+                )
+            )
+        admin = self.admin.listen
+        if admin is not None and admin.port in {self.listen.port, *self._metrics_port()}:
+            problems.append(
+                (
+                    ("admin", "listen", "port"),
+                    f"{admin.port} is already used by listen.port or metrics.listen.port — the "
+                    "admin listener needs a port of its own (e.g. 9443), or remove admin.listen "
+                    "to serve the admin API on the main port",
                 )
             )
         problems.extend(_auth_references(self))
@@ -1928,6 +1992,14 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
                             "self for bastion's own tokens",
                         )
                     )
+        if "session" in route.auth:
+            problems.append(
+                (
+                    ("routes", index, "auth", route.auth.index("session")),
+                    "session is not available in this version (browser sessions arrive with "
+                    "the login and MFA work) — use api_key, jwt, introspection or mtls",
+                )
+            )
         if "mtls" in route.auth and settings.tls.mode == "off":
             problems.append(
                 (

@@ -230,13 +230,34 @@ def test_a_reported_key_leak_is_revoked_audited_and_alerted(tmp_path: Path) -> N
         body = json.dumps(
             [{"token": key["key"], "type": "bastion_api_key", "url": "https://github.com/x/y"}]
         ).encode()
-        digest = hmac.new(leak_secret.encode(), body, hashlib.sha256).hexdigest()
-        response = scenario.http.post(
-            scenario.proc.url + "/api-keys/leaks",
-            content=body,
-            headers={"content-type": "application/json", "x-bastion-signature": f"sha256={digest}"},
-        )
+
+        def post(signature: str) -> httpx.Response:
+            return scenario.http.post(
+                scenario.proc.url + "/api-keys/leaks",
+                content=body,
+                headers={"content-type": "application/json", "x-bastion-signature": signature},
+            )
+
+        def signed(when: int) -> str:
+            # The wire format, written out: t=<unix time>,sha256=HMAC(secret, "<t>." + body).
+            mac = hmac.new(leak_secret.encode(), f"{when}.".encode() + body, hashlib.sha256)
+            return f"t={when},sha256={mac.hexdigest()}"
+
+        # The pre-timestamp format (HMAC of the body alone) is refused.
+        old = hmac.new(leak_secret.encode(), body, hashlib.sha256).hexdigest()
+        refused = post(f"sha256={old}")
+        assert (refused.status_code, refused.json()["reason"]) == (401, "invalid_signature")
+        # A correctly signed report older than 5 minutes is refused (a captured request).
+        stale = post(signed(int(time.time()) - 301))
+        assert (stale.status_code, stale.json()["reason"]) == (401, "invalid_signature")
+        assert "more than 300 s away from the server's clock" in stale.json()["detail"]
+        now = signed(int(time.time()))
+        response = post(now)
         assert response.status_code == 200, response.text
+        # The same signed request again (a replay within the window) is refused.
+        replayed = post(now)
+        assert (replayed.status_code, replayed.json()["reason"]) == (401, "invalid_signature")
+        assert replayed.json()["detail"].startswith("this signed report was already received")
         (alert,) = scenario.alerts(1)
         assert (alert["type"], alert["severity"], alert["key_id"]) == (
             "api_key_leaked",

@@ -124,6 +124,33 @@ def test_corrupt_master_key_is_one_line(tmp_path: Path) -> None:
     assert "this is not a key" not in line
 
 
+def test_an_openssl_master_key_fails_check_config_as_serve_does(tmp_path: Path) -> None:
+    # Issue 13: `openssl rand -hex 32 > master.key` passed check-config, then serve said "corrupt".
+    key = tmp_path / "master.key"
+    key.write_text("9f" * 32 + "\n")
+    os.chmod(key, 0o600)
+    env = {"BASTION_SECRETS__MASTER_KEY_FILE": str(key)}
+    expected = (
+        f"error: master key file {key} is corrupt (line 1 is not a bastion master key: it looks "
+        "like hex, e.g. from `openssl rand -hex 32`); a new installation creates its key file "
+        "with `bastion secrets init-master-key PATH` — if secrets were already sealed under "
+        "this file, restore it from your backup instead"
+    )
+    checked = run_cli("check-config", env=env, cwd=tmp_path)
+    assert checked.returncode == 2
+    assert _one_error_line(checked) == expected
+    assert _one_error_line(run_cli("serve", env=env, cwd=tmp_path)) == expected
+    assert "9f9f" not in checked.stderr
+    # The documented fix: a key file bastion made; check-config and serve accept it.
+    made = tmp_path / "etc" / "master.key"
+    created = run_cli("secrets", "init-master-key", str(made), "--json", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    env = {"BASTION_SECRETS__MASTER_KEY_FILE": str(made)}
+    assert run_cli("check-config", env=env, cwd=tmp_path).returncode == 0
+    with BastionProcess("--demo", env=env, cwd=tmp_path) as proc:
+        assert httpx.get(proc.url + "/healthz", verify=False).status_code == 200
+
+
 def test_database_down_at_startup_is_one_line(tmp_path: Path) -> None:
     port = free_port()
     url = f"postgresql://postgres:hunter2@127.0.0.1:{port}/bastion"

@@ -16,7 +16,8 @@ __all__ = ["READINESS_TIMEOUT", "create_full_app", "health_routes", "standard_ro
 
 
 def standard_routes(runtime: Any) -> list[BaseRoute]:
-    """Every endpoint group beyond health: the authorization server, the admin API, then
+    """Every endpoint group beyond health: the authorization server, the admin API (unless
+    ``admin.listen`` serves it on a listener of its own), then
     the API key leak-report endpoint (only when a leak-report secret is configured), then
     ``/metrics`` (only when metrics are on and not on a listener of their own), then the
     forward-auth decision endpoint."""
@@ -26,9 +27,10 @@ def standard_routes(runtime: Any) -> list[BaseRoute]:
     from bastion.http.endpoints.metrics import metrics_routes
     from bastion.http.endpoints.oauth import oauth_routes
 
+    admin = runtime.settings.admin
     return [
         *oauth_routes(runtime),
-        *admin_routes(runtime),
+        *(admin_routes(runtime) if admin.listen is None else ()),
         *leak_routes(runtime),
         *metrics_routes(runtime),
         *forward_auth_routes(runtime),

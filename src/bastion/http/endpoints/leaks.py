@@ -11,7 +11,9 @@ Request::
 
     POST /api-keys/leaks
     Content-Type: application/json
-    X-Bastion-Signature: sha256=<hex HMAC-SHA256 of the raw body under api_keys.leak_report_secret>
+    X-Bastion-Signature: t=<unix time>,sha256=<hex HMAC-SHA256 of "<t>." + raw body>
+
+(the HMAC key is ``api_keys.leak_report_secret``; :func:`sign_leak_report`.)
 
     [{"token": "bst_…", "type": "bastion_api_key", "url": "https://…", "source": "content"}, …]
 
@@ -20,14 +22,17 @@ Response (200, same order)::
     [{"token_hash": "<sha256 hex of the token>", "token_type": "bastion_api_key",
       "label": "true_positive"}, …]
 
-Rules: the signature is checked (constant time) before the body is parsed;
+Rules: the signature is checked (constant time) before the body is parsed; its
+timestamp must be within :data:`SIGNATURE_TOLERANCE` (5 minutes) of the
+server's clock, and a signature is accepted once (remembered in the shared
+state for twice that window), so a captured request cannot be replayed;
 the body is at most :data:`MAX_REPORT_BYTES` (1 MiB) and holds at most
 :data:`MAX_REPORT_KEYS` (1000) reports; a reported key is never echoed — not in
 the response, not in an error, not in a log line (only its SHA-256, its
 display prefix and its id). Without ``api_keys.leak_report_secret`` in the
 settings the endpoint does not exist (404, like any unknown bastion path).
-Reports are idempotent (a key reported twice stays revoked), so a replayed
-request does no harm.
+Reports are idempotent (a key reported twice stays revoked): a scanner retrying
+a report signs it anew.
 
 The path ``/api-keys/leaks`` is one of bastion's reserved prefixes
 (:data:`bastion.http.app.RESERVED_PREFIXES`): it never reaches the gateway.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Annotated, Any, Final
@@ -52,16 +58,18 @@ from starlette.routing import Route
 from bastion.audit.events import Event
 from bastion.audit.lifecycle import api_key_leaked
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
-from bastion.errors import BastionError
+from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.proxy import TrustedProxies
 from bastion.http.middleware.request_id import get_request_id
+from bastion.storage.errors import SharedStateUnavailableError
 
 __all__ = [
     "LEAKS_PATH",
     "MAX_REPORT_BYTES",
     "MAX_REPORT_KEYS",
     "SIGNATURE_HEADER",
+    "SIGNATURE_TOLERANCE",
     "InvalidLeakReportError",
     "LeakReportError",
     "LeakReportMediaTypeError",
@@ -74,14 +82,21 @@ __all__ = [
 log = logging.getLogger("bastion.http.leaks")
 
 LEAKS_PATH: Final = "/api-keys/leaks"
-#: The header carrying ``sha256=<hex HMAC-SHA256 of the body>``.
+#: The header carrying ``t=<unix time>,sha256=<hex HMAC-SHA256 of "<t>." + body>``.
 SIGNATURE_HEADER: Final = "X-Bastion-Signature"
+#: Seconds a signature's timestamp may differ from the server's clock.
+SIGNATURE_TOLERANCE: Final = 300
 #: Largest report body read.
 MAX_REPORT_BYTES: Final = 1024 * 1024
 #: Most keys in one report.
 MAX_REPORT_KEYS: Final = 1000
 
-_SIGNATURE: Final = re.compile(r"sha256=([0-9a-f]{64})")
+_SIGNATURE: Final = re.compile(r"t=([0-9]{1,12}),\s*sha256=([0-9a-f]{64})")
+_SEEN_PREFIX: Final = "leaks:seen:"
+_SIGN_HOW: Final = (
+    f"sign each report when sending it: {SIGNATURE_HEADER}: t=<unix time>,sha256=<hex "
+    'HMAC-SHA256 of "<t>." followed by the raw body, under the shared leak-report secret>'
+)
 _TRUE_POSITIVE: Final = frozenset({"revoked", "already_revoked"})
 _NO_STORE: Final = {"cache-control": "no-store"}
 
@@ -103,11 +118,8 @@ class LeakReportSignatureError(LeakReportError):
     # RFC 9110 §15.5.2: a 401 names how to authenticate.
     www_authenticate = 'HMAC-SHA256 realm="bastion", header="X-Bastion-Signature"'
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            f"sign the raw body: {SIGNATURE_HEADER}: sha256=<hex HMAC-SHA256 under the "
-            "shared leak-report secret>"
-        )
+    def __init__(self, reason: str, detail: str = _SIGN_HOW) -> None:
+        super().__init__(detail)
         self.reason = reason
 
 
@@ -151,9 +163,18 @@ class _Report(BaseModel):
 _REPORTS: Final = TypeAdapter(list[_Report])
 
 
-def sign_leak_report(body: bytes, secret: str) -> str:
-    """The ``X-Bastion-Signature`` value of ``body`` under ``secret`` (for reporters and tests)."""
-    return "sha256=" + hmac_sha256_hex(secret, body)
+def sign_leak_report(body: bytes, secret: str, *, timestamp: int | None = None) -> str:
+    """The ``X-Bastion-Signature`` value of ``body`` under ``secret`` (for reporters and tests).
+
+    ``t=<timestamp>,sha256=<hex HMAC-SHA256 of "<timestamp>." + body>``; the
+    timestamp defaults to now (whole seconds since the epoch).
+    """
+    when = int(time.time()) if timestamp is None else timestamp
+    return f"t={when},sha256={_mac(body, secret, str(when))}"
+
+
+def _mac(body: bytes, secret: str, timestamp: str) -> str:
+    return hmac_sha256_hex(secret, timestamp.encode("ascii") + b"." + body)
 
 
 async def _read_body(request: Request) -> bytes:
@@ -173,7 +194,12 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _check_signature(request: Request, body: bytes, secret: str) -> None:
+def _check_signature(request: Request, body: bytes, secret: str, now: float) -> str:
+    """Return the verified signature (hex); raises LeakReportSignatureError.
+
+    The MAC is checked before the timestamp, so only a holder of the secret
+    learns that a signature was stale.
+    """
     values = request.headers.getlist(SIGNATURE_HEADER.lower())
     if not values:
         raise LeakReportSignatureError("missing_signature")
@@ -182,8 +208,31 @@ def _check_signature(request: Request, body: bytes, secret: str) -> None:
     match = _SIGNATURE.fullmatch(values[0].strip().lower())
     if match is None:
         raise LeakReportSignatureError("malformed_signature")
-    if not constant_time_equals(sign_leak_report(body, secret)[len("sha256=") :], match[1]):
+    timestamp, given = match[1], match[2]
+    if not constant_time_equals(_mac(body, secret, timestamp), given):
         raise LeakReportSignatureError("bad_signature")
+    if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE:
+        raise LeakReportSignatureError(
+            "expired_signature",
+            f"the signature's timestamp t={timestamp} is more than {SIGNATURE_TOLERANCE} s "
+            f"away from the server's clock; {_SIGN_HOW}",
+        )
+    return given
+
+
+async def _refuse_replay(shared: Any, signature: str) -> None:
+    # Remembered for twice the tolerance: a timestamp may be that far ahead or behind.
+    try:
+        first = await shared.add(_SEEN_PREFIX + signature, b"1", ttl=2 * SIGNATURE_TOLERANCE)
+    except SharedStateUnavailableError as exc:
+        log.warning("leak report refused: shared state unavailable for replay check: %s", exc)
+        raise ServiceUnavailableError(
+            "the leak-report replay check is unavailable; retry shortly"
+        ) from None
+    if not first:
+        raise LeakReportSignatureError(
+            "replayed_signature", f"this signed report was already received; {_SIGN_HOW}"
+        )
 
 
 def _parse(request: Request, body: bytes) -> list[_Report]:
@@ -249,7 +298,7 @@ async def _report(
 def leak_routes(runtime: Any) -> list[Route]:
     """The leak-report route, or none when ``api_keys.leak_report_secret`` is not set.
 
-    ``runtime`` needs ``settings`` and ``api_keys`` (an
+    ``runtime`` needs ``settings``, ``shared`` (the replay cache) and ``api_keys`` (an
     :class:`~bastion.apikeys.ApiKeyService`; one is built from ``db``,
     ``settings`` and ``shared`` when absent).
     """
@@ -274,7 +323,8 @@ def leak_routes(runtime: Any) -> list[Route]:
     async def leaks(request: Request) -> Response:
         body = await _read_body(request)
         try:
-            _check_signature(request, body, secret)
+            signature = _check_signature(request, body, secret, time.time())
+            await _refuse_replay(runtime.shared, signature)
         except LeakReportSignatureError as error:
             log.warning("leak report refused: %s", error.reason)
             raise

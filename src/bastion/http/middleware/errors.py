@@ -114,7 +114,8 @@ async def render_http_error(scope: Scope, send: Send, exc: Exception, *, started
         _log_after_start(scope, exc)
         return
     if isinstance(exc, BastionError):
-        if exc.status >= 500 and not isinstance(exc, ServiceUnavailableError):
+        # log_traceback False: an expected failure its raiser already logged in one line.
+        if exc.status >= 500 and exc.log_traceback and not isinstance(exc, ServiceUnavailableError):
             log.error(
                 "request %s failed: %s (%s)",
                 get_request_id(scope),
@@ -150,6 +151,8 @@ async def _close_websocket(send: Send, code: int, reason: str) -> None:
 
 
 def _log_after_start(scope: Scope, exc: BaseException) -> None:
+    if isinstance(exc, BastionError) and not exc.log_traceback:
+        return  # its raiser logged it (an upstream failing mid-response)
     log.error(
         "request %s failed after the response started (%s); closing the connection",
         get_request_id(scope),

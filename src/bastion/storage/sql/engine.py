@@ -102,17 +102,21 @@ def parse_database_url(raw: str) -> DatabaseTarget:
 
 
 def prepare_sqlite_path(target: DatabaseTarget) -> None:
-    """Create the SQLite file's directory if missing and check it is writable.
+    """Create the SQLite file's directory (0700) and the empty file (0600) if missing.
 
-    Raises :class:`DatabaseConfigError` naming the path when the directory
-    cannot be created or written.
+    The database holds key digests, sealed secrets and the audit log: it is
+    created readable by its owner only, and SQLite gives its ``-wal`` and
+    ``-shm`` files the database file's mode. Existing files and directories are
+    left as they are (``bastion doctor`` reports loose modes). Raises
+    :class:`DatabaseConfigError` naming the path when the directory cannot be
+    created or written.
     """
     path = target.sqlite_path
     if path is None:
         return
     directory = path.parent if str(path.parent) else Path()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise DatabaseConfigError(
             f"cannot create the directory {directory} of SQLite database {path}: "
@@ -129,6 +133,23 @@ def prepare_sqlite_path(target: DatabaseTarget) -> None:
         )
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         raise DatabaseConfigError(f"cannot use SQLite database {path}: the file is not writable")
+    _create_private(path)
+
+
+def _create_private(path: Path) -> None:
+    # An empty file is a valid new SQLite database; creating it here (O_EXCL, 0600)
+    # instead of letting SQLite create it with 0644 keeps it private from the start.
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600
+        )
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise DatabaseConfigError(
+            f"cannot create SQLite database {path}: {exc.strerror or exc}"
+        ) from None
+    os.close(fd)
 
 
 def _json_serializer(value: Any) -> str:

@@ -4,10 +4,19 @@
 ``create_app(runtime, routes=admin_routes(runtime))``. Every operation needs a
 bastion access token for the audience ``{issuer}/admin/api`` (see
 :mod:`bastion.http.endpoints.admin.auth`); the OpenAPI document is public.
+
+With ``admin.allow_from`` set, every admin route (the OpenAPI document too) first
+checks the client's address — resolved by the gateway's one rule,
+:func:`bastion.gateway.authn.client_ip.client_ip`, honouring ``trusted_proxies`` —
+and answers 403 ``admin_ip_forbidden`` outside those networks. With
+``admin.listen`` the routes are served only on that listener
+(:func:`admin_listener_app`); the main port answers 404 under ``/admin/api``.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 from typing import Any
 
 import orjson
@@ -15,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bastion.gateway.authn.client_ip import client_ip
+from bastion.gateway.proxy import TrustedProxies
 from bastion.http.endpoints.admin.audit import AUDIT_PATH, audit_routes
 from bastion.http.endpoints.admin.auth import (
     ADMIN_AUDIENCE_PATH,
@@ -25,6 +36,7 @@ from bastion.http.endpoints.admin.auth import (
 )
 from bastion.http.endpoints.admin.clients import ADMIN_API_PREFIX, MAX_BODY_BYTES, client_routes
 from bastion.http.endpoints.admin.errors import (
+    AdminAddressForbiddenError,
     AdminAPIError,
     AdminAuthUnavailableError,
     AdminInvalidTokenError,
@@ -36,6 +48,7 @@ from bastion.http.endpoints.admin.errors import (
 )
 from bastion.http.endpoints.admin.keys import KEYS_PATH, key_routes
 from bastion.http.endpoints.admin.openapi import OPENAPI_PATH, OPERATIONS, openapi_document
+from bastion.http.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "ADMIN_API_PREFIX",
@@ -48,6 +61,7 @@ __all__ = [
     "OPENAPI_PATH",
     "OPERATIONS",
     "AdminAPIError",
+    "AdminAddressForbiddenError",
     "AdminAuthUnavailableError",
     "AdminInvalidTokenError",
     "AdminMissingTokenError",
@@ -56,10 +70,37 @@ __all__ = [
     "PayloadTooLargeError",
     "UnsupportedMediaTypeError",
     "admin_audience",
+    "admin_listener_app",
     "admin_routes",
     "authenticate_admin",
     "openapi_document",
 ]
+
+
+log = logging.getLogger("bastion.http.admin")
+
+
+def _address_guard(runtime: Any, app: ASGIApp) -> ASGIApp:
+    """``app`` behind the ``admin.allow_from`` check (``app`` itself when it is empty)."""
+    allowed = tuple(runtime.settings.admin.allow_from)
+    if not allowed:
+        return app
+    trusted = TrustedProxies(runtime.settings.trusted_proxies)
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        address = client_ip(scope, trusted)
+        try:
+            ip = ipaddress.ip_address(address) if address is not None else None
+        except ValueError:
+            ip = None  # a proxy hop that is not an address: never allowed
+        if ip is None or not any(ip in network for network in allowed):
+            log.info("admin API refused for %s: not in admin.allow_from", address)
+            raise AdminAddressForbiddenError(
+                "The admin API is not served to this address (admin.allow_from)."
+            )
+        await app(scope, receive, send)
+
+    return guarded
 
 
 def admin_routes(runtime: Any) -> list[BaseRoute]:
@@ -80,9 +121,43 @@ def admin_routes(runtime: Any) -> list[BaseRoute]:
             headers={"cache-control": "no-store"},
         )
 
-    return [
+    routes: list[BaseRoute] = [
         Route(OPENAPI_PATH, openapi, methods=["GET"], name="admin_openapi"),
         *client_routes(runtime),
         *key_routes(runtime),
         *audit_routes(runtime),
     ]
+    for route in routes:
+        # Route.handle checks the method (405), then calls .app: the guard runs for
+        # every admin request, before any token is looked at.
+        if isinstance(route, Route):
+            route.app = _address_guard(runtime, route.app)
+    return routes
+
+
+class _AdminOnly:
+    """The runtime as the admin listener's app sees it: no gateway behind it."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
+
+    @property
+    def gateway(self) -> ASGIApp:
+        return _not_found
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    from bastion.http.errors import EndpointNotFoundError
+
+    raise EndpointNotFoundError(f"no bastion endpoint at {scope.get('path', '')!r}")
+
+
+def admin_listener_app(runtime: Any) -> ASGIApp:
+    """The ASGI app of the admin listener (``admin.listen``): the admin API and the health
+    probes, with bastion's middleware; every other path is 404 problem+json."""
+    from bastion.http.app import create_app
+
+    return create_app(_AdminOnly(runtime), routes=admin_routes(runtime))

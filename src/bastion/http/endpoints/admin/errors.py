@@ -9,6 +9,7 @@ from bastion.errors import BastionError, ServiceUnavailableError
 __all__ = [
     "REALM",
     "AdminAPIError",
+    "AdminAddressForbiddenError",
     "AdminAuthUnavailableError",
     "AdminInvalidTokenError",
     "AdminMissingTokenError",
@@ -27,6 +28,14 @@ class AdminAPIError(BastionError):
     code = "admin_api_error"
     status = 500
     title = "Admin API error"
+
+
+class AdminAddressForbiddenError(AdminAPIError):
+    """The client's address is outside ``admin.allow_from`` (checked before any token)."""
+
+    code = "admin_ip_forbidden"
+    status = 403
+    title = "Forbidden"
 
 
 class AdminMissingTokenError(AdminAPIError):
