@@ -17,6 +17,7 @@ is checked at import.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import time
@@ -85,6 +86,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("bastion.gateway")
+# Stands in for the load shedder's slot when a route has none (reusable: it holds nothing).
+_NOT_SHED = contextlib.nullcontext()
 
 Scope = MutableMapping[str, Any]
 
@@ -290,25 +293,11 @@ async def proxy(ex: Exchange) -> None:
         target += b"?" + query
     shedder = gateway.shedder
     client = gateway.client
+    # Load shedding (ratelimit/adaptive.py): the slot spans the upstream exchange, whose
+    # latency adapts the route's concurrency limit; a full route answers 503 overloaded.
+    admission = _NOT_SHED if shedder is None else shedder.admit(route.name)
     try:
-        if shedder is None:
-            await client.forward(
-                route.upstream,
-                ex.method,
-                target,
-                request,
-                ex.receive,
-                ex.send,
-                time_limit=route.timeout,
-                targets=route.targets,
-                connect_timeout=route.connect_timeout,
-                read_timeout=route.read_timeout,
-                response_edits=ex.response_edits,
-            )
-            return
-        # Load shedding (ratelimit/adaptive.py): the slot spans the upstream exchange, whose
-        # latency adapts the route's concurrency limit; a full route answers 503 overloaded.
-        async with shedder.admit(route.name):
+        async with admission:
             await client.forward(
                 route.upstream,
                 ex.method,

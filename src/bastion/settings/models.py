@@ -797,8 +797,8 @@ class DemoSettings(_Section):
     enabled: bool = False
 
 
-class MetricsListenSettings(_Section):
-    """A separate plain-HTTP listener that serves only ``/metrics``."""
+class _SideListenSettings(_Section):
+    """A listener of its own beside the main port (loopback unless told otherwise)."""
 
     host: str = "127.0.0.1"
     port: Port
@@ -807,6 +807,10 @@ class MetricsListenSettings(_Section):
     @classmethod
     def _check_host(cls, value: str) -> str:
         return ListenSettings._check_host(value)
+
+
+class MetricsListenSettings(_SideListenSettings):
+    """A separate plain-HTTP listener that serves only ``/metrics``."""
 
 
 class MetricsSettings(_Section):
@@ -835,16 +839,8 @@ class MetricsSettings(_Section):
         return value
 
 
-class AdminListenSettings(_Section):
+class AdminListenSettings(_SideListenSettings):
     """A separate listener serving only the admin API (``/admin/api/*``)."""
-
-    host: str = "127.0.0.1"
-    port: Port
-
-    @field_validator("host")
-    @classmethod
-    def _check_host(cls, value: str) -> str:
-        return ListenSettings._check_host(value)
 
 
 class AdminSettings(_Section):
