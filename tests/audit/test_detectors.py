@@ -145,6 +145,19 @@ def test_credential_stuffing_across_50_accounts_from_one_ip_raises_one_alert() -
     assert first.data["sample_accounts"] == ["user00", "user01", "user02", "user03", "user04"]
 
 
+def test_stuffing_from_addresses_of_one_ipv6_64_or_ipv4_mapped_counts_as_one_source() -> None:
+    # An IPv6 client owns its /64 and may pick a new address per attempt (RFC 8981).
+    clock = Clock()
+    detector = CredentialStuffingDetector(accounts=5, window=600, clock=clock)
+    attack = [(2000.0 + i, fail(f"user{i}", ip=f"2001:db8:1:2::{i + 1:x}")) for i in range(5)]
+    [alert] = run(detector, clock, attack)
+    assert alert.dedup_key == "ip:2001:db8:1:2::/64"
+    mapped = IpFailuresDetector(failures=2, window=60, clock=clock)
+    twice = [(3000.0, fail("a", ip="::ffff:192.0.2.7")), (3001.0, fail("b", ip="192.0.2.7"))]
+    [alert] = run(mapped, clock, twice)
+    assert alert.dedup_key == "ip:192.0.2.7"
+
+
 def test_one_account_failing_repeatedly_is_not_stuffing() -> None:
     clock = Clock()
     detector = CredentialStuffingDetector(accounts=5, window=600, clock=clock)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from bastion.audit.alerts import Alert, Clock, Detector, Severity
 from bastion.audit.events import Event, EventTypes
+from bastion.ratelimit.addresses import ip_bucket
 
 if TYPE_CHECKING:
     from bastion.settings.models import DetectorSettings
@@ -199,15 +200,17 @@ class IpFailuresDetector:
         if not (_is_auth_failure(event) or _gateway_status(event) == 401):
             return None
         now = self.clock()
-        first = self.counter.hit(event.ip, now)
+        # Counted like the per-IP limits: an IPv6 client rotating addresses in its /64 is one.
+        source = ip_bucket(event.ip)
+        first = self.counter.hit(source, now)
         if first is None:
             return None
         n, window = self.counter.threshold, self.counter.window
         return Alert(
             type=self.name,
             severity="medium",
-            summary=f"{n} failed authentications from {event.ip} within {window:g}s",
-            dedup_key=f"ip:{event.ip}",
+            summary=f"{n} failed authentications from {source} within {window:g}s",
+            dedup_key=f"ip:{source}",
             first_seen=first,
             last_seen=now,
             count=n,
@@ -248,10 +251,11 @@ class CredentialStuffingDetector:
         if account is None:
             return None
         now = self.clock()
-        seen = self._ips.get(event.ip)
+        source = ip_bucket(event.ip)  # as the per-IP limits count (one IPv6 /64 is one client)
+        seen = self._ips.get(source)
         if seen is None:
             seen = OrderedDict()
-            self._ips.put(event.ip, seen)
+            self._ips.put(source, seen)
         seen[account] = now
         seen.move_to_end(account)
         horizon = now - self.window
@@ -261,15 +265,15 @@ class CredentialStuffingDetector:
             return None
         first = next(iter(seen.values()))
         sample = list(seen)[:5]
-        self._ips.pop(event.ip)
+        self._ips.pop(source)
         return Alert(
             type=self.name,
             severity="high",
             summary=(
-                f"{self.accounts} distinct accounts failed authentication from {event.ip} "
+                f"{self.accounts} distinct accounts failed authentication from {source} "
                 f"within {self.window:g}s"
             ),
-            dedup_key=f"ip:{event.ip}",
+            dedup_key=f"ip:{source}",
             first_seen=first,
             last_seen=now,
             count=self.accounts,

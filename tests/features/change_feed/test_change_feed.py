@@ -16,16 +16,15 @@ refused by the others; a client disabled by the CLI loses its tokens.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
+from _support.nodes import Nodes as Deployment
 
 WITHIN = 1.0  # seconds: the bound, measured from the CLI's exit
 
@@ -37,33 +36,6 @@ def echo() -> Iterator[EchoThread]:
         yield thread
     finally:
         thread.close()
-
-
-class Deployment:
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.nodes: list[BastionProcess] = []
-
-    def cli(self, *args: str) -> dict[str, Any]:
-        result = run_cli(*args, "--json", "-c", "bastion.yaml", cwd=self.cwd)
-        assert result.returncode == 0, result.stderr
-        parsed: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {}
-        return parsed
-
-    def statuses(self, path: str, headers: dict[str, str]) -> list[int]:
-        codes = []
-        for node in self.nodes:
-            with httpx.Client(base_url=node.url, verify=False, timeout=10) as http:
-                codes.append(http.get(path, headers=headers).status_code)
-        return codes
-
-    def token(self, credentials: tuple[str, str], node: int = 0) -> str:
-        with httpx.Client(base_url=self.nodes[node].url, verify=False, timeout=10) as http:
-            response = http.post(
-                "/oauth2/token", auth=credentials, data={"grant_type": "client_credentials"}
-            )
-        assert response.status_code == 200, response.text
-        return str(response.json()["access_token"])
 
 
 def settles(check: Callable[[], bool], within: float = WITHIN) -> float:
@@ -100,8 +72,7 @@ def single_node(tmp_path: Path, echo: EchoThread) -> Iterator[Deployment]:
         deployment.nodes.append(BastionProcess("-c", "bastion.yaml", cwd=tmp_path).start())
         yield deployment
     finally:
-        for node in deployment.nodes:
-            node.stop()
+        deployment.stop()
 
 
 @pytest.fixture
@@ -118,8 +89,7 @@ def two_nodes(tmp_path: Path, echo: EchoThread, postgres_url: str) -> Iterator[D
             deployment.nodes.append(node.start())
         yield deployment
     finally:
-        for node in deployment.nodes:
-            node.stop()
+        deployment.stop()
 
 
 @pytest.mark.timeout(300)

@@ -15,15 +15,14 @@ the very next request:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
+from _support.nodes import Nodes as Cluster
 
 
 @pytest.fixture(scope="module")
@@ -33,25 +32,6 @@ def echo() -> Iterator[EchoThread]:
         yield thread
     finally:
         thread.close()
-
-
-class Cluster:
-    def __init__(self, cwd: Path) -> None:
-        self.cwd = cwd
-        self.nodes: list[BastionProcess] = []
-
-    def cli(self, *args: str) -> dict[str, Any]:
-        result = run_cli(*args, "--json", "-c", "bastion.yaml", cwd=self.cwd)
-        assert result.returncode == 0, result.stderr
-        parsed: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {}
-        return parsed
-
-    def statuses(self, path: str, headers: dict[str, str]) -> list[int]:
-        codes = []
-        for node in self.nodes:
-            with httpx.Client(base_url=node.url, verify=False, timeout=10) as http:
-                codes.append(http.get(path, headers=headers).status_code)
-        return codes
 
 
 @pytest.fixture
@@ -82,8 +62,7 @@ def cluster(
             cluster.nodes.append(node.start())
         yield cluster
     finally:
-        for node in cluster.nodes:
-            node.stop()
+        cluster.stop()
 
 
 @pytest.mark.timeout(300)
