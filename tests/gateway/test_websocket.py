@@ -153,3 +153,32 @@ async def test_denial_is_an_http_response_with_the_extension() -> None:
     client = Client()
     await app(ws_scope("/nope"), client.receive, client.send)  # no extension: close 1008
     assert client.sent == [{"type": "websocket.close", "code": 1008, "reason": "route_not_found"}]
+
+
+async def test_upgrades_are_audited_and_counted_by_the_one_runner(upstream: Upstream) -> None:
+    # Design rule 14: every door into a decision goes through the runner that audits,
+    # counts and traces it; an upgrade is the "websocket" door.
+    from bastion.audit.events import Auditor, EventTypes
+    from bastion.audit.metrics import Metrics
+
+    auditor, metrics = Auditor(), Metrics(process=False)
+    route = WSRoute(name="ws", match=Match(path="/ws"), upstream=upstream.url, websocket=WS())
+    gw = Gateway([route], auditor=auditor, metrics=metrics)
+    refused = Client()
+    with pytest.raises(Exception, match="route"):
+        await gw(ws_scope("/nope"), refused.receive, refused.send)
+    allowed = Client()
+    allowed.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(gw(ws_scope(), allowed.receive, allowed.send), 10)
+    [denied] = auditor.take(10)
+    assert (denied.type, denied.reason) == (EventTypes.GATEWAY_DENIED, "route_not_found")
+    assert denied.data["door"] == "websocket" and denied.data["step"] == "match"
+    traffic = {(t.route, t.principal): t.count for t in auditor.traffic.take_all()}
+    assert traffic == {("ws", "anonymous"): 1}
+    counts = {
+        (slot.label, outcome): n
+        for slot in metrics._routes.values()
+        for outcome, n in slot.counts().items()
+    }
+    assert counts[("ws", "allowed")] == 1 and sum(counts.values()) == 2
+    await gw.shutdown()

@@ -68,7 +68,7 @@ def _data(ex: Exchange, step: str, error: BastionError) -> dict[str, object]:
         "path": (ex.path or str(ex.scope.get("path", "")))[:_PATH_LIMIT],
     }
     if ex.door != "gateway":
-        data["door"] = ex.door  # "forward_auth": decided for a proxy that is not bastion
+        data["door"] = ex.door  # "forward_auth" (decided for another proxy) or "websocket"
     return data
 
 

@@ -116,7 +116,8 @@ class Exchange:
 
     def __init__(self, gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
         self.gateway = gateway
-        # Which door the request came through: "gateway" (proxied) or "forward_auth".
+        # Which door the request came through: "gateway" (proxied), "forward_auth" or
+        # "websocket" (an upgrade, relayed once allowed).
         self.door = "gateway"
         self.scope = scope
         self.receive = receive
@@ -360,6 +361,33 @@ def decision_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
     return tuple(out)
 
 
+async def _websocket_match(ex: Exchange) -> None:
+    """``match``, then refuse a route that does not accept WebSockets (before any credential)."""
+    from bastion.gateway.websocket import websocket_allowed  # imports this module
+
+    await match(ex)
+    websocket_allowed(ex)
+
+
+async def _websocket_relay(ex: Exchange) -> None:
+    from bastion.gateway.websocket import websocket_proxy  # imports this module
+
+    await websocket_proxy(ex)
+
+
+def websocket_steps(steps: Iterable[Step]) -> tuple[Step, ...]:
+    """The table for a WebSocket upgrade: ``match`` also checks the route accepts
+    WebSockets, and the connection is relayed in place of ``proxy``."""
+    out: list[Step] = []
+    for step in steps:
+        if step.name == "match":
+            step = Step("match", _websocket_match, fail=step.fail)
+        elif step.name == "proxy":
+            step = Step("proxy", _websocket_relay, fail=step.fail)
+        out.append(step)
+    return tuple(out)
+
+
 class Gateway:
     """The gateway data plane as an ASGI application.
 
@@ -465,6 +493,7 @@ class Gateway:
         self.risk: RiskRegistry | None = None
         self.steps = steps
         self.decision_steps = decision_steps(steps)
+        self.websocket_steps = websocket_steps(steps)
         self.metrics = metrics
         # The "audit" step (gateway/audit.py): denials recorded, allowed requests counted.
         self.auditor = auditor
@@ -525,9 +554,11 @@ class Gateway:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
+            # The same runner as HTTP requests: traced, counted and audited alike.
             active = self._active
             upgrade = Exchange(active, {**scope, "method": "GET"}, receive, send)
-            await active.handle_websocket(upgrade)
+            upgrade.door = "websocket"
+            await active.run(upgrade, active.websocket_steps)
 
     async def run(self, ex: Exchange, steps: tuple[Step, ...]) -> None:
         """The one runner of every HTTP door: ``steps`` traced, metered and audited.
@@ -580,32 +611,6 @@ class Gateway:
                 return
         if self.auditor is not None:
             count_allowed(self.auditor, ex)
-
-    async def handle_websocket(self, ex: Exchange) -> None:
-        """Run the steps for a WebSocket upgrade, relaying it in place of ``proxy``.
-
-        The route must enable websockets (checked right after ``match``, before any
-        credential is looked at); raises the denying step's error before the
-        client's handshake is accepted.
-        """
-        from bastion.gateway.websocket import websocket_allowed, websocket_proxy
-
-        for step in self.steps:
-            run = websocket_proxy if step.name == "proxy" else step.run
-            try:
-                await run(ex)
-                if step.name == "match":
-                    websocket_allowed(ex)
-            except ClientDisconnectedError:
-                return
-            except BastionError as exc:
-                if self.auditor is not None:
-                    record_denial(self.auditor, ex, step.name, exc)
-                raise
-            except Exception:
-                if step.fail == "closed":
-                    raise
-                logger.exception("gateway step %s failed open", step.name)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
