@@ -127,7 +127,7 @@ def test_private_key_jwt_and_public_clients(in_process: Path) -> None:
     assert public.exit_code == 1
     assert json.loads(public.stdout) == {
         "error": "invalid_client_metadata",
-        "detail": "grant_types: authorization_code is not available in this version (the login "
+        "detail": "--grant: authorization_code is not available in this version (the login "
         "and consent flow it needs is not built yet); use one of client_credentials, "
         "urn:ietf:params:oauth:grant-type:token-exchange",
     }
