@@ -23,7 +23,7 @@ dict (DESIGN.md, "Hot path"): an ES256 verification costs ~150 µs, a dict
 lookup nothing. Revocation is still honoured on a cache hit, without a
 shared-state read per request: :meth:`AccessTokenVerifier.revoke
 <bastion.oauth.tokens.AccessTokenVerifier.revoke>` deny-lists the ``jti`` and
-announces it on the shared-state channel :data:`~bastion.oauth.tokens.REVOKED_TOKENS_CHANNEL`;
+announces it on the channel ``revoked-tokens`` (shared state and the change feed);
 every process following it (:meth:`JwtAuthenticator.run`) drops the cached
 entries of that ``jti`` at once, so the next request verifies the token again
 and meets the deny-list. Likewise a change to an OAuth client (disabled,
@@ -57,14 +57,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bastion.apikeys.service import API_KEYS_CHANNEL
 from bastion.crypto import InvalidTokenError, sha256_hex
 from bastion.gateway.authn.external_jwt import TrustedIssuer, peek
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.errors import UnauthenticatedError
-from bastion.oauth.clients import CLIENTS_CHANNEL
-from bastion.oauth.signing_keys import CHANNEL as SIGNING_KEYS_CHANNEL
-from bastion.oauth.tokens import REVOKED_JTI_PREFIX, REVOKED_TOKENS_CHANNEL
+from bastion.oauth.tokens import REVOKED_JTI_PREFIX
 from bastion.protocol.rfc8693 import (
     API_KEY_CLIENT_PREFIX,
     KEY_ID_CLAIM,
@@ -72,6 +69,7 @@ from bastion.protocol.rfc8693 import (
     key_is_usable,
 )
 from bastion.ratelimit.keys import compile_key_limits
+from bastion.storage import feed
 from bastion.storage.errors import NotFoundError
 from bastion.storage.shared import SharedState
 from bastion.storage.shared.invalidation import follow_invalidations
@@ -288,21 +286,21 @@ class JwtAuthenticator:
         """Follow revocations and client, API-key and signing-key changes until ``stop``."""
         await asyncio.gather(
             follow_invalidations(
-                self.shared, API_KEYS_CHANNEL, self.forget_key, stop, backoff=backoff
+                self.shared, feed.API_KEYS, self.forget_key, stop, backoff=backoff
             ),
             follow_invalidations(
-                self.shared, SIGNING_KEYS_CHANNEL, self.forget_all, stop, backoff=backoff
+                self.shared, feed.SIGNING_KEYS, self.forget_all, stop, backoff=backoff
             ),
             follow_invalidations(
                 self.shared,
-                REVOKED_TOKENS_CHANNEL,
+                feed.REVOKED_TOKENS,
                 self.forget,
                 stop,
                 backoff=backoff,
                 on_subscribed=self._set_following,
             ),
             follow_invalidations(
-                self.shared, CLIENTS_CHANNEL, self.forget_client, stop, backoff=backoff
+                self.shared, feed.CLIENTS, self.forget_client, stop, backoff=backoff
             ),
         )
 
