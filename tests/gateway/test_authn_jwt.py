@@ -495,3 +495,20 @@ async def test_revocation_reaches_another_node_over_redis(
         await stop_node(b)
         await state_a.close()
         await state_b.close()
+
+
+def test_hits_skip_the_deny_list_only_while_every_channel_is_followed() -> None:
+    # A subscription opening drops the whole cache: until all four are open (or while one
+    # is lost), cache hits read the deny-list again.
+    from bastion.storage import feed
+
+    authn = JwtAuthenticator(CountingVerifier(None), shared=MemorySharedState())  # type: ignore[arg-type]
+    channels = (feed.REVOKED_TOKENS, feed.API_KEYS, feed.SIGNING_KEYS, feed.CLIENTS)
+    for index, channel in enumerate(channels):
+        assert not authn.following, index
+        authn._subscribed(channel)(True)
+    assert authn.following
+    authn._subscribed(feed.CLIENTS)(False)
+    assert not authn.following
+    authn._subscribed(feed.CLIENTS)(True)
+    assert authn.following

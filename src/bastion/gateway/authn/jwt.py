@@ -89,6 +89,10 @@ _BEARER = b"bearer "
 _KEY_PREFIX = b"bst_"
 _CARRIERS = frozenset({_AUTHORIZATION})
 
+# The channels the cache follows (run()); cache hits skip the deny-list read only while
+# every one of them is subscribed.
+_FOLLOWED = frozenset({feed.API_KEYS, feed.SIGNING_KEYS, feed.REVOKED_TOKENS, feed.CLIENTS})
+
 DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_CACHE_TTL = 60.0
 
@@ -213,6 +217,7 @@ class JwtAuthenticator:
         # no deny-list read. Bumped by every invalidation, so a verification that was
         # in flight while one arrived does not cache what may just have been revoked.
         self._following = False
+        self._open_channels: set[str] = set()
         self._epoch = 0
 
     def __len__(self) -> int:
@@ -279,29 +284,38 @@ class JwtAuthenticator:
         self._policies = {}
         self.clear()
 
-    def _set_following(self, following: bool) -> None:
-        self._following = following
+    def _subscribed(self, channel: str) -> Callable[[bool], None]:
+        # Following only while every channel is: a subscription opening drops the whole
+        # cache (messages may have been missed), and until then hits read the deny-list.
+        def on_subscribed(subscribed: bool) -> None:
+            if subscribed:
+                self._open_channels.add(channel)
+            else:
+                self._open_channels.discard(channel)
+            self._following = self._open_channels >= _FOLLOWED
+
+        return on_subscribed
 
     async def run(self, stop: asyncio.Event, *, backoff: float = 1.0) -> None:
         """Follow revocations and client, API-key and signing-key changes until ``stop``."""
+        handlers: dict[str, Callable[[str | None], None]] = {
+            feed.API_KEYS: self.forget_key,
+            feed.SIGNING_KEYS: self.forget_all,
+            feed.REVOKED_TOKENS: self.forget,
+            feed.CLIENTS: self.forget_client,
+        }
         await asyncio.gather(
-            follow_invalidations(
-                self.shared, feed.API_KEYS, self.forget_key, stop, backoff=backoff
-            ),
-            follow_invalidations(
-                self.shared, feed.SIGNING_KEYS, self.forget_all, stop, backoff=backoff
-            ),
-            follow_invalidations(
-                self.shared,
-                feed.REVOKED_TOKENS,
-                self.forget,
-                stop,
-                backoff=backoff,
-                on_subscribed=self._set_following,
-            ),
-            follow_invalidations(
-                self.shared, feed.CLIENTS, self.forget_client, stop, backoff=backoff
-            ),
+            *(
+                follow_invalidations(
+                    self.shared,
+                    channel,
+                    handler,
+                    stop,
+                    backoff=backoff,
+                    on_subscribed=self._subscribed(channel),
+                )
+                for channel, handler in handlers.items()
+            )
         )
 
     def _drop(self, key: tuple[str, str | None], entry: _Entry) -> None:
