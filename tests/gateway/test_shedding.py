@@ -79,7 +79,8 @@ async def test_shedding_bounds_upstream_concurrency(slow: SlowUpstream) -> None:
     counts, latencies = await wave(ErrorMiddleware(plain), 60)
     print(f"\nno shedding: {counts}, admitted latency max {latencies[-1] * 1000:.0f} ms")
     assert counts == {200: 60}
-    assert slow.max_inflight == 60
+    # All 60 at once on a quiet machine; on a busy one some finish before the last start.
+    assert slow.max_inflight > 10  # more than the shedder's ceiling below
     await plain.shutdown()
 
     slow.max_inflight = 0
