@@ -15,8 +15,8 @@ and answers 403 ``admin_ip_forbidden`` outside those networks. With
 
 from __future__ import annotations
 
-import ipaddress
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bastion.gateway.authn.client_ip import client_ip
+from bastion.gateway.ip_rules import IpNotAllowedError, IpRules
 from bastion.gateway.proxy import TrustedProxies
 from bastion.http.endpoints.admin.audit import AUDIT_PATH, audit_routes
 from bastion.http.endpoints.admin.auth import (
@@ -80,27 +81,32 @@ __all__ = [
 log = logging.getLogger("bastion.http.admin")
 
 
-def _address_guard(runtime: Any, app: ASGIApp) -> ASGIApp:
-    """``app`` behind the ``admin.allow_from`` check (``app`` itself when it is empty)."""
-    allowed = tuple(runtime.settings.admin.allow_from)
-    if not allowed:
-        return app
+def _address_guard(runtime: Any) -> Callable[[ASGIApp], ASGIApp] | None:
+    """What puts an app behind the ``admin.allow_from`` check (``None`` when it is empty).
+
+    Membership is the gateway's one rule (:class:`~bastion.gateway.ip_rules.IpRules`:
+    IPv4-mapped addresses judged as IPv4, an unparsable address refused).
+    """
+    if not runtime.settings.admin.allow_from:
+        return None
+    rules = IpRules.of(allow=runtime.settings.admin.allow_from)
     trusted = TrustedProxies(runtime.settings.trusted_proxies)
 
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        address = client_ip(scope, trusted)
-        try:
-            ip = ipaddress.ip_address(address) if address is not None else None
-        except ValueError:
-            ip = None  # a proxy hop that is not an address: never allowed
-        if ip is None or not any(ip in network for network in allowed):
-            log.info("admin API refused for %s: not in admin.allow_from", address)
-            raise AdminAddressForbiddenError(
-                "The admin API is not served to this address (admin.allow_from)."
-            )
-        await app(scope, receive, send)
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+            address = client_ip(scope, trusted)
+            try:
+                rules.check(address)
+            except IpNotAllowedError:
+                log.info("admin API refused for %s: not in admin.allow_from", address)
+                raise AdminAddressForbiddenError(
+                    "The admin API is not served to this address (admin.allow_from)."
+                ) from None
+            await app(scope, receive, send)
 
-    return guarded
+        return guarded
+
+    return wrap
 
 
 def admin_routes(runtime: Any) -> list[BaseRoute]:
@@ -127,11 +133,13 @@ def admin_routes(runtime: Any) -> list[BaseRoute]:
         *key_routes(runtime),
         *audit_routes(runtime),
     ]
-    for route in routes:
-        # Route.handle checks the method (405), then calls .app: the guard runs for
-        # every admin request, before any token is looked at.
-        if isinstance(route, Route):
-            route.app = _address_guard(runtime, route.app)
+    guard = _address_guard(runtime)
+    if guard is not None:
+        for route in routes:
+            # Route.handle checks the method (405), then calls .app: the guard runs for
+            # every admin request, before any token is looked at.
+            if isinstance(route, Route):
+                route.app = guard(route.app)
     return routes
 
 
