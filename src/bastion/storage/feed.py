@@ -199,9 +199,7 @@ class ChangeFeedFollower:
         failing = False
         while not stop.is_set():
             try:
-                if self._floor is None:
-                    await self.start()
-                await self.poll()
+                await self.poll()  # positions itself first when start() has not run or failed
                 if failing:
                     log.warning("change feed readable again")
                     failing = False
