@@ -12,7 +12,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: demo serve test lint typecheck audit bench-server clean bytecode
+.PHONY: demo serve test lint typecheck audit bench-server clean bytecode rust-toolchain native-lint native-test
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit("bastion needs Python 3.11 or newer, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -22,7 +22,15 @@ $(UV):
 # --compile-bytecode: every `bastion` command and server start then reads compiled
 # modules instead of compiling ~1,000 of them (3.4 s a start where PYTHONDONTWRITEBYTECODE
 # is set, as on our CI machines; 1.8 s instead of 5 s for a CLI command).
-.venv/.synced: $(UV) pyproject.toml uv.lock
+# bastion's data plane is a Rust crate (native/) that maturin builds into the
+# package as bastion._native: `uv sync` compiles it (release profile) the first
+# time and again whenever a Rust source changes (pyproject.toml [tool.uv]).
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs native/src/*/*.rs)
+
+rust-toolchain:
+	@command -v cargo >/dev/null 2>&1 || { echo "bastion needs a Rust toolchain (cargo, rustc 1.80+) to build its native data plane: install it from https://rustup.rs and run make again" >&2; exit 1; }
+
+.venv/.synced: $(UV) pyproject.toml uv.lock $(NATIVE_SOURCES) | rust-toolchain
 	$(UV) sync --locked --python $(PYTHON) --quiet --compile-bytecode
 	@touch $@
 
@@ -36,13 +44,22 @@ demo: bytecode
 serve: bytecode
 	.venv/bin/bastion serve
 
-test: bytecode
+test: bytecode native-test
 	.venv/bin/pytest $(PYTEST_ARGS)
 
-lint: .venv/.synced
+lint: .venv/.synced native-lint
 	.venv/bin/ruff check src tests bench
 	.venv/bin/ruff format --check src tests bench
 	.venv/bin/mypy
+
+# The Rust crate: formatting, clippy with warnings as errors, and its unit and
+# property tests under cargo-nextest (the pure-Rust core, without Python).
+native-lint: | rust-toolchain
+	cd native && cargo fmt --check
+	cd native && cargo clippy --locked --all-targets --quiet -- -D warnings
+
+native-test: | rust-toolchain
+	cd native && cargo nextest run --locked --no-fail-fast --status-level fail
 
 audit: .venv/.synced
 	.venv/bin/python .ci/audit.py
@@ -51,4 +68,4 @@ bench-server: .venv/.synced
 	.venv/bin/python bench/server/run.py
 
 clean:
-	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache native/target src/bastion/_native*.so

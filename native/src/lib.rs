@@ -1,0 +1,18 @@
+//! bastion's native data plane.
+//!
+//! The public listener, TLS and every gateway route's per-request path live
+//! here (tokio + hyper + rustls); everything else is forwarded to bastion's
+//! Python control plane over a private Unix socket. The Python side compiles
+//! the typed settings into the route table this crate serves, and pushes keys
+//! and changes into its caches (`python.rs` is the only FFI edge).
+//!
+//! Modules, one idea each:
+//! - `python`: the PyO3 module `bastion._native` (feature `python`).
+
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+/// The crate version, as the Python package reports it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(feature = "python")]
+mod python;

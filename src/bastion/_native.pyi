@@ -1,0 +1,3 @@
+"""Type stubs for ``bastion._native``, the Rust data plane built from ``native/`` by maturin."""
+
+def version() -> str: ...
