@@ -7,12 +7,17 @@
 //! and changes into its caches (`python.rs` is the only FFI edge).
 //!
 //! Modules, one idea each:
+//! - `http`: shared types (body, connection info, outcome, identity).
+//! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod gateway;
+pub mod http;
 
 #[cfg(feature = "python")]
 mod python;
