@@ -9,6 +9,7 @@
 //! Modules, one idea each:
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `respond`: request id and security headers on native responses.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -18,6 +19,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod gateway;
 pub mod http;
+pub mod respond;
 
 #[cfg(feature = "python")]
 mod python;
