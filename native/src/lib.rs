@@ -7,6 +7,7 @@
 //! and changes into its caches (`python.rs` is the only FFI edge).
 //!
 //! Modules, one idea each:
+//! - `client_ip`: the client address through trusted proxies.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `respond`: request id and security headers on native responses.
@@ -17,6 +18,7 @@
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod client_ip;
 pub mod gateway;
 pub mod http;
 pub mod respond;
