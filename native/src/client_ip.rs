@@ -170,3 +170,35 @@ mod tests {
         assert!(all.contains(ip("8.8.8.8")));
     }
 }
+
+/// The rate-limit bucket of a client address — `bastion.ratelimit.addresses.ip_bucket`:
+/// IPv4 (and IPv4-mapped IPv6) as the address, other IPv6 by its /64
+/// (`2001:db8::/64`).
+pub fn ip_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let masked = std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
+                format!("{masked}/64")
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+
+    #[test]
+    fn buckets_match_python() {
+        let b = |s: &str| ip_bucket(s.parse().unwrap());
+        assert_eq!(b("192.0.2.1"), "192.0.2.1");
+        assert_eq!(b("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(b("2001:DB8::1"), "2001:db8::/64");
+        assert_eq!(b("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+        assert_eq!(b("::1"), "::/64");
+        assert_eq!(b("fe80::1"), "fe80::/64");
+    }
+}

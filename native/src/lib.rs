@@ -10,7 +10,9 @@
 //! - `client_ip`: the client address through trusted proxies.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `hygiene`: which request heads the native path takes (the rest: Python).
 //! - `respond`: request id and security headers on native responses.
+//! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -21,7 +23,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod client_ip;
 pub mod gateway;
 pub mod http;
+pub mod hygiene;
 pub mod respond;
+pub mod risk;
 
 #[cfg(feature = "python")]
 mod python;
