@@ -11,6 +11,7 @@
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
+//! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
@@ -24,6 +25,7 @@ pub mod client_ip;
 pub mod gateway;
 pub mod http;
 pub mod hygiene;
+pub mod plane;
 pub mod respond;
 pub mod risk;
 
