@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.gateway.compile.common import Unsupported
+from bastion.settings.models import RouteSettings, Settings
 
 __all__ = ["section", "table_section"]
 
 
-def section(route: Any, settings: Any) -> dict[str, Any] | Unsupported:
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupported:
     """The edge section of ``route``, or the first feature that keeps it in Python."""
     reasons = []
     if route.cors is not None:
@@ -30,7 +31,7 @@ def section(route: Any, settings: Any) -> dict[str, Any] | Unsupported:
         reasons.append("mtls")
     if settings.identity_headers.assertion.enabled:
         reasons.append("identity assertion")
-    if settings.rate_limits.shedding.enabled:
+    if settings.ratelimit.shedding.enabled:
         reasons.append("load shedding")
     if reasons:
         return Unsupported("not native yet: " + ", ".join(reasons))
@@ -38,7 +39,7 @@ def section(route: Any, settings: Any) -> dict[str, Any] | Unsupported:
     return {"max_body": int(max_body)}
 
 
-def table_section(settings: Any) -> dict[str, Any]:
+def table_section(settings: Settings) -> dict[str, Any]:
     """What every route shares: header limits and the trusted proxies."""
     limits = settings.request_limits
     return {
