@@ -9,6 +9,9 @@
 //! Modules, one idea each:
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `server`: the public listener (runtime, accept loop, HTTP/1.1 + h2, drain).
+//! - `tls`: rustls configuration from PEM files, reloadable.
+//! - `forward`: the hop of deferred requests to Python's private Unix socket.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -16,8 +19,11 @@
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod forward;
 pub mod gateway;
 pub mod http;
+pub mod server;
+pub mod tls;
 
 #[cfg(feature = "python")]
 mod python;
