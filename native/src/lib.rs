@@ -9,6 +9,9 @@
 //! Modules, one idea each:
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `routes`: the route table compiled by Python, swapped whole on reload.
+//! - `paths`: which request targets are already in Python's normal form.
+//! - `router`: host + path + method to a route, or a defer.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -18,6 +21,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod gateway;
 pub mod http;
+pub mod paths;
+pub mod router;
+pub mod routes;
 
 #[cfg(feature = "python")]
 mod python;

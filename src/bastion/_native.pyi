@@ -1,3 +1,14 @@
 """Type stubs for ``bastion._native``, the Rust data plane built from ``native/`` by maturin."""
 
 def version() -> str: ...
+
+class RouteTable:
+    """A loaded native route table (the JSON of ``bastion.gateway.compile.compile_table``)."""
+
+    def __init__(self, json: str) -> None:
+        """Load the table; raises ``ValueError`` for another version or an invalid table."""
+    def route(self, host: str | None, method: str, target: str) -> tuple[int, str] | None:
+        """``(route index, upstream path and query)`` when served natively, else ``None``."""
+    def defer_reason(self, host: str | None, method: str, target: str) -> str | None:
+        """Why the request is deferred to Python (``None`` when served natively)."""
+    def __len__(self) -> int: ...

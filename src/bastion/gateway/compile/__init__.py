@@ -5,7 +5,9 @@ that ``bastion._native`` loads as an immutable route table (``routes reload``
 builds a new one and swaps it as one reference). Each route carries a section
 per concern, each compiled by its own module:
 
-- ``routes``: how a request matches the route (host, path, methods);
+- ``routes``: how a request matches the route (host, path, methods), plus the
+  table-wide ``match`` inputs of the router (the control plane's reserved
+  prefixes, whether CORS preflights exist);
 - ``auth``: the authenticators and the authorize rules;
 - ``limits``: the rate limits;
 - ``upstream``: where and how the request is proxied, and what it carries there.
@@ -45,4 +47,4 @@ def compile_table(settings: Any) -> dict[str, Any]:
         for name, value in sections.items():
             entry[name] = None if isinstance(value, Unsupported) else value
         compiled.append(entry)
-    return {"version": TABLE_VERSION, "routes": compiled}
+    return {"version": TABLE_VERSION, "match": routes.table_section(settings), "routes": compiled}
