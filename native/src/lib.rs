@@ -17,6 +17,9 @@
 //! - `server`: the public listener (runtime, accept loop, HTTP/1.1 + h2, drain).
 //! - `tls`: rustls configuration from PEM files, reloadable.
 //! - `forward`: the hop of deferred requests to Python's private Unix socket.
+//! - `routes`: the route table compiled by Python, swapped whole on reload.
+//! - `paths`: which request targets are already in Python's normal form.
+//! - `router`: host + path + method to a route, or a defer.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -29,9 +32,12 @@ pub mod forward;
 pub mod gateway;
 pub mod http;
 pub mod hygiene;
+pub mod paths;
 pub mod plane;
 pub mod respond;
 pub mod risk;
+pub mod router;
+pub mod routes;
 pub mod server;
 pub mod tls;
 

@@ -15,3 +15,14 @@ class Front:
         """Re-read the TLS files; ``ValueError`` (previous pair kept) when unusable."""
     def stop(self, graceful_timeout: float) -> bool:
         """Stop accepting, drain for up to ``graceful_timeout`` s; blocks (use a thread)."""
+
+class RouteTable:
+    """A loaded native route table (the JSON of ``bastion.gateway.compile.compile_table``)."""
+
+    def __init__(self, json: str) -> None:
+        """Load the table; raises ``ValueError`` for another version or an invalid table."""
+    def route(self, host: str | None, method: str, target: str) -> tuple[int, str] | None:
+        """``(route index, upstream path and query)`` when served natively, else ``None``."""
+    def defer_reason(self, host: str | None, method: str, target: str) -> str | None:
+        """Why the request goes to Python (a snake_case label); ``None`` when served natively."""
+    def __len__(self) -> int: ...

@@ -7,6 +7,9 @@ per concern, each compiled by its own module:
 
 - ``routes``: how a request matches the route (host, path, methods);
 - ``edge``: the checks before authentication (body size; what keeps a route in Python);
+- ``routes``: how a request matches the route (host, path, methods), plus the
+  table-wide ``match`` inputs of the router (the control plane's reserved
+  prefixes, whether CORS preflights exist);
 - ``auth``: the authenticators and the authorize rules;
 - ``limits``: the rate limits;
 - ``upstream``: where and how the request is proxied, and what it carries there.
@@ -47,4 +50,9 @@ def compile_table(settings: Any) -> dict[str, Any]:
         for name, value in sections.items():
             entry[name] = None if isinstance(value, Unsupported) else value
         compiled.append(entry)
-    return {"version": TABLE_VERSION, **edge.table_section(settings), "routes": compiled}
+    return {
+        "version": TABLE_VERSION,
+        "match": routes.table_section(settings),
+        "edge": edge.table_section(settings),
+        "routes": compiled,
+    }

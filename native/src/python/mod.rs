@@ -1,0 +1,24 @@
+//! `bastion._native`: the Python-facing API of the native data plane — the
+//! only FFI edge of the crate. One file per part; each adds its functions
+//! and classes to the module in `register`.
+
+use pyo3::prelude::*;
+
+mod front;
+mod risk;
+mod routes;
+
+/// The version of the native core (the crate's version).
+#[pyfunction]
+fn version() -> &'static str {
+    crate::VERSION
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    front::register(m)?;
+    risk::register(m)?;
+    routes::register(m)?;
+    Ok(())
+}

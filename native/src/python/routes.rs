@@ -1,0 +1,72 @@
+//! Route tables (`bastion._native.RouteTable`): load, and route a request for the equivalence tests.
+
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::router::{Routed, Why};
+use crate::routes::RouteTable;
+
+/// A loaded route table (`bastion.gateway.compile.compile_table`'s JSON).
+#[pyclass(module = "bastion._native", name = "RouteTable", frozen)]
+struct PyRouteTable {
+    table: Arc<RouteTable>,
+}
+
+#[pymethods]
+impl PyRouteTable {
+    /// Load the table; raises `ValueError` for another version or a bad table.
+    #[new]
+    fn new(json: &str) -> PyResult<Self> {
+        let table =
+            RouteTable::from_json(json).map_err(|err| PyValueError::new_err(err.to_string()))?;
+        Ok(Self {
+            table: Arc::new(table),
+        })
+    }
+
+    /// `(route index, upstream path and query)` when the native core would
+    /// serve the request itself; `None` when it defers it to Python.
+    #[pyo3(signature = (host, method, target))]
+    fn route(&self, host: Option<&str>, method: &str, target: &str) -> Option<(usize, String)> {
+        let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+        match self.table.route(host, &method, target) {
+            Routed::Native {
+                route,
+                upstream_path_and_query,
+            } => Some((route.index, upstream_path_and_query)),
+            Routed::Defer(_) => None,
+        }
+    }
+
+    /// Why the native core defers the request (`None` when it serves it).
+    #[pyo3(signature = (host, method, target))]
+    fn defer_reason(&self, host: Option<&str>, method: &str, target: &str) -> Option<&'static str> {
+        let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+            return Some(Why::Method.label());
+        };
+        match self.table.route(host, &method, target) {
+            Routed::Native { .. } => None,
+            Routed::Defer(why) => Some(why.label()),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.table.routes().len()
+    }
+}
+
+impl PyRouteTable {
+    /// The loaded table, for the listener to put in force.
+    #[allow(dead_code)] // used once the coordinator wires the table into the gateway
+    pub(crate) fn table(&self) -> Arc<RouteTable> {
+        Arc::clone(&self.table)
+    }
+}
+
+/// Add this part's functions and classes to the module.
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyRouteTable>()?;
+    Ok(())
+}

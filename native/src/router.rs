@@ -1,0 +1,720 @@
+//! Route matching: host + clean path prefix + method, with the semantics of
+//! `bastion.gateway.matcher.RouteMatcher` (its docstring is the contract):
+//!
+//! - a prefix matches on segment boundaries; the longest matching prefix wins;
+//! - at the same prefix, the routes for the request's host come before the
+//!   routes for any host (in settings order);
+//! - hosts compare case-insensitively, without port and trailing dot;
+//! - routes for the path but none for the method: 405 (a shorter prefix is
+//!   not tried).
+//!
+//! The native router answers `Native` only when Python would pick the same
+//! route and forward the same target; everything else is a `Defer` (Python
+//! then renders the 400/404/405, or serves the route itself).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::paths::clean_target;
+use crate::routes::{MatchRule, Route, RouteTable};
+
+/// Longest host (after normalisation) the router reads; a longer one defers.
+const MAX_HOST: usize = 255;
+
+/// What the router decided for one request.
+#[derive(Debug)]
+pub enum Routed<'t> {
+    /// Serve natively: the route, and the target to send upstream (prefix
+    /// stripped, upstream base path prepended, the query as sent).
+    Native {
+        route: &'t Route,
+        upstream_path_and_query: String,
+    },
+    /// Forward to Python unchanged; why, for metrics and tests.
+    Defer(Why),
+}
+
+/// Why a request was deferred to Python.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The target is not already in normal form (or Python refuses it).
+    NotClean,
+    /// A path of the control plane (`RESERVED_PREFIXES`).
+    Reserved,
+    /// A method Python refuses (400 `invalid_method`).
+    Method,
+    /// An `OPTIONS` request while some route answers CORS preflights.
+    Preflight,
+    /// No Host, an empty one, or one the router does not read (non-ASCII, too long).
+    Host,
+    /// No route for the path (Python answers 404).
+    NoRoute,
+    /// Routes for the path, none for the method (Python answers 405).
+    MethodNotAllowed,
+    /// The route is served by the Python pipeline.
+    NotNative,
+    /// The table has a route the native core cannot match.
+    Opaque,
+}
+
+impl Why {
+    /// A stable snake_case label (metrics, logs, `RouteTable.defer_reason`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotClean => "not_clean",
+            Self::Reserved => "reserved",
+            Self::Method => "method",
+            Self::Preflight => "preflight",
+            Self::Host => "host",
+            Self::NoRoute => "no_route",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotNative => "not_native",
+            Self::Opaque => "opaque",
+        }
+    }
+}
+
+/// The routes indexed by prefix: one map probe per path segment, at most as
+/// many as the deepest prefix has segments.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    prefixes: HashMap<Box<str>, Vec<Entry>, BuildHasherDefault<FxHasher>>,
+    /// Segments of the deepest prefix (`/` has 0, `/a/b` has 2).
+    depth: usize,
+    /// Some route is for one host only.
+    has_hosts: bool,
+}
+
+/// A route at a prefix: its host (`None`: any host) and its index.
+#[derive(Debug)]
+struct Entry {
+    host: Option<Box<str>>,
+    index: usize,
+}
+
+enum Lookup {
+    Found(usize),
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Router {
+    pub(crate) fn new(routes: &[Route]) -> Self {
+        let mut router = Self::default();
+        for route in routes {
+            let Some(rule) = &route.matcher else { continue };
+            let depth = segments(&rule.prefix);
+            router.depth = router.depth.max(depth);
+            router.has_hosts |= rule.host.is_some();
+            router
+                .prefixes
+                .entry(rule.prefix.as_str().into())
+                .or_default()
+                .push(Entry {
+                    host: rule.host.as_deref().map(Into::into),
+                    index: route.index,
+                });
+        }
+        router
+    }
+
+    /// `RouteMatcher.match`: at each prefix, longest first, the routes for
+    /// `host` then those for any host (settings order); a prefix with routes
+    /// for other hosts only is passed over.
+    fn lookup(&self, routes: &[Route], host: &str, path: &str, method: &str) -> Lookup {
+        let allows = |index: usize| {
+            routes
+                .get(index)
+                .and_then(|route| route.matcher.as_ref())
+                .is_some_and(|rule| rule.allows(method))
+        };
+        let trimmed = path.trim_end_matches('/');
+        // No prefix is deeper than `self.depth` segments: start there.
+        let trimmed = match trimmed.match_indices('/').nth(self.depth) {
+            Some((cut, _)) => &trimmed[..cut],
+            None => trimmed,
+        };
+        let mut prefix = if trimmed.is_empty() { "/" } else { trimmed };
+        loop {
+            if let Some(entries) = self.prefixes.get(prefix) {
+                let own = entries
+                    .iter()
+                    .filter(|e| !host.is_empty() && e.host.as_deref() == Some(host));
+                let any = entries.iter().filter(|e| e.host.is_none());
+                let mut seen = false;
+                for entry in own.chain(any) {
+                    if allows(entry.index) {
+                        return Lookup::Found(entry.index);
+                    }
+                    seen = true;
+                }
+                if seen {
+                    return Lookup::MethodNotAllowed;
+                }
+            }
+            if prefix == "/" {
+                return Lookup::NotFound;
+            }
+            prefix = match prefix.rfind('/') {
+                Some(cut) if cut > 0 => &prefix[..cut],
+                _ => "/",
+            };
+        }
+    }
+}
+
+fn segments(prefix: &str) -> usize {
+    if prefix == "/" {
+        0
+    } else {
+        prefix.matches('/').count()
+    }
+}
+
+/// The Fx hash (rustc's): the keys are the table's own prefixes, so there
+/// is no flooding to defend against, and a lookup costs a few nanoseconds.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &byte in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl RouteTable {
+    /// Route one request: `host` is the Host header value (HTTP/2: the
+    /// `:authority`), `None` when absent; `target` the raw request-target
+    /// (path + optional query). Never panics; anything not certain is a
+    /// `Defer`. Allocates only the upstream target of a `Native` answer.
+    pub fn route(&self, host: Option<&str>, method: &http::Method, target: &str) -> Routed<'_> {
+        if self.opaque {
+            return Routed::Defer(Why::Opaque);
+        }
+        let Some(clean) = clean_target(target) else {
+            return Routed::Defer(Why::NotClean);
+        };
+        if self.is_reserved(clean.path) {
+            return Routed::Defer(Why::Reserved);
+        }
+        let method = method.as_str();
+        if !is_method_token(method) {
+            return Routed::Defer(Why::Method);
+        }
+        if method == "OPTIONS" && self.matching.preflight {
+            return Routed::Defer(Why::Preflight);
+        }
+        // No Host (or an empty one) is a 400 `invalid_host` in HTTP/1.1 and a
+        // framing question in HTTP/2: Python decides it.
+        let Some(host) = host.filter(|host| !host.is_empty()) else {
+            return Routed::Defer(Why::Host);
+        };
+        // Without host-specific routes the host cannot change the match (the
+        // matcher reads every unknown host as "any host"): skip its key.
+        let mut buffer = [0u8; MAX_HOST];
+        let host = if self.router.has_hosts {
+            match host_key(host, &mut buffer) {
+                Some(key) => key,
+                None => return Routed::Defer(Why::Host),
+            }
+        } else {
+            ""
+        };
+        let index = match self.router.lookup(&self.routes, host, clean.path, method) {
+            Lookup::Found(index) => index,
+            Lookup::MethodNotAllowed => return Routed::Defer(Why::MethodNotAllowed),
+            Lookup::NotFound => return Routed::Defer(Why::NoRoute),
+        };
+        let Some(route) = self.routes.get(index) else {
+            return Routed::Defer(Why::NoRoute);
+        };
+        let Some(rule) = route.matcher.as_ref().filter(|_| route.native) else {
+            return Routed::Defer(Why::NotNative);
+        };
+        match upstream_target(rule, clean.path, clean.query) {
+            Some(upstream_path_and_query) => Routed::Native {
+                route,
+                upstream_path_and_query,
+            },
+            None => Routed::Defer(Why::NotClean),
+        }
+    }
+
+    /// `bastion.http.app.is_reserved` for a clean path: a reserved prefix,
+    /// itself or below it on a segment boundary.
+    fn is_reserved(&self, path: &str) -> bool {
+        self.matching.reserved.iter().any(|prefix| {
+            path.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+/// `bastion.gateway.hygiene.check_method`: an upper-case HTTP token of at
+/// most 32 characters (RFC 9110 §9.1; `delete` is not `DELETE`).
+pub fn is_method_token(method: &str) -> bool {
+    let tchar =
+        |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !method.is_empty() && method.len() <= 32 && method.bytes().all(tchar)
+}
+
+/// `bastion.gateway.matcher.normalize_host` into `buffer`: lower-case, without
+/// port and trailing dot; `[v6]` without its port. `None` for a value the
+/// router does not read (anything but visible ASCII, or too long).
+fn host_key<'b>(host: &str, buffer: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
+    let bytes = host.as_bytes();
+    if bytes.len() > MAX_HOST || !bytes.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
+    let lower = &mut buffer[..bytes.len()];
+    lower.copy_from_slice(bytes);
+    lower.make_ascii_lowercase();
+    let key: &[u8] = if lower.first() == Some(&b'[') {
+        match lower.iter().position(|&b| b == b']') {
+            Some(end) => &lower[..=end],
+            None => lower,
+        }
+    } else {
+        let without_port = match lower.iter().rposition(|&b| b == b':') {
+            Some(colon) => &lower[..colon],
+            None => lower,
+        };
+        let end = without_port
+            .iter()
+            .rposition(|&b| b != b'.')
+            .map_or(0, |last| last + 1);
+        &without_port[..end]
+    };
+    std::str::from_utf8(key).ok()
+}
+
+/// `CompiledRoute.upstream_path(path)` + `?query`, in one exact allocation.
+fn upstream_target(rule: &MatchRule, path: &str, query: Option<&str>) -> Option<String> {
+    let mut rest = path;
+    let mut lead = "";
+    if rule.strip_prefix && rule.prefix != "/" {
+        rest = path.get(rule.prefix.len()..)?;
+        if rest.is_empty() {
+            rest = "/";
+        } else if !rest.starts_with('/') {
+            lead = "/";
+        }
+    }
+    let base = rule.upstream_base.as_str();
+    let query_len = query.map_or(0, |q| q.len() + 1);
+    let mut out = String::with_capacity(base.len() + lead.len() + rest.len() + query_len);
+    out.push_str(base);
+    out.push_str(lead);
+    out.push_str(rest);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+    use proptest::prelude::*;
+
+    fn rule(
+        name: &str,
+        prefix: &str,
+        methods: Option<&[&str]>,
+        host: Option<&str>,
+    ) -> serde_json::Value {
+        serde_json::json!({"name": name, "match": {
+            "host": host, "prefix": prefix, "methods": methods,
+            "strip_prefix": false, "upstream_base": ""}})
+    }
+
+    fn table(routes: Vec<serde_json::Value>, preflight: bool) -> RouteTable {
+        let routes: Vec<_> = routes
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut route)| {
+                route["index"] = index.into();
+                if route.get("native").is_none() {
+                    route["native"] = true.into();
+                }
+                route
+            })
+            .collect();
+        let json = serde_json::json!({"version": 1, "routes": routes, "match": {
+            "reserved": ["/healthz", "/.well-known", "/oauth2", "/admin", "/auth/verify"],
+            "preflight": preflight}});
+        RouteTable::from_json(&json.to_string()).expect("table loads")
+    }
+
+    /// `tests/gateway/test_matcher.py`'s fixture.
+    fn matcher() -> RouteTable {
+        table(
+            vec![
+                rule("api", "/api", None, None),
+                rule("orders", "/api/orders", Some(&["GET", "POST"]), None),
+                rule(
+                    "orders-admin",
+                    "/api/orders",
+                    Some(&["DELETE"]),
+                    Some("admin.example"),
+                ),
+                rule("v2", "/api/v2/items", None, None),
+                rule("admin-any", "/adm", None, Some("admin.example")),
+            ],
+            false,
+        )
+    }
+
+    fn name(table: &RouteTable, host: &str, method: &str, target: &str) -> Result<String, Why> {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        match table.route(Some(host), &method, target) {
+            Routed::Native { route, .. } => Ok(route.name.clone()),
+            Routed::Defer(why) => Err(why),
+        }
+    }
+
+    fn get(table: &RouteTable, target: &str) -> Result<String, Why> {
+        name(table, "gw.test", "GET", target)
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = matcher();
+        for (path, expected) in [
+            ("/api", "api"),
+            ("/api/", "api"),
+            ("/api/x", "api"),
+            ("/api/orders", "orders"),
+            ("/api/orders/", "orders"),
+            ("/api/orders/42", "orders"),
+            ("/api/ordersx", "api"),
+            ("/api/v2", "api"),
+            ("/api/v2/items/1", "v2"),
+        ] {
+            assert_eq!(get(&t, path), Ok(expected.to_owned()), "{path}");
+        }
+        for path in ["/apix", "/", "/ap", "/API/x", "/Api"] {
+            assert_eq!(get(&t, path), Err(Why::NoRoute), "{path}");
+        }
+    }
+
+    #[test]
+    fn root_route_matches_everything_but_reserved_paths() {
+        let t = table(
+            vec![
+                rule("root", "/", None, None),
+                rule("api", "/api", None, None),
+            ],
+            false,
+        );
+        assert_eq!(get(&t, "/"), Ok("root".to_owned()));
+        assert_eq!(get(&t, "/anything/deep"), Ok("root".to_owned()));
+        assert_eq!(get(&t, "/apix"), Ok("root".to_owned()));
+        assert_eq!(get(&t, "/api/x"), Ok("api".to_owned()));
+        for path in [
+            "/healthz",
+            "/oauth2/token",
+            "/admin",
+            "/admin/",
+            "/.well-known/jwks.json",
+            "/auth/verify",
+        ] {
+            assert_eq!(get(&t, path), Err(Why::Reserved), "{path}");
+        }
+        for path in [
+            "/healthzx",
+            "/administrator",
+            "/auth",
+            "/auth/verifyx",
+            "/oauth",
+        ] {
+            assert_eq!(get(&t, path), Ok("root".to_owned()), "{path}");
+        }
+    }
+
+    #[test]
+    fn hosts_case_insensitive_without_port() {
+        let t = matcher();
+        for host in [
+            "admin.example",
+            "ADMIN.example:8443",
+            "admin.example.",
+            "Admin.Example:443",
+        ] {
+            assert_eq!(
+                name(&t, host, "GET", "/adm/x"),
+                Ok("admin-any".to_owned()),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            name(&t, "other.example", "GET", "/adm/x"),
+            Err(Why::NoRoute)
+        );
+        assert_eq!(name(&t, "", "GET", "/adm/x"), Err(Why::Host));
+        let method = Method::GET;
+        assert!(matches!(
+            t.route(None, &method, "/api"),
+            Routed::Defer(Why::Host)
+        ));
+        assert_eq!(name(&t, ".", "GET", "/api"), Ok("api".to_owned()));
+        assert_eq!(
+            name(&t, "admin.example\u{e9}", "GET", "/adm/x"),
+            Err(Why::Host)
+        );
+        assert_eq!(name(&t, "admin example", "GET", "/adm/x"), Err(Why::Host));
+    }
+
+    #[test]
+    fn host_specific_route_shares_a_prefix() {
+        let t = matcher();
+        assert_eq!(
+            name(&t, "admin.example", "DELETE", "/api/orders"),
+            Ok("orders-admin".into())
+        );
+        assert_eq!(
+            name(&t, "admin.example", "GET", "/api/orders"),
+            Ok("orders".into())
+        );
+        assert_eq!(
+            name(&t, "public.example", "DELETE", "/api/orders"),
+            Err(Why::MethodNotAllowed)
+        );
+        assert_eq!(
+            name(&t, "gw.test", "HEAD", "/api/orders"),
+            Ok("orders".into())
+        );
+        assert_eq!(
+            name(&t, "gw.test", "PUT", "/api/orders/1"),
+            Err(Why::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn a_prefix_with_routes_for_other_hosts_only_is_passed_over() {
+        let t = table(
+            vec![
+                rule("api", "/api", None, None),
+                rule("admin-orders", "/api/orders", None, Some("admin.example")),
+            ],
+            false,
+        );
+        assert_eq!(
+            name(&t, "admin.example", "GET", "/api/orders/1"),
+            Ok("admin-orders".into())
+        );
+        assert_eq!(
+            name(&t, "other.example", "GET", "/api/orders/1"),
+            Ok("api".into())
+        );
+        assert_eq!(
+            name(&t, "other.example", "GET", "/api/orders"),
+            Ok("api".into())
+        );
+    }
+
+    #[test]
+    fn without_host_routes_the_host_is_not_read() {
+        let t = table(vec![rule("api", "/api", None, None)], false);
+        assert_eq!(
+            name(&t, "caf\u{e9}.example", "GET", "/api"),
+            Ok("api".into())
+        );
+        assert_eq!(name(&t, "", "GET", "/api"), Err(Why::Host));
+        assert!(matches!(
+            t.route(None, &Method::GET, "/api"),
+            Routed::Defer(Why::Host)
+        ));
+    }
+
+    #[test]
+    fn only_a_root_route() {
+        let t = table(vec![rule("root", "/", Some(&["GET"]), None)], false);
+        assert_eq!(get(&t, "/"), Ok("root".into()));
+        assert_eq!(get(&t, "/a/b/c/"), Ok("root".into()));
+        assert_eq!(name(&t, "h", "POST", "/a/b"), Err(Why::MethodNotAllowed));
+        let none = table(vec![], false);
+        assert_eq!(get(&none, "/a/b"), Err(Why::NoRoute));
+        assert_eq!(get(&none, "/"), Err(Why::NoRoute));
+    }
+
+    #[test]
+    fn methods_python_refuses_defer() {
+        let t = matcher();
+        assert_eq!(name(&t, "gw.test", "get", "/api"), Err(Why::Method));
+        assert_eq!(name(&t, "gw.test", "PROPFIND", "/api"), Ok("api".into()));
+        assert_eq!(
+            name(&t, "gw.test", &"X".repeat(33), "/api"),
+            Err(Why::Method)
+        );
+        assert_eq!(name(&t, "gw.test", "OPTIONS", "/api"), Ok("api".into()));
+        let cors = table(vec![rule("api", "/api", None, None)], true);
+        assert_eq!(
+            name(&cors, "gw.test", "OPTIONS", "/api"),
+            Err(Why::Preflight)
+        );
+    }
+
+    #[test]
+    fn unclean_targets_defer() {
+        let t = matcher();
+        for target in [
+            "/api//x",
+            "/api/../api",
+            "/%61pi",
+            "/api;x",
+            "*",
+            "http://a/api",
+            "/api?a b",
+        ] {
+            assert_eq!(get(&t, target), Err(Why::NotClean), "{target}");
+        }
+    }
+
+    #[test]
+    fn non_native_routes_defer() {
+        let mut python = rule("py", "/py", None, None);
+        python["native"] = false.into();
+        let t = table(vec![python, rule("api", "/api", None, None)], false);
+        assert_eq!(get(&t, "/py/x"), Err(Why::NotNative));
+        assert_eq!(get(&t, "/api/x"), Ok("api".into()));
+    }
+
+    #[test]
+    fn upstream_target_strips_and_rebases() {
+        let mut strip = rule("s", "/api/orders", None, None);
+        strip["match"]["strip_prefix"] = true.into();
+        strip["match"]["upstream_base"] = "/v1".into();
+        let mut root = rule("r", "/", None, None);
+        root["match"]["strip_prefix"] = true.into();
+        let mut keep = rule("k", "/keep", None, None);
+        keep["match"]["upstream_base"] = "/base".into();
+        let t = table(vec![strip, root, keep], false);
+        let upstream = |target: &str| match t.route(Some("h"), &Method::GET, target) {
+            Routed::Native {
+                upstream_path_and_query,
+                ..
+            } => upstream_path_and_query,
+            Routed::Defer(why) => panic!("{target}: {why:?}"),
+        };
+        assert_eq!(upstream("/api/orders/7"), "/v1/7");
+        assert_eq!(upstream("/api/orders"), "/v1/");
+        assert_eq!(upstream("/api/orders/"), "/v1/");
+        assert_eq!(upstream("/api/orders/7?x=1"), "/v1/7?x=1");
+        assert_eq!(upstream("/api/orders?"), "/v1/");
+        assert_eq!(upstream("/other/x?q"), "/other/x?q");
+        assert_eq!(upstream("/keep/x"), "/base/keep/x");
+        let native = upstream("/api/orders/7?x=1");
+        assert_eq!(native.capacity(), native.len(), "one exact allocation");
+    }
+
+    #[test]
+    fn host_key_mirrors_normalize_host() {
+        let mut buffer = [0u8; MAX_HOST];
+        for (host, expected) in [
+            ("Example.COM", "example.com"),
+            ("example.com:8443", "example.com"),
+            ("example.com.", "example.com"),
+            ("example.com.:80", "example.com"),
+            ("[::1]:8443", "[::1]"),
+            ("[::1", "[::1"),
+            ("a:b:c", "a:b"),
+            ("...", ""),
+            ("", ""),
+        ] {
+            assert_eq!(host_key(host, &mut buffer), Some(expected), "{host}");
+        }
+        assert_eq!(host_key(&"a".repeat(MAX_HOST + 1), &mut buffer), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(
+            host in prop::option::of(".{0,40}"),
+            method in "[A-Za-z!#]{1,10}",
+            target in prop_oneof![".{0,60}", "(/[a-z.%;?]{0,4}){0,6}"],
+        ) {
+            let t = matcher();
+            let method = Method::from_bytes(method.as_bytes()).expect("token");
+            let _ = t.route(host.as_deref(), &method, &target);
+        }
+
+        #[test]
+        fn never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            let t = matcher();
+            let target = String::from_utf8_lossy(&bytes);
+            let _ = t.route(Some(&target), &Method::GET, &target);
+        }
+    }
+
+    /// `cargo test --release --lib -- --ignored --nocapture bench_route`
+    /// (best of 10 runs of 200k, in CPU time: the build machines are shared).
+    #[test]
+    #[ignore = "timing loop, run by hand"]
+    fn bench_route() {
+        let services = || {
+            (0..50).map(|i| {
+                let prefix = format!("/svc{i}/v1");
+                rule(&format!("r{i}"), &prefix, Some(&["GET", "POST"]), None)
+            })
+        };
+        let plain = table(services().collect(), false);
+        let mut with_host: Vec<_> = services().collect();
+        with_host.push(rule("api", "/api/orders", None, Some("api.example.com")));
+        let with_host = table(with_host, false);
+        // CPU time of this thread (ns), not wall time: the machine is shared.
+        let on_cpu = || {
+            std::fs::read_to_string("/proc/thread-self/schedstat")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u128>().ok())
+                .unwrap_or_default()
+        };
+        let best_ns = |t: &RouteTable, target: &str| {
+            let rounds = 200_000u32;
+            (0..10)
+                .map(|_| {
+                    let start = on_cpu();
+                    for _ in 0..rounds {
+                        let target = std::hint::black_box(target);
+                        let routed = t.route(Some("API.example.com:8443"), &Method::GET, target);
+                        std::hint::black_box(routed);
+                    }
+                    (on_cpu() - start) / u128::from(rounds)
+                })
+                .min()
+                .unwrap_or_default()
+        };
+        for (label, t) in [
+            ("50 routes", &plain),
+            ("50 routes + a host route", &with_host),
+        ] {
+            for target in [
+                "/api/orders/123/items?limit=10",
+                "/svc42/v1/users/7",
+                "/nothing/here",
+            ] {
+                let native = matches!(
+                    t.route(Some("API.example.com:8443"), &Method::GET, target),
+                    Routed::Native { .. }
+                );
+                let ns = best_ns(t, target);
+                println!("{label}: {target}: {ns} ns/route (native: {native})");
+            }
+        }
+    }
+}
