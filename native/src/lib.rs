@@ -9,6 +9,8 @@
 //! Modules, one idea each:
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `mutate`: the headers a request carries upstream (identity headers, X-Forwarded-*).
+//! - `upstream`: the route's upstream targets, keep-alive pools, health and the proxy.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -18,6 +20,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod gateway;
 pub mod http;
+pub mod mutate;
 
 #[cfg(feature = "python")]
 mod python;
