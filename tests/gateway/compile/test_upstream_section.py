@@ -94,13 +94,13 @@ def test_section_of_several_targets_with_tls_and_settings(tmp_path: Path) -> Non
     s = settings(
         one(
             upstream=["https://[2001:db8::1]/base", "http://b.internal", "https://c.internal:8443"],
-            timeout="10s",
+            timeout=10,
             connect_timeout=1,
             read_timeout=2.5,
             health={"failures": 5, "cooldown": 2, "max_cooldown": 60},
             upstream_ca=str(ca),
         ),
-        identity_headers={"subject": "X-Sub", "strip": ["X_Custom-Auth"]},
+        identity_headers={"subject": "X-Sub", "strip": ["X-Custom-Auth"]},
     )
     got = upstream.section(s.routes[0], s)
     assert isinstance(got, dict)
