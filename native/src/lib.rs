@@ -21,6 +21,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod gateway;
 pub mod http;
 pub mod mutate;
+pub mod upstream;
 
 #[cfg(feature = "python")]
 mod python;
