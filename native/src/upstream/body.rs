@@ -139,3 +139,56 @@ impl Body for ProxiedBody {
         self.inner.size_hint()
     }
 }
+
+/// A request body that says when it was sent completely (or given up).
+pub(crate) struct Uploaded {
+    inner: crate::http::Body,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Uploaded {
+    /// `body` wrapped, and the receiver that fires once it has been sent.
+    pub(crate) fn wrap(
+        body: crate::http::Body,
+    ) -> (crate::http::Body, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let wrapped = Self {
+            inner: body,
+            done: Some(tx),
+        };
+        (crate::http::boxed(wrapped), rx)
+    }
+
+    fn sent(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Body for Uploaded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.sent(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.sent(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

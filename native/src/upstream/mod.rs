@@ -251,16 +251,23 @@ impl Upstream {
         let (index, mut sender, mut reused) = self.connect(&parts.method, deadline).await?;
         let target = &self.targets[index];
         parts.headers.insert(HOST, target.host_header.clone());
+        // The read timeout starts once the body is sent (Python waits for the answer
+        // with it only then); only the route's timeout bounds a slow upload.
+        let (body, mut uploaded) = if known == Some(0) {
+            (body, None)
+        } else {
+            let (body, done) = body::Uploaded::wrap(body);
+            (body, Some(done))
+        };
         let mut request = Request::from_parts(parts, body);
         let response = loop {
-            let wait = self
-                .read_timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
-            let attempt = tokio::time::timeout(wait, sender.try_send_request(request)).await;
+            let exchange = sender.try_send_request(request);
+            let Some(attempt) = self.answer(exchange, uploaded.take(), deadline).await else {
+                return Err(self.answer_timeout(target, deadline));
+            };
             let mut failed = match attempt {
-                Ok(Ok(response)) => break response,
-                Ok(Err(failed)) => failed,
-                Err(_) => return Err(self.answer_timeout(target, deadline)),
+                Ok(response) => break response,
+                Err(failed) => failed,
             };
             let retry = match failed.take_message() {
                 // Never written: the pooled connection was closed under us.
@@ -290,6 +297,31 @@ impl Upstream {
             self.timeout,
         );
         Ok(Response::from_parts(head, crate::http::boxed(body)))
+    }
+
+    /// The exchange's outcome, or `None` when the upstream did not answer in
+    /// time: the route's deadline throughout, the read timeout from the moment
+    /// the request body was sent (`uploaded` fires; `None`: already sent).
+    async fn answer<F: std::future::Future>(
+        &self,
+        exchange: F,
+        uploaded: Option<tokio::sync::oneshot::Receiver<()>>,
+        deadline: Instant,
+    ) -> Option<F::Output> {
+        tokio::pin!(exchange);
+        if let Some(uploaded) = uploaded {
+            let total = tokio::time::sleep_until(deadline.into());
+            tokio::select! {
+                outcome = &mut exchange => return Some(outcome),
+                () = total => return None,
+                // Sent, or dropped by a failing exchange (which then answers at once).
+                _ = uploaded => {}
+            }
+        }
+        let wait = self
+            .read_timeout
+            .min(deadline.saturating_duration_since(Instant::now()));
+        tokio::time::timeout(wait, exchange).await.ok()
     }
 
     /// A connection to a healthy target: `(target index, sender, reused)`.

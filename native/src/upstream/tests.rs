@@ -677,3 +677,85 @@ async fn https_upstreams_are_verified_against_the_route_ca() {
     assert_eq!(error.cause(), Some(Cause::Tls));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_read_timeout_starts_after_the_upload() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(
+        vec![target(addr)],
+        json!({"read_timeout": 0.2, "timeout": 3.0}),
+    ))
+    .expect("section");
+    // An upload slower than read_timeout (4 parts, 100 ms apart) still gets its answer.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        for part in ["a", "b", "c", "d"] {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = tx.send(Bytes::from(part)).await;
+        }
+    });
+    let response = up
+        .send(request(
+            Method::POST,
+            "/upload",
+            crate::http::boxed(Chunks(rx)),
+        ))
+        .await
+        .expect("answered");
+    assert_eq!(json_of(response).await["body"], "abcd");
+    // The route's timeout still bounds it.
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({"timeout": 0.15})))
+        .expect("section");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let _ = tx.send(Bytes::from("late")).await;
+    });
+    let error = up
+        .send(request(
+            Method::POST,
+            "/upload",
+            crate::http::boxed(Chunks(rx)),
+        ))
+        .await
+        .expect_err("route timeout");
+    assert_eq!(error.note(), "the route's timeout (0.15 s) passed");
+}
+
+/// Not a test: the proxy's own cost per request against a local echo, next to a
+/// bare hyper `SendRequest` on one connection (`cargo nextest run --release
+/// --run-ignored only bench_`). Both include the echo server's work.
+#[tokio::test]
+#[ignore]
+async fn bench_pooled_sequential_requests() {
+    const N: u32 = 20_000;
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    let start = std::time::Instant::now();
+    for _ in 0..N {
+        let response = up.send(get("/bench")).await.expect("sent");
+        response.into_body().collect().await.expect("body");
+    }
+    let proxied = start.elapsed();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut bare, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let start = std::time::Instant::now();
+    for _ in 0..N {
+        bare.ready().await.expect("ready");
+        let mut req = get("/bench");
+        req.headers_mut()
+            .insert(HOST, HeaderValue::from_static("x"));
+        let response = bare.send_request(req).await.expect("sent");
+        response.into_body().collect().await.expect("body");
+    }
+    let direct = start.elapsed();
+    println!(
+        "upstream::send {:.1} us/req, bare hyper {:.1} us/req, opened {}",
+        proxied.as_secs_f64() * 1e6 / f64::from(N),
+        direct.as_secs_f64() * 1e6 / f64::from(N),
+        up.targets()[0].connections_opened()
+    );
+}
