@@ -7,9 +7,14 @@
 //! and changes into its caches (`python.rs` is the only FFI edge).
 //!
 //! Modules, one idea each:
+//! - `client_ip`: the client address through trusted proxies.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `hygiene`: which request heads the native path takes (the rest: Python).
 //! - `mutate`: the headers a request carries upstream (identity headers, X-Forwarded-*).
+//! - `plane`: the process-wide state the control plane pushes into.
+//! - `respond`: request id and security headers on native responses.
+//! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
 //! - `upstream`: the route's upstream targets, keep-alive pools, health and the proxy.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
@@ -18,9 +23,14 @@
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod client_ip;
 pub mod gateway;
 pub mod http;
+pub mod hygiene;
 pub mod mutate;
+pub mod plane;
+pub mod respond;
+pub mod risk;
 pub mod upstream;
 
 #[cfg(feature = "python")]
