@@ -34,15 +34,14 @@ pub struct ProxiedBody {
 impl ProxiedBody {
     pub(crate) fn new(
         inner: Incoming,
-        target: Arc<Target>,
-        sender: SendRequest<crate::http::Body>,
+        pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
         read_timeout: Duration,
         deadline: Instant,
         route_timeout: Duration,
     ) -> Self {
         let mut body = Self {
             inner,
-            pooled: Some((target, sender)),
+            pooled,
             read_timeout,
             deadline,
             route_timeout,

@@ -260,13 +260,14 @@ impl Upstream {
             (body, Some(done))
         };
         let mut request = Request::from_parts(parts, body);
-        let response = loop {
+        let (response, poolable) = loop {
             let exchange = sender.try_send_request(request);
-            let Some(attempt) = self.answer(exchange, uploaded.take(), deadline).await else {
+            let (attempt, poolable) = self.answer(exchange, uploaded.take(), deadline).await;
+            let Some(attempt) = attempt else {
                 return Err(self.answer_timeout(target, deadline));
             };
             let mut failed = match attempt {
-                Ok(response) => break response,
+                Ok(response) => break (response, poolable),
                 Err(failed) => failed,
             };
             let retry = match failed.take_message() {
@@ -290,8 +291,7 @@ impl Upstream {
         headers::strip_response(&mut head.headers);
         let body = ProxiedBody::new(
             incoming,
-            target.clone(),
-            sender,
+            poolable.then(|| (target.clone(), sender)),
             self.read_timeout,
             deadline,
             self.timeout,
@@ -302,26 +302,29 @@ impl Upstream {
     /// The exchange's outcome, or `None` when the upstream did not answer in
     /// time: the route's deadline throughout, the read timeout from the moment
     /// the request body was sent (`uploaded` fires; `None`: already sent).
+    /// The flag says whether the upload was complete when the answer came (a
+    /// connection still sending its request body is not pooled afterwards).
     async fn answer<F: std::future::Future>(
         &self,
         exchange: F,
         uploaded: Option<tokio::sync::oneshot::Receiver<()>>,
         deadline: Instant,
-    ) -> Option<F::Output> {
+    ) -> (Option<F::Output>, bool) {
         tokio::pin!(exchange);
         if let Some(uploaded) = uploaded {
             let total = tokio::time::sleep_until(deadline.into());
             tokio::select! {
-                outcome = &mut exchange => return Some(outcome),
-                () = total => return None,
+                biased;
                 // Sent, or dropped by a failing exchange (which then answers at once).
                 _ = uploaded => {}
+                outcome = &mut exchange => return (Some(outcome), false),
+                () = total => return (None, false),
             }
         }
         let wait = self
             .read_timeout
             .min(deadline.saturating_duration_since(Instant::now()));
-        tokio::time::timeout(wait, exchange).await.ok()
+        (tokio::time::timeout(wait, exchange).await.ok(), true)
     }
 
     /// A connection to a healthy target: `(target index, sender, reused)`.

@@ -759,3 +759,74 @@ async fn bench_pooled_sequential_requests() {
         up.targets()[0].connections_opened()
     );
 }
+
+/// A request body whose client goes away after the first chunk.
+struct Vanishing(bool);
+
+impl http_body::Body for Vanishing {
+    type Data = Bytes;
+    type Error = crate::http::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if self.0 {
+            return std::task::Poll::Ready(Some(Err("client went away".into())));
+        }
+        self.0 = true;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+            b"part",
+        )))))
+    }
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_upload_is_not_the_upstream_s_fault() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    let error = up
+        .send(request(
+            Method::POST,
+            "/up",
+            crate::http::boxed(Vanishing(false)),
+        ))
+        .await
+        .expect_err("client gone");
+    assert!(
+        matches!(error, UpstreamError::ClientGone { .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.cause(), None);
+    assert!(up.targets()[0]
+        .health
+        .lock()
+        .map(|h| h.clean())
+        .unwrap_or(false));
+}
+
+#[tokio::test]
+async fn an_answer_before_the_upload_ended_does_not_pool_the_connection() {
+    // Answers as soon as the head arrives, without reading the body.
+    let addr = raw(|mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    })
+    .await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1); // never sends, never ends
+    let response = up
+        .send(request(
+            Method::POST,
+            "/big",
+            crate::http::boxed(Chunks(rx)),
+        ))
+        .await
+        .expect("answered");
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    drop(response);
+    assert_eq!(up.targets()[0].idle_connections(), 0);
+}
