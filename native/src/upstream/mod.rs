@@ -25,6 +25,7 @@
 
 mod body;
 mod error;
+mod failure_log;
 pub mod headers;
 mod health;
 mod pool;
@@ -43,6 +44,7 @@ use serde::Deserialize;
 
 pub use self::body::ProxiedBody;
 pub use self::error::{Cause, UpstreamAborted, UpstreamError};
+pub use self::failure_log::{FailureLog, FAILURE_LOG_INTERVAL};
 pub use self::health::HealthPolicy;
 pub use self::pool::Target;
 

@@ -830,3 +830,43 @@ async fn an_answer_before_the_upload_ended_does_not_pool_the_connection() {
     drop(response);
     assert_eq!(up.targets()[0].idle_connections(), 0);
 }
+
+#[tokio::test]
+async fn idle_connections_expire() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(
+        vec![target(addr)],
+        json!({"pool": {"max_idle": 8, "idle_timeout": 0.1}}),
+    ))
+    .expect("section");
+    json_of(up.send(get("/1")).await.expect("1")).await;
+    json_of(up.send(get("/2")).await.expect("2")).await;
+    assert_eq!(up.targets()[0].connections_opened(), 1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    json_of(up.send(get("/3")).await.expect("3")).await;
+    assert_eq!(up.targets()[0].connections_opened(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_close_answer_is_not_reused() {
+    let addr = raw(|mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+    })
+    .await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    for _ in 0..2 {
+        let response = up.send(get("/x")).await.expect("answered");
+        assert_eq!(response.headers().get("connection"), None);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+    assert_eq!(up.targets()[0].connections_opened(), 2);
+}
