@@ -21,6 +21,7 @@
 //! `Host` and the body framing (`Content-Length` / `Transfer-Encoding`) are
 //! set by the upstream client (`crate::upstream`).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -134,7 +135,7 @@ impl MutateConfig {
             scopes: name("scopes", &raw.headers.scopes)?,
             key_id: name("key_id", &raw.headers.key_id)?,
             request_id: name("request_id", &raw.headers.request_id)?,
-            strip: raw.strip.iter().map(|n| fold(n)).collect(),
+            strip: raw.strip.iter().map(|n| fold(n).into_owned()).collect(),
         })
     }
 
@@ -188,7 +189,7 @@ pub fn forward_headers(
             for token in value.as_bytes().split(|b| *b == b',') {
                 let token = String::from_utf8_lossy(token.trim_ascii());
                 if !token.is_empty() {
-                    let token = fold(&token);
+                    let token = fold(&token).into_owned();
                     if !PROXY_OWNED.contains(&token.as_str())
                         && !HOP_BY_HOP.contains(&token.as_str())
                     {
@@ -223,7 +224,7 @@ pub fn forward_headers(
     if !named.is_empty() {
         let names: Vec<HeaderName> = out
             .keys()
-            .filter(|n| named.contains(&fold(n.as_str())))
+            .filter(|n| named.iter().any(|t| *t == fold(n.as_str())))
             .cloned()
             .collect();
         for name in names {
@@ -322,16 +323,22 @@ fn spoofable(name: &str, trusted: bool) -> bool {
 }
 
 /// A header name lower-cased with `_` read as `-`.
-fn fold(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c == '_' {
-                '-'
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
+fn fold(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
+        Cow::Owned(
+            name.chars()
+                .map(|c| {
+                    if c == '_' {
+                        '-'
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(name) // header names arrive lower-case: no allocation
+    }
 }
 
 /// The peer address as ASGI servers spell it (no brackets; IPv4-mapped as IPv4).

@@ -200,3 +200,54 @@ mod props {
         }
     }
 }
+
+/// Not a test: the cost of `forward_headers` for a typical browser-ish request
+/// (`cargo nextest run --release --run-ignored only bench_ --no-capture`).
+#[test]
+#[ignore]
+fn bench_forward_headers() {
+    let config = default_config();
+    let incoming = map(&[
+        ("host".into(), "api.example.com".into()),
+        (
+            "user-agent".into(),
+            "Mozilla/5.0 (X11; Linux x86_64)".into(),
+        ),
+        ("accept".into(), "application/json".into()),
+        ("accept-encoding".into(), "gzip, br".into()),
+        ("accept-language".into(), "en-GB,en;q=0.9".into()),
+        ("authorization".into(), "Bearer bst_live_abcdef".into()),
+        ("x-request-id".into(), "abc-123".into()),
+        ("cookie".into(), "a=1; b=2".into()),
+        ("connection".into(), "keep-alive".into()),
+        ("x-bastion-subject".into(), "forged".into()),
+    ]);
+    let identity = Identity {
+        method: "api_key",
+        subject: Some("key:k1".into()),
+        client_id: None,
+        scopes: vec!["orders:read".into(), "orders:write".into()],
+        key_id: Some("k1".into()),
+        routes: None,
+    };
+    let consumed = [http::header::AUTHORIZATION];
+    let info = conn("203.0.113.7", true);
+    let ctx = ForwardContext {
+        conn: &info,
+        trusted_peer: false,
+        request_id: Some("abc-123"),
+        consumed: &consumed,
+        authority: None,
+    };
+    const N: u32 = 200_000;
+    let start = std::time::Instant::now();
+    let mut kept = 0;
+    for _ in 0..N {
+        kept += forward_headers(&incoming, Some(&identity), &ctx, &config).len();
+    }
+    let per = start.elapsed().as_secs_f64() * 1e9 / f64::from(N);
+    println!(
+        "forward_headers {per:.0} ns/request ({} headers out)",
+        kept / N as usize
+    );
+}
