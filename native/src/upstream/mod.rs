@@ -212,6 +212,37 @@ impl Upstream {
         out
     }
 
+    /// The whole proxy step for an allowed request: the headers of
+    /// [`crate::mutate::forward_headers`] with this route's rules, the
+    /// normalised `path` (as the match step computed it) with `req`'s raw
+    /// query, then [`Upstream::send`].
+    pub async fn forward(
+        &self,
+        req: Request<Body>,
+        path: &str,
+        identity: Option<&crate::http::Identity>,
+        ctx: &crate::mutate::ForwardContext<'_>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let (mut parts, body) = req.into_parts();
+        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
+        let ctx = crate::mutate::ForwardContext {
+            authority: ctx.authority.or(authority.as_deref()),
+            ..*ctx
+        };
+        parts.headers =
+            crate::mutate::forward_headers(&parts.headers, identity, &ctx, &self.mutate);
+        let mut target = String::with_capacity(path.len() + 32);
+        target.push_str(path);
+        if let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) {
+            target.push('?');
+            target.push_str(query);
+        }
+        parts.uri = Uri::try_from(target).map_err(|e| UpstreamError::InvalidTarget {
+            note: e.to_string(),
+        })?;
+        self.send(Request::from_parts(parts, body)).await
+    }
+
     /// Forward `req` to a healthy target and return the upstream's response,
     /// its body streamed ([`ProxiedBody`]).
     ///

@@ -870,3 +870,66 @@ async fn a_connection_close_answer_is_not_reused() {
     }
     assert_eq!(up.targets()[0].connections_opened(), 2);
 }
+
+#[tokio::test]
+async fn forward_is_mutate_then_send() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(
+        vec![target(addr)],
+        json!({"strip_prefix": "/api"}),
+    ))
+    .expect("section");
+    let mut req = request(Method::GET, "/API/../api//orders?q=1", full(Bytes::new()));
+    req.headers_mut()
+        .insert("host", HeaderValue::from_static("gw.example"));
+    req.headers_mut()
+        .insert("x-bastion-subject", HeaderValue::from_static("forged"));
+    req.headers_mut()
+        .insert("authorization", HeaderValue::from_static("Bearer bst_x"));
+    let identity = crate::http::Identity {
+        method: "api_key",
+        subject: Some("key:k1".into()),
+        key_id: Some("k1".into()),
+        ..Default::default()
+    };
+    let info = crate::http::ConnInfo {
+        peer: "198.51.100.4:5000".parse().expect("peer"),
+        tls: true,
+        client_certs: Vec::new(),
+    };
+    let consumed = [http::header::AUTHORIZATION];
+    let ctx = crate::mutate::ForwardContext {
+        conn: &info,
+        trusted_peer: false,
+        request_id: Some("rid-9"),
+        consumed: &consumed,
+        authority: None,
+    };
+    let response = up
+        .forward(req, "/api/orders", Some(&identity), &ctx)
+        .await
+        .expect("sent");
+    let echoed = json_of(response).await;
+    assert_eq!(echoed["uri"], "/orders?q=1");
+    let mut names: Vec<(&str, &str)> = echoed["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter_map(|h| Some((h[0].as_str()?, h[1].as_str()?)))
+        .collect();
+    names.sort_unstable();
+    let host = addr.to_string();
+    assert_eq!(
+        names,
+        vec![
+            ("host", host.as_str()),
+            ("x-bastion-key-id", "k1"),
+            ("x-bastion-request-id", "rid-9"),
+            ("x-bastion-subject", "key:k1"),
+            ("x-forwarded-for", "198.51.100.4"),
+            ("x-forwarded-host", "gw.example"),
+            ("x-forwarded-proto", "https"),
+            ("x-kept", "yes"),
+        ]
+    );
+}
