@@ -11,6 +11,7 @@
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
+//! - `mutate`: the headers a request carries upstream (identity headers, X-Forwarded-*).
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
@@ -20,6 +21,7 @@
 //! - `routes`: the route table compiled by Python, swapped whole on reload.
 //! - `paths`: which request targets are already in Python's normal form.
 //! - `router`: host + path + method to a route, or a defer.
+//! - `upstream`: the route's upstream targets, keep-alive pools, health and the proxy.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -32,6 +34,7 @@ pub mod forward;
 pub mod gateway;
 pub mod http;
 pub mod hygiene;
+pub mod mutate;
 pub mod paths;
 pub mod plane;
 pub mod respond;
@@ -40,6 +43,7 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod tls;
+pub mod upstream;
 
 #[cfg(feature = "python")]
 mod python;

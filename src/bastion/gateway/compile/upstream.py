@@ -1,14 +1,136 @@
-"""The ``upstream`` section of a native route (placeholder: not native yet)."""
+"""The ``upstream`` section of a native route: where the request goes and what it carries there.
+
+What the native proxy (``native/src/upstream/``) and the native ``mutate`` step
+(``native/src/mutate.rs``) need, computed here by the same Python code the
+Python gateway runs, so both planes agree by construction:
+
+- ``targets``: every upstream URL parsed by :func:`~bastion.gateway.matcher.parse_upstream`
+  (scheme, host, port, base path, the ``Host`` header to send) plus ``key``, the
+  pool and health key (the Python client's ``(scheme, host, port, tls_profile)``);
+- ``base_path`` (the first target's, for every target: ``CompiledRoute.upstream_path``)
+  and ``strip_prefix`` (the normalised ``match.path`` to cut, or ``None``);
+- ``timeout`` / ``connect_timeout`` / ``read_timeout`` in seconds, ``health``
+  (the passive health policy) and ``pool`` (the idle keep-alive connections kept
+  per target and for how long: the defaults of :class:`~bastion.gateway.proxy.UpstreamClient`);
+- ``tls``: ``{"ca": path or None}`` for https targets (``None``: the system trust store);
+- ``mutate``: bastion's identity header names (lower-case) and ``strip``, every
+  header name (lower-case, ``_`` read as ``-``) stripped from the client's request,
+  exactly :attr:`~bastion.gateway.mutate.IdentityHeaders.strip`.
+
+Left to Python (:class:`Unsupported`): WebSocket routes, upstream client
+certificates (upstream mTLS), the signed identity assertion and adaptive load
+shedding, which wraps the proxy step.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bastion.gateway.compile.common import Unsupported
+from bastion.gateway.errors import BadRequestPathError, GatewayConfigError
+from bastion.gateway.matcher import parse_upstream
+from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
+from bastion.gateway.paths import normalize_path
 
-__all__ = ["section"]
+__all__ = ["POOL_IDLE_TIMEOUT", "POOL_MAX_IDLE", "section"]
+
+#: Idle keep-alive connections kept per target (``UpstreamClient(pool_size=...)``'s default).
+POOL_MAX_IDLE = 64
+#: Seconds an idle pooled connection is kept (``UpstreamClient(idle_timeout=...)``'s default).
+POOL_IDLE_TIMEOUT = 30.0
 
 
 def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:
-    """The JSON section for ``route``, or why the native core cannot serve it."""
-    return Unsupported("upstream: not native yet")
+    """The JSON section for ``route``, or why the native core cannot serve it.
+
+    Raises :class:`GatewayConfigError` for an upstream URL the Python gateway
+    refuses too (settings validation normally catches it first).
+    """
+    reason = _unsupported(route, settings)
+    if reason is not None:
+        return Unsupported(f"upstream: {reason}")
+    targets = [parse_upstream(url, route=route.name) for url in route.upstreams]
+    ca = route.upstream_ca
+    profile = f"{route.name}:{ca}:None" if ca is not None else ""
+    out_targets = []
+    for target in targets:
+        tls_profile = profile if target.scheme == "https" else ""
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        out_targets.append(
+            {
+                "scheme": target.scheme,
+                "host": target.host,
+                "port": target.port,
+                "base_path": target.base_path,
+                "host_header": target.host_header.decode("ascii"),
+                "key": f"{target.scheme}://{host}:{target.port}|{tls_profile}",
+            }
+        )
+    return {
+        "targets": out_targets,
+        "base_path": targets[0].base_path,
+        "strip_prefix": _strip_prefix(route),
+        "timeout": float(route.timeout),
+        "connect_timeout": float(route.connect_timeout),
+        "read_timeout": float(route.read_timeout),
+        "health": {
+            "failures": int(route.health.failures),
+            "cooldown": float(route.health.cooldown),
+            "max_cooldown": float(route.health.max_cooldown),
+        },
+        "pool": {"max_idle": POOL_MAX_IDLE, "idle_timeout": POOL_IDLE_TIMEOUT},
+        "tls": {"ca": str(ca) if ca is not None else None},
+        "mutate": _mutate(settings),
+    }
+
+
+def _unsupported(route: Any, settings: Any) -> str | None:
+    if route.websocket.enabled:
+        return "WebSocket routes are served by Python"
+    if route.upstream_client_cert is not None or route.upstream_client_key is not None:
+        return "upstream client certificates (mTLS) are not native yet"
+    if settings.identity_headers.assertion.enabled:
+        return "the signed identity assertion is not native yet"
+    if settings.ratelimit.shedding.enabled:
+        return "adaptive load shedding is not native yet"
+    return None
+
+
+def _strip_prefix(route: Any) -> str | None:
+    """The normalised prefix ``CompiledRoute.upstream_path`` cuts, or None."""
+    if not route.strip_prefix:
+        return None
+    try:
+        prefix = normalize_path(route.match.path.encode("utf-8"))
+    except BadRequestPathError as exc:
+        raise GatewayConfigError(
+            f"routes[{route.name}].match.path {route.match.path!r} is invalid: {exc.detail}"
+        ) from None
+    if prefix != "/":
+        prefix = prefix.rstrip("/")
+    return None if prefix == "/" else prefix
+
+
+def _mutate(settings: Any) -> dict[str, Any]:
+    config = settings.identity_headers
+    # The Python step's own constructor: one home for name checks and the strip set.
+    rules = IdentityHeaders(
+        (*DEFAULT_STRIPPED_HEADERS, *config.strip),
+        names={
+            "subject": config.subject,
+            "client": config.client,
+            "scopes": config.scopes,
+            "key_id": config.key_id,
+            "request_id": config.request_id,
+        },
+    )
+    return {
+        "headers": {
+            "subject": rules.subject.decode("ascii"),
+            "client": rules.client.decode("ascii"),
+            "scopes": rules.scopes.decode("ascii"),
+            "key_id": rules.key_id.decode("ascii"),
+            "request_id": rules.request_id.decode("ascii"),
+        },
+        "strip": sorted(name.decode("ascii") for name in rules.strip),
+    }

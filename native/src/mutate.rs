@@ -1,0 +1,373 @@
+//! The `mutate` step and the proxy's request-header rules: the exact header
+//! set bastion's Python pipeline sends upstream.
+//!
+//! The specification is `bastion.gateway.mutate.IdentityHeaders.rewrite`
+//! followed by `bastion.gateway.proxy.prepare_request` (and the `framing`
+//! step's removal of method-override headers); [`forward_headers`] runs the
+//! same passes in the same order:
+//!
+//! 1. method-override headers go (`X-HTTP-Method-Override`, …; exact name);
+//! 2. mutate: every header whose name, lower-cased with `_` read as `-`, starts
+//!    with `x-bastion-` or is in the strip list goes, and `Connection` with
+//!    every header it names (folded the same way) except those the proxy owns;
+//!    then bastion's identity headers and the request id are added;
+//! 3. proxy: hop-by-hop headers, `proxy-*`, the headers the proxy sets itself
+//!    (`Host`, `Content-Length`, `Expect`, `Forwarded`, `X-Real-IP`,
+//!    `X-Forwarded-For/-Proto/-Host`), path-override and identity-claim headers
+//!    (always) and client-address claims (unless the peer is a trusted proxy)
+//!    go, as do the headers that carried the consumed credential; then
+//!    `X-Forwarded-For`, `-Proto` and `-Host` are set by bastion.
+//!
+//! `Host` and the body framing (`Content-Length` / `Transfer-Encoding`) are
+//! set by the upstream client (`crate::upstream`).
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+
+use crate::http::{ConnInfo, Identity};
+
+/// RFC 9110 §7.6.1 hop-by-hop headers (`proxy-*` is matched by prefix).
+pub const HOP_BY_HOP: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Request headers bastion sets itself (or drops) instead of forwarding.
+const PROXY_OWNED: [&str; 8] = [
+    "host",
+    "content-length",
+    "expect",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+];
+
+/// Never forwarded, whoever sends them: path overrides and auth proxies' identity claims.
+const ALWAYS_STRIPPED: [&str; 12] = [
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-override-url",
+    "x-forwarded-email",
+    "x-forwarded-groups",
+    "x-forwarded-preferred-username",
+    "x-forwarded-access-token",
+    "x-auth-request-email",
+    "x-auth-request-groups",
+    "x-auth-request-preferred-username",
+    "x-auth-request-access-token",
+];
+
+/// Forwarded only from a trusted proxy: client-address and proxy-identity claims.
+const UNTRUSTED_STRIPPED: [&str; 13] = [
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "cf-connecting-ip",
+    "cf-connecting-ipv6",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-proxyuser-ip",
+    "x-host",
+    "x-http-host-override",
+];
+
+/// Removed by the `framing` step (compared lower-cased, not folded).
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+const IDENTITY_PREFIX: &str = "x-bastion-";
+const FORWARDED_PREFIX: &str = "x-forwarded-";
+
+/// The route's `mutate` configuration (the `upstream.mutate` section).
+#[derive(Debug, Clone)]
+pub struct MutateConfig {
+    subject: HeaderName,
+    client: HeaderName,
+    scopes: HeaderName,
+    key_id: HeaderName,
+    request_id: HeaderName,
+    /// Folded names (lower-case, `_` as `-`) stripped besides every `x-bastion-*`.
+    strip: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct MutateSection {
+    headers: NamesSection,
+    strip: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct NamesSection {
+    subject: String,
+    client: String,
+    scopes: String,
+    key_id: String,
+    request_id: String,
+}
+
+impl MutateConfig {
+    /// Build from the `upstream.mutate` section; an error names the bad field.
+    pub fn from_section(section: &serde_json::Value) -> Result<Self, String> {
+        let raw = MutateSection::deserialize(section).map_err(|e| format!("mutate: {e}"))?;
+        let name = |what: &str, value: &str| {
+            HeaderName::from_bytes(value.to_ascii_lowercase().as_bytes())
+                .map_err(|_| format!("mutate.headers.{what}: {value:?} is not a header name"))
+        };
+        Ok(Self {
+            subject: name("subject", &raw.headers.subject)?,
+            client: name("client", &raw.headers.client)?,
+            scopes: name("scopes", &raw.headers.scopes)?,
+            key_id: name("key_id", &raw.headers.key_id)?,
+            request_id: name("request_id", &raw.headers.request_id)?,
+            strip: raw.strip.iter().map(|n| fold(n).into_owned()).collect(),
+        })
+    }
+
+    fn strips(&self, folded: &str) -> bool {
+        folded.starts_with(IDENTITY_PREFIX) || self.strip.iter().any(|s| s == folded)
+    }
+}
+
+/// What the forwarding rules need to know about the request besides its headers.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardContext<'a> {
+    /// The connection the request arrived on (its peer, whether TLS).
+    pub conn: &'a ConnInfo,
+    /// Whether the direct peer is one of `trusted_proxies` (then its
+    /// `X-Forwarded-*` values are kept and the peer appended to `X-Forwarded-For`).
+    pub trusted_peer: bool,
+    /// The request id (`X-Request-Id` as accepted or minted), sent as bastion's header.
+    pub request_id: Option<&'a str>,
+    /// Lower-case names of the headers that carried the consumed credential.
+    pub consumed: &'a [HeaderName],
+    /// The request's authority when it has no `Host` header (HTTP/2 `:authority`).
+    pub authority: Option<&'a str>,
+}
+
+/// The headers to send upstream for a request with `incoming` headers, acting
+/// for `identity` (`None` or an anonymous identity adds no identity header).
+///
+/// Never fails: a header value bastion adds is percent-encoded (UTF-8) when it
+/// is not printable ASCII or contains `%`, exactly as Python's `_encode`.
+pub fn forward_headers(
+    incoming: &HeaderMap,
+    identity: Option<&Identity>,
+    ctx: &ForwardContext<'_>,
+    config: &MutateConfig,
+) -> HeaderMap {
+    let trusted = ctx.trusted_peer;
+    let mut out = HeaderMap::with_capacity(incoming.len() + 8);
+    let mut named: Vec<String> = Vec::new();
+    let mut xff: Vec<&HeaderValue> = Vec::new();
+    let mut xfp: Option<&HeaderValue> = None;
+    let mut xfh: Option<&HeaderValue> = None;
+    let mut host: Option<&HeaderValue> = None;
+    // Pass 1 (framing + mutate): method overrides, identity headers, Connection.
+    for (name, value) in incoming {
+        let lower = name.as_str();
+        if METHOD_OVERRIDES.contains(&lower) {
+            continue;
+        }
+        let folded = fold(lower);
+        if folded == "connection" {
+            for token in value.as_bytes().split(|b| *b == b',') {
+                let token = String::from_utf8_lossy(token.trim_ascii());
+                if !token.is_empty() {
+                    let token = fold(&token).into_owned();
+                    if !PROXY_OWNED.contains(&token.as_str())
+                        && !HOP_BY_HOP.contains(&token.as_str())
+                    {
+                        named.push(token);
+                    }
+                }
+            }
+            continue;
+        }
+        if config.strips(&folded) {
+            continue;
+        }
+        // Pass 2 (prepare_request) on what mutate kept.
+        if proxy_strips(lower, &folded, trusted) {
+            continue;
+        }
+        match lower {
+            "host" => host = Some(value),
+            "x-forwarded-for" => xff.push(value),
+            "x-forwarded-proto" => xfp = Some(value),
+            "x-forwarded-host" => xfh = Some(value),
+            _ => {}
+        }
+        if PROXY_OWNED.contains(&lower) || HOP_BY_HOP.contains(&lower) {
+            continue;
+        }
+        if lower.starts_with("proxy-") || ctx.consumed.iter().any(|c| c == name) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    if !named.is_empty() {
+        let names: Vec<HeaderName> = out
+            .keys()
+            .filter(|n| named.iter().any(|t| *t == fold(n.as_str())))
+            .cloned()
+            .collect();
+        for name in names {
+            out.remove(&name);
+        }
+    }
+    // bastion's identity headers (mutate), then the request id.
+    let mut add = |name: &HeaderName, value: &str| {
+        // bastion's headers go through the proxy's filters too (as in Python, where
+        // mutate runs first): a name like X-Client-IP is not forwarded for an untrusted peer.
+        let lower = name.as_str();
+        if !proxy_strips(lower, &fold(lower), trusted) && !ctx.consumed.contains(name) {
+            out.append(name.clone(), encode(value));
+        }
+    };
+    if let Some(identity) = identity {
+        if let Some(subject) = identity.subject.as_deref().filter(|s| !s.is_empty()) {
+            add(&config.subject, subject);
+        }
+        if let Some(client) = identity.client_id.as_deref().filter(|s| !s.is_empty()) {
+            add(&config.client, client);
+        }
+        if !identity.scopes.is_empty() {
+            let mut scopes: Vec<&str> = identity.scopes.iter().map(String::as_str).collect();
+            scopes.sort_unstable();
+            add(&config.scopes, &scopes.join(" "));
+        }
+        if let Some(key_id) = identity.key_id.as_deref().filter(|s| !s.is_empty()) {
+            add(&config.key_id, key_id);
+        }
+    }
+    if let Some(request_id) = ctx.request_id.filter(|s| !s.is_empty()) {
+        add(&config.request_id, request_id);
+    }
+    // X-Forwarded-* (prepare_request).
+    let peer = peer_text(ctx.conn.peer.ip());
+    let xff_value = if trusted && !xff.is_empty() {
+        let mut joined: Vec<u8> = Vec::new();
+        for value in &xff {
+            joined.extend_from_slice(value.as_bytes());
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(peer.as_bytes());
+        HeaderValue::from_bytes(&joined).ok()
+    } else {
+        HeaderValue::from_str(&peer).ok()
+    };
+    if let Some(value) = xff_value {
+        out.append(
+            http::header::HeaderName::from_static("x-forwarded-for"),
+            value,
+        );
+    }
+    let proto = match xfp {
+        Some(value) if trusted && !value.is_empty() => value.clone(),
+        _ => HeaderValue::from_static(if ctx.conn.tls { "https" } else { "http" }),
+    };
+    out.append(HeaderName::from_static("x-forwarded-proto"), proto);
+    let forwarded_host = match xfh {
+        Some(value) if trusted && !value.is_empty() => Some(value.clone()),
+        _ => host
+            .cloned()
+            .or_else(|| ctx.authority.and_then(|a| HeaderValue::from_str(a).ok())),
+    };
+    if let Some(value) = forwarded_host.filter(|v| !v.is_empty()) {
+        out.append(HeaderName::from_static("x-forwarded-host"), value);
+    }
+    out
+}
+
+/// Whether `prepare_request` drops a header by its name alone (before the
+/// proxy-owned, hop-by-hop, `proxy-*` and consumed-credential checks).
+fn proxy_strips(lower: &str, folded: &str, trusted: bool) -> bool {
+    if lower.contains('_') {
+        return PROXY_OWNED.contains(&folded)
+            || HOP_BY_HOP.contains(&folded)
+            || folded.starts_with("proxy-")
+            || spoofable(folded, trusted);
+    }
+    ALWAYS_STRIPPED.contains(&lower)
+        || (!trusted
+            && (UNTRUSTED_STRIPPED.contains(&lower)
+                || (lower.starts_with(FORWARDED_PREFIX) && !PROXY_OWNED.contains(&lower))))
+}
+
+/// Whether the folded `name` is never forwarded (`proxy._spoofable`).
+fn spoofable(name: &str, trusted: bool) -> bool {
+    if ALWAYS_STRIPPED.contains(&name) {
+        return true;
+    }
+    if trusted {
+        return false;
+    }
+    (name.starts_with(FORWARDED_PREFIX) && !PROXY_OWNED.contains(&name))
+        || UNTRUSTED_STRIPPED.contains(&name)
+}
+
+/// A header name lower-cased with `_` read as `-`.
+fn fold(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b == b'_' || b.is_ascii_uppercase()) {
+        Cow::Owned(
+            name.chars()
+                .map(|c| {
+                    if c == '_' {
+                        '-'
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(name) // header names arrive lower-case: no allocation
+    }
+}
+
+/// The peer address as ASGI servers spell it (no brackets; IPv4-mapped as IPv4).
+fn peer_text(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
+}
+
+/// `value` as a header value: as is when printable ASCII without `%`, else
+/// percent-encoded UTF-8 (upper-case hex), as Python's `quote(value, safe=…)`.
+pub fn encode(value: &str) -> HeaderValue {
+    let plain = value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'%');
+    if plain {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            return v;
+        }
+    }
+    let mut out = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    // Every byte is now printable ASCII: a valid header value.
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests;

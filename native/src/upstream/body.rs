@@ -1,0 +1,193 @@
+//! The proxied response body: streamed frame by frame from the upstream, with
+//! the read timeout and the route's deadline, returning the connection to the
+//! pool once the body was read to its end.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use tokio::time::Sleep;
+
+use super::error::{Cause, UpstreamAborted};
+use super::pool::Target;
+use crate::http::BoxError;
+
+/// An upstream response body (see the module docs). A failure mid-body is an
+/// [`UpstreamAborted`] error: the listener must abort the client connection.
+pub struct ProxiedBody {
+    inner: Incoming,
+    /// The connection, until the body ends (then pooled) or fails (then dropped).
+    pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
+    read_timeout: Duration,
+    deadline: Instant,
+    route_timeout: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+    armed: bool,
+}
+
+impl ProxiedBody {
+    pub(crate) fn new(
+        inner: Incoming,
+        pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
+        read_timeout: Duration,
+        deadline: Instant,
+        route_timeout: Duration,
+    ) -> Self {
+        let mut body = Self {
+            inner,
+            pooled,
+            read_timeout,
+            deadline,
+            route_timeout,
+            timer: None,
+            armed: false,
+        };
+        if body.inner.is_end_stream() {
+            body.finish(); // HEAD, 204, 304, an empty body
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some((target, sender)) = self.pooled.take() {
+            target.release(sender);
+        }
+    }
+
+    fn abort(
+        &mut self,
+        cause: Cause,
+        note: String,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.pooled = None; // never reused
+        Poll::Ready(Some(Err(Box::new(UpstreamAborted { cause, note }))))
+    }
+}
+
+impl Body for ProxiedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.armed = false;
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                let cause = super::cause_of(&error);
+                this.abort(cause, error.to_string())
+            }
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                // Only a wait arms the timer: a body already in hand costs no timer.
+                let now = Instant::now();
+                let until = (now + this.read_timeout).min(this.deadline);
+                if !this.armed {
+                    this.armed = true;
+                    let until = tokio::time::Instant::from_std(until);
+                    match &mut this.timer {
+                        Some(timer) => timer.as_mut().reset(until),
+                        None => this.timer = Some(Box::pin(tokio::time::sleep_until(until))),
+                    }
+                }
+                let fired = this
+                    .timer
+                    .as_mut()
+                    .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+                if !fired {
+                    return Poll::Pending;
+                }
+                let note = if Instant::now() >= this.deadline {
+                    format!(
+                        "the route's timeout ({} s) passed",
+                        this.route_timeout.as_secs_f64()
+                    )
+                } else {
+                    format!(
+                        "no bytes for read_timeout ({} s)",
+                        this.read_timeout.as_secs_f64()
+                    )
+                };
+                this.abort(Cause::Timeout, note)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A request body that says when it was sent completely (or given up).
+pub(crate) struct Uploaded {
+    inner: crate::http::Body,
+    done: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Uploaded {
+    /// `body` wrapped, and the receiver that fires once it has been sent.
+    pub(crate) fn wrap(
+        body: crate::http::Body,
+    ) -> (crate::http::Body, tokio::sync::oneshot::Receiver<()>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let wrapped = Self {
+            inner: body,
+            done: Some(tx),
+        };
+        (crate::http::boxed(wrapped), rx)
+    }
+
+    fn sent(&mut self) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+}
+
+impl Body for Uploaded {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.sent(),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.sent(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

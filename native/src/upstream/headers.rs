@@ -1,0 +1,85 @@
+//! Response headers from the upstream (`proxy._response_headers`): hop-by-hop
+//! headers (RFC 9110 §7.6.1), `proxy-*`, and every header a non-trivial
+//! `Connection` names are removed; everything else passes unchanged.
+
+use http::header::{HeaderMap, HeaderName};
+
+use crate::mutate::HOP_BY_HOP;
+
+/// Remove the hop-by-hop headers of an upstream response in place.
+pub fn strip_response(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(http::header::CONNECTION) {
+        let bytes = value.as_bytes();
+        // "keep-alive" and "close" (nearly every response) name no header.
+        if bytes.eq_ignore_ascii_case(b"keep-alive") || bytes.eq_ignore_ascii_case(b"close") {
+            continue;
+        }
+        for token in bytes.split(|b| *b == b',') {
+            let token = token.trim_ascii();
+            if let Ok(name) = HeaderName::from_bytes(&token.to_ascii_lowercase()) {
+                named.push(name);
+            }
+        }
+    }
+    let mut drop: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| HOP_BY_HOP.contains(&n.as_str()) || n.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    drop.extend(named);
+    for name in drop {
+        headers.remove(&name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for (n, v) in pairs {
+            out.append(
+                HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        out
+    }
+
+    /// `tests/gateway/test_proxy.py::test_response_hop_by_hop_headers_are_stripped`.
+    #[test]
+    fn as_python() {
+        let mut headers = map(&[
+            ("Content-Type", "text/plain"),
+            ("Connection", "keep-alive, X-Internal"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("X-Internal", "secret"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Upgrade", "h2c"),
+            ("Trailer", "x"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+        ]);
+        strip_response(&mut headers);
+        assert_eq!(
+            headers,
+            map(&[
+                ("content-type", "text/plain"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2")
+            ])
+        );
+    }
+
+    #[test]
+    fn plain_connection_values_name_nothing() {
+        let mut headers = map(&[("Connection", "Close"), ("close", "x"), ("server", "up/1")]);
+        strip_response(&mut headers);
+        assert_eq!(headers, map(&[("close", "x"), ("server", "up/1")]));
+    }
+}

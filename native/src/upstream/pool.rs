@@ -1,0 +1,275 @@
+//! One upstream target: where it is, its passive health, and a hand-rolled
+//! pool of idle keep-alive HTTP/1.1 connections (`hyper::client::conn::http1`).
+//!
+//! Targets are shared by key (`scheme://host:port|tls profile`, Python's
+//! `Upstream.key`) in a process-wide registry, so routes naming the same
+//! target share its pool and health, and both survive a table reload (the new
+//! table finds the targets the old one still holds).
+//!
+//! The pool is a LIFO `Vec` of idle `SendRequest`s behind a mutex, bounded by
+//! `max_idle`; a connection idle for `idle_timeout` is dropped when next seen.
+//! A sender goes back only after its response body was read to the end (the
+//! proxied body does it); anything else drops it, which closes the connection.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use http::HeaderValue;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tokio::net::TcpStream;
+
+use super::error::{Cause, UpstreamError, CONNECT_TIMEOUT, UNREACHABLE};
+use super::health::TargetHealth;
+use crate::http::Body;
+
+/// What the `upstream` section says about one target.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetSpec {
+    pub key: String,
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    pub host_header: HeaderValue,
+    pub tls: Option<Arc<ClientConfig>>,
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+}
+
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+/// One upstream target (shared; see the module docs).
+pub struct Target {
+    key: String,
+    /// `scheme://host:port`, for log lines (never sent to clients).
+    pub(crate) describe: String,
+    pub(crate) host_header: HeaderValue,
+    host: String,
+    port: u16,
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+    pub(crate) health: Mutex<TargetHealth>,
+    idle: Mutex<Vec<Idle>>,
+    max_idle: usize,
+    idle_timeout: Duration,
+    opened: AtomicU64,
+}
+
+impl Target {
+    fn new(spec: &TargetSpec) -> Result<Self, String> {
+        let tls = match (&spec.tls, spec.https) {
+            (Some(config), true) => {
+                let name = ServerName::try_from(spec.host.clone())
+                    .map_err(|_| format!("{:?} is not a TLS server name", spec.host))?;
+                Some((config.clone(), name))
+            }
+            (None, true) => return Err("an https target needs a TLS configuration".into()),
+            _ => None,
+        };
+        let host = if spec.host.contains(':') {
+            format!("[{}]", spec.host)
+        } else {
+            spec.host.clone()
+        };
+        let scheme = if spec.https { "https" } else { "http" };
+        Ok(Self {
+            key: spec.key.clone(),
+            describe: format!("{scheme}://{host}:{}", spec.port),
+            host_header: spec.host_header.clone(),
+            host: spec.host.clone(),
+            port: spec.port,
+            tls,
+            health: Mutex::new(TargetHealth::default()),
+            idle: Mutex::new(Vec::new()),
+            max_idle: spec.max_idle,
+            idle_timeout: spec.idle_timeout,
+            opened: AtomicU64::new(0),
+        })
+    }
+
+    /// The shared target for `spec.key` (created on first use).
+    pub(crate) fn shared(spec: &TargetSpec) -> Result<Arc<Self>, String> {
+        static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<Target>>>> = OnceLock::new();
+        let registry = REGISTRY.get_or_init(Default::default);
+        let mut map = registry.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(target) = map.get(&spec.key).and_then(Weak::upgrade) {
+            return Ok(target);
+        }
+        let target = Arc::new(Self::new(spec)?);
+        map.retain(|_, weak| weak.strong_count() > 0);
+        map.insert(spec.key.clone(), Arc::downgrade(&target));
+        Ok(target)
+    }
+
+    /// The pool and health key (`scheme://host:port|tls profile`).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Connections opened to this target so far (for tests and stats).
+    pub fn connections_opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
+    }
+
+    /// Idle pooled connections right now.
+    pub fn idle_connections(&self) -> usize {
+        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+    }
+
+    /// A pooled connection ready for a request, if one is left.
+    pub(crate) async fn take_idle(&self) -> Option<SendRequest<Body>> {
+        loop {
+            let mut sender = {
+                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                loop {
+                    let entry = idle.pop()?;
+                    if !entry.sender.is_closed()
+                        && now.duration_since(entry.since) < self.idle_timeout
+                    {
+                        break entry.sender;
+                    }
+                }
+            };
+            // Ready at once unless the connection task has not yet seen the end of
+            // the previous response; an error means the upstream closed it.
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    /// Put a connection whose exchange completed back into the pool.
+    pub(crate) fn release(&self, sender: SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        // Oldest first: drop those past their idle time.
+        let expired = idle
+            .iter()
+            .take_while(|e| now.duration_since(e.since) >= self.idle_timeout)
+            .count();
+        idle.drain(..expired);
+        if idle.len() < self.max_idle {
+            idle.push(Idle { sender, since: now });
+        }
+    }
+
+    /// Open a new connection within `limit` (TCP, TLS for https, HTTP/1.1 handshake).
+    pub(crate) async fn connect(
+        &self,
+        limit: Duration,
+    ) -> Result<SendRequest<Body>, UpstreamError> {
+        let attempt = tokio::time::timeout(limit, self.open());
+        let sender = match attempt.await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(UpstreamError::Timeout {
+                    detail: CONNECT_TIMEOUT,
+                    target: self.describe.clone(),
+                    note: format!("no connection within {} s", limit.as_secs_f64()),
+                })
+            }
+        };
+        self.opened.fetch_add(1, Ordering::Relaxed);
+        Ok(sender)
+    }
+
+    async fn open(&self) -> Result<SendRequest<Body>, UpstreamError> {
+        let tcp = self.tcp().await?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => self.handshake(TokioIo::new(tcp)).await,
+            Some((config, name)) => {
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let stream = connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map_err(|e| self.io_error(&e, true))?;
+                self.handshake(TokioIo::new(stream)).await
+            }
+        }
+    }
+
+    async fn tcp(&self) -> Result<TcpStream, UpstreamError> {
+        let addrs: Vec<SocketAddr> = match self.host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, self.port)],
+            Err(_) => tokio::net::lookup_host((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| self.unavailable(Cause::Dns, e.to_string()))?
+                .collect(),
+        };
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) => self.io_error(&e, false),
+            None => self.unavailable(Cause::Dns, "the host name has no address".into()),
+        })
+    }
+
+    async fn handshake<T>(&self, io: T) -> Result<SendRequest<Body>, UpstreamError>
+    where
+        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| self.unavailable(Cause::Unreachable, e.to_string()))?;
+        tokio::spawn(async move {
+            // The connection's own errors surface through the exchange using it.
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    fn unavailable(&self, cause: Cause, note: String) -> UpstreamError {
+        UpstreamError::Unavailable {
+            cause,
+            detail: UNREACHABLE,
+            target: self.describe.clone(),
+            note,
+        }
+    }
+
+    fn io_error(&self, error: &io::Error, during_tls: bool) -> UpstreamError {
+        let tls_failure = error
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        let kind = error.kind();
+        if during_tls
+            && (tls_failure
+                || matches!(
+                    kind,
+                    io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
+                ))
+        {
+            return UpstreamError::Tls {
+                target: self.describe.clone(),
+                note: error.to_string(),
+            };
+        }
+        let cause = match kind {
+            io::ErrorKind::ConnectionRefused => Cause::Refused,
+            io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => Cause::Reset,
+            _ => Cause::Unreachable,
+        };
+        self.unavailable(cause, error.to_string())
+    }
+}
