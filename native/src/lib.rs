@@ -7,6 +7,8 @@
 //! and changes into its caches (`python.rs` is the only FFI edge).
 //!
 //! Modules, one idea each:
+//! - `authn`: API keys and bastion's JWTs from the native caches.
+//! - `authz`: route allow-lists, scopes, claims and roles.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
@@ -16,6 +18,8 @@
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod authn;
+pub mod authz;
 pub mod gateway;
 pub mod http;
 
