@@ -37,7 +37,7 @@ from bastion.crypto import (
     parse_keyring_text,
 )
 from bastion.errors import BastionError
-from bastion.gateway import Gateway, JwtAuthenticator
+from bastion.gateway import Gateway, JwtAuthenticator, native_push
 from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
@@ -192,6 +192,9 @@ class Runtime:
             if await signing_keys.load():
                 first = signing_keys.current()
                 say(f"signing key {first.kid} ({first.alg}) created and active")
+            # The native data plane's caches: configured here, filled by what Python accepts.
+            native_push.install(settings, signing_keys.public_key_set)
+            api_keys.mirror(native_push.NativeApiKeys())
             clients = ClientService(db, settings, shared)
             issuer = TokenIssuer(signing_keys.current)
             from bastion.http.endpoints.admin.auth import admin_audience

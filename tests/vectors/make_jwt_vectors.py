@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
@@ -107,14 +107,18 @@ def main() -> None:
     # -- forged and refused ----------------------------------------------------
     valid = sign("ES256", claims())
     head, body, sig = valid.split(".")
-    vectors.append(("alg none", f"{b64json({'alg': 'none', 'kid': 'es', 'typ': 'at+jwt'})}.{body}."))
-    vectors.append(("alg None", f"{b64json({'alg': 'None', 'kid': 'es', 'typ': 'at+jwt'})}.{body}."))
+    vectors.append(
+        ("alg none", f"{b64json({'alg': 'none', 'kid': 'es', 'typ': 'at+jwt'})}.{body}.")
+    )
+    vectors.append(
+        ("alg None", f"{b64json({'alg': 'None', 'kid': 'es', 'typ': 'at+jwt'})}.{body}.")
+    )
     pem = rs.as_pem(private=False)
     hs_head = b64json({"alg": "HS256", "kid": "rs", "typ": "at+jwt"})
     hs_sig = hmac.new(pem, f"{hs_head}.{body}".encode(), hashlib.sha256).digest()
     vectors.append(("alg confusion RS key as HS256 secret", f"{hs_head}.{body}.{b64(hs_sig)}"))
     rs_token = sign("RS256", claims())
-    rh, rb, rsig = rs_token.split(".")
+    _, rb, rsig = rs_token.split(".")
     ps_head = b64json({"alg": "PS256", "kid": "rs", "typ": "at+jwt"})
     vectors.append(("alg PS256 on an RS256 key", f"{ps_head}.{rb}.{rsig}"))
     es_on_ed = b64json({"alg": "ES256", "kid": "ed", "typ": "at+jwt"})
@@ -134,7 +138,14 @@ def main() -> None:
     vectors.append(("b64 header", sign_es_raw(es_header(b64=False), claims())))
     vectors.append(("enc header", sign_es_raw(es_header(enc="A128GCM"), claims())))
     vectors.append(("kid not a string", sign_es_raw(es_header(kid=1), claims())))
-    vectors.append(("duplicate claim", sign_es_raw(es_header(), json.dumps(claims()).replace('{', '{"sub": "admin", ', 1).encode())))
+    vectors.append(
+        (
+            "duplicate claim",
+            sign_es_raw(
+                es_header(), json.dumps(claims()).replace("{", '{"sub": "admin", ', 1).encode()
+            ),
+        )
+    )
     vectors.append(("expired", sign("ES256", claims(iat=NOW - 700, exp=NOW - 31))))
     vectors.append(("expired within leeway", sign("ES256", claims(iat=NOW - 700, exp=NOW - 29))))
     vectors.append(("not yet valid", sign("ES256", claims(nbf=NOW + 31))))
@@ -151,7 +162,9 @@ def main() -> None:
     vectors.append(("wrong typ", sign("ES256", claims(), typ="JWT")))
     vectors.append(("missing typ", sign("ES256", claims(), typ=None)))
     vectors.append(("crit header", sign_es_raw(es_header(crit=["exp"], exp=1), claims())))
-    vectors.append(("jku header", sign_es_raw(es_header(jku="https://evil.example/jwks"), claims())))
+    vectors.append(
+        ("jku header", sign_es_raw(es_header(jku="https://evil.example/jwks"), claims()))
+    )
     vectors.append(("x5u header", sign_es_raw(es_header(x5u="https://evil.example/x5u"), claims())))
     vectors.append(
         ("embedded jwk", sign_es_raw(es_header(jwk=es.as_dict(private=False)), claims()))
@@ -193,7 +206,6 @@ def main() -> None:
     }
     path = Path(__file__).with_name("jwt_access_tokens.json")
     path.write_text(json.dumps(document, indent=1) + "\n")
-    _ = serialization  # keys are exported by joserfc; cryptography only for DER helpers
 
 
 if __name__ == "__main__":
