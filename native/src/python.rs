@@ -66,6 +66,12 @@ fn api_keys_clear() {
     caches().api_keys_clear();
 }
 
+/// The keys used natively since the last call: ``[(key_id, unix_time)]`` (latest use each).
+#[pyfunction]
+fn api_keys_used() -> Vec<(String, f64)> {
+    caches().api_keys_used()
+}
+
 /// Whether a key with this hex digest is cached (any state).
 #[pyfunction]
 fn api_key_cached(digest: &str) -> PyResult<bool> {
@@ -182,6 +188,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api_key_drop, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_clear, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_cached, m)?)?;
+    m.add_function(wrap_pyfunction!(api_keys_used, m)?)?;
     m.add_function(wrap_pyfunction!(signing_keys_set, m)?)?;
     m.add_function(wrap_pyfunction!(signing_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(token_put, m)?)?;

@@ -2,6 +2,8 @@
 //! digest (`bastion.crypto.apikeys.api_key_digest`: SHA-256 hex, or
 //! HMAC-SHA256 under the server pepper), and the key-in-query screen.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use ring::{digest, hmac};
 use serde::Deserialize;
 
@@ -44,7 +46,7 @@ pub struct ApiKeyRecord {
 }
 
 /// A cached key: its record, precomputed, and until when it may be trusted.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CachedKey {
     pub id: String,
     pub identity: Identity,
@@ -55,6 +57,9 @@ pub struct CachedKey {
     native: bool,
     /// Unix seconds until which the entry is fresh (Python's positive TTL).
     pub fresh_until: f64,
+    /// The latest native use (f64 bits; 0: none since the last drain), for
+    /// Python's batched last-used writes.
+    last_used: AtomicU64,
 }
 
 impl CachedKey {
@@ -93,6 +98,22 @@ impl CachedKey {
             disabled: record.disabled,
             native: record.ip_allow.is_empty() && record.rate_limits.is_empty(),
             fresh_until,
+            last_used: AtomicU64::new(0),
+        }
+    }
+
+    /// Remember a native use at `now` (Unix seconds, positive: its bits order like it).
+    pub fn touch(&self, now: f64) {
+        if now > 0.0 {
+            self.last_used.fetch_max(now.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// The latest use since the last call, if any.
+    pub fn take_last_used(&self) -> Option<f64> {
+        match self.last_used.swap(0, Ordering::Relaxed) {
+            0 => None,
+            bits => Some(f64::from_bits(bits)),
         }
     }
 

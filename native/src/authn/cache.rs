@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ring::digest;
 use serde_json::{Map, Value};
@@ -75,6 +75,8 @@ impl TokenPutError {
 pub struct Caches {
     digester: RwLock<Digester>,
     api_keys: RwLock<HashMap<[u8; 32], Arc<CachedKey>>>,
+    /// Uses of keys dropped from the cache since the last drain (key id → time).
+    dropped_uses: Mutex<HashMap<String, f64>>,
     policy: RwLock<Option<Policy>>,
     signing_keys: RwLock<Arc<KeySet>>,
     tokens: RwLock<HashMap<[u8; 32], Arc<CachedToken>>>,
@@ -108,6 +110,7 @@ impl Caches {
         Caches {
             digester: RwLock::new(Digester::Plain),
             api_keys: RwLock::new(HashMap::new()),
+            dropped_uses: Mutex::new(HashMap::new()),
             policy: RwLock::new(None),
             signing_keys: RwLock::new(Arc::new(KeySet::default())),
             tokens: RwLock::new(HashMap::new()),
@@ -117,11 +120,14 @@ impl Caches {
     }
 
     /// Set bastion's issuer, leeway, maximum token lifetime and API key pepper;
-    /// everything cached under the previous configuration is dropped.
+    /// everything cached under the previous configuration is dropped (and its
+    /// unreported uses).
     pub fn configure(&self, policy: Policy, pepper: Option<&[u8]>) {
         *write(&self.digester) = Digester::new(pepper);
         *write(&self.policy) = Some(policy);
         self.api_keys_clear();
+        // A new configuration is a new start: uses recorded before it are not reported.
+        let _ = self.api_keys_used();
         self.tokens_clear();
     }
 
@@ -137,9 +143,42 @@ impl Caches {
         let entry = Arc::new(CachedKey::new(record, now + ttl.max(0.0)));
         let mut keys = write(&self.api_keys);
         if keys.len() >= API_KEY_CACHE_MAX && !keys.contains_key(&digest) {
-            keys.clear();
+            self.keep_uses(keys.drain().map(|(_, key)| key));
         }
-        keys.insert(digest, entry);
+        if let Some(previous) = keys.insert(digest, entry) {
+            self.keep_uses([previous]);
+        }
+    }
+
+    fn keep_uses(&self, dropped: impl IntoIterator<Item = Arc<CachedKey>>) {
+        let mut uses = self
+            .dropped_uses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for key in dropped {
+            if let Some(at) = key.take_last_used() {
+                let latest = uses.entry(key.id.clone()).or_insert(at);
+                *latest = latest.max(at);
+            }
+        }
+    }
+
+    /// The keys used natively since the last call, with their latest use (Unix
+    /// seconds): Python writes them with its own batched last-used times.
+    pub fn api_keys_used(&self) -> Vec<(String, f64)> {
+        let mut uses: HashMap<String, f64> = std::mem::take(
+            &mut *self
+                .dropped_uses
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for key in read(&self.api_keys).values() {
+            if let Some(at) = key.take_last_used() {
+                let latest = uses.entry(key.id.clone()).or_insert(at);
+                *latest = latest.max(at);
+            }
+        }
+        uses.into_iter().collect()
     }
 
     pub fn api_key_get(&self, digest: &[u8; 32]) -> Option<Arc<CachedKey>> {
@@ -148,12 +187,21 @@ impl Caches {
 
     /// Drop the key `key_id` (and the tokens exchanged from it).
     pub fn api_key_drop(&self, key_id: &str) {
-        write(&self.api_keys).retain(|_, key| key.id != key_id);
+        let mut dropped = Vec::new();
+        write(&self.api_keys).retain(|_, key| {
+            let keep = key.id != key_id;
+            if !keep {
+                dropped.push(key.clone());
+            }
+            keep
+        });
+        self.keep_uses(dropped);
         self.tokens_forget_client(&format!("{API_KEY_CLIENT_PREFIX}{key_id}"));
     }
 
     pub fn api_keys_clear(&self) {
-        write(&self.api_keys).clear();
+        let dropped: Vec<_> = write(&self.api_keys).drain().map(|(_, key)| key).collect();
+        self.keep_uses(dropped);
     }
 
     pub fn api_keys_len(&self) -> usize {

@@ -273,7 +273,10 @@ fn api_key_verdict(caches: &Caches, route: &RouteAuth, keys: &[&[u8]], now: f64)
     }
     let digest = caches.api_key_digest(key);
     match caches.api_key_get(&digest) {
-        Some(entry) if entry.usable(now) => Verdict::Allow(entry.identity.clone()),
+        Some(entry) if entry.usable(now) => {
+            entry.touch(now);
+            Verdict::Allow(entry.identity.clone())
+        }
         _ => Verdict::Defer,
     }
 }

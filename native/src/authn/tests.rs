@@ -628,3 +628,37 @@ fn a_jwks_with_a_shared_kid_is_refused() {
     jwks["keys"].as_array_mut().expect("keys").push(first);
     assert!(KeySet::from_jwks(&jwks.to_string()).is_err());
 }
+
+#[test]
+fn native_uses_are_drained_for_python_even_after_a_drop() {
+    let caches = Caches::new();
+    let route = key_route();
+    with_key(&caches, json!({}), 100.0);
+    assert!(caches.api_keys_used().is_empty());
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(KEY),
+        101.0
+    )));
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(KEY),
+        102.5
+    )));
+    assert_eq!(caches.api_keys_used(), vec![("key-1".to_string(), 102.5)]);
+    assert!(caches.api_keys_used().is_empty());
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(KEY),
+        103.0
+    )));
+    caches.api_key_drop("key-1");
+    assert_eq!(caches.api_keys_used(), vec![("key-1".to_string(), 103.0)]);
+    // a refused key is not a use
+    with_key(&caches, json!({"disabled": true}), 100.0);
+    assert!(deferred(authenticate(&caches, &route, &bearer(KEY), 104.0)));
+    assert!(caches.api_keys_used().is_empty());
+}

@@ -130,6 +130,10 @@ class CacheMirror(Protocol):
     def invalidated(self, key_id: str | None) -> None:
         """Forget ``key_id`` (every key when ``None``)."""
 
+    def used(self) -> Iterable[tuple[str, float]]:
+        """The keys used through the mirror since the last call: ``(key id, Unix time)``."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ApiKeySpec:
@@ -819,7 +823,16 @@ class ApiKeyService:
     # -- background work --------------------------------------------------
 
     async def flush_last_used(self) -> int:
-        """Write the remembered last-used times and IPs in one batch; return how many keys."""
+        """Write the remembered last-used times and IPs in one batch; return how many keys.
+
+        Uses served by a mirror (the native data plane) count too; their address is
+        not known here, so a key's latest use through this process keeps its IP.
+        """
+        for mirror in self._mirrors:
+            for key_id, at in mirror.used():
+                seen = self._last_used.get(key_id)
+                if seen is None or seen[0] < at:
+                    self._last_used[key_id] = (at, seen[1] if seen is not None else None)
         if not self._last_used:
             return 0
         pending, self._last_used = self._last_used, {}

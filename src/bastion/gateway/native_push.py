@@ -124,6 +124,9 @@ class NativeApiKeys:
     def invalidated(self, key_id: str | None) -> None:
         api_key_invalidated(key_id)
 
+    def used(self) -> list[tuple[str, float]]:
+        return _native.api_keys_used()
+
 
 def signing_keys() -> bool:
     """Push bastion's current public signing keys; whether there were any to push."""

@@ -133,6 +133,20 @@ async def test_keys_native_cannot_judge_stay_with_python(service: ApiKeyService)
         assert decide(KEY_ROUTE, secret) is None, spec.name
 
 
+async def test_native_uses_reach_the_last_used_batch(service: ApiKeyService) -> None:
+    record, secret = await service.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+    await service.verify(secret)
+    assert await service.flush_last_used() == 1
+    first = (await service.get(record.id)).last_used_at
+    assert first is not None
+    await asyncio.sleep(0.01)
+    assert decide(KEY_ROUTE, secret) is not None  # served natively: Python never saw it
+    assert await service.flush_last_used() == 1
+    later = (await service.get(record.id)).last_used_at
+    assert later is not None and later > first
+    assert await service.flush_last_used() == 0
+
+
 async def test_a_peppered_digest_matches(migrated_sqlite_file: Path, tmp_path: Path) -> None:
     path = tmp_path / "bastion.db"
     shutil.copyfile(migrated_sqlite_file, path)
