@@ -1,7 +1,5 @@
 //! `bastion._native`: the Python-facing API of the native data plane.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -17,9 +15,7 @@ fn version() -> &'static str {
 }
 
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    authn::unix_now()
 }
 
 fn digest_of(hex: &str) -> PyResult<[u8; 32]> {

@@ -340,5 +340,46 @@ pub fn credential_headers(
     carriers
 }
 
+/// Unix time now, in seconds (what [`admit`] and the caches compare against).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A request the native path may serve: who it acts for, and the headers that
+/// carried the credential (stripped before proxying).
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub identity: Identity,
+    pub credential_headers: Vec<HeaderName>,
+}
+
+/// The native `authenticate` + `authorize` steps for one request on a native
+/// route: `Some` when the native path serves it, `None` to defer to Python
+/// (which then renders any 400/401/403 itself).
+pub fn admit(
+    caches: &Caches,
+    route: &RouteAuth,
+    route_name: &str,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    now: f64,
+) -> Option<Admitted> {
+    let Verdict::Allow(identity) = authenticate_request(caches, route, uri.query(), headers, now)
+    else {
+        return None;
+    };
+    if !crate::authz::authorize(route, &identity, method, route_name) {
+        return None;
+    }
+    let credential_headers = credential_headers(route, &identity, headers);
+    Some(Admitted {
+        identity,
+        credential_headers,
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -662,3 +662,80 @@ fn native_uses_are_drained_for_python_even_after_a_drop() {
     assert!(deferred(authenticate(&caches, &route, &bearer(KEY), 104.0)));
     assert!(caches.api_keys_used().is_empty());
 }
+
+/// Per-request costs of the native step, printed (not asserted): run with
+/// `cargo test --release authn_costs -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn authn_costs() {
+    use std::time::Instant;
+    let (caches, doc, now) = configured();
+    let keys = KeySet::from_jwks(&doc["jwks"].to_string()).expect("jwks").0;
+    let policy = policy(&doc);
+    let rounds = 20_000u32;
+    let time = |label: &str, rounds: u32, f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        for _ in 0..rounds {
+            f();
+        }
+        let each = start.elapsed() / rounds;
+        println!("{label:<40} {:>8.2} µs", each.as_nanos() as f64 / 1000.0);
+    };
+    with_key(&caches, json!({}), now);
+    let route = key_route();
+    let headers = bearer(KEY);
+    time("api key hit (authenticate+authorize)", rounds, &mut || {
+        let Verdict::Allow(identity) = authenticate(&caches, &route, &headers, now) else {
+            panic!("deferred")
+        };
+        assert!(authz::authorize(
+            &route,
+            &identity,
+            &http::Method::GET,
+            "orders"
+        ));
+    });
+    let token = vector(&doc, "valid ES256");
+    caches.token_put(&token, now, 60.0).expect("put");
+    let jwt = jwt_route();
+    let headers = bearer(&token);
+    time(
+        "cached jwt hit (authenticate+authorize)",
+        rounds,
+        &mut || {
+            let Verdict::Allow(identity) = authenticate(&caches, &jwt, &headers, now) else {
+                panic!("deferred")
+            };
+            assert!(authz::authorize(
+                &jwt,
+                &identity,
+                &http::Method::GET,
+                "orders"
+            ));
+        },
+    );
+    for name in ["valid ES256", "valid RS256", "valid PS256", "valid EdDSA"] {
+        let token = vector(&doc, name);
+        time(&format!("full verify {name}"), 2_000, &mut || {
+            assert!(jwt::verify(&token, &keys, &policy, now).is_ok());
+        });
+    }
+}
+
+#[test]
+fn admit_combines_the_steps() {
+    let caches = Caches::new();
+    with_key(&caches, json!({}), 100.0);
+    let route = key_route();
+    let get = http::Method::GET;
+    let uri: http::Uri = "/orders/1?page=2".parse().expect("uri");
+    let admitted =
+        admit(&caches, &route, "orders", &get, &uri, &bearer(KEY), 100.0).expect("admit");
+    assert_eq!(admitted.identity.key_id.as_deref(), Some("key-1"));
+    assert_eq!(admitted.credential_headers, vec![AUTHORIZATION]);
+    let post = http::Method::POST;
+    assert!(admit(&caches, &route, "orders", &post, &uri, &bearer(KEY), 100.0).is_none());
+    let leaky: http::Uri = format!("/orders?api_key={KEY}").parse().expect("uri");
+    assert!(admit(&caches, &route, "orders", &get, &leaky, &bearer(KEY), 100.0).is_none());
+    assert!(unix_now() > 1.7e9);
+}
