@@ -739,3 +739,56 @@ fn admit_combines_the_steps() {
     assert!(admit(&caches, &route, "orders", &get, &leaky, &bearer(KEY), 100.0).is_none());
     assert!(unix_now() > 1.7e9);
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn verify_never_panics_and_refuses_garbage(token in "[A-Za-z0-9_.=-]{0,300}") {
+            let doc = vectors();
+            let keys = KeySet::from_jwks(&doc["jwks"].to_string()).expect("jwks").0;
+            prop_assert!(jwt::verify(&token, &keys, &policy(&doc), 0.0).is_err());
+        }
+
+        #[test]
+        fn strict_json_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = json::object(&data);
+        }
+
+        #[test]
+        fn tampering_any_byte_of_a_valid_token_is_refused(at in 0usize..400, to in "[A-Za-z0-9_-]") {
+            let doc = vectors();
+            let keys = KeySet::from_jwks(&doc["jwks"].to_string()).expect("jwks").0;
+            let token = vector(&doc, "valid EdDSA");
+            let at = at % token.len();
+            let mut bytes = token.clone().into_bytes();
+            prop_assume!(bytes[at] != b'.' && bytes[at] != to.as_bytes()[0]);
+            bytes[at] = to.as_bytes()[0];
+            let forged = String::from_utf8(bytes).expect("ascii");
+            let now = doc["now"].as_f64().expect("now");
+            prop_assert!(jwt::verify(&forged, &keys, &policy(&doc), now).is_err());
+        }
+
+        #[test]
+        fn any_headers_never_panic(
+            values in proptest::collection::vec("[ -~]{0,80}", 0..4),
+            key_header in "[ -~]{0,60}",
+        ) {
+            let caches = Caches::new();
+            let route = key_route();
+            let mut headers = HeaderMap::new();
+            for value in &values {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.append(AUTHORIZATION, value);
+                }
+            }
+            if let Ok(value) = HeaderValue::from_str(&key_header) {
+                headers.insert("x-api-key", value);
+            }
+            prop_assert!(matches!(authenticate(&caches, &route, &headers, 0.0), Verdict::Defer));
+        }
+    }
+}
