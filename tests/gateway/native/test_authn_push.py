@@ -121,6 +121,28 @@ async def test_revoke_disable_and_feed_deliveries_stop_it_at_once(service: ApiKe
     assert not _native.api_key_cached(record.digest)
 
 
+async def test_a_revocation_by_another_process_stops_the_key_within_a_second(
+    service: ApiKeyService,
+) -> None:
+    # Another process (the CLI, another node) on the same database and shared state.
+    other = ApiKeyService(service.db, service.settings, service.shared)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop, flush_interval=3600))
+    try:
+        record, secret = await other.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+        await service.verify(secret)
+        assert decide(KEY_ROUTE, secret) is not None
+        await asyncio.sleep(0.2)  # the subscription is open
+        await other.revoke(record.id)
+        deadline = time.monotonic() + 1.0
+        while decide(KEY_ROUTE, secret) is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert decide(KEY_ROUTE, secret) is None
+    finally:
+        stop.set()
+        await task
+
+
 async def test_keys_native_cannot_judge_stay_with_python(service: ApiKeyService) -> None:
     for spec in (
         ApiKeySpec(name="ip", scopes=["orders:read"], ip_allow=["10.0.0.0/8"]),
