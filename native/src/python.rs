@@ -101,6 +101,19 @@ fn token_put(token: &str, ttl: f64) -> Option<&'static str> {
         .map(|e| e.reason())
 }
 
+/// Remember for `ttl` seconds that Python found the OAuth client `client_id` active.
+#[pyfunction]
+fn client_active(client_id: &str, ttl: f64) {
+    caches().client_active(client_id, now(), ttl);
+}
+
+/// Let the native core verify uncached tokens of clients known active (only
+/// where every revocation reaches its deny-list: `native_push.verify_misses`).
+#[pyfunction]
+fn tokens_verify_misses(on: bool) {
+    caches().set_verify_misses(on);
+}
+
 /// Whether `token` is in the verified-token cache.
 #[pyfunction]
 fn token_cached(token: &str) -> bool {
@@ -189,6 +202,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signing_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(token_put, m)?)?;
     m.add_function(wrap_pyfunction!(token_cached, m)?)?;
+    m.add_function(wrap_pyfunction!(client_active, m)?)?;
+    m.add_function(wrap_pyfunction!(tokens_verify_misses, m)?)?;
     m.add_function(wrap_pyfunction!(token_revoke, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_forget_client, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_clear, m)?)?;

@@ -448,10 +448,14 @@ async def _follow_changes(
         db.change_feed, shared, retention=max(feed.DEFAULT_RETENTION, 2 * horizon)
     )
     follower.before_delivery(feed.REVOKED_TOKENS, access_tokens.apply_revocation)
+    # The native deny-list hears every revocation too (the replay included), which is
+    # what lets the native core verify uncached tokens itself.
+    follower.before_delivery(feed.REVOKED_TOKENS, native_push.apply_revocation)
     await follower.start()
     since = utcnow() - timedelta(seconds=horizon)
     revoked = await db.change_feed.since(feed.REVOKED_TOKENS, since)
     await follower.replay(feed.REVOKED_TOKENS, revoked)
+    native_push.verify_misses(True)
     return follower
 
 

@@ -9,7 +9,7 @@
 //! never an answer: the request is deferred to Python.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ring::digest;
@@ -23,6 +23,8 @@ use crate::http::Identity;
 pub const API_KEY_CACHE_MAX: usize = 100_000;
 /// Most verified tokens held (`DEFAULT_CACHE_SIZE`).
 pub const TOKEN_CACHE_MAX: usize = 10_000;
+/// How long a token verified natively on a miss is cached (`DEFAULT_CACHE_TTL`).
+pub const MISS_TTL: f64 = 60.0;
 /// The OAuth client id prefix of tokens exchanged from an API key (RFC 8693).
 const API_KEY_CLIENT_PREFIX: &str = "apikey:";
 
@@ -81,6 +83,13 @@ pub struct Caches {
     signing_keys: RwLock<Arc<KeySet>>,
     tokens: RwLock<HashMap<[u8; 32], Arc<CachedToken>>>,
     revoked: RwLock<HashMap<String, f64>>,
+    /// OAuth clients Python found active, until when (Unix seconds).
+    active_clients: RwLock<HashMap<String, f64>>,
+    /// Whether an uncached token may be verified natively (Python turns it on
+    /// only where every revocation reaches the native deny-list).
+    verify_misses: AtomicBool,
+    /// Bumped by every client change (see [`Self::token_verify_miss`]).
+    clients_epoch: AtomicU64,
     /// Whether Python follows every invalidation channel (its own cache
     /// trusts hits only then); tokens are served natively only meanwhile.
     following: AtomicBool,
@@ -115,6 +124,9 @@ impl Caches {
             signing_keys: RwLock::new(Arc::new(KeySet::default())),
             tokens: RwLock::new(HashMap::new()),
             revoked: RwLock::new(HashMap::new()),
+            active_clients: RwLock::new(HashMap::new()),
+            verify_misses: AtomicBool::new(false),
+            clients_epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
         }
     }
@@ -240,6 +252,56 @@ impl Caches {
     /// Python calls this after it accepted the token (so the deny-list and the
     /// client's status were checked there); the native verifier must agree.
     pub fn token_put(&self, token: &str, now: f64, ttl: f64) -> Result<(), TokenPutError> {
+        let entry = self.verified(token, now, ttl)?;
+        self.insert_token(token, Arc::new(entry), now);
+        Ok(())
+    }
+
+    /// A token not in the cache, verified natively: served (and cached) only
+    /// when Python turned this on, follows every channel, and found the token's
+    /// client active within the token cache's lifetime.
+    pub fn token_verify_miss(&self, token: &str, now: f64) -> Option<Arc<CachedToken>> {
+        if !self.verify_misses.load(Ordering::SeqCst) || !self.following() {
+            return None;
+        }
+        let entry = self.verified(token, now, MISS_TTL).ok()?;
+        let client = entry.client_id.as_deref()?;
+        // A client change racing with this verification must not leave the token
+        // cached: the epoch says whether one happened meanwhile.
+        let epoch = self.clients_epoch.load(Ordering::SeqCst);
+        let active = read(&self.active_clients)
+            .get(client)
+            .is_some_and(|until| *until > now);
+        if !active {
+            return None;
+        }
+        let entry = Arc::new(entry);
+        self.insert_token(token, entry.clone(), now);
+        if self.clients_epoch.load(Ordering::SeqCst) != epoch {
+            write(&self.tokens).remove(&token_digest(token.as_bytes()));
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Allow native verification of uncached tokens (see [`Self::token_verify_miss`]).
+    pub fn set_verify_misses(&self, on: bool) {
+        self.verify_misses.store(on, Ordering::SeqCst);
+    }
+
+    /// Remember that Python found the OAuth client `client_id` active, for `ttl` seconds.
+    pub fn client_active(&self, client_id: &str, now: f64, ttl: f64) {
+        let mut clients = write(&self.active_clients);
+        if clients.len() >= TOKEN_CACHE_MAX && !clients.contains_key(client_id) {
+            clients.retain(|_, until| *until > now);
+            if clients.len() >= TOKEN_CACHE_MAX {
+                clients.clear();
+            }
+        }
+        clients.insert(client_id.to_owned(), now + ttl.max(0.0));
+    }
+
+    fn verified(&self, token: &str, now: f64, ttl: f64) -> Result<CachedToken, TokenPutError> {
         let policy = read(&self.policy)
             .clone()
             .ok_or(TokenPutError::NotConfigured)?;
@@ -249,14 +311,10 @@ impl Caches {
             return Err(TokenPutError::NotNative("sender_constrained"));
         }
         let client_id = match claims.get("client_id") {
-            Some(Value::String(id)) => Some(id.clone()),
+            Some(Value::String(id)) => id.clone(),
             _ => return Err(TokenPutError::NotNative("invalid_claim")),
         };
-        if client_id
-            .as_deref()
-            .is_some_and(|id| id.starts_with(API_KEY_CLIENT_PREFIX))
-            || claims.contains_key("key_id")
-        {
+        if client_id.starts_with(API_KEY_CLIENT_PREFIX) || claims.contains_key("key_id") {
             return Err(TokenPutError::NotNative("exchanged_from_api_key"));
         }
         let subject = match claims.get("sub") {
@@ -285,20 +343,23 @@ impl Caches {
         if self.token_revoked(&jti, now) {
             return Err(TokenPutError::NotNative("revoked"));
         }
-        let entry = Arc::new(CachedToken {
+        Ok(CachedToken {
             identity: Identity {
                 method: "jwt",
                 subject: Some(subject),
-                client_id: client_id.clone(),
+                client_id: Some(client_id.clone()),
                 scopes,
                 key_id: None,
                 routes: None,
             },
             claims,
             jti,
-            client_id,
+            client_id: Some(client_id),
             until,
-        });
+        })
+    }
+
+    fn insert_token(&self, token: &str, entry: Arc<CachedToken>, now: f64) {
         let digest = token_digest(token.as_bytes());
         let mut tokens = write(&self.tokens);
         if tokens.len() >= TOKEN_CACHE_MAX && !tokens.contains_key(&digest) {
@@ -308,7 +369,6 @@ impl Caches {
             }
         }
         tokens.insert(digest, entry);
-        Ok(())
     }
 
     /// The cached token with this digest, if it is still usable at `now`.
@@ -344,11 +404,15 @@ impl Caches {
 
     /// Drop the cached tokens of the OAuth client `client_id`.
     pub fn tokens_forget_client(&self, client_id: &str) {
+        self.clients_epoch.fetch_add(1, Ordering::SeqCst);
+        write(&self.active_clients).remove(client_id);
         write(&self.tokens).retain(|_, t| t.client_id.as_deref() != Some(client_id));
     }
 
-    /// Drop every cached token (the deny-list stays).
+    /// Drop every cached token and client status (the deny-list stays).
     pub fn tokens_clear(&self) {
+        self.clients_epoch.fetch_add(1, Ordering::SeqCst);
+        write(&self.active_clients).clear();
         write(&self.tokens).clear();
     }
 

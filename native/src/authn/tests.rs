@@ -792,3 +792,50 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn misses_are_verified_natively_only_when_allowed_and_the_client_is_known_active() {
+    let (caches, doc, now) = configured();
+    let route = jwt_route();
+    let token = vector(&doc, "valid ES256");
+    let decides =
+        |token: &str, at: f64| !deferred(authenticate(&caches, &route, &bearer(token), at));
+    // off by default
+    caches.client_active("client-1", now, 60.0);
+    assert!(!decides(&token, now));
+    caches.set_verify_misses(true);
+    assert!(decides(&token, now));
+    assert!(caches.token_cached(&token));
+    // a client change drops its status and tokens: back to Python
+    caches.tokens_forget_client("client-1");
+    assert!(!decides(&token, now));
+    // Python checked the client and says so
+    caches.client_active("client-1", now, 60.0);
+    assert!(decides(&token, now));
+    // the client status expires
+    caches.tokens_clear();
+    caches.client_active("client-1", now, 10.0);
+    assert!(!decides(&token, now + 10.0));
+    // not following: never
+    let other = vector(&doc, "valid EdDSA");
+    caches.set_following(false);
+    caches.client_active("client-1", now, 60.0);
+    assert!(!decides(&other, now));
+    caches.set_following(true);
+    caches.client_active("client-1", now, 60.0);
+    assert!(decides(&other, now));
+    // forged tokens, and a revoked jti (every vector shares it): never
+    caches.tokens_clear();
+    caches.client_active("client-1", now, 60.0);
+    for name in [
+        "tampered payload",
+        "alg none",
+        "ES256 high-S twin",
+        "expired",
+        "wrong typ",
+    ] {
+        assert!(!decides(&vector(&doc, name), now), "{name}");
+    }
+    caches.token_revoke("jti-1", now + 600.0, now);
+    assert!(!decides(&token, now));
+}

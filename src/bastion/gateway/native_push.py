@@ -9,7 +9,9 @@ own caches, and Python fills them with what *it* accepted:
 - :func:`token_verified`: one of bastion's own access tokens, after the
   ``jwt`` authenticator accepted it (signature, claims, ``jti`` deny-list,
   client status); the native core verifies it again with the signing keys
-  pushed here (:func:`signing_keys`) before caching it.
+  pushed here (:func:`signing_keys`) before caching it. The token's client is
+  remembered as active (:func:`client_active`), so where :func:`verify_misses`
+  is on, that client's *other* tokens are verified natively without Python.
 
 Every invalidation the Python caches follow reaches the native ones in the
 same call, before the next request: :func:`api_key_invalidated` (channel
@@ -41,6 +43,8 @@ __all__ = [
     "api_key_found",
     "api_key_invalidated",
     "api_key_record",
+    "apply_revocation",
+    "client_active",
     "client_changed",
     "following",
     "install",
@@ -49,6 +53,7 @@ __all__ = [
     "token_revoked",
     "token_verified",
     "tokens_cleared",
+    "verify_misses",
 ]
 
 #: How long a revocation announced without its ``exp`` is remembered natively
@@ -146,6 +151,31 @@ def token_verified(token: str, ttl: float) -> str | None:
     if reason == "unknown_kid" and signing_keys():
         reason = _native.token_put(token, ttl)
     return reason
+
+
+def client_active(client_id: str, ttl: float) -> None:
+    """Python just found the OAuth client ``client_id`` active: trust that for ``ttl`` seconds.
+
+    (What lets the native core verify the client's *uncached* tokens itself,
+    where :func:`verify_misses` allowed it.)
+    """
+    _native.client_active(client_id, ttl)
+
+
+def verify_misses(on: bool) -> None:
+    """Let the native core verify uncached tokens of clients known active.
+
+    Only sound where every revocation reaches the native deny-list: the
+    runtime turns it on once :func:`apply_revocation` runs before every
+    ``revoked-tokens`` delivery of the change feed (and over its start-up
+    replay), and native token hits need :func:`following` besides.
+    """
+    _native.tokens_verify_misses(on)
+
+
+async def apply_revocation(message: str) -> None:
+    """A change-feed applier for ``revoked-tokens`` (``"<jti> <exp>"``), replay included."""
+    token_revoked(message)
 
 
 def token_revoked(message: str | None) -> None:

@@ -289,6 +289,32 @@ async def test_tokens_python_refuses_or_keeps_are_not_cached(tokens: Tokens) -> 
     assert native_push.token_verified(forged, 60.0) == "bad_signature"
 
 
+async def test_other_tokens_of_an_active_client_are_verified_natively(tokens: Tokens) -> None:
+    first = tokens.sign(tokens.claims())
+    second_claims = tokens.claims()
+    second = tokens.sign(second_claims)
+    native_push.verify_misses(True)
+    try:
+        assert decide(JWT_ROUTE, first) is None  # the client is not known active yet
+        await tokens.authn.authenticate(first)  # Python checks it (and the client)
+        identity = decide(JWT_ROUTE, second)  # never seen by Python
+        assert identity is not None and identity["client_id"] == "web-app"
+        assert _native.token_cached(second)
+        # a change-feed revocation (replay included) reaches the native deny-list
+        third_claims = tokens.claims()
+        third = tokens.sign(third_claims)
+        await native_push.apply_revocation(f"{third_claims['jti']} {third_claims['exp']}")
+        assert decide(JWT_ROUTE, third) is None
+        # a client change: its status goes, its tokens go back to Python
+        tokens.authn.forget_client("web-app")
+        assert decide(JWT_ROUTE, second) is None
+        assert decide(JWT_ROUTE, tokens.sign(tokens.claims())) is None
+        # another client's tokens always go to Python first
+        assert decide(JWT_ROUTE, tokens.sign(tokens.claims(client_id="cli"))) is None
+    finally:
+        native_push.verify_misses(False)
+
+
 async def test_a_revocation_on_the_channel_stops_a_token_within_a_second(tokens: Tokens) -> None:
     native_push.following(False)
     stop = asyncio.Event()

@@ -428,6 +428,9 @@ class JwtAuthenticator:
                 # The native data plane serves this token from now on (it verifies
                 # it again; tokens exchanged from API keys stay with Python).
                 native_push.token_verified(token, self.cache_ttl)
+                client_id = claims.get("client_id")
+                if isinstance(client_id, str) and client_id:
+                    native_push.client_active(client_id, self.cache_ttl)
         return identity
 
     async def _as_key(self, identity: Identity, claims: Mapping[str, Any]) -> Identity:
