@@ -8,6 +8,8 @@
 //!
 //! Modules, one idea each:
 //! - `client_ip`: the client address through trusted proxies.
+//! - `authn`: API keys and bastion's JWTs from the native caches.
+//! - `authz`: route allow-lists, scopes, claims and roles.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
@@ -29,6 +31,8 @@
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod authn;
+pub mod authz;
 pub mod client_ip;
 pub mod forward;
 pub mod gateway;

@@ -37,7 +37,7 @@ from bastion.crypto import (
     parse_keyring_text,
 )
 from bastion.errors import BastionError
-from bastion.gateway import Gateway, JwtAuthenticator
+from bastion.gateway import Gateway, JwtAuthenticator, native_push
 from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
@@ -192,6 +192,9 @@ class Runtime:
             if await signing_keys.load():
                 first = signing_keys.current()
                 say(f"signing key {first.kid} ({first.alg}) created and active")
+            # The native data plane's caches: configured here, filled by what Python accepts.
+            native_push.install(settings, signing_keys.public_key_set)
+            api_keys.mirror(native_push.NativeApiKeys())
             clients = ClientService(db, settings, shared)
             issuer = TokenIssuer(signing_keys.current)
             from bastion.http.endpoints.admin.auth import admin_audience
@@ -445,10 +448,14 @@ async def _follow_changes(
         db.change_feed, shared, retention=max(feed.DEFAULT_RETENTION, 2 * horizon)
     )
     follower.before_delivery(feed.REVOKED_TOKENS, access_tokens.apply_revocation)
+    # The native deny-list hears every revocation too (the replay included), which is
+    # what lets the native core verify uncached tokens itself.
+    follower.before_delivery(feed.REVOKED_TOKENS, native_push.apply_revocation)
     await follower.start()
     since = utcnow() - timedelta(seconds=horizon)
     revoked = await db.change_feed.since(feed.REVOKED_TOKENS, since)
     await follower.replay(feed.REVOKED_TOKENS, revoked)
+    native_push.verify_misses(True)
     return follower
 
 

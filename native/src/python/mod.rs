@@ -4,6 +4,7 @@
 
 use pyo3::prelude::*;
 
+mod authn;
 mod front;
 mod risk;
 mod routes;
@@ -17,6 +18,7 @@ fn version() -> &'static str {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    authn::register(m)?;
     front::register(m)?;
     risk::register(m)?;
     routes::register(m)?;

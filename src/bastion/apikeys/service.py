@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -68,6 +68,7 @@ __all__ = [
     "POSITIVE_TTL",
     "ApiKeyService",
     "ApiKeySpec",
+    "CacheMirror",
     "api_key_status",
     "api_key_view",
 ]
@@ -118,6 +119,20 @@ _UPDATABLE: Final = frozenset(
 )
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class CacheMirror(Protocol):
+    """A cache kept in step with the service's own (:meth:`ApiKeyService.mirror`)."""
+
+    def found(self, key: ApiKey, ttl: float) -> None:
+        """``key`` was just read from the database; trust it for ``ttl`` seconds at most."""
+
+    def invalidated(self, key_id: str | None) -> None:
+        """Forget ``key_id`` (every key when ``None``)."""
+
+    def used(self) -> Iterable[tuple[str, float]]:
+        """The keys used through the mirror since the last call: ``(key id, Unix time)``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +458,17 @@ class ApiKeyService:
         self._epoch = 0
         # key id -> (Unix time, IP) of its latest use, written in batches.
         self._last_used: dict[str, tuple[float, str | None]] = {}
+        # Caches mirroring this one (the native data plane's): told of every fill and drop.
+        self._mirrors: list[CacheMirror] = []
+
+    def mirror(self, mirror: CacheMirror) -> None:
+        """Tell ``mirror`` of every record this cache fills and every key it forgets.
+
+        What :mod:`bastion.gateway.native_push` uses to keep the native API key
+        cache in step: a record is mirrored only when no invalidation arrived
+        while it was read, and every :meth:`invalidate` reaches it at once.
+        """
+        self._mirrors.append(mirror)
 
     def digest(self, key: str) -> str:
         """The stored form of ``key`` under this service's pepper."""
@@ -705,6 +731,7 @@ class ApiKeyService:
         missed_until = self._unknown.get(digest)
         if missed_until is not None and missed_until > clock:
             raise InvalidApiKeyError("unknown")
+        epoch = self._epoch
         record = await self.db.api_keys.find_by_digest(digest)
         clock = time.monotonic()
         if record is None:
@@ -722,11 +749,16 @@ class ApiKeyService:
         while len(self._found) > POSITIVE_CACHE_MAX:
             _, evicted = self._found.popitem(last=False)
             self._digest_of.pop(evicted.key.id, None)
+        if epoch == self._epoch:  # no invalidation arrived while reading: safe to mirror
+            for mirror in self._mirrors:
+                mirror.found(record, POSITIVE_TTL)
         return entry
 
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget the cached record of ``key_id`` (everything cached when ``None``)."""
         self._epoch += 1
+        for mirror in self._mirrors:
+            mirror.invalidated(key_id)
         if key_id is None:
             self._by_id.clear()
             self._found.clear()
@@ -791,7 +823,16 @@ class ApiKeyService:
     # -- background work --------------------------------------------------
 
     async def flush_last_used(self) -> int:
-        """Write the remembered last-used times and IPs in one batch; return how many keys."""
+        """Write the remembered last-used times and IPs in one batch; return how many keys.
+
+        Uses served by a mirror (the native data plane) count too; their address is
+        not known here, so a key's latest use through this process keeps its IP.
+        """
+        for mirror in self._mirrors:
+            for key_id, at in mirror.used():
+                seen = self._last_used.get(key_id)
+                if seen is None or seen[0] < at:
+                    self._last_used[key_id] = (at, seen[1] if seen is not None else None)
         if not self._last_used:
             return 0
         pending, self._last_used = self._last_used, {}

@@ -58,6 +58,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from bastion.crypto import InvalidTokenError, sha256_hex
+from bastion.gateway import native_push
 from bastion.gateway.authn.external_jwt import TrustedIssuer, peek
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.errors import UnauthenticatedError
@@ -234,6 +235,7 @@ class JwtAuthenticator:
         self._epoch += 1
         self._cache.clear()
         self._by_jti.clear()
+        native_push.tokens_cleared()
 
     def forget(self, jti: str | None) -> None:
         """Drop the cached entries of the token ``jti`` (every entry when ``None``).
@@ -243,6 +245,7 @@ class JwtAuthenticator:
         if jti is None:
             self.clear()
             return
+        native_push.token_revoked(jti)
         jti = jti.partition(" ")[0]
         self._epoch += 1
         for key in self._by_jti.pop(jti, ()):
@@ -256,6 +259,7 @@ class JwtAuthenticator:
         if client_id is None:
             self.clear()
             return
+        native_push.client_changed(client_id)
         self._epoch += 1
         for key, entry in list(self._cache.items()):
             if entry.identity.claims.get("client_id") == client_id:
@@ -274,6 +278,7 @@ class JwtAuthenticator:
     def forget_all(self, _message: str | None = None) -> None:
         """Forget every cached token, whatever the message (a signing-key change)."""
         self.clear()
+        native_push.signing_keys_changed()
 
     def routes_changed(self) -> None:
         """After a routes reload: forget the per-route policies and every cached token.
@@ -293,6 +298,7 @@ class JwtAuthenticator:
             else:
                 self._open_channels.discard(channel)
             self._following = self._open_channels >= _FOLLOWED
+            native_push.following(self._following)
 
         return on_subscribed
 
@@ -418,6 +424,13 @@ class JwtAuthenticator:
             identity = await self._as_key(identity, claims)
         if epoch == self._epoch:  # no invalidation arrived while verifying
             self._remember(key, identity, claims, now, label)
+            if label == SELF and identity.key_id is None and self.cache_size:
+                # The native data plane serves this token from now on (it verifies
+                # it again; tokens exchanged from API keys stay with Python).
+                native_push.token_verified(token, self.cache_ttl)
+                client_id = claims.get("client_id")
+                if isinstance(client_id, str) and client_id:
+                    native_push.client_active(client_id, self.cache_ttl)
         return identity
 
     async def _as_key(self, identity: Identity, claims: Mapping[str, Any]) -> Identity:

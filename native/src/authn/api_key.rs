@@ -1,0 +1,320 @@
+//! API keys on the native path: what Python pushes about a key, the stored
+//! digest (`bastion.crypto.apikeys.api_key_digest`: SHA-256 hex, or
+//! HMAC-SHA256 under the server pepper), and the key-in-query screen.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ring::{digest, hmac};
+use serde::Deserialize;
+
+use crate::http::Identity;
+
+/// The longest key the format allows (`MAX_API_KEY_LENGTH`: prefix + 10-character
+/// tag + `_` + 32 random + 6 checksum characters).
+pub const MAX_API_KEY_LENGTH: usize = 4 + 11 + 32 + 6;
+/// What every key starts with.
+pub const KEY_PREFIX: &[u8] = b"bst_";
+
+/// A key's record as Python pushes it (`native_push.api_key_record`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ApiKeyRecord {
+    pub id: String,
+    #[serde(default)]
+    pub owner_type: Option<String>,
+    #[serde(default)]
+    pub owner_id: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Unix seconds; `None`: never.
+    #[serde(default)]
+    pub expires_at: Option<f64>,
+    /// End of a rotation grace period, Unix seconds; `None`: not rotated.
+    #[serde(default)]
+    pub grace_until: Option<f64>,
+    pub revoked: bool,
+    pub disabled: bool,
+    /// CIDRs; a key with any is served by Python (the client address is
+    /// resolved through trusted proxies there).
+    #[serde(default)]
+    pub ip_allow: Vec<String>,
+    /// The key's own limits; a key with any is served by Python until the native
+    /// limiter applies them.
+    #[serde(default)]
+    pub rate_limits: Vec<serde_json::Value>,
+}
+
+/// A cached key: its record, precomputed, and until when it may be trusted.
+#[derive(Debug)]
+pub struct CachedKey {
+    pub id: String,
+    pub identity: Identity,
+    deadline: f64,
+    grace_until: f64,
+    revoked: bool,
+    disabled: bool,
+    native: bool,
+    /// Unix seconds until which the entry is fresh (Python's positive TTL).
+    pub fresh_until: f64,
+    /// The latest native use (f64 bits; 0: none since the last drain), for
+    /// Python's batched last-used writes.
+    last_used: AtomicU64,
+}
+
+impl CachedKey {
+    /// The cache entry of `record`, fresh until `fresh_until`.
+    pub fn new(record: ApiKeyRecord, fresh_until: f64) -> CachedKey {
+        let subject = match (&record.owner_type, &record.owner_id) {
+            (Some(kind), Some(owner)) if !kind.is_empty() && !owner.is_empty() => {
+                format!("{kind}:{owner}")
+            }
+            _ => format!("apikey:{}", record.id),
+        };
+        let mut scopes = record.scopes;
+        scopes.sort();
+        scopes.dedup();
+        let routes = if record.routes.is_empty() {
+            None
+        } else {
+            let mut routes = record.routes;
+            routes.sort();
+            routes.dedup();
+            Some(routes)
+        };
+        CachedKey {
+            id: record.id.clone(),
+            identity: Identity {
+                method: "api_key",
+                subject: Some(subject),
+                client_id: None,
+                scopes,
+                key_id: Some(record.id),
+                routes,
+            },
+            deadline: record.expires_at.unwrap_or(f64::INFINITY),
+            grace_until: record.grace_until.unwrap_or(f64::INFINITY),
+            revoked: record.revoked,
+            disabled: record.disabled,
+            native: record.ip_allow.is_empty() && record.rate_limits.is_empty(),
+            fresh_until,
+            last_used: AtomicU64::new(0),
+        }
+    }
+
+    /// Remember a native use at `now` (Unix seconds, positive: its bits order like it).
+    pub fn touch(&self, now: f64) {
+        if now > 0.0 {
+            self.last_used.fetch_max(now.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// The latest use since the last call, if any.
+    pub fn take_last_used(&self) -> Option<f64> {
+        match self.last_used.swap(0, Ordering::Relaxed) {
+            0 => None,
+            bits => Some(f64::from_bits(bits)),
+        }
+    }
+
+    /// Whether the key may be used at `now` exactly as `ApiKeyService.verify`
+    /// would allow it (state and deadlines checked on every call), and the
+    /// native path can serve it (no IP allow-list, no key limits).
+    pub fn usable(&self, now: f64) -> bool {
+        self.native
+            && now < self.fresh_until
+            && !self.revoked
+            && !self.disabled
+            && now < self.deadline
+            && now < self.grace_until
+    }
+}
+
+/// How keys are stored: SHA-256, or HMAC-SHA256 under the pepper.
+#[derive(Clone)]
+pub enum Digester {
+    Plain,
+    Peppered(hmac::Key),
+}
+
+impl Digester {
+    pub fn new(pepper: Option<&[u8]>) -> Digester {
+        match pepper {
+            Some(p) if !p.is_empty() => Digester::Peppered(hmac::Key::new(hmac::HMAC_SHA256, p)),
+            _ => Digester::Plain,
+        }
+    }
+
+    /// The raw 32-byte digest of `key` (Python stores its hex).
+    pub fn digest(&self, key: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        match self {
+            Digester::Plain => out.copy_from_slice(digest::digest(&digest::SHA256, key).as_ref()),
+            Digester::Peppered(k) => out.copy_from_slice(hmac::sign(k, key).as_ref()),
+        }
+        out
+    }
+}
+
+/// Decode a 64-character hex digest.
+pub fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+fn key_shaped_at(text: &[u8], at: usize) -> bool {
+    if at > 0 && text[at - 1].is_ascii_alphanumeric() {
+        return false;
+    }
+    if !text[at..].starts_with(KEY_PREFIX) {
+        return false;
+    }
+    text[at + KEY_PREFIX.len()..]
+        .iter()
+        .take_while(|b| b.is_ascii_alphanumeric() || **b == b'_')
+        .count()
+        >= 16
+}
+
+fn key_shaped(text: &[u8]) -> bool {
+    (0..text.len()).any(|at| key_shaped_at(text, at))
+}
+
+fn unquote(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        if text[i] == b'%' && i + 2 < text.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(text[i + 1]), hex(text[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(text[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Whether a query string carries something shaped like a bastion key, raw or
+/// %-encoded (`bastion.gateway.authn.api_key.key_in_query`): Python refuses such
+/// a request with 400 `api_key_in_query`, so the native path must defer it.
+pub fn key_in_query(query: &[u8]) -> bool {
+    key_shaped(query) || (query.contains(&b'%') && key_shaped(&unquote(query)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record() -> ApiKeyRecord {
+        serde_json::from_str(
+            r#"{"id":"k1","owner_type":"user","owner_id":"u1","scopes":["b","a","a"],
+                "routes":[],"expires_at":null,"grace_until":null,"revoked":false,
+                "disabled":false,"ip_allow":[],"rate_limits":[]}"#,
+        )
+        .expect("record")
+    }
+
+    #[test]
+    fn identity_of_an_owned_key() {
+        let key = CachedKey::new(record(), 100.0);
+        assert_eq!(key.identity.method, "api_key");
+        assert_eq!(key.identity.subject.as_deref(), Some("user:u1"));
+        assert_eq!(key.identity.scopes, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(key.identity.key_id.as_deref(), Some("k1"));
+        assert_eq!(key.identity.routes, None);
+    }
+
+    #[test]
+    fn identity_of_an_unowned_key_with_routes() {
+        let mut r = record();
+        r.owner_type = None;
+        r.owner_id = None;
+        r.routes = vec!["orders".into()];
+        let key = CachedKey::new(r, 100.0);
+        assert_eq!(key.identity.subject.as_deref(), Some("apikey:k1"));
+        assert_eq!(key.identity.routes, Some(vec!["orders".to_string()]));
+    }
+
+    #[test]
+    fn usable_checks_state_deadlines_and_freshness() {
+        assert!(CachedKey::new(record(), 100.0).usable(50.0));
+        assert!(!CachedKey::new(record(), 100.0).usable(100.0));
+        let mut r = record();
+        r.revoked = true;
+        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+        let mut r = record();
+        r.disabled = true;
+        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+        let mut r = record();
+        r.expires_at = Some(50.0);
+        assert!(!CachedKey::new(r.clone(), 100.0).usable(50.0));
+        assert!(CachedKey::new(r, 100.0).usable(49.9));
+        let mut r = record();
+        r.grace_until = Some(10.0);
+        assert!(!CachedKey::new(r, 100.0).usable(10.0));
+        let mut r = record();
+        r.ip_allow = vec!["10.0.0.0/8".into()];
+        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+        let mut r = record();
+        r.rate_limits = vec![serde_json::json!({"rate": "1/second"})];
+        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+    }
+
+    #[test]
+    fn digests_match_python() {
+        // hashlib.sha256(b"bst_x").hexdigest(), hmac.new(b"pep", b"bst_x", sha256).hexdigest()
+        let plain = Digester::new(None).digest(b"bst_x");
+        assert_eq!(
+            plain,
+            parse_hex_digest("0a56945d972b1bb8b70455c230b9486005f2843a464cc3360fc9de36d31374f7")
+                .expect("hex")
+        );
+        let peppered = Digester::new(Some(b"pep")).digest(b"bst_x");
+        assert_eq!(
+            peppered,
+            parse_hex_digest("2252da8989ed77d8490045a5c1ddf5f878f306aaa2b19c8436b30f231b96d961")
+                .expect("hex")
+        );
+    }
+
+    #[test]
+    fn hex_digest_parsing() {
+        assert_eq!(parse_hex_digest("00"), None);
+        assert_eq!(parse_hex_digest(&"g".repeat(64)), None);
+        assert_eq!(parse_hex_digest(&"ff".repeat(32)), Some([0xff; 32]));
+    }
+
+    #[test]
+    fn query_screen() {
+        assert!(key_in_query(b"key=bst_0123456789abcdef"));
+        assert!(key_in_query(b"bst_0123456789abcdef"));
+        assert!(!key_in_query(b"key=bst_0123456789abcde"));
+        assert!(!key_in_query(b"subst_0123456789abcdefgh"));
+        assert!(key_in_query(b"key=%62st_0123456789abcdef"));
+        assert!(key_in_query(b"key=bst%5F0123456789abcdef"));
+        assert!(!key_in_query(b"a=1&b=2"));
+        assert!(!key_in_query(b"%"));
+        assert!(!key_in_query(b"%6"));
+    }
+
+    proptest! {
+        #[test]
+        fn query_screen_never_panics(query in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = key_in_query(&query);
+        }
+    }
+}

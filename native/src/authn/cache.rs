@@ -1,0 +1,426 @@
+//! The process-wide native caches the Python control plane fills and
+//! invalidates: API keys by digest, verified tokens by SHA-256 of the token,
+//! bastion's signing keys by kid, and revoked `jti`s until they expire.
+//!
+//! Python pushes what *it* accepted (an API key record when its own cache
+//! fills, a token after it verified it: signature, claims, deny-list, client
+//! status), and every change-feed delivery of `api-keys`, `clients`,
+//! `signing-keys` and `revoked-tokens` drops entries here at once. A miss is
+//! never an answer: the request is deferred to Python.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ring::digest;
+use serde_json::{Map, Value};
+
+use super::api_key::{ApiKeyRecord, CachedKey, Digester};
+use super::jwt::{self, JwtError, KeySet, Policy};
+use crate::http::Identity;
+
+/// Most API keys held (the Python cache's `POSITIVE_CACHE_MAX`).
+pub const API_KEY_CACHE_MAX: usize = 100_000;
+/// Most verified tokens held (`DEFAULT_CACHE_SIZE`).
+pub const TOKEN_CACHE_MAX: usize = 10_000;
+/// How long a token verified natively on a miss is cached (`DEFAULT_CACHE_TTL`).
+pub const MISS_TTL: f64 = 60.0;
+/// The OAuth client id prefix of tokens exchanged from an API key (RFC 8693).
+const API_KEY_CLIENT_PREFIX: &str = "apikey:";
+
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    // A panic while holding a lock cannot leave these maps half-updated in a way
+    // that allows more: every writer only inserts or removes whole entries.
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A verified token of bastion's own, as the native path may serve it.
+#[derive(Debug, Clone)]
+pub struct CachedToken {
+    pub identity: Identity,
+    /// All claims (the route's `claims` / `roles` rules and `aud` read them).
+    pub claims: Map<String, Value>,
+    pub jti: String,
+    pub client_id: Option<String>,
+    /// Unix seconds: `min(exp, pushed + ttl)`.
+    pub until: f64,
+}
+
+/// Why a pushed token was not cached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenPutError {
+    /// `authn_configure` was never called.
+    NotConfigured,
+    /// The native verifier refused it (it must agree with Python's).
+    Invalid(JwtError),
+    /// Valid, but not for the native path (sender-constrained, exchanged from
+    /// an API key, revoked meanwhile, unusable `sub`/`scope`, already ended).
+    NotNative(&'static str),
+}
+
+impl TokenPutError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotConfigured => "not_configured",
+            Self::Invalid(error) => error.reason(),
+            Self::NotNative(why) => why,
+        }
+    }
+}
+
+/// Every native authentication cache (one per process: [`caches`]).
+pub struct Caches {
+    digester: RwLock<Digester>,
+    api_keys: RwLock<HashMap<[u8; 32], Arc<CachedKey>>>,
+    /// Uses of keys dropped from the cache since the last drain (key id → time).
+    dropped_uses: Mutex<HashMap<String, f64>>,
+    policy: RwLock<Option<Policy>>,
+    signing_keys: RwLock<Arc<KeySet>>,
+    tokens: RwLock<HashMap<[u8; 32], Arc<CachedToken>>>,
+    revoked: RwLock<HashMap<String, f64>>,
+    /// OAuth clients Python found active, until when (Unix seconds).
+    active_clients: RwLock<HashMap<String, f64>>,
+    /// Whether an uncached token may be verified natively (Python turns it on
+    /// only where every revocation reaches the native deny-list).
+    verify_misses: AtomicBool,
+    /// Bumped by every client change (see [`Self::token_verify_miss`]).
+    clients_epoch: AtomicU64,
+    /// Whether Python follows every invalidation channel (its own cache
+    /// trusts hits only then); tokens are served natively only meanwhile.
+    following: AtomicBool,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The process-wide caches.
+pub fn caches() -> &'static Caches {
+    static CACHES: OnceLock<Caches> = OnceLock::new();
+    CACHES.get_or_init(Caches::new)
+}
+
+/// SHA-256 of a token: the verified-token cache's key.
+pub fn token_digest(token: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest::digest(&digest::SHA256, token).as_ref());
+    out
+}
+
+impl Caches {
+    pub fn new() -> Caches {
+        Caches {
+            digester: RwLock::new(Digester::Plain),
+            api_keys: RwLock::new(HashMap::new()),
+            dropped_uses: Mutex::new(HashMap::new()),
+            policy: RwLock::new(None),
+            signing_keys: RwLock::new(Arc::new(KeySet::default())),
+            tokens: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(HashMap::new()),
+            active_clients: RwLock::new(HashMap::new()),
+            verify_misses: AtomicBool::new(false),
+            clients_epoch: AtomicU64::new(0),
+            following: AtomicBool::new(false),
+        }
+    }
+
+    /// Set bastion's issuer, leeway, maximum token lifetime and API key pepper;
+    /// everything cached under the previous configuration is dropped (and its
+    /// unreported uses).
+    pub fn configure(&self, policy: Policy, pepper: Option<&[u8]>) {
+        *write(&self.digester) = Digester::new(pepper);
+        *write(&self.policy) = Some(policy);
+        self.api_keys_clear();
+        // A new configuration is a new start: uses recorded before it are not reported.
+        let _ = self.api_keys_used();
+        self.tokens_clear();
+    }
+
+    // -- API keys -----------------------------------------------------------
+
+    /// The stored digest of a presented key under the configured pepper.
+    pub fn api_key_digest(&self, key: &[u8]) -> [u8; 32] {
+        read(&self.digester).digest(key)
+    }
+
+    /// Cache `record` under `digest` for `ttl` seconds from `now`.
+    pub fn api_key_put(&self, digest: [u8; 32], record: ApiKeyRecord, now: f64, ttl: f64) {
+        let entry = Arc::new(CachedKey::new(record, now + ttl.max(0.0)));
+        let mut keys = write(&self.api_keys);
+        if keys.len() >= API_KEY_CACHE_MAX && !keys.contains_key(&digest) {
+            self.keep_uses(keys.drain().map(|(_, key)| key));
+        }
+        if let Some(previous) = keys.insert(digest, entry) {
+            self.keep_uses([previous]);
+        }
+    }
+
+    fn keep_uses(&self, dropped: impl IntoIterator<Item = Arc<CachedKey>>) {
+        let mut uses = self
+            .dropped_uses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        for key in dropped {
+            if let Some(at) = key.take_last_used() {
+                let latest = uses.entry(key.id.clone()).or_insert(at);
+                *latest = latest.max(at);
+            }
+        }
+    }
+
+    /// The keys used natively since the last call, with their latest use (Unix
+    /// seconds): Python writes them with its own batched last-used times.
+    pub fn api_keys_used(&self) -> Vec<(String, f64)> {
+        let mut uses: HashMap<String, f64> = std::mem::take(
+            &mut *self
+                .dropped_uses
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        for key in read(&self.api_keys).values() {
+            if let Some(at) = key.take_last_used() {
+                let latest = uses.entry(key.id.clone()).or_insert(at);
+                *latest = latest.max(at);
+            }
+        }
+        uses.into_iter().collect()
+    }
+
+    pub fn api_key_get(&self, digest: &[u8; 32]) -> Option<Arc<CachedKey>> {
+        read(&self.api_keys).get(digest).cloned()
+    }
+
+    /// Drop the key `key_id` (and the tokens exchanged from it).
+    pub fn api_key_drop(&self, key_id: &str) {
+        let mut dropped = Vec::new();
+        write(&self.api_keys).retain(|_, key| {
+            let keep = key.id != key_id;
+            if !keep {
+                dropped.push(key.clone());
+            }
+            keep
+        });
+        self.keep_uses(dropped);
+        self.tokens_forget_client(&format!("{API_KEY_CLIENT_PREFIX}{key_id}"));
+    }
+
+    pub fn api_keys_clear(&self) {
+        let dropped: Vec<_> = write(&self.api_keys).drain().map(|(_, key)| key).collect();
+        self.keep_uses(dropped);
+    }
+
+    pub fn api_keys_len(&self) -> usize {
+        read(&self.api_keys).len()
+    }
+
+    // -- signing keys and tokens ----------------------------------------------
+
+    /// Replace bastion's signing keys (a JWKS document); every cached token is
+    /// dropped. Returns how many keys were taken.
+    pub fn signing_keys_set(&self, jwks: &str) -> Result<usize, String> {
+        let (keys, _skipped) = KeySet::from_jwks(jwks)?;
+        let count = keys.len();
+        *write(&self.signing_keys) = Arc::new(keys);
+        self.tokens_clear();
+        Ok(count)
+    }
+
+    pub fn signing_key_known(&self, kid: &str) -> bool {
+        read(&self.signing_keys).get(kid).is_some()
+    }
+
+    pub fn set_following(&self, following: bool) {
+        self.following.store(following, Ordering::SeqCst);
+        if !following {
+            self.tokens_clear();
+        }
+    }
+
+    pub fn following(&self) -> bool {
+        self.following.load(Ordering::SeqCst)
+    }
+
+    /// Verify `token` natively and cache it until `min(exp, now + ttl)`.
+    ///
+    /// Python calls this after it accepted the token (so the deny-list and the
+    /// client's status were checked there); the native verifier must agree.
+    pub fn token_put(&self, token: &str, now: f64, ttl: f64) -> Result<(), TokenPutError> {
+        let entry = self.verified(token, now, ttl)?;
+        self.insert_token(token, Arc::new(entry), now);
+        Ok(())
+    }
+
+    /// A token not in the cache, verified natively: served (and cached) only
+    /// when Python turned this on, follows every channel, and found the token's
+    /// client active within the token cache's lifetime.
+    pub fn token_verify_miss(&self, token: &str, now: f64) -> Option<Arc<CachedToken>> {
+        if !self.verify_misses.load(Ordering::SeqCst) || !self.following() {
+            return None;
+        }
+        let entry = self.verified(token, now, MISS_TTL).ok()?;
+        let client = entry.client_id.as_deref()?;
+        // A client change racing with this verification must not leave the token
+        // cached: the epoch says whether one happened meanwhile.
+        let epoch = self.clients_epoch.load(Ordering::SeqCst);
+        let active = read(&self.active_clients)
+            .get(client)
+            .is_some_and(|until| *until > now);
+        if !active {
+            return None;
+        }
+        let entry = Arc::new(entry);
+        self.insert_token(token, entry.clone(), now);
+        if self.clients_epoch.load(Ordering::SeqCst) != epoch {
+            write(&self.tokens).remove(&token_digest(token.as_bytes()));
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Allow native verification of uncached tokens (see [`Self::token_verify_miss`]).
+    pub fn set_verify_misses(&self, on: bool) {
+        self.verify_misses.store(on, Ordering::SeqCst);
+    }
+
+    /// Remember that Python found the OAuth client `client_id` active, for `ttl` seconds.
+    pub fn client_active(&self, client_id: &str, now: f64, ttl: f64) {
+        let mut clients = write(&self.active_clients);
+        if clients.len() >= TOKEN_CACHE_MAX && !clients.contains_key(client_id) {
+            clients.retain(|_, until| *until > now);
+            if clients.len() >= TOKEN_CACHE_MAX {
+                clients.clear();
+            }
+        }
+        clients.insert(client_id.to_owned(), now + ttl.max(0.0));
+    }
+
+    fn verified(&self, token: &str, now: f64, ttl: f64) -> Result<CachedToken, TokenPutError> {
+        let policy = read(&self.policy)
+            .clone()
+            .ok_or(TokenPutError::NotConfigured)?;
+        let keys = read(&self.signing_keys).clone();
+        let claims = jwt::verify(token, &keys, &policy, now).map_err(TokenPutError::Invalid)?;
+        if claims.contains_key("cnf") {
+            return Err(TokenPutError::NotNative("sender_constrained"));
+        }
+        let client_id = match claims.get("client_id") {
+            Some(Value::String(id)) => id.clone(),
+            _ => return Err(TokenPutError::NotNative("invalid_claim")),
+        };
+        if client_id.starts_with(API_KEY_CLIENT_PREFIX) || claims.contains_key("key_id") {
+            return Err(TokenPutError::NotNative("exchanged_from_api_key"));
+        }
+        let subject = match claims.get("sub") {
+            Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
+            _ => return Err(TokenPutError::NotNative("invalid_claim")),
+        };
+        let mut scopes: Vec<String> = match claims.get("scope") {
+            None => Vec::new(),
+            Some(Value::String(scope)) => scope.split_whitespace().map(str::to_owned).collect(),
+            Some(_) => return Err(TokenPutError::NotNative("invalid_claim")),
+        };
+        scopes.sort();
+        scopes.dedup();
+        let jti = match claims.get("jti") {
+            Some(Value::String(jti)) => jti.clone(),
+            _ => return Err(TokenPutError::Invalid(JwtError::MissingClaim)),
+        };
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .ok_or(TokenPutError::Invalid(JwtError::MissingClaim))?;
+        let until = exp.min(now + ttl);
+        if until <= now {
+            return Err(TokenPutError::NotNative("ended"));
+        }
+        if self.token_revoked(&jti, now) {
+            return Err(TokenPutError::NotNative("revoked"));
+        }
+        Ok(CachedToken {
+            identity: Identity {
+                method: "jwt",
+                subject: Some(subject),
+                client_id: Some(client_id.clone()),
+                scopes,
+                key_id: None,
+                routes: None,
+            },
+            claims,
+            jti,
+            client_id: Some(client_id),
+            until,
+        })
+    }
+
+    fn insert_token(&self, token: &str, entry: Arc<CachedToken>, now: f64) {
+        let digest = token_digest(token.as_bytes());
+        let mut tokens = write(&self.tokens);
+        if tokens.len() >= TOKEN_CACHE_MAX && !tokens.contains_key(&digest) {
+            tokens.retain(|_, t| t.until > now);
+            if tokens.len() >= TOKEN_CACHE_MAX {
+                tokens.clear();
+            }
+        }
+        tokens.insert(digest, entry);
+    }
+
+    /// The cached token with this digest, if it is still usable at `now`.
+    pub fn token_get(&self, digest: &[u8; 32], now: f64) -> Option<Arc<CachedToken>> {
+        if !self.following() {
+            return None;
+        }
+        let entry = read(&self.tokens).get(digest).cloned()?;
+        if now >= entry.until || self.token_revoked(&entry.jti, now) {
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Deny-list `jti` until `exp` (+ leeway) and drop its cached tokens.
+    pub fn token_revoke(&self, jti: &str, exp: f64, now: f64) {
+        let leeway = read(&self.policy).as_ref().map_or(0.0, |p| p.leeway);
+        let until = exp + leeway;
+        if until > now {
+            let mut revoked = write(&self.revoked);
+            if revoked.len() >= TOKEN_CACHE_MAX {
+                revoked.retain(|_, end| *end > now);
+            }
+            let end = revoked.entry(jti.to_owned()).or_insert(until);
+            *end = end.max(until);
+        }
+        write(&self.tokens).retain(|_, t| t.jti != jti);
+    }
+
+    pub fn token_revoked(&self, jti: &str, now: f64) -> bool {
+        read(&self.revoked).get(jti).is_some_and(|end| *end > now)
+    }
+
+    /// Drop the cached tokens of the OAuth client `client_id`.
+    pub fn tokens_forget_client(&self, client_id: &str) {
+        self.clients_epoch.fetch_add(1, Ordering::SeqCst);
+        write(&self.active_clients).remove(client_id);
+        write(&self.tokens).retain(|_, t| t.client_id.as_deref() != Some(client_id));
+    }
+
+    /// Drop every cached token and client status (the deny-list stays).
+    pub fn tokens_clear(&self) {
+        self.clients_epoch.fetch_add(1, Ordering::SeqCst);
+        write(&self.active_clients).clear();
+        write(&self.tokens).clear();
+    }
+
+    pub fn tokens_len(&self) -> usize {
+        read(&self.tokens).len()
+    }
+
+    pub fn token_cached(&self, token: &str) -> bool {
+        read(&self.tokens).contains_key(&token_digest(token.as_bytes()))
+    }
+}

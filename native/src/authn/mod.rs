@@ -1,0 +1,395 @@
+//! The native `authenticate` step: API keys and bastion's own JWT access
+//! tokens, served only from the caches Python fills ("native only allows").
+//!
+//! [`authenticate`] returns [`Verdict::Allow`] only when the credential is in
+//! a native cache and passes every check Python would make
+//! (`bastion.gateway.authn.api_key`, `.jwt`, `bastion.apikeys.service.verify`);
+//! any other case — no credential, two credentials, a miss, a refused or
+//! expired credential, a sender-constrained token — is [`Verdict::Defer`], and
+//! Python answers the whole request (and, when it accepts the credential,
+//! pushes it into the caches so the next request is native).
+//!
+//! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
+//! verification with ring), `json` (duplicate-free JSON), `cache` (the
+//! process-wide caches).
+
+pub mod api_key;
+pub mod cache;
+pub mod json;
+pub mod jwt;
+
+use std::collections::BTreeMap;
+
+use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use api_key::key_in_query;
+pub use cache::{caches, Caches};
+
+use crate::http::Identity;
+
+/// An authentication method the native path serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    ApiKey,
+    Jwt,
+}
+
+/// The required scopes of a route by request method (`RequiredScopes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Scopes {
+    /// Upper-case method → the scopes it needs.
+    #[serde(default)]
+    pub by_method: BTreeMap<String, Vec<String>>,
+    /// The scopes of methods not listed (`"*"`, or the one list); `None`:
+    /// unlisted methods are denied.
+    #[serde(default)]
+    pub default: Option<Vec<String>>,
+}
+
+impl Scopes {
+    /// The scopes `method` needs (HEAD falls back to GET), or `None` when the
+    /// route says nothing for it (denied).
+    pub fn for_method(&self, method: &str) -> Option<&[String]> {
+        let found = self.by_method.get(method).or_else(|| {
+            if method == "HEAD" {
+                self.by_method.get("GET")
+            } else {
+                None
+            }
+        });
+        found.or(self.default.as_ref()).map(Vec::as_slice)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtSection {
+    audience: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Section {
+    public: bool,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    api_key_header: Option<String>,
+    #[serde(default)]
+    scopes: Scopes,
+    #[serde(default)]
+    claims: serde_json::Map<String, Value>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default = "default_roles_claim")]
+    roles_claim: String,
+    #[serde(default)]
+    jwt: Option<JwtSection>,
+}
+
+fn default_roles_claim() -> String {
+    "roles".to_owned()
+}
+
+/// A route's compiled `auth` section: how it authenticates and authorizes.
+#[derive(Debug, Clone)]
+pub struct RouteAuth {
+    pub public: bool,
+    /// The accepted methods, in the order they are tried.
+    pub methods: Vec<Method>,
+    /// The route's extra API key header (`api_key_header`), lower-cased.
+    pub api_key_header: Option<HeaderName>,
+    pub scopes: Scopes,
+    /// Claims the identity must carry (`RequiredClaims.claims`).
+    pub claims: serde_json::Map<String, Value>,
+    pub roles: Vec<String>,
+    /// `roles_claim` split on dots.
+    pub roles_path: Vec<String>,
+    /// The `aud` bastion's tokens must carry here (`jwt.audience`, or the
+    /// issuer URL: bastion's default API audience).
+    pub audience: Option<String>,
+}
+
+impl RouteAuth {
+    /// Build from the JSON `auth` section `compile/auth.py` wrote.
+    pub fn from_section(value: &Value) -> Result<RouteAuth, String> {
+        let section: Section =
+            serde_json::from_value(value.clone()).map_err(|e| format!("auth section: {e}"))?;
+        let mut methods = Vec::new();
+        for name in &section.methods {
+            let method = match name.as_str() {
+                "api_key" => Method::ApiKey,
+                "jwt" => Method::Jwt,
+                other => return Err(format!("auth section: method {other:?} is not native")),
+            };
+            if methods.contains(&method) {
+                return Err(format!("auth section: method {name:?} listed twice"));
+            }
+            methods.push(method);
+        }
+        if section.public != methods.is_empty() {
+            return Err("auth section: a route is public or lists methods, never both".into());
+        }
+        let api_key_header = match section.api_key_header {
+            None => None,
+            Some(name) => Some(
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                    .map_err(|_| format!("auth section: bad api_key_header {name:?}"))?,
+            ),
+        };
+        let audience = section.jwt.map(|jwt| jwt.audience);
+        if methods.contains(&Method::Jwt) && audience.is_none() {
+            return Err("auth section: the jwt method needs jwt.audience".into());
+        }
+        for method in section.scopes.by_method.keys() {
+            if method.is_empty() || *method != method.to_ascii_uppercase() {
+                return Err(format!(
+                    "auth section: scope method {method:?} must be upper-case"
+                ));
+            }
+        }
+        Ok(RouteAuth {
+            public: section.public,
+            methods,
+            api_key_header,
+            scopes: section.scopes,
+            claims: section.claims,
+            roles: section.roles,
+            roles_path: section.roles_claim.split('.').map(str::to_owned).collect(),
+            audience,
+        })
+    }
+
+    fn has_claim_rules(&self) -> bool {
+        !self.claims.is_empty() || !self.roles.is_empty()
+    }
+}
+
+/// What the native `authenticate` step decided.
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// The credential is known and usable: this identity acts.
+    Allow(Identity),
+    /// Not decidable natively: Python handles the whole request.
+    Defer,
+}
+
+/// What a request presents, split by method (`ApiKeyAuthenticator` /
+/// `JwtAuthenticator` extraction, byte for byte).
+struct Presented<'h> {
+    keys: Vec<&'h [u8]>,
+    tokens: Vec<&'h [u8]>,
+}
+
+fn push_unique<'h>(list: &mut Vec<&'h [u8]>, value: &'h [u8]) {
+    if !list.contains(&value) {
+        list.push(value);
+    }
+}
+
+fn presented<'h>(route: &RouteAuth, headers: &'h HeaderMap) -> Presented<'h> {
+    let mut found = Presented {
+        keys: Vec::new(),
+        tokens: Vec::new(),
+    };
+    for value in headers.get_all(AUTHORIZATION) {
+        let value = value.as_bytes();
+        if value.len() >= 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
+            let token = value[7..].trim_ascii();
+            if token.starts_with(api_key::KEY_PREFIX) {
+                push_unique(&mut found.keys, token);
+            } else if !token.is_empty() && token.contains(&b'.') {
+                push_unique(&mut found.tokens, token);
+            }
+        }
+    }
+    if let Some(name) = &route.api_key_header {
+        if route.methods.contains(&Method::ApiKey) && *name != AUTHORIZATION {
+            for value in headers.get_all(name) {
+                let token = value.as_bytes().trim_ascii();
+                if !token.is_empty() {
+                    push_unique(&mut found.keys, token);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Authenticate a request with its query string: a key-shaped query on a
+/// route accepting API keys is refused by Python (400), so it is deferred.
+/// This is the entry point the gateway calls.
+pub fn authenticate_request(
+    caches: &Caches,
+    route: &RouteAuth,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    now: f64,
+) -> Verdict {
+    if !route.public
+        && route.methods.contains(&Method::ApiKey)
+        && query.is_some_and(|q| key_in_query(q.as_bytes()))
+    {
+        return Verdict::Defer;
+    }
+    authenticate(caches, route, headers, now)
+}
+
+/// Authenticate from the headers alone (the query screen is
+/// [`authenticate_request`]'s). `now` is Unix seconds.
+pub fn authenticate(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now: f64) -> Verdict {
+    if route.public {
+        return Verdict::Allow(Identity {
+            method: "public",
+            ..Identity::default()
+        });
+    }
+    let found = presented(route, headers);
+    for method in &route.methods {
+        match method {
+            Method::ApiKey if !found.keys.is_empty() => {
+                return api_key_verdict(caches, route, &found.keys, now)
+            }
+            Method::Jwt if !found.tokens.is_empty() => {
+                return jwt_verdict(caches, route, &found.tokens, now)
+            }
+            _ => {}
+        }
+    }
+    // No method is responsible: Python's 401.
+    Verdict::Defer
+}
+
+fn api_key_verdict(caches: &Caches, route: &RouteAuth, keys: &[&[u8]], now: f64) -> Verdict {
+    // Two different keys: Python's 401 malformed. Claims/roles rules: API key
+    // identities carry only key_id/key_prefix claims; Python decides.
+    let [key] = keys else {
+        return Verdict::Defer;
+    };
+    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() || route.has_claim_rules() {
+        return Verdict::Defer;
+    }
+    let digest = caches.api_key_digest(key);
+    match caches.api_key_get(&digest) {
+        Some(entry) if entry.usable(now) => {
+            entry.touch(now);
+            Verdict::Allow(entry.identity.clone())
+        }
+        _ => Verdict::Defer,
+    }
+}
+
+fn jwt_verdict(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Verdict {
+    let [token] = tokens else {
+        return Verdict::Defer;
+    };
+    let Some(audience) = route.audience.as_deref() else {
+        return Verdict::Defer;
+    };
+    if !token.is_ascii() {
+        return Verdict::Defer;
+    }
+    let entry = match caches.token_get(&cache::token_digest(token), now) {
+        Some(entry) => entry,
+        None => {
+            // Not cached: verified natively only where Python allowed it.
+            let Ok(text) = std::str::from_utf8(token) else {
+                return Verdict::Defer;
+            };
+            match caches.token_verify_miss(text, now) {
+                Some(entry) => entry,
+                None => return Verdict::Defer,
+            }
+        }
+    };
+    if !jwt::audience_matches(entry.claims.get("aud"), audience)
+        || !crate::authz::claims_hold(route, &entry.claims)
+    {
+        return Verdict::Defer;
+    }
+    Verdict::Allow(entry.identity.clone())
+}
+
+/// The request headers that carried the credential `identity` was
+/// established from: the gateway strips them before proxying (Python's
+/// `Exchange.credential_headers`), so an upstream never sees the client's key
+/// or token.
+pub fn credential_headers(
+    route: &RouteAuth,
+    identity: &Identity,
+    headers: &HeaderMap,
+) -> Vec<HeaderName> {
+    let found = presented(route, headers);
+    let mut carriers = Vec::new();
+    match identity.method {
+        "api_key" => {
+            let bearer_key = headers.get_all(AUTHORIZATION).iter().any(|v| {
+                let v = v.as_bytes();
+                v.len() >= 7
+                    && v[..7].eq_ignore_ascii_case(b"bearer ")
+                    && v[7..].trim_ascii().starts_with(api_key::KEY_PREFIX)
+            });
+            if bearer_key {
+                carriers.push(AUTHORIZATION);
+            }
+            if let Some(name) = &route.api_key_header {
+                let used = headers
+                    .get_all(name)
+                    .iter()
+                    .any(|v| !v.as_bytes().trim_ascii().is_empty());
+                if used && *name != AUTHORIZATION {
+                    carriers.push(name.clone());
+                }
+            }
+        }
+        "jwt" if !found.tokens.is_empty() => carriers.push(AUTHORIZATION),
+        _ => {}
+    }
+    carriers
+}
+
+/// Unix time now, in seconds (what [`admit`] and the caches compare against).
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A request the native path may serve: who it acts for, and the headers that
+/// carried the credential (stripped before proxying).
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub identity: Identity,
+    pub credential_headers: Vec<HeaderName>,
+}
+
+/// The native `authenticate` + `authorize` steps for one request on a native
+/// route: `Some` when the native path serves it, `None` to defer to Python
+/// (which then renders any 400/401/403 itself).
+pub fn admit(
+    caches: &Caches,
+    route: &RouteAuth,
+    route_name: &str,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    now: f64,
+) -> Option<Admitted> {
+    let Verdict::Allow(identity) = authenticate_request(caches, route, uri.query(), headers, now)
+    else {
+        return None;
+    };
+    if !crate::authz::authorize(route, &identity, method, route_name) {
+        return None;
+    }
+    let credential_headers = credential_headers(route, &identity, headers);
+    Some(Admitted {
+        identity,
+        credential_headers,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,841 @@
+//! The native `authenticate` step against the Python specification: JWT
+//! vectors whose expected outcome is what bastion's Python verifier said
+//! (`tests/vectors/make_jwt_vectors.py`), and the API key / token cache flows.
+
+use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use serde_json::{json, Value};
+
+use super::api_key::ApiKeyRecord;
+use super::cache::{Caches, TokenPutError};
+use super::jwt::{self, JwtError, KeySet, Policy};
+use super::*;
+use crate::authz;
+
+const VECTORS: &str = include_str!("../../../tests/vectors/jwt_access_tokens.json");
+
+fn vectors() -> Value {
+    serde_json::from_str(VECTORS).expect("vector file")
+}
+
+fn policy(doc: &Value) -> Policy {
+    Policy {
+        issuer: doc["issuer"].as_str().expect("issuer").to_owned(),
+        leeway: doc["leeway"].as_f64().expect("leeway"),
+        max_lifetime: doc["max_lifetime"].as_f64(),
+    }
+}
+
+fn vector(doc: &Value, name: &str) -> String {
+    doc["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .find(|v| v["name"] == name)
+        .and_then(|v| v["token"].as_str())
+        .unwrap_or_else(|| panic!("no vector {name}"))
+        .to_owned()
+}
+
+fn configured() -> (Caches, Value, f64) {
+    let doc = vectors();
+    let caches = Caches::new();
+    caches.configure(policy(&doc), None);
+    let taken = caches
+        .signing_keys_set(&doc["jwks"].to_string())
+        .expect("jwks");
+    assert_eq!(taken, 4);
+    caches.set_following(true);
+    let now = doc["now"].as_f64().expect("now");
+    (caches, doc, now)
+}
+
+#[test]
+fn every_vector_agrees_with_the_python_verifier() {
+    let doc = vectors();
+    let (keys, skipped) = KeySet::from_jwks(&doc["jwks"].to_string()).expect("jwks");
+    assert!(skipped.is_empty(), "{skipped:?}");
+    let policy = policy(&doc);
+    let now = doc["now"].as_f64().expect("now");
+    let list = doc["vectors"].as_array().expect("vectors");
+    assert!(list.len() >= 40);
+    for vector in list {
+        let name = vector["name"].as_str().expect("name");
+        let expected = vector["expected"].as_str().expect("expected");
+        let got = match jwt::verify(
+            vector["token"].as_str().expect("token"),
+            &keys,
+            &policy,
+            now,
+        ) {
+            Ok(_) => "ok",
+            Err(error) => error.reason(),
+        };
+        assert_eq!(got, expected, "vector {name:?}");
+    }
+}
+
+#[test]
+fn valid_vectors_exist_for_every_algorithm() {
+    let doc = vectors();
+    for name in ["valid ES256", "valid RS256", "valid PS256", "valid EdDSA"] {
+        let found = doc["vectors"]
+            .as_array()
+            .expect("vectors")
+            .iter()
+            .any(|v| v["name"] == name && v["expected"] == "ok");
+        assert!(found, "{name}");
+    }
+}
+
+fn route(section: Value) -> RouteAuth {
+    RouteAuth::from_section(&section).expect("section")
+}
+
+fn jwt_route() -> RouteAuth {
+    route(json!({
+        "public": false, "methods": ["jwt"],
+        "scopes": {"by_method": {}, "default": []},
+        "jwt": {"audience": "https://issuer.example"}
+    }))
+}
+
+fn bearer(token: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    headers
+}
+
+fn allowed(verdict: Verdict) -> Identity {
+    match verdict {
+        Verdict::Allow(identity) => identity,
+        Verdict::Defer => panic!("deferred"),
+    }
+}
+
+fn deferred(verdict: Verdict) -> bool {
+    matches!(verdict, Verdict::Defer)
+}
+
+#[test]
+fn a_pushed_token_is_served_natively() {
+    let (caches, doc, now) = configured();
+    let token = vector(&doc, "valid EdDSA");
+    let route = jwt_route();
+    assert!(deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(&token),
+        now
+    )));
+    caches.token_put(&token, now, 60.0).expect("put");
+    let identity = allowed(authenticate(&caches, &route, &bearer(&token), now));
+    assert_eq!(identity.method, "jwt");
+    assert_eq!(identity.subject.as_deref(), Some("user-1"));
+    assert_eq!(identity.client_id.as_deref(), Some("client-1"));
+    assert_eq!(identity.scopes, vec!["orders:read", "orders:write"]);
+    assert_eq!(identity.key_id, None);
+    // the scheme is case-insensitive, surrounding spaces are ignored
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("bEaReR  {token} ")).expect("h"),
+    );
+    assert!(!deferred(authenticate(&caches, &route, &headers, now)));
+    // until min(exp, now + ttl)
+    assert!(deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(&token),
+        now + 60.0
+    )));
+}
+
+#[test]
+fn refused_tokens_are_never_cached() {
+    let (caches, doc, now) = configured();
+    for (name, reason) in [
+        ("alg none", "alg_not_allowed"),
+        ("tampered payload", "bad_signature"),
+        ("ES256 high-S twin", "non_canonical_signature"),
+        ("expired", "expired"),
+        ("wrong typ", "wrong_typ"),
+        ("wrong iss", "wrong_issuer"),
+        ("unknown kid", "unknown_kid"),
+    ] {
+        let token = vector(&doc, name);
+        let error = caches.token_put(&token, now, 60.0).expect_err(name);
+        assert_eq!(error.reason(), reason, "{name}");
+        assert!(!caches.token_cached(&token));
+        assert!(deferred(authenticate(
+            &caches,
+            &jwt_route(),
+            &bearer(&token),
+            now
+        )));
+    }
+    // valid within the leeway, but its cache life (until exp) is over
+    let late = vector(&doc, "expired within leeway");
+    assert_eq!(
+        caches.token_put(&late, now, 60.0),
+        Err(TokenPutError::NotNative("ended"))
+    );
+}
+
+#[test]
+fn the_route_audience_is_checked_on_every_hit() {
+    let (caches, doc, now) = configured();
+    let token = vector(&doc, "valid ES256");
+    caches.token_put(&token, now, 60.0).expect("put");
+    let other = route(json!({
+        "public": false, "methods": ["jwt"], "jwt": {"audience": "https://orders.example"}
+    }));
+    assert!(deferred(authenticate(
+        &caches,
+        &other,
+        &bearer(&token),
+        now
+    )));
+    let list = vector(&doc, "aud list");
+    caches.token_put(&list, now, 60.0).expect("put");
+    assert!(!deferred(authenticate(
+        &caches,
+        &jwt_route(),
+        &bearer(&list),
+        now
+    )));
+}
+
+#[test]
+fn revocation_client_and_key_changes_drop_tokens_at_once() {
+    let (caches, doc, now) = configured();
+    let token = vector(&doc, "valid RS256");
+    let route = jwt_route();
+    caches.token_put(&token, now, 60.0).expect("put");
+    caches.token_revoke("jti-1", now + 600.0, now);
+    assert!(deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(&token),
+        now
+    )));
+    // a revoked jti is not cached again while the deny-list holds it
+    assert_eq!(
+        caches.token_put(&token, now, 60.0),
+        Err(TokenPutError::NotNative("revoked"))
+    );
+
+    let (caches, doc, now) = configured();
+    let token = vector(&doc, "valid PS256");
+    caches.token_put(&token, now, 60.0).expect("put");
+    caches.tokens_forget_client("other");
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(&token),
+        now
+    )));
+    caches.tokens_forget_client("client-1");
+    assert!(deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(&token),
+        now
+    )));
+
+    caches.token_put(&token, now, 60.0).expect("put");
+    caches
+        .signing_keys_set(&doc["jwks"].to_string())
+        .expect("jwks");
+    assert!(deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(&token),
+        now
+    )));
+
+    caches.token_put(&token, now, 60.0).expect("put");
+    caches.set_following(false);
+    assert!(deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(&token),
+        now
+    )));
+    assert_eq!(caches.tokens_len(), 0);
+}
+
+#[test]
+fn tokens_need_configuration_and_keys() {
+    let doc = vectors();
+    let caches = Caches::new();
+    let token = vector(&doc, "valid ES256");
+    assert_eq!(
+        caches.token_put(&token, 0.0, 60.0),
+        Err(TokenPutError::NotConfigured)
+    );
+    caches.configure(policy(&doc), None);
+    assert_eq!(
+        caches.token_put(&token, doc["now"].as_f64().expect("now"), 60.0),
+        Err(TokenPutError::Invalid(JwtError::UnknownKid))
+    );
+}
+
+#[test]
+fn two_tokens_or_a_key_on_a_jwt_route_defer() {
+    let (caches, doc, now) = configured();
+    let a = vector(&doc, "valid ES256");
+    let b = vector(&doc, "valid EdDSA");
+    caches.token_put(&a, now, 60.0).expect("put");
+    caches.token_put(&b, now, 60.0).expect("put");
+    let mut headers = bearer(&a);
+    headers.append(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {b}")).expect("h"),
+    );
+    assert!(deferred(authenticate(&caches, &jwt_route(), &headers, now)));
+    assert!(deferred(authenticate(
+        &caches,
+        &jwt_route(),
+        &bearer("bst_x.y"),
+        now
+    )));
+    assert!(deferred(authenticate(
+        &caches,
+        &jwt_route(),
+        &HeaderMap::new(),
+        now
+    )));
+}
+
+#[test]
+fn claims_and_roles_rules() {
+    let (caches, doc, now) = configured();
+    let token = vector(&doc, "valid ES256");
+    caches.token_put(&token, now, 60.0).expect("put");
+    let with = |claims: Value, roles: Value| {
+        route(json!({
+            "public": false, "methods": ["jwt"], "jwt": {"audience": "https://issuer.example"},
+            "claims": claims, "roles": roles, "roles_claim": "realm.roles"
+        }))
+    };
+    let ok = with(json!({"client_id": "client-1"}), json!([]));
+    assert!(!deferred(authenticate(&caches, &ok, &bearer(&token), now)));
+    let wrong = with(json!({"client_id": "client-2"}), json!([]));
+    assert!(deferred(authenticate(
+        &caches,
+        &wrong,
+        &bearer(&token),
+        now
+    )));
+    let roles = with(json!({}), json!(["admin"]));
+    assert!(deferred(authenticate(
+        &caches,
+        &roles,
+        &bearer(&token),
+        now
+    )));
+}
+
+#[test]
+fn claims_hold_like_python() {
+    let rules = route(json!({
+        "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
+        "claims": {"tier": "gold", "n": 1, "flag": true, "groups": ["a", "b"]},
+        "roles": ["r1", "r2"], "roles_claim": "realm.roles"
+    }));
+    let claims = |v: Value| v.as_object().expect("object").clone();
+    let good = claims(json!({
+        "tier": ["silver", "gold"], "n": 1, "flag": true, "groups": ["b", "c", "a"],
+        "realm": {"roles": "r2 r1"}
+    }));
+    assert!(authz::claims_hold(&rules, &good));
+    for bad in [
+        json!({"tier": "gold", "n": 1.0, "flag": true, "groups": ["a", "b"], "realm": {"roles": ["r1", "r2"]}}),
+        json!({"tier": "gold", "n": 1, "flag": 1, "groups": ["a", "b"], "realm": {"roles": ["r1", "r2"]}}),
+        json!({"tier": "gold", "n": 1, "flag": true, "groups": "a", "realm": {"roles": ["r1", "r2"]}}),
+        json!({"tier": "gold", "n": 1, "flag": true, "groups": ["a", "b"], "realm": {"roles": ["r1"]}}),
+        json!({"tier": "gold", "n": 1, "flag": true, "groups": ["a", "b"], "roles": ["r1", "r2"]}),
+    ] {
+        assert!(!authz::claims_hold(&rules, &claims(bad.clone())), "{bad}");
+    }
+}
+
+// -- API keys -----------------------------------------------------------------
+
+const KEY: &str = "bst_live_0123456789abcdefghijABCDEFGHIJ0a1b2c";
+
+fn key_record(extra: Value) -> ApiKeyRecord {
+    let mut base = json!({
+        "id": "key-1", "owner_type": "client", "owner_id": "c1",
+        "scopes": ["orders:read"], "routes": [], "expires_at": null, "grace_until": null,
+        "revoked": false, "disabled": false, "ip_allow": [], "rate_limits": []
+    });
+    if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            base.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(base).expect("record")
+}
+
+fn key_route() -> RouteAuth {
+    route(json!({
+        "public": false, "methods": ["api_key", "jwt"], "api_key_header": "X-API-Key",
+        "scopes": {"by_method": {"GET": ["orders:read"], "POST": ["orders:write"]}, "default": null},
+        "jwt": {"audience": "https://issuer.example"}
+    }))
+}
+
+fn with_key(caches: &Caches, extra: Value, now: f64) {
+    caches.api_key_put(
+        caches.api_key_digest(KEY.as_bytes()),
+        key_record(extra),
+        now,
+        30.0,
+    );
+}
+
+#[test]
+fn a_pushed_key_is_served_natively_from_either_header() {
+    let caches = Caches::new();
+    let route = key_route();
+    assert!(deferred(authenticate(&caches, &route, &bearer(KEY), 100.0)));
+    with_key(&caches, json!({}), 100.0);
+    let identity = allowed(authenticate(&caches, &route, &bearer(KEY), 100.0));
+    assert_eq!(identity.method, "api_key");
+    assert_eq!(identity.subject.as_deref(), Some("client:c1"));
+    assert_eq!(identity.key_id.as_deref(), Some("key-1"));
+    assert_eq!(identity.scopes, vec!["orders:read"]);
+    assert_eq!(
+        credential_headers(&route, &identity, &bearer(KEY)),
+        vec![AUTHORIZATION]
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", HeaderValue::from_static(KEY));
+    let identity = allowed(authenticate(&caches, &route, &headers, 100.0));
+    assert_eq!(
+        credential_headers(&route, &identity, &headers),
+        vec![HeaderName::from_static("x-api-key")]
+    );
+    // the same key twice is one key
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {KEY}")).expect("h"),
+    );
+    assert!(!deferred(authenticate(&caches, &route, &headers, 100.0)));
+    // the positive TTL ends
+    assert!(deferred(authenticate(&caches, &route, &bearer(KEY), 130.0)));
+}
+
+#[test]
+fn keys_python_would_refuse_defer() {
+    let route = key_route();
+    for (extra, at) in [
+        (json!({"revoked": true}), 100.0),
+        (json!({"disabled": true}), 100.0),
+        (json!({"expires_at": 100.0}), 100.0),
+        (json!({"grace_until": 99.0}), 100.0),
+        (json!({"ip_allow": ["10.0.0.0/8"]}), 100.0),
+        (json!({"rate_limits": [{"rate": "5/second"}]}), 100.0),
+    ] {
+        let caches = Caches::new();
+        with_key(&caches, extra.clone(), 100.0);
+        assert!(
+            deferred(authenticate(&caches, &route, &bearer(KEY), at)),
+            "{extra}"
+        );
+    }
+    let caches = Caches::new();
+    with_key(&caches, json!({}), 100.0);
+    // two different keys
+    let mut headers = bearer(KEY);
+    headers.insert("x-api-key", HeaderValue::from_static("bst_other"));
+    assert!(deferred(authenticate(&caches, &route, &headers, 100.0)));
+    // a key in the query string (raw or %-encoded)
+    let q = format!("key={KEY}");
+    assert!(deferred(authenticate_request(
+        &caches,
+        &route,
+        Some(&q),
+        &bearer(KEY),
+        100.0
+    )));
+    assert!(!deferred(authenticate_request(
+        &caches,
+        &route,
+        Some("page=2"),
+        &bearer(KEY),
+        100.0
+    )));
+    // dropped by id, or all
+    caches.api_key_drop("key-2");
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(KEY),
+        100.0
+    )));
+    caches.api_key_drop("key-1");
+    assert!(deferred(authenticate(&caches, &route, &bearer(KEY), 100.0)));
+    with_key(&caches, json!({}), 100.0);
+    caches.api_keys_clear();
+    assert!(deferred(authenticate(&caches, &route, &bearer(KEY), 100.0)));
+}
+
+#[test]
+fn the_pepper_changes_the_digest() {
+    let doc = vectors();
+    let caches = Caches::new();
+    with_key(&caches, json!({}), 100.0);
+    caches.configure(policy(&doc), Some(b"pepper"));
+    assert_eq!(caches.api_keys_len(), 0);
+    with_key(&caches, json!({}), 100.0);
+    assert!(!deferred(authenticate(
+        &caches,
+        &key_route(),
+        &bearer(KEY),
+        100.0
+    )));
+    let plain = Caches::new();
+    assert_ne!(
+        caches.api_key_digest(KEY.as_bytes()),
+        plain.api_key_digest(KEY.as_bytes())
+    );
+}
+
+#[test]
+fn the_extra_header_counts_only_for_api_key_routes_and_method_order_holds() {
+    let caches = Caches::new();
+    with_key(&caches, json!({}), 100.0);
+    let jwt_first = route(json!({
+        "public": false, "methods": ["jwt", "api_key"], "api_key_header": "x-api-key",
+        "jwt": {"audience": "a"}
+    }));
+    // a JWT is presented too: jwt is tried first and is responsible (not cached: defer)
+    let mut headers = bearer("a.b.c");
+    headers.insert("x-api-key", HeaderValue::from_static(KEY));
+    assert!(deferred(authenticate(&caches, &jwt_first, &headers, 100.0)));
+    // without it, api_key vouches
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", HeaderValue::from_static(KEY));
+    assert!(!deferred(authenticate(
+        &caches, &jwt_first, &headers, 100.0
+    )));
+    // a jwt-only route ignores keys altogether
+    assert!(deferred(authenticate(
+        &caches,
+        &jwt_route(),
+        &bearer(KEY),
+        100.0
+    )));
+}
+
+#[test]
+fn public_routes_are_anonymous() {
+    let caches = Caches::new();
+    let public = route(json!({"public": true}));
+    let identity = allowed(authenticate(&caches, &public, &HeaderMap::new(), 0.0));
+    assert_eq!(identity.method, "public");
+    assert_eq!(identity.subject, None);
+    assert!(authz::authorize(
+        &public,
+        &identity,
+        &http::Method::DELETE,
+        "x"
+    ));
+}
+
+#[test]
+fn authorize_scopes_and_route_lists() {
+    let route = key_route();
+    let caches = Caches::new();
+    with_key(&caches, json!({"routes": ["orders"]}), 100.0);
+    let identity = allowed(authenticate(&caches, &route, &bearer(KEY), 100.0));
+    assert!(authz::authorize(
+        &route,
+        &identity,
+        &http::Method::GET,
+        "orders"
+    ));
+    assert!(authz::authorize(
+        &route,
+        &identity,
+        &http::Method::HEAD,
+        "orders"
+    ));
+    assert!(!authz::authorize(
+        &route,
+        &identity,
+        &http::Method::GET,
+        "billing"
+    ));
+    assert!(!authz::authorize(
+        &route,
+        &identity,
+        &http::Method::POST,
+        "orders"
+    ));
+    // not covered by the mapping: denied
+    assert!(!authz::authorize(
+        &route,
+        &identity,
+        &http::Method::DELETE,
+        "orders"
+    ));
+    let star = RouteAuth::from_section(&json!({
+        "public": false, "methods": ["api_key"],
+        "scopes": {"by_method": {"POST": ["orders:write"]}, "default": ["orders:read"]}
+    }))
+    .expect("section");
+    assert!(authz::authorize(
+        &star,
+        &identity,
+        &http::Method::DELETE,
+        "orders"
+    ));
+    assert!(!authz::authorize(
+        &star,
+        &identity,
+        &http::Method::POST,
+        "orders"
+    ));
+}
+
+#[test]
+fn sections_are_validated() {
+    for bad in [
+        json!({"public": true, "methods": ["api_key"]}),
+        json!({"public": false, "methods": []}),
+        json!({"public": false, "methods": ["session"]}),
+        json!({"public": false, "methods": ["jwt"]}),
+        json!({"public": false, "methods": ["api_key", "api_key"]}),
+        json!({"public": false, "methods": ["api_key"], "api_key_header": "bad header"}),
+        json!({"public": false, "methods": ["api_key"], "surprise": 1}),
+        json!({"public": false, "methods": ["api_key"], "scopes": {"by_method": {"get": []}}}),
+    ] {
+        assert!(RouteAuth::from_section(&bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn a_jwks_with_a_shared_kid_is_refused() {
+    let doc = vectors();
+    let mut jwks = doc["jwks"].clone();
+    let first = jwks["keys"][0].clone();
+    jwks["keys"].as_array_mut().expect("keys").push(first);
+    assert!(KeySet::from_jwks(&jwks.to_string()).is_err());
+}
+
+#[test]
+fn native_uses_are_drained_for_python_even_after_a_drop() {
+    let caches = Caches::new();
+    let route = key_route();
+    with_key(&caches, json!({}), 100.0);
+    assert!(caches.api_keys_used().is_empty());
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(KEY),
+        101.0
+    )));
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(KEY),
+        102.5
+    )));
+    assert_eq!(caches.api_keys_used(), vec![("key-1".to_string(), 102.5)]);
+    assert!(caches.api_keys_used().is_empty());
+    assert!(!deferred(authenticate(
+        &caches,
+        &route,
+        &bearer(KEY),
+        103.0
+    )));
+    caches.api_key_drop("key-1");
+    assert_eq!(caches.api_keys_used(), vec![("key-1".to_string(), 103.0)]);
+    // a refused key is not a use
+    with_key(&caches, json!({"disabled": true}), 100.0);
+    assert!(deferred(authenticate(&caches, &route, &bearer(KEY), 104.0)));
+    assert!(caches.api_keys_used().is_empty());
+}
+
+/// Per-request costs of the native step, printed (not asserted): run with
+/// `cargo test --release authn_costs -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn authn_costs() {
+    use std::time::Instant;
+    let (caches, doc, now) = configured();
+    let keys = KeySet::from_jwks(&doc["jwks"].to_string()).expect("jwks").0;
+    let policy = policy(&doc);
+    let rounds = 20_000u32;
+    let time = |label: &str, rounds: u32, f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        for _ in 0..rounds {
+            f();
+        }
+        let each = start.elapsed() / rounds;
+        println!("{label:<40} {:>8.2} µs", each.as_nanos() as f64 / 1000.0);
+    };
+    with_key(&caches, json!({}), now);
+    let route = key_route();
+    let headers = bearer(KEY);
+    time("api key hit (authenticate+authorize)", rounds, &mut || {
+        let Verdict::Allow(identity) = authenticate(&caches, &route, &headers, now) else {
+            panic!("deferred")
+        };
+        assert!(authz::authorize(
+            &route,
+            &identity,
+            &http::Method::GET,
+            "orders"
+        ));
+    });
+    let token = vector(&doc, "valid ES256");
+    caches.token_put(&token, now, 60.0).expect("put");
+    let jwt = jwt_route();
+    let headers = bearer(&token);
+    time(
+        "cached jwt hit (authenticate+authorize)",
+        rounds,
+        &mut || {
+            let Verdict::Allow(identity) = authenticate(&caches, &jwt, &headers, now) else {
+                panic!("deferred")
+            };
+            assert!(authz::authorize(
+                &jwt,
+                &identity,
+                &http::Method::GET,
+                "orders"
+            ));
+        },
+    );
+    for name in ["valid ES256", "valid RS256", "valid PS256", "valid EdDSA"] {
+        let token = vector(&doc, name);
+        time(&format!("full verify {name}"), 2_000, &mut || {
+            assert!(jwt::verify(&token, &keys, &policy, now).is_ok());
+        });
+    }
+}
+
+#[test]
+fn admit_combines_the_steps() {
+    let caches = Caches::new();
+    with_key(&caches, json!({}), 100.0);
+    let route = key_route();
+    let get = http::Method::GET;
+    let uri: http::Uri = "/orders/1?page=2".parse().expect("uri");
+    let admitted =
+        admit(&caches, &route, "orders", &get, &uri, &bearer(KEY), 100.0).expect("admit");
+    assert_eq!(admitted.identity.key_id.as_deref(), Some("key-1"));
+    assert_eq!(admitted.credential_headers, vec![AUTHORIZATION]);
+    let post = http::Method::POST;
+    assert!(admit(&caches, &route, "orders", &post, &uri, &bearer(KEY), 100.0).is_none());
+    let leaky: http::Uri = format!("/orders?api_key={KEY}").parse().expect("uri");
+    assert!(admit(&caches, &route, "orders", &get, &leaky, &bearer(KEY), 100.0).is_none());
+    assert!(unix_now() > 1.7e9);
+}
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn verify_never_panics_and_refuses_garbage(token in "[A-Za-z0-9_.=-]{0,300}") {
+            let doc = vectors();
+            let keys = KeySet::from_jwks(&doc["jwks"].to_string()).expect("jwks").0;
+            prop_assert!(jwt::verify(&token, &keys, &policy(&doc), 0.0).is_err());
+        }
+
+        #[test]
+        fn strict_json_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = json::object(&data);
+        }
+
+        #[test]
+        fn tampering_any_byte_of_a_valid_token_is_refused(at in 0usize..400, to in "[A-Za-z0-9_-]") {
+            let doc = vectors();
+            let keys = KeySet::from_jwks(&doc["jwks"].to_string()).expect("jwks").0;
+            let token = vector(&doc, "valid EdDSA");
+            let at = at % token.len();
+            let mut bytes = token.clone().into_bytes();
+            prop_assume!(bytes[at] != b'.' && bytes[at] != to.as_bytes()[0]);
+            bytes[at] = to.as_bytes()[0];
+            let forged = String::from_utf8(bytes).expect("ascii");
+            let now = doc["now"].as_f64().expect("now");
+            prop_assert!(jwt::verify(&forged, &keys, &policy(&doc), now).is_err());
+        }
+
+        #[test]
+        fn any_headers_never_panic(
+            values in proptest::collection::vec("[ -~]{0,80}", 0..4),
+            key_header in "[ -~]{0,60}",
+        ) {
+            let caches = Caches::new();
+            let route = key_route();
+            let mut headers = HeaderMap::new();
+            for value in &values {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    headers.append(AUTHORIZATION, value);
+                }
+            }
+            if let Ok(value) = HeaderValue::from_str(&key_header) {
+                headers.insert("x-api-key", value);
+            }
+            prop_assert!(matches!(authenticate(&caches, &route, &headers, 0.0), Verdict::Defer));
+        }
+    }
+}
+
+#[test]
+fn misses_are_verified_natively_only_when_allowed_and_the_client_is_known_active() {
+    let (caches, doc, now) = configured();
+    let route = jwt_route();
+    let token = vector(&doc, "valid ES256");
+    let decides =
+        |token: &str, at: f64| !deferred(authenticate(&caches, &route, &bearer(token), at));
+    // off by default
+    caches.client_active("client-1", now, 60.0);
+    assert!(!decides(&token, now));
+    caches.set_verify_misses(true);
+    assert!(decides(&token, now));
+    assert!(caches.token_cached(&token));
+    // a client change drops its status and tokens: back to Python
+    caches.tokens_forget_client("client-1");
+    assert!(!decides(&token, now));
+    // Python checked the client and says so
+    caches.client_active("client-1", now, 60.0);
+    assert!(decides(&token, now));
+    // the client status expires
+    caches.tokens_clear();
+    caches.client_active("client-1", now, 10.0);
+    assert!(!decides(&token, now + 10.0));
+    // not following: never
+    let other = vector(&doc, "valid EdDSA");
+    caches.set_following(false);
+    caches.client_active("client-1", now, 60.0);
+    assert!(!decides(&other, now));
+    caches.set_following(true);
+    caches.client_active("client-1", now, 60.0);
+    assert!(decides(&other, now));
+    // forged tokens, and a revoked jti (every vector shares it): never
+    caches.tokens_clear();
+    caches.client_active("client-1", now, 60.0);
+    for name in [
+        "tampered payload",
+        "alg none",
+        "ES256 high-S twin",
+        "expired",
+        "wrong typ",
+    ] {
+        assert!(!decides(&vector(&doc, name), now), "{name}");
+    }
+    caches.token_revoke("jti-1", now + 600.0, now);
+    assert!(!decides(&token, now));
+}

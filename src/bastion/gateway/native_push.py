@@ -1,0 +1,219 @@
+"""The control plane's pushes into the native authentication caches (``bastion._native``).
+
+The native data plane allows a request only with a credential found in its
+own caches, and Python fills them with what *it* accepted:
+
+- :func:`api_key_found`: a key record, when :class:`~bastion.apikeys.ApiKeyService`
+  fills its own cache from the database (the native core re-checks the
+  record's state and deadlines on every request, like ``verify``);
+- :func:`token_verified`: one of bastion's own access tokens, after the
+  ``jwt`` authenticator accepted it (signature, claims, ``jti`` deny-list,
+  client status); the native core verifies it again with the signing keys
+  pushed here (:func:`signing_keys`) before caching it. The token's client is
+  remembered as active (:func:`client_active`), so where :func:`verify_misses`
+  is on, that client's *other* tokens are verified natively without Python.
+
+Every invalidation the Python caches follow reaches the native ones in the
+same call, before the next request: :func:`api_key_invalidated` (channel
+``api-keys``), :func:`token_revoked` (``revoked-tokens``),
+:func:`client_changed` (``clients``), :func:`signing_keys_changed`
+(``signing-keys``), :func:`tokens_cleared`, and :func:`following`, which
+stops native token hits while Python does not follow every channel. When
+in doubt a whole cache is cleared: a native miss only costs a trip to Python.
+
+:func:`install` configures the native core from the settings (issuer, leeway,
+maximum token lifetime, API key pepper) and registers where the current
+signing keys come from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from bastion import _native
+from bastion.crypto.keys import PublicKeySet
+from bastion.storage.models import ApiKey
+
+__all__ = [
+    "NativeApiKeys",
+    "api_key_found",
+    "api_key_invalidated",
+    "api_key_record",
+    "apply_revocation",
+    "client_active",
+    "client_changed",
+    "following",
+    "install",
+    "signing_keys",
+    "signing_keys_changed",
+    "token_revoked",
+    "token_verified",
+    "tokens_cleared",
+    "verify_misses",
+]
+
+#: How long a revocation announced without its ``exp`` is remembered natively
+#: (the longest access-token lifetime the settings allow, plus the leeway's maximum).
+_REVOKED_WITHOUT_EXP: Final = 86_400.0 + 300.0
+_EMPTY_JWKS: Final = '{"keys":[]}'
+
+_keys: Callable[[], PublicKeySet] | None = None
+
+
+def install(settings: Any, keys: Callable[[], PublicKeySet] | None) -> None:
+    """Configure the native caches for ``settings`` (bastion's :class:`Settings`).
+
+    ``keys`` returns bastion's current public signing keys (``None``: tokens
+    are never cached natively). Everything cached before is dropped.
+    """
+    global _keys
+    pepper = settings.api_keys.pepper
+    _native.authn_configure(
+        settings.issuer_url,
+        float(settings.tokens.leeway),
+        float(settings.tokens.max_access_token_ttl),
+        pepper.get_secret_value().encode("utf-8") if pepper else None,
+    )
+    _keys = keys
+    _native.signing_keys_set(_EMPTY_JWKS)
+    _native.api_keys_clear()
+
+
+def _timestamp(value: Any) -> float | None:
+    return None if value is None else float(value.timestamp())
+
+
+def api_key_record(key: ApiKey) -> str:
+    """The JSON record of ``key`` the native cache holds (never its digest or secret)."""
+    return json.dumps(
+        {
+            "id": key.id,
+            "owner_type": key.owner_type,
+            "owner_id": key.owner_id,
+            "scopes": list(key.scopes),
+            "routes": list(key.routes),
+            "expires_at": _timestamp(key.expires_at),
+            "grace_until": _timestamp(key.grace_until),
+            "revoked": key.revoked_at is not None,
+            "disabled": key.disabled,
+            "ip_allow": list(key.ip_allow),
+            "rate_limits": [dict(limit) for limit in key.rate_limits],
+        }
+    )
+
+
+def api_key_found(key: ApiKey, ttl: float) -> None:
+    """Cache ``key`` (just read from the database) natively for ``ttl`` seconds."""
+    _native.api_key_put(key.digest, api_key_record(key), ttl)
+
+
+def api_key_invalidated(key_id: str | None) -> None:
+    """Forget the key ``key_id`` natively (every key when ``None``)."""
+    if key_id:
+        _native.api_key_drop(key_id)
+    else:
+        _native.api_keys_clear()
+
+
+class NativeApiKeys:
+    """The native API key cache as a mirror of :class:`~bastion.apikeys.ApiKeyService`'s
+    (``api_keys.mirror(NativeApiKeys())``)."""
+
+    def found(self, key: ApiKey, ttl: float) -> None:
+        api_key_found(key, ttl)
+
+    def invalidated(self, key_id: str | None) -> None:
+        api_key_invalidated(key_id)
+
+    def used(self) -> list[tuple[str, float]]:
+        return _native.api_keys_used()
+
+
+def signing_keys() -> bool:
+    """Push bastion's current public signing keys; whether there were any to push."""
+    if _keys is None:
+        return False
+    _native.signing_keys_set(json.dumps(_keys().jwks()))
+    return True
+
+
+def token_verified(token: str, ttl: float) -> str | None:
+    """Cache an access token Python just accepted; ``None`` when cached, else why not.
+
+    A token signed by a key the native core does not hold yet makes it take
+    the current keys first.
+    """
+    reason = _native.token_put(token, ttl)
+    if reason == "unknown_kid" and signing_keys():
+        reason = _native.token_put(token, ttl)
+    return reason
+
+
+def client_active(client_id: str, ttl: float) -> None:
+    """Python just found the OAuth client ``client_id`` active: trust that for ``ttl`` seconds.
+
+    (What lets the native core verify the client's *uncached* tokens itself,
+    where :func:`verify_misses` allowed it.)
+    """
+    _native.client_active(client_id, ttl)
+
+
+def verify_misses(on: bool) -> None:
+    """Let the native core verify uncached tokens of clients known active.
+
+    Only sound where every revocation reaches the native deny-list: the
+    runtime turns it on once :func:`apply_revocation` runs before every
+    ``revoked-tokens`` delivery of the change feed (and over its start-up
+    replay), and native token hits need :func:`following` besides.
+    """
+    _native.tokens_verify_misses(on)
+
+
+async def apply_revocation(message: str) -> None:
+    """A change-feed applier for ``revoked-tokens`` (``"<jti> <exp>"``), replay included."""
+    token_revoked(message)
+
+
+def token_revoked(message: str | None) -> None:
+    """Apply a revocation (``"<jti> <exp>"``, or a bare ``jti``); ``None``: forget all tokens."""
+    if message is None:
+        _native.tokens_clear()
+        return
+    jti, _, exp_text = message.partition(" ")
+    if not jti:
+        _native.tokens_clear()
+        return
+    try:
+        exp = float(exp_text)
+    except ValueError:
+        exp = math.nan
+    if not math.isfinite(exp):
+        exp = time.time() + _REVOKED_WITHOUT_EXP
+    _native.token_revoke(jti, exp)
+
+
+def client_changed(client_id: str | None) -> None:
+    """Forget the tokens of the OAuth client ``client_id`` (all tokens when ``None``)."""
+    if client_id:
+        _native.tokens_forget_client(client_id)
+    else:
+        _native.tokens_clear()
+
+
+def signing_keys_changed() -> None:
+    """A signing key changed state: forget every token and key (pushed again on demand)."""
+    _native.signing_keys_set(_EMPTY_JWKS)
+
+
+def tokens_cleared() -> None:
+    """Forget every cached token (a routes reload, a lost subscription)."""
+    _native.tokens_clear()
+
+
+def following(value: bool) -> None:
+    """Whether Python follows every invalidation channel (native token hits only then)."""
+    _native.tokens_following(value)

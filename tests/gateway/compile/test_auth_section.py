@@ -1,0 +1,119 @@
+"""compile/auth.py: the ``auth`` section of a native route, and that the native core loads it."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bastion import _native
+from bastion.gateway.compile import Unsupported, auth
+from bastion.settings import RouteMatch, RouteSettings, Settings
+from bastion.settings.models import IpAccessSettings, RouteJwtSettings
+
+SETTINGS = Settings()
+
+
+def route(**kw: Any) -> RouteSettings:
+    kw.setdefault("auth", ["api_key"])
+    match = RouteMatch(path="/orders", methods=["GET", "POST"])
+    return RouteSettings(name="orders", match=match, upstream="http://u:9", **kw)
+
+
+def loads(section: object) -> None:
+    """The native loader accepts it (an anonymous request is then deferred or public)."""
+    _native.authn_decide(json.dumps(section), "orders", "GET", [])
+
+
+def test_public_route() -> None:
+    section = auth.section(route(public=True, auth=[]), SETTINGS)
+    assert section == {"public": True, "methods": []}
+    loads(section)
+    assert _native.authn_decide(json.dumps(section), "orders", "GET", []) == {
+        "method": "public",
+        "subject": None,
+        "client_id": None,
+        "scopes": [],
+        "key_id": None,
+        "routes": None,
+    }
+
+
+def test_api_key_and_jwt_with_method_scopes() -> None:
+    section = auth.section(
+        route(
+            auth=["api_key", "jwt"],
+            api_key_header="X-API-Key",
+            scopes={"GET": ["orders:read"], "POST": ["orders:write", "orders:read"]},
+        ),
+        SETTINGS,
+    )
+    assert section == {
+        "public": False,
+        "methods": ["api_key", "jwt"],
+        "api_key_header": "x-api-key",
+        "scopes": {
+            "by_method": {"GET": ["orders:read"], "POST": ["orders:read", "orders:write"]},
+            "default": None,
+        },
+        "claims": {},
+        "roles": [],
+        "roles_claim": "roles",
+        "jwt": {"audience": SETTINGS.issuer_url},
+    }
+    loads(section)
+
+
+def test_scope_list_star_claims_roles_and_audience() -> None:
+    section = auth.section(
+        route(
+            auth=["jwt"],
+            scopes={"POST": ["w"], "*": ["r"]},
+            claims={"tier": "gold", "n": 1, "flag": True, "groups": ["a"]},
+            roles=["admin"],
+            roles_claim="realm_access.roles",
+            jwt=RouteJwtSettings(audience="https://orders.example"),
+        ),
+        SETTINGS,
+    )
+    assert not isinstance(section, Unsupported) and isinstance(section, dict)
+    assert section["scopes"] == {"by_method": {"POST": ["w"]}, "default": ["r"]}
+    assert section["claims"] == {"tier": "gold", "n": 1, "flag": True, "groups": ["a"]}
+    assert section["roles"] == ["admin"]
+    assert section["roles_claim"] == "realm_access.roles"
+    assert section["jwt"] == {"audience": "https://orders.example"}
+    assert section["api_key_header"] is None
+    loads(section)
+    listed = auth.section(route(scopes=["a", "b"]), SETTINGS)
+    assert isinstance(listed, dict)
+    assert listed["scopes"] == {"by_method": {}, "default": ["a", "b"]}
+    assert "jwt" not in listed
+    loads(listed)
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({"auth": ["api_key", "session"]}, "auth: the session method is not native yet"),
+        ({"auth": ["introspection"]}, "auth: the introspection method is not native yet"),
+        ({"auth": ["mtls"]}, "auth: the mtls method is not native yet"),
+        (
+            {"auth": ["jwt"], "jwt": RouteJwtSettings(issuers=["self", "https://idp.example"])},
+            "auth: trusted external issuers are not native yet",
+        ),
+        (
+            {"ip": IpAccessSettings(allow=["10.0.0.0/8"])},
+            "auth: route ip rules are not native yet",
+        ),
+    ],
+)
+def test_unsupported(kw: dict[str, Any], reason: str) -> None:
+    assert auth.section(route(**kw), SETTINGS) == Unsupported(reason)
+
+
+def test_the_native_loader_refuses_a_bad_section() -> None:
+    with pytest.raises(ValueError, match="session"):
+        _native.authn_decide(
+            json.dumps({"public": False, "methods": ["session"]}), "orders", "GET", []
+        )

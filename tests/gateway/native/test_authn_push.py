@@ -1,0 +1,340 @@
+"""gateway/native_push.py: what Python accepts fills the native caches, every change empties them.
+
+The native decision is read back through ``_native.authn_decide`` (the native
+``authenticate`` + ``authorize`` steps): a dict is a native allow, ``None`` a
+defer to Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bastion import _native
+from bastion.apikeys import ApiKeyService, ApiKeySpec
+from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt
+from bastion.gateway import InvalidBearerTokenError, JwtAuthenticator, native_push
+from bastion.gateway.compile import auth
+from bastion.oauth.tokens import AccessTokenVerifier
+from bastion.settings import RouteMatch, RouteSettings, Settings
+from bastion.storage import Database, feed
+from bastion.storage.shared import MemorySharedState
+
+ISSUER = "https://auth.test"
+
+
+def section(**kw: Any) -> str:
+    route = RouteSettings(
+        name="orders",
+        match=RouteMatch(path="/orders", methods=["GET", "POST"]),
+        upstream="http://u:9",
+        **kw,
+    )
+    compiled = auth.section(route, Settings(issuer=ISSUER))
+    assert isinstance(compiled, dict)
+    return json.dumps(compiled)
+
+
+KEY_ROUTE = section(auth=["api_key"], scopes={"GET": ["orders:read"], "POST": ["orders:write"]})
+JWT_ROUTE = section(auth=["jwt"], scopes=["orders:read"])
+
+
+def decide(route: str, secret: str, method: str = "GET") -> dict[str, object] | None:
+    return _native.authn_decide(route, "orders", method, [("authorization", f"Bearer {secret}")])
+
+
+# -- API keys ------------------------------------------------------------------
+
+
+async def key_service(path: Path, settings: Settings) -> ApiKeyService:
+    db = await Database.connect(f"sqlite:///{path}")
+    service = ApiKeyService(db, settings, MemorySharedState())
+    native_push.install(settings, None)
+    service.mirror(native_push.NativeApiKeys())
+    return service
+
+
+@pytest.fixture
+async def service(migrated_sqlite_file: Path, tmp_path: Path) -> AsyncIterator[ApiKeyService]:
+    path = tmp_path / "bastion.db"
+    shutil.copyfile(migrated_sqlite_file, path)
+    service = await key_service(path, Settings(issuer=ISSUER))
+    try:
+        yield service
+    finally:
+        await service.shared.close()
+        await service.db.close()
+
+
+async def test_a_key_python_accepted_is_allowed_natively(service: ApiKeyService) -> None:
+    record, secret = await service.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+    assert decide(KEY_ROUTE, secret) is None
+    assert not _native.api_key_cached(record.digest)
+    await service.verify(secret)
+    assert _native.api_key_cached(record.digest)
+    assert decide(KEY_ROUTE, secret) == {
+        "method": "api_key",
+        "subject": f"apikey:{record.id}",
+        "client_id": None,
+        "scopes": ["orders:read"],
+        "key_id": record.id,
+        "routes": None,
+    }
+    # authorize: POST needs orders:write (Python's 403 is rendered by Python)
+    assert decide(KEY_ROUTE, secret, "POST") is None
+    # a key in the query string is Python's 400
+    assert (
+        _native.authn_decide(
+            KEY_ROUTE, "orders", "GET", [("authorization", f"Bearer {secret}")], f"k={secret}"
+        )
+        is None
+    )
+
+
+async def test_revoke_disable_and_feed_deliveries_stop_it_at_once(service: ApiKeyService) -> None:
+    record, secret = await service.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+    await service.verify(secret)
+    assert decide(KEY_ROUTE, secret) is not None
+    await service.revoke(record.id)
+    assert decide(KEY_ROUTE, secret) is None
+    assert not _native.api_key_cached(record.digest)
+
+    record, secret = await service.create(ApiKeySpec(name="k2", scopes=["orders:read"]))
+    await service.verify(secret)
+    await service.disable(record.id)
+    assert decide(KEY_ROUTE, secret) is None
+
+    record, secret = await service.create(ApiKeySpec(name="k3", scopes=["orders:read"]))
+    await service.verify(secret)
+    service.invalidate(record.id)  # what a change-feed delivery of "api-keys" calls
+    assert decide(KEY_ROUTE, secret) is None
+    await service.verify(secret)
+    service.invalidate(None)  # an empty message: forget everything
+    assert not _native.api_key_cached(record.digest)
+
+
+async def test_a_revocation_by_another_process_stops_the_key_within_a_second(
+    service: ApiKeyService,
+) -> None:
+    # Another process (the CLI, another node) on the same database and shared state.
+    other = ApiKeyService(service.db, service.settings, service.shared)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop, flush_interval=3600))
+    try:
+        record, secret = await other.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+        await service.verify(secret)
+        assert decide(KEY_ROUTE, secret) is not None
+        await asyncio.sleep(0.2)  # the subscription is open
+        await other.revoke(record.id)
+        deadline = time.monotonic() + 1.0
+        while decide(KEY_ROUTE, secret) is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert decide(KEY_ROUTE, secret) is None
+    finally:
+        stop.set()
+        await task
+
+
+async def test_keys_native_cannot_judge_stay_with_python(service: ApiKeyService) -> None:
+    for spec in (
+        ApiKeySpec(name="ip", scopes=["orders:read"], ip_allow=["10.0.0.0/8"]),
+        ApiKeySpec(name="limited", scopes=["orders:read"], rate_limits=[{"rate": "5/second"}]),
+        ApiKeySpec(name="routes", scopes=["orders:read"], routes=["billing"]),
+    ):
+        record, secret = await service.create(spec)
+        await service.verify(secret, ip="10.1.2.3")
+        assert _native.api_key_cached(record.digest)
+        assert decide(KEY_ROUTE, secret) is None, spec.name
+
+
+async def test_native_uses_reach_the_last_used_batch(service: ApiKeyService) -> None:
+    record, secret = await service.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+    await service.verify(secret)
+    assert await service.flush_last_used() == 1
+    first = (await service.get(record.id)).last_used_at
+    assert first is not None
+    await asyncio.sleep(0.01)
+    assert decide(KEY_ROUTE, secret) is not None  # served natively: Python never saw it
+    assert await service.flush_last_used() == 1
+    later = (await service.get(record.id)).last_used_at
+    assert later is not None and later > first
+    assert await service.flush_last_used() == 0
+
+
+async def test_a_peppered_digest_matches(migrated_sqlite_file: Path, tmp_path: Path) -> None:
+    path = tmp_path / "bastion.db"
+    shutil.copyfile(migrated_sqlite_file, path)
+    settings = Settings(issuer=ISSUER, api_keys={"pepper": "pepper-for-tests"})
+    service = await key_service(path, settings)
+    try:
+        record, secret = await service.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+        await service.verify(secret)
+        identity = decide(KEY_ROUTE, secret)
+        assert identity is not None and identity["key_id"] == record.id
+    finally:
+        await service.shared.close()
+        await service.db.close()
+
+
+# -- bastion's own JWTs ----------------------------------------------------------
+
+
+class Tokens:
+    def __init__(self) -> None:
+        self.key = SigningKeyPair.generate("ES256")
+        self.keys = PublicKeySet([self.key.public_key])
+        self.shared = MemorySharedState()
+        self.verifier = AccessTokenVerifier(lambda: self.keys, issuer=ISSUER, shared=self.shared)
+        self.authn = JwtAuthenticator(
+            self.verifier, shared=self.shared, issuer=ISSUER, default_audience=ISSUER
+        )
+        native_push.install(Settings(issuer=ISSUER), lambda: self.keys)
+        native_push.following(True)
+
+    def claims(self, **changes: Any) -> dict[str, Any]:
+        now = int(time.time())
+        base: dict[str, Any] = {
+            "iss": ISSUER,
+            "sub": "user:alice",
+            "aud": ISSUER,
+            "client_id": "web-app",
+            "scope": "orders:read profile",
+            "iat": now,
+            "exp": now + 600,
+            "jti": uuid.uuid4().hex,
+        }
+        base.update(changes)
+        return base
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return sign_jwt(claims, self.key, typ="at+jwt")
+
+
+@pytest.fixture
+async def tokens() -> AsyncIterator[Tokens]:
+    setup = Tokens()
+    try:
+        yield setup
+    finally:
+        native_push.following(False)
+        await setup.shared.close()
+
+
+async def test_a_token_python_accepted_is_allowed_natively(tokens: Tokens) -> None:
+    token = tokens.sign(tokens.claims())
+    assert decide(JWT_ROUTE, token) is None
+    await tokens.authn.authenticate(token)
+    assert _native.token_cached(token)
+    assert decide(JWT_ROUTE, token) == {
+        "method": "jwt",
+        "subject": "user:alice",
+        "client_id": "web-app",
+        "scopes": ["orders:read", "profile"],
+        "key_id": None,
+        "routes": None,
+    }
+    # another route's audience, or scopes the token lacks: Python decides
+    other = section(auth=["jwt"], jwt={"audience": "https://billing.test"})
+    assert decide(other, token) is None
+    assert decide(section(auth=["jwt"], scopes=["orders:write"]), token) is None
+
+
+async def test_revocation_client_and_signing_key_changes(tokens: Tokens) -> None:
+    claims = tokens.claims()
+    token = tokens.sign(claims)
+    await tokens.authn.authenticate(token)
+    tokens.authn.forget(f"{claims['jti']} {claims['exp']}")  # a revoked-tokens delivery
+    assert decide(JWT_ROUTE, token) is None
+    assert not _native.token_cached(token)
+
+    token = tokens.sign(tokens.claims())
+    await tokens.authn.authenticate(token)
+    tokens.authn.forget_client("web-app")  # a clients delivery
+    assert decide(JWT_ROUTE, token) is None
+
+    await tokens.authn.authenticate(token)
+    assert decide(JWT_ROUTE, token) is not None
+    tokens.authn.forget_all("kid-1")  # a signing-keys delivery
+    assert decide(JWT_ROUTE, token) is None
+    assert not _native.signing_key_known(tokens.key.kid)
+    # Python verifies again and the native core takes the current keys on demand
+    await tokens.authn.authenticate(token)
+    assert _native.signing_key_known(tokens.key.kid)
+    assert decide(JWT_ROUTE, token) is not None
+
+    native_push.following(False)  # a subscription lost: hits go back to Python
+    assert decide(JWT_ROUTE, token) is None
+
+
+async def test_tokens_python_refuses_or_keeps_are_not_cached(tokens: Tokens) -> None:
+    claims = tokens.claims()
+    token = tokens.sign(claims)
+    await tokens.verifier.revoke(claims)
+    with pytest.raises(InvalidBearerTokenError):
+        await tokens.authn.authenticate(token)
+    assert not _native.token_cached(token)
+    bound = tokens.sign(tokens.claims(cnf={"jkt": "abc"}))
+    assert native_push.token_verified(bound, 60.0) == "sender_constrained"
+    exchanged = tokens.sign(tokens.claims(client_id="apikey:k1"))
+    assert native_push.token_verified(exchanged, 60.0) == "exchanged_from_api_key"
+    forged = tokens.sign(tokens.claims()).rsplit(".", 1)[0] + ".AAAA"
+    assert native_push.token_verified(forged, 60.0) == "bad_signature"
+
+
+async def test_other_tokens_of_an_active_client_are_verified_natively(tokens: Tokens) -> None:
+    first = tokens.sign(tokens.claims())
+    second_claims = tokens.claims()
+    second = tokens.sign(second_claims)
+    native_push.verify_misses(True)
+    try:
+        assert decide(JWT_ROUTE, first) is None  # the client is not known active yet
+        await tokens.authn.authenticate(first)  # Python checks it (and the client)
+        identity = decide(JWT_ROUTE, second)  # never seen by Python
+        assert identity is not None and identity["client_id"] == "web-app"
+        assert _native.token_cached(second)
+        # a change-feed revocation (replay included) reaches the native deny-list
+        third_claims = tokens.claims()
+        third = tokens.sign(third_claims)
+        await native_push.apply_revocation(f"{third_claims['jti']} {third_claims['exp']}")
+        assert decide(JWT_ROUTE, third) is None
+        # a client change: its status goes, its tokens go back to Python
+        tokens.authn.forget_client("web-app")
+        assert decide(JWT_ROUTE, second) is None
+        assert decide(JWT_ROUTE, tokens.sign(tokens.claims())) is None
+        # another client's tokens always go to Python first
+        assert decide(JWT_ROUTE, tokens.sign(tokens.claims(client_id="cli"))) is None
+    finally:
+        native_push.verify_misses(False)
+
+
+async def test_a_revocation_on_the_channel_stops_a_token_within_a_second(tokens: Tokens) -> None:
+    native_push.following(False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(tokens.authn.run(stop))
+    try:
+        for _ in range(100):
+            if tokens.authn.following:
+                break
+            await asyncio.sleep(0.01)
+        assert tokens.authn.following
+        claims = tokens.claims()
+        token = tokens.sign(claims)
+        await tokens.authn.authenticate(token)
+        assert decide(JWT_ROUTE, token) is not None
+        message = f"{claims['jti']} {claims['exp']}"
+        await tokens.shared.publish(feed.REVOKED_TOKENS, message.encode())
+        deadline = time.monotonic() + 1.0
+        while decide(JWT_ROUTE, token) is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert decide(JWT_ROUTE, token) is None
+    finally:
+        stop.set()
+        await task
