@@ -14,6 +14,10 @@
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
+//! - `audit`: the bounded queue of decision events the Python audit writer drains.
+//! - `metrics`: request counters and latency histograms, read by Python's `/metrics`.
+//! - `problem`: problem+json responses identical to Python's.
+//! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -21,11 +25,15 @@
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod audit;
 pub mod client_ip;
 pub mod gateway;
 pub mod http;
 pub mod hygiene;
+pub mod limit;
+pub mod metrics;
 pub mod plane;
+pub mod problem;
 pub mod respond;
 pub mod risk;
 

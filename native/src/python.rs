@@ -1,6 +1,15 @@
 //! `bastion._native`: the Python-facing API of the native data plane.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::audit::{self, AuditEvent, Door};
+use crate::limit::{self, Bucket, Store};
+use crate::metrics;
 
 /// The version of the native core (the crate's version).
 #[pyfunction]
@@ -42,11 +51,305 @@ fn risk_flagged(kind: &str, value: &str, now: f64) -> PyResult<bool> {
         .any_flagged(now, &[(kind, Some(value))]))
 }
 
+// -- rate limits --------------------------------------------------------------
+
+/// A GCRA store of TATs (µs); `install()` makes it the one the native front
+/// decides on (the runtime's gateway limiter does), so both share one budget.
+#[pyclass(frozen, name = "LimitStore", module = "bastion._native")]
+struct LimitStore {
+    inner: Arc<Store>,
+}
+
+#[pymethods]
+impl LimitStore {
+    #[new]
+    fn new() -> Self {
+        LimitStore {
+            inner: Arc::new(Store::new()),
+        }
+    }
+
+    /// Make this the store the native front decides on.
+    fn install(&self) {
+        Store::install(Arc::clone(&self.inner));
+    }
+
+    /// Whether this is the store the native front decides on.
+    fn installed(&self) -> bool {
+        Arc::ptr_eq(&Store::current(), &self.inner)
+    }
+
+    /// Admit a request costing `cost` on every bucket or on none; returns
+    /// `(admitted, now, tats_before)` (TATs `None` for unknown buckets).
+    #[pyo3(signature = (keys, intervals, tolerances, cost, now = None))]
+    fn take(
+        &self,
+        keys: Vec<String>,
+        intervals: Vec<i64>,
+        tolerances: Vec<i64>,
+        cost: i64,
+        now: Option<i64>,
+    ) -> PyResult<(bool, i64, Vec<Option<i64>>)> {
+        if keys.len() != intervals.len() || keys.len() != tolerances.len() || cost < 0 {
+            return Err(PyValueError::new_err(
+                "keys, intervals and tolerances must have one entry per bucket, cost >= 0",
+            ));
+        }
+        let now = now.unwrap_or_else(limit::now_us);
+        let buckets: Vec<Bucket<'_>> = keys
+            .iter()
+            .zip(intervals.iter().zip(&tolerances))
+            .map(|(key, (&interval_us, &tolerance_us))| Bucket {
+                key,
+                interval_us,
+                tolerance_us,
+            })
+            .collect();
+        let take = self.inner.take(&buckets, cost, now);
+        Ok((take.admitted, now, take.tats))
+    }
+
+    /// `take` for one bucket at cost 1 (the common request): `(admitted, now, tat_before)`.
+    #[pyo3(signature = (key, interval, tolerance, now = None))]
+    fn take_one(
+        &self,
+        key: &str,
+        interval: i64,
+        tolerance: i64,
+        now: Option<i64>,
+    ) -> (bool, i64, Option<i64>) {
+        let now = now.unwrap_or_else(limit::now_us);
+        let bucket = Bucket {
+            key,
+            interval_us: interval,
+            tolerance_us: tolerance,
+        };
+        let take = self.inner.take(&[bucket], 1, now);
+        (take.admitted, now, take.tats.first().copied().flatten())
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+/// The native monotonic clock (µs) the shared store decides on.
+#[pyfunction]
+fn limit_now() -> i64 {
+    limit::now_us()
+}
+
+fn parse_limits(json: &str) -> PyResult<Vec<limit::Limit>> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    limit::parse_key_limits(&value).map_err(|e| PyValueError::new_err(e.0))
+}
+
+/// Set (`limits_json`: `[{"rate", "burst"}]`) or remove (`None`) a key's override.
+#[pyfunction]
+#[pyo3(signature = (key_id, limits_json))]
+fn key_limit_override_set(key_id: &str, limits_json: Option<&str>) -> PyResult<()> {
+    let limits = limits_json.map(parse_limits).transpose()?;
+    limit::overrides().set(key_id, limits);
+    Ok(())
+}
+
+/// Replace every override: `{"<key id>": [{"rate", "burst"}], ...}`.
+#[pyfunction]
+fn key_limit_overrides_replace(overrides_json: &str) -> PyResult<()> {
+    let value: HashMap<String, serde_json::Value> =
+        serde_json::from_str(overrides_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let mut all = HashMap::with_capacity(value.len());
+    for (key_id, entries) in value {
+        let limits = limit::parse_key_limits(&entries).map_err(|e| PyValueError::new_err(e.0))?;
+        all.insert(key_id, limits);
+    }
+    limit::overrides().replace_all(all);
+    Ok(())
+}
+
+// -- audit -------------------------------------------------------------------
+
+type MinuteRow = (i64, String, &'static str, Option<String>, u64);
+
+fn denial_dict<'py>(py: Python<'py>, event: &AuditEvent) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    dict.set_item("status", event.status)?;
+    dict.set_item("reason", event.reason.as_deref())?;
+    dict.set_item("step", event.step)?;
+    dict.set_item("door", event.door.as_str())?;
+    dict.set_item("route", event.route.as_deref())?;
+    dict.set_item("method", event.method.as_str())?;
+    dict.set_item("path", event.path.as_str())?;
+    dict.set_item("subject", event.subject.as_deref())?;
+    dict.set_item("client_id", event.client_id.as_deref())?;
+    dict.set_item("key_id", event.key_id.as_deref())?;
+    dict.set_item("ip", event.ip.as_deref())?;
+    dict.set_item("user_agent", event.user_agent.as_deref())?;
+    dict.set_item("request_id", event.request_id.as_deref())?;
+    dict.set_item("latency_us", event.latency_us)?;
+    dict.set_item("timestamp", event.timestamp)?;
+    Ok(dict)
+}
+
+/// Take up to `max` queued decisions: `(denials, allow_counts)`; denials as
+/// dicts (oldest first), allows counted per `(minute, route, principal,
+/// principal_id, count)` as `gateway.audit.count_allowed` keys them.
+#[pyfunction]
+fn audit_drain<'py>(
+    py: Python<'py>,
+    max: usize,
+) -> PyResult<(Vec<Bound<'py, PyDict>>, Vec<MinuteRow>)> {
+    let drained = audit::queue().drain(max);
+    let denials = drained
+        .denials
+        .iter()
+        .map(|e| denial_dict(py, e))
+        .collect::<PyResult<Vec<_>>>()?;
+    let allows = audit::aggregate_allows(&drained.allows)
+        .into_iter()
+        .map(|c| (c.minute, c.route, c.principal, c.principal_id, c.count))
+        .collect();
+    Ok((denials, allows))
+}
+
+/// Events dropped because the queue was full: `(allows, denials)`.
+#[pyfunction]
+fn audit_dropped() -> (u64, u64) {
+    audit::queue().dropped()
+}
+
+/// Events waiting to be drained.
+#[pyfunction]
+fn audit_pending() -> usize {
+    audit::queue().len()
+}
+
+/// Bound the queue (settings `audit.max_queue`).
+#[pyfunction]
+fn audit_set_capacity(capacity: usize) {
+    audit::queue().set_capacity(capacity);
+}
+
+/// Queue one decision as the native front does (tests, and doors served in Python).
+#[pyfunction]
+#[pyo3(signature = (
+    allowed, status, route, method, path, *, reason = None, step = None, door = "gateway",
+    subject = None, client_id = None, key_id = None, ip = None, user_agent = None,
+    request_id = None, latency_us = 0, timestamp = None
+))]
+#[allow(clippy::too_many_arguments)]
+fn audit_record(
+    allowed: bool,
+    status: u16,
+    route: Option<String>,
+    method: String,
+    path: String,
+    reason: Option<String>,
+    step: Option<&str>,
+    door: &str,
+    subject: Option<String>,
+    client_id: Option<String>,
+    key_id: Option<String>,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    request_id: Option<String>,
+    latency_us: u64,
+    timestamp: Option<f64>,
+) -> PyResult<()> {
+    let door = match door {
+        "gateway" => Door::Gateway,
+        "websocket" => Door::WebSocket,
+        "forward_auth" => Door::ForwardAuth,
+        other => return Err(PyValueError::new_err(format!("unknown door {other:?}"))),
+    };
+    let step = match step {
+        None => None,
+        Some("limit") => Some("limit"),
+        Some("proxy") => Some("proxy"),
+        Some("body") => Some("body"),
+        Some(other) => return Err(PyValueError::new_err(format!("unknown step {other:?}"))),
+    };
+    audit::queue().push(AuditEvent {
+        allowed,
+        status,
+        reason,
+        step,
+        door,
+        route,
+        method,
+        path,
+        subject,
+        client_id,
+        key_id,
+        ip,
+        user_agent,
+        request_id,
+        latency_us,
+        timestamp: timestamp.unwrap_or_else(audit::unix_now),
+    });
+    Ok(())
+}
+
+// -- metrics -----------------------------------------------------------------
+
+type RouteRow = (
+    String,
+    Vec<(&'static str, u64)>,
+    Vec<(&'static str, u64)>,
+    Vec<u64>,
+    f64,
+);
+
+/// Every route's native counters: `(route, outcomes, upstream_errors,
+/// buckets (non-cumulative, +Inf last), sum_seconds)`.
+#[pyfunction]
+fn metrics_snapshot() -> Vec<RouteRow> {
+    metrics::global()
+        .snapshot()
+        .into_iter()
+        .map(|s| {
+            (
+                s.route,
+                s.outcomes,
+                s.upstream_errors,
+                s.buckets,
+                s.sum_seconds,
+            )
+        })
+        .collect()
+}
+
+/// Count one request as the native front does (tests).
+#[pyfunction]
+#[pyo3(signature = (route, code, seconds))]
+fn metrics_record(route: Option<&str>, code: Option<&str>, seconds: f64) {
+    metrics::global().record(route, code, seconds);
+}
+
+/// The latency histogram's bounds (Python's `GATEWAY_BUCKETS`).
+#[pyfunction]
+fn metrics_buckets() -> Vec<f64> {
+    metrics::BUCKETS.to_vec()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(risk_flag, m)?)?;
     m.add_function(wrap_pyfunction!(risk_clear, m)?)?;
     m.add_function(wrap_pyfunction!(risk_flagged, m)?)?;
+    m.add_class::<LimitStore>()?;
+    m.add_function(wrap_pyfunction!(limit_now, m)?)?;
+    m.add_function(wrap_pyfunction!(key_limit_override_set, m)?)?;
+    m.add_function(wrap_pyfunction!(key_limit_overrides_replace, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_drain, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_dropped, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_pending, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_set_capacity, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_record, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics_record, m)?)?;
+    m.add_function(wrap_pyfunction!(metrics_buckets, m)?)?;
     Ok(())
 }

@@ -26,6 +26,7 @@ from bastion.apikeys import ApiKeyService
 from bastion.audit.alerting import Alerting, open_alerting
 from bastion.audit.chain import checkpoint_signer
 from bastion.audit.events import Auditor
+from bastion.audit.native_drain import NativeAuditDrain
 from bastion.audit.sinks import JsonLinesSink
 from bastion.audit.writer import AuditWriter
 from bastion.crypto import (
@@ -117,6 +118,8 @@ class Runtime:
     alerting: Alerting | None = None
     # Drains the auditor into this node's hash chain (audit/writer.py); flushed at shutdown.
     audit_writer: AuditWriter | None = None
+    # Moves the native data plane's decisions into the auditor (audit/native_drain.py).
+    native_audit: NativeAuditDrain | None = None
     echo: Any = None
     # Brute-force throttle of client authentication at the token endpoint (None: disabled).
     client_throttle: LoginThrottle | None = None
@@ -251,10 +254,11 @@ class Runtime:
                 api_keys=api_keys,
                 authenticators=_authenticators(settings, access_tokens, shared, api_keys),
                 identity_headers=_identity_headers(settings, signing_keys),
-                # Exact across nodes only through Redis (one Lua round trip per request).
+                # Exact across nodes only through Redis (one Lua round trip per request);
+                # in memory, one native store shared with the native front (one budget).
                 limiter=RedisLimiter(shared)
                 if isinstance(shared, RedisSharedState)
-                else MemoryLimiter(),
+                else MemoryLimiter(serve_native=True),
                 metrics=metrics,
                 auditor=auditor,
                 tracer=_tracer(settings),
@@ -266,7 +270,7 @@ class Runtime:
                 # cache once this process's key set no longer holds it.
                 signing_keys.on_keys_dropped(jwt.clear)
             limits = settings.ratelimit
-            gateway.key_overrides = KeyLimitOverrides(db, shared)
+            gateway.key_overrides = KeyLimitOverrides(db, shared, native=True)
             await gateway.key_overrides.load()
             gateway.key_limits_fail = limits.key_limits_fail
             gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
@@ -323,6 +327,11 @@ class Runtime:
             auditor=auditor,
             alerting=alerting,
             audit_writer=audit_writer,
+            native_audit=NativeAuditDrain(
+                auditor,
+                alerts=alerting.manager if alerting is not None else None,
+                capacity=settings.audit.max_queue,
+            ),
             echo=echo,
             metrics=metrics,
             client_throttle=client_throttle,
@@ -346,6 +355,10 @@ class Runtime:
         ]
         if self.alerting is not None:
             self._tasks.append(asyncio.create_task(self.alerting.run(self._stop), name="webhooks"))
+        if self.native_audit is not None:
+            self._tasks.append(
+                asyncio.create_task(self.native_audit.run(self._stop), name="native-audit")
+            )
         if self.audit_writer is not None:
             self._audit_task = asyncio.create_task(
                 self.audit_writer.run(self._stop), name="audit-writer"
@@ -383,6 +396,8 @@ class Runtime:
             await introspection.aclose()
 
         # After the gateway drained: every decision is queued; write all of it.
+        if self.native_audit is not None:
+            self.native_audit.drain_all()
         if self._audit_task is not None:
             # It stops between batches; a write hanging on a dead database is cancelled
             # (its batch stays pending and flush() retries it).
@@ -419,6 +434,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.native_audit is not None:
+            self.native_audit.drain_all()
         if self.audit_writer is not None and (self.auditor.queue or self.auditor.traffic.pending()):
             # Decisions made after the lifespan's shutdown flush: the server may still have
             # answered requests on open keep-alive connections while it drained. The server
