@@ -168,6 +168,67 @@ fn key_limit_overrides_replace(overrides_json: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// `(allowed, headers, retry_after)`.
+type CheckRow = (bool, Vec<(String, String)>, Option<u64>);
+
+/// The native limit step on the installed store (parity tests against the
+/// Python step): `(allowed, headers, retry_after)` for one request.
+#[pyfunction]
+#[pyo3(signature = (
+    section_json, route, *, key_id = None, subject = None, client_id = None,
+    client_ip = None, key_limits_json = None, now = None
+))]
+#[allow(clippy::too_many_arguments)]
+fn limit_check(
+    section_json: &str,
+    route: &str,
+    key_id: Option<String>,
+    subject: Option<String>,
+    client_id: Option<String>,
+    client_ip: Option<&str>,
+    key_limits_json: Option<&str>,
+    now: Option<i64>,
+) -> PyResult<CheckRow> {
+    let section: serde_json::Value =
+        serde_json::from_str(section_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let limits = limit::RouteLimits::from_section(&section)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let own = key_limits_json
+        .map(parse_limits)
+        .transpose()?
+        .unwrap_or_default();
+    let effective = match key_id.as_deref() {
+        Some(key_id) => limit::effective_key_limits(key_id, &own).to_vec(),
+        None => Vec::new(),
+    };
+    let identity = crate::http::Identity {
+        method: "api_key",
+        subject,
+        client_id,
+        key_id,
+        ..crate::http::Identity::default()
+    };
+    let ip = client_ip
+        .map(|text| text.parse::<std::net::IpAddr>())
+        .transpose()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let decision = limit::check(
+        &Store::current(),
+        &limits,
+        &identity,
+        &effective,
+        ip,
+        route,
+        now.unwrap_or_else(limit::now_us),
+    );
+    let headers = decision
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    Ok((decision.allowed, headers, decision.retry_after))
+}
+
 // -- audit -------------------------------------------------------------------
 
 type MinuteRow = (i64, String, &'static str, Option<String>, u64);
@@ -343,6 +404,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(limit_now, m)?)?;
     m.add_function(wrap_pyfunction!(key_limit_override_set, m)?)?;
     m.add_function(wrap_pyfunction!(key_limit_overrides_replace, m)?)?;
+    m.add_function(wrap_pyfunction!(limit_check, m)?)?;
     m.add_function(wrap_pyfunction!(audit_drain, m)?)?;
     m.add_function(wrap_pyfunction!(audit_dropped, m)?)?;
     m.add_function(wrap_pyfunction!(audit_pending, m)?)?;

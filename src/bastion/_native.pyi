@@ -32,6 +32,17 @@ class LimitStore:
 def limit_now() -> int: ...
 def key_limit_override_set(key_id: str, limits_json: str | None) -> None: ...
 def key_limit_overrides_replace(overrides_json: str) -> None: ...
+def limit_check(
+    section_json: str,
+    route: str,
+    *,
+    key_id: str | None = None,
+    subject: str | None = None,
+    client_id: str | None = None,
+    client_ip: str | None = None,
+    key_limits_json: str | None = None,
+    now: int | None = None,
+) -> tuple[bool, list[tuple[str, str]], int | None]: ...
 
 # -- audit (native/src/audit.rs) -----------------------------------------------
 
