@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion import _native
 from bastion.gateway.compile import limits as compile_limits
-from bastion.ratelimit import Limit, MemoryLimiter, rate_limit_headers
+from bastion.ratelimit import Limit, MemoryLimiter, ip_bucket, rate_limit_headers
 from bastion.ratelimit.keys import KeyLimitOverrides, key_checks
-from bastion.settings.models import Settings
+from bastion.settings.models import Settings as BastionSettings
 
 S = 1_000_000
 
 
 def _route_section() -> tuple[str, list[tuple[str, Limit]]]:
-    settings = Settings.model_validate(
+    settings = BastionSettings.model_validate(
         {
             "routes": [
                 {
@@ -103,3 +105,52 @@ async def test_key_overrides_reach_the_native_step() -> None:
     overrides._mirror("k9")
     assert _native.limit_check(section, "r", key_id="k9", key_limits_json=own, now=now)[0]
     assert not _native.limit_check(section, "r", key_id="k9", key_limits_json=own, now=now)[0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from(["k1", "k2", None]),
+            st.sampled_from(["192.0.2.1", "2001:db8::1", "2001:db8::2", None]),
+            st.integers(min_value=0, max_value=30 * S),
+        ),
+        max_size=40,
+    )
+)
+def test_native_step_decides_and_renders_like_python(
+    requests: list[tuple[str | None, str | None, int]],
+) -> None:
+    section, _ = _route_section()
+    MemoryLimiter(serve_native=True)  # a fresh installed store for the native side
+    now = [1_000 * S]
+    python = MemoryLimiter(clock=lambda: now[0])
+    key_limit = Limit.parse("2/second", burst=3)
+    for key, ip, step in requests:
+        now[0] += step
+        checks: list[tuple[str, Limit]] = []
+        if key is not None:
+            checks.append((f"orders:key:{key}", Limit.parse("5/minute")))
+        if ip is not None:
+            checks.append((f"orders:ip:{ip_bucket(ip)}", Limit.parse("100/minute", burst=20)))
+        if key is not None:
+            checks += key_checks(key, (key_limit,))
+        native = _native.limit_check(
+            section,
+            "orders",
+            key_id=key,
+            client_ip=ip,
+            key_limits_json=json.dumps([{"rate": "2/second", "burst": 3}]),
+            now=now[0],
+        )
+        if not checks:
+            assert native == (True, [], None)
+            continue
+        result = python.check_now(checks)
+        headers = rate_limit_headers(result)
+        expected_retry = None if result.allowed else int(headers[2][1])
+        assert native == (
+            result.allowed,
+            [(name.lower(), value) for name, value in headers[:2]],
+            expected_retry,
+        )

@@ -42,7 +42,8 @@ pub struct Limit {
     pub name: String,
     pub interval_us: i64,
     pub tolerance_us: i64,
-    /// The quoted policy name (RFC 9651 String) and the `RateLimit-Policy` item.
+    /// The label, the quoted policy name (RFC 9651 String) and the `RateLimit-Policy` item.
+    label: String,
     quoted: String,
     policy_item: String,
 }
@@ -86,10 +87,12 @@ impl Limit {
             name: name.to_owned(),
             interval_us,
             tolerance_us: tolerance,
+            label: String::new(),
             quoted: String::new(),
             policy_item: String::new(),
         };
-        limit.quoted = sf_string(&limit.label())?;
+        limit.label = limit.make_label();
+        limit.quoted = sf_string(&limit.label)?;
         let window = ((tolerance + MICROSECONDS - 1) / MICROSECONDS).max(1);
         limit.policy_item = format!("{};q={burst};w={window}", limit.quoted);
         Ok(limit)
@@ -142,7 +145,11 @@ impl Limit {
     }
 
     /// `name` if set, else `100/minute` (or `7/90s` for another period).
-    pub fn label(&self) -> String {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn make_label(&self) -> String {
         if !self.name.is_empty() {
             return self.name.clone();
         }
@@ -163,7 +170,7 @@ impl Limit {
             self.rate,
             self.period * parts as f64,
             Some((self.burst / parts).max(1)),
-            &self.label(),
+            &self.label,
         )
     }
 
@@ -311,6 +318,17 @@ mod tests {
         assert!(Limit::parse("2000000/s", None, "").is_err());
     }
 
+    proptest::proptest! {
+        /// Parsing never panics, and what parses has Python's integer interval.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,24}", burst in proptest::option::of(0u64..1_000_000)) {
+            if let Ok(limit) = Limit::parse(&text, burst, "") {
+                proptest::prop_assert!(limit.interval_us >= 1);
+                proptest::prop_assert_eq!(limit.tolerance_us, limit.burst as i64 * limit.interval_us);
+            }
+        }
+    }
+
     #[test]
     fn exactly_n_at_one_instant() {
         for n in [1u64, 3, 7, 10, 100, 997] {
@@ -363,7 +381,7 @@ mod tests {
             .expect("valid");
         assert_eq!(
             (half.rate, half.period, half.burst, half.label()),
-            (10, 240.0, 2, "10/minute".to_owned())
+            (10, 240.0, 2, "10/minute")
         );
         assert_eq!(
             Limit::new(1, 1.5, None, "").expect("valid").label(),

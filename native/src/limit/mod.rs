@@ -201,18 +201,14 @@ pub fn check(
     if limits.rules.is_empty() && key_id.is_none() {
         return LimitDecision::unlimited();
     }
-    let mut checks: Vec<(String, Limit)> = Vec::with_capacity(limits.rules.len() + 1);
+    let mut checks: Vec<(String, &Limit)> = Vec::with_capacity(limits.rules.len() + 1);
     for rule in &limits.rules {
         if let Some(value) = value_of(rule.per, identity, client_ip, route_name) {
-            checks.push((format!("{}{value}", rule.prefix), rule.limit.clone()));
+            checks.push((format!("{}{value}", rule.prefix), &rule.limit));
         }
     }
     if let Some(key_id) = key_id {
-        checks.extend(
-            key_limits
-                .iter()
-                .map(|l| (key_bucket(key_id, l), l.clone())),
-        );
+        checks.extend(key_limits.iter().map(|l| (key_bucket(key_id, l), l)));
     }
     if checks.is_empty() {
         return LimitDecision::unlimited();
@@ -223,7 +219,7 @@ pub fn check(
 
 /// The decisions and headers of a [`Take`], exactly as Python's `evaluate` +
 /// `bastion.ratelimit.headers` derive them from the TATs.
-pub fn decision_of(checks: &[(String, Limit)], take: &Take, now: i64) -> LimitDecision {
+pub fn decision_of(checks: &[(String, &Limit)], take: &Take, now: i64) -> LimitDecision {
     let cost = 1;
     let decisions: Vec<Decision> = checks
         .iter()

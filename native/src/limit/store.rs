@@ -174,7 +174,7 @@ impl Store {
     }
 
     /// Check `limits` (key, limit) together: [`Store::take`] with the limits' parameters.
-    pub fn take_limits(&self, checks: &[(String, Limit)], cost: i64, now: i64) -> Take {
+    pub fn take_limits(&self, checks: &[(String, &Limit)], cost: i64, now: i64) -> Take {
         let buckets: Vec<Bucket<'_>> = checks
             .iter()
             .map(|(key, limit)| Bucket {
@@ -215,6 +215,7 @@ fn admits(tat: Option<i64>, now: i64, b: &Bucket<'_>, cost: i64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limit::decide;
 
     fn bucket(key: &str, limit: &Limit) -> Bucket<'static> {
         Bucket {
@@ -264,6 +265,48 @@ mod tests {
             .collect();
         let total: usize = handles.into_iter().map(|h| h.join().unwrap_or(0)).sum();
         assert_eq!(total, 1000);
+    }
+
+    proptest::proptest! {
+        /// The sharded store decides exactly like GCRA applied to a plain map, all or nothing.
+        #[test]
+        fn store_matches_a_sequential_model(
+            ops in proptest::collection::vec((0usize..4, 0usize..4, 0i64..3, 0i64..20_000_000), 1..80)
+        ) {
+            let limits = [
+                Limit::parse("3/minute", None, "").expect("valid"),
+                Limit::parse("10/second", Some(4), "").expect("valid"),
+            ];
+            let keys = ["a", "b", "c", "d"];
+            let store = Store::new();
+            let mut model: std::collections::HashMap<&str, i64> = Default::default();
+            let mut now = 1_000_000_000;
+            for (first, second, cost, step) in ops {
+                now += step;
+                let mut picked = vec![(keys[first], &limits[0])];
+                if second != first {
+                    picked.push((keys[second], &limits[1]));
+                }
+                let buckets: Vec<Bucket<'_>> = picked
+                    .iter()
+                    .map(|(key, l)| Bucket { key, interval_us: l.interval_us, tolerance_us: l.tolerance_us })
+                    .collect();
+                let take = store.take(&buckets, cost, now);
+                let decisions: Vec<_> = picked
+                    .iter()
+                    .map(|(key, l)| decide(model.get(key).copied(), now, l, cost))
+                    .collect();
+                let admitted = decisions.iter().all(|d| d.allowed);
+                proptest::prop_assert_eq!(take.admitted, admitted);
+                let before: Vec<Option<i64>> = picked.iter().map(|(k, _)| model.get(k).copied()).collect();
+                proptest::prop_assert_eq!(take.tats, before);
+                if admitted && cost > 0 {
+                    for ((key, _), d) in picked.iter().zip(&decisions) {
+                        model.insert(key, d.new_tat);
+                    }
+                }
+            }
+        }
     }
 
     #[test]
