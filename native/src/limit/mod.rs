@@ -21,6 +21,7 @@ pub use gcra::{ceil_seconds, decide, Decision, Limit, LimitError, MICROSECONDS};
 pub use registry::{effective_key_limits, overrides, parse_key_limits, Overrides};
 pub use store::{now_us, Bucket, Store, Take};
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::client_ip::ip_bucket;
@@ -153,19 +154,34 @@ impl LimitDecision {
     }
 }
 
-fn value_of(
+/// Append the request's value for `per` to `key`; `false` when it has none
+/// (the limit does not apply).
+fn push_value(
+    key: &mut String,
     per: Per,
     identity: &Identity,
     client_ip: Option<IpAddr>,
     route_name: &str,
-) -> Option<String> {
-    let non_empty = |v: &Option<String>| v.as_ref().filter(|s| !s.is_empty()).cloned();
-    match per {
-        Per::Ip => client_ip.map(ip_bucket),
-        Per::Route => Some(route_name.to_owned()),
-        Per::Key => identity.key_id.clone(),
-        Per::Subject => identity.subject.clone(),
-        Per::Client => non_empty(&identity.client_id),
+) -> bool {
+    let value = match per {
+        Per::Ip => match client_ip {
+            Some(ip) => {
+                key.push_str(&ip_bucket(ip));
+                return true;
+            }
+            None => return false,
+        },
+        Per::Route => Some(route_name),
+        Per::Key => identity.key_id.as_deref(),
+        Per::Subject => identity.subject.as_deref(),
+        Per::Client => identity.client_id.as_deref().filter(|c| !c.is_empty()),
+    };
+    match value {
+        Some(value) => {
+            key.push_str(value);
+            true
+        }
+        None => false,
     }
 }
 
@@ -203,8 +219,10 @@ pub fn check(
     }
     let mut checks: Vec<(String, &Limit)> = Vec::with_capacity(limits.rules.len() + 1);
     for rule in &limits.rules {
-        if let Some(value) = value_of(rule.per, identity, client_ip, route_name) {
-            checks.push((format!("{}{value}", rule.prefix), &rule.limit));
+        let mut key = String::with_capacity(rule.prefix.len() + 40);
+        key.push_str(&rule.prefix);
+        if push_value(&mut key, rule.per, identity, client_ip, route_name) {
+            checks.push((key, &rule.limit));
         }
     }
     if let Some(key_id) = key_id {
@@ -233,20 +251,22 @@ pub fn decision_of(checks: &[(String, &Limit)], take: &Take, now: i64) -> LimitD
             }
         })
         .collect();
-    let mut policy = String::new();
-    let mut state = String::new();
+    let mut policy = String::with_capacity(40 * checks.len());
+    let mut state = String::with_capacity(40 * checks.len());
     for (index, ((_, limit), d)) in checks.iter().zip(&decisions).enumerate() {
         if index > 0 {
             policy.push_str(", ");
             state.push_str(", ");
         }
         policy.push_str(limit.policy_item());
-        state.push_str(&format!(
+        // Writing into a String cannot fail.
+        let _ = write!(
+            state,
             "{};r={};t={}",
             limit.quoted(),
             d.remaining,
             ceil_seconds(d.reset_after_us)
-        ));
+        );
     }
     let mut headers = Vec::with_capacity(2);
     for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
