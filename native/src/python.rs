@@ -229,6 +229,97 @@ fn limit_check(
     Ok((decision.allowed, headers, decision.retry_after))
 }
 
+/// Install (`config_json`: `storage.shared.resp.native_config`) or remove
+/// (`None`) the Redis limiter the native path decides on.
+#[pyfunction]
+fn redis_limiter_configure(config_json: Option<&str>) -> PyResult<()> {
+    let config = config_json
+        .map(serde_json::from_str::<limit::redis::RedisConfig>)
+        .transpose()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    limit::redis::configure(config);
+    Ok(())
+}
+
+/// The GCRA script the native Redis limiter runs (Python's, byte for byte).
+#[pyfunction]
+fn redis_gcra_script() -> &'static str {
+    limit::redis::GCRA_SCRIPT
+}
+
+fn tool_runtime() -> PyResult<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+    Ok(RUNTIME.get_or_init(|| rt))
+}
+
+/// The native limit step on the configured Redis (parity tests against the
+/// Python limiter): `(allowed, headers, retry_after)`. Raises RuntimeError
+/// when Redis did not decide (the native path would defer to Python).
+#[pyfunction]
+#[pyo3(signature = (
+    section_json, route, *, key_id = None, subject = None, client_id = None,
+    client_ip = None, key_limits_json = None
+))]
+#[allow(clippy::too_many_arguments)]
+fn redis_limit_check(
+    py: Python<'_>,
+    section_json: &str,
+    route: &str,
+    key_id: Option<String>,
+    subject: Option<String>,
+    client_id: Option<String>,
+    client_ip: Option<&str>,
+    key_limits_json: Option<&str>,
+) -> PyResult<CheckRow> {
+    let section: serde_json::Value =
+        serde_json::from_str(section_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let limits = limit::RouteLimits::from_section(&section)
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let own = key_limits_json
+        .map(parse_limits)
+        .transpose()?
+        .unwrap_or_default();
+    let effective = match key_id.as_deref() {
+        Some(key_id) => limit::effective_key_limits(key_id, &own).to_vec(),
+        None => Vec::new(),
+    };
+    let identity = crate::http::Identity {
+        method: "api_key",
+        subject,
+        client_id,
+        key_id,
+        ..crate::http::Identity::default()
+    };
+    let ip = client_ip
+        .map(|text| text.parse::<std::net::IpAddr>())
+        .transpose()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let limiter = limit::redis::current()
+        .ok_or_else(|| PyValueError::new_err("no Redis limiter configured"))?;
+    let rt = tool_runtime()?;
+    let decision = py
+        .detach(|| {
+            rt.block_on(limit::redis::check(
+                &limiter, &limits, &identity, &effective, ip, route,
+            ))
+        })
+        .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+    let headers = decision
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    Ok((decision.allowed, headers, decision.retry_after))
+}
+
 // -- audit -------------------------------------------------------------------
 
 type MinuteRow = (i64, String, &'static str, Option<String>, u64);
@@ -405,6 +496,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(key_limit_override_set, m)?)?;
     m.add_function(wrap_pyfunction!(key_limit_overrides_replace, m)?)?;
     m.add_function(wrap_pyfunction!(limit_check, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_limiter_configure, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_gcra_script, m)?)?;
+    m.add_function(wrap_pyfunction!(redis_limit_check, m)?)?;
     m.add_function(wrap_pyfunction!(audit_drain, m)?)?;
     m.add_function(wrap_pyfunction!(audit_dropped, m)?)?;
     m.add_function(wrap_pyfunction!(audit_pending, m)?)?;

@@ -43,6 +43,18 @@ def limit_check(
     key_limits_json: str | None = None,
     now: int | None = None,
 ) -> tuple[bool, list[tuple[str, str]], int | None]: ...
+def redis_limiter_configure(config_json: str | None) -> None: ...
+def redis_gcra_script() -> str: ...
+def redis_limit_check(
+    section_json: str,
+    route: str,
+    *,
+    key_id: str | None = None,
+    subject: str | None = None,
+    client_id: str | None = None,
+    client_ip: str | None = None,
+    key_limits_json: str | None = None,
+) -> tuple[bool, list[tuple[str, str]], int | None]: ...
 
 # -- audit (native/src/audit.rs) -----------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import socket
@@ -22,6 +23,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bastion import _native
 from bastion.apikeys import ApiKeyService
 from bastion.audit.alerting import Alerting, open_alerting
 from bastion.audit.chain import checkpoint_signer
@@ -54,6 +56,7 @@ from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import Limit, MemoryLimiter, RedisLimiter
 from bastion.ratelimit.adaptive import LoadShedder
+from bastion.ratelimit.backends import DEFAULT_TIMEOUT as DEFAULT_LIMIT_TIMEOUT
 from bastion.ratelimit.keys import KeyLimitOverrides
 from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
 from bastion.ratelimit.nodes import NodeCount
@@ -294,6 +297,7 @@ class Runtime:
                 )
             if isinstance(shared, RedisSharedState):
                 gateway.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
+            _configure_native_limiter(shared)
             client_throttle = (
                 LoginThrottle(
                     shared,
@@ -475,6 +479,19 @@ def _tracer(settings: Settings) -> GatewayTracer | None:
     from bastion.audit.tracing import GatewayTracer  # OpenTelemetry: the optional extra
 
     return GatewayTracer.from_settings(settings.tracing)
+
+
+def _configure_native_limiter(shared: SharedState) -> None:
+    """Point the native limit step at this node's Redis (or back at memory).
+
+    Its failures defer requests to Python's limiter, which applies the fail mode.
+    """
+    config = (
+        shared.native_hot_path_config(DEFAULT_LIMIT_TIMEOUT)
+        if isinstance(shared, RedisSharedState)
+        else None
+    )
+    _native.redis_limiter_configure(None if config is None else json.dumps(config))
 
 
 def _metrics(settings: Settings) -> Metrics | None:

@@ -11,6 +11,7 @@
 //! `RateLimit-Policy` / `RateLimit` (and, refused, `Retry-After`) values.
 
 mod gcra;
+pub mod redis;
 mod registry;
 mod store;
 
@@ -62,10 +63,21 @@ pub struct Rule {
     pub limit: Limit,
 }
 
+/// Where a route's buckets live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The in-process [`Store`] (`Store::current()`), shared with Python's limiter.
+    #[default]
+    Memory,
+    /// Redis ([`redis::current()`]; a failure defers the request to Python).
+    Redis,
+}
+
 /// A route's `limits` section, loaded once per route table.
 #[derive(Debug, Clone, Default)]
 pub struct RouteLimits {
     pub rules: Vec<Rule>,
+    pub store: StoreKind,
 }
 
 /// A `limits` section the native core cannot load (the table is refused).
@@ -82,7 +94,8 @@ impl std::error::Error for SectionError {}
 
 impl RouteLimits {
     /// Load the JSON section `compile/limits.py` wrote:
-    /// `{"rules": [{"per", "prefix", "rate", "period", "burst", "interval_us", "tolerance_us"}]}`.
+    /// `{"rules": [{"per", "prefix", "rate", "period", "burst", "interval_us", "tolerance_us"}],
+    /// "store": "memory" | "redis"}`.
     /// The interval and tolerance Python computed are checked against ours.
     pub fn from_section(section: &Value) -> Result<RouteLimits, SectionError> {
         let rules = section
@@ -128,7 +141,12 @@ impl RouteLimits {
                 limit,
             });
         }
-        Ok(RouteLimits { rules: out })
+        let store = match section.get("store").and_then(Value::as_str) {
+            None | Some("memory") => StoreKind::Memory,
+            Some("redis") => StoreKind::Redis,
+            Some(other) => return Err(SectionError(format!("unknown store {other:?}"))),
+        };
+        Ok(RouteLimits { rules: out, store })
     }
 }
 
@@ -145,7 +163,8 @@ pub struct LimitDecision {
 }
 
 impl LimitDecision {
-    fn unlimited() -> Self {
+    /// No limit applied: allowed, no headers.
+    pub fn unlimited() -> Self {
         LimitDecision {
             allowed: true,
             headers: Vec::new(),
@@ -195,12 +214,35 @@ pub fn key_bucket(key_id: &str, limit: &Limit) -> String {
     }
 }
 
+/// The buckets a request draws from: `(bucket key, limit)` for every route
+/// limit whose value the request has, then the key's own limits.
+pub fn checks_for<'a>(
+    limits: &'a RouteLimits,
+    identity: &Identity,
+    key_limits: &'a [Limit],
+    client_ip: Option<IpAddr>,
+    route_name: &str,
+) -> Vec<(String, &'a Limit)> {
+    let mut checks: Vec<(String, &Limit)> = Vec::with_capacity(limits.rules.len() + 1);
+    for rule in &limits.rules {
+        let mut key = String::with_capacity(rule.prefix.len() + 40);
+        key.push_str(&rule.prefix);
+        if push_value(&mut key, rule.per, identity, client_ip, route_name) {
+            checks.push((key, &rule.limit));
+        }
+    }
+    if let Some(key_id) = identity.key_id.as_deref() {
+        checks.extend(key_limits.iter().map(|l| (key_bucket(key_id, l), l)));
+    }
+    checks
+}
+
 /// Check every applicable limit of the route and the key's own in one store call.
 ///
 /// `key_limits` are the key's effective limits (its operator override if set,
 /// else its stored `rate_limits`: see [`effective_key_limits`]); `client_ip`
-/// is the client address as resolved through trusted proxies (`crate::client_ip`); `now` is
-/// [`now_us`] (or a test clock). A refused request consumes nothing.
+/// is the client address as resolved through trusted proxies (`crate::client_ip`);
+/// `now` is [`now_us`] (or a test clock). A refused request consumes nothing.
 pub fn check(
     store: &Store,
     limits: &RouteLimits,
@@ -210,24 +252,7 @@ pub fn check(
     route_name: &str,
     now: i64,
 ) -> LimitDecision {
-    let key_id = identity
-        .key_id
-        .as_deref()
-        .filter(|_| !key_limits.is_empty());
-    if limits.rules.is_empty() && key_id.is_none() {
-        return LimitDecision::unlimited();
-    }
-    let mut checks: Vec<(String, &Limit)> = Vec::with_capacity(limits.rules.len() + 1);
-    for rule in &limits.rules {
-        let mut key = String::with_capacity(rule.prefix.len() + 40);
-        key.push_str(&rule.prefix);
-        if push_value(&mut key, rule.per, identity, client_ip, route_name) {
-            checks.push((key, &rule.limit));
-        }
-    }
-    if let Some(key_id) = key_id {
-        checks.extend(key_limits.iter().map(|l| (key_bucket(key_id, l), l)));
-    }
+    let checks = checks_for(limits, identity, key_limits, client_ip, route_name);
     if checks.is_empty() {
         return LimitDecision::unlimited();
     }
@@ -409,5 +434,8 @@ mod tests {
             ))
         );
         assert!(RouteLimits::from_section(&json!({"rules": [{"per": "who"}]})).is_err());
+        let redis = RouteLimits::from_section(&json!({"rules": [], "store": "redis"}));
+        assert_eq!(redis.map(|r| r.store), Ok(StoreKind::Redis));
+        assert!(RouteLimits::from_section(&json!({"rules": [], "store": "disk"})).is_err());
     }
 }

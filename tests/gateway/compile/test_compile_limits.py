@@ -72,18 +72,30 @@ def test_rules_carry_pythons_buckets_and_integers() -> None:
                 "fail": "closed",
             },
         ],
+        "store": "memory",
         "key_limits_fail": "closed",
     }
     # A route without limits still has a section: API keys bring their own limits.
     assert limits.section(settings.routes[1], settings) == {
         "rules": [],
+        "store": "memory",
         "key_limits_fail": "closed",
     }
 
 
-def test_redis_and_shedding_stay_in_python() -> None:
-    redis = _settings(shared={"url": "redis://127.0.0.1:6379/0"})
-    assert limits.section(redis.routes[0], redis) == Unsupported("redis limiter not native yet")
+def test_redis_is_native_but_tls_redis_and_shedding_stay_in_python() -> None:
+    redis = _settings(
+        shared={"url": "redis://127.0.0.1:6379/0"}, ratelimit={"key_limits_fail": "open"}
+    )
+    section = limits.section(redis.routes[0], redis)
+    assert isinstance(section, dict)
+    assert (section["store"], section["key_limits_fail"], len(section["rules"])) == (
+        "redis",
+        "open",
+        3,
+    )
+    tls = _settings(shared={"url": "rediss://127.0.0.1:6380/0"})
+    assert limits.section(tls.routes[0], tls) == Unsupported("rediss:// limiter not native yet")
     shedding = _settings(ratelimit={"shedding": {"enabled": True}})
     assert limits.section(shedding.routes[1], shedding) == Unsupported(
         "load shedding not native yet"

@@ -3,9 +3,12 @@
 The rules are the Python limit step's own (:func:`bastion.gateway.limit.compile_limits`:
 same bucket prefixes, same parsed limits), written with the integers the
 native GCRA must agree on: ``{"rules": [{"per", "prefix", "rate", "period",
-"burst", "interval_us", "tolerance_us", "fail"}]}``. The native store is the
-one Python's in-memory limiter uses too, so deferred and native requests draw
-from one budget. Not native yet: the Redis limiter (shared state on Redis) and
+"burst", "interval_us", "tolerance_us", "fail"}], "store": "memory" | "redis"}``.
+In memory, the native store is the one Python's limiter uses too, so deferred
+and native requests draw from one budget; on Redis, the native limiter runs
+Python's script on the same keys (``bastion._native.redis_limiter_configure``,
+set up by the runtime), and a Redis failure defers the request to Python, which
+applies the route's fail mode. Not native yet: ``rediss://`` (TLS to Redis) and
 load shedding.
 """
 
@@ -15,6 +18,7 @@ from typing import Any
 
 from bastion.gateway.compile.common import Unsupported
 from bastion.ratelimit import Limit
+from bastion.storage.shared.resp import native_config
 
 __all__ = ["section"]
 
@@ -27,8 +31,17 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
     Raises ValueError naming the entry when a limit is invalid (the settings
     validation catches it first).
     """
+    store = "memory"
     if settings.shared.url.startswith(_REDIS_SCHEMES):
-        return Unsupported("redis limiter not native yet")
+        config = native_config(
+            settings.shared.url,
+            key_prefix=settings.shared.key_prefix,
+            connect_timeout=1.0,
+            timeout=1.0,
+        )
+        if config is None:
+            return Unsupported("rediss:// limiter not native yet")
+        store = "redis"
     if settings.ratelimit.shedding.enabled:
         return Unsupported("load shedding not native yet")
     rules: list[dict[str, Any]] = []
@@ -54,4 +67,4 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
                 "fail": entry.fail,
             }
         )
-    return {"rules": rules, "key_limits_fail": settings.ratelimit.key_limits_fail}
+    return {"rules": rules, "store": store, "key_limits_fail": settings.ratelimit.key_limits_fail}
