@@ -24,6 +24,10 @@
 //! - `paths`: which request targets are already in Python's normal form.
 //! - `router`: host + path + method to a route, or a defer.
 //! - `upstream`: the route's upstream targets, keep-alive pools, health and the proxy.
+//! - `audit`: the bounded queue of decision events the Python audit writer drains.
+//! - `metrics`: request counters and latency histograms, read by Python's `/metrics`.
+//! - `problem`: problem+json responses identical to Python's.
+//! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -31,6 +35,7 @@
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod client_ip;
@@ -38,9 +43,12 @@ pub mod forward;
 pub mod gateway;
 pub mod http;
 pub mod hygiene;
+pub mod limit;
+pub mod metrics;
 pub mod mutate;
 pub mod paths;
 pub mod plane;
+pub mod problem;
 pub mod respond;
 pub mod risk;
 pub mod router;

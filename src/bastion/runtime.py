@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import socket
@@ -22,10 +23,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bastion import _native
 from bastion.apikeys import ApiKeyService
 from bastion.audit.alerting import Alerting, open_alerting
 from bastion.audit.chain import checkpoint_signer
 from bastion.audit.events import Auditor
+from bastion.audit.native_drain import NativeAuditDrain
 from bastion.audit.sinks import JsonLinesSink
 from bastion.audit.writer import AuditWriter
 from bastion.crypto import (
@@ -53,6 +56,7 @@ from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import Limit, MemoryLimiter, RedisLimiter
 from bastion.ratelimit.adaptive import LoadShedder
+from bastion.ratelimit.backends import DEFAULT_TIMEOUT as DEFAULT_LIMIT_TIMEOUT
 from bastion.ratelimit.keys import KeyLimitOverrides
 from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
 from bastion.ratelimit.nodes import NodeCount
@@ -117,6 +121,8 @@ class Runtime:
     alerting: Alerting | None = None
     # Drains the auditor into this node's hash chain (audit/writer.py); flushed at shutdown.
     audit_writer: AuditWriter | None = None
+    # Moves the native data plane's decisions into the auditor (audit/native_drain.py).
+    native_audit: NativeAuditDrain | None = None
     echo: Any = None
     # Brute-force throttle of client authentication at the token endpoint (None: disabled).
     client_throttle: LoginThrottle | None = None
@@ -254,10 +260,11 @@ class Runtime:
                 api_keys=api_keys,
                 authenticators=_authenticators(settings, access_tokens, shared, api_keys),
                 identity_headers=_identity_headers(settings, signing_keys),
-                # Exact across nodes only through Redis (one Lua round trip per request).
+                # Exact across nodes only through Redis (one Lua round trip per request);
+                # in memory, one native store shared with the native front (one budget).
                 limiter=RedisLimiter(shared)
                 if isinstance(shared, RedisSharedState)
-                else MemoryLimiter(),
+                else MemoryLimiter(serve_native=True),
                 metrics=metrics,
                 auditor=auditor,
                 tracer=_tracer(settings),
@@ -269,7 +276,7 @@ class Runtime:
                 # cache once this process's key set no longer holds it.
                 signing_keys.on_keys_dropped(jwt.clear)
             limits = settings.ratelimit
-            gateway.key_overrides = KeyLimitOverrides(db, shared)
+            gateway.key_overrides = KeyLimitOverrides(db, shared, native=True)
             await gateway.key_overrides.load()
             gateway.key_limits_fail = limits.key_limits_fail
             gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
@@ -293,6 +300,7 @@ class Runtime:
                 )
             if isinstance(shared, RedisSharedState):
                 gateway.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
+            _configure_native_limiter(shared)
             client_throttle = (
                 LoginThrottle(
                     shared,
@@ -326,6 +334,11 @@ class Runtime:
             auditor=auditor,
             alerting=alerting,
             audit_writer=audit_writer,
+            native_audit=NativeAuditDrain(
+                auditor,
+                alerts=alerting.manager if alerting is not None else None,
+                capacity=settings.audit.max_queue,
+            ),
             echo=echo,
             metrics=metrics,
             client_throttle=client_throttle,
@@ -349,6 +362,10 @@ class Runtime:
         ]
         if self.alerting is not None:
             self._tasks.append(asyncio.create_task(self.alerting.run(self._stop), name="webhooks"))
+        if self.native_audit is not None:
+            self._tasks.append(
+                asyncio.create_task(self.native_audit.run(self._stop), name="native-audit")
+            )
         if self.audit_writer is not None:
             self._audit_task = asyncio.create_task(
                 self.audit_writer.run(self._stop), name="audit-writer"
@@ -386,6 +403,8 @@ class Runtime:
             await introspection.aclose()
 
         # After the gateway drained: every decision is queued; write all of it.
+        if self.native_audit is not None:
+            self.native_audit.drain_all()
         if self._audit_task is not None:
             # It stops between batches; a write hanging on a dead database is cancelled
             # (its batch stays pending and flush() retries it).
@@ -422,6 +441,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.native_audit is not None:
+            self.native_audit.drain_all()
         if self.audit_writer is not None and (self.auditor.queue or self.auditor.traffic.pending()):
             # Decisions made after the lifespan's shutdown flush: the server may still have
             # answered requests on open keep-alive connections while it drained. The server
@@ -465,6 +486,19 @@ def _tracer(settings: Settings) -> GatewayTracer | None:
     from bastion.audit.tracing import GatewayTracer  # OpenTelemetry: the optional extra
 
     return GatewayTracer.from_settings(settings.tracing)
+
+
+def _configure_native_limiter(shared: SharedState) -> None:
+    """Point the native limit step at this node's Redis (or back at memory).
+
+    Its failures defer requests to Python's limiter, which applies the fail mode.
+    """
+    config = (
+        shared.native_hot_path_config(DEFAULT_LIMIT_TIMEOUT)
+        if isinstance(shared, RedisSharedState)
+        else None
+    )
+    _native.redis_limiter_configure(None if config is None else json.dumps(config))
 
 
 def _metrics(settings: Settings) -> Metrics | None:

@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 
 mod authn;
 mod front;
+mod limits;
 mod risk;
 mod routes;
 
@@ -20,6 +21,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     authn::register(m)?;
     front::register(m)?;
+    limits::register(m)?;
     risk::register(m)?;
     routes::register(m)?;
     Ok(())

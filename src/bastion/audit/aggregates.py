@@ -50,6 +50,24 @@ class TrafficCounter:
         counts = self._counts
         counts[key] = counts.get(key, 0) + 1
 
+    def add(
+        self, minute: int, route: str, principal: Principal, principal_id: str | None, count: int
+    ) -> None:
+        """Count ``count`` allowed requests made during ``minute`` (minutes since the epoch).
+
+        The native data plane's allows arrive this way, counted in batches
+        (``audit/native_drain.py``); a past minute's count is closed at once.
+        """
+        current = int(self._clock() // 60)
+        if current != self._minute:
+            self._close(current)
+        if minute >= self._minute:
+            key = (route, principal, principal_id)
+            self._counts[key] = self._counts.get(key, 0) + count
+        else:
+            start = datetime.fromtimestamp(minute * 60, UTC)
+            self._closed.append(MinuteCount(start, route, principal, principal_id, count))
+
     def _close(self, minute: int) -> None:
         if self._counts:
             start = datetime.fromtimestamp(self._minute * 60, UTC)

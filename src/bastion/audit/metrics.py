@@ -54,6 +54,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from bastion import _native
 from bastion.audit.events import Auditor, Event, EventTypes
 from bastion.errors import BastionError
 
@@ -463,24 +464,50 @@ class Metrics:
             labels=("route", "reason"),
         )
         bounds = [*(_le(b) for b in GATEWAY_BUCKETS), "+Inf"]
-        for slot in sorted(self._routes.values(), key=lambda slot: slot.label):
-            route = slot.label
-            counts = slot.counts()
+        for route, counts, histogram, total, upstream_errors in self._merged_routes():
             for outcome, count in sorted(counts.items()):
                 requests.add_metric((route, outcome), count)
             cumulative = 0
             buckets: list[tuple[str, float]] = []
-            for bound, count in zip(bounds, slot.buckets, strict=True):
+            for bound, count in zip(bounds, histogram, strict=True):
                 cumulative += count
                 buckets.append((bound, cumulative))
-            duration.add_metric((route,), buckets, slot.sum)
+            duration.add_metric((route,), buckets, total)
             limited.add_metric((route,), counts.get("rate_limited", 0))
-            for reason, count in sorted(slot.upstream_errors.items()):
+            for reason, count in sorted(upstream_errors.items()):
                 upstream.add_metric((route, reason), count)
         yield requests
         yield duration
         yield limited
         yield upstream
+
+    def _merged_routes(
+        self,
+    ) -> list[tuple[str, dict[str, int], list[int], float, dict[str, int]]]:
+        """Every route's counts, the native data plane's added to Python's (one series each).
+
+        Rows of ``(route, outcomes, non-cumulative buckets, sum, upstream errors)``,
+        sorted by route.
+        """
+        merged: dict[str, tuple[dict[str, int], list[int], float, dict[str, int]]] = {}
+        for slot in list(self._routes.values()):
+            merged[slot.label] = (
+                slot.counts(),
+                list(slot.buckets),
+                slot.sum,
+                dict(slot.upstream_errors),
+            )
+        for route, outcomes, errors, histogram, total in _native.metrics_snapshot():
+            counts, buckets, seconds, upstream = merged.get(
+                route, ({}, [0] * (len(GATEWAY_BUCKETS) + 1), 0.0, {})
+            )
+            for outcome, count in outcomes:
+                counts[outcome] = counts.get(outcome, 0) + count
+            for reason, count in errors:
+                upstream[reason] = upstream.get(reason, 0) + count
+            buckets = [a + b for a, b in zip(buckets, histogram, strict=True)]
+            merged[route] = (counts, buckets, seconds + total, upstream)
+        return [(route, *merged[route]) for route in sorted(merged)]
 
     def _all_auth_failures(self) -> dict[tuple[str, ...], int]:
         counts: dict[tuple[str, ...], int] = {k: v for k, v in list(self._auth_failures.items())}
@@ -507,6 +534,22 @@ class Metrics:
         )
         dropped.add_metric((), auditor.dropped)
         yield dropped
+        native = CounterMetricFamily(
+            "bastion_native_audit_dropped",
+            "Decision events the native data plane dropped because its audit queue was full "
+            "(allows are dropped before denials), by decision.",
+            labels=("decision",),
+        )
+        allows, denials = _native.audit_dropped()
+        native.add_metric(("allow",), allows)
+        native.add_metric(("deny",), denials)
+        yield native
+        pending = GaugeMetricFamily(
+            "bastion_native_audit_queue_depth",
+            "Decision events queued by the native data plane, not yet drained.",
+        )
+        pending.add_metric((), _native.audit_pending())
+        yield pending
 
     def _upstream_families(self) -> Iterator[Metric]:
         if self._pools is not None:

@@ -6,7 +6,8 @@ consumes nothing on any limit: a client hammering one limit cannot drain
 another. Both backends evaluate :func:`bastion.ratelimit.gcra.decide` on integer
 microseconds, so they agree exactly.
 
-- :class:`MemoryLimiter` is exact within one event loop: a check never awaits
+- :class:`MemoryLimiter` is exact within one process: its native store decides a
+  request's buckets under one lock (shared with the native front); a check never awaits
   between reading and writing its TATs, so concurrent tasks cannot interleave.
 - :class:`RedisLimiter` runs one Lua script per request (EVALSHA, re-loaded on
   NOSCRIPT) that reads every TAT, decides, and writes all or nothing, using the
@@ -20,11 +21,11 @@ microseconds, so they agree exactly.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, Protocol
 
+from bastion import _native
 from bastion.ratelimit.gcra import Decision, Limit, decide
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.shared import RedisSharedState
@@ -37,9 +38,6 @@ Check = tuple[str, Limit]
 
 DEFAULT_NAMESPACE: Final = "ratelimit:"
 DEFAULT_TIMEOUT: Final = 1.0
-
-# Memory: sweep forgotten keys after this many checks at least (amortised O(1)).
-_SWEEP_MIN_OPS: Final = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,61 +123,65 @@ def evaluate(checks: Sequence[Check], tats: Sequence[int | None], now: int, cost
     return Result(allowed, states)
 
 
-def _monotonic_us() -> int:
-    return time.monotonic_ns() // 1000
-
-
 class MemoryLimiter:
-    """The in-process limiter: exact for one event loop, a dict of TATs.
+    """The in-process limiter: exact across every thread of this process.
 
-    Keys whose TAT has passed hold no information and are swept regularly, so
-    memory stays proportional to the keys active within their limits' windows.
-    ``clock`` returns microseconds (monotonic); injectable for tests.
+    The TATs live in a native store (``bastion._native.LimitStore``, a sharded
+    map in Rust) that reads, decides and writes a request's buckets under one
+    lock; keys whose TAT has passed are swept regularly there, so memory stays
+    proportional to the keys active within their limits' windows.
+
+    ``clock`` returns microseconds (monotonic); injectable for tests. Without
+    one the store's own monotonic clock decides. ``serve_native`` installs the
+    store as the one the native front decides on, so requests the native path
+    serves and requests it defers to Python draw from one budget (the
+    runtime's gateway limiter does this; it requires the store's clock).
     """
 
-    def __init__(self, *, clock: Callable[[], int] = _monotonic_us) -> None:
+    def __init__(
+        self, *, clock: Callable[[], int] | None = None, serve_native: bool = False
+    ) -> None:
+        if serve_native and clock is not None:
+            raise ValueError("a limiter shared with the native front must use its clock")
         self._clock = clock
-        self._tats: dict[str, int] = {}
-        self._ops = 0
+        self._store = _native.LimitStore()
+        if serve_native:
+            self._store.install()
 
     def __len__(self) -> int:
         """How many keys are held (swept ones excluded)."""
-        return len(self._tats)
+        return len(self._store)
 
     async def check(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
         """See :meth:`Limiter.check`; raises ValueError for duplicate keys or a bad cost."""
         return self.check_now(checks, cost=cost)
 
     def check_now(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
-        """The synchronous check: reads, decides and writes without yielding to the loop."""
+        """The synchronous check: the store reads, decides and writes under one lock."""
+        clock = self._clock
         if cost == 1 and len(checks) == 1 and type(cost) is int:
             # The common request (one limit, cost 1) without the general bookkeeping:
-            # the same decide(), one state (hot path).
+            # the same decide() on the TAT the store held before (hot path).
             (key, limit) = checks[0]
-            now = self._clock()
-            self._maybe_sweep(now)
-            decision = decide(self._tats.get(key), now, limit, 1)
-            if decision.allowed:
-                self._tats[key] = decision.new_tat
+            _, now, tat = self._store.take_one(
+                key, limit.interval_us, limit.tolerance_us, None if clock is None else clock()
+            )
+            decision = decide(tat, now, limit, 1)
             return Result(decision.allowed, (LimitState(key, limit, decision),))
         _validate(checks, cost)
-        now = self._clock()
-        self._maybe_sweep(now)
-        tats = [self._tats.get(key) for key, _ in checks]
+        if not checks:
+            return Result(True, ())
+        admitted, now, tats = self._store.take(
+            [key for key, _ in checks],
+            [limit.interval_us for _, limit in checks],
+            [limit.tolerance_us for _, limit in checks],
+            cost,
+            None if clock is None else clock(),
+        )
         result = evaluate(checks, tats, now, cost)
-        if result.allowed and cost > 0:
-            for state in result.states:
-                self._tats[state.key] = state.decision.new_tat
+        if result.allowed != admitted:  # pragma: no cover - same formula on both sides
+            raise RuntimeError("the native limit store disagreed with the GCRA decision")
         return result
-
-    def _maybe_sweep(self, now: int) -> None:
-        self._ops += 1
-        if self._ops < max(_SWEEP_MIN_OPS, len(self._tats)):
-            return
-        self._ops = 0
-        expired = [key for key, tat in self._tats.items() if tat <= now]
-        for key in expired:
-            del self._tats[key]
 
 
 # KEYS: the buckets. ARGV[1]: cost; ARGV[2i], ARGV[2i+1]: interval and tolerance

@@ -18,10 +18,12 @@ stored limits; clearing it restores them.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from bastion import _native
 from bastion.errors import BastionError
 from bastion.ratelimit.backends import Check, Limiter, Result
 from bastion.ratelimit.gcra import Limit
@@ -193,10 +195,12 @@ class KeyLimitOverrides:
     database raise its storage errors.
     """
 
-    def __init__(self, db: Any, shared: SharedState) -> None:
+    def __init__(self, db: Any, shared: SharedState, *, native: bool = False) -> None:
         self.db = db
         self.shared = shared
         self._limits: dict[str, tuple[Limit, ...]] = {}
+        # Mirror every change into the native limit step (the runtime's overrides do).
+        self.native = native
 
     def get(self, key_id: str) -> tuple[Limit, ...] | None:
         """The override of ``key_id`` (``None``: the key's own limits apply)."""
@@ -215,6 +219,10 @@ class KeyLimitOverrides:
                 if parsed is not None:
                     loaded[key_id] = parsed
         self._limits = loaded
+        if self.native:
+            _native.key_limit_overrides_replace(
+                json.dumps({k: limits_document(v) for k, v in loaded.items()})
+            )
 
     async def reload(self, key_id: str) -> None:
         """Read the override of one key from the database (dropped when none is stored)."""
@@ -224,6 +232,13 @@ class KeyLimitOverrides:
             self._limits.pop(key_id, None)
         else:
             self._limits[key_id] = parsed
+        self._mirror(key_id)
+
+    def _mirror(self, key_id: str) -> None:
+        if self.native:
+            found = self._limits.get(key_id)
+            document = None if found is None else json.dumps(limits_document(found))
+            _native.key_limit_override_set(key_id, document)
 
     @staticmethod
     def _parse(name: str, value: Any) -> tuple[Limit, ...] | None:
@@ -241,6 +256,7 @@ class KeyLimitOverrides:
         """Store and announce an override replacing ``key_id``'s limits."""
         await self.db.settings.set(OVERRIDE_PREFIX + key_id, {"limits": limits_document(limits)})
         self._limits[key_id] = tuple(limits)
+        self._mirror(key_id)
         await self._announce(key_id)
 
     async def clear(self, key_id: str) -> bool:
@@ -252,6 +268,7 @@ class KeyLimitOverrides:
         else:
             existed = True
         self._limits.pop(key_id, None)
+        self._mirror(key_id)
         await self._announce(key_id)
         return existed
 

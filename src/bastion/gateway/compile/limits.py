@@ -1,14 +1,70 @@
-"""The ``limits`` section of a native route (placeholder: not native yet)."""
+"""The ``limits`` section of a native route: its rate limits, as the native limit step reads them.
+
+The rules are the Python limit step's own (:func:`bastion.gateway.limit.compile_limits`:
+same bucket prefixes, same parsed limits), written with the integers the
+native GCRA must agree on: ``{"rules": [{"per", "prefix", "rate", "period",
+"burst", "interval_us", "tolerance_us", "fail"}], "store": "memory" | "redis"}``.
+In memory, the native store is the one Python's limiter uses too, so deferred
+and native requests draw from one budget; on Redis, the native limiter runs
+Python's script on the same keys (``bastion._native.redis_limiter_configure``,
+set up by the runtime), and a Redis failure defers the request to Python, which
+applies the route's fail mode. Not native yet: ``rediss://`` (TLS to Redis) and
+load shedding.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bastion.gateway.compile.common import Unsupported
+from bastion.ratelimit import Limit
+from bastion.storage.shared.resp import native_config
 
 __all__ = ["section"]
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
 
 def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:
-    """The JSON section for ``route``, or why the native core cannot serve it."""
-    return Unsupported("limits: not native yet")
+    """The JSON section for ``route``, or why the native core cannot serve it.
+
+    Raises ValueError naming the entry when a limit is invalid (the settings
+    validation catches it first).
+    """
+    store = "memory"
+    if settings.shared.url.startswith(_REDIS_SCHEMES):
+        config = native_config(
+            settings.shared.url,
+            key_prefix=settings.shared.key_prefix,
+            connect_timeout=1.0,
+            timeout=1.0,
+        )
+        if config is None:
+            return Unsupported("rediss:// limiter not native yet")
+        store = "redis"
+    if settings.ratelimit.shedding.enabled:
+        return Unsupported("load shedding not native yet")
+    rules: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(route.limits or ()):
+        try:
+            limit = Limit.parse(entry.rate, burst=entry.burst)
+        except ValueError as exc:
+            raise ValueError(f"routes[{route.name}].limits[{index}]: {exc}") from None
+        # Two limits on the same value (10/second and 1000/hour per key) need two buckets.
+        count = seen.get(entry.per, 0)
+        seen[entry.per] = count + 1
+        tag = entry.per if count == 0 else f"{entry.per}#{count}"
+        rules.append(
+            {
+                "per": entry.per,
+                "prefix": f"{route.name}:{tag}:",
+                "rate": limit.rate,
+                "period": float(limit.period),
+                "burst": limit.capacity,
+                "interval_us": limit.interval_us,
+                "tolerance_us": limit.tolerance_us,
+                "fail": entry.fail,
+            }
+        )
+    return {"rules": rules, "store": store, "key_limits_fail": settings.ratelimit.key_limits_fail}

@@ -34,7 +34,7 @@ from bastion.storage.shared.base import (
     check_ttl,
 )
 from bastion.storage.shared.errors import SharedStateConfigError, SharedStateValueError
-from bastion.storage.shared.resp import RespPipeline, open_pipeline
+from bastion.storage.shared.resp import RespPipeline, native_config, open_pipeline
 
 CONNECT_TIMEOUT = 1.0
 OPERATION_TIMEOUT = 1.0
@@ -251,6 +251,18 @@ class RedisSharedState(SharedState):
         if pipeline is not None:
             self._hot_paths.append(pipeline)
         return pipeline
+
+    def native_hot_path_config(self, timeout: float) -> dict[str, Any] | None:
+        """The native data plane's connection settings for this Redis (``resp.native_config``).
+
+        ``None`` for URLs the native connection does not serve (``rediss://``).
+        """
+        return native_config(
+            self._full_url,
+            key_prefix=self.key_prefix,
+            connect_timeout=self._connect_timeout,
+            timeout=timeout,
+        )
 
     # -- errors ----------------------------------------------------------------------
 

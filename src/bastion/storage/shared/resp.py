@@ -37,7 +37,7 @@ from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 
 from bastion.storage.errors import SharedStateUnavailableError
 
-__all__ = ["RespPipeline", "open_pipeline"]
+__all__ = ["RespPipeline", "native_config", "open_pipeline"]
 
 Arg = bytes | str | int
 
@@ -281,6 +281,36 @@ class RespPipeline:
             conn.fail(f"no reply within {self.timeout:g} s")
             return
         self._timer = self.loop.call_later(self.timeout / 4, self._check)
+
+
+def native_config(
+    url: str, *, key_prefix: str, connect_timeout: float, timeout: float
+) -> dict[str, Any] | None:
+    """What the native data plane's pipelined connection needs for ``url`` (same
+    acceptance as :func:`open_pipeline`: ``redis://`` and ``unix://`` only), or ``None``.
+
+    Read by redis-py's own parser, so both planes reach the same server and database.
+    Holds the password: pass it to ``bastion._native``, never log it.
+    """
+    try:
+        kwargs: dict[str, Any] = dict(parse_url(url))
+    except ValueError:
+        return None
+    if kwargs.pop("connection_class", UnixDomainSocketConnection) is not UnixDomainSocketConnection:
+        return None
+    if set(kwargs) - {"host", "port", "path", "db", "username", "password"}:
+        return None
+    return {
+        "host": kwargs.get("host"),
+        "port": int(kwargs.get("port") or 6379),
+        "path": kwargs.get("path"),
+        "db": int(kwargs.get("db") or 0),
+        "username": kwargs.get("username"),
+        "password": kwargs.get("password"),
+        "key_prefix": key_prefix,
+        "connect_timeout": connect_timeout,
+        "timeout": timeout,
+    }
 
 
 def open_pipeline(

@@ -1,0 +1,112 @@
+"""compile/limits.py: a route's limits as the native limit step reads them."""
+
+from __future__ import annotations
+
+import json
+
+from bastion import _native
+from bastion.gateway.compile import compile_table, limits
+from bastion.gateway.compile.common import Unsupported
+from bastion.settings.models import Settings
+
+
+def _settings(**extra: object) -> Settings:
+    return Settings.model_validate(
+        {
+            "routes": [
+                {
+                    "name": "orders",
+                    "match": {"path": "/api/orders"},
+                    "upstream": "http://127.0.0.1:9000",
+                    "auth": ["api_key"],
+                    "limits": [
+                        {"per": "key", "rate": "10/second"},
+                        {"per": "key", "rate": "1000/hour", "burst": 50, "fail": "open"},
+                        {"per": "ip", "rate": "3/minute"},
+                    ],
+                },
+                {
+                    "name": "open",
+                    "match": {"path": "/api/open"},
+                    "upstream": "http://127.0.0.1:9000",
+                    "public": True,
+                },
+            ],
+            **extra,
+        }
+    )
+
+
+def test_rules_carry_pythons_buckets_and_integers() -> None:
+    settings = _settings()
+    assert limits.section(settings.routes[0], settings) == {
+        "rules": [
+            {
+                "per": "key",
+                "prefix": "orders:key:",
+                "rate": 10,
+                "period": 1.0,
+                "burst": 10,
+                "interval_us": 100_000,
+                "tolerance_us": 1_000_000,
+                "fail": "closed",
+            },
+            {
+                "per": "key",
+                "prefix": "orders:key#1:",
+                "rate": 1000,
+                "period": 3600.0,
+                "burst": 50,
+                "interval_us": 3_600_000,
+                "tolerance_us": 180_000_000,
+                "fail": "open",
+            },
+            {
+                "per": "ip",
+                "prefix": "orders:ip:",
+                "rate": 3,
+                "period": 60.0,
+                "burst": 3,
+                "interval_us": 20_000_000,
+                "tolerance_us": 60_000_000,
+                "fail": "closed",
+            },
+        ],
+        "store": "memory",
+        "key_limits_fail": "closed",
+    }
+    # A route without limits still has a section: API keys bring their own limits.
+    assert limits.section(settings.routes[1], settings) == {
+        "rules": [],
+        "store": "memory",
+        "key_limits_fail": "closed",
+    }
+
+
+def test_redis_is_native_but_tls_redis_and_shedding_stay_in_python() -> None:
+    redis = _settings(
+        shared={"url": "redis://127.0.0.1:6379/0"}, ratelimit={"key_limits_fail": "open"}
+    )
+    section = limits.section(redis.routes[0], redis)
+    assert isinstance(section, dict)
+    assert (section["store"], section["key_limits_fail"], len(section["rules"])) == (
+        "redis",
+        "open",
+        3,
+    )
+    tls = _settings(shared={"url": "rediss://127.0.0.1:6380/0"})
+    assert limits.section(tls.routes[0], tls) == Unsupported("rediss:// limiter not native yet")
+    shedding = _settings(ratelimit={"shedding": {"enabled": True}})
+    assert limits.section(shedding.routes[1], shedding) == Unsupported(
+        "load shedding not native yet"
+    )
+
+
+def test_the_native_loader_accepts_every_compiled_section() -> None:
+    table = compile_table(_settings())
+    for route in table["routes"]:
+        section = json.dumps(route["limits"])
+        allowed, headers, retry_after = _native.limit_check(section, route["name"])
+        assert (allowed, retry_after) == (True, None)
+        # No key, no client IP: only the per-route-less rules could apply, and none does.
+        assert headers == []
