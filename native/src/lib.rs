@@ -14,6 +14,9 @@
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
+//! - `routes`: the route table compiled by Python, swapped whole on reload.
+//! - `paths`: which request targets are already in Python's normal form.
+//! - `router`: host + path + method to a route, or a defer.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -28,6 +31,9 @@ pub mod hygiene;
 pub mod plane;
 pub mod respond;
 pub mod risk;
+pub mod paths;
+pub mod router;
+pub mod routes;
 
 #[cfg(feature = "python")]
 mod python;

@@ -1,6 +1,12 @@
 //! `bastion._native`: the Python-facing API of the native data plane.
 
+use std::sync::Arc;
+
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+
+use crate::router::Routed;
+use crate::routes::RouteTable;
 
 /// The version of the native core (the crate's version).
 #[pyfunction]
@@ -42,11 +48,69 @@ fn risk_flagged(kind: &str, value: &str, now: f64) -> PyResult<bool> {
         .any_flagged(now, &[(kind, Some(value))]))
 }
 
+/// A loaded route table (`bastion.gateway.compile.compile_table`'s JSON).
+#[pyclass(module = "bastion._native", name = "RouteTable", frozen)]
+struct PyRouteTable {
+    table: Arc<RouteTable>,
+}
+
+#[pymethods]
+impl PyRouteTable {
+    /// Load the table; raises `ValueError` for another version or a bad table.
+    #[new]
+    fn new(json: &str) -> PyResult<Self> {
+        let table =
+            RouteTable::from_json(json).map_err(|err| PyValueError::new_err(err.to_string()))?;
+        Ok(Self {
+            table: Arc::new(table),
+        })
+    }
+
+    /// `(route index, upstream path and query)` when the native core would
+    /// serve the request itself; `None` when it defers it to Python.
+    #[pyo3(signature = (host, method, target))]
+    fn route(&self, host: Option<&str>, method: &str, target: &str) -> Option<(usize, String)> {
+        let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+        match self.table.route(host, &method, target) {
+            Routed::Native {
+                route,
+                upstream_path_and_query,
+            } => Some((route.index, upstream_path_and_query)),
+            Routed::Defer(_) => None,
+        }
+    }
+
+    /// Why the native core defers the request (`None` when it serves it).
+    #[pyo3(signature = (host, method, target))]
+    fn defer_reason(&self, host: Option<&str>, method: &str, target: &str) -> Option<String> {
+        let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+            return Some("Method".to_owned());
+        };
+        match self.table.route(host, &method, target) {
+            Routed::Native { .. } => None,
+            Routed::Defer(why) => Some(format!("{why:?}")),
+        }
+    }
+
+    fn __len__(&self) -> usize {
+        self.table.routes().len()
+    }
+}
+
+impl PyRouteTable {
+    /// The loaded table, for the listener to put in force.
+    #[allow(dead_code)] // used once the coordinator wires the table into the gateway
+    pub(crate) fn table(&self) -> Arc<RouteTable> {
+        Arc::clone(&self.table)
+    }
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
     m.add_function(wrap_pyfunction!(risk_flag, m)?)?;
     m.add_function(wrap_pyfunction!(risk_clear, m)?)?;
     m.add_function(wrap_pyfunction!(risk_flagged, m)?)?;
+    m.add_class::<PyRouteTable>()?;
     Ok(())
 }

@@ -5,7 +5,9 @@ that ``bastion._native`` loads as an immutable route table (``routes reload``
 builds a new one and swaps it as one reference). Each route carries a section
 per concern, each compiled by its own module:
 
-- ``routes``: how a request matches the route (host, path, methods);
+- ``routes``: how a request matches the route (host, path, methods), plus the
+  table-wide ``match`` inputs of the router (the control plane's reserved
+  prefixes, whether CORS preflights exist);
 - ``edge``: the checks before authentication (body size; what keeps a route in Python);
 - ``auth``: the authenticators and the authorize rules;
 - ``limits``: the rate limits;
@@ -47,4 +49,9 @@ def compile_table(settings: Any) -> dict[str, Any]:
         for name, value in sections.items():
             entry[name] = None if isinstance(value, Unsupported) else value
         compiled.append(entry)
-    return {"version": TABLE_VERSION, **edge.table_section(settings), "routes": compiled}
+    return {
+        "version": TABLE_VERSION,
+        **edge.table_section(settings),
+        "match": routes.table_section(settings),
+        "routes": compiled,
+    }

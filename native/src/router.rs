@@ -1,0 +1,570 @@
+//! Route matching: host + clean path prefix + method, with the semantics of
+//! `bastion.gateway.matcher.RouteMatcher` (its docstring is the contract):
+//!
+//! - a prefix matches on segment boundaries; the longest matching prefix wins;
+//! - at the same prefix, the routes for the request's host come before the
+//!   routes for any host (in settings order);
+//! - hosts compare case-insensitively, without port and trailing dot;
+//! - routes for the path but none for the method: 405 (a shorter prefix is
+//!   not tried).
+//!
+//! The native router answers `Native` only when Python would pick the same
+//! route and forward the same target; everything else is a `Defer` (Python
+//! then renders the 400/404/405, or serves the route itself).
+
+use std::collections::HashMap;
+
+use crate::paths::clean_target;
+use crate::routes::{MatchRule, Route, RouteTable};
+
+/// Longest host (after normalisation) the router reads; a longer one defers.
+const MAX_HOST: usize = 255;
+
+/// What the router decided for one request.
+#[derive(Debug)]
+pub enum Routed<'t> {
+    /// Serve natively: the route, and the target to send upstream (prefix
+    /// stripped, upstream base path prepended, the query as sent).
+    Native {
+        route: &'t Route,
+        upstream_path_and_query: String,
+    },
+    /// Forward to Python unchanged; why, for metrics and tests.
+    Defer(Why),
+}
+
+/// Why a request was deferred to Python.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// The target is not already in normal form (or Python refuses it).
+    NotClean,
+    /// A path of the control plane (`RESERVED_PREFIXES`).
+    Reserved,
+    /// A method Python refuses (400 `invalid_method`).
+    Method,
+    /// An `OPTIONS` request while some route answers CORS preflights.
+    Preflight,
+    /// A Host value the router does not read (non-ASCII, too long).
+    Host,
+    /// No route for the path (Python answers 404).
+    NoRoute,
+    /// Routes for the path, none for the method (Python answers 405).
+    MethodNotAllowed,
+    /// The route is served by the Python pipeline.
+    NotNative,
+    /// The table has a route the native core cannot match.
+    Opaque,
+}
+
+/// The routes indexed by `(host, prefix)`: one map probe per path segment.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    by_host: HashMap<Box<str>, Prefixes>,
+    any_host: Prefixes,
+}
+
+/// prefix -> route indexes in settings order.
+type Prefixes = HashMap<Box<str>, Vec<usize>>;
+
+enum Lookup {
+    Found(usize),
+    MethodNotAllowed,
+    NotFound,
+}
+
+impl Router {
+    pub(crate) fn new(routes: &[Route]) -> Self {
+        let mut router = Self::default();
+        for route in routes {
+            let Some(rule) = &route.matcher else { continue };
+            let prefixes = match &rule.host {
+                Some(host) => router.by_host.entry(host.as_str().into()).or_default(),
+                None => &mut router.any_host,
+            };
+            prefixes
+                .entry(rule.prefix.as_str().into())
+                .or_default()
+                .push(route.index);
+        }
+        router
+    }
+
+    fn lookup(&self, routes: &[Route], host: &str, path: &str, method: &str) -> Lookup {
+        let specific = if host.is_empty() {
+            None
+        } else {
+            self.by_host.get(host)
+        };
+        let trimmed = path.trim_end_matches('/');
+        let mut prefix = if trimmed.is_empty() { "/" } else { trimmed };
+        loop {
+            let own = specific.and_then(|prefixes| prefixes.get(prefix));
+            let any = self.any_host.get(prefix);
+            if own.is_some() || any.is_some() {
+                let candidates = own.into_iter().chain(any).flatten();
+                for &index in candidates {
+                    let allows = routes
+                        .get(index)
+                        .and_then(|route| route.matcher.as_ref())
+                        .is_some_and(|rule| rule.allows(method));
+                    if allows {
+                        return Lookup::Found(index);
+                    }
+                }
+                return Lookup::MethodNotAllowed;
+            }
+            if prefix == "/" {
+                return Lookup::NotFound;
+            }
+            prefix = match prefix.rfind('/') {
+                Some(cut) if cut > 0 => &prefix[..cut],
+                _ => "/",
+            };
+        }
+    }
+}
+
+impl RouteTable {
+    /// Route one request: `host` is the Host header value (HTTP/2: the
+    /// `:authority`), `None` when absent; `target` the raw request-target
+    /// (path + optional query). Never panics; anything not certain is a
+    /// `Defer`. Allocates only the upstream target of a `Native` answer.
+    pub fn route(&self, host: Option<&str>, method: &http::Method, target: &str) -> Routed<'_> {
+        if self.opaque {
+            return Routed::Defer(Why::Opaque);
+        }
+        let Some(clean) = clean_target(target) else {
+            return Routed::Defer(Why::NotClean);
+        };
+        if self.is_reserved(clean.path) {
+            return Routed::Defer(Why::Reserved);
+        }
+        let method = method.as_str();
+        if !is_method_token(method) {
+            return Routed::Defer(Why::Method);
+        }
+        if method == "OPTIONS" && self.matching.preflight {
+            return Routed::Defer(Why::Preflight);
+        }
+        let mut buffer = [0u8; MAX_HOST];
+        let Some(host) = host_key(host.unwrap_or(""), &mut buffer) else {
+            return Routed::Defer(Why::Host);
+        };
+        let index = match self.router.lookup(&self.routes, host, clean.path, method) {
+            Lookup::Found(index) => index,
+            Lookup::MethodNotAllowed => return Routed::Defer(Why::MethodNotAllowed),
+            Lookup::NotFound => return Routed::Defer(Why::NoRoute),
+        };
+        let Some(route) = self.routes.get(index) else {
+            return Routed::Defer(Why::NoRoute);
+        };
+        let Some(rule) = route.matcher.as_ref().filter(|_| route.native) else {
+            return Routed::Defer(Why::NotNative);
+        };
+        match upstream_target(rule, clean.path, clean.query) {
+            Some(upstream_path_and_query) => Routed::Native {
+                route,
+                upstream_path_and_query,
+            },
+            None => Routed::Defer(Why::NotClean),
+        }
+    }
+
+    /// `bastion.http.app.is_reserved` for a clean path: a reserved prefix,
+    /// itself or below it on a segment boundary.
+    fn is_reserved(&self, path: &str) -> bool {
+        self.matching.reserved.iter().any(|prefix| {
+            path.strip_prefix(prefix.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
+    }
+}
+
+/// `bastion.gateway.hygiene.check_method`: an upper-case HTTP token of at
+/// most 32 characters (RFC 9110 §9.1; `delete` is not `DELETE`).
+pub fn is_method_token(method: &str) -> bool {
+    let tchar =
+        |b: u8| b.is_ascii_uppercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b);
+    !method.is_empty() && method.len() <= 32 && method.bytes().all(tchar)
+}
+
+/// `bastion.gateway.matcher.normalize_host` into `buffer`: lower-case, without
+/// port and trailing dot; `[v6]` without its port. `None` for a value the
+/// router does not read (anything but visible ASCII, or too long).
+fn host_key<'b>(host: &str, buffer: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
+    let bytes = host.as_bytes();
+    if bytes.len() > MAX_HOST || !bytes.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
+    let lower = &mut buffer[..bytes.len()];
+    lower.copy_from_slice(bytes);
+    lower.make_ascii_lowercase();
+    let key: &[u8] = if lower.first() == Some(&b'[') {
+        match lower.iter().position(|&b| b == b']') {
+            Some(end) => &lower[..=end],
+            None => lower,
+        }
+    } else {
+        let without_port = match lower.iter().rposition(|&b| b == b':') {
+            Some(colon) => &lower[..colon],
+            None => lower,
+        };
+        let end = without_port
+            .iter()
+            .rposition(|&b| b != b'.')
+            .map_or(0, |last| last + 1);
+        &without_port[..end]
+    };
+    std::str::from_utf8(key).ok()
+}
+
+/// `CompiledRoute.upstream_path(path)` + `?query`, in one exact allocation.
+fn upstream_target(rule: &MatchRule, path: &str, query: Option<&str>) -> Option<String> {
+    let mut rest = path;
+    let mut lead = "";
+    if rule.strip_prefix && rule.prefix != "/" {
+        rest = path.get(rule.prefix.len()..)?;
+        if rest.is_empty() {
+            rest = "/";
+        } else if !rest.starts_with('/') {
+            lead = "/";
+        }
+    }
+    let base = rule.upstream_base.as_str();
+    let query_len = query.map_or(0, |q| q.len() + 1);
+    let mut out = String::with_capacity(base.len() + lead.len() + rest.len() + query_len);
+    out.push_str(base);
+    out.push_str(lead);
+    out.push_str(rest);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+    use proptest::prelude::*;
+
+    fn rule(
+        name: &str,
+        prefix: &str,
+        methods: Option<&[&str]>,
+        host: Option<&str>,
+    ) -> serde_json::Value {
+        serde_json::json!({"name": name, "match": {
+            "host": host, "prefix": prefix, "methods": methods,
+            "strip_prefix": false, "upstream_base": ""}})
+    }
+
+    fn table(routes: Vec<serde_json::Value>, preflight: bool) -> RouteTable {
+        let routes: Vec<_> = routes
+            .into_iter()
+            .enumerate()
+            .map(|(index, mut route)| {
+                route["index"] = index.into();
+                if route.get("native").is_none() {
+                    route["native"] = true.into();
+                }
+                route
+            })
+            .collect();
+        let json = serde_json::json!({"version": 1, "routes": routes, "match": {
+            "reserved": ["/healthz", "/.well-known", "/oauth2", "/admin", "/auth/verify"],
+            "preflight": preflight}});
+        RouteTable::from_json(&json.to_string()).expect("table loads")
+    }
+
+    /// `tests/gateway/test_matcher.py`'s fixture.
+    fn matcher() -> RouteTable {
+        table(
+            vec![
+                rule("api", "/api", None, None),
+                rule("orders", "/api/orders", Some(&["GET", "POST"]), None),
+                rule(
+                    "orders-admin",
+                    "/api/orders",
+                    Some(&["DELETE"]),
+                    Some("admin.example"),
+                ),
+                rule("v2", "/api/v2/items", None, None),
+                rule("admin-any", "/adm", None, Some("admin.example")),
+            ],
+            false,
+        )
+    }
+
+    fn name(table: &RouteTable, host: &str, method: &str, target: &str) -> Result<String, Why> {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        match table.route(Some(host), &method, target) {
+            Routed::Native { route, .. } => Ok(route.name.clone()),
+            Routed::Defer(why) => Err(why),
+        }
+    }
+
+    fn get(table: &RouteTable, target: &str) -> Result<String, Why> {
+        name(table, "gw.test", "GET", target)
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = matcher();
+        for (path, expected) in [
+            ("/api", "api"),
+            ("/api/", "api"),
+            ("/api/x", "api"),
+            ("/api/orders", "orders"),
+            ("/api/orders/", "orders"),
+            ("/api/orders/42", "orders"),
+            ("/api/ordersx", "api"),
+            ("/api/v2", "api"),
+            ("/api/v2/items/1", "v2"),
+        ] {
+            assert_eq!(get(&t, path), Ok(expected.to_owned()), "{path}");
+        }
+        for path in ["/apix", "/", "/ap", "/API/x", "/Api"] {
+            assert_eq!(get(&t, path), Err(Why::NoRoute), "{path}");
+        }
+    }
+
+    #[test]
+    fn root_route_matches_everything_but_reserved_paths() {
+        let t = table(
+            vec![
+                rule("root", "/", None, None),
+                rule("api", "/api", None, None),
+            ],
+            false,
+        );
+        assert_eq!(get(&t, "/"), Ok("root".to_owned()));
+        assert_eq!(get(&t, "/anything/deep"), Ok("root".to_owned()));
+        assert_eq!(get(&t, "/apix"), Ok("root".to_owned()));
+        assert_eq!(get(&t, "/api/x"), Ok("api".to_owned()));
+        for path in [
+            "/healthz",
+            "/oauth2/token",
+            "/admin",
+            "/admin/",
+            "/.well-known/jwks.json",
+            "/auth/verify",
+        ] {
+            assert_eq!(get(&t, path), Err(Why::Reserved), "{path}");
+        }
+        for path in [
+            "/healthzx",
+            "/administrator",
+            "/auth",
+            "/auth/verifyx",
+            "/oauth",
+        ] {
+            assert_eq!(get(&t, path), Ok("root".to_owned()), "{path}");
+        }
+    }
+
+    #[test]
+    fn hosts_case_insensitive_without_port() {
+        let t = matcher();
+        for host in [
+            "admin.example",
+            "ADMIN.example:8443",
+            "admin.example.",
+            "Admin.Example:443",
+        ] {
+            assert_eq!(
+                name(&t, host, "GET", "/adm/x"),
+                Ok("admin-any".to_owned()),
+                "{host}"
+            );
+        }
+        assert_eq!(
+            name(&t, "other.example", "GET", "/adm/x"),
+            Err(Why::NoRoute)
+        );
+        assert_eq!(name(&t, "", "GET", "/adm/x"), Err(Why::NoRoute));
+        let method = Method::GET;
+        assert!(matches!(
+            t.route(None, &method, "/adm/x"),
+            Routed::Defer(Why::NoRoute)
+        ));
+        assert_eq!(
+            name(&t, "admin.example\u{e9}", "GET", "/adm/x"),
+            Err(Why::Host)
+        );
+        assert_eq!(name(&t, "admin example", "GET", "/adm/x"), Err(Why::Host));
+    }
+
+    #[test]
+    fn host_specific_route_shares_a_prefix() {
+        let t = matcher();
+        assert_eq!(
+            name(&t, "admin.example", "DELETE", "/api/orders"),
+            Ok("orders-admin".into())
+        );
+        assert_eq!(
+            name(&t, "admin.example", "GET", "/api/orders"),
+            Ok("orders".into())
+        );
+        assert_eq!(
+            name(&t, "public.example", "DELETE", "/api/orders"),
+            Err(Why::MethodNotAllowed)
+        );
+        assert_eq!(
+            name(&t, "gw.test", "HEAD", "/api/orders"),
+            Ok("orders".into())
+        );
+        assert_eq!(
+            name(&t, "gw.test", "PUT", "/api/orders/1"),
+            Err(Why::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn methods_python_refuses_defer() {
+        let t = matcher();
+        assert_eq!(name(&t, "gw.test", "get", "/api"), Err(Why::Method));
+        assert_eq!(name(&t, "gw.test", "PROPFIND", "/api"), Ok("api".into()));
+        assert_eq!(
+            name(&t, "gw.test", &"X".repeat(33), "/api"),
+            Err(Why::Method)
+        );
+        assert_eq!(name(&t, "gw.test", "OPTIONS", "/api"), Ok("api".into()));
+        let cors = table(vec![rule("api", "/api", None, None)], true);
+        assert_eq!(
+            name(&cors, "gw.test", "OPTIONS", "/api"),
+            Err(Why::Preflight)
+        );
+    }
+
+    #[test]
+    fn unclean_targets_defer() {
+        let t = matcher();
+        for target in [
+            "/api//x",
+            "/api/../api",
+            "/%61pi",
+            "/api;x",
+            "*",
+            "http://a/api",
+            "/api?a b",
+        ] {
+            assert_eq!(get(&t, target), Err(Why::NotClean), "{target}");
+        }
+    }
+
+    #[test]
+    fn non_native_routes_defer() {
+        let mut python = rule("py", "/py", None, None);
+        python["native"] = false.into();
+        let t = table(vec![python, rule("api", "/api", None, None)], false);
+        assert_eq!(get(&t, "/py/x"), Err(Why::NotNative));
+        assert_eq!(get(&t, "/api/x"), Ok("api".into()));
+    }
+
+    #[test]
+    fn upstream_target_strips_and_rebases() {
+        let mut strip = rule("s", "/api/orders", None, None);
+        strip["match"]["strip_prefix"] = true.into();
+        strip["match"]["upstream_base"] = "/v1".into();
+        let mut root = rule("r", "/", None, None);
+        root["match"]["strip_prefix"] = true.into();
+        let mut keep = rule("k", "/keep", None, None);
+        keep["match"]["upstream_base"] = "/base".into();
+        let t = table(vec![strip, root, keep], false);
+        let upstream = |target: &str| match t.route(Some("h"), &Method::GET, target) {
+            Routed::Native {
+                upstream_path_and_query,
+                ..
+            } => upstream_path_and_query,
+            Routed::Defer(why) => panic!("{target}: {why:?}"),
+        };
+        assert_eq!(upstream("/api/orders/7"), "/v1/7");
+        assert_eq!(upstream("/api/orders"), "/v1/");
+        assert_eq!(upstream("/api/orders/"), "/v1/");
+        assert_eq!(upstream("/api/orders/7?x=1"), "/v1/7?x=1");
+        assert_eq!(upstream("/api/orders?"), "/v1/");
+        assert_eq!(upstream("/other/x?q"), "/other/x?q");
+        assert_eq!(upstream("/keep/x"), "/base/keep/x");
+        let native = upstream("/api/orders/7?x=1");
+        assert_eq!(native.capacity(), native.len(), "one exact allocation");
+    }
+
+    #[test]
+    fn host_key_mirrors_normalize_host() {
+        let mut buffer = [0u8; MAX_HOST];
+        for (host, expected) in [
+            ("Example.COM", "example.com"),
+            ("example.com:8443", "example.com"),
+            ("example.com.", "example.com"),
+            ("example.com.:80", "example.com"),
+            ("[::1]:8443", "[::1]"),
+            ("[::1", "[::1"),
+            ("a:b:c", "a:b"),
+            ("...", ""),
+            ("", ""),
+        ] {
+            assert_eq!(host_key(host, &mut buffer), Some(expected), "{host}");
+        }
+        assert_eq!(host_key(&"a".repeat(MAX_HOST + 1), &mut buffer), None);
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(
+            host in prop::option::of(".{0,40}"),
+            method in "[A-Za-z!#]{1,10}",
+            target in prop_oneof![".{0,60}", "(/[a-z.%;?]{0,4}){0,6}"],
+        ) {
+            let t = matcher();
+            let method = Method::from_bytes(method.as_bytes()).expect("token");
+            let _ = t.route(host.as_deref(), &method, &target);
+        }
+
+        #[test]
+        fn never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            let t = matcher();
+            let target = String::from_utf8_lossy(&bytes);
+            let _ = t.route(Some(&target), &Method::GET, &target);
+        }
+    }
+
+    /// `cargo test --release -- --ignored --nocapture bench_route`
+    #[test]
+    #[ignore = "timing loop, run by hand"]
+    fn bench_route() {
+        let mut routes: Vec<_> = (0..50)
+            .map(|i| {
+                rule(
+                    &format!("r{i}"),
+                    &format!("/svc{i}/v1"),
+                    Some(&["GET", "POST"]),
+                    None,
+                )
+            })
+            .collect();
+        routes.push(rule("api", "/api/orders", None, Some("api.example.com")));
+        let t = table(routes, false);
+        let method = Method::GET;
+        let rounds = 2_000_000u32;
+        for target in [
+            "/api/orders/123/items?limit=10",
+            "/svc42/v1/users/7",
+            "/nothing/here",
+        ] {
+            let start = std::time::Instant::now();
+            let mut native = 0usize;
+            for _ in 0..rounds {
+                let routed = t.route(
+                    Some("API.example.com:8443"),
+                    &method,
+                    std::hint::black_box(target),
+                );
+                native += usize::from(matches!(routed, Routed::Native { .. }));
+            }
+            let per = start.elapsed().as_nanos() / u128::from(rounds);
+            println!("{target}: {per} ns/route (native {native})");
+        }
+    }
+}

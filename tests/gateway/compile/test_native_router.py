@@ -1,0 +1,270 @@
+"""The native router against its specification, the Python matcher and normalisation.
+
+Whenever ``bastion._native.RouteTable.route`` says a request is served natively,
+Python must pick the same route and forward the same target, without refusing
+the request (400 ``invalid_path`` / ``invalid_method``, 404, 405) and without the
+path being one of the control plane's own. ``None`` (defer to Python) is always
+allowed; the hand-picked clean requests pin that the fast path is really taken.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from bastion import _native
+from bastion.gateway.compile import compile_table
+from bastion.gateway.errors import GatewayError
+from bastion.gateway.hygiene import check_method
+from bastion.gateway.matcher import RouteMatcher
+from bastion.gateway.paths import normalize_path
+from bastion.http.app import is_reserved
+from bastion.settings.models import RouteMatch, RouteSettings, Settings
+
+
+def route(name: str, path: str, upstream: str = "http://u:9", **kw: Any) -> RouteSettings:
+    match_kw = {k: kw.pop(k) for k in ("host", "methods") if k in kw}
+    return RouteSettings(
+        name=name, match=RouteMatch(path=path, **match_kw), upstream=upstream, public=True, **kw
+    )
+
+
+ROUTES = [
+    route("api", "/api"),
+    route("orders", "/api/orders", "http://u:9/v1/", methods=["GET", "POST"], strip_prefix=True),
+    route("orders-admin", "/api/orders", methods=["DELETE"], host="Admin.Example"),
+    route("v2", "/api/v2/items", "http://u:9/base", host="api.example:8443", strip_prefix=True),
+    route("dots", "/x.y~", methods=["GET"]),
+    route("escaped", "/caf%C3%A9", strip_prefix=True),
+    route("params", "/a;v=1"),
+    route("subdelims", "/s!$&'()*+,=:@"),
+    route("near-reserved", "/administrator"),
+    route("any-host-admin", "/adm", methods=["PUT"]),
+    route("host-admin", "/adm", host="admin.example", methods=["GET"]),
+]
+WITH_ROOT = [*ROUTES, route("root", "/", "http://u:9/r", methods=["GET"], strip_prefix=True)]
+
+
+def _native_table(routes: list[RouteSettings]) -> _native.RouteTable:
+    table = compile_table(Settings(routes=routes))
+    # The other sections are placeholders for now: pretend every route is native, so the
+    # router's own decision is what is compared.
+    for entry in table["routes"]:
+        entry["native"] = True
+    return _native.RouteTable(json.dumps(table))
+
+
+TABLES = {
+    "routes": (RouteMatcher(ROUTES), _native_table(ROUTES)),
+    "with-root": (RouteMatcher(WITH_ROOT), _native_table(WITH_ROOT)),
+}
+
+
+def python_decision(
+    matcher: RouteMatcher, host: str | None, method: str, target: str
+) -> tuple[int, str] | None:
+    """What bastion's Python side does with the request: (route index, upstream target)."""
+    raw_path, _, query = target.partition("?")
+    try:
+        check_method(method)
+        path = normalize_path(raw_path.encode("utf-8"))
+    except GatewayError:
+        return None
+    if is_reserved(path):
+        return None
+    try:
+        chosen = matcher.match(host or "", path, method)
+    except GatewayError:
+        return None
+    index = next(i for i, r in enumerate(matcher.routes) if r is chosen)
+    upstream = chosen.upstream_path(path)
+    return index, upstream + "?" + query if query else upstream
+
+
+def check(table: str, host: str | None, method: str, target: str) -> tuple[int, str] | None:
+    matcher, native = TABLES[table]
+    decided = native.route(host, method, target)
+    if decided is not None:
+        raw_path = target.partition("?")[0]
+        # Served as sent: Python's normal form is the raw path itself.
+        assert normalize_path(raw_path.encode("utf-8")) == raw_path
+        assert python_decision(matcher, host, method, target) == decided, (host, method, target)
+    return decided
+
+
+# -- hand-picked -------------------------------------------------------------------
+
+NATIVE = [
+    ("routes", "gw.test", "GET", "/api", (0, "/api")),
+    ("routes", "gw.test", "GET", "/api/", (0, "/api/")),
+    ("routes", "gw.test", "PROPFIND", "/api/x?y=1", (0, "/api/x?y=1")),
+    ("routes", "gw.test", "GET", "/api/orders", (1, "/v1/")),
+    ("routes", "gw.test", "HEAD", "/api/orders/7?x=%20", (1, "/v1/7?x=%20")),
+    ("routes", "gw.test", "POST", "/api/orders/", (1, "/v1/")),
+    ("routes", "gw.test", "GET", "/api/ordersx", (0, "/api/ordersx")),
+    ("routes", "ADMIN.example:8443", "DELETE", "/api/orders/1", (2, "/api/orders/1")),
+    ("routes", "admin.example.", "GET", "/api/orders/1", (1, "/v1/1")),
+    ("routes", "API.example", "GET", "/api/v2/items/9", (3, "/base/9")),
+    ("routes", "gw.test", "GET", "/api/v2/items/9", (0, "/api/v2/items/9")),
+    ("routes", None, "GET", "/x.y~/z", (4, "/x.y~/z")),
+    ("routes", "gw.test", "GET", "/caf%C3%A9/menu%20du%20jour", (5, "/menu%20du%20jour")),
+    ("routes", "gw.test", "GET", "/s!$&'()*+,=:@/q", (7, "/s!$&'()*+,=:@/q")),
+    ("routes", "gw.test", "GET", "/administrator", (8, "/administrator")),
+    ("routes", "admin.example", "GET", "/adm/x", (10, "/adm/x")),
+    ("routes", "other.example", "PUT", "/adm/x", (9, "/adm/x")),
+    ("with-root", "gw.test", "GET", "/", (11, "/r/")),
+    ("with-root", "gw.test", "GET", "/anything/deep?q", (11, "/r/anything/deep?q")),
+    ("with-root", "gw.test", "GET", "/apix", (11, "/r/apix")),
+]
+
+
+@pytest.mark.parametrize(("table", "host", "method", "target", "expected"), NATIVE)
+def test_clean_requests_are_served_natively(
+    table: str, host: str | None, method: str, target: str, expected: tuple[int, str]
+) -> None:
+    assert check(table, host, method, target) == expected
+
+
+DEFERRED = [
+    # Python rewrites the path first (it may then match: Python serves it).
+    ("//api/x", "NotClean"),
+    ("/api//x", "NotClean"),
+    ("/api/./x", "NotClean"),
+    ("/x/../api/x", "NotClean"),
+    ("/api/%2e/x", "NotClean"),
+    ("/%61pi/x", "NotClean"),
+    ("/api/%3a", "NotClean"),
+    ("/api/x%e2%82%ac", "NotClean"),
+    ("/api/é", "NotClean"),
+    ("/api/a b", "NotClean"),
+    ("/api/.", "NotClean"),
+    ("/api/x/..", "NotClean"),
+    ("/caf%c3%a9", "NotClean"),
+    # Python refuses (tests/gateway/test_paths.py::test_refuses).
+    ("/api%2fx", "NotClean"),
+    ("/api%2Fx", "NotClean"),
+    ("/api%5cx", "NotClean"),
+    ("/api\\x", "NotClean"),
+    ("/api/x%00", "NotClean"),
+    ("/api/x\x00", "NotClean"),
+    ("/api/x%0d%0a", "NotClean"),
+    ("/api/x%7F", "NotClean"),
+    ("/api/\tx", "NotClean"),
+    ("/api/x%", "NotClean"),
+    ("/api/x%4", "NotClean"),
+    ("/api/x%zz", "NotClean"),
+    ("/../x", "NotClean"),
+    ("/%2e%2e/x", "NotClean"),
+    ("/a/../../x", "NotClean"),
+    ("/..", "NotClean"),
+    ("api/x", "NotClean"),
+    ("", "NotClean"),
+    ("*", "NotClean"),
+    ("http://evil/x", "NotClean"),
+    ("/raw/..;/api/key/x", "NotClean"),
+    ("/raw/..;jsessionid=1/api", "NotClean"),
+    ("/raw/%2e%2e;/api", "NotClean"),
+    ("/raw/%2E.;x/api", "NotClean"),
+    ("/raw/.%2e;/api", "NotClean"),
+    ("/raw/.;/api", "NotClean"),
+    ("/raw/..%3b/api", "NotClean"),
+    ("/raw/..;", "NotClean"),
+    ("/..;/x", "NotClean"),
+    ("/a;v=1", "NotClean"),  # path parameters: Python keeps them, the fast path leaves them
+    ("/api?a b", "NotClean"),
+    ("/api?a#b", "NotClean"),
+    ("/" + "a" * 8192, "NotClean"),
+    # The control plane's own paths, and spellings of them.
+    ("/oauth2/token", "Reserved"),
+    ("/admin", "Reserved"),
+    ("/admin/api/v1/keys", "Reserved"),
+    ("/.well-known/openid-configuration", "Reserved"),
+    ("/healthz", "Reserved"),
+    ("/metrics", "Reserved"),
+    ("/auth/verify", "Reserved"),
+    ("/api-keys/leaks", "Reserved"),
+    ("//admin", "NotClean"),
+    ("/x/../admin", "NotClean"),
+    ("/%61dmin", "NotClean"),
+    # No route / no method (Python renders the 404 / 405).
+    ("/apix", "NoRoute"),
+    ("/", "NoRoute"),
+    ("/API/x", "NoRoute"),
+]
+
+
+@pytest.mark.parametrize(("target", "why"), DEFERRED)
+def test_everything_else_is_deferred(target: str, why: str) -> None:
+    native = TABLES["routes"][1]
+    assert check("routes", "gw.test", "GET", target) is None
+    assert native.defer_reason("gw.test", "GET", target) == why
+
+
+def test_methods_and_hosts_python_refuses_or_does_not_read_are_deferred() -> None:
+    _, native = TABLES["routes"]
+    assert native.defer_reason("gw.test", "get", "/api") == "Method"
+    assert native.defer_reason("gw.test", "X" * 33, "/api") == "Method"
+    assert native.defer_reason("gw.test", "PUT", "/api/orders") == "MethodNotAllowed"
+    assert native.defer_reason("gw.test", "DELETE", "/api/orders") == "MethodNotAllowed"
+    assert native.defer_reason("gw.test", "GET", "/adm") == "MethodNotAllowed"
+    assert native.defer_reason("admin.example\xe9", "GET", "/api") == "Host"
+    assert native.defer_reason("a b", "GET", "/api") == "Host"
+
+
+def test_options_is_deferred_when_a_route_answers_preflights() -> None:
+    from bastion.settings.models import CorsSettings
+
+    routes = [route("api", "/api", cors=CorsSettings(origins=["https://app.example"]))]
+    table = compile_table(Settings(routes=routes))
+    table["routes"][0]["native"] = True
+    native = _native.RouteTable(json.dumps(table))
+    assert native.defer_reason("gw.test", "OPTIONS", "/api") == "Preflight"
+    assert native.route("gw.test", "GET", "/api") == (0, "/api")
+
+
+# -- generated ---------------------------------------------------------------------
+
+SEGMENTS = [
+    "api", "orders", "v2", "items", "x.y~", "caf%C3%A9", "caf%c3%a9", "a;v=1", "adm",
+    "administrator", "admin", "oauth2", ".well-known", "healthz", "auth", "verify", "s!$&'()*+,=:@",
+    "API", ".", "..", "", "%2e", "%2E", "%41", "%7e", "%20", "%3B", "%3b", "%2F", "%5C", "%00",
+    "%", "%4", "\\", ";", "..;", "é", " ", "\t", "7", "q", "~", "%25", "%3A", "%3a",
+]  # fmt: skip
+HOSTS = [
+    None, "", "gw.test", "admin.example", "ADMIN.example:8443", "admin.example.",
+    "Admin.Example.:1", "api.example", "API.EXAMPLE:8443", "api.example:", "[::1]:80", "[::1",
+    "other", ":", ".", "é",
+]  # fmt: skip
+METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "get", "Get", "PROPFIND"]
+
+PREFIXES = sorted({r.match.path for r in WITH_ROOT} | {"/admin", "/oauth2", "/api-keys/leaks"})
+
+segments = st.lists(st.sampled_from(SEGMENTS), max_size=6).map(lambda s: "/".join(s))
+paths = st.one_of(
+    segments.map(lambda s: "/" + s),
+    # Under a route's prefix (or a reserved one), where the matcher has choices to make.
+    st.tuples(st.sampled_from(PREFIXES), st.sampled_from(["", "/"]), segments).map(
+        lambda p: p[0].rstrip("/") + p[1] + p[2]
+    ),
+)
+targets = st.one_of(
+    paths,
+    paths,
+    st.tuples(paths, st.text(max_size=8)).map(lambda pq: f"{pq[0]}?{pq[1]}"),
+    st.text(max_size=30),
+)
+hosts = st.one_of(st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.text(max_size=12))
+methods = st.one_of(st.sampled_from(METHODS), st.sampled_from(METHODS), st.text(max_size=8))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.sampled_from(sorted(TABLES)), hosts, methods, targets)
+@example("routes", "gw.test", "GET", "/api/orders/7")
+def test_native_never_disagrees_with_python(
+    table: str, host: str | None, method: str, target: str
+) -> None:
+    check(table, host, method, target)
