@@ -49,44 +49,70 @@ pub fn clean_target(target: &str) -> Option<CleanTarget<'_>> {
 }
 
 /// Whether `normalize_path(path) == path` for certain (see the module docs).
+/// One pass over the bytes.
 pub fn is_clean_path(path: &[u8]) -> bool {
     if path.len() > MAX_PATH_BYTES || path.first() != Some(&b'/') {
         return false;
     }
-    if path.len() == 1 {
-        return true;
-    }
-    let body = &path[1..];
-    let body = body.strip_suffix(b"/").unwrap_or(body);
-    body.split(|&byte| byte == b'/').all(is_clean_segment)
-}
-
-fn is_clean_segment(segment: &[u8]) -> bool {
-    if segment.is_empty() || segment == b"." || segment == b".." {
-        return false;
-    }
-    let mut i = 0;
-    while i < segment.len() {
-        let byte = segment[i];
-        if byte == b'%' {
-            match (segment.get(i + 1), segment.get(i + 2)) {
+    let mut start = 1; // of the current segment
+    let mut i = 1;
+    while let Some(&byte) = path.get(i) {
+        match byte {
+            b'/' => {
+                if !is_clean_segment(&path[start..i]) {
+                    return false;
+                }
+                start = i + 1;
+                i += 1;
+            }
+            b'%' => match (path.get(i + 1), path.get(i + 2)) {
                 (Some(&hi), Some(&lo)) if is_kept_escape(hi, lo) => i += 3,
                 _ => return false,
-            }
-            continue;
+            },
+            _ if PLAIN[usize::from(byte)] => i += 1,
+            _ => return false,
         }
-        if !is_plain(byte) {
-            return false;
-        }
-        i += 1;
     }
-    true
+    // The last segment may be empty: a trailing slash (or the root itself).
+    let last = &path[start..];
+    last.is_empty() || is_clean_segment(last)
 }
 
-/// A byte `normalize_path` keeps as it is, outside an escape (`;` excluded).
-fn is_plain(byte: u8) -> bool {
-    is_unreserved(byte) || b"!$&'()*+,=:@".contains(&byte)
+/// Not empty, not a dot segment (its bytes were checked by the caller).
+fn is_clean_segment(segment: &[u8]) -> bool {
+    !(segment.is_empty() || segment == b"." || segment == b"..")
 }
+
+/// The bytes `normalize_path` keeps as they are, outside an escape: the
+/// unreserved characters and the sub-delimiters, `:` and `@` — without `;`.
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        byte += 1;
+    }
+    table
+};
 
 fn is_unreserved(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')

@@ -110,7 +110,7 @@ NATIVE = [
     ("routes", "admin.example.", "GET", "/api/orders/1", (1, "/v1/1")),
     ("routes", "API.example", "GET", "/api/v2/items/9", (3, "/base/9")),
     ("routes", "gw.test", "GET", "/api/v2/items/9", (0, "/api/v2/items/9")),
-    ("routes", None, "GET", "/x.y~/z", (4, "/x.y~/z")),
+    ("routes", "gw.test", "GET", "/x.y~/z", (4, "/x.y~/z")),
     ("routes", "gw.test", "GET", "/caf%C3%A9/menu%20du%20jour", (5, "/menu%20du%20jour")),
     ("routes", "gw.test", "GET", "/s!$&'()*+,=:@/q", (7, "/s!$&'()*+,=:@/q")),
     ("routes", "gw.test", "GET", "/administrator", (8, "/administrator")),
@@ -213,6 +213,9 @@ def test_methods_and_hosts_python_refuses_or_does_not_read_are_deferred() -> Non
     assert native.defer_reason("gw.test", "GET", "/adm") == "MethodNotAllowed"
     assert native.defer_reason("admin.example\xe9", "GET", "/api") == "Host"
     assert native.defer_reason("a b", "GET", "/api") == "Host"
+    assert native.defer_reason(None, "GET", "/api") == "Host"  # Python: 400 in HTTP/1.1
+    assert native.defer_reason("", "GET", "/api") == "Host"
+    assert native.route(".", "GET", "/api") == (0, "/api")
 
 
 def test_options_is_deferred_when_a_route_answers_preflights() -> None:
