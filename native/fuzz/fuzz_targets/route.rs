@@ -1,0 +1,73 @@
+//! Route matching over arbitrary request heads: host, method and request-target.
+//!
+//! The input is split on 0xFF bytes into `host`, `method` and `target`. Beyond
+//! "never panics", a `Native` answer must come from a clean path, off the
+//! control plane's prefixes, for a native route, with an absolute upstream
+//! target.
+
+#![no_main]
+
+use std::sync::OnceLock;
+
+use _native::paths::clean_target;
+use _native::router::Routed;
+use _native::routes::RouteTable;
+use libfuzzer_sys::fuzz_target;
+
+const TABLE: &str = r#"{"version": 1,
+  "match": {"reserved": ["/healthz", "/.well-known", "/oauth2", "/admin", "/auth/verify"],
+            "preflight": false},
+  "routes": [
+    {"index": 0, "name": "root", "native": true,
+     "match": {"host": null, "prefix": "/", "methods": ["GET"], "strip_prefix": true,
+               "upstream_base": "/r"}},
+    {"index": 1, "name": "api", "native": true,
+     "match": {"host": null, "prefix": "/api", "methods": null, "strip_prefix": false,
+               "upstream_base": ""}},
+    {"index": 2, "name": "orders", "native": true,
+     "match": {"host": "admin.example", "prefix": "/api/orders", "methods": ["DELETE"],
+               "strip_prefix": true, "upstream_base": "/v1"}},
+    {"index": 3, "name": "python", "native": false,
+     "match": {"host": null, "prefix": "/py", "methods": null, "strip_prefix": false,
+               "upstream_base": ""}},
+    {"index": 4, "name": "escaped", "native": true,
+     "match": {"host": null, "prefix": "/caf%C3%A9", "methods": ["GET", "POST"],
+               "strip_prefix": true, "upstream_base": ""}}
+  ]}"#;
+
+fn table() -> &'static RouteTable {
+    static TABLE_CELL: OnceLock<RouteTable> = OnceLock::new();
+    TABLE_CELL.get_or_init(|| RouteTable::from_json(TABLE).expect("the fuzz table loads"))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut parts = data.splitn(3, |&b| b == 0xFF);
+    let host = parts.next().map(String::from_utf8_lossy);
+    let method = parts.next().unwrap_or(b"GET");
+    let target = String::from_utf8_lossy(parts.next().unwrap_or(b"/"));
+    let Ok(method) = http::Method::from_bytes(method) else {
+        return;
+    };
+    if let Routed::Native {
+        route,
+        upstream_path_and_query,
+    } = table().route(host.as_deref(), &method, &target)
+    {
+        let clean = clean_target(&target).expect("native only for a clean target");
+        assert!(route.native);
+        assert!(![
+            "/healthz",
+            "/.well-known",
+            "/oauth2",
+            "/admin",
+            "/auth/verify"
+        ]
+        .iter()
+        .any(|p| clean.path == *p || clean.path.starts_with(&format!("{p}/"))));
+        assert!(upstream_path_and_query.starts_with('/'));
+        assert_eq!(
+            upstream_path_and_query.split_once('?').map(|(_, q)| q),
+            clean.query
+        );
+    }
+});
