@@ -479,6 +479,40 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_with_routes_for_other_hosts_only_is_passed_over() {
+        let t = table(
+            vec![
+                rule("api", "/api", None, None),
+                rule("admin-orders", "/api/orders", None, Some("admin.example")),
+            ],
+            false,
+        );
+        assert_eq!(
+            name(&t, "admin.example", "GET", "/api/orders/1"),
+            Ok("admin-orders".into())
+        );
+        assert_eq!(
+            name(&t, "other.example", "GET", "/api/orders/1"),
+            Ok("api".into())
+        );
+        assert_eq!(
+            name(&t, "other.example", "GET", "/api/orders"),
+            Ok("api".into())
+        );
+    }
+
+    #[test]
+    fn only_a_root_route() {
+        let t = table(vec![rule("root", "/", Some(&["GET"]), None)], false);
+        assert_eq!(get(&t, "/"), Ok("root".into()));
+        assert_eq!(get(&t, "/a/b/c/"), Ok("root".into()));
+        assert_eq!(name(&t, "h", "POST", "/a/b"), Err(Why::MethodNotAllowed));
+        let none = table(vec![], false);
+        assert_eq!(get(&none, "/a/b"), Err(Why::NoRoute));
+        assert_eq!(get(&none, "/"), Err(Why::NoRoute));
+    }
+
+    #[test]
     fn methods_python_refuses_defer() {
         let t = matcher();
         assert_eq!(name(&t, "gw.test", "get", "/api"), Err(Why::Method));
