@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from bastion import _native
@@ -278,3 +278,78 @@ def test_native_never_disagrees_with_python(
     table: str, host: str | None, method: str, target: str
 ) -> None:
     check(table, host, method, target)
+
+
+# -- generated tables ----------------------------------------------------------------
+
+PREFIX_SEGMENTS = ["a", "b", "api", "x.y", "caf%C3%A9", "admin", "a;p"]
+REQUEST_SEGMENTS = [*PREFIX_SEGMENTS, "", ".", "..", "%61", "c", "A"]
+
+
+@st.composite
+def route_tables(draw: st.DrawFn) -> tuple[RouteMatcher, _native.RouteTable, list[bool]]:
+    """A random valid route table, compiled both ways, and which routes are native."""
+    count = draw(st.integers(1, 6))
+    routes = []
+    for i in range(count):
+        prefix = "/" + "/".join(draw(st.lists(st.sampled_from(PREFIX_SEGMENTS), max_size=3)))
+        kw: dict[str, Any] = {
+            "strip_prefix": draw(st.booleans()),
+            "upstream": draw(st.sampled_from(["http://u:9", "http://u:9/base", "http://u/b/c/"])),
+        }
+        host = draw(st.sampled_from([None, "a.example", "B.example:8443"]))
+        if host is not None:
+            kw["host"] = host
+        methods = draw(st.sampled_from([None, ["GET"], ["POST", "PUT"], ["GET", "DELETE"]]))
+        if methods is not None:
+            kw["methods"] = methods
+        routes.append(route(f"r{i}", prefix, **kw))
+    try:
+        matcher = RouteMatcher(routes)
+        settings = Settings(routes=routes)
+    except (GatewayError, ValueError):
+        assume(False)
+        raise
+    table = compile_table(settings)
+    natives = []
+    for entry in table["routes"]:
+        entry["native"] = draw(st.sampled_from([True, True, False]))
+        natives.append(entry["native"])
+    return matcher, _native.RouteTable(json.dumps(table)), natives
+
+
+request_paths = st.lists(st.sampled_from(REQUEST_SEGMENTS), max_size=5).map(
+    lambda s: "/" + "/".join(s)
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    route_tables(),
+    st.sampled_from(["a.example", "A.EXAMPLE:1", "b.example.", "c.example", "."]),
+    st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]),
+    request_paths,
+    st.sampled_from(["", "?", "?q=1"]),
+)
+def test_generated_tables_agree(
+    tables: tuple[RouteMatcher, _native.RouteTable, list[bool]],
+    host: str,
+    method: str,
+    path: str,
+    query: str,
+) -> None:
+    matcher, native, natives = tables
+    target = path + query
+    decided = native.route(host, method, target)
+    expected = python_decision(matcher, host, method, target)
+    if decided is not None:
+        assert normalize_path(path.encode()) == path
+        assert decided == expected
+    # And the fast path is taken whenever the path is already normal (path parameters
+    # aside) and Python would serve a native route.
+    try:
+        normal = normalize_path(path.encode()) == path and ";" not in path
+    except GatewayError:
+        normal = False
+    if normal and expected is not None and natives[expected[0]]:
+        assert decided == expected
