@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::router::Routed;
+use crate::router::{Routed, Why};
 use crate::routes::RouteTable;
 
 /// The version of the native core (the crate's version).
@@ -82,13 +82,13 @@ impl PyRouteTable {
 
     /// Why the native core defers the request (`None` when it serves it).
     #[pyo3(signature = (host, method, target))]
-    fn defer_reason(&self, host: Option<&str>, method: &str, target: &str) -> Option<String> {
+    fn defer_reason(&self, host: Option<&str>, method: &str, target: &str) -> Option<&'static str> {
         let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
-            return Some("Method".to_owned());
+            return Some(Why::Method.label());
         };
         match self.table.route(host, &method, target) {
             Routed::Native { .. } => None,
-            Routed::Defer(why) => Some(format!("{why:?}")),
+            Routed::Defer(why) => Some(why.label()),
         }
     }
 

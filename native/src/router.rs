@@ -57,6 +57,23 @@ pub enum Why {
     Opaque,
 }
 
+impl Why {
+    /// A stable snake_case label (metrics, logs, `RouteTable.defer_reason`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::NotClean => "not_clean",
+            Self::Reserved => "reserved",
+            Self::Method => "method",
+            Self::Preflight => "preflight",
+            Self::Host => "host",
+            Self::NoRoute => "no_route",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::NotNative => "not_native",
+            Self::Opaque => "opaque",
+        }
+    }
+}
+
 /// The routes indexed by prefix: one map probe per path segment, at most as
 /// many as the deepest prefix has segments.
 #[derive(Debug, Default)]

@@ -13,5 +13,5 @@ class RouteTable:
     def route(self, host: str | None, method: str, target: str) -> tuple[int, str] | None:
         """``(route index, upstream path and query)`` when served natively, else ``None``."""
     def defer_reason(self, host: str | None, method: str, target: str) -> str | None:
-        """Why the request is deferred to Python (``None`` when served natively)."""
+        """Why the request goes to Python (a snake_case label); ``None`` when served natively."""
     def __len__(self) -> int: ...

@@ -131,76 +131,76 @@ def test_clean_requests_are_served_natively(
 
 DEFERRED = [
     # Python rewrites the path first (it may then match: Python serves it).
-    ("//api/x", "NotClean"),
-    ("/api//x", "NotClean"),
-    ("/api/./x", "NotClean"),
-    ("/x/../api/x", "NotClean"),
-    ("/api/%2e/x", "NotClean"),
-    ("/%61pi/x", "NotClean"),
-    ("/api/%3a", "NotClean"),
-    ("/api/x%e2%82%ac", "NotClean"),
-    ("/api/é", "NotClean"),
-    ("/api/a b", "NotClean"),
-    ("/api/.", "NotClean"),
-    ("/api/x/..", "NotClean"),
-    ("/caf%c3%a9", "NotClean"),
+    ("//api/x", "not_clean"),
+    ("/api//x", "not_clean"),
+    ("/api/./x", "not_clean"),
+    ("/x/../api/x", "not_clean"),
+    ("/api/%2e/x", "not_clean"),
+    ("/%61pi/x", "not_clean"),
+    ("/api/%3a", "not_clean"),
+    ("/api/x%e2%82%ac", "not_clean"),
+    ("/api/é", "not_clean"),
+    ("/api/a b", "not_clean"),
+    ("/api/.", "not_clean"),
+    ("/api/x/..", "not_clean"),
+    ("/caf%c3%a9", "not_clean"),
     # Python refuses (tests/gateway/test_paths.py::test_refuses).
-    ("/api%2fx", "NotClean"),
-    ("/api%2Fx", "NotClean"),
-    ("/api%5cx", "NotClean"),
-    ("/api\\x", "NotClean"),
-    ("/api/x%00", "NotClean"),
-    ("/api/x\x00", "NotClean"),
-    ("/api/x%0d%0a", "NotClean"),
-    ("/api/x%7F", "NotClean"),
-    ("/api/\tx", "NotClean"),
-    ("/api/x%", "NotClean"),
-    ("/api/x%4", "NotClean"),
-    ("/api/x%zz", "NotClean"),
-    ("/../x", "NotClean"),
-    ("/%2e%2e/x", "NotClean"),
-    ("/a/../../x", "NotClean"),
-    ("/..", "NotClean"),
-    ("api/x", "NotClean"),
-    ("", "NotClean"),
-    ("*", "NotClean"),
-    ("http://evil/x", "NotClean"),
-    ("/raw/..;/api/key/x", "NotClean"),
-    ("/raw/..;jsessionid=1/api", "NotClean"),
-    ("/raw/%2e%2e;/api", "NotClean"),
-    ("/raw/%2E.;x/api", "NotClean"),
-    ("/raw/.%2e;/api", "NotClean"),
-    ("/raw/.;/api", "NotClean"),
-    ("/raw/..%3b/api", "NotClean"),
-    ("/raw/..;", "NotClean"),
-    ("/..;/x", "NotClean"),
-    ("/a;v=1", "NotClean"),  # path parameters: Python keeps them, the fast path leaves them
-    ("/api?a b", "NotClean"),
-    ("/api?a#b", "NotClean"),
-    ("/" + "a" * 8192, "NotClean"),
+    ("/api%2fx", "not_clean"),
+    ("/api%2Fx", "not_clean"),
+    ("/api%5cx", "not_clean"),
+    ("/api\\x", "not_clean"),
+    ("/api/x%00", "not_clean"),
+    ("/api/x\x00", "not_clean"),
+    ("/api/x%0d%0a", "not_clean"),
+    ("/api/x%7F", "not_clean"),
+    ("/api/\tx", "not_clean"),
+    ("/api/x%", "not_clean"),
+    ("/api/x%4", "not_clean"),
+    ("/api/x%zz", "not_clean"),
+    ("/../x", "not_clean"),
+    ("/%2e%2e/x", "not_clean"),
+    ("/a/../../x", "not_clean"),
+    ("/..", "not_clean"),
+    ("api/x", "not_clean"),
+    ("", "not_clean"),
+    ("*", "not_clean"),
+    ("http://evil/x", "not_clean"),
+    ("/raw/..;/api/key/x", "not_clean"),
+    ("/raw/..;jsessionid=1/api", "not_clean"),
+    ("/raw/%2e%2e;/api", "not_clean"),
+    ("/raw/%2E.;x/api", "not_clean"),
+    ("/raw/.%2e;/api", "not_clean"),
+    ("/raw/.;/api", "not_clean"),
+    ("/raw/..%3b/api", "not_clean"),
+    ("/raw/..;", "not_clean"),
+    ("/..;/x", "not_clean"),
+    ("/a;v=1", "not_clean"),  # path parameters: Python keeps them, the fast path leaves them
+    ("/api?a b", "not_clean"),
+    ("/api?a#b", "not_clean"),
+    ("/" + "a" * 8192, "not_clean"),
     # tests/features/gateway_hygiene: spellings that would cross into other routes.
-    ("/api/x%2F..%2F..%2Fadmin", "NotClean"),
-    ("/api/x%2F..%2F..%2Foauth2%2Fjwks.json", "NotClean"),
-    ("/api/x%5C..%5C..", "NotClean"),
-    ("/api/y/%2E%2E/x", "NotClean"),
-    ("/x/../../api/x", "NotClean"),
-    ("/api/%00", "NotClean"),
+    ("/api/x%2F..%2F..%2Fadmin", "not_clean"),
+    ("/api/x%2F..%2F..%2Foauth2%2Fjwks.json", "not_clean"),
+    ("/api/x%5C..%5C..", "not_clean"),
+    ("/api/y/%2E%2E/x", "not_clean"),
+    ("/x/../../api/x", "not_clean"),
+    ("/api/%00", "not_clean"),
     # The control plane's own paths, and spellings of them.
-    ("/oauth2/token", "Reserved"),
-    ("/admin", "Reserved"),
-    ("/admin/api/v1/keys", "Reserved"),
-    ("/.well-known/openid-configuration", "Reserved"),
-    ("/healthz", "Reserved"),
-    ("/metrics", "Reserved"),
-    ("/auth/verify", "Reserved"),
-    ("/api-keys/leaks", "Reserved"),
-    ("//admin", "NotClean"),
-    ("/x/../admin", "NotClean"),
-    ("/%61dmin", "NotClean"),
+    ("/oauth2/token", "reserved"),
+    ("/admin", "reserved"),
+    ("/admin/api/v1/keys", "reserved"),
+    ("/.well-known/openid-configuration", "reserved"),
+    ("/healthz", "reserved"),
+    ("/metrics", "reserved"),
+    ("/auth/verify", "reserved"),
+    ("/api-keys/leaks", "reserved"),
+    ("//admin", "not_clean"),
+    ("/x/../admin", "not_clean"),
+    ("/%61dmin", "not_clean"),
     # No route / no method (Python renders the 404 / 405).
-    ("/apix", "NoRoute"),
-    ("/", "NoRoute"),
-    ("/API/x", "NoRoute"),
+    ("/apix", "no_route"),
+    ("/", "no_route"),
+    ("/API/x", "no_route"),
 ]
 
 
@@ -213,15 +213,15 @@ def test_everything_else_is_deferred(target: str, why: str) -> None:
 
 def test_methods_and_hosts_python_refuses_or_does_not_read_are_deferred() -> None:
     _, native = TABLES["routes"]
-    assert native.defer_reason("gw.test", "get", "/api") == "Method"
-    assert native.defer_reason("gw.test", "X" * 33, "/api") == "Method"
-    assert native.defer_reason("gw.test", "PUT", "/api/orders") == "MethodNotAllowed"
-    assert native.defer_reason("gw.test", "DELETE", "/api/orders") == "MethodNotAllowed"
-    assert native.defer_reason("gw.test", "GET", "/adm") == "MethodNotAllowed"
-    assert native.defer_reason("admin.example\xe9", "GET", "/api") == "Host"
-    assert native.defer_reason("a b", "GET", "/api") == "Host"
-    assert native.defer_reason(None, "GET", "/api") == "Host"  # Python: 400 in HTTP/1.1
-    assert native.defer_reason("", "GET", "/api") == "Host"
+    assert native.defer_reason("gw.test", "get", "/api") == "method"
+    assert native.defer_reason("gw.test", "X" * 33, "/api") == "method"
+    assert native.defer_reason("gw.test", "PUT", "/api/orders") == "method_not_allowed"
+    assert native.defer_reason("gw.test", "DELETE", "/api/orders") == "method_not_allowed"
+    assert native.defer_reason("gw.test", "GET", "/adm") == "method_not_allowed"
+    assert native.defer_reason("admin.example\xe9", "GET", "/api") == "host"
+    assert native.defer_reason("a b", "GET", "/api") == "host"
+    assert native.defer_reason(None, "GET", "/api") == "host"  # Python: 400 in HTTP/1.1
+    assert native.defer_reason("", "GET", "/api") == "host"
     assert native.route(".", "GET", "/api") == (0, "/api")
 
 
@@ -232,7 +232,7 @@ def test_options_is_deferred_when_a_route_answers_preflights() -> None:
     table = compile_table(Settings(routes=routes))
     table["routes"][0]["native"] = True
     native = _native.RouteTable(json.dumps(table))
-    assert native.defer_reason("gw.test", "OPTIONS", "/api") == "Preflight"
+    assert native.defer_reason("gw.test", "OPTIONS", "/api") == "preflight"
     assert native.route("gw.test", "GET", "/api") == (0, "/api")
 
 

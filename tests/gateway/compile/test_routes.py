@@ -87,13 +87,13 @@ def test_compile_table_shape_and_native_load() -> None:
     assert len(loaded) == 2
     # The placeholders of the other sections keep every route in Python for now.
     assert loaded.route("h", "GET", "/a/x") is None
-    assert loaded.defer_reason("h", "GET", "/a/x") == "NotNative"
+    assert loaded.defer_reason("h", "GET", "/a/x") == "not_native"
     for entry in table["routes"]:
         entry["native"] = True
     loaded = _native.RouteTable(json.dumps(table))
     assert loaded.route("h", "GET", "/a/x?q=1") == (0, "/a/x?q=1")
     assert loaded.route("h", "POST", "/a/x") is None
-    assert loaded.defer_reason("h", "POST", "/a/x") == "MethodNotAllowed"
+    assert loaded.defer_reason("h", "POST", "/a/x") == "method_not_allowed"
 
 
 def test_native_loader_refuses_another_version() -> None:
