@@ -11,12 +11,12 @@
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
+//! - `paths`: which request targets are already in Python's normal form.
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
-//! - `routes`: the route table compiled by Python, swapped whole on reload.
-//! - `paths`: which request targets are already in Python's normal form.
 //! - `router`: host + path + method to a route, or a defer.
+//! - `routes`: the route table compiled by Python, swapped whole on reload.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -28,10 +28,10 @@ pub mod client_ip;
 pub mod gateway;
 pub mod http;
 pub mod hygiene;
+pub mod paths;
 pub mod plane;
 pub mod respond;
 pub mod risk;
-pub mod paths;
 pub mod router;
 pub mod routes;
 
