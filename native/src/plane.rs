@@ -7,12 +7,16 @@
 use std::sync::OnceLock;
 
 use crate::risk::RiskFlags;
+use crate::routes::LiveTable;
 
 /// Everything the native path reads per request besides the request itself.
 #[derive(Default)]
 pub struct Plane {
     /// Flagged keys / addresses / subjects / clients (their requests defer).
     pub risk: RiskFlags,
+    /// The route table in force (empty until the control plane loads one:
+    /// every request defers).
+    pub routes: LiveTable,
 }
 
 /// The process's plane.

@@ -97,11 +97,29 @@ impl PyRouteTable {
     }
 }
 
-impl PyRouteTable {
-    /// The loaded table, for the listener to put in force.
-    #[allow(dead_code)] // used once the coordinator wires the table into the gateway
-    pub(crate) fn table(&self) -> Arc<RouteTable> {
-        Arc::clone(&self.table)
+/// Put the route table `json` in force for every request from now on
+/// (`routes reload`: one swap). Raises `ValueError` for another version or an
+/// invalid table; the table in force then stays.
+#[pyfunction]
+fn routes_load(json: &str) -> PyResult<()> {
+    let table =
+        RouteTable::from_json(json).map_err(|err| PyValueError::new_err(err.to_string()))?;
+    crate::plane::plane().routes.replace(Arc::new(table));
+    Ok(())
+}
+
+/// `RouteTable.route` on the table in force (what the listener decides).
+#[pyfunction]
+#[pyo3(signature = (host, method, target))]
+fn routes_route(host: Option<&str>, method: &str, target: &str) -> Option<(usize, String)> {
+    let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+    let table = crate::plane::plane().routes.current();
+    match table.route(host, &method, target) {
+        Routed::Native {
+            route,
+            upstream_path_and_query,
+        } => Some((route.index, upstream_path_and_query)),
+        Routed::Defer(_) => None,
     }
 }
 
@@ -112,5 +130,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(risk_clear, m)?)?;
     m.add_function(wrap_pyfunction!(risk_flagged, m)?)?;
     m.add_class::<PyRouteTable>()?;
+    m.add_function(wrap_pyfunction!(routes_load, m)?)?;
+    m.add_function(wrap_pyfunction!(routes_route, m)?)?;
     Ok(())
 }

@@ -15,3 +15,9 @@ class RouteTable:
     def defer_reason(self, host: str | None, method: str, target: str) -> str | None:
         """Why the request goes to Python (a snake_case label); ``None`` when served natively."""
     def __len__(self) -> int: ...
+
+def routes_load(json: str) -> None:
+    """Put a compiled route table in force (one swap); ``ValueError`` keeps the old one."""
+
+def routes_route(host: str | None, method: str, target: str) -> tuple[int, str] | None:
+    """``RouteTable.route`` on the table in force."""

@@ -103,3 +103,20 @@ def test_native_loader_refuses_another_version() -> None:
         _native.RouteTable('{"version": 2, "match": {}, "routes": []}')
     with pytest.raises(ValueError, match=r"^the route table is not valid: "):
         _native.RouteTable('{"version": 1, "routes": []}')
+
+
+def test_routes_load_swaps_the_table_in_force() -> None:
+    settings = Settings(routes=[route("a", "/a"), route("b", "/b", upstream="http://u:9/x")])
+    table = compile_table(settings)
+    for entry in table["routes"]:
+        entry["native"] = True
+    _native.routes_load(json.dumps(table))
+    assert _native.routes_route("h", "GET", "/b/1") == (1, "/x/b/1")
+    with pytest.raises(ValueError, match=r"^the route table has version 9; "):
+        _native.routes_load(json.dumps({**table, "version": 9}))
+    assert _native.routes_route("h", "GET", "/b/1") == (1, "/x/b/1")  # the old one stays
+    table["routes"] = table["routes"][:1]
+    _native.routes_load(json.dumps(table))
+    assert _native.routes_route("h", "GET", "/b/1") is None
+    assert _native.routes_route("h", "GET", "/a") == (0, "/a")
+    _native.routes_load(json.dumps({**table, "routes": []}))  # leave nothing in force
