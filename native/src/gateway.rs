@@ -1,11 +1,340 @@
-//! The native gateway: one request through match → authenticate → authorize →
-//! limit → mutate → proxy, or a `Defer` to the Python control plane.
+//! The native gateway: one request through the steps of
+//! `bastion.gateway.pipeline.STEPS`, or a `Defer` to the Python control plane.
 //!
-//! (Stub until the steps land: everything is deferred.)
+//! | step | native | deferred to Python when |
+//! |---|---|---|
+//! | framing | `hygiene::takes` | the head is anything but plainly fine |
+//! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
+//! | ip, cors | — | the route has IP rules or CORS (compiled `native: false`) |
+//! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
+//! | authenticate | `authn::admit` (cached keys, verified tokens) | the credential is not cached, or not usable |
+//! | authorize | `authz::authorize` | scopes / route list / claims refuse |
+//! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
+//! | mutate | `mutate::forward_headers` | — |
+//! | proxy | `Upstream::forward` | — (a failure is rendered: 502/503/504) |
+//!
+//! Natively produced answers are only the upstream's own, a 429 and the
+//! upstream failures; every other refusal is Python's, which renders it.
+//! Each native decision is audited (`audit::queue`) and metered.
 
-use crate::http::{Body, ConnInfo, Outcome};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderValue, USER_AGENT};
+use http::{Request, Version};
+use http_body::Body as _;
+
+use crate::audit::{self, AuditEvent, Door};
+use crate::authn::{self, Admitted, RouteAuth};
+use crate::client_ip::{client_ip, ip_bucket, TrustedProxies};
+use crate::http::{Body, ConnInfo, Identity, Outcome};
+use crate::hygiene::{self, HeadLimits};
+use crate::limit::{self, effective_key_limits, now_us, RouteLimits, Store, StoreKind};
+use crate::mutate::ForwardContext;
+use crate::plane::plane;
+use crate::problem::Problem;
+use crate::respond;
+use crate::risk::RiskKind;
+use crate::router::Routed;
+use crate::routes::RouteTable;
+use crate::upstream::{Upstream, UpstreamError};
+
+/// The parsed sections of one route the native path serves.
+pub struct NativeRoute {
+    pub auth: RouteAuth,
+    pub limits: RouteLimits,
+    pub upstream: Upstream,
+    pub max_body: u64,
+}
+
+/// One loaded configuration: the router, each native route's steps, and the
+/// table-wide settings. Immutable; a reload builds a new one and swaps it.
+pub struct Table {
+    pub routes: RouteTable,
+    /// By route index; `None` for a route Python serves.
+    pub native: Vec<Option<NativeRoute>>,
+    pub head: HeadLimits,
+    pub trusted: TrustedProxies,
+}
+
+#[derive(serde::Deserialize)]
+struct EdgeTable {
+    max_headers: usize,
+    max_header_bytes: usize,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct EdgeRoute {
+    max_body: u64,
+}
+
+impl Table {
+    /// Load `compile_table`'s JSON. Errors name the route and section: a
+    /// section the native core cannot parse is a bug between the compiler and
+    /// this crate, so the table is refused rather than served half-right.
+    pub fn from_json(json: &str) -> Result<Table, String> {
+        let routes = RouteTable::from_json(json).map_err(|e| e.to_string())?;
+        let raw: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let edge: EdgeTable = serde_json::from_value(raw["edge"].clone())
+            .map_err(|e| format!("table edge section: {e}"))?;
+        let trusted = TrustedProxies::parse(&edge.trusted_proxies)?;
+        let raw_routes = raw["routes"].as_array().cloned().unwrap_or_default();
+        let mut native = Vec::with_capacity(routes.routes().len());
+        for (route, raw_route) in routes.routes().iter().zip(raw_routes.iter()) {
+            if !route.native {
+                native.push(None);
+                continue;
+            }
+            let name = &route.name;
+            let auth = RouteAuth::from_section(&route.auth)
+                .map_err(|e| format!("route {name}: auth: {e}"))?;
+            let limits = RouteLimits::from_section(&route.limits)
+                .map_err(|e| format!("route {name}: limits: {}", e.0))?;
+            let upstream = Upstream::from_section(&route.upstream)
+                .map_err(|e| format!("route {name}: {e}"))?;
+            let edge: EdgeRoute = serde_json::from_value(raw_route["edge"].clone())
+                .map_err(|e| format!("route {name}: edge: {e}"))?;
+            native.push(Some(NativeRoute {
+                auth,
+                limits,
+                upstream,
+                max_body: edge.max_body,
+            }));
+        }
+        Ok(Table {
+            routes,
+            native,
+            head: HeadLimits {
+                max_headers: edge.max_headers,
+                max_header_bytes: edge.max_header_bytes,
+            },
+            trusted,
+        })
+    }
+}
+
+/// The request's host as the router reads it: the `Host` header, or the
+/// HTTP/2 authority.
+fn host_of(req: &Request<Body>) -> Option<&str> {
+    match req.headers().get(http::header::HOST) {
+        Some(value) => value.to_str().ok(),
+        None => req.uri().authority().map(|a| a.as_str()),
+    }
+}
 
 /// Decide one request. Never fails: anything unexpected is a `Defer`.
-pub async fn handle(req: http::Request<Body>, _conn: &ConnInfo) -> Outcome {
-    Outcome::Defer(req)
+pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
+    let Some(table) = plane().table.load_full() else {
+        return Outcome::Defer(req);
+    };
+    // An absolute-form target (a proxy request) is Python's to judge.
+    if req.version() != Version::HTTP_2 && req.uri().scheme().is_some() {
+        return Outcome::Defer(req);
+    }
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let Routed::Native { route, .. } = table.routes.route(host_of(&req), req.method(), &target)
+    else {
+        return Outcome::Defer(req);
+    };
+    let Some(Some(native)) = table.native.get(route.index) else {
+        return Outcome::Defer(req);
+    };
+    if !hygiene::takes(
+        req.method(),
+        req.version(),
+        req.headers(),
+        req.body().is_end_stream(),
+        table.head,
+        native.max_body,
+    ) {
+        return Outcome::Defer(req);
+    }
+    let now = authn::unix_now();
+    let Some(Admitted {
+        identity,
+        credential_headers,
+    }) = authn::admit(
+        authn::caches(),
+        &native.auth,
+        &route.name,
+        req.method(),
+        req.uri(),
+        req.headers(),
+        now,
+    )
+    else {
+        return Outcome::Defer(req);
+    };
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
+        return Outcome::Defer(req);
+    };
+    if flagged(&identity, ip, now) {
+        return Outcome::Defer(req);
+    }
+    let key_limits = identity
+        .key_id
+        .as_deref()
+        .map(|key| effective_key_limits(key, &[]));
+    let key_limits: &[limit::Limit] = key_limits.as_deref().unwrap_or(&[]);
+    let decision = match native.limits.store {
+        StoreKind::Memory => limit::check(
+            &Store::current(),
+            &native.limits,
+            &identity,
+            key_limits,
+            Some(ip),
+            &route.name,
+            now_us(),
+        ),
+        StoreKind::Redis => {
+            let Some(limiter) = limit::redis::current() else {
+                return Outcome::Defer(req);
+            };
+            match limit::redis::check(
+                &limiter,
+                &native.limits,
+                &identity,
+                key_limits,
+                Some(ip),
+                &route.name,
+            )
+            .await
+            {
+                Ok(decision) => decision,
+                // Python owns the outage policy (each limit's `fail`).
+                Err(_) => return Outcome::Defer(req),
+            }
+        }
+    };
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers());
+    let rid = request_id.to_str().unwrap_or("-").to_owned();
+    let https = conn.tls;
+    let mut event = event_for(&req, &route.name, &identity, ip, &rid);
+    if !decision.allowed {
+        let mut response = Problem::rate_limited(&decision).into_response(&rid);
+        respond::decorate(response.headers_mut(), https, &request_id);
+        event.allowed = false;
+        event.status = 429;
+        event.reason = Some("rate_limited".into());
+        event.step = Some("limit");
+        finish(event, Some("rate_limited"), &route.name, started);
+        return Outcome::Respond(response);
+    }
+    let path = req.uri().path().to_owned();
+    let ctx = ForwardContext {
+        conn,
+        trusted_peer: !table.trusted.is_empty() && table.trusted.contains(conn.peer.ip()),
+        request_id: Some(&rid),
+        consumed: &credential_headers,
+        authority: None,
+    };
+    let who = (identity.subject.is_some()).then_some(&identity);
+    let mut response = match native.upstream.forward(req, &path, who, &ctx).await {
+        Ok(mut response) => {
+            let headers = response.headers_mut();
+            for (name, value) in &decision.headers {
+                headers.insert(name.clone(), value.clone());
+            }
+            event.status = response.status().as_u16();
+            finish(event, None, &route.name, started);
+            response
+        }
+        Err(error) => {
+            let problem = problem_of(&error);
+            event.allowed = false;
+            event.status = problem.status.as_u16();
+            event.reason = Some(problem.code.into());
+            event.step = Some("proxy");
+            finish(event, Some(problem.code), &route.name, started);
+            problem.into_response(&rid)
+        }
+    };
+    respond::decorate(response.headers_mut(), https, &request_id);
+    Outcome::Respond(response)
+}
+
+/// Whether a detector flagged this requester: Python applies tightened limits.
+fn flagged(identity: &Identity, ip: IpAddr, now: f64) -> bool {
+    let risk = &plane().risk;
+    if !risk.any_set() {
+        return false;
+    }
+    let bucket = ip_bucket(ip);
+    risk.any_flagged(
+        now,
+        &[
+            (RiskKind::Key, identity.key_id.as_deref()),
+            (RiskKind::Ip, Some(&bucket)),
+            (RiskKind::Subject, identity.subject.as_deref()),
+            (RiskKind::Client, identity.client_id.as_deref()),
+        ],
+    )
+}
+
+fn event_for(
+    req: &Request<Body>,
+    route: &str,
+    identity: &Identity,
+    ip: IpAddr,
+    request_id: &str,
+) -> AuditEvent {
+    AuditEvent {
+        allowed: true,
+        status: 0,
+        reason: None,
+        step: None,
+        door: Door::Gateway,
+        route: Some(route.to_owned()),
+        method: req.method().as_str().to_owned(),
+        path: req.uri().path().to_owned(),
+        subject: identity.subject.clone(),
+        client_id: identity.client_id.clone(),
+        key_id: identity.key_id.clone(),
+        ip: Some(ip.to_string()),
+        user_agent: req
+            .headers()
+            .get(USER_AGENT)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(str::to_owned),
+        request_id: Some(request_id.to_owned()),
+        latency_us: 0,
+        timestamp: audit::unix_now(),
+    }
+}
+
+/// Audit and meter one native decision.
+fn finish(mut event: AuditEvent, code: Option<&str>, route: &str, started: Instant) {
+    let elapsed = started.elapsed();
+    event.latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    crate::metrics::global().record(Some(route), code, elapsed.as_secs_f64());
+    audit::queue().push(event);
+}
+
+/// The problem document Python renders for an upstream failure.
+fn problem_of(error: &UpstreamError) -> Problem {
+    let (_, code, _, detail) = error.problem();
+    match error {
+        UpstreamError::Tls { .. } => Problem::upstream_tls(detail),
+        UpstreamError::Timeout { .. } => Problem::upstream_timeout(detail),
+        UpstreamError::NoHealthyTarget { retry_after, .. } => {
+            Problem::no_healthy_upstream(*retry_after)
+        }
+        _ if code == "upstream_unavailable" => Problem::upstream_unavailable(detail),
+        _ => Problem::service_unavailable(Some(detail)),
+    }
+}
+
+/// Put a new table in force (`routes_load`): requests in flight finish on the old one.
+pub fn load(json: &str) -> Result<(), String> {
+    let table = Table::from_json(json)?;
+    plane().table.store(Some(Arc::new(table)));
+    Ok(())
 }

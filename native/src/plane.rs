@@ -6,6 +6,10 @@
 
 use std::sync::OnceLock;
 
+use arc_swap::ArcSwapOption;
+
+use crate::gateway::Table;
+use crate::respond::RequestIds;
 use crate::risk::RiskFlags;
 
 /// Everything the native path reads per request besides the request itself.
@@ -13,6 +17,11 @@ use crate::risk::RiskFlags;
 pub struct Plane {
     /// Flagged keys / addresses / subjects / clients (their requests defer).
     pub risk: RiskFlags,
+    /// The route table in force; `None` until the control plane loads one
+    /// (every request defers meanwhile).
+    pub table: ArcSwapOption<Table>,
+    /// The request ids of native responses.
+    pub request_ids: RequestIds,
 }
 
 /// The process's plane.

@@ -58,6 +58,11 @@ impl RiskFlags {
         self.count.store(flags.len(), Ordering::Release);
     }
 
+    /// Whether any flag is set at all (one atomic load: the common case).
+    pub fn any_set(&self) -> bool {
+        self.count.load(Ordering::Acquire) != 0
+    }
+
     /// Whether any of the request's identifiers is flagged at `now`.
     pub fn any_flagged(&self, now: f64, items: &[(RiskKind, Option<&str>)]) -> bool {
         if self.count.load(Ordering::Acquire) == 0 {

@@ -40,6 +40,7 @@ from bastion.crypto import (
     parse_keyring_text,
 )
 from bastion.errors import BastionError
+from bastion.gateway.compile import load_table
 from bastion.gateway import Gateway, JwtAuthenticator, native_push
 from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.external_jwt import TrustedIssuer
@@ -270,6 +271,8 @@ class Runtime:
                 tracer=_tracer(settings),
             )
             built["gateway"] = gateway
+            # The same routes, compiled for the native data plane (the public listener).
+            load_table(settings, routes)
             jwt = gateway.authenticators.get("jwt")
             if isinstance(jwt, JwtAuthenticator):
                 # An emergency retirement: tokens verified with the retired key leave the
@@ -429,6 +432,7 @@ class Runtime:
         routes = list(settings.routes)
         if self.echo is not None:
             routes.append(_demo_route(self.echo.url))
+        load_table(settings, routes)  # first: a refused native table changes nothing
         self.gateway.reload(routes)
         jwt = self.gateway.authenticators.get("jwt")
         if isinstance(jwt, JwtAuthenticator):

@@ -65,8 +65,17 @@ impl PyRouteTable {
     }
 }
 
+/// Put the table (`compile_table`'s JSON) in force for the native front;
+/// requests in flight finish on the previous one. Raises `ValueError` (the
+/// previous table stays) for a table the native core cannot load.
+#[pyfunction]
+fn routes_load(json: &str) -> PyResult<()> {
+    crate::gateway::load(json).map_err(PyValueError::new_err)
+}
+
 /// Add this part's functions and classes to the module.
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRouteTable>()?;
+    m.add_function(wrap_pyfunction!(routes_load, m)?)?;
     Ok(())
 }

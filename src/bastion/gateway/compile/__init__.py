@@ -21,21 +21,24 @@ pipeline (``"native": false``), and ``bastion routes list`` says why.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
+from bastion import _native
 from bastion.gateway.compile import auth, edge, limits, routes, upstream
 from bastion.gateway.compile.common import Unsupported
 
-__all__ = ["TABLE_VERSION", "Unsupported", "compile_table"]
+__all__ = ["TABLE_VERSION", "Unsupported", "compile_table", "load_table"]
 
 #: Bumped whenever the JSON shape changes; the native loader refuses others.
 TABLE_VERSION = 1
 
 
-def compile_table(settings: Any) -> dict[str, Any]:
-    """The native route table for ``settings.routes`` (a JSON-ready dict)."""
+def compile_table(settings: Any, route_list: Sequence[Any] | None = None) -> dict[str, Any]:
+    """The native route table for ``route_list`` (default ``settings.routes``), JSON-ready."""
     compiled: list[dict[str, Any]] = []
-    for index, route in enumerate(settings.routes):
+    for index, route in enumerate(settings.routes if route_list is None else route_list):
         entry: dict[str, Any] = {"index": index, "name": route.name}
         sections = {
             "match": routes.section(route, settings),
@@ -56,3 +59,21 @@ def compile_table(settings: Any) -> dict[str, Any]:
         "edge": edge.table_section(settings),
         "routes": compiled,
     }
+
+
+def load_table(settings: Any, route_list: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Compile the routes and put the table in force in the native data plane; return it.
+
+    Requests in flight finish on the previous table. Raises
+    :class:`~bastion.gateway.errors.GatewayConfigError` when the native core
+    refuses the table (a section it cannot read: a bug between this compiler
+    and the crate), leaving the previous table in force.
+    """
+    from bastion.gateway.errors import GatewayConfigError
+
+    table = compile_table(settings, route_list)
+    try:
+        _native.routes_load(json.dumps(table))
+    except ValueError as exc:
+        raise GatewayConfigError(f"the native route table was refused: {exc}") from None
+    return table
