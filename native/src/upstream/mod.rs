@@ -105,6 +105,10 @@ struct PoolSection {
 #[derive(Deserialize)]
 struct TlsSection {
     ca: Option<String>,
+    #[serde(default)]
+    client_cert: Option<String>,
+    #[serde(default)]
+    client_key: Option<String>,
 }
 
 /// One route's upstream: its targets, timeouts, health policy and mutate rules.
@@ -153,7 +157,17 @@ impl Upstream {
                 other => return Err(format!("upstream.targets: scheme {other:?} is not http(s)")),
             };
             if https && tls.is_none() {
-                tls = Some(tls::client_config(raw.tls.ca.as_deref().map(Path::new))?);
+                let client = match (&raw.tls.client_cert, &raw.tls.client_key) {
+                    (Some(cert), Some(key)) => Some(tls::ClientCert {
+                        cert: Path::new(cert),
+                        key: Path::new(key),
+                    }),
+                    _ => None,
+                };
+                tls = Some(tls::client_config(
+                    raw.tls.ca.as_deref().map(Path::new),
+                    client,
+                )?);
             }
             let host_header = HeaderValue::from_str(&t.host_header)
                 .map_err(|_| format!("upstream.targets: bad host_header {:?}", t.host_header))?;

@@ -550,6 +550,7 @@ fn certificates(
             .expect("openssl runs (the TLS tests need the openssl CLI)");
         assert!(status.success(), "openssl {args:?}");
     };
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").expect("ext");
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
@@ -603,10 +604,50 @@ fn certificates(
         "-extfile",
         "ext.cnf",
     ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=bastion",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "client.cnf",
+    ]);
     (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
 }
 
 async fn tls_echo(cert: &std::path::Path, key: &std::path::Path) -> SocketAddr {
+    tls_echo_with(cert, key, None).await
+}
+
+/// A TLS echo; with `client_ca` it requires a client certificate issued by it.
+async fn tls_echo_with(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> SocketAddr {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -616,12 +657,26 @@ async fn tls_echo(cert: &std::path::Path, key: &std::path::Path) -> SocketAddr {
     let key = PrivateKeyDer::from_pem_file(key).expect("key");
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
+        .expect("versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+                roots.add(c.expect("ca cert")).expect("root");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -932,4 +987,42 @@ async fn forward_is_mutate_then_send() {
             ("x-kept", "yes"),
         ]
     );
+}
+
+#[tokio::test]
+async fn upstream_mtls_presents_the_route_client_certificate() {
+    let dir = std::env::temp_dir().join(format!("bastion-upstream-mtls-{}", std::process::id()));
+    let (ca, cert, key) = certificates(&dir);
+    let addr = tls_echo_with(&cert, &key, Some(&ca)).await;
+    let ca_text = ca.display().to_string();
+    let client = dir.join("client.pem").display().to_string();
+    let client_key = dir.join("client.key").display().to_string();
+    let up = Upstream::from_section(&section(
+        vec![https_target(addr, &format!("r:{ca_text}:{client}"))],
+        json!({"tls": {"ca": ca_text, "client_cert": client, "client_key": client_key}}),
+    ))
+    .expect("section");
+    let echoed = json_of(up.send(get("/mtls")).await.expect("accepted")).await;
+    assert_eq!(echoed["uri"], "/mtls");
+    // Without the client certificate the upstream refuses the connection.
+    let bare = Upstream::from_section(&section(
+        vec![https_target(addr, &format!("r:{ca_text}:None"))],
+        json!({"tls": {"ca": ca_text}}),
+    ))
+    .expect("section");
+    let error = bare.send(get("/mtls")).await.expect_err("refused");
+    assert_eq!(error.problem().0, 502);
+    // A key file that is not a key names both files.
+    let broken = section(
+        vec![https_target(addr, "broken")],
+        json!({"tls": {"ca": null, "client_cert": client, "client_key": client}}),
+    );
+    let err = Upstream::from_section(&broken).err().unwrap_or_default();
+    assert!(
+        err.starts_with(&format!(
+            "upstream_client_cert {client} / upstream_client_key {client} rejected"
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
