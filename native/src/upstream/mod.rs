@@ -383,8 +383,7 @@ impl Upstream {
         if let [only] = self.targets.as_slice() {
             // One target with a clean record and an idle connection (most requests):
             // nothing to choose and nothing for its health to learn.
-            let clean = only.health.lock().map(|h| h.clean()).unwrap_or(false);
-            if clean {
+            if only.healthy() {
                 if let Some(sender) = only.take_idle().await {
                     return Ok((0, sender, true));
                 }
@@ -512,9 +511,7 @@ impl<'a> Claim<'a> {
     }
 
     fn settle(mut self, verdict: impl FnOnce(&mut health::TargetHealth)) {
-        if let Ok(mut health) = self.target.health.lock() {
-            verdict(&mut health);
-        }
+        self.target.with_health(verdict);
         self.settled = true;
     }
 }
@@ -522,9 +519,7 @@ impl<'a> Claim<'a> {
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            if let Ok(mut health) = self.target.health.lock() {
-                health.release();
-            }
+            self.target.with_health(|h| h.release());
         }
     }
 }

@@ -321,6 +321,7 @@ async fn refused_connections_eject_the_target_after_three_failures() {
         );
         assert_eq!(error.cause(), Some(Cause::Refused));
     }
+    assert!(!up.targets()[0].healthy());
     let error = up.send(get("/x")).await.expect_err("ejected");
     assert_eq!(
         error.problem(),
