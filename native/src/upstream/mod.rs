@@ -279,7 +279,17 @@ impl Upstream {
         parts.version = Version::HTTP_11;
         parts.headers.remove(TRANSFER_ENCODING);
         parts.headers.remove(CONTENT_LENGTH);
-        let known = body.size_hint().exact();
+        // A body of unknown length (chunked, HTTP/2 without Content-Length): its first
+        // part is read before connecting, as Python does; a body that is complete
+        // with it is sent with Content-Length, not chunked (WSGI upstreams often
+        // cannot read chunked requests).
+        let (body, known) = match body.size_hint().exact() {
+            Some(length) => (body, Some(length)),
+            None => match tokio::time::timeout_at(deadline.into(), body::peek(body)).await {
+                Ok(peeked) => peeked?,
+                Err(_) => return Err(self.answer_timeout(&self.targets[0], deadline)),
+            },
+        };
         if let Some(length) = known {
             if length > 0 || BODY_METHODS.contains(&parts.method) {
                 parts

@@ -873,7 +873,12 @@ async fn an_answer_before_the_upload_ended_does_not_pool_the_connection() {
     })
     .await;
     let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
-    let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1); // never sends, never ends
+    // One part, then the body never ends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        let _ = tx.send(Bytes::from_static(b"part")).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    });
     let response = up
         .send(request(
             Method::POST,
@@ -1026,4 +1031,68 @@ async fn upstream_mtls_presents_the_route_client_certificate() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_complete_in_one_part_is_sent_with_content_length() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    // Empty (a chunked request with only its last chunk): Content-Length 0 for POST.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    drop(tx);
+    let echoed = json_of(
+        up.send(request(Method::POST, "/p", crate::http::boxed(Chunks(rx))))
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(header(&echoed, "content-length"), vec!["0"]);
+    assert_eq!(header(&echoed, "transfer-encoding"), Vec::<&str>::new());
+    // One part, then the end: Content-Length.
+    let echoed = json_of(
+        up.send(request(
+            Method::POST,
+            "/p",
+            crate::http::boxed(OnePart(Some(Bytes::from_static(b"hello")))),
+        ))
+        .await
+        .expect("sent"),
+    )
+    .await;
+    assert_eq!(header(&echoed, "content-length"), vec!["5"]);
+    assert_eq!(echoed["body"], "hello");
+}
+
+/// A body of unknown length whose one frame ends it (HTTP/2 DATA with END_STREAM).
+struct OnePart(Option<Bytes>);
+
+impl http_body::Body for OnePart {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_sends_its_body_meets_the_route_timeout() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({"timeout": 0.1})))
+        .expect("section");
+    let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let error = up
+        .send(request(Method::POST, "/p", crate::http::boxed(Chunks(rx))))
+        .await
+        .expect_err("timeout");
+    assert_eq!(error.problem().0, 504);
+    assert_eq!(error.note(), "the route's timeout (0.1 s) passed");
+    assert_eq!(up.targets()[0].connections_opened(), 0, "nothing was sent");
 }
