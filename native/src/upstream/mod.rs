@@ -17,7 +17,10 @@
 //!   connection (a truncated body is never passed off as complete);
 //! - the request is sent as HTTP/1.1 with `Host` = the target's, the path
 //!   mapped by [`Upstream::upstream_path`], `Content-Length` when the body's
-//!   length is known (also `0` for POST, PUT and PATCH), else chunked;
+//!   length is known (also `0` for POST, PUT and PATCH) or the body ends with
+//!   its first part (read before connecting, as Python does), else chunked;
+//! - a connection goes back to the pool when the response body was read to
+//!   its end and the request body was sent before the answer came;
 //! - response hop-by-hop headers and those named in `Connection` are removed
 //!   ([`headers`]); everything else (the upstream's `Server` too) passes.
 //!
