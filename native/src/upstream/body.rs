@@ -24,6 +24,8 @@ pub struct ProxiedBody {
     inner: Incoming,
     /// The connection, until the body ends (then pooled) or fails (then dropped).
     pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
+    /// `scheme://host:port`, for the abort's log line.
+    target: String,
     read_timeout: Duration,
     deadline: Instant,
     route_timeout: Duration,
@@ -34,6 +36,7 @@ pub struct ProxiedBody {
 impl ProxiedBody {
     pub(crate) fn new(
         inner: Incoming,
+        target: String,
         pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
         read_timeout: Duration,
         deadline: Instant,
@@ -42,6 +45,7 @@ impl ProxiedBody {
         let mut body = Self {
             inner,
             pooled,
+            target,
             read_timeout,
             deadline,
             route_timeout,
@@ -65,8 +69,13 @@ impl ProxiedBody {
         cause: Cause,
         note: String,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let target = self.target.clone();
         self.pooled = None; // never reused
-        Poll::Ready(Some(Err(Box::new(UpstreamAborted { cause, note }))))
+        Poll::Ready(Some(Err(Box::new(UpstreamAborted {
+            cause,
+            target,
+            note,
+        }))))
     }
 }
 

@@ -351,6 +351,7 @@ impl Upstream {
         headers::strip_response(&mut head.headers);
         let body = ProxiedBody::new(
             incoming,
+            target.describe.clone(),
             poolable.then(|| (target.clone(), sender)),
             self.read_timeout,
             deadline,
