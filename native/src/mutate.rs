@@ -40,6 +40,7 @@ pub const HOP_BY_HOP: [&str; 6] = [
 ];
 
 /// Request headers bastion sets itself (or drops) instead of forwarding.
+#[cfg(test)]
 const PROXY_OWNED: [&str; 8] = [
     "host",
     "content-length",
@@ -52,6 +53,7 @@ const PROXY_OWNED: [&str; 8] = [
 ];
 
 /// Never forwarded, whoever sends them: path overrides and auth proxies' identity claims.
+#[cfg(test)]
 const ALWAYS_STRIPPED: [&str; 12] = [
     "x-original-url",
     "x-original-uri",
@@ -68,6 +70,7 @@ const ALWAYS_STRIPPED: [&str; 12] = [
 ];
 
 /// Forwarded only from a trusted proxy: client-address and proxy-identity claims.
+#[cfg(test)]
 const UNTRUSTED_STRIPPED: [&str; 13] = [
     "true-client-ip",
     "x-client-ip",
@@ -85,11 +88,55 @@ const UNTRUSTED_STRIPPED: [&str; 13] = [
 ];
 
 /// Removed by the `framing` step (compared lower-cased, not folded).
+#[cfg(test)]
 const METHOD_OVERRIDES: [&str; 3] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
 ];
+
+const OWNED: u8 = 1;
+const HOP: u8 = 2;
+const ALWAYS: u8 = 4;
+const UNTRUSTED: u8 = 8;
+const OVERRIDE: u8 = 16;
+
+/// Which of the lists above a lower-case name is in (one `match`: the hot path
+/// asks this for every header, and a match compiles to a length switch).
+fn class(name: &str) -> u8 {
+    match name {
+        "host" | "content-length" | "expect" | "forwarded" | "x-real-ip" | "x-forwarded-for"
+        | "x-forwarded-proto" | "x-forwarded-host" => OWNED,
+        "connection" | "keep-alive" | "te" | "trailer" | "transfer-encoding" | "upgrade" => HOP,
+        "x-original-url"
+        | "x-original-uri"
+        | "x-rewrite-url"
+        | "x-override-url"
+        | "x-forwarded-email"
+        | "x-forwarded-groups"
+        | "x-forwarded-preferred-username"
+        | "x-forwarded-access-token"
+        | "x-auth-request-email"
+        | "x-auth-request-groups"
+        | "x-auth-request-preferred-username"
+        | "x-auth-request-access-token" => ALWAYS,
+        "true-client-ip"
+        | "x-client-ip"
+        | "client-ip"
+        | "cf-connecting-ip"
+        | "cf-connecting-ipv6"
+        | "fastly-client-ip"
+        | "x-cluster-client-ip"
+        | "x-originating-ip"
+        | "x-remote-ip"
+        | "x-remote-addr"
+        | "x-proxyuser-ip"
+        | "x-host"
+        | "x-http-host-override" => UNTRUSTED,
+        "x-http-method-override" | "x-http-method" | "x-method-override" => OVERRIDE,
+        _ => 0,
+    }
+}
 
 const IDENTITY_PREFIX: &str = "x-bastion-";
 const FORWARDED_PREFIX: &str = "x-forwarded-";
@@ -135,12 +182,22 @@ impl MutateConfig {
             scopes: name("scopes", &raw.headers.scopes)?,
             key_id: name("key_id", &raw.headers.key_id)?,
             request_id: name("request_id", &raw.headers.request_id)?,
-            strip: raw.strip.iter().map(|n| fold(n).into_owned()).collect(),
+            strip: {
+                let mut strip: Vec<String> =
+                    raw.strip.iter().map(|n| fold(n).into_owned()).collect();
+                strip.sort_unstable();
+                strip.dedup();
+                strip
+            },
         })
     }
 
     fn strips(&self, folded: &str) -> bool {
-        folded.starts_with(IDENTITY_PREFIX) || self.strip.iter().any(|s| s == folded)
+        folded.starts_with(IDENTITY_PREFIX)
+            || self
+                .strip
+                .binary_search_by(|s| s.as_str().cmp(folded))
+                .is_ok()
     }
 }
 
@@ -181,7 +238,8 @@ pub fn forward_headers(
     // Pass 1 (framing + mutate): method overrides, identity headers, Connection.
     for (name, value) in incoming {
         let lower = name.as_str();
-        if METHOD_OVERRIDES.contains(&lower) {
+        let lower_class = class(lower);
+        if lower_class & OVERRIDE != 0 {
             continue;
         }
         let folded = fold(lower);
@@ -190,9 +248,7 @@ pub fn forward_headers(
                 let token = String::from_utf8_lossy(token.trim_ascii());
                 if !token.is_empty() {
                     let token = fold(&token).into_owned();
-                    if !PROXY_OWNED.contains(&token.as_str())
-                        && !HOP_BY_HOP.contains(&token.as_str())
-                    {
+                    if class(&token) & (OWNED | HOP) == 0 {
                         named.push(token);
                     }
                 }
@@ -213,7 +269,7 @@ pub fn forward_headers(
             "x-forwarded-host" => xfh = Some(value),
             _ => {}
         }
-        if PROXY_OWNED.contains(&lower) || HOP_BY_HOP.contains(&lower) {
+        if lower_class & (OWNED | HOP) != 0 {
             continue;
         }
         if lower.starts_with("proxy-") || ctx.consumed.iter().any(|c| c == name) {
@@ -299,27 +355,26 @@ pub fn forward_headers(
 /// proxy-owned, hop-by-hop, `proxy-*` and consumed-credential checks).
 fn proxy_strips(lower: &str, folded: &str, trusted: bool) -> bool {
     if lower.contains('_') {
-        return PROXY_OWNED.contains(&folded)
-            || HOP_BY_HOP.contains(&folded)
+        let c = class(folded);
+        return c & (OWNED | HOP) != 0
             || folded.starts_with("proxy-")
-            || spoofable(folded, trusted);
+            || spoofable(folded, c, trusted);
     }
-    ALWAYS_STRIPPED.contains(&lower)
+    let c = class(lower);
+    c & ALWAYS != 0
         || (!trusted
-            && (UNTRUSTED_STRIPPED.contains(&lower)
-                || (lower.starts_with(FORWARDED_PREFIX) && !PROXY_OWNED.contains(&lower))))
+            && (c & UNTRUSTED != 0 || (lower.starts_with(FORWARDED_PREFIX) && c & OWNED == 0)))
 }
 
-/// Whether the folded `name` is never forwarded (`proxy._spoofable`).
-fn spoofable(name: &str, trusted: bool) -> bool {
-    if ALWAYS_STRIPPED.contains(&name) {
+/// Whether the folded `name` (of class `c`) is never forwarded (`proxy._spoofable`).
+fn spoofable(name: &str, c: u8, trusted: bool) -> bool {
+    if c & ALWAYS != 0 {
         return true;
     }
     if trusted {
         return false;
     }
-    (name.starts_with(FORWARDED_PREFIX) && !PROXY_OWNED.contains(&name))
-        || UNTRUSTED_STRIPPED.contains(&name)
+    (name.starts_with(FORWARDED_PREFIX) && c & OWNED == 0) || c & UNTRUSTED != 0
 }
 
 /// A header name lower-cased with `_` read as `-`.

@@ -24,6 +24,8 @@ pub struct ProxiedBody {
     inner: Incoming,
     /// The connection, until the body ends (then pooled) or fails (then dropped).
     pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
+    /// `scheme://host:port`, for the abort's log line.
+    target: String,
     read_timeout: Duration,
     deadline: Instant,
     route_timeout: Duration,
@@ -34,6 +36,7 @@ pub struct ProxiedBody {
 impl ProxiedBody {
     pub(crate) fn new(
         inner: Incoming,
+        target: String,
         pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
         read_timeout: Duration,
         deadline: Instant,
@@ -42,6 +45,7 @@ impl ProxiedBody {
         let mut body = Self {
             inner,
             pooled,
+            target,
             read_timeout,
             deadline,
             route_timeout,
@@ -65,8 +69,13 @@ impl ProxiedBody {
         cause: Cause,
         note: String,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let target = self.target.clone();
         self.pooled = None; // never reused
-        Poll::Ready(Some(Err(Box::new(UpstreamAborted { cause, note }))))
+        Poll::Ready(Some(Err(Box::new(UpstreamAborted {
+            cause,
+            target,
+            note,
+        }))))
     }
 }
 
@@ -189,5 +198,59 @@ impl Body for Uploaded {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// A body of unknown length with its first frame read: `(body, Some(length))`
+/// when that frame completed it (or it was empty), else `(the whole body, None)`.
+/// The client's body failing is [`UpstreamError::ClientGone`].
+pub(crate) async fn peek(
+    mut body: crate::http::Body,
+) -> Result<(crate::http::Body, Option<u64>), super::UpstreamError> {
+    use http_body_util::BodyExt;
+    let gone = |e: BoxError| super::UpstreamError::ClientGone {
+        note: e.to_string(),
+    };
+    let Some(first) = body.frame().await else {
+        return Ok((crate::http::full(Bytes::new()), Some(0)));
+    };
+    let first = first.map_err(gone)?;
+    if body.is_end_stream() {
+        if let Some(data) = first.data_ref() {
+            let data = data.clone();
+            let length = data.len() as u64;
+            return Ok((crate::http::full(data), Some(length)));
+        }
+    }
+    let rest = Prepended {
+        first: Some(first),
+        rest: body,
+    };
+    Ok((crate::http::boxed(rest), None))
+}
+
+/// A body whose first frame was already read.
+struct Prepended {
+    first: Option<Frame<Bytes>>,
+    rest: crate::http::Body,
+}
+
+impl Body for Prepended {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(first)));
+        }
+        Pin::new(&mut this.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
     }
 }

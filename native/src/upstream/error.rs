@@ -196,7 +196,16 @@ impl std::error::Error for UpstreamError {}
 #[derive(Debug)]
 pub struct UpstreamAborted {
     pub cause: Cause,
+    /// The upstream as `scheme://host:port` (for the log line).
+    pub target: String,
     pub note: String,
+}
+
+impl UpstreamAborted {
+    /// What Python's `UpstreamAbortedError` says (for the log line; never rendered).
+    pub fn problem(&self) -> (u16, &'static str, &'static str) {
+        (502, "upstream_aborted", "Upstream aborted")
+    }
 }
 
 impl fmt::Display for UpstreamAborted {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::UpstreamError;
+use super::{UpstreamAborted, UpstreamError};
 
 /// Seconds between two lines about the same target failing for the same cause.
 pub const FAILURE_LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -42,7 +42,40 @@ impl FailureLog {
     /// Failures that are not the upstream's (a client gone) give `None`.
     pub fn failed(&self, route: &str, error: &UpstreamError, now: Instant) -> Option<String> {
         let cause = error.cause()?.as_str();
-        let key = (error.target().to_owned(), cause);
+        let (status, code, _, detail) = error.problem();
+        let note = if error.note().is_empty() {
+            detail
+        } else {
+            error.note()
+        };
+        self.line(route, error.target(), cause, note, (status, code), now)
+    }
+
+    /// The line for a failure after the response started (the body's
+    /// [`UpstreamAborted`] error), rate-limited like [`FailureLog::failed`].
+    pub fn aborted(&self, route: &str, aborted: &UpstreamAborted, now: Instant) -> Option<String> {
+        let (status, code, _) = aborted.problem();
+        let cause = aborted.cause.as_str();
+        self.line(
+            route,
+            &aborted.target,
+            cause,
+            &aborted.note,
+            (status, code),
+            now,
+        )
+    }
+
+    fn line(
+        &self,
+        route: &str,
+        target: &str,
+        cause: &'static str,
+        note: &str,
+        (status, code): (u16, &str),
+        now: Instant,
+    ) -> Option<String> {
+        let key = (target.to_owned(), cause);
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let before = seen.get(&key).copied();
         if let Some((last, count)) = before {
@@ -64,17 +97,7 @@ impl FailureLog {
         } else {
             String::new()
         };
-        let (status, code, _, detail) = error.problem();
-        let note = if error.note().is_empty() {
-            detail
-        } else {
-            error.note()
-        };
-        let target = if error.target().is_empty() {
-            "-"
-        } else {
-            error.target()
-        };
+        let target = if target.is_empty() { "-" } else { target };
         Some(format!(
             "upstream failed: route={route} target={target} cause={cause} ({note}) -> {status} {code}{more}"
         ))
@@ -127,5 +150,14 @@ mod tests {
         );
         let gone = UpstreamError::ClientGone { note: "x".into() };
         assert_eq!(log.failed("orders", &gone, t0), None);
+        let aborted = UpstreamAborted {
+            cause: Cause::Reset,
+            target: "http://127.0.0.1:9".into(),
+            note: "connection reset".into(),
+        };
+        assert_eq!(
+            log.aborted("orders", &aborted, t0).as_deref(),
+            Some("upstream failed: route=orders target=http://127.0.0.1:9 cause=reset (connection reset) -> 502 upstream_aborted")
+        );
     }
 }

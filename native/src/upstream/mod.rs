@@ -17,7 +17,10 @@
 //!   connection (a truncated body is never passed off as complete);
 //! - the request is sent as HTTP/1.1 with `Host` = the target's, the path
 //!   mapped by [`Upstream::upstream_path`], `Content-Length` when the body's
-//!   length is known (also `0` for POST, PUT and PATCH), else chunked;
+//!   length is known (also `0` for POST, PUT and PATCH) or the body ends with
+//!   its first part (read before connecting, as Python does), else chunked;
+//! - a connection goes back to the pool when the response body was read to
+//!   its end and the request body was sent before the answer came;
 //! - response hop-by-hop headers and those named in `Connection` are removed
 //!   ([`headers`]); everything else (the upstream's `Server` too) passes.
 //!
@@ -105,6 +108,10 @@ struct PoolSection {
 #[derive(Deserialize)]
 struct TlsSection {
     ca: Option<String>,
+    #[serde(default)]
+    client_cert: Option<String>,
+    #[serde(default)]
+    client_key: Option<String>,
 }
 
 /// One route's upstream: its targets, timeouts, health policy and mutate rules.
@@ -153,7 +160,17 @@ impl Upstream {
                 other => return Err(format!("upstream.targets: scheme {other:?} is not http(s)")),
             };
             if https && tls.is_none() {
-                tls = Some(tls::client_config(raw.tls.ca.as_deref().map(Path::new))?);
+                let client = match (&raw.tls.client_cert, &raw.tls.client_key) {
+                    (Some(cert), Some(key)) => Some(tls::ClientCert {
+                        cert: Path::new(cert),
+                        key: Path::new(key),
+                    }),
+                    _ => None,
+                };
+                tls = Some(tls::client_config(
+                    raw.tls.ca.as_deref().map(Path::new),
+                    client,
+                )?);
             }
             let host_header = HeaderValue::from_str(&t.host_header)
                 .map_err(|_| format!("upstream.targets: bad host_header {:?}", t.host_header))?;
@@ -265,7 +282,17 @@ impl Upstream {
         parts.version = Version::HTTP_11;
         parts.headers.remove(TRANSFER_ENCODING);
         parts.headers.remove(CONTENT_LENGTH);
-        let known = body.size_hint().exact();
+        // A body of unknown length (chunked, HTTP/2 without Content-Length): its first
+        // part is read before connecting, as Python does; a body that is complete
+        // with it is sent with Content-Length, not chunked (WSGI upstreams often
+        // cannot read chunked requests).
+        let (body, known) = match body.size_hint().exact() {
+            Some(length) => (body, Some(length)),
+            None => match tokio::time::timeout_at(deadline.into(), body::peek(body)).await {
+                Ok(peeked) => peeked?,
+                Err(_) => return Err(self.answer_timeout(&self.targets[0], deadline)),
+            },
+        };
         if let Some(length) = known {
             if length > 0 || BODY_METHODS.contains(&parts.method) {
                 parts
@@ -324,6 +351,7 @@ impl Upstream {
         headers::strip_response(&mut head.headers);
         let body = ProxiedBody::new(
             incoming,
+            target.describe.clone(),
             poolable.then(|| (target.clone(), sender)),
             self.read_timeout,
             deadline,
@@ -369,8 +397,7 @@ impl Upstream {
         if let [only] = self.targets.as_slice() {
             // One target with a clean record and an idle connection (most requests):
             // nothing to choose and nothing for its health to learn.
-            let clean = only.health.lock().map(|h| h.clean()).unwrap_or(false);
-            if clean {
+            if only.healthy() {
                 if let Some(sender) = only.take_idle().await {
                     return Ok((0, sender, true));
                 }
@@ -498,9 +525,7 @@ impl<'a> Claim<'a> {
     }
 
     fn settle(mut self, verdict: impl FnOnce(&mut health::TargetHealth)) {
-        if let Ok(mut health) = self.target.health.lock() {
-            verdict(&mut health);
-        }
+        self.target.with_health(verdict);
         self.settled = true;
     }
 }
@@ -508,9 +533,7 @@ impl<'a> Claim<'a> {
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            if let Ok(mut health) = self.target.health.lock() {
-                health.release();
-            }
+            self.target.with_health(|h| h.release());
         }
     }
 }

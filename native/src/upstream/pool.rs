@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -57,6 +57,9 @@ pub struct Target {
     port: u16,
     tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     pub(crate) health: Mutex<TargetHealth>,
+    /// `health.clean()`, mirrored after every verdict: the hot path reads it
+    /// without taking the lock every request on every core would contend for.
+    clean: AtomicBool,
     idle: Mutex<Vec<Idle>>,
     max_idle: usize,
     idle_timeout: Duration,
@@ -88,6 +91,7 @@ impl Target {
             port: spec.port,
             tls,
             health: Mutex::new(TargetHealth::default()),
+            clean: AtomicBool::new(true),
             idle: Mutex::new(Vec::new()),
             max_idle: spec.max_idle,
             idle_timeout: spec.idle_timeout,
@@ -107,6 +111,18 @@ impl Target {
         map.retain(|_, weak| weak.strong_count() > 0);
         map.insert(spec.key.clone(), Arc::downgrade(&target));
         Ok(target)
+    }
+
+    /// Whether the target has a clean record (no recent failure, not ejected).
+    pub fn healthy(&self) -> bool {
+        self.clean.load(Ordering::Acquire)
+    }
+
+    /// Change the health state (a verdict, a released probe) and mirror `clean`.
+    pub(crate) fn with_health(&self, change: impl FnOnce(&mut TargetHealth)) {
+        let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        change(&mut health);
+        self.clean.store(health.clean(), Ordering::Release);
     }
 
     /// The pool and health key (`scheme://host:port|tls profile`).

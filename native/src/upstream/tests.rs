@@ -321,6 +321,7 @@ async fn refused_connections_eject_the_target_after_three_failures() {
         );
         assert_eq!(error.cause(), Some(Cause::Refused));
     }
+    assert!(!up.targets()[0].healthy());
     let error = up.send(get("/x")).await.expect_err("ejected");
     assert_eq!(
         error.problem(),
@@ -550,6 +551,7 @@ fn certificates(
             .expect("openssl runs (the TLS tests need the openssl CLI)");
         assert!(status.success(), "openssl {args:?}");
     };
+    std::fs::write(dir.join("client.cnf"), "extendedKeyUsage=clientAuth\n").expect("ext");
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
@@ -603,10 +605,50 @@ fn certificates(
         "-extfile",
         "ext.cnf",
     ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=bastion",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "client.cnf",
+    ]);
     (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
 }
 
 async fn tls_echo(cert: &std::path::Path, key: &std::path::Path) -> SocketAddr {
+    tls_echo_with(cert, key, None).await
+}
+
+/// A TLS echo; with `client_ca` it requires a client certificate issued by it.
+async fn tls_echo_with(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> SocketAddr {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -616,12 +658,26 @@ async fn tls_echo(cert: &std::path::Path, key: &std::path::Path) -> SocketAddr {
     let key = PrivateKeyDer::from_pem_file(key).expect("key");
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .expect("server config");
+        .expect("versions");
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).expect("ca") {
+                roots.add(c.expect("ca cert")).expect("root");
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("verifier");
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key).expect("server config");
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -817,7 +873,12 @@ async fn an_answer_before_the_upload_ended_does_not_pool_the_connection() {
     })
     .await;
     let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
-    let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1); // never sends, never ends
+    // One part, then the body never ends.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    tokio::spawn(async move {
+        let _ = tx.send(Bytes::from_static(b"part")).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    });
     let response = up
         .send(request(
             Method::POST,
@@ -932,4 +993,106 @@ async fn forward_is_mutate_then_send() {
             ("x-kept", "yes"),
         ]
     );
+}
+
+#[tokio::test]
+async fn upstream_mtls_presents_the_route_client_certificate() {
+    let dir = std::env::temp_dir().join(format!("bastion-upstream-mtls-{}", std::process::id()));
+    let (ca, cert, key) = certificates(&dir);
+    let addr = tls_echo_with(&cert, &key, Some(&ca)).await;
+    let ca_text = ca.display().to_string();
+    let client = dir.join("client.pem").display().to_string();
+    let client_key = dir.join("client.key").display().to_string();
+    let up = Upstream::from_section(&section(
+        vec![https_target(addr, &format!("r:{ca_text}:{client}"))],
+        json!({"tls": {"ca": ca_text, "client_cert": client, "client_key": client_key}}),
+    ))
+    .expect("section");
+    let echoed = json_of(up.send(get("/mtls")).await.expect("accepted")).await;
+    assert_eq!(echoed["uri"], "/mtls");
+    // Without the client certificate the upstream refuses the connection.
+    let bare = Upstream::from_section(&section(
+        vec![https_target(addr, &format!("r:{ca_text}:None"))],
+        json!({"tls": {"ca": ca_text}}),
+    ))
+    .expect("section");
+    let error = bare.send(get("/mtls")).await.expect_err("refused");
+    assert_eq!(error.problem().0, 502);
+    // A key file that is not a key names both files.
+    let broken = section(
+        vec![https_target(addr, "broken")],
+        json!({"tls": {"ca": null, "client_cert": client, "client_key": client}}),
+    );
+    let err = Upstream::from_section(&broken).err().unwrap_or_default();
+    assert!(
+        err.starts_with(&format!(
+            "upstream_client_cert {client} / upstream_client_key {client} rejected"
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_body_of_unknown_length_complete_in_one_part_is_sent_with_content_length() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    // Empty (a chunked request with only its last chunk): Content-Length 0 for POST.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    drop(tx);
+    let echoed = json_of(
+        up.send(request(Method::POST, "/p", crate::http::boxed(Chunks(rx))))
+            .await
+            .expect("sent"),
+    )
+    .await;
+    assert_eq!(header(&echoed, "content-length"), vec!["0"]);
+    assert_eq!(header(&echoed, "transfer-encoding"), Vec::<&str>::new());
+    // One part, then the end: Content-Length.
+    let echoed = json_of(
+        up.send(request(
+            Method::POST,
+            "/p",
+            crate::http::boxed(OnePart(Some(Bytes::from_static(b"hello")))),
+        ))
+        .await
+        .expect("sent"),
+    )
+    .await;
+    assert_eq!(header(&echoed, "content-length"), vec!["5"]);
+    assert_eq!(echoed["body"], "hello");
+}
+
+/// A body of unknown length whose one frame ends it (HTTP/2 DATA with END_STREAM).
+struct OnePart(Option<Bytes>);
+
+impl http_body::Body for OnePart {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        std::task::Poll::Ready(self.0.take().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_never_sends_its_body_meets_the_route_timeout() {
+    let addr = echo().await;
+    let up = Upstream::from_section(&section(vec![target(addr)], json!({"timeout": 0.1})))
+        .expect("section");
+    let (_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let error = up
+        .send(request(Method::POST, "/p", crate::http::boxed(Chunks(rx))))
+        .await
+        .expect_err("timeout");
+    assert_eq!(error.problem().0, 504);
+    assert_eq!(error.note(), "the route's timeout (0.1 s) passed");
+    assert_eq!(up.targets()[0].connections_opened(), 0, "nothing was sent");
 }

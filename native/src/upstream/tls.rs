@@ -5,6 +5,8 @@
 //! OpenSSL — and so Python's `ssl.create_default_context()` — reads:
 //! `$SSL_CERT_FILE`, else the first of the usual distribution paths. No new
 //! dependency; `$SSL_CERT_DIR` (hashed directories) is not read.
+//! With `upstream_client_cert` / `upstream_client_key` the chain is presented
+//! to upstreams that ask for one (upstream mTLS).
 //! The server name checked (and sent as SNI) is the upstream's host, DNS name
 //! or IP address.
 
@@ -12,7 +14,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::{ClientConfig, RootCertStore};
 
 /// The system CA bundles OpenSSL builds look for, in order.
@@ -24,18 +26,32 @@ const SYSTEM_BUNDLES: [&str; 5] = [
     "/usr/lib/ssl/cert.pem",
 ];
 
-/// The client configuration for `ca` (a PEM bundle), or the system store.
-pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
-    match ca {
-        Some(path) => build(roots_from(path)?),
-        None => {
+/// A client certificate chain and its key (PEM files), for upstream mTLS.
+pub struct ClientCert<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+/// The client configuration for `ca` (a PEM bundle), or the system store,
+/// presenting `client` when given.
+pub fn client_config(
+    ca: Option<&Path>,
+    client: Option<ClientCert<'_>>,
+) -> Result<Arc<ClientConfig>, String> {
+    match (ca, client) {
+        (None, None) => {
             static SYSTEM: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-            SYSTEM.get_or_init(|| build(system_roots())).clone()
+            SYSTEM.get_or_init(|| build(system_roots(), None)).clone()
         }
+        (Some(path), client) => build(roots_from(path)?, client),
+        (None, client) => build(system_roots(), client),
     }
 }
 
-fn build(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> {
+fn build(
+    roots: RootCertStore,
+    client: Option<ClientCert<'_>>,
+) -> Result<Arc<ClientConfig>, String> {
     // ring is the project's one crypto library (DESIGN.md); rustls deprecates its
     // provider only for lacking post-quantum key exchange, which aws-lc-rs would bring.
     #[allow(deprecated)]
@@ -43,8 +59,30 @@ fn build(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> {
     let config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        None => config.with_no_client_auth(),
+        Some(ClientCert { cert, key }) => {
+            let rejected = |why: String| {
+                format!(
+                    "upstream_client_cert {} / upstream_client_key {} rejected ({why})",
+                    cert.display(),
+                    key.display()
+                )
+            };
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| rejected(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| rejected(e.to_string()))?;
+            if chain.is_empty() {
+                return Err(rejected("no certificate in the file".into()));
+            }
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| rejected(e.to_string()))?;
+            config
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| rejected(e.to_string()))?
+        }
+    };
     Ok(Arc::new(config))
 }
 
@@ -93,7 +131,7 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("ca.pem");
         std::fs::write(&path, "not a certificate\n").expect("write");
-        let err = client_config(Some(&path)).expect_err("refused");
+        let err = client_config(Some(&path), None).expect_err("refused");
         assert_eq!(
             err,
             format!(
@@ -102,7 +140,7 @@ mod tests {
             )
         );
         let missing = dir.join("missing.pem");
-        let err = client_config(Some(&missing)).expect_err("refused");
+        let err = client_config(Some(&missing), None).expect_err("refused");
         assert!(
             err.starts_with(&format!(
                 "upstream_ca {} is not a usable",
@@ -114,6 +152,6 @@ mod tests {
 
     #[test]
     fn the_system_store_always_builds() {
-        assert!(client_config(None).is_ok());
+        assert!(client_config(None, None).is_ok());
     }
 }

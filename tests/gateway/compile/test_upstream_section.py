@@ -83,7 +83,7 @@ def test_section_of_a_plain_route() -> None:
         "read_timeout": 30.0,
         "health": {"failures": 3, "cooldown": 5.0, "max_cooldown": 300.0},
         "pool": {"max_idle": 64, "idle_timeout": 30.0},
-        "tls": {"ca": None},
+        "tls": {"ca": None, "client_cert": None, "client_key": None},
         "mutate": DEFAULT_MUTATE,
     }
 
@@ -136,11 +136,28 @@ def test_section_of_several_targets_with_tls_and_settings(tmp_path: Path) -> Non
     assert got["strip_prefix"] is None
     assert (got["timeout"], got["connect_timeout"], got["read_timeout"]) == (10.0, 1.0, 2.5)
     assert got["health"] == {"failures": 5, "cooldown": 2.0, "max_cooldown": 60.0}
-    assert got["tls"] == {"ca": str(ca)}
+    assert got["tls"] == {"ca": str(ca), "client_cert": None, "client_key": None}
     assert got["mutate"]["headers"]["subject"] == "x-sub"
     assert "x-custom-auth" in got["mutate"]["strip"]
     assert "x-sub" in got["mutate"]["strip"]
     assert "x-bastion-subject" not in got["mutate"]["strip"]  # still stripped: the prefix
+
+
+def test_section_with_an_upstream_client_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    cert.write_text("x")
+    key.write_text("x")
+    s = settings(
+        one(
+            upstream="https://a.internal",
+            upstream_client_cert=str(cert),
+            upstream_client_key=str(key),
+        )
+    )
+    got = upstream.section(s.routes[0], s)
+    assert isinstance(got, dict)
+    assert got["tls"] == {"ca": None, "client_cert": str(cert), "client_key": str(key)}
+    assert got["targets"][0]["key"] == f"https://a.internal:443|orders:None:{cert}"
 
 
 def test_strip_prefix_of_the_root_route_cuts_nothing() -> None:
@@ -163,11 +180,6 @@ def test_pool_defaults_are_the_python_clients() -> None:
     [
         ({"websocket": True}, {}, "upstream: WebSocket routes are served by Python"),
         (
-            {"upstream_client_cert": "CERT", "upstream_client_key": "KEY"},
-            {},
-            "upstream: upstream client certificates (mTLS) are not native yet",
-        ),
-        (
             {},
             {"identity_headers": {"assertion": {"enabled": True}}},
             "upstream: the signed identity assertion is not native yet",
@@ -179,14 +191,7 @@ def test_pool_defaults_are_the_python_clients() -> None:
         ),
     ],
 )
-def test_unsupported(
-    tmp_path: Path, route_extra: dict[str, Any], extra: dict[str, Any], reason: str
-) -> None:
-    for key in ("upstream_client_cert", "upstream_client_key"):
-        if key in route_extra:
-            path = tmp_path / key
-            path.write_text("x")
-            route_extra[key] = str(path)
+def test_unsupported(route_extra: dict[str, Any], extra: dict[str, Any], reason: str) -> None:
     s = settings(one(upstream="https://a.internal", **route_extra), **extra)
     assert upstream.section(s.routes[0], s) == Unsupported(reason)
 

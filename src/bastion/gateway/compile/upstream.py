@@ -12,14 +12,14 @@ Python gateway runs, so both planes agree by construction:
 - ``timeout`` / ``connect_timeout`` / ``read_timeout`` in seconds, ``health``
   (the passive health policy) and ``pool`` (the idle keep-alive connections kept
   per target and for how long: the defaults of :class:`~bastion.gateway.proxy.UpstreamClient`);
-- ``tls``: ``{"ca": path or None}`` for https targets (``None``: the system trust store);
+- ``tls``: ``{"ca", "client_cert", "client_key"}`` paths or ``None`` for https targets
+  (``ca`` ``None``: the system trust store; the client certificate for upstream mTLS);
 - ``mutate``: bastion's identity header names (lower-case) and ``strip``, every
   header name (lower-case, ``_`` read as ``-``) stripped from the client's request,
   exactly :attr:`~bastion.gateway.mutate.IdentityHeaders.strip`.
 
-Left to Python (:class:`Unsupported`): WebSocket routes, upstream client
-certificates (upstream mTLS), the signed identity assertion and adaptive load
-shedding, which wraps the proxy step.
+Left to Python (:class:`Unsupported`): WebSocket routes, the signed identity
+assertion and adaptive load shedding, which wraps the proxy step.
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
         return Unsupported(f"upstream: {reason}")
     targets = [parse_upstream(url, route=route.name) for url in route.upstreams]
     ca = route.upstream_ca
-    profile = f"{route.name}:{ca}:None" if ca is not None else ""
+    cert = route.upstream_client_cert
+    key = route.upstream_client_key
+    # UpstreamClient's pool key: routes with their own TLS context pool apart.
+    profile = f"{route.name}:{ca}:{cert}" if ca is not None or cert is not None else ""
     out_targets = []
     for target in targets:
         tls_profile = profile if target.scheme == "https" else ""
@@ -79,7 +82,11 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
             "max_cooldown": float(route.health.max_cooldown),
         },
         "pool": {"max_idle": POOL_MAX_IDLE, "idle_timeout": POOL_IDLE_TIMEOUT},
-        "tls": {"ca": str(ca) if ca is not None else None},
+        "tls": {
+            "ca": str(ca) if ca is not None else None,
+            "client_cert": str(cert) if cert is not None and key is not None else None,
+            "client_key": str(key) if cert is not None and key is not None else None,
+        },
         "mutate": _mutate(settings),
     }
 
@@ -87,8 +94,6 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
 def _unsupported(route: Any, settings: Any) -> str | None:
     if route.websocket.enabled:
         return "WebSocket routes are served by Python"
-    if route.upstream_client_cert is not None or route.upstream_client_key is not None:
-        return "upstream client certificates (mTLS) are not native yet"
     if settings.identity_headers.assertion.enabled:
         return "the signed identity assertion is not native yet"
     if settings.ratelimit.shedding.enabled:
