@@ -57,6 +57,7 @@ lint: .venv/.synced native-lint
 native-lint: | rust-toolchain
 	cd native && cargo fmt --check
 	cd native && cargo clippy --locked --all-targets --quiet -- -D warnings
+	cd native && cargo clippy --locked --all-targets --quiet --features python -- -D warnings
 
 native-test: | rust-toolchain
 	cd native && cargo nextest run --locked --no-fail-fast --status-level fail

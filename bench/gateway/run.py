@@ -3,7 +3,7 @@
 Usage (from the repository root)::
 
     .venv/bin/python bench/gateway/run.py [--duration 10] [--warmup 3] [--connections 50]
-                                          [--profile] [--quick] [--engine granian|uvicorn]
+                                          [--profile] [--quick] [--engine native|granian|uvicorn]
                                           [--baseline REV [--rounds 3]] [--shared URL]
 
 Cases, all in one run against the same upstream:
@@ -13,8 +13,14 @@ Cases, all in one run against the same upstream:
 (c) bastion, a public route;
 (d) bastion, ``auth: [api_key]`` + a per-key rate limit (never reached) + audit;
 (e) bastion, ``auth: [jwt]`` (its own ES256 token, verified-token cache) + rate limit + audit;
-(f) for reference, ``floor_app.py``: a Python proxy with no features at all, under the
-    same engine: the ceiling of a Python data plane on this machine.
+(f) for reference, ``floor_app.py``: a Python proxy with no features at all, under
+    granian (or uvicorn with ``--engine uvicorn``): the ceiling of a Python data plane on
+    this machine, and the record of why the data plane is native;
+(g) both cores: nginx with two workers and one bastion process with ``server.threads: 2``,
+    neither pinned, wrk pinned to core 1 as before — (b2) and (d2) at maximum load.
+
+bastion's idle resident memory (``VmRSS`` of the ``bastion serve`` process after start-up)
+is reported too.
 
 The server under test runs on core 0 (``taskset -c 0``, one process / one
 nginx worker); ``wrk`` and the upstream share core 1. Each case gets a warm-up
@@ -80,13 +86,13 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
 # -- nginx ---------------------------------------------------------------------
 
 
-def nginx_conf(root: Path, body: str) -> Path:
+def nginx_conf(root: Path, body: str, workers: int = 1) -> Path:
     for sub in ("logs", "tmp"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     conf = root / "nginx.conf"
     conf.write_text(
         f"""
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {root}/nginx.pid;
 error_log {root}/logs/error.log warn;
@@ -107,6 +113,7 @@ http {{
 
 
 def start_nginx(conf: Path, core: str) -> subprocess.Popen[bytes]:
+    """nginx pinned to ``core`` (``"0,1"``: both cores)."""
     user = [] if os.geteuid() != 0 else ["-g", "user root;"]
     return subprocess.Popen(
         ["taskset", "-c", core, "nginx", "-c", str(conf), "-e", "stderr", *user],
@@ -213,15 +220,24 @@ def wrk(
 
 
 def bastion_config(
-    directory: Path, port: int, upstream: str, engine: str, shared: str | None = None
+    directory: Path,
+    port: int,
+    upstream: str,
+    engine: str,
+    shared: str | None = None,
+    threads: int = 1,
 ) -> Path:
     config = directory / "bastion.yaml"
     # Several nodes on one Redis must agree on the issuer (see the README); one does too.
     cluster = f"shared: {shared}\nissuer: http://127.0.0.1:{port}\n" if shared else ""
+    # The native engine's runtime gets as many threads as the server has cores here.
+    server = (
+        f"{{engine: native, threads: {threads}}}" if engine == "native" else f"{{engine: {engine}}}"
+    )
     config.write_text(
         f"""
 data_dir: {directory / "data"}
-{cluster}server: {{engine: {engine}}}
+{cluster}server: {server}
 listen: {{host: 127.0.0.1, port: {port}}}
 tls: off
 trusted_proxies: [127.0.0.1]
@@ -284,7 +300,11 @@ def token(port: int, client_id: str, secret: str) -> str:
 
 
 def start_bastion(
-    config: Path, port: int, procs: list[subprocess.Popen[bytes]], source: Path | None = None
+    config: Path,
+    port: int,
+    procs: list[subprocess.Popen[bytes]],
+    source: Path | None = None,
+    cores: str = "0",
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     """Migrate, create the bench key and client, serve on core 0; return (server, key, JWT)."""
     env = bastion_env(source)
@@ -302,7 +322,7 @@ def start_bastion(
         source=source,
     )
     server = subprocess.Popen(
-        ["taskset", "-c", "0", *BASTION, "serve", "-c", str(config)],
+        ["taskset", "-c", cores, *BASTION, "serve", "-c", str(config)],
         cwd=config.parent,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -369,6 +389,50 @@ def against_baseline(
         )
 
 
+def rss_mib(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (``VmRSS``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def both_cores(
+    args: argparse.Namespace,
+    work: Path,
+    upstream_url: str,
+    up_port: int,
+    procs: list[subprocess.Popen[bytes]],
+) -> dict[str, Run]:
+    """(g): nginx with two workers vs one bastion process with two threads, unpinned."""
+    port, bastion_port = free_port(), free_port()
+    conf = nginx_conf(
+        work / "proxy2",
+        f"""    upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+    server {{ listen 127.0.0.1:{port}; keepalive_timeout 300s;
+        location / {{ proxy_pass http://app; proxy_http_version 1.1;
+            proxy_set_header Connection ""; proxy_set_header Host $host; }} }}""",
+        workers=2,
+    )
+    procs.append(start_nginx(conf, "0,1"))
+    directory = work / "both"
+    directory.mkdir()
+    config = bastion_config(
+        directory, bastion_port, upstream_url, args.engine, args.shared, threads=2
+    )
+    _, api_key, _ = start_bastion(config, bastion_port, procs, cores="0,1")
+    wait_port(port)
+    runs: dict[str, Run] = {}
+    for case, url, headers in (
+        ("b2", f"http://127.0.0.1:{port}/public", {}),
+        ("d2", f"http://127.0.0.1:{bastion_port}/key", {"Authorization": f"Bearer {api_key}"}),
+    ):
+        wrk(url, args.warmup, args.connections, headers)
+        runs[case] = run = wrk(url, args.duration, args.connections, headers)
+        print(f"({case}) {run.rps:9,.0f} req/s  p99 {run.p99:6.2f} ms", flush=True)
+    return runs
+
+
 def default_engine() -> str:
     from bastion.settings.models import ServerSettings
 
@@ -430,7 +494,7 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument(
         "--engine",
-        choices=("granian", "uvicorn"),
+        choices=("native", "granian", "uvicorn"),
         default=None,
         help="bastion's HTTP engine (default: bastion's own default)",
     )
@@ -440,6 +504,11 @@ def main() -> None:
         help="also run (c)-(e) on git revision REV, alternating with this checkout",
     )
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (--baseline)")
+    parser.add_argument(
+        "--two-cores",
+        action="store_true",
+        help="also run (g): nginx with 2 workers vs bastion with 2 threads, unpinned",
+    )
     parser.add_argument(
         "--shared",
         metavar="URL",
@@ -478,9 +547,13 @@ def main() -> None:
             args.engine = default_engine()
         config = bastion_config(work, bastion_port, upstream_url, args.engine, args.shared)
         server, api_key, jwt = start_bastion(config, bastion_port, procs)
+        time.sleep(2)
+        idle_rss = rss_mib(server.pid)
+        print(f"bastion serve idle RSS: {idle_rss:.0f} MiB", flush=True)
         env = bastion_env()
         floor_port = free_port()
-        procs.append(start_floor(args.engine, floor_port, up_port, env))
+        floor_engine = "uvicorn" if args.engine == "uvicorn" else "granian"
+        procs.append(start_floor(floor_engine, floor_port, up_port, env))
         for port in (up_port, nginx_port, floor_port):
             wait_port(port)
 
@@ -527,6 +600,7 @@ def main() -> None:
                     f"upstream {bare.p99:.2f} ms -> added {mine.p99 - bare.p99:+.2f} ms",
                     flush=True,
                 )
+        both = both_cores(args, work, upstream_url, up_port, procs) if args.two_cores else {}
         compared: dict[str, tuple[list[float], list[float]]] = {}
         if args.baseline:
             current = {case: (url, headers) for case, _, url, headers in cases if case in "cde"}
@@ -561,7 +635,7 @@ def main() -> None:
                 recorder.wait(timeout=60)
                 if raw.exists():
                     profile = top_functions(raw)
-        write_results(args, cases, results, half, profile, compared)
+        write_results(args, cases, results, half, profile, compared, both, idle_rss)
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
@@ -581,6 +655,8 @@ def write_results(
     half: dict[str, tuple[Run, Run]],
     profile: list[tuple[str, float]],
     compared: dict[str, tuple[list[float], list[float]]] | None = None,
+    both: dict[str, Run] | None = None,
+    idle_rss: float | None = None,
 ) -> None:
     nginx = results["b"].rps
     lines = [
@@ -621,19 +697,48 @@ def write_results(
         )
     lines += [
         "",
-        "Targets (issue 5): (d) and (e) ≥ 0.6 x nginx; added p99 at half of max load ≤ 2 ms.",
+        "Targets (issue 14): (c) ≥ 0.90 x nginx; (d) and (e) ≥ 0.75 x; added p99 at half of "
+        "max load ≤ 1 ms for (c)-(e); idle RSS ≤ 100 MB.",
         "",
     ]
-    for case in "de":
+    for case, target in (("c", 0.90), ("d", 0.75), ("e", 0.75)):
         ratio = results[case].rps / nginx
-        verdict = "meets" if ratio >= 0.6 else "falls short of"
-        lines.append(f"- ({case}) reaches {ratio:.2f} x nginx: {verdict} the 0.6 target.")
+        verdict = "meets" if ratio >= target else "falls short of"
+        lines.append(f"- ({case}) reaches {ratio:.2f} x nginx: {verdict} the {target} target.")
         if case in half:
             added = half[case][0].p99 - half[case][1].p99
-            verdict = "meets" if added <= 2.0 else "falls short of"
+            verdict = "meets" if added <= 1.0 else "falls short of"
             lines.append(
-                f"- ({case}) adds {added:+.2f} ms p99 at half load: {verdict} the 2 ms target."
+                f"- ({case}) adds {added:+.2f} ms p99 at half load: {verdict} the 1 ms target."
             )
+    if idle_rss is not None:
+        verdict = "meets" if idle_rss * 1.048576 <= 100 else "falls short of"
+        lines.append(
+            f"- `bastion serve` idle RSS {idle_rss:.0f} MiB ({idle_rss * 1.048576:.0f} MB): "
+            f"{verdict} the 100 MB target."
+        )
+    if both:
+        ratio = both["d2"].rps / both["b2"].rps if both["b2"].rps else float("nan")
+        lines += [
+            "",
+            "## Both cores",
+            "",
+            "nginx with two workers vs one bastion process (`server.threads: 2`), neither "
+            "pinned; wrk on core 1 as above, the upstream on core 1.",
+            "",
+            "| case | req/s | p50 ms | p99 ms | errors |",
+            "|---|---:|---:|---:|---:|",
+            *[
+                f"| ({case}) {label} | {both[case].rps:,.0f} | {both[case].p50:.2f} | "
+                f"{both[case].p99:.2f} | {both[case].errors} |"
+                for case, label in (
+                    ("b2", "nginx proxy_pass, 2 workers"),
+                    ("d2", "bastion, API key + rate limit + audit, 2 threads"),
+                )
+            ],
+            "",
+            f"(d2) / (b2) = {ratio:.2f}.",
+        ]
     if compared:
         lines += [
             "",

@@ -9,8 +9,13 @@
 //! Modules, one idea each:
 //! - `authn`: API keys and bastion's JWTs from the native caches.
 //! - `authz`: route allow-lists, scopes, claims and roles.
+//! - `client_ip`: the client address through trusted proxies.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `hygiene`: which request heads the native path takes (the rest: Python).
+//! - `plane`: the process-wide state the control plane pushes into.
+//! - `respond`: request id and security headers on native responses.
+//! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -20,8 +25,13 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod authn;
 pub mod authz;
+pub mod client_ip;
 pub mod gateway;
 pub mod http;
+pub mod hygiene;
+pub mod plane;
+pub mod respond;
+pub mod risk;
 
 #[cfg(feature = "python")]
 mod python;

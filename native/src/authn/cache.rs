@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ring::digest;
 use serde_json::{Map, Value};
@@ -101,10 +101,9 @@ impl Default for Caches {
     }
 }
 
-/// The process-wide caches.
+/// The process-wide caches (the plane's).
 pub fn caches() -> &'static Caches {
-    static CACHES: OnceLock<Caches> = OnceLock::new();
-    CACHES.get_or_init(Caches::new)
+    &crate::plane::plane().authn
 }
 
 /// SHA-256 of a token: the verified-token cache's key.

@@ -28,8 +28,16 @@ PidFileOption = typer.Option(
 @routes_app.command("list")
 @handles_errors
 def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """List the routes of the configuration: name, match, upstream targets."""
+    """List the routes of the configuration: name, match, upstream targets, which plane serves them.
+
+    ``plane`` is ``native`` when the Rust data plane serves the route itself, or
+    ``python`` (with ``python_reason``) when a feature of the route is not native yet
+    and the Python pipeline serves it.
+    """
+    from bastion.gateway.compile import compile_table
+
     settings = _settings(config)
+    table = compile_table(settings)["routes"]
     rows = [
         {
             "name": route.name,
@@ -38,8 +46,10 @@ def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) 
             "methods": route.match.methods,
             "upstreams": route.upstreams,
             "websocket": route.websocket.enabled,
+            "plane": "native" if compiled["native"] else "python",
+            "python_reason": compiled["defer_reason"],
         }
-        for route in settings.routes
+        for route, compiled in zip(settings.routes, table, strict=True)
     ]
 
     def human() -> None:
@@ -50,6 +60,8 @@ def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) 
             console.print(
                 f"{row['name']:<20} {row['host'] or '*'}{row['path']} [{methods}] → "
                 f"{', '.join(row['upstreams'])}{'  (websocket)' if row['websocket'] else ''}"
+                f"  [{row['plane']}]"
+                + (f" ({row['python_reason']})" if row["python_reason"] else "")
             )
 
     emit({"routes": rows}, as_json, human)

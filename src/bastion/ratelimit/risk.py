@@ -8,7 +8,10 @@ and burst, see :meth:`~bastion.ratelimit.Limit.divided`). The limit step asks
 nothing is flagged. Addresses are flagged and looked up by their bucket
 (:func:`~bastion.ratelimit.addresses.ip_bucket`: an IPv6 client by its /64).
 Flags are per process (each node's detectors see the
-traffic of that node); expired flags are dropped when read.
+traffic of that node); expired flags are dropped when read. Every flag is
+mirrored into the native data plane (``bastion._native``), which defers a
+flagged requester's requests to the Python pipeline, where the tightened
+limits apply.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Final, Literal
 
+from bastion import _native
 from bastion.ratelimit.addresses import ip_bucket
 
 __all__ = ["RiskKind", "RiskRegistry"]
@@ -55,10 +59,13 @@ class RiskRegistry:
             if len(self._flags) >= _MAX_FLAGS:
                 return  # bounded memory; the strongest defence is still the limits themselves
         self._flags[(kind, value)] = (factor, until)
+        _native.risk_flag(kind, value, until)
 
     def clear(self, kind: RiskKind, value: str) -> None:
         """Lift a flag early."""
-        self._flags.pop((kind, _canonical(kind, value)), None)
+        value = _canonical(kind, value)
+        self._flags.pop((kind, value), None)
+        _native.risk_clear(kind, value)
 
     def factor(self, kind: RiskKind, value: str | None) -> int:
         """The divisor for ``value``'s limits now (1 when not flagged or expired)."""

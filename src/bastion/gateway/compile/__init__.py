@@ -6,6 +6,7 @@ builds a new one and swaps it as one reference). Each route carries a section
 per concern, each compiled by its own module:
 
 - ``routes``: how a request matches the route (host, path, methods);
+- ``edge``: the checks before authentication (body size; what keeps a route in Python);
 - ``auth``: the authenticators and the authorize rules;
 - ``limits``: the rate limits;
 - ``upstream``: where and how the request is proxied, and what it carries there.
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.gateway.compile import auth, limits, routes, upstream
+from bastion.gateway.compile import auth, edge, limits, routes, upstream
 from bastion.gateway.compile.common import Unsupported
 
 __all__ = ["TABLE_VERSION", "Unsupported", "compile_table"]
@@ -35,6 +36,7 @@ def compile_table(settings: Any) -> dict[str, Any]:
         entry: dict[str, Any] = {"index": index, "name": route.name}
         sections = {
             "match": routes.section(route, settings),
+            "edge": edge.section(route, settings),
             "auth": auth.section(route, settings),
             "limits": limits.section(route, settings),
             "upstream": upstream.section(route, settings),
@@ -45,4 +47,4 @@ def compile_table(settings: Any) -> dict[str, Any]:
         for name, value in sections.items():
             entry[name] = None if isinstance(value, Unsupported) else value
         compiled.append(entry)
-    return {"version": TABLE_VERSION, "routes": compiled}
+    return {"version": TABLE_VERSION, **edge.table_section(settings), "routes": compiled}

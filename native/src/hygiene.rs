@@ -1,0 +1,206 @@
+//! Which request heads the native path takes — the conservative twin of
+//! `bastion.gateway.hygiene` (`framing` and `body`).
+//!
+//! Python refuses odd heads with its own problem documents (invalid method,
+//! several Host fields, conflicting framing, too many header bytes, a body
+//! over the route's limit) and drops method-override headers. The native
+//! path never renders those refusals: any head that is not plainly fine is
+//! deferred, and Python answers exactly as it always has.
+
+use http::{HeaderMap, Method, Version};
+
+/// The request head limits (`request_limits`).
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    pub max_headers: usize,
+    pub max_header_bytes: usize,
+}
+
+const METHOD_OVERRIDE: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// Whether the native path may take this head, for a route taking bodies up
+/// to `max_body` bytes. `body_empty` is the body's end-of-stream flag as the
+/// server knows it before reading (an HTTP/2 request that ended with its head).
+pub fn takes(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+    body_empty: bool,
+    limits: HeadLimits,
+    max_body: u64,
+) -> bool {
+    if !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    ) {
+        // OPTIONS may be a CORS preflight; the rest are rare: Python decides.
+        return false;
+    }
+    if headers.len() > limits.max_headers {
+        return false;
+    }
+    let mut bytes = 0usize;
+    for (name, value) in headers {
+        bytes += name.as_str().len() + value.len();
+    }
+    if bytes > limits.max_header_bytes {
+        return false;
+    }
+    if METHOD_OVERRIDE.iter().any(|h| headers.contains_key(*h)) {
+        return false;
+    }
+    let hosts = headers.get_all(http::header::HOST).iter().count();
+    match version {
+        Version::HTTP_11 | Version::HTTP_10 => {
+            if hosts != 1
+                || headers
+                    .get(http::header::HOST)
+                    .is_some_and(|h| h.is_empty())
+            {
+                return false;
+            }
+        }
+        // HTTP/2: the authority is the pseudo-header; a Host field besides it is odd.
+        _ => {
+            if hosts != 0 {
+                return false;
+            }
+        }
+    }
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return false; // chunked bodies are counted by Python's body step
+    }
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    match (lengths.next(), lengths.next()) {
+        (None, _) => {
+            // HTTP/1.x without framing headers has no body; HTTP/2 may stream one.
+            matches!(version, Version::HTTP_11 | Version::HTTP_10) || body_empty
+        }
+        (Some(value), None) => {
+            let raw = value.as_bytes();
+            !raw.is_empty()
+                && raw.len() <= 18
+                && raw.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|n| n <= max_body)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_headers: 5,
+        max_header_bytes: 200,
+    };
+
+    fn head(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn ok(method: Method, version: Version, pairs: &[(&'static str, &str)], empty: bool) -> bool {
+        takes(&method, version, &head(pairs), empty, LIMITS, 100)
+    }
+
+    #[test]
+    fn a_plain_get_is_taken() {
+        assert!(ok(Method::GET, Version::HTTP_11, &[("host", "a")], false));
+        assert!(ok(
+            Method::POST,
+            Version::HTTP_11,
+            &[("host", "a"), ("content-length", "100")],
+            false
+        ));
+        assert!(ok(Method::GET, Version::HTTP_2, &[], true));
+        assert!(ok(
+            Method::POST,
+            Version::HTTP_2,
+            &[("content-length", "3")],
+            false
+        ));
+    }
+
+    #[test]
+    fn everything_odd_is_deferred() {
+        let v = Version::HTTP_11;
+        assert!(!ok(Method::OPTIONS, v, &[("host", "a")], false));
+        assert!(!ok(
+            Method::from_bytes(b"get").unwrap(),
+            v,
+            &[("host", "a")],
+            false
+        ));
+        assert!(!ok(Method::GET, v, &[], false), "no host");
+        assert!(!ok(Method::GET, v, &[("host", "")], false), "empty host");
+        assert!(!ok(Method::GET, v, &[("host", "a"), ("host", "b")], false));
+        assert!(!ok(Method::GET, Version::HTTP_2, &[("host", "a")], true));
+        assert!(
+            !ok(Method::POST, Version::HTTP_2, &[], false),
+            "h2 body without length"
+        );
+        assert!(!ok(
+            Method::POST,
+            v,
+            &[("host", "a"), ("transfer-encoding", "chunked")],
+            false
+        ));
+        assert!(!ok(
+            Method::POST,
+            v,
+            &[("host", "a"), ("content-length", "101")],
+            false
+        ));
+        assert!(!ok(
+            Method::POST,
+            v,
+            &[("host", "a"), ("content-length", "+1")],
+            false
+        ));
+        assert!(!ok(
+            Method::POST,
+            v,
+            &[
+                ("host", "a"),
+                ("content-length", "1"),
+                ("content-length", "1")
+            ],
+            false
+        ));
+        assert!(!ok(
+            Method::POST,
+            v,
+            &[("host", "a"), ("x-http-method-override", "DELETE")],
+            false
+        ));
+        let many = [
+            ("host", "a"),
+            ("a", "1"),
+            ("b", "1"),
+            ("c", "1"),
+            ("d", "1"),
+            ("e", "1"),
+        ];
+        assert!(!ok(Method::GET, v, &many, false));
+        let big = "x".repeat(200);
+        assert!(!ok(
+            Method::GET,
+            v,
+            &[("host", "a"), ("x-big", &big)],
+            false
+        ));
+    }
+}

@@ -1,0 +1,25 @@
+//! The process-wide state of the native data plane: what the control plane
+//! pushes in (caches, flags, the route table) and what the front reads.
+//!
+//! One per process, like the Python control plane it mirrors: every PyO3
+//! function and every listener thread sees the same `Plane`.
+
+use std::sync::OnceLock;
+
+use crate::authn::Caches;
+use crate::risk::RiskFlags;
+
+/// Everything the native path reads per request besides the request itself.
+#[derive(Default)]
+pub struct Plane {
+    /// Flagged keys / addresses / subjects / clients (their requests defer).
+    pub risk: RiskFlags,
+    /// API keys, verified tokens, signing keys, the jti deny-list.
+    pub authn: Caches,
+}
+
+/// The process's plane.
+pub fn plane() -> &'static Plane {
+    static PLANE: OnceLock<Plane> = OnceLock::new();
+    PLANE.get_or_init(Plane::default)
+}

@@ -1,0 +1,150 @@
+//! What every response of the native path carries: the request id and
+//! bastion's security headers — the native twin of
+//! `bastion.http.middleware.request_id` and `security_headers` (same rules:
+//! a header the upstream set is never overridden).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+
+/// `X-Request-Id`.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+const HSTS: &str = "max-age=63072000; includeSubDomains";
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Mints request ids `<12 hex digits>-<counter in hex>`: unique across nodes
+/// and restarts (random prefix), one atomic increment per request.
+pub struct RequestIds {
+    prefix: String,
+    counter: AtomicU64,
+}
+
+impl RequestIds {
+    /// A minter with a random 12-hex-digit prefix.
+    pub fn new() -> Self {
+        let mut bytes = [0u8; 6];
+        // A correlation id, not a secret: a failed read of the system RNG
+        // still leaves ids unique within this process.
+        let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+        let prefix = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Self::with_prefix(prefix)
+    }
+
+    /// A minter with a fixed prefix (tests).
+    pub fn with_prefix(prefix: String) -> Self {
+        Self {
+            prefix,
+            counter: AtomicU64::new(1),
+        }
+    }
+
+    /// The client's id when well formed (`[A-Za-z0-9._:-]{1,64}`), else a new one.
+    pub fn assign(&self, headers: &HeaderMap) -> HeaderValue {
+        if let Some(value) = headers.get(&REQUEST_ID) {
+            if valid_request_id(value.as_bytes()) {
+                return value.clone();
+            }
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        // The prefix is hex and the counter is hex: always a valid header value.
+        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
+            .unwrap_or_else(|_| HeaderValue::from_static("-"))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An incoming id is kept only if it can be logged and forwarded unescaped.
+pub fn valid_request_id(value: &[u8]) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Add the security headers and the request id to a response's headers,
+/// keeping any the upstream set itself. HSTS only over https; the CSP and
+/// `X-Frame-Options` only on `text/html`.
+pub fn decorate(headers: &mut HeaderMap, https: bool, request_id: &HeaderValue) {
+    put(headers, "x-content-type-options", "nosniff");
+    put(headers, "referrer-policy", "no-referrer");
+    if https {
+        put(headers, "strict-transport-security", HSTS);
+    }
+    let html = headers
+        .get(CONTENT_TYPE)
+        .map(|v| v.as_bytes().len() >= 9 && v.as_bytes()[..9].eq_ignore_ascii_case(b"text/html"))
+        .unwrap_or(false);
+    if html {
+        put(headers, "content-security-policy", CSP);
+        put(headers, "x-frame-options", "DENY");
+    }
+    if !headers.contains_key(&REQUEST_ID) {
+        headers.insert(REQUEST_ID.clone(), request_id.clone());
+    }
+}
+
+fn put(headers: &mut HeaderMap, name: &'static str, value: &'static str) {
+    let name = HeaderName::from_static(name);
+    if !headers.contains_key(&name) {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_a_well_formed_client_id_and_replaces_a_bad_one() {
+        let ids = RequestIds::with_prefix("abcdef012345".into());
+        let mut h = HeaderMap::new();
+        h.insert(&REQUEST_ID, HeaderValue::from_static("client.id:1-_"));
+        assert_eq!(ids.assign(&h), "client.id:1-_");
+        h.insert(&REQUEST_ID, HeaderValue::from_static("has space"));
+        assert_eq!(ids.assign(&h), "abcdef012345-1");
+        h.insert(&REQUEST_ID, HeaderValue::from_str(&"a".repeat(65)).unwrap());
+        assert_eq!(ids.assign(&h), "abcdef012345-2");
+        assert_eq!(ids.assign(&HeaderMap::new()), "abcdef012345-3");
+    }
+
+    #[test]
+    fn random_prefixes_differ() {
+        let a = RequestIds::new().assign(&HeaderMap::new());
+        let b = RequestIds::new().assign(&HeaderMap::new());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "0123456789ab-1".len());
+    }
+
+    #[test]
+    fn security_headers_follow_the_python_rules() {
+        let rid = HeaderValue::from_static("r-1");
+        let mut plain = HeaderMap::new();
+        decorate(&mut plain, false, &rid);
+        assert_eq!(plain["x-content-type-options"], "nosniff");
+        assert_eq!(plain["referrer-policy"], "no-referrer");
+        assert_eq!(plain["x-request-id"], "r-1");
+        assert!(!plain.contains_key("strict-transport-security"));
+        assert!(!plain.contains_key("content-security-policy"));
+
+        let mut html = HeaderMap::new();
+        html.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("TEXT/HTML; charset=utf-8"),
+        );
+        html.insert("referrer-policy", HeaderValue::from_static("origin"));
+        html.insert(&REQUEST_ID, HeaderValue::from_static("upstream-id"));
+        decorate(&mut html, true, &rid);
+        assert_eq!(html["strict-transport-security"], HSTS);
+        assert_eq!(html["content-security-policy"], CSP);
+        assert_eq!(html["x-frame-options"], "DENY");
+        assert_eq!(html["referrer-policy"], "origin");
+        assert_eq!(html["x-request-id"], "upstream-id");
+    }
+}
