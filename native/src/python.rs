@@ -149,7 +149,7 @@ fn tokens_following(following: bool) {
 /// from Python (tests and `bastion routes explain`): the identity as a dict
 /// when the native path would allow it, ``None`` when it would defer.
 #[pyfunction]
-#[pyo3(signature = (section_json, route_name, method, headers, query=None))]
+#[pyo3(signature = (section_json, route_name, method, headers, query=None, client=None))]
 fn authn_decide<'py>(
     py: Python<'py>,
     section_json: &str,
@@ -157,7 +157,15 @@ fn authn_decide<'py>(
     method: &str,
     headers: Vec<(String, String)>,
     query: Option<&str>,
+    client: Option<&str>,
 ) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let client = match client {
+        None => None,
+        Some(ip) => Some(
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+        ),
+    };
     let section: serde_json::Value =
         serde_json::from_str(section_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let route = RouteAuth::from_section(&section).map_err(PyValueError::new_err)?;
@@ -172,7 +180,7 @@ fn authn_decide<'py>(
     let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let Verdict::Allow(identity) =
-        authn::authenticate_request(caches(), &route, query, &map, now())
+        authn::authenticate_request(caches(), &route, query, &map, client, now())
     else {
         return Ok(None);
     };

@@ -19,6 +19,7 @@ pub mod json;
 pub mod jwt;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 use serde::Deserialize;
@@ -221,11 +222,15 @@ fn presented<'h>(route: &RouteAuth, headers: &'h HeaderMap) -> Presented<'h> {
 /// Authenticate a request with its query string: a key-shaped query on a
 /// route accepting API keys is refused by Python (400), so it is deferred.
 /// This is the entry point the gateway calls.
+///
+/// `client` is the client address through trusted proxies
+/// (`crate::client_ip::client_ip`); `None` serves no key with an IP allow-list.
 pub fn authenticate_request(
     caches: &Caches,
     route: &RouteAuth,
     query: Option<&str>,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
     now: f64,
 ) -> Verdict {
     if !route.public
@@ -234,12 +239,23 @@ pub fn authenticate_request(
     {
         return Verdict::Defer;
     }
-    authenticate(caches, route, headers, now)
+    authenticate_from(caches, route, headers, client, now)
 }
 
 /// Authenticate from the headers alone (the query screen is
-/// [`authenticate_request`]'s). `now` is Unix seconds.
+/// [`authenticate_request`]'s; no client address: keys with an IP allow-list
+/// defer). `now` is Unix seconds.
 pub fn authenticate(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now: f64) -> Verdict {
+    authenticate_from(caches, route, headers, None, now)
+}
+
+fn authenticate_from(
+    caches: &Caches,
+    route: &RouteAuth,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    now: f64,
+) -> Verdict {
     if route.public {
         return Verdict::Allow(Identity {
             method: "public",
@@ -250,7 +266,7 @@ pub fn authenticate(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now
     for method in &route.methods {
         match method {
             Method::ApiKey if !found.keys.is_empty() => {
-                return api_key_verdict(caches, route, &found.keys, now)
+                return api_key_verdict(caches, route, &found.keys, client, now)
             }
             Method::Jwt if !found.tokens.is_empty() => {
                 return jwt_verdict(caches, route, &found.tokens, now)
@@ -262,7 +278,13 @@ pub fn authenticate(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now
     Verdict::Defer
 }
 
-fn api_key_verdict(caches: &Caches, route: &RouteAuth, keys: &[&[u8]], now: f64) -> Verdict {
+fn api_key_verdict(
+    caches: &Caches,
+    route: &RouteAuth,
+    keys: &[&[u8]],
+    client: Option<IpAddr>,
+    now: f64,
+) -> Verdict {
     // Two different keys: Python's 401 malformed. Claims/roles rules: API key
     // identities carry only key_id/key_prefix claims; Python decides.
     let [key] = keys else {
@@ -273,7 +295,7 @@ fn api_key_verdict(caches: &Caches, route: &RouteAuth, keys: &[&[u8]], now: f64)
     }
     let digest = caches.api_key_digest(key);
     match caches.api_key_get(&digest) {
-        Some(entry) if entry.usable(now) => {
+        Some(entry) if entry.usable(now, client) => {
             entry.touch(now);
             Verdict::Allow(entry.identity.clone())
         }
@@ -368,6 +390,7 @@ pub struct Admitted {
 /// The native `authenticate` + `authorize` steps for one request on a native
 /// route: `Some` when the native path serves it, `None` to defer to Python
 /// (which then renders any 400/401/403 itself).
+#[allow(clippy::too_many_arguments)]
 pub fn admit(
     caches: &Caches,
     route: &RouteAuth,
@@ -375,9 +398,11 @@ pub fn admit(
     method: &http::Method,
     uri: &http::Uri,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
     now: f64,
 ) -> Option<Admitted> {
-    let Verdict::Allow(identity) = authenticate_request(caches, route, uri.query(), headers, now)
+    let Verdict::Allow(identity) =
+        authenticate_request(caches, route, uri.query(), headers, client, now)
     else {
         return None;
     };

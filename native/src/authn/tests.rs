@@ -461,6 +461,7 @@ fn keys_python_would_refuse_defer() {
         &route,
         Some(&q),
         &bearer(KEY),
+        None,
         100.0
     )));
     assert!(!deferred(authenticate_request(
@@ -468,6 +469,7 @@ fn keys_python_would_refuse_defer() {
         &route,
         Some("page=2"),
         &bearer(KEY),
+        None,
         100.0
     )));
     // dropped by id, or all
@@ -729,14 +731,43 @@ fn admit_combines_the_steps() {
     let route = key_route();
     let get = http::Method::GET;
     let uri: http::Uri = "/orders/1?page=2".parse().expect("uri");
-    let admitted =
-        admit(&caches, &route, "orders", &get, &uri, &bearer(KEY), 100.0).expect("admit");
+    let admitted = admit(
+        &caches,
+        &route,
+        "orders",
+        &get,
+        &uri,
+        &bearer(KEY),
+        None,
+        100.0,
+    )
+    .expect("admit");
     assert_eq!(admitted.identity.key_id.as_deref(), Some("key-1"));
     assert_eq!(admitted.credential_headers, vec![AUTHORIZATION]);
     let post = http::Method::POST;
-    assert!(admit(&caches, &route, "orders", &post, &uri, &bearer(KEY), 100.0).is_none());
+    assert!(admit(
+        &caches,
+        &route,
+        "orders",
+        &post,
+        &uri,
+        &bearer(KEY),
+        None,
+        100.0
+    )
+    .is_none());
     let leaky: http::Uri = format!("/orders?api_key={KEY}").parse().expect("uri");
-    assert!(admit(&caches, &route, "orders", &get, &leaky, &bearer(KEY), 100.0).is_none());
+    assert!(admit(
+        &caches,
+        &route,
+        "orders",
+        &get,
+        &leaky,
+        &bearer(KEY),
+        None,
+        100.0
+    )
+    .is_none());
     assert!(unix_now() > 1.7e9);
 }
 
@@ -838,4 +869,17 @@ fn misses_are_verified_natively_only_when_allowed_and_the_client_is_known_active
     }
     caches.token_revoke("jti-1", now + 600.0, now);
     assert!(!decides(&token, now));
+}
+
+#[test]
+fn a_key_with_an_ip_allow_list_is_served_for_its_addresses_only() {
+    let caches = Caches::new();
+    with_key(&caches, json!({"ip_allow": ["203.0.113.0/24"]}), 100.0);
+    let route = key_route();
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().expect("ip"));
+    let verdict = |client| authenticate_request(&caches, &route, None, &bearer(KEY), client, 100.0);
+    assert!(!deferred(verdict(ip("203.0.113.7"))));
+    assert!(!deferred(verdict(ip("::ffff:203.0.113.7"))));
+    assert!(deferred(verdict(ip("198.51.100.1"))));
+    assert!(deferred(verdict(None)));
 }

@@ -143,9 +143,20 @@ async def test_a_revocation_by_another_process_stops_the_key_within_a_second(
         await task
 
 
+async def test_an_ip_allow_list_is_checked_natively(service: ApiKeyService) -> None:
+    record, secret = await service.create(
+        ApiKeySpec(name="ip", scopes=["orders:read"], ip_allow=["10.0.0.0/8"])
+    )
+    await service.verify(secret, ip="10.1.2.3")
+    headers = [("authorization", f"Bearer {secret}")]
+    inside = _native.authn_decide(KEY_ROUTE, "orders", "GET", headers, None, "10.9.9.9")
+    assert inside is not None and inside["key_id"] == record.id
+    assert _native.authn_decide(KEY_ROUTE, "orders", "GET", headers, None, "11.0.0.1") is None
+    assert _native.authn_decide(KEY_ROUTE, "orders", "GET", headers) is None
+
+
 async def test_keys_native_cannot_judge_stay_with_python(service: ApiKeyService) -> None:
     for spec in (
-        ApiKeySpec(name="ip", scopes=["orders:read"], ip_allow=["10.0.0.0/8"]),
         ApiKeySpec(name="limited", scopes=["orders:read"], rate_limits=[{"rate": "5/second"}]),
         ApiKeySpec(name="routes", scopes=["orders:read"], routes=["billing"]),
     ):
