@@ -40,10 +40,21 @@ pub struct ApiKeyRecord {
     /// CIDRs the client address must be in (empty: any address).
     #[serde(default)]
     pub ip_allow: Vec<String>,
-    /// The key's own limits; a key with any is served by Python until the native
-    /// limiter applies them.
+    /// The key's own limits as Python compiled them (`compile_key_limits`;
+    /// empty where they do not compile, as Python then applies none).
     #[serde(default)]
-    pub rate_limits: Vec<serde_json::Value>,
+    pub key_limits: Vec<KeyLimit>,
+}
+
+/// One of a key's own rate limits (`bastion.ratelimit.gcra.Limit`): `rate`
+/// requests per `period` seconds with a bucket of `burst`; `name` labels it in
+/// `RateLimit` headers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KeyLimit {
+    pub rate: u64,
+    pub period: f64,
+    pub burst: u64,
+    pub name: String,
 }
 
 /// A cached key: its record, precomputed, and until when it may be trusted.
@@ -58,6 +69,8 @@ pub struct CachedKey {
     native: bool,
     /// The key's IP allow-list (`None`: any address).
     networks: Option<TrustedProxies>,
+    /// The key's own limits (the `limit` step applies them with the route's).
+    pub limits: std::sync::Arc<[KeyLimit]>,
     /// Unix seconds until which the entry is fresh (Python's positive TTL).
     pub fresh_until: f64,
     /// The latest native use (f64 bits; 0: none since the last drain), for
@@ -105,7 +118,8 @@ impl CachedKey {
             grace_until: record.grace_until.unwrap_or(f64::INFINITY),
             revoked: record.revoked,
             disabled: record.disabled,
-            native: networks.is_ok() && record.rate_limits.is_empty(),
+            native: networks.is_ok(),
+            limits: record.key_limits.into(),
             networks: networks.ok().flatten(),
             fresh_until,
             last_used: AtomicU64::new(0),
@@ -129,8 +143,7 @@ impl CachedKey {
 
     /// Whether the key may be used at `now` from `client` exactly as
     /// `ApiKeyService.verify` would allow it (state, deadlines and the IP
-    /// allow-list checked on every call), and the native path can serve it
-    /// (no key limits yet).
+    /// allow-list checked on every call).
     pub fn usable(&self, now: f64, client: Option<IpAddr>) -> bool {
         self.native
             && now < self.fresh_until
@@ -250,7 +263,7 @@ mod tests {
         serde_json::from_str(
             r#"{"id":"k1","owner_type":"user","owner_id":"u1","scopes":["b","a","a"],
                 "routes":[],"expires_at":null,"grace_until":null,"revoked":false,
-                "disabled":false,"ip_allow":[],"rate_limits":[]}"#,
+                "disabled":false,"ip_allow":[],"key_limits":[]}"#,
         )
         .expect("record")
     }
@@ -307,8 +320,15 @@ mod tests {
         r.ip_allow = vec!["not a network".into()];
         assert!(!CachedKey::new(r, 100.0).usable(50.0, ip("10.1.2.3")));
         let mut r = record();
-        r.rate_limits = vec![serde_json::json!({"rate": "1/second"})];
-        assert!(!CachedKey::new(r, 100.0).usable(50.0, None));
+        r.key_limits = vec![KeyLimit {
+            rate: 1,
+            period: 1.0,
+            burst: 1,
+            name: "1/second".into(),
+        }];
+        let key = CachedKey::new(r, 100.0);
+        assert!(key.usable(50.0, None));
+        assert_eq!(key.limits.len(), 1);
     }
 
     #[test]
