@@ -10,6 +10,9 @@
 //! - `client_ip`: the client address through trusted proxies.
 //! - `authn`: API keys and bastion's JWTs from the native caches.
 //! - `authz`: route allow-lists, scopes, claims and roles.
+//! - `authn`: API keys and bastion's JWTs from the native caches.
+//! - `authz`: route allow-lists, scopes, claims and roles.
+//! - `client_ip`: the client address through trusted proxies.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `hygiene`: which request heads the native path takes (the rest: Python).

@@ -10,6 +10,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::gateway::Table;
 use crate::respond::RequestIds;
+use crate::authn::Caches;
 use crate::risk::RiskFlags;
 
 /// Everything the native path reads per request besides the request itself.
@@ -22,6 +23,8 @@ pub struct Plane {
     pub table: ArcSwapOption<Table>,
     /// The request ids of native responses.
     pub request_ids: RequestIds,
+    /// API keys, verified tokens, signing keys, the jti deny-list.
+    pub authn: Caches,
 }
 
 /// The process's plane.

@@ -2,11 +2,13 @@
 //! digest (`bastion.crypto.apikeys.api_key_digest`: SHA-256 hex, or
 //! HMAC-SHA256 under the server pepper), and the key-in-query screen.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ring::{digest, hmac};
 use serde::Deserialize;
 
+use crate::client_ip::TrustedProxies;
 use crate::http::Identity;
 
 /// The longest key the format allows (`MAX_API_KEY_LENGTH`: prefix + 10-character
@@ -35,14 +37,24 @@ pub struct ApiKeyRecord {
     pub grace_until: Option<f64>,
     pub revoked: bool,
     pub disabled: bool,
-    /// CIDRs; a key with any is served by Python (the client address is
-    /// resolved through trusted proxies there).
+    /// CIDRs the client address must be in (empty: any address).
     #[serde(default)]
     pub ip_allow: Vec<String>,
-    /// The key's own limits; a key with any is served by Python until the native
-    /// limiter applies them.
+    /// The key's own limits as Python compiled them (`compile_key_limits`;
+    /// empty where they do not compile, as Python then applies none).
     #[serde(default)]
-    pub rate_limits: Vec<serde_json::Value>,
+    pub key_limits: Vec<KeyLimit>,
+}
+
+/// One of a key's own rate limits (`bastion.ratelimit.gcra.Limit`): `rate`
+/// requests per `period` seconds with a bucket of `burst`; `name` labels it in
+/// `RateLimit` headers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct KeyLimit {
+    pub rate: u64,
+    pub period: f64,
+    pub burst: u64,
+    pub name: String,
 }
 
 /// A cached key: its record, precomputed, and until when it may be trusted.
@@ -55,6 +67,10 @@ pub struct CachedKey {
     revoked: bool,
     disabled: bool,
     native: bool,
+    /// The key's IP allow-list (`None`: any address).
+    networks: Option<TrustedProxies>,
+    /// The key's own limits (the `limit` step applies them with the route's).
+    pub limits: std::sync::Arc<[KeyLimit]>,
     /// Unix seconds until which the entry is fresh (Python's positive TTL).
     pub fresh_until: f64,
     /// The latest native use (f64 bits; 0: none since the last drain), for
@@ -65,6 +81,12 @@ pub struct CachedKey {
 impl CachedKey {
     /// The cache entry of `record`, fresh until `fresh_until`.
     pub fn new(record: ApiKeyRecord, fresh_until: f64) -> CachedKey {
+        // A list the native parser does not read keeps the key with Python.
+        let networks = if record.ip_allow.is_empty() {
+            Ok(None)
+        } else {
+            TrustedProxies::parse(&record.ip_allow).map(Some)
+        };
         let subject = match (&record.owner_type, &record.owner_id) {
             (Some(kind), Some(owner)) if !kind.is_empty() && !owner.is_empty() => {
                 format!("{kind}:{owner}")
@@ -96,7 +118,9 @@ impl CachedKey {
             grace_until: record.grace_until.unwrap_or(f64::INFINITY),
             revoked: record.revoked,
             disabled: record.disabled,
-            native: record.ip_allow.is_empty() && record.rate_limits.is_empty(),
+            native: networks.is_ok(),
+            limits: record.key_limits.into(),
+            networks: networks.ok().flatten(),
             fresh_until,
             last_used: AtomicU64::new(0),
         }
@@ -117,17 +141,33 @@ impl CachedKey {
         }
     }
 
-    /// Whether the key may be used at `now` exactly as `ApiKeyService.verify`
-    /// would allow it (state and deadlines checked on every call), and the
-    /// native path can serve it (no IP allow-list, no key limits).
-    pub fn usable(&self, now: f64) -> bool {
+    /// Whether the key may be used at `now` from `client` exactly as
+    /// `ApiKeyService.verify` would allow it (state, deadlines and the IP
+    /// allow-list checked on every call).
+    pub fn usable(&self, now: f64, client: Option<IpAddr>) -> bool {
         self.native
             && now < self.fresh_until
             && !self.revoked
             && !self.disabled
             && now < self.deadline
             && now < self.grace_until
+            && self
+                .networks
+                .as_ref()
+                .map_or(true, |nets| ip_allowed(nets, client))
     }
+}
+
+/// `_ip_allowed`: no address is refused; an IPv4-mapped IPv6 address counts as IPv4.
+fn ip_allowed(networks: &TrustedProxies, client: Option<IpAddr>) -> bool {
+    let Some(ip) = client else {
+        return false;
+    };
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    networks.contains(ip)
 }
 
 /// How keys are stored: SHA-256, or HMAC-SHA256 under the pepper.
@@ -223,7 +263,7 @@ mod tests {
         serde_json::from_str(
             r#"{"id":"k1","owner_type":"user","owner_id":"u1","scopes":["b","a","a"],
                 "routes":[],"expires_at":null,"grace_until":null,"revoked":false,
-                "disabled":false,"ip_allow":[],"rate_limits":[]}"#,
+                "disabled":false,"ip_allow":[],"key_limits":[]}"#,
         )
         .expect("record")
     }
@@ -251,27 +291,44 @@ mod tests {
 
     #[test]
     fn usable_checks_state_deadlines_and_freshness() {
-        assert!(CachedKey::new(record(), 100.0).usable(50.0));
-        assert!(!CachedKey::new(record(), 100.0).usable(100.0));
+        assert!(CachedKey::new(record(), 100.0).usable(50.0, None));
+        assert!(!CachedKey::new(record(), 100.0).usable(100.0, None));
         let mut r = record();
         r.revoked = true;
-        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+        assert!(!CachedKey::new(r, 100.0).usable(50.0, None));
         let mut r = record();
         r.disabled = true;
-        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+        assert!(!CachedKey::new(r, 100.0).usable(50.0, None));
         let mut r = record();
         r.expires_at = Some(50.0);
-        assert!(!CachedKey::new(r.clone(), 100.0).usable(50.0));
-        assert!(CachedKey::new(r, 100.0).usable(49.9));
+        assert!(!CachedKey::new(r.clone(), 100.0).usable(50.0, None));
+        assert!(CachedKey::new(r, 100.0).usable(49.9, None));
         let mut r = record();
         r.grace_until = Some(10.0);
-        assert!(!CachedKey::new(r, 100.0).usable(10.0));
+        assert!(!CachedKey::new(r, 100.0).usable(10.0, None));
         let mut r = record();
-        r.ip_allow = vec!["10.0.0.0/8".into()];
-        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+        r.ip_allow = vec!["10.0.0.0/8".into(), "2001:db8::/32".into()];
+        let key = CachedKey::new(r, 100.0);
+        assert!(!key.usable(50.0, None));
+        let ip = |s: &str| Some(s.parse::<IpAddr>().expect("ip"));
+        assert!(key.usable(50.0, ip("10.1.2.3")));
+        assert!(key.usable(50.0, ip("::ffff:10.1.2.3")));
+        assert!(key.usable(50.0, ip("2001:db8::1")));
+        assert!(!key.usable(50.0, ip("11.0.0.1")));
+        assert!(!key.usable(50.0, ip("2001:db9::1")));
         let mut r = record();
-        r.rate_limits = vec![serde_json::json!({"rate": "1/second"})];
-        assert!(!CachedKey::new(r, 100.0).usable(50.0));
+        r.ip_allow = vec!["not a network".into()];
+        assert!(!CachedKey::new(r, 100.0).usable(50.0, ip("10.1.2.3")));
+        let mut r = record();
+        r.key_limits = vec![KeyLimit {
+            rate: 1,
+            period: 1.0,
+            burst: 1,
+            name: "1/second".into(),
+        }];
+        let key = CachedKey::new(r, 100.0);
+        assert!(key.usable(50.0, None));
+        assert_eq!(key.limits.len(), 1);
     }
 
     #[test]

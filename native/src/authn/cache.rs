@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use ring::digest;
 use serde_json::{Map, Value};
@@ -85,6 +85,9 @@ pub struct Caches {
     revoked: RwLock<HashMap<String, f64>>,
     /// OAuth clients Python found active, until when (Unix seconds).
     active_clients: RwLock<HashMap<String, f64>>,
+    /// Whether keys with their own rate limits are served natively (the
+    /// native `limit` step applies [`crate::authn::Admitted::key_limits`]).
+    key_limits_native: AtomicBool,
     /// Whether an uncached token may be verified natively (Python turns it on
     /// only where every revocation reaches the native deny-list).
     verify_misses: AtomicBool,
@@ -101,10 +104,9 @@ impl Default for Caches {
     }
 }
 
-/// The process-wide caches.
+/// The process-wide caches (the plane's).
 pub fn caches() -> &'static Caches {
-    static CACHES: OnceLock<Caches> = OnceLock::new();
-    CACHES.get_or_init(Caches::new)
+    &crate::plane::plane().authn
 }
 
 /// SHA-256 of a token: the verified-token cache's key.
@@ -126,6 +128,7 @@ impl Caches {
             revoked: RwLock::new(HashMap::new()),
             active_clients: RwLock::new(HashMap::new()),
             verify_misses: AtomicBool::new(false),
+            key_limits_native: AtomicBool::new(false),
             clients_epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
         }
@@ -191,6 +194,16 @@ impl Caches {
             }
         }
         uses.into_iter().collect()
+    }
+
+    /// Serve keys with their own limits natively (only once the native limiter
+    /// applies `Admitted::key_limits`; until then such keys defer).
+    pub fn set_key_limits_native(&self, on: bool) {
+        self.key_limits_native.store(on, Ordering::SeqCst);
+    }
+
+    pub fn key_limits_native(&self) -> bool {
+        self.key_limits_native.load(Ordering::SeqCst)
     }
 
     pub fn api_key_get(&self, digest: &[u8; 32]) -> Option<Arc<CachedKey>> {

@@ -19,12 +19,14 @@ pub mod json;
 pub mod jwt;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, AUTHORIZATION};
 use serde::Deserialize;
 use serde_json::Value;
 
-pub use api_key::key_in_query;
+pub use api_key::{key_in_query, KeyLimit};
 pub use cache::{caches, Caches};
 
 use crate::http::Identity;
@@ -221,36 +223,75 @@ fn presented<'h>(route: &RouteAuth, headers: &'h HeaderMap) -> Presented<'h> {
 /// Authenticate a request with its query string: a key-shaped query on a
 /// route accepting API keys is refused by Python (400), so it is deferred.
 /// This is the entry point the gateway calls.
+///
+/// `client` is the client address through trusted proxies
+/// (`crate::client_ip::client_ip`); `None` serves no key with an IP allow-list.
 pub fn authenticate_request(
     caches: &Caches,
     route: &RouteAuth,
     query: Option<&str>,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
     now: f64,
 ) -> Verdict {
+    verdict(find_request(caches, route, query, headers, client, now))
+}
+
+fn verdict(found: Option<Found>) -> Verdict {
+    found.map_or(Verdict::Defer, |found| Verdict::Allow(found.identity))
+}
+
+/// What vouched for a request: the identity, and an API key's own limits.
+struct Found {
+    identity: Identity,
+    key_limits: Arc<[KeyLimit]>,
+}
+
+fn find_request(
+    caches: &Caches,
+    route: &RouteAuth,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    now: f64,
+) -> Option<Found> {
     if !route.public
         && route.methods.contains(&Method::ApiKey)
         && query.is_some_and(|q| key_in_query(q.as_bytes()))
     {
-        return Verdict::Defer;
+        return None;
     }
-    authenticate(caches, route, headers, now)
+    find(caches, route, headers, client, now)
 }
 
 /// Authenticate from the headers alone (the query screen is
-/// [`authenticate_request`]'s). `now` is Unix seconds.
+/// [`authenticate_request`]'s; no client address: keys with an IP allow-list
+/// defer). `now` is Unix seconds.
 pub fn authenticate(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now: f64) -> Verdict {
+    verdict(find(caches, route, headers, None, now))
+}
+
+fn find(
+    caches: &Caches,
+    route: &RouteAuth,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    now: f64,
+) -> Option<Found> {
     if route.public {
-        return Verdict::Allow(Identity {
-            method: "public",
-            ..Identity::default()
+        return Some(Found {
+            identity: Identity {
+                method: "public",
+                ..Identity::default()
+            },
+            key_limits: Arc::from([]),
         });
     }
     let found = presented(route, headers);
     for method in &route.methods {
         match method {
             Method::ApiKey if !found.keys.is_empty() => {
-                return api_key_verdict(caches, route, &found.keys, now)
+                return api_key_verdict(caches, route, &found.keys, client, now)
             }
             Method::Jwt if !found.tokens.is_empty() => {
                 return jwt_verdict(caches, route, &found.tokens, now)
@@ -259,57 +300,62 @@ pub fn authenticate(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now
         }
     }
     // No method is responsible: Python's 401.
-    Verdict::Defer
+    None
 }
 
-fn api_key_verdict(caches: &Caches, route: &RouteAuth, keys: &[&[u8]], now: f64) -> Verdict {
+fn api_key_verdict(
+    caches: &Caches,
+    route: &RouteAuth,
+    keys: &[&[u8]],
+    client: Option<IpAddr>,
+    now: f64,
+) -> Option<Found> {
     // Two different keys: Python's 401 malformed. Claims/roles rules: API key
     // identities carry only key_id/key_prefix claims; Python decides.
     let [key] = keys else {
-        return Verdict::Defer;
+        return None;
     };
     if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() || route.has_claim_rules() {
-        return Verdict::Defer;
+        return None;
     }
-    let digest = caches.api_key_digest(key);
-    match caches.api_key_get(&digest) {
-        Some(entry) if entry.usable(now) => {
-            entry.touch(now);
-            Verdict::Allow(entry.identity.clone())
-        }
-        _ => Verdict::Defer,
+    let entry = caches.api_key_get(&caches.api_key_digest(key))?;
+    if !entry.usable(now, client) || (!entry.limits.is_empty() && !caches.key_limits_native()) {
+        return None;
     }
+    entry.touch(now);
+    Some(Found {
+        identity: entry.identity.clone(),
+        key_limits: entry.limits.clone(),
+    })
 }
 
-fn jwt_verdict(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Verdict {
+fn jwt_verdict(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Option<Found> {
     let [token] = tokens else {
-        return Verdict::Defer;
+        return None;
     };
-    let Some(audience) = route.audience.as_deref() else {
-        return Verdict::Defer;
-    };
+    let audience = route.audience.as_deref()?;
     if !token.is_ascii() {
-        return Verdict::Defer;
+        return None;
     }
     let entry = match caches.token_get(&cache::token_digest(token), now) {
         Some(entry) => entry,
         None => {
             // Not cached: verified natively only where Python allowed it.
             let Ok(text) = std::str::from_utf8(token) else {
-                return Verdict::Defer;
+                return None;
             };
-            match caches.token_verify_miss(text, now) {
-                Some(entry) => entry,
-                None => return Verdict::Defer,
-            }
+            caches.token_verify_miss(text, now)?
         }
     };
     if !jwt::audience_matches(entry.claims.get("aud"), audience)
         || !crate::authz::claims_hold(route, &entry.claims)
     {
-        return Verdict::Defer;
+        return None;
     }
-    Verdict::Allow(entry.identity.clone())
+    Some(Found {
+        identity: entry.identity.clone(),
+        key_limits: Arc::from([]),
+    })
 }
 
 /// The request headers that carried the credential `identity` was
@@ -363,11 +409,15 @@ pub fn unix_now() -> f64 {
 pub struct Admitted {
     pub identity: Identity,
     pub credential_headers: Vec<HeaderName>,
+    /// An API key's own limits (empty otherwise); non-empty only once
+    /// [`Caches::set_key_limits_native`] said the native limiter applies them.
+    pub key_limits: Arc<[KeyLimit]>,
 }
 
 /// The native `authenticate` + `authorize` steps for one request on a native
 /// route: `Some` when the native path serves it, `None` to defer to Python
 /// (which then renders any 400/401/403 itself).
+#[allow(clippy::too_many_arguments)]
 pub fn admit(
     caches: &Caches,
     route: &RouteAuth,
@@ -375,12 +425,13 @@ pub fn admit(
     method: &http::Method,
     uri: &http::Uri,
     headers: &HeaderMap,
+    client: Option<IpAddr>,
     now: f64,
 ) -> Option<Admitted> {
-    let Verdict::Allow(identity) = authenticate_request(caches, route, uri.query(), headers, now)
-    else {
-        return None;
-    };
+    let Found {
+        identity,
+        key_limits,
+    } = find_request(caches, route, uri.query(), headers, client, now)?;
     if !crate::authz::authorize(route, &identity, method, route_name) {
         return None;
     }
@@ -388,6 +439,7 @@ pub fn admit(
     Some(Admitted {
         identity,
         credential_headers,
+        key_limits,
     })
 }
 

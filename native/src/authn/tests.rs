@@ -371,7 +371,7 @@ fn key_record(extra: Value) -> ApiKeyRecord {
     let mut base = json!({
         "id": "key-1", "owner_type": "client", "owner_id": "c1",
         "scopes": ["orders:read"], "routes": [], "expires_at": null, "grace_until": null,
-        "revoked": false, "disabled": false, "ip_allow": [], "rate_limits": []
+        "revoked": false, "disabled": false, "ip_allow": [], "key_limits": []
     });
     if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {
@@ -439,7 +439,10 @@ fn keys_python_would_refuse_defer() {
         (json!({"expires_at": 100.0}), 100.0),
         (json!({"grace_until": 99.0}), 100.0),
         (json!({"ip_allow": ["10.0.0.0/8"]}), 100.0),
-        (json!({"rate_limits": [{"rate": "5/second"}]}), 100.0),
+        (
+            json!({"key_limits": [{"rate": 5, "period": 1.0, "burst": 5, "name": "5/second"}]}),
+            100.0,
+        ),
     ] {
         let caches = Caches::new();
         with_key(&caches, extra.clone(), 100.0);
@@ -461,6 +464,7 @@ fn keys_python_would_refuse_defer() {
         &route,
         Some(&q),
         &bearer(KEY),
+        None,
         100.0
     )));
     assert!(!deferred(authenticate_request(
@@ -468,6 +472,7 @@ fn keys_python_would_refuse_defer() {
         &route,
         Some("page=2"),
         &bearer(KEY),
+        None,
         100.0
     )));
     // dropped by id, or all
@@ -729,14 +734,43 @@ fn admit_combines_the_steps() {
     let route = key_route();
     let get = http::Method::GET;
     let uri: http::Uri = "/orders/1?page=2".parse().expect("uri");
-    let admitted =
-        admit(&caches, &route, "orders", &get, &uri, &bearer(KEY), 100.0).expect("admit");
+    let admitted = admit(
+        &caches,
+        &route,
+        "orders",
+        &get,
+        &uri,
+        &bearer(KEY),
+        None,
+        100.0,
+    )
+    .expect("admit");
     assert_eq!(admitted.identity.key_id.as_deref(), Some("key-1"));
     assert_eq!(admitted.credential_headers, vec![AUTHORIZATION]);
     let post = http::Method::POST;
-    assert!(admit(&caches, &route, "orders", &post, &uri, &bearer(KEY), 100.0).is_none());
+    assert!(admit(
+        &caches,
+        &route,
+        "orders",
+        &post,
+        &uri,
+        &bearer(KEY),
+        None,
+        100.0
+    )
+    .is_none());
     let leaky: http::Uri = format!("/orders?api_key={KEY}").parse().expect("uri");
-    assert!(admit(&caches, &route, "orders", &get, &leaky, &bearer(KEY), 100.0).is_none());
+    assert!(admit(
+        &caches,
+        &route,
+        "orders",
+        &get,
+        &leaky,
+        &bearer(KEY),
+        None,
+        100.0
+    )
+    .is_none());
     assert!(unix_now() > 1.7e9);
 }
 
@@ -838,4 +872,51 @@ fn misses_are_verified_natively_only_when_allowed_and_the_client_is_known_active
     }
     caches.token_revoke("jti-1", now + 600.0, now);
     assert!(!decides(&token, now));
+}
+
+#[test]
+fn a_key_with_an_ip_allow_list_is_served_for_its_addresses_only() {
+    let caches = Caches::new();
+    with_key(&caches, json!({"ip_allow": ["203.0.113.0/24"]}), 100.0);
+    let route = key_route();
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().expect("ip"));
+    let verdict = |client| authenticate_request(&caches, &route, None, &bearer(KEY), client, 100.0);
+    assert!(!deferred(verdict(ip("203.0.113.7"))));
+    assert!(!deferred(verdict(ip("::ffff:203.0.113.7"))));
+    assert!(deferred(verdict(ip("198.51.100.1"))));
+    assert!(deferred(verdict(None)));
+}
+
+#[test]
+fn key_limits_are_served_only_once_the_native_limiter_takes_them() {
+    let caches = Caches::new();
+    let limit = json!({"rate": 5, "period": 1.0, "burst": 10, "name": "5/second"});
+    with_key(&caches, json!({"key_limits": [limit]}), 100.0);
+    let route = key_route();
+    let get = http::Method::GET;
+    let uri: http::Uri = "/orders".parse().expect("uri");
+    let admit_now = || {
+        admit(
+            &caches,
+            &route,
+            "orders",
+            &get,
+            &uri,
+            &bearer(KEY),
+            None,
+            100.0,
+        )
+    };
+    assert!(admit_now().is_none());
+    caches.set_key_limits_native(true);
+    let admitted = admit_now().expect("admit");
+    assert_eq!(
+        admitted.key_limits.as_ref(),
+        &[KeyLimit {
+            rate: 5,
+            period: 1.0,
+            burst: 10,
+            name: "5/second".into()
+        }]
+    );
 }

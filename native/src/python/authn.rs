@@ -62,6 +62,13 @@ fn api_keys_used() -> Vec<(String, f64)> {
     caches().api_keys_used()
 }
 
+/// Serve keys with their own rate limits natively (once the native limiter
+/// applies them; off by default: such keys defer).
+#[pyfunction]
+fn api_key_limits_native(on: bool) {
+    caches().set_key_limits_native(on);
+}
+
 /// Whether a key with this hex digest is cached (any state).
 #[pyfunction]
 fn api_key_cached(digest: &str) -> PyResult<bool> {
@@ -143,7 +150,7 @@ fn tokens_following(following: bool) {
 /// from Python (tests and `bastion routes explain`): the identity as a dict
 /// when the native path would allow it, ``None`` when it would defer.
 #[pyfunction]
-#[pyo3(signature = (section_json, route_name, method, headers, query=None))]
+#[pyo3(signature = (section_json, route_name, method, headers, query=None, client=None))]
 fn authn_decide<'py>(
     py: Python<'py>,
     section_json: &str,
@@ -151,7 +158,15 @@ fn authn_decide<'py>(
     method: &str,
     headers: Vec<(String, String)>,
     query: Option<&str>,
+    client: Option<&str>,
 ) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let client = match client {
+        None => None,
+        Some(ip) => Some(
+            ip.parse::<std::net::IpAddr>()
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+        ),
+    };
     let section: serde_json::Value =
         serde_json::from_str(section_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let route = RouteAuth::from_section(&section).map_err(PyValueError::new_err)?;
@@ -166,7 +181,7 @@ fn authn_decide<'py>(
     let method = http::Method::from_bytes(method.as_bytes())
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
     let Verdict::Allow(identity) =
-        authn::authenticate_request(caches(), &route, query, &map, now())
+        authn::authenticate_request(caches(), &route, query, &map, client, now())
     else {
         return Ok(None);
     };
@@ -191,6 +206,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api_keys_clear, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_cached, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_used, m)?)?;
+    m.add_function(wrap_pyfunction!(api_key_limits_native, m)?)?;
     m.add_function(wrap_pyfunction!(signing_keys_set, m)?)?;
     m.add_function(wrap_pyfunction!(signing_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(token_put, m)?)?;

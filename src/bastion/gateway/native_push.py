@@ -36,6 +36,8 @@ from typing import Any, Final
 
 from bastion import _native
 from bastion.crypto.keys import PublicKeySet
+from bastion.ratelimit.gcra import Limit
+from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
 
 __all__ = [
@@ -101,9 +103,24 @@ def api_key_record(key: ApiKey) -> str:
             "revoked": key.revoked_at is not None,
             "disabled": key.disabled,
             "ip_allow": list(key.ip_allow),
-            "rate_limits": [dict(limit) for limit in key.rate_limits],
+            "key_limits": [
+                {
+                    "rate": limit.rate,
+                    "period": limit.period,
+                    "burst": limit.capacity,
+                    "name": limit.label,
+                }
+                for limit in _key_limits(key)
+            ],
         }
     )
+
+
+def _key_limits(key: ApiKey) -> tuple[Limit, ...]:
+    try:
+        return compile_key_limits(key.rate_limits)
+    except ValueError:
+        return ()  # as the api_key authenticator: validated when stored, none applied
 
 
 def api_key_found(key: ApiKey, ttl: float) -> None:

@@ -10,7 +10,7 @@ import pytest
 from bastion import _native
 from bastion.gateway.compile import Unsupported, auth
 from bastion.settings import RouteMatch, RouteSettings, Settings
-from bastion.settings.models import IpAccessSettings, RouteJwtSettings
+from bastion.settings.models import RouteJwtSettings
 
 SETTINGS = Settings()
 
@@ -101,10 +101,6 @@ def test_scope_list_star_claims_roles_and_audience() -> None:
         (
             {"auth": ["jwt"], "jwt": RouteJwtSettings(issuers=["self", "https://idp.example"])},
             "auth: trusted external issuers are not native yet",
-        ),
-        (
-            {"ip": IpAccessSettings(allow=["10.0.0.0/8"])},
-            "auth: route ip rules are not native yet",
         ),
     ],
 )

@@ -143,9 +143,41 @@ async def test_a_revocation_by_another_process_stops_the_key_within_a_second(
         await task
 
 
+async def test_an_ip_allow_list_is_checked_natively(service: ApiKeyService) -> None:
+    record, secret = await service.create(
+        ApiKeySpec(name="ip", scopes=["orders:read"], ip_allow=["10.0.0.0/8"])
+    )
+    await service.verify(secret, ip="10.1.2.3")
+    headers = [("authorization", f"Bearer {secret}")]
+    inside = _native.authn_decide(KEY_ROUTE, "orders", "GET", headers, None, "10.9.9.9")
+    assert inside is not None and inside["key_id"] == record.id
+    assert _native.authn_decide(KEY_ROUTE, "orders", "GET", headers, None, "11.0.0.1") is None
+    assert _native.authn_decide(KEY_ROUTE, "orders", "GET", headers) is None
+
+
+async def test_a_keys_own_limits_travel_compiled(service: ApiKeyService) -> None:
+    record, secret = await service.create(
+        ApiKeySpec(
+            name="limited",
+            scopes=["orders:read"],
+            rate_limits=[{"rate": "5/second"}, {"rate": "100/minute", "burst": 20}],
+        )
+    )
+    assert json.loads(native_push.api_key_record(record))["key_limits"] == [
+        {"rate": 5, "period": 1.0, "burst": 5, "name": "5/second"},
+        {"rate": 100, "period": 60.0, "burst": 20, "name": "100/minute"},
+    ]
+    await service.verify(secret)
+    assert decide(KEY_ROUTE, secret) is None  # until the native limiter applies them
+    _native.api_key_limits_native(True)
+    try:
+        assert decide(KEY_ROUTE, secret) is not None
+    finally:
+        _native.api_key_limits_native(False)
+
+
 async def test_keys_native_cannot_judge_stay_with_python(service: ApiKeyService) -> None:
     for spec in (
-        ApiKeySpec(name="ip", scopes=["orders:read"], ip_allow=["10.0.0.0/8"]),
         ApiKeySpec(name="limited", scopes=["orders:read"], rate_limits=[{"rate": "5/second"}]),
         ApiKeySpec(name="routes", scopes=["orders:read"], routes=["billing"]),
     ):

@@ -11,9 +11,8 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
   route allow-list.
 
 Anything else leaves the route to Python (:class:`Unsupported`): the
-``introspection``, ``session`` and ``mtls`` methods, trusted external issuers,
-and route ``ip`` rules (the client address is resolved through trusted
-proxies in Python).
+``introspection``, ``session`` and ``mtls`` methods and trusted external
+issuers. (Route ``ip`` rules are the ``edge`` section's.)
 
 The section::
 
@@ -42,8 +41,6 @@ NATIVE_METHODS = ("api_key", "jwt")
 
 def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:
     """The JSON section for ``route``, or why the native core cannot serve it."""
-    if route.ip is not None:
-        return Unsupported("auth: route ip rules are not native yet")
     if route.public:
         return {"public": True, "methods": []}
     methods = list(route.auth)
