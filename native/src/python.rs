@@ -358,7 +358,8 @@ fn audit_drain<'py>(
         .iter()
         .map(|e| denial_dict(py, e))
         .collect::<PyResult<Vec<_>>>()?;
-    let allows = audit::aggregate_allows(&drained.allows)
+    let allows = drained
+        .allows
         .into_iter()
         .map(|c| (c.minute, c.route, c.principal, c.principal_id, c.count))
         .collect();
