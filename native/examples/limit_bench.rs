@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use _native::audit::{self, AuditEvent, Door};
+use _native::audit;
 use _native::http::Identity;
 use _native::limit::{self, RouteLimits, Store};
 use _native::metrics;
@@ -53,28 +53,15 @@ fn main() {
                 }
                 let record = start.elapsed() - check;
                 for i in 0..n {
-                    audit::queue().push(AuditEvent {
-                        allowed: true,
-                        status: 200,
-                        reason: None,
-                        step: None,
-                        door: Door::Gateway,
-                        route: Some("orders".into()),
-                        method: "GET".into(),
-                        path: "/api/orders".into(),
-                        subject: identity.subject.clone(),
-                        client_id: None,
-                        key_id: identity.key_id.clone(),
-                        ip: Some("192.0.2.1".into()),
-                        user_agent: None,
-                        request_id: None,
-                        latency_us: i,
-                        timestamp: 0.0,
-                    });
-                    if audit::queue().len() > 60_000 {
-                        audit::queue().drain(100_000);
-                    }
+                    audit::queue().allow(
+                        "orders",
+                        identity.subject.as_deref(),
+                        identity.key_id.as_deref(),
+                        None,
+                        1_700_000_000.0 + (i / 1000) as f64,
+                    );
                 }
+                audit::queue().drain(usize::MAX);
                 let push = start.elapsed() - check - record;
                 (check, record, push)
             })
@@ -83,7 +70,7 @@ fn main() {
     for handle in handles {
         if let Ok((check, record, push)) = handle.join() {
             println!(
-                "per op: limit::check {:.0} ns, metrics record {:.0} ns, audit push(+drain) {:.0} ns",
+                "per op: limit::check {:.0} ns, metrics record {:.0} ns, audit allow {:.0} ns",
                 check.as_nanos() as f64 / n as f64,
                 record.as_nanos() as f64 / n as f64,
                 push.as_nanos() as f64 / n as f64

@@ -2,14 +2,15 @@
 //!
 //! One bounded multi-producer queue; Python's drainer
 //! (`bastion.audit.native_drain`) takes batches: denials become
-//! `gateway.denied` rows exactly as the Python pipeline records them, allows
-//! are counted in the per-minute traffic aggregates ([`aggregate_allows`]).
-//! When the queue is full, denials are kept before allows: an incoming denial
-//! evicts the oldest queued allow; only when no allow is left is the denial
-//! itself dropped. Every drop is counted ([`Queue::dropped`]) for `/metrics`
+//! `gateway.denied` rows exactly as the Python pipeline records them; allows
+//! are counted here per minute, route and principal ([`Queue::allow`]) and
+//! added to Python's per-minute traffic aggregates. When the queue is full,
+//! denials are kept before allows: an incoming denial evicts an allow
+//! aggregate; only when none is left is the denial itself dropped. Every drop is counted ([`Queue::dropped`]) for `/metrics`
 //! (`bastion_native_audit_dropped_total`) and the drop alert.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -69,13 +70,32 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// One allow aggregate: (minute, route, principal, principal id) and its count.
+struct AllowCount {
+    minute: i64,
+    route: Box<str>,
+    principal: &'static str,
+    principal_id: Option<Box<str>>,
+    count: u64,
+}
+
 #[derive(Default)]
 struct Held {
     denials: VecDeque<AuditEvent>,
-    allows: VecDeque<AuditEvent>,
+    /// Allow aggregates by the hash of their key (collisions chained).
+    allows: HashMap<u64, Vec<AllowCount>>,
+    /// How many aggregates `allows` holds.
+    allow_keys: usize,
+    /// Allows counted in the aggregates (what evicting them would lose).
+    allow_total: u64,
 }
 
-/// The bounded queue.
+/// The bounded queue: denials one by one, allows as per-minute counts.
+///
+/// `capacity` bounds denials plus distinct allow aggregates (route ×
+/// principal × minute); counting one more allow in an existing aggregate
+/// needs no room, so allows are lost only when a full queue meets a new
+/// principal or a denial must make room.
 pub struct Queue {
     held: Mutex<Held>,
     capacity: AtomicUsize,
@@ -83,11 +103,31 @@ pub struct Queue {
     dropped_denials: AtomicU64,
 }
 
-/// What a drain returns: denials and allows, each oldest first.
+/// What a drain returns: denials (oldest first) and every allow aggregate.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Drained {
     pub denials: Vec<AuditEvent>,
-    pub allows: Vec<AuditEvent>,
+    pub allows: Vec<MinuteCount>,
+}
+
+/// The principal an allow counts for (Python's `gateway.audit.count_allowed`).
+pub fn principal_of<'a>(
+    subject: Option<&'a str>,
+    key_id: Option<&'a str>,
+    client_id: Option<&'a str>,
+) -> (&'static str, Option<&'a str>) {
+    match (subject, key_id, client_id) {
+        (None, _, _) => ("anonymous", None),
+        (Some(_), Some(key), _) => ("key", Some(key)),
+        (Some(_), None, Some(client)) => ("client", Some(client)),
+        (Some(subject), None, None) => ("subject", Some(subject)),
+    }
+}
+
+fn allow_hash(minute: i64, route: &str, principal: &str, id: Option<&str>) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (minute, route, principal, id).hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Queue {
@@ -109,44 +149,128 @@ impl Queue {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queue `event`; never blocks on I/O, never fails (a full queue drops, counted).
-    pub fn push(&self, event: AuditEvent) {
+    /// Count one allowed request of `route` at `timestamp` (Unix seconds) for
+    /// the principal of `subject` / `key_id` / `client_id` (the hot path:
+    /// no allocation once the aggregate exists).
+    pub fn allow(
+        &self,
+        route: &str,
+        subject: Option<&str>,
+        key_id: Option<&str>,
+        client_id: Option<&str>,
+        timestamp: f64,
+    ) {
+        let (principal, id) = principal_of(subject, key_id, client_id);
+        let minute = (timestamp / 60.0).floor() as i64;
+        let hash = allow_hash(minute, route, principal, id);
         let capacity = self.capacity.load(Ordering::Relaxed);
         let mut held = self.lock();
-        if held.denials.len() + held.allows.len() >= capacity {
-            if event.allowed {
-                self.dropped_allows.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            if held.allows.pop_front().is_some() {
-                self.dropped_allows.fetch_add(1, Ordering::Relaxed);
-            } else {
-                self.dropped_denials.fetch_add(1, Ordering::Relaxed);
+        if let Some(chain) = held.allows.get_mut(&hash) {
+            if let Some(found) = chain.iter_mut().find(|c| {
+                c.minute == minute
+                    && &*c.route == route
+                    && c.principal == principal
+                    && c.principal_id.as_deref() == id
+            }) {
+                found.count += 1;
+                held.allow_total += 1;
                 return;
             }
         }
-        if event.allowed {
-            held.allows.push_back(event);
-        } else {
-            held.denials.push_back(event);
+        if held.denials.len() + held.allow_keys >= capacity {
+            self.dropped_allows.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        held.allows.entry(hash).or_default().push(AllowCount {
+            minute,
+            route: route.into(),
+            principal,
+            principal_id: id.map(Into::into),
+            count: 1,
+        });
+        held.allow_keys += 1;
+        held.allow_total += 1;
     }
 
-    /// Take up to `max` events, denials first.
+    /// Queue `event`; never blocks on I/O, never fails (a full queue drops, counted).
+    /// An allow is counted in its aggregate ([`Queue::allow`]); allows without a
+    /// route are not counted (as in Python).
+    pub fn push(&self, event: AuditEvent) {
+        if event.allowed {
+            if let Some(route) = event.route.as_deref() {
+                self.allow(
+                    route,
+                    event.subject.as_deref(),
+                    event.key_id.as_deref(),
+                    event.client_id.as_deref(),
+                    event.timestamp,
+                );
+            }
+            return;
+        }
+        let capacity = self.capacity.load(Ordering::Relaxed);
+        let mut held = self.lock();
+        if held.denials.len() + held.allow_keys >= capacity {
+            // Denials are kept before allows: give up one allow aggregate for it.
+            let victim = held.allows.keys().next().copied();
+            let Some(hash) = victim else {
+                self.dropped_denials.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            let mut lost = 0;
+            if let Some(chain) = held.allows.get_mut(&hash) {
+                if let Some(evicted) = chain.pop() {
+                    lost = evicted.count;
+                }
+                if chain.is_empty() {
+                    held.allows.remove(&hash);
+                }
+            }
+            held.allow_keys -= 1;
+            held.allow_total -= lost;
+            self.dropped_allows.fetch_add(lost, Ordering::Relaxed);
+        }
+        held.denials.push_back(event);
+    }
+
+    /// Take up to `max` denials (oldest first) and every allow aggregate.
     pub fn drain(&self, max: usize) -> Drained {
         let mut held = self.lock();
         let denials = held.denials.len().min(max);
-        let allows = held.allows.len().min(max - denials);
+        let denials = held.denials.drain(..denials).collect();
+        let allows = std::mem::take(&mut held.allows);
+        held.allow_keys = 0;
+        held.allow_total = 0;
+        drop(held);
+        let mut counts: Vec<MinuteCount> = allows
+            .into_values()
+            .flatten()
+            .map(|c| MinuteCount {
+                minute: c.minute,
+                route: c.route.into(),
+                principal: c.principal,
+                principal_id: c.principal_id.map(Into::into),
+                count: c.count,
+            })
+            .collect();
+        counts.sort_by(|a, b| {
+            (a.minute, &a.route, a.principal, &a.principal_id).cmp(&(
+                b.minute,
+                &b.route,
+                b.principal,
+                &b.principal_id,
+            ))
+        });
         Drained {
-            denials: held.denials.drain(..denials).collect(),
-            allows: held.allows.drain(..allows).collect(),
+            denials,
+            allows: counts,
         }
     }
 
-    /// Events held now.
+    /// Denials and allow aggregates held now.
     pub fn len(&self) -> usize {
         let held = self.lock();
-        held.denials.len() + held.allows.len()
+        held.denials.len() + held.allow_keys
     }
 
     pub fn is_empty(&self) -> bool {
@@ -180,40 +304,6 @@ pub struct MinuteCount {
     pub count: u64,
 }
 
-/// Count allows per (minute, route, principal), in first-seen order.
-/// Allows without a route are not counted (Python's `count_allowed`).
-pub fn aggregate_allows(allows: &[AuditEvent]) -> Vec<MinuteCount> {
-    let mut index: HashMap<(i64, &str, &'static str, Option<&str>), usize> = HashMap::new();
-    let mut out: Vec<MinuteCount> = Vec::new();
-    for event in allows {
-        let Some(route) = event.route.as_deref() else {
-            continue;
-        };
-        let (principal, id) = match (&event.subject, &event.key_id, &event.client_id) {
-            (None, _, _) => ("anonymous", None),
-            (Some(_), Some(key), _) => ("key", Some(key.as_str())),
-            (Some(_), None, Some(client)) => ("client", Some(client.as_str())),
-            (Some(subject), None, None) => ("subject", Some(subject.as_str())),
-        };
-        let minute = (event.timestamp / 60.0).floor() as i64;
-        let key = (minute, route, principal, id);
-        match index.get(&key) {
-            Some(&at) => out[at].count += 1,
-            None => {
-                index.insert(key, out.len());
-                out.push(MinuteCount {
-                    minute,
-                    route: route.to_owned(),
-                    principal,
-                    principal_id: id.map(str::to_owned),
-                    count: 1,
-                });
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,7 +320,7 @@ mod tests {
             path: "/api/orders".into(),
             subject: Some("user".into()),
             client_id: None,
-            key_id: Some("k1".into()),
+            key_id: Some(format!("k{n}")),
             ip: Some("192.0.2.1".into()),
             user_agent: None,
             request_id: Some(format!("r{n}")),
@@ -242,54 +332,61 @@ mod tests {
     #[test]
     fn denials_are_kept_before_allows() {
         let queue = Queue::new(3);
-        queue.push(event(true, 1));
-        queue.push(event(true, 2));
+        queue.push(event(true, 1)); // aggregate k1
+        queue.push(event(true, 1)); // same aggregate: no room needed
+        queue.push(event(true, 2)); // aggregate k2
         queue.push(event(false, 3));
-        queue.push(event(false, 4)); // evicts allow 1
-        queue.push(event(true, 5)); // dropped
-        queue.push(event(false, 6)); // evicts allow 2
-        queue.push(event(false, 7)); // no allow left: dropped
-        assert_eq!(queue.dropped(), (3, 1));
+        queue.push(event(true, 4)); // a new aggregate, queue full: dropped
+        queue.push(event(true, 2)); // counted in k2
+        queue.push(event(false, 5)); // evicts one aggregate (k1: 2 allows, or k2: 2)
+        queue.push(event(false, 6)); // evicts the other (2 allows)
+        queue.push(event(false, 7)); // nothing left to evict: dropped
+        assert_eq!(queue.dropped(), (1 + 2 + 2, 1));
         let drained = queue.drain(10);
         let ids: Vec<u64> = drained.denials.iter().map(|e| e.latency_us).collect();
-        assert_eq!(ids, vec![3, 4, 6]);
+        assert_eq!(ids, vec![3, 5, 6]);
         assert!(drained.allows.is_empty());
         assert!(queue.is_empty());
     }
 
     #[test]
-    fn drain_takes_at_most_max_denials_first() {
+    fn drain_takes_at_most_max_denials_and_every_count() {
         let queue = Queue::new(100);
         for n in 0..5 {
             queue.push(event(n % 2 == 0, n));
         }
-        let first = queue.drain(3);
-        assert_eq!(first.denials.len(), 2);
-        assert_eq!(first.allows.len(), 1);
-        assert_eq!(queue.len(), 2);
+        let first = queue.drain(1);
+        assert_eq!(first.denials.len(), 1);
+        assert_eq!(first.allows.len(), 3);
+        assert_eq!(queue.len(), 1);
     }
 
     #[test]
     fn allows_aggregate_by_minute_and_principal() {
-        let mut anonymous = event(true, 0);
-        anonymous.subject = None;
-        let mut client = event(true, 1);
-        client.key_id = None;
-        client.client_id = Some("svc".into());
-        let mut late = event(true, 70); // 190 s: minute 3
-        late.timestamp = 190.0;
-        let counts = aggregate_allows(&[event(true, 2), anonymous, event(true, 3), client, late]);
-        let flat: Vec<(i64, &str, Option<&str>, u64)> = counts
-            .iter()
-            .map(|c| (c.minute, c.principal, c.principal_id.as_deref(), c.count))
+        let queue = Queue::new(100);
+        queue.allow("orders", Some("u"), Some("k1"), None, 130.0);
+        queue.allow("orders", None, None, None, 131.0);
+        queue.allow("orders", Some("u"), Some("k1"), Some("svc"), 170.0);
+        queue.allow("orders", Some("u"), None, Some("svc"), 171.0);
+        queue.allow("orders", Some("u"), None, None, 172.0);
+        queue.allow("orders", Some("u"), Some("k1"), None, 190.0); // minute 3
+        let mut anonymous_route_less = event(true, 9);
+        anonymous_route_less.route = None; // not counted (Python's count_allowed)
+        queue.push(anonymous_route_less);
+        let flat: Vec<(i64, &str, Option<String>, u64)> = queue
+            .drain(10)
+            .allows
+            .into_iter()
+            .map(|c| (c.minute, c.principal, c.principal_id, c.count))
             .collect();
         assert_eq!(
             flat,
             vec![
-                (2, "key", Some("k1"), 2),
                 (2, "anonymous", None, 1),
-                (2, "client", Some("svc"), 1),
-                (3, "key", Some("k1"), 1),
+                (2, "client", Some("svc".into()), 1),
+                (2, "key", Some("k1".into()), 2),
+                (2, "subject", Some("u".into()), 1),
+                (3, "key", Some("k1".into()), 1),
             ]
         );
     }

@@ -303,6 +303,17 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any detail and request id render as JSON that reads back as the same strings.
+        #[test]
+        fn bodies_are_valid_json(detail in "\\PC*|[\\x00-\\x1f\"\\\\]{0,8}", rid in ".{0,40}") {
+            let body = Problem::upstream_unavailable(detail.clone()).body(&rid);
+            let parsed: Value = serde_json::from_slice(&body).expect("valid JSON");
+            proptest::prop_assert_eq!(parsed["detail"].as_str(), Some(detail.as_str()));
+            proptest::prop_assert_eq!(parsed["request_id"].as_str(), Some(rid.as_str()));
+        }
+    }
+
     #[test]
     fn response_carries_status_head_and_body() {
         let response = Problem::request_too_large(10).into_response("r-1");

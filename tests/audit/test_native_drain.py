@@ -101,9 +101,9 @@ def test_allows_are_counted_per_minute_and_principal() -> None:
     assert drain.drain_once() == 6
     start = datetime.fromtimestamp(MINUTE * 60, UTC)
     assert auditor.traffic.take_closed() == [
-        MinuteCount(start, "orders", "key", "k1", 3),
         MinuteCount(start, "orders", "anonymous", None, 1),
         MinuteCount(start, "orders", "client", "svc", 1),
+        MinuteCount(start, "orders", "key", "k1", 3),
         MinuteCount(start, "orders", "subject", "u", 1),
     ]
     assert auditor.queue == type(auditor.queue)()  # allows are never rows
@@ -115,16 +115,19 @@ def test_a_full_queue_keeps_denials_counts_drops_and_alerts() -> None:
     drain = NativeAuditDrain(auditor, alerts=alerts, capacity=2)
     before = _native.audit_dropped()
     _allow("orders")
-    _allow("orders")
+    _allow("orders")  # the same per-minute count: needs no room
     _native.audit_record(False, 429, "orders", "GET", "/", reason="rate_limited", timestamp=T)
-    _allow("orders")
-    assert _native.audit_dropped() == (before[0] + 2, before[1])
+    _allow("orders", subject="u", key_id="k2")  # a new count, queue full: dropped
+    # A denial when full evicts the allow count (2 allows lost), never another denial.
+    _native.audit_record(False, 429, "orders", "GET", "/", reason="rate_limited", timestamp=T)
+    _native.audit_record(False, 429, "orders", "GET", "/", reason="rate_limited", timestamp=T)
+    assert _native.audit_dropped() == (before[0] + 3, before[1] + 1)
     drain.drain_once()
     events = auditor.take(10)
     types = [e.type for e in events]
-    assert types.count(EventTypes.GATEWAY_DENIED) == 1
+    assert types.count(EventTypes.GATEWAY_DENIED) == 2
     dropped = next(e for e in events if e.type == EventTypes.DROPPED)
-    assert dropped.reason == "native_queue_full" and dropped.data["count"] == 2
+    assert dropped.reason == "native_queue_full" and dropped.data["count"] == 4
     assert [a.type for a in alerts.recent] == [DROP_ALERT]
     drain.drain_once()  # reported once
     assert [e.type for e in auditor.take(10)] == []

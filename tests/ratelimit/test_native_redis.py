@@ -24,6 +24,9 @@ SECTION = json.dumps(
 )
 
 
+SECTION_RULE = {"per": "key", "prefix": "flush:key:", "rate": 5, "period": 1.0, "burst": 5}
+
+
 def test_the_script_is_pythons() -> None:
     assert _native.redis_gcra_script() == _GCRA_SCRIPT
 
@@ -86,6 +89,16 @@ async def test_native_and_python_nodes_share_buckets(state: RedisSharedState) ->
     assert refused[1][0] == ("ratelimit-policy", headers[0][1])
     # The same keys as Python's limiter, under the shared prefix.
     assert await state.client.exists(python.redis_key("orders:key:k1")) == 1
+
+
+async def test_a_flushed_script_is_loaded_again(state: RedisSharedState) -> None:
+    section = json.dumps({"rules": [SECTION_RULE], "store": "redis"})
+    assert _native.redis_limit_check(section, "flush", key_id="k")[0]
+    await state.client.script_flush()
+    # EVALSHA answers NOSCRIPT: the native limiter falls back to EVAL, same budget.
+    assert _native.redis_limit_check(section, "flush", key_id="k")[0]
+    found = await state.client.get(state.namespaced("ratelimit:flush:key:k"))
+    assert found is not None and int(found) > 0
 
 
 async def test_an_unreachable_redis_is_an_error_the_front_defers_on() -> None:

@@ -260,6 +260,50 @@ pub fn check(
     decision_of(&checks, &take, now)
 }
 
+/// Why the native path cannot decide a request's limits: defer it to Python.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitDefer {
+    /// The route's store is Redis but none is configured (a table/runtime mismatch).
+    NoRedis,
+    /// Redis did not decide (down, slow, an error reply): Python applies the fail mode.
+    Redis(redis::RedisError),
+}
+
+/// The limit step for the gateway: the route's store ([`StoreKind`]) decides.
+///
+/// Memory: [`Store::current()`] at [`now_us`] (never defers). Redis: one
+/// script call; `Err` means defer the request to Python unchanged. Refused:
+/// answer `problem::Problem::rate_limited(&decision)`; allowed: add
+/// `decision.headers` to the upstream's response after removing its own
+/// `ratelimit` / `ratelimit-policy`.
+pub async fn step(
+    limits: &RouteLimits,
+    identity: &Identity,
+    key_limits: &[Limit],
+    client_ip: Option<IpAddr>,
+    route_name: &str,
+) -> Result<LimitDecision, LimitDefer> {
+    match limits.store {
+        StoreKind::Memory => Ok(check(
+            &Store::current(),
+            limits,
+            identity,
+            key_limits,
+            client_ip,
+            route_name,
+            now_us(),
+        )),
+        StoreKind::Redis => {
+            let limiter = redis::current().ok_or(LimitDefer::NoRedis)?;
+            redis::check(
+                &limiter, limits, identity, key_limits, client_ip, route_name,
+            )
+            .await
+            .map_err(LimitDefer::Redis)
+        }
+    }
+}
+
 /// The decisions and headers of a [`Take`], exactly as Python's `evaluate` +
 /// `bastion.ratelimit.headers` derive them from the TATs.
 pub fn decision_of(checks: &[(String, &Limit)], take: &Take, now: i64) -> LimitDecision {
@@ -420,6 +464,23 @@ mod tests {
             .filter(|_| check(&store, &empty, &id, &own, None, "r", 10_000_000).allowed)
             .count();
         assert_eq!(admitted, 3);
+    }
+
+    #[tokio::test]
+    async fn step_uses_the_routes_store() {
+        let memory = section();
+        let id = key_identity();
+        let first = step(&memory, &id, &[], None, "orders").await;
+        assert!(first.is_ok_and(|d| d.allowed && d.headers.len() == 2));
+        let redis = RouteLimits {
+            store: StoreKind::Redis,
+            ..section()
+        };
+        redis::configure(None);
+        assert_eq!(
+            step(&redis, &id, &[], None, "orders").await,
+            Err(LimitDefer::NoRedis)
+        );
     }
 
     #[test]

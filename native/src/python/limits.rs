@@ -165,24 +165,30 @@ fn key_limit_overrides_replace(overrides_json: &str) -> PyResult<()> {
 /// `(allowed, headers, retry_after)`.
 type CheckRow = (bool, Vec<(String, String)>, Option<u64>);
 
-/// The native limit step on the installed store (parity tests against the
-/// Python step): `(allowed, headers, retry_after)` for one request.
-#[pyfunction]
-#[pyo3(signature = (
-    section_json, route, *, key_id = None, subject = None, client_id = None,
-    client_ip = None, key_limits_json = None, now = None
-))]
-#[allow(clippy::too_many_arguments)]
-fn limit_check(
+fn check_row(decision: &limit::LimitDecision) -> CheckRow {
+    let headers = decision
+        .headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    (decision.allowed, headers, decision.retry_after)
+}
+
+/// What the parity bindings take: the section, the identity, the key's
+/// effective limits and the client address.
+fn parse_check_input(
     section_json: &str,
-    route: &str,
     key_id: Option<String>,
     subject: Option<String>,
     client_id: Option<String>,
     client_ip: Option<&str>,
     key_limits_json: Option<&str>,
-    now: Option<i64>,
-) -> PyResult<CheckRow> {
+) -> PyResult<(
+    limit::RouteLimits,
+    crate::http::Identity,
+    Vec<limit::Limit>,
+    Option<std::net::IpAddr>,
+)> {
     let section: serde_json::Value =
         serde_json::from_str(section_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let limits = limit::RouteLimits::from_section(&section)
@@ -206,6 +212,35 @@ fn limit_check(
         .map(|text| text.parse::<std::net::IpAddr>())
         .transpose()
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((limits, identity, effective, ip))
+}
+
+/// The native limit step on the installed store (parity tests against the
+/// Python step): `(allowed, headers, retry_after)` for one request.
+#[pyfunction]
+#[pyo3(signature = (
+    section_json, route, *, key_id = None, subject = None, client_id = None,
+    client_ip = None, key_limits_json = None, now = None
+))]
+#[allow(clippy::too_many_arguments)]
+fn limit_check(
+    section_json: &str,
+    route: &str,
+    key_id: Option<String>,
+    subject: Option<String>,
+    client_id: Option<String>,
+    client_ip: Option<&str>,
+    key_limits_json: Option<&str>,
+    now: Option<i64>,
+) -> PyResult<CheckRow> {
+    let (limits, identity, effective, ip) = parse_check_input(
+        section_json,
+        key_id,
+        subject,
+        client_id,
+        client_ip,
+        key_limits_json,
+    )?;
     let decision = limit::check(
         &Store::current(),
         &limits,
@@ -215,12 +250,7 @@ fn limit_check(
         route,
         now.unwrap_or_else(limit::now_us),
     );
-    let headers = decision
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
-        .collect();
-    Ok((decision.allowed, headers, decision.retry_after))
+    Ok(check_row(&decision))
 }
 
 /// Install (`config_json`: `storage.shared.resp.native_config`) or remove
@@ -273,29 +303,14 @@ fn redis_limit_check(
     client_ip: Option<&str>,
     key_limits_json: Option<&str>,
 ) -> PyResult<CheckRow> {
-    let section: serde_json::Value =
-        serde_json::from_str(section_json).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let limits = limit::RouteLimits::from_section(&section)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let own = key_limits_json
-        .map(parse_limits)
-        .transpose()?
-        .unwrap_or_default();
-    let effective = match key_id.as_deref() {
-        Some(key_id) => limit::effective_key_limits(key_id, &own).to_vec(),
-        None => Vec::new(),
-    };
-    let identity = crate::http::Identity {
-        method: "api_key",
+    let (limits, identity, effective, ip) = parse_check_input(
+        section_json,
+        key_id,
         subject,
         client_id,
-        key_id,
-        ..crate::http::Identity::default()
-    };
-    let ip = client_ip
-        .map(|text| text.parse::<std::net::IpAddr>())
-        .transpose()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        client_ip,
+        key_limits_json,
+    )?;
     let limiter = limit::redis::current()
         .ok_or_else(|| PyValueError::new_err("no Redis limiter configured"))?;
     let rt = tool_runtime()?;
@@ -306,12 +321,7 @@ fn redis_limit_check(
             ))
         })
         .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
-    let headers = decision
-        .headers
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
-        .collect();
-    Ok((decision.allowed, headers, decision.retry_after))
+    Ok(check_row(&decision))
 }
 
 // -- audit -------------------------------------------------------------------
@@ -352,7 +362,8 @@ fn audit_drain<'py>(
         .iter()
         .map(|e| denial_dict(py, e))
         .collect::<PyResult<Vec<_>>>()?;
-    let allows = audit::aggregate_allows(&drained.allows)
+    let allows = drained
+        .allows
         .into_iter()
         .map(|c| (c.minute, c.route, c.principal, c.principal_id, c.count))
         .collect();

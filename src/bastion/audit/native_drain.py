@@ -70,8 +70,8 @@ class NativeAuditDrain:
         self.batch = batch
         if capacity is not None:
             _native.audit_set_capacity(capacity)
-        # Drops already reported (the native counters only grow).
-        self._reported = sum(_native.audit_dropped())
+        # Drops already reported, (allows, denials): the native counters only grow.
+        self._reported = _native.audit_dropped()
 
     def drain_once(self) -> int:
         """Move up to one batch into the auditor; returns how many events it held."""
@@ -113,11 +113,12 @@ class NativeAuditDrain:
             self.drain_all()
 
     def _report_drops(self) -> None:
-        allows, denials = _native.audit_dropped()
-        dropped = allows + denials - self._reported
+        total = _native.audit_dropped()
+        allows, denials = total[0] - self._reported[0], total[1] - self._reported[1]
+        dropped = allows + denials
         if dropped <= 0:
             return
-        self._reported += dropped
+        self._reported = total
         log.warning("audit: the native queue dropped %d decision event(s)", dropped)
         self.auditor.record(
             EventTypes.DROPPED,
