@@ -30,7 +30,7 @@ use crate::authn::{self, Admitted, RouteAuth};
 use crate::client_ip::{client_ip, ip_bucket, TrustedProxies};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene::{self, HeadLimits};
-use crate::limit::{self, effective_key_limits, now_us, RouteLimits, Store, StoreKind};
+use crate::limit::{self, effective_key_limits, RouteLimits};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
 use crate::problem::Problem;
@@ -134,12 +134,8 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     if req.version() != Version::HTTP_2 && req.uri().scheme().is_some() {
         return Outcome::Defer(req);
     }
-    let target = req
-        .uri()
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
-    let Routed::Native { route, .. } = table.routes.route(host_of(&req), req.method(), &target)
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let Routed::Native { route, .. } = table.routes.route(host_of(&req), req.method(), target)
     else {
         return Outcome::Defer(req);
     };
@@ -157,9 +153,13 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         return Outcome::Defer(req);
     }
     let now = authn::unix_now();
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
+        return Outcome::Defer(req);
+    };
     let Some(Admitted {
         identity,
         credential_headers,
+        key_limits: own_limits,
     }) = authn::admit(
         authn::caches(),
         &native.auth,
@@ -167,67 +167,49 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         req.method(),
         req.uri(),
         req.headers(),
+        Some(ip),
         now,
     )
     else {
         return Outcome::Defer(req);
     };
-    let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
-        return Outcome::Defer(req);
-    };
     if flagged(&identity, ip, now) {
         return Outcome::Defer(req);
     }
-    let key_limits = identity
-        .key_id
-        .as_deref()
-        .map(|key| effective_key_limits(key, &[]));
-    let key_limits: &[limit::Limit] = key_limits.as_deref().unwrap_or(&[]);
-    let decision = match native.limits.store {
-        StoreKind::Memory => limit::check(
-            &Store::current(),
-            &native.limits,
-            &identity,
-            key_limits,
-            Some(ip),
-            &route.name,
-            now_us(),
-        ),
-        StoreKind::Redis => {
-            let Some(limiter) = limit::redis::current() else {
-                return Outcome::Defer(req);
-            };
-            match limit::redis::check(
-                &limiter,
-                &native.limits,
-                &identity,
-                key_limits,
-                Some(ip),
-                &route.name,
-            )
-            .await
-            {
-                Ok(decision) => decision,
-                // Python owns the outage policy (each limit's `fail`).
-                Err(_) => return Outcome::Defer(req),
+    // The key's limits: an operator override, else its own (a key with its own
+    // limits is admitted only once the native limiter applies them).
+    let key_limits: Arc<[limit::Limit]> = match identity.key_id.as_deref() {
+        Some(key) => {
+            let mut own = Vec::with_capacity(own_limits.len());
+            for l in own_limits.iter() {
+                match limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name) {
+                    Ok(parsed) => own.push(parsed),
+                    Err(_) => return Outcome::Defer(req),
+                }
             }
+            effective_key_limits(key, &own)
         }
+        None => Arc::from(Vec::new()),
+    };
+    let Ok(decision) =
+        limit::step(&native.limits, &identity, &key_limits, Some(ip), &route.name).await
+    else {
+        // No Redis, or it failed: Python owns the outage policy (each limit's `fail`).
+        return Outcome::Defer(req);
     };
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers());
     let rid = request_id.to_str().unwrap_or("-").to_owned();
     let https = conn.tls;
-    let mut event = event_for(&req, &route.name, &identity, ip, &rid);
     if !decision.allowed {
-        let mut response = Problem::rate_limited(&decision).into_response(&rid);
+        let problem = Problem::rate_limited(&decision);
+        denied(&req, &route.name, &identity, ip, &rid, &problem, "limit", started);
+        let mut response = problem.into_response(&rid);
         respond::decorate(response.headers_mut(), https, &request_id);
-        event.allowed = false;
-        event.status = 429;
-        event.reason = Some("rate_limited".into());
-        event.step = Some("limit");
-        finish(event, Some("rate_limited"), &route.name, started);
         return Outcome::Respond(response);
     }
+    // What a denial's audit event needs once the request has gone upstream.
+    let head = DeniedHead::of(&req);
     let path = req.uri().path().to_owned();
     let ctx = ForwardContext {
         conn,
@@ -240,20 +222,19 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let mut response = match native.upstream.forward(req, &path, who, &ctx).await {
         Ok(mut response) => {
             let headers = response.headers_mut();
-            for (name, value) in &decision.headers {
-                headers.insert(name.clone(), value.clone());
+            if !decision.headers.is_empty() {
+                headers.remove("ratelimit");
+                headers.remove("ratelimit-policy");
+                for (name, value) in &decision.headers {
+                    headers.append(name.clone(), value.clone());
+                }
             }
-            event.status = response.status().as_u16();
-            finish(event, None, &route.name, started);
+            allowed(&route.name, &identity, started);
             response
         }
         Err(error) => {
             let problem = problem_of(&error);
-            event.allowed = false;
-            event.status = problem.status.as_u16();
-            event.reason = Some(problem.code.into());
-            event.step = Some("proxy");
-            finish(event, Some(problem.code), &route.name, started);
+            head.denied(&route.name, &identity, ip, &rid, &problem, "proxy", started);
             problem.into_response(&rid)
         }
     };
@@ -279,43 +260,84 @@ fn flagged(identity: &Identity, ip: IpAddr, now: f64) -> bool {
     )
 }
 
-fn event_for(
+/// The parts of a request head a denial's audit event records, kept without
+/// allocating (an allowed request never needs them).
+struct DeniedHead {
+    method: http::Method,
+    path: http::Uri,
+    user_agent: Option<HeaderValue>,
+}
+
+impl DeniedHead {
+    fn of(req: &Request<Body>) -> Self {
+        DeniedHead {
+            method: req.method().clone(),
+            path: req.uri().clone(),
+            user_agent: req.headers().get(USER_AGENT).cloned(),
+        }
+    }
+
+    /// Audit and meter a denial rendered natively (429, an upstream failure).
+    #[allow(clippy::too_many_arguments)]
+    fn denied(
+        self,
+        route: &str,
+        identity: &Identity,
+        ip: IpAddr,
+        request_id: &str,
+        problem: &Problem,
+        step: &'static str,
+        started: Instant,
+    ) {
+        let elapsed = started.elapsed();
+        crate::metrics::global().record(Some(route), Some(problem.code), elapsed.as_secs_f64());
+        audit::queue().push(AuditEvent {
+            allowed: false,
+            status: problem.status.as_u16(),
+            reason: Some(problem.code.to_owned()),
+            step: Some(step),
+            door: Door::Gateway,
+            route: Some(route.to_owned()),
+            method: self.method.as_str().to_owned(),
+            path: self.path.path().to_owned(),
+            subject: identity.subject.clone(),
+            client_id: identity.client_id.clone(),
+            key_id: identity.key_id.clone(),
+            ip: Some(ip.to_string()),
+            user_agent: self
+                .user_agent
+                .and_then(|v| v.to_str().ok().map(str::to_owned)),
+            request_id: Some(request_id.to_owned()),
+            latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            timestamp: audit::unix_now(),
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn denied(
     req: &Request<Body>,
     route: &str,
     identity: &Identity,
     ip: IpAddr,
     request_id: &str,
-) -> AuditEvent {
-    AuditEvent {
-        allowed: true,
-        status: 0,
-        reason: None,
-        step: None,
-        door: Door::Gateway,
-        route: Some(route.to_owned()),
-        method: req.method().as_str().to_owned(),
-        path: req.uri().path().to_owned(),
-        subject: identity.subject.clone(),
-        client_id: identity.client_id.clone(),
-        key_id: identity.key_id.clone(),
-        ip: Some(ip.to_string()),
-        user_agent: req
-            .headers()
-            .get(USER_AGENT)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-            .map(str::to_owned),
-        request_id: Some(request_id.to_owned()),
-        latency_us: 0,
-        timestamp: audit::unix_now(),
-    }
+    problem: &Problem,
+    step: &'static str,
+    started: Instant,
+) {
+    DeniedHead::of(req).denied(route, identity, ip, request_id, problem, step, started);
 }
 
-/// Audit and meter one native decision.
-fn finish(mut event: AuditEvent, code: Option<&str>, route: &str, started: Instant) {
-    let elapsed = started.elapsed();
-    event.latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-    crate::metrics::global().record(Some(route), code, elapsed.as_secs_f64());
-    audit::queue().push(event);
+/// Meter an allow and count it in its minute's aggregate (no event of its own).
+fn allowed(route: &str, identity: &Identity, started: Instant) {
+    crate::metrics::global().record(Some(route), None, started.elapsed().as_secs_f64());
+    audit::queue().allow(
+        route,
+        identity.subject.as_deref(),
+        identity.key_id.as_deref(),
+        identity.client_id.as_deref(),
+        audit::unix_now(),
+    );
 }
 
 /// The problem document Python renders for an upstream failure.
