@@ -14,6 +14,9 @@
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
+//! - `server`: the public listener (runtime, accept loop, HTTP/1.1 + h2, drain).
+//! - `tls`: rustls configuration from PEM files, reloadable.
+//! - `forward`: the hop of deferred requests to Python's private Unix socket.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -22,12 +25,15 @@
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub mod client_ip;
+pub mod forward;
 pub mod gateway;
 pub mod http;
 pub mod hygiene;
 pub mod plane;
 pub mod respond;
 pub mod risk;
+pub mod server;
+pub mod tls;
 
 #[cfg(feature = "python")]
 mod python;

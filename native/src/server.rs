@@ -1,0 +1,302 @@
+//! The public listener: a tokio runtime of its own, the accept loop, HTTP/1.1
+//! and HTTP/2 (ALPN over TLS, prior knowledge in clear), and graceful drain.
+//!
+//! Every request goes to [`crate::gateway::handle`]; what it defers is
+//! forwarded to the Python control plane ([`crate::forward`]).
+//!
+//! The socket is bound (and listening) when it arrives here: Python binds it
+//! so that its one-line start-up errors stay as they are.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use serde::Deserialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch};
+
+use crate::forward::{Forwarder, Hop};
+use crate::gateway;
+use crate::http::{boxed, Body, ConnInfo, Outcome};
+use crate::tls::{self, Tls, TlsError, TlsFiles};
+
+/// A TLS handshake that takes longer than this is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the front is configured (JSON from Python).
+#[derive(Debug, Clone, Deserialize)]
+pub struct FrontConfig {
+    /// Worker threads of the runtime; 0 = one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// The Python app's private Unix socket.
+    pub upstream_socket: PathBuf,
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    /// `request_limits.max_headers`: hyper's own ceiling is set above it so
+    /// that Python renders its 431 problem.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// `request_limits.max_header_bytes` (same reasoning).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+fn default_max_headers() -> usize {
+    100
+}
+
+fn default_max_header_bytes() -> usize {
+    16 * 1024
+}
+
+/// Why the front could not start.
+#[derive(Debug)]
+pub enum FrontError {
+    Config(String),
+    Tls(TlsError),
+    Io(std::io::Error),
+    Stopped,
+}
+
+impl fmt::Display for FrontError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrontError::Config(reason) => write!(f, "native front configuration: {reason}"),
+            FrontError::Tls(e) => write!(f, "{e}"),
+            FrontError::Io(e) => write!(f, "{e}"),
+            FrontError::Stopped => write!(f, "the native front is stopped"),
+        }
+    }
+}
+
+impl std::error::Error for FrontError {}
+
+impl From<TlsError> for FrontError {
+    fn from(e: TlsError) -> Self {
+        FrontError::Tls(e)
+    }
+}
+
+impl From<std::io::Error> for FrontError {
+    fn from(e: std::io::Error) -> Self {
+        FrontError::Io(e)
+    }
+}
+
+/// What every connection task shares.
+struct Shared {
+    tls: Option<Arc<Tls>>,
+    forwarder: Arc<Forwarder>,
+    builder: auto::Builder<TokioExecutor>,
+}
+
+/// A running front: its runtime, the stop signal, and the TLS it serves.
+pub struct Front {
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: watch::Sender<bool>,
+    drained: Option<oneshot::Receiver<GracefulShutdown>>,
+    tls: Option<Arc<Tls>>,
+    local_addr: SocketAddr,
+}
+
+impl Front {
+    /// Start serving `listener` (bound and listening) on a runtime of its own.
+    pub fn start(
+        config: FrontConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<Front, FrontError> {
+        let tls = match &config.tls {
+            Some(files) => Some(Arc::new(Tls::load(files.clone())?)),
+            None => None,
+        };
+        let mut runtime = tokio::runtime::Builder::new_multi_thread();
+        if config.threads > 0 {
+            runtime.worker_threads(config.threads);
+        }
+        let runtime = runtime.thread_name("bastion-front").enable_all().build()?;
+        listener.set_nonblocking(true)?;
+        let local_addr = listener.local_addr()?;
+        let listener = {
+            let _guard = runtime.enter();
+            TcpListener::from_std(listener)?
+        };
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .max_headers(config.max_headers.saturating_add(100))
+            .max_buf_size(config.max_header_bytes.saturating_mul(2).max(64 * 1024));
+        builder.http2().timer(TokioTimer::new());
+        let shared = Arc::new(Shared {
+            tls: tls.clone(),
+            forwarder: Forwarder::new(config.upstream_socket.clone()),
+            builder,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let (done, drained) = oneshot::channel();
+        runtime.spawn(async move {
+            let graceful = accept_loop(listener, shared, stopped).await;
+            let _ = done.send(graceful);
+        });
+        Ok(Front {
+            runtime: Some(runtime),
+            stop,
+            drained: Some(drained),
+            tls,
+            local_addr,
+        })
+    }
+
+    /// The address the front listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Re-read the TLS files; the previous configuration stays on error.
+    /// Without TLS, nothing to do.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop accepting, let in-flight requests finish for up to `graceful`,
+    /// then stop the runtime. True when everything finished in time.
+    /// Blocks; call it off the Python event loop.
+    pub fn stop(&mut self, graceful: Duration) -> bool {
+        let Some(runtime) = self.runtime.take() else {
+            return true;
+        };
+        let _ = self.stop.send(true);
+        let drained = self.drained.take();
+        let finished = runtime.block_on(async move {
+            let Some(drained) = drained else {
+                return true;
+            };
+            let Ok(shutdown) = drained.await else {
+                return true;
+            };
+            tokio::time::timeout(graceful, shutdown.shutdown())
+                .await
+                .is_ok()
+        });
+        runtime.shutdown_timeout(Duration::from_millis(200));
+        finished
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            let _ = self.stop.send(true);
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stopped.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let shared = Arc::clone(&shared);
+                    let watcher = graceful.watcher();
+                    tokio::spawn(serve(stream, peer, shared, watcher));
+                }
+                // Out of file descriptors and the like: pause instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            },
+        }
+    }
+    drop(listener);
+    graceful
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, watcher: Watcher) {
+    match &shared.tls {
+        None => {
+            let conn = Arc::new((
+                ConnInfo {
+                    peer,
+                    tls: false,
+                    client_certs: Vec::new(),
+                },
+                Hop::default(),
+            ));
+            serve_http(TokioIo::new(stream), conn, &shared, watcher).await;
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let (_, session) = stream.get_ref();
+            let client_certs = session
+                .peer_certificates()
+                .map(|chain| chain.iter().map(|c| c.as_ref().to_vec()).collect())
+                .unwrap_or_default();
+            let hop = Hop {
+                tls_version: session.protocol_version().and_then(tls::version_code),
+            };
+            let conn = Arc::new((
+                ConnInfo {
+                    peer,
+                    tls: true,
+                    client_certs,
+                },
+                hop,
+            ));
+            serve_http(TokioIo::new(stream), conn, &shared, watcher).await;
+        }
+    }
+}
+
+async fn serve_http<I>(io: I, conn: Arc<(ConnInfo, Hop)>, shared: &Arc<Shared>, watcher: Watcher)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let forwarder = Arc::clone(&shared.forwarder);
+    let service = service_fn(move |req: Request<Incoming>| {
+        let conn = Arc::clone(&conn);
+        let forwarder = Arc::clone(&forwarder);
+        async move { Ok::<_, Infallible>(respond(req, &conn, &forwarder).await) }
+    });
+    let connection = shared
+        .builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    let _ = watcher.watch(connection).await;
+}
+
+async fn respond(
+    req: Request<Incoming>,
+    conn: &(ConnInfo, Hop),
+    forwarder: &Arc<Forwarder>,
+) -> Response<Body> {
+    let (info, hop) = conn;
+    match gateway::handle(req.map(boxed), info).await {
+        Outcome::Respond(resp) => resp,
+        Outcome::Defer(req) => forwarder.forward(req, info, hop).await,
+    }
+}
