@@ -47,6 +47,8 @@ fn risk_flagged(kind: &str, value: &str, now: f64) -> PyResult<bool> {
     Ok(crate::plane::plane()
         .risk
         .any_flagged(now, &[(kind, Some(value))]))
+}
+
 fn front_error(error: FrontError) -> PyErr {
     match error {
         FrontError::Io(e) => PyOSError::new_err(e.to_string()),
@@ -143,8 +145,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(risk_flag, m)?)?;
     m.add_function(wrap_pyfunction!(risk_clear, m)?)?;
     m.add_function(wrap_pyfunction!(risk_flagged, m)?)?;
-}
-
     m.add_class::<Front>()?;
     Ok(())
 }

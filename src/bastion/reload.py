@@ -20,8 +20,8 @@ What a reload does (:meth:`Reloader.reload`):
 3. check the TLS certificate files (also every ``tls.reload_interval`` seconds):
    when they changed, the new pair is validated and loaded into the server's
    SSL context — new handshakes present the new certificate. This needs
-   ``server.engine: uvicorn`` (its stdlib SSLContext can load a new chain at
-   runtime); granian's TLS (rustls) is fixed when it starts, so with granian a
+   ``server.engine`` native (its rustls configuration is swapped) or uvicorn
+   (its stdlib SSLContext can load a new chain at runtime); granian's TLS (rustls) is fixed when it starts, so with granian a
    renewed certificate is logged and needs a restart.
 """
 
@@ -127,6 +127,10 @@ class CertificateWatcher:
         self.context: ssl.SSLContext = server_ssl_context(self.cert, self.key, min_version)
         self._stamps = self._read_stamps()
         self.reloads = 0
+        # Called after a new pair is loaded into ``context``, for a server that serves
+        # from its own TLS configuration (the native front's ``reload_tls``); raising
+        # ``ValueError`` refuses the pair.
+        self.on_reload: Callable[[], None] | None = None
 
     def _read_stamps(self) -> tuple[tuple[int, int, int], ...] | None:
         try:
@@ -155,6 +159,11 @@ class CertificateWatcher:
             raise TLSConfigError(
                 f"tls.cert {self.cert} / tls.key {self.key} rejected by OpenSSL ({exc})"
             ) from None
+        if self.on_reload is not None:
+            try:
+                self.on_reload()
+            except ValueError as exc:
+                raise TLSConfigError(str(exc)) from None
         self._stamps = stamps
         self.reloads += 1
         return True
@@ -271,11 +280,12 @@ def _changed_sections(old: Any, new: Any) -> list[str]:
 @contextlib.asynccontextmanager
 async def serving_reloads(
     runtime: Any, settings: Any, load: Callable[[], Any] | None
-) -> AsyncIterator[ssl.SSLContext | None]:
+) -> AsyncIterator[CertificateWatcher | None]:
     """While ``bastion serve`` runs: the pid file, the SIGHUP handler, the certificate checks.
 
-    Yields the SSL context the server should serve (uvicorn with TLS: one the
-    watcher reloads), or ``None`` (let the server build its own).
+    Yields the certificate watcher (``None`` without TLS files): uvicorn serves
+    its ``context``, which the watcher reloads; the native front registers its
+    reload as ``on_reload``.
     """
     engine = settings.server.engine
     tls = runtime.tls
@@ -286,7 +296,7 @@ async def serving_reloads(
         runtime,
         load or (lambda: settings),
         certificates=watcher,
-        hot_certificates=engine == "uvicorn",
+        hot_certificates=engine in ("native", "uvicorn"),
     )
     pid_path = Path(settings.data_dir) / PID_FILE_NAME
     try:
@@ -304,7 +314,7 @@ async def serving_reloads(
         else None
     )
     try:
-        yield watcher.context if watcher is not None and engine == "uvicorn" else None
+        yield watcher
     finally:
         if watching is not None:
             watching.cancel()

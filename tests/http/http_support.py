@@ -35,10 +35,15 @@ class Ping:
 def make_settings(engine: str = "uvicorn", port: int = 0, graceful_timeout: float = 5.0) -> Any:
     return SimpleNamespace(
         server=SimpleNamespace(
-            engine=engine, graceful_timeout=graceful_timeout, backlog=128, access_log=False
+            engine=engine,
+            graceful_timeout=graceful_timeout,
+            backlog=128,
+            access_log=False,
+            threads=1,
         ),
         listen=SimpleNamespace(host="127.0.0.1", port=port),
-        tls=SimpleNamespace(min_version="1.2"),
+        tls=SimpleNamespace(min_version="1.2", client_ca=None),
+        request_limits=SimpleNamespace(max_headers=100, max_header_bytes=32 * 1024),
         trusted_proxies=[],
         issuer_url="https://localhost",
         forward_auth=SimpleNamespace(headers="nginx"),

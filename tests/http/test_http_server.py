@@ -20,7 +20,7 @@ from bastion.http.app import create_app
 from bastion.http.errors import ServerStartError
 from bastion.http.server import run_server
 
-ENGINES = ["uvicorn", "granian"]
+ENGINES = ["native", "uvicorn", "granian"]
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ async def start(
     graceful_timeout: float = 5.0,
 ) -> tuple[asyncio.Task[None], str, asyncio.Event]:
     """Start run_server in the background; return (task, url, stop event) once it listens."""
-    port = 0 if engine == "uvicorn" else free_port()
+    port = 0 if engine in ("native", "uvicorn") else free_port()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(
@@ -108,7 +108,7 @@ async def test_https_healthz_end_to_end(engine: str, cert: tuple[Path, Path]) ->
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-request-id"] == "e2e-1"
     # uvicorn sends no Server header; granian always sends one, which bastion replaces.
-    assert response.headers.get("server") == (None if engine == "uvicorn" else "bastion")
+    assert response.headers.get("server") == ("bastion" if engine == "granian" else None)
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert calls == ["startup", "shutdown"]
@@ -186,7 +186,7 @@ async def test_failed_application_startup_is_a_start_error(engine: str) -> None:
         raise RuntimeError("boom")
 
     runtime = make_runtime(startup=startup, settings=make_settings(engine))
-    port = 0 if engine == "uvicorn" else free_port()
+    port = 0 if engine in ("native", "uvicorn") else free_port()
     with pytest.raises(ServerStartError) as info:
         await asyncio.wait_for(
             run_server(
@@ -210,7 +210,7 @@ async def test_unknown_engine() -> None:
             certfile=None,
             keyfile=None,
         )
-    assert str(info.value) == "server.engine must be one of uvicorn, granian, not 'hypercorn'"
+    assert str(info.value) == "server.engine must be one of native, uvicorn, granian, not 'hypercorn'"
 
 
 async def test_certificate_without_key(cert: tuple[Path, Path]) -> None:

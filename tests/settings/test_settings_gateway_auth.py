@@ -168,10 +168,11 @@ def test_mtls_needs_a_client_ca_uvicorn_and_tls(load: Load, errors: Errors, tmp_
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
     with_ca = f"tls: {{client_ca: '{ca}'}}\n" + MTLS_ROUTE
-    assert errors(with_ca) == [
-        "tls.client_ca: needs server.engine: uvicorn — granian does not give the application "
-        "the client certificate"
+    assert errors(with_ca + "server: {engine: granian}\n") == [
+        "tls.client_ca: needs server.engine: native or uvicorn — granian does not give the "
+        "application the client certificate"
     ]
+    assert load(with_ca).tls.client_ca == ca  # the default engine, native
     settings = load(with_ca + "server: {engine: uvicorn}\n")
     assert settings.tls.client_ca == ca
     off = "tls: off\ntrusted_proxies: [10.0.0.1]\nserver: {engine: uvicorn}\n" + MTLS_ROUTE

@@ -281,14 +281,19 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
         # Reload without restart (SIGHUP, `bastion routes reload`): bastion.reload.
         from bastion.reload import serving_reloads
 
-        async with serving_reloads(runtime, settings, reload) as ssl_context:
+        async with serving_reloads(runtime, settings, reload) as certificates:
             await run_server(
                 app_,
                 settings=settings,
                 certfile=runtime.tls.certfile,
                 keyfile=runtime.tls.keyfile,
                 on_ready=ready,
-                ssl_context=ssl_context,
+                ssl_context=(
+                    certificates.context
+                    if certificates is not None and settings.server.engine == "uvicorn"
+                    else None
+                ),
+                certificates=certificates,
             )
     finally:
         if metrics_listener is not None:

@@ -45,7 +45,7 @@ __all__ = ["ENGINES", "run_server", "serve_forever"]
 
 log = logging.getLogger("bastion.http")
 
-ENGINES = ("uvicorn", "granian")
+ENGINES = ("native", "uvicorn", "granian")
 
 OnReady = Callable[[str], None]
 
@@ -148,8 +148,12 @@ async def run_server(
     on_ready: OnReady | None = None,
     stop: asyncio.Event | None = None,
     ssl_context: Any = None,
+    certificates: Any = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then drain and return.
+
+    ``certificates`` (native only) is the :class:`bastion.reload.CertificateWatcher`
+    of the TLS files: a renewed pair it accepts is loaded into the native front.
 
     ``ssl_context`` (uvicorn only) is served instead of a context built from
     ``certfile``/``keyfile``: the caller may load a renewed certificate into it
@@ -171,7 +175,9 @@ async def run_server(
     if ssl_context is None:
         ssl_context = built
     stop = stop or asyncio.Event()
-    if engine == "uvicorn":
+    if engine == "native":
+        await _run_native(app, settings, certfile, keyfile, on_ready, stop, certificates)
+    elif engine == "uvicorn":
         await _run_uvicorn(app, settings, ssl_context, certfile, keyfile, on_ready, stop)
     else:
         await _run_granian(app, settings, certfile, keyfile, on_ready, stop)
@@ -291,6 +297,164 @@ async def _run_uvicorn(
         sock.close()
     if not ready and not stop.is_set() and not server.should_exit:
         raise ServerStartError("the server stopped during start-up; see the log above")
+
+
+# -- native -----------------------------------------------------------------
+
+
+def _native_config(
+    settings: Any, certfile: Path | None, keyfile: Path | None, socket_path: Path
+) -> dict[str, Any]:
+    tls: dict[str, Any] | None = None
+    if certfile is not None and keyfile is not None:
+        client_ca = settings.tls.client_ca
+        tls = {
+            "cert": str(certfile),
+            "key": str(keyfile),
+            "min_version": str(settings.tls.min_version),
+            "client_ca": str(client_ca) if client_ca is not None else None,
+        }
+    limits = settings.request_limits
+    return {
+        "threads": int(settings.server.threads),
+        "upstream_socket": str(socket_path),
+        "tls": tls,
+        "max_headers": int(limits.max_headers),
+        "max_header_bytes": int(limits.max_header_bytes),
+    }
+
+
+async def _run_native(
+    app: ASGIApp,
+    settings: Any,
+    certfile: Path | None,
+    keyfile: Path | None,
+    on_ready: OnReady | None,
+    stop: asyncio.Event,
+    certificates: Any,
+) -> None:
+    """The native front on the public port, the Python app behind it on a private socket.
+
+    The app is served by uvicorn on a Unix socket in a fresh 0700 directory
+    (removed at exit), behind :class:`NativeFrontMiddleware`; the front
+    (``bastion._native.Front``) gets the listening socket Python bound. On
+    stop: the front drains first (its in-flight requests still reach the app),
+    then uvicorn stops.
+    """
+    import shutil
+    import tempfile
+
+    import orjson
+    import uvicorn
+
+    from bastion._native import Front
+    from bastion.http.middleware.native_front import NativeFrontMiddleware
+
+    host, port = settings.listen.host, int(settings.listen.port)
+    graceful_timeout = float(settings.server.graceful_timeout)
+    sock = _bind(host, port)
+    private = Path(tempfile.mkdtemp(prefix="bastion-front-"))  # mode 0700
+    socket_path = private / "app.sock"
+    front: Any = None
+    try:
+        front = Front(orjson.dumps(_native_config(settings, certfile, keyfile, socket_path)).decode())
+        bound = sock.getsockname()
+        config = uvicorn.Config(
+            NativeFrontMiddleware(app, server=(str(bound[0]), int(bound[1]))),
+            uds=str(socket_path),
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            server_header=False,
+            date_header=True,
+            proxy_headers=False,
+            forwarded_allow_ips=[],
+            # The front keeps its pooled connections open: never close them as idle.
+            timeout_keep_alive=3600,
+            timeout_graceful_shutdown=max(1, math.ceil(graceful_timeout)),
+            access_log=bool(settings.server.access_log),
+            log_config=None,
+        )
+        config.load()
+        server = _uvicorn_server_class()(config)
+        started = asyncio.Event()
+        server.on_started = started.set
+        draining = asyncio.Event()
+        forced = False
+
+        def graceful() -> None:
+            draining.set()
+
+        def force() -> None:
+            nonlocal forced
+            forced = True
+            draining.set()
+            server.should_exit = True
+            server.force_exit = True
+
+        async def watch_stop() -> None:
+            await stop.wait()
+            graceful()
+
+        async def serve_app() -> bool:
+            # uvicorn exits the process when the lifespan start-up fails: report it instead.
+            try:
+                await server.serve()
+            except SystemExit:
+                return False
+            return True
+
+        watcher = asyncio.ensure_future(watch_stop())
+        serving = asyncio.ensure_future(serve_app())
+        try:
+            with _on_signals(graceful, force):
+                waiting = asyncio.ensure_future(started.wait())
+                await asyncio.wait({waiting, serving}, return_when=asyncio.FIRST_COMPLETED)
+                if not started.is_set():
+                    waiting.cancel()
+                    if not await serving:
+                        raise ServerStartError(
+                            "the application failed to start (ASGI lifespan start-up); "
+                            "see the log above"
+                        )
+                    if stop.is_set() or draining.is_set():
+                        return
+                    raise ServerStartError("the server stopped during start-up; see the log above")
+                sock.listen(int(settings.server.backlog))
+                try:
+                    front.start(sock.detach())
+                except (OSError, ValueError) as exc:
+                    raise ServerStartError(f"the native front could not start: {exc}") from None
+                if certificates is not None:
+                    certificates.on_reload = front.reload_tls
+                if on_ready is not None:
+                    on_ready(
+                        _display_url("https" if certfile else "http", host, int(bound[1]))
+                    )
+                await draining.wait()
+                drained = await asyncio.to_thread(front.stop, graceful_timeout)
+                if not drained and not forced:
+                    log.error(
+                        "in-flight requests did not finish within %s s; cancelled",
+                        graceful_timeout,
+                    )
+                server.should_exit = True
+                await serving
+        finally:
+            watcher.cancel()
+            if certificates is not None:
+                certificates.on_reload = None
+            if not serving.done():
+                server.should_exit = True
+                server.force_exit = True
+                with contextlib.suppress(Exception):
+                    await serving
+    finally:
+        if front is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(front.stop, 0.0)
+        sock.close()
+        shutil.rmtree(private, ignore_errors=True)
 
 
 # -- granian ----------------------------------------------------------------

@@ -360,8 +360,12 @@ class SecretsSettings(_Section):
 class ServerSettings(_Section):
     """The HTTP server engine and its process-level knobs."""
 
-    # granian (embedded) by benchmark: bench/server/RESULTS.md; uvicorn stays supported.
-    engine: Literal["uvicorn", "granian"] = "granian"
+    # native: the Rust front (bastion._native) owns the public port and serves gateway
+    # routes itself; the rest reaches the Python app over a private Unix socket (issue 14).
+    # granian and uvicorn serve the Python app directly and stay supported.
+    engine: Literal["native", "uvicorn", "granian"] = "native"
+    # Worker threads of the native runtime; 0 = one per core.
+    threads: Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=1024)] = 0
     graceful_timeout: Seconds = 10.0
     backlog: Count = 2048
     access_log: bool = False
@@ -1961,11 +1965,11 @@ def _route_conflicts(routes: list[RouteSettings]) -> list[tuple[Loc, str]]:
 def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
     """Routes' jwt issuers must be configured; introspection and mtls need their settings."""
     problems: list[tuple[Loc, str]] = []
-    if settings.tls.client_ca is not None and settings.server.engine != "uvicorn":
+    if settings.tls.client_ca is not None and settings.server.engine == "granian":
         problems.append(
             (
                 ("tls", "client_ca"),
-                "needs server.engine: uvicorn — granian does not give the application the "
+                "needs server.engine: native or uvicorn — granian does not give the application the "
                 "client certificate",
             )
         )

@@ -1,4 +1,4 @@
-"""End to end: a renewed server certificate is served without a restart (engine uvicorn).
+"""End to end: a renewed server certificate is served without a restart (native, uvicorn).
 
 ``bastion serve`` starts with certificate A; the files are replaced by certificate B and
 the server gets SIGHUP: a new TLS connection presents B (its serial number), while the
@@ -62,8 +62,9 @@ def replace_atomically(source: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-def test_sighup_serves_the_renewed_certificate_with_uvicorn(tmp_path: Path) -> None:
-    config, live_cert, live_key, cert_b, key_b = setup(tmp_path, "uvicorn")
+@pytest.mark.parametrize("engine", ["native", "uvicorn"])
+def test_sighup_serves_the_renewed_certificate(tmp_path: Path, engine: str) -> None:
+    config, live_cert, live_key, cert_b, key_b = setup(tmp_path, engine)
     first = serial_of(live_cert)
     with BastionProcess("-c", str(config), cwd=tmp_path) as proc:
         assert proc.proc is not None
@@ -81,8 +82,9 @@ def test_sighup_serves_the_renewed_certificate_with_uvicorn(tmp_path: Path) -> N
     assert "TLS certificate reloaded from" in proc.stderr
 
 
-def test_a_broken_renewal_keeps_the_previous_certificate(tmp_path: Path) -> None:
-    config, live_cert, live_key, cert_b, _ = setup(tmp_path, "uvicorn")
+@pytest.mark.parametrize("engine", ["native", "uvicorn"])
+def test_a_broken_renewal_keeps_the_previous_certificate(tmp_path: Path, engine: str) -> None:
+    config, live_cert, live_key, cert_b, _ = setup(tmp_path, engine)
     first = serial_of(live_cert)
     with BastionProcess("-c", str(config), cwd=tmp_path) as proc:
         assert proc.proc is not None
