@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, UPGRADE};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use http_body::{Frame, SizeHint};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
@@ -34,6 +34,21 @@ pub const PEER: &str = "x-bastion-front-peer";
 pub const SCHEME: &str = "x-bastion-front-scheme";
 pub const TLS_VERSION: &str = "x-bastion-front-tls-version";
 pub const CLIENT_CERT: &str = "x-bastion-front-client-cert";
+pub const METHOD: &str = "x-bastion-front-method";
+
+/// Methods sent to Python as they are; any other (`delete`, `PROPFIND`, `FOO`) is
+/// sent as `GET` with the real one in `x-bastion-front-method`: uvicorn's parser
+/// (llhttp) refuses methods outside its fixed list in plain text, before bastion
+/// could refuse or route them with its own problem+json.
+const PLAIN_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::OPTIONS,
+    Method::PATCH,
+];
 
 /// Idle connections kept per front (more are opened under load and closed after).
 const MAX_IDLE: usize = 64;
@@ -270,6 +285,12 @@ pub fn prepare<B>(req: &mut Request<B>, conn: &ConnInfo, hop: &Hop) {
             headers.insert(CLIENT_CERT, value);
         }
     }
+    if !PLAIN_METHODS.contains(req.method()) {
+        if let Ok(value) = HeaderValue::from_str(req.method().as_str()) {
+            req.headers_mut().insert(METHOD, value);
+            *req.method_mut() = Method::GET;
+        }
+    }
     if req.version() == Version::HTTP_2 {
         downgrade(req);
     }
@@ -426,6 +447,29 @@ mod tests {
             h[CLIENT_CERT],
             "-----BEGIN%20CERTIFICATE-----%0AAQID%0A-----END%20CERTIFICATE-----%0A"
         );
+    }
+
+    #[test]
+    fn methods_outside_the_plain_list_travel_in_a_header() {
+        for (method, sent, header) in [
+            ("delete", "GET", Some("delete")),
+            ("PROPFIND", "GET", Some("PROPFIND")),
+            ("DELETE", "DELETE", None),
+            ("HEAD", "HEAD", None),
+        ] {
+            let mut req = Request::builder()
+                .method(method)
+                .uri("/x")
+                .header(METHOD, "forged")
+                .body(())
+                .unwrap_or_default();
+            prepare(&mut req, &conn(false, vec![]), &Hop::default());
+            assert_eq!(req.method().as_str(), sent);
+            assert_eq!(
+                req.headers().get(METHOD).and_then(|v| v.to_str().ok()),
+                header
+            );
+        }
     }
 
     #[test]

@@ -42,11 +42,13 @@ pub struct FrontConfig {
     pub upstream_socket: PathBuf,
     #[serde(default)]
     pub tls: Option<TlsFiles>,
-    /// `request_limits.max_headers`: hyper's own ceiling is set above it so
-    /// that Python renders its 431 problem.
+    /// `request_limits.max_headers`: hyper refuses more header fields itself
+    /// (a bare 431 and the connection closed, as granian does), the same
+    /// threshold at which Python's `framing` step would refuse them.
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
-    /// `request_limits.max_header_bytes` (same reasoning).
+    /// `request_limits.max_header_bytes`: hyper's read buffer is set well above
+    /// it, so that Python renders its own 431 problem for header bytes.
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
 }
@@ -134,7 +136,7 @@ impl Front {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .max_headers(config.max_headers.saturating_add(100))
+            .max_headers(config.max_headers)
             .max_buf_size(config.max_header_bytes.saturating_mul(2).max(64 * 1024));
         builder.http2().timer(TokioTimer::new());
         let shared = Arc::new(Shared {

@@ -27,7 +27,7 @@ import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
 
-ENGINES = ["granian", "uvicorn"]
+ENGINES = ["native", "granian", "uvicorn"]
 
 
 @pytest.fixture(scope="module")

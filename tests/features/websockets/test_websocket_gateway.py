@@ -77,7 +77,7 @@ def _insecure() -> ssl.SSLContext:
     return context
 
 
-@pytest.mark.parametrize("engine", ["granian", "uvicorn"])
+@pytest.mark.parametrize("engine", ["native", "granian", "uvicorn"])
 def test_websocket_through_bastion(tmp_path: Path, upstream: EchoWebSocket, engine: str) -> None:
     config = tmp_path / "bastion.yaml"
     config.write_text(

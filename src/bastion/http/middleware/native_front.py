@@ -8,6 +8,10 @@ private Unix socket, where uvicorn sees no TCP peer and no TLS. The front adds
 - ``x-bastion-front-peer``: ``ip:port`` of the TCP peer -> ``scope["client"]``;
 - ``x-bastion-front-scheme``: ``https`` / ``http`` -> ``scope["scheme"]``
   (``wss`` / ``ws`` for WebSockets);
+- ``x-bastion-front-method``: the request's real method when it is not one of
+  GET HEAD POST PUT DELETE OPTIONS PATCH (the front then sends ``GET``: uvicorn's
+  parser refuses methods outside its list, ``delete`` among them, in plain text)
+  -> ``scope["method"]``, which bastion then judges as any engine's;
 - ``x-bastion-front-tls-version``: ``0x0303`` / ``0x0304`` and
   ``x-bastion-front-client-cert``: the verified leaf certificate, PEM,
   URL-encoded -> ``scope["extensions"]["tls"]``, the ASGI TLS extension
@@ -35,6 +39,7 @@ _PEER = b"x-bastion-front-peer"
 _SCHEME = b"x-bastion-front-scheme"
 _TLS_VERSION = b"x-bastion-front-tls-version"
 _CLIENT_CERT = b"x-bastion-front-client-cert"
+_METHOD = b"x-bastion-front-method"
 
 
 def _peer(value: bytes) -> tuple[str, int] | None:
@@ -76,6 +81,9 @@ class NativeFrontMiddleware:
             else:
                 kept.append((name, value))
         scope["headers"] = kept
+        method = front.get(_METHOD)
+        if method is not None and scope["type"] == "http":
+            scope["method"] = method.decode("latin-1")
         peer = _peer(front.get(_PEER, b""))
         scope["client"] = peer
         if self.server is not None:
