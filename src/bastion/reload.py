@@ -21,8 +21,9 @@ What a reload does (:meth:`Reloader.reload`):
    when they changed, the new pair is validated and loaded into the server's
    SSL context — new handshakes present the new certificate. This needs
    ``server.engine`` native (its rustls configuration is swapped) or uvicorn
-   (its stdlib SSLContext can load a new chain at runtime); granian's TLS (rustls) is fixed when it starts, so with granian a
-   renewed certificate is logged and needs a restart.
+   (its stdlib SSLContext can load a new chain at runtime); granian's TLS
+   (rustls) is fixed when it starts, so with granian a renewed certificate is
+   logged and needs a restart.
 """
 
 from __future__ import annotations

@@ -210,7 +210,9 @@ async def test_unknown_engine() -> None:
             certfile=None,
             keyfile=None,
         )
-    assert str(info.value) == "server.engine must be one of native, uvicorn, granian, not 'hypercorn'"
+    assert str(info.value) == (
+        "server.engine must be one of native, uvicorn, granian, not 'hypercorn'"
+    )
 
 
 async def test_certificate_without_key(cert: tuple[Path, Path]) -> None:

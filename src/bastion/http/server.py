@@ -357,7 +357,9 @@ async def _run_native(
     socket_path = private / "app.sock"
     front: Any = None
     try:
-        front = Front(orjson.dumps(_native_config(settings, certfile, keyfile, socket_path)).decode())
+        front = Front(
+            orjson.dumps(_native_config(settings, certfile, keyfile, socket_path)).decode()
+        )
         bound = sock.getsockname()
         config = uvicorn.Config(
             NativeFrontMiddleware(app, server=(str(bound[0]), int(bound[1]))),
@@ -428,9 +430,7 @@ async def _run_native(
                 if certificates is not None:
                     certificates.on_reload = front.reload_tls
                 if on_ready is not None:
-                    on_ready(
-                        _display_url("https" if certfile else "http", host, int(bound[1]))
-                    )
+                    on_ready(_display_url("https" if certfile else "http", host, int(bound[1])))
                 await draining.wait()
                 drained = await asyncio.to_thread(front.stop, graceful_timeout)
                 if not drained and not forced:

@@ -1969,8 +1969,8 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
         problems.append(
             (
                 ("tls", "client_ca"),
-                "needs server.engine: native or uvicorn — granian does not give the application the "
-                "client certificate",
+                "needs server.engine: native or uvicorn — granian does not give the "
+                "application the client certificate",
             )
         )
     known = {issuer.issuer for issuer in settings.trusted_issuers}

@@ -1,4 +1,4 @@
-"""End to end: client certificates over real TLS (uvicorn engine) on an ``auth: [mtls]`` route.
+"""End to end: client certificates over real TLS (engines native, uvicorn) on ``auth: [mtls]``.
 
 The server asks for a certificate, verifies it against ``tls.client_ca`` in the
 handshake, and the gateway reads it from the ASGI TLS extension: the upstream
@@ -55,15 +55,18 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["native", "uvicorn"])
 def server(
-    tmp_path_factory: pytest.TempPathFactory, echo: EchoThread, pki: dict[str, Path]
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    echo: EchoThread,
+    pki: dict[str, Path],
 ) -> Iterator[BastionProcess]:
     cwd = tmp_path_factory.mktemp("mtls")
     (cwd / "bastion.yaml").write_text(
         f"tls: {{mode: files, cert: '{pki['server_cert']}', key: '{pki['server_key']}', "
         f"client_ca: '{pki['ca']}'}}\n"
-        "server: {engine: uvicorn}\n"
+        f"server: {{engine: {request.param}}}\n"
         "routes:\n"
         "  - name: certs\n"
         "    match: {path: /certs}\n"
