@@ -191,8 +191,14 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         }
         None => Arc::from(Vec::new()),
     };
-    let Ok(decision) =
-        limit::step(&native.limits, &identity, &key_limits, Some(ip), &route.name).await
+    let Ok(decision) = limit::step(
+        &native.limits,
+        &identity,
+        &key_limits,
+        Some(ip),
+        &route.name,
+    )
+    .await
     else {
         // No Redis, or it failed: Python owns the outage policy (each limit's `fail`).
         return Outcome::Defer(req);
@@ -203,7 +209,16 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let https = conn.tls;
     if !decision.allowed {
         let problem = Problem::rate_limited(&decision);
-        denied(&req, &route.name, &identity, ip, &rid, &problem, "limit", started);
+        denied(
+            &req,
+            &route.name,
+            &identity,
+            ip,
+            &rid,
+            &problem,
+            "limit",
+            started,
+        );
         let mut response = problem.into_response(&rid);
         respond::decorate(response.headers_mut(), https, &request_id);
         return Outcome::Respond(response);

@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 
 use arc_swap::ArcSwapOption;
 
+use crate::authn::Caches;
 use crate::gateway::Table;
 use crate::respond::RequestIds;
-use crate::authn::Caches;
 use crate::risk::RiskFlags;
 
 /// Everything the native path reads per request besides the request itself.

@@ -37,7 +37,8 @@ def test_defaults_without_file_or_environment() -> None:
     assert settings.secrets.master_key is None
     assert settings.secrets.master_key_file is None
     assert settings.master_key_path == Path(".bastion/master.key")
-    assert settings.server.engine == "granian"
+    assert settings.server.engine == "native"
+    assert settings.server.threads == 0
     assert settings.server.graceful_timeout == 10.0
     assert settings.server.backlog == 2048
     assert settings.server.access_log is False

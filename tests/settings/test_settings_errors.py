@@ -165,7 +165,7 @@ def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
         (
             "server: {engine: gunicorn, graceful_timeout: 0, backlog: yes}",
             [
-                "server.engine: 'gunicorn' is not allowed — use 'uvicorn' or 'granian'",
+                "server.engine: 'gunicorn' is not allowed — use 'native', 'uvicorn' or 'granian'",
                 "server.graceful_timeout: 0 is too small — use a number greater than 0",
                 "server.backlog: true is not a number",
             ],
