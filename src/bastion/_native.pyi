@@ -57,6 +57,7 @@ def authn_decide(
     query: str | None = None,
     client: str | None = None,
 ) -> dict[str, object] | None: ...
+
 # -- rate limits (native/src/limit) ------------------------------------------
 
 @final
@@ -141,6 +142,5 @@ def metrics_snapshot() -> list[
 ]: ...
 def metrics_record(route: str | None, code: str | None, seconds: float) -> None: ...
 def metrics_buckets() -> list[float]: ...
-
 def routes_load(json: str) -> None:
     """Put a route table in force for the native front; ``ValueError`` keeps the previous one."""

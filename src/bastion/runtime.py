@@ -40,13 +40,13 @@ from bastion.crypto import (
     parse_keyring_text,
 )
 from bastion.errors import BastionError
-from bastion.gateway.compile import load_table
 from bastion.gateway import Gateway, JwtAuthenticator, native_push
 from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.jwks_cache import JwksCache
 from bastion.gateway.authn.mtls import MtlsAuthenticator
+from bastion.gateway.compile import load_table
 from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
