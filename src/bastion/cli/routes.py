@@ -60,7 +60,7 @@ def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) 
             console.print(
                 f"{row['name']:<20} {row['host'] or '*'}{row['path']} [{methods}] → "
                 f"{', '.join(row['upstreams'])}{'  (websocket)' if row['websocket'] else ''}"
-                f"  [{row['plane']}]"
+                f"  \\[{row['plane']}]"
                 + (f" ({row['python_reason']})" if row["python_reason"] else "")
             )
 
