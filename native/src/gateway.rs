@@ -205,7 +205,7 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     };
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers());
-    let rid = request_id.to_str().unwrap_or("-").to_owned();
+    let rid = request_id.to_str().unwrap_or("-");
     let https = conn.tls;
     if !decision.allowed {
         let problem = Problem::rate_limited(&decision);
@@ -214,12 +214,12 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             &route.name,
             &identity,
             ip,
-            &rid,
+            rid,
             &problem,
             "limit",
             started,
         );
-        let mut response = problem.into_response(&rid);
+        let mut response = problem.into_response(rid);
         respond::decorate(response.headers_mut(), https, &request_id);
         return Outcome::Respond(response);
     }
@@ -229,7 +229,7 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let ctx = ForwardContext {
         conn,
         trusted_peer: !table.trusted.is_empty() && table.trusted.contains(conn.peer.ip()),
-        request_id: Some(&rid),
+        request_id: Some(rid),
         consumed: &credential_headers,
         authority: None,
     };
@@ -249,8 +249,8 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         }
         Err(error) => {
             let problem = problem_of(&error);
-            head.denied(&route.name, &identity, ip, &rid, &problem, "proxy", started);
-            problem.into_response(&rid)
+            head.denied(&route.name, &identity, ip, rid, &problem, "proxy", started);
+            problem.into_response(rid)
         }
     };
     respond::decorate(response.headers_mut(), https, &request_id);

@@ -203,4 +203,59 @@ mod tests {
             false
         ));
     }
+
+    use proptest::prelude::*;
+
+    fn arb_name() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "host",
+            "content-length",
+            "transfer-encoding",
+            "x-http-method-override",
+            "x-method-override",
+            "x-http-method",
+            "authorization",
+            "accept",
+            "x-other",
+        ])
+    }
+
+    proptest! {
+        // Any head: no panic, and what is taken has exactly the properties Python checks.
+        #[test]
+        fn taken_heads_are_plainly_fine(
+            headers in prop::collection::vec((arb_name(), "[ -~]{0,24}"), 0..8),
+            method in prop::sample::select(vec!["GET", "POST", "OPTIONS", "get", "PROPFIND", "DELETE"]),
+            h2 in any::<bool>(),
+            empty in any::<bool>(),
+            max_body in 0u64..1000,
+        ) {
+            let mut map = HeaderMap::new();
+            for (name, value) in &headers {
+                if let Ok(value) = HeaderValue::from_str(value) {
+                    map.append(*name, value);
+                }
+            }
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let version = if h2 { Version::HTTP_2 } else { Version::HTTP_11 };
+            let limits = HeadLimits { max_headers: 6, max_header_bytes: 120 };
+            if takes(&method, version, &map, empty, limits, max_body) {
+                prop_assert!(map.len() <= 6);
+                prop_assert!(!map.contains_key("transfer-encoding"));
+                prop_assert!(!map.contains_key("x-http-method-override"));
+                prop_assert!(method != Method::OPTIONS);
+                prop_assert!(method.as_str().bytes().all(|b| b.is_ascii_uppercase()));
+                let hosts = map.get_all("host").iter().count();
+                prop_assert_eq!(hosts, if h2 { 0 } else { 1 });
+                let lengths: Vec<_> = map.get_all("content-length").iter().collect();
+                prop_assert!(lengths.len() <= 1);
+                if let Some(length) = lengths.first() {
+                    let n: u64 = length.to_str().unwrap().parse().unwrap();
+                    prop_assert!(n <= max_body);
+                } else if h2 {
+                    prop_assert!(empty);
+                }
+            }
+        }
+    }
 }

@@ -35,6 +35,11 @@
 
 #![forbid(unsafe_op_in_unsafe_fn)]
 
+// The extension's Rust allocations (requests, headers, buffers) go through
+// mimalloc: glibc malloc took ~11 % of a proxied request's CPU (perf, bench/gateway).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -48,9 +48,29 @@ impl RequestIds {
             }
         }
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        // The prefix is hex and the counter is hex: always a valid header value.
-        HeaderValue::from_str(&format!("{}-{n:x}", self.prefix))
-            .unwrap_or_else(|_| HeaderValue::from_static("-"))
+        // "<prefix>-<counter in hex>" written on the stack: one allocation (the value's).
+        let mut buf = [0u8; 64];
+        let prefix = self.prefix.as_bytes();
+        let len = prefix.len().min(40);
+        buf[..len].copy_from_slice(&prefix[..len]);
+        buf[len] = b'-';
+        let mut end = len + 1;
+        let digits = if n == 0 {
+            1
+        } else {
+            (67 - n.leading_zeros() as usize) / 4
+        };
+        for i in (0..digits).rev() {
+            let nibble = ((n >> (4 * i)) & 0xf) as u8;
+            buf[end] = if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            };
+            end += 1;
+        }
+        // Hex digits and '-': always a valid header value.
+        HeaderValue::from_bytes(&buf[..end]).unwrap_or_else(|_| HeaderValue::from_static("-"))
     }
 }
 
@@ -112,6 +132,13 @@ mod tests {
         h.insert(&REQUEST_ID, HeaderValue::from_str(&"a".repeat(65)).unwrap());
         assert_eq!(ids.assign(&h), "abcdef012345-2");
         assert_eq!(ids.assign(&HeaderMap::new()), "abcdef012345-3");
+        let big = RequestIds::with_prefix("p".into());
+        big.counter.store(0xfedcba9876543210, Ordering::Relaxed);
+        assert_eq!(big.assign(&HeaderMap::new()), "p-fedcba9876543210");
+        big.counter.store(16, Ordering::Relaxed);
+        assert_eq!(big.assign(&HeaderMap::new()), "p-10");
+        big.counter.store(0, Ordering::Relaxed);
+        assert_eq!(big.assign(&HeaderMap::new()), "p-0");
     }
 
     #[test]
