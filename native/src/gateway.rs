@@ -18,6 +18,7 @@
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,7 +31,7 @@ use crate::authn::{self, Admitted, RouteAuth};
 use crate::client_ip::{client_ip, ip_bucket, TrustedProxies};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene::{self, HeadLimits};
-use crate::limit::{self, effective_key_limits, RouteLimits};
+use crate::limit::{self, effective_key_limits, RouteLimits, StoreKind};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
 use crate::problem::Problem;
@@ -191,6 +192,10 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         }
         None => Arc::from(Vec::new()),
     };
+    let shared = native.limits.store == StoreKind::Redis;
+    if shared && plane().limiter_down.load(Ordering::Acquire) {
+        return Outcome::Defer(req);
+    }
     let Ok(decision) = limit::step(
         &native.limits,
         &identity,
@@ -200,7 +205,9 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     )
     .await
     else {
-        // No Redis, or it failed: Python owns the outage policy (each limit's `fail`).
+        // No Redis, or it failed: Python owns the outage policy (each limit's `fail`),
+        // and says when the limiter is back (`_native.limiter_up`).
+        plane().limiter_down.store(true, Ordering::Release);
         return Outcome::Defer(req);
     };
     let started = Instant::now();
@@ -248,6 +255,9 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             response
         }
         Err(error) => {
+            if let Some(line) = plane().failures.failed(&route.name, &error, Instant::now()) {
+                crate::log::push(crate::log::WARNING, "bastion.gateway.upstreams", line);
+            }
             let problem = problem_of(&error);
             head.denied(&route.name, &identity, ip, rid, &problem, "proxy", started);
             problem.into_response(rid)

@@ -53,6 +53,10 @@ pub fn takes(
     if METHOD_OVERRIDE.iter().any(|h| headers.contains_key(*h)) {
         return false;
     }
+    // A protocol upgrade (WebSocket) is judged by Python's WebSocket door.
+    if headers.contains_key(http::header::UPGRADE) {
+        return false;
+    }
     let hosts = headers.get_all(http::header::HOST).iter().count();
     match version {
         Version::HTTP_11 | Version::HTTP_10 => {

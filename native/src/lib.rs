@@ -31,6 +31,7 @@
 //! - `metrics`: request counters and latency histograms, read by Python's `/metrics`.
 //! - `problem`: problem+json responses identical to Python's.
 //! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers.
+//! - `log`: log lines queued for Python's logging (no log I/O on the hot path).
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -52,6 +53,7 @@ pub mod gateway;
 pub mod http;
 pub mod hygiene;
 pub mod limit;
+pub mod log;
 pub mod metrics;
 pub mod mutate;
 pub mod paths;

@@ -12,6 +12,7 @@ use crate::authn::Caches;
 use crate::gateway::Table;
 use crate::respond::RequestIds;
 use crate::risk::RiskFlags;
+use crate::upstream::FailureLog;
 
 /// Everything the native path reads per request besides the request itself.
 #[derive(Default)]
@@ -23,6 +24,12 @@ pub struct Plane {
     pub table: ArcSwapOption<Table>,
     /// The request ids of native responses.
     pub request_ids: RequestIds,
+    /// The shared (Redis) limiter failed: every limited request defers to
+    /// Python, which owns the outage policy, its log lines and its audit
+    /// events, until Python sees the limiter answer again.
+    pub limiter_down: std::sync::atomic::AtomicBool,
+    /// Which upstream failures get a log line (one per target and cause per interval).
+    pub failures: FailureLog,
     /// API keys, verified tokens, signing keys, the jti deny-list.
     pub authn: Caches,
 }

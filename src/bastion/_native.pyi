@@ -144,3 +144,17 @@ def metrics_record(route: str | None, code: str | None, seconds: float) -> None:
 def metrics_buckets() -> list[float]: ...
 def routes_load(json: str) -> None:
     """Put a route table in force for the native front; ``ValueError`` keeps the previous one."""
+
+def routes_route(host: str | None, method: str, target: str) -> tuple[int, str] | None:
+    """Route on the table in force: ``(route index, upstream target)``, or ``None`` (deferred)."""
+
+def log_drain(max: int) -> list[tuple[int, str, str]]:
+    """Up to ``max`` queued log lines of the native path: ``(level, logger, message)``."""
+
+def upstream_pools() -> list[tuple[str, int, int]]:
+    """The native upstream pools: ``(scheme://host:port, idle, opened)``."""
+
+def limiter_down(down: bool) -> None:
+    """The shared limiter is down (the native path defers limited requests) or up again."""
+
+def limiter_is_down() -> bool: ...

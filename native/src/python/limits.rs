@@ -456,8 +456,47 @@ fn metrics_buckets() -> Vec<f64> {
     metrics::BUCKETS.to_vec()
 }
 
+/// Up to `max` log lines of the native path: `[(level, logger, message)]`.
+#[pyfunction]
+fn log_drain(max: usize) -> Vec<(u8, &'static str, String)> {
+    crate::log::drain(max)
+}
+
+/// The native upstream pools: `[(scheme://host:port, idle connections, connections opened)]`.
+#[pyfunction]
+fn upstream_pools() -> Vec<(String, usize, u64)> {
+    crate::upstream::Target::all()
+        .iter()
+        .map(|t| {
+            let name = t.key().split('|').next().unwrap_or_default().to_owned();
+            (name, t.idle_connections(), t.connections_opened())
+        })
+        .collect()
+}
+
+/// The shared limiter is down (`True`: the native path defers every limited
+/// request to Python) or up again (`False`), as Python's `BackendHealth` saw it.
+#[pyfunction]
+fn limiter_down(down: bool) {
+    crate::plane::plane()
+        .limiter_down
+        .store(down, std::sync::atomic::Ordering::Release);
+}
+
+/// Whether the native path currently defers limited requests (the shared limiter failed).
+#[pyfunction]
+fn limiter_is_down() -> bool {
+    crate::plane::plane()
+        .limiter_down
+        .load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Add this part's functions and classes to the module.
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(log_drain, m)?)?;
+    m.add_function(wrap_pyfunction!(limiter_down, m)?)?;
+    m.add_function(wrap_pyfunction!(limiter_is_down, m)?)?;
+    m.add_function(wrap_pyfunction!(upstream_pools, m)?)?;
     m.add_class::<LimitStore>()?;
     m.add_function(wrap_pyfunction!(limit_now, m)?)?;
     m.add_function(wrap_pyfunction!(key_limit_override_set, m)?)?;

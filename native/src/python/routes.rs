@@ -73,9 +73,26 @@ fn routes_load(json: &str) -> PyResult<()> {
     crate::gateway::load(json).map_err(PyValueError::new_err)
 }
 
+/// Route a request on the table in force (`routes_load`): `(route index,
+/// upstream path and query)` when the native core serves it, else `None`.
+#[pyfunction]
+#[pyo3(signature = (host, method, target))]
+fn routes_route(host: Option<&str>, method: &str, target: &str) -> Option<(usize, String)> {
+    let table = crate::plane::plane().table.load_full()?;
+    let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+    match table.routes.route(host, &method, target) {
+        Routed::Native {
+            route,
+            upstream_path_and_query,
+        } => Some((route.index, upstream_path_and_query)),
+        Routed::Defer(_) => None,
+    }
+}
+
 /// Add this part's functions and classes to the module.
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRouteTable>()?;
     m.add_function(wrap_pyfunction!(routes_load, m)?)?;
+    m.add_function(wrap_pyfunction!(routes_route, m)?)?;
     Ok(())
 }

@@ -101,9 +101,7 @@ impl Target {
 
     /// The shared target for `spec.key` (created on first use).
     pub(crate) fn shared(spec: &TargetSpec) -> Result<Arc<Self>, String> {
-        static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<Target>>>> = OnceLock::new();
-        let registry = REGISTRY.get_or_init(Default::default);
-        let mut map = registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = registry().lock().unwrap_or_else(|p| p.into_inner());
         if let Some(target) = map.get(&spec.key).and_then(Weak::upgrade) {
             return Ok(target);
         }
@@ -111,6 +109,12 @@ impl Target {
         map.retain(|_, weak| weak.strong_count() > 0);
         map.insert(spec.key.clone(), Arc::downgrade(&target));
         Ok(target)
+    }
+
+    /// Every target some loaded route still uses (for `/metrics`).
+    pub fn all() -> Vec<Arc<Target>> {
+        let map = registry().lock().unwrap_or_else(|p| p.into_inner());
+        map.values().filter_map(Weak::upgrade).collect()
     }
 
     /// Whether the target has a clean record (no recent failure, not ejected).
@@ -288,4 +292,10 @@ impl Target {
         };
         self.unavailable(cause, error.to_string())
     }
+}
+
+/// The targets by key, shared by every route and table that names them.
+fn registry() -> &'static Mutex<HashMap<String, Weak<Target>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<Target>>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
 }

@@ -555,19 +555,28 @@ class Metrics:
         if self._pools is not None:
             idle = GaugeMetricFamily(
                 "bastion_upstream_idle_connections",
-                "Idle keep-alive connections pooled per upstream.",
+                "Idle keep-alive connections pooled per upstream (Python and native pools).",
                 labels=("upstream",),
             )
             opened = CounterMetricFamily(
                 "bastion_upstream_connections_opened",
-                "Connections opened to each upstream.",
+                "Connections opened to each upstream (Python and native pools).",
                 labels=("upstream",),
             )
+            counts: dict[str, list[int]] = {}
             for pool in list(self._pools().values()):
                 up = pool.upstream
                 name = f"{up.scheme}://{up.host}:{up.port}"
-                idle.add_metric((name,), len(pool.idle))
-                opened.add_metric((name,), pool.opened)
+                entry = counts.setdefault(name, [0, 0])
+                entry[0] += len(pool.idle)
+                entry[1] += pool.opened
+            for name, native_idle, native_opened in _native.upstream_pools():
+                entry = counts.setdefault(name, [0, 0])
+                entry[0] += native_idle
+                entry[1] += native_opened
+            for name, (idle_count, opened_count) in counts.items():
+                idle.add_metric((name,), idle_count)
+                opened.add_metric((name,), opened_count)
             yield idle
             yield opened
         yield _counter(

@@ -84,6 +84,8 @@ class NativeAuditDrain:
             traffic.add(minute, route, cast(Principal, principal), principal_id, count)
             taken += count
         self._report_drops()
+        for level, logger, message in _native.log_drain(self.batch):
+            logging.getLogger(logger).log(level, "%s", message)
         return taken
 
     def drain_all(self) -> int:

@@ -17,6 +17,7 @@ from typing import Final
 
 from prometheus_client import Counter, Gauge
 
+from bastion import _native
 from bastion.audit.events import Auditor, EventTypes
 
 __all__ = ["BACKEND_ERRORS", "BACKEND_UP", "BackendHealth"]
@@ -53,6 +54,7 @@ class BackendHealth:
             return
         self.down_since = time.monotonic()
         BACKEND_UP.set(0)
+        _native.limiter_down(True)  # the native path defers limited requests to us meanwhile
         mode = "closed (503)" if fail_closed else "open (local share)"
         log.warning("rate limiter backend down, limits fail %s: %s", mode, error)
         if self.auditor is not None:
@@ -67,9 +69,13 @@ class BackendHealth:
         """A call succeeded: after an outage, log, audit and flip the gauge back."""
         since = self.down_since
         if since is None:
+            if _native.limiter_is_down():
+                # The native path saw a failure this process's limiter never did.
+                _native.limiter_down(False)
             return
         self.down_since = None
         BACKEND_UP.set(1)
+        _native.limiter_down(False)
         seconds = round(time.monotonic() - since, 3)
         log.warning("rate limiter backend up again after %.1f s", seconds)
         if self.auditor is not None:

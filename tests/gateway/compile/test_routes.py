@@ -77,20 +77,24 @@ def test_table_section() -> None:
 
 
 def test_compile_table_shape_and_native_load() -> None:
-    settings = Settings(routes=[route("a", "/a", methods=["GET"]), route("b", "/b")])
+    settings = Settings(
+        routes=[
+            route("a", "/a", methods=["GET"]),
+            route("b", "/b", cors={"origins": ["https://app.example"]}),
+        ]
+    )
     table = compile_table(settings)
     assert table["version"] == TABLE_VERSION == 1
-    assert table["match"] == {"reserved": list(RESERVED_PREFIXES), "preflight": False}
+    assert table["match"] == {"reserved": list(RESERVED_PREFIXES), "preflight": True}
     assert [r["index"] for r in table["routes"]] == [0, 1]
     assert table["routes"][0]["match"]["prefix"] == "/a"
+    assert [r["native"] for r in table["routes"]] == [True, False]
+    assert table["routes"][1]["defer_reason"] == "not native yet: cors"
     loaded = _native.RouteTable(json.dumps(table))
     assert len(loaded) == 2
-    # The placeholders of the other sections keep every route in Python for now.
-    assert loaded.route("h", "GET", "/a/x") is None
-    assert loaded.defer_reason("h", "GET", "/a/x") == "not_native"
-    for entry in table["routes"]:
-        entry["native"] = True
-    loaded = _native.RouteTable(json.dumps(table))
+    # A route with a feature the native core does not serve yet stays in Python.
+    assert loaded.route("h", "GET", "/b/x") is None
+    assert loaded.defer_reason("h", "GET", "/b/x") == "not_native"
     assert loaded.route("h", "GET", "/a/x?q=1") == (0, "/a/x?q=1")
     assert loaded.route("h", "POST", "/a/x") is None
     assert loaded.defer_reason("h", "POST", "/a/x") == "method_not_allowed"
