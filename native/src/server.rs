@@ -1,5 +1,6 @@
-//! The public listener: a tokio runtime of its own, the accept loop, HTTP/1.1
-//! and HTTP/2 (ALPN over TLS, prior knowledge in clear), and graceful drain.
+//! The public listener: one single-threaded tokio runtime per core (thread per
+//! core), the accept loop, HTTP/1.1 and HTTP/2 (ALPN over TLS, prior
+//! knowledge in clear), and graceful drain.
 //!
 //! Every request goes to [`crate::gateway::handle`]; what it defers is
 //! forwarded to the Python control plane ([`crate::forward`]).
@@ -22,7 +23,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use serde::Deserialize;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::forward::{Forwarder, Hop};
 use crate::gateway;
@@ -35,7 +36,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How the front is configured (JSON from Python).
 #[derive(Debug, Clone, Deserialize)]
 pub struct FrontConfig {
-    /// Worker threads of the runtime; 0 = one per core.
+    /// Worker threads (each its own runtime); 0 = one per core.
     #[serde(default)]
     pub threads: usize,
     /// The Python app's private Unix socket.
@@ -102,17 +103,21 @@ struct Shared {
     builder: auto::Builder<TokioExecutor>,
 }
 
-/// A running front: its runtime, the stop signal, and the TLS it serves.
+/// A running front: one thread per core, each with a single-threaded tokio
+/// runtime accepting on the same listening socket (thread-per-core, as nginx's
+/// workers: no work stealing, no cross-thread wake-ups within a connection),
+/// the stop signal, and the TLS it serves.
 pub struct Front {
-    runtime: Option<tokio::runtime::Runtime>,
-    stop: watch::Sender<bool>,
-    drained: Option<oneshot::Receiver<GracefulShutdown>>,
+    workers: Vec<std::thread::JoinHandle<bool>>,
+    /// `None` while serving; the drain deadline once stopping.
+    stop: watch::Sender<Option<Duration>>,
     tls: Option<Arc<Tls>>,
     local_addr: SocketAddr,
 }
 
 impl Front {
-    /// Start serving `listener` (bound and listening) on a runtime of its own.
+    /// Start serving `listener` (bound and listening) on `config.threads`
+    /// threads (0: one per core).
     pub fn start(
         config: FrontConfig,
         listener: std::net::TcpListener,
@@ -121,17 +126,12 @@ impl Front {
             Some(files) => Some(Arc::new(Tls::load(files.clone())?)),
             None => None,
         };
-        let mut runtime = tokio::runtime::Builder::new_multi_thread();
-        if config.threads > 0 {
-            runtime.worker_threads(config.threads);
-        }
-        let runtime = runtime.thread_name("bastion-front").enable_all().build()?;
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
-        let listener = {
-            let _guard = runtime.enter();
-            TcpListener::from_std(listener)?
-        };
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -144,16 +144,31 @@ impl Front {
             forwarder: Forwarder::new(config.upstream_socket.clone()),
             builder,
         });
-        let (stop, stopped) = watch::channel(false);
-        let (done, drained) = oneshot::channel();
-        runtime.spawn(async move {
-            let graceful = accept_loop(listener, shared, stopped).await;
-            let _ = done.send(graceful);
-        });
+        let (stop, stopped) = watch::channel(None);
+        let mut workers = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let listener = {
+                let _guard = runtime.enter();
+                TcpListener::from_std(listener.try_clone()?)?
+            };
+            let shared = Arc::clone(&shared);
+            let stopped = stopped.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("bastion-front-{index}"))
+                .spawn(move || {
+                    let finished = runtime.block_on(serve_until_stopped(listener, shared, stopped));
+                    runtime.shutdown_timeout(Duration::from_millis(200));
+                    finished
+                })?;
+            workers.push(worker);
+        }
+        drop(listener); // every worker holds its own descriptor
         Ok(Front {
-            runtime: Some(runtime),
+            workers,
             stop,
-            drained: Some(drained),
             tls,
             local_addr,
         })
@@ -174,43 +189,45 @@ impl Front {
     }
 
     /// Stop accepting, let in-flight requests finish for up to `graceful`,
-    /// then stop the runtime. True when everything finished in time.
+    /// then stop the runtimes. True when everything finished in time.
     /// Blocks; call it off the Python event loop.
     pub fn stop(&mut self, graceful: Duration) -> bool {
-        let Some(runtime) = self.runtime.take() else {
+        if self.workers.is_empty() {
             return true;
-        };
-        let _ = self.stop.send(true);
-        let drained = self.drained.take();
-        let finished = runtime.block_on(async move {
-            let Some(drained) = drained else {
-                return true;
-            };
-            let Ok(shutdown) = drained.await else {
-                return true;
-            };
-            tokio::time::timeout(graceful, shutdown.shutdown())
-                .await
-                .is_ok()
-        });
-        runtime.shutdown_timeout(Duration::from_millis(200));
+        }
+        let _ = self.stop.send(Some(graceful));
+        let mut finished = true;
+        for worker in self.workers.drain(..) {
+            finished &= worker.join().unwrap_or(false);
+        }
         finished
     }
 }
 
 impl Drop for Front {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            let _ = self.stop.send(true);
-            runtime.shutdown_background();
-        }
+        // Not stopped: drop the connections at once; the threads end on their own.
+        let _ = self.stop.send(Some(Duration::ZERO));
     }
+}
+
+/// One worker: accept until the stop signal, then drain for its deadline.
+async fn serve_until_stopped(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<Option<Duration>>,
+) -> bool {
+    let graceful = accept_loop(listener, shared, stopped.clone()).await;
+    let deadline = stopped.borrow_and_update().unwrap_or(Duration::ZERO);
+    tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_ok()
 }
 
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    mut stopped: watch::Receiver<bool>,
+    mut stopped: watch::Receiver<Option<Duration>>,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     loop {
