@@ -668,6 +668,7 @@ def write_results(
         f" --engine {args.engine}"
         + (f" --shared {args.shared}" if args.shared else "")
         + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (" --two-cores" if args.two_cores else "")
         + "`. "
         "Server under test on core 0 (one process / one nginx worker), wrk and the upstream on "
         "core 1. Ratios are to (b), measured in the same run. "
