@@ -368,7 +368,9 @@ async def _run_native(
             http="httptools",
             lifespan="on",
             server_header=False,
-            date_header=True,
+            # The front (hyper) adds Date to every response that has none; uvicorn adding
+            # its own would double it on proxied responses, which carry the upstream's.
+            date_header=False,
             proxy_headers=False,
             forwarded_allow_ips=[],
             # The front keeps its pooled connections open: never close them as idle.

@@ -1,0 +1,103 @@
+"""End to end: which plane serves a gateway request, and that both answer alike.
+
+- a key's first request is served by the Python pipeline (the native cache is empty), which
+  pushes the key into the native plane; the next one is served natively — told apart by the
+  request id's per-plane prefix — and the upstream sees the same identity either way;
+- every response carries exactly one ``Date`` (a proxied one: the upstream's);
+- a refusal is the Python pipeline's (401 with its problem document), whichever plane saw it;
+- the native limiter shares its budget with Python's: the deferred first request counts;
+- ``bastion routes list`` says which plane serves each route, and why not native.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from _support import BastionProcess, EchoThread, run_cli
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+def _config(tmp_path: Path, upstream: str) -> Path:
+    config = tmp_path / "bastion.yaml"
+    config.write_text(
+        f"storage: sqlite:///{tmp_path}/bastion.db\n"
+        "routes:\n"
+        "  - name: orders\n"
+        "    match: {path: /api/orders}\n"
+        f"    upstream: {upstream}\n"
+        "    auth: [api_key]\n"
+        "    scopes: [orders:read]\n"
+        "    limits: [{per: key, rate: 3/minute}]\n"
+        "  - name: browser\n"
+        "    match: {path: /api/browser}\n"
+        f"    upstream: {upstream}\n"
+        "    public: true\n"
+        "    cors: {origins: ['https://app.example']}\n"
+    )
+    return config
+
+
+def _cli(config: Path, *args: str) -> Any:
+    result = run_cli(*args, "-c", str(config), "--json", cwd=config.parent)
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
+def _prefix(response: httpx.Response) -> str:
+    return response.headers["x-request-id"].rsplit("-", 1)[0]
+
+
+def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThread) -> None:
+    config = _config(tmp_path, echo.server.url)
+    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    key = _cli(config, "keys", "create", "shop", "--scope", "orders:read")
+    listed = {r["name"]: r for r in _cli(config, "routes", "list")["routes"]}
+    assert (listed["orders"]["plane"], listed["orders"]["python_reason"]) == ("native", None)
+    assert listed["browser"]["plane"] == "python"
+    assert listed["browser"]["python_reason"] == "not native yet: cors"
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    with (
+        BastionProcess("-c", str(config), cwd=tmp_path) as proc,
+        httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
+    ):
+        first = client.get("/api/orders/1", headers=auth)
+        second = client.get("/api/orders/2", headers=auth)
+        third = client.get("/api/orders/3", headers=auth)
+        fourth = client.get("/api/orders/4", headers=auth)
+        bad = client.get("/api/orders/5", headers={"Authorization": "Bearer bst_nope"})
+    assert [r.status_code for r in (first, second, third)] == [200, 200, 200]
+    # Python served the first (and pushed the key), the native plane the next ones.
+    assert _prefix(first) != _prefix(second) == _prefix(third)
+    for response in (first, second, third, fourth, bad):
+        assert len(response.headers.get_list("date")) == 1, response.headers
+    seen = [{k.lower(): v for k, v in r.json()["headers"].items()} for r in (first, second)]
+    for headers in seen:
+        assert "authorization" not in headers
+        assert headers["x-bastion-key-id"] == key["id"]
+        assert headers["x-bastion-scopes"] == "orders:read"
+    # One budget: 3/minute, the first (Python) request counted — the fourth is refused
+    # natively with Python's problem document and headers.
+    assert fourth.status_code == 429
+    assert fourth.headers["content-type"] == "application/problem+json"
+    assert fourth.json()["reason"] == "rate_limited"
+    assert fourth.headers["retry-after"]
+    assert _prefix(fourth) == _prefix(second)
+    # A refusal is rendered by the Python pipeline.
+    assert bad.status_code == 401
+    assert bad.json()["reason"] == "invalid_api_key"
+    assert _prefix(bad) == _prefix(first)
