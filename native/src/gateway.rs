@@ -216,16 +216,7 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let https = conn.tls;
     if !decision.allowed {
         let problem = Problem::rate_limited(&decision);
-        denied(
-            &req,
-            &route.name,
-            &identity,
-            ip,
-            rid,
-            &problem,
-            "limit",
-            started,
-        );
+        DeniedHead::of(&req).denied(&route.name, &identity, ip, rid, &problem, "limit", started);
         let mut response = problem.into_response(rid);
         respond::decorate(response.headers_mut(), https, &request_id);
         return Outcome::Respond(response);
@@ -337,20 +328,6 @@ impl DeniedHead {
             timestamp: audit::unix_now(),
         });
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn denied(
-    req: &Request<Body>,
-    route: &str,
-    identity: &Identity,
-    ip: IpAddr,
-    request_id: &str,
-    problem: &Problem,
-    step: &'static str,
-    started: Instant,
-) {
-    DeniedHead::of(req).denied(route, identity, ip, request_id, problem, step, started);
 }
 
 /// Meter an allow and count it in its minute's aggregate (no event of its own).

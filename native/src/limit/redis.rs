@@ -30,30 +30,10 @@ use super::gcra::Limit;
 use super::{checks_for, decision_of, LimitDecision, RouteLimits, Take};
 use crate::http::Identity;
 
-/// Python's `_GCRA_SCRIPT` (`bastion.ratelimit.backends`), byte for byte: the
-/// same SHA, so nodes of both kinds share the script cache.
-pub const GCRA_SCRIPT: &str = "
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local cost = tonumber(ARGV[1])
-local reply = {1, now}
-for i = 1, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '') or now
-  if tat < now then tat = now end
-  reply[i + 2] = tat
-  if tat + cost * tonumber(ARGV[2 * i]) - tonumber(ARGV[2 * i + 1]) > now then
-    reply[1] = 0
-  end
-end
-if reply[1] == 1 and cost > 0 then
-  for i = 1, #KEYS do
-    local new = reply[i + 2] + cost * tonumber(ARGV[2 * i])
-    local ttl = math.max(1, math.ceil((new - now) / 1000))
-    redis.call('SET', KEYS[i], string.format('%d', new), 'PX', string.format('%d', ttl))
-  end
-end
-return reply
-";
+/// The GCRA script of `bastion.ratelimit.backends` (`src/bastion/ratelimit/gcra.lua`,
+/// compiled in): the same text and SHA as Python's, so nodes of both kinds share
+/// Redis's script cache.
+pub const GCRA_SCRIPT: &str = include_str!("../../../src/bastion/ratelimit/gcra.lua");
 
 /// Python's `DEFAULT_NAMESPACE`.
 pub const NAMESPACE: &str = "ratelimit:";

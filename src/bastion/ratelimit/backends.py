@@ -21,6 +21,7 @@ microseconds, so they agree exactly.
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final, Literal, Protocol
@@ -188,28 +189,11 @@ class MemoryLimiter:
 # (µs) of KEYS[i]. Returns {admitted 0|1, now µs, TAT_1 .. TAT_n} with each TAT
 # raised to now; Python re-derives remaining/reset from them with the same
 # integer formula. string.format('%d') because tostring() would print 1.7e+15.
-_GCRA_SCRIPT: Final = """
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-local cost = tonumber(ARGV[1])
-local reply = {1, now}
-for i = 1, #KEYS do
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '') or now
-  if tat < now then tat = now end
-  reply[i + 2] = tat
-  if tat + cost * tonumber(ARGV[2 * i]) - tonumber(ARGV[2 * i + 1]) > now then
-    reply[1] = 0
-  end
-end
-if reply[1] == 1 and cost > 0 then
-  for i = 1, #KEYS do
-    local new = reply[i + 2] + cost * tonumber(ARGV[2 * i])
-    local ttl = math.max(1, math.ceil((new - now) / 1000))
-    redis.call('SET', KEYS[i], string.format('%d', new), 'PX', string.format('%d', ttl))
-  end
-end
-return reply
-"""
+# The script lives in gcra.lua, which the native limiter compiles in (include_str!): one
+# text, one SHA, so Python and native nodes share Redis's script cache.
+_GCRA_SCRIPT: Final = (
+    importlib.resources.files("bastion.ratelimit").joinpath("gcra.lua").read_text("utf-8")
+)
 
 
 class RedisLimiter:
