@@ -27,95 +27,18 @@ use http::{Request, Version};
 use http_body::Body as _;
 
 use crate::audit::{self, AuditEvent, Door};
-use crate::authn::{self, Admitted, RouteAuth};
-use crate::client_ip::{client_ip, ip_bucket, TrustedProxies};
+use crate::authn::{self, Admitted};
+use crate::client_ip::{client_ip, ip_bucket};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
-use crate::hygiene::{self, HeadLimits};
-use crate::limit::{self, effective_key_limits, RouteLimits, StoreKind};
+use crate::hygiene;
+use crate::limit::{self, effective_key_limits, StoreKind};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
 use crate::problem::Problem;
 use crate::respond;
 use crate::risk::RiskKind;
 use crate::router::Routed;
-use crate::routes::RouteTable;
-use crate::upstream::{Upstream, UpstreamError};
-
-/// The parsed sections of one route the native path serves.
-pub struct NativeRoute {
-    pub auth: RouteAuth,
-    pub limits: RouteLimits,
-    pub upstream: Upstream,
-    pub max_body: u64,
-}
-
-/// One loaded configuration: the router, each native route's steps, and the
-/// table-wide settings. Immutable; a reload builds a new one and swaps it.
-pub struct Table {
-    pub routes: RouteTable,
-    /// By route index; `None` for a route Python serves.
-    pub native: Vec<Option<NativeRoute>>,
-    pub head: HeadLimits,
-    pub trusted: TrustedProxies,
-}
-
-#[derive(serde::Deserialize)]
-struct EdgeTable {
-    max_headers: usize,
-    max_header_bytes: usize,
-    #[serde(default)]
-    trusted_proxies: Vec<String>,
-}
-
-#[derive(serde::Deserialize)]
-struct EdgeRoute {
-    max_body: u64,
-}
-
-impl Table {
-    /// Load `compile_table`'s JSON. Errors name the route and section: a
-    /// section the native core cannot parse is a bug between the compiler and
-    /// this crate, so the table is refused rather than served half-right.
-    pub fn from_json(json: &str) -> Result<Table, String> {
-        let routes = RouteTable::from_json(json).map_err(|e| e.to_string())?;
-        let raw: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        let edge: EdgeTable = serde_json::from_value(raw["edge"].clone())
-            .map_err(|e| format!("table edge section: {e}"))?;
-        let trusted = TrustedProxies::parse(&edge.trusted_proxies)?;
-        let raw_routes = raw["routes"].as_array().cloned().unwrap_or_default();
-        let mut native = Vec::with_capacity(routes.routes().len());
-        for (route, raw_route) in routes.routes().iter().zip(raw_routes.iter()) {
-            if !route.native {
-                native.push(None);
-                continue;
-            }
-            let name = &route.name;
-            let auth = RouteAuth::from_section(&route.auth)
-                .map_err(|e| format!("route {name}: auth: {e}"))?;
-            let limits = RouteLimits::from_section(&route.limits)
-                .map_err(|e| format!("route {name}: limits: {}", e.0))?;
-            let upstream = Upstream::from_section(&route.upstream)
-                .map_err(|e| format!("route {name}: {e}"))?;
-            let edge: EdgeRoute = serde_json::from_value(raw_route["edge"].clone())
-                .map_err(|e| format!("route {name}: edge: {e}"))?;
-            native.push(Some(NativeRoute {
-                auth,
-                limits,
-                upstream,
-                max_body: edge.max_body,
-            }));
-        }
-        Ok(Table {
-            routes,
-            native,
-            head: HeadLimits {
-                max_headers: edge.max_headers,
-                max_header_bytes: edge.max_header_bytes,
-            },
-            trusted,
-        })
-    }
-}
+use crate::upstream::UpstreamError;
 
 /// The request's host as the router reads it: the `Host` header, or the
 /// HTTP/2 authority.
@@ -162,7 +85,7 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         credential_headers,
         key_limits: own_limits,
     }) = authn::admit(
-        authn::caches(),
+        crate::plane::caches(),
         &native.auth,
         &route.name,
         req.method(),
@@ -354,11 +277,4 @@ fn problem_of(error: &UpstreamError) -> Problem {
         _ if code == "upstream_unavailable" => Problem::upstream_unavailable(detail),
         _ => Problem::service_unavailable(Some(detail)),
     }
-}
-
-/// Put a new table in force (`routes_load`): requests in flight finish on the old one.
-pub fn load(json: &str) -> Result<(), String> {
-    let table = Table::from_json(json)?;
-    plane().table.store(Some(Arc::new(table)));
-    Ok(())
 }

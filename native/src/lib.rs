@@ -21,6 +21,7 @@
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
 //! - `server`: the public listener (runtime, accept loop, HTTP/1.1 + h2, drain).
+//! - `table`: one loaded configuration (router + native routes), swapped whole.
 //! - `tls`: rustls configuration from PEM files, reloadable.
 //! - `forward`: the hop of deferred requests to Python's private Unix socket.
 //! - `routes`: the route table compiled by Python, swapped whole on reload.
@@ -64,6 +65,7 @@ pub mod risk;
 pub mod router;
 pub mod routes;
 pub mod server;
+pub mod table;
 pub mod tls;
 pub mod upstream;
 

@@ -4,14 +4,14 @@
 //! One per process, like the Python control plane it mirrors: every PyO3
 //! function and every listener thread sees the same `Plane`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
 
 use crate::authn::Caches;
-use crate::gateway::Table;
 use crate::respond::RequestIds;
 use crate::risk::RiskFlags;
+use crate::table::Table;
 use crate::upstream::FailureLog;
 
 /// Everything the native path reads per request besides the request itself.
@@ -38,4 +38,16 @@ pub struct Plane {
 pub fn plane() -> &'static Plane {
     static PLANE: OnceLock<Plane> = OnceLock::new();
     PLANE.get_or_init(Plane::default)
+}
+
+/// The process's authentication caches (what `bastion.gateway.native_push` fills).
+pub fn caches() -> &'static Caches {
+    &plane().authn
+}
+
+/// Put a new table in force (`routes_load`): requests in flight finish on the old one.
+pub fn load_table(json: &str) -> Result<(), String> {
+    let table = Table::from_json(json)?;
+    plane().table.store(Some(Arc::new(table)));
+    Ok(())
 }

@@ -104,11 +104,6 @@ impl Default for Caches {
     }
 }
 
-/// The process-wide caches (the plane's).
-pub fn caches() -> &'static Caches {
-    &crate::plane::plane().authn
-}
-
 /// SHA-256 of a token: the verified-token cache's key.
 pub fn token_digest(token: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];

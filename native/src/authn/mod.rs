@@ -27,7 +27,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 pub use api_key::{key_in_query, KeyLimit};
-pub use cache::{caches, Caches};
+pub use cache::Caches;
 
 use crate::http::Identity;
 

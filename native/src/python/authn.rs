@@ -6,7 +6,8 @@ use pyo3::types::PyDict;
 
 use crate::authn::api_key::{parse_hex_digest, ApiKeyRecord};
 use crate::authn::jwt::Policy;
-use crate::authn::{self, caches, RouteAuth, Verdict};
+use crate::authn::{self, RouteAuth, Verdict};
+use crate::plane::caches;
 
 fn now() -> f64 {
     authn::unix_now()

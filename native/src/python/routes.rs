@@ -70,7 +70,7 @@ impl PyRouteTable {
 /// previous table stays) for a table the native core cannot load.
 #[pyfunction]
 fn routes_load(json: &str) -> PyResult<()> {
-    crate::gateway::load(json).map_err(PyValueError::new_err)
+    crate::plane::load_table(json).map_err(PyValueError::new_err)
 }
 
 /// Route a request on the table in force (`routes_load`): `(route index,

@@ -1,0 +1,87 @@
+//! One loaded configuration of the native gateway: the router, each native
+//! route's parsed steps, and the table-wide settings — built from
+//! `bastion.gateway.compile.compile_table`'s JSON, immutable, swapped whole on
+//! reload (`plane::load_table`).
+
+use crate::authn::RouteAuth;
+use crate::client_ip::TrustedProxies;
+use crate::hygiene::HeadLimits;
+use crate::limit::RouteLimits;
+use crate::routes::RouteTable;
+use crate::upstream::Upstream;
+
+/// The parsed sections of one route the native path serves.
+pub struct NativeRoute {
+    pub auth: RouteAuth,
+    pub limits: RouteLimits,
+    pub upstream: Upstream,
+    pub max_body: u64,
+}
+
+/// One loaded configuration: the router, each native route's steps, and the
+/// table-wide settings. Immutable; a reload builds a new one and swaps it.
+pub struct Table {
+    pub routes: RouteTable,
+    /// By route index; `None` for a route Python serves.
+    pub native: Vec<Option<NativeRoute>>,
+    pub head: HeadLimits,
+    pub trusted: TrustedProxies,
+}
+
+#[derive(serde::Deserialize)]
+struct EdgeTable {
+    max_headers: usize,
+    max_header_bytes: usize,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct EdgeRoute {
+    max_body: u64,
+}
+
+impl Table {
+    /// Load `compile_table`'s JSON. Errors name the route and section: a
+    /// section the native core cannot parse is a bug between the compiler and
+    /// this crate, so the table is refused rather than served half-right.
+    pub fn from_json(json: &str) -> Result<Table, String> {
+        let routes = RouteTable::from_json(json).map_err(|e| e.to_string())?;
+        let raw: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let edge: EdgeTable = serde_json::from_value(raw["edge"].clone())
+            .map_err(|e| format!("table edge section: {e}"))?;
+        let trusted = TrustedProxies::parse(&edge.trusted_proxies)?;
+        let raw_routes = raw["routes"].as_array().cloned().unwrap_or_default();
+        let mut native = Vec::with_capacity(routes.routes().len());
+        for (route, raw_route) in routes.routes().iter().zip(raw_routes.iter()) {
+            if !route.native {
+                native.push(None);
+                continue;
+            }
+            let name = &route.name;
+            let auth = RouteAuth::from_section(&route.auth)
+                .map_err(|e| format!("route {name}: auth: {e}"))?;
+            let limits = RouteLimits::from_section(&route.limits)
+                .map_err(|e| format!("route {name}: limits: {}", e.0))?;
+            let upstream = Upstream::from_section(&route.upstream)
+                .map_err(|e| format!("route {name}: {e}"))?;
+            let edge: EdgeRoute = serde_json::from_value(raw_route["edge"].clone())
+                .map_err(|e| format!("route {name}: edge: {e}"))?;
+            native.push(Some(NativeRoute {
+                auth,
+                limits,
+                upstream,
+                max_body: edge.max_body,
+            }));
+        }
+        Ok(Table {
+            routes,
+            native,
+            head: HeadLimits {
+                max_headers: edge.max_headers,
+                max_header_bytes: edge.max_header_bytes,
+            },
+            trusted,
+        })
+    }
+}
