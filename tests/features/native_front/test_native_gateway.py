@@ -101,3 +101,23 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
     assert bad.status_code == 401
     assert bad.json()["reason"] == "invalid_api_key"
     assert _prefix(bad) == _prefix(first)
+
+
+def test_a_keys_own_limit_is_one_budget_across_planes(tmp_path: Path, echo: EchoThread) -> None:
+    config = _config(tmp_path, echo.server.url)
+    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    key = _cli(
+        config, "keys", "create", "tight", "--scope", "orders:read", "--rate-limit", "2/minute"
+    )
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    with (
+        BastionProcess("-c", str(config), cwd=tmp_path) as proc,
+        httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
+    ):
+        responses = [client.get(f"/api/orders/{n}", headers=auth) for n in range(3)]
+    assert [r.status_code for r in responses] == [200, 200, 429]
+    # Python served the first, the native plane the second and refused the third.
+    assert _prefix(responses[0]) != _prefix(responses[1]) == _prefix(responses[2])
+    assert responses[2].json()["reason"] == "rate_limited"
+    assert '"2/minute"' in responses[2].headers["ratelimit-policy"]
