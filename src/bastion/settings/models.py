@@ -364,7 +364,7 @@ class ServerSettings(_Section):
     # routes itself; the rest reaches the Python app over a private Unix socket (issue 14).
     # granian and uvicorn serve the Python app directly and stay supported.
     engine: Literal["native", "uvicorn", "granian"] = "native"
-    # Worker threads of the native runtime; 0 = one per core.
+    # Threads of the native front, one single-threaded runtime each; 0 = one per core.
     threads: Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=1024)] = 0
     graceful_timeout: Seconds = 10.0
     backlog: Count = 2048
