@@ -16,6 +16,8 @@ refused by the others; a client disabled by the CLI loses its tokens.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -170,9 +172,25 @@ def retired_signing_key_stops_its_tokens(d: Deployment, n: int) -> None:
     d.cli("signing-keys", "rotate", "--now")
     # Rotated, not retired: the old key's tokens keep working while the new key signs.
     settles(lambda: d.statuses("/api/orders", old) == [200] * n)
-    new = {"Authorization": f"Bearer {d.token(credentials, node=n - 1)}"}
+    # A token the node signed with the new key: until the node has followed the rotation
+    # (within the feed's second) it still signs with the old one.
+    fresh: list[str] = []
+
+    def signed_with_the_new_key() -> bool:
+        fresh[:] = [d.token(credentials, node=n - 1)]
+        return _kid(fresh[0]) != old_kid
+
+    settles(signed_with_the_new_key)
+    new = {"Authorization": f"Bearer {fresh[0]}"}
     settles(lambda: d.statuses("/api/orders", new) == [200] * n)
 
     d.cli("signing-keys", "retire", old_kid)
     settles(lambda: d.statuses("/api/orders", old) == [401] * n)
     assert d.statuses("/api/orders", new) == [200] * n
+
+
+def _kid(token: str) -> str:
+    """The ``kid`` of a JWS compact token's protected header."""
+    head = token.split(".", 1)[0]
+    kid: str = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))["kid"]
+    return kid
