@@ -24,8 +24,9 @@ KEY_MEMBERS = {"kid", "alg", "state", "created_at", "activates_at", "retires_at"
 OUTPUTS: list[str] = []
 
 
-def _json(*args: str, cwd: Path, env: dict[str, str] | None = None, rc: int = 0) -> Any:
-    result = run_cli("signing-keys", *args, "--json", cwd=cwd, env=env)
+def _json(command: str, *args: str, cwd: Path, env: dict[str, str] | None = None, rc: int = 0) -> Any:
+    # --json goes before the arguments: an argument after "--" is never an option.
+    result = run_cli("signing-keys", command, "--json", *args, cwd=cwd, env=env)
     assert result.returncode == rc, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     _no_private_material(result.stdout + result.stderr)
@@ -71,7 +72,8 @@ def test_list_rotate_retire(tmp_path: Path) -> None:
     assert "active" in human.stdout and "next" in human.stdout
     _no_private_material(human.stdout)
 
-    refused = _json("retire", first["kid"], cwd=tmp_path, rc=1)
+    # A kid is base64url: one in 64 begins with "-", so it goes after "--" (as the help says).
+    refused = _json("retire", "--", first["kid"], cwd=tmp_path, rc=1)
     assert refused == {
         "error": "signing_key_in_use",
         "detail": (
@@ -84,12 +86,12 @@ def test_list_rotate_retire(tmp_path: Path) -> None:
     emergency = _json("rotate", "--now", cwd=tmp_path)["key"]
     assert emergency["state"] == "active"
 
-    retired = _json("retire", first["kid"], cwd=tmp_path)["key"]
+    retired = _json("retire", "--", first["kid"], cwd=tmp_path)["key"]
     assert set(retired) == KEY_MEMBERS
     assert retired["kid"] == first["kid"]
     assert retired["state"] == "retired" and retired["retired_at"] is not None
 
-    done = run_cli("signing-keys", "retire", pending["kid"], cwd=tmp_path)
+    done = run_cli("signing-keys", "retire", "--", pending["kid"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     OUTPUTS.append(done.stdout)
     assert f"signing key {pending['kid']} is retired" in done.stdout

@@ -178,6 +178,8 @@ def retire(
     """Retire a key at once (compromise): it leaves the JWKS and its tokens stop verifying.
 
     The active key cannot be retired: run `bastion signing-keys rotate --now` first.
+    A kid is base64url and may begin with "-": put it after "--", as in
+    `bastion signing-keys retire -- -Xb3...`.
     """
     key: SigningKey = _manager_call(config, "retire", kid=kid)
     doc = key_document(key)
