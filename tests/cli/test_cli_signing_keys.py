@@ -24,7 +24,9 @@ KEY_MEMBERS = {"kid", "alg", "state", "created_at", "activates_at", "retires_at"
 OUTPUTS: list[str] = []
 
 
-def _json(command: str, *args: str, cwd: Path, env: dict[str, str] | None = None, rc: int = 0) -> Any:
+def _json(
+    command: str, *args: str, cwd: Path, env: dict[str, str] | None = None, rc: int = 0
+) -> Any:
     # --json goes before the arguments: an argument after "--" is never an option.
     result = run_cli("signing-keys", command, "--json", *args, cwd=cwd, env=env)
     assert result.returncode == rc, result.stdout + result.stderr
