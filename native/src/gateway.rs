@@ -7,14 +7,15 @@
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
 //! | ip, cors | — | the route has IP rules or CORS (compiled `native: false`) |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
-//! | authenticate | `authn::admit` (cached keys, verified tokens) | the credential is not cached, or not usable |
+//! | authenticate | `authn::admit` (cached keys, verified tokens); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup), or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers` | — |
 //! | proxy | `Upstream::forward` | — (a failure is rendered: 502/503/504) |
 //!
-//! Natively produced answers are only the upstream's own, a 429 and the
-//! upstream failures; every other refusal is Python's, which renders it.
+//! Natively produced answers are only the upstream's own, a 429, the
+//! upstream failures and the 401 of an API key Python refused (unknown,
+//! revoked, disabled, expired); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -27,7 +28,8 @@ use http::{Request, Version};
 use http_body::Body as _;
 
 use crate::audit::{self, AuditEvent, Door};
-use crate::authn::{self, Admitted};
+use crate::authn::miss::{Lead, Miss, MISS_WAIT};
+use crate::authn::{self, Admitted, Unadmitted};
 use crate::client_ip::{client_ip, ip_bucket};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
@@ -76,27 +78,54 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     ) {
         return Outcome::Defer(req);
     }
-    let now = authn::unix_now();
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
         return Outcome::Defer(req);
     };
-    let Some(Admitted {
+    let mut waited = false;
+    let (now, admitted) = loop {
+        let now = authn::unix_now();
+        let caches = crate::plane::caches();
+        let admitted = authn::admit(
+            caches,
+            &native.auth,
+            &route.name,
+            req.method(),
+            req.uri(),
+            req.headers(),
+            Some(ip),
+            now,
+        );
+        if let Some(admitted) = admitted {
+            break (now, admitted);
+        }
+        match authn::unadmitted(caches, &native.auth, req.uri().query(), req.headers(), now) {
+            Unadmitted::Defer => return Outcome::Defer(req),
+            Unadmitted::Refused => {
+                // Python's 401 whoever asks: before authorization and the limits, so
+                // neither a risk flag nor a budget changes it (nothing consumed).
+                return refuse(&req, &route.name, ip, conn.tls);
+            }
+            Unadmitted::Miss(_) if waited => return Outcome::Defer(req),
+            Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
+                Miss::Defer => return Outcome::Defer(req),
+                Miss::Lead(lead) => {
+                    // Held until Python answered (server.rs): its waiters then read again.
+                    let mut req = req;
+                    req.extensions_mut().insert(LeadGuard(Arc::new(lead)));
+                    return Outcome::Defer(req);
+                }
+                Miss::Wait(waiter) => {
+                    waiter.wait(MISS_WAIT).await;
+                    waited = true;
+                }
+            },
+        }
+    };
+    let Admitted {
         identity,
         credential_headers,
         key_limits: own_limits,
-    }) = authn::admit(
-        crate::plane::caches(),
-        &native.auth,
-        &route.name,
-        req.method(),
-        req.uri(),
-        req.headers(),
-        Some(ip),
-        now,
-    )
-    else {
-        return Outcome::Defer(req);
-    };
+    } = admitted;
     if flagged(&identity, ip, now) {
         return Outcome::Defer(req);
     }
@@ -177,6 +206,26 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             problem.into_response(rid)
         }
     };
+    respond::decorate(response.headers_mut(), https, &request_id);
+    Outcome::Respond(response)
+}
+
+/// The lookup a deferred request leads (`authn::miss`), riding in its
+/// extensions: the front drops it once Python has answered, which wakes the
+/// requests waiting for the same key.
+#[derive(Clone)]
+pub struct LeadGuard(pub Arc<Lead>);
+
+/// Python's `401 invalid_api_key` for a key it refused, audited and metered as
+/// Python's `authenticate` step does (no identity was established).
+fn refuse(req: &Request<Body>, route: &str, ip: IpAddr, https: bool) -> Outcome {
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers());
+    let rid = request_id.to_str().unwrap_or("-");
+    let problem = Problem::invalid_api_key();
+    let nobody = Identity::default();
+    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, "authenticate", started);
+    let mut response = problem.into_response(rid);
     respond::decorate(response.headers_mut(), https, &request_id);
     Outcome::Respond(response)
 }

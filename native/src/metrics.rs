@@ -23,7 +23,7 @@ pub const NO_ROUTE: &str = "(none)";
 
 /// The outcomes the native path produces; anything else folds into `other`
 /// (Python folds unknown codes the same way).
-pub const OUTCOMES: [&str; 10] = [
+pub const OUTCOMES: [&str; 11] = [
     "allowed",
     "rate_limited",
     "upstream_error",
@@ -32,6 +32,7 @@ pub const OUTCOMES: [&str; 10] = [
     "rate_limiter_unavailable",
     "service_unavailable",
     "bad_request",
+    "invalid_api_key",
     "cancelled",
     "other",
 ];

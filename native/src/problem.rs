@@ -4,7 +4,7 @@
 //! The body is `{"type","title","status","detail","reason","request_id"}`
 //! (orjson's compact form, members in that order); the head is
 //! `content-type`, `cache-control: no-store`, `content-length`, then
-//! `retry-after` when the error has one, then the error's own headers
+//! `www-authenticate` and `retry-after` when the error has them, then the error's own headers
 //! (`ratelimit-policy`, `ratelimit` on a 429). Anything the front adds to
 //! every response (request id, security headers) comes after, as in Python's
 //! middleware. Vectors rendered by Python: `tests/vectors/problems.json`.
@@ -13,6 +13,7 @@
 use bytes::Bytes;
 use http::header::{
     HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    WWW_AUTHENTICATE,
 };
 use http::StatusCode;
 
@@ -30,6 +31,8 @@ pub struct Problem {
     pub code: &'static str,
     pub title: &'static str,
     pub detail: String,
+    /// The RFC 6750 challenge (`WWW-Authenticate`).
+    pub www_authenticate: Option<&'static str>,
     /// `Retry-After` in whole seconds.
     pub retry_after: Option<u64>,
     /// Further headers of the error, after `Retry-After`.
@@ -48,6 +51,7 @@ impl Problem {
             code,
             title,
             detail: detail.into(),
+            www_authenticate: None,
             retry_after: None,
             headers: Vec::new(),
         }
@@ -63,6 +67,19 @@ impl Problem {
         );
         problem.retry_after = Some(decision.retry_after.unwrap_or(1));
         problem.headers = decision.headers.clone();
+        problem
+    }
+
+    /// 401 `invalid_api_key` (`bastion.apikeys.errors.InvalidApiKeyError`): one
+    /// answer for every refused key, whatever the reason (that is audit-only).
+    pub fn invalid_api_key() -> Self {
+        let mut problem = Problem::new(
+            401,
+            "invalid_api_key",
+            "Invalid API key",
+            "the API key is not valid",
+        );
+        problem.www_authenticate = Some("Bearer realm=\"bastion\", error=\"invalid_token\"");
         problem
     }
 
@@ -166,6 +183,9 @@ impl Problem {
         headers.push((CONTENT_TYPE, HeaderValue::from_static(PROBLEM_CONTENT_TYPE)));
         headers.push((CACHE_CONTROL, HeaderValue::from_static("no-store")));
         headers.push((CONTENT_LENGTH, HeaderValue::from(length)));
+        if let Some(challenge) = self.www_authenticate {
+            headers.push((WWW_AUTHENTICATE, HeaderValue::from_static(challenge)));
+        }
         if let Some(seconds) = self.retry_after {
             headers.push((RETRY_AFTER, HeaderValue::from(seconds)));
         }
@@ -246,6 +266,7 @@ mod tests {
                 })
             }
             "rate_limiter_unavailable" => Problem::rate_limiter_unavailable(),
+            "invalid_api_key" => Problem::invalid_api_key(),
             "upstream_unavailable" => Problem::upstream_unavailable(text("detail")),
             "upstream_tls" => Problem::upstream_tls(text("detail")),
             "upstream_timeout" => Problem::upstream_timeout(text("detail")),

@@ -316,6 +316,12 @@ async fn respond(
     let (info, hop) = conn;
     match gateway::handle(req.map(boxed), info).await {
         Outcome::Respond(resp) => resp,
-        Outcome::Defer(req) => forwarder.forward(req, info, hop).await,
+        Outcome::Defer(mut req) => {
+            // A key lookup this request leads ends with Python's answer (see gateway::LeadGuard).
+            let lead = req.extensions_mut().remove::<gateway::LeadGuard>();
+            let response = forwarder.forward(req, info, hop).await;
+            drop(lead);
+            response
+        }
     }
 }

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bastion.apikeys.errors import InvalidApiKeyError
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.errors import (
     NoHealthyUpstreamError,
@@ -121,6 +122,9 @@ def render_vectors() -> list[dict[str, Any]]:
             "rid-11",
         ),
         _vector("service_unavailable", {"detail": None}, ServiceUnavailableError(), "rid-10"),
+        # One body for every refused key: the reason is for the audit log only.
+        _vector("invalid_api_key", {}, InvalidApiKeyError("unknown"), "rid-12"),
+        _vector("invalid_api_key", {}, InvalidApiKeyError("revoked"), weird),
     ]
 
 

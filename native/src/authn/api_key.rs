@@ -144,6 +144,22 @@ impl CachedKey {
     /// Whether the key may be used at `now` from `client` exactly as
     /// `ApiKeyService.verify` would allow it (state, deadlines and the IP
     /// allow-list checked on every call).
+    /// Why Python's `verify` refuses this key at `now` whatever the request
+    /// (its 401 `invalid_api_key`), in Python's order; `None`: not refused.
+    pub fn refusal(&self, now: f64) -> Option<&'static str> {
+        if self.revoked {
+            Some("revoked")
+        } else if self.disabled {
+            Some("disabled")
+        } else if self.deadline <= now {
+            Some("expired")
+        } else if self.grace_until <= now {
+            Some("grace_ended")
+        } else {
+            None
+        }
+    }
+
     pub fn usable(&self, now: f64, client: Option<IpAddr>) -> bool {
         self.native
             && now < self.fresh_until

@@ -6,7 +6,9 @@
 //! fills, a token after it verified it: signature, claims, deny-list, client
 //! status), and every change-feed delivery of `api-keys`, `clients`,
 //! `signing-keys` and `revoked-tokens` drops entries here at once. A miss is
-//! never an answer: the request is deferred to Python.
+//! never an answer: the request is deferred to Python (concurrent misses of
+//! one key wait for the first one's lookup, `miss`). API keys Python refused
+//! are remembered briefly, and any `api-keys` change forgets them all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::api_key::{ApiKeyRecord, CachedKey, Digester};
 use super::jwt::{self, JwtError, KeySet, Policy};
+use super::miss::{Inflight, Miss, Refused};
 use crate::http::Identity;
 
 /// Most API keys held (the Python cache's `POSITIVE_CACHE_MAX`).
@@ -77,6 +80,10 @@ impl TokenPutError {
 pub struct Caches {
     digester: RwLock<Digester>,
     api_keys: RwLock<HashMap<[u8; 32], Arc<CachedKey>>>,
+    /// Digests Python refused (no such key, never a valid key), until when.
+    refused: RwLock<Refused>,
+    /// API key lookups in flight (concurrent misses of one digest coalesce).
+    inflight: Arc<Inflight>,
     /// Uses of keys dropped from the cache since the last drain (key id → time).
     dropped_uses: Mutex<HashMap<String, f64>>,
     policy: RwLock<Option<Policy>>,
@@ -116,6 +123,8 @@ impl Caches {
         Caches {
             digester: RwLock::new(Digester::Plain),
             api_keys: RwLock::new(HashMap::new()),
+            refused: RwLock::new(Refused::default()),
+            inflight: Arc::new(Inflight::default()),
             dropped_uses: Mutex::new(HashMap::new()),
             policy: RwLock::new(None),
             signing_keys: RwLock::new(Arc::new(KeySet::default())),
@@ -158,6 +167,31 @@ impl Caches {
         if let Some(previous) = keys.insert(digest, entry) {
             self.keep_uses([previous]);
         }
+        drop(keys);
+        write(&self.refused).remove(&digest);
+        self.inflight.settled(&digest);
+    }
+
+    /// Remember that Python refused the key with this digest (unknown, or a
+    /// format that can never be valid) for `ttl` seconds from `now`.
+    pub fn api_key_refuse(&self, digest: [u8; 32], now: f64, ttl: f64) {
+        write(&self.refused).insert(digest, now + ttl.max(0.0));
+        self.inflight.settled(&digest);
+    }
+
+    /// Whether the key with this digest is one Python refused, at `now`.
+    pub fn api_key_refused(&self, digest: &[u8; 32], now: f64) -> bool {
+        read(&self.refused).contains(digest, now)
+    }
+
+    pub fn api_keys_refused_len(&self) -> usize {
+        read(&self.refused).len()
+    }
+
+    /// A native miss of `digest`: lead its lookup (defer), wait for the one in
+    /// flight, or defer at once (see [`super::miss`]).
+    pub fn api_key_miss(&self, digest: [u8; 32]) -> Miss {
+        self.inflight.miss(digest)
     }
 
     fn keep_uses(&self, dropped: impl IntoIterator<Item = Arc<CachedKey>>) {
@@ -216,12 +250,16 @@ impl Caches {
             keep
         });
         self.keep_uses(dropped);
+        // Any change of any key may make a refused digest usable (a key created,
+        // re-enabled): refusals are cheap to learn again, so all go.
+        write(&self.refused).clear();
         self.tokens_forget_client(&format!("{API_KEY_CLIENT_PREFIX}{key_id}"));
     }
 
     pub fn api_keys_clear(&self) {
         let dropped: Vec<_> = write(&self.api_keys).drain().map(|(_, key)| key).collect();
         self.keep_uses(dropped);
+        write(&self.refused).clear();
     }
 
     pub fn api_keys_len(&self) -> usize {

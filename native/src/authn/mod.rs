@@ -9,14 +9,19 @@
 //! Python answers the whole request (and, when it accepts the credential,
 //! pushes it into the caches so the next request is native).
 //!
+//! The one refusal rendered natively is an API key Python refused
+//! ([`unadmitted`]: a digest it found no key for, or a cached key revoked,
+//! disabled, expired or past its grace): Python's `401 invalid_api_key`.
+//!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `json` (duplicate-free JSON), `cache` (the
-//! process-wide caches).
+//! process-wide caches), `miss` (refused digests, coalesced misses).
 
 pub mod api_key;
 pub mod cache;
 pub mod json;
 pub mod jwt;
+pub mod miss;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -441,6 +446,67 @@ pub fn admit(
         credential_headers,
         key_limits,
     })
+}
+
+/// Why [`admit`] did not admit a request, where the native path can still act.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unadmitted {
+    /// The responsible method is `api_key` and Python refuses that key whatever
+    /// the request: its `401 invalid_api_key` is rendered natively.
+    Refused,
+    /// The responsible method is `api_key` and its key (this digest) is not
+    /// cached: Python looks it up (concurrent misses coalesce).
+    Miss([u8; 32]),
+    /// Python answers (another method, no credential, a refusal that depends
+    /// on the request, authorization…).
+    Defer,
+}
+
+/// Classify a request [`admit`] returned `None` for (see [`Unadmitted`]). The
+/// same screen and method order as [`admit`]: a key-shaped query is Python's
+/// 400, and the first method with a credential is the one responsible.
+pub fn unadmitted(
+    caches: &Caches,
+    route: &RouteAuth,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    now: f64,
+) -> Unadmitted {
+    if route.public
+        || (route.methods.contains(&Method::ApiKey)
+            && query.is_some_and(|q| key_in_query(q.as_bytes())))
+    {
+        return Unadmitted::Defer;
+    }
+    let found = presented(route, headers);
+    for method in &route.methods {
+        match method {
+            Method::ApiKey if !found.keys.is_empty() => return key_state(caches, &found.keys, now),
+            Method::Jwt if !found.tokens.is_empty() => return Unadmitted::Defer,
+            _ => {}
+        }
+    }
+    Unadmitted::Defer
+}
+
+fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
+    // Two keys, an overlong or non-ASCII one: Python's own checks (no lookup).
+    let [key] = keys else {
+        return Unadmitted::Defer;
+    };
+    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() {
+        return Unadmitted::Defer;
+    }
+    let digest = caches.api_key_digest(key);
+    // Python's order: its fresh record first, then its "no such key".
+    match caches.api_key_get(&digest) {
+        Some(entry) if now < entry.fresh_until => match entry.refusal(now) {
+            Some(_) => Unadmitted::Refused,
+            None => Unadmitted::Defer,
+        },
+        _ if caches.api_key_refused(&digest, now) => Unadmitted::Refused,
+        _ => Unadmitted::Miss(digest),
+    }
 }
 
 #[cfg(test)]

@@ -45,6 +45,27 @@ fn api_key_put(digest: &str, record_json: &str, ttl: f64) -> PyResult<()> {
     Ok(())
 }
 
+/// Remember for `ttl` seconds that Python refused the key with this stored hex
+/// digest (no such key, or a format that can never be valid): the native path
+/// answers its 401 itself meanwhile. Any `api-keys` change forgets these.
+#[pyfunction]
+fn api_key_refuse(digest: &str, ttl: f64) -> PyResult<()> {
+    caches().api_key_refuse(digest_of(digest)?, now(), ttl);
+    Ok(())
+}
+
+/// Whether the key with this stored hex digest is refused natively now.
+#[pyfunction]
+fn api_key_refused(digest: &str) -> PyResult<bool> {
+    Ok(caches().api_key_refused(&digest_of(digest)?, now()))
+}
+
+/// How many refused digests are held.
+#[pyfunction]
+fn api_keys_refused_len() -> usize {
+    caches().api_keys_refused_len()
+}
+
 /// Forget the key `key_id` (and tokens exchanged from it).
 #[pyfunction]
 fn api_key_drop(key_id: &str) {
@@ -204,6 +225,9 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(authn_configure, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_put, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_drop, m)?)?;
+    m.add_function(wrap_pyfunction!(api_key_refuse, m)?)?;
+    m.add_function(wrap_pyfunction!(api_key_refused, m)?)?;
+    m.add_function(wrap_pyfunction!(api_keys_refused_len, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_clear, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_cached, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_used, m)?)?;

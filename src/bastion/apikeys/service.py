@@ -127,8 +127,12 @@ class CacheMirror(Protocol):
     def found(self, key: ApiKey, ttl: float) -> None:
         """``key`` was just read from the database; trust it for ``ttl`` seconds at most."""
 
+    def refused(self, digest: str, ttl: float) -> None:
+        """The key with stored ``digest`` is refused (no such key, or a format that can never
+        be valid); remember that for ``ttl`` seconds at most."""
+
     def invalidated(self, key_id: str | None) -> None:
-        """Forget ``key_id`` (every key when ``None``)."""
+        """Forget ``key_id`` (every key when ``None``); forget every refusal either way."""
 
     def used(self) -> Iterable[tuple[str, float]]:
         """The keys used through the mirror since the last call: ``(key id, Unix time)``."""
@@ -706,6 +710,9 @@ class ApiKeyService:
             try:
                 parse_api_key(key)
             except ApiKeyFormatError as error:
+                # Never a valid key: mirrors answer its next presentations themselves.
+                for mirror in self._mirrors:
+                    mirror.refused(digest, NEGATIVE_TTL)
                 raise InvalidApiKeyError(error.reason) from None
             entry = await self._lookup(digest)
         at = time.time() if now is None else now
@@ -730,16 +737,21 @@ class ApiKeyService:
             return entry
         missed_until = self._unknown.get(digest)
         if missed_until is not None and missed_until > clock:
+            for mirror in self._mirrors:
+                mirror.refused(digest, missed_until - clock)
             raise InvalidApiKeyError("unknown")
         epoch = self._epoch
         record = await self.db.api_keys.find_by_digest(digest)
         clock = time.monotonic()
         if record is None:
             self._found.pop(digest, None)
-            self._unknown[digest] = clock + NEGATIVE_TTL
-            self._unknown.move_to_end(digest)
-            while len(self._unknown) > NEGATIVE_CACHE_MAX:
-                self._unknown.popitem(last=False)
+            if epoch == self._epoch:  # else a key created while reading may be this one
+                self._unknown[digest] = clock + NEGATIVE_TTL
+                self._unknown.move_to_end(digest)
+                while len(self._unknown) > NEGATIVE_CACHE_MAX:
+                    self._unknown.popitem(last=False)
+                for mirror in self._mirrors:
+                    mirror.refused(digest, NEGATIVE_TTL)
             raise InvalidApiKeyError("unknown")
         self._unknown.pop(digest, None)
         entry = _Entry(record, clock + POSITIVE_TTL)
@@ -755,14 +767,19 @@ class ApiKeyService:
         return entry
 
     def invalidate(self, key_id: str | None = None) -> None:
-        """Forget the cached record of ``key_id`` (everything cached when ``None``)."""
+        """Forget the cached record of ``key_id`` (everything cached when ``None``).
+
+        Every "no such key" goes too, whichever key changed: the change may be
+        that key's creation (the change feed announces it), and a refusal is
+        cheap to learn again.
+        """
         self._epoch += 1
         for mirror in self._mirrors:
             mirror.invalidated(key_id)
+        self._unknown.clear()
         if key_id is None:
             self._by_id.clear()
             self._found.clear()
-            self._unknown.clear()
             self._digest_of.clear()
             return
         self._by_id.pop(key_id, None)

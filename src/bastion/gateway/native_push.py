@@ -6,6 +6,11 @@ own caches, and Python fills them with what *it* accepted:
 - :func:`api_key_found`: a key record, when :class:`~bastion.apikeys.ApiKeyService`
   fills its own cache from the database (the native core re-checks the
   record's state and deadlines on every request, like ``verify``);
+- :func:`api_key_refused`: a digest Python found no key for (or a key whose format
+  can never be valid), for Python's negative TTL: the native core answers Python's
+  ``401 invalid_api_key`` itself meanwhile (so does it for a cached key that is
+  revoked, disabled, expired or past its grace), and every ``api-keys`` change
+  forgets every refusal;
 - :func:`token_verified`: one of bastion's own access tokens, after the
   ``jwt`` authenticator accepted it (signature, claims, ``jti`` deny-list,
   client status); the native core verifies it again with the signing keys
@@ -45,6 +50,7 @@ __all__ = [
     "api_key_found",
     "api_key_invalidated",
     "api_key_record",
+    "api_key_refused",
     "apply_revocation",
     "client_active",
     "client_changed",
@@ -131,8 +137,14 @@ def api_key_found(key: ApiKey, ttl: float) -> None:
     _native.api_key_put(key.digest, api_key_record(key), ttl)
 
 
+def api_key_refused(digest: str, ttl: float) -> None:
+    """Python refused the key with stored ``digest`` (no such key, or never a valid key):
+    the native plane answers its 401 itself for ``ttl`` seconds (Python's negative TTL)."""
+    _native.api_key_refuse(digest, ttl)
+
+
 def api_key_invalidated(key_id: str | None) -> None:
-    """Forget the key ``key_id`` natively (every key when ``None``)."""
+    """Forget the key ``key_id`` natively (every key when ``None``), and every refusal."""
     if key_id:
         _native.api_key_drop(key_id)
     else:
@@ -145,6 +157,9 @@ class NativeApiKeys:
 
     def found(self, key: ApiKey, ttl: float) -> None:
         api_key_found(key, ttl)
+
+    def refused(self, digest: str, ttl: float) -> None:
+        api_key_refused(digest, ttl)
 
     def invalidated(self, key_id: str | None) -> None:
         api_key_invalidated(key_id)
