@@ -292,9 +292,10 @@ impl DeniedHead {
             client_id: identity.client_id.clone(),
             key_id: identity.key_id.clone(),
             ip: Some(ip.to_string()),
+            // Python's `value.decode("latin-1")`: every byte kept (a tab, obs-text).
             user_agent: self
                 .user_agent
-                .and_then(|v| v.to_str().ok().map(str::to_owned)),
+                .map(|v| v.as_bytes().iter().map(|&b| char::from(b)).collect()),
             request_id: Some(request_id.to_owned()),
             latency_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
             timestamp: audit::unix_now(),

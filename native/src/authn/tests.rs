@@ -920,3 +920,169 @@ fn key_limits_are_served_only_once_the_native_limiter_takes_them() {
         }]
     );
 }
+
+// -- refused keys and misses ----------------------------------------------------
+
+fn digest_of_key(caches: &Caches) -> [u8; 32] {
+    caches.api_key_digest(KEY.as_bytes())
+}
+
+#[test]
+fn an_uncached_key_is_a_miss_of_its_digest() {
+    let caches = Caches::new();
+    let keyed = key_route();
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(KEY), 100.0),
+        Unadmitted::Miss(digest_of_key(&caches))
+    );
+    // Python's own answers, whatever the cache: a key in the query (400), two keys,
+    // a JWT first in the route's order, no credential, a public route.
+    assert_eq!(
+        unadmitted(
+            &caches,
+            &keyed,
+            Some("k=bst_0123456789abcdefghij"),
+            &bearer(KEY),
+            100.0
+        ),
+        Unadmitted::Defer
+    );
+    let mut two = bearer(KEY);
+    two.insert("x-api-key", HeaderValue::from_static("bst_other"));
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &two, 100.0),
+        Unadmitted::Defer
+    );
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &HeaderMap::new(), 100.0),
+        Unadmitted::Defer
+    );
+    let jwt_first = route_with_methods(&["jwt", "api_key"]);
+    let mut both = bearer("a.b.c");
+    both.insert("x-api-key", HeaderValue::from_static(KEY));
+    assert_eq!(
+        unadmitted(&caches, &jwt_first, None, &both, 100.0),
+        Unadmitted::Defer
+    );
+    let public = route(json!({"public": true}));
+    assert_eq!(
+        unadmitted(&caches, &public, None, &bearer(KEY), 100.0),
+        Unadmitted::Defer
+    );
+}
+
+fn route_with_methods(methods: &[&str]) -> RouteAuth {
+    route(json!({
+        "public": false, "methods": methods, "api_key_header": "X-API-Key",
+        "scopes": {"by_method": {}, "default": []},
+        "jwt": {"audience": "https://issuer.example"}
+    }))
+}
+
+#[test]
+fn a_refused_digest_is_refused_until_its_ttl_or_any_key_change() {
+    let caches = Caches::new();
+    let keyed = key_route();
+    let digest = digest_of_key(&caches);
+    caches.api_key_refuse(digest, 100.0, 5.0);
+    assert!(deferred(authenticate(&caches, &keyed, &bearer(KEY), 101.0)));
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(KEY), 104.9),
+        Unadmitted::Refused
+    );
+    // From the route's own header too.
+    let mut headers = HeaderMap::new();
+    headers.insert("x-api-key", HeaderValue::from_static(KEY));
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &headers, 101.0),
+        Unadmitted::Refused
+    );
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(KEY), 105.0),
+        Unadmitted::Miss(digest)
+    );
+    // Any api-keys change (any key id) drops every refusal.
+    caches.api_key_refuse(digest, 100.0, 5.0);
+    caches.api_key_drop("some-other-key");
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(KEY), 101.0),
+        Unadmitted::Miss(digest)
+    );
+    caches.api_key_refuse(digest, 100.0, 5.0);
+    caches.api_keys_clear();
+    assert_eq!(caches.api_keys_refused_len(), 0);
+    // A record pushed for the digest replaces its refusal.
+    caches.api_key_refuse(digest, 100.0, 5.0);
+    with_key(&caches, json!({}), 100.0);
+    assert!(!caches.api_key_refused(&digest, 101.0));
+    assert!(allowed(authenticate(&caches, &keyed, &bearer(KEY), 101.0))
+        .key_id
+        .is_some());
+}
+
+#[test]
+fn a_cached_key_python_refuses_is_refused_in_python_s_order() {
+    let keyed = key_route();
+    for (extra, at) in [
+        (json!({"revoked": true}), 101.0),
+        (json!({"disabled": true}), 101.0),
+        (json!({"expires_at": 101.0}), 101.0),
+        (json!({"grace_until": 100.5}), 101.0),
+        // Refused before the IP allow-list (Python's 403) is looked at.
+        (json!({"revoked": true, "ip_allow": ["10.0.0.0/8"]}), 101.0),
+    ] {
+        let caches = Caches::new();
+        with_key(&caches, extra.clone(), 100.0);
+        assert_eq!(
+            unadmitted(&caches, &keyed, None, &bearer(KEY), at),
+            Unadmitted::Refused,
+            "{extra}"
+        );
+        // Past Python's positive TTL the record is not trusted: a miss again.
+        assert_eq!(
+            unadmitted(&caches, &keyed, None, &bearer(KEY), 130.0),
+            Unadmitted::Miss(digest_of_key(&caches)),
+            "{extra}"
+        );
+    }
+    // Usable, but not from this address, or not allowed here: Python's 403s.
+    let caches = Caches::new();
+    with_key(&caches, json!({"ip_allow": ["10.0.0.0/8"]}), 100.0);
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(KEY), 101.0),
+        Unadmitted::Defer
+    );
+    let caches = Caches::new();
+    with_key(&caches, json!({"expires_at": 200.0}), 100.0);
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(KEY), 101.0),
+        Unadmitted::Defer
+    );
+}
+
+#[tokio::test]
+async fn concurrent_misses_wait_for_the_first_one_s_push() {
+    use super::miss::Miss;
+    use std::time::Duration;
+    let caches = std::sync::Arc::new(Caches::new());
+    let digest = digest_of_key(&caches);
+    let Miss::Lead(lead) = caches.api_key_miss(digest) else {
+        panic!("the first miss leads");
+    };
+    let Miss::Wait(waiter) = caches.api_key_miss(digest) else {
+        panic!("the second waits");
+    };
+    let pusher = caches.clone();
+    let push = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        pusher.api_key_refuse(digest, 100.0, 5.0);
+    });
+    let started = std::time::Instant::now();
+    waiter.wait(Duration::from_secs(10)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    push.await.expect("joined");
+    assert!(caches.api_key_refused(&digest, 101.0));
+    drop(lead);
+    // Settled: the next miss (after the refusal ends) leads its own lookup.
+    assert!(matches!(caches.api_key_miss(digest), Miss::Lead(_)));
+}
