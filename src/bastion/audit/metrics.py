@@ -511,8 +511,9 @@ class Metrics:
 
     def _all_auth_failures(self) -> dict[tuple[str, ...], int]:
         counts: dict[tuple[str, ...], int] = {k: v for k, v in list(self._auth_failures.items())}
-        for slot in list(self._routes.values()):
-            for code, count in list(slot.outcomes.items()):
+        # The native plane's refusals (a key Python refused) count with Python's.
+        for _, outcomes, _, _, _ in self._merged_routes():
+            for code, count in outcomes.items():
                 method = _GATEWAY_AUTH_CODES.get(code)
                 if method is not None:
                     key = (method, code)

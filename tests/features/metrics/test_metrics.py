@@ -74,6 +74,9 @@ def test_gateway_traffic_is_counted_and_scraped_on_the_main_port(
         assert http.get("/priv/x").status_code == 401
         bad_key = {"Authorization": "Bearer bst_nope"}
         assert http.get("/priv/y", headers=bad_key).status_code == 401
+        # Refused again, now by the native plane (Python pushed the refusal): counted alike.
+        native = [http.get(f"/priv/z{n}", headers=bad_key) for n in range(2)]
+        assert [r.status_code for r in native] == [401, 401]
         assert http.get("/lim").status_code == 200
         assert http.get("/lim").status_code == 429
         assert http.get("/lim").status_code == 429
@@ -85,11 +88,11 @@ def test_gateway_traffic_is_counted_and_scraped_on_the_main_port(
     total = "bastion_gateway_requests_total"
     assert _value(found, total, route="pub", outcome="allowed") == 3
     assert _value(found, total, route="priv", outcome="unauthenticated") == 1
-    assert _value(found, total, route="priv", outcome="invalid_api_key") == 1
+    assert _value(found, total, route="priv", outcome="invalid_api_key") == 3
     assert _value(found, total, route="lim", outcome="allowed") == 1
     assert _value(found, total, route="lim", outcome="rate_limited") == 2
     assert _value(found, total, route="(none)", outcome="route_not_found") == 1
-    assert sum(v for (n, _), v in found.items() if n == total) == 9
+    assert sum(v for (n, _), v in found.items() if n == total) == 11
     assert _value(found, "bastion_rate_limited_total", route="lim") == 2
     assert _value(found, "bastion_rate_limited_total", route="pub") == 0
     duration = "bastion_gateway_request_duration_seconds"
@@ -97,7 +100,7 @@ def test_gateway_traffic_is_counted_and_scraped_on_the_main_port(
     assert _value(found, f"{duration}_bucket", route="pub", le="+Inf") == 3
     failures = "bastion_auth_failures_total"
     assert _value(found, failures, method="gateway", reason="unauthenticated") == 1
-    assert _value(found, failures, method="api_key", reason="invalid_api_key") == 1
+    assert _value(found, failures, method="api_key", reason="invalid_api_key") == 3
     idle = "bastion_upstream_idle_connections"
     assert _value(found, idle, upstream=echo.server.url.rstrip("/")) is not None
     assert _value(found, "bastion_audit_queue_depth") is not None

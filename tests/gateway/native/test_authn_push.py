@@ -121,6 +121,60 @@ async def test_revoke_disable_and_feed_deliveries_stop_it_at_once(service: ApiKe
     assert not _native.api_key_cached(record.digest)
 
 
+async def test_refusals_are_pushed_and_every_key_change_forgets_them(
+    service: ApiKeyService,
+) -> None:
+    from bastion.apikeys.errors import InvalidApiKeyError
+    from bastion.crypto import generate_api_key
+
+    unknown = generate_api_key()
+    digest = service.digest(unknown)
+    assert not _native.api_key_refused(digest)
+    with pytest.raises(InvalidApiKeyError):
+        await service.verify(unknown)
+    assert _native.api_key_refused(digest)
+    # A key created (any key: the change feed announces its id) forgets every refusal,
+    # Python's own "no such key" included: the next verify asks the database again.
+    await service.create(ApiKeySpec(name="new", scopes=["orders:read"]))
+    service.invalidate("some-new-key-id")  # what the change feed delivers for a creation
+    assert not _native.api_key_refused(digest)
+    assert digest not in service._unknown
+    with pytest.raises(InvalidApiKeyError):
+        await service.verify(unknown)
+    assert _native.api_key_refused(digest)
+    # Python's own negative cache answering re-pushes what the native one lost.
+    _native.api_keys_clear()
+    with pytest.raises(InvalidApiKeyError):
+        await service.verify(unknown)
+    assert _native.api_key_refused(digest)
+    # A format that can never be valid is refused natively too (no lookup).
+    malformed = unknown[:-1] + ("A" if unknown[-1] != "A" else "B")
+    with pytest.raises(InvalidApiKeyError):
+        await service.verify(malformed)
+    assert _native.api_key_refused(service.digest(malformed))
+    service.invalidate(None)
+    assert _native.api_keys_refused_len() == 0
+
+
+async def test_a_refusal_read_while_a_key_changed_is_not_pushed(service: ApiKeyService) -> None:
+    from bastion.apikeys.errors import InvalidApiKeyError
+    from bastion.crypto import generate_api_key
+
+    unknown = generate_api_key()
+    inner = service.db.api_keys.find_by_digest
+
+    async def racing(digest: str) -> Any:
+        found = await inner(digest)
+        service.invalidate("created-meanwhile")  # the change feed, during the read
+        return found
+
+    service.db.api_keys.find_by_digest = racing  # type: ignore[method-assign]
+    with pytest.raises(InvalidApiKeyError):
+        await service.verify(unknown)
+    assert not _native.api_key_refused(service.digest(unknown))
+    assert service.digest(unknown) not in service._unknown
+
+
 async def test_a_revocation_by_another_process_stops_the_key_within_a_second(
     service: ApiKeyService,
 ) -> None:
