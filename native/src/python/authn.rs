@@ -60,6 +60,12 @@ fn api_key_refused(digest: &str) -> PyResult<bool> {
     Ok(caches().api_key_refused(&digest_of(digest)?, now()))
 }
 
+/// How many key records are held.
+#[pyfunction]
+fn api_keys_len() -> usize {
+    caches().api_keys_len()
+}
+
 /// How many refused digests are held.
 #[pyfunction]
 fn api_keys_refused_len() -> usize {
@@ -228,6 +234,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api_key_refuse, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_refused, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_refused_len, m)?)?;
+    m.add_function(wrap_pyfunction!(api_keys_len, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_clear, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_cached, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_used, m)?)?;
