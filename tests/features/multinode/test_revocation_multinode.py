@@ -10,11 +10,14 @@ the very next request:
 - an access token issued by node 1 works on nodes 2 and 3, and once revoked at
   node 2's ``/oauth2/revoke`` it is refused by all three;
 - a client disabled with ``bastion clients disable`` can no longer get tokens
-  from any node, and its outstanding tokens stop working.
+  from any node, and its outstanding tokens stop working;
+- an unknown key, refused once by a node's Python pipeline, is refused by its native
+  plane next; a key created with the CLI makes every node forget its refusals.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +72,7 @@ def cluster(
 def test_changes_through_one_node_reach_every_node(cluster: Cluster) -> None:
     # One cluster for every check: starting three servers is the slow part.
     api_key_revocation_reaches_every_node(cluster)
+    refusals_are_forgotten_on_every_node_when_a_key_is_created(cluster)
     token_revoked_at_one_node_is_refused_by_all(cluster)
     disabled_client_is_refused_everywhere(cluster)
 
@@ -80,6 +84,37 @@ def api_key_revocation_reaches_every_node(cluster: Cluster) -> None:
 
     cluster.cli("keys", "revoke", key["id"])
     assert cluster.statuses("/api/orders", auth) == [401, 401, 401]
+
+
+def _planes(cluster: Cluster, headers: dict[str, str]) -> list[tuple[int, str]]:
+    """(status, request-id prefix: which plane answered) of ``GET /api/orders`` at each node."""
+    out = []
+    for node in cluster.nodes:
+        with httpx.Client(base_url=node.url, verify=False, timeout=10) as http:
+            response = http.get("/api/orders", headers=headers)
+        out.append((response.status_code, response.headers["x-request-id"].rsplit("-", 1)[0]))
+    return out
+
+
+def refusals_are_forgotten_on_every_node_when_a_key_is_created(cluster: Cluster) -> None:
+    from bastion.crypto import generate_api_key
+
+    auth = {"Authorization": f"Bearer {generate_api_key()}"}
+    python = _planes(cluster, auth)  # each node's Python pipeline looks it up
+    native = _planes(cluster, auth)  # each node's native plane refuses it
+    assert [status for status, _ in python + native] == [401] * 6
+    assert all(p != n for (_, p), (_, n) in zip(python, native, strict=True))
+    key = cluster.cli("keys", "create", "late", "--scope", "orders:read")
+    # Asked of Python again on every node (each node's refusal forgotten): a node that
+    # forgot it once is done (its Python pipeline has just refused, and pushed, it again).
+    forgot = [False] * len(cluster.nodes)
+    deadline = time.monotonic() + 2.0
+    while not all(forgot):
+        assert time.monotonic() < deadline, "a refusal outlived a key creation"
+        now = _planes(cluster, auth)
+        for index, ((_, prefix), (_, was)) in enumerate(zip(now, python, strict=True)):
+            forgot[index] = forgot[index] or prefix == was
+    assert cluster.statuses("/api/orders", {"Authorization": f"Bearer {key['key']}"}) == [200] * 3
 
 
 def token_revoked_at_one_node_is_refused_by_all(cluster: Cluster) -> None:
