@@ -11,24 +11,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
-import orjson
-import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
+from _support.native import cli_json, plane
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
@@ -51,22 +39,12 @@ def _config(tmp_path: Path, upstream: str) -> Path:
     return config
 
 
-def _cli(config: Path, *args: str) -> Any:
-    result = run_cli(*args, "-c", str(config), "--json", cwd=config.parent)
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout)
-
-
-def _prefix(response: httpx.Response) -> str:
-    return response.headers["x-request-id"].rsplit("-", 1)[0]
-
-
 def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThread) -> None:
     config = _config(tmp_path, echo.server.url)
     migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
-    key = _cli(config, "keys", "create", "shop", "--scope", "orders:read")
-    listed = {r["name"]: r for r in _cli(config, "routes", "list")["routes"]}
+    key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
+    listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
     assert (listed["orders"]["plane"], listed["orders"]["python_reason"]) == ("native", None)
     assert listed["browser"]["plane"] == "python"
     assert listed["browser"]["python_reason"] == "not native yet: cors"
@@ -82,7 +60,7 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
         bad = client.get("/api/orders/5", headers={"Authorization": "Bearer bst_nope"})
     assert [r.status_code for r in (first, second, third)] == [200, 200, 200]
     # Python served the first (and pushed the key), the native plane the next ones.
-    assert _prefix(first) != _prefix(second) == _prefix(third)
+    assert plane(first) != plane(second) == plane(third)
     for response in (first, second, third, fourth, bad):
         assert len(response.headers.get_list("date")) == 1, response.headers
     seen = [{k.lower(): v for k, v in r.json()["headers"].items()} for r in (first, second)]
@@ -96,18 +74,18 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
     assert fourth.headers["content-type"] == "application/problem+json"
     assert fourth.json()["reason"] == "rate_limited"
     assert fourth.headers["retry-after"]
-    assert _prefix(fourth) == _prefix(second)
+    assert plane(fourth) == plane(second)
     # A refusal is rendered by the Python pipeline.
     assert bad.status_code == 401
     assert bad.json()["reason"] == "invalid_api_key"
-    assert _prefix(bad) == _prefix(first)
+    assert plane(bad) == plane(first)
 
 
 def test_a_keys_own_limit_is_one_budget_across_planes(tmp_path: Path, echo: EchoThread) -> None:
     config = _config(tmp_path, echo.server.url)
     migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
-    key = _cli(
+    key = cli_json(
         config, "keys", "create", "tight", "--scope", "orders:read", "--rate-limit", "2/minute"
     )
     auth = {"Authorization": f"Bearer {key['key']}"}
@@ -118,6 +96,6 @@ def test_a_keys_own_limit_is_one_budget_across_planes(tmp_path: Path, echo: Echo
         responses = [client.get(f"/api/orders/{n}", headers=auth) for n in range(3)]
     assert [r.status_code for r in responses] == [200, 200, 429]
     # Python served the first, the native plane the second and refused the third.
-    assert _prefix(responses[0]) != _prefix(responses[1]) == _prefix(responses[2])
+    assert plane(responses[0]) != plane(responses[1]) == plane(responses[2])
     assert responses[2].json()["reason"] == "rate_limited"
     assert '"2/minute"' in responses[2].headers["ratelimit-policy"]

@@ -16,26 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
-import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
+from _support.native import cli_json, plane
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
@@ -52,16 +42,6 @@ def _config(tmp_path: Path, upstream: str) -> Path:
     migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     return config
-
-
-def _cli(config: Path, *args: str) -> Any:
-    result = run_cli(*args, "-c", str(config), "--json", cwd=config.parent)
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout) if result.stdout.strip() else {}
-
-
-def _prefix(response: httpx.Response) -> str:
-    return response.headers["x-request-id"].rsplit("-", 1)[0]
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -99,7 +79,7 @@ def test_refused_keys_are_answered_natively_alike_and_forgotten_on_change(
     tmp_path: Path, echo: EchoThread
 ) -> None:
     config = _config(tmp_path, echo.server.url)
-    key = _cli(config, "keys", "create", "shop", "--scope", "orders:read")
+    key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
     unknown = generate_api_key()  # well formed, never stored
     statuses: list[int] = []
     with (
@@ -114,26 +94,26 @@ def test_refused_keys_are_answered_natively_alike_and_forgotten_on_change(
 
         valid = [get(key["key"]), get(key["key"])]
         assert [r.status_code for r in valid] == [200, 200]
-        python, native = _prefix(valid[0]), _prefix(valid[1])
+        python, native = plane(valid[0]), plane(valid[1])
         assert python != native
 
         for credential in (unknown, "bst_nope"):
             first, second, third = get(credential), get(credential), get(credential)
-            assert [_prefix(first), _prefix(second), _prefix(third)] == [python, native, native]
+            assert [plane(first), plane(second), plane(third)] == [python, native, native]
             _same_answer(first, second)
 
         # A key created elsewhere (the CLI) drops every refusal on this node.
-        created = _cli(config, "keys", "create", "late", "--scope", "orders:read")
-        _until(lambda: _prefix(get(unknown)) == python)
-        assert _prefix(get(unknown)) == native  # refused again, pushed again
+        created = cli_json(config, "keys", "create", "late", "--scope", "orders:read")
+        _until(lambda: plane(get(unknown)) == python)
+        assert plane(get(unknown)) == native  # refused again, pushed again
         accepted = get(created["key"])
         assert accepted.status_code == 200
 
         # A revoked key: Python sees it revoked first, then the native plane refuses it.
-        _cli(config, "keys", "revoke", key["id"])
+        cli_json(config, "keys", "revoke", key["id"])
         _until(lambda: get(key["key"]).status_code == 401)
         revoked = get(key["key"])
-        assert (revoked.status_code, _prefix(revoked)) == (401, native)
+        assert (revoked.status_code, plane(revoked)) == (401, native)
 
     refusals = statuses.count(401)
     assert refusals >= 9
@@ -159,7 +139,7 @@ def test_concurrent_first_requests_of_a_new_key_cost_one_lookup(
     tmp_path: Path, echo: EchoThread
 ) -> None:
     config = _config(tmp_path, echo.server.url)
-    key = _cli(config, "keys", "create", "burst", "--scope", "orders:read")
+    key = cli_json(config, "keys", "create", "burst", "--scope", "orders:read")
     count = 20
 
     async def burst(url: str) -> list[httpx.Response]:
@@ -179,8 +159,8 @@ def test_concurrent_first_requests_of_a_new_key_cost_one_lookup(
     with BastionProcess("-c", str(config), cwd=tmp_path) as proc:
         responses = asyncio.run(burst(proc.url))
         with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
-            native = _prefix(client.get("/api/orders/x", headers=_bearer(key["key"])))
+            native = plane(client.get("/api/orders/x", headers=_bearer(key["key"])))
     assert [r.status_code for r in responses] == [200] * count
-    prefixes = [_prefix(r) for r in responses]
+    prefixes = [plane(r) for r in responses]
     # One request looked the key up (served by Python); the others waited for its push.
     assert sum(p != native for p in prefixes) == 1, prefixes

@@ -1,0 +1,23 @@
+"""Helpers of the native-front features: the CLI as JSON, and which plane answered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from _support import run_cli
+
+
+def cli_json(config: Path, *args: str) -> Any:
+    """``bastion ARGS -c CONFIG --json`` (it must succeed), parsed."""
+    result = run_cli(*args, "-c", str(config), "--json", cwd=config.parent)
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def plane(response: httpx.Response) -> str:
+    """The request id's prefix: one per plane of a process (Python's, the native front's)."""
+    return response.headers["x-request-id"].rsplit("-", 1)[0]
