@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import random
@@ -78,10 +79,8 @@ async def measure(data_dir: Path, count: int, use: int, unknown: int) -> dict[st
         for key in sample:
             await service.verify(key)
         for _ in range(unknown):
-            try:
+            with contextlib.suppress(InvalidApiKeyError):
                 await service.verify(generate_api_key())
-            except InvalidApiKeyError:
-                pass
         return {
             "stored": count,
             "rss_open_kib": rss_opened - rss_before,
@@ -110,8 +109,12 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         out = subprocess.run(
-            [sys.executable, __file__, "--one", str(size), "--use", str(args.use)]
-            + ["--unknown", str(args.unknown), "--data-dir", str(args.data_dir)],
+            [
+                sys.executable,
+                __file__,
+                *("--one", str(size), "--use", str(args.use), "--unknown", str(args.unknown)),
+                *("--data-dir", str(args.data_dir)),
+            ],
             check=True,
             capture_output=True,
             text=True,
