@@ -497,11 +497,7 @@ def _configure_native_limiter(shared: SharedState) -> None:
 
     Its failures defer requests to Python's limiter, which applies the fail mode.
     """
-    config = (
-        shared.native_hot_path_config(DEFAULT_LIMIT_TIMEOUT)
-        if is_redis(shared)
-        else None
-    )
+    config = shared.native_hot_path_config(DEFAULT_LIMIT_TIMEOUT) if is_redis(shared) else None
     _native.redis_limiter_configure(None if config is None else json.dumps(config))
 
 

@@ -4,7 +4,8 @@ Idle RSS (≤ 100 MB) is measured by ``bench/server/idle_rss.py``, not here (byt
 machine-dependent). This pins its cause instead: the packages a node needs only for
 what it does not use (Alembic when the schema is current, redis-py and the
 OpenTelemetry SDK it pulls in without ``shared: redis://``, asyncpg and PostgreSQL's
-SQLAlchemy dialect on SQLite, httpx without webhooks / trusted issuers /
+SQLAlchemy dialect on SQLite, SQLAlchemy's ORM (bastion uses Core through
+``bastion.storage.sql.aio``), httpx without webhooks / trusted issuers /
 introspection, Jinja2, granian under the native engine) are not imported once the
 server is ready.
 
@@ -31,6 +32,8 @@ OPTIONAL = (
     "opentelemetry",
     "asyncpg",
     "sqlalchemy.dialects.postgresql",
+    "sqlalchemy.orm",
+    "sqlalchemy.ext.asyncio",
     "httpx",
     "httpcore",
     "jinja2",

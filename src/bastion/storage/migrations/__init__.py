@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.errors import BastionError
 from bastion.storage.errors import DatabaseUnavailableError, MigrationError
+from bastion.storage.sql.aio import AsyncEngine
 from bastion.storage.sql.engine import (
     DatabaseTarget,
     create_engine,

@@ -21,7 +21,6 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from bastion.errors import BastionError
@@ -33,6 +32,7 @@ from bastion.storage.errors import (
     StorageError,
 )
 from bastion.storage.outcomes import DatabaseConfigError
+from bastion.storage.sql.aio import AsyncEngine, create_async_engine
 
 Dialect = Literal["sqlite", "postgresql"]
 

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.storage import feed
 from bastion.storage.errors import NotFoundError
@@ -48,6 +47,7 @@ from bastion.storage.outcomes import (
     RefreshTokenRevokedError,
 )
 from bastion.storage.sql import schema as s
+from bastion.storage.sql.aio import AsyncConnection
 
 if TYPE_CHECKING:
     from bastion.storage.sql.database import Database
@@ -949,11 +949,12 @@ class SqlSettingsRepository(_SqlRepository[SettingEntry]):
         t = s.settings_kv
         # The dialect's own module, imported here: the engine loaded it already, and the
         # other dialect (~1.6 MiB resident for PostgreSQL's) is never loaded for nothing.
+        dialect_insert: Any
         if self._db.dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
         else:
-            from sqlalchemy.dialects.postgresql import insert
-        statement = insert(t).values(key=key, value=value, updated_at=entry.updated_at)
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        statement = dialect_insert(t).values(key=key, value=value, updated_at=entry.updated_at)
         statement = statement.on_conflict_do_update(
             index_elements=[t.c.key],
             set_={"value": statement.excluded.value, "updated_at": statement.excluded.updated_at},
