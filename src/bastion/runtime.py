@@ -68,7 +68,7 @@ from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, feed, migrate
 from bastion.storage.feed import ChangeFeedFollower
 from bastion.storage.models import utcnow
-from bastion.storage.shared import RedisSharedState, SharedState, open_shared_state
+from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
 if TYPE_CHECKING:
     from bastion.audit.metrics import Metrics
@@ -264,7 +264,7 @@ class Runtime:
                 # Exact across nodes only through Redis (one Lua round trip per request);
                 # in memory, one native store shared with the native front (one budget).
                 limiter=RedisLimiter(shared)
-                if isinstance(shared, RedisSharedState)
+                if is_redis(shared)
                 else MemoryLimiter(serve_native=True),
                 metrics=metrics,
                 auditor=auditor,
@@ -301,7 +301,7 @@ class Runtime:
                     target_latency=shedding.target_latency,
                     backoff=shedding.backoff,
                 )
-            if isinstance(shared, RedisSharedState):
+            if is_redis(shared):
                 gateway.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
             _configure_native_limiter(shared)
             client_throttle = (
@@ -497,11 +497,7 @@ def _configure_native_limiter(shared: SharedState) -> None:
 
     Its failures defer requests to Python's limiter, which applies the fail mode.
     """
-    config = (
-        shared.native_hot_path_config(DEFAULT_LIMIT_TIMEOUT)
-        if isinstance(shared, RedisSharedState)
-        else None
-    )
+    config = shared.native_hot_path_config(DEFAULT_LIMIT_TIMEOUT) if is_redis(shared) else None
     _native.redis_limiter_configure(None if config is None else json.dumps(config))
 
 

@@ -36,9 +36,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import httpx
 import orjson
 
 from bastion.audit.alerts import Alert
@@ -46,6 +45,9 @@ from bastion.audit.events import Auditor, Event, EventTypes
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex
 from bastion.errors import BastionError
 from bastion.storage.models import new_id
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -279,6 +281,13 @@ class WebhookSink:
         if self._queue:
             self._wakeup.set()
         try:
+            if not self.targets and not self._queue:
+                # The targets are fixed: nothing can ever be queued. No client then, and
+                # no httpx (with httpcore, ~10 MiB resident) in a node without webhooks.
+                await stop.wait()
+                return
+            import httpx
+
             async with httpx.AsyncClient(
                 timeout=self.timeout,
                 transport=self.transport,
@@ -340,6 +349,8 @@ class WebhookSink:
             SIGNATURE_HEADER: sign(delivery.target.secret, timestamp, delivery.body),
         }
         retry = True
+        import httpx
+
         try:
             response = await client.post(
                 delivery.target.url, content=delivery.body, headers=headers

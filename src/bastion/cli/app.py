@@ -229,6 +229,12 @@ def serve(
     key in ./.bastion/, in-process shared state, a self-signed TLS certificate),
     each announced once. SIGTERM or Ctrl-C drains in-flight requests, then exits.
     """
+    # mimalloc, the native extension's allocator, asks the kernel for transparent huge
+    # pages on its arenas: an idle server then holds whole 2 MiB pages of which it uses
+    # a few KiB (~5 MiB of idle RSS, bench/server/idle_rss.py; no throughput change
+    # measured). mimalloc reads this once, when the extension loads, which loading the
+    # settings does next. An explicit MIMALLOC_ALLOW_THP=1 in the environment wins.
+    os.environ.setdefault("MIMALLOC_ALLOW_THP", "0")
     overrides: dict[str, str] = {}
     if demo:
         overrides["BASTION_DEMO__ENABLED"] = "true"

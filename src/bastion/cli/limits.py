@@ -41,7 +41,7 @@ def _with_limits(work: Callable[[Any, Any, Any], Awaitable[T]], config: Path | N
     from bastion.cli.context import with_stores
     from bastion.ratelimit import RedisLimiter
     from bastion.ratelimit.keys import KeyLimitOverrides
-    from bastion.storage.shared import RedisSharedState
+    from bastion.storage.shared import is_redis
 
     settings = _settings(config)
 
@@ -49,7 +49,7 @@ def _with_limits(work: Callable[[Any, Any, Any], Awaitable[T]], config: Path | N
         overrides = KeyLimitOverrides(stores.db, stores.shared)
         await overrides.load()
         shared = stores.shared
-        limiter = RedisLimiter(shared) if isinstance(shared, RedisSharedState) else None
+        limiter = RedisLimiter(shared) if is_redis(shared) else None
         return await work(ApiKeyService(stores.db, settings, shared), overrides, limiter)
 
     return with_stores(settings, run)

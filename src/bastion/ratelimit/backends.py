@@ -24,12 +24,14 @@ import asyncio
 import importlib.resources
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from bastion import _native
 from bastion.ratelimit.gcra import Decision, Limit, decide
 from bastion.storage.errors import SharedStateUnavailableError
-from bastion.storage.shared import RedisSharedState
+
+if TYPE_CHECKING:
+    from bastion.storage.shared import RedisSharedState
 
 FailMode = Literal["open", "closed"]
 """What to do when the shared state is unreachable: decide locally, or refuse (503)."""

@@ -14,6 +14,7 @@ def test_exported_members() -> None:
         "SharedStateValueError",
         "SubscribeContext",
         "Subscription",
+        "is_redis",
         "open_shared_state",
     ]
     for name in shared.__all__:

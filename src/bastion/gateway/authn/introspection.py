@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import httpx
 import orjson
 
 from bastion.crypto import sha256_hex
@@ -44,6 +43,8 @@ from bastion.gateway.authn.jwks_cache import tls_verify
 from bastion.gateway.authn.jwt import InvalidBearerTokenError
 
 if TYPE_CHECKING:
+    import httpx
+
     from bastion.gateway.pipeline import Exchange
 
 __all__ = ["IntrospectionAuthenticator", "IntrospectionUnavailableError"]
@@ -122,6 +123,10 @@ class IntrospectionAuthenticator:
         self.cache_size = cache_size
         self.leeway = leeway
         self._clock = clock
+        # httpx (with httpcore, ~10 MiB resident) is imported when introspection is
+        # configured, at start-up, not by this module: a node without it never loads it.
+        import httpx  # noqa: F401
+
         self._client_args: dict[str, Any] = {
             "timeout": timeout,
             "verify": tls_verify(ca_file),
@@ -195,6 +200,8 @@ class IntrospectionAuthenticator:
         cache[key] = _Entry(identity, until)
 
     async def _ask(self, token: str) -> dict[str, Any]:
+        import httpx
+
         client = self._client
         if client is None:
             client = self._client = httpx.AsyncClient(**self._client_args)

@@ -26,13 +26,15 @@ import ssl
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from bastion.crypto import InvalidKeyError, PublicKeySet
 from bastion.errors import ServiceUnavailableError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["JwksCache", "JwksUnavailableError"]
 
@@ -92,6 +94,10 @@ class JwksCache:
         self.cache_ttl = cache_ttl
         self.min_refresh_interval = min_refresh_interval
         self._clock = clock
+        # httpx (with httpcore, ~10 MiB resident) is imported by the first trusted issuer,
+        # at start-up, not by this module: a node that trusts none never loads it.
+        import httpx  # noqa: F401
+
         self._client_args: dict[str, Any] = {
             "timeout": timeout,
             "verify": tls_verify(ca_file),
@@ -158,6 +164,8 @@ class JwksCache:
         return self._keys
 
     async def _fetch(self) -> PublicKeySet:
+        import httpx
+
         async with httpx.AsyncClient(**self._client_args) as client:
             if self.jwks_uri is None:
                 self.jwks_uri = await self._discover(client)
@@ -188,6 +196,8 @@ class JwksCache:
 
 
 async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
+    import httpx
+
     try:
         async with client.stream("GET", url, headers={"accept": "application/json"}) as response:
             if response.status_code != 200:

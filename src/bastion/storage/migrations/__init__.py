@@ -5,24 +5,25 @@ PostgreSQL under an advisory lock, so nodes starting together migrate once)
 and returns the revisions it applied. Failures raise
 :class:`~bastion.storage.errors.MigrationError` (or
 ``DatabaseUnavailableError`` when the database cannot be reached) with one line.
+
+Alembic (with Mako and Pygments, ~10 MiB resident) is imported only when a
+migration has to run or revisions have to be listed: ``bastion serve`` on SQLite
+migrates at every start, and a database already at :data:`HEAD_REVISION` (every
+start but the first after an upgrade) is recognised by reading its version table.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bastion.errors import BastionError
 from bastion.storage.errors import DatabaseUnavailableError, MigrationError
+from bastion.storage.sql.aio import AsyncEngine
 from bastion.storage.sql.engine import (
     DatabaseTarget,
     create_engine,
@@ -31,10 +32,15 @@ from bastion.storage.sql.engine import (
     translate_error,
 )
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 HEAD_REVISION = "0004"
 """The schema revision this version of bastion needs."""
 
 _HERE = Path(__file__).resolve().parent
+# Alembic's default version table (env.py does not name another one).
+_VERSION_TABLE = "alembic_version"
 # Any constant works; it only has to be the same on every node.
 _ADVISORY_LOCK_ID = 0x6261_7374_696F_6E  # "bastion"
 
@@ -43,6 +49,8 @@ T = TypeVar("T")
 
 def alembic_config() -> Config:
     """An Alembic configuration pointing at bastion's migration scripts."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_HERE))
     return config
@@ -75,15 +83,22 @@ async def _run_on_engine(
             return result
     except BastionError:
         raise
-    except CommandError as exc:
-        raise MigrationError(_explain(str(exc))) from exc
     except Exception as exc:
+        if _is_command_error(exc):
+            raise MigrationError(_explain(str(exc))) from exc
         if isinstance(translated := translate_error(exc, target), DatabaseUnavailableError):
             raise translated from exc
         line = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         raise MigrationError(
             f"migrating {target.redacted} failed: {line[0] if line else type(exc).__name__}"
         ) from exc
+
+
+def _is_command_error(exc: Exception) -> bool:
+    """Whether ``exc`` is Alembic's ``CommandError``; never imports Alembic to tell."""
+    # Only code that imported Alembic can raise its errors: when it is not loaded, no.
+    errors = sys.modules.get("alembic.util.exc")
+    return errors is not None and isinstance(exc, errors.CommandError)
 
 
 def _explain(message: str) -> str:
@@ -96,7 +111,18 @@ def _explain(message: str) -> str:
 
 
 def _current(connection: sa.Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    # Alembic's MigrationContext.get_current_revision(), without importing Alembic: its
+    # version table (default name, see env.py) holds one row, or none before the first
+    # revision; no table at all is an empty database.
+    if not sa.inspect(connection).has_table(_VERSION_TABLE):
+        return None
+    rows = connection.execute(sa.text(f"SELECT version_num FROM {_VERSION_TABLE}")).all()
+    if len(rows) > 1:
+        heads = ", ".join(sorted(str(row[0]) for row in rows))
+        raise MigrationError(
+            f"the database schema has several heads ({heads}); bastion's migrations have one"
+        )
+    return str(rows[0][0]) if rows else None
 
 
 async def migrate(url: str) -> list[str]:
@@ -116,6 +142,11 @@ async def migrate(url: str) -> list[str]:
             connection.execute(
                 sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID}
             )
+        # Under the lock: a database at head needs nothing, and not Alembic either.
+        if _current(connection) == HEAD_REVISION:
+            return
+        from alembic import command
+
         config = alembic_config()
         config.attributes["connection"] = connection
         config.attributes["on_version_apply"] = record
@@ -140,13 +171,13 @@ async def pending_revisions(url: str) -> list[str]:
 
     Raises MigrationError when the database is at a revision unknown to this bastion.
     """
+    from alembic.script import ScriptDirectory
+
     current = await current_revision(url)
     script = ScriptDirectory.from_config(alembic_config())
     try:
         revisions = list(script.iterate_revisions("heads", current or "base"))
-    except CommandError as exc:
-        raise MigrationError(_explain(str(exc))) from exc
-    except Exception as exc:  # alembic's RevisionError family
+    except Exception as exc:  # CommandError and alembic's RevisionError family
         raise MigrationError(_explain(str(exc))) from exc
     return [revision.revision for revision in reversed(revisions) if revision.revision != current]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bastion.storage.shared._memory import MemorySharedState
-from bastion.storage.shared._redis import RedisSharedState
 from bastion.storage.shared._url import MEMORY_SCHEMES, REDIS_SCHEMES, redact_url, url_scheme
 from bastion.storage.shared.base import DEFAULT_KEY_PREFIX, SharedState
 from bastion.storage.shared.errors import SharedStateConfigError
@@ -28,6 +27,9 @@ async def open_shared_state(url: str, *, key_prefix: str = DEFAULT_KEY_PREFIX) -
             )
         return MemorySharedState(key_prefix=key_prefix)
     if scheme in REDIS_SCHEMES:
+        # Imported only here: redis-py is ~15 MiB resident, which memory:// never needs.
+        from bastion.storage.shared._redis import RedisSharedState
+
         return await RedisSharedState.connect(url, key_prefix=key_prefix)
     raise SharedStateConfigError(
         f"shared state URL {redact_url(url)} has unsupported scheme {scheme or '(none)'!r}: "

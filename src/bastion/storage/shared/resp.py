@@ -33,7 +33,6 @@ import collections
 from typing import Any
 
 import hiredis
-from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
 
 from bastion.storage.errors import SharedStateUnavailableError
 
@@ -283,6 +282,26 @@ class RespPipeline:
         self._timer = self.loop.call_later(self.timeout / 4, self._check)
 
 
+def _parse_url(url: str) -> dict[str, Any] | None:
+    """redis-py's reading of ``url`` when it is a plain TCP or unix socket one, else ``None``.
+
+    redis-py is imported here, not at the top: the gateway compiles its limits
+    section through this module, and a node on in-process shared state never
+    needs redis-py (nor the OpenTelemetry SDK it loads, ~15 MiB resident).
+    """
+    from redis.asyncio.connection import UnixDomainSocketConnection, parse_url
+
+    try:
+        kwargs: dict[str, Any] = dict(parse_url(url))
+    except ValueError:
+        return None
+    if kwargs.pop("connection_class", UnixDomainSocketConnection) is not UnixDomainSocketConnection:
+        return None  # rediss://: redis-py's TLS options are not reproduced here
+    if set(kwargs) - {"host", "port", "path", "db", "username", "password"}:
+        return None
+    return kwargs
+
+
 def native_config(
     url: str, *, key_prefix: str, connect_timeout: float, timeout: float
 ) -> dict[str, Any] | None:
@@ -292,13 +311,8 @@ def native_config(
     Read by redis-py's own parser, so both planes reach the same server and database.
     Holds the password: pass it to ``bastion._native``, never log it.
     """
-    try:
-        kwargs: dict[str, Any] = dict(parse_url(url))
-    except ValueError:
-        return None
-    if kwargs.pop("connection_class", UnixDomainSocketConnection) is not UnixDomainSocketConnection:
-        return None
-    if set(kwargs) - {"host", "port", "path", "db", "username", "password"}:
+    kwargs = _parse_url(url)
+    if kwargs is None:
         return None
     return {
         "host": kwargs.get("host"),
@@ -323,13 +337,8 @@ def open_pipeline(
     with options only redis-py applies (timeouts, TLS files, protocol …) are left
     to redis-py.
     """
-    try:
-        kwargs: dict[str, Any] = dict(parse_url(url))
-    except ValueError:
-        return None
-    if kwargs.pop("connection_class", UnixDomainSocketConnection) is not UnixDomainSocketConnection:
-        return None  # rediss://: redis-py's TLS options are not reproduced here
-    if set(kwargs) - {"host", "port", "path", "db", "username", "password"}:
+    kwargs = _parse_url(url)
+    if kwargs is None:
         return None
     return RespPipeline(
         **kwargs,

@@ -9,9 +9,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bastion.storage.errors import MigrationError
+from bastion.storage.sql.aio import AsyncConnection, AsyncEngine
 from bastion.storage.sql.engine import (
     DatabaseTarget,
     Dialect,

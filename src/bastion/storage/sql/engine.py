@@ -12,16 +12,15 @@ import asyncio
 import os
 import re
 import sqlite3
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import asyncpg
 import orjson
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from bastion.errors import BastionError
@@ -33,6 +32,7 @@ from bastion.storage.errors import (
     StorageError,
 )
 from bastion.storage.outcomes import DatabaseConfigError
+from bastion.storage.sql.aio import AsyncEngine, create_async_engine
 
 Dialect = Literal["sqlite", "postgresql"]
 
@@ -349,10 +349,7 @@ def translate_error(
         return unavailable("no database connection became free in time")
     if isinstance(exc, TimeoutError):
         return unavailable("timed out")
-    if isinstance(
-        exc,
-        OSError | ConnectionError | asyncpg.PostgresError | asyncpg.InterfaceError,
-    ):
+    if isinstance(exc, (OSError, ConnectionError, *_asyncpg_errors())):
         return unavailable(exc)
     if isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError):
         return unavailable(exc)
@@ -362,6 +359,18 @@ def translate_error(
             if translated is not None:
                 return translated
     return None
+
+
+def _asyncpg_errors() -> tuple[type[BaseException], ...]:
+    """asyncpg's connection-level errors, if asyncpg is loaded (never imports it).
+
+    Only a PostgreSQL engine (SQLAlchemy's asyncpg dialect) loads asyncpg and can
+    raise them; a SQLite node does without it (~5 MiB resident, bench/server/idle_rss.py).
+    """
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return ()
+    return (asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def ping_engine(engine: AsyncEngine, target: DatabaseTarget, seconds: float) -> None:
