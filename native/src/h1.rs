@@ -106,7 +106,9 @@ type Shared<S> = Arc<Mutex<Inner<S>>>;
 fn lock<S>(shared: &Shared<S>) -> MutexGuard<'_, Inner<S>> {
     // A panic while holding the lock cannot leave `Inner` half-updated in a
     // way that matters more than closing the connection; go on with it.
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Read what the client sent into `rbuf` (0: end of stream).
@@ -153,9 +155,9 @@ fn content_length(value: &[u8]) -> Option<u64> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    value
-        .iter()
-        .try_fold(0u64, |n, d| n.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+    value.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
 }
 
 /// Parse the head at the front of `rbuf`. On `Head`, the head's bytes are
@@ -1024,7 +1026,10 @@ mod tests {
             "{} {} {:?} {}",
             parts.method,
             parts.uri,
-            parts.headers.get("x-a").map(|v| v.to_str().unwrap().to_owned()),
+            parts
+                .headers
+                .get("x-a")
+                .map(|v| v.to_str().unwrap().to_owned()),
             String::from_utf8_lossy(&body)
         );
         builder.header("x-seen", "1").body(full(text)).unwrap()
@@ -1120,7 +1125,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(1)).await;
             client.write_all(&PIPELINE[at..]).await.unwrap();
             client.shutdown().await.unwrap();
-            assert_eq!(read_all(&mut client).await, pipeline_answer(), "split at {at}");
+            assert_eq!(
+                read_all(&mut client).await,
+                pipeline_answer(),
+                "split at {at}"
+            );
             assert!(matches!(task.await.unwrap(), Exit::Closed));
         }
     }
@@ -1155,7 +1164,10 @@ mod tests {
     #[tokio::test]
     async fn head_204_chunked_and_close() {
         let (out, _) = exchange(b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert_eq!(out, "HTTP/1.1 200 OK\r\nx-seen: 1\r\ncontent-length: 13\r\ndate: D\r\n\r\n");
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nx-seen: 1\r\ncontent-length: 13\r\ndate: D\r\n\r\n"
+        );
         let (out, _) = exchange(b"GET /204 HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(out, "HTTP/1.1 204 No Content\r\ndate: D\r\n\r\n");
         let (out, _) = exchange(b"GET /chunked HTTP/1.1\r\nHost: x\r\n\r\n").await;
@@ -1176,17 +1188,19 @@ mod tests {
     #[tokio::test]
     async fn http_10_keeps_alive_only_when_asked() {
         let (mut client, task) = start(limits(), no_stop());
-        client.write_all(b"GET /chunked HTTP/1.0\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"GET /chunked HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
         // Unknown length in HTTP/1.0: the body runs to the close.
         assert_eq!(
             read_all(&mut client).await,
             "HTTP/1.0 200 OK\r\ndate: D\r\n\r\nabcdefghijklmnop"
         );
         assert!(matches!(task.await.unwrap(), Exit::Closed));
-        let (out, _) = exchange(
-            b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n",
-        )
-        .await;
+        let (out, _) =
+            exchange(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
+                .await;
         assert_eq!(
             out,
             "HTTP/1.0 200 OK\r\nx-seen: 1\r\nconnection: keep-alive\r\ncontent-length: 12\r\ndate: D\r\n\r\nGET /a None \
@@ -1231,7 +1245,8 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_served_request_the_rest_is_handed_over() {
-        let rest: &[u8] = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let rest: &[u8] =
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
         let mut input = b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
         input.extend_from_slice(rest);
         let (out, exit) = exchange(&input).await;
@@ -1294,7 +1309,10 @@ mod tests {
     async fn a_stop_closes_idle_connections_and_ends_busy_ones_with_close() {
         let (tx, rx) = watch::channel(None);
         let (mut client, task) = start(limits(), rx);
-        client.write_all(b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        client
+            .write_all(b"GET /g HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
         // The answer's length on the wire: the date is 29 bytes, not "D".
         let mut first = vec![0u8; ok("GET /g None ").len() - 1 + 29];
         client.read_exact(&mut first).await.unwrap();
@@ -1341,7 +1359,10 @@ mod tests {
         assert_eq!(content_length(b"0"), Some(0));
         assert_eq!(content_length(b"0012"), Some(12));
         assert_eq!(content_length(b"18446744073709551615"), None);
-        assert_eq!(content_length(b"9999999999999999999"), Some(9_999_999_999_999_999_999));
+        assert_eq!(
+            content_length(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
         for bad in [&b""[..], b"+1", b"-1", b"1 ", b"1,1", b"0x1", b"1.0"] {
             assert_eq!(content_length(bad), None, "{:?}", bad);
         }

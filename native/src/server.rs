@@ -317,7 +317,14 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, watcher
             );
             if h2 {
                 let builder = &shared.builder;
-                serve_http(builder, TokioIo::new(stream), Arc::new(conn), &shared, watcher).await;
+                serve_http(
+                    builder,
+                    TokioIo::new(stream),
+                    Arc::new(conn),
+                    &shared,
+                    watcher,
+                )
+                .await;
             } else {
                 serve_h1(stream, conn, &shared, watcher).await;
             }
@@ -366,7 +373,9 @@ async fn serve_http<I>(
         let forwarder = Arc::clone(&forwarder);
         async move { Ok::<_, Infallible>(respond(req.map(boxed), &conn, &forwarder).await) }
     });
-    let connection = builder.serve_connection_with_upgrades(io, service).into_owned();
+    let connection = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
     let _ = watcher.watch(connection).await;
 }
 
