@@ -1092,6 +1092,16 @@ mod tests {
         (read_all(&mut client).await, handed)
     }
 
+    /// What the loop answered to `input` when it closed by itself (the client
+    /// keeps its side open).
+    async fn closed_by_server(input: &[u8]) -> String {
+        let (mut client, task) = start(limits(), no_stop());
+        client.write_all(input).await.unwrap();
+        let out = read_all(&mut client).await;
+        assert!(matches!(task.await.unwrap(), Exit::Closed));
+        out
+    }
+
     #[tokio::test]
     async fn a_get_is_answered_with_one_date_and_its_length() {
         let (out, exit) = exchange(b"GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n").await;
@@ -1151,14 +1161,8 @@ mod tests {
         .await;
         let unread = "HTTP/1.1 200 OK\r\ncontent-length: 6\r\ndate: D\r\n\r\nunread";
         assert_eq!(out, format!("{unread}{}", ok("GET /g None ")));
-        let (mut client, task) = start(limits(), no_stop());
-        client
-            .write_all(b"POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nxx")
-            .await
-            .unwrap();
-        // No shutdown from the client: the server closes by itself.
-        assert_eq!(read_all(&mut client).await, unread);
-        assert!(matches!(task.await.unwrap(), Exit::Closed));
+        let input = b"POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nxx";
+        assert_eq!(closed_by_server(input).await, unread);
     }
 
     #[tokio::test]
@@ -1175,29 +1179,18 @@ mod tests {
             out,
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ndate: D\r\n\r\n2\r\nab\r\nE\r\ncdefghijklmnop\r\n0\r\n\r\n"
         );
-        let (mut client, task) = start(limits(), no_stop());
-        client
-            .write_all(b"GET /g HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
         let expected = "HTTP/1.1 200 OK\r\nx-seen: 1\r\nconnection: close\r\ncontent-length: 12\r\ndate: D\r\n\r\nGET /g None ";
-        assert_eq!(read_all(&mut client).await, expected);
-        assert!(matches!(task.await.unwrap(), Exit::Closed));
+        let input = b"GET /g HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        assert_eq!(closed_by_server(input).await, expected);
     }
 
     #[tokio::test]
     async fn http_10_keeps_alive_only_when_asked() {
-        let (mut client, task) = start(limits(), no_stop());
-        client
-            .write_all(b"GET /chunked HTTP/1.0\r\n\r\n")
-            .await
-            .unwrap();
         // Unknown length in HTTP/1.0: the body runs to the close.
         assert_eq!(
-            read_all(&mut client).await,
+            closed_by_server(b"GET /chunked HTTP/1.0\r\n\r\n").await,
             "HTTP/1.0 200 OK\r\ndate: D\r\n\r\nabcdefghijklmnop"
         );
-        assert!(matches!(task.await.unwrap(), Exit::Closed));
         let (out, _) =
             exchange(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n")
                 .await;
