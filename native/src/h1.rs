@@ -31,6 +31,7 @@
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::mem::MaybeUninit;
 use std::pin::{pin, Pin};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{ready, Context, Poll};
@@ -40,12 +41,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::http::{full, Body, BoxError};
+use crate::http::{Body, BoxError};
 
 /// The head fields the loop parses itself; a request with more goes to hyper
 /// (which applies the configured `max_headers`, as before).
@@ -162,11 +163,12 @@ fn content_length(value: &[u8]) -> Option<u64> {
 
 /// Parse the head at the front of `rbuf`. On `Head`, the head's bytes are
 /// consumed; otherwise `rbuf` is as it was.
-fn parse(rbuf: &mut BytesMut, limits: &Limits) -> Parsed {
+fn parse(rbuf: &mut BytesMut, limits: &Limits, ranges: &mut Vec<FieldRange>) -> Parsed {
     let cap = limits.max_headers.min(MAX_FIELDS);
-    let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-    let mut req = httparse::Request::new(&mut fields[..cap]);
-    let len = match req.parse(rbuf) {
+    // Left uninitialised (httparse's safe API for it): no 4 KiB memset per request.
+    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_FIELDS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(rbuf, &mut fields[..cap]) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if rbuf.len() < limits.max_head => return Parsed::Partial,
         // Too large, too many fields, or malformed: hyper's answer.
@@ -192,8 +194,8 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits) -> Parsed {
     let offset = |s: &[u8]| s.as_ptr() as usize - base;
     let path_at = offset(path.as_bytes());
     let path_range = path_at..path_at + path.len();
-    let mut ranges = [(0usize, 0usize, 0usize, 0usize); MAX_FIELDS];
-    for (field, range) in req.headers.iter().zip(ranges.iter_mut()) {
+    ranges.clear();
+    for field in req.headers.iter() {
         let name = field.name.as_bytes();
         let value = field.value;
         if name.eq_ignore_ascii_case(b"content-length") {
@@ -224,11 +226,10 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits) -> Parsed {
         }
         let at = offset(name);
         let vat = offset(value);
-        *range = (at, at + name.len(), vat, vat + value.len());
+        ranges.push((at, at + name.len(), vat, vat + value.len()));
     }
-    let count = req.headers.len();
     let head = rbuf.split_to(len).freeze();
-    match build(&head, path_range, &ranges[..count], method, http11) {
+    match build(&head, path_range, ranges, method, http11) {
         Some(req) => Parsed::Head(Head {
             req,
             body_len: body_len.unwrap_or(0),
@@ -246,11 +247,14 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits) -> Parsed {
     }
 }
 
+/// Where a field's name and value are in the head: name start, end, value start, end.
+type FieldRange = (usize, usize, usize, usize);
+
 /// The `http::Request` of a parsed head; values share the head's buffer.
 fn build(
     head: &Bytes,
     path: std::ops::Range<usize>,
-    fields: &[(usize, usize, usize, usize)],
+    fields: &[FieldRange],
     method: Method,
     http11: bool,
 ) -> Option<Request<()>> {
@@ -813,6 +817,7 @@ where
         left: 0,
     }));
     let mut wbuf: Vec<u8> = Vec::with_capacity(4 * 1024);
+    let mut ranges: Vec<FieldRange> = Vec::with_capacity(32);
     let mut first = true;
     let deadline = tokio::time::sleep(limits.header_timeout);
     let mut deadline = pin!(deadline);
@@ -820,7 +825,7 @@ where
         // The head: from the buffer (pipelined), or read within the deadline.
         let mut armed = false;
         let head = loop {
-            let parsed = parse(&mut lock(&shared).rbuf, limits);
+            let parsed = parse(&mut lock(&shared).rbuf, limits, &mut ranges);
             match parsed {
                 Parsed::Head(head) => break head,
                 Parsed::Fallback => {
@@ -872,7 +877,8 @@ where
             mut keep_alive,
         } = head;
         let body = if body_len == 0 {
-            full(Bytes::new())
+            // A zero-sized body: boxing it does not allocate.
+            Empty::new().map_err(|never| match never {}).boxed_unsync()
         } else {
             let mut inner = lock(&shared);
             inner.generation += 1;
@@ -972,6 +978,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::full;
     use std::collections::VecDeque;
     use tokio::io::{duplex, AsyncWriteExt, DuplexStream};
 
