@@ -28,31 +28,39 @@ from _support import BastionProcess, EchoThread
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
+def front(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[BastionProcess, EchoThread]]:
+    """One ``bastion serve`` (native front, plain HTTP) with a public route to an echo upstream."""
+    upstream = EchoThread()
     try:
-        yield thread
+        cwd = tmp_path_factory.mktemp("native-h1")
+        (cwd / "bastion.yaml").write_text(
+            "tls: off\n"
+            "trusted_proxies: [192.0.2.1]\n"  # not the test client
+            "routes:\n"
+            "  - name: raw\n"
+            "    match: {path: /raw}\n"
+            f"    upstream: {upstream.server.url}\n"
+            "    public: true\n"
+        )
+        proc = BastionProcess("-c", "bastion.yaml", cwd=cwd).start()
+        try:
+            yield proc, upstream
+        finally:
+            proc.stop()
     finally:
-        thread.close()
+        upstream.close()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, echo: EchoThread) -> Iterator[BastionProcess]:
-    cwd = tmp_path_factory.mktemp("native-h1")
-    (cwd / "bastion.yaml").write_text(
-        "tls: off\n"
-        "trusted_proxies: [192.0.2.1]\n"  # not the test client
-        "routes:\n"
-        "  - name: raw\n"
-        "    match: {path: /raw}\n"
-        f"    upstream: {echo.server.url}\n"
-        "    public: true\n"
-    )
-    proc = BastionProcess("-c", "bastion.yaml", cwd=cwd).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+@pytest.fixture
+def server(front: tuple[BastionProcess, EchoThread]) -> BastionProcess:
+    return front[0]
+
+
+@pytest.fixture
+def echo(front: tuple[BastionProcess, EchoThread]) -> EchoThread:
+    return front[1]
 
 
 Response = tuple[int, list[tuple[str, str]], bytes]
