@@ -21,6 +21,7 @@
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
 //! - `server`: the public listener (runtime, accept loop, HTTP/1.1 + h2, drain).
+//! - `h1`: the lean HTTP/1.1 connection loop (hyper takes what it does not).
 //! - `table`: one loaded configuration (router + native routes), swapped whole.
 //! - `tls`: rustls configuration from PEM files, reloadable.
 //! - `forward`: the hop of deferred requests to Python's private Unix socket.
@@ -51,6 +52,7 @@ pub mod authz;
 pub mod client_ip;
 pub mod forward;
 pub mod gateway;
+pub mod h1;
 pub mod http;
 pub mod hygiene;
 pub mod limit;

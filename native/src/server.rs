@@ -2,6 +2,12 @@
 //! core), the accept loop, HTTP/1.1 and HTTP/2 (ALPN over TLS, prior
 //! knowledge in clear), and graceful drain.
 //!
+//! HTTP/1.x connections (clear, or TLS without ALPN `h2`) start in the lean
+//! loop of [`crate::h1`]; what it does not take (chunked or upgrade requests,
+//! malformed or oversized heads, the h2c preface…) is handed, with the bytes
+//! already read, to hyper for the rest of the connection. HTTP/2 over TLS goes
+//! to hyper directly.
+//!
 //! Every request goes to [`crate::gateway::handle`]; what it defers is
 //! forwarded to the Python control plane ([`crate::forward`]).
 //!
@@ -27,11 +33,17 @@ use tokio::sync::watch;
 
 use crate::forward::{Forwarder, Hop};
 use crate::gateway;
+use crate::h1;
 use crate::http::{boxed, Body, ConnInfo, Outcome};
 use crate::tls::{self, Tls, TlsError, TlsFiles};
 
 /// A TLS handshake that takes longer than this is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request head must arrive within this (hyper's default, set explicitly so
+/// that the lean loop and hyper agree); it also closes an idle keep-alive
+/// connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How the front is configured (JSON from Python).
 #[derive(Debug, Clone, Deserialize)]
@@ -100,7 +112,14 @@ impl From<std::io::Error> for FrontError {
 struct Shared {
     tls: Option<Arc<Tls>>,
     forwarder: Arc<Forwarder>,
+    /// A new connection, or one the lean loop handed over before its first
+    /// request: HTTP/1 or HTTP/2 (prior knowledge).
     builder: auto::Builder<TokioExecutor>,
+    /// A connection the lean loop handed over after serving requests on it:
+    /// HTTP/1 only (an h2 preface there is a malformed request, as before).
+    h1_builder: auto::Builder<TokioExecutor>,
+    limits: h1::Limits,
+    stopped: watch::Receiver<Option<Duration>>,
 }
 
 /// A running front: one thread per core, each with a single-threaded tokio
@@ -132,19 +151,28 @@ impl Front {
         };
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
+        let max_head = config.max_header_bytes.saturating_mul(2).max(64 * 1024);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
             .max_headers(config.max_headers)
-            .max_buf_size(config.max_header_bytes.saturating_mul(2).max(64 * 1024));
+            .max_buf_size(max_head);
         builder.http2().timer(TokioTimer::new());
+        let (stop, stopped) = watch::channel(None);
         let shared = Arc::new(Shared {
             tls: tls.clone(),
             forwarder: Forwarder::new(config.upstream_socket.clone()),
+            h1_builder: builder.clone().http1_only(),
             builder,
+            limits: h1::Limits {
+                max_headers: config.max_headers,
+                max_head,
+                header_timeout: HEADER_READ_TIMEOUT,
+            },
+            stopped: stopped.clone(),
         });
-        let (stop, stopped) = watch::channel(None);
         let mut workers = Vec::with_capacity(threads);
         for index in 0..threads {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -253,15 +281,15 @@ async fn accept_loop(
 async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, watcher: Watcher) {
     match &shared.tls {
         None => {
-            let conn = Arc::new((
+            let conn = (
                 ConnInfo {
                     peer,
                     tls: false,
                     client_certs: Vec::new(),
                 },
                 Hop::default(),
-            ));
-            serve_http(TokioIo::new(stream), conn, &shared, watcher).await;
+            );
+            serve_h1(stream, conn, &shared, watcher).await;
         }
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
@@ -278,43 +306,86 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, watcher
             let hop = Hop {
                 tls_version: session.protocol_version().and_then(tls::version_code),
             };
-            let conn = Arc::new((
+            let h2 = session.alpn_protocol() == Some(b"h2");
+            let conn = (
                 ConnInfo {
                     peer,
                     tls: true,
                     client_certs,
                 },
                 hop,
-            ));
-            serve_http(TokioIo::new(stream), conn, &shared, watcher).await;
+            );
+            if h2 {
+                let builder = &shared.builder;
+                serve_http(
+                    builder,
+                    TokioIo::new(stream),
+                    Arc::new(conn),
+                    &shared,
+                    watcher,
+                )
+                .await;
+            } else {
+                serve_h1(stream, conn, &shared, watcher).await;
+            }
         }
     }
 }
 
-async fn serve_http<I>(io: I, conn: Arc<(ConnInfo, Hop)>, shared: &Arc<Shared>, watcher: Watcher)
+/// An HTTP/1.x connection: the lean loop, then hyper if it hands over. The
+/// watcher is held throughout, so that a graceful stop waits for this
+/// connection either way.
+async fn serve_h1<S>(stream: S, conn: (ConnInfo, Hop), shared: &Arc<Shared>, watcher: Watcher)
 where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let forwarder = &shared.forwarder;
+    let exit = {
+        let conn = &conn;
+        h1::serve(stream, &shared.limits, shared.stopped.clone(), |req| {
+            respond(req, conn, forwarder)
+        })
+        .await
+    };
+    if let h1::Exit::Fallback { io, replay, first } = exit {
+        let builder = if first {
+            &shared.builder
+        } else {
+            &shared.h1_builder
+        };
+        let io = TokioIo::new(h1::Rewind::new(io, replay));
+        serve_http(builder, io, Arc::new(conn), shared, watcher).await;
+    }
+}
+
+async fn serve_http<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    conn: Arc<(ConnInfo, Hop)>,
+    shared: &Arc<Shared>,
+    watcher: Watcher,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let forwarder = Arc::clone(&shared.forwarder);
     let service = service_fn(move |req: Request<Incoming>| {
         let conn = Arc::clone(&conn);
         let forwarder = Arc::clone(&forwarder);
-        async move { Ok::<_, Infallible>(respond(req, &conn, &forwarder).await) }
+        async move { Ok::<_, Infallible>(respond(req.map(boxed), &conn, &forwarder).await) }
     });
-    let connection = shared
-        .builder
+    let connection = builder
         .serve_connection_with_upgrades(io, service)
         .into_owned();
     let _ = watcher.watch(connection).await;
 }
 
 async fn respond(
-    req: Request<Incoming>,
+    req: Request<Body>,
     conn: &(ConnInfo, Hop),
     forwarder: &Arc<Forwarder>,
 ) -> Response<Body> {
     let (info, hop) = conn;
-    match gateway::handle(req.map(boxed), info).await {
+    match gateway::handle(req, info).await {
         Outcome::Respond(resp) => resp,
         Outcome::Defer(mut req) => {
             // A key lookup this request leads ends with Python's answer (see gateway::LeadGuard).
