@@ -803,7 +803,7 @@ async fn bench_pooled_sequential_requests() {
         bare.ready().await.expect("ready");
         let mut req = get("/bench");
         req.headers_mut()
-            .insert(HOST, HeaderValue::from_static("x"));
+            .insert(http::header::HOST, HeaderValue::from_static("x"));
         let response = bare.send_request(req).await.expect("sent");
         response.into_body().collect().await.expect("body");
     }
