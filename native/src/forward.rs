@@ -49,6 +49,9 @@ const PLAIN_METHODS: [Method; 7] = [
     Method::PATCH,
 ];
 
+/// Methods a stale pooled connection is retried with (when bodiless).
+const IDEMPOTENT: [Method; 4] = [Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE];
+
 /// Idle connections kept per front (more are opened under load and closed after).
 const MAX_IDLE: usize = 64;
 
@@ -148,6 +151,7 @@ impl Forwarder {
         } else {
             self.pool.take().await
         };
+        let reused = pooled.is_some();
         let conn = match pooled {
             Some(conn) => conn,
             None => self.connect().await?,
@@ -168,20 +172,50 @@ impl Forwarder {
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
         };
-        let head = client::head::encode(&parts.method, &target, None, &parts.headers, framing);
+        let head = Bytes::from(client::head::encode(
+            &parts.method,
+            &target,
+            None,
+            &parts.headers,
+            framing,
+        ));
+        let replayable = matches!(framing, BodyFraming::None | BodyFraming::Length(0))
+            && IDEMPOTENT.contains(&parts.method);
         let expect = client::Expect {
             keep_alive: !client::head::has_token(&parts.headers, b"close"),
             method: parts.method,
             upgrade,
         };
-        let upload = client::Upload::new(Bytes::from(head), body, framing);
         let pool = (!upgrade).then(|| Arc::clone(&self.pool));
+        let upload = client::Upload::new(head.clone(), body, framing);
+        let failed = match client::Exchange::new(conn, upload, expect.clone(), pool.clone()).await {
+            Ok(answer) => return Ok(answer),
+            Err(failed) => failed,
+        };
+        // A pooled connection Python closed as it was handed out (its keep-alive
+        // timeout): once more on a new one when nothing was written, or when the
+        // request is idempotent and bodiless and nothing came back.
+        let retry = match failed.unsent {
+            Some(unsent) if reused => Some(unsent),
+            _ if reused && replayable && !failed.answered && failed.error.is_closed() => {
+                Some(client::Upload::new(head, full(Bytes::new()), framing))
+            }
+            _ => None,
+        };
+        let Some(upload) = retry else {
+            return Err(hop_error(&failed.error));
+        };
+        let conn = self.connect().await?;
         client::Exchange::new(conn, upload, expect, pool)
             .await
-            .map_err(|failed| match failed.error {
-                client::Error::Body(_) => HopError::ClientBody,
-                _ => HopError::Broken,
-            })
+            .map_err(|failed| hop_error(&failed.error))
+    }
+}
+
+fn hop_error(error: &client::Error) -> HopError {
+    match error {
+        client::Error::Body(_) => HopError::ClientBody,
+        _ => HopError::Broken,
     }
 }
 

@@ -291,14 +291,21 @@ fn chunk_ext(mut ext: &[u8]) -> Result<(), Malformed> {
 
 /// After the opening quote of a quoted-string: what follows the closing quote.
 fn quoted_rest(mut s: &[u8]) -> Option<&[u8]> {
-    let qdtext = |b: u8| b == b'\t' || b == b' ' || b == 0x21 || (0x23..=0x5b).contains(&b)
-        || (0x5d..=0x7e).contains(&b)
-        || b >= 0x80;
+    let qdtext = |b: u8| {
+        b == b'\t'
+            || b == b' '
+            || b == 0x21
+            || (0x23..=0x5b).contains(&b)
+            || (0x5d..=0x7e).contains(&b)
+            || b >= 0x80
+    };
     loop {
         match s {
             [b'"', rest @ ..] => return Some(rest),
             [b'\\', escaped, rest @ ..]
-                if *escaped == b'\t' || *escaped == b' ' || (0x21..=0x7e).contains(escaped)
+                if *escaped == b'\t'
+                    || *escaped == b' '
+                    || (0x21..=0x7e).contains(escaped)
                     || *escaped >= 0x80 =>
             {
                 s = rest;

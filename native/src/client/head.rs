@@ -50,8 +50,7 @@ pub fn encode(
         field(&mut out, b"host", host.as_bytes());
     }
     for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || (host.is_some() && name == HOST)
-        {
+        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || (host.is_some() && name == HOST) {
             continue;
         }
         field(&mut out, name.as_str().as_bytes(), value.as_bytes());
@@ -146,7 +145,9 @@ pub fn parse(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Parse
     };
     if status == StatusCode::SWITCHING_PROTOCOLS {
         if !upgrade {
-            return Err(Refused("101 Switching Protocols to a request that did not ask"));
+            return Err(Refused(
+                "101 Switching Protocols to a request that did not ask",
+            ));
         }
         return Ok(Parsed::Switching(head));
     }
@@ -206,9 +207,7 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, Refused> {
             if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
                 return Err(BAD);
             }
-            let n = item
-                .iter()
-                .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            let n = item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
             match length {
                 Some(previous) if previous != n => return Err(BAD),
                 _ => length = Some(n),

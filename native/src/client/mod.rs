@@ -97,11 +97,19 @@ pub enum Error {
 }
 
 impl Error {
-    /// The socket error's kind, if that is what it is.
-    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+    /// The peer closed (or reset) the connection: on a pooled connection, the
+    /// keep-alive race a fresh connection may retry.
+    pub fn is_closed(&self) -> bool {
         match self {
-            Error::Io(e) => Some(e.kind()),
-            _ => None,
+            Error::Closed => true,
+            Error::Io(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof
+            ),
+            _ => false,
         }
     }
 }
@@ -130,6 +138,8 @@ pub struct Upload {
     /// Body bytes still announced by `Content-Length` (checked, never exceeded).
     left: u64,
     written: bool,
+    /// The body failed while it was staged ahead of time ([`Upload::new`]).
+    failed: Option<Error>,
 }
 
 impl Upload {
@@ -147,6 +157,7 @@ impl Upload {
             chunked,
             left,
             written: false,
+            failed: None,
         };
         // The body's first part when it is already in hand goes out with the
         // head, in one write.
@@ -157,7 +168,9 @@ impl Upload {
     fn stage_now(&mut self) {
         let waker = noop_waker();
         let mut cx = Context::from_waker(&waker);
-        let _ = self.stage(&mut cx);
+        if let Poll::Ready(Err(e)) = self.stage(&mut cx) {
+            self.failed = Some(e);
+        }
     }
 
     /// Poll the body for its next part into `out` (`out` must be empty but for
@@ -211,7 +224,14 @@ impl Upload {
     }
 
     /// Write what is due and keep staging the body until it is all sent.
-    fn poll_send<S: Io>(&mut self, stream: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    fn poll_send<S: Io>(
+        &mut self,
+        stream: &mut S,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), Error>> {
+        if let Some(error) = self.failed.take() {
+            return Poll::Ready(Err(error));
+        }
         loop {
             if self.out.iter().any(|b| !b.is_empty()) {
                 let slices = [
@@ -238,7 +258,7 @@ impl Upload {
                 return Pin::new(&mut *stream).poll_flush(cx).map_err(Error::Io);
             }
             // Flush before waiting for the client's next part.
-            if let Poll::Pending = self.stage(cx)? {
+            if self.stage(cx)?.is_pending() {
                 ready!(Pin::new(&mut *stream).poll_flush(cx)).map_err(Error::Io)?;
                 return Poll::Pending;
             }
@@ -257,6 +277,9 @@ pub struct Expect {
 }
 
 /// The answer to an exchange.
+// Nearly every answer is a `Response`, moved once into the response: boxing
+// its body would cost an allocation per request to save a rare upgrade bytes.
+#[allow(clippy::large_enum_variant)]
 pub enum Answer<S> {
     /// A final response: its head and its streamed body.
     Response(Head, ResponseBody<S>),
@@ -308,7 +331,9 @@ impl<S: Io> Exchange<S> {
 
     fn fail(&mut self, error: Error) -> Poll<Result<Answer<S>, Failed>> {
         let answered = self.interim > 0 || self.conn.as_ref().is_some_and(|c| !c.buf.is_empty());
-        let unsent = self.upload.take().filter(|u| !u.written);
+        // Given back only whole: not one byte written, the body intact.
+        let body_failed = matches!(error, Error::Body(_));
+        let unsent = self.upload.take().filter(|u| !u.written && !body_failed);
         self.conn = None;
         Poll::Ready(Err(Failed {
             error,
@@ -344,7 +369,8 @@ impl<S: Io> Exchange<S> {
                 Err(refused) => return Some(self.fail(Error::Invalid(refused.0))),
             };
             let conn = self.conn.take()?;
-            let keep_alive = head.keep_alive && self.expect.keep_alive && self.write_error.is_none();
+            let keep_alive =
+                head.keep_alive && self.expect.keep_alive && self.write_error.is_none();
             let body = ResponseBody::new(
                 conn,
                 head.framing,

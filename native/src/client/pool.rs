@@ -61,8 +61,8 @@ impl<S: Io> Pool<S> {
             };
             // One read attempt: anything but "would block" means the peer
             // closed it or sent bytes nobody asked for.
-            let usable = std::future::poll_fn(|cx| std::task::Poll::Ready(conn.poll_usable(cx)))
-                .await;
+            let usable =
+                std::future::poll_fn(|cx| std::task::Poll::Ready(conn.poll_usable(cx))).await;
             if usable {
                 return Some(conn);
             }

@@ -352,7 +352,7 @@ impl Upstream {
             let retry = match failed.unsent {
                 // Not one byte written: the pooled connection was closed under us.
                 Some(unsent) if reused => Some(unsent),
-                _ if reused && replayable && !failed.answered && closed(&failed.error) => Some(
+                _ if reused && replayable && !failed.answered && failed.error.is_closed() => Some(
                     client::Upload::new(head.clone(), crate::http::full(Bytes::new()), framing),
                 ),
                 _ => None,
@@ -562,21 +562,6 @@ impl Drop for Claim<'_> {
         if !self.settled {
             self.target.with_health(|h| h.release());
         }
-    }
-}
-
-/// The upstream closed (or reset) the connection: a stale keep-alive race.
-fn closed(error: &client::Error) -> bool {
-    match error {
-        client::Error::Closed => true,
-        client::Error::Io(e) => matches!(
-            e.kind(),
-            std::io::ErrorKind::ConnectionReset
-                | std::io::ErrorKind::ConnectionAborted
-                | std::io::ErrorKind::BrokenPipe
-                | std::io::ErrorKind::UnexpectedEof
-        ),
-        _ => false,
     }
 }
 

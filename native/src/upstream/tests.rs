@@ -778,26 +778,48 @@ async fn the_read_timeout_starts_after_the_upload() {
     assert_eq!(error.note(), "the route's timeout (0.15 s) passed");
 }
 
+/// This thread's CPU time (user + system), from `/proc` (clock ticks).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (11 and 12 after the command).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// Not a test: the proxy's own cost per request against a local echo, next to a
 /// bare hyper `SendRequest` on one connection (`cargo nextest run --release
-/// --run-ignored only bench_`). Both include the echo server's work.
+/// --run-ignored only bench_`): wall time and the thread's CPU time (the
+/// current-thread runtime runs the echo server on the same thread, so both
+/// include its work).
 #[tokio::test]
 #[ignore]
 async fn bench_pooled_sequential_requests() {
     const N: u32 = 20_000;
     let addr = echo().await;
     let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    let cpu = thread_cpu();
     let start = std::time::Instant::now();
     for _ in 0..N {
         let response = up.send(get("/bench")).await.expect("sent");
         response.into_body().collect().await.expect("body");
     }
     let proxied = start.elapsed();
+    let proxied_cpu = thread_cpu() - cpu;
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut bare, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(tcp))
         .await
         .expect("handshake");
     tokio::spawn(conn);
+    let cpu = thread_cpu();
     let start = std::time::Instant::now();
     for _ in 0..N {
         bare.ready().await.expect("ready");
@@ -808,10 +830,14 @@ async fn bench_pooled_sequential_requests() {
         response.into_body().collect().await.expect("body");
     }
     let direct = start.elapsed();
+    let direct_cpu = thread_cpu() - cpu;
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(N);
     println!(
-        "upstream::send {:.1} us/req, bare hyper {:.1} us/req, opened {}",
-        proxied.as_secs_f64() * 1e6 / f64::from(N),
-        direct.as_secs_f64() * 1e6 / f64::from(N),
+        "upstream::send {:.1} us/req ({:.1} CPU), bare hyper {:.1} us/req ({:.1} CPU), opened {}",
+        us(proxied),
+        us(proxied_cpu),
+        us(direct),
+        us(direct_cpu),
         up.targets()[0].connections_opened()
     );
 }
