@@ -120,14 +120,17 @@ impl Decoder {
         loop {
             match self.state {
                 State::Done => return Ok(None),
-                State::Length(left) => {
+                State::Length(left) | State::Data(left) => {
                     if !emit || buf.is_empty() {
                         return Ok(None);
                     }
                     let take = take_len(left, buf.len());
-                    self.state = match left - take as u64 {
-                        0 => State::Done,
-                        rest => State::Length(rest),
+                    let rest = left - take as u64;
+                    self.state = match (self.state, rest) {
+                        (State::Length(_), 0) => State::Done,
+                        (State::Length(_), rest) => State::Length(rest),
+                        (_, 0) => State::DataEnd,
+                        (_, rest) => State::Data(rest),
                     };
                     return Ok(Some(buf.split_to(take).freeze()));
                 }
@@ -136,17 +139,6 @@ impl Decoder {
                         return Ok(None);
                     }
                     return Ok(Some(buf.split().freeze()));
-                }
-                State::Data(left) => {
-                    if !emit || buf.is_empty() {
-                        return Ok(None);
-                    }
-                    let take = take_len(left, buf.len());
-                    self.state = match left - take as u64 {
-                        0 => State::DataEnd,
-                        rest => State::Data(rest),
-                    };
-                    return Ok(Some(buf.split_to(take).freeze()));
                 }
                 State::DataEnd => {
                     if buf.len() < 2 {

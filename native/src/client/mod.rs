@@ -359,6 +359,9 @@ impl<S: Io> Exchange<S> {
                 }
                 Ok(head::Parsed::Interim(length)) => {
                     self.interim += length;
+                    if self.interim >= head::MAX_HEAD {
+                        return Some(self.fail(Error::Invalid("too many interim responses")));
+                    }
                     continue;
                 }
                 Ok(head::Parsed::Switching(head)) => {

@@ -670,3 +670,27 @@ async fn a_101_hands_over_the_connection_with_the_bytes_already_read() {
     theirs.read_exact(&mut ping).await.expect("read");
     assert_eq!(&ping, b"ping");
 }
+
+#[tokio::test]
+async fn endless_interim_responses_are_bounded() {
+    let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+    let exchange = Exchange::new(Conn::new(ours), get_upload(), get_expect(), None);
+    let peer = async move {
+        let mut head = [0u8; 64];
+        let _ = theirs.read(&mut head).await;
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(1000);
+        for _ in 0..(head::MAX_HEAD / interim.len() + 2) {
+            if theirs.write_all(&interim).await.is_err() {
+                break;
+            }
+        }
+        theirs
+    };
+    let (outcome, _theirs) = tokio::join!(exchange, peer);
+    let failed = outcome.err().expect("bounded");
+    assert!(
+        matches!(failed.error, Error::Invalid("too many interim responses")),
+        "{}",
+        failed.error
+    );
+}

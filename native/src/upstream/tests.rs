@@ -1122,3 +1122,44 @@ async fn a_client_that_never_sends_its_body_meets_the_route_timeout() {
     assert_eq!(error.note(), "the route's timeout (0.1 s) passed");
     assert_eq!(up.targets()[0].connections_opened(), 0, "nothing was sent");
 }
+
+/// Not a test: 50 concurrent requesters through one `Upstream` on this
+/// current-thread runtime (the front's shape) against an upstream outside the
+/// process: `BASTION_BENCH_UPSTREAM=127.0.0.1:PORT cargo nextest run --release
+/// --run-ignored only bench_concurrent --no-capture`.
+#[tokio::test]
+#[ignore]
+async fn bench_concurrent_requests_to_an_outside_upstream() {
+    const TASKS: u32 = 50;
+    const EACH: u32 = 2_000;
+    let Some(addr) = std::env::var("BASTION_BENCH_UPSTREAM")
+        .ok()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
+        return;
+    };
+    let up =
+        Arc::new(Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section"));
+    let cpu = thread_cpu();
+    let start = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let up = up.clone();
+        tasks.spawn(async move {
+            for _ in 0..EACH {
+                let response = up.send(get("/public")).await.expect("sent");
+                response.into_body().collect().await.expect("body");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let n = f64::from(TASKS * EACH);
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = (thread_cpu() - cpu).as_secs_f64();
+    println!(
+        "concurrent: {:.0} req/s, {:.1} us CPU/req, opened {}",
+        n / wall,
+        cpu * 1e6 / n,
+        up.targets()[0].connections_opened()
+    );
+}
