@@ -187,6 +187,19 @@ fn request_heads_are_one_buffer_with_their_framing() {
         String::from_utf8_lossy(&out),
         "POST /p?q HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
     );
+    for n in [0, 7, 10, 1_234_567, u64::MAX] {
+        let out = head::encode(
+            &Method::PUT,
+            "/",
+            None,
+            &HeaderMap::new(),
+            BodyFraming::Length(n),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            format!("PUT / HTTP/1.1\r\ncontent-length: {n}\r\n\r\n")
+        );
+    }
     let out = head::encode(&Method::GET, "/", None, &headers, BodyFraming::Chunked);
     assert_eq!(
         String::from_utf8_lossy(&out),

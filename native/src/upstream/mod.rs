@@ -389,24 +389,19 @@ impl Upstream {
         use std::future::Future as _;
         use std::task::Poll;
         let mut exchange = std::pin::pin!(exchange);
-        let mut total = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
-        let mut read: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+        // One timer: the route's deadline while uploading, then reset once to the
+        // read timeout (a timer is only registered when first polled).
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+        let mut reading = false;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(outcome) = exchange.as_mut().poll(cx) {
                 return Poll::Ready(Some(outcome));
             }
-            if !exchange.upload_done() {
-                return match total.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(None),
-                    Poll::Pending => Poll::Pending,
-                };
+            if !reading && exchange.upload_done() {
+                reading = true;
+                let until = (Instant::now() + self.read_timeout).min(deadline);
+                timer.as_mut().reset(until.into());
             }
-            let timer = read.get_or_insert_with(|| {
-                let wait = self
-                    .read_timeout
-                    .min(deadline.saturating_duration_since(Instant::now()));
-                Box::pin(tokio::time::sleep(wait))
-            });
             match timer.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(None),
                 Poll::Pending => Poll::Pending,
