@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, UPGRADE};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body::Body as _;
 use hyper_util::rt::TokioIo;
@@ -157,12 +159,17 @@ impl Forwarder {
             None => self.connect().await?,
         };
         let (parts, body) = req.into_parts();
-        // The body as the client framed it: its exact length (a Content-Length it
-        // sent, also 0), else chunked.
-        let framing = match body.size_hint().exact() {
-            Some(0) if !parts.headers.contains_key(CONTENT_LENGTH) => BodyFraming::None,
-            Some(length) => BodyFraming::Length(length),
-            None => BodyFraming::Chunked,
+        // The body framed as the client framed it (its own fields go to Python as
+        // they are, for its hygiene to judge): chunked under its Transfer-Encoding;
+        // its exact length (a Content-Length it sent, also 0); else chunked.
+        let framing = if parts.headers.contains_key(TRANSFER_ENCODING) {
+            BodyFraming::Chunked
+        } else {
+            match body.size_hint().exact() {
+                Some(0) if !parts.headers.contains_key(CONTENT_LENGTH) => BodyFraming::None,
+                Some(length) => BodyFraming::Length(length),
+                None => BodyFraming::Chunked,
+            }
         };
         let target = if parts.uri.scheme().is_some() {
             parts.uri.to_string()
@@ -178,6 +185,7 @@ impl Forwarder {
             None,
             &parts.headers,
             framing,
+            client::head::FramingFields::Theirs,
         ));
         let replayable = matches!(framing, BodyFraming::None | BodyFraming::Length(0))
             && IDEMPOTENT.contains(&parts.method);

@@ -24,9 +24,21 @@ pub enum BodyFraming {
     Chunked,
 }
 
+/// Which framing header fields a request head carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingFields {
+    /// Ours only: the request's own `Content-Length`/`Transfer-Encoding` are dropped.
+    Ours,
+    /// The request's own fields as they are, where they describe `framing`
+    /// exactly (a `Transfer-Encoding` ending in `chunked`, a `Content-Length`
+    /// equal to the length); ours otherwise. The hop to Python: its hygiene
+    /// judges the client's own spelling.
+    Theirs,
+}
+
 /// The request head: `METHOD target HTTP/1.1`, `host` first when given (any
-/// `Host` in `headers` is then skipped), the headers in order except
-/// `Content-Length`/`Transfer-Encoding` (the framing writes its own), CRLF.
+/// `Host` in `headers` is then skipped), the headers in order, the framing
+/// fields (see [`FramingFields`]), CRLF.
 ///
 /// `target` must be a valid request target; `HeaderValue`s cannot hold CR/LF.
 pub fn encode(
@@ -35,7 +47,13 @@ pub fn encode(
     host: Option<&HeaderValue>,
     headers: &HeaderMap,
     framing: BodyFraming,
+    fields: FramingFields,
 ) -> Vec<u8> {
+    let theirs = fields == FramingFields::Theirs;
+    let their_te = theirs && framing == BodyFraming::Chunked && ends_chunked(headers);
+    let their_cl = theirs
+        && !headers.contains_key(TRANSFER_ENCODING)
+        && matches!(framing, BodyFraming::Length(n) if content_length(headers) == Ok(Some(n)));
     let mut size = method.as_str().len() + target.len() + 16;
     for (name, value) in headers {
         size += name.as_str().len() + value.len() + 4;
@@ -50,22 +68,40 @@ pub fn encode(
         field(&mut out, b"host", host.as_bytes());
     }
     for (name, value) in headers {
-        if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || (host.is_some() && name == HOST) {
-            continue;
+        let keep = if name == TRANSFER_ENCODING {
+            their_te
+        } else if name == CONTENT_LENGTH {
+            their_cl
+        } else {
+            host.is_none() || name != HOST
+        };
+        if keep {
+            field(&mut out, name.as_str().as_bytes(), value.as_bytes());
         }
-        field(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     match framing {
         BodyFraming::None => {}
+        BodyFraming::Length(_) if their_cl => {}
         BodyFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
             push_decimal(&mut out, n);
             out.extend_from_slice(b"\r\n");
         }
+        BodyFraming::Chunked if their_te => {}
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Whether the last transfer coding of `headers` is `chunked`.
+fn ends_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {

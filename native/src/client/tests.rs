@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::decode::{Decoder, Framing, Malformed};
-use super::head::{self, BodyFraming, Parsed, Refused};
+use super::head::{self, BodyFraming, FramingFields, Parsed, Refused};
 use super::*;
 use crate::http::full;
 
@@ -182,6 +182,7 @@ fn request_heads_are_one_buffer_with_their_framing() {
         Some(&host),
         &headers,
         BodyFraming::Length(5),
+        FramingFields::Ours,
     );
     assert_eq!(
         String::from_utf8_lossy(&out),
@@ -194,13 +195,21 @@ fn request_heads_are_one_buffer_with_their_framing() {
             None,
             &HeaderMap::new(),
             BodyFraming::Length(n),
+            FramingFields::Ours,
         );
         assert_eq!(
             String::from_utf8_lossy(&out),
             format!("PUT / HTTP/1.1\r\ncontent-length: {n}\r\n\r\n")
         );
     }
-    let out = head::encode(&Method::GET, "/", None, &headers, BodyFraming::Chunked);
+    let out = head::encode(
+        &Method::GET,
+        "/",
+        None,
+        &headers,
+        BodyFraming::Chunked,
+        FramingFields::Ours,
+    );
     assert_eq!(
         String::from_utf8_lossy(&out),
         "GET / HTTP/1.1\r\nhost: client.example\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -386,6 +395,7 @@ fn get_upload() -> Upload {
         None,
         &HeaderMap::new(),
         BodyFraming::None,
+        FramingFields::Ours,
     );
     Upload::new(Bytes::from(head), full(Bytes::new()), BodyFraming::None)
 }
@@ -595,6 +605,7 @@ async fn request_bodies_are_framed_and_checked_against_their_length() {
         None,
         &HeaderMap::new(),
         BodyFraming::Chunked,
+        FramingFields::Ours,
     );
     let upload = Upload::new(Bytes::from(head), body, BodyFraming::Chunked);
     let mut expect = get_expect();
@@ -633,6 +644,7 @@ async fn request_bodies_are_framed_and_checked_against_their_length() {
         None,
         &HeaderMap::new(),
         BodyFraming::Length(2),
+        FramingFields::Ours,
     );
     let upload = Upload::new(Bytes::from(head), full("toolong"), BodyFraming::Length(2));
     let failed = Exchange::new(Conn::new(ours), upload, get_expect(), None)
@@ -705,5 +717,71 @@ async fn endless_interim_responses_are_bounded() {
         matches!(failed.error, Error::Invalid("too many interim responses")),
         "{}",
         failed.error
+    );
+}
+
+#[test]
+fn the_hop_to_python_keeps_the_client_s_own_framing_fields() {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "transfer-encoding",
+        HeaderValue::from_static("gzip, chunked"),
+    );
+    headers.insert("content-length", HeaderValue::from_static("4"));
+    let out = head::encode(
+        &Method::POST,
+        "/",
+        None,
+        &headers,
+        BodyFraming::Chunked,
+        FramingFields::Theirs,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "POST / HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n"
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert("content-length", HeaderValue::from_static("05"));
+    let out = head::encode(
+        &Method::POST,
+        "/",
+        None,
+        &headers,
+        BodyFraming::Length(5),
+        FramingFields::Theirs,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "POST / HTTP/1.1\r\ncontent-length: 05\r\n\r\n"
+    );
+    // Fields that do not describe the framing are never written: ours are.
+    let out = head::encode(
+        &Method::POST,
+        "/",
+        None,
+        &headers,
+        BodyFraming::Length(6),
+        FramingFields::Theirs,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "POST / HTTP/1.1\r\ncontent-length: 6\r\n\r\n"
+    );
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "transfer-encoding",
+        HeaderValue::from_static("chunked, gzip"),
+    );
+    let out = head::encode(
+        &Method::POST,
+        "/",
+        None,
+        &headers,
+        BodyFraming::Chunked,
+        FramingFields::Theirs,
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
     );
 }

@@ -328,6 +328,7 @@ impl Upstream {
             Some(&target.host_header),
             &parts.headers,
             framing,
+            client::head::FramingFields::Ours,
         ));
         let expect = client::Expect {
             method: parts.method,
