@@ -541,31 +541,33 @@ async fn refused_responses_fail_the_exchange_and_the_body() {
     assert_eq!(pool.len(), 0);
 }
 
-#[tokio::test]
-async fn a_head_over_the_bound_is_refused() {
+/// An exchange whose peer answers with `prefix`, then `chunk` over and over
+/// (past the head bound): how it failed.
+async fn flooded(prefix: &'static [u8], chunk: Vec<u8>) -> Error {
     let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
     let exchange = Exchange::new(Conn::new(ours), get_upload(), get_expect(), None);
     let peer = async move {
         let mut head = [0u8; 64];
         let _ = theirs.read(&mut head).await;
-        let _ = theirs.write_all(b"HTTP/1.1 200 OK\r\n").await;
-        let line = format!("x-big: {}\r\n", "v".repeat(40_000));
-        for _ in 0..(head::MAX_HEAD / line.len() + 2) {
-            if theirs.write_all(line.as_bytes()).await.is_err() {
+        let _ = theirs.write_all(prefix).await;
+        for _ in 0..(head::MAX_HEAD / chunk.len() + 2) {
+            if theirs.write_all(&chunk).await.is_err() {
                 break;
             }
         }
         theirs
     };
     let (outcome, _theirs) = tokio::join!(exchange, peer);
-    let failed = outcome.err().expect("too large");
+    outcome.err().expect("refused").error
+}
+
+#[tokio::test]
+async fn a_head_over_the_bound_is_refused() {
+    let line = format!("x-big: {}\r\n", "v".repeat(40_000));
+    let error = flooded(b"HTTP/1.1 200 OK\r\n", line.into_bytes()).await;
     assert!(
-        matches!(
-            failed.error,
-            Error::Invalid("the response head is too large")
-        ),
-        "{}",
-        failed.error
+        matches!(error, Error::Invalid("the response head is too large")),
+        "{error}"
     );
 }
 
@@ -698,25 +700,11 @@ async fn a_101_hands_over_the_connection_with_the_bytes_already_read() {
 
 #[tokio::test]
 async fn endless_interim_responses_are_bounded() {
-    let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
-    let exchange = Exchange::new(Conn::new(ours), get_upload(), get_expect(), None);
-    let peer = async move {
-        let mut head = [0u8; 64];
-        let _ = theirs.read(&mut head).await;
-        let interim = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(1000);
-        for _ in 0..(head::MAX_HEAD / interim.len() + 2) {
-            if theirs.write_all(&interim).await.is_err() {
-                break;
-            }
-        }
-        theirs
-    };
-    let (outcome, _theirs) = tokio::join!(exchange, peer);
-    let failed = outcome.err().expect("bounded");
+    let interim = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(1000);
+    let error = flooded(b"", interim).await;
     assert!(
-        matches!(failed.error, Error::Invalid("too many interim responses")),
-        "{}",
-        failed.error
+        matches!(error, Error::Invalid("too many interim responses")),
+        "{error}"
     );
 }
 
