@@ -1,8 +1,9 @@
 //! Forward a deferred request to the Python control plane over its private
 //! Unix socket.
 //!
-//! - a small pool of keep-alive HTTP/1.1 connections (`hyper::client::conn::http1`);
-//!   a connection goes back to the pool when its response body has ended;
+//! - a pool of keep-alive HTTP/1.1 connections ([`crate::client`], the same
+//!   client and pool as the upstreams'); a connection goes back to the pool
+//!   when its response body was read to its exact end;
 //! - bodies stream both ways; HTTP/2 requests are sent as HTTP/1.1 (origin-form
 //!   target, `Host` from `:authority`, split `cookie` fields joined);
 //! - `Upgrade` requests (WebSocket) get a connection of their own and, after a
@@ -13,19 +14,19 @@
 //! - Python unreachable: 503 problem+json, reason `control_plane_unavailable`.
 
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONNECTION, COOKIE, HOST, UPGRADE};
+use http::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, TRANSFER_ENCODING, UPGRADE,
+};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::{Frame, SizeHint};
-use hyper::client::conn::http1::SendRequest;
+use http_body::Body as _;
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
+use crate::client::{self, BodyFraming, Conn, Pool};
 use crate::http::{boxed, full, Body, ConnInfo};
 
 /// The prefix of the headers only the front may set.
@@ -50,6 +51,9 @@ const PLAIN_METHODS: [Method; 7] = [
     Method::PATCH,
 ];
 
+/// Methods a stale pooled connection is retried with (when bodiless).
+const IDEMPOTENT: [Method; 4] = [Method::GET, Method::HEAD, Method::OPTIONS, Method::DELETE];
+
 /// Idle connections kept per front (more are opened under load and closed after).
 const MAX_IDLE: usize = 64;
 
@@ -63,7 +67,7 @@ pub struct Hop {
 /// The pool of connections to the Python app.
 pub struct Forwarder {
     socket: PathBuf,
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    pool: Arc<Pool<UnixStream>>,
 }
 
 /// Why the hop failed before a response head arrived.
@@ -81,55 +85,22 @@ impl Forwarder {
     pub fn new(socket: PathBuf) -> Arc<Self> {
         Arc::new(Forwarder {
             socket,
-            idle: Mutex::new(Vec::new()),
+            // Idle connections are kept until Python closes them (the pool
+            // notices when it hands one out).
+            pool: Arc::new(Pool::new(MAX_IDLE, None)),
         })
     }
 
     /// Idle connections in the pool now (for tests and metrics).
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+        self.pool.len()
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle.lock().ok()?;
-        while let Some(sender) = idle.pop() {
-            if sender.is_ready() {
-                return Some(sender);
-            }
-            // closed, or still finishing its previous exchange: drop it
-        }
-        None
-    }
-
-    fn put_idle(&self, sender: SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < MAX_IDLE {
-                idle.push(sender);
-            }
-        }
-    }
-
-    async fn connect(&self, upgrades: bool) -> Result<SendRequest<Body>, HopError> {
+    async fn connect(&self) -> Result<Conn<UnixStream>, HopError> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|_| HopError::Unreachable)?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake::<_, Body>(TokioIo::new(stream))
-            .await
-            .map_err(|_| HopError::Unreachable)?;
-        if upgrades {
-            tokio::spawn(async move {
-                let _ = conn.with_upgrades().await;
-            });
-        } else {
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-        }
-        Ok(sender)
+        Ok(Conn::new(stream))
     }
 
     /// Forward `req` to Python and return its response (or a 503 / 400 of our own).
@@ -152,31 +123,20 @@ impl Forwarder {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match self.exchange(req, upgrade).await {
-            Ok((mut resp, sender)) => {
+            Ok(client::Answer::Response(head, body)) => {
+                Response::from_parts(client::parts(head), boxed(body))
+            }
+            Ok(client::Answer::Switched(head, server)) => {
                 if let Some(client_upgrade) = client_upgrade {
-                    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                        let server_upgrade = hyper::upgrade::on(&mut resp);
-                        tokio::spawn(async move {
-                            if let (Ok(client), Ok(server)) =
-                                (client_upgrade.await, server_upgrade.await)
-                            {
-                                let mut client = TokioIo::new(client);
-                                let mut server = TokioIo::new(server);
-                                let _ =
-                                    tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                            }
-                        });
-                    }
-                    return resp.map(boxed);
+                    tokio::spawn(async move {
+                        if let Ok(client) = client_upgrade.await {
+                            let mut client = TokioIo::new(client);
+                            let mut server = server;
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    });
                 }
-                let forwarder = Arc::clone(self);
-                resp.map(|body| {
-                    boxed(Pooled {
-                        inner: body,
-                        sender,
-                        forwarder: Some(forwarder),
-                    })
-                })
+                Response::from_parts(client::parts(head), full(Bytes::new()))
             }
             Err(HopError::ClientBody) => bad_request(),
             Err(HopError::Unreachable | HopError::Broken) => unavailable(request_id),
@@ -187,62 +147,83 @@ impl Forwarder {
         &self,
         req: Request<Body>,
         upgrade: bool,
-    ) -> Result<(Response<hyper::body::Incoming>, Option<SendRequest<Body>>), HopError> {
-        let pooled = if upgrade { None } else { self.take_idle() };
-        let mut sender = match pooled {
-            Some(sender) => sender,
-            None => self.connect(upgrade).await?,
+    ) -> Result<client::Answer<UnixStream>, HopError> {
+        let pooled = if upgrade {
+            None
+        } else {
+            self.pool.take().await
         };
-        match sender.send_request(req).await {
-            Ok(resp) => Ok((resp, (!upgrade).then_some(sender))),
-            Err(e) if e.is_user() => Err(HopError::ClientBody),
-            Err(_) => Err(HopError::Broken),
-        }
-    }
-}
-
-/// A response body from Python that returns its connection to the pool once
-/// it has been read to the end.
-struct Pooled {
-    inner: hyper::body::Incoming,
-    sender: Option<SendRequest<Body>>,
-    forwarder: Option<Arc<Forwarder>>,
-}
-
-impl Pooled {
-    fn release(&mut self) {
-        if let (Some(sender), Some(forwarder)) = (self.sender.take(), self.forwarder.take()) {
-            forwarder.put_idle(sender);
-        }
-    }
-}
-
-impl http_body::Body for Pooled {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.release(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
-            Poll::Ready(Some(Err(_))) => {
-                self.sender = None;
+        let reused = pooled.is_some();
+        let conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect().await?,
+        };
+        let (parts, body) = req.into_parts();
+        // The body framed as the client framed it (its own fields go to Python as
+        // they are, for its hygiene to judge): chunked under its Transfer-Encoding;
+        // its exact length (a Content-Length it sent, also 0); else chunked.
+        let framing = if parts.headers.contains_key(TRANSFER_ENCODING) {
+            BodyFraming::Chunked
+        } else {
+            match body.size_hint().exact() {
+                Some(0) if !parts.headers.contains_key(CONTENT_LENGTH) => BodyFraming::None,
+                Some(length) => BodyFraming::Length(length),
+                None => BodyFraming::Chunked,
             }
-            _ => {}
-        }
-        polled
+        };
+        let target = if parts.uri.scheme().is_some() {
+            parts.uri.to_string()
+        } else {
+            parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
+        };
+        let head = Bytes::from(client::head::encode(
+            &parts.method,
+            &target,
+            None,
+            &parts.headers,
+            framing,
+            client::head::FramingFields::Theirs,
+        ));
+        let replayable = matches!(framing, BodyFraming::None | BodyFraming::Length(0))
+            && IDEMPOTENT.contains(&parts.method);
+        let expect = client::Expect {
+            keep_alive: !client::head::has_token(&parts.headers, b"close"),
+            method: parts.method,
+            upgrade,
+        };
+        let pool = (!upgrade).then(|| Arc::clone(&self.pool));
+        let upload = client::Upload::new(head.clone(), body, framing);
+        let failed = match client::Exchange::new(conn, upload, expect.clone(), pool.clone()).await {
+            Ok(answer) => return Ok(answer),
+            Err(failed) => failed,
+        };
+        // A pooled connection Python closed as it was handed out (its keep-alive
+        // timeout): once more on a new one when nothing was written, or when the
+        // request is idempotent and bodiless and nothing came back.
+        let retry = match failed.unsent {
+            Some(unsent) if reused => Some(unsent),
+            _ if reused && replayable && !failed.answered && failed.error.is_closed() => {
+                Some(client::Upload::new(head, full(Bytes::new()), framing))
+            }
+            _ => None,
+        };
+        let Some(upload) = retry else {
+            return Err(hop_error(&failed.error));
+        };
+        let conn = self.connect().await?;
+        client::Exchange::new(conn, upload, expect, pool)
+            .await
+            .map_err(|failed| hop_error(&failed.error))
     }
+}
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+fn hop_error(error: &client::Error) -> HopError {
+    match error {
+        client::Error::Body(_) => HopError::ClientBody,
+        _ => HopError::Broken,
     }
 }
 

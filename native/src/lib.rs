@@ -7,6 +7,7 @@
 //! and changes into its caches (`python.rs` is the only FFI edge).
 //!
 //! Modules, one idea each:
+//! - `client`: the in-task HTTP/1.1 client and keep-alive pool (upstreams, Python).
 //! - `client_ip`: the client address through trusted proxies.
 //! - `authn`: API keys and bastion's JWTs from the native caches.
 //! - `authz`: route allow-lists, scopes, claims and roles.
@@ -49,6 +50,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod client;
 pub mod client_ip;
 pub mod forward;
 pub mod gateway;

@@ -1,29 +1,25 @@
 //! The proxied response body: streamed frame by frame from the upstream, with
-//! the read timeout and the route's deadline, returning the connection to the
-//! pool once the body was read to its end.
+//! the read timeout and the route's deadline (the client's response body
+//! returns the connection to the pool once it was read to its exact end).
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use tokio::time::Sleep;
 
 use super::error::{Cause, UpstreamAborted};
-use super::pool::Target;
+use super::pool::Stream;
+use crate::client::ResponseBody;
 use crate::http::BoxError;
 
 /// An upstream response body (see the module docs). A failure mid-body is an
 /// [`UpstreamAborted`] error: the listener must abort the client connection.
 pub struct ProxiedBody {
-    inner: Incoming,
-    /// The connection, until the body ends (then pooled) or fails (then dropped).
-    pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
+    inner: ResponseBody<Stream>,
     /// `scheme://host:port`, for the abort's log line.
     target: String,
     read_timeout: Duration,
@@ -35,32 +31,20 @@ pub struct ProxiedBody {
 
 impl ProxiedBody {
     pub(crate) fn new(
-        inner: Incoming,
+        inner: ResponseBody<Stream>,
         target: String,
-        pooled: Option<(Arc<Target>, SendRequest<crate::http::Body>)>,
         read_timeout: Duration,
         deadline: Instant,
         route_timeout: Duration,
     ) -> Self {
-        let mut body = Self {
+        Self {
             inner,
-            pooled,
             target,
             read_timeout,
             deadline,
             route_timeout,
             timer: None,
             armed: false,
-        };
-        if body.inner.is_end_stream() {
-            body.finish(); // HEAD, 204, 304, an empty body
-        }
-        body
-    }
-
-    fn finish(&mut self) {
-        if let Some((target, sender)) = self.pooled.take() {
-            target.release(sender);
         }
     }
 
@@ -70,7 +54,6 @@ impl ProxiedBody {
         note: String,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let target = self.target.clone();
-        self.pooled = None; // never reused
         Poll::Ready(Some(Err(Box::new(UpstreamAborted {
             cause,
             target,
@@ -91,19 +74,13 @@ impl Body for ProxiedBody {
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.armed = false;
-                if this.inner.is_end_stream() {
-                    this.finish();
-                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
                 let cause = super::cause_of(&error);
                 this.abort(cause, error.to_string())
             }
-            Poll::Ready(None) => {
-                this.finish();
-                Poll::Ready(None)
-            }
+            Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => {
                 // Only a wait arms the timer: a body already in hand costs no timer.
                 let now = Instant::now();
@@ -137,59 +114,6 @@ impl Body for ProxiedBody {
                 this.abort(Cause::Timeout, note)
             }
         }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A request body that says when it was sent completely (or given up).
-pub(crate) struct Uploaded {
-    inner: crate::http::Body,
-    done: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Uploaded {
-    /// `body` wrapped, and the receiver that fires once it has been sent.
-    pub(crate) fn wrap(
-        body: crate::http::Body,
-    ) -> (crate::http::Body, tokio::sync::oneshot::Receiver<()>) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let wrapped = Self {
-            inner: body,
-            done: Some(tx),
-        };
-        (crate::http::boxed(wrapped), rx)
-    }
-
-    fn sent(&mut self) {
-        if let Some(done) = self.done.take() {
-            let _ = done.send(());
-        }
-    }
-}
-
-impl Body for Uploaded {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.sent(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.sent(),
-            _ => {}
-        }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -7,9 +7,10 @@
 //!   *connection* counts against the target and — for GET, HEAD, OPTIONS, PUT
 //!   and DELETE only, since nothing was sent yet — is retried on each other
 //!   target; every target ejected: 503 `upstream_unavailable` without connecting;
-//! - a pooled connection the upstream closed before answering is retried once
-//!   on a fresh connection when the request was never written, or when it is
-//!   idempotent with an empty body (Python: "the body is fully in hand");
+//! - a pooled connection the upstream closed (or reset) before answering is
+//!   retried once on a fresh connection when not one byte of the request was
+//!   written, or when it is idempotent with an empty body (Python: "the body
+//!   is fully in hand");
 //! - timeouts: `connect_timeout` per connection attempt, `read_timeout` per wait
 //!   for the response head and for each next body frame, `timeout` for the whole
 //!   exchange; before the response: 504 `upstream_timeout`; after: the response
@@ -19,8 +20,11 @@
 //!   mapped by [`Upstream::upstream_path`], `Content-Length` when the body's
 //!   length is known (also `0` for POST, PUT and PATCH) or the body ends with
 //!   its first part (read before connecting, as Python does), else chunked;
-//! - a connection goes back to the pool when the response body was read to
-//!   its end and the request body was sent before the answer came;
+//! - the exchange itself is [`crate::client`]'s (in the request's own task):
+//!   a connection goes back to the pool when the response body was read to its
+//!   exact end, the request body was sent completely, and both sides allowed
+//!   keep-alive; a response whose framing is ambiguous is a 502
+//!   `invalid_response` and its connection is never reused;
 //! - response hop-by-hop headers and those named in `Connection` are removed
 //!   ([`headers`]); everything else (the upstream's `Server` too) passes.
 //!
@@ -39,21 +43,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response};
 use http_body::Body as _;
-use hyper::client::conn::http1::SendRequest;
 use serde::Deserialize;
 
 pub use self::body::ProxiedBody;
 pub use self::error::{Cause, UpstreamAborted, UpstreamError};
 pub use self::failure_log::{FailureLog, FAILURE_LOG_INTERVAL};
 pub use self::health::HealthPolicy;
-pub use self::pool::Target;
+pub use self::pool::{Stream, Target};
 
 use self::error::{ANSWER_TIMEOUT, NO_ANSWER};
 use self::health::{seconds, HealthSection};
 use self::pool::TargetSpec;
+use crate::client::{self, BodyFraming, Conn};
 use crate::http::Body;
 use crate::mutate::MutateConfig;
 
@@ -212,6 +216,12 @@ impl Upstream {
     /// The path to forward for the normalised request `path` (prefix stripped,
     /// base added): `CompiledRoute.upstream_path`.
     pub fn upstream_path(&self, path: &str) -> String {
+        let mut out = String::new();
+        self.push_upstream_path(&mut out, path);
+        out
+    }
+
+    fn push_upstream_path(&self, out: &mut String, path: &str) {
         let mut path = path;
         if let Some(rest) = self
             .strip_prefix
@@ -220,19 +230,36 @@ impl Upstream {
         {
             path = rest;
         }
-        let mut out = String::with_capacity(self.base_path.len() + path.len() + 1);
+        out.reserve(self.base_path.len() + path.len() + 1);
         out.push_str(&self.base_path);
         if !path.starts_with('/') {
             out.push('/');
         }
         out.push_str(path);
-        out
+    }
+
+    /// The request target sent upstream: the mapped `path` and the raw query.
+    fn request_target(&self, path: &str, query: Option<&str>) -> Result<String, UpstreamError> {
+        let mut target = String::with_capacity(path.len() + query.map_or(0, str::len) + 32);
+        self.push_upstream_path(&mut target, path);
+        if let Some(query) = query.filter(|q| !q.is_empty()) {
+            target.push('?');
+            target.push_str(query);
+        }
+        // The request line must stay one line of visible ASCII (the path and
+        // query come from a parsed URI and the base path from the settings).
+        if !target.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(UpstreamError::InvalidTarget {
+                note: format!("{target:?} is not a valid request target"),
+            });
+        }
+        Ok(target)
     }
 
     /// The whole proxy step for an allowed request: the headers of
     /// [`crate::mutate::forward_headers`] with this route's rules, the
-    /// normalised `path` (as the match step computed it) with `req`'s raw
-    /// query, then [`Upstream::send`].
+    /// normalised `path` (as the match step computed it, mapped once here) with
+    /// `req`'s raw query, then the exchange.
     pub async fn forward(
         &self,
         req: Request<Body>,
@@ -248,16 +275,8 @@ impl Upstream {
         };
         parts.headers =
             crate::mutate::forward_headers(&parts.headers, identity, &ctx, &self.mutate);
-        let mut target = String::with_capacity(path.len() + 32);
-        target.push_str(path);
-        if let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) {
-            target.push('?');
-            target.push_str(query);
-        }
-        parts.uri = Uri::try_from(target).map_err(|e| UpstreamError::InvalidTarget {
-            note: e.to_string(),
-        })?;
-        self.send(Request::from_parts(parts, body)).await
+        let target = self.request_target(path, parts.uri.query())?;
+        self.exchange(parts, &target, body).await
     }
 
     /// Forward `req` to a healthy target and return the upstream's response,
@@ -269,19 +288,18 @@ impl Upstream {
     /// framing are set here. Errors are the problem to render (nothing was
     /// sent to the client yet).
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        let (parts, body) = req.into_parts();
+        let target = self.request_target(parts.uri.path(), parts.uri.query())?;
+        self.exchange(parts, &target, body).await
+    }
+
+    async fn exchange(
+        &self,
+        parts: http::request::Parts,
+        target_path: &str,
+        body: Body,
+    ) -> Result<Response<Body>, UpstreamError> {
         let deadline = Instant::now() + self.timeout;
-        let (mut parts, body) = req.into_parts();
-        let mut target = self.upstream_path(parts.uri.path());
-        if let Some(query) = parts.uri.query().filter(|q| !q.is_empty()) {
-            target.push('?');
-            target.push_str(query);
-        }
-        parts.uri = Uri::try_from(target).map_err(|e| UpstreamError::InvalidTarget {
-            note: e.to_string(),
-        })?;
-        parts.version = Version::HTTP_11;
-        parts.headers.remove(TRANSFER_ENCODING);
-        parts.headers.remove(CONTENT_LENGTH);
         // A body of unknown length (chunked, HTTP/2 without Content-Length): its first
         // part is read before connecting, as Python does; a body that is complete
         // with it is sent with Content-Length, not chunked (WSGI upstreams often
@@ -293,113 +311,118 @@ impl Upstream {
                 Err(_) => return Err(self.answer_timeout(&self.targets[0], deadline)),
             },
         };
-        if let Some(length) = known {
-            if length > 0 || BODY_METHODS.contains(&parts.method) {
-                parts
-                    .headers
-                    .insert(CONTENT_LENGTH, HeaderValue::from(length));
+        let framing = match known {
+            Some(length) if length > 0 || BODY_METHODS.contains(&parts.method) => {
+                BodyFraming::Length(length)
             }
-        }
-        // What a stale pooled connection may be retried with (the body is empty).
-        let replay = (known == Some(0) && IDEMPOTENT.contains(&parts.method)).then(|| {
-            (
-                parts.method.clone(),
-                parts.uri.clone(),
-                parts.headers.clone(),
-            )
-        });
-        let (index, mut sender, mut reused) = self.connect(&parts.method, deadline).await?;
-        let target = &self.targets[index];
-        parts.headers.insert(HOST, target.host_header.clone());
-        // The read timeout starts once the body is sent (Python waits for the answer
-        // with it only then); only the route's timeout bounds a slow upload.
-        let (body, mut uploaded) = if known == Some(0) {
-            (body, None)
-        } else {
-            let (body, done) = body::Uploaded::wrap(body);
-            (body, Some(done))
+            Some(_) => BodyFraming::None,
+            None => BodyFraming::Chunked,
         };
-        let mut request = Request::from_parts(parts, body);
-        let (response, poolable) = loop {
-            let exchange = sender.try_send_request(request);
-            let (attempt, poolable) = self.answer(exchange, uploaded.take(), deadline).await;
-            let Some(attempt) = attempt else {
+        // A stale pooled connection may be retried with the same head (the body is empty).
+        let replayable = known == Some(0) && IDEMPOTENT.contains(&parts.method);
+        let (index, mut conn, mut reused) = self.connect(&parts.method, deadline).await?;
+        let target = &self.targets[index];
+        let head = Bytes::from(client::head::encode(
+            &parts.method,
+            target_path,
+            Some(&target.host_header),
+            &parts.headers,
+            framing,
+            client::head::FramingFields::Ours,
+        ));
+        let expect = client::Expect {
+            method: parts.method,
+            upgrade: false,
+            keep_alive: true,
+        };
+        let mut upload = client::Upload::new(head.clone(), body, framing);
+        let (head, incoming) = loop {
+            let exchange =
+                client::Exchange::new(conn, upload, expect.clone(), Some(target.pool.clone()));
+            let Some(attempt) = self.answer(exchange, deadline).await else {
                 return Err(self.answer_timeout(target, deadline));
             };
-            let mut failed = match attempt {
-                Ok(response) => break (response, poolable),
+            let failed = match attempt {
+                Ok(client::Answer::Response(head, body)) => break (head, body),
+                Ok(client::Answer::Switched(..)) => {
+                    // Not asked for (`upgrade: false`): the client refuses it first.
+                    return Err(send_error(target, &client::Error::Invalid("101")));
+                }
                 Err(failed) => failed,
             };
-            let retry = match failed.take_message() {
-                // Never written: the pooled connection was closed under us.
+            let retry = match failed.unsent {
+                // Not one byte written: the pooled connection was closed under us.
                 Some(unsent) if reused => Some(unsent),
-                _ if reused && closed_before_answer(failed.error()) => replay
-                    .as_ref()
-                    .map(|(method, uri, headers)| rebuild(method, uri, headers)),
+                _ if reused && replayable && !failed.answered && failed.error.is_closed() => Some(
+                    client::Upload::new(head.clone(), crate::http::full(Bytes::new()), framing),
+                ),
                 _ => None,
             };
             match retry {
                 Some(again) => {
-                    request = again;
-                    sender = self.fresh(target, deadline).await?;
+                    upload = again;
+                    conn = self.fresh(target, deadline).await?;
                     reused = false;
                 }
-                None => return Err(send_error(target, failed.error())),
+                None => return Err(send_error(target, &failed.error)),
             }
         };
-        let (mut head, incoming) = response.into_parts();
-        headers::strip_response(&mut head.headers);
+        let mut parts = client::parts(head);
+        headers::strip_response(&mut parts.headers);
         let body = ProxiedBody::new(
             incoming,
             target.describe.clone(),
-            poolable.then(|| (target.clone(), sender)),
             self.read_timeout,
             deadline,
             self.timeout,
         );
-        Ok(Response::from_parts(head, crate::http::boxed(body)))
+        Ok(Response::from_parts(parts, crate::http::boxed(body)))
     }
 
     /// The exchange's outcome, or `None` when the upstream did not answer in
     /// time: the route's deadline throughout, the read timeout from the moment
-    /// the request body was sent (`uploaded` fires; `None`: already sent).
-    /// The flag says whether the upload was complete when the answer came (a
-    /// connection still sending its request body is not pooled afterwards).
-    async fn answer<F: std::future::Future>(
+    /// the request body was sent.
+    async fn answer(
         &self,
-        exchange: F,
-        uploaded: Option<tokio::sync::oneshot::Receiver<()>>,
+        exchange: client::Exchange<Stream>,
         deadline: Instant,
-    ) -> (Option<F::Output>, bool) {
-        tokio::pin!(exchange);
-        if let Some(uploaded) = uploaded {
-            let total = tokio::time::sleep_until(deadline.into());
-            tokio::select! {
-                biased;
-                // Sent, or dropped by a failing exchange (which then answers at once).
-                _ = uploaded => {}
-                outcome = &mut exchange => return (Some(outcome), false),
-                () = total => return (None, false),
+    ) -> Option<<client::Exchange<Stream> as std::future::Future>::Output> {
+        use std::future::Future as _;
+        use std::task::Poll;
+        let mut exchange = std::pin::pin!(exchange);
+        // One timer: the route's deadline while uploading, then reset once to the
+        // read timeout (a timer is only registered when first polled).
+        let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline.into()));
+        let mut reading = false;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(outcome) = exchange.as_mut().poll(cx) {
+                return Poll::Ready(Some(outcome));
             }
-        }
-        let wait = self
-            .read_timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
-        (tokio::time::timeout(wait, exchange).await.ok(), true)
+            if !reading && exchange.upload_done() {
+                reading = true;
+                let until = (Instant::now() + self.read_timeout).min(deadline);
+                timer.as_mut().reset(until.into());
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
     }
 
-    /// A connection to a healthy target: `(target index, sender, reused)`.
+    /// A connection to a healthy target: `(target index, connection, reused)`.
     async fn connect(
         &self,
         method: &Method,
         deadline: Instant,
-    ) -> Result<(usize, SendRequest<Body>, bool), UpstreamError> {
+    ) -> Result<(usize, Conn<Stream>, bool), UpstreamError> {
         if let [only] = self.targets.as_slice() {
             // One target with a clean record and an idle connection (most requests):
             // nothing to choose and nothing for its health to learn.
             if only.healthy() {
-                if let Some(sender) = only.take_idle().await {
-                    return Ok((0, sender, true));
+                if let Some(conn) = only.take_idle().await {
+                    return Ok((0, conn, true));
                 }
             }
         }
@@ -413,16 +436,16 @@ impl Upstream {
             let target = &self.targets[index];
             let claim = Claim::new(target);
             let opened = match target.take_idle().await {
-                Some(sender) => Ok((sender, true)),
+                Some(conn) => Ok((conn, true)),
                 None => target
                     .connect(self.connect_limit(deadline))
                     .await
                     .map(|s| (s, false)),
             };
             match opened {
-                Ok((sender, reused)) => {
+                Ok((conn, reused)) => {
                     claim.settle(|h| h.succeeded());
-                    return Ok((index, sender, reused));
+                    return Ok((index, conn, reused));
                 }
                 Err(error) => {
                     if error.counts_against_health() {
@@ -445,7 +468,7 @@ impl Upstream {
         &self,
         target: &Target,
         deadline: Instant,
-    ) -> Result<SendRequest<Body>, UpstreamError> {
+    ) -> Result<Conn<Stream>, UpstreamError> {
         target.connect(self.connect_limit(deadline)).await
     }
 
@@ -538,30 +561,15 @@ impl Drop for Claim<'_> {
     }
 }
 
-fn rebuild(method: &Method, uri: &Uri, headers: &HeaderMap) -> Request<Body> {
-    let mut request = Request::new(crate::http::full(bytes::Bytes::new()));
-    *request.method_mut() = method.clone();
-    *request.uri_mut() = uri.clone();
-    *request.version_mut() = Version::HTTP_11;
-    *request.headers_mut() = headers.clone();
-    request
-}
-
-/// The upstream closed the connection before any response byte.
-fn closed_before_answer(error: &hyper::Error) -> bool {
-    error.is_incomplete_message() || error.is_canceled() || error.is_closed()
-}
-
 /// What a failed exchange on an open connection is (before the response).
-fn send_error(target: &Target, error: &hyper::Error) -> UpstreamError {
-    if error.is_user() {
+fn send_error(target: &Target, error: &client::Error) -> UpstreamError {
+    if let client::Error::Body(_) = error {
         return UpstreamError::ClientGone {
             note: error.to_string(),
         };
     }
-    let cause = cause_of(error);
     UpstreamError::Unavailable {
-        cause,
+        cause: cause_of(error),
         detail: NO_ANSWER,
         target: target.describe.clone(),
         note: error.to_string(),
@@ -569,30 +577,18 @@ fn send_error(target: &Target, error: &hyper::Error) -> UpstreamError {
 }
 
 /// Why a connection in use failed (`proxy._lost_cause`).
-pub(crate) fn cause_of(error: &hyper::Error) -> Cause {
-    if error.is_parse() || error.is_parse_too_large() || error.is_parse_status() {
-        return Cause::InvalidResponse;
-    }
-    match io_kind(error) {
-        Some(
+pub(crate) fn cause_of(error: &client::Error) -> Cause {
+    match error {
+        client::Error::Invalid(_) => Cause::InvalidResponse,
+        client::Error::Closed | client::Error::Body(_) => Cause::Closed,
+        client::Error::Io(e) => match e.kind() {
             std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe,
-        ) => Cause::Reset,
-        Some(std::io::ErrorKind::UnexpectedEof) | None => Cause::Closed,
-        Some(_) => Cause::Unreachable,
+            | std::io::ErrorKind::BrokenPipe => Cause::Reset,
+            std::io::ErrorKind::UnexpectedEof => Cause::Closed,
+            _ => Cause::Unreachable,
+        },
     }
-}
-
-fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
-    let mut source = error.source();
-    while let Some(inner) = source {
-        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
-        }
-        source = inner.source();
-    }
-    None
 }
 
 #[cfg(test)]

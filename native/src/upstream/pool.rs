@@ -1,33 +1,34 @@
-//! One upstream target: where it is, its passive health, and a hand-rolled
-//! pool of idle keep-alive HTTP/1.1 connections (`hyper::client::conn::http1`).
+//! One upstream target: where it is, its passive health, and its pool of idle
+//! keep-alive HTTP/1.1 connections ([`crate::client::Pool`]).
 //!
 //! Targets are shared by key (`scheme://host:port|tls profile`, Python's
 //! `Upstream.key`) in a process-wide registry, so routes naming the same
 //! target share its pool and health, and both survive a table reload (the new
 //! table finds the targets the old one still holds).
 //!
-//! The pool is a LIFO `Vec` of idle `SendRequest`s behind a mutex, bounded by
-//! `max_idle`; a connection idle for `idle_timeout` is dropped when next seen.
-//! A sender goes back only after its response body was read to the end (the
-//! proxied body does it); anything else drops it, which closes the connection.
+//! The pool is bounded by `max_idle`; a connection idle for `idle_timeout` is
+//! dropped when next seen. A connection goes back only after its response body
+//! was read to its exact end (the client's response body does it); anything
+//! else drops it, which closes the connection.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::HeaderValue;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::error::{Cause, UpstreamError, CONNECT_TIMEOUT, UNREACHABLE};
 use super::health::TargetHealth;
-use crate::http::Body;
+use crate::client::{Conn, Pool};
 
 /// What the `upstream` section says about one target.
 #[derive(Debug, Clone)]
@@ -42,9 +43,68 @@ pub(crate) struct TargetSpec {
     pub idle_timeout: Duration,
 }
 
-struct Idle {
-    sender: SendRequest<Body>,
-    since: Instant,
+/// A connection to an upstream: plain TCP or TLS over TCP.
+pub enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// One upstream target (shared; see the module docs).
@@ -60,9 +120,7 @@ pub struct Target {
     /// `health.clean()`, mirrored after every verdict: the hot path reads it
     /// without taking the lock every request on every core would contend for.
     clean: AtomicBool,
-    idle: Mutex<Vec<Idle>>,
-    max_idle: usize,
-    idle_timeout: Duration,
+    pub(crate) pool: Arc<Pool<Stream>>,
     opened: AtomicU64,
 }
 
@@ -92,9 +150,7 @@ impl Target {
             tls,
             health: Mutex::new(TargetHealth::default()),
             clean: AtomicBool::new(true),
-            idle: Mutex::new(Vec::new()),
-            max_idle: spec.max_idle,
-            idle_timeout: spec.idle_timeout,
+            pool: Arc::new(Pool::new(spec.max_idle, Some(spec.idle_timeout))),
             opened: AtomicU64::new(0),
         })
     }
@@ -141,57 +197,18 @@ impl Target {
 
     /// Idle pooled connections right now.
     pub fn idle_connections(&self) -> usize {
-        self.idle.lock().map(|idle| idle.len()).unwrap_or(0)
+        self.pool.len()
     }
 
     /// A pooled connection ready for a request, if one is left.
-    pub(crate) async fn take_idle(&self) -> Option<SendRequest<Body>> {
-        loop {
-            let mut sender = {
-                let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-                let now = Instant::now();
-                loop {
-                    let entry = idle.pop()?;
-                    if !entry.sender.is_closed()
-                        && now.duration_since(entry.since) < self.idle_timeout
-                    {
-                        break entry.sender;
-                    }
-                }
-            };
-            // Ready at once unless the connection task has not yet seen the end of
-            // the previous response; an error means the upstream closed it.
-            if sender.ready().await.is_ok() {
-                return Some(sender);
-            }
-        }
+    pub(crate) async fn take_idle(&self) -> Option<Conn<Stream>> {
+        self.pool.take().await
     }
 
-    /// Put a connection whose exchange completed back into the pool.
-    pub(crate) fn release(&self, sender: SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        // Oldest first: drop those past their idle time.
-        let expired = idle
-            .iter()
-            .take_while(|e| now.duration_since(e.since) >= self.idle_timeout)
-            .count();
-        idle.drain(..expired);
-        if idle.len() < self.max_idle {
-            idle.push(Idle { sender, since: now });
-        }
-    }
-
-    /// Open a new connection within `limit` (TCP, TLS for https, HTTP/1.1 handshake).
-    pub(crate) async fn connect(
-        &self,
-        limit: Duration,
-    ) -> Result<SendRequest<Body>, UpstreamError> {
+    /// Open a new connection within `limit` (TCP, and TLS for https).
+    pub(crate) async fn connect(&self, limit: Duration) -> Result<Conn<Stream>, UpstreamError> {
         let attempt = tokio::time::timeout(limit, self.open());
-        let sender = match attempt.await {
+        let stream = match attempt.await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(UpstreamError::Timeout {
@@ -202,21 +219,21 @@ impl Target {
             }
         };
         self.opened.fetch_add(1, Ordering::Relaxed);
-        Ok(sender)
+        Ok(Conn::new(stream))
     }
 
-    async fn open(&self) -> Result<SendRequest<Body>, UpstreamError> {
+    async fn open(&self) -> Result<Stream, UpstreamError> {
         let tcp = self.tcp().await?;
         let _ = tcp.set_nodelay(true);
         match &self.tls {
-            None => self.handshake(TokioIo::new(tcp)).await,
+            None => Ok(Stream::Tcp(tcp)),
             Some((config, name)) => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
                 let stream = connector
                     .connect(name.clone(), tcp)
                     .await
                     .map_err(|e| self.io_error(&e, true))?;
-                self.handshake(TokioIo::new(stream)).await
+                Ok(Stream::Tls(Box::new(stream)))
             }
         }
     }
@@ -240,21 +257,6 @@ impl Target {
             Some(e) => self.io_error(&e, false),
             None => self.unavailable(Cause::Dns, "the host name has no address".into()),
         })
-    }
-
-    async fn handshake<T>(&self, io: T) -> Result<SendRequest<Body>, UpstreamError>
-    where
-        T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    {
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|e| self.unavailable(Cause::Unreachable, e.to_string()))?;
-        tokio::spawn(async move {
-            // The connection's own errors surface through the exchange using it.
-            let _ = conn.await;
-        });
-        Ok(sender)
     }
 
     fn unavailable(&self, cause: Cause, note: String) -> UpstreamError {

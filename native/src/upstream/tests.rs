@@ -778,40 +778,66 @@ async fn the_read_timeout_starts_after_the_upload() {
     assert_eq!(error.note(), "the route's timeout (0.15 s) passed");
 }
 
+/// This thread's CPU time (user + system), from `/proc` (clock ticks).
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 (11 and 12 after the command).
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// Not a test: the proxy's own cost per request against a local echo, next to a
 /// bare hyper `SendRequest` on one connection (`cargo nextest run --release
-/// --run-ignored only bench_`). Both include the echo server's work.
+/// --run-ignored only bench_`): wall time and the thread's CPU time (the
+/// current-thread runtime runs the echo server on the same thread, so both
+/// include its work).
 #[tokio::test]
 #[ignore]
 async fn bench_pooled_sequential_requests() {
     const N: u32 = 20_000;
     let addr = echo().await;
     let up = Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section");
+    let cpu = thread_cpu();
     let start = std::time::Instant::now();
     for _ in 0..N {
         let response = up.send(get("/bench")).await.expect("sent");
         response.into_body().collect().await.expect("body");
     }
     let proxied = start.elapsed();
+    let proxied_cpu = thread_cpu() - cpu;
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut bare, conn) = hyper::client::conn::http1::handshake::<_, Body>(TokioIo::new(tcp))
         .await
         .expect("handshake");
     tokio::spawn(conn);
+    let cpu = thread_cpu();
     let start = std::time::Instant::now();
     for _ in 0..N {
         bare.ready().await.expect("ready");
         let mut req = get("/bench");
         req.headers_mut()
-            .insert(HOST, HeaderValue::from_static("x"));
+            .insert(http::header::HOST, HeaderValue::from_static("x"));
         let response = bare.send_request(req).await.expect("sent");
         response.into_body().collect().await.expect("body");
     }
     let direct = start.elapsed();
+    let direct_cpu = thread_cpu() - cpu;
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(N);
     println!(
-        "upstream::send {:.1} us/req, bare hyper {:.1} us/req, opened {}",
-        proxied.as_secs_f64() * 1e6 / f64::from(N),
-        direct.as_secs_f64() * 1e6 / f64::from(N),
+        "upstream::send {:.1} us/req ({:.1} CPU), bare hyper {:.1} us/req ({:.1} CPU), opened {}",
+        us(proxied),
+        us(proxied_cpu),
+        us(direct),
+        us(direct_cpu),
         up.targets()[0].connections_opened()
     );
 }
@@ -1095,4 +1121,45 @@ async fn a_client_that_never_sends_its_body_meets_the_route_timeout() {
     assert_eq!(error.problem().0, 504);
     assert_eq!(error.note(), "the route's timeout (0.1 s) passed");
     assert_eq!(up.targets()[0].connections_opened(), 0, "nothing was sent");
+}
+
+/// Not a test: 50 concurrent requesters through one `Upstream` on this
+/// current-thread runtime (the front's shape) against an upstream outside the
+/// process: `BASTION_BENCH_UPSTREAM=127.0.0.1:PORT cargo nextest run --release
+/// --run-ignored only bench_concurrent --no-capture`.
+#[tokio::test]
+#[ignore]
+async fn bench_concurrent_requests_to_an_outside_upstream() {
+    const TASKS: u32 = 50;
+    const EACH: u32 = 2_000;
+    let Some(addr) = std::env::var("BASTION_BENCH_UPSTREAM")
+        .ok()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
+        return;
+    };
+    let up =
+        Arc::new(Upstream::from_section(&section(vec![target(addr)], json!({}))).expect("section"));
+    let cpu = thread_cpu();
+    let start = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TASKS {
+        let up = up.clone();
+        tasks.spawn(async move {
+            for _ in 0..EACH {
+                let response = up.send(get("/public")).await.expect("sent");
+                response.into_body().collect().await.expect("body");
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let n = f64::from(TASKS * EACH);
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = (thread_cpu() - cpu).as_secs_f64();
+    println!(
+        "concurrent: {:.0} req/s, {:.1} us CPU/req, opened {}",
+        n / wall,
+        cpu * 1e6 / n,
+        up.targets()[0].connections_opened()
+    );
 }
