@@ -179,6 +179,9 @@ impl Forwarder {
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned())
         };
+        // An HTTP/1.0 client's request reaches Python as HTTP/1.0 (no Host is
+        // required of it there) on a connection that is not kept.
+        let http10 = parts.version == Version::HTTP_10;
         let head = Bytes::from(client::head::encode(
             &parts.method,
             &target,
@@ -186,11 +189,12 @@ impl Forwarder {
             &parts.headers,
             framing,
             client::head::FramingFields::Theirs,
+            http10,
         ));
         let replayable = matches!(framing, BodyFraming::None | BodyFraming::Length(0))
             && IDEMPOTENT.contains(&parts.method);
         let expect = client::Expect {
-            keep_alive: !client::head::has_token(&parts.headers, b"close"),
+            keep_alive: !http10 && !client::head::has_token(&parts.headers, b"close"),
             method: parts.method,
             upgrade,
         };

@@ -36,7 +36,9 @@ pub enum FramingFields {
     Theirs,
 }
 
-/// The request head: `METHOD target HTTP/1.1`, `host` first when given (any
+/// The request head: `METHOD target HTTP/1.1` (`HTTP/1.0` when `http10`: the
+/// hop to Python says which version the client spoke, as Python's hygiene
+/// judges it), `host` first when given (any
 /// `Host` in `headers` is then skipped), the headers in order, the framing
 /// fields (see [`FramingFields`]), CRLF.
 ///
@@ -48,6 +50,7 @@ pub fn encode(
     headers: &HeaderMap,
     framing: BodyFraming,
     fields: FramingFields,
+    http10: bool,
 ) -> Vec<u8> {
     let theirs = fields == FramingFields::Theirs;
     let their_te = theirs && framing == BodyFraming::Chunked && ends_chunked(headers);
@@ -63,7 +66,11 @@ pub fn encode(
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(if http10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
     if let Some(host) = host {
         field(&mut out, b"host", host.as_bytes());
     }

@@ -183,11 +183,23 @@ fn request_heads_are_one_buffer_with_their_framing() {
         &headers,
         BodyFraming::Length(5),
         FramingFields::Ours,
+        false,
     );
     assert_eq!(
         String::from_utf8_lossy(&out),
         "POST /p?q HTTP/1.1\r\nhost: up:8080\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 5\r\n\r\n"
     );
+    // The hop to Python keeps an HTTP/1.0 client's version (Python's hygiene judges it).
+    let out = head::encode(
+        &Method::GET,
+        "/",
+        None,
+        &HeaderMap::new(),
+        BodyFraming::None,
+        FramingFields::Theirs,
+        true,
+    );
+    assert_eq!(String::from_utf8_lossy(&out), "GET / HTTP/1.0\r\n\r\n");
     for n in [0, 7, 10, 1_234_567, u64::MAX] {
         let out = head::encode(
             &Method::PUT,
@@ -196,6 +208,7 @@ fn request_heads_are_one_buffer_with_their_framing() {
             &HeaderMap::new(),
             BodyFraming::Length(n),
             FramingFields::Ours,
+            false,
         );
         assert_eq!(
             String::from_utf8_lossy(&out),
@@ -209,6 +222,7 @@ fn request_heads_are_one_buffer_with_their_framing() {
         &headers,
         BodyFraming::Chunked,
         FramingFields::Ours,
+        false,
     );
     assert_eq!(
         String::from_utf8_lossy(&out),
@@ -396,6 +410,7 @@ fn get_upload() -> Upload {
         &HeaderMap::new(),
         BodyFraming::None,
         FramingFields::Ours,
+        false,
     );
     Upload::new(Bytes::from(head), full(Bytes::new()), BodyFraming::None)
 }
@@ -608,6 +623,7 @@ async fn request_bodies_are_framed_and_checked_against_their_length() {
         &HeaderMap::new(),
         BodyFraming::Chunked,
         FramingFields::Ours,
+        false,
     );
     let upload = Upload::new(Bytes::from(head), body, BodyFraming::Chunked);
     let mut expect = get_expect();
@@ -647,6 +663,7 @@ async fn request_bodies_are_framed_and_checked_against_their_length() {
         &HeaderMap::new(),
         BodyFraming::Length(2),
         FramingFields::Ours,
+        false,
     );
     let upload = Upload::new(Bytes::from(head), full("toolong"), BodyFraming::Length(2));
     let failed = Exchange::new(Conn::new(ours), upload, get_expect(), None)
@@ -722,6 +739,7 @@ fn the_hop_to_python_keeps_the_client_s_own_framing_fields() {
             &headers,
             framing,
             FramingFields::Theirs,
+            false,
         );
         String::from_utf8_lossy(&out).into_owned()
     };

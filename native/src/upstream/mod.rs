@@ -329,6 +329,7 @@ impl Upstream {
             &parts.headers,
             framing,
             client::head::FramingFields::Ours,
+            false,
         ));
         let expect = client::Expect {
             method: parts.method,
