@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from _support import EchoThread
 from bastion.storage import Database, migrate
 from bastion.storage.sql.schema import metadata
 
@@ -152,3 +153,13 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 __all__ = ["IN_CI", "AsyncIterator"]
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoThread]:
+    """A fresh echo upstream for one test (a module that shares one defines its own)."""
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()

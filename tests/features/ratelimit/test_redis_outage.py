@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -34,15 +33,6 @@ ROUTES = """  - name: strict
     public: true
     limits: [{{per: route, rate: 10/minute, fail: open}}]
 """
-
-
-@pytest.fixture
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
 
 
 def statuses(client: httpx.Client, url: str, n: int) -> Counter[tuple[int, str]]:

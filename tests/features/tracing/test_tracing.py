@@ -63,15 +63,6 @@ def receiver() -> Iterator[Receiver]:
         server.close()
 
 
-@pytest.fixture
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
 def test_spans_reach_the_otlp_receiver(
     tmp_path: Path, receiver: Receiver, echo: EchoThread
 ) -> None:

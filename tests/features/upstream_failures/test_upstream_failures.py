@@ -30,15 +30,6 @@ def silent() -> Iterator[int]:
         sock.close()
 
 
-@pytest.fixture
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
 def route(name: str, upstream: str, extra: str = "") -> str:
     return (
         f"  - {{name: {name}, match: {{path: /{name}}}, upstream: '{upstream}', public: true"
