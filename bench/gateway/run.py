@@ -30,9 +30,9 @@ is compared with the bare upstream paced the same way: the "added p99 at half
 load" of the issue's target. bastion runs as ``bastion serve`` with TLS off
 behind a trusted proxy address (plain HTTP, like nginx here) and its default
 engine. ``--baseline REV`` also runs (c)-(e) on a git revision (a worktree of this
-repository) side by side with this checkout, in alternating runs: on a shared
-machine whose speed drifts by a quarter between runs, the honest way to show a
-change's effect. ``--profile`` records case (d) with py-spy (needs ``py-spy`` on PATH or in
+repository, with its own native extension built by cargo) side by side with this
+checkout, in alternating runs: on a shared machine whose speed drifts by a quarter
+between runs, the honest way to show a change's effect. ``--profile`` records case (d) with py-spy (needs ``py-spy`` on PATH or in
 the venv) and writes the top functions by own time to ``RESULTS.md``.
 ``--shared redis://…`` runs bastion in cluster mode (shared state in Redis, as
 several nodes would), e.g. with ``--output bench/gateway/RESULTS-redis.md``.
@@ -334,6 +334,30 @@ def start_bastion(
     return server, str(key["key"]), jwt
 
 
+def build_native(checkout: Path) -> None:
+    """Build ``checkout``'s own native extension into its ``src/bastion`` (a worktree has none).
+
+    The baseline runs with ``PYTHONPATH=checkout/src``: without its own ``_native`` it would
+    import nothing (or, worse, this checkout's), and the comparison would not be of two builds.
+    Cargo reuses this checkout's target directory, so only the crate itself is compiled
+    (its uplifted ``lib_native.so`` is overwritten; this checkout's extension was already
+    installed into ``src/bastion``, and ``make`` rebuilds it when needed).
+    """
+    manifest = checkout / "native" / "Cargo.toml"
+    if not manifest.exists():
+        return  # a revision from before the native data plane: pure Python
+    print(f"building the native extension of the baseline ({manifest})…", flush=True)
+    target = os.environ.get("CARGO_TARGET_DIR") or str(ROOT / "native" / "target")
+    env = {**os.environ, "CARGO_TARGET_DIR": target}
+    subprocess.run(
+        ["cargo", "build", "--release", "--features", "python", "--manifest-path", str(manifest)],
+        check=True,
+        env=env,
+    )
+    built = Path(env["CARGO_TARGET_DIR"]) / "release" / "lib_native.so"
+    shutil.copyfile(built, checkout / "src" / "bastion" / "_native.abi3.so")
+
+
 def against_baseline(
     args: argparse.Namespace,
     work: Path,
@@ -354,6 +378,7 @@ def against_baseline(
         capture_output=True,
     )
     try:
+        build_native(checkout)
         directory = work / "baseline"
         directory.mkdir()
         port = free_port()
