@@ -32,8 +32,9 @@ behind a trusted proxy address (plain HTTP, like nginx here) and its default
 engine. ``--baseline REV`` also runs (c)-(e) on a git revision (a worktree of this
 repository, with its own native extension built by cargo) side by side with this
 checkout, in alternating runs: on a shared machine whose speed drifts by a quarter
-between runs, the honest way to show a change's effect. ``--profile`` records case (d) with py-spy (needs ``py-spy`` on PATH or in
-the venv) and writes the top functions by own time to ``RESULTS.md``.
+between runs, the honest way to show a change's effect. ``--profile`` records case
+(d) with py-spy (needs ``py-spy`` on PATH or in the venv) and writes the top
+functions by own time to ``RESULTS.md``.
 ``--shared redis://…`` runs bastion in cluster mode (shared state in Redis, as
 several nodes would), e.g. with ``--output bench/gateway/RESULTS-redis.md``.
 

@@ -24,8 +24,14 @@ class Nodes:
         self.nodes: list[BastionProcess] = []
 
     def cli(self, *args: str) -> dict[str, Any]:
-        """Run ``bastion *args --json -c bastion.yaml``; its parsed output (it must succeed)."""
-        result = run_cli(*args, "--json", "-c", "bastion.yaml", cwd=self.cwd)
+        """Run ``bastion *args --json -c bastion.yaml``; its parsed output (it must succeed).
+
+        The options go before a ``--`` in ``args`` (after it everything is an argument,
+        e.g. a kid that begins with ``-``).
+        """
+        options = ("--json", "-c", "bastion.yaml")
+        cut = args.index("--") if "--" in args else len(args)
+        result = run_cli(*args[:cut], *options, *args[cut:], cwd=self.cwd)
         assert result.returncode == 0, result.stderr
         parsed: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {}
         return parsed

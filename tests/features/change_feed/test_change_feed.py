@@ -184,7 +184,7 @@ def retired_signing_key_stops_its_tokens(d: Deployment, n: int) -> None:
     new = {"Authorization": f"Bearer {fresh[0]}"}
     settles(lambda: d.statuses("/api/orders", new) == [200] * n)
 
-    d.cli("signing-keys", "retire", old_kid)
+    d.cli("signing-keys", "retire", "--", old_kid)  # a kid may begin with "-"
     settles(lambda: d.statuses("/api/orders", old) == [401] * n)
     assert d.statuses("/api/orders", new) == [200] * n
 
