@@ -21,3 +21,12 @@ def cli_json(config: Path, *args: str) -> Any:
 def plane(response: httpx.Response) -> str:
     """The request id's prefix: one per plane of a process (Python's, the native front's)."""
     return response.headers["x-request-id"].rsplit("-", 1)[0]
+
+
+def migrated_config(tmp_path: Path, routes: str) -> Path:
+    """``tmp_path/bastion.yaml`` on SQLite with ``routes`` (YAML list items), migrated."""
+    config = tmp_path / "bastion.yaml"
+    config.write_text(f"storage: sqlite:///{tmp_path}/bastion.db\nroutes:\n{routes}")
+    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    return config

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import httpx
 
-from _support import BastionProcess, EchoThread, run_cli
-from _support.native import cli_json, plane
+from _support import BastionProcess, EchoThread
+from _support.native import cli_json, migrated_config, plane
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
-    config = tmp_path / "bastion.yaml"
-    config.write_text(
-        f"storage: sqlite:///{tmp_path}/bastion.db\n"
-        "routes:\n"
+    return migrated_config(
+        tmp_path,
         "  - name: orders\n"
         "    match: {path: /api/orders}\n"
         f"    upstream: {upstream}\n"
@@ -34,15 +32,12 @@ def _config(tmp_path: Path, upstream: str) -> Path:
         "    match: {path: /api/browser}\n"
         f"    upstream: {upstream}\n"
         "    public: true\n"
-        "    cors: {origins: ['https://app.example']}\n"
+        "    cors: {origins: ['https://app.example']}\n",
     )
-    return config
 
 
 def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThread) -> None:
     config = _config(tmp_path, echo.server.url)
-    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
-    assert migrated.returncode == 0, migrated.stderr
     key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
     listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
     assert (listed["orders"]["plane"], listed["orders"]["python_reason"]) == ("native", None)
@@ -83,8 +78,6 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
 
 def test_a_keys_own_limit_is_one_budget_across_planes(tmp_path: Path, echo: EchoThread) -> None:
     config = _config(tmp_path, echo.server.url)
-    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
-    assert migrated.returncode == 0, migrated.stderr
     key = cli_json(
         config, "keys", "create", "tight", "--scope", "orders:read", "--rate-limit", "2/minute"
     )

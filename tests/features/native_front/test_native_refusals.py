@@ -22,26 +22,21 @@ from typing import Any
 
 import httpx
 
-from _support import BastionProcess, EchoThread, run_cli
-from _support.native import cli_json, plane
+from _support import BastionProcess, EchoThread
+from _support.native import cli_json, migrated_config, plane
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
-    config = tmp_path / "bastion.yaml"
-    config.write_text(
-        f"storage: sqlite:///{tmp_path}/bastion.db\n"
-        "routes:\n"
+    return migrated_config(
+        tmp_path,
         "  - name: orders\n"
         "    match: {path: /api/orders}\n"
         f"    upstream: {upstream}\n"
         "    auth: [api_key]\n"
-        "    scopes: [orders:read]\n"
+        "    scopes: [orders:read]\n",
     )
-    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
-    assert migrated.returncode == 0, migrated.stderr
-    return config
 
 
 def _bearer(key: str) -> dict[str, str]:
