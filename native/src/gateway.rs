@@ -14,8 +14,8 @@
 //! | proxy | `Upstream::forward` | — (a failure is rendered: 502/503/504) |
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! upstream failures and the 401 of an API key Python refused (unknown,
-//! revoked, disabled, expired); every other refusal is Python's, which renders it.
+//! upstream failures and the 401 of an API key Python refuses (malformed,
+//! unknown, revoked, disabled, expired); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;

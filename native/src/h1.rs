@@ -27,6 +27,9 @@
 //! 204 and 304, the header read timeout (which also bounds an idle
 //! keep-alive connection), and graceful stop (an idle connection closes, a
 //! request in flight finishes with `connection: close`).
+//!
+//! What it adds: a send timeout (nginx's `send_timeout`, 60 s): a write to
+//! the client that makes no progress for that long ends the connection.
 
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
@@ -77,7 +80,14 @@ pub struct Limits {
     /// from when the loop starts waiting for it — so it also bounds an idle
     /// keep-alive connection, and a slow head (slowloris).
     pub header_timeout: Duration,
+    /// A write that makes no progress for this long ends the connection
+    /// (nginx's `send_timeout`): a client that stops reading cannot hold a
+    /// connection, its buffers and an upstream exchange forever.
+    pub send_timeout: Duration,
 }
+
+/// [`Limits::send_timeout`] of the public listener (nginx's default).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How the loop ended.
 pub enum Exit<S> {
@@ -95,6 +105,8 @@ struct Inner<S> {
     io: Option<S>,
     /// Bytes read and not yet consumed (a head, a body, pipelined requests).
     rbuf: BytesMut,
+    /// [`Limits::send_timeout`].
+    send_timeout: Duration,
     /// The generation of the request body allowed to read: a body left over
     /// from an earlier request cannot read the next request's bytes.
     generation: u64,
@@ -638,13 +650,17 @@ fn is_chunked(value: &[u8]) -> bool {
     })
 }
 
-/// Write all of `buf` to the connection.
+/// Write all of `buf` to the connection; a write that makes no progress
+/// within the send timeout fails with `TimedOut`.
 async fn write_all<S: AsyncWrite + Unpin>(shared: &Shared<S>, mut buf: &[u8]) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = poll_fn(|cx| match lock(shared).io.as_mut() {
-            Some(io) => Pin::new(io).poll_write(cx, buf),
-            None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
-        })
+        let n = patient(
+            shared,
+            poll_fn(|cx| match lock(shared).io.as_mut() {
+                Some(io) => Pin::new(io).poll_write(cx, buf),
+                None => Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+            }),
+        )
         .await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -655,11 +671,33 @@ async fn write_all<S: AsyncWrite + Unpin>(shared: &Shared<S>, mut buf: &[u8]) ->
 }
 
 async fn flush<S: AsyncWrite + Unpin>(shared: &Shared<S>) -> io::Result<()> {
-    poll_fn(|cx| match lock(shared).io.as_mut() {
-        Some(io) => Pin::new(io).poll_flush(cx),
-        None => Poll::Ready(Ok(())),
-    })
+    patient(
+        shared,
+        poll_fn(|cx| match lock(shared).io.as_mut() {
+            Some(io) => Pin::new(io).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }),
+    )
     .await
+}
+
+/// Run one write (or flush) to the client; if it cannot finish at once (the
+/// socket's buffer is full: the client reads slowly or not at all), give it
+/// the send timeout. The timer is only armed then, so a response that fits the
+/// buffer costs none.
+async fn patient<S, T>(
+    shared: &Shared<S>,
+    io_op: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let mut io_op = pin!(io_op);
+    if let Poll::Ready(done) = poll_fn(|cx| Poll::Ready(io_op.as_mut().poll(cx))).await {
+        return done;
+    }
+    let limit = lock(shared).send_timeout;
+    match tokio::time::timeout(limit, io_op).await {
+        Ok(done) => done,
+        Err(_) => Err(io::ErrorKind::TimedOut.into()),
+    }
 }
 
 async fn shutdown<S: AsyncWrite + Unpin>(shared: &Shared<S>) {
@@ -813,6 +851,7 @@ where
     let shared: Shared<S> = Arc::new(Mutex::new(Inner {
         io: Some(io),
         rbuf: BytesMut::with_capacity(8 * 1024),
+        send_timeout: limits.send_timeout,
         generation: 0,
         left: 0,
     }));
@@ -987,6 +1026,7 @@ mod tests {
             max_headers: 100,
             max_head: 64 * 1024,
             header_timeout: Duration::from_secs(5),
+            send_timeout: Duration::from_secs(5),
         }
     }
 
@@ -1017,6 +1057,7 @@ mod tests {
                 return builder.body(Unknown(chunks).boxed_unsync()).unwrap();
             }
             "/204" => return builder.status(204).body(full("")).unwrap(),
+            "/big" => return builder.body(full(vec![b'x'; 2 << 20])).unwrap(),
             "/dated" => {
                 return builder
                     .header("date", "Thu, 01 Jan 1970 00:00:00 GMT")
@@ -1303,6 +1344,54 @@ mod tests {
         assert_eq!(read_all(&mut client).await, "");
         assert!(matches!(task.await.unwrap(), Exit::Closed));
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stops_reading_is_dropped_after_the_send_timeout() {
+        let (mut client, task) = start(
+            Limits {
+                send_timeout: Duration::from_millis(100),
+                ..limits()
+            },
+            no_stop(),
+        );
+        // 2 MiB answered into a 256 KiB pipe nobody reads.
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+        assert!(matches!(ended, Ok(Ok(Exit::Closed))), "still writing");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_that_keeps_reading_gets_everything() {
+        let (mut client, task) = start(
+            Limits {
+                send_timeout: Duration::from_millis(200),
+                ..limits()
+            },
+            no_stop(),
+        );
+        client
+            .write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        // Longer in all than the timeout, but never idle for it.
+        let mut got = Vec::new();
+        let mut chunk = vec![0u8; 128 * 1024];
+        loop {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let n = client.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert!(got.ends_with(&vec![b'x'; 2 << 20]));
+        assert!(matches!(task.await.unwrap(), Exit::Closed));
     }
 
     #[tokio::test]

@@ -170,6 +170,7 @@ impl Front {
                 max_headers: config.max_headers,
                 max_head,
                 header_timeout: HEADER_READ_TIMEOUT,
+                send_timeout: h1::SEND_TIMEOUT,
             },
             stopped: stopped.clone(),
         });

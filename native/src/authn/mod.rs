@@ -9,9 +9,10 @@
 //! Python answers the whole request (and, when it accepts the credential,
 //! pushes it into the caches so the next request is native).
 //!
-//! The one refusal rendered natively is an API key Python refused
-//! ([`unadmitted`]: a digest it found no key for, or a cached key revoked,
-//! disabled, expired or past its grace): Python's `401 invalid_api_key`.
+//! The one refusal rendered natively is an API key Python refuses
+//! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
+//! Python found no key for, or a cached key revoked, disabled, expired or past
+//! its grace): Python's `401 invalid_api_key`.
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `json` (duplicate-free JSON), `cache` (the
@@ -496,6 +497,11 @@ fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
     };
     if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() {
         return Unadmitted::Defer;
+    }
+    // Python's `parse_api_key` before any lookup: a key that is not well formed
+    // is refused whatever the request (made-up keys never reach Python).
+    if !api_key::well_formed(key) {
+        return Unadmitted::Refused;
     }
     let digest = caches.api_key_digest(key);
     // Python's order: its fresh record first, then its "no such key".

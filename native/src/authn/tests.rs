@@ -365,7 +365,7 @@ fn claims_hold_like_python() {
 
 // -- API keys -----------------------------------------------------------------
 
-const KEY: &str = "bst_live_0123456789abcdefghijABCDEFGHIJ0a1b2c";
+const KEY: &str = "bst_live_mn331tcZdoxuNggtbmf2rsB2WBerjUTK1GQlaB";
 
 fn key_record(extra: Value) -> ApiKeyRecord {
     let mut base = json!({
@@ -977,6 +977,28 @@ fn route_with_methods(methods: &[&str]) -> RouteAuth {
         "scopes": {"by_method": {}, "default": []},
         "jwt": {"audience": "https://issuer.example"}
     }))
+}
+
+#[test]
+fn a_key_that_is_not_well_formed_is_refused_without_a_lookup() {
+    let caches = Caches::new();
+    let keyed = key_route();
+    // Wrong checksum, unknown shape: refused, never a miss (no digest asked of Python).
+    for key in [
+        "bst_live_mn331tcZdoxuNggtbmf2rsB2WBerjUTK1GQlaC",
+        "bst_nope",
+    ] {
+        assert_eq!(
+            unadmitted(&caches, &keyed, None, &bearer(key), 100.0),
+            Unadmitted::Refused,
+            "{key}"
+        );
+    }
+    // A well-formed unknown key is still Python's to look up.
+    assert!(matches!(
+        unadmitted(&caches, &keyed, None, &bearer(KEY), 100.0),
+        Unadmitted::Miss(_)
+    ));
 }
 
 #[test]

@@ -16,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from _support import BastionProcess, EchoThread, free_port
+from bastion.crypto import generate_api_key
 
 TOKEN = "e2e-metrics-token-0123456789abcdef"
 
@@ -72,7 +73,8 @@ def test_gateway_traffic_is_counted_and_scraped_on_the_main_port(
         assert http.post("/pub/b", content=b"x").status_code == 200
         assert http.get("/pub/c").status_code == 200
         assert http.get("/priv/x").status_code == 401
-        bad_key = {"Authorization": "Bearer bst_nope"}
+        # Well formed, never stored: Python looks it up first.
+        bad_key = {"Authorization": f"Bearer {generate_api_key()}"}
         assert http.get("/priv/y", headers=bad_key).status_code == 401
         # Refused again, now by the native plane (Python pushed the refusal): counted alike.
         native = [http.get(f"/priv/z{n}", headers=bad_key) for n in range(2)]

@@ -17,6 +17,7 @@ import httpx
 
 from _support import BastionProcess, EchoThread
 from _support.native import cli_json, migrated_config, plane
+from bastion.crypto import generate_api_key
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
@@ -52,7 +53,8 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
         second = client.get("/api/orders/2", headers=auth)
         third = client.get("/api/orders/3", headers=auth)
         fourth = client.get("/api/orders/4", headers=auth)
-        bad = client.get("/api/orders/5", headers={"Authorization": "Bearer bst_nope"})
+        unknown = {"Authorization": f"Bearer {generate_api_key()}"}  # well formed, not stored
+        bad = client.get("/api/orders/5", headers=unknown)
     assert [r.status_code for r in (first, second, third)] == [200, 200, 200]
     # Python served the first (and pushed the key), the native plane the next ones.
     assert plane(first) != plane(second) == plane(third)
@@ -70,7 +72,7 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
     assert fourth.json()["reason"] == "rate_limited"
     assert fourth.headers["retry-after"]
     assert plane(fourth) == plane(second)
-    # A refusal is rendered by the Python pipeline.
+    # A key's first refusal is rendered by the Python pipeline (which looks it up).
     assert bad.status_code == 401
     assert bad.json()["reason"] == "invalid_api_key"
     assert plane(bad) == plane(first)

@@ -3,8 +3,9 @@
 - an unknown key's first request is served by the Python pipeline (which looks it up and
   pushes the refusal), the next by the native plane — told apart by the request id's
   per-plane prefix — with a byte-identical ``401 invalid_api_key`` (body and head, but for
-  the request id and the date); the same for a key whose format can never be valid, and for
-  a key revoked with the CLI once Python has seen it revoked;
+  the request id and the date); a key whose format or checksum can never be valid is
+  refused by the native plane from its first request (it never reaches Python), alike; and
+  a key revoked with the CLI is refused natively once Python has seen it revoked;
 - a key created with the CLI (another process) drops every refusal on the node (the change
   feed): the unknown key is asked of Python again, and the new key is accepted;
 - every 401, whichever plane rendered it, is one ``gateway.denied`` audit row;
@@ -92,10 +93,16 @@ def test_refused_keys_are_answered_natively_alike_and_forgotten_on_change(
         python, native = plane(valid[0]), plane(valid[1])
         assert python != native
 
-        for credential in (unknown, "bst_nope"):
-            first, second, third = get(credential), get(credential), get(credential)
-            assert [plane(first), plane(second), plane(third)] == [python, native, native]
-            _same_answer(first, second)
+        first, second, third = get(unknown), get(unknown), get(unknown)
+        assert [plane(first), plane(second), plane(third)] == [python, native, native]
+        _same_answer(first, second)
+        # A key that can never be valid (shape, tag or checksum) never reaches Python:
+        # the native plane checks the format first, and answers alike.
+        flipped = unknown[:-1] + ("A" if unknown[-1] != "A" else "B")
+        for credential in ("bst_nope", flipped, "bst_Live_" + unknown[4:], unknown + "x"):
+            made_up = get(credential)
+            assert plane(made_up) == native, credential
+            _same_answer(first, made_up)
 
         # A key created elsewhere (the CLI) drops every refusal on this node.
         created = cli_json(config, "keys", "create", "late", "--scope", "orders:read")
@@ -111,7 +118,7 @@ def test_refused_keys_are_answered_natively_alike_and_forgotten_on_change(
         assert (revoked.status_code, plane(revoked)) == (401, native)
 
     refusals = statuses.count(401)
-    assert refusals >= 9
+    assert refusals >= 11
 
     async def denied() -> list[Any]:
         db = await Database.connect(f"sqlite:///{tmp_path}/bastion.db")
