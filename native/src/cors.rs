@@ -407,7 +407,10 @@ mod tests {
     fn cors_origins_match_byte_for_byte_only() {
         let p = policy(true, "");
         for allowed in ["https://app.example.com", "http://localhost:3000"] {
-            assert!(p.origin(&head(&[("origin", allowed)])).is_some(), "{allowed}");
+            assert!(
+                p.origin(&head(&[("origin", allowed)])).is_some(),
+                "{allowed}"
+            );
         }
         for refused in [
             "https://app.example.com.evil.com",
@@ -426,7 +429,10 @@ mod tests {
             " https://app.example.com",
             "https://app.example.co",
         ] {
-            assert!(p.origin(&head(&[("origin", refused)])).is_none(), "{refused:?}");
+            assert!(
+                p.origin(&head(&[("origin", refused)])).is_none(),
+                "{refused:?}"
+            );
             let refused_actual = actual(Some(&p), &head(&[("origin", refused)]));
             assert!(refused_actual.is_err(), "{refused:?}");
         }
@@ -459,11 +465,16 @@ mod tests {
                 ("access-control-expose-headers", "RateLimit, X-Total"),
             ]
         );
-        let bare = actual(Some(&p), &head(&[])).expect("no origin").expect("cors");
+        let bare = actual(Some(&p), &head(&[]))
+            .expect("no origin")
+            .expect("cors");
         let mut out = Vec::new();
         bare.add_to(&mut out);
         assert_eq!(out, [(VARY, VARY_ORIGIN)]);
-        assert!(matches!(actual(None, &head(&[("origin", "null")])), Ok(None)));
+        assert!(matches!(
+            actual(None, &head(&[("origin", "null")])),
+            Ok(None)
+        ));
     }
 
     #[test]
@@ -504,8 +515,14 @@ mod tests {
     fn cors_preflight_method_and_headers() {
         let asked = |pairs: &[(&str, &str)]| requested_method(&head(pairs));
         let o = ("origin", "https://app.example.com");
-        assert_eq!(asked(&[o, ("access-control-request-method", "POST")]), Some(Method::POST));
-        assert_eq!(asked(&[o, ("access-control-request-method", " PUT\t")]), Some(Method::PUT));
+        assert_eq!(
+            asked(&[o, ("access-control-request-method", "POST")]),
+            Some(Method::POST)
+        );
+        assert_eq!(
+            asked(&[o, ("access-control-request-method", " PUT\t")]),
+            Some(Method::PUT)
+        );
         assert_eq!(asked(&[("access-control-request-method", "POST")]), None);
         assert_eq!(asked(&[o, ("access-control-request-method", "post")]), None);
         assert_eq!(asked(&[o, ("access-control-request-method", "")]), None);
@@ -518,7 +535,8 @@ mod tests {
             None
         );
         let p = policy(false, "");
-        let allowed = |value: &str| headers_allowed(&p, &head(&[("access-control-request-headers", value)]));
+        let allowed =
+            |value: &str| headers_allowed(&p, &head(&[("access-control-request-headers", value)]));
         assert_eq!(allowed("Content-Type, authorization"), Some(true));
         assert_eq!(allowed("X-API-Key,accept, range ,"), Some(true));
         assert_eq!(allowed(""), Some(true));
