@@ -657,4 +657,4 @@ def _from_trusted_proxy(gateway: Gateway, scope: Scope) -> bool:
 def _add_headers(error: GatewayError | ApiKeyError, headers: list[tuple[str, str]]) -> None:
     """Let ``error``'s problem response carry ``headers`` too (CORS, so a page can read it)."""
     own = getattr(error, "headers", None)
-    error.headers = [*own, *headers] if isinstance(own, list | tuple) else list(headers)  # type: ignore[attr-defined]
+    error.headers = [*own, *headers] if isinstance(own, list | tuple) else list(headers)  # type: ignore[union-attr]

@@ -25,6 +25,7 @@ import asyncio
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -219,7 +220,11 @@ def masked(head: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 def request_bytes(method: str, path: str, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: gw.test", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        "Host: gw.test",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
@@ -286,7 +291,9 @@ def test_refusals_byte_identical_and_audited(
     python, native = planes(client)
     evil = {"Origin": "https://app.example.com.evil.com"}
     for method, headers in (("GET", evil), ("OPTIONS", preflight(evil["Origin"], "GET"))):
-        n_head, n_body, n_rid = masked(*raw_head(proc, request_bytes(method, "/api/browser", headers)))
+        n_head, n_body, n_rid = masked(
+            *raw_head(proc, request_bytes(method, "/api/browser", headers))
+        )
         p_head, p_body, p_rid = masked(
             *raw_head(proc, request_bytes(method, "/api/browser", {**headers, **DEFER}))
         )
@@ -295,9 +302,12 @@ def test_refusals_byte_identical_and_audited(
         assert (n_head, n_body) == (p_head, p_body), method
         assert n_head.startswith(b"HTTP/1.1 403 ")
     # Two Origin fields: refused (exactly one is compared, byte for byte).
-    two = raw_head(proc, request_bytes("GET", "/api/browser", {}).replace(
-        b"\r\n\r\n", f"\r\nOrigin: {APP}\r\nOrigin: {APP}\r\n\r\n".encode()
-    ))
+    two = raw_head(
+        proc,
+        request_bytes("GET", "/api/browser", {}).replace(
+            b"\r\n\r\n", f"\r\nOrigin: {APP}\r\nOrigin: {APP}\r\n\r\n".encode()
+        ),
+    )
     assert two[0].startswith(b"HTTP/1.1 403 ")
     assert b"cors_origin_not_allowed" in two[1]
 
@@ -315,8 +325,6 @@ def test_refusals_byte_identical_and_audited(
         rows = asyncio.run(denied())
         if any(r.data["method"] == "OPTIONS" for r in rows) and len(rows) >= 5:
             break
-        import time
-
         time.sleep(0.1)
     mine = [r for r in rows if r.route == "browser" and r.data["path"] == "/api/browser"]
     assert len(mine) >= 5
@@ -393,7 +401,9 @@ def test_refused_api_key_401_carries_cors_headers_on_both_planes(
 
     def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
         return [
-            (n.lower(), v) for n, v in response.headers.raw if n.lower() not in (b"x-request-id", b"date")
+            (n.lower(), v)
+            for n, v in response.headers.raw
+            if n.lower() not in (b"x-request-id", b"date")
         ]
 
     assert head(first) == head(second)

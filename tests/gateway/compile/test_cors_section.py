@@ -14,7 +14,9 @@ from bastion.settings.models import RouteMatch, RouteSettings, Settings
 def route(name: str, path: str, **kw: Any) -> RouteSettings:
     match_kw = {k: kw.pop(k) for k in ("host", "methods") if k in kw}
     kw.setdefault("public", True)
-    return RouteSettings(name=name, match=RouteMatch(path=path, **match_kw), upstream="http://u:9", **kw)
+    return RouteSettings(
+        name=name, match=RouteMatch(path=path, **match_kw), upstream="http://u:9", **kw
+    )
 
 
 def test_defaults_follow_the_route() -> None:
@@ -76,7 +78,9 @@ def test_explicit_settings() -> None:
 
 
 def test_a_cors_route_is_native_and_the_table_loads() -> None:
-    settings = Settings(routes=[route("api", "/api", cors={"origins": ["https://app.example.com"]})])
+    settings = Settings(
+        routes=[route("api", "/api", cors={"origins": ["https://app.example.com"]})]
+    )
     table = compile_table(settings)
     entry = table["routes"][0]
     assert (entry["native"], entry["defer_reason"]) == (True, None)
