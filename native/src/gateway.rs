@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
-//! | ip, cors | — | the route has IP rules or CORS (compiled `native: false`) |
+//! | ip | — | the route has IP rules (compiled `native: false`) |
+//! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
 //! | authenticate | `authn::admit` (cached keys, verified tokens); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup), or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
@@ -14,8 +15,9 @@
 //! | proxy | `Upstream::forward` | — (a failure is rendered: 502/503/504) |
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! upstream failures and the 401 of an API key Python refuses (malformed,
-//! unknown, revoked, disabled, expired); every other refusal is Python's, which renders it.
+//! upstream failures, the 401 of an API key Python refuses (malformed,
+//! unknown, revoked, disabled, expired), a CORS preflight's 204 and the 403
+//! `cors_origin_not_allowed`; every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -31,6 +33,7 @@ use crate::audit::{self, AuditEvent, Door};
 use crate::authn::miss::{Lead, Miss, MISS_WAIT};
 use crate::authn::{self, Admitted, Unadmitted};
 use crate::client_ip::{client_ip, ip_bucket};
+use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::limit::{self, effective_key_limits, StoreKind};
@@ -44,7 +47,7 @@ use crate::upstream::UpstreamError;
 
 /// The request's host as the router reads it: the `Host` header, or the
 /// HTTP/2 authority.
-fn host_of(req: &Request<Body>) -> Option<&str> {
+pub(crate) fn host_of(req: &Request<Body>) -> Option<&str> {
     match req.headers().get(http::header::HOST) {
         Some(value) => value.to_str().ok(),
         None => req.uri().authority().map(|a| a.as_str()),
@@ -59,6 +62,10 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     // An absolute-form target (a proxy request) is Python's to judge.
     if req.version() != Version::HTTP_2 && req.uri().scheme().is_some() {
         return Outcome::Defer(req);
+    }
+    // A CORS preflight is matched by the method it asks for (`cors::preflight`).
+    if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
+        return cors::preflight(req, conn, &table);
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let Routed::Native { route, .. } = table.routes.route(host_of(&req), req.method(), target)
@@ -80,6 +87,9 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     }
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
         return Outcome::Defer(req);
+    };
+    let Ok(cors) = cors::actual(native.cors.as_ref(), req.headers()) else {
+        return cors::refuse(&req, &route.name, ip, conn.tls);
     };
     let mut waited = false;
     let (now, admitted) = loop {
@@ -103,7 +113,7 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
-                return refuse(&req, &route.name, ip, conn.tls);
+                return refuse(&req, &route.name, ip, conn.tls, cors.as_ref());
             }
             Unadmitted::Miss(_) if waited => return Outcome::Defer(req),
             Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
@@ -167,7 +177,10 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let rid = request_id.to_str().unwrap_or("-");
     let https = conn.tls;
     if !decision.allowed {
-        let problem = Problem::rate_limited(&decision);
+        let mut problem = Problem::rate_limited(&decision);
+        if let Some(cors) = &cors {
+            cors.add_to(&mut problem.headers);
+        }
         DeniedHead::of(&req).denied(&route.name, &identity, ip, rid, &problem, "limit", started);
         let mut response = problem.into_response(rid);
         respond::decorate(response.headers_mut(), https, &request_id);
@@ -187,6 +200,9 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let mut response = match native.upstream.forward(req, &path, who, &ctx).await {
         Ok(mut response) => {
             let headers = response.headers_mut();
+            if let Some(cors) = &cors {
+                cors.apply_upstream(headers);
+            }
             if !decision.headers.is_empty() {
                 headers.remove("ratelimit");
                 headers.remove("ratelimit-policy");
@@ -201,7 +217,10 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             if let Some(line) = plane().failures.failed(&route.name, &error, Instant::now()) {
                 crate::log::push(crate::log::WARNING, "bastion.gateway.upstreams", line);
             }
-            let problem = problem_of(&error);
+            let mut problem = problem_of(&error);
+            if let Some(cors) = &cors {
+                cors.add_to(&mut problem.headers);
+            }
             head.denied(&route.name, &identity, ip, rid, &problem, "proxy", started);
             problem.into_response(rid)
         }
@@ -218,11 +237,20 @@ pub struct LeadGuard(pub Arc<Lead>);
 
 /// Python's `401 invalid_api_key` for a key it refused, audited and metered as
 /// Python's `authenticate` step does (no identity was established).
-fn refuse(req: &Request<Body>, route: &str, ip: IpAddr, https: bool) -> Outcome {
+fn refuse(
+    req: &Request<Body>,
+    route: &str,
+    ip: IpAddr,
+    https: bool,
+    cors: Option<&CorsHeaders>,
+) -> Outcome {
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers());
     let rid = request_id.to_str().unwrap_or("-");
-    let problem = Problem::invalid_api_key();
+    let mut problem = Problem::invalid_api_key();
+    if let Some(cors) = cors {
+        cors.add_to(&mut problem.headers);
+    }
     let nobody = Identity::default();
     DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, "authenticate", started);
     let mut response = problem.into_response(rid);
@@ -250,14 +278,14 @@ fn flagged(identity: &Identity, ip: IpAddr, now: f64) -> bool {
 
 /// The parts of a request head a denial's audit event records, kept without
 /// allocating (an allowed request never needs them).
-struct DeniedHead {
+pub(crate) struct DeniedHead {
     method: http::Method,
     path: http::Uri,
     user_agent: Option<HeaderValue>,
 }
 
 impl DeniedHead {
-    fn of(req: &Request<Body>) -> Self {
+    pub(crate) fn of(req: &Request<Body>) -> Self {
         DeniedHead {
             method: req.method().clone(),
             path: req.uri().clone(),
@@ -267,7 +295,7 @@ impl DeniedHead {
 
     /// Audit and meter a denial rendered natively (429, an upstream failure).
     #[allow(clippy::too_many_arguments)]
-    fn denied(
+    pub(crate) fn denied(
         self,
         route: &str,
         identity: &Identity,

@@ -37,9 +37,20 @@ pub fn takes(
         *method,
         Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH
     ) {
-        // OPTIONS may be a CORS preflight; the rest are rare: Python decides.
+        // OPTIONS may be a CORS preflight (`cors::preflight`); the rest are rare: Python decides.
         return false;
     }
+    takes_head(version, headers, body_empty, limits, max_body)
+}
+
+/// [`takes`] without the method: the head (a preflight's, whose method is `OPTIONS`).
+pub fn takes_head(
+    version: Version,
+    headers: &HeaderMap,
+    body_empty: bool,
+    limits: HeadLimits,
+    max_body: u64,
+) -> bool {
     if headers.len() > limits.max_headers {
         return false;
     }

@@ -9,6 +9,7 @@
 //! Modules, one idea each:
 //! - `client`: the in-task HTTP/1.1 client and keep-alive pool (upstreams, Python).
 //! - `client_ip`: the client address through trusted proxies.
+//! - `cors`: per-route CORS (preflights answered, origins checked, response headers).
 //! - `authn`: API keys and bastion's JWTs from the native caches.
 //! - `authz`: route allow-lists, scopes, claims and roles.
 //! - `authn`: API keys and bastion's JWTs from the native caches.
@@ -52,6 +53,7 @@ pub mod authn;
 pub mod authz;
 pub mod client;
 pub mod client_ip;
+pub mod cors;
 pub mod forward;
 pub mod gateway;
 pub mod h1;

@@ -5,6 +5,7 @@
 
 use crate::authn::RouteAuth;
 use crate::client_ip::TrustedProxies;
+use crate::cors::{CorsPolicy, CorsSection};
 use crate::hygiene::HeadLimits;
 use crate::limit::RouteLimits;
 use crate::routes::RouteTable;
@@ -16,6 +17,8 @@ pub struct NativeRoute {
     pub limits: RouteLimits,
     pub upstream: Upstream,
     pub max_body: u64,
+    /// The route's CORS policy (`None`: the route has no `cors`).
+    pub cors: Option<CorsPolicy>,
 }
 
 /// One loaded configuration: the router, each native route's steps, and the
@@ -39,6 +42,8 @@ struct EdgeTable {
 #[derive(serde::Deserialize)]
 struct EdgeRoute {
     max_body: u64,
+    #[serde(default)]
+    cors: Option<CorsSection>,
 }
 
 impl Table {
@@ -67,11 +72,17 @@ impl Table {
                 .map_err(|e| format!("route {name}: {e}"))?;
             let edge: EdgeRoute = serde_json::from_value(raw_route["edge"].clone())
                 .map_err(|e| format!("route {name}: edge: {e}"))?;
+            let cors = edge
+                .cors
+                .map(CorsPolicy::from_section)
+                .transpose()
+                .map_err(|e| format!("route {name}: edge: {e}"))?;
             native.push(Some(NativeRoute {
                 auth,
                 limits,
                 upstream,
                 max_body: edge.max_body,
+                cors,
             }));
         }
         Ok(Table {

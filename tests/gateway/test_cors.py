@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from bastion.apikeys.errors import InvalidApiKeyError
 from bastion.demo.echo import EchoServer
 from bastion.gateway.cors import (
     CorsHeaderNotAllowedError,
@@ -197,6 +198,45 @@ async def test_errors_carry_cors_headers_for_allowed_origins(gateway: Gateway) -
         (n.lower(), v)
         for n, v in caught.value.headers  # type: ignore[attr-defined]
     ]
+
+
+class _RefuseEveryKey:
+    async def verify(self, key: str, *, ip: str | None = None, now: float | None = None) -> None:
+        raise InvalidApiKeyError("unknown")
+
+
+async def test_a_refused_api_key_carries_cors_headers(echo: EchoServer) -> None:
+    # InvalidApiKeyError is the API key service's, not a GatewayError: a page reads it too.
+    gw = Gateway(
+        [
+            edge_route(
+                "private",
+                "/private",
+                echo.url,
+                methods=["GET"],
+                public=False,
+                auth=["api_key"],
+                cors={"origins": [APP], "credentials": True},
+            )
+        ],
+        api_keys=_RefuseEveryKey(),  # type: ignore[arg-type]
+    )
+    try:
+        with pytest.raises(InvalidApiKeyError) as caught:
+            await call(
+                gw,
+                "GET",
+                "/private",
+                headers=[("origin", APP), ("authorization", "Bearer bst_x")],
+            )
+    finally:
+        await gw.shutdown()
+    assert caught.value.headers == [  # type: ignore[attr-defined]
+        ("access-control-allow-origin", APP),
+        ("vary", "Origin"),
+        ("access-control-allow-credentials", "true"),
+    ]
+    assert echo.connections == 0
 
 
 async def test_routes_without_cors_are_untouched(gateway: Gateway) -> None:

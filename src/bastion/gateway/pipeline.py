@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import quote
 
+from bastion.apikeys.errors import ApiKeyError
 from bastion.audit.events import Auditor
 from bastion.errors import BastionError
 from bastion.gateway.audit import count_allowed, record_denial
@@ -598,7 +599,8 @@ class Gateway:
             except ClientDisconnectedError:
                 return  # nobody is left to answer
             except BastionError as exc:
-                if ex.edge_headers and isinstance(exc, GatewayError):
+                # The API key's refusals too (not GatewayErrors): a page reads its 401 as well.
+                if ex.edge_headers and isinstance(exc, GatewayError | ApiKeyError):
                     _add_headers(exc, ex.edge_headers)
                 if self.auditor is not None:
                     record_denial(self.auditor, ex, step.name, exc)
@@ -652,7 +654,7 @@ def _from_trusted_proxy(gateway: Gateway, scope: Scope) -> bool:
     )
 
 
-def _add_headers(error: GatewayError, headers: list[tuple[str, str]]) -> None:
+def _add_headers(error: GatewayError | ApiKeyError, headers: list[tuple[str, str]]) -> None:
     """Let ``error``'s problem response carry ``headers`` too (CORS, so a page can read it)."""
     own = getattr(error, "headers", None)
-    error.headers = [*own, *headers] if isinstance(own, list | tuple) else list(headers)  # type: ignore[attr-defined]
+    error.headers = [*own, *headers] if isinstance(own, list | tuple) else list(headers)  # type: ignore[union-attr]

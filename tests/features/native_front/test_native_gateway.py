@@ -33,7 +33,7 @@ def _config(tmp_path: Path, upstream: str) -> Path:
         "    match: {path: /api/browser}\n"
         f"    upstream: {upstream}\n"
         "    public: true\n"
-        "    cors: {origins: ['https://app.example']}\n",
+        "    websocket: true\n",
     )
 
 
@@ -43,7 +43,9 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
     listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
     assert (listed["orders"]["plane"], listed["orders"]["python_reason"]) == ("native", None)
     assert listed["browser"]["plane"] == "python"
-    assert listed["browser"]["python_reason"] == "not native yet: cors"
+    assert listed["browser"]["python_reason"] == (
+        "not native yet: websocket; upstream: WebSocket routes are served by Python"
+    )
     auth = {"Authorization": f"Bearer {key['key']}"}
     with (
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,

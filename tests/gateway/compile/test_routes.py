@@ -80,18 +80,23 @@ def test_compile_table_shape_and_native_load() -> None:
     settings = Settings(
         routes=[
             route("a", "/a", methods=["GET"]),
-            route("b", "/b", cors={"origins": ["https://app.example"]}),
+            route("b", "/b", websocket=True),
+            route("c", "/c", cors={"origins": ["https://app.example"]}),
         ]
     )
     table = compile_table(settings)
     assert table["version"] == TABLE_VERSION == 1
     assert table["match"] == {"reserved": list(RESERVED_PREFIXES), "preflight": True}
-    assert [r["index"] for r in table["routes"]] == [0, 1]
+    assert [r["index"] for r in table["routes"]] == [0, 1, 2]
     assert table["routes"][0]["match"]["prefix"] == "/a"
-    assert [r["native"] for r in table["routes"]] == [True, False]
-    assert table["routes"][1]["defer_reason"] == "not native yet: cors"
+    # CORS is native (the edge section carries the policy); WebSockets stay in Python.
+    assert [r["native"] for r in table["routes"]] == [True, False, True]
+    assert table["routes"][1]["defer_reason"] == (
+        "not native yet: websocket; upstream: WebSocket routes are served by Python"
+    )
+    assert table["routes"][2]["edge"]["cors"]["origins"] == ["https://app.example"]
     loaded = _native.RouteTable(json.dumps(table))
-    assert len(loaded) == 2
+    assert len(loaded) == 3
     # A route with a feature the native core does not serve yet stays in Python.
     assert loaded.route("h", "GET", "/b/x") is None
     assert loaded.defer_reason("h", "GET", "/b/x") == "not_native"

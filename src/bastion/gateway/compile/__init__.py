@@ -6,7 +6,8 @@ builds a new one and swaps it as one reference). Each route carries a section
 per concern, each compiled by its own module:
 
 - ``routes``: how a request matches the route (host, path, methods);
-- ``edge``: the checks before authentication (body size; what keeps a route in Python);
+- ``edge``: the checks before authentication (body size, the CORS policy; what keeps a
+  route in Python);
 - ``routes``: how a request matches the route (host, path, methods), plus the
   table-wide ``match`` inputs of the router (the control plane's reserved
   prefixes, whether CORS preflights exist);

@@ -1,17 +1,19 @@
 """The ``edge`` section of a native route: the checks before authentication.
 
 The native core serves a route's edge only when it has nothing the native
-steps do not implement yet: CORS, IP allow/deny rules, WebSocket upgrades,
+steps do not implement yet: IP allow/deny rules, WebSocket upgrades,
 mutual TLS, the signed identity assertion, load shedding and OpenTelemetry tracing
 leave the route to the Python pipeline (:class:`Unsupported`, with the
 reason ``bastion routes list`` shows). What it does serve: the route's body
-size limit (``max_body``, default ``request_limits.max_body``).
+size limit (``max_body``, default ``request_limits.max_body``) and its CORS
+policy (``cors``, :mod:`bastion.gateway.compile.cors`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bastion.gateway.compile import cors
 from bastion.gateway.compile.common import Unsupported
 from bastion.settings.models import RouteSettings, Settings
 
@@ -21,8 +23,6 @@ __all__ = ["section", "table_section"]
 def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupported:
     """The edge section of ``route``, or the first feature that keeps it in Python."""
     reasons = []
-    if route.cors is not None:
-        reasons.append("cors")
     if route.ip is not None and (route.ip.allow or route.ip.deny):
         reasons.append("ip rules")
     if route.websocket.enabled:
@@ -38,7 +38,7 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
     if reasons:
         return Unsupported("not native yet: " + ", ".join(reasons))
     max_body = route.max_body if route.max_body is not None else settings.request_limits.max_body
-    return {"max_body": int(max_body)}
+    return {"max_body": int(max_body), "cors": cors.section(route)}
 
 
 def table_section(settings: Settings) -> dict[str, Any]:
