@@ -5,7 +5,8 @@
 //! |---|---|---|
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
-//! | ip, cors | — | the route has IP rules or CORS (compiled `native: false`) |
+//! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address |
+//! | cors | — | the route has CORS (compiled `native: false`) |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
 //! | authenticate | `authn::admit` (cached keys, verified tokens); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup), or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
@@ -14,8 +15,9 @@
 //! | proxy | `Upstream::forward` | — (a failure is rendered: 502/503/504) |
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! upstream failures and the 401 of an API key Python refused (unknown,
-//! revoked, disabled, expired); every other refusal is Python's, which renders it.
+//! upstream failures, the 403 of a client address the route's IP rules refuse
+//! and the 401 of an API key Python refused (unknown, revoked, disabled,
+//! expired); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -33,6 +35,7 @@ use crate::authn::{self, Admitted, Unadmitted};
 use crate::client_ip::{client_ip, ip_bucket};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
+use crate::ip_rules;
 use crate::limit::{self, effective_key_limits, StoreKind};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
@@ -81,6 +84,11 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
         return Outcome::Defer(req);
     };
+    if let Some(rules) = &native.ip {
+        if !rules.admits(ip) {
+            return refuse(&req, &route.name, ip, conn.tls, ip_rules::not_allowed(), "ip");
+        }
+    }
     let mut waited = false;
     let (now, admitted) = loop {
         let now = authn::unix_now();
@@ -103,7 +111,8 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
-                return refuse(&req, &route.name, ip, conn.tls);
+                let problem = Problem::invalid_api_key();
+                return refuse(&req, &route.name, ip, conn.tls, problem, "authenticate");
             }
             Unadmitted::Miss(_) if waited => return Outcome::Defer(req),
             Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
@@ -216,15 +225,22 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
 #[derive(Clone)]
 pub struct LeadGuard(pub Arc<Lead>);
 
-/// Python's `401 invalid_api_key` for a key it refused, audited and metered as
-/// Python's `authenticate` step does (no identity was established).
-fn refuse(req: &Request<Body>, route: &str, ip: IpAddr, https: bool) -> Outcome {
+/// A refusal before any identity is established, audited and metered as the
+/// Python `step` does: `401 invalid_api_key` for a key Python refused
+/// (`authenticate`), `403 ip_not_allowed` (`ip`).
+fn refuse(
+    req: &Request<Body>,
+    route: &str,
+    ip: IpAddr,
+    https: bool,
+    problem: Problem,
+    step: &'static str,
+) -> Outcome {
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers());
     let rid = request_id.to_str().unwrap_or("-");
-    let problem = Problem::invalid_api_key();
     let nobody = Identity::default();
-    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, "authenticate", started);
+    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, step, started);
     let mut response = problem.into_response(rid);
     respond::decorate(response.headers_mut(), https, &request_id);
     Outcome::Respond(response)

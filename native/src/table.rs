@@ -6,6 +6,7 @@
 use crate::authn::RouteAuth;
 use crate::client_ip::TrustedProxies;
 use crate::hygiene::HeadLimits;
+use crate::ip_rules::{IpRules, IpSection};
 use crate::limit::RouteLimits;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
@@ -16,6 +17,8 @@ pub struct NativeRoute {
     pub limits: RouteLimits,
     pub upstream: Upstream,
     pub max_body: u64,
+    /// The route's IP allow / deny networks (`edge.ip`), if it has any.
+    pub ip: Option<IpRules>,
 }
 
 /// One loaded configuration: the router, each native route's steps, and the
@@ -39,6 +42,8 @@ struct EdgeTable {
 #[derive(serde::Deserialize)]
 struct EdgeRoute {
     max_body: u64,
+    #[serde(default)]
+    ip: Option<IpSection>,
 }
 
 impl Table {
@@ -67,11 +72,18 @@ impl Table {
                 .map_err(|e| format!("route {name}: {e}"))?;
             let edge: EdgeRoute = serde_json::from_value(raw_route["edge"].clone())
                 .map_err(|e| format!("route {name}: edge: {e}"))?;
+            let ip = match &edge.ip {
+                Some(section) => Some(
+                    IpRules::from_section(section).map_err(|e| format!("route {name}: ip: {e}"))?,
+                ),
+                None => None,
+            };
             native.push(Some(NativeRoute {
                 auth,
                 limits,
                 upstream,
                 max_body: edge.max_body,
+                ip,
             }));
         }
         Ok(Table {

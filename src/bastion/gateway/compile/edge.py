@@ -5,7 +5,9 @@ steps do not implement yet: CORS, IP allow/deny rules, WebSocket upgrades,
 mutual TLS, the signed identity assertion, load shedding and OpenTelemetry tracing
 leave the route to the Python pipeline (:class:`Unsupported`, with the
 reason ``bastion routes list`` shows). What it does serve: the route's body
-size limit (``max_body``, default ``request_limits.max_body``).
+size limit (``max_body``, default ``request_limits.max_body``) and its IP
+allow / deny networks (``ip``: ``{"allow": [...], "deny": [...]}`` as
+``ipaddress`` prints them, or ``null``; ``native/src/ip_rules.rs``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.gateway.compile.common import Unsupported
+from bastion.gateway.ip_rules import IpRules
 from bastion.settings.models import RouteSettings, Settings
 
 __all__ = ["section", "table_section"]
@@ -23,8 +26,6 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
     reasons = []
     if route.cors is not None:
         reasons.append("cors")
-    if route.ip is not None and (route.ip.allow or route.ip.deny):
-        reasons.append("ip rules")
     if route.websocket.enabled:
         reasons.append("websocket")
     if "mtls" in route.auth:
@@ -38,7 +39,18 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
     if reasons:
         return Unsupported("not native yet: " + ", ".join(reasons))
     max_body = route.max_body if route.max_body is not None else settings.request_limits.max_body
-    return {"max_body": int(max_body)}
+    return {"max_body": int(max_body), "ip": _ip(route)}
+
+
+def _ip(route: RouteSettings) -> dict[str, list[str]] | None:
+    """The route's IP rules as :class:`~bastion.gateway.ip_rules.IpRules` compiles them."""
+    if route.ip is None or not (route.ip.allow or route.ip.deny):
+        return None
+    rules = IpRules.of(route.ip.allow, route.ip.deny)
+    return {
+        "allow": [str(network) for network in rules.allow],
+        "deny": [str(network) for network in rules.deny],
+    }
 
 
 def table_section(settings: Settings) -> dict[str, Any]:
