@@ -8,7 +8,7 @@
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address |
 //! | cors | — | the route has CORS (compiled `native: false`) |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
-//! | authenticate | `authn::admit` (cached keys, verified tokens); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup), or not usable |
+//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens, a certificate-bound one only with its certificate; client-certificate identities by thumbprint); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers` | — |
@@ -86,14 +86,29 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     };
     if let Some(rules) = &native.ip {
         if !rules.admits(ip) {
-            return refuse(&req, &route.name, ip, conn.tls, ip_rules::not_allowed(), "ip");
+            return refuse(
+                &req,
+                &route.name,
+                ip,
+                conn.tls,
+                ip_rules::not_allowed(),
+                "ip",
+            );
         }
     }
+    // The verified client certificate's thumbprint, where a method reads it
+    // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
+    let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
+    let cert = if native.auth.methods.iter().any(reads_cert) {
+        authn::mtls::leaf_thumbprint(&conn.client_certs)
+    } else {
+        None
+    };
     let mut waited = false;
     let (now, admitted) = loop {
         let now = authn::unix_now();
         let caches = crate::plane::caches();
-        let admitted = authn::admit(
+        let admitted = authn::admit_with_cert(
             caches,
             &native.auth,
             &route.name,
@@ -101,12 +116,21 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             req.uri(),
             req.headers(),
             Some(ip),
+            cert.as_ref(),
             now,
         );
         if let Some(admitted) = admitted {
             break (now, admitted);
         }
-        match authn::unadmitted(caches, &native.auth, req.uri().query(), req.headers(), now) {
+        let query = req.uri().query();
+        match authn::unadmitted_with_cert(
+            caches,
+            &native.auth,
+            query,
+            req.headers(),
+            cert.as_ref(),
+            now,
+        ) {
             Unadmitted::Defer => return Outcome::Defer(req),
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so

@@ -1,9 +1,8 @@
 """The ``edge`` section of a native route: the checks before authentication.
 
 The native core serves a route's edge only when it has nothing the native
-steps do not implement yet: CORS, IP allow/deny rules, WebSocket upgrades,
-mutual TLS, the signed identity assertion, load shedding and OpenTelemetry tracing
-leave the route to the Python pipeline (:class:`Unsupported`, with the
+steps do not implement yet: CORS, WebSocket upgrades, the signed identity
+assertion, load shedding and OpenTelemetry tracing leave the route to the Python pipeline (:class:`Unsupported`, with the
 reason ``bastion routes list`` shows). What it does serve: the route's body
 size limit (``max_body``, default ``request_limits.max_body``) and its IP
 allow / deny networks (``ip``: ``{"allow": [...], "deny": [...]}`` as
@@ -28,8 +27,6 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
         reasons.append("cors")
     if route.websocket.enabled:
         reasons.append("websocket")
-    if "mtls" in route.auth:
-        reasons.append("mtls")
     if settings.identity_headers.assertion.enabled:
         reasons.append("identity assertion")
     if settings.ratelimit.shedding.enabled:
