@@ -14,8 +14,7 @@ import pytest
 from bastion import _native
 from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt, x5t_s256
 from bastion.demo.echo import EchoServer
-from bastion.gateway import Gateway, InvalidBearerTokenError, UnauthenticatedError
-from bastion.gateway import native_push
+from bastion.gateway import Gateway, InvalidBearerTokenError, UnauthenticatedError, native_push
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.authn.jwt import JwtAuthenticator
 from bastion.gateway.authn.mtls import MtlsAuthenticator
@@ -169,7 +168,7 @@ async def test_every_identity_is_pushed_to_the_native_cache(echo: EchoServer) ->
     assert not _native.cert_identity_cached(x5t_s256(der(ALICE)))
     # A record that does not agree with itself is refused; only mtls identities are pushed.
     forged = {"subject": "admin", "claims": {**alice.claims, "sub": "admin"}}
-    with pytest.raises(ValueError, match="claims.cnf is not this certificate"):
+    with pytest.raises(ValueError, match=r"claims\.cnf is not this certificate"):
         _native.cert_identity_put(thumbprint, json.dumps(forged))
     native_push.cert_identity(Identity(method="jwt", subject="s", claims=alice.claims))
     assert not _native.cert_identity_cached(x5t_s256(der(ALICE)))

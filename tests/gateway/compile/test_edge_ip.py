@@ -1,4 +1,4 @@
-"""The ``edge.ip`` section of the native route table: a route's IP rules, compiled for the native core."""
+"""The ``edge.ip`` section of the native route table: a route's IP rules for the native core."""
 
 from __future__ import annotations
 

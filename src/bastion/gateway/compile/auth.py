@@ -13,7 +13,8 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
   route allow-list.
 
 Anything else leaves the route to Python (:class:`Unsupported`): the
-``introspection`` and ``session`` methods and trusted external issuers. (Route ``ip`` rules are the ``edge`` section's.)
+``introspection`` and ``session`` methods and trusted external issuers.
+(Route ``ip`` rules are the ``edge`` section's.)
 
 The section::
 

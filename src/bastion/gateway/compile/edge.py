@@ -2,8 +2,9 @@
 
 The native core serves a route's edge only when it has nothing the native
 steps do not implement yet: CORS, WebSocket upgrades, the signed identity
-assertion, load shedding and OpenTelemetry tracing leave the route to the Python pipeline (:class:`Unsupported`, with the
-reason ``bastion routes list`` shows). What it does serve: the route's body
+assertion, load shedding and OpenTelemetry tracing leave the route to the
+Python pipeline (:class:`Unsupported`, with the reason ``bastion routes list``
+shows). What it does serve: the route's body
 size limit (``max_body``, default ``request_limits.max_body``) and its IP
 allow / deny networks (``ip``: ``{"allow": [...], "deny": [...]}`` as
 ``ipaddress`` prints them, or ``null``; ``native/src/ip_rules.rs``).
