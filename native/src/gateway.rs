@@ -138,7 +138,19 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
                 let problem = Problem::invalid_api_key();
                 return refuse(&req, &route.name, ip, conn.tls, problem, "authenticate");
             }
-            Unadmitted::Miss(_) if waited => return Outcome::Defer(req),
+            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => return Outcome::Defer(req),
+            Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
+                Miss::Defer => return Outcome::Defer(req),
+                Miss::Lead(lead) => {
+                    let mut req = req;
+                    req.extensions_mut().insert(LeadGuard(Arc::new(lead)));
+                    return Outcome::Defer(req);
+                }
+                Miss::Wait(waiter) => {
+                    waiter.wait(MISS_WAIT).await;
+                    waited = true;
+                }
+            },
             Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
                 Miss::Defer => return Outcome::Defer(req),
                 Miss::Lead(lead) => {

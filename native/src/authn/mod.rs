@@ -519,6 +519,9 @@ pub enum Unadmitted {
     /// The responsible method is `api_key` and its key (this digest) is not
     /// cached: Python looks it up (concurrent misses coalesce).
     Miss([u8; 32]),
+    /// The responsible method is `mtls` and the certificate (this thumbprint)
+    /// has no cached identity: Python derives it (concurrent misses coalesce).
+    CertMiss(mtls::Thumbprint),
     /// Python answers (another method, no credential, a refusal that depends
     /// on the request, authorization…).
     Defer,
@@ -538,8 +541,9 @@ pub fn unadmitted(
 }
 
 /// [`unadmitted`] for a connection with the client certificate `cert`: where
-/// `mtls` comes first, Python answers (it derives the certificate's identity),
-/// never a native refusal of a key the certificate would have made moot.
+/// `mtls` comes first, a certificate without a cached identity is a
+/// [`Unadmitted::CertMiss`] (Python derives it), never a native refusal of a
+/// key the certificate makes moot.
 pub fn unadmitted_with_cert(
     caches: &Caches,
     route: &RouteAuth,
@@ -559,7 +563,15 @@ pub fn unadmitted_with_cert(
         match method {
             Method::ApiKey if !found.keys.is_empty() => return key_state(caches, &found.keys, now),
             Method::Jwt if !found.tokens.is_empty() => return Unadmitted::Defer,
-            Method::Mtls if cert.is_some() => return Unadmitted::Defer,
+            Method::Mtls => {
+                if let Some(cert) = cert {
+                    // Cached, yet not admitted (claims, scopes): Python's 403.
+                    return match mtls::certs().get(cert) {
+                        Some(_) => Unadmitted::Defer,
+                        None => Unadmitted::CertMiss(*cert),
+                    };
+                }
+            }
             _ => {}
         }
     }

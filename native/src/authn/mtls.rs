@@ -17,10 +17,9 @@
 //! certificate's bytes alone, and whether a certificate may be used at all is
 //! decided by the TLS handshake (a `client_ca` change applies there). The
 //! cache is bounded ([`CERT_CACHE_MAX`], Python's own bound), the oldest entry
-//! evicted first. Misses are not coalesced as API key misses are: deriving
-//! an identity costs Python no I/O (~50 µs of parsing), and only certificates
-//! the client CA signed ever reach this point, so a flood of new ones is not
-//! something a client can produce.
+//! evicted first. Concurrent misses of one certificate coalesce as API key
+//! misses do ([`cert_miss`], `miss::Inflight`): the first defers, the others
+//! wait for its push, so a certificate costs one derivation.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -31,6 +30,7 @@ use ring::digest;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::miss::{Inflight, Miss};
 use crate::http::Identity;
 
 /// Most certificate identities held (`MtlsAuthenticator.cache_size`).
@@ -174,6 +174,22 @@ impl CertIdentities {
 pub fn certs() -> &'static CertIdentities {
     static CERTS: OnceLock<CertIdentities> = OnceLock::new();
     CERTS.get_or_init(CertIdentities::default)
+}
+
+fn inflight() -> &'static Arc<Inflight> {
+    static INFLIGHT: OnceLock<Arc<Inflight>> = OnceLock::new();
+    INFLIGHT.get_or_init(Arc::default)
+}
+
+/// A native miss of the certificate `thumb`: lead its derivation (defer, and
+/// hold the `Lead` until Python answered), or wait for the one in flight.
+pub fn cert_miss(thumb: Thumbprint) -> Miss {
+    inflight().miss(thumb)
+}
+
+/// Python pushed the identity of `thumb` ([`certs`]): wake whoever waits for it.
+pub fn cert_settled(thumb: &Thumbprint) {
+    inflight().settled(thumb);
 }
 
 #[cfg(test)]
@@ -340,6 +356,11 @@ mod tests {
             let caches = Caches::new();
             assert_eq!(
                 unadmitted_with_cert(&caches, &r, None, &HeaderMap::new(), Some(&unknown), 100.0),
+                Unadmitted::CertMiss(unknown)
+            );
+            // No certificate: not responsible, and nothing else is: Python's 401.
+            assert_eq!(
+                unadmitted_with_cert(&caches, &r, None, &HeaderMap::new(), None, 100.0),
                 Unadmitted::Defer
             );
         }
@@ -349,10 +370,10 @@ mod tests {
             let caches = Caches::new();
             let unknown = thumbprint(b"step-uncached");
             let mtls_first = route(&["mtls", "api_key"], serde_json::json!({}));
-            // With a certificate, Python answers (it derives the identity); the key is moot.
+            // With a certificate, Python derives its identity; the key is moot.
             assert_eq!(
                 unadmitted_with_cert(&caches, &mtls_first, None, &keyed(), Some(&unknown), 100.0),
-                Unadmitted::Defer
+                Unadmitted::CertMiss(unknown)
             );
             // Without one, the key is responsible: a miss of its digest.
             assert!(matches!(
@@ -389,6 +410,13 @@ mod tests {
                 serde_json::json!({"claims": {"cert_subject": "CN=x"}}),
             );
             assert_eq!(admit(&other, &HeaderMap::new(), Some(&thumb)), None);
+            // Cached but refused by the route: Python's 403, not a miss.
+            let caches = Caches::new();
+            let headers = HeaderMap::new();
+            assert_eq!(
+                unadmitted_with_cert(&caches, &other, None, &headers, Some(&thumb), 100.0),
+                Unadmitted::Defer
+            );
             // A certificate grants no scopes: a route that needs one is Python's 403.
             let scoped = route(
                 &["mtls"],
@@ -396,6 +424,21 @@ mod tests {
             );
             assert_eq!(admit(&scoped, &HeaderMap::new(), Some(&thumb)), None);
         }
+    }
+
+    #[test]
+    fn mtls_concurrent_misses_coalesce() {
+        let thumb = thumbprint(b"coalesced");
+        let Miss::Lead(lead) = cert_miss(thumb) else {
+            panic!("the first miss leads");
+        };
+        assert!(matches!(cert_miss(thumb), Miss::Wait(_)));
+        // Another certificate is its own lookup.
+        assert!(matches!(cert_miss(thumbprint(b"other")), Miss::Lead(_)));
+        cert_settled(&thumb);
+        // Settled: the next miss (say, the entry was evicted) leads anew.
+        assert!(matches!(cert_miss(thumb), Miss::Lead(_)));
+        drop(lead);
     }
 
     /// RFC 8705 certificate-bound tokens of bastion's own (`cnf.x5t#S256`).

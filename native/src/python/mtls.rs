@@ -3,7 +3,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::authn::mtls::{certs, CertIdentity};
+use crate::authn::mtls::{cert_settled, certs, CertIdentity};
 
 /// Cache the identity Python derived for the certificate whose `x5t#S256`
 /// (base64url) is `x5t`: `{"subject": …, "claims": {…}}`.
@@ -12,6 +12,7 @@ fn cert_identity_put(x5t: &str, identity_json: &str) -> PyResult<()> {
     let (thumb, entry) =
         CertIdentity::from_push(x5t, identity_json).map_err(PyValueError::new_err)?;
     certs().put(thumb, entry);
+    cert_settled(&thumb);
     Ok(())
 }
 

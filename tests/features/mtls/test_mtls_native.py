@@ -13,12 +13,15 @@ told apart by the request id's per-plane prefix — with the same identity upstr
 - no certificate: 401 ``unauthenticated`` (Python's); a certificate of another CA: the
   handshake fails; a route whose ``claims`` the certificate does not meet: 403
   ``claim_mismatch`` however often it is asked (never allowed natively);
+- concurrent first requests of a new certificate cost one derivation: one is deferred, the
+  others wait for its push and are served natively;
 - with ``auth: [mtls, api_key]`` the certificate vouches first (a bogus key beside it is
   ignored, as in Python); without a certificate the key is judged (401 ``invalid_api_key``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +60,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             False,
         ),
         "plain": (ca, "plain", [], False),
+        "burst": (ca, "burst", client_sans("spiffe://test/burst"), False),
         "rogue": (rogue, "svc", client_sans("spiffe://test/orders"), False),
     }
     for name, (authority, cn, sans, server) in issued.items():
@@ -191,3 +195,29 @@ def test_mtls_first_then_api_key(server: tuple[BastionProcess, Path], pki: dict[
         no_cert = http.get("/mixed/1", headers=bogus)
     assert no_cert.status_code == 401
     assert no_cert.json()["reason"] == "invalid_api_key"
+
+
+def test_concurrent_first_requests_of_a_certificate_cost_one_derivation(
+    server: tuple[BastionProcess, Path], pki: dict[str, Path]
+) -> None:
+    proc, _ = server
+    count = 16
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
+    context.load_cert_chain(str(pki["burst_cert"]), str(pki["burst_key"]))
+    url = f"https://127.0.0.1:{proc.port}"
+
+    async def burst() -> tuple[str, list[httpx.Response]]:
+        clients = [httpx.AsyncClient(base_url=url, verify=context, timeout=10) for _ in range(16)]
+        try:
+            # Open every connection first (Python's 404), so the requests arrive together.
+            opened = await asyncio.gather(*(c.get("/no-such-route") for c in clients))
+            responses = await asyncio.gather(*(c.get(f"/any/{n}") for n, c in enumerate(clients)))
+            return plane(opened[0]), list(responses)
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    python, responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * count
+    assert {_upstream_saw(r)["x-bastion-subject"] for r in responses} == {"spiffe://test/burst"}
+    # One request had the identity derived (served by Python); the others waited for its push.
+    assert sum(plane(r) == python for r in responses) == 1
