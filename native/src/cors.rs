@@ -342,6 +342,10 @@ pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome 
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
         return Outcome::Defer(req);
     };
+    // Python's `ip` step runs first: its 403 for a preflight is Python's to render.
+    if native.ip.as_ref().is_some_and(|rules| !rules.admits(ip)) {
+        return Outcome::Defer(req);
+    }
     let Some(origin) = policy.origin(req.headers()) else {
         return refuse(&req, &route.name, ip, conn.tls);
     };

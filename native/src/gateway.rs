@@ -5,19 +5,20 @@
 //! |---|---|---|
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
-//! | ip | — | the route has IP rules (compiled `native: false`) |
+//! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
-//! | authenticate | `authn::admit` (cached keys, verified tokens); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup), or not usable |
+//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens, a certificate-bound one only with its certificate; client-certificate identities by thumbprint); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers` | — |
 //! | proxy | `Upstream::forward` | — (a failure is rendered: 502/503/504) |
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! upstream failures, the 401 of an API key Python refuses (malformed,
-//! unknown, revoked, disabled, expired), a CORS preflight's 204 and the 403
-//! `cors_origin_not_allowed`; every other refusal is Python's, which renders it.
+//! upstream failures, the 403 of a client address the route's IP rules refuse,
+//! the 401 of an API key Python refuses (malformed, unknown, revoked, disabled,
+//! expired), a CORS preflight's 204 and the 403 `cors_origin_not_allowed`;
+//! every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -36,6 +37,7 @@ use crate::client_ip::{client_ip, ip_bucket};
 use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
+use crate::ip_rules;
 use crate::limit::{self, effective_key_limits, StoreKind};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
@@ -88,14 +90,29 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
         return Outcome::Defer(req);
     };
+    // Python's order: `ip`, then `cors` (so an address refused carries no CORS headers).
+    if let Some(rules) = &native.ip {
+        if !rules.admits(ip) {
+            let problem = ip_rules::not_allowed();
+            return refuse(&req, &route.name, ip, conn.tls, problem, "ip", None);
+        }
+    }
     let Ok(cors) = cors::actual(native.cors.as_ref(), req.headers()) else {
         return cors::refuse(&req, &route.name, ip, conn.tls);
+    };
+    // The verified client certificate's thumbprint, where a method reads it
+    // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
+    let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
+    let cert = if native.auth.methods.iter().any(reads_cert) {
+        authn::mtls::leaf_thumbprint(&conn.client_certs)
+    } else {
+        None
     };
     let mut waited = false;
     let (now, admitted) = loop {
         let now = authn::unix_now();
         let caches = crate::plane::caches();
-        let admitted = authn::admit(
+        let admitted = authn::admit_with_cert(
             caches,
             &native.auth,
             &route.name,
@@ -103,19 +120,49 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             req.uri(),
             req.headers(),
             Some(ip),
+            cert.as_ref(),
             now,
         );
         if let Some(admitted) = admitted {
             break (now, admitted);
         }
-        match authn::unadmitted(caches, &native.auth, req.uri().query(), req.headers(), now) {
+        let query = req.uri().query();
+        match authn::unadmitted_with_cert(
+            caches,
+            &native.auth,
+            query,
+            req.headers(),
+            cert.as_ref(),
+            now,
+        ) {
             Unadmitted::Defer => return Outcome::Defer(req),
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
-                return refuse(&req, &route.name, ip, conn.tls, cors.as_ref());
+                let problem = Problem::invalid_api_key();
+                return refuse(
+                    &req,
+                    &route.name,
+                    ip,
+                    conn.tls,
+                    problem,
+                    "authenticate",
+                    cors.as_ref(),
+                );
             }
-            Unadmitted::Miss(_) if waited => return Outcome::Defer(req),
+            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => return Outcome::Defer(req),
+            Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
+                Miss::Defer => return Outcome::Defer(req),
+                Miss::Lead(lead) => {
+                    let mut req = req;
+                    req.extensions_mut().insert(LeadGuard(Arc::new(lead)));
+                    return Outcome::Defer(req);
+                }
+                Miss::Wait(waiter) => {
+                    waiter.wait(MISS_WAIT).await;
+                    waited = true;
+                }
+            },
             Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
                 Miss::Defer => return Outcome::Defer(req),
                 Miss::Lead(lead) => {
@@ -235,24 +282,26 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
 #[derive(Clone)]
 pub struct LeadGuard(pub Arc<Lead>);
 
-/// Python's `401 invalid_api_key` for a key it refused, audited and metered as
-/// Python's `authenticate` step does (no identity was established).
+/// A refusal before any identity is established, audited and metered as the
+/// Python `step` does: `401 invalid_api_key` for a key Python refuses
+/// (`authenticate`, with the route's CORS headers), `403 ip_not_allowed` (`ip`).
 fn refuse(
     req: &Request<Body>,
     route: &str,
     ip: IpAddr,
     https: bool,
+    mut problem: Problem,
+    step: &'static str,
     cors: Option<&CorsHeaders>,
 ) -> Outcome {
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers());
     let rid = request_id.to_str().unwrap_or("-");
-    let mut problem = Problem::invalid_api_key();
     if let Some(cors) = cors {
         cors.add_to(&mut problem.headers);
     }
     let nobody = Identity::default();
-    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, "authenticate", started);
+    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, step, started);
     let mut response = problem.into_response(rid);
     respond::decorate(response.headers_mut(), https, &request_id);
     Outcome::Respond(response)

@@ -18,6 +18,7 @@
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
+//! - `ip_rules`: a route's client-address allow / deny networks.
 //! - `mutate`: the headers a request carries upstream (identity headers, X-Forwarded-*).
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
@@ -59,6 +60,7 @@ pub mod gateway;
 pub mod h1;
 pub mod http;
 pub mod hygiene;
+pub mod ip_rules;
 pub mod limit;
 pub mod log;
 pub mod metrics;

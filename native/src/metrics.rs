@@ -23,7 +23,7 @@ pub const NO_ROUTE: &str = "(none)";
 
 /// The outcomes the native path produces; anything else folds into `other`
 /// (Python folds unknown codes the same way).
-pub const OUTCOMES: [&str; 11] = [
+pub const OUTCOMES: [&str; 12] = [
     "allowed",
     "rate_limited",
     "upstream_error",
@@ -33,6 +33,7 @@ pub const OUTCOMES: [&str; 11] = [
     "service_unavailable",
     "bad_request",
     "invalid_api_key",
+    "ip_not_allowed",
     "cancelled",
     "other",
 ];

@@ -7,6 +7,7 @@ use crate::authn::RouteAuth;
 use crate::client_ip::TrustedProxies;
 use crate::cors::{CorsPolicy, CorsSection};
 use crate::hygiene::HeadLimits;
+use crate::ip_rules::{IpRules, IpSection};
 use crate::limit::RouteLimits;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
@@ -19,6 +20,8 @@ pub struct NativeRoute {
     pub max_body: u64,
     /// The route's CORS policy (`None`: the route has no `cors`).
     pub cors: Option<CorsPolicy>,
+    /// The route's IP allow / deny networks (`edge.ip`), if it has any.
+    pub ip: Option<IpRules>,
 }
 
 /// One loaded configuration: the router, each native route's steps, and the
@@ -44,6 +47,8 @@ struct EdgeRoute {
     max_body: u64,
     #[serde(default)]
     cors: Option<CorsSection>,
+    #[serde(default)]
+    ip: Option<IpSection>,
 }
 
 impl Table {
@@ -77,12 +82,19 @@ impl Table {
                 .map(CorsPolicy::from_section)
                 .transpose()
                 .map_err(|e| format!("route {name}: edge: {e}"))?;
+            let ip = match &edge.ip {
+                Some(section) => Some(
+                    IpRules::from_section(section).map_err(|e| format!("route {name}: ip: {e}"))?,
+                ),
+                None => None,
+            };
             native.push(Some(NativeRoute {
                 auth,
                 limits,
                 upstream,
                 max_body: edge.max_body,
                 cors,
+                ip,
             }));
         }
         Ok(Table {

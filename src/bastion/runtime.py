@@ -549,7 +549,7 @@ def _authenticators(
     access_tokens.on_revoke(jwt.forget)
     table: dict[str, Any] = {"jwt": jwt}
     if settings.tls.client_ca is not None:
-        table["mtls"] = MtlsAuthenticator()
+        table["mtls"] = MtlsAuthenticator(push=native_push.cert_identity)
     config = settings.introspection
     if config is not None:
         table["introspection"] = IntrospectionAuthenticator(

@@ -8,6 +8,7 @@ from bastion import _native
 from bastion.audit.events import Auditor
 from bastion.audit.metrics import GATEWAY_BUCKETS, Metrics
 from bastion.gateway.errors import UpstreamTimeoutError
+from bastion.gateway.ip_rules import IpNotAllowedError
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -66,3 +67,14 @@ def test_native_audit_drops_are_exported() -> None:
     assert value(found, dropped, decision="allow") == allows
     assert value(found, dropped, decision="deny") == denials
     assert value(found, "bastion_native_audit_queue_depth") == _native.audit_pending()
+
+
+def test_native_ip_refusals_are_counted_as_pythons() -> None:
+    route = "native-metrics-ip"
+    metrics = Metrics(process=False, auditor=Auditor())
+    metrics.gateway_request(route, IpNotAllowedError("no"), 0.001)
+    _native.metrics_record(route, "ip_not_allowed", 0.0001)
+    found = samples(metrics)
+    requests = "bastion_gateway_requests_total"
+    assert value(found, requests, route=route, outcome="ip_not_allowed") == 2
+    assert value(found, requests, route=route, outcome="other") is None

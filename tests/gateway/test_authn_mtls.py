@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -10,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from bastion import _native
 from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt, x5t_s256
 from bastion.demo.echo import EchoServer
-from bastion.gateway import Gateway, InvalidBearerTokenError, UnauthenticatedError
+from bastion.gateway import Gateway, InvalidBearerTokenError, UnauthenticatedError, native_push
+from bastion.gateway.authn.identity import Identity
 from bastion.gateway.authn.jwt import JwtAuthenticator
 from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.oauth.tokens import AccessTokenVerifier
@@ -131,3 +134,42 @@ async def test_token_bound_otherwise_is_not_a_bearer_token(
         assert caught.value.reason == "cnf_unsupported"
         assert caught.value.status == 401
     assert not echo.received
+
+
+async def test_every_identity_is_pushed_to_the_native_cache(echo: EchoServer) -> None:
+    pushed: list[Identity] = []
+    routes = [Route("certs", Match("/certs"), echo.url, public=False, auth=("mtls",))]
+    gateway = Gateway(routes, authenticators={"mtls": MtlsAuthenticator(push=pushed.append)})
+    try:
+        for cert in (ALICE, ALICE, BOB):
+            scope = make_scope("GET", "/certs/x", scheme="https")
+            scope["extensions"] = {"tls": {"client_cert_chain": [pem(cert)]}}
+            recorder = Recorder()
+            await gateway(scope, make_receive(), recorder)
+            assert recorder.result().status == 200
+    finally:
+        await gateway.shutdown()
+    # Each time (Python's own cache hit too: the request came because the native one missed).
+    assert [i.subject for i in pushed] == ["spiffe://test/alice"] * 2 + ["CN=bob"]
+    alice = pushed[0]
+    assert alice.method == "mtls"
+    assert dict(alice.claims) == {
+        "sub": "spiffe://test/alice",
+        "cert_subject": "CN=alice",
+        "cert_sans": ["spiffe://test/alice"],
+        "cnf": {"x5t#S256": x5t_s256(der(ALICE))},
+    }
+    # What the runtime installs: the native core caches it by the certificate's thumbprint.
+    thumbprint = x5t_s256(der(BOB))
+    _native.cert_identities_clear()
+    assert not _native.cert_identity_cached(thumbprint)
+    native_push.cert_identity(pushed[2])
+    assert _native.cert_identity_cached(thumbprint)
+    assert not _native.cert_identity_cached(x5t_s256(der(ALICE)))
+    # A record that does not agree with itself is refused; only mtls identities are pushed.
+    forged = {"subject": "admin", "claims": {**alice.claims, "sub": "admin"}}
+    with pytest.raises(ValueError, match=r"claims\.cnf is not this certificate"):
+        _native.cert_identity_put(thumbprint, json.dumps(forged))
+    native_push.cert_identity(Identity(method="jwt", subject="s", claims=alice.claims))
+    assert not _native.cert_identity_cached(x5t_s256(der(ALICE)))
+    _native.cert_identities_clear()

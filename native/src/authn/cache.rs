@@ -52,6 +52,9 @@ pub struct CachedToken {
     pub client_id: Option<String>,
     /// Unix seconds: `min(exp, pushed + ttl)`.
     pub until: f64,
+    /// RFC 8705 `cnf.x5t#S256`: the thumbprint of the client certificate the
+    /// token is bound to (accepted only over a connection presenting it).
+    pub bound: Option<super::mtls::Thumbprint>,
 }
 
 /// Why a pushed token was not cached.
@@ -61,7 +64,8 @@ pub enum TokenPutError {
     NotConfigured,
     /// The native verifier refused it (it must agree with Python's).
     Invalid(JwtError),
-    /// Valid, but not for the native path (sender-constrained, exchanged from
+    /// Valid, but not for the native path (sender-constrained other than to a
+    /// client certificate, exchanged from
     /// an API key, revoked meanwhile, unusable `sub`/`scope`, already ended).
     NotNative(&'static str),
 }
@@ -108,6 +112,38 @@ pub struct Caches {
 impl Default for Caches {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The certificate a token's `cnf` binds it to (`bastion.gateway.authn.mtls.check_binding`):
+/// none without `cnf` or with an empty one; `{"x5t#S256": <base64url SHA-256>}` binds
+/// to that certificate. Any other `cnf` (a DPoP `jkt`, another member, a thumbprint
+/// no certificate can have) is Python's to refuse: not cached.
+fn certificate_binding(
+    cnf: Option<&Value>,
+) -> Result<Option<super::mtls::Thumbprint>, TokenPutError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    let not_native = TokenPutError::NotNative("sender_constrained");
+    let Some(cnf) = cnf else {
+        return Ok(None);
+    };
+    let Value::Object(members) = cnf else {
+        return Err(not_native);
+    };
+    if members.is_empty() {
+        return Ok(None);
+    }
+    match (members.len(), members.get("x5t#S256")) {
+        (1, Some(Value::String(x5t))) => URL_SAFE_NO_PAD
+            .decode(x5t)
+            .ok()
+            .and_then(|raw| raw.try_into().ok())
+            // Canonical base64url only: Python compares the strings.
+            .filter(|thumb: &[u8; 32]| URL_SAFE_NO_PAD.encode(thumb) == *x5t)
+            .map(Some)
+            .ok_or(not_native),
+        _ => Err(not_native),
     }
 }
 
@@ -353,9 +389,7 @@ impl Caches {
             .ok_or(TokenPutError::NotConfigured)?;
         let keys = read(&self.signing_keys).clone();
         let claims = jwt::verify(token, &keys, &policy, now).map_err(TokenPutError::Invalid)?;
-        if claims.contains_key("cnf") {
-            return Err(TokenPutError::NotNative("sender_constrained"));
-        }
+        let bound = certificate_binding(claims.get("cnf"))?;
         let client_id = match claims.get("client_id") {
             Some(Value::String(id)) => id.clone(),
             _ => return Err(TokenPutError::NotNative("invalid_claim")),
@@ -402,6 +436,7 @@ impl Caches {
             jti,
             client_id: Some(client_id),
             until,
+            bound,
         })
     }
 

@@ -1,11 +1,13 @@
-//! The native `authenticate` step: API keys and bastion's own JWT access
-//! tokens, served only from the caches Python fills ("native only allows").
+//! The native `authenticate` step: API keys, bastion's own JWT access tokens
+//! and verified client certificates (`mtls`), served only from the caches
+//! Python fills ("native only allows").
 //!
 //! [`authenticate`] returns [`Verdict::Allow`] only when the credential is in
 //! a native cache and passes every check Python would make
 //! (`bastion.gateway.authn.api_key`, `.jwt`, `bastion.apikeys.service.verify`);
 //! any other case — no credential, two credentials, a miss, a refused or
-//! expired credential, a sender-constrained token — is [`Verdict::Defer`], and
+//! expired credential, a token bound to anything but the connection's client
+//! certificate (RFC 8705; `mtls::Thumbprint`) — is [`Verdict::Defer`], and
 //! Python answers the whole request (and, when it accepts the credential,
 //! pushes it into the caches so the next request is native).
 //!
@@ -16,13 +18,15 @@
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `json` (duplicate-free JSON), `cache` (the
-//! process-wide caches), `miss` (refused digests, coalesced misses).
+//! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
+//! (client-certificate identities by thumbprint).
 
 pub mod api_key;
 pub mod cache;
 pub mod json;
 pub mod jwt;
 pub mod miss;
+pub mod mtls;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -42,6 +46,8 @@ use crate::http::Identity;
 pub enum Method {
     ApiKey,
     Jwt,
+    /// A verified client certificate (`mtls`).
+    Mtls,
 }
 
 /// The required scopes of a route by request method (`RequiredScopes`).
@@ -130,6 +136,7 @@ impl RouteAuth {
             let method = match name.as_str() {
                 "api_key" => Method::ApiKey,
                 "jwt" => Method::Jwt,
+                "mtls" => Method::Mtls,
                 other => return Err(format!("auth section: method {other:?} is not native")),
             };
             if methods.contains(&method) {
@@ -240,7 +247,9 @@ pub fn authenticate_request(
     client: Option<IpAddr>,
     now: f64,
 ) -> Verdict {
-    verdict(find_request(caches, route, query, headers, client, now))
+    verdict(find_request(
+        caches, route, query, headers, client, None, now,
+    ))
 }
 
 fn verdict(found: Option<Found>) -> Verdict {
@@ -253,12 +262,14 @@ struct Found {
     key_limits: Arc<[KeyLimit]>,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn find_request(
     caches: &Caches,
     route: &RouteAuth,
     query: Option<&str>,
     headers: &HeaderMap,
     client: Option<IpAddr>,
+    cert: Option<&mtls::Thumbprint>,
     now: f64,
 ) -> Option<Found> {
     if !route.public
@@ -267,14 +278,14 @@ fn find_request(
     {
         return None;
     }
-    find(caches, route, headers, client, now)
+    find(caches, route, headers, client, cert, now)
 }
 
 /// Authenticate from the headers alone (the query screen is
 /// [`authenticate_request`]'s; no client address: keys with an IP allow-list
 /// defer). `now` is Unix seconds.
 pub fn authenticate(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now: f64) -> Verdict {
-    verdict(find(caches, route, headers, None, now))
+    verdict(find(caches, route, headers, None, None, now))
 }
 
 fn find(
@@ -282,6 +293,7 @@ fn find(
     route: &RouteAuth,
     headers: &HeaderMap,
     client: Option<IpAddr>,
+    cert: Option<&mtls::Thumbprint>,
     now: f64,
 ) -> Option<Found> {
     if route.public {
@@ -300,13 +312,31 @@ fn find(
                 return api_key_verdict(caches, route, &found.keys, client, now)
             }
             Method::Jwt if !found.tokens.is_empty() => {
-                return jwt_verdict(caches, route, &found.tokens, now)
+                return jwt_verdict(caches, route, &found.tokens, cert, now)
+            }
+            Method::Mtls => {
+                if let Some(cert) = cert {
+                    return mtls_verdict(route, cert);
+                }
             }
             _ => {}
         }
     }
     // No method is responsible: Python's 401.
     None
+}
+
+/// The identity Python derived for this certificate (a miss defers: Python
+/// derives it and pushes it). Its claims meet the route's `claims` / `roles`.
+fn mtls_verdict(route: &RouteAuth, cert: &mtls::Thumbprint) -> Option<Found> {
+    let entry = mtls::certs().get(cert)?;
+    if !crate::authz::claims_hold(route, &entry.claims) {
+        return None;
+    }
+    Some(Found {
+        identity: entry.identity.clone(),
+        key_limits: Arc::from([]),
+    })
 }
 
 fn api_key_verdict(
@@ -335,7 +365,13 @@ fn api_key_verdict(
     })
 }
 
-fn jwt_verdict(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Option<Found> {
+fn jwt_verdict(
+    caches: &Caches,
+    route: &RouteAuth,
+    tokens: &[&[u8]],
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Option<Found> {
     let [token] = tokens else {
         return None;
     };
@@ -356,6 +392,11 @@ fn jwt_verdict(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -
     if !jwt::audience_matches(entry.claims.get("aud"), audience)
         || !crate::authz::claims_hold(route, &entry.claims)
     {
+        return None;
+    }
+    // RFC 8705 §3: a certificate-bound token only with its certificate (else
+    // Python's 401 cnf_mismatch). The thumbprint is public: no secret compared.
+    if entry.bound.is_some() && entry.bound.as_ref() != cert {
         return None;
     }
     Some(Found {
@@ -434,10 +475,31 @@ pub fn admit(
     client: Option<IpAddr>,
     now: f64,
 ) -> Option<Admitted> {
+    admit_with_cert(
+        caches, route, route_name, method, uri, headers, client, None, now,
+    )
+}
+
+/// [`admit`] for a connection that presented the verified client certificate
+/// `cert` (its SHA-256 thumbprint, [`mtls::leaf_thumbprint`]): the `mtls`
+/// method is responsible where the route lists it before any method whose
+/// credential the request carries.
+#[allow(clippy::too_many_arguments)]
+pub fn admit_with_cert(
+    caches: &Caches,
+    route: &RouteAuth,
+    route_name: &str,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Option<Admitted> {
     let Found {
         identity,
         key_limits,
-    } = find_request(caches, route, uri.query(), headers, client, now)?;
+    } = find_request(caches, route, uri.query(), headers, client, cert, now)?;
     if !crate::authz::authorize(route, &identity, method, route_name) {
         return None;
     }
@@ -458,6 +520,9 @@ pub enum Unadmitted {
     /// The responsible method is `api_key` and its key (this digest) is not
     /// cached: Python looks it up (concurrent misses coalesce).
     Miss([u8; 32]),
+    /// The responsible method is `mtls` and the certificate (this thumbprint)
+    /// has no cached identity: Python derives it (concurrent misses coalesce).
+    CertMiss(mtls::Thumbprint),
     /// Python answers (another method, no credential, a refusal that depends
     /// on the request, authorization…).
     Defer,
@@ -473,6 +538,21 @@ pub fn unadmitted(
     headers: &HeaderMap,
     now: f64,
 ) -> Unadmitted {
+    unadmitted_with_cert(caches, route, query, headers, None, now)
+}
+
+/// [`unadmitted`] for a connection with the client certificate `cert`: where
+/// `mtls` comes first, a certificate without a cached identity is a
+/// [`Unadmitted::CertMiss`] (Python derives it), never a native refusal of a
+/// key the certificate makes moot.
+pub fn unadmitted_with_cert(
+    caches: &Caches,
+    route: &RouteAuth,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Unadmitted {
     if route.public
         || (route.methods.contains(&Method::ApiKey)
             && query.is_some_and(|q| key_in_query(q.as_bytes())))
@@ -484,6 +564,15 @@ pub fn unadmitted(
         match method {
             Method::ApiKey if !found.keys.is_empty() => return key_state(caches, &found.keys, now),
             Method::Jwt if !found.tokens.is_empty() => return Unadmitted::Defer,
+            Method::Mtls => {
+                if let Some(cert) = cert {
+                    // Cached, yet not admitted (claims, scopes): Python's 403.
+                    return match mtls::certs().get(cert) {
+                        Some(_) => Unadmitted::Defer,
+                        None => Unadmitted::CertMiss(*cert),
+                    };
+                }
+            }
             _ => {}
         }
     }

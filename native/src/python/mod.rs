@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod authn;
 mod front;
 mod limits;
+mod mtls;
 mod risk;
 mod routes;
 
@@ -22,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     authn::register(m)?;
     front::register(m)?;
     limits::register(m)?;
+    mtls::register(m)?;
     risk::register(m)?;
     routes::register(m)?;
     Ok(())

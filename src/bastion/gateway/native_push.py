@@ -18,6 +18,10 @@ own caches, and Python fills them with what *it* accepted:
   remembered as active (:func:`client_active`), so where :func:`verify_misses`
   is on, that client's *other* tokens are verified natively without Python.
 
+- :func:`cert_identity`: the identity the ``mtls`` authenticator derived from a
+  verified client certificate, keyed natively by the certificate's thumbprint
+  (``cnf.x5t#S256``): a function of the certificate alone, never invalidated, bounded.
+
 Every invalidation the Python caches follow reaches the native ones in the
 same call, before the next request: :func:`api_key_invalidated` (channel
 ``api-keys``), :func:`token_revoked` (``revoked-tokens``),
@@ -41,6 +45,7 @@ from typing import Any, Final
 
 from bastion import _native
 from bastion.crypto.keys import PublicKeySet
+from bastion.gateway.authn.identity import Identity
 from bastion.ratelimit.gcra import Limit
 from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
@@ -52,6 +57,7 @@ __all__ = [
     "api_key_record",
     "api_key_refused",
     "apply_revocation",
+    "cert_identity",
     "client_active",
     "client_changed",
     "following",
@@ -166,6 +172,17 @@ class NativeApiKeys:
 
     def used(self) -> list[tuple[str, float]]:
         return _native.api_keys_used()
+
+
+def cert_identity(identity: Identity) -> None:
+    """Cache the identity of a verified client certificate (an ``mtls`` identity) natively."""
+    claims = identity.claims
+    cnf = claims.get("cnf")
+    thumbprint = cnf.get("x5t#S256") if isinstance(cnf, dict) else None
+    if identity.method != "mtls" or identity.subject is None or not isinstance(thumbprint, str):
+        return
+    record = json.dumps({"subject": identity.subject, "claims": dict(claims)})
+    _native.cert_identity_put(thumbprint, record)
 
 
 def signing_keys() -> bool:

@@ -92,12 +92,20 @@ def test_scope_list_star_claims_roles_and_audience() -> None:
     loads(listed)
 
 
+def test_mtls_is_native() -> None:
+    section = auth.section(route(auth=["mtls", "api_key"], scopes=["orders:read"]), SETTINGS)
+    assert isinstance(section, dict)
+    assert section["methods"] == ["mtls", "api_key"]
+    loads(section)
+    # Without a certificate the mtls method is not responsible; no other credential: Python.
+    assert _native.authn_decide(json.dumps(section), "orders", "GET", []) is None
+
+
 @pytest.mark.parametrize(
     ("kw", "reason"),
     [
         ({"auth": ["api_key", "session"]}, "auth: the session method is not native yet"),
         ({"auth": ["introspection"]}, "auth: the introspection method is not native yet"),
-        ({"auth": ["mtls"]}, "auth: the mtls method is not native yet"),
         (
             {"auth": ["jwt"], "jwt": RouteJwtSettings(issuers=["self", "https://idp.example"])},
             "auth: trusted external issuers are not native yet",

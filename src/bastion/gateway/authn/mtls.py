@@ -23,7 +23,7 @@ is one the TLS layer accepted.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from bastion.crypto import ClientCertificate, constant_time_equals, x5t_s256
@@ -84,12 +84,21 @@ def check_binding(scope: MutableMapping[str, Any], claims: Mapping[str, Any]) ->
 
 
 class MtlsAuthenticator:
-    """Authenticates requests by their verified client certificate (see the module docstring)."""
+    """Authenticates requests by their verified client certificate (see the module docstring).
+
+    ``push`` (the runtime passes :func:`bastion.gateway.native_push.cert_identity`)
+    receives every identity this authenticator vouches with: the native data plane
+    caches it by the certificate's thumbprint and serves that certificate's later
+    requests itself (it has no X.509 parser of its own).
+    """
 
     method = "mtls"
 
-    def __init__(self, cache_size: int = 10_000) -> None:
+    def __init__(
+        self, cache_size: int = 10_000, push: Callable[[Identity], None] | None = None
+    ) -> None:
         self.cache_size = cache_size
+        self.push = push
         # DER -> identity: parsing a certificate costs ~50 µs; connections repeat it.
         self._cache: dict[bytes, Identity] = {}
 
@@ -118,4 +127,7 @@ class MtlsAuthenticator:
             while cache and len(cache) >= self.cache_size:
                 del cache[next(iter(cache))]
             cache[der] = identity
+        if self.push is not None:
+            # Each time: the request came here because the native cache did not have it.
+            self.push(identity)
         return identity

@@ -6,13 +6,15 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
 - the ``api_key`` method (``Authorization: Bearer bst_…`` and the route's
   ``api_key_header``) and the ``jwt`` method for bastion's *own* tokens
   (``jwt.issuers == [self]``), from the native caches Python fills;
+- the ``mtls`` method: the identity of the connection's verified client
+  certificate, from the native cache Python fills by thumbprint;
 - per-method ``scopes`` (as :func:`~bastion.gateway.authz.compile_scopes`
   compiles them), ``claims``, ``roles`` / ``roles_claim`` and a credential's
   route allow-list.
 
 Anything else leaves the route to Python (:class:`Unsupported`): the
-``introspection``, ``session`` and ``mtls`` methods and trusted external
-issuers. (Route ``ip`` rules are the ``edge`` section's.)
+``introspection`` and ``session`` methods and trusted external issuers.
+(Route ``ip`` rules are the ``edge`` section's.)
 
 The section::
 
@@ -36,7 +38,7 @@ from bastion.gateway.compile.common import Unsupported
 __all__ = ["NATIVE_METHODS", "section"]
 
 #: The authentication methods the native core serves.
-NATIVE_METHODS = ("api_key", "jwt")
+NATIVE_METHODS = ("api_key", "jwt", "mtls")
 
 
 def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:

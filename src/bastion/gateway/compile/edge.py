@@ -1,12 +1,14 @@
 """The ``edge`` section of a native route: the checks before authentication.
 
 The native core serves a route's edge only when it has nothing the native
-steps do not implement yet: IP allow/deny rules, WebSocket upgrades,
-mutual TLS, the signed identity assertion, load shedding and OpenTelemetry tracing
-leave the route to the Python pipeline (:class:`Unsupported`, with the
-reason ``bastion routes list`` shows). What it does serve: the route's body
-size limit (``max_body``, default ``request_limits.max_body``) and its CORS
-policy (``cors``, :mod:`bastion.gateway.compile.cors`).
+steps do not implement yet: WebSocket upgrades, the signed identity
+assertion, load shedding and OpenTelemetry tracing leave the route to the
+Python pipeline (:class:`Unsupported`, with the reason ``bastion routes list``
+shows). What it does serve: the route's body size limit (``max_body``, default
+``request_limits.max_body``), its CORS policy (``cors``,
+:mod:`bastion.gateway.compile.cors`) and its IP allow / deny networks (``ip``:
+``{"allow": [...], "deny": [...]}`` as ``ipaddress`` prints them, or ``null``;
+``native/src/ip_rules.rs``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from bastion.gateway.compile import cors
 from bastion.gateway.compile.common import Unsupported
+from bastion.gateway.ip_rules import IpRules
 from bastion.settings.models import RouteSettings, Settings
 
 __all__ = ["section", "table_section"]
@@ -23,12 +26,8 @@ __all__ = ["section", "table_section"]
 def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupported:
     """The edge section of ``route``, or the first feature that keeps it in Python."""
     reasons = []
-    if route.ip is not None and (route.ip.allow or route.ip.deny):
-        reasons.append("ip rules")
     if route.websocket.enabled:
         reasons.append("websocket")
-    if "mtls" in route.auth:
-        reasons.append("mtls")
     if settings.identity_headers.assertion.enabled:
         reasons.append("identity assertion")
     if settings.ratelimit.shedding.enabled:
@@ -38,7 +37,18 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
     if reasons:
         return Unsupported("not native yet: " + ", ".join(reasons))
     max_body = route.max_body if route.max_body is not None else settings.request_limits.max_body
-    return {"max_body": int(max_body), "cors": cors.section(route)}
+    return {"max_body": int(max_body), "cors": cors.section(route), "ip": _ip(route)}
+
+
+def _ip(route: RouteSettings) -> dict[str, list[str]] | None:
+    """The route's IP rules as :class:`~bastion.gateway.ip_rules.IpRules` compiles them."""
+    if route.ip is None or not (route.ip.allow or route.ip.deny):
+        return None
+    rules = IpRules.of(route.ip.allow, route.ip.deny)
+    return {
+        "allow": [str(network) for network in rules.allow],
+        "deny": [str(network) for network in rules.deny],
+    }
 
 
 def table_section(settings: Settings) -> dict[str, Any]:
