@@ -18,6 +18,7 @@ use ring::digest;
 use serde_json::{Map, Value};
 
 use super::api_key::{ApiKeyRecord, CachedKey, Digester};
+use super::issuers::IssuerKeys;
 use super::jwt::{self, JwtError, KeySet, Policy};
 use super::miss::{Inflight, Miss, Refused};
 use crate::http::Identity;
@@ -52,6 +53,8 @@ pub struct CachedToken {
     pub client_id: Option<String>,
     /// Unix seconds: `min(exp, pushed + ttl)`.
     pub until: f64,
+    /// The trusted external issuer that signed it (`None`: bastion's own).
+    pub issuer: Option<Arc<str>>,
 }
 
 /// Why a pushed token was not cached.
@@ -103,6 +106,8 @@ pub struct Caches {
     /// Whether Python follows every invalidation channel (its own cache
     /// trusts hits only then); tokens are served natively only meanwhile.
     following: AtomicBool,
+    /// The key sets of trusted external issuers (`super::issuers`).
+    issuer_keys: IssuerKeys,
 }
 
 impl Default for Caches {
@@ -135,6 +140,7 @@ impl Caches {
             key_limits_native: AtomicBool::new(false),
             clients_epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
+            issuer_keys: IssuerKeys::default(),
         }
     }
 
@@ -148,6 +154,18 @@ impl Caches {
         // A new configuration is a new start: uses recorded before it are not reported.
         let _ = self.api_keys_used();
         self.tokens_clear();
+        self.issuer_keys.clear();
+    }
+
+    /// The key sets of trusted external issuers Python pushed.
+    pub fn issuer_keys(&self) -> &IssuerKeys {
+        &self.issuer_keys
+    }
+
+    /// Whether uncached tokens may be verified natively now: Python allowed it
+    /// and follows every invalidation channel.
+    pub fn misses_verifiable(&self) -> bool {
+        self.verify_misses.load(Ordering::SeqCst) && self.following()
     }
 
     // -- API keys -----------------------------------------------------------
@@ -402,10 +420,11 @@ impl Caches {
             jti,
             client_id: Some(client_id),
             until,
+            issuer: None,
         })
     }
 
-    fn insert_token(&self, token: &str, entry: Arc<CachedToken>, now: f64) {
+    pub(super) fn insert_token(&self, token: &str, entry: Arc<CachedToken>, now: f64) {
         let digest = token_digest(token.as_bytes());
         let mut tokens = write(&self.tokens);
         if tokens.len() >= TOKEN_CACHE_MAX && !tokens.contains_key(&digest) {

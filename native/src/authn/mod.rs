@@ -19,6 +19,7 @@
 
 pub mod api_key;
 pub mod cache;
+pub mod issuers;
 pub mod json;
 pub mod jwt;
 pub mod miss;
@@ -74,6 +75,16 @@ impl Scopes {
 #[serde(deny_unknown_fields)]
 struct JwtSection {
     audience: String,
+    /// Whether bastion's own tokens are accepted (`self` in `jwt.issuers`).
+    #[serde(default = "yes", rename = "self")]
+    own: bool,
+    /// The trusted external issuers accepted, with their policies.
+    #[serde(default)]
+    issuers: Vec<issuers::IssuerSection>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +128,10 @@ pub struct RouteAuth {
     /// The `aud` bastion's tokens must carry here (`jwt.audience`, or the
     /// issuer URL: bastion's default API audience).
     pub audience: Option<String>,
+    /// Whether bastion's own tokens are accepted (`jwt.issuers` names `self`).
+    pub accepts_own: bool,
+    /// The trusted external issuers accepted (`jwt.issuers`), see [`issuers`].
+    pub issuers: Vec<issuers::IssuerPolicy>,
 }
 
 impl RouteAuth {
@@ -146,7 +161,17 @@ impl RouteAuth {
                     .map_err(|_| format!("auth section: bad api_key_header {name:?}"))?,
             ),
         };
-        let audience = section.jwt.map(|jwt| jwt.audience);
+        let (audience, accepts_own, issuers) = match section.jwt {
+            None => (None, false, Vec::new()),
+            Some(jwt) => {
+                let issuers = jwt
+                    .issuers
+                    .into_iter()
+                    .map(issuers::IssuerPolicy::from_section)
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Some(jwt.audience), jwt.own, issuers)
+            }
+        };
         if methods.contains(&Method::Jwt) && audience.is_none() {
             return Err("auth section: the jwt method needs jwt.audience".into());
         }
@@ -166,6 +191,8 @@ impl RouteAuth {
             roles: section.roles,
             roles_path: section.roles_claim.split('.').map(str::to_owned).collect(),
             audience,
+            accepts_own,
+            issuers,
         })
     }
 
@@ -349,12 +376,23 @@ fn jwt_verdict(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -
             let Ok(text) = std::str::from_utf8(token) else {
                 return None;
             };
-            caches.token_verify_miss(text, now)?
+            match route.issuers.is_empty() {
+                true => caches.token_verify_miss(text, now)?,
+                false => match issuers::verify_miss(caches, &route.issuers, text, now) {
+                    issuers::Miss::External(entry) => entry?,
+                    issuers::Miss::NotExternal => caches.token_verify_miss(text, now)?,
+                },
+            }
         }
     };
-    if !jwt::audience_matches(entry.claims.get("aud"), audience)
-        || !crate::authz::claims_hold(route, &entry.claims)
-    {
+    // The issuer must be one the route accepts (else Python's `wrong_issuer`),
+    // and `aud` the route's audience for that issuer.
+    let audience_ok = match entry.issuer.as_deref() {
+        None => route.accepts_own && jwt::audience_matches(entry.claims.get("aud"), audience),
+        Some(iss) => issuers::policy_for(&route.issuers, iss)
+            .is_some_and(|policy| policy.audience_ok(entry.claims.get("aud"))),
+    };
+    if !audience_ok || !crate::authz::claims_hold(route, &entry.claims) {
         return None;
     }
     Some(Found {
