@@ -7,7 +7,7 @@
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
 //! | ip, cors | — | the route has IP rules or CORS (compiled `native: false`) |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
-//! | authenticate | `authn::admit` (cached keys, verified tokens); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup), or not usable |
+//! | authenticate | `authn::admit` (cached keys, verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`); a key Python refused: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers` | — |

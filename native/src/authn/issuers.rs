@@ -419,4 +419,234 @@ mod tests {
         // {"a":1,"a":2}
         assert!(parse("e30.eyJhIjoxLCJhIjoyfQ.x").is_none());
     }
+
+    // -- the vectors of bastion's own tokens, trusted as an external issuer's --
+
+    use crate::authn::{authenticate, RouteAuth, Verdict};
+    use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+
+    const VECTORS: &str = include_str!("../../../tests/vectors/jwt_access_tokens.json");
+    const IDP: &str = "https://issuer.example";
+
+    fn doc() -> Value {
+        serde_json::from_str(VECTORS).expect("vector file")
+    }
+
+    fn token(doc: &Value, name: &str) -> String {
+        doc["vectors"]
+            .as_array()
+            .expect("vectors")
+            .iter()
+            .find(|v| v["name"] == name)
+            .and_then(|v| v["token"].as_str())
+            .unwrap_or_else(|| panic!("no vector {name}"))
+            .to_owned()
+    }
+
+    fn ext_route(audience: &str, own: bool, typ: Value) -> RouteAuth {
+        RouteAuth::from_section(&serde_json::json!({
+            "public": false, "methods": ["jwt"],
+            "scopes": {"by_method": {}, "default": []},
+            "jwt": {"audience": "https://bastion.test", "self": own, "issuers": [{
+                "issuer": IDP, "audiences": [audience], "typ": typ,
+                "algorithms": ["ES256", "RS256", "PS256", "EdDSA"], "leeway": 30.0,
+                "required_claims": ["exp", "sub"]}]}
+        }))
+        .expect("section")
+    }
+
+    /// Caches whose own issuer is another one, with the vectors' keys pushed
+    /// as the external issuer's; misses verifiable.
+    fn setup() -> (Caches, Value, f64) {
+        let doc = doc();
+        let caches = Caches::new();
+        caches.configure(
+            jwt::Policy {
+                issuer: "https://bastion.test".into(),
+                leeway: 30.0,
+                max_lifetime: Some(3600.0),
+            },
+            None,
+        );
+        let now = doc["now"].as_f64().expect("now");
+        let taken = caches
+            .issuer_keys()
+            .set(IDP, &doc["jwks"].to_string(), now + 600.0)
+            .expect("jwks");
+        assert_eq!(taken, 4);
+        caches.set_verify_misses(true);
+        caches.set_following(true);
+        (caches, doc, now)
+    }
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+        );
+        headers
+    }
+
+    fn served(caches: &Caches, route: &RouteAuth, token: &str, now: f64) -> bool {
+        matches!(
+            authenticate(caches, route, &bearer(token), now),
+            Verdict::Allow(_)
+        )
+    }
+
+    #[test]
+    fn issuers_valid_external_tokens_are_served_per_the_issuers_policy() {
+        let (caches, doc, now) = setup();
+        let route = ext_route(IDP, false, Value::from("at+jwt"));
+        // Valid for an external issuer too: its policy requires only exp and sub,
+        // sets no maximum lifetime and accepts the high-S twin (allow_high_s).
+        for name in [
+            "valid ES256",
+            "valid RS256",
+            "valid PS256",
+            "valid EdDSA",
+            "typ application/at+jwt",
+            "aud list",
+            "missing jti",
+            "empty jti",
+            "missing client_id",
+            "lifetime too long",
+            "ES256 high-S twin",
+        ] {
+            let token = token(&doc, name);
+            let Verdict::Allow(identity) = authenticate(&caches, &route, &bearer(&token), now)
+            else {
+                panic!("{name}: deferred");
+            };
+            assert_eq!(identity.method, "jwt");
+            assert_eq!(identity.subject.as_deref(), Some("user-1"), "{name}");
+            assert!(caches.token_cached(&token), "{name}");
+        }
+    }
+
+    #[test]
+    fn issuers_forged_or_refused_tokens_defer() {
+        let (caches, doc, now) = setup();
+        let route = ext_route(IDP, false, Value::from("at+jwt"));
+        for name in [
+            "alg none",
+            "alg None",
+            "alg confusion RS key as HS256 secret",
+            "alg PS256 on an RS256 key",
+            "alg ES256 on an EdDSA key",
+            "unknown kid",
+            "no kid",
+            "tampered payload",
+            "signature of another token",
+            "ES256 DER signature",
+            "empty signature",
+            "b64 header",
+            "enc header",
+            "kid not a string",
+            "duplicate claim",
+            "expired",
+            "expired within leeway",
+            "not yet valid",
+            "issued in the future",
+            "missing exp",
+            "exp as a string",
+            "exp as a boolean",
+            "wrong iss",
+            "missing iss",
+            "wrong typ",
+            "missing typ",
+            "crit header",
+            "jku header",
+            "x5u header",
+            "embedded jwk",
+            "duplicate header member",
+            "JWE",
+            "padded",
+            "two parts",
+        ] {
+            let token = token(&doc, name);
+            assert!(!served(&caches, &route, &token, now), "{name}");
+            assert!(!caches.token_cached(&token), "{name}");
+        }
+    }
+
+    #[test]
+    fn issuers_typ_null_accepts_any_typ() {
+        let (caches, doc, now) = setup();
+        let route = ext_route(IDP, false, Value::Null);
+        assert!(served(&caches, &route, &token(&doc, "wrong typ"), now));
+        assert!(served(&caches, &route, &token(&doc, "missing typ"), now));
+    }
+
+    #[test]
+    fn issuers_audience_and_issuer_are_checked_per_route() {
+        let (caches, doc, now) = setup();
+        let token = token(&doc, "valid ES256");
+        assert!(served(&caches, &ext_route(IDP, false, Value::from("at+jwt")), &token, now));
+        // Cached now; another route with another audience still refuses it (Python's 401).
+        assert!(!served(&caches, &ext_route("https://other", false, Value::from("at+jwt")), &token, now));
+        // A route trusting only bastion's own tokens never serves an external one.
+        let own_only = RouteAuth::from_section(&serde_json::json!({
+            "public": false, "methods": ["jwt"],
+            "scopes": {"by_method": {}, "default": []},
+            "jwt": {"audience": IDP}
+        }))
+        .expect("section");
+        assert!(!served(&caches, &own_only, &token, now));
+    }
+
+    #[test]
+    fn issuers_unknown_kids_stale_sets_and_revocations_defer() {
+        let (caches, doc, now) = setup();
+        let route = ext_route(IDP, false, Value::from("at+jwt"));
+        let es = token(&doc, "valid ES256");
+        let rs = token(&doc, "valid RS256");
+        // A rotated set without the ES256 key: its tokens defer (Python refetches).
+        let mut jwks = doc["jwks"].clone();
+        let keys = jwks["keys"].as_array_mut().expect("keys");
+        keys.retain(|k| k["kty"] != "EC");
+        caches
+            .issuer_keys()
+            .set(IDP, &jwks.to_string(), now + 600.0)
+            .expect("jwks");
+        assert!(!served(&caches, &route, &es, now));
+        assert!(served(&caches, &route, &rs, now));
+        // A stale set (past Python's cache_ttl): misses defer, hits still serve.
+        caches.issuer_keys().set(IDP, &doc["jwks"].to_string(), now).expect("jwks");
+        assert!(!served(&caches, &route, &es, now));
+        assert!(served(&caches, &route, &rs, now));
+        // A revoked jti: the cached entry goes, and the miss defers.
+        caches
+            .issuer_keys()
+            .set(IDP, &doc["jwks"].to_string(), now + 600.0)
+            .expect("jwks");
+        let jti = parse(&es).expect("parsed").claims["jti"]
+            .as_str()
+            .expect("jti")
+            .to_owned();
+        assert!(served(&caches, &route, &es, now));
+        caches.token_revoke(&jti, now + 300.0, now);
+        assert!(!served(&caches, &route, &es, now));
+        // Without verify_misses (or while not following), nothing uncached is verified.
+        caches.set_verify_misses(false);
+        let ed = token(&doc, "valid EdDSA");
+        assert!(!served(&caches, &route, &ed, now));
+        caches.set_verify_misses(true);
+        caches.set_following(false);
+        assert!(!served(&caches, &route, &ed, now));
+        caches.set_following(true);
+        assert!(served(&caches, &route, &ed, now));
+        // A new configuration forgets every issuer's keys.
+        caches.configure(
+            jwt::Policy {
+                issuer: "https://bastion.test".into(),
+                leeway: 30.0,
+                max_lifetime: None,
+            },
+            None,
+        );
+        caches.set_following(true);
+        assert!(!served(&caches, &route, &ed, now));
+    }
 }

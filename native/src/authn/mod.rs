@@ -1,5 +1,5 @@
-//! The native `authenticate` step: API keys and bastion's own JWT access
-//! tokens, served only from the caches Python fills ("native only allows").
+//! The native `authenticate` step: API keys and JWT access tokens (bastion's
+//! own and trusted external issuers'), served only from the caches Python fills ("native only allows").
 //!
 //! [`authenticate`] returns [`Verdict::Allow`] only when the credential is in
 //! a native cache and passes every check Python would make
@@ -14,7 +14,8 @@
 //! disabled, expired or past its grace): Python's `401 invalid_api_key`.
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
-//! verification with ring), `json` (duplicate-free JSON), `cache` (the
+//! verification with ring), `issuers` (trusted external issuers' tokens, with
+//! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses).
 
 pub mod api_key;
