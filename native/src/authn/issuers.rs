@@ -30,8 +30,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::cache::{CachedToken, Caches, MISS_TTL};
-use super::jwt::{self, Alg, JwtError, KeySet, MAX_TOKEN_SIZE};
 use super::json;
+use super::jwt::{self, Alg, JwtError, KeySet, MAX_TOKEN_SIZE};
 use crate::http::Identity;
 
 /// Most issuers whose keys are held (a settings file lists a handful).
@@ -164,14 +164,12 @@ impl IssuerKeys {
     /// Whether `issuer`'s current set holds `kid` (stale or not).
     pub fn known(&self, issuer: &str, kid: &str) -> bool {
         let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
-        sets.get(issuer).is_some_and(|set| set.keys.get(kid).is_some())
+        sets.get(issuer)
+            .is_some_and(|set| set.keys.get(kid).is_some())
     }
 
     pub fn clear(&self) {
-        self.sets
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.sets.write().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 
@@ -583,9 +581,19 @@ mod tests {
     fn issuers_audience_and_issuer_are_checked_per_route() {
         let (caches, doc, now) = setup();
         let token = token(&doc, "valid ES256");
-        assert!(served(&caches, &ext_route(IDP, false, Value::from("at+jwt")), &token, now));
+        assert!(served(
+            &caches,
+            &ext_route(IDP, false, Value::from("at+jwt")),
+            &token,
+            now
+        ));
         // Cached now; another route with another audience still refuses it (Python's 401).
-        assert!(!served(&caches, &ext_route("https://other", false, Value::from("at+jwt")), &token, now));
+        assert!(!served(
+            &caches,
+            &ext_route("https://other", false, Value::from("at+jwt")),
+            &token,
+            now
+        ));
         // A route trusting only bastion's own tokens never serves an external one.
         let own_only = RouteAuth::from_section(&serde_json::json!({
             "public": false, "methods": ["jwt"],
@@ -613,7 +621,10 @@ mod tests {
         assert!(!served(&caches, &route, &es, now));
         assert!(served(&caches, &route, &rs, now));
         // A stale set (past Python's cache_ttl): misses defer, hits still serve.
-        caches.issuer_keys().set(IDP, &doc["jwks"].to_string(), now).expect("jwks");
+        caches
+            .issuer_keys()
+            .set(IDP, &doc["jwks"].to_string(), now)
+            .expect("jwks");
         assert!(!served(&caches, &route, &es, now));
         assert!(served(&caches, &route, &rs, now));
         caches

@@ -221,7 +221,9 @@ def test_forged_external_tokens_get_pythons_refusal(
             "alg confusion": _unsigned(
                 {"alg": "HS256", "kid": key.kid, "typ": "at+jwt"}, _claims(idp), public_jwk
             ),
-            "alg none": _unsigned({"alg": "none", "kid": key.kid, "typ": "at+jwt"}, _claims(idp), None),
+            "alg none": _unsigned(
+                {"alg": "none", "kid": key.kid, "typ": "at+jwt"}, _claims(idp), None
+            ),
             # a well-signed token naming another issuer: not trusted here (wrong_issuer)
             "wrong iss": _token(idp, iss="https://evil.example"),
             "wrong aud": _token(idp, aud="https://other.api"),

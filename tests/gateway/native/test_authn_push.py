@@ -464,7 +464,10 @@ async def test_external_issuer_keys_are_pushed_after_each_fetch_and_verify_nativ
             native_push.issuer_keys(issuer, keys, ttl)
 
         jwks = JwksCache(
-            idp.url, cache_ttl=600, min_refresh_interval=30, clock=lambda: monotonic[0],
+            idp.url,
+            cache_ttl=600,
+            min_refresh_interval=30,
+            clock=lambda: monotonic[0],
             on_keys=on_keys,
         )
         shared = MemorySharedState()
@@ -479,8 +482,15 @@ async def test_external_issuer_keys_are_pushed_after_each_fetch_and_verify_nativ
 
         def token(key: SigningKeyPair | None = None, **claims: Any) -> str:
             now = int(time.time())
-            base = {"iss": idp.url, "sub": "alice", "aud": "https://api", "scope": "s",
-                    "iat": now, "exp": now + 300, "jti": uuid.uuid4().hex}
+            base = {
+                "iss": idp.url,
+                "sub": "alice",
+                "aud": "https://api",
+                "scope": "s",
+                "iat": now,
+                "exp": now + 300,
+                "jti": uuid.uuid4().hex,
+            }
             return sign_jwt({**base, **claims}, key or idp.key, typ="at+jwt")
 
         native_push.following(True)
@@ -493,10 +503,17 @@ async def test_external_issuer_keys_are_pushed_after_each_fetch_and_verify_nativ
             assert _native.issuer_key_known(idp.url, idp.key.kid)
             allowed = decide(ext_route, token())
             assert allowed is not None
-            assert (allowed["method"], allowed["subject"], allowed["scopes"]) == ("jwt", "alice", ["s"])
+            assert (allowed["method"], allowed["subject"], allowed["scopes"]) == (
+                "jwt",
+                "alice",
+                ["s"],
+            )
             # refused natively means deferred: Python gives the 401
-            for forged in (token(aud="https://other"), token(exp=int(time.time()) - 100),
-                           token(key=SigningKeyPair.generate("ES256"))):
+            for forged in (
+                token(aud="https://other"),
+                token(exp=int(time.time()) - 100),
+                token(key=SigningKeyPair.generate("ES256")),
+            ):
                 assert decide(ext_route, forged) is None
                 with pytest.raises(InvalidBearerTokenError):
                     await authn.authenticate(forged, issuers=issuers)
