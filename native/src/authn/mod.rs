@@ -377,12 +377,13 @@ fn jwt_verdict(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -
             let Ok(text) = std::str::from_utf8(token) else {
                 return None;
             };
-            match route.issuers.is_empty() {
-                true => caches.token_verify_miss(text, now)?,
-                false => match issuers::verify_miss(caches, &route.issuers, text, now) {
+            if route.issuers.is_empty() {
+                caches.token_verify_miss(text, now)?
+            } else {
+                match issuers::verify_miss(caches, &route.issuers, text, now) {
                     issuers::Miss::External(entry) => entry?,
                     issuers::Miss::NotExternal => caches.token_verify_miss(text, now)?,
-                },
+                }
             }
         }
     };
