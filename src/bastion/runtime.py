@@ -527,6 +527,8 @@ def _authenticators(
                 min_refresh_interval=entry.min_refresh_interval,
                 timeout=entry.timeout,
                 ca_file=entry.ca_file,
+                # The native core verifies the issuer's tokens with the keys fetched here.
+                on_keys=native_push.issuer_keys,
             ),
             audiences=entry.audiences,
             typ=entry.typ,

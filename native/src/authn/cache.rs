@@ -18,6 +18,7 @@ use ring::digest;
 use serde_json::{Map, Value};
 
 use super::api_key::{ApiKeyRecord, CachedKey, Digester};
+use super::issuers::IssuerKeys;
 use super::jwt::{self, JwtError, KeySet, Policy};
 use super::miss::{Inflight, Miss, Refused};
 use crate::http::Identity;
@@ -55,6 +56,8 @@ pub struct CachedToken {
     /// RFC 8705 `cnf.x5t#S256`: the thumbprint of the client certificate the
     /// token is bound to (accepted only over a connection presenting it).
     pub bound: Option<super::mtls::Thumbprint>,
+    /// The trusted external issuer that signed it (`None`: bastion's own).
+    pub issuer: Option<Arc<str>>,
 }
 
 /// Why a pushed token was not cached.
@@ -107,6 +110,8 @@ pub struct Caches {
     /// Whether Python follows every invalidation channel (its own cache
     /// trusts hits only then); tokens are served natively only meanwhile.
     following: AtomicBool,
+    /// The key sets of trusted external issuers (`super::issuers`).
+    issuer_keys: IssuerKeys,
 }
 
 impl Default for Caches {
@@ -171,6 +176,7 @@ impl Caches {
             key_limits_native: AtomicBool::new(false),
             clients_epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
+            issuer_keys: IssuerKeys::default(),
         }
     }
 
@@ -184,6 +190,18 @@ impl Caches {
         // A new configuration is a new start: uses recorded before it are not reported.
         let _ = self.api_keys_used();
         self.tokens_clear();
+        self.issuer_keys.clear();
+    }
+
+    /// The key sets of trusted external issuers Python pushed.
+    pub fn issuer_keys(&self) -> &IssuerKeys {
+        &self.issuer_keys
+    }
+
+    /// Whether uncached tokens may be verified natively now: Python allowed it
+    /// and follows every invalidation channel.
+    pub fn misses_verifiable(&self) -> bool {
+        self.verify_misses.load(Ordering::SeqCst) && self.following()
     }
 
     // -- API keys -----------------------------------------------------------
@@ -437,10 +455,11 @@ impl Caches {
             client_id: Some(client_id),
             until,
             bound,
+            issuer: None,
         })
     }
 
-    fn insert_token(&self, token: &str, entry: Arc<CachedToken>, now: f64) {
+    pub(super) fn insert_token(&self, token: &str, entry: Arc<CachedToken>, now: f64) {
         let digest = token_digest(token.as_bytes());
         let mut tokens = write(&self.tokens);
         if tokens.len() >= TOKEN_CACHE_MAX && !tokens.contains_key(&digest) {

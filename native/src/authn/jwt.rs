@@ -94,7 +94,7 @@ pub enum Alg {
 }
 
 impl Alg {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Es256 => "ES256",
             Self::Rs256 => "RS256",
@@ -220,6 +220,18 @@ impl VerifyKey {
     }
 
     fn verify_signature(&self, signing_input: &[u8], sig: &[u8]) -> Result<(), JwtError> {
+        self.verify_signature_with(signing_input, sig, false)
+    }
+
+    /// Verify `sig` over `signing_input`; `allow_high_s` accepts the high-S
+    /// twin of an ES256 signature (external signers need not normalise S, as
+    /// `JWTVerifier(allow_high_s=True)`).
+    pub(super) fn verify_signature_with(
+        &self,
+        signing_input: &[u8],
+        sig: &[u8],
+        allow_high_s: bool,
+    ) -> Result<(), JwtError> {
         let verified = match &self.material {
             Material::P256(point) => {
                 // RFC 7518 §3.4: exactly r || s; the high-S twin is refused so a token
@@ -227,7 +239,7 @@ impl VerifyKey {
                 if sig.len() != 64 {
                     return Err(JwtError::BadSignature);
                 }
-                if sig[32..] > P256_HALF_N[..] {
+                if !allow_high_s && sig[32..] > P256_HALF_N[..] {
                     return Err(JwtError::NonCanonicalSignature);
                 }
                 UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
@@ -312,20 +324,20 @@ pub struct Policy {
     pub max_lifetime: Option<f64>,
 }
 
-fn decode(segment: &str) -> Result<Vec<u8>, JwtError> {
+pub(super) fn decode(segment: &str) -> Result<Vec<u8>, JwtError> {
     // The engine refuses padding and non-zero unused bits: one encoding per value.
     URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| JwtError::Malformed)
 }
 
-fn is_b64url(segment: &str) -> bool {
+pub(super) fn is_b64url(segment: &str) -> bool {
     segment
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn normalise_typ(value: &str) -> String {
+pub(super) fn normalise_typ(value: &str) -> String {
     let lowered = value.to_ascii_lowercase();
     match lowered.strip_prefix("application/") {
         Some(rest) => rest.to_owned(),
@@ -333,7 +345,7 @@ fn normalise_typ(value: &str) -> String {
     }
 }
 
-fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, JwtError> {
+pub(super) fn number(claims: &Map<String, Value>, name: &str) -> Result<Option<f64>, JwtError> {
     match claims.get(name) {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_f64() {
@@ -377,7 +389,7 @@ pub fn verify(
     Ok(claims)
 }
 
-fn header_key<'k>(
+pub(super) fn header_key<'k>(
     header: &Map<String, Value>,
     keys: &'k KeySet,
 ) -> Result<&'k VerifyKey, JwtError> {

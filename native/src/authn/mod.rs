@@ -1,6 +1,6 @@
-//! The native `authenticate` step: API keys, bastion's own JWT access tokens
-//! and verified client certificates (`mtls`), served only from the caches
-//! Python fills ("native only allows").
+//! The native `authenticate` step: API keys, JWT access tokens (bastion's
+//! own and trusted external issuers') and verified client certificates
+//! (`mtls`), served only from the caches Python fills ("native only allows").
 //!
 //! [`authenticate`] returns [`Verdict::Allow`] only when the credential is in
 //! a native cache and passes every check Python would make
@@ -17,12 +17,14 @@
 //! its grace): Python's `401 invalid_api_key`.
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
-//! verification with ring), `json` (duplicate-free JSON), `cache` (the
+//! verification with ring), `issuers` (trusted external issuers' tokens, with
+//! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
 //! (client-certificate identities by thumbprint).
 
 pub mod api_key;
 pub mod cache;
+pub mod issuers;
 pub mod json;
 pub mod jwt;
 pub mod miss;
@@ -81,6 +83,16 @@ impl Scopes {
 #[serde(deny_unknown_fields)]
 struct JwtSection {
     audience: String,
+    /// Whether bastion's own tokens are accepted (`self` in `jwt.issuers`).
+    #[serde(default = "yes", rename = "self")]
+    own: bool,
+    /// The trusted external issuers accepted, with their policies.
+    #[serde(default)]
+    issuers: Vec<issuers::IssuerSection>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +136,10 @@ pub struct RouteAuth {
     /// The `aud` bastion's tokens must carry here (`jwt.audience`, or the
     /// issuer URL: bastion's default API audience).
     pub audience: Option<String>,
+    /// Whether bastion's own tokens are accepted (`jwt.issuers` names `self`).
+    pub accepts_own: bool,
+    /// The trusted external issuers accepted (`jwt.issuers`), see [`issuers`].
+    pub issuers: Vec<issuers::IssuerPolicy>,
 }
 
 impl RouteAuth {
@@ -154,7 +170,17 @@ impl RouteAuth {
                     .map_err(|_| format!("auth section: bad api_key_header {name:?}"))?,
             ),
         };
-        let audience = section.jwt.map(|jwt| jwt.audience);
+        let (audience, accepts_own, issuers) = match section.jwt {
+            None => (None, false, Vec::new()),
+            Some(jwt) => {
+                let issuers = jwt
+                    .issuers
+                    .into_iter()
+                    .map(issuers::IssuerPolicy::from_section)
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Some(jwt.audience), jwt.own, issuers)
+            }
+        };
         if methods.contains(&Method::Jwt) && audience.is_none() {
             return Err("auth section: the jwt method needs jwt.audience".into());
         }
@@ -174,6 +200,8 @@ impl RouteAuth {
             roles: section.roles,
             roles_path: section.roles_claim.split('.').map(str::to_owned).collect(),
             audience,
+            accepts_own,
+            issuers,
         })
     }
 
@@ -386,12 +414,24 @@ fn jwt_verdict(
             let Ok(text) = std::str::from_utf8(token) else {
                 return None;
             };
-            caches.token_verify_miss(text, now)?
+            if route.issuers.is_empty() {
+                caches.token_verify_miss(text, now)?
+            } else {
+                match issuers::verify_miss(caches, &route.issuers, text, now) {
+                    issuers::Miss::External(entry) => entry?,
+                    issuers::Miss::NotExternal => caches.token_verify_miss(text, now)?,
+                }
+            }
         }
     };
-    if !jwt::audience_matches(entry.claims.get("aud"), audience)
-        || !crate::authz::claims_hold(route, &entry.claims)
-    {
+    // The issuer must be one the route accepts (else Python's `wrong_issuer`),
+    // and `aud` the route's audience for that issuer.
+    let audience_ok = match entry.issuer.as_deref() {
+        None => route.accepts_own && jwt::audience_matches(entry.claims.get("aud"), audience),
+        Some(iss) => issuers::policy_for(&route.issuers, iss)
+            .is_some_and(|policy| policy.audience_ok(entry.claims.get("aud"))),
+    };
+    if !audience_ok || !crate::authz::claims_hold(route, &entry.claims) {
         return None;
     }
     // RFC 8705 §3: a certificate-bound token only with its certificate (else

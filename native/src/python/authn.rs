@@ -114,6 +114,23 @@ fn signing_keys_set(jwks_json: &str) -> PyResult<usize> {
         .map_err(PyValueError::new_err)
 }
 
+/// Replace the keys of the trusted external issuer `issuer` (a public JWKS
+/// document Python fetched and verified), usable for `ttl` seconds (until
+/// Python would refetch it). Returns how many keys were taken.
+#[pyfunction]
+fn issuer_keys_set(issuer: &str, jwks_json: &str, ttl: f64) -> PyResult<usize> {
+    caches()
+        .issuer_keys()
+        .set(issuer, jwks_json, now() + ttl.max(0.0))
+        .map_err(PyValueError::new_err)
+}
+
+/// Whether the native core holds the key `kid` of the trusted issuer `issuer`.
+#[pyfunction]
+fn issuer_key_known(issuer: &str, kid: &str) -> bool {
+    caches().issuer_keys().known(issuer, kid)
+}
+
 /// Whether the native core holds the signing key `kid`.
 #[pyfunction]
 fn signing_key_known(kid: &str) -> bool {
@@ -241,6 +258,8 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api_key_limits_native, m)?)?;
     m.add_function(wrap_pyfunction!(signing_keys_set, m)?)?;
     m.add_function(wrap_pyfunction!(signing_key_known, m)?)?;
+    m.add_function(wrap_pyfunction!(issuer_keys_set, m)?)?;
+    m.add_function(wrap_pyfunction!(issuer_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(token_put, m)?)?;
     m.add_function(wrap_pyfunction!(token_cached, m)?)?;
     m.add_function(wrap_pyfunction!(client_active, m)?)?;

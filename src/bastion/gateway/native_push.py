@@ -17,6 +17,12 @@ own caches, and Python fills them with what *it* accepted:
   pushed here (:func:`signing_keys`) before caching it. The token's client is
   remembered as active (:func:`client_active`), so where :func:`verify_misses`
   is on, that client's *other* tokens are verified natively without Python.
+- :func:`issuer_keys`: a trusted external issuer's public keys, after every
+  successful JWKS fetch of its :class:`~bastion.gateway.authn.jwks_cache.JwksCache`
+  (Python keeps the refresh policy), usable natively until Python would
+  refetch them; where :func:`verify_misses` is on, that issuer's tokens are
+  then verified natively against the route's compiled policy
+  (``auth.jwt.issuers``). A token whose ``kid`` the pushed set lacks defers.
 
 - :func:`cert_identity`: the identity the ``mtls`` authenticator derived from a
   verified client certificate, keyed natively by the certificate's thumbprint
@@ -62,6 +68,7 @@ __all__ = [
     "client_changed",
     "following",
     "install",
+    "issuer_keys",
     "signing_keys",
     "signing_keys_changed",
     "token_revoked",
@@ -191,6 +198,11 @@ def signing_keys() -> bool:
         return False
     _native.signing_keys_set(json.dumps(_keys().jwks()))
     return True
+
+
+def issuer_keys(issuer: str, keys: PublicKeySet, ttl: float) -> None:
+    """Push the verified public keys of the trusted issuer ``issuer``, usable for ``ttl`` s."""
+    _native.issuer_keys_set(issuer, json.dumps(keys.jwks()), ttl)
 
 
 def token_verified(token: str, ttl: float) -> str | None:

@@ -429,3 +429,106 @@ async def test_a_revocation_on_the_channel_stops_a_token_within_a_second(tokens:
     finally:
         stop.set()
         await task
+
+
+# -- trusted external issuers ---------------------------------------------------
+
+
+async def test_external_issuer_keys_are_pushed_after_each_fetch_and_verify_natively() -> None:
+    from bastion.gateway.authn.external_jwt import TrustedIssuer
+    from bastion.gateway.authn.jwks_cache import JwksCache
+    from bastion.settings.models import RouteJwtSettings, TrustedIssuerSettings
+    from gateway.idp_support import running_idp
+
+    async with running_idp() as idp:
+        settings = Settings(
+            issuer=ISSUER,
+            trusted_issuers=[TrustedIssuerSettings(issuer=idp.url, audiences=["https://api"])],
+        )
+        route = RouteSettings(
+            name="orders",
+            match=RouteMatch(path="/orders", methods=["GET"]),
+            upstream="http://u:9",
+            auth=["jwt"],
+            jwt=RouteJwtSettings(issuers=[idp.url]),
+        )
+        compiled = auth.section(route, settings)
+        assert isinstance(compiled, dict)
+        ext_route = json.dumps(compiled)
+        native_push.install(settings, None)
+        monotonic = [1000.0]
+        pushed: list[tuple[str, float]] = []
+
+        def on_keys(issuer: str, keys: PublicKeySet, ttl: float) -> None:
+            pushed.append((issuer, ttl))
+            native_push.issuer_keys(issuer, keys, ttl)
+
+        jwks = JwksCache(
+            idp.url,
+            cache_ttl=600,
+            min_refresh_interval=30,
+            clock=lambda: monotonic[0],
+            on_keys=on_keys,
+        )
+        shared = MemorySharedState()
+        authn = JwtAuthenticator(
+            AccessTokenVerifier(lambda: PublicKeySet(), issuer=ISSUER, shared=shared),
+            shared=shared,
+            issuer=ISSUER,
+            default_audience=ISSUER,
+            trusted_issuers={idp.url: TrustedIssuer(jwks, audiences=["https://api"])},
+        )
+        issuers = frozenset({idp.url})
+
+        def token(key: SigningKeyPair | None = None, **claims: Any) -> str:
+            now = int(time.time())
+            base = {
+                "iss": idp.url,
+                "sub": "alice",
+                "aud": "https://api",
+                "scope": "s",
+                "iat": now,
+                "exp": now + 300,
+                "jti": uuid.uuid4().hex,
+            }
+            return sign_jwt({**base, **claims}, key or idp.key, typ="at+jwt")
+
+        native_push.following(True)
+        native_push.verify_misses(True)
+        try:
+            first = token()
+            assert decide(ext_route, first) is None  # no keys natively yet
+            await authn.authenticate(first, issuers=issuers)
+            assert pushed == [(idp.url, 600.0)]
+            assert _native.issuer_key_known(idp.url, idp.key.kid)
+            allowed = decide(ext_route, token())
+            assert allowed is not None
+            assert (allowed["method"], allowed["subject"], allowed["scopes"]) == (
+                "jwt",
+                "alice",
+                ["s"],
+            )
+            # refused natively means deferred: Python gives the 401
+            for forged in (
+                token(aud="https://other"),
+                token(exp=int(time.time()) - 100),
+                token(key=SigningKeyPair.generate("ES256")),
+            ):
+                assert decide(ext_route, forged) is None
+                with pytest.raises(InvalidBearerTokenError):
+                    await authn.authenticate(forged, issuers=issuers)
+            # rotation: the new kid defers until Python refetched (and pushed) the set
+            new = SigningKeyPair.generate("RS256")
+            idp.keys = [new]
+            monotonic[0] += 30
+            rotated = token(key=new)
+            assert decide(ext_route, rotated) is None
+            await authn.authenticate(rotated, issuers=issuers)
+            assert len(pushed) == 2  # (the forged kid came within the refresh interval)
+            assert decide(ext_route, token(key=new)) is not None
+            # verification of misses off: nothing uncached is served natively
+            native_push.verify_misses(False)
+            assert decide(ext_route, token(key=new)) is None
+        finally:
+            native_push.verify_misses(False)
+            native_push.install(Settings(issuer=ISSUER), None)

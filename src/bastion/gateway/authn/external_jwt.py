@@ -25,10 +25,13 @@ import orjson
 from bastion.crypto import InvalidTokenError, JWTVerifier
 from bastion.gateway.authn.jwks_cache import JwksCache
 
-__all__ = ["TrustedIssuer", "peek"]
+__all__ = ["DEFAULT_REQUIRED_CLAIMS", "TrustedIssuer", "peek"]
 
 #: Tokens longer than this are refused before any parsing (JWTVerifier's own cap).
 MAX_TOKEN_BYTES = 8192
+
+#: The claims an external access token must carry (besides a matching ``iss``/``aud``).
+DEFAULT_REQUIRED_CLAIMS: tuple[str, ...] = ("exp", "sub")
 
 
 def _segment(raw: str, what: str) -> dict[str, Any]:
@@ -65,7 +68,7 @@ class TrustedIssuer:
         audiences: Sequence[str],
         typ: str | None = "at+jwt",
         leeway: float = 30.0,
-        required_claims: Collection[str] = ("exp", "sub"),
+        required_claims: Collection[str] = DEFAULT_REQUIRED_CLAIMS,
     ) -> None:
         if not audiences:
             raise ValueError("a trusted issuer needs at least one audience")

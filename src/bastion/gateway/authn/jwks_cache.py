@@ -72,7 +72,9 @@ class JwksCache:
 
     ``algorithms`` restricts which keys of the set are usable (keys for other
     algorithms are skipped, never trusted). ``clock`` is monotonic seconds;
-    ``transport`` lets tests plug in an httpx transport.
+    ``transport`` lets tests plug in an httpx transport. ``on_keys`` is called
+    with the issuer, the key set and ``cache_ttl`` after every successful fetch
+    (the runtime pushes them into the native core: ``native_push.issuer_keys``).
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class JwksCache:
         ca_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
+        on_keys: Callable[[str, PublicKeySet, float], None] | None = None,
     ) -> None:
         self.issuer = issuer
         self.jwks_uri = jwks_uri
@@ -94,6 +97,7 @@ class JwksCache:
         self.cache_ttl = cache_ttl
         self.min_refresh_interval = min_refresh_interval
         self._clock = clock
+        self._on_keys = on_keys
         # httpx (with httpcore, ~10 MiB resident) is imported by the first trusted issuer,
         # at start-up, not by this module: a node that trusts none never loads it.
         import httpx  # noqa: F401
@@ -156,6 +160,8 @@ class JwksCache:
                 return self._available()
             self._keys = keys
             self._fetched_at = self._clock()
+            if self._on_keys is not None:
+                self._on_keys(self.issuer, keys, self.cache_ttl)
             return keys
 
     def _available(self) -> PublicKeySet:

@@ -4,8 +4,9 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
 
 - ``public: true`` routes (anonymous);
 - the ``api_key`` method (``Authorization: Bearer bst_…`` and the route's
-  ``api_key_header``) and the ``jwt`` method for bastion's *own* tokens
-  (``jwt.issuers == [self]``), from the native caches Python fills;
+  ``api_key_header``) and the ``jwt`` method for bastion's own tokens and
+  those of trusted external issuers (``jwt.issuers``), from the native caches
+  and the issuers' key sets Python fills;
 - the ``mtls`` method: the identity of the connection's verified client
   certificate, from the native cache Python fills by thumbprint;
 - per-method ``scopes`` (as :func:`~bastion.gateway.authz.compile_scopes`
@@ -13,8 +14,8 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
   route allow-list.
 
 Anything else leaves the route to Python (:class:`Unsupported`): the
-``introspection`` and ``session`` methods and trusted external issuers.
-(Route ``ip`` rules are the ``edge`` section's.)
+``introspection`` and ``session`` methods. (Route ``ip`` rules are the
+``edge`` section's.)
 
 The section::
 
@@ -25,12 +26,22 @@ The section::
 
 ``jwt.audience`` is the route's ``jwt.audience``, or bastion's default API
 audience (the issuer URL) as the runtime gives the Python authenticator.
+A route whose ``jwt.issuers`` names trusted external issuers adds
+``"self": false`` when bastion's own tokens are not accepted, and one policy
+per external issuer — what :class:`~bastion.gateway.authn.external_jwt.TrustedIssuer`
+checks (``aud``: the route's ``jwt.audience``, else the issuer's ``audiences``)::
+
+    "jwt": {"audience": "https://auth.example.com", "self": false,
+            "issuers": [{"issuer": "https://idp.example.com", "audiences": ["https://api"],
+                         "typ": "at+jwt", "algorithms": ["ES256", "RS256"],
+                         "leeway": 30.0, "required_claims": ["exp", "sub"]}]}
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bastion.gateway.authn.external_jwt import DEFAULT_REQUIRED_CLAIMS
 from bastion.gateway.authn.jwt import SELF, route_policy
 from bastion.gateway.authz import compile_scopes
 from bastion.gateway.compile.common import Unsupported
@@ -64,7 +75,39 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
     }
     if "jwt" in methods:
         issuers, audience = route_policy(route)
+        jwt: dict[str, Any] = {
+            "audience": audience if audience is not None else settings.issuer_url
+        }
         if issuers != frozenset({SELF}):
-            return Unsupported("auth: trusted external issuers are not native yet")
-        out["jwt"] = {"audience": audience if audience is not None else settings.issuer_url}
+            external = _issuers(route, settings, audience)
+            if isinstance(external, Unsupported):
+                return external
+            if SELF not in issuers:
+                jwt["self"] = False
+            jwt["issuers"] = external
+        out["jwt"] = jwt
+    return out
+
+
+def _issuers(route: Any, settings: Any, audience: str | None) -> list[Any] | Unsupported:
+    """The policies of the route's external issuers, in the route's order."""
+    trusted = {entry.issuer: entry for entry in settings.trusted_issuers}
+    out: list[Any] = []
+    for name in route.jwt.issuers:
+        if name == SELF:
+            continue
+        entry = trusted.get(name)
+        if entry is None or entry.issuer == settings.issuer_url:
+            # Python never dispatches bastion's own iss to an external issuer.
+            return Unsupported(f"auth: the jwt issuer {name} is not a distinct trusted issuer")
+        out.append(
+            {
+                "issuer": entry.issuer,
+                "audiences": [audience] if audience is not None else list(entry.audiences),
+                "typ": entry.typ,
+                "algorithms": list(entry.algorithms),
+                "leeway": float(settings.tokens.leeway),
+                "required_claims": list(DEFAULT_REQUIRED_CLAIMS),
+            }
+        )
     return out
