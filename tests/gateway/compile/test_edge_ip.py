@@ -23,6 +23,7 @@ def test_a_route_with_ip_rules_is_native() -> None:
     # As ipaddress prints the networks Python's IpRules compiles.
     assert section == {
         "max_body": int(s.request_limits.max_body),
+        "cors": None,
         "ip": {"allow": ["10.0.0.0/8", "2001:db8::/32"], "deny": ["10.6.6.0/24"]},
     }
     table = compile_table(s)
