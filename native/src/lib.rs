@@ -18,6 +18,7 @@
 //! - `gateway`: one request through the native steps, or a defer to Python.
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
 //! - `mutate`: the headers a request carries upstream (identity headers, X-Forwarded-*).
+//! - `assertion`: the signed identity assertion (ring signs it with the pushed current key).
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
@@ -47,6 +48,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod assertion;
 pub mod audit;
 pub mod authn;
 pub mod authz;

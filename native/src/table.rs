@@ -16,6 +16,8 @@ pub struct NativeRoute {
     pub limits: RouteLimits,
     pub upstream: Upstream,
     pub max_body: u64,
+    /// The route upstream's adaptive concurrency limit (`ratelimit.shedding`).
+    pub shed: Option<std::sync::Arc<crate::limit::shedding::Adaptive>>,
 }
 
 /// One loaded configuration: the router, each native route's steps, and the
@@ -67,11 +69,20 @@ impl Table {
                 .map_err(|e| format!("route {name}: {e}"))?;
             let edge: EdgeRoute = serde_json::from_value(raw_route["edge"].clone())
                 .map_err(|e| format!("route {name}: edge: {e}"))?;
+            let shed = match route.limits.get("shedding") {
+                Some(section) if !section.is_null() => {
+                    let config = crate::limit::shedding::SheddingConfig::from_section(section)
+                        .map_err(|e| format!("route {name}: limits: {e}"))?;
+                    Some(crate::limit::shedding::for_route(name, config))
+                }
+                _ => None,
+            };
             native.push(Some(NativeRoute {
                 auth,
                 limits,
                 upstream,
                 max_body: edge.max_body,
+                shed,
             }));
         }
         Ok(Table {

@@ -11,6 +11,7 @@
 //! `RateLimit-Policy` / `RateLimit` (and, refused, `Retry-After`) values.
 
 mod gcra;
+pub mod shedding;
 pub mod redis;
 mod registry;
 mod store;

@@ -2,7 +2,7 @@
 
 The native core serves a route's edge only when it has nothing the native
 steps do not implement yet: CORS, IP allow/deny rules, WebSocket upgrades,
-mutual TLS, the signed identity assertion, load shedding and OpenTelemetry tracing
+mutual TLS and OpenTelemetry tracing
 leave the route to the Python pipeline (:class:`Unsupported`, with the
 reason ``bastion routes list`` shows). What it does serve: the route's body
 size limit (``max_body``, default ``request_limits.max_body``).
@@ -29,10 +29,6 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
         reasons.append("websocket")
     if "mtls" in route.auth:
         reasons.append("mtls")
-    if settings.identity_headers.assertion.enabled:
-        reasons.append("identity assertion")
-    if settings.ratelimit.shedding.enabled:
-        reasons.append("load shedding")
     if settings.tracing.enabled:
         reasons.append("tracing")
     if reasons:
