@@ -74,12 +74,14 @@ def test_rules_carry_pythons_buckets_and_integers() -> None:
         ],
         "store": "memory",
         "key_limits_fail": "closed",
+        "shedding": None,
     }
     # A route without limits still has a section: API keys bring their own limits.
     assert limits.section(settings.routes[1], settings) == {
         "rules": [],
         "store": "memory",
         "key_limits_fail": "closed",
+        "shedding": None,
     }
 
 

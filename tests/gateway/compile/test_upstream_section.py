@@ -228,9 +228,9 @@ def test_a_url_python_refuses_is_refused() -> None:
 
 
 def test_default_mutate_is_the_runtime_rules() -> None:
-    assert upstream._mutate(SimpleNamespace(identity_headers=IdentityHeaderSettings())) == (
-        DEFAULT_MUTATE
-    )
+    no_route = SimpleNamespace()  # read only when the assertion is on
+    settings = SimpleNamespace(identity_headers=IdentityHeaderSettings())
+    assert upstream._mutate(no_route, settings) == DEFAULT_MUTATE
 
 
 # -- forwarded headers: Python through a real echo upstream, the vectors native reads ----------
