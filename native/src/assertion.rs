@@ -161,17 +161,27 @@ impl SigningKey {
             ),
             "RS256" => (
                 "RS256",
-                Signer::Rsa(RsaKeyPair::from_pkcs8(pkcs8).map_err(refused)?, &RSA_PKCS1_SHA256),
+                Signer::Rsa(
+                    RsaKeyPair::from_pkcs8(pkcs8).map_err(refused)?,
+                    &RSA_PKCS1_SHA256,
+                ),
             ),
             "PS256" => (
                 "PS256",
-                Signer::Rsa(RsaKeyPair::from_pkcs8(pkcs8).map_err(refused)?, &RSA_PSS_SHA256),
+                Signer::Rsa(
+                    RsaKeyPair::from_pkcs8(pkcs8).map_err(refused)?,
+                    &RSA_PSS_SHA256,
+                ),
             ),
             "EdDSA" => (
                 "EdDSA",
                 Signer::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8).map_err(refused)?),
             ),
-            other => return Err(format!("signing key {kid:?}: algorithm {other:?} is not supported")),
+            other => {
+                return Err(format!(
+                    "signing key {kid:?}: algorithm {other:?} is not supported"
+                ))
+            }
         };
         let jose = serde_json::to_vec(&JoseHeader {
             alg,

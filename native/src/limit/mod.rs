@@ -11,9 +11,9 @@
 //! `RateLimit-Policy` / `RateLimit` (and, refused, `Retry-After`) values.
 
 mod gcra;
-pub mod shedding;
 pub mod redis;
 mod registry;
+pub mod shedding;
 mod store;
 
 use http::header::{HeaderName, HeaderValue};

@@ -28,7 +28,7 @@ use http::StatusCode;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde::Deserialize;
 
-use crate::http::{BoxError, Body};
+use crate::http::{Body, BoxError};
 use crate::problem::Problem;
 
 /// `ratelimit.shedding` as compiled into the route's `limits.shedding`.
@@ -47,14 +47,20 @@ impl SheddingConfig {
     /// Parse and check the section (`AdaptiveConcurrency.__init__`'s checks).
     pub fn from_section(section: &serde_json::Value) -> Result<Self, String> {
         let config = Self::deserialize(section).map_err(|e| format!("shedding: {e}"))?;
-        if !(1 <= config.minimum && config.minimum <= config.initial && config.initial <= config.maximum) {
+        if !(1 <= config.minimum
+            && config.minimum <= config.initial
+            && config.initial <= config.maximum)
+        {
             return Err(format!(
                 "shedding: need 1 <= minimum <= initial <= maximum, not {}/{}/{}",
                 config.minimum, config.initial, config.maximum
             ));
         }
         if !(config.backoff > 0.0 && config.backoff < 1.0) {
-            return Err(format!("shedding: backoff must be between 0 and 1, not {}", config.backoff));
+            return Err(format!(
+                "shedding: backoff must be between 0 and 1, not {}",
+                config.backoff
+            ));
         }
         if !(config.target_latency > 0.0 && config.target_latency.is_finite()) {
             return Err(format!(
@@ -101,7 +107,9 @@ impl Adaptive {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding it cannot leave the numbers half-updated.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Take a slot if one is free, else count a shed request (`None`).
@@ -125,9 +133,9 @@ impl Adaptive {
         let mut state = self.lock();
         state.inflight = state.inflight.saturating_sub(1);
         if failed || latency > self.target {
-            let due = state
-                .last_cut
-                .map_or(true, |cut| now.saturating_duration_since(cut) >= self.target);
+            let due = state.last_cut.map_or(true, |cut| {
+                now.saturating_duration_since(cut) >= self.target
+            });
             if due {
                 state.last_cut = Some(now);
                 state.limit = f64::from(self.config.minimum).max(state.limit * self.config.backoff);

@@ -239,8 +239,13 @@ fn the_assertion_replaces_the_clients_and_follows_the_request_id() {
     assert_eq!(values, [&HeaderValue::from_static("h.c.s")]);
     assert!(got.get("id_jwt").is_none());
     // Without a token (an anonymous request) nothing is added.
-    let none = ForwardContext { assertion: None, ..ctx };
-    assert!(forward_headers(&incoming, None, &none, &config).get("id-jwt").is_none());
+    let none = ForwardContext {
+        assertion: None,
+        ..ctx
+    };
+    assert!(forward_headers(&incoming, None, &none, &config)
+        .get("id-jwt")
+        .is_none());
     let bad = serde_json::json!({"headers": section["headers"], "strip": [], "assertion": {"header": "x"}});
     assert!(MutateConfig::from_section(&bad)
         .expect_err("incomplete")

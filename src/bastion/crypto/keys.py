@@ -257,7 +257,7 @@ class SigningKeyPair:
         )
 
     def private_der(self) -> bytes:
-        """Return the private key as unencrypted PKCS#8 DER (for ``bastion._native``; never store it)."""
+        """Return the private key as unencrypted PKCS#8 DER (for the native signer; not stored)."""
         return self._private.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,

@@ -74,9 +74,7 @@ def test_native_assertion_verifies_with_pythons_claims_and_follows_rotation(
     tmp_path: Path, echo: EchoThread, alg: str
 ) -> None:
     config = _config(tmp_path, echo.server.url, alg)
-    key = cli_json(
-        config, "keys", "create", "shop", "--scope", "orders:read", "--scope", "audit:x"
-    )
+    key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read", "--scope", "audit:x")
     listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
     assert {name: r["plane"] for name, r in listed.items()} == {
         "orders": "native",
@@ -104,7 +102,8 @@ def test_native_assertion_verifies_with_pythons_claims_and_follows_rotation(
             seen = _seen(response)
             assert "forged" not in str(seen)
             header, claims = _verify(seen["x-bastion-assertion"], jwks, alg)
-            assert header == {"alg": alg, "kid": jwks["keys"][0]["kid"], "typ": "bastion-assertion+jwt"}
+            kid = jwks["keys"][0]["kid"]
+            assert header == {"alg": alg, "kid": kid, "typ": "bastion-assertion+jwt"}
             jti = claims.pop("jti")
             assert len(jti) == 32 and int(jti, 16) >= 0
             iat = claims.pop("iat")

@@ -72,9 +72,7 @@ def test_a_full_route_sheds_natively_and_python_shares_the_limit(
             assert time.monotonic() < deadline, "the two slow requests never arrived"
             time.sleep(0.02)
         shed = [client.get(f"/slow/shed{n}", headers=auth) for n in range(3)]
-        deferred = client.get(
-            "/slow/deferred", headers={"Authorization": f"Bearer {other['key']}"}
-        )
+        deferred = client.get("/slow/deferred", headers={"Authorization": f"Bearer {other['key']}"})
         for thread in threads:
             thread.join(30)
         echo.server.delay = 0.0

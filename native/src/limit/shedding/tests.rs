@@ -71,7 +71,10 @@ async fn the_slot_rides_the_body_until_it_ends() {
     let limiter = Arc::new(Adaptive::new(config(1, 1, 10)));
     let slot = limiter.try_acquire().expect("slot");
     let body = SlotBody::wrap(crate::http::full("ok"), slot);
-    assert!(limiter.try_acquire().is_none(), "held while the body streams");
+    assert!(
+        limiter.try_acquire().is_none(),
+        "held while the body streams"
+    );
     let bytes = body.collect().await.expect("body").to_bytes();
     assert_eq!(&bytes[..], b"ok");
     assert_eq!(limiter.snapshot().1, 0, "released at the end");
@@ -105,7 +108,10 @@ fn the_section_is_checked_and_the_registry_keeps_a_route() {
     let one = for_route("shedding-test-route", parsed);
     let again = for_route("shedding-test-route", config(3, 1, 3));
     assert!(Arc::ptr_eq(&one, &again), "kept across reloads");
-    assert!(Arc::ptr_eq(&one, &get("shedding-test-route").expect("held")));
+    assert!(Arc::ptr_eq(
+        &one,
+        &get("shedding-test-route").expect("held")
+    ));
 }
 
 #[test]
