@@ -34,7 +34,7 @@
 //! - `audit`: the bounded queue of decision events the Python audit writer drains.
 //! - `metrics`: request counters and latency histograms, read by Python's `/metrics`.
 //! - `problem`: problem+json responses identical to Python's.
-//! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers.
+//! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers, load shedding.
 //! - `log`: log lines queued for Python's logging (no log I/O on the hot path).
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
