@@ -146,3 +146,32 @@ def test_native_assertion_verifies_with_pythons_claims_and_follows_rotation(
         header, claims = _verify(token, jwks, alg)
         assert header["kid"] == new_kid
         assert claims["key_id"] == key["id"]
+
+
+def test_without_a_key_the_native_plane_can_sign_python_signs(
+    tmp_path: Path, echo: EchoThread
+) -> None:
+    # ring signs with RSA keys up to 4096 bits: this key is never held natively.
+    config = _config(tmp_path, echo.server.url, "RS256")
+    config.write_text(
+        config.read_text().replace(
+            "signing_keys: {algorithm: RS256}",
+            "signing_keys: {algorithm: RS256, rsa_key_size: 4352}",
+        )
+    )
+    key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
+    auth = {"Authorization": f"Bearer {key['key']}"}
+    with (
+        BastionProcess("-c", str(config), cwd=tmp_path) as proc,
+        httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
+    ):
+        responses = [client.get(f"/api/orders/{n}", headers=auth) for n in range(3)]
+        anonymous = client.get("/api/open/1")
+        jwks = client.get("/oauth2/jwks.json").json()
+    # Every request needing an assertion is deferred (Python's plane), and signed there.
+    assert len({plane(r) for r in responses}) == 1
+    assert plane(anonymous) != plane(responses[0]), "the public route is still native"
+    for response in responses:
+        header, claims = _verify(_seen(response)["x-bastion-assertion"], jwks, "RS256")
+        assert header["kid"] == jwks["keys"][0]["kid"]
+        assert claims["key_id"] == key["id"]
