@@ -11,14 +11,14 @@
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint); a key Python refuses: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
-//! | mutate | `mutate::forward_headers` | — |
-//! | proxy | `Upstream::forward` | — (a failure is rendered: 502/503/504) |
+//! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
+//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream) | — (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! upstream failures, the 403 of a client address the route's IP rules refuse,
-//! the 401 of an API key Python refuses (malformed, unknown, revoked, disabled,
-//! expired), a CORS preflight's 204 and the 403 `cors_origin_not_allowed`;
-//! every other refusal is Python's, which renders it.
+//! upstream failures, a shed request's 503, the 403 of a client address the
+//! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
+//! unknown, revoked, disabled, expired), a CORS preflight's 204 and the 403
+//! `cors_origin_not_allowed`; every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -186,6 +186,12 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     if flagged(&identity, ip, now) {
         return Outcome::Defer(req);
     }
+    // The signed identity assertion needs the current signing key: without one
+    // held, Python signs (decided before the limit step consumes anything).
+    let assertion = native.upstream.mutate().assertion();
+    let Ok(signer) = crate::assertion::signer_for(assertion, &identity) else {
+        return Outcome::Defer(req);
+    };
     // The key's limits: an operator override, else its own (a key with its own
     // limits is admitted only once the native limiter applies them).
     let key_limits: Arc<[limit::Limit]> = match identity.key_id.as_deref() {
@@ -235,6 +241,22 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     }
     // What a denial's audit event needs once the request has gone upstream.
     let head = DeniedHead::of(&req);
+    let token = match (assertion, signer) {
+        (Some(config), Some(key)) => {
+            match key.assertion(config, &identity, &route.name, Some(rid), authn::unix_now()) {
+                Some(token) => Some(token),
+                None => {
+                    // Only a failing system random source gets here.
+                    let problem = Problem::service_unavailable(None);
+                    head.denied(&route.name, &identity, ip, rid, &problem, "mutate", started);
+                    let mut response = problem.into_response(rid);
+                    respond::decorate(response.headers_mut(), https, &request_id);
+                    return Outcome::Respond(response);
+                }
+            }
+        }
+        _ => None,
+    };
     let path = req.uri().path().to_owned();
     let ctx = ForwardContext {
         conn,
@@ -242,10 +264,34 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         request_id: Some(rid),
         consumed: &credential_headers,
         authority: None,
+        assertion: token.as_deref(),
     };
     let who = (identity.subject.is_some()).then_some(&identity);
+    // Load shedding: the slot spans the upstream exchange, response body included.
+    let slot = match &native.shed {
+        Some(shed) => match shed.try_acquire() {
+            Some(slot) => Some(slot),
+            None => {
+                let mut problem = crate::limit::shedding::overloaded();
+                if let Some(cors) = &cors {
+                    cors.add_to(&mut problem.headers); // an OverloadedError is a GatewayError
+                }
+                head.denied(&route.name, &identity, ip, rid, &problem, "proxy", started);
+                let mut response = problem.into_response(rid);
+                respond::decorate(response.headers_mut(), https, &request_id);
+                return Outcome::Respond(response);
+            }
+        },
+        None => None,
+    };
     let mut response = match native.upstream.forward(req, &path, who, &ctx).await {
-        Ok(mut response) => {
+        Ok(response) => {
+            let mut response = match slot {
+                Some(slot) => {
+                    response.map(|body| crate::limit::shedding::SlotBody::wrap(body, slot))
+                }
+                None => response,
+            };
             let headers = response.headers_mut();
             if let Some(cors) = &cors {
                 cors.apply_upstream(headers);
@@ -261,6 +307,7 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             response
         }
         Err(error) => {
+            drop(slot); // a failed exchange cuts the limit
             if let Some(line) = plane().failures.failed(&route.name, &error, Instant::now()) {
                 crate::log::push(crate::log::WARNING, "bastion.gateway.upstreams", line);
             }

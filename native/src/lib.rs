@@ -20,6 +20,7 @@
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
 //! - `ip_rules`: a route's client-address allow / deny networks.
 //! - `mutate`: the headers a request carries upstream (identity headers, X-Forwarded-*).
+//! - `assertion`: the signed identity assertion (ring signs it with the pushed current key).
 //! - `plane`: the process-wide state the control plane pushes into.
 //! - `respond`: request id and security headers on native responses.
 //! - `risk`: risk flags mirrored from Python (a flagged requester is deferred).
@@ -35,7 +36,7 @@
 //! - `audit`: the bounded queue of decision events the Python audit writer drains.
 //! - `metrics`: request counters and latency histograms, read by Python's `/metrics`.
 //! - `problem`: problem+json responses identical to Python's.
-//! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers.
+//! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers, load shedding.
 //! - `log`: log lines queued for Python's logging (no log I/O on the hot path).
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
@@ -49,6 +50,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The crate version, as the Python package reports it.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+pub mod assertion;
 pub mod audit;
 pub mod authn;
 pub mod authz;

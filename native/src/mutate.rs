@@ -151,12 +151,16 @@ pub struct MutateConfig {
     request_id: HeaderName,
     /// Folded names (lower-case, `_` as `-`) stripped besides every `x-bastion-*`.
     strip: Vec<String>,
+    /// The signed identity assertion, when `identity_headers.assertion` is on.
+    assertion: Option<crate::assertion::AssertionConfig>,
 }
 
 #[derive(Deserialize)]
 struct MutateSection {
     headers: NamesSection,
     strip: Vec<String>,
+    #[serde(default)]
+    assertion: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -189,7 +193,19 @@ impl MutateConfig {
                 strip.dedup();
                 strip
             },
+            assertion: match &raw.assertion {
+                Some(section) if !section.is_null() => Some(
+                    crate::assertion::AssertionConfig::from_section(section)
+                        .map_err(|e| format!("mutate.{e}"))?,
+                ),
+                _ => None,
+            },
         })
+    }
+
+    /// The route's assertion settings, when it sends one.
+    pub fn assertion(&self) -> Option<&crate::assertion::AssertionConfig> {
+        self.assertion.as_ref()
     }
 
     fn strips(&self, folded: &str) -> bool {
@@ -215,6 +231,8 @@ pub struct ForwardContext<'a> {
     pub consumed: &'a [HeaderName],
     /// The request's authority when it has no `Host` header (HTTP/2 `:authority`).
     pub authority: Option<&'a str>,
+    /// The signed identity assertion to send (`crate::assertion`), after the request id.
+    pub assertion: Option<&'a str>,
 }
 
 /// The headers to send upstream for a request with `incoming` headers, acting
@@ -314,6 +332,9 @@ pub fn forward_headers(
     }
     if let Some(request_id) = ctx.request_id.filter(|s| !s.is_empty()) {
         add(&config.request_id, request_id);
+    }
+    if let (Some(assertion), Some(token)) = (&config.assertion, ctx.assertion) {
+        add(&assertion.header, token);
     }
     // X-Forwarded-* (prepare_request).
     let peer = peer_text(ctx.conn.peer.ip());

@@ -22,6 +22,8 @@ pub struct NativeRoute {
     pub cors: Option<CorsPolicy>,
     /// The route's IP allow / deny networks (`edge.ip`), if it has any.
     pub ip: Option<IpRules>,
+    /// The route upstream's adaptive concurrency limit (`ratelimit.shedding`).
+    pub shed: Option<std::sync::Arc<crate::limit::shedding::Adaptive>>,
 }
 
 /// One loaded configuration: the router, each native route's steps, and the
@@ -88,6 +90,14 @@ impl Table {
                 ),
                 None => None,
             };
+            let shed = match route.limits.get("shedding") {
+                Some(section) if !section.is_null() => {
+                    let config = crate::limit::shedding::SheddingConfig::from_section(section)
+                        .map_err(|e| format!("route {name}: limits: {e}"))?;
+                    Some(crate::limit::shedding::for_route(name, config))
+                }
+                _ => None,
+            };
             native.push(Some(NativeRoute {
                 auth,
                 limits,
@@ -95,6 +105,7 @@ impl Table {
                 max_body: edge.max_body,
                 cors,
                 ip,
+                shed,
             }));
         }
         Ok(Table {

@@ -201,6 +201,9 @@ class Runtime:
                 say(f"signing key {first.kid} ({first.alg}) created and active")
             # The native data plane's caches: configured here, filled by what Python accepts.
             native_push.install(settings, signing_keys.public_key_set)
+            # The identity assertion is signed natively with the current key, pushed on change.
+            native_push.assertion_key(signing_keys.current())
+            signing_keys.on_active_changed(native_push.assertion_key)
             api_keys.mirror(native_push.NativeApiKeys())
             clients = ClientService(db, settings, shared)
             issuer = TokenIssuer(signing_keys.current)
@@ -294,7 +297,9 @@ class Runtime:
                 )
             shedding = limits.shedding
             if shedding.enabled:
+                # One limit per route for both planes: the native core's limiters.
                 gateway.shedder = LoadShedder(
+                    serve_native=True,
                     initial=shedding.initial_limit,
                     minimum=shedding.min_limit,
                     maximum=shedding.max_limit,

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
+from bastion import _native
 from bastion.gateway import Gateway
 from bastion.http.middleware.errors import ErrorMiddleware
 from bastion.ratelimit.adaptive import LoadShedder
@@ -117,4 +119,29 @@ async def test_shed_request_is_problem_json_with_retry_after(slow: SlowUpstream)
     assert second.header("Retry-After") == "1"
     assert second.json()["reason"] == "overloaded"
     assert (await first).status == 200
+    await gateway.shutdown()
+
+
+async def test_serve_native_shares_the_native_limiter(slow: SlowUpstream) -> None:
+    """With ``serve_native`` the route's limiter is the native plane's (one limit for both)."""
+    name, cut = f"shared-{uuid.uuid4().hex}", f"cut-{uuid.uuid4().hex}"  # the registry is global
+    gateway = Gateway([route(name, "/slow", slow.url)])
+    settings = {"initial": 1, "minimum": 1, "maximum": 1, "target_latency": 10.0, "backoff": 0.5}
+    gateway.shedder = LoadShedder(serve_native=True, **settings)
+    app = ErrorMiddleware(gateway)
+    first = asyncio.create_task(call(app, "GET", "/slow"))
+    await asyncio.sleep(0.005)
+    assert _native.shed_state(name) == (1.0, 1, 1, 0)
+    second = await call(app, "GET", "/slow")
+    assert (second.status, second.json()["reason"]) == (503, "overloaded")
+    assert second.header("Retry-After") == "1"
+    assert (await first).status == 200
+    assert _native.shed_state(name) == (1.0, 0, 1, 1)
+    assert gateway.shedder.routes == {}  # no Python-side limiter
+    # A failure inside the slot counts as one (the limit is cut, here to its floor of 1).
+    slot = _native.shed_acquire(cut, 4, 1, 4, 10.0, 0.5)
+    assert slot is not None
+    slot.finish(True)
+    slot.finish(True)  # once only
+    assert _native.shed_state(cut) == (2.0, 0, 1, 0)
     await gateway.shutdown()

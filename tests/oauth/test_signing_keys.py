@@ -218,6 +218,21 @@ async def test_immediate_rotation_demotes_the_active_key(
     assert demoted.retires_at == _at(T0 + 10 + HOLD + manager.refresh_interval)
 
 
+async def test_active_key_listeners_hear_each_change_once(
+    manager: SigningKeyManager, db: Database
+) -> None:
+    heard: list[str | None] = []
+    manager.on_active_changed(lambda key: heard.append(key.kid if key else None))
+    await manager.load(now=T0)
+    first = manager.current().kid
+    await manager.refresh(now=T0 + 1)  # nothing changed: nothing heard
+    await manager.rotate(now=T0 + 5)  # published as next: still the same active key
+    assert heard == [first]
+    new = await manager.rotate(now=T0 + 10, immediate=True)
+    await manager.reload()
+    assert heard == [first, new.kid]
+
+
 async def test_rotate_with_no_key_makes_it_active_at_once(
     manager: SigningKeyManager, db: Database
 ) -> None:

@@ -13,6 +13,7 @@
 mod gcra;
 pub mod redis;
 mod registry;
+pub mod shedding;
 mod store;
 
 use http::header::{HeaderName, HeaderValue};

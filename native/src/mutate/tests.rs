@@ -78,6 +78,7 @@ fn python_vectors() {
             request_id: case.request_id.as_deref(),
             consumed: &consumed,
             authority: None,
+            assertion: None,
         };
         let got = forward_headers(&map(&case.headers), identity.as_ref(), &ctx, &config);
         assert_eq!(got, map(&case.expected), "case {}", case.name);
@@ -122,6 +123,7 @@ fn ipv4_mapped_peer_is_written_as_ipv4_and_ipv6_without_brackets() {
             request_id: None,
             consumed: &[],
             authority: None,
+            assertion: None,
         };
         let got = forward_headers(&HeaderMap::new(), None, &ctx, &config);
         assert_eq!(
@@ -141,6 +143,7 @@ fn http2_authority_stands_in_for_a_missing_host() {
         request_id: Some("rid-1"),
         consumed: &[],
         authority: Some("gw.example:8443"),
+        assertion: None,
     };
     let got = forward_headers(&HeaderMap::new(), None, &ctx, &config);
     let want = map(&[
@@ -189,7 +192,7 @@ mod props {
                 }
             }
             let info = conn("203.0.113.7", false);
-            let ctx = ForwardContext { conn: &info, trusted_peer: false, request_id: None, consumed: &[], authority: None };
+            let ctx = ForwardContext { conn: &info, trusted_peer: false, request_id: None, consumed: &[], authority: None, assertion: None };
             let got = forward_headers(&incoming, None, &ctx, &config);
             for name in got.keys() {
                 let folded = fold(name.as_str());
@@ -199,6 +202,54 @@ mod props {
             prop_assert_eq!(got.get_all("x-forwarded-for").iter().count(), 1);
         }
     }
+}
+
+#[test]
+fn the_assertion_replaces_the_clients_and_follows_the_request_id() {
+    let section = serde_json::json!({
+        "headers": {
+            "subject": "x-bastion-subject",
+            "client": "x-bastion-client",
+            "scopes": "x-bastion-scopes",
+            "key_id": "x-bastion-key-id",
+            "request_id": "x-bastion-request-id",
+        },
+        "strip": ["id-jwt"],
+        "assertion": {"header": "Id-Jwt", "issuer": "i", "audience": "a", "ttl": 5},
+    });
+    let config = MutateConfig::from_section(&section).expect("config");
+    assert_eq!(config.assertion().expect("on").header.as_str(), "id-jwt");
+    let incoming = map(&[
+        ("id-jwt".into(), "forged".into()),
+        ("id_jwt".into(), "forged".into()),
+    ]);
+    let info = conn("203.0.113.7", false);
+    let ctx = ForwardContext {
+        conn: &info,
+        trusted_peer: false,
+        request_id: Some("rid"),
+        consumed: &[],
+        authority: None,
+        assertion: Some("h.c.s"),
+    };
+    let got = forward_headers(&incoming, None, &ctx, &config);
+    let names: Vec<&str> = got.keys().map(HeaderName::as_str).collect();
+    assert_eq!(names[..2], ["x-bastion-request-id", "id-jwt"]);
+    let values: Vec<&HeaderValue> = got.get_all("id-jwt").iter().collect();
+    assert_eq!(values, [&HeaderValue::from_static("h.c.s")]);
+    assert!(got.get("id_jwt").is_none());
+    // Without a token (an anonymous request) nothing is added.
+    let none = ForwardContext {
+        assertion: None,
+        ..ctx
+    };
+    assert!(forward_headers(&incoming, None, &none, &config)
+        .get("id-jwt")
+        .is_none());
+    let bad = serde_json::json!({"headers": section["headers"], "strip": [], "assertion": {"header": "x"}});
+    assert!(MutateConfig::from_section(&bad)
+        .expect_err("incomplete")
+        .starts_with("mutate.assertion:"));
 }
 
 /// Not a test: the cost of `forward_headers` for a typical browser-ish request
@@ -238,6 +289,7 @@ fn bench_forward_headers() {
         request_id: Some("abc-123"),
         consumed: &consumed,
         authority: None,
+        assertion: None,
     };
     const N: u32 = 200_000;
     let start = std::time::Instant::now();

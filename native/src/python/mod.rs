@@ -4,12 +4,14 @@
 
 use pyo3::prelude::*;
 
+mod assertion;
 mod authn;
 mod front;
 mod limits;
 mod mtls;
 mod risk;
 mod routes;
+mod shedding;
 
 /// The version of the native core (the crate's version).
 #[pyfunction]
@@ -20,11 +22,13 @@ fn version() -> &'static str {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    assertion::register(m)?;
     authn::register(m)?;
     front::register(m)?;
     limits::register(m)?;
     mtls::register(m)?;
     risk::register(m)?;
     routes::register(m)?;
+    shedding::register(m)?;
     Ok(())
 }

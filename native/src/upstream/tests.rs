@@ -991,6 +991,7 @@ async fn forward_is_mutate_then_send() {
         request_id: Some("rid-9"),
         consumed: &consumed,
         authority: None,
+        assertion: None,
     };
     let response = up
         .forward(req, "/api/orders", Some(&identity), &ctx)

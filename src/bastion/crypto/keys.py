@@ -184,7 +184,8 @@ class SigningKeyPair:
     """One of bastion's token-signing keys, bound to one algorithm.
 
     Immutable. ``repr``/``str`` show only ``kid`` and ``alg``; the private key
-    leaves this object only through :meth:`private_bytes`.
+    leaves this object only through :meth:`private_bytes` (sealed storage) and
+    :meth:`private_der` (the native core's assertion signer).
     """
 
     __slots__ = ("_private", "_public", "alg", "kid")
@@ -251,6 +252,14 @@ class SigningKeyPair:
         """Return the private key as unencrypted PKCS#8 PEM (seal it before storing it)."""
         return self._private.private_bytes(
             serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    def private_der(self) -> bytes:
+        """Return the private key as unencrypted PKCS#8 DER (for the native signer; not stored)."""
+        return self._private.private_bytes(
+            serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )

@@ -39,17 +39,26 @@ in doubt a whole cache is cleared: a native miss only costs a trip to Python.
 :func:`install` configures the native core from the settings (issuer, leeway,
 maximum token lifetime, API key pepper) and registers where the current
 signing keys come from.
+
+:func:`assertion_key` hands the native core bastion's *current* signing key
+(PKCS#8 DER, straight from :class:`~bastion.crypto.SigningKeyPair` into ring;
+nothing here keeps it) whenever the active key changes, so the native
+``mutate`` step signs the identity assertion as
+:class:`~bastion.gateway.assertion.AssertionSigner` does. While no key is held
+(none active, or one ring refuses), routes with the assertion defer to Python.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from bastion import _native
+from bastion.crypto import SigningKeyPair
 from bastion.crypto.keys import PublicKeySet
 from bastion.gateway.authn.identity import Identity
 from bastion.ratelimit.gcra import Limit
@@ -63,6 +72,7 @@ __all__ = [
     "api_key_record",
     "api_key_refused",
     "apply_revocation",
+    "assertion_key",
     "cert_identity",
     "client_active",
     "client_changed",
@@ -83,6 +93,7 @@ _REVOKED_WITHOUT_EXP: Final = 86_400.0 + 300.0
 _EMPTY_JWKS: Final = '{"keys":[]}'
 
 _keys: Callable[[], PublicKeySet] | None = None
+log = logging.getLogger(__name__)
 
 
 def install(settings: Any, keys: Callable[[], PublicKeySet] | None) -> None:
@@ -266,6 +277,24 @@ def client_changed(client_id: str | None) -> None:
         _native.tokens_forget_client(client_id)
     else:
         _native.tokens_clear()
+
+
+def assertion_key(key: SigningKeyPair | None) -> None:
+    """Make ``key`` the native identity assertion's signing key (``None``: forget it).
+
+    A key ring refuses (say an RSA modulus over 4096 bits) is logged by kid and
+    forgotten: Python signs the assertion of every request then.
+    """
+    if key is None:
+        _native.assertion_key_clear()
+        return
+    try:
+        _native.assertion_key_set(key.kid, key.alg, key.private_der())
+    except ValueError as error:  # the message names the kid, never the key
+        log.warning(
+            "identity assertion: the native core cannot sign with this key; Python signs",
+            extra={"kid": key.kid, "detail": str(error)},
+        )
 
 
 def signing_keys_changed() -> None:

@@ -228,6 +228,7 @@ class SigningKeyManager:
         self._loaded = _EMPTY
         self._pairs: dict[str, SigningKeyPair] = {}
         self._dropped_listeners: list[Callable[[], None]] = []
+        self._active_listeners: list[Callable[[SigningKeyPair | None], None]] = []
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
 
@@ -604,6 +605,7 @@ class SigningKeyManager:
         jwks = tuple(public_only(k.public_jwk) for k in published)
         key_set = PublicKeySet.from_jwks({"keys": builtins.list(jwks)})
         dropped = set(self._loaded.key_set.kids()) - set(key_set.kids())
+        before = self._loaded.active
         self._pairs = pairs
         self._loaded = _Loaded(active=active, key_set=key_set, jwks=jwks, records=tuple(stored))
         self._changed.set()
@@ -611,6 +613,9 @@ class SigningKeyManager:
             # After the swap: a listener clearing a cache cannot re-fill it from the old set.
             for listener in self._dropped_listeners:
                 listener()
+        if active is not before:
+            for on_active in self._active_listeners:
+                on_active(active)
 
     def on_keys_dropped(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` whenever a reload leaves a published key out (retired).
@@ -619,6 +624,14 @@ class SigningKeyManager:
         verified-JWT cache), so a retired key's tokens are not served from memory.
         """
         self._dropped_listeners.append(listener)
+
+    def on_active_changed(self, listener: Callable[[SigningKeyPair | None], None]) -> None:
+        """Call ``listener(key)`` whenever a reload makes another key (or none) the active one.
+
+        For signers outside this object (the native core's identity assertion),
+        so the next request signs with the key :meth:`current` returns.
+        """
+        self._active_listeners.append(listener)
 
     def _open(self, key: SigningKey) -> SigningKeyPair:
         context = schema.seal_context("signing_keys", "private_key_sealed", key.kid)

@@ -10,7 +10,9 @@ limit is reached is *shed* — refused with 503 ``overloaded`` and
 sees fewer requests, its latency recovers, and the latency of the admitted
 requests stays bounded instead of growing with the queue.
 
-Everything runs on one event loop: no locks.
+Everything runs on one event loop: no locks. With ``serve_native``, the limiter
+of each route is the native data plane's (``bastion._native.shed_acquire``), so
+requests the native core serves and those it defers here hold slots of one limit.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Final
 
+from bastion import _native
 from bastion.errors import ServiceUnavailableError
 from bastion.gateway.errors import GatewayError
 
@@ -97,10 +100,15 @@ _MAX_ROUTES: Final = 10_000
 
 
 class LoadShedder:
-    """An :class:`AdaptiveConcurrency` per route, built on first use with shared settings."""
+    """An :class:`AdaptiveConcurrency` per route, built on first use with shared settings.
 
-    def __init__(self, **settings: float) -> None:
+    ``serve_native``: the native data plane's limiter of each route instead (one
+    limit for the requests of both planes; :attr:`routes` stays empty).
+    """
+
+    def __init__(self, *, serve_native: bool = False, **settings: float) -> None:
         self.settings = settings
+        self.serve_native = serve_native
         self.routes: dict[str, AdaptiveConcurrency] = {}
 
     def for_route(self, name: str) -> AdaptiveConcurrency:
@@ -119,6 +127,10 @@ class LoadShedder:
 
         An exception from the block counts as a failure (the limit is cut).
         """
+        if self.serve_native:
+            async with self._admit_native(route):
+                yield
+            return
         limiter = self.for_route(route)
         if not limiter.try_acquire():
             raise OverloadedError("The upstream is overloaded; retry shortly.")
@@ -129,3 +141,23 @@ class LoadShedder:
             failed = False
         finally:
             limiter.release(time.monotonic() - started, failed=failed)
+
+    @asynccontextmanager
+    async def _admit_native(self, route: str) -> AsyncIterator[None]:
+        settings = self.settings
+        slot = _native.shed_acquire(
+            route,
+            int(settings.get("initial", 20)),
+            int(settings.get("minimum", 1)),
+            int(settings.get("maximum", 1000)),
+            float(settings.get("target_latency", 0.5)),
+            float(settings.get("backoff", 0.9)),
+        )
+        if slot is None:
+            raise OverloadedError("The upstream is overloaded; retry shortly.")
+        failed = True
+        try:
+            yield
+            failed = False
+        finally:
+            slot.finish(failed)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, free_port, run_cli
+from _support.native import plane
 from bastion.crypto import JWTVerifier, PublicKeySet
 
 
@@ -170,6 +171,19 @@ def test_upstream_gets_a_signed_assertion_verifiable_with_the_jwks(
         assert claims["route"] == "plain"
         assert claims["request_id"] == seen["x-bastion-request-id"]
         assert claims["exp"] - claims["iat"] == 20
+
+        # The token's next request is served by the native plane, which signs alike.
+        again = http.get("/plain/2", headers={"Authorization": f"Bearer {token}"})
+        assert plane(again) != plane(ok)
+        seen_again = {k.lower(): v for k, v in again.json()["headers"].items()}
+        native = verifier.verify(seen_again["x-bastion-assertion"]).claims
+        varying = ("jti", "iat", "exp", "request_id")
+        assert native["jti"] != claims["jti"]
+        assert native["request_id"] == seen_again["x-bastion-request-id"]
+        assert {k: v for k, v in native.items() if k not in varying} == {
+            k: v for k, v in claims.items() if k not in varying
+        }
+        assert list(native) == list(claims), "the same members in the same order"
 
         # The route requiring a role: a client-credentials token has none.
         denied = http.get("/signed/1", headers={"Authorization": f"Bearer {token}"})

@@ -74,16 +74,18 @@ def test_rules_carry_pythons_buckets_and_integers() -> None:
         ],
         "store": "memory",
         "key_limits_fail": "closed",
+        "shedding": None,
     }
     # A route without limits still has a section: API keys bring their own limits.
     assert limits.section(settings.routes[1], settings) == {
         "rules": [],
         "store": "memory",
         "key_limits_fail": "closed",
+        "shedding": None,
     }
 
 
-def test_redis_is_native_but_tls_redis_and_shedding_stay_in_python() -> None:
+def test_redis_and_shedding_are_native_but_tls_redis_stays_in_python() -> None:
     redis = _settings(
         shared={"url": "redis://127.0.0.1:6379/0"}, ratelimit={"key_limits_fail": "open"}
     )
@@ -96,10 +98,19 @@ def test_redis_is_native_but_tls_redis_and_shedding_stay_in_python() -> None:
     )
     tls = _settings(shared={"url": "rediss://127.0.0.1:6380/0"})
     assert limits.section(tls.routes[0], tls) == Unsupported("rediss:// limiter not native yet")
-    shedding = _settings(ratelimit={"shedding": {"enabled": True}})
-    assert limits.section(shedding.routes[1], shedding) == Unsupported(
-        "load shedding not native yet"
+    shedding = _settings(
+        ratelimit={"shedding": {"enabled": True, "initial_limit": 4, "target_latency": "200ms"}}
     )
+    section = limits.section(shedding.routes[1], shedding)
+    assert isinstance(section, dict)
+    assert section["shedding"] == {
+        "initial": 4,
+        "minimum": 1,
+        "maximum": 1000,
+        "target_latency": 0.2,
+        "backoff": 0.9,
+    }
+    assert limits.section(redis.routes[0], redis)["shedding"] is None  # type: ignore[index]
 
 
 def test_the_native_loader_accepts_every_compiled_section() -> None:

@@ -60,6 +60,7 @@ DEFAULT_MUTATE = {
         "x-user",
         "x-user-id",
     ],
+    "assertion": None,
 }
 
 
@@ -167,6 +168,27 @@ def test_strip_prefix_of_the_root_route_cuts_nothing() -> None:
     assert got["strip_prefix"] is None
 
 
+def test_the_assertion_is_compiled_as_the_python_step_signs_it() -> None:
+    s = settings(
+        one(upstream="http://a.internal:9000/v1"),
+        one(name="two", match={"path": "/two"}, upstream=["http://a:1", "http://b:2"]),
+        one(name="three", match={"path": "/3"}, upstream="http://c", assertion_audience="urn:c"),
+        issuer="https://auth.example",
+        identity_headers={"assertion": {"enabled": True, "ttl": "20.9s", "header": "X-Id-Jwt"}},
+    )
+    sections = [upstream.section(r, s) for r in s.routes]
+    assertions = [section["mutate"]["assertion"] for section in sections]  # type: ignore[index]
+    base = {"header": "x-id-jwt", "issuer": "https://auth.example", "ttl": 20}
+    assert assertions == [
+        {**base, "audience": "http://a.internal:9000/v1"},
+        # mutate(): str(route.upstream), a list's repr included.
+        {**base, "audience": "['http://a:1', 'http://b:2']"},
+        {**base, "audience": "urn:c"},
+    ]
+    # The client's header of that name is stripped, any spelling.
+    assert "x-id-jwt" in sections[0]["mutate"]["strip"]  # type: ignore[index]
+
+
 def test_pool_defaults_are_the_python_clients() -> None:
     client = UpstreamClient()
     assert (
@@ -179,16 +201,6 @@ def test_pool_defaults_are_the_python_clients() -> None:
     ("route_extra", "extra", "reason"),
     [
         ({"websocket": True}, {}, "upstream: WebSocket routes are served by Python"),
-        (
-            {},
-            {"identity_headers": {"assertion": {"enabled": True}}},
-            "upstream: the signed identity assertion is not native yet",
-        ),
-        (
-            {},
-            {"ratelimit": {"shedding": {"enabled": True}}},
-            "upstream: adaptive load shedding is not native yet",
-        ),
     ],
 )
 def test_unsupported(route_extra: dict[str, Any], extra: dict[str, Any], reason: str) -> None:
@@ -216,9 +228,9 @@ def test_a_url_python_refuses_is_refused() -> None:
 
 
 def test_default_mutate_is_the_runtime_rules() -> None:
-    assert upstream._mutate(SimpleNamespace(identity_headers=IdentityHeaderSettings())) == (
-        DEFAULT_MUTATE
-    )
+    no_route = SimpleNamespace()  # read only when the assertion is on
+    settings = SimpleNamespace(identity_headers=IdentityHeaderSettings())
+    assert upstream._mutate(no_route, settings) == DEFAULT_MUTATE
 
 
 # -- forwarded headers: Python through a real echo upstream, the vectors native reads ----------

@@ -1,11 +1,10 @@
 """The ``edge`` section of a native route: the checks before authentication.
 
 The native core serves a route's edge only when it has nothing the native
-steps do not implement yet: WebSocket upgrades, the signed identity
-assertion, load shedding and OpenTelemetry tracing leave the route to the
-Python pipeline (:class:`Unsupported`, with the reason ``bastion routes list``
-shows). What it does serve: the route's body size limit (``max_body``, default
-``request_limits.max_body``), its CORS policy (``cors``,
+steps do not implement yet: WebSocket upgrades and OpenTelemetry tracing
+leave the route to the Python pipeline (:class:`Unsupported`, with the reason
+``bastion routes list`` shows). What it does serve: the route's body size limit
+(``max_body``, default ``request_limits.max_body``), its CORS policy (``cors``,
 :mod:`bastion.gateway.compile.cors`) and its IP allow / deny networks (``ip``:
 ``{"allow": [...], "deny": [...]}`` as ``ipaddress`` prints them, or ``null``;
 ``native/src/ip_rules.rs``).
@@ -28,10 +27,6 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
     reasons = []
     if route.websocket.enabled:
         reasons.append("websocket")
-    if settings.identity_headers.assertion.enabled:
-        reasons.append("identity assertion")
-    if settings.ratelimit.shedding.enabled:
-        reasons.append("load shedding")
     if settings.tracing.enabled:
         reasons.append("tracing")
     if reasons:

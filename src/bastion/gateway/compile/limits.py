@@ -8,8 +8,11 @@ In memory, the native store is the one Python's limiter uses too, so deferred
 and native requests draw from one budget; on Redis, the native limiter runs
 Python's script on the same keys (``bastion._native.redis_limiter_configure``,
 set up by the runtime), and a Redis failure defers the request to Python, which
-applies the route's fail mode. Not native yet: ``rediss://`` (TLS to Redis) and
-load shedding.
+applies the route's fail mode. Not native yet: ``rediss://`` (TLS to Redis).
+
+``shedding`` is ``None`` or ``ratelimit.shedding`` as the native AIMD limiter
+(``native/src/limit/shedding.rs``) reads it: ``{"initial", "minimum", "maximum",
+"target_latency", "backoff"}``, the arguments of Python's ``AdaptiveConcurrency``.
 """
 
 from __future__ import annotations
@@ -42,8 +45,6 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
         if config is None:
             return Unsupported("rediss:// limiter not native yet")
         store = "redis"
-    if settings.ratelimit.shedding.enabled:
-        return Unsupported("load shedding not native yet")
     rules: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(route.limits or ()):
@@ -67,4 +68,18 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
                 "fail": entry.fail,
             }
         )
-    return {"rules": rules, "store": store, "key_limits_fail": settings.ratelimit.key_limits_fail}
+    shedding = settings.ratelimit.shedding
+    return {
+        "rules": rules,
+        "store": store,
+        "key_limits_fail": settings.ratelimit.key_limits_fail,
+        "shedding": {
+            "initial": int(shedding.initial_limit),
+            "minimum": int(shedding.min_limit),
+            "maximum": int(shedding.max_limit),
+            "target_latency": float(shedding.target_latency),
+            "backoff": float(shedding.backoff),
+        }
+        if shedding.enabled
+        else None,
+    }

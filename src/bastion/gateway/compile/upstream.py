@@ -16,16 +16,21 @@ Python gateway runs, so both planes agree by construction:
   (``ca`` ``None``: the system trust store; the client certificate for upstream mTLS);
 - ``mutate``: bastion's identity header names (lower-case) and ``strip``, every
   header name (lower-case, ``_`` read as ``-``) stripped from the client's request,
-  exactly :attr:`~bastion.gateway.mutate.IdentityHeaders.strip`.
+  exactly :attr:`~bastion.gateway.mutate.IdentityHeaders.strip`; and ``assertion``,
+  ``None`` or the signed identity assertion's ``header`` (lower-case), ``issuer``,
+  ``audience`` (the route's ``assertion_audience``, else ``str(route.upstream)``, as
+  the Python ``mutate`` step) and ``ttl`` (whole seconds, as ``AssertionSigner``).
+  The native core signs it with the current key ``native_push.assertion_key`` pushes.
 
-Left to Python (:class:`Unsupported`): WebSocket routes, the signed identity
-assertion and adaptive load shedding, which wraps the proxy step.
+Left to Python (:class:`Unsupported`): WebSocket routes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from bastion.crypto import SigningKeyPair
+from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.compile.common import Unsupported
 from bastion.gateway.errors import BadRequestPathError, GatewayConfigError
 from bastion.gateway.matcher import parse_upstream
@@ -87,17 +92,13 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
             "client_cert": str(cert) if cert is not None and key is not None else None,
             "client_key": str(key) if cert is not None and key is not None else None,
         },
-        "mutate": _mutate(settings),
+        "mutate": _mutate(route, settings),
     }
 
 
 def _unsupported(route: Any, settings: Any) -> str | None:
     if route.websocket.enabled:
         return "WebSocket routes are served by Python"
-    if settings.identity_headers.assertion.enabled:
-        return "the signed identity assertion is not native yet"
-    if settings.ratelimit.shedding.enabled:
-        return "adaptive load shedding is not native yet"
     return None
 
 
@@ -116,8 +117,20 @@ def _strip_prefix(route: Any) -> str | None:
     return None if prefix == "/" else prefix
 
 
-def _mutate(settings: Any) -> dict[str, Any]:
+def _no_key() -> SigningKeyPair:
+    raise RuntimeError("the route compiler never signs")  # pragma: no cover
+
+
+def _mutate(route: Any, settings: Any) -> dict[str, Any]:
     config = settings.identity_headers
+    assertion = config.assertion
+    signer = (
+        AssertionSigner(
+            _no_key, issuer=settings.issuer_url, ttl=assertion.ttl, header=assertion.header
+        )
+        if assertion.enabled
+        else None
+    )
     # The Python step's own constructor: one home for name checks and the strip set.
     rules = IdentityHeaders(
         (*DEFAULT_STRIPPED_HEADERS, *config.strip),
@@ -128,6 +141,7 @@ def _mutate(settings: Any) -> dict[str, Any]:
             "key_id": config.key_id,
             "request_id": config.request_id,
         },
+        assertion=signer,
     )
     return {
         "headers": {
@@ -138,4 +152,13 @@ def _mutate(settings: Any) -> dict[str, Any]:
             "request_id": rules.request_id.decode("ascii"),
         },
         "strip": sorted(name.decode("ascii") for name in rules.strip),
+        "assertion": None
+        if signer is None
+        else {
+            "header": rules.assertion_header.decode("ascii"),
+            "issuer": signer.issuer,
+            # mutate(): the same expression, so both planes agree on the audience.
+            "audience": route.assertion_audience or str(route.upstream),
+            "ttl": int(signer.ttl),
+        },
     }
