@@ -25,7 +25,7 @@ $(UV):
 # bastion's data plane is a Rust crate (native/) that maturin builds into the
 # package as bastion._native: `uv sync` compiles it (release profile) the first
 # time and again whenever a Rust source changes (pyproject.toml [tool.uv]).
-NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs native/src/*/*.rs)
+NATIVE_SOURCES := native/Cargo.toml native/Cargo.lock $(wildcard native/src/*.rs native/src/*/*.rs native/src/*/*/*.rs)
 
 rust-toolchain:
 	@command -v cargo >/dev/null 2>&1 || { echo "bastion needs a Rust toolchain (cargo, rustc 1.80+) to build its native data plane: install it from https://rustup.rs and run make again" >&2; exit 1; }
