@@ -122,6 +122,23 @@ def test_introspection(load: Load, errors: Errors) -> None:
     ]
 
 
+def test_several_targets_need_an_assertion_audience(load: Load, errors: Errors) -> None:
+    targets = "upstream: ['http://a.internal', 'http://b.internal']"
+    on = "identity_headers: {assertion: {enabled: true}}\n"
+    text = f"routes:\n  - {{name: a, match: {{path: /a}}, {targets}, auth: [api_key]}}\n"
+    assert errors(on + text) == [
+        "routes[0].assertion_audience: is required when the upstream lists several targets "
+        "and the identity assertion is on — set the aud its targets check, e.g. "
+        "https://orders.internal"
+    ]
+    # Set, or the assertion off, or a public route (which gets none): fine.
+    given = text.replace("auth: [api_key]", "auth: [api_key], assertion_audience: https://a")
+    assert load(on + given).routes[0].assertion_audience == "https://a"
+    assert load(text).routes[0].upstream == ["http://a.internal", "http://b.internal"]
+    public = text.replace("auth: [api_key]", "public: true")
+    assert load(on + public).routes[0].public
+
+
 def test_session_is_refused_until_it_exists(errors: Errors) -> None:
     # Accepted before, it then refused every request of the route: nothing authenticates it.
     text = (

@@ -1447,7 +1447,8 @@ class RouteSettings(_Section):
     claims: dict[str, ClaimValue] = Field(default_factory=dict)
     roles: list[str] = Field(default_factory=list)
     roles_claim: str = "roles"
-    # The aud of the signed identity assertion (default: the upstream's origin).
+    # The aud of the signed identity assertion (default: the upstream URL as configured;
+    # required for an upstream with several targets when the assertion is on).
     assertion_audience: str | None = None
     # Browser cross-origin access (exact origins); None: no CORS, browsers' same-origin rule.
     cors: CorsSettings | None = None
@@ -2014,6 +2015,20 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
                     ("routes", index, "auth"),
                     "lists mtls but no client certificates are requested — set tls.client_ca "
                     "to the PEM bundle of the CA that issues client certificates",
+                )
+            )
+        if (
+            settings.identity_headers.assertion.enabled
+            and isinstance(route.upstream, list)
+            and route.assertion_audience is None
+            and not route.public
+        ):
+            problems.append(
+                (
+                    ("routes", index, "assertion_audience"),
+                    "is required when the upstream lists several targets and the identity "
+                    "assertion is on — set the aud its targets check, e.g. "
+                    "https://orders.internal",
                 )
             )
         if "introspection" in route.auth and settings.introspection is None:
