@@ -3,6 +3,7 @@
 //!
 //! | step | native | deferred to Python when |
 //! |---|---|---|
+//! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers) | the caller is not a trusted proxy, the headers are ambiguous, missing or unreadable, HTTP/2, a body |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
@@ -13,6 +14,11 @@
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream) | — (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//!
+//! `decide` runs the steps from match to limit for both doors: the gateway
+//! (then mutate and proxy here) and forward-auth (`forward_auth::verify`:
+//! `/auth/verify`, the judged request read from the proxy's headers, without
+//! cors, body and mutate, answered 200 with the identity headers).
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
 //! upstream failures, a shed request's 503, the 403 of a client address the
