@@ -83,8 +83,7 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
         return Outcome::Defer(req);
     }
     // HTTP/1.x only (an HTTP/2 host is its :authority), and no body to leave unread.
-    if !matches!(req.version(), Version::HTTP_11 | Version::HTTP_10)
-        || !req.body().is_end_stream()
+    if !matches!(req.version(), Version::HTTP_11 | Version::HTTP_10) || !req.body().is_end_stream()
     {
         return Outcome::Defer(req);
     }
@@ -276,7 +275,11 @@ mod tests {
 
     #[test]
     fn forward_auth_refuses_the_other_family_and_repeats() {
-        let base = [("host", "h"), ("x-original-method", "GET"), ("x-original-uri", "/a")];
+        let base = [
+            ("host", "h"),
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/a"),
+        ];
         assert!(judge(&base, Family::Nginx).is_some());
         for extra in [
             ("x-forwarded-method", "GET"),
@@ -294,7 +297,11 @@ mod tests {
         pairs.extend(repeated);
         assert!(judge(&pairs, Family::Nginx).is_none());
         // The nginx family under `forwarded` is what a client would forge.
-        let forwarded = [("host", "h"), ("x-forwarded-method", "GET"), ("x-forwarded-uri", "/a")];
+        let forwarded = [
+            ("host", "h"),
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/a"),
+        ];
         let mut pairs = forwarded.to_vec();
         pairs.push(("x-original-uri", "/admin"));
         assert!(judge(&pairs, Family::Forwarded).is_none());
@@ -312,11 +319,19 @@ mod tests {
             ("GET", "/a#f"),
             ("GET", "/a\tb"),
         ] {
-            let pairs = [("host", "h"), ("x-original-method", method), ("x-original-uri", uri)];
+            let pairs = [
+                ("host", "h"),
+                ("x-original-method", method),
+                ("x-original-uri", uri),
+            ];
             assert!(judge(&pairs, Family::Nginx).is_none(), "{method:?} {uri:?}");
         }
         let long = format!("/{}", "a".repeat(MAX_URI));
-        let pairs = [("host", "h"), ("x-original-method", "GET"), ("x-original-uri", &long)];
+        let pairs = [
+            ("host", "h"),
+            ("x-original-method", "GET"),
+            ("x-original-uri", &long),
+        ];
         assert!(judge(&pairs, Family::Nginx).is_none());
     }
 }

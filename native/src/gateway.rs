@@ -264,8 +264,7 @@ pub(crate) async fn decide<'t>(
 ) -> Decided<'t> {
     let proxied = door == Door::Gateway;
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let Routed::Native { route, .. } = table.routes.route(req.host(), req.method, target)
-    else {
+    let Routed::Native { route, .. } = table.routes.route(req.host(), req.method, target) else {
         return Decided::Defer(None);
     };
     let Some(Some(native)) = table.native.get(route.index) else {
@@ -356,9 +355,7 @@ pub(crate) async fn decide<'t>(
                 );
                 return Decided::Respond(response);
             }
-            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => {
-                return Decided::Defer(None)
-            }
+            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => return Decided::Defer(None),
             Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
                 Miss::Defer => return Decided::Defer(None),
                 Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),

@@ -172,9 +172,7 @@ def test_decisions_are_native_and_answered_as_python_answers(
     ]
 
 
-def test_spoofed_judged_headers_are_refused_never_judged(
-    tmp_path: Path, echo: EchoThread
-) -> None:
+def test_spoofed_judged_headers_are_refused_never_judged(tmp_path: Path, echo: EchoThread) -> None:
     config = _config(tmp_path, echo.server.url, family="nginx", trusted="127.0.0.1")
     key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
     with (
