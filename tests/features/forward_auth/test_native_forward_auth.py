@@ -51,6 +51,11 @@ def _config(tmp_path: Path, upstream: str, *, family: str, trusted: str) -> Path
         f"    upstream: {upstream}\n"
         "    auth: [api_key]\n"
         "    limits: [{per: ip, rate: 2/hour}]\n"
+        "  - name: internal\n"
+        "    match: {path: /internal}\n"
+        f"    upstream: {upstream}\n"
+        "    public: true\n"
+        "    ip: {allow: [10.0.0.0/8]}\n"
     )
     migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
@@ -145,6 +150,15 @@ def test_decisions_are_native_and_answered_as_python_answers(
         )
         assert (other.status_code, plane(other)) == (200, native)
 
+        # With RateLimit headers, the head is Python's too (names in order; the remaining
+        # budget differs): Python judges a path the native router leaves to it.
+        elsewhere = ("X-Forwarded-For", "198.51.100.1")
+        by_python = _ask(client, NGINX, "GET", "/api/./limited", _bearer(key["key"]), elsewhere)
+        by_native = _ask(client, NGINX, "GET", "/api/limited", _bearer(key["key"]), elsewhere)
+        assert [plane(by_python), plane(by_native)] == [python, native]
+        assert [n for n, _ in _head(by_python)] == [n for n, _ in _head(by_native)]
+        assert by_native.headers["ratelimit"] != by_python.headers["ratelimit"]
+
         # An unknown key: Python's refusal first, then the native one, alike.
         refused = [_ask(client, NGINX, "GET", "/api/orders", _bearer(unknown)) for _ in "ab"]
         assert [(r.status_code, plane(r)) for r in refused] == [(401, python), (401, native)]
@@ -153,13 +167,29 @@ def test_decisions_are_native_and_answered_as_python_answers(
         rid0, rid1 = (r.headers["x-request-id"].encode() for r in refused)
         assert refused[0].content.replace(rid0, b"R") == refused[1].content.replace(rid1, b"R")
 
+        # IP rules judge the client the trusted proxy names, natively (a spoofed
+        # X-Forwarded-For is the proxy's business: it overwrites the client's).
+        inside = _ask(client, NGINX, "GET", "/internal", ("X-Forwarded-For", "10.1.2.3"))
+        assert (inside.status_code, plane(inside)) == (200, native)
+        assert "x-bastion-subject" not in inside.headers  # a public route: anonymous
+        outside = _ask(client, NGINX, "GET", "/internal", ("X-Forwarded-For", "203.0.113.7"))
+        assert (outside.status_code, plane(outside)) == (403, native)
+        assert outside.json()["reason"] == "ip_not_allowed"
+
         # A judged path the native router does not take is Python's: same decision.
         dotted = _ask(client, NGINX, "GET", "/api/x/../orders", _bearer(key["key"]))
         assert (dotted.status_code, plane(dotted)) == (200, python)
 
     rows = _denied(tmp_path / "bastion.db")
     by_reason = {row.reason: row for row in rows}
-    assert set(by_reason) == {"insufficient_scope", "rate_limited", "invalid_api_key"}
+    assert set(by_reason) == {
+        "insufficient_scope",
+        "rate_limited",
+        "invalid_api_key",
+        "ip_not_allowed",
+    }
+    ip_row = by_reason["ip_not_allowed"]
+    assert (ip_row.route, ip_row.ip, ip_row.data["step"]) == ("internal", "203.0.113.7", "ip")
     for row in rows:
         assert row.data["door"] == "forward_auth"
     limit_row = by_reason["rate_limited"]
