@@ -247,7 +247,7 @@ pub fn refuse(req: &Request<Body>, route: &str, ip: IpAddr, https: bool) -> Outc
     Outcome::Respond(response)
 }
 
-fn origin_not_allowed() -> Problem {
+pub(crate) fn origin_not_allowed() -> Problem {
     Problem {
         status: StatusCode::FORBIDDEN,
         code: "cors_origin_not_allowed",

@@ -3,6 +3,7 @@
 //!
 //! | step | native | deferred to Python when |
 //! |---|---|---|
+//! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers) | the caller is not a trusted proxy, the headers are ambiguous, missing or unreadable, HTTP/2, a body |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
@@ -13,6 +14,11 @@
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream) | — (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//!
+//! `decide` runs the steps from match to limit for both doors: the gateway
+//! (then mutate and proxy here) and forward-auth (`forward_auth::verify`:
+//! `/auth/verify`, the judged request read from the proxy's headers, without
+//! cors, body and mutate, answered 200 with the identity headers).
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
 //! upstream failures, a shed request's 503, the 403 of a client address the
@@ -26,8 +32,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{HeaderValue, USER_AGENT};
-use http::{Request, Version};
+use http::header::{HeaderName, HeaderValue, USER_AGENT};
+use http::{Request, Response, Version};
 use http_body::Body as _;
 
 use crate::audit::{self, AuditEvent, Door};
@@ -45,6 +51,7 @@ use crate::problem::Problem;
 use crate::respond;
 use crate::risk::RiskKind;
 use crate::router::Routed;
+use crate::table::{NativeRoute, Table};
 use crate::upstream::UpstreamError;
 
 /// The request's host as the router reads it: the `Host` header, or the
@@ -53,6 +60,38 @@ pub(crate) fn host_of(req: &Request<Body>) -> Option<&str> {
     match req.headers().get(http::header::HOST) {
         Some(value) => value.to_str().ok(),
         None => req.uri().authority().map(|a| a.as_str()),
+    }
+}
+
+/// The parts of a request head the decision steps read (`Sync`, unlike the
+/// body, so a decision may hold it across its awaits).
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'r> {
+    pub method: &'r http::Method,
+    pub uri: &'r http::Uri,
+    pub version: Version,
+    pub headers: &'r http::HeaderMap,
+    /// The body's end-of-stream flag as known before reading it.
+    pub body_empty: bool,
+}
+
+impl<'r> Head<'r> {
+    pub(crate) fn of(req: &'r Request<Body>) -> Self {
+        Head {
+            method: req.method(),
+            uri: req.uri(),
+            version: req.version(),
+            headers: req.headers(),
+            body_empty: req.body().is_end_stream(),
+        }
+    }
+
+    /// The host as [`host_of`] reads it.
+    fn host(&self) -> Option<&'r str> {
+        match self.headers.get(http::header::HOST) {
+            Some(value) => value.to_str().ok(),
+            None => self.uri.authority().map(|a| a.as_str()),
+        }
     }
 }
 
@@ -65,180 +104,33 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     if req.version() != Version::HTTP_2 && req.uri().scheme().is_some() {
         return Outcome::Defer(req);
     }
+    // The forward-auth door (`/auth/verify`): the same decision, answered without proxying.
+    if crate::forward_auth::asks(&req) {
+        return crate::forward_auth::verify(req, conn, &table).await;
+    }
     // A CORS preflight is matched by the method it asks for (`cors::preflight`).
     if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
         return cors::preflight(req, conn, &table);
     }
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let Routed::Native { route, .. } = table.routes.route(host_of(&req), req.method(), target)
-    else {
-        return Outcome::Defer(req);
-    };
-    let Some(Some(native)) = table.native.get(route.index) else {
-        return Outcome::Defer(req);
-    };
-    if !hygiene::takes(
-        req.method(),
-        req.version(),
-        req.headers(),
-        req.body().is_end_stream(),
-        table.head,
-        native.max_body,
-    ) {
-        return Outcome::Defer(req);
-    }
-    let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
-        return Outcome::Defer(req);
-    };
-    // Python's order: `ip`, then `cors` (so an address refused carries no CORS headers).
-    if let Some(rules) = &native.ip {
-        if !rules.admits(ip) {
-            let problem = ip_rules::not_allowed();
-            return refuse(&req, &route.name, ip, conn.tls, problem, "ip", None);
-        }
-    }
-    let Ok(cors) = cors::actual(native.cors.as_ref(), req.headers()) else {
-        return cors::refuse(&req, &route.name, ip, conn.tls);
-    };
-    // The verified client certificate's thumbprint, where a method reads it
-    // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
-    let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
-    let cert = if native.auth.methods.iter().any(reads_cert) {
-        authn::mtls::leaf_thumbprint(&conn.client_certs)
-    } else {
-        None
-    };
-    let mut waited = false;
-    let (now, admitted) = loop {
-        let now = authn::unix_now();
-        let caches = crate::plane::caches();
-        let admitted = authn::admit_with_cert(
-            caches,
-            &native.auth,
-            &route.name,
-            req.method(),
-            req.uri(),
-            req.headers(),
-            Some(ip),
-            cert.as_ref(),
-            now,
-        );
-        if let Some(admitted) = admitted {
-            break (now, admitted);
-        }
-        let query = req.uri().query();
-        match authn::unadmitted_with_cert(
-            caches,
-            &native.auth,
-            query,
-            req.headers(),
-            cert.as_ref(),
-            now,
-        ) {
-            Unadmitted::Defer => return Outcome::Defer(req),
-            Unadmitted::Refused => {
-                // Python's 401 whoever asks: before authorization and the limits, so
-                // neither a risk flag nor a budget changes it (nothing consumed).
-                let problem = Problem::invalid_api_key();
-                return refuse(
-                    &req,
-                    &route.name,
-                    ip,
-                    conn.tls,
-                    problem,
-                    "authenticate",
-                    cors.as_ref(),
-                );
-            }
-            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => return Outcome::Defer(req),
-            Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
-                Miss::Defer => return Outcome::Defer(req),
-                Miss::Lead(lead) => {
-                    let mut req = req;
-                    req.extensions_mut().insert(LeadGuard(Arc::new(lead)));
-                    return Outcome::Defer(req);
-                }
-                Miss::Wait(waiter) => {
-                    waiter.wait(MISS_WAIT).await;
-                    waited = true;
-                }
-            },
-            Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
-                Miss::Defer => return Outcome::Defer(req),
-                Miss::Lead(lead) => {
-                    // Held until Python answered (server.rs): its waiters then read again.
-                    let mut req = req;
-                    req.extensions_mut().insert(LeadGuard(Arc::new(lead)));
-                    return Outcome::Defer(req);
-                }
-                Miss::Wait(waiter) => {
-                    waiter.wait(MISS_WAIT).await;
-                    waited = true;
-                }
-            },
-        }
-    };
-    let Admitted {
+    let Allowed {
+        route,
+        native,
+        ip,
+        cors,
         identity,
         credential_headers,
-        key_limits: own_limits,
-    } = admitted;
-    if flagged(&identity, ip, now) {
-        return Outcome::Defer(req);
-    }
-    // The signed identity assertion needs the current signing key: without one
-    // held, Python signs (decided before the limit step consumes anything).
+        signer,
+        decision,
+        started,
+        request_id,
+    } = match decide(Head::of(&req), conn, &table, Door::Gateway).await {
+        Decided::Allow(allowed) => *allowed,
+        Decided::Respond(response) => return Outcome::Respond(response),
+        Decided::Defer(lead) => return defer(req, lead),
+    };
     let assertion = native.upstream.mutate().assertion();
-    let Ok(signer) = crate::assertion::signer_for(assertion, &identity) else {
-        return Outcome::Defer(req);
-    };
-    // The key's limits: an operator override, else its own (a key with its own
-    // limits is admitted only once the native limiter applies them).
-    let key_limits: Arc<[limit::Limit]> = match identity.key_id.as_deref() {
-        Some(key) => {
-            let mut own = Vec::with_capacity(own_limits.len());
-            for l in own_limits.iter() {
-                match limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name) {
-                    Ok(parsed) => own.push(parsed),
-                    Err(_) => return Outcome::Defer(req),
-                }
-            }
-            effective_key_limits(key, &own)
-        }
-        None => Arc::from(Vec::new()),
-    };
-    let shared = native.limits.store == StoreKind::Redis;
-    if shared && plane().limiter_down.load(Ordering::Acquire) {
-        return Outcome::Defer(req);
-    }
-    let Ok(decision) = limit::step(
-        &native.limits,
-        &identity,
-        &key_limits,
-        Some(ip),
-        &route.name,
-    )
-    .await
-    else {
-        // No Redis, or it failed: Python owns the outage policy (each limit's `fail`),
-        // and says when the limiter is back (`_native.limiter_up`).
-        plane().limiter_down.store(true, Ordering::Release);
-        return Outcome::Defer(req);
-    };
-    let started = Instant::now();
-    let request_id = plane().request_ids.assign(req.headers());
     let rid = request_id.to_str().unwrap_or("-");
     let https = conn.tls;
-    if !decision.allowed {
-        let mut problem = Problem::rate_limited(&decision);
-        if let Some(cors) = &cors {
-            cors.add_to(&mut problem.headers);
-        }
-        DeniedHead::of(&req).denied(&route.name, &identity, ip, rid, &problem, "limit", started);
-        let mut response = problem.into_response(rid);
-        respond::decorate(response.headers_mut(), https, &request_id);
-        return Outcome::Respond(response);
-    }
     // What a denial's audit event needs once the request has gone upstream.
     let head = DeniedHead::of(&req);
     let token = match (assertion, signer) {
@@ -323,6 +215,252 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     Outcome::Respond(response)
 }
 
+/// A request the decision steps allowed: what the proxying part (or the
+/// forward-auth answer) needs.
+pub(crate) struct Allowed<'t> {
+    pub route: &'t crate::routes::Route,
+    pub native: &'t NativeRoute,
+    pub ip: IpAddr,
+    /// The route's CORS headers for the response (the gateway door only).
+    pub cors: Option<CorsHeaders>,
+    pub identity: Identity,
+    pub credential_headers: Vec<HeaderName>,
+    /// The assertion's signing key, when the route sends one (the gateway door only).
+    pub signer: Option<Arc<crate::assertion::SigningKey>>,
+    pub decision: limit::LimitDecision,
+    pub started: Instant,
+    pub request_id: HeaderValue,
+}
+
+/// What the decision steps concluded for one request.
+pub(crate) enum Decided<'t> {
+    Allow(Box<Allowed<'t>>),
+    /// A native refusal, audited and metered.
+    Respond(Response<Body>),
+    /// Python decides; the key lookup this request leads, if any.
+    Defer(Option<LeadGuard>),
+}
+
+/// The request deferred to Python, with the key lookup it leads (if any).
+pub(crate) fn defer(mut req: Request<Body>, lead: Option<LeadGuard>) -> Outcome {
+    if let Some(lead) = lead {
+        // Held until Python answered (server.rs): its waiters then read again.
+        req.extensions_mut().insert(lead);
+    }
+    Outcome::Defer(req)
+}
+
+/// The decision steps of one request (`match`, `framing`, `ip`, `cors`, `body`,
+/// `authenticate`, `authorize`, `limit`, and whether `mutate` can sign), shared
+/// by the doors: the gateway (`door: Gateway`, then proxied) and forward-auth
+/// (`door: ForwardAuth`: `req` is the judged request, and Python's
+/// `decision_steps` skip `cors`, `body` and `mutate`). Refusals rendered here
+/// are audited with `door`.
+pub(crate) async fn decide<'t>(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: &'t Table,
+    door: Door,
+) -> Decided<'t> {
+    let proxied = door == Door::Gateway;
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let Routed::Native { route, .. } = table.routes.route(req.host(), req.method, target) else {
+        return Decided::Defer(None);
+    };
+    let Some(Some(native)) = table.native.get(route.index) else {
+        return Decided::Defer(None);
+    };
+    if !hygiene::takes(
+        req.method,
+        req.version,
+        req.headers,
+        req.body_empty,
+        table.head,
+        if proxied { native.max_body } else { u64::MAX },
+    ) {
+        return Decided::Defer(None);
+    }
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
+        return Decided::Defer(None);
+    };
+    // Python's order: `ip`, then `cors` (so an address refused carries no CORS headers).
+    if let Some(rules) = &native.ip {
+        if !rules.admits(ip) {
+            let problem = ip_rules::not_allowed();
+            let response = refuse(req, &route.name, ip, conn.tls, problem, "ip", None, door);
+            return Decided::Respond(response);
+        }
+    }
+    let cors = if proxied {
+        match cors::actual(native.cors.as_ref(), req.headers) {
+            Ok(cors) => cors,
+            Err(_) => {
+                let problem = cors::origin_not_allowed();
+                let response = refuse(req, &route.name, ip, conn.tls, problem, "cors", None, door);
+                return Decided::Respond(response);
+            }
+        }
+    } else {
+        None
+    };
+    // The verified client certificate's thumbprint, where a method reads it
+    // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
+    let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
+    let cert = if native.auth.methods.iter().any(reads_cert) {
+        authn::mtls::leaf_thumbprint(&conn.client_certs)
+    } else {
+        None
+    };
+    let mut waited = false;
+    let (now, admitted) = loop {
+        let now = authn::unix_now();
+        let caches = crate::plane::caches();
+        let admitted = authn::admit_with_cert(
+            caches,
+            &native.auth,
+            &route.name,
+            req.method,
+            req.uri,
+            req.headers,
+            Some(ip),
+            cert.as_ref(),
+            now,
+        );
+        if let Some(admitted) = admitted {
+            break (now, admitted);
+        }
+        let query = req.uri.query();
+        match authn::unadmitted_with_cert(
+            caches,
+            &native.auth,
+            query,
+            req.headers,
+            cert.as_ref(),
+            now,
+        ) {
+            Unadmitted::Defer => return Decided::Defer(None),
+            Unadmitted::Refused => {
+                // Python's 401 whoever asks: before authorization and the limits, so
+                // neither a risk flag nor a budget changes it (nothing consumed).
+                let problem = Problem::invalid_api_key();
+                let response = refuse(
+                    req,
+                    &route.name,
+                    ip,
+                    conn.tls,
+                    problem,
+                    "authenticate",
+                    cors.as_ref(),
+                    door,
+                );
+                return Decided::Respond(response);
+            }
+            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => return Decided::Defer(None),
+            Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
+                Miss::Defer => return Decided::Defer(None),
+                Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),
+                Miss::Wait(waiter) => {
+                    waiter.wait(MISS_WAIT).await;
+                    waited = true;
+                }
+            },
+            Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
+                Miss::Defer => return Decided::Defer(None),
+                Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),
+                Miss::Wait(waiter) => {
+                    waiter.wait(MISS_WAIT).await;
+                    waited = true;
+                }
+            },
+        }
+    };
+    let Admitted {
+        identity,
+        credential_headers,
+        key_limits: own_limits,
+    } = admitted;
+    if flagged(&identity, ip, now) {
+        return Decided::Defer(None);
+    }
+    // The signed identity assertion needs the current signing key: without one
+    // held, Python signs (decided before the limit step consumes anything).
+    let signer = if proxied {
+        let assertion = native.upstream.mutate().assertion();
+        let Ok(signer) = crate::assertion::signer_for(assertion, &identity) else {
+            return Decided::Defer(None);
+        };
+        signer
+    } else {
+        None
+    };
+    // The key's limits: an operator override, else its own (a key with its own
+    // limits is admitted only once the native limiter applies them).
+    let key_limits: Arc<[limit::Limit]> = match identity.key_id.as_deref() {
+        Some(key) => {
+            let mut own = Vec::with_capacity(own_limits.len());
+            for l in own_limits.iter() {
+                match limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name) {
+                    Ok(parsed) => own.push(parsed),
+                    Err(_) => return Decided::Defer(None),
+                }
+            }
+            effective_key_limits(key, &own)
+        }
+        None => Arc::from(Vec::new()),
+    };
+    let shared = native.limits.store == StoreKind::Redis;
+    if shared && plane().limiter_down.load(Ordering::Acquire) {
+        return Decided::Defer(None);
+    }
+    let Ok(decision) = limit::step(
+        &native.limits,
+        &identity,
+        &key_limits,
+        Some(ip),
+        &route.name,
+    )
+    .await
+    else {
+        // No Redis, or it failed: Python owns the outage policy (each limit's `fail`),
+        // and says when the limiter is back (`_native.limiter_up`).
+        plane().limiter_down.store(true, Ordering::Release);
+        return Decided::Defer(None);
+    };
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers);
+    if !decision.allowed {
+        let rid = request_id.to_str().unwrap_or("-");
+        let mut problem = Problem::rate_limited(&decision);
+        if let Some(cors) = &cors {
+            cors.add_to(&mut problem.headers);
+        }
+        DeniedHead::from(req).through(door).denied(
+            &route.name,
+            &identity,
+            ip,
+            rid,
+            &problem,
+            "limit",
+            started,
+        );
+        let mut response = problem.into_response(rid);
+        respond::decorate(response.headers_mut(), conn.tls, &request_id);
+        return Decided::Respond(response);
+    }
+    Decided::Allow(Box::new(Allowed {
+        route,
+        native,
+        ip,
+        cors,
+        identity,
+        credential_headers,
+        signer,
+        decision,
+        started,
+        request_id,
+    }))
+}
+
 /// The lookup a deferred request leads (`authn::miss`), riding in its
 /// extensions: the front drops it once Python has answered, which wakes the
 /// requests waiting for the same key.
@@ -332,26 +470,30 @@ pub struct LeadGuard(pub Arc<Lead>);
 /// A refusal before any identity is established, audited and metered as the
 /// Python `step` does: `401 invalid_api_key` for a key Python refuses
 /// (`authenticate`, with the route's CORS headers), `403 ip_not_allowed` (`ip`).
+#[allow(clippy::too_many_arguments)]
 fn refuse(
-    req: &Request<Body>,
+    req: Head<'_>,
     route: &str,
     ip: IpAddr,
     https: bool,
     mut problem: Problem,
     step: &'static str,
     cors: Option<&CorsHeaders>,
-) -> Outcome {
+    door: Door,
+) -> Response<Body> {
     let started = Instant::now();
-    let request_id = plane().request_ids.assign(req.headers());
+    let request_id = plane().request_ids.assign(req.headers);
     let rid = request_id.to_str().unwrap_or("-");
     if let Some(cors) = cors {
         cors.add_to(&mut problem.headers);
     }
     let nobody = Identity::default();
-    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, step, started);
+    DeniedHead::from(req)
+        .through(door)
+        .denied(route, &nobody, ip, rid, &problem, step, started);
     let mut response = problem.into_response(rid);
     respond::decorate(response.headers_mut(), https, &request_id);
-    Outcome::Respond(response)
+    response
 }
 
 /// Whether a detector flagged this requester: Python applies tightened limits.
@@ -378,15 +520,28 @@ pub(crate) struct DeniedHead {
     method: http::Method,
     path: http::Uri,
     user_agent: Option<HeaderValue>,
+    door: Door,
 }
 
 impl DeniedHead {
     pub(crate) fn of(req: &Request<Body>) -> Self {
+        Self::from(Head::of(req))
+    }
+
+    /// The same, from the parts a decision reads.
+    pub(crate) fn from(req: Head<'_>) -> Self {
         DeniedHead {
-            method: req.method().clone(),
-            path: req.uri().clone(),
-            user_agent: req.headers().get(USER_AGENT).cloned(),
+            method: req.method.clone(),
+            path: req.uri.clone(),
+            user_agent: req.headers.get(USER_AGENT).cloned(),
+            door: Door::Gateway,
         }
+    }
+
+    /// The same, for a decision that came through `door`.
+    pub(crate) fn through(mut self, door: Door) -> Self {
+        self.door = door;
+        self
     }
 
     /// Audit and meter a denial rendered natively (429, an upstream failure).
@@ -408,7 +563,7 @@ impl DeniedHead {
             status: problem.status.as_u16(),
             reason: Some(problem.code.to_owned()),
             step: Some(step),
-            door: Door::Gateway,
+            door: self.door,
             route: Some(route.to_owned()),
             method: self.method.as_str().to_owned(),
             path: self.path.path().to_owned(),
@@ -428,7 +583,7 @@ impl DeniedHead {
 }
 
 /// Meter an allow and count it in its minute's aggregate (no event of its own).
-fn allowed(route: &str, identity: &Identity, started: Instant) {
+pub(crate) fn allowed(route: &str, identity: &Identity, started: Instant) {
     crate::metrics::global().record(Some(route), None, started.elapsed().as_secs_f64());
     audit::queue().allow(
         route,

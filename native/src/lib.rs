@@ -17,6 +17,7 @@
 //! - `client_ip`: the client address through trusted proxies.
 //! - `http`: shared types (body, connection info, outcome, identity).
 //! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `forward_auth`: `/auth/verify` decided by the gateway's steps (the forward-auth door).
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
 //! - `ip_rules`: a route's client-address allow / deny networks.
 //! - `mutate`: the headers a request carries upstream (identity headers, X-Forwarded-*).
@@ -58,6 +59,7 @@ pub mod client;
 pub mod client_ip;
 pub mod cors;
 pub mod forward;
+pub mod forward_auth;
 pub mod gateway;
 pub mod h1;
 pub mod http;

@@ -208,6 +208,36 @@ impl MutateConfig {
         self.assertion.as_ref()
     }
 
+    /// bastion's identity headers for `identity` (`None`: anonymous, none), then
+    /// the request id: `IdentityHeaders.rewrite((), identity, request_id)`, the
+    /// forward-auth answer's headers.
+    pub fn identity_headers(
+        &self,
+        identity: Option<&Identity>,
+        request_id: &str,
+        out: &mut HeaderMap,
+    ) {
+        if let Some(identity) = identity {
+            if let Some(subject) = identity.subject.as_deref().filter(|s| !s.is_empty()) {
+                out.append(self.subject.clone(), encode(subject));
+            }
+            if let Some(client) = identity.client_id.as_deref().filter(|s| !s.is_empty()) {
+                out.append(self.client.clone(), encode(client));
+            }
+            if !identity.scopes.is_empty() {
+                let mut scopes: Vec<&str> = identity.scopes.iter().map(String::as_str).collect();
+                scopes.sort_unstable();
+                out.append(self.scopes.clone(), encode(&scopes.join(" ")));
+            }
+            if let Some(key_id) = identity.key_id.as_deref().filter(|s| !s.is_empty()) {
+                out.append(self.key_id.clone(), encode(key_id));
+            }
+        }
+        if !request_id.is_empty() {
+            out.append(self.request_id.clone(), encode(request_id));
+        }
+    }
+
     fn strips(&self, folded: &str) -> bool {
         folded.starts_with(IDENTITY_PREFIX)
             || self

@@ -34,6 +34,8 @@ pub struct Table {
     pub native: Vec<Option<NativeRoute>>,
     pub head: HeadLimits,
     pub trusted: TrustedProxies,
+    /// How `/auth/verify` is read (`None`: Python answers every decision).
+    pub forward_auth: Option<crate::forward_auth::ForwardAuth>,
 }
 
 #[derive(serde::Deserialize)]
@@ -63,6 +65,13 @@ impl Table {
         let edge: EdgeTable = serde_json::from_value(raw["edge"].clone())
             .map_err(|e| format!("table edge section: {e}"))?;
         let trusted = TrustedProxies::parse(&edge.trusted_proxies)?;
+        let forward_auth = match raw.get("forward_auth") {
+            Some(section) if !section.is_null() => Some(
+                serde_json::from_value(section.clone())
+                    .map_err(|e| format!("table forward_auth section: {e}"))?,
+            ),
+            _ => None,
+        };
         let raw_routes = raw["routes"].as_array().cloned().unwrap_or_default();
         let mut native = Vec::with_capacity(routes.routes().len());
         for (route, raw_route) in routes.routes().iter().zip(raw_routes.iter()) {
@@ -116,6 +125,7 @@ impl Table {
                 max_header_bytes: edge.max_header_bytes,
             },
             trusted,
+            forward_auth,
         })
     }
 }

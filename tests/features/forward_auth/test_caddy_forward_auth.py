@@ -29,6 +29,7 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread, free_port, run_cli
+from _support.native import plane
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "caddy" / "Caddyfile"
 CADDY = shutil.which("caddy")
@@ -196,3 +197,21 @@ def test_client_sent_original_method_cannot_pick_the_judged_method(
     spoofed = stack.request("DELETE", "/api/orders/1", headers={**auth, "X-Original-Method": "GET"})
     assert (spoofed.status_code, spoofed.json()["reason"]) == (400, "forward_auth_ambiguous")
     assert len(stack.echo.received) == before
+
+
+def test_decisions_behind_caddy_are_native(stack: Stack) -> None:
+    # A key's first decision is Python's (it looks the key up and pushes it), the next are
+    # the native front's: the request id bastion answered with (copied by Caddy onto the
+    # upstream request) carries the plane's prefix, the one of a gateway request served
+    # natively with the same key.
+    _, key = stack.key("orders:read")
+    auth = {"Authorization": f"Bearer {key}"}
+    ids = []
+    for _ in range(3):
+        assert stack.request("GET", "/api/orders/1", headers=auth).status_code == 200
+        ids.append(stack.echo.received[-1].header("x-bastion-request-id").rsplit("-", 1)[0])
+    direct = httpx.get(f"{stack.bastion.url}/api/orders/1", headers=auth, timeout=10)
+    assert direct.status_code == 200
+    native = plane(direct)
+    assert ids[0] != native
+    assert ids[1:] == [native, native]

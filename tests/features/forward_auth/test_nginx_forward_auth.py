@@ -31,6 +31,7 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread, free_port, run_cli
+from _support.native import plane
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "nginx" / "forward-auth.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -345,3 +346,21 @@ def test_verify_refuses_untrusted_callers(stack: Stack) -> None:
     missing = httpx.get(f"{stack.bastion.url}/auth/verify")
     assert missing.status_code == 400
     assert missing.json()["reason"] == "forward_auth_bad_request"
+
+
+def test_decisions_behind_nginx_are_native(stack: Stack) -> None:
+    # A key's first decision is Python's (it looks the key up and pushes it), the next are
+    # the native front's: the request id bastion answered with (copied by nginx onto the
+    # upstream request) carries the plane's prefix. A gateway request served natively
+    # (the key pushed by then) names the native plane.
+    _, key = stack.key("orders:read")
+    auth = {"Authorization": f"Bearer {key}"}
+    ids = []
+    for _ in range(3):
+        assert stack.get("/api/orders/1", headers=auth).status_code == 200
+        ids.append(_last_upstream_headers(stack)["x-bastion-request-id"].rsplit("-", 1)[0])
+    direct = httpx.get(f"{stack.bastion.url}/api/orders/1", headers=auth, timeout=10)
+    assert direct.status_code == 200
+    native = plane(direct)
+    assert ids[0] != native
+    assert ids[1:] == [native, native]

@@ -13,7 +13,8 @@ per concern, each compiled by its own module:
   prefixes, whether CORS preflights exist);
 - ``auth``: the authenticators and the authorize rules;
 - ``limits``: the rate limits;
-- ``upstream``: where and how the request is proxied, and what it carries there.
+- ``upstream``: where and how the request is proxied, and what it carries there;
+- ``forward_auth`` (table-wide): the header family ``/auth/verify`` reads.
 
 A section the native core cannot serve yet comes back as :class:`Unsupported`
 with a reason; such a route stays matched natively but is served by the Python
@@ -27,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bastion import _native
-from bastion.gateway.compile import auth, edge, limits, routes, upstream
+from bastion.gateway.compile import auth, edge, forward_auth, limits, routes, upstream
 from bastion.gateway.compile.common import Unsupported
 
 __all__ = ["TABLE_VERSION", "Unsupported", "compile_table", "load_table"]
@@ -58,6 +59,7 @@ def compile_table(settings: Any, route_list: Sequence[Any] | None = None) -> dic
         "version": TABLE_VERSION,
         "match": routes.table_section(settings),
         "edge": edge.table_section(settings),
+        "forward_auth": forward_auth.table_section(settings),
         "routes": compiled,
     }
 
