@@ -150,7 +150,34 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
                     cors.as_ref(),
                 );
             }
-            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => return Outcome::Defer(req),
+            Unadmitted::InactiveToken => {
+                // Python's cached inactive answer: its 401, before anything is consumed.
+                let problem = Problem::invalid_token();
+                return refuse(
+                    &req,
+                    &route.name,
+                    ip,
+                    conn.tls,
+                    problem,
+                    "authenticate",
+                    cors.as_ref(),
+                );
+            }
+            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) | Unadmitted::TokenMiss(_) if waited => {
+                return Outcome::Defer(req)
+            }
+            Unadmitted::TokenMiss(digest) => match authn::introspection::miss(digest) {
+                Miss::Defer => return Outcome::Defer(req),
+                Miss::Lead(lead) => {
+                    let mut req = req;
+                    req.extensions_mut().insert(LeadGuard(Arc::new(lead)));
+                    return Outcome::Defer(req);
+                }
+                Miss::Wait(waiter) => {
+                    waiter.wait(MISS_WAIT).await;
+                    waited = true;
+                }
+            },
             Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
                 Miss::Defer => return Outcome::Defer(req),
                 Miss::Lead(lead) => {

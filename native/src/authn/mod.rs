@@ -24,6 +24,7 @@
 
 pub mod api_key;
 pub mod cache;
+pub mod introspection;
 pub mod issuers;
 pub mod json;
 pub mod jwt;
@@ -50,6 +51,8 @@ pub enum Method {
     Jwt,
     /// A verified client certificate (`mtls`).
     Mtls,
+    /// An opaque token an RFC 7662 endpoint vouched for (`introspection`).
+    Introspection,
 }
 
 /// The required scopes of a route by request method (`RequiredScopes`).
@@ -153,6 +156,7 @@ impl RouteAuth {
                 "api_key" => Method::ApiKey,
                 "jwt" => Method::Jwt,
                 "mtls" => Method::Mtls,
+                "introspection" => Method::Introspection,
                 other => return Err(format!("auth section: method {other:?} is not native")),
             };
             if methods.contains(&method) {
@@ -224,6 +228,9 @@ pub enum Verdict {
 struct Presented<'h> {
     keys: Vec<&'h [u8]>,
     tokens: Vec<&'h [u8]>,
+    /// Every bearer token but an API key (`introspection`'s, dotted or not);
+    /// only gathered on a route listing that method.
+    opaque: Vec<&'h [u8]>,
 }
 
 fn push_unique<'h>(list: &mut Vec<&'h [u8]>, value: &'h [u8]) {
@@ -236,15 +243,22 @@ fn presented<'h>(route: &RouteAuth, headers: &'h HeaderMap) -> Presented<'h> {
     let mut found = Presented {
         keys: Vec::new(),
         tokens: Vec::new(),
+        opaque: Vec::new(),
     };
+    let introspects = route.methods.contains(&Method::Introspection);
     for value in headers.get_all(AUTHORIZATION) {
         let value = value.as_bytes();
         if value.len() >= 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
             let token = value[7..].trim_ascii();
             if token.starts_with(api_key::KEY_PREFIX) {
                 push_unique(&mut found.keys, token);
-            } else if !token.is_empty() && token.contains(&b'.') {
-                push_unique(&mut found.tokens, token);
+            } else if !token.is_empty() {
+                if token.contains(&b'.') {
+                    push_unique(&mut found.tokens, token);
+                }
+                if introspects {
+                    push_unique(&mut found.opaque, token);
+                }
             }
         }
     }
@@ -347,6 +361,9 @@ fn find(
                     return mtls_verdict(route, cert);
                 }
             }
+            Method::Introspection if !found.opaque.is_empty() => {
+                return introspection_verdict(route, &found.opaque, now)
+            }
             _ => {}
         }
     }
@@ -363,6 +380,24 @@ fn mtls_verdict(route: &RouteAuth, cert: &mtls::Thumbprint) -> Option<Found> {
     }
     Some(Found {
         identity: entry.identity.clone(),
+        key_limits: Arc::from([]),
+    })
+}
+
+/// The answer Python's introspection cache holds for this token (a miss,
+/// an inactive answer: not admitted). Its claims meet the route's `claims` /
+/// `roles`; a sender-constrained one (`cnf`) is Python's `check_binding`.
+fn introspection_verdict(route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Option<Found> {
+    let token = introspection::lookup_token(tokens)?;
+    let answer = introspection::cache().get(&cache::token_digest(token), now)?;
+    let introspection::Answer::Active { identity, claims } = &*answer else {
+        return None;
+    };
+    if claims.contains_key("cnf") || !crate::authz::claims_hold(route, claims) {
+        return None;
+    }
+    Some(Found {
+        identity: identity.clone(),
         key_limits: Arc::from([]),
     })
 }
@@ -478,6 +513,7 @@ pub fn credential_headers(
             }
         }
         "jwt" if !found.tokens.is_empty() => carriers.push(AUTHORIZATION),
+        "introspection" if !found.opaque.is_empty() => carriers.push(AUTHORIZATION),
         _ => {}
     }
     carriers
@@ -563,6 +599,12 @@ pub enum Unadmitted {
     /// The responsible method is `mtls` and the certificate (this thumbprint)
     /// has no cached identity: Python derives it (concurrent misses coalesce).
     CertMiss(mtls::Thumbprint),
+    /// The responsible method is `introspection` and Python's cache holds an
+    /// inactive answer for the token: its `401 invalid_token` is rendered natively.
+    InactiveToken,
+    /// The responsible method is `introspection` and the token (this digest)
+    /// has no cached answer: Python asks the endpoint (concurrent misses coalesce).
+    TokenMiss([u8; 32]),
     /// Python answers (another method, no credential, a refusal that depends
     /// on the request, authorization…).
     Defer,
@@ -613,10 +655,27 @@ pub fn unadmitted_with_cert(
                     };
                 }
             }
+            Method::Introspection if !found.opaque.is_empty() => {
+                return token_state(&found.opaque, now)
+            }
             _ => {}
         }
     }
     Unadmitted::Defer
+}
+
+fn token_state(tokens: &[&[u8]], now: f64) -> Unadmitted {
+    // Two tokens, an overlong or non-ASCII one: Python's own 401s.
+    let Some(token) = introspection::lookup_token(tokens) else {
+        return Unadmitted::Defer;
+    };
+    let digest = cache::token_digest(token);
+    match introspection::cache().get(&digest, now).as_deref() {
+        Some(introspection::Answer::Inactive) => Unadmitted::InactiveToken,
+        // Cached and active, yet not admitted (cnf, claims, scopes): Python's answer.
+        Some(introspection::Answer::Active { .. }) => Unadmitted::Defer,
+        None => Unadmitted::TokenMiss(digest),
+    }
 }
 
 fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
