@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 import pytest
 
-from _support import BastionProcess, EchoThread
-from _support.native import cli_json, migrated_config, plane
+from _support import BastionProcess, EchoThread, run_cli
+from _support.native import cli_json, plane
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP, IdPThread
 
@@ -52,24 +52,25 @@ def idp() -> Iterator[FakeIdP]:
 
 
 def _config(tmp_path: Path, idp: FakeIdP, upstream: str) -> Path:
-    config = migrated_config(
-        tmp_path,
-        "  - name: orders\n"
-        "    match: {path: /api/orders}\n"
-        f"    upstream: {upstream}\n"
-        "    auth: [jwt, introspection, api_key]\n"
-        "    scopes: [orders:read]\n",
-    )
-    text = config.read_text()
+    config = tmp_path / "bastion.yaml"
     config.write_text(
+        f"storage: sqlite:///{tmp_path}/bastion.db\n"
         "introspection:\n"
         f"  endpoint: {idp.url}/introspect\n"
         "  client_id: bastion-gw\n"
         "  client_secret: s3cret\n"
         f"  cache_ttl: {CACHE_TTL}\n"
         f"  negative_cache_ttl: {NEGATIVE_TTL}\n"
-        "  timeout: 2\n" + text
+        "  timeout: 2\n"
+        "routes:\n"
+        "  - name: orders\n"
+        "    match: {path: /api/orders}\n"
+        f"    upstream: {upstream}\n"
+        "    auth: [jwt, introspection, api_key]\n"
+        "    scopes: [orders:read]\n"
     )
+    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
     return config
 
 
@@ -128,7 +129,6 @@ def test_introspection_answers_are_served_natively_within_their_deadlines(
     assert listed["orders"]["plane"] == "native", listed["orders"]
     key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
     idp.answers["tok-alive"] = _active()
-    idp.answers["tok-short"] = _active(sub="bob", exp=int(time.time()) + 3)
     idp.answers["tok-scopeless"] = _active(sub="carol", scope="profile")
     statuses: list[int] = []
     with (
@@ -182,6 +182,7 @@ def test_introspection_answers_are_served_natively_within_their_deadlines(
         assert idp.hits["introspect"] == 3
 
         # The token's exp ends its cached answer before cache_ttl: Python asks again.
+        idp.answers["tok-short"] = _active(sub="bob", exp=int(time.time()) + 3)
         short = get("tok-short")
         assert (short.status_code, plane(short)) == (200, python)
         assert plane(get("tok-short")) == native
