@@ -250,7 +250,8 @@ mod tests {
     fn introspection_push_subject_falls_back_to_client_id() {
         let record = json!({"subject": "svc", "scopes": [], "claims": {"client_id": "svc"}});
         assert!(Answer::from_push(&record.to_string()).is_ok());
-        let empty_sub = json!({"subject": "svc", "scopes": [], "claims": {"sub": "", "client_id": "svc"}});
+        let empty_sub =
+            json!({"subject": "svc", "scopes": [], "claims": {"sub": "", "client_id": "svc"}});
         assert!(Answer::from_push(&empty_sub.to_string()).is_ok());
     }
 

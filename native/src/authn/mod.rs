@@ -1,6 +1,7 @@
 //! The native `authenticate` step: API keys, JWT access tokens (bastion's
-//! own and trusted external issuers') and verified client certificates
-//! (`mtls`), served only from the caches Python fills ("native only allows").
+//! own and trusted external issuers'), verified client certificates
+//! (`mtls`) and introspected opaque tokens (`introspection`), served only from
+//! the caches Python fills ("native only allows").
 //!
 //! [`authenticate`] returns [`Verdict::Allow`] only when the credential is in
 //! a native cache and passes every check Python would make
@@ -11,16 +12,18 @@
 //! Python answers the whole request (and, when it accepts the credential,
 //! pushes it into the caches so the next request is native).
 //!
-//! The one refusal rendered natively is an API key Python refuses
+//! The refusals rendered natively are an API key Python refuses
 //! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
 //! Python found no key for, or a cached key revoked, disabled, expired or past
-//! its grace): Python's `401 invalid_api_key`.
+//! its grace): Python's `401 invalid_api_key`; and a token whose cached
+//! introspection answer is inactive: Python's `401 invalid_token`.
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `issuers` (trusted external issuers' tokens, with
 //! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
-//! (client-certificate identities by thumbprint).
+//! (client-certificate identities by thumbprint), `introspection` (RFC 7662
+//! answers by token digest).
 
 pub mod api_key;
 pub mod cache;

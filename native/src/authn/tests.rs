@@ -1135,9 +1135,23 @@ fn introspected(token: &str, claims: Value, until: f64) {
     introspection::cache().put(cache::token_digest(token.as_bytes()), answer, until, 0.0);
 }
 
-fn admit_get(caches: &Caches, route: &RouteAuth, headers: &HeaderMap, now: f64) -> Option<Admitted> {
+fn admit_get(
+    caches: &Caches,
+    route: &RouteAuth,
+    headers: &HeaderMap,
+    now: f64,
+) -> Option<Admitted> {
     let uri: http::Uri = "/orders".parse().expect("uri");
-    admit(caches, route, "orders", &http::Method::GET, &uri, headers, None, now)
+    admit(
+        caches,
+        route,
+        "orders",
+        &http::Method::GET,
+        &uri,
+        headers,
+        None,
+        now,
+    )
 }
 
 #[test]
@@ -1206,9 +1220,15 @@ fn introspection_inactive_misses_and_python_refusals() {
     // Two different tokens, an overlong one: Python's own 401 (deferred).
     let mut two = bearer("dead");
     two.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
-    assert_eq!(unadmitted(&caches, &route, None, &two, now), Unadmitted::Defer);
+    assert_eq!(
+        unadmitted(&caches, &route, None, &two, now),
+        Unadmitted::Defer
+    );
     let long = "a".repeat(introspection::MAX_TOKEN_BYTES + 1);
-    assert_eq!(unadmitted(&caches, &route, None, &bearer(&long), now), Unadmitted::Defer);
+    assert_eq!(
+        unadmitted(&caches, &route, None, &bearer(&long), now),
+        Unadmitted::Defer
+    );
     // An API key is never introspection's: api_key is responsible (a made-up key).
     assert_eq!(
         unadmitted(&caches, &route, None, &bearer("bst_nope"), now),
@@ -1216,7 +1236,10 @@ fn introspection_inactive_misses_and_python_refusals() {
     );
     // A route without the method never reads introspection answers.
     let jwt_only = jwt_route();
-    assert_eq!(unadmitted(&caches, &jwt_only, None, &bearer("dead"), now), Unadmitted::Defer);
+    assert_eq!(
+        unadmitted(&caches, &jwt_only, None, &bearer("dead"), now),
+        Unadmitted::Defer
+    );
 }
 
 #[test]
@@ -1224,23 +1247,41 @@ fn introspection_answers_meet_scopes_claims_and_binding() {
     introspection::cache().clear();
     let caches = Caches::new();
     let now = 1_000.0;
-    introspected("no-scope", json!({"sub": "bob", "scope": "other"}), now + 60.0);
+    introspected(
+        "no-scope",
+        json!({"sub": "bob", "scope": "other"}),
+        now + 60.0,
+    );
     introspected(
         "bound",
         json!({"sub": "carol", "scope": "orders:read", "cnf": {"x5t#S256": "abc"}}),
         now + 60.0,
     );
-    introspected("admin", json!({"sub": "dave", "scope": "orders:read", "roles": ["admin"]}), now + 60.0);
+    introspected(
+        "admin",
+        json!({"sub": "dave", "scope": "orders:read", "roles": ["admin"]}),
+        now + 60.0,
+    );
     let plain = introspection_route(json!(["introspection"]), json!({}));
     // Scopes refuse: Python's 403 (deferred, never a native refusal).
     assert!(admit_get(&caches, &plain, &bearer("no-scope"), now).is_none());
-    assert_eq!(unadmitted(&caches, &plain, None, &bearer("no-scope"), now), Unadmitted::Defer);
+    assert_eq!(
+        unadmitted(&caches, &plain, None, &bearer("no-scope"), now),
+        Unadmitted::Defer
+    );
     // A certificate-bound answer: Python's check_binding.
     assert!(admit_get(&caches, &plain, &bearer("bound"), now).is_none());
-    assert_eq!(unadmitted(&caches, &plain, None, &bearer("bound"), now), Unadmitted::Defer);
+    assert_eq!(
+        unadmitted(&caches, &plain, None, &bearer("bound"), now),
+        Unadmitted::Defer
+    );
     // Roles read the answer's claims.
     let admins = introspection_route(json!(["introspection"]), json!({"roles": ["admin"]}));
     assert!(admit_get(&caches, &admins, &bearer("admin"), now).is_some());
-    introspected("user", json!({"sub": "erin", "scope": "orders:read"}), now + 60.0);
+    introspected(
+        "user",
+        json!({"sub": "erin", "scope": "orders:read"}),
+        now + 60.0,
+    );
     assert!(admit_get(&caches, &admins, &bearer("user"), now).is_none());
 }
