@@ -1,4 +1,4 @@
-"""End to end: ``auth: [jwt, introspection]`` routes served natively from Python's introspection cache.
+"""End to end: ``auth: [jwt, introspection]`` routes served natively from the introspection cache.
 
 A real local RFC 7662 endpoint (``gateway.idp_support.FakeIdP``, in a thread)
 answers bastion's questions; a real ``bastion serve`` (native engine) lists the
