@@ -10,7 +10,7 @@
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive: its 401 | the credential is not cached (concurrent misses of one key or token wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
-//! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
+//! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream) | — (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
