@@ -24,6 +24,7 @@ fn main() {
         key_prefix: "bench:".into(),
         connect_timeout: 1.0,
         timeout: 1.0,
+        tls: None,
     }));
     let limits = Arc::new(
         RouteLimits::from_section(&json!({"rules": [

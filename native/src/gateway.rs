@@ -9,9 +9,9 @@
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
-//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint); a key Python refuses: its 401 | the credential is not cached (concurrent misses of one key wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), an issuer's `kid` is not pushed or its set is stale, or not usable |
+//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive: its 401 | the credential is not cached (concurrent misses of one key or token wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
-//! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
+//! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream) | — (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
@@ -23,7 +23,8 @@
 //! Natively produced answers are only the upstream's own, a 429, the
 //! upstream failures, a shed request's 503, the 403 of a client address the
 //! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
-//! unknown, revoked, disabled, expired), a CORS preflight's 204 and the 403
+//! unknown, revoked, disabled, expired), the 401 `invalid_token` of a token
+//! whose cached introspection answer is inactive, a CORS preflight's 204 and the 403
 //! `cors_origin_not_allowed`; every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
@@ -355,7 +356,32 @@ pub(crate) async fn decide<'t>(
                 );
                 return Decided::Respond(response);
             }
-            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) if waited => return Decided::Defer(None),
+            Unadmitted::InactiveToken => {
+                // Python's cached inactive answer: its 401, before anything is consumed.
+                let problem = Problem::invalid_token();
+                let response = refuse(
+                    req,
+                    &route.name,
+                    ip,
+                    conn.tls,
+                    problem,
+                    "authenticate",
+                    cors.as_ref(),
+                    door,
+                );
+                return Decided::Respond(response);
+            }
+            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) | Unadmitted::TokenMiss(_) if waited => {
+                return Decided::Defer(None)
+            }
+            Unadmitted::TokenMiss(digest) => match authn::introspection::miss(digest) {
+                Miss::Defer => return Decided::Defer(None),
+                Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),
+                Miss::Wait(waiter) => {
+                    waiter.wait(MISS_WAIT).await;
+                    waited = true;
+                }
+            },
             Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
                 Miss::Defer => return Decided::Defer(None),
                 Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),

@@ -83,6 +83,19 @@ impl Problem {
         problem
     }
 
+    /// 401 `invalid_token` (`gateway.authn.jwt.InvalidBearerTokenError`): one
+    /// answer for every refused bearer token (the reason is audit-only).
+    pub fn invalid_token() -> Self {
+        let mut problem = Problem::new(
+            401,
+            "invalid_token",
+            "Invalid token",
+            "The access token is invalid, expired or revoked.",
+        );
+        problem.www_authenticate = Some("Bearer realm=\"bastion\", error=\"invalid_token\"");
+        problem
+    }
+
     /// 503 `rate_limiter_unavailable` (the shared limiter is down, a limit fails closed).
     pub fn rate_limiter_unavailable() -> Self {
         let mut problem = Problem::new(
@@ -267,6 +280,7 @@ mod tests {
             }
             "rate_limiter_unavailable" => Problem::rate_limiter_unavailable(),
             "invalid_api_key" => Problem::invalid_api_key(),
+            "invalid_token" => Problem::invalid_token(),
             "upstream_unavailable" => Problem::upstream_unavailable(text("detail")),
             "upstream_tls" => Problem::upstream_tls(text("detail")),
             "upstream_timeout" => Problem::upstream_timeout(text("detail")),

@@ -558,6 +558,8 @@ def _authenticators(
     if settings.tls.client_ca is not None:
         table["mtls"] = MtlsAuthenticator(push=native_push.cert_identity)
     config = settings.introspection
+    # A new authenticator starts with an empty cache: so does the native one.
+    native_push.introspection_cleared()
     if config is not None:
         table["introspection"] = IntrospectionAuthenticator(
             config.endpoint,
@@ -569,6 +571,7 @@ def _authenticators(
             audience=config.audience,
             ca_file=config.ca_file,
             leeway=settings.tokens.leeway,
+            push=native_push.introspected,
         )
     return table
 

@@ -91,3 +91,31 @@ async def running_idp() -> AsyncIterator[FakeIdP]:
         server.should_exit = True
         await task
         sock.close()
+
+
+class IdPThread:
+    """A :class:`FakeIdP` served by uvicorn on 127.0.0.1 in a thread of its own (sync tests)."""
+
+    def __init__(self) -> None:
+        import threading
+        import time
+
+        self.idp = FakeIdP()
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.idp.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        config = uvicorn.Config(self.idp.app(), log_config=None, access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])), daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            assert time.monotonic() < deadline, "the IdP did not start"
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+        self._sock.close()

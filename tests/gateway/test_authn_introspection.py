@@ -161,3 +161,40 @@ async def test_api_keys_and_absent_tokens_are_not_its_business(setup: Setup) -> 
         await call(setup.gateway, "GET", "/api/x", headers=bearer("bst_abc"))
     assert caught.value.code == "unauthenticated"
     assert setup.idp.hits["introspect"] == 0
+
+
+async def test_every_cached_answer_is_pushed_with_its_deadline() -> None:
+    """What the native cache receives (``native_push.introspected``): Python's own entries."""
+    from bastion.crypto import sha256_hex
+
+    pushed: list[tuple[str, object, float]] = []
+    async with running_idp() as idp:
+        now = time.time()
+        clock = [now]
+        authn = IntrospectionAuthenticator(
+            idp.url + "/introspect",
+            client_id="gw",
+            client_secret="s",
+            cache_ttl=60,
+            negative_cache_ttl=5,
+            clock=lambda: clock[0],
+            push=lambda digest, identity, until: pushed.append((digest, identity, until)),
+        )
+        try:
+            idp.answers["live"] = {"active": True, "sub": "bob", "exp": int(now) + 30}
+            identity = await authn.authenticate("live")
+            assert pushed == [(sha256_hex(b"live"), identity, float(int(now) + 30))]
+            # A hit pushes again (the native cache may have evicted it); no new question.
+            assert await authn.authenticate("live") is identity
+            assert len(pushed) == 2 and pushed[1] == pushed[0]
+            assert idp.hits["introspect"] == 1
+            with pytest.raises(InvalidBearerTokenError):
+                await authn.authenticate("dead")
+            assert pushed[2] == (sha256_hex(b"dead"), None, now + 5)
+            # An endpoint that is down: nothing cached, nothing pushed.
+            idp.down = True
+            with pytest.raises(IntrospectionUnavailableError):
+                await authn.authenticate("other")
+            assert len(pushed) == 3
+        finally:
+            await authn.aclose()

@@ -13,6 +13,7 @@ from typing import Any
 
 from bastion.apikeys.errors import InvalidApiKeyError
 from bastion.errors import BastionError, ServiceUnavailableError
+from bastion.gateway.authn.jwt import InvalidBearerTokenError
 from bastion.gateway.errors import (
     NoHealthyUpstreamError,
     RequestTooLargeError,
@@ -125,6 +126,8 @@ def render_vectors() -> list[dict[str, Any]]:
         # One body for every refused key: the reason is for the audit log only.
         _vector("invalid_api_key", {}, InvalidApiKeyError("unknown"), "rid-12"),
         _vector("invalid_api_key", {}, InvalidApiKeyError("revoked"), weird),
+        # An inactive introspected token (one body for every refused bearer token).
+        _vector("invalid_token", {}, InvalidBearerTokenError("inactive"), "rid-13"),
     ]
 
 

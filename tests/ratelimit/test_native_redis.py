@@ -47,10 +47,35 @@ def test_native_config_reads_the_url_like_redis_py() -> None:
         "key_prefix": "b:",
         "connect_timeout": 0.5,
         "timeout": 1.0,
+        "tls": None,
     }
-    assert (
-        native_config("rediss://cache:6380/0", key_prefix="", connect_timeout=1, timeout=1) is None
+
+
+def test_native_config_takes_rediss_only_with_the_tls_options_it_applies() -> None:
+    def config(url: str) -> dict[str, object] | None:
+        return native_config(url, key_prefix="", connect_timeout=1, timeout=1)
+
+    plain = config("rediss://cache:6380/0")
+    assert plain is not None
+    assert (plain["host"], plain["port"], plain["db"]) == ("cache", 6380, 0)
+    assert plain["tls"] == {"ca_certs": None, "certfile": None, "keyfile": None}
+    files = config(
+        "rediss://cache:6380/0?ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem"
+        "&ssl_cert_reqs=required&ssl_check_hostname=true"
     )
+    assert files is not None
+    assert files["tls"] == {"ca_certs": "/ca.pem", "certfile": "/c.pem", "keyfile": "/k.pem"}
+    # Anything else is redis-py's alone (never a weaker native check).
+    for options in (
+        "ssl_cert_reqs=none",
+        "ssl_cert_reqs=optional",
+        "ssl_check_hostname=false",
+        "ssl_ca_path=/etc/ssl/certs",
+        "ssl_min_version=2",
+        "ssl_certfile=/c.pem",
+        "ssl_keyfile=/k.pem",
+    ):
+        assert config(f"rediss://cache:6380/0?{options}") is None, options
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 //! The native `authenticate` step: API keys, JWT access tokens (bastion's
-//! own and trusted external issuers') and verified client certificates
-//! (`mtls`), served only from the caches Python fills ("native only allows").
+//! own and trusted external issuers'), verified client certificates
+//! (`mtls`) and introspected opaque tokens (`introspection`), served only from
+//! the caches Python fills ("native only allows").
 //!
 //! [`authenticate`] returns [`Verdict::Allow`] only when the credential is in
 //! a native cache and passes every check Python would make
@@ -11,19 +12,22 @@
 //! Python answers the whole request (and, when it accepts the credential,
 //! pushes it into the caches so the next request is native).
 //!
-//! The one refusal rendered natively is an API key Python refuses
+//! The refusals rendered natively are an API key Python refuses
 //! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
 //! Python found no key for, or a cached key revoked, disabled, expired or past
-//! its grace): Python's `401 invalid_api_key`.
+//! its grace): Python's `401 invalid_api_key`; and a token whose cached
+//! introspection answer is inactive: Python's `401 invalid_token`.
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `issuers` (trusted external issuers' tokens, with
 //! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
-//! (client-certificate identities by thumbprint).
+//! (client-certificate identities by thumbprint), `introspection` (RFC 7662
+//! answers by token digest).
 
 pub mod api_key;
 pub mod cache;
+pub mod introspection;
 pub mod issuers;
 pub mod json;
 pub mod jwt;
@@ -50,6 +54,8 @@ pub enum Method {
     Jwt,
     /// A verified client certificate (`mtls`).
     Mtls,
+    /// An opaque token an RFC 7662 endpoint vouched for (`introspection`).
+    Introspection,
 }
 
 /// The required scopes of a route by request method (`RequiredScopes`).
@@ -153,6 +159,7 @@ impl RouteAuth {
                 "api_key" => Method::ApiKey,
                 "jwt" => Method::Jwt,
                 "mtls" => Method::Mtls,
+                "introspection" => Method::Introspection,
                 other => return Err(format!("auth section: method {other:?} is not native")),
             };
             if methods.contains(&method) {
@@ -224,6 +231,9 @@ pub enum Verdict {
 struct Presented<'h> {
     keys: Vec<&'h [u8]>,
     tokens: Vec<&'h [u8]>,
+    /// Every bearer token but an API key (`introspection`'s, dotted or not);
+    /// only gathered on a route listing that method.
+    opaque: Vec<&'h [u8]>,
 }
 
 fn push_unique<'h>(list: &mut Vec<&'h [u8]>, value: &'h [u8]) {
@@ -236,15 +246,22 @@ fn presented<'h>(route: &RouteAuth, headers: &'h HeaderMap) -> Presented<'h> {
     let mut found = Presented {
         keys: Vec::new(),
         tokens: Vec::new(),
+        opaque: Vec::new(),
     };
+    let introspects = route.methods.contains(&Method::Introspection);
     for value in headers.get_all(AUTHORIZATION) {
         let value = value.as_bytes();
         if value.len() >= 7 && value[..7].eq_ignore_ascii_case(b"bearer ") {
             let token = value[7..].trim_ascii();
             if token.starts_with(api_key::KEY_PREFIX) {
                 push_unique(&mut found.keys, token);
-            } else if !token.is_empty() && token.contains(&b'.') {
-                push_unique(&mut found.tokens, token);
+            } else if !token.is_empty() {
+                if token.contains(&b'.') {
+                    push_unique(&mut found.tokens, token);
+                }
+                if introspects {
+                    push_unique(&mut found.opaque, token);
+                }
             }
         }
     }
@@ -347,6 +364,9 @@ fn find(
                     return mtls_verdict(route, cert);
                 }
             }
+            Method::Introspection if !found.opaque.is_empty() => {
+                return introspection_verdict(route, &found.opaque, now)
+            }
             _ => {}
         }
     }
@@ -363,6 +383,24 @@ fn mtls_verdict(route: &RouteAuth, cert: &mtls::Thumbprint) -> Option<Found> {
     }
     Some(Found {
         identity: entry.identity.clone(),
+        key_limits: Arc::from([]),
+    })
+}
+
+/// The answer Python's introspection cache holds for this token (a miss,
+/// an inactive answer: not admitted). Its claims meet the route's `claims` /
+/// `roles`; a sender-constrained one (`cnf`) is Python's `check_binding`.
+fn introspection_verdict(route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Option<Found> {
+    let token = introspection::lookup_token(tokens)?;
+    let answer = introspection::cache().get(&cache::token_digest(token), now)?;
+    let introspection::Answer::Active { identity, claims } = &*answer else {
+        return None;
+    };
+    if claims.contains_key("cnf") || !crate::authz::claims_hold(route, claims) {
+        return None;
+    }
+    Some(Found {
+        identity: identity.clone(),
         key_limits: Arc::from([]),
     })
 }
@@ -478,6 +516,7 @@ pub fn credential_headers(
             }
         }
         "jwt" if !found.tokens.is_empty() => carriers.push(AUTHORIZATION),
+        "introspection" if !found.opaque.is_empty() => carriers.push(AUTHORIZATION),
         _ => {}
     }
     carriers
@@ -563,6 +602,12 @@ pub enum Unadmitted {
     /// The responsible method is `mtls` and the certificate (this thumbprint)
     /// has no cached identity: Python derives it (concurrent misses coalesce).
     CertMiss(mtls::Thumbprint),
+    /// The responsible method is `introspection` and Python's cache holds an
+    /// inactive answer for the token: its `401 invalid_token` is rendered natively.
+    InactiveToken,
+    /// The responsible method is `introspection` and the token (this digest)
+    /// has no cached answer: Python asks the endpoint (concurrent misses coalesce).
+    TokenMiss([u8; 32]),
     /// Python answers (another method, no credential, a refusal that depends
     /// on the request, authorization…).
     Defer,
@@ -613,10 +658,27 @@ pub fn unadmitted_with_cert(
                     };
                 }
             }
+            Method::Introspection if !found.opaque.is_empty() => {
+                return token_state(&found.opaque, now)
+            }
             _ => {}
         }
     }
     Unadmitted::Defer
+}
+
+fn token_state(tokens: &[&[u8]], now: f64) -> Unadmitted {
+    // Two tokens, an overlong or non-ASCII one: Python's own 401s.
+    let Some(token) = introspection::lookup_token(tokens) else {
+        return Unadmitted::Defer;
+    };
+    let digest = cache::token_digest(token);
+    match introspection::cache().get(&digest, now).as_deref() {
+        Some(introspection::Answer::Inactive) => Unadmitted::InactiveToken,
+        // Cached and active, yet not admitted (cnf, claims, scopes): Python's answer.
+        Some(introspection::Answer::Active { .. }) => Unadmitted::Defer,
+        None => Unadmitted::TokenMiss(digest),
+    }
 }
 
 fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {

@@ -1108,3 +1108,180 @@ async fn concurrent_misses_wait_for_the_first_one_s_push() {
     // Settled: the next miss (after the refusal ends) leads its own lookup.
     assert!(matches!(caches.api_key_miss(digest), Miss::Lead(_)));
 }
+
+// -- introspection ------------------------------------------------------------
+
+fn introspection_route(methods: Value, extra: Value) -> RouteAuth {
+    let mut section = json!({
+        "public": false, "methods": methods,
+        "scopes": {"by_method": {"GET": ["orders:read"]}, "default": null},
+        "jwt": {"audience": "https://issuer.example"}
+    });
+    if let (Some(section), Some(extra)) = (section.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            section.insert(k.clone(), v.clone());
+        }
+    }
+    route(section)
+}
+
+fn introspected(token: &str, claims: Value, until: f64) {
+    let record = json!({
+        "subject": claims.get("sub").or(claims.get("client_id")).cloned().unwrap_or_default(),
+        "scopes": claims["scope"].as_str().unwrap_or("").split(' ').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+        "claims": claims,
+    });
+    let answer = introspection::Answer::from_push(&record.to_string()).expect("answer");
+    introspection::cache().put(cache::token_digest(token.as_bytes()), answer, until, 0.0);
+}
+
+fn admit_get(
+    caches: &Caches,
+    route: &RouteAuth,
+    headers: &HeaderMap,
+    now: f64,
+) -> Option<Admitted> {
+    let uri: http::Uri = "/orders".parse().expect("uri");
+    admit(
+        caches,
+        route,
+        "orders",
+        &http::Method::GET,
+        &uri,
+        headers,
+        None,
+        now,
+    )
+}
+
+#[test]
+fn introspection_answers_are_served_natively_in_method_order() {
+    introspection::cache().clear();
+    let caches = Caches::new();
+    let now = 1_000.0;
+    let claims = json!({"sub": "alice", "client_id": "app", "scope": "orders:read"});
+    introspected("opaque-1", claims.clone(), now + 60.0);
+    introspected("dotted.token.x", claims, now + 60.0);
+
+    // jwt first: an opaque token is introspection's, a dotted one jwt's.
+    let jwt_first = introspection_route(json!(["jwt", "introspection"]), json!({}));
+    let admitted = admit_get(&caches, &jwt_first, &bearer("opaque-1"), now).expect("admitted");
+    assert_eq!(admitted.identity.method, "introspection");
+    assert_eq!(admitted.identity.subject.as_deref(), Some("alice"));
+    assert_eq!(admitted.identity.client_id.as_deref(), Some("app"));
+    assert_eq!(admitted.identity.scopes, vec!["orders:read".to_owned()]);
+    assert_eq!(admitted.credential_headers, vec![AUTHORIZATION]);
+    assert!(admit_get(&caches, &jwt_first, &bearer("dotted.token.x"), now).is_none());
+    assert_eq!(
+        unadmitted(&caches, &jwt_first, None, &bearer("dotted.token.x"), now),
+        Unadmitted::Defer,
+        "jwt is responsible for a dotted token"
+    );
+
+    // introspection first: it takes dotted tokens too.
+    let intro_first = introspection_route(json!(["introspection", "jwt"]), json!({}));
+    let admitted = admit_get(&caches, &intro_first, &bearer("dotted.token.x"), now);
+    assert_eq!(admitted.expect("admitted").identity.method, "introspection");
+
+    // Until is honoured; past it, a miss.
+    assert!(admit_get(&caches, &jwt_first, &bearer("opaque-1"), now + 60.0).is_none());
+    assert_eq!(
+        unadmitted(&caches, &jwt_first, None, &bearer("opaque-1"), now + 60.0),
+        Unadmitted::TokenMiss(cache::token_digest(b"opaque-1"))
+    );
+}
+
+#[test]
+fn introspection_inactive_misses_and_python_refusals() {
+    introspection::cache().clear();
+    let caches = Caches::new();
+    let now = 1_000.0;
+    let route = introspection_route(json!(["api_key", "introspection"]), json!({}));
+    introspection::cache().put(
+        cache::token_digest(b"dead"),
+        introspection::Answer::Inactive,
+        now + 5.0,
+        now,
+    );
+    assert!(admit_get(&caches, &route, &bearer("dead"), now).is_none());
+    assert_eq!(
+        unadmitted(&caches, &route, None, &bearer("dead"), now),
+        Unadmitted::InactiveToken
+    );
+    assert_eq!(
+        unadmitted(&caches, &route, None, &bearer("dead"), now + 5.0),
+        Unadmitted::TokenMiss(cache::token_digest(b"dead")),
+        "the negative answer ends"
+    );
+    assert_eq!(
+        unadmitted(&caches, &route, None, &bearer("never-seen"), now),
+        Unadmitted::TokenMiss(cache::token_digest(b"never-seen"))
+    );
+    // Two different tokens, an overlong one: Python's own 401 (deferred).
+    let mut two = bearer("dead");
+    two.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
+    assert_eq!(
+        unadmitted(&caches, &route, None, &two, now),
+        Unadmitted::Defer
+    );
+    let long = "a".repeat(introspection::MAX_TOKEN_BYTES + 1);
+    assert_eq!(
+        unadmitted(&caches, &route, None, &bearer(&long), now),
+        Unadmitted::Defer
+    );
+    // An API key is never introspection's: api_key is responsible (a made-up key).
+    assert_eq!(
+        unadmitted(&caches, &route, None, &bearer("bst_nope"), now),
+        Unadmitted::Refused
+    );
+    // A route without the method never reads introspection answers.
+    let jwt_only = jwt_route();
+    assert_eq!(
+        unadmitted(&caches, &jwt_only, None, &bearer("dead"), now),
+        Unadmitted::Defer
+    );
+}
+
+#[test]
+fn introspection_answers_meet_scopes_claims_and_binding() {
+    introspection::cache().clear();
+    let caches = Caches::new();
+    let now = 1_000.0;
+    introspected(
+        "no-scope",
+        json!({"sub": "bob", "scope": "other"}),
+        now + 60.0,
+    );
+    introspected(
+        "bound",
+        json!({"sub": "carol", "scope": "orders:read", "cnf": {"x5t#S256": "abc"}}),
+        now + 60.0,
+    );
+    introspected(
+        "admin",
+        json!({"sub": "dave", "scope": "orders:read", "roles": ["admin"]}),
+        now + 60.0,
+    );
+    let plain = introspection_route(json!(["introspection"]), json!({}));
+    // Scopes refuse: Python's 403 (deferred, never a native refusal).
+    assert!(admit_get(&caches, &plain, &bearer("no-scope"), now).is_none());
+    assert_eq!(
+        unadmitted(&caches, &plain, None, &bearer("no-scope"), now),
+        Unadmitted::Defer
+    );
+    // A certificate-bound answer: Python's check_binding.
+    assert!(admit_get(&caches, &plain, &bearer("bound"), now).is_none());
+    assert_eq!(
+        unadmitted(&caches, &plain, None, &bearer("bound"), now),
+        Unadmitted::Defer
+    );
+    // Roles read the answer's claims.
+    let admins = introspection_route(json!(["introspection"]), json!({"roles": ["admin"]}));
+    assert!(admit_get(&caches, &admins, &bearer("admin"), now).is_some());
+    introspected(
+        "user",
+        json!({"sub": "erin", "scope": "orders:read"}),
+        now + 60.0,
+    );
+    assert!(admit_get(&caches, &admins, &bearer("user"), now).is_none());
+}

@@ -12,6 +12,7 @@
 
 mod gcra;
 pub mod redis;
+pub mod redis_tls;
 mod registry;
 pub mod shedding;
 mod store;

@@ -12,7 +12,8 @@
 //! Any failure (connect, a broken connection, a late reply, an error reply)
 //! is a [`RedisError`]: the native path then defers the request to Python,
 //! whose limiter applies the route's fail mode (503 or the local share) and
-//! audits the outage. `rediss://` stays with Python (no TLS here).
+//! audits the outage. `rediss://` connects over TLS as redis-py does with its
+//! defaults (`super::redis_tls`); a URL with other TLS options stays with Python.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -80,6 +81,9 @@ pub struct RedisConfig {
     /// Seconds a reply may take.
     #[serde(default = "default_timeout")]
     pub timeout: f64,
+    /// `rediss://`: TLS, with the URL's files (`None`: plain TCP).
+    #[serde(default)]
+    pub tls: Option<super::redis_tls::RedisTls>,
 }
 
 fn default_port() -> u16 {
@@ -175,6 +179,9 @@ struct Command {
 /// The limiter: the config and the current connection (re-opened on demand).
 pub struct RedisLimiter {
     config: RedisConfig,
+    /// The TLS client configuration (`rediss://`), or why it cannot be built
+    /// (every connection then fails, and the requests defer to Python).
+    tls: Option<Result<Arc<rustls::ClientConfig>, String>>,
     namespace: String,
     sha: String,
     conn: Mutex<Option<mpsc::UnboundedSender<Command>>>,
@@ -187,8 +194,10 @@ impl RedisLimiter {
             GCRA_SCRIPT.as_bytes(),
         );
         let sha = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let tls = config.tls.as_ref().map(super::redis_tls::client_config);
         RedisLimiter {
             namespace: format!("{}{NAMESPACE}", config.key_prefix),
+            tls,
             config,
             sha,
             conn: Mutex::new(None),
@@ -211,7 +220,7 @@ impl RedisLimiter {
             return tx.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run_connection(self.config.clone(), rx));
+        tokio::spawn(run_connection(self.config.clone(), self.tls.clone(), rx));
         *conn = Some(tx.clone());
         tx
     }
@@ -312,11 +321,14 @@ pub fn configure(config: Option<RedisConfig>) {
 
 // -- the connection task ------------------------------------------------------
 
-async fn run_connection(config: RedisConfig, mut rx: mpsc::UnboundedReceiver<Command>) {
+type Tls = Option<Result<Arc<rustls::ClientConfig>, String>>;
+
+async fn run_connection(config: RedisConfig, tls: Tls, mut rx: mpsc::UnboundedReceiver<Command>) {
     let connect_timeout = Duration::from_secs_f64(config.connect_timeout.max(0.001));
-    let opened = tokio::time::timeout(connect_timeout, open(&config)).await;
+    let opened = tokio::time::timeout(connect_timeout, open(&config, tls)).await;
     match opened {
         Ok(Ok(Stream::Tcp(stream))) => serve(stream, &config, &mut rx).await,
+        Ok(Ok(Stream::Tls(stream))) => serve(*stream, &config, &mut rx).await,
         #[cfg(unix)]
         Ok(Ok(Stream::Unix(stream))) => serve(stream, &config, &mut rx).await,
         Ok(Err(e)) => fail_queued(&mut rx, &e),
@@ -326,11 +338,12 @@ async fn run_connection(config: RedisConfig, mut rx: mpsc::UnboundedReceiver<Com
 
 enum Stream {
     Tcp(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>),
     #[cfg(unix)]
     Unix(tokio::net::UnixStream),
 }
 
-async fn open(config: &RedisConfig) -> Result<Stream, RedisError> {
+async fn open(config: &RedisConfig, tls: Tls) -> Result<Stream, RedisError> {
     #[cfg(unix)]
     if let Some(path) = &config.path {
         let stream = tokio::net::UnixStream::connect(path)
@@ -343,7 +356,14 @@ async fn open(config: &RedisConfig) -> Result<Stream, RedisError> {
         .await
         .map_err(|e| err(format!("connect {host}:{}: {e}", config.port)))?;
     let _ = stream.set_nodelay(true);
-    Ok(Stream::Tcp(stream))
+    match tls {
+        None => Ok(Stream::Tcp(stream)),
+        Some(Err(why)) => Err(err(why)),
+        Some(Ok(tls)) => super::redis_tls::connect(stream, host, tls)
+            .await
+            .map(|stream| Stream::Tls(Box::new(stream)))
+            .map_err(err),
+    }
 }
 
 fn fail_queued(rx: &mut mpsc::UnboundedReceiver<Command>, error: &RedisError) {
@@ -489,6 +509,7 @@ mod tests {
             key_prefix: "bastion:".into(),
             connect_timeout: 1.0,
             timeout: 1.0,
+            tls: None,
         });
         assert_eq!(
             limiter.redis_key("orders:ip:192.0.2.1"),

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 mod assertion;
 mod authn;
 mod front;
+mod introspection;
 mod limits;
 mod mtls;
 mod risk;
@@ -25,6 +26,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     assertion::register(m)?;
     authn::register(m)?;
     front::register(m)?;
+    introspection::register(m)?;
     limits::register(m)?;
     mtls::register(m)?;
     risk::register(m)?;

@@ -36,7 +36,7 @@ mod failure_log;
 pub mod headers;
 mod health;
 mod pool;
-mod tls;
+pub(crate) mod tls;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};

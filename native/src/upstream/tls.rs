@@ -107,7 +107,7 @@ fn roots_from(path: &Path) -> Result<RootCertStore, String> {
 
 /// The system store; empty when no bundle is found (every handshake then
 /// fails as `upstream_tls_error`, as Python's would).
-fn system_roots() -> RootCertStore {
+pub(crate) fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let from_env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
     let found = from_env

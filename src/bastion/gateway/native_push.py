@@ -24,6 +24,13 @@ own caches, and Python fills them with what *it* accepted:
   then verified natively against the route's compiled policy
   (``auth.jwt.issuers``). A token whose ``kid`` the pushed set lacks defers.
 
+- :func:`introspected`: an answer the ``introspection`` authenticator cached
+  (by the SHA-256 of the token): the identity it built from an active answer,
+  or ``None`` for an inactive / refused one, until the same deadline. The
+  native core admits the token (active) or answers Python's ``401
+  invalid_token`` (inactive) until then; :func:`introspection_cleared` drops
+  them all when a new authenticator (with an empty cache) is built.
+
 - :func:`cert_identity`: the identity the ``mtls`` authenticator derived from a
   verified client certificate, keyed natively by the certificate's thumbprint
   (``cnf.x5t#S256``): a function of the certificate alone, never invalidated, bounded.
@@ -78,6 +85,8 @@ __all__ = [
     "client_changed",
     "following",
     "install",
+    "introspected",
+    "introspection_cleared",
     "issuer_keys",
     "signing_keys",
     "signing_keys_changed",
@@ -201,6 +210,31 @@ def cert_identity(identity: Identity) -> None:
         return
     record = json.dumps({"subject": identity.subject, "claims": dict(claims)})
     _native.cert_identity_put(thumbprint, record)
+
+
+def introspected(digest: str, identity: Identity | None, until: float) -> None:
+    """Cache natively what the introspection endpoint said about the token with this hex digest."""
+    if identity is None:
+        _native.introspection_put(digest, None, until)
+        return
+    if identity.method != "introspection" or not identity.subject:
+        return
+    record = json.dumps(
+        {
+            "subject": identity.subject,
+            "scopes": sorted(identity.scopes),
+            "claims": dict(identity.claims),
+        }
+    )
+    try:
+        _native.introspection_put(digest, record, until)
+    except ValueError as exc:  # not for the native cache: Python keeps answering it
+        log.warning("introspection answer not cached natively: %s", exc)
+
+
+def introspection_cleared() -> None:
+    """Forget every introspection answer cached natively."""
+    _native.introspection_clear()
 
 
 def signing_keys() -> bool:

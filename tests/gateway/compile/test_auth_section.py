@@ -156,7 +156,6 @@ def test_trusted_external_issuers_compile_their_policies() -> None:
     ("kw", "reason"),
     [
         ({"auth": ["api_key", "session"]}, "auth: the session method is not native yet"),
-        ({"auth": ["introspection"]}, "auth: the introspection method is not native yet"),
         (
             {"auth": ["jwt"], "jwt": RouteJwtSettings(issuers=["self", "https://idp.example"])},
             # not among the settings' trusted_issuers (validation says so in a real config)
@@ -166,6 +165,13 @@ def test_trusted_external_issuers_compile_their_policies() -> None:
 )
 def test_unsupported(kw: dict[str, Any], reason: str) -> None:
     assert auth.section(route(**kw), SETTINGS) == Unsupported(reason)
+
+
+def test_introspection_is_native_in_the_route_order() -> None:
+    section = auth.section(route(auth=["jwt", "introspection", "api_key"]), SETTINGS)
+    assert isinstance(section, dict)
+    assert section["methods"] == ["jwt", "introspection", "api_key"]
+    loads(section)
 
 
 def test_the_native_loader_refuses_a_bad_section() -> None:

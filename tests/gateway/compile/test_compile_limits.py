@@ -97,7 +97,12 @@ def test_redis_and_shedding_are_native_but_tls_redis_stays_in_python() -> None:
         3,
     )
     tls = _settings(shared={"url": "rediss://127.0.0.1:6380/0"})
-    assert limits.section(tls.routes[0], tls) == Unsupported("rediss:// limiter not native yet")
+    section = limits.section(tls.routes[0], tls)
+    assert isinstance(section, dict) and section["store"] == "redis"
+    lax = _settings(shared={"url": "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none"})
+    assert limits.section(lax.routes[0], lax) == Unsupported(
+        "rediss:// limiter with TLS options not native yet"
+    )
     shedding = _settings(
         ratelimit={"shedding": {"enabled": True, "initial_limit": 4, "target_latency": "200ms"}}
     )

@@ -17,6 +17,10 @@ Answers are cached by the SHA-256 digest of the token: active ones until
 ``min(exp, now + cache_ttl)``, inactive ones for ``negative_cache_ttl`` (so a
 client replaying a dead token does not make bastion ask every time). A
 revocation at the issuer is therefore seen within ``cache_ttl``.
+Every answer stored (or served) from this cache is also handed to ``push``
+(the runtime passes :func:`bastion.gateway.native_push.introspected`): the
+native data plane serves the same answer, with the same deadline, without
+entering Python (``native/src/authn/introspection.rs``).
 
 Failures: an inactive or invalid token is :class:`InvalidBearerTokenError`
 (401 ``invalid_token``); an endpoint that is down, slow, or answers anything
@@ -113,6 +117,7 @@ class IntrospectionAuthenticator:
         leeway: float = 30.0,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        push: Callable[[str, Identity | None, float], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         basic = f"{_form_encode(client_id)}:{_form_encode(client_secret)}"
@@ -123,6 +128,8 @@ class IntrospectionAuthenticator:
         self.cache_size = cache_size
         self.leeway = leeway
         self._clock = clock
+        #: Receives (token digest, identity or None for inactive, until) of each cached answer.
+        self._push = push
         # httpx (with httpcore, ~10 MiB resident) is imported when introspection is
         # configured, at start-up, not by this module: a node without it never loads it.
         import httpx  # noqa: F401
@@ -175,6 +182,9 @@ class IntrospectionAuthenticator:
         entry = self._cache.get(key)
         if entry is not None:
             if now < entry.until:
+                if self._push is not None:
+                    # A native miss of an answer held here (the native cache evicted it).
+                    self._push(key, entry.identity, entry.until)
                 if entry.identity is None:
                     raise InvalidBearerTokenError("inactive")
                 return entry.identity
@@ -198,6 +208,8 @@ class IntrospectionAuthenticator:
         while len(cache) >= self.cache_size:
             del cache[next(iter(cache))]
         cache[key] = _Entry(identity, until)
+        if self._push is not None:
+            self._push(key, identity, until)
 
     async def _ask(self, token: str) -> dict[str, Any]:
         import httpx

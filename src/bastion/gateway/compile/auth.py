@@ -9,12 +9,15 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
   and the issuers' key sets Python fills;
 - the ``mtls`` method: the identity of the connection's verified client
   certificate, from the native cache Python fills by thumbprint;
+- the ``introspection`` method: the answers Python's RFC 7662 client cached
+  (active: the identity; inactive: its ``401 invalid_token``), pushed by token
+  digest; a token with no cached answer is Python's to ask about;
 - per-method ``scopes`` (as :func:`~bastion.gateway.authz.compile_scopes`
   compiles them), ``claims``, ``roles`` / ``roles_claim`` and a credential's
   route allow-list.
 
 Anything else leaves the route to Python (:class:`Unsupported`): the
-``introspection`` and ``session`` methods. (Route ``ip`` rules are the
+``session`` method. (Route ``ip`` rules are the
 ``edge`` section's.)
 
 The section::
@@ -49,7 +52,7 @@ from bastion.gateway.compile.common import Unsupported
 __all__ = ["NATIVE_METHODS", "section"]
 
 #: The authentication methods the native core serves.
-NATIVE_METHODS = ("api_key", "jwt", "mtls")
+NATIVE_METHODS = ("api_key", "jwt", "mtls", "introspection")
 
 
 def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:

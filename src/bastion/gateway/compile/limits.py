@@ -8,7 +8,10 @@ In memory, the native store is the one Python's limiter uses too, so deferred
 and native requests draw from one budget; on Redis, the native limiter runs
 Python's script on the same keys (``bastion._native.redis_limiter_configure``,
 set up by the runtime), and a Redis failure defers the request to Python, which
-applies the route's fail mode. Not native yet: ``rediss://`` (TLS to Redis).
+applies the route's fail mode. ``rediss://`` is native where the native connection
+applies every TLS option of the URL (redis-py's defaults, ``ssl_ca_certs``, a client
+certificate: :func:`~bastion.storage.shared.resp.native_config`); other TLS options
+are not native yet.
 
 ``shedding`` is ``None`` or ``ratelimit.shedding`` as the native AIMD limiter
 (``native/src/limit/shedding.rs``) reads it: ``{"initial", "minimum", "maximum",
@@ -43,7 +46,7 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
             timeout=1.0,
         )
         if config is None:
-            return Unsupported("rediss:// limiter not native yet")
+            return Unsupported("rediss:// limiter with TLS options not native yet")
         store = "redis"
     rules: list[dict[str, Any]] = []
     seen: dict[str, int] = {}

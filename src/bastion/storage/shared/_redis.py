@@ -255,7 +255,8 @@ class RedisSharedState(SharedState):
     def native_hot_path_config(self, timeout: float) -> dict[str, Any] | None:
         """The native data plane's connection settings for this Redis (``resp.native_config``).
 
-        ``None`` for URLs the native connection does not serve (``rediss://``).
+        ``None`` for URLs the native connection does not serve (``rediss://`` with TLS
+        options other than redis-py's defaults, ``ssl_ca_certs`` and a client certificate).
         """
         return native_config(
             self._full_url,

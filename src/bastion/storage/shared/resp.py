@@ -302,18 +302,62 @@ def _parse_url(url: str) -> dict[str, Any] | None:
     return kwargs
 
 
+#: redis-py's TLS options the native connection applies (``native/src/limit/redis_tls.rs``).
+_NATIVE_TLS_FILES = {
+    "ssl_ca_certs": "ca_certs",
+    "ssl_certfile": "certfile",
+    "ssl_keyfile": "keyfile",
+}
+
+
+def _parse_tls_url(url: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """redis-py's reading of a ``rediss://`` ``url`` and its TLS files, when the native
+    connection sets TLS up exactly as redis-py would; else ``None``.
+
+    That is redis-py's defaults — the server's chain verified against the system store
+    plus ``ssl_ca_certs``, its name checked — with an optional client certificate
+    (``ssl_certfile`` and ``ssl_keyfile`` together). Any other TLS option
+    (``ssl_cert_reqs=none``, ``ssl_check_hostname=false``, ``ssl_ca_path``,
+    ``ssl_min_version`` …) is redis-py's alone.
+    """
+    from redis.asyncio.connection import SSLConnection, parse_url
+
+    try:
+        kwargs: dict[str, Any] = dict(parse_url(url))
+    except ValueError:
+        return None
+    if kwargs.pop("connection_class", None) is not SSLConnection:
+        return None
+    if kwargs.pop("ssl_cert_reqs", "required") != "required":
+        return None
+    if kwargs.pop("ssl_check_hostname", True) is not True:
+        return None
+    tls = {native: kwargs.pop(option, None) for option, native in _NATIVE_TLS_FILES.items()}
+    if (tls["certfile"] is None) != (tls["keyfile"] is None):
+        return None
+    if set(kwargs) - {"host", "port", "db", "username", "password"}:
+        return None
+    return kwargs, tls
+
+
 def native_config(
     url: str, *, key_prefix: str, connect_timeout: float, timeout: float
 ) -> dict[str, Any] | None:
-    """What the native data plane's pipelined connection needs for ``url`` (same
-    acceptance as :func:`open_pipeline`: ``redis://`` and ``unix://`` only), or ``None``.
+    """What the native data plane's pipelined connection needs for ``url``, or ``None``.
 
-    Read by redis-py's own parser, so both planes reach the same server and database.
-    Holds the password: pass it to ``bastion._native``, never log it.
+    ``redis://`` and ``unix://`` as :func:`open_pipeline` accepts them, and
+    ``rediss://`` where the native connection applies every TLS option of the URL
+    (:func:`_parse_tls_url`; ``"tls"`` then holds its files). Read by redis-py's own
+    parser, so both planes reach the same server and database, and trust the same
+    certificates. Holds the password: pass it to ``bastion._native``, never log it.
     """
+    tls: dict[str, Any] | None = None
     kwargs = _parse_url(url)
     if kwargs is None:
-        return None
+        parsed = _parse_tls_url(url)
+        if parsed is None:
+            return None
+        kwargs, tls = parsed
     return {
         "host": kwargs.get("host"),
         "port": int(kwargs.get("port") or 6379),
@@ -324,6 +368,7 @@ def native_config(
         "key_prefix": key_prefix,
         "connect_timeout": connect_timeout,
         "timeout": timeout,
+        "tls": tls,
     }
 
 

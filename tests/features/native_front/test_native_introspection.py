@@ -1,0 +1,264 @@
+"""End to end: ``auth: [jwt, introspection]`` routes served natively from the introspection cache.
+
+A real local RFC 7662 endpoint (``gateway.idp_support.FakeIdP``, in a thread)
+answers bastion's questions; a real ``bastion serve`` (native engine) lists the
+route as native. Which plane answered is told by the request id's per-plane
+prefix, what the endpoint was asked by its request counter:
+
+- an active opaque token's first request is Python's (it asks the endpoint and
+  pushes the answer), the next ones native, with the same identity upstream and
+  no second question;
+- an inactive token is refused by Python first, then natively with a
+  byte-identical ``401 invalid_token`` (no second question), and every 401 is
+  one ``gateway.denied`` row, whichever plane answered;
+- an endpoint that is down: Python's ``503 introspection_unavailable``, never
+  cached (every request is Python's and asks again);
+- the cache deadlines hold natively: an active answer ends at ``cache_ttl``
+  (a token revoked at the issuer is then refused), and at the token's ``exp``
+  when earlier; a negative answer ends at ``negative_cache_ttl``;
+- authorization still applies to a cached answer (Python's 403), a dotted token
+  is ``jwt``'s (listed first), an API key is never introspected;
+- concurrent first requests of one token cost one question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from _support import BastionProcess, EchoThread, run_cli
+from _support.native import cli_json, plane
+from bastion.storage import Database
+from gateway.idp_support import FakeIdP, IdPThread
+
+CACHE_TTL = 4.0
+NEGATIVE_TTL = 3.0
+INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
+
+
+@pytest.fixture
+def idp() -> Iterator[FakeIdP]:
+    thread = IdPThread()
+    try:
+        yield thread.idp
+    finally:
+        thread.close()
+
+
+def _config(tmp_path: Path, idp: FakeIdP, upstream: str) -> Path:
+    config = tmp_path / "bastion.yaml"
+    config.write_text(
+        f"storage: sqlite:///{tmp_path}/bastion.db\n"
+        "introspection:\n"
+        f"  endpoint: {idp.url}/introspect\n"
+        "  client_id: bastion-gw\n"
+        "  client_secret: s3cret\n"
+        f"  cache_ttl: {CACHE_TTL}\n"
+        f"  negative_cache_ttl: {NEGATIVE_TTL}\n"
+        "  timeout: 2\n"
+        "routes:\n"
+        "  - name: orders\n"
+        "    match: {path: /api/orders}\n"
+        f"    upstream: {upstream}\n"
+        "    auth: [jwt, introspection, api_key]\n"
+        "    scopes: [orders:read]\n"
+    )
+    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    return config
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _active(**extra: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "active": True,
+        "sub": "alice",
+        "client_id": "shop-app",
+        "scope": "orders:read profile",
+        "exp": int(time.time()) + 600,
+    }
+    answer.update(extra)
+    return answer
+
+
+def _forwarded(response: httpx.Response) -> dict[str, str]:
+    return {k.lower(): v for k, v in response.json()["headers"].items()}
+
+
+def _same_refusal(python: httpx.Response, native: httpx.Response) -> None:
+    """Byte-identical 401 but for the request id (body and header) and the date."""
+    assert python.status_code == native.status_code == 401
+    rid_p, rid_n = python.headers["x-request-id"], native.headers["x-request-id"]
+    assert python.content.replace(rid_p.encode(), b"RID") == native.content.replace(
+        rid_n.encode(), b"RID"
+    )
+
+    def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+        return [
+            (name.lower(), value)
+            for name, value in response.headers.raw
+            if name.lower() not in (b"x-request-id", b"date")
+        ]
+
+    assert head(python) == head(native)
+    assert native.headers["www-authenticate"] == INVALID_TOKEN
+    assert native.json()["reason"] == "invalid_token"
+
+
+def _until(check: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(0.1)
+
+
+def test_introspection_answers_are_served_natively_within_their_deadlines(
+    tmp_path: Path, idp: FakeIdP, echo: EchoThread
+) -> None:
+    config = _config(tmp_path, idp, echo.server.url)
+    listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
+    assert listed["orders"]["plane"] == "native", listed["orders"]
+    key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
+    idp.answers["tok-alive"] = _active()
+    idp.answers["tok-scopeless"] = _active(sub="carol", scope="profile")
+    statuses: list[int] = []
+    with (
+        BastionProcess("-c", str(config), cwd=tmp_path) as proc,
+        httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
+    ):
+
+        def get(token: str) -> httpx.Response:
+            response = client.get("/api/orders/1", headers=_bearer(token))
+            statuses.append(response.status_code)
+            return response
+
+        # An API key is api_key's (never introspected): it tells the native plane's prefix.
+        keyed = [get(key["key"]), get(key["key"])]
+        assert [r.status_code for r in keyed] == [200, 200]
+        python, native = plane(keyed[0]), plane(keyed[1])
+        assert python != native
+        assert idp.hits["introspect"] == 0
+
+        # Active: Python asks once and pushes; then native, same identity upstream.
+        first, second, third = get("tok-alive"), get("tok-alive"), get("tok-alive")
+        assert [r.status_code for r in (first, second, third)] == [200, 200, 200]
+        assert [plane(first), plane(second), plane(third)] == [python, native, native]
+        assert idp.hits["introspect"] == 1
+        assert idp.basic_seen[0].startswith("Basic ")
+        seen_p, seen_n = _forwarded(first), _forwarded(second)
+        assert seen_n["x-bastion-subject"] == "alice"
+        assert seen_n["x-bastion-client"] == "shop-app"
+        assert seen_n["x-bastion-scopes"] == "orders:read profile"
+        assert "authorization" not in seen_n
+        identity = ("x-bastion-subject", "x-bastion-client", "x-bastion-scopes")
+        assert {h: seen_p.get(h) for h in identity} == {h: seen_n.get(h) for h in identity}
+
+        # Inactive: Python's 401, then the native plane's, alike, without a new question.
+        dead = [get("tok-dead"), get("tok-dead"), get("tok-dead")]
+        assert [plane(r) for r in dead] == [python, native, native]
+        _same_refusal(dead[0], dead[1])
+        assert idp.hits["introspect"] == 2
+
+        # A cached answer is still authorized per route: Python's 403, never admitted natively.
+        for _ in range(2):
+            refused = get("tok-scopeless")
+            assert refused.status_code == 403
+            assert refused.json()["reason"] == "insufficient_scope"
+            assert plane(refused) == python
+        assert idp.hits["introspect"] == 3
+
+        # A dotted token is jwt's (listed first): refused by Python, never introspected.
+        forged = get("not.a.jwt")
+        assert (forged.status_code, plane(forged)) == (401, python)
+        assert idp.hits["introspect"] == 3
+
+        # The token's exp ends its cached answer before cache_ttl: Python asks again.
+        idp.answers["tok-short"] = _active(sub="bob", exp=int(time.time()) + 3)
+        short = get("tok-short")
+        assert (short.status_code, plane(short)) == (200, python)
+        assert plane(get("tok-short")) == native
+        hits = idp.hits["introspect"]
+        _until(lambda: plane(get("tok-short")) == python, within=5)
+        assert idp.hits["introspect"] == hits + 1
+
+        # The endpoint is down: Python's 503 for a new token, never cached ...
+        idp.answers["tok-fresh"] = _active(sub="dave")
+        assert [plane(get("tok-fresh")), plane(get("tok-fresh"))] == [python, native]
+        idp.down = True
+        for _ in range(2):
+            down = get("tok-new")
+            assert down.status_code == 503
+            assert down.json()["reason"] == "introspection_unavailable"
+            assert plane(down) == python
+        assert idp.hits["introspect"] == hits + 4
+        # ... while cached answers are still served natively until their deadline.
+        fresh = get("tok-fresh")
+        assert (fresh.status_code, plane(fresh)) == (200, native)
+
+        # Revoked at the issuer: seen once cache_ttl has passed, then refused natively.
+        idp.down = False
+        idp.answers.pop("tok-fresh")
+        _until(lambda: get("tok-fresh").status_code == 401, within=CACHE_TTL + 2)
+        again = get("tok-fresh")
+        assert (again.status_code, plane(again)) == (401, native)
+        # The negative answer ends at negative_cache_ttl: Python asks again.
+        hits = idp.hits["introspect"]
+        _until(lambda: plane(get("tok-fresh")) == python, within=NEGATIVE_TTL + 2)
+        assert idp.hits["introspect"] == hits + 1
+
+    refusals = statuses.count(401)
+
+    async def denied() -> list[Any]:
+        db = await Database.connect(f"sqlite:///{tmp_path}/bastion.db")
+        try:
+            page = await db.audit.search(type="gateway.denied", limit=1000)
+            return list(page.items)
+        finally:
+            await db.close()
+
+    rows = [row for row in asyncio.run(denied()) if row.data["status"] == 401]
+    # Every 401 is one row, whichever plane answered it, as Python records it.
+    assert len(rows) == refusals
+    for row in rows:
+        assert (row.reason, row.route, row.ip) == ("invalid_token", "orders", "127.0.0.1")
+        assert row.data["step"] == "authenticate"
+        assert row.subject is None and row.key_id is None
+
+
+def test_concurrent_first_requests_of_a_token_cost_one_question(
+    tmp_path: Path, idp: FakeIdP, echo: EchoThread
+) -> None:
+    config = _config(tmp_path, idp, echo.server.url)
+    idp.answers["tok-burst"] = _active()
+    count = 12
+
+    async def burst(url: str) -> list[httpx.Response]:
+        clients = [httpx.AsyncClient(base_url=url, verify=False, timeout=10) for _ in range(count)]
+        try:
+            await asyncio.gather(*(c.get("/healthz") for c in clients))
+            return await asyncio.gather(
+                *(
+                    c.get(f"/api/orders/{n}", headers=_bearer("tok-burst"))
+                    for n, c in enumerate(clients)
+                )
+            )
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    with BastionProcess("-c", str(config), cwd=tmp_path) as proc:
+        responses = asyncio.run(burst(proc.url))
+        with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+            native = plane(client.get("/api/orders/x", headers=_bearer("tok-burst")))
+    assert [r.status_code for r in responses] == [200] * count
+    assert idp.hits["introspect"] == 1
+    prefixes = [plane(r) for r in responses]
+    assert sum(p != native for p in prefixes) == 1, prefixes
