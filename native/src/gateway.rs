@@ -56,8 +56,16 @@ pub(crate) fn host_of(req: &Request<Body>) -> Option<&str> {
     }
 }
 
-/// Decide one request. Never fails: anything unexpected is a `Defer`.
-pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
+/// Decide one request, traced when tracing is on (`tracing::begin`). Never
+/// fails: anything unexpected is a `Defer`.
+pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
+    match crate::tracing::begin(&mut req, conn) {
+        None => decide(req, conn).await,
+        Some(traced) => traced.end(decide(req, conn).await),
+    }
+}
+
+async fn decide(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let Some(table) = plane().table.load_full() else {
         return Outcome::Defer(req);
     };

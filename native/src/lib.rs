@@ -77,6 +77,7 @@ pub mod routes;
 pub mod server;
 pub mod table;
 pub mod tls;
+pub mod tracing;
 pub mod upstream;
 
 #[cfg(feature = "python")]

@@ -23,6 +23,11 @@ use crate::limit::LimitDecision;
 /// The content type of every problem document.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
+/// The code of the problem a response renders, in its extensions: what
+/// tracing records as the span's `bastion.outcome` (`crate::tracing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
+
 /// One error the native path renders (a Python `BastionError` twin).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -202,6 +207,7 @@ impl Problem {
         for (name, value) in self.headers(body.len()) {
             map.append(name, value);
         }
+        response.extensions_mut().insert(ProblemCode(self.code));
         response
     }
 }

@@ -34,6 +34,8 @@ pub struct Table {
     pub native: Vec<Option<NativeRoute>>,
     pub head: HeadLimits,
     pub trusted: TrustedProxies,
+    /// OpenTelemetry tracing (`edge.tracing`); `None`: off.
+    pub tracing: Option<crate::tracing::Sampler>,
 }
 
 #[derive(serde::Deserialize)]
@@ -42,6 +44,8 @@ struct EdgeTable {
     max_header_bytes: usize,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    tracing: Option<crate::tracing::TracingSection>,
 }
 
 #[derive(serde::Deserialize)]
@@ -63,6 +67,10 @@ impl Table {
         let edge: EdgeTable = serde_json::from_value(raw["edge"].clone())
             .map_err(|e| format!("table edge section: {e}"))?;
         let trusted = TrustedProxies::parse(&edge.trusted_proxies)?;
+        let tracing = edge
+            .tracing
+            .map(crate::tracing::Sampler::from_section)
+            .transpose()?;
         let raw_routes = raw["routes"].as_array().cloned().unwrap_or_default();
         let mut native = Vec::with_capacity(routes.routes().len());
         for (route, raw_route) in routes.routes().iter().zip(raw_routes.iter()) {
@@ -116,6 +124,7 @@ impl Table {
                 max_header_bytes: edge.max_header_bytes,
             },
             trusted,
+            tracing,
         })
     }
 }
