@@ -346,6 +346,7 @@ class Runtime:
                 auditor,
                 alerts=alerting.manager if alerting is not None else None,
                 capacity=settings.audit.max_queue,
+                tracer=gateway.tracer,
             ),
             echo=echo,
             metrics=metrics,
