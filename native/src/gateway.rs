@@ -3,6 +3,7 @@
 //!
 //! | step | native | deferred to Python when |
 //! |---|---|---|
+//! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |

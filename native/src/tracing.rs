@@ -73,7 +73,9 @@ impl Sampler {
     pub fn from_section(section: TracingSection) -> Result<Self, String> {
         let ratio = section.sample_ratio;
         if !(0.0..=1.0).contains(&ratio) {
-            return Err(format!("tracing: sample_ratio {ratio} is not within [0, 1]"));
+            return Err(format!(
+                "tracing: sample_ratio {ratio} is not within [0, 1]"
+            ));
         }
         // Exact in f64 (a power of two); Python's round() rounds half to even.
         let bound = (ratio * 18_446_744_073_709_551_616.0).round_ties_even();
@@ -291,7 +293,11 @@ impl SpanContext {
             },
             None => {
                 let trace_id = new_trace_id();
-                let sampled = if sampler.samples(trace_id) { SAMPLED } else { 0 };
+                let sampled = if sampler.samples(trace_id) {
+                    SAMPLED
+                } else {
+                    0
+                };
                 SpanContext {
                     trace_id,
                     span_id: new_span_id(),
@@ -573,14 +579,28 @@ mod tests {
     fn tracing_tracestate_parses_as_the_sdk() {
         let mut headers = HeaderMap::new();
         headers.append(&TRACESTATE, HeaderValue::from_static(" a=1 ,, b@c=x y"));
-        headers.append(&TRACESTATE, HeaderValue::from_static("rojo=00f067aa0ba902b7"));
+        headers.append(
+            &TRACESTATE,
+            HeaderValue::from_static("rojo=00f067aa0ba902b7"),
+        );
         assert_eq!(
             parse_tracestate(&headers).as_deref(),
             Some("a=1,b@c=x y,rojo=00f067aa0ba902b7")
         );
-        for bad in ["A=1", "a=1,a=2", "a=", "a=1=2", "1a=1", "a@B=1", "a=x\u{e9}"] {
+        for bad in [
+            "A=1",
+            "a=1,a=2",
+            "a=",
+            "a=1=2",
+            "1a=1",
+            "a@B=1",
+            "a=x\u{e9}",
+        ] {
             let mut headers = HeaderMap::new();
-            headers.append(&TRACESTATE, HeaderValue::from_bytes(bad.as_bytes()).unwrap());
+            headers.append(
+                &TRACESTATE,
+                HeaderValue::from_bytes(bad.as_bytes()).unwrap(),
+            );
             assert_eq!(parse_tracestate(&headers), None, "{bad}");
         }
         let many: Vec<String> = (0..33).map(|n| format!("k{n}=v")).collect();
@@ -613,7 +633,10 @@ mod tests {
         assert_eq!(child.flags, RANDOM_TRACE_ID);
         let tp = child.traceparent();
         assert_eq!(tp.len(), 55);
-        assert!(tp.to_str().unwrap().starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
+        assert!(tp
+            .to_str()
+            .unwrap()
+            .starts_with("00-0af7651916cd43dd8448eb211c80319c-"));
         assert!(tp.to_str().unwrap().ends_with("-02"));
     }
 

@@ -249,9 +249,8 @@ class GatewayTracer:
         )
 
         ids = self._native_ids
-        for trace_id, span_id, parent, state, start, end, route, method, path, outcome, status in (
-            spans
-        ):
+        for row in spans:
+            trace_id, span_id, parent, state, start, end, route, method, path, outcome, status = row
             ids.trace_id, ids.span_id = trace_id, span_id
             context = self._root
             if parent is not None:

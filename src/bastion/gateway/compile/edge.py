@@ -4,8 +4,9 @@ The native core serves a route's edge only when it has nothing the native
 steps do not implement yet: WebSocket upgrades leave the route to the Python
 pipeline (:class:`Unsupported`, with the reason ``bastion routes list``
 shows). OpenTelemetry tracing is table-wide (``edge.tracing``: the sample
-ratio, or ``null`` when off; ``native/src/tracing.rs``). What it does serve: the route's body size limit
-(``max_body``, default ``request_limits.max_body``), its CORS policy (``cors``,
+ratio, or ``null`` when off; ``native/src/tracing.rs``). What it does serve:
+the route's body size limit (``max_body``, default
+``request_limits.max_body``), its CORS policy (``cors``,
 :mod:`bastion.gateway.compile.cors`) and its IP allow / deny networks (``ip``:
 ``{"allow": [...], "deny": [...]}`` as ``ipaddress`` prints them, or ``null``;
 ``native/src/ip_rules.rs``).
