@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from _support import BastionProcess, EchoThread
+from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, plane
 from _support.otlp import Receiver, attributes
 
@@ -185,7 +185,9 @@ def test_native_spans_follow_pythons_rules(
     assert by_path["/pub/forged"].status.code != STATUS_ERROR
     # Python's spans still come through (the same export pipeline).
     assert by_path["/elsewhere"].name == "gateway"
+    # The client's own parent (not a span id the native core made up for a deferred request).
     assert by_path["/sockets/x"].trace_id.hex() == TRACE
+    assert by_path["/sockets/x"].parent_span_id.hex() == PARENT
     assert b"not-for-traces" not in b"".join(body for _, _, body in receiver.posts)
 
 
@@ -204,3 +206,33 @@ def test_ratio_zero_exports_nothing(tmp_path: Path, receiver: Receiver, echo: Ec
         _, trace_id, _, flags = _upstream_trace(response)["traceparent"].split("-")
         assert trace_id != TRACE and flags == "02"  # not sampled: the client cannot force it
     assert receiver.spans("native-e2e") == []
+
+
+def test_a_route_reload_keeps_tracing_until_a_restart(
+    tmp_path: Path, receiver: Receiver, echo: EchoThread
+) -> None:
+    """Only routes reload (Python's tracer stays): the native core keeps tracing alike."""
+    config = _config(tmp_path, echo, receiver, 1.0)
+    text = config.read_text()
+    proc = BastionProcess("-c", str(config), cwd=tmp_path)
+    with proc, httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        config.write_text(
+            text.replace("  enabled: true\n", "  enabled: false\n").replace(
+                "routes:\n",
+                f"routes:\n  - name: late\n    match: {{path: /late}}\n"
+                f"    upstream: {echo.server.url}\n    public: true\n",
+            )
+        )
+        reloaded = run_cli("routes", "reload", "-c", str(config), cwd=tmp_path)
+        assert reloaded.returncode == 0, reloaded.stderr
+        deadline = time.monotonic() + 20
+        while client.get("/late/x").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = client.get("/pub/after")
+    assert proc.proc is not None and proc.proc.returncode == 0, proc.stderr
+    assert "tracing changed" in proc.stderr  # said to need a restart
+    assert after.status_code == 200
+    traceparent = _upstream_trace(after)["traceparent"]
+    spans = {attributes(s)["url.path"]: s for s in receiver.spans("native-e2e")}
+    assert spans["/pub/after"].span_id.hex() == traceparent.split("-")[2]
+    assert spans["/late/x"].name == "gateway late"
