@@ -23,8 +23,8 @@ use crate::limit::LimitDecision;
 /// The content type of every problem document.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
-/// The code of the problem a response renders, in its extensions: what
-/// tracing records as the span's `bastion.outcome` (`crate::tracing`).
+/// The code of the problem a response renders, in its extensions when
+/// tracing is on: the span's `bastion.outcome` (`crate::tracing`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProblemCode(pub &'static str);
 
@@ -207,7 +207,9 @@ impl Problem {
         for (name, value) in self.headers(body.len()) {
             map.append(name, value);
         }
-        response.extensions_mut().insert(ProblemCode(self.code));
+        if crate::tracing::enabled() {
+            response.extensions_mut().insert(ProblemCode(self.code));
+        }
         response
     }
 }

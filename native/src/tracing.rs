@@ -399,6 +399,15 @@ pub struct Traced {
     record: Option<SpanRecord>,
 }
 
+/// Whether the table in force traces requests.
+pub fn enabled() -> bool {
+    plane()
+        .table
+        .load()
+        .as_ref()
+        .is_some_and(|table| table.tracing.is_some())
+}
+
 /// With tracing on, give `req` bastion's trace context before the gateway
 /// decides it; `None` (nothing touched) with tracing off.
 pub fn begin(req: &mut Request<Body>, conn: &ConnInfo) -> Option<Traced> {
