@@ -261,7 +261,7 @@ pub(crate) fn origin_not_allowed() -> Problem {
 
 /// The method a preflight asks for (`cors.preflight_method`), when it is a
 /// plain method token: one `Access-Control-Request-Method`, some `Origin`.
-fn requested_method(headers: &HeaderMap) -> Option<Method> {
+pub(crate) fn requested_method(headers: &HeaderMap) -> Option<Method> {
     let mut asked = headers.get_all(&ACRM).iter();
     let (Some(asked), None) = (asked.next(), asked.next()) else {
         return None;

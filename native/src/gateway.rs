@@ -3,6 +3,7 @@
 //!
 //! | step | native | deferred to Python when |
 //! |---|---|---|
+//! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers) | the caller is not a trusted proxy, the headers are ambiguous, missing or unreadable, HTTP/2, a body |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
@@ -96,8 +97,17 @@ impl<'r> Head<'r> {
     }
 }
 
-/// Decide one request. Never fails: anything unexpected is a `Defer`.
-pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
+/// Decide one request, traced when tracing is on (`tracing::begin`). Never
+/// fails: anything unexpected is a `Defer`.
+pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
+    match crate::tracing::begin(&mut req, conn) {
+        None => serve(req, conn).await,
+        Some(traced) => traced.end(serve(req, conn).await),
+    }
+}
+
+/// Serve one request: forward-auth's door, a preflight, or the gateway's.
+async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let Some(table) = plane().table.load_full() else {
         return Outcome::Defer(req);
     };

@@ -79,6 +79,7 @@ pub mod routes;
 pub mod server;
 pub mod table;
 pub mod tls;
+pub mod tracing;
 pub mod upstream;
 
 #[cfg(feature = "python")]

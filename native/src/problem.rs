@@ -23,6 +23,11 @@ use crate::limit::LimitDecision;
 /// The content type of every problem document.
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
+/// The code of the problem a response renders, in its extensions when
+/// tracing is on: the span's `bastion.outcome` (`crate::tracing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemCode(pub &'static str);
+
 /// One error the native path renders (a Python `BastionError` twin).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -214,6 +219,9 @@ impl Problem {
         let map = response.headers_mut();
         for (name, value) in self.headers(body.len()) {
             map.append(name, value);
+        }
+        if crate::tracing::enabled() {
+            response.extensions_mut().insert(ProblemCode(self.code));
         }
         response
     }

@@ -36,6 +36,8 @@ pub struct Table {
     pub trusted: TrustedProxies,
     /// How `/auth/verify` is read (`None`: Python answers every decision).
     pub forward_auth: Option<crate::forward_auth::ForwardAuth>,
+    /// OpenTelemetry tracing (`edge.tracing`); `None`: off.
+    pub tracing: Option<crate::tracing::Sampler>,
 }
 
 #[derive(serde::Deserialize)]
@@ -44,6 +46,8 @@ struct EdgeTable {
     max_header_bytes: usize,
     #[serde(default)]
     trusted_proxies: Vec<String>,
+    #[serde(default)]
+    tracing: Option<crate::tracing::TracingSection>,
 }
 
 #[derive(serde::Deserialize)]
@@ -72,6 +76,10 @@ impl Table {
             ),
             _ => None,
         };
+        let tracing = edge
+            .tracing
+            .map(crate::tracing::Sampler::from_section)
+            .transpose()?;
         let raw_routes = raw["routes"].as_array().cloned().unwrap_or_default();
         let mut native = Vec::with_capacity(routes.routes().len());
         for (route, raw_route) in routes.routes().iter().zip(raw_routes.iter()) {
@@ -126,6 +134,7 @@ impl Table {
             },
             trusted,
             forward_auth,
+            tracing,
         })
     }
 }

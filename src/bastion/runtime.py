@@ -346,6 +346,7 @@ class Runtime:
                 auditor,
                 alerts=alerting.manager if alerting is not None else None,
                 capacity=settings.audit.max_queue,
+                tracer=gateway.tracer,
             ),
             echo=echo,
             metrics=metrics,
@@ -437,7 +438,9 @@ class Runtime:
         routes = list(settings.routes)
         if self.echo is not None:
             routes.append(_demo_route(self.echo.url))
-        load_table(settings, routes)  # first: a refused native table changes nothing
+        # Only routes reload: the native core keeps tracing as the running gateway's tracer.
+        kept = settings.model_copy(update={"tracing": self.settings.tracing})
+        load_table(kept, routes)  # first: a refused native table changes nothing
         self.gateway.reload(routes)
         jwt = self.gateway.authenticators.get("jwt")
         if isinstance(jwt, JwtAuthenticator):

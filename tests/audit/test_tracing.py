@@ -225,3 +225,42 @@ def test_missing_packages_name_the_extra(
         "tracing.enabled is true but OpenTelemetry is not installed — run "
         "`pip install 'bastion[tracing]'`, or set tracing.enabled to false"
     )
+
+
+def test_native_records_become_the_spans_python_makes(exporter: InMemorySpanExporter) -> None:
+    """``record_native``: the record's ids, parent, times; Python's name, kind, attributes."""
+    tracer = GatewayTracer(exporter, sample_ratio=0.0, batch=False)  # the native core sampled
+    trace_id, parent = int(CLIENT_TRACE, 16), 0xB7AD6B7169203331
+    tracer.record_native(
+        [
+            (trace_id, 0x1111, (parent, 0x01), "vendor=abc,other=1", 1_000, 2_000, "pub",
+             "GET", "/pub/a", "allowed", 200),
+            (0x2222 << 64 | 0x3333, 0x4444, None, None, 3_000, 4_000, "dead",
+             "POST", "/dead/x", "upstream_unavailable", 502),
+        ]
+    )  # fmt: skip
+    tracer.shutdown()
+    joined, fresh = exporter.get_finished_spans()
+    assert joined.name == "gateway pub" and joined.kind is SpanKind.SERVER
+    assert dict(joined.attributes or {}) == {
+        "http.request.method": "GET",
+        "bastion.route": "pub",
+        "url.path": "/pub/a",
+        "bastion.outcome": "allowed",
+        "http.response.status_code": 200,
+    }
+    assert list(joined.attributes or {}) == list(dict(joined.attributes or {}))
+    assert (joined.context.trace_id, joined.context.span_id) == (trace_id, 0x1111)
+    assert joined.parent is not None and joined.parent.span_id == parent
+    assert joined.parent.is_remote
+    assert joined.context.trace_flags == 0x01  # sampled; the parent's random flag (unset)
+    assert joined.context.trace_state.to_header() == "vendor=abc,other=1"
+    assert (joined.start_time, joined.end_time) == (1_000, 2_000)
+    assert joined.status.status_code is StatusCode.UNSET
+    assert fresh.name == "gateway dead" and fresh.parent is None
+    assert (fresh.context.trace_id, fresh.context.span_id) == (0x2222 << 64 | 0x3333, 0x4444)
+    assert fresh.context.trace_flags == 0x03  # sampled, random trace id: as a Python root
+    assert fresh.attributes is not None
+    assert fresh.attributes["bastion.outcome"] == "upstream_unavailable"
+    assert fresh.status.status_code is StatusCode.ERROR
+    assert (fresh.start_time, fresh.end_time) == (3_000, 4_000)

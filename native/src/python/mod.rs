@@ -13,6 +13,7 @@ mod mtls;
 mod risk;
 mod routes;
 mod shedding;
+mod tracing;
 
 /// The version of the native core (the crate's version).
 #[pyfunction]
@@ -32,5 +33,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     risk::register(m)?;
     routes::register(m)?;
     shedding::register(m)?;
+    tracing::register(m)?;
     Ok(())
 }

@@ -13,6 +13,10 @@ The native front queues one event per decision in a bounded queue
   the auditor's :class:`~bastion.audit.aggregates.TrafficCounter` (the
   per-minute aggregates, never one row per request).
 
+- **spans** of sampled requests the native core answered (tracing on) go to
+  :meth:`bastion.audit.tracing.GatewayTracer.record_native`, which exports
+  them through the OpenTelemetry SDK.
+
 When the native queue was full, allows were dropped before denials; every
 drop is counted (``bastion_native_audit_dropped_total``) and reported once
 per drain as an ``audit.dropped`` event and, with alerting on, an alert.
@@ -35,6 +39,7 @@ from bastion.audit.events import Auditor, Event, EventTypes
 
 if TYPE_CHECKING:
     from bastion.audit.alerts import AlertManager
+    from bastion.audit.tracing import GatewayTracer
 
 __all__ = ["DROP_ALERT", "NativeAuditDrain"]
 
@@ -52,7 +57,8 @@ class NativeAuditDrain:
 
     ``interval`` is the pause between drains when the queue ran dry;
     ``capacity`` (settings ``audit.max_queue``) bounds the native queue;
-    ``alerts`` (optional) raises :data:`DROP_ALERT` when events were dropped.
+    ``alerts`` (optional) raises :data:`DROP_ALERT` when events were dropped;
+    ``tracer`` (tracing on) exports the native core's span records.
     """
 
     def __init__(
@@ -63,9 +69,12 @@ class NativeAuditDrain:
         interval: float = 0.1,
         batch: int = _BATCH,
         capacity: int | None = None,
+        tracer: GatewayTracer | None = None,
     ) -> None:
         self.auditor = auditor
         self.alerts = alerts
+        self.tracer = tracer
+        self._spans_dropped = _native.trace_dropped()
         self.interval = interval
         self.batch = batch
         if capacity is not None:
@@ -84,6 +93,17 @@ class NativeAuditDrain:
             traffic.add(minute, route, cast(Principal, principal), principal_id, count)
             taken += count
         self._report_drops()
+        if self.tracer is not None:
+            spans = _native.trace_drain(self.batch)
+            self.tracer.record_native(spans)
+            taken += len(spans)
+            dropped = _native.trace_dropped()
+            if dropped > self._spans_dropped:
+                log.warning(
+                    "tracing: the native span queue dropped %d span(s)",
+                    dropped - self._spans_dropped,
+                )
+                self._spans_dropped = dropped
         for level, logger, message in _native.log_drain(self.batch):
             logging.getLogger(logger).log(level, "%s", message)
         return taken
@@ -94,7 +114,7 @@ class NativeAuditDrain:
         while True:
             taken = self.drain_once()
             total += taken
-            if taken == 0 or _native.audit_pending() == 0:
+            if taken == 0 or (_native.audit_pending() == 0 and self.tracer is None):
                 return total
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -21,6 +21,17 @@ otherwise the gateway's ``tracer`` is ``None`` and a request pays one attribute 
   is below 1) or graft bastion's spans onto someone else's trace id.
 - The upstream always receives the ``traceparent`` of bastion's span (any
   client-sent ``traceparent`` / ``tracestate`` is replaced).
+
+Requests the native core answers are traced by it under the same rules
+(``native/src/tracing.rs``: the sampling decision, the trace context sent
+upstream); a sampled one's span arrives as a record through the native audit
+drain and :meth:`GatewayTracer.record_native` exports it: a second
+``TracerProvider`` sharing the resource and the span processor (so the same
+:class:`BatchSpanProcessor` exports it), sampler ``ALWAYS_ON`` (the native
+core sampled already), and an :class:`~opentelemetry.sdk.trace.id_generator.IdGenerator`
+that hands the SDK the record's trace and span ids — the SDK's supported way
+of choosing ids; the parent is the record's remote parent as a
+``NonRecordingSpan``, the start and end times the record's.
 """
 
 from __future__ import annotations
@@ -38,6 +49,13 @@ if TYPE_CHECKING:
     from bastion.gateway.pipeline import Exchange
 
 __all__ = ["INSTALL_HINT", "GatewayTracer", "TracingUnavailableError", "tracing_installed"]
+
+#: One native span record (``_native.trace_drain``): trace id, span id, parent
+#: ``(span id, trace flags)`` or ``None``, tracestate, start and end (Unix ns),
+#: route, method, normalised path, outcome, status.
+NativeSpan = tuple[
+    int, int, "tuple[int, int] | None", "str | None", int, int, "str | None", str, str, str, int
+]
 
 INSTALL_HINT = "pip install 'bastion[tracing]'"
 
@@ -102,7 +120,7 @@ class GatewayTracer:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+        from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
         from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -115,6 +133,16 @@ class GatewayTracer:
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         self.provider.add_span_processor(processor)
         self._tracer = self.provider.get_tracer("bastion.gateway")
+        # The native core's spans: same resource and processor, its ids and decision.
+        self._native_ids = _record_ids()
+        self._native_provider = TracerProvider(
+            resource=self.provider.resource,
+            sampler=ALWAYS_ON,
+            id_generator=self._native_ids,
+            shutdown_on_exit=False,  # the processor is shut down with self.provider
+        )
+        self._native_provider.add_span_processor(processor)
+        self._native_tracer = self._native_provider.get_tracer("bastion.gateway")
         self._propagator = TraceContextTextMapPropagator()
         self._in_context = set_span_in_context
         # No ambient context: an untrusted request's span is always a new root.
@@ -211,12 +239,78 @@ class GatewayTracer:
                 span.set_status(self._error)
         span.end()
 
+    def record_native(self, spans: list[NativeSpan]) -> None:
+        """Export the spans of sampled requests the native core answered (see the module)."""
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            TraceFlags,
+            TraceState,
+        )
+
+        ids = self._native_ids
+        for row in spans:
+            trace_id, span_id, parent, state, start, end, route, method, path, outcome, status = row
+            ids.trace_id, ids.span_id = trace_id, span_id
+            context = self._root
+            if parent is not None:
+                remote = SpanContext(
+                    trace_id,
+                    parent[0],
+                    is_remote=True,
+                    trace_flags=TraceFlags(parent[1]),
+                    trace_state=TraceState.from_header([state]) if state else None,
+                )
+                context = self._in_context(NonRecordingSpan(remote), self._root)
+            attributes: dict[str, str | int] = {"http.request.method": method}
+            if route is not None:
+                attributes["bastion.route"] = route
+            if path:
+                attributes["url.path"] = path
+            attributes["bastion.outcome"] = outcome
+            attributes["http.response.status_code"] = status
+            span = self._native_tracer.start_span(
+                f"gateway {route}" if route is not None else "gateway",
+                context=context,
+                kind=self._server,
+                attributes=attributes,
+                start_time=start,
+            )
+            if status >= 500:
+                span.set_status(self._error)
+            span.end(end_time=end)
+
     def shutdown(self) -> None:
         """Flush queued spans and stop the export thread (blocking; idempotent)."""
         if self._closed:
             return
         self._closed = True
         self.provider.shutdown()
+
+
+def _record_ids() -> Any:
+    """An ``IdGenerator`` handing out the ids of the native span being recorded.
+
+    :meth:`GatewayTracer.record_native` sets ``trace_id`` and ``span_id`` before
+    each ``start_span`` (one thread: the drain's); the SDK asks for a trace id
+    only for a span without a parent.
+    """
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    class RecordIds(IdGenerator):
+        trace_id = 0
+        span_id = 0
+
+        def generate_span_id(self) -> int:
+            return self.span_id
+
+        def generate_trace_id(self) -> int:
+            return self.trace_id
+
+        def is_trace_id_random(self) -> bool:
+            return True  # the native core's ids are uniformly random
+
+    return RecordIds()
 
 
 def _is_cancel(error: BaseException) -> bool:

@@ -1,10 +1,12 @@
 """The ``edge`` section of a native route: the checks before authentication.
 
 The native core serves a route's edge only when it has nothing the native
-steps do not implement yet: WebSocket upgrades and OpenTelemetry tracing
-leave the route to the Python pipeline (:class:`Unsupported`, with the reason
-``bastion routes list`` shows). What it does serve: the route's body size limit
-(``max_body``, default ``request_limits.max_body``), its CORS policy (``cors``,
+steps do not implement yet: WebSocket upgrades leave the route to the Python
+pipeline (:class:`Unsupported`, with the reason ``bastion routes list``
+shows). OpenTelemetry tracing is table-wide (``edge.tracing``: the sample
+ratio, or ``null`` when off; ``native/src/tracing.rs``). What it does serve:
+the route's body size limit (``max_body``, default
+``request_limits.max_body``), its CORS policy (``cors``,
 :mod:`bastion.gateway.compile.cors`) and its IP allow / deny networks (``ip``:
 ``{"allow": [...], "deny": [...]}`` as ``ipaddress`` prints them, or ``null``;
 ``native/src/ip_rules.rs``).
@@ -27,8 +29,6 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupp
     reasons = []
     if route.websocket.enabled:
         reasons.append("websocket")
-    if settings.tracing.enabled:
-        reasons.append("tracing")
     if reasons:
         return Unsupported("not native yet: " + ", ".join(reasons))
     max_body = route.max_body if route.max_body is not None else settings.request_limits.max_body
@@ -47,10 +47,12 @@ def _ip(route: RouteSettings) -> dict[str, list[str]] | None:
 
 
 def table_section(settings: Settings) -> dict[str, Any]:
-    """What every route shares: header limits and the trusted proxies."""
+    """What every route shares: header limits, the trusted proxies, tracing."""
     limits = settings.request_limits
+    tracing = settings.tracing
     return {
         "max_headers": int(limits.max_headers),
         "max_header_bytes": int(limits.max_header_bytes),
         "trusted_proxies": [str(network) for network in settings.trusted_proxies],
+        "tracing": {"sample_ratio": float(tracing.sample_ratio)} if tracing.enabled else None,
     }
