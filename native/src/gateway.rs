@@ -12,7 +12,7 @@
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
-//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream) | — (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an upgrade that is not a plain RFC 6455 handshake, or to a route without `websocket` (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
 //! upstream failures, a shed request's 503, the 403 of a client address the
@@ -77,14 +77,28 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let Some(Some(native)) = table.native.get(route.index) else {
         return Outcome::Defer(req);
     };
-    if !hygiene::takes(
-        req.method(),
-        req.version(),
-        req.headers(),
-        req.body().is_end_stream(),
-        table.head,
-        native.max_body,
-    ) {
+    // A WebSocket upgrade (`websocket.rs`): a plain handshake to a route that
+    // takes them; any other upgrade is Python's.
+    let upgrade = if crate::websocket::asks_upgrade(&req) {
+        match (native.websocket, crate::websocket::handshake(&req)) {
+            (Some(policy), Some(handshake)) => Some((policy, handshake)),
+            _ => return Outcome::Defer(req),
+        }
+    } else {
+        None
+    };
+    let takes = match upgrade {
+        None => hygiene::takes(
+            req.method(),
+            req.version(),
+            req.headers(),
+            req.body().is_end_stream(),
+            table.head,
+            native.max_body,
+        ),
+        Some(_) => hygiene::takes_websocket(req.headers(), req.body().is_end_stream(), table.head),
+    };
+    if !takes {
         return Outcome::Defer(req);
     }
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
@@ -267,6 +281,25 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         assertion: token.as_deref(),
     };
     let who = (identity.subject.is_some()).then_some(&identity);
+    if let Some((policy, handshake)) = upgrade {
+        // In place of the proxy step (no load shedding: Python admits upgrades alike).
+        let opened = crate::websocket::open(req, handshake, &native.upstream, &path, who, &ctx, policy);
+        let mut response = match opened.await {
+            Ok(response) => {
+                allowed(&route.name, &identity, started);
+                response
+            }
+            Err(mut problem) => {
+                if let Some(cors) = &cors {
+                    cors.add_to(&mut problem.headers);
+                }
+                head.denied(&route.name, &identity, ip, rid, &problem, "proxy", started);
+                problem.into_response(rid)
+            }
+        };
+        respond::decorate(response.headers_mut(), https, &request_id);
+        return Outcome::Respond(response);
+    }
     // Load shedding: the slot spans the upstream exchange, response body included.
     let slot = match &native.shed {
         Some(shed) => match shed.try_acquire() {
@@ -378,6 +411,8 @@ pub(crate) struct DeniedHead {
     method: http::Method,
     path: http::Uri,
     user_agent: Option<HeaderValue>,
+    /// `websocket` for an upgrade (natively, only a WebSocket handshake has one).
+    door: Door,
 }
 
 impl DeniedHead {
@@ -386,6 +421,11 @@ impl DeniedHead {
             method: req.method().clone(),
             path: req.uri().clone(),
             user_agent: req.headers().get(USER_AGENT).cloned(),
+            door: if crate::websocket::asks_upgrade(req) {
+                Door::WebSocket
+            } else {
+                Door::Gateway
+            },
         }
     }
 
@@ -408,7 +448,7 @@ impl DeniedHead {
             status: problem.status.as_u16(),
             reason: Some(problem.code.to_owned()),
             step: Some(step),
-            door: Door::Gateway,
+            door: self.door,
             route: Some(route.to_owned()),
             method: self.method.as_str().to_owned(),
             path: self.path.path().to_owned(),
@@ -440,7 +480,7 @@ fn allowed(route: &str, identity: &Identity, started: Instant) {
 }
 
 /// The problem document Python renders for an upstream failure.
-fn problem_of(error: &UpstreamError) -> Problem {
+pub(crate) fn problem_of(error: &UpstreamError) -> Problem {
     let (_, code, _, detail) = error.problem();
     match error {
         UpstreamError::Tls { .. } => Problem::upstream_tls(detail),
