@@ -18,7 +18,8 @@
 //! upstream failures, a shed request's 503, the 403 of a client address the
 //! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
 //! unknown, revoked, disabled, expired), a CORS preflight's 204 and the 403
-//! `cors_origin_not_allowed`; every other refusal is Python's, which renders it.
+//! `cors_origin_not_allowed`, and a WebSocket upgrade's 101 (`websocket`);
+//! every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -283,7 +284,8 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let who = (identity.subject.is_some()).then_some(&identity);
     if let Some((policy, handshake)) = upgrade {
         // In place of the proxy step (no load shedding: Python admits upgrades alike).
-        let opened = crate::websocket::open(req, handshake, &native.upstream, &path, who, &ctx, policy);
+        let opened =
+            crate::websocket::open(req, handshake, &native.upstream, &path, who, &ctx, policy);
         let mut response = match opened.await {
             Ok(response) => {
                 allowed(&route.name, &identity, started);

@@ -197,8 +197,8 @@ pub(crate) async fn open(
     headers.insert(SEC_VERSION.clone(), HeaderValue::from_static("13"));
     if !handshake.offered.is_empty() {
         let joined = handshake.offered.join(", ");
-        let value = HeaderValue::from_str(&joined)
-            .map_err(|_| Problem::upstream_unavailable(INVALID))?;
+        let value =
+            HeaderValue::from_str(&joined).map_err(|_| Problem::upstream_unavailable(INVALID))?;
         headers.insert(SEC_PROTOCOL.clone(), value);
     }
     for (name, value) in &forwarded {
@@ -252,11 +252,7 @@ const INVALID: &str = "The upstream's WebSocket handshake response was invalid."
 /// websocket`, `Connection: upgrade`, the expected accept value, no
 /// extension, at most one subprotocol and one that was offered. `Some(chosen)`
 /// when valid.
-fn chosen(
-    headers: &HeaderMap,
-    accept: &str,
-    offered: &[String],
-) -> Option<Option<HeaderValue>> {
+fn chosen(headers: &HeaderMap, accept: &str, offered: &[String]) -> Option<Option<HeaderValue>> {
     let upgrade = single(headers, &UPGRADE)?;
     if !upgrade.as_bytes().eq_ignore_ascii_case(b"websocket")
         || !has_token(headers, b"upgrade")
@@ -559,8 +555,7 @@ where
         }
     };
     // The close frames each side gets: (to the client, to the upstream).
-    let (client_close, upstream_close): (Option<(u16, &[u8])>, Option<(u16, &[u8])>) = match &end
-    {
+    let (client_close, upstream_close): (Option<(u16, &[u8])>, Option<(u16, &[u8])>) = match &end {
         End::ClientClose(_) | End::UpstreamClose(_) => (None, None), // below
         End::ClientTooBig => (Some((1009, b"message too big")), Some((1001, b""))),
         End::UpstreamTooBig => (Some((1009, b"message too big")), Some((1009, b""))),

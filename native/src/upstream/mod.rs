@@ -324,7 +324,8 @@ impl Upstream {
         };
         let open = async {
             let conn = target.connect(self.connect_timeout).await?;
-            let upload = client::Upload::new(head, crate::http::full(Bytes::new()), BodyFraming::None);
+            let upload =
+                client::Upload::new(head, crate::http::full(Bytes::new()), BodyFraming::None);
             let expect = client::Expect {
                 method: Method::GET,
                 upgrade: true,

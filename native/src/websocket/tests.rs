@@ -83,15 +83,11 @@ fn websocket_close_and_protocol_errors() {
     );
     assert!(out.is_empty());
     // An unmasked client frame, a continuation out of a message, RSV bits.
-    for bad in [
-        frame(1, true, b"x", false),
-        frame(0, true, b"x", true),
-        {
-            let mut f = frame(1, true, b"x", true);
-            f[0] |= 0x40;
-            f
-        },
-    ] {
+    for bad in [frame(1, true, b"x", false), frame(0, true, b"x", true), {
+        let mut f = frame(1, true, b"x", true);
+        f[0] |= 0x40;
+        f
+    }] {
         let mut frames = Frames::new(true, 10);
         let mut input = BytesMut::from(&bad[..]);
         assert_eq!(frames.feed(&mut input, &mut out), Feed::Protocol);
@@ -152,9 +148,15 @@ fn pair(idle: u64) -> (DuplexStream, DuplexStream, tokio::task::JoinHandle<()>) 
 #[tokio::test]
 async fn websocket_relay_messages_both_ways_and_upstream_close_code() {
     let (mut client, mut upstream, task) = pair(5_000);
-    client.write_all(&frame(1, true, b"hi", true)).await.unwrap();
+    client
+        .write_all(&frame(1, true, b"hi", true))
+        .await
+        .unwrap();
     assert_eq!(read_frame(&mut upstream).await, (1, b"hi".to_vec()));
-    upstream.write_all(&frame(2, true, b"\x00yo", false)).await.unwrap();
+    upstream
+        .write_all(&frame(2, true, b"\x00yo", false))
+        .await
+        .unwrap();
     assert_eq!(read_frame(&mut client).await, (2, b"\x00yo".to_vec()));
     // The upstream closes with 4001: the client gets it with the reason, the
     // upstream its echo.
@@ -162,8 +164,14 @@ async fn websocket_relay_messages_both_ways_and_upstream_close_code() {
         .write_all(&frame(8, true, b"\x0f\xa1asked to", false))
         .await
         .unwrap();
-    assert_eq!(read_frame(&mut client).await, (8, b"\x0f\xa1asked to".to_vec()));
-    assert_eq!(read_frame(&mut upstream).await, (8, b"\x0f\xa1asked to".to_vec()));
+    assert_eq!(
+        read_frame(&mut client).await,
+        (8, b"\x0f\xa1asked to".to_vec())
+    );
+    assert_eq!(
+        read_frame(&mut upstream).await,
+        (8, b"\x0f\xa1asked to".to_vec())
+    );
     drop(client);
     drop(upstream);
     task.await.unwrap();
@@ -172,7 +180,10 @@ async fn websocket_relay_messages_both_ways_and_upstream_close_code() {
 #[tokio::test]
 async fn websocket_relay_client_close_goes_upstream_without_reason() {
     let (mut client, mut upstream, task) = pair(5_000);
-    client.write_all(&frame(8, true, b"\x0f\xa2why", true)).await.unwrap();
+    client
+        .write_all(&frame(8, true, b"\x0f\xa2why", true))
+        .await
+        .unwrap();
     assert_eq!(read_frame(&mut client).await, (8, b"\x0f\xa2why".to_vec()));
     assert_eq!(read_frame(&mut upstream).await, (8, b"\x0f\xa2".to_vec()));
     drop(client);
@@ -183,16 +194,28 @@ async fn websocket_relay_client_close_goes_upstream_without_reason() {
 #[tokio::test]
 async fn websocket_relay_too_big_and_idle() {
     let (mut client, mut upstream, task) = pair(5_000);
-    client.write_all(&frame(2, true, &[1u8; 17], true)).await.unwrap();
-    assert_eq!(read_frame(&mut client).await, (8, b"\x03\xf1message too big".to_vec()));
+    client
+        .write_all(&frame(2, true, &[1u8; 17], true))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(&mut client).await,
+        (8, b"\x03\xf1message too big".to_vec())
+    );
     assert_eq!(read_frame(&mut upstream).await, (8, b"\x03\xe9".to_vec()));
     drop(client);
     drop(upstream);
     task.await.unwrap();
 
     let (mut client, mut upstream, task) = pair(5_000);
-    upstream.write_all(&frame(1, true, &[b'a'; 17], false)).await.unwrap();
-    assert_eq!(read_frame(&mut client).await, (8, b"\x03\xf1message too big".to_vec()));
+    upstream
+        .write_all(&frame(1, true, &[b'a'; 17], false))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_frame(&mut client).await,
+        (8, b"\x03\xf1message too big".to_vec())
+    );
     assert_eq!(read_frame(&mut upstream).await, (8, b"\x03\xf1".to_vec()));
     drop(client);
     drop(upstream);
@@ -201,7 +224,10 @@ async fn websocket_relay_too_big_and_idle() {
     let (mut client, mut upstream, task) = pair(150);
     client.write_all(&frame(1, true, b"a", true)).await.unwrap();
     assert_eq!(read_frame(&mut upstream).await, (1, b"a".to_vec()));
-    assert_eq!(read_frame(&mut client).await, (8, b"\x03\xe9idle timeout".to_vec()));
+    assert_eq!(
+        read_frame(&mut client).await,
+        (8, b"\x03\xe9idle timeout".to_vec())
+    );
     assert_eq!(read_frame(&mut upstream).await, (8, b"\x03\xe8".to_vec()));
     drop(client);
     drop(upstream);
