@@ -477,6 +477,9 @@ fn raw_close(out: &mut BytesMut, payload: &[u8], masked: bool) {
     }
 }
 
+/// A close frame to send: its code and reason.
+type Close = (u16, &'static [u8]);
+
 /// Relay one switched connection until either side closes (see the module
 /// documentation for the close codes). Both streams are shut down on return.
 pub async fn relay<C, U>(client: C, upstream: U, policy: Policy)
@@ -555,7 +558,7 @@ where
         }
     };
     // The close frames each side gets: (to the client, to the upstream).
-    let (client_close, upstream_close): (Option<(u16, &[u8])>, Option<(u16, &[u8])>) = match &end {
+    let (client_close, upstream_close): (Option<Close>, Option<Close>) = match &end {
         End::ClientClose(_) | End::UpstreamClose(_) => (None, None), // below
         End::ClientTooBig => (Some((1009, b"message too big")), Some((1001, b""))),
         End::UpstreamTooBig => (Some((1009, b"message too big")), Some((1009, b""))),

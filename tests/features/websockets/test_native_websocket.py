@@ -106,6 +106,10 @@ def _prefix(request_id: str) -> str:
     return request_id.rsplit("-", 1)[0]
 
 
+def _chat(base: str, auth: dict[str, str]) -> Any:
+    return connect(f"{base}/chat", ssl=_insecure(), proxy=None, additional_headers=auth)
+
+
 async def _until(check: Any, within: float = 5.0) -> None:
     for _ in range(int(within / 0.05)):
         if check():
@@ -224,7 +228,7 @@ def test_websocket_routes_are_served_natively(tmp_path: Path, upstream: Upstream
             assert upstream.closes == [4001]
 
             # The client's close code goes upstream.
-            async with connect(f"{base}/chat", ssl=_insecure(), proxy=None, additional_headers=auth) as ws:
+            async with _chat(base, auth) as ws:
                 await ws.send("x")
                 assert await ws.recv() == "x"
                 await ws.close(4002, "bye")
@@ -232,7 +236,7 @@ def test_websocket_routes_are_served_natively(tmp_path: Path, upstream: Upstream
             assert upstream.closes[1] == 4002
 
             # A message over max_message_size: 1009 to the client, 1001 upstream.
-            async with connect(f"{base}/chat", ssl=_insecure(), proxy=None, additional_headers=auth) as ws:
+            async with _chat(base, auth) as ws:
                 await ws.send("y" * MAX)  # at the limit: relayed
                 assert await ws.recv() == "y" * MAX
                 await ws.send(b"z" * (MAX + 1))
@@ -244,7 +248,7 @@ def test_websocket_routes_are_served_natively(tmp_path: Path, upstream: Upstream
             assert upstream.closes[2] == 1001
 
             # Idle for idle_timeout (1 s): 1001.
-            async with connect(f"{base}/chat", ssl=_insecure(), proxy=None, additional_headers=auth) as ws:
+            async with _chat(base, auth) as ws:
                 with pytest.raises(ConnectionClosed):
                     await asyncio.wait_for(ws.recv(), 10)
             assert ws.close_code == 1001
