@@ -242,3 +242,59 @@ async fn websocket_relay_upstream_vanishing_is_1011() {
     drop(client);
     task.await.unwrap();
 }
+
+#[tokio::test]
+async fn websocket_relay_max_duration_is_1001() {
+    let (client, client_side) = tokio::io::duplex(1 << 16);
+    let (upstream, upstream_side) = tokio::io::duplex(1 << 16);
+    let (mut client, mut upstream) = (client, upstream);
+    let limits = Policy {
+        max_message_size: 16,
+        idle_timeout: Duration::from_secs(60),
+        max_duration: Duration::from_millis(300),
+    };
+    let task = tokio::spawn(relay(client_side, upstream_side, limits));
+    // Activity does not extend a connection's life.
+    for _ in 0..4 {
+        client.write_all(&frame(1, true, b"a", true)).await.unwrap();
+        assert_eq!(read_frame(&mut upstream).await, (1, b"a".to_vec()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        read_frame(&mut client).await,
+        (8, b"\x03\xe9maximum duration reached".to_vec())
+    );
+    assert_eq!(read_frame(&mut upstream).await, (8, b"\x03\xe8".to_vec()));
+    drop(client);
+    drop(upstream);
+    task.await.unwrap();
+}
+
+/// Attacks on the frame reader: an unmasked client frame, a length with the
+/// top bit set, a huge length within a fragmented message: 1002 both ways (or
+/// 1009), nothing forwarded.
+#[tokio::test]
+async fn websocket_relay_refuses_malformed_frames_without_forwarding() {
+    let mut huge = vec![0x82, 0xff];
+    huge.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    huge.extend_from_slice(&[0, 0, 0, 0]);
+    for (bad, to_client) in [
+        (frame(1, true, b"x", false), b"\x03\xea".to_vec()),
+        (huge, b"\x03\xea".to_vec()),
+        (frame(0, true, b"x", true), b"\x03\xea".to_vec()),
+        (frame(9, false, b"x", true), b"\x03\xea".to_vec()),
+        (
+            frame(2, true, &[0u8; 70_000], true),
+            b"\x03\xf1message too big".to_vec(),
+        ),
+    ] {
+        let (mut client, mut upstream, task) = pair(5_000);
+        client.write_all(&bad).await.unwrap();
+        assert_eq!(read_frame(&mut client).await, (8, to_client));
+        let (opcode, _) = read_frame(&mut upstream).await;
+        assert_eq!(opcode, 8, "only a close frame reaches the upstream");
+        drop(client);
+        drop(upstream);
+        task.await.unwrap();
+    }
+}
