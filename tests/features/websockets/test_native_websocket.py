@@ -10,7 +10,8 @@ front's, never Python's):
 - a refused key: 401 ``invalid_api_key`` problem+json before any upstream handshake;
 - a message over ``max_message_size``: 1009 to the client, 1001 to the upstream;
 - no message for ``idle_timeout``: 1001 "idle timeout" to the client;
-- an unreachable upstream: 502 ``upstream_unavailable`` with Python's detail;
+- an unreachable upstream, one answering 200: 502 ``upstream_unavailable`` with Python's
+  details;
 - an upgrade to a route without ``websocket``: Python's 403 ``websocket_not_allowed``.
 """
 
@@ -31,7 +32,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
-from _support import BastionProcess, free_port, run_cli
+from _support import BastionProcess, EchoThread, free_port, run_cli
 from _support.native import cli_json
 
 MAX = 64
@@ -118,7 +119,18 @@ async def _until(check: Any, within: float = 5.0) -> None:
     raise AssertionError("condition not reached")
 
 
-def test_websocket_routes_are_served_natively(tmp_path: Path, upstream: Upstream) -> None:
+@pytest.fixture
+def http_upstream() -> Iterator[EchoThread]:
+    echo = EchoThread()
+    try:
+        yield echo
+    finally:
+        echo.close()
+
+
+def test_websocket_routes_are_served_natively(
+    tmp_path: Path, upstream: Upstream, http_upstream: EchoThread
+) -> None:
     config = tmp_path / "bastion.yaml"
     config.write_text(
         f"storage: sqlite:///{tmp_path}/bastion.db\n"
@@ -132,6 +144,11 @@ def test_websocket_routes_are_served_natively(tmp_path: Path, upstream: Upstream
         "  - name: gone\n"
         "    match: {path: /gone}\n"
         f"    upstream: http://127.0.0.1:{free_port()}\n"
+        "    public: true\n"
+        "    websocket: true\n"
+        "  - name: http-only\n"
+        "    match: {path: /http-only}\n"
+        f"    upstream: {http_upstream.server.url}\n"
         "    public: true\n"
         "    websocket: true\n"
         "  - name: plain\n"
@@ -187,6 +204,17 @@ def test_websocket_routes_are_served_natively(tmp_path: Path, upstream: Upstream
             body = orjson.loads(response.body)
             assert body["reason"] == "upstream_unavailable"
             assert body["detail"] == "The upstream could not be reached."
+            assert _prefix(response.headers["x-request-id"]) == native_plane
+
+            # An upstream that answers the upgrade with a plain 200.
+            with pytest.raises(InvalidStatus) as refused:
+                async with connect(f"{base}/http-only", ssl=_insecure(), proxy=None):
+                    pass
+            response = refused.value.response
+            assert response.status_code == 502
+            body = orjson.loads(response.body)
+            assert body["reason"] == "upstream_unavailable"
+            assert body["detail"] == "The upstream refused the WebSocket upgrade (status 200)."
             assert _prefix(response.headers["x-request-id"]) == native_plane
 
             # A route without websocket: Python's refusal (deferred).
