@@ -34,6 +34,7 @@ from websockets.typing import Subprotocol
 
 from _support import BastionProcess, EchoThread, free_port, run_cli
 from _support.native import cli_json
+from bastion.storage import Database
 
 MAX = 64
 
@@ -283,5 +284,29 @@ def test_websocket_routes_are_served_natively(
             assert ws.close_reason == "idle timeout"
             await _until(lambda: len(upstream.closes) == 4)
             assert upstream.closes[3] == 1000
+
+            # The native refusals are audited as Python's WebSocket door records them.
+            async def denied() -> dict[str, Any]:
+                db = await Database.connect(f"sqlite:///{tmp_path}/bastion.db")
+                try:
+                    page = await db.audit.search(type="gateway.denied", limit=100)
+                    return {r.reason: r.data for r in page.items}
+                finally:
+                    await db.close()
+
+            rows: dict[str, Any] = {}
+            for _ in range(100):
+                rows = await denied()
+                if {"invalid_api_key", "upstream_unavailable"} <= rows.keys():
+                    break
+                await asyncio.sleep(0.1)
+            key_row, upstream_row = rows["invalid_api_key"], rows["upstream_unavailable"]
+            assert (key_row["door"], key_row["step"], key_row["status"]) == (
+                "websocket",
+                "authenticate",
+                401,
+            )
+            assert (key_row["method"], key_row["path"]) == ("GET", "/chat/room")
+            assert (upstream_row["door"], upstream_row["step"]) == ("websocket", "proxy")
 
         asyncio.run(scenario())
