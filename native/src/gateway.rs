@@ -283,14 +283,23 @@ pub async fn handle(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     };
     let who = (identity.subject.is_some()).then_some(&identity);
     if let Some((policy, handshake)) = upgrade {
-        // In place of the proxy step (no load shedding: Python admits upgrades alike).
-        let opened =
-            crate::websocket::open(req, handshake, &native.upstream, &path, who, &ctx, policy);
+        // In place of the proxy step (no shedding slot: Python's relay takes none). An
+        // allowed upgrade is metered and counted when the connection ends, as Python's
+        // runner does (its proxy step is the relay).
+        let (name, whom) = (route.name.clone(), identity.clone());
+        let ended = move || allowed(&name, &whom, started);
+        let opened = crate::websocket::open(
+            req,
+            handshake,
+            &native.upstream,
+            &path,
+            who,
+            &ctx,
+            policy,
+            ended,
+        );
         let mut response = match opened.await {
-            Ok(response) => {
-                allowed(&route.name, &identity, started);
-                response
-            }
+            Ok(response) => response,
             Err(mut problem) => {
                 if let Some(cors) = &cors {
                     cors.add_to(&mut problem.headers);

@@ -172,7 +172,9 @@ pub fn accept_key(key: &[u8]) -> String {
 
 /// The proxy step of an allowed upgrade: the upstream handshake, then the
 /// client's 101 (the relay runs in its own task once hyper hands over the
-/// connection). The error is the problem to render (nothing was accepted).
+/// connection; `ended` runs when it is over). The error is the problem to
+/// render (nothing was accepted; `ended` is dropped).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn open(
     mut req: Request<Body>,
     handshake: Handshake,
@@ -181,6 +183,7 @@ pub(crate) async fn open(
     identity: Option<&Identity>,
     ctx: &ForwardContext<'_>,
     policy: Policy,
+    ended: impl FnOnce() + Send + 'static,
 ) -> Result<Response<Body>, Problem> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let authority = req.uri().authority().map(|a| a.as_str().to_owned());
@@ -242,6 +245,7 @@ pub(crate) async fn open(
         if let Ok(client) = on_upgrade.await {
             relay(TokioIo::new(client), upstream_io, policy).await;
         }
+        ended();
     });
     Ok(response)
 }
