@@ -14,7 +14,7 @@
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
-//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream) | — (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an upgrade that is not a plain RFC 6455 handshake, or to a route without `websocket` (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
 //! `decide` runs the steps from match to limit for both doors: the gateway
 //! (then mutate and proxy here) and forward-auth (`forward_auth::verify`:
@@ -26,7 +26,8 @@
 //! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
 //! unknown, revoked, disabled, expired), the 401 `invalid_token` of a token
 //! whose cached introspection answer is inactive, a CORS preflight's 204 and the 403
-//! `cors_origin_not_allowed`; every other refusal is Python's, which renders it.
+//! `cors_origin_not_allowed`, and a WebSocket upgrade's 101 (`websocket`);
+//! every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -123,6 +124,22 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
         return cors::preflight(req, conn, &table);
     }
+    // A WebSocket upgrade (`websocket.rs`): a plain handshake, decided through its
+    // own door (`decide` defers it for a route that takes none); any other upgrade
+    // is Python's.
+    let upgrade = if crate::websocket::asks_upgrade(&req) {
+        match crate::websocket::handshake(&req) {
+            Some(handshake) => Some(handshake),
+            None => return Outcome::Defer(req),
+        }
+    } else {
+        None
+    };
+    let door = if upgrade.is_some() {
+        Door::WebSocket
+    } else {
+        Door::Gateway
+    };
     let Allowed {
         route,
         native,
@@ -134,7 +151,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         decision,
         started,
         request_id,
-    } = match decide(Head::of(&req), conn, &table, Door::Gateway).await {
+    } = match decide(Head::of(&req), conn, &table, door).await {
         Decided::Allow(allowed) => *allowed,
         Decided::Respond(response) => return Outcome::Respond(response),
         Decided::Defer(lead) => return defer(req, lead),
@@ -143,7 +160,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let rid = request_id.to_str().unwrap_or("-");
     let https = conn.tls;
     // What a denial's audit event needs once the request has gone upstream.
-    let head = DeniedHead::of(&req);
+    let head = DeniedHead::of(&req).through(door);
     let token = match (assertion, signer) {
         (Some(config), Some(key)) => {
             match key.assertion(config, &identity, &route.name, Some(rid), authn::unix_now()) {
@@ -170,6 +187,35 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         assertion: token.as_deref(),
     };
     let who = (identity.subject.is_some()).then_some(&identity);
+    if let (Some(handshake), Some(policy)) = (upgrade, native.websocket) {
+        // In place of the proxy step (no shedding slot: Python's relay takes none). An
+        // allowed upgrade is metered and counted when the connection ends, as Python's
+        // runner does (its proxy step is the relay).
+        let (name, whom) = (route.name.clone(), identity.clone());
+        let ended = move || allowed(&name, &whom, started);
+        let opened = crate::websocket::open(
+            req,
+            handshake,
+            &native.upstream,
+            &path,
+            who,
+            &ctx,
+            policy,
+            ended,
+        );
+        let mut response = match opened.await {
+            Ok(response) => response,
+            Err(mut problem) => {
+                if let Some(cors) = &cors {
+                    cors.add_to(&mut problem.headers);
+                }
+                head.denied(&route.name, &identity, ip, rid, &problem, "proxy", started);
+                problem.into_response(rid)
+            }
+        };
+        respond::decorate(response.headers_mut(), https, &request_id);
+        return Outcome::Respond(response);
+    }
     // Load shedding: the slot spans the upstream exchange, response body included.
     let slot = match &native.shed {
         Some(shed) => match shed.try_acquire() {
@@ -273,7 +319,8 @@ pub(crate) async fn decide<'t>(
     table: &'t Table,
     door: Door,
 ) -> Decided<'t> {
-    let proxied = door == Door::Gateway;
+    // Python's `decision_steps` (forward-auth) skip `cors`, `body` and `mutate`.
+    let proxied = door != Door::ForwardAuth;
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let Routed::Native { route, .. } = table.routes.route(req.host(), req.method, target) else {
         return Decided::Defer(None);
@@ -281,14 +328,22 @@ pub(crate) async fn decide<'t>(
     let Some(Some(native)) = table.native.get(route.index) else {
         return Decided::Defer(None);
     };
-    if !hygiene::takes(
-        req.method,
-        req.version,
-        req.headers,
-        req.body_empty,
-        table.head,
-        if proxied { native.max_body } else { u64::MAX },
-    ) {
+    let takes = if door == Door::WebSocket {
+        // An upgrade to a route that takes none: Python's 403 `websocket_not_allowed`
+        // (decided before anything is consumed).
+        native.websocket.is_some()
+            && hygiene::takes_websocket(req.headers, req.body_empty, table.head)
+    } else {
+        hygiene::takes(
+            req.method,
+            req.version,
+            req.headers,
+            req.body_empty,
+            table.head,
+            if proxied { native.max_body } else { u64::MAX },
+        )
+    };
+    if !takes {
         return Decided::Defer(None);
     }
     let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
@@ -631,7 +686,7 @@ pub(crate) fn allowed(route: &str, identity: &Identity, started: Instant) {
 }
 
 /// The problem document Python renders for an upstream failure.
-fn problem_of(error: &UpstreamError) -> Problem {
+pub(crate) fn problem_of(error: &UpstreamError) -> Problem {
     let (_, code, _, detail) = error.problem();
     match error {
         UpstreamError::Tls { .. } => Problem::upstream_tls(detail),

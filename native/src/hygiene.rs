@@ -43,6 +43,12 @@ pub fn takes(
     takes_head(version, headers, body_empty, limits, max_body)
 }
 
+/// [`takes_head`] for a WebSocket handshake (`crate::websocket::handshake`
+/// checked it): its `Upgrade` field is the point, and it has no body.
+pub fn takes_websocket(headers: &HeaderMap, body_empty: bool, limits: HeadLimits) -> bool {
+    head_is_plain(Version::HTTP_11, headers, body_empty, limits, 0, true)
+}
+
 /// [`takes`] without the method: the head (a preflight's, whose method is `OPTIONS`).
 pub fn takes_head(
     version: Version,
@@ -50,6 +56,17 @@ pub fn takes_head(
     body_empty: bool,
     limits: HeadLimits,
     max_body: u64,
+) -> bool {
+    head_is_plain(version, headers, body_empty, limits, max_body, false)
+}
+
+fn head_is_plain(
+    version: Version,
+    headers: &HeaderMap,
+    body_empty: bool,
+    limits: HeadLimits,
+    max_body: u64,
+    upgrade: bool,
 ) -> bool {
     if headers.len() > limits.max_headers {
         return false;
@@ -65,7 +82,7 @@ pub fn takes_head(
         return false;
     }
     // A protocol upgrade (WebSocket) is judged by Python's WebSocket door.
-    if headers.contains_key(http::header::UPGRADE) {
+    if !upgrade && headers.contains_key(http::header::UPGRADE) {
         return false;
     }
     let hosts = headers.get_all(http::header::HOST).iter().count();

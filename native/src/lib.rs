@@ -39,6 +39,7 @@
 //! - `problem`: problem+json responses identical to Python's.
 //! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers, load shedding.
 //! - `log`: log lines queued for Python's logging (no log I/O on the hot path).
+//! - `websocket`: WebSocket upgrades: the upstream handshake and the frame relay.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -81,6 +82,7 @@ pub mod table;
 pub mod tls;
 pub mod tracing;
 pub mod upstream;
+pub mod websocket;
 
 #[cfg(feature = "python")]
 mod python;

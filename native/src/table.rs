@@ -24,6 +24,8 @@ pub struct NativeRoute {
     pub ip: Option<IpRules>,
     /// The route upstream's adaptive concurrency limit (`ratelimit.shedding`).
     pub shed: Option<std::sync::Arc<crate::limit::shedding::Adaptive>>,
+    /// The route's WebSocket limits (`edge.websocket`); `None`: upgrades are Python's.
+    pub websocket: Option<crate::websocket::Policy>,
 }
 
 /// One loaded configuration: the router, each native route's steps, and the
@@ -57,6 +59,8 @@ struct EdgeRoute {
     cors: Option<CorsSection>,
     #[serde(default)]
     ip: Option<IpSection>,
+    #[serde(default)]
+    websocket: Option<crate::websocket::WebSocketSection>,
 }
 
 impl Table {
@@ -115,6 +119,13 @@ impl Table {
                 }
                 _ => None,
             };
+            let websocket = match &edge.websocket {
+                Some(section) => Some(
+                    crate::websocket::Policy::from_section(section)
+                        .map_err(|e| format!("route {name}: {e}"))?,
+                ),
+                None => None,
+            };
             native.push(Some(NativeRoute {
                 auth,
                 limits,
@@ -123,6 +134,7 @@ impl Table {
                 cors,
                 ip,
                 shed,
+                websocket,
             }));
         }
         Ok(Table {

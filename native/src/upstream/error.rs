@@ -78,6 +78,10 @@ pub enum UpstreamError {
 pub(crate) const CONNECT_TIMEOUT: &str = "Connecting to the upstream timed out.";
 pub(crate) const ANSWER_TIMEOUT: &str = "The upstream did not answer in time.";
 pub(crate) const UNREACHABLE: &str = "The upstream could not be reached.";
+/// The WebSocket door's (`bastion.gateway.websocket`): no handshake in time.
+pub(crate) const WS_TIMEOUT: &str = "Connecting to the upstream WebSocket timed out.";
+/// The WebSocket door's: the upstream's answer to the upgrade is not a valid one.
+pub(crate) const WS_INVALID: &str = "The upstream's WebSocket handshake response was invalid.";
 pub(crate) const NO_ANSWER: &str = "The upstream closed the connection without answering.";
 const TLS_FAILED: &str = "The TLS handshake with the upstream failed.";
 const NO_HEALTHY: &str = "Every upstream target of this route is failing; retry later.";

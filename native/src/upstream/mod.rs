@@ -293,6 +293,59 @@ impl Upstream {
         self.exchange(parts, &target, body).await
     }
 
+    /// The upstream handshake of the WebSocket door
+    /// (`bastion.gateway.websocket._open_upstream`): a fresh connection to the
+    /// first target (no pool, no health bookkeeping, as Python's websockets
+    /// client), `GET` the mapped `path` and raw `query` with `headers` (the
+    /// handshake fields included), connecting and answering within the
+    /// connect timeout. Errors: connecting's, `Timeout` (`WS_TIMEOUT`), and
+    /// `Unavailable` (`WS_INVALID`) for a broken answer.
+    pub(crate) async fn switch(
+        &self,
+        path: &str,
+        query: Option<&str>,
+        headers: &http::HeaderMap,
+    ) -> Result<client::Answer<Stream>, UpstreamError> {
+        let target = &self.targets[0];
+        let path = self.request_target(path, query)?;
+        let head = Bytes::from(client::head::encode(
+            &Method::GET,
+            &path,
+            Some(&target.host_header),
+            headers,
+            BodyFraming::None,
+            client::head::FramingFields::Ours,
+            false,
+        ));
+        let timed_out = || UpstreamError::Timeout {
+            detail: error::WS_TIMEOUT,
+            target: target.describe.clone(),
+            note: "no WebSocket handshake in time".into(),
+        };
+        let open = async {
+            let conn = target.connect(self.connect_timeout).await?;
+            let upload =
+                client::Upload::new(head, crate::http::full(Bytes::new()), BodyFraming::None);
+            let expect = client::Expect {
+                method: Method::GET,
+                upgrade: true,
+                keep_alive: false,
+            };
+            client::Exchange::new(conn, upload, expect, None)
+                .await
+                .map_err(|failed| UpstreamError::Unavailable {
+                    cause: Cause::InvalidResponse,
+                    detail: error::WS_INVALID,
+                    target: target.describe.clone(),
+                    note: failed.error.to_string(),
+                })
+        };
+        match tokio::time::timeout(self.connect_timeout, open).await {
+            Ok(Err(UpstreamError::Timeout { .. })) | Err(_) => Err(timed_out()),
+            Ok(answer) => answer,
+        }
+    }
+
     async fn exchange(
         &self,
         parts: http::request::Parts,

@@ -42,10 +42,8 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
     key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
     listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
     assert (listed["orders"]["plane"], listed["orders"]["python_reason"]) == ("native", None)
-    assert listed["browser"]["plane"] == "python"
-    assert listed["browser"]["python_reason"] == (
-        "not native yet: websocket; upstream: WebSocket routes are served by Python"
-    )
+    # A WebSocket route is native too (native/src/websocket.rs).
+    assert (listed["browser"]["plane"], listed["browser"]["python_reason"]) == ("native", None)
     auth = {"Authorization": f"Bearer {key['key']}"}
     with (
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,

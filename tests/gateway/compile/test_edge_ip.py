@@ -25,6 +25,7 @@ def test_a_route_with_ip_rules_is_native() -> None:
         "max_body": int(s.request_limits.max_body),
         "cors": None,
         "ip": {"allow": ["10.0.0.0/8", "2001:db8::/32"], "deny": ["10.6.6.0/24"]},
+        "websocket": None,
     }
     table = compile_table(s)
     assert (table["routes"][0]["native"], table["routes"][0]["defer_reason"]) == (True, None)

@@ -89,20 +89,27 @@ def test_compile_table_shape_and_native_load() -> None:
     assert table["match"] == {"reserved": list(RESERVED_PREFIXES), "preflight": True}
     assert [r["index"] for r in table["routes"]] == [0, 1, 2]
     assert table["routes"][0]["match"]["prefix"] == "/a"
-    # CORS is native (the edge section carries the policy); WebSockets stay in Python.
-    assert [r["native"] for r in table["routes"]] == [True, False, True]
-    assert table["routes"][1]["defer_reason"] == (
-        "not native yet: websocket; upstream: WebSocket routes are served by Python"
-    )
+    # CORS is native (the edge section carries the policy); WebSockets too (their limits).
+    assert [r["native"] for r in table["routes"]] == [True, True, True]
+    assert table["routes"][1]["defer_reason"] is None
+    assert table["routes"][1]["edge"]["websocket"] == {
+        "max_message_size": 1024 * 1024,
+        "idle_timeout": 300.0,
+        "max_duration": 86400.0,
+    }
+    assert table["routes"][0]["edge"]["websocket"] is None
     assert table["routes"][2]["edge"]["cors"]["origins"] == ["https://app.example"]
     loaded = _native.RouteTable(json.dumps(table))
     assert len(loaded) == 3
-    # A route with a feature the native core does not serve yet stays in Python.
-    assert loaded.route("h", "GET", "/b/x") is None
-    assert loaded.defer_reason("h", "GET", "/b/x") == "not_native"
+    assert loaded.route("h", "GET", "/b/x") == (1, "/b/x")
     assert loaded.route("h", "GET", "/a/x?q=1") == (0, "/a/x?q=1")
     assert loaded.route("h", "POST", "/a/x") is None
     assert loaded.defer_reason("h", "POST", "/a/x") == "method_not_allowed"
+    # A route with a feature the native core does not serve yet stays in Python.
+    table["routes"][1].update(native=False, defer_reason="auth: not native yet")
+    python = _native.RouteTable(json.dumps(table))
+    assert python.route("h", "GET", "/b/x") is None
+    assert python.defer_reason("h", "GET", "/b/x") == "not_native"
 
 
 def test_native_loader_refuses_another_version() -> None:

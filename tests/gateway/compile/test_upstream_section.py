@@ -197,15 +197,12 @@ def test_pool_defaults_are_the_python_clients() -> None:
     ) == (upstream.POOL_MAX_IDLE, upstream.POOL_IDLE_TIMEOUT)
 
 
-@pytest.mark.parametrize(
-    ("route_extra", "extra", "reason"),
-    [
-        ({"websocket": True}, {}, "upstream: WebSocket routes are served by Python"),
-    ],
-)
-def test_unsupported(route_extra: dict[str, Any], extra: dict[str, Any], reason: str) -> None:
-    s = settings(one(upstream="https://a.internal", **route_extra), **extra)
-    assert upstream.section(s.routes[0], s) == Unsupported(reason)
+def test_websocket_routes_have_a_native_upstream() -> None:
+    s = settings(one(upstream="https://a.internal", websocket=True))
+    section = upstream.section(s.routes[0], s)
+    assert not isinstance(section, Unsupported)
+    assert isinstance(section, dict)
+    assert section["targets"][0]["scheme"] == "https"
 
 
 def test_the_table_carries_the_section() -> None:

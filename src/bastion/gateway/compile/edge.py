@@ -1,15 +1,16 @@
 """The ``edge`` section of a native route: the checks before authentication.
 
 The native core serves a route's edge only when it has nothing the native
-steps do not implement yet: WebSocket upgrades leave the route to the Python
-pipeline (:class:`Unsupported`, with the reason ``bastion routes list``
-shows). OpenTelemetry tracing is table-wide (``edge.tracing``: the sample
-ratio, or ``null`` when off; ``native/src/tracing.rs``). What it does serve:
-the route's body size limit (``max_body``, default
-``request_limits.max_body``), its CORS policy (``cors``,
-:mod:`bastion.gateway.compile.cors`) and its IP allow / deny networks (``ip``:
+steps do not implement yet (:class:`Unsupported`, with the reason ``bastion
+routes list`` shows) — today every edge feature is native. OpenTelemetry
+tracing is table-wide (``edge.tracing``: the sample ratio, or ``null`` when
+off; ``native/src/tracing.rs``). What it serves: the route's body size limit
+(``max_body``, default ``request_limits.max_body``), its CORS policy (``cors``,
+:mod:`bastion.gateway.compile.cors`), its IP allow / deny networks (``ip``:
 ``{"allow": [...], "deny": [...]}`` as ``ipaddress`` prints them, or ``null``;
-``native/src/ip_rules.rs``).
+``native/src/ip_rules.rs``) and its WebSocket limits (``websocket``:
+``{"max_message_size", "idle_timeout", "max_duration"}``, or ``null`` when the
+route takes no upgrade; ``native/src/websocket.rs``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,25 @@ __all__ = ["section", "table_section"]
 
 def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupported:
     """The edge section of ``route``, or the first feature that keeps it in Python."""
-    reasons = []
-    if route.websocket.enabled:
-        reasons.append("websocket")
-    if reasons:
-        return Unsupported("not native yet: " + ", ".join(reasons))
     max_body = route.max_body if route.max_body is not None else settings.request_limits.max_body
-    return {"max_body": int(max_body), "cors": cors.section(route), "ip": _ip(route)}
+    return {
+        "max_body": int(max_body),
+        "cors": cors.section(route),
+        "ip": _ip(route),
+        "websocket": _websocket(route),
+    }
+
+
+def _websocket(route: RouteSettings) -> dict[str, Any] | None:
+    """The route's WebSocket limits, or None when it takes no upgrade."""
+    ws = route.websocket
+    if not ws.enabled:
+        return None
+    return {
+        "max_message_size": int(ws.max_message_size),
+        "idle_timeout": float(ws.idle_timeout),
+        "max_duration": float(ws.max_duration),
+    }
 
 
 def _ip(route: RouteSettings) -> dict[str, list[str]] | None:

@@ -22,7 +22,7 @@ Python gateway runs, so both planes agree by construction:
   the Python ``mutate`` step) and ``ttl`` (whole seconds, as ``AssertionSigner``).
   The native core signs it with the current key ``native_push.assertion_key`` pushes.
 
-Left to Python (:class:`Unsupported`): WebSocket routes.
+Every route's upstream is native (a WebSocket route's too: ``native/src/websocket.rs``).
 """
 
 from __future__ import annotations
@@ -51,9 +51,6 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
     Raises :class:`GatewayConfigError` for an upstream URL the Python gateway
     refuses too (settings validation normally catches it first).
     """
-    reason = _unsupported(route, settings)
-    if reason is not None:
-        return Unsupported(f"upstream: {reason}")
     targets = [parse_upstream(url, route=route.name) for url in route.upstreams]
     ca = route.upstream_ca
     cert = route.upstream_client_cert
@@ -94,12 +91,6 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
         },
         "mutate": _mutate(route, settings),
     }
-
-
-def _unsupported(route: Any, settings: Any) -> str | None:
-    if route.websocket.enabled:
-        return "WebSocket routes are served by Python"
-    return None
 
 
 def _strip_prefix(route: Any) -> str | None:
