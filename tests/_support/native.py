@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +32,25 @@ def migrated_config(tmp_path: Path, routes: str) -> Path:
     migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     return config
+
+
+_FEED = re.compile(rb"^bastion_change_feed_changes_total(?:\{[^}]*\})? ([0-9.e+]+)$", re.M)
+
+
+def feed_changes(base_url: str, token: str | None = None) -> float:
+    """``bastion_change_feed_changes_total`` of the server at ``base_url`` (its /metrics)."""
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    scrape = httpx.get(f"{base_url}/metrics", headers=auth, verify=False, timeout=10)
+    assert scrape.status_code == 200
+    return sum(float(v) for v in _FEED.findall(scrape.content))
+
+
+def until_feed_past(
+    base_url: str, before: float, token: str | None = None, within: float = 5.0
+) -> None:
+    """Wait until the server has followed a change made elsewhere (its feed count passed
+    ``before``): a change it delivers later would drop what a request pushed meanwhile."""
+    deadline = time.monotonic() + within
+    while feed_changes(base_url, token) <= before:
+        assert time.monotonic() < deadline, "the change feed did not deliver the change"
+        time.sleep(0.05)
