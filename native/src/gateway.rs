@@ -48,6 +48,7 @@ use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::ip_rules;
 use crate::limit::{self, effective_key_limits, StoreKind};
+use crate::lookup::{self, Kind, Led};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
 use crate::problem::Problem;
@@ -396,14 +397,15 @@ pub(crate) async fn decide<'t>(
             break (now, admitted);
         }
         let query = req.uri.query();
-        match authn::unadmitted_with_cert(
+        let unadmitted = authn::unadmitted_with_cert(
             caches,
             &native.auth,
             query,
             req.headers,
             cert.as_ref(),
             now,
-        ) {
+        );
+        match unadmitted {
             Unadmitted::Defer => return Decided::Defer(None),
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
@@ -439,30 +441,95 @@ pub(crate) async fn decide<'t>(
             Unadmitted::Miss(_) | Unadmitted::CertMiss(_) | Unadmitted::TokenMiss(_) if waited => {
                 return Decided::Defer(None)
             }
-            Unadmitted::TokenMiss(digest) => match authn::introspection::miss(digest) {
-                Miss::Defer => return Decided::Defer(None),
-                Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),
-                Miss::Wait(waiter) => {
-                    waiter.wait(MISS_WAIT).await;
-                    waited = true;
+            Unadmitted::CertMiss(thumb) if authn::mtls::cert_refused(&thumb) => {
+                // A certificate Python could not read: its 401, as for a token.
+                let problem = Problem::invalid_token();
+                let response = refuse(
+                    req,
+                    &route.name,
+                    ip,
+                    conn.tls,
+                    problem,
+                    "authenticate",
+                    cors.as_ref(),
+                    door,
+                );
+                return Decided::Respond(response);
+            }
+            Unadmitted::TokenMiss(_) | Unadmitted::CertMiss(_) | Unadmitted::Miss(_) => {
+                // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
+                let (kind, miss, value) = match unadmitted {
+                    Unadmitted::TokenMiss(digest) => (
+                        Kind::Introspection,
+                        authn::introspection::miss(digest),
+                        authn::lookup_credential(
+                            &native.auth,
+                            req.headers,
+                            authn::Method::Introspection,
+                        ),
+                    ),
+                    Unadmitted::CertMiss(thumb) => (
+                        Kind::Cert,
+                        authn::mtls::cert_miss(thumb),
+                        conn.client_certs.first().map(Vec::as_slice),
+                    ),
+                    Unadmitted::Miss(digest) => (
+                        Kind::ApiKey,
+                        caches.api_key_miss(digest),
+                        authn::lookup_credential(&native.auth, req.headers, authn::Method::ApiKey),
+                    ),
+                    _ => return Decided::Defer(None),
+                };
+                let failed = match miss {
+                    Miss::Defer => return Decided::Defer(None),
+                    Miss::Wait(waiter) => waiter.wait(MISS_WAIT).await,
+                    Miss::Lead(lead) => {
+                        let refused = || {
+                            if let (Kind::Cert, Some(thumb)) = (kind, cert) {
+                                authn::mtls::cert_refuse(thumb);
+                            }
+                        };
+                        match lookup::lead(kind, value, lead, refused).await {
+                            Led::Read => None,
+                            Led::Refused if kind == Kind::Cert => {
+                                let problem = Problem::invalid_token();
+                                let response = refuse(
+                                    req,
+                                    &route.name,
+                                    ip,
+                                    conn.tls,
+                                    problem,
+                                    "authenticate",
+                                    cors.as_ref(),
+                                    door,
+                                );
+                                return Decided::Respond(response);
+                            }
+                            Led::Refused => None,
+                            Led::Unavailable(why) => Some(why),
+                            Led::Defer(lead) => {
+                                return Decided::Defer(Some(LeadGuard(Arc::new(lead))))
+                            }
+                        }
+                    }
+                };
+                if let Some(why) = failed {
+                    // Python's 503 for the failed lookup (not a GatewayError: no CORS headers).
+                    let problem = Problem::lookup_unavailable(&why);
+                    let response = refuse(
+                        req,
+                        &route.name,
+                        ip,
+                        conn.tls,
+                        problem,
+                        "authenticate",
+                        None,
+                        door,
+                    );
+                    return Decided::Respond(response);
                 }
-            },
-            Unadmitted::CertMiss(thumb) => match authn::mtls::cert_miss(thumb) {
-                Miss::Defer => return Decided::Defer(None),
-                Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),
-                Miss::Wait(waiter) => {
-                    waiter.wait(MISS_WAIT).await;
-                    waited = true;
-                }
-            },
-            Unadmitted::Miss(digest) => match caches.api_key_miss(digest) {
-                Miss::Defer => return Decided::Defer(None),
-                Miss::Lead(lead) => return Decided::Defer(Some(LeadGuard(Arc::new(lead)))),
-                Miss::Wait(waiter) => {
-                    waiter.wait(MISS_WAIT).await;
-                    waited = true;
-                }
-            },
+                waited = true;
+            }
         }
     };
     let Admitted {

@@ -39,6 +39,8 @@
 //! - `problem`: problem+json responses identical to Python's.
 //! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers, load shedding.
 //! - `log`: log lines queued for Python's logging (no log I/O on the hot path).
+//! - `lookup`: a native cache miss asks the control plane for the record (API key,
+//!   certificate identity, introspection answer), then the request goes on natively.
 //! - `websocket`: WebSocket upgrades: the upstream handshake and the frame relay.
 //! - `python`: the PyO3 module `bastion._native` (feature `python`).
 
@@ -68,6 +70,7 @@ pub mod hygiene;
 pub mod ip_rules;
 pub mod limit;
 pub mod log;
+pub mod lookup;
 pub mod metrics;
 pub mod mutate;
 pub mod paths;

@@ -176,6 +176,15 @@ impl Problem {
         problem
     }
 
+    /// 503 of a failed control-plane lookup (`crate::lookup`): Python's
+    /// `ServiceUnavailableError` subclass (`database_unavailable`,
+    /// `introspection_unavailable`, …), `Retry-After: 1`.
+    pub fn lookup_unavailable(why: &crate::authn::miss::Unavailable) -> Self {
+        let mut problem = Problem::new(503, why.code, why.title, why.detail.as_str());
+        problem.retry_after = Some(1);
+        problem
+    }
+
     /// The problem document for the request `request_id`, as orjson writes it.
     pub fn body(&self, request_id: &str) -> Bytes {
         let mut out = String::with_capacity(160 + self.detail.len() + request_id.len());

@@ -5,14 +5,19 @@
 //!   TTL, bounded, oldest evicted first. A hit is answered natively with
 //!   Python's `401 invalid_api_key`, so a flood of made-up keys never reaches
 //!   Python (nor its database) after the first request of each.
-//! - [`Inflight`]: concurrent misses of one digest coalesce. The first defers
-//!   (Python looks the key up and pushes a record or a refusal); the others
-//!   wait, a bounded number for a bounded time, until that push or the first
-//!   request's end, then read the cache again: one key costs one lookup.
+//! - [`Inflight`]: concurrent misses of one digest coalesce. The first leads
+//!   the lookup: it asks Python for the record (`crate::lookup`: the key, the
+//!   certificate or the token, never the request), which pushes a record or a
+//!   refusal; the others wait, a bounded number for a bounded time, until that
+//!   push or the lookup's end, then read the cache again: one key costs one
+//!   lookup. Without the lookup hook (or when the lookup is lost) the leading
+//!   request defers, and Python's pipeline pushes as it serves it. A lookup
+//!   that fails (the store or the endpoint is down: [`Unavailable`]) answers
+//!   its own leader and waiters only: nothing of it is cached.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -87,11 +92,33 @@ impl Refused {
     }
 }
 
+/// Why a lookup could not be answered (Python's `ServiceUnavailableError`
+/// subclass: its code, title and detail), for the requests waiting for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unavailable {
+    pub code: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+}
+
 /// One digest's lookup in progress: who waits for it.
 struct Pending {
     notify: Notify,
     waiters: AtomicUsize,
     since: Instant,
+    /// Set (once) when the lookup failed, before the waiters are woken.
+    unavailable: OnceLock<Arc<Unavailable>>,
+}
+
+impl Pending {
+    fn new(since: Instant) -> Self {
+        Pending {
+            notify: Notify::new(),
+            waiters: AtomicUsize::new(0),
+            since,
+            unavailable: OnceLock::new(),
+        }
+    }
 }
 
 /// The digests whose lookup a deferred request is making (see the module docs).
@@ -154,11 +181,7 @@ impl Inflight {
                 return Miss::Defer;
             }
         }
-        let pending = Arc::new(Pending {
-            notify: Notify::new(),
-            waiters: AtomicUsize::new(0),
-            since: Instant::now(),
-        });
+        let pending = Arc::new(Pending::new(Instant::now()));
         if let Some(lost) = map.insert(digest, pending.clone()) {
             lost.notify.notify_waiters();
         }
@@ -199,6 +222,14 @@ impl Inflight {
     }
 }
 
+impl Lead {
+    /// The lookup failed: the requests waiting for it answer `why` (nothing is
+    /// cached); they are woken when this lead is dropped.
+    pub fn unavailable(&self, why: Arc<Unavailable>) {
+        let _ = self.pending.unavailable.set(why);
+    }
+}
+
 impl Drop for Lead {
     fn drop(&mut self) {
         let mut map = self.inflight.lock();
@@ -214,17 +245,18 @@ impl Drop for Lead {
 }
 
 impl Waiter {
-    /// Wait until the lookup is settled (pushed, or its request ended) or
-    /// `limit` has passed, whichever is first.
-    pub async fn wait(self, limit: Duration) {
+    /// Wait until the lookup is settled (pushed, or its lead ended) or
+    /// `limit` has passed, whichever is first; then whether the lookup failed
+    /// ([`Lead::unavailable`]).
+    pub async fn wait(self, limit: Duration) -> Option<Arc<Unavailable>> {
         let notified = self.pending.notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         // Settled between `miss` and `enable`: nothing will notify any more.
-        if !self.inflight.is_current(&self.digest, &self.pending) {
-            return;
+        if self.inflight.is_current(&self.digest, &self.pending) {
+            let _ = tokio::time::timeout(limit, notified).await;
         }
-        let _ = tokio::time::timeout(limit, notified).await;
+        self.pending.unavailable.get().cloned()
     }
 }
 
@@ -368,17 +400,42 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
+    #[tokio::test]
+    async fn a_failed_lookup_answers_its_waiters_only() {
+        let inflight = Arc::new(Inflight::default());
+        let Miss::Lead(lead) = inflight.miss(d(1)) else {
+            panic!("should lead");
+        };
+        let Miss::Wait(waiter) = inflight.miss(d(1)) else {
+            panic!("should wait");
+        };
+        let task = tokio::spawn(waiter.wait(Duration::from_secs(10)));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let why = Arc::new(Unavailable {
+            code: "database_unavailable",
+            title: "Database unavailable",
+            detail: "down".into(),
+        });
+        lead.unavailable(why.clone());
+        drop(lead);
+        assert_eq!(task.await.expect("joined"), Some(why));
+        // The next miss leads a new lookup, with no failure remembered.
+        let Miss::Lead(_next) = inflight.miss(d(1)) else {
+            panic!("should lead");
+        };
+        let Miss::Wait(waiter) = inflight.miss(d(1)) else {
+            panic!("should wait");
+        };
+        assert_eq!(waiter.wait(Duration::from_millis(10)).await, None);
+    }
+
     #[test]
     fn a_lost_lookup_is_taken_over_after_the_wait() {
         let inflight = Arc::new(Inflight::default());
         let old = inflight.miss(d(1));
         // Pretend the lead started long ago.
         if let Some(pending) = inflight.lock().get_mut(&d(1)) {
-            *pending = Arc::new(Pending {
-                notify: Notify::new(),
-                waiters: AtomicUsize::new(0),
-                since: Instant::now() - MISS_WAIT,
-            });
+            *pending = Arc::new(Pending::new(Instant::now() - MISS_WAIT));
         }
         assert!(matches!(inflight.miss(d(1)), Miss::Lead(_)));
         drop(old);

@@ -667,6 +667,25 @@ pub fn unadmitted_with_cert(
     Unadmitted::Defer
 }
 
+/// The credential a native miss of `method` looks up (`crate::lookup`): the
+/// one API key or opaque token the request presents, as [`unadmitted`] read
+/// it; `None` for any other method.
+pub fn lookup_credential<'h>(
+    route: &RouteAuth,
+    headers: &'h HeaderMap,
+    method: Method,
+) -> Option<&'h [u8]> {
+    let found = presented(route, headers);
+    match method {
+        Method::ApiKey => match found.keys.as_slice() {
+            [key] => Some(*key),
+            _ => None,
+        },
+        Method::Introspection => introspection::lookup_token(&found.opaque),
+        _ => None,
+    }
+}
+
 fn token_state(tokens: &[&[u8]], now: f64) -> Unadmitted {
     // Two tokens, an overlong or non-ASCII one: Python's own 401s.
     let Some(token) = introspection::lookup_token(tokens) else {

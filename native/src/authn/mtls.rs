@@ -22,7 +22,7 @@
 //! wait for its push, so a certificate costs one derivation.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -30,7 +30,7 @@ use ring::digest;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::miss::{Inflight, Miss};
+use super::miss::{Inflight, Miss, Refused};
 use crate::http::Identity;
 
 /// Most certificate identities held (`MtlsAuthenticator.cache_size`).
@@ -192,9 +192,41 @@ pub fn cert_settled(thumb: &Thumbprint) {
     inflight().settled(thumb);
 }
 
+fn refused_certs() -> &'static Mutex<Refused> {
+    static REFUSED: OnceLock<Mutex<Refused>> = OnceLock::new();
+    REFUSED.get_or_init(Mutex::default)
+}
+
+/// Python's `mtls` authenticator refused the certificate `thumb` (it could not
+/// read it: 401 `invalid_token`): a function of the certificate's bytes, so
+/// never invalidated; bounded like the refused keys, oldest evicted first.
+pub fn cert_refuse(thumb: Thumbprint) {
+    refused_certs()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(thumb, f64::INFINITY);
+}
+
+/// Whether Python refused the certificate `thumb` ([`cert_refuse`]).
+pub fn cert_refused(thumb: &Thumbprint) -> bool {
+    refused_certs()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(thumb, 0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_certificate_stays_refused() {
+        let thumb = thumbprint(b"unreadable certificate");
+        assert!(!cert_refused(&thumb));
+        cert_refuse(thumb);
+        assert!(cert_refused(&thumb));
+        assert!(!cert_refused(&thumbprint(b"another")));
+    }
 
     fn x5t(der: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(thumbprint(der))

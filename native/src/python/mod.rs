@@ -9,6 +9,7 @@ mod authn;
 mod front;
 mod introspection;
 mod limits;
+mod lookup;
 mod mtls;
 mod risk;
 mod routes;
@@ -29,6 +30,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     front::register(m)?;
     introspection::register(m)?;
     limits::register(m)?;
+    lookup::register(m)?;
     mtls::register(m)?;
     risk::register(m)?;
     routes::register(m)?;
