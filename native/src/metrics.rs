@@ -23,7 +23,7 @@ pub const NO_ROUTE: &str = "(none)";
 
 /// The outcomes the native path produces; anything else folds into `other`
 /// (Python folds unknown codes the same way).
-pub const OUTCOMES: [&str; 12] = [
+pub const OUTCOMES: [&str; 15] = [
     "allowed",
     "rate_limited",
     "upstream_error",
@@ -34,6 +34,9 @@ pub const OUTCOMES: [&str; 12] = [
     "bad_request",
     "invalid_api_key",
     "ip_not_allowed",
+    "invalid_token",
+    "introspection_unavailable",
+    "database_unavailable",
     "cancelled",
     "other",
 ];

@@ -46,6 +46,7 @@ from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.jwks_cache import JwksCache
 from bastion.gateway.authn.mtls import MtlsAuthenticator
+from bastion.gateway.lookups import NativeLookups
 from bastion.gateway.compile import load_table
 from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.oauth.clients import ClientService
@@ -133,6 +134,7 @@ class Runtime:
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
     _audit_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _lookups: NativeLookups | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.metrics is not None:
@@ -393,9 +395,15 @@ class Runtime:
         if isinstance(jwt, JwtAuthenticator):
             # Revocations and client changes reach the verified-token cache by channel.
             self._tasks.append(asyncio.create_task(jwt.run(self._stop), name="jwt-revocations"))
+        # A native cache miss asks for the record here (bastion.gateway.lookups).
+        self._lookups = NativeLookups(self.api_keys, lambda: self.gateway.authenticators)
+        self._lookups.install()
 
     async def shutdown(self) -> None:
         """Called by the ASGI lifespan after in-flight requests drained."""
+        if self._lookups is not None:
+            self._lookups.uninstall()
+            self._lookups = None
         self._stop.set()
         if self._tasks:
             # The loops watch the stop event; give them a moment to finish cleanly.

@@ -730,6 +730,35 @@ class ApiKeyService:
         self._last_used[record.id] = (at, ip)  # a datetime only when flushed
         return record
 
+    async def look_up(self, key: str) -> ApiKey:
+        """Fill this cache (and its mirrors) with the stored record of ``key``.
+
+        What :meth:`verify` does before it judges a key (the native data plane's
+        lookup of a key it has no record of): the record is returned and
+        mirrored whatever its state; nothing is judged or marked used.
+
+        Raises:
+            InvalidApiKeyError: malformed, bad checksum or unknown (refusal mirrored).
+            DatabaseUnavailableError: the lookup could not be answered.
+        """
+        if len(key) > MAX_API_KEY_LENGTH:
+            raise InvalidApiKeyError("malformed")
+        digest = api_key_digest(key, pepper=self._pepper)
+        try:
+            parse_api_key(key)
+        except ApiKeyFormatError as error:
+            for mirror in self._mirrors:
+                mirror.refused(digest, NEGATIVE_TTL)
+            raise InvalidApiKeyError(error.reason) from None
+        entry = self._found.get(digest)
+        clock = time.monotonic()
+        if entry is not None and entry.fresh_until > clock and not entry.stale:
+            # Held here, not in the mirror (it evicted it): mirror it again.
+            for mirror in self._mirrors:
+                mirror.found(entry.key, entry.fresh_until - clock)
+            return entry.key
+        return (await self._lookup(digest)).key
+
     async def _lookup(self, digest: str) -> _Entry:
         clock = time.monotonic()
         entry = self._found.get(digest)

@@ -431,6 +431,13 @@ class Metrics:
             dict(self._alerts),
         )
         yield from self._audit_families()
+        yield _counter(
+            "bastion_native_lookups",
+            "Control-plane lookups of a native cache miss (API key, certificate, "
+            "introspection answer), by kind and outcome (found, refused, unavailable, lost).",
+            ("kind", "outcome"),
+            {(kind, outcome): count for kind, outcome, count in _native.lookup_counts()},
+        )
         yield from self._upstream_families()
         yield from self._feed_families()
         info = GaugeMetricFamily(

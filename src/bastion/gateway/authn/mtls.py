@@ -106,6 +106,13 @@ class MtlsAuthenticator:
         der = peer_certificate_der(ex.scope)
         if der is None:
             return None
+        return self.identify(der)
+
+    def identify(self, der: bytes) -> Identity:
+        """The identity of the verified certificate ``der`` (pushed to ``push``).
+
+        Raises :class:`InvalidBearerTokenError` (``malformed``) when it cannot be read.
+        """
         identity = self._cache.get(der)
         if identity is None:
             try:

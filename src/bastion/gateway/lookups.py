@@ -1,0 +1,132 @@
+"""The control plane's answers to the native data plane's cache misses.
+
+A request whose credential the native caches do not hold — a new API key, a
+client certificate seen for the first time, an opaque token with no cached
+introspection answer — no longer goes to the Python pipeline: the native core
+asks for the *record* only (``native/src/lookup.rs``), through the hook
+:meth:`NativeLookups.install` registers (``_native.lookup_hook_set``), and
+then finishes the request itself. Concurrent misses of one credential make one
+lookup.
+
+The hook is called on the native core's lookup thread with ``(kind, value,
+ticket)`` and only schedules the lookup on this process's event loop. The
+lookup reuses Python's own code and pushes what it found through
+:mod:`bastion.gateway.native_push` (which wakes the waiting requests):
+
+- ``api_key`` (the presented key): :meth:`ApiKeyService.look_up` — a record,
+  or a refusal for a malformed / unknown key;
+- ``cert`` (the verified leaf's DER): :meth:`MtlsAuthenticator.identify` — the
+  identity, or ``refused`` for a certificate it cannot read;
+- ``introspection`` (the token): :meth:`IntrospectionAuthenticator.authenticate`
+  — an active or inactive answer, cached and pushed as the pipeline would.
+
+Then it answers the ticket: ``found()``, ``refused()``, or, when the store or
+the endpoint failed (a ``ServiceUnavailableError``), ``unavailable(code, title,
+detail)``: the requests waiting for that lookup get Python's 503, and nothing
+of it is cached. Anything else (a bug, a failure the native core does not
+render) leaves the ticket unanswered: the lookup is lost, and the waiting
+requests are deferred to the pipeline as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from bastion import _native
+from bastion.apikeys.errors import InvalidApiKeyError
+from bastion.errors import ServiceUnavailableError
+from bastion.gateway.authn.introspection import IntrospectionAuthenticator
+from bastion.gateway.authn.jwt import InvalidBearerTokenError
+from bastion.gateway.authn.mtls import MtlsAuthenticator
+
+__all__ = ["KeyLookup", "NativeLookups"]
+
+log = logging.getLogger(__name__)
+
+#: The lookups whose hook is installed (one per process: the native core's).
+_installed: list[NativeLookups] = []
+
+
+class KeyLookup(Protocol):
+    """What a lookup needs of :class:`~bastion.apikeys.ApiKeyService`."""
+
+    async def look_up(self, key: str) -> Any: ...
+
+
+class NativeLookups:
+    """Answers the native core's lookups on the running event loop (see the module docstring).
+
+    ``authenticators`` returns the gateway's current ``mtls`` / ``introspection``
+    authenticators (by method name).
+    """
+
+    def __init__(
+        self, api_keys: KeyLookup, authenticators: Callable[[], Mapping[str, Any]]
+    ) -> None:
+        self._api_keys = api_keys
+        self._authenticators = authenticators
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def install(self) -> None:
+        """Register the hook; lookups run on the event loop running this call."""
+        self._loop = asyncio.get_running_loop()
+        _native.lookup_hook_set(self._hook)
+        _installed[:] = [self]
+
+    def uninstall(self) -> None:
+        """Remove the hook (if it is still this one's): the native core defers its misses again."""
+        self._loop = None
+        if _installed and _installed[0] is self:
+            _installed.clear()
+            _native.lookup_hook_set(None)
+
+    def _hook(self, kind: str, value: str | bytes, ticket: Any) -> None:
+        # On the native lookup thread: only hand the lookup to the loop.
+        loop = self._loop
+        if loop is None:
+            return  # the ticket is dropped: a lost lookup
+        try:
+            loop.call_soon_threadsafe(self._start, kind, value, ticket)
+        except RuntimeError:  # the loop is closed: lost
+            return
+
+    def _start(self, kind: str, value: str | bytes, ticket: Any) -> None:
+        task = asyncio.ensure_future(self.look_up(kind, value, ticket))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def look_up(self, kind: str, value: str | bytes, ticket: Any) -> None:
+        """Look ``value`` up, push what was found, answer ``ticket``."""
+        try:
+            await self._find(kind, value)
+        except (InvalidApiKeyError, InvalidBearerTokenError):
+            ticket.refused()
+        except ServiceUnavailableError as exc:
+            try:
+                ticket.unavailable(exc.code, exc.title, exc.detail)
+            except ValueError:
+                log.warning("native %s lookup failed (%s): deferred to Python", kind, exc.code)
+        except Exception:
+            log.exception("native %s lookup failed: deferred to Python", kind)
+        else:
+            ticket.found()
+
+    async def _find(self, kind: str, value: str | bytes) -> None:
+        if kind == "api_key" and isinstance(value, str):
+            await self._api_keys.look_up(value)
+            return
+        if kind == "cert" and isinstance(value, bytes):
+            mtls = self._authenticators().get("mtls")
+            if isinstance(mtls, MtlsAuthenticator):
+                mtls.identify(value)
+                return
+        if kind == "introspection" and isinstance(value, str):
+            introspection = self._authenticators().get("introspection")
+            if isinstance(introspection, IntrospectionAuthenticator):
+                await introspection.authenticate(value)
+                return
+        raise LookupError(f"no {kind} lookup here")

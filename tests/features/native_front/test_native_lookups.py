@@ -1,0 +1,313 @@
+"""End to end: a native cache miss is a control-plane lookup, and the request stays native.
+
+A real ``bastion serve`` (native engine) with an API-key route and an introspection route
+(a real local RFC 7662 endpoint, ``gateway.idp_support.FakeIdP``). The first request of a
+credential the native caches do not hold asks Python for the record only
+(``bastion.gateway.lookups``) and is then answered by the native plane — told apart by the
+request id's per-plane prefix; Python's twin answer is had by forcing a request to Python
+(an ``X-HTTP-Method-Override`` header makes the native core defer). Each lookup is counted
+in ``bastion_native_lookups_total{kind, outcome}``:
+
+- a new API key's first request is native and proxied with the key's identity; an unknown
+  key's first request gets the native 401, byte-identical to Python's, audited once;
+  20 concurrent first requests of a new key make one lookup and 20 native answers;
+  a key revoked with the CLI (another process) after a lookup cached it is refused within
+  a second;
+- an active token's first request is native; an inactive one's gets the native 401, alike;
+  with the endpoint down, a new token gets the 503 ``introspection_unavailable``
+  byte-identical to Python's, natively, and nothing of it is cached (each request asks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from _support import BastionProcess, EchoThread, run_cli
+from _support.native import cli_json, feed_changes, plane, until_feed_past
+from bastion.crypto import generate_api_key
+from bastion.storage import Database
+from gateway.idp_support import FakeIdP, IdPThread
+
+DEFER = {"X-HTTP-Method-Override": "GET"}
+INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
+_LOOKUPS = re.compile(
+    rb'^bastion_native_lookups_total\{kind="([a-z_]+)",outcome="([a-z]+)"\} ([0-9.e+]+)$', re.M
+)
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[FakeIdP]:
+    thread = IdPThread()
+    try:
+        yield thread.idp
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, echo: EchoThread, idp: FakeIdP
+) -> Iterator[tuple[BastionProcess, Path]]:
+    cwd = tmp_path_factory.mktemp("native-lookups")
+    up = echo.server.url
+    config = cwd / "bastion.yaml"
+    config.write_text(
+        f"storage: sqlite:///{cwd}/bastion.db\n"
+        "introspection:\n"
+        f"  endpoint: {idp.url}/introspect\n"
+        "  client_id: bastion-gw\n"
+        "  client_secret: s3cret\n"
+        "  cache_ttl: 60\n"
+        "  negative_cache_ttl: 60\n"
+        "  timeout: 2\n"
+        "routes:\n"
+        "  - name: keys\n"
+        "    match: {path: /api/keys}\n"
+        f"    upstream: {up}\n"
+        "    auth: [api_key]\n"
+        "    scopes: [orders:read]\n"
+        "  - name: tokens\n"
+        "    match: {path: /api/tokens}\n"
+        f"    upstream: {up}\n"
+        "    auth: [introspection]\n"
+        "    scopes: [orders:read]\n"
+    )
+    migrated = run_cli("migrate", "-c", str(config), cwd=cwd)
+    assert migrated.returncode == 0, migrated.stderr
+    proc = BastionProcess("-c", str(config), cwd=cwd).start()
+    try:
+        yield proc, config
+    finally:
+        proc.stop()
+
+
+def _bearer(credential: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential}"}
+
+
+def _lookups(url: str) -> dict[tuple[str, str], int]:
+    scrape = httpx.get(f"{url}/metrics", verify=False, timeout=10)
+    assert scrape.status_code == 200
+    return {
+        (kind.decode(), outcome.decode()): int(float(n))
+        for kind, outcome, n in _LOOKUPS.findall(scrape.content)
+    }
+
+
+def _python_plane(client: httpx.Client) -> str:
+    response = client.get("/no-such-route")
+    assert response.status_code == 404
+    return plane(response)
+
+
+def _same_answer(python: httpx.Response, native: httpx.Response, status: int) -> None:
+    """Byte-identical but for the request id (body and header) and the date."""
+    assert python.status_code == native.status_code == status
+    assert plane(python) != plane(native)
+    rid_p, rid_n = python.headers["x-request-id"], native.headers["x-request-id"]
+    assert python.content.replace(rid_p.encode(), b"RID") == native.content.replace(
+        rid_n.encode(), b"RID"
+    )
+
+    def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+        return [
+            (name.lower(), value)
+            for name, value in response.headers.raw
+            if name.lower() not in (b"x-request-id", b"date")
+        ]
+
+    assert head(python) == head(native)
+
+
+def _until(check: Callable[[], bool], within: float) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "not within the bound"
+        time.sleep(0.02)
+
+
+def _denied(config: Path, reason: str) -> list[Any]:
+    async def rows() -> list[Any]:
+        db = await Database.connect(f"sqlite:///{config.parent}/bastion.db")
+        try:
+            page = await db.audit.search(type="gateway.denied", limit=1000)
+            return [row for row in page.items if row.reason == reason]
+        finally:
+            await db.close()
+
+    return asyncio.run(rows())
+
+
+def _new_key(proc: BastionProcess, config: Path, name: str) -> dict[str, Any]:
+    """A key created with the CLI, once this node followed its creation (the feed's
+    delivery drops the key's native entry: a later one would cost a second lookup)."""
+    before = feed_changes(proc.url)
+    key: dict[str, Any] = cli_json(config, "keys", "create", name, "--scope", "orders:read")
+    until_feed_past(proc.url, before)
+    return key
+
+
+def test_a_new_keys_first_request_is_native(server: tuple[BastionProcess, Path]) -> None:
+    proc, config = server
+    key = _new_key(proc, config, "first")
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        python = _python_plane(client)
+        before = _lookups(proc.url)
+        first, second = (client.get("/api/keys/1", headers=_bearer(key["key"])) for _ in range(2))
+        after = _lookups(proc.url)
+    for response in (first, second):
+        assert response.status_code == 200, response.text
+        assert plane(response) != python
+        seen = {k.lower(): v for k, v in response.json()["headers"].items()}
+        assert seen["x-bastion-key-id"] == key["id"]
+        assert "authorization" not in seen
+    assert after[("api_key", "found")] == before.get(("api_key", "found"), 0) + 1
+    assert after[("api_key", "lost")] == before.get(("api_key", "lost"), 0)
+
+
+def test_an_unknown_keys_first_request_is_refused_natively_alike(
+    server: tuple[BastionProcess, Path],
+) -> None:
+    proc, config = server
+    unknown = generate_api_key()  # well formed, never stored
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        python = _python_plane(client)
+        before = _lookups(proc.url)
+        native = client.get("/api/keys/1", headers=_bearer(unknown))
+        after = _lookups(proc.url)
+        twin = client.get("/api/keys/1", headers={**_bearer(unknown), **DEFER})
+    assert plane(native) != python and plane(twin) == python
+    _same_answer(twin, native, 401)
+    assert native.json()["reason"] == "invalid_api_key"
+    assert native.headers["www-authenticate"] == INVALID_TOKEN
+    assert after[("api_key", "refused")] == before.get(("api_key", "refused"), 0) + 1
+    # Each 401 is one gateway.denied row, the native one as Python records its own.
+    rid = native.headers["x-request-id"]
+    _until(lambda: any(r.request_id == rid for r in _denied(config, "invalid_api_key")), 5.0)
+    (row,) = [r for r in _denied(config, "invalid_api_key") if r.request_id == rid]
+    assert (row.route, row.ip, row.key_id, row.subject) == ("keys", "127.0.0.1", None, None)
+    assert (row.data["status"], row.data["step"]) == (401, "authenticate")
+
+
+def test_concurrent_first_requests_of_a_new_key_make_one_lookup(
+    server: tuple[BastionProcess, Path],
+) -> None:
+    proc, config = server
+    key = _new_key(proc, config, "burst")
+    count = 20
+
+    async def burst() -> tuple[str, list[httpx.Response]]:
+        clients = [
+            httpx.AsyncClient(base_url=proc.url, verify=False, timeout=10) for _ in range(count)
+        ]
+        try:
+            # Open every connection first (Python's 404), so the key's requests arrive together.
+            opened = await asyncio.gather(*(c.get("/no-such-route") for c in clients))
+            responses = await asyncio.gather(
+                *(
+                    c.get(f"/api/keys/{n}", headers=_bearer(key["key"]))
+                    for n, c in enumerate(clients)
+                )
+            )
+            return plane(opened[0]), list(responses)
+        finally:
+            await asyncio.gather(*(c.aclose() for c in clients))
+
+    before = _lookups(proc.url)
+    python, responses = asyncio.run(burst())
+    after = _lookups(proc.url)
+    assert [r.status_code for r in responses] == [200] * count
+    assert [plane(r) != python for r in responses] == [True] * count
+    assert after[("api_key", "found")] == before.get(("api_key", "found"), 0) + 1
+    assert sum(after.values()) == sum(before.values()) + 1
+
+
+def test_a_revocation_after_a_lookup_takes_effect_within_a_second(
+    server: tuple[BastionProcess, Path],
+) -> None:
+    proc, config = server
+    key = _new_key(proc, config, "revoked")
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        python = _python_plane(client)
+        allowed = client.get("/api/keys/1", headers=_bearer(key["key"]))
+        assert (allowed.status_code, plane(allowed) != python) == (200, True)
+        cli_json(config, "keys", "revoke", key["id"])
+        revoked_at = time.monotonic()
+        _until(lambda: client.get("/api/keys/1", headers=_bearer(key["key"])).status_code == 401, 1.0)
+        assert time.monotonic() - revoked_at < 1.0
+        refused = client.get("/api/keys/1", headers=_bearer(key["key"]))
+    assert (refused.status_code, refused.json()["reason"]) == (401, "invalid_api_key")
+    assert plane(refused) != python
+
+
+def _active(sub: str) -> dict[str, Any]:
+    return {
+        "active": True,
+        "sub": sub,
+        "client_id": "shop-app",
+        "scope": "orders:read",
+        "exp": int(time.time()) + 600,
+    }
+
+
+def test_introspection_first_requests_are_native(
+    server: tuple[BastionProcess, Path], idp: FakeIdP
+) -> None:
+    proc, _ = server
+    idp.answers["tok-alive"] = _active("alice")
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        python = _python_plane(client)
+        before, hits = _lookups(proc.url), idp.hits["introspect"]
+
+        # Active: the first request is native, with the token's identity upstream.
+        alive = client.get("/api/tokens/1", headers=_bearer("tok-alive"))
+        assert (alive.status_code, plane(alive) != python) == (200, True), alive.text
+        seen = {k.lower(): v for k, v in alive.json()["headers"].items()}
+        assert (seen["x-bastion-subject"], seen["x-bastion-client"]) == ("alice", "shop-app")
+        assert idp.hits["introspect"] == hits + 1
+
+        # Inactive: the native 401 from the first request, alike (Python's twin: no question).
+        dead = client.get("/api/tokens/1", headers=_bearer("tok-dead"))
+        twin = client.get("/api/tokens/1", headers={**_bearer("tok-dead"), **DEFER})
+        assert plane(twin) == python
+        _same_answer(twin, dead, 401)
+        assert dead.headers["www-authenticate"] == INVALID_TOKEN
+        assert dead.json()["reason"] == "invalid_token"
+        assert idp.hits["introspect"] == hits + 2
+
+        # The endpoint down: Python's 503, natively, alike; never cached (each asks again).
+        idp.down = True
+        try:
+            down = [client.get("/api/tokens/1", headers=_bearer("tok-new")) for _ in range(2)]
+            twin = client.get("/api/tokens/1", headers={**_bearer("tok-new"), **DEFER})
+        finally:
+            idp.down = False
+        assert [plane(r) != python for r in down] == [True, True]
+        assert plane(twin) == python
+        for response in down:
+            _same_answer(twin, response, 503)
+        assert down[0].json()["reason"] == "introspection_unavailable"
+        assert down[0].headers["retry-after"] == "1"
+        assert "www-authenticate" not in down[0].headers
+        assert idp.hits["introspect"] == hits + 5
+        after = _lookups(proc.url)
+    for outcome, more in (("found", 1), ("refused", 1), ("unavailable", 2), ("lost", 0)):
+        key = ("introspection", outcome)
+        assert after[key] == before.get(key, 0) + more, key
