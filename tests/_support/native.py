@@ -54,3 +54,18 @@ def until_feed_past(
     while feed_changes(base_url, token) <= before:
         assert time.monotonic() < deadline, "the change feed did not deliver the change"
         time.sleep(0.05)
+
+
+_LOOKUPS = re.compile(
+    rb'^bastion_native_lookups_total\{kind="([a-z_]+)",outcome="([a-z]+)"\} ([0-9.e+]+)$', re.M
+)
+
+
+def native_lookups(client: httpx.Client) -> dict[tuple[str, str], int]:
+    """``bastion_native_lookups_total`` by ``(kind, outcome)``, from ``client``'s /metrics."""
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    return {
+        (kind.decode(), outcome.decode()): int(float(n))
+        for kind, outcome, n in _LOOKUPS.findall(scrape.content)
+    }

@@ -2,10 +2,11 @@
 
 A real ``bastion serve`` (native engine) asks for client certificates and verifies them
 against ``tls.client_ca``; the routes that take ``mtls`` are compiled native. The identity
-of a certificate is derived by Python once (the first request of a certificate is deferred:
-the native core has no X.509 parser), pushed into the native cache by the certificate's
-SHA-256 thumbprint, and every later request with that certificate is served natively —
-told apart by the request id's per-plane prefix — with the same identity upstream:
+of a certificate is derived by Python once (the native core has no X.509 parser: the first
+request of a certificate asks Python for it, a lookup, and goes on natively), pushed into
+the native cache by the certificate's SHA-256 thumbprint, and every request with that
+certificate is served natively — told apart by the request id's per-plane prefix — with
+the identity upstream that Python's twin (forced by a method-override header) sends:
 
 - the subject is the first URI SAN (SPIFFE), else the first DNS / e-mail SAN, else the
   RFC 4514 subject; the upstream sees exactly the headers Python sent (spoofed identity
@@ -13,8 +14,8 @@ told apart by the request id's per-plane prefix — with the same identity upstr
 - no certificate: 401 ``unauthenticated`` (Python's); a certificate of another CA: the
   handshake fails; a route whose ``claims`` the certificate does not meet: 403
   ``claim_mismatch`` however often it is asked (never allowed natively);
-- concurrent first requests of a new certificate cost one derivation: one is deferred, the
-  others wait for its push and are served natively;
+- concurrent first requests of a new certificate cost one derivation (one lookup), and
+  every one is served natively;
 - with ``auth: [mtls, api_key]`` the certificate vouches first (a bogus key beside it is
   ignored, as in Python); without a certificate the key is judged (401 ``invalid_api_key``).
 """
@@ -31,7 +32,7 @@ import pytest
 from cryptography import x509
 
 from _support import BastionProcess, EchoThread
-from _support.native import cli_json, plane
+from _support.native import cli_json, native_lookups, plane
 from gateway.certs_support import TestCA, client_sans, server_sans, write_pair
 
 
@@ -136,24 +137,28 @@ def test_mtls_routes_are_native(server: tuple[BastionProcess, Path]) -> None:
         ("plain", "/any/1", "CN=plain"),  # no SAN: the RFC 4514 subject
     ],
 )
-def test_python_derives_once_then_native_alike(
+def test_python_derives_once_and_every_request_is_native_alike(
     server: tuple[BastionProcess, Path], pki: dict[str, Path], cert: str, path: str, subject: str
 ) -> None:
     proc, _ = server
     with _client(proc, pki, cert) as http:
         python = _python_plane(http)
         spoof = {"X-Bastion-Subject": "spoofed", "X-Bastion-Key-Id": "k"}
+        before = native_lookups(http)
         first, second, third = (http.get(path, headers=spoof) for _ in range(3))
-    for response in (first, second, third):
+        after = native_lookups(http)
+        twin = http.get(path, headers={**spoof, "X-HTTP-Method-Override": "GET"})
+    for response in (first, second, third, twin):
         assert response.status_code == 200, response.text
         seen = _upstream_saw(response)
         assert seen["x-bastion-subject"] == subject
         assert "x-bastion-key-id" not in seen
-    # Each case has its own certificate: its first request is a native miss.
-    assert plane(first) == python
-    assert plane(second) == plane(third) != python
+    # Each case has its own certificate: its first request is a native miss, looked up.
+    assert plane(first) == plane(second) == plane(third) != python
+    assert after[("cert", "found")] == before.get(("cert", "found"), 0) + 1
     # The upstream sees the same identity headers from either plane.
-    assert _upstream_saw(first) == _upstream_saw(second)
+    assert plane(twin) == python
+    assert _upstream_saw(twin) == _upstream_saw(first)
 
 
 def test_refusals(server: tuple[BastionProcess, Path], pki: dict[str, Path]) -> None:
@@ -216,8 +221,12 @@ def test_concurrent_first_requests_of_a_certificate_cost_one_derivation(
         finally:
             await asyncio.gather(*(c.aclose() for c in clients))
 
-    python, responses = asyncio.run(burst())
+    with httpx.Client(base_url=url, verify=context, timeout=10) as http:
+        before = native_lookups(http)
+        python, responses = asyncio.run(burst())
+        after = native_lookups(http)
     assert [r.status_code for r in responses] == [200] * count
     assert {_upstream_saw(r)["x-bastion-subject"] for r in responses} == {"spiffe://test/burst"}
-    # One request had the identity derived (served by Python); the others waited for its push.
-    assert sum(plane(r) == python for r in responses) == 1
+    # One lookup derived the identity; every request was answered by the native plane.
+    assert [plane(r) != python for r in responses] == [True] * count
+    assert after[("cert", "found")] == before.get(("cert", "found"), 0) + 1

@@ -21,7 +21,6 @@ in ``bastion_native_lookups_total{kind, outcome}``:
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,16 +30,13 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
-from _support.native import cli_json, feed_changes, plane, until_feed_past
+from _support.native import cli_json, feed_changes, native_lookups, plane, until_feed_past
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP, IdPThread
 
 DEFER = {"X-HTTP-Method-Override": "GET"}
 INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
-_LOOKUPS = re.compile(
-    rb'^bastion_native_lookups_total\{kind="([a-z_]+)",outcome="([a-z]+)"\} ([0-9.e+]+)$', re.M
-)
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +99,8 @@ def _bearer(credential: str) -> dict[str, str]:
 
 
 def _lookups(url: str) -> dict[tuple[str, str], int]:
-    scrape = httpx.get(f"{url}/metrics", verify=False, timeout=10)
-    assert scrape.status_code == 200
-    return {
-        (kind.decode(), outcome.decode()): int(float(n))
-        for kind, outcome, n in _LOOKUPS.findall(scrape.content)
-    }
+    with httpx.Client(base_url=url, verify=False, timeout=10) as client:
+        return native_lookups(client)
 
 
 def _python_plane(client: httpx.Client) -> str:
@@ -250,7 +242,9 @@ def test_a_revocation_after_a_lookup_takes_effect_within_a_second(
         assert (allowed.status_code, plane(allowed) != python) == (200, True)
         cli_json(config, "keys", "revoke", key["id"])
         revoked_at = time.monotonic()
-        _until(lambda: client.get("/api/keys/1", headers=_bearer(key["key"])).status_code == 401, 1.0)
+        _until(
+            lambda: client.get("/api/keys/1", headers=_bearer(key["key"])).status_code == 401, 1.0
+        )
         assert time.monotonic() - revoked_at < 1.0
         refused = client.get("/api/keys/1", headers=_bearer(key["key"]))
     assert (refused.status_code, refused.json()["reason"]) == (401, "invalid_api_key")
