@@ -1,10 +1,11 @@
 """End to end: which plane serves a gateway request, and that both answer alike.
 
-- a key's first request is served by the Python pipeline (the native cache is empty), which
-  pushes the key into the native plane; the next one is served natively — told apart by the
-  request id's per-plane prefix — and the upstream sees the same identity either way;
+- a request forced to the Python pipeline (a method-override header makes the native core
+  defer) pushes the key into the native plane; the next one is served natively — told apart
+  by the request id's per-plane prefix — and the upstream sees the same identity either way;
 - every response carries exactly one ``Date`` (a proxied one: the upstream's);
-- a refusal is the Python pipeline's (401 with its problem document), whichever plane saw it;
+- an unknown key's 401 (Python's problem document) is native from its first request (a
+  lookup asks Python for the record only);
 - the native limiter shares its budget with Python's: the deferred first request counts;
 - ``bastion routes list`` says which plane serves each route, and why not native.
 """
@@ -18,6 +19,9 @@ import httpx
 from _support import BastionProcess, EchoThread
 from _support.native import cli_json, migrated_config, plane
 from bastion.crypto import generate_api_key
+
+#: A method-override header makes the native core defer: Python's twin answer.
+DEFER = {"X-HTTP-Method-Override": "GET"}
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
@@ -49,7 +53,8 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,
         httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
     ):
-        first = client.get("/api/orders/1", headers=auth)
+        # The first forced to Python (a method-override header defers it), then native.
+        first = client.get("/api/orders/1", headers={**auth, **DEFER})
         second = client.get("/api/orders/2", headers=auth)
         third = client.get("/api/orders/3", headers=auth)
         fourth = client.get("/api/orders/4", headers=auth)
@@ -72,10 +77,10 @@ def test_python_then_native_alike_with_one_budget(tmp_path: Path, echo: EchoThre
     assert fourth.json()["reason"] == "rate_limited"
     assert fourth.headers["retry-after"]
     assert plane(fourth) == plane(second)
-    # A key's first refusal is rendered by the Python pipeline (which looks it up).
+    # A key's first refusal is native too (a lookup asks Python for the record only).
     assert bad.status_code == 401
     assert bad.json()["reason"] == "invalid_api_key"
-    assert plane(bad) == plane(first)
+    assert plane(bad) == plane(second)
 
 
 def test_a_keys_own_limit_is_one_budget_across_planes(tmp_path: Path, echo: EchoThread) -> None:
@@ -88,7 +93,8 @@ def test_a_keys_own_limit_is_one_budget_across_planes(tmp_path: Path, echo: Echo
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,
         httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
     ):
-        responses = [client.get(f"/api/orders/{n}", headers=auth) for n in range(3)]
+        responses = [client.get("/api/orders/0", headers={**auth, **DEFER})]
+        responses += [client.get(f"/api/orders/{n}", headers=auth) for n in (1, 2)]
     assert [r.status_code for r in responses] == [200, 200, 429]
     # Python served the first, the native plane the second and refused the third.
     assert plane(responses[0]) != plane(responses[1]) == plane(responses[2])
