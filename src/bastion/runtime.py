@@ -46,8 +46,8 @@ from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.jwks_cache import JwksCache
 from bastion.gateway.authn.mtls import MtlsAuthenticator
-from bastion.gateway.lookups import NativeLookups
 from bastion.gateway.compile import load_table
+from bastion.gateway.lookups import NativeLookups
 from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy

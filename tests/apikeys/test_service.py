@@ -242,6 +242,48 @@ async def test_unknown_key_is_remembered_briefly(
     assert repo.calls["find_by_digest"] == 1
 
 
+class RecordingMirror:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, object]] = []
+
+    def found(self, key: Any, ttl: float) -> None:
+        self.events.append(("found", key.id))
+
+    def refused(self, digest: str, ttl: float) -> None:
+        self.events.append(("refused", digest))
+
+    def invalidated(self, key_id: str | None) -> None:
+        self.events.append(("invalidated", key_id))
+
+    def used(self) -> list[tuple[str, float]]:
+        return []
+
+
+async def test_look_up_fills_the_mirrors_without_judging(
+    service: ApiKeyService, repo: CountingRepository
+) -> None:
+    from bastion.crypto import generate_api_key
+
+    mirror = RecordingMirror()
+    service.mirror(mirror)
+    record, key = await service.create(ApiKeySpec(name="a"))
+    await service.revoke(record.id)
+    mirror.events.clear()
+    # A revoked key's record is mirrored all the same (the mirror judges it), once read.
+    assert (await service.look_up(key)).id == record.id
+    assert mirror.events == [("found", record.id)]
+    # Held here already: mirrored again, without a second read, and never marked used.
+    assert (await service.look_up(key)).id == record.id
+    assert mirror.events == [("found", record.id)] * 2
+    assert repo.calls["find_by_digest"] == 1
+    assert service._last_used == {}
+    unknown = generate_api_key()
+    assert await reason_of(service.look_up(unknown)) == "unknown"
+    assert mirror.events[-1] == ("refused", service.digest(unknown))
+    assert await reason_of(service.look_up("bst_" + "a" * 38)) == "bad_checksum"
+    assert mirror.events[-1] == ("refused", service.digest("bst_" + "a" * 38))
+
+
 async def test_expiry_is_checked_on_every_call(service: ApiKeyService) -> None:
     expires = datetime.now(UTC) + timedelta(hours=1)
     record, key = await service.create(ApiKeySpec(name="a", expires_at=expires))

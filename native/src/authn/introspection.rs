@@ -11,7 +11,9 @@
 //! "inactive", with the same deadline. A native hit before that deadline
 //! admits the token (active) or renders Python's `401 invalid_token`
 //! (inactive: a replayed dead token never reaches Python nor the endpoint
-//! again meanwhile). A miss defers to Python; concurrent misses of one token
+//! again meanwhile). A miss is a lookup (`crate::lookup`: Python asks the
+//! endpoint and pushes the answer; a failing endpoint: its 503 for the
+//! requests waiting, nothing cached); concurrent misses of one token
 //! coalesce as API key misses do ([`miss`], `miss::Inflight`), so a token
 //! costs one question to the endpoint.
 //!
@@ -197,8 +199,9 @@ fn inflight() -> &'static Arc<Inflight> {
     INFLIGHT.get_or_init(Arc::default)
 }
 
-/// A native miss of the token `digest`: lead its introspection (defer, and
-/// hold the `Lead` until Python answered), or wait for the one in flight.
+/// A native miss of the token `digest`: lead its introspection (a lookup,
+/// `crate::lookup`; when lost, defer holding the `Lead` until Python
+/// answered), or wait for the one in flight.
 pub fn miss(digest: Digest) -> Miss {
     inflight().miss(digest)
 }

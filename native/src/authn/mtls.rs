@@ -9,17 +9,19 @@
 //! which this crate does not carry: Python derives it. The cache maps the
 //! leaf's SHA-256 thumbprint (RFC 8705 `x5t#S256`, computed here with ring)
 //! to the identity and claims Python derived (`sub`, `cert_subject`,
-//! `cert_sans`, `cnf`). A miss defers the request: Python's authenticator
-//! derives the identity and pushes it ([`CertIdentities::put`]), so every
-//! later request with that certificate is served natively.
+//! `cert_sans`, `cnf`). A miss is a lookup (`crate::lookup`, the leaf's DER):
+//! Python's authenticator derives the identity and pushes it
+//! ([`CertIdentities::put`]), and the request goes on natively, as every
+//! later one with that certificate. A certificate Python cannot read is
+//! remembered as refused ([`cert_refuse`]): its 401 `invalid_token`, natively.
 //!
 //! Nothing here ever goes stale: the identity is a function of the
 //! certificate's bytes alone, and whether a certificate may be used at all is
 //! decided by the TLS handshake (a `client_ca` change applies there). The
 //! cache is bounded ([`CERT_CACHE_MAX`], Python's own bound), the oldest entry
 //! evicted first. Concurrent misses of one certificate coalesce as API key
-//! misses do ([`cert_miss`], `miss::Inflight`): the first defers, the others
-//! wait for its push, so a certificate costs one derivation.
+//! misses do ([`cert_miss`], `miss::Inflight`): the first leads the lookup,
+//! the others wait for its push, so a certificate costs one derivation.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -181,8 +183,9 @@ fn inflight() -> &'static Arc<Inflight> {
     INFLIGHT.get_or_init(Arc::default)
 }
 
-/// A native miss of the certificate `thumb`: lead its derivation (defer, and
-/// hold the `Lead` until Python answered), or wait for the one in flight.
+/// A native miss of the certificate `thumb`: lead its derivation (a lookup,
+/// `crate::lookup`; when lost, defer holding the `Lead` until Python
+/// answered), or wait for the one in flight.
 pub fn cert_miss(thumb: Thumbprint) -> Miss {
     inflight().miss(thumb)
 }
