@@ -109,7 +109,8 @@ def test_decisions_are_native_and_answered_as_python_answers(
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,
         httpx.Client(base_url=proc.url, timeout=10) as client,
     ):
-        first = _ask(client, NGINX, "GET", "/api/orders/7?x=1", _bearer(key["key"]))
+        # A judged path the native router leaves to Python ("/./"): Python's twin answer.
+        first = _ask(client, NGINX, "GET", "/api/./orders/7?x=1", _bearer(key["key"]))
         second = _ask(client, NGINX, "GET", "/api/orders/7?x=1", _bearer(key["key"]))
         assert (first.status_code, second.status_code) == (200, 200)
         python, native = plane(first), plane(second)
@@ -159,9 +160,12 @@ def test_decisions_are_native_and_answered_as_python_answers(
         assert [n for n, _ in _head(by_python)] == [n for n, _ in _head(by_native)]
         assert by_native.headers["ratelimit"] != by_python.headers["ratelimit"]
 
-        # An unknown key: Python's refusal first, then the native one, alike.
-        refused = [_ask(client, NGINX, "GET", "/api/orders", _bearer(unknown)) for _ in "ab"]
-        assert [(r.status_code, plane(r)) for r in refused] == [(401, python), (401, native)]
+        # An unknown key: refused natively from the first decision (a lookup), alike.
+        refused = [
+            _ask(client, NGINX, "GET", "/api/orders", _bearer(unknown)),
+            _ask(client, NGINX, "GET", "/api/./orders", _bearer(unknown)),
+        ]
+        assert [(r.status_code, plane(r)) for r in refused] == [(401, native), (401, python)]
         assert refused[1].json()["reason"] == "invalid_api_key"
         assert _head(refused[0]) == _head(refused[1])
         rid0, rid1 = (r.headers["x-request-id"].encode() for r in refused)
@@ -209,7 +213,10 @@ def test_spoofed_judged_headers_are_refused_never_judged(tmp_path: Path, echo: E
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,
         httpx.Client(base_url=proc.url, timeout=10) as client,
     ):
-        warm = [_ask(client, NGINX, "GET", "/api/orders", _bearer(key["key"])) for _ in "ab"]
+        warm = [
+            _ask(client, NGINX, "GET", path, _bearer(key["key"]))
+            for path in ("/api/./orders", "/api/orders")
+        ]
         assert [r.status_code for r in warm] == [200, 200]
         python, native = plane(warm[0]), plane(warm[1])
         assert python != native
@@ -253,11 +260,11 @@ def test_forwarded_family_and_untrusted_callers(tmp_path: Path, echo: EchoThread
                 client,
                 FORWARDED,
                 "GET",
-                "/api/orders",
+                path,
                 _bearer(key["key"]),
                 ("X-Forwarded-Host", "shop.example"),
             )
-            for _ in "ab"
+            for path in ("/api/./orders", "/api/orders")
         ]
         assert [r.status_code for r in answers] == [200, 200]
         python, native = plane(answers[0]), plane(answers[1])
@@ -283,7 +290,10 @@ def test_forwarded_family_and_untrusted_callers(tmp_path: Path, echo: EchoThread
         httpx.Client(base_url=proc.url, timeout=10) as client,
     ):
         # The route itself is served natively to this client (the key is pushed by then).
-        served = [client.get("/api/orders", headers=[_bearer(other_key["key"])]) for _ in "ab"]
+        served = [
+            client.get("/api/orders", headers=[_bearer(other_key["key"]), *extra])
+            for extra in ([("X-HTTP-Method-Override", "GET")], [])
+        ]
         assert [r.status_code for r in served] == [200, 200]
         python, native = plane(served[0]), plane(served[1])
         for family in (NGINX, FORWARDED):

@@ -11,8 +11,8 @@ the very next request:
   node 2's ``/oauth2/revoke`` it is refused by all three;
 - a client disabled with ``bastion clients disable`` can no longer get tokens
   from any node, and its outstanding tokens stop working;
-- an unknown key, refused once by a node's Python pipeline, is refused by its native
-  plane next; a key created with the CLI makes every node forget its refusals.
+- an unknown key is looked up once by each node (``bastion_native_lookups_total``) and
+  refused natively; a key created with the CLI makes every node forget its refusals.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
+from _support.native import native_lookups
 from _support.nodes import Nodes as Cluster
 
 
@@ -96,24 +97,37 @@ def _planes(cluster: Cluster, headers: dict[str, str]) -> list[tuple[int, str]]:
     return out
 
 
+def _refused_lookups(cluster: Cluster) -> list[int]:
+    """Each node's ``bastion_native_lookups_total{kind="api_key", outcome="refused"}``."""
+    out = []
+    for node in cluster.nodes:
+        with httpx.Client(base_url=node.url, verify=False, timeout=10) as http:
+            out.append(native_lookups(http).get(("api_key", "refused"), 0))
+    return out
+
+
 def refusals_are_forgotten_on_every_node_when_a_key_is_created(cluster: Cluster) -> None:
     from bastion.crypto import generate_api_key
 
     auth = {"Authorization": f"Bearer {generate_api_key()}"}
-    python = _planes(cluster, auth)  # each node's Python pipeline looks it up
-    native = _planes(cluster, auth)  # each node's native plane refuses it
-    assert [status for status, _ in python + native] == [401] * 6
-    assert all(p != n for (_, p), (_, n) in zip(python, native, strict=True))
+    before = _refused_lookups(cluster)
+    first = _planes(cluster, auth)  # each node's native plane looks it up (one lookup)
+    again = _planes(cluster, auth)  # and refuses it from its cache
+    assert [status for status, _ in first + again] == [401] * 6
+    assert [prefix for _, prefix in first] == [prefix for _, prefix in again]
+    looked_up = _refused_lookups(cluster)
+    assert looked_up == [n + 1 for n in before]
     key = cluster.cli("keys", "create", "late", "--scope", "orders:read")
-    # Asked of Python again on every node (each node's refusal forgotten): a node that
-    # forgot it once is done (its Python pipeline has just refused, and pushed, it again).
+    # Looked up again on every node (each node's refusal forgotten): a node that forgot it
+    # once is done (its lookup has just refused, and pushed, it again).
     forgot = [False] * len(cluster.nodes)
     deadline = time.monotonic() + 2.0
     while not all(forgot):
         assert time.monotonic() < deadline, "a refusal outlived a key creation"
-        now = _planes(cluster, auth)
-        for index, ((_, prefix), (_, was)) in enumerate(zip(now, python, strict=True)):
-            forgot[index] = forgot[index] or prefix == was
+        assert [status for status, _ in _planes(cluster, auth)] == [401] * 3
+        now = _refused_lookups(cluster)
+        for index, (count, was) in enumerate(zip(now, looked_up, strict=True)):
+            forgot[index] = forgot[index] or count > was
     assert cluster.statuses("/api/orders", {"Authorization": f"Bearer {key['key']}"}) == [200] * 3
 
 
