@@ -396,14 +396,15 @@ pub(crate) async fn decide<'t>(
             break (now, admitted);
         }
         let query = req.uri.query();
-        match authn::unadmitted_with_cert(
+        let unadmitted = authn::unadmitted_with_cert(
             caches,
             &native.auth,
             query,
             req.headers,
             cert.as_ref(),
             now,
-        ) {
+        );
+        match unadmitted {
             Unadmitted::Defer => return Decided::Defer(None),
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
@@ -421,9 +422,18 @@ pub(crate) async fn decide<'t>(
                 );
                 return Decided::Respond(response);
             }
-            Unadmitted::InactiveToken => {
-                // Python's cached inactive answer: its 401, before anything is consumed.
-                let problem = Problem::invalid_token();
+            Unadmitted::InactiveToken
+            | Unadmitted::InvalidToken(_)
+            | Unadmitted::Unauthenticated
+            | Unadmitted::KeyInQuery => {
+                // Python's cached inactive answer, a token it refuses whatever it holds,
+                // no credential, a key in the query: its 401 / 400, before anything is
+                // consumed (audited with the outward code, as Python's `record_denial`).
+                let problem = match unadmitted {
+                    Unadmitted::Unauthenticated => Problem::unauthenticated(),
+                    Unadmitted::KeyInQuery => Problem::api_key_in_query(),
+                    _ => Problem::invalid_token(),
+                };
                 let response = refuse(
                     req,
                     &route.name,
