@@ -32,7 +32,9 @@ import json
 import socket
 import threading
 import time
+import re
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -153,14 +155,25 @@ def http(server: BastionProcess) -> Iterator[httpx.Client]:
         yield client
 
 
-#: Every refusal asked in this module: (request id, status, reason), for the audit check.
+#: Every refusal of this module's server: (request id, status, reason, route), for the
+#: audit and metrics check.
 _REFUSED: list[tuple[str, int, str, str]] = []
+
+
+def _get(http: httpx.Client, path: str, headers: Any = None) -> httpx.Response:
+    """GET ``path``; a refusal is remembered for the audit and metrics check."""
+    response = http.get(path, headers=headers)
+    if response.status_code >= 400:
+        reason = response.json()["reason"]
+        route = path.split("/")[2]
+        _REFUSED.append((response.headers["x-request-id"], response.status_code, reason, route))
+    return response
 
 
 def _planes(http: httpx.Client) -> tuple[str, str]:
     """(Python's, the native front's) request id prefixes."""
-    native = plane(http.get("/api/keys/1"))
-    python = plane(http.get("/api/keys/1", headers=OVERRIDE))
+    native = plane(_get(http, "/api/keys/1"))
+    python = plane(_get(http, "/api/keys/1", OVERRIDE))
     assert python != native
     return python, native
 
@@ -197,15 +210,14 @@ def _refused_alike(
     """Ask natively, then the Python twin: both refuse alike, nothing reaches the upstream."""
     python_plane, native_plane = _planes(http)
     before = len(upstream.server.received)
-    native = http.get(path, headers=headers)
-    python = http.get(path, headers=[*headers, *OVERRIDE.items()])
+    native = _get(http, path, headers)
+    python = _get(http, path, [*headers, *OVERRIDE.items()])
     assert (native.status_code, native.json()["reason"]) == (status, reason), native.text
     assert native.headers["www-authenticate"] == challenge
     assert (plane(native), plane(python)) == (native_plane, python_plane)
     _same_answer(python, native)
     assert len(upstream.server.received) == before, "a refused request was proxied"
-    for response in (native, python):
-        _REFUSED.append((response.headers["x-request-id"], status, reason, route))
+    assert route == path.split("/")[2]
     return native
 
 
@@ -318,7 +330,7 @@ def test_own_tokens_python_refuses_are_refused_natively(
     server: BastionProcess, http: httpx.Client, upstream: EchoThread
 ) -> None:
     client, token = _own_token(server, http)
-    accepted = [http.get("/api/both/1", headers=_bearer(token)) for _ in range(2)]
+    accepted = [_get(http, "/api/both/1", _bearer(token)) for _ in range(2)]
     assert [r.status_code for r in accepted] == [200, 200]
     jwks = http.get("/oauth2/jwks.json").json()["keys"]
     header = orjson.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
@@ -383,7 +395,7 @@ def test_own_tokens_python_refuses_are_refused_natively(
     # Another key under a kid nobody knows: Python answers (its keys may be newer).
     stranger = SigningKeyPair.generate(alg)
     python_plane, _ = _planes(http)
-    unknown = http.get("/api/both/1", headers=_bearer(sign_jwt(claims, stranger, typ="at+jwt")))
+    unknown = _get(http, "/api/both/1", _bearer(sign_jwt(claims, stranger, typ="at+jwt")))
     assert (unknown.status_code, plane(unknown)) == (401, python_plane)
 
     # Revoked (RFC 7009): refused natively once the deny-list reaches the native core.
@@ -394,7 +406,7 @@ def test_own_tokens_python_refuses_are_refused_natively(
     )
     assert revoked.status_code == 200, revoked.text
     deadline = time.monotonic() + 5
-    while http.get("/api/both/1", headers=_bearer(token)).status_code != 401:
+    while _get(http, "/api/both/1", _bearer(token)).status_code != 401:
         assert time.monotonic() < deadline, "the revocation did not arrive"
         time.sleep(0.05)
     _refused_alike(
@@ -430,7 +442,7 @@ def test_trusted_issuer_tokens_python_refuses_are_refused_natively(
 ) -> None:
     key = idp.key
     # The first token makes Python fetch the IdP's keys and push them.
-    warm = http.get("/api/idp/1", headers=_bearer(sign_jwt(_idp_claims(idp), key, typ="at+jwt")))
+    warm = _get(http, "/api/idp/1", _bearer(sign_jwt(_idp_claims(idp), key, typ="at+jwt")))
     assert warm.status_code == 200, warm.text
     now = int(time.time())
     impostor = SigningKeyPair.from_private_bytes(
@@ -456,11 +468,18 @@ def test_trusted_issuer_tokens_python_refuses_are_refused_natively(
             challenge=INVALID_TOKEN,
             route="idp",
         )
-    valid = http.get("/api/idp/1", headers=_bearer(sign_jwt(_idp_claims(idp), key, typ="at+jwt")))
+    valid = _get(http, "/api/idp/1", _bearer(sign_jwt(_idp_claims(idp), key, typ="at+jwt")))
     assert valid.status_code == 200, valid.text
 
 
-def test_every_refusal_is_one_audit_row_as_python_records_it(server: BastionProcess) -> None:
+_REQUESTS = re.compile(
+    rb'^bastion_gateway_requests_total\{outcome="([a-z_]+)",route="([a-z]+)"\} ([0-9.e+]+)$', re.M
+)
+
+
+def test_every_refusal_is_one_audit_row_and_counted_as_python_records_it(
+    server: BastionProcess, http: httpx.Client
+) -> None:
     assert _REFUSED, "run with the module's other tests"
     wanted = {rid: (status, reason, route) for rid, status, reason, route in _REFUSED}
 
@@ -483,3 +502,13 @@ def test_every_refusal_is_one_audit_row_as_python_records_it(server: BastionProc
         assert (row.reason, row.route, row.outcome) == (reason, route, "denied"), rid
         assert row.data["status"] == status and row.data["step"] == "authenticate", rid
         assert row.subject is None and row.key_id is None and row.client_id is None, rid
+    # Both planes count into the same series: exactly one per refusal.
+    expected = Counter((route, reason) for _, _, reason, route in _REFUSED)
+    scraped = http.get("/metrics")
+    assert scraped.status_code == 200
+    counted = {
+        (route.decode(), outcome.decode()): float(value)
+        for outcome, route, value in _REQUESTS.findall(scraped.content)
+        if outcome != b"allowed"
+    }
+    assert counted == {key: float(n) for key, n in expected.items()}
