@@ -17,9 +17,9 @@ from bastion.gateway.authn.jwt import InvalidBearerTokenError
 from bastion.gateway.errors import (
     NoHealthyUpstreamError,
     RequestTooLargeError,
+    UnauthenticatedError,
     UpstreamTimeoutError,
     UpstreamTLSError,
-    UnauthenticatedError,
     UpstreamUnavailableError,
 )
 from bastion.gateway.hygiene import BodyTooLargeError

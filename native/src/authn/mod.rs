@@ -15,15 +15,18 @@
 //! The refusals rendered natively are an API key Python refuses
 //! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
 //! Python found no key for, or a cached key revoked, disabled, expired or past
-//! its grace): Python's `401 invalid_api_key`; and a token whose cached
-//! introspection answer is inactive: Python's `401 invalid_token`.
+//! its grace): Python's `401 invalid_api_key`; a token whose cached
+//! introspection answer is inactive, and a JWT Python refuses whatever it
+//! holds (`refusal`): Python's `401 invalid_token`; a request none of the
+//! route's methods reads a credential of: Python's `401 unauthenticated`; a
+//! key-shaped query on an `api_key` route: Python's `400 api_key_in_query`.
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `issuers` (trusted external issuers' tokens, with
 //! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
 //! (client-certificate identities by thumbprint), `introspection` (RFC 7662
-//! answers by token digest).
+//! answers by token digest), `refusal` (the JWTs refused whatever Python holds).
 
 pub mod api_key;
 pub mod cache;

@@ -115,11 +115,33 @@ fn own_refusal(
         Err(TokenPutError::Invalid(error)) => Some(error.reason()),
         // Deny-listed: Python's deny-list holds it as long (until exp + leeway).
         Err(TokenPutError::NotNative("revoked")) => Some("revoked"),
-        // A valid token bound otherwise than to a certificate, or unreadably:
-        // `check_binding` refuses it whatever the connection (cnf_unsupported,
-        // malformed, or a thumbprint no certificate has: cnf_mismatch).
-        Err(TokenPutError::NotNative("sender_constrained")) => Some("cnf_unsupported"),
+        // A valid token with a `cnf` the native cache does not take: Python's
+        // `check_binding` decides, and refuses most (never a `null` one).
+        Err(TokenPutError::NotNative("sender_constrained")) => {
+            let parsed = issuers::parse(token)?;
+            binding_refusal(parsed.claims().get("cnf"))
+        }
         Err(_) => None,
+    }
+}
+
+/// `bastion.gateway.authn.mtls.check_binding` for a `cnf` no certificate can
+/// satisfy (the native cache holds every binding a certificate can): its
+/// reason, or `None` where Python accepts the token as unbound.
+fn binding_refusal(cnf: Option<&Value>) -> Option<&'static str> {
+    let members = match cnf {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(members)) => members,
+        Some(_) => return Some("malformed"),
+    };
+    if members.keys().any(|member| member != "x5t#S256") {
+        return Some("cnf_unsupported");
+    }
+    match members.get("x5t#S256") {
+        None | Some(Value::Null) => None,
+        // A string the cache did not take is no certificate's thumbprint.
+        Some(Value::String(_)) => Some("cnf_mismatch"),
+        Some(_) => Some("malformed"),
     }
 }
 
@@ -351,6 +373,31 @@ mod tests {
         assert_eq!(
             jwt_refusal(&caches, &route, &tokens, Some(&[7u8; 32]), now),
             None
+        );
+    }
+
+    #[test]
+    fn bindings_no_certificate_satisfies_are_python_s_check_binding() {
+        assert_eq!(binding_refusal(None), None);
+        assert_eq!(binding_refusal(Some(&Value::Null)), None);
+        assert_eq!(binding_refusal(Some(&json!({}))), None);
+        assert_eq!(binding_refusal(Some(&json!({"x5t#S256": null}))), None);
+        assert_eq!(binding_refusal(Some(&json!("x"))), Some("malformed"));
+        assert_eq!(
+            binding_refusal(Some(&json!({"jkt": "abc"}))),
+            Some("cnf_unsupported")
+        );
+        assert_eq!(
+            binding_refusal(Some(&json!({"x5t#S256": "abc", "jkt": "x"}))),
+            Some("cnf_unsupported")
+        );
+        assert_eq!(
+            binding_refusal(Some(&json!({"x5t#S256": 1}))),
+            Some("malformed")
+        );
+        assert_eq!(
+            binding_refusal(Some(&json!({"x5t#S256": "not-a-thumbprint"}))),
+            Some("cnf_mismatch")
         );
     }
 

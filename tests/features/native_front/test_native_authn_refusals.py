@@ -29,14 +29,13 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
 import time
-import re
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
