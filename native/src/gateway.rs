@@ -10,7 +10,7 @@
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
 //! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
-//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read: its 401; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503 | the lookup is lost (no hook, no answer within `MISS_WAIT`), an issuer's `kid` is not pushed or its set is stale, or not usable |
+//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503 | the lookup is lost (no hook, no answer within `MISS_WAIT`), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
@@ -25,9 +25,11 @@
 //! upstream failures, a shed request's 503, the 403 of a client address the
 //! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
 //! unknown, revoked, disabled, expired), the 401 `invalid_token` of a token
-//! whose cached introspection answer is inactive (or of a client certificate
-//! Python cannot read), the 503 of a failed lookup (`database_unavailable`,
-//! `introspection_unavailable`), a CORS preflight's 204 and the 403
+//! whose cached introspection answer is inactive, of a client certificate
+//! Python cannot read or of a JWT refused whatever Python holds
+//! (`authn::refusal`), the 401 `unauthenticated` of a request no method reads
+//! a credential of, the 400 `api_key_in_query`, the 503 of a failed lookup
+//! (`database_unavailable`, `introspection_unavailable`), a CORS preflight's 204 and the 403
 //! `cors_origin_not_allowed`, and a WebSocket upgrade's 101 (`websocket`);
 //! every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
@@ -425,9 +427,18 @@ pub(crate) async fn decide<'t>(
                 );
                 return Decided::Respond(response);
             }
-            Unadmitted::InactiveToken => {
-                // Python's cached inactive answer: its 401, before anything is consumed.
-                let problem = Problem::invalid_token();
+            Unadmitted::InactiveToken
+            | Unadmitted::InvalidToken(_)
+            | Unadmitted::Unauthenticated
+            | Unadmitted::KeyInQuery => {
+                // Python's cached inactive answer, a token it refuses whatever it holds,
+                // no credential, a key in the query: its 401 / 400, before anything is
+                // consumed (audited with the outward code, as Python's `record_denial`).
+                let problem = match unadmitted {
+                    Unadmitted::Unauthenticated => Problem::unauthenticated(),
+                    Unadmitted::KeyInQuery => Problem::api_key_in_query(),
+                    _ => Problem::invalid_token(),
+                };
                 let response = refuse(
                     req,
                     &route.name,

@@ -23,7 +23,7 @@ pub const NO_ROUTE: &str = "(none)";
 
 /// The outcomes the native path produces; anything else folds into `other`
 /// (Python folds unknown codes the same way).
-pub const OUTCOMES: [&str; 15] = [
+pub const OUTCOMES: [&str; 17] = [
     "allowed",
     "rate_limited",
     "upstream_error",
@@ -34,7 +34,11 @@ pub const OUTCOMES: [&str; 15] = [
     "bad_request",
     "invalid_api_key",
     "ip_not_allowed",
+    // The authenticate refusals rendered natively (`authn::Unadmitted`).
     "invalid_token",
+    "unauthenticated",
+    "api_key_in_query",
+    // A failed control-plane lookup (`lookup`).
     "introspection_unavailable",
     "database_unavailable",
     "cancelled",
@@ -216,6 +220,23 @@ mod tests {
             vec![2, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1]
         );
         assert!((orders.sum_seconds - 30.0213).abs() < 1e-6);
+    }
+
+    #[test]
+    fn authenticate_refusals_are_counted_by_their_code() {
+        let metrics = Metrics::default();
+        for code in ["invalid_token", "unauthenticated", "api_key_in_query"] {
+            metrics.record(Some("orders"), Some(code), 0.0001);
+        }
+        let outcomes = &metrics.snapshot()[0].outcomes;
+        assert_eq!(
+            outcomes,
+            &vec![
+                ("invalid_token", 1),
+                ("unauthenticated", 1),
+                ("api_key_in_query", 1)
+            ]
+        );
     }
 
     #[test]

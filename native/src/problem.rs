@@ -101,6 +101,34 @@ impl Problem {
         problem
     }
 
+    /// 401 `unauthenticated` (`gateway.errors.UnauthenticatedError`): no method
+    /// of the route vouched for the request (no credential it reads).
+    pub fn unauthenticated() -> Self {
+        let mut problem = Problem::new(
+            401,
+            "unauthenticated",
+            "Unauthenticated",
+            "This route requires authentication.",
+        );
+        problem.www_authenticate = Some("Bearer realm=\"bastion\"");
+        problem
+    }
+
+    /// 400 `api_key_in_query` (`bastion.apikeys.errors.ApiKeyInQueryError`):
+    /// something shaped like a key in the query string of an `api_key` route.
+    pub fn api_key_in_query() -> Self {
+        let mut problem = Problem::new(
+            400,
+            "api_key_in_query",
+            "API key in the query string",
+            "API keys are accepted only in request headers (Authorization: Bearer, or the \
+             route's API key header), never in the query string: URLs end up in logs, \
+             browser history and Referer headers. Revoke or rotate a key that was sent there.",
+        );
+        problem.www_authenticate = Some("Bearer realm=\"bastion\", error=\"invalid_request\"");
+        problem
+    }
+
     /// 503 `rate_limiter_unavailable` (the shared limiter is down, a limit fails closed).
     pub fn rate_limiter_unavailable() -> Self {
         let mut problem = Problem::new(
@@ -298,6 +326,8 @@ mod tests {
             "rate_limiter_unavailable" => Problem::rate_limiter_unavailable(),
             "invalid_api_key" => Problem::invalid_api_key(),
             "invalid_token" => Problem::invalid_token(),
+            "unauthenticated" => Problem::unauthenticated(),
+            "api_key_in_query" => Problem::api_key_in_query(),
             "upstream_unavailable" => Problem::upstream_unavailable(text("detail")),
             "upstream_tls" => Problem::upstream_tls(text("detail")),
             "upstream_timeout" => Problem::upstream_timeout(text("detail")),

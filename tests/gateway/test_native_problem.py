@@ -11,12 +11,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bastion.apikeys.errors import InvalidApiKeyError
+from bastion.apikeys.errors import ApiKeyInQueryError, InvalidApiKeyError
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.authn.jwt import InvalidBearerTokenError
 from bastion.gateway.errors import (
     NoHealthyUpstreamError,
     RequestTooLargeError,
+    UnauthenticatedError,
     UpstreamTimeoutError,
     UpstreamTLSError,
     UpstreamUnavailableError,
@@ -128,6 +129,16 @@ def render_vectors() -> list[dict[str, Any]]:
         _vector("invalid_api_key", {}, InvalidApiKeyError("revoked"), weird),
         # An inactive introspected token (one body for every refused bearer token).
         _vector("invalid_token", {}, InvalidBearerTokenError("inactive"), "rid-13"),
+        # A refused JWT (bad signature, expired, cnf mismatch …): the same body.
+        _vector("invalid_token", {}, InvalidBearerTokenError("bad_signature"), "rid-14"),
+        # No method of the route vouched (no credential it reads).
+        _vector(
+            "unauthenticated",
+            {},
+            UnauthenticatedError("This route requires authentication."),
+            "rid-15",
+        ),
+        _vector("api_key_in_query", {}, ApiKeyInQueryError(), "rid-16"),
     ]
 
 

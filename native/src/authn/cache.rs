@@ -401,7 +401,12 @@ impl Caches {
         clients.insert(client_id.to_owned(), now + ttl.max(0.0));
     }
 
-    fn verified(&self, token: &str, now: f64, ttl: f64) -> Result<CachedToken, TokenPutError> {
+    pub(super) fn verified(
+        &self,
+        token: &str,
+        now: f64,
+        ttl: f64,
+    ) -> Result<CachedToken, TokenPutError> {
         let policy = read(&self.policy)
             .clone()
             .ok_or(TokenPutError::NotConfigured)?;

@@ -210,6 +210,11 @@ impl Parsed<'_> {
     pub fn issuer(&self) -> Option<&str> {
         self.claims.get("iss").and_then(Value::as_str)
     }
+
+    /// The (unverified until [`verify`] passed) claims.
+    pub fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
 }
 
 /// Verify a parsed token of `policy`'s issuer with `keys` at Unix time `now`.

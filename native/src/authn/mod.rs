@@ -15,15 +15,18 @@
 //! The refusals rendered natively are an API key Python refuses
 //! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
 //! Python found no key for, or a cached key revoked, disabled, expired or past
-//! its grace): Python's `401 invalid_api_key`; and a token whose cached
-//! introspection answer is inactive: Python's `401 invalid_token`.
+//! its grace): Python's `401 invalid_api_key`; a token whose cached
+//! introspection answer is inactive, and a JWT Python refuses whatever it
+//! holds (`refusal`): Python's `401 invalid_token`; a request none of the
+//! route's methods reads a credential of: Python's `401 unauthenticated`; a
+//! key-shaped query on an `api_key` route: Python's `400 api_key_in_query`.
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `issuers` (trusted external issuers' tokens, with
 //! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
 //! (client-certificate identities by thumbprint), `introspection` (RFC 7662
-//! answers by token digest).
+//! answers by token digest), `refusal` (the JWTs refused whatever Python holds).
 
 pub mod api_key;
 pub mod cache;
@@ -33,6 +36,7 @@ pub mod json;
 pub mod jwt;
 pub mod miss;
 pub mod mtls;
+pub mod refusal;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -608,8 +612,18 @@ pub enum Unadmitted {
     /// The responsible method is `introspection` and the token (this digest)
     /// has no cached answer: Python asks the endpoint (concurrent misses coalesce).
     TokenMiss([u8; 32]),
-    /// Python answers (another method, no credential, a refusal that depends
-    /// on the request, authorization…).
+    /// The responsible method is `jwt` and Python refuses the token whatever
+    /// it holds ([`refusal::jwt_refusal`]; the reason Python records on its
+    /// error): its `401 invalid_token` is rendered natively.
+    InvalidToken(&'static str),
+    /// No method of the route reads a credential of the request: Python's
+    /// `401 unauthenticated`, rendered natively.
+    Unauthenticated,
+    /// A key-shaped query string on a route accepting API keys: Python's
+    /// screen refuses it (`400 api_key_in_query`) before any method runs.
+    KeyInQuery,
+    /// Python answers (another method, a refusal that depends on what only
+    /// Python holds, authorization…).
     Defer,
 }
 
@@ -638,17 +652,23 @@ pub fn unadmitted_with_cert(
     cert: Option<&mtls::Thumbprint>,
     now: f64,
 ) -> Unadmitted {
-    if route.public
-        || (route.methods.contains(&Method::ApiKey)
-            && query.is_some_and(|q| key_in_query(q.as_bytes())))
-    {
+    if route.public {
         return Unadmitted::Defer;
+    }
+    if route.methods.contains(&Method::ApiKey) && query.is_some_and(|q| key_in_query(q.as_bytes()))
+    {
+        return Unadmitted::KeyInQuery;
     }
     let found = presented(route, headers);
     for method in &route.methods {
         match method {
             Method::ApiKey if !found.keys.is_empty() => return key_state(caches, &found.keys, now),
-            Method::Jwt if !found.tokens.is_empty() => return Unadmitted::Defer,
+            Method::Jwt if !found.tokens.is_empty() => {
+                return match refusal::jwt_refusal(caches, route, &found.tokens, cert, now) {
+                    Some(reason) => Unadmitted::InvalidToken(reason),
+                    None => Unadmitted::Defer,
+                }
+            }
             Method::Mtls => {
                 if let Some(cert) = cert {
                     // Cached, yet not admitted (claims, scopes): Python's 403.
@@ -664,7 +684,8 @@ pub fn unadmitted_with_cert(
             _ => {}
         }
     }
-    Unadmitted::Defer
+    // No method is responsible (each reads exactly what Python's reads).
+    Unadmitted::Unauthenticated
 }
 
 /// The credential a native miss of `method` looks up (`crate::lookup`): the

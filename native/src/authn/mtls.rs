@@ -393,10 +393,11 @@ mod tests {
                 unadmitted_with_cert(&caches, &r, None, &HeaderMap::new(), Some(&unknown), 100.0),
                 Unadmitted::CertMiss(unknown)
             );
-            // No certificate: not responsible, and nothing else is: Python's 401.
+            // No certificate: not responsible, and nothing else is: Python's 401
+            // unauthenticated, rendered natively.
             assert_eq!(
                 unadmitted_with_cert(&caches, &r, None, &HeaderMap::new(), None, 100.0),
-                Unadmitted::Defer
+                Unadmitted::Unauthenticated
             );
         }
 

@@ -935,8 +935,9 @@ fn an_uncached_key_is_a_miss_of_its_digest() {
         unadmitted(&caches, &keyed, None, &bearer(KEY), 100.0),
         Unadmitted::Miss(digest_of_key(&caches))
     );
-    // Python's own answers, whatever the cache: a key in the query (400), two keys,
-    // a JWT first in the route's order, no credential, a public route.
+    // Python's own answers, whatever the cache: a key in the query (400, rendered
+    // natively), two keys, a JWT first in the route's order, no credential (401,
+    // rendered natively), a public route.
     assert_eq!(
         unadmitted(
             &caches,
@@ -945,7 +946,7 @@ fn an_uncached_key_is_a_miss_of_its_digest() {
             &bearer(KEY),
             100.0
         ),
-        Unadmitted::Defer
+        Unadmitted::KeyInQuery
     );
     let mut two = bearer(KEY);
     two.insert("x-api-key", HeaderValue::from_static("bst_other"));
@@ -955,7 +956,7 @@ fn an_uncached_key_is_a_miss_of_its_digest() {
     );
     assert_eq!(
         unadmitted(&caches, &keyed, None, &HeaderMap::new(), 100.0),
-        Unadmitted::Defer
+        Unadmitted::Unauthenticated
     );
     let jwt_first = route_with_methods(&["jwt", "api_key"]);
     let mut both = bearer("a.b.c");
@@ -1234,11 +1235,12 @@ fn introspection_inactive_misses_and_python_refusals() {
         unadmitted(&caches, &route, None, &bearer("bst_nope"), now),
         Unadmitted::Refused
     );
-    // A route without the method never reads introspection answers.
+    // A route without the method never reads introspection answers: no method
+    // reads an opaque token there, Python's 401 unauthenticated.
     let jwt_only = jwt_route();
     assert_eq!(
         unadmitted(&caches, &jwt_only, None, &bearer("dead"), now),
-        Unadmitted::Defer
+        Unadmitted::Unauthenticated
     );
 }
 
