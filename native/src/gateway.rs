@@ -447,8 +447,7 @@ pub(crate) async fn decide<'t>(
             Admission::Forbidden { identity, refusal } => {
                 // `authorize`: Python's 403, with the route's CORS headers (before any
                 // risk flag or limit: nothing consumed).
-                let Some(refusal) = crate::refusal::forbidden(&refusal, req.method.as_str())
-                else {
+                let Some(refusal) = crate::refusal::forbidden(&refusal, req.method.as_str()) else {
                     return Decided::Defer(None);
                 };
                 let response = refuse_with(
@@ -692,10 +691,9 @@ fn refuse_with(
         // Python refuses a handshake through the ASGI `websocket.http.response`
         // extension: the problem's own head (none of the HTTP middleware's
         // headers), and the connection closes.
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            HeaderValue::from_static("close"),
-        );
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     } else {
         respond::decorate(response.headers_mut(), https, &request_id);
     }
@@ -833,7 +831,15 @@ impl DeniedHead {
         step: &'static str,
         started: Instant,
     ) {
-        self.denied_as(Some(route), identity, ip, request_id, problem, step, started);
+        self.denied_as(
+            Some(route),
+            identity,
+            ip,
+            request_id,
+            problem,
+            step,
+            started,
+        );
     }
 
     /// [`DeniedHead::denied`] where no route may have matched (`None`).

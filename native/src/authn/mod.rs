@@ -643,9 +643,7 @@ pub fn admission_with_cert(
     else {
         return Admission::NotAdmitted;
     };
-    if let Err(refusal) =
-        crate::authz::check(route, &identity, method, route_name).and(claims)
-    {
+    if let Err(refusal) = crate::authz::check(route, &identity, method, route_name).and(claims) {
         return Admission::Forbidden { identity, refusal };
     }
     let credential_headers = credential_headers(route, &identity, headers);
