@@ -167,3 +167,101 @@ pub fn claims_check(route: &RouteAuth, claims: &Map<String, Value>) -> Result<()
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn route(section: Value) -> RouteAuth {
+        RouteAuth::from_section(&section).expect("section")
+    }
+
+    fn claims(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn who(scopes: &[&str], routes: Option<&[&str]>) -> Identity {
+        Identity {
+            method: "api_key",
+            subject: Some("s".into()),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            routes: routes.map(|r| r.iter().map(|s| (*s).to_owned()).collect()),
+            ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn check_access_refusals_in_pythons_order() {
+        let r = route(json!({
+            "public": false, "methods": ["api_key"],
+            "scopes": {"by_method": {"POST": ["w", "r", "w"], "GET": ["r"]}}
+        }));
+        let get = &http::Method::GET;
+        let post = &http::Method::POST;
+        assert_eq!(check(&r, &who(&["r"], None), get, "o"), Ok(()));
+        assert_eq!(
+            check(&r, &who(&["r"], None), &http::Method::HEAD, "o"),
+            Ok(())
+        );
+        assert_eq!(
+            check(&r, &who(&["r"], None), post, "o"),
+            Err(Refusal::InsufficientScope(vec!["r".into(), "w".into()]))
+        );
+        // The route list comes first, then the method's rule.
+        assert_eq!(
+            check(&r, &who(&[], Some(&["x"])), post, "o"),
+            Err(Refusal::RouteNotAllowed)
+        );
+        assert_eq!(
+            check(&r, &who(&["r", "w"], None), &http::Method::DELETE, "o"),
+            Err(Refusal::NoRule)
+        );
+        let public = route(json!({"public": true}));
+        assert_eq!(check(&public, &who(&[], Some(&[])), post, "o"), Ok(()));
+    }
+
+    #[test]
+    fn claims_and_roles_name_what_fails() {
+        let r = route(json!({
+            "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
+            "claims": {"tier": "gold", "n": 1, "gone": null},
+            "roles": ["admin", "ops"], "roles_claim": "realm.roles"
+        }));
+        let good = json!({"tier": "gold", "n": 1, "realm": {"roles": "ops\u{1f}admin"}});
+        assert_eq!(claims_check(&r, &claims(good)), Ok(()));
+        assert_eq!(
+            claims_check(&r, &claims(json!({"tier": "gold", "n": 1.0}))),
+            Err(Refusal::ClaimMismatch("n".into()))
+        );
+        // Two failing claims: Python names the first in its settings' order.
+        assert_eq!(
+            claims_check(&r, &claims(json!({"n": true}))),
+            Err(Refusal::Undecided)
+        );
+        assert_eq!(
+            claims_check(
+                &r,
+                &claims(json!({"tier": "gold", "n": 1, "realm": {"roles": ["ops"]}}))
+            ),
+            Err(Refusal::MissingRole("admin".into()))
+        );
+        assert_eq!(
+            claims_check(
+                &r,
+                &claims(json!({"tier": "gold", "n": 1, "realm": ["admin"]}))
+            ),
+            Err(Refusal::MissingRole("admin".into()))
+        );
+        let nested = route(json!({
+            "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
+            "claims": {"grp": [[1, true]], "obj": {"a": [1.0]}}
+        }));
+        // Inside lists and objects, Python's `==`: 1 == 1.0 == True.
+        let held = json!({"grp": [[1.0, 1], "x"], "obj": {"a": [true]}});
+        assert_eq!(claims_check(&nested, &claims(held)), Ok(()));
+    }
+}

@@ -6,12 +6,12 @@
 //! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers) | the caller is not a trusted proxy, the headers are ambiguous, missing or unreadable, HTTP/2, a body |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
-//! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
+//! | match | `RouteTable::route`; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | the target is not normal (and not refused as above), a control-plane path, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
-//! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
+//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large` | chunked |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive: its 401 | the credential is not cached (concurrent misses of one key or token wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), an issuer's `kid` is not pushed or its set is stale, or not usable |
-//! | authorize | `authz::authorize` | scopes / route list / claims refuse |
+//! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | several required claims fail, a scope that is not printable ASCII |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an upgrade that is not a plain RFC 6455 handshake, or to a route without `websocket` (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
@@ -26,8 +26,9 @@
 //! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
 //! unknown, revoked, disabled, expired), the 401 `invalid_token` of a token
 //! whose cached introspection answer is inactive, a CORS preflight's 204 and the 403
-//! `cors_origin_not_allowed`, and a WebSocket upgrade's 101 (`websocket`);
-//! every other refusal is Python's, which renders it.
+//! `cors_origin_not_allowed`, a WebSocket upgrade's 101 (`websocket`), and the
+//! refusals of match, body and authorize (`refusal`: 404, 405, 400
+//! `invalid_path`, 413, the 403s); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -727,23 +728,7 @@ fn unmatched<'t>(
     {
         return Decided::Defer(None);
     }
-    let refusal = match why {
-        Why::NoRoute => Some(crate::refusal::route_not_found()),
-        Why::MethodNotAllowed => table
-            .routes
-            .allowed_methods(req.host(), target)
-            .and_then(|allow| crate::refusal::method_not_allowed(req.method.as_str(), &allow)),
-        Why::NotClean => {
-            let path = req.uri.path();
-            if table.routes.reaches_gateway(path) {
-                crate::paths::refused_detail(path.as_bytes())
-                    .map(|detail| crate::refusal::invalid_path(&detail))
-            } else {
-                None
-            }
-        }
-        _ => None,
-    };
+    let refusal = crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why);
     let Some(refusal) = refusal else {
         return Decided::Defer(None);
     };

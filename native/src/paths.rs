@@ -222,6 +222,64 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
+    fn refused_details_are_pythons() {
+        let refused = |p: &str| refused_detail(p.as_bytes());
+        for ok in [
+            "/",
+            "/a//b",
+            "/a/./b/..",
+            "/a/../b",
+            "/a;b/c",
+            "/x/.a",
+            "/%2e%2e/..",
+            "x/..",
+        ] {
+            assert_eq!(refused(ok), None, "{ok}");
+        }
+        assert_eq!(
+            refused("/a/../.."),
+            Some("The request path climbs above the root ('..').".to_owned())
+        );
+        assert_eq!(
+            refused("/a/..;x/b"),
+            Some(
+                "The request path contains a dot segment with a path parameter ('..;'), which is \
+                 refused."
+                    .to_owned()
+            )
+        );
+        assert!(refused("/a/.;").is_some());
+        assert_eq!(
+            refused("/a\\b/../.."),
+            Some("The request path contains a backslash, which is refused.".to_owned())
+        );
+        assert_eq!(
+            refused("/a/\tb"),
+            Some("The request path contains a control character.".to_owned())
+        );
+        let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(
+            refused(&long),
+            Some("The request path is longer than 8192 bytes.".to_owned())
+        );
+    }
+
+    #[test]
+    fn app_normalise_is_the_apps() {
+        for (path, expected) in [
+            ("/", "/"),
+            ("//admin", "/admin"),
+            ("/x/../admin/", "/admin/"),
+            ("/../../oauth2/.", "/oauth2/"),
+            ("/a/./b//c", "/a/b/c"),
+            ("/..", "/"),
+            ("/a/..", "/"),
+        ] {
+            assert_eq!(app_normalise(path), expected, "{path}");
+        }
+    }
+
+    #[test]
     fn clean_paths() {
         for path in [
             "/",

@@ -16,6 +16,8 @@ use http::StatusCode;
 
 use crate::authz;
 use crate::problem::{push_json_str, Problem};
+use crate::router::Why;
+use crate::routes::RouteTable;
 
 /// A problem document and its own members (`,"name":value…`, possibly empty).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +180,34 @@ pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Option<Refusal> {
         },
         authz::Refusal::Undecided => return None,
     })
+}
+
+/// Python's `match` refusal for a request [`RouteTable::route`] deferred
+/// (`why`), where the table tells it exactly (the head's `framing` aside):
+/// no route, `404`; routes for the path but not the method, `405` with
+/// `Allow`; a path without `%` the app hands to its gateway and
+/// `normalize_path` refuses, `400 invalid_path`. `None`: Python decides.
+pub fn unmatched(
+    table: &RouteTable,
+    host: Option<&str>,
+    method: &http::Method,
+    target: &str,
+    why: Why,
+) -> Option<Refusal> {
+    match why {
+        Why::NoRoute => Some(route_not_found()),
+        Why::MethodNotAllowed => table
+            .allowed_methods(host, target)
+            .and_then(|allow| method_not_allowed(method.as_str(), &allow)),
+        Why::NotClean => {
+            let path = target.split_once('?').map_or(target, |(path, _)| path);
+            if !table.reaches_gateway(path) {
+                return None;
+            }
+            crate::paths::refused_detail(path.as_bytes()).map(|detail| invalid_path(&detail))
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -462,6 +462,42 @@ mod tests {
     }
 
     #[test]
+    fn allow_lists_the_methods_of_the_routes_at_the_prefix() {
+        let t = table(
+            vec![
+                rule("orders", "/api/orders", Some(&["GET", "POST"]), None),
+                rule(
+                    "orders-admin",
+                    "/api/orders",
+                    Some(&["DELETE"]),
+                    Some("admin.example"),
+                ),
+                rule("writes", "/w", Some(&["PUT"]), None),
+                rule("any", "/any", None, None),
+            ],
+            false,
+        );
+        let allow = |host: &str, target: &str| t.allowed_methods(Some(host), target);
+        assert_eq!(get(&t, "/w/x"), Err(Why::MethodNotAllowed));
+        assert_eq!(allow("gw.test", "/w/x?q"), Some(vec!["PUT"]));
+        assert_eq!(
+            allow("gw.test", "/api/orders/1"),
+            Some(vec!["GET", "HEAD", "POST"])
+        );
+        assert_eq!(
+            allow("ADMIN.example:1", "/api/orders"),
+            Some(vec!["DELETE", "GET", "HEAD", "POST"])
+        );
+        assert_eq!(allow("gw.test", "/any/x"), None);
+        assert_eq!(allow("gw.test", "/nothing"), None);
+        assert!(t.reaches_gateway("/nothing/.x"));
+        assert!(!t.reaches_gateway("/admin/x"));
+        assert!(!t.reaches_gateway("/x/../admin"));
+        assert!(!t.reaches_gateway("//oauth2/token"));
+        assert!(!t.reaches_gateway("/x/%2e"));
+    }
+
+    #[test]
     fn longest_prefix_on_segment_boundaries() {
         let t = matcher();
         for (path, expected) in [

@@ -16,7 +16,9 @@
 //! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
 //! Python found no key for, or a cached key revoked, disabled, expired or past
 //! its grace): Python's `401 invalid_api_key`; and a token whose cached
-//! introspection answer is inactive: Python's `401 invalid_token`.
+//! introspection answer is inactive: Python's `401 invalid_token`. An identity
+//! `authorize` refuses is told apart ([`admission_with_cert`]): the gateway
+//! renders Python's 403 (`crate::refusal::forbidden`).
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `issuers` (trusted external issuers' tokens, with
