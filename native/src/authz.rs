@@ -1,10 +1,15 @@
 //! The native `authorize` step (`bastion.gateway.authz`): a credential's route
-//! allow-list and the route's required scopes per method. A `false` is never
-//! rendered here: the gateway defers and Python answers its exact 403.
+//! allow-list and the route's required scopes per method ([`check`]), then the
+//! route's required claims and roles ([`claims_check`]), in Python's order.
 //!
-//! Required claims and roles (`RequiredClaims`) need the token's claims, so
-//! [`crate::authn::authenticate`] checks them ([`claims_hold`]) and defers when
-//! they fail; an API key identity on a route with such rules always defers.
+//! A refusal says which of Python's 403s it is ([`Refusal`]): the gateway
+//! renders it byte for byte (`crate::refusal`), or defers where Python's
+//! answer cannot be told exactly ([`Refusal::Undecided`]: several claims fail
+//! and Python names the first in its settings order; a scope or name that is
+//! not plain ASCII in a header).
+//!
+//! Required claims and roles need the credential's claims, so
+//! [`crate::authn`] checks them where it holds them and carries the verdict.
 
 use serde_json::{Map, Value};
 
@@ -18,18 +23,51 @@ pub fn authorize(
     method: &http::Method,
     route_name: &str,
 ) -> bool {
+    check(route, identity, method, route_name).is_ok()
+}
+
+/// Why `authorize` refuses (`check_access`, `RequiredClaims.check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// `RouteNotAllowedError`: the credential is restricted to other routes.
+    RouteNotAllowed,
+    /// `ForbiddenError`: the route's scopes name no rule for this method.
+    NoRule,
+    /// `InsufficientScopeError`: every scope the method needs (sorted, unique).
+    InsufficientScope(Vec<String>),
+    /// `ClaimMismatchError` naming the claim.
+    ClaimMismatch(String),
+    /// `MissingRoleError` naming the role.
+    MissingRole(String),
+    /// Python refuses, but which refusal it renders is not known exactly: defer.
+    Undecided,
+}
+
+/// `check_access`: the credential's route list, then the method's scopes.
+pub fn check(
+    route: &RouteAuth,
+    identity: &Identity,
+    method: &http::Method,
+    route_name: &str,
+) -> Result<(), Refusal> {
     if route.public {
-        return true;
+        return Ok(());
     }
     if let Some(routes) = &identity.routes {
         if !routes.iter().any(|r| r == route_name) {
-            return false;
+            return Err(Refusal::RouteNotAllowed);
         }
     }
     let Some(needed) = route.scopes.for_method(method.as_str()) else {
-        return false;
+        return Err(Refusal::NoRule);
     };
-    needed.iter().all(|scope| identity.scopes.contains(scope))
+    if needed.iter().all(|scope| identity.scopes.contains(scope)) {
+        return Ok(());
+    }
+    let mut needed = needed.to_vec();
+    needed.sort_unstable();
+    needed.dedup();
+    Err(Refusal::InsufficientScope(needed))
 }
 
 /// Python's `_same`: equal type and value (`true` is not `1`, `1` is not `1.0`).
@@ -39,6 +77,24 @@ fn same(a: &Value, b: &Value) -> bool {
             // Python: int vs float are different types.
             let ints = |n: &serde_json::Number| n.is_i64() || n.is_u64();
             ints(x) == ints(y) && x.as_f64() == y.as_f64()
+        }
+        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => py_eq(a, b),
+        _ => a == b,
+    }
+}
+
+/// Python's `==` inside a list or dict: numbers by value, `True == 1`.
+fn py_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Bool(x), Value::Number(n)) | (Value::Number(n), Value::Bool(x)) => {
+            n.as_f64() == Some(if *x { 1.0 } else { 0.0 })
+        }
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| py_eq(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| py_eq(v, w)))
         }
         _ => a == b,
     }
@@ -52,19 +108,32 @@ fn holds(actual: Option<&Value>, expected: &Value) -> bool {
         (_, Value::Array(_)) => false,
         (Some(Value::Array(items)), want) => items.iter().any(|item| same(item, want)),
         (Some(actual), want) => same(actual, want),
-        (None, _) => false,
+        // `claims.get(name)` is `None`, which is the same as a required `null`.
+        (None, want) => want.is_null(),
     }
 }
 
 /// Whether `claims` satisfy the route's `claims` and `roles` (`RequiredClaims.check`).
 pub fn claims_hold(route: &RouteAuth, claims: &Map<String, Value>) -> bool {
-    for (name, expected) in &route.claims {
-        if !holds(claims.get(name), expected) {
-            return false;
-        }
+    claims_check(route, claims).is_ok()
+}
+
+/// `RequiredClaims.check`: the first failing claim (in the settings' order,
+/// which the table's JSON object does not keep: with several failing,
+/// [`Refusal::Undecided`]), then the first missing role.
+pub fn claims_check(route: &RouteAuth, claims: &Map<String, Value>) -> Result<(), Refusal> {
+    let mut failing = route
+        .claims
+        .iter()
+        .filter(|(name, expected)| !holds(claims.get(name.as_str()), expected));
+    if let Some((name, _)) = failing.next() {
+        return Err(match failing.next() {
+            None => Refusal::ClaimMismatch(name.clone()),
+            Some(_) => Refusal::Undecided,
+        });
     }
     if route.roles.is_empty() {
-        return true;
+        return Ok(());
     }
     let mut held: Option<&Value> = None;
     let mut current = claims;
@@ -75,17 +144,124 @@ pub fn claims_hold(route: &RouteAuth, claims: &Map<String, Value>) -> bool {
         } else {
             match value {
                 Some(Value::Object(inner)) => current = inner,
-                _ => return false,
+                // Python's `_lookup`: no mapping on the way, no roles.
+                _ => break,
             }
         }
     }
     let granted: Vec<&str> = match held {
-        Some(Value::String(text)) => text.split_whitespace().collect(),
+        // Python's `str.split()`: its whitespace is Unicode's and U+001C..U+001F.
+        Some(Value::String(text)) => text
+            .split(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+            .filter(|part| !part.is_empty())
+            .collect(),
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
     };
-    route
+    match route
         .roles
         .iter()
-        .all(|role| granted.contains(&role.as_str()))
+        .find(|role| !granted.contains(&role.as_str()))
+    {
+        Some(role) => Err(Refusal::MissingRole(role.clone())),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn route(section: Value) -> RouteAuth {
+        RouteAuth::from_section(&section).expect("section")
+    }
+
+    fn claims(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        }
+    }
+
+    fn who(scopes: &[&str], routes: Option<&[&str]>) -> Identity {
+        Identity {
+            method: "api_key",
+            subject: Some("s".into()),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            routes: routes.map(|r| r.iter().map(|s| (*s).to_owned()).collect()),
+            ..Identity::default()
+        }
+    }
+
+    #[test]
+    fn check_access_refusals_in_pythons_order() {
+        let r = route(json!({
+            "public": false, "methods": ["api_key"],
+            "scopes": {"by_method": {"POST": ["w", "r", "w"], "GET": ["r"]}}
+        }));
+        let get = &http::Method::GET;
+        let post = &http::Method::POST;
+        assert_eq!(check(&r, &who(&["r"], None), get, "o"), Ok(()));
+        assert_eq!(
+            check(&r, &who(&["r"], None), &http::Method::HEAD, "o"),
+            Ok(())
+        );
+        assert_eq!(
+            check(&r, &who(&["r"], None), post, "o"),
+            Err(Refusal::InsufficientScope(vec!["r".into(), "w".into()]))
+        );
+        // The route list comes first, then the method's rule.
+        assert_eq!(
+            check(&r, &who(&[], Some(&["x"])), post, "o"),
+            Err(Refusal::RouteNotAllowed)
+        );
+        assert_eq!(
+            check(&r, &who(&["r", "w"], None), &http::Method::DELETE, "o"),
+            Err(Refusal::NoRule)
+        );
+        let public = route(json!({"public": true}));
+        assert_eq!(check(&public, &who(&[], Some(&[])), post, "o"), Ok(()));
+    }
+
+    #[test]
+    fn claims_and_roles_name_what_fails() {
+        let r = route(json!({
+            "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
+            "claims": {"tier": "gold", "n": 1, "gone": null},
+            "roles": ["admin", "ops"], "roles_claim": "realm.roles"
+        }));
+        let good = json!({"tier": "gold", "n": 1, "realm": {"roles": "ops\u{1f}admin"}});
+        assert_eq!(claims_check(&r, &claims(good)), Ok(()));
+        assert_eq!(
+            claims_check(&r, &claims(json!({"tier": "gold", "n": 1.0}))),
+            Err(Refusal::ClaimMismatch("n".into()))
+        );
+        // Two failing claims: Python names the first in its settings' order.
+        assert_eq!(
+            claims_check(&r, &claims(json!({"n": true}))),
+            Err(Refusal::Undecided)
+        );
+        assert_eq!(
+            claims_check(
+                &r,
+                &claims(json!({"tier": "gold", "n": 1, "realm": {"roles": ["ops"]}}))
+            ),
+            Err(Refusal::MissingRole("admin".into()))
+        );
+        assert_eq!(
+            claims_check(
+                &r,
+                &claims(json!({"tier": "gold", "n": 1, "realm": ["admin"]}))
+            ),
+            Err(Refusal::MissingRole("admin".into()))
+        );
+        let nested = route(json!({
+            "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
+            "claims": {"grp": [[1, true]], "obj": {"a": [1.0]}}
+        }));
+        // Inside lists and objects, Python's `==`: 1 == 1.0 == True.
+        let held = json!({"grp": [[1.0, 1], "x"], "obj": {"a": [true]}});
+        assert_eq!(claims_check(&nested, &claims(held)), Ok(()));
+    }
 }

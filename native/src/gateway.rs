@@ -6,12 +6,12 @@
 //! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers) | the caller is not a trusted proxy, the headers are ambiguous, missing or unreadable, HTTP/2, a body |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
-//! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
+//! | match | `RouteTable::route`; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | the target is not normal (and not refused as above), a control-plane path, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
-//! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
+//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large` | chunked |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503 | the lookup is lost (no hook, no answer within `MISS_WAIT`), an issuer's `kid` is not pushed or its set is stale, or not usable |
-//! | authorize | `authz::authorize` | scopes / route list / claims refuse |
+//! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | several required claims fail, a scope that is not printable ASCII |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an upgrade that is not a plain RFC 6455 handshake, or to a route without `websocket` (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
@@ -30,8 +30,9 @@
 //! (`authn::refusal`), the 401 `unauthenticated` of a request no method reads
 //! a credential of, the 400 `api_key_in_query`, the 503 of a failed lookup
 //! (`database_unavailable`, `introspection_unavailable`), a CORS preflight's 204 and the 403
-//! `cors_origin_not_allowed`, and a WebSocket upgrade's 101 (`websocket`);
-//! every other refusal is Python's, which renders it.
+//! `cors_origin_not_allowed`, a WebSocket upgrade's 101 (`websocket`), and the
+//! refusals of match, body and authorize (`refusal`: 404, 405, 400
+//! `invalid_path`, 413, the 403s); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
@@ -45,7 +46,7 @@ use http_body::Body as _;
 
 use crate::audit::{self, AuditEvent, Door};
 use crate::authn::miss::{Lead, Miss, MISS_WAIT};
-use crate::authn::{self, Admitted, Unadmitted};
+use crate::authn::{self, Admission, Admitted, Unadmitted};
 use crate::client_ip::{client_ip, ip_bucket};
 use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
@@ -58,7 +59,7 @@ use crate::plane::plane;
 use crate::problem::Problem;
 use crate::respond;
 use crate::risk::RiskKind;
-use crate::router::Routed;
+use crate::router::{Routed, Why};
 use crate::table::{NativeRoute, Table};
 use crate::upstream::UpstreamError;
 
@@ -327,17 +328,42 @@ pub(crate) async fn decide<'t>(
     // Python's `decision_steps` (forward-auth) skip `cors`, `body` and `mutate`.
     let proxied = door != Door::ForwardAuth;
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let Routed::Native { route, .. } = table.routes.route(req.host(), req.method, target) else {
-        return Decided::Defer(None);
+    let route = match table.routes.route(req.host(), req.method, target) {
+        Routed::Native { route, .. } => route,
+        Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
     };
     let Some(Some(native)) = table.native.get(route.index) else {
         return Decided::Defer(None);
     };
     let takes = if door == Door::WebSocket {
-        // An upgrade to a route that takes none: Python's 403 `websocket_not_allowed`
-        // (decided before anything is consumed).
-        native.websocket.is_some()
-            && hygiene::takes_websocket(req.headers, req.body_empty, table.head)
+        if !hygiene::takes_websocket(req.headers, req.body_empty, table.head) {
+            return Decided::Defer(None);
+        }
+        if native.websocket.is_none() {
+            // An upgrade to a route that takes none: Python's 403 `websocket_not_allowed`
+            // (its `match` step, before the IP rules and anything consumed).
+            return match client_ip(conn.peer.ip(), req.headers, &table.trusted) {
+                Some(ip) => {
+                    let refusal = crate::refusal::websocket_not_allowed(
+                        "This route does not accept WebSocket connections.",
+                    );
+                    let nobody = Identity::default();
+                    let response = refuse_with(
+                        req,
+                        Some(&route.name),
+                        (ip, conn.tls),
+                        refusal,
+                        "match",
+                        None,
+                        door,
+                        &nobody,
+                    );
+                    Decided::Respond(response)
+                }
+                None => Decided::Defer(None),
+            };
+        }
+        true
     } else {
         hygiene::takes(
             req.method,
@@ -345,7 +371,8 @@ pub(crate) async fn decide<'t>(
             req.headers,
             req.body_empty,
             table.head,
-            if proxied { native.max_body } else { u64::MAX },
+            // A declared length over `max_body` is the `body` step's 413, below.
+            u64::MAX,
         )
     };
     if !takes {
@@ -374,6 +401,30 @@ pub(crate) async fn decide<'t>(
     } else {
         None
     };
+    // `body`: a declared length over the route's `max_body` is Python's 413, with
+    // the route's CORS headers (nothing read, nothing consumed).
+    if proxied && door == Door::Gateway {
+        if let Some(length) = declared_length(req.headers) {
+            if length > native.max_body {
+                let refusal = crate::refusal::Refusal {
+                    problem: Problem::body_too_large(native.max_body),
+                    members: String::new(),
+                };
+                let nobody = Identity::default();
+                let response = refuse_with(
+                    req,
+                    Some(&route.name),
+                    (ip, conn.tls),
+                    refusal,
+                    "body",
+                    cors.as_ref(),
+                    door,
+                    &nobody,
+                );
+                return Decided::Respond(response);
+            }
+        }
+    }
     // The verified client certificate's thumbprint, where a method reads it
     // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
     let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
@@ -386,7 +437,7 @@ pub(crate) async fn decide<'t>(
     let (now, admitted) = loop {
         let now = authn::unix_now();
         let caches = crate::plane::caches();
-        let admitted = authn::admit_with_cert(
+        let admission = authn::admission_with_cert(
             caches,
             &native.auth,
             &route.name,
@@ -397,8 +448,27 @@ pub(crate) async fn decide<'t>(
             cert.as_ref(),
             now,
         );
-        if let Some(admitted) = admitted {
-            break (now, admitted);
+        match admission {
+            Admission::Admitted(admitted) => break (now, admitted),
+            Admission::Forbidden { identity, refusal } => {
+                // `authorize`: Python's 403, with the route's CORS headers (before any
+                // risk flag or limit: nothing consumed).
+                let Some(refusal) = crate::refusal::forbidden(&refusal, req.method.as_str()) else {
+                    return Decided::Defer(None);
+                };
+                let response = refuse_with(
+                    req,
+                    Some(&route.name),
+                    (ip, conn.tls),
+                    refusal,
+                    "authorize",
+                    cors.as_ref(),
+                    door,
+                    &identity,
+                );
+                return Decided::Respond(response);
+            }
+            Admission::NotAdmitted => {}
         }
         let query = req.uri.query();
         let unadmitted = authn::unadmitted_with_cert(
@@ -667,6 +737,105 @@ fn refuse(
     response
 }
 
+/// A refusal with its own document members (`crate::refusal`), audited and
+/// metered as Python's `step` does: `route` is `None` where no route matched,
+/// `identity` the one `authenticate` established (or nobody's). `cors`, when
+/// given, is added after the refusal's own headers.
+#[allow(clippy::too_many_arguments)]
+fn refuse_with(
+    req: Head<'_>,
+    route: Option<&str>,
+    (ip, https): (IpAddr, bool),
+    mut refusal: crate::refusal::Refusal,
+    step: &'static str,
+    cors: Option<&CorsHeaders>,
+    door: Door,
+    identity: &Identity,
+) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers);
+    let rid = request_id.to_str().unwrap_or("-");
+    if let Some(cors) = cors {
+        cors.add_to(&mut refusal.problem.headers);
+    }
+    DeniedHead::from(req).through(door).denied_as(
+        route,
+        identity,
+        ip,
+        rid,
+        &refusal.problem,
+        step,
+        started,
+    );
+    let mut response = refusal.problem.into_response_with(rid, &refusal.members);
+    if door == Door::WebSocket {
+        // Python refuses a handshake through the ASGI `websocket.http.response`
+        // extension: the problem's own head (none of the HTTP middleware's
+        // headers), and the connection closes.
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    } else {
+        respond::decorate(response.headers_mut(), https, &request_id);
+    }
+    response
+}
+
+/// Python's `match` refusals for a request the router did not route
+/// (`why`), where the native path can tell them exactly — through the gateway
+/// door only, for a head `framing` passes (Python's first step): no route,
+/// `404 route_not_found`; routes for the path but not the method, `405
+/// method_not_allowed` with `Allow`; a path without `%` that the app hands to
+/// its gateway and `normalize_path` refuses, `400 invalid_path`. Audited
+/// (step `match`, no route) and metered under no route. Anything else defers.
+fn unmatched<'t>(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: &'t Table,
+    door: Door,
+    why: Why,
+    target: &str,
+) -> Decided<'t> {
+    if door != Door::Gateway
+        || !hygiene::takes(
+            req.method,
+            req.version,
+            req.headers,
+            req.body_empty,
+            table.head,
+            u64::MAX,
+        )
+    {
+        return Decided::Defer(None);
+    }
+    let refusal = crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why);
+    let Some(refusal) = refusal else {
+        return Decided::Defer(None);
+    };
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
+        return Decided::Defer(None);
+    };
+    let nobody = Identity::default();
+    let response = refuse_with(
+        req,
+        None,
+        (ip, conn.tls),
+        refusal,
+        "match",
+        None,
+        door,
+        &nobody,
+    );
+    Decided::Respond(response)
+}
+
+/// The request's one `Content-Length` as a number (`hygiene::takes` checked
+/// its form), `None` without one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    let value = headers.get(http::header::CONTENT_LENGTH)?;
+    std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
+}
+
 /// Whether a detector flagged this requester: Python applies tightened limits.
 fn flagged(identity: &Identity, ip: IpAddr, now: f64) -> bool {
     let risk = &plane().risk;
@@ -727,15 +896,38 @@ impl DeniedHead {
         step: &'static str,
         started: Instant,
     ) {
+        self.denied_as(
+            Some(route),
+            identity,
+            ip,
+            request_id,
+            problem,
+            step,
+            started,
+        );
+    }
+
+    /// [`DeniedHead::denied`] where no route may have matched (`None`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn denied_as(
+        self,
+        route: Option<&str>,
+        identity: &Identity,
+        ip: IpAddr,
+        request_id: &str,
+        problem: &Problem,
+        step: &'static str,
+        started: Instant,
+    ) {
         let elapsed = started.elapsed();
-        crate::metrics::global().record(Some(route), Some(problem.code), elapsed.as_secs_f64());
+        crate::metrics::global().record(route, Some(problem.code), elapsed.as_secs_f64());
         audit::queue().push(AuditEvent {
             allowed: false,
             status: problem.status.as_u16(),
             reason: Some(problem.code.to_owned()),
             step: Some(step),
             door: self.door,
-            route: Some(route.to_owned()),
+            route: route.map(str::to_owned),
             method: self.method.as_str().to_owned(),
             path: self.path.path().to_owned(),
             subject: identity.subject.clone(),

@@ -4,8 +4,9 @@
 //! Python refuses odd heads with its own problem documents (invalid method,
 //! several Host fields, conflicting framing, too many header bytes, a body
 //! over the route's limit) and drops method-override headers. The native
-//! path never renders those refusals: any head that is not plainly fine is
-//! deferred, and Python answers exactly as it always has.
+//! path never renders those refusals but the last (a declared length over
+//! `max_body`: the gateway's 413, `crate::refusal`): any head that is not
+//! plainly fine is deferred, and Python answers exactly as it always has.
 
 use http::{HeaderMap, Method, Version};
 

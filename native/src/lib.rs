@@ -37,6 +37,7 @@
 //! - `audit`: the bounded queue of decision events the Python audit writer drains.
 //! - `metrics`: request counters and latency histograms, read by Python's `/metrics`.
 //! - `problem`: problem+json responses identical to Python's.
+//! - `refusal`: the refusals of `match`, `body` and `authorize` (404, 405, 400, 413, 403s), rendered as Python does.
 //! - `limit`: GCRA rate limits, the shared in-process store, RateLimit headers, load shedding.
 //! - `log`: log lines queued for Python's logging (no log I/O on the hot path).
 //! - `lookup`: a native cache miss asks the control plane for the record (API key,
@@ -76,6 +77,7 @@ pub mod mutate;
 pub mod paths;
 pub mod plane;
 pub mod problem;
+pub mod refusal;
 pub mod respond;
 pub mod risk;
 pub mod router;

@@ -23,7 +23,7 @@ pub const NO_ROUTE: &str = "(none)";
 
 /// The outcomes the native path produces; anything else folds into `other`
 /// (Python folds unknown codes the same way).
-pub const OUTCOMES: [&str; 17] = [
+pub const OUTCOMES: &[&str] = &[
     "allowed",
     "rate_limited",
     "upstream_error",
@@ -41,6 +41,18 @@ pub const OUTCOMES: [&str; 17] = [
     // A failed control-plane lookup (`lookup`).
     "introspection_unavailable",
     "database_unavailable",
+    // The refusals of `crate::refusal` (match, body, authorize). Not
+    // `websocket_not_allowed`: Python folds it into `other` until a WebSocket
+    // upgrade it served imported `bastion.gateway.websocket` (and a minute passed).
+    "route_not_found",
+    "method_not_allowed",
+    "invalid_path",
+    "body_too_large",
+    "forbidden",
+    "route_not_allowed",
+    "insufficient_scope",
+    "missing_role",
+    "claim_mismatch",
     "cancelled",
     "other",
 ];

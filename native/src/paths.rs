@@ -142,10 +142,142 @@ fn is_clean_query(query: &[u8]) -> bool {
         .all(|&byte| (0x21..=0x7E).contains(&byte) && byte != b'#')
 }
 
+/// For a raw path without `%` (nor query): the detail of Python's
+/// `BadRequestPathError` when `normalize_path` refuses it — overlong, a
+/// control character, a backslash, a dot segment with a path parameter
+/// (`..;`), `..` above the root — in the order Python meets them; `None`
+/// when it does not refuse, or when the path has a `%` or does not start
+/// with `/` (not judged here).
+pub fn refused_detail(path: &[u8]) -> Option<String> {
+    if path.contains(&b'%') || path.first() != Some(&b'/') {
+        return None;
+    }
+    if path.len() > MAX_PATH_BYTES {
+        return Some(format!(
+            "The request path is longer than {MAX_PATH_BYTES} bytes."
+        ));
+    }
+    let mut depth = 0usize;
+    for segment in path[1..].split(|&b| b == b'/') {
+        for &byte in segment {
+            if byte < 0x20 || byte == 0x7F {
+                return Some("The request path contains a control character.".to_owned());
+            }
+            if byte == b'\\' {
+                return Some("The request path contains a backslash, which is refused.".to_owned());
+            }
+        }
+        if segment.contains(&b';') {
+            let head = segment.split(|&b| b == b';').next().unwrap_or_default();
+            if head == b"." || head == b".." {
+                return Some(
+                    "The request path contains a dot segment with a path parameter ('..;'), \
+                     which is refused."
+                        .to_owned(),
+                );
+            }
+        }
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                if depth == 0 {
+                    return Some("The request path climbs above the root ('..').".to_owned());
+                }
+                depth -= 1;
+            }
+            _ => depth += 1,
+        }
+    }
+    None
+}
+
+/// `bastion.http.app._normalise`: the path without empty and `.` segments,
+/// `..` resolved (never above the root), the trailing slash of a directory
+/// kept — how the app tells its own paths from the gateway's.
+pub fn app_normalise(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            _ => segments.push(segment),
+        }
+    }
+    let trailing = (path.ends_with('/') || path.ends_with("/.") || path.ends_with("/.."))
+        && !segments.is_empty();
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('/');
+    out.push_str(&segments.join("/"));
+    if trailing {
+        out.push('/');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn refused_details_are_pythons() {
+        let refused = |p: &str| refused_detail(p.as_bytes());
+        for ok in [
+            "/",
+            "/a//b",
+            "/a/./b/..",
+            "/a/../b",
+            "/a;b/c",
+            "/x/.a",
+            "/%2e%2e/..",
+            "x/..",
+        ] {
+            assert_eq!(refused(ok), None, "{ok}");
+        }
+        assert_eq!(
+            refused("/a/../.."),
+            Some("The request path climbs above the root ('..').".to_owned())
+        );
+        assert_eq!(
+            refused("/a/..;x/b"),
+            Some(
+                "The request path contains a dot segment with a path parameter ('..;'), which is \
+                 refused."
+                    .to_owned()
+            )
+        );
+        assert!(refused("/a/.;").is_some());
+        assert_eq!(
+            refused("/a\\b/../.."),
+            Some("The request path contains a backslash, which is refused.".to_owned())
+        );
+        assert_eq!(
+            refused("/a/\tb"),
+            Some("The request path contains a control character.".to_owned())
+        );
+        let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(
+            refused(&long),
+            Some("The request path is longer than 8192 bytes.".to_owned())
+        );
+    }
+
+    #[test]
+    fn app_normalise_is_the_apps() {
+        for (path, expected) in [
+            ("/", "/"),
+            ("//admin", "/admin"),
+            ("/x/../admin/", "/admin/"),
+            ("/../../oauth2/.", "/oauth2/"),
+            ("/a/./b//c", "/a/b/c"),
+            ("/..", "/"),
+            ("/a/..", "/"),
+        ] {
+            assert_eq!(app_normalise(path), expected, "{path}");
+        }
+    }
 
     #[test]
     fn clean_paths() {

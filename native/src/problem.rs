@@ -215,7 +215,15 @@ impl Problem {
 
     /// The problem document for the request `request_id`, as orjson writes it.
     pub fn body(&self, request_id: &str) -> Bytes {
-        let mut out = String::with_capacity(160 + self.detail.len() + request_id.len());
+        self.body_with(request_id, "")
+    }
+
+    /// [`Problem::body`] with the error's own members (`extra`, Python's
+    /// `BastionError.extra`), already rendered as `,"name":value…`: they come
+    /// after `reason` and before `request_id`, as in `problem_document`.
+    pub fn body_with(&self, request_id: &str, members: &str) -> Bytes {
+        let mut out =
+            String::with_capacity(160 + self.detail.len() + request_id.len() + members.len());
         out.push_str("{\"type\":\"urn:bastion:problem:");
         push_escaped(&mut out, self.code);
         out.push_str("\",\"title\":");
@@ -226,6 +234,7 @@ impl Problem {
         push_json_str(&mut out, &self.detail);
         out.push_str(",\"reason\":");
         push_json_str(&mut out, self.code);
+        out.push_str(members);
         out.push_str(",\"request_id\":");
         push_json_str(&mut out, request_id);
         out.push('}');
@@ -250,7 +259,12 @@ impl Problem {
 
     /// The whole response.
     pub fn into_response(self, request_id: &str) -> http::Response<Body> {
-        let body = self.body(request_id);
+        self.into_response_with(request_id, "")
+    }
+
+    /// The whole response, with the error's own members ([`Problem::body_with`]).
+    pub fn into_response_with(self, request_id: &str, members: &str) -> http::Response<Body> {
+        let body = self.body_with(request_id, members);
         let mut response = http::Response::new(full(body.clone()));
         *response.status_mut() = self.status;
         let map = response.headers_mut();
@@ -268,7 +282,8 @@ fn itoa(n: u16) -> String {
     n.to_string()
 }
 
-fn push_json_str(out: &mut String, value: &str) {
+/// `value` as a JSON string, as orjson writes it.
+pub(crate) fn push_json_str(out: &mut String, value: &str) {
     out.push('"');
     push_escaped(out, value);
     out.push('"');

@@ -163,6 +163,51 @@ impl Router {
     }
 }
 
+impl Router {
+    /// The methods of Python's `MethodNotAllowedError` for a path whose
+    /// routes take other methods (`RouteMatcher.match`): at the first prefix
+    /// with routes for `host` or any host, every method they list, `HEAD`
+    /// with `GET`. `None` when a route there takes every method.
+    fn allow<'r>(&self, routes: &'r [Route], host: &str, path: &str) -> Option<Vec<&'r str>> {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = match trimmed.match_indices('/').nth(self.depth) {
+            Some((cut, _)) => &trimmed[..cut],
+            None => trimmed,
+        };
+        let mut prefix = if trimmed.is_empty() { "/" } else { trimmed };
+        loop {
+            if let Some(entries) = self.prefixes.get(prefix) {
+                let own = entries
+                    .iter()
+                    .filter(|e| !host.is_empty() && e.host.as_deref() == Some(host));
+                let any = entries.iter().filter(|e| e.host.is_none());
+                let mut allow = Vec::new();
+                let mut seen = false;
+                for entry in own.chain(any) {
+                    seen = true;
+                    let rule = routes.get(entry.index)?.matcher.as_ref()?;
+                    for method in rule.methods.as_ref()? {
+                        allow.push(method.as_str());
+                        if method == "GET" {
+                            allow.push("HEAD");
+                        }
+                    }
+                }
+                if seen {
+                    return Some(allow);
+                }
+            }
+            if prefix == "/" {
+                return None;
+            }
+            prefix = match prefix.rfind('/') {
+                Some(cut) if cut > 0 => &prefix[..cut],
+                _ => "/",
+            };
+        }
+    }
+}
+
 fn segments(prefix: &str) -> usize {
     if prefix == "/" {
         0
@@ -251,6 +296,30 @@ impl RouteTable {
             },
             None => Routed::Defer(Why::NotClean),
         }
+    }
+
+    /// For a request [`RouteTable::route`] deferred with [`Why::MethodNotAllowed`]:
+    /// the methods Python's 405 lists (`Allow`), or `None` when not certain.
+    pub fn allowed_methods(&self, host: Option<&str>, target: &str) -> Option<Vec<&str>> {
+        let clean = clean_target(target)?;
+        let host = host.filter(|host| !host.is_empty())?;
+        let mut buffer = [0u8; MAX_HOST];
+        let host = if self.router.has_hosts {
+            host_key(host, &mut buffer)?
+        } else {
+            ""
+        };
+        self.router.allow(&self.routes, host, clean.path)
+    }
+
+    /// Whether the Python app hands a path without `%` to its gateway
+    /// (`BastionApp._dispatch`): not under a reserved prefix, as it is nor
+    /// once `//` and dot segments are resolved (`app._normalise`).
+    pub fn reaches_gateway(&self, path: &str) -> bool {
+        !path.contains('%')
+            && !self.is_reserved(path)
+            && !((path.contains("//") || path.contains("/."))
+                && self.is_reserved(&crate::paths::app_normalise(path)))
     }
 
     /// `bastion.http.app.is_reserved` for a clean path: a reserved prefix,
@@ -390,6 +459,42 @@ mod tests {
 
     fn get(table: &RouteTable, target: &str) -> Result<String, Why> {
         name(table, "gw.test", "GET", target)
+    }
+
+    #[test]
+    fn allow_lists_the_methods_of_the_routes_at_the_prefix() {
+        let t = table(
+            vec![
+                rule("orders", "/api/orders", Some(&["GET", "POST"]), None),
+                rule(
+                    "orders-admin",
+                    "/api/orders",
+                    Some(&["DELETE"]),
+                    Some("admin.example"),
+                ),
+                rule("writes", "/w", Some(&["PUT"]), None),
+                rule("any", "/any", None, None),
+            ],
+            false,
+        );
+        let allow = |host: &str, target: &str| t.allowed_methods(Some(host), target);
+        assert_eq!(get(&t, "/w/x"), Err(Why::MethodNotAllowed));
+        assert_eq!(allow("gw.test", "/w/x?q"), Some(vec!["PUT"]));
+        assert_eq!(
+            allow("gw.test", "/api/orders/1"),
+            Some(vec!["GET", "HEAD", "POST"])
+        );
+        assert_eq!(
+            allow("ADMIN.example:1", "/api/orders"),
+            Some(vec!["DELETE", "GET", "HEAD", "POST"])
+        );
+        assert_eq!(allow("gw.test", "/any/x"), None);
+        assert_eq!(allow("gw.test", "/nothing"), None);
+        assert!(t.reaches_gateway("/nothing/.x"));
+        assert!(!t.reaches_gateway("/admin/x"));
+        assert!(!t.reaches_gateway("/x/../admin"));
+        assert!(!t.reaches_gateway("//oauth2/token"));
+        assert!(!t.reaches_gateway("/x/%2e"));
     }
 
     #[test]

@@ -28,6 +28,10 @@ class RouteTable:
         """``(route index, upstream path and query)`` when served natively, else ``None``."""
     def defer_reason(self, host: str | None, method: str, target: str) -> str | None:
         """Why the request goes to Python (a snake_case label); ``None`` when served natively."""
+    def refusal(
+        self, host: str | None, method: str, target: str
+    ) -> tuple[int, str, str, str | None] | None:
+        """``(status, reason, detail, Allow)`` of the ``match`` refusal rendered natively."""
     def __len__(self) -> int: ...
 
 # -- the identity assertion's signing key (gateway/native_push.py) -----------------

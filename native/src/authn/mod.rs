@@ -19,7 +19,9 @@
 //! introspection answer is inactive, and a JWT Python refuses whatever it
 //! holds (`refusal`): Python's `401 invalid_token`; a request none of the
 //! route's methods reads a credential of: Python's `401 unauthenticated`; a
-//! key-shaped query on an `api_key` route: Python's `400 api_key_in_query`.
+//! key-shaped query on an `api_key` route: Python's `400 api_key_in_query`. An identity
+//! `authorize` refuses is told apart ([`admission_with_cert`]): the gateway
+//! renders Python's 403 (`crate::refusal::forbidden`).
 //!
 //! Modules: `api_key` (records, digest, query screen), `jwt` (strict JWS
 //! verification with ring), `issuers` (trusted external issuers' tokens, with
@@ -219,6 +221,14 @@ impl RouteAuth {
     fn has_claim_rules(&self) -> bool {
         !self.claims.is_empty() || !self.roles.is_empty()
     }
+
+    /// Whether the `claims` / `roles` rules read a claim an API key identity
+    /// carries (`key_id`, `key_prefix`).
+    fn names_key_claims(&self) -> bool {
+        let key_claim = |name: &str| name == "key_id" || name == "key_prefix";
+        self.claims.keys().any(|name| key_claim(name))
+            || (!self.roles.is_empty() && self.roles_path.first().is_some_and(|p| key_claim(p)))
+    }
 }
 
 /// What the native `authenticate` step decided.
@@ -302,13 +312,19 @@ pub fn authenticate_request(
 }
 
 fn verdict(found: Option<Found>) -> Verdict {
-    found.map_or(Verdict::Defer, |found| Verdict::Allow(found.identity))
+    match found {
+        Some(found) if found.claims.is_ok() => Verdict::Allow(found.identity),
+        _ => Verdict::Defer,
+    }
 }
 
-/// What vouched for a request: the identity, and an API key's own limits.
+/// What vouched for a request: the identity, an API key's own limits, and
+/// whether its claims meet the route's `claims` / `roles` (checked here,
+/// where the claims are at hand; Python checks them after the scopes).
 struct Found {
     identity: Identity,
     key_limits: Arc<[KeyLimit]>,
+    claims: Result<(), crate::authz::Refusal>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -352,6 +368,7 @@ fn find(
                 ..Identity::default()
             },
             key_limits: Arc::from([]),
+            claims: Ok(()),
         });
     }
     let found = presented(route, headers);
@@ -382,12 +399,10 @@ fn find(
 /// derives it and pushes it). Its claims meet the route's `claims` / `roles`.
 fn mtls_verdict(route: &RouteAuth, cert: &mtls::Thumbprint) -> Option<Found> {
     let entry = mtls::certs().get(cert)?;
-    if !crate::authz::claims_hold(route, &entry.claims) {
-        return None;
-    }
     Some(Found {
         identity: entry.identity.clone(),
         key_limits: Arc::from([]),
+        claims: crate::authz::claims_check(route, &entry.claims),
     })
 }
 
@@ -400,12 +415,13 @@ fn introspection_verdict(route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Optio
     let introspection::Answer::Active { identity, claims } = &*answer else {
         return None;
     };
-    if claims.contains_key("cnf") || !crate::authz::claims_hold(route, claims) {
+    if claims.contains_key("cnf") {
         return None;
     }
     Some(Found {
         identity: identity.clone(),
         key_limits: Arc::from([]),
+        claims: crate::authz::claims_check(route, claims),
     })
 }
 
@@ -417,11 +433,11 @@ fn api_key_verdict(
     now: f64,
 ) -> Option<Found> {
     // Two different keys: Python's 401 malformed. Claims/roles rules: API key
-    // identities carry only key_id/key_prefix claims; Python decides.
+    // identities carry only key_id/key_prefix claims; rules naming those are Python's.
     let [key] = keys else {
         return None;
     };
-    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() || route.has_claim_rules() {
+    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() || route.names_key_claims() {
         return None;
     }
     let entry = caches.api_key_get(&caches.api_key_digest(key))?;
@@ -429,9 +445,16 @@ fn api_key_verdict(
         return None;
     }
     entry.touch(now);
+    // Without the key's own claims in the rules, they hold as for no claims at all.
+    let claims = if route.has_claim_rules() {
+        crate::authz::claims_check(route, &serde_json::Map::new())
+    } else {
+        Ok(())
+    };
     Some(Found {
         identity: entry.identity.clone(),
         key_limits: entry.limits.clone(),
+        claims,
     })
 }
 
@@ -473,7 +496,7 @@ fn jwt_verdict(
         Some(iss) => issuers::policy_for(&route.issuers, iss)
             .is_some_and(|policy| policy.audience_ok(entry.claims.get("aud"))),
     };
-    if !audience_ok || !crate::authz::claims_hold(route, &entry.claims) {
+    if !audience_ok {
         return None;
     }
     // RFC 8705 §3: a certificate-bound token only with its certificate (else
@@ -484,6 +507,7 @@ fn jwt_verdict(
     Some(Found {
         identity: entry.identity.clone(),
         key_limits: Arc::from([]),
+        claims: crate::authz::claims_check(route, &entry.claims),
     })
 }
 
@@ -579,15 +603,57 @@ pub fn admit_with_cert(
     cert: Option<&mtls::Thumbprint>,
     now: f64,
 ) -> Option<Admitted> {
-    let Found {
+    match admission_with_cert(
+        caches, route, route_name, method, uri, headers, client, cert, now,
+    ) {
+        Admission::Admitted(admitted) => Some(admitted),
+        Admission::Forbidden { .. } | Admission::NotAdmitted => None,
+    }
+}
+
+/// What [`admission_with_cert`] decided.
+#[derive(Debug, Clone)]
+pub enum Admission {
+    /// Authenticated and authorized: the native path serves it.
+    Admitted(Admitted),
+    /// Authenticated (`identity`), and `authorize` refuses: Python's 403 (or,
+    /// for [`crate::authz::Refusal::Undecided`], Python renders it).
+    Forbidden {
+        identity: Identity,
+        refusal: crate::authz::Refusal,
+    },
+    /// Not authenticated natively ([`unadmitted_with_cert`] says why).
+    NotAdmitted,
+}
+
+/// [`admit_with_cert`], telling an `authorize` refusal apart: Python's order,
+/// the route list and the method's scopes (`check_access`), then the claims
+/// and roles (`RequiredClaims.check`).
+#[allow(clippy::too_many_arguments)]
+pub fn admission_with_cert(
+    caches: &Caches,
+    route: &RouteAuth,
+    route_name: &str,
+    method: &http::Method,
+    uri: &http::Uri,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Admission {
+    let Some(Found {
         identity,
         key_limits,
-    } = find_request(caches, route, uri.query(), headers, client, cert, now)?;
-    if !crate::authz::authorize(route, &identity, method, route_name) {
-        return None;
+        claims,
+    }) = find_request(caches, route, uri.query(), headers, client, cert, now)
+    else {
+        return Admission::NotAdmitted;
+    };
+    if let Err(refusal) = crate::authz::check(route, &identity, method, route_name).and(claims) {
+        return Admission::Forbidden { identity, refusal };
     }
     let credential_headers = credential_headers(route, &identity, headers);
-    Some(Admitted {
+    Admission::Admitted(Admitted {
         identity,
         credential_headers,
         key_limits,

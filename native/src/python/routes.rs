@@ -52,6 +52,31 @@ impl PyRouteTable {
         }
     }
 
+    /// The `match` refusal the native core renders for the request
+    /// (`crate::refusal::unmatched`: its head passing `framing`), as
+    /// `(status, reason, detail, Allow)`; `None` when it serves or defers it.
+    #[pyo3(signature = (host, method, target))]
+    fn refusal(
+        &self,
+        host: Option<&str>,
+        method: &str,
+        target: &str,
+    ) -> Option<(u16, &'static str, String, Option<String>)> {
+        let method = http::Method::from_bytes(method.as_bytes()).ok()?;
+        let Routed::Defer(why) = self.table.route(host, &method, target) else {
+            return None;
+        };
+        let refusal = crate::refusal::unmatched(&self.table, host, &method, target, why)?;
+        let problem = refusal.problem;
+        let allow = problem
+            .headers
+            .iter()
+            .find(|(name, _)| name == http::header::ALLOW)
+            .and_then(|(_, value)| value.to_str().ok())
+            .map(str::to_owned);
+        Some((problem.status.as_u16(), problem.code, problem.detail, allow))
+    }
+
     fn __len__(&self) -> usize {
         self.table.routes().len()
     }

@@ -87,9 +87,9 @@ def _get(proc: BastionProcess, path: str, **headers: str) -> httpx.Response:
 
 
 def _python_plane(proc: BastionProcess) -> str:
-    """The prefix of the Python plane's request ids (an unmatched path is Python's 404)."""
-    response = _get(proc, "/no-such-route")
-    assert response.status_code == 404
+    """The prefix of the Python plane's request ids (the health endpoint is Python's)."""
+    response = _get(proc, "/healthz")
+    assert response.status_code == 200
     return plane(response)
 
 

@@ -94,7 +94,8 @@ def test_native_spans_follow_pythons_rules(
         httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
         httpx.Client(base_url=proc.url, transport=trusted_hop, timeout=10) as proxy,
     ):
-        python = plane(client.get("/elsewhere"))  # 404: Python's plane (a span of its own)
+        python = plane(client.get("/healthz"))  # Python's plane (not a gateway request)
+        elsewhere = client.get("/elsewhere")  # 404, rendered natively (a span of its own)
         joined = proxy.get(
             "/pub/joined",
             params={"api_key": "not-for-traces"},
@@ -121,8 +122,8 @@ def test_native_spans_follow_pythons_rules(
         )
     ended = time.time_ns()
     assert proc.proc is not None and proc.proc.returncode == 0, proc.stderr
-    natives = [joined, forged, unsampled, *limited, down]
-    assert [r.status_code for r in natives] == [200, 200, 200, 200, 429, 502]
+    natives = [joined, forged, unsampled, *limited, down, elsewhere]
+    assert [r.status_code for r in natives] == [200, 200, 200, 200, 429, 502, 404]
     assert all(plane(r) != python for r in natives)
     assert deferred.status_code == 200 and plane(deferred) == python
 
@@ -199,7 +200,7 @@ def test_ratio_zero_exports_nothing(tmp_path: Path, receiver: Receiver, echo: Ec
     config = _config(tmp_path, echo, receiver, 0.0)
     proc = BastionProcess("-c", str(config), cwd=tmp_path)
     with proc, httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
-        python = plane(client.get("/elsewhere"))
+        python = plane(client.get("/healthz"))
         responses = [
             client.get(f"/pub/{n}", headers={"traceparent": f"00-{TRACE}-{PARENT}-01"})
             for n in range(20)

@@ -1,0 +1,261 @@
+//! The refusals of `match`, `body` and `authorize` the native path renders,
+//! byte for byte as Python's errors render themselves
+//! (`bastion.http.problem.problem_response`): `404 route_not_found`,
+//! `405 method_not_allowed` with `Allow`, `400 invalid_path`, `403
+//! websocket_not_allowed` (`bastion.gateway.errors`, `.websocket`) and the
+//! 403s of `bastion.gateway.authz` (`forbidden`, `route_not_allowed`,
+//! `insufficient_scope` with its RFC 6750 challenge, `missing_role`,
+//! `claim_mismatch`).
+//!
+//! Some of these carry members of their own in the problem document
+//! (`BastionError.extra`: `allow`, `scope`, `role`, `claim`), written after
+//! `reason` ([`crate::problem::Problem::body_with`]).
+
+use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
+use http::StatusCode;
+
+use crate::authz;
+use crate::problem::{push_json_str, Problem};
+use crate::router::Why;
+use crate::routes::RouteTable;
+
+/// A problem document and its own members (`,"name":value…`, possibly empty).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub problem: Problem,
+    pub members: String,
+}
+
+fn problem(status: StatusCode, code: &'static str, title: &'static str, detail: String) -> Problem {
+    Problem {
+        status,
+        code,
+        title,
+        detail,
+        www_authenticate: None,
+        retry_after: None,
+        headers: Vec::new(),
+    }
+}
+
+fn plain(problem: Problem) -> Refusal {
+    Refusal {
+        problem,
+        members: String::new(),
+    }
+}
+
+/// `,"name":"value"`.
+fn member(name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(name.len() + value.len() + 8);
+    out.push(',');
+    push_json_str(&mut out, name);
+    out.push(':');
+    push_json_str(&mut out, value);
+    out
+}
+
+/// `RouteNotFoundError("No route matches this request.")`.
+pub fn route_not_found() -> Refusal {
+    plain(problem(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        "Not found",
+        "No route matches this request.".to_owned(),
+    ))
+}
+
+/// `MethodNotAllowedError(f"{method} is not allowed on this path.", allow=…)`:
+/// `allow` sorted and unique, joined by ", " in the `Allow` header, a list in
+/// the document.
+pub fn method_not_allowed(method: &str, allow: &[&str]) -> Option<Refusal> {
+    let mut allowed: Vec<&str> = allow.to_vec();
+    allowed.sort_unstable();
+    allowed.dedup();
+    let mut p = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        format!("{method} is not allowed on this path."),
+    );
+    let header = allowed.join(", ");
+    // An empty `Allow` is not sent (`if allow:`).
+    if !header.is_empty() {
+        p.headers
+            .push((ALLOW, HeaderValue::from_str(&header).ok()?));
+    }
+    let mut members = String::from(",\"allow\":[");
+    for (i, method) in allowed.iter().enumerate() {
+        if i > 0 {
+            members.push(',');
+        }
+        push_json_str(&mut members, method);
+    }
+    members.push(']');
+    Some(Refusal {
+        problem: p,
+        members,
+    })
+}
+
+/// `BadRequestPathError(detail)`.
+pub fn invalid_path(detail: &str) -> Refusal {
+    plain(problem(
+        StatusCode::BAD_REQUEST,
+        "invalid_path",
+        "Invalid request path",
+        detail.to_owned(),
+    ))
+}
+
+/// `WebSocketNotAllowedError(detail)`.
+pub fn websocket_not_allowed(detail: &str) -> Refusal {
+    plain(problem(
+        StatusCode::FORBIDDEN,
+        "websocket_not_allowed",
+        "WebSocket not allowed",
+        detail.to_owned(),
+    ))
+}
+
+/// A header value Python writes as is: printable ASCII (its `_header_value`
+/// would rewrite CR / LF and characters outside latin-1).
+fn header_text(text: &str) -> Option<HeaderValue> {
+    if !text.bytes().all(|b| (0x20..=0x7E).contains(&b)) {
+        return None;
+    }
+    HeaderValue::from_str(text).ok()
+}
+
+/// The 403 of an `authorize` refusal for a request with `method`; `None`
+/// where Python's exact answer is not known ([`authz::Refusal::Undecided`]).
+pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Option<Refusal> {
+    Some(match refusal {
+        authz::Refusal::RouteNotAllowed => plain(problem(
+            StatusCode::FORBIDDEN,
+            "route_not_allowed",
+            "Route not allowed",
+            "This credential may not call this route.".to_owned(),
+        )),
+        authz::Refusal::NoRule => plain(problem(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Forbidden",
+            format!("The route's scopes name no rule for {method}; the request is denied."),
+        )),
+        authz::Refusal::InsufficientScope(needed) => {
+            let scope = needed.join(" ");
+            let mut p = problem(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "Insufficient scope",
+                format!("This request needs the scopes: {scope}."),
+            );
+            let challenge = format!(
+                "Bearer realm=\"bastion\", error=\"insufficient_scope\", scope=\"{scope}\""
+            );
+            p.headers.push((WWW_AUTHENTICATE, header_text(&challenge)?));
+            Refusal {
+                problem: p,
+                members: member("scope", &scope),
+            }
+        }
+        authz::Refusal::MissingRole(role) => Refusal {
+            problem: problem(
+                StatusCode::FORBIDDEN,
+                "missing_role",
+                "Missing role",
+                format!("This route requires the role {role}."),
+            ),
+            members: member("role", role),
+        },
+        authz::Refusal::ClaimMismatch(claim) => Refusal {
+            problem: problem(
+                StatusCode::FORBIDDEN,
+                "claim_mismatch",
+                "Claim mismatch",
+                format!("The credential's claim {claim} does not allow this route."),
+            ),
+            members: member("claim", claim),
+        },
+        authz::Refusal::Undecided => return None,
+    })
+}
+
+/// Python's `match` refusal for a request [`RouteTable::route`] deferred
+/// (`why`), where the table tells it exactly (the head's `framing` aside):
+/// no route, `404`; routes for the path but not the method, `405` with
+/// `Allow`; a path without `%` the app hands to its gateway and
+/// `normalize_path` refuses, `400 invalid_path`. `None`: Python decides.
+pub fn unmatched(
+    table: &RouteTable,
+    host: Option<&str>,
+    method: &http::Method,
+    target: &str,
+    why: Why,
+) -> Option<Refusal> {
+    match why {
+        Why::NoRoute => Some(route_not_found()),
+        Why::MethodNotAllowed => table
+            .allowed_methods(host, target)
+            .and_then(|allow| method_not_allowed(method.as_str(), &allow)),
+        Why::NotClean => {
+            let path = target.split_once('?').map_or(target, |(path, _)| path);
+            if !table.reaches_gateway(path) {
+                return None;
+            }
+            crate::paths::refused_detail(path.as_bytes()).map(|detail| invalid_path(&detail))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(refusal: &Refusal) -> String {
+        String::from_utf8(refusal.problem.body_with("rid", &refusal.members).to_vec())
+            .expect("utf-8")
+    }
+
+    #[test]
+    fn documents_are_pythons() {
+        // Rendered by `problem_response` for the same errors (orjson).
+        assert_eq!(
+            body(&route_not_found()),
+            "{\"type\":\"urn:bastion:problem:route_not_found\",\"title\":\"Not found\",\
+             \"status\":404,\"detail\":\"No route matches this request.\",\
+             \"reason\":\"route_not_found\",\"request_id\":\"rid\"}"
+        );
+        let not_allowed = method_not_allowed("DELETE", &["POST", "GET", "HEAD", "GET"]).unwrap();
+        assert_eq!(
+            body(&not_allowed),
+            "{\"type\":\"urn:bastion:problem:method_not_allowed\",\"title\":\"Method not allowed\",\
+             \"status\":405,\"detail\":\"DELETE is not allowed on this path.\",\
+             \"reason\":\"method_not_allowed\",\"allow\":[\"GET\",\"HEAD\",\"POST\"],\
+             \"request_id\":\"rid\"}"
+        );
+        assert_eq!(not_allowed.problem.headers[0].1, "GET, HEAD, POST");
+        let scope = forbidden(
+            &authz::Refusal::InsufficientScope(vec!["a:b".into(), "c".into()]),
+            "GET",
+        )
+        .unwrap();
+        assert_eq!(
+            body(&scope),
+            "{\"type\":\"urn:bastion:problem:insufficient_scope\",\"title\":\"Insufficient scope\",\
+             \"status\":403,\"detail\":\"This request needs the scopes: a:b c.\",\
+             \"reason\":\"insufficient_scope\",\"scope\":\"a:b c\",\"request_id\":\"rid\"}"
+        );
+        assert_eq!(
+            scope.problem.headers[0].1,
+            "Bearer realm=\"bastion\", error=\"insufficient_scope\", scope=\"a:b c\""
+        );
+        let role = forbidden(&authz::Refusal::MissingRole("ad\"min".into()), "GET").unwrap();
+        assert!(body(&role).contains(",\"role\":\"ad\\\"min\",\"request_id\""));
+        assert!(forbidden(&authz::Refusal::Undecided, "GET").is_none());
+        let odd = authz::Refusal::InsufficientScope(vec!["é".into()]);
+        assert!(forbidden(&odd, "GET").is_none());
+    }
+}

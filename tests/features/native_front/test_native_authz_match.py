@@ -1,0 +1,397 @@
+"""End to end: the refusals of ``match``, ``body`` and ``authorize``, rendered natively alike.
+
+One ``bastion serve`` (native engine); which plane answered is told by the request id's
+per-plane prefix. Each refusal is sent twice over a raw socket: as is (the native plane
+answers) and with a method-override header (the native plane defers the head; Python drops
+the header and decides alike) — the two answers are byte-identical but for the request id
+and the date, neither reaches the upstream, and each is one ``gateway.denied`` audit row
+with the same step, reason, route, identity and data, and one count in the same
+``bastion_gateway_requests_total`` series:
+
+- ``authorize``: ``403 insufficient_scope`` (per-method scopes, with its RFC 6750 challenge
+  and the route's CORS headers), ``route_not_allowed`` (a key restricted to other routes),
+  ``missing_role``, ``claim_mismatch``;
+- ``match``: ``404 route_not_found`` for a path under no route (a path of the control plane
+  still reaches Python), ``405 method_not_allowed`` with ``Allow``, ``400 invalid_path`` for
+  the paths ``normalize_path`` refuses (``..`` above the root, ``..;``, overlong);
+- ``body``: a declared ``Content-Length`` over the route's ``max_body``, ``413
+  body_too_large`` (with the route's CORS headers);
+- a WebSocket upgrade to a route without ``websocket``: ``403 websocket_not_allowed``.
+
+Path tricks (``/api/../admin``, ``%2e%2e``, ``%2f``, ``//``, ``;`` parameters) get the same
+answer as Python's, whichever plane gives it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from _support import BastionProcess, EchoThread
+from _support.native import cli_json, migrated_config, plane
+from bastion.storage import Database
+
+APP = "https://app.example.com"
+# Makes the native plane defer the head; Python drops it (gateway/hygiene.py) and decides alike.
+DEFER = {"X-HTTP-Method-Override": "GET"}
+WEBSOCKET = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+@pytest.fixture(scope="module")
+def echo_module() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread
+) -> Iterator[tuple[BastionProcess, Path, dict[str, str]]]:
+    tmp = tmp_path_factory.mktemp("native-authz")
+    echo = echo_module.server.url
+    config = migrated_config(
+        tmp,
+        "  - name: orders\n"
+        "    match: {path: /api/orders, methods: [GET, POST]}\n"
+        f"    upstream: {echo}\n"
+        "    auth: [api_key]\n"
+        "    scopes: {GET: [orders:read], POST: [orders:write, orders:read]}\n"
+        f"    cors: {{origins: ['{APP}']}}\n"
+        "    max_body: 16\n"
+        "  - name: billing\n"
+        "    match: {path: /api/billing}\n"
+        f"    upstream: {echo}\n"
+        "    auth: [api_key]\n"
+        "    scopes: [billing:read]\n"
+        "  - name: staff\n"
+        "    match: {path: /api/staff}\n"
+        f"    upstream: {echo}\n"
+        "    auth: [api_key]\n"
+        "    roles: [admin, ops]\n"
+        "  - name: gold\n"
+        "    match: {path: /api/gold}\n"
+        f"    upstream: {echo}\n"
+        "    auth: [api_key]\n"
+        "    claims: {tier: gold}\n"
+        "  - name: open\n"
+        "    match: {path: /api/open}\n"
+        f"    upstream: {echo}\n"
+        "    public: true\n",
+    )
+    reader = cli_json(config, "keys", "create", "reader", "--scope", "orders:read")
+    restricted = cli_json(
+        config,
+        "keys",
+        "create",
+        "restricted",
+        "--scope",
+        "orders:read",
+        "--scope",
+        "billing:read",
+        "--route",
+        "orders",
+    )
+    keys = {"reader": reader["key"], "restricted": restricted["key"]}
+    with BastionProcess("-c", str(config), cwd=tmp) as proc:
+        yield proc, tmp, keys
+
+
+def raw(proc: BastionProcess, request: bytes) -> tuple[bytes, bytes]:
+    """Send one raw request; return (response head, body; none for HEAD)."""
+    sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+    if proc.url.startswith("https"):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = context.wrap_socket(sock, server_hostname="localhost")
+    with sock:
+        sock.sendall(request)
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        head, _, rest = buf.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:] if not request.startswith(b"HEAD ") else ():
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    return head, rest
+
+
+def request_bytes(method: str, target: str, headers: dict[str, str], body: bytes = b"") -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", "Host: gw.test", *(f"{k}: {v}" for k, v in headers.items())]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class Answer:
+    """A response head and body, with the request id and the date masked."""
+
+    def __init__(self, head: bytes, body: bytes) -> None:
+        kept = []
+        self.rid = ""
+        for line in head.split(b"\r\n"):
+            name = line.partition(b":")[0].lower()
+            if name == b"x-request-id":
+                self.rid = line.partition(b":")[2].strip().decode()
+            elif name != b"date":
+                kept.append(line)
+        if not self.rid:
+            # A refused WebSocket handshake (Python's `websocket.http.response`): the id
+            # is in the document only.
+            found = re.search(rb'"request_id":"([^"]+)"', body)
+            self.rid = found.group(1).decode() if found else ""
+        self.body = body.replace(self.rid.encode(), b"RID") if self.rid else body
+        if self.rid.encode() in body:
+            # The length of the body without its request id (ids differ in length).
+            kept = [
+                b"content-length: %d" % len(self.body)
+                if line.lower().startswith(b"content-length:")
+                else line
+                for line in kept
+            ]
+        self.head = b"\r\n".join(kept)
+        self.status = int(head.split(b" ", 2)[1])
+        self.plane = self.rid.rsplit("-", 1)[0]
+
+    def header(self, name: bytes) -> bytes | None:
+        for line in self.head.split(b"\r\n")[1:]:
+            key, _, value = line.partition(b":")
+            if key.lower() == name:
+                return value.strip()
+        return None
+
+
+def twins(
+    proc: BastionProcess, method: str, target: str, headers: dict[str, str], body: bytes = b""
+) -> tuple[Answer, Answer]:
+    """(the answer as sent, Python's twin: the same request with a method-override header)."""
+    native = Answer(*raw(proc, request_bytes(method, target, headers, body)))
+    python = Answer(*raw(proc, request_bytes(method, target, {**headers, **DEFER}, body)))
+    return native, python
+
+
+def planes(client: httpx.Client) -> tuple[str, str]:
+    """(Python's request id prefix, the native plane's)."""
+    python = plane(client.get("/healthz"))
+    native = plane(client.get("/api/open/x"))
+    assert python != native
+    return python, native
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _denied(tmp: Path, rids: set[str], within: float = 10.0) -> dict[str, Any]:
+    """The ``gateway.denied`` rows of these request ids (waits for the audit drain)."""
+
+    async def rows() -> list[Any]:
+        db = await Database.connect(f"sqlite:///{tmp}/bastion.db")
+        try:
+            page = await db.audit.search(type="gateway.denied", limit=1000)
+            return list(page.items)
+        finally:
+            await db.close()
+
+    deadline = time.monotonic() + within
+    while True:
+        found = {row.request_id: row for row in asyncio.run(rows()) if row.request_id in rids}
+        if len(found) == len(rids) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _row(row: Any) -> tuple[Any, ...]:
+    return (
+        row.outcome,
+        row.reason,
+        row.route,
+        row.ip,
+        row.subject,
+        row.key_id,
+        row.client_id,
+        row.user_agent,
+        row.data,
+    )
+
+
+_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
+
+
+def _counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
+    scrape = httpx.get(f"{proc.url}/metrics", verify=False, timeout=10)
+    assert scrape.status_code == 200
+    out: dict[tuple[str, str], float] = {}
+    for labels, value in _SERIES.findall(scrape.content):
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
+        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
+    return out
+
+
+def _check(native: Answer, python: Answer, planes: tuple[str, str], status: int, reason: str) -> None:
+    python_plane, native_plane = planes
+    assert (native.plane, python.plane) == (native_plane, python_plane), (native.head, reason)
+    assert native.status == python.status == status, (native.head, native.body, python.body)
+    assert native.body == python.body, (native.body, python.body)
+    assert native.head == python.head, (native.head, python.head)
+    assert f'"reason":"{reason}"'.encode() in native.body or native.head.startswith(b"HTTP/1.1 403")
+
+
+def test_refusals_are_native_byte_identical_audited_and_metered(
+    served: tuple[BastionProcess, Path, dict[str, str]], echo_module: EchoThread
+) -> None:
+    proc, tmp, keys = served
+    reader, restricted = _bearer(keys["reader"]), _bearer(keys["restricted"])
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        both = planes(client)
+        # A key's first request is Python's (it looks the key up and pushes it).
+        for key in (reader, restricted):
+            assert client.get("/api/orders/1", headers=key).status_code == 200
+    before = len(echo_module.server.received)
+    counts_before = _counts(proc)
+    cases: list[tuple[str, str, dict[str, str], bytes, int, str, str | None]] = [
+        # authorize
+        ("POST", "/api/orders/1", {**reader, "Origin": APP}, b"{}", 403, "insufficient_scope", "orders"),
+        ("GET", "/api/billing", reader, b"", 403, "insufficient_scope", "billing"),
+        ("HEAD", "/api/billing/x", reader, b"", 403, "insufficient_scope", "billing"),
+        ("GET", "/api/billing/1", restricted, b"", 403, "route_not_allowed", "billing"),
+        ("GET", "/api/staff", reader, b"", 403, "missing_role", "staff"),
+        ("DELETE", "/api/gold/1", reader, b"", 403, "claim_mismatch", "gold"),
+        # body
+        ("POST", "/api/orders", {"Origin": APP}, b"x" * 17, 413, "body_too_large", "orders"),
+        # match
+        ("GET", "/nothing/here?x=1", {}, b"", 404, "route_not_found", None),
+        ("GET", "/", reader, b"", 404, "route_not_found", None),
+        ("DELETE", "/api/orders/1", {"Origin": APP}, b"", 405, "method_not_allowed", None),
+        ("PUT", "/api/orders", {}, b"{}", 405, "method_not_allowed", None),
+        ("GET", "/api/../../etc/passwd", {}, b"", 400, "invalid_path", None),
+        ("GET", "/api/orders/..;/x", {}, b"", 400, "invalid_path", None),
+        ("GET", "/api/.;x/orders", {}, b"", 400, "invalid_path", None),
+        ("GET", "/api/" + "a" * 8200, {}, b"", 400, "invalid_path", None),
+        # a WebSocket upgrade to a route without websocket
+        ("GET", "/api/open/ws", WEBSOCKET, b"", 403, "websocket_not_allowed", "open"),
+    ]
+    rids: dict[str, tuple[str, str]] = {}
+    expected: dict[tuple[str, str], int] = {}
+    for method, target, headers, body, status, reason, route in cases:
+        native, python = twins(proc, method, target, headers, body)
+        _check(native, python, both, status, reason)
+        if method == "HEAD":
+            assert native.body == b"" and native.header(b"content-length") != b"0"
+        rids[native.rid] = (python.rid, reason)
+        label = (route or "(none)", reason)
+        expected[label] = expected.get(label, 0) + 2
+        if reason == "insufficient_scope":
+            challenge = native.header(b"www-authenticate") or b""
+            assert challenge.startswith(b'Bearer realm="bastion", error="insufficient_scope"')
+        if method == "POST" and route == "orders":
+            assert native.header(b"access-control-allow-origin") == APP.encode()
+        if reason == "method_not_allowed":
+            assert native.header(b"allow") == b"GET, HEAD, POST"
+            assert native.header(b"access-control-allow-origin") is None  # before "cors"
+    assert len(echo_module.server.received) == before, "the upstream saw a refused request"
+
+    # One gateway.denied row each, the native one as Python records its twin.
+    rows = _denied(tmp, set(rids) | {p for p, _ in rids.values()})
+    for native_rid, (python_rid, reason) in rids.items():
+        assert native_rid in rows and python_rid in rows, reason
+        assert _row(rows[native_rid]) == _row(rows[python_rid]), reason
+        assert rows[native_rid].reason == reason
+    steps = {rows[rid].reason: rows[rid].data["step"] for rid in rids}
+    assert steps == {
+        "insufficient_scope": "authorize",
+        "route_not_allowed": "authorize",
+        "missing_role": "authorize",
+        "claim_mismatch": "authorize",
+        "body_too_large": "body",
+        "route_not_found": "match",
+        "method_not_allowed": "match",
+        "invalid_path": "match",
+        "websocket_not_allowed": "match",
+    }
+
+    # And one count each in Python's series, whichever plane answered.
+    counts = _counts(proc)
+
+    def delta(label: tuple[str, str]) -> float:
+        return counts.get(label, 0) - counts_before.get(label, 0)
+
+    for label, count in expected.items():
+        if label[1] == "websocket_not_allowed":
+            # Python folds this code into "other" until it has imported its module (it
+            # serves no upgrade here) and a minute passed; the native plane always does.
+            assert delta(("open", "other")) >= 1, label
+            assert delta(("open", "other")) + delta(label) == count, label
+            continue
+        assert delta(label) == count, label
+
+
+def test_path_tricks_get_pythons_answer(
+    served: tuple[BastionProcess, Path, dict[str, str]], echo_module: EchoThread
+) -> None:
+    proc, _, keys = served
+    key = _bearer(keys["reader"])
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        python_plane, native_plane = planes(client)
+    before = len(echo_module.server.received)
+    native_too = {
+        "/api/orders/../../../etc",  # above the root: 400
+        "/api/orders/..;/billing",  # a dot segment with a parameter: 400
+        "/nothing/../..",
+    }
+    for target in (
+        "/api/../admin",  # the control plane's, resolved by the app
+        "/api/orders/../../admin/api/v1/keys",
+        "/api/%2e%2e/admin",
+        "/api/%2E%2E/%2e%2e/x",
+        "/api/orders%2f..%2fbilling",
+        "/api/orders%2F1",
+        "/api/orders/%5c",
+        "/api/orders/%00",
+        "/api/orders/%zz",
+        "//api/orders/1",
+        "/api//orders/1",
+        "/api/./orders/1",
+        "/api;x/orders",
+        "/api/orders;v=1/1",
+        "/%61pi/orders/1",
+        *native_too,
+    ):
+        native, python = twins(proc, "GET", target, key)
+        assert python.plane == python_plane, target
+        assert native.status == python.status, (target, native.head, python.head)
+        assert native.body == python.body, target
+        assert native.head == python.head, target
+        if target in native_too:
+            assert native.plane == native_plane, target
+        if target.startswith("/api/../admin") or "admin/api" in target:
+            assert native.plane == python_plane, target  # the control plane answered
+    # Every refusal above, and nothing but requests Python normalised and allowed, went upstream.
+    assert all(r.path.startswith("/api/orders") for r in list(echo_module.server.received)[before:])
