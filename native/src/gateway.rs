@@ -31,7 +31,6 @@
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,7 +46,7 @@ use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::ip_rules;
-use crate::limit::{self, effective_key_limits, StoreKind};
+use crate::limit::{self, effective_key_limits, LimitDefer};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
 use crate::problem::Problem;
@@ -470,9 +469,9 @@ pub(crate) async fn decide<'t>(
         credential_headers,
         key_limits: own_limits,
     } = admitted;
-    if flagged(&identity, ip, now) {
-        return Decided::Defer(None);
-    }
+    // A risk-flagged requester's limits are divided (`crate::risk`, Python's order:
+    // in the limit step, after authorization).
+    let factor = risk_factor(&identity, ip, now);
     // The signed identity assertion needs the current signing key: without one
     // held, Python signs (decided before the limit step consumes anything).
     let signer = if proxied {
@@ -499,29 +498,33 @@ pub(crate) async fn decide<'t>(
         }
         None => Arc::from(Vec::new()),
     };
-    let shared = native.limits.store == StoreKind::Redis;
-    if shared && plane().limiter_down.load(Ordering::Acquire) {
-        return Decided::Defer(None);
-    }
-    let Ok(decision) = limit::step(
+    // A Redis outage: each limit's `fail` decides (`limit::outage`): a 503, or this
+    // node's share decided locally.
+    let stepped = limit::step_tightened(
         &native.limits,
         &identity,
         &key_limits,
         Some(ip),
         &route.name,
+        factor,
     )
-    .await
-    else {
-        // No Redis, or it failed: Python owns the outage policy (each limit's `fail`),
-        // and says when the limiter is back (`_native.limiter_up`).
-        plane().limiter_down.store(true, Ordering::Release);
-        return Decided::Defer(None);
-    };
+    .await;
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers);
-    if !decision.allowed {
+    let (decision, problem) = match stepped {
+        Ok(decision) if decision.allowed => (decision, None),
+        Ok(decision) => {
+            let problem = Problem::rate_limited(&decision);
+            (decision, Some(problem))
+        }
+        Err(LimitDefer::Unavailable) => (
+            limit::LimitDecision::unlimited(),
+            Some(Problem::rate_limiter_unavailable()),
+        ),
+        Err(_) => return Decided::Defer(None),
+    };
+    if let Some(mut problem) = problem {
         let rid = request_id.to_str().unwrap_or("-");
-        let mut problem = Problem::rate_limited(&decision);
         if let Some(cors) = &cors {
             cors.add_to(&mut problem.headers);
         }
@@ -587,14 +590,14 @@ fn refuse(
     response
 }
 
-/// Whether a detector flagged this requester: Python applies tightened limits.
-fn flagged(identity: &Identity, ip: IpAddr, now: f64) -> bool {
+/// The divisor of this requester's limits: the largest factor of its flags (1: none).
+fn risk_factor(identity: &Identity, ip: IpAddr, now: f64) -> u64 {
     let risk = &plane().risk;
     if !risk.any_set() {
-        return false;
+        return 1;
     }
     let bucket = ip_bucket(ip);
-    risk.any_flagged(
+    risk.factor(
         now,
         &[
             (RiskKind::Key, identity.key_id.as_deref()),
