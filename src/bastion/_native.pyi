@@ -6,6 +6,7 @@ def version() -> str: ...
 def risk_flag(kind: str, value: str, until: float, factor: int, now: float) -> None: ...
 def risk_clear(kind: str, value: str) -> None: ...
 def risk_flagged(kind: str, value: str, now: float) -> bool: ...
+def risk_factor(kind: str, value: str, now: float) -> int: ...
 
 class Front:
     """The native public listener (``native/src/server.rs``)."""
@@ -194,8 +195,9 @@ def limiter_down(down: bool) -> None:
 
 def limiter_is_down() -> bool: ...
 def limiter_drain() -> tuple[list[tuple[str, str, bool]], int]:
-    """The native path's limiter transitions (``("down", error, fail_closed)`` / ``("up", "", False)``)
-    since the last call, and how many of its limiter calls failed meanwhile."""
+    """The native path's limiter transitions since the last call, in order
+    (``("down", error, fail_closed)`` / ``("up", "", False)``), and how many of
+    its limiter calls failed meanwhile."""
 
 def limiter_nodes(nodes: int) -> None:
     """The live node count dividing fail-open limits while Redis is unreachable."""

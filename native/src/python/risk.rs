@@ -45,10 +45,22 @@ fn risk_flagged(kind: &str, value: &str, now: f64) -> PyResult<bool> {
         .any_flagged(now, &[(kind, Some(value))]))
 }
 
+/// The divisor of a requester flagged as `kind`/`value` at `now` (1: not flagged).
+#[pyfunction]
+fn risk_factor(kind: &str, value: &str, now: f64) -> PyResult<u64> {
+    let kind = crate::risk::RiskKind::parse(kind).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err(format!("unknown risk kind {kind:?}"))
+    })?;
+    Ok(crate::plane::plane()
+        .risk
+        .factor(now, &[(kind, Some(value))]))
+}
+
 /// Add this part's functions and classes to the module.
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(risk_flag, m)?)?;
     m.add_function(wrap_pyfunction!(risk_clear, m)?)?;
     m.add_function(wrap_pyfunction!(risk_flagged, m)?)?;
+    m.add_function(wrap_pyfunction!(risk_factor, m)?)?;
     Ok(())
 }

@@ -157,9 +157,10 @@ def test_redis_outage_is_decided_natively_by_each_limits_fail_mode(
         assert "Traceback" not in log, log
 
     rows = _audit(f"sqlite:///{tmp_path}/bastion.db", "gateway.denied")
-    assert sorted((r.reason, r.route, r.data["step"], r.data["status"]) for r in rows) == [
-        ("rate_limiter_unavailable", "strict", "limit", 503)
-    ] * 2
+    assert (
+        sorted((r.reason, r.route, r.data["step"], r.data["status"]) for r in rows)
+        == [("rate_limiter_unavailable", "strict", "limit", 503)] * 2
+    )
     downs = _audit(f"sqlite:///{tmp_path}/bastion.db", "ratelimit.backend_down")
     ups = _audit(f"sqlite:///{tmp_path}/bastion.db", "ratelimit.backend_up")
     assert (len(downs), len(ups)) == (1, 1)
