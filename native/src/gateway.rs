@@ -31,6 +31,7 @@
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -215,6 +216,16 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         respond::decorate(response.headers_mut(), https, &request_id);
         return Outcome::Respond(response);
     }
+    // A body of unknown length is counted against `max_body` as it streams
+    // (Python's `body` step wraps `receive` alike): past it, Python's 413.
+    let (req, over) = if req.body().size_hint().exact().is_none() {
+        let (parts, body) = req.into_parts();
+        let (counted, over) = crate::body_limit::Counted::new(body, native.max_body);
+        let body = crate::http::boxed(counted);
+        (Request::from_parts(parts, body), Some(over))
+    } else {
+        (req, None)
+    };
     // Load shedding: the slot spans the upstream exchange, response body included.
     let slot = match &native.shed {
         Some(shed) => match shed.try_acquire() {
@@ -256,10 +267,17 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         }
         Err(error) => {
             drop(slot); // a failed exchange cuts the limit
-            if let Some(line) = plane().failures.failed(&route.name, &error, Instant::now()) {
-                crate::log::push(crate::log::WARNING, "bastion.gateway.upstreams", line);
-            }
-            let mut problem = problem_of(&error);
+            let too_large = over.is_some_and(|over| over.load(Ordering::Relaxed));
+            let mut problem = if too_large {
+                // The body grew past `max_body` while streaming: Python's 413 (its
+                // proxy step meets the `body` step's error), the upstream connection dropped.
+                Problem::body_too_large(native.max_body)
+            } else {
+                if let Some(line) = plane().failures.failed(&route.name, &error, Instant::now()) {
+                    crate::log::push(crate::log::WARNING, "bastion.gateway.upstreams", line);
+                }
+                problem_of(&error)
+            };
             if let Some(cors) = &cors {
                 cors.add_to(&mut problem.headers);
             }
@@ -340,7 +358,15 @@ pub(crate) async fn decide<'t>(
             req.body_empty,
             table.head,
             if proxied { native.max_body } else { u64::MAX },
-        )
+        ) || (door == Door::Gateway
+            // A body of unknown length: counted as it streams (`body_limit`).
+            && hygiene::takes_streamed(
+                req.method,
+                req.version,
+                req.headers,
+                req.body_empty,
+                table.head,
+            ))
     };
     if !takes {
         return Decided::Defer(None);

@@ -12,11 +12,20 @@
   same buckets as Python's; a Python-only node (``server.engine: uvicorn``) and a native
   node sharing Redis admit the tightened budget once between them, and the native 429 is
   byte-identical to the Python twin's (``RateLimit`` headers included).
+- **Chunked request bodies** are streamed natively: a 1 MiB upload reaches the upstream
+  intact; a body that grows past the route's ``max_body`` (at once, or after a first part
+  went upstream) gets Python's ``413 body_too_large``, the upstream never seeing a
+  complete request; a slow-drip body is cut at the route's ``timeout`` with Python's
+  ``504 upstream_timeout`` — each byte-identical to the Python twin.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
+import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +36,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, tcp_proxy
-from _support.native import cli_json, plane
+from _support.native import cli_json, migrated_config, plane
 from bastion.storage import Database, migrate
 
 _TO_PYTHON = {"X-HTTP-Method-Override": "GET"}  # the native core defers such a request
@@ -247,3 +256,146 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
         assert client.get(p + "/api/tight", headers=bearer).status_code == 429
         # The free route has no limits: the flag changes nothing there.
         assert client.get(n + "/api/free", headers=bearer).status_code == 200
+
+
+# -- chunked request bodies -------------------------------------------------------------
+
+_BODY_ROUTES = """  - name: upload
+    match: {{path: /api/upload}}
+    upstream: {upstream}
+    public: true
+    max_body: 2097152
+  - name: small
+    match: {{path: /api/small}}
+    upstream: {upstream}
+    public: true
+    max_body: 1000
+    timeout: 2.0
+"""
+
+_CHUNKED = (
+    b"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
+    b"Connection: close\r\n{extra}\r\n"
+)
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def _raw(
+    port: int, path: str, parts: list[bytes], *, twin: bool = False, pause: float = 0.0
+) -> tuple[float, bytes, list[tuple[bytes, bytes]], bytes]:
+    """Send a chunked request part by part (``pause`` between parts) over TLS; the seconds
+    until the answer ended, its status line, its head (without the date) and its body."""
+    extra = b"X-HTTP-Method-Override: POST\r\n" if twin else b""
+    head = _CHUNKED.replace(b"{path}", path.encode()).replace(b"{extra}", extra)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    raw = socket.create_connection(("127.0.0.1", port), timeout=15)
+    with context.wrap_socket(raw, server_hostname="localhost") as tls:
+        started = time.monotonic()
+        tls.sendall(head)
+        for part in parts:
+            if pause:
+                time.sleep(pause)
+            try:
+                tls.sendall(part)
+            except OSError:
+                break  # answered and closed: read the answer
+        answer = b""
+        while True:
+            try:
+                data = tls.recv(65536)
+            except (OSError, ssl.SSLError):
+                break
+            if not data:
+                break
+            answer += data
+        elapsed = time.monotonic() - started
+    head_bytes, _, body = answer.partition(b"\r\n\r\n")
+    status, *lines = head_bytes.split(b"\r\n")
+    fields = [tuple(line.split(b": ", 1)) for line in lines]
+    return elapsed, status, [(n, v) for n, v in fields if n != b"date"], body  # type: ignore[misc]
+
+
+def _same_raw(
+    python: tuple[float, bytes, list[tuple[bytes, bytes]], bytes],
+    native: tuple[float, bytes, list[tuple[bytes, bytes]], bytes],
+    status: bytes,
+) -> str:
+    """Byte-identical but for the request id (and the date); returns the native plane."""
+    rid = {b"x-request-id"}
+    ids = [dict(answer[2])[b"x-request-id"] for answer in (python, native)]
+    assert ids[0].rsplit(b"-", 1)[0] != ids[1].rsplit(b"-", 1)[0]  # two planes
+    assert python[1] == native[1] == status
+    assert [f for f in python[2] if f[0] not in rid] == [f for f in native[2] if f[0] not in rid]
+    assert python[3].replace(ids[0], b"RID") == native[3].replace(ids[1], b"RID")
+    return ids[1].rsplit(b"-", 1)[0].decode()
+
+
+@pytest.mark.timeout(120)
+def test_chunked_bodies_are_streamed_natively_within_pythons_limits(
+    tmp_path: Path, module_echo: EchoThread
+) -> None:
+    config = migrated_config(tmp_path, _BODY_ROUTES.format(upstream=module_echo.server.url))
+    received = module_echo.server.received
+    with (
+        BastionProcess("-c", str(config), cwd=tmp_path) as proc,
+        httpx.Client(base_url=proc.url, verify=False, timeout=30) as client,
+    ):
+        native = plane(client.get("/api/upload"))
+        python = plane(client.get("/api/upload", headers=_TO_PYTHON))
+        assert native != python
+
+        # 1 MiB in 64 KiB chunks (httpx frames a generator's body as chunked).
+        payload = os.urandom(1 << 20)
+
+        def pieces() -> Iterator[bytes]:
+            for at in range(0, len(payload), 1 << 16):
+                yield payload[at : at + (1 << 16)]
+
+        digest = hashlib.sha256(payload).hexdigest()
+        for headers, which in (({}, native), (_TO_PYTHON, python)):
+            uploaded = client.post("/api/upload", content=pieces(), headers=headers)
+            assert (uploaded.status_code, plane(uploaded)) == (200, which)
+            assert received[-1].header("transfer-encoding") == "chunked"
+            assert hashlib.sha256(received[-1].body).hexdigest() == digest
+
+        # Past max_body at once: Python's 413; the upstream sees nothing.
+        over = [_chunk(b"a" * 512)] * 3 + [b"0\r\n\r\n"]
+        seen = len(received)
+        at_once = _raw(proc.port, "/api/small", [b"".join(over)])
+        at_once_twin = _raw(proc.port, "/api/small", [b"".join(over)], twin=True)
+        assert _same_raw(at_once_twin, at_once, b"HTTP/1.1 413 Payload Too Large") == native
+        assert b'"detail":"The request body is larger than 1000 bytes."' in at_once[3]
+        assert b'"reason":"body_too_large"' in at_once[3]
+        # Past it after a first part went upstream: the same 413, the upstream's request
+        # cut (it never completes).
+        later = _raw(proc.port, "/api/small", over, pause=0.2)
+        later_twin = _raw(proc.port, "/api/small", over, twin=True, pause=0.2)
+        assert _same_raw(later_twin, later, b"HTTP/1.1 413 Payload Too Large") == native
+        assert len(received) == seen
+
+        # A slow drip: cut at the route's 2 s timeout with Python's 504.
+        drip = [_chunk(b"x")] * 12
+        slow = _raw(proc.port, "/api/small", drip, pause=0.4)
+        slow_twin = _raw(proc.port, "/api/small", drip, twin=True, pause=0.4)
+        assert _same_raw(slow_twin, slow, b"HTTP/1.1 504 Gateway Timeout") == native
+        assert b'"reason":"upstream_timeout"' in slow[3]
+        for answer in (slow, slow_twin):
+            assert 1.9 < answer[0] < 4.0, answer[0]
+        assert len(received) == seen
+        # Within the limit: the small route takes a chunked body whole, natively.
+        small = _raw(proc.port, "/api/small", [_chunk(b"b" * 600), b"0\r\n\r\n"])
+        assert small[1] == b"HTTP/1.1 200 OK"
+        assert dict(small[2])[b"x-request-id"].decode().startswith(native + "-")
+        assert received[-1].body == b"b" * 600
+
+    rows = _audit(f"sqlite:///{tmp_path}/bastion.db", "gateway.denied")
+    assert (
+        sorted((r.reason, r.route, r.data["step"], r.data["status"]) for r in rows)
+        == [("body_too_large", "small", "proxy", 413)] * 4
+        + [("upstream_timeout", "small", "proxy", 504)] * 2
+    )
