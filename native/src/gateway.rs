@@ -9,10 +9,10 @@
 //! | match | `RouteTable::route` | the target is not normal, no/other route, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
-//! | body | `hygiene::takes` (declared length ≤ `max_body`) | chunked, or over the limit |
+//! | body | `hygiene::takes` (declared length ≤ `max_body`); a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | a declared length over the limit, CL with TE, other codings |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive: its 401 | the credential is not cached (concurrent misses of one key or token wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::authorize` | scopes / route list / claims refuse |
-//! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
+//! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store) | a tightened limit cannot be built, Redis and the local GCRA disagree |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an upgrade that is not a plain RFC 6455 handshake, or to a route without `websocket` (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
@@ -22,7 +22,7 @@
 //! cors, body and mutate, answered 200 with the identity headers).
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! upstream failures, a shed request's 503, the 403 of a client address the
+//! limiter outage's 503, a streamed body's 413, the upstream failures, a shed request's 503, the 403 of a client address the
 //! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
 //! unknown, revoked, disabled, expired), the 401 `invalid_token` of a token
 //! whose cached introspection answer is inactive, a CORS preflight's 204 and the 403
