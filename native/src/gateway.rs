@@ -9,10 +9,10 @@
 //! | match | `RouteTable::route`; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | the target is not normal (and not refused as above), a control-plane path, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
-//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large` | chunked |
+//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large`; a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | CL with TE, other codings |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503 | the lookup is lost (no hook, no answer within `MISS_WAIT`), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | several required claims fail, a scope that is not printable ASCII |
-//! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
+//! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store) | a tightened limit cannot be built, Redis and the local GCRA disagree |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key) | the route sends an assertion and no signing key is held |
 //! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an upgrade that is not a plain RFC 6455 handshake, or to a route without `websocket` (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
@@ -22,7 +22,7 @@
 //! cors, body and mutate, answered 200 with the identity headers).
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! upstream failures, a shed request's 503, the 403 of a client address the
+//! limiter outage's 503, a streamed body's 413, the upstream failures, a shed request's 503, the 403 of a client address the
 //! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
 //! unknown, revoked, disabled, expired), the 401 `invalid_token` of a token
 //! whose cached introspection answer is inactive, of a client certificate
@@ -52,7 +52,7 @@ use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::ip_rules;
-use crate::limit::{self, effective_key_limits, StoreKind};
+use crate::limit::{self, effective_key_limits, LimitDefer, StoreKind};
 use crate::lookup::{self, Kind, Led};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
@@ -222,6 +222,16 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         respond::decorate(response.headers_mut(), https, &request_id);
         return Outcome::Respond(response);
     }
+    // A body of unknown length is counted against `max_body` as it streams
+    // (Python's `body` step wraps `receive` alike): past it, Python's 413.
+    let (req, over) = if req.body().size_hint().exact().is_none() {
+        let (parts, body) = req.into_parts();
+        let (counted, over) = crate::body_limit::Counted::new(body, native.max_body);
+        let body = crate::http::boxed(counted);
+        (Request::from_parts(parts, body), Some(over))
+    } else {
+        (req, None)
+    };
     // Load shedding: the slot spans the upstream exchange, response body included.
     let slot = match &native.shed {
         Some(shed) => match shed.try_acquire() {
@@ -263,10 +273,17 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         }
         Err(error) => {
             drop(slot); // a failed exchange cuts the limit
-            if let Some(line) = plane().failures.failed(&route.name, &error, Instant::now()) {
-                crate::log::push(crate::log::WARNING, "bastion.gateway.upstreams", line);
-            }
-            let mut problem = problem_of(&error);
+            let too_large = over.is_some_and(|over| over.load(Ordering::Relaxed));
+            let mut problem = if too_large {
+                // The body grew past `max_body` while streaming: Python's 413 (its
+                // proxy step meets the `body` step's error), the upstream connection dropped.
+                Problem::body_too_large(native.max_body)
+            } else {
+                if let Some(line) = plane().failures.failed(&route.name, &error, Instant::now()) {
+                    crate::log::push(crate::log::WARNING, "bastion.gateway.upstreams", line);
+                }
+                problem_of(&error)
+            };
             if let Some(cors) = &cors {
                 cors.add_to(&mut problem.headers);
             }
@@ -373,7 +390,15 @@ pub(crate) async fn decide<'t>(
             table.head,
             // A declared length over `max_body` is the `body` step's 413, below.
             u64::MAX,
-        )
+        ) || (door == Door::Gateway
+            // A body of unknown length: counted as it streams (`body_limit`).
+            && hygiene::takes_streamed(
+                req.method,
+                req.version,
+                req.headers,
+                req.body_empty,
+                table.head,
+            ))
     };
     if !takes {
         return Decided::Defer(None);
@@ -620,9 +645,9 @@ pub(crate) async fn decide<'t>(
         credential_headers,
         key_limits: own_limits,
     } = admitted;
-    if flagged(&identity, ip, now) {
-        return Decided::Defer(None);
-    }
+    // A risk-flagged requester's limits are divided (`crate::risk`, Python's order:
+    // in the limit step, after authorization).
+    let factor = risk_factor(&identity, ip, now);
     // The signed identity assertion needs the current signing key: without one
     // held, Python signs (decided before the limit step consumes anything).
     let signer = if proxied {
@@ -649,29 +674,33 @@ pub(crate) async fn decide<'t>(
         }
         None => Arc::from(Vec::new()),
     };
-    let shared = native.limits.store == StoreKind::Redis;
-    if shared && plane().limiter_down.load(Ordering::Acquire) {
-        return Decided::Defer(None);
-    }
-    let Ok(decision) = limit::step(
+    // A Redis outage: each limit's `fail` decides (`limit::outage`): a 503, or this
+    // node's share decided locally.
+    let stepped = limit::step_tightened(
         &native.limits,
         &identity,
         &key_limits,
         Some(ip),
         &route.name,
+        factor,
     )
-    .await
-    else {
-        // No Redis, or it failed: Python owns the outage policy (each limit's `fail`),
-        // and says when the limiter is back (`_native.limiter_up`).
-        plane().limiter_down.store(true, Ordering::Release);
-        return Decided::Defer(None);
-    };
+    .await;
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers);
-    if !decision.allowed {
+    let (decision, problem) = match stepped {
+        Ok(decision) if decision.allowed => (decision, None),
+        Ok(decision) => {
+            let problem = Problem::rate_limited(&decision);
+            (decision, Some(problem))
+        }
+        Err(LimitDefer::Unavailable) => (
+            limit::LimitDecision::unlimited(),
+            Some(Problem::rate_limiter_unavailable()),
+        ),
+        Err(_) => return Decided::Defer(None),
+    };
+    if let Some(mut problem) = problem {
         let rid = request_id.to_str().unwrap_or("-");
-        let mut problem = Problem::rate_limited(&decision);
         if let Some(cors) = &cors {
             cors.add_to(&mut problem.headers);
         }
@@ -836,14 +865,14 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
 }
 
-/// Whether a detector flagged this requester: Python applies tightened limits.
-fn flagged(identity: &Identity, ip: IpAddr, now: f64) -> bool {
+/// The divisor of this requester's limits: the largest factor of its flags (1: none).
+fn risk_factor(identity: &Identity, ip: IpAddr, now: f64) -> u64 {
     let risk = &plane().risk;
     if !risk.any_set() {
-        return false;
+        return 1;
     }
     let bucket = ip_bucket(ip);
-    risk.any_flagged(
+    risk.factor(
         now,
         &[
             (RiskKind::Key, identity.key_id.as_deref()),

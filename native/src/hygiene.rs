@@ -44,10 +44,50 @@ pub fn takes(
     takes_head(version, headers, body_empty, limits, max_body)
 }
 
+/// Whether the native path may take this head with a body of unknown length,
+/// counted as it streams (`crate::body_limit`): one `Transfer-Encoding` field
+/// of exactly `chunked` (any case, HTTP/1.1) or an HTTP/2 body without
+/// `Content-Length`, no `Content-Length` beside it, and the rest of the head
+/// as [`takes`] wants it. Python's `framing` takes these (`body_length = -1`);
+/// several fields, other codings, HTTP/1.0 and `Content-Length` with
+/// `Transfer-Encoding` stay deferred (Python's 400s and hyper's).
+pub fn takes_streamed(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+    body_empty: bool,
+    limits: HeadLimits,
+) -> bool {
+    if !matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+    ) || headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        return false;
+    }
+    let mut codings = headers.get_all(http::header::TRANSFER_ENCODING).iter();
+    let streamed = match (version, codings.next(), codings.next()) {
+        (Version::HTTP_11, Some(coding), None) => coding
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"chunked"),
+        (Version::HTTP_2, None, None) => !body_empty,
+        _ => false,
+    };
+    streamed && head_is_plain(version, headers, body_empty, limits, 0, Framing::Streamed)
+}
+
 /// [`takes_head`] for a WebSocket handshake (`crate::websocket::handshake`
 /// checked it): its `Upgrade` field is the point, and it has no body.
 pub fn takes_websocket(headers: &HeaderMap, body_empty: bool, limits: HeadLimits) -> bool {
-    head_is_plain(Version::HTTP_11, headers, body_empty, limits, 0, true)
+    head_is_plain(
+        Version::HTTP_11,
+        headers,
+        body_empty,
+        limits,
+        0,
+        Framing::Upgrade,
+    )
 }
 
 /// [`takes`] without the method: the head (a preflight's, whose method is `OPTIONS`).
@@ -58,7 +98,25 @@ pub fn takes_head(
     limits: HeadLimits,
     max_body: u64,
 ) -> bool {
-    head_is_plain(version, headers, body_empty, limits, max_body, false)
+    head_is_plain(
+        version,
+        headers,
+        body_empty,
+        limits,
+        max_body,
+        Framing::Plain,
+    )
+}
+
+/// What a head may carry besides the plain fields.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body, or one `Content-Length`.
+    Plain,
+    /// A WebSocket handshake's `Upgrade`.
+    Upgrade,
+    /// A body of unknown length ([`takes_streamed`] checked its framing).
+    Streamed,
 }
 
 fn head_is_plain(
@@ -67,8 +125,9 @@ fn head_is_plain(
     body_empty: bool,
     limits: HeadLimits,
     max_body: u64,
-    upgrade: bool,
+    framing: Framing,
 ) -> bool {
+    let upgrade = framing == Framing::Upgrade;
     if headers.len() > limits.max_headers {
         return false;
     }
@@ -104,8 +163,11 @@ fn head_is_plain(
             }
         }
     }
+    if framing == Framing::Streamed {
+        return true; // counted as it streams (`crate::body_limit`)
+    }
     if headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return false; // chunked bodies are counted by Python's body step
+        return false; // chunked bodies are `takes_streamed`'s
     }
     let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
     match (lengths.next(), lengths.next()) {
@@ -164,6 +226,66 @@ mod tests {
             Version::HTTP_2,
             &[("content-length", "3")],
             false
+        ));
+    }
+
+    #[test]
+    fn bodies_of_unknown_length_are_taken_streamed_only_when_plain() {
+        let streamed = |version, pairs: &[(&'static str, &str)], empty| {
+            takes_streamed(&Method::POST, version, &head(pairs), empty, LIMITS)
+        };
+        let v = Version::HTTP_11;
+        assert!(streamed(
+            v,
+            &[("host", "a"), ("transfer-encoding", "chunked")],
+            false
+        ));
+        assert!(streamed(
+            v,
+            &[("host", "a"), ("transfer-encoding", " Chunked")],
+            false
+        ));
+        assert!(streamed(Version::HTTP_2, &[], false));
+        assert!(!streamed(Version::HTTP_2, &[], true), "no body at all");
+        assert!(!streamed(v, &[("host", "a")], false), "no framing: no body");
+        for odd in [
+            &[("host", "a"), ("transfer-encoding", "gzip, chunked")][..],
+            &[("host", "a"), ("transfer-encoding", "chunked, chunked")],
+            &[
+                ("host", "a"),
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+            &[
+                ("host", "a"),
+                ("transfer-encoding", "chunked"),
+                ("content-length", "3"),
+            ],
+            &[
+                ("host", "a"),
+                ("transfer-encoding", "chunked"),
+                ("x-http-method-override", "PUT"),
+            ],
+            &[("transfer-encoding", "chunked")],
+        ] {
+            assert!(!streamed(v, odd, false), "{odd:?}");
+        }
+        assert!(!streamed(
+            Version::HTTP_10,
+            &[("host", "a"), ("transfer-encoding", "chunked")],
+            false
+        ));
+        assert!(!streamed(
+            Version::HTTP_2,
+            &[("content-length", "3")],
+            false
+        ));
+        assert!(!takes_streamed(
+            &Method::OPTIONS,
+            v,
+            &head(&[("host", "a"), ("transfer-encoding", "chunked")]),
+            false,
+            LIMITS
         ));
     }
 

@@ -59,6 +59,7 @@ pub mod assertion;
 pub mod audit;
 pub mod authn;
 pub mod authz;
+pub mod body_limit;
 pub mod client;
 pub mod client_ip;
 pub mod cors;

@@ -24,9 +24,9 @@ pub struct Plane {
     pub table: ArcSwapOption<Table>,
     /// The request ids of native responses.
     pub request_ids: RequestIds,
-    /// The shared (Redis) limiter failed: every limited request defers to
-    /// Python, which owns the outage policy, its log lines and its audit
-    /// events, until Python sees the limiter answer again.
+    /// The shared (Redis) limiter is taken to be down (a call failed, natively
+    /// or in Python): the native limit step reports the next success as the
+    /// recovery (`limit::outage`); Python logs and audits the transitions.
     pub limiter_down: std::sync::atomic::AtomicBool,
     /// Which upstream failures get a log line (one per target and cause per interval).
     pub failures: FailureLog,

@@ -4,9 +4,10 @@ from collections.abc import Callable
 from typing import Any, final
 
 def version() -> str: ...
-def risk_flag(kind: str, value: str, until: float) -> None: ...
+def risk_flag(kind: str, value: str, until: float, factor: int, now: float) -> None: ...
 def risk_clear(kind: str, value: str) -> None: ...
 def risk_flagged(kind: str, value: str, now: float) -> bool: ...
+def risk_factor(kind: str, value: str, now: float) -> int: ...
 
 class Front:
     """The native public listener (``native/src/server.rs``)."""
@@ -207,6 +208,13 @@ def upstream_pools() -> list[tuple[str, int, int]]:
     """The native upstream pools: ``(scheme://host:port, idle, opened)``."""
 
 def limiter_down(down: bool) -> None:
-    """The shared limiter is down (the native path defers limited requests) or up again."""
+    """The shared limiter is down or up again, as Python's ``BackendHealth`` saw it."""
 
 def limiter_is_down() -> bool: ...
+def limiter_drain() -> tuple[list[tuple[str, str, bool]], int]:
+    """The native path's limiter transitions since the last call, in order
+    (``("down", error, fail_closed)`` / ``("up", "", False)``), and how many of
+    its limiter calls failed meanwhile."""
+
+def limiter_nodes(nodes: int) -> None:
+    """The live node count dividing fail-open limits while Redis is unreachable."""

@@ -288,6 +288,10 @@ class Runtime:
             await gateway.key_overrides.load()
             gateway.key_limits_fail = limits.key_limits_fail
             gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
+            if is_redis(shared):
+                # The fail-open fallback's buckets are the native store, so requests the
+                # native front decides during an outage draw from the same local share.
+                gateway.fallback_limiter = MemoryLimiter(serve_native=True)
             gateway.risk = RiskRegistry()  # detectors flag keys / addresses here
             if limits.risk.enabled:
                 # Attack alerts tighten the limits of whom they name (ratelimit/risk_alerts.py).
@@ -349,6 +353,7 @@ class Runtime:
                 alerts=alerting.manager if alerting is not None else None,
                 capacity=settings.audit.max_queue,
                 tracer=gateway.tracer,
+                limiter_health=gateway.limiter_health,
             ),
             echo=echo,
             metrics=metrics,

@@ -1,4 +1,4 @@
-"""Risk flags reach the native data plane, which then defers the flagged requester to Python."""
+"""Risk flags reach the native data plane with their factor, merged as Python merges them."""
 
 from __future__ import annotations
 
@@ -27,12 +27,32 @@ def test_a_flag_is_mirrored_with_its_canonical_value_and_cleared_early() -> None
     assert not _native.risk_flagged("ip", "2001:db8::/64", now)
 
 
-def test_an_expired_flag_no_longer_defers() -> None:
-    _native.risk_flag("subject", "user-expiring", time.time() + 0.05)
+def test_an_expired_flag_no_longer_tightens() -> None:
+    now = time.time()
+    _native.risk_flag("subject", "user-expiring", now + 0.05, 3, now)
     assert _native.risk_flagged("subject", "user-expiring", time.time())
+    assert _native.risk_factor("subject", "user-expiring", time.time()) == 3
     assert not _native.risk_flagged("subject", "user-expiring", time.time() + 1)
+    assert _native.risk_factor("subject", "user-expiring", time.time() + 1) == 1
 
 
-def test_an_unknown_kind_is_refused() -> None:
+def test_factors_merge_as_the_registry_merges_them() -> None:
+    clock = [1_000.0]
+    registry = RiskRegistry(clock=lambda: clock[0])
+    registry.flag("client", "client-merge", factor=4, until=1_100.0)
+    registry.flag("client", "client-merge", factor=2, until=1_200.0)  # stronger kept, later end
+    for now in (1_050.0, 1_150.0):
+        assert registry.factor("client", "client-merge") == 4
+        assert _native.risk_factor("client", "client-merge", now) == 4
+    clock[0] = 1_300.0  # expired, never read since: a new flag replaces it
+    registry.flag("client", "client-merge", factor=2, until=1_400.0)
+    assert registry.factor("client", "client-merge") == 2
+    assert _native.risk_factor("client", "client-merge", 1_350.0) == 2
+
+
+def test_an_unknown_kind_or_a_small_factor_is_refused() -> None:
+    now = time.time()
     with pytest.raises(ValueError, match='unknown risk kind "route"'):
-        _native.risk_flag("route", "r", time.time() + 1)
+        _native.risk_flag("route", "r", now + 1, 2, now)
+    with pytest.raises(ValueError, match="factor must be a whole number >= 2, not 1"):
+        _native.risk_flag("key", "r", now + 1, 1, now)

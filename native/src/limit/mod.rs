@@ -6,11 +6,13 @@
 //! request's API key id, subject, OAuth client id, client IP (by
 //! [`ip_bucket`]) or the route name; a limit whose value the request lacks
 //! does not apply. A key's limits draw from `apikey:<id>:<label>[~burst]`.
-//! Risk-flagged requesters (tightened limits) are deferred to Python before
-//! this step (`crate::risk`). The decision carries exactly Python's
+//! A risk-flagged requester's limits are divided by the flag's factor
+//! (`crate::risk`, [`step_tightened`]); a Redis outage is decided by each
+//! limit's `fail` ([`outage`]). The decision carries exactly Python's
 //! `RateLimit-Policy` / `RateLimit` (and, refused, `Retry-After`) values.
 
 mod gcra;
+pub mod outage;
 pub mod redis;
 pub mod redis_tls;
 mod registry;
@@ -63,6 +65,9 @@ pub struct Rule {
     /// `"<route>:<per>:"` (`"<route>:<per>#<n>:"` when the route repeats `per`).
     pub prefix: String,
     pub limit: Limit,
+    /// `fail: closed`: while Redis is unreachable, a request this limit applies
+    /// to is refused (503) rather than decided locally.
+    pub fail_closed: bool,
 }
 
 /// Where a route's buckets live.
@@ -80,6 +85,8 @@ pub enum StoreKind {
 pub struct RouteLimits {
     pub rules: Vec<Rule>,
     pub store: StoreKind,
+    /// `ratelimit.key_limits_fail: closed` (the API key's own limits).
+    pub key_fail_closed: bool,
 }
 
 /// A `limits` section the native core cannot load (the table is refused).
@@ -96,8 +103,9 @@ impl std::error::Error for SectionError {}
 
 impl RouteLimits {
     /// Load the JSON section `compile/limits.py` wrote:
-    /// `{"rules": [{"per", "prefix", "rate", "period", "burst", "interval_us", "tolerance_us"}],
-    /// "store": "memory" | "redis"}`.
+    /// `{"rules": [{"per", "prefix", "rate", "period", "burst", "interval_us", "tolerance_us",
+    /// "fail"}], "store": "memory" | "redis", "key_limits_fail"}` (`fail` defaults to
+    /// `closed`, as the settings do).
     /// The interval and tolerance Python computed are checked against ours.
     pub fn from_section(section: &Value) -> Result<RouteLimits, SectionError> {
         let rules = section
@@ -137,10 +145,12 @@ impl RouteLimits {
             };
             expect("interval_us", limit.interval_us)?;
             expect("tolerance_us", limit.tolerance_us)?;
+            let fail_closed = fail_closed(rule.get("fail")).map_err(|e| bad(&e))?;
             out.push(Rule {
                 per,
                 prefix: prefix.to_owned(),
                 limit,
+                fail_closed,
             });
         }
         let store = match section.get("store").and_then(Value::as_str) {
@@ -148,7 +158,39 @@ impl RouteLimits {
             Some("redis") => StoreKind::Redis,
             Some(other) => return Err(SectionError(format!("unknown store {other:?}"))),
         };
-        Ok(RouteLimits { rules: out, store })
+        let key_fail_closed = fail_closed(section.get("key_limits_fail"))
+            .map_err(|e| SectionError(format!("key_limits_fail: {e}")))?;
+        Ok(RouteLimits {
+            rules: out,
+            store,
+            key_fail_closed,
+        })
+    }
+
+    /// Whether one of the limits that apply to this request fails closed
+    /// (Python's `fails_closed`: a route limit whose value the request has, or
+    /// the key's own limits).
+    pub fn fails_closed(
+        &self,
+        identity: &Identity,
+        key_limits: &[Limit],
+        client_ip: Option<IpAddr>,
+        route_name: &str,
+    ) -> bool {
+        let mut scratch = String::new();
+        self.rules.iter().any(|rule| {
+            scratch.clear();
+            rule.fail_closed && push_value(&mut scratch, rule.per, identity, client_ip, route_name)
+        }) || (self.key_fail_closed && identity.key_id.is_some() && !key_limits.is_empty())
+    }
+}
+
+/// A `fail` setting: `closed` (the default) or `open`.
+fn fail_closed(value: Option<&Value>) -> Result<bool, String> {
+    match value.map(Value::as_str) {
+        None | Some(Some("closed")) => Ok(true),
+        Some(Some("open")) => Ok(false),
+        Some(_) => Err("fail must be open or closed".into()),
     }
 }
 
@@ -269,6 +311,11 @@ pub enum LimitDefer {
     NoRedis,
     /// Redis did not decide (down, slow, an error reply): Python applies the fail mode.
     Redis(redis::RedisError),
+    /// Redis did not decide and a limit that applies fails closed: Python's
+    /// 503 `rate_limiter_unavailable` (`problem::Problem::rate_limiter_unavailable`).
+    Unavailable,
+    /// A tightened limit cannot be built (Python would raise the same ValueError).
+    Tightening,
 }
 
 /// The limit step for the gateway: the route's store ([`StoreKind`]) decides.
@@ -304,6 +351,91 @@ pub async fn step(
             .map_err(LimitDefer::Redis)
         }
     }
+}
+
+/// The limit step for the gateway with the requester's limits divided by
+/// `factor` (its risk flags, `crate::risk`; 1: not flagged), and a Redis
+/// failure decided by each limit's `fail` ([`outage`]), as Python's limit step.
+///
+/// Python's order: the buckets (their keys from the undivided limits), then
+/// the risk factor, then on an outage this node's share. `Err(Unavailable)`:
+/// answer Python's 503; `Err(NoRedis | Tightening)`: defer.
+pub async fn step_tightened(
+    limits: &RouteLimits,
+    identity: &Identity,
+    key_limits: &[Limit],
+    client_ip: Option<IpAddr>,
+    route_name: &str,
+    factor: u64,
+) -> Result<LimitDecision, LimitDefer> {
+    if factor <= 1 && limits.store == StoreKind::Memory {
+        return step(limits, identity, key_limits, client_ip, route_name).await;
+    }
+    let checks = checks_for(limits, identity, key_limits, client_ip, route_name);
+    if checks.is_empty() {
+        return Ok(LimitDecision::unlimited());
+    }
+    let tightened = divide(&checks, factor)?;
+    let checks: Vec<(String, &Limit)> = match &tightened {
+        Some(owned) => checks
+            .into_iter()
+            .zip(owned)
+            .map(|((key, _), limit)| (key, limit))
+            .collect(),
+        None => checks,
+    };
+    let local = |checks: &[(String, &Limit)]| {
+        let store = Store::current();
+        let now = now_us();
+        let take = store.take_limits(checks, 1, now);
+        decision_of(checks, &take, now)
+    };
+    if limits.store == StoreKind::Memory {
+        return Ok(local(&checks));
+    }
+    let limiter = redis::current().ok_or(LimitDefer::NoRedis)?;
+    let failed = match limiter.take(&checks, 1).await {
+        Ok((take, now)) => {
+            outage::outage().succeeded();
+            let decision = decision_of(&checks, &take, now);
+            if decision.allowed != take.admitted {
+                let error = "Redis disagreed with the local GCRA decision";
+                return Err(LimitDefer::Redis(redis::RedisError(error.into())));
+            }
+            return Ok(decision);
+        }
+        Err(error) => error,
+    };
+    let closed = limits.fails_closed(identity, key_limits, client_ip, route_name);
+    outage::outage().failed(&failed.to_string(), closed);
+    if closed {
+        return Err(LimitDefer::Unavailable);
+    }
+    // This node alone decides, with its share of each limit (Python's `_local_share`).
+    let share = divide(&checks, outage::outage().nodes())?;
+    Ok(match &share {
+        Some(owned) => {
+            let shared: Vec<(String, &Limit)> = checks
+                .iter()
+                .zip(owned)
+                .map(|((key, _), limit)| (key.clone(), limit))
+                .collect();
+            local(&shared)
+        }
+        None => local(&checks),
+    })
+}
+
+/// Every limit of `checks` divided by `parts` (`None`: `parts` is 1, unchanged).
+fn divide(checks: &[(String, &Limit)], parts: u64) -> Result<Option<Vec<Limit>>, LimitDefer> {
+    if parts <= 1 {
+        return Ok(None);
+    }
+    checks
+        .iter()
+        .map(|(_, limit)| limit.divided(parts).map_err(|_| LimitDefer::Tightening))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// The decisions and headers of a [`Take`], exactly as Python's `evaluate` +

@@ -1,7 +1,7 @@
 //! What the control plane pushes into the limit step: operator overrides of
 //! API keys' limits (`bastion.ratelimit.keys.KeyLimitOverrides`), process-wide,
-//! read on every request with a key, written rarely. (Risk-flagged requesters
-//! never reach the limit step: the native path defers them, `crate::risk`.)
+//! read on every request with a key, written rarely. (A risk-flagged
+//! requester's limits, these included, are divided in the limit step: `crate::risk`.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

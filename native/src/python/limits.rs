@@ -474,8 +474,9 @@ fn upstream_pools() -> Vec<(String, usize, u64)> {
         .collect()
 }
 
-/// The shared limiter is down (`True`: the native path defers every limited
-/// request to Python) or up again (`False`), as Python's `BackendHealth` saw it.
+/// The shared limiter is down (`True`) or up again (`False`), as Python's
+/// `BackendHealth` saw it: the native path reports its own transitions
+/// against this flag (`limiter_drain`), so an outage is reported once.
 #[pyfunction]
 fn limiter_down(down: bool) {
     crate::plane::plane()
@@ -483,7 +484,7 @@ fn limiter_down(down: bool) {
         .store(down, std::sync::atomic::Ordering::Release);
 }
 
-/// Whether the native path currently defers limited requests (the shared limiter failed).
+/// Whether the shared limiter is currently taken to be down.
 #[pyfunction]
 fn limiter_is_down() -> bool {
     crate::plane::plane()
@@ -491,11 +492,36 @@ fn limiter_is_down() -> bool {
         .load(std::sync::atomic::Ordering::Acquire)
 }
 
+/// The shared limiter's transitions the native path saw since the last call, in
+/// order — `("down", error, fail_closed)` or `("up", "", False)` — and how many
+/// of its calls failed meanwhile (`limit::outage`).
+#[pyfunction]
+fn limiter_drain() -> (Vec<(&'static str, String, bool)>, u64) {
+    let (transitions, errors) = limit::outage::outage().drain();
+    let rows = transitions
+        .into_iter()
+        .map(|t| match t {
+            limit::outage::Transition::Down { error, fail_closed } => ("down", error, fail_closed),
+            limit::outage::Transition::Up => ("up", String::new(), false),
+        })
+        .collect();
+    (rows, errors)
+}
+
+/// The live node count of Python's heartbeat (`NodeCount`): a fail-open limit
+/// is divided by it while Redis is unreachable.
+#[pyfunction]
+fn limiter_nodes(nodes: u64) {
+    limit::outage::outage().set_nodes(nodes);
+}
+
 /// Add this part's functions and classes to the module.
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(log_drain, m)?)?;
     m.add_function(wrap_pyfunction!(limiter_down, m)?)?;
     m.add_function(wrap_pyfunction!(limiter_is_down, m)?)?;
+    m.add_function(wrap_pyfunction!(limiter_drain, m)?)?;
+    m.add_function(wrap_pyfunction!(limiter_nodes, m)?)?;
     m.add_function(wrap_pyfunction!(upstream_pools, m)?)?;
     m.add_class::<LimitStore>()?;
     m.add_function(wrap_pyfunction!(limit_now, m)?)?;

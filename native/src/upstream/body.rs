@@ -139,23 +139,48 @@ pub(crate) async fn peek(
         return Ok((crate::http::full(Bytes::new()), Some(0)));
     };
     let first = first.map_err(gone)?;
+    let mut second = None;
+    if !body.is_end_stream() {
+        // Python's server hands over what it has read: a body whose end came with its
+        // first part goes out with Content-Length. Give the connection one turn to
+        // decode what it already holds (a chunked body's last chunk) before deciding.
+        tokio::task::yield_now().await;
+        let ready = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx)));
+        match ready.await {
+            Poll::Ready(None) => {
+                if let Some(data) = first.data_ref() {
+                    let data = data.clone();
+                    let length = data.len() as u64;
+                    return Ok((crate::http::full(data), Some(length)));
+                }
+            }
+            Poll::Ready(Some(next)) => second = Some(next.map_err(gone)?),
+            Poll::Pending => {}
+        }
+    }
     if body.is_end_stream() {
-        if let Some(data) = first.data_ref() {
-            let data = data.clone();
+        let whole = match (first.data_ref(), second.as_ref().map(Frame::data_ref)) {
+            (Some(data), None) => Some(data.clone()),
+            (Some(a), Some(Some(b))) => Some([a.as_ref(), b.as_ref()].concat().into()),
+            _ => None,
+        };
+        if let Some(data) = whole {
             let length = data.len() as u64;
             return Ok((crate::http::full(data), Some(length)));
         }
     }
     let rest = Prepended {
         first: Some(first),
+        second,
         rest: body,
     };
     Ok((crate::http::boxed(rest), None))
 }
 
-/// A body whose first frame was already read.
+/// A body whose first frame (or two) was already read.
 struct Prepended {
     first: Option<Frame<Bytes>>,
+    second: Option<Frame<Bytes>>,
     rest: crate::http::Body,
 }
 
@@ -168,13 +193,13 @@ impl Body for Prepended {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if let Some(first) = this.first.take() {
+        if let Some(first) = this.first.take().or_else(|| this.second.take()) {
             return Poll::Ready(Some(Ok(first)));
         }
         Pin::new(&mut this.rest).poll_frame(cx)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_end_stream()
+        self.first.is_none() && self.second.is_none() && self.rest.is_end_stream()
     }
 }

@@ -13,6 +13,9 @@ The native front queues one event per decision in a bounded queue
   the auditor's :class:`~bastion.audit.aggregates.TrafficCounter` (the
   per-minute aggregates, never one row per request).
 
+- the shared limiter's **outage transitions** the native limit step saw go to
+  :class:`~bastion.ratelimit.outage.BackendHealth` (its one log line, audit
+  event and gauge flip per transition, as for Python's own calls);
 - **spans** of sampled requests the native core answered (tracing on) go to
   :meth:`bastion.audit.tracing.GatewayTracer.record_native`, which exports
   them through the OpenTelemetry SDK.
@@ -40,6 +43,7 @@ from bastion.audit.events import Auditor, Event, EventTypes
 if TYPE_CHECKING:
     from bastion.audit.alerts import AlertManager
     from bastion.audit.tracing import GatewayTracer
+    from bastion.ratelimit.outage import BackendHealth
 
 __all__ = ["DROP_ALERT", "NativeAuditDrain"]
 
@@ -58,7 +62,9 @@ class NativeAuditDrain:
     ``interval`` is the pause between drains when the queue ran dry;
     ``capacity`` (settings ``audit.max_queue``) bounds the native queue;
     ``alerts`` (optional) raises :data:`DROP_ALERT` when events were dropped;
-    ``tracer`` (tracing on) exports the native core's span records.
+    ``tracer`` (tracing on) exports the native core's span records;
+    ``limiter_health`` (a shared limiter) records the outages the native limit
+    step saw, as it records Python's own (one log line and event per transition).
     """
 
     def __init__(
@@ -70,8 +76,10 @@ class NativeAuditDrain:
         batch: int = _BATCH,
         capacity: int | None = None,
         tracer: GatewayTracer | None = None,
+        limiter_health: BackendHealth | None = None,
     ) -> None:
         self.auditor = auditor
+        self.limiter_health = limiter_health
         self.alerts = alerts
         self.tracer = tracer
         self._spans_dropped = _native.trace_dropped()
@@ -106,6 +114,8 @@ class NativeAuditDrain:
                 self._spans_dropped = dropped
         for level, logger, message in _native.log_drain(self.batch):
             logging.getLogger(logger).log(level, "%s", message)
+        if self.limiter_health is not None:
+            self.limiter_health.native_report(*_native.limiter_drain())
         return taken
 
     def drain_all(self) -> int:

@@ -525,6 +525,7 @@ class Gateway:
         options = {**self._options, "client": self.client, "limiter": self.limiter}
         fresh = Gateway(routes, **options)
         state = {k: v for k, v in vars(fresh).items() if k != "_active"}
+        state["fallback_limiter"] = self.fallback_limiter  # its buckets (maybe the native store)
         for name, value in vars(self).items():
             state.setdefault(name, value)  # attributes set on this gateway after construction
         state.pop("_active", None)

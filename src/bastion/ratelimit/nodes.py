@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from bastion import _native
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.shared import SharedState
 
@@ -63,6 +64,8 @@ class NodeCount:
         previous = await self.shared.get(f"{_NAMESPACE}{slot - 1}")
         # The previous slot is complete; the current one covers a node that just started.
         seen = max(int(previous or 0), int(current or 0), 1)
+        if seen != self.count:
+            _native.limiter_nodes(seen)  # the native fail-open share divides by it too
         self.count = seen
         return seen
 

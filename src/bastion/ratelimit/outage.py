@@ -52,9 +52,12 @@ class BackendHealth:
         BACKEND_ERRORS.inc()
         if self.down_since is not None:
             return
+        self._down(error, fail_closed=fail_closed)
+
+    def _down(self, error: BaseException | str, *, fail_closed: bool) -> None:
         self.down_since = time.monotonic()
         BACKEND_UP.set(0)
-        _native.limiter_down(True)  # the native path defers limited requests to us meanwhile
+        _native.limiter_down(True)  # the native path reports the recovery it sees
         mode = "closed (503)" if fail_closed else "open (local share)"
         log.warning("rate limiter backend down, limits fail %s: %s", mode, error)
         if self.auditor is not None:
@@ -64,6 +67,18 @@ class BackendHealth:
                 reason="shared_state_unavailable",
                 data={"node_id": self.node_id, "error": str(error)[:200]},
             )
+
+    def native_report(self, transitions: list[tuple[str, str, bool]], errors: int) -> None:
+        """Record what the native limit step saw (``_native.limiter_drain``): its failed
+        calls counted, its transitions as this process's own (each logged once)."""
+        if errors:
+            BACKEND_ERRORS.inc(errors)
+        for kind, error, fail_closed in transitions:
+            if kind == "down":
+                if self.down_since is None:
+                    self._down(error, fail_closed=fail_closed)
+            elif self.down_since is not None:
+                self.succeeded()
 
     def succeeded(self) -> None:
         """A call succeeded: after an outage, log, audit and flip the gauge back."""

@@ -9,9 +9,8 @@ nothing is flagged. Addresses are flagged and looked up by their bucket
 (:func:`~bastion.ratelimit.addresses.ip_bucket`: an IPv6 client by its /64).
 Flags are per process (each node's detectors see the
 traffic of that node); expired flags are dropped when read. Every flag is
-mirrored into the native data plane (``bastion._native``), which defers a
-flagged requester's requests to the Python pipeline, where the tightened
-limits apply.
+mirrored into the native data plane (``bastion._native``), whose limit step
+divides a flagged requester's limits the same way, against the same store.
 """
 
 from __future__ import annotations
@@ -48,10 +47,13 @@ class RiskRegistry:
         """
         if isinstance(factor, bool) or not isinstance(factor, int) or factor < 2:
             raise ValueError(f"factor must be a whole number >= 2, not {factor!r}")
-        if until <= self._clock():
+        now = self._clock()
+        if until <= now:
             raise ValueError("until must be in the future")
         value = _canonical(kind, value)
         old = self._flags.get((kind, value))
+        if old is not None and old[1] <= now:
+            old = None  # expired (not yet read): replaced, not merged, as natively
         if old is not None:
             factor, until = max(factor, old[0]), max(until, old[1])
         elif len(self._flags) >= _MAX_FLAGS:
@@ -59,7 +61,7 @@ class RiskRegistry:
             if len(self._flags) >= _MAX_FLAGS:
                 return  # bounded memory; the strongest defence is still the limits themselves
         self._flags[(kind, value)] = (factor, until)
-        _native.risk_flag(kind, value, until)
+        _native.risk_flag(kind, value, until, factor, now)
 
     def clear(self, kind: RiskKind, value: str) -> None:
         """Lift a flag early."""

@@ -7,8 +7,8 @@ native GCRA must agree on: ``{"rules": [{"per", "prefix", "rate", "period",
 In memory, the native store is the one Python's limiter uses too, so deferred
 and native requests draw from one budget; on Redis, the native limiter runs
 Python's script on the same keys (``bastion._native.redis_limiter_configure``,
-set up by the runtime), and a Redis failure defers the request to Python, which
-applies the route's fail mode. ``rediss://`` is native where the native connection
+set up by the runtime), and on a Redis failure applies each limit's ``fail`` itself
+(``native/src/limit/outage.rs``). ``rediss://`` is native where the native connection
 applies every TLS option of the URL (redis-py's defaults, ``ssl_ca_certs``, a client
 certificate: :func:`~bastion.storage.shared.resp.native_config`); other TLS options
 are not native yet.

@@ -1,0 +1,139 @@
+//! The `body` step for a request body of unknown length (`Transfer-Encoding:
+//! chunked`, HTTP/2 without `Content-Length`): counted as it streams to the
+//! upstream, the twin of `bastion.gateway.hygiene._counting`.
+//!
+//! The frame that takes the body past the route's `max_body` is not passed
+//! on: the body fails instead, which ends the upload (the upstream connection
+//! is then dropped, never reused), and the gateway answers Python's 413
+//! `body_too_large` (audited at step `proxy`, where Python's proxy step meets
+//! the same error). Nothing is buffered beyond the frame in hand.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
+use crate::http::{Body, BoxError};
+
+/// The body grew past the route's limit.
+#[derive(Debug)]
+pub struct TooLarge {
+    pub limit: u64,
+}
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body is larger than {} bytes", self.limit)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// A request body counted against `limit` bytes; `over` is set when it failed
+/// for its size (the gateway reads it to render the 413).
+pub struct Counted {
+    inner: Body,
+    limit: u64,
+    received: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl Counted {
+    /// `body` counted against `limit`; the flag tells whether it went over.
+    pub fn new(body: Body, limit: u64) -> (Self, Arc<AtomicBool>) {
+        let over = Arc::new(AtomicBool::new(false));
+        let counted = Counted {
+            inner: body,
+            limit,
+            received: 0,
+            over: over.clone(),
+        };
+        (counted, over)
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if this.over.load(Ordering::Relaxed) {
+            return Poll::Ready(Some(Err(Box::new(TooLarge { limit: this.limit }))));
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                this.received = this.received.saturating_add(data.len() as u64);
+                if this.received > this.limit {
+                    this.over.store(true, Ordering::Relaxed);
+                    return Poll::Ready(Some(Err(Box::new(TooLarge { limit: this.limit }))));
+                }
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::collections::VecDeque;
+
+    /// A body of several frames, its length unknown.
+    struct Parts(VecDeque<Bytes>);
+
+    impl http_body::Body for Parts {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(self.get_mut().0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    fn streamed(parts: &[&'static [u8]]) -> Body {
+        crate::http::boxed(Parts(parts.iter().map(|p| Bytes::from_static(p)).collect()))
+    }
+
+    #[tokio::test]
+    async fn a_body_within_the_limit_passes_whole() {
+        let (counted, over) = Counted::new(streamed(&[b"abc", b"defg"]), 7);
+        let bytes = counted.collect().await.map(|c| c.to_bytes());
+        assert_eq!(bytes.ok().as_deref(), Some(&b"abcdefg"[..]));
+        assert!(!over.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn the_frame_past_the_limit_fails_the_body() {
+        let (mut counted, over) = Counted::new(streamed(&[b"abc", b"defg", b"h"]), 6);
+        let first = counted.frame().await.and_then(|f| f.ok()?.into_data().ok());
+        assert_eq!(first.as_deref(), Some(&b"abc"[..]));
+        let second = counted.frame().await.map(|f| f.map(|_| ()));
+        let error = second.and_then(|r| r.err()).map(|e| e.to_string());
+        assert_eq!(
+            error.as_deref(),
+            Some("the request body is larger than 6 bytes")
+        );
+        assert!(over.load(Ordering::Relaxed));
+        assert!(counted.frame().await.is_some_and(|f| f.is_err()));
+    }
+}
