@@ -52,7 +52,7 @@ use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::ip_rules;
-use crate::limit::{self, effective_key_limits, LimitDefer, StoreKind};
+use crate::limit::{self, effective_key_limits, LimitDefer};
 use crate::lookup::{self, Kind, Led};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
