@@ -10,8 +10,8 @@ told apart by the request id's per-plane prefix — with the same identity upstr
 - the subject is the first URI SAN (SPIFFE), else the first DNS / e-mail SAN, else the
   RFC 4514 subject; the upstream sees exactly the headers Python sent (spoofed identity
   headers stripped);
-- no certificate: 401 ``unauthenticated`` (Python's, rendered natively); a certificate of another CA: the
-  handshake fails; a route whose ``claims`` the certificate does not meet: 403
+- no certificate: 401 ``unauthenticated`` (Python's, rendered natively); a certificate of
+  another CA: the handshake fails; a route whose ``claims`` the certificate does not meet: 403
   ``claim_mismatch`` however often it is asked (never allowed natively);
 - concurrent first requests of a new certificate cost one derivation: one is deferred, the
   others wait for its push and are served natively;
