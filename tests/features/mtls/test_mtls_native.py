@@ -11,8 +11,8 @@ the identity upstream that Python's twin (forced by a method-override header) se
 - the subject is the first URI SAN (SPIFFE), else the first DNS / e-mail SAN, else the
   RFC 4514 subject; the upstream sees exactly the headers Python sent (spoofed identity
   headers stripped);
-- no certificate: 401 ``unauthenticated`` (Python's, rendered natively); a certificate of another CA: the
-  handshake fails; a route whose ``claims`` the certificate does not meet: 403
+- no certificate: 401 ``unauthenticated`` (Python's, rendered natively); a certificate of
+  another CA: the handshake fails; a route whose ``claims`` the certificate does not meet: 403
   ``claim_mismatch`` however often it is asked (never allowed; rendered natively alike);
 - concurrent first requests of a new certificate cost one derivation (one lookup), and
   every one is served natively;

@@ -18,8 +18,10 @@ makes the native core defer, and which Python's framing drops):
 - never refused natively: a token signed under an unknown ``kid`` (Python may hold newer
   keys, or refetch the issuer's set): Python answers it.
 
-No refused request reaches the upstream, and each is one ``gateway.denied`` audit row
-with Python's step and reason, whichever plane answered.
+The forward-auth door (``/auth/verify``, asked as nginx asks it) refuses alike. No refused
+request reaches the upstream, and each is one ``gateway.denied`` audit row with Python's
+step and reason and one count of ``bastion_gateway_requests_total`` by its code, whichever
+plane answered.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ OVERRIDE = {"X-HTTP-Method-Override": "GET"}
 UNAUTHENTICATED = 'Bearer realm="bastion"'
 INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
 INVALID_REQUEST = 'Bearer realm="bastion", error="invalid_request"'
+METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
 
 
 class _IdPThread:
@@ -109,6 +112,9 @@ def server(
     config = cwd / "bastion.yaml"
     config.write_text(
         f"storage: sqlite:///{cwd}/bastion.db\n"
+        "trusted_proxies: [127.0.0.1]\n"
+        "forward_auth: {headers: nginx}\n"
+        f"metrics: {{token: {METRICS_TOKEN}}}\n"
         "trusted_issuers:\n"
         f"  - issuer: {idp.url}\n"
         f"    audiences: [{AUDIENCE}]\n"
@@ -159,12 +165,13 @@ def http(server: BastionProcess) -> Iterator[httpx.Client]:
 _REFUSED: list[tuple[str, int, str, str]] = []
 
 
-def _get(http: httpx.Client, path: str, headers: Any = None) -> httpx.Response:
-    """GET ``path``; a refusal is remembered for the audit and metrics check."""
+def _get(http: httpx.Client, path: str, headers: Any = None, route: str = "") -> httpx.Response:
+    """GET ``path`` (of ``route``: the path's second segment by default); a refusal is
+    remembered for the audit and metrics check."""
     response = http.get(path, headers=headers)
     if response.status_code >= 400:
         reason = response.json()["reason"]
-        route = path.split("/")[2]
+        route = route or path.split("/")[2]
         _REFUSED.append((response.headers["x-request-id"], response.status_code, reason, route))
     return response
 
@@ -476,6 +483,24 @@ _REQUESTS = re.compile(
 )
 
 
+def test_forward_auth_decisions_refuse_alike(http: httpx.Client) -> None:
+    """The forward-auth door goes through the same decision: the same native refusals."""
+    python_plane, native_plane = _planes(http)
+    key = generate_api_key()
+    for uri, credential, status, reason in (
+        ("/api/keys/1", [], 401, "unauthenticated"),
+        (f"/api/keys/1?api_key={key}", [], 400, "api_key_in_query"),
+        ("/api/both/1", _bearer("e30.e30.AAAA"), 401, "invalid_token"),
+    ):
+        asked = [("X-Original-Method", "GET"), ("X-Original-URI", uri), *credential]
+        route = uri.split("/")[2].partition("?")[0]
+        native = _get(http, "/auth/verify", asked, route)
+        python = _get(http, "/auth/verify", [*asked, *OVERRIDE.items()], route)
+        assert (native.status_code, native.json()["reason"]) == (status, reason), native.text
+        assert (plane(native), plane(python)) == (native_plane, python_plane)
+        _same_answer(python, native)
+
+
 def test_every_refusal_is_one_audit_row_and_counted_as_python_records_it(
     server: BastionProcess, http: httpx.Client
 ) -> None:
@@ -496,14 +521,17 @@ def test_every_refusal_is_one_audit_row_and_counted_as_python_records_it(
         assert time.monotonic() < deadline, sorted(set(wanted) - set(rows))[:5]
         time.sleep(0.2)
         rows = asyncio.run(denied())
+    doors = set()
     for rid, (status, reason, route) in wanted.items():
         row = rows[rid]
         assert (row.reason, row.route, row.outcome) == (reason, route, "denied"), rid
         assert row.data["status"] == status and row.data["step"] == "authenticate", rid
         assert row.subject is None and row.key_id is None and row.client_id is None, rid
+        doors.add(row.data.get("door", "gateway"))
+    assert doors == {"gateway", "forward_auth"}
     # Both planes count into the same series: exactly one per refusal.
     expected = Counter((route, reason) for _, _, reason, route in _REFUSED)
-    scraped = http.get("/metrics")
+    scraped = http.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert scraped.status_code == 200
     counted = {
         (route.decode(), outcome.decode()): float(value)
