@@ -53,6 +53,9 @@ pub const OUTCOMES: &[&str] = &[
     "insufficient_scope",
     "missing_role",
     "claim_mismatch",
+    // CORS and load shedding (their error classes' codes, which Python counts by name).
+    "cors_origin_not_allowed",
+    "overloaded",
     "cancelled",
     "other",
 ];
@@ -248,6 +251,20 @@ mod tests {
                 ("unauthenticated", 1),
                 ("api_key_in_query", 1)
             ]
+        );
+    }
+
+    #[test]
+    fn cors_and_shedding_refusals_are_counted_by_their_code() {
+        // Python counts every error class's code by name: so must the native plane.
+        let metrics = Metrics::default();
+        for code in ["cors_origin_not_allowed", "overloaded"] {
+            metrics.record(Some("orders"), Some(code), 0.0001);
+        }
+        let outcomes = &metrics.snapshot()[0].outcomes;
+        assert_eq!(
+            outcomes,
+            &vec![("cors_origin_not_allowed", 1), ("overloaded", 1)]
         );
     }
 
