@@ -6,11 +6,14 @@
 //! on: the body fails instead, which ends the upload (the upstream connection
 //! is then dropped, never reused), and the gateway answers Python's 413
 //! `body_too_large` (audited at step `proxy`, where Python's proxy step meets
-//! the same error). Nothing is buffered beyond the frame in hand.
+//! the same error). Nothing is buffered beyond the frame in hand. The rest of
+//! the client's body is kept until the 413 has been sent ([`Over::hold`]): an
+//! HTTP/2 stream whose request body is dropped first is reset before the
+//! answer can go out.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -32,21 +35,75 @@ impl std::fmt::Display for TooLarge {
 
 impl std::error::Error for TooLarge {}
 
+/// Whether a [`Counted`] body went over its limit, and the rest of it.
+#[derive(Default)]
+pub struct Over {
+    flag: AtomicBool,
+    rest: Mutex<Option<Body>>,
+}
+
+impl Over {
+    /// The body went past its limit.
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn set(&self, rest: Option<Body>) {
+        *self.rest.lock().unwrap_or_else(|e| e.into_inner()) = rest;
+        self.flag.store(true, Ordering::Release);
+    }
+
+    /// `response` keeping the rest of the client's body until it has been sent.
+    pub fn hold(&self, response: http::Response<Body>) -> http::Response<Body> {
+        let rest = self.rest.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match rest {
+            Some(rest) => response.map(|body| crate::http::boxed(Holding { body, _rest: rest })),
+            None => response,
+        }
+    }
+}
+
+/// A response body that keeps another body alive until it is dropped.
+struct Holding {
+    body: Body,
+    _rest: Body,
+}
+
+impl http_body::Body for Holding {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// A request body counted against `limit` bytes; `over` is set when it failed
 /// for its size (the gateway reads it to render the 413).
 pub struct Counted {
-    inner: Body,
+    inner: Option<Body>,
     limit: u64,
     received: u64,
-    over: Arc<AtomicBool>,
+    over: Arc<Over>,
 }
 
 impl Counted {
-    /// `body` counted against `limit`; the flag tells whether it went over.
-    pub fn new(body: Body, limit: u64) -> (Self, Arc<AtomicBool>) {
-        let over = Arc::new(AtomicBool::new(false));
+    /// `body` counted against `limit`; [`Over`] tells whether it went over.
+    pub fn new(body: Body, limit: u64) -> (Self, Arc<Over>) {
+        let over = Arc::new(Over::default());
         let counted = Counted {
-            inner: body,
+            inner: Some(body),
             limit,
             received: 0,
             over: over.clone(),
@@ -64,16 +121,17 @@ impl http_body::Body for Counted {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        if this.over.load(Ordering::Relaxed) {
-            return Poll::Ready(Some(Err(Box::new(TooLarge { limit: this.limit }))));
-        }
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let too_large = |limit| Poll::Ready(Some(Err(Box::new(TooLarge { limit }) as BoxError)));
+        let Some(inner) = this.inner.as_mut() else {
+            return too_large(this.limit);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
                 this.received = this.received.saturating_add(data.len() as u64);
                 if this.received > this.limit {
-                    this.over.store(true, Ordering::Relaxed);
-                    return Poll::Ready(Some(Err(Box::new(TooLarge { limit: this.limit }))));
+                    this.over.set(this.inner.take());
+                    return too_large(this.limit);
                 }
             }
         }
@@ -81,11 +139,15 @@ impl http_body::Body for Counted {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner
+            .as_ref()
+            .map_or(true, |inner| inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(SizeHint::default, |inner| inner.size_hint())
     }
 }
 
@@ -119,7 +181,7 @@ mod tests {
         let (counted, over) = Counted::new(streamed(&[b"abc", b"defg"]), 7);
         let bytes = counted.collect().await.map(|c| c.to_bytes());
         assert_eq!(bytes.ok().as_deref(), Some(&b"abcdefg"[..]));
-        assert!(!over.load(Ordering::Relaxed));
+        assert!(!over.is_set());
     }
 
     #[tokio::test]
@@ -133,7 +195,12 @@ mod tests {
             error.as_deref(),
             Some("the request body is larger than 6 bytes")
         );
-        assert!(over.load(Ordering::Relaxed));
+        assert!(over.is_set());
         assert!(counted.frame().await.is_some_and(|f| f.is_err()));
+        // The rest of the body rides with the answer until it is sent.
+        let held = over.hold(http::Response::new(crate::http::full("413")));
+        assert!(over.rest.lock().is_ok_and(|rest| rest.is_none()));
+        let answer = held.into_body().collect().await.map(|c| c.to_bytes());
+        assert_eq!(answer.ok().as_deref(), Some(&b"413"[..]));
     }
 }

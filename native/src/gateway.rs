@@ -22,8 +22,9 @@
 //! cors, body and mutate, answered 200 with the identity headers).
 //!
 //! Natively produced answers are only the upstream's own, a 429, the
-//! limiter outage's 503, a streamed body's 413, the upstream failures, a shed request's 503, the 403 of a client address the
-//! route's IP rules refuse, the 401 of an API key Python refuses (malformed,
+//! limiter outage's 503, a streamed body's 413, the upstream failures, a
+//! shed request's 503, the 403 of a client address the route's IP rules
+//! refuse, the 401 of an API key Python refuses (malformed,
 //! unknown, revoked, disabled, expired), the 401 `invalid_token` of a token
 //! whose cached introspection answer is inactive, of a client certificate
 //! Python cannot read or of a JWT refused whatever Python holds
@@ -36,7 +37,6 @@
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -273,7 +273,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         }
         Err(error) => {
             drop(slot); // a failed exchange cuts the limit
-            let too_large = over.is_some_and(|over| over.load(Ordering::Relaxed));
+            let too_large = over.as_ref().is_some_and(|over| over.is_set());
             let mut problem = if too_large {
                 // The body grew past `max_body` while streaming: Python's 413 (its
                 // proxy step meets the `body` step's error), the upstream connection dropped.
@@ -288,7 +288,10 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
                 cors.add_to(&mut problem.headers);
             }
             head.denied(&route.name, &identity, ip, rid, &problem, "proxy", started);
-            problem.into_response(rid)
+            match (&over, too_large) {
+                (Some(over), true) => over.hold(problem.into_response(rid)),
+                _ => problem.into_response(rid),
+            }
         }
     };
     respond::decorate(response.headers_mut(), https, &request_id);

@@ -12,7 +12,8 @@
   same buckets as Python's; a Python-only node (``server.engine: uvicorn``) and a native
   node sharing Redis admit the tightened budget once between them, and the native 429 is
   byte-identical to the Python twin's (``RateLimit`` headers included).
-- **Chunked request bodies** are streamed natively: a 1 MiB upload reaches the upstream
+- **Chunked request bodies** (and HTTP/2 bodies without a length, through curl) are
+  streamed natively: a 1 MiB upload reaches the upstream
   intact; a body that grows past the route's ``max_body`` (at once, or after a first part
   went upstream) gets Python's ``413 body_too_large``, the upstream never seeing a
   complete request; a slow-drip body is cut at the route's ``timeout`` with Python's
@@ -24,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -399,3 +402,41 @@ def test_chunked_bodies_are_streamed_natively_within_pythons_limits(
         == [("body_too_large", "small", "proxy", 413)] * 4
         + [("upstream_timeout", "small", "proxy", 504)] * 2
     )
+
+
+def _curl_h2(curl: str, url: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    """POST ``body`` over HTTP/2 from stdin (no ``Content-Length``): status, head, body."""
+    done = subprocess.run(
+        [curl, "-sk", "--http2", "-X", "POST", "-T", "-", "-D", "-", url],
+        input=body,
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    head, _, answer = done.stdout.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), fields, answer
+
+
+@pytest.mark.timeout(120)
+def test_http2_bodies_without_length_are_streamed_natively(
+    tmp_path: Path, module_echo: EchoThread
+) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (httpx has no h2 package here)")
+    config = migrated_config(tmp_path, _BODY_ROUTES.format(upstream=module_echo.server.url))
+    received = module_echo.server.received
+    with (
+        BastionProcess("-c", str(config), cwd=tmp_path) as proc,
+        httpx.Client(base_url=proc.url, verify=False, timeout=30) as client,
+    ):
+        native = plane(client.get("/api/upload"))
+        payload = os.urandom(1 << 20)
+        status, head, _ = _curl_h2(curl, proc.url + "/api/upload", payload)
+        assert (status, head["x-request-id"].rsplit("-", 1)[0]) == (200, native)
+        assert hashlib.sha256(received[-1].body).digest() == hashlib.sha256(payload).digest()
+
+        # (Past max_body the stream gets the 413 and is then reset; curl 7.88 sometimes
+        # reports the reset instead of the answer, from either plane: not asserted here.)
