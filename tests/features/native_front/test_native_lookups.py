@@ -104,8 +104,8 @@ def _lookups(url: str) -> dict[tuple[str, str], int]:
 
 
 def _python_plane(client: httpx.Client) -> str:
-    response = client.get("/no-such-route")
-    assert response.status_code == 404
+    response = client.get("/healthz")  # not a gateway request: Python's plane
+    assert response.status_code == 200
     return plane(response)
 
 
@@ -210,8 +210,9 @@ def test_concurrent_first_requests_of_a_new_key_make_one_lookup(
             httpx.AsyncClient(base_url=proc.url, verify=False, timeout=10) for _ in range(count)
         ]
         try:
-            # Open every connection first (Python's 404), so the key's requests arrive together.
-            opened = await asyncio.gather(*(c.get("/no-such-route") for c in clients))
+            # Open every connection first (Python's /healthz), so the key's requests arrive
+            # together.
+            opened = await asyncio.gather(*(c.get("/healthz") for c in clients))
             responses = await asyncio.gather(
                 *(
                     c.get(f"/api/keys/{n}", headers=_bearer(key["key"]))
