@@ -69,3 +69,24 @@ def native_lookups(client: httpx.Client) -> dict[tuple[str, str], int]:
         (kind.decode(), outcome.decode()): int(float(n))
         for kind, outcome, n in _LOOKUPS.findall(scrape.content)
     }
+
+
+def same_answer(python: httpx.Response, native: httpx.Response, status: int | None = None) -> None:
+    """A native answer and its Python twin are byte-identical but for the request id (in the
+    body and the header) and the date; with ``status``, both have it."""
+    assert python.status_code == native.status_code
+    if status is not None:
+        assert native.status_code == status
+    rid_p, rid_n = python.headers["x-request-id"], native.headers["x-request-id"]
+    assert python.content.replace(rid_p.encode(), b"RID") == native.content.replace(
+        rid_n.encode(), b"RID"
+    )
+
+    def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+        return [
+            (name.lower(), value)
+            for name, value in response.headers.raw
+            if name.lower() not in (b"x-request-id", b"date")
+        ]
+
+    assert head(python) == head(native)

@@ -46,7 +46,7 @@ import pytest
 import uvicorn
 
 from _support import BastionProcess, EchoThread, run_cli
-from _support.native import cli_json, plane
+from _support.native import cli_json, plane, same_answer
 from bastion.crypto import SigningKeyPair, generate_api_key, sign_jwt
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP
@@ -186,20 +186,7 @@ def _planes(http: httpx.Client) -> tuple[str, str]:
 
 def _same_answer(python: httpx.Response, native: httpx.Response) -> None:
     """Byte-identical but for the request id (body and header) and the date."""
-    assert python.status_code == native.status_code
-    rid_p, rid_n = python.headers["x-request-id"], native.headers["x-request-id"]
-    assert python.content.replace(rid_p.encode(), b"RID") == native.content.replace(
-        rid_n.encode(), b"RID"
-    )
-
-    def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-        return [
-            (name.lower(), value)
-            for name, value in response.headers.raw
-            if name.lower() not in (b"x-request-id", b"date")
-        ]
-
-    assert head(python) == head(native)
+    same_answer(python, native)
 
 
 def _refused_alike(

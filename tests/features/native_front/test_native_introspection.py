@@ -37,7 +37,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
-from _support.native import cli_json, native_lookups, plane
+from _support.native import cli_json, native_lookups, plane, same_answer
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP, IdPThread
 
@@ -103,20 +103,7 @@ def _forwarded(response: httpx.Response) -> dict[str, str]:
 
 def _same_refusal(python: httpx.Response, native: httpx.Response) -> None:
     """Byte-identical 401 but for the request id (body and header) and the date."""
-    assert python.status_code == native.status_code == 401
-    rid_p, rid_n = python.headers["x-request-id"], native.headers["x-request-id"]
-    assert python.content.replace(rid_p.encode(), b"RID") == native.content.replace(
-        rid_n.encode(), b"RID"
-    )
-
-    def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-        return [
-            (name.lower(), value)
-            for name, value in response.headers.raw
-            if name.lower() not in (b"x-request-id", b"date")
-        ]
-
-    assert head(python) == head(native)
+    same_answer(python, native, 401)
     assert native.headers["www-authenticate"] == INVALID_TOKEN
     assert native.json()["reason"] == "invalid_token"
 

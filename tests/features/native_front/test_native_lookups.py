@@ -30,7 +30,14 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
-from _support.native import cli_json, feed_changes, native_lookups, plane, until_feed_past
+from _support.native import (
+    cli_json,
+    feed_changes,
+    native_lookups,
+    plane,
+    same_answer,
+    until_feed_past,
+)
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP, IdPThread
@@ -111,21 +118,8 @@ def _python_plane(client: httpx.Client) -> str:
 
 def _same_answer(python: httpx.Response, native: httpx.Response, status: int) -> None:
     """Byte-identical but for the request id (body and header) and the date."""
-    assert python.status_code == native.status_code == status
+    same_answer(python, native, status)
     assert plane(python) != plane(native)
-    rid_p, rid_n = python.headers["x-request-id"], native.headers["x-request-id"]
-    assert python.content.replace(rid_p.encode(), b"RID") == native.content.replace(
-        rid_n.encode(), b"RID"
-    )
-
-    def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-        return [
-            (name.lower(), value)
-            for name, value in response.headers.raw
-            if name.lower() not in (b"x-request-id", b"date")
-        ]
-
-    assert head(python) == head(native)
 
 
 def _until(check: Callable[[], bool], within: float) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from _support import BastionProcess, EchoThread
-from _support.native import cli_json, migrated_config, native_lookups, plane
+from _support.native import cli_json, migrated_config, native_lookups, plane, same_answer
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
 
@@ -50,20 +50,7 @@ DEFER = {"X-HTTP-Method-Override": "GET"}
 
 def _same_answer(python: httpx.Response, native: httpx.Response) -> None:
     """Byte-identical but for the request id (body and header) and the date."""
-    assert python.status_code == native.status_code == 401
-    rid_p, rid_n = python.headers["x-request-id"], native.headers["x-request-id"]
-    assert python.content.replace(rid_p.encode(), b"RID") == native.content.replace(
-        rid_n.encode(), b"RID"
-    )
-
-    def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
-        return [
-            (name.lower(), value)
-            for name, value in response.headers.raw
-            if name.lower() not in (b"x-request-id", b"date")
-        ]
-
-    assert head(python) == head(native)
+    same_answer(python, native, 401)
     assert native.headers["www-authenticate"] == 'Bearer realm="bastion", error="invalid_token"'
     assert native.json()["reason"] == "invalid_api_key"
 
