@@ -461,6 +461,22 @@ pub(crate) async fn decide<'t>(
     } else {
         None
     };
+    // The `authenticate` step's refusals: Python's answer, audited (nothing consumed:
+    // before authorization, risk flags and limits). `cors`: the route's CORS headers,
+    // which a GatewayError carries (a failed lookup's 503 is not one).
+    let deny = |problem: Problem, cors: Option<&CorsHeaders>| {
+        let response = refuse(
+            req,
+            &route.name,
+            ip,
+            conn.tls,
+            problem,
+            "authenticate",
+            cors,
+            door,
+        );
+        Decided::Respond(response)
+    };
     let mut waited = false;
     let (now, admitted) = loop {
         let now = authn::unix_now();
@@ -512,18 +528,7 @@ pub(crate) async fn decide<'t>(
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
-                let problem = Problem::invalid_api_key();
-                let response = refuse(
-                    req,
-                    &route.name,
-                    ip,
-                    conn.tls,
-                    problem,
-                    "authenticate",
-                    cors.as_ref(),
-                    door,
-                );
-                return Decided::Respond(response);
+                return deny(Problem::invalid_api_key(), cors.as_ref());
             }
             Unadmitted::InactiveToken
             | Unadmitted::InvalidToken(_)
@@ -537,35 +542,14 @@ pub(crate) async fn decide<'t>(
                     Unadmitted::KeyInQuery => Problem::api_key_in_query(),
                     _ => Problem::invalid_token(),
                 };
-                let response = refuse(
-                    req,
-                    &route.name,
-                    ip,
-                    conn.tls,
-                    problem,
-                    "authenticate",
-                    cors.as_ref(),
-                    door,
-                );
-                return Decided::Respond(response);
+                return deny(problem, cors.as_ref());
             }
             Unadmitted::Miss(_) | Unadmitted::CertMiss(_) | Unadmitted::TokenMiss(_) if waited => {
                 return Decided::Defer(None)
             }
             Unadmitted::CertMiss(thumb) if authn::mtls::cert_refused(&thumb) => {
                 // A certificate Python could not read: its 401, as for a token.
-                let problem = Problem::invalid_token();
-                let response = refuse(
-                    req,
-                    &route.name,
-                    ip,
-                    conn.tls,
-                    problem,
-                    "authenticate",
-                    cors.as_ref(),
-                    door,
-                );
-                return Decided::Respond(response);
+                return deny(Problem::invalid_token(), cors.as_ref());
             }
             Unadmitted::TokenMiss(_) | Unadmitted::CertMiss(_) | Unadmitted::Miss(_) => {
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
@@ -603,18 +587,7 @@ pub(crate) async fn decide<'t>(
                         match lookup::lead(kind, value, lead, refused).await {
                             Led::Read => None,
                             Led::Refused if kind == Kind::Cert => {
-                                let problem = Problem::invalid_token();
-                                let response = refuse(
-                                    req,
-                                    &route.name,
-                                    ip,
-                                    conn.tls,
-                                    problem,
-                                    "authenticate",
-                                    cors.as_ref(),
-                                    door,
-                                );
-                                return Decided::Respond(response);
+                                return deny(Problem::invalid_token(), cors.as_ref());
                             }
                             Led::Refused => None,
                             Led::Unavailable(why) => Some(why),
@@ -627,17 +600,7 @@ pub(crate) async fn decide<'t>(
                 if let Some(why) = failed {
                     // Python's 503 for the failed lookup (not a GatewayError: no CORS headers).
                     let problem = Problem::lookup_unavailable(&why);
-                    let response = refuse(
-                        req,
-                        &route.name,
-                        ip,
-                        conn.tls,
-                        problem,
-                        "authenticate",
-                        None,
-                        door,
-                    );
-                    return Decided::Respond(response);
+                    return deny(problem, None);
                 }
                 waited = true;
             }
