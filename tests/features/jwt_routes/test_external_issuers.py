@@ -13,13 +13,10 @@ under an unknown ``kid`` by Python, which refetches the keys).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
 import json
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,40 +26,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, plane
 from bastion.crypto import SigningKeyPair, sign_jwt
-from gateway.idp_support import FakeIdP
+from gateway.idp_support import FakeIdP, IdPThread
 
 AUDIENCE = "https://api.test"
 INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
-
-
-class IdPThread:
-    """A :class:`FakeIdP` served by uvicorn on 127.0.0.1 in a thread of its own."""
-
-    def __init__(self) -> None:
-        self.idp = FakeIdP()
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.idp.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(self.idp.app(), log_config=None, access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])), daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the IdP did not start"
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
 
 
 @pytest.fixture

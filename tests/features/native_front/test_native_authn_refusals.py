@@ -32,8 +32,6 @@ import hashlib
 import hmac
 import json
 import re
-import socket
-import threading
 import time
 import uuid
 from collections import Counter
@@ -43,13 +41,12 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, plane, same_answer
 from bastion.crypto import SigningKeyPair, generate_api_key, sign_jwt
 from bastion.storage import Database
-from gateway.idp_support import FakeIdP
+from gateway.idp_support import FakeIdP, IdPThread
 
 AUDIENCE = "https://api.test"
 ORIGIN = "https://app.example"
@@ -58,31 +55,6 @@ UNAUTHENTICATED = 'Bearer realm="bastion"'
 INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
 INVALID_REQUEST = 'Bearer realm="bastion", error="invalid_request"'
 METRICS_TOKEN = "metrics-" + uuid.uuid4().hex
-
-
-class _IdPThread:
-    """A :class:`FakeIdP` served by uvicorn on 127.0.0.1 in a thread of its own."""
-
-    def __init__(self) -> None:
-        self.idp = FakeIdP()
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self.idp.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        config = uvicorn.Config(self.idp.app(), log_config=None, access_log=False, lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[self._sock])), daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert time.monotonic() < deadline, "the IdP did not start"
-            time.sleep(0.01)
-
-    def close(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(10)
-        self._sock.close()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +68,7 @@ def upstream() -> Iterator[EchoThread]:
 
 @pytest.fixture(scope="module")
 def idp() -> Iterator[FakeIdP]:
-    thread = _IdPThread()
+    thread = IdPThread()
     try:
         yield thread.idp
     finally:
