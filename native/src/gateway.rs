@@ -9,7 +9,7 @@
 //! | match | `RouteTable::route`; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | the target is not normal (and not refused as above), a control-plane path, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
-//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large` | chunked |
+//! | body | `hygiene::takes`; a declared length over `max_body` (up to 64 KiB, what the connection drains): 413 `body_too_large` | chunked; a declared length over `max_body` and 64 KiB |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive: its 401 | the credential is not cached (concurrent misses of one key or token wait for the first's lookup; a certificate's miss: Python derives and pushes its identity), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | several required claims fail, a scope that is not printable ASCII |
 //! | limit | `limit::check` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`) | the requester is risk-flagged, Redis fails |
@@ -397,10 +397,13 @@ pub(crate) async fn decide<'t>(
         None
     };
     // `body`: a declared length over the route's `max_body` is Python's 413, with
-    // the route's CORS headers (nothing read, nothing consumed).
+    // the route's CORS headers (nothing read, nothing consumed). Only for a body the
+    // connection drains after the answer (`h1::DRAIN_MAX`): a longer one would close
+    // it under a client still sending, which may then never read the 413; Python's
+    // twin (the body streamed to it) keeps it, so that one is deferred.
     if proxied && door == Door::Gateway {
         if let Some(length) = declared_length(req.headers) {
-            if length > native.max_body {
+            if length > native.max_body && length <= crate::h1::DRAIN_MAX {
                 let refusal = crate::refusal::Refusal {
                     problem: Problem::body_too_large(native.max_body),
                     members: String::new(),

@@ -15,7 +15,7 @@ with the same step, reason, route, identity and data, and one count in the same
   still reaches Python), ``405 method_not_allowed`` with ``Allow``, ``400 invalid_path`` for
   the paths ``normalize_path`` refuses (``..`` above the root, ``..;``, overlong);
 - ``body``: a declared ``Content-Length`` over the route's ``max_body``, ``413
-  body_too_large`` (with the route's CORS headers);
+  body_too_large`` (with the route's CORS headers; up to 64 KiB, beyond which Python answers);
 - a WebSocket upgrade to a route without ``websocket``: ``403 websocket_not_allowed``.
 
 Path tricks (``/api/../admin``, ``%2e%2e``, ``%2f``, ``//``, ``;`` parameters) get the same
@@ -316,6 +316,11 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         if reason == "method_not_allowed":
             assert native.header(b"allow") == b"GET, HEAD, POST"
             assert native.header(b"access-control-allow-origin") is None  # before "cors"
+    # A declared body over max_body and over what a connection drains (64 KiB) is Python's:
+    # answering it unread would close the connection under the client still sending it.
+    big = Answer(*raw(proc, request_bytes("POST", "/api/orders", {"Origin": APP}, b"x" * 70_000)))
+    assert (big.status, big.plane) == (413, both[0])
+    expected[("orders", "body_too_large")] += 1
     assert len(echo_module.server.received) == before, "the upstream saw a refused request"
 
     # One gateway.denied row each, the native one as Python records its twin.
