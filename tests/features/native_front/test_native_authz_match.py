@@ -144,7 +144,11 @@ def raw(proc: BastionProcess, request: bytes) -> tuple[bytes, bytes]:
 
 
 def request_bytes(method: str, target: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", "Host: gw.test", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        "Host: gw.test",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     if body:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
@@ -255,7 +259,9 @@ def _counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
     return out
 
 
-def _check(native: Answer, python: Answer, planes: tuple[str, str], status: int, reason: str) -> None:
+def _check(
+    native: Answer, python: Answer, planes: tuple[str, str], status: int, reason: str
+) -> None:
     python_plane, native_plane = planes
     assert (native.plane, python.plane) == (native_plane, python_plane), (native.head, reason)
     assert native.status == python.status == status, (native.head, native.body, python.body)
@@ -278,7 +284,15 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
     counts_before = _counts(proc)
     cases: list[tuple[str, str, dict[str, str], bytes, int, str, str | None]] = [
         # authorize
-        ("POST", "/api/orders/1", {**reader, "Origin": APP}, b"{}", 403, "insufficient_scope", "orders"),
+        (
+            "POST",
+            "/api/orders/1",
+            {**reader, "Origin": APP},
+            b"{}",
+            403,
+            "insufficient_scope",
+            "orders",
+        ),
         ("GET", "/api/billing", reader, b"", 403, "insufficient_scope", "billing"),
         ("HEAD", "/api/billing/x", reader, b"", 403, "insufficient_scope", "billing"),
         ("GET", "/api/billing/1", restricted, b"", 403, "route_not_allowed", "billing"),
