@@ -608,7 +608,7 @@ pub(crate) async fn decide<'t>(
             started,
         );
         let mut response = problem.into_response(rid);
-        respond::decorate(response.headers_mut(), conn.tls, &request_id);
+        finish_refusal(&mut response, door, conn.tls, &request_id);
         return Decided::Respond(response);
     }
     Decided::Allow(Box::new(Allowed {
@@ -656,7 +656,7 @@ fn refuse(
         .through(door)
         .denied(route, &nobody, ip, rid, &problem, step, started);
     let mut response = problem.into_response(rid);
-    respond::decorate(response.headers_mut(), https, &request_id);
+    finish_refusal(&mut response, door, https, &request_id);
     response
 }
 
@@ -691,17 +691,27 @@ fn refuse_with(
         started,
     );
     let mut response = refusal.problem.into_response_with(rid, &refusal.members);
+    finish_refusal(&mut response, door, https, &request_id);
+    response
+}
+
+/// The head a decision step's refusal ends with: the request id and security
+/// headers of Python's HTTP middleware; for a WebSocket upgrade, Python's
+/// `websocket.http.response` denial instead — the problem's own head (the
+/// request id in the document only) and `connection: close`.
+fn finish_refusal(
+    response: &mut Response<Body>,
+    door: Door,
+    https: bool,
+    request_id: &HeaderValue,
+) {
     if door == Door::WebSocket {
-        // Python refuses a handshake through the ASGI `websocket.http.response`
-        // extension: the problem's own head (none of the HTTP middleware's
-        // headers), and the connection closes.
         response
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     } else {
-        respond::decorate(response.headers_mut(), https, &request_id);
+        respond::decorate(response.headers_mut(), https, request_id);
     }
-    response
 }
 
 /// Python's `match` refusals for a request the router did not route

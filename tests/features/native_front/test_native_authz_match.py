@@ -16,7 +16,9 @@ with the same step, reason, route, identity and data, and one count in the same
   the paths ``normalize_path`` refuses (``..`` above the root, ``..;``, overlong);
 - ``body``: a declared ``Content-Length`` over the route's ``max_body``, ``413
   body_too_large`` (with the route's CORS headers; up to 64 KiB, beyond which Python answers);
-- a WebSocket upgrade to a route without ``websocket``: ``403 websocket_not_allowed``.
+- a WebSocket upgrade to a route without ``websocket``: ``403 websocket_not_allowed``; and
+  every refusal of an upgrade (here a 403 and a 401) as Python's ``websocket.http.response``
+  denial renders it: the problem's own head, ``connection: close``, no request-id header.
 
 Path tricks (``/api/../admin``, ``%2e%2e``, ``%2f``, ``//``, ``;`` parameters) get the same
 answer as Python's, whichever plane gives it.
@@ -90,6 +92,12 @@ def served(
         f"    upstream: {echo}\n"
         "    auth: [api_key]\n"
         "    claims: {tier: gold}\n"
+        "  - name: live\n"
+        "    match: {path: /api/live}\n"
+        f"    upstream: {echo}\n"
+        "    auth: [api_key]\n"
+        "    scopes: [live:read]\n"
+        "    websocket: true\n"
         "  - name: open\n"
         "    match: {path: /api/open}\n"
         f"    upstream: {echo}\n"
@@ -311,6 +319,18 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         ("GET", "/api/" + "a" * 8200, {}, b"", 400, "invalid_path", None),
         # a WebSocket upgrade to a route without websocket
         ("GET", "/api/open/ws", WEBSOCKET, b"", 403, "websocket_not_allowed", "open"),
+        # The refusals of a WebSocket route's upgrade: Python's `websocket.http.response`
+        # denial (no middleware headers, `connection: close`), natively alike.
+        ("GET", "/api/live", {**WEBSOCKET, **reader}, b"", 403, "insufficient_scope", "live"),
+        (
+            "GET",
+            "/api/live",
+            {**WEBSOCKET, "Authorization": "Bearer bst_nope"},
+            b"",
+            401,
+            "invalid_api_key",
+            "live",
+        ),
     ]
     rids: dict[str, tuple[str, str]] = {}
     expected: dict[tuple[str, str], int] = {}
@@ -322,6 +342,9 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         rids[native.rid] = (python.rid, reason)
         label = (route or "(none)", reason)
         expected[label] = expected.get(label, 0) + 2
+        if "Upgrade" in headers:
+            assert native.header(b"connection") == b"close"
+            assert native.header(b"x-content-type-options") is None
         if reason == "insufficient_scope":
             challenge = native.header(b"www-authenticate") or b""
             assert challenge.startswith(b'Bearer realm="bastion", error="insufficient_scope"')
@@ -354,6 +377,7 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         "method_not_allowed": "match",
         "invalid_path": "match",
         "websocket_not_allowed": "match",
+        "invalid_api_key": "authenticate",
     }
 
     # And one count each in Python's series, whichever plane answered.
