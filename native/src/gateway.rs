@@ -9,7 +9,7 @@
 //! | match | `RouteTable::route`; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | the target is not normal (and not refused as above), a control-plane path, route not native |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
-//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large`; a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | CL with TE, other codings |
+//! | body | `hygiene::takes`; a declared length over `max_body` (up to 64 KiB, what the connection drains): 413 `body_too_large`; a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | CL with TE, other codings; a declared length over `max_body` and 64 KiB |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503 | the lookup is lost (no hook, no answer within `MISS_WAIT`), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | several required claims fail, a scope that is not printable ASCII |
 //! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store) | a tightened limit cannot be built, Redis and the local GCRA disagree |
@@ -430,10 +430,13 @@ pub(crate) async fn decide<'t>(
         None
     };
     // `body`: a declared length over the route's `max_body` is Python's 413, with
-    // the route's CORS headers (nothing read, nothing consumed).
+    // the route's CORS headers (nothing read, nothing consumed). Only for a body the
+    // connection drains after the answer (`h1::DRAIN_MAX`): a longer one would close
+    // it under a client still sending, which may then never read the 413; Python's
+    // twin (the body streamed to it) keeps it, so that one is deferred.
     if proxied && door == Door::Gateway {
         if let Some(length) = declared_length(req.headers) {
-            if length > native.max_body {
+            if length > native.max_body && length <= crate::h1::DRAIN_MAX {
                 let refusal = crate::refusal::Refusal {
                     problem: Problem::body_too_large(native.max_body),
                     members: String::new(),
@@ -680,7 +683,7 @@ pub(crate) async fn decide<'t>(
             started,
         );
         let mut response = problem.into_response(rid);
-        respond::decorate(response.headers_mut(), conn.tls, &request_id);
+        finish_refusal(&mut response, door, conn.tls, &request_id);
         return Decided::Respond(response);
     }
     Decided::Allow(Box::new(Allowed {
@@ -728,7 +731,7 @@ fn refuse(
         .through(door)
         .denied(route, &nobody, ip, rid, &problem, step, started);
     let mut response = problem.into_response(rid);
-    respond::decorate(response.headers_mut(), https, &request_id);
+    finish_refusal(&mut response, door, https, &request_id);
     response
 }
 
@@ -763,17 +766,27 @@ fn refuse_with(
         started,
     );
     let mut response = refusal.problem.into_response_with(rid, &refusal.members);
+    finish_refusal(&mut response, door, https, &request_id);
+    response
+}
+
+/// The head a decision step's refusal ends with: the request id and security
+/// headers of Python's HTTP middleware; for a WebSocket upgrade, Python's
+/// `websocket.http.response` denial instead — the problem's own head (the
+/// request id in the document only) and `connection: close`.
+fn finish_refusal(
+    response: &mut Response<Body>,
+    door: Door,
+    https: bool,
+    request_id: &HeaderValue,
+) {
     if door == Door::WebSocket {
-        // Python refuses a handshake through the ASGI `websocket.http.response`
-        // extension: the problem's own head (none of the HTTP middleware's
-        // headers), and the connection closes.
         response
             .headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     } else {
-        respond::decorate(response.headers_mut(), https, &request_id);
+        respond::decorate(response.headers_mut(), https, request_id);
     }
-    response
 }
 
 /// Python's `match` refusals for a request the router did not route

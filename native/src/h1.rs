@@ -65,7 +65,7 @@ const GATHER: usize = 64 * 1024;
 /// A request body the handler left unread is read and dropped up to this
 /// many bytes (within [`DRAIN_TIMEOUT`]) to keep the connection; more, and
 /// the connection closes.
-const DRAIN_MAX: u64 = 64 * 1024;
+pub(crate) const DRAIN_MAX: u64 = 64 * 1024;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What the loop needs to know of the server's limits.

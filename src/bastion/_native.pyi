@@ -198,6 +198,9 @@ def metrics_buckets() -> list[float]: ...
 def routes_load(json: str) -> None:
     """Put a route table in force for the native front; ``ValueError`` keeps the previous one."""
 
+def routes_unload() -> None:
+    """Take the table out of force: the native front defers every request to Python."""
+
 def routes_route(host: str | None, method: str, target: str) -> tuple[int, str] | None:
     """Route on the table in force: ``(route index, upstream target)``, or ``None`` (deferred)."""
 

@@ -98,6 +98,14 @@ fn routes_load(json: &str) -> PyResult<()> {
     crate::plane::load_table(json).map_err(PyValueError::new_err)
 }
 
+/// Take the table out of force: the native front then defers every request
+/// to Python (for a process whose gateway is not compiled from routes, as in
+/// the HTTP server's tests).
+#[pyfunction]
+fn routes_unload() {
+    crate::plane::plane().table.store(None);
+}
+
 /// Route a request on the table in force (`routes_load`): `(route index,
 /// upstream path and query)` when the native core serves it, else `None`.
 #[pyfunction]
@@ -118,6 +126,7 @@ fn routes_route(host: Option<&str>, method: &str, target: &str) -> Option<(usize
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyRouteTable>()?;
     m.add_function(wrap_pyfunction!(routes_load, m)?)?;
+    m.add_function(wrap_pyfunction!(routes_unload, m)?)?;
     m.add_function(wrap_pyfunction!(routes_route, m)?)?;
     Ok(())
 }

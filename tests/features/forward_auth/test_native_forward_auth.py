@@ -7,7 +7,8 @@ over HTTP, the way nginx and Caddy ask it. Told apart by the request id's per-pl
 - a valid key's first decision is Python's (it looks the key up and pushes it), the next
   are native: 200 with the same head as Python's (identity headers, request id,
   ``Cache-Control: no-store``, empty body), ``RateLimit`` headers, then a native 429;
-- an unknown key's second refusal is native and byte-identical to Python's 401;
+- an unknown key's second refusal is native and byte-identical to Python's 401, an
+  authorization refusal native and byte-identical to Python's 403;
 - the native refusals are ``gateway.denied`` rows with ``data.door = "forward_auth"``;
 - attacks: the other header family, a judged header repeated, a caller that is not a
   trusted proxy (both families) are refused exactly as Python refuses them (400
@@ -125,9 +126,23 @@ def test_decisions_are_native_and_answered_as_python_answers(
         assert "x-bastion-client" not in second.headers
         assert len(echo.server.received) == 0  # a decision never reaches the upstream
 
-        # Authorization refusals are Python's (rendered and audited there).
+        # Authorization refusals, natively as Python renders them (its twin: a method-override
+        # header, which Python drops, makes the native path defer the judged head).
         post = _ask(client, NGINX, "POST", "/api/orders", _bearer(key["key"]))
         assert (post.status_code, post.json()["reason"]) == (403, "insufficient_scope")
+        override = ("X-HTTP-Method-Override", "GET")
+        twin = _ask(client, NGINX, "POST", "/api/orders", _bearer(key["key"]), override)
+        assert [plane(post), plane(twin)] == [native, python]
+        assert post.headers["www-authenticate"] == (
+            'Bearer realm="bastion", error="insufficient_scope", scope="orders:write"'
+        )
+
+        def sized(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+            return [h for h in _head(response) if h[0] != b"content-length"]
+
+        assert sized(post) == sized(twin)
+        rid_n, rid_p = (r.headers["x-request-id"].encode() for r in (post, twin))
+        assert post.content.replace(rid_n, b"R") == twin.content.replace(rid_p, b"R")
 
         # The limit step, natively: RateLimit headers on the 200s, then a 429.
         allowed = [_ask(client, NGINX, "GET", "/api/limited", _bearer(key["key"])) for _ in "ab"]
@@ -192,6 +207,13 @@ def test_decisions_are_native_and_answered_as_python_answers(
         "invalid_api_key",
         "ip_not_allowed",
     }
+    # The native refusal and its Python twin: one row each, alike.
+    scope_rows = [r for r in rows if r.reason == "insufficient_scope"]
+    assert len(scope_rows) == 2
+    assert {
+        (r.route, r.ip, r.key_id, r.data["step"], r.data["status"], r.data["path"])
+        for r in scope_rows
+    } == {("orders", "127.0.0.1", key["id"], "authorize", 403, "/api/orders")}
     ip_row = by_reason["ip_not_allowed"]
     assert (ip_row.route, ip_row.ip, ip_row.data["step"]) == ("internal", "203.0.113.7", "ip")
     for row in rows:

@@ -15,8 +15,10 @@ with the same step, reason, route, identity and data, and one count in the same
   still reaches Python), ``405 method_not_allowed`` with ``Allow``, ``400 invalid_path`` for
   the paths ``normalize_path`` refuses (``..`` above the root, ``..;``, overlong);
 - ``body``: a declared ``Content-Length`` over the route's ``max_body``, ``413
-  body_too_large`` (with the route's CORS headers);
-- a WebSocket upgrade to a route without ``websocket``: ``403 websocket_not_allowed``.
+  body_too_large`` (with the route's CORS headers; up to 64 KiB, beyond which Python answers);
+- a WebSocket upgrade to a route without ``websocket``: ``403 websocket_not_allowed``; and
+  every refusal of an upgrade (here a 403 and a 401) as Python's ``websocket.http.response``
+  denial renders it: the problem's own head, ``connection: close``, no request-id header.
 
 Path tricks (``/api/../admin``, ``%2e%2e``, ``%2f``, ``//``, ``;`` parameters) get the same
 answer as Python's, whichever plane gives it.
@@ -90,6 +92,12 @@ def served(
         f"    upstream: {echo}\n"
         "    auth: [api_key]\n"
         "    claims: {tier: gold}\n"
+        "  - name: live\n"
+        "    match: {path: /api/live}\n"
+        f"    upstream: {echo}\n"
+        "    auth: [api_key]\n"
+        "    scopes: [live:read]\n"
+        "    websocket: true\n"
         "  - name: open\n"
         "    match: {path: /api/open}\n"
         f"    upstream: {echo}\n"
@@ -144,7 +152,11 @@ def raw(proc: BastionProcess, request: bytes) -> tuple[bytes, bytes]:
 
 
 def request_bytes(method: str, target: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    lines = [f"{method} {target} HTTP/1.1", "Host: gw.test", *(f"{k}: {v}" for k, v in headers.items())]
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        "Host: gw.test",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
     if body:
         lines.append(f"Content-Length: {len(body)}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
@@ -255,7 +267,9 @@ def _counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
     return out
 
 
-def _check(native: Answer, python: Answer, planes: tuple[str, str], status: int, reason: str) -> None:
+def _check(
+    native: Answer, python: Answer, planes: tuple[str, str], status: int, reason: str
+) -> None:
     python_plane, native_plane = planes
     assert (native.plane, python.plane) == (native_plane, python_plane), (native.head, reason)
     assert native.status == python.status == status, (native.head, native.body, python.body)
@@ -278,7 +292,15 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
     counts_before = _counts(proc)
     cases: list[tuple[str, str, dict[str, str], bytes, int, str, str | None]] = [
         # authorize
-        ("POST", "/api/orders/1", {**reader, "Origin": APP}, b"{}", 403, "insufficient_scope", "orders"),
+        (
+            "POST",
+            "/api/orders/1",
+            {**reader, "Origin": APP},
+            b"{}",
+            403,
+            "insufficient_scope",
+            "orders",
+        ),
         ("GET", "/api/billing", reader, b"", 403, "insufficient_scope", "billing"),
         ("HEAD", "/api/billing/x", reader, b"", 403, "insufficient_scope", "billing"),
         ("GET", "/api/billing/1", restricted, b"", 403, "route_not_allowed", "billing"),
@@ -297,6 +319,18 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         ("GET", "/api/" + "a" * 8200, {}, b"", 400, "invalid_path", None),
         # a WebSocket upgrade to a route without websocket
         ("GET", "/api/open/ws", WEBSOCKET, b"", 403, "websocket_not_allowed", "open"),
+        # The refusals of a WebSocket route's upgrade: Python's `websocket.http.response`
+        # denial (no middleware headers, `connection: close`), natively alike.
+        ("GET", "/api/live", {**WEBSOCKET, **reader}, b"", 403, "insufficient_scope", "live"),
+        (
+            "GET",
+            "/api/live",
+            {**WEBSOCKET, "Authorization": "Bearer bst_nope"},
+            b"",
+            401,
+            "invalid_api_key",
+            "live",
+        ),
     ]
     rids: dict[str, tuple[str, str]] = {}
     expected: dict[tuple[str, str], int] = {}
@@ -308,6 +342,9 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         rids[native.rid] = (python.rid, reason)
         label = (route or "(none)", reason)
         expected[label] = expected.get(label, 0) + 2
+        if "Upgrade" in headers:
+            assert native.header(b"connection") == b"close"
+            assert native.header(b"x-content-type-options") is None
         if reason == "insufficient_scope":
             challenge = native.header(b"www-authenticate") or b""
             assert challenge.startswith(b'Bearer realm="bastion", error="insufficient_scope"')
@@ -316,6 +353,11 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         if reason == "method_not_allowed":
             assert native.header(b"allow") == b"GET, HEAD, POST"
             assert native.header(b"access-control-allow-origin") is None  # before "cors"
+    # A declared body over max_body and over what a connection drains (64 KiB) is Python's:
+    # answering it unread would close the connection under the client still sending it.
+    big = Answer(*raw(proc, request_bytes("POST", "/api/orders", {"Origin": APP}, b"x" * 70_000)))
+    assert (big.status, big.plane) == (413, both[0])
+    expected[("orders", "body_too_large")] += 1
     assert len(echo_module.server.received) == before, "the upstream saw a refused request"
 
     # One gateway.denied row each, the native one as Python records its twin.
@@ -335,6 +377,7 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         "method_not_allowed": "match",
         "invalid_path": "match",
         "websocket_not_allowed": "match",
+        "invalid_api_key": "authenticate",
     }
 
     # And one count each in Python's series, whichever plane answered.

@@ -7,12 +7,14 @@ front's, never Python's):
 - the route is listed ``native``; a plain HTTP request to it is proxied natively;
 - messages both ways, the subprotocol the upstream chose, no compression offered
   upstream, the key never forwarded; close codes relayed both ways;
-- a refused key: 401 ``invalid_api_key`` problem+json before any upstream handshake;
+- a refused key: 401 ``invalid_api_key`` problem+json before any upstream handshake, with
+  the head of Python's ``websocket.http.response`` denial (the request id in the document);
 - a message over ``max_message_size``: 1009 to the client, 1001 to the upstream;
 - no message for ``idle_timeout``: 1001 "idle timeout" to the client;
 - an unreachable upstream, one answering 200: 502 ``upstream_unavailable`` with Python's
   details;
-- an upgrade to a route without ``websocket``: Python's 403 ``websocket_not_allowed``.
+- an upgrade to a route without ``websocket``: Python's 403 ``websocket_not_allowed``,
+  rendered natively.
 """
 
 from __future__ import annotations
@@ -193,7 +195,11 @@ def test_websocket_routes_are_served_natively(
             body = orjson.loads(response.body)
             assert body["reason"] == "invalid_api_key"
             assert body["status"] == 401
-            assert _prefix(response.headers["x-request-id"]) == native_plane
+            # As Python refuses a handshake (`websocket.http.response`): the request id is in
+            # the document only, and the connection closes.
+            assert "x-request-id" not in response.headers
+            assert response.headers["connection"] == "close"
+            assert _prefix(body["request_id"]) == native_plane
             assert upstream.handshakes == []
 
             # An upstream that cannot be reached: Python's 502, rendered natively.
@@ -218,12 +224,14 @@ def test_websocket_routes_are_served_natively(
             assert body["detail"] == "The upstream refused the WebSocket upgrade (status 200)."
             assert _prefix(response.headers["x-request-id"]) == native_plane
 
-            # A route without websocket: Python's refusal (deferred).
+            # A route without websocket: Python's refusal, rendered natively.
             with pytest.raises(InvalidStatus) as plain_ws:
                 async with connect(f"{base}/plain", ssl=_insecure(), proxy=None):
                     pass
             assert plain_ws.value.response.status_code == 403
-            assert orjson.loads(plain_ws.value.response.body)["reason"] == "websocket_not_allowed"
+            body = orjson.loads(plain_ws.value.response.body)
+            assert body["reason"] == "websocket_not_allowed"
+            assert _prefix(body["request_id"]) == native_plane
 
             # Messages both ways, the upstream's subprotocol, its close code relayed.
             async with connect(

@@ -76,7 +76,12 @@ def python_refusal(host: str, method: str, target: str) -> tuple[int, str, str, 
 
 HAND_PICKED = [
     ("gw.test", "GET", "/", (404, "route_not_found", "No route matches this request.", None)),
-    ("gw.test", "GET", "/nothing?x", (404, "route_not_found", "No route matches this request.", None)),
+    (
+        "gw.test",
+        "GET",
+        "/nothing?x",
+        (404, "route_not_found", "No route matches this request.", None),
+    ),
     (
         "gw.test",
         "DELETE",
@@ -89,7 +94,12 @@ HAND_PICKED = [
         "/api/orders",
         (405, "method_not_allowed", "PUT is not allowed on this path.", "DELETE, GET, HEAD, POST"),
     ),
-    ("gw.test", "GET", "/w", (405, "method_not_allowed", "GET is not allowed on this path.", "PATCH, PUT")),
+    (
+        "gw.test",
+        "GET",
+        "/w",
+        (405, "method_not_allowed", "GET is not allowed on this path.", "PATCH, PUT"),
+    ),
     (
         "gw.test",
         "GET",
