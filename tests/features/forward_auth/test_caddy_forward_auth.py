@@ -204,10 +204,10 @@ def test_client_sent_original_method_cannot_pick_the_judged_method(
 
 
 def test_decisions_behind_caddy_are_native(stack: Stack) -> None:
-    # A key's first decision is Python's (it looks the key up and pushes it), the next are
-    # the native front's: the request id bastion answered with (copied by Caddy onto the
-    # upstream request) carries the plane's prefix, the one of a gateway request served
-    # natively with the same key.
+    # Every decision of a key is the native front's, its first included (a control-plane
+    # lookup, then on natively): the request id bastion answered with (copied by Caddy onto
+    # the upstream request) carries the plane's prefix, the one of a gateway request served
+    # natively with the same key, not Python's (its /healthz).
     before = feed_changes(stack.bastion.url, METRICS_TOKEN)
     _, key = stack.key("orders:read")
     # Its creation (another process) reaches bastion through the change feed, which drops
@@ -221,5 +221,6 @@ def test_decisions_behind_caddy_are_native(stack: Stack) -> None:
     direct = httpx.get(f"{stack.bastion.url}/api/orders/1", headers=auth, timeout=10)
     assert direct.status_code == 200
     native = plane(direct)
-    assert ids[0] != native
-    assert ids[1:] == [native, native]
+    python = plane(httpx.get(f"{stack.bastion.url}/healthz", timeout=10))
+    assert native != python
+    assert ids == [native, native, native]

@@ -353,10 +353,10 @@ def test_verify_refuses_untrusted_callers(stack: Stack) -> None:
 
 
 def test_decisions_behind_nginx_are_native(stack: Stack) -> None:
-    # A key's first decision is Python's (it looks the key up and pushes it), the next are
-    # the native front's: the request id bastion answered with (copied by nginx onto the
-    # upstream request) carries the plane's prefix. A gateway request served natively
-    # (the key pushed by then) names the native plane.
+    # Every decision of a key is the native front's, its first included (a control-plane
+    # lookup, then on natively): the request id bastion answered with (copied by nginx onto
+    # the upstream request) carries the plane's prefix, the one of a gateway request served
+    # natively with the same key, not Python's (its /healthz).
     before = feed_changes(stack.bastion.url, METRICS_TOKEN)
     _, key = stack.key("orders:read")
     # Its creation (another process) reaches bastion through the change feed, which drops
@@ -370,5 +370,6 @@ def test_decisions_behind_nginx_are_native(stack: Stack) -> None:
     direct = httpx.get(f"{stack.bastion.url}/api/orders/1", headers=auth, timeout=10)
     assert direct.status_code == 200
     native = plane(direct)
-    assert ids[0] != native
-    assert ids[1:] == [native, native]
+    python = plane(httpx.get(f"{stack.bastion.url}/healthz", timeout=10))
+    assert native != python
+    assert ids == [native, native, native]
