@@ -436,7 +436,10 @@ pub(crate) async fn decide<'t>(
     // twin (the body streamed to it) keeps it, so that one is deferred.
     if proxied && door == Door::Gateway {
         if let Some(length) = declared_length(req.headers) {
-            if length > native.max_body && length <= crate::h1::DRAIN_MAX {
+            if length > native.max_body {
+                if length > crate::h1::DRAIN_MAX {
+                    return Decided::Defer(None);
+                }
                 let refusal = crate::refusal::Refusal {
                     problem: Problem::body_too_large(native.max_body),
                     members: String::new(),

@@ -358,6 +358,11 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
     big = Answer(*raw(proc, request_bytes("POST", "/api/orders", {"Origin": APP}, b"x" * 70_000)))
     assert (big.status, big.plane) == (413, both[0])
     expected[("orders", "body_too_large")] += 1
+    # ... with a credential too: never proxied natively past max_body.
+    headers = {**reader, "Origin": APP}
+    big = Answer(*raw(proc, request_bytes("POST", "/api/orders", headers, b"x" * 70_000)))
+    assert (big.status, big.plane) == (413, both[0])
+    expected[("orders", "body_too_large")] += 1
     assert len(echo_module.server.received) == before, "the upstream saw a refused request"
 
     # One gateway.denied row each, the native one as Python records its twin.
