@@ -29,7 +29,6 @@ use http::{Method, Request, StatusCode};
 use serde::Deserialize;
 
 use crate::client_ip::client_ip;
-use crate::gateway::{host_of, DeniedHead};
 use crate::http::{full, Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::plane::plane;
@@ -37,6 +36,7 @@ use crate::problem::Problem;
 use crate::respond;
 use crate::router::{is_method_token, Routed};
 use crate::table::Table;
+use crate::verdict::{host_of, DeniedHead};
 
 static ACAO: HeaderName = HeaderName::from_static("access-control-allow-origin");
 static ACAC: HeaderName = HeaderName::from_static("access-control-allow-credentials");

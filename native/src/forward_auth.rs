@@ -6,7 +6,7 @@
 //! request is read from the one header family of `forward_auth.headers`
 //! (`nginx`: `X-Original-Method` / `X-Original-URI`; `forwarded`:
 //! `X-Forwarded-Method` / `X-Forwarded-Uri`), its host from `X-Forwarded-Host`
-//! (else `Host`), and judged by [`crate::gateway::decide`] with
+//! (else `Host`), and judged by [`crate::decide::decide`] with
 //! `Door::ForwardAuth` (Python's `decision_steps`: no `cors`, `body`, `mutate`
 //! or `proxy`). The answer: 200 with bastion's identity headers and the
 //! `RateLimit` headers, or the native refusal (401 `invalid_api_key`, 403
@@ -25,10 +25,11 @@ use http_body::Body as _;
 use serde::Deserialize;
 
 use crate::audit::Door;
-use crate::gateway::{self, Allowed, Decided, Head};
+use crate::decide::{self, Allowed, Decided};
 use crate::http::{full, Body, ConnInfo, Outcome};
 use crate::respond;
 use crate::table::Table;
+use crate::verdict::{self, Head};
 
 /// `bastion.http.endpoints.forward_auth.FORWARD_AUTH_PATH`.
 pub const FORWARD_AUTH_PATH: &str = "/auth/verify";
@@ -97,10 +98,10 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
         headers: &judged.headers,
         body_empty: true,
     };
-    match gateway::decide(head, conn, table, Door::ForwardAuth).await {
+    match decide::decide(head, conn, table, Door::ForwardAuth).await {
         Decided::Allow(allowed) => Outcome::Respond(answer(*allowed, conn.tls)),
         Decided::Respond(response) => Outcome::Respond(response),
-        Decided::Defer(lead) => gateway::defer(req, lead),
+        Decided::Defer(lead) => decide::defer(req, lead),
     }
 }
 
@@ -209,7 +210,7 @@ fn answer(allowed: Allowed<'_>, https: bool) -> Response<Body> {
         headers.append::<HeaderName>(name.clone(), value.clone());
     }
     respond::decorate(&mut headers, https, &request_id);
-    gateway::allowed(&route.name, &identity, started);
+    verdict::allowed(&route.name, &identity, started);
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::OK;
     *response.headers_mut() = headers;

@@ -16,7 +16,9 @@
 //! - `authz`: route allow-lists, scopes, claims and roles.
 //! - `client_ip`: the client address through trusted proxies.
 //! - `http`: shared types (body, connection info, outcome, identity).
-//! - `gateway`: one request through the native steps, or a defer to Python.
+//! - `gateway`: one request through the native steps, or a defer to Python (the doors).
+//! - `decide`: the decision steps from `match` to `limit`, shared by the doors.
+//! - `verdict`: what a decision records and renders (the head it reads, a denial's audit parts, metering).
 //! - `forward_auth`: `/auth/verify` decided by the gateway's steps (the forward-auth door).
 //! - `hygiene`: which request heads the native path takes (the rest: Python).
 //! - `ip_rules`: a route's client-address allow / deny networks.
@@ -63,6 +65,7 @@ pub mod body_limit;
 pub mod client;
 pub mod client_ip;
 pub mod cors;
+pub mod decide;
 pub mod forward;
 pub mod forward_auth;
 pub mod gateway;
@@ -88,6 +91,7 @@ pub mod table;
 pub mod tls;
 pub mod tracing;
 pub mod upstream;
+pub mod verdict;
 pub mod websocket;
 
 #[cfg(feature = "python")]

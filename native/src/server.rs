@@ -389,8 +389,8 @@ async fn respond(
     match gateway::handle(req, info).await {
         Outcome::Respond(resp) => resp,
         Outcome::Defer(mut req) => {
-            // A key lookup this request leads ends with Python's answer (see gateway::LeadGuard).
-            let lead = req.extensions_mut().remove::<gateway::LeadGuard>();
+            // A key lookup this request leads ends with Python's answer (see decide::LeadGuard).
+            let lead = req.extensions_mut().remove::<crate::decide::LeadGuard>();
             let response = forwarder.forward(req, info, hop).await;
             drop(lead);
             response

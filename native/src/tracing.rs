@@ -456,7 +456,7 @@ fn route_name(table: &crate::table::Table, req: &Request<Body>) -> Option<String
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     match table
         .routes
-        .route(crate::gateway::host_of(req), &method, target)
+        .route(crate::verdict::host_of(req), &method, target)
     {
         Routed::Native { route, .. } => Some(route.name.clone()),
         _ => None,

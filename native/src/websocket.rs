@@ -217,7 +217,7 @@ pub(crate) async fn open(
     let answer = upstream
         .switch(path, req.uri().query(), &headers)
         .await
-        .map_err(|e| crate::gateway::problem_of(&e))?;
+        .map_err(|e| crate::verdict::problem_of(&e))?;
     let (head, upstream_io) = match answer {
         client::Answer::Switched(head, io) => (head, io),
         client::Answer::Response(head, _) => {

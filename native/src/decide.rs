@@ -1,0 +1,597 @@
+//! The decision steps of one request, from `match` to `limit` (the table in
+//! `gateway.rs`), shared by the doors: the gateway and WebSocket doors
+//! (`gateway::serve`, which then mutates and proxies) and forward-auth
+//! (`forward_auth::verify`). A decision allows ([`Allowed`]), refuses with
+//! Python's answer, audited and metered, or defers to Python ([`defer`]).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderName, HeaderValue};
+use http::{Request, Response};
+
+use crate::audit::Door;
+use crate::authn::miss::{Lead, Miss, MISS_WAIT};
+use crate::authn::{self, Admission, Admitted, Unadmitted};
+use crate::client_ip::{client_ip, ip_bucket};
+use crate::cors::{self, CorsHeaders};
+use crate::http::{Body, ConnInfo, Identity, Outcome};
+use crate::hygiene;
+use crate::ip_rules;
+use crate::limit::{self, effective_key_limits, LimitDefer};
+use crate::lookup::{self, Kind, Led};
+use crate::plane::plane;
+use crate::problem::Problem;
+use crate::respond;
+use crate::risk::RiskKind;
+use crate::router::{Routed, Why};
+use crate::table::{NativeRoute, Table};
+use crate::verdict::{DeniedHead, Head};
+
+/// A request the decision steps allowed: what the proxying part (or the
+/// forward-auth answer) needs.
+pub(crate) struct Allowed<'t> {
+    pub route: &'t crate::routes::Route,
+    pub native: &'t NativeRoute,
+    pub ip: IpAddr,
+    /// The route's CORS headers for the response (the gateway door only).
+    pub cors: Option<CorsHeaders>,
+    pub identity: Identity,
+    pub credential_headers: Vec<HeaderName>,
+    /// The assertion's signing key, when the route sends one (the gateway door only).
+    pub signer: Option<Arc<crate::assertion::SigningKey>>,
+    pub decision: limit::LimitDecision,
+    pub started: Instant,
+    pub request_id: HeaderValue,
+}
+
+/// What the decision steps concluded for one request.
+pub(crate) enum Decided<'t> {
+    Allow(Box<Allowed<'t>>),
+    /// A native refusal, audited and metered.
+    Respond(Response<Body>),
+    /// Python decides; the key lookup this request leads, if any.
+    Defer(Option<LeadGuard>),
+}
+
+/// The request deferred to Python, with the key lookup it leads (if any).
+pub(crate) fn defer(mut req: Request<Body>, lead: Option<LeadGuard>) -> Outcome {
+    if let Some(lead) = lead {
+        // Held until Python answered (server.rs): its waiters then read again.
+        req.extensions_mut().insert(lead);
+    }
+    Outcome::Defer(req)
+}
+
+/// The decision steps of one request (`match`, `framing`, `ip`, `cors`, `body`,
+/// `authenticate`, `authorize`, `limit`, and whether `mutate` can sign), shared
+/// by the doors: the gateway (`door: Gateway`, then proxied) and forward-auth
+/// (`door: ForwardAuth`: `req` is the judged request, and Python's
+/// `decision_steps` skip `cors`, `body` and `mutate`). Refusals rendered here
+/// are audited with `door`.
+pub(crate) async fn decide<'t>(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: &'t Table,
+    door: Door,
+) -> Decided<'t> {
+    // Python's `decision_steps` (forward-auth) skip `cors`, `body` and `mutate`.
+    let proxied = door != Door::ForwardAuth;
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let route = match table.routes.route(req.host(), req.method, target) {
+        Routed::Native { route, .. } => route,
+        Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
+    };
+    let Some(Some(native)) = table.native.get(route.index) else {
+        return Decided::Defer(None);
+    };
+    let takes = if door == Door::WebSocket {
+        if !hygiene::takes_websocket(req.headers, req.body_empty, table.head) {
+            return Decided::Defer(None);
+        }
+        if native.websocket.is_none() {
+            // An upgrade to a route that takes none: Python's 403 `websocket_not_allowed`
+            // (its `match` step, before the IP rules and anything consumed).
+            return match client_ip(conn.peer.ip(), req.headers, &table.trusted) {
+                Some(ip) => {
+                    let refusal = crate::refusal::websocket_not_allowed(
+                        "This route does not accept WebSocket connections.",
+                    );
+                    let nobody = Identity::default();
+                    let response = refuse_with(
+                        req,
+                        Some(&route.name),
+                        (ip, conn.tls),
+                        refusal,
+                        "match",
+                        None,
+                        door,
+                        &nobody,
+                    );
+                    Decided::Respond(response)
+                }
+                None => Decided::Defer(None),
+            };
+        }
+        true
+    } else {
+        hygiene::takes(
+            req.method,
+            req.version,
+            req.headers,
+            req.body_empty,
+            table.head,
+            // A declared length over `max_body` is the `body` step's 413, below.
+            u64::MAX,
+        ) || (door == Door::Gateway
+            // A body of unknown length: counted as it streams (`body_limit`).
+            && hygiene::takes_streamed(
+                req.method,
+                req.version,
+                req.headers,
+                req.body_empty,
+                table.head,
+            ))
+    };
+    if !takes {
+        return Decided::Defer(None);
+    }
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
+        return Decided::Defer(None);
+    };
+    // Python's order: `ip`, then `cors` (so an address refused carries no CORS headers).
+    if let Some(rules) = &native.ip {
+        if !rules.admits(ip) {
+            let problem = ip_rules::not_allowed();
+            let response = refuse(req, &route.name, ip, conn.tls, problem, "ip", None, door);
+            return Decided::Respond(response);
+        }
+    }
+    let cors = if proxied {
+        match cors::actual(native.cors.as_ref(), req.headers) {
+            Ok(cors) => cors,
+            Err(_) => {
+                let problem = cors::origin_not_allowed();
+                let response = refuse(req, &route.name, ip, conn.tls, problem, "cors", None, door);
+                return Decided::Respond(response);
+            }
+        }
+    } else {
+        None
+    };
+    // `body`: a declared length over the route's `max_body` is Python's 413, with
+    // the route's CORS headers (nothing read, nothing consumed). Only for a body the
+    // connection drains after the answer (`h1::DRAIN_MAX`): a longer one would close
+    // it under a client still sending, which may then never read the 413; Python's
+    // twin (the body streamed to it) keeps it, so that one is deferred.
+    if proxied && door == Door::Gateway {
+        if let Some(length) = declared_length(req.headers) {
+            if length > native.max_body {
+                if length > crate::h1::DRAIN_MAX {
+                    return Decided::Defer(None);
+                }
+                let refusal = crate::refusal::Refusal {
+                    problem: Problem::body_too_large(native.max_body),
+                    members: String::new(),
+                };
+                let nobody = Identity::default();
+                let response = refuse_with(
+                    req,
+                    Some(&route.name),
+                    (ip, conn.tls),
+                    refusal,
+                    "body",
+                    cors.as_ref(),
+                    door,
+                    &nobody,
+                );
+                return Decided::Respond(response);
+            }
+        }
+    }
+    // The verified client certificate's thumbprint, where a method reads it
+    // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
+    let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
+    let cert = if native.auth.methods.iter().any(reads_cert) {
+        authn::mtls::leaf_thumbprint(&conn.client_certs)
+    } else {
+        None
+    };
+    // The `authenticate` step's refusals: Python's answer, audited (nothing consumed:
+    // before authorization, risk flags and limits). `cors`: the route's CORS headers,
+    // which a GatewayError carries (a failed lookup's 503 is not one).
+    let deny = |problem: Problem, cors: Option<&CorsHeaders>| {
+        let response = refuse(
+            req,
+            &route.name,
+            ip,
+            conn.tls,
+            problem,
+            "authenticate",
+            cors,
+            door,
+        );
+        Decided::Respond(response)
+    };
+    let mut waited = false;
+    let (now, admitted) = loop {
+        let now = authn::unix_now();
+        let caches = crate::plane::caches();
+        let admission = authn::admission_with_cert(
+            caches,
+            &native.auth,
+            &route.name,
+            req.method,
+            req.uri,
+            req.headers,
+            Some(ip),
+            cert.as_ref(),
+            now,
+        );
+        match admission {
+            Admission::Admitted(admitted) => break (now, admitted),
+            Admission::Forbidden { identity, refusal } => {
+                // `authorize`: Python's 403, with the route's CORS headers (before any
+                // risk flag or limit: nothing consumed).
+                let Some(refusal) = crate::refusal::forbidden(&refusal, req.method.as_str()) else {
+                    return Decided::Defer(None);
+                };
+                let response = refuse_with(
+                    req,
+                    Some(&route.name),
+                    (ip, conn.tls),
+                    refusal,
+                    "authorize",
+                    cors.as_ref(),
+                    door,
+                    &identity,
+                );
+                return Decided::Respond(response);
+            }
+            Admission::NotAdmitted => {}
+        }
+        let query = req.uri.query();
+        let unadmitted = authn::unadmitted_with_cert(
+            caches,
+            &native.auth,
+            query,
+            req.headers,
+            cert.as_ref(),
+            now,
+        );
+        match unadmitted {
+            Unadmitted::Defer => return Decided::Defer(None),
+            Unadmitted::Refused => {
+                // Python's 401 whoever asks: before authorization and the limits, so
+                // neither a risk flag nor a budget changes it (nothing consumed).
+                return deny(Problem::invalid_api_key(), cors.as_ref());
+            }
+            Unadmitted::InactiveToken
+            | Unadmitted::InvalidToken(_)
+            | Unadmitted::Unauthenticated
+            | Unadmitted::KeyInQuery => {
+                // Python's cached inactive answer, a token it refuses whatever it holds,
+                // no credential, a key in the query: its 401 / 400, before anything is
+                // consumed (audited with the outward code, as Python's `record_denial`).
+                let problem = match unadmitted {
+                    Unadmitted::Unauthenticated => Problem::unauthenticated(),
+                    Unadmitted::KeyInQuery => Problem::api_key_in_query(),
+                    _ => Problem::invalid_token(),
+                };
+                return deny(problem, cors.as_ref());
+            }
+            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) | Unadmitted::TokenMiss(_) if waited => {
+                return Decided::Defer(None)
+            }
+            Unadmitted::CertMiss(thumb) if authn::mtls::cert_refused(&thumb) => {
+                // A certificate Python could not read: its 401, as for a token.
+                return deny(Problem::invalid_token(), cors.as_ref());
+            }
+            Unadmitted::TokenMiss(_) | Unadmitted::CertMiss(_) | Unadmitted::Miss(_) => {
+                // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
+                let (kind, miss, value) = match unadmitted {
+                    Unadmitted::TokenMiss(digest) => (
+                        Kind::Introspection,
+                        authn::introspection::miss(digest),
+                        authn::lookup_credential(
+                            &native.auth,
+                            req.headers,
+                            authn::Method::Introspection,
+                        ),
+                    ),
+                    Unadmitted::CertMiss(thumb) => (
+                        Kind::Cert,
+                        authn::mtls::cert_miss(thumb),
+                        conn.client_certs.first().map(Vec::as_slice),
+                    ),
+                    Unadmitted::Miss(digest) => (
+                        Kind::ApiKey,
+                        caches.api_key_miss(digest),
+                        authn::lookup_credential(&native.auth, req.headers, authn::Method::ApiKey),
+                    ),
+                    _ => return Decided::Defer(None),
+                };
+                let failed = match miss {
+                    Miss::Defer => return Decided::Defer(None),
+                    Miss::Wait(waiter) => waiter.wait(MISS_WAIT).await,
+                    Miss::Lead(lead) => {
+                        let refused = || {
+                            if let (Kind::Cert, Some(thumb)) = (kind, cert) {
+                                authn::mtls::cert_refuse(thumb);
+                            }
+                        };
+                        match lookup::lead(kind, value, lead, refused).await {
+                            Led::Read => None,
+                            Led::Refused if kind == Kind::Cert => {
+                                return deny(Problem::invalid_token(), cors.as_ref());
+                            }
+                            Led::Refused => None,
+                            Led::Unavailable(why) => Some(why),
+                            Led::Defer(lead) => {
+                                return Decided::Defer(Some(LeadGuard(Arc::new(lead))))
+                            }
+                        }
+                    }
+                };
+                if let Some(why) = failed {
+                    // Python's 503 for the failed lookup (not a GatewayError: no CORS headers).
+                    let problem = Problem::lookup_unavailable(&why);
+                    return deny(problem, None);
+                }
+                waited = true;
+            }
+        }
+    };
+    let Admitted {
+        identity,
+        credential_headers,
+        key_limits: own_limits,
+    } = admitted;
+    // A risk-flagged requester's limits are divided (`crate::risk`, Python's order:
+    // in the limit step, after authorization).
+    let factor = risk_factor(&identity, ip, now);
+    // The signed identity assertion needs the current signing key: without one
+    // held, Python signs (decided before the limit step consumes anything).
+    let signer = if proxied {
+        let assertion = native.upstream.mutate().assertion();
+        let Ok(signer) = crate::assertion::signer_for(assertion, &identity) else {
+            return Decided::Defer(None);
+        };
+        signer
+    } else {
+        None
+    };
+    // The key's limits: an operator override, else its own (a key with its own
+    // limits is admitted only once the native limiter applies them).
+    let key_limits: Arc<[limit::Limit]> = match identity.key_id.as_deref() {
+        Some(key) => {
+            let mut own = Vec::with_capacity(own_limits.len());
+            for l in own_limits.iter() {
+                match limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name) {
+                    Ok(parsed) => own.push(parsed),
+                    Err(_) => return Decided::Defer(None),
+                }
+            }
+            effective_key_limits(key, &own)
+        }
+        None => Arc::from(Vec::new()),
+    };
+    // A Redis outage: each limit's `fail` decides (`limit::outage`): a 503, or this
+    // node's share decided locally.
+    let stepped = limit::step_tightened(
+        &native.limits,
+        &identity,
+        &key_limits,
+        Some(ip),
+        &route.name,
+        factor,
+    )
+    .await;
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers);
+    let (decision, problem) = match stepped {
+        Ok(decision) if decision.allowed => (decision, None),
+        Ok(decision) => {
+            let problem = Problem::rate_limited(&decision);
+            (decision, Some(problem))
+        }
+        Err(LimitDefer::Unavailable) => (
+            limit::LimitDecision::unlimited(),
+            Some(Problem::rate_limiter_unavailable()),
+        ),
+        Err(_) => return Decided::Defer(None),
+    };
+    if let Some(mut problem) = problem {
+        let rid = request_id.to_str().unwrap_or("-");
+        if let Some(cors) = &cors {
+            cors.add_to(&mut problem.headers);
+        }
+        DeniedHead::from(req).through(door).denied(
+            &route.name,
+            &identity,
+            ip,
+            rid,
+            &problem,
+            "limit",
+            started,
+        );
+        let mut response = problem.into_response(rid);
+        finish_refusal(&mut response, door, conn.tls, &request_id);
+        return Decided::Respond(response);
+    }
+    Decided::Allow(Box::new(Allowed {
+        route,
+        native,
+        ip,
+        cors,
+        identity,
+        credential_headers,
+        signer,
+        decision,
+        started,
+        request_id,
+    }))
+}
+
+/// The lookup a deferred request leads (`authn::miss`), riding in its
+/// extensions: the front drops it once Python has answered, which wakes the
+/// requests waiting for the same key.
+#[derive(Clone)]
+pub struct LeadGuard(pub Arc<Lead>);
+
+/// A refusal before any identity is established, audited and metered as the
+/// Python `step` does: `401 invalid_api_key` for a key Python refuses
+/// (`authenticate`, with the route's CORS headers), `403 ip_not_allowed` (`ip`).
+#[allow(clippy::too_many_arguments)]
+fn refuse(
+    req: Head<'_>,
+    route: &str,
+    ip: IpAddr,
+    https: bool,
+    mut problem: Problem,
+    step: &'static str,
+    cors: Option<&CorsHeaders>,
+    door: Door,
+) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers);
+    let rid = request_id.to_str().unwrap_or("-");
+    if let Some(cors) = cors {
+        cors.add_to(&mut problem.headers);
+    }
+    let nobody = Identity::default();
+    DeniedHead::from(req)
+        .through(door)
+        .denied(route, &nobody, ip, rid, &problem, step, started);
+    let mut response = problem.into_response(rid);
+    finish_refusal(&mut response, door, https, &request_id);
+    response
+}
+
+/// A refusal with its own document members (`crate::refusal`), audited and
+/// metered as Python's `step` does: `route` is `None` where no route matched,
+/// `identity` the one `authenticate` established (or nobody's). `cors`, when
+/// given, is added after the refusal's own headers.
+#[allow(clippy::too_many_arguments)]
+fn refuse_with(
+    req: Head<'_>,
+    route: Option<&str>,
+    (ip, https): (IpAddr, bool),
+    mut refusal: crate::refusal::Refusal,
+    step: &'static str,
+    cors: Option<&CorsHeaders>,
+    door: Door,
+    identity: &Identity,
+) -> Response<Body> {
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers);
+    let rid = request_id.to_str().unwrap_or("-");
+    if let Some(cors) = cors {
+        cors.add_to(&mut refusal.problem.headers);
+    }
+    DeniedHead::from(req).through(door).denied_as(
+        route,
+        identity,
+        ip,
+        rid,
+        &refusal.problem,
+        step,
+        started,
+    );
+    let mut response = refusal.problem.into_response_with(rid, &refusal.members);
+    finish_refusal(&mut response, door, https, &request_id);
+    response
+}
+
+/// The head a decision step's refusal ends with: the request id and security
+/// headers of Python's HTTP middleware; for a WebSocket upgrade, Python's
+/// `websocket.http.response` denial instead — the problem's own head (the
+/// request id in the document only) and `connection: close`.
+fn finish_refusal(
+    response: &mut Response<Body>,
+    door: Door,
+    https: bool,
+    request_id: &HeaderValue,
+) {
+    if door == Door::WebSocket {
+        response
+            .headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    } else {
+        respond::decorate(response.headers_mut(), https, request_id);
+    }
+}
+
+/// Python's `match` refusals for a request the router did not route
+/// (`why`), where the native path can tell them exactly — through the gateway
+/// door only, for a head `framing` passes (Python's first step): no route,
+/// `404 route_not_found`; routes for the path but not the method, `405
+/// method_not_allowed` with `Allow`; a path without `%` that the app hands to
+/// its gateway and `normalize_path` refuses, `400 invalid_path`. Audited
+/// (step `match`, no route) and metered under no route. Anything else defers.
+fn unmatched<'t>(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: &'t Table,
+    door: Door,
+    why: Why,
+    target: &str,
+) -> Decided<'t> {
+    if door != Door::Gateway
+        || !hygiene::takes(
+            req.method,
+            req.version,
+            req.headers,
+            req.body_empty,
+            table.head,
+            u64::MAX,
+        )
+    {
+        return Decided::Defer(None);
+    }
+    let refusal = crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why);
+    let Some(refusal) = refusal else {
+        return Decided::Defer(None);
+    };
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
+        return Decided::Defer(None);
+    };
+    let nobody = Identity::default();
+    let response = refuse_with(
+        req,
+        None,
+        (ip, conn.tls),
+        refusal,
+        "match",
+        None,
+        door,
+        &nobody,
+    );
+    Decided::Respond(response)
+}
+
+/// The request's one `Content-Length` as a number (`hygiene::takes` checked
+/// its form), `None` without one.
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    let value = headers.get(http::header::CONTENT_LENGTH)?;
+    std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
+}
+
+/// The divisor of this requester's limits: the largest factor of its flags (1: none).
+fn risk_factor(identity: &Identity, ip: IpAddr, now: f64) -> u64 {
+    let risk = &plane().risk;
+    if !risk.any_set() {
+        return 1;
+    }
+    let bucket = ip_bucket(ip);
+    risk.factor(
+        now,
+        &[
+            (RiskKind::Key, identity.key_id.as_deref()),
+            (RiskKind::Ip, Some(&bucket)),
+            (RiskKind::Subject, identity.subject.as_deref()),
+            (RiskKind::Client, identity.client_id.as_deref()),
+        ],
+    )
+}
