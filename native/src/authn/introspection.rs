@@ -26,12 +26,12 @@
 //! An answer whose claims carry `cnf` (a sender-constrained token, RFC 8705)
 //! is never admitted here: Python's `check_binding` decides it.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::bounded::Bounded;
 use super::miss::{Inflight, Miss};
 use crate::http::Identity;
 
@@ -98,22 +98,19 @@ impl Answer {
 struct Entry {
     answer: Arc<Answer>,
     until: f64,
-    /// The sequence number of its latest insertion (eviction order).
-    seq: u64,
-}
-
-#[derive(Default)]
-struct Inner {
-    map: HashMap<Digest, Entry>,
-    /// (digest, sequence) in insertion order; stale pairs are skipped.
-    order: VecDeque<(Digest, u64)>,
-    seq: u64,
 }
 
 /// Introspection answers by token digest (one per process: [`cache`]).
-#[derive(Default)]
 pub struct Introspected {
-    inner: RwLock<Inner>,
+    inner: RwLock<Bounded<Digest, Entry>>,
+}
+
+impl Default for Introspected {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::new(Bounded::new(CACHE_MAX)),
+        }
+    }
 }
 
 impl Introspected {
@@ -124,7 +121,6 @@ impl Introspected {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         inner
-            .map
             .get(digest)
             .filter(|entry| now < entry.until)
             .map(|entry| entry.answer.clone())
@@ -139,47 +135,25 @@ impl Introspected {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if until.is_nan() || until <= now {
-            inner.map.remove(&digest);
+            inner.remove(&digest);
             return;
         }
-        inner.seq += 1;
-        let seq = inner.seq;
-        let entry = Entry {
-            answer: Arc::new(answer),
-            until,
-            seq,
-        };
-        inner.map.insert(digest, entry);
-        inner.order.push_back((digest, seq));
-        while inner.map.len() > CACHE_MAX {
-            let Some((oldest, seq)) = inner.order.pop_front() else {
-                break;
-            };
-            if inner.map.get(&oldest).is_some_and(|e| e.seq == seq) {
-                inner.map.remove(&oldest);
-            }
-        }
-        if inner.order.len() > 2 * CACHE_MAX {
-            let Inner { map, order, .. } = &mut *inner;
-            order.retain(|(digest, seq)| map.get(digest).is_some_and(|e| e.seq == *seq));
-        }
+        let answer = Arc::new(answer);
+        inner.insert(digest, Entry { answer, until });
     }
 
     /// Forget every answer (Python built a new authenticator, with an empty cache).
     pub fn clear(&self) {
-        let mut inner = self
-            .inner
+        self.inner
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner.map.clear();
-        inner.order.clear();
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     pub fn len(&self) -> usize {
         self.inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .map
             .len()
     }
 

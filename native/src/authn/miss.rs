@@ -15,12 +15,14 @@
 //!   that fails (the store or the endpoint is down: [`Unavailable`]) answers
 //!   its own leader and waiters only: nothing of it is cached.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use super::bounded::Bounded;
 
 /// Most refused digests held (Python's `NEGATIVE_CACHE_MAX`).
 pub const REFUSED_CACHE_MAX: usize = 10_000;
@@ -35,37 +37,25 @@ pub const MAX_INFLIGHT: usize = 4096;
 
 type Digest = [u8; 32];
 
-/// Refused digests, until when (Unix seconds); insertion-ordered for eviction.
-#[derive(Default)]
+/// Refused digests, until when (Unix seconds); the oldest evicted first beyond
+/// [`REFUSED_CACHE_MAX`].
 pub struct Refused {
-    /// digest → (until, the sequence number of its latest insertion).
-    map: HashMap<Digest, (f64, u64)>,
-    /// (digest, sequence) in insertion order; stale pairs are skipped.
-    order: VecDeque<(Digest, u64)>,
-    seq: u64,
+    map: Bounded<Digest, f64>,
+}
+
+impl Default for Refused {
+    fn default() -> Self {
+        Self {
+            map: Bounded::new(REFUSED_CACHE_MAX),
+        }
+    }
 }
 
 impl Refused {
     /// Remember `digest` as refused until `until`, evicting the oldest entries
     /// beyond [`REFUSED_CACHE_MAX`].
     pub fn insert(&mut self, digest: Digest, until: f64) {
-        self.seq += 1;
-        self.map.insert(digest, (until, self.seq));
-        self.order.push_back((digest, self.seq));
-        while self.map.len() > REFUSED_CACHE_MAX {
-            let Some((oldest, seq)) = self.order.pop_front() else {
-                break;
-            };
-            if self.map.get(&oldest).is_some_and(|entry| entry.1 == seq) {
-                self.map.remove(&oldest);
-            }
-        }
-        // Re-inserted digests leave stale pairs behind: keep the queue bounded too.
-        if self.order.len() > 2 * REFUSED_CACHE_MAX {
-            let map = &self.map;
-            self.order
-                .retain(|(digest, seq)| map.get(digest).is_some_and(|entry| entry.1 == *seq));
-        }
+        self.map.insert(digest, until);
     }
 
     /// Forget `digest` (Python found a record for it).
@@ -75,12 +65,11 @@ impl Refused {
 
     /// Whether `digest` is refused at `now`.
     pub fn contains(&self, digest: &Digest, now: f64) -> bool {
-        self.map.get(digest).is_some_and(|entry| entry.0 > now)
+        self.map.get(digest).is_some_and(|until| *until > now)
     }
 
     pub fn clear(&mut self) {
         self.map.clear();
-        self.order.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -316,7 +305,7 @@ mod tests {
         for _ in 0..(3 * REFUSED_CACHE_MAX) {
             refused.insert(d(0), 300.0);
         }
-        assert!(refused.order.len() <= 2 * REFUSED_CACHE_MAX);
+        assert!(refused.map.queued() <= 2 * REFUSED_CACHE_MAX);
         assert_eq!(refused.len(), REFUSED_CACHE_MAX);
     }
 

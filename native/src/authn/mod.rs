@@ -31,6 +31,7 @@
 //! answers by token digest), `refusal` (the JWTs refused whatever Python holds).
 
 pub mod api_key;
+pub mod bounded;
 pub mod cache;
 pub mod introspection;
 pub mod issuers;

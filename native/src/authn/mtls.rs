@@ -23,7 +23,6 @@
 //! misses do ([`cert_miss`], `miss::Inflight`): the first leads the lookup,
 //! the others wait for its push, so a certificate costs one derivation.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -32,6 +31,7 @@ use ring::digest;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::bounded::Bounded;
 use super::miss::{Inflight, Miss, Refused};
 use crate::http::Identity;
 
@@ -108,17 +108,17 @@ impl CertIdentity {
     }
 }
 
-#[derive(Default)]
-struct Inner {
-    map: HashMap<Thumbprint, Arc<CertIdentity>>,
-    /// Insertion order, for eviction (entries are only ever added or cleared).
-    order: VecDeque<Thumbprint>,
+/// Certificate identities by thumbprint (one per process: [`certs`]).
+pub struct CertIdentities {
+    inner: RwLock<Bounded<Thumbprint, Arc<CertIdentity>>>,
 }
 
-/// Certificate identities by thumbprint (one per process: [`certs`]).
-#[derive(Default)]
-pub struct CertIdentities {
-    inner: RwLock<Inner>,
+impl Default for CertIdentities {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::new(Bounded::new(CERT_CACHE_MAX)),
+        }
+    }
 }
 
 impl CertIdentities {
@@ -128,42 +128,30 @@ impl CertIdentities {
             .inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner.map.get(thumb).cloned()
+        inner.get(thumb).cloned()
     }
 
     /// Hold `entry` for `thumb`, evicting the oldest beyond [`CERT_CACHE_MAX`].
     pub fn put(&self, thumb: Thumbprint, entry: CertIdentity) {
         // Entries are whole values: a panic elsewhere cannot leave one half-made.
-        let mut inner = self
-            .inner
+        self.inner
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if inner.map.insert(thumb, Arc::new(entry)).is_none() {
-            inner.order.push_back(thumb);
-        }
-        while inner.map.len() > CERT_CACHE_MAX {
-            let Some(oldest) = inner.order.pop_front() else {
-                break;
-            };
-            inner.map.remove(&oldest);
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(thumb, Arc::new(entry));
     }
 
     /// Forget every identity (tests; a reload of the authenticator).
     pub fn clear(&self) {
-        let mut inner = self
-            .inner
+        self.inner
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner.map.clear();
-        inner.order.clear();
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     pub fn len(&self) -> usize {
         self.inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .map
             .len()
     }
 
