@@ -281,7 +281,7 @@ class Bastion(Server):
             f"storage: sqlite:///{self.data_dir / 'bastion.db'}\n"
             "shared: memory://\n"
             "logging:\n  level: warning\n"
-            "server:\n  engine: granian\n  access_log: false\n"
+            "server:\n  access_log: false\n"
             "signing_keys:\n  algorithm: ES256\n"
             f"tokens:\n  access_token_ttl: {TTL}\n"
         )
@@ -508,7 +508,6 @@ def _versions() -> dict[str, str]:
             break
     return {
         "bastion": dist("bastion"),
-        "granian": dist("granian"),
         "python": platform.python_version(),
         "oidc-provider": json.loads(peer.read_text())["version"] if peer.exists() else "?",
         "node": out(["node", "--version"]),
@@ -552,7 +551,7 @@ def _report(
         f"- machine: {v['cpu']}, {platform.machine()}, nproc={os.cpu_count()}, "
         f"{platform.platform()}; load average {loads[0]:.2f} at start, {loads[1]:.2f} at end "
         "(the machine is shared: compare the ratio, not the absolute numbers)",
-        f"- bastion {v['bastion']} (granian {v['granian']}, Python {v['python']}, SQLite, "
+        f"- bastion {v['bastion']} (its native front, Python {v['python']}, SQLite, "
         f"in-process shared state); oidc-provider {v['oidc-provider']} on Node {v['node']} "
         "(in-memory adapter)",
         f"- load: {v['wrk']}, 1 thread, {args.connections} keep-alive connections, "
@@ -614,7 +613,7 @@ def _report(
         "`tokens.access_token_ttl: 900`, logging at warning, no access log) with a client "
         f"made by `{create_command}`. Plain HTTP runs bastion with `tls: off` + `trusted_proxies: "
         "[127.0.0.1]`; HTTPS runs both with the same self-signed ECDSA P-256 certificate "
-        "(bastion: granian/rustls; node: OpenSSL).",
+        "(bastion: its native front, rustls; node: OpenSSL).",
         "",
         "Known differences:",
         "",

@@ -36,18 +36,6 @@ class JSONFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
-class _DropGranianEmbedNotice(logging.Filter):
-    """Drop granian's "Embedded server is experimental!" line printed at every start.
-
-    bastion chose embedded granian by benchmark and tests its behaviour
-    (bench/server/RESULTS.md, tests/http); repeating the notice on every start
-    only teaches operators to ignore warnings.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Embedded server is experimental" not in record.getMessage()
-
-
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Send bastion's and the server's logs to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
@@ -60,10 +48,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     # Alembic narrates every migration step at INFO; bastion reports migrations itself.
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "granian", "_granian"):
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    granian = logging.getLogger("_granian")
-    if not any(isinstance(f, _DropGranianEmbedNotice) for f in granian.filters):
-        granian.addFilter(_DropGranianEmbedNotice())

@@ -18,12 +18,9 @@ What a reload does (:meth:`Reloader.reload`):
    and target health are kept. Other sections (storage, listen, …) need a
    restart: a changed one is logged as ignored;
 3. check the TLS certificate files (also every ``tls.reload_interval`` seconds):
-   when they changed, the new pair is validated and loaded into the server's
-   SSL context — new handshakes present the new certificate. This needs
-   ``server.engine`` native (its rustls configuration is swapped) or uvicorn
-   (its stdlib SSLContext can load a new chain at runtime); granian's TLS
-   (rustls) is fixed when it starts, so with granian a renewed certificate is
-   logged and needs a restart.
+   when they changed, the new pair is validated (by OpenSSL too) and the native
+   front's rustls configuration is swapped — new handshakes present the new
+   certificate, connections already open keep theirs.
 """
 
 from __future__ import annotations
@@ -175,8 +172,7 @@ class Reloader:
 
     ``load`` re-reads the settings (raising ``SettingsError``); ``runtime``
     needs ``settings`` and ``reload_routes(settings)``; ``certificates`` is the
-    server's watcher (``None`` without TLS or with a generated certificate),
-    ``hot_certificates`` whether the engine serves from its context (uvicorn).
+    server's watcher (``None`` without TLS or with a generated certificate).
     """
 
     def __init__(
@@ -185,14 +181,11 @@ class Reloader:
         load: Callable[[], Any],
         *,
         certificates: CertificateWatcher | None = None,
-        hot_certificates: bool = False,
     ) -> None:
         self.runtime = runtime
         self.load = load
         self.certificates = certificates
-        self.hot_certificates = hot_certificates
         self._lock = asyncio.Lock()
-        self._warned_restart = False
 
     async def reload(self) -> bool:
         """Re-read the configuration and swap the routes; False (logged) when refused."""
@@ -226,17 +219,9 @@ class Reloader:
             return True
 
     def check_certificates(self) -> None:
-        """Load renewed certificate files (uvicorn) or say a restart is needed (granian)."""
+        """Load renewed certificate files into the server (its ``on_reload``)."""
         watcher = self.certificates
         if watcher is None:
-            return
-        if not self.hot_certificates:
-            if watcher.changed() and not self._warned_restart:
-                self._warned_restart = True
-                log.warning(
-                    "tls.cert / tls.key changed on disk; server.engine granian cannot load a "
-                    "new certificate while running — restart bastion (or use engine uvicorn)"
-                )
             return
         try:
             if watcher.check():
@@ -284,11 +269,9 @@ async def serving_reloads(
 ) -> AsyncIterator[CertificateWatcher | None]:
     """While ``bastion serve`` runs: the pid file, the SIGHUP handler, the certificate checks.
 
-    Yields the certificate watcher (``None`` without TLS files): uvicorn serves
-    its ``context``, which the watcher reloads; the native front registers its
-    reload as ``on_reload``.
+    Yields the certificate watcher (``None`` without TLS files): the native front
+    registers its reload as ``on_reload``.
     """
-    engine = settings.server.engine
     tls = runtime.tls
     watcher = None
     if tls.certfile is not None and tls.keyfile is not None:
@@ -297,7 +280,6 @@ async def serving_reloads(
         runtime,
         load or (lambda: settings),
         certificates=watcher,
-        hot_certificates=engine in ("native", "uvicorn"),
     )
     pid_path = Path(settings.data_dir) / PID_FILE_NAME
     try:

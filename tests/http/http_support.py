@@ -32,10 +32,9 @@ class Ping:
     check = ping  # the change feed's readiness check has this name
 
 
-def make_settings(engine: str = "uvicorn", port: int = 0, graceful_timeout: float = 5.0) -> Any:
+def make_settings(port: int = 0, graceful_timeout: float = 5.0) -> Any:
     return SimpleNamespace(
         server=SimpleNamespace(
-            engine=engine,
             graceful_timeout=graceful_timeout,
             backlog=128,
             access_log=False,

@@ -21,23 +21,14 @@ from bastion.http.app import create_app
 from bastion.http.errors import ServerStartError
 from bastion.http.server import run_server
 
-ENGINES = ["native", "uvicorn", "granian"]
-
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return ensure_dev_certificate(tmp_path_factory.mktemp("tls"), hosts=("127.0.0.1",))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def start(
     app: Any,
-    engine: str,
     cert: tuple[Path, Path] | None = None,
     graceful_timeout: float = 5.0,
 ) -> tuple[asyncio.Task[None], str, asyncio.Event]:
@@ -45,13 +36,12 @@ async def start(
     # These gateways are not compiled from routes: no native table (another test's, left in
     # this process, would answer for it), so the native front hands every request to them.
     _native.routes_unload()
-    port = 0 if engine in ("native", "uvicorn") else free_port()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
     task = asyncio.create_task(
         run_server(
             app,
-            settings=make_settings(engine, port, graceful_timeout),
+            settings=make_settings(0, graceful_timeout),
             certfile=cert[0] if cert else None,
             keyfile=cert[1] if cert else None,
             on_ready=ready.set_result,
@@ -83,8 +73,7 @@ def tls_client(cert: tuple[Path, Path]) -> httpx.AsyncClient:
     return httpx.AsyncClient(verify=ssl.create_default_context(cafile=str(cert[0])), timeout=10)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-async def test_https_healthz_end_to_end(engine: str, cert: tuple[Path, Path]) -> None:
+async def test_https_healthz_end_to_end(cert: tuple[Path, Path]) -> None:
     calls: list[str] = []
 
     async def startup() -> None:
@@ -93,8 +82,8 @@ async def test_https_healthz_end_to_end(engine: str, cert: tuple[Path, Path]) ->
     async def shutdown() -> None:
         calls.append("shutdown")
 
-    runtime = make_runtime(settings=make_settings(engine), startup=startup, shutdown=shutdown)
-    task, url, stop = await start(create_app(runtime), engine, cert)
+    runtime = make_runtime(settings=make_settings(), startup=startup, shutdown=shutdown)
+    task, url, stop = await start(create_app(runtime), cert)
     try:
         assert url.startswith("https://127.0.0.1:")
         assert calls == ["startup"]
@@ -111,17 +100,15 @@ async def test_https_healthz_end_to_end(engine: str, cert: tuple[Path, Path]) ->
     assert response.headers["referrer-policy"] == "no-referrer"
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["x-request-id"] == "e2e-1"
-    # uvicorn sends no Server header; granian always sends one, which bastion replaces.
-    assert response.headers.get("server") == ("bastion" if engine == "granian" else None)
+    assert "server" not in response.headers  # neither the front nor the app names itself
     assert missing.status_code == 404
     assert missing.headers["content-type"] == "application/problem+json"
     assert calls == ["startup", "shutdown"]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-async def test_plain_http_has_no_hsts(engine: str) -> None:
-    runtime = make_runtime(settings=make_settings(engine))
-    task, url, stop = await start(create_app(runtime), engine)
+async def test_plain_http_has_no_hsts() -> None:
+    runtime = make_runtime(settings=make_settings())
+    task, url, stop = await start(create_app(runtime))
     try:
         assert url.startswith("http://127.0.0.1:")
         async with httpx.AsyncClient() as client:
@@ -133,10 +120,9 @@ async def test_plain_http_has_no_hsts(engine: str) -> None:
     assert "strict-transport-security" not in response.headers
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-async def test_in_flight_request_finishes_on_stop(engine: str, cert: tuple[Path, Path]) -> None:
-    runtime = make_runtime(slow_gateway(1.0), settings=make_settings(engine))
-    task, url, stop = await start(create_app(runtime), engine, cert)
+async def test_in_flight_request_finishes_on_stop(cert: tuple[Path, Path]) -> None:
+    runtime = make_runtime(slow_gateway(1.0), settings=make_settings())
+    task, url, stop = await start(create_app(runtime), cert)
     async with tls_client(cert) as client:
         in_flight = asyncio.create_task(client.get(f"{url}/slow"))
         await asyncio.sleep(0.3)
@@ -150,10 +136,9 @@ async def test_in_flight_request_finishes_on_stop(engine: str, cert: tuple[Path,
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-async def test_sigterm_drains_in_flight_requests(engine: str) -> None:
-    runtime = make_runtime(slow_gateway(1.0), settings=make_settings(engine))
-    task, url, _ = await start(create_app(runtime), engine)
+async def test_sigterm_drains_in_flight_requests() -> None:
+    runtime = make_runtime(slow_gateway(1.0), settings=make_settings())
+    task, url, _ = await start(create_app(runtime))
     async with httpx.AsyncClient(timeout=10) as client:
         in_flight = asyncio.create_task(client.get(f"{url}/slow"))
         await asyncio.sleep(0.3)
@@ -164,8 +149,7 @@ async def test_sigterm_drains_in_flight_requests(engine: str) -> None:
     assert response.text == "done"
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-async def test_port_in_use_is_one_line_error(engine: str) -> None:
+async def test_port_in_use_is_one_line_error() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -173,7 +157,7 @@ async def test_port_in_use_is_one_line_error(engine: str) -> None:
         with pytest.raises(ServerStartError) as info:
             await run_server(
                 create_app(make_runtime()),
-                settings=make_settings(engine, port),
+                settings=make_settings(port),
                 certfile=None,
                 keyfile=None,
             )
@@ -184,18 +168,16 @@ async def test_port_in_use_is_one_line_error(engine: str) -> None:
     )
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-async def test_failed_application_startup_is_a_start_error(engine: str) -> None:
+async def test_failed_application_startup_is_a_start_error() -> None:
     async def startup() -> None:
         raise RuntimeError("boom")
 
-    runtime = make_runtime(startup=startup, settings=make_settings(engine))
-    port = 0 if engine in ("native", "uvicorn") else free_port()
+    runtime = make_runtime(startup=startup, settings=make_settings())
     with pytest.raises(ServerStartError) as info:
         await asyncio.wait_for(
             run_server(
                 create_app(runtime),
-                settings=make_settings(engine, port),
+                settings=make_settings(),
                 certfile=None,
                 keyfile=None,
             ),
@@ -203,19 +185,6 @@ async def test_failed_application_startup_is_a_start_error(engine: str) -> None:
         )
     assert str(info.value) == (
         "the application failed to start (ASGI lifespan start-up); see the log above"
-    )
-
-
-async def test_unknown_engine() -> None:
-    with pytest.raises(ServerStartError) as info:
-        await run_server(
-            create_app(make_runtime()),
-            settings=make_settings("hypercorn"),
-            certfile=None,
-            keyfile=None,
-        )
-    assert str(info.value) == (
-        "server.engine must be one of native, uvicorn, granian, not 'hypercorn'"
     )
 
 

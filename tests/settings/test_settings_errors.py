@@ -165,9 +165,23 @@ def test_duplicate_keys_are_refused(tmp_path: Path) -> None:
         (
             "server: {engine: gunicorn, graceful_timeout: 0, backlog: yes}",
             [
-                "server.engine: 'gunicorn' is not allowed — use 'native', 'uvicorn' or 'granian'",
+                "server.engine: 'gunicorn' is not allowed — use 'native'",
                 "server.graceful_timeout: 0 is too small — use a number greater than 0",
                 "server.backlog: true is not a number",
+            ],
+        ),
+        (
+            "server: {engine: uvicorn}",
+            [
+                "server.engine: uvicorn no longer serves the public port — the native front "
+                "does (remove server.engine, or set it to native)"
+            ],
+        ),
+        (
+            "server: {engine: granian}",
+            [
+                "server.engine: granian no longer serves the public port — the native front "
+                "does (remove server.engine, or set it to native)"
             ],
         ),
         (

@@ -177,7 +177,7 @@ MTLS_ROUTE = (
 )
 
 
-def test_mtls_needs_a_client_ca_uvicorn_and_tls(load: Load, errors: Errors, tmp_path: Path) -> None:
+def test_mtls_needs_a_client_ca_and_tls(load: Load, errors: Errors, tmp_path: Path) -> None:
     assert errors(MTLS_ROUTE) == [
         "routes[0].auth: lists mtls but no client certificates are requested — set "
         "tls.client_ca to the PEM bundle of the CA that issues client certificates"
@@ -185,14 +185,8 @@ def test_mtls_needs_a_client_ca_uvicorn_and_tls(load: Load, errors: Errors, tmp_
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
     with_ca = f"tls: {{client_ca: '{ca}'}}\n" + MTLS_ROUTE
-    assert errors(with_ca + "server: {engine: granian}\n") == [
-        "tls.client_ca: needs server.engine: native or uvicorn — granian does not give the "
-        "application the client certificate"
-    ]
-    assert load(with_ca).tls.client_ca == ca  # the default engine, native
-    settings = load(with_ca + "server: {engine: uvicorn}\n")
-    assert settings.tls.client_ca == ca
-    off = "tls: off\ntrusted_proxies: [10.0.0.1]\nserver: {engine: uvicorn}\n" + MTLS_ROUTE
+    assert load(with_ca).tls.client_ca == ca
+    off = "tls: off\ntrusted_proxies: [10.0.0.1]\n" + MTLS_ROUTE
     assert errors(off) == [
         "routes[0].auth: lists mtls, which needs bastion to terminate TLS — use tls mode auto "
         "or files with tls.client_ca"

@@ -21,7 +21,7 @@ trusted_proxies: [10.0.0.0/8, 192.0.2.7, "2001:db8::/32"]
 storage: {url: "postgres://bastion@db/bastion", pool_size: 5}
 shared: {url: "redis://cache:6379/1", key_prefix: "b1:"}
 secrets: {master_key_file: /run/secrets/mk}
-server: {engine: granian, graceful_timeout: 2.5, backlog: 128, access_log: true}
+server: {engine: native, graceful_timeout: 2.5, backlog: 128, access_log: true}
 logging: {level: DEBUG, format: console}
 node_id: node-1
 demo: {enabled: true}
@@ -54,7 +54,7 @@ def test_yaml_file_sets_every_key(load: Load) -> None:
     assert s.storage.pool_size == 5
     assert (s.shared.url, s.shared.key_prefix) == ("redis://cache:6379/1", "b1:")
     assert s.master_key_path == Path("/run/secrets/mk")
-    assert (s.server.engine, s.server.graceful_timeout) == ("granian", 2.5)
+    assert (s.server.engine, s.server.graceful_timeout) == ("native", 2.5)
     assert (s.server.backlog, s.server.access_log) == (128, True)
     assert (s.logging.level, s.logging.format) == ("debug", "console")
     assert s.node_id == "node-1"

@@ -294,11 +294,6 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
                 certfile=runtime.tls.certfile,
                 keyfile=runtime.tls.keyfile,
                 on_ready=ready,
-                ssl_context=(
-                    certificates.context
-                    if certificates is not None and settings.server.engine == "uvicorn"
-                    else None
-                ),
                 certificates=certificates,
             )
     finally:

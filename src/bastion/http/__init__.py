@@ -1,8 +1,9 @@
 """bastion.http: the HTTP face — ASGI app assembly, pure-ASGI middleware, problem+json, server.
 
 Public surface: :func:`create_app` (the ASGI app for a runtime), :func:`run_server` /
-:func:`serve_forever` (uvicorn or granian in this process), :data:`RESERVED_PREFIXES`
-(paths bastion owns), the problem+json renderers and this package's errors.
+:func:`serve_forever` (the native front, with the app behind it, in this process),
+:data:`RESERVED_PREFIXES` (paths bastion owns), the problem+json renderers and this
+package's errors.
 """
 
 from bastion.http.app import RESERVED_PREFIXES, RuntimeLike, create_app

@@ -171,19 +171,13 @@ class BastionApp:
             routes=[*health_routes(runtime), *routes], redirect_slashes=False, default=_not_found
         )
         self._gateway = runtime.gateway
-        settings = getattr(runtime, "settings", None)
-        engine = getattr(getattr(settings, "server", None), "engine", "uvicorn")
-        # granian always sends "server: granian" unless the app sends its own Server header.
-        server_header = b"bastion" if engine == "granian" else None
-        ids = RequestIdMiddleware(
-            SecurityHeadersMiddleware(ErrorMiddleware(self._dispatch), server_header=server_header)
-        )
+        ids = RequestIdMiddleware(SecurityHeadersMiddleware(ErrorMiddleware(self._dispatch)))
         # WebSockets go through the stack; http through the same work in one layer.
         self._stack: ASGIApp = ids
         self._http: ASGIApp = HttpMiddleware(
             self._dispatch,
             request_ids=ids,
-            security=SecurityHeadersMiddleware(self._dispatch, server_header=server_header),
+            security=SecurityHeadersMiddleware(self._dispatch),
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -3,7 +3,7 @@
 Started by ``bastion serve`` when ``metrics.listen`` is set, in the same event
 loop as the main server (so a scrape reads the counters from the thread that
 writes them). It is always uvicorn (h11/httptools, no TLS: it is meant for a
-private interface), whatever ``server.engine`` the main port uses; it has no
+private interface), beside the native front of the main port; it has no
 ASGI lifespan (the runtime's start-up and shutdown belong to the main app).
 
 :func:`start_side_listener` is the same machinery for any such listener (the

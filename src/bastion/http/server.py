@@ -1,19 +1,17 @@
-"""Run bastion's ASGI app in this process's event loop, under uvicorn or granian.
+"""Serve bastion: the native front on the public port, the ASGI app behind it.
 
-The engine is ``settings.server.engine``. ``bench/server/RESULTS.md`` chose
-``granian`` (its embedded server: Rust HTTP/1.1 + HTTP/2 and rustls, driving
-the ASGI app in this process's uvloop loop): faster than uvicorn on plain HTTP
-and TLS, with a p99 less than half of uvicorn's. ``uvicorn`` (uvloop +
-httptools + the stdlib ``ssl`` module) stays a supported, swappable engine.
-Both:
+The public port is always the native front (``bastion._native.Front``, Rust:
+HTTP/1.1 and HTTP/2, rustls): it serves gateway routes itself and hands every
+other request (OAuth/OIDC, login, admin, health, metrics) to this process's
+ASGI app, which uvicorn serves on a private Unix socket. (Until issue 14,
+``server.engine: uvicorn | granian`` served the app on the public port
+directly; both were retired when the native front became the only data plane.)
 
 - listen on ``settings.listen.host/port``, with TLS when a certificate is given
-  (minimum version ``settings.tls.min_version``; with uvicorn the context is
-  ``bastion.crypto.server_ssl_context``: ECDHE + AEAD ciphers only; rustls
-  offers only AEAD suites with forward secrecy anyway);
+  (minimum version ``settings.tls.min_version``; rustls offers only AEAD suites
+  with forward secrecy);
 - call ``on_ready(url)`` once, when the socket accepts connections;
-- send no engine ``Server`` header (uvicorn: disabled; granian always adds one,
-  so the app sends ``Server: bastion`` which replaces it);
+- send no ``Server`` header;
 - on SIGTERM / SIGINT (or ``stop`` being set) stop accepting, let in-flight
   requests finish for up to ``settings.server.graceful_timeout`` seconds, run
   the ASGI lifespan shutdown, and return. A second SIGINT forces the exit.
@@ -41,11 +39,9 @@ from bastion.crypto import server_ssl_context
 from bastion.http.errors import ServerStartError
 from bastion.http.types import ASGIApp
 
-__all__ = ["ENGINES", "run_server", "serve_forever"]
+__all__ = ["run_server", "serve_forever"]
 
 log = logging.getLogger("bastion.http")
-
-ENGINES = ("native", "uvicorn", "granian")
 
 OnReady = Callable[[str], None]
 
@@ -147,43 +143,30 @@ async def run_server(
     keyfile: Path | None,
     on_ready: OnReady | None = None,
     stop: asyncio.Event | None = None,
-    ssl_context: Any = None,
     certificates: Any = None,
 ) -> None:
     """Serve ``app`` until SIGTERM/SIGINT (or ``stop`` is set), then drain and return.
 
-    ``certificates`` (native only) is the :class:`bastion.reload.CertificateWatcher`
-    of the TLS files: a renewed pair it accepts is loaded into the native front.
+    ``certificates`` is the :class:`bastion.reload.CertificateWatcher` of the TLS
+    files: a renewed pair it accepts is loaded into the native front.
 
-    ``ssl_context`` (uvicorn only) is served instead of a context built from
-    ``certfile``/``keyfile``: the caller may load a renewed certificate into it
-    (:class:`bastion.reload.CertificateWatcher`).
-
-    Runs in the current event loop. ``settings`` needs ``server.engine``,
+    Runs in the current event loop. ``settings`` needs ``server.threads``,
     ``server.graceful_timeout``, ``server.backlog``, ``server.access_log``,
-    ``listen.host``, ``listen.port`` and ``tls.min_version``.
+    ``listen.host``, ``listen.port``, ``tls.min_version``, ``tls.client_ca`` and
+    ``request_limits``.
 
     Raises:
-        ServerStartError: unknown engine, address in use, permission denied,
-            unresolvable host, or the application's start-up failed.
+        ServerStartError: address in use, permission denied, unresolvable host,
+            or the application's start-up failed.
         TLSConfigError: the certificate / key pair is unusable.
     """
-    engine = settings.server.engine
-    if engine not in ENGINES:
-        raise ServerStartError(f"server.engine must be one of {', '.join(ENGINES)}, not {engine!r}")
-    built = _tls_context_check(settings, certfile, keyfile)
-    if ssl_context is None:
-        ssl_context = built
-    stop = stop or asyncio.Event()
-    if engine == "native":
-        await _run_native(app, settings, certfile, keyfile, on_ready, stop, certificates)
-    elif engine == "uvicorn":
-        await _run_uvicorn(app, settings, ssl_context, certfile, keyfile, on_ready, stop)
-    else:
-        await _run_granian(app, settings, certfile, keyfile, on_ready, stop)
+    _tls_context_check(settings, certfile, keyfile)
+    await _run_native(
+        app, settings, certfile, keyfile, on_ready, stop or asyncio.Event(), certificates
+    )
 
 
-# -- uvicorn ----------------------------------------------------------------
+# -- the private socket's server -------------------------------------------
 
 
 def _uvicorn_server_class() -> Any:
@@ -206,97 +189,6 @@ def _uvicorn_server_class() -> Any:
                 self.on_started()
 
     return _Server
-
-
-def _uvicorn_http_protocol(settings: Any) -> Any:
-    """httptools, plus the ASGI TLS extension when client certificates are requested."""
-    if getattr(settings.tls, "client_ca", None) is None:
-        return "httptools"
-    from bastion.http.asgi_tls import TlsExtensionProtocol
-
-    return TlsExtensionProtocol
-
-
-async def _run_uvicorn(
-    app: ASGIApp,
-    settings: Any,
-    ssl_context: Any,
-    certfile: Path | None,
-    keyfile: Path | None,
-    on_ready: OnReady | None,
-    stop: asyncio.Event,
-) -> None:
-    import uvicorn
-
-    host, port = settings.listen.host, int(settings.listen.port)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        ssl_certfile=str(certfile) if certfile else None,
-        ssl_keyfile=str(keyfile) if keyfile else None,
-        loop="uvloop",
-        http=_uvicorn_http_protocol(settings),
-        lifespan="on",
-        server_header=False,
-        date_header=True,
-        # bastion decides which X-Forwarded-* to trust (settings.trusted_proxies), not uvicorn.
-        proxy_headers=False,
-        forwarded_allow_ips=[],
-        timeout_graceful_shutdown=(math.ceil(float(settings.server.graceful_timeout))),
-        backlog=int(settings.server.backlog),
-        access_log=bool(settings.server.access_log),
-        # Logging is configured once by bastion (bastion.logs), never by uvicorn.
-        log_config=None,
-    )
-    config.load()
-    if ssl_context is not None:
-        client_ca = getattr(settings.tls, "client_ca", None)
-        if client_ca is not None:
-            # Ask for client certificates (mtls routes); a presented one must verify.
-            from bastion.crypto import request_client_certificates
-
-            request_client_certificates(ssl_context, Path(client_ca))
-        config.ssl = ssl_context
-    sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
-    url = _display_url("https" if ssl_context is not None else "http", host, bound_port)
-    server = _uvicorn_server_class()(config)
-    ready = False
-
-    def started() -> None:
-        nonlocal ready
-        ready = True
-        if on_ready is not None:
-            on_ready(url)
-
-    server.on_started = started
-
-    def graceful() -> None:
-        server.should_exit = True
-
-    def force() -> None:
-        server.should_exit = True
-        server.force_exit = True
-
-    async def watch_stop() -> None:
-        await stop.wait()
-        graceful()
-
-    watcher = asyncio.ensure_future(watch_stop())
-    try:
-        with _on_signals(graceful, force):
-            await server.serve(sockets=[sock])
-    except SystemExit:
-        # uvicorn exits the process when the lifespan start-up fails; bastion reports it instead.
-        raise ServerStartError(
-            "the application failed to start (ASGI lifespan start-up); see the log above"
-        ) from None
-    finally:
-        watcher.cancel()
-        sock.close()
-    if not ready and not stop.is_set() and not server.should_exit:
-        raise ServerStartError("the server stopped during start-up; see the log above")
 
 
 # -- native -----------------------------------------------------------------
@@ -457,115 +349,6 @@ async def _run_native(
                 await asyncio.to_thread(front.stop, 0.0)
         sock.close()
         shutil.rmtree(private, ignore_errors=True)
-
-
-# -- granian ----------------------------------------------------------------
-
-
-_GRANIAN_LOGGING: dict[str, Any] = {
-    # Hand granian's records to the root logger configured by bastion.logs.
-    "handlers": {},
-    "loggers": {
-        "_granian": {"handlers": [], "propagate": True},
-        "granian.access": {"handlers": [], "propagate": True},
-    },
-}
-
-
-async def _wait_listening(host: str, port: int, server_task: asyncio.Future[Any]) -> bool:
-    """Poll until ``host:port`` accepts a TCP connection; False if the server stopped first."""
-    target = "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)  # noqa: S104
-    while not server_task.done():
-        try:
-            _, writer = await asyncio.open_connection(target, port)
-        except OSError:
-            await asyncio.sleep(0.01)
-            continue
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
-    return False
-
-
-async def _run_granian(
-    app: ASGIApp,
-    settings: Any,
-    certfile: Path | None,
-    keyfile: Path | None,
-    on_ready: OnReady | None,
-    stop: asyncio.Event,
-) -> None:
-    from granian.constants import HTTPModes, Interfaces, SSLProtocols
-    from granian.errors import FatalError
-    from granian.server.embed import Server
-
-    host, port = settings.listen.host, int(settings.listen.port)
-    if port == 0:
-        raise ServerStartError("server.engine granian needs a fixed listen.port (not 0)")
-    # granian reports bind failures as a Rust error with a backtrace: check first.
-    _bind(host, port).close()
-    min_version = str(getattr(settings.tls, "min_version", "1.2"))
-    server = Server(
-        app,
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        http=HTTPModes.auto,
-        websockets=True,
-        backlog=int(settings.server.backlog),
-        log_enabled=True,
-        log_access=bool(settings.server.access_log),
-        log_dictconfig=_GRANIAN_LOGGING,
-        ssl_cert=Path(certfile) if certfile else None,
-        ssl_key=Path(keyfile) if keyfile else None,
-        ssl_protocol_min=SSLProtocols.tls13 if min_version == "1.3" else SSLProtocols.tls12,
-    )
-    # Seconds granian waits for in-flight requests when stopping, before cancelling them.
-    server.workers_kill_timeout = max(1, math.ceil(float(settings.server.graceful_timeout)))
-    serve_task = asyncio.ensure_future(server.serve())
-
-    def graceful() -> None:
-        server.stop()  # type: ignore[no-untyped-call]
-
-    def force() -> None:
-        serve_task.cancel()
-
-    async def watch_stop() -> None:
-        await stop.wait()
-        graceful()
-
-    watcher = asyncio.ensure_future(watch_stop())
-    ready = False
-    try:
-        with _on_signals(graceful, force):
-            if await _wait_listening(host, port, serve_task):
-                ready = True
-                if on_ready is not None:
-                    on_ready(_display_url("https" if certfile else "http", host, port))
-            await serve_task
-    except TimeoutError:
-        log.error(
-            "in-flight requests did not finish within %s s; cancelled",
-            server.workers_kill_timeout,
-        )
-    except asyncio.CancelledError:
-        if not serve_task.cancelled():
-            raise
-        log.warning("granian stopped by force")
-    except FatalError:
-        raise ServerStartError(
-            "the application failed to start (ASGI lifespan start-up); see the log above"
-        ) from None
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ServerStartError(f"granian could not start: {first}") from None
-    finally:
-        watcher.cancel()
-        if not serve_task.done():
-            serve_task.cancel()
-    if not ready and not stop.is_set():
-        raise ServerStartError("the server stopped during start-up; see the log above")
 
 
 def serve_forever(

@@ -242,10 +242,10 @@ class TLSSettings(_Section):
     key: FilePath | None = None
     min_version: Literal["1.2", "1.3"] = "1.2"
     # PEM CA bundle: when set, clients are asked for a certificate (verified against it);
-    # routes with auth mtls need it. uvicorn engine only (granian gives no peer certificate).
+    # routes with auth mtls need it.
     client_ca: FilePath | None = None
     # Seconds between checks of the cert/key files' mtimes (renewed certificates are
-    # loaded without a restart, engine uvicorn); 0 = only on SIGHUP.
+    # loaded without a restart); 0 = only on SIGHUP.
     reload_interval: Annotated[float, BeforeValidator(_not_bool), Field(ge=0)] = 60.0
 
     @field_validator("min_version", mode="before")
@@ -360,15 +360,26 @@ class SecretsSettings(_Section):
 class ServerSettings(_Section):
     """The HTTP server engine and its process-level knobs."""
 
-    # native: the Rust front (bastion._native) owns the public port and serves gateway
-    # routes itself; the rest reaches the Python app over a private Unix socket (issue 14).
-    # granian and uvicorn serve the Python app directly and stay supported.
-    engine: Literal["native", "uvicorn", "granian"] = "native"
+    # The public port is always the native front (bastion._native): it serves gateway
+    # routes itself; the rest reaches the Python app over a private Unix socket. `native`
+    # is the only engine (uvicorn and granian no longer serve the public port); the key
+    # stays so that files naming it keep loading.
+    engine: Literal["native"] = "native"
     # Threads of the native front, one single-threaded runtime each; 0 = one per core.
     threads: Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=1024)] = 0
     graceful_timeout: Seconds = 10.0
     backlog: Count = 2048
     access_log: bool = False
+
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _retired_engine(cls, value: object) -> object:
+        if value in ("uvicorn", "granian"):
+            raise ValueError(
+                f"{value} no longer serves the public port — the native front does "
+                "(remove server.engine, or set it to native)"
+            )
+        return value
 
 
 class LoggingSettings(_Section):
@@ -1966,14 +1977,6 @@ def _route_conflicts(routes: list[RouteSettings]) -> list[tuple[Loc, str]]:
 def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
     """Routes' jwt issuers must be configured; introspection and mtls need their settings."""
     problems: list[tuple[Loc, str]] = []
-    if settings.tls.client_ca is not None and settings.server.engine == "granian":
-        problems.append(
-            (
-                ("tls", "client_ca"),
-                "needs server.engine: native or uvicorn — granian does not give the "
-                "application the client certificate",
-            )
-        )
     known = {issuer.issuer for issuer in settings.trusted_issuers}
     seen: set[str] = set()
     for index, issuer in enumerate(settings.trusted_issuers):

@@ -1,7 +1,7 @@
-"""End to end: client certificates over real TLS (engines native, uvicorn) on ``auth: [mtls]``.
+"""End to end: client certificates over real TLS on ``auth: [mtls]``.
 
-The server asks for a certificate, verifies it against ``tls.client_ca`` in the
-handshake, and the gateway reads it from the ASGI TLS extension: the upstream
+The native front asks for a certificate and verifies it against ``tls.client_ca``
+in the handshake, and the gateway reads it: the upstream
 sees the certificate's URI SAN as the subject. No certificate: 401. A
 certificate from another CA: the handshake fails.
 """
@@ -55,9 +55,8 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module", params=["native", "uvicorn"])
+@pytest.fixture(scope="module")
 def server(
-    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     echo: EchoThread,
     pki: dict[str, Path],
@@ -66,7 +65,6 @@ def server(
     (cwd / "bastion.yaml").write_text(
         f"tls: {{mode: files, cert: '{pki['server_cert']}', key: '{pki['server_key']}', "
         f"client_ca: '{pki['ca']}'}}\n"
-        f"server: {{engine: {request.param}}}\n"
         "routes:\n"
         "  - name: certs\n"
         "    match: {path: /certs}\n"

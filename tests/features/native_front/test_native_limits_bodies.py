@@ -9,8 +9,9 @@
   The outage and the recovery are logged and audited once each.
 - **A risk-flagged requester** (the ``ip_failures`` detector raised on each node by three
   made-up keys): its limits are divided natively by ``ratelimit.risk.factor``, with the
-  same buckets as Python's; a Python-only node (``server.engine: uvicorn``) and a native
-  node sharing Redis admit the tightened budget once between them, and the native 429 is
+  same buckets as Python's; one node's native plane and another node's Python plane (its
+  requests sent there by the method-override twin) sharing Redis admit the tightened
+  budget once between them, and the native 429 is
   byte-identical to the Python twin's (``RateLimit`` headers included).
 - **Chunked request bodies** (and HTTP/2 bodies without a length, through curl) are
   streamed natively: a 1 MiB upload reaches the upstream
@@ -170,7 +171,6 @@ def test_redis_outage_is_decided_natively_by_each_limits_fail_mode(
 _RISK = """tls: {{mode: 'off'}}
 trusted_proxies: ['192.0.2.1']
 logging: {{level: warning}}
-server: {{engine: {engine}}}
 alerts: {{detectors: {{ip_failures: {{failures: 3, window: 60}}}}}}
 ratelimit: {{risk: {{factor: 4, duration: 300}}}}
 routes:
@@ -196,18 +196,20 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
 ) -> None:
     asyncio.run(migrate(postgres_url))
     configs = []
-    for engine in ("native", "uvicorn"):
-        config = tmp_path / f"{engine}.yaml"
+    for node in ("native", "python"):
+        config = tmp_path / f"{node}.yaml"
         config.write_text(
             f"storage: '{postgres_url}'\n"
             f"shared: {{url: '{redis_url}', key_prefix: '{redis_prefix}'}}\n"
-            + _RISK.format(engine=engine, upstream=module_echo.server.url),
+            + _RISK.format(upstream=module_echo.server.url),
             encoding="utf-8",
         )
         configs.append(config)
     key = cli_json(configs[0], "keys", "create", "shop")["key"]
     bearer = {"Authorization": f"Bearer {key}"}
     made_up = {"Authorization": "Bearer bst_nope"}
+    # The second node's requests all go to its Python plane.
+    py_bearer, py_made_up = bearer | _TO_PYTHON, made_up | _TO_PYTHON
     with (
         BastionProcess("-c", str(configs[0]), cwd=tmp_path) as native_node,
         BastionProcess("-c", str(configs[1]), cwd=tmp_path) as python_node,
@@ -219,11 +221,11 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
         warm = client.get(n + "/api/free", headers=bearer)
         assert warm.status_code == 200
         native = plane(warm)
-        assert client.get(p + "/api/free", headers=bearer).status_code == 200
+        assert client.get(p + "/api/free", headers=py_bearer).status_code == 200
         # Three 401s from 127.0.0.1 on each node: its ip_failures alert flags the address.
-        for url in (n, p):
+        for url, headers in ((n, made_up), (p, py_made_up)):
             for _ in range(3):
-                assert client.get(url + "/api/free", headers=made_up).status_code == 401
+                assert client.get(url + "/api/free", headers=headers).status_code == 401
         alerts = lambda: _audit(postgres_url, "alert.raised")  # noqa: E731
         _until(lambda: sum(a.reason == "ip_failures" for a in alerts()) >= 2, within=10)
         time.sleep(0.3)  # each node's listener flags on the same event
@@ -233,7 +235,7 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
         assert (first.status_code, plane(first)) == (200, native)
         assert first.headers["ratelimit-policy"] == '"8/minute";q=2;w=60'
         assert first.headers["ratelimit"] == '"8/minute";r=1;t=30'
-        second = client.get(p + "/api/tight", headers=bearer)
+        second = client.get(p + "/api/tight", headers=py_bearer)
         assert second.status_code == 200
         assert second.headers["ratelimit"] == '"8/minute";r=0;t=60'
         refused = client.get(n + "/api/tight", headers=bearer)
@@ -243,7 +245,7 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
         assert refused.headers["ratelimit"] == '"8/minute";r=0;t=60'
         assert refused.headers["retry-after"] == "30"
         assert refused.json()["reason"] == "rate_limited"
-        assert client.get(p + "/api/tight", headers=bearer).status_code == 429
+        assert client.get(p + "/api/tight", headers=py_bearer).status_code == 429
         # The free route has no limits: the flag changes nothing there.
         assert client.get(n + "/api/free", headers=bearer).status_code == 200
 

@@ -6,7 +6,7 @@ what it does not use (Alembic when the schema is current, redis-py and the
 OpenTelemetry SDK it pulls in without ``shared: redis://``, asyncpg and PostgreSQL's
 SQLAlchemy dialect on SQLite, SQLAlchemy's ORM (bastion uses Core through
 ``bastion.storage.sql.aio``), httpx without webhooks / trusted issuers /
-introspection, Jinja2, granian under the native engine) are not imported once the
+introspection, Jinja2) are not imported once the
 server is ready.
 
 The server runs in a subprocess as ``bastion serve`` runs (the CLI, the real start-up),
@@ -37,7 +37,6 @@ OPTIONAL = (
     "httpx",
     "httpcore",
     "jinja2",
-    "granian",
 )
 
 _SERVE = """

@@ -1,9 +1,8 @@
-"""End to end: a renewed server certificate is served without a restart (native, uvicorn).
+"""End to end: a renewed server certificate is served without a restart.
 
 ``bastion serve`` starts with certificate A; the files are replaced by certificate B and
 the server gets SIGHUP: a new TLS connection presents B (its serial number), while the
-process and its listening socket stay the same. With granian the change is logged as
-needing a restart.
+process and its listening socket stay the same.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import ssl
 import time
 from pathlib import Path
 
-import pytest
 from cryptography import x509
 
 from _support import BastionProcess
@@ -40,7 +38,7 @@ def serial_of(path: Path) -> int:
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
-def setup(tmp_path: Path, engine: str) -> tuple[Path, Path, Path, Path, Path]:
+def setup(tmp_path: Path) -> tuple[Path, Path, Path, Path, Path]:
     ca = ScratchCA.create(tmp_path / "ca")
     cert_a, key_a = ca.issue("a", ("localhost", "127.0.0.1"))
     cert_b, key_b = ca.issue("b", ("localhost", "127.0.0.1"))
@@ -50,7 +48,6 @@ def setup(tmp_path: Path, engine: str) -> tuple[Path, Path, Path, Path, Path]:
     config = tmp_path / "bastion.yaml"
     config.write_text(
         f"storage: sqlite:///{tmp_path}/bastion.db\n"
-        f"server: {{engine: {engine}}}\n"
         f"tls: {{cert: {live_cert}, key: {live_key}, reload_interval: 0}}\n"
     )
     return config, live_cert, live_key, cert_b, key_b
@@ -62,9 +59,8 @@ def replace_atomically(source: Path, target: Path) -> None:
     tmp.replace(target)
 
 
-@pytest.mark.parametrize("engine", ["native", "uvicorn"])
-def test_sighup_serves_the_renewed_certificate(tmp_path: Path, engine: str) -> None:
-    config, live_cert, live_key, cert_b, key_b = setup(tmp_path, engine)
+def test_sighup_serves_the_renewed_certificate(tmp_path: Path) -> None:
+    config, live_cert, live_key, cert_b, key_b = setup(tmp_path)
     first = serial_of(live_cert)
     with BastionProcess("-c", str(config), cwd=tmp_path) as proc:
         assert proc.proc is not None
@@ -82,9 +78,8 @@ def test_sighup_serves_the_renewed_certificate(tmp_path: Path, engine: str) -> N
     assert "TLS certificate reloaded from" in proc.stderr
 
 
-@pytest.mark.parametrize("engine", ["native", "uvicorn"])
-def test_a_broken_renewal_keeps_the_previous_certificate(tmp_path: Path, engine: str) -> None:
-    config, live_cert, live_key, cert_b, _ = setup(tmp_path, engine)
+def test_a_broken_renewal_keeps_the_previous_certificate(tmp_path: Path) -> None:
+    config, live_cert, live_key, cert_b, _ = setup(tmp_path)
     first = serial_of(live_cert)
     with BastionProcess("-c", str(config), cwd=tmp_path) as proc:
         assert proc.proc is not None
@@ -94,17 +89,3 @@ def test_a_broken_renewal_keeps_the_previous_certificate(tmp_path: Path, engine:
         assert served_serial(proc.port) == first
     assert "renewed TLS certificate refused, still serving the previous one" in proc.stderr
     assert f"tls.key {live_key} does not match tls.cert {live_cert}" in proc.stderr
-
-
-@pytest.mark.parametrize("engine", ["granian"])
-def test_granian_says_a_restart_is_needed(tmp_path: Path, engine: str) -> None:
-    config, live_cert, live_key, cert_b, key_b = setup(tmp_path, engine)
-    first = serial_of(live_cert)
-    with BastionProcess("-c", str(config), cwd=tmp_path) as proc:
-        assert proc.proc is not None
-        replace_atomically(key_b, live_key)
-        replace_atomically(cert_b, live_cert)
-        os.kill(proc.proc.pid, signal.SIGHUP)
-        time.sleep(1.0)
-        assert served_serial(proc.port) == first
-    assert "server.engine granian cannot load a new certificate while running" in proc.stderr

@@ -1,4 +1,4 @@
-"""End to end: WebSocket pass-through on a real ``bastion serve`` (granian and uvicorn).
+"""End to end: WebSocket pass-through on a real ``bastion serve``.
 
 A websockets echo upstream records every handshake it accepts. Asserted:
 
@@ -77,12 +77,10 @@ def _insecure() -> ssl.SSLContext:
     return context
 
 
-@pytest.mark.parametrize("engine", ["native", "granian", "uvicorn"])
-def test_websocket_through_bastion(tmp_path: Path, upstream: EchoWebSocket, engine: str) -> None:
+def test_websocket_through_bastion(tmp_path: Path, upstream: EchoWebSocket) -> None:
     config = tmp_path / "bastion.yaml"
     config.write_text(
         f"storage: sqlite:///{tmp_path}/bastion.db\n"
-        f"server: {{engine: {engine}}}\n"
         "routes:\n"
         "  - name: chat\n"
         "    match: {path: /chat}\n"

@@ -1,9 +1,9 @@
 """The ``mtls`` authentication method and RFC 8705 certificate-bound tokens.
 
-The server (uvicorn engine; see docs/gateway-auth.md for granian) asks every
-client for a certificate and verifies a presented one against ``tls.client_ca``
-during the handshake; the verified leaf reaches the ASGI app through the ASGI
-TLS extension, ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM, leaf
+The native front asks every client for a certificate and verifies a presented
+one against ``tls.client_ca`` during the handshake; the verified leaf reaches
+the ASGI app (``bastion.http.middleware.native_front``) through the ASGI TLS
+extension, ``scope["extensions"]["tls"]["client_cert_chain"]`` (PEM, leaf
 first). This module never verifies a chain itself: a certificate in the scope
 is one the TLS layer accepted.
 

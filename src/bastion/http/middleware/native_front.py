@@ -15,8 +15,7 @@ private Unix socket, where uvicorn sees no TCP peer and no TLS. The front adds
 - ``x-bastion-front-tls-version``: ``0x0303`` / ``0x0304`` and
   ``x-bastion-front-client-cert``: the verified leaf certificate, PEM,
   URL-encoded -> ``scope["extensions"]["tls"]``, the ASGI TLS extension
-  (https://asgi.readthedocs.io/en/latest/specs/tls.html), shaped as
-  :mod:`bastion.http.asgi_tls` makes it for uvicorn.
+  (https://asgi.readthedocs.io/en/latest/specs/tls.html).
 
 This middleware moves them into the scope and removes them from the headers,
 so nothing downstream (nor an upstream) ever sees them. They are trusted only

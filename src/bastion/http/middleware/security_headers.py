@@ -46,8 +46,8 @@ class SecurityHeadersMiddleware:
     """Add bastion's security headers to every ``http.response.start``.
 
     ``server_header``, when given, is sent as ``Server`` unless the app set one:
-    for engines that always add their own ``Server`` header (granian), where an
-    app-provided value replaces the engine's name and version.
+    for a server that adds its own ``Server`` header, where an app-provided value
+    replaces the server's name and version (bastion's own front adds none).
     """
 
     __slots__ = ("_always_http", "_always_https", "_app")
