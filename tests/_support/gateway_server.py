@@ -48,6 +48,8 @@ __all__ = [
     "GatewayServer",
     "RawResponse",
     "RawUpstream",
+    "audit_rows",
+    "chunk",
     "dead_url",
     "fresh_echo",
     "gateway_fixture",
