@@ -57,11 +57,27 @@ __all__ = [
     "raw_exchange",
     "raw_request",
     "request_bytes",
+    "route",
     "serve_gateway",
 ]
 
 #: Makes the native plane defer the head to Python; Python drops it (gateway/hygiene.py).
 DEFER = {"X-HTTP-Method-Override": "GET"}
+
+
+def route(
+    name: str, upstream: str | Sequence[str], *, path: str | None = None, **fields: Any
+) -> str:
+    """One route as a YAML list item for :func:`serve_gateway`: ``match.path`` is ``path``
+    (default ``/NAME``), ``public: true`` unless ``fields`` say otherwise (``auth``), and
+    every other field as given (values written as JSON, which YAML reads)."""
+    if "auth" not in fields:
+        fields.setdefault("public", True)
+    items = {"match": {"path": path or f"/{name}"}, "upstream": upstream, **fields}
+    lines = [f"  - name: {name}\n"]
+    for key, value in items.items():
+        lines.append(f"    {key}: {orjson.dumps(value, default=str).decode()}\n")
+    return "".join(lines)
 
 
 def dead_url(scheme: str = "http") -> str:
@@ -214,10 +230,9 @@ def fresh_echo(echo: EchoThread) -> EchoServer:
 
 def plane(response: httpx.Response | RawResponse) -> str:
     """The request id's prefix: one per plane of a process (Python's, the native front's)."""
-    rid = response.headers["x-request-id"] if isinstance(response, httpx.Response) else ""
     if isinstance(response, RawResponse):
-        rid = response.request_id
-    return rid.rsplit("-", 1)[0]
+        return response.request_id.rsplit("-", 1)[0]
+    return response.headers["x-request-id"].rsplit("-", 1)[0]
 
 
 # -- raw sockets -------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from _support.gateway_server import (
     gateway_fixture,
     raw_exchange,
     request_bytes,
+    route,
 )
 from bastion.crypto.tls import ensure_dev_certificate, server_ssl_context
 from bastion.demo.echo import EchoServer
@@ -106,21 +107,18 @@ def tls_echo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EchoThr
 def _routes(request: pytest.FixtureRequest) -> str:
     raw: dict[str, RawUpstream] = request.getfixturevalue("raw_upstreams")
     tls, cert = request.getfixturevalue("tls_echo")
-    routes = [
-        ("api", "/api", "{echo}", ""),
-        ("strip", "/strip", "{echo}/base", "strip_prefix: true"),
-        ("slow", "/slow", "{echo}", "timeout: 0.2"),
-        ("read", "/read", "{echo}", "read_timeout: 0.2"),
-        ("small", "/small", "{echo}", "max_body: 10"),
-        ("down", "/down", dead_url(), ""),
-        ("tls", "/tls", tls.server.url, ""),
-        ("tls-trusted", "/trusted-tls", tls.server.url, f"upstream_ca: {cert}"),
-        *((name, f"/{name}", upstream.url, "") for name, upstream in raw.items()),
-    ]
     return "".join(
-        f"  - name: {name}\n    match: {{path: {path}}}\n    upstream: {url}\n    public: true\n"
-        + (f"    {extra}\n" if extra else "")
-        for name, path, url, extra in routes
+        [
+            route("api", "{echo}"),
+            route("strip", "{echo}/base", strip_prefix=True),
+            route("slow", "{echo}", timeout=0.2),
+            route("read", "{echo}", read_timeout=0.2),
+            route("small", "{echo}", max_body=10),
+            route("down", dead_url()),
+            route("tls", tls.server.url),
+            route("tls-trusted", tls.server.url, path="/trusted-tls", upstream_ca=cert),
+            *(route(name, upstream.url) for name, upstream in raw.items()),
+        ]
     )
 
 

@@ -14,7 +14,14 @@ import httpx
 import pytest
 
 from _support import EchoThread
-from _support.gateway_server import GatewayServer, RawUpstream, dead_url, fresh_echo, serve_gateway
+from _support.gateway_server import (
+    GatewayServer,
+    RawUpstream,
+    dead_url,
+    fresh_echo,
+    route,
+    serve_gateway,
+)
 
 
 def _port(url: str) -> int:
@@ -62,23 +69,28 @@ def served(
     upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
     u = upstreams
-    routes = [
-        ("rr", [u.a.server.url, u.b.server.url], ""),
-        ("kill", [u.c.server.url, u.d.server.url], "health: {failures: 2, cooldown: 30}"),
-        ("post", [u.dead["post"], u.a.server.url], "health: {failures: 5}"),
-        ("hang", [u.hangup.url, u.a.server.url], ""),
-        ("alldown", [u.dead["down1"], u.dead["down2"]], "health: {failures: 1, cooldown: 30}"),
-        ("timed", [u.slow.server.url], "read_timeout: 0.2\n    connect_timeout: 1.0"),
-        (
-            "policy",
-            [u.dead["policy"], u.a.server.url],
-            "health: {failures: 4, cooldown: 2, max_cooldown: 60}",
-        ),
-    ]
     text = "".join(
-        f"  - name: {name}\n    match: {{path: /{name}}}\n    upstream: [{', '.join(urls)}]\n"
-        f"    public: true\n" + (f"    {extra}\n" if extra else "")
-        for name, urls, extra in routes
+        [
+            route("rr", [u.a.server.url, u.b.server.url]),
+            route(
+                "kill",
+                [u.c.server.url, u.d.server.url],
+                health={"failures": 2, "cooldown": 30},
+            ),
+            route("post", [u.dead["post"], u.a.server.url], health={"failures": 5}),
+            route("hang", [u.hangup.url, u.a.server.url]),
+            route(
+                "alldown",
+                [u.dead["down1"], u.dead["down2"]],
+                health={"failures": 1, "cooldown": 30},
+            ),
+            route("timed", [u.slow.server.url], read_timeout=0.2, connect_timeout=1.0),
+            route(
+                "policy",
+                [u.dead["policy"], u.a.server.url],
+                health={"failures": 4, "cooldown": 2, "max_cooldown": 60},
+            ),
+        ]
     )
     directory = tmp_path_factory.mktemp("targets")
     with serve_gateway(directory, text, "tls: off\ntrusted_proxies: [192.0.2.1]\n") as server:

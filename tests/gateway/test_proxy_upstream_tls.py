@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from _support import EchoThread, free_port, run_cli
-from _support.gateway_server import GatewayServer, fresh_echo, serve_gateway
+from _support.gateway_server import GatewayServer, fresh_echo, route, serve_gateway
 from _support.tls import ScratchCA
 from bastion.crypto.tls import server_ssl_context
 
@@ -58,19 +58,15 @@ def served(
     upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
     u = upstreams
-    ca = f"upstream_ca: {u.ca.cert}"
-    client = f"upstream_client_cert: {u.client_cert}\n    upstream_client_key: {u.client_key}"
-    routes = [
-        ("ca", by_name(u.plain), ca),
-        ("noca", by_name(u.plain), ""),
-        ("byip", by_name(u.plain, "127.0.0.1"), ca),
-        ("mtls", by_name(u.mtls), f"{ca}\n    {client}"),
-        ("nocert", by_name(u.mtls), ca),
-    ]
+    client = {"upstream_client_cert": u.client_cert, "upstream_client_key": u.client_key}
     text = "".join(
-        f"  - name: {name}\n    match: {{path: /{name}}}\n    upstream: {url}\n"
-        f"    public: true\n" + (f"    {extra}\n" if extra else "")
-        for name, url, extra in routes
+        [
+            route("ca", by_name(u.plain), upstream_ca=u.ca.cert),
+            route("noca", by_name(u.plain)),
+            route("byip", by_name(u.plain, "127.0.0.1"), upstream_ca=u.ca.cert),
+            route("mtls", by_name(u.mtls), upstream_ca=u.ca.cert, **client),
+            route("nocert", by_name(u.mtls), upstream_ca=u.ca.cert),
+        ]
     )
     directory = tmp_path_factory.mktemp("upstream-tls")
     with serve_gateway(directory, text, "tls: off\ntrusted_proxies: [192.0.2.1]\n") as server:
@@ -130,10 +126,8 @@ def test_unusable_ca_file_is_a_config_error(tmp_path: Path) -> None:
     bad.write_text("not a certificate")
     config = tmp_path / "bastion.yaml"
     config.write_text(
-        f"storage: sqlite:///{tmp_path}/bastion.db\n"
-        "tls: off\ntrusted_proxies: [192.0.2.1]\nroutes:\n"
-        "  - name: tls\n    match: {path: /}\n    upstream: https://localhost:1\n"
-        f"    public: true\n    upstream_ca: {bad}\n"
+        f"storage: sqlite:///{tmp_path}/bastion.db\ntls: off\ntrusted_proxies: [192.0.2.1]\n"
+        "routes:\n" + route("tls", "https://localhost:1", path="/", upstream_ca=bad)
     )
     migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr

@@ -23,6 +23,7 @@ from _support.gateway_server import (
     audit_rows,
     dead_url,
     request_bytes,
+    route,
     serve_gateway,
 )
 
@@ -74,20 +75,15 @@ def upstream() -> Iterator[Upstream]:
 
 
 def _routes(url: str) -> str:
-    ws = {"max_message_size": 1024, "idle_timeout": 30, "max_duration": 60}
-    out = []
-    for name, path, target, extra in (
-        ("ws", "/ws", url, {}),
-        ("ws-idle", "/idle", url, {"idle_timeout": 0.2}),
-        ("ws-small", "/small", url, {"max_message_size": 8}),
-        ("ws-down", "/down", dead_url(), {}),
-    ):
-        section = ", ".join(f"{k}: {v}" for k, v in {**ws, **extra}.items())
-        out.append(
-            f"  - name: {name}\n    match: {{path: {path}}}\n    upstream: {target}\n"
-            f"    public: true\n    websocket: {{enabled: true, {section}}}\n"
-        )
-    return "".join(out)
+    ws = {"enabled": True, "max_message_size": 1024, "idle_timeout": 30, "max_duration": 60}
+    return "".join(
+        [
+            route("ws", url, path="/ws", websocket=ws),
+            route("ws-idle", url, path="/idle", websocket={**ws, "idle_timeout": 0.2}),
+            route("ws-small", url, path="/small", websocket={**ws, "max_message_size": 8}),
+            route("ws-down", dead_url(), path="/down", websocket=ws),
+        ]
+    )
 
 
 SETTINGS = "tls: off\ntrusted_proxies: [192.0.2.1]\n"
