@@ -58,13 +58,18 @@ def served(
     upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayServer]:
     u = upstreams
-    client = {"upstream_client_cert": u.client_cert, "upstream_client_key": u.client_key}
     text = "".join(
         [
             route("ca", by_name(u.plain), upstream_ca=u.ca.cert),
             route("noca", by_name(u.plain)),
             route("byip", by_name(u.plain, "127.0.0.1"), upstream_ca=u.ca.cert),
-            route("mtls", by_name(u.mtls), upstream_ca=u.ca.cert, **client),
+            route(
+                "mtls",
+                by_name(u.mtls),
+                upstream_ca=u.ca.cert,
+                upstream_client_cert=u.client_cert,
+                upstream_client_key=u.client_key,
+            ),
             route("nocert", by_name(u.mtls), upstream_ca=u.ca.cert),
         ]
     )
