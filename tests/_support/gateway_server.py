@@ -217,14 +217,17 @@ def fresh_echo(echo: EchoThread) -> EchoServer:
     async def reset() -> None:
         for transport in list(server._transports):
             transport.close()
-        await asyncio.sleep(0)
+        for _ in range(100):  # until every socket is closed (connection_lost ran)
+            if not server._transports:
+                break
+            await asyncio.sleep(0.01)
 
     asyncio.run_coroutine_threadsafe(reset(), echo.loop).result(10)
     server.delay, server.drop_after, server.chunked = 0.0, None, False
     server.keep_alive, server.truncate = True, False
     server.received.clear()
     server.connections = 0
-    time.sleep(0.05)  # let the hang-ups reach the gateway
+    time.sleep(0.02)  # the FINs are on the gateway's sockets
     return server
 
 
