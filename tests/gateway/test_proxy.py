@@ -245,6 +245,14 @@ def test_concurrent_requests_use_several_connections(
     assert echo.connections == 4  # all four went back to the pool
 
 
+# test_pool_size_bounds_idle_connections and test_idle_connections_expire drove the Python
+# client's pool_size / idle_timeout, which no setting exposes: the native pool keeps 64 idle
+# connections per target for 30 s (gateway/compile/upstream.py). Their behaviour is tested
+# where it lives: native/src/client/tests.rs (idle_connections_expire_and_max_idle_bounds_the_pool)
+# and native/src/upstream/tests.rs (keep_alive_connections_are_reused_and_bounded,
+# idle_connections_expire).
+
+
 def test_upstream_connection_close_is_not_reused(gateway: httpx.Client, echo: EchoServer) -> None:
     echo.keep_alive = False
     assert gateway.get("/api/1").status_code == 200

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
@@ -146,7 +147,11 @@ def test_unreachable_upstream_is_refused_before_accept(served: GatewayServer) ->
         connect(ws_url(served, "/down"), compression=None, open_timeout=10)
     response = refused.value.response
     assert response.status_code == 502
-    assert b'"reason":"upstream_unavailable"' in response.body
+    doc = orjson.loads(response.body or b"{}")
+    assert (doc["reason"], doc["detail"]) == (
+        "upstream_unavailable",
+        "The upstream could not be reached.",
+    )
 
 
 def test_denial_is_an_http_response_with_the_extension(served: GatewayServer) -> None:
