@@ -35,10 +35,9 @@ from _support.gateway_server import (
 from bastion.crypto.tls import ensure_dev_certificate, server_ssl_context
 from bastion.demo.echo import EchoServer
 
-#: Python's bound on an upstream response head (``proxy.MAX_RESPONSE_HEAD_BYTES``).
-PYTHON_MAX_RESPONSE_HEAD = 64 * 1024
-#: The native client's bound (hyper's, kept: ``docs/native.md``, *The upstream client*).
-NATIVE_MAX_RESPONSE_HEAD = 408 * 1024
+#: The bound on the bytes of an upstream response head's names and values (Python's
+#: ``proxy.MAX_RESPONSE_HEAD_BYTES``, the native client's ``head::UPSTREAM_FIELD_BYTES``).
+MAX_RESPONSE_FIELD_BYTES = 64 * 1024
 #: Loopback addresses the gateway trusts as proxies (the tests connect from them).
 TRUSTED = "127.0.1.0/24, 127.0.0.2"
 
@@ -47,7 +46,7 @@ def _head_upstream(fields: bytes) -> bytes:
     return b"HTTP/1.1 200 OK\r\n" + fields + b"content-length: 2\r\n\r\nok"
 
 
-LARGE_BODY = b"b" * (PYTHON_MAX_RESPONSE_HEAD * 2)
+LARGE_BODY = b"b" * (MAX_RESPONSE_FIELD_BYTES * 2)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,8 @@ def echo_upstream() -> Iterator[EchoThread]:
 def raw_upstreams() -> Iterator[dict[str, RawUpstream]]:
     upstreams = {
         "bighead": RawUpstream(
-            _head_upstream(b"x-big: " + b"a" * (NATIVE_MAX_RESPONSE_HEAD + 1024) + b"\r\n")
+            # One byte over: "x-big" and its value, plus the canned head's own fields.
+            _head_upstream(b"x-big: " + b"a" * MAX_RESPONSE_FIELD_BYTES + b"\r\n")
         ),
         "manyheads": RawUpstream(
             _head_upstream(b"".join(b"x-filler-%d: %s\r\n" % (i, b"a" * 100) for i in range(800)))
@@ -564,11 +564,6 @@ def test_bad_framing_is_400(
 # answers 503 ``service_unavailable`` ("The client went away before its request body was
 # read."): ``verdict::problem_of`` renders ``UpstreamError::ClientGone`` as a 503, though
 # ``UpstreamError::problem`` says 400 ``bad_request``.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="native answers 503 service_unavailable where Python answers 400 bad_request",
-)
 def test_body_shorter_than_content_length_is_400(served: GatewayServer, echo: EchoServer) -> None:
     head = [("Content-Length", "3")]
     twin = served.raw(
@@ -637,23 +632,9 @@ def test_trusted_proxies_validation(tmp_path: Path, served: GatewayServer) -> No
         assert doc["headers"]["x-forwarded-for"] == expected, source
 
 
-@pytest.mark.parametrize(
-    "chunked_head",
-    [
-        pytest.param(
-            False,
-            marks=pytest.mark.xfail(
-                strict=True,
-                raises=AssertionError,
-                reason="the native client bounds a response head only while it is incomplete "
-                "(native/src/client/mod.rs, parse): one that arrives whole is relayed",
-            ),
-        ),
-        True,
-    ],
-)
+@pytest.mark.parametrize("chunked_head", [False, True])
 def test_oversized_upstream_response_head_is_502(served: GatewayServer, chunked_head: bool) -> None:
-    # A head over the bound (Python's: 64 KiB; the native client's: 408 KiB or 100 fields),
+    # A head over the bound (64 KiB of names and values, as Python's; or over 100 fields),
     # in one header or in many small ones.
     result = served.raw(request_bytes("GET", "/manyheads/x" if chunked_head else "/bighead/x"))
     assert result.status == 502
