@@ -197,6 +197,9 @@ impl Forwarder {
             keep_alive: !http10 && !client::head::has_token(&parts.headers, b"close"),
             method: parts.method,
             upgrade,
+            // The Python app's answer: bounded by the head's size only (it relays an
+            // upstream's head, already held to `UPSTREAM_FIELD_BYTES`, with its own).
+            field_limit: client::head::MAX_HEAD,
         };
         let pool = (!upgrade).then(|| Arc::clone(&self.pool));
         let upload = client::Upload::new(head.clone(), body, framing);

@@ -192,6 +192,18 @@ impl Problem {
         )
     }
 
+    /// A 400 the proxy step meets on the client's side, as the upstream error
+    /// names it: `bad_request` (the client's body ended before its declared
+    /// end), `invalid_path` (a path that cannot be forwarded).
+    pub fn client_side(
+        status: u16,
+        code: &'static str,
+        title: &'static str,
+        detail: &'static str,
+    ) -> Self {
+        Problem::new(status, code, title, detail)
+    }
+
     /// 503 `service_unavailable` (a dependency is down; Retry-After 1).
     pub fn service_unavailable(detail: Option<&str>) -> Self {
         let mut problem = Problem::new(

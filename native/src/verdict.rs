@@ -162,8 +162,12 @@ pub(crate) fn allowed(route: &str, identity: &Identity, started: Instant) {
 
 /// The problem document Python renders for an upstream failure.
 pub(crate) fn problem_of(error: &UpstreamError) -> Problem {
-    let (_, code, _, detail) = error.problem();
+    let (status, code, title, detail) = error.problem();
     match error {
+        // The client's fault, not a dependency's: Python's 400s (was: a 503).
+        UpstreamError::ClientGone { .. } | UpstreamError::InvalidTarget { .. } => {
+            Problem::client_side(status, code, title, detail)
+        }
         UpstreamError::Tls { .. } => Problem::upstream_tls(detail),
         UpstreamError::Timeout { .. } => Problem::upstream_timeout(detail),
         UpstreamError::NoHealthyTarget { retry_after, .. } => {
@@ -171,5 +175,23 @@ pub(crate) fn problem_of(error: &UpstreamError) -> Problem {
         }
         _ if code == "upstream_unavailable" => Problem::upstream_unavailable(detail),
         _ => Problem::service_unavailable(Some(detail)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_s_own_failures_are_400s_not_503s() {
+        let gone = problem_of(&UpstreamError::ClientGone { note: "eof".into() });
+        assert_eq!((gone.status.as_u16(), gone.code), (400, "bad_request"));
+        assert_eq!(
+            gone.detail,
+            "The client went away before its request body was read."
+        );
+        assert_eq!(gone.retry_after, None);
+        let target = problem_of(&UpstreamError::InvalidTarget { note: "x".into() });
+        assert_eq!((target.status.as_u16(), target.code), (400, "invalid_path"));
     }
 }

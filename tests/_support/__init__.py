@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -178,11 +179,13 @@ class TCPProxy:
 class EchoThread:
     """The demo echo upstream on its own event loop in a thread (the tests are synchronous)."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        future = asyncio.run_coroutine_threadsafe(start_echo_server("127.0.0.1", 0), self.loop)
+        future = asyncio.run_coroutine_threadsafe(
+            start_echo_server("127.0.0.1", port, tls=tls), self.loop
+        )
         self.server: EchoServer = future.result(10)
 
     def close(self) -> None:

@@ -1,172 +1,194 @@
-"""Several targets per route over real sockets: failover, ejection, no retry for POST."""
+"""Several targets per route over real sockets: failover, ejection, no retry for POST.
+
+One ``bastion serve`` for the module, a route per case, its targets echo upstreams, dead
+ports (nothing listens) and an upstream that hangs up without answering. A target killed
+or ejected is brought back on its port to show what the gateway does with it next.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import socket
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from bastion.demo.echo import EchoServer, start_echo_server
-from bastion.gateway.errors import NoHealthyUpstreamError, UpstreamUnavailableError
-from bastion.gateway.pipeline import Gateway
-from bastion.gateway.upstreams import HealthPolicy
-from gateway.gateway_support import Match, Route, call
+from _support import EchoThread
+from _support.gateway_server import (
+    GatewayServer,
+    RawUpstream,
+    dead_url,
+    fresh_echo,
+    route,
+    serve_gateway,
+)
 
 
-@dataclass(frozen=True)
-class Health:
-    failures: int = 2
-    cooldown: float = 30.0
-    max_cooldown: float = 60.0
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
 
 
-@dataclass(frozen=True)
-class TargetsRoute(Route):
-    health: Any = None
-
-
-def targets_route(urls: list[str], **kw: Any) -> TargetsRoute:
-    return TargetsRoute(name="multi", match=Match(path="/"), upstream=urls, **kw)  # type: ignore[arg-type]
-
-
-def dead_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"  # nothing listens there
-
-
-class Hangup:
-    """An upstream that reads a request head, records it and closes without answering."""
+class Upstreams:
+    """The module's upstreams: echoes ``a`` and ``b`` (shared by routes, told apart by the
+    path), ``c`` and ``d`` (the route whose target is killed), ``slow`` (answers after 2 s),
+    a hang-up upstream and dead URLs."""
 
     def __init__(self) -> None:
-        self.requests: list[bytes] = []
-        self.server: asyncio.Server | None = None
+        self.a, self.b, self.c, self.d = (EchoThread() for _ in range(4))
+        self.slow = EchoThread()
+        self.slow.server.delay = 2.0
+        self.hangup = RawUpstream(None)
+        self.dead = {name: dead_url() for name in ("post", "down1", "down2", "policy")}
+        self.revived: list[EchoThread] = []
 
-    async def start(self) -> str:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+    def revive(self, url: str) -> EchoThread:
+        """An echo listening again on ``url``'s port."""
+        echo = EchoThread(port=_port(url))
+        self.revived.append(echo)
+        return echo
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        self.requests.append(head.split(b"\r\n", 1)[0])
-        writer.close()
+    def close(self) -> None:
+        for echo in (self.a, self.b, self.d, self.slow, *self.revived):
+            echo.close()
+        if self.c.thread.is_alive():
+            self.c.close()
+        self.hangup.close()
 
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[Upstreams]:
+    ups = Upstreams()
+    try:
+        yield ups
+    finally:
+        ups.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    u = upstreams
+    text = "".join(
+        [
+            route("rr", [u.a.server.url, u.b.server.url]),
+            route(
+                "kill",
+                [u.c.server.url, u.d.server.url],
+                health={"failures": 2, "cooldown": 30},
+            ),
+            route("post", [u.dead["post"], u.a.server.url], health={"failures": 5}),
+            route("hang", [u.hangup.url, u.a.server.url]),
+            route(
+                "alldown",
+                [u.dead["down1"], u.dead["down2"]],
+                health={"failures": 1, "cooldown": 30},
+            ),
+            route("timed", [u.slow.server.url], read_timeout=0.2, connect_timeout=1.0),
+            route(
+                "policy",
+                [u.dead["policy"], u.a.server.url],
+                health={"failures": 4, "cooldown": 2, "max_cooldown": 60},
+            ),
+        ]
+    )
+    directory = tmp_path_factory.mktemp("targets")
+    with serve_gateway(directory, text, "tls: off\ntrusted_proxies: [192.0.2.1]\n") as server:
+        yield server
 
 
 @pytest.fixture
-async def echoes() -> AsyncIterator[list[EchoServer]]:
-    servers = [await start_echo_server(), await start_echo_server()]
-    try:
-        yield servers
-    finally:
-        for server in servers:
-            await server.close()
+def gateway(served: GatewayServer) -> Iterator[httpx.Client]:
+    with served.client() as client:
+        yield client
 
 
-async def test_round_robin_spreads_requests(echoes: list[EchoServer]) -> None:
-    gw = Gateway([targets_route([e.url for e in echoes])])
+def _paths(echo: EchoThread, prefix: str) -> list[str]:
+    return [r.path for r in echo.server.received if r.path.startswith(prefix)]
+
+
+def _problem(response: httpx.Response) -> tuple[int, str, str]:
+    doc = response.json()
+    assert doc["status"] == response.status_code
+    return response.status_code, doc["reason"], doc["detail"]
+
+
+def test_round_robin_spreads_requests(gateway: httpx.Client, upstreams: Upstreams) -> None:
     for _ in range(4):
-        assert (await call(gw, "GET", "/x")).status == 200
-    assert [len(e.received) for e in echoes] == [2, 2]
-    await gw.shutdown()
+        assert gateway.get("/rr/x").status_code == 200
+    assert [len(_paths(e, "/rr/")) for e in (upstreams.a, upstreams.b)] == [2, 2]
 
 
-async def test_killed_target_is_skipped_and_get_is_retried(echoes: list[EchoServer]) -> None:
-    first, second = echoes
-    gw = Gateway([targets_route([first.url, second.url], health=Health())])
-    await first.close()  # "kill one": connections to it are refused from now on
-    for _ in range(6):
-        assert (await call(gw, "GET", "/x")).status == 200
-    assert len(second.received) == 6
-    # After 2 connection failures the dead target is ejected: no more attempts on it.
-    state = gw.client.health.of(gw.matcher.routes[0].upstream)
-    assert state.ejected_until > 0
-    await gw.shutdown()
-
-
-async def test_post_is_never_retried_on_another_target(echoes: list[EchoServer]) -> None:
-    good = echoes[0]
-    gw = Gateway([targets_route([dead_url(), good.url], health=Health(failures=5))])
-    with pytest.raises(UpstreamUnavailableError) as caught:
-        await call(gw, "POST", "/x", body=b"{}")  # round-robin starts with the dead one
-    assert caught.value.code == "upstream_unavailable"
-    assert caught.value.status == 502
-    assert len(good.received) == 0  # not retried
-    assert (await call(gw, "POST", "/x", body=b"{}")).status == 200  # next in turn
-    assert len(good.received) == 1
-    await gw.shutdown()
-
-
-async def test_request_sent_then_connection_dropped_is_not_retried(
-    echoes: list[EchoServer],
+def test_killed_target_is_skipped_and_get_is_retried(
+    gateway: httpx.Client, upstreams: Upstreams
 ) -> None:
-    hangup = Hangup()
-    url = await hangup.start()
-    good = echoes[0]
-    gw = Gateway([targets_route([url, good.url])])
-    try:
-        with pytest.raises(UpstreamUnavailableError) as caught:
-            await call(gw, "POST", "/x", body=b"{}")
-        assert caught.value.detail == "The upstream closed the connection without answering."
-        assert hangup.requests == [b"POST /x HTTP/1.1"]  # exactly one attempt
-        assert len(good.received) == 0
-    finally:
-        await gw.shutdown()
-        await hangup.close()
+    first, second = upstreams.c, upstreams.d
+    url = first.server.url
+    first.close()  # "kill one": connections to it are refused from now on
+    for _ in range(6):
+        assert gateway.get("/kill/x").status_code == 200
+    assert len(_paths(second, "/kill/")) == 6
+    # After 2 connection failures the dead target is ejected (for 30 s): back on its port,
+    # it gets no request.
+    back = upstreams.revive(url)
+    for _ in range(4):
+        assert gateway.get("/kill/y").status_code == 200
+    assert _paths(back, "/kill/") == []
+    assert len(_paths(second, "/kill/")) == 10
 
 
-async def test_every_target_down_is_503_without_connecting() -> None:
-    gw = Gateway([targets_route([dead_url(), dead_url()], health=Health(failures=1))])
-    with pytest.raises(UpstreamUnavailableError) as first:
-        await call(gw, "GET", "/x")  # both tried (GET is retried), both ejected
-    assert first.value.status == 502
-    with pytest.raises(NoHealthyUpstreamError) as caught:
-        await call(gw, "GET", "/x")
-    assert (caught.value.status, caught.value.code) == (503, "upstream_unavailable")
-    assert caught.value.detail == "Every upstream target of this route is failing; retry later."
-    assert 1 <= caught.value.retry_after <= 30
-    await gw.shutdown()
+def test_post_is_never_retried_on_another_target(
+    gateway: httpx.Client, upstreams: Upstreams
+) -> None:
+    good = upstreams.a
+    # round-robin starts with the dead one
+    assert _problem(gateway.post("/post/x", content=b"{}"))[:2] == (502, "upstream_unavailable")
+    assert _paths(good, "/post/") == []  # not retried
+    assert gateway.post("/post/x", content=b"{}").status_code == 200  # next in turn
+    assert _paths(good, "/post/") == ["/post/x"]
 
 
-async def test_route_connect_and_read_timeouts_apply(echoes: list[EchoServer]) -> None:
-    slow = echoes[0]
-    slow.delay = 2.0
-
-    @dataclass(frozen=True)
-    class TimedRoute(Route):
-        read_timeout: float = 0.2
-        connect_timeout: float = 1.0
-
-    gw = Gateway([TimedRoute(name="t", match=Match(path="/"), upstream=slow.url)])
-    from bastion.gateway.errors import UpstreamTimeoutError
-
-    with pytest.raises(UpstreamTimeoutError):
-        await call(gw, "GET", "/x")
-    await gw.shutdown()
-
-
-def test_health_policy_from_settings() -> None:
-    from bastion.settings.models import RouteSettings
-
-    settings = RouteSettings.model_validate(
-        {
-            "name": "m",
-            "match": {"path": "/"},
-            "upstream": ["http://a.internal", "http://b.internal"],
-            "public": True,
-            "health": {"failures": 4, "cooldown": 2, "max_cooldown": 60},
-        }
+def test_request_sent_then_connection_dropped_is_not_retried(
+    gateway: httpx.Client, upstreams: Upstreams
+) -> None:
+    assert _problem(gateway.post("/hang/x", content=b"{}")) == (
+        502,
+        "upstream_unavailable",
+        "The upstream closed the connection without answering.",
     )
-    gw = Gateway([settings])
-    route = gw.matcher.routes[0]
-    assert route.targets is not None
-    assert route.targets.policy == HealthPolicy(failures=4, cooldown=2.0, max_cooldown=60.0)
-    assert [u.host for u in route.targets.upstreams] == ["a.internal", "b.internal"]
+    assert upstreams.hangup.requests == [b"POST /hang/x HTTP/1.1"]  # exactly one attempt
+    assert _paths(upstreams.a, "/hang/") == []
+
+
+def test_every_target_down_is_503_without_connecting(gateway: httpx.Client) -> None:
+    # both tried (GET is retried), both ejected
+    assert _problem(gateway.get("/alldown/x"))[:2] == (502, "upstream_unavailable")
+    response = gateway.get("/alldown/x")
+    assert _problem(response) == (
+        503,
+        "upstream_unavailable",
+        "Every upstream target of this route is failing; retry later.",
+    )
+    assert 1 <= int(response.headers["retry-after"]) <= 30
+
+
+def test_route_connect_and_read_timeouts_apply(gateway: httpx.Client, upstreams: Upstreams) -> None:
+    started = time.monotonic()
+    assert _problem(gateway.get("/timed/x"))[:2] == (504, "upstream_timeout")
+    assert time.monotonic() - started < 1.5  # the read timeout (0.2 s), not the answer (2 s)
+
+
+def test_health_policy_from_settings(gateway: httpx.Client, upstreams: Upstreams) -> None:
+    # health: {failures: 4, cooldown: 2}: round-robin tries the dead target every other
+    # request (the GET retried on the live one); its 4th failure ejects it for 2 s.
+    fresh_echo(upstreams.a)
+    for _ in range(8):
+        assert gateway.get("/policy/x").status_code == 200
+    back = upstreams.revive(upstreams.dead["policy"])
+    for _ in range(4):
+        assert gateway.get("/policy/y").status_code == 200
+    assert _paths(back, "/policy/") == []  # ejected: not tried though it is back
+    time.sleep(2.3)  # the cool-down (2 s, not the default 5 s) is over: it is probed again
+    for _ in range(4):
+        assert gateway.get("/policy/z").status_code == 200
+    assert _paths(back, "/policy/") != []

@@ -1,123 +1,146 @@
-"""Verified TLS to https upstreams: a private CA per route, SNI / host name, upstream mTLS."""
+"""Verified TLS to https upstreams: a private CA per route, SNI / host name, upstream mTLS.
+
+One ``bastion serve`` for the module; its routes reach https echo upstreams whose
+certificates a scratch CA issued (one of them demands a client certificate), with and
+without the route's ``upstream_ca`` and client certificate.
+"""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+import httpx
+import orjson
 import pytest
 
+from _support import EchoThread, free_port, run_cli
+from _support.gateway_server import GatewayServer, fresh_echo, route, serve_gateway
 from _support.tls import ScratchCA
 from bastion.crypto.tls import server_ssl_context
-from bastion.demo.echo import EchoServer, start_echo_server
-from bastion.gateway.errors import GatewayConfigError, UpstreamTLSError, UpstreamUnavailableError
-from bastion.gateway.pipeline import Gateway
-from gateway.gateway_support import Match, Route, call
 
 
-@dataclass(frozen=True)
-class TLSRoute(Route):
-    upstream_ca: Path | None = None
-    upstream_client_cert: Path | None = None
-    upstream_client_key: Path | None = None
+@dataclass
+class Upstreams:
+    ca: ScratchCA
+    plain: EchoThread  # a certificate for "localhost" the CA issued
+    mtls: EchoThread  # the same, and it requires a client certificate the CA issued
+    client_cert: Path
+    client_key: Path
 
 
-def tls_route(url: str, **kw: Any) -> TLSRoute:
-    return TLSRoute(name="tls", match=Match(path="/"), upstream=url, **kw)
+def by_name(echo: EchoThread, host: str = "localhost") -> str:
+    return f"https://{host}:{echo.server.port}"
 
 
-@pytest.fixture
-def ca(tmp_path: Path) -> ScratchCA:
-    return ScratchCA.create(tmp_path / "ca")
-
-
-@pytest.fixture
-async def upstream(ca: ScratchCA) -> AsyncIterator[EchoServer]:
+@pytest.fixture(scope="module")
+def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
+    ca = ScratchCA.create(tmp_path_factory.mktemp("ca"))
     cert, key = ca.issue("upstream", ("localhost",))
-    server = await start_echo_server(tls=server_ssl_context(cert, key))
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-def by_name(server: EchoServer, host: str = "localhost") -> str:
-    return f"https://{host}:{server.port}"
-
-
-async def test_verified_with_the_route_ca(ca: ScratchCA, upstream: EchoServer) -> None:
-    gw = Gateway([tls_route(by_name(upstream), upstream_ca=ca.cert)])
-    result = await call(gw, "GET", "/x")
-    assert result.status == 200 and result.json()["path"] == "/x"
-    assert upstream.received[-1].header("host") == f"localhost:{upstream.port}"
-    await gw.shutdown()
-
-
-async def test_refused_without_the_ca(upstream: EchoServer) -> None:
-    gw = Gateway([tls_route(by_name(upstream))])  # system CAs do not know the test CA
-    with pytest.raises(UpstreamTLSError) as caught:
-        await call(gw, "GET", "/x")
-    assert (caught.value.status, caught.value.code) == (502, "upstream_tls_error")
-    assert caught.value.detail == (
-        "The TLS handshake with the upstream failed: its certificate was not accepted "
-        "(unable to get local issuer certificate)."
-    )
-    assert len(upstream.received) == 0
-    await gw.shutdown()
-
-
-async def test_refused_for_a_wrong_host_name(ca: ScratchCA, upstream: EchoServer) -> None:
-    # The certificate names "localhost"; connecting by IP must not pass.
-    gw = Gateway([tls_route(by_name(upstream, "127.0.0.1"), upstream_ca=ca.cert)])
-    with pytest.raises(UpstreamTLSError) as caught:
-        await call(gw, "GET", "/x")
-    assert caught.value.detail == (
-        "The TLS handshake with the upstream failed: its certificate was not accepted "
-        "(IP address mismatch, certificate is not valid for '127.0.0.1'.)."
-    )
-    await gw.shutdown()
-
-
-async def test_upstream_mtls_client_certificate(ca: ScratchCA) -> None:
+    plain = EchoThread(tls=server_ssl_context(cert, key))
     cert, key = ca.issue("mtls-upstream", ("localhost",))
     context = server_ssl_context(cert, key)
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(cafile=str(ca.cert))
-    server = await start_echo_server(tls=context)
+    mtls = EchoThread(tls=context)
     client_cert, client_key = ca.issue("bastion-client", client=True)
     try:
-        with_cert = Gateway(
-            [
-                tls_route(
-                    by_name(server),
-                    upstream_ca=ca.cert,
-                    upstream_client_cert=client_cert,
-                    upstream_client_key=client_key,
-                )
-            ]
-        )
-        assert (await call(with_cert, "GET", "/m")).status == 200
-        await with_cert.shutdown()
-        without = Gateway([tls_route(by_name(server), upstream_ca=ca.cert)])
-        with pytest.raises(UpstreamUnavailableError) as caught:
-            await call(without, "GET", "/m")
-        # TLS 1.3: the server checks the client certificate after the client's handshake
-        # finished, so the refusal arrives as a closed connection.
-        assert caught.value.detail == "The upstream closed the connection without answering."
-        assert len(server.received) == 1
-        await without.shutdown()
+        yield Upstreams(ca, plain, mtls, client_cert, client_key)
     finally:
-        await server.close()
+        plain.close()
+        mtls.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    upstreams: Upstreams, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    u = upstreams
+    text = "".join(
+        [
+            route("ca", by_name(u.plain), upstream_ca=u.ca.cert),
+            route("noca", by_name(u.plain)),
+            route("byip", by_name(u.plain, "127.0.0.1"), upstream_ca=u.ca.cert),
+            route(
+                "mtls",
+                by_name(u.mtls),
+                upstream_ca=u.ca.cert,
+                upstream_client_cert=u.client_cert,
+                upstream_client_key=u.client_key,
+            ),
+            route("nocert", by_name(u.mtls), upstream_ca=u.ca.cert),
+        ]
+    )
+    directory = tmp_path_factory.mktemp("upstream-tls")
+    with serve_gateway(directory, text, "tls: off\ntrusted_proxies: [192.0.2.1]\n") as server:
+        yield server
+
+
+@pytest.fixture
+def gateway(served: GatewayServer, upstreams: Upstreams) -> Iterator[httpx.Client]:
+    fresh_echo(upstreams.plain)
+    fresh_echo(upstreams.mtls)
+    with served.client() as client:
+        yield client
+
+
+def _problem(response: httpx.Response) -> tuple[int, str, str]:
+    doc = response.json()
+    assert doc["status"] == response.status_code
+    return response.status_code, doc["reason"], doc["detail"]
+
+
+# Python's detail named OpenSSL's verify message ("… its certificate was not accepted
+# (unable to get local issuer certificate)."); the native client says the handshake failed.
+TLS_FAILED = "The TLS handshake with the upstream failed."
+
+
+def test_verified_with_the_route_ca(gateway: httpx.Client, upstreams: Upstreams) -> None:
+    result = gateway.get("/ca/x")
+    assert result.status_code == 200 and result.json()["path"] == "/ca/x"
+    port = upstreams.plain.server.port
+    assert upstreams.plain.server.received[-1].header("host") == f"localhost:{port}"
+
+
+def test_refused_without_the_ca(gateway: httpx.Client, upstreams: Upstreams) -> None:
+    # system CAs do not know the test CA
+    assert _problem(gateway.get("/noca/x")) == (502, "upstream_tls_error", TLS_FAILED)
+    assert len(upstreams.plain.server.received) == 0
+
+
+def test_refused_for_a_wrong_host_name(gateway: httpx.Client, upstreams: Upstreams) -> None:
+    # The certificate names "localhost"; connecting by IP must not pass.
+    assert _problem(gateway.get("/byip/x")) == (502, "upstream_tls_error", TLS_FAILED)
+    assert len(upstreams.plain.server.received) == 0
+
+
+def test_upstream_mtls_client_certificate(gateway: httpx.Client, upstreams: Upstreams) -> None:
+    assert gateway.get("/mtls/m").status_code == 200
+    status, reason, detail = _problem(gateway.get("/nocert/m"))
+    # TLS 1.3: the server checks the client certificate after the client's handshake
+    # finished, so the refusal arrives as a closed connection.
+    assert (status, reason) == (502, "upstream_unavailable")
+    assert detail == "The upstream closed the connection without answering."
+    assert len(upstreams.mtls.server.received) == 1
 
 
 def test_unusable_ca_file_is_a_config_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("not a certificate")
-    with pytest.raises(GatewayConfigError) as caught:
-        Gateway([tls_route("https://localhost:1", upstream_ca=bad)])
-    assert caught.value.detail.startswith(
+    config = tmp_path / "bastion.yaml"
+    config.write_text(
+        f"storage: sqlite:///{tmp_path}/bastion.db\ntls: off\ntrusted_proxies: [192.0.2.1]\n"
+        "routes:\n" + route("tls", "https://localhost:1", path="/", upstream_ca=bad)
+    )
+    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    served = run_cli("serve", "-c", str(config), "--json", "--port", str(free_port()), cwd=tmp_path)
+    assert served.returncode != 0  # refused at start-up, never per request
+    output = served.stdout + served.stderr
+    refusal = orjson.loads(output[output.index('{\n  "error"') :])
+    assert refusal["error"] == "gateway_config_invalid"
+    assert refusal["detail"].startswith(
         f"routes[tls].upstream_ca {bad} is not a usable PEM CA bundle ("
     )

@@ -1,184 +1,187 @@
-"""The WebSocket relay against a real websockets upstream, driven by hand-built ASGI messages."""
+"""The WebSocket relay against a real websockets upstream, through a real ``bastion serve``.
+
+A websockets client connects to the gateway (plain HTTP), which relays to a websockets echo
+upstream. One server for the module, a route per limit; the audit-and-count test gets a
+server of its own (its traffic counts are written when the server stops).
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+from websockets.sync.server import Server, ServerConnection, serve
 
-from bastion.gateway.errors import UpstreamUnavailableError
-from bastion.gateway.pipeline import Gateway
-from bastion.http.middleware.errors import ErrorMiddleware
-from gateway.gateway_support import Match, Route
+from _support.gateway_server import (
+    GatewayServer,
+    audit_rows,
+    dead_url,
+    request_bytes,
+    route,
+    serve_gateway,
+)
 
-
-@dataclass(frozen=True)
-class WS:
-    enabled: bool = True
-    idle_timeout: float = 30.0
-    max_duration: float = 60.0
-    max_message_size: int = 1024
-
-
-@dataclass(frozen=True)
-class WSRoute(Route):
-    websocket: WS = field(default_factory=WS)
+WEBSOCKET = [
+    ("Upgrade", "websocket"),
+    ("Connection", "Upgrade"),
+    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("Sec-WebSocket-Version", "13"),
+]
 
 
 class Upstream:
+    """A websockets echo server in a thread; records paths and the close codes it saw."""
+
     def __init__(self) -> None:
         self.closed_with: list[int | None] = []
         self.paths: list[str] = []
-        self.server: Any = None
+        self.server: Server = serve(self.handler, "127.0.0.1", 0, compression=None)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
 
-    async def handler(self, ws: ServerConnection) -> None:
+    def handler(self, ws: ServerConnection) -> None:
         assert ws.request is not None
         self.paths.append(ws.request.path)
         try:
-            async for message in ws:
-                await ws.send(message)
+            for message in ws:
+                ws.send(message)
+        except ConnectionClosed:
+            pass
         finally:
             self.closed_with.append(ws.close_code)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return f"http://127.0.0.1:{self.server.socket.getsockname()[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.thread.join(5)
 
 
-@pytest.fixture
-async def upstream() -> AsyncIterator[Upstream]:
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
     up = Upstream()
-    up.server = await serve(up.handler, "127.0.0.1", 0, compression=None)
     try:
         yield up
     finally:
-        up.server.close()
-        await up.server.wait_closed()
+        up.close()
 
 
-class Client:
-    """The ASGI side: a queue of messages the 'client' sends, and what bastion sent it."""
-
-    def __init__(self) -> None:
-        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.sent: list[dict[str, Any]] = []
-        self.got = asyncio.Event()
-        self.inbox.put_nowait({"type": "websocket.connect"})
-
-    async def receive(self) -> dict[str, Any]:
-        return await self.inbox.get()
-
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append(message)
-        self.got.set()
-
-    async def next_sent(self) -> dict[str, Any]:
-        while True:
-            count = len(self.sent)
-            await asyncio.wait_for(self.got.wait(), 10)
-            self.got.clear()
-            if len(self.sent) > count or self.sent:
-                return self.sent[-1]
+def _routes(url: str) -> str:
+    ws = {"enabled": True, "max_message_size": 1024, "idle_timeout": 30, "max_duration": 60}
+    return "".join(
+        [
+            route("ws", url, path="/ws", websocket=ws),
+            route("ws-idle", url, path="/idle", websocket={**ws, "idle_timeout": 0.2}),
+            route("ws-small", url, path="/small", websocket={**ws, "max_message_size": 8}),
+            route("ws-down", dead_url(), path="/down", websocket=ws),
+        ]
+    )
 
 
-def ws_scope(path: str = "/ws/a", query: bytes = b"") -> dict[str, Any]:
-    return {
-        "type": "websocket",
-        "scheme": "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "headers": [(b"host", b"gw.test")],
-        "client": ("203.0.113.9", 5000),
-        "extensions": {},
-    }
+SETTINGS = "tls: off\ntrusted_proxies: [192.0.2.1]\n"
 
 
-def gateway_for(url: str, **ws: Any) -> Gateway:
-    return Gateway([WSRoute(name="ws", match=Match(path="/ws"), upstream=url, websocket=WS(**ws))])
+@pytest.fixture(scope="module")
+def served(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    with serve_gateway(tmp_path_factory.mktemp("ws"), _routes(upstream.url), SETTINGS) as server:
+        yield server
 
 
-async def test_messages_relayed_and_client_close_reaches_upstream(upstream: Upstream) -> None:
-    gw, client = gateway_for(upstream.url), Client()
-    task = asyncio.ensure_future(gw(ws_scope(query=b"x=1"), client.receive, client.send))
-    assert (await client.next_sent())["type"] == "websocket.accept"
-    client.inbox.put_nowait({"type": "websocket.receive", "text": "hi"})
-    assert await client.next_sent() == {"type": "websocket.send", "text": "hi"}
-    client.inbox.put_nowait({"type": "websocket.receive", "bytes": b"\x01"})
-    assert await client.next_sent() == {"type": "websocket.send", "bytes": b"\x01"}
-    client.inbox.put_nowait({"type": "websocket.disconnect", "code": 4002})
-    await asyncio.wait_for(task, 10)
-    assert upstream.paths == ["/ws/a?x=1"]
-    await asyncio.sleep(0.05)
-    assert upstream.closed_with == [4002]
-    await gw.shutdown()
+def ws_url(served: GatewayServer, path: str) -> str:
+    return f"ws://127.0.0.1:{served.port}{path}"
 
 
-async def test_idle_connection_is_closed(upstream: Upstream) -> None:
-    gw, client = gateway_for(upstream.url, idle_timeout=0.2), Client()
-    await asyncio.wait_for(gw(ws_scope(), client.receive, client.send), 10)
-    assert client.sent[0]["type"] == "websocket.accept"
-    assert client.sent[-1] == {"type": "websocket.close", "code": 1001, "reason": "idle timeout"}
-    await gw.shutdown()
+def _until(check: Any, within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
 
 
-async def test_too_big_message_closes_with_1009(upstream: Upstream) -> None:
-    gw, client = gateway_for(upstream.url, max_message_size=8), Client()
-    client.inbox.put_nowait({"type": "websocket.receive", "text": "x" * 9})
-    await asyncio.wait_for(gw(ws_scope(), client.receive, client.send), 10)
-    assert client.sent[-1] == {"type": "websocket.close", "code": 1009, "reason": "message too big"}
-    await gw.shutdown()
+def test_messages_relayed_and_client_close_reaches_upstream(
+    served: GatewayServer, upstream: Upstream
+) -> None:
+    before = len(upstream.closed_with)
+    with connect(ws_url(served, "/ws/a?x=1"), compression=None) as ws:
+        assert ws.response is not None and ws.response.status_code == 101
+        ws.send("hi")
+        assert ws.recv(10) == "hi"
+        ws.send(b"\x01")
+        assert ws.recv(10) == b"\x01"
+        ws.close(4002)
+    assert upstream.paths[-1] == "/ws/a?x=1"
+    _until(lambda: len(upstream.closed_with) > before)
+    assert upstream.closed_with[-1] == 4002
 
 
-async def test_unreachable_upstream_is_refused_before_accept() -> None:
-    gw, client = gateway_for("http://127.0.0.1:9"), Client()
-    with pytest.raises(UpstreamUnavailableError):
-        await gw(ws_scope(), client.receive, client.send)
-    assert client.sent == []
+def test_idle_connection_is_closed(served: GatewayServer) -> None:
+    with (
+        connect(ws_url(served, "/idle"), compression=None) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.recv(10)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1001, "idle timeout")
 
 
-async def test_denial_is_an_http_response_with_the_extension() -> None:
-    app = ErrorMiddleware(gateway_for("http://127.0.0.1:9"))
-    client = Client()
-    scope = {**ws_scope("/nope"), "extensions": {"websocket.http.response": {}}}
-    await app(scope, client.receive, client.send)
-    start, body = client.sent
-    assert start["type"] == "websocket.http.response.start" and start["status"] == 404
-    assert body["type"] == "websocket.http.response.body"
-    assert b'"reason":"route_not_found"' in body["body"]
-    client = Client()
-    await app(ws_scope("/nope"), client.receive, client.send)  # no extension: close 1008
-    assert client.sent == [{"type": "websocket.close", "code": 1008, "reason": "route_not_found"}]
+def test_too_big_message_closes_with_1009(served: GatewayServer) -> None:
+    with connect(ws_url(served, "/small"), compression=None) as ws:
+        ws.send("x" * 9)
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(10)
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1009, "message too big")
 
 
-async def test_upgrades_are_audited_and_counted_by_the_one_runner(upstream: Upstream) -> None:
+def test_unreachable_upstream_is_refused_before_accept(served: GatewayServer) -> None:
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(served, "/down"), compression=None, open_timeout=10)
+    response = refused.value.response
+    assert response.status_code == 502
+    doc = orjson.loads(response.body or b"{}")
+    assert (doc["reason"], doc["detail"]) == (
+        "upstream_unavailable",
+        "The upstream could not be reached.",
+    )
+
+
+def test_denial_is_an_http_response_with_the_extension(served: GatewayServer) -> None:
+    # Python's denial of an upgrade is a `websocket.http.response`: an HTTP answer, never
+    # an accepted-then-closed socket.
+    answer = served.raw(request_bytes("GET", "/nope", WEBSOCKET))
+    assert answer.status == 404
+    assert answer.header("connection") == "close"
+    assert answer.json()["reason"] == "route_not_found"
+
+
+def test_upgrades_are_audited_and_counted_by_the_one_runner(
+    upstream: Upstream, tmp_path: Path
+) -> None:
     # Design rule 14: every door into a decision goes through the runner that audits,
     # counts and traces it; an upgrade is the "websocket" door.
-    from bastion.audit.events import Auditor, EventTypes
-    from bastion.audit.metrics import Metrics
-
-    auditor, metrics = Auditor(), Metrics(process=False)
-    route = WSRoute(name="ws", match=Match(path="/ws"), upstream=upstream.url, websocket=WS())
-    gw = Gateway([route], auditor=auditor, metrics=metrics)
-    refused = Client()
-    with pytest.raises(Exception, match="route"):
-        await gw(ws_scope("/nope"), refused.receive, refused.send)
-    allowed = Client()
-    allowed.inbox.put_nowait({"type": "websocket.disconnect", "code": 1000})
-    await asyncio.wait_for(gw(ws_scope(), allowed.receive, allowed.send), 10)
-    [denied] = auditor.take(10)
-    assert (denied.type, denied.reason) == (EventTypes.GATEWAY_DENIED, "route_not_found")
-    assert denied.data["door"] == "websocket" and denied.data["step"] == "match"
-    traffic = {(t.route, t.principal): t.count for t in auditor.traffic.take_all()}
-    assert traffic == {("ws", "anonymous"): 1}
-    counts = {
-        (slot.label, outcome): n
-        for slot in metrics._routes.values()
-        for outcome, n in slot.counts().items()
-    }
-    assert counts[("ws", "allowed")] == 1 and sum(counts.values()) == 2
-    await gw.shutdown()
+    with serve_gateway(tmp_path, _routes(upstream.url), SETTINGS) as server:
+        refused = server.raw(request_bytes("GET", "/nope", WEBSOCKET))
+        assert refused.status == 404
+        with connect(ws_url(server, "/ws"), compression=None) as ws:
+            ws.close(1000)
+        _until(lambda: sum(server.counts().values()) == 2)
+        counts = {key: n for key, n in server.counts().items() if n}
+        denied = server.denied({refused.request_id})
+    assert counts == {("(none)", "route_not_found"): 1, ("ws", "allowed"): 1}
+    [row] = denied.values()
+    assert (row.type, row.reason) == ("gateway.denied", "route_not_found")
+    assert row.data["door"] == "websocket" and row.data["step"] == "match"
+    # The allowed upgrade is counted in the traffic aggregates (written at shutdown).
+    traffic = audit_rows(tmp_path, "gateway.traffic")
+    assert [(r.route, r.data["principal"], r.data["count"]) for r in traffic.values()] == [
+        ("ws", "anonymous", 1)
+    ]

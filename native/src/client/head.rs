@@ -12,6 +12,9 @@ use super::decode::Framing;
 pub const MAX_HEADERS: usize = 100;
 /// Bytes of response head, 1xx heads included (hyper's default buffer bound, kept).
 pub const MAX_HEAD: usize = 8192 + 4096 * 100;
+/// Bytes of an upstream response's header names and values: Python's
+/// `MAX_RESPONSE_HEAD_BYTES` (a longer head is its `502 upstream_unavailable`).
+pub const UPSTREAM_FIELD_BYTES: usize = 64 * 1024;
 
 /// How the request body is framed on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,8 +164,15 @@ pub enum Parsed {
 }
 
 /// Parse one response head at the front of `buf` for a request whose method is
-/// `method`; `upgrade`: the request asked to switch protocols.
-pub fn parse(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Parsed, Refused> {
+/// `method`; `upgrade`: the request asked to switch protocols. A head over
+/// [`MAX_HEAD`] bytes, or whose header names and values add up to more than
+/// `field_limit` bytes, is refused — whether it arrived in pieces or whole.
+pub fn parse(
+    buf: &mut BytesMut,
+    method: &Method,
+    upgrade: bool,
+    field_limit: usize,
+) -> Result<Parsed, Refused> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut fields);
     // Defaults are strict: obs-fold, a space before the colon, bare CR refused.
@@ -172,6 +182,14 @@ pub fn parse(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Parse
         Err(httparse::Error::TooManyHeaders) => return Err(Refused("too many header fields")),
         Err(_) => return Err(Refused("not a valid HTTP/1.1 response head")),
     };
+    let field_bytes: usize = response
+        .headers
+        .iter()
+        .map(|field| field.name.len() + field.value.len())
+        .sum();
+    if length > MAX_HEAD || field_bytes > field_limit {
+        return Err(Refused("the response head is too large"));
+    }
     let code = response.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| Refused("an invalid status code"))?;
     let version = match response.version {

@@ -274,6 +274,9 @@ pub struct Expect {
     pub upgrade: bool,
     /// The request did not say `Connection: close`.
     pub keep_alive: bool,
+    /// The most bytes of header names and values the response may have
+    /// (`head::UPSTREAM_FIELD_BYTES` for an upstream).
+    pub field_limit: usize,
 }
 
 /// The answer to an exchange.
@@ -349,7 +352,12 @@ impl<S: Io> Exchange<S> {
             if conn.buf.is_empty() {
                 return None;
             }
-            let parsed = head::parse(&mut conn.buf, &self.expect.method, self.expect.upgrade);
+            let parsed = head::parse(
+                &mut conn.buf,
+                &self.expect.method,
+                self.expect.upgrade,
+                self.expect.field_limit,
+            );
             let head = match parsed {
                 Ok(head::Parsed::Partial) => {
                     if conn.buf.len() + self.interim >= head::MAX_HEAD {

@@ -16,7 +16,7 @@ use crate::http::full;
 
 fn parse_with(raw: &str, method: &Method, upgrade: bool) -> Result<Parsed, Refused> {
     let mut buf = BytesMut::from(raw.as_bytes());
-    head::parse(&mut buf, method, upgrade)
+    head::parse(&mut buf, method, upgrade, head::MAX_HEAD)
 }
 
 fn final_head(raw: &str) -> Result<head::Head, Refused> {
@@ -123,14 +123,42 @@ fn malformed_heads_are_refused() {
 }
 
 #[test]
+fn a_head_too_large_is_refused_even_when_it_arrives_whole() {
+    // Python's limit: the bytes of the names and values (64 KiB), not the line breaks.
+    let field = |n: usize| format!("x-big: {}\r\n", "a".repeat(n));
+    let at_limit = format!(
+        "HTTP/1.1 200 OK\r\n{}content-length: 0\r\n\r\n",
+        field(head::UPSTREAM_FIELD_BYTES - "x-big".len() - "content-length0".len())
+    );
+    let mut buf = BytesMut::from(at_limit.as_bytes());
+    assert!(matches!(
+        head::parse(&mut buf, &Method::GET, false, head::UPSTREAM_FIELD_BYTES),
+        Ok(Parsed::Final(_))
+    ));
+    let over = at_limit.replacen("x-big: ", "x-big: a", 1);
+    let mut buf = BytesMut::from(over.as_bytes());
+    assert_eq!(
+        head::parse(&mut buf, &Method::GET, false, head::UPSTREAM_FIELD_BYTES).err(),
+        Some(Refused("the response head is too large"))
+    );
+    // Whatever the field limit, a head over MAX_HEAD that arrived whole.
+    let whole = format!("HTTP/1.1 200 OK\r\n{}\r\n", field(head::MAX_HEAD));
+    let mut buf = BytesMut::from(whole.as_bytes());
+    assert_eq!(
+        head::parse(&mut buf, &Method::GET, false, usize::MAX).err(),
+        Some(Refused("the response head is too large"))
+    );
+}
+
+#[test]
 fn interim_responses_are_skipped_and_101_needs_an_upgrade() {
     let mut buf = BytesMut::from(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"[..]);
     assert!(matches!(
-        head::parse(&mut buf, &Method::GET, false),
+        head::parse(&mut buf, &Method::GET, false, head::MAX_HEAD),
         Ok(Parsed::Interim(25))
     ));
     assert!(matches!(
-        head::parse(&mut buf, &Method::GET, false),
+        head::parse(&mut buf, &Method::GET, false, head::MAX_HEAD),
         Ok(Parsed::Final(h)) if h.status == StatusCode::OK
     ));
     let switching = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n";
@@ -399,6 +427,7 @@ fn get_expect() -> Expect {
         method: Method::GET,
         upgrade: false,
         keep_alive: true,
+        field_limit: head::UPSTREAM_FIELD_BYTES,
     }
 }
 

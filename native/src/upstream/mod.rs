@@ -330,6 +330,7 @@ impl Upstream {
                 method: Method::GET,
                 upgrade: true,
                 keep_alive: false,
+                field_limit: client::head::UPSTREAM_FIELD_BYTES,
             };
             client::Exchange::new(conn, upload, expect, None)
                 .await
@@ -388,6 +389,7 @@ impl Upstream {
             method: parts.method,
             upgrade: false,
             keep_alive: true,
+            field_limit: client::head::UPSTREAM_FIELD_BYTES,
         };
         let mut upload = client::Upload::new(head.clone(), body, framing);
         let (head, incoming) = loop {

@@ -22,8 +22,6 @@ is always native):
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +33,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, free_port
+from _support.gateway_server import raw_request
 from _support.native import cli_json, migrated_config, plane
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
@@ -175,32 +174,8 @@ DEFER = {"X-HTTP-Method-Override": "GET"}
 
 def raw_head(proc: BastionProcess, request: bytes) -> tuple[bytes, bytes]:
     """Send one raw request; return (response head bytes, body bytes read with it)."""
-    sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
-    if proc.url.startswith("https"):
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        sock = context.wrap_socket(sock, server_hostname="localhost")
-    with sock:
-        sock.sendall(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value.strip())
-        while len(rest) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-    return head, rest
+    answer = raw_request(proc.port, request, tls=proc.url.startswith("https"))
+    return answer.head, answer.body
 
 
 def masked(head: bytes, body: bytes) -> tuple[bytes, bytes, bytes]:
