@@ -81,7 +81,7 @@ def identity(idp: FakeIdP) -> list[tuple[str, str]]:
 
 def verifier(served: GatewayServer, audience: str) -> JWTVerifier:
     with served.client() as client:
-        issuer = client.get("/.well-known/openid-configuration").json()["issuer"]
+        issuer = client.get("/.well-known/oauth-authorization-server").json()["issuer"]
         jwks = client.get("/oauth2/jwks.json").json()
     return JWTVerifier(
         PublicKeySet.from_jwks(jwks),
@@ -118,7 +118,9 @@ def test_upstream_receives_a_verifiable_assertion(
     assert claims["auth_method"] == "jwt"
     assert claims["aud"] == echo.url
     with served.client() as client:
-        assert claims["iss"] == client.get("/.well-known/openid-configuration").json()["issuer"]
+        assert (
+            claims["iss"] == client.get("/.well-known/oauth-authorization-server").json()["issuer"]
+        )
     assert claims["exp"] - claims["iat"] == 30
     assert len(claims["jti"]) == 32
     # Renamed headers carry bastion's values; the defaults are not sent.
