@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from _support import BastionProcess, EchoThread, run_cli
+from _support import BastionProcess, EchoThread, TCPProxy, run_cli, tcp_proxy
 from _support.gateway_server import GatewayServer, RawResponse
 from bastion.crypto import sign_jwt
 
@@ -38,6 +40,7 @@ __all__ = [
     "metric",
     "problem",
     "serve_edge",
+    "serve_on_redis",
     "served_with",
 ]
 
@@ -128,6 +131,22 @@ def serve_edge(directory: Path, routes: str, settings: str = "") -> Iterator[Gat
     assert migrated.returncode == 0, migrated.stderr
     with BastionProcess("-c", str(config), cwd=directory) as proc:
         yield GatewayServer(proc, config)
+
+
+@contextlib.contextmanager
+def serve_on_redis(
+    directory: Path, routes: str, settings: str, redis_url: str
+) -> Iterator[tuple[GatewayServer, TCPProxy, str]]:
+    """:func:`serve_edge` with ``shared`` on the Redis at ``redis_url`` reached through a
+    :class:`TCPProxy` (``cut()`` is an outage), under a key prefix of its own:
+    (the server, the proxy, the prefix)."""
+    target = urlsplit(redis_url)
+    prefix = f"bastion-test:{secrets.token_hex(6)}:"
+    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}{target.path or '/0'}"
+        shared = f"shared: {{url: '{url}', key_prefix: '{prefix}'}}\n"
+        with serve_edge(directory, routes, shared + settings) as server:
+            yield server, proxy, prefix
 
 
 def served_with(

@@ -15,19 +15,16 @@ The check of a route's limits in the route table compiler keeps its unit test.
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from types import SimpleNamespace
-from urllib.parse import urlsplit
 
 import httpx
 import pydantic
 import pytest
 
-from _support import EchoThread, tcp_proxy
+from _support import EchoThread, TCPProxy
 from _support.gateway_edge import (
     PROXY,
     bearer,
@@ -35,7 +32,7 @@ from _support.gateway_edge import (
     idp_token,
     issuer_settings,
     problem,
-    serve_edge,
+    serve_on_redis,
     served_with,
 )
 from _support.gateway_server import GatewayServer, fresh_echo
@@ -283,31 +280,26 @@ def on_redis(
     echo_upstream: EchoThread,
     idp: FakeIdP,
     redis_url: str,
-) -> Iterator[tuple[GatewayServer, object, str]]:
-    target = urlsplit(redis_url)
-    prefix = f"bastion-test:{secrets.token_hex(6)}:"
-    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 6379) as proxy:
-        url = f"redis://127.0.0.1:{proxy.port}{target.path or '/0'}"
-        routes = _routes(REDIS_LIMITED, echo_upstream.server.url).replace("{idp}", idp.url)
-        settings = (
-            "tls: off\ntrusted_proxies: [127.0.0.2]\n"
-            f"shared: {{url: '{url}', key_prefix: '{prefix}'}}\n" + issuer_settings(idp.url)
-        )
-        directory: Path = tmp_path_factory.mktemp("redis-limits")
-        with serve_edge(directory, routes, settings) as server:
-            key = server.cli("keys", "create", "redis-a")["key"]
-            yield server, proxy, key
+) -> Iterator[tuple[GatewayServer, TCPProxy, str]]:
+    routes = _routes(REDIS_LIMITED, echo_upstream.server.url).replace("{idp}", idp.url)
+    settings = "tls: off\ntrusted_proxies: [127.0.0.2]\n" + issuer_settings(idp.url)
+    directory = tmp_path_factory.mktemp("redis-limits")
+    with serve_on_redis(directory, routes, settings, redis_url) as (server, proxy, _):
+        key = server.cli("keys", "create", "redis-a")["key"]
+        yield server, proxy, key
 
 
 @pytest.fixture
-def redis_down(on_redis: tuple[GatewayServer, object, str]) -> Iterator[tuple[GatewayServer, str]]:
+def redis_down(
+    on_redis: tuple[GatewayServer, TCPProxy, str],
+) -> Iterator[tuple[GatewayServer, str]]:
     server, proxy, key = on_redis
     assert get(server, "/warm", key).status_code == 200  # the key looked up, Redis up
-    proxy.cut()  # type: ignore[attr-defined]
+    proxy.cut()
     try:
         yield server, key
     finally:
-        proxy.restore()  # type: ignore[attr-defined]
+        proxy.restore()
 
 
 def test_redis_down_fails_closed_with_503(
@@ -339,7 +331,7 @@ def test_redis_down_fails_open_locally(
 
 
 def test_redis_limiter_admits_exactly_n(
-    on_redis: tuple[GatewayServer, object, str], echo: EchoServer
+    on_redis: tuple[GatewayServer, TCPProxy, str], echo: EchoServer
 ) -> None:
     server, _, key = on_redis
     deadline = time.monotonic() + 10
