@@ -72,7 +72,6 @@ def test_reload_adds_and_removes_routes(served: GatewayServer, echo_upstream: Ec
         assert client.get("/b/x").json()["path"] == "/b/x"
     # Pools are kept: the same upstream is reached on the pooled connection.
     assert echo.connections == connections
-    assert [r["name"] for r in served.cli("routes", "list")["routes"]] == ["b"]
 
 
 def test_invalid_routes_keep_the_current_table(served: GatewayServer) -> None:
