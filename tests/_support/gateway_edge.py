@@ -1,12 +1,17 @@
 """More black-box gateway helpers, next to :mod:`_support.gateway_server`.
 
+- :func:`serve_edge`: ``bastion serve`` of routes and settings migrated together (routes
+  may name what the settings declare, e.g. a trusted issuer); :func:`serve_on_redis`: the
+  same with ``shared`` on Redis behind a :class:`TCPProxy` a test cuts (an outage);
 - :func:`served_with`: a module fixture serving routes and settings that name other
   module fixtures (``{echo}``, ``{idp}``: the echo upstream's and the IdP's URLs);
 - a real identity provider (:class:`~gateway.idp_support.IdPThread`) as a trusted issuer:
   :func:`issuer_settings` and :func:`idp_token` mint access tokens with any subject,
   client and scopes — the identities in-process tests made up with a fake authenticator;
 - :func:`api_key`: a real API key made with ``bastion keys create``;
-- :func:`forwarded`: the client address a request claims through a trusted proxy;
+- :func:`forwarded`: the client address a request claims through a trusted proxy
+  (:data:`PROXY`, the loopback address tests send from as that proxy);
+- :func:`metric`: every sample of one metric family on /metrics;
 - :func:`problem`: a problem+json answer's status, reason and detail.
 """
 
