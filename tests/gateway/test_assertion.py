@@ -1,87 +1,91 @@
-"""The signed identity assertion and configurable identity header names (the mutate step)."""
+"""The signed identity assertion and configurable identity header names (the mutate step).
+
+Black-box, against a real ``bastion serve`` with ``identity_headers`` renaming the subject
+and request-id headers and the assertion on (``X-Assert``, 30 s): the recording echo
+upstream shows what arrives, and the assertion is verified against the server's own
+``/oauth2/jwks.json`` and issuer. The identity is a real access token of a trusted local IdP.
+The checks :class:`AssertionSigner` and :class:`IdentityHeaders` make of their settings
+(the runtime and the route table build them) keep their unit tests.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
 
+from _support import EchoThread
+from _support.gateway_edge import bearer, idp_token, served_with
+from _support.gateway_server import GatewayServer, fresh_echo, request_bytes
 from bastion.crypto import InvalidTokenError, JWTVerifier, PublicKeySet, SigningKeyPair
 from bastion.demo.echo import EchoServer
-from bastion.gateway import Gateway, Identity
 from bastion.gateway.assertion import ASSERTION_TYP, AssertionSigner
 from bastion.gateway.mutate import IdentityHeaders
-from gateway.gateway_support import Match, Recorder, Route, make_receive, make_scope
+from gateway.idp_support import FakeIdP, IdPThread
 
-ISSUER = "https://auth.test"
-
-
-@dataclass(frozen=True)
-class AssertionRoute(Route):
-    assertion_audience: str | None = None
-
-
-class FixedIdentity:
-    """An authenticator vouching for one identity whenever a request says 'Bearer ok'."""
-
-    def __init__(self, identity: Identity) -> None:
-        self.identity = identity
-
-    async def __call__(self, ex: object) -> Identity | None:
-        return self.identity
-
-
-IDENTITY = Identity(
-    method="jwt",
-    subject="user:ünï",
-    scopes=frozenset({"b", "a"}),
-    claims={"client_id": "web"},
+ROUTES = """\
+  - name: a
+    match: {path: /a}
+    upstream: {echo}
+    auth: [jwt]
+    jwt: {issuers: [{idp}]}
+  - name: b
+    match: {path: /b}
+    upstream: {echo}
+    auth: [jwt]
+    jwt: {issuers: [{idp}]}
+    assertion_audience: urn:svc:b
+  - name: open
+    match: {path: /open}
+    upstream: {echo}
+    public: true
+"""
+SETTINGS = (
+    "identity_headers:\n"
+    "  subject: X-User\n"
+    "  request_id: X-Req\n"
+    "  assertion: {enabled: true, ttl: 30s, header: X-Assert}\n"
 )
 
 
-@pytest.fixture
-def key() -> SigningKeyPair:
-    return SigningKeyPair.generate("ES256")
-
-
-@pytest.fixture
-async def gateway(echo: EchoServer, key: SigningKeyPair) -> AsyncIterator[Gateway]:
-    signer = AssertionSigner(lambda: key, issuer=ISSUER, ttl=30, header="X-Assert")
-    headers = IdentityHeaders(names={"subject": "X-User", "request_id": "X-Req"}, assertion=signer)
-    routes = [
-        AssertionRoute("a", Match("/a"), echo.url, public=False, auth=("fixed",)),
-        AssertionRoute(
-            "b",
-            Match("/b"),
-            echo.url,
-            public=False,
-            auth=("fixed",),
-            assertion_audience="urn:svc:b",
-        ),
-        AssertionRoute("open", Match("/open"), echo.url, public=True),
-    ]
-    gw = Gateway(
-        routes, authenticators={"fixed": FixedIdentity(IDENTITY)}, identity_headers=headers
-    )
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    thread = EchoThread()
     try:
-        yield gw
+        yield thread
     finally:
-        await gw.shutdown()
+        thread.close()
 
 
-async def send(gateway: Gateway, path: str, headers: list[tuple[str, str]]) -> int:
-    scope = make_scope("GET", path, headers=headers)
-    scope["bastion.request_id"] = "req-7"
-    recorder = Recorder()
-    await gateway(scope, make_receive(), recorder)
-    return recorder.result().status
+@pytest.fixture(scope="module")
+def idp() -> Iterator[FakeIdP]:
+    thread = IdPThread()
+    try:
+        yield thread.idp
+    finally:
+        thread.close()
 
 
-def verifier(key: SigningKeyPair, audience: str) -> JWTVerifier:
+served = served_with(ROUTES, SETTINGS, idp=True)
+
+
+@pytest.fixture
+def echo(echo_upstream: EchoThread) -> EchoServer:
+    return fresh_echo(echo_upstream)
+
+
+def identity(idp: FakeIdP) -> list[tuple[str, str]]:
+    """user:ünï of the client web, scopes a and b."""
+    return list(bearer(idp_token(idp, "user:ünï", "web", "b a")).items())
+
+
+def verifier(served: GatewayServer, audience: str) -> JWTVerifier:
+    with served.client() as client:
+        issuer = client.get("/.well-known/oauth-authorization-server").json()["issuer"]
+        jwks = client.get("/oauth2/jwks.json").json()
     return JWTVerifier(
-        PublicKeySet([key.public_key]),
-        issuer=ISSUER,
+        PublicKeySet.from_jwks(jwks),
+        issuer=issuer,
         audience=audience,
         typ=ASSERTION_TYP,
         required_claims=("exp", "iat", "jti", "sub"),
@@ -89,8 +93,8 @@ def verifier(key: SigningKeyPair, audience: str) -> JWTVerifier:
     )
 
 
-async def test_upstream_receives_a_verifiable_assertion(
-    gateway: Gateway, echo: EchoServer, key: SigningKeyPair
+def test_upstream_receives_a_verifiable_assertion(
+    served: GatewayServer, echo: EchoServer, idp: FakeIdP
 ) -> None:
     spoofed = [
         ("X-Assert", "forged.token.here"),
@@ -99,52 +103,59 @@ async def test_upstream_receives_a_verifiable_assertion(
         ("X-Req", "spoof"),
         ("X-Bastion-Subject", "admin"),
     ]
-    assert await send(gateway, "/a/x", spoofed) == 200
+    response = served.raw(request_bytes("GET", "/a/x", [*identity(idp), *spoofed]))
+    assert response.status == 200
     (seen,) = echo.received
     token = seen.header("x-assert")
     assert token is not None and "," not in token  # exactly one: the client's was stripped
-    claims = verifier(key, echo.url).verify(token).claims
+    check = verifier(served, echo.url)
+    claims = check.verify(token).claims
     assert claims["sub"] == "user:ünï"
     assert claims["client_id"] == "web"
     assert claims["scope"] == "a b"
     assert claims["route"] == "a"
-    assert claims["request_id"] == "req-7"
+    assert claims["request_id"] == response.request_id
     assert claims["auth_method"] == "jwt"
     assert claims["aud"] == echo.url
-    assert claims["iss"] == ISSUER
+    with served.client() as client:
+        assert (
+            claims["iss"] == client.get("/.well-known/oauth-authorization-server").json()["issuer"]
+        )
     assert claims["exp"] - claims["iat"] == 30
     assert len(claims["jti"]) == 32
     # Renamed headers carry bastion's values; the defaults are not sent.
     assert seen.header("x-user") == "user:%C3%BCn%C3%AF"
-    assert seen.header("x-req") == "req-7"
+    assert seen.header("x-req") == response.request_id
     assert seen.header("x-bastion-subject") is None
     assert seen.header("x-bastion-client") == "web"
 
 
-async def test_assertion_audience_is_per_route(
-    gateway: Gateway, echo: EchoServer, key: SigningKeyPair
+def test_assertion_audience_is_per_route(
+    served: GatewayServer, echo: EchoServer, idp: FakeIdP
 ) -> None:
-    await send(gateway, "/b/x", [])
+    assert served.raw(request_bytes("GET", "/b/x", identity(idp))).status == 200
     token = echo.received[0].header("x-assert")
     assert token is not None
-    assert verifier(key, "urn:svc:b").verify(token).claims["aud"] == "urn:svc:b"
+    assert verifier(served, "urn:svc:b").verify(token).claims["aud"] == "urn:svc:b"
     with pytest.raises(InvalidTokenError) as caught:
-        verifier(key, echo.url).verify(token)
+        verifier(served, echo.url).verify(token)
     assert caught.value.reason == "wrong_audience"
 
 
-async def test_public_routes_get_no_assertion_and_spoofs_are_stripped(
-    gateway: Gateway, echo: EchoServer
+def test_public_routes_get_no_assertion_and_spoofs_are_stripped(
+    served: GatewayServer, echo: EchoServer
 ) -> None:
-    await send(gateway, "/open", [("X-Assert", "forged"), ("X-User", "admin")])
+    headers = [("X-Assert", "forged"), ("X-User", "admin")]
+    assert served.raw(request_bytes("GET", "/open", headers)).status == 200
     (seen,) = echo.received
     assert seen.header("x-assert") is None
     assert seen.header("x-user") is None
 
 
-def test_ttl_is_bounded(key: SigningKeyPair) -> None:
+def test_ttl_is_bounded() -> None:
+    key = SigningKeyPair.generate("ES256")
     with pytest.raises(ValueError, match="1 to 60 seconds"):
-        AssertionSigner(lambda: key, issuer=ISSUER, ttl=61)
+        AssertionSigner(lambda: key, issuer="https://auth.test", ttl=61)
 
 
 def test_header_names_are_checked() -> None:

@@ -1,71 +1,90 @@
-"""The gateway's audit step: every denial recorded (no I/O), allowed requests counted."""
+"""The gateway's audit step: every denial recorded, allowed requests counted.
+
+Black-box, against a real ``bastion serve`` (SQLite, ``trusted_proxies: [127.0.0.2]``):
+denials are read back as ``gateway.denied`` rows of its audit log, keyed by the request id
+the response carried; allowed requests are only counted, as ``gateway.traffic`` rows (one
+per route and principal and minute) the server writes when a minute closes or it stops.
+Identities are real: API keys made with ``bastion keys create`` and access tokens of a
+trusted local IdP.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from bastion.audit.events import Auditor, EventTypes
-from bastion.demo.echo import EchoServer
-from bastion.errors import BastionError
-from bastion.gateway.authz import InsufficientScopeError
-from bastion.gateway.errors import RouteNotFoundError, UnauthenticatedError
-from bastion.gateway.pipeline import Exchange, Gateway, Identity
-from bastion.settings import RouteMatch, RouteSettings
-from gateway.gateway_support import call, route
+from _support import EchoThread
+from _support.gateway_edge import (
+    PROXY,
+    api_key,
+    bearer,
+    forwarded,
+    idp_token,
+    issuer_settings,
+    problem,
+    serve_edge,
+    served_with,
+)
+from _support.gateway_server import GatewayServer, audit_rows, request_bytes
+from gateway.idp_support import FakeIdP, IdPThread
+
+ROUTES = """\
+  - name: orders
+    match: {path: /orders}
+    upstream: {echo}
+    auth: [api_key, jwt]
+    jwt: {issuers: [{idp}]}
+    scopes: [orders:read]
+  - name: open
+    match: {path: /open}
+    upstream: {echo}
+    auth: [api_key, jwt]
+    jwt: {issuers: [{idp}]}
+  - name: pub
+    match: {path: /pub}
+    upstream: {echo}
+    public: true
+"""
+SETTINGS = "tls: off\ntrusted_proxies: [127.0.0.2]\n"
 
 
-def _with_request_id(app: Gateway) -> Any:
-    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
-        await app({**scope, "bastion.request_id": "req-42"}, receive, send)
-
-    return wrapped
-
-
-def _gateway(echo: EchoServer, auditor: Auditor | None, **kw: Any) -> Gateway:
-    async def key(ex: Exchange) -> Identity | None:
-        token = dict(ex.scope["headers"]).get(b"x-key")
-        if token is None:
-            return None
-        if token == b"good":
-            return Identity(method="api_key", subject="user-1", key_id="k1", scopes=frozenset())
-        if token == b"client":
-            return Identity(
-                method="jwt", subject="svc", claims={"client_id": "svc"}, scopes=frozenset()
-            )
-        raise UnauthenticatedError("invalid key")
-
-    return Gateway(
-        [
-            RouteSettings(
-                name="orders",
-                match=RouteMatch(path="/orders"),
-                upstream=echo.url,
-                auth=["api_key"],
-                scopes=["orders:read"],
-            ),
-            route("open", "/open", echo.url, public=False, auth=["api_key"]),
-            route("pub", "/pub", echo.url, public=True),
-        ],
-        authenticators={"api_key": key},
-        trusted_proxies=["10.0.0.0/8"],
-        auditor=auditor,
-        **kw,
-    )
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
 
 
-async def test_denials_are_recorded_with_reason_route_ip_and_request_id(echo: EchoServer) -> None:
-    auditor = Auditor()
-    app = _with_request_id(_gateway(echo, auditor))
-    headers = [("user-agent", "curl/8\r\nforged: line"), ("x-key", "bad")]
-    with pytest.raises(UnauthenticatedError):
-        await call(app, "GET", "/orders/1", headers=headers)
-    (event,) = auditor.take(10)
-    assert event.type == EventTypes.GATEWAY_DENIED
+@pytest.fixture(scope="module")
+def idp() -> Iterator[FakeIdP]:
+    thread = IdPThread()
+    try:
+        yield thread.idp
+    finally:
+        thread.close()
+
+
+served = served_with(ROUTES, SETTINGS, idp=True)
+
+
+def test_denials_are_recorded_with_reason_route_ip_and_request_id(served: GatewayServer) -> None:
+    # A tab is the one control character a header value may carry: it is recorded escaped.
+    headers = [
+        ("User-Agent", "curl/8\tforged: line"),
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("Authorization", "Basic c2VjcmV0LWNyZWRlbnRpYWw6eA=="),
+    ]
+    response = served.raw(request_bytes("GET", "/orders/1", headers), source=PROXY)
+    assert problem(response)[:2] == (401, "unauthenticated")
+    rid = response.request_id
+    (event,) = served.denied([rid]).values()
     assert (event.outcome, event.reason, event.route) == ("denied", "unauthenticated", "orders")
-    assert (event.ip, event.request_id) == ("203.0.113.7", "req-42")
-    assert event.user_agent == "curl/8\\x0d\\x0aforged: line"
+    assert (event.ip, event.request_id) == ("203.0.113.7", rid)
+    assert event.user_agent == "curl/8\\x09forged: line"
     assert (event.subject, event.key_id, event.client_id) == (None, None, None)
     assert event.data == {
         "status": 401,
@@ -73,57 +92,61 @@ async def test_denials_are_recorded_with_reason_route_ip_and_request_id(echo: Ec
         "method": "GET",
         "path": "/orders/1",
     }
-    assert "bad" not in repr(event)  # the credential is never recorded
+    assert "c2VjcmV0" not in repr(event)  # the credential is never recorded
 
 
-async def test_a_known_identity_is_named_in_the_denial(echo: EchoServer) -> None:
-    auditor = Auditor()
-    gateway = _gateway(echo, auditor)
-    with pytest.raises(InsufficientScopeError):
-        await call(gateway, "GET", "/orders", headers=[("x-key", "good")])
-    with pytest.raises(InsufficientScopeError):
-        await call(gateway, "GET", "/orders", headers=[("x-key", "client")])
-    first, second = auditor.take(10)
-    assert (first.reason, first.subject, first.key_id) == ("insufficient_scope", "user-1", "k1")
-    assert first.data["step"] == "authorize"
-    assert (second.subject, second.client_id, second.key_id) == ("svc", "svc", None)
+def test_a_known_identity_is_named_in_the_denial(served: GatewayServer, idp: FakeIdP) -> None:
+    key, key_id = api_key(served, "audit-good")
+    with served.client() as client:
+        first = client.get("/orders", headers=bearer(key))
+        second = client.get("/orders", headers=bearer(idp_token(idp, "svc", "svc")))
+    assert problem(first)[:2] == problem(second)[:2] == (403, "insufficient_scope")
+    rows = served.denied([first.headers["x-request-id"], second.headers["x-request-id"]])
+    one, two = rows[first.headers["x-request-id"]], rows[second.headers["x-request-id"]]
+    assert (one.reason, one.subject, one.key_id) == (
+        "insufficient_scope",
+        f"apikey:{key_id}",
+        key_id,
+    )
+    assert one.data["step"] == "authorize"
+    assert (two.subject, two.client_id, two.key_id) == ("svc", "svc", None)
 
 
-async def test_client_ip_behind_a_trusted_proxy(echo: EchoServer) -> None:
-    auditor = Auditor()
-    gateway = _gateway(echo, auditor)
-    with pytest.raises(RouteNotFoundError):
-        await call(
-            gateway,
-            "GET",
-            "/nowhere",
-            client=("10.1.2.3", 5000),
-            headers=[("x-forwarded-for", "198.51.100.1, 192.0.2.44")],
-        )
-    (event,) = auditor.take(10)
+def test_client_ip_behind_a_trusted_proxy(served: GatewayServer) -> None:
+    with served.client(source=PROXY) as client:
+        response = client.get("/nowhere", headers=forwarded("198.51.100.1, 192.0.2.44"))
+    assert problem(response)[:2] == (404, "route_not_found")
+    rid = response.headers["x-request-id"]
+    (event,) = served.denied([rid]).values()
     assert (event.ip, event.route, event.reason) == ("192.0.2.44", None, "route_not_found")
-    assert event.request_id is None  # no request-id middleware in front
+    assert event.request_id == rid
 
 
-async def test_allowed_requests_are_counted_not_recorded(echo: EchoServer) -> None:
-    auditor = Auditor()
-    gateway = _gateway(echo, auditor)
-    for _ in range(3):
-        assert (await call(gateway, "GET", "/open", headers=[("x-key", "good")])).status == 200
-    assert (await call(gateway, "GET", "/open", headers=[("x-key", "client")])).status == 200
-    assert (await call(gateway, "GET", "/pub")).status == 200
-    assert auditor.take(10) == []
-    counts = {(c.route, c.principal, c.principal_id): c.count for c in auditor.traffic.take_all()}
+def test_allowed_requests_are_counted_not_recorded(
+    tmp_path: Path, echo_upstream: EchoThread, idp: FakeIdP
+) -> None:
+    routes = ROUTES.replace("{echo}", echo_upstream.server.url).replace("{idp}", idp.url)
+    settings = issuer_settings(idp.url)
+    with serve_edge(tmp_path, routes, settings + SETTINGS) as server:
+        key, key_id = api_key(server, "audit-counted")
+        with server.client() as client:
+            rids = []
+            for _ in range(3):
+                response = client.get("/open", headers=bearer(key))
+                assert response.status_code == 200
+                rids.append(response.headers["x-request-id"])
+            client_token = bearer(idp_token(idp, "svc", "svc"))
+            assert client.get("/open", headers=client_token).status_code == 200
+            assert client.get("/pub").status_code == 200
+    # Stopped: the open minute's counts are written.
+    assert audit_rows(tmp_path, "gateway.denied") == {}
+    traffic = audit_rows(tmp_path, "gateway.traffic").values()
+    counts: dict[tuple[str | None, str, str | None], int] = {}
+    for row in traffic:  # a minute closing in between splits a count in two rows
+        principal = (row.route, row.data["principal"], row.key_id or row.client_id or row.subject)
+        counts[principal] = counts.get(principal, 0) + row.data["count"]
     assert counts == {
-        ("open", "key", "k1"): 3,
+        ("open", "key", key_id): 3,
         ("open", "client", "svc"): 1,
         ("pub", "anonymous", None): 1,
     }
-    await gateway.shutdown()
-
-
-async def test_without_an_auditor_nothing_is_recorded(echo: EchoServer) -> None:
-    gateway = _gateway(echo, None)
-    with pytest.raises(BastionError):
-        await call(gateway, "GET", "/orders", headers=[("x-key", "bad")])
-    assert gateway.auditor is None

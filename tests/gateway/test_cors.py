@@ -1,62 +1,113 @@
-"""The cors step: exact origins, preflights answered before authentication, look-alikes refused."""
+"""The cors step: exact origins, preflights answered before authentication, look-alikes refused.
+
+Black-box, against a real ``bastion serve`` in front of the recording echo upstream (and a
+canned upstream that sends CORS headers of its own). Requests whose ``Origin`` fields an
+HTTP client would merge or refuse go over raw sockets.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from bastion.apikeys.errors import InvalidApiKeyError
-from bastion.demo.echo import EchoServer
-from bastion.gateway.cors import (
-    CorsHeaderNotAllowedError,
-    CorsMethodNotAllowedError,
-    CorsOriginNotAllowedError,
-    _cors_edit,
+from _support import EchoThread
+from _support.gateway_edge import bearer, problem
+from _support.gateway_server import (
+    GatewayServer,
+    RawResponse,
+    RawUpstream,
+    fresh_echo,
+    gateway_fixture,
+    request_bytes,
 )
-from bastion.gateway.errors import MethodNotAllowedError, UnauthenticatedError
-from bastion.gateway.pipeline import Gateway
-from bastion.gateway.proxy import _response_headers
-from gateway.edge_support import edge_route
-from gateway.gateway_support import call
+from bastion.demo.echo import EchoServer
 
 APP = "https://app.example.com"
 
+REFUSED_ORIGIN = (
+    403,
+    "cors_origin_not_allowed",
+    "This origin may not call this route from a browser.",
+)
+
+#: An upstream answering with CORS headers of its own.
+UPSTREAM_CORS = (
+    b"HTTP/1.1 200 OK\r\n"
+    b"access-control-allow-origin: *\r\n"
+    b"Access-Control-Allow-Credentials: true\r\n"
+    b"content-type: text/plain\r\n"
+    b"content-length: 2\r\n\r\nok"
+)
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def cors_upstream() -> Iterator[RawUpstream]:
+    upstream = RawUpstream(UPSTREAM_CORS, linger=0)
+    try:
+        yield upstream
+    finally:
+        upstream.close()
+
+
+def _routes(request: pytest.FixtureRequest) -> str:
+    upstream: RawUpstream = request.getfixturevalue("cors_upstream")
+    return f"""\
+  - name: api
+    match: {{path: /api, methods: [GET, POST, DELETE]}}
+    upstream: {{echo}}
+    public: true
+    cors:
+      origins: ['{APP}', 'http://localhost:3000']
+      methods: [GET, POST]
+      expose_headers: [RateLimit]
+      credentials: true
+      max_age: 5m
+  - name: private
+    match: {{path: /private, methods: [GET]}}
+    upstream: {{echo}}
+    auth: [api_key]
+    api_key_header: X-API-Key
+    cors: {{origins: ['{APP}']}}
+  - name: keyed
+    match: {{path: /keyed, methods: [GET]}}
+    upstream: {{echo}}
+    auth: [api_key]
+    cors: {{origins: ['{APP}'], credentials: true}}
+  - name: plain
+    match: {{path: /plain, methods: [GET, OPTIONS]}}
+    upstream: {{echo}}
+    public: true
+  - name: upcors
+    match: {{path: /upcors}}
+    upstream: {upstream.url}
+    public: true
+    cors: {{origins: ['{APP}']}}
+"""
+
+
+served = gateway_fixture(_routes, "")
+
 
 @pytest.fixture
-async def gateway(echo: EchoServer) -> AsyncIterator[Gateway]:
-    gw = Gateway(
-        [
-            edge_route(
-                "api",
-                "/api",
-                echo.url,
-                methods=["GET", "POST", "DELETE"],
-                cors={
-                    "origins": [APP, "http://localhost:3000"],
-                    "methods": ["GET", "POST"],
-                    "expose_headers": ["RateLimit"],
-                    "credentials": True,
-                    "max_age": "5m",
-                },
-            ),
-            edge_route(
-                "private",
-                "/private",
-                echo.url,
-                methods=["GET"],
-                public=False,
-                auth=["api_key"],
-                api_key_header="X-API-Key",
-                cors={"origins": [APP]},
-            ),
-            edge_route("plain", "/plain", echo.url, methods=["GET", "OPTIONS"]),
-        ]
-    )
-    try:
-        yield gw
-    finally:
-        await gw.shutdown()
+def echo(echo_upstream: EchoThread) -> EchoServer:
+    return fresh_echo(echo_upstream)
+
+
+@pytest.fixture
+def gateway(served: GatewayServer) -> Iterator[httpx.Client]:
+    with served.client() as client:
+        yield client
 
 
 def preflight(
@@ -68,10 +119,12 @@ def preflight(
     return out
 
 
-async def test_preflight_answered_by_bastion(gateway: Gateway, echo: EchoServer) -> None:
-    result = await call(
-        gateway, "OPTIONS", "/api/x", headers=preflight(APP, "POST", "Content-Type, authorization")
-    )
+def options(served: GatewayServer, path: str, fields: list[tuple[str, str]]) -> RawResponse:
+    return served.raw(request_bytes("OPTIONS", path, fields))
+
+
+def test_preflight_answered_by_bastion(served: GatewayServer, echo: EchoServer) -> None:
+    result = options(served, "/api/x", preflight(APP, "POST", "Content-Type, authorization"))
     assert result.status == 204
     assert result.header("access-control-allow-origin") == APP
     assert result.header("access-control-allow-methods") == "GET, HEAD, POST"
@@ -85,24 +138,28 @@ async def test_preflight_answered_by_bastion(gateway: Gateway, echo: EchoServer)
     assert echo.connections == 0  # never proxied
 
 
-async def test_preflight_needs_no_credentials_and_no_options_method(
-    gateway: Gateway, echo: EchoServer
+def test_preflight_needs_no_credentials_and_no_options_method(
+    served: GatewayServer, echo: EchoServer
 ) -> None:
     # /private accepts only GET and needs an API key: the preflight is still answered.
-    result = await call(gateway, "OPTIONS", "/private", headers=preflight(APP, "GET", "x-api-key"))
+    result = options(served, "/private", preflight(APP, "GET", "x-api-key"))
     assert result.status == 204
     assert result.header("access-control-allow-headers") == "authorization, content-type, x-api-key"
     assert result.header("access-control-allow-credentials") is None
     assert echo.connections == 0
 
 
-async def test_preflight_does_not_let_other_methods_skip_authentication(gateway: Gateway) -> None:
+def test_preflight_does_not_let_other_methods_skip_authentication(
+    served: GatewayServer,
+) -> None:
     # Preflight headers on a GET do not make it a preflight: authentication still runs.
-    with pytest.raises(UnauthenticatedError):
-        await call(gateway, "GET", "/private", headers=preflight(APP, "GET"))
+    get = served.raw(request_bytes("GET", "/private", preflight(APP, "GET")))
+    assert problem(get)[:2] == (401, "unauthenticated")
     # An OPTIONS without Access-Control-Request-Method is an ordinary request (405 here).
-    with pytest.raises(MethodNotAllowedError):
-        await call(gateway, "OPTIONS", "/private", headers=[("origin", APP)])
+    assert problem(options(served, "/private", [("origin", APP)]))[:2] == (
+        405,
+        "method_not_allowed",
+    )
 
 
 @pytest.mark.parametrize(
@@ -121,117 +178,86 @@ async def test_preflight_does_not_let_other_methods_skip_authentication(gateway:
         "null",
         "*",
         "",
-        " https://app.example.com",
         "https://app.example.co",
     ],
 )
-async def test_look_alike_origins_refused(gateway: Gateway, echo: EchoServer, origin: str) -> None:
-    with pytest.raises(CorsOriginNotAllowedError) as caught:
-        await call(gateway, "OPTIONS", "/api", headers=preflight(origin))
-    assert caught.value.status == 403
-    assert caught.value.code == "cors_origin_not_allowed"
-    assert caught.value.detail == "This origin may not call this route from a browser."
-    with pytest.raises(CorsOriginNotAllowedError):
-        await call(gateway, "GET", "/api", headers=[("origin", origin)])
+def test_look_alike_origins_refused(served: GatewayServer, echo: EchoServer, origin: str) -> None:
+    assert problem(options(served, "/api", preflight(origin))) == REFUSED_ORIGIN
+    get = served.raw(request_bytes("GET", "/api", [("origin", origin)]))
+    assert problem(get) == REFUSED_ORIGIN
     assert echo.connections == 0
 
 
-async def test_two_origin_headers_refused(gateway: Gateway) -> None:
-    with pytest.raises(CorsOriginNotAllowedError):
-        await call(gateway, "GET", "/api", headers=[("origin", APP), ("origin", APP)])
+def test_two_origin_headers_refused(served: GatewayServer) -> None:
+    twice = served.raw(request_bytes("GET", "/api", [("origin", APP), ("origin", APP)]))
+    assert problem(twice) == REFUSED_ORIGIN
 
 
-async def test_preflight_method_not_allowed(gateway: Gateway) -> None:
+def test_preflight_method_not_allowed(served: GatewayServer) -> None:
     # DELETE is a route method but not a CORS method.
-    with pytest.raises(CorsMethodNotAllowedError) as caught:
-        await call(gateway, "OPTIONS", "/api", headers=preflight(APP, "DELETE"))
-    assert caught.value.code == "cors_method_not_allowed"
-    assert caught.value.detail == "'DELETE' is not allowed from this origin."
-
-
-async def test_preflight_for_a_method_the_route_lacks_is_not_answered(gateway: Gateway) -> None:
-    with pytest.raises(MethodNotAllowedError):
-        await call(gateway, "OPTIONS", "/api", headers=preflight(APP, "PUT"))
-
-
-async def test_preflight_header_not_allowed(gateway: Gateway) -> None:
-    with pytest.raises(CorsHeaderNotAllowedError) as caught:
-        await call(gateway, "OPTIONS", "/api", headers=preflight(APP, "GET", "x-secret, accept"))
-    assert caught.value.code == "cors_header_not_allowed"
-    assert caught.value.detail == "Request header 'x-secret' is not allowed from this origin."
-
-
-async def test_actual_request_echoes_the_exact_origin(gateway: Gateway, echo: EchoServer) -> None:
-    result = await call(gateway, "GET", "/api/x", headers=[("origin", "http://localhost:3000")])
-    assert result.status == 200
-    assert result.header("access-control-allow-origin") == "http://localhost:3000"
-    assert result.header("access-control-allow-credentials") == "true"
-    assert result.header("access-control-expose-headers") == "RateLimit"
-    assert "Origin" in (result.header("vary") or "")
-    assert result.header("access-control-allow-origin") != "*"
-
-
-async def test_vary_origin_without_origin_header(gateway: Gateway) -> None:
-    result = await call(gateway, "GET", "/api/x")
-    assert result.status == 200
-    assert result.header("vary") == "Origin"
-    assert result.header("access-control-allow-origin") is None
-
-
-def test_upstream_cors_headers_are_replaced() -> None:
-    edit = _cors_edit([(b"access-control-allow-origin", APP.encode())])
-    upstream = [
-        (b"access-control-allow-origin", b"*"),
-        (b"Access-Control-Allow-Credentials", b"true"),
-        (b"content-type", b"text/plain"),
-    ]
-    assert _response_headers(upstream, [edit]) == [
-        (b"content-type", b"text/plain"),
-        (b"access-control-allow-origin", APP.encode()),
-    ]
-
-
-async def test_errors_carry_cors_headers_for_allowed_origins(gateway: Gateway) -> None:
-    with pytest.raises(UnauthenticatedError) as caught:
-        await call(gateway, "GET", "/private", headers=[("origin", APP)])
-    assert ("Access-Control-Allow-Origin".lower(), APP) in [
-        (n.lower(), v)
-        for n, v in caught.value.headers  # type: ignore[attr-defined]
-    ]
-
-
-class _RefuseEveryKey:
-    async def verify(self, key: str, *, ip: str | None = None, now: float | None = None) -> None:
-        raise InvalidApiKeyError("unknown")
-
-
-async def test_a_refused_api_key_carries_cors_headers(echo: EchoServer) -> None:
-    # InvalidApiKeyError is the API key service's, not a GatewayError: a page reads it too.
-    gw = Gateway(
-        [
-            edge_route(
-                "private",
-                "/private",
-                echo.url,
-                methods=["GET"],
-                public=False,
-                auth=["api_key"],
-                cors={"origins": [APP], "credentials": True},
-            )
-        ],
-        api_keys=_RefuseEveryKey(),  # type: ignore[arg-type]
+    assert problem(options(served, "/api", preflight(APP, "DELETE"))) == (
+        403,
+        "cors_method_not_allowed",
+        "'DELETE' is not allowed from this origin.",
     )
-    try:
-        with pytest.raises(InvalidApiKeyError) as caught:
-            await call(
-                gw,
-                "GET",
-                "/private",
-                headers=[("origin", APP), ("authorization", "Bearer bst_x")],
-            )
-    finally:
-        await gw.shutdown()
-    assert caught.value.headers == [  # type: ignore[attr-defined]
+
+
+def test_preflight_for_a_method_the_route_lacks_is_not_answered(served: GatewayServer) -> None:
+    assert problem(options(served, "/api", preflight(APP, "PUT")))[:2] == (
+        405,
+        "method_not_allowed",
+    )
+
+
+def test_preflight_header_not_allowed(served: GatewayServer) -> None:
+    assert problem(options(served, "/api", preflight(APP, "GET", "x-secret, accept"))) == (
+        403,
+        "cors_header_not_allowed",
+        "Request header 'x-secret' is not allowed from this origin.",
+    )
+
+
+def test_actual_request_echoes_the_exact_origin(gateway: httpx.Client, echo: EchoServer) -> None:
+    result = gateway.get("/api/x", headers={"origin": "http://localhost:3000"})
+    assert result.status_code == 200
+    assert result.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert result.headers["access-control-allow-credentials"] == "true"
+    assert result.headers["access-control-expose-headers"] == "RateLimit"
+    assert "Origin" in result.headers.get("vary", "")
+    assert result.headers["access-control-allow-origin"] != "*"
+
+
+def test_vary_origin_without_origin_header(gateway: httpx.Client, echo: EchoServer) -> None:
+    result = gateway.get("/api/x")
+    assert result.status_code == 200
+    assert result.headers["vary"] == "Origin"
+    assert "access-control-allow-origin" not in result.headers
+
+
+def test_upstream_cors_headers_are_replaced(served: GatewayServer) -> None:
+    result = served.raw(request_bytes("GET", "/upcors", [("origin", APP)]))
+    assert result.status == 200
+    assert result.body == b"ok"
+    assert result.header("content-type") == "text/plain"
+    # The upstream's own Access-Control-* are dropped; the route's are sent, once.
+    assert [v for n, v in result.headers if n == "access-control-allow-origin"] == [APP]
+    assert result.header("access-control-allow-credentials") is None
+
+
+def test_errors_carry_cors_headers_for_allowed_origins(gateway: httpx.Client) -> None:
+    refused = gateway.get("/private", headers={"origin": APP})
+    assert problem(refused)[:2] == (401, "unauthenticated")
+    assert refused.headers["access-control-allow-origin"] == APP
+
+
+def test_a_refused_api_key_carries_cors_headers(gateway: httpx.Client, echo: EchoServer) -> None:
+    refused = gateway.get("/keyed", headers={"origin": APP, **bearer("bst_x")})
+    assert refused.status_code == 401
+    assert [
+        (n.decode().lower(), v.decode())
+        for n, v in refused.headers.raw
+        if n.lower().startswith(b"access-control-") or n.lower() == b"vary"
+    ] == [
         ("access-control-allow-origin", APP),
         ("vary", "Origin"),
         ("access-control-allow-credentials", "true"),
@@ -239,8 +265,8 @@ async def test_a_refused_api_key_carries_cors_headers(echo: EchoServer) -> None:
     assert echo.connections == 0
 
 
-async def test_routes_without_cors_are_untouched(gateway: Gateway) -> None:
-    result = await call(gateway, "OPTIONS", "/plain", headers=preflight(APP))
+def test_routes_without_cors_are_untouched(served: GatewayServer, echo: EchoServer) -> None:
+    result = options(served, "/plain", preflight(APP))
     # An ordinary OPTIONS, proxied: no CORS headers from bastion.
     assert result.status == 200
     assert result.json()["method"] == "OPTIONS"

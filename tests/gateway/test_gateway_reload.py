@@ -1,59 +1,110 @@
-"""Gateway.reload: the route table swapped atomically; requests in flight keep their generation."""
+"""Route reload: the route table swapped atomically; requests in flight keep their generation.
+
+Black-box, against one real ``bastion serve``: its configuration file is rewritten and
+``bastion routes reload`` (pid file + SIGHUP) or a bare SIGHUP makes it reload. The tests
+run in order on the one server (each starts from the table the previous left: ``a``, then
+``b``), so they are one module of three steps of one story.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
-from bastion.demo.echo import EchoServer
-from bastion.gateway.errors import GatewayConfigError, RouteNotFoundError
-from bastion.gateway.pipeline import Exchange, Gateway, Step
-from gateway.gateway_support import call, make_receive, make_scope, route
+from _support import EchoThread, run_cli
+from _support.gateway_edge import problem
+from _support.gateway_server import GatewayServer, fresh_echo, gateway_fixture
 
 
-async def test_reload_adds_and_removes_routes(echo: EchoServer) -> None:
-    gw = Gateway([route("a", "/a", echo.url)])
-    client = gw.client
-    assert (await call(gw, "GET", "/a/x")).status == 200
-    gw.reload([route("b", "/b", echo.url)])
-    assert (await call(gw, "GET", "/b/x")).status == 200
-    with pytest.raises(RouteNotFoundError):
-        await call(gw, "GET", "/a/x")
-    assert gw.client is client  # pools and target health are kept
-    assert [r.name for r in gw.matcher.routes] == ["b"]  # readers of the gateway see it too
-    await gw.shutdown()
+def _route(name: str, upstream: str, extra: str = "") -> str:
+    return f"  - name: {name}\n    match: {{path: /{name}}}\n    upstream: {upstream}\n" + (
+        f"    public: true\n{extra}"
+    )
 
 
-async def test_invalid_routes_keep_the_current_table(echo: EchoServer) -> None:
-    gw = Gateway([route("a", "/a", echo.url)])
-    with pytest.raises(GatewayConfigError):
-        gw.reload([route("a", "/a", "ftp://nope")])
-    assert (await call(gw, "GET", "/a/x")).status == 200
-    await gw.shutdown()
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
 
 
-async def test_request_in_flight_finishes_on_its_generation(echo: EchoServer) -> None:
-    release = asyncio.Event()
-    seen: list[object] = []
+served = gateway_fixture(_route("a", "{echo}"), "")
 
-    async def pause(ex: Exchange) -> None:
-        await release.wait()
-        seen.append(ex.gateway.required_scopes.get("a"))  # still the old table
 
-    gw = Gateway([route("a", "/a", echo.url)])
-    steps = (gw.steps[0], Step("pause", pause), *gw.steps[1:])
-    gw = Gateway([route("a", "/a", echo.url)], steps=steps)
-    gw.marker = "set later"  # type: ignore[attr-defined]
-    from gateway.gateway_support import Recorder
+def _rewrite(server: GatewayServer, routes: str) -> None:
+    text = server.config.read_text()
+    head = text[: text.index("routes:\n") + len("routes:\n")]
+    server.config.write_text(head + routes)
 
-    send = Recorder()
-    task = asyncio.ensure_future(gw(make_scope("GET", "/a/x"), make_receive(), send))
-    await asyncio.sleep(0.05)
-    gw.reload([route("b", "/b", echo.url)])
-    release.set()
-    await asyncio.wait_for(task, 10)
-    assert send.result().status == 200  # route "a" no longer exists, the request completed
-    assert seen and seen[0] is not None
-    assert gw._active.marker == "set later"  # type: ignore[attr-defined]
-    await gw.shutdown()
+
+def _reload(server: GatewayServer) -> None:
+    result = run_cli(
+        "routes", "reload", "-c", str(server.config), "--json", cwd=server.config.parent
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def _until(client: httpx.Client, path: str, status: int) -> None:
+    deadline = time.monotonic() + 10
+    while client.get(path).status_code != status:
+        assert time.monotonic() < deadline, f"{path} never answered {status}"
+        time.sleep(0.05)
+
+
+def test_reload_adds_and_removes_routes(served: GatewayServer, echo_upstream: EchoThread) -> None:
+    echo = fresh_echo(echo_upstream)
+    with served.client() as client:
+        assert client.get("/a/x").status_code == 200
+        connections = echo.connections
+        _rewrite(served, _route("b", echo.url))
+        _reload(served)
+        _until(client, "/b/x", 200)
+        assert problem(client.get("/a/x"))[:2] == (404, "route_not_found")
+        assert client.get("/b/x").json()["path"] == "/b/x"
+    # Pools are kept: the same upstream is reached on the pooled connection.
+    assert echo.connections == connections
+
+
+def test_invalid_routes_keep_the_current_table(served: GatewayServer) -> None:
+    _rewrite(served, _route("b", "ftp://nope"))
+    os.kill(served.proc.proc.pid, signal.SIGHUP)  # type: ignore[union-attr]
+    # The server logs the refusal (its log is read when it stops); the table stays.
+    with served.client() as client:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            assert client.get("/b/x").status_code == 200
+            time.sleep(0.1)
+
+
+def test_request_in_flight_finishes_on_its_generation(
+    served: GatewayServer, echo_upstream: EchoThread
+) -> None:
+    echo = fresh_echo(echo_upstream)
+    _rewrite(served, _route("b", echo.url))
+    _reload(served)
+    echo.delay = 2.0
+    in_flight: list[httpx.Response] = []
+    with served.client() as other:
+        thread = threading.Thread(target=lambda: in_flight.append(other.get("/b/x")))
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not echo.received:  # the request reached the upstream: it is in flight
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        _rewrite(served, _route("c", echo.url))
+        _reload(served)
+        with served.client() as client:
+            _until(client, "/b/x", 404)
+        thread.join(10)
+    (response,) = in_flight
+    assert response.status_code == 200  # route "b" no longer exists, the request completed
+    assert response.json()["path"] == "/b/x"

@@ -1,147 +1,216 @@
-"""Load shedding in front of a deliberately slow upstream (real TCP, the real proxy).
+"""Load shedding in front of a deliberately slow upstream (real TCP, a real ``bastion serve``).
 
 The upstream answers after ``20 ms x requests in flight``: the more it is sent at once,
-the slower every answer. Without shedding all 60 simultaneous requests reach it; with the
-AIMD limiter the excess is shed with 503 ``overloaded`` before reaching it, and the
-upstream's concurrency stays at the limiter's ceiling. Latencies are printed, not asserted.
+the slower every answer. Without shedding all 60 simultaneous requests reach it; with
+``ratelimit.shedding`` (the AIMD limiter) the excess is shed with 503 ``overloaded`` before
+reaching it, and the upstream's concurrency stays at the limiter's ceiling. Latencies are
+printed, not asserted. A route's limiter is one for both planes: a request the native plane
+defers to Python (the method-override twin) takes its slot from the same limit. The native
+limiter's own entry points (``_native.shed_acquire`` / ``shed_state``) keep a unit test.
 """
 
 from __future__ import annotations
 
-import asyncio
+import socket
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import httpx
 import pytest
 
+from _support.gateway_edge import problem, serve_edge
+from _support.gateway_server import DEFER, GatewayServer
 from bastion import _native
-from bastion.gateway import Gateway
-from bastion.http.middleware.errors import ErrorMiddleware
-from bastion.ratelimit.adaptive import LoadShedder
-from gateway.gateway_support import call, route
 
 
 @dataclass
 class SlowUpstream:
-    url: str
-    server: asyncio.Server
+    """A threaded HTTP/1.1 upstream, slower the more requests it holds at once."""
+
+    sock: socket.socket
     inflight: int = 0
     max_inflight: int = 0
     served: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
 
-@pytest.fixture
-async def slow() -> AsyncIterator[SlowUpstream]:
-    state = SlowUpstream("", None)  # type: ignore[arg-type]
+    def serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
+    def handle(self, conn: socket.socket) -> None:
+        with conn:
+            buf = b""
             while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                if not head:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not data:
+                        return
+                    buf += data
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                with self.lock:
+                    self.inflight += 1
+                    self.max_inflight = max(self.max_inflight, self.inflight)
+                    delay = 0.02 * self.inflight  # overload makes everyone slower
+                time.sleep(delay)
+                with self.lock:
+                    self.inflight -= 1
+                    self.served += 1
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                except OSError:
                     return
-                state.inflight += 1
-                state.max_inflight = max(state.max_inflight, state.inflight)
-                await asyncio.sleep(0.02 * state.inflight)  # overload makes everyone slower
-                state.inflight -= 1
-                state.served += 1
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return
-        finally:
-            writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    state.url, state.server = f"http://127.0.0.1:{port}", server
+
+@pytest.fixture(scope="module")
+def slow() -> Iterator[SlowUpstream]:
+    state = SlowUpstream(socket.create_server(("127.0.0.1", 0), backlog=256))
+    threading.Thread(target=state.serve, daemon=True).start()
     try:
         yield state
     finally:
-        server.close()
+        state.sock.close()
 
 
-async def wave(app: object, n: int) -> tuple[dict[int, int], list[float]]:
-    async def one() -> tuple[int, float]:
+def _route(upstream: str) -> str:
+    return (
+        f"  - name: slow\n    match: {{path: /slow}}\n    upstream: {upstream}\n    public: true\n"
+    )
+
+
+def _shedding(initial: int, minimum: int, maximum: int, target: str, backoff: float) -> str:
+    return (
+        f"ratelimit:\n  shedding: {{enabled: true, initial_limit: {initial}, "
+        f"min_limit: {minimum}, max_limit: {maximum}, target_latency: {target}, "
+        f"backoff: {backoff}}}\n"
+    )
+
+
+def wave(server: GatewayServer, n: int) -> tuple[dict[int, int], list[float]]:
+    def one(_: int) -> tuple[int, float]:
         started = time.monotonic()
-        result = await call(app, "GET", "/slow", client=("203.0.113.7", 4000))
-        return result.status, time.monotonic() - started
+        with server.client(timeout=30) as client:
+            status = client.get("/slow").status_code
+        return status, time.monotonic() - started
 
-    outcomes = await asyncio.gather(*(one() for _ in range(n)))
+    with ThreadPoolExecutor(n) as pool:
+        outcomes = list(pool.map(one, range(n)))
     counts: dict[int, int] = {}
     for status, _ in outcomes:
         counts[status] = counts.get(status, 0) + 1
     return counts, sorted(latency for status, latency in outcomes if status == 200)
 
 
-async def test_shedding_bounds_upstream_concurrency(slow: SlowUpstream) -> None:
-    plain = Gateway([route("slow", "/slow", slow.url)])
-    counts, latencies = await wave(ErrorMiddleware(plain), 60)
+@pytest.mark.timeout(180)
+def test_shedding_bounds_upstream_concurrency(tmp_path: Path, slow: SlowUpstream) -> None:
+    (tmp_path / "plain").mkdir()
+    with serve_edge(tmp_path / "plain", _route(slow.url)) as plain:
+        counts, latencies = wave(plain, 60)
     print(f"\nno shedding: {counts}, admitted latency max {latencies[-1] * 1000:.0f} ms")
     assert counts == {200: 60}
     # All 60 at once on a quiet machine; on a busy one some finish before the last start.
     assert slow.max_inflight > 10  # more than the shedder's ceiling below
-    await plain.shutdown()
 
     slow.max_inflight = 0
-    shedded = Gateway([route("slow", "/slow", slow.url)])
-    shedded.shedder = LoadShedder(initial=8, minimum=2, maximum=10, target_latency=0.1, backoff=0.5)
-    app = ErrorMiddleware(shedded)
-    totals: dict[int, int] = {}
-    worst = 0.0
-    for _ in range(5):
-        counts, latencies = await wave(app, 60)
-        for status, count in counts.items():
-            totals[status] = totals.get(status, 0) + count
-        worst = max(worst, latencies[-1] if latencies else 0.0)
-    limiter = shedded.shedder.for_route("slow")
+    (tmp_path / "shed").mkdir()
+    settings = _shedding(8, 2, 10, "100ms", 0.5)
+    with serve_edge(tmp_path / "shed", _route(slow.url), settings) as shedded:
+        totals: dict[int, int] = {}
+        worst = 0.0
+        for _ in range(5):
+            counts, latencies = wave(shedded, 60)
+            for status, count in counts.items():
+                totals[status] = totals.get(status, 0) + count
+            worst = max(worst, latencies[-1] if latencies else 0.0)
+        shed = shedded.counts().get(("slow", "overloaded"), 0)
     print(
         f"shedding: {totals}, upstream max in flight {slow.max_inflight}, "
-        f"limit now {limiter.limit:.1f}, admitted latency max {worst * 1000:.0f} ms"
+        f"admitted latency max {worst * 1000:.0f} ms"
     )
     assert set(totals) == {200, 503}
-    assert totals[503] == limiter.shed > 0
+    assert totals[503] == shed > 0
     assert slow.max_inflight <= 10  # never more than the ceiling reached the upstream
-    assert limiter.inflight == 0
-    await shedded.shutdown()
+    assert slow.inflight == 0
 
 
-async def test_shed_request_is_problem_json_with_retry_after(slow: SlowUpstream) -> None:
-    gateway = Gateway([route("slow", "/slow", slow.url)])
-    gateway.shedder = LoadShedder(initial=1, minimum=1, maximum=1)
-    app = ErrorMiddleware(gateway)
-    first = asyncio.create_task(call(app, "GET", "/slow"))
-    await asyncio.sleep(0.005)
-    second = await call(app, "GET", "/slow")
-    assert second.status == 503
-    assert second.header("Retry-After") == "1"
-    assert second.json()["reason"] == "overloaded"
-    assert (await first).status == 200
-    await gateway.shutdown()
+@pytest.fixture(scope="module")
+def one_slot(
+    tmp_path_factory: pytest.TempPathFactory, slow: SlowUpstream
+) -> Iterator[GatewayServer]:
+    """A route whose limit is one request at a time (and stays so: latency never counts)."""
+    settings = _shedding(1, 1, 1, "10s", 0.5)
+    with serve_edge(tmp_path_factory.mktemp("one-slot"), _route(slow.url), settings) as server:
+        yield server
 
 
-async def test_serve_native_shares_the_native_limiter(slow: SlowUpstream) -> None:
-    """With ``serve_native`` the route's limiter is the native plane's (one limit for both)."""
-    name, cut = f"shared-{uuid.uuid4().hex}", f"cut-{uuid.uuid4().hex}"  # the registry is global
-    gateway = Gateway([route(name, "/slow", slow.url)])
-    settings = {"initial": 1, "minimum": 1, "maximum": 1, "target_latency": 10.0, "backoff": 0.5}
-    gateway.shedder = LoadShedder(serve_native=True, **settings)
-    app = ErrorMiddleware(gateway)
-    first = asyncio.create_task(call(app, "GET", "/slow"))
-    await asyncio.sleep(0.005)
+def _while_one_in_flight(
+    server: GatewayServer, slow: SlowUpstream, headers: dict[str, str]
+) -> tuple[httpx.Response, httpx.Response]:
+    """(the second request's answer, the first's) while the first holds the one slot."""
+    first: list[httpx.Response] = []
+    served = slow.served
+
+    def hold() -> None:
+        with server.client(timeout=30) as client:
+            first.append(client.get("/slow"))
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while slow.inflight == 0 and slow.served == served:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    with server.client() as client:
+        second = client.get("/slow", headers=headers)
+    thread.join(30)
+    return second, first[0]
+
+
+def test_shed_request_is_problem_json_with_retry_after(
+    one_slot: GatewayServer, slow: SlowUpstream
+) -> None:
+    second, first = _while_one_in_flight(one_slot, slow, {})
+    assert problem(second)[:2] == (503, "overloaded")
+    assert second.headers["retry-after"] == "1"
+    assert first.status_code == 200
+    (row,) = one_slot.denied([second.headers["x-request-id"]]).values()
+    assert (row.reason, row.route) == ("overloaded", "slow")
+
+
+def test_serve_native_shares_the_native_limiter(
+    one_slot: GatewayServer, slow: SlowUpstream
+) -> None:
+    """A deferred request takes its slot from the route's one limiter (the native plane's)."""
+    second, first = _while_one_in_flight(one_slot, slow, DEFER)
+    assert (second.status_code, second.json()["reason"]) == (503, "overloaded")
+    assert second.headers["retry-after"] == "1"
+    assert first.status_code == 200
+    # The limiter itself: a failure inside the slot counts as one (the limit is cut, here
+    # to its floor of 1); the registry is global, hence the unique names.
+    name, cut = f"shared-{uuid.uuid4().hex}", f"cut-{uuid.uuid4().hex}"
+    held = _native.shed_acquire(name, 1, 1, 1, 10.0, 0.5)
+    assert held is not None
     assert _native.shed_state(name) == (1.0, 1, 1, 0)
-    second = await call(app, "GET", "/slow")
-    assert (second.status, second.json()["reason"]) == (503, "overloaded")
-    assert second.header("Retry-After") == "1"
-    assert (await first).status == 200
+    assert _native.shed_acquire(name, 1, 1, 1, 10.0, 0.5) is None
+    held.finish(False)
     assert _native.shed_state(name) == (1.0, 0, 1, 1)
-    assert gateway.shedder.routes == {}  # no Python-side limiter
-    # A failure inside the slot counts as one (the limit is cut, here to its floor of 1).
     slot = _native.shed_acquire(cut, 4, 1, 4, 10.0, 0.5)
     assert slot is not None
     slot.finish(True)
     slot.finish(True)  # once only
     assert _native.shed_state(cut) == (2.0, 0, 1, 0)
-    await gateway.shutdown()
