@@ -234,13 +234,36 @@ def test_native_records_become_the_spans_python_makes(exporter: InMemorySpanExpo
     tracer.record_native(
         [
             (trace_id, 0x1111, (parent, 0x01), "vendor=abc,other=1", 1_000, 2_000, "pub",
-             "GET", "/pub/a", "allowed", 200),
+             "GET", "/pub/a", "allowed", 200, None),
             (0x2222 << 64 | 0x3333, 0x4444, None, None, 3_000, 4_000, "dead",
-             "POST", "/dead/x", "upstream_unavailable", 502),
+             "POST", "/dead/x", "upstream_unavailable", 502, None),
+            # A forward-auth decision: the judged request's method, route and path.
+            (0x5555, 0x6666, None, None, 5_000, 6_000, "pub",
+             "DELETE", "/pub/b", "insufficient_scope", 403, "forward_auth"),
+            # Refused before any route (its own step): no route, no path.
+            (0x7777, 0x8888, None, None, 7_000, 8_000, None,
+             "GET", "", "forward_auth_untrusted", 403, "forward_auth"),
         ]
     )  # fmt: skip
     tracer.shutdown()
-    joined, fresh = exporter.get_finished_spans()
+    joined, fresh, decided, untrusted = exporter.get_finished_spans()
+    # As Python's own forward-auth span (GatewayTracer._finish): the door after the path.
+    assert decided.name == "gateway pub"
+    assert list((decided.attributes or {}).items()) == [
+        ("http.request.method", "DELETE"),
+        ("bastion.route", "pub"),
+        ("url.path", "/pub/b"),
+        ("bastion.door", "forward_auth"),
+        ("bastion.outcome", "insufficient_scope"),
+        ("http.response.status_code", 403),
+    ]
+    assert untrusted.name == "gateway"
+    assert dict(untrusted.attributes or {}) == {
+        "http.request.method": "GET",
+        "bastion.door": "forward_auth",
+        "bastion.outcome": "forward_auth_untrusted",
+        "http.response.status_code": 403,
+    }
     assert joined.name == "gateway pub" and joined.kind is SpanKind.SERVER
     assert dict(joined.attributes or {}) == {
         "http.request.method": "GET",

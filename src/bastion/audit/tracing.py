@@ -52,9 +52,21 @@ __all__ = ["INSTALL_HINT", "GatewayTracer", "TracingUnavailableError", "tracing_
 
 #: One native span record (``_native.trace_drain``): trace id, span id, parent
 #: ``(span id, trace flags)`` or ``None``, tracestate, start and end (Unix ns),
-#: route, method, normalised path, outcome, status.
+#: route, method, normalised path, outcome, status, and the door (``None``: the
+#: gateway's; ``"forward_auth"``: a decision for another proxy).
 NativeSpan = tuple[
-    int, int, "tuple[int, int] | None", "str | None", int, int, "str | None", str, str, str, int
+    int,
+    int,
+    "tuple[int, int] | None",
+    "str | None",
+    int,
+    int,
+    "str | None",
+    str,
+    str,
+    str,
+    int,
+    "str | None",
 ]
 
 INSTALL_HINT = "pip install 'bastion[tracing]'"
@@ -250,7 +262,8 @@ class GatewayTracer:
 
         ids = self._native_ids
         for row in spans:
-            trace_id, span_id, parent, state, start, end, route, method, path, outcome, status = row
+            (trace_id, span_id, parent, state, start, end, route, method, path, outcome, status,
+             door) = row  # fmt: skip
             ids.trace_id, ids.span_id = trace_id, span_id
             context = self._root
             if parent is not None:
@@ -267,6 +280,8 @@ class GatewayTracer:
                 attributes["bastion.route"] = route
             if path:
                 attributes["url.path"] = path
+            if door is not None:
+                attributes["bastion.door"] = door  # the method is the judged request's
             attributes["bastion.outcome"] = outcome
             attributes["http.response.status_code"] = status
             span = self._native_tracer.start_span(
