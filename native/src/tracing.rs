@@ -340,6 +340,8 @@ pub struct SpanRecord {
     pub path: String,
     /// `allowed`, or the native refusal's code.
     pub outcome: &'static str,
+    /// The response's; 0 where Python's span knows none (an allowed
+    /// forward-auth decision).
     pub status: u16,
     /// `None` for the gateway door; `forward_auth` for a decision made for
     /// another proxy (Python's `bastion.door`).
@@ -505,6 +507,11 @@ impl Traced {
                     record.outcome = code;
                 }
                 if let Some(decision) = response.extensions().get::<DecisionSpan>() {
+                    if record.outcome == "allowed" {
+                        // Python's span of an allowed decision ends before the endpoint
+                        // sends its 200: no status (0).
+                        record.status = 0;
+                    }
                     record.door = Some("forward_auth");
                     record.route.clone_from(&decision.route);
                     if let Some(method) = &decision.method {
@@ -621,6 +628,16 @@ mod tests {
 
     #[test]
     fn tracing_a_forward_auth_answer_names_the_judged_request() {
+        let mut allowed = http::Response::new(crate::http::full(Bytes::new()));
+        allowed.extensions_mut().insert(DecisionSpan {
+            route: Some("orders".into()),
+            method: Some("GET".into()),
+            path: "/api/orders".into(),
+        });
+        let span = ended(allowed, "GET", "/auth/verify");
+        // Python's span of an allowed decision ends before its 200 is sent: no status.
+        assert_eq!((span.outcome, span.status), ("allowed", 0));
+        assert_eq!(span.route.as_deref(), Some("orders"));
         let mut refused = http::Response::new(crate::http::full(Bytes::new()));
         *refused.status_mut() = http::StatusCode::FORBIDDEN;
         refused.extensions_mut().insert(ProblemCode("insufficient_scope"));

@@ -240,30 +240,41 @@ def test_native_records_become_the_spans_python_makes(exporter: InMemorySpanExpo
             # A forward-auth decision: the judged request's method, route and path.
             (0x5555, 0x6666, None, None, 5_000, 6_000, "pub",
              "DELETE", "/pub/b", "insufficient_scope", 403, "forward_auth"),
+            # Allowed: no status (Python's span ends before the endpoint sends its 200).
+            (0x9999, 0xAAAA, None, None, 9_000, 9_500, "pub",
+             "GET", "/pub/c", "allowed", 0, "forward_auth"),
             # Refused before any route (its own step): no route, no path.
             (0x7777, 0x8888, None, None, 7_000, 8_000, None,
              "GET", "", "forward_auth_untrusted", 403, "forward_auth"),
         ]
     )  # fmt: skip
     tracer.shutdown()
-    joined, fresh, decided, untrusted = exporter.get_finished_spans()
-    # As Python's own forward-auth span (GatewayTracer._finish): the door after the path.
+    joined, fresh, decided, allowed, untrusted = exporter.get_finished_spans()
+    # As Python's own forward-auth span (GatewayTracer._finish sets the judged method again,
+    # after the door).
     assert decided.name == "gateway pub"
     assert list((decided.attributes or {}).items()) == [
-        ("http.request.method", "DELETE"),
         ("bastion.route", "pub"),
         ("url.path", "/pub/b"),
         ("bastion.door", "forward_auth"),
+        ("http.request.method", "DELETE"),
         ("bastion.outcome", "insufficient_scope"),
         ("http.response.status_code", 403),
     ]
+    assert list((allowed.attributes or {}).items()) == [
+        ("bastion.route", "pub"),
+        ("url.path", "/pub/c"),
+        ("bastion.door", "forward_auth"),
+        ("http.request.method", "GET"),
+        ("bastion.outcome", "allowed"),
+    ]
     assert untrusted.name == "gateway"
-    assert dict(untrusted.attributes or {}) == {
-        "http.request.method": "GET",
-        "bastion.door": "forward_auth",
-        "bastion.outcome": "forward_auth_untrusted",
-        "http.response.status_code": 403,
-    }
+    assert list((untrusted.attributes or {}).items()) == [
+        ("bastion.door", "forward_auth"),
+        ("http.request.method", "GET"),
+        ("bastion.outcome", "forward_auth_untrusted"),
+        ("http.response.status_code", 403),
+    ]
     assert joined.name == "gateway pub" and joined.kind is SpanKind.SERVER
     assert dict(joined.attributes or {}) == {
         "http.request.method": "GET",

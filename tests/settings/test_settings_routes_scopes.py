@@ -123,7 +123,7 @@ def test_bad_api_key_header(errors: Errors) -> None:
 def test_a_scope_outside_printable_ascii_is_a_config_error(errors: Errors) -> None:
     # The RFC 6750 challenge of a 403 insufficient_scope quotes the scopes in a header:
     # only RFC 6749 scope-tokens load (the native table refuses anything else too).
-    assert errors(route("auth: [jwt], scopes: ['orders:réad', \"a\\tb\", \"x\\x7fy\"]")) == [
+    assert errors(route('auth: [jwt], scopes: [\'orders:réad\', "a\\tb", "x\\x7fy"]')) == [
         f"routes[0].scopes[{i}]: {bad!r} is not a scope — one word of visible characters "
         "without spaces, '\"' or '\\', e.g. orders:read"
         for i, bad in enumerate(["orders:réad", "a\tb", "x\x7fy"])

@@ -275,15 +275,20 @@ class GatewayTracer:
                     trace_state=TraceState.from_header([state]) if state else None,
                 )
                 context = self._in_context(NonRecordingSpan(remote), self._root)
-            attributes: dict[str, str | int] = {"http.request.method": method}
+            # In the order Python's own span ends with (GatewayTracer._finish): a decision
+            # made for another proxy sets the judged method again, after its door.
+            attributes: dict[str, str | int] = {} if door else {"http.request.method": method}
             if route is not None:
                 attributes["bastion.route"] = route
             if path:
                 attributes["url.path"] = path
-            if door is not None:
-                attributes["bastion.door"] = door  # the method is the judged request's
+            if door:
+                attributes["bastion.door"] = door
+                attributes["http.request.method"] = method
             attributes["bastion.outcome"] = outcome
-            attributes["http.response.status_code"] = status
+            if status:
+                # 0: none known — an allowed decision's span ends before its 200 is sent.
+                attributes["http.response.status_code"] = status
             span = self._native_tracer.start_span(
                 f"gateway {route}" if route is not None else "gateway",
                 context=context,

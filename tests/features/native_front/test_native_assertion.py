@@ -160,7 +160,10 @@ def test_rsa_keys_stop_at_4096_bits_which_the_native_plane_signs_with(
     config = _config(tmp_path, echo.server.url, "RS256")
     base = config.read_text()
     config.write_text(
-        base.replace("signing_keys: {algorithm: RS256}", "signing_keys: {algorithm: RS256, rsa_key_size: 4352}")
+        base.replace(
+            "signing_keys: {algorithm: RS256}",
+            "signing_keys: {algorithm: RS256, rsa_key_size: 4352}",
+        )
     )
     refused = run_cli("check-config", "-c", str(config), cwd=tmp_path)
     assert refused.returncode != 0
@@ -169,7 +172,10 @@ def test_rsa_keys_stop_at_4096_bits_which_the_native_plane_signs_with(
         in refused.stdout + refused.stderr
     )
     config.write_text(
-        base.replace("signing_keys: {algorithm: RS256}", "signing_keys: {algorithm: RS256, rsa_key_size: 4096}")
+        base.replace(
+            "signing_keys: {algorithm: RS256}",
+            "signing_keys: {algorithm: RS256, rsa_key_size: 4096}",
+        )
     )
     key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
     auth = {"Authorization": f"Bearer {key['key']}"}

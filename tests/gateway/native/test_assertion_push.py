@@ -14,7 +14,6 @@ import base64
 import logging
 
 import pytest
-
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bastion import _native
