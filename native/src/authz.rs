@@ -270,7 +270,10 @@ mod tests {
             }))
         };
         let listed = section(json!([["b", 1], ["a", "x"]])).expect("pairs");
-        assert_eq!(listed.claims, vec![("b".into(), json!(1)), ("a".into(), json!("x"))]);
+        assert_eq!(
+            listed.claims,
+            vec![("b".into(), json!(1)), ("a".into(), json!("x"))]
+        );
         let one = section(json!({"tier": "gold"})).expect("one member");
         assert_eq!(one.claims, vec![("tier".into(), json!("gold"))]);
         assert!(section(json!({})).expect("none").claims.is_empty());

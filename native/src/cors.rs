@@ -315,7 +315,11 @@ pub(crate) fn requested(headers: &HeaderMap) -> Option<Asked> {
         return None;
     }
     let text = py_strip(&latin1(asked.as_bytes())).to_owned();
-    let routed = if is_method_token(&text) { &text } else { UNLISTED };
+    let routed = if is_method_token(&text) {
+        &text
+    } else {
+        UNLISTED
+    };
     let method = Method::from_bytes(routed.as_bytes()).ok()?;
     Some(Asked { text, method })
 }
@@ -393,7 +397,11 @@ fn py_printable(c: char) -> bool {
     match c as u32 {
         0x80..=0xa0 | 0xad => false,
         0xa1..=0xff => true,
-        _ => !c.is_control() && !c.is_whitespace() && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}'),
+        _ => {
+            !c.is_control()
+                && !c.is_whitespace()
+                && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+        }
     }
 }
 
@@ -450,13 +458,25 @@ pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome 
     let peer = (ip, conn.tls);
     // Python's `ip` step runs first (no CORS headers yet).
     if native.ip.as_ref().is_some_and(|rules| !rules.admits(ip)) {
-        return refuse(&req, &route.name, peer, crate::ip_rules::not_allowed(), "ip");
+        return refuse(
+            &req,
+            &route.name,
+            peer,
+            crate::ip_rules::not_allowed(),
+            "ip",
+        );
     }
     let Some(origin) = policy.origin(req.headers()) else {
         return refuse(&req, &route.name, peer, origin_not_allowed(), "cors");
     };
     if !policy.methods.iter().any(|m| **m == *asked.text) {
-        return refuse(&req, &route.name, peer, method_not_allowed(&asked.text), "cors");
+        return refuse(
+            &req,
+            &route.name,
+            peer,
+            method_not_allowed(&asked.text),
+            "cors",
+        );
     }
     if let Some(name) = header_refused(policy, req.headers()) {
         return refuse(&req, &route.name, peer, header_not_allowed(&name), "cors");
@@ -678,7 +698,10 @@ mod tests {
             ("it's \"q\"", "'it\\'s \"q\"'"),
             ("a\\b", "'a\\\\b'"),
             ("\t\n\r\u{1}\u{7f}", "'\\t\\n\\r\\x01\\x7f'"),
-            ("\u{85}\u{a0}\u{ad}\u{a1}\u{e9}\u{ff}", "'\\x85\\xa0\\xad\u{a1}\u{e9}\u{ff}'"),
+            (
+                "\u{85}\u{a0}\u{ad}\u{a1}\u{e9}\u{ff}",
+                "'\\x85\\xa0\\xad\u{a1}\u{e9}\u{ff}'",
+            ),
             ("\u{2028}\u{3b1}", "'\\u2028\u{3b1}'"),
         ] {
             assert_eq!(py_repr(text), repr, "{text:?}");
@@ -691,7 +714,10 @@ mod tests {
         let name = "x".repeat(70);
         assert_eq!(
             header_not_allowed(&name).detail,
-            format!("Request header '{}' is not allowed from this origin.", "x".repeat(64))
+            format!(
+                "Request header '{}' is not allowed from this origin.",
+                "x".repeat(64)
+            )
         );
         let body = method_not_allowed("DELETE").body("rid-1");
         assert_eq!(

@@ -184,7 +184,11 @@ const BAD_REQUEST: (&str, &str) = ("forward_auth_bad_request", "Bad forward-auth
 /// `ForwardAuthAmbiguousError` (400).
 const AMBIGUOUS: (&str, &str) = ("forward_auth_ambiguous", "Ambiguous forward-auth request");
 
-fn refusal(status: StatusCode, (code, title): (&'static str, &'static str), detail: String) -> Problem {
+fn refusal(
+    status: StatusCode,
+    (code, title): (&'static str, &'static str),
+    detail: String,
+) -> Problem {
     Problem {
         status,
         code,
@@ -297,17 +301,31 @@ pub(crate) fn original(headers: &HeaderMap, family: Family) -> Result<Judged, Un
             spelled(theirs),
             family.as_str(),
         );
-        return Err(Unread::Refused(refusal(StatusCode::BAD_REQUEST, AMBIGUOUS, detail)));
+        return Err(Unread::Refused(refusal(
+            StatusCode::BAD_REQUEST,
+            AMBIGUOUS,
+            detail,
+        )));
     }
     match repeated.as_slice() {
         [] => {}
         [one] => {
             let detail = format!("The request carries more than one {} header.", titled(one));
-            return Err(Unread::Refused(refusal(StatusCode::BAD_REQUEST, AMBIGUOUS, detail)));
+            return Err(Unread::Refused(refusal(
+                StatusCode::BAD_REQUEST,
+                AMBIGUOUS,
+                detail,
+            )));
         }
         _ => return Err(Unread::Defer),
     }
-    let bad = |detail: String| Err(Unread::Refused(refusal(StatusCode::BAD_REQUEST, BAD_REQUEST, detail)));
+    let bad = |detail: String| {
+        Err(Unread::Refused(refusal(
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            detail,
+        )))
+    };
     let (Some(method), Some(uri)) = (
         method.filter(|m| !m.is_empty()),
         uri.filter(|u| !u.is_empty()),
@@ -516,7 +534,10 @@ mod tests {
         let first = [("x-forwarded-uri", "/b"), ("host", "a"), ("host", "b")];
         assert_eq!(refused(&first, Family::Nginx), ambiguous(other));
         assert_eq!(
-            refused(&with(&[("x-forwarded-host", "a"), ("x-forwarded-host", "b")]), Family::Nginx),
+            refused(
+                &with(&[("x-forwarded-host", "a"), ("x-forwarded-host", "b")]),
+                Family::Nginx
+            ),
             ambiguous("The request carries more than one X-Forwarded-Host header.")
         );
         assert_eq!(
@@ -534,7 +555,10 @@ mod tests {
         assert!(refused(&unknown, Family::Nginx).is_none());
         assert!(original(&headers(&unknown), Family::Nginx).is_err());
         let two = with(&[("host", "a"), ("host", "b"), ("x-original-uri", "/c")]);
-        assert!(matches!(original(&headers(&two), Family::Nginx), Err(Unread::Defer)));
+        assert!(matches!(
+            original(&headers(&two), Family::Nginx),
+            Err(Unread::Defer)
+        ));
         let say = "Say which request to judge: send X-Forwarded-Method and X-Forwarded-Uri \
                    (forward_auth.headers is forwarded).";
         for pairs in [
@@ -549,7 +573,11 @@ mod tests {
         }
         let method = "The original method is not an upper-case HTTP method.";
         let uri = "The original URI is not an origin-form path.";
-        for (m, u, detail) in [("get", "/a", method), ("GET", "a", uri), ("GET", "/a b", uri)] {
+        for (m, u, detail) in [
+            ("get", "/a", method),
+            ("GET", "a", uri),
+            ("GET", "/a b", uri),
+        ] {
             let pairs = [("x-original-method", m), ("x-original-uri", u)];
             assert_eq!(
                 refused(&pairs, Family::Nginx),
@@ -558,7 +586,10 @@ mod tests {
         }
         // Python reads a fragment (and keeps it in the query): its answer.
         let fragment = [("x-original-method", "GET"), ("x-original-uri", "/a?x#f")];
-        assert!(matches!(original(&headers(&fragment), Family::Nginx), Err(Unread::Defer)));
+        assert!(matches!(
+            original(&headers(&fragment), Family::Nginx),
+            Err(Unread::Defer)
+        ));
     }
 
     #[test]

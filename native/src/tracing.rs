@@ -640,7 +640,9 @@ mod tests {
         assert_eq!(span.route.as_deref(), Some("orders"));
         let mut refused = http::Response::new(crate::http::full(Bytes::new()));
         *refused.status_mut() = http::StatusCode::FORBIDDEN;
-        refused.extensions_mut().insert(ProblemCode("insufficient_scope"));
+        refused
+            .extensions_mut()
+            .insert(ProblemCode("insufficient_scope"));
         refused.extensions_mut().insert(DecisionSpan {
             route: Some("orders".into()),
             method: Some("DELETE".into()),
@@ -649,12 +651,17 @@ mod tests {
         let span = ended(refused, "GET", "/auth/verify");
         assert_eq!(span.door, Some("forward_auth"));
         assert_eq!(span.route.as_deref(), Some("orders"));
-        assert_eq!((span.method.as_str(), span.path.as_str()), ("DELETE", "/api/orders/1"));
+        assert_eq!(
+            (span.method.as_str(), span.path.as_str()),
+            ("DELETE", "/api/orders/1")
+        );
         assert_eq!((span.outcome, span.status), ("insufficient_scope", 403));
         // Refused by the door's own step: no route, no path, the decision request's method.
         let mut untrusted = http::Response::new(crate::http::full(Bytes::new()));
         *untrusted.status_mut() = http::StatusCode::FORBIDDEN;
-        untrusted.extensions_mut().insert(ProblemCode("forward_auth_untrusted"));
+        untrusted
+            .extensions_mut()
+            .insert(ProblemCode("forward_auth_untrusted"));
         untrusted.extensions_mut().insert(DecisionSpan::default());
         let span = ended(untrusted, "HEAD", "/auth/verify");
         assert_eq!((span.door, span.route), (Some("forward_auth"), None));
@@ -662,7 +669,10 @@ mod tests {
         // The gateway door's answer: no door.
         let plain = http::Response::new(crate::http::full(Bytes::new()));
         let span = ended(plain, "GET", "/pub");
-        assert_eq!((span.door, span.path.as_str(), span.status), (None, "/pub", 200));
+        assert_eq!(
+            (span.door, span.path.as_str(), span.status),
+            (None, "/pub", 200)
+        );
     }
 
     #[test]
