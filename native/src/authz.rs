@@ -3,14 +3,16 @@
 //! route's required claims and roles ([`claims_check`]), in Python's order.
 //!
 //! A refusal says which of Python's 403s it is ([`Refusal`]): the gateway
-//! renders it byte for byte (`crate::refusal`), or defers where Python's
-//! answer cannot be told exactly ([`Refusal::Undecided`]: several claims fail
-//! and Python names the first in its settings order; a scope or name that is
-//! not plain ASCII in a header).
+//! renders it byte for byte (`crate::refusal`). The required claims come in
+//! the settings' order (a list of pairs in the table), so the first failing
+//! one is the one Python names; the required scopes are RFC 6749 scope tokens
+//! (checked at table load, [`scope_tokens`]), so the challenge header of an
+//! `insufficient_scope` is always Python's.
 //!
 //! Required claims and roles need the credential's claims, so
 //! [`crate::authn`] checks them where it holds them and carries the verdict.
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::authn::RouteAuth;
@@ -39,8 +41,6 @@ pub enum Refusal {
     ClaimMismatch(String),
     /// `MissingRoleError` naming the role.
     MissingRole(String),
-    /// Python refuses, but which refusal it renders is not known exactly: defer.
-    Undecided,
 }
 
 /// `check_access`: the credential's route list, then the method's scopes.
@@ -68,6 +68,48 @@ pub fn check(
     needed.sort_unstable();
     needed.dedup();
     Err(Refusal::InsufficientScope(needed))
+}
+
+/// A route's required claims as the table lists them: `[name, value]` pairs
+/// in the settings' order (`compile/auth.py`). An object is read only with at
+/// most one member, where no order is lost (a JSON object is read back sorted,
+/// and Python names the *first* failing claim of several).
+pub fn ordered_claims<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Value)>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Claims {
+        Pairs(Vec<(String, Value)>),
+        Object(Map<String, Value>),
+    }
+    match Claims::deserialize(d)? {
+        Claims::Pairs(pairs) => Ok(pairs),
+        Claims::Object(one) if one.len() <= 1 => Ok(one.into_iter().collect()),
+        Claims::Object(_) => Err(serde::de::Error::custom(
+            "claims: several claims in an object lose their order; list [name, value] pairs",
+        )),
+    }
+}
+
+/// Whether a scope is an RFC 6749 scope-token (`%x21 / %x23-5B / %x5D-7E`),
+/// as the settings require (`bastion.settings.models._SCOPE_TOKEN`): printable
+/// ASCII without space, `"` or `\`, so Python writes the `insufficient_scope`
+/// challenge (`scope="…"`) as is.
+pub fn is_scope_token(scope: &str) -> bool {
+    !scope.is_empty()
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// Refuse a table whose route requires a scope that is not a scope-token:
+/// the settings refuse it (`routes[…].scopes…: … is not a scope`), so such a
+/// table is a bug between the compiler and the crate.
+pub fn scope_tokens(route: &RouteAuth) -> Result<(), String> {
+    let listed = route.scopes.by_method.values().chain(&route.scopes.default);
+    match listed.flatten().find(|scope| !is_scope_token(scope)) {
+        Some(bad) => Err(format!("auth section: {bad:?} is not a scope token")),
+        None => Ok(()),
+    }
 }
 
 /// Python's `_same`: equal type and value (`true` is not `1`, `1` is not `1.0`).
@@ -118,19 +160,15 @@ pub fn claims_hold(route: &RouteAuth, claims: &Map<String, Value>) -> bool {
     claims_check(route, claims).is_ok()
 }
 
-/// `RequiredClaims.check`: the first failing claim (in the settings' order,
-/// which the table's JSON object does not keep: with several failing,
-/// [`Refusal::Undecided`]), then the first missing role.
+/// `RequiredClaims.check`: the first failing claim (in the settings' order:
+/// the table lists them as `[name, value]` pairs), then the first missing role.
 pub fn claims_check(route: &RouteAuth, claims: &Map<String, Value>) -> Result<(), Refusal> {
-    let mut failing = route
+    let failing = route
         .claims
         .iter()
-        .filter(|(name, expected)| !holds(claims.get(name.as_str()), expected));
-    if let Some((name, _)) = failing.next() {
-        return Err(match failing.next() {
-            None => Refusal::ClaimMismatch(name.clone()),
-            Some(_) => Refusal::Undecided,
-        });
+        .find(|(name, expected)| !holds(claims.get(name.as_str()), expected));
+    if let Some((name, _)) = failing {
+        return Err(Refusal::ClaimMismatch(name.clone()));
     }
     if route.roles.is_empty() {
         return Ok(());
@@ -225,10 +263,52 @@ mod tests {
     }
 
     #[test]
+    fn claims_are_read_in_order() {
+        let section = |claims: Value| {
+            RouteAuth::from_section(&json!({
+                "public": false, "methods": ["api_key"], "claims": claims
+            }))
+        };
+        let listed = section(json!([["b", 1], ["a", "x"]])).expect("pairs");
+        assert_eq!(
+            listed.claims,
+            vec![("b".into(), json!(1)), ("a".into(), json!("x"))]
+        );
+        let one = section(json!({"tier": "gold"})).expect("one member");
+        assert_eq!(one.claims, vec![("tier".into(), json!("gold"))]);
+        assert!(section(json!({})).expect("none").claims.is_empty());
+        let err = section(json!({"b": 1, "a": 2})).expect_err("order lost");
+        assert!(err.contains("lose their order"), "{err}");
+        assert!(section(json!([["a"]])).is_err());
+    }
+
+    #[test]
+    fn scopes_must_be_scope_tokens() {
+        for good in ["orders:read", "a", "!#[]~", "x/y"] {
+            assert!(is_scope_token(good), "{good}");
+        }
+        for bad in ["", "a b", "x\"y", "a\\b", "é", "tab\t", "\u{7f}"] {
+            assert!(!is_scope_token(bad), "{bad:?}");
+        }
+        let ok = route(json!({
+            "public": false, "methods": ["api_key"],
+            "scopes": {"by_method": {"GET": ["r"]}, "default": ["w:x"]}
+        }));
+        assert_eq!(scope_tokens(&ok), Ok(()));
+        for scopes in [
+            json!({"by_method": {"GET": ["r", "é"]}}),
+            json!({"by_method": {}, "default": ["a\"b"]}),
+        ] {
+            let bad = route(json!({"public": false, "methods": ["api_key"], "scopes": scopes}));
+            assert!(scope_tokens(&bad).is_err());
+        }
+    }
+
+    #[test]
     fn claims_and_roles_name_what_fails() {
         let r = route(json!({
             "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
-            "claims": {"tier": "gold", "n": 1, "gone": null},
+            "claims": [["tier", "gold"], ["n", 1], ["gone", null]],
             "roles": ["admin", "ops"], "roles_claim": "realm.roles"
         }));
         let good = json!({"tier": "gold", "n": 1, "realm": {"roles": "ops\u{1f}admin"}});
@@ -240,7 +320,15 @@ mod tests {
         // Two failing claims: Python names the first in its settings' order.
         assert_eq!(
             claims_check(&r, &claims(json!({"n": true}))),
-            Err(Refusal::Undecided)
+            Err(Refusal::ClaimMismatch("tier".into()))
+        );
+        let reversed = route(json!({
+            "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
+            "claims": [["n", 1], ["tier", "gold"]]
+        }));
+        assert_eq!(
+            claims_check(&reversed, &claims(json!({"n": true}))),
+            Err(Refusal::ClaimMismatch("n".into()))
         );
         assert_eq!(
             claims_check(
@@ -258,7 +346,7 @@ mod tests {
         );
         let nested = route(json!({
             "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
-            "claims": {"grp": [[1, true]], "obj": {"a": [1.0]}}
+            "claims": [["grp", [[1, true]]], ["obj", {"a": [1.0]}]]
         }));
         // Inside lists and objects, Python's `==`: 1 == 1.0 == True.
         let held = json!({"grp": [[1.0, 1], "x"], "obj": {"a": [true]}});

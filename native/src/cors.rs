@@ -15,11 +15,18 @@
 //!   configured and `Vary: Origin`; the upstream's own `Access-Control-*`
 //!   headers are dropped.
 //!
-//! Deferred to Python, which renders and audits them: a preflight refused for
-//! its method or a request header (their details quote the value with Python's
-//! `repr`), a preflight whose method or header list is anything but plain
-//! tokens, a preflight to a route without CORS (an ordinary `OPTIONS`), and
-//! any head `hygiene` does not take.
+//! - a preflight refused for its method (403 `cors_method_not_allowed`) or a
+//!   request header (403 `cors_header_not_allowed`) is refused here too, the
+//!   value quoted as Python's `repr` writes it ([`py_repr`]) after Python's
+//!   latin-1 decoding, Unicode `strip` and `lower`, whatever bytes it holds;
+//!   a preflight from an address the route's IP rules refuse gets Python's
+//!   403 `ip_not_allowed` (its `ip` step runs first).
+//!
+//! Deferred to Python: a preflight to a route without CORS (an ordinary
+//! `OPTIONS`: Python proxies it, or refuses it with 405, through the steps
+//! whose framing the native core does not take for `OPTIONS` yet), a
+//! preflight asking for `OPTIONS` itself (the router defers that method on a
+//! table with preflights), and any head `hygiene` does not take.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -62,6 +69,11 @@ const SAFELISTED: [&str; 5] = [
 ];
 /// `CorsOriginNotAllowedError`'s detail.
 const ORIGIN_DETAIL: &str = "This origin may not call this route from a browser.";
+/// Routes a preflight whose method is not a method token (`post`, `GET X`,
+/// empty): Python's matcher matches such a string only on routes without a
+/// `methods` list, as it does this token, which no route lists (settings
+/// allow GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS only).
+const UNLISTED: &str = "BASTION-UNLISTED-METHOD";
 
 /// The `edge.cors` section (`bastion.gateway.compile.cors`).
 #[derive(Debug, Deserialize)]
@@ -233,35 +245,68 @@ pub fn actual(policy: Option<&CorsPolicy>, headers: &HeaderMap) -> Result<Option
     }))
 }
 
-/// 403 `cors_origin_not_allowed` (`CorsOriginNotAllowedError`), audited and
-/// metered as Python's `cors` step does (no identity yet).
-pub fn refuse(req: &Request<Body>, route: &str, ip: IpAddr, https: bool) -> Outcome {
+/// A preflight's refusal (`problem`), audited and metered as Python's `step`
+/// (`cors`, or `ip`) does: no identity yet, no CORS headers.
+fn refuse(
+    req: &Request<Body>,
+    route: &str,
+    (ip, https): (IpAddr, bool),
+    problem: Problem,
+    step: &'static str,
+) -> Outcome {
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers());
     let rid = request_id.to_str().unwrap_or("-");
-    let problem = origin_not_allowed();
     let nobody = Identity::default();
-    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, "cors", started);
+    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, step, started);
     let mut response = problem.into_response(rid);
     respond::decorate(response.headers_mut(), https, &request_id);
     Outcome::Respond(response)
 }
 
-pub(crate) fn origin_not_allowed() -> Problem {
+/// A `CorsError` (403, `Vary: Origin`) with `code` and `detail`.
+fn cors_error(code: &'static str, detail: String) -> Problem {
     Problem {
         status: StatusCode::FORBIDDEN,
-        code: "cors_origin_not_allowed",
+        code,
         title: "Cross-origin request refused",
-        detail: ORIGIN_DETAIL.to_owned(),
+        detail,
         www_authenticate: None,
         retry_after: None,
         headers: vec![(VARY, VARY_ORIGIN)],
     }
 }
 
-/// The method a preflight asks for (`cors.preflight_method`), when it is a
-/// plain method token: one `Access-Control-Request-Method`, some `Origin`.
-pub(crate) fn requested_method(headers: &HeaderMap) -> Option<Method> {
+pub(crate) fn origin_not_allowed() -> Problem {
+    cors_error("cors_origin_not_allowed", ORIGIN_DETAIL.to_owned())
+}
+
+/// `CorsMethodNotAllowedError(f"{method[:32]!r} is not allowed from this origin.")`.
+fn method_not_allowed(method: &str) -> Problem {
+    let quoted = py_repr(&method.chars().take(32).collect::<String>());
+    let detail = format!("{quoted} is not allowed from this origin.");
+    cors_error("cors_method_not_allowed", detail)
+}
+
+/// `CorsHeaderNotAllowedError(f"Request header {name[:64]!r} is not allowed from this origin.")`.
+fn header_not_allowed(name: &str) -> Problem {
+    let quoted = py_repr(&name.chars().take(64).collect::<String>());
+    let detail = format!("Request header {quoted} is not allowed from this origin.");
+    cors_error("cors_header_not_allowed", detail)
+}
+
+/// What a preflight asks for (`cors.preflight_method`): one
+/// `Access-Control-Request-Method`, some `Origin`.
+pub(crate) struct Asked {
+    /// Python's string: the value decoded as latin-1, Unicode-stripped.
+    pub text: String,
+    /// The method it is routed by: itself when it is a method token, else
+    /// [`UNLISTED`], which routes alike.
+    pub method: Method,
+}
+
+/// The method a preflight asks for, `None` when the request is no preflight.
+pub(crate) fn requested(headers: &HeaderMap) -> Option<Asked> {
     let mut asked = headers.get_all(&ACRM).iter();
     let (Some(asked), None) = (asked.next(), asked.next()) else {
         return None;
@@ -269,59 +314,127 @@ pub(crate) fn requested_method(headers: &HeaderMap) -> Option<Method> {
     if !headers.contains_key(ORIGIN) {
         return None;
     }
-    let method = std::str::from_utf8(trim(asked.as_bytes())).ok()?;
-    if !is_method_token(method) {
-        return None; // Python's `str.strip` and matcher decide anything else
-    }
-    Method::from_bytes(method.as_bytes()).ok()
+    let text = py_strip(&latin1(asked.as_bytes())).to_owned();
+    let routed = if is_method_token(&text) {
+        &text
+    } else {
+        UNLISTED
+    };
+    let method = Method::from_bytes(routed.as_bytes()).ok()?;
+    Some(Asked { text, method })
 }
 
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
+/// Python's `bytes.decode("latin-1")`: one char per byte.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
-/// Whether every header a preflight asks for is allowed: `Some(true)`;
-/// `Some(false)` for one that is not; `None` for a list that is not plain
-/// comma-separated tokens (Python reads it: its `strip` and `lower` are Unicode).
-fn headers_allowed(policy: &CorsPolicy, headers: &HeaderMap) -> Option<bool> {
+/// Python's `str.isspace` within latin-1 (what `str.strip()` removes there).
+fn py_space(c: char) -> bool {
+    matches!(c, '\t'..='\r' | '\u{1c}'..='\u{20}' | '\u{85}' | '\u{a0}')
+}
+
+/// Python's `str.strip()` of a latin-1 decoded string.
+fn py_strip(text: &str) -> &str {
+    text.trim_matches(py_space)
+}
+
+/// Python's `str.lower()` within latin-1: `A`-`Z` and `À`-`Þ` but `×`.
+fn py_lower(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            'A'..='Z' | '\u{c0}'..='\u{d6}' | '\u{d8}'..='\u{de}' => {
+                char::from_u32(c as u32 + 0x20).unwrap_or(c)
+            }
+            c => c,
+        })
+        .collect()
+}
+
+/// Python's `repr()` of a str: single quotes unless it holds `'` and no `"`;
+/// the quote and `\` escaped, `\t \n \r`, other non-printables as `\xNN`
+/// (`\uNNNN`, `\UNNNNNNNN` above latin-1, where `isprintable` is Unicode's:
+/// approximated there by Rust's control and whitespace classes).
+pub(crate) fn py_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            c if c == quote || c == '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            ' '..='~' => out.push(c),
+            c if !py_printable(c) => {
+                let n = c as u32;
+                let escaped = if n <= 0xff {
+                    format!("\\x{n:02x}")
+                } else if n <= 0xffff {
+                    format!("\\u{n:04x}")
+                } else {
+                    format!("\\U{n:08x}")
+                };
+                out.push_str(&escaped);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `str.isprintable` for one non-ASCII char: exact within latin-1
+/// (`U+0080`-`U+00A0` and the soft hyphen are not), Rust's classes beyond.
+fn py_printable(c: char) -> bool {
+    match c as u32 {
+        0x80..=0xa0 | 0xad => false,
+        0xa1..=0xff => true,
+        _ => {
+            !c.is_control()
+                && !c.is_whitespace()
+                && !matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+        }
+    }
+}
+
+/// The first header a preflight asks for that the policy does not allow, as
+/// Python reads it (each field decoded as latin-1, split on `,`, each name
+/// Unicode-stripped and lower-cased); `None` when every one is allowed.
+fn header_refused(policy: &CorsPolicy, headers: &HeaderMap) -> Option<String> {
     for value in headers.get_all(&ACRH) {
-        for token in value.as_bytes().split(|&b| b == b',') {
-            let name = trim(token);
+        for token in latin1(value.as_bytes()).split(',') {
+            let name = py_lower(py_strip(token));
             if name.is_empty() {
                 continue;
             }
-            if !name.iter().all(|&b| is_tchar(b)) {
-                return None;
-            }
-            let allowed = |known: &str| known.as_bytes().eq_ignore_ascii_case(name);
+            let allowed = |known: &str| known == name;
             if !policy.headers.iter().any(|h| allowed(h)) && !SAFELISTED.iter().any(|h| allowed(h))
             {
-                return Some(false);
+                return Some(name);
             }
         }
     }
-    Some(true)
-}
-
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    None
 }
 
 /// An `OPTIONS` request while some route has CORS (`match` then `cors` of
 /// Python's pipeline): a preflight for a native CORS route is answered or
 /// refused here; anything else is deferred.
 pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome {
-    let Some(method) = requested_method(req.headers()) else {
+    let Some(asked) = requested(req.headers()) else {
         return Outcome::Defer(req);
     };
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let Routed::Native { route, .. } = table.routes.route(host_of(&req), &method, target) else {
+    let routed = table.routes.route(host_of(&req), &asked.method, target);
+    let Routed::Native { route, .. } = routed else {
         return Outcome::Defer(req);
     };
     let Some(Some(native)) = table.native.get(route.index) else {
@@ -342,18 +455,31 @@ pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome 
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
         return Outcome::Defer(req);
     };
-    // Python's `ip` step runs first: its 403 for a preflight is Python's to render.
+    let peer = (ip, conn.tls);
+    // Python's `ip` step runs first (no CORS headers yet).
     if native.ip.as_ref().is_some_and(|rules| !rules.admits(ip)) {
-        return Outcome::Defer(req);
+        return refuse(
+            &req,
+            &route.name,
+            peer,
+            crate::ip_rules::not_allowed(),
+            "ip",
+        );
     }
     let Some(origin) = policy.origin(req.headers()) else {
-        return refuse(&req, &route.name, ip, conn.tls);
+        return refuse(&req, &route.name, peer, origin_not_allowed(), "cors");
     };
-    if !policy.methods.iter().any(|m| **m == *method.as_str()) {
-        return Outcome::Defer(req); // 403 cors_method_not_allowed, rendered by Python
+    if !policy.methods.iter().any(|m| **m == *asked.text) {
+        return refuse(
+            &req,
+            &route.name,
+            peer,
+            method_not_allowed(&asked.text),
+            "cors",
+        );
     }
-    if headers_allowed(policy, req.headers()) != Some(true) {
-        return Outcome::Defer(req); // 403 cors_header_not_allowed, or Python reads the list
+    if let Some(name) = header_refused(policy, req.headers()) {
+        return refuse(&req, &route.name, peer, header_not_allowed(&name), "cors");
     }
     let started = Instant::now();
     let request_id = plane().request_ids.assign(req.headers());
@@ -517,36 +643,90 @@ mod tests {
 
     #[test]
     fn cors_preflight_method_and_headers() {
-        let asked = |pairs: &[(&str, &str)]| requested_method(&head(pairs));
+        let asked = |pairs: &[(&str, &str)]| requested(&head(pairs)).map(|a| (a.method, a.text));
         let o = ("origin", "https://app.example.com");
+        let acrm = "access-control-request-method";
         assert_eq!(
-            asked(&[o, ("access-control-request-method", "POST")]),
-            Some(Method::POST)
+            asked(&[o, (acrm, "POST")]),
+            Some((Method::POST, "POST".into()))
         );
         assert_eq!(
-            asked(&[o, ("access-control-request-method", " PUT\t")]),
-            Some(Method::PUT)
+            asked(&[o, (acrm, " PUT\t")]),
+            Some((Method::PUT, "PUT".into()))
         );
-        assert_eq!(asked(&[("access-control-request-method", "POST")]), None);
-        assert_eq!(asked(&[o, ("access-control-request-method", "post")]), None);
-        assert_eq!(asked(&[o, ("access-control-request-method", "")]), None);
+        assert_eq!(asked(&[(acrm, "POST")]), None);
+        assert_eq!(asked(&[o, (acrm, "GET"), (acrm, "GET")]), None);
+        // Not a method token: routed as a method no route lists, quoted as Python reads it.
+        let unlisted = Method::from_bytes(UNLISTED.as_bytes()).unwrap();
         assert_eq!(
-            asked(&[
-                o,
-                ("access-control-request-method", "GET"),
-                ("access-control-request-method", "GET")
-            ]),
-            None
+            asked(&[o, (acrm, "post")]),
+            Some((unlisted.clone(), "post".into()))
         );
+        assert_eq!(asked(&[o, (acrm, "")]), Some((unlisted.clone(), "".into())));
+        let mut odd = head(&[o]);
+        odd.append(&ACRM, HeaderValue::from_bytes(b"\xa0G\xe9T\x85").unwrap());
+        let got = requested(&odd).unwrap();
+        assert_eq!((got.method, got.text.as_str()), (unlisted, "G\u{e9}T"));
+
         let p = policy(false, "");
-        let allowed =
-            |value: &str| headers_allowed(&p, &head(&[("access-control-request-headers", value)]));
-        assert_eq!(allowed("Content-Type, authorization"), Some(true));
-        assert_eq!(allowed("X-API-Key,accept, range ,"), Some(true));
-        assert_eq!(allowed(""), Some(true));
-        assert_eq!(allowed("x-secret, accept"), Some(false));
-        assert_eq!(allowed("x api key"), None);
-        assert_eq!(headers_allowed(&p, &head(&[])), Some(true));
+        let refused = |value: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.append(&ACRH, HeaderValue::from_bytes(value).unwrap());
+            header_refused(&p, &h)
+        };
+        assert_eq!(refused(b"Content-Type, authorization"), None);
+        assert_eq!(refused(b"X-API-Key,accept, range ,"), None);
+        assert_eq!(refused(b""), None);
+        assert_eq!(refused(b"x-secret, accept"), Some("x-secret".into()));
+        assert_eq!(refused(b"accept, X API Key"), Some("x api key".into()));
+        // Latin-1, Unicode strip (NBSP, NEL) and lower (`\xc9` is É, `\xd7` is not a letter).
+        assert_eq!(
+            refused(b"\xa0X-\xc9\xd7\x85, accept"),
+            Some("x-\u{e9}\u{d7}".into())
+        );
+        assert_eq!(refused(b"\xa0Authorization\x85"), None);
+        assert_eq!(header_refused(&p, &head(&[])), None);
+    }
+
+    #[test]
+    fn cors_details_quote_as_pythons_repr() {
+        // Each expected value is Python's `repr` of the same str.
+        for (text, repr) in [
+            ("DELETE", "'DELETE'"),
+            ("", "''"),
+            ("it's", "\"it's\""),
+            ("it's \"q\"", "'it\\'s \"q\"'"),
+            ("a\\b", "'a\\\\b'"),
+            ("\t\n\r\u{1}\u{7f}", "'\\t\\n\\r\\x01\\x7f'"),
+            (
+                "\u{85}\u{a0}\u{ad}\u{a1}\u{e9}\u{ff}",
+                "'\\x85\\xa0\\xad\u{a1}\u{e9}\u{ff}'",
+            ),
+            ("\u{2028}\u{3b1}", "'\\u2028\u{3b1}'"),
+        ] {
+            assert_eq!(py_repr(text), repr, "{text:?}");
+        }
+        let long = "A".repeat(40);
+        assert_eq!(
+            method_not_allowed(&long).detail,
+            format!("'{}' is not allowed from this origin.", "A".repeat(32))
+        );
+        let name = "x".repeat(70);
+        assert_eq!(
+            header_not_allowed(&name).detail,
+            format!(
+                "Request header '{}' is not allowed from this origin.",
+                "x".repeat(64)
+            )
+        );
+        let body = method_not_allowed("DELETE").body("rid-1");
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            "{\"type\":\"urn:bastion:problem:cors_method_not_allowed\",\
+             \"title\":\"Cross-origin request refused\",\"status\":403,\
+             \"detail\":\"'DELETE' is not allowed from this origin.\",\
+             \"reason\":\"cors_method_not_allowed\",\"request_id\":\"rid-1\"}"
+        );
     }
 
     #[test]

@@ -234,9 +234,7 @@ pub(crate) async fn decide<'t>(
             Admission::Forbidden { identity, refusal } => {
                 // `authorize`: Python's 403, with the route's CORS headers (before any
                 // risk flag or limit: nothing consumed).
-                let Some(refusal) = crate::refusal::forbidden(&refusal, req.method.as_str()) else {
-                    return Decided::Defer(None);
-                };
+                let refusal = crate::refusal::forbidden(&refusal, req.method.as_str());
                 let response = refuse_with(
                     req,
                     Some(&route.name),

@@ -12,11 +12,22 @@
 //! `RateLimit` headers, or the native refusal (401 `invalid_api_key`, 403
 //! `ip_not_allowed`, 429), each audited with `data.door = "forward_auth"`.
 //!
-//! Python answers (the request is deferred unchanged) whenever the caller is
-//! not a trusted proxy (its 403 `forward_auth_untrusted`), the headers are
-//! ambiguous (the other family, a judged header twice: its 400
-//! `forward_auth_ambiguous`), missing or unreadable (400
-//! `forward_auth_bad_request`), or anything the gateway door defers.
+//! The door's own refusals (Python's `forward_auth` step, before any route:
+//! audited with no route, metered under `(none)`) are rendered here too: a
+//! caller that is not a trusted proxy (403 `forward_auth_untrusted`), headers
+//! that are ambiguous (the other family, a judged header twice: 400
+//! `forward_auth_ambiguous`, naming the header Python meets first), missing
+//! or unreadable (400 `forward_auth_bad_request`).
+//!
+//! Python answers (the request is deferred unchanged) an HTTP/2 decision
+//! request, one with a body or a head the gateway door would defer (a
+//! method-override header: Python's twin of each native answer), a judged header repeated where the order of
+//! the fields decides which one Python names (the header map keeps each
+//! name's fields together), a URI Python reads and the URI type does not (a
+//! fragment, …), and anything the gateway door defers.
+
+use std::net::IpAddr;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, HOST};
@@ -25,11 +36,15 @@ use http_body::Body as _;
 use serde::Deserialize;
 
 use crate::audit::Door;
+use crate::client_ip::client_ip;
 use crate::decide::{self, Allowed, Decided};
-use crate::http::{full, Body, ConnInfo, Outcome};
+use crate::http::{full, Body, ConnInfo, Identity, Outcome};
+use crate::plane::plane;
+use crate::problem::Problem;
 use crate::respond;
 use crate::table::Table;
-use crate::verdict::{self, Head};
+use crate::tracing::DecisionSpan;
+use crate::verdict::{self, DeniedHead, Head};
 
 /// `bastion.http.endpoints.forward_auth.FORWARD_AUTH_PATH`.
 pub const FORWARD_AUTH_PATH: &str = "/auth/verify";
@@ -57,7 +72,37 @@ const FORWARDED_HOST: &str = "x-forwarded-host";
 /// Python's `_MAX_URI`.
 const MAX_URI: usize = 8192;
 
+/// How Python spells a header in its details (`_SPELLED`).
+fn spelled(name: &str) -> &'static str {
+    match name {
+        ORIGINAL_METHOD => "X-Original-Method",
+        ORIGINAL_URI => "X-Original-URI",
+        FORWARDED_METHOD => "X-Forwarded-Method",
+        _ => "X-Forwarded-Uri",
+    }
+}
+
+/// Python's `str.title()` of a judged header's lower-case name.
+fn titled(name: &str) -> &'static str {
+    match name {
+        ORIGINAL_METHOD => "X-Original-Method",
+        ORIGINAL_URI => "X-Original-Uri",
+        FORWARDED_METHOD => "X-Forwarded-Method",
+        FORWARDED_URI => "X-Forwarded-Uri",
+        FORWARDED_HOST => "X-Forwarded-Host",
+        _ => "Host",
+    }
+}
+
 impl Family {
+    /// `forward_auth.headers` as the settings spell it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Family::Nginx => "nginx",
+            Family::Forwarded => "forwarded",
+        }
+    }
+
     /// This family's (method, URI) header names; then the other family's.
     fn names(self) -> ([&'static str; 2], [&'static str; 2]) {
         let nginx = [ORIGINAL_METHOD, ORIGINAL_URI];
@@ -79,17 +124,29 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
     let Some(config) = table.forward_auth else {
         return Outcome::Defer(req);
     };
-    // Only a trusted proxy may name the request to judge (else Python's 403).
-    if table.trusted.is_empty() || !table.trusted.contains(conn.peer.ip()) {
-        return Outcome::Defer(req);
-    }
     // HTTP/1.x only (an HTTP/2 host is its :authority), and no body to leave unread.
     if !matches!(req.version(), Version::HTTP_11 | Version::HTTP_10) || !req.body().is_end_stream()
     {
         return Outcome::Defer(req);
     }
-    let Some(judged) = original(req.headers(), config.headers) else {
+    // A head the gateway door would defer (a method-override header, odd framing,
+    // over the header limits): Python's, refusals included.
+    if !crate::hygiene::takes_head(req.version(), req.headers(), true, table.head, u64::MAX) {
         return Outcome::Defer(req);
+    }
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
+        return Outcome::Defer(req);
+    };
+    // Only a trusted proxy may name the request to judge.
+    if table.trusted.is_empty() || !table.trusted.contains(conn.peer.ip()) {
+        let detail = "Only a proxy listed in trusted_proxies may ask for forward-auth decisions.";
+        let problem = refusal(StatusCode::FORBIDDEN, UNTRUSTED, detail.to_owned());
+        return refuse(&req, ip, conn.tls, problem, table);
+    }
+    let judged = match original(req.headers(), config.headers) {
+        Ok(judged) => judged,
+        Err(Unread::Refused(problem)) => return refuse(&req, ip, conn.tls, problem, table),
+        Err(Unread::Defer) => return Outcome::Defer(req),
     };
     let head = Head {
         method: &judged.method,
@@ -98,11 +155,88 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
         headers: &judged.headers,
         body_empty: true,
     };
-    match decide::decide(head, conn, table, Door::ForwardAuth).await {
-        Decided::Allow(allowed) => Outcome::Respond(answer(*allowed, conn.tls)),
-        Decided::Respond(response) => Outcome::Respond(response),
-        Decided::Defer(lead) => decide::defer(req, lead),
+    let mut response = match decide::decide(head, conn, table, Door::ForwardAuth).await {
+        Decided::Allow(allowed) => answer(*allowed, conn.tls),
+        Decided::Respond(response) => response,
+        Decided::Defer(lead) => return decide::defer(req, lead),
+    };
+    if table.tracing.is_some() {
+        // The span names the judged request (matched: a native answer is never
+        // `match`'s refusal on this door), its path already in normal form.
+        let target = judged.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let route = match table.routes.route(head.host(), &judged.method, target) {
+            crate::router::Routed::Native { route, .. } => Some(route.name.clone()),
+            _ => None,
+        };
+        response.extensions_mut().insert(DecisionSpan {
+            route,
+            method: Some(judged.method.as_str().to_owned()),
+            path: judged.uri.path().to_owned(),
+        });
     }
+    Outcome::Respond(response)
+}
+
+/// `ForwardAuthUntrustedError` (403).
+const UNTRUSTED: (&str, &str) = ("forward_auth_untrusted", "Forbidden");
+/// `ForwardAuthBadRequestError` (400).
+const BAD_REQUEST: (&str, &str) = ("forward_auth_bad_request", "Bad forward-auth request");
+/// `ForwardAuthAmbiguousError` (400).
+const AMBIGUOUS: (&str, &str) = ("forward_auth_ambiguous", "Ambiguous forward-auth request");
+
+fn refusal(
+    status: StatusCode,
+    (code, title): (&'static str, &'static str),
+    detail: String,
+) -> Problem {
+    Problem {
+        status,
+        code,
+        title,
+        detail,
+        www_authenticate: None,
+        retry_after: None,
+        headers: Vec::new(),
+    }
+}
+
+/// A refusal of Python's `forward_auth` step: before any route (audited with
+/// none, metered under `(none)`), nobody's, the decision request's method and
+/// path, `data.door = "forward_auth"`.
+fn refuse(
+    req: &Request<Body>,
+    ip: IpAddr,
+    https: bool,
+    problem: Problem,
+    table: &Table,
+) -> Outcome {
+    let started = Instant::now();
+    let request_id = plane().request_ids.assign(req.headers());
+    let rid = request_id.to_str().unwrap_or("-");
+    let nobody = Identity::default();
+    DeniedHead::of(req).through(Door::ForwardAuth).denied_as(
+        None,
+        &nobody,
+        ip,
+        rid,
+        &problem,
+        "forward_auth",
+        started,
+    );
+    let mut response = problem.into_response(rid);
+    respond::decorate(response.headers_mut(), https, &request_id);
+    if table.tracing.is_some() {
+        // Python's span: no route, no path, the decision request's method.
+        response.extensions_mut().insert(DecisionSpan::default());
+    }
+    Outcome::Respond(response)
+}
+
+/// Why [`original`] read no request: Python's refusal, or Python reads it.
+#[derive(Debug)]
+pub(crate) enum Unread {
+    Refused(Problem),
+    Defer,
 }
 
 /// The head of the request a proxy asks about.
@@ -112,51 +246,112 @@ pub(crate) struct Judged {
     pub headers: HeaderMap,
 }
 
-/// The request the proxy asks about (Python's `original_scope`), or `None`
-/// where Python refuses (400) or reads something the native path does not.
-pub(crate) fn original(headers: &HeaderMap, family: Family) -> Option<Judged> {
+/// The request the proxy asks about (Python's `original_scope`): Python's
+/// 400 where it refuses the headers, `Defer` where it reads what the native
+/// path does not.
+pub(crate) fn original(headers: &HeaderMap, family: Family) -> Result<Judged, Unread> {
     let ([method_name, uri_name], other) = family.names();
     let mut method = None;
     let mut uri = None;
     let mut forwarded_host = None;
     let mut host = None;
+    // Python meets the fields in order and refuses at the first of the other
+    // family or the first repeat of a judged one. The map keeps each name's
+    // fields together, in the order names first appear: the other family is
+    // named exactly when it comes before every repeated name; one repeated
+    // name alone is named exactly; anything else is Python's to tell.
+    let mut other_seen: Option<&'static str> = None;
+    let mut repeated: Vec<&'static str> = Vec::new();
     for (name, value) in headers {
         let name = name.as_str();
-        let slot = if name == method_name {
-            &mut method
+        let (slot, judged) = if name == method_name {
+            (&mut method, method_name)
         } else if name == uri_name {
-            &mut uri
+            (&mut uri, uri_name)
         } else if name == FORWARDED_HOST {
-            &mut forwarded_host
+            (&mut forwarded_host, FORWARDED_HOST)
         } else if name == HOST.as_str() {
-            &mut host
-        } else if other.contains(&name) {
-            return None; // the other family: 400 forward_auth_ambiguous
+            (&mut host, "host")
+        } else if let Some(theirs) = other.iter().find(|n| **n == name) {
+            if other_seen.is_none() && repeated.is_empty() {
+                other_seen = Some(theirs);
+            } else if other_seen.is_none() {
+                return Err(Unread::Defer); // a repeat came first, or not: unknown
+            }
+            continue;
         } else {
             continue;
         };
         if slot.is_some() {
-            return None; // a judged header twice: 400 forward_auth_ambiguous
+            if !repeated.contains(&judged) {
+                repeated.push(judged);
+            }
+            continue;
         }
         *slot = Some(value.as_bytes().trim_ascii());
     }
-    let method = method.filter(|m| !m.is_empty())?;
-    let uri = uri.filter(|u| !u.is_empty())?;
+    if let Some(theirs) = other_seen {
+        let [own_method, own_uri] = family.names().0.map(spelled);
+        let detail = format!(
+            "The request carries {}, but forward_auth.headers is {}: bastion reads the \
+             original request only from {own_method} and {own_uri}, and refuses a request \
+             that carries the other family too (a client may have sent it). Set \
+             forward_auth.headers to match your proxy (nginx: nginx; Caddy, Traefik: \
+             forwarded).",
+            spelled(theirs),
+            family.as_str(),
+        );
+        return Err(Unread::Refused(refusal(
+            StatusCode::BAD_REQUEST,
+            AMBIGUOUS,
+            detail,
+        )));
+    }
+    match repeated.as_slice() {
+        [] => {}
+        [one] => {
+            let detail = format!("The request carries more than one {} header.", titled(one));
+            return Err(Unread::Refused(refusal(
+                StatusCode::BAD_REQUEST,
+                AMBIGUOUS,
+                detail,
+            )));
+        }
+        _ => return Err(Unread::Defer),
+    }
+    let bad = |detail: String| {
+        Err(Unread::Refused(refusal(
+            StatusCode::BAD_REQUEST,
+            BAD_REQUEST,
+            detail,
+        )))
+    };
+    let (Some(method), Some(uri)) = (
+        method.filter(|m| !m.is_empty()),
+        uri.filter(|u| !u.is_empty()),
+    ) else {
+        return bad(format!(
+            "Say which request to judge: send {} and {} (forward_auth.headers is {}).",
+            spelled(method_name),
+            spelled(uri_name),
+            family.as_str()
+        ));
+    };
     if method.len() > 16 || !method.iter().all(u8::is_ascii_uppercase) {
-        return None;
+        return bad("The original method is not an upper-case HTTP method.".to_owned());
     }
     if uri.len() > MAX_URI || uri[0] != b'/' || uri.iter().any(|&c| c <= 32 || c == 127) {
-        return None;
+        return bad("The original URI is not an origin-form path.".to_owned());
     }
     // A fragment, or bytes the URI type does not take: Python reads those.
     if uri.contains(&b'#') {
-        return None;
+        return Err(Unread::Defer);
     }
-    let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(uri)).ok()?;
+    let uri = Uri::from_maybe_shared(Bytes::copy_from_slice(uri)).map_err(|_| Unread::Defer)?;
     if uri.scheme().is_some() || uri.authority().is_some() {
-        return None;
+        return Err(Unread::Defer);
     }
-    let method = Method::from_bytes(method).ok()?;
+    let method = Method::from_bytes(method).map_err(|_| Unread::Defer)?;
     let mut judged = HeaderMap::with_capacity(headers.len());
     for (name, value) in headers {
         let lower = name.as_str();
@@ -175,9 +370,10 @@ pub(crate) fn original(headers: &HeaderMap, family: Family) -> Option<Judged> {
         .or(host)
         .unwrap_or_default();
     if !host.is_empty() {
-        judged.append(HOST, HeaderValue::from_bytes(host).ok()?);
+        let host = HeaderValue::from_bytes(host).map_err(|_| Unread::Defer)?;
+        judged.append(HOST, host);
     }
-    Some(Judged {
+    Ok(Judged {
         method,
         uri,
         headers: judged,
@@ -233,7 +429,15 @@ mod tests {
     }
 
     fn judge(pairs: &[(&str, &str)], family: Family) -> Option<Judged> {
-        original(&headers(pairs), family)
+        original(&headers(pairs), family).ok()
+    }
+
+    /// Python's refusal of these headers: `Some((code, detail))`; `None`: Python reads them.
+    fn refused(pairs: &[(&str, &str)], family: Family) -> Option<(&'static str, String)> {
+        match original(&headers(pairs), family) {
+            Err(Unread::Refused(p)) => Some((p.code, p.detail)),
+            _ => None,
+        }
     }
 
     #[test]
@@ -306,6 +510,86 @@ mod tests {
         let mut pairs = forwarded.to_vec();
         pairs.push(("x-original-uri", "/admin"));
         assert!(judge(&pairs, Family::Forwarded).is_none());
+    }
+
+    #[test]
+    fn forward_auth_refusals_say_what_python_says() {
+        let ambiguous = |detail: &str| Some(("forward_auth_ambiguous", detail.to_owned()));
+        let other = "The request carries X-Forwarded-Uri, but forward_auth.headers is nginx: \
+                     bastion reads the original request only from X-Original-Method and \
+                     X-Original-URI, and refuses a request that carries the other family too \
+                     (a client may have sent it). Set forward_auth.headers to match your proxy \
+                     (nginx: nginx; Caddy, Traefik: forwarded).";
+        let base = [("x-original-method", "GET"), ("x-original-uri", "/a")];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut pairs = base.to_vec();
+            pairs.extend_from_slice(extra);
+            pairs
+        };
+        assert_eq!(
+            refused(&with(&[("x-forwarded-uri", "/b")]), Family::Nginx),
+            ambiguous(other)
+        );
+        // The other family before any repeated name: named, whatever follows.
+        let first = [("x-forwarded-uri", "/b"), ("host", "a"), ("host", "b")];
+        assert_eq!(refused(&first, Family::Nginx), ambiguous(other));
+        assert_eq!(
+            refused(
+                &with(&[("x-forwarded-host", "a"), ("x-forwarded-host", "b")]),
+                Family::Nginx
+            ),
+            ambiguous("The request carries more than one X-Forwarded-Host header.")
+        );
+        assert_eq!(
+            refused(&with(&[("x-original-uri", "/c")]), Family::Nginx),
+            ambiguous("The request carries more than one X-Original-Uri header.")
+        );
+        // A repeat before the other family, or two repeated names: which one Python
+        // meets first depends on the fields' order, which the map does not keep.
+        let unknown = [
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/a"),
+            ("x-original-method", "GET"),
+            ("x-forwarded-method", "GET"),
+        ];
+        assert!(refused(&unknown, Family::Nginx).is_none());
+        assert!(original(&headers(&unknown), Family::Nginx).is_err());
+        let two = with(&[("host", "a"), ("host", "b"), ("x-original-uri", "/c")]);
+        assert!(matches!(
+            original(&headers(&two), Family::Nginx),
+            Err(Unread::Defer)
+        ));
+        let say = "Say which request to judge: send X-Forwarded-Method and X-Forwarded-Uri \
+                   (forward_auth.headers is forwarded).";
+        for pairs in [
+            vec![("x-forwarded-method", "GET")],
+            vec![("x-forwarded-method", " "), ("x-forwarded-uri", "/a")],
+            vec![],
+        ] {
+            assert_eq!(
+                refused(&pairs, Family::Forwarded),
+                Some(("forward_auth_bad_request", say.to_owned()))
+            );
+        }
+        let method = "The original method is not an upper-case HTTP method.";
+        let uri = "The original URI is not an origin-form path.";
+        for (m, u, detail) in [
+            ("get", "/a", method),
+            ("GET", "a", uri),
+            ("GET", "/a b", uri),
+        ] {
+            let pairs = [("x-original-method", m), ("x-original-uri", u)];
+            assert_eq!(
+                refused(&pairs, Family::Nginx),
+                Some(("forward_auth_bad_request", detail.to_owned()))
+            );
+        }
+        // Python reads a fragment (and keeps it in the query): its answer.
+        let fragment = [("x-original-method", "GET"), ("x-original-uri", "/a?x#f")];
+        assert!(matches!(
+            original(&headers(&fragment), Family::Nginx),
+            Err(Unread::Defer)
+        ));
     }
 
     #[test]

@@ -55,7 +55,13 @@ pub const OUTCOMES: &[&str] = &[
     "claim_mismatch",
     // CORS and load shedding (their error classes' codes, which Python counts by name).
     "cors_origin_not_allowed",
+    "cors_method_not_allowed",
+    "cors_header_not_allowed",
     "overloaded",
+    // The forward-auth door's own refusals (`forward_auth`).
+    "forward_auth_untrusted",
+    "forward_auth_bad_request",
+    "forward_auth_ambiguous",
     "cancelled",
     "other",
 ];
@@ -86,7 +92,8 @@ impl RouteSlot {
     fn new(label: &str) -> Self {
         RouteSlot {
             label: label.to_owned(),
-            outcomes: Default::default(),
+            // Over 32 elements: no `Default` for the array.
+            outcomes: std::array::from_fn(|_| AtomicU64::new(0)),
             upstream: Default::default(),
             buckets: Default::default(),
             sum_ns: AtomicU64::new(0),
@@ -258,14 +265,21 @@ mod tests {
     fn cors_and_shedding_refusals_are_counted_by_their_code() {
         // Python counts every error class's code by name: so must the native plane.
         let metrics = Metrics::default();
-        for code in ["cors_origin_not_allowed", "overloaded"] {
+        let codes = [
+            "cors_origin_not_allowed",
+            "cors_method_not_allowed",
+            "cors_header_not_allowed",
+            "overloaded",
+            "forward_auth_untrusted",
+            "forward_auth_bad_request",
+            "forward_auth_ambiguous",
+        ];
+        for code in codes {
             metrics.record(Some("orders"), Some(code), 0.0001);
         }
         let outcomes = &metrics.snapshot()[0].outcomes;
-        assert_eq!(
-            outcomes,
-            &vec![("cors_origin_not_allowed", 1), ("overloaded", 1)]
-        );
+        let expected: Vec<_> = codes.iter().map(|code| (*code, 1)).collect();
+        assert_eq!(outcomes, &expected);
     }
 
     #[test]

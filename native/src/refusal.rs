@@ -118,19 +118,11 @@ pub fn websocket_not_allowed(detail: &str) -> Refusal {
     ))
 }
 
-/// A header value Python writes as is: printable ASCII (its `_header_value`
-/// would rewrite CR / LF and characters outside latin-1).
-fn header_text(text: &str) -> Option<HeaderValue> {
-    if !text.bytes().all(|b| (0x20..=0x7E).contains(&b)) {
-        return None;
-    }
-    HeaderValue::from_str(text).ok()
-}
-
-/// The 403 of an `authorize` refusal for a request with `method`; `None`
-/// where Python's exact answer is not known ([`authz::Refusal::Undecided`]).
-pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Option<Refusal> {
-    Some(match refusal {
+/// The 403 of an `authorize` refusal for a request with `method`. The
+/// scopes in an `insufficient_scope` challenge are scope-tokens (the table
+/// refuses others: `authz::scope_tokens`), which Python writes as is.
+pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Refusal {
+    match refusal {
         authz::Refusal::RouteNotAllowed => plain(problem(
             StatusCode::FORBIDDEN,
             "route_not_allowed",
@@ -154,7 +146,10 @@ pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Option<Refusal> {
             let challenge = format!(
                 "Bearer realm=\"bastion\", error=\"insufficient_scope\", scope=\"{scope}\""
             );
-            p.headers.push((WWW_AUTHENTICATE, header_text(&challenge)?));
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                // Always: a scope-token is visible ASCII without `"` or `\`.
+                p.headers.push((WWW_AUTHENTICATE, value));
+            }
             Refusal {
                 problem: p,
                 members: member("scope", &scope),
@@ -178,8 +173,7 @@ pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Option<Refusal> {
             ),
             members: member("claim", claim),
         },
-        authz::Refusal::Undecided => return None,
-    })
+    }
 }
 
 /// Python's `match` refusal for a request [`RouteTable::route`] deferred
@@ -240,8 +234,7 @@ mod tests {
         let scope = forbidden(
             &authz::Refusal::InsufficientScope(vec!["a:b".into(), "c".into()]),
             "GET",
-        )
-        .unwrap();
+        );
         assert_eq!(
             body(&scope),
             "{\"type\":\"urn:bastion:problem:insufficient_scope\",\"title\":\"Insufficient scope\",\
@@ -252,10 +245,14 @@ mod tests {
             scope.problem.headers[0].1,
             "Bearer realm=\"bastion\", error=\"insufficient_scope\", scope=\"a:b c\""
         );
-        let role = forbidden(&authz::Refusal::MissingRole("ad\"min".into()), "GET").unwrap();
+        let role = forbidden(&authz::Refusal::MissingRole("ad\"min".into()), "GET");
         assert!(body(&role).contains(",\"role\":\"ad\\\"min\",\"request_id\""));
-        assert!(forbidden(&authz::Refusal::Undecided, "GET").is_none());
-        let odd = authz::Refusal::InsufficientScope(vec!["é".into()]);
-        assert!(forbidden(&odd, "GET").is_none());
+        let claim = forbidden(&authz::Refusal::ClaimMismatch("tier".into()), "GET");
+        assert_eq!(
+            body(&claim),
+            "{\"type\":\"urn:bastion:problem:claim_mismatch\",\"title\":\"Claim mismatch\",\
+             \"status\":403,\"detail\":\"The credential's claim tier does not allow this route.\",\
+             \"reason\":\"claim_mismatch\",\"claim\":\"tier\",\"request_id\":\"rid\"}"
+        );
     }
 }

@@ -94,6 +94,7 @@ impl Table {
             let name = &route.name;
             let auth = RouteAuth::from_section(&route.auth)
                 .map_err(|e| format!("route {name}: auth: {e}"))?;
+            crate::authz::scope_tokens(&auth).map_err(|e| format!("route {name}: auth: {e}"))?;
             let limits = RouteLimits::from_section(&route.limits)
                 .map_err(|e| format!("route {name}: limits: {}", e.0))?;
             let upstream = Upstream::from_section(&route.upstream)

@@ -340,7 +340,26 @@ pub struct SpanRecord {
     pub path: String,
     /// `allowed`, or the native refusal's code.
     pub outcome: &'static str,
+    /// The response's; 0 where Python's span knows none (an allowed
+    /// forward-auth decision).
     pub status: u16,
+    /// `None` for the gateway door; `forward_auth` for a decision made for
+    /// another proxy (Python's `bastion.door`).
+    pub door: Option<&'static str>,
+}
+
+/// What a forward-auth answer tells its span (a response extension, read by
+/// [`Traced::end`]): Python's span of a decision names the judged request —
+/// its method, and once matched its route and normalised path — with
+/// `bastion.door = forward_auth`. Refused before any route (its own step):
+/// no route, no path, the decision request's method.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionSpan {
+    pub route: Option<String>,
+    /// The judged method; `None`: the decision request's.
+    pub method: Option<String>,
+    /// The judged (normalised) path; empty before `match`.
+    pub path: String,
 }
 
 /// The bounded queue of span records.
@@ -428,6 +447,7 @@ pub fn begin(req: &mut Request<Body>, conn: &ConnInfo) -> Option<Traced> {
         path: req.uri().path().to_owned(),
         outcome: "allowed",
         status: 0,
+        door: None,
     });
     let headers = req.headers_mut();
     let mut client = Vec::new();
@@ -449,7 +469,7 @@ pub fn begin(req: &mut Request<Body>, conn: &ConnInfo) -> Option<Traced> {
 /// The route a sampled request matches (a preflight by the method it asks for).
 fn route_name(table: &crate::table::Table, req: &Request<Body>) -> Option<String> {
     let method = if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
-        crate::cors::requested_method(req.headers()).unwrap_or(http::Method::OPTIONS)
+        crate::cors::requested(req.headers()).map_or(http::Method::OPTIONS, |asked| asked.method)
     } else {
         req.method().clone()
     };
@@ -485,6 +505,19 @@ impl Traced {
                 record.status = response.status().as_u16();
                 if let Some(ProblemCode(code)) = response.extensions().get::<ProblemCode>() {
                     record.outcome = code;
+                }
+                if let Some(decision) = response.extensions().get::<DecisionSpan>() {
+                    if record.outcome == "allowed" {
+                        // Python's span of an allowed decision ends before the endpoint
+                        // sends its 200: no status (0).
+                        record.status = 0;
+                    }
+                    record.door = Some("forward_auth");
+                    record.route.clone_from(&decision.route);
+                    if let Some(method) = &decision.method {
+                        record.method.clone_from(method);
+                    }
+                    record.path.clone_from(&decision.path);
                 }
                 Outcome::Respond(response.map(|body| SpanBody::wrap(body, record)))
             }
@@ -559,6 +592,87 @@ mod tests {
             sample_ratio: ratio,
         })
         .unwrap()
+    }
+
+    fn record(method: &str, path: &str) -> SpanRecord {
+        SpanRecord {
+            trace_id: 1,
+            span_id: 2,
+            parent: None,
+            state: None,
+            start: 10,
+            end: 0,
+            route: None,
+            method: method.to_owned(),
+            path: path.to_owned(),
+            outcome: "allowed",
+            status: 0,
+            door: None,
+        }
+    }
+
+    /// End a traced answer and return the span record it queued.
+    fn ended(response: http::Response<Body>, method: &str, path: &str) -> SpanRecord {
+        let traced = Traced {
+            client: Vec::new(),
+            record: Some(record(method, path)),
+        };
+        let Outcome::Respond(response) = traced.end(Outcome::Respond(response)) else {
+            panic!("answered");
+        };
+        drop(response);
+        let mut queued = spans().drain(usize::MAX);
+        assert_eq!(queued.len(), 1);
+        queued.remove(0)
+    }
+
+    #[test]
+    fn tracing_a_forward_auth_answer_names_the_judged_request() {
+        let mut allowed = http::Response::new(crate::http::full(Bytes::new()));
+        allowed.extensions_mut().insert(DecisionSpan {
+            route: Some("orders".into()),
+            method: Some("GET".into()),
+            path: "/api/orders".into(),
+        });
+        let span = ended(allowed, "GET", "/auth/verify");
+        // Python's span of an allowed decision ends before its 200 is sent: no status.
+        assert_eq!((span.outcome, span.status), ("allowed", 0));
+        assert_eq!(span.route.as_deref(), Some("orders"));
+        let mut refused = http::Response::new(crate::http::full(Bytes::new()));
+        *refused.status_mut() = http::StatusCode::FORBIDDEN;
+        refused
+            .extensions_mut()
+            .insert(ProblemCode("insufficient_scope"));
+        refused.extensions_mut().insert(DecisionSpan {
+            route: Some("orders".into()),
+            method: Some("DELETE".into()),
+            path: "/api/orders/1".into(),
+        });
+        let span = ended(refused, "GET", "/auth/verify");
+        assert_eq!(span.door, Some("forward_auth"));
+        assert_eq!(span.route.as_deref(), Some("orders"));
+        assert_eq!(
+            (span.method.as_str(), span.path.as_str()),
+            ("DELETE", "/api/orders/1")
+        );
+        assert_eq!((span.outcome, span.status), ("insufficient_scope", 403));
+        // Refused by the door's own step: no route, no path, the decision request's method.
+        let mut untrusted = http::Response::new(crate::http::full(Bytes::new()));
+        *untrusted.status_mut() = http::StatusCode::FORBIDDEN;
+        untrusted
+            .extensions_mut()
+            .insert(ProblemCode("forward_auth_untrusted"));
+        untrusted.extensions_mut().insert(DecisionSpan::default());
+        let span = ended(untrusted, "HEAD", "/auth/verify");
+        assert_eq!((span.door, span.route), (Some("forward_auth"), None));
+        assert_eq!((span.method.as_str(), span.path.as_str()), ("HEAD", ""));
+        // The gateway door's answer: no door.
+        let plain = http::Response::new(crate::http::full(Bytes::new()));
+        let span = ended(plain, "GET", "/pub");
+        assert_eq!(
+            (span.door, span.path.as_str(), span.status),
+            (None, "/pub", 200)
+        );
     }
 
     #[test]

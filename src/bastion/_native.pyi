@@ -164,7 +164,20 @@ def audit_pending() -> int: ...
 def trace_drain(
     max: int,
 ) -> list[
-    tuple[int, int, tuple[int, int] | None, str | None, int, int, str | None, str, str, str, int]
+    tuple[
+        int,
+        int,
+        tuple[int, int] | None,
+        str | None,
+        int,
+        int,
+        str | None,
+        str,
+        str,
+        str,
+        int,
+        str | None,
+    ]
 ]: ...
 def trace_dropped() -> int: ...
 def audit_set_capacity(capacity: int) -> None: ...

@@ -155,6 +155,24 @@ def test_codes_of_error_classes_are_known_without_listing_them() -> None:
     assert value(found, "bastion_auth_failures_total", method="jwt", reason="invalid_token") == 1
 
 
+def test_an_error_class_imported_after_start_up_is_counted_by_its_code() -> None:
+    # As the app's endpoints (the forward-auth door's errors) are imported after the
+    # metrics are built: counted by name from the first, as the native plane counts them.
+    metrics = Metrics(process=False)
+
+    class LateError(BastionError):
+        code = "late_endpoint_error"
+
+    metrics.gateway_request(None, LateError(), 0.001)
+    again = BastionError()
+    again.code = "still_made_up"
+    metrics.gateway_request(None, again, 0.001)
+    found = samples(metrics)
+    total = "bastion_gateway_requests_total"
+    assert value(found, total, route=NO_ROUTE, outcome="late_endpoint_error") == 1
+    assert value(found, total, route=NO_ROUTE, outcome=OTHER) == 1
+
+
 def test_audit_events_move_their_counters() -> None:
     auditor = Auditor()
     metrics = Metrics(process=False)

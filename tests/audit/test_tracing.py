@@ -234,13 +234,47 @@ def test_native_records_become_the_spans_python_makes(exporter: InMemorySpanExpo
     tracer.record_native(
         [
             (trace_id, 0x1111, (parent, 0x01), "vendor=abc,other=1", 1_000, 2_000, "pub",
-             "GET", "/pub/a", "allowed", 200),
+             "GET", "/pub/a", "allowed", 200, None),
             (0x2222 << 64 | 0x3333, 0x4444, None, None, 3_000, 4_000, "dead",
-             "POST", "/dead/x", "upstream_unavailable", 502),
+             "POST", "/dead/x", "upstream_unavailable", 502, None),
+            # A forward-auth decision: the judged request's method, route and path.
+            (0x5555, 0x6666, None, None, 5_000, 6_000, "pub",
+             "DELETE", "/pub/b", "insufficient_scope", 403, "forward_auth"),
+            # Allowed: no status (Python's span ends before the endpoint sends its 200).
+            (0x9999, 0xAAAA, None, None, 9_000, 9_500, "pub",
+             "GET", "/pub/c", "allowed", 0, "forward_auth"),
+            # Refused before any route (its own step): no route, no path.
+            (0x7777, 0x8888, None, None, 7_000, 8_000, None,
+             "GET", "", "forward_auth_untrusted", 403, "forward_auth"),
         ]
     )  # fmt: skip
     tracer.shutdown()
-    joined, fresh = exporter.get_finished_spans()
+    joined, fresh, decided, allowed, untrusted = exporter.get_finished_spans()
+    # As Python's own forward-auth span (GatewayTracer._finish sets the judged method again,
+    # after the door).
+    assert decided.name == "gateway pub"
+    assert list((decided.attributes or {}).items()) == [
+        ("bastion.route", "pub"),
+        ("url.path", "/pub/b"),
+        ("bastion.door", "forward_auth"),
+        ("http.request.method", "DELETE"),
+        ("bastion.outcome", "insufficient_scope"),
+        ("http.response.status_code", 403),
+    ]
+    assert list((allowed.attributes or {}).items()) == [
+        ("bastion.route", "pub"),
+        ("url.path", "/pub/c"),
+        ("bastion.door", "forward_auth"),
+        ("http.request.method", "GET"),
+        ("bastion.outcome", "allowed"),
+    ]
+    assert untrusted.name == "gateway"
+    assert list((untrusted.attributes or {}).items()) == [
+        ("bastion.door", "forward_auth"),
+        ("http.request.method", "GET"),
+        ("bastion.outcome", "forward_auth_untrusted"),
+        ("http.response.status_code", 403),
+    ]
     assert joined.name == "gateway pub" and joined.kind is SpanKind.SERVER
     assert dict(joined.attributes or {}) == {
         "http.request.method": "GET",

@@ -149,6 +149,17 @@ def test_generate_refuses_small_rsa_and_unknown_alg() -> None:
         SigningKeyPair.generate("HS256")  # type: ignore[arg-type]
 
 
+def test_generate_refuses_rsa_over_4096_bits() -> None:
+    # The native gateway signs with ring: RSA keys of 2048 to 4096 bits (no key generated).
+    with pytest.raises(InvalidKeyError) as info:
+        SigningKeyPair.generate("PS256", rsa_key_size=4104)
+    assert str(info.value) == (
+        "RSA key size 4104 refused: at most 4096 bits (the native gateway cannot sign with "
+        "a larger key)"
+    )
+    assert SigningKeyPair.generate("RS256", rsa_key_size=4096).alg == "RS256"
+
+
 def test_default_rsa_size_is_3072() -> None:
     pair = SigningKeyPair.generate("PS256")
     n = base64.urlsafe_b64decode(pair.public_jwk()["n"] + "==")

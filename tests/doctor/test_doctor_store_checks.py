@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import timedelta
 
 from bastion.doctor import Finding, StoreLimits, check_store
@@ -143,6 +144,27 @@ async def test_signing_key_age_follows_rotate_every(db: Database) -> None:
     finding = (await check_store(db, weekly))[0]
     assert (finding.id, finding.subjects) == ("signing_key.old", ("k",))
     assert "more than 8 days" in finding.detail
+
+
+async def test_rsa_keys_over_4096_bits_are_reported_with_the_assertion_on(db: Database) -> None:
+    def rsa(kid: str, bits: int, state: str) -> SigningKey:
+        n = base64.urlsafe_b64encode((1 << (bits - 1)).to_bytes(bits // 8, "big")).rstrip(b"=")
+        jwk = {"kty": "RSA", "kid": kid, "n": n.decode(), "e": "AQAB"}
+        return SigningKey(kid=kid, alg="RS256", public_jwk=jwk, private_key_sealed="sealed",
+                          state=state, created_at=NOW - DAY)  # type: ignore[arg-type]  # fmt: skip
+
+    await db.signing_keys.create(rsa("big", 8192, "active"))
+    await db.signing_keys.create(rsa("fine", 4096, "next"))
+    await db.signing_keys.create(rsa("gone", 8192, "retired"))
+    assert await check_store(db, SETTINGS) == []  # the assertion is off: nothing to sign
+    signing = Settings.model_validate({"identity_headers": {"assertion": {"enabled": True}}})
+    [finding] = await check_store(db, signing)
+    assert (finding.id, finding.severity, finding.subjects) == (
+        "signing_key.native_unsupported",
+        "low",
+        ("big",),
+    )
+    assert finding.detail.startswith("signing key(s) big are RSA keys over 4096 bits")
 
 
 async def test_limits_are_adjustable(db: Database) -> None:

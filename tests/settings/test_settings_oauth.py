@@ -66,6 +66,11 @@ def test_short_durations(tmp_path: Path) -> None:
             "raise the maximum",
         ),
         ("signing_keys: {rsa_key_size: 1024}", "signing_keys.rsa_key_size: 1024 is too small"),
+        # ring (the native gateway's assertion signer) signs with RSA keys up to 4096 bits.
+        (
+            "signing_keys: {rsa_key_size: 8192}",
+            "signing_keys.rsa_key_size: 8192 is too large — use a number of at most 4096",
+        ),
     ],
 )
 def test_bad_values(tmp_path: Path, text: str, line: str) -> None:

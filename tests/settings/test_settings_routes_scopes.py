@@ -118,3 +118,13 @@ def test_bad_api_key_header(errors: Errors) -> None:
             f"routes[0].api_key_header: '{name}' is a header the HTTP layer or the gateway "
             "controls — use a header of your own, e.g. X-API-Key"
         ]
+
+
+def test_a_scope_outside_printable_ascii_is_a_config_error(errors: Errors) -> None:
+    # The RFC 6750 challenge of a 403 insufficient_scope quotes the scopes in a header:
+    # only RFC 6749 scope-tokens load (the native table refuses anything else too).
+    assert errors(route('auth: [jwt], scopes: [\'orders:réad\', "a\\tb", "x\\x7fy"]')) == [
+        f"routes[0].scopes[{i}]: {bad!r} is not a scope — one word of visible characters "
+        "without spaces, '\"' or '\\', e.g. orders:read"
+        for i, bad in enumerate(["orders:réad", "a\tb", "x\x7fy"])
+    ]

@@ -118,8 +118,9 @@ struct Section {
     api_key_header: Option<String>,
     #[serde(default)]
     scopes: Scopes,
-    #[serde(default)]
-    claims: serde_json::Map<String, Value>,
+    /// `[name, value]` pairs, in the settings' order (Python names the first failing).
+    #[serde(default, deserialize_with = "crate::authz::ordered_claims")]
+    claims: Vec<(String, Value)>,
     #[serde(default)]
     roles: Vec<String>,
     #[serde(default = "default_roles_claim")]
@@ -141,8 +142,8 @@ pub struct RouteAuth {
     /// The route's extra API key header (`api_key_header`), lower-cased.
     pub api_key_header: Option<HeaderName>,
     pub scopes: Scopes,
-    /// Claims the identity must carry (`RequiredClaims.claims`).
-    pub claims: serde_json::Map<String, Value>,
+    /// Claims the identity must carry (`RequiredClaims.claims`), in order.
+    pub claims: Vec<(String, Value)>,
     pub roles: Vec<String>,
     /// `roles_claim` split on dots.
     pub roles_path: Vec<String>,
@@ -227,7 +228,7 @@ impl RouteAuth {
     /// carries (`key_id`, `key_prefix`).
     fn names_key_claims(&self) -> bool {
         let key_claim = |name: &str| name == "key_id" || name == "key_prefix";
-        self.claims.keys().any(|name| key_claim(name))
+        self.claims.iter().any(|(name, _)| key_claim(name))
             || (!self.roles.is_empty() && self.roles_path.first().is_some_and(|p| key_claim(p)))
     }
 }
@@ -617,8 +618,7 @@ pub fn admit_with_cert(
 pub enum Admission {
     /// Authenticated and authorized: the native path serves it.
     Admitted(Admitted),
-    /// Authenticated (`identity`), and `authorize` refuses: Python's 403 (or,
-    /// for [`crate::authz::Refusal::Undecided`], Python renders it).
+    /// Authenticated (`identity`), and `authorize` refuses: Python's 403.
     Forbidden {
         identity: Identity,
         refusal: crate::authz::Refusal,

@@ -343,7 +343,7 @@ fn claims_and_roles_rules() {
 fn claims_hold_like_python() {
     let rules = route(json!({
         "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},
-        "claims": {"tier": "gold", "n": 1, "flag": true, "groups": ["a", "b"]},
+        "claims": [["tier", "gold"], ["n", 1], ["flag", true], ["groups", ["a", "b"]]],
         "roles": ["r1", "r2"], "roles_claim": "realm.roles"
     }));
     let claims = |v: Value| v.as_object().expect("object").clone();

@@ -6,7 +6,8 @@ use pyo3::prelude::*;
 use crate::tracing;
 
 /// `(trace_id, span_id, parent, tracestate, start_ns, end_ns, route, method,
-/// path, outcome, status)`; `parent` is `(span_id, trace_flags)` or `None`.
+/// path, outcome, status, door)`; `parent` is `(span_id, trace_flags)` or
+/// `None`, `door` `None` (the gateway's) or `"forward_auth"`.
 type SpanRow = (
     u128,
     u64,
@@ -19,6 +20,7 @@ type SpanRow = (
     String,
     &'static str,
     u16,
+    Option<&'static str>,
 );
 
 /// Take up to `max` span records of sampled native requests, oldest first.
@@ -30,7 +32,7 @@ fn trace_drain(max: usize) -> Vec<SpanRow> {
         .map(|r| {
             (
                 r.trace_id, r.span_id, r.parent, r.state, r.start, r.end, r.route, r.method,
-                r.path, r.outcome, r.status,
+                r.path, r.outcome, r.status, r.door,
             )
         })
         .collect()

@@ -237,7 +237,9 @@ class Metrics:
         # Keyed by route name; None (no route matched) is the NO_ROUTE slot.
         self._routes: dict[str | None, _RouteSlot] = {}
         self._codes = _error_codes() | EVENT_REASONS
-        self._codes_checked = time.monotonic()
+        # The first unknown code looks again at once: the app's endpoints (forward-auth's
+        # errors) are imported after the metrics are built, before any request.
+        self._codes_checked = float("-inf")
         self._auth_failures: dict[tuple[str, str], int] = {}
         self._tokens_issued: dict[str, int] = {}
         self._tokens_refused: dict[str, int] = {}

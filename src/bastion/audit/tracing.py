@@ -52,9 +52,21 @@ __all__ = ["INSTALL_HINT", "GatewayTracer", "TracingUnavailableError", "tracing_
 
 #: One native span record (``_native.trace_drain``): trace id, span id, parent
 #: ``(span id, trace flags)`` or ``None``, tracestate, start and end (Unix ns),
-#: route, method, normalised path, outcome, status.
+#: route, method, normalised path, outcome, status, and the door (``None``: the
+#: gateway's; ``"forward_auth"``: a decision for another proxy).
 NativeSpan = tuple[
-    int, int, "tuple[int, int] | None", "str | None", int, int, "str | None", str, str, str, int
+    int,
+    int,
+    "tuple[int, int] | None",
+    "str | None",
+    int,
+    int,
+    "str | None",
+    str,
+    str,
+    str,
+    int,
+    "str | None",
 ]
 
 INSTALL_HINT = "pip install 'bastion[tracing]'"
@@ -250,7 +262,8 @@ class GatewayTracer:
 
         ids = self._native_ids
         for row in spans:
-            trace_id, span_id, parent, state, start, end, route, method, path, outcome, status = row
+            (trace_id, span_id, parent, state, start, end, route, method, path, outcome, status,
+             door) = row  # fmt: skip
             ids.trace_id, ids.span_id = trace_id, span_id
             context = self._root
             if parent is not None:
@@ -262,13 +275,20 @@ class GatewayTracer:
                     trace_state=TraceState.from_header([state]) if state else None,
                 )
                 context = self._in_context(NonRecordingSpan(remote), self._root)
-            attributes: dict[str, str | int] = {"http.request.method": method}
+            # In the order Python's own span ends with (GatewayTracer._finish): a decision
+            # made for another proxy sets the judged method again, after its door.
+            attributes: dict[str, str | int] = {} if door else {"http.request.method": method}
             if route is not None:
                 attributes["bastion.route"] = route
             if path:
                 attributes["url.path"] = path
+            if door:
+                attributes["bastion.door"] = door
+                attributes["http.request.method"] = method
             attributes["bastion.outcome"] = outcome
-            attributes["http.response.status_code"] = status
+            if status:
+                # 0: none known — an allowed decision's span ends before its 200 is sent.
+                attributes["http.response.status_code"] = status
             span = self._native_tracer.start_span(
                 f"gateway {route}" if route is not None else "gateway",
                 context=context,

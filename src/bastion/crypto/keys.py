@@ -48,6 +48,10 @@ DEFAULT_ALGS: Final[tuple[SigningAlgorithm, ...]] = get_args(SigningAlgorithm)
 
 #: RFC 7518 §3.3 / NIST SP 800-131A: RSA keys below this size are refused.
 MIN_RSA_BITS: Final = 2048
+#: The largest RSA key bastion generates: the native gateway signs with ring, whose RSA
+#: signing keys are 2048 to 4096 bits (a larger key stored by an older version still
+#: loads and verifies; Python signs the assertions while it is the current key).
+MAX_RSA_BITS: Final = 4096
 #: A JWKS with more keys than this is not a real key set (bounds work per refresh).
 MAX_JWKS_KEYS: Final = 100
 #: A kid longer than this is refused when loading a key set.
@@ -227,7 +231,8 @@ class SigningKeyPair:
         """Generate a new key for ``alg``; its ``kid`` is the RFC 7638 thumbprint.
 
         Raises:
-            InvalidKeyError: ``alg`` is not supported, or ``rsa_key_size`` is below 2048.
+            InvalidKeyError: ``alg`` is not supported, or ``rsa_key_size`` is not 2048 to
+                4096 bits.
         """
         private: _PrivateKey
         if alg == "ES256":
@@ -237,6 +242,11 @@ class SigningKeyPair:
                 raise InvalidKeyError(
                     f"RSA key size {rsa_key_size} refused: "
                     f"at least {MIN_RSA_BITS} bits are required"
+                )
+            if rsa_key_size > MAX_RSA_BITS:
+                raise InvalidKeyError(
+                    f"RSA key size {rsa_key_size} refused: at most {MAX_RSA_BITS} bits "
+                    "(the native gateway cannot sign with a larger key)"
                 )
             private = rsa.generate_private_key(public_exponent=65537, key_size=rsa_key_size)
         elif alg == "EdDSA":

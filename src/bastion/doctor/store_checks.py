@@ -12,6 +12,8 @@ its roles is in :attr:`StoreLimits.admin_roles` (``admin``, ``bastion:admin``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +22,7 @@ from typing import Final, TypeVar
 import sqlalchemy as sa
 
 from bastion.audit.events import EventTypes
+from bastion.crypto.keys import MAX_RSA_BITS
 from bastion.doctor.findings import Finding
 from bastion.settings import Settings
 from bastion.storage import ApiKey, Client, Database, SigningKey, User
@@ -102,6 +105,47 @@ def _signing_keys(
             f"{max_age.days} days: the longer a key signs, the more a leak of it exposes",
             "run `bastion signing-keys rotate` and set signing_keys.rotate_every (e.g. 30d)",
             tuple(old),
+        )
+    ]
+
+
+def _rsa_bits(jwk: dict[str, object]) -> int:
+    """The modulus size of an RSA public JWK (0 for any other key or a malformed ``n``)."""
+    n = jwk.get("n")
+    if jwk.get("kty") != "RSA" or not isinstance(n, str):
+        return 0
+    try:
+        modulus = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except (binascii.Error, ValueError):
+        return 0
+    return int.from_bytes(modulus, "big").bit_length()
+
+
+def _oversized_keys(keys: Sequence[SigningKey], settings: Settings) -> list[Finding]:
+    """With the signed identity assertion on: an RSA key the native gateway cannot sign with.
+
+    bastion generates RSA keys of at most 4096 bits (ring signs with nothing larger); an older
+    version may have stored a larger one, and while it is current Python signs every assertion.
+    """
+    if not settings.identity_headers.assertion.enabled:
+        return []
+    large = [
+        key.kid
+        for key in keys
+        if key.state in ("active", "next") and _rsa_bits(key.public_jwk) > MAX_RSA_BITS
+    ]
+    if not large:
+        return []
+    return [
+        Finding(
+            "signing_key.native_unsupported",
+            "low",
+            "a signing key is too large for the native gateway",
+            f"signing key(s) {_names(large)} are RSA keys over {MAX_RSA_BITS} bits: while one "
+            "is current, every request carrying the identity assertion is signed by the Python "
+            "pipeline instead of the native one",
+            "run `bastion signing-keys rotate` (new keys are at most 4096 bits)",
+            tuple(large),
         )
     ]
 
@@ -277,7 +321,9 @@ async def check_store(
     """
     limits = limits or StoreLimits()
     now = now or utcnow()
-    findings = _signing_keys(await db.signing_keys.list(), settings, limits, now)
+    signing_keys = await db.signing_keys.list()
+    findings = _signing_keys(signing_keys, settings, limits, now)
+    findings += _oversized_keys(signing_keys, settings)
     findings += await _client_findings(db, limits, now)
     findings += await _api_key_findings(db, limits, now)
     findings += await _admin_findings(db, limits)

@@ -393,7 +393,9 @@ class SigningKeySettings(_Section):
     """Token signing keys: algorithm, scheduled rotation, publication before use."""
 
     algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = "ES256"
-    rsa_key_size: Annotated[int, BeforeValidator(_not_bool), Field(ge=2048, le=8192)] = 3072
+    # At most 4096 bits: the native gateway signs the identity assertion with ring, whose
+    # RSA signing keys are 2048 to 4096 bits (crypto.keys.MAX_RSA_BITS).
+    rsa_key_size: Annotated[int, BeforeValidator(_not_bool), Field(ge=2048, le=4096)] = 3072
     # None: rotate only on `bastion signing-keys rotate`.
     rotate_every: Duration | None = None
     # A new key sits in the JWKS this long before it signs, so caches that honour

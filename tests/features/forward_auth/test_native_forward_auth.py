@@ -11,8 +11,9 @@ over HTTP, the way nginx and Caddy ask it. Told apart by the request id's per-pl
   authorization refusal native and byte-identical to Python's 403;
 - the native refusals are ``gateway.denied`` rows with ``data.door = "forward_auth"``;
 - attacks: the other header family, a judged header repeated, a caller that is not a
-  trusted proxy (both families) are refused exactly as Python refuses them (400
-  ``forward_auth_ambiguous``, 403 ``forward_auth_untrusted``), never judged natively;
+  trusted proxy (both families) are refused natively, never judged, exactly as Python
+  refuses them (400 ``forward_auth_ambiguous``, 403 ``forward_auth_untrusted``; compared
+  with their Python twins in ``tests/features/native_front/test_native_edges.py``);
   a client-sent ``X-Forwarded-For`` from a trusted proxy's client is the address limited.
 """
 
@@ -255,11 +256,12 @@ def test_spoofed_judged_headers_are_refused_never_judged(tmp_path: Path, echo: E
             response = _ask(client, NGINX, "GET", "/api/orders", _bearer(key["key"]), *extra)
             assert response.status_code == 400, extra
             assert response.json()["reason"] == "forward_auth_ambiguous", extra
-            assert plane(response) == python, extra
+            assert plane(response) == native, extra
         for method, uri in (("get", "/api/orders"), ("GET", "api/orders"), ("GET", "")):
             response = _ask(client, NGINX, method, uri, _bearer(key["key"]))
             assert response.status_code == 400, (method, uri)
             assert response.json()["reason"] == "forward_auth_bad_request"
+            assert plane(response) == native, (method, uri)
         missing = client.get("/auth/verify", headers=[_bearer(key["key"])])
         assert (missing.status_code, missing.json()["reason"]) == (400, "forward_auth_bad_request")
         # Still judged natively once the request is plain again.
@@ -301,7 +303,7 @@ def test_forwarded_family_and_untrusted_callers(tmp_path: Path, echo: EchoThread
             _bearer(key["key"]),
             ("X-Original-URI", "/public"),
         )
-        assert (forged.status_code, plane(forged)) == (400, python)
+        assert (forged.status_code, plane(forged)) == (400, native)
         assert forged.json()["reason"] == "forward_auth_ambiguous"
 
     # A bastion that trusts another proxy: the decision headers are never believed.
@@ -323,4 +325,4 @@ def test_forwarded_family_and_untrusted_callers(tmp_path: Path, echo: EchoThread
                 response = _ask(client, family, "GET", "/api/orders", _bearer(other_key["key"]))
                 assert response.status_code == 403, family
                 assert response.json()["reason"] == "forward_auth_untrusted"
-                assert plane(response) == python
+                assert plane(response) == native

@@ -27,7 +27,7 @@ import pytest
 from joserfc import jws, jwt
 from joserfc.jwk import KeySet
 
-from _support import BastionProcess, EchoThread
+from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, migrated_config, plane
 
 _ALGS = ["ES256", "RS256", "PS256", "EdDSA"]
@@ -152,15 +152,29 @@ def test_native_assertion_verifies_with_pythons_claims_and_follows_rotation(
         assert claims["key_id"] == key["id"]
 
 
-def test_without_a_key_the_native_plane_can_sign_python_signs(
+def test_rsa_keys_stop_at_4096_bits_which_the_native_plane_signs_with(
     tmp_path: Path, echo: EchoThread
 ) -> None:
-    # ring signs with RSA keys up to 4096 bits: this key is never held natively.
+    # ring signs with RSA keys of 2048 to 4096 bits: a larger rsa_key_size is a config
+    # error at load, and the largest allowed key is held and signed with natively.
     config = _config(tmp_path, echo.server.url, "RS256")
+    base = config.read_text()
     config.write_text(
-        config.read_text().replace(
+        base.replace(
             "signing_keys: {algorithm: RS256}",
             "signing_keys: {algorithm: RS256, rsa_key_size: 4352}",
+        )
+    )
+    refused = run_cli("check-config", "-c", str(config), cwd=tmp_path)
+    assert refused.returncode != 0
+    assert (
+        "signing_keys.rsa_key_size: 4352 is too large — use a number of at most 4096"
+        in refused.stdout + refused.stderr
+    )
+    config.write_text(
+        base.replace(
+            "signing_keys: {algorithm: RS256}",
+            "signing_keys: {algorithm: RS256, rsa_key_size: 4096}",
         )
     )
     key = cli_json(config, "keys", "create", "shop", "--scope", "orders:read")
@@ -169,12 +183,11 @@ def test_without_a_key_the_native_plane_can_sign_python_signs(
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,
         httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
     ):
+        python = plane(client.get("/healthz"))
         responses = [client.get(f"/api/orders/{n}", headers=auth) for n in range(3)]
-        anonymous = client.get("/api/open/1")
         jwks = client.get("/oauth2/jwks.json").json()
-    # Every request needing an assertion is deferred (Python's plane), and signed there.
-    assert len({plane(r) for r in responses}) == 1
-    assert plane(anonymous) != plane(responses[0]), "the public route is still native"
+    # Held natively: the requests are signed by the native plane (the first after a lookup).
+    assert plane(responses[-1]) != python
     for response in responses:
         header, claims = _verify(_seen(response)["x-bastion-assertion"], jwks, "RS256")
         assert header["kid"] == jwks["keys"][0]["kid"]

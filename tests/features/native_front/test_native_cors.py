@@ -15,8 +15,9 @@ is always native):
   expose headers and ``Vary: Origin``; the upstream's own ``Access-Control-*`` are dropped;
 - the native 429, the native 401 of a refused API key and the native 502 carry them too
   (the 401 byte-identical to Python's);
-- a preflight refused for its method or a header, and a preflight to a route without CORS
-  (an ordinary ``OPTIONS``, proxied), stay Python's.
+- a preflight refused for its method or a header is refused natively too (compared with
+  its Python twin in ``test_native_edges.py``); a preflight to a route without CORS (an
+  ordinary ``OPTIONS``, proxied) stays Python's.
 """
 
 from __future__ import annotations
@@ -394,15 +395,17 @@ def test_refused_api_key_401_carries_cors_headers_on_both_planes(
     assert ok[1].headers["access-control-allow-origin"] == APP
 
 
-def test_what_stays_with_python(client: httpx.Client, echo_module: EchoThread) -> None:
-    python, _ = planes(client)
+def test_refused_preflights_are_native_an_ordinary_options_python(
+    client: httpx.Client, echo_module: EchoThread
+) -> None:
+    python, native = planes(client)
     # DELETE is a route method but not a CORS method: Python's 403 (its detail quotes it).
     method = client.options("/api/browser", headers=preflight(APP, "DELETE"))
-    assert method.status_code == 403 and plane(method) == python
+    assert method.status_code == 403 and plane(method) == native
     assert method.json()["reason"] == "cors_method_not_allowed"
     assert method.json()["detail"] == "'DELETE' is not allowed from this origin."
     header = client.options("/api/browser", headers=preflight(APP, "GET", "x-secret, accept"))
-    assert header.status_code == 403 and plane(header) == python
+    assert header.status_code == 403 and plane(header) == native
     assert header.json()["reason"] == "cors_header_not_allowed"
     # A preflight to a route without CORS is an ordinary OPTIONS, proxied.
     before = len(echo_module.server.received)

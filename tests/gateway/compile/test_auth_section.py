@@ -57,7 +57,7 @@ def test_api_key_and_jwt_with_method_scopes() -> None:
             "by_method": {"GET": ["orders:read"], "POST": ["orders:read", "orders:write"]},
             "default": None,
         },
-        "claims": {},
+        "claims": [],
         "roles": [],
         "roles_claim": "roles",
         "jwt": {"audience": SETTINGS.issuer_url},
@@ -79,7 +79,8 @@ def test_scope_list_star_claims_roles_and_audience() -> None:
     )
     assert not isinstance(section, Unsupported) and isinstance(section, dict)
     assert section["scopes"] == {"by_method": {"POST": ["w"]}, "default": ["r"]}
-    assert section["claims"] == {"tier": "gold", "n": 1, "flag": True, "groups": ["a"]}
+    # In the settings' order (Python names the first failing claim).
+    assert section["claims"] == [["tier", "gold"], ["n", 1], ["flag", True], ["groups", ["a"]]]
     assert section["roles"] == ["admin"]
     assert section["roles_claim"] == "realm_access.roles"
     assert section["jwt"] == {"audience": "https://orders.example"}

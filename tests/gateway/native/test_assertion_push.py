@@ -1,8 +1,9 @@
 """gateway/native_push.assertion_key: the native assertion signer gets the current key, only it.
 
 The key goes in as PKCS#8 DER and never comes back out: ``_native.assertion_key()``
-shows its kid and algorithm only. A key ring cannot sign with (RSA over 4096 bits)
-is logged by kid, never by content, and leaves no key held (Python signs then).
+shows its kid and algorithm only. A key ring cannot sign with (RSA over 4096 bits: bastion
+no longer generates one, but an older version may have stored it) is logged by kid, never
+by content, and leaves no key held (Python signs then).
 End to end (the upstream verifies what the native plane signed):
 ``tests/features/native_front/test_native_assertion.py``.
 """
@@ -13,6 +14,7 @@ import base64
 import logging
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bastion import _native
 from bastion.crypto import SigningKeyPair
@@ -39,7 +41,9 @@ def test_a_key_ring_refuses_is_logged_by_kid_and_drops_the_held_one(
 ) -> None:
     held = SigningKeyPair.generate("ES256")
     native_push.assertion_key(held)
-    big = SigningKeyPair.generate("RS256", rsa_key_size=4352)
+    # Generated as an older version did (SigningKeyPair.generate now stops at 4096 bits).
+    private = rsa.generate_private_key(public_exponent=65537, key_size=4352)
+    big = SigningKeyPair(private, kid="legacy-4352", alg="RS256")
     with caplog.at_level(logging.WARNING, logger="bastion.gateway.native_push"):
         native_push.assertion_key(big)
     assert _native.assertion_key() is None

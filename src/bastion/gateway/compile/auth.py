@@ -24,7 +24,7 @@ The section::
 
     {"public": false, "methods": ["api_key", "jwt"], "api_key_header": "x-api-key",
      "scopes": {"by_method": {"GET": ["orders:read"]}, "default": null},
-     "claims": {}, "roles": [], "roles_claim": "roles",
+     "claims": [], "roles": [], "roles_claim": "roles",
      "jwt": {"audience": "https://auth.example.com"}}
 
 ``jwt.audience`` is the route's ``jwt.audience``, or bastion's default API
@@ -72,7 +72,9 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
             "by_method": {m: sorted(s) for m, s in sorted(required.by_method.items())},
             "default": None if required.default is None else sorted(required.default),
         },
-        "claims": dict(route.claims),
+        # [name, value] pairs in the settings' order: Python names the first failing claim
+        # (a JSON object would be read back sorted).
+        "claims": [[name, value] for name, value in route.claims.items()],
         "roles": list(route.roles),
         "roles_claim": route.roles_claim or "roles",
     }

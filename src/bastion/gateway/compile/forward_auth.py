@@ -1,9 +1,9 @@
 """The ``forward_auth`` section of the table: how the native core serves ``/auth/verify``.
 
 ``{"headers": "nginx" | "forwarded"}`` (``forward_auth.headers``: the header family
-the original request is read from, :mod:`bastion.http.endpoints.forward_auth`), or
-``null`` when the decisions stay in Python: with tracing on (a decision is traced
-like a proxied request, and the native core does not trace yet).
+the original request is read from, :mod:`bastion.http.endpoints.forward_auth`). With
+tracing on, the native core traces a decision as Python does (``native/src/tracing.rs``:
+a span with ``bastion.door = forward_auth``, the judged request's method, route and path).
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from bastion.settings.models import Settings
 __all__ = ["table_section"]
 
 
-def table_section(settings: Settings) -> dict[str, Any] | None:
-    """The forward-auth section, or None when Python answers every decision."""
-    if settings.tracing.enabled:
-        return None
+def table_section(settings: Settings) -> dict[str, Any]:
+    """The forward-auth section."""
     return {"headers": settings.forward_auth.headers}
