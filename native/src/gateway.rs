@@ -50,15 +50,24 @@ use crate::mutate::ForwardContext;
 use crate::plane::plane;
 use crate::problem::Problem;
 use crate::respond;
+use crate::target::Prepared;
 use crate::verdict::{allowed, problem_of, DeniedHead, Head};
 
 /// Decide one request, traced when tracing is on (`tracing::begin`). Never
 /// fails: anything unexpected is a `Defer`.
+/// The target is first read as the app reads it (`target::prepare`: the
+/// normal form, or the app's own 400).
 pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
-    match crate::tracing::begin(&mut req, conn) {
+    let sent = match crate::target::prepare(&mut req, conn) {
+        Prepared::AsSent => None,
+        Prepared::Rewritten(sent) => Some(sent),
+        Prepared::Answered(response) => return Outcome::Respond(response),
+    };
+    let outcome = match crate::tracing::begin(&mut req, conn) {
         None => serve(req, conn).await,
         Some(traced) => traced.end(serve(req, conn).await),
-    }
+    };
+    crate::target::restore(outcome, sent)
 }
 
 /// Serve one request: forward-auth's door, a preflight, or the gateway's.
@@ -66,7 +75,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let Some(table) = plane().table.load_full() else {
         return Outcome::Defer(req);
     };
-    // An absolute-form target (a proxy request) is Python's to judge.
+    // An absolute-form target `target::prepare` left as sent is Python's to judge.
     if req.version() != Version::HTTP_2 && req.uri().scheme().is_some() {
         return Outcome::Defer(req);
     }

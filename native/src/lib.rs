@@ -88,6 +88,7 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod table;
+pub mod target;
 pub mod tls;
 pub mod tracing;
 pub mod upstream;
