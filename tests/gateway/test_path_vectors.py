@@ -13,9 +13,9 @@ from pathlib import Path
 from bastion.gateway.errors import BadRequestPathError
 from bastion.gateway.paths import normalize_path
 
-VECTORS = json.loads(
-    (Path(__file__).parents[1] / "vectors" / "normalize_path.json").read_text()
-)["vectors"]
+VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "normalize_path.json").read_text())[
+    "vectors"
+]
 
 
 def test_the_vectors_cover_every_answer() -> None:

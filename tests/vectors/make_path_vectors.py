@@ -25,8 +25,9 @@ from bastion.gateway.paths import MAX_PATH_BYTES, normalize_path
 HAND_PICKED = [
     "/", "//", "///", "/api", "/api/", "/api//x", "//api/x/", "/api/./x", "/api/.", "/api/..",
     "/api/x/..", "/a/b/../../..x", "/..", "/../x", "/a/../..", "/a/./../b/", "/.", "/./",
-    "/%61pi/%7e", "/%7E%2D%2E%5F", "/api/%2e%2E/x", "/%2e%2e/x", "/%2E", "/x/%2e/", "/a%3a%e2%82%ac",
-    "/a%3A%E2%82%AC", "/a\"<>[]^`{|}", "/a;v=1/b;", "/a%3b", "/a%3B", "/..;/x", "/x/..;", "/.;x",
+    "/%61pi/%7e", "/%7E%2D%2E%5F", "/api/%2e%2E/x", "/%2e%2e/x", "/%2E", "/x/%2e/",
+    "/a%3a%e2%82%ac", "/a%3A%E2%82%AC", "/a\"<>[]^`{|}", "/a;v=1/b;", "/a%3b", "/a%3B", "/..;/x",
+    "/x/..;", "/.;x",
     "/x/..;jsessionid=1/y", "/x/%2e%2e;/y", "/x/%2E.;/y", "/x/.%2e%3bq", "/x/..%3B/y",
     "/x/...;/y", "/x/.a;b", "/caf\u00e9", "/caf%C3%A9", "/caf%c3%a9", "/api%2Fx", "/api%2fx",
     "/api%5Cx", "/api%5cx", "/api\\x", "/api/x%00", "/api/x%0d%0a", "/api/x%7F", "/api/x%7f",
@@ -69,7 +70,9 @@ def generated(rng: random.Random) -> list[str]:
         out.append("/" + "/".join(pick))
     for _ in range(2000):
         size = rng.randint(0, 16)
-        out.append("/" + "".join(rng.choice(RARE if rng.random() < 0.02 else CHARS) for _ in range(size)))
+        out.append(
+            "/" + "".join(rng.choice(RARE if rng.random() < 0.02 else CHARS) for _ in range(size))
+        )
     return out
 
 
