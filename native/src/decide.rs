@@ -83,7 +83,7 @@ pub(crate) async fn decide<'t>(
     // rewrote the target); a URI forward-auth judges is taken only as it is
     // already normal (Python audits its rewrites and refusals under the
     // judged URI's normal form, which the forward-auth door does not keep).
-    if door == Door::ForwardAuth && !crate::paths::clean_target(target).is_some() {
+    if door == Door::ForwardAuth && crate::paths::clean_target(target).is_none() {
         return Decided::Defer(None);
     }
     let route = match table.routes.route(req.host(), req.method, target) {

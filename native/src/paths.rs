@@ -311,7 +311,15 @@ mod tests {
         fn normal(p: &str) -> Result<std::borrow::Cow<'_, str>, &'static str> {
             normalize(p.as_bytes())
         }
-        for ok in ["/", "/a//b", "/a/./b/..", "/a/../b", "/a;b/c", "/x/.a", "x/.."] {
+        for ok in [
+            "/",
+            "/a//b",
+            "/a/./b/..",
+            "/a/../b",
+            "/a;b/c",
+            "/x/.a",
+            "x/..",
+        ] {
             if ok.starts_with('/') {
                 assert!(normal(ok).is_ok(), "{ok}");
             }
@@ -380,7 +388,9 @@ mod tests {
             let raw = vector["raw"].as_str().expect("raw");
             let got = normalize(raw.as_bytes());
             match (vector.get("path"), vector.get("refused")) {
-                (Some(path), None) => assert_eq!(got.as_deref(), Ok(path.as_str().unwrap()), "{raw:?}"),
+                (Some(path), None) => {
+                    assert_eq!(got.as_deref(), Ok(path.as_str().unwrap()), "{raw:?}")
+                }
                 (None, Some(detail)) => assert_eq!(got, Err(detail.as_str().unwrap()), "{raw:?}"),
                 _ => panic!("bad vector {vector}"),
             }

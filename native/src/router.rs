@@ -395,7 +395,8 @@ impl RouteTable {
             };
         }
         if self.is_reserved(path)
-            || ((path.contains("//") || path.contains("/.")) && self.is_reserved(&app_normalise(path)))
+            || ((path.contains("//") || path.contains("/."))
+                && self.is_reserved(&app_normalise(path)))
         {
             return Target::Python(Why::Reserved);
         }
@@ -835,7 +836,15 @@ mod tests {
         assert_eq!(get(&t, "/api/%2Fadmin"), Err(Why::AppInvalidPath));
         assert_eq!(get(&t, "/a\\b"), Err(Why::InvalidPath));
         // What the router does not read.
-        for raw in ["*", "http://a/api", "api", "", "/caf\u{e9}", "/api?a b", "/api?\u{e9}"] {
+        for raw in [
+            "*",
+            "http://a/api",
+            "api",
+            "",
+            "/caf\u{e9}",
+            "/api?a b",
+            "/api?\u{e9}",
+        ] {
             assert_eq!(target(raw), Target::Python(Why::NotClean), "{raw}");
         }
     }
