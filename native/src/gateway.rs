@@ -6,7 +6,8 @@
 //! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers) | the caller is not a trusted proxy, the headers are ambiguous, missing or unreadable, HTTP/2, a body |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
-//! | match | `RouteTable::route`; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | the target is not normal (and not refused as above), a control-plane path, route not native |
+//! | target (before the doors) | `target::prepare`: the app's reading of the target (`RouteTable::target`): a gateway target rewritten to Python's normal form (absolute form to origin form), restored if deferred; a `%` path normalisation refuses: the app's 400 `invalid_path` (not audited, not metered) | a path outside ASCII, a query outside visible ASCII, `*`; a control-plane path |
+//! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | a control-plane path, route not native; a forward-auth URI not already normal |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`) | a forwarded hop is not a plain address; a preflight from a refused address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight refused for its method or headers, or not plain tokens; a preflight to a route without CORS |
 //! | body | `hygiene::takes`; a declared length over `max_body` (up to 64 KiB, what the connection drains): 413 `body_too_large`; a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | CL with TE, other codings; a declared length over `max_body` and 64 KiB |
@@ -33,7 +34,8 @@
 //! (`database_unavailable`, `introspection_unavailable`), a CORS preflight's 204 and the 403
 //! `cors_origin_not_allowed`, a WebSocket upgrade's 101 (`websocket`), and the
 //! refusals of match, body and authorize (`refusal`: 404, 405, 400
-//! `invalid_path`, 413, the 403s); every other refusal is Python's, which renders it.
+//! `invalid_path`, 413, the 403s), and the app's own 400 `invalid_path`
+//! (`target`); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::time::Instant;
