@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -379,3 +381,46 @@ def test_path_tricks_get_pythons_answer_whichever_plane_gives_it(
     assert (native.status, native.rid, python.status, python.rid) == (400, "", 400, "")
     same(native, python, "braces")
     assert upstream_saw(echo_module, before) == [], "a trick reached the upstream"
+
+
+def _curl_h2(curl: str, url: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """GET ``url`` over HTTP/2, the path as is: status, head, body."""
+    extra = [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    done = subprocess.run(
+        [curl, "-sk", "--http2", "--path-as-is", "-D", "-", *extra, url],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    head, _, answer = done.stdout.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), fields, answer
+
+
+def test_http2_targets_are_read_alike(
+    served: tuple[BastionProcess, Path], echo_module: EchoThread
+) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (httpx has no h2 package here)")
+    proc, _ = served
+    if not proc.url.startswith("https"):
+        pytest.skip("HTTP/2 is negotiated over TLS")
+    python_plane, native_plane = planes(proc)
+    cases = [
+        ("/api//x/%7e/./y?q=1", 200, ("GET", "/api/x/~/y", "q=1")),
+        ("/api/orders/../orders//7", 200, ("GET", "/v1/7", "")),
+        ("/api/%2Fadmin", 400, None),
+        ("/nothing//x", 404, None),
+    ]
+    for target, status, upstream in cases:
+        before = len(echo_module.server.received)
+        n_status, n_head, n_body = _curl_h2(curl, proc.url + target, {})
+        p_status, p_head, p_body = _curl_h2(curl, proc.url + target, DEFER)
+        n_rid, p_rid = n_head["x-request-id"], p_head["x-request-id"]
+        assert (n_status, p_status) == (status, status), target
+        assert (n_rid.rsplit("-", 1)[0], p_rid.rsplit("-", 1)[0]) == (native_plane, python_plane)
+        assert n_body.replace(n_rid.encode(), b"RID") == p_body.replace(p_rid.encode(), b"RID")
+        saw = upstream_saw(echo_module, before)
+        assert saw == ([upstream, upstream] if upstream else []), (target, saw)
