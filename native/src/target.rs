@@ -38,9 +38,15 @@ pub(crate) enum Prepared {
 
 /// Read `req`'s target as the app does (see the module docs).
 pub(crate) fn prepare(req: &mut Request<Body>, conn: &ConnInfo) -> Prepared {
-    let Some(table) = plane().table.load_full() else {
-        return Prepared::AsSent;
-    };
+    let guard = plane().table.load();
+    match guard.as_ref() {
+        Some(table) => prepare_with(req, conn, table),
+        None => Prepared::AsSent,
+    }
+}
+
+/// [`prepare`] with the table in force.
+fn prepare_with(req: &mut Request<Body>, conn: &ConnInfo, table: &Table) -> Prepared {
     let absolute = req.version() != Version::HTTP_2 && req.uri().scheme().is_some();
     let sent = req.uri().path_and_query().map_or("", PathAndQuery::as_str);
     let normal = match table.routes.target(sent) {
@@ -64,7 +70,7 @@ pub(crate) fn prepare(req: &mut Request<Body>, conn: &ConnInfo) -> Prepared {
             detail,
             why: Why::AppInvalidPath,
         } => {
-            return match app_refusal(req, conn, &table, detail) {
+            return match app_refusal(req, conn, table, detail) {
                 Some(response) => Prepared::Answered(response),
                 None => Prepared::AsSent,
             }
@@ -128,4 +134,134 @@ fn app_refusal(
         .into_response(rid);
     respond::decorate(response.headers_mut(), conn.tls, &request_id);
     Some(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Method;
+
+    /// Routes Python serves (the reading of the target does not look at the rest).
+    fn table() -> Table {
+        let route = |index: usize, name: &str, prefix: &str| {
+            serde_json::json!({"index": index, "name": name, "native": false,
+                "match": {"host": null, "prefix": prefix, "methods": null,
+                          "strip_prefix": false, "upstream_base": ""}})
+        };
+        let json = serde_json::json!({"version": 1,
+            "match": {"reserved": ["/healthz", "/oauth2", "/admin"], "preflight": false},
+            "edge": {"max_headers": 100, "max_header_bytes": 65536},
+            "routes": [route(0, "api", "/api")]});
+        Table::from_json(&json.to_string()).expect("table loads")
+    }
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            peer: "127.0.0.1:40000".parse().expect("peer"),
+            tls: true,
+            client_certs: Vec::new(),
+        }
+    }
+
+    fn request(version: Version, target: &str, headers: &[(&str, &str)]) -> Request<Body> {
+        let mut builder = Request::builder()
+            .method(Method::GET)
+            .uri(target)
+            .version(version);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder
+            .body(crate::http::full(bytes::Bytes::new()))
+            .expect("request")
+    }
+
+    fn read(version: Version, target: &str, headers: &[(&str, &str)]) -> (Prepared, Request<Body>) {
+        let mut req = request(version, target, headers);
+        let prepared = prepare_with(&mut req, &conn(), &table());
+        (prepared, req)
+    }
+
+    const HOST: &[(&str, &str)] = &[("host", "gw.test")];
+
+    #[test]
+    fn a_target_python_rewrites_is_read_in_its_normal_form_and_given_back_if_deferred() {
+        let (prepared, req) = read(Version::HTTP_11, "/api//x/%7e/./y/..?q=%2e", HOST);
+        assert_eq!(req.uri(), "/api/x/~/?q=%2e");
+        let Prepared::Rewritten(sent) = prepared else {
+            panic!("rewritten");
+        };
+        assert_eq!(sent, "/api//x/%7e/./y/..?q=%2e");
+        let Outcome::Defer(back) = restore(Outcome::Defer(req), Some(sent)) else {
+            panic!("deferred");
+        };
+        assert_eq!(back.uri(), "/api//x/%7e/./y/..?q=%2e");
+    }
+
+    #[test]
+    fn a_normal_target_and_the_control_planes_are_left_as_sent() {
+        for target in [
+            "/api/x?q",
+            "/api?",
+            "/nothing",
+            "//admin/x",
+            "/x/%2e%2e/oauth2/token",
+            "*",
+        ] {
+            let (prepared, req) = read(Version::HTTP_11, target, HOST);
+            assert!(matches!(prepared, Prepared::AsSent), "{target}");
+            assert_eq!(req.uri(), target);
+        }
+    }
+
+    #[test]
+    fn absolute_form_is_read_as_origin_form_whatever_its_authority() {
+        let (prepared, req) = read(Version::HTTP_11, "http://other.example/api/x?q=1", HOST);
+        assert!(
+            matches!(prepared, Prepared::Rewritten(ref sent) if sent == "http://other.example/api/x?q=1")
+        );
+        assert_eq!(req.uri(), "/api/x?q=1");
+        assert_eq!(req.uri().authority(), None);
+        // The gateway's own 400 reads it as origin-form too; the control plane's stays as sent.
+        let (_, req) = read(Version::HTTP_11, "http://gw.test/a/../..", HOST);
+        assert_eq!(req.uri(), "/a/../..");
+        let (prepared, req) = read(Version::HTTP_11, "http://gw.test/admin", HOST);
+        assert!(matches!(prepared, Prepared::AsSent));
+        assert_eq!(req.uri(), "http://gw.test/admin");
+    }
+
+    #[test]
+    fn http2_keeps_its_authority() {
+        let (prepared, req) = read(Version::HTTP_2, "https://gw.test/api//x", &[]);
+        assert!(matches!(prepared, Prepared::Rewritten(_)));
+        assert_eq!(req.uri(), "https://gw.test/api/x");
+    }
+
+    #[test]
+    fn a_percent_path_normalisation_refuses_is_the_apps_400() {
+        let (prepared, _) = read(Version::HTTP_11, "/api/%2Fadmin?x", HOST);
+        let Prepared::Answered(response) = prepared else {
+            panic!("answered");
+        };
+        assert_eq!(response.status(), http::StatusCode::BAD_REQUEST);
+        assert!(response.headers().contains_key(&respond::REQUEST_ID));
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=63072000; includeSubDomains"
+        );
+        // A head the gateway door does not take (here a method-override header), or one
+        // that looks like the control plane's: Python answers.
+        for (target, headers) in [
+            (
+                "/api/%2Fadmin",
+                &[("host", "gw.test"), ("x-http-method-override", "GET")][..],
+            ),
+            ("/admin/%2F", HOST),
+            ("/api/%2Fadmin", &[][..]),
+        ] {
+            let (prepared, req) = read(Version::HTTP_11, target, headers);
+            assert!(matches!(prepared, Prepared::AsSent), "{target}");
+            assert_eq!(req.uri(), target);
+        }
+    }
 }
