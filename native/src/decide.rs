@@ -79,6 +79,13 @@ pub(crate) async fn decide<'t>(
     // Python's `decision_steps` (forward-auth) skip `cors`, `body` and `mutate`.
     let proxied = door != Door::ForwardAuth;
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    // The gateway and WebSocket doors get the normal form (`gateway::handle`
+    // rewrote the target); a URI forward-auth judges is taken only as it is
+    // already normal (Python audits its rewrites and refusals under the
+    // judged URI's normal form, which the forward-auth door does not keep).
+    if door == Door::ForwardAuth && crate::paths::clean_target(target).is_none() {
+        return Decided::Defer(None);
+    }
     let route = match table.routes.route(req.host(), req.method, target) {
         Routed::Native { route, .. } => route,
         Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),

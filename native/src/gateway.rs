@@ -6,7 +6,8 @@
 //! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers; its own refusals: 403 `forward_auth_untrusted`, 400 `forward_auth_ambiguous` / `forward_auth_bad_request`; a decision's span names the judged request, `tracing::DecisionSpan`) | HTTP/2, a body, a head `hygiene` defers, repeated judged headers whose order decides the detail, a URI with a fragment |
 //! | framing | `hygiene::takes` | the head is anything but plainly fine |
-//! | match | `RouteTable::route`; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | the target is not normal (and not refused as above), a control-plane path, route not native |
+//! | target (before the doors) | `target::prepare`: the app's reading of the target (`RouteTable::target`): a gateway target rewritten to Python's normal form (absolute form to origin form), restored if deferred; a `%` path normalisation refuses: the app's 400 `invalid_path` (not audited, not metered) | a path outside ASCII, a query outside visible ASCII, `*`; a control-plane path |
+//! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | a control-plane path, route not native; a forward-auth URI not already normal |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`, a preflight's too) | a forwarded hop is not a plain address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`, quoted as Python's `repr`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight asking for `OPTIONS`; a preflight to a route without CORS (an ordinary `OPTIONS`) |
 //! | body | `hygiene::takes`; a declared length over `max_body` (up to 64 KiB, what the connection drains): 413 `body_too_large`; a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | CL with TE, other codings; a declared length over `max_body` and 64 KiB |
@@ -34,7 +35,8 @@
 //! `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`,
 //! forward-auth's own 403 / 400s, a WebSocket upgrade's 101 (`websocket`), and the
 //! refusals of match, body and authorize (`refusal`: 404, 405, 400
-//! `invalid_path`, 413, the 403s); every other refusal is Python's, which renders it.
+//! `invalid_path`, 413, the 403s), and the app's own 400 `invalid_path`
+//! (`target`); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
 
 use std::time::Instant;
@@ -51,15 +53,24 @@ use crate::mutate::ForwardContext;
 use crate::plane::plane;
 use crate::problem::Problem;
 use crate::respond;
+use crate::target::Prepared;
 use crate::verdict::{allowed, problem_of, DeniedHead, Head};
 
 /// Decide one request, traced when tracing is on (`tracing::begin`). Never
 /// fails: anything unexpected is a `Defer`.
+/// The target is first read as the app reads it (`target::prepare`: the
+/// normal form, or the app's own 400).
 pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
-    match crate::tracing::begin(&mut req, conn) {
+    let sent = match crate::target::prepare(&mut req, conn) {
+        Prepared::AsSent => None,
+        Prepared::Rewritten(sent) => Some(sent),
+        Prepared::Answered(response) => return Outcome::Respond(response),
+    };
+    let outcome = match crate::tracing::begin(&mut req, conn) {
         None => serve(req, conn).await,
         Some(traced) => traced.end(serve(req, conn).await),
-    }
+    };
+    crate::target::restore(outcome, sent)
 }
 
 /// Serve one request: forward-auth's door, a preflight, or the gateway's.
@@ -67,7 +78,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     let Some(table) = plane().table.load_full() else {
         return Outcome::Defer(req);
     };
-    // An absolute-form target (a proxy request) is Python's to judge.
+    // An absolute-form target `target::prepare` left as sent is Python's to judge.
     if req.version() != Version::HTTP_2 && req.uri().scheme().is_some() {
         return Outcome::Defer(req);
     }

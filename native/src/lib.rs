@@ -33,7 +33,8 @@
 //! - `tls`: rustls configuration from PEM files, reloadable.
 //! - `forward`: the hop of deferred requests to Python's private Unix socket.
 //! - `routes`: the route table compiled by Python, swapped whole on reload.
-//! - `paths`: which request targets are already in Python's normal form.
+//! - `paths`: Python's `normalize_path`, ported (and the fast test for paths already normal).
+//! - `target`: the request-target as the app reads it, before the doors (normal form, its 400).
 //! - `router`: host + path + method to a route, or a defer.
 //! - `upstream`: the route's upstream targets, keep-alive pools, health and the proxy.
 //! - `audit`: the bounded queue of decision events the Python audit writer drains.
@@ -88,6 +89,7 @@ pub mod router;
 pub mod routes;
 pub mod server;
 pub mod table;
+pub mod target;
 pub mod tls;
 pub mod tracing;
 pub mod upstream;

@@ -1,12 +1,11 @@
-//! Which request targets the native router may take exactly as they were sent.
+//! Request paths in Python's normal form: `bastion.gateway.paths.normalize_path`
+//! (RFC 3986 §6.2.2 normalisation plus the refusals of the hardening issue),
+//! ported byte for byte as [`normalize`] and held to Python's own answers by
+//! `tests/vectors/normalize_path.json`.
 //!
-//! The specification is `bastion.gateway.paths.normalize_path` (RFC 3986
-//! §6.2.2 normalisation plus the refusals of the hardening issue). The native
-//! core does not re-implement it: it only recognises the targets whose path
-//! that normalisation returns *unchanged* and never refuses, and leaves every
-//! other spelling to Python (which rewrites, or answers 400 `invalid_path`).
-//!
-//! A path is clean when, conservatively:
+//! Most paths are already normal; [`is_clean_path`] tells them in one pass
+//! (conservatively: such a path is its own normal form), so [`normalize`]
+//! borrows them. A path is clean when:
 //! - it starts with `/` and is at most [`MAX_PATH_BYTES`] long;
 //! - no segment is empty (no `//`), except a single trailing slash;
 //! - no segment is `.` or `..`;
@@ -136,59 +135,145 @@ fn upper_hex(digit: u8) -> Option<u8> {
 }
 
 /// Visible ASCII, no fragment: forwarded upstream byte for byte.
-fn is_clean_query(query: &[u8]) -> bool {
+pub(crate) fn is_clean_query(query: &[u8]) -> bool {
     query
         .iter()
         .all(|&byte| (0x21..=0x7E).contains(&byte) && byte != b'#')
 }
 
-/// For a raw path without `%` (nor query): the detail of Python's
-/// `BadRequestPathError` when `normalize_path` refuses it — overlong, a
-/// control character, a backslash, a dot segment with a path parameter
-/// (`..;`), `..` above the root — in the order Python meets them; `None`
-/// when it does not refuse, or when the path has a `%` or does not start
-/// with `/` (not judged here).
-pub fn refused_detail(path: &[u8]) -> Option<String> {
-    if path.contains(&b'%') || path.first() != Some(&b'/') {
-        return None;
+/// The details of Python's `BadRequestPathError` for the paths
+/// `normalize_path` refuses.
+pub mod refused {
+    pub const TOO_LONG: &str = "The request path is longer than 8192 bytes.";
+    pub const NO_SLASH: &str = "The request path must start with '/'.";
+    pub const BAD_ESCAPE: &str = "The request path contains an invalid percent-escape.";
+    pub const ENCODED_SLASH: &str =
+        "The request path contains an encoded slash (%2F), which is refused.";
+    pub const ENCODED_BACKSLASH: &str =
+        "The request path contains an encoded backslash (%5C), which is refused.";
+    pub const ENCODED_CONTROL: &str =
+        "The request path contains an encoded control character, which is refused.";
+    pub const CONTROL: &str = "The request path contains a control character.";
+    pub const BACKSLASH: &str = "The request path contains a backslash, which is refused.";
+    pub const DOT_PARAMETER: &str = "The request path contains a dot segment with a path \
+                                     parameter ('..;'), which is refused.";
+    pub const ABOVE_ROOT: &str = "The request path climbs above the root ('..').";
+}
+
+/// `bastion.gateway.paths.normalize_path`, byte for byte: the normal form of
+/// a raw request path (without its query) — unreserved escapes decoded, the
+/// others upper-cased, bytes outside `pchar` escaped, dot segments resolved,
+/// empty segments dropped, a directory's trailing slash kept — or the detail
+/// of the `400 invalid_path` Python answers instead ([`refused`]), the first
+/// refusal in the order Python meets it. Borrowed when the path is already
+/// normal ([`is_clean_path`]: the common case, one pass, no allocation).
+/// `tests/vectors/normalize_path.json` holds both implementations to it.
+pub fn normalize(raw: &[u8]) -> Result<std::borrow::Cow<'_, str>, &'static str> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(refused::TOO_LONG);
     }
-    if path.len() > MAX_PATH_BYTES {
-        return Some(format!(
-            "The request path is longer than {MAX_PATH_BYTES} bytes."
-        ));
+    if raw.first() != Some(&b'/') {
+        return Err(refused::NO_SLASH);
     }
-    let mut depth = 0usize;
-    for segment in path[1..].split(|&b| b == b'/') {
-        for &byte in segment {
-            if byte < 0x20 || byte == 0x7F {
-                return Some("The request path contains a control character.".to_owned());
-            }
-            if byte == b'\\' {
-                return Some("The request path contains a backslash, which is refused.".to_owned());
-            }
-        }
-        if segment.contains(&b';') {
-            let head = segment.split(|&b| b == b';').next().unwrap_or_default();
-            if head == b"." || head == b".." {
-                return Some(
-                    "The request path contains a dot segment with a path parameter ('..;'), \
-                     which is refused."
-                        .to_owned(),
-                );
-            }
-        }
-        match segment {
-            b"" | b"." => {}
-            b".." => {
-                if depth == 0 {
-                    return Some("The request path climbs above the root ('..').".to_owned());
-                }
-                depth -= 1;
-            }
-            _ => depth += 1,
+    if is_clean_path(raw) {
+        // Clean paths are ASCII (`PLAIN` and escapes only).
+        if let Ok(path) = std::str::from_utf8(raw) {
+            return Ok(std::borrow::Cow::Borrowed(path));
         }
     }
-    None
+    // The kept segments, each "/segment", one after the other in `out`;
+    // `starts` says where each begins (a `..` truncates to the last one).
+    let mut out = String::with_capacity(raw.len() + 8);
+    let mut starts: Vec<usize> = Vec::new();
+    let mut segment = String::new();
+    let mut trailing = false;
+    for raw_segment in raw[1..].split(|&b| b == b'/') {
+        segment.clear();
+        canonical_segment(raw_segment, &mut segment)?;
+        if segment.contains(';') || segment.contains("%3B") {
+            let head = segment.split(';').next().unwrap_or_default();
+            let head = head.split("%3B").next().unwrap_or_default();
+            if head == "." || head == ".." {
+                return Err(refused::DOT_PARAMETER);
+            }
+        }
+        // A path ending in "/", "/." or "/.." names a directory: its trailing slash stays.
+        trailing = matches!(segment.as_str(), "" | "." | "..");
+        match segment.as_str() {
+            "" | "." => {}
+            ".." => match starts.pop() {
+                Some(start) => out.truncate(start),
+                None => return Err(refused::ABOVE_ROOT),
+            },
+            kept => {
+                starts.push(out.len());
+                out.push('/');
+                out.push_str(kept);
+            }
+        }
+    }
+    if starts.is_empty() {
+        return Ok(std::borrow::Cow::Borrowed("/"));
+    }
+    if trailing {
+        out.push('/');
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// `_canonical_segment`: one raw segment into `out` (unreserved escapes
+/// decoded, the others upper-cased, bytes outside `pchar` escaped), or the
+/// refusal of its first bad byte.
+fn canonical_segment(segment: &[u8], out: &mut String) -> Result<(), &'static str> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let escape = |out: &mut String, value: u8| {
+        out.push('%');
+        out.push(char::from(HEX[usize::from(value >> 4)]));
+        out.push(char::from(HEX[usize::from(value & 0xF)]));
+    };
+    let mut i = 0;
+    while let Some(&byte) = segment.get(i) {
+        if byte == b'%' {
+            let (Some(hi), Some(lo)) = (segment.get(i + 1), segment.get(i + 2)) else {
+                return Err(refused::BAD_ESCAPE);
+            };
+            let (Some(hi), Some(lo)) = (any_hex(*hi), any_hex(*lo)) else {
+                return Err(refused::BAD_ESCAPE);
+            };
+            let value = hi * 16 + lo;
+            match value {
+                b'/' => return Err(refused::ENCODED_SLASH),
+                b'\\' => return Err(refused::ENCODED_BACKSLASH),
+                _ if value < 0x20 || value == 0x7F => return Err(refused::ENCODED_CONTROL),
+                _ if is_unreserved(value) => out.push(char::from(value)),
+                _ => escape(out, value),
+            }
+            i += 3;
+            continue;
+        }
+        if byte < 0x20 || byte == 0x7F {
+            return Err(refused::CONTROL);
+        }
+        if byte == b'\\' {
+            return Err(refused::BACKSLASH);
+        }
+        if PLAIN[usize::from(byte)] || byte == b';' {
+            out.push(char::from(byte));
+        } else {
+            escape(out, byte);
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+fn any_hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// `bastion.http.app._normalise`: the path without empty and `.` segments,
@@ -222,8 +307,10 @@ mod tests {
     use proptest::prelude::*;
 
     #[test]
-    fn refused_details_are_pythons() {
-        let refused = |p: &str| refused_detail(p.as_bytes());
+    fn refusals_are_pythons_in_pythons_order() {
+        fn normal(p: &str) -> Result<std::borrow::Cow<'_, str>, &'static str> {
+            normalize(p.as_bytes())
+        }
         for ok in [
             "/",
             "/a//b",
@@ -231,37 +318,83 @@ mod tests {
             "/a/../b",
             "/a;b/c",
             "/x/.a",
-            "/%2e%2e/..",
             "x/..",
         ] {
-            assert_eq!(refused(ok), None, "{ok}");
+            if ok.starts_with('/') {
+                assert!(normal(ok).is_ok(), "{ok}");
+            }
         }
-        assert_eq!(
-            refused("/a/../.."),
-            Some("The request path climbs above the root ('..').".to_owned())
-        );
-        assert_eq!(
-            refused("/a/..;x/b"),
-            Some(
-                "The request path contains a dot segment with a path parameter ('..;'), which is \
-                 refused."
-                    .to_owned()
-            )
-        );
-        assert!(refused("/a/.;").is_some());
-        assert_eq!(
-            refused("/a\\b/../.."),
-            Some("The request path contains a backslash, which is refused.".to_owned())
-        );
-        assert_eq!(
-            refused("/a/\tb"),
-            Some("The request path contains a control character.".to_owned())
-        );
+        assert_eq!(normal("x/.."), Err(refused::NO_SLASH));
+        assert_eq!(normal("/a/../.."), Err(refused::ABOVE_ROOT));
+        assert_eq!(normal("/%2e%2e/.."), Err(refused::ABOVE_ROOT));
+        assert_eq!(normal("/a/..;x/b"), Err(refused::DOT_PARAMETER));
+        assert_eq!(normal("/a/.;"), Err(refused::DOT_PARAMETER));
+        assert_eq!(normal("/a/%2E%2e%3bx"), Err(refused::DOT_PARAMETER));
+        assert_eq!(normal("/a\\b/../.."), Err(refused::BACKSLASH));
+        assert_eq!(normal("/a/\tb"), Err(refused::CONTROL));
+        assert_eq!(normal("/a/%2f"), Err(refused::ENCODED_SLASH));
+        assert_eq!(normal("/a/%5c"), Err(refused::ENCODED_BACKSLASH));
+        assert_eq!(normal("/a/%7f"), Err(refused::ENCODED_CONTROL));
+        assert_eq!(normal("/a/%4"), Err(refused::BAD_ESCAPE));
+        assert_eq!(normal("/a/%zz/%2F"), Err(refused::BAD_ESCAPE));
+        // The first refusal met, segment by segment: "..", then the escape.
+        assert_eq!(normal("/../%2F"), Err(refused::ABOVE_ROOT));
+        assert_eq!(normal("/%2F/.."), Err(refused::ENCODED_SLASH));
         let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(normal(&long), Err(refused::TOO_LONG));
         assert_eq!(
-            refused(&long),
-            Some("The request path is longer than 8192 bytes.".to_owned())
+            refused::TOO_LONG,
+            format!("The request path is longer than {MAX_PATH_BYTES} bytes.")
         );
+    }
+
+    #[test]
+    fn rewrites_are_pythons() {
+        for (raw, expected) in [
+            ("/", "/"),
+            ("//", "/"),
+            ("/api//x", "/api/x"),
+            ("//api/x/", "/api/x/"),
+            ("/api/./x", "/api/x"),
+            ("/api/.", "/api/"),
+            ("/api/x/..", "/api/"),
+            ("/a/b/../../..x", "/..x"),
+            ("/%61pi/%7e", "/api/~"),
+            ("/api/%2e%2E/x", "/x"),
+            ("/a%3a%e2%82%ac", "/a%3A%E2%82%AC"),
+            ("/a\"<>[]^`{|}", "/a%22%3C%3E%5B%5D%5E%60%7B%7C%7D"),
+            ("/a;v=1/b;", "/a;v=1/b;"),
+            ("/a%3b", "/a%3B"),
+            ("/caf\u{e9}", "/caf%C3%A9"),
+        ] {
+            assert_eq!(normalize(raw.as_bytes()).as_deref(), Ok(expected), "{raw}");
+        }
+        assert!(matches!(
+            normalize(b"/api/x"),
+            Ok(std::borrow::Cow::Borrowed("/api/x"))
+        ));
+    }
+
+    /// `tests/vectors/normalize_path.json` (`tests/vectors/make_path_vectors.py`,
+    /// from Python's `normalize_path`; `tests/gateway/test_path_vectors.py`
+    /// holds Python to the same file).
+    #[test]
+    fn the_vectors_are_pythons() {
+        const VECTORS: &str = include_str!("../../tests/vectors/normalize_path.json");
+        let vectors: serde_json::Value = serde_json::from_str(VECTORS).expect("vectors");
+        let vectors = vectors["vectors"].as_array().expect("a list");
+        assert!(vectors.len() > 1000);
+        for vector in vectors {
+            let raw = vector["raw"].as_str().expect("raw");
+            let got = normalize(raw.as_bytes());
+            match (vector.get("path"), vector.get("refused")) {
+                (Some(path), None) => {
+                    assert_eq!(got.as_deref(), Ok(path.as_str().unwrap()), "{raw:?}")
+                }
+                (None, Some(detail)) => assert_eq!(got, Err(detail.as_str().unwrap()), "{raw:?}"),
+                _ => panic!("bad vector {vector}"),
+            }
+        }
     }
 
     #[test]
@@ -396,6 +529,44 @@ mod tests {
         fn never_panics(target in ".*", bytes in prop::collection::vec(any::<u8>(), 0..64)) {
             let _ = clean_target(&target);
             let _ = is_clean_path(&bytes);
+            let _ = normalize(&bytes);
+            let _ = normalize(target.as_bytes());
+        }
+
+        /// Python's normal form is a fixed point of itself, ASCII, without
+        /// empty or dot segments (a directory's trailing slash aside); a clean
+        /// path is its own normal form.
+        #[test]
+        fn the_normal_form_is_normal(
+            parts in prop::collection::vec(
+                prop_oneof![
+                    Just(b"/".to_vec()), Just(b".".to_vec()), Just(b"..".to_vec()),
+                    Just(b";".to_vec()), Just(b"%".to_vec()), Just(b"%2e".to_vec()),
+                    Just(b"%3B".to_vec()), Just(b"%7E".to_vec()), Just(b"%c3".to_vec()),
+                    Just(b"\\".to_vec()), Just(b"a".to_vec()), Just(b"\"".to_vec()),
+                    prop::collection::vec(any::<u8>(), 1..3),
+                ],
+                0..12,
+            ),
+        ) {
+            let mut raw = b"/".to_vec();
+            for part in parts {
+                raw.extend_from_slice(&part);
+            }
+            if let Ok(normal) = normalize(&raw) {
+                let again = normalize(normal.as_bytes());
+                prop_assert_eq!(again.as_deref(), Ok(normal.as_ref()));
+                prop_assert!(normal.is_ascii() && normal.starts_with('/'));
+                let body = normal.strip_suffix('/').unwrap_or(&normal);
+                prop_assert!(
+                    normal == "/" || body[1..].split('/').all(|s| !s.is_empty() && s != "." && s != ".."),
+                    "{}", normal
+                );
+            }
+            if is_clean_path(&raw) {
+                let normal = normalize(&raw);
+                prop_assert_eq!(normal.as_deref().ok().map(str::as_bytes), Some(&raw[..]));
+            }
         }
 
         #[test]

@@ -180,7 +180,9 @@ pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Refusal {
 /// (`why`), where the table tells it exactly (the head's `framing` aside):
 /// no route, `404`; routes for the path but not the method, `405` with
 /// `Allow`; a path without `%` the app hands to its gateway and
-/// `normalize_path` refuses, `400 invalid_path`. `None`: Python decides.
+/// `normalize_path` refuses, `400 invalid_path`. `None`: Python decides (a
+/// path with `%` normalisation refuses is the app's 400, rendered before
+/// the gateway by `gateway::handle`).
 pub fn unmatched(
     table: &RouteTable,
     host: Option<&str>,
@@ -193,13 +195,13 @@ pub fn unmatched(
         Why::MethodNotAllowed => table
             .allowed_methods(host, target)
             .and_then(|allow| method_not_allowed(method.as_str(), &allow)),
-        Why::NotClean => {
-            let path = target.split_once('?').map_or(target, |(path, _)| path);
-            if !table.reaches_gateway(path) {
-                return None;
-            }
-            crate::paths::refused_detail(path.as_bytes()).map(|detail| invalid_path(&detail))
-        }
+        Why::InvalidPath => match table.target(target) {
+            crate::router::Target::Refused {
+                detail,
+                why: Why::InvalidPath,
+            } => Some(invalid_path(detail)),
+            _ => None,
+        },
         _ => None,
     }
 }

@@ -8,14 +8,23 @@
 //! - routes for the path but none for the method: 405 (a shorter prefix is
 //!   not tried).
 //!
+//! Before matching, the request-target is read as the Python app reads it
+//! ([`RouteTable::target`]): `BastionApp._dispatch` keeps the control plane's
+//! paths (judged as sent and once normalised), then the gateway's `match`
+//! step normalises the path (`normalize_path`, [`crate::paths::normalize`])
+//! and matches the normal form; the upstream gets that path (prefix stripped,
+//! base prepended) and the raw query.
+//!
 //! The native router answers `Native` only when Python would pick the same
-//! route and forward the same target; everything else is a `Defer` (Python
-//! then renders the 400/404/405, or serves the route itself).
+//! route and forward the same target; everything else is a `Defer` (the
+//! gateway renders the 400/404/405 Python's `match` would, or Python serves
+//! the request itself).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::paths::clean_target;
+use crate::paths::{app_normalise, is_clean_path, is_clean_query, normalize};
 use crate::routes::{MatchRule, Route, RouteTable};
 
 /// Longest host (after normalisation) the router reads; a longer one defers.
@@ -37,8 +46,16 @@ pub enum Routed<'t> {
 /// Why a request was deferred to Python.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
-    /// The target is not already in normal form (or Python refuses it).
+    /// A target the router does not read: not origin-form (`*`, no leading
+    /// `/`), a path with bytes outside ASCII (uvicorn refuses them), a query
+    /// with bytes outside visible ASCII.
     NotClean,
+    /// A path `normalize_path` refuses that the app hands to its gateway
+    /// (no `%`): the `match` step's 400 `invalid_path` (`refusal::unmatched`).
+    InvalidPath,
+    /// A path with `%` that `normalize_path` refuses: the app's 400
+    /// `invalid_path`, before its gateway (`gateway::handle` renders it).
+    AppInvalidPath,
     /// A path of the control plane (`RESERVED_PREFIXES`).
     Reserved,
     /// A method Python refuses (400 `invalid_method`).
@@ -53,8 +70,6 @@ pub enum Why {
     MethodNotAllowed,
     /// The route is served by the Python pipeline.
     NotNative,
-    /// The table has a route the native core cannot match.
-    Opaque,
 }
 
 impl Why {
@@ -62,6 +77,8 @@ impl Why {
     pub fn label(self) -> &'static str {
         match self {
             Self::NotClean => "not_clean",
+            Self::InvalidPath => "invalid_path",
+            Self::AppInvalidPath => "app_invalid_path",
             Self::Reserved => "reserved",
             Self::Method => "method",
             Self::Preflight => "preflight",
@@ -69,9 +86,26 @@ impl Why {
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotNative => "not_native",
-            Self::Opaque => "opaque",
         }
     }
+}
+
+/// A request-target as the Python app and its gateway read it
+/// ([`RouteTable::target`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// For the gateway: the normal form of the path (borrowed when the
+    /// target was already normal) and the raw query (`None`: absent or empty).
+    Gateway {
+        path: Cow<'a, str>,
+        query: Option<&'a str>,
+    },
+    /// Python answers 400 `invalid_path` with this detail: by the app,
+    /// before its gateway ([`Why::AppInvalidPath`], a path with `%`), or by
+    /// the gateway's `match` step ([`Why::InvalidPath`]).
+    Refused { detail: &'static str, why: Why },
+    /// Python's: a control-plane path, or a target the router does not read.
+    Python(Why),
 }
 
 /// The routes indexed by prefix: one map probe per path segment, at most as
@@ -246,15 +280,21 @@ impl RouteTable {
     /// (path + optional query). Never panics; anything not certain is a
     /// `Defer`. Allocates only the upstream target of a `Native` answer.
     pub fn route(&self, host: Option<&str>, method: &http::Method, target: &str) -> Routed<'_> {
-        if self.opaque {
-            return Routed::Defer(Why::Opaque);
-        }
-        let Some(clean) = clean_target(target) else {
-            return Routed::Defer(Why::NotClean);
+        let (path, query) = match self.target(target) {
+            Target::Gateway { path, query } => (path, query),
+            Target::Refused { why, .. } | Target::Python(why) => return Routed::Defer(why),
         };
-        if self.is_reserved(clean.path) {
-            return Routed::Defer(Why::Reserved);
-        }
+        self.route_normal(host, method, &path, query)
+    }
+
+    /// [`RouteTable::route`] for a path in normal form the app hands to its gateway.
+    fn route_normal(
+        &self,
+        host: Option<&str>,
+        method: &http::Method,
+        path: &str,
+        query: Option<&str>,
+    ) -> Routed<'_> {
         let method = method.as_str();
         if !is_method_token(method) {
             return Routed::Defer(Why::Method);
@@ -278,7 +318,7 @@ impl RouteTable {
         } else {
             ""
         };
-        let index = match self.router.lookup(&self.routes, host, clean.path, method) {
+        let index = match self.router.lookup(&self.routes, host, path, method) {
             Lookup::Found(index) => index,
             Lookup::MethodNotAllowed => return Routed::Defer(Why::MethodNotAllowed),
             Lookup::NotFound => return Routed::Defer(Why::NoRoute),
@@ -289,7 +329,7 @@ impl RouteTable {
         let Some(rule) = route.matcher.as_ref().filter(|_| route.native) else {
             return Routed::Defer(Why::NotNative);
         };
-        match upstream_target(rule, clean.path, clean.query) {
+        match upstream_target(rule, path, query) {
             Some(upstream_path_and_query) => Routed::Native {
                 route,
                 upstream_path_and_query,
@@ -301,7 +341,9 @@ impl RouteTable {
     /// For a request [`RouteTable::route`] deferred with [`Why::MethodNotAllowed`]:
     /// the methods Python's 405 lists (`Allow`), or `None` when not certain.
     pub fn allowed_methods(&self, host: Option<&str>, target: &str) -> Option<Vec<&str>> {
-        let clean = clean_target(target)?;
+        let Target::Gateway { path, .. } = self.target(target) else {
+            return None;
+        };
         let host = host.filter(|host| !host.is_empty())?;
         let mut buffer = [0u8; MAX_HOST];
         let host = if self.router.has_hosts {
@@ -309,21 +351,69 @@ impl RouteTable {
         } else {
             ""
         };
-        self.router.allow(&self.routes, host, clean.path)
+        self.router.allow(&self.routes, host, &path)
     }
 
-    /// Whether the Python app hands a path without `%` to its gateway
-    /// (`BastionApp._dispatch`): not under a reserved prefix, as it is nor
-    /// once `//` and dot segments are resolved (`app._normalise`).
-    pub fn reaches_gateway(&self, path: &str) -> bool {
-        !path.contains('%')
-            && !self.is_reserved(path)
-            && !((path.contains("//") || path.contains("/."))
-                && self.is_reserved(&crate::paths::app_normalise(path)))
+    /// How the Python app reads a raw request-target (origin-form: path and
+    /// optional query). `BastionApp._dispatch` first: a path with `%` is
+    /// normalised (`normalize_path`; a refusal is the app's 400) and the
+    /// control plane keeps it when the normal form is under a reserved
+    /// prefix; a path without `%` is the control plane's when it is under
+    /// one as sent or once `//` and dot segments are resolved (`_normalise`).
+    /// Anything else goes to the gateway, whose `match` step normalises the
+    /// path (a refusal is its 400) and matches the normal form.
+    pub fn target<'a>(&self, target: &'a str) -> Target<'a> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if !path.starts_with('/') || !path.is_ascii() || !is_clean_query(query.as_bytes()) {
+            return Target::Python(Why::NotClean);
+        }
+        let query = (!query.is_empty()).then_some(query);
+        if is_clean_path(path.as_bytes()) {
+            // Its own normal form, under a reserved prefix or not, whichever way the app asks.
+            if self.is_reserved(path) {
+                return Target::Python(Why::Reserved);
+            }
+            let path = Cow::Borrowed(path);
+            return Target::Gateway { path, query };
+        }
+        if path.contains('%') {
+            return match normalize(path.as_bytes()) {
+                Ok(normal) if self.is_reserved(&normal) => Target::Python(Why::Reserved),
+                Ok(normal) => Target::Gateway {
+                    path: Cow::Owned(normal.into_owned()),
+                    query,
+                },
+                // The app refuses it whatever it names; one that looks like the control
+                // plane's (as sent, or resolved) is left to Python, which owns those paths.
+                Err(_) if self.is_reserved(path) || self.is_reserved(&app_normalise(path)) => {
+                    Target::Python(Why::Reserved)
+                }
+                Err(detail) => Target::Refused {
+                    detail,
+                    why: Why::AppInvalidPath,
+                },
+            };
+        }
+        if self.is_reserved(path)
+            || ((path.contains("//") || path.contains("/."))
+                && self.is_reserved(&app_normalise(path)))
+        {
+            return Target::Python(Why::Reserved);
+        }
+        match normalize(path.as_bytes()) {
+            Ok(normal) => Target::Gateway {
+                path: Cow::Owned(normal.into_owned()),
+                query,
+            },
+            Err(detail) => Target::Refused {
+                detail,
+                why: Why::InvalidPath,
+            },
+        }
     }
 
-    /// `bastion.http.app.is_reserved` for a clean path: a reserved prefix,
-    /// itself or below it on a segment boundary.
+    /// `bastion.http.app._reserved_exact`: a reserved prefix, itself or below
+    /// it on a segment boundary.
     fn is_reserved(&self, path: &str) -> bool {
         self.matching.reserved.iter().any(|prefix| {
             path.strip_prefix(prefix.as_str())
@@ -490,11 +580,8 @@ mod tests {
         );
         assert_eq!(allow("gw.test", "/any/x"), None);
         assert_eq!(allow("gw.test", "/nothing"), None);
-        assert!(t.reaches_gateway("/nothing/.x"));
-        assert!(!t.reaches_gateway("/admin/x"));
-        assert!(!t.reaches_gateway("/x/../admin"));
-        assert!(!t.reaches_gateway("//oauth2/token"));
-        assert!(!t.reaches_gateway("/x/%2e"));
+        assert_eq!(allow("gw.test", "/w//x/."), Some(vec!["PUT"]));
+        assert_eq!(allow("gw.test", "/w%2F"), None);
     }
 
     #[test]
@@ -676,18 +763,89 @@ mod tests {
     }
 
     #[test]
-    fn unclean_targets_defer() {
+    fn targets_python_rewrites_are_routed_by_their_normal_form() {
         let t = matcher();
-        for target in [
-            "/api//x",
-            "/api/../api",
-            "/%61pi",
-            "/api;x",
+        for (target, expected) in [
+            ("/api//x", "api"),
+            ("//api/orders/1", "orders"),
+            ("/api/./orders/../orders/1", "orders"),
+            ("/%61pi/%6Frders", "orders"),
+            ("/api/x%7e/..", "api"),
+            ("/api/orders;v=1/x", "api"),
+            ("/x/../api/v2/items", "v2"),
+        ] {
+            assert_eq!(get(&t, target), Ok(expected.to_owned()), "{target}");
+        }
+        // Python's 404 for the normal form: a path the gateway matches, not the control plane's.
+        assert_eq!(get(&t, "/API//x"), Err(Why::NoRoute));
+        assert_eq!(get(&t, "/api;x/orders"), Err(Why::NoRoute)); // `api;x` is not `api`
+        assert_eq!(get(&t, "/x/.."), Err(Why::NoRoute));
+        assert_eq!(
+            name(&t, "gw.test", "PUT", "/api//orders"),
+            Err(Why::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn the_apps_dispatch_decides_the_control_planes_paths() {
+        let t = table(vec![rule("root", "/", None, None)], false);
+        let target = |raw: &'static str| t.target(raw);
+        // As sent, once `//` and dot segments are resolved, or once normalised (with `%`).
+        for raw in [
+            "/admin",
+            "//admin/x",
+            "/x/../oauth2/token",
+            "/../../healthz",
+            "/%61dmin",
+            "/x/%2e%2e/admin",
+            "/oauth2/%2F",
+            "/x/../admin/%zz",
+        ] {
+            assert_eq!(target(raw), Target::Python(Why::Reserved), "{raw}");
+        }
+        // The gateway's: its normal form, whatever it names (Python's gateway matches it).
+        assert_eq!(
+            target("/x/%2e%2e/%2e/api?q=%2e"),
+            Target::Gateway {
+                path: Cow::Borrowed("/api"),
+                query: Some("q=%2e")
+            }
+        );
+        assert_eq!(
+            target("/a/b/../c?"),
+            Target::Gateway {
+                path: Cow::Borrowed("/a/c"),
+                query: None
+            }
+        );
+        // Refused by the gateway's `match` (no `%`) or the app (a `%`).
+        assert_eq!(
+            target("/a/../.."),
+            Target::Refused {
+                detail: crate::paths::refused::ABOVE_ROOT,
+                why: Why::InvalidPath
+            }
+        );
+        assert_eq!(
+            target("/api/%2Fadmin"),
+            Target::Refused {
+                detail: crate::paths::refused::ENCODED_SLASH,
+                why: Why::AppInvalidPath
+            }
+        );
+        assert_eq!(get(&t, "/api/%2Fadmin"), Err(Why::AppInvalidPath));
+        assert_eq!(get(&t, "/a\\b"), Err(Why::InvalidPath));
+        // What the router does not read.
+        for raw in [
             "*",
             "http://a/api",
+            "api",
+            "",
+            "/caf\u{e9}",
             "/api?a b",
+            "/api?\u{e9}",
         ] {
-            assert_eq!(get(&t, target), Err(Why::NotClean), "{target}");
+            assert_eq!(target(raw), Target::Python(Why::NotClean), "{raw}");
         }
     }
 
@@ -724,6 +882,10 @@ mod tests {
         assert_eq!(upstream("/api/orders?"), "/v1/");
         assert_eq!(upstream("/other/x?q"), "/other/x?q");
         assert_eq!(upstream("/keep/x"), "/base/keep/x");
+        // The normal form goes upstream, the query as sent.
+        assert_eq!(upstream("/api//orders/./7/?x=%2e"), "/v1/7/?x=%2e");
+        assert_eq!(upstream("/%61pi/orders"), "/v1/");
+        assert_eq!(upstream("/other/%7e/x%3a"), "/other/~/x%3A");
         let native = upstream("/api/orders/7?x=1");
         assert_eq!(native.capacity(), native.len(), "one exact allocation");
     }

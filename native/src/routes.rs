@@ -14,8 +14,10 @@
 //!
 //! The `match` sections are parsed here (see `router.rs` for how they are
 //! used); `auth`, `limits` and `upstream` are kept as raw JSON for the steps
-//! that own them. A route whose `match` is `null` could not be described to
-//! the native core, so the whole table then defers every request.
+//! that own them. Every route has one: `compile_table` compiles it from the
+//! settings or raises (an invalid path is a configuration error), so a table
+//! with a `null` match is refused (a bug between the compiler and the crate;
+//! the previous table stays in force).
 
 use std::fmt;
 use std::sync::Arc;
@@ -156,7 +158,7 @@ pub struct Route {
     /// Why not, when not (for `bastion routes list`).
     #[serde(default)]
     pub defer_reason: Option<String>,
-    /// How requests match it; `None` when it could not be compiled.
+    /// How requests match it (never `None` in a loaded table: refused).
     #[serde(rename = "match")]
     pub matcher: Option<MatchRule>,
     /// The raw `auth` section (parsed by the authenticate/authorize steps).
@@ -199,8 +201,6 @@ pub struct RouteTable {
     pub(crate) routes: Vec<Route>,
     pub(crate) matching: TableMatch,
     pub(crate) router: Router,
-    /// Some route has no match section: nothing can be routed natively.
-    pub(crate) opaque: bool,
 }
 
 impl RouteTable {
@@ -237,21 +237,18 @@ impl RouteTable {
                 Some(rule) => rule
                     .check()
                     .map_err(|reason| TableError::Invalid(format!("routes[{name}].{reason}")))?,
-                None if route.native => {
+                None => {
                     return Err(TableError::Invalid(format!(
-                        "routes[{name}] is native without a match section"
+                        "routes[{name}] has no match section"
                     )))
                 }
-                None => {}
             }
         }
-        let opaque = raw.routes.iter().any(|route| route.matcher.is_none());
         let router = Router::new(&raw.routes);
         Ok(Self {
             routes: raw.routes,
             matching: raw.matching,
             router,
-            opaque,
         })
     }
 
@@ -324,7 +321,6 @@ mod tests {
             })
         );
         assert_eq!(table.matching.reserved, ["/oauth2", "/admin"]);
-        assert!(!table.opaque);
     }
 
     #[test]
@@ -374,7 +370,7 @@ mod tests {
             ),
             (
                 ORDERS.replace("\"match\": {\"host\"", "\"match\": null, \"x\": {\"host\""),
-                "routes[orders] is native without a match section",
+                "routes[orders] has no match section",
             ),
         ];
         for (route, message) in cases {
@@ -405,13 +401,17 @@ mod tests {
     }
 
     #[test]
-    fn a_route_without_match_makes_the_table_opaque() {
+    fn a_route_without_match_is_refused() {
+        // `compile_table` always compiles one (or raises): no table defers wholesale.
         let json = table_json(
             r#"{"index": 0, "name": "odd", "native": false, "defer_reason": "match: ?",
                 "match": null, "auth": null, "limits": null, "upstream": null}"#,
         );
-        let table = RouteTable::from_json(&json).expect("loads");
-        assert!(table.opaque);
+        let err = RouteTable::from_json(&json).expect_err("no match section");
+        assert_eq!(
+            err.to_string(),
+            "the route table is not valid: routes[odd] has no match section"
+        );
     }
 
     #[test]

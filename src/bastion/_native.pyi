@@ -33,6 +33,9 @@ class RouteTable:
         self, host: str | None, method: str, target: str
     ) -> tuple[int, str, str, str | None] | None:
         """``(status, reason, detail, Allow)`` of the ``match`` refusal rendered natively."""
+    def target(self, target: str) -> tuple[str, str, str | None]:
+        """How the app reads ``target``: ``("gateway", normal path, query)``, ``("refused",
+        detail, "invalid_path" | "app_invalid_path")`` or ``("python", why, None)``."""
     def __len__(self) -> int: ...
 
 # -- the identity assertion's signing key (gateway/native_push.py) -----------------

@@ -1,16 +1,18 @@
 //! Route matching over arbitrary request heads: host, method and request-target.
 //!
 //! The input is split on 0xFF bytes into `host`, `method` and `target`. Beyond
-//! "never panics", a `Native` answer must come from a clean path, off the
-//! control plane's prefixes, for a native route, with an absolute upstream
-//! target.
+//! "never panics", a `Native` answer must come from a target the app hands to
+//! its gateway (`RouteTable::target`), whose normal form is `normalize`'s and
+//! is off the control plane's prefixes, for a native route, with an absolute
+//! upstream target carrying the raw query; a target read as a refusal is one
+//! `normalize` refuses with that detail.
 
 #![no_main]
 
 use std::sync::OnceLock;
 
-use _native::paths::clean_target;
-use _native::router::Routed;
+use _native::paths::normalize;
+use _native::router::{Routed, Target};
 use _native::routes::RouteTable;
 use libfuzzer_sys::fuzz_target;
 
@@ -48,12 +50,27 @@ fuzz_target!(|data: &[u8]| {
     let Ok(method) = http::Method::from_bytes(method) else {
         return;
     };
+    let routes = table();
+    let read = routes.target(&target);
+    let raw_path = target.split_once('?').map_or(&*target, |(path, _)| path);
+    match &read {
+        Target::Gateway { path, .. } => {
+            assert_eq!(normalize(raw_path.as_bytes()).as_deref(), Ok(path.as_ref()));
+            assert_eq!(normalize(path.as_bytes()).as_deref(), Ok(path.as_ref()));
+        }
+        Target::Refused { detail, .. } => {
+            assert_eq!(normalize(raw_path.as_bytes()), Err(*detail));
+        }
+        Target::Python(_) => {}
+    }
     if let Routed::Native {
         route,
         upstream_path_and_query,
-    } = table().route(host.as_deref(), &method, &target)
+    } = routes.route(host.as_deref(), &method, &target)
     {
-        let clean = clean_target(&target).expect("native only for a clean target");
+        let Target::Gateway { path, query } = read else {
+            panic!("native only for a target the gateway reads: {target:?}");
+        };
         assert!(route.native);
         assert!(![
             "/healthz",
@@ -63,11 +80,11 @@ fuzz_target!(|data: &[u8]| {
             "/auth/verify"
         ]
         .iter()
-        .any(|p| clean.path == *p || clean.path.starts_with(&format!("{p}/"))));
+        .any(|p| path == *p || path.starts_with(&format!("{p}/"))));
         assert!(upstream_path_and_query.starts_with('/'));
         assert_eq!(
             upstream_path_and_query.split_once('?').map(|(_, q)| q),
-            clean.query
+            query
         );
     }
 });

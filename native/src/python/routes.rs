@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::router::{Routed, Why};
+use crate::router::{Routed, Target, Why};
 use crate::routes::RouteTable;
 
 /// A loaded route table (`bastion.gateway.compile.compile_table`'s JSON).
@@ -75,6 +75,22 @@ impl PyRouteTable {
             .and_then(|(_, value)| value.to_str().ok())
             .map(str::to_owned);
         Some((problem.status.as_u16(), problem.code, problem.detail, allow))
+    }
+
+    /// How the app reads `target` (`RouteTable::target`): `("gateway", normal
+    /// path, query or None)`, `("refused", detail, "invalid_path" | "app_invalid_path")`
+    /// (Python's 400, by the gateway's `match` step or by the app before it), or
+    /// `("python", why)` (the control plane's, or not read natively).
+    fn target(&self, target: &str) -> (&'static str, String, Option<String>) {
+        match self.table.target(target) {
+            Target::Gateway { path, query } => {
+                ("gateway", path.into_owned(), query.map(str::to_owned))
+            }
+            Target::Refused { detail, why } => {
+                ("refused", detail.to_owned(), Some(why.label().to_owned()))
+            }
+            Target::Python(why) => ("python", why.label().to_owned(), None),
+        }
     }
 
     fn __len__(&self) -> usize {
