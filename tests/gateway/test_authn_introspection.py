@@ -1,8 +1,8 @@
 """The introspection method against a real local RFC 7662 endpoint (FakeIdP over HTTP).
 
 Over real HTTP: one ``bastion serve`` whose ``introspection`` endpoint is a local
-``FakeIdP`` (client id and secret that need form-encoding, ``cache_ttl: 2``,
-``negative_cache_ttl: 1``, an audience), one route ``auth: [introspection]``; the cache
+``FakeIdP`` (client id and secret that need form-encoding, ``cache_ttl: 4``,
+``negative_cache_ttl: 3``, an audience), one route ``auth: [introspection]``; the cache
 windows run on the real clock and are waited for. Each test uses tokens of its own (the
 server's cache outlives a test). In process: the control plane's introspection client
 (an unreachable endpoint; what it pushes into the native cache).
@@ -22,16 +22,16 @@ from starlette.responses import Response
 from _support import EchoThread
 from _support.gateway_authn import refused, serve_configured, upstream_saw
 from _support.gateway_server import GatewayServer, fresh_echo
-from bastion.gateway import InvalidBearerTokenError
 from bastion.gateway.authn.introspection import (
     IntrospectionAuthenticator,
     IntrospectionUnavailableError,
 )
+from bastion.gateway.authn.jwt import InvalidBearerTokenError
 from gateway.idp_support import FakeIdP, IdPThread, running_idp
 
 AUDIENCE = "https://api.test"
-CACHE_TTL = 2.0
-NEGATIVE_TTL = 1.0
+CACHE_TTL = 4.0
+NEGATIVE_TTL = 3.0
 
 
 @pytest.fixture(scope="module")

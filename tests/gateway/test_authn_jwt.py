@@ -28,7 +28,7 @@ from _support import EchoThread
 from _support.gateway_authn import own_client, own_signing_key, refused, upstream_saw
 from _support.gateway_server import GatewayServer, fresh_echo, request_bytes, serve_gateway
 from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt
-from bastion.gateway import InvalidBearerTokenError, JwtAuthenticator
+from bastion.gateway.authn.jwt import InvalidBearerTokenError, JwtAuthenticator
 from bastion.oauth.clients import CLIENTS_CHANNEL
 from bastion.oauth.tokens import AccessTokenVerifier
 from bastion.storage.errors import SharedStateUnavailableError
