@@ -146,7 +146,9 @@ def _problem(response: httpx.Response) -> tuple[int, str, str]:
     return response.status_code, doc["reason"], doc["detail"]
 
 
-def test_get_forwards_normalised_path_and_raw_query(served: GatewayServer, echo: EchoServer) -> None:
+def test_get_forwards_normalised_path_and_raw_query(
+    served: GatewayServer, echo: EchoServer
+) -> None:
     result = served.raw(request_bytes("GET", "//api/./%78?a=1&b=%2F&c=%zz&a=2"))
     assert result.status == 200
     assert result.header("content-type") == "application/json"
@@ -268,9 +270,10 @@ def test_head_response_has_no_body_and_keeps_the_connection(
     served: GatewayServer, echo: EchoServer
 ) -> None:
     # Both on one client connection: the HEAD answer must not leave a body on it.
-    head, get = served.raw(
-        [request_bytes("HEAD", "/api/x"), request_bytes("GET", "/api/y")], responses=2
-    ), None
+    head, get = (
+        served.raw([request_bytes("HEAD", "/api/x"), request_bytes("GET", "/api/y")], responses=2),
+        None,
+    )
     assert head.status == 200
     assert head.json()["path"] == "/api/y"  # the second answer: nothing was left over
     with served.client() as client:
