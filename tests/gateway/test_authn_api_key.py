@@ -3,8 +3,9 @@
 The keys live in the served SQLite database (created, revoked, rotated as ``bastion keys``
 does: :class:`_support.gateway_authn.Keys`, which waits for the server to follow each
 change); requests go to the server from loopback addresses (``127.0.0.2`` is a trusted
-proxy); the echo upstream answers with what it received. Every refusal is checked as its
-problem document, its ``WWW-Authenticate`` challenge and its ``gateway.denied`` row.
+proxy; a refusal's ``gateway.denied`` row names the client address); the echo upstream
+answers with what it received. Every refusal is checked as its problem document, its
+``WWW-Authenticate`` challenge (where it has one) and its ``gateway.denied`` row.
 """
 
 from __future__ import annotations
