@@ -305,6 +305,22 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_route_list_allows_no_route() {
+        // Python's check_access: a restriction to no routes is not "unrestricted" (no API
+        // key can carry one today: an empty list there means any route).
+        let r = route(json!({
+            "public": false, "methods": ["api_key"], "scopes": {"by_method": {}, "default": []}
+        }));
+        let get = &http::Method::GET;
+        assert_eq!(
+            check(&r, &who(&[], Some(&[])), get, "o"),
+            Err(Refusal::RouteNotAllowed)
+        );
+        assert_eq!(check(&r, &who(&[], None), get, "o"), Ok(()));
+        assert_eq!(check(&r, &who(&[], Some(&["o"])), get, "o"), Ok(()));
+    }
+
+    #[test]
     fn claims_and_roles_name_what_fails() {
         let r = route(json!({
             "public": false, "methods": ["jwt"], "jwt": {"audience": "a"},

@@ -1,80 +1,87 @@
-"""The api_key method through the Gateway: the REAL ApiKeyService on a migrated SQLite database.
+"""The api_key method over real HTTP: one ``bastion serve``, keys made by the REAL ApiKeyService.
 
-Hand-built ASGI scopes drive the gateway; the echo upstream shows what was forwarded.
+The keys live in the served SQLite database (created, revoked, rotated as ``bastion keys``
+does: :class:`_support.gateway_authn.Keys`, which waits for the server to follow each
+change); requests go to the server from loopback addresses (``127.0.0.2`` is a trusted
+proxy; a refusal's ``gateway.denied`` row names the client address); the echo upstream
+answers with what it received. Every refusal is checked as its problem document, its
+``WWW-Authenticate`` challenge (where it has one) and its ``gateway.denied`` row.
 """
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from collections.abc import AsyncIterator
+import time
+from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
 
+import httpx
 import pytest
 
-from bastion.apikeys import (
-    ApiKeyInQueryError,
-    ApiKeyIPNotAllowedError,
-    ApiKeyService,
-    ApiKeySpec,
-    InvalidApiKeyError,
+from _support import EchoThread
+from _support.gateway_authn import Keys, own_client, own_signing_key, refused, upstream_saw
+from _support.gateway_server import (
+    GatewayServer,
+    fresh_echo,
+    plane,
+    request_bytes,
+    serve_gateway,
 )
-from bastion.demo.echo import EchoServer
-from bastion.gateway import (
-    STEPS,
-    ApiKeyAuthenticator,
-    Exchange,
-    Gateway,
-    Identity,
-    RouteNotAllowedError,
-    Step,
-    UnauthenticatedError,
-)
-from bastion.gateway.authn import client_ip, key_in_query
-from bastion.gateway.proxy import TrustedProxies
-from bastion.http.problem import problem_response
-from bastion.settings import RouteMatch, RouteSettings, Settings
-from bastion.storage import Database
+from bastion.crypto import sign_jwt
 from bastion.storage.models import utcnow
-from bastion.storage.shared import SharedState, open_shared_state
-from gateway.gateway_support import Result, call
 
+ISSUER = "https://auth.test"
 INVALID = "the API key is not valid"
+INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
 IN_QUERY = (
     "API keys are accepted only in request headers (Authorization: Bearer, or the route's API "
     "key header), never in the query string: URLs end up in logs, browser history and Referer "
     "headers. Revoke or rotate a key that was sent there."
 )
+ROUTES = ("api", "hdr", "both", "jwtfirst", "orders", "billing")
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    echo = EchoThread()
+    try:
+        yield echo
+    finally:
+        echo.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    up = echo_upstream.server.url
+    auth = {"both": "[api_key, jwt]", "jwtfirst": "[jwt, api_key]"}
+    text = "".join(
+        f"  - name: {name}\n    match: {{path: /{name}}}\n    upstream: {up}\n"
+        f"    auth: {auth.get(name, '[api_key]')}\n"
+        + ("    api_key_header: X-API-Key\n" if name == "hdr" else "")
+        for name in ROUTES
+    )
+    settings = f"tls: off\nissuer: {ISSUER}\ntrusted_proxies: [127.0.0.2, 10.0.0.0/8]\n"
+    with serve_gateway(tmp_path_factory.mktemp("api-keys"), text, settings) as server:
+        listed = {r["name"]: r["plane"] for r in server.cli("routes", "list")["routes"]}
+        assert listed == dict.fromkeys(ROUTES, "native")
+        yield server
 
 
 @pytest.fixture
-async def service(migrated_sqlite_file: Path, tmp_path: Path) -> AsyncIterator[ApiKeyService]:
-    path = tmp_path / "bastion.db"
-    shutil.copyfile(migrated_sqlite_file, path)
-    db = await Database.connect(f"sqlite:///{path}")
-    shared: SharedState = await open_shared_state("memory://")
-    try:
-        yield ApiKeyService(db, Settings(), shared)
-    finally:
-        await shared.close()
-        await db.close()
+def keys(served: GatewayServer) -> Keys:
+    return Keys(served)
 
 
-def api_route(name: str, path: str, upstream: str, **kw: Any) -> RouteSettings:
-    kw.setdefault("auth", ["api_key"])
-    return RouteSettings(name=name, match=RouteMatch(path=path), upstream=upstream, **kw)
-
-
-async def new_key(service: ApiKeyService, **spec: Any) -> tuple[str, str]:
-    spec.setdefault("name", "test key")
-    record, key = await service.create(ApiKeySpec(**spec))
-    return record.id, key
+@pytest.fixture
+def gateway(served: GatewayServer, echo_upstream: EchoThread) -> Iterator[httpx.Client]:
+    fresh_echo(echo_upstream)
+    with served.client() as client:
+        yield client
 
 
 def bearer(key: str) -> tuple[str, str]:
-    return ("authorization", f"Bearer {key}")
+    return ("Authorization", f"Bearer {key}")
 
 
 def tamper(key: str) -> str:
@@ -82,187 +89,130 @@ def tamper(key: str) -> str:
     return key[:-1] + ("A" if key[-1] != "A" else "B")
 
 
-async def denied(gateway: Gateway, path: str = "/api/x", **kw: Any) -> BaseException:
-    with pytest.raises(
-        (InvalidApiKeyError, ApiKeyInQueryError, ApiKeyIPNotAllowedError, UnauthenticatedError)
-    ) as e:
-        await call(gateway, "GET", path, **kw)
-    return e.value
+def invalid_key(served: GatewayServer, response: httpx.Response, route: str = "api") -> None:
+    refused(served, response, 401, "invalid_api_key", route)
+    assert response.headers["www-authenticate"] == INVALID_TOKEN
+    assert response.json()["detail"] == INVALID
 
 
 # -- allow -----------------------------------------------------------------------------------
 
 
-async def test_valid_bearer_key_is_proxied_without_the_key(
-    service: ApiKeyService, echo: EchoServer
+def test_valid_bearer_key_is_proxied_without_the_key(
+    gateway: httpx.Client, keys: Keys, echo_upstream: EchoThread
 ) -> None:
-    key_id, key = await new_key(service, scopes=["orders:read"])
-    seen: list[Identity | None] = []
-
-    async def spy(ex: Exchange) -> None:
-        seen.append(ex.identity)
-
-    steps = (*STEPS[:-1], Step("spy", spy), STEPS[-1])
-    gateway = Gateway([api_route("api", "/api", echo.url)], api_keys=service, steps=steps)
-    result = await call(gateway, "GET", "/api/orders", headers=[bearer(key), ("x-trace", "t1")])
-    assert result.status == 200
-    received = echo.received[-1]
-    assert received.header("authorization") is None
-    assert received.header("x-trace") == "t1"
-    assert key not in repr(received.headers) and key.encode() not in result.body
-    assert seen == [
-        Identity(
-            method="api_key",
-            subject=f"apikey:{key_id}",
-            scopes=frozenset({"orders:read"}),
-            claims={"key_id": key_id, "key_prefix": key[: len("bst_") + 6]},
-            key_id=key_id,
-            routes=None,
-        )
-    ]
-    await gateway.shutdown()
+    key_id, key = keys.create(scopes=["orders:read"])
+    response = gateway.get("/api/orders", headers=[bearer(key), ("X-Trace", "t1")])
+    seen = upstream_saw(response)
+    assert "authorization" not in seen
+    assert seen["x-trace"] == "t1"
+    assert key not in repr(echo_upstream.server.received[-1].headers)
+    assert key.encode() not in response.content.replace(b"\\", b"")
+    # The identity the upstream is told: the key's subject, id and scopes.
+    assert seen["x-bastion-subject"] == f"apikey:{key_id}"
+    assert seen["x-bastion-key-id"] == key_id
+    assert seen["x-bastion-scopes"] == "orders:read"
 
 
-async def test_owned_key_subject_and_case_insensitive_scheme(
-    service: ApiKeyService, echo: EchoServer
+def test_owned_key_subject_and_case_insensitive_scheme(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
 ) -> None:
-    key_id, key = await new_key(service, owner_type="user", owner_id="alice")
-    identities: list[Identity] = []
-
-    async def spy(ex: Exchange) -> None:
-        assert ex.identity is not None
-        identities.append(ex.identity)
-
-    steps = (*STEPS[:-1], Step("spy", spy), STEPS[-1])
-    gateway = Gateway([api_route("api", "/api", echo.url)], api_keys=service, steps=steps)
-    result = await call(gateway, "GET", "/api", headers=[("Authorization", f"bEaReR   {key} ")])
-    assert result.status == 200
-    assert identities[0].subject == "user:alice"
-    assert identities[0].key_id == key_id
-    await gateway.shutdown()
+    key_id, key = keys.create(owner_type="user", owner_id="alice")
+    # (exact bytes: an HTTP client refuses a value with trailing whitespace)
+    response = served.raw(request_bytes("GET", "/api", [("Authorization", f"bEaReR   {key} ")]))
+    assert response.status == 200, response.body
+    seen = {k.lower(): v for k, v in response.json()["headers"].items()}
+    assert seen["x-bastion-subject"] == "user:alice"
+    assert seen["x-bastion-key-id"] == key_id
 
 
-async def test_configured_header_is_read_and_stripped(
-    service: ApiKeyService, echo: EchoServer
+def test_configured_header_is_read_and_stripped(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
 ) -> None:
-    _, key = await new_key(service)
-    gateway = Gateway(
-        [api_route("api", "/api", echo.url, api_key_header="X-API-Key")], api_keys=service
-    )
-    result = await call(gateway, "GET", "/api", headers=[("x-api-key", key)])
-    assert result.status == 200
-    assert echo.received[-1].header("x-api-key") is None
+    _, key = keys.create()
+    assert "x-api-key" not in upstream_saw(gateway.get("/hdr", headers={"X-API-Key": key}))
     # the configured header is dedicated to keys: anything in it is verified
-    error = await denied(gateway, "/api", headers=[("x-api-key", "not-a-key")])
-    assert isinstance(error, InvalidApiKeyError) and error.reason == "malformed"
+    invalid_key(served, gateway.get("/hdr", headers={"X-API-Key": "not-a-key"}), "hdr")
     # Authorization: Bearer bst_… still works on such a route
-    result = await call(gateway, "GET", "/api", headers=[bearer(key)])
-    assert result.status == 200
-    assert echo.received[-1].header("authorization") is None
-    await gateway.shutdown()
+    assert "authorization" not in upstream_saw(gateway.get("/hdr", headers=[bearer(key)]))
 
 
-async def test_a_bearer_token_that_is_no_key_is_left_to_the_next_method(
-    service: ApiKeyService, echo: EchoServer
+def test_a_bearer_token_that_is_no_key_is_left_to_the_next_method(
+    gateway: httpx.Client, served: GatewayServer
 ) -> None:
-    async def jwt(ex: Exchange) -> Identity | None:
-        return Identity(method="jwt", subject="svc")
-
-    gateway = Gateway(
-        [api_route("api", "/api", echo.url, auth=["api_key", "jwt"])],
-        api_keys=service,
-        authenticators={"jwt": jwt},
-    )
-    result = await call(gateway, "GET", "/api", headers=[("authorization", "Bearer eyJhbGc.x.y")])
-    assert result.status == 200
-    # not the api_key method's credential: not its business to strip (the jwt method's is)
-    assert echo.received[-1].header("authorization") == "Bearer eyJhbGc.x.y"
-    await gateway.shutdown()
+    # [api_key, jwt]: a bearer token that is no key is the jwt method's to judge ...
+    signer = own_signing_key(served)
+    now = int(time.time())
+    client = own_client(served)["client_id"]
+    claims = {"iss": ISSUER, "sub": "svc", "aud": ISSUER, "client_id": client, "scope": ""}
+    token = sign_jwt({**claims, "iat": now, "exp": now + 300, "jti": "j1"}, signer, typ="at+jwt")
+    seen = upstream_saw(gateway.get("/both", headers=[bearer(token)]))
+    assert seen["x-bastion-subject"] == "svc" and "x-bastion-key-id" not in seen
+    # ... and the jwt method's refusal is the answer, not the api_key method's.
+    response = gateway.get("/both", headers=[bearer("eyJhbGc.x.y")])
+    refused(served, response, 401, "invalid_token", "both")
 
 
-async def test_no_key_on_an_api_key_route_is_unauthenticated(
-    service: ApiKeyService, echo: EchoServer
+def test_no_key_on_an_api_key_route_is_unauthenticated(
+    gateway: httpx.Client, served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    gateway = Gateway([api_route("api", "/api", echo.url)], api_keys=service)
-    for headers in ([], [("authorization", "Basic dXNlcjpwdw==")], [("authorization", "Bearer")]):
-        error = await denied(gateway, "/api", headers=headers)
-        assert type(error) is UnauthenticatedError
-        assert error.detail == "This route requires authentication."
-    assert echo.connections == 0
-
-
-async def test_explicit_authenticator_wins_over_api_keys(service: ApiKeyService) -> None:
-    async def mine(ex: Exchange) -> Identity | None:
-        return None
-
-    gateway = Gateway([], api_keys=service, authenticators={"api_key": mine})
-    assert gateway.authenticators["api_key"] is mine
-    assert "api_key" not in gateway.screens
-    assert isinstance(Gateway([], api_keys=service).authenticators["api_key"], ApiKeyAuthenticator)
-    assert Gateway([]).authenticators == {}
+    for headers in ([], [("Authorization", "Basic dXNlcjpwdw==")], [("Authorization", "Bearer")]):
+        response = gateway.get("/api", headers=headers)
+        refused(served, response, 401, "unauthenticated", "api")
+        assert response.json()["detail"] == "This route requires authentication."
+        assert response.headers["www-authenticate"] == 'Bearer realm="bastion"'
+    assert echo_upstream.server.connections == 0
 
 
 # -- deny ------------------------------------------------------------------------------------
 
 
-def rendered(error: BaseException) -> tuple[int, dict[str, str], bytes]:
-    assert isinstance(error, InvalidApiKeyError | ApiKeyIPNotAllowedError)
-    status, headers, body = problem_response(error, "req-1")
-    return status, {k.decode(): v.decode() for k, v in headers}, body
-
-
-async def test_bad_checksum_and_unknown_look_identical(
-    service: ApiKeyService, echo: EchoServer
+def test_bad_checksum_and_unknown_look_identical(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    _, key = await new_key(service)
-    _, other = await new_key(service)
-    await service.delete((await service.verify(other)).id)
-    gateway = Gateway([api_route("api", "/api", echo.url)], api_keys=service)
-    bad = await denied(gateway, headers=[bearer(tamper(key))])
-    unknown = await denied(gateway, headers=[bearer(other)])
-    assert isinstance(bad, InvalidApiKeyError) and bad.reason == "bad_checksum"
-    assert isinstance(unknown, InvalidApiKeyError) and unknown.reason == "unknown"
-    assert rendered(bad) == rendered(unknown)
-    status, headers, body = rendered(bad)
-    assert status == 401
-    assert headers["www-authenticate"] == 'Bearer realm="bastion", error="invalid_token"'
-    assert b'"detail":"the API key is not valid"' in body and b'"reason":"invalid_api_key"' in body
-    assert key[:-1].encode() not in body
-    assert echo.connections == 0
+    _, key = keys.create()
+    other_id, other = keys.create()
+    keys.delete(other_id)
+    bad = gateway.get("/api/x", headers=[bearer(tamper(key))])
+    unknown = gateway.get("/api/x", headers=[bearer(other)])
+    for response in (bad, unknown):
+        invalid_key(served, response)
+        assert key[:-1].encode() not in response.content
+    rid_b, rid_u = bad.headers["x-request-id"], unknown.headers["x-request-id"]
+    assert bad.content.replace(rid_b.encode(), b"") == unknown.content.replace(rid_u.encode(), b"")
+    assert [(n, v) for n, v in bad.headers.items() if n not in ("x-request-id", "date")] == [
+        (n, v) for n, v in unknown.headers.items() if n not in ("x-request-id", "date")
+    ]
+    assert echo_upstream.server.connections == 0
 
 
 @pytest.mark.parametrize("state", ["revoked", "disabled", "expired"])
-async def test_revoked_disabled_expired_are_refused(
-    service: ApiKeyService, echo: EchoServer, state: str
+def test_revoked_disabled_expired_are_refused(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer, state: str
 ) -> None:
-    key_id, key = await new_key(service)
-    gateway = Gateway([api_route("api", "/api", echo.url)], api_keys=service)
-    assert (await call(gateway, "GET", "/api", headers=[bearer(key)])).status == 200
+    key_id, key = keys.create()
+    assert gateway.get("/api", headers=[bearer(key)]).status_code == 200
     if state == "revoked":
-        await service.revoke(key_id)
+        keys.revoke(key_id)
     elif state == "disabled":
-        await service.disable(key_id)
+        keys.disable(key_id)
     else:
-        await service.update(key_id, expires_at=utcnow() + timedelta(milliseconds=50))
+        expires = utcnow() + timedelta(seconds=3)
+        keys.update(key_id, expires_at=expires)
         # expiry is checked against the clock on every request, not when the cache refreshes
-
-        await asyncio.sleep(0.1)
-    error = await denied(gateway, headers=[bearer(key)])
-    assert isinstance(error, InvalidApiKeyError)
-    assert (error.reason, error.status, error.detail) == (state, 401, INVALID)
-    await gateway.shutdown()
+        response = gateway.get("/api", headers=[bearer(key)])
+        assert utcnow() >= expires or response.status_code == 200
+        time.sleep(max(0.0, (expires - utcnow()).total_seconds()) + 0.1)
+    invalid_key(served, gateway.get("/api/x", headers=[bearer(key)]))
 
 
-async def test_rotation_without_grace_ends_the_old_key(
-    service: ApiKeyService, echo: EchoServer
+def test_rotation_without_grace_ends_the_old_key(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
 ) -> None:
-    key_id, old = await new_key(service)
-    _, new = await service.rotate(key_id, grace=0)
-    gateway = Gateway([api_route("api", "/api", echo.url)], api_keys=service)
-    assert (await call(gateway, "GET", "/api", headers=[bearer(new)])).status == 200
-    error = await denied(gateway, headers=[bearer(old)])
-    assert isinstance(error, InvalidApiKeyError) and error.reason == "grace_ended"
-    await gateway.shutdown()
+    key_id, old = keys.create()
+    new = keys.rotate(key_id, grace=0)
+    assert gateway.get("/api", headers=[bearer(new)]).status_code == 200
+    invalid_key(served, gateway.get("/api/x", headers=[bearer(old)]))
 
 
 @pytest.mark.parametrize(
@@ -274,123 +224,112 @@ async def test_rotation_without_grace_ends_the_old_key(
         "k=bst_abcdefghijklmnopqrst",  # key-shaped, even if not a real key
     ],
 )
-async def test_a_key_in_the_query_string_is_refused_whatever_else_is_sent(
-    service: ApiKeyService, echo: EchoServer, query: str
+def test_a_key_in_the_query_string_is_refused_whatever_else_is_sent(
+    gateway: httpx.Client,
+    keys: Keys,
+    served: GatewayServer,
+    echo_upstream: EchoThread,
+    query: str,
 ) -> None:
-    _, key = await new_key(service)
-
-    async def jwt(ex: Exchange) -> Identity | None:
-        return Identity(method="jwt", subject="svc")
-
-    gateway = Gateway(
-        [
-            api_route("api", "/api", echo.url),
-            api_route("both", "/both", echo.url, auth=["jwt", "api_key"]),
-        ],
-        api_keys=service,
-        authenticators={"jwt": jwt},
-    )
+    _, key = keys.create()
     text = query.format(key=key, pct=key.replace("_", "%5F"))
-    for path in ("/api", "/both"):
-        error = await denied(gateway, path, query=text.encode(), headers=[bearer(key)])
-        assert isinstance(error, ApiKeyInQueryError)
-        assert (error.status, error.code) == (400, "api_key_in_query")
-        assert error.www_authenticate == 'Bearer realm="bastion", error="invalid_request"'
-        assert error.detail == IN_QUERY
-        assert key not in error.detail
-    assert echo.connections == 0
+    for route in ("api", "jwtfirst"):
+        response = gateway.get(f"/{route}?{text}", headers=[bearer(key)])
+        refused(served, response, 400, "api_key_in_query", route)
+        assert response.headers["www-authenticate"] == (
+            'Bearer realm="bastion", error="invalid_request"'
+        )
+        assert response.json()["detail"] == IN_QUERY
+        assert key.encode() not in response.content
+    assert echo_upstream.server.connections == 0
 
 
-def test_key_in_query_needs_a_key_shape() -> None:
-    assert not key_in_query(b"q=substitute_abcdefghijklmnopqrstuvwxyz")
-    assert not key_in_query(b"q=xbst_abcdefghijklmnopqrstuvwxyz")
-    assert not key_in_query(b"q=bst_short")
-    assert key_in_query(b"q=bst%5Flive%5Fabcdefghijklmnopqrstuvwxyz")
-    assert key_in_query(b"bst_live_abcdefghijklmnop")
+def test_key_in_query_needs_a_key_shape(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
+) -> None:
+    _, key = keys.create()
+    for query in (
+        "q=substitute_abcdefghijklmnopqrstuvwxyz",
+        "q=xbst_abcdefghijklmnopqrstuvwxyz",
+        "q=bst_short",
+    ):
+        assert gateway.get(f"/api?{query}", headers=[bearer(key)]).status_code == 200, query
+    for query in ("q=bst%5Flive%5Fabcdefghijklmnopqrstuvwxyz", "bst_live_abcdefghijklmnop"):
+        response = gateway.get(f"/api?{query}", headers=[bearer(key)])
+        refused(served, response, 400, "api_key_in_query", "api")
 
 
-async def test_two_different_keys_are_refused(service: ApiKeyService, echo: EchoServer) -> None:
-    _, one = await new_key(service)
-    _, two = await new_key(service)
-    gateway = Gateway(
-        [api_route("api", "/api", echo.url, api_key_header="X-API-Key")], api_keys=service
-    )
-    error = await denied(gateway, "/api", headers=[bearer(one), ("x-api-key", two)])
-    assert isinstance(error, InvalidApiKeyError) and error.reason == "malformed"
-    error = await denied(gateway, "/api", headers=[bearer(one), bearer(two)])
-    assert isinstance(error, InvalidApiKeyError) and error.reason == "malformed"
+def test_two_different_keys_are_refused(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
+) -> None:
+    _, one = keys.create()
+    _, two = keys.create()
+    invalid_key(served, gateway.get("/hdr", headers=[bearer(one), ("X-API-Key", two)]), "hdr")
+    invalid_key(served, gateway.get("/hdr", headers=[bearer(one), bearer(two)]), "hdr")
     # the same key twice is one key
-    result = await call(gateway, "GET", "/api", headers=[bearer(one), ("x-api-key", one)])
-    assert result.status == 200
-    received = echo.received[-1]
-    assert received.header("authorization") is None and received.header("x-api-key") is None
-    await gateway.shutdown()
+    seen = upstream_saw(gateway.get("/hdr", headers=[bearer(one), ("X-API-Key", one)]))
+    assert "authorization" not in seen and "x-api-key" not in seen
 
 
-async def test_key_routes_restrict_the_routes_it_may_call(
-    service: ApiKeyService, echo: EchoServer
+def test_key_routes_restrict_the_routes_it_may_call(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    _, key = await new_key(service, routes=["orders"])
-    gateway = Gateway(
-        [api_route("orders", "/orders", echo.url), api_route("billing", "/billing", echo.url)],
-        api_keys=service,
-    )
-    assert (await call(gateway, "GET", "/orders/1", headers=[bearer(key)])).status == 200
-    with pytest.raises(RouteNotAllowedError) as caught:
-        await call(gateway, "GET", "/billing/1", headers=[bearer(key)])
-    error = caught.value
-    assert (error.code, error.status) == ("route_not_allowed", 403)
-    assert error.detail == "This credential may not call this route."
-    assert len(echo.received) == 1
-    await gateway.shutdown()
+    key_id, key = keys.create(routes=["orders"])
+    assert gateway.get("/orders/1", headers=[bearer(key)]).status_code == 200
+    response = gateway.get("/billing/1", headers=[bearer(key)])
+    row = refused(served, response, 403, "route_not_allowed", "billing", step="authorize")
+    assert response.json()["detail"] == "This credential may not call this route."
+    assert row.key_id == key_id
+    assert len(echo_upstream.server.received) == 1
 
 
-async def test_ip_allow_list_uses_the_peer_or_the_trusted_proxy_chain(
-    service: ApiKeyService, echo: EchoServer
+def test_ip_allow_list_uses_the_peer_or_the_trusted_proxy_chain(
+    served: GatewayServer, keys: Keys, echo_upstream: EchoThread
 ) -> None:
-    _, key = await new_key(service, ip_allow=["203.0.113.0/24"])
-    plain = Gateway([api_route("api", "/api", echo.url)], api_keys=service)
-    ok: Result = await call(plain, "GET", "/api", headers=[bearer(key)])
-    assert ok.status == 200
-    error = await denied(plain, headers=[bearer(key)], client=("198.51.100.1", 1))
-    assert isinstance(error, ApiKeyIPNotAllowedError)
-    assert (error.code, error.status) == ("api_key_ip_not_allowed", 403)
-    # a spoofed X-Forwarded-For from an untrusted peer changes nothing
-    error = await denied(
-        plain,
-        headers=[bearer(key), ("x-forwarded-for", "203.0.113.9")],
-        client=("198.51.100.1", 1),
-    )
-    assert isinstance(error, ApiKeyIPNotAllowedError)
-    behind = Gateway(
-        [api_route("api", "/api", echo.url)], api_keys=service, trusted_proxies=["10.0.0.0/8"]
-    )
-    result = await call(
-        behind,
-        "GET",
-        "/api",
-        headers=[bearer(key), ("x-forwarded-for", "198.51.100.1, 203.0.113.9")],
-        client=("10.0.0.2", 1),
-    )
-    assert result.status == 200
-    await plain.shutdown()
-    await behind.shutdown()
+    fresh_echo(echo_upstream)
+    _, key = keys.create(ip_allow=["127.0.0.1/32", "203.0.113.0/24"])
+    with served.client() as allowed, served.client(source="127.0.0.3") as outsider:
+        assert allowed.get("/api", headers=[bearer(key)]).status_code == 200
+        response = outsider.get("/api", headers=[bearer(key)])
+        row = refused(served, response, 403, "api_key_ip_not_allowed", "api")
+        assert row.ip == "127.0.0.3"
+        # a spoofed X-Forwarded-For from an untrusted peer changes nothing
+        spoofed = outsider.get("/api", headers=[bearer(key), ("X-Forwarded-For", "203.0.113.9")])
+        assert refused(served, spoofed, 403, "api_key_ip_not_allowed", "api").ip == "127.0.0.3"
+    with served.client(source="127.0.0.2") as proxy:
+        chain = [bearer(key), ("X-Forwarded-For", "198.51.100.1, 203.0.113.9")]
+        assert proxy.get("/api", headers=chain).status_code == 200
 
 
-def test_client_ip() -> None:
-    def scope(peer: str | None, *xff: str) -> dict[str, Any]:
-        return {
-            "client": (peer, 1) if peer else None,
-            "headers": [(b"x-forwarded-for", v.encode()) for v in xff],
-        }
+@pytest.mark.parametrize(
+    ("source", "forwarded", "ip"),
+    [
+        ("127.0.0.3", ["1.1.1.1"], "127.0.0.3"),  # not a trusted proxy: its header is ignored
+        ("127.0.0.2", ["6.6.6.6, 1.1.1.1, 10.0.0.5"], "1.1.1.1"),  # rightmost untrusted
+        ("127.0.0.2", ["6.6.6.6", "1.1.1.1"], "1.1.1.1"),  # repeated headers are one list
+        ("127.0.0.2", ["10.0.0.9, 10.0.0.5"], "10.0.0.9"),  # all trusted: the leftmost
+        ("127.0.0.2", [], "127.0.0.2"),  # no header: the peer
+    ],
+)
+def test_client_ip(
+    served: GatewayServer, source: str, forwarded: list[str], ip: str, echo_upstream: EchoThread
+) -> None:
+    # The client address of a request is its gateway.denied row's ip.
+    with served.client(source=source) as client:
+        response = client.get("/api", headers=[("X-Forwarded-For", v) for v in forwarded])
+    assert refused(served, response, 401, "unauthenticated", "api").ip == ip
 
-    none = TrustedProxies()
-    proxies = TrustedProxies(["10.0.0.0/8"])
-    assert client_ip(scope("203.0.113.1", "1.1.1.1"), none) == "203.0.113.1"
-    assert client_ip(scope(None), proxies) is None
-    assert client_ip(scope("203.0.113.1", "1.1.1.1"), proxies) == "203.0.113.1"
-    assert client_ip(scope("10.0.0.1", "6.6.6.6, 1.1.1.1, 10.0.0.5"), proxies) == "1.1.1.1"
-    assert client_ip(scope("10.0.0.1", "6.6.6.6", "1.1.1.1"), proxies) == "1.1.1.1"
-    assert client_ip(scope("10.0.0.1", "10.0.0.9, 10.0.0.5"), proxies) == "10.0.0.9"
-    assert client_ip(scope("10.0.0.1"), proxies) == "10.0.0.1"
-    assert client_ip(scope("10.0.0.1", "unknown"), proxies) == "unknown"
+
+def test_every_answer_is_native(gateway: httpx.Client, keys: Keys, served: GatewayServer) -> None:
+    """Which plane answers: every request of this module is the native plane's."""
+    _, key = keys.create()
+    python = plane(gateway.get("/healthz"))
+    answers = [
+        gateway.get("/api", headers=[bearer(key)]),
+        gateway.get("/api", headers=[bearer(tamper(key))]),
+        gateway.get(f"/api?k={key}", headers=[bearer(key)]),
+        gateway.get("/api"),
+    ]
+    assert [r.status_code for r in answers] == [200, 401, 400, 401]
+    assert {plane(r) for r in answers} != {python}
+    assert python not in {plane(r) for r in answers}

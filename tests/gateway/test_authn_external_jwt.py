@@ -1,57 +1,49 @@
-"""The jwt method with trusted external issuers: a real local IdP serving discovery + JWKS.
+"""The jwt method with trusted external issuers: real local IdPs serving discovery + JWKS.
 
-Keys are made with bastion.crypto; tokens go through the Gateway with route
-stand-ins carrying ``jwt: {issuers, audience}``; the JWKS cache runs on a fake
-monotonic clock so refresh intervals are exact, not timed.
+One ``bastion serve`` trusts four local IdPs (``gateway.idp_support.FakeIdP`` over HTTP):
+``idp`` (routes ``ext``, ``both`` — ``self`` and the IdP, its own audience —, ``role`` —
+a role —, ``tenant`` — a claim; ``own`` takes bastion's own tokens only), ``stale`` (a 1 s
+key-set cache, refetched at most every 1 s, route ``stale``), ``kids`` (a 2 s minimum
+refresh interval, route ``kids``)
+and ``dead`` (down from the start, route ``dead``). Keys are made with bastion.crypto; the
+server's own tokens are signed with its active key (read from its database). The JWKS
+cache runs on the real clock, so its intervals are waited for (1-2 s) rather than faked.
+The fetcher itself (``JwksCache`` with a configured ``jwks_uri``) is also called directly.
+A revocation of an external token's ``jti`` is published by another process's verifier
+over a real Redis (a second server for that test).
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
+import orjson
 import pytest
 
+from _support import EchoThread
+from _support.gateway_authn import (
+    own_client,
+    own_signing_key,
+    refused,
+    serve_configured,
+    upstream_saw,
+)
+from _support.gateway_server import GatewayServer, fresh_echo
 from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt
-from bastion.demo.echo import EchoServer
-from bastion.gateway import Gateway, InvalidBearerTokenError
-from bastion.gateway.authn.external_jwt import TrustedIssuer
-from bastion.gateway.authn.jwks_cache import JwksCache, JwksUnavailableError
-from bastion.gateway.authn.jwt import JwtAuthenticator
-from bastion.oauth.tokens import REVOKED_JTI_PREFIX, AccessTokenVerifier
-from bastion.storage.shared import MemorySharedState
-from gateway.gateway_support import Match, Route, call
-from gateway.idp_support import FakeIdP, running_idp
+from bastion.gateway.authn.jwks_cache import JwksCache
+from bastion.oauth.tokens import AccessTokenVerifier
+from bastion.storage.shared import open_shared_state
+from gateway.idp_support import FakeIdP, IdPThread
 
 OWN = "https://auth.test"
-
-
-@dataclass(frozen=True)
-class JwtPolicy:
-    issuers: Sequence[str] = ("self",)
-    audience: str | None = None
-
-
-@dataclass(frozen=True)
-class JwtRoute(Route):
-    jwt: JwtPolicy | None = None
-    claims: dict[str, Any] = field(default_factory=dict)
-    roles: Sequence[str] = ()
-    roles_claim: str = "roles"
-
-
-@dataclass
-class Setup:
-    idp: FakeIdP
-    jwks: JwksCache
-    authn: JwtAuthenticator
-    gateway: Gateway
-    shared: MemorySharedState
-    own_key: SigningKeyPair
-    monotonic: list[float]
+API = "https://api.test"
+IDPS = ("idp", "stale", "kids", "dead")
 
 
 def ext_claims(idp: FakeIdP, **overrides: Any) -> dict[str, Any]:
@@ -59,7 +51,7 @@ def ext_claims(idp: FakeIdP, **overrides: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "iss": idp.url,
         "sub": "alice@idp",
-        "aud": "https://api.test",
+        "aud": API,
         "client_id": "spa",
         "scope": "orders:read",
         "iat": now,
@@ -75,92 +67,108 @@ def bearer(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def with_header(token: str, header: dict[str, Any]) -> str:
+    """``token`` with its header replaced (payload and signature kept)."""
+    _, payload, signature = token.split(".")
+    return ".".join([_b64(orjson.dumps(header)), payload, signature])
+
+
+@pytest.fixture(scope="module")
+def idps() -> Iterator[dict[str, FakeIdP]]:
+    threads = {name: IdPThread() for name in IDPS}
+    threads["dead"].idp.down = True
+    try:
+        yield {name: thread.idp for name, thread in threads.items()}
+    finally:
+        for thread in threads.values():
+            thread.close()
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    echo = EchoThread()
+    try:
+        yield echo
+    finally:
+        echo.close()
+
+
+def _config(idps: dict[str, FakeIdP], up: str) -> tuple[str, str]:
+    """(routes, settings) of the module's server."""
+    policy = {
+        "stale": "cache_ttl: 1\n    min_refresh_interval: 1",
+        "kids": "min_refresh_interval: 2",
+    }
+    settings = (
+        f"tls: off\ntrusted_proxies: [192.0.2.1]\nissuer: {OWN}\ntrusted_issuers:\n"
+        + "".join(
+            f"  - issuer: {idps[name].url}\n    audiences: [{API}]\n"
+            f"    algorithms: [ES256, RS256]\n    {policy.get(name, 'min_refresh_interval: 1')}\n"
+            for name in IDPS
+        )
+    )
+    idp = idps["idp"].url
+    routes = {
+        "ext": f"jwt: {{issuers: [{idp}]}}",
+        "both": f"jwt: {{issuers: [self, {idp}], audience: {API}/both}}",
+        "own": "",
+        "role": f"jwt: {{issuers: [{idp}]}}\n    roles: [admin]",
+        "tenant": f"jwt: {{issuers: [{idp}]}}\n    claims: {{tenant: acme}}",
+        **{name: f"jwt: {{issuers: [{idps[name].url}]}}" for name in IDPS[1:]},
+    }
+    text = "".join(
+        f"  - name: {name}\n    match: {{path: /{name}}}\n    upstream: {up}\n    auth: [jwt]\n"
+        + (f"    {extra}\n" if extra else "")
+        for name, extra in routes.items()
+    )
+    return text, settings
+
+
+@pytest.fixture(scope="module")
+def served(
+    idps: dict[str, FakeIdP], echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    routes, settings = _config(idps, echo_upstream.server.url)
+    with serve_configured(tmp_path_factory.mktemp("external-jwt"), routes, settings) as server:
+        yield server
+
+
 @pytest.fixture
-async def setup(echo: EchoServer) -> AsyncIterator[Setup]:
-    async with running_idp() as idp:
-        monotonic = [1000.0]
-        jwks = JwksCache(
-            idp.url,
-            algorithms=("ES256", "RS256"),
-            cache_ttl=600,
-            min_refresh_interval=30,
-            clock=lambda: monotonic[0],
-        )
-        shared = MemorySharedState()
-        own_key = SigningKeyPair.generate("ES256")
-        own_keys = PublicKeySet([own_key.public_key])
-        verifier = AccessTokenVerifier(lambda: own_keys, issuer=OWN, shared=shared)
-        authn = JwtAuthenticator(
-            verifier,
-            shared=shared,
-            issuer=OWN,
-            default_audience=OWN,
-            trusted_issuers={idp.url: TrustedIssuer(jwks, audiences=["https://api.test"])},
-        )
-        routes = [
-            JwtRoute(
-                "ext",
-                Match("/ext"),
-                echo.url,
-                public=False,
-                auth=("jwt",),
-                jwt=JwtPolicy(issuers=(idp.url,)),
-            ),
-            JwtRoute(
-                "both",
-                Match("/both"),
-                echo.url,
-                public=False,
-                auth=("jwt",),
-                jwt=JwtPolicy(issuers=("self", idp.url), audience="https://api.test/both"),
-            ),
-            JwtRoute("own", Match("/own"), echo.url, public=False, auth=("jwt",)),
-            JwtRoute(
-                "admin",
-                Match("/admin"),
-                echo.url,
-                public=False,
-                auth=("jwt",),
-                jwt=JwtPolicy(issuers=(idp.url,)),
-                roles=("admin",),
-            ),
-            JwtRoute(
-                "tenant",
-                Match("/tenant"),
-                echo.url,
-                public=False,
-                auth=("jwt",),
-                jwt=JwtPolicy(issuers=(idp.url,)),
-                claims={"tenant": "acme"},
-            ),
-        ]
-        gateway = Gateway(routes, authenticators={"jwt": authn})
-        try:
-            yield Setup(idp, jwks, authn, gateway, shared, own_key, monotonic)
-        finally:
-            await gateway.shutdown()
-            await shared.close()
+def idp(idps: dict[str, FakeIdP]) -> Iterator[FakeIdP]:
+    """The main IdP; up again after each test."""
+    yield idps["idp"]
+    idps["idp"].down = False
 
 
-async def refused(setup: Setup, token: str, path: str = "/ext/x") -> str:
-    with pytest.raises(InvalidBearerTokenError) as caught:
-        await call(setup.gateway, "GET", path, headers=bearer(token))
-    return caught.value.reason
+@pytest.fixture
+def gateway(served: GatewayServer, echo_upstream: EchoThread) -> Iterator[httpx.Client]:
+    fresh_echo(echo_upstream)
+    with served.client() as client:
+        yield client
 
 
-async def test_external_token_is_accepted_via_discovery(setup: Setup, echo: EchoServer) -> None:
-    token = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    result = await call(setup.gateway, "GET", "/ext/x", headers=bearer(token))
-    assert result.status == 200
-    (seen,) = echo.received
-    assert seen.header("x-bastion-subject") == "alice@idp"
-    assert seen.header("x-bastion-client") == "spa"
-    assert seen.header("authorization") is None
-    assert setup.idp.hits == {"discovery": 1, "jwks": 1, "introspect": 0}
-    # Verified once, then served from the token cache: no more fetches, no re-verify.
-    await call(setup.gateway, "GET", "/ext/x", headers=bearer(token))
-    assert setup.idp.hits["jwks"] == 1
-    assert len(setup.authn) == 1
+def invalid(served: GatewayServer, response: httpx.Response, route: str = "ext") -> None:
+    refused(served, response, 401, "invalid_token", route)
+    assert response.headers["www-authenticate"] == 'Bearer realm="bastion", error="invalid_token"'
+
+
+def test_external_token_is_accepted_via_discovery(
+    gateway: httpx.Client, idp: FakeIdP, echo_upstream: EchoThread
+) -> None:
+    token = sign_jwt(ext_claims(idp), idp.key, typ="at+jwt")
+    seen = upstream_saw(gateway.get("/ext/x", headers=bearer(token)))
+    assert len(echo_upstream.server.received) == 1
+    assert seen["x-bastion-subject"] == "alice@idp"
+    assert seen["x-bastion-client"] == "spa"
+    assert "authorization" not in seen
+    assert idp.hits == {"discovery": 1, "jwks": 1, "introspect": 0}
+    # Verified once, then served from the token cache: no more fetches.
+    assert gateway.get("/ext/x", headers=bearer(token)).status_code == 200
+    assert idp.hits["jwks"] == 1
 
 
 @pytest.mark.parametrize(
@@ -172,165 +180,189 @@ async def test_external_token_is_accepted_via_discovery(setup: Setup, echo: Echo
         ({"sub": 7}, "invalid_claim"),
     ],
 )
-async def test_wrong_claims_are_refused(
-    setup: Setup, overrides: dict[str, Any], reason: str
+def test_wrong_claims_are_refused(
+    gateway: httpx.Client,
+    served: GatewayServer,
+    idp: FakeIdP,
+    overrides: dict[str, Any],
+    reason: str,
 ) -> None:
-    token = sign_jwt(ext_claims(setup.idp, **overrides), setup.idp.key, typ="at+jwt")
-    assert await refused(setup, token) == reason
+    # (``reason``: Python's precise reason, for its log only; every refusal is one 401.)
+    token = sign_jwt(ext_claims(idp, **overrides), idp.key, typ="at+jwt")
+    invalid(served, gateway.get("/ext/x", headers=bearer(token)))
 
 
-async def test_untrusted_issuer_is_refused(setup: Setup) -> None:
-    token = sign_jwt(ext_claims(setup.idp, iss="https://evil.test"), setup.idp.key, typ="at+jwt")
+def test_untrusted_issuer_is_refused(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
     # Not a trusted issuer, so it is read as bastion's own: not allowed on this route.
-    assert await refused(setup, token) == "wrong_issuer"
+    token = sign_jwt(ext_claims(idp, iss="https://evil.test"), idp.key, typ="at+jwt")
+    invalid(served, gateway.get("/ext/x", headers=bearer(token)))
 
 
-async def test_own_token_is_refused_where_only_the_external_issuer_is_accepted(
-    setup: Setup,
+def test_own_token_is_refused_where_only_the_external_issuer_is_accepted(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
 ) -> None:
-    own = {**ext_claims(setup.idp), "iss": OWN, "aud": OWN}
-    token = sign_jwt(own, setup.own_key, typ="at+jwt")
-    assert await refused(setup, token, "/ext/x") == "wrong_issuer"
+    own = {**ext_claims(idp), "iss": OWN, "aud": OWN, "client_id": own_client(served)["client_id"]}
+    token = sign_jwt(own, own_signing_key(served), typ="at+jwt")
+    invalid(served, gateway.get("/ext/x", headers=bearer(token)))
     # ... and accepted on the route that lists self, for bastion's default audience.
-    assert (await call(setup.gateway, "GET", "/own/x", headers=bearer(token))).status == 200
+    assert gateway.get("/own/x", headers=bearer(token)).status_code == 200
 
 
-async def test_external_token_refused_on_an_own_only_route_even_when_cached(
-    setup: Setup,
+def test_external_token_refused_on_an_own_only_route_even_when_cached(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
 ) -> None:
-    token = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/ext/x", headers=bearer(token))).status == 200
-    assert await refused(setup, token, "/own/x") == "wrong_issuer"
+    token = sign_jwt(ext_claims(idp), idp.key, typ="at+jwt")
+    assert gateway.get("/ext/x", headers=bearer(token)).status_code == 200
+    invalid(served, gateway.get("/own/x", headers=bearer(token)), "own")
 
 
-async def test_route_audience_overrides_the_issuer_audiences(setup: Setup) -> None:
-    plain = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    assert await refused(setup, plain, "/both/x") == "wrong_audience"
-    scoped = sign_jwt(
-        ext_claims(setup.idp, aud=["https://api.test/both", "x"]), setup.idp.key, typ="at+jwt"
-    )
-    assert (await call(setup.gateway, "GET", "/both/x", headers=bearer(scoped))).status == 200
+def test_route_audience_overrides_the_issuer_audiences(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
+    plain = sign_jwt(ext_claims(idp), idp.key, typ="at+jwt")
+    invalid(served, gateway.get("/both/x", headers=bearer(plain)), "both")
+    scoped = sign_jwt(ext_claims(idp, aud=[f"{API}/both", "x"]), idp.key, typ="at+jwt")
+    assert gateway.get("/both/x", headers=bearer(scoped)).status_code == 200
 
 
-async def test_wrong_typ_alg_and_unknown_kid_are_refused(setup: Setup) -> None:
-    claims = ext_claims(setup.idp)
-    assert await refused(setup, sign_jwt(claims, setup.idp.key, typ="JWT")) == "wrong_typ"
+def test_wrong_typ_alg_and_unknown_kid_are_refused(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
+    claims = ext_claims(idp)
+    invalid(served, gateway.get("/ext/x", headers=bearer(sign_jwt(claims, idp.key, typ="JWT"))))
     # An Ed25519 key the IdP publishes is skipped: EdDSA is not in this issuer's allow-list.
     ed = SigningKeyPair.generate("EdDSA")
-    setup.idp.keys.append(ed)
-    setup.monotonic[0] += 31
-    assert await refused(setup, sign_jwt(claims, ed, typ="at+jwt")) == "unknown_kid"
+    idp.keys.append(ed)
+    try:
+        time.sleep(1.1)  # past the minimum refresh interval: an unknown kid refetches
+        invalid(served, gateway.get("/ext/x", headers=bearer(sign_jwt(claims, ed, typ="at+jwt"))))
+    finally:
+        idp.keys.remove(ed)
     stranger = SigningKeyPair.generate("ES256")
-    assert await refused(setup, sign_jwt(claims, stranger, typ="at+jwt")) == "unknown_kid"
+    token = sign_jwt(claims, stranger, typ="at+jwt")
+    invalid(served, gateway.get("/ext/x", headers=bearer(token)))
     # A token claiming another algorithm for a known kid.
-    header_alg = sign_jwt(claims, setup.idp.key, typ="at+jwt").split(".")
-    import base64
-
-    import orjson
-
-    bad_header = (
-        base64.urlsafe_b64encode(
-            orjson.dumps({"alg": "RS256", "kid": setup.idp.key.kid, "typ": "at+jwt"})
-        )
-        .rstrip(b"=")
-        .decode()
+    forged = with_header(
+        sign_jwt(claims, idp.key, typ="at+jwt"),
+        {"alg": "RS256", "kid": idp.key.kid, "typ": "at+jwt"},
     )
-    forged = ".".join([bad_header, header_alg[1], header_alg[2]])
-    assert await refused(setup, forged) == "alg_not_allowed"
+    invalid(served, gateway.get("/ext/x", headers=bearer(forged)))
 
 
-async def test_key_rotation_at_the_idp_is_picked_up(setup: Setup) -> None:
-    first = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/ext/x", headers=bearer(first))).status == 200
+def test_key_rotation_at_the_idp_is_picked_up(gateway: httpx.Client, idp: FakeIdP) -> None:
+    first = sign_jwt(ext_claims(idp), idp.key, typ="at+jwt")
+    assert gateway.get("/ext/x", headers=bearer(first)).status_code == 200
+    fetched = idp.hits["jwks"]
     new = SigningKeyPair.generate("ES256")
-    setup.idp.keys = [new]
-    setup.monotonic[0] += 30  # the minimum interval since the last fetch has passed
-    rotated = sign_jwt(ext_claims(setup.idp), new, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/ext/x", headers=bearer(rotated))).status == 200
-    assert setup.idp.hits["jwks"] == 2
+    idp.keys = [new]
+    time.sleep(1.1)  # the minimum interval since the last fetch has passed
+    rotated = sign_jwt(ext_claims(idp), new, typ="at+jwt")
+    assert gateway.get("/ext/x", headers=bearer(rotated)).status_code == 200
+    assert idp.hits["jwks"] == fetched + 1
 
 
-async def test_random_kids_cause_at_most_one_fetch_per_interval(setup: Setup) -> None:
-    good = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    await call(setup.gateway, "GET", "/ext/x", headers=bearer(good))
-    assert setup.idp.hits["jwks"] == 1
-    setup.monotonic[0] += 30
-    attacker = SigningKeyPair.generate("ES256")
-    payload = ext_claims(setup.idp)
-    import base64
-
-    import orjson
-
-    signed = sign_jwt(payload, attacker, typ="at+jwt").split(".")
-    for _ in range(1000):
-        header = (
-            base64.urlsafe_b64encode(
-                orjson.dumps({"alg": "ES256", "kid": uuid.uuid4().hex, "typ": "at+jwt"})
-            )
-            .rstrip(b"=")
-            .decode()
-        )
-        assert await refused(setup, ".".join([header, signed[1], signed[2]])) == "unknown_kid"
-    assert setup.idp.hits["jwks"] == 2  # one refetch in this interval, not 1000
-    setup.monotonic[0] += 30
-    header = (
-        base64.urlsafe_b64encode(
-            orjson.dumps({"alg": "ES256", "kid": "next-interval", "typ": "at+jwt"})
-        )
-        .rstrip(b"=")
-        .decode()
-    )
-    assert await refused(setup, ".".join([header, signed[1], signed[2]])) == "unknown_kid"
-    assert setup.idp.hits["jwks"] == 3
+def test_random_kids_cause_at_most_one_fetch_per_interval(
+    gateway: httpx.Client, served: GatewayServer, idps: dict[str, FakeIdP]
+) -> None:
+    kids = idps["kids"]  # min_refresh_interval: 2
+    good = sign_jwt(ext_claims(kids), kids.key, typ="at+jwt")
+    assert gateway.get("/kids/x", headers=bearer(good)).status_code == 200
+    time.sleep(2.1)
+    fetched = kids.hits["jwks"]
+    signed = sign_jwt(ext_claims(kids), SigningKeyPair.generate("ES256"), typ="at+jwt")
+    started = time.monotonic()
+    for _ in range(100):
+        header = {"alg": "ES256", "kid": uuid.uuid4().hex, "typ": "at+jwt"}
+        invalid(served, gateway.get("/kids/x", headers=bearer(with_header(signed, header))), "kids")
+    intervals = int((time.monotonic() - started) / 2.0)
+    # One refetch in this interval (and one per later interval), not 100.
+    assert 1 <= kids.hits["jwks"] - fetched <= 1 + intervals
 
 
-async def test_old_keys_keep_serving_while_the_idp_is_down(setup: Setup) -> None:
-    token = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/ext/x", headers=bearer(token))).status == 200
-    setup.idp.down = True
-    setup.monotonic[0] += 601  # the cached set is stale: a refetch is tried and fails
-    setup.authn.clear()
-    again = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/ext/x", headers=bearer(again))).status == 200
-    assert setup.idp.hits["jwks"] == 2
+def test_old_keys_keep_serving_while_the_idp_is_down(
+    gateway: httpx.Client, idps: dict[str, FakeIdP]
+) -> None:
+    stale = idps["stale"]  # cache_ttl: 1
+    token = sign_jwt(ext_claims(stale), stale.key, typ="at+jwt")
+    assert gateway.get("/stale/x", headers=bearer(token)).status_code == 200
+    fetched = stale.hits["jwks"]
+    stale.down = True
+    try:
+        time.sleep(1.2)  # the cached set is stale: a refetch is tried and fails
+        again = sign_jwt(ext_claims(stale), stale.key, typ="at+jwt")
+        assert gateway.get("/stale/x", headers=bearer(again)).status_code == 200
+        assert stale.hits["jwks"] == fetched + 1
+    finally:
+        stale.down = False
 
 
-async def test_idp_down_from_the_start_is_503(setup: Setup) -> None:
-    setup.idp.down = True
-    token = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    with pytest.raises(JwksUnavailableError) as caught:
-        await call(setup.gateway, "GET", "/ext/x", headers=bearer(token))
-    assert caught.value.status == 503
-    assert caught.value.code == "issuer_unavailable"
+def test_idp_down_from_the_start_is_503(
+    gateway: httpx.Client, served: GatewayServer, idps: dict[str, FakeIdP]
+) -> None:
+    dead = idps["dead"]
+    token = sign_jwt(ext_claims(dead), dead.key, typ="at+jwt")
+    response = gateway.get("/dead/x", headers=bearer(token))
+    refused(served, response, 503, "issuer_unavailable", "dead")
 
 
-async def test_revoked_external_jti_is_honoured(setup: Setup) -> None:
-    claims = ext_claims(setup.idp)
-    token = sign_jwt(claims, setup.idp.key, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/ext/x", headers=bearer(token))).status == 200
-    await setup.shared.set(REVOKED_JTI_PREFIX + claims["jti"], b"1", ttl=60)
-    assert await refused(setup, token) == "revoked"
+def test_revoked_external_jti_is_honoured(
+    idps: dict[str, FakeIdP],
+    echo_upstream: EchoThread,
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    redis_prefix: str,
+) -> None:
+    idp = idps["idp"]
+    routes, settings = _config(idps, echo_upstream.server.url)
+    settings += f"shared: {{url: '{redis_url}', key_prefix: '{redis_prefix}'}}\n"
+    claims = ext_claims(idp)
+    token = sign_jwt(claims, idp.key, typ="at+jwt")
+    directory = tmp_path_factory.mktemp("jti")
+    with serve_configured(directory, routes, settings) as server, server.client() as client:
+        assert client.get("/ext/x", headers=bearer(token)).status_code == 200
+        assert client.get("/ext/x", headers=bearer(token)).status_code == 200  # cached
+
+        async def revoke() -> None:  # as another node's verifier revokes it
+            shared = await open_shared_state(redis_url, key_prefix=redis_prefix)
+            try:
+                other = AccessTokenVerifier(lambda: PublicKeySet([]), issuer=OWN, shared=shared)
+                await other.revoke(claims)
+            finally:
+                await shared.close()
+
+        asyncio.run(revoke())
+        deadline = time.monotonic() + 5
+        while (response := client.get("/ext/x", headers=bearer(token))).status_code == 200:
+            assert time.monotonic() < deadline, "the revocation was not followed"
+            time.sleep(0.05)
+        invalid(server, response)
 
 
-async def test_roles_and_claims_are_enforced(setup: Setup) -> None:
-    from bastion.gateway.authz import ClaimMismatchError, MissingRoleError
+def test_roles_and_claims_are_enforced(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
+    reader = sign_jwt(ext_claims(idp), idp.key, typ="at+jwt")
+    role = gateway.get("/role/x", headers=bearer(reader))
+    refused(served, role, 403, "missing_role", "role", step="authorize")
+    assert role.json()["role"] == "admin"
+    admin = sign_jwt(ext_claims(idp, roles=["admin"]), idp.key, typ="at+jwt")
+    assert gateway.get("/role/x", headers=bearer(admin)).status_code == 200
+    claim = gateway.get("/tenant/x", headers=bearer(reader))
+    refused(served, claim, 403, "claim_mismatch", "tenant", step="authorize")
+    assert claim.json()["claim"] == "tenant"
+    acme = sign_jwt(ext_claims(idp, tenant="acme"), idp.key, typ="at+jwt")
+    assert gateway.get("/tenant/x", headers=bearer(acme)).status_code == 200
 
-    reader = sign_jwt(ext_claims(setup.idp), setup.idp.key, typ="at+jwt")
-    with pytest.raises(MissingRoleError) as role:
-        await call(setup.gateway, "GET", "/admin/x", headers=bearer(reader))
-    assert (role.value.status, role.value.code) == (403, "missing_role")
-    assert role.value.to_problem()["role"] == "admin"
-    admin = sign_jwt(ext_claims(setup.idp, roles=["admin"]), setup.idp.key, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/admin/x", headers=bearer(admin))).status == 200
-    with pytest.raises(ClaimMismatchError) as claim:
-        await call(setup.gateway, "GET", "/tenant/x", headers=bearer(reader))
-    assert claim.value.to_problem()["claim"] == "tenant"
-    acme = sign_jwt(ext_claims(setup.idp, tenant="acme"), setup.idp.key, typ="at+jwt")
-    assert (await call(setup.gateway, "GET", "/tenant/x", headers=bearer(acme))).status == 200
 
-
-async def test_configured_jwks_uri_skips_discovery(setup: Setup) -> None:
-    cache = JwksCache(setup.idp.url, jwks_uri=setup.idp.url + "/keys", algorithms=("ES256",))
-    keys = await cache.get()
-    assert keys.kids() == (setup.idp.key.kid,)
-    assert setup.idp.hits["discovery"] == 0
+async def test_configured_jwks_uri_skips_discovery() -> None:
+    thread = await asyncio.to_thread(IdPThread)
+    try:
+        idp = thread.idp
+        cache = JwksCache(idp.url, jwks_uri=idp.url + "/keys", algorithms=("ES256",))
+        keys = await cache.get()
+        assert keys.kids() == (idp.key.kid,)
+        assert idp.hits["discovery"] == 0
+    finally:
+        await asyncio.to_thread(thread.close)

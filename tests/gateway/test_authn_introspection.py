@@ -1,114 +1,167 @@
-"""The introspection method against a real local RFC 7662 endpoint (FakeIdP over HTTP)."""
+"""The introspection method against a real local RFC 7662 endpoint (FakeIdP over HTTP).
+
+Over real HTTP: one ``bastion serve`` whose ``introspection`` endpoint is a local
+``FakeIdP`` (client id and secret that need form-encoding, ``cache_ttl: 4``,
+``negative_cache_ttl: 3``, an audience), one route ``auth: [introspection]``; the cache
+windows run on the real clock and are waited for. Each test uses tokens of its own (the
+server's cache outlives a test). In process: the control plane's introspection client
+(an unreachable endpoint; what it pushes into the native cache).
+"""
 
 from __future__ import annotations
 
 import base64
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import uuid
+from collections.abc import Iterator
 
+import httpx
 import pytest
 from starlette.responses import Response
 
-from bastion.demo.echo import EchoServer
-from bastion.gateway import Gateway, InvalidBearerTokenError
+from _support import EchoThread
+from _support.gateway_authn import refused, serve_configured, upstream_saw
+from _support.gateway_server import GatewayServer, fresh_echo
 from bastion.gateway.authn.introspection import (
     IntrospectionAuthenticator,
     IntrospectionUnavailableError,
 )
-from gateway.gateway_support import Match, Route, call
-from gateway.idp_support import FakeIdP, running_idp
+from bastion.gateway.authn.jwt import InvalidBearerTokenError
+from gateway.idp_support import FakeIdP, IdPThread, running_idp
+
+AUDIENCE = "https://api.test"
+CACHE_TTL = 4.0
+NEGATIVE_TTL = 3.0
 
 
-@dataclass
-class Setup:
-    idp: FakeIdP
-    authn: IntrospectionAuthenticator
-    gateway: Gateway
-    clock: list[float]
+@pytest.fixture(scope="module")
+def idp() -> Iterator[FakeIdP]:
+    thread = IdPThread()
+    try:
+        yield thread.idp
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    echo = EchoThread()
+    try:
+        yield echo
+    finally:
+        echo.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    idp: FakeIdP, echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    routes = (
+        f"  - name: api\n    match: {{path: /api}}\n    upstream: {echo_upstream.server.url}\n"
+        "    auth: [introspection]\n"
+    )
+    settings = (
+        "tls: off\ntrusted_proxies: [192.0.2.1]\nintrospection:\n"
+        f"  endpoint: {idp.url}/introspect\n"
+        "  client_id: gate way\n"
+        "  client_secret: 's3cret:&='\n"
+        f"  cache_ttl: {CACHE_TTL}\n"
+        f"  negative_cache_ttl: {NEGATIVE_TTL}\n"
+        "  timeout: 2\n"
+        f"  audience: {AUDIENCE}\n"
+    )
+    with serve_configured(tmp_path_factory.mktemp("introspection"), routes, settings) as server:
+        yield server
+
+
+@pytest.fixture
+def gateway(
+    served: GatewayServer, echo_upstream: EchoThread, idp: FakeIdP
+) -> Iterator[httpx.Client]:
+    fresh_echo(echo_upstream)
+    try:
+        with served.client() as client:
+            yield client
+    finally:
+        idp.down, idp.introspect_answer = False, None
 
 
 def bearer(token: str) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")]
 
 
-@pytest.fixture
-async def setup(echo: EchoServer) -> AsyncIterator[Setup]:
-    async with running_idp() as idp:
-        clock = [time.time()]
-        authn = IntrospectionAuthenticator(
-            idp.url + "/introspect",
-            client_id="gate way",
-            client_secret="s3cret:&=",
-            cache_ttl=60,
-            negative_cache_ttl=5,
-            timeout=2,
-            audience="https://api.test",
-            clock=lambda: clock[0],
-        )
-        route = Route("api", Match("/api"), echo.url, public=False, auth=("introspection",))
-        gateway = Gateway([route], authenticators={"introspection": authn})
-        try:
-            yield Setup(idp, authn, gateway, clock)
-        finally:
-            await gateway.shutdown()
-            await authn.aclose()
+def new_token() -> str:
+    return f"opaque-{uuid.uuid4().hex}"
 
 
-def active(setup: Setup, **extra: object) -> dict[str, object]:
+def active(**extra: object) -> dict[str, object]:
     return {
         "active": True,
         "sub": "bob",
         "client_id": "cli",
         "scope": "orders:read",
-        "aud": ["https://api.test"],
-        "exp": int(setup.clock[0]) + 3600,
+        "aud": [AUDIENCE],
+        "exp": int(time.time()) + 3600,
         **extra,
     }
 
 
-async def refused(setup: Setup, token: str) -> str:
-    with pytest.raises(InvalidBearerTokenError) as caught:
-        await call(setup.gateway, "GET", "/api/x", headers=bearer(token))
-    assert caught.value.status == 401
-    assert caught.value.code == "invalid_token"
-    return caught.value.reason
+def invalid(served: GatewayServer, response: httpx.Response) -> None:
+    refused(served, response, 401, "invalid_token", "api")
+    assert response.headers["www-authenticate"] == 'Bearer realm="bastion", error="invalid_token"'
 
 
-async def test_active_token_reaches_upstream_and_is_cached(setup: Setup, echo: EchoServer) -> None:
-    setup.idp.answers["opaque-1"] = active(setup)
-    assert (await call(setup.gateway, "GET", "/api/x", headers=bearer("opaque-1"))).status == 200
-    (seen,) = echo.received
-    assert seen.header("x-bastion-subject") == "bob"
-    assert seen.header("x-bastion-client") == "cli"
-    assert seen.header("x-bastion-scopes") == "orders:read"
-    assert seen.header("authorization") is None
+def unavailable(served: GatewayServer, response: httpx.Response) -> None:
+    refused(served, response, 503, "introspection_unavailable", "api")
+
+
+def test_active_token_reaches_upstream_and_is_cached(
+    gateway: httpx.Client, idp: FakeIdP, echo_upstream: EchoThread
+) -> None:
+    token = new_token()
+    idp.answers[token] = active()
+    asked = idp.hits["introspect"]
+    seen = upstream_saw(gateway.get("/api/x", headers=bearer(token)))
+    assert len(echo_upstream.server.received) == 1
+    assert seen["x-bastion-subject"] == "bob"
+    assert seen["x-bastion-client"] == "cli"
+    assert seen["x-bastion-scopes"] == "orders:read"
+    assert "authorization" not in seen
     # RFC 6749 §2.3.1: id and secret form-encoded before Basic.
-    (basic,) = setup.idp.basic_seen
+    basic = idp.basic_seen[-1]
     assert base64.b64decode(basic.removeprefix("Basic ")) == b"gate+way:s3cret%3A%26%3D"
-    await call(setup.gateway, "GET", "/api/x", headers=bearer("opaque-1"))
-    assert setup.idp.hits["introspect"] == 1
-    setup.clock[0] += 61  # past cache_ttl: asked again
-    await call(setup.gateway, "GET", "/api/x", headers=bearer("opaque-1"))
-    assert setup.idp.hits["introspect"] == 2
+    assert gateway.get("/api/x", headers=bearer(token)).status_code == 200
+    assert idp.hits["introspect"] == asked + 1
+    time.sleep(CACHE_TTL + 0.2)  # past cache_ttl: asked again
+    assert gateway.get("/api/x", headers=bearer(token)).status_code == 200
+    assert idp.hits["introspect"] == asked + 2
 
 
-async def test_cache_ends_at_the_token_exp(setup: Setup) -> None:
-    setup.idp.answers["short"] = active(setup, exp=int(setup.clock[0]) + 10)
-    await call(setup.gateway, "GET", "/api/x", headers=bearer("short"))
-    setup.clock[0] += 11
-    setup.idp.answers["short"] = {"active": False}
-    assert await refused(setup, "short") == "inactive"
-    assert setup.idp.hits["introspect"] == 2
+def test_cache_ends_at_the_token_exp(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
+    token = new_token()
+    exp = int(time.time()) + 1  # before cache_ttl ends
+    idp.answers[token] = active(exp=exp)
+    asked = idp.hits["introspect"]
+    assert gateway.get("/api/x", headers=bearer(token)).status_code == 200
+    time.sleep(max(0.0, exp - time.time()) + 0.1)
+    idp.answers[token] = {"active": False}
+    invalid(served, gateway.get("/api/x", headers=bearer(token)))
+    assert idp.hits["introspect"] == asked + 2
 
 
-async def test_inactive_is_401_and_cached_briefly(setup: Setup) -> None:
-    assert await refused(setup, "dead") == "inactive"
-    assert await refused(setup, "dead") == "inactive"
-    assert setup.idp.hits["introspect"] == 1
-    setup.clock[0] += 6
-    setup.idp.answers["dead"] = active(setup)
-    assert (await call(setup.gateway, "GET", "/api/x", headers=bearer("dead"))).status == 200
+def test_inactive_is_401_and_cached_briefly(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
+    token = new_token()
+    asked = idp.hits["introspect"]
+    invalid(served, gateway.get("/api/x", headers=bearer(token)))
+    invalid(served, gateway.get("/api/x", headers=bearer(token)))
+    assert idp.hits["introspect"] == asked + 1
+    time.sleep(NEGATIVE_TTL + 0.2)
+    idp.answers[token] = active()
+    assert gateway.get("/api/x", headers=bearer(token)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -123,29 +176,36 @@ async def test_inactive_is_401_and_cached_briefly(setup: Setup) -> None:
         ({"active": True, "sub": "x", "aud": "https://api.test", "exp": 1000}, "expired"),
     ],
 )
-async def test_responses_are_validated(
-    setup: Setup, answer: dict[str, object], reason: str | None
+def test_responses_are_validated(
+    gateway: httpx.Client,
+    served: GatewayServer,
+    idp: FakeIdP,
+    answer: dict[str, object],
+    reason: str | None,
 ) -> None:
-    setup.idp.answers["t"] = answer
+    # (``reason``: Python's precise reason, for its log only; every refusal is one 401.)
+    token = new_token()
+    idp.answers[token] = answer
+    response = gateway.get("/api/x", headers=bearer(token))
     if reason is None:
-        with pytest.raises(IntrospectionUnavailableError):
-            await call(setup.gateway, "GET", "/api/x", headers=bearer("t"))
+        unavailable(served, response)
     else:
-        assert await refused(setup, "t") == reason
+        invalid(served, response)
 
 
-async def test_endpoint_down_is_503_fail_closed(setup: Setup) -> None:
-    setup.idp.down = True
-    with pytest.raises(IntrospectionUnavailableError) as caught:
-        await call(setup.gateway, "GET", "/api/x", headers=bearer("any"))
-    assert (caught.value.status, caught.value.code) == (503, "introspection_unavailable")
-    setup.idp.down = False
-    setup.idp.introspect_answer = lambda token: Response(b"not json", status_code=200)
-    with pytest.raises(IntrospectionUnavailableError):
-        await call(setup.gateway, "GET", "/api/x", headers=bearer("any"))
+def test_endpoint_down_is_503_fail_closed(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
+    idp.down = True
+    response = gateway.get("/api/x", headers=bearer(new_token()))
+    unavailable(served, response)
+    assert response.json()["detail"] == "The token cannot be checked right now; try again shortly."
+    idp.down = False
+    idp.introspect_answer = lambda token: Response(b"not json", status_code=200)
+    unavailable(served, gateway.get("/api/x", headers=bearer(new_token())))
 
 
-async def test_unreachable_endpoint_is_503(echo: EchoServer) -> None:
+async def test_unreachable_endpoint_is_503() -> None:
     authn = IntrospectionAuthenticator(
         "http://127.0.0.1:9/introspect", client_id="a", client_secret="b", timeout=1
     )
@@ -154,13 +214,13 @@ async def test_unreachable_endpoint_is_503(echo: EchoServer) -> None:
     await authn.aclose()
 
 
-async def test_api_keys_and_absent_tokens_are_not_its_business(setup: Setup) -> None:
-    from bastion.gateway import UnauthenticatedError
-
-    with pytest.raises(UnauthenticatedError) as caught:
-        await call(setup.gateway, "GET", "/api/x", headers=bearer("bst_abc"))
-    assert caught.value.code == "unauthenticated"
-    assert setup.idp.hits["introspect"] == 0
+def test_api_keys_and_absent_tokens_are_not_its_business(
+    gateway: httpx.Client, served: GatewayServer, idp: FakeIdP
+) -> None:
+    asked = idp.hits["introspect"]
+    response = gateway.get("/api/x", headers=bearer("bst_abc"))
+    refused(served, response, 401, "unauthenticated", "api")
+    assert idp.hits["introspect"] == asked
 
 
 async def test_every_cached_answer_is_pushed_with_its_deadline() -> None:

@@ -1,113 +1,158 @@
-"""The mtls method and RFC 8705 certificate-bound tokens, with the cert in the ASGI TLS scope."""
+"""The mtls method and RFC 8705 certificate-bound tokens, over real TLS with client certificates.
+
+One ``bastion serve`` (TLS with ``client_ca``: it asks for client certificates and verifies
+them) with routes ``certs`` (``auth: [mtls]``) and ``tokens`` (``auth: [jwt, mtls]``);
+clients present certificates of the test CA (``alice``: a URI SAN; ``bob``: none); tokens
+are bastion's own, signed with the server's active key for a client of it, bound to a
+certificate by ``cnf``. The echo upstream answers with what it received. In process: the
+control plane's identification of a certificate and what it pushes to the native cache.
+"""
 
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from _support import EchoThread
+from _support.gateway_authn import own_client, own_signing_key, refused, serve_configured
+from _support.gateway_server import GatewayServer, fresh_echo
 from bastion import _native
-from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt, x5t_s256
-from bastion.demo.echo import EchoServer
-from bastion.gateway import Gateway, InvalidBearerTokenError, UnauthenticatedError, native_push
+from bastion.crypto import SigningKeyPair, sign_jwt, x5t_s256
+from bastion.gateway import native_push
 from bastion.gateway.authn.identity import Identity
-from bastion.gateway.authn.jwt import JwtAuthenticator
 from bastion.gateway.authn.mtls import MtlsAuthenticator
-from bastion.oauth.tokens import AccessTokenVerifier
-from bastion.storage.shared import MemorySharedState
-from gateway.certs_support import TestCA, client_sans, der, pem
-from gateway.gateway_support import Match, Recorder, Route, make_receive, make_scope
+from gateway.certs_support import TestCA, client_sans, der, server_sans, write_pair
 
 ISSUER = "https://auth.test"
 CA = TestCA()
-ALICE, _ = CA.issue("alice", client_sans("spiffe://test/alice"), server=False)
-BOB, _ = CA.issue("bob", [], server=False)
+ALICE, ALICE_KEY = CA.issue("alice", client_sans("spiffe://test/alice"), server=False)
+BOB, BOB_KEY = CA.issue("bob", [], server=False)
 
 
-@dataclass
-class Setup:
-    key: SigningKeyPair
-    gateway: Gateway
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("pki")
+    out = {"ca": CA.write_ca(directory / "ca.pem")}
+    pairs = {
+        "server": CA.issue("localhost", server_sans(), server=True),
+        "alice": (ALICE, ALICE_KEY),
+        "bob": (BOB, BOB_KEY),
+    }
+    for name, (cert, key) in pairs.items():
+        out[f"{name}_cert"], out[f"{name}_key"] = write_pair(cert, key, directory, name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    echo = EchoThread()
+    try:
+        yield echo
+    finally:
+        echo.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    pki: dict[str, Path], echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    up = echo_upstream.server.url
+    routes = "".join(
+        f"  - name: {name}\n    match: {{path: /{name}}}\n    upstream: {up}\n    auth: {auth}\n"
+        for name, auth in (("certs", "[mtls]"), ("tokens", "[jwt, mtls]"))
+    )
+    settings = (
+        f"issuer: {ISSUER}\n"
+        f"tls: {{mode: files, cert: '{pki['server_cert']}', key: '{pki['server_key']}', "
+        f"client_ca: '{pki['ca']}'}}\n"
+    )
+    with serve_configured(tmp_path_factory.mktemp("mtls"), routes, settings) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def signer(served: GatewayServer) -> tuple[SigningKeyPair, str]:
+    """The server's signing key and one of its clients."""
+    return own_signing_key(served), own_client(served)["client_id"]
 
 
 @pytest.fixture
-async def setup(echo: EchoServer) -> AsyncIterator[Setup]:
-    key = SigningKeyPair.generate("ES256")
-    keys = PublicKeySet([key.public_key])
-    shared = MemorySharedState()
-    verifier = AccessTokenVerifier(lambda: keys, issuer=ISSUER, shared=shared)
-    authn = JwtAuthenticator(verifier, shared=shared, issuer=ISSUER)
-    routes = [
-        Route("certs", Match("/certs"), echo.url, public=False, auth=("mtls",)),
-        Route("tokens", Match("/tokens"), echo.url, public=False, auth=("jwt", "mtls")),
-    ]
-    gateway = Gateway(routes, authenticators={"jwt": authn, "mtls": MtlsAuthenticator()})
-    try:
-        yield Setup(key, gateway)
-    finally:
-        await gateway.shutdown()
-        await shared.close()
+def fresh(echo_upstream: EchoThread) -> EchoThread:
+    fresh_echo(echo_upstream)
+    return echo_upstream
 
 
-async def request(setup: Setup, path: str, cert: Any = None, token: str | None = None) -> int:
-    headers = [("authorization", f"Bearer {token}")] if token else []
-    scope = make_scope("GET", path, headers=headers, scheme="https")
+def request(
+    served: GatewayServer,
+    pki: dict[str, Path],
+    path: str,
+    cert: str | None = None,
+    token: str | None = None,
+) -> httpx.Response:
+    """GET ``path`` over TLS presenting the client certificate ``cert`` (a name of ``pki``)."""
+    context = ssl.create_default_context(cafile=str(pki["ca"]))
     if cert is not None:
-        scope["extensions"] = {"tls": {"client_cert_chain": [pem(cert)]}}
-    recorder = Recorder()
-    await setup.gateway(scope, make_receive(), recorder)
-    return recorder.result().status
+        context.load_cert_chain(str(pki[f"{cert}_cert"]), str(pki[f"{cert}_key"]))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=f"https://127.0.0.1:{served.port}", verify=context) as client:
+        return client.get(path, headers=headers, timeout=10)
 
 
-def token(setup: Setup, **extra: Any) -> str:
+def token(signer: tuple[SigningKeyPair, str], **extra: Any) -> str:
+    key, client_id = signer
     now = int(time.time())
     claims = {
         "iss": ISSUER,
         "sub": "svc",
-        "aud": "api",
-        "client_id": "svc",
+        "aud": ISSUER,
+        "client_id": client_id,
         "scope": "",
         "iat": now,
         "exp": now + 300,
         "jti": uuid.uuid4().hex,
         **extra,
     }
-    return sign_jwt(claims, setup.key, typ="at+jwt")
+    return sign_jwt(claims, key, typ="at+jwt")
 
 
-async def test_certificate_identity(setup: Setup, echo: EchoServer) -> None:
-    assert await request(setup, "/certs/x", ALICE) == 200
-    assert await request(setup, "/certs/x", BOB) == 200
-    alice, bob = echo.received
-    assert alice.header("x-bastion-subject") == "spiffe://test/alice"  # the URI SAN
-    assert bob.header("x-bastion-subject") == "CN=bob"  # no SAN: the RFC 4514 subject
+def subject(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return str(response.json()["headers"]["x-bastion-subject"])
 
 
-async def test_no_certificate_is_401(setup: Setup) -> None:
-    with pytest.raises(UnauthenticatedError) as caught:
-        await request(setup, "/certs/x")
-    assert (caught.value.status, caught.value.code) == (401, "unauthenticated")
+def test_certificate_identity(
+    served: GatewayServer, pki: dict[str, Path], fresh: EchoThread
+) -> None:
+    assert subject(request(served, pki, "/certs/x", "alice")) == "spiffe://test/alice"  # URI SAN
+    assert subject(request(served, pki, "/certs/x", "bob")) == "CN=bob"  # no SAN: RFC 4514
+    assert len(fresh.server.received) == 2
 
 
-async def test_bound_token_needs_its_certificate(setup: Setup, echo: EchoServer) -> None:
-    bound = token(setup, cnf={"x5t#S256": x5t_s256(der(ALICE))})
-    assert await request(setup, "/tokens/x", ALICE, bound) == 200
-    assert echo.received[0].header("x-bastion-subject") == "svc"
-    for cert in (None, BOB):  # also from the verified-token cache: checked every request
-        with pytest.raises(InvalidBearerTokenError) as caught:
-            await request(setup, "/tokens/x", cert, bound)
-        assert caught.value.reason == "cnf_mismatch"
-        assert caught.value.status == 401
-    unbound = token(setup)
-    assert await request(setup, "/tokens/x", None, unbound) == 200
-    with pytest.raises(InvalidBearerTokenError) as bad:
-        await request(setup, "/tokens/x", ALICE, token(setup, cnf="x"))
-    assert bad.value.reason == "malformed"
+def test_no_certificate_is_401(served: GatewayServer, pki: dict[str, Path]) -> None:
+    response = request(served, pki, "/certs/x")
+    refused(served, response, 401, "unauthenticated", "certs")
+
+
+def test_bound_token_needs_its_certificate(
+    served: GatewayServer, pki: dict[str, Path], signer: tuple[SigningKeyPair, str]
+) -> None:
+    bound = token(signer, cnf={"x5t#S256": x5t_s256(der(ALICE))})
+    assert subject(request(served, pki, "/tokens/x", "alice", bound)) == "svc"
+    for cert in (None, "bob"):  # also from the verified-token cache: checked every request
+        response = request(served, pki, "/tokens/x", cert, bound)
+        refused(served, response, 401, "invalid_token", "tokens")
+    unbound = token(signer)
+    assert subject(request(served, pki, "/tokens/x", None, unbound)) == "svc"
+    malformed = request(served, pki, "/tokens/x", "alice", token(signer, cnf="x"))
+    refused(served, malformed, 401, "invalid_token", "tokens")
 
 
 @pytest.mark.parametrize(
@@ -119,36 +164,33 @@ async def test_bound_token_needs_its_certificate(setup: Setup, echo: EchoServer)
         {"x5t#S256": "whatever", "jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"},
     ],
 )
-@pytest.mark.parametrize("cert", [None, ALICE])
-async def test_token_bound_otherwise_is_not_a_bearer_token(
-    setup: Setup, echo: EchoServer, cnf: dict[str, Any], cert: Any
+@pytest.mark.parametrize("cert", [None, "alice"])
+def test_token_bound_otherwise_is_not_a_bearer_token(
+    served: GatewayServer,
+    pki: dict[str, Path],
+    signer: tuple[SigningKeyPair, str],
+    fresh: EchoThread,
+    cnf: dict[str, Any],
+    cert: str | None,
 ) -> None:
     # No DPoP proof is verified at the gateway: a sender-constrained token presented as
     # a plain bearer token is refused, with or without a client certificate.
     if "x5t#S256" in cnf:
         cnf = {**cnf, "x5t#S256": x5t_s256(der(ALICE))}
-    bound = token(setup, cnf=cnf)
-    for _ in range(2):  # verified, then from the verified-token cache
-        with pytest.raises(InvalidBearerTokenError) as caught:
-            await request(setup, "/tokens/x", cert, bound)
-        assert caught.value.reason == "cnf_unsupported"
-        assert caught.value.status == 401
-    assert not echo.received
+    bound = token(signer, cnf=cnf)
+    for _ in range(2):  # verified, then (were it cached) from the verified-token cache
+        response = request(served, pki, "/tokens/x", cert, bound)
+        refused(served, response, 401, "invalid_token", "tokens")
+    assert not fresh.server.received
 
 
-async def test_every_identity_is_pushed_to_the_native_cache(echo: EchoServer) -> None:
+def test_every_identity_is_pushed_to_the_native_cache() -> None:
+    # The control plane's identification of a verified certificate (what a native lookup
+    # of a certificate runs: ``bastion.gateway.lookups``).
     pushed: list[Identity] = []
-    routes = [Route("certs", Match("/certs"), echo.url, public=False, auth=("mtls",))]
-    gateway = Gateway(routes, authenticators={"mtls": MtlsAuthenticator(push=pushed.append)})
-    try:
-        for cert in (ALICE, ALICE, BOB):
-            scope = make_scope("GET", "/certs/x", scheme="https")
-            scope["extensions"] = {"tls": {"client_cert_chain": [pem(cert)]}}
-            recorder = Recorder()
-            await gateway(scope, make_receive(), recorder)
-            assert recorder.result().status == 200
-    finally:
-        await gateway.shutdown()
+    mtls = MtlsAuthenticator(push=pushed.append)
+    for cert in (ALICE, ALICE, BOB):
+        mtls.identify(der(cert))
     # Each time (Python's own cache hit too: the request came because the native one missed).
     assert [i.subject for i in pushed] == ["spiffe://test/alice"] * 2 + ["CN=bob"]
     alice = pushed[0]

@@ -1,36 +1,97 @@
-"""The authorize step: required scopes per route and method, route restrictions, 403s."""
+"""The authorize step: required scopes per route and method, route restrictions, 403s.
+
+Over real HTTP: one ``bastion serve`` whose routes require scopes (``orders``: per method;
+``all``: one list for every method; ``pair``: two scopes; ``none``: none; ``pub``: public;
+``billing``: another route), called with API keys (made by the real ``ApiKeyService`` on
+the served database) carrying scopes and route allow-lists; the echo upstream shows what
+was forwarded; each 403 is checked as its problem document, its challenge and its
+``gateway.denied`` row. In process: the control plane's compilation of ``scopes``
+(``compile_scopes``, the native route table's section) and the settings' refusals.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
 
+import httpx
 import orjson
 import pytest
+from pydantic import ValidationError
 
-from bastion.demo.echo import EchoServer
-from bastion.gateway import (
-    STEPS,
-    Exchange,
-    ForbiddenError,
-    Gateway,
-    GatewayConfigError,
-    Identity,
-    InsufficientScopeError,
-    RouteNotAllowedError,
-)
-from bastion.gateway.authz import RequiredScopes, check_access, compile_scopes
-from bastion.http.problem import problem_response
-from bastion.settings import RouteMatch, RouteSettings
-from gateway.gateway_support import Match, call
+from _support import EchoThread
+from _support.gateway_authn import Keys, refused, upstream_saw
+from _support.gateway_server import GatewayServer, fresh_echo, serve_gateway
+from bastion.gateway.authz import compile_scopes
+from bastion.gateway.compile.auth import section
+from bastion.settings import RouteMatch, RouteSettings, Settings
+
+ROUTES = {
+    "orders": "    match: {path: /orders, methods: [GET, POST]}\n"
+    "    scopes: {GET: [orders:read], POST: [orders:write]}\n",
+    "all": "    match: {path: /all}\n    scopes: [s]\n",
+    "pair": "    match: {path: /pair}\n    scopes: [orders:write, orders:read]\n",
+    "none": "    match: {path: /none}\n",
+    "billing": "    match: {path: /billing}\n",
+}
 
 
-def test_the_table_has_authorize_between_authenticate_and_proxy() -> None:
-    names = [step.name for step in STEPS]
-    assert names.index("authenticate") + 1 == names.index("authorize")
-    assert names.index("authorize") < names.index("proxy")
-    assert next(s for s in STEPS if s.name == "authorize").fail == "closed"
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    echo = EchoThread()
+    try:
+        yield echo
+    finally:
+        echo.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    up = echo_upstream.server.url
+    text = "".join(
+        f"  - name: {name}\n{match}    upstream: {up}\n    auth: [api_key]\n"
+        for name, match in ROUTES.items()
+    )
+    text += f"  - name: pub\n    match: {{path: /pub}}\n    upstream: {up}\n    public: true\n"
+    settings = "tls: off\ntrusted_proxies: [192.0.2.1]\n"
+    with serve_gateway(tmp_path_factory.mktemp("scopes"), text, settings) as server:
+        yield server
+
+
+@pytest.fixture
+def keys(served: GatewayServer) -> Keys:
+    return Keys(served)
+
+
+@pytest.fixture
+def gateway(served: GatewayServer, echo_upstream: EchoThread) -> Iterator[httpx.Client]:
+    fresh_echo(echo_upstream)
+    with served.client() as client:
+        yield client
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def insufficient(served: GatewayServer, response: httpx.Response, route: str, scope: str) -> None:
+    refused(served, response, 403, "insufficient_scope", route, step="authorize")
+    assert response.headers["www-authenticate"] == (
+        f'Bearer realm="bastion", error="insufficient_scope", scope="{scope}"'
+    )
+    assert response.json()["scope"] == scope
+
+
+def test_the_table_has_authorize_between_authenticate_and_proxy(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer, echo_upstream: EchoThread
+) -> None:
+    # (the pipeline's step table, as a request meets it) Authenticate first: no credential
+    # on a scoped route is a 401, not a 403; then authorize, before anything is proxied.
+    refused(served, gateway.get("/all"), 401, "unauthenticated", "all")
+    _, key = keys.create()
+    insufficient(served, gateway.get("/all", headers=bearer(key)), "all", "s")
+    assert list(echo_upstream.server.received) == []
 
 
 def test_compile_list_and_mapping() -> None:
@@ -50,137 +111,111 @@ def test_compile_list_and_mapping() -> None:
         compile_scopes("r")
 
 
-def test_check_access() -> None:
-    required = compile_scopes({"GET": ["r"], "POST": ["r", "w"]})
-    check_access("orders", "GET", required, frozenset({"r"}), None)
-    check_access("orders", "GET", None, frozenset(), None)
-    check_access("orders", "GET", required, frozenset({"r", "x"}), frozenset({"orders"}))
-    with pytest.raises(RouteNotAllowedError):
-        check_access("orders", "GET", required, frozenset({"r"}), frozenset({"billing"}))
-    with pytest.raises(RouteNotAllowedError):  # an empty restriction allows nothing
-        check_access("orders", "GET", None, frozenset(), frozenset())
-    with pytest.raises(InsufficientScopeError) as caught:
-        check_access("orders", "POST", required, frozenset({"r"}), None)
-    assert caught.value.required == ("r", "w")
-    with pytest.raises(ForbiddenError) as denied:
-        check_access("orders", "PUT", required, frozenset({"r", "w"}), None)
-    assert type(denied.value) is ForbiddenError
-    assert denied.value.detail == "The route's scopes name no rule for PUT; the request is denied."
-    assert (denied.value.code, denied.value.status) == ("forbidden", 403)
+def test_check_access(gateway: httpx.Client, keys: Keys, served: GatewayServer) -> None:
+    # (check_access, as the requests of credentials meet it)
+    _, reader = keys.create(scopes=["orders:read"])
+    _, extra = keys.create(scopes=["orders:read", "x"], routes=["orders"])
+    _, elsewhere = keys.create(scopes=["orders:read"], routes=["billing"])
+    assert gateway.get("/orders", headers=bearer(reader)).status_code == 200
+    assert gateway.get("/none", headers=bearer(reader)).status_code == 200
+    assert gateway.get("/orders", headers=bearer(extra)).status_code == 200
+    response = gateway.get("/orders", headers=bearer(elsewhere))
+    refused(served, response, 403, "route_not_allowed", "orders", step="authorize")
+    response = gateway.post("/orders", headers=bearer(reader), content=b"{}")
+    insufficient(served, response, "orders", "orders:write")
 
 
-def test_insufficient_scope_renders_rfc6750_challenge() -> None:
-    error = InsufficientScopeError(["orders:write", "orders:read", "orders:write"])
-    status, headers, body = problem_response(error, "req-9")
-    assert status == 403
-    named = dict(headers)
-    assert named[b"www-authenticate"] == (
-        b'Bearer realm="bastion", error="insufficient_scope", scope="orders:read orders:write"'
-    )
-    assert named[b"content-type"] == b"application/problem+json"
-    assert orjson.loads(body) == {
+def test_insufficient_scope_renders_rfc6750_challenge(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
+) -> None:
+    _, key = keys.create(scopes=["orders:read"])
+    response = gateway.get("/pair", headers=bearer(key))
+    insufficient(served, response, "pair", "orders:read orders:write")
+    assert response.headers["content-type"] == "application/problem+json"
+    assert orjson.loads(response.content) == {
         "type": "urn:bastion:problem:insufficient_scope",
         "title": "Insufficient scope",
         "status": 403,
         "detail": "This request needs the scopes: orders:read orders:write.",
         "reason": "insufficient_scope",
         "scope": "orders:read orders:write",
-        "request_id": "req-9",
+        "request_id": response.headers["x-request-id"],
     }
 
 
-def test_route_not_allowed_renders() -> None:
-    status, headers, body = problem_response(RouteNotAllowedError(), "r")
-    assert status == 403
-    assert b"www-authenticate" not in dict(headers)
-    document = orjson.loads(body)
-    assert document["reason"] == "route_not_allowed"
-    assert document["detail"] == "This credential may not call this route."
+def test_route_not_allowed_renders(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
+) -> None:
+    _, key = keys.create(routes=["billing"])
+    response = gateway.get("/none", headers=bearer(key))
+    refused(served, response, 403, "route_not_allowed", "none", step="authorize")
+    assert "www-authenticate" not in response.headers
+    assert response.json()["detail"] == "This credential may not call this route."
 
 
-# -- through the Gateway ---------------------------------------------------------------------
+# -- through the gateway ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScopedRoute:
-    """A hand-built route with ``scopes`` (RouteSettings refuses uncovered methods)."""
-
-    name: str
-    match: Match
-    upstream: str
-    scopes: Any = None
-    public: bool = False
-    auth: Sequence[str] = field(default_factory=lambda: ("jwt",))
-    strip_prefix: bool = False
-    timeout: float = 5.0
-
-
-def granting(*scopes: str) -> Any:
-    async def authenticator(ex: Exchange) -> Identity | None:
-        return Identity(method="jwt", subject="svc", scopes=frozenset(scopes))
-
-    return authenticator
+def test_scopes_per_method_through_the_gateway(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer, echo_upstream: EchoThread
+) -> None:
+    _, reader = keys.create(scopes=["orders:read"])
+    assert gateway.get("/orders", headers=bearer(reader)).status_code == 200
+    assert gateway.head("/orders", headers=bearer(reader)).status_code == 200  # HEAD: GET's
+    response = gateway.post("/orders", headers=bearer(reader), content=b"{}")
+    insufficient(served, response, "orders", "orders:write")
+    assert [r.method for r in echo_upstream.server.received] == ["GET", "HEAD"]
+    _, writer = keys.create(scopes=["orders:write", "orders:read"])
+    assert gateway.post("/orders", headers=bearer(writer), content=b"{}").status_code == 200
 
 
-async def test_scopes_per_method_through_the_gateway(echo: EchoServer) -> None:
-    route = RouteSettings(
-        name="orders",
-        match=RouteMatch(path="/orders", methods=["GET", "POST"]),
-        upstream=echo.url,
-        auth=["jwt"],
-        scopes={"GET": ["orders:read"], "POST": ["orders:write"]},
-    )
-    reader = Gateway([route], authenticators={"jwt": granting("orders:read")})
-    assert (await call(reader, "GET", "/orders")).status == 200
-    assert (await call(reader, "HEAD", "/orders")).status == 200
-    with pytest.raises(InsufficientScopeError) as caught:
-        await call(reader, "POST", "/orders", body=b"{}")
-    assert caught.value.required == ("orders:write",)
-    assert caught.value.www_authenticate == (
-        'Bearer realm="bastion", error="insufficient_scope", scope="orders:write"'
-    )
-    assert [r.method for r in echo.received] == ["GET", "HEAD"]
-    writer = Gateway([route], authenticators={"jwt": granting("orders:write", "orders:read")})
-    assert (await call(writer, "POST", "/orders", body=b"{}")).status == 200
-    await reader.shutdown()
-    await writer.shutdown()
+def test_one_list_for_every_method_and_uncovered_methods(
+    gateway: httpx.Client, keys: Keys, served: GatewayServer
+) -> None:
+    _, key = keys.create()  # no scopes
+    insufficient(served, gateway.delete("/all", headers=bearer(key)), "all", "s")
+    assert gateway.delete("/none", headers=bearer(key)).status_code == 200
+    # A mapping that names no rule for a method the route accepts is refused by the
+    # settings: no request meets an uncovered method.
+    with pytest.raises(ValidationError, match="names no scopes for POST, PUT, PATCH, DELETE"):
+        RouteSettings(
+            name="some",
+            match=RouteMatch(path="/some"),
+            upstream="http://127.0.0.1:9",
+            auth=["api_key"],
+            scopes={"GET": []},
+        )
 
 
-async def test_one_list_for_every_method_and_uncovered_methods(echo: EchoServer) -> None:
-    routes = [
-        ScopedRoute("all", Match("/all"), echo.url, scopes=["s"]),
-        ScopedRoute("some", Match("/some"), echo.url, scopes={"GET": []}),
-        ScopedRoute("none", Match("/none"), echo.url),
-    ]
-    gateway = Gateway(routes, authenticators={"jwt": granting()})
-    with pytest.raises(InsufficientScopeError):
-        await call(gateway, "DELETE", "/all")
-    assert (await call(gateway, "GET", "/some")).status == 200
-    with pytest.raises(ForbiddenError) as caught:
-        await call(gateway, "DELETE", "/some")
-    assert caught.value.code == "forbidden"
-    assert (await call(gateway, "DELETE", "/none")).status == 200
-    await gateway.shutdown()
-
-
-async def test_public_routes_are_not_checked(echo: EchoServer) -> None:
-    gateway = Gateway([ScopedRoute("pub", Match("/pub"), echo.url, public=True, auth=())])
-    assert (await call(gateway, "GET", "/pub")).status == 200
-    await gateway.shutdown()
+def test_public_routes_are_not_checked(gateway: httpx.Client) -> None:
+    assert upstream_saw(gateway.get("/pub")).get("x-bastion-subject") is None
 
 
 def test_an_invalid_scopes_value_is_a_config_error() -> None:
-    with pytest.raises(GatewayConfigError) as caught:
-        Gateway([ScopedRoute("bad", Match("/bad"), "http://127.0.0.1:9", scopes="orders:read")])
-    assert caught.value.detail == (
-        "routes[bad].scopes: scopes must be a list of scope names, got 'orders:read'"
-    )
+    with pytest.raises(ValidationError) as caught:
+        RouteSettings(
+            name="bad",
+            match=RouteMatch(path="/bad"),
+            upstream="http://127.0.0.1:9",
+            auth=["api_key"],
+            scopes="orders:read",
+        )
+    assert (
+        "'orders:read' is not a list of scopes or a mapping of methods to scopes — use e.g. "
+        "[orders:read] or {GET: [orders:read], POST: [orders:write]}"
+    ) in str(caught.value)
 
 
 def test_required_scopes_are_compiled_once_per_route() -> None:
-    gateway = Gateway(
-        [ScopedRoute("a", Match("/a"), "http://127.0.0.1:9", scopes={"GET": ["r"], "*": []})]
+    # Once, into the route's section of the native route table.
+    route = RouteSettings(
+        name="a",
+        match=RouteMatch(path="/a"),
+        upstream="http://127.0.0.1:9",
+        auth=["api_key"],
+        scopes={"GET": ["r"], "*": []},
     )
-    compiled = gateway.required_scopes["a"]
-    assert isinstance(compiled, RequiredScopes)
-    assert compiled.for_method("PATCH") == frozenset()
+    compiled = section(route, Settings())
+    assert isinstance(compiled, dict)
+    assert compiled["scopes"] == {"by_method": {"GET": ["r"]}, "default": []}
+    assert compile_scopes(route.scopes).for_method("PATCH") == frozenset()
