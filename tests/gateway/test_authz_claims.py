@@ -161,11 +161,12 @@ def test_compile_from_settings() -> None:
 
     plain = section(route(), Settings())
     assert isinstance(plain, dict)
-    assert (plain["claims"], plain["roles"], plain["roles_claim"]) == ({}, [], "roles")
-    compiled = section(route(claims={"a": 1}, roles=["r"], roles_claim="x.y"), Settings())
+    assert (plain["claims"], plain["roles"], plain["roles_claim"]) == ([], [], "roles")
+    # The claims as [name, value] pairs, in the settings' order (the first failing one is named).
+    compiled = section(route(claims={"b": 2, "a": 1}, roles=["r"], roles_claim="x.y"), Settings())
     assert isinstance(compiled, dict)
     assert (compiled["claims"], compiled["roles"], compiled["roles_claim"]) == (
-        {"a": 1},
+        [["b", 2], ["a", 1]],
         ["r"],
         "x.y",
     )
