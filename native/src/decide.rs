@@ -191,8 +191,13 @@ pub(crate) async fn decide<'t>(
         }
     }
     // The verified client certificate's thumbprint, where a method reads it
-    // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
-    let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
+    // (`mtls`; `jwt` and `introspection`: a certificate-bound token, RFC 8705).
+    let reads_cert = |m: &authn::Method| {
+        matches!(
+            m,
+            authn::Method::Mtls | authn::Method::Jwt | authn::Method::Introspection
+        )
+    };
     let cert = if native.auth.methods.iter().any(reads_cert) {
         authn::mtls::leaf_thumbprint(&conn.client_certs)
     } else {
@@ -215,6 +220,7 @@ pub(crate) async fn decide<'t>(
         Decided::Respond(response)
     };
     let mut waited = false;
+    let mut again = false;
     let (now, admitted) = loop {
         let now = authn::unix_now();
         let caches = crate::plane::caches();
@@ -262,6 +268,9 @@ pub(crate) async fn decide<'t>(
         );
         match unadmitted {
             Unadmitted::Defer => return Decided::Defer(None),
+            // The cache changed under this decision: once more (then Python's).
+            Unadmitted::Again if again => return Decided::Defer(None),
+            Unadmitted::Again => again = true,
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
@@ -281,19 +290,42 @@ pub(crate) async fn decide<'t>(
                 };
                 return deny(problem, cors.as_ref());
             }
-            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) | Unadmitted::TokenMiss(_) if waited => {
-                return Decided::Defer(None)
+            Unadmitted::Miss(_)
+            | Unadmitted::CertMiss(_)
+            | Unadmitted::TokenMiss(_)
+            | Unadmitted::IssuerMiss { .. }
+                if waited =>
+            {
+                // Answered, yet nothing to judge with (an answer Python does not cache).
+                return Decided::Defer(None);
             }
             Unadmitted::CertMiss(thumb) if authn::mtls::cert_refused(&thumb) => {
                 // A certificate Python could not read: its 401, as for a token.
                 return deny(Problem::invalid_token(), cors.as_ref());
             }
-            Unadmitted::TokenMiss(_) | Unadmitted::CertMiss(_) | Unadmitted::Miss(_) => {
+            Unadmitted::TokenMiss(_)
+            | Unadmitted::CertMiss(_)
+            | Unadmitted::Miss(_)
+            | Unadmitted::IssuerMiss { .. } => {
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
-                let (kind, miss, value) = match unadmitted {
+                let issuer_kid: Vec<u8>;
+                let (kind, miss, value) = match &unadmitted {
+                    Unadmitted::IssuerMiss { issuer, kid } => {
+                        // `issuer`, and `\n{kid}` for a string `kid` (Python refetches
+                        // for a `kid` its set lacks; without one, for a stale set only).
+                        issuer_kid = match kid {
+                            Some(kid) => format!("{issuer}\n{kid}").into_bytes(),
+                            None => issuer.as_bytes().to_vec(),
+                        };
+                        (
+                            Kind::Jwks,
+                            authn::issuers::miss(issuer),
+                            Some(issuer_kid.as_slice()),
+                        )
+                    }
                     Unadmitted::TokenMiss(digest) => (
                         Kind::Introspection,
-                        authn::introspection::miss(digest),
+                        authn::introspection::miss(*digest),
                         authn::lookup_credential(
                             &native.auth,
                             req.headers,
@@ -302,12 +334,12 @@ pub(crate) async fn decide<'t>(
                     ),
                     Unadmitted::CertMiss(thumb) => (
                         Kind::Cert,
-                        authn::mtls::cert_miss(thumb),
+                        authn::mtls::cert_miss(*thumb),
                         conn.client_certs.first().map(Vec::as_slice),
                     ),
                     Unadmitted::Miss(digest) => (
                         Kind::ApiKey,
-                        caches.api_key_miss(digest),
+                        caches.api_key_miss(*digest),
                         authn::lookup_credential(&native.auth, req.headers, authn::Method::ApiKey),
                     ),
                     _ => return Decided::Defer(None),
@@ -328,8 +360,13 @@ pub(crate) async fn decide<'t>(
                             }
                             Led::Refused => None,
                             Led::Unavailable(why) => Some(why),
-                            Led::Defer(lead) => {
-                                return Decided::Defer(Some(LeadGuard(Arc::new(lead))))
+                            Led::Lost(lead) => {
+                                // Python will not serve it either: the kind's 503, for
+                                // this request and those waiting for the same lookup.
+                                let why = lookup::lost(kind);
+                                lead.unavailable(why.clone());
+                                drop(lead);
+                                Some(why)
                             }
                         }
                     }

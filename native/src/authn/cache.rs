@@ -121,16 +121,17 @@ impl Default for Caches {
 }
 
 /// The certificate a token's `cnf` binds it to (`bastion.gateway.authn.mtls.check_binding`):
-/// none without `cnf` or with an empty one; `{"x5t#S256": <base64url SHA-256>}` binds
-/// to that certificate. Any other `cnf` (a DPoP `jkt`, another member, a thumbprint
-/// no certificate can have) is Python's to refuse: not cached.
-fn certificate_binding(
+/// none without `cnf`, with a `null` or an empty one or `{"x5t#S256": null}`;
+/// `{"x5t#S256": <base64url SHA-256>}` binds to that certificate. Any other `cnf` (a
+/// DPoP `jkt`, another member, a thumbprint no certificate can have) is refused
+/// whatever the connection (`super::binding::check`): not cached.
+pub(super) fn certificate_binding(
     cnf: Option<&Value>,
 ) -> Result<Option<super::mtls::Thumbprint>, TokenPutError> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     let not_native = TokenPutError::NotNative("sender_constrained");
-    let Some(cnf) = cnf else {
+    let Some(cnf) = cnf.filter(|cnf| !cnf.is_null()) else {
         return Ok(None);
     };
     let Value::Object(members) = cnf else {
@@ -140,6 +141,7 @@ fn certificate_binding(
         return Ok(None);
     }
     match (members.len(), members.get("x5t#S256")) {
+        (1, Some(Value::Null)) => Ok(None),
         (1, Some(Value::String(x5t))) => URL_SAFE_NO_PAD
             .decode(x5t)
             .ok()

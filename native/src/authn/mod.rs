@@ -31,6 +31,7 @@
 //! answers by token digest), `refusal` (the JWTs refused whatever Python holds).
 
 pub mod api_key;
+pub mod binding;
 pub mod bounded;
 pub mod cache;
 pub mod introspection;
@@ -387,7 +388,7 @@ fn find(
                 }
             }
             Method::Introspection if !found.opaque.is_empty() => {
-                return introspection_verdict(route, &found.opaque, now)
+                return introspection_verdict(route, &found.opaque, cert, now)
             }
             _ => {}
         }
@@ -409,16 +410,20 @@ fn mtls_verdict(route: &RouteAuth, cert: &mtls::Thumbprint) -> Option<Found> {
 
 /// The answer Python's introspection cache holds for this token (a miss,
 /// an inactive answer: not admitted). Its claims meet the route's `claims` /
-/// `roles`; a sender-constrained one (`cnf`) is Python's `check_binding`.
-fn introspection_verdict(route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Option<Found> {
+/// `roles`; a sender-constrained one (`cnf`) only as Python's `check_binding`
+/// allows it (`binding`: bound to the connection's certificate `cert`).
+fn introspection_verdict(
+    route: &RouteAuth,
+    tokens: &[&[u8]],
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Option<Found> {
     let token = introspection::lookup_token(tokens)?;
     let answer = introspection::cache().get(&cache::token_digest(token), now)?;
     let introspection::Answer::Active { identity, claims } = &*answer else {
         return None;
     };
-    if claims.contains_key("cnf") {
-        return None;
-    }
+    binding::check(claims.get("cnf"), cert).ok()?;
     Some(Found {
         identity: identity.clone(),
         key_limits: Arc::from([]),
@@ -679,6 +684,15 @@ pub enum Unadmitted {
     /// The responsible method is `introspection` and the token (this digest)
     /// has no cached answer: Python asks the endpoint (concurrent misses coalesce).
     TokenMiss([u8; 32]),
+    /// The responsible method is `jwt`, the token names a trusted issuer of
+    /// the route, and Python would fetch that issuer's keys before judging it
+    /// (none pushed; stale, or lacking the token's string `kid`, while Python
+    /// may fetch again): a lookup asks Python to refresh them
+    /// ([`issuers::refetch`]; concurrent ones share it).
+    IssuerMiss {
+        issuer: Arc<str>,
+        kid: Option<String>,
+    },
     /// The responsible method is `jwt` and Python refuses the token whatever
     /// it holds ([`refusal::jwt_refusal`]; the reason Python records on its
     /// error): its `401 invalid_token` is rendered natively.
@@ -689,6 +703,9 @@ pub enum Unadmitted {
     /// A key-shaped query string on a route accepting API keys: Python's
     /// screen refuses it (`400 api_key_in_query`) before any method runs.
     KeyInQuery,
+    /// The cache changed between admission and this classification (an
+    /// answer pushed or evicted meanwhile): decide again.
+    Again,
     /// Python answers (another method, a refusal that depends on what only
     /// Python holds, authorization…).
     Defer,
@@ -731,22 +748,28 @@ pub fn unadmitted_with_cert(
         match method {
             Method::ApiKey if !found.keys.is_empty() => return key_state(caches, &found.keys, now),
             Method::Jwt if !found.tokens.is_empty() => {
+                if let Some((issuer, kid)) =
+                    issuers::refetch(caches, &route.issuers, &found.tokens, now)
+                {
+                    return Unadmitted::IssuerMiss { issuer, kid };
+                }
                 return match refusal::jwt_refusal(caches, route, &found.tokens, cert, now) {
                     Some(reason) => Unadmitted::InvalidToken(reason),
                     None => Unadmitted::Defer,
-                }
+                };
             }
             Method::Mtls => {
                 if let Some(cert) = cert {
-                    // Cached, yet not admitted (claims, scopes): Python's 403.
+                    // Cached, yet not admitted: only when pushed or evicted meanwhile
+                    // (claims and scopes are `authorize`'s 403, `Admission::Forbidden`).
                     return match mtls::certs().get(cert) {
-                        Some(_) => Unadmitted::Defer,
+                        Some(_) => Unadmitted::Again,
                         None => Unadmitted::CertMiss(*cert),
                     };
                 }
             }
             Method::Introspection if !found.opaque.is_empty() => {
-                return token_state(&found.opaque, now)
+                return token_state(&found.opaque, cert, now)
             }
             _ => {}
         }
@@ -774,30 +797,37 @@ pub fn lookup_credential<'h>(
     }
 }
 
-fn token_state(tokens: &[&[u8]], now: f64) -> Unadmitted {
-    // Two tokens, an overlong or non-ASCII one: Python's own 401s.
+fn token_state(tokens: &[&[u8]], cert: Option<&mtls::Thumbprint>, now: f64) -> Unadmitted {
+    // Two tokens (which one would act?), an overlong or non-ASCII one: Python's
+    // `IntrospectionAuthenticator` refuses them before any lookup.
     let Some(token) = introspection::lookup_token(tokens) else {
-        return Unadmitted::Defer;
+        return Unadmitted::InvalidToken(introspection::unread_reason(tokens));
     };
     let digest = cache::token_digest(token);
     match introspection::cache().get(&digest, now).as_deref() {
         Some(introspection::Answer::Inactive) => Unadmitted::InactiveToken,
-        // Cached and active, yet not admitted (cnf, claims, scopes): Python's answer.
-        Some(introspection::Answer::Active { .. }) => Unadmitted::Defer,
+        // Cached and active, yet not admitted: a binding `check_binding` refuses
+        // (its 401); claims and scopes are `authorize`'s 403 (`Admission::Forbidden`).
+        Some(introspection::Answer::Active { claims, .. }) => {
+            match binding::check(claims.get("cnf"), cert) {
+                Err(reason) => Unadmitted::InvalidToken(reason),
+                // Pushed or evicted meanwhile: read again.
+                Ok(()) => Unadmitted::Again,
+            }
+        }
         None => Unadmitted::TokenMiss(digest),
     }
 }
 
 fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
-    // Two keys, an overlong or non-ASCII one: Python's own checks (no lookup).
+    // Two different keys: Python's `malformed` before reading either (which one
+    // would act?).
     let [key] = keys else {
-        return Unadmitted::Defer;
+        return Unadmitted::Refused;
     };
-    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() {
-        return Unadmitted::Defer;
-    }
-    // Python's `parse_api_key` before any lookup: a key that is not well formed
-    // is refused whatever the request (made-up keys never reach Python).
+    // Python's `parse_api_key` before any lookup: a key that is not well formed —
+    // overlong, non-ASCII (no stored key's digest can match it), another shape, a
+    // bad checksum — is refused whatever the request (made-up keys never reach Python).
     if !api_key::well_formed(key) {
         return Unadmitted::Refused;
     }

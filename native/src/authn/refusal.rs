@@ -73,22 +73,31 @@ pub fn jwt_refusal(
         .and_then(|iss| policy_for(&route.issuers, iss))
     {
         Some(policy) => {
-            // Keys Python would refetch (stale) or never pushed: Python answers.
-            let keys = caches.issuer_keys().get(&policy.issuer, now)?;
+            // Keys Python would refetch first (stale, or lacking the `kid`, while it may
+            // fetch again) or never pushed: a lookup (`issuers::refetch`), not judged here.
+            let keys = caches
+                .issuer_keys()
+                .usable(&policy.issuer, parsed.kid(), now)?;
             match issuers::verify(&parsed, &keys, policy, now) {
-                Err(JwtError::UnknownKid) => None,
+                // The set Python verifies with lacks it, and Python would not refetch.
                 Err(error) => Some(error.reason()),
                 Ok(()) => {
                     let claims = parsed.claims();
                     if !policy.audience_ok(claims.get("aud")) {
                         return Some("wrong_audience");
                     }
-                    match claims.get("jti") {
-                        Some(Value::String(jti)) if !jti.is_empty() => {
-                            caches.token_revoked(jti, now).then_some("revoked")
+                    if let Some(Value::String(jti)) = claims.get("jti") {
+                        if !jti.is_empty() && caches.token_revoked(jti, now) {
+                            return Some("revoked");
                         }
-                        _ => None,
                     }
+                    // `identity_of_claims`, then the pipeline's `check_binding`.
+                    let sub_ok =
+                        matches!(claims.get("sub"), Some(Value::String(sub)) if !sub.is_empty());
+                    if !sub_ok || !matches!(claims.get("scope"), None | Some(Value::String(_))) {
+                        return Some("invalid_claim");
+                    }
+                    super::binding::check(claims.get("cnf"), cert).err()
                 }
             }
         }
@@ -129,20 +138,7 @@ fn own_refusal(
 /// satisfy (the native cache holds every binding a certificate can): its
 /// reason, or `None` where Python accepts the token as unbound.
 fn binding_refusal(cnf: Option<&Value>) -> Option<&'static str> {
-    let members = match cnf {
-        None | Some(Value::Null) => return None,
-        Some(Value::Object(members)) => members,
-        Some(_) => return Some("malformed"),
-    };
-    if members.keys().any(|member| member != "x5t#S256") {
-        return Some("cnf_unsupported");
-    }
-    match members.get("x5t#S256") {
-        None | Some(Value::Null) => None,
-        // A string the cache did not take is no certificate's thumbprint.
-        Some(Value::String(_)) => Some("cnf_mismatch"),
-        Some(_) => Some("malformed"),
-    }
+    super::binding::check(cnf, None).err()
 }
 
 /// The route's checks of a verified token: its issuer accepted here, its

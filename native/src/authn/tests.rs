@@ -948,11 +948,25 @@ fn an_uncached_key_is_a_miss_of_its_digest() {
         ),
         Unadmitted::KeyInQuery
     );
+    // Two different keys, an overlong or a non-ASCII one: Python's 401 `malformed`
+    // before any lookup, rendered natively.
     let mut two = bearer(KEY);
     two.insert("x-api-key", HeaderValue::from_static("bst_other"));
     assert_eq!(
         unadmitted(&caches, &keyed, None, &two, 100.0),
-        Unadmitted::Defer
+        Unadmitted::Refused
+    );
+    let overlong = format!("{KEY}{}", "a".repeat(api_key::MAX_API_KEY_LENGTH));
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(&overlong), 100.0),
+        Unadmitted::Refused
+    );
+    let mut non_ascii = HeaderMap::new();
+    let value = HeaderValue::from_bytes("Bearer bst_caf\u{e9}".as_bytes()).expect("opaque bytes");
+    non_ascii.insert(AUTHORIZATION, value);
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &non_ascii, 100.0),
+        Unadmitted::Refused
     );
     assert_eq!(
         unadmitted(&caches, &keyed, None, &HeaderMap::new(), 100.0),
@@ -1218,17 +1232,25 @@ fn introspection_inactive_misses_and_python_refusals() {
         unadmitted(&caches, &route, None, &bearer("never-seen"), now),
         Unadmitted::TokenMiss(cache::token_digest(b"never-seen"))
     );
-    // Two different tokens, an overlong one: Python's own 401 (deferred).
+    // Two different tokens, an overlong or a non-ASCII one: Python's own 401
+    // `invalid_token`, before any lookup (rendered natively).
     let mut two = bearer("dead");
     two.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
     assert_eq!(
         unadmitted(&caches, &route, None, &two, now),
-        Unadmitted::Defer
+        Unadmitted::InvalidToken("malformed")
     );
     let long = "a".repeat(introspection::MAX_TOKEN_BYTES + 1);
     assert_eq!(
         unadmitted(&caches, &route, None, &bearer(&long), now),
-        Unadmitted::Defer
+        Unadmitted::InvalidToken("too_large")
+    );
+    let mut non_ascii = HeaderMap::new();
+    let value = HeaderValue::from_bytes("Bearer caf\u{e9}".as_bytes()).expect("opaque bytes");
+    non_ascii.insert(AUTHORIZATION, value);
+    assert_eq!(
+        unadmitted(&caches, &route, None, &non_ascii, now),
+        Unadmitted::InvalidToken("malformed")
     );
     // An API key is never introspection's: api_key is responsible (a made-up key).
     assert_eq!(
@@ -1265,17 +1287,71 @@ fn introspection_answers_meet_scopes_claims_and_binding() {
         now + 60.0,
     );
     let plain = introspection_route(json!(["introspection"]), json!({}));
-    // Scopes refuse: Python's 403 (deferred, never a native refusal).
+    // Scopes refuse: `authorize`'s 403 (the admission is Forbidden; classified
+    // after it, only a cache change could explain it: decide again).
     assert!(admit_get(&caches, &plain, &bearer("no-scope"), now).is_none());
     assert_eq!(
         unadmitted(&caches, &plain, None, &bearer("no-scope"), now),
-        Unadmitted::Defer
+        Unadmitted::Again
     );
-    // A certificate-bound answer: Python's check_binding.
+    // A certificate-bound answer: Python's check_binding — refused without its
+    // certificate (401 cnf_mismatch), admitted over a connection presenting it.
     assert!(admit_get(&caches, &plain, &bearer("bound"), now).is_none());
     assert_eq!(
         unadmitted(&caches, &plain, None, &bearer("bound"), now),
-        Unadmitted::Defer
+        Unadmitted::InvalidToken("cnf_mismatch")
+    );
+    let cert: mtls::Thumbprint = [3; 32];
+    let x5t = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(cert)
+    };
+    introspected(
+        "bound-here",
+        json!({"sub": "carol", "scope": "orders:read", "cnf": {"x5t#S256": x5t}}),
+        now + 60.0,
+    );
+    let uri: http::Uri = "/x".parse().expect("uri");
+    let admitted = |token: &str, cert: Option<&mtls::Thumbprint>| {
+        crate::authn::admit_with_cert(
+            &caches,
+            &plain,
+            "r",
+            &http::Method::GET,
+            &uri,
+            &bearer(token),
+            None,
+            cert,
+            now,
+        )
+        .map(|a| a.identity.subject)
+    };
+    assert_eq!(
+        admitted("bound-here", Some(&cert)),
+        Some(Some("carol".into()))
+    );
+    assert_eq!(admitted("bound-here", Some(&[4; 32])), None);
+    assert_eq!(
+        unadmitted_with_cert(
+            &caches,
+            &plain,
+            None,
+            &bearer("bound-here"),
+            Some(&[4; 32]),
+            now
+        ),
+        Unadmitted::InvalidToken("cnf_mismatch")
+    );
+    // DPoP-bound (RFC 9449 `cnf.jkt`): never a bearer token here (401 cnf_unsupported).
+    introspected(
+        "dpop",
+        json!({"sub": "carol", "scope": "orders:read", "cnf": {"jkt": "abc"}}),
+        now + 60.0,
+    );
+    assert_eq!(admitted("dpop", Some(&cert)), None);
+    assert_eq!(
+        unadmitted_with_cert(&caches, &plain, None, &bearer("dpop"), Some(&cert), now),
+        Unadmitted::InvalidToken("cnf_unsupported")
     );
     // Roles read the answer's claims.
     let admins = introspection_route(json!(["introspection"]), json!({"roles": ["admin"]}));

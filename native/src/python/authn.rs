@@ -125,6 +125,16 @@ fn issuer_keys_set(issuer: &str, jwks_json: &str, ttl: f64) -> PyResult<usize> {
         .map_err(PyValueError::new_err)
 }
 
+/// Python will not try to fetch `issuer`'s keys again for `seconds` (its
+/// `min_refresh_interval` since the last attempt): until then the pushed set is
+/// the one it verifies with, stale or lacking a token's `kid`.
+#[pyfunction]
+fn issuer_retry_in(issuer: &str, seconds: f64) {
+    caches()
+        .issuer_keys()
+        .retry_at(issuer, now() + seconds.max(0.0));
+}
+
 /// Whether the native core holds the key `kid` of the trusted issuer `issuer`.
 #[pyfunction]
 fn issuer_key_known(issuer: &str, kid: &str) -> bool {
@@ -259,6 +269,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signing_keys_set, m)?)?;
     m.add_function(wrap_pyfunction!(signing_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(issuer_keys_set, m)?)?;
+    m.add_function(wrap_pyfunction!(issuer_retry_in, m)?)?;
     m.add_function(wrap_pyfunction!(issuer_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(token_put, m)?)?;
     m.add_function(wrap_pyfunction!(token_cached, m)?)?;

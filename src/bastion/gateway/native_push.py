@@ -62,7 +62,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bastion import _native
 from bastion.crypto import SigningKeyPair
@@ -71,6 +71,9 @@ from bastion.gateway.authn.identity import Identity
 from bastion.ratelimit.gcra import Limit
 from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
+
+if TYPE_CHECKING:
+    from bastion.gateway.authn.jwks_cache import JwksCache
 
 __all__ = [
     "NativeApiKeys",
@@ -248,6 +251,19 @@ def signing_keys() -> bool:
 def issuer_keys(issuer: str, keys: PublicKeySet, ttl: float) -> None:
     """Push the verified public keys of the trusted issuer ``issuer``, usable for ``ttl`` s."""
     _native.issuer_keys_set(issuer, json.dumps(keys.jwks()), ttl)
+
+
+def issuer_state(jwks: JwksCache) -> None:
+    """Push what the trusted issuer's key cache holds now (after a native ``jwks`` lookup):
+    its set, fresh for what remains of ``cache_ttl``, and how long no fetch may be tried
+    (``min_refresh_interval``): until then the native core verifies with that set —
+    stale, or lacking a token's ``kid`` — as :class:`JwksCache` does, and refuses a
+    ``kid`` it lacks natively."""
+    keys, fresh, retry = jwks.native_state()
+    if keys is None:
+        return
+    _native.issuer_keys_set(jwks.issuer, json.dumps(keys.jwks()), fresh)
+    _native.issuer_retry_in(jwks.issuer, retry)
 
 
 def token_verified(token: str, ttl: float) -> str | None:
