@@ -294,6 +294,7 @@ pub(crate) async fn decide<'t>(
             | Unadmitted::CertMiss(_)
             | Unadmitted::TokenMiss(_)
             | Unadmitted::IssuerMiss { .. }
+            | Unadmitted::ClientMiss(_)
                 if waited =>
             {
                 // Answered, yet nothing to judge with (an answer Python does not cache).
@@ -306,7 +307,8 @@ pub(crate) async fn decide<'t>(
             Unadmitted::TokenMiss(_)
             | Unadmitted::CertMiss(_)
             | Unadmitted::Miss(_)
-            | Unadmitted::IssuerMiss { .. } => {
+            | Unadmitted::IssuerMiss { .. }
+            | Unadmitted::ClientMiss(_) => {
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
                 let issuer_kid: Vec<u8>;
                 let (kind, miss, value) = match &unadmitted {
@@ -323,6 +325,11 @@ pub(crate) async fn decide<'t>(
                             Some(issuer_kid.as_slice()),
                         )
                     }
+                    Unadmitted::ClientMiss(client) => (
+                        Kind::Client,
+                        authn::cache::client_miss(client),
+                        Some(client.as_bytes()),
+                    ),
                     Unadmitted::TokenMiss(digest) => (
                         Kind::Introspection,
                         authn::introspection::miss(*digest),

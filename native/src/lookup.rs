@@ -43,6 +43,8 @@ pub enum Kind {
     /// token of it: `"{issuer}\n{kid}"` (`JwksCache.refresh_for_kid`), or
     /// `"{issuer}"` for a token without a string `kid` (`JwksCache.get`).
     Jwks = 3,
+    /// An OAuth client's status (`client_is_active`): the client id.
+    Client = 4,
 }
 
 impl Kind {
@@ -53,7 +55,7 @@ impl Kind {
 }
 
 /// The `kind` labels, by [`Kind`].
-pub const KINDS: [&str; 4] = ["api_key", "cert", "introspection", "jwks"];
+pub const KINDS: [&str; 5] = ["api_key", "cert", "introspection", "jwks", "client"];
 /// The `outcome` labels.
 pub const OUTCOMES: [&str; 4] = ["found", "refused", "unavailable", "lost"];
 const LOST: usize = 3;
@@ -106,7 +108,7 @@ pub fn hooked() -> bool {
     HOOK.read().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
-static COUNTS: [[AtomicU64; 4]; 4] = [const { [const { AtomicU64::new(0) }; 4] }; 4];
+static COUNTS: [[AtomicU64; 4]; 5] = [const { [const { AtomicU64::new(0) }; 4] }; 5];
 
 fn count(kind: Kind, outcome: usize) {
     COUNTS[kind as usize][outcome].fetch_add(1, Ordering::Relaxed);
@@ -175,7 +177,7 @@ pub fn lost(kind: Kind) -> Arc<Unavailable> {
             "Token issuer unavailable",
             "The keys of the token's issuer cannot be fetched right now.",
         ),
-        Kind::ApiKey | Kind::Cert => (
+        Kind::ApiKey | Kind::Cert | Kind::Client => (
             "service_unavailable",
             "Service unavailable",
             "The credential cannot be checked right now; try again shortly.",

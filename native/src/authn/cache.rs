@@ -99,6 +99,9 @@ pub struct Caches {
     revoked: RwLock<HashMap<String, f64>>,
     /// OAuth clients Python found active, until when (Unix seconds).
     active_clients: RwLock<HashMap<String, f64>>,
+    /// OAuth clients Python found disabled or deleted (a `client` lookup), until
+    /// when (Unix seconds); dropped with the client's change, as the active ones.
+    inactive_clients: RwLock<HashMap<String, f64>>,
     /// Whether keys with their own rate limits are served natively (the
     /// native `limit` step applies [`crate::authn::Admitted::key_limits`]).
     key_limits_native: AtomicBool,
@@ -154,6 +157,16 @@ pub(super) fn certificate_binding(
     }
 }
 
+/// A native miss of the OAuth client `client_id`'s status: lead its `client`
+/// lookup (`crate::lookup`), or wait for the one in flight — every token of
+/// one client shares it.
+pub fn client_miss(client_id: &str) -> Miss {
+    static INFLIGHT: std::sync::OnceLock<Arc<Inflight>> = std::sync::OnceLock::new();
+    INFLIGHT
+        .get_or_init(Arc::default)
+        .miss(token_digest(client_id.as_bytes()))
+}
+
 /// SHA-256 of a token: the verified-token cache's key.
 pub fn token_digest(token: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
@@ -174,6 +187,7 @@ impl Caches {
             tokens: RwLock::new(HashMap::new()),
             revoked: RwLock::new(HashMap::new()),
             active_clients: RwLock::new(HashMap::new()),
+            inactive_clients: RwLock::new(HashMap::new()),
             verify_misses: AtomicBool::new(false),
             key_limits_native: AtomicBool::new(false),
             clients_epoch: AtomicU64::new(0),
@@ -391,8 +405,42 @@ impl Caches {
         self.verify_misses.store(on, Ordering::SeqCst);
     }
 
+    /// Remember that Python found the OAuth client `client_id` disabled or
+    /// deleted, for `ttl` seconds (or until the client changes): its tokens are
+    /// refused natively (`client_disabled`).
+    pub fn client_inactive(&self, client_id: &str, now: f64, ttl: f64) {
+        write(&self.active_clients).remove(client_id);
+        write(&self.inactive_clients).remove(client_id);
+        let mut clients = write(&self.inactive_clients);
+        if clients.len() >= TOKEN_CACHE_MAX && !clients.contains_key(client_id) {
+            clients.retain(|_, until| *until > now);
+            if clients.len() >= TOKEN_CACHE_MAX {
+                clients.clear();
+            }
+        }
+        clients.insert(client_id.to_owned(), now + ttl.max(0.0));
+    }
+
+    /// What Python last said of the OAuth client `client_id` at `now`: active
+    /// (`Some(true)`), disabled or deleted (`Some(false)`), or nothing held.
+    pub fn client_state(&self, client_id: &str, now: f64) -> Option<bool> {
+        let held = |clients: &RwLock<HashMap<String, f64>>| {
+            read(clients)
+                .get(client_id)
+                .is_some_and(|until| *until > now)
+        };
+        if held(&self.active_clients) {
+            Some(true)
+        } else if held(&self.inactive_clients) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Remember that Python found the OAuth client `client_id` active, for `ttl` seconds.
     pub fn client_active(&self, client_id: &str, now: f64, ttl: f64) {
+        write(&self.inactive_clients).remove(client_id);
         let mut clients = write(&self.active_clients);
         if clients.len() >= TOKEN_CACHE_MAX && !clients.contains_key(client_id) {
             clients.retain(|_, until| *until > now);
@@ -513,6 +561,7 @@ impl Caches {
     pub fn tokens_forget_client(&self, client_id: &str) {
         self.clients_epoch.fetch_add(1, Ordering::SeqCst);
         write(&self.active_clients).remove(client_id);
+        write(&self.inactive_clients).remove(client_id);
         write(&self.tokens).retain(|_, t| t.client_id.as_deref() != Some(client_id));
     }
 
@@ -520,6 +569,7 @@ impl Caches {
     pub fn tokens_clear(&self) {
         self.clients_epoch.fetch_add(1, Ordering::SeqCst);
         write(&self.active_clients).clear();
+        write(&self.inactive_clients).clear();
         write(&self.tokens).clear();
     }
 

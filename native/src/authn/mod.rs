@@ -693,6 +693,11 @@ pub enum Unadmitted {
         issuer: Arc<str>,
         kid: Option<String>,
     },
+    /// The responsible method is `jwt`, and the token — one of bastion's own,
+    /// valid natively — is of an OAuth client whose status the native core
+    /// does not hold: a lookup asks Python (`client_is_active`, a database
+    /// read), which pushes it ([`refusal::client_unknown`]).
+    ClientMiss(String),
     /// The responsible method is `jwt` and Python refuses the token whatever
     /// it holds ([`refusal::jwt_refusal`]; the reason Python records on its
     /// error): its `401 invalid_token` is rendered natively.
@@ -753,8 +758,12 @@ pub fn unadmitted_with_cert(
                 {
                     return Unadmitted::IssuerMiss { issuer, kid };
                 }
-                return match refusal::jwt_refusal(caches, route, &found.tokens, cert, now) {
-                    Some(reason) => Unadmitted::InvalidToken(reason),
+                if let Some(reason) = refusal::jwt_refusal(caches, route, &found.tokens, cert, now)
+                {
+                    return Unadmitted::InvalidToken(reason);
+                }
+                return match refusal::client_unknown(caches, route, &found.tokens, cert, now) {
+                    Some(client) => Unadmitted::ClientMiss(client),
                     None => Unadmitted::Defer,
                 };
             }

@@ -108,6 +108,47 @@ pub fn jwt_refusal(
     }
 }
 
+/// The OAuth client whose status Python must read (`client_is_active`, a
+/// database read: a `client` lookup) before the native core can judge the
+/// bearer token `tokens` on `route`: one of bastion's own tokens, not cached,
+/// that the native verifier and the route's checks accept, of a client the
+/// native core holds no status of — where uncached tokens are verified natively
+/// at all ([`Caches::misses_verifiable`]).
+pub fn client_unknown(
+    caches: &Caches,
+    route: &RouteAuth,
+    tokens: &[&[u8]],
+    cert: Option<&Thumbprint>,
+    now: f64,
+) -> Option<String> {
+    let [token] = tokens else {
+        return None;
+    };
+    if !route.accepts_own
+        || !caches.misses_verifiable()
+        || caches.token_get(&cache::token_digest(token), now).is_some()
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(token).ok()?;
+    if !route.issuers.is_empty() {
+        // A token of one of the route's external issuers is theirs.
+        let iss = issuers::parse(text)?.issuer().map(str::to_owned);
+        if iss.is_some_and(|iss| policy_for(&route.issuers, &iss).is_some()) {
+            return None;
+        }
+    }
+    let entry = caches.verified(text, now, MISS_TTL).ok()?;
+    if entry_refusal(route, &entry, cert).is_some() {
+        return None;
+    }
+    let client = entry.client_id?;
+    caches
+        .client_state(&client, now)
+        .is_none()
+        .then_some(client)
+}
+
 /// What bastion's own verifier (`AccessTokenVerifier`) and then the route
 /// make of an uncached token.
 fn own_refusal(
@@ -118,7 +159,12 @@ fn own_refusal(
     now: f64,
 ) -> Option<&'static str> {
     match caches.verified(token, now, MISS_TTL) {
-        Ok(entry) => entry_refusal(route, &entry, cert),
+        Ok(entry) => entry_refusal(route, &entry, cert).or_else(|| {
+            // A client Python found disabled or deleted (a `client` lookup): its
+            // verifier's `client_disabled`, until the client changes.
+            let client = entry.client_id.as_deref()?;
+            (caches.client_state(client, now) == Some(false)).then_some("client_disabled")
+        }),
         // Python's keys may be newer than the pushed ones.
         Err(TokenPutError::Invalid(JwtError::UnknownKid)) => None,
         Err(TokenPutError::Invalid(error)) => Some(error.reason()),

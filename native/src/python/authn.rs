@@ -163,6 +163,13 @@ fn client_active(client_id: &str, ttl: f64) {
     caches().client_active(client_id, now(), ttl);
 }
 
+/// Python found the OAuth client `client_id` disabled or deleted: its tokens are
+/// refused natively for `ttl` seconds, or until the client changes.
+#[pyfunction]
+fn client_inactive(client_id: &str, ttl: f64) {
+    caches().client_inactive(client_id, now(), ttl);
+}
+
 /// Let the native core verify uncached tokens of clients known active (only
 /// where every revocation reaches its deny-list: `native_push.verify_misses`).
 #[pyfunction]
@@ -274,6 +281,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(token_put, m)?)?;
     m.add_function(wrap_pyfunction!(token_cached, m)?)?;
     m.add_function(wrap_pyfunction!(client_active, m)?)?;
+    m.add_function(wrap_pyfunction!(client_inactive, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_verify_misses, m)?)?;
     m.add_function(wrap_pyfunction!(token_revoke, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_forget_client, m)?)?;

@@ -26,7 +26,12 @@ lookup reuses Python's own code and pushes what it found through
   :func:`~bastion.gateway.native_push.issuer_state` pushes the set it holds and
   how long it will not fetch again (the native core then judges the token:
   admitted, or ``401 invalid_token`` for a ``kid`` still unknown); no set ever
-  fetched is its ``503 issuer_unavailable``.
+  fetched is its ``503 issuer_unavailable``;
+- ``client`` (an OAuth client id, of one of bastion's own tokens the native core
+  verified): :meth:`JwtAuthenticator.look_up_client` — the verifier's
+  ``client_is_active`` read, pushed as active or inactive (the native core then
+  admits the token, or refuses it ``401 invalid_token`` as the verifier's
+  ``client_disabled``), dropped on every node by the client's next change.
 
 Then it answers the ticket: ``found()``, ``refused()``, or, when the store or
 the endpoint failed (a ``ServiceUnavailableError``), ``unavailable(code, title,
@@ -146,6 +151,12 @@ class NativeLookups:
                         await trusted.jwks.get()
                 finally:
                     native_push.issuer_state(trusted.jwks)
+                return
+        if kind == "client" and isinstance(value, str):
+            jwt = self._authenticators().get("jwt")
+            if isinstance(jwt, JwtAuthenticator):
+                if not await jwt.look_up_client(value):
+                    raise InvalidBearerTokenError("client_disabled")
                 return
         if kind == "introspection" and isinstance(value, str):
             introspection = self._authenticators().get("introspection")

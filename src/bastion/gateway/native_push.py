@@ -85,6 +85,7 @@ __all__ = [
     "assertion_key",
     "cert_identity",
     "client_active",
+    "client_inactive",
     "client_changed",
     "following",
     "install",
@@ -285,6 +286,12 @@ def client_active(client_id: str, ttl: float) -> None:
     where :func:`verify_misses` allowed it.)
     """
     _native.client_active(client_id, ttl)
+
+
+def client_inactive(client_id: str, ttl: float) -> None:
+    """Python just found the OAuth client ``client_id`` disabled or deleted: the native core
+    refuses its tokens (``401 invalid_token``) for ``ttl`` seconds, or until it changes."""
+    _native.client_inactive(client_id, ttl)
 
 
 def verify_misses(on: bool) -> None:

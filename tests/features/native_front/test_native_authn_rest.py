@@ -16,6 +16,8 @@ byte-identical to it but for the request id and the date:
   then the native ``200``; a ``kid`` still unknown within ``min_refresh_interval`` → the
   native ``401 invalid_token``, no fetch; concurrent first requests after a rotation share
   one lookup and one fetch;
+- a token of a client disabled with the CLI (another process): one ``client`` lookup, then
+  the native ``401 invalid_token`` without another; enabled again, the native ``200``;
 - a lookup lost (an introspection endpoint slower than the native wait): the native ``503
   introspection_unavailable`` with ``Retry-After: 1``, counted ``outcome="lost"``.
 
@@ -34,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from starlette.responses import JSONResponse, Response
 
@@ -96,6 +99,11 @@ def server(
         f"    upstream: {url}\n"
         "    auth: [introspection]\n"
         "    scopes: [orders:read]\n"
+        "  - name: own\n"
+        "    match: {path: /api/own}\n"
+        f"    upstream: {url}\n"
+        "    auth: [jwt]\n"
+        "    scopes: [orders:read]\n"
         "  - name: idp\n"
         "    match: {path: /api/idp}\n"
         f"    upstream: {url}\n"
@@ -106,7 +114,7 @@ def server(
     migrated = run_cli("migrate", "-c", str(config), cwd=cwd)
     assert migrated.returncode == 0, migrated.stderr
     listed = {r["name"]: r["plane"] for r in cli_json(config, "routes", "list")["routes"]}
-    assert listed == dict.fromkeys(("keys", "tokens", "idp"), "native")
+    assert listed == dict.fromkeys(("keys", "tokens", "own", "idp"), "native")
     proc = BastionProcess("-c", str(config), cwd=cwd).start()
     try:
         yield proc
@@ -323,6 +331,72 @@ def test_a_rotated_issuer_key_is_one_lookup_then_native(
     assert idp.hits["jwks"] == fetches + 1
     after = native_lookups(http)
     assert after[("jwks", "found")] == before.get(("jwks", "found"), 0) + 1
+
+
+def _cli(server: BastionProcess, *args: str) -> Any:
+    result = run_cli(*args, "--json", env={"BASTION_CONFIG": "bastion.yaml"}, cwd=server.cwd)
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
+def _until_status(http: httpx.Client, token: str, status: int) -> httpx.Response:
+    """The answer once the change feed delivered a change made elsewhere."""
+    deadline = time.monotonic() + 5
+    while (response := http.get("/api/own/1", headers=_bearer(token))).status_code != status:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.05)
+    return response
+
+
+def test_a_disabled_clients_tokens_are_refused_natively(
+    server: BastionProcess, http: httpx.Client, upstream: EchoThread
+) -> None:
+    python = _python_plane(http)
+    client = _cli(
+        server,
+        "clients",
+        "create",
+        f"svc-{uuid.uuid4().hex[:6]}",
+        "--grant",
+        "client_credentials",
+        "--scope",
+        "orders:read",
+    )
+    issued = http.post(
+        "/oauth2/token",
+        auth=(client["client_id"], client["client_secret"]),
+        data={"grant_type": "client_credentials"},
+    )
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    # (The first token of a new node's first signing key may be Python's to verify:
+    # it pushes the key with the token.)
+    ok = http.get("/api/own/1", headers=_bearer(token))
+    assert ok.status_code == 200, ok.text
+
+    _cli(server, "clients", "disable", client["client_id"])
+    before = native_lookups(http)
+    refused = _until_status(http, token, 401)
+    assert plane(refused) != python
+    assert native_lookups(http)[("client", "refused")] == before.get(("client", "refused"), 0) + 1
+    _REFUSED[refused.headers["x-request-id"]] = (401, "invalid_token", "own")
+    # Remembered: refused natively again, alike, without another lookup.
+    _refused_alike(
+        http,
+        upstream,
+        "own",
+        _bearer(token),
+        status=401,
+        reason="invalid_token",
+        challenge=INVALID_TOKEN,
+    )
+    assert native_lookups(http)[("client", "refused")] == before.get(("client", "refused"), 0) + 1
+
+    _cli(server, "clients", "enable", client["client_id"])
+    found = native_lookups(http).get(("client", "found"), 0)
+    again = _until_status(http, token, 200)
+    assert plane(again) != python
+    assert native_lookups(http)[("client", "found")] == found + 1
 
 
 def test_a_lost_lookup_is_the_native_503(http: httpx.Client, idp: FakeIdP) -> None:
