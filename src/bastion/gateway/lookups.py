@@ -51,8 +51,8 @@ from typing import Any, Protocol
 from bastion import _native
 from bastion.apikeys.errors import InvalidApiKeyError
 from bastion.errors import ServiceUnavailableError
-from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway import native_push
+from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.jwt import InvalidBearerTokenError, JwtAuthenticator
 from bastion.gateway.authn.mtls import MtlsAuthenticator
 

@@ -324,9 +324,7 @@ def test_a_rotated_issuer_key_is_one_lookup_then_native(
     before, fetches = native_lookups(http), idp.hits["jwks"]
     tokens = [_idp_token(idp, newest) for _ in range(12)]
     with ThreadPoolExecutor(len(tokens)) as pool:
-        answers = list(
-            pool.map(lambda t: http.get("/api/idp/1", headers=_bearer(t)), tokens)
-        )
+        answers = list(pool.map(lambda t: http.get("/api/idp/1", headers=_bearer(t)), tokens))
     assert [(r.status_code, plane(r) != python) for r in answers] == [(200, True)] * 12
     assert idp.hits["jwks"] == fetches + 1
     after = native_lookups(http)
