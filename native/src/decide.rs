@@ -258,11 +258,12 @@ pub(crate) async fn decide<'t>(
             Admission::NotAdmitted => {}
         }
         let query = req.uri.query();
-        let unadmitted = authn::unadmitted_with_cert(
+        let unadmitted = authn::unadmitted_from(
             caches,
             &native.auth,
             query,
             req.headers,
+            Some(ip),
             cert.as_ref(),
             now,
         );
@@ -275,6 +276,10 @@ pub(crate) async fn decide<'t>(
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
                 return deny(Problem::invalid_api_key(), cors.as_ref());
+            }
+            Unadmitted::KeyIpNotAllowed => {
+                // The key's own IP allow-list: Python's 403, as its other refusals.
+                return deny(Problem::api_key_ip_not_allowed(), cors.as_ref());
             }
             Unadmitted::InactiveToken
             | Unadmitted::InvalidToken(_)

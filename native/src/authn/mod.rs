@@ -672,6 +672,10 @@ pub enum Unadmitted {
     /// The responsible method is `api_key` and Python refuses that key whatever
     /// the request: its `401 invalid_api_key` is rendered natively.
     Refused,
+    /// The responsible method is `api_key`, its key is usable, and its IP
+    /// allow-list does not hold the client's address: Python's `403
+    /// api_key_ip_not_allowed`, rendered natively.
+    KeyIpNotAllowed,
     /// The responsible method is `api_key` and its key (this digest) is not
     /// cached: Python looks it up (concurrent misses coalesce).
     Miss([u8; 32]),
@@ -741,6 +745,20 @@ pub fn unadmitted_with_cert(
     cert: Option<&mtls::Thumbprint>,
     now: f64,
 ) -> Unadmitted {
+    unadmitted_from(caches, route, query, headers, None, cert, now)
+}
+
+/// [`unadmitted_with_cert`] for a request from the client address `client`
+/// (through trusted proxies; `None`: unknown), which a key's IP allow-list judges.
+pub fn unadmitted_from(
+    caches: &Caches,
+    route: &RouteAuth,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Unadmitted {
     if route.public {
         return Unadmitted::Defer;
     }
@@ -751,7 +769,9 @@ pub fn unadmitted_with_cert(
     let found = presented(route, headers);
     for method in &route.methods {
         match method {
-            Method::ApiKey if !found.keys.is_empty() => return key_state(caches, &found.keys, now),
+            Method::ApiKey if !found.keys.is_empty() => {
+                return key_state(caches, &found.keys, client, now)
+            }
             Method::Jwt if !found.tokens.is_empty() => {
                 if let Some((issuer, kid)) =
                     issuers::refetch(caches, &route.issuers, &found.tokens, now)
@@ -828,7 +848,7 @@ fn token_state(tokens: &[&[u8]], cert: Option<&mtls::Thumbprint>, now: f64) -> U
     }
 }
 
-fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
+fn key_state(caches: &Caches, keys: &[&[u8]], client: Option<IpAddr>, now: f64) -> Unadmitted {
     // Two different keys: Python's `malformed` before reading either (which one
     // would act?).
     let [key] = keys else {
@@ -845,6 +865,8 @@ fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
     match caches.api_key_get(&digest) {
         Some(entry) if now < entry.fresh_until => match entry.refusal(now) {
             Some(_) => Unadmitted::Refused,
+            // Usable, but not from this address: Python's 403, after the key's state.
+            None if client.is_some() && !entry.admits(client) => Unadmitted::KeyIpNotAllowed,
             None => Unadmitted::Defer,
         },
         _ if caches.api_key_refused(&digest, now) => Unadmitted::Refused,

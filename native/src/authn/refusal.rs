@@ -304,6 +304,51 @@ mod tests {
     }
 
     #[test]
+    fn a_client_of_unknown_status_is_a_lookup_and_a_disabled_one_refused() {
+        let (caches, doc, now) = configured();
+        let route = own();
+        let token = vector(&doc, "valid ES256");
+        let client = caches
+            .verified(&token, now, MISS_TTL)
+            .expect("valid")
+            .client_id
+            .expect("client");
+        let tokens = [token.as_bytes()];
+        // Uncached tokens are not verified natively yet: Python's, no lookup.
+        assert_eq!(client_unknown(&caches, &route, &tokens, None, now), None);
+        caches.set_verify_misses(true);
+        assert_eq!(
+            client_unknown(&caches, &route, &tokens, None, now),
+            Some(client.clone())
+        );
+        assert_eq!(refusal(&caches, &route, &token, now), None);
+        // Python found it disabled: refused (`client_disabled`), no lookup.
+        caches.client_inactive(&client, now, 60.0);
+        assert_eq!(client_unknown(&caches, &route, &tokens, None, now), None);
+        assert_eq!(
+            refusal(&caches, &route, &token, now),
+            Some("client_disabled")
+        );
+        // Until the client changes (the change feed), or the status ends.
+        caches.tokens_forget_client(&client);
+        assert_eq!(caches.client_state(&client, now), None);
+        caches.client_inactive(&client, now, 60.0);
+        assert_eq!(caches.client_state(&client, now + 60.0), None);
+        // Found active: admitted natively, nothing to look up.
+        caches.client_active(&client, now, 60.0);
+        assert_eq!(caches.client_state(&client, now), Some(true));
+        assert_eq!(client_unknown(&caches, &route, &tokens, None, now), None);
+        assert!(caches.token_verify_miss(&token, now).is_some());
+        // Another route's audience is a refusal, never a lookup.
+        let elsewhere = jwt_route(&["jwt"], json!({"audience": "https://other.example"}));
+        caches.tokens_forget_client(&client);
+        assert_eq!(
+            client_unknown(&caches, &elsewhere, &tokens, None, now),
+            None
+        );
+    }
+
+    #[test]
     fn nothing_is_refused_before_the_configuration_but_the_shape() {
         let (_, doc, now) = configured();
         let caches = Caches::new();

@@ -1082,13 +1082,22 @@ fn a_cached_key_python_refuses_is_refused_in_python_s_order() {
             "{extra}"
         );
     }
-    // Usable, but not from this address, or not allowed here: Python's 403s.
+    // Usable, but not from this address: Python's 403 `api_key_ip_not_allowed`
+    // (rendered natively; unknown without the client's address).
     let caches = Caches::new();
     with_key(&caches, json!({"ip_allow": ["10.0.0.0/8"]}), 100.0);
     assert_eq!(
         unadmitted(&caches, &keyed, None, &bearer(KEY), 101.0),
         Unadmitted::Defer
     );
+    let from = |ip: &str| {
+        let ip: IpAddr = ip.parse().expect("ip");
+        unadmitted_from(&caches, &keyed, None, &bearer(KEY), Some(ip), None, 101.0)
+    };
+    assert_eq!(from("192.0.2.1"), Unadmitted::KeyIpNotAllowed);
+    assert_eq!(from("::ffff:192.0.2.1"), Unadmitted::KeyIpNotAllowed);
+    // From an allowed address the key is admitted (not classified here at all).
+    assert_eq!(from("10.1.2.3"), Unadmitted::Defer);
     let caches = Caches::new();
     with_key(&caches, json!({"expires_at": 200.0}), 100.0);
     assert_eq!(

@@ -162,6 +162,12 @@ def _refused_alike(
     return native
 
 
+def _cli(server: BastionProcess, *args: str) -> Any:
+    result = run_cli(*args, "--json", env={"BASTION_CONFIG": "bastion.yaml"}, cwd=server.cwd)
+    assert result.returncode == 0, result.stderr
+    return orjson.loads(result.stdout)
+
+
 def _bearer(*tokens: str | bytes) -> list[tuple[str, Any]]:
     out: list[tuple[str, Any]] = []
     for token in tokens:
@@ -193,6 +199,24 @@ def test_keys_python_refuses_before_any_lookup(http: httpx.Client, upstream: Ech
     assert {k: n for k, n in after.items() if k[0] == "api_key"} == {
         k: before.get(k, 0) for k in after if k[0] == "api_key"
     }
+
+
+def test_a_key_from_outside_its_ip_allow_list_is_refused_natively(
+    server: BastionProcess, http: httpx.Client, upstream: EchoThread
+) -> None:
+    key = _cli(
+        server, "keys", "create", "fenced", "--scope", "orders:read", "--ip-allow", "10.0.0.0/8"
+    )["key"]
+    refused = _refused_alike(
+        http,
+        upstream,
+        "keys",
+        _bearer(key),
+        status=403,
+        reason="api_key_ip_not_allowed",
+        challenge=None,
+    )
+    assert refused.json()["title"] == "API key not allowed from this address"
 
 
 def test_opaque_tokens_python_refuses_before_any_lookup(
@@ -329,12 +353,6 @@ def test_a_rotated_issuer_key_is_one_lookup_then_native(
     assert idp.hits["jwks"] == fetches + 1
     after = native_lookups(http)
     assert after[("jwks", "found")] == before.get(("jwks", "found"), 0) + 1
-
-
-def _cli(server: BastionProcess, *args: str) -> Any:
-    result = run_cli(*args, "--json", env={"BASTION_CONFIG": "bastion.yaml"}, cwd=server.cwd)
-    assert result.returncode == 0, result.stderr
-    return orjson.loads(result.stdout)
 
 
 def _until_status(http: httpx.Client, token: str, status: int) -> httpx.Response:
