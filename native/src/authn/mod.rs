@@ -13,11 +13,14 @@
 //! pushes it into the caches so the next request is native).
 //!
 //! The refusals rendered natively are an API key Python refuses
-//! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
-//! Python found no key for, or a cached key revoked, disabled, expired or past
-//! its grace): Python's `401 invalid_api_key`; a token whose cached
-//! introspection answer is inactive, and a JWT Python refuses whatever it
-//! holds (`refusal`): Python's `401 invalid_token`; a request none of the
+//! ([`unadmitted`]: two different keys, one that is not well formed — overlong,
+//! non-ASCII — or fails its checksum, a digest Python found no key for, or a
+//! cached key revoked, disabled, expired or past its grace): Python's `401
+//! invalid_api_key`; a usable key from outside its IP allow-list: its `403
+//! api_key_ip_not_allowed`; a token whose cached introspection answer is
+//! inactive, two opaque tokens or an overlong or non-ASCII one, a JWT Python
+//! refuses whatever it holds (`refusal`), a binding `check_binding` refuses
+//! (`binding`): Python's `401 invalid_token`; a request none of the
 //! route's methods reads a credential of: Python's `401 unauthenticated`; a
 //! key-shaped query on an `api_key` route: Python's `400 api_key_in_query`. An identity
 //! `authorize` refuses is told apart ([`admission_with_cert`]): the gateway
@@ -28,7 +31,11 @@
 //! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
 //! (client-certificate identities by thumbprint), `introspection` (RFC 7662
-//! answers by token digest), `refusal` (the JWTs refused whatever Python holds).
+//! answers by token digest), `refusal` (the JWTs refused whatever Python holds),
+//! `binding` (sender-constrained tokens, RFC 8705). Misses are lookups
+//! (`crate::lookup`): an API key, a certificate, an introspection answer, a
+//! trusted issuer's keys Python would refetch ([`Unadmitted::IssuerMiss`]), an
+//! OAuth client's status ([`Unadmitted::ClientMiss`]).
 
 pub mod api_key;
 pub mod binding;
