@@ -18,6 +18,8 @@ byte-identical to it but for the request id and the date:
   one lookup and one fetch;
 - a token of a client disabled with the CLI (another process): one ``client`` lookup, then
   the native ``401 invalid_token`` without another; enabled again, the native ``200``;
+- a trusted issuer whose keys were never fetched: its lookup fails, Python's ``503
+  issuer_unavailable``, natively;
 - a lookup lost (an introspection endpoint slower than the native wait): the native ``503
   introspection_unavailable`` with ``Retry-After: 1``, counted ``outcome="lost"``.
 
@@ -83,6 +85,10 @@ def server(
         f"  - issuer: {idp.url}\n"
         f"    audiences: [{AUDIENCE}]\n"
         f"    min_refresh_interval: {RETRY}\n"
+        "  - issuer: https://127.0.0.1:9/unreachable\n"
+        "    jwks_uri: https://127.0.0.1:9/keys\n"
+        f"    audiences: [{AUDIENCE}]\n"
+        "    timeout: 1\n"
         "introspection:\n"
         f"  endpoint: {idp.url}/introspect\n"
         "  client_id: bastion-gw\n"
@@ -110,11 +116,17 @@ def server(
         "    auth: [jwt]\n"
         f"    jwt: {{issuers: [{idp.url}]}}\n"
         "    scopes: [orders:read]\n"
+        "  - name: gone\n"
+        "    match: {path: /api/gone}\n"
+        f"    upstream: {url}\n"
+        "    auth: [jwt]\n"
+        "    jwt: {issuers: [https://127.0.0.1:9/unreachable]}\n"
+        "    scopes: [orders:read]\n"
     )
     migrated = run_cli("migrate", "-c", str(config), cwd=cwd)
     assert migrated.returncode == 0, migrated.stderr
     listed = {r["name"]: r["plane"] for r in cli_json(config, "routes", "list")["routes"]}
-    assert listed == dict.fromkeys(("keys", "tokens", "own", "idp"), "native")
+    assert listed == dict.fromkeys(("keys", "tokens", "own", "idp", "gone"), "native")
     proc = BastionProcess("-c", str(config), cwd=cwd).start()
     try:
         yield proc
@@ -160,6 +172,33 @@ def _refused_alike(
     assert len(upstream.server.received) == before, "a refused request was proxied"
     _REFUSED[native.headers["x-request-id"]] = (status, reason, route)
     return native
+
+
+def test_an_issuer_never_fetched_is_python_s_503_natively(
+    http: httpx.Client, upstream: EchoThread
+) -> None:
+    gone = SigningKeyPair.generate("ES256")
+    now = int(time.time())
+    claims = {
+        "iss": "https://127.0.0.1:9/unreachable",
+        "sub": "x",
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 300,
+    }
+    before = native_lookups(http)
+    refused = _refused_alike(
+        http,
+        upstream,
+        "gone",
+        _bearer(sign_jwt(claims, gone, typ="at+jwt")),
+        status=503,
+        reason="issuer_unavailable",
+        challenge=None,
+    )
+    assert refused.headers["retry-after"] == "1"
+    after = native_lookups(http)
+    assert after[("jwks", "unavailable")] == before.get(("jwks", "unavailable"), 0) + 1
 
 
 def _cli(server: BastionProcess, *args: str) -> Any:
