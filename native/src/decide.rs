@@ -300,6 +300,7 @@ pub(crate) async fn decide<'t>(
             | Unadmitted::TokenMiss(_)
             | Unadmitted::IssuerMiss { .. }
             | Unadmitted::ClientMiss(_)
+            | Unadmitted::ExchangedMiss
                 if waited =>
             {
                 // Answered, yet nothing to judge with (an answer Python does not cache).
@@ -313,9 +314,11 @@ pub(crate) async fn decide<'t>(
             | Unadmitted::CertMiss(_)
             | Unadmitted::Miss(_)
             | Unadmitted::IssuerMiss { .. }
-            | Unadmitted::ClientMiss(_) => {
+            | Unadmitted::ClientMiss(_)
+            | Unadmitted::ExchangedMiss => {
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
                 let issuer_kid: Vec<u8>;
+                let audience_token: Vec<u8>;
                 let (kind, miss, value) = match &unadmitted {
                     Unadmitted::IssuerMiss { issuer, kid } => {
                         // `issuer`, and `\n{kid}` for a string `kid` (Python refetches
@@ -328,6 +331,20 @@ pub(crate) async fn decide<'t>(
                             Kind::Jwks,
                             authn::issuers::miss(issuer),
                             Some(issuer_kid.as_slice()),
+                        )
+                    }
+                    Unadmitted::ExchangedMiss => {
+                        let token =
+                            authn::lookup_credential(&native.auth, req.headers, authn::Method::Jwt);
+                        let audience = native.auth.audience.as_deref().unwrap_or_default();
+                        audience_token = match token {
+                            Some(token) => [audience.as_bytes(), b"\n", token].concat(),
+                            None => Vec::new(),
+                        };
+                        (
+                            Kind::Exchanged,
+                            authn::cache::exchanged_miss(token.unwrap_or_default()),
+                            token.map(|_| audience_token.as_slice()),
                         )
                     }
                     Unadmitted::ClientMiss(client) => (
@@ -367,7 +384,7 @@ pub(crate) async fn decide<'t>(
                         };
                         match lookup::lead(kind, value, lead, refused).await {
                             Led::Read => None,
-                            Led::Refused if kind == Kind::Cert => {
+                            Led::Refused if matches!(kind, Kind::Cert | Kind::Exchanged) => {
                                 return deny(Problem::invalid_token(), cors.as_ref());
                             }
                             Led::Refused => None,

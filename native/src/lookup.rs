@@ -45,6 +45,9 @@ pub enum Kind {
     Jwks = 3,
     /// An OAuth client's status (`client_is_active`): the client id.
     Client = 4,
+    /// A token exchanged from an API key: `"{audience}\n{token}"` (Python's
+    /// `JwtAuthenticator.authenticate`, which pushes it as that key's).
+    Exchanged = 5,
 }
 
 impl Kind {
@@ -55,7 +58,14 @@ impl Kind {
 }
 
 /// The `kind` labels, by [`Kind`].
-pub const KINDS: [&str; 5] = ["api_key", "cert", "introspection", "jwks", "client"];
+pub const KINDS: [&str; 6] = [
+    "api_key",
+    "cert",
+    "introspection",
+    "jwks",
+    "client",
+    "exchanged",
+];
 /// The `outcome` labels.
 pub const OUTCOMES: [&str; 4] = ["found", "refused", "unavailable", "lost"];
 const LOST: usize = 3;
@@ -108,7 +118,7 @@ pub fn hooked() -> bool {
     HOOK.read().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
-static COUNTS: [[AtomicU64; 4]; 5] = [const { [const { AtomicU64::new(0) }; 4] }; 5];
+static COUNTS: [[AtomicU64; 4]; 6] = [const { [const { AtomicU64::new(0) }; 4] }; 6];
 
 fn count(kind: Kind, outcome: usize) {
     COUNTS[kind as usize][outcome].fetch_add(1, Ordering::Relaxed);
@@ -177,7 +187,7 @@ pub fn lost(kind: Kind) -> Arc<Unavailable> {
             "Token issuer unavailable",
             "The keys of the token's issuer cannot be fetched right now.",
         ),
-        Kind::ApiKey | Kind::Cert | Kind::Client => (
+        Kind::ApiKey | Kind::Cert | Kind::Client | Kind::Exchanged => (
             "service_unavailable",
             "Service unavailable",
             "The credential cannot be checked right now; try again shortly.",

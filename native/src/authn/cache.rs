@@ -58,6 +58,18 @@ pub struct CachedToken {
     pub bound: Option<super::mtls::Thumbprint>,
     /// The trusted external issuer that signed it (`None`: bastion's own).
     pub issuer: Option<Arc<str>>,
+    /// A token exchanged from an API key (RFC 8693): the key's own limits.
+    pub key_limits: Arc<[super::api_key::KeyLimit]>,
+}
+
+/// The API key a token was exchanged from, as Python's `JwtAuthenticator._as_key`
+/// found it usable (pushed with the token: `native_push.token_exchanged`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangedKey {
+    key_id: String,
+    routes: Option<Vec<String>>,
+    key_limits: Vec<super::api_key::KeyLimit>,
 }
 
 /// Why a pushed token was not cached.
@@ -165,6 +177,13 @@ pub fn client_miss(client_id: &str) -> Miss {
     INFLIGHT
         .get_or_init(Arc::default)
         .miss(token_digest(client_id.as_bytes()))
+}
+
+/// A native miss of a token exchanged from an API key: lead its `exchanged`
+/// lookup, or wait for the one in flight.
+pub fn exchanged_miss(token: &[u8]) -> Miss {
+    static INFLIGHT: std::sync::OnceLock<Arc<Inflight>> = std::sync::OnceLock::new();
+    INFLIGHT.get_or_init(Arc::default).miss(token_digest(token))
 }
 
 /// SHA-256 of a token: the verified-token cache's key.
@@ -363,6 +382,37 @@ impl Caches {
         self.following.load(Ordering::SeqCst)
     }
 
+    /// Cache `token`, exchanged from the API key `key` (JSON: `key_id`, `routes`,
+    /// `key_limits`), which Python accepted as that key: verified natively, its
+    /// `client_id` `apikey:<key_id>` (and its `key_id` claim, if any, the same);
+    /// its identity acts as the key (its id, routes and limits). Dropped with the
+    /// key's change (`tokens_forget_client("apikey:<id>")`, the `api-keys` channel).
+    pub fn token_put_exchanged(
+        &self,
+        token: &str,
+        key: &str,
+        now: f64,
+        ttl: f64,
+    ) -> Result<(), TokenPutError> {
+        let key: ExchangedKey =
+            serde_json::from_str(key).map_err(|_| TokenPutError::NotNative("invalid_key"))?;
+        let mut entry = self.verified_as(token, now, ttl, true)?;
+        let client = format!("{API_KEY_CLIENT_PREFIX}{}", key.key_id);
+        let key_claim_ok = match entry.claims.get("key_id") {
+            None => true,
+            Some(Value::String(id)) => *id == key.key_id,
+            Some(_) => false,
+        };
+        if key.key_id.is_empty() || entry.client_id.as_deref() != Some(&client) || !key_claim_ok {
+            return Err(TokenPutError::NotNative("invalid_claim"));
+        }
+        entry.identity.key_id = Some(key.key_id);
+        entry.identity.routes = key.routes;
+        entry.key_limits = Arc::from(key.key_limits);
+        self.insert_token(token, Arc::new(entry), now);
+        Ok(())
+    }
+
     /// Verify `token` natively and cache it until `min(exp, now + ttl)`.
     ///
     /// Python calls this after it accepted the token (so the deny-list and the
@@ -457,6 +507,18 @@ impl Caches {
         now: f64,
         ttl: f64,
     ) -> Result<CachedToken, TokenPutError> {
+        self.verified_as(token, now, ttl, false)
+    }
+
+    /// [`Self::verified`]; `exchanged`: a token exchanged from an API key is
+    /// taken too (its key is the caller's to attach).
+    fn verified_as(
+        &self,
+        token: &str,
+        now: f64,
+        ttl: f64,
+        exchanged: bool,
+    ) -> Result<CachedToken, TokenPutError> {
         let policy = read(&self.policy)
             .clone()
             .ok_or(TokenPutError::NotConfigured)?;
@@ -467,8 +529,14 @@ impl Caches {
             Some(Value::String(id)) => id.clone(),
             _ => return Err(TokenPutError::NotNative("invalid_claim")),
         };
-        if client_id.starts_with(API_KEY_CLIENT_PREFIX) || claims.contains_key("key_id") {
-            return Err(TokenPutError::NotNative("exchanged_from_api_key"));
+        let from_key =
+            client_id.starts_with(API_KEY_CLIENT_PREFIX) || claims.contains_key("key_id");
+        if from_key != exchanged {
+            return Err(TokenPutError::NotNative(if exchanged {
+                "not_exchanged"
+            } else {
+                "exchanged_from_api_key"
+            }));
         }
         let subject = match claims.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
@@ -511,6 +579,7 @@ impl Caches {
             until,
             bound,
             issuer: None,
+            key_limits: Arc::from([]),
         })
     }
 

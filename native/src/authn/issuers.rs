@@ -394,6 +394,7 @@ fn entry(claims: Map<String, Value>, issuer: &Arc<str>, now: f64) -> Option<Cach
         until,
         bound,
         issuer: Some(issuer.clone()),
+        key_limits: Arc::from([]),
     })
 }
 

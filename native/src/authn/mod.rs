@@ -517,9 +517,13 @@ fn jwt_verdict(
     if entry.bound.is_some() && entry.bound.as_ref() != cert {
         return None;
     }
+    // Exchanged from a key with its own limits: only once the native limiter applies them.
+    if !entry.key_limits.is_empty() && !caches.key_limits_native() {
+        return None;
+    }
     Some(Found {
         identity: entry.identity.clone(),
-        key_limits: Arc::from([]),
+        key_limits: entry.key_limits.clone(),
         claims: crate::authz::claims_check(route, &entry.claims),
     })
 }
@@ -709,6 +713,11 @@ pub enum Unadmitted {
     /// does not hold: a lookup asks Python (`client_is_active`, a database
     /// read), which pushes it ([`refusal::client_unknown`]).
     ClientMiss(String),
+    /// The responsible method is `jwt`, and the token — one of bastion's own,
+    /// valid natively — was exchanged from an API key (RFC 8693), not cached:
+    /// Python judges it as that key ([`refusal::exchanged`]; a lookup of the
+    /// token for the route's audience), and pushes it if it accepts it.
+    ExchangedMiss,
     /// The responsible method is `jwt` and Python refuses the token whatever
     /// it holds ([`refusal::jwt_refusal`]; the reason Python records on its
     /// error): its `401 invalid_token` is rendered natively.
@@ -789,9 +798,14 @@ pub fn unadmitted_from(
                 {
                     return Unadmitted::InvalidToken(reason);
                 }
-                return match refusal::client_unknown(caches, route, &found.tokens, cert, now) {
-                    Some(client) => Unadmitted::ClientMiss(client),
-                    None => Unadmitted::Defer,
+                if let Some(client) =
+                    refusal::client_unknown(caches, route, &found.tokens, cert, now)
+                {
+                    return Unadmitted::ClientMiss(client);
+                }
+                return match refusal::exchanged(caches, route, &found.tokens, now) {
+                    true => Unadmitted::ExchangedMiss,
+                    false => Unadmitted::Defer,
                 };
             }
             Method::Mtls => {
@@ -829,6 +843,10 @@ pub fn lookup_credential<'h>(
             _ => None,
         },
         Method::Introspection => introspection::lookup_token(&found.opaque),
+        Method::Jwt => match found.tokens.as_slice() {
+            [token] => Some(*token),
+            _ => None,
+        },
         _ => None,
     }
 }

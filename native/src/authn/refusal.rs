@@ -149,6 +149,34 @@ pub fn client_unknown(
         .then_some(client)
 }
 
+/// Whether the bearer token `tokens` on `route` is one of bastion's own, not
+/// cached, that the native verifier accepts but for having been exchanged
+/// from an API key (Python's `_as_key` judges that key: a lookup).
+pub fn exchanged(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -> bool {
+    let [token] = tokens else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(token) else {
+        return false;
+    };
+    if !route.accepts_own
+        || !caches.following()
+        || caches.token_get(&cache::token_digest(token), now).is_some()
+    {
+        return false;
+    }
+    if !route.issuers.is_empty() {
+        let iss = issuers::parse(text).and_then(|p| p.issuer().map(str::to_owned));
+        if iss.is_some_and(|iss| policy_for(&route.issuers, &iss).is_some()) {
+            return false;
+        }
+    }
+    matches!(
+        caches.verified(text, now, MISS_TTL),
+        Err(TokenPutError::NotNative("exchanged_from_api_key"))
+    )
+}
+
 /// What bastion's own verifier (`AccessTokenVerifier`) and then the route
 /// make of an uncached token.
 fn own_refusal(

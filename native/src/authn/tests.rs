@@ -1372,3 +1372,93 @@ fn introspection_answers_meet_scopes_claims_and_binding() {
     );
     assert!(admit_get(&caches, &admins, &bearer("user"), now).is_none());
 }
+
+/// Tokens exchanged from an API key (RFC 8693): looked up, then cached as the key's.
+mod exchanged {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    use super::*;
+    use crate::authn::refusal;
+
+    const NOW: f64 = 1_800_000_000.0;
+    const ISSUER: &str = "https://issuer.example";
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn setup() -> (Caches, Ed25519KeyPair, RouteAuth) {
+        let key = Ed25519KeyPair::from_seed_unchecked(&[9u8; 32]).expect("a key");
+        let caches = Caches::new();
+        let policy = Policy {
+            issuer: ISSUER.into(),
+            leeway: 30.0,
+            max_lifetime: Some(3600.0),
+        };
+        caches.configure(policy, None);
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "t",
+            "alg": "EdDSA", "x": b64(key.public_key().as_ref())}]});
+        caches.signing_keys_set(&jwks.to_string()).expect("jwks");
+        caches.set_following(true);
+        let route = RouteAuth::from_section(&json!({
+            "public": false, "methods": ["jwt"], "scopes": {"by_method": {}, "default": []},
+            "jwt": {"audience": ISSUER}}))
+        .expect("a section");
+        (caches, key, route)
+    }
+
+    fn token(key: &Ed25519KeyPair, client: &str) -> String {
+        let claims = json!({"iss": ISSUER, "sub": "apikey:k1", "aud": ISSUER,
+            "client_id": client, "scope": "orders:read", "jti": client,
+            "iat": NOW - 10.0, "exp": NOW + 600.0});
+        let head = b64(br#"{"alg":"EdDSA","kid":"t","typ":"at+jwt"}"#);
+        let input = format!("{head}.{}", b64(claims.to_string().as_bytes()));
+        format!("{input}.{}", b64(key.sign(input.as_bytes()).as_ref()))
+    }
+
+    #[test]
+    fn an_exchanged_token_is_a_lookup_then_the_key_s() {
+        let (caches, key, route) = setup();
+        let exchanged = token(&key, "apikey:k1");
+        let tokens = [exchanged.as_bytes()];
+        assert!(refusal::exchanged(&caches, &route, &tokens, NOW));
+        assert_eq!(
+            refusal::jwt_refusal(&caches, &route, &tokens, None, NOW),
+            None
+        );
+        // An ordinary client's token is not one.
+        let plain = token(&key, "client-1");
+        assert!(!refusal::exchanged(
+            &caches,
+            &route,
+            &[plain.as_bytes()],
+            NOW
+        ));
+        // Python accepted it as key k1: cached with the key's id, routes and limits.
+        let record = r#"{"key_id": "k1", "routes": ["orders"],
+            "key_limits": [{"rate": 5, "period": 60.0, "burst": 5, "name": "5/minute"}]}"#;
+        caches
+            .token_put_exchanged(&exchanged, record, NOW, 60.0)
+            .expect("cached");
+        assert!(!refusal::exchanged(&caches, &route, &tokens, NOW));
+        let entry = caches
+            .token_get(&cache::token_digest(exchanged.as_bytes()), NOW)
+            .expect("cached");
+        assert_eq!(entry.identity.key_id.as_deref(), Some("k1"));
+        assert_eq!(entry.identity.routes, Some(vec!["orders".to_owned()]));
+        assert_eq!(entry.key_limits.len(), 1);
+        // The key's change drops it (the api-keys channel: `apikey:<id>`).
+        caches.tokens_forget_client("apikey:k1");
+        assert!(refusal::exchanged(&caches, &route, &tokens, NOW));
+        // Another key's record, or a plain token, is never cached as a key's.
+        let other = r#"{"key_id": "k2", "routes": null, "key_limits": []}"#;
+        assert!(caches
+            .token_put_exchanged(&exchanged, other, NOW, 60.0)
+            .is_err());
+        assert!(caches
+            .token_put_exchanged(&plain, record, NOW, 60.0)
+            .is_err());
+    }
+}

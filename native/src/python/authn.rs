@@ -163,6 +163,17 @@ fn client_active(client_id: &str, ttl: f64) {
     caches().client_active(client_id, now(), ttl);
 }
 
+/// Cache `token`, exchanged from the API key `key` (JSON: `key_id`, `routes`,
+/// `key_limits`) and accepted by Python as that key, for at most `ttl` seconds;
+/// `None` when cached, else why not.
+#[pyfunction]
+fn token_put_exchanged(token: &str, key: &str, ttl: f64) -> Option<&'static str> {
+    caches()
+        .token_put_exchanged(token, key, now(), ttl)
+        .err()
+        .map(|error| error.reason())
+}
+
 /// Python found the OAuth client `client_id` disabled or deleted: its tokens are
 /// refused natively for `ttl` seconds, or until the client changes.
 #[pyfunction]
@@ -282,6 +293,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(token_cached, m)?)?;
     m.add_function(wrap_pyfunction!(client_active, m)?)?;
     m.add_function(wrap_pyfunction!(client_inactive, m)?)?;
+    m.add_function(wrap_pyfunction!(token_put_exchanged, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_verify_misses, m)?)?;
     m.add_function(wrap_pyfunction!(token_revoke, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_forget_client, m)?)?;

@@ -31,7 +31,11 @@ lookup reuses Python's own code and pushes what it found through
   verified): :meth:`JwtAuthenticator.look_up_client` — the verifier's
   ``client_is_active`` read, pushed as active or inactive (the native core then
   admits the token, or refuses it ``401 invalid_token`` as the verifier's
-  ``client_disabled``), dropped on every node by the client's next change.
+  ``client_disabled``), dropped on every node by the client's next change;
+- ``exchanged`` (``"{audience}\n{token}"``, a token exchanged from an API key):
+  :meth:`JwtAuthenticator.authenticate` for the route's audience — accepted, it
+  is pushed as the key's (:func:`~bastion.gateway.native_push.token_exchanged`);
+  refused, the native ``401 invalid_token``.
 
 Then it answers the ticket: ``found()``, ``refused()``, or, when the store or
 the endpoint failed (a ``ServiceUnavailableError``), ``unavailable(code, title,
@@ -157,6 +161,13 @@ class NativeLookups:
             if isinstance(jwt, JwtAuthenticator):
                 if not await jwt.look_up_client(value):
                     raise InvalidBearerTokenError("client_disabled")
+                return
+        if kind == "exchanged" and isinstance(value, str):
+            jwt = self._authenticators().get("jwt")
+            audience, _, token = value.partition("\n")
+            if isinstance(jwt, JwtAuthenticator) and token:
+                # Judged as the key it was exchanged from (pushed when accepted).
+                await jwt.authenticate(token, audience=audience or None)
                 return
         if kind == "introspection" and isinstance(value, str):
             introspection = self._authenticators().get("introspection")

@@ -94,6 +94,7 @@ __all__ = [
     "issuer_keys",
     "signing_keys",
     "signing_keys_changed",
+    "token_exchanged",
     "token_revoked",
     "token_verified",
     "tokens_cleared",
@@ -286,6 +287,28 @@ def client_active(client_id: str, ttl: float) -> None:
     where :func:`verify_misses` allowed it.)
     """
     _native.client_active(client_id, ttl)
+
+
+def token_exchanged(token: str, ttl: float, identity: Identity) -> str | None:
+    """Cache a token exchanged from an API key that Python just accepted as that key
+    (``identity``: its key id, routes and limits); ``None`` when cached, else why not.
+    The key's next change drops it (:func:`client_changed` of ``apikey:<id>``)."""
+    if identity.key_id is None:
+        return "not_exchanged"
+    key = {
+        "key_id": identity.key_id,
+        "routes": sorted(identity.routes) if identity.routes is not None else None,
+        "key_limits": [
+            {
+                "rate": limit.rate,
+                "period": limit.period,
+                "burst": limit.capacity,
+                "name": limit.label,
+            }
+            for limit in identity.key_limits
+        ],
+    }
+    return _native.token_put_exchanged(token, json.dumps(key), ttl)
 
 
 def client_inactive(client_id: str, ttl: float) -> None:

@@ -45,6 +45,7 @@ from starlette.responses import JSONResponse, Response
 from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, native_lookups, plane, same_answer
 from bastion.crypto import SigningKeyPair, generate_api_key, sign_jwt
+from bastion.protocol import rfc8693
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP, IdPThread
 
@@ -452,6 +453,47 @@ def test_a_disabled_clients_tokens_are_refused_natively(
     again = _until_status(http, token, 200)
     assert plane(again) != python
     assert native_lookups(http)[("client", "found")] == found + 1
+
+
+def test_a_token_exchanged_from_a_key_is_served_natively_as_the_key(
+    server: BastionProcess, http: httpx.Client, upstream: EchoThread
+) -> None:
+    python = _python_plane(http)
+    key = _cli(server, "keys", "create", "exchanger", "--scope", "orders:read")
+    exchanged = http.post(
+        "/oauth2/token",
+        data={
+            "grant_type": rfc8693.GRANT_TYPE,
+            "subject_token": key["key"],
+            "subject_token_type": rfc8693.API_KEY_TOKEN_TYPE,
+        },
+    )
+    assert exchanged.status_code == 200, exchanged.text
+    token = exchanged.json()["access_token"]
+    before = native_lookups(http)
+    first = http.get("/api/own/1", headers=_bearer(token))
+    assert (first.status_code, plane(first) != python) == (200, True), first.text
+    assert native_lookups(http)[("exchanged", "found")] == before.get(("exchanged", "found"), 0) + 1
+    # Cached as the key's: the next one without a lookup.
+    again = http.get("/api/own/1", headers=_bearer(token))
+    assert (again.status_code, plane(again) != python) == (200, True), again.text
+    assert native_lookups(http)[("exchanged", "found")] == before.get(("exchanged", "found"), 0) + 1
+
+    # The key revoked with the CLI: its tokens are refused, natively, alike.
+    _cli(server, "keys", "revoke", key["id"])
+    refused = _until_status(http, token, 401)
+    assert plane(refused) != python
+    _REFUSED[refused.headers["x-request-id"]] = (401, "invalid_token", "own")
+    assert native_lookups(http)[("exchanged", "refused")] >= 1
+    _refused_alike(
+        http,
+        upstream,
+        "own",
+        _bearer(token),
+        status=401,
+        reason="invalid_token",
+        challenge=INVALID_TOKEN,
+    )
 
 
 def test_a_lost_lookup_is_the_native_503(http: httpx.Client, idp: FakeIdP) -> None:

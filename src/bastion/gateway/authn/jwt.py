@@ -426,11 +426,15 @@ class JwtAuthenticator:
             self._remember(key, identity, claims, now, label)
             if label == SELF and identity.key_id is None and self.cache_size:
                 # The native data plane serves this token from now on (it verifies
-                # it again; tokens exchanged from API keys stay with Python).
+                # it again).
                 native_push.token_verified(token, self.cache_ttl)
                 client_id = claims.get("client_id")
                 if isinstance(client_id, str) and client_id:
                     native_push.client_active(client_id, self.cache_ttl)
+            elif label == SELF and self.cache_size:
+                # Exchanged from an API key: cached natively as that key's (its id,
+                # routes and limits), dropped by the key's next change.
+                native_push.token_exchanged(token, self.cache_ttl, identity)
         return identity
 
     async def look_up_client(self, client_id: str) -> bool:
