@@ -219,7 +219,9 @@ pub(crate) async fn decide<'t>(
         );
         Decided::Respond(response)
     };
-    let mut waited = false;
+    // The lookup kinds this request already waited for: one request may need two
+    // (a signing key, then its client's status), never the same one twice.
+    let mut waited: Vec<Kind> = Vec::new();
     let mut again = false;
     let (now, admitted) = loop {
         let now = authn::unix_now();
@@ -295,14 +297,11 @@ pub(crate) async fn decide<'t>(
                 };
                 return deny(problem, cors.as_ref());
             }
-            Unadmitted::Miss(_)
-            | Unadmitted::CertMiss(_)
-            | Unadmitted::TokenMiss(_)
-            | Unadmitted::IssuerMiss { .. }
-            | Unadmitted::ClientMiss(_)
-            | Unadmitted::ExchangedMiss
-                if waited =>
-            {
+            Unadmitted::SigningKeyMiss(_) if waited.contains(&Kind::SigningKey) => {
+                // Pushed, and Python's own keys lack it too: its `unknown_kid`.
+                return deny(Problem::invalid_token(), cors.as_ref());
+            }
+            ref miss if lookup_kind(miss).is_some_and(|kind| waited.contains(&kind)) => {
                 // Answered, yet nothing to judge with (an answer Python does not cache).
                 return Decided::Defer(None);
             }
@@ -315,6 +314,7 @@ pub(crate) async fn decide<'t>(
             | Unadmitted::Miss(_)
             | Unadmitted::IssuerMiss { .. }
             | Unadmitted::ClientMiss(_)
+            | Unadmitted::SigningKeyMiss(_)
             | Unadmitted::ExchangedMiss => {
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
                 let issuer_kid: Vec<u8>;
@@ -347,6 +347,11 @@ pub(crate) async fn decide<'t>(
                             token.map(|_| audience_token.as_slice()),
                         )
                     }
+                    Unadmitted::SigningKeyMiss(kid) => (
+                        Kind::SigningKey,
+                        authn::cache::signing_key_miss(kid),
+                        Some(kid.as_bytes()),
+                    ),
                     Unadmitted::ClientMiss(client) => (
                         Kind::Client,
                         authn::cache::client_miss(client),
@@ -384,7 +389,12 @@ pub(crate) async fn decide<'t>(
                         };
                         match lookup::lead(kind, value, lead, refused).await {
                             Led::Read => None,
-                            Led::Refused if matches!(kind, Kind::Cert | Kind::Exchanged) => {
+                            Led::Refused
+                                if matches!(
+                                    kind,
+                                    Kind::Cert | Kind::Exchanged | Kind::SigningKey
+                                ) =>
+                            {
                                 return deny(Problem::invalid_token(), cors.as_ref());
                             }
                             Led::Refused => None,
@@ -405,7 +415,7 @@ pub(crate) async fn decide<'t>(
                     let problem = Problem::lookup_unavailable(&why);
                     return deny(problem, None);
                 }
-                waited = true;
+                waited.push(kind);
             }
         }
     };
@@ -498,6 +508,20 @@ pub(crate) async fn decide<'t>(
         started,
         request_id,
     }))
+}
+
+/// The lookup kind of a miss (`None`: not a miss).
+fn lookup_kind(unadmitted: &Unadmitted) -> Option<Kind> {
+    Some(match unadmitted {
+        Unadmitted::Miss(_) => Kind::ApiKey,
+        Unadmitted::CertMiss(_) => Kind::Cert,
+        Unadmitted::TokenMiss(_) => Kind::Introspection,
+        Unadmitted::IssuerMiss { .. } => Kind::Jwks,
+        Unadmitted::ClientMiss(_) => Kind::Client,
+        Unadmitted::ExchangedMiss => Kind::Exchanged,
+        Unadmitted::SigningKeyMiss(_) => Kind::SigningKey,
+        _ => return None,
+    })
 }
 
 /// The lookup a deferred request leads (`authn::miss`), riding in its

@@ -48,6 +48,9 @@ pub enum Kind {
     /// A token exchanged from an API key: `"{audience}\n{token}"` (Python's
     /// `JwtAuthenticator.authenticate`, which pushes it as that key's).
     Exchanged = 5,
+    /// A `kid` of bastion's own that the pushed signing keys lack: Python pushes
+    /// its keys when they hold it (`native_push.signing_key`), else refuses.
+    SigningKey = 6,
 }
 
 impl Kind {
@@ -58,13 +61,14 @@ impl Kind {
 }
 
 /// The `kind` labels, by [`Kind`].
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
     "api_key",
     "cert",
     "introspection",
     "jwks",
     "client",
     "exchanged",
+    "signing_key",
 ];
 /// The `outcome` labels.
 pub const OUTCOMES: [&str; 4] = ["found", "refused", "unavailable", "lost"];
@@ -118,7 +122,7 @@ pub fn hooked() -> bool {
     HOOK.read().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
-static COUNTS: [[AtomicU64; 4]; 6] = [const { [const { AtomicU64::new(0) }; 4] }; 6];
+static COUNTS: [[AtomicU64; 4]; 7] = [const { [const { AtomicU64::new(0) }; 4] }; 7];
 
 fn count(kind: Kind, outcome: usize) {
     COUNTS[kind as usize][outcome].fetch_add(1, Ordering::Relaxed);
@@ -187,7 +191,7 @@ pub fn lost(kind: Kind) -> Arc<Unavailable> {
             "Token issuer unavailable",
             "The keys of the token's issuer cannot be fetched right now.",
         ),
-        Kind::ApiKey | Kind::Cert | Kind::Client | Kind::Exchanged => (
+        Kind::ApiKey | Kind::Cert | Kind::Client | Kind::Exchanged | Kind::SigningKey => (
             "service_unavailable",
             "Service unavailable",
             "The credential cannot be checked right now; try again shortly.",

@@ -186,6 +186,15 @@ pub fn exchanged_miss(token: &[u8]) -> Miss {
     INFLIGHT.get_or_init(Arc::default).miss(token_digest(token))
 }
 
+/// A native miss of bastion's own signing key `kid`: lead its `signing_key`
+/// lookup, or wait for the one in flight.
+pub fn signing_key_miss(kid: &str) -> Miss {
+    static INFLIGHT: std::sync::OnceLock<Arc<Inflight>> = std::sync::OnceLock::new();
+    INFLIGHT
+        .get_or_init(Arc::default)
+        .miss(token_digest(kid.as_bytes()))
+}
+
 /// SHA-256 of a token: the verified-token cache's key.
 pub fn token_digest(token: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];

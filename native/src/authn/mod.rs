@@ -714,6 +714,11 @@ pub enum Unadmitted {
     /// read), which pushes it ([`refusal::client_unknown`]).
     ClientMiss(String),
     /// The responsible method is `jwt`, and the token — one of bastion's own,
+    /// not cached — names a `kid` the pushed signing keys lack (a key made or
+    /// activated since): a lookup asks Python, which pushes its keys if they
+    /// hold it ([`refusal::own_kid_unknown`]); else its 401 `unknown_kid`.
+    SigningKeyMiss(String),
+    /// The responsible method is `jwt`, and the token — one of bastion's own,
     /// valid natively — was exchanged from an API key (RFC 8693), not cached:
     /// Python judges it as that key ([`refusal::exchanged`]; a lookup of the
     /// token for the route's audience), and pushes it if it accepts it.
@@ -793,6 +798,9 @@ pub fn unadmitted_from(
                     issuers::refetch(caches, &route.issuers, &found.tokens, now)
                 {
                     return Unadmitted::IssuerMiss { issuer, kid };
+                }
+                if let Some(kid) = refusal::own_kid_unknown(caches, route, &found.tokens, now) {
+                    return Unadmitted::SigningKeyMiss(kid);
                 }
                 if let Some(reason) = refusal::jwt_refusal(caches, route, &found.tokens, cert, now)
                 {

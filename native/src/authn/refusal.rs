@@ -149,6 +149,39 @@ pub fn client_unknown(
         .then_some(client)
 }
 
+/// The `kid` of the bearer token `tokens` on `route` when it is one of
+/// bastion's own (the route takes them, and it names none of the route's
+/// trusted issuers), not cached, and the pushed signing keys lack that `kid`
+/// (a string): Python's keys may be newer (a `signing_key` lookup).
+pub fn own_kid_unknown(
+    caches: &Caches,
+    route: &RouteAuth,
+    tokens: &[&[u8]],
+    now: f64,
+) -> Option<String> {
+    let [token] = tokens else {
+        return None;
+    };
+    let text = std::str::from_utf8(token).ok()?;
+    if !route.accepts_own || caches.token_get(&cache::token_digest(token), now).is_some() {
+        return None;
+    }
+    let parsed = issuers::parse(text)?;
+    if parsed
+        .issuer()
+        .is_some_and(|iss| policy_for(&route.issuers, iss).is_some())
+    {
+        return None;
+    }
+    let kid = parsed.kid()?;
+    match caches.verified(text, now, MISS_TTL) {
+        Err(TokenPutError::Invalid(JwtError::UnknownKid)) if !caches.signing_key_known(kid) => {
+            Some(kid.to_owned())
+        }
+        _ => None,
+    }
+}
+
 /// Whether the bearer token `tokens` on `route` is one of bastion's own, not
 /// cached, that the native verifier accepts but for having been exchanged
 /// from an API key (Python's `_as_key` judges that key: a lookup).
@@ -329,6 +362,42 @@ mod tests {
             };
             assert_eq!(refusal(&caches, &route, token, now), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn an_own_kid_the_pushed_keys_lack_is_a_lookup() {
+        let (caches, doc, now) = configured();
+        let route = own();
+        let unknown = vector(&doc, "unknown kid");
+        let kid = issuers::parse(&unknown)
+            .and_then(|p| p.kid().map(str::to_owned))
+            .expect("a kid");
+        assert_eq!(
+            own_kid_unknown(&caches, &route, &[unknown.as_bytes()], now),
+            Some(kid)
+        );
+        // No kid at all: nothing to look up (Python's answer stays its own).
+        let no_kid = vector(&doc, "no kid");
+        assert_eq!(
+            own_kid_unknown(&caches, &route, &[no_kid.as_bytes()], now),
+            None
+        );
+        // A known kid, a route without bastion's tokens: never.
+        let valid = vector(&doc, "valid ES256");
+        assert_eq!(
+            own_kid_unknown(&caches, &route, &[valid.as_bytes()], now),
+            None
+        );
+        let external_only = jwt_route(
+            &["jwt"],
+            json!({"audience": "https://issuer.example", "self": false, "issuers": [{
+                "issuer": "https://idp.example", "audiences": ["a"], "typ": null,
+                "algorithms": ["ES256"], "leeway": 0.0, "required_claims": []}]}),
+        );
+        assert_eq!(
+            own_kid_unknown(&caches, &external_only, &[unknown.as_bytes()], now),
+            None
+        );
     }
 
     #[test]
@@ -565,10 +634,11 @@ mod tests {
             classify(&both, None, &bearer(&[&bad])),
             Unadmitted::InvalidToken("bad_signature")
         );
-        assert_eq!(
+        // A kid the pushed keys lack: Python's may be newer (a lookup).
+        assert!(matches!(
             classify(&both, None, &bearer(&[&unknown])),
-            Unadmitted::Defer
-        );
+            Unadmitted::SigningKeyMiss(_)
+        ));
         // The screen comes before every method, whatever the request carries.
         let key_query = Some("a=1&k=bst_live_mn331tcZdoxuNggtbmf2rsB2WBerjUTK1GQlaB");
         assert_eq!(

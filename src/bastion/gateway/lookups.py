@@ -32,6 +32,10 @@ lookup reuses Python's own code and pushes what it found through
   ``client_is_active`` read, pushed as active or inactive (the native core then
   admits the token, or refuses it ``401 invalid_token`` as the verifier's
   ``client_disabled``), dropped on every node by the client's next change;
+- ``signing_key`` (a ``kid`` of one of bastion's own tokens the pushed keys lack):
+  :func:`~bastion.gateway.native_push.signing_key` pushes bastion's keys when they
+  hold it (a key made or activated since the last push); else ``refused``, the
+  native ``401 invalid_token`` (Python's ``unknown_kid``);
 - ``exchanged`` (``"{audience}\n{token}"``, a token exchanged from an API key):
   :meth:`JwtAuthenticator.authenticate` for the route's audience — accepted, it
   is pushed as the key's (:func:`~bastion.gateway.native_push.token_exchanged`);
@@ -169,6 +173,10 @@ class NativeLookups:
                 # Judged as the key it was exchanged from (pushed when accepted).
                 await jwt.authenticate(token, audience=audience or None)
                 return
+        if kind == "signing_key" and isinstance(value, str):
+            if not native_push.signing_key(value):
+                raise InvalidBearerTokenError("unknown_kid")
+            return
         if kind == "introspection" and isinstance(value, str):
             introspection = self._authenticators().get("introspection")
             if isinstance(introspection, IntrospectionAuthenticator):

@@ -92,6 +92,7 @@ __all__ = [
     "introspected",
     "introspection_cleared",
     "issuer_keys",
+    "signing_key",
     "signing_keys",
     "signing_keys_changed",
     "token_exchanged",
@@ -247,6 +248,19 @@ def signing_keys() -> bool:
     if _keys is None:
         return False
     _native.signing_keys_set(json.dumps(_keys().jwks()))
+    return True
+
+
+def signing_key(kid: str) -> bool:
+    """After a native ``signing_key`` lookup: whether bastion's current public keys hold
+    ``kid``, and if so push them (the native core's are older). A ``kid`` they lack is
+    never pushed for: a flood of made-up ``kid`` s must not clear the native token cache."""
+    if _keys is None:
+        return False
+    keys = _keys()
+    if kid not in keys:
+        return False
+    _native.signing_keys_set(json.dumps(keys.jwks()))
     return True
 
 
