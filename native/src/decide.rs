@@ -198,8 +198,13 @@ pub(crate) async fn decide<'t>(
         }
     }
     // The verified client certificate's thumbprint, where a method reads it
-    // (`mtls`; `jwt`: a certificate-bound token, RFC 8705).
-    let reads_cert = |m: &authn::Method| matches!(m, authn::Method::Mtls | authn::Method::Jwt);
+    // (`mtls`; `jwt` and `introspection`: a certificate-bound token, RFC 8705).
+    let reads_cert = |m: &authn::Method| {
+        matches!(
+            m,
+            authn::Method::Mtls | authn::Method::Jwt | authn::Method::Introspection
+        )
+    };
     let cert = if native.auth.methods.iter().any(reads_cert) {
         authn::mtls::leaf_thumbprint(&conn.client_certs)
     } else {
@@ -221,7 +226,10 @@ pub(crate) async fn decide<'t>(
         );
         Decided::Respond(response)
     };
-    let mut waited = false;
+    // The lookup kinds this request already waited for: one request may need two
+    // (a signing key, then its client's status), never the same one twice.
+    let mut waited: Vec<Kind> = Vec::new();
+    let mut again = false;
     let (now, admitted) = loop {
         let now = authn::unix_now();
         let caches = crate::plane::caches();
@@ -257,20 +265,28 @@ pub(crate) async fn decide<'t>(
             Admission::NotAdmitted => {}
         }
         let query = req.uri.query();
-        let unadmitted = authn::unadmitted_with_cert(
+        let unadmitted = authn::unadmitted_from(
             caches,
             &native.auth,
             query,
             req.headers,
+            Some(ip),
             cert.as_ref(),
             now,
         );
         match unadmitted {
             Unadmitted::Defer => return Decided::Defer(None),
+            // The cache changed under this decision: once more (then Python's).
+            Unadmitted::Again if again => return Decided::Defer(None),
+            Unadmitted::Again => again = true,
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
                 return deny(Problem::invalid_api_key(), cors.as_ref());
+            }
+            Unadmitted::KeyIpNotAllowed => {
+                // The key's own IP allow-list: Python's 403, as its other refusals.
+                return deny(Problem::api_key_ip_not_allowed(), cors.as_ref());
             }
             Unadmitted::InactiveToken
             | Unadmitted::InvalidToken(_)
@@ -286,19 +302,69 @@ pub(crate) async fn decide<'t>(
                 };
                 return deny(problem, cors.as_ref());
             }
-            Unadmitted::Miss(_) | Unadmitted::CertMiss(_) | Unadmitted::TokenMiss(_) if waited => {
-                return Decided::Defer(None)
+            Unadmitted::SigningKeyMiss(_) if waited.contains(&Kind::SigningKey) => {
+                // Pushed, and Python's own keys lack it too: its `unknown_kid`.
+                return deny(Problem::invalid_token(), cors.as_ref());
+            }
+            ref miss if lookup_kind(miss).is_some_and(|kind| waited.contains(&kind)) => {
+                // Answered, yet nothing to judge with (an answer Python does not cache).
+                return Decided::Defer(None);
             }
             Unadmitted::CertMiss(thumb) if authn::mtls::cert_refused(&thumb) => {
                 // A certificate Python could not read: its 401, as for a token.
                 return deny(Problem::invalid_token(), cors.as_ref());
             }
-            Unadmitted::TokenMiss(_) | Unadmitted::CertMiss(_) | Unadmitted::Miss(_) => {
+            Unadmitted::TokenMiss(_)
+            | Unadmitted::CertMiss(_)
+            | Unadmitted::Miss(_)
+            | Unadmitted::IssuerMiss { .. }
+            | Unadmitted::ClientMiss(_)
+            | Unadmitted::SigningKeyMiss(_)
+            | Unadmitted::ExchangedMiss => {
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
-                let (kind, miss, value) = match unadmitted {
+                let issuer_kid: Vec<u8>;
+                let audience_token: Vec<u8>;
+                let (kind, miss, value) = match &unadmitted {
+                    Unadmitted::IssuerMiss { issuer, kid } => {
+                        // `issuer`, and `\n{kid}` for a string `kid` (Python refetches
+                        // for a `kid` its set lacks; without one, for a stale set only).
+                        issuer_kid = match kid {
+                            Some(kid) => format!("{issuer}\n{kid}").into_bytes(),
+                            None => issuer.as_bytes().to_vec(),
+                        };
+                        (
+                            Kind::Jwks,
+                            authn::issuers::miss(issuer),
+                            Some(issuer_kid.as_slice()),
+                        )
+                    }
+                    Unadmitted::ExchangedMiss => {
+                        let token =
+                            authn::lookup_credential(&native.auth, req.headers, authn::Method::Jwt);
+                        let audience = native.auth.audience.as_deref().unwrap_or_default();
+                        audience_token = match token {
+                            Some(token) => [audience.as_bytes(), b"\n", token].concat(),
+                            None => Vec::new(),
+                        };
+                        (
+                            Kind::Exchanged,
+                            authn::cache::exchanged_miss(token.unwrap_or_default()),
+                            token.map(|_| audience_token.as_slice()),
+                        )
+                    }
+                    Unadmitted::SigningKeyMiss(kid) => (
+                        Kind::SigningKey,
+                        authn::cache::signing_key_miss(kid),
+                        Some(kid.as_bytes()),
+                    ),
+                    Unadmitted::ClientMiss(client) => (
+                        Kind::Client,
+                        authn::cache::client_miss(client),
+                        Some(client.as_bytes()),
+                    ),
                     Unadmitted::TokenMiss(digest) => (
                         Kind::Introspection,
-                        authn::introspection::miss(digest),
+                        authn::introspection::miss(*digest),
                         authn::lookup_credential(
                             &native.auth,
                             req.headers,
@@ -307,12 +373,12 @@ pub(crate) async fn decide<'t>(
                     ),
                     Unadmitted::CertMiss(thumb) => (
                         Kind::Cert,
-                        authn::mtls::cert_miss(thumb),
+                        authn::mtls::cert_miss(*thumb),
                         conn.client_certs.first().map(Vec::as_slice),
                     ),
                     Unadmitted::Miss(digest) => (
                         Kind::ApiKey,
-                        caches.api_key_miss(digest),
+                        caches.api_key_miss(*digest),
                         authn::lookup_credential(&native.auth, req.headers, authn::Method::ApiKey),
                     ),
                     _ => return Decided::Defer(None),
@@ -328,13 +394,23 @@ pub(crate) async fn decide<'t>(
                         };
                         match lookup::lead(kind, value, lead, refused).await {
                             Led::Read => None,
-                            Led::Refused if kind == Kind::Cert => {
+                            Led::Refused
+                                if matches!(
+                                    kind,
+                                    Kind::Cert | Kind::Exchanged | Kind::SigningKey
+                                ) =>
+                            {
                                 return deny(Problem::invalid_token(), cors.as_ref());
                             }
                             Led::Refused => None,
                             Led::Unavailable(why) => Some(why),
-                            Led::Defer(lead) => {
-                                return Decided::Defer(Some(LeadGuard(Arc::new(lead))))
+                            Led::Lost(lead) => {
+                                // Python will not serve it either: the kind's 503, for
+                                // this request and those waiting for the same lookup.
+                                let why = lookup::lost(kind);
+                                lead.unavailable(why.clone());
+                                drop(lead);
+                                Some(why)
                             }
                         }
                     }
@@ -344,7 +420,7 @@ pub(crate) async fn decide<'t>(
                     let problem = Problem::lookup_unavailable(&why);
                     return deny(problem, None);
                 }
-                waited = true;
+                waited.push(kind);
             }
         }
     };
@@ -437,6 +513,20 @@ pub(crate) async fn decide<'t>(
         started,
         request_id,
     }))
+}
+
+/// The lookup kind of a miss (`None`: not a miss).
+fn lookup_kind(unadmitted: &Unadmitted) -> Option<Kind> {
+    Some(match unadmitted {
+        Unadmitted::Miss(_) => Kind::ApiKey,
+        Unadmitted::CertMiss(_) => Kind::Cert,
+        Unadmitted::TokenMiss(_) => Kind::Introspection,
+        Unadmitted::IssuerMiss { .. } => Kind::Jwks,
+        Unadmitted::ClientMiss(_) => Kind::Client,
+        Unadmitted::ExchangedMiss => Kind::Exchanged,
+        Unadmitted::SigningKeyMiss(_) => Kind::SigningKey,
+        _ => return None,
+    })
 }
 
 /// The lookup a deferred request leads (`authn::miss`), riding in its

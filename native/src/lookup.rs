@@ -13,8 +13,8 @@
 //!   `ServiceUnavailableError`: the requests waiting for *that* lookup answer
 //!   it, nothing is cached).
 //! - No hook, a full queue, a lookup that fails in an unexpected way or is not
-//!   answered within [`MISS_WAIT`]: the lookup is *lost*, and the leading
-//!   request defers as before (Python's pipeline pushes as it serves it).
+//!   answered within [`MISS_WAIT`]: the lookup is *lost*, and the requests
+//!   waiting for it get the kind's `503` ([`lost`]), rendered natively.
 //! - `bastion_native_lookups_total{kind, outcome}` counts each lookup once.
 //!
 //! One thread rather than `spawn_blocking`: a flood of new keys must not
@@ -39,6 +39,18 @@ pub enum Kind {
     Cert = 1,
     /// The opaque bearer token (the `introspection` client).
     Introspection = 2,
+    /// A trusted issuer's key set, to refresh as Python would before judging a
+    /// token of it: `"{issuer}\n{kid}"` (`JwksCache.refresh_for_kid`), or
+    /// `"{issuer}"` for a token without a string `kid` (`JwksCache.get`).
+    Jwks = 3,
+    /// An OAuth client's status (`client_is_active`): the client id.
+    Client = 4,
+    /// A token exchanged from an API key: `"{audience}\n{token}"` (Python's
+    /// `JwtAuthenticator.authenticate`, which pushes it as that key's).
+    Exchanged = 5,
+    /// A `kid` of bastion's own that the pushed signing keys lack: Python pushes
+    /// its keys when they hold it (`native_push.signing_key`), else refuses.
+    SigningKey = 6,
 }
 
 impl Kind {
@@ -49,7 +61,15 @@ impl Kind {
 }
 
 /// The `kind` labels, by [`Kind`].
-pub const KINDS: [&str; 3] = ["api_key", "cert", "introspection"];
+pub const KINDS: [&str; 7] = [
+    "api_key",
+    "cert",
+    "introspection",
+    "jwks",
+    "client",
+    "exchanged",
+    "signing_key",
+];
 /// The `outcome` labels.
 pub const OUTCOMES: [&str; 4] = ["found", "refused", "unavailable", "lost"];
 const LOST: usize = 3;
@@ -102,7 +122,7 @@ pub fn hooked() -> bool {
     HOOK.read().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
-static COUNTS: [[AtomicU64; 4]; 3] = [const { [const { AtomicU64::new(0) }; 4] }; 3];
+static COUNTS: [[AtomicU64; 4]; 7] = [const { [const { AtomicU64::new(0) }; 4] }; 7];
 
 fn count(kind: Kind, outcome: usize) {
     COUNTS[kind as usize][outcome].fetch_add(1, Ordering::Relaxed);
@@ -148,18 +168,50 @@ pub enum Led {
     Refused,
     /// The lookup failed: answer Python's 503 (its waiters answer it too).
     Unavailable(Arc<Unavailable>),
-    /// The lookup was lost (or `value` unknown): defer, holding the lead.
-    Defer(Lead),
+    /// The lookup was lost (or `value` unknown): no answer will come.
+    Lost(Lead),
+}
+
+/// The answer of a lost lookup — no hook, a full queue, an unexpected failure,
+/// no answer within [`MISS_WAIT`] — now that Python no longer serves the
+/// request: fail closed with the kind's own `503` (`Retry-After: 1`), as a
+/// failed lookup of that kind answers (`introspection_unavailable`,
+/// `issuer_unavailable`); for a key or a certificate, whose lookup is a store
+/// read or a parse, `service_unavailable`. Never an allow, never a `401` (the
+/// credential may be good), never cached: the next request asks again.
+pub fn lost(kind: Kind) -> Arc<Unavailable> {
+    let (code, title, detail) = match kind {
+        Kind::Introspection => (
+            "introspection_unavailable",
+            "Token introspection unavailable",
+            "The token cannot be checked right now; try again shortly.",
+        ),
+        Kind::Jwks => (
+            "issuer_unavailable",
+            "Token issuer unavailable",
+            "The keys of the token's issuer cannot be fetched right now.",
+        ),
+        Kind::ApiKey | Kind::Cert | Kind::Client | Kind::Exchanged | Kind::SigningKey => (
+            "service_unavailable",
+            "Service unavailable",
+            "The credential cannot be checked right now; try again shortly.",
+        ),
+    };
+    Arc::new(Unavailable {
+        code,
+        title,
+        detail: detail.to_owned(),
+    })
 }
 
 /// Lead the lookup of `value` (`None`: the credential cannot be looked up alone).
 /// `refused` runs before the waiters wake when Python refuses it.
 pub async fn lead(kind: Kind, value: Option<&[u8]>, lead: Lead, refused: impl FnOnce()) -> Led {
     let Some(value) = value else {
-        return Led::Defer(lead);
+        return Led::Lost(lead);
     };
     match ask(kind, value.to_vec(), MISS_WAIT).await {
-        None => Led::Defer(lead),
+        None => Led::Lost(lead),
         Some(Answer::Found) => Led::Read,
         Some(Answer::Refused) => {
             refused();
@@ -176,8 +228,9 @@ pub async fn lead(kind: Kind, value: Option<&[u8]>, lead: Lead, refused: impl Fn
 
 /// The `ServiceUnavailableError`s a lookup may end with, as Python names them
 /// (code, title); any other is not rendered natively (the lookup is lost).
-const UNAVAILABLE: [(&str, &str); 4] = [
+const UNAVAILABLE: [(&str, &str); 5] = [
     ("database_unavailable", "Database unavailable"),
+    ("issuer_unavailable", "Token issuer unavailable"),
     (
         "introspection_unavailable",
         "Token introspection unavailable",
@@ -255,6 +308,29 @@ mod tests {
         assert_eq!(count_of("introspection", "lost"), lost + 1);
         set_hook(None);
         assert!(!hooked());
+    }
+
+    #[test]
+    fn a_lost_lookup_is_its_kinds_unavailable_answer() {
+        let codes: Vec<&str> = [Kind::ApiKey, Kind::Cert, Kind::Introspection, Kind::Jwks]
+            .into_iter()
+            .map(|kind| lost(kind).code)
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                "service_unavailable",
+                "service_unavailable",
+                "introspection_unavailable",
+                "issuer_unavailable"
+            ]
+        );
+        // Each one a failure Python renders with that code and title.
+        for kind in [Kind::ApiKey, Kind::Cert, Kind::Introspection, Kind::Jwks] {
+            let why = lost(kind);
+            assert!(unavailable(why.code, why.title, &why.detail).is_some());
+        }
+        assert_eq!(Kind::Jwks.label(), "jwks");
     }
 
     #[test]

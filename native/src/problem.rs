@@ -88,6 +88,17 @@ impl Problem {
         problem
     }
 
+    /// 403 `api_key_ip_not_allowed` (`apikeys.errors.ApiKeyIPNotAllowedError`): a
+    /// usable key whose IP allow-list does not hold the client's address.
+    pub fn api_key_ip_not_allowed() -> Self {
+        Problem::new(
+            403,
+            "api_key_ip_not_allowed",
+            "API key not allowed from this address",
+            "the API key may not be used from this address",
+        )
+    }
+
     /// 401 `invalid_token` (`gateway.authn.jwt.InvalidBearerTokenError`): one
     /// answer for every refused bearer token (the reason is audit-only).
     pub fn invalid_token() -> Self {

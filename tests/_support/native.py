@@ -83,8 +83,12 @@ def same_answer(python: httpx.Response, native: httpx.Response, status: int | No
     )
 
     def head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+        # The request ids' lengths differ between the planes' counters: the length is
+        # compared with each body's own id stood for by the same placeholder.
+        rid = response.headers["x-request-id"].encode()
+        length = str(len(response.content.replace(rid, b"RID"))).encode()
         return [
-            (name.lower(), value)
+            (name.lower(), length if name.lower() == b"content-length" else value)
             for name, value in response.headers.raw
             if name.lower() not in (b"x-request-id", b"date")
         ]

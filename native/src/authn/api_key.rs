@@ -160,6 +160,14 @@ impl CachedKey {
         }
     }
 
+    /// Whether the key's IP allow-list (if any) admits `client` (Python's
+    /// `_ip_allowed`; no address: refused).
+    pub fn admits(&self, client: Option<IpAddr>) -> bool {
+        self.networks
+            .as_ref()
+            .map_or(true, |nets| ip_allowed(nets, client))
+    }
+
     pub fn usable(&self, now: f64, client: Option<IpAddr>) -> bool {
         self.native
             && now < self.fresh_until

@@ -58,6 +58,18 @@ pub struct CachedToken {
     pub bound: Option<super::mtls::Thumbprint>,
     /// The trusted external issuer that signed it (`None`: bastion's own).
     pub issuer: Option<Arc<str>>,
+    /// A token exchanged from an API key (RFC 8693): the key's own limits.
+    pub key_limits: Arc<[super::api_key::KeyLimit]>,
+}
+
+/// The API key a token was exchanged from, as Python's `JwtAuthenticator._as_key`
+/// found it usable (pushed with the token: `native_push.token_exchanged`).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangedKey {
+    key_id: String,
+    routes: Option<Vec<String>>,
+    key_limits: Vec<super::api_key::KeyLimit>,
 }
 
 /// Why a pushed token was not cached.
@@ -99,6 +111,9 @@ pub struct Caches {
     revoked: RwLock<HashMap<String, f64>>,
     /// OAuth clients Python found active, until when (Unix seconds).
     active_clients: RwLock<HashMap<String, f64>>,
+    /// OAuth clients Python found disabled or deleted (a `client` lookup), until
+    /// when (Unix seconds); dropped with the client's change, as the active ones.
+    inactive_clients: RwLock<HashMap<String, f64>>,
     /// Whether keys with their own rate limits are served natively (the
     /// native `limit` step applies [`crate::authn::Admitted::key_limits`]).
     key_limits_native: AtomicBool,
@@ -121,16 +136,17 @@ impl Default for Caches {
 }
 
 /// The certificate a token's `cnf` binds it to (`bastion.gateway.authn.mtls.check_binding`):
-/// none without `cnf` or with an empty one; `{"x5t#S256": <base64url SHA-256>}` binds
-/// to that certificate. Any other `cnf` (a DPoP `jkt`, another member, a thumbprint
-/// no certificate can have) is Python's to refuse: not cached.
-fn certificate_binding(
+/// none without `cnf`, with a `null` or an empty one or `{"x5t#S256": null}`;
+/// `{"x5t#S256": <base64url SHA-256>}` binds to that certificate. Any other `cnf` (a
+/// DPoP `jkt`, another member, a thumbprint no certificate can have) is refused
+/// whatever the connection (`super::binding::check`): not cached.
+pub(super) fn certificate_binding(
     cnf: Option<&Value>,
 ) -> Result<Option<super::mtls::Thumbprint>, TokenPutError> {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
     let not_native = TokenPutError::NotNative("sender_constrained");
-    let Some(cnf) = cnf else {
+    let Some(cnf) = cnf.filter(|cnf| !cnf.is_null()) else {
         return Ok(None);
     };
     let Value::Object(members) = cnf else {
@@ -140,6 +156,7 @@ fn certificate_binding(
         return Ok(None);
     }
     match (members.len(), members.get("x5t#S256")) {
+        (1, Some(Value::Null)) => Ok(None),
         (1, Some(Value::String(x5t))) => URL_SAFE_NO_PAD
             .decode(x5t)
             .ok()
@@ -150,6 +167,32 @@ fn certificate_binding(
             .ok_or(not_native),
         _ => Err(not_native),
     }
+}
+
+/// A native miss of the OAuth client `client_id`'s status: lead its `client`
+/// lookup (`crate::lookup`), or wait for the one in flight — every token of
+/// one client shares it.
+pub fn client_miss(client_id: &str) -> Miss {
+    static INFLIGHT: std::sync::OnceLock<Arc<Inflight>> = std::sync::OnceLock::new();
+    INFLIGHT
+        .get_or_init(Arc::default)
+        .miss(token_digest(client_id.as_bytes()))
+}
+
+/// A native miss of a token exchanged from an API key: lead its `exchanged`
+/// lookup, or wait for the one in flight.
+pub fn exchanged_miss(token: &[u8]) -> Miss {
+    static INFLIGHT: std::sync::OnceLock<Arc<Inflight>> = std::sync::OnceLock::new();
+    INFLIGHT.get_or_init(Arc::default).miss(token_digest(token))
+}
+
+/// A native miss of bastion's own signing key `kid`: lead its `signing_key`
+/// lookup, or wait for the one in flight.
+pub fn signing_key_miss(kid: &str) -> Miss {
+    static INFLIGHT: std::sync::OnceLock<Arc<Inflight>> = std::sync::OnceLock::new();
+    INFLIGHT
+        .get_or_init(Arc::default)
+        .miss(token_digest(kid.as_bytes()))
 }
 
 /// SHA-256 of a token: the verified-token cache's key.
@@ -172,6 +215,7 @@ impl Caches {
             tokens: RwLock::new(HashMap::new()),
             revoked: RwLock::new(HashMap::new()),
             active_clients: RwLock::new(HashMap::new()),
+            inactive_clients: RwLock::new(HashMap::new()),
             verify_misses: AtomicBool::new(false),
             key_limits_native: AtomicBool::new(false),
             clients_epoch: AtomicU64::new(0),
@@ -347,6 +391,37 @@ impl Caches {
         self.following.load(Ordering::SeqCst)
     }
 
+    /// Cache `token`, exchanged from the API key `key` (JSON: `key_id`, `routes`,
+    /// `key_limits`), which Python accepted as that key: verified natively, its
+    /// `client_id` `apikey:<key_id>` (and its `key_id` claim, if any, the same);
+    /// its identity acts as the key (its id, routes and limits). Dropped with the
+    /// key's change (`tokens_forget_client("apikey:<id>")`, the `api-keys` channel).
+    pub fn token_put_exchanged(
+        &self,
+        token: &str,
+        key: &str,
+        now: f64,
+        ttl: f64,
+    ) -> Result<(), TokenPutError> {
+        let key: ExchangedKey =
+            serde_json::from_str(key).map_err(|_| TokenPutError::NotNative("invalid_key"))?;
+        let mut entry = self.verified_as(token, now, ttl, true)?;
+        let client = format!("{API_KEY_CLIENT_PREFIX}{}", key.key_id);
+        let key_claim_ok = match entry.claims.get("key_id") {
+            None => true,
+            Some(Value::String(id)) => *id == key.key_id,
+            Some(_) => false,
+        };
+        if key.key_id.is_empty() || entry.client_id.as_deref() != Some(&client) || !key_claim_ok {
+            return Err(TokenPutError::NotNative("invalid_claim"));
+        }
+        entry.identity.key_id = Some(key.key_id);
+        entry.identity.routes = key.routes;
+        entry.key_limits = Arc::from(key.key_limits);
+        self.insert_token(token, Arc::new(entry), now);
+        Ok(())
+    }
+
     /// Verify `token` natively and cache it until `min(exp, now + ttl)`.
     ///
     /// Python calls this after it accepted the token (so the deny-list and the
@@ -389,8 +464,42 @@ impl Caches {
         self.verify_misses.store(on, Ordering::SeqCst);
     }
 
+    /// Remember that Python found the OAuth client `client_id` disabled or
+    /// deleted, for `ttl` seconds (or until the client changes): its tokens are
+    /// refused natively (`client_disabled`).
+    pub fn client_inactive(&self, client_id: &str, now: f64, ttl: f64) {
+        write(&self.active_clients).remove(client_id);
+        write(&self.inactive_clients).remove(client_id);
+        let mut clients = write(&self.inactive_clients);
+        if clients.len() >= TOKEN_CACHE_MAX && !clients.contains_key(client_id) {
+            clients.retain(|_, until| *until > now);
+            if clients.len() >= TOKEN_CACHE_MAX {
+                clients.clear();
+            }
+        }
+        clients.insert(client_id.to_owned(), now + ttl.max(0.0));
+    }
+
+    /// What Python last said of the OAuth client `client_id` at `now`: active
+    /// (`Some(true)`), disabled or deleted (`Some(false)`), or nothing held.
+    pub fn client_state(&self, client_id: &str, now: f64) -> Option<bool> {
+        let held = |clients: &RwLock<HashMap<String, f64>>| {
+            read(clients)
+                .get(client_id)
+                .is_some_and(|until| *until > now)
+        };
+        if held(&self.active_clients) {
+            Some(true)
+        } else if held(&self.inactive_clients) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
     /// Remember that Python found the OAuth client `client_id` active, for `ttl` seconds.
     pub fn client_active(&self, client_id: &str, now: f64, ttl: f64) {
+        write(&self.inactive_clients).remove(client_id);
         let mut clients = write(&self.active_clients);
         if clients.len() >= TOKEN_CACHE_MAX && !clients.contains_key(client_id) {
             clients.retain(|_, until| *until > now);
@@ -407,6 +516,18 @@ impl Caches {
         now: f64,
         ttl: f64,
     ) -> Result<CachedToken, TokenPutError> {
+        self.verified_as(token, now, ttl, false)
+    }
+
+    /// [`Self::verified`]; `exchanged`: a token exchanged from an API key is
+    /// taken too (its key is the caller's to attach).
+    fn verified_as(
+        &self,
+        token: &str,
+        now: f64,
+        ttl: f64,
+        exchanged: bool,
+    ) -> Result<CachedToken, TokenPutError> {
         let policy = read(&self.policy)
             .clone()
             .ok_or(TokenPutError::NotConfigured)?;
@@ -417,8 +538,14 @@ impl Caches {
             Some(Value::String(id)) => id.clone(),
             _ => return Err(TokenPutError::NotNative("invalid_claim")),
         };
-        if client_id.starts_with(API_KEY_CLIENT_PREFIX) || claims.contains_key("key_id") {
-            return Err(TokenPutError::NotNative("exchanged_from_api_key"));
+        let from_key =
+            client_id.starts_with(API_KEY_CLIENT_PREFIX) || claims.contains_key("key_id");
+        if from_key != exchanged {
+            return Err(TokenPutError::NotNative(if exchanged {
+                "not_exchanged"
+            } else {
+                "exchanged_from_api_key"
+            }));
         }
         let subject = match claims.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
@@ -461,6 +588,7 @@ impl Caches {
             until,
             bound,
             issuer: None,
+            key_limits: Arc::from([]),
         })
     }
 
@@ -511,6 +639,7 @@ impl Caches {
     pub fn tokens_forget_client(&self, client_id: &str) {
         self.clients_epoch.fetch_add(1, Ordering::SeqCst);
         write(&self.active_clients).remove(client_id);
+        write(&self.inactive_clients).remove(client_id);
         write(&self.tokens).retain(|_, t| t.client_id.as_deref() != Some(client_id));
     }
 
@@ -518,6 +647,7 @@ impl Caches {
     pub fn tokens_clear(&self) {
         self.clients_epoch.fetch_add(1, Ordering::SeqCst);
         write(&self.active_clients).clear();
+        write(&self.inactive_clients).clear();
         write(&self.tokens).clear();
     }
 

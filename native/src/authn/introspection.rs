@@ -200,6 +200,16 @@ pub fn lookup_token<'t>(tokens: &[&'t [u8]]) -> Option<&'t [u8]> {
     (token.len() <= MAX_TOKEN_BYTES && token.is_ascii()).then_some(*token)
 }
 
+/// Why Python's `IntrospectionAuthenticator` refuses `tokens` that
+/// [`lookup_token`] does not look up: two of them or a non-ASCII one
+/// (`malformed`), one over [`MAX_TOKEN_BYTES`] (`too_large`, checked first).
+pub fn unread_reason(tokens: &[&[u8]]) -> &'static str {
+    match tokens {
+        [token] if token.len() > MAX_TOKEN_BYTES => "too_large",
+        _ => "malformed",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

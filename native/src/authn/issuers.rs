@@ -17,14 +17,17 @@
 //! required claims, `exp`/`nbf`/`iat` with leeway, `iss` exact and `typ`.
 //! `aud` is checked per route on every use ([`IssuerPolicy::audience_ok`]).
 //!
-//! Anything else — an unknown `kid` (Python may refetch the JWKS, then push),
-//! no or a stale key set, any refusal, a revoked `jti`, a sender-constrained
-//! token — is not decided here: the request defers and Python answers.
+//! A token bound to a client certificate (RFC 8705 `cnf.x5t#S256`) is cached
+//! with its binding, and admitted only over a connection presenting that
+//! certificate. Anything else — an unknown `kid` (Python may refetch the
+//! JWKS, then push), no or a stale key set, any refusal, a revoked `jti`,
+//! another binding — is not admitted here (`refusal` renders Python's 401
+//! where it is certain).
 //! Misses are verified only while [`Caches::misses_verifiable`] (the native
 //! deny-list hears every revocation, as for bastion's own tokens).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -32,6 +35,7 @@ use serde_json::{Map, Value};
 use super::cache::{CachedToken, Caches, MISS_TTL};
 use super::json;
 use super::jwt::{self, Alg, JwtError, KeySet, MAX_TOKEN_SIZE};
+use super::miss::{self, Inflight};
 use crate::http::Identity;
 
 /// Most issuers whose keys are held (a settings file lists a handful).
@@ -126,6 +130,10 @@ struct IssuerKeySet {
     keys: Arc<KeySet>,
     /// Unix seconds after which Python would refetch the set (its `cache_ttl`).
     until: f64,
+    /// Unix seconds before which Python would not try a fetch again (its
+    /// `min_refresh_interval` since the last attempt, pushed after a lookup;
+    /// 0: unknown, so a set Python would refetch is looked up).
+    retry_at: f64,
 }
 
 /// The pushed key sets of trusted issuers, by issuer URL.
@@ -144,14 +152,26 @@ impl IssuerKeys {
         if sets.len() >= MAX_ISSUERS && !sets.contains_key(issuer) {
             sets.clear();
         }
+        let retry_at = sets.get(issuer).map_or(0.0, |set| set.retry_at);
         sets.insert(
             issuer.to_owned(),
             IssuerKeySet {
                 keys: Arc::new(keys),
                 until,
+                retry_at,
             },
         );
         Ok(count)
+    }
+
+    /// Python will not try to fetch `issuer`'s set again before `retry_at`
+    /// (Unix seconds): until then its set — stale, or lacking a token's `kid` —
+    /// is the one it verifies with (`JwksCache._may_fetch`).
+    pub fn retry_at(&self, issuer: &str, retry_at: f64) {
+        let mut sets = self.sets.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(set) = sets.get_mut(issuer) {
+            set.retry_at = retry_at;
+        }
     }
 
     /// `issuer`'s keys, unless none were pushed or they are stale at `now`.
@@ -159,6 +179,18 @@ impl IssuerKeys {
         let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
         let set = sets.get(issuer)?;
         (now < set.until).then(|| set.keys.clone())
+    }
+
+    /// The keys Python verifies a token naming `kid` with at `now`, when it
+    /// would not fetch first (`TrustedIssuer.verify`: a stale set, or a string
+    /// `kid` the set lacks, is refetched unless the last attempt is younger
+    /// than `min_refresh_interval`); `None`: Python would fetch (or has no set)
+    /// — a lookup ([`miss`]).
+    pub fn usable(&self, issuer: &str, kid: Option<&str>, now: f64) -> Option<Arc<KeySet>> {
+        let sets = self.sets.read().unwrap_or_else(|p| p.into_inner());
+        let set = sets.get(issuer)?;
+        let refetch = now >= set.until || kid.is_some_and(|kid| set.keys.get(kid).is_none());
+        (!refetch || now < set.retry_at).then(|| set.keys.clone())
     }
 
     /// Whether `issuer`'s current set holds `kid` (stale or not).
@@ -215,6 +247,57 @@ impl Parsed<'_> {
     pub fn claims(&self) -> &Map<String, Value> {
         &self.claims
     }
+
+    /// The header's `kid`, when it is a string (the only kind Python refetches for).
+    pub fn kid(&self) -> Option<&str> {
+        self.header.get("kid").and_then(Value::as_str)
+    }
+}
+
+fn inflight() -> &'static Arc<Inflight> {
+    static INFLIGHT: OnceLock<Arc<Inflight>> = OnceLock::new();
+    INFLIGHT.get_or_init(Arc::default)
+}
+
+/// A refetch of `issuer`'s keys Python would make before judging a token:
+/// lead its lookup (`crate::lookup`, kind `jwks`), or wait for the one in
+/// flight — every request needing one issuer's keys shares one lookup.
+pub fn miss(issuer: &str) -> miss::Miss {
+    inflight().miss(super::cache::token_digest(issuer.as_bytes()))
+}
+
+/// The issuer (and the token's `kid`, when a string) whose keys Python would
+/// fetch before judging the bearer token `tokens` on `route`: a token not
+/// cached, of one of the route's external issuers, whose pushed set is
+/// missing, or stale or lacking the `kid` while Python may fetch again.
+pub fn refetch(
+    caches: &Caches,
+    policies: &[IssuerPolicy],
+    tokens: &[&[u8]],
+    now: f64,
+) -> Option<(Arc<str>, Option<String>)> {
+    let [token] = tokens else {
+        return None;
+    };
+    let text = std::str::from_utf8(token).ok()?;
+    if policies.is_empty()
+        || caches
+            .token_get(&super::cache::token_digest(token), now)
+            .is_some()
+    {
+        return None;
+    }
+    let parsed = parse(text)?;
+    let policy = policy_for(policies, parsed.issuer()?)?;
+    let kid = parsed.kid();
+    if caches
+        .issuer_keys()
+        .usable(&policy.issuer, kid, now)
+        .is_some()
+    {
+        return None;
+    }
+    Some((policy.issuer.clone(), kid.map(str::to_owned)))
 }
 
 /// Verify a parsed token of `policy`'s issuer with `keys` at Unix time `now`.
@@ -268,10 +351,9 @@ pub fn verify(
 /// The cache entry of a verified external token (`identity_of_claims` and
 /// `JwtAuthenticator._remember`), or `None` where Python must answer.
 fn entry(claims: Map<String, Value>, issuer: &Arc<str>, now: f64) -> Option<CachedToken> {
-    // Certificate- or DPoP-bound tokens: Python's binding checks decide.
-    if claims.contains_key("cnf") {
-        return None;
-    }
+    // Bound to a client certificate: admitted only over a connection presenting
+    // it; any other binding is refused (`refusal`), never cached.
+    let bound = super::cache::certificate_binding(claims.get("cnf")).ok()?;
     let subject = match claims.get("sub") {
         Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
         _ => return None,
@@ -310,8 +392,9 @@ fn entry(claims: Map<String, Value>, issuer: &Arc<str>, now: f64) -> Option<Cach
         jti,
         client_id,
         until,
-        bound: None, // a `cnf` token is never cached (above)
+        bound,
         issuer: Some(issuer.clone()),
+        key_limits: Arc::from([]),
     })
 }
 
@@ -349,7 +432,9 @@ fn verified(
     if !caches.misses_verifiable() {
         return None;
     }
-    let keys = caches.issuer_keys().get(&policy.issuer, now)?;
+    let keys = caches
+        .issuer_keys()
+        .usable(&policy.issuer, parsed.kid(), now)?;
     verify(parsed, &keys, policy, now).ok()?;
     let entry = entry(parsed.claims.clone(), &policy.issuer, now)?;
     if !entry.jti.is_empty() && caches.token_revoked(&entry.jti, now) {
@@ -411,6 +496,56 @@ mod tests {
         assert!(!keys.known("https://idp", "k2"));
         keys.clear();
         assert!(!keys.known("https://idp", "k1"));
+    }
+
+    #[test]
+    fn issuers_sets_are_used_as_python_would_until_it_may_fetch_again() {
+        let keys = IssuerKeys::default();
+        let jwks = r#"{"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1",
+            "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "alg": "EdDSA"}]}"#;
+        // Nothing pushed: Python fetches (a lookup).
+        assert!(keys.usable("https://idp", Some("k1"), 0.0).is_none());
+        assert_eq!(keys.set("https://idp", jwks, 100.0), Ok(1));
+        // Fresh, the kid known or none named: used as is.
+        assert!(keys.usable("https://idp", Some("k1"), 50.0).is_some());
+        assert!(keys.usable("https://idp", None, 50.0).is_some());
+        // An unknown kid, or a stale set: Python would refetch first (never tried yet).
+        assert!(keys.usable("https://idp", Some("k2"), 50.0).is_none());
+        assert!(keys.usable("https://idp", Some("k1"), 100.0).is_none());
+        // Within min_refresh_interval of its last attempt, Python verifies with what
+        // it holds: the unknown kid is then refused, the stale set used.
+        keys.retry_at("https://idp", 80.0);
+        assert!(keys.usable("https://idp", Some("k2"), 79.0).is_some());
+        assert!(keys.usable("https://idp", Some("k2"), 80.0).is_none());
+        keys.set("https://idp", jwks, 60.0).expect("pushed again");
+        assert!(
+            keys.usable("https://idp", Some("k1"), 70.0).is_some(),
+            "a new push keeps when Python may fetch again"
+        );
+        assert!(keys.usable("https://idp", Some("k1"), 80.0).is_none());
+        // Only a pushed issuer takes a retry time.
+        keys.retry_at("https://other", 1e12);
+        assert!(keys.usable("https://other", None, 0.0).is_none());
+    }
+
+    #[test]
+    fn issuers_misses_of_one_issuer_share_one_lookup() {
+        let miss::Miss::Lead(lead) = miss("https://shared.example") else {
+            panic!("the first miss leads");
+        };
+        assert!(matches!(
+            miss("https://shared.example"),
+            miss::Miss::Wait(_)
+        ));
+        assert!(matches!(
+            miss("https://another.example"),
+            miss::Miss::Lead(_)
+        ));
+        drop(lead);
+        assert!(matches!(
+            miss("https://shared.example"),
+            miss::Miss::Lead(_)
+        ));
     }
 
     #[test]

@@ -10,10 +10,12 @@
 //!   certificate or the token, never the request), which pushes a record or a
 //!   refusal; the others wait, a bounded number for a bounded time, until that
 //!   push or the lookup's end, then read the cache again: one key costs one
-//!   lookup. Without the lookup hook (or when the lookup is lost) the leading
-//!   request defers, and Python's pipeline pushes as it serves it. A lookup
-//!   that fails (the store or the endpoint is down: [`Unavailable`]) answers
-//!   its own leader and waiters only: nothing of it is cached.
+//!   lookup. A lookup that fails (the store or the endpoint is down:
+//!   [`Unavailable`]) answers its own leader and waiters only: nothing of it
+//!   is cached; so does a lost one (no hook, no answer in time:
+//!   `crate::lookup::lost`, the kind's 503). The same coalescing serves a
+//!   trusted issuer's keys, an OAuth client's status, an exchanged token and
+//!   a signing key (each its own [`Inflight`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -13,11 +13,14 @@
 //! pushes it into the caches so the next request is native).
 //!
 //! The refusals rendered natively are an API key Python refuses
-//! ([`unadmitted`]: one that is not well formed or fails its checksum, a digest
-//! Python found no key for, or a cached key revoked, disabled, expired or past
-//! its grace): Python's `401 invalid_api_key`; a token whose cached
-//! introspection answer is inactive, and a JWT Python refuses whatever it
-//! holds (`refusal`): Python's `401 invalid_token`; a request none of the
+//! ([`unadmitted`]: two different keys, one that is not well formed — overlong,
+//! non-ASCII — or fails its checksum, a digest Python found no key for, or a
+//! cached key revoked, disabled, expired or past its grace): Python's `401
+//! invalid_api_key`; a usable key from outside its IP allow-list: its `403
+//! api_key_ip_not_allowed`; a token whose cached introspection answer is
+//! inactive, two opaque tokens or an overlong or non-ASCII one, a JWT Python
+//! refuses whatever it holds (`refusal`), a binding `check_binding` refuses
+//! (`binding`): Python's `401 invalid_token`; a request none of the
 //! route's methods reads a credential of: Python's `401 unauthenticated`; a
 //! key-shaped query on an `api_key` route: Python's `400 api_key_in_query`. An identity
 //! `authorize` refuses is told apart ([`admission_with_cert`]): the gateway
@@ -28,9 +31,14 @@
 //! the key sets Python pushes), `json` (duplicate-free JSON), `cache` (the
 //! process-wide caches), `miss` (refused digests, coalesced misses), `mtls`
 //! (client-certificate identities by thumbprint), `introspection` (RFC 7662
-//! answers by token digest), `refusal` (the JWTs refused whatever Python holds).
+//! answers by token digest), `refusal` (the JWTs refused whatever Python holds),
+//! `binding` (sender-constrained tokens, RFC 8705). Misses are lookups
+//! (`crate::lookup`): an API key, a certificate, an introspection answer, a
+//! trusted issuer's keys Python would refetch ([`Unadmitted::IssuerMiss`]), an
+//! OAuth client's status ([`Unadmitted::ClientMiss`]).
 
 pub mod api_key;
+pub mod binding;
 pub mod bounded;
 pub mod cache;
 pub mod introspection;
@@ -388,7 +396,7 @@ fn find(
                 }
             }
             Method::Introspection if !found.opaque.is_empty() => {
-                return introspection_verdict(route, &found.opaque, now)
+                return introspection_verdict(route, &found.opaque, cert, now)
             }
             _ => {}
         }
@@ -410,16 +418,20 @@ fn mtls_verdict(route: &RouteAuth, cert: &mtls::Thumbprint) -> Option<Found> {
 
 /// The answer Python's introspection cache holds for this token (a miss,
 /// an inactive answer: not admitted). Its claims meet the route's `claims` /
-/// `roles`; a sender-constrained one (`cnf`) is Python's `check_binding`.
-fn introspection_verdict(route: &RouteAuth, tokens: &[&[u8]], now: f64) -> Option<Found> {
+/// `roles`; a sender-constrained one (`cnf`) only as Python's `check_binding`
+/// allows it (`binding`: bound to the connection's certificate `cert`).
+fn introspection_verdict(
+    route: &RouteAuth,
+    tokens: &[&[u8]],
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Option<Found> {
     let token = introspection::lookup_token(tokens)?;
     let answer = introspection::cache().get(&cache::token_digest(token), now)?;
     let introspection::Answer::Active { identity, claims } = &*answer else {
         return None;
     };
-    if claims.contains_key("cnf") {
-        return None;
-    }
+    binding::check(claims.get("cnf"), cert).ok()?;
     Some(Found {
         identity: identity.clone(),
         key_limits: Arc::from([]),
@@ -506,9 +518,13 @@ fn jwt_verdict(
     if entry.bound.is_some() && entry.bound.as_ref() != cert {
         return None;
     }
+    // Exchanged from a key with its own limits: only once the native limiter applies them.
+    if !entry.key_limits.is_empty() && !caches.key_limits_native() {
+        return None;
+    }
     Some(Found {
         identity: entry.identity.clone(),
-        key_limits: Arc::from([]),
+        key_limits: entry.key_limits.clone(),
         claims: crate::authz::claims_check(route, &entry.claims),
     })
 }
@@ -667,6 +683,10 @@ pub enum Unadmitted {
     /// The responsible method is `api_key` and Python refuses that key whatever
     /// the request: its `401 invalid_api_key` is rendered natively.
     Refused,
+    /// The responsible method is `api_key`, its key is usable, and its IP
+    /// allow-list does not hold the client's address: Python's `403
+    /// api_key_ip_not_allowed`, rendered natively.
+    KeyIpNotAllowed,
     /// The responsible method is `api_key` and its key (this digest) is not
     /// cached: Python looks it up (concurrent misses coalesce).
     Miss([u8; 32]),
@@ -679,6 +699,30 @@ pub enum Unadmitted {
     /// The responsible method is `introspection` and the token (this digest)
     /// has no cached answer: Python asks the endpoint (concurrent misses coalesce).
     TokenMiss([u8; 32]),
+    /// The responsible method is `jwt`, the token names a trusted issuer of
+    /// the route, and Python would fetch that issuer's keys before judging it
+    /// (none pushed; stale, or lacking the token's string `kid`, while Python
+    /// may fetch again): a lookup asks Python to refresh them
+    /// ([`issuers::refetch`]; concurrent ones share it).
+    IssuerMiss {
+        issuer: Arc<str>,
+        kid: Option<String>,
+    },
+    /// The responsible method is `jwt`, and the token — one of bastion's own,
+    /// valid natively — is of an OAuth client whose status the native core
+    /// does not hold: a lookup asks Python (`client_is_active`, a database
+    /// read), which pushes it ([`refusal::client_unknown`]).
+    ClientMiss(String),
+    /// The responsible method is `jwt`, and the token — one of bastion's own,
+    /// not cached — names a `kid` the pushed signing keys lack (a key made or
+    /// activated since): a lookup asks Python, which pushes its keys if they
+    /// hold it ([`refusal::own_kid_unknown`]); else its 401 `unknown_kid`.
+    SigningKeyMiss(String),
+    /// The responsible method is `jwt`, and the token — one of bastion's own,
+    /// valid natively — was exchanged from an API key (RFC 8693), not cached:
+    /// Python judges it as that key ([`refusal::exchanged`]; a lookup of the
+    /// token for the route's audience), and pushes it if it accepts it.
+    ExchangedMiss,
     /// The responsible method is `jwt` and Python refuses the token whatever
     /// it holds ([`refusal::jwt_refusal`]; the reason Python records on its
     /// error): its `401 invalid_token` is rendered natively.
@@ -689,6 +733,9 @@ pub enum Unadmitted {
     /// A key-shaped query string on a route accepting API keys: Python's
     /// screen refuses it (`400 api_key_in_query`) before any method runs.
     KeyInQuery,
+    /// The cache changed between admission and this classification (an
+    /// answer pushed or evicted meanwhile): decide again.
+    Again,
     /// Python answers (another method, a refusal that depends on what only
     /// Python holds, authorization…).
     Defer,
@@ -719,6 +766,20 @@ pub fn unadmitted_with_cert(
     cert: Option<&mtls::Thumbprint>,
     now: f64,
 ) -> Unadmitted {
+    unadmitted_from(caches, route, query, headers, None, cert, now)
+}
+
+/// [`unadmitted_with_cert`] for a request from the client address `client`
+/// (through trusted proxies; `None`: unknown), which a key's IP allow-list judges.
+pub fn unadmitted_from(
+    caches: &Caches,
+    route: &RouteAuth,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    cert: Option<&mtls::Thumbprint>,
+    now: f64,
+) -> Unadmitted {
     if route.public {
         return Unadmitted::Defer;
     }
@@ -729,24 +790,44 @@ pub fn unadmitted_with_cert(
     let found = presented(route, headers);
     for method in &route.methods {
         match method {
-            Method::ApiKey if !found.keys.is_empty() => return key_state(caches, &found.keys, now),
+            Method::ApiKey if !found.keys.is_empty() => {
+                return key_state(caches, &found.keys, client, now)
+            }
             Method::Jwt if !found.tokens.is_empty() => {
-                return match refusal::jwt_refusal(caches, route, &found.tokens, cert, now) {
-                    Some(reason) => Unadmitted::InvalidToken(reason),
-                    None => Unadmitted::Defer,
+                if let Some((issuer, kid)) =
+                    issuers::refetch(caches, &route.issuers, &found.tokens, now)
+                {
+                    return Unadmitted::IssuerMiss { issuer, kid };
                 }
+                if let Some(kid) = refusal::own_kid_unknown(caches, route, &found.tokens, now) {
+                    return Unadmitted::SigningKeyMiss(kid);
+                }
+                if let Some(reason) = refusal::jwt_refusal(caches, route, &found.tokens, cert, now)
+                {
+                    return Unadmitted::InvalidToken(reason);
+                }
+                if let Some(client) =
+                    refusal::client_unknown(caches, route, &found.tokens, cert, now)
+                {
+                    return Unadmitted::ClientMiss(client);
+                }
+                return match refusal::exchanged(caches, route, &found.tokens, now) {
+                    true => Unadmitted::ExchangedMiss,
+                    false => Unadmitted::Defer,
+                };
             }
             Method::Mtls => {
                 if let Some(cert) = cert {
-                    // Cached, yet not admitted (claims, scopes): Python's 403.
+                    // Cached, yet not admitted: only when pushed or evicted meanwhile
+                    // (claims and scopes are `authorize`'s 403, `Admission::Forbidden`).
                     return match mtls::certs().get(cert) {
-                        Some(_) => Unadmitted::Defer,
+                        Some(_) => Unadmitted::Again,
                         None => Unadmitted::CertMiss(*cert),
                     };
                 }
             }
             Method::Introspection if !found.opaque.is_empty() => {
-                return token_state(&found.opaque, now)
+                return token_state(&found.opaque, cert, now)
             }
             _ => {}
         }
@@ -770,34 +851,45 @@ pub fn lookup_credential<'h>(
             _ => None,
         },
         Method::Introspection => introspection::lookup_token(&found.opaque),
+        Method::Jwt => match found.tokens.as_slice() {
+            [token] => Some(*token),
+            _ => None,
+        },
         _ => None,
     }
 }
 
-fn token_state(tokens: &[&[u8]], now: f64) -> Unadmitted {
-    // Two tokens, an overlong or non-ASCII one: Python's own 401s.
+fn token_state(tokens: &[&[u8]], cert: Option<&mtls::Thumbprint>, now: f64) -> Unadmitted {
+    // Two tokens (which one would act?), an overlong or non-ASCII one: Python's
+    // `IntrospectionAuthenticator` refuses them before any lookup.
     let Some(token) = introspection::lookup_token(tokens) else {
-        return Unadmitted::Defer;
+        return Unadmitted::InvalidToken(introspection::unread_reason(tokens));
     };
     let digest = cache::token_digest(token);
     match introspection::cache().get(&digest, now).as_deref() {
         Some(introspection::Answer::Inactive) => Unadmitted::InactiveToken,
-        // Cached and active, yet not admitted (cnf, claims, scopes): Python's answer.
-        Some(introspection::Answer::Active { .. }) => Unadmitted::Defer,
+        // Cached and active, yet not admitted: a binding `check_binding` refuses
+        // (its 401); claims and scopes are `authorize`'s 403 (`Admission::Forbidden`).
+        Some(introspection::Answer::Active { claims, .. }) => {
+            match binding::check(claims.get("cnf"), cert) {
+                Err(reason) => Unadmitted::InvalidToken(reason),
+                // Pushed or evicted meanwhile: read again.
+                Ok(()) => Unadmitted::Again,
+            }
+        }
         None => Unadmitted::TokenMiss(digest),
     }
 }
 
-fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
-    // Two keys, an overlong or non-ASCII one: Python's own checks (no lookup).
+fn key_state(caches: &Caches, keys: &[&[u8]], client: Option<IpAddr>, now: f64) -> Unadmitted {
+    // Two different keys: Python's `malformed` before reading either (which one
+    // would act?).
     let [key] = keys else {
-        return Unadmitted::Defer;
+        return Unadmitted::Refused;
     };
-    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() {
-        return Unadmitted::Defer;
-    }
-    // Python's `parse_api_key` before any lookup: a key that is not well formed
-    // is refused whatever the request (made-up keys never reach Python).
+    // Python's `parse_api_key` before any lookup: a key that is not well formed —
+    // overlong, non-ASCII (no stored key's digest can match it), another shape, a
+    // bad checksum — is refused whatever the request (made-up keys never reach Python).
     if !api_key::well_formed(key) {
         return Unadmitted::Refused;
     }
@@ -806,6 +898,8 @@ fn key_state(caches: &Caches, keys: &[&[u8]], now: f64) -> Unadmitted {
     match caches.api_key_get(&digest) {
         Some(entry) if now < entry.fresh_until => match entry.refusal(now) {
             Some(_) => Unadmitted::Refused,
+            // Usable, but not from this address: Python's 403, after the key's state.
+            None if client.is_some() && !entry.admits(client) => Unadmitted::KeyIpNotAllowed,
             None => Unadmitted::Defer,
         },
         _ if caches.api_key_refused(&digest, now) => Unadmitted::Refused,

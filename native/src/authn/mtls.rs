@@ -434,12 +434,29 @@ mod tests {
                 serde_json::json!({"claims": {"cert_subject": "CN=x"}}),
             );
             assert_eq!(admit(&other, &HeaderMap::new(), Some(&thumb)), None);
-            // Cached but refused by the route: Python's 403, not a miss.
+            // Cached but refused by the route: Python's 403 (the admission says so),
+            // never a miss; classified after it, only a cache change could explain it.
             let caches = Caches::new();
             let headers = HeaderMap::new();
+            let uri: http::Uri = "/x".parse().expect("uri");
+            let admission = crate::authn::admission_with_cert(
+                &caches,
+                &other,
+                "r",
+                &http::Method::GET,
+                &uri,
+                &headers,
+                None,
+                Some(&thumb),
+                100.0,
+            );
+            assert!(matches!(
+                admission,
+                crate::authn::Admission::Forbidden { .. }
+            ));
             assert_eq!(
                 unadmitted_with_cert(&caches, &other, None, &headers, Some(&thumb), 100.0),
-                Unadmitted::Defer
+                Unadmitted::Again
             );
             // A certificate grants no scopes: a route that needs one is Python's 403.
             let scoped = route(

@@ -73,22 +73,31 @@ pub fn jwt_refusal(
         .and_then(|iss| policy_for(&route.issuers, iss))
     {
         Some(policy) => {
-            // Keys Python would refetch (stale) or never pushed: Python answers.
-            let keys = caches.issuer_keys().get(&policy.issuer, now)?;
+            // Keys Python would refetch first (stale, or lacking the `kid`, while it may
+            // fetch again) or never pushed: a lookup (`issuers::refetch`), not judged here.
+            let keys = caches
+                .issuer_keys()
+                .usable(&policy.issuer, parsed.kid(), now)?;
             match issuers::verify(&parsed, &keys, policy, now) {
-                Err(JwtError::UnknownKid) => None,
+                // The set Python verifies with lacks it, and Python would not refetch.
                 Err(error) => Some(error.reason()),
                 Ok(()) => {
                     let claims = parsed.claims();
                     if !policy.audience_ok(claims.get("aud")) {
                         return Some("wrong_audience");
                     }
-                    match claims.get("jti") {
-                        Some(Value::String(jti)) if !jti.is_empty() => {
-                            caches.token_revoked(jti, now).then_some("revoked")
+                    if let Some(Value::String(jti)) = claims.get("jti") {
+                        if !jti.is_empty() && caches.token_revoked(jti, now) {
+                            return Some("revoked");
                         }
-                        _ => None,
                     }
+                    // `identity_of_claims`, then the pipeline's `check_binding`.
+                    let sub_ok =
+                        matches!(claims.get("sub"), Some(Value::String(sub)) if !sub.is_empty());
+                    if !sub_ok || !matches!(claims.get("scope"), None | Some(Value::String(_))) {
+                        return Some("invalid_claim");
+                    }
+                    super::binding::check(claims.get("cnf"), cert).err()
                 }
             }
         }
@@ -97,6 +106,108 @@ pub fn jwt_refusal(
         None if route.accepts_own => own_refusal(caches, route, text, cert, now),
         None => Some("wrong_issuer"),
     }
+}
+
+/// The OAuth client whose status Python must read (`client_is_active`, a
+/// database read: a `client` lookup) before the native core can judge the
+/// bearer token `tokens` on `route`: one of bastion's own tokens, not cached,
+/// that the native verifier and the route's checks accept, of a client the
+/// native core holds no status of — where uncached tokens are verified natively
+/// at all ([`Caches::misses_verifiable`]).
+pub fn client_unknown(
+    caches: &Caches,
+    route: &RouteAuth,
+    tokens: &[&[u8]],
+    cert: Option<&Thumbprint>,
+    now: f64,
+) -> Option<String> {
+    let [token] = tokens else {
+        return None;
+    };
+    if !route.accepts_own
+        || !caches.misses_verifiable()
+        || caches.token_get(&cache::token_digest(token), now).is_some()
+    {
+        return None;
+    }
+    let text = std::str::from_utf8(token).ok()?;
+    if !route.issuers.is_empty() {
+        // A token of one of the route's external issuers is theirs.
+        let iss = issuers::parse(text)?.issuer().map(str::to_owned);
+        if iss.is_some_and(|iss| policy_for(&route.issuers, &iss).is_some()) {
+            return None;
+        }
+    }
+    let entry = caches.verified(text, now, MISS_TTL).ok()?;
+    if entry_refusal(route, &entry, cert).is_some() {
+        return None;
+    }
+    let client = entry.client_id?;
+    caches
+        .client_state(&client, now)
+        .is_none()
+        .then_some(client)
+}
+
+/// The `kid` of the bearer token `tokens` on `route` when it is one of
+/// bastion's own (the route takes them, and it names none of the route's
+/// trusted issuers), not cached, and the pushed signing keys lack that `kid`
+/// (a string): Python's keys may be newer (a `signing_key` lookup).
+pub fn own_kid_unknown(
+    caches: &Caches,
+    route: &RouteAuth,
+    tokens: &[&[u8]],
+    now: f64,
+) -> Option<String> {
+    let [token] = tokens else {
+        return None;
+    };
+    let text = std::str::from_utf8(token).ok()?;
+    if !route.accepts_own || caches.token_get(&cache::token_digest(token), now).is_some() {
+        return None;
+    }
+    let parsed = issuers::parse(text)?;
+    if parsed
+        .issuer()
+        .is_some_and(|iss| policy_for(&route.issuers, iss).is_some())
+    {
+        return None;
+    }
+    let kid = parsed.kid()?;
+    match caches.verified(text, now, MISS_TTL) {
+        Err(TokenPutError::Invalid(JwtError::UnknownKid)) if !caches.signing_key_known(kid) => {
+            Some(kid.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Whether the bearer token `tokens` on `route` is one of bastion's own, not
+/// cached, that the native verifier accepts but for having been exchanged
+/// from an API key (Python's `_as_key` judges that key: a lookup).
+pub fn exchanged(caches: &Caches, route: &RouteAuth, tokens: &[&[u8]], now: f64) -> bool {
+    let [token] = tokens else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(token) else {
+        return false;
+    };
+    if !route.accepts_own
+        || !caches.following()
+        || caches.token_get(&cache::token_digest(token), now).is_some()
+    {
+        return false;
+    }
+    if !route.issuers.is_empty() {
+        let iss = issuers::parse(text).and_then(|p| p.issuer().map(str::to_owned));
+        if iss.is_some_and(|iss| policy_for(&route.issuers, &iss).is_some()) {
+            return false;
+        }
+    }
+    matches!(
+        caches.verified(text, now, MISS_TTL),
+        Err(TokenPutError::NotNative("exchanged_from_api_key"))
+    )
 }
 
 /// What bastion's own verifier (`AccessTokenVerifier`) and then the route
@@ -109,7 +220,12 @@ fn own_refusal(
     now: f64,
 ) -> Option<&'static str> {
     match caches.verified(token, now, MISS_TTL) {
-        Ok(entry) => entry_refusal(route, &entry, cert),
+        Ok(entry) => entry_refusal(route, &entry, cert).or_else(|| {
+            // A client Python found disabled or deleted (a `client` lookup): its
+            // verifier's `client_disabled`, until the client changes.
+            let client = entry.client_id.as_deref()?;
+            (caches.client_state(client, now) == Some(false)).then_some("client_disabled")
+        }),
         // Python's keys may be newer than the pushed ones.
         Err(TokenPutError::Invalid(JwtError::UnknownKid)) => None,
         Err(TokenPutError::Invalid(error)) => Some(error.reason()),
@@ -129,20 +245,7 @@ fn own_refusal(
 /// satisfy (the native cache holds every binding a certificate can): its
 /// reason, or `None` where Python accepts the token as unbound.
 fn binding_refusal(cnf: Option<&Value>) -> Option<&'static str> {
-    let members = match cnf {
-        None | Some(Value::Null) => return None,
-        Some(Value::Object(members)) => members,
-        Some(_) => return Some("malformed"),
-    };
-    if members.keys().any(|member| member != "x5t#S256") {
-        return Some("cnf_unsupported");
-    }
-    match members.get("x5t#S256") {
-        None | Some(Value::Null) => None,
-        // A string the cache did not take is no certificate's thumbprint.
-        Some(Value::String(_)) => Some("cnf_mismatch"),
-        Some(_) => Some("malformed"),
-    }
+    super::binding::check(cnf, None).err()
 }
 
 /// The route's checks of a verified token: its issuer accepted here, its
@@ -259,6 +362,87 @@ mod tests {
             };
             assert_eq!(refusal(&caches, &route, token, now), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn an_own_kid_the_pushed_keys_lack_is_a_lookup() {
+        let (caches, doc, now) = configured();
+        let route = own();
+        let unknown = vector(&doc, "unknown kid");
+        let kid = issuers::parse(&unknown)
+            .and_then(|p| p.kid().map(str::to_owned))
+            .expect("a kid");
+        assert_eq!(
+            own_kid_unknown(&caches, &route, &[unknown.as_bytes()], now),
+            Some(kid)
+        );
+        // No kid at all: nothing to look up (Python's answer stays its own).
+        let no_kid = vector(&doc, "no kid");
+        assert_eq!(
+            own_kid_unknown(&caches, &route, &[no_kid.as_bytes()], now),
+            None
+        );
+        // A known kid, a route without bastion's tokens: never.
+        let valid = vector(&doc, "valid ES256");
+        assert_eq!(
+            own_kid_unknown(&caches, &route, &[valid.as_bytes()], now),
+            None
+        );
+        let external_only = jwt_route(
+            &["jwt"],
+            json!({"audience": "https://issuer.example", "self": false, "issuers": [{
+                "issuer": "https://idp.example", "audiences": ["a"], "typ": null,
+                "algorithms": ["ES256"], "leeway": 0.0, "required_claims": []}]}),
+        );
+        assert_eq!(
+            own_kid_unknown(&caches, &external_only, &[unknown.as_bytes()], now),
+            None
+        );
+    }
+
+    #[test]
+    fn a_client_of_unknown_status_is_a_lookup_and_a_disabled_one_refused() {
+        let (caches, doc, now) = configured();
+        let route = own();
+        let token = vector(&doc, "valid ES256");
+        let client = caches
+            .verified(&token, now, MISS_TTL)
+            .expect("valid")
+            .client_id
+            .expect("client");
+        let tokens = [token.as_bytes()];
+        // Uncached tokens are not verified natively yet: Python's, no lookup.
+        assert_eq!(client_unknown(&caches, &route, &tokens, None, now), None);
+        caches.set_verify_misses(true);
+        assert_eq!(
+            client_unknown(&caches, &route, &tokens, None, now),
+            Some(client.clone())
+        );
+        assert_eq!(refusal(&caches, &route, &token, now), None);
+        // Python found it disabled: refused (`client_disabled`), no lookup.
+        caches.client_inactive(&client, now, 60.0);
+        assert_eq!(client_unknown(&caches, &route, &tokens, None, now), None);
+        assert_eq!(
+            refusal(&caches, &route, &token, now),
+            Some("client_disabled")
+        );
+        // Until the client changes (the change feed), or the status ends.
+        caches.tokens_forget_client(&client);
+        assert_eq!(caches.client_state(&client, now), None);
+        caches.client_inactive(&client, now, 60.0);
+        assert_eq!(caches.client_state(&client, now + 60.0), None);
+        // Found active: admitted natively, nothing to look up.
+        caches.client_active(&client, now, 60.0);
+        assert_eq!(caches.client_state(&client, now), Some(true));
+        assert_eq!(client_unknown(&caches, &route, &tokens, None, now), None);
+        assert!(caches.token_verify_miss(&token, now).is_some());
+        // Another route's audience is a refusal, never a lookup.
+        let elsewhere = jwt_route(&["jwt"], json!({"audience": "https://other.example"}));
+        caches.tokens_forget_client(&client);
+        assert_eq!(
+            client_unknown(&caches, &elsewhere, &tokens, None, now),
+            None
+        );
     }
 
     #[test]
@@ -450,10 +634,11 @@ mod tests {
             classify(&both, None, &bearer(&[&bad])),
             Unadmitted::InvalidToken("bad_signature")
         );
-        assert_eq!(
+        // A kid the pushed keys lack: Python's may be newer (a lookup).
+        assert!(matches!(
             classify(&both, None, &bearer(&[&unknown])),
-            Unadmitted::Defer
-        );
+            Unadmitted::SigningKeyMiss(_)
+        ));
         // The screen comes before every method, whatever the request carries.
         let key_query = Some("a=1&k=bst_live_mn331tcZdoxuNggtbmf2rsB2WBerjUTK1GQlaB");
         assert_eq!(

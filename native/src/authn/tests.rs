@@ -948,11 +948,25 @@ fn an_uncached_key_is_a_miss_of_its_digest() {
         ),
         Unadmitted::KeyInQuery
     );
+    // Two different keys, an overlong or a non-ASCII one: Python's 401 `malformed`
+    // before any lookup, rendered natively.
     let mut two = bearer(KEY);
     two.insert("x-api-key", HeaderValue::from_static("bst_other"));
     assert_eq!(
         unadmitted(&caches, &keyed, None, &two, 100.0),
-        Unadmitted::Defer
+        Unadmitted::Refused
+    );
+    let overlong = format!("{KEY}{}", "a".repeat(api_key::MAX_API_KEY_LENGTH));
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &bearer(&overlong), 100.0),
+        Unadmitted::Refused
+    );
+    let mut non_ascii = HeaderMap::new();
+    let value = HeaderValue::from_bytes("Bearer bst_caf\u{e9}".as_bytes()).expect("opaque bytes");
+    non_ascii.insert(AUTHORIZATION, value);
+    assert_eq!(
+        unadmitted(&caches, &keyed, None, &non_ascii, 100.0),
+        Unadmitted::Refused
     );
     assert_eq!(
         unadmitted(&caches, &keyed, None, &HeaderMap::new(), 100.0),
@@ -1068,13 +1082,22 @@ fn a_cached_key_python_refuses_is_refused_in_python_s_order() {
             "{extra}"
         );
     }
-    // Usable, but not from this address, or not allowed here: Python's 403s.
+    // Usable, but not from this address: Python's 403 `api_key_ip_not_allowed`
+    // (rendered natively; unknown without the client's address).
     let caches = Caches::new();
     with_key(&caches, json!({"ip_allow": ["10.0.0.0/8"]}), 100.0);
     assert_eq!(
         unadmitted(&caches, &keyed, None, &bearer(KEY), 101.0),
         Unadmitted::Defer
     );
+    let from = |ip: &str| {
+        let ip: IpAddr = ip.parse().expect("ip");
+        unadmitted_from(&caches, &keyed, None, &bearer(KEY), Some(ip), None, 101.0)
+    };
+    assert_eq!(from("192.0.2.1"), Unadmitted::KeyIpNotAllowed);
+    assert_eq!(from("::ffff:192.0.2.1"), Unadmitted::KeyIpNotAllowed);
+    // From an allowed address the key is admitted (not classified here at all).
+    assert_eq!(from("10.1.2.3"), Unadmitted::Defer);
     let caches = Caches::new();
     with_key(&caches, json!({"expires_at": 200.0}), 100.0);
     assert_eq!(
@@ -1218,17 +1241,25 @@ fn introspection_inactive_misses_and_python_refusals() {
         unadmitted(&caches, &route, None, &bearer("never-seen"), now),
         Unadmitted::TokenMiss(cache::token_digest(b"never-seen"))
     );
-    // Two different tokens, an overlong one: Python's own 401 (deferred).
+    // Two different tokens, an overlong or a non-ASCII one: Python's own 401
+    // `invalid_token`, before any lookup (rendered natively).
     let mut two = bearer("dead");
     two.append(AUTHORIZATION, HeaderValue::from_static("Bearer other"));
     assert_eq!(
         unadmitted(&caches, &route, None, &two, now),
-        Unadmitted::Defer
+        Unadmitted::InvalidToken("malformed")
     );
     let long = "a".repeat(introspection::MAX_TOKEN_BYTES + 1);
     assert_eq!(
         unadmitted(&caches, &route, None, &bearer(&long), now),
-        Unadmitted::Defer
+        Unadmitted::InvalidToken("too_large")
+    );
+    let mut non_ascii = HeaderMap::new();
+    let value = HeaderValue::from_bytes("Bearer caf\u{e9}".as_bytes()).expect("opaque bytes");
+    non_ascii.insert(AUTHORIZATION, value);
+    assert_eq!(
+        unadmitted(&caches, &route, None, &non_ascii, now),
+        Unadmitted::InvalidToken("malformed")
     );
     // An API key is never introspection's: api_key is responsible (a made-up key).
     assert_eq!(
@@ -1265,17 +1296,71 @@ fn introspection_answers_meet_scopes_claims_and_binding() {
         now + 60.0,
     );
     let plain = introspection_route(json!(["introspection"]), json!({}));
-    // Scopes refuse: Python's 403 (deferred, never a native refusal).
+    // Scopes refuse: `authorize`'s 403 (the admission is Forbidden; classified
+    // after it, only a cache change could explain it: decide again).
     assert!(admit_get(&caches, &plain, &bearer("no-scope"), now).is_none());
     assert_eq!(
         unadmitted(&caches, &plain, None, &bearer("no-scope"), now),
-        Unadmitted::Defer
+        Unadmitted::Again
     );
-    // A certificate-bound answer: Python's check_binding.
+    // A certificate-bound answer: Python's check_binding — refused without its
+    // certificate (401 cnf_mismatch), admitted over a connection presenting it.
     assert!(admit_get(&caches, &plain, &bearer("bound"), now).is_none());
     assert_eq!(
         unadmitted(&caches, &plain, None, &bearer("bound"), now),
-        Unadmitted::Defer
+        Unadmitted::InvalidToken("cnf_mismatch")
+    );
+    let cert: mtls::Thumbprint = [3; 32];
+    let x5t = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(cert)
+    };
+    introspected(
+        "bound-here",
+        json!({"sub": "carol", "scope": "orders:read", "cnf": {"x5t#S256": x5t}}),
+        now + 60.0,
+    );
+    let uri: http::Uri = "/x".parse().expect("uri");
+    let admitted = |token: &str, cert: Option<&mtls::Thumbprint>| {
+        crate::authn::admit_with_cert(
+            &caches,
+            &plain,
+            "r",
+            &http::Method::GET,
+            &uri,
+            &bearer(token),
+            None,
+            cert,
+            now,
+        )
+        .map(|a| a.identity.subject)
+    };
+    assert_eq!(
+        admitted("bound-here", Some(&cert)),
+        Some(Some("carol".into()))
+    );
+    assert_eq!(admitted("bound-here", Some(&[4; 32])), None);
+    assert_eq!(
+        unadmitted_with_cert(
+            &caches,
+            &plain,
+            None,
+            &bearer("bound-here"),
+            Some(&[4; 32]),
+            now
+        ),
+        Unadmitted::InvalidToken("cnf_mismatch")
+    );
+    // DPoP-bound (RFC 9449 `cnf.jkt`): never a bearer token here (401 cnf_unsupported).
+    introspected(
+        "dpop",
+        json!({"sub": "carol", "scope": "orders:read", "cnf": {"jkt": "abc"}}),
+        now + 60.0,
+    );
+    assert_eq!(admitted("dpop", Some(&cert)), None);
+    assert_eq!(
+        unadmitted_with_cert(&caches, &plain, None, &bearer("dpop"), Some(&cert), now),
+        Unadmitted::InvalidToken("cnf_unsupported")
     );
     // Roles read the answer's claims.
     let admins = introspection_route(json!(["introspection"]), json!({"roles": ["admin"]}));
@@ -1286,4 +1371,94 @@ fn introspection_answers_meet_scopes_claims_and_binding() {
         now + 60.0,
     );
     assert!(admit_get(&caches, &admins, &bearer("user"), now).is_none());
+}
+
+/// Tokens exchanged from an API key (RFC 8693): looked up, then cached as the key's.
+mod exchanged {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    use super::*;
+    use crate::authn::refusal;
+
+    const NOW: f64 = 1_800_000_000.0;
+    const ISSUER: &str = "https://issuer.example";
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn setup() -> (Caches, Ed25519KeyPair, RouteAuth) {
+        let key = Ed25519KeyPair::from_seed_unchecked(&[9u8; 32]).expect("a key");
+        let caches = Caches::new();
+        let policy = Policy {
+            issuer: ISSUER.into(),
+            leeway: 30.0,
+            max_lifetime: Some(3600.0),
+        };
+        caches.configure(policy, None);
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "t",
+            "alg": "EdDSA", "x": b64(key.public_key().as_ref())}]});
+        caches.signing_keys_set(&jwks.to_string()).expect("jwks");
+        caches.set_following(true);
+        let route = RouteAuth::from_section(&json!({
+            "public": false, "methods": ["jwt"], "scopes": {"by_method": {}, "default": []},
+            "jwt": {"audience": ISSUER}}))
+        .expect("a section");
+        (caches, key, route)
+    }
+
+    fn token(key: &Ed25519KeyPair, client: &str) -> String {
+        let claims = json!({"iss": ISSUER, "sub": "apikey:k1", "aud": ISSUER,
+            "client_id": client, "scope": "orders:read", "jti": client,
+            "iat": NOW - 10.0, "exp": NOW + 600.0});
+        let head = b64(br#"{"alg":"EdDSA","kid":"t","typ":"at+jwt"}"#);
+        let input = format!("{head}.{}", b64(claims.to_string().as_bytes()));
+        format!("{input}.{}", b64(key.sign(input.as_bytes()).as_ref()))
+    }
+
+    #[test]
+    fn an_exchanged_token_is_a_lookup_then_the_key_s() {
+        let (caches, key, route) = setup();
+        let exchanged = token(&key, "apikey:k1");
+        let tokens = [exchanged.as_bytes()];
+        assert!(refusal::exchanged(&caches, &route, &tokens, NOW));
+        assert_eq!(
+            refusal::jwt_refusal(&caches, &route, &tokens, None, NOW),
+            None
+        );
+        // An ordinary client's token is not one.
+        let plain = token(&key, "client-1");
+        assert!(!refusal::exchanged(
+            &caches,
+            &route,
+            &[plain.as_bytes()],
+            NOW
+        ));
+        // Python accepted it as key k1: cached with the key's id, routes and limits.
+        let record = r#"{"key_id": "k1", "routes": ["orders"],
+            "key_limits": [{"rate": 5, "period": 60.0, "burst": 5, "name": "5/minute"}]}"#;
+        caches
+            .token_put_exchanged(&exchanged, record, NOW, 60.0)
+            .expect("cached");
+        assert!(!refusal::exchanged(&caches, &route, &tokens, NOW));
+        let entry = caches
+            .token_get(&cache::token_digest(exchanged.as_bytes()), NOW)
+            .expect("cached");
+        assert_eq!(entry.identity.key_id.as_deref(), Some("k1"));
+        assert_eq!(entry.identity.routes, Some(vec!["orders".to_owned()]));
+        assert_eq!(entry.key_limits.len(), 1);
+        // The key's change drops it (the api-keys channel: `apikey:<id>`).
+        caches.tokens_forget_client("apikey:k1");
+        assert!(refusal::exchanged(&caches, &route, &tokens, NOW));
+        // Another key's record, or a plain token, is never cached as a key's.
+        let other = r#"{"key_id": "k2", "routes": null, "key_limits": []}"#;
+        assert!(caches
+            .token_put_exchanged(&exchanged, other, NOW, 60.0)
+            .is_err());
+        assert!(caches
+            .token_put_exchanged(&plain, record, NOW, 60.0)
+            .is_err());
+    }
 }

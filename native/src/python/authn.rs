@@ -125,6 +125,16 @@ fn issuer_keys_set(issuer: &str, jwks_json: &str, ttl: f64) -> PyResult<usize> {
         .map_err(PyValueError::new_err)
 }
 
+/// Python will not try to fetch `issuer`'s keys again for `seconds` (its
+/// `min_refresh_interval` since the last attempt): until then the pushed set is
+/// the one it verifies with, stale or lacking a token's `kid`.
+#[pyfunction]
+fn issuer_retry_in(issuer: &str, seconds: f64) {
+    caches()
+        .issuer_keys()
+        .retry_at(issuer, now() + seconds.max(0.0));
+}
+
 /// Whether the native core holds the key `kid` of the trusted issuer `issuer`.
 #[pyfunction]
 fn issuer_key_known(issuer: &str, kid: &str) -> bool {
@@ -151,6 +161,24 @@ fn token_put(token: &str, ttl: f64) -> Option<&'static str> {
 #[pyfunction]
 fn client_active(client_id: &str, ttl: f64) {
     caches().client_active(client_id, now(), ttl);
+}
+
+/// Cache `token`, exchanged from the API key `key` (JSON: `key_id`, `routes`,
+/// `key_limits`) and accepted by Python as that key, for at most `ttl` seconds;
+/// `None` when cached, else why not.
+#[pyfunction]
+fn token_put_exchanged(token: &str, key: &str, ttl: f64) -> Option<&'static str> {
+    caches()
+        .token_put_exchanged(token, key, now(), ttl)
+        .err()
+        .map(|error| error.reason())
+}
+
+/// Python found the OAuth client `client_id` disabled or deleted: its tokens are
+/// refused natively for `ttl` seconds, or until the client changes.
+#[pyfunction]
+fn client_inactive(client_id: &str, ttl: f64) {
+    caches().client_inactive(client_id, now(), ttl);
 }
 
 /// Let the native core verify uncached tokens of clients known active (only
@@ -259,10 +287,13 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(signing_keys_set, m)?)?;
     m.add_function(wrap_pyfunction!(signing_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(issuer_keys_set, m)?)?;
+    m.add_function(wrap_pyfunction!(issuer_retry_in, m)?)?;
     m.add_function(wrap_pyfunction!(issuer_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(token_put, m)?)?;
     m.add_function(wrap_pyfunction!(token_cached, m)?)?;
     m.add_function(wrap_pyfunction!(client_active, m)?)?;
+    m.add_function(wrap_pyfunction!(client_inactive, m)?)?;
+    m.add_function(wrap_pyfunction!(token_put_exchanged, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_verify_misses, m)?)?;
     m.add_function(wrap_pyfunction!(token_revoke, m)?)?;
     m.add_function(wrap_pyfunction!(tokens_forget_client, m)?)?;

@@ -85,7 +85,12 @@ fn run(rx: Receiver<Job>) {
 fn call(py: Python<'_>, callable: &Py<PyAny>, job: Job) {
     let value: Bound<'_, PyAny> = match job.kind {
         Kind::Cert => PyBytes::new(py, &job.value).into_any(),
-        Kind::ApiKey | Kind::Introspection => match std::str::from_utf8(&job.value) {
+        Kind::ApiKey
+        | Kind::Introspection
+        | Kind::Jwks
+        | Kind::Client
+        | Kind::Exchanged
+        | Kind::SigningKey => match std::str::from_utf8(&job.value) {
             Ok(text) => PyString::new(py, text).into_any(),
             Err(_) => return,
         },

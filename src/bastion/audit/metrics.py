@@ -436,7 +436,8 @@ class Metrics:
         yield _counter(
             "bastion_native_lookups",
             "Control-plane lookups of a native cache miss (API key, certificate, "
-            "introspection answer), by kind and outcome (found, refused, unavailable, lost).",
+            "introspection answer, issuer keys, client status, exchanged token, signing key), "
+            "by kind and outcome (found, refused, unavailable, lost).",
             ("kind", "outcome"),
             {(kind, outcome): count for kind, outcome, count in _native.lookup_counts()},
         )

@@ -18,14 +18,35 @@ lookup reuses Python's own code and pushes what it found through
 - ``cert`` (the verified leaf's DER): :meth:`MtlsAuthenticator.identify` — the
   identity, or ``refused`` for a certificate it cannot read;
 - ``introspection`` (the token): :meth:`IntrospectionAuthenticator.authenticate`
-  — an active or inactive answer, cached and pushed as the pipeline would.
+  — an active or inactive answer, cached and pushed as the pipeline would;
+- ``jwks`` (``"{issuer}\n{kid}"``, or the issuer alone for a token without a
+  string ``kid``): what :meth:`TrustedIssuer.verify` does before it verifies —
+  ``JwksCache.refresh_for_kid`` / ``get``, refetching under the cache's own
+  single flight and ``min_refresh_interval`` — then
+  :func:`~bastion.gateway.native_push.issuer_state` pushes the set it holds and
+  how long it will not fetch again (the native core then judges the token:
+  admitted, or ``401 invalid_token`` for a ``kid`` still unknown); no set ever
+  fetched is its ``503 issuer_unavailable``;
+- ``client`` (an OAuth client id, of one of bastion's own tokens the native core
+  verified): :meth:`JwtAuthenticator.look_up_client` — the verifier's
+  ``client_is_active`` read, pushed as active or inactive (the native core then
+  admits the token, or refuses it ``401 invalid_token`` as the verifier's
+  ``client_disabled``), dropped on every node by the client's next change;
+- ``signing_key`` (a ``kid`` of one of bastion's own tokens the pushed keys lack):
+  :func:`~bastion.gateway.native_push.signing_key` pushes bastion's keys when they
+  hold it (a key made or activated since the last push); else ``refused``, the
+  native ``401 invalid_token`` (Python's ``unknown_kid``);
+- ``exchanged`` (``"{audience}\n{token}"``, a token exchanged from an API key):
+  :meth:`JwtAuthenticator.authenticate` for the route's audience — accepted, it
+  is pushed as the key's (:func:`~bastion.gateway.native_push.token_exchanged`);
+  refused, the native ``401 invalid_token``.
 
 Then it answers the ticket: ``found()``, ``refused()``, or, when the store or
 the endpoint failed (a ``ServiceUnavailableError``), ``unavailable(code, title,
 detail)``: the requests waiting for that lookup get Python's 503, and nothing
 of it is cached. Anything else (a bug, a failure the native core does not
 render) leaves the ticket unanswered: the lookup is lost, and the waiting
-requests are deferred to the pipeline as before.
+requests get the kind's ``503`` from the native core (``lookup::lost``).
 """
 
 from __future__ import annotations
@@ -38,8 +59,9 @@ from typing import Any, Protocol
 from bastion import _native
 from bastion.apikeys.errors import InvalidApiKeyError
 from bastion.errors import ServiceUnavailableError
+from bastion.gateway import native_push
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
-from bastion.gateway.authn.jwt import InvalidBearerTokenError
+from bastion.gateway.authn.jwt import InvalidBearerTokenError, JwtAuthenticator
 from bastion.gateway.authn.mtls import MtlsAuthenticator
 
 __all__ = ["KeyLookup", "NativeLookups"]
@@ -109,9 +131,9 @@ class NativeLookups:
             try:
                 ticket.unavailable(exc.code, exc.title, exc.detail)
             except ValueError:
-                log.warning("native %s lookup failed (%s): deferred to Python", kind, exc.code)
+                log.warning("native %s lookup failed (%s): answered 503 natively", kind, exc.code)
         except Exception:
-            log.exception("native %s lookup failed: deferred to Python", kind)
+            log.exception("native %s lookup failed: answered 503 natively", kind)
         else:
             ticket.found()
 
@@ -124,6 +146,37 @@ class NativeLookups:
             if isinstance(mtls, MtlsAuthenticator):
                 mtls.identify(value)
                 return
+        if kind == "jwks" and isinstance(value, str):
+            jwt = self._authenticators().get("jwt")
+            issuer, newline, kid = value.partition("\n")
+            trusted = jwt.trusted_issuers.get(issuer) if isinstance(jwt, JwtAuthenticator) else None
+            if trusted is not None:
+                try:
+                    # What TrustedIssuer.verify does before it verifies (rate-limited).
+                    if newline:
+                        await trusted.jwks.refresh_for_kid(kid)
+                    else:
+                        await trusted.jwks.get()
+                finally:
+                    native_push.issuer_state(trusted.jwks)
+                return
+        if kind == "client" and isinstance(value, str):
+            jwt = self._authenticators().get("jwt")
+            if isinstance(jwt, JwtAuthenticator):
+                if not await jwt.look_up_client(value):
+                    raise InvalidBearerTokenError("client_disabled")
+                return
+        if kind == "exchanged" and isinstance(value, str):
+            jwt = self._authenticators().get("jwt")
+            audience, _, token = value.partition("\n")
+            if isinstance(jwt, JwtAuthenticator) and token:
+                # Judged as the key it was exchanged from (pushed when accepted).
+                await jwt.authenticate(token, audience=audience or None)
+                return
+        if kind == "signing_key" and isinstance(value, str):
+            if not native_push.signing_key(value):
+                raise InvalidBearerTokenError("unknown_kid")
+            return
         if kind == "introspection" and isinstance(value, str):
             introspection = self._authenticators().get("introspection")
             if isinstance(introspection, IntrospectionAuthenticator):

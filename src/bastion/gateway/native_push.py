@@ -62,7 +62,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bastion import _native
 from bastion.crypto import SigningKeyPair
@@ -71,6 +71,9 @@ from bastion.gateway.authn.identity import Identity
 from bastion.ratelimit.gcra import Limit
 from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
+
+if TYPE_CHECKING:
+    from bastion.gateway.authn.jwks_cache import JwksCache
 
 __all__ = [
     "NativeApiKeys",
@@ -83,13 +86,16 @@ __all__ = [
     "cert_identity",
     "client_active",
     "client_changed",
+    "client_inactive",
     "following",
     "install",
     "introspected",
     "introspection_cleared",
     "issuer_keys",
+    "signing_key",
     "signing_keys",
     "signing_keys_changed",
+    "token_exchanged",
     "token_revoked",
     "token_verified",
     "tokens_cleared",
@@ -245,9 +251,35 @@ def signing_keys() -> bool:
     return True
 
 
+def signing_key(kid: str) -> bool:
+    """After a native ``signing_key`` lookup: whether bastion's current public keys hold
+    ``kid``, and if so push them (the native core's are older). A ``kid`` they lack is
+    never pushed for: a flood of made-up ``kid`` s must not clear the native token cache."""
+    if _keys is None:
+        return False
+    keys = _keys()
+    if kid not in keys:
+        return False
+    _native.signing_keys_set(json.dumps(keys.jwks()))
+    return True
+
+
 def issuer_keys(issuer: str, keys: PublicKeySet, ttl: float) -> None:
     """Push the verified public keys of the trusted issuer ``issuer``, usable for ``ttl`` s."""
     _native.issuer_keys_set(issuer, json.dumps(keys.jwks()), ttl)
+
+
+def issuer_state(jwks: JwksCache) -> None:
+    """Push what the trusted issuer's key cache holds now (after a native ``jwks`` lookup):
+    its set, fresh for what remains of ``cache_ttl``, and how long no fetch may be tried
+    (``min_refresh_interval``): until then the native core verifies with that set —
+    stale, or lacking a token's ``kid`` — as :class:`JwksCache` does, and refuses a
+    ``kid`` it lacks natively."""
+    keys, fresh, retry = jwks.native_state()
+    if keys is None:
+        return
+    _native.issuer_keys_set(jwks.issuer, json.dumps(keys.jwks()), fresh)
+    _native.issuer_retry_in(jwks.issuer, retry)
 
 
 def token_verified(token: str, ttl: float) -> str | None:
@@ -269,6 +301,34 @@ def client_active(client_id: str, ttl: float) -> None:
     where :func:`verify_misses` allowed it.)
     """
     _native.client_active(client_id, ttl)
+
+
+def token_exchanged(token: str, ttl: float, identity: Identity) -> str | None:
+    """Cache a token exchanged from an API key that Python just accepted as that key
+    (``identity``: its key id, routes and limits); ``None`` when cached, else why not.
+    The key's next change drops it (:func:`client_changed` of ``apikey:<id>``)."""
+    if identity.key_id is None:
+        return "not_exchanged"
+    key = {
+        "key_id": identity.key_id,
+        "routes": sorted(identity.routes) if identity.routes is not None else None,
+        "key_limits": [
+            {
+                "rate": limit.rate,
+                "period": limit.period,
+                "burst": limit.capacity,
+                "name": limit.label,
+            }
+            for limit in identity.key_limits
+        ],
+    }
+    return _native.token_put_exchanged(token, json.dumps(key), ttl)
+
+
+def client_inactive(client_id: str, ttl: float) -> None:
+    """Python just found the OAuth client ``client_id`` disabled or deleted: the native core
+    refuses its tokens (``401 invalid_token``) for ``ttl`` seconds, or until it changes."""
+    _native.client_inactive(client_id, ttl)
 
 
 def verify_misses(on: bool) -> None:

@@ -115,6 +115,11 @@ class AccessTokenVerifier:
             raise InvalidTokenError("client_disabled", "token's client is disabled or deleted")
         return claims
 
+    async def client_active(self, client_id: str) -> bool:
+        """Whether :meth:`verify` takes tokens of the client ``client_id`` now (its
+        ``client_is_active``: a database read; without one, every client is)."""
+        return self._client_is_active is None or await self._client_is_active(client_id)
+
     async def revoke(self, claims: Mapping[str, Any], *, now: float | None = None) -> None:
         """Deny-list the token with these (verified) claims until it would expire anyway.
 

@@ -139,6 +139,16 @@ class JwksCache:
             return keys
         return await self._refresh()
 
+    def native_state(self) -> tuple[PublicKeySet | None, float, float]:
+        """What the native core needs to verify as this cache would: the set (None
+        before the first successful fetch), the seconds it stays fresh, and the
+        seconds before another fetch may be tried (0: one may be tried now)."""
+        now = self._clock()
+        fresh = self.cache_ttl - (now - self._fetched_at) if self._keys is not None else 0.0
+        last = self._last_attempt
+        retry = 0.0 if last is None else self.min_refresh_interval - (now - last)
+        return self._keys, max(fresh, 0.0), max(retry, 0.0)
+
     def _may_fetch(self) -> bool:
         last = self._last_attempt
         return last is None or self._clock() - last >= self.min_refresh_interval

@@ -426,12 +426,33 @@ class JwtAuthenticator:
             self._remember(key, identity, claims, now, label)
             if label == SELF and identity.key_id is None and self.cache_size:
                 # The native data plane serves this token from now on (it verifies
-                # it again; tokens exchanged from API keys stay with Python).
+                # it again).
                 native_push.token_verified(token, self.cache_ttl)
                 client_id = claims.get("client_id")
                 if isinstance(client_id, str) and client_id:
                     native_push.client_active(client_id, self.cache_ttl)
+            elif label == SELF and self.cache_size:
+                # Exchanged from an API key: cached natively as that key's (its id,
+                # routes and limits), dropped by the key's next change.
+                native_push.token_exchanged(token, self.cache_ttl, identity)
         return identity
+
+    async def look_up_client(self, client_id: str) -> bool:
+        """The native core's ``client`` lookup: whether the OAuth client ``client_id`` is
+        active (the verifier's own read), pushed for ``cache_ttl`` — active, or disabled
+        or deleted — unless a change of a client arrived meanwhile (then nothing is).
+
+        Raises :class:`LookupError` for a verifier that cannot tell.
+        """
+        is_active = getattr(self.verifier, "client_active", None)
+        if is_active is None:
+            raise LookupError("the access-token verifier reads no client status")
+        epoch = self._epoch
+        active = bool(await is_active(client_id))
+        if epoch == self._epoch and self.cache_size:
+            push = native_push.client_active if active else native_push.client_inactive
+            push(client_id, self.cache_ttl)
+        return active
 
     async def _as_key(self, identity: Identity, claims: Mapping[str, Any]) -> Identity:
         """For a token exchanged from an API key: the identity with the key's
