@@ -63,7 +63,14 @@ pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
 
 /// Serve one request: forward-auth's door, a preflight, or the gateway's.
 async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
-    let Some(table) = plane().table.load_full() else {
+    let table = plane().table.load_full();
+    // A body whose framing the HTTP/1 loop refused to read: answered here, whatever
+    // the path (Python's `framing` refusal; audited where its gateway would judge it).
+    if let Some(&crate::hygiene::Unreadable(unframed)) = req.extensions().get() {
+        let response = crate::decide::unreadable(Head::of(&req), conn, table.as_deref(), unframed);
+        return Outcome::Respond(response);
+    }
+    let Some(table) = table else {
         return Outcome::Defer(req);
     };
     // An absolute-form target (a proxy request) is Python's to judge.

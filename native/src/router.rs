@@ -322,6 +322,20 @@ impl RouteTable {
                 && self.is_reserved(&crate::paths::app_normalise(path)))
     }
 
+    /// Whether the Python app hands this request-target to its gateway (whose
+    /// first step is `framing`): a clean path outside the reserved prefixes,
+    /// or a path without `%` [`RouteTable::reaches_gateway`] tells. A path
+    /// with an escape normalisation would change is the app's to judge first.
+    pub fn gateway_target(&self, target: &str) -> bool {
+        match clean_target(target) {
+            Some(clean) => !self.is_reserved(clean.path),
+            None => {
+                let path = target.split_once('?').map_or(target, |(path, _)| path);
+                path.starts_with('/') && self.reaches_gateway(path)
+            }
+        }
+    }
+
     /// `bastion.http.app.is_reserved` for a clean path: a reserved prefix,
     /// itself or below it on a segment boundary.
     fn is_reserved(&self, path: &str) -> bool {
