@@ -184,10 +184,10 @@ pub(crate) async fn decide<'t>(
                     members: String::new(),
                 };
                 if length > crate::h1::DRAIN_MAX && req.version != http::Version::HTTP_2 {
-                    refusal.problem.headers.push((
-                        http::header::CONNECTION,
-                        HeaderValue::from_static("close"),
-                    ));
+                    refusal
+                        .problem
+                        .headers
+                        .push((http::header::CONNECTION, HeaderValue::from_static("close")));
                 }
                 let nobody = Identity::default();
                 let response = refuse_with(
@@ -659,7 +659,16 @@ fn framing_denied(
     let refusal = crate::refusal::framing(refused, limits);
     let nobody = Identity::default();
     let door = Door::Gateway;
-    refuse_with(req, None, (ip, conn.tls), refusal, "framing", None, door, &nobody)
+    refuse_with(
+        req,
+        None,
+        (ip, conn.tls),
+        refusal,
+        "framing",
+        None,
+        door,
+        &nobody,
+    )
 }
 
 /// The request's one `Content-Length` as a number (`hygiene::takes` checked

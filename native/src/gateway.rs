@@ -114,6 +114,11 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         request_id,
     } = match decide(Head::of(&req), conn, &table, door).await {
         Decided::Allow(allowed) => *allowed,
+        Decided::Respond(response) if req.version() == Version::HTTP_2 => {
+            // The body unread: kept until the answer is out (`body_limit::hold_body`).
+            let body = req.into_body();
+            return Outcome::Respond(crate::body_limit::hold_body(response, body));
+        }
         Decided::Respond(response) => return Outcome::Respond(response),
         Decided::Defer(lead) => return defer(req, lead),
     };

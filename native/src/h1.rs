@@ -1344,7 +1344,8 @@ mod tests {
         assert_eq!(out, format!("{unread}{}", ok("GET /g None ")));
         // More than the connection drains: the answer says it closes, and it does.
         let input = b"POST /unread HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\nxx";
-        let closing = "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 6\r\ndate: D\r\n\r\nunread";
+        let closing =
+            "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 6\r\ndate: D\r\n\r\nunread";
         assert_eq!(closed_by_server(input).await, closing);
     }
 
@@ -1392,12 +1393,23 @@ mod tests {
         for (case, why) in cases {
             let (out, exit) = exchange(case).await;
             assert!(exit.is_none(), "{}", String::from_utf8_lossy(case));
-            let version = if case.starts_with(b"POST / HTTP/1.0") { "1.0" } else { "1.1" };
-            let fields = case.split(|&b| b == b'\n').filter(|l| l.contains(&b':')).count();
+            let version = if case.starts_with(b"POST / HTTP/1.0") {
+                "1.0"
+            } else {
+                "1.1"
+            };
+            let fields = case
+                .split(|&b| b == b'\n')
+                .filter(|l| l.contains(&b':'))
+                .count();
             let text = format!("unreadable {why:?} {fields}");
             let expected = format!(
                 "HTTP/{version} 200 OK\r\n{}content-length: {}\r\ndate: D\r\n\r\n{text}",
-                if version == "1.1" { "connection: close\r\n" } else { "" },
+                if version == "1.1" {
+                    "connection: close\r\n"
+                } else {
+                    ""
+                },
                 text.len()
             );
             assert_eq!(out, expected, "{}", String::from_utf8_lossy(case));

@@ -444,15 +444,28 @@ mod tests {
         // HTTP/1.0 needs no Host (an empty one passes too); several are still refused.
         assert_eq!(refusal("GET", Version::HTTP_10, &[]), None);
         assert_eq!(refusal("GET", Version::HTTP_10, &[("host", "")]), None);
-        assert_eq!(refusal("GET", Version::HTTP_10, &[host, host]), Some(Refused::Hosts));
+        assert_eq!(
+            refusal("GET", Version::HTTP_10, &[host, host]),
+            Some(Refused::Hosts)
+        );
         // The method first, then the limits, then Host, then the body framing.
         assert_eq!(refusal("get", v, &[]), Some(Refused::Method));
-        let six = [host, ("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")];
+        let six = [
+            host,
+            ("a", "1"),
+            ("b", "1"),
+            ("c", "1"),
+            ("d", "1"),
+            ("e", "1"),
+        ];
         assert_eq!(refusal("GET", v, &six), Some(Refused::Fields));
         assert_eq!(refusal("GET", v, &six[1..]), Some(Refused::NoHost));
         let big = "x".repeat(200);
         assert_eq!(refusal("GET", v, &[("x", &big)]), Some(Refused::Bytes));
-        assert_eq!(refusal("GET", v, &[("x", &big[..195])]), Some(Refused::NoHost));
+        assert_eq!(
+            refusal("GET", v, &[("x", &big[..195])]),
+            Some(Refused::NoHost)
+        );
         let framing = |pairs: &[(&'static str, &str)]| {
             let mut all = vec![host];
             all.extend_from_slice(pairs);

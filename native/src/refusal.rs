@@ -125,7 +125,12 @@ pub fn websocket_not_allowed(detail: &str) -> Refusal {
 /// its errors render: `limits` are the ones the head was judged against.
 pub fn framing(refused: Refused, limits: HeadLimits) -> Refusal {
     let bad_request = |code, title, detail: &str| {
-        plain(problem(StatusCode::BAD_REQUEST, code, title, detail.to_owned()))
+        plain(problem(
+            StatusCode::BAD_REQUEST,
+            code,
+            title,
+            detail.to_owned(),
+        ))
     };
     let too_large = |detail: String| {
         plain(problem(
@@ -160,9 +165,9 @@ pub fn framing(refused: Refused, limits: HeadLimits) -> Refusal {
             "Invalid Host header",
             "An HTTP/1.1 request must carry a Host header.",
         ),
-        Refused::Framing(Unframed::Both) => framing(
-            "The request has both Content-Length and Transfer-Encoding; send only one.",
-        ),
+        Refused::Framing(Unframed::Both) => {
+            framing("The request has both Content-Length and Transfer-Encoding; send only one.")
+        }
         Refused::Framing(Unframed::Coding) => {
             framing("Transfer-Encoding must be exactly 'chunked'.")
         }
