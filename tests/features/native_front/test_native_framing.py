@@ -9,7 +9,8 @@ the same ``bastion_gateway_requests_total`` series:
 
 - methods: any upper-case token (``PROPFIND``, ``QUERY``, a plain ``OPTIONS``) is proxied as
   Python proxies it, or refused with the route's ``405``; ``delete`` is ``400 invalid_method``;
-- ``Host``: none, an empty one or two in HTTP/1.1, ``400 invalid_host``;
+- ``Host``: none, an empty one or two in HTTP/1.1, ``400 invalid_host``; one that is not a
+  host name (spaces inside) is matched as Python's matcher reads it (no route's host);
 - more header fields or bytes than ``request_limits``, ``431 headers_too_large`` (a
   control-plane path keeps the front's bare 431: Python's app never judges those heads);
 - body framing that cannot be read one way only (``Content-Length`` with
@@ -79,6 +80,10 @@ def served(
         f"    upstream: {echo}\n"
         "    public: true\n"
         "    max_body: 16\n"
+        "  - name: staff\n"
+        "    match: {path: /api/staff, host: staff.test}\n"
+        f"    upstream: {echo}\n"
+        "    public: true\n"
         "  - name: gets\n"
         "    match: {path: /api/gets, methods: [GET]}\n"
         f"    upstream: {echo}\n"
@@ -275,6 +280,12 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
     counts_before = _counts(proc)
     received = len(echo_module.server.received)
 
+    # A Host that is not a host name is still a host: the routes for any host serve it.
+    native, python = twins(proc, b"GET /api/open/x HTTP/1.1\r\nHost: gw.test :8443\r\n\r\n")
+    assert (native.plane, python.plane, native.status) == (native_plane, python_plane, 200)
+    assert (native.head, native.body) == (python.head, python.body)
+    received += 2
+
     # Any upper-case token is proxied (the upstream sees the method), both planes alike.
     proxied = 0
     for method in (b"PROPFIND", b"QUERY", b"OPTIONS", b"M-SEARCH"):
@@ -323,6 +334,14 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
             "invalid_host",
             "(none)",
             BadRequestHostError("An HTTP/1.1 request must carry a Host header."),
+        ),
+        (
+            # Not a host name: Python matches it as no route's host (no route for any host here).
+            b"GET /api/staff HTTP/1.1\r\nHost: staff.test x\r\n\r\n",
+            404,
+            "route_not_found",
+            "(none)",
+            None,
         ),
         (
             b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\nHost: other.test\r\n\r\n",
@@ -387,7 +406,7 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
     for native_rid, (python_rid, reason) in rids.items():
         assert native_rid in rows and python_rid in rows, reason
         assert _row(rows[native_rid]) == _row(rows[python_rid]), reason
-        step = "match" if reason == "method_not_allowed" else "framing"
+        step = "match" if reason in ("method_not_allowed", "route_not_found") else "framing"
         assert (rows[native_rid].reason, rows[native_rid].data["step"]) == (reason, step)
         assert rows[native_rid].route is None
 
