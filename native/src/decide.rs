@@ -649,6 +649,18 @@ pub(crate) fn unreadable(
     response
 }
 
+/// The answer to a head whose fields the HTTP/1 loop could not read
+/// (`hygiene::Malformed`): `400 bad_request`, with the request id and security
+/// headers; not a gateway decision (no head to judge): neither audited nor metered.
+pub(crate) fn malformed(req: Head<'_>, conn: &ConnInfo) -> Response<Body> {
+    let refusal = crate::refusal::malformed_head();
+    let request_id = plane().request_ids.assign(req.headers);
+    let rid = request_id.to_str().unwrap_or("-");
+    let mut response = refusal.problem.into_response_with(rid, &refusal.members);
+    respond::decorate(response.headers_mut(), conn.tls, &request_id);
+    response
+}
+
 fn framing_denied(
     req: Head<'_>,
     conn: &ConnInfo,

@@ -64,6 +64,14 @@ pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
 
 /// Serve one request: forward-auth's door, a preflight, or the gateway's.
 async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
+    // A head whose fields the HTTP/1 loop could not read: nothing to judge or forward.
+    if req
+        .extensions()
+        .get::<crate::hygiene::Malformed>()
+        .is_some()
+    {
+        return Outcome::Respond(crate::decide::malformed(Head::of(&req), conn));
+    }
     let table = plane().table.load_full();
     // A body whose framing the HTTP/1 loop refused to read: answered here, whatever
     // the path (Python's `framing` refusal; audited where its gateway would judge it).

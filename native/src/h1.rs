@@ -7,17 +7,22 @@
 //! hands an `http::Request` to the same handler as hyper's service, and
 //! writes the response head (and, when it is ready, the body) in one write.
 //!
-//! **Only what is plainly safe is served here.** A request head with
-//! `Transfer-Encoding`, `Upgrade` / `Connection: upgrade`, `Expect`, more
-//! than one `Content-Length` or one that is not plain digits, `CONNECT`, the
-//! HTTP/2 preface, more header fields than the limit, a head larger than the
-//! bound, or anything `httparse` (or `http`'s URI / header name parsers)
-//! refuses, is handed to hyper **for the rest of the connection**, with the
-//! bytes already read replayed first ([`Rewind`]): hyper then answers exactly
-//! as it did before this loop existed (its 400 / 414 / 431, chunked bodies,
-//! WebSocket upgrades, h2c). There is one framing rule here — one
-//! `Content-Length` of digits, or no body — so a request cannot be read two
-//! ways (request smuggling).
+//! **Only what is plainly safe is served here.** A request head with one
+//! `Transfer-Encoding: chunked`, `Upgrade` / `Connection: upgrade`, `Expect`,
+//! `CONNECT`, the HTTP/2 preface, a head larger than the bound, or a request
+//! line `httparse` (or `http`'s URI / header name parsers) refuses, is handed
+//! to hyper **for the rest of the connection**, with the bytes already read
+//! replayed first ([`Rewind`]): hyper then answers exactly as it did before
+//! this loop existed (its 400 / 414 / 431, chunked bodies, WebSocket upgrades,
+//! h2c). There is one framing rule here — one `Content-Length` of digits, or
+//! no body — so a request cannot be read two ways (request smuggling): any
+//! other framing (`Content-Length` with `Transfer-Encoding`, two lengths or an
+//! odd one, another coding, HTTP/1.0 chunked) is handed to the handler as a
+//! head alone, marked `hygiene::Unreadable`, and header fields `httparse`
+//! cannot read as an empty head marked `hygiene::Malformed`: the front
+//! answers both, and the connection closes after the answer without reading
+//! further (lingering: [`linger`]). Every header field is counted, past the
+//! 128 parsed on the stack, so that the gateway answers `request_limits`.
 //!
 //! What the loop keeps from hyper, byte for byte where it writes: the status
 //! line, lower-case header names in the response's order, `content-length` /
@@ -187,6 +192,7 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits, ranges: &mut Vec<FieldRange>) -> 
     let mut req = httparse::Request::new(&mut []);
     let checked = match req.parse_with_uninit_headers(rbuf, &mut fields) {
         Ok(status) => check(rbuf, status, &req, limits, ranges),
+        Err(error) if malformed_field(error) => Checked::Malformed,
         Err(httparse::Error::TooManyHeaders) => {
             // More fields than the common head has: counted here all the same, so that
             // the gateway answers Python's 431 (`hygiene::refused`). At most one field
@@ -196,6 +202,7 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits, ranges: &mut Vec<FieldRange>) -> 
             let mut req = httparse::Request::new(&mut many);
             match req.parse(rbuf) {
                 Ok(status) => check(rbuf, status, &req, limits, ranges),
+                Err(error) if malformed_field(error) => Checked::Malformed,
                 Err(_) => Checked::Fallback,
             }
         }
@@ -205,8 +212,30 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits, ranges: &mut Vec<FieldRange>) -> 
     match checked {
         Checked::Partial => Parsed::Partial,
         Checked::Fallback => Parsed::Fallback,
+        Checked::Malformed => {
+            // Where the head ends is not known: nothing after it is read as a request.
+            rbuf.clear();
+            let mut req = Request::new(());
+            req.extensions_mut().insert(crate::hygiene::Malformed);
+            Parsed::Head(Head {
+                req,
+                body_len: 0,
+                keep_alive: false,
+                unread: true,
+            })
+        }
         Checked::Head(checked) => finish(rbuf, checked, ranges),
     }
+}
+
+/// A header field `httparse` refuses (a name that is not a token; a control
+/// character, a bare CR or line folding in a value), which no server of
+/// Python's app reads either: answered by the front (`hygiene::Malformed`).
+fn malformed_field(error: httparse::Error) -> bool {
+    matches!(
+        error,
+        httparse::Error::HeaderName | httparse::Error::HeaderValue | httparse::Error::NewLine
+    )
 }
 
 /// What [`check`] found in a complete head.
@@ -226,6 +255,7 @@ struct CheckedHead {
 enum Checked {
     Partial,
     Fallback,
+    Malformed,
     Head(CheckedHead),
 }
 
@@ -1178,6 +1208,19 @@ mod tests {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_owned();
         let builder = Response::builder();
+        if parts
+            .extensions
+            .get::<crate::hygiene::Malformed>()
+            .is_some()
+        {
+            let text = format!(
+                "malformed {} {} {}",
+                parts.method,
+                parts.uri,
+                parts.headers.len()
+            );
+            return builder.body(full(text)).unwrap();
+        }
         if let Some(unreadable) = parts.extensions.get::<crate::hygiene::Unreadable>() {
             // Answered without reading the body (as the gateway refuses it).
             let text = format!("unreadable {:?} {}", unreadable.0, parts.headers.len());
@@ -1373,6 +1416,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn fields_it_cannot_read_are_answered_and_closed() {
+        let cases: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 1\r\n\r\nx",
+            b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX{A}: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\x002\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\x7f2\r\n\r\n",
+            // Seen before the head ends: answered at once, the rest never read as a request.
+            b"GET / HTTP/1.1\r\nX-A: \x01",
+        ];
+        for case in cases {
+            let (out, exit) = exchange(case).await;
+            assert!(exit.is_none(), "{}", String::from_utf8_lossy(case));
+            let text = "malformed GET / 0";
+            let expected = format!(
+                "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: {}\r\ndate: D\r\n\r\n{text}",
+                text.len()
+            );
+            assert_eq!(out, expected, "{}", String::from_utf8_lossy(case));
+        }
+        // Obs-text in a value and a tab inside it are read (Python's servers read them too).
+        let (out, _) = exchange(b"GET /o HTTP/1.1\r\nHost: x\r\nX-B: caf\xe9\tb\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200 OK\r\nx-seen: 1\r\n"), "{out}");
+    }
+
+    #[tokio::test]
     async fn framing_it_cannot_read_one_way_is_answered_unread_and_closed() {
         use crate::hygiene::Unframed;
         let cases: &[(&[u8], Unframed)] = &[
@@ -1458,10 +1529,6 @@ mod tests {
         let cases: &[&[u8]] = &[
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n",
-            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length : 1\r\n\r\nx",
-            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\rX-A: 1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\x002\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, upgrade\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",

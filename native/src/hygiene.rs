@@ -67,6 +67,13 @@ fn proxied_method(method: &Method) -> bool {
 #[derive(Debug, Clone, Copy)]
 pub struct Unreadable(pub Unframed);
 
+/// In a request's extensions: the HTTP/1 loop could not read the head's
+/// fields (`h1::malformed_field`); the request carries nothing else (method
+/// `GET`, target `/`, no fields). The front answers it (`decide::malformed`)
+/// and closes the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Malformed;
+
 /// Why Python's `framing` step refuses a head, in the order it checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {

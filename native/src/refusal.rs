@@ -181,6 +181,20 @@ pub fn framing(refused: Refused, limits: HeadLimits) -> Refusal {
     }
 }
 
+/// The front's answer to a head whose fields cannot be read (`hygiene::Malformed`):
+/// the problem Python's app renders for a bad request (`bastion.http.app`'s
+/// `bad_request`), since none of Python's servers hands such a head to it.
+pub fn malformed_head() -> Refusal {
+    plain(problem(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "Bad request",
+        "The request's header fields cannot be read: a name that is not a token, or a control \
+         character or line folding in a value."
+            .to_owned(),
+    ))
+}
+
 /// A header value Python writes as is: printable ASCII (its `_header_value`
 /// would rewrite CR / LF and characters outside latin-1).
 fn header_text(text: &str) -> Option<HeaderValue> {

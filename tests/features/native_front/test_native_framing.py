@@ -19,6 +19,9 @@ the same ``bastion_gateway_requests_total`` series:
   Python's document (bastion's wording for HTTP/1.0), ``connection: close``, the connection
   closed, the body never read — no twin (such a body cannot be forwarded), so the documents
   are checked against Python's own errors;
+- header fields no server reads (a name that is not a token, a control character or
+  obs-fold in a value): bastion's ``400 bad_request`` problem, the connection closed, not
+  audited (Python's servers refuse them before its app);
 - a declared body over the route's ``max_body`` and over what a connection drains (64 KiB):
   Python's ``413 body_too_large`` without reading it, ``connection: close``, and a lingering
   close, so that a client still sending reads it; ``Expect: 100-continue`` gets the 413 and
@@ -522,6 +525,54 @@ def test_framing_that_cannot_be_read_one_way_is_refused_natively_and_closed(
     answer = send(proc, chunked)
     assert (answer.status, answer.plane) == (200, native_plane)
     assert orjson.loads(answer.body)["body"] == "abc"
+
+
+def test_header_fields_no_server_reads_get_a_problem_and_the_connection_closes(
+    served: tuple[BastionProcess, Path], echo_module: EchoThread
+) -> None:
+    proc, tmp = served
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        _, native_plane = planes(client)
+    received = len(echo_module.server.received)
+    counts_before = _counts(proc)
+    detail = (
+        "The request's header fields cannot be read: a name that is not a token, or a control "
+        "character or line folding in a value."
+    )
+    document = orjson.dumps(
+        {
+            "type": "urn:bastion:problem:bad_request",
+            "title": "Bad request",
+            "status": 400,
+            "detail": detail,
+            "reason": "bad_request",
+            "request_id": "RID",
+        }
+    )
+    rids = set()
+    for field in (
+        b"Bad Name: x\r\n",
+        b"X{A}: 1\r\n",
+        b"X-A: 1\r\n 2\r\n",  # obs-fold
+        b"X-A: a\x01b\r\n",
+        b"X-A: a\x7fb\r\n",
+        b"Content-Length : 5\r\n",
+    ):
+        for path in (b"/api/open/x", b"/oauth2/token"):
+            request = b"POST " + path + b" HTTP/1.1\r\nHost: gw.test\r\n" + field + b"\r\nhello"
+            answer = send(proc, request, closing=True)
+            assert (answer.status, answer.plane, answer.closed) == (400, native_plane, True), field
+            assert answer.body == document, answer.body
+            assert answer.header(b"connection") == b"close"
+            rids.add(answer.rid)
+    # Python's servers refuse these heads before its app (uvicorn: a plain-text 400): not a
+    # gateway decision, neither audited nor metered, nothing forwarded.
+    assert len(echo_module.server.received) == received
+    assert _denied(tmp, rids, within=1.0) == {}
+    assert _counts(proc) == counts_before
+    # Bytes every server reads: obs-text and a tab inside a value.
+    answer = send(proc, b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\nX-A: caf\xe9\tb\r\n\r\n")
+    assert (answer.status, answer.plane) == (200, native_plane)
 
 
 def _big_post(headers: bytes = b"", length: int = 200_000) -> bytes:

@@ -183,9 +183,9 @@ def test_smuggling_attempts_never_reach_the_upstream_as_a_request(
 
 
 def test_malformed_heads_get_hypers_bare_answers(server: BastionProcess) -> None:
+    # (Header fields httparse cannot read are the front's 400 problem: test_native_framing.py.)
     cases = {
-        b"GET /raw/a HTTP/1.1\r\nHost: localhost\r\nBad Name: x\r\n\r\n": 400,
-        b"GET /raw/a HTTP/1.1\r\nHost: localhost\r\nX-A: 1\r\n 2\r\n\r\n": 400,
+        b"G@T /raw/a HTTP/1.1\r\nHost: localhost\r\n\r\n": 400,
         b"GET /raw/a HTTP/1.1\r\nHost: localhost\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n": 431,
     }
     for request, status in cases.items():
