@@ -642,18 +642,19 @@ pub(crate) fn unreadable(
         max_header_bytes: usize::MAX,
     };
     let refusal = crate::refusal::framing(hygiene::Refused::Framing(unframed), unlimited);
-    let request_id = plane().request_ids.assign(req.headers);
-    let rid = request_id.to_str().unwrap_or("-");
-    let mut response = refusal.problem.into_response_with(rid, &refusal.members);
-    respond::decorate(response.headers_mut(), conn.tls, &request_id);
-    response
+    unaudited(req, conn, refusal)
 }
 
 /// The answer to a head whose fields the HTTP/1 loop could not read
 /// (`hygiene::Malformed`): `400 bad_request`, with the request id and security
 /// headers; not a gateway decision (no head to judge): neither audited nor metered.
 pub(crate) fn malformed(req: Head<'_>, conn: &ConnInfo) -> Response<Body> {
-    let refusal = crate::refusal::malformed_head();
+    unaudited(req, conn, crate::refusal::malformed_head())
+}
+
+/// A refusal the front renders that is no gateway decision: the request id and
+/// security headers of Python's middleware, no audit event, no count.
+fn unaudited(req: Head<'_>, conn: &ConnInfo, refusal: crate::refusal::Refusal) -> Response<Body> {
     let request_id = plane().request_ids.assign(req.headers);
     let rid = request_id.to_str().unwrap_or("-");
     let mut response = refusal.problem.into_response_with(rid, &refusal.members);

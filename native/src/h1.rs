@@ -193,6 +193,14 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits, ranges: &mut Vec<FieldRange>) -> 
     let checked = match req.parse_with_uninit_headers(rbuf, &mut fields) {
         Ok(status) => check(rbuf, status, &req, limits, ranges),
         Err(error) if malformed_field(error) => Checked::Malformed,
+        Err(httparse::Error::TooManyHeaders) if !head_ended(rbuf) => {
+            // Parsed again with room for every field once the head has ended.
+            if rbuf.len() < limits.max_head {
+                Checked::Partial
+            } else {
+                Checked::Fallback
+            }
+        }
         Err(httparse::Error::TooManyHeaders) => {
             // More fields than the common head has: counted here all the same, so that
             // the gateway answers Python's 431 (`hygiene::refused`). At most one field
@@ -226,6 +234,12 @@ fn parse(rbuf: &mut BytesMut, limits: &Limits, ranges: &mut Vec<FieldRange>) -> 
         }
         Checked::Head(checked) => finish(rbuf, checked, ranges),
     }
+}
+
+/// Whether `buf` holds the end of a head (an empty line, CRLF or bare LF as
+/// `httparse` reads them): a head with many fields is parsed once, whole.
+fn head_ended(buf: &[u8]) -> bool {
+    buf.windows(2).any(|pair| pair == b"\n\n") || buf.windows(3).any(|t| t == b"\n\r\n")
 }
 
 /// A header field `httparse` refuses (a name that is not a token; a control
@@ -1568,6 +1582,8 @@ mod tests {
     async fn too_many_fields_are_counted_and_too_long_a_head_goes_to_hyper() {
         // Over `max_headers`, and over the fields parsed on the stack: the handler
         // gets them all (the gateway answers Python's 431, `hygiene::refused`).
+        assert!(head_ended(b"GET / HTTP/1.1\r\nA: 1\r\n\r\n") && head_ended(b"A: 1\n\n"));
+        assert!(!head_ended(b"GET / HTTP/1.1\r\nA: 1\r\n"));
         for count in [101, 129, 1000] {
             let mut many = b"GET /unread HTTP/1.1\r\n".to_vec();
             for i in 0..count {
@@ -1577,6 +1593,15 @@ mod tests {
             let (out, exit) = exchange(&many).await;
             assert!(exit.is_none(), "{count}");
             assert!(out.ends_with("\r\n\r\nunread"), "{count}");
+            // In two parts: the first is not yet a head.
+            let (mut client, task) = start(limits(), no_stop());
+            let (first, rest) = many.split_at(many.len() / 2);
+            client.write_all(first).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            client.write_all(rest).await.unwrap();
+            client.shutdown().await.unwrap();
+            assert!(read_all(&mut client).await.ends_with("\r\n\r\nunread"));
+            assert!(matches!(task.await.unwrap(), Exit::Closed));
         }
         // A head that does not end within the bound: handed over at the bound,
         // without waiting for the rest.
