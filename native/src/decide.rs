@@ -179,18 +179,12 @@ pub(crate) async fn decide<'t>(
     if proxied && door == Door::Gateway {
         if let Some(length) = declared_length(req.headers) {
             if length > native.max_body {
-                let mut refusal = crate::refusal::Refusal {
+                let refusal = crate::refusal::Refusal {
                     problem: Problem::body_too_large(native.max_body),
                     members: String::new(),
                 };
-                if length > crate::h1::DRAIN_MAX && req.version != http::Version::HTTP_2 {
-                    refusal
-                        .problem
-                        .headers
-                        .push((http::header::CONNECTION, HeaderValue::from_static("close")));
-                }
                 let nobody = Identity::default();
-                let response = refuse_with(
+                let mut response = refuse_with(
                     req,
                     Some(&route.name),
                     (ip, conn.tls),
@@ -200,6 +194,13 @@ pub(crate) async fn decide<'t>(
                     door,
                     &nobody,
                 );
+                if length > crate::h1::DRAIN_MAX && req.version != http::Version::HTTP_2 {
+                    // Last, where the HTTP/1 loop writes it when it closes (Python's twin's
+                    // head: its body left unread too); hyper (`Expect`) closes on it.
+                    response
+                        .headers_mut()
+                        .append(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 return Decided::Respond(response);
             }
         }
