@@ -335,4 +335,49 @@ mod tests {
         let odd = authz::Refusal::InsufficientScope(vec!["é".into()]);
         assert!(forbidden(&odd, "GET").is_none());
     }
+
+    #[test]
+    fn framing_documents_are_pythons() {
+        let limits = HeadLimits {
+            max_headers: 20,
+            max_header_bytes: 2048,
+        };
+        let document = |refused| {
+            let refusal = framing(refused, limits);
+            (refusal.problem.status.as_u16(), body(&refusal))
+        };
+        // Rendered by `problem_response` for `bastion.gateway.hygiene`'s errors.
+        assert_eq!(
+            document(Refused::Method),
+            (
+                400,
+                "{\"type\":\"urn:bastion:problem:invalid_method\",\"title\":\"Invalid request method\",\
+                 \"status\":400,\"detail\":\"The request method must be an upper-case HTTP method \
+                 (e.g. DELETE, not delete).\",\"reason\":\"invalid_method\",\"request_id\":\"rid\"}"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            document(Refused::Fields),
+            (
+                431,
+                "{\"type\":\"urn:bastion:problem:headers_too_large\",\"title\":\"Request header fields \
+                 too large\",\"status\":431,\"detail\":\"The request has more than 20 header fields.\",\
+                 \"reason\":\"headers_too_large\",\"request_id\":\"rid\"}"
+                    .to_owned()
+            )
+        );
+        let bytes = document(Refused::Bytes).1;
+        assert!(bytes.contains("\"detail\":\"The request headers are larger than 2048 bytes.\""));
+        let host = document(Refused::NoHost).1;
+        assert!(host.contains("\"title\":\"Invalid Host header\",\"status\":400,"));
+        assert!(host.contains("\"An HTTP/1.1 request must carry a Host header.\""));
+        let both = document(Refused::Framing(Unframed::Both)).1;
+        assert!(both.starts_with(
+            "{\"type\":\"urn:bastion:problem:bad_request_framing\",\"title\":\"Bad request framing\""
+        ));
+        let coding = document(Refused::Framing(Unframed::Coding)).1;
+        assert!(coding.contains("\"detail\":\"Transfer-Encoding must be exactly 'chunked'.\""));
+        assert_eq!(malformed_head().problem.code, "bad_request");
+    }
 }
