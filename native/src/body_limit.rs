@@ -63,6 +63,23 @@ impl Over {
     }
 }
 
+/// `response` keeping the request's unread `body` until it has been sent: an
+/// HTTP/2 answer before the request's end (a refusal that reads no body) is
+/// then followed by a reset of the request's half with `NO_ERROR`, where
+/// dropping the body first would reset the stream (`CANCEL`) before the
+/// answer goes out (RFC 9113 §8.1).
+pub fn hold_body(response: http::Response<Body>, body: Body) -> http::Response<Body> {
+    if http_body::Body::is_end_stream(&body) {
+        return response;
+    }
+    response.map(|answer| {
+        crate::http::boxed(Holding {
+            body: answer,
+            _rest: body,
+        })
+    })
+}
+
 /// A response body that keeps another body alive until it is dropped.
 struct Holding {
     body: Body,
@@ -202,5 +219,43 @@ mod tests {
         assert!(over.rest.lock().is_ok_and(|rest| rest.is_none()));
         let answer = held.into_body().collect().await.map(|c| c.to_bytes());
         assert_eq!(answer.ok().as_deref(), Some(&b"413"[..]));
+    }
+
+    /// A body that tells when it is dropped.
+    struct Watched(Arc<AtomicBool>);
+
+    impl http_body::Body for Watched {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Pending
+        }
+    }
+
+    impl Drop for Watched {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unread_request_body_lives_until_the_answer_is_sent() {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let unread = crate::http::boxed(Watched(Arc::clone(&dropped)));
+        let held = hold_body(http::Response::new(crate::http::full("413")), unread);
+        assert!(!dropped.load(Ordering::Acquire));
+        let mut body = held.into_body();
+        let frame = body.frame().await.and_then(|f| f.ok()?.into_data().ok());
+        assert_eq!(frame.as_deref(), Some(&b"413"[..]));
+        assert!(
+            !dropped.load(Ordering::Acquire),
+            "kept while the answer is out"
+        );
+        drop(body);
+        assert!(dropped.load(Ordering::Acquire));
     }
 }

@@ -86,6 +86,16 @@ pub(crate) async fn decide<'t>(
     if door == Door::ForwardAuth && crate::paths::clean_target(target).is_none() {
         return Decided::Defer(None);
     }
+    // `framing`, Python's first step: its refusals of the head, before any route
+    // (a head with a method-override header defers, as any other: Python judges it).
+    if door == Door::Gateway && !hygiene::overrides_method(req.headers) {
+        if let Some(refused) = hygiene::refused(req.method, req.version, req.headers, table.head) {
+            return match framing_refusal(req, conn, table, refused) {
+                Some(response) => Decided::Respond(response),
+                None => Decided::Defer(None),
+            };
+        }
+    }
     let route = match table.routes.route(req.host(), req.method, target) {
         Routed::Native { route, .. } => route,
         Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
@@ -168,22 +178,20 @@ pub(crate) async fn decide<'t>(
         None
     };
     // `body`: a declared length over the route's `max_body` is Python's 413, with
-    // the route's CORS headers (nothing read, nothing consumed). Only for a body the
-    // connection drains after the answer (`h1::DRAIN_MAX`): a longer one would close
-    // it under a client still sending, which may then never read the 413; Python's
-    // twin (the body streamed to it) keeps it, so that one is deferred.
+    // the route's CORS headers (nothing read, nothing consumed). A body the
+    // connection drains after the answer (`h1::DRAIN_MAX`) keeps it open; a longer
+    // one is not read: the answer says `connection: close` (HTTP/1.x; an HTTP/2
+    // stream is reset after it), and the HTTP/1 loop closes lingering, so that a
+    // client still sending reads the 413 (where Python's twin reads the body first).
     if proxied && door == Door::Gateway {
         if let Some(length) = declared_length(req.headers) {
             if length > native.max_body {
-                if length > crate::h1::DRAIN_MAX {
-                    return Decided::Defer(None);
-                }
                 let refusal = crate::refusal::Refusal {
                     problem: Problem::body_too_large(native.max_body),
                     members: String::new(),
                 };
                 let nobody = Identity::default();
-                let response = refuse_with(
+                let mut response = refuse_with(
                     req,
                     Some(&route.name),
                     (ip, conn.tls),
@@ -193,6 +201,13 @@ pub(crate) async fn decide<'t>(
                     door,
                     &nobody,
                 );
+                if length > crate::h1::DRAIN_MAX && req.version != http::Version::HTTP_2 {
+                    // Last, where the HTTP/1 loop writes it when it closes (Python's twin's
+                    // head: its body left unread too); hyper (`Expect`) closes on it.
+                    response
+                        .headers_mut()
+                        .append(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 return Decided::Respond(response);
             }
         }
@@ -664,6 +679,105 @@ fn unmatched<'t>(
         &nobody,
     );
     Decided::Respond(response)
+}
+
+/// Python's `framing` refusal of a head (`refused`, `hygiene::refused`), where
+/// the app hands the target to its gateway (`RouteTable::gateway_target`):
+/// audited at step `framing` and metered under no route, as Python's runner
+/// records it. Elsewhere (a control-plane path) Python's app does not judge
+/// the head: `None`, the request defers.
+pub(crate) fn framing_refusal(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: &Table,
+    refused: hygiene::Refused,
+) -> Option<Response<Body>> {
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if !table.routes.gateway_target(target) {
+        return None;
+    }
+    let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted)?;
+    Some(framing_denied(req, conn, ip, table.head, refused))
+}
+
+/// Whether Python's gateway judges this request's head, were it deferred: the
+/// app hands its path to the gateway (`RouteTable::gateway_target`), whose
+/// `framing` step answers a head over `request_limits` (its 431). `false`
+/// before the first route table.
+pub(crate) fn gateway_judges(req: &Request<Body>) -> bool {
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    plane()
+        .table
+        .load()
+        .as_ref()
+        .is_some_and(|table| table.routes.gateway_target(target))
+}
+
+/// The answer to a request whose body the HTTP/1 loop would not read
+/// (`hygiene::Unreadable`), which nothing may forward: Python's `framing`
+/// refusal as [`framing_refusal`] renders it where its gateway would judge the
+/// head; elsewhere (a control-plane path, or before the first route table)
+/// the same document, neither audited nor metered (not a gateway decision).
+pub(crate) fn unreadable(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: Option<&Table>,
+    unframed: hygiene::Unframed,
+) -> Response<Body> {
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if let Some(table) = table.filter(|table| table.routes.gateway_target(target)) {
+        // Python's order: the method, the header limits and Host come first.
+        let refused = hygiene::refused(req.method, req.version, req.headers, table.head)
+            .unwrap_or(hygiene::Refused::Framing(unframed));
+        let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted);
+        let ip = ip.unwrap_or_else(|| conn.peer.ip());
+        return framing_denied(req, conn, ip, table.head, refused);
+    }
+    let unlimited = hygiene::HeadLimits {
+        max_headers: usize::MAX,
+        max_header_bytes: usize::MAX,
+    };
+    let refusal = crate::refusal::framing(hygiene::Refused::Framing(unframed), unlimited);
+    unaudited(req, conn, refusal)
+}
+
+/// The answer to a head whose fields the HTTP/1 loop could not read
+/// (`hygiene::Malformed`): `400 bad_request`, with the request id and security
+/// headers; not a gateway decision (no head to judge): neither audited nor metered.
+pub(crate) fn malformed(req: Head<'_>, conn: &ConnInfo) -> Response<Body> {
+    unaudited(req, conn, crate::refusal::malformed_head())
+}
+
+/// A refusal the front renders that is no gateway decision: the request id and
+/// security headers of Python's middleware, no audit event, no count.
+fn unaudited(req: Head<'_>, conn: &ConnInfo, refusal: crate::refusal::Refusal) -> Response<Body> {
+    let request_id = plane().request_ids.assign(req.headers);
+    let rid = request_id.to_str().unwrap_or("-");
+    let mut response = refusal.problem.into_response_with(rid, &refusal.members);
+    respond::decorate(response.headers_mut(), conn.tls, &request_id);
+    response
+}
+
+fn framing_denied(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    ip: IpAddr,
+    limits: hygiene::HeadLimits,
+    refused: hygiene::Refused,
+) -> Response<Body> {
+    let refusal = crate::refusal::framing(refused, limits);
+    let nobody = Identity::default();
+    let door = Door::Gateway;
+    refuse_with(
+        req,
+        None,
+        (ip, conn.tls),
+        refusal,
+        "framing",
+        None,
+        door,
+        &nobody,
+    )
 }
 
 /// The request's one `Content-Length` as a number (`hygiene::takes` checked

@@ -5,12 +5,12 @@
 //! |---|---|---|
 //! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers; its own refusals: 403 `forward_auth_untrusted`, 400 `forward_auth_ambiguous` / `forward_auth_bad_request`; a decision's span names the judged request, `tracing::DecisionSpan`) | HTTP/2, a body, a head `hygiene` defers, repeated judged headers whose order decides the detail, a URI with a fragment |
-//! | framing | `hygiene::takes` | the head is anything but plainly fine |
+//! | framing | `hygiene::takes` (any upper-case method token but `CONNECT`); Python's refusals, `hygiene::refused` + `refusal::framing` (gateway door, a path the app hands its gateway): 400 `invalid_method`, 431 `headers_too_large`, 400 `invalid_host`, 400 `bad_request_framing` — a body the HTTP/1 loop would not read (`hygiene::Unreadable`) is answered so whatever the path; header fields it cannot read (`hygiene::Malformed`): the front's 400 `bad_request`, not audited | a method-override header; an HTTP/1.0 request without Host; an HTTP/2 head odd but for its method |
 //! | target (before the doors) | `target::prepare`: the app's reading of the target (`RouteTable::target`): a gateway target rewritten to Python's normal form (absolute form to origin form), restored if deferred; a `%` path normalisation refuses: the app's 400 `invalid_path` (not audited, not metered) | a path outside ASCII, a query outside visible ASCII, `*`; a control-plane path |
 //! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | a control-plane path, route not native; a forward-auth URI not already normal |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`, a preflight's too) | a forwarded hop is not a plain address |
 //! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`, quoted as Python's `repr`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight asking for `OPTIONS`; a preflight to a route without CORS (an ordinary `OPTIONS`) |
-//! | body | `hygiene::takes`; a declared length over `max_body` (up to 64 KiB, what the connection drains): 413 `body_too_large`; a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | CL with TE, other codings; a declared length over `max_body` and 64 KiB |
+//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large` (past 64 KiB, what the connection drains, with `connection: close`: the body is not read; HTTP/2: the stream reset after it); a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | — |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503 | the lookup is lost (no hook, no answer within `MISS_WAIT`), an issuer's `kid` is not pushed or its set is stale, or not usable |
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | — (the claims in the settings' order; a scope that is not a scope-token refuses the table) |
 //! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store) | a tightened limit cannot be built, Redis and the local GCRA disagree |
@@ -34,7 +34,8 @@
 //! (`database_unavailable`, `introspection_unavailable`), a CORS preflight's 204 and the 403
 //! `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`,
 //! forward-auth's own 403 / 400s, a WebSocket upgrade's 101 (`websocket`), and the
-//! refusals of match, body and authorize (`refusal`: 404, 405, 400
+//! refusals of framing, match, body and authorize (`refusal`: 400
+//! `invalid_method`, `invalid_host`, `bad_request_framing`, 431, 404, 405, 400
 //! `invalid_path`, 413, the 403s), and the app's own 400 `invalid_path`
 //! (`target`); every other refusal is Python's, which renders it.
 //! Each native decision is audited (`audit::queue`) and metered.
@@ -75,7 +76,22 @@ pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
 
 /// Serve one request: forward-auth's door, a preflight, or the gateway's.
 async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
-    let Some(table) = plane().table.load_full() else {
+    // A head whose fields the HTTP/1 loop could not read: nothing to judge or forward.
+    if req
+        .extensions()
+        .get::<crate::hygiene::Malformed>()
+        .is_some()
+    {
+        return Outcome::Respond(crate::decide::malformed(Head::of(&req), conn));
+    }
+    let table = plane().table.load_full();
+    // A body whose framing the HTTP/1 loop refused to read: answered here, whatever
+    // the path (Python's `framing` refusal; audited where its gateway would judge it).
+    if let Some(&crate::hygiene::Unreadable(unframed)) = req.extensions().get() {
+        let response = crate::decide::unreadable(Head::of(&req), conn, table.as_deref(), unframed);
+        return Outcome::Respond(response);
+    }
+    let Some(table) = table else {
         return Outcome::Defer(req);
     };
     // An absolute-form target `target::prepare` left as sent is Python's to judge.
@@ -119,6 +135,11 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         request_id,
     } = match decide(Head::of(&req), conn, &table, door).await {
         Decided::Allow(allowed) => *allowed,
+        Decided::Respond(response) if req.version() == Version::HTTP_2 => {
+            // The body unread: kept until the answer is out (`body_limit::hold_body`).
+            let body = req.into_body();
+            return Outcome::Respond(crate::body_limit::hold_body(response, body));
+        }
         Decided::Respond(response) => return Outcome::Respond(response),
         Decided::Defer(lead) => return defer(req, lead),
     };

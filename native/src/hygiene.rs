@@ -1,12 +1,16 @@
-//! Which request heads the native path takes — the conservative twin of
-//! `bastion.gateway.hygiene` (`framing` and `body`).
+//! Which request heads the native path takes, and which it refuses — the
+//! twin of `bastion.gateway.hygiene` (`framing` and `body`).
 //!
-//! Python refuses odd heads with its own problem documents (invalid method,
-//! several Host fields, conflicting framing, too many header bytes, a body
-//! over the route's limit) and drops method-override headers. The native
-//! path never renders those refusals but the last (a declared length over
-//! `max_body`: the gateway's 413, `crate::refusal`): any head that is not
-//! plainly fine is deferred, and Python answers exactly as it always has.
+//! Python refuses odd heads with its own problem documents, in this order
+//! ([`refused`]): a method that is not an upper-case token (400
+//! `invalid_method`), more header fields or bytes than `request_limits`
+//! (431 `headers_too_large`), several `Host` fields or none in HTTP/1.1 (400
+//! `invalid_host`), conflicting or malformed body framing (400
+//! `bad_request_framing`); the native path renders the same refusals
+//! (`crate::refusal::framing`) where the app hands the path to its gateway.
+//! Method-override headers are never judged natively: a head carrying one is
+//! deferred (Python drops them), as is any other head not plainly fine
+//! ([`takes`]).
 
 use http::{HeaderMap, Method, Version};
 
@@ -23,6 +27,14 @@ const METHOD_OVERRIDE: [&str; 3] = [
     "x-method-override",
 ];
 
+/// Whether the head carries a method-override header (`X-HTTP-Method-Override`,
+/// `X-HTTP-Method`, `X-Method-Override`): Python drops them; the native path
+/// defers such a head, whatever else it holds (the end-to-end tests' twin of a
+/// native answer is the same request with one).
+pub fn overrides_method(headers: &HeaderMap) -> bool {
+    METHOD_OVERRIDE.iter().any(|h| headers.contains_key(*h))
+}
+
 /// Whether the native path may take this head, for a route taking bodies up
 /// to `max_body` bytes. `body_empty` is the body's end-of-stream flag as the
 /// server knows it before reading (an HTTP/2 request that ended with its head).
@@ -34,14 +46,137 @@ pub fn takes(
     limits: HeadLimits,
     max_body: u64,
 ) -> bool {
-    if !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    ) {
-        // OPTIONS may be a CORS preflight (`cors::preflight`); the rest are rare: Python decides.
+    if !proxied_method(method) {
         return false;
     }
     takes_head(version, headers, body_empty, limits, max_body)
+}
+
+/// A method Python's `framing` passes and its proxy forwards as it is: any
+/// upper-case token (`PROPFIND`, `QUERY`, `OPTIONS` where no route answers
+/// preflights: `gateway::serve` sends those to `cors::preflight` first), but
+/// `CONNECT` (a tunnel: the HTTP/1 loop hands it to hyper, and Python's).
+fn proxied_method(method: &Method) -> bool {
+    *method != Method::CONNECT && crate::router::is_method_token(method.as_str())
+}
+
+/// In a request's extensions: the HTTP/1 loop did not read this request's
+/// body, whose framing it refused ([`unframed`]), and closes the connection
+/// after the answer. Such a request must be answered by the front itself
+/// (`decide::framing_refusal`), never forwarded: its body's end is unknown.
+#[derive(Debug, Clone, Copy)]
+pub struct Unreadable(pub Unframed);
+
+/// In a request's extensions: the HTTP/1 loop could not read the head's
+/// fields (`h1::malformed_field`); the request carries nothing else (method
+/// `GET`, target `/`, no fields). The front answers it (`decide::malformed`)
+/// and closes the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Malformed;
+
+/// Why Python's `framing` step refuses a head, in the order it checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Not an upper-case HTTP token: 400 `invalid_method`.
+    Method,
+    /// More fields than `request_limits.max_headers`: 431 `headers_too_large`.
+    Fields,
+    /// More bytes (names + values) than `max_header_bytes`: 431.
+    Bytes,
+    /// Several `Host` fields: 400 `invalid_host`.
+    Hosts,
+    /// No `Host`, or an empty one, in HTTP/1.1: 400 `invalid_host`.
+    NoHost,
+    /// Body framing Python (or RFC 9112) refuses: 400 `bad_request_framing`.
+    Framing(Unframed),
+}
+
+/// Body framing that cannot be read one way only (RFC 9112 §6.1, §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unframed {
+    /// `Content-Length` with `Transfer-Encoding`.
+    Both,
+    /// A transfer coding list other than exactly `chunked`, in one field or several.
+    Coding,
+    /// Several `Content-Length` fields, or one that is not 1 to 18 digits.
+    Length,
+    /// `Transfer-Encoding` in HTTP/1.0 (Python never sees one: its servers refuse it).
+    Http10,
+}
+
+/// Python's `framing` refusal of this head (`bastion.gateway.hygiene.framing`),
+/// `None` when it passes. Over HTTP/2 only the method is judged here (the
+/// hop to Python rewrites the rest of an h2 head: its odd heads defer).
+pub fn refused(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+    limits: HeadLimits,
+) -> Option<Refused> {
+    if !crate::router::is_method_token(method.as_str()) {
+        return Some(Refused::Method);
+    }
+    if !matches!(version, Version::HTTP_11 | Version::HTTP_10) {
+        return None;
+    }
+    if headers.len() > limits.max_headers {
+        return Some(Refused::Fields);
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if bytes > limits.max_header_bytes {
+        return Some(Refused::Bytes);
+    }
+    let mut hosts = headers.get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Some(Refused::Hosts),
+        (None, _) if version == Version::HTTP_11 => return Some(Refused::NoHost),
+        (Some(host), None) if host.is_empty() && version == Version::HTTP_11 => {
+            return Some(Refused::NoHost)
+        }
+        _ => {}
+    }
+    unframed(version, headers).map(Refused::Framing)
+}
+
+/// The body framing of this HTTP/1.x head refused, as Python's `framing`
+/// refuses it (its order), and `Transfer-Encoding` in HTTP/1.0 (RFC 9112
+/// §6.1: faulty framing); `None` for no body, one `Content-Length` of 1 to
+/// 18 digits, or one `Transfer-Encoding: chunked` alone.
+pub fn unframed(version: Version, headers: &HeaderMap) -> Option<Unframed> {
+    let codings = headers.get_all(http::header::TRANSFER_ENCODING);
+    let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if codings.iter().next().is_some() {
+        if lengths.next().is_some() {
+            return Some(Unframed::Both);
+        }
+        let mut tokens = codings
+            .iter()
+            .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii);
+        let chunked = tokens
+            .next()
+            .is_some_and(|token| token.eq_ignore_ascii_case(b"chunked"))
+            && tokens.next().is_none();
+        if !chunked {
+            return Some(Unframed::Coding);
+        }
+        if version == Version::HTTP_10 {
+            return Some(Unframed::Http10);
+        }
+        return None;
+    }
+    match (lengths.next(), lengths.next()) {
+        (None, _) => None,
+        (Some(value), None) => {
+            let raw = value.as_bytes().trim_ascii();
+            let plain = !raw.is_empty() && raw.len() <= 18 && raw.iter().all(u8::is_ascii_digit);
+            (!plain).then_some(Unframed::Length)
+        }
+        _ => Some(Unframed::Length),
+    }
 }
 
 /// Whether the native path may take this head with a body of unknown length,
@@ -58,11 +193,7 @@ pub fn takes_streamed(
     body_empty: bool,
     limits: HeadLimits,
 ) -> bool {
-    if !matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::DELETE | Method::PATCH
-    ) || headers.contains_key(http::header::CONTENT_LENGTH)
-    {
+    if !proxied_method(method) || headers.contains_key(http::header::CONTENT_LENGTH) {
         return false;
     }
     let mut codings = headers.get_all(http::header::TRANSFER_ENCODING).iter();
@@ -138,7 +269,7 @@ fn head_is_plain(
     if bytes > limits.max_header_bytes {
         return false;
     }
-    if METHOD_OVERRIDE.iter().any(|h| headers.contains_key(*h)) {
+    if overrides_method(headers) {
         return false;
     }
     // A protocol upgrade (WebSocket) is judged by Python's WebSocket door.
@@ -281,7 +412,7 @@ mod tests {
             false
         ));
         assert!(!takes_streamed(
-            &Method::OPTIONS,
+            &Method::from_bytes(b"get").unwrap(),
             v,
             &head(&[("host", "a"), ("transfer-encoding", "chunked")]),
             false,
@@ -290,9 +421,98 @@ mod tests {
     }
 
     #[test]
+    fn every_upper_case_token_is_proxied_but_connect() {
+        let v = Version::HTTP_11;
+        for method in ["OPTIONS", "PROPFIND", "QUERY", "TRACE", "M-SEARCH"] {
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            assert!(ok(method.clone(), v, &[("host", "a")], false), "{method}");
+            assert_eq!(refused(&method, v, &head(&[("host", "a")]), LIMITS), None);
+        }
+        assert!(!ok(Method::CONNECT, v, &[("host", "a")], false));
+        let chunked = head(&[("host", "a"), ("transfer-encoding", "chunked")]);
+        let propfind = Method::from_bytes(b"PROPFIND").unwrap();
+        assert!(takes_streamed(&propfind, v, &chunked, false, LIMITS));
+    }
+
+    fn refusal(method: &str, version: Version, pairs: &[(&'static str, &str)]) -> Option<Refused> {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        refused(&method, version, &head(pairs), LIMITS)
+    }
+
+    #[test]
+    fn pythons_framing_refusals_in_its_order() {
+        let v = Version::HTTP_11;
+        let host = ("host", "a");
+        assert_eq!(refusal("GET", v, &[host]), None);
+        assert_eq!(refusal("delete", v, &[host]), Some(Refused::Method));
+        assert_eq!(refusal("GET", v, &[]), Some(Refused::NoHost));
+        assert_eq!(refusal("GET", v, &[("host", "")]), Some(Refused::NoHost));
+        assert_eq!(refusal("GET", v, &[host, host]), Some(Refused::Hosts));
+        // HTTP/1.0 needs no Host (an empty one passes too); several are still refused.
+        assert_eq!(refusal("GET", Version::HTTP_10, &[]), None);
+        assert_eq!(refusal("GET", Version::HTTP_10, &[("host", "")]), None);
+        assert_eq!(
+            refusal("GET", Version::HTTP_10, &[host, host]),
+            Some(Refused::Hosts)
+        );
+        // The method first, then the limits, then Host, then the body framing.
+        assert_eq!(refusal("get", v, &[]), Some(Refused::Method));
+        let six = [
+            host,
+            ("a", "1"),
+            ("b", "1"),
+            ("c", "1"),
+            ("d", "1"),
+            ("e", "1"),
+        ];
+        assert_eq!(refusal("GET", v, &six), Some(Refused::Fields));
+        assert_eq!(refusal("GET", v, &six[1..]), Some(Refused::NoHost));
+        let big = "x".repeat(200);
+        assert_eq!(refusal("GET", v, &[("x", &big)]), Some(Refused::Bytes));
+        assert_eq!(
+            refusal("GET", v, &[("x", &big[..195])]),
+            Some(Refused::NoHost)
+        );
+        let framing = |pairs: &[(&'static str, &str)]| {
+            let mut all = vec![host];
+            all.extend_from_slice(pairs);
+            refusal("POST", v, &all)
+        };
+        let cl = |n| ("content-length", n);
+        let te = |c| ("transfer-encoding", c);
+        assert_eq!(framing(&[cl("3")]), None);
+        assert_eq!(framing(&[cl(" 3 ")]), None);
+        assert_eq!(framing(&[te("chunked")]), None);
+        assert_eq!(framing(&[te(" Chunked ")]), None);
+        use Unframed::*;
+        for (pairs, why) in [
+            (&[cl("3"), te("chunked")][..], Both),
+            (&[te("chunked"), cl("3")], Both),
+            (&[te("gzip")], Coding),
+            (&[te("gzip, chunked")], Coding),
+            (&[te("chunked, chunked")], Coding),
+            (&[te("chunked,")], Coding),
+            (&[te("chunked"), te("chunked")], Coding),
+            (&[te("")], Coding),
+            (&[cl("3"), cl("3")], Length),
+            (&[cl("+3")], Length),
+            (&[cl("3,3")], Length),
+            (&[cl("")], Length),
+            (&[cl("1234567890123456789")], Length),
+        ] {
+            assert_eq!(framing(pairs), Some(Refused::Framing(why)), "{pairs:?}");
+            assert_eq!(unframed(v, &head(pairs)), Some(why), "{pairs:?}");
+        }
+        let http10 = refusal("POST", Version::HTTP_10, &[te("chunked")]);
+        assert_eq!(http10, Some(Refused::Framing(Http10)));
+        // HTTP/2: the method only (the hop to Python rewrites the rest of the head).
+        assert_eq!(refusal("GET", Version::HTTP_2, &[]), None);
+        assert_eq!(refusal("get", Version::HTTP_2, &[]), Some(Refused::Method));
+    }
+
+    #[test]
     fn everything_odd_is_deferred() {
         let v = Version::HTTP_11;
-        assert!(!ok(Method::OPTIONS, v, &[("host", "a")], false));
         assert!(!ok(
             Method::from_bytes(b"get").unwrap(),
             v,
@@ -380,7 +600,7 @@ mod tests {
         #[test]
         fn taken_heads_are_plainly_fine(
             headers in prop::collection::vec((arb_name(), "[ -~]{0,24}"), 0..8),
-            method in prop::sample::select(vec!["GET", "POST", "OPTIONS", "get", "PROPFIND", "DELETE"]),
+            method in prop::sample::select(vec!["GET", "POST", "OPTIONS", "get", "PROPFIND", "DELETE", "CONNECT"]),
             h2 in any::<bool>(),
             empty in any::<bool>(),
             max_body in 0u64..1000,
@@ -398,8 +618,10 @@ mod tests {
                 prop_assert!(map.len() <= 6);
                 prop_assert!(!map.contains_key("transfer-encoding"));
                 prop_assert!(!map.contains_key("x-http-method-override"));
-                prop_assert!(method != Method::OPTIONS);
+                prop_assert!(method != Method::CONNECT);
                 prop_assert!(method.as_str().bytes().all(|b| b.is_ascii_uppercase()));
+                // Nothing Python's `framing` refuses is taken.
+                prop_assert_eq!(refused(&method, version, &map, limits), None);
                 let hosts = map.get_all("host").iter().count();
                 prop_assert_eq!(hosts, if h2 { 0 } else { 1 });
                 let lengths: Vec<_> = map.get_all("content-length").iter().collect();

@@ -41,9 +41,13 @@ pub const OUTCOMES: &[&str] = &[
     // A failed control-plane lookup (`lookup`).
     "introspection_unavailable",
     "database_unavailable",
-    // The refusals of `crate::refusal` (match, body, authorize). Not
+    // The refusals of `crate::refusal` (framing, match, body, authorize). Not
     // `websocket_not_allowed`: Python folds it into `other` until a WebSocket
     // upgrade it served imported `bastion.gateway.websocket` (and a minute passed).
+    "invalid_method",
+    "invalid_host",
+    "headers_too_large",
+    "bad_request_framing",
     "route_not_found",
     "method_not_allowed",
     "invalid_path",

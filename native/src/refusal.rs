@@ -1,6 +1,8 @@
-//! The refusals of `match`, `body` and `authorize` the native path renders,
+//! The refusals of `framing`, `match`, `body` and `authorize` the native path renders,
 //! byte for byte as Python's errors render themselves
-//! (`bastion.http.problem.problem_response`): `404 route_not_found`,
+//! (`bastion.http.problem.problem_response`): the `framing` step's `400
+//! invalid_method`, `431 headers_too_large`, `400 invalid_host` and `400
+//! bad_request_framing` (`bastion.gateway.hygiene`), `404 route_not_found`,
 //! `405 method_not_allowed` with `Allow`, `400 invalid_path`, `403
 //! websocket_not_allowed` (`bastion.gateway.errors`, `.websocket`) and the
 //! 403s of `bastion.gateway.authz` (`forbidden`, `route_not_allowed`,
@@ -15,6 +17,7 @@ use http::header::{HeaderValue, ALLOW, WWW_AUTHENTICATE};
 use http::StatusCode;
 
 use crate::authz;
+use crate::hygiene::{HeadLimits, Refused, Unframed};
 use crate::problem::{push_json_str, Problem};
 use crate::router::Why;
 use crate::routes::RouteTable;
@@ -115,6 +118,80 @@ pub fn websocket_not_allowed(detail: &str) -> Refusal {
         "websocket_not_allowed",
         "WebSocket not allowed",
         detail.to_owned(),
+    ))
+}
+
+/// Python's `framing` refusal (`bastion.gateway.hygiene`), its document as
+/// its errors render: `limits` are the ones the head was judged against.
+pub fn framing(refused: Refused, limits: HeadLimits) -> Refusal {
+    let bad_request = |code, title, detail: &str| {
+        plain(problem(
+            StatusCode::BAD_REQUEST,
+            code,
+            title,
+            detail.to_owned(),
+        ))
+    };
+    let too_large = |detail: String| {
+        plain(problem(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "Request header fields too large",
+            detail,
+        ))
+    };
+    let framing = |detail| bad_request("bad_request_framing", "Bad request framing", detail);
+    match refused {
+        Refused::Method => bad_request(
+            "invalid_method",
+            "Invalid request method",
+            "The request method must be an upper-case HTTP method (e.g. DELETE, not delete).",
+        ),
+        Refused::Fields => too_large(format!(
+            "The request has more than {} header fields.",
+            limits.max_headers
+        )),
+        Refused::Bytes => too_large(format!(
+            "The request headers are larger than {} bytes.",
+            limits.max_header_bytes
+        )),
+        Refused::Hosts => bad_request(
+            "invalid_host",
+            "Invalid Host header",
+            "The request has more than one Host header; send one.",
+        ),
+        Refused::NoHost => bad_request(
+            "invalid_host",
+            "Invalid Host header",
+            "An HTTP/1.1 request must carry a Host header.",
+        ),
+        Refused::Framing(Unframed::Both) => {
+            framing("The request has both Content-Length and Transfer-Encoding; send only one.")
+        }
+        Refused::Framing(Unframed::Coding) => {
+            framing("Transfer-Encoding must be exactly 'chunked'.")
+        }
+        Refused::Framing(Unframed::Length) => {
+            framing("The request's Content-Length header is malformed.")
+        }
+        // Not Python's (its servers refuse it before the app): bastion's wording.
+        Refused::Framing(Unframed::Http10) => {
+            framing("An HTTP/1.0 request cannot carry Transfer-Encoding.")
+        }
+    }
+}
+
+/// The front's answer to a head whose fields cannot be read (`hygiene::Malformed`):
+/// the problem Python's app renders for a bad request (`bastion.http.app`'s
+/// `bad_request`), since none of Python's servers hands such a head to it.
+pub fn malformed_head() -> Refusal {
+    plain(problem(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        "Bad request",
+        "The request's header fields cannot be read: a name that is not a token, or a control \
+         character or line folding in a value."
+            .to_owned(),
     ))
 }
 
@@ -256,5 +333,50 @@ mod tests {
              \"status\":403,\"detail\":\"The credential's claim tier does not allow this route.\",\
              \"reason\":\"claim_mismatch\",\"claim\":\"tier\",\"request_id\":\"rid\"}"
         );
+    }
+
+    #[test]
+    fn framing_documents_are_pythons() {
+        let limits = HeadLimits {
+            max_headers: 20,
+            max_header_bytes: 2048,
+        };
+        let document = |refused| {
+            let refusal = framing(refused, limits);
+            (refusal.problem.status.as_u16(), body(&refusal))
+        };
+        // Rendered by `problem_response` for `bastion.gateway.hygiene`'s errors.
+        assert_eq!(
+            document(Refused::Method),
+            (
+                400,
+                "{\"type\":\"urn:bastion:problem:invalid_method\",\"title\":\"Invalid request method\",\
+                 \"status\":400,\"detail\":\"The request method must be an upper-case HTTP method \
+                 (e.g. DELETE, not delete).\",\"reason\":\"invalid_method\",\"request_id\":\"rid\"}"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            document(Refused::Fields),
+            (
+                431,
+                "{\"type\":\"urn:bastion:problem:headers_too_large\",\"title\":\"Request header fields \
+                 too large\",\"status\":431,\"detail\":\"The request has more than 20 header fields.\",\
+                 \"reason\":\"headers_too_large\",\"request_id\":\"rid\"}"
+                    .to_owned()
+            )
+        );
+        let bytes = document(Refused::Bytes).1;
+        assert!(bytes.contains("\"detail\":\"The request headers are larger than 2048 bytes.\""));
+        let host = document(Refused::NoHost).1;
+        assert!(host.contains("\"title\":\"Invalid Host header\",\"status\":400,"));
+        assert!(host.contains("\"An HTTP/1.1 request must carry a Host header.\""));
+        let both = document(Refused::Framing(Unframed::Both)).1;
+        assert!(both.starts_with(
+            "{\"type\":\"urn:bastion:problem:bad_request_framing\",\"title\":\"Bad request framing\""
+        ));
+        let coding = document(Refused::Framing(Unframed::Coding)).1;
+        assert!(coding.contains("\"detail\":\"Transfer-Encoding must be exactly 'chunked'.\""));
+        assert_eq!(malformed_head().problem.code, "bad_request");
     }
 }

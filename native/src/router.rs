@@ -412,6 +412,21 @@ impl RouteTable {
         }
     }
 
+    /// Whether the Python app hands this request-target to its gateway (whose
+    /// first step is `framing`): the app's reading ([`RouteTable::target`]) is
+    /// the gateway's, or a path only the gateway's `match` step refuses. A path
+    /// with `%` that normalisation refuses is the app's own 400 first.
+    pub fn gateway_target(&self, target: &str) -> bool {
+        matches!(
+            self.target(target),
+            Target::Gateway { .. }
+                | Target::Refused {
+                    why: Why::InvalidPath,
+                    ..
+                }
+        )
+    }
+
     /// `bastion.http.app._reserved_exact`: a reserved prefix, itself or below
     /// it on a segment boundary.
     fn is_reserved(&self, path: &str) -> bool {
@@ -430,13 +445,35 @@ pub fn is_method_token(method: &str) -> bool {
     !method.is_empty() && method.len() <= 32 && method.bytes().all(tchar)
 }
 
+/// What a host with spaces or tabs inside normalises to for the matcher: no
+/// route's host (`_HOST` in the settings allows none), so the routes for any host.
+const NO_ROUTE_HOST: &str = " ";
+
 /// `bastion.gateway.matcher.normalize_host` into `buffer`: lower-case, without
-/// port and trailing dot; `[v6]` without its port. `None` for a value the
-/// router does not read (anything but visible ASCII, or too long).
+/// port and trailing dot; `[v6]` without its port. A value with spaces or tabs
+/// inside (not a valid host, which Python's matcher serves as the routes for
+/// any host: no route's host has one) is [`NO_ROUTE_HOST`]. `None` for a value
+/// the router does not read (anything else but visible ASCII, whitespace at an
+/// end, which Python strips, or too long).
 fn host_key<'b>(host: &str, buffer: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
-    let bytes = host.as_bytes();
-    if bytes.len() > MAX_HOST || !bytes.iter().all(u8::is_ascii_graphic) {
+    let mut bytes = host.as_bytes();
+    if bytes.len() > MAX_HOST {
         return None;
+    }
+    if !bytes.iter().all(u8::is_ascii_graphic) {
+        if bytes.first() == Some(&b'[') {
+            // `[v6]…`: only what the brackets hold is the key.
+            let end = bytes.iter().position(|&b| b == b']')?;
+            bytes = &bytes[..=end];
+            if !bytes.iter().all(u8::is_ascii_graphic) {
+                return None;
+            }
+        } else {
+            let inside = |b: &u8| b.is_ascii_graphic() || *b == b' ' || *b == b'\t';
+            let ends = bytes.first().is_some_and(u8::is_ascii_graphic)
+                && bytes.last().is_some_and(u8::is_ascii_graphic);
+            return (ends && bytes.iter().all(inside)).then_some(NO_ROUTE_HOST);
+        }
     }
     let lower = &mut buffer[..bytes.len()];
     lower.copy_from_slice(bytes);
@@ -669,7 +706,11 @@ mod tests {
             name(&t, "admin.example\u{e9}", "GET", "/adm/x"),
             Err(Why::Host)
         );
-        assert_eq!(name(&t, "admin example", "GET", "/adm/x"), Err(Why::Host));
+        // Not a host name: no route's host, as Python's matcher reads it (its 404 here).
+        assert_eq!(
+            name(&t, "admin example", "GET", "/adm/x"),
+            Err(Why::NoRoute)
+        );
     }
 
     #[test]
@@ -907,6 +948,24 @@ mod tests {
             assert_eq!(host_key(host, &mut buffer), Some(expected), "{host}");
         }
         assert_eq!(host_key(&"a".repeat(MAX_HOST + 1), &mut buffer), None);
+        // Not a host name, yet Python matches it: as no route's host (the routes for any).
+        for odd in ["a b", "api.example.com :443", "x\ty:80"] {
+            assert_eq!(host_key(odd, &mut buffer), Some(NO_ROUTE_HOST), "{odd:?}");
+        }
+        assert_eq!(host_key("[::1] x", &mut buffer), Some("[::1]"));
+        // Whitespace at an end (Python strips it), or no closing bracket: not read.
+        for unread in [" a", "a\t", "[::1 x"] {
+            assert_eq!(host_key(unread, &mut buffer), None, "{unread:?}");
+        }
+        let t = table(
+            vec![
+                rule("admin", "/api", None, Some("admin.example")),
+                rule("any", "/api", None, None),
+            ],
+            false,
+        );
+        assert_eq!(name(&t, "admin.example", "GET", "/api"), Ok("admin".into()));
+        assert_eq!(name(&t, "admin.example x", "GET", "/api"), Ok("any".into()));
     }
 
     proptest! {

@@ -55,9 +55,10 @@ pub struct FrontConfig {
     pub upstream_socket: PathBuf,
     #[serde(default)]
     pub tls: Option<TlsFiles>,
-    /// `request_limits.max_headers`: hyper refuses more header fields itself
-    /// (a bare 431 and the connection closed, as granian does), the same
-    /// threshold at which Python's `framing` step would refuse them.
+    /// `request_limits.max_headers`: more header fields get Python's 431
+    /// (`headers_too_large`) from the native gateway where Python's gateway
+    /// would judge the head; elsewhere, and on connections hyper serves, a
+    /// bare 431 and the connection closed (as granian does).
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
     /// `request_limits.max_header_bytes`: hyper's read buffer is set well above
@@ -343,8 +344,9 @@ where
     let forwarder = &shared.forwarder;
     let exit = {
         let conn = &conn;
+        let max_headers = shared.limits.max_headers;
         h1::serve(stream, &shared.limits, shared.stopped.clone(), |req| {
-            respond(req, conn, forwarder)
+            respond(req, conn, forwarder, max_headers)
         })
         .await
     };
@@ -369,10 +371,14 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let forwarder = Arc::clone(&shared.forwarder);
+    let max_headers = shared.limits.max_headers;
     let service = service_fn(move |req: Request<Incoming>| {
         let conn = Arc::clone(&conn);
         let forwarder = Arc::clone(&forwarder);
-        async move { Ok::<_, Infallible>(respond(req.map(boxed), &conn, &forwarder).await) }
+        async move {
+            let response = respond(req.map(boxed), &conn, &forwarder, max_headers).await;
+            Ok::<_, Infallible>(response)
+        }
     });
     let connection = builder
         .serve_connection_with_upgrades(io, service)
@@ -380,14 +386,32 @@ async fn serve_http<I>(
     let _ = watcher.watch(connection).await;
 }
 
+/// The answer to one request: the gateway's, or Python's. A deferred request
+/// with more header fields than `max_headers` that Python's gateway would not
+/// judge (a control-plane path: its `framing` 431 is for the gateway's, which
+/// the native gateway renders itself unless the head defers) gets hyper's bare
+/// 431 and the connection closed, as before the lean loop counted them: the
+/// rest of Python's app is never handed more.
 async fn respond(
     req: Request<Body>,
     conn: &(ConnInfo, Hop),
     forwarder: &Arc<Forwarder>,
+    max_headers: usize,
 ) -> Response<Body> {
     let (info, hop) = conn;
     match gateway::handle(req, info).await {
         Outcome::Respond(resp) => resp,
+        Outcome::Defer(req)
+            if req.headers().len() > max_headers && !crate::decide::gateway_judges(&req) =>
+        {
+            let mut response = Response::new(crate::http::full(bytes::Bytes::new()));
+            *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+            response
+        }
         Outcome::Defer(mut req) => {
             // A key lookup this request leads ends with Python's answer (see decide::LeadGuard).
             let lead = req.extensions_mut().remove::<crate::decide::LeadGuard>();

@@ -15,7 +15,8 @@ with the same step, reason, route, identity and data, and one count in the same
   still reaches Python), ``405 method_not_allowed`` with ``Allow``, ``400 invalid_path`` for
   the paths ``normalize_path`` refuses (``..`` above the root, ``..;``, overlong);
 - ``body``: a declared ``Content-Length`` over the route's ``max_body``, ``413
-  body_too_large`` (with the route's CORS headers; up to 64 KiB, beyond which Python answers);
+  body_too_large`` (with the route's CORS headers; over 64 KiB, unread, the connection
+  closed after it);
 - a WebSocket upgrade to a route without ``websocket``: ``403 websocket_not_allowed``; and
   every refusal of an upgrade (here a 403 and a 401) as Python's ``websocket.http.response``
   denial renders it: the problem's own head, ``connection: close``, no request-id header.
@@ -328,15 +329,16 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         if reason == "method_not_allowed":
             assert native.header(b"allow") == b"GET, HEAD, POST"
             assert native.header(b"access-control-allow-origin") is None  # before "cors"
-    # A declared body over max_body and over what a connection drains (64 KiB) is Python's:
-    # answering it unread would close the connection under the client still sending it.
+    # A declared body over max_body and over what a connection drains (64 KiB): the same
+    # 413, unread, and the connection closed after it (test_native_framing.py).
     big = Answer(*raw(proc, request_bytes("POST", "/api/orders", {"Origin": APP}, b"x" * 70_000)))
-    assert (big.status, big.plane) == (413, both[0])
+    assert (big.status, big.plane) == (413, both[1])
+    assert big.header(b"connection") == b"close"
     expected[("orders", "body_too_large")] += 1
-    # ... with a credential too: never proxied natively past max_body.
+    # ... with a credential too: never proxied past max_body.
     headers = {**reader, "Origin": APP}
     big = Answer(*raw(proc, request_bytes("POST", "/api/orders", headers, b"x" * 70_000)))
-    assert (big.status, big.plane) == (413, both[0])
+    assert (big.status, big.plane) == (413, both[1])
     expected[("orders", "body_too_large")] += 1
     assert len(echo_module.server.received) == before, "the upstream saw a refused request"
 

@@ -1,0 +1,739 @@
+"""End to end: every request head Python's `framing` step refuses or serves, answered natively.
+
+One ``bastion serve`` (native engine, ``request_limits`` small enough to cross); which plane
+answered is told by the request id's per-plane prefix. Where a Python twin exists — the same
+request with ``X-HTTP-Method-Override: GET``, which the native plane defers and Python drops
+— both answers are byte-identical but for the request id and the date, each is one
+``gateway.denied`` row with the same step, reason, route, identity and data, and one count in
+the same ``bastion_gateway_requests_total`` series:
+
+- methods: any upper-case token (``PROPFIND``, ``QUERY``, a plain ``OPTIONS``) is proxied as
+  Python proxies it, or refused with the route's ``405``; ``delete`` is ``400 invalid_method``;
+- ``Host``: none, an empty one or two in HTTP/1.1, ``400 invalid_host``; one that is not a
+  host name (spaces inside) is matched as Python's matcher reads it (no route's host);
+- more header fields or bytes than ``request_limits``, ``431 headers_too_large`` (a
+  control-plane path keeps the front's bare 431: Python's app never judges those heads);
+- body framing that cannot be read one way only (``Content-Length`` with
+  ``Transfer-Encoding``, several or malformed lengths, another coding, several
+  ``Transfer-Encoding`` fields, chunked in HTTP/1.0): ``400 bad_request_framing`` with
+  Python's document (bastion's wording for HTTP/1.0), ``connection: close``, the connection
+  closed, the body never read — no twin (such a body cannot be forwarded), so the documents
+  are checked against Python's own errors;
+- header fields no server reads (a name that is not a token, a control character or
+  obs-fold in a value): bastion's ``400 bad_request`` problem, the connection closed, not
+  audited (Python's servers refuse them before its app);
+- a declared body over the route's ``max_body`` and over what a connection drains (64 KiB):
+  Python's ``413 body_too_large`` without reading it, ``connection: close``, and a lingering
+  close, so that a client still sending reads it; ``Expect: 100-continue`` gets the 413 and
+  no ``100``; over HTTP/2 (curl) the stream ends with the 413.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from _support import BastionProcess, EchoThread
+from _support.native import migrated_config, plane
+from bastion.gateway.errors import GatewayError
+from bastion.gateway.hygiene import (
+    BadRequestFramingError,
+    BadRequestHostError,
+    BadRequestMethodError,
+    BodyTooLargeError,
+    HeadersTooLargeError,
+)
+from bastion.storage import Database
+
+DEFER = b"X-HTTP-Method-Override: GET\r\n"
+MAX_HEADERS = 20
+MAX_HEADER_BYTES = 2048
+
+
+@pytest.fixture(scope="module")
+def echo_module() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread
+) -> Iterator[tuple[BastionProcess, Path]]:
+    tmp = tmp_path_factory.mktemp("native-framing")
+    echo = echo_module.server.url
+    config = migrated_config(
+        tmp,
+        "  - name: open\n"
+        "    match: {path: /api/open}\n"
+        f"    upstream: {echo}\n"
+        "    public: true\n"
+        "    max_body: 16\n"
+        "  - name: staff\n"
+        "    match: {path: /api/staff, host: staff.test}\n"
+        f"    upstream: {echo}\n"
+        "    public: true\n"
+        "  - name: gets\n"
+        "    match: {path: /api/gets, methods: [GET]}\n"
+        f"    upstream: {echo}\n"
+        "    public: true\n",
+    )
+    with config.open("a") as file:
+        limits = f"max_headers: {MAX_HEADERS}, max_header_bytes: {MAX_HEADER_BYTES}"
+        file.write(f"request_limits: {{{limits}}}\n")
+    with BastionProcess("-c", str(config), cwd=tmp) as proc:
+        yield proc, tmp
+
+
+def connect(proc: BastionProcess) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+    if proc.url.startswith("https"):
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        sock = context.wrap_socket(sock, server_hostname="localhost")
+    return sock
+
+
+def read_answer(sock: socket.socket, buf: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """(head, body, what came after the body) of one response (never a HEAD's)."""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
+def closed_after(sock: socket.socket, extra: bytes) -> bool:
+    """Whether the server closed the connection after its answer (nothing more came)."""
+    if extra:
+        return False
+    sock.settimeout(5)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+class Answer:
+    """A response head and body, with the request id and the date masked."""
+
+    def __init__(self, head: bytes, body: bytes, closed: bool = False) -> None:
+        kept = []
+        self.rid = ""
+        for line in head.split(b"\r\n"):
+            name = line.partition(b":")[0].lower()
+            if name == b"x-request-id":
+                self.rid = line.partition(b":")[2].strip().decode()
+            elif name != b"date":
+                kept.append(line)
+        self.body = body.replace(self.rid.encode(), b"RID") if self.rid else body
+        if self.rid and self.rid.encode() in body:
+            # The length of the body without its request id (ids differ in length).
+            kept = [
+                b"content-length: %d" % len(self.body)
+                if line.lower().startswith(b"content-length:")
+                else line
+                for line in kept
+            ]
+        self.head = b"\r\n".join(kept)
+        self.status = int(head.split(b" ", 2)[1])
+        self.plane = self.rid.rsplit("-", 1)[0]
+        self.closed = closed
+
+    def header(self, name: bytes) -> bytes | None:
+        for line in self.head.split(b"\r\n")[1:]:
+            key, _, value = line.partition(b":")
+            if key.lower() == name:
+                return value.strip()
+        return None
+
+    def problem(self) -> dict[str, Any]:
+        assert self.header(b"content-type") == b"application/problem+json", self.head
+        document: dict[str, Any] = orjson.loads(self.body)
+        return document
+
+
+def send(proc: BastionProcess, request: bytes, closing: bool = False) -> Answer:
+    """Send one raw request (the whole of it at once); the answer, and (``closing``) whether
+    the server closed the connection after it."""
+    with connect(proc) as sock:
+        sock.sendall(request)
+        head, body, extra = read_answer(sock)
+        return Answer(head, body, closing and closed_after(sock, extra))
+
+
+def twin(request: bytes) -> bytes:
+    """The same request with a method-override header after its request line."""
+    line, _, rest = request.partition(b"\r\n")
+    return line + b"\r\n" + DEFER + rest
+
+
+def twins(proc: BastionProcess, request: bytes) -> tuple[Answer, Answer]:
+    """(the answer as sent, Python's twin's)."""
+    return send(proc, request), send(proc, twin(request))
+
+
+def planes(client: httpx.Client) -> tuple[str, str]:
+    """(Python's request id prefix, the native plane's)."""
+    python = plane(client.get("/healthz"))
+    native = plane(client.get("/api/open/x"))
+    assert python != native
+    return python, native
+
+
+def _denied(tmp: Path, rids: set[str], within: float = 10.0) -> dict[str, Any]:
+    """The ``gateway.denied`` rows of these request ids (waits for the audit drain)."""
+
+    async def rows() -> list[Any]:
+        db = await Database.connect(f"sqlite:///{tmp}/bastion.db")
+        try:
+            page = await db.audit.search(type="gateway.denied", limit=1000)
+            return list(page.items)
+        finally:
+            await db.close()
+
+    deadline = time.monotonic() + within
+    while True:
+        found = {row.request_id: row for row in asyncio.run(rows()) if row.request_id in rids}
+        if len(found) == len(rids) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def _row(row: Any) -> tuple[Any, ...]:
+    return (
+        row.outcome,
+        row.reason,
+        row.route,
+        row.ip,
+        row.subject,
+        row.key_id,
+        row.client_id,
+        row.user_agent,
+        row.data,
+    )
+
+
+_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
+
+
+def _counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
+    scrape = httpx.get(f"{proc.url}/metrics", verify=False, timeout=10)
+    assert scrape.status_code == 200
+    out: dict[tuple[str, str], float] = {}
+    for labels, value in _SERIES.findall(scrape.content):
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
+        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
+    return out
+
+
+def _document(error: GatewayError, rid: str = "RID") -> bytes:
+    """Python's problem document for ``error`` (``problem_response``'s members and order)."""
+    return orjson.dumps(
+        {
+            "type": f"urn:bastion:problem:{error.code}",
+            "title": error.title,
+            "status": error.status,
+            "detail": error.detail,
+            "reason": error.code,
+            "request_id": rid,
+        }
+    )
+
+
+def _fields(count: int) -> bytes:
+    return b"".join(b"X-F%d: 1\r\n" % i for i in range(count))
+
+
+def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_does(
+    served: tuple[BastionProcess, Path], echo_module: EchoThread
+) -> None:
+    proc, tmp = served
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        python_plane, native_plane = planes(client)
+    counts_before = _counts(proc)
+    received = len(echo_module.server.received)
+
+    # A Host that is not a host name is still a host: the routes for any host serve it.
+    native, python = twins(proc, b"GET /api/open/x HTTP/1.1\r\nHost: gw.test :8443\r\n\r\n")
+    assert (native.plane, python.plane, native.status) == (native_plane, python_plane, 200)
+    assert (native.head, native.body) == (python.head, python.body)
+    received += 2
+
+    # Any upper-case token is proxied (the upstream sees the method), both planes alike.
+    proxied = 0
+    for method in (b"PROPFIND", b"QUERY", b"OPTIONS", b"M-SEARCH"):
+        request = method + b" /api/open/x?a=1 HTTP/1.1\r\nHost: gw.test\r\n\r\n"
+        native, python = twins(proc, request)
+        assert (native.plane, python.plane) == (native_plane, python_plane), method
+        assert native.status == python.status == 200, (method, native.head)
+        assert (native.head, native.body) == (python.head, python.body), method
+        assert orjson.loads(native.body)["method"] == method.decode()
+        proxied += 2
+    seen = list(echo_module.server.received)[received:]
+    assert [r.method for r in seen] == [
+        m for m in ("PROPFIND", "QUERY", "OPTIONS", "M-SEARCH") for _ in (0, 1)
+    ]
+    received += proxied
+
+    # The refusals: (request, status, reason, route label of the metric).
+    big = b"X-Big: " + b"b" * MAX_HEADER_BYTES + b"\r\n"
+    cases: list[tuple[bytes, int, str, str, GatewayError | None]] = [
+        (
+            b"delete /api/open/x HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+            400,
+            "invalid_method",
+            "(none)",
+            BadRequestMethodError(
+                "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
+            ),
+        ),
+        (
+            b"PROPFIND /api/gets/x HTTP/1.1\r\nHost: gw.test\r\n\r\n",
+            405,
+            "method_not_allowed",
+            "(none)",
+            None,  # the route's 405 (`match`): compared to the twin
+        ),
+        (
+            b"GET /api/open/x HTTP/1.1\r\nUser-Agent: t\r\n\r\n",
+            400,
+            "invalid_host",
+            "(none)",
+            BadRequestHostError("An HTTP/1.1 request must carry a Host header."),
+        ),
+        (
+            b"GET /nothing/here HTTP/1.1\r\nHost:\r\n\r\n",
+            400,
+            "invalid_host",
+            "(none)",
+            BadRequestHostError("An HTTP/1.1 request must carry a Host header."),
+        ),
+        (
+            # Not a host name: Python matches it as no route's host (no route for any host here).
+            b"GET /api/staff HTTP/1.1\r\nHost: staff.test x\r\n\r\n",
+            404,
+            "route_not_found",
+            "(none)",
+            None,
+        ),
+        (
+            b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\nHost: other.test\r\n\r\n",
+            400,
+            "invalid_host",
+            "(none)",
+            BadRequestHostError("The request has more than one Host header; send one."),
+        ),
+        (
+            # Over max_headers (the twin has one more field: over it too).
+            b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\n" + _fields(MAX_HEADERS) + b"\r\n",
+            431,
+            "headers_too_large",
+            "(none)",
+            HeadersTooLargeError(f"The request has more than {MAX_HEADERS} header fields."),
+        ),
+        (
+            # Over the fields the HTTP/1 loop parses on its stack (128) too.
+            b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\n" + _fields(300) + b"\r\n",
+            431,
+            "headers_too_large",
+            "(none)",
+            HeadersTooLargeError(f"The request has more than {MAX_HEADERS} header fields."),
+        ),
+        (
+            b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\n" + big + b"\r\n",
+            431,
+            "headers_too_large",
+            "(none)",
+            HeadersTooLargeError(f"The request headers are larger than {MAX_HEADER_BYTES} bytes."),
+        ),
+        (
+            # The method first, as Python checks it.
+            b"get /api/open/x HTTP/1.1\r\n" + _fields(MAX_HEADERS + 1) + b"\r\n",
+            400,
+            "invalid_method",
+            "(none)",
+            BadRequestMethodError(
+                "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
+            ),
+        ),
+    ]
+    rids: dict[str, tuple[str, str]] = {}
+    expected: dict[tuple[str, str], int] = {}
+    for request, status, reason, label, error in cases:
+        native, python = twins(proc, request)
+        assert (native.plane, python.plane) == (native_plane, python_plane), (
+            request[:40],
+            native.head,
+        )
+        assert native.status == python.status == status, (request[:40], native.head)
+        assert native.body == python.body, (native.body, python.body)
+        assert native.head == python.head, (native.head, python.head)
+        assert native.problem()["reason"] == reason
+        if error is not None:
+            assert native.body == _document(error), native.body
+        rids[native.rid] = (python.rid, reason)
+        expected[(label, reason)] = expected.get((label, reason), 0) + 2
+    assert len(echo_module.server.received) == received, "the upstream saw a refused request"
+
+    rows = _denied(tmp, set(rids) | {p for p, _ in rids.values()})
+    for native_rid, (python_rid, reason) in rids.items():
+        assert native_rid in rows and python_rid in rows, reason
+        assert _row(rows[native_rid]) == _row(rows[python_rid]), reason
+        step = "match" if reason in ("method_not_allowed", "route_not_found") else "framing"
+        assert (rows[native_rid].reason, rows[native_rid].data["step"]) == (reason, step)
+        assert rows[native_rid].route is None
+
+    counts = _counts(proc)
+    for series, count in expected.items():
+        assert counts.get(series, 0) - counts_before.get(series, 0) == count, series
+
+    # A control-plane path is not the gateway's: Python's app does not judge its head.
+    with connect(proc) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n\r\n")
+        head, _, _ = read_answer(sock)
+    assert head.startswith(b"HTTP/1.1 200 "), head
+    # ... and with more fields than the front hands Python: the front's bare 431, closed.
+    many = b"GET /healthz HTTP/1.1\r\nHost: gw.test\r\n" + _fields(30) + b"\r\n"
+    answer = send(proc, many, closing=True)
+    assert (answer.status, answer.body, answer.rid, answer.closed) == (431, b"", "", True)
+    assert answer.header(b"connection") == b"close"
+
+
+FRAMING = [
+    (
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        b"0\r\n\r\n",
+        "The request has both Content-Length and Transfer-Encoding; send only one.",
+    ),
+    (
+        b"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        b"0\r\n\r\n",
+        "The request has both Content-Length and Transfer-Encoding; send only one.",
+    ),
+    (
+        b"Content-Length: 1\r\nContent-Length: 1\r\n",
+        b"x",
+        "The request's Content-Length header is malformed.",
+    ),
+    (b"Content-Length: 1, 1\r\n", b"x", "The request's Content-Length header is malformed."),
+    (b"Content-Length: +1\r\n", b"x", "The request's Content-Length header is malformed."),
+    (b"Content-Length: 1x\r\n", b"x", "The request's Content-Length header is malformed."),
+    (b"Transfer-Encoding: gzip\r\n", b"x", "Transfer-Encoding must be exactly 'chunked'."),
+    (
+        b"Transfer-Encoding: gzip, chunked\r\n",
+        b"0\r\n\r\n",
+        "Transfer-Encoding must be exactly 'chunked'.",
+    ),
+    (
+        b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
+        b"0\r\n\r\n",
+        "Transfer-Encoding must be exactly 'chunked'.",
+    ),
+]
+
+
+def test_framing_that_cannot_be_read_one_way_is_refused_natively_and_closed(
+    served: tuple[BastionProcess, Path], echo_module: EchoThread
+) -> None:
+    proc, tmp = served
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        _, native_plane = planes(client)
+    counts_before = _counts(proc)
+    received = len(echo_module.server.received)
+    rids = set()
+    cases = [
+        (b"HTTP/1.1", b"Host: gw.test\r\n" + fields, body, detail)
+        for fields, body, detail in FRAMING
+    ]
+    cases.append(
+        (
+            b"HTTP/1.0",
+            b"Transfer-Encoding: chunked\r\n",
+            b"0\r\n\r\n",
+            # bastion's wording: Python never sees such a request (its servers refuse it).
+            "An HTTP/1.0 request cannot carry Transfer-Encoding.",
+        )
+    )
+    for version, fields, body, detail in cases:
+        for request in (
+            b"POST /api/open/x " + version + b"\r\n" + fields + b"\r\n" + body,
+            # With a method-override header too: nothing may forward such a body.
+            b"POST /api/open/x " + version + b"\r\n" + DEFER + fields + b"\r\n" + body,
+        ):
+            answer = send(proc, request, closing=True)
+            assert answer.plane == native_plane, request
+            assert answer.status == 400, (request, answer.head)
+            assert answer.body == _document(BadRequestFramingError(detail)), answer.body
+            assert answer.closed, request
+            if version == b"HTTP/1.1":
+                assert answer.header(b"connection") == b"close"
+            rids.add(answer.rid)
+    assert len(echo_module.server.received) == received, "the upstream saw a refused request"
+    rows = _denied(tmp, rids)
+    assert set(rows) == rids
+    for row in rows.values():
+        assert (row.reason, row.route, row.data["step"]) == ("bad_request_framing", None, "framing")
+    counts = _counts(proc)
+    label = ("(none)", "bad_request_framing")
+    assert counts.get(label, 0) - counts_before.get(label, 0) == len(rids)
+
+    # On a control-plane path: the same answer (not a gateway decision: no audit row).
+    answer = send(
+        proc,
+        b"POST /oauth2/token HTTP/1.1\r\nHost: gw.test\r\n" + FRAMING[0][0] + b"\r\n0\r\n\r\n",
+        closing=True,
+    )
+    assert (answer.status, answer.plane, answer.closed) == (400, native_plane, True)
+    assert answer.body == _document(BadRequestFramingError(FRAMING[0][2]))
+    assert _denied(tmp, {answer.rid}, within=1.0) == {}
+
+    # A plain chunked body is still served.
+    chunked = (
+        b"POST /api/open/x HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n0\r\n\r\n"
+    )
+    answer = send(proc, chunked)
+    assert (answer.status, answer.plane) == (200, native_plane)
+    assert orjson.loads(answer.body)["body"] == "abc"
+
+
+def test_header_fields_no_server_reads_get_a_problem_and_the_connection_closes(
+    served: tuple[BastionProcess, Path], echo_module: EchoThread
+) -> None:
+    proc, tmp = served
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        _, native_plane = planes(client)
+    received = len(echo_module.server.received)
+    counts_before = _counts(proc)
+    detail = (
+        "The request's header fields cannot be read: a name that is not a token, or a control "
+        "character or line folding in a value."
+    )
+    document = orjson.dumps(
+        {
+            "type": "urn:bastion:problem:bad_request",
+            "title": "Bad request",
+            "status": 400,
+            "detail": detail,
+            "reason": "bad_request",
+            "request_id": "RID",
+        }
+    )
+    rids = set()
+    for field in (
+        b"Bad Name: x\r\n",
+        b"X{A}: 1\r\n",
+        b"X-A: 1\r\n 2\r\n",  # obs-fold
+        b"X-A: a\x01b\r\n",
+        b"X-A: a\x7fb\r\n",
+        b"Content-Length : 5\r\n",
+    ):
+        for path in (b"/api/open/x", b"/oauth2/token"):
+            request = b"POST " + path + b" HTTP/1.1\r\nHost: gw.test\r\n" + field + b"\r\nhello"
+            answer = send(proc, request, closing=True)
+            assert (answer.status, answer.plane, answer.closed) == (400, native_plane, True), field
+            assert answer.body == document, answer.body
+            assert answer.header(b"connection") == b"close"
+            rids.add(answer.rid)
+    # Python's servers refuse these heads before its app (uvicorn: a plain-text 400): not a
+    # gateway decision, neither audited nor metered, nothing forwarded.
+    assert len(echo_module.server.received) == received
+    assert _denied(tmp, rids, within=1.0) == {}
+    assert _counts(proc) == counts_before
+    # Bytes every server reads: obs-text and a tab inside a value.
+    answer = send(proc, b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\nX-A: caf\xe9\tb\r\n\r\n")
+    assert (answer.status, answer.plane) == (200, native_plane)
+
+
+def _big_post(headers: bytes = b"", length: int = 200_000) -> bytes:
+    return (
+        b"POST /api/open/x HTTP/1.1\r\nHost: gw.test\r\nContent-Length: %d\r\n" % length
+        + headers
+        + b"\r\n"
+    )
+
+
+def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connection_closes(
+    served: tuple[BastionProcess, Path], echo_module: EchoThread
+) -> None:
+    proc, tmp = served
+    with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
+        python_plane, native_plane = planes(client)
+    counts_before = _counts(proc)
+    received = len(echo_module.server.received)
+    document = _document(BodyTooLargeError("The request body is larger than 16 bytes."))
+
+    # A client that writes its whole body while it reads: it gets the 413, then the close.
+    with connect(proc) as sock:
+        sock.sendall(_big_post())
+        answers: list[tuple[bytes, bytes, bytes]] = []
+        reader = threading.Thread(target=lambda: answers.append(read_answer(sock)))
+        reader.start()
+        sent = 0
+        try:
+            chunk = b"x" * 16384
+            while sent < 200_000:
+                sent += sock.send(chunk[: 200_000 - sent])
+        except OSError:
+            pass  # the server may stop reading once it has lingered
+        reader.join(10)
+        head, body, extra = answers[0]
+        streamed = Answer(head, body, closed_after(sock, extra))
+    assert (streamed.status, streamed.plane, streamed.closed) == (413, native_plane, True)
+    assert streamed.body == document
+    assert streamed.header(b"connection") == b"close"
+
+    # Expect: 100-continue: the 413 at once, never a 100 (the body is never asked for).
+    with connect(proc) as sock:
+        sock.sendall(_big_post(b"Expect: 100-continue\r\n"))
+        head, body, extra = read_answer(sock)
+        expecting = Answer(head, body, closed_after(sock, extra))
+    assert (expecting.status, expecting.plane, expecting.closed) == (413, native_plane, True)
+    assert expecting.body == document and not head.startswith(b"HTTP/1.1 100")
+
+    # Python's twin answers alike, byte for byte (its body left unread too: closed alike).
+    with connect(proc) as sock:
+        sock.sendall(twin(_big_post()) + b"x" * 200_000)
+        head, body, extra = read_answer(sock)
+        python = Answer(head, body, closed_after(sock, extra))
+    assert (python.status, python.plane, python.closed) == (413, python_plane, True)
+    assert (streamed.head, streamed.body) == (python.head, python.body)
+    assert expecting.head == streamed.head
+    assert len(echo_module.server.received) == received, "the upstream saw a refused request"
+
+    rows = _denied(tmp, {streamed.rid, expecting.rid, python.rid})
+    assert _row(rows[streamed.rid]) == _row(rows[python.rid])
+    assert _row(rows[expecting.rid]) == _row(rows[python.rid])
+    assert rows[streamed.rid].data["step"] == "body"
+    counts = _counts(proc)
+    label = ("open", "body_too_large")
+    assert counts.get(label, 0) - counts_before.get(label, 0) == 3
+
+    # HTTP/2: the 413 ends the stream, then the request's half is reset with NO_ERROR (RFC 9113
+    # §8.1); the connection goes on (a second stream on it is served).
+    frames = _h2_exchange(proc, 200_000)
+    assert frames["status_seen"] and frames["ended"], frames
+    rid = orjson.loads(frames["body"])["request_id"]
+    assert rid.rsplit("-", 1)[0] == native_plane
+    assert frames["body"].replace(rid.encode(), b"RID") == document
+    assert frames["reset"] == 0 and frames["goaway"] is None, frames
+    assert orjson.loads(frames["second"])["method"] == "GET"
+    assert len(echo_module.server.received) == received + 1  # the second stream's GET
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    """One HPACK field, literal without indexing, new name, no Huffman (lengths < 127)."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
+    """POST a body declared ``length`` bytes long over HTTP/2 (sending 48 KiB of it: within
+    the initial window), then a GET on stream 3; what came back (a minimal client: the frames
+    are read, the response headers' HPACK is not decoded)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    raw_sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
+    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2"
+    head = b"".join(
+        _literal(name, value)
+        for name, value in (
+            (b":method", b"POST"),
+            (b":scheme", b"https"),
+            (b":authority", b"gw.test"),
+            (b":path", b"/api/open/x"),
+            (b"content-length", str(length).encode()),
+        )
+    )
+    get = b"".join(
+        _literal(name, value)
+        for name, value in (
+            (b":method", b"GET"),
+            (b":scheme", b"https"),
+            (b":authority", b"gw.test"),
+            (b":path", b"/api/open/x"),
+        )
+    )
+    out: dict[str, Any] = {
+        "status_seen": False,
+        "body": b"",
+        "ended": False,
+        "reset": None,
+        "goaway": None,
+        "second": b"",
+    }
+    with sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b""))
+        sock.sendall(_frame(1, 0x4, 1, head))  # HEADERS, END_HEADERS
+        for _ in range(3):
+            sock.sendall(_frame(0, 0, 1, b"x" * 16384))  # DATA, not the end
+        buf = b""
+        deadline = time.monotonic() + 10
+        asked = False
+        while time.monotonic() < deadline and not (out["second"] and out["reset"] is not None):
+            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                chunk = sock.recv(65536)
+                assert chunk, out
+                buf += chunk
+            size = int.from_bytes(buf[:3], "big")
+            kind, flags = buf[3], buf[4]
+            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            payload, buf = buf[9 : 9 + size], buf[9 + size :]
+            if kind == 4 and not flags & 1:
+                sock.sendall(_frame(4, 1, 0, b""))  # SETTINGS ACK
+            elif kind == 6 and not flags & 1:
+                sock.sendall(_frame(6, 1, 0, payload))  # PING ACK
+            elif kind == 7:
+                out["goaway"] = int.from_bytes(payload[4:8], "big")
+                break
+            elif kind == 1 and stream == 1:
+                out["status_seen"] = True
+            elif kind == 0 and stream == 1:
+                out["body"] += payload
+                out["ended"] |= bool(flags & 1)
+            elif kind == 3 and stream == 1:
+                out["reset"] = int.from_bytes(payload, "big")
+            elif kind == 0 and stream == 3:
+                out["second"] += payload
+            if out["ended"] and not asked:
+                sock.sendall(_frame(1, 0x5, 3, get))  # HEADERS, END_HEADERS | END_STREAM
+                asked = True
+    return out
