@@ -2,8 +2,9 @@
 
 Each kind runs Python's own code and answers the ticket: ``found``, ``refused``, or
 ``unavailable`` with the ``ServiceUnavailableError``'s code, title and detail; anything
-else leaves the ticket unanswered (a lost lookup: the native core answers the kind's 503). The hook itself
-only hands the lookup to the event loop. End to end: ``features/native_front/test_native_lookups``.
+else leaves the ticket unanswered (a lost lookup: the native core answers the kind's 503).
+The hook itself only hands the lookup to the event loop. End to end:
+``features/native_front/test_native_lookups``.
 """
 
 from __future__ import annotations
