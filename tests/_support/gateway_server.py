@@ -52,12 +52,14 @@ __all__ = [
     "chunk",
     "dead_url",
     "fresh_echo",
+    "gateway_counts",
     "gateway_fixture",
     "plane",
     "raw_exchange",
     "raw_request",
     "request_bytes",
     "route",
+    "row_parts",
     "serve_gateway",
 ]
 
@@ -128,19 +130,39 @@ class GatewayServer:
 
     def counts(self) -> dict[tuple[str, str], float]:
         """``bastion_gateway_requests_total`` by ``(route, outcome)``, from /metrics."""
-        scrape = httpx.get(f"{self.url}/metrics", verify=False, timeout=10)
-        assert scrape.status_code == 200
-        out: dict[tuple[str, str], float] = {}
-        for labels, value in _SERIES.findall(scrape.content):
-            parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
-            out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
-        return out
+        return gateway_counts(self.url)
 
     def stop(self) -> None:
         self.proc.stop()
 
 
 _SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
+
+
+def gateway_counts(url: str) -> dict[tuple[str, str], float]:
+    """``bastion_gateway_requests_total`` of the server at ``url`` by ``(route, outcome)``."""
+    scrape = httpx.get(f"{url}/metrics", verify=False, timeout=10)
+    assert scrape.status_code == 200
+    out: dict[tuple[str, str], float] = {}
+    for labels, value in _SERIES.findall(scrape.content):
+        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
+        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
+    return out
+
+
+def row_parts(row: Any) -> tuple[Any, ...]:
+    """What a native audit row and its Python twin's must share (all but ids and times)."""
+    return (
+        row.outcome,
+        row.reason,
+        row.route,
+        row.ip,
+        row.subject,
+        row.key_id,
+        row.client_id,
+        row.user_agent,
+        row.data,
+    )
 
 
 def audit_rows(

@@ -27,20 +27,16 @@ answer as Python's, whichever plane gives it.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import raw_request
+from _support.gateway_server import audit_rows, gateway_counts, raw_request, row_parts
 from _support.native import cli_json, migrated_config, plane
-from bastion.storage import Database
 
 APP = "https://app.example.com"
 # Makes the native plane defer the head; Python drops it (gateway/hygiene.py) and decides alike.
@@ -197,52 +193,6 @@ def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def _denied(tmp: Path, rids: set[str], within: float = 10.0) -> dict[str, Any]:
-    """The ``gateway.denied`` rows of these request ids (waits for the audit drain)."""
-
-    async def rows() -> list[Any]:
-        db = await Database.connect(f"sqlite:///{tmp}/bastion.db")
-        try:
-            page = await db.audit.search(type="gateway.denied", limit=1000)
-            return list(page.items)
-        finally:
-            await db.close()
-
-    deadline = time.monotonic() + within
-    while True:
-        found = {row.request_id: row for row in asyncio.run(rows()) if row.request_id in rids}
-        if len(found) == len(rids) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def _row(row: Any) -> tuple[Any, ...]:
-    return (
-        row.outcome,
-        row.reason,
-        row.route,
-        row.ip,
-        row.subject,
-        row.key_id,
-        row.client_id,
-        row.user_agent,
-        row.data,
-    )
-
-
-_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
-
-
-def _counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
-    scrape = httpx.get(f"{proc.url}/metrics", verify=False, timeout=10)
-    assert scrape.status_code == 200
-    out: dict[tuple[str, str], float] = {}
-    for labels, value in _SERIES.findall(scrape.content):
-        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
-        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
-    return out
-
-
 def _check(
     native: Answer, python: Answer, planes: tuple[str, str], status: int, reason: str
 ) -> None:
@@ -265,7 +215,7 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
         for key in (reader, restricted):
             assert client.get("/api/orders/1", headers=key).status_code == 200
     before = len(echo_module.server.received)
-    counts_before = _counts(proc)
+    counts_before = gateway_counts(proc.url)
     cases: list[tuple[str, str, dict[str, str], bytes, int, str, str | None]] = [
         # authorize
         (
@@ -343,10 +293,10 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
     assert len(echo_module.server.received) == before, "the upstream saw a refused request"
 
     # One gateway.denied row each, the native one as Python records its twin.
-    rows = _denied(tmp, set(rids) | {p for p, _ in rids.values()})
+    rows = audit_rows(tmp, "gateway.denied", set(rids) | {p for p, _ in rids.values()})
     for native_rid, (python_rid, reason) in rids.items():
         assert native_rid in rows and python_rid in rows, reason
-        assert _row(rows[native_rid]) == _row(rows[python_rid]), reason
+        assert row_parts(rows[native_rid]) == row_parts(rows[python_rid]), reason
         assert rows[native_rid].reason == reason
     steps = {rows[rid].reason: rows[rid].data["step"] for rid in rids}
     assert steps == {
@@ -363,7 +313,7 @@ def test_refusals_are_native_byte_identical_audited_and_metered(
     }
 
     # And one count each in Python's series, whichever plane answered.
-    counts = _counts(proc)
+    counts = gateway_counts(proc.url)
 
     def delta(label: tuple[str, str]) -> float:
         return counts.get(label, 0) - counts_before.get(label, 0)

@@ -27,9 +27,7 @@ traces them (``bastion.door``, the judged method, route and path).
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,9 +36,9 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread
+from _support.gateway_server import audit_rows, row_parts
 from _support.native import cli_json, migrated_config, plane
 from _support.otlp import Receiver, attributes
-from bastion.storage import Database
 
 APP = "https://app.example.com"
 # Makes the native plane defer the head; Python drops it (gateway/hygiene.py) and decides alike.
@@ -115,39 +113,6 @@ def _clients(proc: BastionProcess) -> tuple[httpx.Client, httpx.Client]:
     return (
         httpx.Client(base_url=proc.url, verify=False, timeout=10),
         httpx.Client(base_url=proc.url, transport=proxy, timeout=10),
-    )
-
-
-def _denied(tmp: Path, rids: set[str], within: float = 10.0) -> dict[str, Any]:
-    """The ``gateway.denied`` rows of these request ids (waits for the audit drain)."""
-
-    async def rows() -> list[Any]:
-        db = await Database.connect(f"sqlite:///{tmp}/bastion.db")
-        try:
-            page = await db.audit.search(type="gateway.denied", limit=1000)
-            return list(page.items)
-        finally:
-            await db.close()
-
-    deadline = time.monotonic() + within
-    while True:
-        found = {row.request_id: row for row in asyncio.run(rows()) if row.request_id in rids}
-        if len(found) == len(rids) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def _row(row: Any) -> tuple[Any, ...]:
-    return (
-        row.outcome,
-        row.reason,
-        row.route,
-        row.ip,
-        row.subject,
-        row.key_id,
-        row.client_id,
-        row.user_agent,
-        row.data,
     )
 
 
@@ -331,10 +296,10 @@ def test_edges_are_native_byte_identical_audited_and_metered(
 
     # One gateway.denied row each, the native one as Python records its twin.
     rids = twins.rids
-    rows = _denied(tmp, set(rids) | {p for p, _ in rids.values()})
+    rows = audit_rows(tmp, "gateway.denied", set(rids) | {p for p, _ in rids.values()})
     for native_rid, (python_rid, reason) in rids.items():
         assert native_rid in rows and python_rid in rows, reason
-        assert _row(rows[native_rid]) == _row(rows[python_rid]), reason
+        assert row_parts(rows[native_rid]) == row_parts(rows[python_rid]), reason
     steps = {(rows[rid].reason, rows[rid].data["step"]) for rid in rids}
     assert steps == {
         ("claim_mismatch", "authorize"),

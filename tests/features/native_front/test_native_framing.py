@@ -30,8 +30,6 @@ the same ``bastion_gateway_requests_total`` series:
 
 from __future__ import annotations
 
-import asyncio
-import re
 import socket
 import ssl
 import threading
@@ -45,6 +43,7 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread
+from _support.gateway_server import audit_rows, gateway_counts, row_parts
 from _support.native import migrated_config, plane
 from bastion.gateway.errors import GatewayError
 from bastion.gateway.hygiene import (
@@ -54,7 +53,6 @@ from bastion.gateway.hygiene import (
     BodyTooLargeError,
     HeadersTooLargeError,
 )
-from bastion.storage import Database
 
 DEFER = b"X-HTTP-Method-Override: GET\r\n"
 MAX_HEADERS = 20
@@ -210,52 +208,6 @@ def planes(client: httpx.Client) -> tuple[str, str]:
     return python, native
 
 
-def _denied(tmp: Path, rids: set[str], within: float = 10.0) -> dict[str, Any]:
-    """The ``gateway.denied`` rows of these request ids (waits for the audit drain)."""
-
-    async def rows() -> list[Any]:
-        db = await Database.connect(f"sqlite:///{tmp}/bastion.db")
-        try:
-            page = await db.audit.search(type="gateway.denied", limit=1000)
-            return list(page.items)
-        finally:
-            await db.close()
-
-    deadline = time.monotonic() + within
-    while True:
-        found = {row.request_id: row for row in asyncio.run(rows()) if row.request_id in rids}
-        if len(found) == len(rids) or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
-
-
-def _row(row: Any) -> tuple[Any, ...]:
-    return (
-        row.outcome,
-        row.reason,
-        row.route,
-        row.ip,
-        row.subject,
-        row.key_id,
-        row.client_id,
-        row.user_agent,
-        row.data,
-    )
-
-
-_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
-
-
-def _counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
-    scrape = httpx.get(f"{proc.url}/metrics", verify=False, timeout=10)
-    assert scrape.status_code == 200
-    out: dict[tuple[str, str], float] = {}
-    for labels, value in _SERIES.findall(scrape.content):
-        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
-        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
-    return out
-
-
 def _document(error: GatewayError, rid: str = "RID") -> bytes:
     """Python's problem document for ``error`` (``problem_response``'s members and order)."""
     return orjson.dumps(
@@ -280,7 +232,7 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
     proc, tmp = served
     with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
         python_plane, native_plane = planes(client)
-    counts_before = _counts(proc)
+    counts_before = gateway_counts(proc.url)
     received = len(echo_module.server.received)
 
     # A Host that is not a host name is still a host: the routes for any host serve it.
@@ -405,15 +357,15 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
         expected[(label, reason)] = expected.get((label, reason), 0) + 2
     assert len(echo_module.server.received) == received, "the upstream saw a refused request"
 
-    rows = _denied(tmp, set(rids) | {p for p, _ in rids.values()})
+    rows = audit_rows(tmp, "gateway.denied", set(rids) | {p for p, _ in rids.values()})
     for native_rid, (python_rid, reason) in rids.items():
         assert native_rid in rows and python_rid in rows, reason
-        assert _row(rows[native_rid]) == _row(rows[python_rid]), reason
+        assert row_parts(rows[native_rid]) == row_parts(rows[python_rid]), reason
         step = "match" if reason in ("method_not_allowed", "route_not_found") else "framing"
         assert (rows[native_rid].reason, rows[native_rid].data["step"]) == (reason, step)
         assert rows[native_rid].route is None
 
-    counts = _counts(proc)
+    counts = gateway_counts(proc.url)
     for series, count in expected.items():
         assert counts.get(series, 0) - counts_before.get(series, 0) == count, series
 
@@ -468,7 +420,7 @@ def test_framing_that_cannot_be_read_one_way_is_refused_natively_and_closed(
     proc, tmp = served
     with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
         _, native_plane = planes(client)
-    counts_before = _counts(proc)
+    counts_before = gateway_counts(proc.url)
     received = len(echo_module.server.received)
     rids = set()
     cases = [
@@ -499,11 +451,11 @@ def test_framing_that_cannot_be_read_one_way_is_refused_natively_and_closed(
                 assert answer.header(b"connection") == b"close"
             rids.add(answer.rid)
     assert len(echo_module.server.received) == received, "the upstream saw a refused request"
-    rows = _denied(tmp, rids)
+    rows = audit_rows(tmp, "gateway.denied", rids)
     assert set(rows) == rids
     for row in rows.values():
         assert (row.reason, row.route, row.data["step"]) == ("bad_request_framing", None, "framing")
-    counts = _counts(proc)
+    counts = gateway_counts(proc.url)
     label = ("(none)", "bad_request_framing")
     assert counts.get(label, 0) - counts_before.get(label, 0) == len(rids)
 
@@ -515,7 +467,7 @@ def test_framing_that_cannot_be_read_one_way_is_refused_natively_and_closed(
     )
     assert (answer.status, answer.plane, answer.closed) == (400, native_plane, True)
     assert answer.body == _document(BadRequestFramingError(FRAMING[0][2]))
-    assert _denied(tmp, {answer.rid}, within=1.0) == {}
+    assert audit_rows(tmp, "gateway.denied", {answer.rid}, within=1.0) == {}
 
     # A plain chunked body is still served.
     chunked = (
@@ -534,7 +486,7 @@ def test_header_fields_no_server_reads_get_a_problem_and_the_connection_closes(
     with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
         _, native_plane = planes(client)
     received = len(echo_module.server.received)
-    counts_before = _counts(proc)
+    counts_before = gateway_counts(proc.url)
     detail = (
         "The request's header fields cannot be read: a name that is not a token, or a control "
         "character or line folding in a value."
@@ -568,8 +520,8 @@ def test_header_fields_no_server_reads_get_a_problem_and_the_connection_closes(
     # Python's servers refuse these heads before its app (uvicorn: a plain-text 400): not a
     # gateway decision, neither audited nor metered, nothing forwarded.
     assert len(echo_module.server.received) == received
-    assert _denied(tmp, rids, within=1.0) == {}
-    assert _counts(proc) == counts_before
+    assert audit_rows(tmp, "gateway.denied", rids, within=1.0) == {}
+    assert gateway_counts(proc.url) == counts_before
     # Bytes every server reads: obs-text and a tab inside a value.
     answer = send(proc, b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\nX-A: caf\xe9\tb\r\n\r\n")
     assert (answer.status, answer.plane) == (200, native_plane)
@@ -589,7 +541,7 @@ def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connect
     proc, tmp = served
     with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
         python_plane, native_plane = planes(client)
-    counts_before = _counts(proc)
+    counts_before = gateway_counts(proc.url)
     received = len(echo_module.server.received)
     document = _document(BodyTooLargeError("The request body is larger than 16 bytes."))
 
@@ -631,11 +583,11 @@ def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connect
     assert expecting.head == streamed.head
     assert len(echo_module.server.received) == received, "the upstream saw a refused request"
 
-    rows = _denied(tmp, {streamed.rid, expecting.rid, python.rid})
-    assert _row(rows[streamed.rid]) == _row(rows[python.rid])
-    assert _row(rows[expecting.rid]) == _row(rows[python.rid])
+    rows = audit_rows(tmp, "gateway.denied", {streamed.rid, expecting.rid, python.rid})
+    assert row_parts(rows[streamed.rid]) == row_parts(rows[python.rid])
+    assert row_parts(rows[expecting.rid]) == row_parts(rows[python.rid])
     assert rows[streamed.rid].data["step"] == "body"
-    counts = _counts(proc)
+    counts = gateway_counts(proc.url)
     label = ("open", "body_too_large")
     assert counts.get(label, 0) - counts_before.get(label, 0) == 3
 
