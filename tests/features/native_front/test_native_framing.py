@@ -573,13 +573,22 @@ def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connect
     assert (expecting.status, expecting.plane, expecting.closed) == (413, native_plane, True)
     assert expecting.body == document and not head.startswith(b"HTTP/1.1 100")
 
-    # Python's twin answers alike, byte for byte (its body left unread too: closed alike).
+    # Python's twin answers alike but for the connection: the front streams the body to
+    # Python while it decides, and closes after its answer only when more than it drains
+    # (64 KiB) is still unread then, which depends on how far the upload got.
     with connect(proc) as sock:
         sock.sendall(twin(_big_post()) + b"x" * 200_000)
         head, body, extra = read_answer(sock)
         python = Answer(head, body, closed_after(sock, extra))
-    assert (python.status, python.plane, python.closed) == (413, python_plane, True)
-    assert (streamed.head, streamed.body) == (python.head, python.body)
+    assert (python.status, python.plane) == (413, python_plane)
+
+    def without_connection(head: bytes) -> bytes:
+        return b"\r\n".join(
+            line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")
+        )
+
+    assert without_connection(streamed.head) == without_connection(python.head)
+    assert streamed.body == python.body
     assert expecting.head == streamed.head
     assert len(echo_module.server.received) == received, "the upstream saw a refused request"
 
