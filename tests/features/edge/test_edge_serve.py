@@ -1,15 +1,15 @@
 """End to end: request hygiene, size limits and CORS on a real ``bastion serve`` (raw sockets).
 
-The server is the default engine (granian), plain HTTP on loopback (``tls: off`` behind a
-trusted 127.0.0.1), with the demo echo upstream run by the test. What the engine itself
-does is pinned here too, so a server change that loosens it is noticed:
+The server is the native front, plain HTTP on loopback (``tls: off`` behind a trusted
+127.0.0.1), with the demo echo upstream run by the test. What the front itself does is
+pinned here too, so a change that loosens it is noticed:
 
 - a malformed or repeated ``Content-Length``, or one with ``Transfer-Encoding``, is 400
   ``bad_request_framing`` without the body being read, and the connection closes after
   the response (RFC 9112 §6.3), so nothing can be smuggled behind it; more header fields
   than ``request_limits.max_headers``, 431 ``headers_too_large``;
 - bastion answers everything else with problem+json: 413 ``body_too_large`` (declared and
-  streamed), 431 ``headers_too_large`` (header bytes, which granian does not bound), 400
+  streamed), 431 ``headers_too_large`` (header bytes), 400
   ``bad_request_framing`` (other transfer codings), CORS preflights and refusals.
 """
 

@@ -5,7 +5,7 @@
 - starlette's ``ClientDisconnect`` while an endpoint reads the body → 400
   ``bad_request_body`` with a debug-level log only: the server reports
   ``http.disconnect`` both when the client went away and when it could not
-  parse the body (granian: a malformed chunked body) — neither is a bug;
+  parse the body (a malformed chunked body) — neither is a bug;
 - any other exception → 500 ``internal_error`` carrying only the request id;
   the traceback goes to the ``bastion.http`` logger, never into the body.
 - if the response had already started, nothing can be rendered: the error is
