@@ -3,22 +3,21 @@
 - **Redis unreachable** (a TCP proxy in front of the test Redis, cut and restored): a
   route whose limit fails *open* is still served by the native plane (this node's share,
   decided in the in-process store); one whose limit fails *closed* gets the native
-  ``503 rate_limiter_unavailable``, byte-identical to the Python pipeline's twin (forced
-  to Python by a method-override header), both audited as ``gateway.denied`` at step
-  ``limit``; once Redis answers again the native plane serves the route within seconds.
+  ``503 rate_limiter_unavailable``, byte-identical to the Python pipeline's (recorded in
+  ``tests/vectors/twins/test_native_limits_bodies.json``), audited as ``gateway.denied`` at
+  step ``limit``; once Redis answers again the native plane serves the route within seconds.
   The outage and the recovery are logged and audited once each.
 - **A risk-flagged requester** (the ``ip_failures`` detector raised on each node by three
   made-up keys): its limits are divided natively by ``ratelimit.risk.factor``, with the
-  same buckets as Python's; one node's native plane and another node's Python plane (its
-  requests sent there by the method-override twin) sharing Redis admit the tightened
-  budget once between them, and the native 429 is
-  byte-identical to the Python twin's (``RateLimit`` headers included).
+  same buckets as Python's; two nodes sharing Redis admit the tightened budget once
+  between them, and the native 429 is byte-identical to Python's (``RateLimit`` headers
+  included).
 - **Chunked request bodies** (and HTTP/2 bodies without a length, through curl) are
   streamed natively: a 1 MiB upload reaches the upstream
   intact; a body that grows past the route's ``max_body`` (at once, or after a first part
   went upstream) gets Python's ``413 body_too_large``, the upstream never seeing a
   complete request; a slow-drip body is cut at the route's ``timeout`` with Python's
-  ``504 upstream_timeout`` — each byte-identical to the Python twin.
+  ``504 upstream_timeout`` — each byte-identical to Python's.
 """
 
 from __future__ import annotations
@@ -40,16 +39,18 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, tcp_proxy
-from _support.native import cli_json, migrated_config, plane, same_answer
+from _support.gateway_server import RawResponse
+from _support.native import cli_json, migrated_config, plane
+from _support.recorded import Recorded
 from bastion.storage import Database, migrate
 
-_TO_PYTHON = {"X-HTTP-Method-Override": "GET"}  # the native core defers such a request
+RECORDED = Recorded(__name__)
 
 
-def _same_answer(python: httpx.Response, native: httpx.Response, status: int) -> None:
-    """Byte-identical but for the request id (body and header) and the date."""
-    same_answer(python, native, status)
-    assert plane(python) != plane(native)
+def _same_answer(native: httpx.Response, status: int) -> None:
+    """Python's answer (recorded), byte for byte but for the request id and the date."""
+    assert native.status_code == status
+    RECORDED.check(str(status), native)
 
 
 def _until(check: Callable[[], bool], within: float) -> None:
@@ -113,18 +114,15 @@ def test_redis_outage_is_decided_natively_by_each_limits_fail_mode(
         proc = BastionProcess("-c", str(config), cwd=tmp_path)
         with proc, httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
             before = client.get("/api/strict")
-            twin = client.get("/api/strict", headers=_TO_PYTHON)
-            assert before.status_code == twin.status_code == 200
-            native, python = plane(before), plane(twin)
-            assert native != python
+            assert before.status_code == 200
+            native = plane(before)
+            assert native != plane(client.get("/healthz"))  # Python's plane
 
             proxy.cut()
             # Fail closed: the native 503, byte for byte Python's.
             refused = client.get("/api/strict")
             assert plane(refused) == native
-            refused_twin = client.get("/api/strict", headers=_TO_PYTHON)
-            assert plane(refused_twin) == python
-            _same_answer(refused_twin, refused, 503)
+            _same_answer(refused, 503)
             assert refused.headers["retry-after"] == "1"
             assert refused.json() == {
                 "type": "urn:bastion:problem:rate_limiter_unavailable",
@@ -141,10 +139,6 @@ def test_redis_outage_is_decided_natively_by_each_limits_fail_mode(
             assert len(module_echo.server.received) == seen + 1
             assert lenient.headers["ratelimit-policy"] == '"10/minute";q=10;w=60'
             assert lenient.headers["ratelimit"] == '"10/minute";r=9;t=6'
-            # The deferred twin draws from the same local bucket.
-            lenient_twin = client.get("/api/lenient", headers=_TO_PYTHON)
-            assert (lenient_twin.status_code, plane(lenient_twin)) == (200, python)
-            assert lenient_twin.headers["ratelimit"] == '"10/minute";r=8;t=12'
 
             proxy.restore()
             _until(lambda: client.get("/api/strict").status_code == 200, within=5)
@@ -157,10 +151,9 @@ def test_redis_outage_is_decided_natively_by_each_limits_fail_mode(
         assert "Traceback" not in log, log
 
     rows = _audit(f"sqlite:///{tmp_path}/bastion.db", "gateway.denied")
-    assert (
-        sorted((r.reason, r.route, r.data["step"], r.data["status"]) for r in rows)
-        == [("rate_limiter_unavailable", "strict", "limit", 503)] * 2
-    )
+    assert sorted((r.reason, r.route, r.data["step"], r.data["status"]) for r in rows) == [
+        ("rate_limiter_unavailable", "strict", "limit", 503)
+    ]
     downs = _audit(f"sqlite:///{tmp_path}/bastion.db", "ratelimit.backend_down")
     ups = _audit(f"sqlite:///{tmp_path}/bastion.db", "ratelimit.backend_up")
     assert (len(downs), len(ups)) == (1, 1)
@@ -196,7 +189,7 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
 ) -> None:
     asyncio.run(migrate(postgres_url))
     configs = []
-    for node in ("native", "python"):
+    for node in ("one", "other"):
         config = tmp_path / f"{node}.yaml"
         config.write_text(
             f"storage: '{postgres_url}'\n"
@@ -208,22 +201,20 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
     key = cli_json(configs[0], "keys", "create", "shop")["key"]
     bearer = {"Authorization": f"Bearer {key}"}
     made_up = {"Authorization": "Bearer bst_nope"}
-    # The second node's requests all go to its Python plane.
-    py_bearer, py_made_up = bearer | _TO_PYTHON, made_up | _TO_PYTHON
     with (
         BastionProcess("-c", str(configs[0]), cwd=tmp_path) as native_node,
-        BastionProcess("-c", str(configs[1]), cwd=tmp_path) as python_node,
+        BastionProcess("-c", str(configs[1]), cwd=tmp_path) as other_node,
         httpx.Client(timeout=10) as client,
     ):
-        n, p = native_node.url, python_node.url
+        n, p = native_node.url, other_node.url
         # The key is looked up (Python) and pushed: its next request is native.
         assert client.get(n + "/api/free", headers=bearer).status_code == 200
         warm = client.get(n + "/api/free", headers=bearer)
         assert warm.status_code == 200
         native = plane(warm)
-        assert client.get(p + "/api/free", headers=py_bearer).status_code == 200
+        assert client.get(p + "/api/free", headers=bearer).status_code == 200
         # Three 401s from 127.0.0.1 on each node: its ip_failures alert flags the address.
-        for url, headers in ((n, made_up), (p, py_made_up)):
+        for url, headers in ((n, made_up), (p, made_up)):
             for _ in range(3):
                 assert client.get(url + "/api/free", headers=headers).status_code == 401
         alerts = lambda: _audit(postgres_url, "alert.raised")  # noqa: E731
@@ -235,17 +226,16 @@ def test_risk_flagged_limits_are_tightened_natively_like_pythons(
         assert (first.status_code, plane(first)) == (200, native)
         assert first.headers["ratelimit-policy"] == '"8/minute";q=2;w=60'
         assert first.headers["ratelimit"] == '"8/minute";r=1;t=30'
-        second = client.get(p + "/api/tight", headers=py_bearer)
+        second = client.get(p + "/api/tight", headers=bearer)
         assert second.status_code == 200
         assert second.headers["ratelimit"] == '"8/minute";r=0;t=60'
         refused = client.get(n + "/api/tight", headers=bearer)
         assert plane(refused) == native
-        twin = client.get(n + "/api/tight", headers=bearer | _TO_PYTHON)
-        _same_answer(twin, refused, 429)
+        _same_answer(refused, 429)
         assert refused.headers["ratelimit"] == '"8/minute";r=0;t=60'
         assert refused.headers["retry-after"] == "30"
         assert refused.json()["reason"] == "rate_limited"
-        assert client.get(p + "/api/tight", headers=py_bearer).status_code == 429
+        assert client.get(p + "/api/tight", headers=bearer).status_code == 429
         # The free route has no limits: the flag changes nothing there.
         assert client.get(n + "/api/free", headers=bearer).status_code == 200
 
@@ -267,7 +257,7 @@ _BODY_ROUTES = """  - name: upload
 
 _CHUNKED = (
     b"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n"
-    b"Connection: close\r\n{extra}\r\n"
+    b"Connection: close\r\n\r\n"
 )
 
 
@@ -276,12 +266,11 @@ def _chunk(data: bytes) -> bytes:
 
 
 def _raw(
-    port: int, path: str, parts: list[bytes], *, twin: bool = False, pause: float = 0.0
+    port: int, path: str, parts: list[bytes], *, pause: float = 0.0
 ) -> tuple[float, bytes, list[tuple[bytes, bytes]], bytes]:
     """Send a chunked request part by part (``pause`` between parts) over TLS; the seconds
     until the answer ended, its status line, its head (without the date) and its body."""
-    extra = b"X-HTTP-Method-Override: POST\r\n" if twin else b""
-    head = _CHUNKED.replace(b"{path}", path.encode()).replace(b"{extra}", extra)
+    head = _CHUNKED.replace(b"{path}", path.encode())
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -312,19 +301,18 @@ def _raw(
     return elapsed, status, [(n, v) for n, v in fields if n != b"date"], body  # type: ignore[misc]
 
 
-def _same_raw(
-    python: tuple[float, bytes, list[tuple[bytes, bytes]], bytes],
-    native: tuple[float, bytes, list[tuple[bytes, bytes]], bytes],
-    status: bytes,
-) -> str:
-    """Byte-identical but for the request id (and the date); returns the native plane."""
-    rid = {b"x-request-id"}
-    ids = [dict(answer[2])[b"x-request-id"] for answer in (python, native)]
-    assert ids[0].rsplit(b"-", 1)[0] != ids[1].rsplit(b"-", 1)[0]  # two planes
-    assert python[1] == native[1] == status
-    assert [f for f in python[2] if f[0] not in rid] == [f for f in native[2] if f[0] not in rid]
-    assert python[3].replace(ids[0], b"RID") == native[3].replace(ids[1], b"RID")
-    return ids[1].rsplit(b"-", 1)[0].decode()
+def _raw_answer(answer: tuple[float, bytes, list[tuple[bytes, bytes]], bytes]) -> RawResponse:
+    """A :func:`_raw` answer as :class:`RawResponse` (its status line: ``answer[1]``)."""
+    fields = [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in answer[2]]
+    return RawResponse(int(answer[1].split()[1]), fields, answer[3], b"", True)
+
+
+def _same_raw(native: tuple[float, bytes, list[tuple[bytes, bytes]], bytes], status: bytes) -> str:
+    """Python's answer (recorded) byte for byte but for the request id (and the date);
+    returns the plane that answered."""
+    assert native[1] == status
+    RECORDED.check(status.decode(), _raw_answer(native))
+    return dict(native[2])[b"x-request-id"].decode().rsplit("-", 1)[0]
 
 
 @pytest.mark.timeout(120)
@@ -338,8 +326,7 @@ def test_chunked_bodies_are_streamed_natively_within_pythons_limits(
         httpx.Client(base_url=proc.url, verify=False, timeout=30) as client,
     ):
         native = plane(client.get("/api/upload"))
-        python = plane(client.get("/api/upload", headers=_TO_PYTHON))
-        assert native != python
+        assert native != plane(client.get("/healthz"))  # Python's plane
 
         # 1 MiB in 64 KiB chunks (httpx frames a generator's body as chunked).
         payload = os.urandom(1 << 20)
@@ -349,35 +336,30 @@ def test_chunked_bodies_are_streamed_natively_within_pythons_limits(
                 yield payload[at : at + (1 << 16)]
 
         digest = hashlib.sha256(payload).hexdigest()
-        for headers, which in (({}, native), (_TO_PYTHON, python)):
-            uploaded = client.post("/api/upload", content=pieces(), headers=headers)
-            assert (uploaded.status_code, plane(uploaded)) == (200, which)
-            assert received[-1].header("transfer-encoding") == "chunked"
-            assert hashlib.sha256(received[-1].body).hexdigest() == digest
+        uploaded = client.post("/api/upload", content=pieces())
+        assert (uploaded.status_code, plane(uploaded)) == (200, native)
+        assert received[-1].header("transfer-encoding") == "chunked"
+        assert hashlib.sha256(received[-1].body).hexdigest() == digest
 
         # Past max_body at once: Python's 413; the upstream sees nothing.
         over = [_chunk(b"a" * 512)] * 3 + [b"0\r\n\r\n"]
         seen = len(received)
         at_once = _raw(proc.port, "/api/small", [b"".join(over)])
-        at_once_twin = _raw(proc.port, "/api/small", [b"".join(over)], twin=True)
-        assert _same_raw(at_once_twin, at_once, b"HTTP/1.1 413 Payload Too Large") == native
+        assert _same_raw(at_once, b"HTTP/1.1 413 Payload Too Large") == native
         assert b'"detail":"The request body is larger than 1000 bytes."' in at_once[3]
         assert b'"reason":"body_too_large"' in at_once[3]
         # Past it after a first part went upstream: the same 413, the upstream's request
         # cut (it never completes).
         later = _raw(proc.port, "/api/small", over, pause=0.2)
-        later_twin = _raw(proc.port, "/api/small", over, twin=True, pause=0.2)
-        assert _same_raw(later_twin, later, b"HTTP/1.1 413 Payload Too Large") == native
+        assert _same_raw(later, b"HTTP/1.1 413 Payload Too Large") == native
         assert len(received) == seen
 
         # A slow drip: cut at the route's 2 s timeout with Python's 504.
         drip = [_chunk(b"x")] * 12
         slow = _raw(proc.port, "/api/small", drip, pause=0.4)
-        slow_twin = _raw(proc.port, "/api/small", drip, twin=True, pause=0.4)
-        assert _same_raw(slow_twin, slow, b"HTTP/1.1 504 Gateway Timeout") == native
+        assert _same_raw(slow, b"HTTP/1.1 504 Gateway Timeout") == native
         assert b'"reason":"upstream_timeout"' in slow[3]
-        for answer in (slow, slow_twin):
-            assert 1.9 < answer[0] < 4.0, answer[0]
+        assert 1.9 < slow[0] < 4.0, slow[0]
         assert len(received) == seen
         # Within the limit: the small route takes a chunked body whole, natively.
         small = _raw(proc.port, "/api/small", [_chunk(b"b" * 600), b"0\r\n\r\n"])
@@ -386,11 +368,9 @@ def test_chunked_bodies_are_streamed_natively_within_pythons_limits(
         assert received[-1].body == b"b" * 600
 
     rows = _audit(f"sqlite:///{tmp_path}/bastion.db", "gateway.denied")
-    assert (
-        sorted((r.reason, r.route, r.data["step"], r.data["status"]) for r in rows)
-        == [("body_too_large", "small", "proxy", 413)] * 4
-        + [("upstream_timeout", "small", "proxy", 504)] * 2
-    )
+    assert sorted((r.reason, r.route, r.data["step"], r.data["status"]) for r in rows) == [
+        ("body_too_large", "small", "proxy", 413)
+    ] * 2 + [("upstream_timeout", "small", "proxy", 504)]
 
 
 def _curl_h2(curl: str, url: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
