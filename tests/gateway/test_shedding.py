@@ -4,9 +4,8 @@ The upstream answers after ``20 ms x requests in flight``: the more it is sent a
 the slower every answer. Without shedding all 60 simultaneous requests reach it; with
 ``ratelimit.shedding`` (the AIMD limiter) the excess is shed with 503 ``overloaded`` before
 reaching it, and the upstream's concurrency stays at the limiter's ceiling. Latencies are
-printed, not asserted. A route's limiter is one for both planes: a request the native plane
-defers to Python (the method-override twin) takes its slot from the same limit. The native
-limiter's own entry points (``_native.shed_acquire`` / ``shed_state``) keep a unit test.
+printed, not asserted. The native limiter's own entry points (``_native.shed_acquire`` /
+``shed_state``) keep a unit test.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import httpx
 import pytest
 
 from _support.gateway_edge import problem, serve_edge
-from _support.gateway_server import DEFER, GatewayServer
+from _support.gateway_server import GatewayServer
 from bastion import _native
 
 
@@ -192,15 +191,9 @@ def test_shed_request_is_problem_json_with_retry_after(
     assert (row.reason, row.route) == ("overloaded", "slow")
 
 
-def test_serve_native_shares_the_native_limiter(
-    one_slot: GatewayServer, slow: SlowUpstream
-) -> None:
-    """A deferred request takes its slot from the route's one limiter (the native plane's)."""
-    second, first = _while_one_in_flight(one_slot, slow, DEFER)
-    assert (second.status_code, second.json()["reason"]) == (503, "overloaded")
-    assert second.headers["retry-after"] == "1"
-    assert first.status_code == 200
-    # The limiter itself: a failure inside the slot counts as one (the limit is cut, here
+def test_serve_native_shares_the_native_limiter() -> None:
+    """The route's one limiter (the native plane's), through its entry points."""
+    # A failure inside the slot counts as one (the limit is cut, here
     # to its floor of 1); the registry is global, hence the unique names.
     name, cut = f"shared-{uuid.uuid4().hex}", f"cut-{uuid.uuid4().hex}"
     held = _native.shed_acquire(name, 1, 1, 1, 10.0, 0.5)
