@@ -7,8 +7,8 @@ algorithm bastion's keys can have. The recording echo upstream shows what
 arrives:
 
 - the assertion verifies (joserfc) against ``/oauth2/jwks.json`` with exactly
-  Python's JOSE header and claims, whichever plane served the request (the
-  first is forced to Python by a method-override header, the next ones native);
+  the JOSE header and claims Python's pipeline signed (spelled out below), on
+  every request, the first of a key (after its lookup) included;
 - a client-sent assertion (any spelling) never reaches the upstream;
 - ``assertion_audience`` replaces the upstream URL as ``aud``; an anonymous
   request on a public route carries no assertion;
@@ -31,9 +31,6 @@ from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, migrated_config, plane
 
 _ALGS = ["ES256", "RS256", "PS256", "EdDSA"]
-
-#: A method-override header makes the native core defer: Python's twin answer.
-DEFER = {"X-HTTP-Method-Override": "GET"}
 
 
 def _config(tmp_path: Path, upstream: str, alg: str) -> Path:
@@ -91,15 +88,15 @@ def test_native_assertion_verifies_with_pythons_claims_and_follows_rotation(
         httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
     ):
         issuer = proc.url.rstrip("/").replace("127.0.0.1", "localhost")  # the dev default
-        # The first forced to Python (a method-override header defers it), then native.
-        first = client.get("/api/orders/1", headers={**auth, **DEFER})
+        python = plane(client.get("/healthz"))  # not a gateway request: Python's plane
+        first = client.get("/api/orders/1", headers=auth)  # the key's lookup, then native
         second = client.get("/api/orders/2", headers=spoofed)
         third = client.get("/api/orders/3", headers=auth)
         billing = client.get("/api/billing/1", headers=auth)
         anonymous = client.get("/api/open/1", headers={"X-Bastion-Assertion": "forged"})
         jwks = client.get("/oauth2/jwks.json").json()
-        # Python served the first (and pushed the key), the native plane the rest.
-        assert plane(first) != plane(second) == plane(third) == plane(billing)
+        # The native plane served them all, the first after the key's lookup.
+        assert python != plane(first) == plane(second) == plane(third) == plane(billing)
         assert plane(anonymous) == plane(second)
         claims_seen = []
         for response in (first, second, third):
