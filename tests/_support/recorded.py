@@ -4,9 +4,10 @@ Tests used to compare a native answer byte for byte with its Python twin (the sa
 deferred with a method-override header). Python's request path is gone; what its twin
 answered is recorded in ``tests/vectors/twins/<test module>.json``, one entry per case, in
 the form :func:`answer` normalises a response to: the status, the head in order without the
-request id and the date (``content-length`` as of the normalised body) and the body with the
-request id stood for by ``RID``. :class:`Recorded` loads a module's file;
-``recorded.check(case, response)`` asserts a native answer equals the case's.
+request id and the date (``content-length`` as of the normalised body) and the body, the
+request id stood for by ``RID`` in both (``X-Bastion-Request-Id``). :class:`Recorded` loads
+a module's file; ``recorded.check(case, response)`` asserts a native answer equals the
+case's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ TWINS = Path(__file__).resolve().parent.parent / "vectors" / "twins"
 _SKIPPED = ("x-request-id", "date")
 
 
+def _masked(value: str, rid: str) -> str:
+    return value.replace(rid, "RID") if rid else value
+
+
 def answer(response: httpx.Response | RawResponse) -> dict[str, Any]:
     """``response`` as recorded: ``status``, ``headers`` (``[name, value]`` pairs, names
     lower-cased, in order) and ``body`` (text), the request id replaced by ``RID``."""
@@ -38,7 +43,7 @@ def answer(response: httpx.Response | RawResponse) -> dict[str, Any]:
         head = [(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in response.headers.raw]
     body = content.replace(rid.encode(), b"RID") if rid else content
     headers = [
-        [name, str(len(body)) if name == "content-length" else value]
+        [name, str(len(body)) if name == "content-length" else _masked(value, rid)]
         for name, value in head
         if name not in _SKIPPED
     ]
