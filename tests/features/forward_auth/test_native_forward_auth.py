@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, plane
-from _support.recorded import Recorded
+from _support.recorded import Recorded, answer
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
 
@@ -92,6 +93,11 @@ def _head(response: httpx.Response) -> list[tuple[bytes, bytes]]:
     ]
 
 
+def _answer(response: httpx.Response, key_id: str) -> dict[str, Any]:
+    """The answer as recorded (``_support.recorded.answer``), the key's id as ``KEY_ID``."""
+    return orjson.loads(orjson.dumps(answer(response)).replace(key_id.encode(), b"KEY_ID"))
+
+
 def _denied(db_path: Path) -> list[Any]:
     async def rows() -> list[Any]:
         db = await Database.connect(f"sqlite:///{db_path}")
@@ -121,6 +127,7 @@ def test_decisions_are_native_and_answered_as_python_answers(
         python, native = plane(first), plane(second)
         assert python != native
         assert _head(first) == _head(second)
+        assert _answer(second, key["id"]) == RECORDED["allowed GET /api/orders/7?x=1"]
         assert second.content == b""
         assert second.headers["x-bastion-key-id"] == key["id"]
         assert second.headers["x-bastion-scopes"] == "orders:read"
@@ -168,6 +175,7 @@ def test_decisions_are_native_and_answered_as_python_answers(
         by_native = _ask(client, NGINX, "GET", "/api/limited", _bearer(key["key"]), elsewhere)
         assert [plane(by_python), plane(by_native)] == [python, native]
         assert [n for n, _ in _head(by_python)] == [n for n, _ in _head(by_native)]
+        assert [n for n, _ in _answer(by_native, key["id"])["headers"]] == RECORDED["limited names"]
         assert by_native.headers["ratelimit"] != by_python.headers["ratelimit"]
 
         # An unknown key: refused natively from the first decision (a lookup), alike.
@@ -180,6 +188,7 @@ def test_decisions_are_native_and_answered_as_python_answers(
         assert _head(refused[0]) == _head(refused[1])
         rid0, rid1 = (r.headers["x-request-id"].encode() for r in refused)
         assert refused[0].content.replace(rid0, b"R") == refused[1].content.replace(rid1, b"R")
+        assert _answer(refused[0], key["id"]) == RECORDED["unknown key 401 invalid_api_key"]
 
         # IP rules judge the client the trusted proxy names, natively (a spoofed
         # X-Forwarded-For is the proxy's business: it overwrites the client's).
@@ -288,6 +297,7 @@ def test_forwarded_family_and_untrusted_callers(tmp_path: Path, echo: EchoThread
         python, native = plane(answers[0]), plane(answers[1])
         assert python != native
         assert _head(answers[0]) == _head(answers[1])
+        assert _answer(answers[1], key["id"]) == RECORDED["forwarded allowed GET /api/orders"]
         # The nginx family is what a client forges through Caddy or Traefik.
         forged = _ask(
             client,
