@@ -34,12 +34,12 @@ from cryptography import x509
 
 from _support import BastionProcess, EchoThread
 from _support.native import cli_json, native_lookups, plane
-from _support.twins import answer, recorded
+from _support.recorded import Recorded
 from gateway.certs_support import TestCA, client_sans, server_sans, write_pair
 
 #: Python's answers to this module's requests; in them ``ECHO`` is the upstream's authority
 #: and ``GATEWAY`` bastion's (both differ from run to run).
-ANSWERS = recorded(__file__)
+ANSWERS = Recorded(__name__)
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_refusals(server: tuple[BastionProcess, Path], pki: dict[str, Path]) -> 
             assert denied.json()["reason"] == "unauthenticated"
             assert denied.headers["www-authenticate"] == 'Bearer realm="bastion"'
             assert plane(denied) != python
-            assert answer(denied) == ANSWERS["unauthenticated"]
+            ANSWERS.check("unauthenticated", denied)
     # A certificate whose identity the route's claims refuse: Python's 403, every time.
     with _client(proc, pki, "plain") as http:
         refused = [http.get("/certs/1") for _ in range(2)]
@@ -194,7 +194,7 @@ def test_refusals(server: tuple[BastionProcess, Path], pki: dict[str, Path]) -> 
     for response in refused:
         assert response.status_code == 403
         assert response.json()["reason"] == "claim_mismatch"
-        assert answer(response) == ANSWERS["claim_mismatch"]
+        ANSWERS.check("claim_mismatch", response)
     # Another CA's certificate never gets past the handshake.
     with _client(proc, pki, "rogue") as http, pytest.raises(httpx.HTTPError):
         http.get("/certs/1")

@@ -36,7 +36,7 @@ import pytest
 from _support import BastionProcess, EchoThread, free_port
 from _support.gateway_server import raw_request
 from _support.native import cli_json, migrated_config, plane
-from _support.twins import answer, recorded
+from _support.recorded import Recorded
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
 
@@ -171,7 +171,7 @@ def preflight(origin: str, method: str = "POST", headers: str | None = None) -> 
 
 
 #: Python's answers to this module's requests.
-ANSWERS = recorded(__file__)
+ANSWERS = Recorded(__name__)
 
 
 def raw_head(proc: BastionProcess, request: bytes) -> tuple[bytes, bytes]:
@@ -371,7 +371,7 @@ def test_refused_api_key_401_carries_cors_headers_on_both_planes(
     assert first.json()["reason"] == "invalid_api_key"
     assert first.headers["access-control-allow-origin"] == APP
     assert first.headers["vary"] == "Origin"
-    assert answer(first) == ANSWERS["unknown key"]
+    ANSWERS.check("unknown key", first)
     # A valid key: allowed natively (once cached), with the CORS headers.
     key = served[2]["key"]
     ok = [client.get("/api/keyed", headers={"Origin": APP, "X-API-Key": key}) for _ in range(2)]

@@ -38,7 +38,7 @@ import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
 from _support.native import cli_json, native_lookups, plane
-from _support.twins import answer, recorded
+from _support.recorded import Recorded
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP, IdPThread
 
@@ -84,7 +84,7 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 #: Python's answers to this module's requests.
-ANSWERS = recorded(__file__)
+ANSWERS = Recorded(__name__)
 
 
 def _active(**extra: Any) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def _forwarded(response: httpx.Response) -> dict[str, str]:
 def _same_refusal(native: httpx.Response) -> None:
     """Python's recorded 401, byte for byte but for the request id and the date."""
     assert native.status_code == 401
-    assert answer(native) == ANSWERS["inactive"]
+    ANSWERS.check("inactive", native)
     assert native.headers["www-authenticate"] == INVALID_TOKEN
     assert native.json()["reason"] == "invalid_token"
 
@@ -173,7 +173,7 @@ def test_introspection_answers_are_served_natively_within_their_deadlines(
         for response in refused:
             assert response.status_code == 403
             assert response.json()["reason"] == "insufficient_scope"
-            assert answer(response) == ANSWERS["insufficient_scope"]
+            ANSWERS.check("insufficient_scope", response)
         assert refused[0].headers["www-authenticate"] == (
             'Bearer realm="bastion", error="insufficient_scope", scope="orders:read"'
         )

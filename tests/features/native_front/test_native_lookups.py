@@ -37,13 +37,13 @@ from _support.native import (
     plane,
     until_feed_past,
 )
-from _support.twins import answer, recorded
+from _support.recorded import Recorded
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
 from gateway.idp_support import FakeIdP, IdPThread
 
 #: Python's answers to this module's requests.
-ANSWERS = recorded(__file__)
+ANSWERS = Recorded(__name__)
 INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
 
 
@@ -120,7 +120,7 @@ def _python_plane(client: httpx.Client) -> str:
 def _as_recorded(native: httpx.Response, case: str, status: int) -> None:
     """Byte-identical to Python's recorded answer but for the request id and the date."""
     assert native.status_code == status
-    assert answer(native) == ANSWERS[case], case
+    ANSWERS.check(case, native)
 
 
 def _until(check: Callable[[], bool], within: float) -> None:

@@ -38,12 +38,12 @@ import pytest
 
 from _support import BastionProcess, EchoThread
 from _support.native import migrated_config, plane
-from _support.twins import recorded
+from _support.recorded import Recorded
 from bastion.storage import Database
 
 #: Python's answers to this module's requests; in them ``ECHO`` is the upstream's authority,
 #: ``GATEWAY`` bastion's and ``curl/VERSION`` curl's user agent (all differ from run to run).
-ANSWERS = recorded(__file__)
+ANSWERS = Recorded(__name__)
 
 
 @pytest.fixture(scope="module")
