@@ -95,15 +95,6 @@ def cors_upstream() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread, cors_upstream: str
 ) -> Iterator[tuple[BastionProcess, Path, dict[str, Any]]]:

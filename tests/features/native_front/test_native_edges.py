@@ -28,7 +28,6 @@ traced them (``bastion.door``, the judged method, route and path), answered as r
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import audit_rows
+from _support.gateway_server import audit_rows, gateway_counts
 from _support.native import cli_json, migrated_config, plane
 from _support.otlp import Receiver, attributes
 from _support.recorded import Recorded, answer
@@ -90,15 +89,6 @@ def _config(tmp: Path, echo: str, extra: str = "") -> Path:
 
 
 @pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread
 ) -> Iterator[tuple[BastionProcess, Path, str]]:
@@ -116,19 +106,6 @@ def _clients(proc: BastionProcess) -> tuple[httpx.Client, httpx.Client]:
         httpx.Client(base_url=proc.url, verify=False, timeout=10),
         httpx.Client(base_url=proc.url, transport=proxy, timeout=10),
     )
-
-
-_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
-
-
-def _counts(client: httpx.Client) -> dict[tuple[str, str], float]:
-    scrape = client.get("/metrics")
-    assert scrape.status_code == 200
-    out: dict[tuple[str, str], float] = {}
-    for labels, value in _SERIES.findall(scrape.content):
-        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
-        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
-    return out
 
 
 def _masked(value: Any, key_id: str) -> Any:
@@ -210,7 +187,7 @@ def test_edges_are_native_byte_identical_audited_and_metered(
         warm = client.get("/api/orders", headers=bearer)
         assert (warm.status_code, plane(warm)) == (200, native)
         before = len(echo_module.server.received)
-        counts_before = _counts(client)
+        counts_before = gateway_counts(proc.url)
         twins = Answers(native, key_id)
 
         # authorize: both required claims fail; Python names the first in settings order.
@@ -298,7 +275,7 @@ def test_edges_are_native_byte_identical_audited_and_metered(
         assert unknown.json()["reason"] == "forward_auth_ambiguous"
         twins.expected[("(none)", "forward_auth_ambiguous")] += 1
         assert len(echo_module.server.received) == before + 1  # the plain OPTIONS only
-        counts = _counts(client)
+        counts = gateway_counts(proc.url)
 
     # One gateway.denied row each, as Python recorded the same request.
     rids = twins.rids

@@ -55,15 +55,6 @@ MAX_HEADER_BYTES = 2048
 
 
 @pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread
 ) -> Iterator[tuple[BastionProcess, Path]]:

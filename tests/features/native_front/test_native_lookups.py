@@ -40,7 +40,7 @@ from _support.native import (
 from _support.recorded import Recorded
 from bastion.crypto import generate_api_key
 from bastion.storage import Database
-from gateway.idp_support import FakeIdP, IdPThread
+from gateway.idp_support import FakeIdP
 
 #: Python's answers to this module's requests.
 ANSWERS = Recorded(__name__)
@@ -48,29 +48,11 @@ INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
 
 
 @pytest.fixture(scope="module")
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[FakeIdP]:
-    thread = IdPThread()
-    try:
-        yield thread.idp
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, echo: EchoThread, idp: FakeIdP
+    tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread, idp: FakeIdP
 ) -> Iterator[tuple[BastionProcess, Path]]:
     cwd = tmp_path_factory.mktemp("native-lookups")
-    up = echo.server.url
+    up = echo_module.server.url
     config = cwd / "bastion.yaml"
     config.write_text(
         f"storage: sqlite:///{cwd}/bastion.db\n"

@@ -25,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,6 +35,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread
+from _support.gateway_server import gateway_counts, raw_request
 from _support.native import migrated_config, plane
 from _support.recorded import Recorded
 from bastion.storage import Database
@@ -44,15 +43,6 @@ from bastion.storage import Database
 #: Python's answers to this module's requests; in them ``ECHO`` is the upstream's authority,
 #: ``GATEWAY`` bastion's and ``curl/VERSION`` curl's user agent (all differ from run to run).
 ANSWERS = Recorded(__name__)
-
-
-@pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
 
 
 @pytest.fixture(scope="module")
@@ -83,32 +73,8 @@ def served(
 
 def raw(proc: BastionProcess, request: bytes) -> tuple[bytes, bytes]:
     """Send one raw request; return (response head, body)."""
-    sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
-    if proc.url.startswith("https"):
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        sock = context.wrap_socket(sock, server_hostname="localhost")
-    with sock:
-        sock.sendall(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value.strip())
-        while len(rest) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-    return head, rest
+    answer = raw_request(proc.port, request, tls=proc.url.startswith("https"))
+    return answer.head, answer.body
 
 
 class Answer:
@@ -174,19 +140,6 @@ def planes(proc: BastionProcess) -> tuple[str, str]:
 def upstream_saw(echo: EchoThread, before: int) -> list[tuple[str, str, str]]:
     """(method, path, query) of each request the upstream received since ``before``."""
     return [(r.method, r.path, r.query) for r in list(echo.server.received)[before:]]
-
-
-_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
-
-
-def counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
-    scrape = httpx.get(f"{proc.url}/metrics", verify=False, timeout=10)
-    assert scrape.status_code == 200
-    out: dict[tuple[str, str], float] = {}
-    for labels, value in _SERIES.findall(scrape.content):
-        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
-        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
-    return out
 
 
 def denied_rows(tmp: Path, rids: set[str], expect: int, within: float = 10.0) -> dict[str, Any]:
@@ -270,7 +223,7 @@ def test_refusals_of_the_normal_form_and_the_apps_400_are_native_and_pythons(
     proc, tmp = served
     _, native_plane = planes(proc)
     before_upstream = len(echo_module.server.received)
-    counts_before = counts(proc)
+    counts_before = gateway_counts(proc.url)
     audited: dict[str, str] = {}
     for method, target, status, reason, path in REFUSED:
         native = send(proc, method, target)
@@ -305,7 +258,7 @@ def test_refusals_of_the_normal_form_and_the_apps_400_are_native_and_pythons(
     assert not app_rids & set(rows), "the app's 400 is not a gateway decision"
 
     # One count each; the app's 400 is not counted.
-    after = counts(proc)
+    after = gateway_counts(proc.url)
     for reason in ("route_not_found", "method_not_allowed"):
         expected = sum(1 for case in REFUSED if case[3] == reason)
         label = ("(none)", reason)
