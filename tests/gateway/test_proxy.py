@@ -21,7 +21,6 @@ import pytest
 
 from _support import EchoThread, run_cli
 from _support.gateway_server import (
-    DEFER,
     GatewayServer,
     RawUpstream,
     chunk,
@@ -508,10 +507,9 @@ BAD_LENGTH = "The request's Content-Length header is malformed."
 
 
 # Python's framing step refuses each of these with 400 ``bad_request_framing``, its detail
-# naming the fault; the native front answers it before reading the body, on both planes
-# alike (the native core and its Python twin, DEFER: a body nobody may forward is answered
-# whatever asks for it), with ``connection: close``; nothing reaches the upstream, and no
-# byte after the head is read as another request (RFC 9112 §6.1, §6.3).
+# naming the fault; the native front answers it before reading the body (a body nobody may
+# forward is answered whatever asks for it), with ``connection: close``; nothing reaches the
+# upstream, and no byte after the head is read as another request (RFC 9112 §6.1, §6.3).
 @pytest.mark.parametrize(
     ("headers", "detail"),
     [
@@ -534,30 +532,23 @@ def test_bad_framing_is_400(
 ) -> None:
     chunked = ("transfer-encoding", "chunked") in headers
     body = chunk(b"abc") + chunk(b"") if chunked else b"abc"
-    for twin in ((), tuple(DEFER.items())):
-        answers = raw_exchange(
-            served.port, request_bytes("POST", "/api/x", [*headers, *twin], body), timeout=5
-        )
-        [refused] = answers
-        assert refused.status == 400, twin
-        assert refused.header("connection") == "close", twin
-        doc = refused.json()
-        assert (doc["reason"], doc["detail"]) == ("bad_request_framing", detail), twin
+    answers = raw_exchange(served.port, request_bytes("POST", "/api/x", headers, body), timeout=5)
+    [refused] = answers
+    assert refused.status == 400
+    assert refused.header("connection") == "close"
+    doc = refused.json()
+    assert (doc["reason"], doc["detail"]) == ("bad_request_framing", detail)
     assert echo.connections == 0
 
 
 # Over HTTP a body shorter than its Content-Length is a client that stopped sending (here:
 # half-closed). Python refused it with 400 ``bad_request`` ("The request body does not match
-# its Content-Length."); its twin (DEFER) now gets the front's bare 400. The native core
+# its Content-Length."). The native core
 # answers 503 ``service_unavailable`` ("The client went away before its request body was
 # read."): ``verdict::problem_of`` renders ``UpstreamError::ClientGone`` as a 503, though
 # ``UpstreamError::problem`` says 400 ``bad_request``.
 def test_body_shorter_than_content_length_is_400(served: GatewayServer, echo: EchoServer) -> None:
     head = [("Content-Length", "3")]
-    twin = served.raw(
-        request_bytes("POST", "/api/x", [*head, *DEFER.items()], b"ab"), half_close=True
-    )
-    assert (twin.status, twin.body) == (400, b"")
     native = served.raw(request_bytes("POST", "/api/x", head, b"ab"), half_close=True)
     assert len(echo.received) == 0  # nothing went upstream whole
     assert native.status == 400

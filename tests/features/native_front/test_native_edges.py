@@ -2,11 +2,11 @@
 
 One ``bastion serve`` (native engine; ``trusted_proxies: [127.0.0.2]``, the forward-auth
 caller connects from that source address, anyone else from 127.0.0.1). Which plane answered
-is told by the request id's per-plane prefix. Each answer is compared with its Python twin —
-the same request with ``X-HTTP-Method-Override: GET``, which makes the native core defer
-while Python ignores the header — byte for byte (but for the request id and the date), as
-one ``gateway.denied`` row with the same step, reason, route, identity and data, and as one
-count in the same ``bastion_gateway_requests_total{route,outcome}`` series:
+is told by the request id's per-plane prefix. Each answer is compared with the answer Python's
+pipeline gave to the same request (recorded in ``tests/vectors/twins/test_native_edges.json``)
+byte for byte (but for the request id and the date), as one ``gateway.denied`` row with the
+recorded step, reason, route, identity and data, and as one count in Python's
+``bastion_gateway_requests_total{route,outcome}`` series:
 
 - *authorize*: several required claims failing — ``403 claim_mismatch`` names the first in
   the settings' order (``zone`` before ``tier``: a sorted table would name ``tier``);
@@ -22,12 +22,12 @@ count in the same ``bastion_gateway_requests_total{route,outcome}`` series:
 What still defers, and stays Python's: an ordinary ``OPTIONS`` to a route without CORS
 (proxied), and a decision request whose repeated headers' order decides the detail.
 With tracing on (a second server), forward-auth decisions are traced natively as Python
-traces them (``bastion.door``, the judged method, route and path).
+traced them (``bastion.door``, the judged method, route and path), answered as recorded.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,13 +36,14 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import audit_rows, row_parts
+from _support.gateway_server import audit_rows, gateway_counts
 from _support.native import cli_json, migrated_config, plane
 from _support.otlp import Receiver, attributes
+from _support.recorded import Recorded, answer
 
 APP = "https://app.example.com"
-# Makes the native plane defer the head; Python drops it (gateway/hygiene.py) and decides alike.
-DEFER = [("X-HTTP-Method-Override", "GET")]
+#: Python's answers to the requests of this module (its key's id in them is ``KEY``).
+ANSWERS = Recorded(__name__)
 Headers = list[tuple[str, str | bytes]]
 
 
@@ -88,23 +89,14 @@ def _config(tmp: Path, echo: str, extra: str = "") -> Path:
 
 
 @pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread
 ) -> Iterator[tuple[BastionProcess, Path, str]]:
     tmp = tmp_path_factory.mktemp("native-edges")
     config = _config(tmp, echo_module.server.url)
-    key = cli_json(config, "keys", "create", "reader", "--scope", "orders:read")["key"]
+    key = cli_json(config, "keys", "create", "reader", "--scope", "orders:read")
     with BastionProcess("-c", str(config), cwd=tmp) as proc:
-        yield proc, tmp, key
+        yield proc, tmp, key["key"], key["id"]
 
 
 def _clients(proc: BastionProcess) -> tuple[httpx.Client, httpx.Client]:
@@ -116,43 +108,36 @@ def _clients(proc: BastionProcess) -> tuple[httpx.Client, httpx.Client]:
     )
 
 
-_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
+def _masked(value: Any, key_id: str) -> Any:
+    """``value`` with the key id of this run written ``KEY``, as in the records."""
+    return json.loads(json.dumps(value).replace(key_id, "KEY"))
 
 
-def _counts(client: httpx.Client) -> dict[tuple[str, str], float]:
-    scrape = client.get("/metrics")
-    assert scrape.status_code == 200
-    out: dict[tuple[str, str], float] = {}
-    for labels, value in _SERIES.findall(scrape.content):
-        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
-        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
-    return out
+def _row(row: Any) -> dict[str, Any]:
+    """An audit row as recorded: what it shares with Python's for the same request
+    (``row_parts``: all but ids and times), by name."""
+    names = ("outcome", "reason", "route", "ip", "subject", "key_id", "client_id", "user_agent")
+    return {**{name: getattr(row, name) for name in names}, "data": row.data}
 
 
-def _same(python: httpx.Response, native: httpx.Response, status: int) -> None:
-    """Byte-identical but for the request id (in the body and any header) and the date."""
-    assert (native.status_code, python.status_code) == (status, status)
-    rid_p, rid_n = python.headers["x-request-id"].encode(), native.headers["x-request-id"].encode()
-
-    def masked(response: httpx.Response, rid: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]]:
-        head = [
-            (name.lower(), value.replace(rid, b"RID"))
-            for name, value in response.headers.raw
-            if name.lower() not in (b"x-request-id", b"date")
-        ]
-        body = response.content.replace(rid, b"RID")
-        return body, [(n, str(len(body)).encode()) if n == b"content-length" else (n, v)
-                      for n, v in head]  # fmt: skip
-
-    assert masked(python, rid_p) == masked(native, rid_n)
+def _as_recorded(native: httpx.Response, case: str, key_id: str) -> None:
+    """Byte-identical to Python's recorded answer but for the request id (in the body and
+    any header: a decision's ``x-bastion-request-id``) and the date."""
+    rid = native.headers["x-request-id"]
+    got = answer(native)
+    got["headers"] = [[name, value.replace(rid, "RID")] for name, value in got["headers"]]
+    expected = ANSWERS[case]
+    recorded_answer = {name: expected[name] for name in ("status", "headers", "body")}
+    assert _masked(got, key_id) == recorded_answer, case
 
 
-class Twins:
-    """Sends each request natively and as Python's twin; checks and remembers both."""
+class Answers:
+    """Sends each request; checks its native answer against Python's, remembers it."""
 
-    def __init__(self, python: str, native: str) -> None:
-        self.planes = (python, native)
-        self.rids: dict[str, tuple[str, str]] = {}
+    def __init__(self, native: str, key_id: str) -> None:
+        self.native = native
+        self.key_id = key_id
+        self.rids: dict[str, tuple[str, str]] = {}  # native request id -> (case, reason)
         self.expected: dict[tuple[str, str], int] = {}
 
     def check(
@@ -166,16 +151,14 @@ class Twins:
         route: str | None,
     ) -> httpx.Response:
         native = client.request(method, path, headers=headers)
-        python = client.request(method, path, headers=[*headers, *DEFER])
-        assert (plane(native), plane(python)) == (self.planes[1], self.planes[0]), (
-            native.status_code,
-            native.content,
-        )
-        _same(python, native, status)
+        assert plane(native) == self.native, (native.status_code, native.content)
+        assert native.status_code == status, native.content
+        case = f"{len(self.rids) + 1:02d} {method} {path} {reason}"
+        _as_recorded(native, case, self.key_id)
         assert native.json()["reason"] == reason
-        self.rids[native.headers["x-request-id"]] = (python.headers["x-request-id"], reason)
+        self.rids[native.headers["x-request-id"]] = (case, reason)
         label = (route or "(none)", reason)
-        self.expected[label] = self.expected.get(label, 0) + 2
+        self.expected[label] = self.expected.get(label, 0) + 1
         return native
 
 
@@ -191,21 +174,21 @@ def _ask(method: str, uri: str, *extra: tuple[str, str]) -> Headers:
 
 
 def test_edges_are_native_byte_identical_audited_and_metered(
-    served: tuple[BastionProcess, Path, str], echo_module: EchoThread
+    served: tuple[BastionProcess, Path, str, str], echo_module: EchoThread
 ) -> None:
-    proc, tmp, key = served
+    proc, tmp, key, key_id = served
     bearer = [("Authorization", f"Bearer {key}")]
     client, proxy = _clients(proc)
     with client, proxy:
         python = plane(client.get("/healthz"))
         native = plane(client.get("/api/plain/x"))
         assert python != native
-        # The key's first request: Python's (it looks the key up and pushes it).
-        warm = client.get("/api/orders", headers=[*bearer, *DEFER])
-        assert (warm.status_code, plane(warm)) == (200, python)
+        # The key's first request: native, once its lookup answered.
+        warm = client.get("/api/orders", headers=bearer)
+        assert (warm.status_code, plane(warm)) == (200, native)
         before = len(echo_module.server.received)
-        counts_before = _counts(client)
-        twins = Twins(python, native)
+        counts_before = gateway_counts(proc.url)
+        twins = Answers(native, key_id)
 
         # authorize: both required claims fail; Python names the first in settings order.
         gold = twins.check(client, "GET", "/api/gold/1", bearer, 403, "claim_mismatch", "gold")
@@ -292,14 +275,14 @@ def test_edges_are_native_byte_identical_audited_and_metered(
         assert unknown.json()["reason"] == "forward_auth_ambiguous"
         twins.expected[("(none)", "forward_auth_ambiguous")] += 1
         assert len(echo_module.server.received) == before + 1  # the plain OPTIONS only
-        counts = _counts(client)
+        counts = gateway_counts(proc.url)
 
-    # One gateway.denied row each, the native one as Python records its twin.
+    # One gateway.denied row each, as Python recorded the same request.
     rids = twins.rids
-    rows = audit_rows(tmp, "gateway.denied", set(rids) | {p for p, _ in rids.values()})
-    for native_rid, (python_rid, reason) in rids.items():
-        assert native_rid in rows and python_rid in rows, reason
-        assert row_parts(rows[native_rid]) == row_parts(rows[python_rid]), reason
+    rows = audit_rows(tmp, "gateway.denied", set(rids))
+    for native_rid, (case, reason) in rids.items():
+        assert native_rid in rows, reason
+        assert _masked(_row(rows[native_rid]), key_id) == ANSWERS[case]["row"], case
     steps = {(rows[rid].reason, rows[rid].data["step"]) for rid in rids}
     assert steps == {
         ("claim_mismatch", "authorize"),
@@ -320,13 +303,13 @@ def test_edges_are_native_byte_identical_audited_and_metered(
             )
             assert row.ip == ("127.0.0.1" if reason.endswith("untrusted") else "127.0.0.2")
 
-    # And one count each in Python's series, whichever plane answered.
+    # And one count each in Python's series.
     for label, count in twins.expected.items():
         delta = counts.get(label, 0) - counts_before.get(label, 0)
         assert delta == count, label
 
 
-def test_routes_list_says_native(served: tuple[BastionProcess, Path, str]) -> None:
+def test_routes_list_says_native(served: tuple[BastionProcess, Path, str, str]) -> None:
     config = served[1] / "bastion.yaml"
     listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
     for name in ("gold", "browser", "open", "inside"):
@@ -350,16 +333,14 @@ def test_forward_auth_decisions_are_traced_natively_as_python_traces_them(
         "sample_ratio: 1.0}\n"
     )
     config = _config(tmp_path, echo.server.url, tracing)
-    key = cli_json(config, "keys", "create", "reader", "--scope", "orders:read")["key"]
-    bearer = ("Authorization", f"Bearer {key}")
+    key = cli_json(config, "keys", "create", "reader", "--scope", "orders:read")
+    bearer = ("Authorization", f"Bearer {key['key']}")
     proc = BastionProcess("-c", str(config), cwd=tmp_path)
-    answers: list[tuple[httpx.Response, httpx.Response]] = []
+    answers: list[httpx.Response] = []
     with proc:
         client, proxy = _clients(proc)
         with client, proxy:
             python = plane(client.get("/healthz"))
-            warm = proxy.get("/auth/verify", headers=[*_ask("GET", "/api/orders", bearer), *DEFER])
-            assert (warm.status_code, plane(warm)) == (200, python)
             for caller, headers in (
                 (proxy, _ask("GET", "/api/orders/1", bearer)),  # allowed
                 (proxy, _ask("DELETE", "/api/orders/2", bearer)),  # 403 insufficient_scope
@@ -367,17 +348,16 @@ def test_forward_auth_decisions_are_traced_natively_as_python_traces_them(
                 (proxy, _ask("get", "/api/orders/4")),  # 400 forward_auth_bad_request
             ):
                 native = caller.get("/auth/verify", headers=headers)
-                twin = caller.get("/auth/verify", headers=[*headers, *DEFER])
-                assert plane(native) != python and plane(twin) == python, native.content
-                _same(twin, native, native.status_code)
-                answers.append((native, twin))
+                assert plane(native) != python, native.content
+                _as_recorded(native, f"traced {len(answers)} {headers[1][1]}", key["id"])
+                answers.append(native)
     assert proc.proc is not None and proc.proc.returncode == 0, proc.stderr
-    assert [n.status_code for n, _ in answers] == [200, 403, 403, 400]
+    assert [n.status_code for n in answers] == [200, 403, 403, 400]
 
     spans = receiver.spans("edges")
     decisions = [s for s in spans if attributes(s).get("bastion.door") == "forward_auth"]
-    # Each native span as its Python twin's: name and attributes, in order (ids and times
-    # aside). An allowed decision has no status: Python's span ends before the 200 is sent.
+    # Each native span as Python traced the same decision: name and attributes (ids and
+    # times aside). An allowed decision has no status: Python's span ended before the 200.
     door = ("bastion.door", "forward_auth")
 
     def judged(path: str, method: str, outcome: str, *status: tuple[str, int]) -> Any:
@@ -395,6 +375,5 @@ def test_forward_auth_decisions_are_traced_natively_as_python_traces_them(
         own("forward_auth_untrusted", 403),
         own("forward_auth_bad_request", 400),
     ]
-    expected = [judged("/api/orders", "GET", "allowed"), *each, *each]  # the warm-up: Python's
     seen = [(s.name, tuple(attributes(s).items())) for s in decisions]
-    assert sorted(seen) == sorted(expected)
+    assert sorted(seen) == sorted(each)

@@ -1,11 +1,11 @@
 """End to end: every request head Python's `framing` step refuses or serves, answered natively.
 
 One ``bastion serve`` (native engine, ``request_limits`` small enough to cross); which plane
-answered is told by the request id's per-plane prefix. Where a Python twin exists — the same
-request with ``X-HTTP-Method-Override: GET``, which the native plane defers and Python drops
-— both answers are byte-identical but for the request id and the date, each is one
-``gateway.denied`` row with the same step, reason, route, identity and data, and one count in
-the same ``bastion_gateway_requests_total`` series:
+answered is told by the request id's per-plane prefix. Where Python's pipeline answered the
+same request, its answer is recorded (``tests/vectors/twins/test_native_framing.json``): the
+native one is byte-identical to it but for the request id and the date, one
+``gateway.denied`` row with the recorded step, reason, route, identity and data, and one
+count in Python's ``bastion_gateway_requests_total`` series:
 
 - methods: any upper-case token (``PROPFIND``, ``QUERY``, a plain ``OPTIONS``) is proxied as
   Python proxies it, or refused with the route's ``405``; ``delete`` is ``400 invalid_method``;
@@ -17,8 +17,8 @@ the same ``bastion_gateway_requests_total`` series:
   ``Transfer-Encoding``, several or malformed lengths, another coding, several
   ``Transfer-Encoding`` fields, chunked in HTTP/1.0): ``400 bad_request_framing`` with
   Python's document (bastion's wording for HTTP/1.0), ``connection: close``, the connection
-  closed, the body never read — no twin (such a body cannot be forwarded), so the documents
-  are checked against Python's own errors;
+  closed, the body never read — Python's pipeline never answered these (such a body cannot
+  be forwarded), so the documents are checked against those its errors rendered (recorded);
 - header fields no server reads (a name that is not a token, a control character or
   obs-fold in a value): bastion's ``400 bad_request`` problem, the connection closed, not
   audited (Python's servers refuse them before its app);
@@ -43,29 +43,15 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import audit_rows, gateway_counts, row_parts
+from _support.gateway_server import audit_rows, gateway_counts
 from _support.native import migrated_config, plane
-from bastion.gateway.errors import GatewayError
-from bastion.gateway.hygiene import (
-    BadRequestFramingError,
-    BadRequestHostError,
-    BadRequestMethodError,
-    BodyTooLargeError,
-    HeadersTooLargeError,
-)
+from _support.recorded import Recorded
 
-DEFER = b"X-HTTP-Method-Override: GET\r\n"
+#: Python's answers and problem documents (``document DETAIL``) for this module's requests;
+#: ``ECHO`` in them is the upstream's authority (it differs from run to run).
+ANSWERS = Recorded(__name__)
 MAX_HEADERS = 20
 MAX_HEADER_BYTES = 2048
-
-
-@pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
 
 
 @pytest.fixture(scope="module")
@@ -189,15 +175,13 @@ def send(proc: BastionProcess, request: bytes, closing: bool = False) -> Answer:
         return Answer(head, body, closing and closed_after(sock, extra))
 
 
-def twin(request: bytes) -> bytes:
-    """The same request with a method-override header after its request line."""
-    line, _, rest = request.partition(b"\r\n")
-    return line + b"\r\n" + DEFER + rest
-
-
-def twins(proc: BastionProcess, request: bytes) -> tuple[Answer, Answer]:
-    """(the answer as sent, Python's twin's)."""
-    return send(proc, request), send(proc, twin(request))
+def as_recorded(native: Answer, case: str, echo: EchoThread, head: bytes | None = None) -> None:
+    """``native`` (or its ``head`` instead of its own) is byte-identical to Python's recorded
+    answer to ``case`` but for the request id and the date."""
+    upstream = echo.server.url.partition("://")[2].encode()
+    expected = ANSWERS[case]
+    assert (head or native.head).decode("latin-1") == expected["head"], (case, native.head)
+    assert native.body.replace(upstream, b"ECHO").decode() == expected["body"], native.body
 
 
 def planes(client: httpx.Client) -> tuple[str, str]:
@@ -208,18 +192,18 @@ def planes(client: httpx.Client) -> tuple[str, str]:
     return python, native
 
 
-def _document(error: GatewayError, rid: str = "RID") -> bytes:
-    """Python's problem document for ``error`` (``problem_response``'s members and order)."""
-    return orjson.dumps(
-        {
-            "type": f"urn:bastion:problem:{error.code}",
-            "title": error.title,
-            "status": error.status,
-            "detail": error.detail,
-            "reason": error.code,
-            "request_id": rid,
-        }
-    )
+def _row(row: Any) -> dict[str, Any]:
+    """An audit row as recorded: what it shares with Python's for the same request
+    (``row_parts``: all but ids and times), by name."""
+    names = ("outcome", "reason", "route", "ip", "subject", "key_id", "client_id", "user_agent")
+    return {**{name: getattr(row, name) for name in names}, "data": row.data}
+
+
+def _document(detail: str) -> bytes:
+    """The problem document Python's error with ``detail`` rendered (``problem_response``'s
+    members and order; its request id ``RID``)."""
+    document: str = ANSWERS[f"document {detail}"]
+    return document.encode()
 
 
 def _fields(count: int) -> bytes:
@@ -231,64 +215,61 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
 ) -> None:
     proc, tmp = served
     with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
-        python_plane, native_plane = planes(client)
+        _, native_plane = planes(client)
     counts_before = gateway_counts(proc.url)
     received = len(echo_module.server.received)
 
     # A Host that is not a host name is still a host: the routes for any host serve it.
-    native, python = twins(proc, b"GET /api/open/x HTTP/1.1\r\nHost: gw.test :8443\r\n\r\n")
-    assert (native.plane, python.plane, native.status) == (native_plane, python_plane, 200)
-    assert (native.head, native.body) == (python.head, python.body)
-    received += 2
+    native = send(proc, b"GET /api/open/x HTTP/1.1\r\nHost: gw.test :8443\r\n\r\n")
+    assert (native.plane, native.status) == (native_plane, 200)
+    as_recorded(native, "host not a name", echo_module)
+    received += 1
 
-    # Any upper-case token is proxied (the upstream sees the method), both planes alike.
+    # Any upper-case token is proxied (the upstream sees the method), as Python proxied it.
     proxied = 0
     for method in (b"PROPFIND", b"QUERY", b"OPTIONS", b"M-SEARCH"):
         request = method + b" /api/open/x?a=1 HTTP/1.1\r\nHost: gw.test\r\n\r\n"
-        native, python = twins(proc, request)
-        assert (native.plane, python.plane) == (native_plane, python_plane), method
-        assert native.status == python.status == 200, (method, native.head)
-        assert (native.head, native.body) == (python.head, python.body), method
+        native = send(proc, request)
+        assert native.plane == native_plane, method
+        assert native.status == 200, (method, native.head)
+        as_recorded(native, method.decode(), echo_module)
         assert orjson.loads(native.body)["method"] == method.decode()
-        proxied += 2
+        proxied += 1
     seen = list(echo_module.server.received)[received:]
-    assert [r.method for r in seen] == [
-        m for m in ("PROPFIND", "QUERY", "OPTIONS", "M-SEARCH") for _ in (0, 1)
-    ]
+    assert [r.method for r in seen] == ["PROPFIND", "QUERY", "OPTIONS", "M-SEARCH"]
     received += proxied
 
     # The refusals: (request, status, reason, route label of the metric).
     big = b"X-Big: " + b"b" * MAX_HEADER_BYTES + b"\r\n"
-    cases: list[tuple[bytes, int, str, str, GatewayError | None]] = [
+    # The last member: the detail of Python's own document for it (None: its route's answer).
+    cases: list[tuple[bytes, int, str, str, str | None]] = [
         (
             b"delete /api/open/x HTTP/1.1\r\nHost: gw.test\r\n\r\n",
             400,
             "invalid_method",
             "(none)",
-            BadRequestMethodError(
-                "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
-            ),
+            "The request method must be an upper-case HTTP method (e.g. DELETE, not delete).",
         ),
         (
             b"PROPFIND /api/gets/x HTTP/1.1\r\nHost: gw.test\r\n\r\n",
             405,
             "method_not_allowed",
             "(none)",
-            None,  # the route's 405 (`match`): compared to the twin
+            None,  # the route's 405 (`match`): compared to Python's recorded answer
         ),
         (
             b"GET /api/open/x HTTP/1.1\r\nUser-Agent: t\r\n\r\n",
             400,
             "invalid_host",
             "(none)",
-            BadRequestHostError("An HTTP/1.1 request must carry a Host header."),
+            "An HTTP/1.1 request must carry a Host header.",
         ),
         (
             b"GET /nothing/here HTTP/1.1\r\nHost:\r\n\r\n",
             400,
             "invalid_host",
             "(none)",
-            BadRequestHostError("An HTTP/1.1 request must carry a Host header."),
+            "An HTTP/1.1 request must carry a Host header.",
         ),
         (
             # Not a host name: Python matches it as no route's host (no route for any host here).
@@ -303,15 +284,15 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
             400,
             "invalid_host",
             "(none)",
-            BadRequestHostError("The request has more than one Host header; send one."),
+            "The request has more than one Host header; send one.",
         ),
         (
-            # Over max_headers (the twin has one more field: over it too).
+            # Over max_headers.
             b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\n" + _fields(MAX_HEADERS) + b"\r\n",
             431,
             "headers_too_large",
             "(none)",
-            HeadersTooLargeError(f"The request has more than {MAX_HEADERS} header fields."),
+            f"The request has more than {MAX_HEADERS} header fields.",
         ),
         (
             # Over the fields the HTTP/1 loop parses on its stack (128) too.
@@ -319,14 +300,14 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
             431,
             "headers_too_large",
             "(none)",
-            HeadersTooLargeError(f"The request has more than {MAX_HEADERS} header fields."),
+            f"The request has more than {MAX_HEADERS} header fields.",
         ),
         (
             b"GET /api/open/x HTTP/1.1\r\nHost: gw.test\r\n" + big + b"\r\n",
             431,
             "headers_too_large",
             "(none)",
-            HeadersTooLargeError(f"The request headers are larger than {MAX_HEADER_BYTES} bytes."),
+            f"The request headers are larger than {MAX_HEADER_BYTES} bytes.",
         ),
         (
             # The method first, as Python checks it.
@@ -334,33 +315,28 @@ def test_methods_and_hosts_and_header_limits_are_answered_natively_as_python_doe
             400,
             "invalid_method",
             "(none)",
-            BadRequestMethodError(
-                "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
-            ),
+            "The request method must be an upper-case HTTP method (e.g. DELETE, not delete).",
         ),
     ]
-    rids: dict[str, tuple[str, str]] = {}
+    rids: dict[str, tuple[str, str]] = {}  # native request id -> (case, reason)
     expected: dict[tuple[str, str], int] = {}
-    for request, status, reason, label, error in cases:
-        native, python = twins(proc, request)
-        assert (native.plane, python.plane) == (native_plane, python_plane), (
-            request[:40],
-            native.head,
-        )
-        assert native.status == python.status == status, (request[:40], native.head)
-        assert native.body == python.body, (native.body, python.body)
-        assert native.head == python.head, (native.head, python.head)
+    for n, (request, status, reason, label, detail) in enumerate(cases):
+        native = send(proc, request)
+        assert native.plane == native_plane, (request[:40], native.head)
+        assert native.status == status, (request[:40], native.head)
+        case = f"{n:02d} {reason}"
+        as_recorded(native, case, echo_module)
         assert native.problem()["reason"] == reason
-        if error is not None:
-            assert native.body == _document(error), native.body
-        rids[native.rid] = (python.rid, reason)
-        expected[(label, reason)] = expected.get((label, reason), 0) + 2
+        if detail is not None:
+            assert native.body == _document(detail), native.body
+        rids[native.rid] = (case, reason)
+        expected[(label, reason)] = expected.get((label, reason), 0) + 1
     assert len(echo_module.server.received) == received, "the upstream saw a refused request"
 
-    rows = audit_rows(tmp, "gateway.denied", set(rids) | {p for p, _ in rids.values()})
-    for native_rid, (python_rid, reason) in rids.items():
-        assert native_rid in rows and python_rid in rows, reason
-        assert row_parts(rows[native_rid]) == row_parts(rows[python_rid]), reason
+    rows = audit_rows(tmp, "gateway.denied", set(rids))
+    for native_rid, (case, reason) in rids.items():
+        assert native_rid in rows, reason
+        assert _row(rows[native_rid]) == ANSWERS[case]["row"], case
         step = "match" if reason in ("method_not_allowed", "route_not_found") else "framing"
         assert (rows[native_rid].reason, rows[native_rid].data["step"]) == (reason, step)
         assert rows[native_rid].route is None
@@ -437,19 +413,15 @@ def test_framing_that_cannot_be_read_one_way_is_refused_natively_and_closed(
         )
     )
     for version, fields, body, detail in cases:
-        for request in (
-            b"POST /api/open/x " + version + b"\r\n" + fields + b"\r\n" + body,
-            # With a method-override header too: nothing may forward such a body.
-            b"POST /api/open/x " + version + b"\r\n" + DEFER + fields + b"\r\n" + body,
-        ):
-            answer = send(proc, request, closing=True)
-            assert answer.plane == native_plane, request
-            assert answer.status == 400, (request, answer.head)
-            assert answer.body == _document(BadRequestFramingError(detail)), answer.body
-            assert answer.closed, request
-            if version == b"HTTP/1.1":
-                assert answer.header(b"connection") == b"close"
-            rids.add(answer.rid)
+        request = b"POST /api/open/x " + version + b"\r\n" + fields + b"\r\n" + body
+        answer = send(proc, request, closing=True)
+        assert answer.plane == native_plane, request
+        assert answer.status == 400, (request, answer.head)
+        assert answer.body == _document(detail), answer.body
+        assert answer.closed, request
+        if version == b"HTTP/1.1":
+            assert answer.header(b"connection") == b"close"
+        rids.add(answer.rid)
     assert len(echo_module.server.received) == received, "the upstream saw a refused request"
     rows = audit_rows(tmp, "gateway.denied", rids)
     assert set(rows) == rids
@@ -466,7 +438,7 @@ def test_framing_that_cannot_be_read_one_way_is_refused_natively_and_closed(
         closing=True,
     )
     assert (answer.status, answer.plane, answer.closed) == (400, native_plane, True)
-    assert answer.body == _document(BadRequestFramingError(FRAMING[0][2]))
+    assert answer.body == _document(FRAMING[0][2])
     assert audit_rows(tmp, "gateway.denied", {answer.rid}, within=1.0) == {}
 
     # A plain chunked body is still served.
@@ -540,10 +512,10 @@ def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connect
 ) -> None:
     proc, tmp = served
     with httpx.Client(base_url=proc.url, verify=False, timeout=10) as client:
-        python_plane, native_plane = planes(client)
+        _, native_plane = planes(client)
     counts_before = gateway_counts(proc.url)
     received = len(echo_module.server.received)
-    document = _document(BodyTooLargeError("The request body is larger than 16 bytes."))
+    document = _document("The request body is larger than 16 bytes.")
 
     # A client that writes its whole body while it reads: it gets the 413, then the close.
     with connect(proc) as sock:
@@ -573,32 +545,25 @@ def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connect
     assert (expecting.status, expecting.plane, expecting.closed) == (413, native_plane, True)
     assert expecting.body == document and not head.startswith(b"HTTP/1.1 100")
 
-    # Python's twin answers alike but for the connection: the front streams the body to
-    # Python while it decides, and closes after its answer only when more than it drains
-    # (64 KiB) is still unread then, which depends on how far the upload got.
-    with connect(proc) as sock:
-        sock.sendall(twin(_big_post()) + b"x" * 200_000)
-        head, body, extra = read_answer(sock)
-        python = Answer(head, body, closed_after(sock, extra))
-    assert (python.status, python.plane) == (413, python_plane)
-
+    # Python's answer, but for the connection: Python's pipeline read the body while the
+    # front streamed it, so it closed only when more than the front drains (64 KiB) was
+    # still unread then, which depended on how far the upload got.
     def without_connection(head: bytes) -> bytes:
         return b"\r\n".join(
             line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")
         )
 
-    assert without_connection(streamed.head) == without_connection(python.head)
-    assert streamed.body == python.body
+    as_recorded(streamed, "body too large", echo_module, without_connection(streamed.head))
     assert expecting.head == streamed.head
     assert len(echo_module.server.received) == received, "the upstream saw a refused request"
 
-    rows = audit_rows(tmp, "gateway.denied", {streamed.rid, expecting.rid, python.rid})
-    assert row_parts(rows[streamed.rid]) == row_parts(rows[python.rid])
-    assert row_parts(rows[expecting.rid]) == row_parts(rows[python.rid])
+    rows = audit_rows(tmp, "gateway.denied", {streamed.rid, expecting.rid})
+    assert _row(rows[streamed.rid]) == ANSWERS["body too large"]["row"]
+    assert _row(rows[expecting.rid]) == ANSWERS["body too large"]["row"]
     assert rows[streamed.rid].data["step"] == "body"
     counts = gateway_counts(proc.url)
     label = ("open", "body_too_large")
-    assert counts.get(label, 0) - counts_before.get(label, 0) == 3
+    assert counts.get(label, 0) - counts_before.get(label, 0) == 2
 
     # HTTP/2: the 413 ends the stream, then the request's half is reset with NO_ERROR (RFC 9113
     # §8.1); the connection goes on (a second stream on it is served).

@@ -1,16 +1,15 @@
 """End to end: every request target Python's app normalises is served natively, alike.
 
 One ``bastion serve`` (native engine); which plane answered is told by the request id's
-per-plane prefix. Each request is sent twice over a raw socket: as is, and with a
-method-override header (its twin: the native plane defers the head; Python drops the
-header and decides alike). The two answers are byte-identical but for the request id and
-the date, and:
+per-plane prefix. Each request is sent over a raw socket; its answer is byte-identical (but
+for the request id and the date) to the one Python's pipeline gave to the same request,
+recorded in ``tests/vectors/twins/test_native_paths.json``, and:
 
 - a target Python rewrites (``//``, dot segments, ``%41``, ``%7E``, ``%2e``, bytes outside
-  ``pchar``) is served natively: the upstream sees the same path (normal form, prefix
-  stripped, base added) and the same raw query as with the twin; a refusal of the normal
-  form (404, 405) is the same ``gateway.denied`` row (its ``data.path`` the normal form)
-  and the same count in ``bastion_gateway_requests_total``;
+  ``pchar``) is served natively: the upstream sees Python's path (normal form, prefix
+  stripped, base added) and the raw query; a refusal of the normal form (404, 405) is the
+  ``gateway.denied`` row Python recorded (its ``data.path`` the normal form) and one count
+  in ``bastion_gateway_requests_total``;
 - a path with ``%`` that normalisation refuses (``%2F``, ``%5C``, ``%00``, a bad escape,
   ``%2e%2e;``, ``..`` above the root spelled ``%2e%2e``) gets the app's ``400
   invalid_path`` natively, neither audited nor metered, as Python's;
@@ -26,8 +25,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
-import socket
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -38,19 +35,14 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread
+from _support.gateway_server import gateway_counts, raw_request
 from _support.native import migrated_config, plane
+from _support.recorded import Recorded
 from bastion.storage import Database
 
-DEFER = {"X-HTTP-Method-Override": "GET"}
-
-
-@pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
+#: Python's answers to this module's requests; in them ``ECHO`` is the upstream's authority,
+#: ``GATEWAY`` bastion's and ``curl/VERSION`` curl's user agent (all differ from run to run).
+ANSWERS = Recorded(__name__)
 
 
 @pytest.fixture(scope="module")
@@ -81,32 +73,8 @@ def served(
 
 def raw(proc: BastionProcess, request: bytes) -> tuple[bytes, bytes]:
     """Send one raw request; return (response head, body)."""
-    sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
-    if proc.url.startswith("https"):
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        sock = context.wrap_socket(sock, server_hostname="localhost")
-    with sock:
-        sock.sendall(request)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value.strip())
-        while len(rest) < length:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            rest += chunk
-    return head, rest
+    answer = raw_request(proc.port, request, tls=proc.url.startswith("https"))
+    return answer.head, answer.body
 
 
 class Answer:
@@ -136,19 +104,28 @@ def send(
     return Answer(*raw(proc, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")))
 
 
-def twins(
-    proc: BastionProcess, method: str, target: str, headers: dict[str, str] | None = None
-) -> tuple[Answer, Answer]:
-    """(the answer as sent, its Python twin: the same request with a method-override header)."""
-    return send(proc, method, target, headers), send(
-        proc, method, target, {**(headers or {}), **DEFER}
-    )
+def masked(body: bytes, proc: BastionProcess, echo: EchoThread) -> str:
+    """``body`` with what differs from run to run written as in the records."""
+    upstream = echo.server.url.partition("://")[2].encode()
+    body = body.replace(upstream, b"ECHO").replace(b"127.0.0.1:%d" % proc.port, b"GATEWAY")
+    return re.sub(rb"curl/[0-9.]+", b"curl/VERSION", body).decode("utf-8", "backslashreplace")
 
 
-def same(native: Answer, python: Answer, target: str) -> None:
-    assert native.status == python.status, (target, native.head, python.head)
-    assert native.head == python.head, (target, native.head, python.head)
-    assert native.body == python.body, (target, native.body, python.body)
+def as_recorded(
+    proc: BastionProcess,
+    echo: EchoThread,
+    native: Answer,
+    case: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """``native`` is byte-identical to Python's recorded answer to ``case`` (``METHOD
+    TARGET``), but for the request id and the date."""
+    if headers and "Host" in headers:
+        method, _, target = case.partition(" ")
+        case = f"{method} Host: {headers['Host']} {target}"
+    expected = ANSWERS[case]
+    assert native.head.decode("latin-1") == expected["head"], (case, native.head)
+    assert masked(native.body, proc, echo) == expected["body"], (case, native.body)
 
 
 def planes(proc: BastionProcess) -> tuple[str, str]:
@@ -163,19 +140,6 @@ def planes(proc: BastionProcess) -> tuple[str, str]:
 def upstream_saw(echo: EchoThread, before: int) -> list[tuple[str, str, str]]:
     """(method, path, query) of each request the upstream received since ``before``."""
     return [(r.method, r.path, r.query) for r in list(echo.server.received)[before:]]
-
-
-_SERIES = re.compile(rb"^bastion_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$", re.M)
-
-
-def counts(proc: BastionProcess) -> dict[tuple[str, str], float]:
-    scrape = httpx.get(f"{proc.url}/metrics", verify=False, timeout=10)
-    assert scrape.status_code == 200
-    out: dict[tuple[str, str], float] = {}
-    for labels, value in _SERIES.findall(scrape.content):
-        parsed = dict(re.findall(r'(\w+)="([^"]*)"', labels.decode()))
-        out[(parsed.get("route", ""), parsed.get("outcome", ""))] = float(value)
-    return out
 
 
 def denied_rows(tmp: Path, rids: set[str], expect: int, within: float = 10.0) -> dict[str, Any]:
@@ -218,21 +182,15 @@ def test_rewritten_targets_are_served_natively_as_python_serves_them(
     served: tuple[BastionProcess, Path], echo_module: EchoThread
 ) -> None:
     proc, _ = served
-    python_plane, native_plane = planes(proc)
+    _, native_plane = planes(proc)
     for target, path, query in REWRITTEN:
         before = len(echo_module.server.received)
         native = send(proc, "GET", target)
-        middle = len(echo_module.server.received)
-        python = send(proc, "GET", target, DEFER)
-        assert (native.status, native.plane, python.plane) == (200, native_plane, python_plane), (
-            target,
-            native.head,
-        )
+        assert (native.status, native.plane) == (200, native_plane), (target, native.head)
         saw = upstream_saw(echo_module, before)
-        assert len(saw) == 2 and middle == before + 1, (target, saw)
-        # The upstream got Python's normal form and the raw query, from either plane.
-        assert saw[0] == saw[1] == ("GET", path, query), (target, saw)
-        same(native, python, target)
+        # The upstream got Python's normal form and the raw query.
+        assert saw == [("GET", path, query)], (target, saw)
+        as_recorded(proc, echo_module, native, f"GET {target}")
 
 
 # (method, target as sent, status, reason, the path Python's audit row records)
@@ -263,47 +221,46 @@ def test_refusals_of_the_normal_form_and_the_apps_400_are_native_and_pythons(
     served: tuple[BastionProcess, Path], echo_module: EchoThread
 ) -> None:
     proc, tmp = served
-    python_plane, native_plane = planes(proc)
+    _, native_plane = planes(proc)
     before_upstream = len(echo_module.server.received)
-    counts_before = counts(proc)
-    audited: dict[str, tuple[str, str]] = {}
+    counts_before = gateway_counts(proc.url)
+    audited: dict[str, str] = {}
     for method, target, status, reason, path in REFUSED:
-        native, python = twins(proc, method, target)
-        assert (native.status, native.plane, python.plane) == (status, native_plane, python_plane)
+        native = send(proc, method, target)
+        assert (native.status, native.plane) == (status, native_plane)
         assert f'"reason":"{reason}"'.encode() in native.body, native.body
-        same(native, python, target)
-        audited[native.rid] = (python.rid, path)
+        as_recorded(proc, echo_module, native, f"{method} {target}")
+        audited[native.rid] = path
     app_rids: set[str] = set()
     for target, detail in APP_REFUSED:
         for method in ("GET", "POST"):
-            native, python = twins(proc, method, target)
-            assert (native.status, native.plane, python.plane) == (400, native_plane, python_plane)
+            native = send(proc, method, target)
+            assert (native.status, native.plane) == (400, native_plane)
             assert b'"reason":"invalid_path","request_id":"RID"' in native.body
             assert f'"detail":"{detail}"'.encode() in native.body, native.body
-            same(native, python, target)
-            app_rids |= {native.rid, python.rid}
+            as_recorded(proc, echo_module, native, f"{method} {target}")
+            app_rids.add(native.rid)
     assert len(echo_module.server.received) == before_upstream, "a refused request went upstream"
 
-    # The gateway's refusals: one row each, the native one as Python records its twin (the
-    # normal form as its path); the app's 400s: none.
-    rows = denied_rows(
-        tmp, set(audited) | {p for p, _ in audited.values()} | app_rids, 2 * len(REFUSED)
-    )
-    for native_rid, (python_rid, path) in audited.items():
-        native_row, python_row = rows[native_rid], rows[python_rid]
-        assert native_row.data == python_row.data, (native_row.data, python_row.data)
+    # The gateway's refusals: one row each, as Python recorded it (the normal form as its
+    # path); the app's 400s: none.
+    rows = denied_rows(tmp, set(audited) | app_rids, len(REFUSED))
+    for native_rid, path in audited.items():
+        native_row = rows[native_rid]
         assert native_row.data["path"] == path
-        assert (native_row.reason, native_row.route, native_row.ip) == (
-            python_row.reason,
-            python_row.route,
-            python_row.ip,
-        )
+        fields = {
+            "reason": native_row.reason,
+            "route": native_row.route,
+            "ip": native_row.ip,
+            "data": native_row.data,
+        }
+        assert fields == ANSWERS[f"row {path}"], fields
     assert not app_rids & set(rows), "the app's 400 is not a gateway decision"
 
-    # One count each, whichever plane answered; the app's 400 is not counted.
-    after = counts(proc)
+    # One count each; the app's 400 is not counted.
+    after = gateway_counts(proc.url)
     for reason in ("route_not_found", "method_not_allowed"):
-        expected = 2 * sum(1 for case in REFUSED if case[3] == reason)
+        expected = sum(1 for case in REFUSED if case[3] == reason)
         label = ("(none)", reason)
         assert after.get(label, 0) - counts_before.get(label, 0) == expected, reason
     invalid = ("(none)", "invalid_path")
@@ -329,19 +286,15 @@ def test_absolute_form_is_served_by_its_path_and_the_host_header(
     ]
     for target, headers, status, upstream in cases:
         before = len(echo_module.server.received)
-        native, python = twins(proc, "GET", target, headers)
-        assert (native.status, native.plane, python.plane) == (
-            status,
-            native_plane,
-            python_plane,
-        ), (
+        native = send(proc, "GET", target, headers)
+        assert (native.status, native.plane) == (status, native_plane), (
             target,
             native.head,
             native.body,
         )
-        same(native, python, target)
+        as_recorded(proc, echo_module, native, f"GET {target}", headers)
         saw = upstream_saw(echo_module, before)
-        assert saw == ([upstream, upstream] if upstream else []), (target, saw)
+        assert saw == ([upstream] if upstream else []), (target, saw)
     # The control plane's paths in absolute form stay Python's, as before.
     answer = send(proc, "GET", "http://gw.test/healthz")
     assert (answer.status, answer.plane) == (200, python_plane)
@@ -369,17 +322,17 @@ def test_path_tricks_get_pythons_answer_whichever_plane_gives_it(
         "/api/%5C..%5Cadmin": native_plane,
     }
     for target, expected_plane in cases.items():
-        native, python = twins(proc, "GET", target)
-        assert (native.plane, python.plane) == (expected_plane, python_plane), (target, native.head)
-        same(native, python, target)
+        native = send(proc, "GET", target)
+        assert native.plane == expected_plane, (target, native.head)
+        as_recorded(proc, echo_module, native, f"GET {target}")
     # A path outside ASCII is left to Python: uvicorn cannot read it (its bare 400).
-    native, python = twins(proc, "GET", "/api/caf\u00c3\u00a9")
+    native = send(proc, "GET", "/api/caf\u00c3\u00a9")
     assert (native.status, native.body) == (400, b"Invalid HTTP request received.")
-    same(native, python, "non-ascii")
+    as_recorded(proc, echo_module, native, "GET non-ascii")
     # Bytes the front's HTTP parser refuses never reach either plane: its bare 400.
-    native, python = twins(proc, "GET", "/api/{a|b}^`[c]")
-    assert (native.status, native.rid, python.status, python.rid) == (400, "", 400, "")
-    same(native, python, "braces")
+    native = send(proc, "GET", "/api/{a|b}^`[c]")
+    assert (native.status, native.rid) == (400, "")
+    as_recorded(proc, echo_module, native, "GET braces")
     assert upstream_saw(echo_module, before) == [], "a trick reached the upstream"
 
 
@@ -407,7 +360,7 @@ def test_http2_targets_are_read_alike(
     proc, _ = served
     if not proc.url.startswith("https"):
         pytest.skip("HTTP/2 is negotiated over TLS")
-    python_plane, native_plane = planes(proc)
+    _, native_plane = planes(proc)
     cases = [
         ("/api//x/%7e/./y?q=1", 200, ("GET", "/api/x/~/y", "q=1")),
         ("/api/orders/../orders//7", 200, ("GET", "/v1/7", "")),
@@ -417,10 +370,13 @@ def test_http2_targets_are_read_alike(
     for target, status, upstream in cases:
         before = len(echo_module.server.received)
         n_status, n_head, n_body = _curl_h2(curl, proc.url + target, {})
-        p_status, p_head, p_body = _curl_h2(curl, proc.url + target, DEFER)
-        n_rid, p_rid = n_head["x-request-id"], p_head["x-request-id"]
-        assert (n_status, p_status) == (status, status), target
-        assert (n_rid.rsplit("-", 1)[0], p_rid.rsplit("-", 1)[0]) == (native_plane, python_plane)
-        assert n_body.replace(n_rid.encode(), b"RID") == p_body.replace(p_rid.encode(), b"RID")
+        n_rid = n_head["x-request-id"]
+        assert n_status == status, target
+        assert n_rid.rsplit("-", 1)[0] == native_plane
+        body = masked(n_body.replace(n_rid.encode(), b"RID"), proc, echo_module)
+        assert (n_status, body) == (
+            ANSWERS[f"h2 {target}"]["status"],
+            ANSWERS[f"h2 {target}"]["body"],
+        )
         saw = upstream_saw(echo_module, before)
-        assert saw == ([upstream, upstream] if upstream else []), (target, saw)
+        assert saw == ([upstream] if upstream else []), (target, saw)

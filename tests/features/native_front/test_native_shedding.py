@@ -3,10 +3,10 @@
 With ``ratelimit.shedding`` on, routes stay native (``bastion routes list``). In
 front of a slow upstream, a route at its concurrency limit sheds the next
 requests natively with Python's 503 ``overloaded`` (problem+json,
-``Retry-After: 1``), before they reach the upstream; a request the native plane
-defers (a key's first request) draws from the same limit and is shed by Python
-alike. The slot is held until the response body ends, then given back. Every
-shed request is one ``gateway.denied`` audit row (step ``proxy``).
+``Retry-After: 1``), before they reach the upstream; a key's first request (its
+lookup answered) draws from the same limit and is shed alike. The slot is held
+until the response body ends, then given back. Every shed request is one
+``gateway.denied`` audit row (step ``proxy``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,6 @@ import httpx
 from _support import BastionProcess, EchoThread
 from _support.native import cli_json, migrated_config, plane
 from bastion.storage import Database
-
-#: A method-override header makes the native core defer: Python's twin answer.
-DEFER = {"X-HTTP-Method-Override": "GET"}
 
 
 def _config(tmp_path: Path, upstream: str) -> Path:
@@ -56,14 +53,11 @@ def test_a_full_route_sheds_natively_and_python_shares_the_limit(
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,
         httpx.Client(base_url=proc.url, verify=False, timeout=30) as client,
     ):
-        # The first forced to Python (a method-override header defers it), then native.
-        warm = [
-            client.get("/slow/warm", headers={**auth, **DEFER}),
-            client.get("/slow/warm", headers=auth),
-        ]
+        python = plane(client.get("/healthz"))  # not a gateway request: Python's plane
+        warm = [client.get("/slow/warm", headers=auth) for _ in range(2)]
         assert [r.status_code for r in warm] == [200, 200]
-        python, native = plane(warm[0]), plane(warm[1])
-        assert python != native
+        native = plane(warm[0])
+        assert python != native == plane(warm[1])
         echo.server.delay = 2.0
         held: list[httpx.Response] = []
 
@@ -79,9 +73,8 @@ def test_a_full_route_sheds_natively_and_python_shares_the_limit(
             assert time.monotonic() < deadline, "the two slow requests never arrived"
             time.sleep(0.02)
         shed = [client.get(f"/slow/shed{n}", headers=auth) for n in range(3)]
-        deferred = client.get(
-            "/slow/deferred", headers={"Authorization": f"Bearer {other['key']}", **DEFER}
-        )
+        # Another key's first request (a lookup): the same limit sheds it.
+        deferred = client.get("/slow/deferred", headers={"Authorization": f"Bearer {other['key']}"})
         for thread in threads:
             thread.join(30)
         echo.server.delay = 0.0
@@ -103,8 +96,8 @@ def test_a_full_route_sheds_natively_and_python_shares_the_limit(
             "reason": "overloaded",
             "request_id": response.headers["x-request-id"],
         }
-    # The deferred request draws from the same limit: Python sheds it, with the same document.
-    assert (deferred.status_code, plane(deferred)) == (503, python)
+    # The new key's first request draws from the same limit: shed natively, alike.
+    assert (deferred.status_code, plane(deferred)) == (503, native)
     assert deferred.headers["retry-after"] == "1"
     body = deferred.json()
     assert (body["reason"], body["detail"]) == (
