@@ -406,6 +406,9 @@ impl Caches {
         let key: ExchangedKey =
             serde_json::from_str(key).map_err(|_| TokenPutError::NotNative("invalid_key"))?;
         let mut entry = self.verified_as(token, now, ttl, true)?;
+        if entry.until <= now {
+            return Err(TokenPutError::NotNative("ended"));
+        }
         let client = format!("{API_KEY_CLIENT_PREFIX}{}", key.key_id);
         let key_claim_ok = match entry.claims.get("key_id") {
             None => true,
@@ -428,13 +431,18 @@ impl Caches {
     /// client's status were checked there); the native verifier must agree.
     pub fn token_put(&self, token: &str, now: f64, ttl: f64) -> Result<(), TokenPutError> {
         let entry = self.verified(token, now, ttl)?;
+        if entry.until <= now {
+            return Err(TokenPutError::NotNative("ended"));
+        }
         self.insert_token(token, Arc::new(entry), now);
         Ok(())
     }
 
     /// A token not in the cache, verified natively: served (and cached) only
     /// when Python turned this on, follows every channel, and found the token's
-    /// client active within the token cache's lifetime.
+    /// client active within the token cache's lifetime. A token valid within the
+    /// leeway only (past its `exp`) is served and not cached, as Python's
+    /// `_remember` keeps nothing that has ended.
     pub fn token_verify_miss(&self, token: &str, now: f64) -> Option<Arc<CachedToken>> {
         if !self.verify_misses.load(Ordering::SeqCst) || !self.following() {
             return None;
@@ -451,6 +459,9 @@ impl Caches {
             return None;
         }
         let entry = Arc::new(entry);
+        if entry.until <= now {
+            return Some(entry);
+        }
         self.insert_token(token, entry.clone(), now);
         if self.clients_epoch.load(Ordering::SeqCst) != epoch {
             write(&self.tokens).remove(&token_digest(token.as_bytes()));
@@ -566,10 +577,8 @@ impl Caches {
             .get("exp")
             .and_then(Value::as_f64)
             .ok_or(TokenPutError::Invalid(JwtError::MissingClaim))?;
+        // At or before `now` for a token valid within the leeway only: never cached.
         let until = exp.min(now + ttl);
-        if until <= now {
-            return Err(TokenPutError::NotNative("ended"));
-        }
         if self.token_revoked(&jti, now) {
             return Err(TokenPutError::NotNative("revoked"));
         }
