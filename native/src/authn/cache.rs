@@ -29,6 +29,9 @@ pub const API_KEY_CACHE_MAX: usize = 100_000;
 pub const TOKEN_CACHE_MAX: usize = 10_000;
 /// How long a token verified natively on a miss is cached (`DEFAULT_CACHE_TTL`).
 pub const MISS_TTL: f64 = 60.0;
+/// How long an exchanged token valid within the leeway only is held, at most: for
+/// the requests that waited for its lookup (the native wait is a second), no longer.
+pub const LEEWAY_HOLD: f64 = 1.0;
 /// The OAuth client id prefix of tokens exchanged from an API key (RFC 8693).
 const API_KEY_CLIENT_PREFIX: &str = "apikey:";
 
@@ -407,7 +410,15 @@ impl Caches {
             serde_json::from_str(key).map_err(|_| TokenPutError::NotNative("invalid_key"))?;
         let mut entry = self.verified_as(token, now, ttl, true)?;
         if entry.until <= now {
-            return Err(TokenPutError::NotNative("ended"));
+            // Valid within the leeway only: Python caches nothing, but the requests
+            // that waited for this lookup judge with it — held a second at most, and
+            // never past the leeway.
+            let leeway = read(&self.policy).as_ref().map_or(0.0, |p| p.leeway);
+            let exp = entry.claims.get("exp").and_then(Value::as_f64).unwrap_or(now);
+            entry.until = (now + LEEWAY_HOLD).min(exp + leeway);
+            if entry.until <= now {
+                return Err(TokenPutError::NotNative("ended"));
+            }
         }
         let client = format!("{API_KEY_CLIENT_PREFIX}{}", key.key_id);
         let key_claim_ok = match entry.claims.get("key_id") {

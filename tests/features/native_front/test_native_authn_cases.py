@@ -15,7 +15,11 @@ and the date; each refusal is one ``gateway.denied`` row alike its twin's:
   never cached (verified again on every request, as Python does);
 - an API key on a route whose ``claims`` / ``roles`` name ``key_id`` / ``key_prefix``:
   ``200`` where they hold, Python's ``403 claim_mismatch`` / ``missing_role`` where not;
-- ``bastion routes list`` shows every route ``native``.
+- ``bastion routes list`` shows every route ``native``;
+- a route sending the signed identity assertion while the current signing key is one the
+  native core cannot sign with (an RSA key over 4096 bits an older version stored): ``503
+  assertion_unavailable``, audited at step ``mutate``, nothing proxied; public routes and
+  routes without the assertion are unaffected.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from _support import BastionProcess, EchoThread, run_cli
 from _support.gateway_server import DEFER, audit_rows, plane, row_parts
 from _support.native import cli_json, same_answer
 from bastion.crypto import SigningKeyPair
-from bastion.crypto.envelope import load_keyring_file
+from bastion.crypto.envelope import create_keyring_file, load_keyring_file
 from bastion.storage import Database
+from bastion.storage.models import SigningKey
 from bastion.storage.sql.schema import seal_context
 
 INVALID_TOKEN = 'Bearer realm="bastion", error="invalid_token"'
@@ -363,3 +369,88 @@ def test_key_claims_rules_are_checked_natively(
     assert mismatch[0].json()["claim"] == "key_prefix"
     missing = _alike(http, upstream, "/api/unroled/1", headers, status=403, code="missing_role")
     _same_rows(server, mismatch, missing)
+
+
+# -- the identity assertion without a key the native core signs with ------------------------
+
+
+def _store_legacy_key(cwd: Path) -> str:
+    """An active RSA key over 4096 bits, as an older version stored it; its kid."""
+    path = cwd / ".bastion" / "master.key"
+    keyring = load_keyring_file(path) if path.exists() else create_keyring_file(path)
+    pair = SigningKeyPair(
+        rsa.generate_private_key(public_exponent=65537, key_size=4352),
+        kid="legacy-4352",
+        alg="RS256",
+    )
+    context = seal_context("signing_keys", "private_key_sealed", pair.kid)
+    record = SigningKey(
+        kid=pair.kid,
+        alg=pair.alg,
+        public_jwk=pair.public_jwk(),
+        private_key_sealed=keyring.seal(pair.private_bytes(), context=context),
+        state="active",
+    )
+
+    async def store() -> None:
+        db = await Database.connect(f"sqlite:///{cwd}/bastion.db")
+        try:
+            await db.signing_keys.create(record)
+        finally:
+            await db.close()
+
+    asyncio.run(store())
+    return pair.kid
+
+
+def test_no_key_to_sign_the_assertion_with_is_a_native_503(
+    tmp_path: Path, upstream: EchoThread
+) -> None:
+    url = upstream.server.url
+    config = tmp_path / "bastion.yaml"
+    config.write_text(
+        f"storage: sqlite:///{tmp_path}/bastion.db\n"
+        "identity_headers:\n  assertion: {enabled: true}\n"
+        "routes:\n"
+        "  - name: signed\n"
+        "    match: {path: /api/signed}\n"
+        f"    upstream: {url}\n"
+        "    auth: [api_key]\n"
+        "    scopes: [orders:read]\n"
+        "  - name: open\n"
+        "    match: {path: /api/open}\n"
+        f"    upstream: {url}\n"
+        "    public: true\n"
+    )
+    migrated = run_cli("migrate", "-c", str(config), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    kid = _store_legacy_key(tmp_path)
+    key = _cli(tmp_path, "keys", "create", "shop", "--scope", "orders:read")
+    with (
+        BastionProcess("-c", str(config), cwd=tmp_path) as proc,
+        httpx.Client(base_url=proc.url, verify=False, timeout=10) as client,
+    ):
+        python = plane(client.get("/healthz"))
+        before = len(upstream.server.received)
+        refused = [client.get("/api/signed/1", headers=_bearer(key["key"])) for _ in range(2)]
+        for response in refused:
+            assert response.status_code == 503, response.text
+            assert plane(response) != python
+            problem = response.json()
+            assert (problem["reason"], problem["title"]) == (
+                "assertion_unavailable",
+                "Identity assertion unavailable",
+            )
+            assert "retry-after" not in response.headers
+        assert len(upstream.server.received) == before, "proxied without its assertion"
+        # Anonymous: no assertion to sign, proxied natively.
+        public = client.get("/api/open/1")
+        assert (public.status_code, plane(public) != python) == (200, True)
+    ids = {r.headers["x-request-id"] for r in refused}
+    rows = audit_rows(tmp_path, "gateway.denied", ids)
+    assert set(rows) == ids
+    for row in rows.values():
+        assert (row.reason, row.route, row.key_id) == ("assertion_unavailable", "signed", key["id"])
+        assert row.data["step"] == "mutate"
+    # The start-up log names the key and the fix.
+    assert kid in proc.stderr and "signing-keys rotate" in proc.stderr

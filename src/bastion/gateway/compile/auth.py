@@ -48,6 +48,7 @@ from typing import Any
 from bastion.gateway.authn.external_jwt import DEFAULT_REQUIRED_CLAIMS
 from bastion.gateway.authn.jwt import SELF, route_policy
 from bastion.gateway.authz import compile_scopes
+
 __all__ = ["NATIVE_METHODS", "section"]
 
 #: The authentication methods the native core serves.
