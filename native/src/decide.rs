@@ -458,8 +458,8 @@ pub(crate) async fn decide<'t>(
     // A risk-flagged requester's limits are divided (`crate::risk`, Python's order:
     // in the limit step, after authorization).
     let factor = risk_factor(&identity, ip, now);
-    // The signed identity assertion needs the current signing key: without one
-    // held, Python signs (decided before the limit step consumes anything).
+    // The signed identity assertion needs the current signing key (decided before
+    // the limit step consumes anything).
     let signer = if proxied {
         let assertion = native.upstream.mutate().assertion();
         match crate::assertion::signer_for(assertion, &identity) {

@@ -414,7 +414,11 @@ impl Caches {
             // that waited for this lookup judge with it — held a second at most, and
             // never past the leeway.
             let leeway = read(&self.policy).as_ref().map_or(0.0, |p| p.leeway);
-            let exp = entry.claims.get("exp").and_then(Value::as_f64).unwrap_or(now);
+            let exp = entry
+                .claims
+                .get("exp")
+                .and_then(Value::as_f64)
+                .unwrap_or(now);
             entry.until = (now + LEEWAY_HOLD).min(exp + leeway);
             if entry.until <= now {
                 return Err(TokenPutError::NotNative("ended"));

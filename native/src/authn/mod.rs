@@ -227,7 +227,6 @@ impl RouteAuth {
             issuers,
         })
     }
-
 }
 
 /// What the native `authenticate` step decided.

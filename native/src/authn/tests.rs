@@ -1536,10 +1536,19 @@ mod once_deferred {
                 Unadmitted::InvalidToken("unknown_kid"),
                 "{header}"
             );
-            assert!(deferred(authenticate(&caches, &route, &bearer(&token), NOW)));
+            assert!(deferred(authenticate(
+                &caches,
+                &route,
+                &bearer(&token),
+                NOW
+            )));
         }
         // A kid the pushed keys lack stays a lookup (Python's may be newer).
-        let unknown = signed(&key, r#"{"alg":"EdDSA","kid":"u","typ":"at+jwt"}"#, &claims());
+        let unknown = signed(
+            &key,
+            r#"{"alg":"EdDSA","kid":"u","typ":"at+jwt"}"#,
+            &claims(),
+        );
         assert_eq!(
             classify(&caches, &route, &unknown),
             Unadmitted::SigningKeyMiss("u".into())
@@ -1596,7 +1605,12 @@ mod once_deferred {
             let mut odd = claims();
             odd[name] = value.clone();
             let token = token(&key, &odd);
-            assert!(deferred(authenticate(&caches, &route, &bearer(&token), NOW)));
+            assert!(deferred(authenticate(
+                &caches,
+                &route,
+                &bearer(&token),
+                NOW
+            )));
             assert_eq!(
                 refusal::jwt_refusal(&caches, &route, &[token.as_bytes()], None, NOW),
                 Some(reason),
