@@ -10,7 +10,8 @@
 //!
 //! The control plane pushes bastion's CURRENT signing key (PKCS#8 DER) into
 //! [`set_current`] whenever the active key changes (`native_push.assertion_key`);
-//! a route with the assertion on defers to Python while no key is held.
+//! a route with the assertion on answers `503 assertion_unavailable` while no
+//! key is held (`decide`).
 //! Algorithms: ES256 (low-S, raw `r || s`), RS256, PS256 (salt = 32 bytes)
 //! and EdDSA (Ed25519), as `bastion.crypto.keys.SigningKeyPair.sign`.
 //! The private key never leaves the ring key pair: no `Debug`, no accessor.
@@ -288,7 +289,7 @@ fn hex(bytes: &[u8]) -> String {
 static CURRENT: ArcSwapOption<SigningKey> = ArcSwapOption::const_empty();
 
 /// Make `pkcs8` (DER) the current signing key; on an error the held key is
-/// dropped too (routes with the assertion defer to Python until the next push).
+/// dropped too (routes with the assertion answer 503 until the next push).
 pub fn set_current(kid: &str, alg: &str, pkcs8: &[u8]) -> Result<(), String> {
     match SigningKey::new(kid, alg, pkcs8) {
         Ok(key) => {
@@ -302,7 +303,7 @@ pub fn set_current(kid: &str, alg: &str, pkcs8: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Forget the current signing key (routes with the assertion defer to Python).
+/// Forget the current signing key (routes with the assertion answer 503).
 pub fn clear_current() {
     CURRENT.store(None);
 }
@@ -314,7 +315,7 @@ pub fn current() -> Option<Arc<SigningKey>> {
 
 /// What a request on a route with `config` needs to carry an assertion: `Ok(None)`
 /// when it carries none (no assertion, or an anonymous identity), `Err(())`
-/// when it needs one but no key is held (defer to Python, which signs).
+/// when it needs one but no key is held (`decide`'s 503 `assertion_unavailable`).
 #[allow(clippy::result_unit_err)]
 pub fn signer_for(
     config: Option<&AssertionConfig>,

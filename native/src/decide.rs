@@ -291,8 +291,11 @@ pub(crate) async fn decide<'t>(
         );
         match unadmitted {
             Unadmitted::Defer => return Decided::Defer(None),
-            // The cache changed under this decision: once more (then Python's).
-            Unadmitted::Again if again => return Decided::Defer(None),
+            // The cache changed under this decision: once more. Changing again, it is
+            // busy being rewritten: a lost lookup's 503 (the client retries after it).
+            Unadmitted::Again if again => {
+                return deny(unsure(Kind::ApiKey), None);
+            }
             Unadmitted::Again => again = true,
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
@@ -322,8 +325,10 @@ pub(crate) async fn decide<'t>(
                 return deny(Problem::invalid_token(), cors.as_ref());
             }
             ref miss if lookup_kind(miss).is_some_and(|kind| waited.contains(&kind)) => {
-                // Answered, yet nothing to judge with (an answer Python does not cache).
-                return Decided::Defer(None);
+                // Answered, yet still nothing to judge with (an answer Python pushed
+                // nothing for, or one dropped meanwhile): as a lost lookup.
+                let kind = lookup_kind(miss).unwrap_or(Kind::ApiKey);
+                return deny(unsure(kind), None);
             }
             Unadmitted::CertMiss(thumb) if authn::mtls::cert_refused(&thumb) => {
                 // A certificate Python could not read: its 401, as for a token.
@@ -396,10 +401,16 @@ pub(crate) async fn decide<'t>(
                         caches.api_key_miss(*digest),
                         authn::lookup_credential(&native.auth, req.headers, authn::Method::ApiKey),
                     ),
-                    _ => return Decided::Defer(None),
+                    // Every miss is named above; the kind's 503 should one be added unnamed.
+                    other => {
+                        let kind = lookup_kind(other).unwrap_or(Kind::ApiKey);
+                        return deny(unsure(kind), None);
+                    }
                 };
                 let failed = match miss {
-                    Miss::Defer => return Decided::Defer(None),
+                    // Too many waiters on this key, or too many lookups in flight: no
+                    // room to wait, and Python is no faster then (a lost lookup's 503).
+                    Miss::Busy => return deny(unsure(kind), None),
                     Miss::Wait(waiter) => waiter.wait(MISS_WAIT).await,
                     Miss::Lead(lead) => {
                         let refused = || {
@@ -447,14 +458,34 @@ pub(crate) async fn decide<'t>(
     // A risk-flagged requester's limits are divided (`crate::risk`, Python's order:
     // in the limit step, after authorization).
     let factor = risk_factor(&identity, ip, now);
-    // The signed identity assertion needs the current signing key: without one
-    // held, Python signs (decided before the limit step consumes anything).
+    // The signed identity assertion needs the current signing key (decided before
+    // the limit step consumes anything).
     let signer = if proxied {
         let assertion = native.upstream.mutate().assertion();
-        let Ok(signer) = crate::assertion::signer_for(assertion, &identity) else {
-            return Decided::Defer(None);
-        };
-        signer
+        match crate::assertion::signer_for(assertion, &identity) {
+            Ok(signer) => signer,
+            Err(()) => {
+                // No key the native core can sign with (none pushed yet, or one `ring`
+                // refuses: an RSA key over 4096 bits an older version made). Nothing is
+                // forwarded unsigned: a 503 until the operator rotates the key (the
+                // startup log and `bastion doctor` say so), before anything is consumed.
+                let refusal = crate::refusal::Refusal {
+                    problem: Problem::assertion_unavailable(),
+                    members: String::new(),
+                };
+                let response = refuse_with(
+                    req,
+                    Some(&route.name),
+                    (ip, conn.tls),
+                    refusal,
+                    "mutate",
+                    cors.as_ref(),
+                    door,
+                    &identity,
+                );
+                return Decided::Respond(response);
+            }
+        }
     } else {
         None
     };
@@ -462,13 +493,13 @@ pub(crate) async fn decide<'t>(
     // limits is admitted only once the native limiter applies them).
     let key_limits: Arc<[limit::Limit]> = match identity.key_id.as_deref() {
         Some(key) => {
-            let mut own = Vec::with_capacity(own_limits.len());
-            for l in own_limits.iter() {
-                match limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name) {
-                    Ok(parsed) => own.push(parsed),
-                    Err(_) => return Decided::Defer(None),
-                }
-            }
+            // Python's `_key_limits`: limits that do not build apply none of them
+            // (validated when stored; the route's limits still apply).
+            let own: Vec<limit::Limit> = own_limits
+                .iter()
+                .map(|l| limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name))
+                .collect::<Result<_, _>>()
+                .unwrap_or_default();
             effective_key_limits(key, &own)
         }
         None => Arc::from(Vec::new()),
@@ -528,6 +559,12 @@ pub(crate) async fn decide<'t>(
         started,
         request_id,
     }))
+}
+
+/// The 503 of a lookup of `kind` that cannot be made or judged (as a lost one):
+/// `service_unavailable` (or the kind's own code), `Retry-After: 1`.
+fn unsure(kind: Kind) -> Problem {
+    Problem::lookup_unavailable(&lookup::lost(kind))
 }
 
 /// The lookup kind of a miss (`None`: not a miss).

@@ -227,6 +227,19 @@ impl Problem {
         problem
     }
 
+    /// 503 `assertion_unavailable`: the route sends the signed identity
+    /// assertion and the native core holds no signing key it can sign with
+    /// (none pushed, or one `ring` refuses: rotate it). No `Retry-After`: it
+    /// lasts until the operator rotates the key.
+    pub fn assertion_unavailable() -> Self {
+        Problem::new(
+            503,
+            "assertion_unavailable",
+            "Identity assertion unavailable",
+            "The gateway cannot sign the identity assertion this route sends upstream.",
+        )
+    }
+
     /// 503 of a failed control-plane lookup (`crate::lookup`): Python's
     /// `ServiceUnavailableError` subclass (`database_unavailable`,
     /// `introspection_unavailable`, …), `Retry-After: 1`.

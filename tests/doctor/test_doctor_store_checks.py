@@ -161,7 +161,7 @@ async def test_rsa_keys_over_4096_bits_are_reported_with_the_assertion_on(db: Da
     [finding] = await check_store(db, signing)
     assert (finding.id, finding.severity, finding.subjects) == (
         "signing_key.native_unsupported",
-        "low",
+        "high",
         ("big",),
     )
     assert finding.detail.startswith("signing key(s) big are RSA keys over 4096 bits")

@@ -21,6 +21,9 @@ pub const KEY_PREFIX: &[u8] = b"bst_";
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApiKeyRecord {
     pub id: String,
+    /// The key's non-secret prefix (`ApiKey.prefix`), its `key_prefix` claim.
+    #[serde(default)]
+    pub prefix: String,
     #[serde(default)]
     pub owner_type: Option<String>,
     #[serde(default)]
@@ -71,6 +74,9 @@ pub struct CachedKey {
     networks: Option<TrustedProxies>,
     /// The key's own limits (the `limit` step applies them with the route's).
     pub limits: std::sync::Arc<[KeyLimit]>,
+    /// The claims of its identity (`key_id`, `key_prefix`: Python's
+    /// `identity_of_key`), which a route's `claims` / `roles` rules read.
+    pub claims: serde_json::Map<String, serde_json::Value>,
     /// Unix seconds until which the entry is fresh (Python's positive TTL).
     pub fresh_until: f64,
     /// The latest native use (f64 bits; 0: none since the last drain), for
@@ -104,7 +110,11 @@ impl CachedKey {
             routes.dedup();
             Some(routes)
         };
+        let mut claims = serde_json::Map::new();
+        claims.insert("key_id".into(), record.id.clone().into());
+        claims.insert("key_prefix".into(), record.prefix.into());
         CachedKey {
+            claims,
             id: record.id.clone(),
             identity: Identity {
                 method: "api_key",

@@ -29,6 +29,9 @@ pub const API_KEY_CACHE_MAX: usize = 100_000;
 pub const TOKEN_CACHE_MAX: usize = 10_000;
 /// How long a token verified natively on a miss is cached (`DEFAULT_CACHE_TTL`).
 pub const MISS_TTL: f64 = 60.0;
+/// How long an exchanged token valid within the leeway only is held, at most: for
+/// the requests that waited for its lookup (the native wait is a second), no longer.
+pub const LEEWAY_HOLD: f64 = 1.0;
 /// The OAuth client id prefix of tokens exchanged from an API key (RFC 8693).
 const API_KEY_CLIENT_PREFIX: &str = "apikey:";
 
@@ -406,6 +409,21 @@ impl Caches {
         let key: ExchangedKey =
             serde_json::from_str(key).map_err(|_| TokenPutError::NotNative("invalid_key"))?;
         let mut entry = self.verified_as(token, now, ttl, true)?;
+        if entry.until <= now {
+            // Valid within the leeway only: Python caches nothing, but the requests
+            // that waited for this lookup judge with it — held a second at most, and
+            // never past the leeway.
+            let leeway = read(&self.policy).as_ref().map_or(0.0, |p| p.leeway);
+            let exp = entry
+                .claims
+                .get("exp")
+                .and_then(Value::as_f64)
+                .unwrap_or(now);
+            entry.until = (now + LEEWAY_HOLD).min(exp + leeway);
+            if entry.until <= now {
+                return Err(TokenPutError::NotNative("ended"));
+            }
+        }
         let client = format!("{API_KEY_CLIENT_PREFIX}{}", key.key_id);
         let key_claim_ok = match entry.claims.get("key_id") {
             None => true,
@@ -428,13 +446,18 @@ impl Caches {
     /// client's status were checked there); the native verifier must agree.
     pub fn token_put(&self, token: &str, now: f64, ttl: f64) -> Result<(), TokenPutError> {
         let entry = self.verified(token, now, ttl)?;
+        if entry.until <= now {
+            return Err(TokenPutError::NotNative("ended"));
+        }
         self.insert_token(token, Arc::new(entry), now);
         Ok(())
     }
 
     /// A token not in the cache, verified natively: served (and cached) only
     /// when Python turned this on, follows every channel, and found the token's
-    /// client active within the token cache's lifetime.
+    /// client active within the token cache's lifetime. A token valid within the
+    /// leeway only (past its `exp`) is served and not cached, as Python's
+    /// `_remember` keeps nothing that has ended.
     pub fn token_verify_miss(&self, token: &str, now: f64) -> Option<Arc<CachedToken>> {
         if !self.verify_misses.load(Ordering::SeqCst) || !self.following() {
             return None;
@@ -451,6 +474,9 @@ impl Caches {
             return None;
         }
         let entry = Arc::new(entry);
+        if entry.until <= now {
+            return Some(entry);
+        }
         self.insert_token(token, entry.clone(), now);
         if self.clients_epoch.load(Ordering::SeqCst) != epoch {
             write(&self.tokens).remove(&token_digest(token.as_bytes()));
@@ -566,10 +592,8 @@ impl Caches {
             .get("exp")
             .and_then(Value::as_f64)
             .ok_or(TokenPutError::Invalid(JwtError::MissingClaim))?;
+        // At or before `now` for a token valid within the leeway only: never cached.
         let until = exp.min(now + ttl);
-        if until <= now {
-            return Err(TokenPutError::NotNative("ended"));
-        }
         if self.token_revoked(&jti, now) {
             return Err(TokenPutError::NotNative("revoked"));
         }

@@ -371,10 +371,8 @@ fn entry(claims: Map<String, Value>, issuer: &Arc<str>, now: f64) -> Option<Cach
         _ => String::new(),
     };
     let exp = claims.get("exp").and_then(Value::as_f64)?;
+    // At or before `now` for a token valid within the leeway only: served, never cached.
     let until = exp.min(now + MISS_TTL);
-    if until <= now {
-        return None; // valid within the leeway only: Python answers (and caches nothing)
-    }
     let client_id = match claims.get("client_id") {
         Some(Value::String(id)) => Some(id.clone()),
         _ => None,
@@ -441,7 +439,10 @@ fn verified(
         return None;
     }
     let entry = Arc::new(entry);
-    caches.insert_token(token, entry.clone(), now);
+    // Python's `_remember` keeps nothing that has ended (valid within the leeway only).
+    if entry.until > now {
+        caches.insert_token(token, entry.clone(), now);
+    }
     Some(entry)
 }
 
@@ -685,7 +686,6 @@ mod tests {
             "kid not a string",
             "duplicate claim",
             "expired",
-            "expired within leeway",
             "not yet valid",
             "issued in the future",
             "missing exp",
@@ -708,6 +708,17 @@ mod tests {
             assert!(!served(&caches, &route, &token, now), "{name}");
             assert!(!caches.token_cached(&token), "{name}");
         }
+    }
+
+    #[test]
+    fn issuers_a_token_valid_within_the_leeway_only_is_served_never_cached() {
+        let (caches, doc, now) = setup();
+        let route = ext_route(IDP, false, Value::from("at+jwt"));
+        let late = token(&doc, "expired within leeway");
+        // Python verifies it and caches nothing: verified again on every request.
+        assert!(served(&caches, &route, &late, now));
+        assert!(!caches.token_cached(&late));
+        assert!(served(&caches, &route, &late, now));
     }
 
     #[test]

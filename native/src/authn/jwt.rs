@@ -411,8 +411,9 @@ pub(super) fn header_key<'k>(
     if header.contains_key("crit") {
         return Err(JwtError::CritNotSupported);
     }
+    // No `kid` (or `null`: Python's `header.get`): `require_kid`, no key is tried.
     let kid = match header.get("kid") {
-        None => return Err(JwtError::UnknownKid),
+        None | Some(Value::Null) => return Err(JwtError::UnknownKid),
         Some(Value::String(kid)) => kid,
         Some(_) => return Err(JwtError::Malformed),
     };

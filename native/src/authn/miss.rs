@@ -28,13 +28,13 @@ use super::bounded::Bounded;
 
 /// Most refused digests held (Python's `NEGATIVE_CACHE_MAX`).
 pub const REFUSED_CACHE_MAX: usize = 10_000;
-/// Most requests waiting for one digest's lookup; more defer at once.
+/// Most requests waiting for one digest's lookup; more get a lost lookup's 503 at once.
 pub const MAX_WAITERS: usize = 64;
-/// Longest a request waits for another's lookup before it defers itself; a
+/// Longest a request waits for another's lookup before reading the cache again; a
 /// lookup older than this is presumed lost and the next miss leads anew.
 pub const MISS_WAIT: Duration = Duration::from_secs(1);
 /// Most digests being looked up at once (tracked for coalescing); beyond,
-/// misses simply defer.
+/// misses get a lost lookup's 503 ([`Miss::Busy`]).
 pub const MAX_INFLIGHT: usize = 4096;
 
 type Digest = [u8; 32];
@@ -120,12 +120,13 @@ pub struct Inflight {
 
 /// What a miss should do.
 pub enum Miss {
-    /// Defer; hold the [`Lead`] until Python has answered the request.
+    /// Lead the lookup; waiters wake when the [`Lead`] is dropped.
     Lead(Lead),
     /// Wait for the leading request's lookup ([`Waiter::wait`]), then read the cache again.
     Wait(Waiter),
-    /// Defer now (too many waiters, too many lookups in flight).
-    Defer,
+    /// No room to wait (too many waiters on the key, too many lookups in
+    /// flight): answered at once as a lost lookup (`decide`'s 503).
+    Busy,
 }
 
 /// The request making a digest's lookup; dropping it wakes the waiters.
@@ -157,7 +158,7 @@ impl Inflight {
             if pending.since.elapsed() < MISS_WAIT {
                 if pending.waiters.fetch_add(1, Ordering::AcqRel) >= MAX_WAITERS {
                     pending.waiters.fetch_sub(1, Ordering::AcqRel);
-                    return Miss::Defer;
+                    return Miss::Busy;
                 }
                 return Miss::Wait(Waiter {
                     inflight: self.clone(),
@@ -169,7 +170,7 @@ impl Inflight {
         } else if map.len() >= MAX_INFLIGHT {
             map.retain(|_, pending| pending.since.elapsed() < MISS_WAIT);
             if map.len() >= MAX_INFLIGHT {
-                return Miss::Defer;
+                return Miss::Busy;
             }
         }
         let pending = Arc::new(Pending::new(Instant::now()));
@@ -323,7 +324,7 @@ mod tests {
                 _ => panic!("should wait"),
             }
         }
-        assert!(matches!(inflight.miss(d(1)), Miss::Defer));
+        assert!(matches!(inflight.miss(d(1)), Miss::Busy));
         // Another digest leads its own lookup.
         assert!(matches!(inflight.miss(d(2)), Miss::Lead(_)));
         // A waiter gone frees its place.

@@ -227,18 +227,6 @@ impl RouteAuth {
             issuers,
         })
     }
-
-    fn has_claim_rules(&self) -> bool {
-        !self.claims.is_empty() || !self.roles.is_empty()
-    }
-
-    /// Whether the `claims` / `roles` rules read a claim an API key identity
-    /// carries (`key_id`, `key_prefix`).
-    fn names_key_claims(&self) -> bool {
-        let key_claim = |name: &str| name == "key_id" || name == "key_prefix";
-        self.claims.iter().any(|(name, _)| key_claim(name))
-            || (!self.roles.is_empty() && self.roles_path.first().is_some_and(|p| key_claim(p)))
-    }
 }
 
 /// What the native `authenticate` step decided.
@@ -446,12 +434,11 @@ fn api_key_verdict(
     client: Option<IpAddr>,
     now: f64,
 ) -> Option<Found> {
-    // Two different keys: Python's 401 malformed. Claims/roles rules: API key
-    // identities carry only key_id/key_prefix claims; rules naming those are Python's.
+    // Two different keys: Python's 401 malformed.
     let [key] = keys else {
         return None;
     };
-    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() || route.names_key_claims() {
+    if key.len() > api_key::MAX_API_KEY_LENGTH || !key.is_ascii() {
         return None;
     }
     let entry = caches.api_key_get(&caches.api_key_digest(key))?;
@@ -459,12 +446,8 @@ fn api_key_verdict(
         return None;
     }
     entry.touch(now);
-    // Without the key's own claims in the rules, they hold as for no claims at all.
-    let claims = if route.has_claim_rules() {
-        crate::authz::claims_check(route, &serde_json::Map::new())
-    } else {
-        Ok(())
-    };
+    // The key identity's claims: its `key_id` and `key_prefix` (`identity_of_key`).
+    let claims = crate::authz::claims_check(route, &entry.claims);
     Some(Found {
         identity: entry.identity.clone(),
         key_limits: entry.limits.clone(),

@@ -13,8 +13,10 @@
 //! it), the route's issuers and audience, the deny-list, the connection's
 //! client certificate. Never a refusal: an unknown `kid` (Python's keys may
 //! be newer, an issuer's set is refetched), a stale or missing issuer key set,
-//! no configuration, a token Python itself reads further (exchanged from an
-//! API key, an unusual `client_id`, valid within the leeway only).
+//! no configuration, a token exchanged from an API key (Python judges that
+//! key: a lookup). A token without a `kid` is refused (`unknown_kid`: Python
+//! requires one), and so is one whose `client_id`, `sub` or `scope` has a
+//! shape Python refuses after its own checks.
 //!
 //! Python's dispatch (`JwtAuthenticator.authenticate`): a token whose `iss`
 //! names a trusted issuer goes to that issuer (refused `wrong_issuer` when
@@ -226,8 +228,22 @@ fn own_refusal(
             let client = entry.client_id.as_deref()?;
             (caches.client_state(client, now) == Some(false)).then_some("client_disabled")
         }),
-        // Python's keys may be newer than the pushed ones.
-        Err(TokenPutError::Invalid(JwtError::UnknownKid)) => None,
+        // Without a `kid` Python's verifier (`require_kid`) tries no key at all; a
+        // `kid` the pushed keys lack: Python's keys may be newer (`own_kid_unknown`).
+        Err(TokenPutError::Invalid(JwtError::UnknownKid)) => {
+            (!names_kid(token)).then_some("unknown_kid")
+        }
+        // Verified, with a claim of a shape Python refuses after its own checks: a
+        // `client_id` not a string (`client_is_active(str(...))` finds none of the
+        // clients bastion makes — 22 letters and digits: `client_disabled`), a `sub`
+        // or `scope` of another shape (`identity_of_claims`: `invalid_claim`).
+        Err(TokenPutError::NotNative("invalid_claim")) => {
+            let parsed = issuers::parse(token)?;
+            match parsed.claims().get("client_id") {
+                Some(Value::String(_)) => Some("invalid_claim"),
+                _ => Some("client_disabled"),
+            }
+        }
         Err(TokenPutError::Invalid(error)) => Some(error.reason()),
         // Deny-listed: Python's deny-list holds it as long (until exp + leeway).
         Err(TokenPutError::NotNative("revoked")) => Some("revoked"),
@@ -239,6 +255,17 @@ fn own_refusal(
         }
         Err(_) => None,
     }
+}
+
+/// Whether the header of `token` (a compact JWS whose header decoded) names a
+/// `kid` (a string; `null` names none, as Python's `header.get("kid")`).
+fn names_kid(token: &str) -> bool {
+    let head = token.split('.').next().unwrap_or_default();
+    let header = jwt::decode(head).ok().and_then(|h| super::json::object(&h));
+    !matches!(
+        header.as_ref().map(|h| h.get("kid")),
+        Some(None | Some(Value::Null))
+    )
 }
 
 /// `bastion.gateway.authn.mtls.check_binding` for a `cnf` no certificate can
@@ -356,8 +383,10 @@ mod tests {
             let name = v["name"].as_str().expect("name");
             let token = v["token"].as_str().expect("token");
             let expected = match v["expected"].as_str().expect("expected") {
-                // Valid, or Python's keys may be newer: never refused here.
-                "ok" | "unknown_kid" => None,
+                // Valid, or Python's keys may be newer: never refused here (a token
+                // naming no `kid` is: Python's verifier requires one).
+                "ok" => None,
+                "unknown_kid" if names_kid(token) => None,
                 reason => Some(reason),
             };
             assert_eq!(refusal(&caches, &route, token, now), expected, "{name}");
@@ -703,7 +732,7 @@ mod tests {
 
     proptest! {
         /// Never a native refusal of a token the native verifier accepts, and
-        /// never one of a forgery it could not place (unknown kid).
+        /// never one of a forgery naming a kid it could not place (unknown kid).
         #[test]
         fn refusals_agree_with_the_verifier(at in 0usize..400, to in "[A-Za-z0-9_.=-]") {
             let (caches, doc, now) = configured();
@@ -717,7 +746,11 @@ mod tests {
             let refused = refusal(&caches, &route, &forged, now);
             match verdict {
                 Ok(_) => prop_assert_eq!(refused, None),
-                Err(TokenPutError::Invalid(JwtError::UnknownKid)) => prop_assert_eq!(refused, None),
+                // A kid the keys lack may be Python's newer key; none at all is refused.
+                Err(TokenPutError::Invalid(JwtError::UnknownKid)) => {
+                    let expected = (!names_kid(&forged)).then_some("unknown_kid");
+                    prop_assert_eq!(refused, expected)
+                }
                 Err(TokenPutError::Invalid(error)) => prop_assert_eq!(refused, Some(error.reason())),
                 Err(_) => {}
             }

@@ -1462,3 +1462,221 @@ mod exchanged {
             .is_err());
     }
 }
+
+/// Cases the native core once deferred to Python, now decided with Python's answer.
+mod once_deferred {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    use super::*;
+    use crate::authn::refusal;
+
+    const NOW: f64 = 1_800_000_000.0;
+    const ISSUER: &str = "https://issuer.example";
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    fn setup() -> (Caches, Ed25519KeyPair, RouteAuth) {
+        let key = Ed25519KeyPair::from_seed_unchecked(&[7u8; 32]).expect("a key");
+        let caches = Caches::new();
+        let policy = Policy {
+            issuer: ISSUER.into(),
+            leeway: 30.0,
+            max_lifetime: Some(3600.0),
+        };
+        caches.configure(policy, None);
+        let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "t",
+            "alg": "EdDSA", "x": b64(key.public_key().as_ref())}]});
+        caches.signing_keys_set(&jwks.to_string()).expect("jwks");
+        caches.set_following(true);
+        caches.set_verify_misses(true);
+        let route = RouteAuth::from_section(&json!({
+            "public": false, "methods": ["jwt"], "scopes": {"by_method": {}, "default": []},
+            "jwt": {"audience": ISSUER}}))
+        .expect("a section");
+        (caches, key, route)
+    }
+
+    fn claims() -> Value {
+        json!({"iss": ISSUER, "sub": "user-1", "aud": ISSUER, "client_id": "client-1",
+            "scope": "orders:read", "jti": "j1", "iat": NOW - 100.0, "exp": NOW + 600.0})
+    }
+
+    fn signed(key: &Ed25519KeyPair, header: &str, claims: &Value) -> String {
+        let input = format!(
+            "{}.{}",
+            b64(header.as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        format!("{input}.{}", b64(key.sign(input.as_bytes()).as_ref()))
+    }
+
+    fn token(key: &Ed25519KeyPair, claims: &Value) -> String {
+        signed(key, r#"{"alg":"EdDSA","kid":"t","typ":"at+jwt"}"#, claims)
+    }
+
+    fn classify(caches: &Caches, route: &RouteAuth, token: &str) -> Unadmitted {
+        unadmitted(caches, route, None, &bearer(token), NOW)
+    }
+
+    #[test]
+    fn an_own_token_naming_no_kid_is_refused_as_python_s_unknown_kid() {
+        let (caches, key, route) = setup();
+        for header in [
+            r#"{"alg":"EdDSA","typ":"at+jwt"}"#,
+            r#"{"alg":"EdDSA","kid":null,"typ":"at+jwt"}"#,
+        ] {
+            let token = signed(&key, header, &claims());
+            // One key pushed: Python's own verifier still requires the kid.
+            assert_eq!(
+                classify(&caches, &route, &token),
+                Unadmitted::InvalidToken("unknown_kid"),
+                "{header}"
+            );
+            assert!(deferred(authenticate(
+                &caches,
+                &route,
+                &bearer(&token),
+                NOW
+            )));
+        }
+        // A kid the pushed keys lack stays a lookup (Python's may be newer).
+        let unknown = signed(
+            &key,
+            r#"{"alg":"EdDSA","kid":"u","typ":"at+jwt"}"#,
+            &claims(),
+        );
+        assert_eq!(
+            classify(&caches, &route, &unknown),
+            Unadmitted::SigningKeyMiss("u".into())
+        );
+    }
+
+    #[test]
+    fn a_token_valid_within_the_leeway_only_is_served_and_never_cached() {
+        let (caches, key, route) = setup();
+        let mut late = claims();
+        late["exp"] = json!(NOW - 10.0);
+        let token = token(&key, &late);
+        // The client's status first: a lookup, as for any uncached token.
+        assert_eq!(
+            classify(&caches, &route, &token),
+            Unadmitted::ClientMiss("client-1".into())
+        );
+        caches.client_active("client-1", NOW, 60.0);
+        let identity = allowed(authenticate(&caches, &route, &bearer(&token), NOW));
+        assert_eq!(identity.subject.as_deref(), Some("user-1"));
+        assert!(!caches.token_cached(&token));
+        // Past the leeway: Python's `expired`.
+        let at = NOW + 25.0;
+        assert!(deferred(authenticate(&caches, &route, &bearer(&token), at)));
+        assert_eq!(
+            unadmitted(&caches, &route, None, &bearer(&token), at),
+            Unadmitted::InvalidToken("expired")
+        );
+        // A disabled client: Python's `client_disabled`.
+        caches.client_inactive("client-1", NOW, 60.0);
+        assert_eq!(
+            classify(&caches, &route, &token),
+            Unadmitted::InvalidToken("client_disabled")
+        );
+        // Python pushes such a token and the cache refuses it (it has ended).
+        assert_eq!(
+            caches.token_put(&token, NOW, 60.0),
+            Err(TokenPutError::NotNative("ended"))
+        );
+    }
+
+    #[test]
+    fn claims_of_a_shape_python_refuses_are_refused() {
+        let (caches, key, route) = setup();
+        caches.client_active("client-1", NOW, 60.0);
+        for (name, value, reason) in [
+            ("client_id", json!(7), "client_disabled"),
+            ("client_id", Value::Null, "client_disabled"),
+            ("client_id", json!(["client-1"]), "client_disabled"),
+            ("sub", json!(""), "invalid_claim"),
+            ("sub", json!(1), "invalid_claim"),
+            ("scope", json!(["orders:read"]), "invalid_claim"),
+        ] {
+            let mut odd = claims();
+            odd[name] = value.clone();
+            let token = token(&key, &odd);
+            assert!(deferred(authenticate(
+                &caches,
+                &route,
+                &bearer(&token),
+                NOW
+            )));
+            assert_eq!(
+                refusal::jwt_refusal(&caches, &route, &[token.as_bytes()], None, NOW),
+                Some(reason),
+                "{name}: {value}"
+            );
+            assert_eq!(
+                classify(&caches, &route, &token),
+                Unadmitted::InvalidToken(reason),
+                "{name}: {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_claims_rules_read_the_key_s_id_and_prefix() {
+        let caches = Caches::new();
+        let mut record = key_record(json!({}));
+        record.prefix = "bst_live_mn331tcZ".into();
+        caches.api_key_put(caches.api_key_digest(KEY.as_bytes()), record, 100.0, 30.0);
+        let keyed = |rules: Value| {
+            let mut section = json!({
+                "public": false, "methods": ["api_key"],
+                "scopes": {"by_method": {}, "default": []}
+            });
+            for (k, v) in rules.as_object().expect("rules") {
+                section[k] = v.clone();
+            }
+            route(section)
+        };
+        let uri: http::Uri = "/orders".parse().expect("uri");
+        let decide = |route: &RouteAuth| {
+            admission_with_cert(
+                &caches,
+                route,
+                "orders",
+                &http::Method::GET,
+                &uri,
+                &bearer(KEY),
+                None,
+                None,
+                101.0,
+            )
+        };
+        let admitted = |route: &RouteAuth| matches!(decide(route), Admission::Admitted(_));
+        assert!(admitted(&keyed(json!({"claims": [["key_id", "key-1"]]}))));
+        assert!(admitted(&keyed(
+            json!({"claims": [["key_prefix", "bst_live_mn331tcZ"]]})
+        )));
+        match decide(&keyed(json!({"claims": [["key_id", "key-2"]]}))) {
+            Admission::Forbidden { refusal, .. } => {
+                assert_eq!(refusal, authz::Refusal::ClaimMismatch("key_id".into()));
+            }
+            other => panic!("{other:?}"),
+        }
+        // `roles_claim: key_id`: the id split on whitespace is the one role held.
+        assert!(admitted(&keyed(
+            json!({"roles": ["key-1"], "roles_claim": "key_id"})
+        )));
+        assert!(matches!(
+            decide(&keyed(json!({"roles": ["admin"], "roles_claim": "key_id"}))),
+            Admission::Forbidden { .. }
+        ));
+        // Any other claim: a key identity carries none.
+        assert!(matches!(
+            decide(&keyed(json!({"claims": [["tenant", "a"]]}))),
+            Admission::Forbidden { .. }
+        ));
+    }
+}

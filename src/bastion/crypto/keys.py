@@ -50,7 +50,8 @@ DEFAULT_ALGS: Final[tuple[SigningAlgorithm, ...]] = get_args(SigningAlgorithm)
 MIN_RSA_BITS: Final = 2048
 #: The largest RSA key bastion generates: the native gateway signs with ring, whose RSA
 #: signing keys are 2048 to 4096 bits (a larger key stored by an older version still
-#: loads and verifies; Python signs the assertions while it is the current key).
+#: loads and verifies; while it is the current key, routes sending the identity assertion
+#: answer 503 ``assertion_unavailable`` until it is rotated).
 MAX_RSA_BITS: Final = 4096
 #: A JWKS with more keys than this is not a real key set (bounds work per refresh).
 MAX_JWKS_KEYS: Final = 100

@@ -125,7 +125,9 @@ def _oversized_keys(keys: Sequence[SigningKey], settings: Settings) -> list[Find
     """With the signed identity assertion on: an RSA key the native gateway cannot sign with.
 
     bastion generates RSA keys of at most 4096 bits (ring signs with nothing larger); an older
-    version may have stored a larger one, and while it is current Python signs every assertion.
+    version may have stored a larger one, and while it is current every request to a route
+    sending the assertion is refused (503 ``assertion_unavailable``): nothing goes upstream
+    unsigned, and no Python pipeline signs it any more.
     """
     if not settings.identity_headers.assertion.enabled:
         return []
@@ -139,11 +141,11 @@ def _oversized_keys(keys: Sequence[SigningKey], settings: Settings) -> list[Find
     return [
         Finding(
             "signing_key.native_unsupported",
-            "low",
+            "high",
             "a signing key is too large for the native gateway",
             f"signing key(s) {_names(large)} are RSA keys over {MAX_RSA_BITS} bits: while one "
-            "is current, every request carrying the identity assertion is signed by the Python "
-            "pipeline instead of the native one",
+            "is current, every authenticated request to a route sending the identity assertion "
+            "is refused with 503 assertion_unavailable (the gateway cannot sign it)",
             "run `bastion signing-keys rotate` (new keys are at most 4096 bits)",
             tuple(large),
         )

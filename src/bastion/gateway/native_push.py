@@ -52,7 +52,8 @@ signing keys come from.
 nothing here keeps it) whenever the active key changes, so the native
 ``mutate`` step signs the identity assertion as
 :class:`~bastion.gateway.assertion.AssertionSigner` does. While no key is held
-(none active, or one ring refuses), routes with the assertion defer to Python.
+(none active, or one ring refuses), routes with the assertion answer 503
+``assertion_unavailable``.
 """
 
 from __future__ import annotations
@@ -142,6 +143,8 @@ def api_key_record(key: ApiKey) -> str:
     return json.dumps(
         {
             "id": key.id,
+            # The identity's key_prefix claim, which a route's claims / roles rules may read.
+            "prefix": key.prefix,
             "owner_type": key.owner_type,
             "owner_id": key.owner_id,
             "scopes": list(key.scopes),
@@ -377,7 +380,8 @@ def assertion_key(key: SigningKeyPair | None) -> None:
     """Make ``key`` the native identity assertion's signing key (``None``: forget it).
 
     A key ring refuses (say an RSA modulus over 4096 bits) is logged by kid and
-    forgotten: Python signs the assertion of every request then.
+    forgotten: routes sending the assertion then answer 503 ``assertion_unavailable``
+    until the key is rotated.
     """
     if key is None:
         _native.assertion_key_clear()
@@ -386,7 +390,9 @@ def assertion_key(key: SigningKeyPair | None) -> None:
         _native.assertion_key_set(key.kid, key.alg, key.private_der())
     except ValueError as error:  # the message names the kid, never the key
         log.warning(
-            "identity assertion: the native core cannot sign with this key; Python signs",
+            "identity assertion: the native gateway cannot sign with this key; routes "
+            "sending the assertion answer 503 assertion_unavailable until it is rotated "
+            "(bastion signing-keys rotate)",
             extra={"kid": key.kid, "detail": str(error)},
         )
 

@@ -1987,10 +1987,29 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
                 (("trusted_issuers", index, "issuer"), "is listed twice — keep one entry")
             )
         seen.add(issuer.issuer)
+        if issuer.issuer == settings.issuer_url:
+            # bastion's own tokens are never dispatched to a trusted issuer (their iss is
+            # bastion's): such an entry would verify nothing, and a route naming it would
+            # silently refuse bastion's tokens.
+            problems.append(
+                (
+                    ("trusted_issuers", index, "issuer"),
+                    "is bastion's own issuer_url — remove this entry and name self in a "
+                    "route's jwt.issuers to accept bastion's own tokens",
+                )
+            )
     for index, route in enumerate(settings.routes):
         if route.jwt is not None:
             for position, name in enumerate(route.jwt.issuers):
-                if name != "self" and name not in known:
+                if name != "self" and name == settings.issuer_url:
+                    problems.append(
+                        (
+                            ("routes", index, "jwt", "issuers", position),
+                            f"{show(name)} is bastion's own issuer_url — name self for "
+                            "bastion's own tokens",
+                        )
+                    )
+                elif name != "self" and name not in known:
                     problems.append(
                         (
                             ("routes", index, "jwt", "issuers", position),

@@ -3,7 +3,8 @@
 The key goes in as PKCS#8 DER and never comes back out: ``_native.assertion_key()``
 shows its kid and algorithm only. A key ring cannot sign with (RSA over 4096 bits: bastion
 no longer generates one, but an older version may have stored it) is logged by kid, never
-by content, and leaves no key held (Python signs then).
+by content, and leaves no key held (routes sending the assertion then answer 503
+``assertion_unavailable``).
 End to end (the upstream verifies what the native plane signed):
 ``tests/features/native_front/test_native_assertion.py``.
 """

@@ -20,7 +20,10 @@ revocation at the issuer is therefore seen within ``cache_ttl``.
 Every answer stored (or served) from this cache is also handed to ``push``
 (the runtime passes :func:`bastion.gateway.native_push.introspected`): the
 native data plane serves the same answer, with the same deadline, without
-entering Python (``native/src/authn/introspection.rs``).
+entering Python (``native/src/authn/introspection.rs``). An answer past its
+``exp`` but within the leeway is cached nowhere; it is pushed for at most a
+second (and never past the leeway), for the native requests that waited for
+its lookup.
 
 Failures: an inactive or invalid token is :class:`InvalidBearerTokenError`
 (401 ``invalid_token``); an endpoint that is down, slow, or answers anything
@@ -57,6 +60,9 @@ _AUTHORIZATION = b"authorization"
 _BEARER = b"bearer "
 _KEY_PREFIX = b"bst_"
 _CARRIERS = frozenset({_AUTHORIZATION})
+#: Seconds the native cache holds an answer valid within the leeway only: long enough for
+#: the requests that waited for its lookup (the native wait is one second), no longer.
+_LEEWAY_HOLD = 1.0
 #: An introspection response larger than this is not believed (a real one is < 2 KiB).
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_TOKEN_BYTES = 8192
@@ -198,6 +204,11 @@ class IntrospectionAuthenticator:
         until = now + self.cache_ttl
         if exp is not None:
             until = min(until, exp)
+            if until <= now and self._push is not None and self.cache_size:
+                # Valid within the leeway only: cached nowhere, but the native requests
+                # that waited for this answer (a lookup) judge with it — held natively
+                # for at most a second, and never past the leeway.
+                self._push(key, identity, min(now + _LEEWAY_HOLD, exp + self.leeway))
         self._remember(key, identity, until)
         return identity
 

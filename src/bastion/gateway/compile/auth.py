@@ -16,9 +16,10 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
   compiles them), ``claims``, ``roles`` / ``roles_claim`` and a credential's
   route allow-list.
 
-Anything else leaves the route to Python (:class:`Unsupported`): the
-``session`` method. (Route ``ip`` rules are the
-``edge`` section's.)
+Every route the settings accept is native here: they refuse the ``session``
+method and a ``jwt.issuers`` entry naming bastion's own issuer URL at load, so
+meeting either is a :class:`ValueError`, never a route left to Python. (Route
+``ip`` rules are the ``edge`` section's.)
 
 The section::
 
@@ -47,7 +48,6 @@ from typing import Any
 from bastion.gateway.authn.external_jwt import DEFAULT_REQUIRED_CLAIMS
 from bastion.gateway.authn.jwt import SELF, route_policy
 from bastion.gateway.authz import compile_scopes
-from bastion.gateway.compile.common import Unsupported
 
 __all__ = ["NATIVE_METHODS", "section"]
 
@@ -55,14 +55,19 @@ __all__ = ["NATIVE_METHODS", "section"]
 NATIVE_METHODS = ("api_key", "jwt", "mtls", "introspection")
 
 
-def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:
-    """The JSON section for ``route``, or why the native core cannot serve it."""
+def section(route: Any, settings: Any) -> dict[str, Any]:
+    """The JSON section for ``route``.
+
+    Raises :class:`ValueError` for what the settings refuse at load (a method
+    not in :data:`NATIVE_METHODS`, a ``jwt.issuers`` entry that is not a
+    distinct trusted issuer).
+    """
     if route.public:
         return {"public": True, "methods": []}
     methods = list(route.auth)
     for method in methods:
         if method not in NATIVE_METHODS:
-            return Unsupported(f"auth: the {method} method is not native yet")
+            raise ValueError(f"auth: the {method} method is not available (settings refuse it)")
     required = compile_scopes(route.scopes)
     out: dict[str, Any] = {
         "public": False,
@@ -85,8 +90,6 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
         }
         if issuers != frozenset({SELF}):
             external = _issuers(route, settings, audience)
-            if isinstance(external, Unsupported):
-                return external
             if SELF not in issuers:
                 jwt["self"] = False
             jwt["issuers"] = external
@@ -94,7 +97,7 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
     return out
 
 
-def _issuers(route: Any, settings: Any, audience: str | None) -> list[Any] | Unsupported:
+def _issuers(route: Any, settings: Any, audience: str | None) -> list[Any]:
     """The policies of the route's external issuers, in the route's order."""
     trusted = {entry.issuer: entry for entry in settings.trusted_issuers}
     out: list[Any] = []
@@ -103,8 +106,8 @@ def _issuers(route: Any, settings: Any, audience: str | None) -> list[Any] | Uns
             continue
         entry = trusted.get(name)
         if entry is None or entry.issuer == settings.issuer_url:
-            # Python never dispatches bastion's own iss to an external issuer.
-            return Unsupported(f"auth: the jwt issuer {name} is not a distinct trusted issuer")
+            # The settings refuse both (`_auth_references`): bastion's own iss is `self`.
+            raise ValueError(f"auth: the jwt issuer {name} is not a distinct trusted issuer")
         out.append(
             {
                 "issuer": entry.issuer,
