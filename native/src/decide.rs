@@ -96,7 +96,9 @@ pub(crate) async fn decide<'t>(
             };
         }
     }
-    let route = match table.routes.route(req.host(), req.method, target) {
+    // A preflight of a CORS route by the method it asks for (forward-auth: the
+    // route Python's `match` picks too; the gateway door answered it already).
+    let route = match cors::route(table, req.host(), req.method, target, req.headers).0 {
         Routed::Native { route, .. } => route,
         Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
     };

@@ -102,10 +102,16 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     if crate::forward_auth::asks(&req) {
         return crate::forward_auth::verify(req, conn, &table).await;
     }
-    // A CORS preflight is matched by the method it asks for (`cors::preflight`).
-    if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
-        return cors::preflight(req, conn, &table);
-    }
+    // A CORS preflight is matched by the method it asks for (`cors::preflight`);
+    // any other `OPTIONS` is an ordinary request.
+    let req = if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
+        match cors::preflight(req, conn, &table) {
+            cors::Preflight::Answered(outcome) => return outcome,
+            cors::Preflight::Ordinary(req) => req,
+        }
+    } else {
+        req
+    };
     // A WebSocket upgrade (`websocket.rs`): a plain handshake, decided through its
     // own door (`decide` defers it for a route that takes none); any other upgrade
     // is Python's.

@@ -53,9 +53,9 @@ pub fn takes(
 }
 
 /// A method Python's `framing` passes and its proxy forwards as it is: any
-/// upper-case token (`PROPFIND`, `QUERY`, `OPTIONS` where no route answers
-/// preflights: `gateway::serve` sends those to `cors::preflight` first), but
-/// `CONNECT` (a tunnel: the HTTP/1 loop hands it to hyper, and Python's).
+/// upper-case token (`PROPFIND`, `QUERY`, an `OPTIONS` that is no preflight of a
+/// CORS route: `gateway::serve` asks `cors::preflight` first), but `CONNECT`
+/// (a tunnel: the HTTP/1 loop hands it to hyper, and Python's).
 fn proxied_method(method: &Method) -> bool {
     *method != Method::CONNECT && crate::router::is_method_token(method.as_str())
 }
