@@ -272,8 +272,9 @@ fn head_is_plain(
     if overrides_method(headers) {
         return false;
     }
-    // A protocol upgrade (WebSocket) is judged by Python's WebSocket door.
-    if !upgrade && headers.contains_key(http::header::UPGRADE) {
+    // A head Python's server reads as a WebSocket handshake is the WebSocket
+    // door's; any other `Upgrade` is a hop-by-hop field of a plain request.
+    if !upgrade && crate::websocket::python_upgrades(headers) {
         return false;
     }
     let hosts = headers.get_all(http::header::HOST).iter().count();
@@ -508,6 +509,30 @@ mod tests {
         // HTTP/2: the method only (the hop to Python rewrites the rest of the head).
         assert_eq!(refusal("GET", Version::HTTP_2, &[]), None);
         assert_eq!(refusal("get", Version::HTTP_2, &[]), Some(Refused::Method));
+    }
+
+    #[test]
+    fn only_a_websocket_handshake_python_reads_is_not_plain() {
+        let v = Version::HTTP_11;
+        let ws = [
+            ("host", "a"),
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+        ];
+        assert!(!ok(Method::GET, v, &ws, false), "the WebSocket door's");
+        // Python's server reads these as plain requests (the proxy drops `Upgrade`).
+        let h2c = [
+            ("host", "a"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ];
+        assert!(ok(Method::GET, v, &h2c, false));
+        assert!(ok(
+            Method::GET,
+            v,
+            &[("host", "a"), ("upgrade", "websocket")],
+            false
+        ));
     }
 
     #[test]
