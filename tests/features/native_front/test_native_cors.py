@@ -16,8 +16,8 @@ is always native):
 - the native 429, the native 401 of a refused API key and the native 502 carry them too
   (the 401 byte-identical to Python's);
 - a preflight refused for its method or a header is refused natively too (compared with
-  its Python twin in ``test_native_edges.py``); a preflight to a route without CORS (an
-  ordinary ``OPTIONS``, proxied) stays Python's.
+  its Python twin in ``test_native_edges.py``); a preflight to a route without CORS is an
+  ordinary ``OPTIONS``, proxied natively (``test_native_options.py``).
 """
 
 from __future__ import annotations
@@ -407,10 +407,10 @@ def test_refused_preflights_are_native_an_ordinary_options_python(
     header = client.options("/api/browser", headers=preflight(APP, "GET", "x-secret, accept"))
     assert header.status_code == 403 and plane(header) == native
     assert header.json()["reason"] == "cors_header_not_allowed"
-    # A preflight to a route without CORS is an ordinary OPTIONS, proxied.
+    # A preflight to a route without CORS is an ordinary OPTIONS, proxied natively.
     before = len(echo_module.server.received)
     plain = client.options("/api/plain", headers=preflight(APP, "GET"))
-    assert plain.status_code == 200 and plane(plain) == python
+    assert plain.status_code == 200 and plane(plain) == native
     assert plain.json()["method"] == "OPTIONS"
     assert "access-control-allow-origin" not in plain.headers
     assert len(echo_module.server.received) == before + 1
