@@ -115,7 +115,7 @@ pub struct Handshake {
 /// upgrade`) is a plain request to it, whose `Upgrade` the proxy drops as
 /// hop-by-hop.
 pub fn python_upgrades(headers: &HeaderMap) -> bool {
-    let Some(connection) = headers.get_all(CONNECTION).iter().last() else {
+    let Some(connection) = headers.get_all(CONNECTION).iter().next_back() else {
         return false;
     };
     let upgrade = connection
@@ -123,12 +123,16 @@ pub fn python_upgrades(headers: &HeaderMap) -> bool {
         .split(|&b| b == b',')
         .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
     upgrade
-        && headers.get_all(UPGRADE).iter().last().is_some_and(|value| {
-            value
-                .as_bytes()
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"websocket")
-        })
+        && headers
+            .get_all(UPGRADE)
+            .iter()
+            .next_back()
+            .is_some_and(|value| {
+                value
+                    .as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"websocket")
+            })
 }
 
 /// The answer `websockets` (`ServerProtocol.accept`, in its order) gives a
@@ -197,9 +201,7 @@ pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
     match header(headers, &SEC_VERSION)? {
         Field::Missing => invalid("missing Sec-WebSocket-Version header.".into()),
         Field::Several => invalid("invalid Sec-WebSocket-Version header: multiple values.".into()),
-        Field::One(version) if version.is_empty() => {
-            invalid("empty Sec-WebSocket-Version header.".into())
-        }
+        Field::One("") => invalid("empty Sec-WebSocket-Version header.".into()),
         Field::One(version) if version != "13" => {
             invalid(format!("invalid Sec-WebSocket-Version header: {version}."))
         }

@@ -398,7 +398,7 @@ def test_refused_api_key_401_carries_cors_headers_on_both_planes(
 def test_refused_preflights_are_native_an_ordinary_options_python(
     client: httpx.Client, echo_module: EchoThread
 ) -> None:
-    python, native = planes(client)
+    _, native = planes(client)
     # DELETE is a route method but not a CORS method: Python's 403 (its detail quotes it).
     method = client.options("/api/browser", headers=preflight(APP, "DELETE"))
     assert method.status_code == 403 and plane(method) == native
