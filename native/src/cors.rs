@@ -22,11 +22,14 @@
 //!   a preflight from an address the route's IP rules refuse gets Python's
 //!   403 `ip_not_allowed` (its `ip` step runs first).
 //!
-//! Deferred to Python: a preflight to a route without CORS (an ordinary
-//! `OPTIONS`: Python proxies it, or refuses it with 405, through the steps
-//! whose framing the native core does not take for `OPTIONS` yet), a
-//! preflight asking for `OPTIONS` itself (the router defers that method on a
-//! table with preflights), and any head `hygiene` does not take.
+//! A preflight to a route without CORS, or for a method no route takes, is
+//! an ordinary `OPTIONS` ([`route`]): decided through every step as any
+//! request (proxied, or Python's 404 / 405 with `Allow`, rendered natively);
+//! a preflight asking for `OPTIONS` itself is matched by it and, on a CORS
+//! route, refused for its method (`compile_cors` never allows `OPTIONS`).
+//! Deferred to Python: a preflight whose asked method routes to a route
+//! Python serves, and a head `hygiene` does not take (a method-override
+//! header, a chunked body, a body over the route's `max_body`).
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -41,7 +44,8 @@ use crate::hygiene;
 use crate::plane::plane;
 use crate::problem::Problem;
 use crate::respond;
-use crate::router::{is_method_token, Routed};
+use crate::router::{is_method_token, Routed, Why};
+use crate::routes::RouteTable;
 use crate::table::Table;
 use crate::verdict::{host_of, DeniedHead};
 
@@ -425,24 +429,102 @@ fn header_refused(policy: &CorsPolicy, headers: &HeaderMap) -> Option<String> {
     None
 }
 
+/// Python's `match` for one request: on a table where some route has CORS, a
+/// preflight is matched by the method it asks for, and is one only on a
+/// route with CORS (then `Some(asked)`); otherwise — no preflight, no route
+/// for the asked method or one without CORS — the request is matched by its
+/// own method (an ordinary `OPTIONS`, through every step). A preflight whose
+/// asked method routes to a route Python serves, or that the router does not
+/// read, is that `Defer`.
+pub(crate) fn route<'t>(
+    table: &'t Table,
+    host: Option<&str>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+) -> (Routed<'t>, Option<Asked>) {
+    let answers = |index: usize| {
+        let native = table.native.get(index)?.as_ref()?;
+        Some(native.cors.is_some())
+    };
+    matched(&table.routes, answers, host, method, target, headers)
+}
+
+/// [`route`] on `routes`; `answers(index)`: whether the native route has CORS
+/// (`None`: Python serves it).
+fn matched<'t>(
+    routes: &'t RouteTable,
+    answers: impl Fn(usize) -> Option<bool>,
+    host: Option<&str>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+) -> (Routed<'t>, Option<Asked>) {
+    if *method == Method::OPTIONS && routes.matching.preflight {
+        if let Some(asked) = requested(headers) {
+            let routed = routes.route(host, &asked.method, target);
+            let preflight = match &routed {
+                Routed::Native { route, .. } => match answers(route.index) {
+                    Some(cors) => cors,
+                    None => return (Routed::Defer(Why::NotNative), None),
+                },
+                // Python's `match` catches the matcher's refusal and tries `OPTIONS`.
+                Routed::Defer(Why::NoRoute | Why::MethodNotAllowed) => false,
+                // A route Python serves (with CORS or not), or a host or target the
+                // router does not read: as for any method.
+                Routed::Defer(why) => return (Routed::Defer(*why), None),
+            };
+            if preflight {
+                return (routed, Some(asked));
+            }
+        }
+    }
+    (routes.route(host, method, target), None)
+}
+
+/// What [`preflight`] did with an `OPTIONS` request.
+pub enum Preflight {
+    /// A preflight of a native CORS route: answered, refused or deferred.
+    Answered(Outcome),
+    /// Not a preflight for a route with CORS: an ordinary request, decided
+    /// as any other (`decide`: framing, match, … proxy).
+    Ordinary(Request<Body>),
+}
+
 /// An `OPTIONS` request while some route has CORS (`match` then `cors` of
 /// Python's pipeline): a preflight for a native CORS route is answered or
-/// refused here; anything else is deferred.
-pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome {
-    let Some(asked) = requested(req.headers()) else {
-        return Outcome::Defer(req);
-    };
+/// refused here; anything else is an ordinary request.
+pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Preflight {
+    // Python's `framing` judges the head first: its refusal is the ordinary path's.
+    if !hygiene::overrides_method(req.headers())
+        && hygiene::refused(req.method(), req.version(), req.headers(), table.head).is_some()
+    {
+        return Preflight::Ordinary(req);
+    }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let routed = table.routes.route(host_of(&req), &asked.method, target);
-    let Routed::Native { route, .. } = routed else {
-        return Outcome::Defer(req);
+    let (routed, asked) = route(table, host_of(&req), req.method(), target, req.headers());
+    let (Routed::Native { route, .. }, Some(asked)) = (routed, asked) else {
+        return Preflight::Ordinary(req);
     };
     let Some(Some(native)) = table.native.get(route.index) else {
-        return Outcome::Defer(req);
+        return Preflight::Answered(Outcome::Defer(req));
     };
     let Some(policy) = native.cors.as_ref() else {
-        return Outcome::Defer(req); // an ordinary OPTIONS for this route
+        return Preflight::Ordinary(req);
     };
+    Preflight::Answered(answer(req, conn, table, route, native, policy, &asked))
+}
+
+/// Python's `cors` step for a preflight of a CORS route (its `ip` step first).
+fn answer(
+    req: Request<Body>,
+    conn: &ConnInfo,
+    table: &Table,
+    route: &crate::routes::Route,
+    native: &crate::table::NativeRoute,
+    policy: &CorsPolicy,
+    asked: &Asked,
+) -> Outcome {
     if !hygiene::takes_head(
         req.version(),
         req.headers(),
@@ -469,6 +551,7 @@ pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome 
     let Some(origin) = policy.origin(req.headers()) else {
         return refuse(&req, &route.name, peer, origin_not_allowed(), "cors");
     };
+    // `OPTIONS` itself is never among them (`compile_cors` drops it): refused here.
     if !policy.methods.iter().any(|m| **m == *asked.text) {
         return refuse(
             &req,
@@ -754,5 +837,92 @@ mod tests {
                 "vary: Origin",
             ]
         );
+    }
+
+    #[test]
+    fn cors_preflights_route_as_pythons_match() {
+        let rule = |index: usize, name: &str, prefix: &str, methods: Option<&[&str]>| {
+            serde_json::json!({"index": index, "name": name, "native": true,
+                "match": {"host": null, "prefix": prefix, "methods": methods,
+                          "strip_prefix": false, "upstream_base": ""}})
+        };
+        let json = serde_json::json!({"version": 1,
+        "match": {"reserved": ["/oauth2"], "preflight": true},
+        "routes": [
+            rule(0, "browser", "/b", Some(&["GET", "POST"])),
+            rule(1, "plain", "/p", None),
+            rule(2, "opts", "/o", Some(&["GET", "OPTIONS"])),
+            rule(3, "python", "/py", None),
+            rule(4, "any", "/a", None),
+        ]});
+        let routes = RouteTable::from_json(&json.to_string()).expect("table");
+        // browser, opts and any have CORS; python is Python's.
+        let answers = |index: usize| match index {
+            0 | 2 | 4 => Some(true),
+            3 => None,
+            _ => Some(false),
+        };
+        let o = ("origin", "https://app.example.com");
+        let acrm = "access-control-request-method";
+        let at = |target: &str, pairs: &[(&str, &str)]| {
+            let (routed, asked) = matched(
+                &routes,
+                answers,
+                Some("gw.test"),
+                &Method::OPTIONS,
+                target,
+                &head(pairs),
+            );
+            let routed = match routed {
+                Routed::Native { route, .. } => Ok(route.name.clone()),
+                Routed::Defer(why) => Err(why),
+            };
+            (routed, asked.map(|a| a.text))
+        };
+        // A preflight of a CORS route, matched by the method it asks for.
+        assert_eq!(
+            at("/b/x", &[o, (acrm, "POST")]),
+            (Ok("browser".into()), Some("POST".into()))
+        );
+        // Asking for `OPTIONS` itself: matched by it (refused for its method later).
+        assert_eq!(
+            at("/a", &[o, (acrm, "OPTIONS")]),
+            (Ok("any".into()), Some("OPTIONS".into()))
+        );
+        // No route takes the asked method: an ordinary OPTIONS (the route's 405).
+        assert_eq!(
+            at("/b", &[o, (acrm, "DELETE")]),
+            (Err(Why::MethodNotAllowed), None)
+        );
+        assert_eq!(at("/o", &[o, (acrm, "PUT")]), (Ok("opts".into()), None));
+        assert_eq!(
+            at("/nothing", &[o, (acrm, "GET")]),
+            (Err(Why::NoRoute), None)
+        );
+        // A route without CORS: an ordinary OPTIONS, proxied.
+        assert_eq!(at("/p", &[o, (acrm, "GET")]), (Ok("plain".into()), None));
+        // No preflight at all (no Origin, no or two request methods).
+        assert_eq!(
+            at("/b", &[(acrm, "GET")]),
+            (Err(Why::MethodNotAllowed), None)
+        );
+        assert_eq!(at("/a", &[o]), (Ok("any".into()), None));
+        assert_eq!(
+            at("/a", &[o, (acrm, "GET"), (acrm, "GET")]),
+            (Ok("any".into()), None)
+        );
+        // The asked method's route is Python's: Python decides (with CORS or not).
+        assert_eq!(at("/py", &[o, (acrm, "GET")]), (Err(Why::NotNative), None));
+        // Not OPTIONS: matched by its own method, whatever it carries.
+        let (get, asked) = matched(
+            &routes,
+            answers,
+            Some("gw.test"),
+            &Method::GET,
+            "/b",
+            &head(&[o, (acrm, "DELETE")]),
+        );
+        assert!(matches!(get, Routed::Native { route, .. } if route.name == "browser"));
+        assert!(asked.is_none());
     }
 }

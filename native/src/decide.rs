@@ -96,7 +96,9 @@ pub(crate) async fn decide<'t>(
             };
         }
     }
-    let route = match table.routes.route(req.host(), req.method, target) {
+    // A preflight of a CORS route by the method it asks for (forward-auth: the
+    // route Python's `match` picks too; the gateway door answered it already).
+    let route = match cors::route(table, req.host(), req.method, target, req.headers).0 {
         Routed::Native { route, .. } => route,
         Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
     };
@@ -672,7 +674,8 @@ fn finish_refusal(
 
 /// Python's `match` refusals for a request the router did not route
 /// (`why`), where the native path can tell them exactly — through the gateway
-/// door only, for a head `framing` passes (Python's first step): no route,
+/// door, for a head `framing` passes (Python's first step), and the WebSocket
+/// door, for a plain handshake (with the denial head of an upgrade): no route,
 /// `404 route_not_found`; routes for the path but not the method, `405
 /// method_not_allowed` with `Allow`; a path without `%` that the app hands to
 /// its gateway and `normalize_path` refuses, `400 invalid_path`. Audited
@@ -685,16 +688,21 @@ fn unmatched<'t>(
     why: Why,
     target: &str,
 ) -> Decided<'t> {
-    if door != Door::Gateway
-        || !hygiene::takes(
+    let takes = match door {
+        Door::Gateway => hygiene::takes(
             req.method,
             req.version,
             req.headers,
             req.body_empty,
             table.head,
             u64::MAX,
-        )
-    {
+        ),
+        // A handshake to a path no route takes: Python's `match` refuses it alike,
+        // with the denial head of an upgrade.
+        Door::WebSocket => hygiene::takes_websocket(req.headers, req.body_empty, table.head),
+        _ => false,
+    };
+    if !takes {
         return Decided::Defer(None);
     }
     let refusal = crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why);
@@ -716,6 +724,42 @@ fn unmatched<'t>(
         &nobody,
     );
     Decided::Respond(response)
+}
+
+/// The refusal `websockets` gives a handshake uvicorn hands it that is not a
+/// plain one (`websocket::refused`), before any of bastion's code: rendered as
+/// the WebSocket door's refusals are (the problem's own head, `connection:
+/// close`), audited at step `framing` with no route and metered under no
+/// route. `None` (the request defers) for a path the app keeps for itself, a
+/// head with a method-override header (the twin of the tests), or a forwarded
+/// hop that is not a plain address.
+pub(crate) fn handshake_refused(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: &Table,
+    problem: Problem,
+) -> Option<Response<Body>> {
+    let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    if !table.routes.gateway_target(target) || hygiene::overrides_method(req.headers) {
+        return None;
+    }
+    let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted)?;
+    let refusal = crate::refusal::Refusal {
+        problem,
+        members: String::new(),
+    };
+    let nobody = Identity::default();
+    let response = refuse_with(
+        req,
+        None,
+        (ip, conn.tls),
+        refusal,
+        "framing",
+        None,
+        Door::WebSocket,
+        &nobody,
+    );
+    Some(response)
 }
 
 /// Python's `framing` refusal of a head (`refused`, `hygiene::refused`), where

@@ -164,7 +164,8 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
         // The span names the judged request (matched: a native answer is never
         // `match`'s refusal on this door), its path already in normal form.
         let target = judged.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let route = match table.routes.route(head.host(), &judged.method, target) {
+        let routed = crate::cors::route(table, head.host(), &judged.method, target, head.headers);
+        let route = match routed.0 {
             crate::router::Routed::Native { route, .. } => Some(route.name.clone()),
             _ => None,
         };

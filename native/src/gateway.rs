@@ -7,15 +7,15 @@
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers; its own refusals: 403 `forward_auth_untrusted`, 400 `forward_auth_ambiguous` / `forward_auth_bad_request`; a decision's span names the judged request, `tracing::DecisionSpan`) | HTTP/2, a body, a head `hygiene` defers, repeated judged headers whose order decides the detail, a URI with a fragment |
 //! | framing | `hygiene::takes` (any upper-case method token but `CONNECT`); Python's refusals, `hygiene::refused` + `refusal::framing` (gateway door, a path the app hands its gateway): 400 `invalid_method`, 431 `headers_too_large`, 400 `invalid_host`, 400 `bad_request_framing` — a body the HTTP/1 loop would not read (`hygiene::Unreadable`) is answered so whatever the path; header fields it cannot read (`hygiene::Malformed`): the front's 400 `bad_request`, not audited | a method-override header; an HTTP/1.0 request without Host; an HTTP/2 head odd but for its method |
 //! | target (before the doors) | `target::prepare`: the app's reading of the target (`RouteTable::target`): a gateway target rewritten to Python's normal form (absolute form to origin form), restored if deferred; a `%` path normalisation refuses: the app's 400 `invalid_path` (not audited, not metered) | a path outside ASCII, a query outside visible ASCII, `*`; a control-plane path |
-//! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed` | a control-plane path, route not native; a forward-auth URI not already normal |
+//! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway door: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed`; a handshake no route takes: 404 / 405 in the denial head | a control-plane path, route not native; a forward-auth URI not already normal |
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`, a preflight's too) | a forwarded hop is not a plain address |
-//! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`, quoted as Python's `repr`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight asking for `OPTIONS`; a preflight to a route without CORS (an ordinary `OPTIONS`) |
+//! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`, quoted as Python's `repr`; any other `OPTIONS` is an ordinary request, matched by `cors::route` as Python's `match`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight whose asked method's route is Python's |
 //! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large` (past 64 KiB, what the connection drains, with `connection: close`: the body is not read; HTTP/2: the stream reset after it); a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | — |
 //! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503; a lost one, one there is no room to wait for (`Miss::Busy`), or one answered with still nothing to judge with: the kind's 503 | — (a key whose IP allow-list the native parser cannot read; uncached tokens while Python has not turned native verification on) |
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | — (the claims in the settings' order; a scope that is not a scope-token refuses the table) |
 //! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store) | a tightened limit cannot be built, Redis and the local GCRA disagree |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key); no key to sign with (an RSA key over 4096 bits an older version stored: bastion generates none): 503 `assertion_unavailable` (`decide`, before the limit step) | — |
-//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an upgrade that is not a plain RFC 6455 handshake, or to a route without `websocket` (a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an HTTP/1.0 handshake (a handshake `websockets` refuses: `websocket::refused`, 400 / 405 / 426 `invalid_websocket_handshake`; another `Upgrade`: a plain request; a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
 //! `decide` runs the steps from match to limit for both doors: the gateway
 //! (then mutate and proxy here) and forward-auth (`forward_auth::verify`:
@@ -102,20 +102,33 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     if crate::forward_auth::asks(&req) {
         return crate::forward_auth::verify(req, conn, &table).await;
     }
-    // A CORS preflight is matched by the method it asks for (`cors::preflight`).
-    if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
-        return cors::preflight(req, conn, &table);
-    }
-    // A WebSocket upgrade (`websocket.rs`): a plain handshake, decided through its
-    // own door (`decide` defers it for a route that takes none); any other upgrade
-    // is Python's.
-    let upgrade = if crate::websocket::asks_upgrade(&req) {
+    // A WebSocket upgrade (`websocket.rs`) as Python's server reads it: a plain
+    // handshake, decided through its own door; one `websockets` refuses before the
+    // app, refused alike; any other `Upgrade` is hop-by-hop on a plain request.
+    let upgrade = if crate::websocket::python_upgrades(req.headers()) {
+        let empty = req.body().is_end_stream();
+        if let Some(problem) = crate::websocket::refused(&req, empty) {
+            return match crate::decide::handshake_refused(Head::of(&req), conn, &table, problem) {
+                Some(response) => Outcome::Respond(response),
+                None => Outcome::Defer(req),
+            };
+        }
         match crate::websocket::handshake(&req) {
             Some(handshake) => Some(handshake),
             None => return Outcome::Defer(req),
         }
     } else {
         None
+    };
+    // A CORS preflight is matched by the method it asks for (`cors::preflight`);
+    // any other `OPTIONS` is an ordinary request.
+    let req = if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
+        match cors::preflight(req, conn, &table) {
+            cors::Preflight::Answered(outcome) => return outcome,
+            cors::Preflight::Ordinary(req) => req,
+        }
+    } else {
+        req
     };
     let door = if upgrade.is_some() {
         Door::WebSocket

@@ -53,9 +53,9 @@ pub fn takes(
 }
 
 /// A method Python's `framing` passes and its proxy forwards as it is: any
-/// upper-case token (`PROPFIND`, `QUERY`, `OPTIONS` where no route answers
-/// preflights: `gateway::serve` sends those to `cors::preflight` first), but
-/// `CONNECT` (a tunnel: the HTTP/1 loop hands it to hyper, and Python's).
+/// upper-case token (`PROPFIND`, `QUERY`, an `OPTIONS` that is no preflight of a
+/// CORS route: `gateway::serve` asks `cors::preflight` first), but `CONNECT`
+/// (a tunnel: the HTTP/1 loop hands it to hyper, and Python's).
 fn proxied_method(method: &Method) -> bool {
     *method != Method::CONNECT && crate::router::is_method_token(method.as_str())
 }
@@ -272,8 +272,9 @@ fn head_is_plain(
     if overrides_method(headers) {
         return false;
     }
-    // A protocol upgrade (WebSocket) is judged by Python's WebSocket door.
-    if !upgrade && headers.contains_key(http::header::UPGRADE) {
+    // A head Python's server reads as a WebSocket handshake is the WebSocket
+    // door's; any other `Upgrade` is a hop-by-hop field of a plain request.
+    if !upgrade && crate::websocket::python_upgrades(headers) {
         return false;
     }
     let hosts = headers.get_all(http::header::HOST).iter().count();
@@ -508,6 +509,30 @@ mod tests {
         // HTTP/2: the method only (the hop to Python rewrites the rest of the head).
         assert_eq!(refusal("GET", Version::HTTP_2, &[]), None);
         assert_eq!(refusal("get", Version::HTTP_2, &[]), Some(Refused::Method));
+    }
+
+    #[test]
+    fn only_a_websocket_handshake_python_reads_is_not_plain() {
+        let v = Version::HTTP_11;
+        let ws = [
+            ("host", "a"),
+            ("connection", "upgrade"),
+            ("upgrade", "websocket"),
+        ];
+        assert!(!ok(Method::GET, v, &ws, false), "the WebSocket door's");
+        // Python's server reads these as plain requests (the proxy drops `Upgrade`).
+        let h2c = [
+            ("host", "a"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+        ];
+        assert!(ok(Method::GET, v, &h2c, false));
+        assert!(ok(
+            Method::GET,
+            v,
+            &[("host", "a"), ("upgrade", "websocket")],
+            false
+        ));
     }
 
     #[test]

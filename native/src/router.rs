@@ -60,8 +60,6 @@ pub enum Why {
     Reserved,
     /// A method Python refuses (400 `invalid_method`).
     Method,
-    /// An `OPTIONS` request while some route answers CORS preflights.
-    Preflight,
     /// No Host, an empty one, or one the router does not read (non-ASCII, too long).
     Host,
     /// No route for the path (Python answers 404).
@@ -81,7 +79,6 @@ impl Why {
             Self::AppInvalidPath => "app_invalid_path",
             Self::Reserved => "reserved",
             Self::Method => "method",
-            Self::Preflight => "preflight",
             Self::Host => "host",
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -298,9 +295,6 @@ impl RouteTable {
         let method = method.as_str();
         if !is_method_token(method) {
             return Routed::Defer(Why::Method);
-        }
-        if method == "OPTIONS" && self.matching.preflight {
-            return Routed::Defer(Why::Preflight);
         }
         // No Host (or an empty one) is a 400 `invalid_host` in HTTP/1.1 and a
         // framing question in HTTP/2: Python decides it.
@@ -796,10 +790,12 @@ mod tests {
             Err(Why::Method)
         );
         assert_eq!(name(&t, "gw.test", "OPTIONS", "/api"), Ok("api".into()));
-        let cors = table(vec![rule("api", "/api", None, None)], true);
+        // Routed by its own method on a table with preflights too: whether it is
+        // one is `cors::route`'s to tell, from its head.
+        let cors = table(vec![rule("api", "/api", Some(&["GET"]), None)], true);
         assert_eq!(
             name(&cors, "gw.test", "OPTIONS", "/api"),
-            Err(Why::Preflight)
+            Err(Why::MethodNotAllowed)
         );
     }
 

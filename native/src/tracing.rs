@@ -468,16 +468,9 @@ pub fn begin(req: &mut Request<Body>, conn: &ConnInfo) -> Option<Traced> {
 
 /// The route a sampled request matches (a preflight by the method it asks for).
 fn route_name(table: &crate::table::Table, req: &Request<Body>) -> Option<String> {
-    let method = if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
-        crate::cors::requested(req.headers()).map_or(http::Method::OPTIONS, |asked| asked.method)
-    } else {
-        req.method().clone()
-    };
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    match table
-        .routes
-        .route(crate::verdict::host_of(req), &method, target)
-    {
+    let host = crate::verdict::host_of(req);
+    match crate::cors::route(table, host, req.method(), target, req.headers()).0 {
         Routed::Native { route, .. } => Some(route.name.clone()),
         _ => None,
     }

@@ -30,8 +30,12 @@
 //!   echo; an upstream that vanishes without a close: 1011 to the client; a
 //!   client that does: 1000 to the upstream.
 //!
-//! Anything else about an upgrade — not a plain RFC 6455 handshake, or a route
-//! without `websocket` — is deferred to Python, which answers it.
+//! An upgrade Python's server would not read as a WebSocket handshake
+//! ([`python_upgrades`]: `Upgrade: h2c`, no `Connection: upgrade`) is a
+//! plain request, decided and proxied as any (its `Upgrade` dropped); one it
+//! reads as a handshake that is not a plain RFC 6455 one is refused as
+//! `websockets` refuses it ([`refused`]), audited; one to a path no route
+//! takes gets Python's 404 / 405 with the denial head.
 
 use std::time::Duration;
 
@@ -104,9 +108,135 @@ pub struct Handshake {
     offered: Vec<String>,
 }
 
-/// Whether `req` asks for an upgrade at all (any `Upgrade` field).
-pub fn asks_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers().contains_key(UPGRADE)
+/// Whether Python's server reads the head as a WebSocket opening handshake:
+/// uvicorn hands a request to `websockets` when its last `Connection` field
+/// lists `upgrade` and its last `Upgrade` field is `websocket` (any case).
+/// Any other `Upgrade` (`h2c`, `websocket, h2c`, without `Connection:
+/// upgrade`) is a plain request to it, whose `Upgrade` the proxy drops as
+/// hop-by-hop.
+pub fn python_upgrades(headers: &HeaderMap) -> bool {
+    let Some(connection) = headers.get_all(CONNECTION).iter().next_back() else {
+        return false;
+    };
+    let upgrade = connection
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    upgrade
+        && headers
+            .get_all(UPGRADE)
+            .iter()
+            .next_back()
+            .is_some_and(|value| {
+                value
+                    .as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"websocket")
+            })
+}
+
+/// The answer `websockets` (`ServerProtocol.accept`, in its order) gives a
+/// handshake uvicorn hands it that is not a plain RFC 6455 one, before any
+/// of bastion's code runs: `405` with `Allow: GET` for another method, `426`
+/// with `Upgrade: websocket` for another `Upgrade` list, `400` for a missing,
+/// repeated or malformed `Sec-WebSocket-Key` or `Sec-WebSocket-Version`. A
+/// handshake with a body (`websockets` closes the connection without an
+/// answer) gets a `400` too. As a problem document: its status, headers and
+/// message (`invalid_websocket_handshake`). `None` when not certain (HTTP/1.0,
+/// a plain handshake).
+pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
+    let headers = req.headers();
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    if !body_empty
+        || headers.contains_key(http::header::TRANSFER_ENCODING)
+        || headers
+            .get_all(http::header::CONTENT_LENGTH)
+            .iter()
+            .any(|length| length.as_bytes() != b"0")
+    {
+        return Some(bad_handshake(
+            StatusCode::BAD_REQUEST,
+            "A WebSocket handshake cannot carry a body.".into(),
+        ));
+    }
+    if req.method() != Method::GET {
+        let detail = format!("unsupported HTTP method: {}.", req.method());
+        let mut problem = bad_handshake(StatusCode::METHOD_NOT_ALLOWED, detail);
+        problem
+            .headers
+            .push((http::header::ALLOW, HeaderValue::from_static("GET")));
+        return Some(problem);
+    }
+    let mut protocols = Vec::new();
+    for value in headers.get_all(UPGRADE) {
+        let value = value.to_str().ok()?;
+        protocols.extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()));
+    }
+    if !(protocols.len() == 1 && protocols[0].eq_ignore_ascii_case("websocket")) {
+        let detail = format!("invalid Upgrade header: {}.", protocols.join(", "));
+        let mut problem = bad_handshake(StatusCode::UPGRADE_REQUIRED, detail);
+        problem
+            .headers
+            .push((UPGRADE, HeaderValue::from_static("websocket")));
+        return Some(problem);
+    }
+    let invalid = |detail: String| Some(bad_handshake(StatusCode::BAD_REQUEST, detail));
+    let key = match header(headers, &SEC_KEY)? {
+        Field::Missing => return invalid("missing Sec-WebSocket-Key header.".into()),
+        Field::Several => {
+            return invalid("invalid Sec-WebSocket-Key header: multiple values.".into())
+        }
+        Field::One(key) => key,
+    };
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key.as_bytes());
+    if !decoded.is_ok_and(|raw| raw.len() == 16) {
+        return invalid(if key.is_empty() {
+            "empty Sec-WebSocket-Key header.".into()
+        } else {
+            format!("invalid Sec-WebSocket-Key header: {key}.")
+        });
+    }
+    match header(headers, &SEC_VERSION)? {
+        Field::Missing => invalid("missing Sec-WebSocket-Version header.".into()),
+        Field::Several => invalid("invalid Sec-WebSocket-Version header: multiple values.".into()),
+        Field::One("") => invalid("empty Sec-WebSocket-Version header.".into()),
+        Field::One(version) if version != "13" => {
+            invalid(format!("invalid Sec-WebSocket-Version header: {version}."))
+        }
+        // A plain handshake: the WebSocket door's (or one the front cannot switch).
+        Field::One(_) => None,
+    }
+}
+
+/// One header field as `websockets` reads it (`None`: not visible ASCII).
+enum Field<'a> {
+    Missing,
+    Several,
+    One(&'a str),
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Field<'a>> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (None, _) => Some(Field::Missing),
+        (Some(_), Some(_)) => Some(Field::Several),
+        (Some(value), None) => value.to_str().ok().map(Field::One),
+    }
+}
+
+/// `websockets`' refusal of a handshake, as a problem document (`detail`: its message).
+fn bad_handshake(status: StatusCode, detail: String) -> Problem {
+    Problem {
+        status,
+        code: "invalid_websocket_handshake",
+        title: "Invalid WebSocket handshake",
+        detail,
+        www_authenticate: None,
+        retry_after: None,
+        headers: Vec::new(),
+    }
 }
 
 /// The handshake of `req` when it is a plain RFC 6455 one (§4.2.1: GET over

@@ -298,3 +298,173 @@ async fn websocket_relay_refuses_malformed_frames_without_forwarding() {
         task.await.unwrap();
     }
 }
+
+fn upgrade_request(method: &str, version: Version, pairs: &[(&str, &str)]) -> Request<()> {
+    let mut builder = Request::builder()
+        .method(method)
+        .uri("/live")
+        .version(version);
+    for (name, value) in pairs {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).expect("request")
+}
+
+const PLAIN: [(&str, &str); 4] = [
+    ("upgrade", "websocket"),
+    ("connection", "Upgrade"),
+    ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    ("sec-websocket-version", "13"),
+];
+
+fn with(changes: &[(&str, Option<&str>)]) -> Vec<(&'static str, String)> {
+    let mut out: Vec<(&'static str, String)> = PLAIN
+        .iter()
+        .filter(|(name, _)| !changes.iter().any(|(n, _)| n == name))
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .collect();
+    for (name, value) in changes {
+        if let (Some(known), Some(value)) = (PLAIN.iter().find(|(n, _)| n == name), value) {
+            out.push((known.0, (*value).to_owned()));
+        }
+    }
+    out
+}
+
+#[test]
+fn websocket_python_upgrades_as_uvicorn_reads_the_head() {
+    let reads = |pairs: &[(&str, &str)]| {
+        python_upgrades(upgrade_request("GET", Version::HTTP_11, pairs).headers())
+    };
+    assert!(reads(&PLAIN));
+    assert!(reads(&[
+        ("connection", "keep-alive, UPGRADE"),
+        ("upgrade", " WebSocket ")
+    ]));
+    // The last field of each decides (uvicorn keeps the last it reads).
+    assert!(reads(&[
+        ("upgrade", "h2c"),
+        ("upgrade", "websocket"),
+        ("connection", "upgrade")
+    ]));
+    assert!(!reads(&[
+        ("upgrade", "websocket"),
+        ("upgrade", "h2c"),
+        ("connection", "upgrade")
+    ]));
+    assert!(!reads(&[
+        ("upgrade", "websocket"),
+        ("connection", "upgrade"),
+        ("connection", "close")
+    ]));
+    // Another protocol, a list, or no `Connection: upgrade`: a plain request to Python.
+    assert!(!reads(&[
+        ("upgrade", "h2c"),
+        ("connection", "Upgrade, HTTP2-Settings")
+    ]));
+    assert!(!reads(&[
+        ("upgrade", "websocket, h2c"),
+        ("connection", "upgrade")
+    ]));
+    assert!(!reads(&[("upgrade", "websocket")]));
+    assert!(!reads(&[("connection", "upgrade")]));
+}
+
+#[test]
+fn websocket_refusals_are_websockets_in_its_order() {
+    let refusal = |method: &str, pairs: &[(&str, String)], empty: bool| {
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let req = upgrade_request(method, Version::HTTP_11, &pairs);
+        refused(&req, empty).map(|p| {
+            let extra: Vec<_> = p
+                .headers
+                .iter()
+                .map(|(n, v)| format!("{n}: {}", v.to_str().unwrap()))
+                .collect();
+            (p.status.as_u16(), p.code, p.detail, extra)
+        })
+    };
+    let bad = |status: u16, detail: &str| {
+        Some((
+            status,
+            "invalid_websocket_handshake",
+            detail.to_owned(),
+            Vec::<String>::new(),
+        ))
+    };
+    assert_eq!(refusal("GET", &with(&[]), true), None);
+    assert_eq!(
+        refusal("GET", &with(&[("sec-websocket-key", None)]), true),
+        bad(400, "missing Sec-WebSocket-Key header.")
+    );
+    assert_eq!(
+        refusal("GET", &with(&[("sec-websocket-key", Some("short"))]), true),
+        bad(400, "invalid Sec-WebSocket-Key header: short.")
+    );
+    assert_eq!(
+        refusal("GET", &with(&[("sec-websocket-key", Some(""))]), true),
+        bad(400, "empty Sec-WebSocket-Key header.")
+    );
+    // 15 bytes of key: valid base64, the wrong length.
+    assert_eq!(
+        refusal(
+            "GET",
+            &with(&[("sec-websocket-key", Some("AAAAAAAAAAAAAAAAAAAA"))]),
+            true
+        ),
+        bad(
+            400,
+            "invalid Sec-WebSocket-Key header: AAAAAAAAAAAAAAAAAAAA."
+        )
+    );
+    let mut two_keys = with(&[]);
+    two_keys.push(("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".into()));
+    assert_eq!(
+        refusal("GET", &two_keys, true),
+        bad(400, "invalid Sec-WebSocket-Key header: multiple values.")
+    );
+    assert_eq!(
+        refusal("GET", &with(&[("sec-websocket-version", Some("8"))]), true),
+        bad(400, "invalid Sec-WebSocket-Version header: 8.")
+    );
+    assert_eq!(
+        refusal("GET", &with(&[("sec-websocket-version", None)]), true),
+        bad(400, "missing Sec-WebSocket-Version header.")
+    );
+    // The method before the key; a body before everything.
+    assert_eq!(
+        refusal("POST", &with(&[("sec-websocket-key", None)]), true),
+        Some((
+            405,
+            "invalid_websocket_handshake",
+            "unsupported HTTP method: POST.".into(),
+            vec!["allow: GET".into()]
+        ))
+    );
+    assert_eq!(
+        refusal("POST", &with(&[]), false),
+        bad(400, "A WebSocket handshake cannot carry a body.")
+    );
+    let mut length = with(&[]);
+    length.push(("content-length", "5".into()));
+    assert_eq!(refusal("GET", &length, true).map(|r| r.0), Some(400));
+    length.pop();
+    length.push(("content-length", "0".into()));
+    assert_eq!(refusal("GET", &length, true), None);
+    // Two Upgrade fields, the last `websocket` (uvicorn hands it over): 426.
+    let mut two = with(&[]);
+    two.insert(0, ("upgrade", "h2c".into()));
+    assert_eq!(
+        refusal("GET", &two, true),
+        Some((
+            426,
+            "invalid_websocket_handshake",
+            "invalid Upgrade header: h2c, websocket.".into(),
+            vec!["upgrade: websocket".into()]
+        ))
+    );
+    // HTTP/1.0: not certain what reaches Python (it defers).
+    let pairs: Vec<(&str, &str)> = PLAIN.to_vec();
+    let old = upgrade_request("GET", Version::HTTP_10, &pairs[1..]);
+    assert!(refused(&old, true).is_none());
+}

@@ -16,8 +16,8 @@ is always native):
 - the native 429, the native 401 of a refused API key and the native 502 carry them too
   (the 401 byte-identical to Python's);
 - a preflight refused for its method or a header is refused natively too (compared with
-  Python's answer in ``test_native_edges.py``); a preflight to a route without CORS (an
-  ordinary ``OPTIONS``, proxied) stays Python's.
+  Python's answer in ``test_native_edges.py``); a preflight to a route without CORS is an
+  ordinary ``OPTIONS``, proxied natively (``test_native_options.py``).
 """
 
 from __future__ import annotations
@@ -374,7 +374,7 @@ def test_refused_api_key_401_carries_cors_headers_on_both_planes(
 def test_refused_preflights_are_native_an_ordinary_options_python(
     client: httpx.Client, echo_module: EchoThread
 ) -> None:
-    python, native = planes(client)
+    _, native = planes(client)
     # DELETE is a route method but not a CORS method: Python's 403 (its detail quotes it).
     method = client.options("/api/browser", headers=preflight(APP, "DELETE"))
     assert method.status_code == 403 and plane(method) == native
@@ -383,10 +383,10 @@ def test_refused_preflights_are_native_an_ordinary_options_python(
     header = client.options("/api/browser", headers=preflight(APP, "GET", "x-secret, accept"))
     assert header.status_code == 403 and plane(header) == native
     assert header.json()["reason"] == "cors_header_not_allowed"
-    # A preflight to a route without CORS is an ordinary OPTIONS, proxied.
+    # A preflight to a route without CORS is an ordinary OPTIONS, proxied natively.
     before = len(echo_module.server.received)
     plain = client.options("/api/plain", headers=preflight(APP, "GET"))
-    assert plain.status_code == 200 and plane(plain) == python
+    assert plain.status_code == 200 and plane(plain) == native
     assert plain.json()["method"] == "OPTIONS"
     assert "access-control-allow-origin" not in plain.headers
     assert len(echo_module.server.received) == before + 1

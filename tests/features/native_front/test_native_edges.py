@@ -19,8 +19,8 @@ recorded step, reason, route, identity and data, and as one count in Python's
   forward_auth_ambiguous``), missing or unreadable headers (``400 forward_auth_bad_request``);
   audited with no route (step ``forward_auth``, ``data.door``), metered under ``(none)``.
 
-What still defers, and stays Python's: an ordinary ``OPTIONS`` to a route without CORS
-(proxied), and a decision request whose repeated headers' order decides the detail.
+What still defers, and stays Python's: a decision request whose repeated headers' order
+decides the detail (an ordinary ``OPTIONS`` to a route without CORS is proxied natively).
 With tracing on (a second server), forward-auth decisions are traced natively as Python
 traced them (``bastion.door``, the judged method, route and path), answered as recorded.
 """
@@ -261,10 +261,11 @@ def test_edges_are_native_byte_identical_audited_and_metered(
             answer = twins.check(proxy, "GET", "/auth/verify", headers, status, reason, None)
             assert answer.json()["detail"] == detail
 
-        # Still Python's: an ordinary OPTIONS to a route without CORS (proxied), and a
-        # decision whose repeated fields' order decides which one Python names.
+        # An ordinary OPTIONS to a route without CORS: proxied natively
+        # (test_native_options.py). Still Python's: a decision whose repeated fields'
+        # order decides which one Python names.
         plain = client.options("/api/plain", headers=_preflight("GET"))
-        assert (plain.status_code, plane(plain)) == (200, python)
+        assert (plain.status_code, plane(plain)) == (200, native)
         assert plain.json()["method"] == "OPTIONS"
         unknown = proxy.get(
             "/auth/verify",
