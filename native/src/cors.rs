@@ -453,7 +453,13 @@ pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome 
         return Outcome::Defer(req);
     }
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
-        return Outcome::Defer(req);
+        // A trusted proxy's hop that is not an address: bastion's 400 (`decide`'s too).
+        let refused = hygiene::Refused::ForwardedFor;
+        let head = crate::verdict::Head::of(&req);
+        return match crate::decide::framing_refusal(head, conn, table, refused, crate::audit::Door::Gateway) {
+            Some(response) => Outcome::Respond(response),
+            None => Outcome::Defer(req),
+        };
     };
     let peer = (ip, conn.tls);
     // Python's `ip` step runs first (no CORS headers yet).
