@@ -663,9 +663,11 @@ fn unmatched<'t>(
     why: Why,
     target: &str,
 ) -> Decided<'t> {
+    // Any method token, `CONNECT` too: a refusal opens no tunnel (hyper, which reads
+    // a `CONNECT`, tunnels only after a 2xx), and Python refuses it as any other.
     if door != Door::Gateway
-        || !hygiene::takes(
-            req.method,
+        || !crate::router::is_method_token(req.method.as_str())
+        || !hygiene::takes_head(
             req.version,
             req.headers,
             req.body_empty,

@@ -14,7 +14,8 @@ both count in the same ``bastion_gateway_requests_total`` series:
   ``normalize_path`` reads it (its twin: the same path percent-encoded by the client: a
   server of Python's never handed the raw bytes to its app); a query with bytes outside
   ASCII is forwarded as sent; ``*`` is the gateway's ``400 invalid_path``; an
-  authority-form target is read as ``/``, as the hop to Python sends it;
+  authority-form target is read as ``/``, as the hop to Python sends it, and a ``CONNECT``
+  (which hyper reads) is refused as any method;
 - HTTP/2: a head is counted as Python's app receives it (``Host`` from ``:authority``
   added): over ``max_headers`` by that count, ``431 headers_too_large`` natively;
 - ``X-Forwarded-For`` from a trusted proxy naming a hop that is not an IP address:
@@ -231,6 +232,8 @@ def test_star_and_authority_form_get_pythons_answer_natively(
         (head("OPTIONS * HTTP/1.1", "Host: gw.test"), 400, "invalid_path", "*"),
         (head("GET * HTTP/1.1", "Host: gw.test"), 400, "invalid_path", "*"),
         (head("GET gw.test:80 HTTP/1.1", "Host: gw.test"), 404, "route_not_found", "/"),
+        # A CONNECT (hyper reads it) is refused as any method: no tunnel is opened.
+        (head("CONNECT gw.test:443 HTTP/1.1", "Host: gw.test:443"), 404, "route_not_found", "/"),
     ]:
         native, python = served.raw(request), served.raw(twin_of(request))
         assert (native.status, plane(native), plane(python)) == (status, native_plane, python_plane)
@@ -245,7 +248,7 @@ def test_star_and_authority_form_get_pythons_answer_natively(
         assert rows[native.request_id].data["step"] == "match"
     assert len(echo_upstream.server.received) == before
     after = served.counts()
-    for reason, expected in (("invalid_path", 4), ("route_not_found", 2)):
+    for reason, expected in (("invalid_path", 4), ("route_not_found", 4)):
         label = ("(none)", reason)
         assert after.get(label, 0) - counts_before.get(label, 0) == expected, reason
 
