@@ -159,7 +159,14 @@ mod tests {
     fn a_hop_that_is_not_an_address_is_none() {
         let t = TrustedProxies::parse(&["127.0.0.1"]).unwrap();
         let peer = ip("127.0.0.1");
-        for hop in ["unknown", "1.2.3.4:80", "10.1.2.3.4", "[10.1.2.3]x", "_hidden", "fe80::1%eth0"] {
+        for hop in [
+            "unknown",
+            "1.2.3.4:80",
+            "10.1.2.3.4",
+            "[10.1.2.3]x",
+            "_hidden",
+            "fe80::1%eth0",
+        ] {
             assert_eq!(client_ip(peer, &xff(&[hop]), &t), None, "{hop}");
         }
         // Only the hops read from the right up to the client's count.

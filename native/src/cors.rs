@@ -456,7 +456,13 @@ pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome 
         // A trusted proxy's hop that is not an address: bastion's 400 (`decide`'s too).
         let refused = hygiene::Refused::ForwardedFor;
         let head = crate::verdict::Head::of(&req);
-        return match crate::decide::framing_refusal(head, conn, table, refused, crate::audit::Door::Gateway) {
+        return match crate::decide::framing_refusal(
+            head,
+            conn,
+            table,
+            refused,
+            crate::audit::Door::Gateway,
+        ) {
             Some(response) => Outcome::Respond(response),
             None => Outcome::Defer(req),
         };

@@ -194,7 +194,11 @@ fn h2_refused(
     }
     match (hosts, authority) {
         (0, None) => Some(Refused::NoHost),
-        (1, _) if headers.get(http::header::HOST).is_some_and(HeaderValue::is_empty) => {
+        (1, _)
+            if headers
+                .get(http::header::HOST)
+                .is_some_and(HeaderValue::is_empty) =>
+        {
             Some(Refused::NoHost)
         }
         (0 | 1, _) => None,
@@ -571,18 +575,48 @@ mod tests {
     #[test]
     fn an_http2_head_is_judged_as_python_receives_it() {
         let h2 = |pairs: &[(&'static str, &str)], authority: Option<&str>, empty: bool| {
-            refused(&Method::GET, Version::HTTP_2, &head(pairs), authority, empty, LIMITS)
+            refused(
+                &Method::GET,
+                Version::HTTP_2,
+                &head(pairs),
+                authority,
+                empty,
+                LIMITS,
+            )
         };
         let five = [("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")];
         // The hop adds `host` from the authority: five fields become six.
         assert_eq!(h2(&five[..4], Some("gw.test"), true), None);
         assert_eq!(h2(&five, Some("gw.test"), true), Some(Refused::Fields));
-        assert_eq!(h2(&[("host", "gw.test"), five[0], five[1], five[2], five[3]], Some("x"), true), None);
+        assert_eq!(
+            h2(
+                &[("host", "gw.test"), five[0], five[1], five[2], five[3]],
+                Some("x"),
+                true
+            ),
+            None
+        );
         // ... and `transfer-encoding: chunked` for a body of unknown length.
-        assert_eq!(h2(&five[..4], Some("gw.test"), false), Some(Refused::Fields));
-        assert_eq!(h2(&[five[0], five[1], five[2], ("content-length", "1")], Some("a"), false), None);
+        assert_eq!(
+            h2(&five[..4], Some("gw.test"), false),
+            Some(Refused::Fields)
+        );
+        assert_eq!(
+            h2(
+                &[five[0], five[1], five[2], ("content-length", "1")],
+                Some("a"),
+                false
+            ),
+            None
+        );
         // Cookie fields become one.
-        let cookies = [("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3"), five[0], five[1]];
+        let cookies = [
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3"),
+            five[0],
+            five[1],
+        ];
         assert_eq!(h2(&cookies, Some("gw.test"), true), None);
         // Bytes: the joined cookie ("cookie" once, "; " between), "host" + authority.
         let value = "x".repeat(190);
@@ -594,8 +628,14 @@ mod tests {
         assert_eq!(h2(&two, Some("abcdefghi"), true), Some(Refused::Bytes));
         // Host: none and no authority, an empty one: an HTTP/1.1 request's 400; several.
         assert_eq!(h2(&[], None, true), Some(Refused::NoHost));
-        assert_eq!(h2(&[("host", "")], Some("gw.test"), true), Some(Refused::NoHost));
-        assert_eq!(h2(&[("host", "a"), ("host", "a")], None, true), Some(Refused::Hosts));
+        assert_eq!(
+            h2(&[("host", "")], Some("gw.test"), true),
+            Some(Refused::NoHost)
+        );
+        assert_eq!(
+            h2(&[("host", "a"), ("host", "a")], None, true),
+            Some(Refused::Hosts)
+        );
         assert_eq!(h2(&[("host", "a")], None, true), None);
         assert_eq!(h2(&[], Some("gw.test"), true), None);
     }

@@ -448,7 +448,10 @@ fn py_space(byte: u8) -> bool {
 
 /// Python's `bytes.decode("latin-1").strip()`, on the bytes.
 pub(crate) fn py_strip(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|&b| !py_space(b)).unwrap_or(bytes.len());
+    let start = bytes
+        .iter()
+        .position(|&b| !py_space(b))
+        .unwrap_or(bytes.len());
     let end = bytes
         .iter()
         .rposition(|&b| !py_space(b))
@@ -736,7 +739,11 @@ mod tests {
                 "{host:?}"
             );
         }
-        for host in [&b"\xe9admin.example"[..], b"admin.\xe9xample", b"admin.example\x80"] {
+        for host in [
+            &b"\xe9admin.example"[..],
+            b"admin.\xe9xample",
+            b"admin.example\x80",
+        ] {
             let routed = t.route(Some(host), &method, "/adm/x");
             assert!(matches!(routed, Routed::Defer(Why::NoRoute)), "{host:?}");
         }
@@ -1007,8 +1014,18 @@ mod tests {
         }
         // Not a host name (spaces inside, bytes outside ASCII, too long), yet Python
         // matches it: as no route's host (the routes for any).
-        for odd in ["a b", "api.example.com :443", "x\ty:80", "[::1 x", "caf\u{e9}"] {
-            assert_eq!(host_key(odd.as_bytes(), &mut buffer), NO_ROUTE_HOST, "{odd:?}");
+        for odd in [
+            "a b",
+            "api.example.com :443",
+            "x\ty:80",
+            "[::1 x",
+            "caf\u{e9}",
+        ] {
+            assert_eq!(
+                host_key(odd.as_bytes(), &mut buffer),
+                NO_ROUTE_HOST,
+                "{odd:?}"
+            );
         }
         // Longer than the buffer (`_HOST` allows it): read all the same.
         let long = "A.".repeat(MAX_HOST) + "b";

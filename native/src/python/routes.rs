@@ -116,8 +116,12 @@ const NOT_ON_THE_WIRE: &str = "host_not_latin1";
 /// The bytes of a Host value whose Python `str` is `host`: Python's servers
 /// decode a header value as latin-1, so a character past U+00FF is on no wire.
 fn wire_host(host: Option<&str>) -> Result<Option<Vec<u8>>, ()> {
-    host.map(|host| host.chars().map(|c| u8::try_from(u32::from(c)).map_err(|_| ())).collect())
-        .transpose()
+    host.map(|host| {
+        host.chars()
+            .map(|c| u8::try_from(u32::from(c)).map_err(|_| ()))
+            .collect()
+    })
+    .transpose()
 }
 
 impl PyRouteTable {

@@ -219,7 +219,10 @@ fn upstream_path_is_python_s() {
     let target = plain.request_target("/api/x", Some("q=caf\u{e9}"));
     assert_eq!(target.expect("forwarded"), "/api/x?q=caf\u{e9}");
     for query in ["a b", "a\tb", "a\r\nb"] {
-        assert!(plain.request_target("/api/x", Some(query)).is_err(), "{query:?}");
+        assert!(
+            plain.request_target("/api/x", Some(query)).is_err(),
+            "{query:?}"
+        );
     }
 }
 
