@@ -406,6 +406,27 @@ def test_a_forwarded_hop_that_is_not_an_address_is_refused_natively(
     label = ("(none)", "invalid_forwarded_for")
     assert served.counts().get(label, 0) - counts_before.get(label, 0) == len(rids)
 
+    # A WebSocket upgrade alike, with the head of the upgrade door's refusals.
+    upgrade = head(
+        "GET /api/ws HTTP/1.1",
+        "Host: gw.test",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        "X-Forwarded-For: unknown",
+    )
+    answer = served.raw(upgrade, source=PROXY)
+    assert (answer.status, answer.json()["reason"]) == (400, "invalid_forwarded_for")
+    assert (answer.header("connection"), answer.header("x-request-id")) == ("close", None)
+    assert answer.request_id.rsplit("-", 1)[0] == native_plane
+    row = served.denied({answer.request_id})[answer.request_id]
+    assert (row.reason, row.data["step"], row.data["door"]) == (
+        "invalid_forwarded_for",
+        "framing",
+        "websocket",
+    )
+
     # Read as Python reads it otherwise: a hop left of the client's is the client's own
     # claim (never read), `[v6]` is its address; an untrusted peer's header is not read.
     for hop, source in (
