@@ -1,8 +1,9 @@
 //! The client's address as the gateway believes it — the native twin of
 //! `bastion.gateway.authn.client_ip` (trusted proxies, `X-Forwarded-For` read
 //! from the right). One difference on purpose: where a hop is not a plain IP
-//! address the native path answers `None` and the request is deferred to
-//! Python, which owns those odd cases.
+//! address the native path answers `None`, and the gateway refuses the
+//! request (400 `invalid_forwarded_for`, `decide::forwarded_for_refused`)
+//! where Python took the hop's text for the client's address.
 
 use std::net::IpAddr;
 
@@ -77,28 +78,32 @@ fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
-/// The client address of a request from `peer`; `None` where Python's answer
-/// could differ from a plain address (a hop that is not an IP address).
+/// The client address of a request from `peer`; `None` where a trusted
+/// proxy's hop is not an IP address (no address can be believed).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) -> Option<IpAddr> {
     if trusted.is_empty() || !trusted.contains(peer) {
         return Some(peer);
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
-        for part in value.as_bytes().split(|b| *b == b',') {
-            let part = std::str::from_utf8(part).ok()?.trim();
+    // Python's walk from the right (every field, each split on `,`, stripped, the
+    // empty skipped); a hop is parsed only once the walk reaches it, so a hop left
+    // of the client's (the client's own claim) is never read.
+    let mut leftmost = None;
+    for value in headers.get_all("x-forwarded-for").iter().rev() {
+        for part in value.as_bytes().rsplit(|b| *b == b',') {
+            let part = crate::router::py_strip(part);
             if part.is_empty() {
                 continue;
             }
-            hops.push(part.parse().ok()?);
+            // `[v6]` is read as its address, as Python's IP rules read it (`strip("[]")`).
+            let text = std::str::from_utf8(part).ok()?;
+            let hop: IpAddr = text.trim_matches(['[', ']']).parse().ok()?;
+            if !trusted.contains(hop) {
+                return Some(hop);
+            }
+            leftmost = Some(hop);
         }
     }
-    for hop in hops.iter().rev() {
-        if !trusted.contains(*hop) {
-            return Some(*hop);
-        }
-    }
-    Some(hops.first().copied().unwrap_or(peer))
+    Some(leftmost.unwrap_or(peer))
 }
 
 #[cfg(test)]
@@ -151,9 +156,33 @@ mod tests {
     }
 
     #[test]
-    fn a_hop_that_is_not_an_address_defers() {
+    fn a_hop_that_is_not_an_address_is_none() {
         let t = TrustedProxies::parse(&["127.0.0.1"]).unwrap();
-        assert_eq!(client_ip(ip("127.0.0.1"), &xff(&["unknown"]), &t), None);
+        let peer = ip("127.0.0.1");
+        for hop in [
+            "unknown",
+            "1.2.3.4:80",
+            "10.1.2.3.4",
+            "[10.1.2.3]x",
+            "_hidden",
+            "fe80::1%eth0",
+        ] {
+            assert_eq!(client_ip(peer, &xff(&[hop]), &t), None, "{hop}");
+        }
+        // Only the hops read from the right up to the client's count.
+        assert_eq!(client_ip(peer, &xff(&["1.2.3.4, unknown"]), &t), None);
+        assert_eq!(
+            client_ip(peer, &xff(&["unknown, 1.2.3.4"]), &t),
+            Some(ip("1.2.3.4"))
+        );
+        assert_eq!(
+            client_ip(peer, &xff(&["unknown", "1.2.3.4 ,127.0.0.1"]), &t),
+            Some(ip("1.2.3.4"))
+        );
+        assert_eq!(
+            client_ip(peer, &xff(&["[2001:db8::1]"]), &t),
+            Some(ip("2001:db8::1"))
+        );
     }
 
     #[test]

@@ -438,7 +438,7 @@ fn header_refused(policy: &CorsPolicy, headers: &HeaderMap) -> Option<String> {
 /// read, is that `Defer`.
 pub(crate) fn route<'t>(
     table: &'t Table,
-    host: Option<&str>,
+    host: Option<&[u8]>,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
@@ -455,7 +455,7 @@ pub(crate) fn route<'t>(
 fn matched<'t>(
     routes: &'t RouteTable,
     answers: impl Fn(usize) -> Option<bool>,
-    host: Option<&str>,
+    host: Option<&[u8]>,
     method: &Method,
     target: &str,
     headers: &HeaderMap,
@@ -497,7 +497,15 @@ pub enum Preflight {
 pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Preflight {
     // Python's `framing` judges the head first: its refusal is the ordinary path's.
     if !hygiene::overrides_method(req.headers())
-        && hygiene::refused(req.method(), req.version(), req.headers(), table.head).is_some()
+        && hygiene::refused(
+            req.method(),
+            req.version(),
+            req.headers(),
+            req.uri().authority().map(http::uri::Authority::as_str),
+            http_body::Body::is_end_stream(req.body()),
+            table.head,
+        )
+        .is_some()
     {
         return Preflight::Ordinary(req);
     }
@@ -535,7 +543,19 @@ fn answer(
         return Outcome::Defer(req);
     }
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
-        return Outcome::Defer(req);
+        // A trusted proxy's hop that is not an address: bastion's 400 (`decide`'s too).
+        let refused = hygiene::Refused::ForwardedFor;
+        let head = crate::verdict::Head::of(&req);
+        return match crate::decide::framing_refusal(
+            head,
+            conn,
+            table,
+            refused,
+            crate::audit::Door::Gateway,
+        ) {
+            Some(response) => Outcome::Respond(response),
+            None => Outcome::Defer(req),
+        };
     };
     let peer = (ip, conn.tls);
     // Python's `ip` step runs first (no CORS headers yet).
@@ -868,7 +888,7 @@ mod tests {
             let (routed, asked) = matched(
                 &routes,
                 answers,
-                Some("gw.test"),
+                Some(b"gw.test".as_slice()),
                 &Method::OPTIONS,
                 target,
                 &head(pairs),
@@ -917,7 +937,7 @@ mod tests {
         let (get, asked) = matched(
             &routes,
             answers,
-            Some("gw.test"),
+            Some(b"gw.test".as_slice()),
             &Method::GET,
             "/b",
             &head(&[o, (acrm, "DELETE")]),

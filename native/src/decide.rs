@@ -87,10 +87,25 @@ pub(crate) async fn decide<'t>(
         return Decided::Defer(None);
     }
     // `framing`, Python's first step: its refusals of the head, before any route
-    // (a head with a method-override header defers, as any other: Python judges it).
-    if door == Door::Gateway && !hygiene::overrides_method(req.headers) {
-        if let Some(refused) = hygiene::refused(req.method, req.version, req.headers, table.head) {
-            return match framing_refusal(req, conn, table, refused) {
+    // (a head with a method-override header defers, as any other: Python judges it);
+    // then bastion's own of an `X-Forwarded-For` that names no address.
+    if door != Door::ForwardAuth && !hygiene::overrides_method(req.headers) {
+        let refused = if door == Door::Gateway {
+            let authority = req.uri.authority().map(http::uri::Authority::as_str);
+            hygiene::refused(
+                req.method,
+                req.version,
+                req.headers,
+                authority,
+                req.body_empty,
+                table.head,
+            )
+        } else {
+            None
+        };
+        let refused = refused.or_else(|| forwarded_for_refused(conn, req.headers, table));
+        if let Some(refused) = refused {
+            return match framing_refusal(req, conn, table, refused, door) {
                 Some(response) => Decided::Respond(response),
                 None => Decided::Defer(None),
             };
@@ -689,14 +704,18 @@ fn unmatched<'t>(
     target: &str,
 ) -> Decided<'t> {
     let takes = match door {
-        Door::Gateway => hygiene::takes(
-            req.method,
-            req.version,
-            req.headers,
-            req.body_empty,
-            table.head,
-            u64::MAX,
-        ),
+        // Any method token, `CONNECT` too: a refusal opens no tunnel (hyper, which reads
+        // a `CONNECT`, tunnels only after a 2xx), and Python refuses it as any other.
+        Door::Gateway => {
+            crate::router::is_method_token(req.method.as_str())
+                && hygiene::takes_head(
+                    req.version,
+                    req.headers,
+                    req.body_empty,
+                    table.head,
+                    u64::MAX,
+                )
+        }
         // A handshake to a path no route takes: Python's `match` refuses it alike,
         // with the denial head of an upgrade.
         Door::WebSocket => hygiene::takes_websocket(req.headers, req.body_empty, table.head),
@@ -762,23 +781,39 @@ pub(crate) fn handshake_refused(
     Some(response)
 }
 
-/// Python's `framing` refusal of a head (`refused`, `hygiene::refused`), where
-/// the app hands the target to its gateway (`RouteTable::gateway_target`):
-/// audited at step `framing` and metered under no route, as Python's runner
-/// records it. Elsewhere (a control-plane path) Python's app does not judge
-/// the head: `None`, the request defers.
+/// Python's `framing` refusal of a head (`refused`, `hygiene::refused`), or
+/// bastion's `invalid_forwarded_for`, where the app hands the target to its
+/// gateway (`RouteTable::gateway_target`): audited at step `framing` and
+/// metered under no route, as Python's runner records it — under the peer's
+/// address when the forwarded one cannot be read. Elsewhere (a control-plane
+/// path) Python's app does not judge the head: `None`, the request defers.
 pub(crate) fn framing_refusal(
     req: Head<'_>,
     conn: &ConnInfo,
     table: &Table,
     refused: hygiene::Refused,
+    door: Door,
 ) -> Option<Response<Body>> {
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     if !table.routes.gateway_target(target) {
         return None;
     }
-    let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted)?;
-    Some(framing_denied(req, conn, ip, table.head, refused))
+    let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted);
+    let ip = ip.unwrap_or_else(|| conn.peer.ip());
+    Some(framing_denied(req, conn, ip, table.head, refused, door))
+}
+
+/// bastion's refusal of a head whose client address cannot be read: a trusted
+/// proxy's `X-Forwarded-For` naming a hop that is not an IP address
+/// (`hygiene::Refused::ForwardedFor`).
+pub(crate) fn forwarded_for_refused(
+    conn: &ConnInfo,
+    headers: &http::HeaderMap,
+    table: &Table,
+) -> Option<hygiene::Refused> {
+    client_ip(conn.peer.ip(), headers, &table.trusted)
+        .is_none()
+        .then_some(hygiene::Refused::ForwardedFor)
 }
 
 /// Whether Python's gateway judges this request's head, were it deferred: the
@@ -808,11 +843,18 @@ pub(crate) fn unreadable(
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
     if let Some(table) = table.filter(|table| table.routes.gateway_target(target)) {
         // Python's order: the method, the header limits and Host come first.
-        let refused = hygiene::refused(req.method, req.version, req.headers, table.head)
-            .unwrap_or(hygiene::Refused::Framing(unframed));
+        let refused = hygiene::refused(
+            req.method,
+            req.version,
+            req.headers,
+            None,
+            req.body_empty,
+            table.head,
+        )
+        .unwrap_or(hygiene::Refused::Framing(unframed));
         let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted);
         let ip = ip.unwrap_or_else(|| conn.peer.ip());
-        return framing_denied(req, conn, ip, table.head, refused);
+        return framing_denied(req, conn, ip, table.head, refused, Door::Gateway);
     }
     let unlimited = hygiene::HeadLimits {
         max_headers: usize::MAX,
@@ -845,10 +887,10 @@ fn framing_denied(
     ip: IpAddr,
     limits: hygiene::HeadLimits,
     refused: hygiene::Refused,
+    door: Door,
 ) -> Response<Body> {
     let refusal = crate::refusal::framing(refused, limits);
     let nobody = Identity::default();
-    let door = Door::Gateway;
     refuse_with(
         req,
         None,

@@ -12,7 +12,7 @@
 //! deferred (Python drops them), as is any other head not plainly fine
 //! ([`takes`]).
 
-use http::{HeaderMap, Method, Version};
+use http::{HeaderMap, HeaderValue, Method, Version};
 
 /// The request head limits (`request_limits`).
 #[derive(Debug, Clone, Copy)]
@@ -89,6 +89,13 @@ pub enum Refused {
     NoHost,
     /// Body framing Python (or RFC 9112) refuses: 400 `bad_request_framing`.
     Framing(Unframed),
+    /// bastion's own, not Python's: a trusted proxy's `X-Forwarded-For` names a
+    /// hop that is not an IP address (`client_ip` finds no address), 400
+    /// `invalid_forwarded_for`. Python took the hop's text for the client's
+    /// address: its per-address limits then counted each spelling apart (a
+    /// proxy appending `:port` made each connection a new client), and its IP
+    /// rules and key allow-lists could only refuse it.
+    ForwardedFor,
 }
 
 /// Body framing that cannot be read one way only (RFC 9112 §6.1, §6.3).
@@ -105,19 +112,21 @@ pub enum Unframed {
 }
 
 /// Python's `framing` refusal of this head (`bastion.gateway.hygiene.framing`),
-/// `None` when it passes. Over HTTP/2 only the method is judged here (the
-/// hop to Python rewrites the rest of an h2 head: its odd heads defer).
+/// `None` when it passes. An HTTP/2 head is judged as Python's app reads it
+/// (`h2_refused`); `authority` and `body_empty` matter there only.
 pub fn refused(
     method: &Method,
     version: Version,
     headers: &HeaderMap,
+    authority: Option<&str>,
+    body_empty: bool,
     limits: HeadLimits,
 ) -> Option<Refused> {
     if !crate::router::is_method_token(method.as_str()) {
         return Some(Refused::Method);
     }
     if !matches!(version, Version::HTTP_11 | Version::HTTP_10) {
-        return None;
+        return h2_refused(headers, authority, body_empty, limits);
     }
     if headers.len() > limits.max_headers {
         return Some(Refused::Fields);
@@ -139,6 +148,62 @@ pub fn refused(
         _ => {}
     }
     unframed(version, headers).map(Refused::Framing)
+}
+
+/// `framing` of an HTTP/2 head as Python's app receives it: the hop to Python
+/// (`forward::downgrade`) sends it as HTTP/1.1 with a `Host` from the
+/// `:authority` when it has no `Host` field, its `cookie` fields joined in
+/// one (`; `), and `transfer-encoding: chunked` for a body of unknown length.
+/// So Python counts those fields and bytes, refuses several `Host` fields, or
+/// none (no `:authority` either) or an empty one as an HTTP/1.1 request's.
+/// The body framing is hyper's (its h2 codec refuses `Transfer-Encoding` and
+/// a bad `Content-Length`): not judged here.
+fn h2_refused(
+    headers: &HeaderMap,
+    authority: Option<&str>,
+    body_empty: bool,
+    limits: HeadLimits,
+) -> Option<Refused> {
+    let mut cookies = 0usize;
+    let mut bytes = 0usize;
+    for (name, value) in headers {
+        cookies += usize::from(name == http::header::COOKIE);
+        bytes += name.as_str().len() + value.len();
+    }
+    let joined = cookies.saturating_sub(1);
+    // "cookie" named once, and "; " between the values.
+    bytes -= joined * ("cookie".len() - "; ".len());
+    let mut fields = headers.len() - joined;
+    let hosts = headers.get_all(http::header::HOST).iter().count();
+    let authority = authority.filter(|_| hosts == 0);
+    if let Some(authority) = authority {
+        fields += 1;
+        bytes += "host".len() + authority.len();
+    }
+    let framed = headers.contains_key(http::header::CONTENT_LENGTH)
+        || headers.contains_key(http::header::TRANSFER_ENCODING);
+    if !body_empty && !framed {
+        fields += 1;
+        bytes += "transfer-encoding".len() + "chunked".len();
+    }
+    if fields > limits.max_headers {
+        return Some(Refused::Fields);
+    }
+    if bytes > limits.max_header_bytes {
+        return Some(Refused::Bytes);
+    }
+    match (hosts, authority) {
+        (0, None) => Some(Refused::NoHost),
+        (1, _)
+            if headers
+                .get(http::header::HOST)
+                .is_some_and(HeaderValue::is_empty) =>
+        {
+            Some(Refused::NoHost)
+        }
+        (0 | 1, _) => None,
+        _ => Some(Refused::Hosts),
+    }
 }
 
 /// The body framing of this HTTP/1.x head refused, as Python's `framing`
@@ -278,22 +343,20 @@ fn head_is_plain(
         return false;
     }
     let hosts = headers.get_all(http::header::HOST).iter().count();
-    match version {
-        Version::HTTP_11 | Version::HTTP_10 => {
-            if hosts != 1
-                || headers
-                    .get(http::header::HOST)
-                    .is_some_and(|h| h.is_empty())
-            {
-                return false;
-            }
-        }
-        // HTTP/2: the authority is the pseudo-header; a Host field besides it is odd.
-        _ => {
-            if hosts != 0 {
-                return false;
-            }
-        }
+    let empty = headers
+        .get(http::header::HOST)
+        .is_some_and(HeaderValue::is_empty);
+    let hosted = match version {
+        Version::HTTP_11 => hosts == 1 && !empty,
+        // Python serves an HTTP/1.0 request without Host (or with an empty one):
+        // the router reads it as the host of no route, as Python's matcher does.
+        Version::HTTP_10 => hosts <= 1,
+        // HTTP/2: the `:authority`, or one `Host` field, which Python reads (the
+        // hop keeps it): the router reads it first too (`verdict::host_of`).
+        _ => hosts == 0 || (hosts == 1 && !empty),
+    };
+    if !hosted {
+        return false;
     }
     if framing == Framing::Streamed {
         return true; // counted as it streams (`crate::body_limit`)
@@ -427,7 +490,8 @@ mod tests {
         for method in ["OPTIONS", "PROPFIND", "QUERY", "TRACE", "M-SEARCH"] {
             let method = Method::from_bytes(method.as_bytes()).unwrap();
             assert!(ok(method.clone(), v, &[("host", "a")], false), "{method}");
-            assert_eq!(refused(&method, v, &head(&[("host", "a")]), LIMITS), None);
+            let host = head(&[("host", "a")]);
+            assert_eq!(refused(&method, v, &host, None, false, LIMITS), None);
         }
         assert!(!ok(Method::CONNECT, v, &[("host", "a")], false));
         let chunked = head(&[("host", "a"), ("transfer-encoding", "chunked")]);
@@ -437,7 +501,7 @@ mod tests {
 
     fn refusal(method: &str, version: Version, pairs: &[(&'static str, &str)]) -> Option<Refused> {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
-        refused(&method, version, &head(pairs), LIMITS)
+        refused(&method, version, &head(pairs), None, true, LIMITS)
     }
 
     #[test]
@@ -506,8 +570,6 @@ mod tests {
         }
         let http10 = refusal("POST", Version::HTTP_10, &[te("chunked")]);
         assert_eq!(http10, Some(Refused::Framing(Http10)));
-        // HTTP/2: the method only (the hop to Python rewrites the rest of the head).
-        assert_eq!(refusal("GET", Version::HTTP_2, &[]), None);
         assert_eq!(refusal("get", Version::HTTP_2, &[]), Some(Refused::Method));
     }
 
@@ -536,6 +598,74 @@ mod tests {
     }
 
     #[test]
+    fn an_http2_head_is_judged_as_python_receives_it() {
+        let h2 = |pairs: &[(&'static str, &str)], authority: Option<&str>, empty: bool| {
+            refused(
+                &Method::GET,
+                Version::HTTP_2,
+                &head(pairs),
+                authority,
+                empty,
+                LIMITS,
+            )
+        };
+        let five = [("a", "1"), ("b", "1"), ("c", "1"), ("d", "1"), ("e", "1")];
+        // The hop adds `host` from the authority: five fields become six.
+        assert_eq!(h2(&five[..4], Some("gw.test"), true), None);
+        assert_eq!(h2(&five, Some("gw.test"), true), Some(Refused::Fields));
+        assert_eq!(
+            h2(
+                &[("host", "gw.test"), five[0], five[1], five[2], five[3]],
+                Some("x"),
+                true
+            ),
+            None
+        );
+        // ... and `transfer-encoding: chunked` for a body of unknown length.
+        assert_eq!(
+            h2(&five[..4], Some("gw.test"), false),
+            Some(Refused::Fields)
+        );
+        assert_eq!(
+            h2(
+                &[five[0], five[1], five[2], ("content-length", "1")],
+                Some("a"),
+                false
+            ),
+            None
+        );
+        // Cookie fields become one.
+        let cookies = [
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+            ("cookie", "c=3"),
+            five[0],
+            five[1],
+        ];
+        assert_eq!(h2(&cookies, Some("gw.test"), true), None);
+        // Bytes: the joined cookie ("cookie" once, "; " between), "host" + authority.
+        let value = "x".repeat(190);
+        let exact = |authority: &str| h2(&[("v", &value)], Some(authority), true);
+        assert_eq!(exact("abcde"), None); // 1 + 190 + 4 + 5 = 200
+        assert_eq!(exact("abcdef"), Some(Refused::Bytes));
+        let two = [("cookie", &value[..90]), ("cookie", &value[..90])];
+        assert_eq!(h2(&two, Some("abcdefgh"), true), None); // 6 + 180 + 2 + 12 = 200
+        assert_eq!(h2(&two, Some("abcdefghi"), true), Some(Refused::Bytes));
+        // Host: none and no authority, an empty one: an HTTP/1.1 request's 400; several.
+        assert_eq!(h2(&[], None, true), Some(Refused::NoHost));
+        assert_eq!(
+            h2(&[("host", "")], Some("gw.test"), true),
+            Some(Refused::NoHost)
+        );
+        assert_eq!(
+            h2(&[("host", "a"), ("host", "a")], None, true),
+            Some(Refused::Hosts)
+        );
+        assert_eq!(h2(&[("host", "a")], None, true), None);
+        assert_eq!(h2(&[], Some("gw.test"), true), None);
+    }
+
+    #[test]
     fn everything_odd_is_deferred() {
         let v = Version::HTTP_11;
         assert!(!ok(
@@ -547,7 +677,18 @@ mod tests {
         assert!(!ok(Method::GET, v, &[], false), "no host");
         assert!(!ok(Method::GET, v, &[("host", "")], false), "empty host");
         assert!(!ok(Method::GET, v, &[("host", "a"), ("host", "b")], false));
-        assert!(!ok(Method::GET, Version::HTTP_2, &[("host", "a")], true));
+        // HTTP/2: one Host field is read (Python reads it); several or an empty one are not.
+        assert!(ok(Method::GET, Version::HTTP_2, &[("host", "a")], true));
+        assert!(!ok(Method::GET, Version::HTTP_2, &[("host", "")], true));
+        assert!(!ok(
+            Method::GET,
+            Version::HTTP_2,
+            &[("host", "a"), ("host", "a")],
+            true
+        ));
+        // HTTP/1.0: no Host, or an empty one, is served (Python serves it).
+        assert!(ok(Method::GET, Version::HTTP_10, &[], true));
+        assert!(ok(Method::GET, Version::HTTP_10, &[("host", "")], true));
         assert!(
             !ok(Method::POST, Version::HTTP_2, &[], false),
             "h2 body without length"
@@ -646,9 +787,13 @@ mod tests {
                 prop_assert!(method != Method::CONNECT);
                 prop_assert!(method.as_str().bytes().all(|b| b.is_ascii_uppercase()));
                 // Nothing Python's `framing` refuses is taken.
-                prop_assert_eq!(refused(&method, version, &map, limits), None);
+                // (An h2 head's count also holds what the hop to Python adds: the
+                // gateway door asks `refused` first.)
+                if !h2 {
+                    prop_assert_eq!(refused(&method, version, &map, None, empty, limits), None);
+                }
                 let hosts = map.get_all("host").iter().count();
-                prop_assert_eq!(hosts, if h2 { 0 } else { 1 });
+                prop_assert!(hosts == 1 || (h2 && hosts == 0));
                 let lengths: Vec<_> = map.get_all("content-length").iter().collect();
                 prop_assert!(lengths.len() <= 1);
                 if let Some(length) = lengths.first() {

@@ -52,6 +52,8 @@ pub const OUTCOMES: &[&str] = &[
     "method_not_allowed",
     "invalid_path",
     "body_too_large",
+    // bastion's own framing refusal (`hygiene::Refused::ForwardedFor`): no Python code.
+    "invalid_forwarded_for",
     "forbidden",
     "route_not_allowed",
     "insufficient_scope",

@@ -178,6 +178,13 @@ pub fn framing(refused: Refused, limits: HeadLimits) -> Refusal {
         Refused::Framing(Unframed::Http10) => {
             framing("An HTTP/1.0 request cannot carry Transfer-Encoding.")
         }
+        // bastion's own (Python proxied such a request under the hop's text).
+        Refused::ForwardedFor => bad_request(
+            "invalid_forwarded_for",
+            "Invalid X-Forwarded-For header",
+            "The X-Forwarded-For header from a trusted proxy names a hop that is not an IP \
+             address, so the client's address cannot be determined.",
+        ),
     }
 }
 
@@ -262,7 +269,7 @@ pub fn forbidden(refusal: &authz::Refusal, method: &str) -> Refusal {
 /// the gateway by `gateway::handle`).
 pub fn unmatched(
     table: &RouteTable,
-    host: Option<&str>,
+    host: Option<&[u8]>,
     method: &http::Method,
     target: &str,
     why: Why,

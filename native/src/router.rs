@@ -18,16 +18,18 @@
 //! The native router answers `Native` only when Python would pick the same
 //! route and forward the same target; everything else is a `Defer` (the
 //! gateway renders the 400/404/405 Python's `match` would, or Python serves
-//! the request itself).
+//! the request itself). Like Python's matcher it judges neither the method
+//! (`framing` refused what is not a token before) nor the Host (read as
+//! `normalize_host` reads it; none is the host of no route).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::paths::{app_normalise, is_clean_path, is_clean_query, normalize};
+use crate::paths::{app_normalise, is_clean_path, normalize};
 use crate::routes::{MatchRule, Route, RouteTable};
 
-/// Longest host (after normalisation) the router reads; a longer one defers.
+/// Longest host key (after normalisation) read without allocating.
 const MAX_HOST: usize = 255;
 
 /// What the router decided for one request.
@@ -46,9 +48,9 @@ pub enum Routed<'t> {
 /// Why a request was deferred to Python.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
-    /// A target the router does not read: not origin-form (`*`, no leading
-    /// `/`), a path with bytes outside ASCII (uvicorn refuses them), a query
-    /// with bytes outside visible ASCII.
+    /// A target no request the front reads can carry (a fragment, a space or a
+    /// control character in the query: the HTTP parser and `http::Uri` refuse
+    /// them first).
     NotClean,
     /// A path `normalize_path` refuses that the app hands to its gateway
     /// (no `%`): the `match` step's 400 `invalid_path` (`refusal::unmatched`).
@@ -58,10 +60,10 @@ pub enum Why {
     AppInvalidPath,
     /// A path of the control plane (`RESERVED_PREFIXES`).
     Reserved,
-    /// A method Python refuses (400 `invalid_method`).
+    /// A method Python's `framing` refuses (400 `invalid_method`, rendered by
+    /// the gateway door before it routes: `hygiene::refused`). The router
+    /// itself matches any method, as Python's matcher does.
     Method,
-    /// No Host, an empty one, or one the router does not read (non-ASCII, too long).
-    Host,
     /// No route for the path (Python answers 404).
     NoRoute,
     /// Routes for the path, none for the method (Python answers 405).
@@ -79,7 +81,6 @@ impl Why {
             Self::AppInvalidPath => "app_invalid_path",
             Self::Reserved => "reserved",
             Self::Method => "method",
-            Self::Host => "host",
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::NotNative => "not_native",
@@ -272,11 +273,11 @@ impl Hasher for FxHasher {
 }
 
 impl RouteTable {
-    /// Route one request: `host` is the Host header value (HTTP/2: the
+    /// Route one request: `host` is the Host header value's bytes (HTTP/2: the
     /// `:authority`), `None` when absent; `target` the raw request-target
     /// (path + optional query). Never panics; anything not certain is a
     /// `Defer`. Allocates only the upstream target of a `Native` answer.
-    pub fn route(&self, host: Option<&str>, method: &http::Method, target: &str) -> Routed<'_> {
+    pub fn route(&self, host: Option<&[u8]>, method: &http::Method, target: &str) -> Routed<'_> {
         let (path, query) = match self.target(target) {
             Target::Gateway { path, query } => (path, query),
             Target::Refused { why, .. } | Target::Python(why) => return Routed::Defer(why),
@@ -287,32 +288,20 @@ impl RouteTable {
     /// [`RouteTable::route`] for a path in normal form the app hands to its gateway.
     fn route_normal(
         &self,
-        host: Option<&str>,
+        host: Option<&[u8]>,
         method: &http::Method,
         path: &str,
         query: Option<&str>,
     ) -> Routed<'_> {
         let method = method.as_str();
-        if !is_method_token(method) {
-            return Routed::Defer(Why::Method);
-        }
-        // No Host (or an empty one) is a 400 `invalid_host` in HTTP/1.1 and a
-        // framing question in HTTP/2: Python decides it.
-        let Some(host) = host.filter(|host| !host.is_empty()) else {
-            return Routed::Defer(Why::Host);
-        };
         // Without host-specific routes the host cannot change the match (the
         // matcher reads every unknown host as "any host"): skip its key.
         let mut buffer = [0u8; MAX_HOST];
-        let host = if self.router.has_hosts {
-            match host_key(host, &mut buffer) {
-                Some(key) => key,
-                None => return Routed::Defer(Why::Host),
-            }
-        } else {
-            ""
+        let host = match host {
+            Some(host) if self.router.has_hosts => host_key(host, &mut buffer),
+            _ => Cow::Borrowed(""),
         };
-        let index = match self.router.lookup(&self.routes, host, path, method) {
+        let index = match self.router.lookup(&self.routes, &host, path, method) {
             Lookup::Found(index) => index,
             Lookup::MethodNotAllowed => return Routed::Defer(Why::MethodNotAllowed),
             Lookup::NotFound => return Routed::Defer(Why::NoRoute),
@@ -323,29 +312,24 @@ impl RouteTable {
         let Some(rule) = route.matcher.as_ref().filter(|_| route.native) else {
             return Routed::Defer(Why::NotNative);
         };
-        match upstream_target(rule, path, query) {
-            Some(upstream_path_and_query) => Routed::Native {
-                route,
-                upstream_path_and_query,
-            },
-            None => Routed::Defer(Why::NotClean),
+        Routed::Native {
+            route,
+            upstream_path_and_query: upstream_target(rule, path, query),
         }
     }
 
     /// For a request [`RouteTable::route`] deferred with [`Why::MethodNotAllowed`]:
     /// the methods Python's 405 lists (`Allow`), or `None` when not certain.
-    pub fn allowed_methods(&self, host: Option<&str>, target: &str) -> Option<Vec<&str>> {
+    pub fn allowed_methods(&self, host: Option<&[u8]>, target: &str) -> Option<Vec<&str>> {
         let Target::Gateway { path, .. } = self.target(target) else {
             return None;
         };
-        let host = host.filter(|host| !host.is_empty())?;
         let mut buffer = [0u8; MAX_HOST];
-        let host = if self.router.has_hosts {
-            host_key(host, &mut buffer)?
-        } else {
-            ""
+        let host = match host {
+            Some(host) if self.router.has_hosts => host_key(host, &mut buffer),
+            _ => Cow::Borrowed(""),
         };
-        self.router.allow(&self.routes, host, &path)
+        self.router.allow(&self.routes, &host, &path)
     }
 
     /// How the Python app reads a raw request-target (origin-form: path and
@@ -356,9 +340,15 @@ impl RouteTable {
     /// one as sent or once `//` and dot segments are resolved (`_normalise`).
     /// Anything else goes to the gateway, whose `match` step normalises the
     /// path (a refusal is its 400) and matches the normal form.
+    ///
+    /// Every path is read: one outside ASCII as the bytes Python's server would
+    /// hand over (`normalize_path` percent-encodes them), one without a leading
+    /// `/` (`*`, an authority) as the gateway's 400 (its `match` step refuses
+    /// it; the app's dispatch has no reserved prefix for it). The query is
+    /// Python's `query_string`, forwarded as sent (bytes outside ASCII too).
     pub fn target<'a>(&self, target: &'a str) -> Target<'a> {
         let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        if !path.starts_with('/') || !path.is_ascii() || !is_clean_query(query.as_bytes()) {
+        if !is_readable_query(query.as_bytes()) {
             return Target::Python(Why::NotClean);
         }
         let query = (!query.is_empty()).then_some(query);
@@ -439,48 +429,48 @@ pub fn is_method_token(method: &str) -> bool {
     !method.is_empty() && method.len() <= 32 && method.bytes().all(tchar)
 }
 
-/// What a host with spaces or tabs inside normalises to for the matcher: no
-/// route's host (`_HOST` in the settings allows none), so the routes for any host.
+/// The key of a host no route names (`_HOST` in the settings allows no
+/// space, no byte outside ASCII): Python's matcher serves it the routes for
+/// any host.
 const NO_ROUTE_HOST: &str = " ";
 
-/// `bastion.gateway.matcher.normalize_host` into `buffer`: lower-case, without
-/// port and trailing dot; `[v6]` without its port. A value with spaces or tabs
-/// inside (not a valid host, which Python's matcher serves as the routes for
-/// any host: no route's host has one) is [`NO_ROUTE_HOST`]. `None` for a value
-/// the router does not read (anything else but visible ASCII, whitespace at an
-/// end, which Python strips, or too long).
-fn host_key<'b>(host: &str, buffer: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
-    let mut bytes = host.as_bytes();
-    if bytes.len() > MAX_HOST {
-        return None;
-    }
-    if !bytes.iter().all(u8::is_ascii_graphic) {
-        if bytes.first() == Some(&b'[') {
-            // `[v6]…`: only what the brackets hold is the key.
-            let end = bytes.iter().position(|&b| b == b']')?;
-            bytes = &bytes[..=end];
-            if !bytes.iter().all(u8::is_ascii_graphic) {
-                return None;
-            }
-        } else {
-            let inside = |b: &u8| b.is_ascii_graphic() || *b == b' ' || *b == b'\t';
-            let ends = bytes.first().is_some_and(u8::is_ascii_graphic)
-                && bytes.last().is_some_and(u8::is_ascii_graphic);
-            return (ends && bytes.iter().all(inside)).then_some(NO_ROUTE_HOST);
-        }
-    }
-    let lower = &mut buffer[..bytes.len()];
-    lower.copy_from_slice(bytes);
-    lower.make_ascii_lowercase();
-    let key: &[u8] = if lower.first() == Some(&b'[') {
-        match lower.iter().position(|&b| b == b']') {
-            Some(end) => &lower[..=end],
-            None => lower,
+/// Python's `str.isspace()` for a byte decoded as latin-1 (what
+/// `str.strip()` removes: `\x85` and `\xa0` too).
+fn py_space(byte: u8) -> bool {
+    matches!(byte, b'\t'..=b'\r' | 0x1c..=0x20 | 0x85 | 0xa0)
+}
+
+/// Python's `bytes.decode("latin-1").strip()`, on the bytes.
+pub(crate) fn py_strip(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| !py_space(b))
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| !py_space(b))
+        .map_or(start, |last| last + 1);
+    &bytes[start..end]
+}
+
+/// `bastion.gateway.matcher.normalize_host` of the Host value's bytes (Python
+/// decodes them as latin-1), into `buffer`: stripped, lower-case, without
+/// port and trailing dot; `[v6]` without its port (in `buffer`, or allocated
+/// when longer). A key no route can have (bytes outside visible ASCII inside)
+/// is [`NO_ROUTE_HOST`]; an empty one is `""`: both mean the routes for any
+/// host, as in Python.
+fn host_key<'b>(host: &[u8], buffer: &'b mut [u8; MAX_HOST]) -> Cow<'b, str> {
+    let host = py_strip(host);
+    // `:`, `]` and `.` are ASCII: found alike before or after lower-casing.
+    let key = if host.first() == Some(&b'[') {
+        match host.iter().position(|&b| b == b']') {
+            Some(close) => &host[..=close],
+            None => host,
         }
     } else {
-        let without_port = match lower.iter().rposition(|&b| b == b':') {
-            Some(colon) => &lower[..colon],
-            None => lower,
+        let without_port = match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => &host[..colon],
+            None => host,
         };
         let end = without_port
             .iter()
@@ -488,15 +478,38 @@ fn host_key<'b>(host: &str, buffer: &'b mut [u8; MAX_HOST]) -> Option<&'b str> {
             .map_or(0, |last| last + 1);
         &without_port[..end]
     };
-    std::str::from_utf8(key).ok()
+    // Latin-1 letters lower-case to latin-1 letters: a key outside ASCII stays so.
+    if !key.iter().all(u8::is_ascii_graphic) {
+        return Cow::Borrowed(NO_ROUTE_HOST);
+    }
+    let Some(lower) = buffer.get_mut(..key.len()) else {
+        // Longer than a DNS name, yet `_HOST` has no bound: as rare as it is, read it.
+        let mut owned = String::from_utf8_lossy(key).into_owned();
+        owned.make_ascii_lowercase();
+        return Cow::Owned(owned);
+    };
+    lower.copy_from_slice(key);
+    lower.make_ascii_lowercase();
+    Cow::Borrowed(std::str::from_utf8(lower).unwrap_or(NO_ROUTE_HOST))
+}
+
+/// Whether a query is one a request can carry: no fragment, no space or
+/// control character (bytes outside ASCII are forwarded as sent, as
+/// Python's proxy forwards its `query_string`).
+fn is_readable_query(query: &[u8]) -> bool {
+    query
+        .iter()
+        .all(|&byte| ((0x21..=0x7E).contains(&byte) && byte != b'#') || byte >= 0x80)
 }
 
 /// `CompiledRoute.upstream_path(path)` + `?query`, in one exact allocation.
-fn upstream_target(rule: &MatchRule, path: &str, query: Option<&str>) -> Option<String> {
+fn upstream_target(rule: &MatchRule, path: &str, query: Option<&str>) -> String {
     let mut rest = path;
     let mut lead = "";
     if rule.strip_prefix && rule.prefix != "/" {
-        rest = path.get(rule.prefix.len()..)?;
+        // The path is under the prefix (the router matched it); Python's slice
+        // past the end would be "" all the same.
+        rest = path.get(rule.prefix.len()..).unwrap_or("");
         if rest.is_empty() {
             rest = "/";
         } else if !rest.starts_with('/') {
@@ -513,7 +526,7 @@ fn upstream_target(rule: &MatchRule, path: &str, query: Option<&str>) -> Option<
         out.push('?');
         out.push_str(query);
     }
-    Some(out)
+    out
 }
 
 #[cfg(test)]
@@ -572,7 +585,7 @@ mod tests {
 
     fn name(table: &RouteTable, host: &str, method: &str, target: &str) -> Result<String, Why> {
         let method = Method::from_bytes(method.as_bytes()).expect("method");
-        match table.route(Some(host), &method, target) {
+        match table.route(Some(host.as_bytes()), &method, target) {
             Routed::Native { route, .. } => Ok(route.name.clone()),
             Routed::Defer(why) => Err(why),
         }
@@ -598,7 +611,7 @@ mod tests {
             ],
             false,
         );
-        let allow = |host: &str, target: &str| t.allowed_methods(Some(host), target);
+        let allow = |host: &str, target: &str| t.allowed_methods(Some(host.as_bytes()), target);
         assert_eq!(get(&t, "/w/x"), Err(Why::MethodNotAllowed));
         assert_eq!(allow("gw.test", "/w/x?q"), Some(vec!["PUT"]));
         assert_eq!(
@@ -689,17 +702,45 @@ mod tests {
             name(&t, "other.example", "GET", "/adm/x"),
             Err(Why::NoRoute)
         );
-        assert_eq!(name(&t, "", "GET", "/adm/x"), Err(Why::Host));
+        // No Host (HTTP/1.0; HTTP/1.1's is `framing`'s 400 first), or an empty one:
+        // the host of no route, as Python's matcher reads `""`.
+        assert_eq!(name(&t, "", "GET", "/adm/x"), Err(Why::NoRoute));
         let method = Method::GET;
         assert!(matches!(
+            t.route(None, &method, "/adm/x"),
+            Routed::Defer(Why::NoRoute)
+        ));
+        assert!(matches!(
             t.route(None, &method, "/api"),
-            Routed::Defer(Why::Host)
+            Routed::Native { route, .. } if route.name == "api"
         ));
         assert_eq!(name(&t, ".", "GET", "/api"), Ok("api".to_owned()));
+        // Bytes outside ASCII: no route's host (Python decodes them as latin-1).
         assert_eq!(
             name(&t, "admin.example\u{e9}", "GET", "/adm/x"),
-            Err(Why::Host)
+            Err(Why::NoRoute)
         );
+        // Whitespace at the ends is stripped as `str.strip()` strips it, NEL and NBSP too.
+        for host in [
+            &b" admin.example\xa0"[..],
+            b"\x85ADMIN.example:8443\t",
+            b"\xa0 admin.example.:1 \x85",
+            b"admin.example:80\xe9",
+        ] {
+            let routed = t.route(Some(host), &method, "/adm/x");
+            assert!(
+                matches!(routed, Routed::Native { route, .. } if route.name == "admin-any"),
+                "{host:?}"
+            );
+        }
+        for host in [
+            &b"\xe9admin.example"[..],
+            b"admin.\xe9xample",
+            b"admin.example\x80",
+        ] {
+            let routed = t.route(Some(host), &method, "/adm/x");
+            assert!(matches!(routed, Routed::Defer(Why::NoRoute)), "{host:?}");
+        }
         // Not a host name: no route's host, as Python's matcher reads it (its 404 here).
         assert_eq!(
             name(&t, "admin example", "GET", "/adm/x"),
@@ -762,10 +803,10 @@ mod tests {
             name(&t, "caf\u{e9}.example", "GET", "/api"),
             Ok("api".into())
         );
-        assert_eq!(name(&t, "", "GET", "/api"), Err(Why::Host));
+        assert_eq!(name(&t, "", "GET", "/api"), Ok("api".into()));
         assert!(matches!(
             t.route(None, &Method::GET, "/api"),
-            Routed::Defer(Why::Host)
+            Routed::Native { route, .. } if route.name == "api"
         ));
     }
 
@@ -781,13 +822,19 @@ mod tests {
     }
 
     #[test]
-    fn methods_python_refuses_defer() {
+    fn any_method_is_matched_as_pythons_matcher_matches_it() {
+        // `framing` refuses a method that is not an upper-case token before the
+        // router (`hygiene::refused`); the matcher itself reads any method.
         let t = matcher();
-        assert_eq!(name(&t, "gw.test", "get", "/api"), Err(Why::Method));
+        assert_eq!(name(&t, "gw.test", "get", "/api"), Ok("api".into()));
         assert_eq!(name(&t, "gw.test", "PROPFIND", "/api"), Ok("api".into()));
         assert_eq!(
             name(&t, "gw.test", &"X".repeat(33), "/api"),
-            Err(Why::Method)
+            Ok("api".into())
+        );
+        assert_eq!(
+            name(&t, "gw.test", "get", "/api/orders"),
+            Err(Why::MethodNotAllowed)
         );
         assert_eq!(name(&t, "gw.test", "OPTIONS", "/api"), Ok("api".into()));
         // Routed by its own method on a table with preflights too: whether it is
@@ -872,16 +919,29 @@ mod tests {
         );
         assert_eq!(get(&t, "/api/%2Fadmin"), Err(Why::AppInvalidPath));
         assert_eq!(get(&t, "/a\\b"), Err(Why::InvalidPath));
-        // What the router does not read.
-        for raw in [
-            "*",
-            "http://a/api",
-            "api",
-            "",
-            "/caf\u{e9}",
-            "/api?a b",
-            "/api?\u{e9}",
-        ] {
+        // A path without a leading `/`: the gateway's 400 (no reserved prefix reads it).
+        for raw in ["*", "http://a/api", "api", ""] {
+            assert_eq!(
+                target(raw),
+                Target::Refused {
+                    detail: crate::paths::refused::NO_SLASH,
+                    why: Why::InvalidPath
+                },
+                "{raw}"
+            );
+        }
+        // Bytes outside ASCII: percent-encoded in the path, as sent in the query.
+        assert_eq!(
+            target("/caf\u{e9}/x?q=\u{e9}"),
+            Target::Gateway {
+                path: Cow::Borrowed("/caf%C3%A9/x"),
+                query: Some("q=\u{e9}")
+            }
+        );
+        assert_eq!(target("/admin/\u{e9}"), Target::Python(Why::Reserved));
+        assert_eq!(get(&t, "/x/caf\u{e9}"), Ok("root".into()));
+        // What no request the front reads carries.
+        for raw in ["/api?a b", "/api?a#b", "/api?\u{1}"] {
             assert_eq!(target(raw), Target::Python(Why::NotClean), "{raw}");
         }
     }
@@ -905,7 +965,7 @@ mod tests {
         let mut keep = rule("k", "/keep", None, None);
         keep["match"]["upstream_base"] = "/base".into();
         let t = table(vec![strip, root, keep], false);
-        let upstream = |target: &str| match t.route(Some("h"), &Method::GET, target) {
+        let upstream = |target: &str| match t.route(Some(b"h"), &Method::GET, target) {
             Routed::Native {
                 upstream_path_and_query,
                 ..
@@ -940,19 +1000,36 @@ mod tests {
             ("a:b:c", "a:b"),
             ("...", ""),
             ("", ""),
+            // Python strips `str.isspace()` at the ends, latin-1's NEL and NBSP too.
+            (" a", "a"),
+            ("a\t", "a"),
+            ("\u{85}A.example.:1\u{a0}", "a.example"),
         ] {
-            assert_eq!(host_key(host, &mut buffer), Some(expected), "{host}");
+            let bytes: Vec<u8> = host.chars().map(|c| c as u8).collect();
+            assert_eq!(host_key(&bytes, &mut buffer), expected, "{host:?}");
         }
-        assert_eq!(host_key(&"a".repeat(MAX_HOST + 1), &mut buffer), None);
-        // Not a host name, yet Python matches it: as no route's host (the routes for any).
-        for odd in ["a b", "api.example.com :443", "x\ty:80"] {
-            assert_eq!(host_key(odd, &mut buffer), Some(NO_ROUTE_HOST), "{odd:?}");
+        // Not a host name (spaces inside, bytes outside ASCII, too long), yet Python
+        // matches it: as no route's host (the routes for any).
+        for odd in [
+            "a b",
+            "api.example.com :443",
+            "x\ty:80",
+            "[::1 x",
+            "caf\u{e9}",
+        ] {
+            assert_eq!(
+                host_key(odd.as_bytes(), &mut buffer),
+                NO_ROUTE_HOST,
+                "{odd:?}"
+            );
         }
-        assert_eq!(host_key("[::1] x", &mut buffer), Some("[::1]"));
-        // Whitespace at an end (Python strips it), or no closing bracket: not read.
-        for unread in [" a", "a\t", "[::1 x"] {
-            assert_eq!(host_key(unread, &mut buffer), None, "{unread:?}");
-        }
+        // Longer than the buffer (`_HOST` allows it): read all the same.
+        let long = "A.".repeat(MAX_HOST) + "b";
+        assert_eq!(host_key(long.as_bytes(), &mut buffer), long.to_lowercase());
+        assert_eq!(host_key(b"[::1] x", &mut buffer), "[::1]");
+        // A long value whose key is short: read (Python cuts the port first).
+        let port = format!("a.example:{}", "9".repeat(300));
+        assert_eq!(host_key(port.as_bytes(), &mut buffer), "a.example");
         let t = table(
             vec![
                 rule("admin", "/api", None, Some("admin.example")),
@@ -973,14 +1050,14 @@ mod tests {
         ) {
             let t = matcher();
             let method = Method::from_bytes(method.as_bytes()).expect("token");
-            let _ = t.route(host.as_deref(), &method, &target);
+            let _ = t.route(host.as_deref().map(str::as_bytes), &method, &target);
         }
 
         #[test]
         fn never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
             let t = matcher();
             let target = String::from_utf8_lossy(&bytes);
-            let _ = t.route(Some(&target), &Method::GET, &target);
+            let _ = t.route(Some(&bytes), &Method::GET, &target);
         }
     }
 
@@ -1013,7 +1090,7 @@ mod tests {
                     let start = on_cpu();
                     for _ in 0..rounds {
                         let target = std::hint::black_box(target);
-                        let routed = t.route(Some("API.example.com:8443"), &Method::GET, target);
+                        let routed = t.route(Some(b"API.example.com:8443"), &Method::GET, target);
                         std::hint::black_box(routed);
                     }
                     (on_cpu() - start) / u128::from(rounds)
@@ -1031,7 +1108,7 @@ mod tests {
                 "/nothing/here",
             ] {
                 let native = matches!(
-                    t.route(Some("API.example.com:8443"), &Method::GET, target),
+                    t.route(Some(b"API.example.com:8443"), &Method::GET, target),
                     Routed::Native { .. }
                 );
                 let ns = best_ns(t, target);

@@ -47,8 +47,11 @@ pub(crate) fn prepare(req: &mut Request<Body>, conn: &ConnInfo) -> Prepared {
 
 /// [`prepare`] with the table in force.
 fn prepare_with(req: &mut Request<Body>, conn: &ConnInfo, table: &Table) -> Prepared {
-    let absolute = req.version() != Version::HTTP_2 && req.uri().scheme().is_some();
-    let sent = req.uri().path_and_query().map_or("", PathAndQuery::as_str);
+    // Absolute form, or authority form (`GET host:port`, which the hop to Python
+    // sends as `/`): read as the origin-form path and query, as Python reads it.
+    let absolute = req.version() != Version::HTTP_2
+        && (req.uri().scheme().is_some() || req.uri().authority().is_some());
+    let sent = req.uri().path_and_query().map_or("/", PathAndQuery::as_str);
     let normal = match table.routes.target(sent) {
         Target::Gateway { path, query } => {
             if !absolute && matches!(path, Cow::Borrowed(_)) {
@@ -228,6 +231,15 @@ mod tests {
         let (prepared, req) = read(Version::HTTP_11, "http://gw.test/admin", HOST);
         assert!(matches!(prepared, Prepared::AsSent));
         assert_eq!(req.uri(), "http://gw.test/admin");
+        // Authority form: `/`, as the hop to Python sends it.
+        let (prepared, req) = read(Version::HTTP_11, "gw.test:80", HOST);
+        assert!(matches!(prepared, Prepared::Rewritten(ref sent) if sent == "gw.test:80"));
+        assert_eq!(req.uri(), "/");
+        // Bytes outside ASCII: the path percent-encoded, the query as sent.
+        let (prepared, req) = read(Version::HTTP_11, "http://gw.test/api/\u{e9}?q=\u{e9}", HOST);
+        assert!(matches!(prepared, Prepared::Rewritten(_)));
+        assert_eq!(req.uri().path(), "/api/%C3%A9");
+        assert_eq!(req.uri().query(), Some("q=\u{e9}"));
     }
 
     #[test]

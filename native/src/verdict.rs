@@ -16,12 +16,12 @@ use crate::http::{Body, Identity};
 use crate::problem::Problem;
 use crate::upstream::UpstreamError;
 
-/// The request's host as the router reads it: the `Host` header, or the
-/// HTTP/2 authority.
-pub(crate) fn host_of(req: &Request<Body>) -> Option<&str> {
+/// The request's host as the router reads it: the `Host` header's bytes
+/// (Python decodes them as latin-1), or the HTTP/2 authority.
+pub(crate) fn host_of(req: &Request<Body>) -> Option<&[u8]> {
     match req.headers().get(http::header::HOST) {
-        Some(value) => value.to_str().ok(),
-        None => req.uri().authority().map(|a| a.as_str()),
+        Some(value) => Some(value.as_bytes()),
+        None => req.uri().authority().map(|a| a.as_str().as_bytes()),
     }
 }
 
@@ -49,10 +49,10 @@ impl<'r> Head<'r> {
     }
 
     /// The host as [`host_of`] reads it.
-    pub(crate) fn host(&self) -> Option<&'r str> {
+    pub(crate) fn host(&self) -> Option<&'r [u8]> {
         match self.headers.get(http::header::HOST) {
-            Some(value) => value.to_str().ok(),
-            None => self.uri.authority().map(|a| a.as_str()),
+            Some(value) => Some(value.as_bytes()),
+            None => self.uri.authority().map(|a| a.as_str().as_bytes()),
         }
     }
 }

@@ -37,9 +37,9 @@ _APP = _Probe(SimpleNamespace(gateway=_gateway, settings=None, db=None, shared=N
 
 def app_dispatch(raw_path: bytes) -> str:
     """``"owned"`` (bastion's endpoints) or ``"gateway"``, as the app decides for a request
-    whose raw path (uvicorn's ``raw_path``) is ``raw_path``; raises the app's
-    ``BadRequestPathError``, and ``UnicodeDecodeError`` where uvicorn refuses the path."""
-    path = raw_path.decode("ascii")  # uvicorn's httptools protocol
+    whose raw path is ``raw_path`` (its ``path`` decoded as a server that hands over bytes
+    outside ASCII decodes it: UTF-8); raises the app's ``BadRequestPathError``."""
+    path = raw_path.decode("utf-8")
     if "%" in path:
         path = unquote(path)
     scope = {"type": "http", "method": "GET", "path": path, "raw_path": raw_path, "headers": []}
@@ -63,14 +63,12 @@ def python_target(target: str) -> tuple[Any, ...]:
     """What Python does with an origin-form ``target`` (path and query):
     ``("gateway", normal path, query or None)``; ``("refused", detail, "app_invalid_path")``
     (the app's 400) or ``("refused", detail, "invalid_path")`` (the gateway's ``match``
-    step's); ``("python", "reserved")`` (bastion's own endpoints); ``("uvicorn",)`` (a path
-    uvicorn cannot read)."""
+    step's); ``("python", "reserved")`` (bastion's own endpoints). A path outside ASCII is
+    read as its UTF-8 bytes (``normalize_path`` percent-encodes them)."""
     raw_path, _, query = target.partition("?")
     raw = raw_path.encode("utf-8")
     try:
         where = app_dispatch(raw)
-    except UnicodeDecodeError:
-        return ("uvicorn",)
     except BadRequestPathError as exc:
         return ("refused", exc.detail, "app_invalid_path")
     if where == "owned":

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::router::{Routed, Target, Why};
+use crate::router::{is_method_token, Routed, Target, Why};
 use crate::routes::RouteTable;
 
 /// A loaded route table (`bastion.gateway.compile.compile_table`'s JSON).
@@ -30,8 +30,12 @@ impl PyRouteTable {
     /// serve the request itself; `None` when it defers it to Python.
     #[pyo3(signature = (host, method, target))]
     fn route(&self, host: Option<&str>, method: &str, target: &str) -> Option<(usize, String)> {
+        if !is_method_token(method) {
+            return None; // the gateway door's `framing` refuses it first
+        }
         let method = http::Method::from_bytes(method.as_bytes()).ok()?;
-        match self.table.route(host, &method, target) {
+        let host = wire_host(host).ok()?;
+        match self.table.route(host.as_deref(), &method, target) {
             Routed::Native {
                 route,
                 upstream_path_and_query,
@@ -43,10 +47,16 @@ impl PyRouteTable {
     /// Why the native core defers the request (`None` when it serves it).
     #[pyo3(signature = (host, method, target))]
     fn defer_reason(&self, host: Option<&str>, method: &str, target: &str) -> Option<&'static str> {
+        if !is_method_token(method) {
+            return Some(Why::Method.label());
+        }
         let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
             return Some(Why::Method.label());
         };
-        match self.table.route(host, &method, target) {
+        let Ok(host) = wire_host(host) else {
+            return Some(NOT_ON_THE_WIRE);
+        };
+        match self.table.route(host.as_deref(), &method, target) {
             Routed::Native { .. } => None,
             Routed::Defer(why) => Some(why.label()),
         }
@@ -63,10 +73,12 @@ impl PyRouteTable {
         target: &str,
     ) -> Option<(u16, &'static str, String, Option<String>)> {
         let method = http::Method::from_bytes(method.as_bytes()).ok()?;
-        let Routed::Defer(why) = self.table.route(host, &method, target) else {
+        let host = wire_host(host).ok()?;
+        let Routed::Defer(why) = self.table.route(host.as_deref(), &method, target) else {
             return None;
         };
-        let refusal = crate::refusal::unmatched(&self.table, host, &method, target, why)?;
+        let refusal =
+            crate::refusal::unmatched(&self.table, host.as_deref(), &method, target, why)?;
         let problem = refusal.problem;
         let allow = problem
             .headers
@@ -96,6 +108,20 @@ impl PyRouteTable {
     fn __len__(&self) -> usize {
         self.table.routes().len()
     }
+}
+
+/// `defer_reason` of a Host no request can carry (a character past U+00FF).
+const NOT_ON_THE_WIRE: &str = "host_not_latin1";
+
+/// The bytes of a Host value whose Python `str` is `host`: Python's servers
+/// decode a header value as latin-1, so a character past U+00FF is on no wire.
+fn wire_host(host: Option<&str>) -> Result<Option<Vec<u8>>, ()> {
+    host.map(|host| {
+        host.chars()
+            .map(|c| u8::try_from(u32::from(c)).map_err(|_| ()))
+            .collect()
+    })
+    .transpose()
 }
 
 impl PyRouteTable {
@@ -129,7 +155,8 @@ fn routes_unload() {
 fn routes_route(host: Option<&str>, method: &str, target: &str) -> Option<(usize, String)> {
     let table = crate::plane::plane().table.load_full()?;
     let method = http::Method::from_bytes(method.as_bytes()).ok()?;
-    match table.routes.route(host, &method, target) {
+    let host = wire_host(host).ok()?;
+    match table.routes.route(host.as_deref(), &method, target) {
         Routed::Native {
             route,
             upstream_path_and_query,

@@ -246,9 +246,11 @@ impl Upstream {
             target.push('?');
             target.push_str(query);
         }
-        // The request line must stay one line of visible ASCII (the path and
-        // query come from a parsed URI and the base path from the settings).
-        if !target.bytes().all(|b| b.is_ascii_graphic()) {
+        // The request line must stay one line without spaces or controls (the path
+        // and query come from a parsed URI and the base path from the settings); a
+        // query's bytes outside ASCII go as sent, as Python's proxy sends its
+        // `query_string` (the path is percent-encoded by then).
+        if !target.bytes().all(|b| b.is_ascii_graphic() || b >= 0x80) {
             return Err(UpstreamError::InvalidTarget {
                 note: format!("{target:?} is not a valid request target"),
             });

@@ -214,6 +214,16 @@ fn upstream_path_is_python_s() {
     assert_eq!(strip.upstream_path("/api/x/y"), "/base/x/y");
     let root = build(json!({"strip_prefix": "/"}));
     assert_eq!(root.upstream_path("/x"), "/x");
+    // The query as sent, bytes outside ASCII too (Python's `query_string`); never a
+    // space or a control character in the request line.
+    let target = plain.request_target("/api/x", Some("q=caf\u{e9}"));
+    assert_eq!(target.expect("forwarded"), "/api/x?q=caf\u{e9}");
+    for query in ["a b", "a\tb", "a\r\nb"] {
+        assert!(
+            plain.request_target("/api/x", Some(query)).is_err(),
+            "{query:?}"
+        );
+    }
 }
 
 #[tokio::test]

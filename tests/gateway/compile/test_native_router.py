@@ -144,6 +144,10 @@ REWRITTEN = [
     ("/api/x/..", (0, "/api/")),
     ("/caf%c3%a9", (5, "/")),
     ("/caf%C3%A9//menu/", (5, "/menu/")),
+    # Bytes outside ASCII: the path percent-encoded (as ``normalize_path`` does), the query
+    # as sent (Python's ``query_string``).
+    ("/api/é", (0, "/api/%C3%A9")),
+    ("/café/x?q=é", (5, "/x?q=é")),
     ("/api/orders/../orders/./7", (1, "/v1/7")),
     ("/a;v=1", (6, "/a;v=1")),  # path parameters: Python keeps them
     ("/api/x;y", (0, "/api/x;y")),
@@ -190,13 +194,12 @@ DEFERRED = [
     ("/api/x%2F..%2F..%2Fadmin", "app_invalid_path"),
     ("/api/x%5C..%5C..", "app_invalid_path"),
     ("/api/%00", "app_invalid_path"),
-    # What the router does not read: not origin-form, bytes outside ASCII (uvicorn's 400), a
-    # query with bytes outside visible ASCII.
-    ("/api/é", "not_clean"),
-    ("api/x", "not_clean"),
-    ("", "not_clean"),
-    ("*", "not_clean"),
-    ("http://evil/x", "not_clean"),
+    # ... or a path without a leading "/" (``*``, an authority): the gateway's ``match``.
+    ("api/x", "invalid_path"),
+    ("", "invalid_path"),
+    ("*", "invalid_path"),
+    ("http://evil/x", "invalid_path"),
+    # What no request the front reads carries: a space, a fragment in the query.
     ("/api?a b", "not_clean"),
     ("/api?a#b", "not_clean"),
     # The control plane's own paths, and spellings of them.
@@ -233,20 +236,29 @@ def test_everything_else_is_deferred(target: str, why: str) -> None:
         assert native.target(target) == read
 
 
-def test_methods_and_hosts_python_refuses_or_does_not_read_are_deferred() -> None:
+def test_methods_python_refuses_and_hosts_are_read_as_python_reads_them() -> None:
     _, native = TABLES["routes"]
+    # Refused by ``framing`` (natively) before any route is matched.
     assert native.defer_reason("gw.test", "get", "/api") == "method"
     assert native.defer_reason("gw.test", "X" * 33, "/api") == "method"
     assert native.defer_reason("gw.test", "PUT", "/api/orders") == "method_not_allowed"
     assert native.defer_reason("gw.test", "DELETE", "/api/orders") == "method_not_allowed"
     assert native.defer_reason("gw.test", "GET", "/adm") == "method_not_allowed"
-    assert native.defer_reason("admin.example\xe9", "GET", "/api") == "host"
-    assert native.defer_reason(" a", "GET", "/api") == "host"  # Python strips: not read
-    # Not a host name, yet Python matches it: as no route's host (the routes for any host).
-    assert native.route("a b", "GET", "/api") == (0, "/api")
-    assert native.defer_reason(None, "GET", "/api") == "host"  # Python: 400 in HTTP/1.1
-    assert native.defer_reason("", "GET", "/api") == "host"
-    assert native.route(".", "GET", "/api") == (0, "/api")
+    # Any Host is read as ``normalize_host`` reads it (the value's latin-1 characters):
+    # stripped (NEL and NBSP too), then no route's host unless it names one.
+    assert check("routes", " Admin.Example\xa0", "DELETE", "/api/orders") == (2, "/api/orders")
+    assert check("routes", "\x85admin.example.:1 ", "GET", "/adm/x") == (10, "/adm/x")
+    assert check("routes", "admin.example\xe9", "GET", "/api") == (0, "/api")
+    assert check("routes", "admin.example\xe9", "PUT", "/adm/x") == (9, "/adm/x")
+    assert check("routes", " a", "GET", "/api") == (0, "/api")
+    assert check("routes", "a b", "GET", "/api") == (0, "/api")
+    # None (HTTP/1.0; HTTP/1.1's is ``framing``'s 400 first) or an empty one: the routes
+    # for any host.
+    assert check("routes", None, "GET", "/api") == (0, "/api")
+    assert check("routes", "", "GET", "/api") == (0, "/api")
+    assert check("routes", ".", "GET", "/api") == (0, "/api")
+    # A character past U+00FF is on no wire (a header value is bytes).
+    assert native.defer_reason("\u0100.example", "GET", "/api") == "host_not_latin1"
 
 
 def test_options_is_routed_by_its_method_when_a_route_answers_preflights() -> None:

@@ -1,0 +1,443 @@
+"""End to end: the request heads and targets the native front once deferred, answered natively.
+
+One ``bastion serve`` (native engine, ``trusted_proxies: [127.0.0.2]``, ``request_limits``
+small enough to cross over HTTP/2). Which plane answered is told by the request id's
+per-plane prefix. Where Python's twin exists (the same request with a method-override
+header, which the native plane defers and Python drops), both answers are identical but for
+the request id and the date, their ``gateway.denied`` rows share every comparable part, and
+both count in the same ``bastion_gateway_requests_total`` series:
+
+- ``Host``: an HTTP/1.0 request without one (or with an empty one) is served as Python's
+  matcher serves it (the host of no route); one with bytes outside ASCII, or ``NEL`` /
+  ``NBSP`` / spaces at its ends, is read as Python reads it (latin-1, ``str.strip()``);
+- targets: a path with bytes outside ASCII is percent-encoded and served as Python's
+  ``normalize_path`` reads it (its twin: the same path percent-encoded by the client: a
+  server of Python's never handed the raw bytes to its app); a query with bytes outside
+  ASCII is forwarded as sent; ``*`` is the gateway's ``400 invalid_path``; an
+  authority-form target is read as ``/``, as the hop to Python sends it, and a ``CONNECT``
+  (which hyper reads) is refused as any method;
+- HTTP/2: a head is counted as Python's app receives it (``Host`` from ``:authority``
+  added): over ``max_headers`` by that count, ``431 headers_too_large`` natively;
+- ``X-Forwarded-For`` from a trusted proxy naming a hop that is not an IP address:
+  bastion's own ``400 invalid_forwarded_for`` (Python took the text for the client's
+  address), audited at step ``framing`` under the peer's address, metered under no route.
+  A hop left of the client's is never read; a bracketed IPv6 hop is its address; from an
+  untrusted peer the header is not read at all.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+
+from _support import EchoThread
+from _support.gateway_server import (
+    GatewayServer,
+    RawResponse,
+    RawUpstream,
+    gateway_fixture,
+    plane,
+    row_parts,
+)
+
+MAX_HEADERS = 20
+PROXY = "127.0.0.2"  # a trusted proxy (the tests' other address is not one)
+OVERRIDE = b"X-HTTP-Method-Override: GET\r\n"
+RAW_ANSWER = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def raw_upstream() -> Iterator[RawUpstream]:
+    upstream = RawUpstream(RAW_ANSWER, linger=0.0)
+    try:
+        yield upstream
+    finally:
+        upstream.close()
+
+
+def _routes(request: pytest.FixtureRequest) -> str:
+    raw: RawUpstream = request.getfixturevalue("raw_upstream")
+    return (
+        "  - name: api\n"
+        "    match: {path: /api}\n"
+        "    upstream: {echo}\n"
+        "    public: true\n"
+        "  - name: hosted\n"
+        "    match: {path: /adm, host: admin.example}\n"
+        "    upstream: {echo}\n"
+        "    public: true\n"
+        "  - name: raw\n"
+        "    match: {path: /raw}\n"
+        f"    upstream: {raw.url}\n"
+        "    public: true\n"
+    )
+
+
+served = gateway_fixture(
+    _routes,
+    f"trusted_proxies: [{PROXY}]\n"
+    f"request_limits: {{max_headers: {MAX_HEADERS}, max_header_bytes: 65536}}\n",
+)
+
+
+def planes(server: GatewayServer) -> tuple[str, str]:
+    """(Python's request id prefix, the native plane's)."""
+    with server.client() as client:
+        python = plane(client.get("/healthz"))
+        native = plane(client.get("/api/x"))
+    assert python != native
+    return python, native
+
+
+def twin_of(request: bytes) -> bytes:
+    """The same request with a method-override header: Python answers it."""
+    line, _, rest = request.partition(b"\r\n")
+    return line + b"\r\n" + OVERRIDE + rest
+
+
+def masked(response: RawResponse) -> tuple[int, list[tuple[str, str]], bytes]:
+    rid = response.request_id
+    # `connection: close` aside: an HTTP/1.0 request's connection closes after the
+    # answer either way (Python's server says so, the front's HTTP/1.0 answer need not).
+    kept = [
+        (name, value)
+        for name, value in response.headers
+        if name not in ("x-request-id", "date", "content-length")
+        and (name, value) != ("connection", "close")
+    ]
+    body = response.body.replace(rid.encode(), b"RID") if rid else response.body
+    return response.status, kept, body
+
+
+def upstream_view(echo: EchoThread, before: int) -> list[tuple[Any, ...]]:
+    """What the echo upstream received since ``before`` (but the request id)."""
+    return [
+        (r.method, r.path, r.query, [h for h in r.headers if h[0] != "x-bastion-request-id"])
+        for r in list(echo.server.received)[before:]
+    ]
+
+
+def head(line: str, *fields: str) -> bytes:
+    return ("\r\n".join([line, *fields]) + "\r\n\r\n").encode("latin-1")
+
+
+# (request, its twin or None (the same), status)
+HOSTS = [
+    # HTTP/1.0 without Host, or with an empty one: the routes for any host.
+    (head("GET /api/x HTTP/1.0"), None, 200),
+    (head("GET /api/x HTTP/1.0", "Host: "), None, 200),
+    (head("GET /adm/x HTTP/1.0"), None, 404),
+    # Stripped as `str.strip()` strips the latin-1 text: NBSP, NEL, spaces.
+    (head("GET /adm/x HTTP/1.1", "Host: admin.example\xa0"), None, 200),
+    (head("GET /adm/x HTTP/1.1", "Host:  ADMIN.example.:8443\x85"), None, 200),
+    # Bytes outside ASCII inside: no route's host.
+    (head("GET /adm/x HTTP/1.1", "Host: \xe9admin.example"), None, 404),
+    (head("GET /api/x HTTP/1.1", "Host: admin.\xe9xample"), None, 200),
+]
+
+
+def test_hosts_python_reads_are_read_natively_alike(
+    served: GatewayServer, echo_upstream: EchoThread
+) -> None:
+    python_plane, native_plane = planes(served)
+    counts_before = served.counts()
+    refused: dict[str, str] = {}
+    for request, twin, status in HOSTS:
+        before = len(echo_upstream.server.received)
+        native = served.raw(request)
+        middle = len(echo_upstream.server.received)
+        python = served.raw(twin_of(twin or request))
+        assert (native.status, plane(native), plane(python)) == (
+            status,
+            native_plane,
+            python_plane,
+        ), (request, native.body)
+        assert masked(native) == masked(python), request
+        seen = upstream_view(echo_upstream, before)
+        if status == 200:
+            # The same request upstream, from either plane (X-Forwarded-Host as sent).
+            assert middle == before + 1 and len(seen) == 2, request
+            assert seen[0] == seen[1], (request, seen)
+        else:
+            assert seen == [], request
+            refused[native.request_id] = python.request_id
+    rows = served.denied(set(refused) | set(refused.values()))
+    for native_rid, python_rid in refused.items():
+        assert row_parts(rows[native_rid]) == row_parts(rows[python_rid])
+        assert rows[native_rid].reason == "route_not_found"
+    after = served.counts()
+    label = ("(none)", "route_not_found")
+    assert after.get(label, 0) - counts_before.get(label, 0) == 2 * len(refused)
+
+
+def test_a_path_outside_ascii_is_served_as_normalize_path_reads_it(
+    served: GatewayServer, echo_upstream: EchoThread
+) -> None:
+    python_plane, native_plane = planes(served)
+    for target, twin, path in [
+        ("/api/caf\xc3\xa9", "/api/caf%C3%A9", "/api/caf%C3%A9"),
+        ("/api//caf\xc3\xa9/./x?q=1", "/api/caf%c3%a9/x?q=1", "/api/caf%C3%A9/x"),
+        ("http://gw.test/api/\xe2\x82\xac", "/api/%E2%82%AC", "/api/%E2%82%AC"),
+    ]:
+        before = len(echo_upstream.server.received)
+        native = served.raw(head(f"GET {target} HTTP/1.1", "Host: gw.test"))
+        python = served.raw(twin_of(head(f"GET {twin} HTTP/1.1", "Host: gw.test")))
+        assert (native.status, plane(native), plane(python)) == (200, native_plane, python_plane)
+        assert masked(native) == masked(python), target
+        seen = upstream_view(echo_upstream, before)
+        assert len(seen) == 2 and seen[0] == seen[1], seen
+        assert seen[0][1] == path
+    # Under a reserved prefix it is still the control plane's (Python's, as before).
+    answer = served.raw(head("GET /admin/caf\xc3\xa9 HTTP/1.1", "Host: gw.test"))
+    assert answer.request_id == "" or plane(answer) == python_plane
+
+
+def test_a_query_outside_ascii_is_forwarded_as_sent(
+    served: GatewayServer, raw_upstream: RawUpstream
+) -> None:
+    _, native_plane = planes(served)
+    before = len(raw_upstream.requests)
+    answer = served.raw(head("GET /raw/x?q=caf\xc3\xa9&r=\xe2\x82\xac HTTP/1.1", "Host: gw.test"))
+    assert (answer.status, answer.body, plane(answer)) == (200, b"ok", native_plane)
+    assert raw_upstream.requests[before:] == [
+        "GET /raw/x?q=caf\xc3\xa9&r=\xe2\x82\xac HTTP/1.1".encode("latin-1")
+    ]
+
+
+def test_star_and_authority_form_get_pythons_answer_natively(
+    served: GatewayServer, echo_upstream: EchoThread
+) -> None:
+    python_plane, native_plane = planes(served)
+    counts_before = served.counts()
+    before = len(echo_upstream.server.received)
+    pairs: dict[str, str] = {}
+    for request, status, reason, path in [
+        (head("OPTIONS * HTTP/1.1", "Host: gw.test"), 400, "invalid_path", "*"),
+        (head("GET * HTTP/1.1", "Host: gw.test"), 400, "invalid_path", "*"),
+        (head("GET gw.test:80 HTTP/1.1", "Host: gw.test"), 404, "route_not_found", "/"),
+        # A CONNECT (hyper reads it) is refused as any method: no tunnel is opened.
+        (head("CONNECT gw.test:443 HTTP/1.1", "Host: gw.test:443"), 404, "route_not_found", "/"),
+    ]:
+        native, python = served.raw(request), served.raw(twin_of(request))
+        assert (native.status, plane(native), plane(python)) == (status, native_plane, python_plane)
+        assert masked(native) == masked(python), request
+        assert native.json()["reason"] == reason
+        if reason == "invalid_path":
+            assert native.json()["detail"] == "The request path must start with '/'."
+        pairs[native.request_id] = python.request_id
+        rows = served.denied({native.request_id, python.request_id})
+        assert row_parts(rows[native.request_id]) == row_parts(rows[python.request_id])
+        assert rows[native.request_id].data["path"] == path
+        assert rows[native.request_id].data["step"] == "match"
+    assert len(echo_upstream.server.received) == before
+    after = served.counts()
+    for reason, expected in (("invalid_path", 4), ("route_not_found", 4)):
+        label = ("(none)", reason)
+        assert after.get(label, 0) - counts_before.get(label, 0) == expected, reason
+
+
+def _curl_h2(curl: str, url: str, headers: list[str]) -> tuple[int, dict[str, str], bytes]:
+    extra = [arg for field in headers for arg in ("-H", field)]
+    done = subprocess.run(
+        [curl, "-sk", "--http2", "-D", "-", *extra, url],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    head_, _, body = done.stdout.partition(b"\r\n\r\n")
+    status_line, *lines = head_.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    return int(status_line.split()[1]), fields, body
+
+
+def test_an_http2_head_is_counted_as_python_receives_it(served: GatewayServer) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (httpx has no h2 package here)")
+    if not served.tls:
+        pytest.skip("HTTP/2 is negotiated over TLS")
+    python_plane, native_plane = planes(served)
+    # curl sends user-agent and accept; the hop to Python adds host (from :authority):
+    # 3 + k fields, plus the pad or the method-override header.
+    for k, status in ((MAX_HEADERS - 4, 200), (MAX_HEADERS - 3, 431)):
+        fields = [f"X-F{i}: {i}" for i in range(k)]
+        n_status, n_head, n_body = _curl_h2(curl, f"{served.url}/api/x", [*fields, "X-Pad: 1"])
+        p_status, p_head, p_body = _curl_h2(
+            curl, f"{served.url}/api/x", [*fields, OVERRIDE.decode().strip()]
+        )
+        n_rid, p_rid = n_head["x-request-id"], p_head["x-request-id"]
+        assert (n_status, p_status) == (status, status), k
+        assert (n_rid.rsplit("-", 1)[0], p_rid.rsplit("-", 1)[0]) == (native_plane, python_plane)
+        if status == 431:
+            assert n_body.replace(n_rid.encode(), b"RID") == p_body.replace(p_rid.encode(), b"RID")
+            assert b'"reason":"headers_too_large"' in n_body
+            rows = served.denied({n_rid, p_rid})
+            assert row_parts(rows[n_rid]) == row_parts(rows[p_rid])
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    """One HPACK field, literal without indexing, new name, no Huffman (lengths < 127)."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def _h2_get(server: GatewayServer, fields: list[tuple[bytes, bytes]]) -> bytes:
+    """A bodiless request over HTTP/2 with these fields (pseudo-headers included), by hand:
+    curl turns a ``Host`` field into ``:authority``. The response body (its head's HPACK is
+    not decoded)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    raw_sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2"
+    block = b"".join(_literal(name, value) for name, value in fields)
+    body, buf = b"", b""
+    with sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b""))
+        sock.sendall(_frame(1, 0x5, 1, block))  # HEADERS, END_HEADERS | END_STREAM
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+                chunk = sock.recv(65536)
+                assert chunk, body
+                buf += chunk
+            size = int.from_bytes(buf[:3], "big")
+            kind, flags = buf[3], buf[4]
+            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            payload, buf = buf[9 : 9 + size], buf[9 + size :]
+            if kind == 4 and not flags & 1:
+                sock.sendall(_frame(4, 1, 0, b""))  # SETTINGS ACK
+            elif kind == 1 and stream == 1 and flags & 1:
+                return body  # a head that ends the stream: no body
+            elif kind == 0 and stream == 1:
+                body += payload
+                if flags & 1:
+                    return body
+            elif kind in (3, 7):
+                raise AssertionError(f"stream reset or connection closed: {payload!r}")
+    raise AssertionError("no answer")
+
+
+def test_http2_host_fields_are_judged_as_python_reads_them(served: GatewayServer) -> None:
+    if not served.tls:
+        pytest.skip("HTTP/2 is negotiated over TLS")
+    python_plane, native_plane = planes(served)
+    pseudo = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/adm/x")]
+    authority = (b":authority", b"gw.test")
+    override = (b"x-http-method-override", b"GET")
+    for fields, reason in [
+        # One Host field: read (the hop keeps it), before the authority.
+        ([*pseudo, authority, (b"host", b"admin.example")], None),
+        ([*pseudo, (b"host", b"ADMIN.example:443")], None),
+        # Several, an empty one, or none and no authority: Python's 400 (HTTP/1.1's).
+        ([*pseudo, authority, (b"host", b"admin.example"), (b"host", b"a")], "invalid_host"),
+        ([*pseudo, authority, (b"host", b"")], "invalid_host"),
+        ([*pseudo], "invalid_host"),
+    ]:
+        native = orjson.loads(_h2_get(served, fields))
+        python = orjson.loads(_h2_get(served, [*fields, override]))
+        if reason is None:
+            # The echo's document: served on admin.example's route by either plane.
+            rids = (
+                native["headers"]["x-bastion-request-id"],
+                python["headers"]["x-bastion-request-id"],
+            )
+            assert native["path"] == python["path"] == "/adm/x"
+        else:
+            assert native["reason"] == python["reason"] == reason, (native, python)
+            assert native["detail"] == python["detail"]
+            rids = native["request_id"], python["request_id"]
+            rows = served.denied(set(rids))
+            assert row_parts(rows[rids[0]]) == row_parts(rows[rids[1]])
+        assert (rids[0].rsplit("-", 1)[0], rids[1].rsplit("-", 1)[0]) == (
+            native_plane,
+            python_plane,
+        ), fields
+
+
+def test_a_forwarded_hop_that_is_not_an_address_is_refused_natively(
+    served: GatewayServer, echo_upstream: EchoThread
+) -> None:
+    python_plane, native_plane = planes(served)
+    counts_before = served.counts()
+    before = len(echo_upstream.server.received)
+    rids = []
+    for hop in ("unknown", "203.0.113.9:4711", "_hidden", "10.1.2.3.4", "1.2.3.4, unknown"):
+        request = head("GET /api/x HTTP/1.1", "Host: gw.test", f"X-Forwarded-For: {hop}")
+        answer = served.raw(request, source=PROXY)
+        assert (answer.status, plane(answer)) == (400, native_plane), hop
+        assert answer.header("content-type") == "application/problem+json"
+        document = answer.json()
+        assert (document["reason"], document["title"]) == (
+            "invalid_forwarded_for",
+            "Invalid X-Forwarded-For header",
+        )
+        rids.append(answer.request_id)
+    assert len(echo_upstream.server.received) == before, "a refused request went upstream"
+    rows = served.denied(set(rids))
+    for rid in rids:
+        row = rows[rid]
+        assert (row.reason, row.route, row.ip) == ("invalid_forwarded_for", None, PROXY)
+        assert row.data == {"status": 400, "step": "framing", "method": "GET", "path": "/api/x"}
+    label = ("(none)", "invalid_forwarded_for")
+    assert served.counts().get(label, 0) - counts_before.get(label, 0) == len(rids)
+
+    # A WebSocket upgrade alike, with the head of the upgrade door's refusals.
+    upgrade = head(
+        "GET /api/ws HTTP/1.1",
+        "Host: gw.test",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        "Sec-WebSocket-Version: 13",
+        "X-Forwarded-For: unknown",
+    )
+    answer = served.raw(upgrade, source=PROXY)
+    assert (answer.status, answer.json()["reason"]) == (400, "invalid_forwarded_for")
+    assert (answer.header("connection"), answer.header("x-request-id")) == ("close", None)
+    assert answer.request_id.rsplit("-", 1)[0] == native_plane
+    row = served.denied({answer.request_id})[answer.request_id]
+    assert (row.reason, row.data["step"], row.data["door"]) == (
+        "invalid_forwarded_for",
+        "framing",
+        "websocket",
+    )
+
+    # Read as Python reads it otherwise: a hop left of the client's is the client's own
+    # claim (never read), `[v6]` is its address; an untrusted peer's header is not read.
+    for hop, source in (
+        ("unknown, 203.0.113.9", PROXY),
+        ("[2001:db8::1]", PROXY),
+        ("unknown", None),
+    ):
+        request = head("GET /api/x HTTP/1.1", "Host: gw.test", f"X-Forwarded-For: {hop}")
+        answer = served.raw(request, source=source)
+        assert (answer.status, plane(answer)) == (200, native_plane), hop
+    # The control plane's paths are Python's, whatever they carry.
+    with served.client(source=PROXY) as client:
+        health = client.get("/healthz", headers={"X-Forwarded-For": "unknown"})
+    assert (health.status_code, plane(health)) == (200, python_plane)
