@@ -19,7 +19,7 @@ use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::ip_rules;
-use crate::limit::{self, effective_key_limits, LimitDefer};
+use crate::limit::{self, effective_key_limits};
 use crate::lookup::{self, Kind, Led};
 use crate::plane::plane;
 use crate::problem::Problem;
@@ -79,13 +79,8 @@ pub(crate) async fn decide<'t>(
     // Python's `decision_steps` (forward-auth) skip `cors`, `body` and `mutate`.
     let proxied = door != Door::ForwardAuth;
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    // The gateway and WebSocket doors get the normal form (`gateway::handle`
-    // rewrote the target); a URI forward-auth judges is taken only as it is
-    // already normal (Python audits its rewrites and refusals under the
-    // judged URI's normal form, which the forward-auth door does not keep).
-    if door == Door::ForwardAuth && crate::paths::clean_target(target).is_none() {
-        return Decided::Defer(None);
-    }
+    // Every door gets the normal form: `gateway::handle` rewrote the target, and
+    // `forward_auth::verify` normalised the judged URI (and ran `framing` on it).
     // `framing`, Python's first step: its refusals of the head, before any route
     // (a head with a method-override header defers, as any other: Python judges it).
     if door == Door::Gateway && !hygiene::overrides_method(req.headers) {
@@ -131,6 +126,10 @@ pub(crate) async fn decide<'t>(
                 None => Decided::Defer(None),
             };
         }
+        true
+    } else if door == Door::ForwardAuth {
+        // `forward_auth::verify` ran Python's `framing` on the judged head; no body
+        // is read or forwarded.
         true
     } else {
         hygiene::takes(
@@ -492,11 +491,10 @@ pub(crate) async fn decide<'t>(
             let problem = Problem::rate_limited(&decision);
             (decision, Some(problem))
         }
-        Err(LimitDefer::Unavailable) => (
+        Err(limit::LimiterUnavailable) => (
             limit::LimitDecision::unlimited(),
             Some(Problem::rate_limiter_unavailable()),
         ),
-        Err(_) => return Decided::Defer(None),
     };
     if let Some(mut problem) = problem {
         let rid = request_id.to_str().unwrap_or("-");
@@ -635,7 +633,8 @@ fn finish_refusal(
 
 /// Python's `match` refusals for a request the router did not route
 /// (`why`), where the native path can tell them exactly — through the gateway
-/// door only, for a head `framing` passes (Python's first step): no route,
+/// door for a head `framing` passes (Python's first step), and the forward-auth
+/// door (the judged request, whose `framing` ran first): no route,
 /// `404 route_not_found`; routes for the path but not the method, `405
 /// method_not_allowed` with `Allow`; a path without `%` that the app hands to
 /// its gateway and `normalize_path` refuses, `400 invalid_path`. Audited
@@ -648,8 +647,9 @@ fn unmatched<'t>(
     why: Why,
     target: &str,
 ) -> Decided<'t> {
-    if door != Door::Gateway
-        || !hygiene::takes(
+    // The forward-auth door ran `framing` on the judged head already.
+    if door == Door::WebSocket
+        || door == Door::Gateway && !hygiene::takes(
             req.method,
             req.version,
             req.headers,
