@@ -649,14 +649,15 @@ fn unmatched<'t>(
 ) -> Decided<'t> {
     // The forward-auth door ran `framing` on the judged head already.
     if door == Door::WebSocket
-        || door == Door::Gateway && !hygiene::takes(
-            req.method,
-            req.version,
-            req.headers,
-            req.body_empty,
-            table.head,
-            u64::MAX,
-        )
+        || door == Door::Gateway
+            && !hygiene::takes(
+                req.method,
+                req.version,
+                req.headers,
+                req.body_empty,
+                table.head,
+                u64::MAX,
+            )
     {
         return Decided::Defer(None);
     }

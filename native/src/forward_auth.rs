@@ -166,7 +166,15 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
     {
         let refusal = crate::refusal::framing(refused, table.head);
         let decoded = judged.decoded_path();
-        return refuse_judged(judged_head, decoded, ip, conn.tls, refusal, "framing", table);
+        return refuse_judged(
+            judged_head,
+            decoded,
+            ip,
+            conn.tls,
+            refusal,
+            "framing",
+            table,
+        );
     }
     // `match`: the path in its normal form, or Python's 400 `invalid_path`.
     let uri = match judged.normal_uri() {
@@ -555,7 +563,11 @@ mod tests {
         assert!(req.headers.get("x-forwarded-method").is_none());
         // HTTP/2: the authority stands in for the Host field.
         let pairs = [("x-forwarded-method", "GET"), ("x-forwarded-uri", "/a")];
-        let h2 = original(&headers(&pairs), Family::Forwarded, Some(b"api.example:443"));
+        let h2 = original(
+            &headers(&pairs),
+            Family::Forwarded,
+            Some(b"api.example:443"),
+        );
         assert_eq!(h2.unwrap().headers[HOST], "api.example:443");
     }
 

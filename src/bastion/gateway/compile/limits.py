@@ -9,8 +9,8 @@ and native requests draw from one budget; on Redis, the native limiter runs
 Python's script on the same keys (``bastion._native.redis_limiter_configure``,
 set up by the runtime), and on a Redis failure applies each limit's ``fail`` itself
 (``native/src/limit/outage.rs``). The settings refuse a Redis URL with options the
-native connection does not apply (``shared.url``: :func:`~bastion.storage.shared.resp.native_refusal`),
-so every route's limits are native.
+native connection does not apply (``shared.url``:
+:func:`~bastion.storage.shared.resp.native_refusal`), so every route's limits are native.
 
 ``shedding`` is ``None`` or ``ratelimit.shedding`` as the native AIMD limiter
 (``native/src/limit/shedding.rs``) reads it: ``{"initial", "minimum", "maximum",
