@@ -91,7 +91,12 @@ pub(crate) async fn decide<'t>(
             };
         }
     }
-    let route = match table.routes.route(req.host(), req.method, target) {
+    let routed = if door == Door::ForwardAuth {
+        table.routes.route_judged(req.host(), req.method, target)
+    } else {
+        table.routes.route(req.host(), req.method, target)
+    };
+    let route = match routed {
         Routed::Native { route, .. } => route,
         Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
     };
@@ -661,7 +666,18 @@ fn unmatched<'t>(
     {
         return Decided::Defer(None);
     }
-    let refusal = crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why);
+    let refusal = if door == Door::ForwardAuth {
+        match why {
+            Why::NoRoute => Some(crate::refusal::route_not_found()),
+            Why::MethodNotAllowed => table
+                .routes
+                .allowed_methods_judged(req.host(), target)
+                .and_then(|allow| crate::refusal::method_not_allowed(req.method.as_str(), &allow)),
+            _ => None,
+        }
+    } else {
+        crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why)
+    };
     let Some(refusal) = refusal else {
         return Decided::Defer(None);
     };

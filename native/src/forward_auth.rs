@@ -198,7 +198,10 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
         // The span names the judged request, its path in normal form (Python's
         // `ex.path`: set by `match`, whose refusals are rendered natively too).
         let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let route = match table.routes.route(head.host(), &judged.method, target) {
+        let route = match table
+            .routes
+            .route_judged(head.host(), &judged.method, target)
+        {
             crate::router::Routed::Native { route, .. } => Some(route.name.clone()),
             _ => None,
         };

@@ -338,12 +338,38 @@ impl RouteTable {
         }
     }
 
+    /// [`RouteTable::route`] for the target a forward-auth decision judges, in
+    /// normal form already: matched as Python's `RouteMatcher` matches it, under
+    /// a reserved prefix too (the app's dispatch never reads a judged URI).
+    pub fn route_judged(
+        &self,
+        host: Option<&str>,
+        method: &http::Method,
+        target: &str,
+    ) -> Routed<'_> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if !is_clean_path(path.as_bytes()) || !is_clean_query(query.as_bytes()) {
+            return Routed::Defer(Why::NotClean);
+        }
+        self.route_normal(host, method, path, (!query.is_empty()).then_some(query))
+    }
+
+    /// [`RouteTable::allowed_methods`] for a judged target ([`RouteTable::route_judged`]).
+    pub fn allowed_methods_judged(&self, host: Option<&str>, target: &str) -> Option<Vec<&str>> {
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        self.allowed_in(host, path)
+    }
+
     /// For a request [`RouteTable::route`] deferred with [`Why::MethodNotAllowed`]:
     /// the methods Python's 405 lists (`Allow`), or `None` when not certain.
     pub fn allowed_methods(&self, host: Option<&str>, target: &str) -> Option<Vec<&str>> {
         let Target::Gateway { path, .. } = self.target(target) else {
             return None;
         };
+        self.allowed_in(host, &path)
+    }
+
+    fn allowed_in(&self, host: Option<&str>, path: &str) -> Option<Vec<&str>> {
         let host = host.filter(|host| !host.is_empty())?;
         let mut buffer = [0u8; MAX_HOST];
         let host = if self.router.has_hosts {
@@ -351,7 +377,7 @@ impl RouteTable {
         } else {
             ""
         };
-        self.router.allow(&self.routes, host, &path)
+        self.router.allow(&self.routes, host, path)
     }
 
     /// How the Python app reads a raw request-target (origin-form: path and

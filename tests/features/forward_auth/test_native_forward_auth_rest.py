@@ -8,8 +8,8 @@ problem document, head, the ``gateway.denied`` row and the metric series.
 
 - a judged URI not in normal form (``//``, ``/./``, ``..``, escapes, a fragment) is judged
   and audited in its normal form; one ``normalize_path`` refuses gets ``match``'s 400
-  ``invalid_path`` (the row keeps Python's decoded path); no route: 404, the wrong method:
-  405 with ``Allow``;
+  ``invalid_path`` (the row keeps Python's decoded path); no route: 404 (a path of
+  bastion's own too: only a path to judge), the wrong method: 405 with ``Allow``;
 - the judged head gets Python's ``framing``: no host to judge by, 400 ``invalid_host``;
 - a judged header repeated, in any order with the other family: the same field named;
 - a decision request with a body, and over HTTP/2 (curl, ALPN), is judged.
@@ -162,13 +162,17 @@ def test_match_refusals_of_the_judged_uri(served: GatewayServer) -> None:
     assert _rows_alike(served, above, above_twin).data["path"] == "/../api/orders"
     missing, missing_twin = _alike(served, _ask("GET", "/nowhere/./x"), 404, "route_not_found")
     assert _rows_alike(served, missing, missing_twin).data["path"] == "/nowhere/x"
+    # A path of bastion's own is only a path to judge: matched against the routes.
+    own, own_twin = _alike(served, _ask("GET", "/admin/./users"), 404, "route_not_found")
+    assert _rows_alike(served, own, own_twin).data["path"] == "/admin/users"
     wrong, wrong_twin = _alike(served, _ask("DELETE", "/api/orders"), 405, "method_not_allowed")
     assert wrong.header("allow") == wrong_twin.header("allow") == "GET, HEAD, POST"
     _rows_alike(served, wrong, wrong_twin)
     after = gateway_counts(served.url)
-    for outcome in ("invalid_path", "route_not_found", "method_not_allowed"):
+    expected = {"invalid_path": 4, "route_not_found": 4, "method_not_allowed": 2}
+    for outcome, count in expected.items():
         grown = after.get(("(none)", outcome), 0) - before.get(("(none)", outcome), 0)
-        assert grown == (4 if outcome == "invalid_path" else 2), outcome
+        assert grown == count, outcome
 
 
 def test_framing_of_the_judged_head(served: GatewayServer) -> None:
