@@ -669,6 +669,34 @@ mod tests {
     }
 
     #[test]
+    fn a_judged_target_is_matched_under_reserved_prefixes_too() {
+        let t = table(
+            vec![
+                rule("root", "/", None, None),
+                rule("orders", "/api/orders", Some(&["GET"]), None),
+            ],
+            false,
+        );
+        let judged = |method: &str, target: &str| {
+            let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+            match t.route_judged(Some("gw.test"), &method, target) {
+                Routed::Native { route, .. } => Ok(route.name.clone()),
+                Routed::Defer(why) => Err(why),
+            }
+        };
+        for target in ["/admin", "/oauth2/token?x=1", "/auth/verify"] {
+            assert_eq!(judged("GET", target), Ok("root".to_owned()), "{target}");
+            assert_eq!(get(&t, target), Err(Why::Reserved), "{target}");
+        }
+        assert_eq!(judged("GET", "/api/orders"), Ok("orders".to_owned()));
+        assert_eq!(judged("POST", "/api/orders"), Err(Why::MethodNotAllowed));
+        let allow = t.allowed_methods_judged(Some("gw.test"), "/api/orders?x=1");
+        assert_eq!(allow, Some(vec!["GET", "HEAD"]));
+        // Only a target in normal form is judged.
+        assert_eq!(judged("GET", "/api/./orders"), Err(Why::NotClean));
+    }
+
+    #[test]
     fn root_route_matches_everything_but_reserved_paths() {
         let t = table(
             vec![
