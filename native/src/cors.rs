@@ -442,12 +442,13 @@ pub(crate) fn route<'t>(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    judged: bool,
 ) -> (Routed<'t>, Option<Asked>) {
     let answers = |index: usize| {
         let native = table.native.get(index)?.as_ref()?;
         Some(native.cors.is_some())
     };
-    matched(&table.routes, answers, host, method, target, headers)
+    matched(&table.routes, answers, host, method, target, headers, judged)
 }
 
 /// [`route`] on `routes`; `answers(index)`: whether the native route has CORS
@@ -459,10 +460,17 @@ fn matched<'t>(
     method: &Method,
     target: &str,
     headers: &HeaderMap,
+    judged: bool,
 ) -> (Routed<'t>, Option<Asked>) {
+    // A judged request (forward-auth) is matched as Python's `RouteMatcher`
+    // matches it, under a reserved prefix too (`RouteTable::route_judged`).
+    let route = |method: &Method| match judged {
+        true => routes.route_judged(host, method, target),
+        false => routes.route(host, method, target),
+    };
     if *method == Method::OPTIONS && routes.matching.preflight {
         if let Some(asked) = requested(headers) {
-            let routed = routes.route(host, &asked.method, target);
+            let routed = route(&asked.method);
             let preflight = match &routed {
                 Routed::Native { route, .. } => match answers(route.index) {
                     Some(cors) => cors,
@@ -479,7 +487,7 @@ fn matched<'t>(
             }
         }
     }
-    (routes.route(host, method, target), None)
+    (route(method), None)
 }
 
 /// What [`preflight`] did with an `OPTIONS` request.
@@ -510,7 +518,7 @@ pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Prefligh
         return Preflight::Ordinary(req);
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let (routed, asked) = route(table, host_of(&req), req.method(), target, req.headers());
+    let (routed, asked) = route(table, host_of(&req), req.method(), target, req.headers(), false);
     let (Routed::Native { route, .. }, Some(asked)) = (routed, asked) else {
         return Preflight::Ordinary(req);
     };
@@ -892,6 +900,7 @@ mod tests {
                 &Method::OPTIONS,
                 target,
                 &head(pairs),
+                false,
             );
             let routed = match routed {
                 Routed::Native { route, .. } => Ok(route.name.clone()),
@@ -941,6 +950,7 @@ mod tests {
             &Method::GET,
             "/b",
             &head(&[o, (acrm, "DELETE")]),
+            false,
         );
         assert!(matches!(get, Routed::Native { route, .. } if route.name == "browser"));
         assert!(asked.is_none());

@@ -19,7 +19,7 @@ use crate::cors::{self, CorsHeaders};
 use crate::http::{Body, ConnInfo, Identity, Outcome};
 use crate::hygiene;
 use crate::ip_rules;
-use crate::limit::{self, effective_key_limits, LimitDefer};
+use crate::limit::{self, effective_key_limits};
 use crate::lookup::{self, Kind, Led};
 use crate::plane::plane;
 use crate::problem::Problem;
@@ -79,13 +79,8 @@ pub(crate) async fn decide<'t>(
     // Python's `decision_steps` (forward-auth) skip `cors`, `body` and `mutate`.
     let proxied = door != Door::ForwardAuth;
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    // The gateway and WebSocket doors get the normal form (`gateway::handle`
-    // rewrote the target); a URI forward-auth judges is taken only as it is
-    // already normal (Python audits its rewrites and refusals under the
-    // judged URI's normal form, which the forward-auth door does not keep).
-    if door == Door::ForwardAuth && crate::paths::clean_target(target).is_none() {
-        return Decided::Defer(None);
-    }
+    // Every door gets the normal form: `gateway::handle` rewrote the target, and
+    // `forward_auth::verify` normalised the judged URI (and ran `framing` on it).
     // `framing`, Python's first step: its refusals of the head, before any route
     // (a head with a method-override header defers, as any other: Python judges it);
     // then bastion's own of an `X-Forwarded-For` that names no address.
@@ -112,8 +107,10 @@ pub(crate) async fn decide<'t>(
         }
     }
     // A preflight of a CORS route by the method it asks for (forward-auth: the
-    // route Python's `match` picks too; the gateway door answered it already).
-    let route = match cors::route(table, req.host(), req.method, target, req.headers).0 {
+    // route Python's `match` picks too, a reserved prefix included; the gateway
+    // door answered it already).
+    let judged = door == Door::ForwardAuth;
+    let route = match cors::route(table, req.host(), req.method, target, req.headers, judged).0 {
         Routed::Native { route, .. } => route,
         Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
     };
@@ -148,6 +145,10 @@ pub(crate) async fn decide<'t>(
                 None => Decided::Defer(None),
             };
         }
+        true
+    } else if door == Door::ForwardAuth {
+        // `forward_auth::verify` ran Python's `framing` on the judged head; no body
+        // is read or forwarded.
         true
     } else {
         hygiene::takes(
@@ -540,11 +541,10 @@ pub(crate) async fn decide<'t>(
             let problem = Problem::rate_limited(&decision);
             (decision, Some(problem))
         }
-        Err(LimitDefer::Unavailable) => (
+        Err(limit::LimiterUnavailable) => (
             limit::LimitDecision::unlimited(),
             Some(Problem::rate_limiter_unavailable()),
         ),
-        Err(_) => return Decided::Defer(None),
     };
     if let Some(mut problem) = problem {
         let rid = request_id.to_str().unwrap_or("-");
@@ -689,8 +689,9 @@ fn finish_refusal(
 
 /// Python's `match` refusals for a request the router did not route
 /// (`why`), where the native path can tell them exactly — through the gateway
-/// door, for a head `framing` passes (Python's first step), and the WebSocket
-/// door, for a plain handshake (with the denial head of an upgrade): no route,
+/// door, for a head `framing` passes (Python's first step), the WebSocket
+/// door, for a plain handshake (with the denial head of an upgrade), and the
+/// forward-auth door (the judged request, whose `framing` ran first): no route,
 /// `404 route_not_found`; routes for the path but not the method, `405
 /// method_not_allowed` with `Allow`; a path without `%` that the app hands to
 /// its gateway and `normalize_path` refuses, `400 invalid_path`. Audited
@@ -719,12 +720,24 @@ fn unmatched<'t>(
         // A handshake to a path no route takes: Python's `match` refuses it alike,
         // with the denial head of an upgrade.
         Door::WebSocket => hygiene::takes_websocket(req.headers, req.body_empty, table.head),
-        _ => false,
+        // The forward-auth door ran `framing` on the judged head already.
+        Door::ForwardAuth => true,
     };
     if !takes {
         return Decided::Defer(None);
     }
-    let refusal = crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why);
+    let refusal = if door == Door::ForwardAuth {
+        match why {
+            Why::NoRoute => Some(crate::refusal::route_not_found()),
+            Why::MethodNotAllowed => table
+                .routes
+                .allowed_methods_judged(req.host(), target)
+                .and_then(|allow| crate::refusal::method_not_allowed(req.method.as_str(), &allow)),
+            _ => None,
+        }
+    } else {
+        crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why)
+    };
     let Some(refusal) = refusal else {
         return Decided::Defer(None);
     };

@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::paths::{app_normalise, is_clean_path, normalize};
+use crate::paths::{app_normalise, is_clean_path, is_clean_query, normalize};
 use crate::routes::{MatchRule, Route, RouteTable};
 
 /// Longest host key (after normalisation) read without allocating.
@@ -318,18 +318,44 @@ impl RouteTable {
         }
     }
 
+    /// [`RouteTable::route`] for the target a forward-auth decision judges, in
+    /// normal form already: matched as Python's `RouteMatcher` matches it, under
+    /// a reserved prefix too (the app's dispatch never reads a judged URI).
+    pub fn route_judged(
+        &self,
+        host: Option<&[u8]>,
+        method: &http::Method,
+        target: &str,
+    ) -> Routed<'_> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        if !is_clean_path(path.as_bytes()) || !is_clean_query(query.as_bytes()) {
+            return Routed::Defer(Why::NotClean);
+        }
+        self.route_normal(host, method, path, (!query.is_empty()).then_some(query))
+    }
+
+    /// [`RouteTable::allowed_methods`] for a judged target ([`RouteTable::route_judged`]).
+    pub fn allowed_methods_judged(&self, host: Option<&[u8]>, target: &str) -> Option<Vec<&str>> {
+        let path = target.split_once('?').map_or(target, |(path, _)| path);
+        self.allowed_in(host, path)
+    }
+
     /// For a request [`RouteTable::route`] deferred with [`Why::MethodNotAllowed`]:
     /// the methods Python's 405 lists (`Allow`), or `None` when not certain.
     pub fn allowed_methods(&self, host: Option<&[u8]>, target: &str) -> Option<Vec<&str>> {
         let Target::Gateway { path, .. } = self.target(target) else {
             return None;
         };
+        self.allowed_in(host, &path)
+    }
+
+    fn allowed_in(&self, host: Option<&[u8]>, path: &str) -> Option<Vec<&str>> {
         let mut buffer = [0u8; MAX_HOST];
         let host = match host {
             Some(host) if self.router.has_hosts => host_key(host, &mut buffer),
             _ => Cow::Borrowed(""),
         };
-        self.router.allow(&self.routes, &host, &path)
+        self.router.allow(&self.routes, &host, path)
     }
 
     /// How the Python app reads a raw request-target (origin-form: path and
@@ -647,6 +673,34 @@ mod tests {
         for path in ["/apix", "/", "/ap", "/API/x", "/Api"] {
             assert_eq!(get(&t, path), Err(Why::NoRoute), "{path}");
         }
+    }
+
+    #[test]
+    fn a_judged_target_is_matched_under_reserved_prefixes_too() {
+        let t = table(
+            vec![
+                rule("root", "/", None, None),
+                rule("orders", "/api/orders", Some(&["GET"]), None),
+            ],
+            false,
+        );
+        let judged = |method: &str, target: &str| {
+            let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+            match t.route_judged(Some(b"gw.test".as_slice()), &method, target) {
+                Routed::Native { route, .. } => Ok(route.name.clone()),
+                Routed::Defer(why) => Err(why),
+            }
+        };
+        for target in ["/admin", "/oauth2/token?x=1", "/auth/verify"] {
+            assert_eq!(judged("GET", target), Ok("root".to_owned()), "{target}");
+            assert_eq!(get(&t, target), Err(Why::Reserved), "{target}");
+        }
+        assert_eq!(judged("GET", "/api/orders"), Ok("orders".to_owned()));
+        assert_eq!(judged("POST", "/api/orders"), Err(Why::MethodNotAllowed));
+        let allow = t.allowed_methods_judged(Some(b"gw.test".as_slice()), "/api/orders?x=1");
+        assert_eq!(allow, Some(vec!["GET", "HEAD"]));
+        // Only a target in normal form is judged.
+        assert_eq!(judged("GET", "/api/./orders"), Err(Why::NotClean));
     }
 
     #[test]

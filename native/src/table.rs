@@ -36,8 +36,8 @@ pub struct Table {
     pub native: Vec<Option<NativeRoute>>,
     pub head: HeadLimits,
     pub trusted: TrustedProxies,
-    /// How `/auth/verify` is read (`None`: Python answers every decision).
-    pub forward_auth: Option<crate::forward_auth::ForwardAuth>,
+    /// How `/auth/verify` reads the request it judges.
+    pub forward_auth: crate::forward_auth::ForwardAuth,
     /// OpenTelemetry tracing (`edge.tracing`); `None`: off.
     pub tracing: Option<crate::tracing::Sampler>,
 }
@@ -73,12 +73,12 @@ impl Table {
         let edge: EdgeTable = serde_json::from_value(raw["edge"].clone())
             .map_err(|e| format!("table edge section: {e}"))?;
         let trusted = TrustedProxies::parse(&edge.trusted_proxies)?;
+        // A table without the section (compile_table always writes it) reads the
+        // settings' default family, as Python's endpoint would.
         let forward_auth = match raw.get("forward_auth") {
-            Some(section) if !section.is_null() => Some(
-                serde_json::from_value(section.clone())
-                    .map_err(|e| format!("table forward_auth section: {e}"))?,
-            ),
-            _ => None,
+            Some(section) if !section.is_null() => serde_json::from_value(section.clone())
+                .map_err(|e| format!("table forward_auth section: {e}"))?,
+            _ => crate::forward_auth::ForwardAuth::default(),
         };
         let tracing = edge
             .tracing

@@ -470,7 +470,7 @@ pub fn begin(req: &mut Request<Body>, conn: &ConnInfo) -> Option<Traced> {
 fn route_name(table: &crate::table::Table, req: &Request<Body>) -> Option<String> {
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let host = crate::verdict::host_of(req);
-    match crate::cors::route(table, host, req.method(), target, req.headers()).0 {
+    match crate::cors::route(table, host, req.method(), target, req.headers(), false).0 {
         Routed::Native { route, .. } => Some(route.name.clone()),
         _ => None,
     }

@@ -62,6 +62,9 @@ impl<'r> Head<'r> {
 pub(crate) struct DeniedHead {
     method: http::Method,
     path: http::Uri,
+    /// The row's path when it is not the URI's (Python's percent-decoded scope
+    /// `path` of a judged request refused before `match` had its normal form).
+    path_as: Option<String>,
     user_agent: Option<HeaderValue>,
     door: Door,
 }
@@ -76,6 +79,7 @@ impl DeniedHead {
         DeniedHead {
             method: req.method.clone(),
             path: req.uri.clone(),
+            path_as: None,
             user_agent: req.headers.get(USER_AGENT).cloned(),
             door: Door::Gateway,
         }
@@ -84,6 +88,12 @@ impl DeniedHead {
     /// The same, for a decision that came through `door`.
     pub(crate) fn through(mut self, door: Door) -> Self {
         self.door = door;
+        self
+    }
+
+    /// The same, its audit row's path `path`.
+    pub(crate) fn with_path(mut self, path: String) -> Self {
+        self.path_as = Some(path);
         self
     }
 
@@ -132,7 +142,7 @@ impl DeniedHead {
             door: self.door,
             route: route.map(str::to_owned),
             method: self.method.as_str().to_owned(),
-            path: self.path.path().to_owned(),
+            path: self.path_as.unwrap_or_else(|| self.path.path().to_owned()),
             subject: identity.subject.clone(),
             client_id: identity.client_id.clone(),
             key_id: identity.key_id.clone(),

@@ -161,17 +161,36 @@ impl Limit {
         format!("{}/{}s", self.rate, py_g(self.period))
     }
 
-    /// This limit shared by `parts` (risk tightening, fail-open share): Python's `divided`.
-    pub fn divided(&self, parts: u64) -> Result<Limit, LimitError> {
+    /// This limit shared by `parts` (risk tightening, fail-open share): Python's
+    /// `divided`. Divided so far that one request would wait past the bound on
+    /// a bucket (`MAX_TOLERANCE_US`, ~35 years), the furthest division within
+    /// it: a division valid for `p` parts is valid for fewer, so the search is
+    /// a bisection, the same in both planes.
+    pub fn divided(&self, parts: u64) -> Limit {
+        let split = |p: u64| {
+            Limit::new(
+                self.rate,
+                self.period * p as f64,
+                Some((self.burst / p).max(1)),
+                &self.label,
+            )
+        };
         if parts <= 1 {
-            return Ok(self.clone());
+            return self.clone();
         }
-        Limit::new(
-            self.rate,
-            self.period * parts as f64,
-            Some((self.burst / parts).max(1)),
-            &self.label,
-        )
+        if let Ok(limit) = split(parts) {
+            return limit;
+        }
+        let (mut low, mut high) = (1, parts);
+        while high - low > 1 {
+            let mid = low + (high - low) / 2;
+            if split(mid).is_ok() {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        split(low).unwrap_or_else(|_| self.clone())
     }
 
     /// The quoted policy name, as the `RateLimit` header items start.
@@ -372,13 +391,23 @@ mod tests {
     }
 
     #[test]
+    fn divided_past_the_bound_is_the_furthest_division_within_it() {
+        // 1/day: one request per 8.64e10 µs; the bound (2^50) holds 13,031 of them.
+        let daily = Limit::parse("1/day", None, "").expect("valid");
+        let most = daily.divided(13_031);
+        assert_eq!((most.period, most.burst), (86_400.0 * 13_031.0, 1));
+        let clamped = daily.divided(1_000 * 64);
+        assert_eq!((clamped.period, clamped.label()), (most.period, "1/day"));
+        assert!(Limit::new(1, 86_400.0 * 13_032.0, None, "").is_err());
+    }
+
+    #[test]
     fn divided_and_odd_periods() {
         let limit = Limit::new(7, 90.0, None, "").expect("valid");
         assert_eq!(limit.label(), "7/90s");
         let half = Limit::parse("10/minute", None, "")
             .expect("valid")
-            .divided(4)
-            .expect("valid");
+            .divided(4);
         assert_eq!(
             (half.rate, half.period, half.burst, half.label()),
             (10, 240.0, 2, "10/minute")

@@ -7,8 +7,8 @@
 //! [`ip_bucket`]) or the route name; a limit whose value the request lacks
 //! does not apply. A key's limits draw from `apikey:<id>:<label>[~burst]`.
 //! A risk-flagged requester's limits are divided by the flag's factor
-//! (`crate::risk`, [`step_tightened`]); a Redis outage is decided by each
-//! limit's `fail` ([`outage`]). The decision carries exactly Python's
+//! (`crate::risk`, [`step_tightened`]); a Redis outage (no connection
+//! configured included) is decided by each limit's `fail` ([`outage`]). The decision carries exactly Python's
 //! `RateLimit-Policy` / `RateLimit` (and, refused, `Retry-After`) values.
 
 mod gcra;
@@ -304,62 +304,21 @@ pub fn check(
     decision_of(&checks, &take, now)
 }
 
-/// Why the native path cannot decide a request's limits: defer it to Python.
+/// The shared limiter did not decide and a limit that applies fails closed:
+/// Python's 503 `rate_limiter_unavailable` (`problem::Problem::rate_limiter_unavailable`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LimitDefer {
-    /// The route's store is Redis but none is configured (a table/runtime mismatch).
-    NoRedis,
-    /// Redis did not decide (down, slow, an error reply): Python applies the fail mode.
-    Redis(redis::RedisError),
-    /// Redis did not decide and a limit that applies fails closed: Python's
-    /// 503 `rate_limiter_unavailable` (`problem::Problem::rate_limiter_unavailable`).
-    Unavailable,
-    /// A tightened limit cannot be built (Python would raise the same ValueError).
-    Tightening,
-}
+pub struct LimiterUnavailable;
 
-/// The limit step for the gateway: the route's store ([`StoreKind`]) decides.
-///
-/// Memory: [`Store::current()`] at [`now_us`] (never defers). Redis: one
-/// script call; `Err` means defer the request to Python unchanged. Refused:
-/// answer `problem::Problem::rate_limited(&decision)`; allowed: add
-/// `decision.headers` to the upstream's response after removing its own
-/// `ratelimit` / `ratelimit-policy`.
-pub async fn step(
-    limits: &RouteLimits,
-    identity: &Identity,
-    key_limits: &[Limit],
-    client_ip: Option<IpAddr>,
-    route_name: &str,
-) -> Result<LimitDecision, LimitDefer> {
-    match limits.store {
-        StoreKind::Memory => Ok(check(
-            &Store::current(),
-            limits,
-            identity,
-            key_limits,
-            client_ip,
-            route_name,
-            now_us(),
-        )),
-        StoreKind::Redis => {
-            let limiter = redis::current().ok_or(LimitDefer::NoRedis)?;
-            redis::check(
-                &limiter, limits, identity, key_limits, client_ip, route_name,
-            )
-            .await
-            .map_err(LimitDefer::Redis)
-        }
-    }
-}
-
-/// The limit step for the gateway with the requester's limits divided by
-/// `factor` (its risk flags, `crate::risk`; 1: not flagged), and a Redis
-/// failure decided by each limit's `fail` ([`outage`]), as Python's limit step.
+/// The limit step with the requester's limits divided by `factor` (its risk
+/// flags, `crate::risk`; 1: not flagged), and a Redis failure decided by each
+/// limit's `fail` ([`outage`]), as Python's limit step: the route's store
+/// ([`StoreKind`]) decides, the in-process one at [`now_us`].
 ///
 /// Python's order: the buckets (their keys from the undivided limits), then
-/// the risk factor, then on an outage this node's share. `Err(Unavailable)`:
-/// answer Python's 503; `Err(NoRedis | Tightening)`: defer.
+/// the risk factor, then on an outage this node's share. Refused: answer
+/// `problem::Problem::rate_limited(&decision)`; allowed: add
+/// `decision.headers` to the response after removing the upstream's own
+/// `ratelimit` / `ratelimit-policy`.
 pub async fn step_tightened(
     limits: &RouteLimits,
     identity: &Identity,
@@ -367,15 +326,12 @@ pub async fn step_tightened(
     client_ip: Option<IpAddr>,
     route_name: &str,
     factor: u64,
-) -> Result<LimitDecision, LimitDefer> {
-    if factor <= 1 && limits.store == StoreKind::Memory {
-        return step(limits, identity, key_limits, client_ip, route_name).await;
-    }
+) -> Result<LimitDecision, LimiterUnavailable> {
     let checks = checks_for(limits, identity, key_limits, client_ip, route_name);
     if checks.is_empty() {
         return Ok(LimitDecision::unlimited());
     }
-    let tightened = divide(&checks, factor)?;
+    let tightened = divide(&checks, factor);
     let checks: Vec<(String, &Limit)> = match &tightened {
         Some(owned) => checks
             .into_iter()
@@ -393,26 +349,25 @@ pub async fn step_tightened(
     if limits.store == StoreKind::Memory {
         return Ok(local(&checks));
     }
-    let limiter = redis::current().ok_or(LimitDefer::NoRedis)?;
-    let failed = match limiter.take(&checks, 1).await {
-        Ok((take, now)) => {
-            outage::outage().succeeded();
-            let decision = decision_of(&checks, &take, now);
-            if decision.allowed != take.admitted {
-                let error = "Redis disagreed with the local GCRA decision";
-                return Err(LimitDefer::Redis(redis::RedisError(error.into())));
+    // No connection configured (the table was loaded before the runtime set it
+    // up, or after it was removed) is an outage like an unreachable server.
+    let failed = match redis::current() {
+        Some(limiter) => match limiter.take(&checks, 1).await {
+            Ok((take, now)) => {
+                outage::outage().succeeded();
+                return Ok(decision_of(&checks, &take, now));
             }
-            return Ok(decision);
-        }
-        Err(error) => error,
+            Err(error) => error.to_string(),
+        },
+        None => "no Redis connection is configured for the native limiter".to_owned(),
     };
     let closed = limits.fails_closed(identity, key_limits, client_ip, route_name);
-    outage::outage().failed(&failed.to_string(), closed);
+    outage::outage().failed(&failed, closed);
     if closed {
-        return Err(LimitDefer::Unavailable);
+        return Err(LimiterUnavailable);
     }
     // This node alone decides, with its share of each limit (Python's `_local_share`).
-    let share = divide(&checks, outage::outage().nodes())?;
+    let share = divide(&checks, outage::outage().nodes());
     Ok(match &share {
         Some(owned) => {
             let shared: Vec<(String, &Limit)> = checks
@@ -427,15 +382,13 @@ pub async fn step_tightened(
 }
 
 /// Every limit of `checks` divided by `parts` (`None`: `parts` is 1, unchanged).
-fn divide(checks: &[(String, &Limit)], parts: u64) -> Result<Option<Vec<Limit>>, LimitDefer> {
-    if parts <= 1 {
-        return Ok(None);
-    }
-    checks
-        .iter()
-        .map(|(_, limit)| limit.divided(parts).map_err(|_| LimitDefer::Tightening))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+fn divide(checks: &[(String, &Limit)], parts: u64) -> Option<Vec<Limit>> {
+    (parts > 1).then(|| {
+        checks
+            .iter()
+            .map(|(_, limit)| limit.divided(parts))
+            .collect()
+    })
 }
 
 /// The decisions and headers of a [`Take`], exactly as Python's `evaluate` +
@@ -601,20 +554,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn step_uses_the_routes_store() {
+    async fn step_uses_the_routes_store_and_an_unconfigured_redis_is_an_outage() {
         let memory = section();
         let id = key_identity();
-        let first = step(&memory, &id, &[], None, "orders").await;
+        let first = step_tightened(&memory, &id, &[], None, "orders", 1).await;
         assert!(first.is_ok_and(|d| d.allowed && d.headers.len() == 2));
-        let redis = RouteLimits {
-            store: StoreKind::Redis,
-            ..section()
-        };
         redis::configure(None);
-        assert_eq!(
-            step(&redis, &id, &[], None, "orders").await,
-            Err(LimitDefer::NoRedis)
-        );
+        // Every rule fails open: decided in the local store, as Python's fallback.
+        let redis = RouteLimits::from_section(&json!({"store": "redis", "rules": [
+            {"per": "key", "prefix": "orders:key:", "rate": 2, "period": 60.0, "burst": 2,
+             "fail": "open"}]}))
+        .expect("valid section");
+        let open = step_tightened(&redis, &id, &[], None, "orders-open", 1).await;
+        assert!(open.is_ok_and(|d| d.allowed));
+        // The key's own limits fail closed by default: Python's 503.
+        let own = parse_key_limits(&json!([{"rate": "1/second"}])).expect("valid");
+        let closed = step_tightened(&redis, &id, &own, None, "orders-closed", 1).await;
+        assert_eq!(closed, Err(LimiterUnavailable));
     }
 
     #[test]

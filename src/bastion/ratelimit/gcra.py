@@ -141,17 +141,38 @@ class Limit:
     def divided(self, parts: int) -> Limit:
         """This limit shared by ``parts`` nodes: rate and burst divided (burst at least 1).
 
-        Used by the fail-open fallback, where each node limits on its own.
+        Used by the fail-open fallback, where each node limits on its own, and by risk
+        tightening. Divided past the bound on a bucket, the furthest division within it.
         Raises ValueError when ``parts`` is not a positive integer.
         """
         if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:
             raise ValueError(f"node count must be a positive integer, not {parts!r}")
         if parts == 1:
             return self
-        # rate/parts per period == rate per parts*period, without rounding the rate to 0.
-        return Limit(
-            self.rate, self.period * parts, max(1, self.capacity // parts), self.name or self.label
-        )
+
+        def split(p: int) -> Limit:
+            # rate/p per period == rate per p*period, without rounding the rate to 0.
+            return Limit(
+                self.rate, self.period * p, max(1, self.capacity // p), self.name or self.label
+            )
+
+        try:
+            return split(parts)
+        except ValueError:
+            pass
+        # Divided so far that one request would wait past the bound on a bucket (~35
+        # years): the furthest division within it. Valid for p parts is valid for fewer,
+        # so bisect (as the native core does, native/src/limit/gcra.rs).
+        low, high = 1, parts
+        while high - low > 1:
+            mid = low + (high - low) // 2
+            try:
+                split(mid)
+            except ValueError:
+                high = mid
+            else:
+                low = mid
+        return split(low)
 
 
 @dataclass(frozen=True, slots=True)

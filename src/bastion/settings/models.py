@@ -336,7 +336,15 @@ class SharedSettings(_Section):
                 f"{show(value)} is not a supported shared-state URL — use memory:// (one "
                 "process), redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock"
             )
-        return f"{scheme}://{rest}"
+        url = f"{scheme}://{rest}"
+        if scheme != "memory":
+            # Every node's limits are checked by the native core's own Redis connection.
+            from bastion.storage.shared.resp import native_refusal  # imports redis-py
+
+            why = native_refusal(url)
+            if why is not None:
+                raise ValueError(f"{show(value)}: {why}")
+        return url
 
 
 class SecretsSettings(_Section):

@@ -34,6 +34,8 @@ from bastion.crypto import generate_api_key
 from bastion.storage import Database
 
 NGINX = ("X-Original-Method", "X-Original-URI")
+# A method-override header: the native path defers the decision, Python's twin answers.
+DEFER = ("X-HTTP-Method-Override", "GET")
 FORWARDED = ("X-Forwarded-Method", "X-Forwarded-Uri")
 RECORDED = Recorded(__name__)
 
@@ -120,8 +122,8 @@ def test_decisions_are_native_and_answered_as_python_answers(
         BastionProcess("-c", str(config), cwd=tmp_path) as proc,
         httpx.Client(base_url=proc.url, timeout=10) as client,
     ):
-        # A judged path the native router leaves to Python ("/./"): Python's twin answer.
-        first = _ask(client, NGINX, "GET", "/api/./orders/7?x=1", _bearer(key["key"]))
+        # Python's twin answer (DEFER: a method-override header, which Python drops).
+        first = _ask(client, NGINX, "GET", "/api/./orders/7?x=1", _bearer(key["key"]), DEFER)
         second = _ask(client, NGINX, "GET", "/api/orders/7?x=1", _bearer(key["key"]))
         assert (first.status_code, second.status_code) == (200, 200)
         python, native = plane(first), plane(second)
@@ -169,9 +171,11 @@ def test_decisions_are_native_and_answered_as_python_answers(
         assert (other.status_code, plane(other)) == (200, native)
 
         # With RateLimit headers, the head is Python's too (names in order; the remaining
-        # budget differs): Python judges a path the native router leaves to it.
+        # budget differs).
         elsewhere = ("X-Forwarded-For", "198.51.100.1")
-        by_python = _ask(client, NGINX, "GET", "/api/./limited", _bearer(key["key"]), elsewhere)
+        by_python = _ask(
+            client, NGINX, "GET", "/api/./limited", _bearer(key["key"]), elsewhere, DEFER
+        )
         by_native = _ask(client, NGINX, "GET", "/api/limited", _bearer(key["key"]), elsewhere)
         assert [plane(by_python), plane(by_native)] == [python, native]
         assert [n for n, _ in _head(by_python)] == [n for n, _ in _head(by_native)]
@@ -181,7 +185,7 @@ def test_decisions_are_native_and_answered_as_python_answers(
         # An unknown key: refused natively from the first decision (a lookup), alike.
         refused = [
             _ask(client, NGINX, "GET", "/api/orders", _bearer(unknown)),
-            _ask(client, NGINX, "GET", "/api/./orders", _bearer(unknown)),
+            _ask(client, NGINX, "GET", "/api/./orders", _bearer(unknown), DEFER),
         ]
         assert [(r.status_code, plane(r)) for r in refused] == [(401, native), (401, python)]
         assert refused[1].json()["reason"] == "invalid_api_key"
@@ -199,9 +203,9 @@ def test_decisions_are_native_and_answered_as_python_answers(
         assert (outside.status_code, plane(outside)) == (403, native)
         assert outside.json()["reason"] == "ip_not_allowed"
 
-        # A judged path the native router does not take is Python's: same decision.
+        # A judged path not in normal form is judged in it, natively.
         dotted = _ask(client, NGINX, "GET", "/api/x/../orders", _bearer(key["key"]))
-        assert (dotted.status_code, plane(dotted)) == (200, python)
+        assert (dotted.status_code, plane(dotted)) == (200, native)
 
     rows = _denied(tmp_path / "bastion.db")
     by_reason = {row.reason: row for row in rows}
@@ -240,8 +244,8 @@ def test_spoofed_judged_headers_are_refused_never_judged(tmp_path: Path, echo: E
         httpx.Client(base_url=proc.url, timeout=10) as client,
     ):
         warm = [
-            _ask(client, NGINX, "GET", path, _bearer(key["key"]))
-            for path in ("/api/./orders", "/api/orders")
+            _ask(client, NGINX, "GET", "/api/orders", _bearer(key["key"]), *extra)
+            for extra in ([DEFER], [])
         ]
         assert [r.status_code for r in warm] == [200, 200]
         python, native = plane(warm[0]), plane(warm[1])
@@ -290,8 +294,9 @@ def test_forwarded_family_and_untrusted_callers(tmp_path: Path, echo: EchoThread
                 path,
                 _bearer(key["key"]),
                 ("X-Forwarded-Host", "shop.example"),
+                *extra,
             )
-            for path in ("/api/./orders", "/api/orders")
+            for path, extra in (("/api/./orders", [DEFER]), ("/api/orders", []))
         ]
         assert [r.status_code for r in answers] == [200, 200]
         python, native = plane(answers[0]), plane(answers[1])

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import ValidationError
+
 from bastion import _native
 from bastion.gateway.compile import compile_table, limits
-from bastion.gateway.compile.common import Unsupported
 from bastion.settings.models import Settings
 
 
@@ -99,10 +101,9 @@ def test_redis_and_shedding_are_native_but_tls_redis_stays_in_python() -> None:
     tls = _settings(shared={"url": "rediss://127.0.0.1:6380/0"})
     section = limits.section(tls.routes[0], tls)
     assert isinstance(section, dict) and section["store"] == "redis"
-    lax = _settings(shared={"url": "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none"})
-    assert limits.section(lax.routes[0], lax) == Unsupported(
-        "rediss:// limiter with TLS options not native yet"
-    )
+    # TLS options the native connection does not apply are refused by the settings.
+    with pytest.raises(ValidationError, match="does not apply ssl_cert_reqs"):
+        _settings(shared={"url": "rediss://127.0.0.1:6380/0?ssl_cert_reqs=none"})
     shedding = _settings(
         ratelimit={"shedding": {"enabled": True, "initial_limit": 4, "target_latency": "200ms"}}
     )

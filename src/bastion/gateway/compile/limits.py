@@ -8,10 +8,9 @@ In memory, the native store is the one Python's limiter uses too, so deferred
 and native requests draw from one budget; on Redis, the native limiter runs
 Python's script on the same keys (``bastion._native.redis_limiter_configure``,
 set up by the runtime), and on a Redis failure applies each limit's ``fail`` itself
-(``native/src/limit/outage.rs``). ``rediss://`` is native where the native connection
-applies every TLS option of the URL (redis-py's defaults, ``ssl_ca_certs``, a client
-certificate: :func:`~bastion.storage.shared.resp.native_config`); other TLS options
-are not native yet.
+(``native/src/limit/outage.rs``). The settings refuse a Redis URL with options the
+native connection does not apply (``shared.url``:
+:func:`~bastion.storage.shared.resp.native_refusal`), so every route's limits are native.
 
 ``shedding`` is ``None`` or ``ratelimit.shedding`` as the native AIMD limiter
 (``native/src/limit/shedding.rs``) reads it: ``{"initial", "minimum", "maximum",
@@ -45,8 +44,8 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
             connect_timeout=1.0,
             timeout=1.0,
         )
-        if config is None:
-            return Unsupported("rediss:// limiter with TLS options not native yet")
+        if config is None:  # the settings refuse such a URL (SharedSettings)
+            return Unsupported("shared.url has options the native limiter does not apply")
         store = "redis"
     rules: list[dict[str, Any]] = []
     seen: dict[str, int] = {}

@@ -372,6 +372,34 @@ def native_config(
     }
 
 
+def native_refusal(url: str) -> str | None:
+    """Why the native data plane's connection cannot serve ``url`` (``None``: it can).
+
+    The settings refuse such a URL (``shared.url``), so every route's limits stay
+    native: what :func:`native_config` does not take is named, option by option.
+    """
+    if native_config(url, key_prefix="", connect_timeout=1.0, timeout=1.0) is not None:
+        return None
+    from redis.asyncio.connection import SSLConnection, parse_url
+
+    try:
+        kwargs: dict[str, Any] = dict(parse_url(url))
+    except ValueError as exc:
+        return f"redis-py cannot read it ({exc})"
+    known = {"host", "port", "path", "db", "username", "password"}
+    if kwargs.pop("connection_class", None) is SSLConnection:
+        known |= set(_NATIVE_TLS_FILES)
+        if (kwargs.get("ssl_certfile") is None) != (kwargs.get("ssl_keyfile") is None):
+            return "ssl_certfile and ssl_keyfile go together (a client certificate and its key)"
+    unknown = sorted(set(kwargs) - known)
+    named = ", ".join(unknown) if unknown else "its options"
+    return (
+        f"the native limiter does not apply {named}: a URL may carry only the host, port, "
+        "database, user and password, and for rediss:// ssl_ca_certs, ssl_certfile and "
+        "ssl_keyfile (the server's certificate is always verified and its name checked)"
+    )
+
+
 def open_pipeline(
     url: str, *, label: str, connect_timeout: float, timeout: float, operation: str = "hot path"
 ) -> RespPipeline | None:

@@ -1,0 +1,254 @@
+"""End to end: the forward-auth decisions the native door once left to Python, now native.
+
+A real ``bastion serve`` (``trusted_proxies: [127.0.0.2]``) is asked at
+``/auth/verify`` the way nginx asks it. Each decision is answered by the native door (told
+by the request id's prefix, ``plane``) and compared with its Python twin (``DEFER``: a
+method-override header, which makes the native door defer and which Python drops): status,
+problem document, head, the ``gateway.denied`` row and the metric series.
+
+- a judged URI not in normal form (``//``, ``/./``, ``..``, escapes, a fragment) is judged
+  and audited in its normal form; one ``normalize_path`` refuses gets ``match``'s 400
+  ``invalid_path`` (the row keeps Python's decoded path); no route: 404 (a path of
+  bastion's own too: only a path to judge), the wrong method: 405 with ``Allow``;
+- the judged head gets Python's ``framing``: no host to judge by, 400 ``invalid_host``;
+- a judged header repeated, in any order with the other family: the same field named;
+- a decision request with a body, and over HTTP/2 (curl, ALPN), is judged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pytest
+
+from _support import EchoThread
+from _support.gateway_server import (
+    DEFER,
+    GatewayServer,
+    RawResponse,
+    gateway_counts,
+    plane,
+    request_bytes,
+    row_parts,
+    serve_gateway,
+)
+
+ROUTES = """\
+  - name: orders
+    match: {path: /api/orders, methods: [GET, POST]}
+    upstream: UPSTREAM
+    auth: [api_key]
+  - name: open
+    match: {path: /open}
+    upstream: UPSTREAM
+    public: true
+"""
+# The proxy asks from 127.0.0.2: /metrics answers loopback clients that are not proxies.
+PROXY = "127.0.0.2"
+SETTINGS = f"trusted_proxies: [{PROXY}]\nforward_auth: {{headers: nginx}}\n"
+OVERRIDE = next(iter(DEFER.items()))
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    thread = EchoThread()
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, echo_upstream: EchoThread
+) -> Iterator[GatewayServer]:
+    routes = ROUTES.replace("UPSTREAM", echo_upstream.server.url)
+    with serve_gateway(tmp_path_factory.mktemp("fa"), routes, SETTINGS) as server:
+        yield server
+
+
+def _decide(
+    server: GatewayServer,
+    fields: Sequence[tuple[str, str]],
+    *,
+    body: bytes = b"",
+    host: str | None = "gw.test",
+    twin: bool = False,
+) -> RawResponse:
+    headers = [*fields, OVERRIDE] if twin else list(fields)
+    return server.raw(request_bytes("GET", "/auth/verify", headers, body, host=host), source=PROXY)
+
+
+def _ask(method: str, uri: str, *extra: tuple[str, str]) -> list[tuple[str, str]]:
+    return [("X-Original-Method", method), ("X-Original-URI", uri), *extra]
+
+
+def _document(response: RawResponse) -> Any:
+    doc = response.json()
+    doc.pop("request_id", None)
+    return doc
+
+
+def _head(response: RawResponse) -> list[tuple[str, str]]:
+    rid = response.request_id
+    return [
+        (name, value.replace(rid, "RID"))
+        for name, value in response.headers
+        if name not in ("date", "x-request-id")
+    ]
+
+
+def _planes(server: GatewayServer) -> tuple[str, str]:
+    """(native, python) request-id prefixes of this server."""
+    native = _decide(server, _ask("GET", "/open"))
+    python = _decide(server, _ask("GET", "/open"), twin=True)
+    assert (native.status, python.status) == (200, 200)
+    assert plane(native) != plane(python)
+    return plane(native), plane(python)
+
+
+def _alike(
+    server: GatewayServer,
+    fields: Sequence[tuple[str, str]],
+    status: int,
+    code: str,
+    **kw: Any,
+) -> tuple[RawResponse, RawResponse]:
+    """The native answer and its Python twin: the same status, code, document and head."""
+    native_plane, python_plane = _planes(server)
+    native = _decide(server, fields, **kw)
+    python = _decide(server, fields, twin=True, **kw)
+    assert (native.status, python.status) == (status, status), (native.body, python.body)
+    assert (plane(native), plane(python)) == (native_plane, python_plane)
+    assert native.json()["reason"] == code
+    assert _document(native) == _document(python)
+    assert _head(native) == _head(python)
+    return native, python
+
+
+def _rows_alike(server: GatewayServer, native: RawResponse, python: RawResponse) -> Any:
+    rows = server.denied([native.request_id, python.request_id])
+    assert len(rows) == 2
+    ours, theirs = rows[native.request_id], rows[python.request_id]
+    assert row_parts(ours) == row_parts(theirs)
+    assert ours.data["door"] == "forward_auth"
+    return ours
+
+
+def test_a_uri_not_in_normal_form_is_judged_and_audited_in_it(served: GatewayServer) -> None:
+    for uri in ("/api//./orders?x=1", "/api/v1/../orders#top", "/api/%6Frders?q=a#b"):
+        native, python = _alike(served, _ask("GET", uri), 401, "unauthenticated")
+        row = _rows_alike(served, native, python)
+        assert (row.route, row.data["path"], row.data["step"]) == (
+            "orders",
+            "/api/orders",
+            "authenticate",
+        )
+
+
+def test_match_refusals_of_the_judged_uri(served: GatewayServer) -> None:
+    before = gateway_counts(served.url)
+    bad, bad_twin = _alike(served, _ask("GET", "/api/%2Forders"), 400, "invalid_path")
+    row = _rows_alike(served, bad, bad_twin)
+    # Python's row keeps the scope's decoded path (match never had a normal form).
+    assert (row.route, row.data["path"], row.data["step"]) == (None, "/api//orders", "match")
+    assert bad.json()["detail"] == (
+        "The request path contains an encoded slash (%2F), which is refused."
+    )
+    above, above_twin = _alike(served, _ask("GET", "/../api/orders"), 400, "invalid_path")
+    assert _rows_alike(served, above, above_twin).data["path"] == "/../api/orders"
+    missing, missing_twin = _alike(served, _ask("GET", "/nowhere/./x"), 404, "route_not_found")
+    assert _rows_alike(served, missing, missing_twin).data["path"] == "/nowhere/x"
+    # A path of bastion's own is only a path to judge: matched against the routes.
+    own, own_twin = _alike(served, _ask("GET", "/admin/./users"), 404, "route_not_found")
+    assert _rows_alike(served, own, own_twin).data["path"] == "/admin/users"
+    wrong, wrong_twin = _alike(served, _ask("DELETE", "/api/orders"), 405, "method_not_allowed")
+    assert wrong.header("allow") == wrong_twin.header("allow") == "GET, HEAD, POST"
+    _rows_alike(served, wrong, wrong_twin)
+    after = gateway_counts(served.url)
+    expected = {"invalid_path": 4, "route_not_found": 4, "method_not_allowed": 2}
+    for outcome, count in expected.items():
+        grown = after.get(("(none)", outcome), 0) - before.get(("(none)", outcome), 0)
+        assert grown == count, outcome
+
+
+def test_framing_of_the_judged_head(served: GatewayServer) -> None:
+    # No Host and no X-Forwarded-Host: the judged HTTP/1.1 request has no host.
+    native, python = _alike(served, _ask("GET", "/api/orders"), 400, "invalid_host", host=None)
+    row = _rows_alike(served, native, python)
+    assert (row.route, row.data["step"], row.data["path"]) == (None, "framing", "/api/orders")
+    # X-Forwarded-Host stands in for it: judged.
+    judged = _decide(served, _ask("GET", "/api/orders", ("X-Forwarded-Host", "a")), host=None)
+    assert (judged.status, judged.json()["reason"]) == (401, "unauthenticated")
+
+
+def test_repeated_judged_headers_name_the_field_python_names(served: GatewayServer) -> None:
+    cases = [
+        # A repeat before the other family, and the other way round.
+        (
+            _ask("GET", "/api/orders", ("X-Original-Method", "GET"), ("X-Forwarded-Uri", "/")),
+            "The request carries more than one X-Original-Method header.",
+        ),
+        (
+            [("X-Forwarded-Method", "GET"), *_ask("GET", "/api/orders", ("X-Original-URI", "/"))],
+            "The request carries X-Forwarded-Method, but forward_auth.headers is nginx",
+        ),
+        # Two repeated names.
+        (
+            _ask(
+                "GET",
+                "/api/orders",
+                ("X-Forwarded-Host", "a"),
+                ("X-Original-URI", "/x"),
+                ("X-Forwarded-Host", "b"),
+            ),
+            "The request carries more than one X-Original-Uri header.",
+        ),
+    ]
+    for fields, detail in cases:
+        native, python = _alike(served, fields, 400, "forward_auth_ambiguous")
+        assert native.json()["detail"].startswith(detail)
+        _rows_alike(served, native, python)
+
+
+def test_a_decision_request_with_a_body_is_judged(served: GatewayServer) -> None:
+    native, python = _alike(
+        served, _ask("POST", "/api/orders"), 401, "unauthenticated", body=b"hello"
+    )
+    _rows_alike(served, native, python)
+    allowed = _decide(served, _ask("GET", "/open"), body=b"x" * 1000)
+    assert allowed.status == 200 and allowed.body == b""
+
+
+def _curl_h2(curl: str, url: str, headers: Sequence[tuple[str, str]]) -> tuple[int, str]:
+    args = [curl, "-sk", "--http2", "--interface", PROXY, "-o", "/dev/null", "-D", "-", url]
+    for name, value in headers:
+        args[1:1] = ["-H", f"{name}: {value}"]
+    out = subprocess.run(args, capture_output=True, timeout=30, check=True).stdout.decode()
+    status = int(out.split(" ", 2)[1])
+    rid = next(
+        line.split(":", 1)[1].strip()
+        for line in out.splitlines()
+        if line.lower().startswith("x-request-id:")
+    )
+    return status, rid
+
+
+def test_http2_decisions_are_native(served: GatewayServer) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (httpx has no h2 package here)")
+    native_plane, python_plane = _planes(served)
+    url = served.url + "/auth/verify"
+    status, rid = _curl_h2(curl, url, _ask("GET", "/open"))
+    assert (status, rid.rsplit("-", 1)[0]) == (200, native_plane)
+    # The host judged is the :authority: the route answers for any host.
+    status, rid = _curl_h2(curl, url, _ask("GET", "/api/./orders"))
+    twin_status, twin_rid = _curl_h2(curl, url, [*_ask("GET", "/api/./orders"), OVERRIDE])
+    assert (status, twin_status) == (401, 401)
+    assert (rid.rsplit("-", 1)[0], twin_rid.rsplit("-", 1)[0]) == (native_plane, python_plane)
+    rows = served.denied([rid, twin_rid])
+    assert row_parts(rows[rid]) == row_parts(rows[twin_rid])
