@@ -1,9 +1,9 @@
 """End to end: the upgrade requests the native core used to defer, now answered natively.
 
 One ``bastion serve`` (native engine). Which plane answered is told by the request id's
-per-plane prefix (for a refused handshake, the id in the document); Python's twin of each
-is the same request with a method-override header, which the native core defers and
-Python ignores. What Python's server makes of an ``Upgrade`` decides the answer:
+per-plane prefix (for a refused handshake, the id in the document). What Python's server
+made of an ``Upgrade`` decides the answer (Python's answers are recorded in
+``tests/vectors/twins/test_native_websocket_rest.json``):
 
 - a plain RFC 6455 handshake to a path no route takes: Python's ``match`` refuses it —
   ``404 route_not_found``, ``405 method_not_allowed`` with ``Allow`` — with the head of
@@ -25,12 +25,13 @@ Python ignores. What Python's server makes of an ``Upgrade`` decides the answer:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import orjson
 import pytest
 
 from _support import EchoThread
 from _support.gateway_server import (
-    DEFER,
     GatewayServer,
     RawResponse,
     fresh_echo,
@@ -38,6 +39,7 @@ from _support.gateway_server import (
     request_bytes,
     row_parts,
 )
+from _support.recorded import Recorded
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 WEBSOCKET = {
@@ -46,6 +48,7 @@ WEBSOCKET = {
     "Sec-WebSocket-Key": KEY,
     "Sec-WebSocket-Version": "13",
 }
+RECORDED = Recorded(__name__)
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +91,14 @@ def prefix(answer: RawResponse) -> str:
     return answer.request_id.rsplit("-", 1)[0]
 
 
-def masked(answer: RawResponse) -> tuple[bytes, bytes]:
-    """(head, body) without the date and the request id (the id is in the document)."""
-    rid = answer.request_id.encode()
-    head = b"\r\n".join(
-        line
-        for line in answer.head.split(b"\r\n")
-        if line.partition(b":")[0].lower() not in (b"date", b"x-request-id")
-    )
-    body = answer.body.replace(rid, b"RID")
-    length = b"content-length: %d" % len(answer.body)
-    return head.replace(length, b"content-length: N"), body
+def _case(request_line: str, headers: dict[str, str]) -> str:
+    """A case's name in the recorded answers: the request line and the headers sent."""
+    return " ".join([request_line, *(f"{k}: {v}" for k, v in headers.items())])
+
+
+def _row(row: Any) -> Any:
+    """An audit row's :func:`row_parts` as recorded (JSON)."""
+    return orjson.loads(orjson.dumps(row_parts(row)))
 
 
 UNMATCHED = [
@@ -107,7 +107,7 @@ UNMATCHED = [
 ]
 
 
-def test_handshakes_no_route_takes_are_refused_natively_as_python_refuses_them(
+def test_handshakes_no_route_takes_are_refused_natively_as_python_refused_them(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
     python, native = planes(served)
@@ -116,26 +116,26 @@ def test_handshakes_no_route_takes_are_refused_natively_as_python_refuses_them(
     rids: dict[str, str] = {}
     for target, status, reason, allow in UNMATCHED:
         mine = served.raw(request_bytes("GET", target, WEBSOCKET))
-        theirs = served.raw(request_bytes("GET", target, {**WEBSOCKET, **DEFER}))
-        assert (prefix(mine), prefix(theirs)) == (native, python), target
+        case = _case(f"GET {target}", WEBSOCKET)
+        assert prefix(mine) == native != python, target
         assert (mine.status, mine.json()["reason"]) == (status, reason)
-        assert masked(mine) == masked(theirs), target
+        RECORDED.check(case, mine)
         # The denial head of an upgrade: no middleware headers, the connection closed.
         assert mine.header("connection") == "close"
         assert mine.header("x-request-id") is None
         assert mine.header("x-content-type-options") is None
         assert mine.header("allow") == allow
-        rids[mine.request_id] = theirs.request_id
+        rids[mine.request_id] = case
     assert not upstream.received
-    rows = served.denied(set(rids) | set(rids.values()))
-    for mine_rid, their_rid in rids.items():
-        assert row_parts(rows[mine_rid]) == row_parts(rows[their_rid])
+    rows = served.denied(set(rids))
+    for mine_rid, case in rids.items():
+        assert _row(rows[mine_rid]) == RECORDED["row " + case], case
         assert rows[mine_rid].route is None
         assert rows[mine_rid].data["step"] == "match"
     after = served.counts()
     for _, _, reason, _ in UNMATCHED:
         label = ("(none)", reason)
-        assert after.get(label, 0) - before.get(label, 0) == 2, label
+        assert after.get(label, 0) - before.get(label, 0) == 1, label
 
 
 NOT_WEBSOCKET = [
@@ -154,18 +154,16 @@ def test_other_upgrades_are_plain_requests_proxied_natively(
     python, native = planes(served)
     upstream = fresh_echo(echo_upstream)
     mine = served.raw(request_bytes("GET", target, headers))
-    theirs = served.raw(request_bytes("GET", target, {**headers, **DEFER}))
-    assert (mine.status, theirs.status) == (200, 200)
-    assert (prefix(mine), prefix(theirs)) == (native, python)
-    seen = [mine.json()["headers"], theirs.json()["headers"]]
-    for received in seen:
-        # Hop-by-hop: neither the upgrade nor what Connection names reaches the upstream.
-        assert not {"upgrade", "connection", "http2-settings"} & set(received)
+    recorded = RECORDED["proxied " + _case(f"GET {target}", headers)]
+    assert mine.status == recorded["status"] == 200
+    assert prefix(mine) == native != python
+    received = mine.json()["headers"]
+    # Hop-by-hop: neither the upgrade nor what Connection names reaches the upstream.
+    assert not {"upgrade", "connection", "http2-settings"} & set(received)
+    # What the upstream saw of Python's request, the same.
     drop = ("x-bastion-request-id", "host")
-    assert [{k: v for k, v in s.items() if k not in drop} for s in seen] == [
-        {k: v for k, v in seen[1].items() if k not in drop}
-    ] * 2
-    assert len(upstream.received) == 2
+    assert {k: v for k, v in received.items() if k not in drop} == recorded["headers"]
+    assert len(upstream.received) == 1
 
 
 REFUSED = [
@@ -191,24 +189,23 @@ def test_handshakes_websockets_refuses_are_refused_natively(
     rids = []
     for method, headers, body, status, detail, header in REFUSED:
         mine = served.raw(request_bytes(method, "/api/live", headers, body))
-        theirs = served.raw(request_bytes(method, "/api/live", {**headers, **DEFER}, body))
         # Python's: `websockets`' own plain-text answer, before any of bastion's code.
-        assert theirs.status == status
-        assert theirs.body.decode() == f"Failed to open a WebSocket connection: {detail}\n" or (
-            status == 400
-            and theirs.body.decode().startswith(
-                f"Failed to open a WebSocket connection: {detail[:-1]}"
-            )
-        )
-        # Native: the same status and headers, as a problem document.
+        theirs = RECORDED[_case(f"{method} /api/live", headers)]
+        assert theirs["status"] == status
+        # Native: the same status and headers, as a problem document (its detail Python's).
         assert prefix(mine) == native, detail
         assert mine.status == status
         problem = mine.json()
         assert (problem["reason"], problem["detail"]) == ("invalid_websocket_handshake", detail)
+        assert theirs["body"] == f"Failed to open a WebSocket connection: {detail}\n" or (
+            status == 400
+            and theirs["body"].startswith(f"Failed to open a WebSocket connection: {detail[:-1]}")
+        )
         assert mine.header("content-type") == "application/problem+json"
         assert mine.header("connection") == "close"
         if header is not None:
-            assert (mine.header(header[0]), theirs.header(header[0])) == (header[1], header[1])
+            assert mine.header(header[0]) == header[1]
+            assert [header[0], header[1]] in theirs["headers"]
         rids.append(mine.request_id)
     # A handshake with a body: `websockets` closes without an answer; natively a 400.
     mine = served.raw(request_bytes("GET", "/api/live", WEBSOCKET, b"hello"))
