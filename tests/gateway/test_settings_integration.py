@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 
 from bastion.demo.echo import EchoServer
-from bastion.gateway import Gateway
+from bastion.gateway.pipeline import Gateway
 from bastion.settings.models import RouteMatch, RouteSettings
 from gateway.gateway_support import call
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from test_http_admin_keys import Env, close_env, open_env
 
-from bastion.gateway import Gateway
+from bastion.gateway.pipeline import Gateway
 from bastion.http.endpoints.admin import KEYS_PATH
 from bastion.ratelimit import Limit
 from bastion.ratelimit.keys import OVERRIDE_PREFIX, KeyLimitOverrides, key_checks

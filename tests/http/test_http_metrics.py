@@ -11,7 +11,7 @@ from http_support import make_runtime, make_settings
 from pydantic import SecretStr
 
 from bastion.audit.metrics import Metrics
-from bastion.gateway.proxy import TrustedProxies
+from bastion.gateway.forwarded import TrustedProxies
 from bastion.http.app import create_app
 from bastion.http.endpoints.metrics import metrics_listener_app, metrics_routes
 

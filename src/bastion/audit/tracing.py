@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from bastion.errors import BastionError
 
@@ -46,9 +46,32 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from bastion.gateway.pipeline import Exchange
-
 __all__ = ["INSTALL_HINT", "GatewayTracer", "TracingUnavailableError", "tracing_installed"]
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class Exchange(Protocol):
+    """What :meth:`GatewayTracer.trace` reads of a request a Python door judges.
+
+    A protocol, not the gateway's class: audit sits below the gateway.
+    """
+
+    scope: MutableMapping[str, Any]
+    send: Callable[[MutableMapping[str, Any]], Awaitable[None]]
+    method: str
+    path: str
+    door: str
+
+    @property
+    def route(self) -> _Named | None: ...
+
+
+_Ex = TypeVar("_Ex", bound=Exchange)
+
 
 #: One native span record (``_native.trace_drain``): trace id, span id, parent
 #: ``(span id, trace flags)`` or ``None``, tracestate, start and end (Unix ns),
@@ -180,9 +203,7 @@ class GatewayTracer:
         exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=5)
         return cls(exporter, service_name=settings.service_name, sample_ratio=settings.sample_ratio)
 
-    async def trace(
-        self, ex: Exchange, run: Callable[[Exchange], Awaitable[None]], *, trusted: bool
-    ) -> None:
+    async def trace(self, ex: _Ex, run: Callable[[_Ex], Awaitable[None]], *, trusted: bool) -> None:
         """Run ``run(ex)`` inside a span for the request; re-raises what it raises.
 
         ``trusted``: the direct peer is a trusted proxy, whose ``traceparent`` is honoured.

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from bastion.audit.events import Auditor, EventTypes
 from bastion.errors import BastionError
-from bastion.gateway.authn.client_ip import client_ip
+from bastion.gateway.forwarded import client_ip
 
 if TYPE_CHECKING:
     from bastion.gateway.pipeline import Exchange

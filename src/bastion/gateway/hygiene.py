@@ -40,7 +40,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bastion.gateway.errors import BadRequestError, GatewayError, RequestTooLargeError
+from bastion.gateway.errors import (
+    BadRequestFramingError,
+    BadRequestHostError,
+    BadRequestMethodError,
+    BodyTooLargeError,
+    HeadersTooLargeError,
+)
+from bastion.gateway.matcher import check_method
 
 if TYPE_CHECKING:
     from bastion.gateway.pipeline import Exchange
@@ -64,62 +71,6 @@ METHOD_OVERRIDE_HEADERS = frozenset(
 _DIGITS = frozenset(b"0123456789")
 # The names "framing" looks at.
 _WATCHED = METHOD_OVERRIDE_HEADERS | {b"content-length", b"transfer-encoding", b"host"}
-# RFC 9110 §5.6.2 tchar without the lower-case letters: what a method may be spelled with.
-_METHOD_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
-_COMMON_METHODS = frozenset(
-    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
-)
-_MAX_METHOD = 32
-
-
-class BadRequestMethodError(BadRequestError):
-    """The request method is not an upper-case HTTP token (400)."""
-
-    code = "invalid_method"
-    status = 400
-    title = "Invalid request method"
-
-
-class BadRequestHostError(BadRequestError):
-    """The request has several Host header fields, or none in HTTP/1.1 (400)."""
-
-    code = "invalid_host"
-    status = 400
-    title = "Invalid Host header"
-
-
-class BadRequestFramingError(BadRequestError):
-    """The body framing headers conflict or are malformed (400)."""
-
-    code = "bad_request_framing"
-    status = 400
-    title = "Bad request framing"
-
-
-class BodyTooLargeError(RequestTooLargeError):
-    """The request body is larger than the route's ``max_body`` (413)."""
-
-    code = "body_too_large"
-    status = 413
-    title = "Request body too large"
-
-
-class HeadersTooLargeError(GatewayError):
-    """The request has too many header fields or too many header bytes (431)."""
-
-    code = "headers_too_large"
-    status = 431
-    title = "Request header fields too large"
-
-
-def check_method(method: str) -> None:
-    """Refuse a method that is not an upper-case token; raises :class:`BadRequestMethodError`."""
-    if method in _COMMON_METHODS:
-        return
-    if not method or len(method) > _MAX_METHOD or not set(method) <= _METHOD_CHARS:
-        raise BadRequestMethodError(
-            "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
-        )
 
 
 async def framing(ex: Exchange) -> None:

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.errors import GatewayError
+from bastion.gateway.forwarded import client_ip
 
 if TYPE_CHECKING:
     from bastion.gateway.matcher import CompiledRoute

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from bastion.errors import ServiceUnavailableError
-from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.errors import GatewayConfigError, GatewayError
+from bastion.gateway.forwarded import client_ip
 from bastion.ratelimit import Check, Limit, Result, ip_bucket, rate_limit_headers
 from bastion.ratelimit.headers import rate_limit_fields
 from bastion.ratelimit.keys import key_checks

@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.identity import Identity
-from bastion.gateway.proxy import HOP_BY_HOP_HEADERS, PROXY_OWNED_REQUEST_HEADERS
+from bastion.gateway.headers import HOP_BY_HOP_HEADERS, PROXY_OWNED_REQUEST_HEADERS
 
 if TYPE_CHECKING:
     from bastion.gateway.pipeline import Exchange

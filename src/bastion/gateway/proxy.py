@@ -45,11 +45,10 @@ speaks HTTP/1.1 itself:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 import ssl
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -64,6 +63,8 @@ from bastion.gateway.errors import (
     UpstreamTLSError,
     UpstreamUnavailableError,
 )
+from bastion.gateway.forwarded import ProxyEntry, TrustedProxies
+from bastion.gateway.headers import HOP_BY_HOP_HEADERS, PROXY_OWNED_REQUEST_HEADERS
 from bastion.gateway.matcher import Upstream
 from bastion.gateway.upstreams import FailureLog, HealthBook, Targets
 
@@ -80,13 +81,6 @@ __all__ = [
 ]
 
 Scope = MutableMapping[str, Any]
-ProxyEntry = (
-    str
-    | ipaddress.IPv4Network
-    | ipaddress.IPv6Network
-    | ipaddress.IPv4Address
-    | ipaddress.IPv6Address
-)
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
@@ -106,25 +100,6 @@ WATCHDOG_TICK = 0.05
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024
 """An upstream response head larger than this is refused (502)."""
 
-# RFC 9110 §7.6.1 hop-by-hop headers; "proxy-*" is handled by prefix.
-HOP_BY_HOP_HEADERS = frozenset(
-    {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
-)
-# Request headers bastion sets itself (or deliberately drops) instead of forwarding.
-# Expect: the ASGI server already answered "100-continue" to the client.
-# Forwarded / X-Real-IP: spoofable client-address claims; X-Forwarded-* replace them.
-PROXY_OWNED_REQUEST_HEADERS = frozenset(
-    {
-        b"host",
-        b"content-length",
-        b"expect",
-        b"forwarded",
-        b"x-real-ip",
-        b"x-forwarded-for",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
-    }
-)
 # Never forwarded, whoever sends them (issue 13): path overrides — an upstream framework
 # honouring them would serve another path than the one bastion matched and authorised —
 # and identity claims of auth proxies (oauth2-proxy and the like): identity reaches the
@@ -181,41 +156,6 @@ class ClientDisconnectedError(Exception):
 
 class _UpstreamClosedError(Exception):
     """Internal: the upstream connection was lost while the request was being written."""
-
-
-class TrustedProxies:
-    """The set of direct peers whose ``X-Forwarded-*`` headers are believed.
-
-    Built from IP addresses and CIDR networks, as text or ``ipaddress``
-    objects (``Settings.trusted_proxies``); raises ``ValueError`` for an entry
-    that is neither.
-    """
-
-    def __init__(self, entries: Iterable[ProxyEntry] = ()) -> None:
-        self._networks = tuple(
-            ipaddress.ip_network(e.strip() if isinstance(e, str) else e, strict=False)
-            for e in entries
-        )
-        self._cache: dict[str, bool] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._networks)
-
-    def __contains__(self, peer: object) -> bool:
-        if not self._networks or not isinstance(peer, str):
-            return False
-        known = self._cache.get(peer)
-        if known is not None:
-            return known
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            result = False
-        else:
-            result = any(address in network for network in self._networks)
-        if len(self._cache) < 4096:  # bounded: peers are attacker-chosen
-            self._cache[peer] = result
-        return result
 
 
 @dataclass(slots=True)

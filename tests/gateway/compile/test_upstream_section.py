@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from bastion.demo.echo import EchoServer
-from bastion.gateway import Exchange, Gateway, Identity, IdentityHeaders
+from bastion.gateway import Identity, IdentityHeaders
 from bastion.gateway.compile import compile_table, upstream
 from bastion.gateway.compile.common import Unsupported
 from bastion.gateway.errors import GatewayConfigError
+from bastion.gateway.pipeline import Exchange, Gateway
 from bastion.gateway.proxy import UpstreamClient
 from bastion.settings.models import IdentityHeaderSettings, Settings
 from gateway.gateway_support import Recorder, make_receive, make_scope, route

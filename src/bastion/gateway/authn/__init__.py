@@ -6,8 +6,8 @@ from bastion.gateway.authn.api_key import (
     identity_of,
     key_in_query,
 )
-from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
+from bastion.gateway.forwarded import client_ip
 
 __all__ = [
     "ANONYMOUS",

@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import unquote_to_bytes
 
 from bastion.apikeys.errors import ApiKeyInQueryError, InvalidApiKeyError
-from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.authn.identity import Identity
+from bastion.gateway.forwarded import client_ip
 from bastion.ratelimit.gcra import Limit
 from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
