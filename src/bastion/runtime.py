@@ -41,7 +41,6 @@ from bastion.crypto import (
 )
 from bastion.errors import BastionError
 from bastion.gateway import native_push
-from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.jwks_cache import JwksCache
@@ -50,8 +49,6 @@ from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.compile import load_table
 from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
-from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
-from bastion.gateway.pipeline import Gateway
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.signing_keys import SigningKeyManager
@@ -109,7 +106,6 @@ class Runtime:
     shared: SharedState
     keyring: Keyring
     tls: TLSMaterial
-    gateway: Gateway
     # What Python keeps of the gateway: routes, authenticators, limiter (gateway/control.py).
     control: GatewayControl
     node_id: str
@@ -146,8 +142,8 @@ class Runtime:
             # Counts auth failures, tokens and alerts from the audit bus; reads the
             # audit queue and the upstream pools only when scraped.
             self.metrics.attach(self.auditor)
-            client = self.gateway.client
-            self.metrics.watch_upstreams(lambda: client.pools)
+            # Every upstream pool is the native core's (read by _native.upstream_pools).
+            self.metrics.watch_upstreams(dict)
             self.metrics.watch_change_feed(self.changes)
 
     @classmethod
@@ -274,19 +270,6 @@ class Runtime:
                 tracer=_tracer(settings),
             )
             built["control"] = control
-            gateway = Gateway(
-                routes,
-                trusted_proxies=settings.trusted_proxies,
-                node_id=node_id,
-                request_limits=settings.request_limits,
-                api_keys=api_keys,
-                authenticators=control.authenticators,
-                identity_headers=_identity_headers(settings, signing_keys),
-                limiter=control.limiter,
-                metrics=metrics,
-                auditor=auditor,
-                tracer=control.tracer,
-            )
             # The same routes, compiled for the native data plane (the public listener).
             load_table(settings, routes)
             jwt = control.authenticators.get("jwt")
@@ -297,7 +280,6 @@ class Runtime:
             limits = settings.ratelimit
             control.key_overrides = KeyLimitOverrides(db, shared, native=True)
             await control.key_overrides.load()
-            gateway.key_limits_fail = limits.key_limits_fail
             control.limiter_health = BackendHealth(auditor, node_id=node_id)
             if is_redis(shared):
                 # The fail-open fallback's buckets are the native store, so requests the
@@ -325,7 +307,6 @@ class Runtime:
                 )
             if is_redis(shared):
                 control.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
-            _share(control, gateway)
             _configure_native_limiter(shared)
             client_throttle = (
                 LoginThrottle(
@@ -349,7 +330,6 @@ class Runtime:
             shared=shared,
             keyring=keyring,
             tls=tls,
-            gateway=gateway,
             control=control,
             node_id=node_id,
             signing_keys=signing_keys,
@@ -375,8 +355,7 @@ class Runtime:
         )
 
     async def startup(self) -> None:
-        """Called by the ASGI lifespan: start the gateway and the background loops."""
-        await self.gateway.startup()
+        """Called by the ASGI lifespan: start the background loops."""
         # Everything built so far lives as long as the process: move it out of the
         # collector's reach so full collections stay short (tail latency), as
         # CPython's gc.freeze() documentation recommends for long-lived servers.
@@ -433,7 +412,6 @@ class Runtime:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._tasks = []
-        await self.gateway.shutdown()
         introspection = self.control.authenticators.get("introspection")
         if isinstance(introspection, IntrospectionAuthenticator):
             await introspection.aclose()
@@ -468,7 +446,6 @@ class Runtime:
         # Only routes reload: the native core keeps tracing as the running gateway's tracer.
         kept = settings.model_copy(update={"tracing": self.settings.tracing})
         load_table(kept, routes)  # first: a refused native table changes nothing
-        self.gateway.reload(routes)
         self.control.reload(routes)
         jwt = self.control.authenticators.get("jwt")
         if isinstance(jwt, JwtAuthenticator):
@@ -535,16 +512,6 @@ def _configure_native_limiter(shared: SharedState) -> None:
     """
     config = shared.native_hot_path_config(DEFAULT_LIMIT_TIMEOUT) if is_redis(shared) else None
     _native.redis_limiter_configure(None if config is None else json.dumps(config))
-
-
-def _share(control: GatewayControl, gateway: Gateway) -> None:
-    """Hand the Python pipeline the control plane's limiter companions (one of each)."""
-    gateway.key_overrides = control.key_overrides
-    gateway.limiter_health = control.limiter_health
-    gateway.fallback_limiter = control.fallback_limiter
-    gateway.node_count = control.node_count
-    gateway.shedder = control.shedder
-    gateway.risk = control.risk
 
 
 def _metrics(settings: Settings) -> Metrics | None:
@@ -615,29 +582,6 @@ def _authenticators(
             push=native_push.introspected,
         )
     return table
-
-
-def _identity_headers(settings: Settings, signing_keys: SigningKeyManager) -> IdentityHeaders:
-    config = settings.identity_headers
-    assertion = config.assertion
-    return IdentityHeaders(
-        (*DEFAULT_STRIPPED_HEADERS, *config.strip),
-        names={
-            "subject": config.subject,
-            "client": config.client,
-            "scopes": config.scopes,
-            "key_id": config.key_id,
-            "request_id": config.request_id,
-        },
-        assertion=AssertionSigner(
-            signing_keys.current,
-            issuer=settings.issuer_url,
-            ttl=assertion.ttl,
-            header=assertion.header,
-        )
-        if assertion.enabled
-        else None,
-    )
 
 
 def _demo_route(upstream: str) -> RouteSettings:

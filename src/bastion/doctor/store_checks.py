@@ -142,8 +142,8 @@ def _oversized_keys(keys: Sequence[SigningKey], settings: Settings) -> list[Find
             "low",
             "a signing key is too large for the native gateway",
             f"signing key(s) {_names(large)} are RSA keys over {MAX_RSA_BITS} bits: while one "
-            "is current, every request carrying the identity assertion is signed by the Python "
-            "pipeline instead of the native one",
+            "is current, every request carrying the identity assertion is deferred by the native "
+            "gateway and refused (503 gateway_unavailable)",
             "run `bastion signing-keys rotate` (new keys are at most 4096 bits)",
             tuple(large),
         )
