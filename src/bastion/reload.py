@@ -12,8 +12,9 @@ What a reload does (:meth:`Reloader.reload`):
 
 1. re-read the configuration (file + ``BASTION_*`` environment) and validate it;
    an invalid configuration is logged and changes nothing;
-2. compile the new routes off to the side and swap the gateway's route table in
-   one assignment (:meth:`bastion.gateway.Gateway.reload`): requests in flight
+2. compile the new routes off to the side and swap the native core's route table in
+   one assignment (``load_table``, then :meth:`bastion.gateway.GatewayControl.reload`):
+   requests in flight
    finish on the routes they matched; no connection is dropped; upstream pools
    and target health are kept. Other sections (storage, listen, …) need a
    restart: a changed one is logged as ignored;

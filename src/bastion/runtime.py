@@ -40,15 +40,15 @@ from bastion.crypto import (
     parse_keyring_text,
 )
 from bastion.errors import BastionError
-from bastion.gateway import Gateway, JwtAuthenticator, native_push
-from bastion.gateway.assertion import AssertionSigner
+from bastion.gateway import native_push
 from bastion.gateway.authn.external_jwt import TrustedIssuer
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.jwks_cache import JwksCache
+from bastion.gateway.authn.jwt import JwtAuthenticator
 from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.compile import load_table
+from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
-from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.signing_keys import SigningKeyManager
@@ -106,7 +106,8 @@ class Runtime:
     shared: SharedState
     keyring: Keyring
     tls: TLSMaterial
-    gateway: Gateway
+    # What Python keeps of the gateway: routes, authenticators, limiter (gateway/control.py).
+    control: GatewayControl
     node_id: str
     signing_keys: SigningKeyManager
     clients: ClientService
@@ -141,8 +142,8 @@ class Runtime:
             # Counts auth failures, tokens and alerts from the audit bus; reads the
             # audit queue and the upstream pools only when scraped.
             self.metrics.attach(self.auditor)
-            client = self.gateway.client
-            self.metrics.watch_upstreams(lambda: client.pools)
+            # Every upstream pool is the native core's (read by _native.upstream_pools).
+            self.metrics.watch_upstreams(dict)
             self.metrics.watch_change_feed(self.changes)
 
     @classmethod
@@ -211,12 +212,12 @@ class Runtime:
             issuer = TokenIssuer(signing_keys.current)
             from bastion.http.endpoints.admin.auth import admin_audience
 
-            # What a key may obtain by exchange: read from the live gateway (built below).
-            built: dict[str, Gateway] = {}
+            # What a key may obtain by exchange: read from the live routes (built below).
+            built: dict[str, GatewayControl] = {}
             exchange_policy = ApiKeyExchangePolicy(
                 issuer=settings.issuer_url,
-                routes=lambda: built["gateway"].matcher.routes,
-                limiter=lambda: built["gateway"].limiter,
+                routes=lambda: built["control"].routes,
+                limiter=lambda: built["control"].limiter,
                 rate=Limit.parse(settings.api_keys.exchange_rate),
                 forbidden=(admin_audience(settings.issuer_url),),
             )
@@ -258,53 +259,45 @@ class Runtime:
                 changes=db.change_feed.append,
             )
             changes = await _follow_changes(settings, db, shared, access_tokens)
-            gateway = Gateway(
+            control = GatewayControl(
                 routes,
-                trusted_proxies=settings.trusted_proxies,
-                node_id=node_id,
-                request_limits=settings.request_limits,
-                api_keys=api_keys,
                 authenticators=_authenticators(settings, access_tokens, shared, api_keys),
-                identity_headers=_identity_headers(settings, signing_keys),
                 # Exact across nodes only through Redis (one Lua round trip per request);
                 # in memory, one native store shared with the native front (one budget).
                 limiter=RedisLimiter(shared)
                 if is_redis(shared)
                 else MemoryLimiter(serve_native=True),
-                metrics=metrics,
-                auditor=auditor,
                 tracer=_tracer(settings),
             )
-            built["gateway"] = gateway
+            built["control"] = control
             # The same routes, compiled for the native data plane (the public listener).
             load_table(settings, routes)
-            jwt = gateway.authenticators.get("jwt")
+            jwt = control.authenticators.get("jwt")
             if isinstance(jwt, JwtAuthenticator):
                 # An emergency retirement: tokens verified with the retired key leave the
                 # cache once this process's key set no longer holds it.
                 signing_keys.on_keys_dropped(jwt.clear)
             limits = settings.ratelimit
-            gateway.key_overrides = KeyLimitOverrides(db, shared, native=True)
-            await gateway.key_overrides.load()
-            gateway.key_limits_fail = limits.key_limits_fail
-            gateway.limiter_health = BackendHealth(auditor, node_id=node_id)
+            control.key_overrides = KeyLimitOverrides(db, shared, native=True)
+            await control.key_overrides.load()
+            control.limiter_health = BackendHealth(auditor, node_id=node_id)
             if is_redis(shared):
                 # The fail-open fallback's buckets are the native store, so requests the
                 # native front decides during an outage draw from the same local share.
-                gateway.fallback_limiter = MemoryLimiter(serve_native=True)
-            gateway.risk = RiskRegistry()  # detectors flag keys / addresses here
+                control.fallback_limiter = MemoryLimiter(serve_native=True)
+            control.risk = RiskRegistry()  # detectors flag keys / addresses here
             if limits.risk.enabled:
                 # Attack alerts tighten the limits of whom they name (ratelimit/risk_alerts.py).
                 tighten_on_alerts(
                     auditor,
-                    gateway.risk,
+                    control.risk,
                     factor=limits.risk.factor,
                     duration=limits.risk.duration,
                 )
             shedding = limits.shedding
             if shedding.enabled:
                 # One limit per route for both planes: the native core's limiters.
-                gateway.shedder = LoadShedder(
+                control.shedder = LoadShedder(
                     serve_native=True,
                     initial=shedding.initial_limit,
                     minimum=shedding.min_limit,
@@ -313,7 +306,7 @@ class Runtime:
                     backoff=shedding.backoff,
                 )
             if is_redis(shared):
-                gateway.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
+                control.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
             _configure_native_limiter(shared)
             client_throttle = (
                 LoginThrottle(
@@ -337,7 +330,7 @@ class Runtime:
             shared=shared,
             keyring=keyring,
             tls=tls,
-            gateway=gateway,
+            control=control,
             node_id=node_id,
             signing_keys=signing_keys,
             clients=clients,
@@ -352,8 +345,8 @@ class Runtime:
                 auditor,
                 alerts=alerting.manager if alerting is not None else None,
                 capacity=settings.audit.max_queue,
-                tracer=gateway.tracer,
-                limiter_health=gateway.limiter_health,
+                tracer=control.tracer,
+                limiter_health=control.limiter_health,
             ),
             echo=echo,
             metrics=metrics,
@@ -362,8 +355,7 @@ class Runtime:
         )
 
     async def startup(self) -> None:
-        """Called by the ASGI lifespan: start the gateway and the background loops."""
-        await self.gateway.startup()
+        """Called by the ASGI lifespan: start the background loops."""
         # Everything built so far lives as long as the process: move it out of the
         # collector's reach so full collections stay short (tail latency), as
         # CPython's gc.freeze() documentation recommends for long-lived servers.
@@ -386,22 +378,23 @@ class Runtime:
             self._audit_task = asyncio.create_task(
                 self.audit_writer.run(self._stop), name="audit-writer"
             )
-        if self.gateway.key_overrides is not None:
+        control = self.control
+        if control.key_overrides is not None:
             self._tasks.append(
                 asyncio.create_task(
-                    self.gateway.key_overrides.run(self._stop), name="ratelimit-overrides"
+                    control.key_overrides.run(self._stop), name="ratelimit-overrides"
                 )
             )
-        if self.gateway.node_count is not None:
+        if control.node_count is not None:
             self._tasks.append(
-                asyncio.create_task(self.gateway.node_count.run(self._stop), name="node-heartbeat")
+                asyncio.create_task(control.node_count.run(self._stop), name="node-heartbeat")
             )
-        jwt = self.gateway.authenticators.get("jwt")
+        jwt = control.authenticators.get("jwt")
         if isinstance(jwt, JwtAuthenticator):
             # Revocations and client changes reach the verified-token cache by channel.
             self._tasks.append(asyncio.create_task(jwt.run(self._stop), name="jwt-revocations"))
         # A native cache miss asks for the record here (bastion.gateway.lookups).
-        self._lookups = NativeLookups(self.api_keys, lambda: self.gateway.authenticators)
+        self._lookups = NativeLookups(self.api_keys, lambda: self.control.authenticators)
         self._lookups.install()
 
     async def shutdown(self) -> None:
@@ -419,8 +412,7 @@ class Runtime:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._tasks = []
-        await self.gateway.shutdown()
-        introspection = self.gateway.authenticators.get("introspection")
+        introspection = self.control.authenticators.get("introspection")
         if isinstance(introspection, IntrospectionAuthenticator):
             await introspection.aclose()
 
@@ -438,7 +430,7 @@ class Runtime:
             self._audit_task = None
         if self.audit_writer is not None:
             await self.audit_writer.flush()
-        tracer = self.gateway.tracer
+        tracer = self.control.tracer
         if tracer is not None:
             # Flush the spans still queued; the SDK's shutdown blocks (its export thread).
             await asyncio.to_thread(tracer.shutdown)
@@ -454,8 +446,8 @@ class Runtime:
         # Only routes reload: the native core keeps tracing as the running gateway's tracer.
         kept = settings.model_copy(update={"tracing": self.settings.tracing})
         load_table(kept, routes)  # first: a refused native table changes nothing
-        self.gateway.reload(routes)
-        jwt = self.gateway.authenticators.get("jwt")
+        self.control.reload(routes)
+        jwt = self.control.authenticators.get("jwt")
         if isinstance(jwt, JwtAuthenticator):
             # Cached tokens and per-route jwt policies were for the old routes.
             jwt.routes_changed()
@@ -473,8 +465,8 @@ class Runtime:
             # answered requests on open keep-alive connections while it drained. The server
             # has stopped now; write those too before the database closes.
             await self.audit_writer.flush()
-        if self.gateway.tracer is not None:
-            await asyncio.to_thread(self.gateway.tracer.shutdown)  # idempotent: spans flushed once
+        if self.control.tracer is not None:
+            await asyncio.to_thread(self.control.tracer.shutdown)  # idempotent: spans flushed once
         if self.echo is not None:
             await self.echo.close()
         await self.shared.close()
@@ -590,29 +582,6 @@ def _authenticators(
             push=native_push.introspected,
         )
     return table
-
-
-def _identity_headers(settings: Settings, signing_keys: SigningKeyManager) -> IdentityHeaders:
-    config = settings.identity_headers
-    assertion = config.assertion
-    return IdentityHeaders(
-        (*DEFAULT_STRIPPED_HEADERS, *config.strip),
-        names={
-            "subject": config.subject,
-            "client": config.client,
-            "scopes": config.scopes,
-            "key_id": config.key_id,
-            "request_id": config.request_id,
-        },
-        assertion=AssertionSigner(
-            signing_keys.current,
-            issuer=settings.issuer_url,
-            ttl=assertion.ttl,
-            header=assertion.header,
-        )
-        if assertion.enabled
-        else None,
-    )
 
 
 def _demo_route(upstream: str) -> RouteSettings:

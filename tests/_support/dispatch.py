@@ -23,16 +23,15 @@ class _ToGateway(Exception):
     pass
 
 
-async def _gateway(scope: Any, receive: Any, send: Any) -> None:
-    raise _ToGateway
-
-
 class _Probe(BastionApp):
     async def _owned(self, scope: Any, receive: Any, send: Any) -> None:
         raise _ToOwned
 
+    async def _gateway(self, scope: Any, receive: Any, send: Any) -> None:
+        raise _ToGateway
 
-_APP = _Probe(SimpleNamespace(gateway=_gateway, settings=None, db=None, shared=None, node_id="t"))
+
+_APP = _Probe(SimpleNamespace(settings=None, db=None, shared=None, node_id="t"))
 
 
 def app_dispatch(raw_path: bytes) -> str:

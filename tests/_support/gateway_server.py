@@ -17,8 +17,9 @@ engine, the default), never by driving the pipeline in-process. What this module
   knobs and record and hangs up its open connections, so a test counting connections starts
   from a clean pool. :class:`RawUpstream` answers canned bytes (or hangs up) and records
   the request heads.
-- :data:`DEFER` makes the native plane defer a request to Python (which ignores the header):
-  the twin whose answer is the specification; :func:`plane` tells which plane answered.
+- :data:`DEFER` makes the native plane defer a request to Python, which answers it ``503
+  gateway_unavailable`` (while the Python request path existed, that twin's answer was the
+  specification); :func:`plane` tells which plane answered.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ __all__ = [
     "serve_gateway",
 ]
 
-#: Makes the native plane defer the head to Python; Python drops it (gateway/hygiene.py).
+#: Makes the native plane defer the head to Python (which answers 503 gateway_unavailable).
 DEFER = {"X-HTTP-Method-Override": "GET"}
 
 

@@ -15,6 +15,7 @@ from bastion.apikeys.errors import ApiKeyInQueryError, InvalidApiKeyError
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.authn.jwt import InvalidBearerTokenError
 from bastion.gateway.errors import (
+    BodyTooLargeError,
     NoHealthyUpstreamError,
     RequestTooLargeError,
     UnauthenticatedError,
@@ -22,7 +23,6 @@ from bastion.gateway.errors import (
     UpstreamTLSError,
     UpstreamUnavailableError,
 )
-from bastion.gateway.hygiene import BodyTooLargeError
 from bastion.gateway.limit import RateLimitedError, RateLimiterUnavailableError
 from bastion.http.problem import problem_response
 from bastion.ratelimit import Limit, MemoryLimiter

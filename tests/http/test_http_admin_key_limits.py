@@ -7,18 +7,18 @@ from collections.abc import AsyncIterator
 import pytest
 from test_http_admin_keys import Env, close_env, open_env
 
-from bastion.gateway import Gateway
+from bastion.gateway.control import GatewayControl
 from bastion.http.endpoints.admin import KEYS_PATH
-from bastion.ratelimit import Limit
+from bastion.ratelimit import Limit, MemoryLimiter
 from bastion.ratelimit.keys import OVERRIDE_PREFIX, KeyLimitOverrides, key_checks
 
 
 @pytest.fixture
 async def env(sqlite_url: str) -> AsyncIterator[Env]:
     e = await open_env(sqlite_url)
-    gateway = Gateway([])
-    gateway.key_overrides = KeyLimitOverrides(e.runtime.db, e.runtime.shared)
-    e.runtime.gateway = gateway
+    control = GatewayControl([], authenticators={}, limiter=MemoryLimiter())
+    control.key_overrides = KeyLimitOverrides(e.runtime.db, e.runtime.shared)
+    e.runtime.control = control
     try:
         yield e
     finally:
@@ -37,7 +37,7 @@ async def test_show_reports_the_keys_own_limits_and_live_usage(env: Env) -> None
     assert doc["limits"] == [{"rate": "5/minute", "burst": 5}]
     assert doc["usage"][0]["remaining"] == 5
     # Two requests through the gateway's limiter show in the usage; reading consumes nothing.
-    limiter = env.runtime.gateway.limiter
+    limiter = env.runtime.control.limiter
     for _ in range(2):
         assert (await limiter.check(key_checks(key["id"], (Limit(5, 60.0),)))).allowed
     doc = (await env.http.get(url, headers=env.auth())).json()
@@ -64,14 +64,14 @@ async def test_override_replaces_and_clear_restores(env: Env) -> None:
     # Stored for the other nodes (and restarts), and live in this node's gateway at once.
     stored = await env.runtime.db.settings.get(OVERRIDE_PREFIX + key["id"])
     assert stored.value == {"limits": doc["limits"]}
-    assert env.runtime.gateway.key_overrides.get(key["id"]) == (
+    assert env.runtime.control.key_overrides.get(key["id"]) == (
         Limit(100, 60.0, 10),
         Limit(1000, 86400.0),
     )
     response = await env.http.delete(url, headers=env.auth())
     assert response.status_code == 200
     assert response.json()["source"] == "key"
-    assert env.runtime.gateway.key_overrides.get(key["id"]) is None
+    assert env.runtime.control.key_overrides.get(key["id"]) is None
     assert await env.runtime.db.settings.find(OVERRIDE_PREFIX + key["id"]) is None
 
 
@@ -120,7 +120,7 @@ async def test_bad_overrides_are_refused_by_code(
     assert response.status_code == 400
     problem = response.json()
     assert (problem["reason"], problem["detail"]) == (code, detail)
-    assert env.runtime.gateway.key_overrides.get(key["id"]) is None
+    assert env.runtime.control.key_overrides.get(key["id"]) is None
 
 
 async def test_unknown_key_and_read_scope(env: Env) -> None:

@@ -188,10 +188,13 @@ async def test_method_not_allowed_is_problem_405(client: Any) -> None:
 @pytest.mark.parametrize(
     "path", ["/", "/api/orders", "/administrator", "/healthzz", "/auth/other", "/authverify"]
 )
-async def test_everything_else_goes_to_the_gateway(client: Any, path: str) -> None:
+async def test_everything_else_is_the_native_gateways_503_here(client: Any, path: str) -> None:
+    # The native core serves gateway paths; one reaching the app is refused, never judged.
     response = await client.get(path)
-    assert response.status_code == 200
-    assert response.json() == {"gateway": path}
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["reason"] == "gateway_unavailable"
     assert response.headers["x-content-type-options"] == "nosniff"
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 import pytest
 from http_support import client_for, make_runtime
+from starlette.routing import Route
 
 from bastion.errors import BastionError
 from bastion.http.app import create_app
@@ -21,17 +22,19 @@ class ForbiddenScopeError(BastionError):
     title = "Insufficient scope"
 
 
-def raising_gateway(exc: BaseException) -> Any:
-    async def gateway(scope: Any, receive: Any, send: Any) -> None:
+def raising_app(exc: BaseException) -> Any:
+    """The app with an endpoint at ``/admin/raise`` (and only there) raising ``exc``."""
+
+    async def endpoint(request: Any) -> Any:
         raise exc
 
-    return gateway
+    return create_app(make_runtime(), routes=[Route("/admin/raise", endpoint)])
 
 
 async def test_bastion_error_renders_its_status_and_code() -> None:
-    app = create_app(make_runtime(raising_gateway(ForbiddenScopeError("needs orders:write"))))
+    app = raising_app(ForbiddenScopeError("needs orders:write"))
     async with client_for(app) as client:
-        response = await client.get("/api/orders", headers={"x-request-id": "req-7"})
+        response = await client.get("/admin/raise", headers={"x-request-id": "req-7"})
     assert response.status_code == 403
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["cache-control"] == "no-store"
@@ -48,9 +51,9 @@ async def test_bastion_error_renders_its_status_and_code() -> None:
 
 
 async def test_service_unavailable_is_503_with_retry_after() -> None:
-    app = create_app(make_runtime(raising_gateway(DatabaseUnavailableError("database down"))))
+    app = raising_app(DatabaseUnavailableError("database down"))
     async with client_for(app) as client:
-        response = await client.get("/x")
+        response = await client.get("/admin/raise")
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.json()["reason"] == "database_unavailable"
@@ -60,10 +63,10 @@ async def test_unexpected_exception_is_500_without_leaking(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     secret = "password=hunter2 at db.internal"
-    app = create_app(make_runtime(raising_gateway(ValueError(secret))))
+    app = raising_app(ValueError(secret))
     with caplog.at_level(logging.ERROR, logger="bastion.http"):
         async with client_for(app) as client:
-            response = await client.get("/x", headers={"x-request-id": "boom-1"})
+            response = await client.get("/admin/raise", headers={"x-request-id": "boom-1"})
     assert response.status_code == 500
     assert response.headers["content-type"] == "application/problem+json"
     body = response.text
@@ -116,7 +119,7 @@ async def test_websocket_error_closes_with_policy_code() -> None:
 
 
 async def test_problem_body_is_json_bytes() -> None:
-    app = create_app(make_runtime(raising_gateway(ForbiddenScopeError())))
+    app = raising_app(ForbiddenScopeError())
     async with client_for(app) as client:
-        response = await client.get("/x")
+        response = await client.get("/admin/raise")
     assert orjson.loads(response.content)["status"] == 403

@@ -1,132 +1,29 @@
-"""The forward-auth decision endpoint (/auth/verify), driven through the ASGI app."""
+"""The forward-auth decision endpoint (/auth/verify) over real HTTP.
+
+Two ``bastion serve`` for the module, one per header family (``forward_auth.headers``:
+``nginx`` and ``forwarded``), with ``trusted_proxies: [127.0.0.2]`` (the tests ask from
+127.0.0.2; 127.0.0.1 is an outsider). Routes: ``public``; ``api`` (API keys, ``GET``
+needs ``read`` and any other method ``write``, CORS for one origin, ``max_body: 1``,
+``192.0.2.0/24`` denied); ``hosted`` (public, for host ``api.example.com`` only). Each
+refusal is checked as its problem document; decisions are audited and counted as the
+gateway's (``data.door = "forward_auth"``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from types import SimpleNamespace
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from http_support import client_for, make_runtime, make_settings
 
-from bastion.audit.metrics import NO_ROUTE
-from bastion.gateway.authn.identity import Identity
-from bastion.gateway.errors import UnauthenticatedError
-from bastion.gateway.pipeline import Exchange, Gateway
-from bastion.http.app import create_app
-from bastion.http.endpoints.forward_auth import forward_auth_routes, original_scope
-from gateway.edge_support import edge_route
+from _support import EchoThread
+from _support.gateway_authn import Keys
+from _support.gateway_server import GatewayServer, serve_gateway
 
-KEY = "Bearer good"
-
-
-async def key_reader(ex: Exchange) -> Identity | None:
-    for name, value in ex.scope["headers"]:
-        if name == b"authorization":
-            if value.decode() != KEY:
-                raise UnauthenticatedError("bad key")
-            return Identity(
-                method="api_key", subject="user-1", scopes=frozenset({"read"}), key_id="k1"
-            )
-    return None
-
-
-def make_gateway(trusted: list[str], **kw: Any) -> Gateway:
-    return Gateway(
-        [
-            edge_route("public", "/public", public=True),
-            edge_route(
-                "api",
-                "/api",
-                public=False,
-                auth=["api_key"],
-                scopes={"GET": ["read"], "*": ["write"]},
-                cors={"origins": ["https://app.example.com"]},
-                max_body=1,
-                ip={"deny": ["192.0.2.0/24"]},
-            ),
-        ],
-        authenticators={"api_key": key_reader},
-        trusted_proxies=trusted,
-        **kw,
-    )
-
-
-def _client(gateway: Gateway, family: str = "nginx") -> httpx.AsyncClient:
-    settings = make_settings()
-    settings.forward_auth = SimpleNamespace(headers=family)
-    runtime = make_runtime(gateway=gateway, settings=settings)
-    return client_for(create_app(runtime, routes=forward_auth_routes(runtime)))
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    # httpx's ASGI transport calls from 127.0.0.1
-    async with _client(make_gateway(["127.0.0.1"])) as c:
-        yield c
-
-
-@pytest.fixture
-async def forwarded() -> AsyncIterator[httpx.AsyncClient]:
-    """forward_auth.headers: forwarded (Caddy, Traefik)."""
-    async with _client(make_gateway(["127.0.0.1"]), "forwarded") as c:
-        yield c
-
-
-def original(method: str, uri: str, **extra: str) -> dict[str, str]:
-    return {"X-Original-Method": method, "X-Original-URI": uri, **extra}
-
-
-async def test_allowed_returns_identity_headers(client: httpx.AsyncClient) -> None:
-    response = await client.get(
-        "/auth/verify", headers=original("GET", "/api/x?q=1", Authorization=KEY)
-    )
-    assert response.status_code == 200
-    assert response.headers["x-bastion-subject"] == "user-1"
-    assert response.headers["x-bastion-scopes"] == "read"
-    assert response.headers["x-bastion-key-id"] == "k1"
-    assert response.headers["x-bastion-request-id"] == response.headers["x-request-id"]
-    assert response.headers["cache-control"] == "no-store"
-    assert response.content == b""
-
-
-async def test_traefik_and_caddy_headers(forwarded: httpx.AsyncClient) -> None:
-    headers = {
-        "X-Forwarded-Method": "POST",
-        "X-Forwarded-Uri": "/api/x",
-        "X-Forwarded-Host": "api.example.com",
-        "Authorization": KEY,
-    }
-    response = await forwarded.get("/auth/verify", headers=headers)
-    assert response.status_code == 403
-    assert response.json()["reason"] == "insufficient_scope"
-    headers["X-Forwarded-Method"] = "GET"
-    response = await forwarded.get("/auth/verify", headers=headers)
-    assert response.status_code == 200
-    assert response.headers["x-bastion-subject"] == "user-1"
-
-
-async def test_a_traefik_shaped_request(forwarded: httpx.AsyncClient) -> None:
-    # What Traefik's forwardAuth sends (trustForwardHeader: false), plus the client's headers.
-    traefik = {
-        "X-Forwarded-Method": "GET",
-        "X-Forwarded-Proto": "https",
-        "X-Forwarded-Host": "api.example.com",
-        "X-Forwarded-Uri": "/api/x?page=2",
-        "X-Forwarded-For": "198.51.100.4",
-        "X-Forwarded-Port": "443",
-        "X-Forwarded-Server": "traefik-1",
-        "X-Real-Ip": "198.51.100.4",
-        "Authorization": KEY,
-    }
-    response = await forwarded.get("/auth/verify", headers=traefik)
-    assert response.status_code == 200
-    assert response.headers["x-bastion-key-id"] == "k1"
-    spoofed = await forwarded.get("/auth/verify", headers={**traefik, "X-Original-URI": "/public"})
-    assert (spoofed.status_code, spoofed.json()["reason"]) == (400, "forward_auth_ambiguous")
-
-
+NGINX = ("X-Original-Method", "X-Original-URI")
+FORWARDED = ("X-Forwarded-Method", "X-Forwarded-Uri")
+TRUSTED = "127.0.0.2"  # the proxy asking; 127.0.0.1 (which may scrape /metrics) is not one
 # Issue 13: Caddy and Traefik set only X-Forwarded-Method / -Uri and pass every client header
 # through, so a client-sent X-Original-* must not change (nor be ignored in) the decision.
 OTHER_FAMILY = (
@@ -137,15 +34,129 @@ OTHER_FAMILY = (
 )
 
 
-async def test_forwarded_mode_refuses_a_client_sent_original_uri(
-    forwarded: httpx.AsyncClient,
+def _routes(upstream: str) -> str:
+    return (
+        f"  - name: public\n    match: {{path: /public}}\n    upstream: {upstream}\n"
+        "    public: true\n"
+        f"  - name: api\n    match: {{path: /api}}\n    upstream: {upstream}\n"
+        "    auth: [api_key]\n"
+        "    scopes: {GET: [read], '*': [write]}\n"
+        "    cors: {origins: ['https://app.example.com']}\n"
+        "    max_body: 1\n"
+        "    ip: {deny: [192.0.2.0/24]}\n"
+        f"  - name: hosted\n    match: {{path: /h, host: api.example.com}}\n"
+        f"    upstream: {upstream}\n    public: true\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def echo_upstream() -> Iterator[EchoThread]:
+    echo = EchoThread()
+    try:
+        yield echo
+    finally:
+        echo.close()
+
+
+def _serve(family: str, echo: EchoThread, tmp: pytest.TempPathFactory) -> Iterator[GatewayServer]:
+    settings = f"tls: off\ntrusted_proxies: [{TRUSTED}]\nforward_auth: {{headers: {family}}}\n"
+    with serve_gateway(tmp.mktemp(family), _routes(echo.server.url), settings) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nginx(
+    echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    yield from _serve("nginx", echo_upstream, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def forwarded(
+    echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayServer]:
+    yield from _serve("forwarded", echo_upstream, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def nginx_key(nginx: GatewayServer) -> tuple[str, str]:
+    return Keys(nginx).create(scopes=["read"])
+
+
+@pytest.fixture(scope="module")
+def forwarded_key(forwarded: GatewayServer) -> tuple[str, str]:
+    return Keys(forwarded).create(scopes=["read"])
+
+
+def ask(
+    server: GatewayServer,
+    family: tuple[str, str],
+    method: str,
+    uri: str,
+    *extra: tuple[str, str],
+    source: str = TRUSTED,
+    **kw: Any,
+) -> httpx.Response:
+    with server.client(source=source) as http:
+        return http.get(
+            "/auth/verify", headers=[(family[0], method), (family[1], uri), *extra], **kw
+        )
+
+
+def bearer(key: tuple[str, str]) -> tuple[str, str]:
+    return ("Authorization", f"Bearer {key[1]}")
+
+
+def problem(response: httpx.Response) -> tuple[int, str]:
+    assert response.headers["content-type"] == "application/problem+json"
+    return response.status_code, response.json()["reason"]
+
+
+def test_allowed_returns_identity_headers(
+    nginx: GatewayServer, nginx_key: tuple[str, str], echo_upstream: EchoThread
 ) -> None:
-    judged = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/key/x"}
-    assert (await forwarded.get("/auth/verify", headers=judged)).status_code == 401
-    spoofed = {**judged, "X-Original-URI": "/public/anything"}
-    response = await forwarded.get("/auth/verify", headers=spoofed)
-    assert response.status_code == 400
-    assert response.json()["reason"] == "forward_auth_ambiguous"
+    response = ask(nginx, NGINX, "GET", "/api/x?q=1", bearer(nginx_key))
+    assert response.status_code == 200
+    assert response.headers["x-bastion-scopes"] == "read"
+    assert response.headers["x-bastion-key-id"] == nginx_key[0]
+    assert response.headers["x-bastion-request-id"] == response.headers["x-request-id"]
+    assert response.headers["cache-control"] == "no-store"
+    assert response.content == b""
+
+
+def test_traefik_and_caddy_headers(
+    forwarded: GatewayServer, forwarded_key: tuple[str, str]
+) -> None:
+    host = ("X-Forwarded-Host", "api.example.com")
+    post = ask(forwarded, FORWARDED, "POST", "/api/x", host, bearer(forwarded_key))
+    assert problem(post) == (403, "insufficient_scope")
+    get = ask(forwarded, FORWARDED, "GET", "/api/x", host, bearer(forwarded_key))
+    assert get.status_code == 200
+    assert get.headers["x-bastion-key-id"] == forwarded_key[0]
+
+
+def test_a_traefik_shaped_request(forwarded: GatewayServer, forwarded_key: tuple[str, str]) -> None:
+    # What Traefik's forwardAuth sends (trustForwardHeader: false), plus the client's headers.
+    traefik = [
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "api.example.com"),
+        ("X-Forwarded-For", "198.51.100.4"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Server", "traefik-1"),
+        ("X-Real-Ip", "198.51.100.4"),
+        bearer(forwarded_key),
+    ]
+    response = ask(forwarded, FORWARDED, "GET", "/api/x?page=2", *traefik)
+    assert response.status_code == 200
+    assert response.headers["x-bastion-key-id"] == forwarded_key[0]
+    spoofed = ask(forwarded, FORWARDED, "GET", "/api/x", *traefik, ("X-Original-URI", "/public"))
+    assert problem(spoofed) == (400, "forward_auth_ambiguous")
+
+
+def test_forwarded_mode_refuses_a_client_sent_original_uri(forwarded: GatewayServer) -> None:
+    assert ask(forwarded, FORWARDED, "GET", "/api/key/x").status_code == 401
+    response = ask(forwarded, FORWARDED, "GET", "/api/key/x", ("X-Original-URI", "/public/x"))
+    assert problem(response) == (400, "forward_auth_ambiguous")
     assert response.json()["detail"] == OTHER_FAMILY.format(
         name="X-Original-URI",
         family="forwarded",
@@ -154,32 +165,36 @@ async def test_forwarded_mode_refuses_a_client_sent_original_uri(
     )
 
 
-async def test_forwarded_mode_refuses_a_client_sent_original_method(
-    forwarded: httpx.AsyncClient,
+def test_forwarded_mode_refuses_a_client_sent_original_method(
+    forwarded: GatewayServer, forwarded_key: tuple[str, str]
 ) -> None:
     # A read-only key: DELETE is 403; a client-sent X-Original-Method: GET must not make it 200.
-    judged = {"X-Forwarded-Method": "DELETE", "X-Forwarded-Uri": "/api/x", "Authorization": KEY}
-    response = await forwarded.get("/auth/verify", headers=judged)
-    assert (response.status_code, response.json()["reason"]) == (403, "insufficient_scope")
-    response = await forwarded.get("/auth/verify", headers={**judged, "X-Original-Method": "GET"})
-    assert (response.status_code, response.json()["reason"]) == (400, "forward_auth_ambiguous")
+    denied = ask(forwarded, FORWARDED, "DELETE", "/api/x", bearer(forwarded_key))
+    assert problem(denied) == (403, "insufficient_scope")
+    spoofed = ask(
+        forwarded,
+        FORWARDED,
+        "DELETE",
+        "/api/x",
+        bearer(forwarded_key),
+        ("X-Original-Method", "GET"),
+    )
+    assert problem(spoofed) == (400, "forward_auth_ambiguous")
 
 
-async def test_nginx_mode_refuses_the_forwarded_family(client: httpx.AsyncClient) -> None:
+def test_nginx_mode_refuses_the_forwarded_family(nginx: GatewayServer) -> None:
     for name, value in (("X-Forwarded-Uri", "/public/x"), ("X-Forwarded-Method", "GET")):
-        response = await client.get(
-            "/auth/verify", headers=original("DELETE", "/api/x", **{name: value})
-        )
-        assert response.status_code == 400
-        assert response.json()["reason"] == "forward_auth_ambiguous"
+        response = ask(nginx, NGINX, "DELETE", "/api/x", (name, value))
+        assert problem(response) == (400, "forward_auth_ambiguous")
         assert response.json()["detail"] == OTHER_FAMILY.format(
             name=name, family="nginx", method="X-Original-Method", uri="X-Original-URI"
         )
     # Only the forwarded family, in nginx mode: refused, not judged.
-    response = await client.get(
-        "/auth/verify", headers={"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/public/x"}
-    )
-    assert (response.status_code, response.json()["reason"]) == (400, "forward_auth_ambiguous")
+    with nginx.client(source=TRUSTED) as http:
+        response = http.get(
+            "/auth/verify", headers={"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/public/x"}
+        )
+    assert problem(response) == (400, "forward_auth_ambiguous")
 
 
 @pytest.mark.parametrize(
@@ -196,44 +211,33 @@ async def test_nginx_mode_refuses_the_forwarded_family(client: httpx.AsyncClient
         ("forwarded", [("X-Forwarded-Method", "GET")], "X-Forwarded-Method"),
     ],
 )
-async def test_repeated_judged_headers_are_refused(
-    family: str, headers: list[tuple[str, str]], repeated: str
+def test_repeated_judged_headers_are_refused(
+    request: pytest.FixtureRequest, family: str, headers: list[tuple[str, str]], repeated: str
 ) -> None:
-    own = (
-        [("X-Original-Method", "DELETE"), ("X-Original-URI", "/api/x")]
-        if family == "nginx"
-        else [("X-Forwarded-Method", "DELETE"), ("X-Forwarded-Uri", "/api/x")]
-    )
-    async with _client(make_gateway(["127.0.0.1"]), family) as c:
-        response = await c.get("/auth/verify", headers=[*own, *headers, ("Authorization", KEY)])
-    assert response.status_code == 400
-    assert response.json()["reason"] == "forward_auth_ambiguous"
+    server: GatewayServer = request.getfixturevalue(family)
+    names = NGINX if family == "nginx" else FORWARDED
+    response = ask(server, names, "DELETE", "/api/x", *headers)
+    assert problem(response) == (400, "forward_auth_ambiguous")
     assert response.json()["detail"] == f"The request carries more than one {repeated} header."
 
 
-async def test_every_decision_is_audited_counted_and_traced_like_the_gateway() -> None:
-    from bastion.audit.events import Auditor, EventTypes
-    from bastion.audit.metrics import Metrics
-
-    auditor = Auditor()
-    metrics = Metrics(process=False)
-    async with _client(make_gateway(["127.0.0.1"], auditor=auditor, metrics=metrics)) as c:
-        denied = await c.get(
-            "/auth/verify", headers=original("DELETE", "/api/x", Authorization=KEY)
-        )
-        allowed = await c.get("/auth/verify", headers=original("GET", "/api/x", Authorization=KEY))
-        ambiguous = await c.get(
-            "/auth/verify", headers=original("GET", "/api/x", **{"X-Forwarded-Uri": "/public"})
-        )
+def test_every_decision_is_audited_and_counted_like_the_gateway(
+    nginx: GatewayServer, nginx_key: tuple[str, str]
+) -> None:
+    before = nginx.counts()
+    denied = ask(nginx, NGINX, "DELETE", "/api/x", bearer(nginx_key))
+    allowed = ask(nginx, NGINX, "GET", "/api/x", bearer(nginx_key))
+    ambiguous = ask(nginx, NGINX, "GET", "/api/x", ("X-Forwarded-Uri", "/public"))
     assert (denied.status_code, allowed.status_code, ambiguous.status_code) == (403, 200, 400)
-    first, second = auditor.take(10)
-    assert (first.type, first.outcome, first.reason) == (
-        EventTypes.GATEWAY_DENIED,
+    rids = [denied.headers["x-request-id"], ambiguous.headers["x-request-id"]]
+    rows = nginx.denied(rids)
+    first, second = rows[rids[0]], rows[rids[1]]
+    assert (first.outcome, first.reason, first.route, first.key_id) == (
         "denied",
         "insufficient_scope",
+        "api",
+        nginx_key[0],
     )
-    assert (first.route, first.key_id, first.subject) == ("api", "k1", "user-1")
-    assert first.request_id == denied.headers["x-request-id"]
     assert first.data == {
         "status": 403,
         "step": "authorize",
@@ -242,156 +246,99 @@ async def test_every_decision_is_audited_counted_and_traced_like_the_gateway() -
         "door": "forward_auth",
     }
     assert (second.reason, second.route) == ("forward_auth_ambiguous", None)
-    assert second.data["step"] == "forward_auth" and second.data["door"] == "forward_auth"
-    traffic = {(t.route, t.principal, t.principal_id): t.count for t in auditor.traffic.take_all()}
-    assert traffic == {("api", "key", "k1"): 1}
-    counts = {
-        (slot.label, outcome): n
-        for slot in metrics._routes.values()
-        for outcome, n in slot.counts().items()
-    }
-    assert counts == {
-        ("api", "insufficient_scope"): 1,
-        ("api", "allowed"): 1,
-        (NO_ROUTE, "forward_auth_ambiguous"): 1,
-    }
+    assert (second.data["step"], second.data["door"]) == ("forward_auth", "forward_auth")
+    after = nginx.counts()
+    for label in (("api", "insufficient_scope"), ("api", "allowed")):
+        assert after.get(label, 0) - before.get(label, 0) == 1, label
 
 
-async def test_decisions_are_traced_like_the_gateway() -> None:
-    pytest.importorskip("opentelemetry.sdk.trace")
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from bastion.audit.tracing import GatewayTracer
-
-    exporter = InMemorySpanExporter()
-    tracer = GatewayTracer(exporter, batch=False)
-    async with _client(make_gateway(["127.0.0.1"], tracer=tracer)) as c:
-        denied = await c.get(
-            "/auth/verify", headers=original("DELETE", "/api/x", Authorization=KEY)
-        )
-        allowed = await c.get("/auth/verify", headers=original("GET", "/api/x", Authorization=KEY))
-    tracer.shutdown()
-    assert (denied.status_code, allowed.status_code) == (403, 200)
-    spans = [(s.name, dict(s.attributes or {})) for s in exporter.get_finished_spans()]
-    assert [name for name, _ in spans] == ["gateway api", "gateway api"]
-    (_, first), (_, second) = spans
-    assert first["bastion.outcome"] == "insufficient_scope"
-    assert first["http.response.status_code"] == 403
-    assert (first["bastion.door"], first["http.request.method"]) == ("forward_auth", "DELETE")
-    assert (second["bastion.outcome"], second["url.path"]) == ("allowed", "/api/x")
-
-
-async def test_denials(client: httpx.AsyncClient) -> None:
-    missing = await client.get("/auth/verify", headers=original("GET", "/api"))
-    assert missing.status_code == 401
+def test_denials(nginx: GatewayServer) -> None:
+    missing = ask(nginx, NGINX, "GET", "/api")
+    assert problem(missing) == (401, "unauthenticated")
     assert missing.headers["www-authenticate"] == 'Bearer realm="bastion"'
-    bad = await client.get("/auth/verify", headers=original("GET", "/api", Authorization="x"))
+    bad = ask(nginx, NGINX, "GET", "/api", ("Authorization", "x"))
     assert bad.status_code == 401
-    nowhere = await client.get("/auth/verify", headers=original("GET", "/nowhere"))
-    assert nowhere.status_code == 404
-    assert nowhere.json()["reason"] == "route_not_found"
+    nowhere = ask(nginx, NGINX, "GET", "/nowhere")
+    assert problem(nowhere) == (404, "route_not_found")
 
 
-async def test_ip_rules_apply_to_the_forwarded_client(client: httpx.AsyncClient) -> None:
-    response = await client.get(
-        "/auth/verify",
-        headers=original("GET", "/api", Authorization=KEY, **{"X-Forwarded-For": "192.0.2.5"}),
-    )
-    assert response.status_code == 403
-    assert response.json()["reason"] == "ip_not_allowed"
+def test_ip_rules_apply_to_the_forwarded_client(
+    nginx: GatewayServer, nginx_key: tuple[str, str]
+) -> None:
+    response = ask(nginx, NGINX, "GET", "/api", bearer(nginx_key), ("X-Forwarded-For", "192.0.2.5"))
+    assert problem(response) == (403, "ip_not_allowed")
 
 
-async def test_cors_and_body_steps_are_not_run(client: httpx.AsyncClient) -> None:
+def test_cors_and_body_steps_are_not_run(nginx: GatewayServer, nginx_key: tuple[str, str]) -> None:
     # A preflight is not answered 2xx (the proxy would pass it on as allowed): it is judged
     # as an OPTIONS request, which the route does not authorize without a credential.
-    preflight = original(
+    preflight = ask(
+        nginx,
+        NGINX,
         "OPTIONS",
         "/api",
-        Origin="https://app.example.com",
-        **{"Access-Control-Request-Method": "GET"},
+        ("Origin", "https://app.example.com"),
+        ("Access-Control-Request-Method", "GET"),
     )
-    response = await client.get("/auth/verify", headers=preflight)
-    assert response.status_code == 401
+    assert preflight.status_code == 401
     # Body size is the proxy's business: a body on the decision request is not judged.
-    body = await client.request(
-        "GET", "/auth/verify", headers=original("GET", "/api", Authorization=KEY), content=b"12345"
-    )
+    with nginx.client(source=TRUSTED) as http:
+        body = http.request(
+            "GET",
+            "/auth/verify",
+            headers=[*zip(NGINX, ("GET", "/api"), strict=True), bearer(nginx_key)],
+            content=b"12345",
+        )
     assert body.status_code == 200
+
+
+def test_the_host_judged_is_the_forwarded_host(nginx: GatewayServer) -> None:
+    assert ask(nginx, NGINX, "GET", "/h", ("X-Forwarded-Host", "api.example.com")).status_code == (
+        200
+    )
+    assert problem(ask(nginx, NGINX, "GET", "/h")) == (404, "route_not_found")
 
 
 @pytest.mark.parametrize(
     ("headers", "detail"),
     [
         (
-            {},
+            [],
             "Say which request to judge: send X-Original-Method and X-Original-URI "
             "(forward_auth.headers is nginx).",
         ),
-        ({"X-Original-Method": "GET"}, None),
+        ([("X-Original-Method", "GET")], None),
         (
-            {"X-Original-Method": "get", "X-Original-URI": "/api"},
+            [("X-Original-Method", "get"), ("X-Original-URI", "/api")],
             "The original method is not an upper-case HTTP method.",
         ),
         (
-            {"X-Original-Method": "GET", "X-Original-URI": "api"},
+            [("X-Original-Method", "GET"), ("X-Original-URI", "api")],
             "The original URI is not an origin-form path.",
         ),
         (
-            {"X-Original-Method": "GET", "X-Original-URI": "http://evil/api"},
+            [("X-Original-Method", "GET"), ("X-Original-URI", "http://evil/api")],
             "The original URI is not an origin-form path.",
         ),
         (
-            {"X-Original-Method": "GET", "X-Original-URI": "/" + "a" * 9000},
+            [("X-Original-Method", "GET"), ("X-Original-URI", "/" + "a" * 9000)],
             "The original URI is not an origin-form path.",
         ),
     ],
 )
-async def test_bad_requests(
-    client: httpx.AsyncClient, headers: dict[str, str], detail: str | None
+def test_bad_requests(
+    nginx: GatewayServer, headers: list[tuple[str, str]], detail: str | None
 ) -> None:
-    response = await client.get("/auth/verify", headers=headers)
-    assert response.status_code == 400
-    assert response.json()["reason"] == "forward_auth_bad_request"
+    with nginx.client(source=TRUSTED) as http:
+        response = http.get("/auth/verify", headers=headers)
+    assert problem(response) == (400, "forward_auth_bad_request")
     if detail is not None:
         assert response.json()["detail"] == detail
 
 
-async def test_untrusted_callers_are_refused() -> None:
-    for trusted in ([], ["10.0.0.0/8"]):
-        async with _client(make_gateway(trusted)) as c:
-            response = await c.get(
-                "/auth/verify", headers=original("GET", "/api", Authorization=KEY)
-            )
-        assert response.status_code == 403
-        assert response.json()["reason"] == "forward_auth_untrusted"
-        assert response.json()["detail"] == (
-            "Only a proxy listed in trusted_proxies may ask for forward-auth decisions."
-        )
-
-
-def test_original_scope_replaces_host_and_drops_meta_headers() -> None:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "method": "GET",
-        "path": "/auth/verify",
-        "headers": [
-            (b"host", b"bastion.internal"),
-            (b"x-original-method", b"DELETE"),
-            (b"x-original-uri", b"/a%20b/c?x=1&y=2"),
-            (b"x-forwarded-host", b"api.example.com"),
-            (b"authorization", b"Bearer t"),
-        ],
-    }
-    out = original_scope(scope)
-    assert out["method"] == "DELETE"
-    assert (out["raw_path"], out["path"], out["query_string"]) == (
-        b"/a%20b/c",
-        "/a b/c",
-        b"x=1&y=2",
+def test_untrusted_callers_are_refused(nginx: GatewayServer, nginx_key: tuple[str, str]) -> None:
+    response = ask(nginx, NGINX, "GET", "/api", bearer(nginx_key), source="127.0.0.1")
+    assert problem(response) == (403, "forward_auth_untrusted")
+    assert response.json()["detail"] == (
+        "Only a proxy listed in trusted_proxies may ask for forward-auth decisions."
     )
-    assert out["headers"] == [
-        (b"x-forwarded-host", b"api.example.com"),
-        (b"authorization", b"Bearer t"),
-        (b"host", b"api.example.com"),
-    ]
-    assert scope["method"] == "GET"  # the caller's scope is untouched

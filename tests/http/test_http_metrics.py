@@ -11,7 +11,6 @@ from http_support import make_runtime, make_settings
 from pydantic import SecretStr
 
 from bastion.audit.metrics import Metrics
-from bastion.gateway.proxy import TrustedProxies
 from bastion.http.app import create_app
 from bastion.http.endpoints.metrics import metrics_listener_app, metrics_routes
 
@@ -19,27 +18,17 @@ TOKEN = "s3cret-scrape-token-0123456789"
 TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class _GatewayWithProxies:
-    """A gateway stand-in that only carries ``trusted_proxies``."""
-
-    def __init__(self, proxies: TrustedProxies) -> None:
-        self.trusted_proxies = proxies
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("never reached")
-
-
 def _runtime(
     *, token: str | None = None, listen: Any = None, enabled: bool = True, proxies: Any = ()
 ) -> Any:
     settings = make_settings()
+    settings.trusted_proxies = list(proxies)
     settings.metrics = SimpleNamespace(
         enabled=enabled, listen=listen, token=SecretStr(token) if token else None
     )
     metrics = Metrics(version="1.2.3", process=False)
     metrics.gateway_request("orders", None, 0.001)
-    gateway = _GatewayWithProxies(TrustedProxies(proxies))
-    return make_runtime(gateway=gateway, settings=settings, metrics=metrics)
+    return make_runtime(settings=settings, metrics=metrics)
 
 
 def _client(app: Any, peer: str = "127.0.0.1") -> httpx.AsyncClient:

@@ -7,13 +7,14 @@ import os
 import signal
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from http_support import make_runtime, make_settings
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from bastion import _native
 from bastion.crypto import ensure_dev_certificate
@@ -33,8 +34,8 @@ async def start(
     graceful_timeout: float = 5.0,
 ) -> tuple[asyncio.Task[None], str, asyncio.Event]:
     """Start run_server in the background; return (task, url, stop event) once it listens."""
-    # These gateways are not compiled from routes: no native table (another test's, left in
-    # this process, would answer for it), so the native front hands every request to them.
+    # No native table (another test's, left in this process, would answer for it): the
+    # native front hands every request to the app, which refuses gateway paths (503).
     _native.routes_unload()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     stop = asyncio.Event()
@@ -54,19 +55,14 @@ async def start(
     return task, ready.result(), stop
 
 
-def slow_gateway(seconds: float) -> Callable[..., Awaitable[None]]:
-    async def gateway(scope: Any, receive: Any, send: Any) -> None:
-        await asyncio.sleep(seconds)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain")],
-            }
-        )
-        await send({"type": "http.response.body", "body": b"done"})
+def slow_app(seconds: float) -> Any:
+    """The app with a bastion endpoint at ``/admin/slow`` answering ``done`` after ``seconds``."""
 
-    return gateway
+    async def slow(request: Any) -> PlainTextResponse:
+        await asyncio.sleep(seconds)
+        return PlainTextResponse("done")
+
+    return create_app(make_runtime(settings=make_settings()), routes=[Route("/admin/slow", slow)])
 
 
 def tls_client(cert: tuple[Path, Path]) -> httpx.AsyncClient:
@@ -116,15 +112,17 @@ async def test_plain_http_has_no_hsts() -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
-    assert response.json() == {"gateway": "/api/anything"}
+    # No route table loaded: the gateway path reaches the app, which refuses it.
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["reason"] == "gateway_unavailable"
     assert "strict-transport-security" not in response.headers
 
 
 async def test_in_flight_request_finishes_on_stop(cert: tuple[Path, Path]) -> None:
-    runtime = make_runtime(slow_gateway(1.0), settings=make_settings())
-    task, url, stop = await start(create_app(runtime), cert)
+    task, url, stop = await start(slow_app(1.0), cert)
     async with tls_client(cert) as client:
-        in_flight = asyncio.create_task(client.get(f"{url}/slow"))
+        in_flight = asyncio.create_task(client.get(f"{url}/admin/slow"))
         await asyncio.sleep(0.3)
         stop.set()
         response = await asyncio.wait_for(in_flight, 10)
@@ -137,10 +135,9 @@ async def test_in_flight_request_finishes_on_stop(cert: tuple[Path, Path]) -> No
 
 
 async def test_sigterm_drains_in_flight_requests() -> None:
-    runtime = make_runtime(slow_gateway(1.0), settings=make_settings())
-    task, url, _ = await start(create_app(runtime))
+    task, url, _ = await start(slow_app(1.0))
     async with httpx.AsyncClient(timeout=10) as client:
-        in_flight = asyncio.create_task(client.get(f"{url}/slow"))
+        in_flight = asyncio.create_task(client.get(f"{url}/admin/slow"))
         await asyncio.sleep(0.3)
         os.kill(os.getpid(), signal.SIGTERM)
         response = await asyncio.wait_for(in_flight, 10)

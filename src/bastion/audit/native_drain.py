@@ -4,9 +4,8 @@ The native front queues one event per decision in a bounded queue
 (``native/src/audit.rs``). :class:`NativeAuditDrain` takes them in batches:
 
 - a **denial** (429, 502, 504 … the native path answers itself) becomes the
-  same ``gateway.denied`` event :func:`bastion.gateway.audit.record_denial`
-  records for the Python pipeline (reason, request id, client IP, user
-  agent, identity, route, ``data`` with status / step / method / path / door),
+  ``gateway.denied`` event the deleted Python pipeline recorded (reason, request id,
+  client IP, user agent, identity, route, ``data`` with status / step / method / path / door),
   emitted on the :class:`~bastion.audit.events.Auditor` so detectors, metrics
   and the writer see it like any other;
 - **allows** arrive counted per minute, route and principal, and are added to

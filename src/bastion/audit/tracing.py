@@ -1,7 +1,7 @@
 """Optional OpenTelemetry tracing of gateway requests (W3C Trace Context, OTLP/HTTP export).
 
 Installed only with ``pip install 'bastion[tracing]'`` and ``tracing.enabled: true``;
-otherwise the gateway's ``tracer`` is ``None`` and a request pays one attribute check.
+otherwise the runtime has no tracer (``Runtime.control.tracer`` is ``None``).
 
 - One span per gateway request, ``gateway <route>`` (kind SERVER), with
   ``http.request.method``, ``url.path`` (the normalised path, never the query:
@@ -22,7 +22,7 @@ otherwise the gateway's ``tracer`` is ``None`` and a request pays one attribute 
 - The upstream always receives the ``traceparent`` of bastion's span (any
   client-sent ``traceparent`` / ``tracestate`` is replaced).
 
-Requests the native core answers are traced by it under the same rules
+The native core traces every gateway request under these rules
 (``native/src/tracing.rs``: the sampling decision, the trace context sent
 upstream); a sampled one's span arrives as a record through the native audit
 drain and :meth:`GatewayTracer.record_native` exports it: a second
@@ -37,7 +37,6 @@ of choosing ids; the parent is the record's remote parent as a
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from bastion.errors import BastionError
@@ -46,9 +45,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
-    from bastion.gateway.pipeline import Exchange
-
 __all__ = ["INSTALL_HINT", "GatewayTracer", "TracingUnavailableError", "tracing_installed"]
+
 
 #: One native span record (``_native.trace_drain``): trace id, span id, parent
 #: ``(span id, trace flags)`` or ``None``, tracestate, start and end (Unix ns),
@@ -71,8 +69,6 @@ NativeSpan = tuple[
 
 INSTALL_HINT = "pip install 'bastion[tracing]'"
 
-_TRACE_HEADERS = frozenset({b"traceparent", b"tracestate"})
-
 
 class TracingUnavailableError(BastionError):
     """Tracing is enabled but the OpenTelemetry packages are not installed."""
@@ -91,20 +87,6 @@ def tracing_installed() -> bool:
         )
     except ModuleNotFoundError:  # a parent package ("opentelemetry") is missing
         return False
-
-
-class _Carrier:
-    """Reads W3C headers from an ASGI header list (a TextMapPropagator getter)."""
-
-    @staticmethod
-    def get(carrier: list[tuple[bytes, bytes]], key: str) -> list[str] | None:
-        name = key.encode("latin-1")
-        values = [v.decode("latin-1") for n, v in carrier if n.lower() == name]
-        return values or None
-
-    @staticmethod
-    def keys(carrier: list[tuple[bytes, bytes]]) -> list[str]:
-        return [n.decode("latin-1") for n, _ in carrier]
 
 
 class GatewayTracer:
@@ -134,7 +116,6 @@ class GatewayTracer:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
         from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, TraceIdRatioBased
         from opentelemetry.trace import SpanKind, Status, StatusCode, set_span_in_context
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.provider: TracerProvider = TracerProvider(
             resource=Resource.create({"service.name": service_name}),
@@ -155,7 +136,6 @@ class GatewayTracer:
         )
         self._native_provider.add_span_processor(processor)
         self._native_tracer = self._native_provider.get_tracer("bastion.gateway")
-        self._propagator = TraceContextTextMapPropagator()
         self._in_context = set_span_in_context
         # No ambient context: an untrusted request's span is always a new root.
         self._root = Context()
@@ -179,77 +159,6 @@ class GatewayTracer:
         # A short timeout: an unreachable collector costs the export thread, never a request.
         exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint, timeout=5)
         return cls(exporter, service_name=settings.service_name, sample_ratio=settings.sample_ratio)
-
-    async def trace(
-        self, ex: Exchange, run: Callable[[Exchange], Awaitable[None]], *, trusted: bool
-    ) -> None:
-        """Run ``run(ex)`` inside a span for the request; re-raises what it raises.
-
-        ``trusted``: the direct peer is a trusted proxy, whose ``traceparent`` is honoured.
-        """
-        scope = ex.scope
-        headers: list[tuple[bytes, bytes]] = list(scope.get("headers") or ())
-        parent = (
-            self._propagator.extract(headers, getter=_Carrier())  # type: ignore[arg-type]
-            if trusted
-            else self._root
-        )
-        span = self._tracer.start_span(
-            "gateway",
-            context=parent,
-            kind=self._server,
-            attributes={"http.request.method": ex.method},
-        )
-        # The upstream sees bastion's span as the parent, never what the client sent.
-        carrier: dict[str, str] = {}
-        self._propagator.inject(carrier, context=self._in_context(span))
-        kept = [h for h in headers if h[0].lower() not in _TRACE_HEADERS]
-        kept.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items())
-        ex.scope = {**scope, "headers": kept}
-        status: list[int] = []
-        send = ex.send
-
-        async def recording_send(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status.append(message["status"])
-            await send(message)
-
-        ex.send = recording_send
-        error: BaseException | None = None
-        try:
-            await run(ex)
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._finish(span, ex, error, status[0] if status else None)
-
-    def _finish(
-        self, span: Any, ex: Exchange, error: BaseException | None, code: int | None
-    ) -> None:
-        route = ex.route.name if ex.route is not None else None
-        span.update_name(f"gateway {route}" if route is not None else "gateway")
-        if route is not None:
-            span.set_attribute("bastion.route", route)
-        if ex.path:
-            span.set_attribute("url.path", ex.path)
-        if ex.door != "gateway":
-            span.set_attribute("bastion.door", ex.door)
-            span.set_attribute("http.request.method", ex.method)  # the original request's
-        if error is None:
-            outcome = "allowed"
-        elif isinstance(error, BastionError):
-            outcome = error.code
-            code = error.status
-        else:
-            outcome = "error"
-            code = None if _is_cancel(error) else 500
-        span.set_attribute("bastion.outcome", outcome)
-        if code is not None:
-            span.set_attribute("http.response.status_code", code)
-            if code >= 500:
-                span.set_status(self._error)
-        span.end()
 
     def record_native(self, spans: list[NativeSpan]) -> None:
         """Export the spans of sampled requests the native core answered (see the module)."""
@@ -331,9 +240,3 @@ def _record_ids() -> Any:
             return True  # the native core's ids are uniformly random
 
     return RecordIds()
-
-
-def _is_cancel(error: BaseException) -> bool:
-    import asyncio
-
-    return isinstance(error, asyncio.CancelledError)

@@ -31,8 +31,8 @@ def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) 
     """List the routes of the configuration: name, match, upstream targets, which plane serves them.
 
     ``plane`` is ``native`` when the Rust data plane serves the route itself, or
-    ``python`` (with ``python_reason``) when a feature of the route is not native yet
-    and the Python pipeline serves it.
+    ``python`` (with ``python_reason``) when a feature of the route is not native yet:
+    its requests are deferred and answered 503 ``gateway_unavailable``.
     """
     from bastion.gateway.compile import compile_table
 

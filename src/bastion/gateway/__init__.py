@@ -1,11 +1,16 @@
-"""The gateway data plane: route matching, the step pipeline, the upstream proxy.
+"""The control plane's side of the gateway: typed settings -> the native route table.
 
-The order of the pipeline is the table :data:`bastion.gateway.pipeline.STEPS`.
+The native core (``native/``) decides and forwards every gateway request; this
+package compiles its table (:mod:`bastion.gateway.compile`), keeps what the
+control plane holds of it (:mod:`bastion.gateway.control`), answers its cache
+misses (:mod:`bastion.gateway.lookups`) and pushes state into it
+(:mod:`bastion.gateway.native_push`).
 """
 
-from bastion.gateway.authn import ApiKeyAuthenticator
+from bastion.gateway.authn.identity import ANONYMOUS, Identity
 from bastion.gateway.authn.jwt import InvalidBearerTokenError, JwtAuthenticator
 from bastion.gateway.authz import ForbiddenError, InsufficientScopeError, RouteNotAllowedError
+from bastion.gateway.control import GatewayControl
 from bastion.gateway.errors import (
     BadRequestError,
     BadRequestPathError,
@@ -15,36 +20,19 @@ from bastion.gateway.errors import (
     RequestTooLargeError,
     RouteNotFoundError,
     UnauthenticatedError,
-    UpstreamAbortedError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
 )
-from bastion.gateway.limit import RateLimitedError, RateLimiterUnavailableError
+from bastion.gateway.forwarded import TrustedProxies, client_ip
 from bastion.gateway.matcher import RouteLike, RouteMatcher
 from bastion.gateway.mutate import IdentityHeaders
 from bastion.gateway.paths import normalize_path
-from bastion.gateway.pipeline import (
-    ANONYMOUS,
-    STEPS,
-    Authenticator,
-    Exchange,
-    Gateway,
-    Identity,
-    Step,
-)
-from bastion.gateway.proxy import UpstreamClient
 
 __all__ = [
     "ANONYMOUS",
-    "STEPS",
-    "ApiKeyAuthenticator",
-    "Authenticator",
     "BadRequestError",
     "BadRequestPathError",
-    "Exchange",
     "ForbiddenError",
-    "Gateway",
     "GatewayConfigError",
+    "GatewayControl",
     "GatewayError",
     "Identity",
     "IdentityHeaders",
@@ -52,18 +40,13 @@ __all__ = [
     "InvalidBearerTokenError",
     "JwtAuthenticator",
     "MethodNotAllowedError",
-    "RateLimitedError",
-    "RateLimiterUnavailableError",
     "RequestTooLargeError",
     "RouteLike",
     "RouteMatcher",
     "RouteNotAllowedError",
     "RouteNotFoundError",
-    "Step",
+    "TrustedProxies",
     "UnauthenticatedError",
-    "UpstreamAbortedError",
-    "UpstreamClient",
-    "UpstreamTimeoutError",
-    "UpstreamUnavailableError",
+    "client_ip",
     "normalize_path",
 ]

@@ -1,4 +1,5 @@
-"""The ``cors`` step: per-route Cross-Origin Resource Sharing with exact origin allow-lists.
+"""Per-route Cross-Origin Resource Sharing with exact origin allow-lists: the compiled
+policy the native table carries (``native/src/cors.rs`` applies it) and its refusals.
 
 https://fetch.spec.whatwg.org/#http-cors-protocol
 
@@ -35,7 +36,7 @@ endpoint included) never pass through the gateway and never answer CORS.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +44,6 @@ from bastion.gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from bastion.gateway.matcher import CompiledRoute
-    from bastion.gateway.pipeline import Exchange
-    from bastion.gateway.proxy import ResponseEdit
 
 __all__ = [
     "CorsError",
@@ -53,8 +52,6 @@ __all__ = [
     "CorsOriginNotAllowedError",
     "CorsPolicy",
     "compile_cors",
-    "cors",
-    "preflight_method",
 ]
 
 Header = tuple[bytes, bytes]
@@ -146,90 +143,3 @@ def compile_cors(route: CompiledRoute) -> CorsPolicy | None:
         credentials=bool(getattr(settings, "credentials", False)),
         max_age=str(int(getattr(settings, "max_age", 600))).encode("ascii"),
     )
-
-
-def _headers(scope: Mapping[str, Any], wanted: bytes) -> list[bytes]:
-    return [value for name, value in scope.get("headers") or () if name.lower() == wanted]
-
-
-def preflight_method(scope: Mapping[str, Any]) -> str | None:
-    """The method a CORS preflight asks for; ``None`` when the request is not a preflight."""
-    if scope.get("method") != "OPTIONS":
-        return None
-    requested = _headers(scope, b"access-control-request-method")
-    if len(requested) != 1 or not _headers(scope, b"origin"):
-        return None
-    return requested[0].decode("latin-1").strip()
-
-
-def _origin(scope: Mapping[str, Any], policy: CorsPolicy) -> bytes:
-    """The request's origin when it is allowed; raises CorsOriginNotAllowedError otherwise."""
-    origins = _headers(scope, b"origin")
-    # Exactly one Origin, compared byte for byte: no normalisation an attacker could steer.
-    if len(origins) != 1 or origins[0] not in policy.origins:
-        raise CorsOriginNotAllowedError("This origin may not call this route from a browser.")
-    return origins[0]
-
-
-def _is_access_control(name: bytes) -> bool:
-    return name.startswith(_ACCESS_CONTROL)
-
-
-def _cors_edit(extra: Sequence[Header]) -> ResponseEdit:
-    """The upstream's own CORS headers replaced by the route's (applied by the proxy)."""
-    return (_is_access_control, extra)
-
-
-async def _answer_preflight(ex: Exchange, policy: CorsPolicy) -> None:
-    origin = _origin(ex.scope, policy)
-    method = ex.preflight or ""
-    if method not in policy.methods:
-        raise CorsMethodNotAllowedError(f"{method[:32]!r} is not allowed from this origin.")
-    for value in _headers(ex.scope, b"access-control-request-headers"):
-        for token in value.decode("latin-1").split(","):
-            name = token.strip().lower()
-            if name and name not in policy.headers and name not in _SAFELISTED:
-                raise CorsHeaderNotAllowedError(
-                    f"Request header {name[:64]!r} is not allowed from this origin."
-                )
-    headers: list[Header] = [
-        (b"access-control-allow-origin", origin),
-        (b"access-control-allow-methods", policy.allow_methods),
-        (b"access-control-max-age", policy.max_age),
-        _PREFLIGHT_VARY,
-        (b"content-length", b"0"),
-    ]
-    if policy.allow_headers:
-        headers.append((b"access-control-allow-headers", policy.allow_headers))
-    if policy.credentials:
-        headers.append((b"access-control-allow-credentials", b"true"))
-    await ex.send({"type": "http.response.start", "status": 204, "headers": headers})
-    await ex.send({"type": "http.response.body", "body": b""})
-    ex.answered = True
-
-
-async def cors(ex: Exchange) -> None:
-    """Answer a preflight, refuse a disallowed origin, or add the CORS response headers.
-
-    Raises :class:`CorsOriginNotAllowedError`, :class:`CorsMethodNotAllowedError`
-    or :class:`CorsHeaderNotAllowedError` (403).
-    """
-    route = ex.route
-    assert route is not None
-    policy = ex.gateway.edge.cors.get(route.name)
-    if policy is None:
-        return
-    if ex.preflight is not None:
-        await _answer_preflight(ex, policy)
-        return
-    if not _headers(ex.scope, b"origin"):
-        extra: list[Header] = [_VARY]
-    else:
-        origin = _origin(ex.scope, policy)
-        extra = [(b"access-control-allow-origin", origin), _VARY]
-        if policy.credentials:
-            extra.append((b"access-control-allow-credentials", b"true"))
-        if policy.expose_headers:
-            extra.append((b"access-control-expose-headers", policy.expose_headers))
-    ex.edge_headers = [(n.decode("latin-1"), v.decode("latin-1")) for n, v in extra]
-    ex.response_edits.append(_cors_edit(extra))

@@ -16,9 +16,14 @@ from bastion.errors import BastionError
 __all__ = [
     "UPSTREAM_CAUSES",
     "BadRequestError",
+    "BadRequestFramingError",
+    "BadRequestHostError",
+    "BadRequestMethodError",
     "BadRequestPathError",
+    "BodyTooLargeError",
     "GatewayConfigError",
     "GatewayError",
+    "HeadersTooLargeError",
     "MethodNotAllowedError",
     "NoHealthyUpstreamError",
     "RequestTooLargeError",
@@ -197,3 +202,43 @@ class UpstreamAbortedError(UpstreamFailureError):
     code = "upstream_aborted"
     status = 502
     title = "Upstream aborted"
+
+
+class BadRequestMethodError(BadRequestError):
+    """The request method is not an upper-case HTTP token (400)."""
+
+    code = "invalid_method"
+    status = 400
+    title = "Invalid request method"
+
+
+class BadRequestHostError(BadRequestError):
+    """The request has several Host header fields, or none in HTTP/1.1 (400)."""
+
+    code = "invalid_host"
+    status = 400
+    title = "Invalid Host header"
+
+
+class BadRequestFramingError(BadRequestError):
+    """The body framing headers conflict or are malformed (400)."""
+
+    code = "bad_request_framing"
+    status = 400
+    title = "Bad request framing"
+
+
+class BodyTooLargeError(RequestTooLargeError):
+    """The request body is larger than the route's ``max_body`` (413)."""
+
+    code = "body_too_large"
+    status = 413
+    title = "Request body too large"
+
+
+class HeadersTooLargeError(GatewayError):
+    """The request has too many header fields or too many header bytes (431)."""
+
+    code = "headers_too_large"
+    status = 431
+    title = "Request header fields too large"

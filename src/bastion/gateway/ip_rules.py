@@ -1,6 +1,7 @@
-"""The ``ip`` step: a route's client-address allow and deny networks.
+"""A route's client-address allow and deny networks (compiled for the native table) and
+the admin API's allow-list.
 
-The client address is the one :func:`~bastion.gateway.authn.client_ip.client_ip`
+The client address is the one :func:`~bastion.gateway.forwarded.client_ip`
 derives (``X-Forwarded-For`` believed only from ``trusted_proxies``). ``deny``
 wins over ``allow``; an empty ``allow`` allows every address not denied. An
 address that cannot be parsed (or no address at all) is refused whenever the
@@ -18,14 +19,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.errors import GatewayError
 
 if TYPE_CHECKING:
     from bastion.gateway.matcher import CompiledRoute
-    from bastion.gateway.pipeline import Exchange
 
-__all__ = ["IpNotAllowedError", "IpRules", "compile_ip_rules", "ip_access"]
+__all__ = ["IpNotAllowedError", "IpRules", "compile_ip_rules"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -88,12 +87,3 @@ def compile_ip_rules(route: CompiledRoute) -> IpRules | None:
     if settings is None:
         return None
     return IpRules.of(getattr(settings, "allow", ()) or (), getattr(settings, "deny", ()) or ())
-
-
-async def ip_access(ex: Exchange) -> None:
-    """Refuse the request when the route's IP rules refuse its client address (403)."""
-    route = ex.route
-    assert route is not None
-    rules = ex.gateway.edge.ip.get(route.name)
-    if rules is not None:
-        rules.check(client_ip(ex.scope, ex.gateway.trusted_proxies))

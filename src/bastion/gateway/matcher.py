@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from bastion.crypto.errors import TLSConfigError
 from bastion.crypto.tls import upstream_ssl_context
 from bastion.gateway.errors import (
+    BadRequestMethodError,
     BadRequestPathError,
     GatewayConfigError,
     MethodNotAllowedError,
@@ -43,9 +44,17 @@ __all__ = [
     "RouteMatchLike",
     "RouteMatcher",
     "Upstream",
+    "check_method",
     "normalize_host",
     "parse_upstream",
 ]
+
+# RFC 9110 §5.6.2 tchar without the lower-case letters: what a method may be spelled with.
+_METHOD_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_COMMON_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
+)
+_MAX_METHOD = 32
 
 
 class RouteMatchLike(Protocol):
@@ -144,6 +153,16 @@ def normalize_host(host: str) -> str:
     if colon != -1:
         host = host[:colon]
     return host.rstrip(".")
+
+
+def check_method(method: str) -> None:
+    """Refuse a method that is not an upper-case token; raises :class:`BadRequestMethodError`."""
+    if method in _COMMON_METHODS:
+        return
+    if not method or len(method) > _MAX_METHOD or not set(method) <= _METHOD_CHARS:
+        raise BadRequestMethodError(
+            "The request method must be an upper-case HTTP method (e.g. DELETE, not delete)."
+        )
 
 
 def parse_upstream(url: str, *, route: str = "?") -> Upstream:

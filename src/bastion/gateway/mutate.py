@@ -1,4 +1,5 @@
-"""The ``mutate`` step: identity propagation to the upstream (DESIGN.md, pipeline step 5).
+"""Identity propagation to the upstream (DESIGN.md, pipeline step 5): the rules the native
+core applies (``native/src/mutate.rs``), compiled from these settings.
 
 First every client-sent identity header is stripped — an upstream that trusts
 ``X-Bastion-Subject`` must only ever see the value bastion set:
@@ -33,21 +34,16 @@ it was received.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from bastion.gateway.assertion import AssertionSigner
 from bastion.gateway.authn.identity import Identity
-from bastion.gateway.proxy import HOP_BY_HOP_HEADERS, PROXY_OWNED_REQUEST_HEADERS
-
-if TYPE_CHECKING:
-    from bastion.gateway.pipeline import Exchange
+from bastion.gateway.headers import HOP_BY_HOP_HEADERS, PROXY_OWNED_REQUEST_HEADERS
 
 __all__ = [
     "DEFAULT_STRIPPED_HEADERS",
     "IDENTITY_HEADER_PREFIX",
     "IdentityHeaders",
-    "mutate",
 ]
 
 IDENTITY_HEADER_PREFIX = "x-bastion-"
@@ -235,24 +231,3 @@ class IdentityHeaders:
         # The identity is kept with its headers, so its id() cannot be reused meanwhile.
         self._by_identity[id(identity)] = (identity, headers)
         return headers
-
-
-async def mutate(ex: Exchange) -> None:
-    """Replace the exchange's headers with the stripped list plus bastion's identity headers.
-
-    ``ex.scope`` becomes a shallow copy with the new list; the caller's scope
-    and header list are not modified.
-    """
-    scope = ex.scope
-    rules = ex.gateway.identity_headers
-    identity = ex.identity
-    request_id = scope.get(_REQUEST_ID_SCOPE_KEY)
-    headers = rules.rewrite(scope.get("headers") or (), identity, request_id)
-    signer = rules.assertion
-    route = ex.route
-    if signer is not None and identity is not None and not identity.anonymous and route is not None:
-        settings = route.settings
-        audience = getattr(settings, "assertion_audience", None) or str(settings.upstream)
-        token = signer.sign(identity, audience=audience, route=route.name, request_id=request_id)
-        headers.append((rules.assertion_header, token.encode("ascii")))
-    ex.scope = {**scope, "headers": headers}

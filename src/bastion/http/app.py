@@ -5,7 +5,12 @@ Request flow (outermost first)::
     RequestIdMiddleware → SecurityHeadersMiddleware → ErrorMiddleware → dispatch
     (http requests: the same three in one layer, HttpMiddleware, with one send wrapper)
         dispatch: path under a RESERVED_PREFIXES entry → Starlette router (bastion's endpoints)
-                  anything else                          → runtime.gateway
+                  anything else                          → 503 gateway_unavailable
+
+Gateway paths are the native core's (``native/src/gateway.rs``): one reaches this app
+only while the native core has no route table yet, or through a deferral it should not
+have made; it is answered 503 ``gateway_unavailable`` with ``Retry-After: 1``, never
+judged or forwarded here.
 
 Only ``http`` and ``websocket`` scopes are served; ``lifespan`` calls the
 runtime's optional ``startup()`` / ``shutdown()``; any other scope type is
@@ -27,6 +32,7 @@ from bastion.http.endpoints.health import health_routes
 from bastion.http.errors import (
     EndpointMethodNotAllowedError,
     EndpointNotFoundError,
+    GatewayUnavailableError,
     HTTPError,
     UnsupportedScopeError,
 )
@@ -129,8 +135,6 @@ class RuntimeLike(Protocol):
     @property
     def shared(self) -> Pingable: ...
     @property
-    def gateway(self) -> ASGIApp: ...
-    @property
     def node_id(self) -> str: ...
 
 
@@ -170,7 +174,6 @@ class BastionApp:
         self.router = Router(
             routes=[*health_routes(runtime), *routes], redirect_slashes=False, default=_not_found
         )
-        self._gateway = runtime.gateway
         ids = RequestIdMiddleware(SecurityHeadersMiddleware(ErrorMiddleware(self._dispatch)))
         # WebSockets go through the stack; http through the same work in one layer.
         self._stack: ASGIApp = ids
@@ -210,6 +213,11 @@ class BastionApp:
             await self._owned({**scope, "path": _normalise(path)}, receive, send)
         else:
             await self._gateway(scope, receive, send)
+
+    async def _gateway(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise GatewayUnavailableError(
+            "The gateway is not serving this request yet; retry in a moment."
+        )
 
     async def _owned(self, scope: Scope, receive: Receive, send: Send) -> None:
         # With "app" in the scope, Starlette raises HTTPException instead of

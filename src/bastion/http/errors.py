@@ -7,6 +7,7 @@ from bastion.errors import BastionError, ServiceUnavailableError
 __all__ = [
     "EndpointMethodNotAllowedError",
     "EndpointNotFoundError",
+    "GatewayUnavailableError",
     "HTTPError",
     "NotReadyError",
     "RequestBodyUnreadableError",
@@ -50,6 +51,21 @@ class NotReadyError(ServiceUnavailableError, HTTPError):
     code = "not_ready"
     status = 503
     title = "Not ready"
+
+
+class GatewayUnavailableError(ServiceUnavailableError, HTTPError):
+    """A gateway request reached the control plane (503, ``Retry-After: 1``).
+
+    The native core decides every gateway request; one reaches Python only while the
+    native core has no route table loaded yet (start-up), or through a deferral the
+    native core should not have made. Either way nothing here may judge it: the client
+    retries shortly.
+    """
+
+    code = "gateway_unavailable"
+    status = 503
+    title = "Gateway unavailable"
+    retry_after = 1
 
 
 class RequestBodyUnreadableError(HTTPError):

@@ -673,7 +673,7 @@ class IdentityHeaderSettings(_Section):
 
 
 class ForwardAuthSettings(_Section):
-    """The forward-auth endpoint ``/auth/verify`` (http/endpoints/forward_auth.py).
+    """The forward-auth endpoint ``/auth/verify`` (answered by the native core).
 
     ``headers`` names the one header family the proxy in front says the original
     request in: ``nginx`` (``X-Original-Method`` / ``X-Original-URI``, set by the

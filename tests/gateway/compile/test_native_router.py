@@ -22,8 +22,7 @@ from _support.dispatch import python_target
 from bastion import _native
 from bastion.gateway.compile import compile_table
 from bastion.gateway.errors import GatewayError
-from bastion.gateway.hygiene import check_method
-from bastion.gateway.matcher import RouteMatcher
+from bastion.gateway.matcher import RouteMatcher, check_method
 from bastion.settings.models import RouteMatch, RouteSettings, Settings
 
 

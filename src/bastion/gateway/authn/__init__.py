@@ -1,20 +1,5 @@
-"""The gateway's authentication methods (the ``authenticate`` step's authenticators)."""
+"""The gateway's authentication methods: what the native core's lookups ask the control plane."""
 
-from bastion.gateway.authn.api_key import (
-    ApiKeyAuthenticator,
-    ApiKeyVerifier,
-    identity_of,
-    key_in_query,
-)
-from bastion.gateway.authn.client_ip import client_ip
 from bastion.gateway.authn.identity import ANONYMOUS, Identity
 
-__all__ = [
-    "ANONYMOUS",
-    "ApiKeyAuthenticator",
-    "ApiKeyVerifier",
-    "Identity",
-    "client_ip",
-    "identity_of",
-    "key_in_query",
-]
+__all__ = ["ANONYMOUS", "Identity"]

@@ -52,14 +52,9 @@ from bastion.gateway.authn.jwt import InvalidBearerTokenError
 if TYPE_CHECKING:
     import httpx
 
-    from bastion.gateway.pipeline import Exchange
 
 __all__ = ["IntrospectionAuthenticator", "IntrospectionUnavailableError"]
 
-_AUTHORIZATION = b"authorization"
-_BEARER = b"bearer "
-_KEY_PREFIX = b"bst_"
-_CARRIERS = frozenset({_AUTHORIZATION})
 #: Seconds the native cache holds an answer valid within the leeway only: long enough for
 #: the requests that waited for its lookup (the native wait is one second), no longer.
 _LEEWAY_HOLD = 1.0
@@ -156,27 +151,6 @@ class IntrospectionAuthenticator:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-    async def __call__(self, ex: Exchange, /) -> Identity | None:
-        tokens: set[bytes] = set()
-        for raw_name, value in ex.scope.get("headers") or ():
-            if raw_name.lower() == _AUTHORIZATION and value[:7].lower() == _BEARER:
-                token = value[7:].strip()
-                if token and not token.startswith(_KEY_PREFIX):
-                    tokens.add(token)
-        if not tokens:
-            return None
-        ex.credential_headers = ex.credential_headers | _CARRIERS
-        if len(tokens) > 1:
-            raise InvalidBearerTokenError("malformed")
-        (raw,) = tokens
-        if len(raw) > MAX_TOKEN_BYTES:
-            raise InvalidBearerTokenError("too_large")
-        try:
-            token = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise InvalidBearerTokenError("malformed") from None
-        return await self.authenticate(token)
 
     async def authenticate(self, token: str) -> Identity:
         """The identity of an active ``token``, from the cache or the endpoint.

@@ -55,7 +55,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from bastion.crypto import InvalidTokenError, sha256_hex
 from bastion.gateway import native_push
@@ -75,9 +75,6 @@ from bastion.storage.errors import NotFoundError
 from bastion.storage.shared import SharedState
 from bastion.storage.shared.invalidation import follow_invalidations
 
-if TYPE_CHECKING:
-    from bastion.gateway.pipeline import Exchange
-
 __all__ = [
     "AccessTokenVerifierLike",
     "InvalidBearerTokenError",
@@ -85,10 +82,6 @@ __all__ = [
     "identity_of_claims",
 ]
 
-_AUTHORIZATION = b"authorization"
-_BEARER = b"bearer "
-_KEY_PREFIX = b"bst_"
-_CARRIERS = frozenset({_AUTHORIZATION})
 
 # The channels the cache follows (run()); cache hits skip the deny-list read only while
 # every one of them is subscribed.
@@ -331,33 +324,6 @@ class JwtAuthenticator:
             keys.discard(key)
             if not keys:
                 del self._by_jti[entry.jti]
-
-    async def __call__(self, ex: Exchange, /) -> Identity | None:
-        tokens: set[bytes] = set()
-        for raw_name, value in ex.scope.get("headers") or ():
-            if raw_name.lower() == _AUTHORIZATION and value[:7].lower() == _BEARER:
-                token = value[7:].strip()
-                if token and not token.startswith(_KEY_PREFIX) and b"." in token:
-                    tokens.add(token)
-        if not tokens:
-            return None
-        # The token is for bastion, never for the upstream (stripped even when refused).
-        ex.credential_headers = ex.credential_headers | _CARRIERS
-        if len(tokens) > 1:
-            raise InvalidBearerTokenError("malformed")  # which one would act?
-        (raw,) = tokens
-        try:
-            token = raw.decode("ascii")
-        except UnicodeDecodeError:
-            raise InvalidBearerTokenError("malformed") from None
-        route = ex.route
-        if route is None:
-            return await self.authenticate(token)
-        policy = self._policies.get(route.name)
-        if policy is None:
-            policy = self._policies[route.name] = route_policy(route.settings)
-        issuers, audience = policy
-        return await self.authenticate(token, audience=audience, issuers=issuers)
 
     async def authenticate(
         self,

@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bastion.crypto import ClientCertificate, constant_time_equals, x5t_s256
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.authn.jwt import InvalidBearerTokenError
-
-if TYPE_CHECKING:
-    from bastion.gateway.pipeline import Exchange
 
 __all__ = ["MtlsAuthenticator", "check_binding", "peer_certificate_der"]
 
@@ -101,12 +98,6 @@ class MtlsAuthenticator:
         self.push = push
         # DER -> identity: parsing a certificate costs ~50 µs; connections repeat it.
         self._cache: dict[bytes, Identity] = {}
-
-    async def __call__(self, ex: Exchange, /) -> Identity | None:
-        der = peer_certificate_der(ex.scope)
-        if der is None:
-            return None
-        return self.identify(der)
 
     def identify(self, der: bytes) -> Identity:
         """The identity of the verified certificate ``der`` (pushed to ``push``).

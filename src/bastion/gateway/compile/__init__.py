@@ -17,8 +17,9 @@ per concern, each compiled by its own module:
 - ``forward_auth`` (table-wide): the header family ``/auth/verify`` reads.
 
 A section the native core cannot serve yet comes back as :class:`Unsupported`
-with a reason; such a route stays matched natively but is served by the Python
-pipeline (``"native": false``), and ``bastion routes list`` says why.
+with a reason; such a route stays matched natively but its requests are deferred
+(``"native": false``) — answered 503 ``gateway_unavailable`` by the control plane,
+which no longer serves gateway requests — and ``bastion routes list`` says why.
 """
 
 from __future__ import annotations

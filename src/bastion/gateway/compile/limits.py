@@ -1,11 +1,11 @@
 """The ``limits`` section of a native route: its rate limits, as the native limit step reads them.
 
-The rules are the Python limit step's own (:func:`bastion.gateway.limit.compile_limits`:
-same bucket prefixes, same parsed limits), written with the integers the
+The rules are those of the Python limit step that was (same bucket prefixes, same
+parsed limits), written with the integers the
 native GCRA must agree on: ``{"rules": [{"per", "prefix", "rate", "period",
 "burst", "interval_us", "tolerance_us", "fail"}], "store": "memory" | "redis"}``.
-In memory, the native store is the one Python's limiter uses too, so deferred
-and native requests draw from one budget; on Redis, the native limiter runs
+In memory, the native store is the one Python's limiter uses too (token
+exchanges draw from it); on Redis, the native limiter runs
 Python's script on the same keys (``bastion._native.redis_limiter_configure``,
 set up by the runtime), and on a Redis failure applies each limit's ``fail`` itself
 (``native/src/limit/outage.rs``). The settings refuse a Redis URL with options the

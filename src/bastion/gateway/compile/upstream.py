@@ -11,7 +11,7 @@ Python gateway runs, so both planes agree by construction:
   and ``strip_prefix`` (the normalised ``match.path`` to cut, or ``None``);
 - ``timeout`` / ``connect_timeout`` / ``read_timeout`` in seconds, ``health``
   (the passive health policy) and ``pool`` (the idle keep-alive connections kept
-  per target and for how long: the defaults of :class:`~bastion.gateway.proxy.UpstreamClient`);
+  per target and for how long: the Python proxy's defaults, 64 and 30 s);
 - ``tls``: ``{"ca", "client_cert", "client_key"}`` paths or ``None`` for https targets
   (``ca`` ``None``: the system trust store; the client certificate for upstream mTLS);
 - ``mutate``: bastion's identity header names (lower-case) and ``strip``, every

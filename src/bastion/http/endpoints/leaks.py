@@ -59,8 +59,7 @@ from bastion.audit.events import Event
 from bastion.audit.lifecycle import api_key_leaked
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
 from bastion.errors import BastionError, ServiceUnavailableError
-from bastion.gateway.authn.client_ip import client_ip
-from bastion.gateway.proxy import TrustedProxies
+from bastion.gateway.forwarded import TrustedProxies, client_ip
 from bastion.http.middleware.request_id import get_request_id
 from bastion.storage.errors import SharedStateUnavailableError
 

@@ -36,6 +36,7 @@ from starlette.routing import Route
 
 from bastion.crypto.digests import constant_time_equals
 from bastion.errors import BastionError
+from bastion.gateway.forwarded import TrustedProxies
 from bastion.http.errors import EndpointMethodNotAllowedError, EndpointNotFoundError
 from bastion.http.middleware import ErrorMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from bastion.http.types import ASGIApp, Receive, Scope, Send
@@ -122,12 +123,16 @@ def check_scrape(scope: Scope, runtime: Any, *, separate: bool) -> None:
         return
     client = scope.get("client")
     peer = client[0] if client else None
-    proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
-    if not _is_loopback(peer) or (proxies is not None and peer in proxies):
+    if not _is_loopback(peer) or peer in _trusted_proxies(runtime):
         raise MetricsForbiddenError(
             "Metrics are served on this port only to local clients — set metrics.token to "
             "scrape from elsewhere, or metrics.listen for a listener of their own."
         )
+
+
+def _trusted_proxies(runtime: Any) -> TrustedProxies:
+    # A loopback peer that is a trusted proxy relays someone else's request.
+    return TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
 
 
 def _response(runtime: Any, request: Request) -> Response:

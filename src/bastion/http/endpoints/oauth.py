@@ -42,6 +42,7 @@ from starlette.routing import BaseRoute, Route
 
 from bastion.crypto import SigningKeyPair
 from bastion.errors import BastionError
+from bastion.gateway.forwarded import TrustedProxies, client_ip
 from bastion.http.endpoints.oauth_audit import OAuthAudit
 from bastion.oauth.tokens import TokenIssuer
 from bastion.protocol import rfc8693
@@ -140,22 +141,9 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _client_ip(request: Request, trusted_proxies: Any) -> str | None:
-    """The caller's address: the peer, or — behind a trusted proxy — the nearest
-    untrusted address of ``X-Forwarded-For`` (read right to left, as proxies append)."""
-    peer = request.client.host if request.client is not None else None
-    if peer is None or not trusted_proxies or peer not in trusted_proxies:
-        return peer
-    hops = [
-        hop.strip()
-        for value in request.headers.getlist("x-forwarded-for")
-        for hop in value.split(",")
-        if hop.strip()
-    ]
-    for hop in reversed(hops):
-        if hop not in trusted_proxies:
-            return hop
-    return hops[0] if hops else peer
+def _client_ip(request: Request, trusted_proxies: TrustedProxies) -> str | None:
+    """The caller's address, read as :func:`bastion.gateway.forwarded.client_ip` reads it."""
+    return client_ip(request.scope, trusted_proxies)
 
 
 def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
@@ -171,7 +159,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             request.method, request.headers.raw, body, request.scope.get("query_string", b"")
         )
 
-    trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
+    trusted_proxies = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
     # Audit events of every decision here (auth.client, token.issued/refused/revoked).
     audit = OAuthAudit(
         getattr(runtime, "auditor", None), lambda request: _client_ip(request, trusted_proxies)
@@ -224,7 +212,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             audiences=policy.audiences if policy is not None else None,
             admit=policy.admit if policy is not None else None,
         )
-    trusted_proxies = getattr(getattr(runtime, "gateway", None), "trusted_proxies", None)
+    trusted_proxies = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
     throttle: LoginThrottle | None = getattr(runtime, "client_throttle", None)
 
     async def throttled_client_of(

@@ -24,9 +24,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion.gateway.authn.client_ip import client_ip
+from bastion.gateway.forwarded import TrustedProxies, client_ip
 from bastion.gateway.ip_rules import IpNotAllowedError, IpRules
-from bastion.gateway.proxy import TrustedProxies
 from bastion.http.endpoints.admin.audit import AUDIT_PATH, audit_routes
 from bastion.http.endpoints.admin.auth import (
     ADMIN_AUDIENCE_PATH,

@@ -236,18 +236,17 @@ def key_routes(runtime: Any) -> list[Route]:
     limits_state: list[KeyLimitOverrides] = []
 
     def overrides() -> KeyLimitOverrides:
-        # The gateway's own: a change made here applies on this node at once (and on
-        # the others through the announcement).
+        # The running gateway's own (Runtime.control): a change made here applies on this
+        # node at once (and on the others through the announcement).
         if not limits_state:
-            gateway = getattr(runtime, "gateway", None)
-            found = getattr(gateway, "key_overrides", None)
+            found = getattr(getattr(runtime, "control", None), "key_overrides", None)
             if not isinstance(found, KeyLimitOverrides):
                 found = KeyLimitOverrides(runtime.db, runtime.shared)
             limits_state.append(found)
         return limits_state[0]
 
     async def limits_view(key: ApiKey) -> Response:
-        limiter = getattr(getattr(runtime, "gateway", None), "limiter", None)
+        limiter = getattr(getattr(runtime, "control", None), "limiter", None)
         return json_response(await describe(key.id, key.rate_limits, overrides(), limiter))
 
     async def show_limits(request: Request) -> Response:

@@ -14,8 +14,7 @@ from typing import Any
 from starlette.requests import Request
 
 from bastion.audit.events import Event
-from bastion.gateway.authn.client_ip import client_ip
-from bastion.gateway.proxy import TrustedProxies
+from bastion.gateway.forwarded import TrustedProxies, client_ip
 from bastion.http.middleware.request_id import get_request_id
 
 __all__ = ["AdminAudit"]
