@@ -448,7 +448,15 @@ pub(crate) fn route<'t>(
         let native = table.native.get(index)?.as_ref()?;
         Some(native.cors.is_some())
     };
-    matched(&table.routes, answers, host, method, target, headers, judged)
+    matched(
+        &table.routes,
+        answers,
+        host,
+        method,
+        target,
+        headers,
+        judged,
+    )
 }
 
 /// [`route`] on `routes`; `answers(index)`: whether the native route has CORS
@@ -504,21 +512,27 @@ pub enum Preflight {
 /// refused here; anything else is an ordinary request.
 pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Preflight {
     // Python's `framing` judges the head first: its refusal is the ordinary path's.
-    if !hygiene::overrides_method(req.headers())
-        && hygiene::refused(
-            req.method(),
-            req.version(),
-            req.headers(),
-            req.uri().authority().map(http::uri::Authority::as_str),
-            http_body::Body::is_end_stream(req.body()),
-            table.head,
-        )
-        .is_some()
+    if hygiene::refused(
+        req.method(),
+        req.version(),
+        req.headers(),
+        req.uri().authority().map(http::uri::Authority::as_str),
+        http_body::Body::is_end_stream(req.body()),
+        table.head,
+    )
+    .is_some()
     {
         return Preflight::Ordinary(req);
     }
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let (routed, asked) = route(table, host_of(&req), req.method(), target, req.headers(), false);
+    let (routed, asked) = route(
+        table,
+        host_of(&req),
+        req.method(),
+        target,
+        req.headers(),
+        false,
+    );
     let (Routed::Native { route, .. }, Some(asked)) = (routed, asked) else {
         return Preflight::Ordinary(req);
     };

@@ -82,9 +82,9 @@ pub(crate) async fn decide<'t>(
     // Every door gets the normal form: `gateway::handle` rewrote the target, and
     // `forward_auth::verify` normalised the judged URI (and ran `framing` on it).
     // `framing`, Python's first step: its refusals of the head, before any route
-    // (a head with a method-override header defers, as any other: Python judges it);
-    // then bastion's own of an `X-Forwarded-For` that names no address.
-    if door != Door::ForwardAuth && !hygiene::overrides_method(req.headers) {
+    // (method-override headers are not believed: `mutate` drops them); then
+    // bastion's own of an `X-Forwarded-For` that names no address.
+    if door != Door::ForwardAuth {
         let refused = if door == Door::Gateway {
             let authority = req.uri.authority().map(http::uri::Authority::as_str);
             hygiene::refused(
@@ -772,7 +772,7 @@ pub(crate) fn handshake_refused(
     problem: Problem,
 ) -> Option<Response<Body>> {
     let target = req.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    if !table.routes.gateway_target(target) || hygiene::overrides_method(req.headers) {
+    if !table.routes.gateway_target(target) {
         return None;
     }
     let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted)?;

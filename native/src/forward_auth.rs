@@ -122,16 +122,16 @@ pub fn asks(req: &Request<Body>) -> bool {
     req.uri().path() == FORWARD_AUTH_PATH
 }
 
-/// Answer one decision request, or defer it to Python unchanged.
+/// Answer one decision request.
 pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outcome {
     let config = table.forward_auth;
-    // A method-override header: Python's twin of every native answer (the tests' DEFER).
-    // A body is never read: Python's endpoint does not read it either.
-    if crate::hygiene::overrides_method(req.headers()) {
-        return Outcome::Defer(req);
-    }
+    // A body is never read: Python's endpoint did not read it either.
     let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
-        return Outcome::Defer(req);
+        // A trusted proxy's hop that is no address: bastion's 400, as at the gateway
+        // door (audited under the proxy's own address).
+        let refused = crate::hygiene::Refused::ForwardedFor;
+        let problem = crate::refusal::framing(refused, table.head).problem;
+        return refuse(&req, conn.peer.ip(), conn.tls, problem, table);
     };
     // Only a trusted proxy may name the request to judge.
     if table.trusted.is_empty() || !table.trusted.contains(conn.peer.ip()) {
@@ -161,9 +161,14 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
         Version::HTTP_11 => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
-    if let Some(refused) =
-        crate::hygiene::refused(&judged.method, version, &judged.headers, None, true, table.head)
-    {
+    if let Some(refused) = crate::hygiene::refused(
+        &judged.method,
+        version,
+        &judged.headers,
+        None,
+        true,
+        table.head,
+    ) {
         let refusal = crate::refusal::framing(refused, table.head);
         let decoded = judged.decoded_path();
         return refuse_judged(
@@ -198,7 +203,14 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
         // The span names the judged request, its path in normal form (Python's
         // `ex.path`: set by `match`, whose refusals are rendered natively too).
         let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let routed = crate::cors::route(table, head.host(), &judged.method, target, head.headers, true);
+        let routed = crate::cors::route(
+            table,
+            head.host(),
+            &judged.method,
+            target,
+            head.headers,
+            true,
+        );
         let route = match routed.0 {
             crate::router::Routed::Native { route, .. } => Some(route.name.clone()),
             _ => None,

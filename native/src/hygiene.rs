@@ -8,9 +8,8 @@
 //! `invalid_host`), conflicting or malformed body framing (400
 //! `bad_request_framing`); the native path renders the same refusals
 //! (`crate::refusal::framing`) where the app hands the path to its gateway.
-//! Method-override headers are never judged natively: a head carrying one is
-//! deferred (Python drops them), as is any other head not plainly fine
-//! ([`takes`]).
+//! Method-override headers are not believed: the method judged is the
+//! request's own, and `mutate` drops them before the upstream (as Python did).
 
 use http::{HeaderMap, HeaderValue, Method, Version};
 
@@ -19,20 +18,6 @@ use http::{HeaderMap, HeaderValue, Method, Version};
 pub struct HeadLimits {
     pub max_headers: usize,
     pub max_header_bytes: usize,
-}
-
-const METHOD_OVERRIDE: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
-
-/// Whether the head carries a method-override header (`X-HTTP-Method-Override`,
-/// `X-HTTP-Method`, `X-Method-Override`): Python drops them; the native path
-/// defers such a head, whatever else it holds (the end-to-end tests' twin of a
-/// native answer is the same request with one).
-pub fn overrides_method(headers: &HeaderMap) -> bool {
-    METHOD_OVERRIDE.iter().any(|h| headers.contains_key(*h))
 }
 
 /// Whether the native path may take this head, for a route taking bodies up
@@ -96,6 +81,11 @@ pub enum Refused {
     /// proxy appending `:port` made each connection a new client), and its IP
     /// rules and key allow-lists could only refuse it.
     ForwardedFor,
+    /// bastion's own: `CONNECT` (a tunnel) is never served, 400 `invalid_method`.
+    /// Python's pipeline matched it as any method and proxied it as a plain
+    /// request; a gateway in front of APIs has no tunnel to open, and a probe
+    /// for an open proxy gets a plain refusal.
+    Connect,
 }
 
 /// Body framing that cannot be read one way only (RFC 9112 §6.1, §6.3).
@@ -147,7 +137,10 @@ pub fn refused(
         }
         _ => {}
     }
-    unframed(version, headers).map(Refused::Framing)
+    if let Some(unframed) = unframed(version, headers) {
+        return Some(Refused::Framing(unframed));
+    }
+    (*method == Method::CONNECT).then_some(Refused::Connect)
 }
 
 /// `framing` of an HTTP/2 head as Python's app receives it: the hop to Python
@@ -334,9 +327,6 @@ fn head_is_plain(
     if bytes > limits.max_header_bytes {
         return false;
     }
-    if overrides_method(headers) {
-        return false;
-    }
     // A head Python's server reads as a WebSocket handshake is the WebSocket
     // door's; any other `Upgrade` is a hop-by-hop field of a plain request.
     if !upgrade && crate::websocket::python_upgrades(headers) {
@@ -455,11 +445,6 @@ mod tests {
                 ("host", "a"),
                 ("transfer-encoding", "chunked"),
                 ("content-length", "3"),
-            ],
-            &[
-                ("host", "a"),
-                ("transfer-encoding", "chunked"),
-                ("x-http-method-override", "PUT"),
             ],
             &[("transfer-encoding", "chunked")],
         ] {
@@ -721,7 +706,8 @@ mod tests {
             ],
             false
         ));
-        assert!(!ok(
+        // A method-override header changes nothing: the request's own method is judged.
+        assert!(ok(
             Method::POST,
             v,
             &[("host", "a"), ("x-http-method-override", "DELETE")],
@@ -783,7 +769,6 @@ mod tests {
             if takes(&method, version, &map, empty, limits, max_body) {
                 prop_assert!(map.len() <= 6);
                 prop_assert!(!map.contains_key("transfer-encoding"));
-                prop_assert!(!map.contains_key("x-http-method-override"));
                 prop_assert!(method != Method::CONNECT);
                 prop_assert!(method.as_str().bytes().all(|b| b.is_ascii_uppercase()));
                 // Nothing Python's `framing` refuses is taken.

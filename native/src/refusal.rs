@@ -178,6 +178,11 @@ pub fn framing(refused: Refused, limits: HeadLimits) -> Refusal {
         Refused::Framing(Unframed::Http10) => {
             framing("An HTTP/1.0 request cannot carry Transfer-Encoding.")
         }
+        Refused::Connect => bad_request(
+            "invalid_method",
+            "Invalid request method",
+            "CONNECT is not served: bastion opens no tunnels.",
+        ),
         // bastion's own (Python proxied such a request under the hop's text).
         Refused::ForwardedFor => bad_request(
             "invalid_forwarded_for",

@@ -15,7 +15,7 @@ but for the request id, the date and the upstream's port, what the upstream rece
   client: a server of Python's never handed the raw bytes to its app); a query with bytes outside
   ASCII is forwarded as sent; ``*`` is the gateway's ``400 invalid_path``; an
   authority-form target is read as ``/``, as the hop to Python sends it, and a ``CONNECT``
-  (which hyper reads) is refused as any method;
+  (which hyper reads) is bastion's ``400 invalid_method`` (no tunnel is ever opened);
 - HTTP/2: a head is counted as Python's app receives it (``Host`` from ``:authority``
   added): over ``max_headers`` by that count, ``431 headers_too_large`` natively;
 - ``X-Forwarded-For`` from a trusted proxy naming a hop that is not an IP address:
@@ -257,8 +257,6 @@ def test_star_and_authority_form_get_pythons_answer_natively(
         (head("OPTIONS * HTTP/1.1", "Host: gw.test"), 400, "invalid_path", "*"),
         (head("GET * HTTP/1.1", "Host: gw.test"), 400, "invalid_path", "*"),
         (head("GET gw.test:80 HTTP/1.1", "Host: gw.test"), 404, "route_not_found", "/"),
-        # A CONNECT (hyper reads it) is refused as any method: no tunnel is opened.
-        (head("CONNECT gw.test:443 HTTP/1.1", "Host: gw.test:443"), 404, "route_not_found", "/"),
     ]:
         case = "star " + request.decode().split("\r\n")[0]
         native = served.raw(request)
@@ -271,9 +269,17 @@ def test_star_and_authority_form_get_pythons_answer_natively(
         assert recorded_row(rows[native.request_id]) == RECORDED[case]["row"], request
         assert rows[native.request_id].data["path"] == path
         assert rows[native.request_id].data["step"] == "match"
+    # A CONNECT (hyper reads it) is never served: bastion's own 400, before any route, and
+    # no tunnel is opened (Python's pipeline proxied it as a plain request).
+    native = served.raw(head("CONNECT gw.test:443 HTTP/1.1", "Host: gw.test:443"))
+    assert (native.status, plane(native)) == (400, native_plane)
+    assert native.json()["reason"] == "invalid_method"
+    assert native.json()["detail"] == "CONNECT is not served: bastion opens no tunnels."
+    rows = served.denied({native.request_id})
+    assert rows[native.request_id].data["step"] == "framing"
     assert len(echo_upstream.server.received) == before
     after = served.counts()
-    for reason, expected in (("invalid_path", 2), ("route_not_found", 2)):
+    for reason, expected in (("invalid_path", 2), ("route_not_found", 1), ("invalid_method", 1)):
         label = ("(none)", reason)
         assert after.get(label, 0) - counts_before.get(label, 0) == expected, reason
 
