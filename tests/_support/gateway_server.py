@@ -17,9 +17,9 @@ engine, the default), never by driving the pipeline in-process. What this module
   knobs and record and hangs up its open connections, so a test counting connections starts
   from a clean pool. :class:`RawUpstream` answers canned bytes (or hangs up) and records
   the request heads.
-- :data:`DEFER` makes the native plane defer a request to Python, which answers it ``503
-  gateway_unavailable`` (while the Python request path existed, that twin's answer was the
-  specification); :func:`plane` tells which plane answered.
+- :func:`plane` tells which plane answered (the native core, or the Python app for its own
+  paths); Python's answers to gateway requests, from when its request path existed, are
+  recorded in ``tests/vectors/twins`` (:mod:`_support.recorded`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ from _support.native import cli_json, migrated_config
 from bastion.demo.echo import EchoServer
 
 __all__ = [
-    "DEFER",
     "GatewayServer",
     "RawResponse",
     "RawUpstream",
@@ -63,9 +62,6 @@ __all__ = [
     "row_parts",
     "serve_gateway",
 ]
-
-#: Makes the native plane defer the head to Python (which answers 503 gateway_unavailable).
-DEFER = {"X-HTTP-Method-Override": "GET"}
 
 
 def route(
