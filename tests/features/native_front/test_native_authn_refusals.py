@@ -47,7 +47,7 @@ from _support.native import cli_json, plane
 from _support.recorded import Recorded
 from bastion.crypto import SigningKeyPair, generate_api_key, sign_jwt
 from bastion.storage import Database
-from gateway.idp_support import FakeIdP, IdPThread
+from gateway.idp_support import FakeIdP
 
 AUDIENCE = "https://api.test"
 ORIGIN = "https://app.example"
@@ -63,15 +63,6 @@ def upstream() -> Iterator[EchoThread]:
     thread = EchoThread()
     try:
         yield thread
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
-def idp() -> Iterator[FakeIdP]:
-    thread = IdPThread()
-    try:
-        yield thread.idp
     finally:
         thread.close()
 

@@ -52,15 +52,6 @@ WEBSOCKET = {
 
 
 @pytest.fixture(scope="module")
-def echo_module() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
-
-
-@pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, echo_module: EchoThread
 ) -> Iterator[tuple[BastionProcess, Path, dict[str, str]]]:
