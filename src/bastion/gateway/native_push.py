@@ -351,7 +351,12 @@ async def apply_revocation(message: str) -> None:
 
 
 def token_revoked(message: str | None) -> None:
-    """Apply a revocation (``"<jti> <exp>"``, or a bare ``jti``); ``None``: forget all tokens."""
+    """Apply a revocation (``"<jti> <exp>"``, or a bare ``jti``); ``None``: forget all tokens.
+
+    Introspection answers are cleared too: one may be bastion's own answer about the token
+    just revoked (an ``introspection`` route asking bastion itself), held natively for its
+    waiters (``cache_ttl: 0``) or cached; the next request asks again."""
+    _native.introspection_clear()
     if message is None:
         _native.tokens_clear()
         return

@@ -169,8 +169,13 @@ def _one_line(exc: BaseException) -> str:
 class BastionApp:
     """bastion's ASGI application; build it with :func:`create_app`."""
 
-    def __init__(self, runtime: RuntimeLike, routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(
+        self, runtime: RuntimeLike, routes: Sequence[BaseRoute] = (), *, gateway: bool = True
+    ) -> None:
         self.runtime = runtime
+        # Whether gateway paths reach this app at all (the public port: only when the
+        # native core hands one over; a listener of bastion's own endpoints: never).
+        self._serves_gateway = gateway
         self.router = Router(
             routes=[*health_routes(runtime), *routes], redirect_slashes=False, default=_not_found
         )
@@ -215,6 +220,8 @@ class BastionApp:
             await self._gateway(scope, receive, send)
 
     async def _gateway(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._serves_gateway:
+            raise EndpointNotFoundError(f"no bastion endpoint at {scope.get('path', '')!r}")
         raise GatewayUnavailableError(
             "The gateway is not serving this request yet; retry in a moment."
         )
@@ -253,11 +260,15 @@ class BastionApp:
         return True
 
 
-def create_app(runtime: RuntimeLike, *, routes: Sequence[BaseRoute] = ()) -> BastionApp:
+def create_app(
+    runtime: RuntimeLike, *, routes: Sequence[BaseRoute] = (), gateway: bool = True
+) -> BastionApp:
     """Assemble bastion's ASGI app for ``runtime``.
 
     ``routes`` adds Starlette routes for bastion's own endpoints; their paths
     must lie under :data:`RESERVED_PREFIXES`, else they could never be reached.
+    ``gateway=False``: a listener with no gateway behind it (the admin listener):
+    every other path is 404 problem+json, not the gateway's 503.
 
     Raises:
         ValueError: a route's path is not under a reserved prefix.
@@ -266,4 +277,4 @@ def create_app(runtime: RuntimeLike, *, routes: Sequence[BaseRoute] = ()) -> Bas
         path = getattr(route, "path", None)
         if path is not None and not is_reserved(path):
             raise ValueError(f"route {path!r} is outside bastion's reserved prefixes")
-    return BastionApp(runtime, routes)
+    return BastionApp(runtime, routes, gateway=gateway)

@@ -178,11 +178,15 @@ class IntrospectionAuthenticator:
         until = now + self.cache_ttl
         if exp is not None:
             until = min(until, exp)
-            if until <= now and self._push is not None and self.cache_size:
-                # Valid within the leeway only: cached nowhere, but the native requests
-                # that waited for this answer (a lookup) judge with it — held natively
-                # for at most a second, and never past the leeway.
-                self._push(key, identity, min(now + _LEEWAY_HOLD, exp + self.leeway))
+        if until <= now and self._push is not None:
+            # Not to be cached (valid within the leeway only, or `cache_ttl: 0`), but the
+            # native requests that waited for this answer (a lookup) judge with it: held
+            # natively for at most a second, never past the leeway. A token revoked here
+            # or on another node clears the native answers at once (`native_push`).
+            hold = now + _LEEWAY_HOLD
+            if exp is not None:
+                hold = min(hold, exp + self.leeway)
+            self._push(key, identity, hold)
         self._remember(key, identity, until)
         return identity
 

@@ -142,29 +142,9 @@ def admin_routes(runtime: Any) -> list[BaseRoute]:
     return routes
 
 
-class _AdminOnly:
-    """The runtime as the admin listener's app sees it: no gateway behind it."""
-
-    def __init__(self, runtime: Any) -> None:
-        self._runtime = runtime
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._runtime, name)
-
-    @property
-    def gateway(self) -> ASGIApp:
-        return _not_found
-
-
-async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
-    from bastion.http.errors import EndpointNotFoundError
-
-    raise EndpointNotFoundError(f"no bastion endpoint at {scope.get('path', '')!r}")
-
-
 def admin_listener_app(runtime: Any) -> ASGIApp:
     """The ASGI app of the admin listener (``admin.listen``): the admin API and the health
     probes, with bastion's middleware; every other path is 404 problem+json."""
     from bastion.http.app import create_app
 
-    return create_app(_AdminOnly(runtime), routes=admin_routes(runtime))
+    return create_app(runtime, routes=admin_routes(runtime), gateway=False)
