@@ -29,7 +29,10 @@ use super::bounded::Bounded;
 /// Most refused digests held (Python's `NEGATIVE_CACHE_MAX`).
 pub const REFUSED_CACHE_MAX: usize = 10_000;
 /// Most requests waiting for one digest's lookup; more get a lost lookup's 503 at once.
-pub const MAX_WAITERS: usize = 64;
+/// A waiter is a request task parked on a `Notify` for at most `MISS_WAIT`, so the
+/// bound is set by connections, not memory: a burst of a new key's first requests
+/// (a client's connection pool warming up) all wait for its one lookup.
+pub const MAX_WAITERS: usize = 4096;
 /// Longest a request waits for another's lookup before reading the cache again; a
 /// lookup older than this is presumed lost and the next miss leads anew.
 pub const MISS_WAIT: Duration = Duration::from_secs(1);
