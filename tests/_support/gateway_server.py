@@ -125,6 +125,15 @@ class GatewayServer:
         """The ``gateway.denied`` audit rows of these request ids (waits for the drain)."""
         return audit_rows(self.config.parent, "gateway.denied", set(request_ids), within)
 
+    def planes(self, native_path: str) -> tuple[str, str]:
+        """(the Python app's request-id prefix, the native plane's), read from ``/healthz``
+        and a gateway path the native plane serves."""
+        with self.client() as client:
+            python = plane(client.get("/healthz"))
+            native = plane(client.get(native_path))
+        assert python != native
+        return python, native
+
     def counts(self) -> dict[tuple[str, str], float]:
         """``bastion_gateway_requests_total`` by ``(route, outcome)``, from /metrics."""
         return gateway_counts(self.url)

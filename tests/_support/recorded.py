@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import orjson
 
-from _support.gateway_server import RawResponse
+from _support.gateway_server import RawResponse, row_parts
 
-__all__ = ["TWINS", "Recorded", "answer"]
+__all__ = ["TWINS", "Recorded", "answer", "recorded_row"]
 
 #: Where the recorded answers are, one JSON file per test module.
 TWINS = Path(__file__).resolve().parent.parent / "vectors" / "twins"
@@ -64,3 +64,9 @@ class Recorded:
     def check(self, case: str, response: httpx.Response | RawResponse) -> None:
         """``response`` is, normalised, exactly what Python answered to ``case``."""
         assert answer(response) == self.answers[case], case
+
+
+def recorded_row(row: Any) -> Any:
+    """An audit row's :func:`~_support.gateway_server.row_parts` as recorded (JSON: tuples
+    read back as lists)."""
+    return orjson.loads(orjson.dumps(row_parts(row), default=str))

@@ -46,9 +46,8 @@ from _support.gateway_server import (
     RawUpstream,
     gateway_fixture,
     plane,
-    row_parts,
 )
-from _support.recorded import Recorded
+from _support.recorded import Recorded, recorded_row
 
 MAX_HEADERS = 20
 PROXY = "127.0.0.2"  # a trusted proxy (the tests' other address is not one)
@@ -100,15 +99,6 @@ served = gateway_fixture(
 )
 
 
-def planes(server: GatewayServer) -> tuple[str, str]:
-    """(Python's request id prefix, the native plane's)."""
-    with server.client() as client:
-        python = plane(client.get("/healthz"))
-        native = plane(client.get("/api/x"))
-    assert python != native
-    return python, native
-
-
 def masked(response: RawResponse) -> tuple[int, list[tuple[str, str]], bytes]:
     rid = response.request_id
     # `connection: close` aside: an HTTP/1.0 request's connection closes after the
@@ -146,11 +136,6 @@ def recorded_view(seen: list[tuple[Any, ...]]) -> list[Any]:
     ]
 
 
-def recorded_row(row: Any) -> list[Any]:
-    """:func:`row_parts` as recorded (JSON)."""
-    return list(orjson.loads(orjson.dumps(row_parts(row), default=str)))
-
-
 def case_of(request: bytes) -> str:
     """A case's name: the request's head, one line after the other."""
     return " | ".join(request.decode("latin-1").split("\r\n")[:-2])
@@ -186,7 +171,7 @@ HOSTS = [
 def test_hosts_python_reads_are_read_natively_alike(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    _, native_plane = planes(served)
+    _, native_plane = served.planes("/api/x")
     counts_before = served.counts()
     refused: dict[str, str] = {}
     for request, status in HOSTS:
@@ -215,7 +200,7 @@ def test_hosts_python_reads_are_read_natively_alike(
 def test_a_path_outside_ascii_is_served_as_normalize_path_reads_it(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    python_plane, native_plane = planes(served)
+    python_plane, native_plane = served.planes("/api/x")
     # (target, the path upstream; Python's answer is the one it gave to the path
     # percent-encoded by the client)
     for target, path in [
@@ -238,7 +223,7 @@ def test_a_path_outside_ascii_is_served_as_normalize_path_reads_it(
 def test_a_query_outside_ascii_is_forwarded_as_sent(
     served: GatewayServer, raw_upstream: RawUpstream
 ) -> None:
-    _, native_plane = planes(served)
+    _, native_plane = served.planes("/api/x")
     before = len(raw_upstream.requests)
     answer = served.raw(head("GET /raw/x?q=caf\xc3\xa9&r=\xe2\x82\xac HTTP/1.1", "Host: gw.test"))
     assert (answer.status, answer.body, plane(answer)) == (200, b"ok", native_plane)
@@ -250,7 +235,7 @@ def test_a_query_outside_ascii_is_forwarded_as_sent(
 def test_star_and_authority_form_get_pythons_answer_natively(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    _, native_plane = planes(served)
+    _, native_plane = served.planes("/api/x")
     counts_before = served.counts()
     before = len(echo_upstream.server.received)
     for request, status, reason, path in [
@@ -304,7 +289,7 @@ def test_an_http2_head_is_counted_as_python_receives_it(served: GatewayServer) -
         pytest.skip("curl is not installed (httpx has no h2 package here)")
     if not served.tls:
         pytest.skip("HTTP/2 is negotiated over TLS")
-    _, native_plane = planes(served)
+    _, native_plane = served.planes("/api/x")
     recorded = RECORDED["http/2 headers_too_large"]
     # curl sends user-agent and accept; the hop to Python adds host (from :authority):
     # 3 + k fields, plus the pad.
@@ -376,7 +361,7 @@ def _h2_get(server: GatewayServer, fields: list[tuple[bytes, bytes]]) -> bytes:
 def test_http2_host_fields_are_judged_as_python_reads_them(served: GatewayServer) -> None:
     if not served.tls:
         pytest.skip("HTTP/2 is negotiated over TLS")
-    _, native_plane = planes(served)
+    _, native_plane = served.planes("/api/x")
     pseudo = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/adm/x")]
     authority = (b":authority", b"gw.test")
     for fields, reason, case in [
@@ -410,7 +395,7 @@ def test_http2_host_fields_are_judged_as_python_reads_them(served: GatewayServer
 def test_a_forwarded_hop_that_is_not_an_address_is_refused_natively(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    python_plane, native_plane = planes(served)
+    python_plane, native_plane = served.planes("/api/x")
     counts_before = served.counts()
     before = len(echo_upstream.server.received)
     rids = []

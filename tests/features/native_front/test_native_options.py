@@ -26,9 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
-import orjson
 import pytest
 
 from _support import EchoThread
@@ -38,9 +36,8 @@ from _support.gateway_server import (
     fresh_echo,
     gateway_fixture,
     request_bytes,
-    row_parts,
 )
-from _support.recorded import Recorded
+from _support.recorded import Recorded, recorded_row
 
 APP = "https://app.example.com"
 EVIL = "https://app.example.com.evil.com"
@@ -101,20 +98,6 @@ def _case(target: str, headers: dict[str, str]) -> str:
     return " ".join([target, *(f"{k}: {v}" for k, v in headers.items())])
 
 
-def _row(row: Any) -> Any:
-    """An audit row's :func:`row_parts` as recorded (JSON)."""
-    return orjson.loads(orjson.dumps(row_parts(row)))
-
-
-def planes(server: GatewayServer) -> tuple[str, str]:
-    """(Python's request id prefix, the native plane's)."""
-    with server.client() as client:
-        python = client.get("/healthz").headers["x-request-id"].rsplit("-", 1)[0]
-        native = client.get("/api/plain/x").headers["x-request-id"].rsplit("-", 1)[0]
-    assert python != native
-    return python, native
-
-
 PROXIED = [
     ("/api/anything/x", {}),  # no Origin, no request method
     ("/api/anything/x", {"Origin": APP}),  # no request method: an actual request
@@ -128,7 +111,7 @@ PROXIED = [
 def test_ordinary_options_is_proxied_natively(
     served: GatewayServer, echo_upstream: EchoThread, target: str, headers: dict[str, str]
 ) -> None:
-    python, native = planes(served)
+    python, native = served.planes("/api/plain/x")
     upstream = fresh_echo(echo_upstream)
     answer = served.raw(request_bytes("OPTIONS", target, headers))
     # What Python answered: proxied (the upstream saw its method and path), with the route's
@@ -174,7 +157,7 @@ REFUSED = [
 def test_options_refusals_are_native_as_pythons_were(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    python, native = planes(served)
+    python, native = served.planes("/api/plain/x")
     upstream = fresh_echo(echo_upstream)
     before = served.counts()
     expected: Counter[tuple[str, str]] = Counter()
@@ -204,7 +187,7 @@ def test_options_refusals_are_native_as_pythons_were(
     rows = served.denied(set(rids))
     for rid, (case, reason, route, step) in rids.items():
         assert rid in rows, reason
-        assert _row(rows[rid]) == RECORDED["row " + case], case
+        assert recorded_row(rows[rid]) == RECORDED["row " + case], case
         row = rows[rid]
         assert (row.reason, row.route, row.data["step"]) == (reason, route, step)
         assert row.data["method"] == "OPTIONS"
@@ -214,7 +197,7 @@ def test_options_refusals_are_native_as_pythons_were(
 
 
 def test_a_refused_head_is_refused_natively(served: GatewayServer) -> None:
-    python, native = planes(served)
+    python, native = served.planes("/api/plain/x")
     two_hosts = request_bytes("OPTIONS", "/api/browser", {"Host": "gw.test", **preflight("GET")})
     mine = Masked(served.raw(two_hosts))
     assert mine.plane == native != python
@@ -225,7 +208,7 @@ def test_a_refused_head_is_refused_natively(served: GatewayServer) -> None:
 def test_preflights_of_cors_routes_stay_answered(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    _, native = planes(served)
+    _, native = served.planes("/api/plain/x")
     upstream = fresh_echo(echo_upstream)
     for target in ("/api/browser/x", "/api/anything"):
         answer = served.raw(request_bytes("OPTIONS", target, preflight("POST")))

@@ -25,21 +25,18 @@ made of an ``Upgrade`` decides the answer (Python's answers are recorded in
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
-import orjson
 import pytest
 
 from _support import EchoThread
 from _support.gateway_server import (
     GatewayServer,
-    RawResponse,
     fresh_echo,
     gateway_fixture,
+    plane,
     request_bytes,
-    row_parts,
 )
-from _support.recorded import Recorded
+from _support.recorded import Recorded, recorded_row
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 WEBSOCKET = {
@@ -78,27 +75,9 @@ served = gateway_fixture(
 )
 
 
-def planes(server: GatewayServer) -> tuple[str, str]:
-    """(Python's request id prefix, the native plane's)."""
-    with server.client() as client:
-        python = client.get("/healthz").headers["x-request-id"].rsplit("-", 1)[0]
-        native = client.get("/api/plain/x").headers["x-request-id"].rsplit("-", 1)[0]
-    assert python != native
-    return python, native
-
-
-def prefix(answer: RawResponse) -> str:
-    return answer.request_id.rsplit("-", 1)[0]
-
-
 def _case(request_line: str, headers: dict[str, str]) -> str:
     """A case's name in the recorded answers: the request line and the headers sent."""
     return " ".join([request_line, *(f"{k}: {v}" for k, v in headers.items())])
-
-
-def _row(row: Any) -> Any:
-    """An audit row's :func:`row_parts` as recorded (JSON)."""
-    return orjson.loads(orjson.dumps(row_parts(row)))
 
 
 UNMATCHED = [
@@ -110,14 +89,14 @@ UNMATCHED = [
 def test_handshakes_no_route_takes_are_refused_natively_as_python_refused_them(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    python, native = planes(served)
+    python, native = served.planes("/api/plain/x")
     upstream = fresh_echo(echo_upstream)
     before = served.counts()
     rids: dict[str, str] = {}
     for target, status, reason, allow in UNMATCHED:
         mine = served.raw(request_bytes("GET", target, WEBSOCKET))
         case = _case(f"GET {target}", WEBSOCKET)
-        assert prefix(mine) == native != python, target
+        assert plane(mine) == native != python, target
         assert (mine.status, mine.json()["reason"]) == (status, reason)
         RECORDED.check(case, mine)
         # The denial head of an upgrade: no middleware headers, the connection closed.
@@ -129,7 +108,7 @@ def test_handshakes_no_route_takes_are_refused_natively_as_python_refused_them(
     assert not upstream.received
     rows = served.denied(set(rids))
     for mine_rid, case in rids.items():
-        assert _row(rows[mine_rid]) == RECORDED["row " + case], case
+        assert recorded_row(rows[mine_rid]) == RECORDED["row " + case], case
         assert rows[mine_rid].route is None
         assert rows[mine_rid].data["step"] == "match"
     after = served.counts()
@@ -151,12 +130,12 @@ NOT_WEBSOCKET = [
 def test_other_upgrades_are_plain_requests_proxied_natively(
     served: GatewayServer, echo_upstream: EchoThread, target: str, headers: dict[str, str]
 ) -> None:
-    python, native = planes(served)
+    python, native = served.planes("/api/plain/x")
     upstream = fresh_echo(echo_upstream)
     mine = served.raw(request_bytes("GET", target, headers))
     recorded = RECORDED["proxied " + _case(f"GET {target}", headers)]
     assert mine.status == recorded["status"] == 200
-    assert prefix(mine) == native != python
+    assert plane(mine) == native != python
     received = mine.json()["headers"]
     # Hop-by-hop: neither the upgrade nor what Connection names reaches the upstream.
     assert not {"upgrade", "connection", "http2-settings"} & set(received)
@@ -183,7 +162,7 @@ REFUSED = [
 def test_handshakes_websockets_refuses_are_refused_natively(
     served: GatewayServer, echo_upstream: EchoThread
 ) -> None:
-    python, native = planes(served)
+    python, native = served.planes("/api/plain/x")
     upstream = fresh_echo(echo_upstream)
     before = served.counts()
     rids = []
@@ -193,7 +172,7 @@ def test_handshakes_websockets_refuses_are_refused_natively(
         theirs = RECORDED[_case(f"{method} /api/live", headers)]
         assert theirs["status"] == status
         # Native: the same status and headers, as a problem document (its detail Python's).
-        assert prefix(mine) == native, detail
+        assert plane(mine) == native, detail
         assert mine.status == status
         problem = mine.json()
         assert (problem["reason"], problem["detail"]) == ("invalid_websocket_handshake", detail)
@@ -209,7 +188,7 @@ def test_handshakes_websockets_refuses_are_refused_natively(
         rids.append(mine.request_id)
     # A handshake with a body: `websockets` closes without an answer; natively a 400.
     mine = served.raw(request_bytes("GET", "/api/live", WEBSOCKET, b"hello"))
-    assert (mine.status, prefix(mine)) == (400, native)
+    assert (mine.status, plane(mine)) == (400, native)
     assert mine.json()["detail"] == "A WebSocket handshake cannot carry a body."
     rids.append(mine.request_id)
     assert not upstream.received
