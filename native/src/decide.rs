@@ -12,7 +12,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 
 use crate::audit::Door;
-use crate::authn::miss::{Lead, Miss, MISS_WAIT};
+use crate::authn::miss::{Lead, Miss, LOOKUP_WAIT};
 use crate::authn::{self, Admission, Admitted, Unadmitted};
 use crate::client_ip::{client_ip, ip_bucket};
 use crate::cors::{self, CorsHeaders};
@@ -429,7 +429,7 @@ pub(crate) async fn decide<'t>(
                     // Too many waiters on this key, or too many lookups in flight: no
                     // room to wait, and Python is no faster then (a lost lookup's 503).
                     Miss::Busy => return deny(unsure(kind), None),
-                    Miss::Wait(waiter) => waiter.wait(MISS_WAIT).await,
+                    Miss::Wait(waiter) => waiter.wait(LOOKUP_WAIT).await,
                     Miss::Lead(lead) => {
                         let refused = || {
                             if let (Kind::Cert, Some(thumb)) = (kind, cert) {

@@ -13,7 +13,8 @@
 //!   `ServiceUnavailableError`: the requests waiting for *that* lookup answer
 //!   it, nothing is cached).
 //! - No hook, a full queue, a lookup that fails in an unexpected way or is not
-//!   answered within [`MISS_WAIT`]: the lookup is *lost*, and the requests
+//!   answered within [`LOOKUP_WAIT`] (a backstop: Python answers each lookup
+//!   within its own bound, a 503 past it): the lookup is *lost*, and the requests
 //!   waiting for it get the kind's `503` ([`lost`]), rendered natively.
 //! - `bastion_native_lookups_total{kind, outcome}` counts each lookup once.
 //!
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::authn::miss::{Lead, Unavailable, MISS_WAIT};
+use crate::authn::miss::{Lead, Unavailable, LOOKUP_WAIT};
 
 /// What is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +174,7 @@ pub enum Led {
 }
 
 /// The answer of a lost lookup — no hook, a full queue, an unexpected failure,
-/// no answer within [`MISS_WAIT`] — now that Python no longer serves the
+/// no answer within [`LOOKUP_WAIT`] — now that Python no longer serves the
 /// request: fail closed with the kind's own `503` (`Retry-After: 1`), as a
 /// failed lookup of that kind answers (`introspection_unavailable`,
 /// `issuer_unavailable`); for a key or a certificate, whose lookup is a store
@@ -210,7 +211,7 @@ pub async fn lead(kind: Kind, value: Option<&[u8]>, lead: Lead, refused: impl Fn
     let Some(value) = value else {
         return Led::Lost(lead);
     };
-    match ask(kind, value.to_vec(), MISS_WAIT).await {
+    match ask(kind, value.to_vec(), LOOKUP_WAIT).await {
         None => Led::Lost(lead),
         Some(Answer::Found) => Led::Read,
         Some(Answer::Refused) => {
@@ -280,14 +281,14 @@ mod tests {
     async fn a_lookup_is_answered_or_lost_and_counted() {
         set_hook(None);
         let lost = count_of("cert", "lost");
-        assert_eq!(ask(Kind::Cert, b"der".to_vec(), MISS_WAIT).await, None);
+        assert_eq!(ask(Kind::Cert, b"der".to_vec(), LOOKUP_WAIT).await, None);
         assert_eq!(count_of("cert", "lost"), lost + 1);
 
         let hook = Arc::new(Answering(Mutex::default(), Some(Answer::Found)));
         set_hook(Some(hook.clone()));
         assert!(hooked());
         let found = count_of("api_key", "found");
-        let answer = ask(Kind::ApiKey, b"bst_x".to_vec(), MISS_WAIT).await;
+        let answer = ask(Kind::ApiKey, b"bst_x".to_vec(), LOOKUP_WAIT).await;
         assert_eq!(answer, Some(Answer::Found));
         assert_eq!(count_of("api_key", "found"), found + 1);
         assert_eq!(

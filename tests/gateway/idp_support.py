@@ -34,6 +34,8 @@ class FakeIdP:
         self.answers: dict[str, dict[str, Any]] = {}
         self.basic_seen: list[str] = []
         self.introspect_answer: Callable[[str], Response] | None = None
+        # Seconds the introspection endpoint takes to answer (a slow endpoint).
+        self.introspect_delay = 0.0
 
     @property
     def key(self) -> SigningKeyPair:
@@ -55,6 +57,8 @@ class FakeIdP:
         async def introspect(request: Request) -> Response:
             self.hits["introspect"] += 1
             self.basic_seen.append(request.headers.get("authorization", ""))
+            if self.introspect_delay:
+                await asyncio.sleep(self.introspect_delay)
             if self.down:
                 return Response(status_code=503)
             form = parse_qs((await request.body()).decode("ascii"))

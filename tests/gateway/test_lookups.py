@@ -17,6 +17,7 @@ import pytest
 
 from bastion import _native
 from bastion.apikeys.errors import InvalidApiKeyError
+from bastion.gateway import lookups
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.authn.introspection import IntrospectionAuthenticator
 from bastion.gateway.authn.mtls import MtlsAuthenticator
@@ -96,6 +97,56 @@ async def test_a_failure_not_rendered_natively_or_a_bug_is_a_lost_lookup() -> No
     # No authenticator for the kind (mtls not configured): lost as well.
     await _lookups(Keys()).look_up("cert", der(ALICE), ticket)
     assert ticket.answers == []
+
+
+class SlowKeys(Keys):
+    async def look_up(self, key: str) -> Any:
+        self.asked.append(key)
+        await asyncio.sleep(5)
+        return object()
+
+
+async def test_a_store_read_past_its_bound_is_the_kinds_503(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every lookup is answered within its bound (the native core's own wait is only a
+    backstop): a store read past ``STORE_LIMIT`` answers the native lost lookup's 503."""
+    monkeypatch.setattr(lookups, "STORE_LIMIT", 0.05)
+    ticket = Ticket()
+    await _lookups(SlowKeys()).look_up("api_key", "bst_slow", ticket)
+    assert ticket.answers == [
+        (
+            "unavailable",
+            "service_unavailable",
+            "Service unavailable",
+            "The credential cannot be checked right now; try again shortly.",
+        )
+    ]
+
+
+async def test_an_endpoint_lookup_is_bounded_by_the_endpoint_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(lookups, "ENDPOINT_LIMIT", 0.05)
+    monkeypatch.setattr(lookups, "STORE_LIMIT", 10.0)
+
+    class Slow(IntrospectionAuthenticator):
+        def __init__(self) -> None:
+            pass
+
+        async def authenticate(self, token: str) -> Any:
+            await asyncio.sleep(5)
+
+    ticket = Ticket()
+    await _lookups(Keys(), introspection=Slow()).look_up("introspection", "tok", ticket)
+    assert ticket.answers == [
+        (
+            "unavailable",
+            "introspection_unavailable",
+            "Token introspection unavailable",
+            "The token cannot be checked right now; try again shortly.",
+        )
+    ]
 
 
 async def test_a_certificate_lookup_derives_and_pushes_the_identity() -> None:

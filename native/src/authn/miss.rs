@@ -29,13 +29,18 @@ use super::bounded::Bounded;
 /// Most refused digests held (Python's `NEGATIVE_CACHE_MAX`).
 pub const REFUSED_CACHE_MAX: usize = 10_000;
 /// Most requests waiting for one digest's lookup; more get a lost lookup's 503 at once.
-/// A waiter is a request task parked on a `Notify` for at most `MISS_WAIT`, so the
+/// A waiter is a request task parked on a `Notify` until the lookup ends, so the
 /// bound is set by connections, not memory: a burst of a new key's first requests
 /// (a client's connection pool warming up) all wait for its one lookup.
 pub const MAX_WAITERS: usize = 4096;
-/// Longest a request waits for another's lookup before reading the cache again; a
-/// lookup older than this is presumed lost and the next miss leads anew.
-pub const MISS_WAIT: Duration = Duration::from_secs(1);
+/// Longest a request waits for a lookup — its own, or another's it coalesced behind —
+/// before answering it as lost; a lookup older than this is presumed lost and the next
+/// miss leads anew. A backstop only: Python answers every lookup within its own bound
+/// (`bastion.gateway.lookups`: a store read 10 s, an endpoint its configured timeout,
+/// never more than 60 s), so this is reached only by an event loop that no longer runs.
+/// It was 1 s, which a loaded machine's store read or an endpoint slower than a second
+/// but within its timeout exceeded: a good credential's first request got a 503.
+pub const LOOKUP_WAIT: Duration = Duration::from_secs(65);
 /// Most digests being looked up at once (tracked for coalescing); beyond,
 /// misses get a lost lookup's 503 ([`Miss::Busy`]).
 pub const MAX_INFLIGHT: usize = 4096;
@@ -158,7 +163,7 @@ impl Inflight {
     pub fn miss(self: &Arc<Self>, digest: Digest) -> Miss {
         let mut map = self.lock();
         if let Some(pending) = map.get(&digest) {
-            if pending.since.elapsed() < MISS_WAIT {
+            if pending.since.elapsed() < LOOKUP_WAIT {
                 if pending.waiters.fetch_add(1, Ordering::AcqRel) >= MAX_WAITERS {
                     pending.waiters.fetch_sub(1, Ordering::AcqRel);
                     return Miss::Busy;
@@ -171,7 +176,7 @@ impl Inflight {
             }
             // That lookup is presumed lost (Python never answered in time): lead anew.
         } else if map.len() >= MAX_INFLIGHT {
-            map.retain(|_, pending| pending.since.elapsed() < MISS_WAIT);
+            map.retain(|_, pending| pending.since.elapsed() < LOOKUP_WAIT);
             if map.len() >= MAX_INFLIGHT {
                 return Miss::Busy;
             }
@@ -430,7 +435,7 @@ mod tests {
         let old = inflight.miss(d(1));
         // Pretend the lead started long ago.
         if let Some(pending) = inflight.lock().get_mut(&d(1)) {
-            *pending = Arc::new(Pending::new(Instant::now() - MISS_WAIT));
+            *pending = Arc::new(Pending::new(Instant::now() - LOOKUP_WAIT));
         }
         assert!(matches!(inflight.miss(d(1)), Miss::Lead(_)));
         drop(old);

@@ -279,3 +279,43 @@ def test_introspection_first_requests_are_native(
     for outcome, more in (("found", 1), ("refused", 1), ("unavailable", 2), ("lost", 0)):
         key = ("introspection", outcome)
         assert after[key] == before.get(key, 0) + more, key
+
+
+def test_a_lookup_slower_than_a_second_is_waited_for(
+    server: tuple[BastionProcess, Path], idp: FakeIdP
+) -> None:
+    """An endpoint slower than a second but within its `timeout` (2 s here) is waited for:
+    the first request of its token, and those coalesced behind it, are served. (The native
+    wait was 1 s: such a lookup was lost and a good credential's first requests got a 503 —
+    as a loaded machine's store read did to a new API key's first request.) Past the
+    timeout, Python's own 503 ``introspection_unavailable`` answers: a failed lookup, not a
+    lost one."""
+    proc, _ = server
+    idp.answers["tok-slow"] = _active("carol")
+    idp.answers["tok-slower"] = _active("dave")
+    before = _lookups(proc.url)
+
+    async def first_requests(token: str, count: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=proc.url, verify=False, timeout=20) as client:
+            return await asyncio.gather(
+                *(client.get("/api/tokens/1", headers=_bearer(token)) for _ in range(count))
+            )
+
+    idp.introspect_delay = 1.4
+    try:
+        started = time.monotonic()
+        slow = asyncio.run(first_requests("tok-slow", 5))
+        took = time.monotonic() - started
+        idp.introspect_delay = 3.0
+        slower = asyncio.run(first_requests("tok-slower", 1))[0]
+    finally:
+        idp.introspect_delay = 0.0
+    assert [r.status_code for r in slow] == [200] * 5, [r.text for r in slow]
+    assert took >= 1.4
+    assert slower.status_code == 503, slower.text
+    assert slower.json()["reason"] == "introspection_unavailable"
+    assert slower.headers["retry-after"] == "1"
+    after = _lookups(proc.url)
+    for outcome, more in (("found", 1), ("unavailable", 1), ("lost", 0)):
+        key = ("introspection", outcome)
+        assert after[key] == before.get(key, 0) + more, key
