@@ -240,6 +240,7 @@ async def _run_native(
     import uvicorn
 
     from bastion._native import Front
+    from bastion.http.app_socket import CoalescingHttpToolsProtocol
     from bastion.http.middleware.native_front import NativeFrontMiddleware
 
     host, port = settings.listen.host, int(settings.listen.port)
@@ -257,7 +258,8 @@ async def _run_native(
             NativeFrontMiddleware(app, server=(str(bound[0]), int(bound[1]))),
             uds=str(socket_path),
             loop="uvloop",
-            http="httptools",
+            # httptools, writing each response in one write (app_socket's docstring).
+            http=CoalescingHttpToolsProtocol,
             lifespan="on",
             server_header=False,
             # The front (hyper) adds Date to every response that has none; uvicorn adding
