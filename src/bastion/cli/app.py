@@ -245,7 +245,7 @@ def serve(
     flags = {"BASTION_LISTEN__HOST": "--host", "BASTION_LISTEN__PORT": "--port"}
     settings = _settings(config, overrides, flags)
 
-    from bastion.logs import configure_logging
+    from bastion.observability.logs import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.format)
     run(_serve(settings, as_json, reload=lambda: _settings(config, overrides, flags)))

@@ -758,7 +758,7 @@ class LoginThrottleSettings(_Section):
 
 
 class LoadSheddingSettings(_Section):
-    """Adaptive concurrency limit per route's upstream (ratelimit/adaptive.py, AIMD).
+    """Adaptive concurrency limit per route's upstream (gateway/shedding.py, AIMD).
 
     The limit of concurrent requests per route grows by one per window of
     requests answered under ``target_latency`` and shrinks by ``backoff`` when
@@ -915,7 +915,7 @@ class TracingSettings(_Section):
 
     @model_validator(mode="after")
     def _check_installed(self) -> TracingSettings:
-        from bastion.audit.tracing import INSTALL_HINT, tracing_installed
+        from bastion.observability.tracing import INSTALL_HINT, tracing_installed
 
         if self.enabled and not tracing_installed():
             raise Problems(
