@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -214,14 +215,6 @@ def test_serve_native_shares_the_native_limiter() -> None:
 # -- the AIMD arithmetic of gateway/shedding.py, on a fake clock ------------------------
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_sheds_beyond_the_limit() -> None:
     limiter = AdaptiveConcurrency(initial=3, maximum=10)
     assert [limiter.try_acquire() for _ in range(5)] == [True, True, True, False, False]
@@ -229,9 +222,9 @@ def test_sheds_beyond_the_limit() -> None:
 
 
 def test_slow_responses_cut_multiplicatively_once_per_target() -> None:
-    clock = Clock()
+    clock = SimpleNamespace(now=100.0)
     limiter = AdaptiveConcurrency(
-        initial=20, minimum=2, target_latency=0.1, backoff=0.5, clock=clock
+        initial=20, minimum=2, target_latency=0.1, backoff=0.5, clock=lambda: clock.now
     )
     for _ in range(10):
         limiter.try_acquire()

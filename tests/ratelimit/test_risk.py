@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from bastion.ratelimit.risk import RiskRegistry
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_risk_flags_expire_and_keep_the_strongest() -> None:
-    clock = Clock()
-    risk = RiskRegistry(clock=clock)
+    clock = SimpleNamespace(now=100.0)
+    risk = RiskRegistry(clock=lambda: clock.now)
     assert not risk
     assert risk.factor("ip", "203.0.113.9") == 1
     risk.flag("ip", "203.0.113.9", 4, clock.now + 60)
