@@ -21,8 +21,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from bastion.audit.metrics import GATEWAY_BUCKETS, Metrics
 from bastion.gateway.errors import UnauthenticatedError
+from bastion.observability.metrics import GATEWAY_BUCKETS, Metrics
 
 QUICK = "--quick" in sys.argv
 N = 50_000 if QUICK else 500_000

@@ -1,6 +1,6 @@
 //! The native gateway's counters: requests by route and outcome and the
 //! latency histogram, with the names, labels and buckets of Python's
-//! `bastion.audit.metrics` (`bastion_gateway_requests_total{route,outcome}`,
+//! `bastion.observability.metrics` (`bastion_gateway_requests_total{route,outcome}`,
 //! `bastion_gateway_request_duration_seconds{route}`, `bastion_rate_limited_total`,
 //! `bastion_upstream_errors_total{route,reason}`).
 //!

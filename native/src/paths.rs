@@ -276,7 +276,7 @@ fn any_hex(digit: u8) -> Option<u8> {
     }
 }
 
-/// `bastion.http.app._normalise`: the path without empty and `.` segments,
+/// `bastion.gateway.paths.resolve_dot_segments`: the path without empty and `.` segments,
 /// `..` resolved (never above the root), the trailing slash of a directory
 /// kept — how the app tells its own paths from the gateway's.
 pub fn app_normalise(path: &str) -> String {

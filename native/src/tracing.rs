@@ -1,5 +1,5 @@
 //! OpenTelemetry tracing of the requests the native path answers: the native
-//! twin of `bastion.audit.tracing.GatewayTracer` (its docstring is the rule).
+//! twin of `bastion.observability.tracing.GatewayTracer` (its docstring is the rule).
 //!
 //! - The sampling decision and the W3C Trace Context
 //!   (https://www.w3.org/TR/trace-context/) are made here, as the Python SDK

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from bastion import _native
 from bastion.apikeys import ApiKeyService
-from bastion.audit.alerting import Alerting, open_alerting
 from bastion.audit.chain import checkpoint_signer
 from bastion.audit.events import Auditor
+from bastion.audit.monitoring import Alerting, open_alerting
 from bastion.audit.native_drain import NativeAuditDrain
 from bastion.audit.sinks import JsonLinesSink
 from bastion.audit.writer import AuditWriter
@@ -49,6 +49,7 @@ from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.compile import load_table
 from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
+from bastion.gateway.shedding import LoadShedder
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.signing_keys import SigningKeyManager
@@ -57,7 +58,6 @@ from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import Limit, MemoryLimiter, RedisLimiter
-from bastion.ratelimit.adaptive import LoadShedder
 from bastion.ratelimit.backends import DEFAULT_TIMEOUT as DEFAULT_LIMIT_TIMEOUT
 from bastion.ratelimit.keys import KeyLimitOverrides
 from bastion.ratelimit.login import LoginThrottle, ThrottlePolicy
@@ -72,8 +72,8 @@ from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
 if TYPE_CHECKING:
-    from bastion.audit.metrics import Metrics
-    from bastion.audit.tracing import GatewayTracer
+    from bastion.observability.metrics import Metrics
+    from bastion.observability.tracing import GatewayTracer
 
 log = logging.getLogger("bastion.runtime")
 
@@ -118,9 +118,9 @@ class Runtime:
     changes: ChangeFeedFollower
     # The in-process audit bus: every security decision is recorded here (audit/events.py).
     auditor: Auditor = field(default_factory=Auditor)
-    # Prometheus metrics (audit/metrics.py); None when metrics.enabled is false.
+    # Prometheus metrics (observability/metrics.py); None when metrics.enabled is false.
     metrics: Metrics | None = None
-    # Detectors, alerts and webhook delivery over the auditor's events (audit/alerting.py).
+    # Detectors, alerts and webhook delivery over the auditor's events (audit/monitoring.py).
     alerting: Alerting | None = None
     # Drains the auditor into this node's hash chain (audit/writer.py); flushed at shutdown.
     audit_writer: AuditWriter | None = None
@@ -500,7 +500,7 @@ async def _follow_changes(
 def _tracer(settings: Settings) -> GatewayTracer | None:
     if not settings.tracing.enabled:
         return None
-    from bastion.audit.tracing import GatewayTracer  # OpenTelemetry: the optional extra
+    from bastion.observability.tracing import GatewayTracer  # OpenTelemetry: the optional extra
 
     return GatewayTracer.from_settings(settings.tracing)
 
@@ -518,7 +518,7 @@ def _metrics(settings: Settings) -> Metrics | None:
     if not settings.metrics.enabled:
         return None
     from bastion import __version__
-    from bastion.audit.metrics import Metrics  # prometheus_client: only for a serving process
+    from bastion.observability.metrics import Metrics  # prometheus_client: only when serving
 
     return Metrics(version=__version__)
 

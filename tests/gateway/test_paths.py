@@ -1,14 +1,19 @@
-"""The one path normalisation: table of spellings, refusals, and properties."""
+"""The one path normalisation: table of spellings, refusals, properties, and its one home."""
 
 from __future__ import annotations
+
+import ast
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import bastion
+from bastion.gateway import paths
 from bastion.gateway.errors import BadRequestPathError, GatewayError
 from bastion.gateway.matcher import RouteMatcher
-from bastion.gateway.paths import MAX_PATH_BYTES, normalize_path
+from bastion.gateway.paths import MAX_PATH_BYTES, normalize_path, resolve_dot_segments
 from gateway.gateway_support import route
 
 ENCODED_SLASH = "The request path contains an encoded slash (%2F), which is refused."
@@ -115,6 +120,35 @@ def test_length_limit() -> None:
     assert caught.value.detail == "The request path is longer than 8192 bytes."
 
 
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/", "/"),
+        ("//admin", "/admin"),
+        ("/x/../admin/", "/admin/"),
+        ("/../../oauth2/.", "/oauth2/"),  # above the root: dropped, not refused
+        ("/a/./b//c", "/a/b/c"),
+        ("/..", "/"),
+        ("/a/..", "/"),
+        ("/a/%2e%2e/b", "/a/%2e%2e/b"),  # nothing decoded
+        ("/x/..;/admin", "/x/..;/admin"),  # nothing refused
+    ],
+)
+def test_the_apps_dot_segment_resolution(path: str, expected: str) -> None:
+    # The same vectors as the native twin's (native/src/paths.rs, app_normalise).
+    assert resolve_dot_segments(path) == expected
+
+
+@given(st.lists(st.sampled_from(["a", "B", ".", "..", "", "x.y", "~"]), max_size=12))
+def test_dot_segments_resolve_alike_where_the_normal_form_exists(segments: list[str]) -> None:
+    path = "/" + "/".join(segments)
+    try:
+        normal = normalize_path(path.encode())
+    except BadRequestPathError:
+        return  # above the root: refused there, dropped by resolve_dot_segments
+    assert resolve_dot_segments(path) == normal
+
+
 TOKENS = [
     "a", "b", "API", ".", "..", "", "%2e", "%2E", "%2e%2E", "%41", "%7e", "%7E", "%20",
     "%e2%82%ac", "~", "x.y", "%25", "%2F", "%00", "\\", "%", "%3a", "é", " ",
@@ -185,3 +219,46 @@ def test_equivalent_spellings_get_identical_decisions(pair: tuple[str, str], met
     original, spelling = pair
     assert normalize_path(spelling.encode()) == normalize_path(original.encode()) == original
     assert decision(spelling, method) == decision(original, method)
+
+
+# -- the rule's one home -----------------------------------------------------------------
+
+
+def _resolves_dot_segments(tree: ast.AST) -> bool:
+    """Whether the module pops a stack on a ".." segment (dot-segment removal)."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.If):
+            continue
+        constants = {c.value for c in ast.walk(node.test) if isinstance(c, ast.Constant)}
+        if not constants & {"..", b".."}:
+            continue
+        for inner in ast.walk(node):
+            if (
+                isinstance(inner, ast.Call)
+                and isinstance(inner.func, ast.Attribute)
+                and inner.func.attr == "pop"
+            ):
+                return True
+    return False
+
+
+def _names_a_path_normaliser(name: str) -> bool:
+    return ("normali" in name and "path" in name) or "dot_segment" in name
+
+
+def test_path_normalisation_has_one_home() -> None:
+    """Only gateway/paths.py removes dot segments or defines a path normaliser: the app
+    (http/app.py) and the gateway share its functions instead of a copy of the rule."""
+    root = Path(bastion.__file__).parent
+    homes = set()
+    for module in sorted(root.rglob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        named = any(
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and _names_a_path_normaliser(node.name.lower())
+            for node in ast.walk(tree)
+        )
+        if named or _resolves_dot_segments(tree):
+            homes.add(module.relative_to(root).as_posix())
+    assert homes == {"gateway/paths.py"}
+    assert Path(paths.__file__).resolve() == (root / "gateway" / "paths.py").resolve()

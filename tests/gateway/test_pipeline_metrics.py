@@ -17,7 +17,7 @@ from _support import EchoThread
 from _support.gateway_edge import metric, problem
 from _support.gateway_server import GatewayServer, dead_url, gateway_fixture, serve_gateway
 
-#: The route label of a request no route matched (``bastion.audit.metrics.NO_ROUTE``).
+#: The route label of a request no route matched (``bastion.observability.metrics.NO_ROUTE``).
 NO_ROUTE = "(none)"
 
 ROUTES = (

@@ -5,7 +5,8 @@ the slower every answer. Without shedding all 60 simultaneous requests reach it;
 ``ratelimit.shedding`` (the AIMD limiter) the excess is shed with 503 ``overloaded`` before
 reaching it, and the upstream's concurrency stays at the limiter's ceiling. Latencies are
 printed, not asserted. The native limiter's own entry points (``_native.shed_acquire`` /
-``shed_state``) keep a unit test.
+``shed_state``) keep a unit test, and the AIMD arithmetic of ``gateway/shedding.py`` is
+tested on a fake clock.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -25,6 +27,7 @@ import pytest
 from _support.gateway_edge import problem, serve_edge
 from _support.gateway_server import GatewayServer
 from bastion import _native
+from bastion.gateway.shedding import AdaptiveConcurrency, LoadShedder, OverloadedError
 
 
 @dataclass
@@ -207,3 +210,69 @@ def test_serve_native_shares_the_native_limiter() -> None:
     slot.finish(True)
     slot.finish(True)  # once only
     assert _native.shed_state(cut) == (2.0, 0, 1, 0)
+
+
+# -- the AIMD arithmetic of gateway/shedding.py, on a fake clock ------------------------
+
+
+def test_sheds_beyond_the_limit() -> None:
+    limiter = AdaptiveConcurrency(initial=3, maximum=10)
+    assert [limiter.try_acquire() for _ in range(5)] == [True, True, True, False, False]
+    assert (limiter.inflight, limiter.shed, limiter.max_inflight) == (3, 2, 3)
+
+
+def test_slow_responses_cut_multiplicatively_once_per_target() -> None:
+    clock = SimpleNamespace(now=100.0)
+    limiter = AdaptiveConcurrency(
+        initial=20, minimum=2, target_latency=0.1, backoff=0.5, clock=lambda: clock.now
+    )
+    for _ in range(10):
+        limiter.try_acquire()
+    for _ in range(10):  # one slow wave: a single cut
+        limiter.release(0.5)
+    assert limiter.limit == 10
+    clock.now += 0.2
+    limiter.try_acquire()
+    limiter.release(0.0, failed=True)  # a failure counts as slow
+    assert limiter.limit == 5
+    for _ in range(5):
+        clock.now += 1
+        limiter.try_acquire()
+        limiter.release(1.0)
+    assert limiter.limit == 2  # the floor
+
+
+def test_fast_responses_grow_additively_only_when_used() -> None:
+    limiter = AdaptiveConcurrency(initial=4, maximum=6, target_latency=0.1)
+    limiter.try_acquire()
+    limiter.release(0.01)  # 1 of 4 in use: an idle upstream says nothing
+    assert limiter.limit == 4
+    for _ in range(40):  # fully used and fast: about +1 per limit's worth of responses
+        for _ in range(4):
+            limiter.try_acquire()
+        for _ in range(4):
+            limiter.release(0.01)
+    assert limiter.limit == 6  # the ceiling
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ValueError, match="need 1 <= minimum <= initial <= maximum, not 5/2/10"):
+        AdaptiveConcurrency(initial=2, minimum=5, maximum=10)
+    with pytest.raises(ValueError, match="backoff must be between 0 and 1, not 1"):
+        AdaptiveConcurrency(backoff=1)
+
+
+async def test_shedder_admits_then_refuses_with_503() -> None:
+    shedder = LoadShedder(initial=1, minimum=1, maximum=1)
+    async with shedder.admit("orders"):
+        with pytest.raises(OverloadedError) as info:
+            async with shedder.admit("orders"):
+                pass
+        assert (info.value.status, info.value.code, info.value.retry_after) == (
+            503,
+            "overloaded",
+            1,
+        )
+        async with shedder.admit("billing"):  # per route
+            pass
+    assert shedder.for_route("orders").inflight == 0

@@ -10,9 +10,9 @@ import pytest
 from http_support import make_runtime, make_settings
 from pydantic import SecretStr
 
-from bastion.audit.metrics import Metrics
 from bastion.http.app import create_app
 from bastion.http.endpoints.metrics import metrics_listener_app, metrics_routes
+from bastion.observability.metrics import Metrics
 
 TOKEN = "s3cret-scrape-token-0123456789"
 TEXT = "text/plain; version=0.0.4; charset=utf-8"

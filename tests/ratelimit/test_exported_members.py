@@ -9,11 +9,9 @@ def test_public_names_are_pinned() -> None:
     assert sorted(bastion.ratelimit.__all__) == [
         "Check",
         "Decision",
-        "FailMode",
         "Limit",
         "LimitState",
         "Limiter",
-        "LocalFallback",
         "MemoryLimiter",
         "RedisLimiter",
         "Result",

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio
 
-from bastion.ratelimit import Limit, LocalFallback, RedisLimiter, Result, rate_limit_headers
+from bastion.ratelimit import Limit, RedisLimiter, rate_limit_headers
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.shared import RedisSharedState
 
@@ -148,37 +148,3 @@ async def test_redis_down_raises_quickly(down_limiter: RedisLimiter) -> None:
     )
     with pytest.raises(SharedStateUnavailableError):
         await RedisSharedState.connect(DOWN_URL, connect_timeout=0.5)
-
-
-async def test_fallback_closed_reraises_and_reports(down_limiter: RedisLimiter) -> None:
-    seen: list[SharedStateUnavailableError] = []
-    limiter = LocalFallback(down_limiter, node_count=2, on_unavailable=seen.append)
-    with pytest.raises(SharedStateUnavailableError):
-        await limiter.check([("key:a", Limit.parse("10/minute"))])
-    assert len(seen) == 1
-
-
-async def test_fallback_open_limits_locally_to_a_share(down_limiter: RedisLimiter) -> None:
-    seen: list[SharedStateUnavailableError] = []
-    limiter = LocalFallback(
-        down_limiter, node_count=2, fail_mode="open", on_unavailable=seen.append
-    )
-    limit = Limit.parse("10/minute")
-    results: list[Result] = [await limiter.check([("key:a", limit)]) for _ in range(6)]
-    assert [r.allowed for r in results] == [True] * 5 + [False]
-    assert all(r.degraded for r in results)
-    assert len(seen) == 6
-    assert rate_limit_headers(results[0])[0] == ("RateLimit-Policy", '"10/minute";q=5;w=60')
-
-
-async def test_fallback_passes_through_when_redis_answers(limiter: RedisLimiter) -> None:
-    wrapped = LocalFallback(limiter, node_count=3, fail_mode="open")
-    result = await wrapped.check([("key:p", Limit.parse("2/hour"))])
-    assert result.allowed and not result.degraded and result.remaining == 1
-
-
-def test_fallback_arguments_are_validated(down_limiter: RedisLimiter) -> None:
-    with pytest.raises(ValueError, match=r"^node_count must be a positive integer, not 0$"):
-        LocalFallback(down_limiter, node_count=0)
-    with pytest.raises(ValueError, match=r"^fail_mode must be 'open' or 'closed', not 'maybe'$"):
-        LocalFallback(down_limiter, node_count=1, fail_mode="maybe")  # type: ignore[arg-type]

@@ -1,5 +1,5 @@
 //! Load shedding: an adaptive (AIMD) concurrency limit per route upstream, the
-//! native twin of `bastion.ratelimit.adaptive.AdaptiveConcurrency`.
+//! native twin of `bastion.gateway.shedding.AdaptiveConcurrency`.
 //!
 //! A route's upstream takes at most `limit` requests in flight. An exchange
 //! answered within `target_latency` raises the limit by `1 / limit` while at

@@ -54,6 +54,7 @@ from bastion.apikeys.errors import (
 )
 from bastion.crypto import ApiKeyFormatError, api_key_digest, generate_api_key, parse_api_key
 from bastion.crypto.apikeys import MAX_API_KEY_LENGTH
+from bastion.protocol.rfc6749.scope import is_scope_token
 from bastion.ratelimit.gcra import Limit
 from bastion.storage import ApiKey, Database, NotFoundError, Page, feed
 from bastion.storage.errors import SharedStateUnavailableError
@@ -101,7 +102,6 @@ _MAX_METADATA_DEPTH = 16
 _MAX_JSON_INT = 2**53
 _MAX_GRACE = 10 * 365 * 86400.0
 _OWNER_TYPES: Final = ("user", "client")
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
 _MAX_RATE_TEXT = 40
 _MAX_PREFIX_MATCHES = 5
 _ENV_OF_PREFIX = re.compile(r"bst_([a-z][a-z0-9]{0,9})_")
@@ -208,7 +208,7 @@ def _string_list(field_name: str, values: object) -> tuple[str, ...]:
 def _check_scopes(values: object) -> tuple[str, ...]:
     scopes = _string_list("scopes", values)
     for scope in scopes:
-        if len(scope) > _MAX_TOKEN or not _SCOPE_TOKEN.fullmatch(scope):
+        if len(scope) > _MAX_TOKEN or not is_scope_token(scope):
             raise ApiKeySpecError(
                 "scopes",
                 f"{scope[:60]!r} is not a scope token (RFC 6749 §3.3: printable ASCII "

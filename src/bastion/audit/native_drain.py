@@ -16,7 +16,7 @@ The native front queues one event per decision in a bounded queue
   :class:`~bastion.ratelimit.outage.BackendHealth` (its one log line, audit
   event and gauge flip per transition, as for Python's own calls);
 - **spans** of sampled requests the native core answered (tracing on) go to
-  :meth:`bastion.audit.tracing.GatewayTracer.record_native`, which exports
+  :meth:`bastion.observability.tracing.GatewayTracer.record_native`, which exports
   them through the OpenTelemetry SDK.
 
 When the native queue was full, allows were dropped before denials; every
@@ -41,7 +41,7 @@ from bastion.audit.events import Auditor, Event, EventTypes
 
 if TYPE_CHECKING:
     from bastion.audit.alerts import AlertManager
-    from bastion.audit.tracing import GatewayTracer
+    from bastion.observability.tracing import GatewayTracer
     from bastion.ratelimit.outage import BackendHealth
 
 __all__ = ["DROP_ALERT", "NativeAuditDrain"]

@@ -1,9 +1,10 @@
 """The ``bastion`` command tree.
 
 Commands are thin: they load settings, call the packages that do the work and
-print the result through :mod:`bastion.cli.output`. Groups that later issues
-fill (clients, users, keys, signing-keys, audit) are registered here so the
-tree a user discovers with ``--help`` is the whole product's.
+print the result through :mod:`bastion.cli.output`. Every command group is
+registered here (their commands live in the modules imported at the end), so the
+tree a user discovers with ``--help`` is the whole product's; ``users`` has only
+a ``status`` command saying it is not available yet.
 """
 
 from __future__ import annotations
@@ -245,7 +246,7 @@ def serve(
     flags = {"BASTION_LISTEN__HOST": "--host", "BASTION_LISTEN__PORT": "--port"}
     settings = _settings(config, overrides, flags)
 
-    from bastion.logs import configure_logging
+    from bastion.observability.logs import configure_logging
 
     configure_logging(settings.logging.level, settings.logging.format)
     run(_serve(settings, as_json, reload=lambda: _settings(config, overrides, flags)))
@@ -453,8 +454,9 @@ def init_master_key(path: Path = _KEY_FILE_ARGUMENT, as_json: bool = JsonOption)
 
 
 # ---------------------------------------------------------------------------
-# Groups the later issues fill. They are registered now so `bastion --help`
-# shows the whole tree; each says which part of the product brings it.
+# The command groups, filled by the modules imported at the end. A group whose
+# commands are not there yet (`users`) is registered all the same, so `bastion --help`
+# shows the whole tree, and its `status` says which part of the product brings it.
 
 
 def _group(name: str, help_text: str) -> typer.Typer:

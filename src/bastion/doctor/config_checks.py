@@ -3,8 +3,6 @@
 Each ``_check_*`` function returns the findings of one concern (possibly none);
 :func:`check_settings` runs them all in a fixed order. They read only the
 settings — no file, network or database — so they are cheap and deterministic.
-Settings a later version adds (route ``cors``, ``server.workers``) are read with
-``getattr`` so the checks work before and after they exist.
 """
 
 from __future__ import annotations

@@ -25,8 +25,8 @@ from bastion.gateway.matcher import CompiledRoute, RouteLike, RouteMatcher
 from bastion.ratelimit import Limiter, MemoryLimiter
 
 if TYPE_CHECKING:
-    from bastion.audit.tracing import GatewayTracer
-    from bastion.ratelimit.adaptive import LoadShedder
+    from bastion.gateway.shedding import LoadShedder
+    from bastion.observability.tracing import GatewayTracer
     from bastion.ratelimit.keys import KeyLimitOverrides
     from bastion.ratelimit.nodes import NodeCount
     from bastion.ratelimit.outage import BackendHealth

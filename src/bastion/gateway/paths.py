@@ -1,8 +1,13 @@
-"""The one request-path normalisation of the gateway.
+"""The one request-path normalisation of the gateway, and the app's.
 
 The same normalised path is matched against routes, used as a rate-limit key
 and forwarded upstream, so an attacker cannot spell a path one way for the
-matcher and another way for the upstream (RFC 3986 §6.2.2).
+matcher and another way for the upstream (RFC 3986 §6.2.2). The ASGI app
+(``bastion.http.app``) tells its own paths from the gateway's with the same code:
+:func:`normalize_path` for a path with ``%``, :func:`resolve_dot_segments` (the
+dot-segment removal below, without refusals) for one without. No other module
+resolves dot segments (``tests/gateway/test_paths.py`` pins it); the native core's
+twins are ``normalize`` and ``app_normalise`` in ``native/src/paths.rs``.
 
 :func:`normalize_path` works on the raw request target path (ASGI
 ``raw_path``, without the query string):
@@ -36,10 +41,11 @@ usually treat them so).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 
 from bastion.gateway.errors import BadRequestPathError
 
-__all__ = ["MAX_PATH_BYTES", "normalize_path"]
+__all__ = ["MAX_PATH_BYTES", "normalize_path", "resolve_dot_segments"]
 
 MAX_PATH_BYTES = 8 * 1024
 
@@ -118,22 +124,44 @@ def normalize_path(raw_path: bytes) -> str:
         raise BadRequestPathError("The request path must start with '/'.")
     if _ALREADY_NORMAL.fullmatch(raw_path):
         return raw_path.decode("ascii")
+    return _resolve(_canonical_segments(raw_path.split(b"/")[1:]), strict=True)
 
-    raw_segments = raw_path.split(b"/")[1:]
-    stack: list[str] = []
-    trailing_slash = False
+
+def resolve_dot_segments(path: str) -> str:
+    """``path`` with empty and ``.`` segments dropped and ``..`` segments resolved, a
+    ``..`` above the root dropped too; no decoding, nothing refused.
+
+    Not a normal form to match, limit or forward by (that is :func:`normalize_path`):
+    the app's test of whether a ``%``-free path spells one of bastion's own
+    (``bastion.http.app.is_reserved``: ``//admin``, ``/x/../admin``), which must not
+    refuse what it does not own — the gateway's ``match`` step refuses that, audited.
+    """
+    return _resolve(path.split("/"), strict=False)
+
+
+def _canonical_segments(raw_segments: Iterable[bytes]) -> Iterator[str]:
     for raw_segment in raw_segments:
         segment = _canonical_segment(raw_segment)
         if ";" in segment or "%3B" in segment:
             _refuse_dot_parameter(segment)
+        yield segment
+
+
+def _resolve(segments: Iterable[str], *, strict: bool) -> str:
+    """Remove dot segments and empty ones (RFC 3986 §5.2.4); a ``..`` above the root
+    raises BadRequestPathError when ``strict``, else it is dropped."""
+    stack: list[str] = []
+    trailing_slash = False
+    for segment in segments:
         # A path ending in "/", "/." or "/.." names a directory: keep its trailing slash.
         trailing_slash = segment in ("", ".", "..")
         if segment in ("", "."):
             continue
         if segment == "..":
-            if not stack:
+            if stack:
+                stack.pop()
+            elif strict:
                 raise BadRequestPathError("The request path climbs above the root ('..').")
-            stack.pop()
             continue
         stack.append(segment)
     if not stack:

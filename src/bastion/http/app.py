@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Router
 
 from bastion.errors import BastionError
-from bastion.gateway.paths import normalize_path
+from bastion.gateway.paths import normalize_path, resolve_dot_segments
 from bastion.http.endpoints.health import health_routes
 from bastion.http.errors import (
     EndpointMethodNotAllowedError,
@@ -63,8 +63,9 @@ RESERVED_PREFIXES: tuple[str, ...] = (
 A prefix matches the path itself and everything below it on a segment
 boundary (``/admin`` and ``/admin/x``, not ``/administrator``). Unknown paths
 under a reserved prefix are 404 problem+json, never proxied. Paths are
-compared after collapsing ``//`` and resolving ``.``/``..`` segments, so
-``//admin`` or ``/x/../admin`` cannot slip past to an upstream.
+compared after collapsing ``//`` and resolving ``.``/``..`` segments
+(:mod:`bastion.gateway.paths`, the one home of that rule), so ``//admin`` or
+``/x/../admin`` cannot slip past to an upstream.
 """
 
 
@@ -77,20 +78,6 @@ def _by_first_segment(prefixes: Sequence[str]) -> dict[str, tuple[str, ...]]:
 
 
 _FIRST_SEGMENTS = _by_first_segment(RESERVED_PREFIXES)
-
-
-def _normalise(path: str) -> str:
-    segments: list[str] = []
-    for segment in path.split("/"):
-        if segment in ("", "."):
-            continue
-        if segment == "..":
-            if segments:
-                segments.pop()
-            continue
-        segments.append(segment)
-    trailing = "/" if path.endswith(("/", "/.", "/..")) and segments else ""
-    return "/" + "/".join(segments) + trailing
 
 
 def _reserved_exact(path: str) -> bool:
@@ -109,7 +96,7 @@ def is_reserved(path: str) -> bool:
     """Whether ``path`` belongs to bastion itself (see :data:`RESERVED_PREFIXES`)."""
     if _reserved_exact(path):
         return True
-    return ("//" in path or "/." in path) and _reserved_exact(_normalise(path))
+    return ("//" in path or "/." in path) and _reserved_exact(resolve_dot_segments(path))
 
 
 class Pingable(Protocol):
@@ -214,8 +201,8 @@ class BastionApp:
             return
         if _reserved_exact(path):
             await self._owned(scope, receive, send)
-        elif ("//" in path or "/." in path) and _reserved_exact(_normalise(path)):
-            await self._owned({**scope, "path": _normalise(path)}, receive, send)
+        elif ("//" in path or "/." in path) and _reserved_exact(resolve_dot_segments(path)):
+            await self._owned({**scope, "path": resolve_dot_segments(path)}, receive, send)
         else:
             await self._gateway(scope, receive, send)
 

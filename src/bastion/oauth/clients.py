@@ -37,6 +37,7 @@ from bastion.crypto import constant_time_equals, sha256_hex
 from bastion.crypto.keys import InvalidKeyError, PublicKeySet
 from bastion.errors import BastionError
 from bastion.protocol.rfc6749.errors import InvalidClientError
+from bastion.protocol.rfc6749.scope import is_scope_token
 from bastion.storage import Client, ClientSecret, Database, NotFoundError, Page, feed
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import ClientType, utcnow
@@ -120,7 +121,6 @@ _MIN_TTL = 30
 #: The largest integer every JSON consumer reads exactly (IEEE 754 double).
 _MAX_JSON_INT = 2**53
 
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")  # RFC 6749 §3.3 scope-token
 _URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 _UPDATABLE: Final = frozenset(
@@ -235,7 +235,7 @@ def _string_list(field_name: str, values: object) -> tuple[str, ...]:
 def _check_scopes(values: object) -> tuple[str, ...]:
     scopes = _string_list("scopes", values)
     for scope in scopes:
-        if len(scope) > _MAX_SCOPE_TOKEN or not _SCOPE_TOKEN.fullmatch(scope):
+        if len(scope) > _MAX_SCOPE_TOKEN or not is_scope_token(scope):
             raise ClientSpecError(
                 "scopes",
                 f"{scope[:60]!r} is not a scope token (RFC 6749 §3.3: printable ASCII "

@@ -1,9 +1,8 @@
 """Rate limiting: GCRA limits, in-process and Redis backends, IETF RateLimit headers.
 
 ``Limit.parse("100/minute")`` builds a limit; a :class:`Limiter`
-(:class:`MemoryLimiter` for one process, :class:`RedisLimiter` across nodes,
-wrapped in :class:`LocalFallback` for the fail mode) checks a request against
-several limits at once; :func:`rate_limit_headers` renders the result;
+(:class:`MemoryLimiter` for one process, :class:`RedisLimiter` across nodes)
+checks a request against several limits at once; :func:`rate_limit_headers` renders the result;
 :func:`ip_bucket` is the canonical form every per-IP bucket counts by.
 """
 
@@ -12,10 +11,8 @@ from __future__ import annotations
 from bastion.ratelimit.addresses import ip_bucket
 from bastion.ratelimit.backends import (
     Check,
-    FailMode,
     Limiter,
     LimitState,
-    LocalFallback,
     MemoryLimiter,
     RedisLimiter,
     Result,
@@ -26,11 +23,9 @@ from bastion.ratelimit.headers import rate_limit_headers, ratelimit, ratelimit_p
 __all__ = [
     "Check",
     "Decision",
-    "FailMode",
     "Limit",
     "LimitState",
     "Limiter",
-    "LocalFallback",
     "MemoryLimiter",
     "RedisLimiter",
     "Result",

@@ -12,10 +12,9 @@ microseconds, so they agree exactly.
 - :class:`RedisLimiter` runs one Lua script per request (EVALSHA, re-loaded on
   NOSCRIPT) that reads every TAT, decides, and writes all or nothing, using the
   Redis server's clock, so the nodes' clocks do not matter.
-- :class:`LocalFallback` applies the configured :data:`FailMode` when Redis is
-  unreachable: ``"closed"`` re-raises SharedStateUnavailableError (the caller
-  answers 503), ``"open"`` decides locally with each limit divided by the node
-  count.
+
+What a limit does while Redis is unreachable (its ``fail`` mode: refuse with 503, or
+decide this node's share locally) is the native limit step's (``native/src/limit/outage.rs``).
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from bastion import _native
 from bastion.ratelimit.gcra import Decision, Limit, decide
@@ -32,9 +31,6 @@ from bastion.storage.errors import SharedStateUnavailableError
 
 if TYPE_CHECKING:
     from bastion.storage.shared import RedisSharedState
-
-FailMode = Literal["open", "closed"]
-"""What to do when the shared state is unreachable: decide locally, or refuse (503)."""
 
 Check = tuple[str, Limit]
 """One limit to apply to a request: the bucket's key and its limit."""
@@ -58,13 +54,11 @@ class Result:
 
     ``allowed`` is true only if every limit admitted it. When refused, the
     states of the limits that would have admitted it report their unchanged
-    state (nothing was consumed). ``degraded`` is true when the local fallback
-    decided because the shared state was unreachable.
+    state (nothing was consumed).
     """
 
     allowed: bool
     states: tuple[LimitState, ...]
-    degraded: bool = False
 
     @property
     def retry_after(self) -> float:
@@ -256,55 +250,3 @@ class RedisLimiter:
                 f"Redis at {self._state.url} disagreed with the local GCRA decision"
             )
         return result
-
-
-class LocalFallback:
-    """A limiter that asks ``primary`` and applies ``fail_mode`` when it is unreachable.
-
-    ``"closed"`` re-raises SharedStateUnavailableError; ``"open"`` decides with
-    an in-process limiter whose limits are divided by ``node_count`` (so the
-    nodes together stay near the global limit) and marks the result
-    ``degraded``. ``on_unavailable`` is called with the error either way (for
-    the audit event and the metric).
-    """
-
-    def __init__(
-        self,
-        primary: Limiter,
-        *,
-        node_count: int,
-        fail_mode: FailMode = "closed",
-        local: MemoryLimiter | None = None,
-        on_unavailable: Callable[[SharedStateUnavailableError], None] | None = None,
-    ) -> None:
-        if isinstance(node_count, bool) or not isinstance(node_count, int) or node_count < 1:
-            raise ValueError(f"node_count must be a positive integer, not {node_count!r}")
-        if fail_mode not in ("open", "closed"):
-            raise ValueError(f"fail_mode must be 'open' or 'closed', not {fail_mode!r}")
-        self.primary = primary
-        self.node_count = node_count
-        self.fail_mode: FailMode = fail_mode
-        self.local = local if local is not None else MemoryLimiter()
-        self._on_unavailable = on_unavailable
-        self._divided: dict[Limit, Limit] = {}
-
-    def local_limit(self, limit: Limit) -> Limit:
-        """The share of ``limit`` this node enforces on its own (``limit ÷ node_count``)."""
-        divided = self._divided.get(limit)
-        if divided is None:
-            divided = limit.divided(self.node_count)
-            if len(self._divided) < 10_000:  # limits come from configuration: few
-                self._divided[limit] = divided
-        return divided
-
-    async def check(self, checks: Sequence[Check], *, cost: int = 1) -> Result:
-        """See :meth:`Limiter.check`; raises SharedStateUnavailableError when failing closed."""
-        try:
-            return await self.primary.check(checks, cost=cost)
-        except SharedStateUnavailableError as exc:
-            if self._on_unavailable is not None:
-                self._on_unavailable(exc)
-            if self.fail_mode == "closed":
-                raise
-        local = [(key, self.local_limit(limit)) for key, limit in checks]
-        return replace(self.local.check_now(local, cost=cost), degraded=True)

@@ -141,8 +141,10 @@ class Limit:
     def divided(self, parts: int) -> Limit:
         """This limit shared by ``parts`` nodes: rate and burst divided (burst at least 1).
 
-        Used by the fail-open fallback, where each node limits on its own, and by risk
-        tightening. Divided past the bound on a bucket, the furthest division within it.
+        The rule the native limit step follows (``Limit::divided`` in
+        ``native/src/limit/gcra.rs``) for a limit failing open, where each node limits on
+        its own, and for risk tightening. Divided past the bound on a bucket, the furthest
+        division within it.
         Raises ValueError when ``parts`` is not a positive integer.
         """
         if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1:

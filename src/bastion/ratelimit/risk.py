@@ -1,16 +1,16 @@
 """Risk-based tightening: keys and addresses flagged by a detector get tighter limits for a while.
 
-A detector (audit/detectors, later issues) calls
+On an attack alert a detector raised (:mod:`bastion.audit.detectors`),
+:func:`~bastion.ratelimit.risk_alerts.tighten_on_alerts` calls
 ``registry.flag("ip", "203.0.113.9", factor=4, until=time.time() + 900)``;
-until then every rate limit applying to that request is divided by 4 (rate
-and burst, see :meth:`~bastion.ratelimit.Limit.divided`). The limit step asks
-:meth:`RiskRegistry.factor` per request: a dict lookup, skipped entirely when
-nothing is flagged. Addresses are flagged and looked up by their bucket
-(:func:`~bastion.ratelimit.addresses.ip_bucket`: an IPv6 client by its /64).
-Flags are per process (each node's detectors see the
-traffic of that node); expired flags are dropped when read. Every flag is
-mirrored into the native data plane (``bastion._native``), whose limit step
-divides a flagged requester's limits the same way, against the same store.
+until then every rate limit applying to that requester is divided by 4 (rate
+and burst, see :meth:`~bastion.ratelimit.Limit.divided`). Every flag is mirrored
+into the native data plane (``bastion._native``), whose limit step divides a
+flagged requester's limits (``native/src/risk.rs``); :meth:`RiskRegistry.factor`
+is the same answer on the Python side. Addresses are flagged and looked up by
+their bucket (:func:`~bastion.ratelimit.addresses.ip_bucket`: an IPv6 client by
+its /64). Flags are per process (each node's detectors see the traffic of that
+node); expired flags are dropped when read.
 """
 
 from __future__ import annotations

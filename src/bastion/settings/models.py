@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from bastion.protocol.rfc6749.scope import is_scope_token
 from bastion.ratelimit.gcra import Limit
 from bastion.settings._values import Loc, Problems, dotted, show
 
@@ -758,7 +759,7 @@ class LoginThrottleSettings(_Section):
 
 
 class LoadSheddingSettings(_Section):
-    """Adaptive concurrency limit per route's upstream (ratelimit/adaptive.py, AIMD).
+    """Adaptive concurrency limit per route's upstream (gateway/shedding.py, AIMD).
 
     The limit of concurrent requests per route grows by one per window of
     requests answered under ``target_latency`` and shrinks by ``backoff`` when
@@ -915,7 +916,7 @@ class TracingSettings(_Section):
 
     @model_validator(mode="after")
     def _check_installed(self) -> TracingSettings:
-        from bastion.audit.tracing import INSTALL_HINT, tracing_installed
+        from bastion.observability.tracing import INSTALL_HINT, tracing_installed
 
         if self.enabled and not tracing_installed():
             raise Problems(
@@ -1706,8 +1707,6 @@ class RouteSettings(_Section):
         return self
 
 
-# RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # RFC 9110 token characters, restricted to what header names use in practice.
 _HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,63}")
 _RESERVED_HEADERS = frozenset(
@@ -1735,7 +1734,7 @@ def _scope_list(tokens: list[object], loc: Loc) -> list[str]:
     scopes: list[str] = []
     problems: list[tuple[Loc, str]] = []
     for index, token in enumerate(tokens):
-        if not isinstance(token, str) or not _SCOPE_TOKEN.fullmatch(token):
+        if not isinstance(token, str) or not is_scope_token(token):
             problems.append(
                 (
                     (*loc, index),

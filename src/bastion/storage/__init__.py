@@ -9,7 +9,8 @@ Public pieces of the durable part:
 - :func:`migrate`, :func:`current_revision`, :func:`pending_revisions`,
   :data:`HEAD_REVISION` — schema migrations (Alembic, programmatic).
 - Records (``models``): frozen dataclasses such as :class:`User`, :class:`ApiKey`.
-- Repository protocols (``repositories``): :class:`UserRepository` and friends.
+- Repository conventions (``repositories``) and :class:`AuditRepository`, the interface
+  the audit chain is typed against.
 - Outcomes (``outcomes``): :class:`CodeReplayError`, :class:`RefreshTokenReuseError` …
 - Errors (``errors``): :class:`StorageError` and its subclasses.
 """
@@ -53,31 +54,17 @@ from bastion.storage.outcomes import (
     RefreshTokenReuseError,
     RefreshTokenRevokedError,
 )
-from bastion.storage.repositories import (
-    ApiKeyRepository,
-    AuditRepository,
-    AuthorizationCodeRepository,
-    ClientRepository,
-    GrantRepository,
-    RefreshTokenRepository,
-    SettingsRepository,
-    SigningKeyRepository,
-    UserRepository,
-    WebhookRepository,
-)
+from bastion.storage.repositories import AuditRepository
 from bastion.storage.sql import Database
 
 __all__ = [
     "HEAD_REVISION",
     "ApiKey",
-    "ApiKeyRepository",
     "AuditCheckpoint",
     "AuditEvent",
     "AuditRepository",
     "AuthorizationCode",
-    "AuthorizationCodeRepository",
     "Client",
-    "ClientRepository",
     "ClientSecret",
     "CodeReplayError",
     "ConflictError",
@@ -85,25 +72,19 @@ __all__ = [
     "DatabaseConfigError",
     "DatabaseUnavailableError",
     "Grant",
-    "GrantRepository",
     "InvalidCursorError",
     "MigrationError",
     "NotFoundError",
     "Page",
     "RefreshToken",
-    "RefreshTokenRepository",
     "RefreshTokenReuseError",
     "RefreshTokenRevokedError",
     "SettingEntry",
-    "SettingsRepository",
     "SigningKey",
-    "SigningKeyRepository",
     "StorageError",
     "User",
     "UserCredential",
-    "UserRepository",
     "Webhook",
-    "WebhookRepository",
     "current_revision",
     "migrate",
     "pending_revisions",

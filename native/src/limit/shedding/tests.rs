@@ -1,4 +1,4 @@
-//! The AIMD rules of `bastion.ratelimit.adaptive.AdaptiveConcurrency` (and its
+//! The AIMD rules of `bastion.gateway.shedding.AdaptiveConcurrency` (and its
 //! tests in `tests/ratelimit/`), the slot's lifetime, and the 503 document.
 
 use http_body_util::BodyExt as _;

@@ -1,4 +1,4 @@
-"""``GET|HEAD /metrics`` — the Prometheus scrape endpoint (``bastion.audit.metrics``).
+"""``GET|HEAD /metrics`` — the Prometheus scrape endpoint (``bastion.observability.metrics``).
 
 Where it is served (``metrics`` settings):
 

@@ -4,6 +4,10 @@
 ``scope-token = 1*( %x21 / %x23-5B / %x5D-7E )``: case-sensitive tokens
 separated by single spaces, order meaningless. bastion tolerates extra spaces
 between tokens and drops duplicates, but refuses characters outside the grammar.
+
+This module is the grammar's one home: the settings (route scopes), the client
+registry and the API-key registry ask :func:`is_scope_token` rather than spell
+the character class again (``tests/protocol/test_scope.py`` pins it).
 """
 
 from __future__ import annotations
@@ -14,12 +18,26 @@ from typing import Final
 
 from bastion.protocol.rfc6749.errors import InvalidScopeError
 
-__all__ = ["MAX_SCOPE_TOKENS", "check_scope_allowed", "format_scope", "parse_scope"]
+__all__ = [
+    "MAX_SCOPE_TOKENS",
+    "check_scope_allowed",
+    "format_scope",
+    "is_scope_token",
+    "parse_scope",
+]
 
+#: ``scope-token = 1*( %x21 / %x23-5B / %x5D-7E )``: printable ASCII without space,
+#: ``"`` or ``\``.
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5B\x5D-\x7E]+")
 
 #: Most scope tokens accepted in one request.
 MAX_SCOPE_TOKENS: Final = 100
+
+
+def is_scope_token(value: str) -> bool:
+    """Whether ``value`` is one scope-token of RFC 6749 §3.3 (no length bound: callers
+    that store tokens bound their length themselves)."""
+    return _SCOPE_TOKEN.fullmatch(value) is not None
 
 
 def parse_scope(value: str) -> tuple[str, ...]:
@@ -33,7 +51,7 @@ def parse_scope(value: str) -> tuple[str, ...]:
     for token in value.split(" "):
         if not token:
             continue
-        if _SCOPE_TOKEN.fullmatch(token) is None:
+        if not is_scope_token(token):
             raise InvalidScopeError(
                 "scope contains a character RFC 6749 section 3.3 does not allow"
             )

@@ -1,4 +1,5 @@
-"""SQL implementations of the repository protocols (SQLAlchemy Core, async).
+"""bastion's repositories, in SQL (SQLAlchemy Core, async); their conventions:
+:mod:`bastion.storage.repositories`.
 
 Atomic single-use and rotation rely on one conditional ``UPDATE … WHERE
 consumed_at IS NULL … RETURNING``: on PostgreSQL a concurrent updater waits for
@@ -261,7 +262,7 @@ class _CredentialRepository(_SqlRepository[UserCredential]):
 
 
 class SqlUserRepository(_SqlRepository[User]):
-    """Users and their credentials (see :class:`~bastion.storage.repositories.UserRepository`)."""
+    """Users and their credentials."""
 
     mapper = _Mapper(User, s.users, "id")
     noun = "user"
@@ -271,6 +272,7 @@ class SqlUserRepository(_SqlRepository[User]):
         self._credentials = _CredentialRepository(db)
 
     async def create(self, user: User) -> User:
+        """Store a new user; ``ConflictError`` if the username (case-insensitively) exists."""
         row = self.mapper.to_row(user)
         row["username_normalized"] = normalize_username(user.username)
         async with self._db.transaction(
@@ -280,15 +282,19 @@ class SqlUserRepository(_SqlRepository[User]):
         return user
 
     async def get(self, user_id: str) -> User:
+        """The user with this id; ``NotFoundError`` if none."""
         return await self._get(user_id)
 
     async def find_by_username(self, username: str) -> User | None:
+        """The user with this username, compared case-insensitively, or ``None``."""
         return await self._get_where(s.users.c.username_normalized == normalize_username(username))
 
     async def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[User]:
+        """Users in creation order."""
         return await self._page(limit=limit, cursor=cursor)
 
     async def update(self, user_id: str, **changes: Any) -> User:
+        """Change the named members; ``ConflictError`` if a new username is taken."""
         extra: dict[str, Any] = {}
         conflict = None
         if "username" in changes:
@@ -297,9 +303,11 @@ class SqlUserRepository(_SqlRepository[User]):
         return await self._update(user_id, changes, extra=extra, conflict=conflict)
 
     async def delete(self, user_id: str) -> None:
+        """Delete the user and everything that belongs to them (credentials, grants, codes)."""
         await self._delete(user_id)
 
     async def add_credential(self, credential: UserCredential) -> UserCredential:
+        """Store a credential; ``NotFoundError`` if its user does not exist."""
         return await self._credentials._insert(
             credential,
             key=credential.id,
@@ -307,11 +315,13 @@ class SqlUserRepository(_SqlRepository[User]):
         )
 
     async def get_credential(self, credential_id: str) -> UserCredential:
+        """The credential with this id; ``NotFoundError`` if none."""
         return await self._credentials._get(credential_id)
 
     async def list_credentials(
         self, user_id: str, *, kind: CredentialKind | None = None
     ) -> tuple[UserCredential, ...]:
+        """A user's credentials (optionally of one kind) in creation order."""
         t = s.user_credentials
         where = [t.c.user_id == user_id]
         if kind is not None:
@@ -319,9 +329,11 @@ class SqlUserRepository(_SqlRepository[User]):
         return await self._credentials._all(*where, order_by=t.c.id)
 
     async def update_credential(self, credential_id: str, **changes: Any) -> UserCredential:
+        """Change the named members of a credential (e.g. ``data``, ``last_used_at``)."""
         return await self._credentials._update(credential_id, changes)
 
     async def delete_credential(self, credential_id: str) -> None:
+        """Delete a credential; ``NotFoundError`` if none."""
         await self._credentials._delete(credential_id)
 
 
@@ -352,21 +364,28 @@ class SqlClientRepository(_SqlRepository[Client]):
         self._secrets = _ClientSecretRepository(db)
 
     async def create(self, client: Client) -> Client:
+        """Store a new client; ``ConflictError`` if the client_id exists."""
         return await self._insert(client, key=client.client_id)
 
     async def get(self, client_id: str) -> Client:
+        """The client; ``NotFoundError`` if none."""
         return await self._get(client_id, fast=True)
 
     async def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[Client]:
+        """Clients ordered by client_id."""
         return await self._page(limit=limit, cursor=cursor)
 
     async def update(self, client_id: str, **changes: Any) -> Client:
+        """Change the named members of a client."""
         return await self._update(client_id, changes)
 
     async def delete(self, client_id: str) -> None:
+        """Delete the client with its secrets, grants, codes and refresh tokens."""
         await self._delete(client_id)
 
     async def add_secret(self, secret: ClientSecret) -> ClientSecret:
+        """Store a secret digest; ``ConflictError`` on a duplicate digest, ``NotFoundError``
+        if the client does not exist."""
         return await self._secrets._insert(
             secret,
             key=secret.id,
@@ -374,9 +393,11 @@ class SqlClientRepository(_SqlRepository[Client]):
         )
 
     async def find_secret(self, digest: str) -> ClientSecret | None:
+        """The secret with this digest (indexed equality lookup), or ``None``."""
         return await self._secrets._get_where(s.client_secrets.c.digest == digest)
 
     async def list_secrets(self, client_id: str) -> tuple[ClientSecret, ...]:
+        """A client's secrets in creation order."""
         t = s.client_secrets
         # One round trip: client authentication reads these on every token request.
         query = sa.select(t).where(t.c.client_id == client_id).order_by(t.c.id)
@@ -384,9 +405,11 @@ class SqlClientRepository(_SqlRepository[Client]):
         return tuple(self._secrets.mapper.from_row(row) for row in rows)
 
     async def set_secret_expiry(self, secret_id: str, expires_at: datetime | None) -> ClientSecret:
+        """Set (or clear) the end of a secret's grace period; ``NotFoundError`` if none."""
         return await self._secrets._update(secret_id, {"expires_at": expires_at})
 
     async def delete_secret(self, secret_id: str) -> None:
+        """Delete a secret; ``NotFoundError`` if none."""
         await self._secrets._delete(secret_id)
 
 
@@ -400,6 +423,7 @@ class SqlGrantRepository(_SqlRepository[Grant]):
     noun = "grant"
 
     async def create(self, grant: Grant) -> Grant:
+        """Store a grant; ``NotFoundError`` if the user or client does not exist."""
         return await self._insert(
             grant,
             key=grant.id,
@@ -409,9 +433,11 @@ class SqlGrantRepository(_SqlRepository[Grant]):
         )
 
     async def get(self, grant_id: str) -> Grant:
+        """The grant; ``NotFoundError`` if none."""
         return await self._get(grant_id)
 
     async def find_active(self, user_id: str, client_id: str) -> Grant | None:
+        """The newest unrevoked grant of this user to this client, or ``None``."""
         t = s.grants
         query = (
             sa.select(t)
@@ -424,12 +450,15 @@ class SqlGrantRepository(_SqlRepository[Grant]):
         return None if row is None else self.mapper.from_row(row)
 
     async def list_for_user(self, user_id: str) -> tuple[Grant, ...]:
+        """A user's grants (revoked ones too) in creation order."""
         return await self._all(s.grants.c.user_id == user_id, order_by=s.grants.c.id)
 
     async def update(self, grant_id: str, **changes: Any) -> Grant:
+        """Change the named members of a grant (e.g. ``scopes``)."""
         return await self._update(grant_id, changes)
 
     async def revoke(self, grant_id: str, now: datetime) -> Grant:
+        """Mark the grant revoked (idempotent: keeps the first ``revoked_at``)."""
         t = s.grants
         async with self._db.transaction(write=True) as conn:
             await conn.execute(
@@ -440,6 +469,7 @@ class SqlGrantRepository(_SqlRepository[Grant]):
         return await self._get(grant_id)
 
     async def delete(self, grant_id: str) -> None:
+        """Delete a grant and the codes issued under it; ``NotFoundError`` if none."""
         await self._delete(grant_id)
 
 
@@ -460,6 +490,7 @@ class SqlAuthorizationCodeRepository(_SqlRepository[AuthorizationCode]):
         return "an authorization code with this digest already exists"
 
     async def create(self, code: AuthorizationCode) -> AuthorizationCode:
+        """Store a code; ``ConflictError`` on a duplicate digest."""
         return await self._insert(
             code,
             key=None,
@@ -470,9 +501,17 @@ class SqlAuthorizationCodeRepository(_SqlRepository[AuthorizationCode]):
         )
 
     async def get(self, code_digest: str) -> AuthorizationCode:
+        """The stored code (consumed or not); ``NotFoundError`` if none."""
         return await self._get(code_digest)
 
     async def consume(self, code_digest: str, now: datetime) -> AuthorizationCode:
+        """Atomically mark the code used and return it (with ``consumed_at=now``).
+
+        Exactly one of any number of concurrent calls succeeds. Raises
+        ``NotFoundError`` for an unknown code and
+        :class:`~bastion.storage.outcomes.CodeReplayError` (carrying the record)
+        when it was already consumed. Expiry is the caller's check.
+        """
         t = s.authorization_codes
         async with self._db.transaction(write=True) as conn:
             row = (
@@ -499,6 +538,7 @@ class SqlAuthorizationCodeRepository(_SqlRepository[AuthorizationCode]):
         return self.mapper.from_row(row)
 
     async def delete_expired(self, before: datetime) -> int:
+        """Delete codes that expired before ``before``; returns how many."""
         t = s.authorization_codes
         async with self._db.transaction(write=True) as conn:
             result = await conn.execute(sa.delete(t).where(t.c.expires_at < before))
@@ -521,15 +561,28 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
         return f"client {token.client_id!r} or user {token.user_id!r} does not exist"
 
     async def create(self, token: RefreshToken) -> RefreshToken:
+        """Store a token; ``ConflictError`` on a duplicate digest."""
         return await self._insert(token, key=None, missing_reference=self._references(token))
 
     async def get(self, token_id: str) -> RefreshToken:
+        """The token with this id; ``NotFoundError`` if none."""
         return await self._get(token_id)
 
     async def find_by_digest(self, token_digest: str) -> RefreshToken | None:
+        """The token with this digest, or ``None``."""
         return await self._get_where(s.refresh_tokens.c.token_digest == token_digest)
 
     async def rotate(self, old_digest: str, new_token: RefreshToken, now: datetime) -> RefreshToken:
+        """Atomically retire the old token and store its successor; returns the old token.
+
+        ``new_token`` is stored with ``family_id`` and ``parent_id`` taken from
+        the old token. Exactly one of concurrent rotations of one token wins.
+        Raises ``NotFoundError`` for an unknown digest,
+        :class:`~bastion.storage.outcomes.RefreshTokenReuseError` when the old
+        token was already rotated (revoke its family), and
+        :class:`~bastion.storage.outcomes.RefreshTokenRevokedError` when it was
+        revoked. Expiry is the caller's check.
+        """
         t = s.refresh_tokens
         async with self._db.transaction(
             write=True,
@@ -572,6 +625,7 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
         raise RefreshTokenRevokedError(existing)
 
     async def revoke(self, token_id: str, now: datetime) -> None:
+        """Revoke one token (idempotent); ``NotFoundError`` if none."""
         t = s.refresh_tokens
         async with self._db.transaction(write=True) as conn:
             await conn.execute(
@@ -584,6 +638,7 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
             raise self._missing(token_id)
 
     async def revoke_family(self, family_id: str, now: datetime) -> int:
+        """Revoke every unrevoked token of a family; returns how many were revoked."""
         t = s.refresh_tokens
         async with self._db.transaction(write=True) as conn:
             result = await conn.execute(
@@ -594,10 +649,12 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
         return result.rowcount
 
     async def list_family(self, family_id: str) -> tuple[RefreshToken, ...]:
+        """The tokens of a family in creation order."""
         t = s.refresh_tokens
         return await self._all(t.c.family_id == family_id, order_by=t.c.id)
 
     async def delete_expired(self, before: datetime) -> int:
+        """Delete tokens that expired before ``before``; returns how many."""
         t = s.refresh_tokens
         async with self._db.transaction(write=True) as conn:
             result = await conn.execute(sa.delete(t).where(t.c.expires_at < before))
@@ -621,12 +678,15 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
         return "an API key with this id or digest already exists"
 
     async def create(self, key: ApiKey) -> ApiKey:
+        """Store a key; ``ConflictError`` on a duplicate id or digest."""
         return await self._insert(key, key=key.id)
 
     async def get(self, key_id: str) -> ApiKey:
+        """The key; ``NotFoundError`` if none."""
         return await self._get(key_id)
 
     async def find_by_prefix(self, prefix: str, *, limit: int = 10) -> tuple[ApiKey, ...]:
+        """Up to ``limit`` keys whose display prefix is ``prefix``, oldest first."""
         t = s.api_keys
         query = (
             sa.select(t)
@@ -639,6 +699,7 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
         return tuple(self.mapper.from_row(row) for row in rows)
 
     async def find_by_digest(self, digest: str) -> ApiKey | None:
+        """The key with this digest (one indexed equality query), or ``None``."""
         # One round trip: every cache miss of API key verification lands here. The statement
         # is built once; only the digest is bound per call.
         rows = await self._db.read_rows(_API_KEY_BY_DIGEST, {"digest": digest})
@@ -652,6 +713,7 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
         limit: int = 100,
         cursor: str | None = None,
     ) -> Page[ApiKey]:
+        """Keys in creation order, optionally only those of one owner."""
         t = s.api_keys
         where = []
         if owner_type is not None:
@@ -661,9 +723,11 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
         return await self._page(*where, limit=limit, cursor=cursor)
 
     async def update(self, key_id: str, **changes: Any) -> ApiKey:
+        """Change the named members of a key (revocation, rotation, limits …)."""
         return await self._update(key_id, changes, conflict=self._conflict(key_id))
 
     async def touch_last_used(self, key_id: str, at: datetime, ip: str | None) -> None:
+        """Record a use: one UPDATE, no read; a missing key is ignored."""
         t = s.api_keys
         async with self._db.transaction(write=True) as conn:
             await conn.execute(
@@ -671,6 +735,11 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
             )
 
     async def touch_last_used_many(self, uses: Sequence[tuple[str, datetime, str | None]]) -> None:
+        """Record many uses ``(key_id, at, ip)`` in one transaction (one batched UPDATE).
+
+        A use older than the stored last use is ignored (nodes flush independently);
+        missing keys are ignored.
+        """
         if not uses:
             return
         t = s.api_keys
@@ -688,6 +757,7 @@ class SqlApiKeyRepository(_SqlRepository[ApiKey]):
             await conn.execute(statement, rows)
 
     async def delete(self, key_id: str) -> None:
+        """Delete a key; ``NotFoundError`` if none."""
         await self._delete(key_id)
 
 
@@ -702,22 +772,27 @@ class SqlSigningKeyRepository(_SqlRepository[SigningKey]):
     feed_channel = feed.SIGNING_KEYS
 
     async def create(self, key: SigningKey) -> SigningKey:
+        """Store a key; ``ConflictError`` if the kid exists."""
         return await self._insert(key, key=key.kid)
 
     async def get(self, kid: str) -> SigningKey:
+        """The key; ``NotFoundError`` if none."""
         return await self._get(kid)
 
     async def list(
         self, *, states: Sequence[SigningKeyState] | None = None
     ) -> tuple[SigningKey, ...]:
+        """Keys (optionally only in some states) in creation order."""
         t = s.signing_keys
         where = [] if states is None else [t.c.state.in_(builtins.list(states))]
         return await self._all(*where, order_by=t.c.created_at)
 
     async def update(self, kid: str, **changes: Any) -> SigningKey:
+        """Change the named members (e.g. ``state``, ``retired_at``)."""
         return await self._update(kid, changes)
 
     async def delete(self, kid: str) -> None:
+        """Delete a key; ``NotFoundError`` if none."""
         await self._delete(kid)
 
 
@@ -731,20 +806,25 @@ class SqlWebhookRepository(_SqlRepository[Webhook]):
     noun = "webhook"
 
     async def create(self, webhook: Webhook) -> Webhook:
+        """Store a webhook; ``ConflictError`` if the id exists."""
         return await self._insert(webhook, key=webhook.id)
 
     async def get(self, webhook_id: str) -> Webhook:
+        """The webhook; ``NotFoundError`` if none."""
         return await self._get(webhook_id)
 
     async def list(self, *, enabled_only: bool = False) -> tuple[Webhook, ...]:
+        """Webhooks in creation order."""
         t = s.webhooks
         where = [t.c.enabled.is_(True)] if enabled_only else []
         return await self._all(*where, order_by=t.c.id)
 
     async def update(self, webhook_id: str, **changes: Any) -> Webhook:
+        """Change the named members of a webhook."""
         return await self._update(webhook_id, changes)
 
     async def delete(self, webhook_id: str) -> None:
+        """Delete a webhook; ``NotFoundError`` if none."""
         await self._delete(webhook_id)
 
 
@@ -939,12 +1019,15 @@ class SqlSettingsRepository(_SqlRepository[SettingEntry]):
     feed_channel = feed.SETTINGS
 
     async def get(self, key: str) -> SettingEntry:
+        """The entry; ``NotFoundError`` if none."""
         return await self._get(key)
 
     async def find(self, key: str) -> SettingEntry | None:
+        """The entry, or ``None``."""
         return await self._get_where(s.settings_kv.c.key == key)
 
     async def set(self, key: str, value: Any, *, now: datetime | None = None) -> SettingEntry:
+        """Insert or replace the value under ``key``."""
         entry = SettingEntry(key=key, value=value, updated_at=now or utcnow())
         t = s.settings_kv
         # The dialect's own module, imported here: the engine loaded it already, and the
@@ -965,9 +1048,11 @@ class SqlSettingsRepository(_SqlRepository[SettingEntry]):
         return entry
 
     async def delete(self, key: str) -> None:
+        """Delete the entry; ``NotFoundError`` if none."""
         await self._delete(key)
 
     async def list(self) -> tuple[SettingEntry, ...]:
+        """Every entry, ordered by key."""
         return await self._all(order_by=s.settings_kv.c.key)
 
 

@@ -1,4 +1,4 @@
-"""bastion.audit.metrics: what moves which counter, folding, bounds, and the exposition."""
+"""bastion.observability.metrics: what moves which counter, folding, bounds, and the exposition."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bastion.audit.events import Auditor, EventTypes
-from bastion.audit.metrics import GATEWAY_BUCKETS, NO_ROUTE, OTHER, Metrics
 from bastion.errors import BastionError
 from bastion.gateway.authn.jwt import InvalidBearerTokenError
 from bastion.gateway.errors import (
@@ -20,6 +19,7 @@ from bastion.gateway.errors import (
     UpstreamUnavailableError,
 )
 from bastion.gateway.limit import RateLimiterUnavailableError
+from bastion.observability.metrics import GATEWAY_BUCKETS, NO_ROUTE, OTHER, Metrics
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

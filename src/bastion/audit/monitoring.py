@@ -1,4 +1,7 @@
-"""Wiring of the monitoring chain from the settings: auditor → detectors → alerts → webhooks.
+"""The monitoring chain, wired from the settings: auditor → detectors → alerts → webhooks.
+
+What an alert is and what the manager does with one (deduplicate, record, deliver) is
+:mod:`bastion.audit.alerts`; this module only assembles the chain.
 
 :func:`open_alerting` builds, from ``alerts:``, the detectors
 (:mod:`bastion.audit.detectors`), the :class:`~bastion.audit.alerts.AlertManager`

@@ -1,4 +1,4 @@
-"""Gateway spans (audit/tracing.py): the tracer's own rules, and tracing off over real HTTP.
+"""Gateway spans (observability/tracing.py): the tracer's own rules, and tracing off over real HTTP.
 
 The spans of served requests (names, attributes, traceparent handling, refusals, reloads)
 are tested end to end in ``tests/features/tracing`` (an OTLP receiver behind ``bastion
@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from _support import EchoThread
 from _support.gateway_server import serve_gateway
-from bastion.audit.tracing import GatewayTracer, TracingUnavailableError
+from bastion.observability.tracing import GatewayTracer, TracingUnavailableError
 
 CLIENT_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_PARENT = f"00-{CLIENT_TRACE}-b7ad6b7169203331-01"
@@ -56,7 +56,7 @@ def test_shutdown_flushes_the_batch(exporter: InMemorySpanExporter) -> None:
 def test_missing_packages_name_the_extra(
     monkeypatch: pytest.MonkeyPatch, exporter: InMemorySpanExporter
 ) -> None:
-    monkeypatch.setattr("bastion.audit.tracing.tracing_installed", lambda: False)
+    monkeypatch.setattr("bastion.observability.tracing.tracing_installed", lambda: False)
     with pytest.raises(TracingUnavailableError) as info:
         GatewayTracer(exporter)
     assert info.value.code == "tracing_unavailable"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bastion.audit.alerting import DEAD_LETTER_FILE, open_alerting
 from bastion.audit.events import Auditor, EventTypes
+from bastion.audit.monitoring import DEAD_LETTER_FILE, open_alerting
 from bastion.crypto import Keyring, MasterKey
 from bastion.settings import Settings
 from bastion.storage import Database, Webhook

@@ -6,9 +6,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bastion import _native
 from bastion.audit.events import Auditor
-from bastion.audit.metrics import GATEWAY_BUCKETS, Metrics
 from bastion.gateway.errors import UpstreamTimeoutError
 from bastion.gateway.ip_rules import IpNotAllowedError
+from bastion.observability.metrics import GATEWAY_BUCKETS, Metrics
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

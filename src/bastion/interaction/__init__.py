@@ -1,1 +1,0 @@
-"""bastion.interaction."""
