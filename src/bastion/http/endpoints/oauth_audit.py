@@ -31,6 +31,7 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 
 from bastion.audit.events import Auditor, EventTypes
+from bastion.gateway.forwarded import request_client_ip
 from bastion.http.middleware import get_request_id
 from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError
 from bastion.protocol.rfc6749.requests import OAuthRequest
@@ -71,16 +72,18 @@ def claimed_client_id(oreq: OAuthRequest) -> str | None:
 
 
 class OAuthAudit:
-    """Records the authorization server's decisions on ``auditor`` (no-op without one)."""
+    """Records the authorization server's decisions on ``auditor`` (no-op without one).
 
-    def __init__(self, auditor: Auditor | None, client_ip: Any) -> None:
+    The client address is the one resolved for the request as it entered the app.
+    """
+
+    def __init__(self, auditor: Auditor | None) -> None:
         self.auditor = auditor
-        self._client_ip = client_ip
 
     def _common(self, request: Request) -> dict[str, Any]:
         agent = request.headers.get("user-agent")
         return {
-            "ip": self._client_ip(request),
+            "ip": request_client_ip(request.scope),
             "user_agent": _clean(agent, _MAX_USER_AGENT) if agent else None,
             "request_id": rid if (rid := get_request_id(request.scope)) != "-" else None,
         }
