@@ -31,37 +31,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion.audit.events import Auditor
-from bastion.crypto import SigningKeyPair
 from bastion.errors import BastionError
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.endpoints.oauth_audit import OAuthAudit
+from bastion.http.runtime import ControlPlane
 from bastion.protocol.rfc6749.client_auth import (
     ALL_AUTH_METHODS,
     AuthenticatedClient,
     ClientAuthMethod,
-    ClientLookup,
     authenticate_client,
     claimed_client_id,
 )
 from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError, TooManyAttemptsError
 from bastion.protocol.rfc6749.requests import OAuthRequest
-from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint, token_response
+from bastion.protocol.rfc6749.token_endpoint import token_response
 from bastion.protocol.rfc7009 import revoke
 from bastion.protocol.rfc7662 import introspect
 from bastion.protocol.rfc8414 import authorization_server_metadata
-from bastion.ratelimit.login import LoginThrottle, LoginThrottledError
-from bastion.settings import Settings
+from bastion.ratelimit.login import LoginThrottledError
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import Client
-from bastion.storage.shared import SharedState
 
 __all__ = [
     "INTROSPECTION_PATH",
@@ -72,7 +68,6 @@ __all__ = [
     "TOKEN_PATH",
     "ClientAuthenticator",
     "OAuthEndpoints",
-    "OAuthRuntime",
     "RequestBodyTooLargeError",
     "oauth_routes",
 ]
@@ -98,39 +93,6 @@ class RequestBodyTooLargeError(BastionError):
     code = "request_too_large"
     status = 413
     title = "Request body too large"
-
-
-class _Keys(Protocol):
-    def jwks(self) -> dict[str, Any]: ...
-
-    def current(self) -> SigningKeyPair: ...
-
-
-class _AccessTokens(Protocol):
-    async def verify(self, token: str | bytes) -> Mapping[str, Any]: ...
-
-    async def revoke(self, claims: Mapping[str, Any]) -> None: ...
-
-
-class OAuthRuntime(Protocol):
-    """What these endpoints need from the runtime (``bastion.runtime.Runtime`` is one)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def shared(self) -> SharedState: ...
-    @property
-    def clients(self) -> ClientLookup: ...
-    @property
-    def signing_keys(self) -> _Keys: ...
-    @property
-    def token_endpoint(self) -> TokenEndpoint: ...
-    @property
-    def access_tokens(self) -> _AccessTokens: ...
-    @property
-    def auditor(self) -> Auditor: ...
-    @property
-    def client_throttle(self) -> LoginThrottle | None: ...
 
 
 def _json(body: Mapping[str, Any], *, status: int = 200, cache: str = "no-store") -> Response:
@@ -176,7 +138,7 @@ class ClientAuthenticator:
     audit event.
     """
 
-    def __init__(self, runtime: OAuthRuntime, audit: OAuthAudit) -> None:
+    def __init__(self, runtime: ControlPlane, audit: OAuthAudit) -> None:
         self._runtime = runtime
         self._audit = audit
         self._issuer = runtime.settings.issuer_url
@@ -240,7 +202,7 @@ class ClientAuthenticator:
 class OAuthEndpoints:
     """The authorization server's endpoints over one runtime: one method per path."""
 
-    def __init__(self, runtime: OAuthRuntime) -> None:
+    def __init__(self, runtime: ControlPlane) -> None:
         self._runtime = runtime
         self._audit = OAuthAudit(runtime.auditor)
         self._clients = ClientAuthenticator(runtime, self._audit)
@@ -318,7 +280,7 @@ class OAuthEndpoints:
         return _json(self._metadata, cache="public, max-age=300")
 
 
-def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
+def oauth_routes(runtime: ControlPlane) -> list[BaseRoute]:
     """The authorization server's routes, bound to ``runtime``."""
     endpoints = OAuthEndpoints(runtime)
     return [
