@@ -100,10 +100,13 @@ def _is_loopback(host: object) -> bool:
         return False
 
 
-def check_scrape(scope: Scope, runtime: ControlPlane, *, separate: bool) -> None:
+def check_scrape(
+    scope: Scope, runtime: ControlPlane, *, separate: bool, trusted: TrustedProxies
+) -> None:
     """Return when the scrape in ``scope`` may read the metrics; raise otherwise.
 
-    ``separate`` says the request came in on the metrics listener. Raises
+    ``separate`` says the request came in on the metrics listener; ``trusted`` are
+    the trusted proxies (built once, from ``trusted_proxies``). Raises
     :class:`MetricsUnauthorizedError` (token configured, missing or wrong) or
     :class:`MetricsForbiddenError` (no token, main port, client not loopback
     or a trusted proxy).
@@ -123,16 +126,12 @@ def check_scrape(scope: Scope, runtime: ControlPlane, *, separate: bool) -> None
         return
     client = scope.get("client")
     peer = client[0] if client else None
-    if not _is_loopback(peer) or peer in _trusted_proxies(runtime):
+    # A loopback peer that is a trusted proxy relays someone else's request.
+    if not _is_loopback(peer) or peer in trusted:
         raise MetricsForbiddenError(
             "Metrics are served on this port only to local clients — set metrics.token to "
             "scrape from elsewhere, or metrics.listen for a listener of their own."
         )
-
-
-def _trusted_proxies(runtime: ControlPlane) -> TrustedProxies:
-    # A loopback peer that is a trusted proxy relays someone else's request.
-    return TrustedProxies(runtime.settings.trusted_proxies)
 
 
 def _response(metrics: MetricsRenderer, request: Request) -> Response:
@@ -148,9 +147,10 @@ def metrics_routes(runtime: ControlPlane) -> list[Route]:
     settings = runtime.settings.metrics
     if not settings.enabled or settings.listen is not None:
         return []
+    trusted = TrustedProxies(runtime.settings.trusted_proxies)
 
     async def metrics(request: Request) -> Response:
-        check_scrape(request.scope, runtime, separate=False)
+        check_scrape(request.scope, runtime, separate=False, trusted=trusted)
         return _response(registry, request)
 
     return [Route(METRICS_PATH, metrics, methods=["GET", "HEAD"], name="metrics")]
@@ -162,6 +162,7 @@ def metrics_listener_app(runtime: ControlPlane) -> ASGIApp:
     Other paths are 404 ``not_found``, other methods 405; errors are
     problem+json with a request id, like on the main port.
     """
+    trusted = TrustedProxies(runtime.settings.trusted_proxies)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -170,7 +171,7 @@ def metrics_listener_app(runtime: ControlPlane) -> ASGIApp:
             raise EndpointNotFoundError(f"no bastion endpoint at {scope['path']!r}")
         if scope["method"] not in ("GET", "HEAD"):
             raise EndpointMethodNotAllowedError("allowed methods: GET, HEAD", allow="GET, HEAD")
-        check_scrape(scope, runtime, separate=True)
+        check_scrape(scope, runtime, separate=True, trusted=trusted)
         if runtime.metrics is None:
             raise EndpointNotFoundError(f"no bastion endpoint at {scope['path']!r}")
         response = _response(runtime.metrics, Request(scope, receive))
