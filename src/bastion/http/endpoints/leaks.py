@@ -61,6 +61,7 @@ from bastion.audit.lifecycle import api_key_leaked
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.forwarded import request_client_ip
+from bastion.http.body import read_bounded
 from bastion.http.middleware.request_id import get_request_id
 from bastion.http.runtime import ControlPlane
 from bastion.storage.errors import SharedStateUnavailableError
@@ -180,19 +181,13 @@ def _mac(body: bytes, secret: str, timestamp: str) -> str:
 
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidLeakReportError("Content-Length must be a number of bytes")
-        if int(declared) > MAX_REPORT_BYTES:
-            raise LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_REPORT_BYTES:
-            raise LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared is not None and not declared.isdigit():
+        raise InvalidLeakReportError("Content-Length must be a number of bytes")
+    return await read_bounded(
+        request,
+        MAX_REPORT_BYTES,
+        lambda: LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes"),
+    )
 
 
 def _check_signature(request: Request, body: bytes, secret: str, now: float) -> str:

@@ -40,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 
 from bastion.errors import BastionError
 from bastion.gateway.forwarded import request_client_ip
+from bastion.http.body import read_bounded
 from bastion.http.endpoints.oauth_audit import OAuthAudit
 from bastion.http.runtime import ControlPlane
 from bastion.protocol.rfc6749.client_auth import (
@@ -107,22 +108,12 @@ def _oauth_error(error: OAuthError) -> Response:
     return Response(body, status, headers)
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def _oauth_request(request: Request) -> OAuthRequest:
-    body = await _read_body(request)
+    body = await read_bounded(
+        request,
+        MAX_BODY,
+        lambda: RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes"),
+    )
     return OAuthRequest.from_http(
         request.method, request.headers.raw, body, request.scope.get("query_string", b"")
     )
