@@ -154,7 +154,7 @@ class ClientAuthenticator:
             await throttle.check(account, ip)
         except LoginThrottledError as exc:
             reason = f"throttled_{exc.scope}"
-            self._audit.client_throttled(request, oreq, reason, request.url.path)
+            self._audit.client_failed(request, oreq, reason)
             raise TooManyAttemptsError(exc.retry_after, reason=reason) from None
         except SharedStateUnavailableError as exc:
             log.warning("client authentication throttle unavailable: %s", exc)
@@ -186,7 +186,7 @@ class ClientAuthenticator:
                 leeway=self._leeway,
             )
         except InvalidClientError as error:
-            self._audit.client_failed(request, oreq, error, request.url.path)
+            self._audit.client_failed(request, oreq, error.reason)
             raise
 
 

@@ -8,7 +8,8 @@ at each decision:
 event                  outcome    when
 =====================  =========  ================================================
 ``auth.client``        failure    client authentication failed (any endpoint);
-                                  reason = the precise ``InvalidClientError.reason``
+                                  reason = the precise ``InvalidClientError.reason``,
+                                  or ``throttled_…`` (the brute-force throttle)
 ``token.issued``       success    the token endpoint issued a token
 ``token.refused``      failure    the token endpoint refused (reason = OAuth error)
 ``token.revoked``      success    revocation revoked a token (data.jti)
@@ -33,7 +34,7 @@ from starlette.requests import Request
 from bastion.audit.events import Auditor, EventTypes
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.middleware import get_request_id
-from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError
+from bastion.protocol.rfc6749.errors import OAuthError
 from bastion.protocol.rfc6749.requests import OAuthRequest
 
 __all__ = ["OAuthAudit", "claimed_client_id"]
@@ -88,28 +89,13 @@ class OAuthAudit:
             "request_id": rid if (rid := get_request_id(request.scope)) != "-" else None,
         }
 
-    def client_failed(
-        self, request: Request, oreq: OAuthRequest, error: InvalidClientError, endpoint: str
-    ) -> None:
-        """``auth.client`` failure: the client the request claimed could not authenticate."""
-        if self.auditor is None:
-            return
-        self.auditor.record(
-            EventTypes.CLIENT_AUTH,
-            "failure",
-            reason=error.reason,
-            client_id=claimed_client_id(oreq),
-            data={"endpoint": endpoint},
-            **self._common(request),
-        )
+    def client_failed(self, request: Request, oreq: OAuthRequest, reason: str | None) -> None:
+        """``auth.client`` failure: the client the request claimed could not authenticate
+        (``reason``: the precise ``InvalidClientError.reason``), or the brute-force throttle
+        refused it before any check (``throttled_…``).
 
-    def client_throttled(
-        self, request: Request, oreq: OAuthRequest, reason: str, endpoint: str
-    ) -> None:
-        """``auth.client`` failure refused by the brute-force throttle before any check.
-
-        Still an authentication attempt of the claimed account: detectors count it, so
-        an attack the throttle slows down is reported all the same.
+        A throttled attempt is still an authentication attempt of the claimed account:
+        detectors count it, so an attack the throttle slows down is reported all the same.
         """
         if self.auditor is None:
             return
@@ -118,7 +104,7 @@ class OAuthAudit:
             "failure",
             reason=reason,
             client_id=claimed_client_id(oreq),
-            data={"endpoint": endpoint},
+            data={"endpoint": request.url.path},
             **self._common(request),
         )
 
