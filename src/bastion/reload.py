@@ -35,15 +35,17 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bastion.crypto import TLSConfigError, load_server_certificate, server_ssl_context
 from bastion.errors import BastionError
+from bastion.settings import Settings
 
 __all__ = [
     "PID_FILE_NAME",
     "CertificateWatcher",
     "ReloadError",
+    "Reloadable",
     "Reloader",
     "remove_pid_file",
     "serving_reloads",
@@ -168,18 +170,34 @@ class CertificateWatcher:
         return True
 
 
+class Reloadable(Protocol):
+    """What a reload swaps routes in (``bastion.runtime.Runtime`` is one)."""
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the runtime was built from."""
+        ...
+
+    def reload_routes(self, settings: Settings) -> list[str]:
+        """Swap in the routes of ``settings`` as one new table; return their names.
+
+        Raises ``BastionError`` (the current routes stay) for an invalid route.
+        """
+        ...
+
+
 class Reloader:
     """Reloads routes (and certificates) of a running ``bastion serve`` on request.
 
     ``load`` re-reads the settings (raising ``SettingsError``); ``runtime``
-    needs ``settings`` and ``reload_routes(settings)``; ``certificates`` is the
+    swaps the routes (:class:`Reloadable`); ``certificates`` is the
     server's watcher (``None`` without TLS or with a generated certificate).
     """
 
     def __init__(
         self,
-        runtime: Any,
-        load: Callable[[], Any],
+        runtime: Reloadable,
+        load: Callable[[], Settings],
         *,
         certificates: CertificateWatcher | None = None,
     ) -> None:

@@ -6,6 +6,13 @@ the gateway and (with ``demo.enabled``) the demo echo upstream. ``open()``
 builds them in dependency order and turns every failure into one
 :class:`~bastion.errors.BastionError` with an actionable line; ``close()``
 releases them in reverse order.
+
+This is the one composition root: every component is complete when the
+:class:`Runtime` is constructed (the gateway's control side with its limiter
+companions, the token endpoint's one grant table over one token issuer);
+nothing is attached afterwards. A reload (:meth:`Runtime.reload_routes`)
+swaps one reference, the immutable route table. The HTTP endpoints read the
+runtime through a typed view of it (:class:`bastion.http.runtime.ControlPlane`).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ from bastion.gateway.compile import load_table
 from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
 from bastion.gateway.shedding import LoadShedder
+from bastion.http.endpoints.admin.auth import admin_audience
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.signing_keys import SigningKeyManager
@@ -209,35 +217,6 @@ class Runtime:
             signing_keys.on_active_changed(native_push.assertion_key)
             api_keys.mirror(native_push.NativeApiKeys())
             clients = ClientService(db, settings, shared)
-            issuer = TokenIssuer(signing_keys.current)
-            from bastion.http.endpoints.admin.auth import admin_audience
-
-            # What a key may obtain by exchange: read from the live routes (built below).
-            built: dict[str, GatewayControl] = {}
-            exchange_policy = ApiKeyExchangePolicy(
-                issuer=settings.issuer_url,
-                routes=lambda: built["control"].routes,
-                limiter=lambda: built["control"].limiter,
-                rate=Limit.parse(settings.api_keys.exchange_rate),
-                forbidden=(admin_audience(settings.issuer_url),),
-            )
-            token_endpoint = TokenEndpoint(
-                {
-                    "client_credentials": client_credentials.handler(
-                        issuer=settings.issuer_url,
-                        settings_tokens=settings.tokens,
-                        issue_token=issuer.issue,
-                    ),
-                    rfc8693.GRANT_TYPE: rfc8693.exchange_grant(
-                        issuer=settings.issuer_url,
-                        api_keys=api_keys,
-                        issue_token=issuer.issue,
-                        settings_tokens=settings.tokens,
-                        audiences=exchange_policy.audiences,
-                        admit=exchange_policy.admit,
-                    ),
-                }
-            )
 
             async def client_is_active(client_id: str) -> bool:
                 # Read through to the database: introspection, revocation and the
@@ -259,17 +238,24 @@ class Runtime:
                 changes=db.change_feed.append,
             )
             changes = await _follow_changes(settings, db, shared, access_tokens)
-            control = GatewayControl(
+            control = await _gateway_control(
+                settings,
                 routes,
                 authenticators=_authenticators(settings, access_tokens, shared, api_keys),
-                # Exact across nodes only through Redis (one Lua round trip per request);
-                # in memory, one native store shared with the native front (one budget).
-                limiter=RedisLimiter(shared)
-                if is_redis(shared)
-                else MemoryLimiter(serve_native=True),
-                tracer=_tracer(settings),
+                db=db,
+                shared=shared,
+                auditor=auditor,
+                node_id=node_id,
             )
-            built["control"] = control
+            # What a key may obtain by exchange: read from the live routes.
+            exchange_policy = ApiKeyExchangePolicy(
+                issuer=settings.issuer_url,
+                routes=lambda: control.routes,
+                limiter=lambda: control.limiter,
+                rate=Limit.parse(settings.api_keys.exchange_rate),
+                forbidden=(admin_audience(settings.issuer_url),),
+            )
+            token_endpoint = _token_endpoint(settings, signing_keys, api_keys, exchange_policy)
             # The same routes, compiled for the native data plane (the public listener).
             load_table(settings, routes)
             jwt = control.authenticators.get("jwt")
@@ -277,37 +263,8 @@ class Runtime:
                 # An emergency retirement: tokens verified with the retired key leave the
                 # cache once this process's key set no longer holds it.
                 signing_keys.on_keys_dropped(jwt.clear)
-            limits = settings.ratelimit
-            control.key_overrides = KeyLimitOverrides(db, shared, native=True)
-            await control.key_overrides.load()
-            control.limiter_health = BackendHealth(auditor, node_id=node_id)
-            if is_redis(shared):
-                # The fail-open fallback's buckets are the native store, so requests the
-                # native front decides during an outage draw from the same local share.
-                control.fallback_limiter = MemoryLimiter(serve_native=True)
-            control.risk = RiskRegistry()  # detectors flag keys / addresses here
-            if limits.risk.enabled:
-                # Attack alerts tighten the limits of whom they name (ratelimit/risk_alerts.py).
-                tighten_on_alerts(
-                    auditor,
-                    control.risk,
-                    factor=limits.risk.factor,
-                    duration=limits.risk.duration,
-                )
-            shedding = limits.shedding
-            if shedding.enabled:
-                # One limit per route for both planes: the native core's limiters.
-                control.shedder = LoadShedder(
-                    serve_native=True,
-                    initial=shedding.initial_limit,
-                    minimum=shedding.min_limit,
-                    maximum=shedding.max_limit,
-                    target_latency=shedding.target_latency,
-                    backoff=shedding.backoff,
-                )
-            if is_redis(shared):
-                control.node_count = NodeCount(shared, node_id, interval=limits.node_heartbeat)
             _configure_native_limiter(shared)
+            limits = settings.ratelimit
             client_throttle = (
                 LoginThrottle(
                     shared,
@@ -495,6 +452,85 @@ async def _follow_changes(
     await follower.replay(feed.REVOKED_TOKENS, revoked)
     native_push.verify_misses(True)
     return follower
+
+
+async def _gateway_control(
+    settings: Settings,
+    routes: list[RouteSettings],
+    *,
+    authenticators: dict[str, Any],
+    db: Database,
+    shared: SharedState,
+    auditor: Auditor,
+    node_id: str,
+) -> GatewayControl:
+    """What the control plane keeps of the gateway, every part built here and once.
+
+    Raises ``GatewayConfigError`` for an invalid route.
+    """
+    limits = settings.ratelimit
+    redis = is_redis(shared)
+    # Exact across nodes only through Redis (one Lua round trip per request);
+    # in memory, one native store shared with the native front (one budget).
+    limiter = RedisLimiter(shared) if is_redis(shared) else MemoryLimiter(serve_native=True)
+    key_overrides = KeyLimitOverrides(db, shared, native=True)
+    await key_overrides.load()
+    risk = RiskRegistry()  # detectors flag keys / addresses here
+    if limits.risk.enabled:
+        # Attack alerts tighten the limits of whom they name (ratelimit/risk_alerts.py).
+        tighten_on_alerts(auditor, risk, factor=limits.risk.factor, duration=limits.risk.duration)
+    shedding = limits.shedding
+    return GatewayControl(
+        routes,
+        authenticators=authenticators,
+        limiter=limiter,
+        tracer=_tracer(settings),
+        # With Redis, the fail-open fallback's buckets are the native store, so requests
+        # the native front decides during an outage draw from the same local share.
+        fallback_limiter=MemoryLimiter(serve_native=True) if redis else None,
+        key_overrides=key_overrides,
+        limiter_health=BackendHealth(auditor, node_id=node_id),
+        node_count=NodeCount(shared, node_id, interval=limits.node_heartbeat) if redis else None,
+        # One limit per route for both planes: the native core's limiters.
+        shedder=LoadShedder(
+            serve_native=True,
+            initial=shedding.initial_limit,
+            minimum=shedding.min_limit,
+            maximum=shedding.max_limit,
+            target_latency=shedding.target_latency,
+            backoff=shedding.backoff,
+        )
+        if shedding.enabled
+        else None,
+        risk=risk,
+    )
+
+
+def _token_endpoint(
+    settings: Settings,
+    signing_keys: SigningKeyManager,
+    api_keys: ApiKeyService,
+    exchange_policy: ApiKeyExchangePolicy,
+) -> TokenEndpoint:
+    """The token endpoint's one grant table, over one token issuer."""
+    issuer = TokenIssuer(signing_keys.current)
+    return TokenEndpoint(
+        {
+            client_credentials.GRANT_TYPE: client_credentials.ClientCredentialsGrant(
+                issuer=settings.issuer_url,
+                settings_tokens=settings.tokens,
+                issue_token=issuer.issue,
+            ),
+            rfc8693.GRANT_TYPE: rfc8693.TokenExchangeGrant(
+                issuer=settings.issuer_url,
+                api_keys=api_keys,
+                issue_token=issuer.issue,
+                settings_tokens=settings.tokens,
+                audiences=exchange_policy.audiences,
+                admit=exchange_policy.admit,
+            ),
+        }
+    )
 
 
 def _tracer(settings: Settings) -> GatewayTracer | None:

@@ -31,7 +31,9 @@ class _Probe(BastionApp):
         raise _ToGateway
 
 
-_APP = _Probe(SimpleNamespace(settings=None, db=None, shared=None, node_id="t"))
+_APP = _Probe(
+    SimpleNamespace(settings=SimpleNamespace(trusted_proxies=()), db=None, shared=None, node_id="t")
+)
 
 
 def app_dispatch(raw_path: bytes) -> str:

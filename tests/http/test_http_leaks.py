@@ -329,6 +329,8 @@ def test_reserved_and_mounted_by_standard_routes() -> None:
         api_keys=object(),
         token_endpoint=SimpleNamespace(grant_types=("client_credentials",)),
         signing_keys=SimpleNamespace(current=lambda: None),
+        auditor=None,
+        client_throttle=None,
     )
     paths = [getattr(route, "path", None) for route in standard_routes(runtime)]
     assert LEAKS_PATH in paths

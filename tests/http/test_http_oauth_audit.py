@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -176,3 +177,34 @@ def test_claimed_client_id_reads_basic_then_form_and_never_raises() -> None:
     twice = [(b"authorization", b"Basic a"), (b"authorization", b"Basic b")]
     assert claimed_client_id(_request(twice)) is None
     assert claimed_client_id(_request([])) is None
+
+
+async def test_the_client_address_is_resolved_once_per_request(
+    runtime: Runtime, events: list[Event], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Throttle, audit and the grant all need the address: one resolution serves them.
+    from bastion.gateway import forwarded
+
+    calls: list[object] = []
+    rule = forwarded.client_ip
+
+    def counting(scope: Any, trusted: forwarded.TrustedProxies) -> str | None:
+        calls.append(scope)
+        return rule(scope, trusted)
+
+    monkeypatch.setattr(forwarded, "client_ip", counting)
+    client, _ = await runtime.clients.create(
+        ClientSpec(name="cc", grant_types=["client_credentials"], scopes=["a"])
+    )
+    transport = httpx.ASGITransport(app=create_full_app(runtime), client=("10.9.9.9", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+        response = await http.post(
+            TOKEN,
+            data={"grant_type": "client_credentials"},
+            auth=(client.client_id, "wrong-secret"),
+            headers={"X-Forwarded-For": "198.51.100.44"},
+        )
+    assert response.status_code == 401
+    (event,) = _of(events, "auth.client")
+    assert event.ip == "198.51.100.44"
+    assert len(calls) == 1

@@ -88,3 +88,18 @@ def basic(client_id: str, secret: str) -> tuple[str, str]:
 
 def raw_basic(raw: bytes) -> tuple[str, str]:
     return ("Authorization", "Basic " + base64.b64encode(raw).decode())
+
+
+@dataclass
+class Authenticator:
+    """A token endpoint's ``authenticate`` stand-in: returns ``client`` (``None``: raises
+    ``invalid_client``) and counts its calls."""
+
+    client: Client | None = None
+    calls: int = 0
+
+    async def __call__(self, request: OAuthRequest) -> Client:
+        self.calls += 1
+        if self.client is None:
+            raise InvalidClientError(reason="unknown_client")
+        return self.client

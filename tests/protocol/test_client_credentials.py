@@ -19,7 +19,7 @@ from bastion.protocol.rfc6749.errors import (
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint, token_response
 from bastion.storage.models import Client
-from protocol.protocol_support import ISSUER, confidential, form_request
+from protocol.protocol_support import ISSUER, Authenticator, confidential, form_request
 
 NOW = 1_700_000_000.0
 
@@ -177,7 +177,7 @@ async def test_ttl(client_ttl: int | None, expected: int) -> None:
 def _endpoint(signer: Signer) -> TokenEndpoint:
     return TokenEndpoint(
         {
-            "client_credentials": client_credentials.handler(
+            "client_credentials": client_credentials.ClientCredentialsGrant(
                 issuer=ISSUER, settings_tokens=Tokens(), issue_token=signer
             )
         }
@@ -188,7 +188,9 @@ async def test_dispatch_client_credentials() -> None:
     signer = Signer()
     endpoint = _endpoint(signer)
     assert endpoint.grant_types == ("client_credentials",)
-    body = await endpoint.handle(form_request({"grant_type": "client_credentials"}), confidential())
+    body = await endpoint.handle(
+        form_request({"grant_type": "client_credentials"}), Authenticator(confidential())
+    )
     assert body["access_token"] == "token-1"
     status, headers, raw = token_response(body)
     assert status == 200
@@ -211,20 +213,22 @@ async def test_dispatch_client_credentials() -> None:
 )
 async def test_unsupported_grants(grant_type: str, description: str) -> None:
     with pytest.raises(UnsupportedGrantTypeError) as caught:
-        await _endpoint(Signer()).handle(form_request({"grant_type": grant_type}), confidential())
+        await _endpoint(Signer()).handle(
+            form_request({"grant_type": grant_type}), Authenticator(confidential())
+        )
     assert (caught.value.code, caught.value.status) == ("unsupported_grant_type", 400)
     assert caught.value.error_description == description
 
 
 async def test_missing_grant_type() -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        await _endpoint(Signer()).handle(form_request({}), confidential())
+        await _endpoint(Signer()).handle(form_request({}), Authenticator(confidential()))
     assert caught.value.error_description == "missing parameter 'grant_type'"
 
 
 def test_refused_grants_cannot_be_registered() -> None:
-    async def anything(*_: Any) -> dict[str, Any]:
-        return {}
-
+    grant = client_credentials.ClientCredentialsGrant(
+        issuer=ISSUER, settings_tokens=Tokens(), issue_token=Signer()
+    )
     with pytest.raises(ValueError, match="refused by design"):
-        TokenEndpoint({"password": anything})
+        TokenEndpoint({"password": grant})

@@ -37,18 +37,20 @@ def test_module_names() -> None:
         "ClientLookup",
         "authenticate_client",
         "claimed_client_id",
+        "sends_client_credentials",
     }
     assert sorted(token_endpoint.__all__) == [
+        "Authenticate",
         "REFUSED_GRANT_TYPES",
         "TOKEN_RESPONSE_HEADERS",
         "TokenEndpoint",
         "token_response",
     ]
     assert sorted(client_credentials.__all__) == [
+        "ClientCredentialsGrant",
         "GRANT_TYPE",
         "TokenLifetimes",
         "handle",
-        "handler",
         "token_ttl",
     ]
     assert rfc7662.__all__ == [

@@ -29,7 +29,7 @@ from bastion.settings import Settings
 from bastion.storage import Database, migrate
 from bastion.storage.models import ApiKey
 from bastion.storage.shared import SharedState, open_shared_state
-from protocol.protocol_support import ISSUER, confidential, form_request
+from protocol.protocol_support import ISSUER, Authenticator, confidential, form_request
 
 SETTINGS = Settings()
 NOW = time.time()
@@ -127,6 +127,7 @@ def test_constants() -> None:
             "ApiKeyVerifier",
             "ClientIsActive",
             "ExchangeRateLimitedError",
+            "TokenExchangeGrant",
             "api_key_client_id",
             "api_key_subject",
             "exchange_grant",
@@ -414,22 +415,62 @@ async def test_an_authenticated_client_must_be_allowed_the_grant(env: Env) -> No
     assert env.last["client_id"].startswith("apikey:")
 
 
-async def test_exchange_grant_plugs_into_the_token_endpoint(env: Env) -> None:
-    _, key = await env.key()
-    endpoint = TokenEndpoint(
+def _exchange_endpoint(env: Env, **policy: Any) -> TokenEndpoint:
+    return TokenEndpoint(
         {
-            rfc8693.GRANT_TYPE: rfc8693.exchange_grant(
+            rfc8693.GRANT_TYPE: rfc8693.TokenExchangeGrant(
                 issuer=ISSUER,
                 api_keys=env.service,
                 issue_token=env.signer,
                 settings_tokens=SETTINGS.tokens,
+                **policy,
             )
         }
     )
+
+
+async def test_exchange_grant_plugs_into_the_token_endpoint(env: Env) -> None:
+    _, key = await env.key()
+    endpoint = _exchange_endpoint(env)
     client = confidential(grant_types=(rfc8693.GRANT_TYPE,))
-    response = await endpoint.handle(form_request(exchange_form(key)), client)
+    authenticate = Authenticator(client)
+    credentials = [("Authorization", "Basic c3ZjOnNlY3JldA==")]
+    request = form_request(exchange_form(key), headers=credentials)
+    response = await endpoint.handle(request, authenticate)
     assert response["token_type"] == "Bearer"
+    assert authenticate.calls == 1
     assert rfc8693.GRANT_TYPE in endpoint.grant_types
+
+
+async def test_the_exchange_grant_needs_no_client_authentication(env: Env) -> None:
+    # RFC 8693 section 2.1: the key is the credential; the table does not authenticate.
+    _, key = await env.key(scopes=["a"])
+    authenticate = Authenticator(None)
+    response = await _exchange_endpoint(env).handle(form_request(exchange_form(key)), authenticate)
+    assert response["scope"] == "a"
+    assert authenticate.calls == 0
+    # Credentials that are sent must authenticate.
+    with pytest.raises(OAuthError) as caught:
+        await _exchange_endpoint(env).handle(
+            form_request(exchange_form(key, client_id="svc")), authenticate
+        )
+    assert caught.value.code == "invalid_client"
+    assert authenticate.calls == 1
+
+
+async def test_the_exchange_grant_checks_the_callers_address(env: Env) -> None:
+    _, key = await env.key(ip_allow=["192.0.2.0/24"])
+    endpoint = _exchange_endpoint(env)
+    with pytest.raises(InvalidRequestError) as caught:
+        await endpoint.handle(
+            form_request(exchange_form(key)), Authenticator(None), client_ip="198.51.100.1"
+        )
+    assert caught.value.reason == "api_key_ip_not_allowed"
+    with pytest.raises(InvalidRequestError) as caught:
+        await endpoint.handle(
+            form_request(exchange_form(key)), Authenticator(None), client_ip="192.0.2.7"
+        )
+    assert caught.value.reason == "api_key_ip_restricted"
 
 
 def test_sends_client_credentials() -> None:

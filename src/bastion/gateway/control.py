@@ -41,7 +41,9 @@ class GatewayControl:
     Constructing raises :class:`~bastion.gateway.errors.GatewayConfigError`
     for invalid routes. ``authenticators`` maps a method name to its
     authenticator; ``limiter`` is the shared limiter (Redis) or the native
-    in-memory store's (``MemoryLimiter(serve_native=True)``).
+    in-memory store's (``MemoryLimiter(serve_native=True)``). The limiter's
+    companions are given here, built once: only ``routes`` changes afterwards
+    (:meth:`reload`).
     """
 
     def __init__(
@@ -51,19 +53,25 @@ class GatewayControl:
         authenticators: Mapping[str, Any],
         limiter: Limiter,
         tracer: GatewayTracer | None = None,
+        fallback_limiter: MemoryLimiter | None = None,
+        key_overrides: KeyLimitOverrides | None = None,
+        limiter_health: BackendHealth | None = None,
+        node_count: NodeCount | None = None,
+        shedder: LoadShedder | None = None,
+        risk: RiskRegistry | None = None,
     ) -> None:
         self.routes: tuple[CompiledRoute, ...] = RouteMatcher(routes).routes
         self.authenticators = authenticators
         self.limiter = limiter
         self.tracer = tracer
         # Decides the limits that fail open while the shared limiter is unreachable.
-        self.fallback_limiter: MemoryLimiter = MemoryLimiter()
-        # Installed by the runtime where the settings ask for them.
-        self.key_overrides: KeyLimitOverrides | None = None
-        self.limiter_health: BackendHealth | None = None
-        self.node_count: NodeCount | None = None
-        self.shedder: LoadShedder | None = None
-        self.risk: RiskRegistry | None = None
+        self.fallback_limiter: MemoryLimiter = fallback_limiter or MemoryLimiter()
+        # Built by the runtime where the settings ask for them (None: not configured).
+        self.key_overrides = key_overrides
+        self.limiter_health = limiter_health
+        self.node_count = node_count
+        self.shedder = shedder
+        self.risk = risk
 
     def reload(self, routes: Iterable[RouteLike]) -> None:
         """Swap in the compiled ``routes``; raises GatewayConfigError (nothing changed) for

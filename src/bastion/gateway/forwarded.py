@@ -8,18 +8,31 @@ that is the client's own claim and ignored. A hop that is not an IP address is
 returned as-is, so an allow-list check refuses it instead of mistaking the
 proxy for the client.
 
-The control plane's endpoints (admin IP allow-list, leak reports, admin
-recording) resolve their client this way; the native core does the same for
-gateway routes (``trusted`` in its table).
+The control plane resolves it once per request: bastion's ASGI app
+(:class:`bastion.http.app.BastionApp`) calls :func:`remember_client_ip` as a
+request enters, and every endpoint that needs the address (the token endpoint
+and its audit events, the admin IP allow-list and recording, leak reports)
+reads it back with :func:`request_client_ip`. The native core does the same
+for gateway routes (``trusted`` in its table).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, Final
 
-__all__ = ["ProxyEntry", "TrustedProxies", "client_ip"]
+__all__ = [
+    "CLIENT_IP_SCOPE_KEY",
+    "ProxyEntry",
+    "TrustedProxies",
+    "client_ip",
+    "remember_client_ip",
+    "request_client_ip",
+]
+
+#: The ASGI scope key holding the client address resolved for the request.
+CLIENT_IP_SCOPE_KEY: Final = "bastion.client_ip"
 
 ProxyEntry = (
     str
@@ -80,3 +93,28 @@ def client_ip(scope: Mapping[str, Any], trusted: TrustedProxies) -> str | None:
         if hop not in trusted:
             return hop
     return hops[0] if hops else peer
+
+
+def remember_client_ip(scope: MutableMapping[str, Any], trusted: TrustedProxies) -> None:
+    """Resolve the client address of ``scope`` (:func:`client_ip`) once, into the scope.
+
+    Called by the app as a request enters; a scope that holds it already keeps it.
+    """
+    if CLIENT_IP_SCOPE_KEY not in scope:
+        scope[CLIENT_IP_SCOPE_KEY] = client_ip(scope, trusted)
+
+
+def request_client_ip(scope: Mapping[str, Any]) -> str | None:
+    """The client address resolved for this request by :func:`remember_client_ip`.
+
+    Raises ``LookupError`` for a scope that did not enter through bastion's app:
+    guessing the address there (the peer? which proxies?) would be the second
+    home this rule must not have.
+    """
+    try:
+        address: str | None = scope[CLIENT_IP_SCOPE_KEY]
+    except KeyError:
+        raise LookupError(
+            "the client address of this request was not resolved (bastion.http.app does it)"
+        ) from None
+    return address

@@ -12,6 +12,10 @@ only while the native core has no route table yet, or through a deferral it shou
 have made; it is answered 503 ``gateway_unavailable`` with ``Retry-After: 1``, never
 judged or forwarded here.
 
+As an ``http`` or ``websocket`` request enters, its client address is resolved
+once (:func:`bastion.gateway.forwarded.remember_client_ip`, ``trusted_proxies``
+honoured); endpoints read it with :func:`~bastion.gateway.forwarded.request_client_ip`.
+
 Only ``http`` and ``websocket`` scopes are served; ``lifespan`` calls the
 runtime's optional ``startup()`` / ``shutdown()``; any other scope type is
 refused with :class:`~bastion.http.errors.UnsupportedScopeError`.
@@ -21,14 +25,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Router
 
 from bastion.errors import BastionError
+from bastion.gateway.forwarded import TrustedProxies, remember_client_ip
 from bastion.gateway.paths import normalize_path, resolve_dot_segments
-from bastion.http.endpoints.health import health_routes
+from bastion.http.endpoints.health import Probed, health_routes
 from bastion.http.errors import (
     EndpointMethodNotAllowedError,
     EndpointNotFoundError,
@@ -39,6 +44,7 @@ from bastion.http.errors import (
 from bastion.http.middleware import ErrorMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from bastion.http.middleware.combined import HttpMiddleware
 from bastion.http.types import ASGIApp, Receive, Scope, Send
+from bastion.settings import Settings
 
 __all__ = ["RESERVED_PREFIXES", "BastionApp", "RuntimeLike", "create_app", "is_reserved"]
 
@@ -99,14 +105,7 @@ def is_reserved(path: str) -> bool:
     return ("//" in path or "/." in path) and _reserved_exact(resolve_dot_segments(path))
 
 
-class Pingable(Protocol):
-    """A dependency with a cheap reachability check."""
-
-    async def ping(self) -> None:
-        """Return when reachable; raise a ``ServiceUnavailableError`` subclass when not."""
-
-
-class RuntimeLike(Protocol):
+class RuntimeLike(Probed, Protocol):
     """What :func:`create_app` needs from the runtime (``bastion.runtime.Runtime`` fits).
 
     ``startup()`` / ``shutdown()`` are optional: called from the ASGI lifespan
@@ -116,11 +115,7 @@ class RuntimeLike(Protocol):
     # Read-only properties: a dataclass field of a subtype satisfies them (plain
     # protocol attributes would be invariant).
     @property
-    def settings(self) -> Any: ...
-    @property
-    def db(self) -> Pingable: ...
-    @property
-    def shared(self) -> Pingable: ...
+    def settings(self) -> Settings: ...
     @property
     def node_id(self) -> str: ...
 
@@ -160,6 +155,8 @@ class BastionApp:
         self, runtime: RuntimeLike, routes: Sequence[BaseRoute] = (), *, gateway: bool = True
     ) -> None:
         self.runtime = runtime
+        # Built once: every request's client address is resolved against it, once.
+        self._trusted = TrustedProxies(runtime.settings.trusted_proxies)
         # Whether gateway paths reach this app at all (the public port: only when the
         # native core hands one over; a listener of bastion's own endpoints: never).
         self._serves_gateway = gateway
@@ -178,8 +175,10 @@ class BastionApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            remember_client_ip(scope, self._trusted)
             await self._http(scope, receive, send)
         elif kind == "websocket":
+            remember_client_ip(scope, self._trusted)
             await self._stack(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)

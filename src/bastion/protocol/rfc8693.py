@@ -56,11 +56,13 @@ import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, Final, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Protocol
 
 from bastion.apikeys.errors import ApiKeyIPNotAllowedError, InvalidApiKeyError
 from bastion.crypto.apikeys import ApiKeyFormatError
 from bastion.crypto.digests import random_token
+from bastion.protocol.rfc6749.client_auth import sends_client_credentials
 from bastion.protocol.rfc6749.errors import (
     InvalidRequestError,
     InvalidScopeError,
@@ -68,7 +70,12 @@ from bastion.protocol.rfc6749.errors import (
     OAuthError,
     UnauthorizedClientError,
 )
-from bastion.protocol.rfc6749.grants import GrantHandler, IssueToken
+from bastion.protocol.rfc6749.grants import (
+    ClientAuthentication,
+    GrantHandler,
+    IssueToken,
+    TokenRequest,
+)
 from bastion.protocol.rfc6749.grants.client_credentials import TokenLifetimes
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.scope import format_scope, parse_scope
@@ -92,6 +99,7 @@ __all__ = [
     "ApiKeyVerifier",
     "ClientIsActive",
     "ExchangeRateLimitedError",
+    "TokenExchangeGrant",
     "api_key_client_id",
     "api_key_subject",
     "exchange_grant",
@@ -227,17 +235,6 @@ def with_api_keys(
     return is_active
 
 
-def sends_client_credentials(request: OAuthRequest) -> bool:
-    """Whether ``request`` carries any client authentication (then it must succeed)."""
-    form = request.form
-    if request.headers.get("authorization"):
-        return True
-    return any(
-        name in form
-        for name in ("client_id", "client_secret", "client_assertion", "client_assertion_type")
-    )
-
-
 def _echo(value: str) -> str:
     return value[:_MAX_ECHO]
 
@@ -301,6 +298,41 @@ def _ttl(key: ApiKey, wanted: float, settings_tokens: TokenLifetimes, now: float
         # Less than a second of validity left: the key is as good as expired.
         raise InvalidRequestError(INVALID_SUBJECT_TOKEN, reason="api_key_expires_now")
     return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class TokenExchangeGrant:
+    """The token endpoint's entry for this grant: :func:`handle` with its dependencies.
+
+    Client authentication is optional (§2.1): the key is the credential; a
+    client that sends credentials must authenticate and be registered for the
+    grant. The caller's address from the :class:`TokenRequest` is checked
+    against the key's IP allow-list.
+    """
+
+    issuer: str
+    api_keys: ApiKeyVerifier
+    issue_token: IssueToken
+    settings_tokens: TokenLifetimes
+    ttl: float = DEFAULT_TTL
+    audiences: AllowedAudiences | None = None
+    admit: Admit | None = None
+    client_authentication: ClassVar[ClientAuthentication] = "optional"
+
+    async def issue(self, token_request: TokenRequest) -> dict[str, Any]:
+        """Exchange the request's API key (see :func:`handle` for what it raises)."""
+        return await handle(
+            token_request.request,
+            token_request.client,
+            issuer=self.issuer,
+            api_keys=self.api_keys,
+            issue_token=self.issue_token,
+            settings_tokens=self.settings_tokens,
+            ttl=self.ttl,
+            ip=token_request.client_ip,
+            audiences=self.audiences,
+            admit=self.admit,
+        )
 
 
 async def handle(

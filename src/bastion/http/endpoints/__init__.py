@@ -6,16 +6,16 @@ mounts; :func:`create_full_app` assembles the ASGI app with all of them.
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.routing import BaseRoute
 
 from bastion.http.endpoints.health import READINESS_TIMEOUT, health_routes
+from bastion.http.runtime import ControlPlane
+from bastion.http.types import ASGIApp
 
 __all__ = ["READINESS_TIMEOUT", "create_full_app", "health_routes", "standard_routes"]
 
 
-def standard_routes(runtime: Any) -> list[BaseRoute]:
+def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
     """Every endpoint group beyond health: the authorization server, the admin API (unless
     ``admin.listen`` serves it on a listener of its own), then
     the API key leak-report endpoint (only when a leak-report secret is configured), then
@@ -37,7 +37,7 @@ def standard_routes(runtime: Any) -> list[BaseRoute]:
     ]
 
 
-def create_full_app(runtime: Any) -> Any:
+def create_full_app(runtime: ControlPlane) -> ASGIApp:
     """The ASGI app a serving bastion runs: gateway, health, OAuth and admin endpoints."""
     from bastion.http.app import create_app
 

@@ -17,11 +17,10 @@ here may judge it, so it is answered 503 ``gateway_unavailable`` with
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.routing import Route
 
 from bastion.http.errors import GatewayUnavailableError
+from bastion.http.runtime import ControlPlane
 from bastion.http.types import Receive, Scope, Send
 
 __all__ = ["FORWARD_AUTH_PATH", "ForwardAuthEndpoint", "forward_auth_routes"]
@@ -33,7 +32,7 @@ class ForwardAuthEndpoint:
     """The ASGI endpoint at :data:`FORWARD_AUTH_PATH` (any method): always raises
     :class:`~bastion.http.errors.GatewayUnavailableError` (see the module docstring)."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: ControlPlane) -> None:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -42,6 +41,6 @@ class ForwardAuthEndpoint:
         )
 
 
-def forward_auth_routes(runtime: Any) -> list[Route]:
+def forward_auth_routes(runtime: ControlPlane) -> list[Route]:
     """The forward-auth decision route (every method: proxies use GET, HEAD or the original)."""
     return [Route(FORWARD_AUTH_PATH, ForwardAuthEndpoint(runtime))]

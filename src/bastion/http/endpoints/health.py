@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Protocol
 
 import orjson
 from starlette.requests import Request
@@ -28,7 +28,7 @@ from starlette.routing import Route
 from bastion.errors import BastionError
 from bastion.http.errors import NotReadyError
 
-__all__ = ["READINESS_TIMEOUT", "health_routes", "run_checks"]
+__all__ = ["READINESS_TIMEOUT", "Probed", "health_routes", "run_checks"]
 
 log = logging.getLogger("bastion.http")
 
@@ -78,8 +78,28 @@ async def run_checks(
     return results
 
 
-def health_routes(runtime: Any, *, timeout: float = READINESS_TIMEOUT) -> list[Route]:
-    """The ``/healthz`` and ``/readyz`` routes for ``runtime`` (which has ``db`` and ``shared``).
+class _Pingable(Protocol):
+    async def ping(self) -> None:
+        """Return when reachable; raise a ``ServiceUnavailableError`` subclass when not."""
+
+
+class _Checkable(Protocol):
+    async def check(self) -> None: ...
+
+
+class Probed(Protocol):
+    """What readiness checks: the database, shared state and the change feed."""
+
+    @property
+    def db(self) -> _Pingable: ...
+    @property
+    def shared(self) -> _Pingable: ...
+    @property
+    def changes(self) -> _Checkable: ...
+
+
+def health_routes(runtime: Probed, *, timeout: float = READINESS_TIMEOUT) -> list[Route]:
+    """The ``/healthz`` and ``/readyz`` routes for ``runtime`` (``db``, ``shared``, ``changes``).
 
     ``/readyz`` raises :class:`~bastion.http.errors.NotReadyError` (rendered as
     503 problem+json by the error middleware) when a check fails.

@@ -55,12 +55,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.apikeys import ApiKeyService
 from bastion.audit.events import Event
 from bastion.audit.lifecycle import api_key_leaked
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
 from bastion.errors import BastionError, ServiceUnavailableError
-from bastion.gateway.forwarded import TrustedProxies, client_ip
+from bastion.gateway.forwarded import request_client_ip
+from bastion.http.body import read_bounded
 from bastion.http.middleware.request_id import get_request_id
+from bastion.http.runtime import ControlPlane
 from bastion.storage.errors import SharedStateUnavailableError
 
 __all__ = [
@@ -178,19 +181,13 @@ def _mac(body: bytes, secret: str, timestamp: str) -> str:
 
 async def _read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidLeakReportError("Content-Length must be a number of bytes")
-        if int(declared) > MAX_REPORT_BYTES:
-            raise LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_REPORT_BYTES:
-            raise LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared is not None and not declared.isdigit():
+        raise InvalidLeakReportError("Content-Length must be a number of bytes")
+    return await read_bounded(
+        request,
+        MAX_REPORT_BYTES,
+        lambda: LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes"),
+    )
 
 
 def _check_signature(request: Request, body: bytes, secret: str, now: float) -> str:
@@ -294,27 +291,23 @@ async def _report(
     ]
 
 
-def leak_routes(runtime: Any) -> list[Route]:
+def leak_routes(runtime: ControlPlane) -> list[Route]:
     """The leak-report route, or none when ``api_keys.leak_report_secret`` is not set.
 
     ``runtime`` needs ``settings``, ``shared`` (the replay cache) and ``api_keys`` (an
     :class:`~bastion.apikeys.ApiKeyService`; one is built from ``db``,
     ``settings`` and ``shared`` when absent).
     """
-    section = getattr(runtime.settings, "api_keys", None)
-    configured = getattr(section, "leak_report_secret", None)
+    configured = runtime.settings.api_keys.leak_report_secret
     if configured is None:
         return []
     secret: str = configured.get_secret_value()
-    trusted = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
-    services: list[Any] = []
+    services: list[ApiKeyService] = []
 
-    def service() -> Any:
+    def service() -> ApiKeyService:
         if not services:
-            existing = getattr(runtime, "api_keys", None)
+            existing: ApiKeyService | None = getattr(runtime, "api_keys", None)
             if existing is None:
-                from bastion.apikeys import ApiKeyService
-
                 existing = ApiKeyService(runtime.db, runtime.settings, runtime.shared)
             services.append(existing)
         return services[0]
@@ -337,7 +330,7 @@ def leak_routes(runtime: Any) -> list[Route]:
                     replace(
                         event,
                         request_id=None if request_id == "-" else request_id,
-                        ip=client_ip(request.scope, trusted),
+                        ip=request_client_ip(request.scope),
                     )
                 )
 

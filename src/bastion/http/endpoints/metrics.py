@@ -28,7 +28,6 @@ OpenMetrics when the ``Accept`` header asks for it; never cached.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -39,6 +38,7 @@ from bastion.errors import BastionError
 from bastion.gateway.forwarded import TrustedProxies
 from bastion.http.errors import EndpointMethodNotAllowedError, EndpointNotFoundError
 from bastion.http.middleware import ErrorMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
+from bastion.http.runtime import ControlPlane, MetricsRenderer
 from bastion.http.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
@@ -100,10 +100,13 @@ def _is_loopback(host: object) -> bool:
         return False
 
 
-def check_scrape(scope: Scope, runtime: Any, *, separate: bool) -> None:
+def check_scrape(
+    scope: Scope, runtime: ControlPlane, *, separate: bool, trusted: TrustedProxies
+) -> None:
     """Return when the scrape in ``scope`` may read the metrics; raise otherwise.
 
-    ``separate`` says the request came in on the metrics listener. Raises
+    ``separate`` says the request came in on the metrics listener; ``trusted`` are
+    the trusted proxies (built once, from ``trusted_proxies``). Raises
     :class:`MetricsUnauthorizedError` (token configured, missing or wrong) or
     :class:`MetricsForbiddenError` (no token, main port, client not loopback
     or a trusted proxy).
@@ -123,44 +126,43 @@ def check_scrape(scope: Scope, runtime: Any, *, separate: bool) -> None:
         return
     client = scope.get("client")
     peer = client[0] if client else None
-    if not _is_loopback(peer) or peer in _trusted_proxies(runtime):
+    # A loopback peer that is a trusted proxy relays someone else's request.
+    if not _is_loopback(peer) or peer in trusted:
         raise MetricsForbiddenError(
             "Metrics are served on this port only to local clients — set metrics.token to "
             "scrape from elsewhere, or metrics.listen for a listener of their own."
         )
 
 
-def _trusted_proxies(runtime: Any) -> TrustedProxies:
-    # A loopback peer that is a trusted proxy relays someone else's request.
-    return TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
-
-
-def _response(runtime: Any, request: Request) -> Response:
-    body, content_type = runtime.metrics.render(request.headers.get("accept", ""))
+def _response(metrics: MetricsRenderer, request: Request) -> Response:
+    body, content_type = metrics.render(request.headers.get("accept", ""))
     return Response(body, headers=_NO_STORE, media_type=content_type)
 
 
-def metrics_routes(runtime: Any) -> list[Route]:
+def metrics_routes(runtime: ControlPlane) -> list[Route]:
     """The ``/metrics`` route for the main port (none when disabled or on its own listener)."""
-    if getattr(runtime, "metrics", None) is None:
+    registry = getattr(runtime, "metrics", None)
+    if registry is None:
         return []  # metrics.enabled is false (or a runtime built without metrics)
     settings = runtime.settings.metrics
     if not settings.enabled or settings.listen is not None:
         return []
+    trusted = TrustedProxies(runtime.settings.trusted_proxies)
 
     async def metrics(request: Request) -> Response:
-        check_scrape(request.scope, runtime, separate=False)
-        return _response(runtime, request)
+        check_scrape(request.scope, runtime, separate=False, trusted=trusted)
+        return _response(registry, request)
 
     return [Route(METRICS_PATH, metrics, methods=["GET", "HEAD"], name="metrics")]
 
 
-def metrics_listener_app(runtime: Any) -> ASGIApp:
+def metrics_listener_app(runtime: ControlPlane) -> ASGIApp:
     """The ASGI app of the separate metrics listener: ``/metrics`` and nothing else.
 
     Other paths are 404 ``not_found``, other methods 405; errors are
     problem+json with a request id, like on the main port.
     """
+    trusted = TrustedProxies(runtime.settings.trusted_proxies)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -169,8 +171,10 @@ def metrics_listener_app(runtime: Any) -> ASGIApp:
             raise EndpointNotFoundError(f"no bastion endpoint at {scope['path']!r}")
         if scope["method"] not in ("GET", "HEAD"):
             raise EndpointMethodNotAllowedError("allowed methods: GET, HEAD", allow="GET, HEAD")
-        check_scrape(scope, runtime, separate=True)
-        response = _response(runtime, Request(scope, receive))
+        check_scrape(scope, runtime, separate=True, trusted=trusted)
+        if runtime.metrics is None:
+            raise EndpointNotFoundError(f"no bastion endpoint at {scope['path']!r}")
+        response = _response(runtime.metrics, Request(scope, receive))
         await response(scope, receive, send)
 
     return RequestIdMiddleware(SecurityHeadersMiddleware(ErrorMiddleware(app)))

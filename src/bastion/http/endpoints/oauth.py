@@ -15,67 +15,77 @@ Paths (all listed in the RFC 8414 metadata document):
 ``/oauth2/revoke``                           RFC 7009 revocation
 ==========================================  ====================================
 
-With an API key service on the runtime (``runtime.api_keys``), the token
-endpoint also serves the RFC 8693 token exchange of an API key
-(:mod:`bastion.protocol.rfc8693`): without client authentication — the key is
-the credential — or, when client credentials are sent, after authenticating
-the client. The caller's address (the peer, or the first address before a
-trusted proxy in ``X-Forwarded-For``) is checked against the key's allow-list
-(a key that has one is then refused: its token could not keep it). The
-runtime's ``exchange_policy`` says which audiences a key may obtain and
-throttles exchanges per key. Client authentication at the token, introspection
-and revocation endpoints goes through one brute-force throttle
-(``runtime.client_throttle``).
+A token request goes to the runtime's grant table
+(:class:`~bastion.protocol.rfc6749.token_endpoint.TokenEndpoint`), which
+authenticates the client as the request's grant declares (the RFC 8693 token
+exchange of an API key: only when client credentials are sent) and hands the
+grant the caller's address, resolved once as the request entered the app
+(:func:`bastion.gateway.forwarded.request_client_ip`). Client authentication
+at the token, introspection and revocation endpoints goes through one
+brute-force throttle (``runtime.client_throttle``) and audits each failure
+(:class:`ClientAuthenticator`); the token endpoint's decisions are audited by
+:class:`~bastion.http.endpoints.oauth_audit.OAuthAudit`.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Final
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion.crypto import SigningKeyPair
 from bastion.errors import BastionError
-from bastion.gateway.forwarded import TrustedProxies, client_ip
+from bastion.gateway.forwarded import request_client_ip
+from bastion.http.body import read_bounded
 from bastion.http.endpoints.oauth_audit import OAuthAudit
-from bastion.oauth.tokens import TokenIssuer
-from bastion.protocol import rfc8693
+from bastion.http.runtime import ControlPlane
 from bastion.protocol.rfc6749.client_auth import (
     ALL_AUTH_METHODS,
     AuthenticatedClient,
-    ClientLookup,
+    ClientAuthMethod,
     authenticate_client,
     claimed_client_id,
 )
 from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError, TooManyAttemptsError
 from bastion.protocol.rfc6749.requests import OAuthRequest
-from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint, token_response
+from bastion.protocol.rfc6749.token_endpoint import token_response
 from bastion.protocol.rfc7009 import revoke
 from bastion.protocol.rfc7662 import introspect
 from bastion.protocol.rfc8414 import authorization_server_metadata
-from bastion.ratelimit.login import LoginThrottle, LoginThrottledError
-from bastion.settings import Settings
+from bastion.ratelimit.login import LoginThrottledError
 from bastion.storage.errors import SharedStateUnavailableError
-from bastion.storage.shared import SharedState
+from bastion.storage.models import Client
+
+__all__ = [
+    "INTROSPECTION_PATH",
+    "JWKS_PATH",
+    "MAX_BODY",
+    "METADATA_PATH",
+    "REVOCATION_PATH",
+    "TOKEN_PATH",
+    "ClientAuthenticator",
+    "OAuthEndpoints",
+    "RequestBodyTooLargeError",
+    "oauth_routes",
+]
 
 log = logging.getLogger("bastion.oauth")
 
-METADATA_PATH = "/.well-known/oauth-authorization-server"
-JWKS_PATH = "/oauth2/jwks.json"
-TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a path, not a secret
-INTROSPECTION_PATH = "/oauth2/introspect"
-REVOCATION_PATH = "/oauth2/revoke"
+METADATA_PATH: Final = "/.well-known/oauth-authorization-server"
+JWKS_PATH: Final = "/oauth2/jwks.json"
+TOKEN_PATH: Final = "/oauth2/token"  # noqa: S105 - a path, not a secret
+INTROSPECTION_PATH: Final = "/oauth2/introspect"
+REVOCATION_PATH: Final = "/oauth2/revoke"
 
 #: Largest accepted body of an OAuth endpoint request (form parameters only).
-MAX_BODY = 64 * 1024
+MAX_BODY: Final = 64 * 1024
 
-_INTROSPECTION_METHODS = tuple(m for m in ALL_AUTH_METHODS if m != "none")
+_INTROSPECTION_METHODS: Final = tuple(m for m in ALL_AUTH_METHODS if m != "none")
+_NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class RequestBodyTooLargeError(BastionError):
@@ -84,35 +94,6 @@ class RequestBodyTooLargeError(BastionError):
     code = "request_too_large"
     status = 413
     title = "Request body too large"
-
-
-class _Keys(Protocol):
-    def jwks(self) -> dict[str, Any]: ...
-
-    def current(self) -> SigningKeyPair: ...
-
-
-class _AccessTokens(Protocol):
-    async def verify(self, token: str | bytes) -> Mapping[str, Any]: ...
-
-    async def revoke(self, claims: Mapping[str, Any]) -> None: ...
-
-
-class OAuthRuntime(Protocol):
-    """What these endpoints need from the runtime."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def shared(self) -> SharedState: ...
-    @property
-    def clients(self) -> ClientLookup: ...
-    @property
-    def signing_keys(self) -> _Keys: ...
-    @property
-    def token_endpoint(self) -> TokenEndpoint: ...
-    @property
-    def access_tokens(self) -> _AccessTokens: ...
 
 
 def _json(body: Mapping[str, Any], *, status: int = 200, cache: str = "no-store") -> Response:
@@ -127,116 +108,58 @@ def _oauth_error(error: OAuthError) -> Response:
     return Response(body, status, headers)
 
 
-async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _client_ip(request: Request, trusted_proxies: TrustedProxies) -> str | None:
-    """The caller's address, read as :func:`bastion.gateway.forwarded.client_ip` reads it."""
-    return client_ip(request.scope, trusted_proxies)
-
-
-def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
-    """The authorization server's routes, bound to ``runtime``."""
-    settings = runtime.settings
-    issuer = settings.issuer_url
-    token_url = issuer + TOKEN_PATH
-    leeway = settings.tokens.leeway
-
-    async def oauth_request(request: Request) -> OAuthRequest:
-        body = await _read_body(request)
-        return OAuthRequest.from_http(
-            request.method, request.headers.raw, body, request.scope.get("query_string", b"")
-        )
-
-    trusted_proxies = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
-    # Audit events of every decision here (auth.client, token.issued/refused/revoked).
-    audit = OAuthAudit(
-        getattr(runtime, "auditor", None), lambda request: _client_ip(request, trusted_proxies)
+async def _oauth_request(request: Request) -> OAuthRequest:
+    body = await read_bounded(
+        request,
+        MAX_BODY,
+        lambda: RequestBodyTooLargeError(f"the body may be at most {MAX_BODY} bytes"),
+    )
+    return OAuthRequest.from_http(
+        request.method, request.headers.raw, body, request.scope.get("query_string", b"")
     )
 
-    async def client_of(
+
+class ClientAuthenticator:
+    """Client authentication at the token, introspection and revocation endpoints.
+
+    The brute-force throttle (:mod:`bastion.ratelimit.login`) is checked before
+    the credentials are verified, per claimed client and address; a shared-state
+    outage disables it rather than the endpoints. One lock covers the three
+    endpoints: any of them checks a secret. Each failure is an ``auth.client``
+    audit event.
+    """
+
+    def __init__(self, runtime: ControlPlane, audit: OAuthAudit) -> None:
+        self._runtime = runtime
+        self._audit = audit
+        self._issuer = runtime.settings.issuer_url
+        self._token_url = self._issuer + TOKEN_PATH
+        self._leeway = runtime.settings.tokens.leeway
+        self._throttle = runtime.client_throttle
+
+    async def authenticate(
+        self,
         oreq: OAuthRequest,
-        methods: tuple[str, ...] = ALL_AUTH_METHODS,
-        *,
-        request: Request | None = None,
-    ) -> AuthenticatedClient:
-        try:
-            return await authenticate_client(
-                oreq,
-                clients=runtime.clients,
-                issuer=issuer,
-                token_endpoint=token_url,
-                shared=runtime.shared,
-                allowed_methods=methods,
-                leeway=leeway,
-            )
-        except InvalidClientError as error:
-            if request is not None:
-                audit.client_failed(request, oreq, error, request.url.path)
-            raise
-
-    def oauth_endpoint(
-        handler: Callable[[OAuthRequest, Request], Awaitable[Response]],
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(await oauth_request(request), request)
-            except OAuthError as error:
-                return _oauth_error(error)
-
-        return endpoint
-
-    api_keys = getattr(runtime, "api_keys", None)
-    exchange: Callable[..., Awaitable[dict[str, Any]]] | None = None
-    if api_keys is not None:
-        # Which audiences a key may obtain and how often (oauth/exchange.py); without a
-        # policy only the issuer's default audience, unthrottled (tests' bare runtimes).
-        policy = getattr(runtime, "exchange_policy", None)
-        exchange = functools.partial(
-            rfc8693.handle,
-            issuer=issuer,
-            api_keys=api_keys,
-            issue_token=TokenIssuer(runtime.signing_keys.current).issue,
-            settings_tokens=settings.tokens,
-            audiences=policy.audiences if policy is not None else None,
-            admit=policy.admit if policy is not None else None,
-        )
-    trusted_proxies = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
-    throttle: LoginThrottle | None = getattr(runtime, "client_throttle", None)
-
-    async def throttled_client_of(
-        oreq: OAuthRequest,
-        ip: str | None,
         request: Request,
-        methods: tuple[str, ...] = ALL_AUTH_METHODS,
+        methods: tuple[ClientAuthMethod, ...] = ALL_AUTH_METHODS,
     ) -> AuthenticatedClient:
-        # Brute-force protection (ratelimit/login.py): checked before the credentials are
-        # verified; a shared-state outage disables it rather than the token endpoint. The
-        # same lock covers token, introspection and revocation: any of them checks a secret.
+        """The client ``oreq`` authenticates as; raises ``InvalidClientError`` or
+        ``TooManyAttemptsError`` (throttled, before any credential is checked)."""
+        throttle = self._throttle
         if throttle is None:
-            return await client_of(oreq, methods, request=request)
+            return await self._verify(oreq, request, methods)
         account = claimed_client_id(oreq) or "-"
+        ip = request_client_ip(request.scope)
         try:
             await throttle.check(account, ip)
         except LoginThrottledError as exc:
             reason = f"throttled_{exc.scope}"
-            audit.client_throttled(request, oreq, reason, request.url.path)
+            self._audit.client_failed(request, oreq, reason)
             raise TooManyAttemptsError(exc.retry_after, reason=reason) from None
         except SharedStateUnavailableError as exc:
             log.warning("client authentication throttle unavailable: %s", exc)
         try:
-            authed = await client_of(oreq, methods, request=request)
+            authed = await self._verify(oreq, request, methods)
         except InvalidClientError:
             try:
                 await throttle.failed(account, ip)
@@ -249,80 +172,112 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             log.warning("client authentication throttle unavailable: %s", exc)
         return authed
 
-    async def token(oreq: OAuthRequest, ip: str | None, request: Request) -> Response:
-        if exchange is not None and oreq.form.get("grant_type") == rfc8693.GRANT_TYPE:
-            # RFC 8693 §2.1: client authentication is optional for token exchange; the
-            # API key is the credential. Credentials that are sent must still be valid.
-            client = (
-                (await throttled_client_of(oreq, ip, request)).client
-                if rfc8693.sends_client_credentials(oreq)
-                else None
-            )
-            result = await exchange(oreq, client, ip=ip)
-        else:
-            authed = await throttled_client_of(oreq, ip, request)
-            result = await runtime.token_endpoint.handle(oreq, authed.client)
-        audit.issued(request, oreq, result)
-        status, headers, body = token_response(result)
-        return Response(body, status, headers)
-
-    async def token_endpoint(request: Request) -> Response:
-        oreq: OAuthRequest | None = None
+    async def _verify(
+        self, oreq: OAuthRequest, request: Request, methods: tuple[ClientAuthMethod, ...]
+    ) -> AuthenticatedClient:
         try:
-            oreq = await oauth_request(request)
-            return await token(oreq, _client_ip(request, trusted_proxies), request)
-        except OAuthError as error:
-            if not isinstance(error, InvalidClientError | TooManyAttemptsError):
-                # those are auth.client events
-                audit.refused(request, oreq, error)
-            return _oauth_error(error)
+            return await authenticate_client(
+                oreq,
+                clients=self._runtime.clients,
+                issuer=self._issuer,
+                token_endpoint=self._token_url,
+                shared=self._runtime.shared,
+                allowed_methods=methods,
+                leeway=self._leeway,
+            )
+        except InvalidClientError as error:
+            self._audit.client_failed(request, oreq, error.reason)
+            raise
 
-    async def verify(token_value: str) -> Mapping[str, Any]:
-        return await runtime.access_tokens.verify(token_value)
 
-    async def introspection(oreq: OAuthRequest, request: Request) -> Response:
-        ip = _client_ip(request, trusted_proxies)
-        authed = await throttled_client_of(oreq, ip, request, _INTROSPECTION_METHODS)
-        result = await introspect(oreq, caller=authed.client, verify_token=verify)
-        return _json(result)
+class OAuthEndpoints:
+    """The authorization server's endpoints over one runtime: one method per path."""
 
-    async def revocation(oreq: OAuthRequest, request: Request) -> Response:
-        authed = await throttled_client_of(oreq, _client_ip(request, trusted_proxies), request)
-
-        async def deny(jti: str, exp: float) -> None:
-            await runtime.access_tokens.revoke({"jti": jti, "exp": exp})
-            audit.revoked(request, authed.client.client_id, jti)
-
-        await revoke(oreq, caller=authed.client, verify_token=verify, revoke_jti=deny)
-        return Response(b"", 200, {"Cache-Control": "no-store", "Pragma": "no-cache"})
-
-    async def jwks(_: Request) -> Response:
-        max_age = int(settings.signing_keys.jwks_max_age)
-        return _json(runtime.signing_keys.jwks(), cache=f"public, max-age={max_age}")
-
-    grant_types = runtime.token_endpoint.grant_types
-    if exchange is not None and rfc8693.GRANT_TYPE not in grant_types:
-        grant_types = (*grant_types, rfc8693.GRANT_TYPE)
-
-    async def metadata(_: Request) -> Response:
-        document = authorization_server_metadata(
-            issuer,
+    def __init__(self, runtime: ControlPlane) -> None:
+        self._runtime = runtime
+        self._audit = OAuthAudit(runtime.auditor)
+        self._clients = ClientAuthenticator(runtime, self._audit)
+        settings = runtime.settings
+        self._jwks_cache = f"public, max-age={int(settings.signing_keys.jwks_max_age)}"
+        self._metadata = authorization_server_metadata(
+            settings.issuer_url,
             endpoints={
                 "token_endpoint": TOKEN_PATH,
                 "jwks_uri": JWKS_PATH,
                 "introspection_endpoint": INTROSPECTION_PATH,
                 "revocation_endpoint": REVOCATION_PATH,
             },
-            grant_types=grant_types,
+            grant_types=runtime.token_endpoint.grant_types,
             auth_methods=ALL_AUTH_METHODS,
             signing_algs=("ES256", "RS256", "PS256", "EdDSA"),
         )
-        return _json(document, cache="public, max-age=300")
 
+    async def token(self, request: Request) -> Response:
+        """``POST /oauth2/token``: the grant table's answer, audited."""
+        oreq: OAuthRequest | None = None
+        try:
+            oreq = await _oauth_request(request)
+            result = await self._runtime.token_endpoint.handle(
+                oreq,
+                lambda o: self._client_of(o, request),
+                client_ip=request_client_ip(request.scope),
+            )
+        except OAuthError as error:
+            if not isinstance(error, InvalidClientError | TooManyAttemptsError):
+                # those are auth.client events
+                self._audit.refused(request, oreq, error)
+            return _oauth_error(error)
+        self._audit.issued(request, oreq, result)
+        status, headers, body = token_response(result)
+        return Response(body, status, headers)
+
+    async def _client_of(self, oreq: OAuthRequest, request: Request) -> Client:
+        return (await self._clients.authenticate(oreq, request)).client
+
+    async def introspect(self, request: Request) -> Response:
+        """``POST /oauth2/introspect`` (RFC 7662): clients that can keep a secret only."""
+        try:
+            oreq = await _oauth_request(request)
+            authed = await self._clients.authenticate(oreq, request, _INTROSPECTION_METHODS)
+            result = await introspect(oreq, caller=authed.client, verify_token=self._verify)
+        except OAuthError as error:
+            return _oauth_error(error)
+        return _json(result)
+
+    async def revoke(self, request: Request) -> Response:
+        """``POST /oauth2/revoke`` (RFC 7009): each revoked token is audited."""
+        try:
+            oreq = await _oauth_request(request)
+            authed = await self._clients.authenticate(oreq, request)
+
+            async def deny(jti: str, exp: float) -> None:
+                await self._runtime.access_tokens.revoke({"jti": jti, "exp": exp})
+                self._audit.revoked(request, authed.client.client_id, jti)
+
+            await revoke(oreq, caller=authed.client, verify_token=self._verify, revoke_jti=deny)
+        except OAuthError as error:
+            return _oauth_error(error)
+        return Response(b"", 200, dict(_NO_STORE))
+
+    async def _verify(self, token_value: str) -> Mapping[str, Any]:
+        return await self._runtime.access_tokens.verify(token_value)
+
+    async def jwks(self, _: Request) -> Response:
+        """``GET /oauth2/jwks.json``: the published signing keys, cacheable."""
+        return _json(self._runtime.signing_keys.jwks(), cache=self._jwks_cache)
+
+    async def metadata(self, _: Request) -> Response:
+        """``GET /.well-known/oauth-authorization-server`` (RFC 8414)."""
+        return _json(self._metadata, cache="public, max-age=300")
+
+
+def oauth_routes(runtime: ControlPlane) -> list[BaseRoute]:
+    """The authorization server's routes, bound to ``runtime``."""
+    endpoints = OAuthEndpoints(runtime)
     return [
-        Route(METADATA_PATH, metadata, methods=["GET"]),
-        Route(JWKS_PATH, jwks, methods=["GET"]),
-        Route(TOKEN_PATH, token_endpoint, methods=["POST"]),
-        Route(INTROSPECTION_PATH, oauth_endpoint(introspection), methods=["POST"]),
-        Route(REVOCATION_PATH, oauth_endpoint(revocation), methods=["POST"]),
+        Route(METADATA_PATH, endpoints.metadata, methods=["GET"]),
+        Route(JWKS_PATH, endpoints.jwks, methods=["GET"]),
+        Route(TOKEN_PATH, endpoints.token, methods=["POST"]),
+        Route(INTROSPECTION_PATH, endpoints.introspect, methods=["POST"]),
+        Route(REVOCATION_PATH, endpoints.revoke, methods=["POST"]),
     ]

@@ -8,7 +8,8 @@ at each decision:
 event                  outcome    when
 =====================  =========  ================================================
 ``auth.client``        failure    client authentication failed (any endpoint);
-                                  reason = the precise ``InvalidClientError.reason``
+                                  reason = the precise ``InvalidClientError.reason``,
+                                  or ``throttled_…`` (the brute-force throttle)
 ``token.issued``       success    the token endpoint issued a token
 ``token.refused``      failure    the token endpoint refused (reason = OAuth error)
 ``token.revoked``      success    revocation revoked a token (data.jti)
@@ -31,8 +32,9 @@ from urllib.parse import unquote_plus
 from starlette.requests import Request
 
 from bastion.audit.events import Auditor, EventTypes
+from bastion.gateway.forwarded import request_client_ip
 from bastion.http.middleware import get_request_id
-from bastion.protocol.rfc6749.errors import InvalidClientError, OAuthError
+from bastion.protocol.rfc6749.errors import OAuthError
 from bastion.protocol.rfc6749.requests import OAuthRequest
 
 __all__ = ["OAuthAudit", "claimed_client_id"]
@@ -71,42 +73,29 @@ def claimed_client_id(oreq: OAuthRequest) -> str | None:
 
 
 class OAuthAudit:
-    """Records the authorization server's decisions on ``auditor`` (no-op without one)."""
+    """Records the authorization server's decisions on ``auditor`` (no-op without one).
 
-    def __init__(self, auditor: Auditor | None, client_ip: Any) -> None:
+    The client address is the one resolved for the request as it entered the app.
+    """
+
+    def __init__(self, auditor: Auditor | None) -> None:
         self.auditor = auditor
-        self._client_ip = client_ip
 
     def _common(self, request: Request) -> dict[str, Any]:
         agent = request.headers.get("user-agent")
         return {
-            "ip": self._client_ip(request),
+            "ip": request_client_ip(request.scope),
             "user_agent": _clean(agent, _MAX_USER_AGENT) if agent else None,
             "request_id": rid if (rid := get_request_id(request.scope)) != "-" else None,
         }
 
-    def client_failed(
-        self, request: Request, oreq: OAuthRequest, error: InvalidClientError, endpoint: str
-    ) -> None:
-        """``auth.client`` failure: the client the request claimed could not authenticate."""
-        if self.auditor is None:
-            return
-        self.auditor.record(
-            EventTypes.CLIENT_AUTH,
-            "failure",
-            reason=error.reason,
-            client_id=claimed_client_id(oreq),
-            data={"endpoint": endpoint},
-            **self._common(request),
-        )
+    def client_failed(self, request: Request, oreq: OAuthRequest, reason: str | None) -> None:
+        """``auth.client`` failure: the client the request claimed could not authenticate
+        (``reason``: the precise ``InvalidClientError.reason``), or the brute-force throttle
+        refused it before any check (``throttled_…``).
 
-    def client_throttled(
-        self, request: Request, oreq: OAuthRequest, reason: str, endpoint: str
-    ) -> None:
-        """``auth.client`` failure refused by the brute-force throttle before any check.
-
-        Still an authentication attempt of the claimed account: detectors count it, so
-        an attack the throttle slows down is reported all the same.
+        A throttled attempt is still an authentication attempt of the claimed account:
+        detectors count it, so an attack the throttle slows down is reported all the same.
         """
         if self.auditor is None:
             return
@@ -115,7 +104,7 @@ class OAuthAudit:
             "failure",
             reason=reason,
             client_id=claimed_client_id(oreq),
-            data={"endpoint": endpoint},
+            data={"endpoint": request.url.path},
             **self._common(request),
         )
 

@@ -49,6 +49,7 @@ __all__ = [
     "ClientLookup",
     "authenticate_client",
     "claimed_client_id",
+    "sends_client_credentials",
 ]
 
 ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
@@ -186,6 +187,21 @@ def _check_registered(
     if (method == "none") != (client.client_type == "public"):
         raise _fail("client_type_mismatch", basic=basic)
     return AuthenticatedClient(client=client, method=method)
+
+
+def sends_client_credentials(request: OAuthRequest) -> bool:
+    """Whether ``request`` carries any client authentication (then it must succeed).
+
+    What a grant whose client authentication is optional (RFC 8693 §2.1) is
+    decided by: an ``Authorization`` header or any client credential parameter.
+    """
+    form = request.form
+    if request.headers.get("authorization"):
+        return True
+    return any(
+        name in form
+        for name in ("client_id", "client_secret", "client_assertion", "client_assertion_type")
+    )
 
 
 def claimed_client_id(request: OAuthRequest) -> str | None:

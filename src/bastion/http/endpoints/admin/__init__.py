@@ -6,8 +6,8 @@ bastion access token for the audience ``{issuer}/admin/api`` (see
 :mod:`bastion.http.endpoints.admin.auth`); the OpenAPI document is public.
 
 With ``admin.allow_from`` set, every admin route (the OpenAPI document too) first
-checks the client's address — resolved by the gateway's one rule,
-:func:`bastion.gateway.authn.client_ip.client_ip`, honouring ``trusted_proxies`` —
+checks the client's address — resolved once per request by the one rule,
+:func:`bastion.gateway.forwarded.client_ip`, honouring ``trusted_proxies`` —
 and answers 403 ``admin_ip_forbidden`` outside those networks. With
 ``admin.listen`` the routes are served only on that listener
 (:func:`admin_listener_app`); the main port answers 404 under ``/admin/api``.
@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from bastion.gateway.forwarded import TrustedProxies, client_ip
+from bastion.gateway.forwarded import request_client_ip
 from bastion.gateway.ip_rules import IpNotAllowedError, IpRules
 from bastion.http.endpoints.admin.audit import AUDIT_PATH, audit_routes
 from bastion.http.endpoints.admin.auth import (
@@ -48,6 +47,7 @@ from bastion.http.endpoints.admin.errors import (
 )
 from bastion.http.endpoints.admin.keys import KEYS_PATH, key_routes
 from bastion.http.endpoints.admin.openapi import OPENAPI_PATH, OPERATIONS, openapi_document
+from bastion.http.runtime import ControlPlane
 from bastion.http.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
@@ -80,7 +80,7 @@ __all__ = [
 log = logging.getLogger("bastion.http.admin")
 
 
-def _address_guard(runtime: Any) -> Callable[[ASGIApp], ASGIApp] | None:
+def _address_guard(runtime: ControlPlane) -> Callable[[ASGIApp], ASGIApp] | None:
     """What puts an app behind the ``admin.allow_from`` check (``None`` when it is empty).
 
     Membership is the gateway's one rule (:class:`~bastion.gateway.ip_rules.IpRules`:
@@ -89,11 +89,10 @@ def _address_guard(runtime: Any) -> Callable[[ASGIApp], ASGIApp] | None:
     if not runtime.settings.admin.allow_from:
         return None
     rules = IpRules.of(allow=runtime.settings.admin.allow_from)
-    trusted = TrustedProxies(runtime.settings.trusted_proxies)
 
     def wrap(app: ASGIApp) -> ASGIApp:
         async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-            address = client_ip(scope, trusted)
+            address = request_client_ip(scope)
             try:
                 rules.check(address)
             except IpNotAllowedError:
@@ -108,7 +107,7 @@ def _address_guard(runtime: Any) -> Callable[[ASGIApp], ASGIApp] | None:
     return wrap
 
 
-def admin_routes(runtime: Any) -> list[BaseRoute]:
+def admin_routes(runtime: ControlPlane) -> list[BaseRoute]:
     """Every admin API route for ``runtime``.
 
     ``runtime`` needs ``db``, ``shared``, ``settings`` (``issuer_url``, ``tokens``)
@@ -142,7 +141,7 @@ def admin_routes(runtime: Any) -> list[BaseRoute]:
     return routes
 
 
-def admin_listener_app(runtime: Any) -> ASGIApp:
+def admin_listener_app(runtime: ControlPlane) -> ASGIApp:
     """The ASGI app of the admin listener (``admin.listen``): the admin API and the health
     probes, with bastion's middleware; every other path is 404 problem+json."""
     from bastion.http.app import create_app

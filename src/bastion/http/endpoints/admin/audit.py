@@ -23,6 +23,7 @@ from bastion.audit.views import event_view
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.clients import ADMIN_API_PREFIX, json_response
 from bastion.http.endpoints.admin.errors import InvalidRequestBodyError
+from bastion.http.runtime import ControlPlane
 
 __all__ = ["AUDIT_PATH", "AuditEventList", "AuditEventOut", "audit_routes"]
 
@@ -92,7 +93,7 @@ def _moment(params: Any, name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def audit_routes(runtime: Any) -> list[Route]:
+def audit_routes(runtime: ControlPlane) -> list[Route]:
     """The audit log endpoint for ``runtime`` (with ``db``, ``settings``, ``access_tokens``)."""
 
     async def list_events(request: Request) -> Response:

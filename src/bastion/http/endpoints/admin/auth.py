@@ -26,6 +26,7 @@ from bastion.http.endpoints.admin.errors import (
     AdminMissingTokenError,
     InsufficientScopeError,
 )
+from bastion.http.runtime import ControlPlane
 
 __all__ = [
     "ADMIN_AUDIENCE_PATH",
@@ -88,7 +89,7 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     return []
 
 
-async def authenticate_admin(request: Request, runtime: Any) -> Mapping[str, Any]:
+async def authenticate_admin(request: Request, runtime: ControlPlane) -> Mapping[str, Any]:
     """Authenticate and authorize an admin API request; return the token's claims.
 
     Raises:

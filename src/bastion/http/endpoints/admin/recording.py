@@ -14,8 +14,9 @@ from typing import Any
 from starlette.requests import Request
 
 from bastion.audit.events import Event
-from bastion.gateway.forwarded import TrustedProxies, client_ip
+from bastion.gateway.forwarded import request_client_ip
 from bastion.http.middleware.request_id import get_request_id
+from bastion.http.runtime import ControlPlane
 
 __all__ = ["AdminAudit"]
 
@@ -26,15 +27,8 @@ class AdminAudit:
     A runtime without an auditor (some test stand-ins) records nothing.
     """
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: ControlPlane) -> None:
         self._runtime = runtime
-        self._trusted: TrustedProxies | None = None
-
-    def _proxies(self) -> TrustedProxies:
-        if self._trusted is None:
-            settings = getattr(self._runtime, "settings", None)
-            self._trusted = TrustedProxies(getattr(settings, "trusted_proxies", ()) or ())
-        return self._trusted
 
     def record(self, request: Request, build: Callable[..., Event], *args: Any, **kw: Any) -> None:
         """Emit ``build(*args, request_id=…, ip=…, **kw)`` on the runtime's auditor."""
@@ -45,7 +39,7 @@ class AdminAudit:
         event = build(
             *args,
             request_id=None if request_id == "-" else request_id,
-            ip=client_ip(request.scope, self._proxies()),
+            ip=request_client_ip(request.scope),
             **kw,
         )
         auditor.emit(event)

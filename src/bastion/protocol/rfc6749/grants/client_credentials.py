@@ -13,24 +13,27 @@ A confidential client obtains an access token for itself. Rules applied:
   capped at the configured maximum;
 - the response is §5.1's: ``access_token``, ``token_type: Bearer``,
   ``expires_in`` and ``scope`` (when not empty). No refresh token (§4.4.3).
+
+:class:`ClientCredentialsGrant` is its entry in the token endpoint's table:
+client authentication required.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from typing import Any, Final, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Protocol
 
 from bastion.crypto.digests import random_token
 from bastion.protocol.rfc6749.errors import UnauthorizedClientError
-from bastion.protocol.rfc6749.grants import GrantHandler, IssueToken
+from bastion.protocol.rfc6749.grants import ClientAuthentication, IssueToken, TokenRequest
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.scope import check_scope_allowed, format_scope, parse_scope
 from bastion.protocol.rfc8707 import requested_resource
 from bastion.protocol.rfc9068 import access_token_claims
 from bastion.storage.models import Client
 
-__all__ = ["GRANT_TYPE", "TokenLifetimes", "handle", "handler", "token_ttl"]
+__all__ = ["GRANT_TYPE", "ClientCredentialsGrant", "TokenLifetimes", "handle", "token_ttl"]
 
 GRANT_TYPE: Final = "client_credentials"
 
@@ -110,10 +113,22 @@ async def handle(
     return response
 
 
-def handler(
-    *, issuer: str, settings_tokens: TokenLifetimes, issue_token: IssueToken
-) -> GrantHandler:
-    """:func:`handle` bound to its dependencies: an entry for the token endpoint's grant table."""
-    return functools.partial(
-        handle, issuer=issuer, settings_tokens=settings_tokens, issue_token=issue_token
-    )
+@dataclass(frozen=True, slots=True)
+class ClientCredentialsGrant:
+    """The token endpoint's ``client_credentials`` entry: :func:`handle` for the
+    authenticated client (client authentication required, §4.4.2)."""
+
+    issuer: str
+    settings_tokens: TokenLifetimes
+    issue_token: IssueToken
+    client_authentication: ClassVar[ClientAuthentication] = "required"
+
+    async def issue(self, token_request: TokenRequest) -> dict[str, Any]:
+        """Issue the client's token (see :func:`handle` for what it raises)."""
+        return await handle(
+            token_request.request,
+            token_request.authenticated_client(),
+            issuer=self.issuer,
+            settings_tokens=self.settings_tokens,
+            issue_token=self.issue_token,
+        )
