@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import typer
 
-from bastion.audit.events import Event
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, clients_app, handles_errors
 from bastion.cli.options import parse_duration_option
@@ -25,8 +24,10 @@ from bastion.cli.output import (
     console,
     emit,
     err_console,
-    name_flags,
 )
+
+if TYPE_CHECKING:
+    from bastion.oauth.operations import ClientOperations, ClientStateChange
 
 T = TypeVar("T")
 
@@ -97,38 +98,30 @@ _FLAGS: Final = {
 }
 
 
-def _with_service(
-    work: Callable[[Any], Awaitable[T]],
+def _operate(
+    work: Callable[[ClientOperations], Awaitable[T]],
     config: Path | None,
-    events: list[Event] | None = None,
     *,
     flags: Mapping[str, str] = _FLAGS,
 ) -> T:
-    """Open the stores, build a ClientService and run ``work(service)`` on it.
+    """Run ``work`` on the client operations (``cli/context.py``: events recorded afterwards).
 
-    The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
     A field named by a ``ClientSpecError`` is reported as its flag (``flags``).
     """
-    from bastion.cli.context import Stores, record_cli_events, with_stores
+    from bastion.cli.context import run_operations
     from bastion.oauth.clients import ClientService, ClientSpecError
+    from bastion.oauth.operations import ClientOperations
 
     settings = _settings(config)
-
-    async def run(stores: Stores) -> T:
-        result = await work(ClientService(stores.db, settings, stores.shared))
-        await record_cli_events(stores.db, events or [])
-        return result
-
-    try:
-        return with_stores(settings, run)
-    except ClientSpecError as error:
-        raise name_flags(error, flags) from None
-
-
-def _changed(action: str, client_id: str, fields: Any = ()) -> Event:
-    from bastion.audit.lifecycle import cli_actor, client_changed
-
-    return client_changed(cli_actor(), action, client_id, fields)
+    return run_operations(
+        settings,
+        lambda stores, recorder: ClientOperations(
+            ClientService(stores.db, settings, stores.shared), recorder
+        ),
+        work,
+        spec_error=ClientSpecError,
+        flags=flags,
+    )
 
 
 def _read_jwks(path: Path | None) -> dict[str, Any] | None:
@@ -148,17 +141,6 @@ def _read_jwks(path: Path | None) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ClientSpecError("jwks", f'{path} must hold a JWK Set: {{"keys": [...]}}')
     return data
-
-
-async def _document(
-    service: Any, client: Any, secret: str | None = None, *, with_secret: bool = False
-) -> dict[str, Any]:
-    from bastion.http.endpoints.admin.models import client_out
-
-    doc = client_out(client, await service.list_secrets(client.client_id))
-    if with_secret:
-        doc["client_secret"] = secret
-    return doc
 
 
 def _print_client(doc: dict[str, Any]) -> None:
@@ -224,15 +206,7 @@ def create(
         jwks=_read_jwks(jwks_file),
     )
 
-    events: list[Event] = []
-    fields = spec_fields(spec)
-
-    async def work(service: Any) -> dict[str, Any]:
-        client, secret = await service.create(spec)
-        events.append(_changed("created", client.client_id, fields))
-        return await _document(service, client, secret, with_secret=True)
-
-    doc = _with_service(work, config, events)
+    doc = _operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
 
     def human() -> None:
         console.print("[green]✓[/] client created")
@@ -254,12 +228,7 @@ def list_clients(
 ) -> None:
     """List registered clients."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        page = await service.list(limit=limit, cursor=cursor)
-        items = [await _document(service, client) for client in page.items]
-        return {"items": items, "next_cursor": page.next_cursor}
-
-    result = _with_service(work, config)
+    result = _operate(lambda ops: ops.list(limit=limit, cursor=cursor), config)
 
     def human() -> None:
         from rich.table import Table
@@ -297,10 +266,7 @@ def show(
 ) -> None:
     """Show one client (secrets by prefix only)."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        return await _document(service, await service.get(client_id))
-
-    doc = _with_service(work, config)
+    doc = _operate(lambda ops: ops.show(client_id), config)
     emit(doc, as_json, lambda: _print_client(doc))
 
 
@@ -351,14 +317,9 @@ def update(
     if not changes:
         raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        client = await service.update(client_id, **changes)
-        events.append(_changed("updated", client_id, changes))
-        return await _document(service, client)
-
-    doc = _with_service(work, config, events, flags={**_FLAGS, "name": "--name"})
+    doc = _operate(
+        lambda ops: ops.update(client_id, changes), config, flags={**_FLAGS, "name": "--name"}
+    )
 
     def human() -> None:
         console.print(f"[green]✓[/] client updated: {', '.join(sorted(changes))}")
@@ -384,14 +345,7 @@ def rotate_secret(
     """Issue a new client secret (shown once); the old one works until the grace period ends."""
     grace_seconds = parse_duration_option(grace, "--grace")
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        secret = await service.rotate_secret(client_id, grace=grace_seconds)
-        events.append(_changed("secret_rotated", client_id, ["client_secret"]))
-        return await _document(service, await service.get(client_id), secret, with_secret=True)
-
-    doc = _with_service(work, config, events)
+    doc = _operate(lambda ops: ops.rotate_secret(client_id, grace_seconds), config)
 
     def human() -> None:
         console.print("[green]✓[/] new client secret issued")
@@ -401,7 +355,7 @@ def rotate_secret(
     emit(doc, as_json, human)
 
 
-def _state_command(name: str, verb: str, help_text: str) -> None:
+def _state_command(name: ClientStateChange, verb: str, help_text: str) -> None:
     @clients_app.command(name, help=help_text)
     @handles_errors
     def command(
@@ -409,14 +363,7 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
-        events: list[Event] = []
-
-        async def work(service: Any) -> dict[str, Any]:
-            client = await getattr(service, name)(client_id)
-            events.append(_changed(verb, client_id, ["disabled"]))
-            return await _document(service, client)
-
-        doc = _with_service(work, config, events)
+        doc = _operate(lambda ops: ops.change_state(name, client_id), config)
         emit(doc, as_json, lambda: console.print(f"[green]✓[/] client {client_id} {verb}"))
 
 
@@ -442,12 +389,9 @@ def delete(
         prompt=f"Delete client {client_id} and everything issued to it?",
     )
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        await service.delete(client_id)
-        events.append(_changed("deleted", client_id))
+    async def work(ops: ClientOperations) -> dict[str, str]:
+        await ops.delete(client_id)
         return {"deleted": client_id}
 
-    result = _with_service(work, config, events)
+    result = _operate(work, config)
     emit(result, as_json, lambda: console.print(f"[green]✓[/] client {client_id} deleted"))

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import typer
 
-from bastion.audit.events import Event
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, handles_errors, keys_app
 from bastion.cli.options import parse_duration_option, parse_moment
@@ -28,8 +27,10 @@ from bastion.cli.output import (
     console,
     emit,
     err_console,
-    name_flags,
 )
+
+if TYPE_CHECKING:
+    from bastion.apikeys.operations import ApiKeyOperations, StateChange
 
 T = TypeVar("T")
 
@@ -95,38 +96,30 @@ _FLAGS: Final = {
 }
 
 
-def _with_service(
-    work: Callable[[Any], Awaitable[T]],
+def _operate(
+    work: Callable[[ApiKeyOperations], Awaitable[T]],
     config: Path | None,
-    events: list[Event] | None = None,
     *,
     flags: Mapping[str, str] = _FLAGS,
 ) -> T:
-    """Open the stores, build an ApiKeyService and run ``work(service)`` on it.
+    """Run ``work`` on the API key operations (``cli/context.py``: events recorded afterwards).
 
-    The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
     A field named by an ``ApiKeySpecError`` is reported as its flag (``flags``).
     """
     from bastion.apikeys import ApiKeyService, ApiKeySpecError
-    from bastion.cli.context import Stores, record_cli_events, with_stores
+    from bastion.apikeys.operations import ApiKeyOperations
+    from bastion.cli.context import run_operations
 
     settings = _settings(config)
-
-    async def run(stores: Stores) -> T:
-        result = await work(ApiKeyService(stores.db, settings, stores.shared))
-        await record_cli_events(stores.db, events or [])
-        return result
-
-    try:
-        return with_stores(settings, run)
-    except ApiKeySpecError as error:
-        raise name_flags(error, flags) from None
-
-
-def _changed(action: str, key_id: str, fields: Any = (), successor: str | None = None) -> Event:
-    from bastion.audit.lifecycle import api_key_changed, cli_actor
-
-    return api_key_changed(cli_actor(), action, key_id, fields, successor=successor)
+    return run_operations(
+        settings,
+        lambda stores, recorder: ApiKeyOperations(
+            ApiKeyService(stores.db, settings, stores.shared), recorder
+        ),
+        work,
+        spec_error=ApiKeySpecError,
+        flags=flags,
+    )
 
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:
@@ -183,15 +176,6 @@ def _print_secret(key: str) -> None:
     err_console.print(f"[yellow]![/] {_KEY_WARNING}")
 
 
-def _view(record: Any, key: str | None = None) -> dict[str, Any]:
-    from bastion.apikeys import api_key_view
-
-    doc = api_key_view(record)
-    if key is not None:
-        doc["key"] = key
-    return doc
-
-
 @keys_app.command("create")
 @handles_errors
 def create(
@@ -222,14 +206,7 @@ def create(
         metadata=_parse_metadata(metadata),
     )
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        record, key = await service.create(spec)
-        events.append(_changed("created", record.id, spec_fields(spec)))
-        return _view(record, key)
-
-    doc = _with_service(work, config, events)
+    doc = _operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
 
     def human() -> None:
         console.print("[green]✓[/] API key created")
@@ -253,13 +230,10 @@ def list_keys(
 ) -> None:
     """List API keys (by display prefix; a key itself is never shown again)."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        page = await service.list(
-            owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor
-        )
-        return {"items": [_view(r) for r in page.items], "next_cursor": page.next_cursor}
-
-    result = _with_service(work, config)
+    result = _operate(
+        lambda ops: ops.list(owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor),
+        config,
+    )
 
     def human() -> None:
         from rich import box
@@ -299,10 +273,10 @@ def show(
 ) -> None:
     """Show one API key (by id or display prefix)."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        return _view(await service.resolve(key_id))
+    async def work(ops: ApiKeyOperations) -> dict[str, Any]:
+        return await ops.show(await ops.resolve(key_id))
 
-    doc = _with_service(work, config)
+    doc = _operate(work, config)
     emit(doc, as_json, lambda: _print_key(doc))
 
 
@@ -362,14 +336,10 @@ def update(
     if not changes:
         raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
-    events: list[Event] = []
+    async def work(ops: ApiKeyOperations) -> dict[str, Any]:
+        return await ops.update(await ops.resolve(key_id), changes)
 
-    async def work(service: Any) -> dict[str, Any]:
-        record = await service.update((await service.resolve(key_id)).id, **changes)
-        events.append(_changed("updated", record.id, changes))
-        return _view(record)
-
-    doc = _with_service(work, config, events, flags={**_FLAGS, "name": "--name"})
+    doc = _operate(work, config, flags={**_FLAGS, "name": "--name"})
 
     def human() -> None:
         console.print(f"[green]✓[/] API key updated: {', '.join(sorted(changes))}")
@@ -395,17 +365,13 @@ def rotate(
     """Issue a successor key (shown once); the old key works until the grace period ends."""
     grace_seconds = parse_duration_option(grace, "--grace")
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        old_id = (await service.resolve(key_id)).id
-        successor, key = await service.rotate(old_id, grace=grace_seconds)
-        events.append(_changed("rotated", old_id, ["grace_until"], successor=successor.id))
-        doc = _view(successor, key)
-        doc["previous"] = _view(await service.get(old_id))
+    async def work(ops: ApiKeyOperations) -> dict[str, Any]:
+        old_id = await ops.resolve(key_id)
+        doc = await ops.rotate(old_id, grace_seconds)
+        doc["previous"] = await ops.show(old_id)
         return doc
 
-    doc = _with_service(work, config, events)
+    doc = _operate(work, config)
 
     def human() -> None:
         previous = doc["previous"]
@@ -419,7 +385,7 @@ def rotate(
     emit(doc, as_json, human)
 
 
-def _state_command(name: str, verb: str, help_text: str) -> None:
+def _state_command(name: StateChange, verb: str, help_text: str) -> None:
     @keys_app.command(name, help=help_text)
     @handles_errors
     def command(
@@ -427,14 +393,10 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
         config: Path | None = ConfigOption,
         as_json: bool = JsonOption,
     ) -> None:
-        events: list[Event] = []
+        async def work(ops: ApiKeyOperations) -> dict[str, Any]:
+            return await ops.change_state(name, await ops.resolve(key_id))
 
-        async def work(service: Any) -> dict[str, Any]:
-            record = await getattr(service, name)((await service.resolve(key_id)).id)
-            events.append(_changed(verb, record.id, [_STATE_FIELDS[name]]))
-            return _view(record)
-
-        doc = _with_service(work, config, events)
+        doc = _operate(work, config)
         emit(
             doc,
             as_json,
@@ -442,7 +404,6 @@ def _state_command(name: str, verb: str, help_text: str) -> None:
         )
 
 
-_STATE_FIELDS = {"revoke": "revoked_at", "disable": "disabled", "enable": "disabled"}
 _state_command(
     "revoke", "revoked", "Revoke an API key for good (every node refuses it within a second)."
 )
@@ -466,13 +427,10 @@ def delete(
         prompt=f"Delete API key {key_id}?",
     )
 
-    events: list[Event] = []
+    async def work(ops: ApiKeyOperations) -> dict[str, str]:
+        resolved = await ops.resolve(key_id)
+        await ops.delete(resolved)
+        return {"deleted": resolved}
 
-    async def work(service: Any) -> dict[str, Any]:
-        record = await service.resolve(key_id)
-        await service.delete(record.id)
-        events.append(_changed("deleted", record.id))
-        return {"deleted": record.id}
-
-    result = _with_service(work, config, events)
+    result = _operate(work, config)
     emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {result['deleted']} deleted"))
