@@ -15,21 +15,31 @@ import typer
 
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, clients_app, handles_errors
-from bastion.cli.options import parse_duration_option
-from bastion.cli.output import (
-    CommandArgumentsError,
-    ConfigOption,
-    JsonOption,
-    confirm_destructive,
-    console,
-    emit,
-    err_console,
+from bastion.cli.credentials import (
+    CursorOption,
+    delete_command,
+    flag_option,
+    limit_option,
+    print_page,
+    print_secret,
+    state_command,
 )
+from bastion.cli.options import parse_duration_option
+from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
 if TYPE_CHECKING:
+    from bastion.cli.context import Stores
+    from bastion.credentials.lifecycle import ChangeRecorder
     from bastion.oauth.operations import ClientOperations, ClientStateChange
 
 T = TypeVar("T")
+
+
+def _operations(stores: Stores, recorder: ChangeRecorder) -> ClientOperations:
+    from bastion.oauth.clients import ClientService
+    from bastion.oauth.operations import ClientOperations
+
+    return ClientOperations(ClientService(stores.db, stores.settings, stores.shared), recorder)
 
 
 _SECRET_WARNING = (
@@ -39,48 +49,32 @@ _SECRET_WARNING = (
 TypeOption = typer.Option(
     "confidential", "--type", help="confidential (has a credential) or public (none)."
 )
-AuthMethodOption = typer.Option(
-    None,
+AuthMethodOption = flag_option(
     "--auth-method",
-    help="client_secret_basic (default for confidential), client_secret_post, "
+    "client_secret_basic (default for confidential), client_secret_post, "
     "private_key_jwt (needs --jwks-file) or none (public clients).",
-    show_default=False,
 )
-GrantOption = typer.Option(
-    None,
+GrantOption = flag_option(
     "--grant",
-    help="Allowed grant type (repeatable): client_credentials or "
+    "Allowed grant type (repeatable): client_credentials or "
     "urn:ietf:params:oauth:grant-type:token-exchange (authorization_code and refresh_token "
     "are not available in this version).",
-    show_default=False,
 )
-ScopeOption = typer.Option(
-    None,
+ScopeOption = flag_option(
     "--scope",
-    help="Allowed scope (repeatable). bastion:introspect lets the client call /oauth2/introspect.",
-    show_default=False,
+    "Allowed scope (repeatable). bastion:introspect lets the client call /oauth2/introspect.",
 )
-AudienceOption = typer.Option(
-    None,
-    "--audience",
-    help="Allowed audience / resource URI (repeatable); the first is the default.",
-    show_default=False,
+AudienceOption = flag_option(
+    "--audience", "Allowed audience / resource URI (repeatable); the first is the default."
 )
-TtlOption = typer.Option(
-    None,
-    "--ttl",
-    help="Access token lifetime in seconds (default: tokens.access_token_ttl).",
-    show_default=False,
+TtlOption = flag_option(
+    "--ttl", "Access token lifetime in seconds (default: tokens.access_token_ttl)."
 )
-JwksOption = typer.Option(
-    None,
-    "--jwks-file",
-    help="JSON file with the client's public keys (JWK Set) for private_key_jwt.",
-    show_default=False,
+JwksOption = flag_option(
+    "--jwks-file", "JSON file with the client's public keys (JWK Set) for private_key_jwt."
 )
-RedirectOption = typer.Option(
-    None, "--redirect-uri", help="Allowed redirect URI (repeatable).", show_default=False
-)
+ClientIdArgument = typer.Argument(..., metavar="CLIENT_ID", help="The client's id.")
+RedirectOption = flag_option("--redirect-uri", "Allowed redirect URI (repeatable).")
 
 
 # The flag (or argument) of each ClientSpec field, for errors: `--redirect-uri: …`.
@@ -101,27 +95,12 @@ _FLAGS: Final = {
 def _operate(
     work: Callable[[ClientOperations], Awaitable[T]],
     config: Path | None,
-    *,
     flags: Mapping[str, str] = _FLAGS,
 ) -> T:
-    """Run ``work`` on the client operations (``cli/context.py``: events recorded afterwards).
-
-    A field named by a ``ClientSpecError`` is reported as its flag (``flags``).
-    """
+    """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
     from bastion.cli.context import run_operations
-    from bastion.oauth.clients import ClientService, ClientSpecError
-    from bastion.oauth.operations import ClientOperations
 
-    settings = _settings(config)
-    return run_operations(
-        settings,
-        lambda stores, recorder: ClientOperations(
-            ClientService(stores.db, settings, stores.shared), recorder
-        ),
-        work,
-        spec_error=ClientSpecError,
-        flags=flags,
-    )
+    return run_operations(_settings(config), _operations, work, flags)
 
 
 def _read_jwks(path: Path | None) -> dict[str, Any] | None:
@@ -168,10 +147,7 @@ def _print_client(doc: dict[str, Any]) -> None:
 
 
 def _print_secret(secret: str | None) -> None:
-    if secret is None:
-        return
-    console.print(f"\n  client secret: [bold]{secret}[/]\n")
-    err_console.print(f"[yellow]![/] {_SECRET_WARNING}")
+    print_secret("client secret", secret, _SECRET_WARNING)
 
 
 @clients_app.command("create")
@@ -219,10 +195,8 @@ def create(
 @clients_app.command("list")
 @handles_errors
 def list_clients(
-    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="Clients per page."),
-    cursor: str | None = typer.Option(
-        None, "--cursor", help="next_cursor of the previous page.", show_default=False
-    ),
+    limit: int = limit_option("Clients"),
+    cursor: str | None = CursorOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -230,12 +204,9 @@ def list_clients(
 
     result = _operate(lambda ops: ops.list(limit=limit, cursor=cursor), config)
 
-    def human() -> None:
+    def table() -> Any:
         from rich.table import Table
 
-        if not result["items"]:
-            console.print("no clients — create one with `bastion clients create NAME`")
-            return
         table = Table()
         table.add_column("client_id", no_wrap=True)
         for column in ("name", "type", "auth method", "grants", "scopes", "state"):
@@ -250,17 +221,16 @@ def list_clients(
                 " ".join(doc["scopes"]),
                 "disabled" if doc["disabled"] else "enabled",
             )
-        console.print(table)
-        if result["next_cursor"]:
-            console.print(f"more: --cursor {result['next_cursor']}")
+        return table
 
-    emit(result, as_json, human)
+    empty = "no clients — create one with `bastion clients create NAME`"
+    emit(result, as_json, lambda: print_page(result, empty, table))
 
 
 @clients_app.command("show")
 @handles_errors
 def show(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
+    client_id: str = ClientIdArgument,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -273,8 +243,8 @@ def show(
 @clients_app.command("update")
 @handles_errors
 def update(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-    name: str | None = typer.Option(None, "--name", help="New name.", show_default=False),
+    client_id: str = ClientIdArgument,
+    name: str | None = flag_option("--name", "New name."),
     auth_method: str | None = AuthMethodOption,
     grant: list[str] | None = GrantOption,
     scope: list[str] | None = ScopeOption,
@@ -331,13 +301,11 @@ def update(
 @clients_app.command("rotate-secret")
 @handles_errors
 def rotate_secret(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-    grace: str | None = typer.Option(
-        None,
+    client_id: str = ClientIdArgument,
+    grace: str | None = flag_option(
         "--grace",
-        help="How long the previous secret keeps working: seconds or e.g. 30m, 1h, 7d "
+        "How long the previous secret keeps working: seconds or e.g. 30m, 1h, 7d "
         "(default: tokens.client_secret_grace; 0 ends it now).",
-        show_default=False,
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -355,43 +323,43 @@ def rotate_secret(
     emit(doc, as_json, human)
 
 
-def _state_command(name: ClientStateChange, verb: str, help_text: str) -> None:
-    @clients_app.command(name, help=help_text)
-    @handles_errors
-    def command(
-        client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-        config: Path | None = ConfigOption,
-        as_json: bool = JsonOption,
-    ) -> None:
-        doc = _operate(lambda ops: ops.change_state(name, client_id), config)
-        emit(doc, as_json, lambda: console.print(f"[green]✓[/] client {client_id} {verb}"))
+def _change_state(change: ClientStateChange) -> Callable[[str, Path | None], dict[str, Any]]:
+    return lambda ref, config: _operate(lambda ops: ops.change_state(change, ref), config)
 
 
-_state_command(
-    "disable", "disabled", "Disable a client: it can no longer authenticate or get tokens."
+def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
+    return lambda doc: f"[green]✓[/] client {doc['client_id']} {verb}"
+
+
+state_command(
+    clients_app,
+    "disable",
+    "Disable a client: it can no longer authenticate or get tokens.",
+    ClientIdArgument,
+    _change_state("disable"),
+    _changed_message("disabled"),
 )
-_state_command("enable", "enabled", "Enable a disabled client again.")
+state_command(
+    clients_app,
+    "enable",
+    "Enable a disabled client again.",
+    ClientIdArgument,
+    _change_state("enable"),
+    _changed_message("enabled"),
+)
 
 
-@clients_app.command("delete")
-@handles_errors
-def delete(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    config: Path | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a client with its secrets, grants and refresh tokens."""
-    confirm_destructive(
-        yes,
-        as_json,
-        refusal="deleting a client cannot be undone: confirm with --yes",
-        prompt=f"Delete client {client_id} and everything issued to it?",
-    )
+async def _delete(ops: ClientOperations, client_id: str) -> str:
+    await ops.delete(client_id)
+    return client_id
 
-    async def work(ops: ClientOperations) -> dict[str, str]:
-        await ops.delete(client_id)
-        return {"deleted": client_id}
 
-    result = _operate(work, config)
-    emit(result, as_json, lambda: console.print(f"[green]✓[/] client {client_id} deleted"))
+delete_command(
+    clients_app,
+    "Delete a client with its secrets, grants and refresh tokens.",
+    ClientIdArgument,
+    refusal="deleting a client cannot be undone: confirm with --yes",
+    prompt=lambda ref: f"Delete client {ref} and everything issued to it?",
+    run=lambda ref, config: _operate(lambda ops: _delete(ops, ref), config),
+    done=lambda client_id: f"[green]✓[/] client {client_id} deleted",
+)

@@ -101,15 +101,14 @@ def run_operations(
     settings: Settings,
     operations: Callable[[Stores, ChangeRecorder], Ops],
     work: Callable[[Ops], Awaitable[T]],
-    *,
-    spec_error: type[BastionError] | None = None,
     flags: Mapping[str, str] | None = None,
 ) -> T:
     """Run ``work`` on the ``operations`` of a credential, built on the opened stores.
 
     The one path of ``bastion keys|clients|signing-keys``: the lifecycle events the
     operations record (as ``cli:<user>``) are written to the audit log after ``work``
-    succeeded; a ``spec_error`` naming a field is reported as its flag (``flags``).
+    succeeded; an error naming a field of the credential's spec (``…SpecError``) is
+    reported as the command's flag for it (``flags``: field -> flag).
     """
     from bastion.audit.lifecycle import cli_actor
     from bastion.cli.output import name_flags
@@ -123,6 +122,4 @@ def run_operations(
     try:
         return with_stores(settings, run)
     except BastionError as error:
-        if spec_error is None or not isinstance(error, spec_error):
-            raise
         raise name_flags(error, flags or {}) from None

@@ -18,21 +18,31 @@ import typer
 
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli.app import _settings, handles_errors, keys_app
-from bastion.cli.options import parse_duration_option, parse_moment
-from bastion.cli.output import (
-    CommandArgumentsError,
-    ConfigOption,
-    JsonOption,
-    confirm_destructive,
-    console,
-    emit,
-    err_console,
+from bastion.cli.credentials import (
+    CursorOption,
+    delete_command,
+    flag_option,
+    limit_option,
+    print_page,
+    print_secret,
+    state_command,
 )
+from bastion.cli.options import parse_duration_option, parse_moment
+from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
 if TYPE_CHECKING:
     from bastion.apikeys.operations import ApiKeyOperations, StateChange
+    from bastion.cli.context import Stores
+    from bastion.credentials.lifecycle import ChangeRecorder
 
 T = TypeVar("T")
+
+
+def _operations(stores: Stores, recorder: ChangeRecorder) -> ApiKeyOperations:
+    from bastion.apikeys import ApiKeyService
+    from bastion.apikeys.operations import ApiKeyOperations
+
+    return ApiKeyOperations(ApiKeyService(stores.db, stores.settings, stores.shared), recorder)
 
 
 _KEY_WARNING = (
@@ -44,41 +54,22 @@ KeyIdArgument = typer.Argument(
     metavar="KEY",
     help="The key's id or its display prefix (bst_…, as `bastion keys list` shows it).",
 )
-OwnerTypeOption = typer.Option(
-    None, "--owner-type", help="user or client (with --owner-id).", show_default=False
+OwnerTypeOption = flag_option("--owner-type", "user or client (with --owner-id).")
+OwnerIdOption = flag_option("--owner-id", "Id of the owning user or client.")
+ScopeOption = flag_option("--scope", "Granted scope (repeatable).")
+RouteOption = flag_option(
+    "--route", "Gateway route (or audience) the key may call (repeatable; none: any route)."
 )
-OwnerIdOption = typer.Option(
-    None, "--owner-id", help="Id of the owning user or client.", show_default=False
-)
-ScopeOption = typer.Option(None, "--scope", help="Granted scope (repeatable).", show_default=False)
-RouteOption = typer.Option(
-    None,
-    "--route",
-    help="Gateway route (or audience) the key may call (repeatable; none: any route).",
-    show_default=False,
-)
-ExpiresOption = typer.Option(
-    None,
+ExpiresOption = flag_option(
     "--expires",
-    help="Expiry: a duration from now (30d, 12h, 3600) or an ISO 8601 date/time "
+    "Expiry: a duration from now (30d, 12h, 3600) or an ISO 8601 date/time "
     "(UTC unless it carries an offset).",
-    show_default=False,
 )
-IpAllowOption = typer.Option(
-    None,
-    "--ip-allow",
-    help="Address or CIDR the key may be used from (repeatable; none: any address).",
-    show_default=False,
+IpAllowOption = flag_option(
+    "--ip-allow", "Address or CIDR the key may be used from (repeatable; none: any address)."
 )
-RateLimitOption = typer.Option(
-    None,
-    "--rate-limit",
-    help="Per-key rate limit such as 100/minute (repeatable).",
-    show_default=False,
-)
-MetadataOption = typer.Option(
-    None, "--metadata", help="Free-form metadata as key=value (repeatable).", show_default=False
-)
+RateLimitOption = flag_option("--rate-limit", "Per-key rate limit such as 100/minute (repeatable).")
+MetadataOption = flag_option("--metadata", "Free-form metadata as key=value (repeatable).")
 
 
 # The flag (or argument) of each ApiKeySpec field, for errors: `--rate-limit: …`.
@@ -99,27 +90,12 @@ _FLAGS: Final = {
 def _operate(
     work: Callable[[ApiKeyOperations], Awaitable[T]],
     config: Path | None,
-    *,
     flags: Mapping[str, str] = _FLAGS,
 ) -> T:
-    """Run ``work`` on the API key operations (``cli/context.py``: events recorded afterwards).
-
-    A field named by an ``ApiKeySpecError`` is reported as its flag (``flags``).
-    """
-    from bastion.apikeys import ApiKeyService, ApiKeySpecError
-    from bastion.apikeys.operations import ApiKeyOperations
+    """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
     from bastion.cli.context import run_operations
 
-    settings = _settings(config)
-    return run_operations(
-        settings,
-        lambda stores, recorder: ApiKeyOperations(
-            ApiKeyService(stores.db, settings, stores.shared), recorder
-        ),
-        work,
-        spec_error=ApiKeySpecError,
-        flags=flags,
-    )
+    return run_operations(_settings(config), _operations, work, flags)
 
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:
@@ -170,10 +146,7 @@ def _print_key(doc: dict[str, Any]) -> None:
 
 
 def _print_secret(key: str) -> None:
-    from rich.markup import escape
-
-    console.print(f"\n  API key: [bold]{escape(key)}[/]\n")
-    err_console.print(f"[yellow]![/] {_KEY_WARNING}")
+    print_secret("API key", key, _KEY_WARNING)
 
 
 @keys_app.command("create")
@@ -221,10 +194,8 @@ def create(
 def list_keys(
     owner_type: str | None = OwnerTypeOption,
     owner_id: str | None = OwnerIdOption,
-    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="Keys per page."),
-    cursor: str | None = typer.Option(
-        None, "--cursor", help="next_cursor of the previous page.", show_default=False
-    ),
+    limit: int = limit_option("Keys"),
+    cursor: str | None = CursorOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -235,13 +206,10 @@ def list_keys(
         config,
     )
 
-    def human() -> None:
+    def table() -> Any:
         from rich import box
         from rich.table import Table
 
-        if not result["items"]:
-            console.print("no API keys — create one with `bastion keys create NAME`")
-            return
         # Compact: ids are long; `bastion keys show ID` has everything else.
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("id", no_wrap=True)
@@ -257,11 +225,10 @@ def list_keys(
                 doc["status"],
                 (doc["expires_at"] or "never")[:10],
             )
-        console.print(table)
-        if result["next_cursor"]:
-            console.print(f"more: --cursor {result['next_cursor']}")
+        return table
 
-    emit(result, as_json, human)
+    empty = "no API keys — create one with `bastion keys create NAME`"
+    emit(result, as_json, lambda: print_page(result, empty, table))
 
 
 @keys_app.command("show")
@@ -284,7 +251,7 @@ def show(
 @handles_errors
 def update(
     key_id: str = KeyIdArgument,
-    name: str | None = typer.Option(None, "--name", help="New name.", show_default=False),
+    name: str | None = flag_option("--name", "New name."),
     scope: list[str] | None = ScopeOption,
     route: list[str] | None = RouteOption,
     expires: str | None = ExpiresOption,
@@ -352,12 +319,10 @@ def update(
 @handles_errors
 def rotate(
     key_id: str = KeyIdArgument,
-    grace: str | None = typer.Option(
-        None,
+    grace: str | None = flag_option(
         "--grace",
-        help="How long the old key keeps working: seconds or e.g. 30m, 1h, 7d "
+        "How long the old key keeps working: seconds or e.g. 30m, 1h, 7d "
         "(default: api_keys.default_grace; 0 ends it now).",
-        show_default=False,
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -385,52 +350,55 @@ def rotate(
     emit(doc, as_json, human)
 
 
-def _state_command(name: StateChange, verb: str, help_text: str) -> None:
-    @keys_app.command(name, help=help_text)
-    @handles_errors
-    def command(
-        key_id: str = KeyIdArgument,
-        config: Path | None = ConfigOption,
-        as_json: bool = JsonOption,
-    ) -> None:
-        async def work(ops: ApiKeyOperations) -> dict[str, Any]:
-            return await ops.change_state(name, await ops.resolve(key_id))
+def _change_state(change: StateChange) -> Callable[[str, Path | None], dict[str, Any]]:
+    async def work(ops: ApiKeyOperations, ref: str) -> dict[str, Any]:
+        return await ops.change_state(change, await ops.resolve(ref))
 
-        doc = _operate(work, config)
-        emit(
-            doc,
-            as_json,
-            lambda: console.print(f"[green]✓[/] API key {doc['id']} ({doc['prefix']}…) {verb}"),
-        )
+    return lambda ref, config: _operate(lambda ops: work(ops, ref), config)
 
 
-_state_command(
-    "revoke", "revoked", "Revoke an API key for good (every node refuses it within a second)."
+def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
+    return lambda doc: f"[green]✓[/] API key {doc['id']} ({doc['prefix']}…) {verb}"
+
+
+state_command(
+    keys_app,
+    "revoke",
+    "Revoke an API key for good (every node refuses it within a second).",
+    KeyIdArgument,
+    _change_state("revoke"),
+    _changed_message("revoked"),
 )
-_state_command("disable", "disabled", "Disable an API key until it is enabled again.")
-_state_command("enable", "enabled", "Enable a disabled API key again (not a revoked one).")
+state_command(
+    keys_app,
+    "disable",
+    "Disable an API key until it is enabled again.",
+    KeyIdArgument,
+    _change_state("disable"),
+    _changed_message("disabled"),
+)
+state_command(
+    keys_app,
+    "enable",
+    "Enable a disabled API key again (not a revoked one).",
+    KeyIdArgument,
+    _change_state("enable"),
+    _changed_message("enabled"),
+)
 
 
-@keys_app.command("delete")
-@handles_errors
-def delete(
-    key_id: str = KeyIdArgument,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    config: Path | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete an API key (prefer revoke: it keeps the record for the audit trail)."""
-    confirm_destructive(
-        yes,
-        as_json,
-        refusal="deleting an API key cannot be undone: confirm with --yes",
-        prompt=f"Delete API key {key_id}?",
-    )
+async def _delete(ops: ApiKeyOperations, ref: str) -> str:
+    key_id = await ops.resolve(ref)
+    await ops.delete(key_id)
+    return key_id
 
-    async def work(ops: ApiKeyOperations) -> dict[str, str]:
-        resolved = await ops.resolve(key_id)
-        await ops.delete(resolved)
-        return {"deleted": resolved}
 
-    result = _operate(work, config)
-    emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {result['deleted']} deleted"))
+delete_command(
+    keys_app,
+    "Delete an API key (prefer revoke: it keeps the record for the audit trail).",
+    KeyIdArgument,
+    refusal="deleting an API key cannot be undone: confirm with --yes",
+    prompt=lambda ref: f"Delete API key {ref}?",
+    run=lambda ref, config: _operate(lambda ops: _delete(ops, ref), config),
+    done=lambda key_id: f"[green]✓[/] API key {key_id} deleted",
+)

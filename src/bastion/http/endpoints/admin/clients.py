@@ -26,23 +26,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.common import (
     ADMIN_API_PREFIX,
     MAX_BODY_BYTES,
     NO_STORE,
     Endpoint,
-    admin_recorder,
+    admin_operations,
     json_response,
     page_params,
     parse_body,
     path_id,
     read_body,
+    refuse_nulls,
     routes_by_method,
+    runtime_service,
 )
-from bastion.http.endpoints.admin.errors import InvalidRequestBodyError
 from bastion.http.endpoints.admin.models import ClientCreate, ClientUpdate, RotateSecret
-from bastion.http.endpoints.admin.recording import AdminAudit
 from bastion.oauth.client_spec import ClientSpec
 from bastion.oauth.clients import ClientService
 from bastion.oauth.operations import ClientOperations
@@ -80,21 +79,8 @@ def _client_id(request: Request) -> str:
 def client_routes(runtime: Any) -> list[Route]:
     """The client endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
     ``access_tokens`` and optionally a ready ``clients`` service)."""
-    services: list[ClientService] = []
-    audit = AdminAudit(runtime)
-
-    def service() -> ClientService:
-        if not services:
-            existing = getattr(runtime, "clients", None)
-            if isinstance(existing, ClientService):
-                services.append(existing)
-            else:
-                services.append(ClientService(runtime.db, runtime.settings, runtime.shared))
-        return services[0]
-
-    async def operations(request: Request) -> ClientOperations:
-        claims = await authenticate_admin(request, runtime)
-        return ClientOperations(service(), admin_recorder(audit, request, claims))
+    service = runtime_service(runtime, "clients", ClientService)
+    operations = admin_operations(runtime, service, ClientOperations)
 
     async def list_clients(request: Request) -> Response:
         ops = await operations(request)
@@ -128,12 +114,7 @@ def client_routes(runtime: Any) -> list[Route]:
         client_id = _client_id(request)
         body = await parse_body(request, ClientUpdate)
         changes = {name: getattr(body, name) for name in body.model_fields_set}
-        for name in _NOT_NULLABLE:
-            if name in changes and changes[name] is None:
-                raise InvalidRequestBodyError(
-                    f"{name}: cannot be null; send a value",
-                    errors=[{"field": name, "message": "cannot be null"}],
-                )
+        refuse_nulls(changes, _NOT_NULLABLE)
         return json_response(await ops.update(client_id, changes))
 
     async def delete_client(request: Request) -> Response:

@@ -10,7 +10,7 @@ endpoint makes are recorded as the admin token's subject
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
 import orjson
@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from bastion.audit.lifecycle import admin_actor
 from bastion.credentials.lifecycle import ChangeRecorder
+from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.errors import (
     InvalidRequestBodyError,
     PayloadTooLargeError,
@@ -35,6 +36,7 @@ __all__ = [
     "MAX_PAGE",
     "NO_STORE",
     "Endpoint",
+    "admin_operations",
     "admin_recorder",
     "json_response",
     "page_params",
@@ -42,7 +44,9 @@ __all__ = [
     "path_id",
     "query_error",
     "read_body",
+    "refuse_nulls",
     "routes_by_method",
+    "runtime_service",
 ]
 
 ADMIN_API_PREFIX: Final = "/admin/api/v1"
@@ -57,6 +61,8 @@ _ID: Final = re.compile(r"[A-Za-z0-9._~-]{1,255}")
 _JSON_TYPES: Final = ("application/json", "application/merge-patch+json")
 
 M = TypeVar("M", bound=BaseModel)
+S = TypeVar("S")
+Ops = TypeVar("Ops")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -174,6 +180,52 @@ def admin_recorder(
         audit.record(request, build, *args, **kw)
 
     return ChangeRecorder(admin_actor(claims), sink)
+
+
+def runtime_service(runtime: Any, name: str, kind: type[S]) -> Callable[[], S]:
+    """The runtime's ready service ``name`` when it is a ``kind``, else one ``kind`` built on
+    its stores the first time it is needed (test runtimes bring only the stores)."""
+    built: list[S] = []
+
+    def service() -> S:
+        if not built:
+            existing = getattr(runtime, name, None)
+            if isinstance(existing, kind):
+                built.append(existing)
+            else:
+                make: Callable[..., S] = kind
+                built.append(make(runtime.db, runtime.settings, runtime.shared))
+        return built[0]
+
+    return service
+
+
+def admin_operations(
+    runtime: Any, service: Callable[[], S], operations: Callable[[S, ChangeRecorder], Ops]
+) -> Callable[[Request], Awaitable[Ops]]:
+    """What an endpoint starts with: the admin token checked, then the credential's
+    operations, recording changes as the token's subject (:func:`admin_recorder`)."""
+    audit = AdminAudit(runtime)
+
+    async def authorised(request: Request) -> Ops:
+        claims = await authenticate_admin(request, runtime)
+        return operations(service(), admin_recorder(audit, request, claims))
+
+    return authorised
+
+
+def refuse_nulls(changes: Mapping[str, Any], names: Iterable[str]) -> None:
+    """Refuse a PATCH that sets one of ``names`` (members with no "unset" value) to null.
+
+    Raises:
+        InvalidRequestBodyError: naming the first such member.
+    """
+    for name in names:
+        if name in changes and changes[name] is None:
+            raise InvalidRequestBodyError(
+                f"{name}: cannot be null; send a value",
+                errors=[{"field": name, "message": "cannot be null"}],
+            )
 
 
 def routes_by_method(table: Mapping[str, Mapping[str, Endpoint]]) -> list[Route]:

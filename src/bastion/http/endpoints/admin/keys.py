@@ -41,22 +41,22 @@ from bastion.http.endpoints.admin.common import (
     ADMIN_API_PREFIX,
     NO_STORE,
     Endpoint,
-    admin_recorder,
+    admin_operations,
     json_response,
     page_params,
     parse_body,
     path_id,
     query_error,
+    refuse_nulls,
     routes_by_method,
+    runtime_service,
 )
-from bastion.http.endpoints.admin.errors import InvalidRequestBodyError
 from bastion.http.endpoints.admin.models import (
     ApiKeyCreate,
     ApiKeyUpdate,
     KeyLimitsUpdate,
     RotateApiKey,
 )
-from bastion.http.endpoints.admin.recording import AdminAudit
 from bastion.ratelimit.keys import KeyLimitOverrides, describe, parse_override
 from bastion.storage.models import ApiKey
 
@@ -84,21 +84,8 @@ def _key_id(request: Request) -> str:
 def key_routes(runtime: Any) -> list[Route]:
     """The API key endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
     ``access_tokens`` and optionally a ready ``api_keys`` service)."""
-    services: list[ApiKeyService] = []
-    audit = AdminAudit(runtime)
-
-    def service() -> ApiKeyService:
-        if not services:
-            existing = getattr(runtime, "api_keys", None)
-            if isinstance(existing, ApiKeyService):
-                services.append(existing)
-            else:
-                services.append(ApiKeyService(runtime.db, runtime.settings, runtime.shared))
-        return services[0]
-
-    async def operations(request: Request) -> ApiKeyOperations:
-        claims = await authenticate_admin(request, runtime)
-        return ApiKeyOperations(service(), admin_recorder(audit, request, claims))
+    service = runtime_service(runtime, "api_keys", ApiKeyService)
+    operations = admin_operations(runtime, service, ApiKeyOperations)
 
     async def list_keys(request: Request) -> Response:
         ops = await operations(request)
@@ -143,12 +130,7 @@ def key_routes(runtime: Any) -> list[Route]:
         key_id = _key_id(request)
         body = await parse_body(request, ApiKeyUpdate)
         changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
-        for name in _NOT_NULLABLE:
-            if name in changes and changes[name] is None:
-                raise InvalidRequestBodyError(
-                    f"{name}: cannot be null; send a value",
-                    errors=[{"field": name, "message": "cannot be null"}],
-                )
+        refuse_nulls(changes, _NOT_NULLABLE)
         for name in ("scopes", "routes", "rate_limits", "ip_allow"):
             if name in changes:
                 changes[name] = tuple(changes[name])
