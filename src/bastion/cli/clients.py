@@ -14,16 +14,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import typer
 
 from bastion.audit.lifecycle import spec_fields
+from bastion.cli import credentials as common
 from bastion.cli.app import _settings, clients_app, handles_errors
-from bastion.cli.credentials import (
-    CursorOption,
-    delete_command,
-    flag_option,
-    limit_option,
-    print_page,
-    print_secret,
-    state_command,
-)
 from bastion.cli.options import parse_duration_option
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
@@ -49,32 +41,32 @@ _SECRET_WARNING = (
 TypeOption = typer.Option(
     "confidential", "--type", help="confidential (has a credential) or public (none)."
 )
-AuthMethodOption = flag_option(
+AuthMethodOption = common.flag_option(
     "--auth-method",
     "client_secret_basic (default for confidential), client_secret_post, "
     "private_key_jwt (needs --jwks-file) or none (public clients).",
 )
-GrantOption = flag_option(
+GrantOption = common.flag_option(
     "--grant",
     "Allowed grant type (repeatable): client_credentials or "
     "urn:ietf:params:oauth:grant-type:token-exchange (authorization_code and refresh_token "
     "are not available in this version).",
 )
-ScopeOption = flag_option(
+ScopeOption = common.flag_option(
     "--scope",
     "Allowed scope (repeatable). bastion:introspect lets the client call /oauth2/introspect.",
 )
-AudienceOption = flag_option(
+AudienceOption = common.flag_option(
     "--audience", "Allowed audience / resource URI (repeatable); the first is the default."
 )
-TtlOption = flag_option(
+TtlOption = common.flag_option(
     "--ttl", "Access token lifetime in seconds (default: tokens.access_token_ttl)."
 )
-JwksOption = flag_option(
+JwksOption = common.flag_option(
     "--jwks-file", "JSON file with the client's public keys (JWK Set) for private_key_jwt."
 )
 ClientIdArgument = typer.Argument(..., metavar="CLIENT_ID", help="The client's id.")
-RedirectOption = flag_option("--redirect-uri", "Allowed redirect URI (repeatable).")
+RedirectOption = common.flag_option("--redirect-uri", "Allowed redirect URI (repeatable).")
 
 
 # The flag (or argument) of each ClientSpec field, for errors: `--redirect-uri: …`.
@@ -147,7 +139,7 @@ def _print_client(doc: dict[str, Any]) -> None:
 
 
 def _print_secret(secret: str | None) -> None:
-    print_secret("client secret", secret, _SECRET_WARNING)
+    common.print_secret("client secret", secret, _SECRET_WARNING)
 
 
 @clients_app.command("create")
@@ -195,8 +187,8 @@ def create(
 @clients_app.command("list")
 @handles_errors
 def list_clients(
-    limit: int = limit_option("Clients"),
-    cursor: str | None = CursorOption,
+    limit: int = common.limit_option("Clients"),
+    cursor: str | None = common.CursorOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -224,7 +216,7 @@ def list_clients(
         return table
 
     empty = "no clients — create one with `bastion clients create NAME`"
-    emit(result, as_json, lambda: print_page(result, empty, table))
+    emit(result, as_json, lambda: common.print_page(result, empty, table))
 
 
 @clients_app.command("show")
@@ -244,7 +236,7 @@ def show(
 @handles_errors
 def update(
     client_id: str = ClientIdArgument,
-    name: str | None = flag_option("--name", "New name."),
+    name: str | None = common.flag_option("--name", "New name."),
     auth_method: str | None = AuthMethodOption,
     grant: list[str] | None = GrantOption,
     scope: list[str] | None = ScopeOption,
@@ -302,7 +294,7 @@ def update(
 @handles_errors
 def rotate_secret(
     client_id: str = ClientIdArgument,
-    grace: str | None = flag_option(
+    grace: str | None = common.flag_option(
         "--grace",
         "How long the previous secret keeps working: seconds or e.g. 30m, 1h, 7d "
         "(default: tokens.client_secret_grace; 0 ends it now).",
@@ -331,7 +323,7 @@ def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
     return lambda doc: f"[green]✓[/] client {doc['client_id']} {verb}"
 
 
-state_command(
+common.state_command(
     clients_app,
     "disable",
     "Disable a client: it can no longer authenticate or get tokens.",
@@ -339,7 +331,7 @@ state_command(
     _change_state("disable"),
     _changed_message("disabled"),
 )
-state_command(
+common.state_command(
     clients_app,
     "enable",
     "Enable a disabled client again.",
@@ -354,7 +346,7 @@ async def _delete(ops: ClientOperations, client_id: str) -> str:
     return client_id
 
 
-delete_command(
+common.delete_command(
     clients_app,
     "Delete a client with its secrets, grants and refresh tokens.",
     ClientIdArgument,

@@ -37,7 +37,7 @@ __all__ = [
     "state_command",
 ]
 
-CursorOption = typer.Option(
+CursorOption: Any = typer.Option(
     None, "--cursor", help="next_cursor of the previous page.", show_default=False
 )
 #: A document of one credential, as its operations return it.

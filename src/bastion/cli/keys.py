@@ -17,16 +17,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import typer
 
 from bastion.audit.lifecycle import spec_fields
+from bastion.cli import credentials as common
 from bastion.cli.app import _settings, handles_errors, keys_app
-from bastion.cli.credentials import (
-    CursorOption,
-    delete_command,
-    flag_option,
-    limit_option,
-    print_page,
-    print_secret,
-    state_command,
-)
 from bastion.cli.options import parse_duration_option, parse_moment
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
@@ -54,22 +46,24 @@ KeyIdArgument = typer.Argument(
     metavar="KEY",
     help="The key's id or its display prefix (bst_…, as `bastion keys list` shows it).",
 )
-OwnerTypeOption = flag_option("--owner-type", "user or client (with --owner-id).")
-OwnerIdOption = flag_option("--owner-id", "Id of the owning user or client.")
-ScopeOption = flag_option("--scope", "Granted scope (repeatable).")
-RouteOption = flag_option(
+OwnerTypeOption = common.flag_option("--owner-type", "user or client (with --owner-id).")
+OwnerIdOption = common.flag_option("--owner-id", "Id of the owning user or client.")
+ScopeOption = common.flag_option("--scope", "Granted scope (repeatable).")
+RouteOption = common.flag_option(
     "--route", "Gateway route (or audience) the key may call (repeatable; none: any route)."
 )
-ExpiresOption = flag_option(
+ExpiresOption = common.flag_option(
     "--expires",
     "Expiry: a duration from now (30d, 12h, 3600) or an ISO 8601 date/time "
     "(UTC unless it carries an offset).",
 )
-IpAllowOption = flag_option(
+IpAllowOption = common.flag_option(
     "--ip-allow", "Address or CIDR the key may be used from (repeatable; none: any address)."
 )
-RateLimitOption = flag_option("--rate-limit", "Per-key rate limit such as 100/minute (repeatable).")
-MetadataOption = flag_option("--metadata", "Free-form metadata as key=value (repeatable).")
+RateLimitOption = common.flag_option(
+    "--rate-limit", "Per-key rate limit such as 100/minute (repeatable)."
+)
+MetadataOption = common.flag_option("--metadata", "Free-form metadata as key=value (repeatable).")
 
 
 # The flag (or argument) of each ApiKeySpec field, for errors: `--rate-limit: …`.
@@ -146,7 +140,7 @@ def _print_key(doc: dict[str, Any]) -> None:
 
 
 def _print_secret(key: str) -> None:
-    print_secret("API key", key, _KEY_WARNING)
+    common.print_secret("API key", key, _KEY_WARNING)
 
 
 @keys_app.command("create")
@@ -194,8 +188,8 @@ def create(
 def list_keys(
     owner_type: str | None = OwnerTypeOption,
     owner_id: str | None = OwnerIdOption,
-    limit: int = limit_option("Keys"),
-    cursor: str | None = CursorOption,
+    limit: int = common.limit_option("Keys"),
+    cursor: str | None = common.CursorOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -228,7 +222,7 @@ def list_keys(
         return table
 
     empty = "no API keys — create one with `bastion keys create NAME`"
-    emit(result, as_json, lambda: print_page(result, empty, table))
+    emit(result, as_json, lambda: common.print_page(result, empty, table))
 
 
 @keys_app.command("show")
@@ -251,7 +245,7 @@ def show(
 @handles_errors
 def update(
     key_id: str = KeyIdArgument,
-    name: str | None = flag_option("--name", "New name."),
+    name: str | None = common.flag_option("--name", "New name."),
     scope: list[str] | None = ScopeOption,
     route: list[str] | None = RouteOption,
     expires: str | None = ExpiresOption,
@@ -319,7 +313,7 @@ def update(
 @handles_errors
 def rotate(
     key_id: str = KeyIdArgument,
-    grace: str | None = flag_option(
+    grace: str | None = common.flag_option(
         "--grace",
         "How long the old key keeps working: seconds or e.g. 30m, 1h, 7d "
         "(default: api_keys.default_grace; 0 ends it now).",
@@ -361,7 +355,7 @@ def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
     return lambda doc: f"[green]✓[/] API key {doc['id']} ({doc['prefix']}…) {verb}"
 
 
-state_command(
+common.state_command(
     keys_app,
     "revoke",
     "Revoke an API key for good (every node refuses it within a second).",
@@ -369,7 +363,7 @@ state_command(
     _change_state("revoke"),
     _changed_message("revoked"),
 )
-state_command(
+common.state_command(
     keys_app,
     "disable",
     "Disable an API key until it is enabled again.",
@@ -377,7 +371,7 @@ state_command(
     _change_state("disable"),
     _changed_message("disabled"),
 )
-state_command(
+common.state_command(
     keys_app,
     "enable",
     "Enable a disabled API key again (not a revoked one).",
@@ -393,7 +387,7 @@ async def _delete(ops: ApiKeyOperations, ref: str) -> str:
     return key_id
 
 
-delete_command(
+common.delete_command(
     keys_app,
     "Delete an API key (prefer revoke: it keeps the record for the audit trail).",
     KeyIdArgument,
