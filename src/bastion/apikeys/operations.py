@@ -57,14 +57,14 @@ class ApiKeyOperations:
     async def list(
         self,
         *,
-        owner_type: str | None = None,
-        owner_id: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        owner_type: str | None = None,
+        owner_id: str | None = None,
     ) -> dict[str, Any]:
         """One page of keys: ``{"items": [view …], "next_cursor": …}``."""
         page = await self.service.list(
-            owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor
+            limit=limit, cursor=cursor, owner_type=owner_type, owner_id=owner_id
         )
         now = datetime.now(UTC)
         return {

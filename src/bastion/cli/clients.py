@@ -323,22 +323,19 @@ def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
     return lambda doc: f"[green]✓[/] client {doc['client_id']} {verb}"
 
 
-common.state_command(
-    clients_app,
-    "disable",
-    "Disable a client: it can no longer authenticate or get tokens.",
-    ClientIdArgument,
-    _change_state("disable"),
-    _changed_message("disabled"),
+_STATE_COMMANDS: Final[tuple[tuple[ClientStateChange, str, str], ...]] = (
+    ("disable", "disabled", "Disable a client: it can no longer authenticate or get tokens."),
+    ("enable", "enabled", "Enable a disabled client again."),
 )
-common.state_command(
-    clients_app,
-    "enable",
-    "Enable a disabled client again.",
-    ClientIdArgument,
-    _change_state("enable"),
-    _changed_message("enabled"),
-)
+for _change, _verb, _help in _STATE_COMMANDS:
+    common.state_command(
+        clients_app,
+        _change,
+        _help,
+        ClientIdArgument,
+        _change_state(_change),
+        _changed_message(_verb),
+    )
 
 
 async def _delete(ops: ClientOperations, client_id: str) -> str:

@@ -355,30 +355,15 @@ def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
     return lambda doc: f"[green]✓[/] API key {doc['id']} ({doc['prefix']}…) {verb}"
 
 
-common.state_command(
-    keys_app,
-    "revoke",
-    "Revoke an API key for good (every node refuses it within a second).",
-    KeyIdArgument,
-    _change_state("revoke"),
-    _changed_message("revoked"),
+_STATE_COMMANDS: Final[tuple[tuple[StateChange, str, str], ...]] = (
+    ("revoke", "revoked", "Revoke an API key for good (every node refuses it within a second)."),
+    ("disable", "disabled", "Disable an API key until it is enabled again."),
+    ("enable", "enabled", "Enable a disabled API key again (not a revoked one)."),
 )
-common.state_command(
-    keys_app,
-    "disable",
-    "Disable an API key until it is enabled again.",
-    KeyIdArgument,
-    _change_state("disable"),
-    _changed_message("disabled"),
-)
-common.state_command(
-    keys_app,
-    "enable",
-    "Enable a disabled API key again (not a revoked one).",
-    KeyIdArgument,
-    _change_state("enable"),
-    _changed_message("enabled"),
-)
+for _change, _verb, _help in _STATE_COMMANDS:
+    common.state_command(
+        keys_app, _change, _help, KeyIdArgument, _change_state(_change), _changed_message(_verb)
+    )
 
 
 async def _delete(ops: ApiKeyOperations, ref: str) -> str:

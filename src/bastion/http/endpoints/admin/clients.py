@@ -26,27 +26,22 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.http.endpoints.admin import common
+
+# Re-exported where their callers have found them (admin/__init__.py, admin/audit.py).
 from bastion.http.endpoints.admin.common import (
     ADMIN_API_PREFIX,
     MAX_BODY_BYTES,
-    NO_STORE,
     Endpoint,
-    admin_operations,
     json_response,
-    page_params,
     parse_body,
-    path_id,
     read_body,
-    refuse_nulls,
-    routes_by_method,
-    runtime_service,
 )
 from bastion.http.endpoints.admin.models import ClientCreate, ClientUpdate, RotateSecret
 from bastion.oauth.client_spec import ClientSpec
 from bastion.oauth.clients import ClientService
 from bastion.oauth.operations import ClientOperations
 
-# ADMIN_API_PREFIX … read_body live in admin/common.py; re-exported where callers found them.
 __all__ = [
     "ADMIN_API_PREFIX",
     "CLIENTS_PATH",
@@ -73,23 +68,23 @@ _NOT_NULLABLE: Final = (
 
 
 def _client_id(request: Request) -> str:
-    return path_id(request, "client_id", "client")
+    return common.path_id(request, "client_id", "client")
 
 
 def client_routes(runtime: Any) -> list[Route]:
     """The client endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
     ``access_tokens`` and optionally a ready ``clients`` service)."""
-    service = runtime_service(runtime, "clients", ClientService)
-    operations = admin_operations(runtime, service, ClientOperations)
+    service = common.runtime_service(runtime, "clients", ClientService)
+    operations = common.admin_operations(runtime, service, ClientOperations)
 
     async def list_clients(request: Request) -> Response:
         ops = await operations(request)
-        limit, cursor = page_params(request)
-        return json_response(await ops.list(limit=limit, cursor=cursor))
+        limit, cursor = common.page_params(request)
+        return common.json_response(await ops.list(limit=limit, cursor=cursor))
 
     async def create_client(request: Request) -> Response:
         ops = await operations(request)
-        body = await parse_body(request, ClientCreate)
+        body = await common.parse_body(request, ClientCreate)
         spec = ClientSpec(
             name=body.name,
             client_type=body.client_type,
@@ -103,41 +98,41 @@ def client_routes(runtime: Any) -> list[Route]:
             metadata=body.metadata,
         )
         doc = await ops.create(spec, body.model_fields_set)
-        return json_response(doc, 201, {"location": f"{CLIENTS_PATH}/{doc['client_id']}"})
+        return common.json_response(doc, 201, {"location": f"{CLIENTS_PATH}/{doc['client_id']}"})
 
     async def show_client(request: Request) -> Response:
         ops = await operations(request)
-        return json_response(await ops.show(_client_id(request)))
+        return common.json_response(await ops.show(_client_id(request)))
 
     async def update_client(request: Request) -> Response:
         ops = await operations(request)
         client_id = _client_id(request)
-        body = await parse_body(request, ClientUpdate)
+        body = await common.parse_body(request, ClientUpdate)
         changes = {name: getattr(body, name) for name in body.model_fields_set}
-        refuse_nulls(changes, _NOT_NULLABLE)
-        return json_response(await ops.update(client_id, changes))
+        common.refuse_nulls(changes, _NOT_NULLABLE)
+        return common.json_response(await ops.update(client_id, changes))
 
     async def delete_client(request: Request) -> Response:
         ops = await operations(request)
         await ops.delete(_client_id(request))
-        return Response(status_code=204, headers=NO_STORE)
+        return Response(status_code=204, headers=common.NO_STORE)
 
     async def rotate_secret(request: Request) -> Response:
         ops = await operations(request)
         client_id = _client_id(request)
-        body = await parse_body(request, RotateSecret, optional=True)
-        return json_response(await ops.rotate_secret(client_id, body.grace_seconds))
+        body = await common.parse_body(request, RotateSecret, optional=True)
+        return common.json_response(await ops.rotate_secret(client_id, body.grace_seconds))
 
     async def disable_client(request: Request) -> Response:
         ops = await operations(request)
-        return json_response(await ops.change_state("disable", _client_id(request)))
+        return common.json_response(await ops.change_state("disable", _client_id(request)))
 
     async def enable_client(request: Request) -> Response:
         ops = await operations(request)
-        return json_response(await ops.change_state("enable", _client_id(request)))
+        return common.json_response(await ops.change_state("enable", _client_id(request)))
 
     one = CLIENTS_PATH + "/{client_id}"
-    return routes_by_method(
+    return common.routes_by_method(
         {
             CLIENTS_PATH: {"GET": list_clients, "POST": create_client},
             one: {"GET": show_client, "PATCH": update_client, "DELETE": delete_client},

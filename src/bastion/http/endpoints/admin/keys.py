@@ -36,21 +36,8 @@ from starlette.routing import Route
 
 from bastion.apikeys import ApiKeyService, ApiKeySpec
 from bastion.apikeys.operations import ApiKeyOperations, StateChange
+from bastion.http.endpoints.admin import common
 from bastion.http.endpoints.admin.auth import authenticate_admin
-from bastion.http.endpoints.admin.common import (
-    ADMIN_API_PREFIX,
-    NO_STORE,
-    Endpoint,
-    admin_operations,
-    json_response,
-    page_params,
-    parse_body,
-    path_id,
-    query_error,
-    refuse_nulls,
-    routes_by_method,
-    runtime_service,
-)
 from bastion.http.endpoints.admin.models import (
     ApiKeyCreate,
     ApiKeyUpdate,
@@ -63,7 +50,7 @@ from bastion.storage.models import ApiKey
 __all__ = ["KEYS_PATH", "key_routes"]
 
 #: Collection path of the API key endpoints.
-KEYS_PATH: Final = f"{ADMIN_API_PREFIX}/keys"
+KEYS_PATH: Final = f"{common.ADMIN_API_PREFIX}/keys"
 _OWNER_TYPES: Final = ("user", "client")
 #: PATCH members that have no "unset" value: null is refused rather than guessed.
 _NOT_NULLABLE: Final = (
@@ -78,35 +65,35 @@ _NOT_NULLABLE: Final = (
 
 
 def _key_id(request: Request) -> str:
-    return path_id(request, "key_id", "API key")
+    return common.path_id(request, "key_id", "API key")
 
 
 def key_routes(runtime: Any) -> list[Route]:
     """The API key endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
     ``access_tokens`` and optionally a ready ``api_keys`` service)."""
-    service = runtime_service(runtime, "api_keys", ApiKeyService)
-    operations = admin_operations(runtime, service, ApiKeyOperations)
+    service = common.runtime_service(runtime, "api_keys", ApiKeyService)
+    operations = common.admin_operations(runtime, service, ApiKeyOperations)
 
     async def list_keys(request: Request) -> Response:
         ops = await operations(request)
-        limit, cursor = page_params(request)
+        limit, cursor = common.page_params(request)
         params = request.query_params
         owner_type = params.get("owner_type") or None
         if owner_type is not None and owner_type not in _OWNER_TYPES:
-            raise query_error(
+            raise common.query_error(
                 "owner_type", "owner_type must be 'user' or 'client'", "one of: user, client"
             )
         owner_id = params.get("owner_id") or None
         if owner_id is not None and len(owner_id) > 255:
-            raise query_error(
+            raise common.query_error(
                 "owner_id", "owner_id is at most 255 characters", "at most 255 characters"
             )
         page = await ops.list(owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor)
-        return json_response(page)
+        return common.json_response(page)
 
     async def create_key(request: Request) -> Response:
         ops = await operations(request)
-        body = await parse_body(request, ApiKeyCreate)
+        body = await common.parse_body(request, ApiKeyCreate)
         spec = ApiKeySpec(
             name=body.name,
             owner_type=body.owner_type,
@@ -119,39 +106,39 @@ def key_routes(runtime: Any) -> list[Route]:
             metadata=body.metadata,
         )
         doc = await ops.create(spec, body.model_fields_set)
-        return json_response(doc, 201, {"location": f"{KEYS_PATH}/{doc['id']}"})
+        return common.json_response(doc, 201, {"location": f"{KEYS_PATH}/{doc['id']}"})
 
     async def show_key(request: Request) -> Response:
         ops = await operations(request)
-        return json_response(await ops.show(_key_id(request)))
+        return common.json_response(await ops.show(_key_id(request)))
 
     async def update_key(request: Request) -> Response:
         ops = await operations(request)
         key_id = _key_id(request)
-        body = await parse_body(request, ApiKeyUpdate)
+        body = await common.parse_body(request, ApiKeyUpdate)
         changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
-        refuse_nulls(changes, _NOT_NULLABLE)
+        common.refuse_nulls(changes, _NOT_NULLABLE)
         for name in ("scopes", "routes", "rate_limits", "ip_allow"):
             if name in changes:
                 changes[name] = tuple(changes[name])
-        return json_response(await ops.update(key_id, changes))
+        return common.json_response(await ops.update(key_id, changes))
 
     async def delete_key(request: Request) -> Response:
         ops = await operations(request)
         await ops.delete(_key_id(request))
-        return Response(status_code=204, headers=NO_STORE)
+        return Response(status_code=204, headers=common.NO_STORE)
 
     async def rotate_key(request: Request) -> Response:
         ops = await operations(request)
         key_id = _key_id(request)
-        body = await parse_body(request, RotateApiKey, optional=True)
+        body = await common.parse_body(request, RotateApiKey, optional=True)
         doc = await ops.rotate(key_id, body.grace_seconds)
-        return json_response(doc, 201, {"location": f"{KEYS_PATH}/{doc['id']}"})
+        return common.json_response(doc, 201, {"location": f"{KEYS_PATH}/{doc['id']}"})
 
-    def state_change(change: StateChange) -> Endpoint:
+    def state_change(change: StateChange) -> common.Endpoint:
         async def endpoint(request: Request) -> Response:
             ops = await operations(request)
-            return json_response(await ops.change_state(change, _key_id(request)))
+            return common.json_response(await ops.change_state(change, _key_id(request)))
 
         return endpoint
 
@@ -169,7 +156,7 @@ def key_routes(runtime: Any) -> list[Route]:
 
     async def limits_view(key: ApiKey) -> Response:
         limiter = getattr(getattr(runtime, "control", None), "limiter", None)
-        return json_response(await describe(key.id, key.rate_limits, overrides(), limiter))
+        return common.json_response(await describe(key.id, key.rate_limits, overrides(), limiter))
 
     async def show_limits(request: Request) -> Response:
         await authenticate_admin(request, runtime)
@@ -178,7 +165,7 @@ def key_routes(runtime: Any) -> list[Route]:
     async def set_limits(request: Request) -> Response:
         await authenticate_admin(request, runtime)
         key = await service().get(_key_id(request))
-        body = await parse_body(request, KeyLimitsUpdate)
+        body = await common.parse_body(request, KeyLimitsUpdate)
         limits = parse_override([entry.model_dump() for entry in body.limits])
         await overrides().set(key.id, limits)
         return await limits_view(key)
@@ -190,7 +177,7 @@ def key_routes(runtime: Any) -> list[Route]:
         return await limits_view(key)
 
     one = KEYS_PATH + "/{key_id}"
-    return routes_by_method(
+    return common.routes_by_method(
         {
             KEYS_PATH: {"GET": list_keys, "POST": create_key},
             one: {"GET": show_key, "PATCH": update_key, "DELETE": delete_key},
