@@ -13,7 +13,7 @@ field, never a 500.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, NoReturn
 
 import orjson
@@ -29,6 +29,7 @@ __all__ = [
     "MAX_NAME",
     "MAX_SCOPE_TOKEN",
     "SpecChecks",
+    "SpecError",
     "is_scope_token",
     "no_controls",
     "storable",
@@ -47,6 +48,21 @@ MAX_GRACE: Final = 10 * 365 * 86400.0
 _MAX_METADATA_DEPTH: Final = 16
 #: The largest integer every JSON consumer reads exactly (IEEE 754 double).
 _MAX_JSON_INT: Final = 2**53
+
+
+class SpecError(BastionError):
+    """A credential's metadata is invalid; ``field`` names the member, the detail says the fix.
+
+    Each credential has its own (``ApiKeySpecError``, ``ClientSpecError``), with its code.
+    """
+
+    code = "invalid_metadata"
+    status = 400
+    title = "Invalid metadata"
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(f"{field}: {detail}", field=field)
+        self.field = field
 
 
 def no_controls(value: str) -> bool:
@@ -77,7 +93,7 @@ def is_scope_token(value: str) -> bool:
 
 
 class SpecChecks:
-    """The shared checks of one credential type, raising ``error(field, detail)``.
+    """The shared checks of one credential type, raising its ``error(field, detail)``.
 
     ``noun`` names the credential in messages ("give the key a non-empty
     name"); ``name_rule`` and ``scope_rule`` end the messages of a too-long name
@@ -87,7 +103,7 @@ class SpecChecks:
 
     def __init__(
         self,
-        error: Callable[[str, str], BastionError],
+        error: type[SpecError],
         *,
         noun: str,
         name_rule: str,
@@ -100,7 +116,7 @@ class SpecChecks:
         self._scope_rule = scope_rule
         self._text_rule = text_rule
 
-    def error(self, field: str, detail: str) -> BastionError:
+    def error(self, field: str, detail: str) -> SpecError:
         """The credential's error naming ``field``, with ``detail`` (the fix)."""
         return self._error(field, detail)
 

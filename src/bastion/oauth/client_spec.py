@@ -22,10 +22,10 @@ from bastion.credentials.validation import (
     MAX_NAME,
     MAX_SCOPE_TOKEN,
     SpecChecks,
+    SpecError,
     no_controls,
 )
 from bastion.crypto.keys import InvalidKeyError, PublicKeySet
-from bastion.errors import BastionError
 from bastion.storage.models import ClientType
 
 __all__ = [
@@ -92,16 +92,12 @@ UPDATABLE: Final = frozenset(
 )
 
 
-class ClientSpecError(BastionError):
+class ClientSpecError(SpecError):
     """Client metadata is invalid; ``field`` names the member, the detail says the fix."""
 
     code = "invalid_client_metadata"
     status = 400
     title = "Invalid client metadata"
-
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(f"{field}: {detail}", field=field)
-        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
