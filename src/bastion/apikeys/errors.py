@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from bastion.credentials.validation import SpecError
 from bastion.errors import BastionError
 
 __all__ = [
@@ -86,16 +87,12 @@ class ApiKeyIPNotAllowedError(ApiKeyError):
         self.reason = "ip_not_allowed"
 
 
-class ApiKeySpecError(ApiKeyError):
+class ApiKeySpecError(ApiKeyError, SpecError):
     """Key metadata is invalid; ``field`` names the member, the detail says the fix (400)."""
 
     code = "invalid_api_key_metadata"
     status = 400
     title = "Invalid API key metadata"
-
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(f"{field}: {detail}", field=field)
-        self.field = field
 
 
 class AmbiguousApiKeyError(ApiKeyError):

@@ -34,16 +34,11 @@ import builtins
 import contextlib
 import ipaddress
 import logging
-import math
 import re
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
-
-import orjson
 
 from bastion.apikeys.errors import (
     AmbiguousApiKeyError,
@@ -52,15 +47,15 @@ from bastion.apikeys.errors import (
     ApiKeyStateError,
     InvalidApiKeyError,
 )
+from bastion.apikeys.spec import CHECKS, ApiKeySpec, changed_values, new_values
+from bastion.apikeys.state import api_key_refusal
+from bastion.credentials.cache import CachedLookup, ChangeChannel, TtlCache
+from bastion.credentials.validation import storable
 from bastion.crypto import ApiKeyFormatError, api_key_digest, generate_api_key, parse_api_key
 from bastion.crypto.apikeys import MAX_API_KEY_LENGTH
-from bastion.protocol.rfc6749.scope import is_scope_token
-from bastion.ratelimit.gcra import Limit
 from bastion.storage import ApiKey, Database, NotFoundError, Page, feed
-from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState
-from bastion.storage.shared.invalidation import follow_invalidations
 
 __all__ = [
     "API_KEYS_CHANNEL",
@@ -68,10 +63,7 @@ __all__ = [
     "NEGATIVE_TTL",
     "POSITIVE_TTL",
     "ApiKeyService",
-    "ApiKeySpec",
     "CacheMirror",
-    "api_key_status",
-    "api_key_view",
 ]
 
 log = logging.getLogger("bastion.apikeys")
@@ -94,29 +86,8 @@ FLUSH_INTERVAL: Final = 10.0
 #: Most keys one leak report may carry.
 MAX_LEAK_REPORT: Final = 1000
 
-_MAX_NAME = 255
-_MAX_ITEMS = 100
-_MAX_TOKEN = 256
-_MAX_METADATA_BYTES = 16 * 1024
-_MAX_METADATA_DEPTH = 16
-_MAX_JSON_INT = 2**53
-_MAX_GRACE = 10 * 365 * 86400.0
-_OWNER_TYPES: Final = ("user", "client")
-_MAX_RATE_TEXT = 40
 _MAX_PREFIX_MATCHES = 5
 _ENV_OF_PREFIX = re.compile(r"bst_([a-z][a-z0-9]{0,9})_")
-_UPDATABLE: Final = frozenset(
-    {
-        "name",
-        "scopes",
-        "routes",
-        "expires_at",
-        "rate_limits",
-        "ip_allow",
-        "metadata",
-        "disabled",
-    }
-)
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -139,284 +110,16 @@ class CacheMirror(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKeySpec:
-    """What a new API key should be.
-
-    ``owner_type`` (``user`` | ``client``) and ``owner_id`` go together or not
-    at all. ``routes`` are gateway route names the key may call (empty: any
-    route that accepts API keys). ``rate_limits`` are objects such as
-    ``{"rate": "100/minute"}`` (optionally ``"burst": 10``). ``ip_allow`` are
-    CIDRs or addresses (empty: any address). ``expires_at`` must be aware.
-    """
-
-    name: str
-    owner_type: str | None = None
-    owner_id: str | None = None
-    scopes: Sequence[str] = ()
-    routes: Sequence[str] = ()
-    expires_at: datetime | None = None
-    rate_limits: Sequence[Mapping[str, Any]] = ()
-    ip_allow: Sequence[str] = ()
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
-
-# ---------------------------------------------------------------------------
-# validation
-
-
-def _no_controls(value: str) -> bool:
-    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _storable(value: str) -> bool:
-    return _encodable(value) and _no_controls(value)
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ApiKeySpecError("name", "give the key a non-empty name")
-    name = name.strip()
-    if len(name) > _MAX_NAME or not _storable(name):
-        raise ApiKeySpecError("name", f"use at most {_MAX_NAME} characters, no control characters")
-    return name
-
-
-def _string_list(field_name: str, values: object) -> tuple[str, ...]:
-    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
-        raise ApiKeySpecError(field_name, "must be a list of strings")
-    items = builtins.list(values)
-    if len(items) > _MAX_ITEMS:
-        raise ApiKeySpecError(field_name, f"at most {_MAX_ITEMS} entries are allowed")
-    out: builtins.list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ApiKeySpecError(field_name, "must be a list of strings")
-        if item not in out:
-            out.append(item)
-    return tuple(out)
-
-
-def _check_scopes(values: object) -> tuple[str, ...]:
-    scopes = _string_list("scopes", values)
-    for scope in scopes:
-        if len(scope) > _MAX_TOKEN or not is_scope_token(scope):
-            raise ApiKeySpecError(
-                "scopes",
-                f"{scope[:60]!r} is not a scope token (RFC 6749 §3.3: printable ASCII "
-                "without spaces, '\"' or '\\\\')",
-            )
-    return scopes
-
-
-def _check_routes(values: object) -> tuple[str, ...]:
-    routes = _string_list("routes", values)
-    for route in routes:
-        if not route or len(route) > _MAX_TOKEN or not _storable(route) or " " in route:
-            raise ApiKeySpecError(
-                "routes",
-                f"{route[:60]!r} is not a route name or audience "
-                f"(1-{_MAX_TOKEN} characters, no spaces or control characters)",
-            )
-    return routes
-
-
-def _check_owner(owner_type: object, owner_id: object) -> tuple[str | None, str | None]:
-    if owner_type is None and owner_id is None:
-        return None, None
-    if owner_type not in _OWNER_TYPES:
-        raise ApiKeySpecError("owner_type", "must be 'user' or 'client' (set with owner_id)")
-    if not isinstance(owner_id, str) or not owner_id or len(owner_id) > _MAX_NAME:
-        raise ApiKeySpecError("owner_id", "name the owning user or client (with owner_type)")
-    if not _storable(owner_id):
-        raise ApiKeySpecError("owner_id", "must not contain control characters")
-    return str(owner_type), owner_id
-
-
-def _check_expiry(expires_at: object, now: datetime) -> datetime | None:
-    if expires_at is None:
-        return None
-    if not isinstance(expires_at, datetime) or expires_at.tzinfo is None:
-        raise ApiKeySpecError("expires_at", "must be a timezone-aware date and time")
-    if expires_at <= now:
-        raise ApiKeySpecError("expires_at", "must be in the future")
-    return expires_at.astimezone(UTC)
-
-
-def _check_networks(values: object) -> tuple[str, ...]:
-    out: builtins.list[str] = []
-    for item in _string_list("ip_allow", values):
-        try:
-            network = ipaddress.ip_network(item.strip(), strict=False)
-        except ValueError:
-            raise ApiKeySpecError(
-                "ip_allow", f"{item[:60]!r} is not an IP address or CIDR (e.g. 203.0.113.0/24)"
-            ) from None
-        text = str(network)
-        if text not in out:
-            out.append(text)
-    return tuple(out)
-
-
-def _check_json(field_name: str, value: object, depth: int) -> None:
-    if depth > _MAX_METADATA_DEPTH:
-        raise ApiKeySpecError(field_name, f"nest at most {_MAX_METADATA_DEPTH} levels deep")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ApiKeySpecError(field_name, "object keys must be strings")
-            _check_json(field_name, key, depth + 1)
-            _check_json(field_name, item, depth + 1)
-    elif isinstance(value, builtins.list | tuple):
-        for item in value:
-            _check_json(field_name, item, depth + 1)
-    elif isinstance(value, str):
-        if "\x00" in value or not _encodable(value):
-            raise ApiKeySpecError(field_name, "strings must be valid text without NUL characters")
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int):
-        if abs(value) > _MAX_JSON_INT:
-            raise ApiKeySpecError(field_name, f"integers must lie within ±2^53, not {value}")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ApiKeySpecError(field_name, "numbers must be finite")
-    else:
-        raise ApiKeySpecError(field_name, f"a {type(value).__name__} is not a JSON value")
-
-
-def _check_metadata(value: object) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ApiKeySpecError("metadata", "must be a JSON object")
-    metadata = dict(value)
-    _check_json("metadata", metadata, 0)
-    if len(orjson.dumps(metadata)) > _MAX_METADATA_BYTES:
-        raise ApiKeySpecError("metadata", f"must serialise to at most {_MAX_METADATA_BYTES} bytes")
-    return metadata
-
-
-def _check_rate_limits(values: object) -> tuple[dict[str, Any], ...]:
-    if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
-        raise ApiKeySpecError(
-            "rate_limits", 'must be a list of objects like {"rate": "100/minute"}'
-        )
-    items = builtins.list(values)
-    if len(items) > _MAX_ITEMS:
-        raise ApiKeySpecError("rate_limits", f"at most {_MAX_ITEMS} entries are allowed")
-    out: builtins.list[dict[str, Any]] = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            raise ApiKeySpecError(
-                "rate_limits", 'must be a list of objects like {"rate": "100/minute"}'
-            )
-        limit = dict(item)
-        rate = limit.get("rate")
-        if not isinstance(rate, str) or len(rate) > _MAX_RATE_TEXT:
-            raise ApiKeySpecError(
-                "rate_limits",
-                f"rate {str(rate)[:40]!r} must read N/second, N/minute, N/hour or N/day",
-            )
-        try:
-            Limit.parse(rate)  # the one home of the rate grammar (10/min, 5/s … accepted)
-        except ValueError as error:
-            raise ApiKeySpecError("rate_limits", str(error)) from None
-        burst = limit.get("burst")
-        if burst is not None and (
-            isinstance(burst, bool) or not isinstance(burst, int) or not 1 <= burst <= 10**9
-        ):
-            raise ApiKeySpecError("rate_limits", "burst must be a whole number >= 1")
-        _check_json("rate_limits", limit, 0)
-        out.append(limit)
-    return tuple(out)
-
-
-def _check_grace(grace: object) -> float:
-    if isinstance(grace, bool) or not isinstance(grace, int | float):
-        raise ApiKeySpecError("grace", "must be a number of seconds")
-    if not math.isfinite(grace) or not 0 <= grace <= _MAX_GRACE:
-        raise ApiKeySpecError("grace", "must be between 0 and 10 years, in seconds")
-    return float(grace)
-
-
-# ---------------------------------------------------------------------------
-# views
-
-
-def api_key_status(key: ApiKey, now: datetime | None = None) -> str:
-    """One word for a key's state: ``revoked``, ``disabled``, ``expired``, ``rotated``
-    (its grace period is over), ``grace`` (rotated, still valid) or ``active``."""
-    at = now or utcnow()
-    if key.revoked_at is not None:
-        return "revoked"
-    if key.disabled:
-        return "disabled"
-    if key.expires_at is not None and key.expires_at <= at:
-        return "expired"
-    if key.grace_until is not None:
-        return "rotated" if key.grace_until <= at else "grace"
-    return "active"
-
-
-def api_key_view(key: ApiKey, now: datetime | None = None) -> dict[str, Any]:
-    """The JSON-ready description of a key for listings (CLI, admin API).
-
-    Holds the display prefix and never the key or its digest.
-    """
-    return {
-        "id": key.id,
-        "prefix": key.prefix,
-        "name": key.name,
-        "status": api_key_status(key, now),
-        "owner_type": key.owner_type,
-        "owner_id": key.owner_id,
-        "scopes": builtins.list(key.scopes),
-        "routes": builtins.list(key.routes),
-        "expires_at": _iso(key.expires_at),
-        "rate_limits": [dict(limit) for limit in key.rate_limits],
-        "ip_allow": builtins.list(key.ip_allow),
-        "metadata": dict(key.metadata),
-        "disabled": key.disabled,
-        "revoked_at": _iso(key.revoked_at),
-        "rotated_from": key.rotated_from,
-        "grace_until": _iso(key.grace_until),
-        "last_used_at": _iso(key.last_used_at),
-        "last_used_ip": key.last_used_ip,
-        "created_at": _iso(key.created_at),
-        "updated_at": _iso(key.updated_at),
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-# ---------------------------------------------------------------------------
-# the cache entry
-
-
 class _Entry:
-    """A found key with what :meth:`ApiKeyService.verify` checks, precomputed."""
+    """A found key with its IP allow-list parsed once (what :meth:`ApiKeyService.verify` checks)."""
 
-    __slots__ = ("deadline", "fresh_until", "grace_until", "key", "networks", "revoked", "stale")
+    __slots__ = ("key", "networks")
 
-    def __init__(self, key: ApiKey, fresh_until: float) -> None:
+    def __init__(self, key: ApiKey) -> None:
         self.key = key
-        self.fresh_until = fresh_until
-        self.revoked = key.revoked_at is not None
-        self.deadline = key.expires_at.timestamp() if key.expires_at is not None else math.inf
-        self.grace_until = key.grace_until.timestamp() if key.grace_until is not None else math.inf
         self.networks: tuple[_Network, ...] = tuple(
             ipaddress.ip_network(cidr, strict=False) for cidr in key.ip_allow
         )
-        self.stale = False
 
 
 def _ip_allowed(networks: tuple[_Network, ...], ip: str | None) -> bool:
@@ -453,13 +156,19 @@ class ApiKeyService:
             section.pepper.get_secret_value().encode("utf-8") if section.pepper else None
         )
         self._default_grace = float(section.default_grace)
-        self._found: OrderedDict[str, _Entry] = OrderedDict()
-        self._unknown: OrderedDict[str, float] = OrderedDict()
+        # digest -> found key; digest -> "no such key"; key id -> its digest here.
+        self._found: TtlCache[str, _Entry] = TtlCache(POSITIVE_CACHE_MAX)
+        self._unknown: TtlCache[str, bool] = TtlCache(NEGATIVE_CACHE_MAX)
         self._digest_of: dict[str, str] = {}
-        # key id -> (record, monotonic deadline): reads by id for tokens exchanged from a
-        # key (get_cached); bumped epoch = an invalidation arrived while a read was out.
-        self._by_id: OrderedDict[str, tuple[ApiKey, float]] = OrderedDict()
+        # Reads by id for tokens exchanged from a key (get_cached).
+        self._by_id: CachedLookup[str, ApiKey] = CachedLookup(
+            self.get, ttl=lambda: POSITIVE_TTL, max_entries=POSITIVE_CACHE_MAX
+        )
+        # Bumped by every invalidation: a read out meanwhile may predate it (not kept).
         self._epoch = 0
+        self._changes = ChangeChannel(
+            shared, API_KEYS_CHANNEL, self.invalidate, noun="API key", log=log
+        )
         # key id -> (Unix time, IP) of its latest use, written in batches.
         self._last_used: dict[str, tuple[float, str | None]] = {}
         # Caches mirroring this one (the native data plane's): told of every fill and drop.
@@ -496,7 +205,7 @@ class ApiKeyService:
         except NotFoundError:
             pass
         prefix = ref.strip().removesuffix("…") if isinstance(ref, str) else ""
-        if not prefix.startswith("bst_") or not _storable(prefix) or len(prefix) > 64:
+        if not prefix.startswith("bst_") or not storable(prefix) or len(prefix) > 64:
             raise NotFoundError(f"API key {str(ref)[:60]!r} does not exist") from None
         found = await self.db.api_keys.find_by_prefix(prefix, limit=_MAX_PREFIX_MATCHES)
         if not found:
@@ -519,17 +228,7 @@ class ApiKeyService:
         to the key drops the entry here and, through ``"api-keys"``, on every
         node. Raises ``NotFoundError`` (not cached) or the storage errors.
         """
-        found = self._by_id.get(key_id)
-        if found is not None and found[1] > time.monotonic():
-            return found[0]
-        epoch = self._epoch
-        record = await self.get(key_id)
-        if epoch == self._epoch:  # no invalidation arrived while reading: safe to keep
-            self._by_id[key_id] = (record, time.monotonic() + POSITIVE_TTL)
-            self._by_id.move_to_end(key_id)
-            while len(self._by_id) > POSITIVE_CACHE_MAX:
-                self._by_id.popitem(last=False)
-        return record
+        return await self._by_id.get(key_id)
 
     # -- lifecycle --------------------------------------------------------
 
@@ -540,18 +239,7 @@ class ApiKeyService:
             ApiKeySpecError: the spec is invalid (the error names the field and the fix).
         """
         at = now or utcnow()
-        owner_type, owner_id = _check_owner(spec.owner_type, spec.owner_id)
-        values: dict[str, Any] = {
-            "name": _check_name(spec.name),
-            "owner_type": owner_type,
-            "owner_id": owner_id,
-            "scopes": _check_scopes(spec.scopes),
-            "routes": _check_routes(spec.routes),
-            "expires_at": _check_expiry(spec.expires_at, at),
-            "rate_limits": _check_rate_limits(spec.rate_limits),
-            "ip_allow": _check_networks(spec.ip_allow),
-            "metadata": _check_metadata(spec.metadata),
-        }
+        values = new_values(spec, at)
         record, secret = await self._store_new(values, self._environment, at)
         log.info("API key %s (%s) created", record.id, record.prefix)
         return record, secret
@@ -566,29 +254,7 @@ class ApiKeyService:
             NotFoundError: no such key.
             ApiKeySpecError: an unknown member or an invalid value.
         """
-        unknown = sorted(set(changes) - _UPDATABLE)
-        if unknown:
-            raise ApiKeySpecError(
-                unknown[0], f"cannot be changed; updatable: {', '.join(sorted(_UPDATABLE))}"
-            )
-        checks: dict[str, Any] = {
-            "name": _check_name,
-            "scopes": _check_scopes,
-            "routes": _check_routes,
-            "rate_limits": _check_rate_limits,
-            "ip_allow": _check_networks,
-            "metadata": _check_metadata,
-        }
-        delta: dict[str, Any] = {}
-        for name, value in changes.items():
-            if name == "expires_at":
-                delta[name] = _check_expiry(value, utcnow())
-            elif name == "disabled":
-                if not isinstance(value, bool):
-                    raise ApiKeySpecError("disabled", "must be true or false")
-                delta[name] = value
-            else:
-                delta[name] = checks[name](value)
+        delta = changed_values(changes)
         key_id = self._known_id(key_id)
         if not delta:
             return await self.db.api_keys.get(key_id)
@@ -611,7 +277,7 @@ class ApiKeyService:
             ApiKeyStateError: the key is revoked, or was already rotated (rotate its
                 successor instead).
         """
-        grace = self._default_grace if grace is None else _check_grace(grace)
+        grace = self._default_grace if grace is None else CHECKS.grace(grace)
         at = now or utcnow()
         old = await self.db.api_keys.get(self._known_id(key_id))
         if old.revoked_at is not None:
@@ -681,8 +347,7 @@ class ApiKeyService:
         key_id = self._known_id(key_id)
         await self.db.api_keys.delete(key_id)
         self._last_used.pop(key_id, None)
-        self.invalidate(key_id)
-        await self._publish(key_id)
+        await self._changes.changed(key_id)
         log.info("API key %s deleted", key_id)
 
     # -- verification (the hot path) ----------------------------------------
@@ -702,29 +367,18 @@ class ApiKeyService:
         """
         if len(key) > MAX_API_KEY_LENGTH:
             raise InvalidApiKeyError("malformed")
-        digest = api_key_digest(key, pepper=self._pepper)
+        digest = self.digest(key)
         entry = self._found.get(digest)
-        if entry is None or entry.stale or entry.fresh_until <= time.monotonic():
+        if entry is None:
             # Not a known key: check its shape and checksum before any I/O. A key found
             # in the cache matched a stored digest, so it was well formed (hot path).
-            try:
-                parse_api_key(key)
-            except ApiKeyFormatError as error:
-                # Never a valid key: mirrors answer its next presentations themselves.
-                for mirror in self._mirrors:
-                    mirror.refused(digest, NEGATIVE_TTL)
-                raise InvalidApiKeyError(error.reason) from None
+            self._check_format(key, digest)
             entry = await self._lookup(digest)
         at = time.time() if now is None else now
-        if entry.revoked:
-            raise InvalidApiKeyError("revoked")
         record = entry.key
-        if record.disabled:
-            raise InvalidApiKeyError("disabled")
-        if entry.deadline <= at:
-            raise InvalidApiKeyError("expired")
-        if entry.grace_until <= at:
-            raise InvalidApiKeyError("grace_ended")
+        refusal = api_key_refusal(record, at)
+        if refusal is not None:
+            raise InvalidApiKeyError(refusal)
         if entry.networks and not _ip_allowed(entry.networks, ip):
             raise ApiKeyIPNotAllowedError()
         self._last_used[record.id] = (at, ip)  # a datetime only when flushed
@@ -743,54 +397,53 @@ class ApiKeyService:
         """
         if len(key) > MAX_API_KEY_LENGTH:
             raise InvalidApiKeyError("malformed")
-        digest = api_key_digest(key, pepper=self._pepper)
-        try:
-            parse_api_key(key)
-        except ApiKeyFormatError as error:
-            for mirror in self._mirrors:
-                mirror.refused(digest, NEGATIVE_TTL)
-            raise InvalidApiKeyError(error.reason) from None
-        entry = self._found.get(digest)
+        digest = self.digest(key)
+        self._check_format(key, digest)
         clock = time.monotonic()
-        if entry is not None and entry.fresh_until > clock and not entry.stale:
+        entry = self._found.get(digest, clock)
+        if entry is not None:
             # Held here, not in the mirror (it evicted it): mirror it again.
             for mirror in self._mirrors:
-                mirror.found(entry.key, entry.fresh_until - clock)
+                mirror.found(entry.key, self._found.fresh_for(digest, clock))
             return entry.key
         return (await self._lookup(digest)).key
 
+    def _check_format(self, key: str, digest: str) -> None:
+        try:
+            parse_api_key(key)
+        except ApiKeyFormatError as error:
+            # Never a valid key: mirrors answer its next presentations themselves.
+            for mirror in self._mirrors:
+                mirror.refused(digest, NEGATIVE_TTL)
+            raise InvalidApiKeyError(error.reason) from None
+
     async def _lookup(self, digest: str) -> _Entry:
         clock = time.monotonic()
-        entry = self._found.get(digest)
-        if entry is not None and entry.fresh_until > clock and not entry.stale:
+        entry = self._found.get(digest, clock)
+        if entry is not None:
             return entry
-        missed_until = self._unknown.get(digest)
-        if missed_until is not None and missed_until > clock:
+        if self._unknown.get(digest, clock):
             for mirror in self._mirrors:
-                mirror.refused(digest, missed_until - clock)
+                mirror.refused(digest, self._unknown.fresh_for(digest, clock))
             raise InvalidApiKeyError("unknown")
         epoch = self._epoch
         record = await self.db.api_keys.find_by_digest(digest)
-        clock = time.monotonic()
+        # Kept and mirrored only when no invalidation arrived while reading: the
+        # record (or its absence) may predate it; a key created meanwhile may be this one.
+        kept = epoch == self._epoch
         if record is None:
-            self._found.pop(digest, None)
-            if epoch == self._epoch:  # else a key created while reading may be this one
-                self._unknown[digest] = clock + NEGATIVE_TTL
-                self._unknown.move_to_end(digest)
-                while len(self._unknown) > NEGATIVE_CACHE_MAX:
-                    self._unknown.popitem(last=False)
+            self._found.pop(digest)
+            if kept:
+                self._unknown.put(digest, True, NEGATIVE_TTL)
                 for mirror in self._mirrors:
                     mirror.refused(digest, NEGATIVE_TTL)
             raise InvalidApiKeyError("unknown")
-        self._unknown.pop(digest, None)
-        entry = _Entry(record, clock + POSITIVE_TTL)
-        self._found[digest] = entry
-        self._found.move_to_end(digest)
-        self._digest_of[record.id] = digest
-        while len(self._found) > POSITIVE_CACHE_MAX:
-            _, evicted = self._found.popitem(last=False)
-            self._digest_of.pop(evicted.key.id, None)
-        if epoch == self._epoch:  # no invalidation arrived while reading: safe to mirror
+        self._unknown.pop(digest)
+        entry = _Entry(record)
+        if kept:
+            self._digest_of[record.id] = digest
+            for evicted in self._found.put(digest, entry, POSITIVE_TTL):
+                self._digest_of.pop(evicted.key.id, None)
             for mirror in self._mirrors:
                 mirror.found(record, POSITIVE_TTL)
         return entry
@@ -806,18 +459,14 @@ class ApiKeyService:
         for mirror in self._mirrors:
             mirror.invalidated(key_id)
         self._unknown.clear()
+        self._by_id.forget(key_id)
         if key_id is None:
-            self._by_id.clear()
             self._found.clear()
             self._digest_of.clear()
             return
-        self._by_id.pop(key_id, None)
         digest = self._digest_of.pop(key_id, None)
         if digest is not None:
-            entry = self._found.pop(digest, None)
-            if entry is not None:
-                # A verify awaiting the database may still hold it: mark it unusable.
-                entry.stale = True
+            self._found.pop(digest)
 
     # -- leak response ----------------------------------------------------
 
@@ -845,7 +494,7 @@ class ApiKeyService:
                 results.append({"prefix": None, "id": None, "status": "invalid"})
                 continue
             # Straight to the database: a leak report must not be answered from a stale cache.
-            record = await self.db.api_keys.find_by_digest(api_key_digest(key, pepper=self._pepper))
+            record = await self.db.api_keys.find_by_digest(self.digest(key))
             if record is None:
                 results.append({"prefix": parsed.display_prefix, "id": None, "status": "unknown"})
                 continue
@@ -927,9 +576,7 @@ class ApiKeyService:
                 log.warning("could not write API key last-used times (will retry): %s", error)
 
     async def _listen(self, stop: asyncio.Event, backoff: float) -> None:
-        await follow_invalidations(
-            self.shared, API_KEYS_CHANNEL, self.invalidate, stop, backoff=backoff
-        )
+        await self._changes.follow(stop, backoff=backoff)
 
     # -- internals ----------------------------------------------------------
 
@@ -937,7 +584,7 @@ class ApiKeyService:
     def _known_id(key_id: str) -> str:
         # Ids come from command lines and URLs; one no key can have is simply not found
         # (a NUL would make the database driver fail instead).
-        if not isinstance(key_id, str) or not 0 < len(key_id) <= 64 or not _storable(key_id):
+        if not isinstance(key_id, str) or not 0 < len(key_id) <= 64 or not storable(key_id):
             raise NotFoundError(f"API key {str(key_id)[:60]!r} does not exist")
         return key_id
 
@@ -946,7 +593,7 @@ class ApiKeyService:
     ) -> tuple[ApiKey, str]:
         secret = generate_api_key(environment)
         record = ApiKey(
-            digest=api_key_digest(secret, pepper=self._pepper),
+            digest=self.digest(secret),
             prefix=parse_api_key(secret).display_prefix,
             created_at=at,
             updated_at=at,
@@ -956,19 +603,9 @@ class ApiKeyService:
 
     async def _invalidate(self, record: ApiKey) -> None:
         # Also by digest: this process may hold the key cached under it without the id map.
-        entry = self._found.pop(record.digest, None)
-        if entry is not None:
-            entry.stale = True
-        self._unknown.pop(record.digest, None)
-        self.invalidate(record.id)
-        await self._publish(record.id)
-
-    async def _publish(self, key_id: str) -> None:
-        try:
-            await self.shared.publish(API_KEYS_CHANNEL, key_id.encode())
-        except SharedStateUnavailableError as error:
-            # The change is stored; other nodes' caches catch up within POSITIVE_TTL.
-            log.warning("could not publish invalidation of API key %s: %s", key_id, error)
+        self._found.pop(record.digest)
+        self._unknown.pop(record.digest)
+        await self._changes.changed(record.id)
 
     # ``list`` last: inside the class body the name shadows the builtin afterwards.
     async def list(

@@ -9,26 +9,29 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import typer
 
-from bastion.audit.events import Event
 from bastion.audit.lifecycle import spec_fields
+from bastion.cli import credentials as common
 from bastion.cli.app import _settings, clients_app, handles_errors
 from bastion.cli.options import parse_duration_option
-from bastion.cli.output import (
-    CommandArgumentsError,
-    ConfigOption,
-    JsonOption,
-    confirm_destructive,
-    console,
-    emit,
-    err_console,
-    name_flags,
-)
+from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
+
+if TYPE_CHECKING:
+    from bastion.cli.context import Stores
+    from bastion.credentials.lifecycle import ChangeRecorder
+    from bastion.oauth.operations import ClientOperations, ClientStateChange
 
 T = TypeVar("T")
+
+
+def _operations(stores: Stores, recorder: ChangeRecorder) -> ClientOperations:
+    from bastion.oauth.clients import ClientService
+    from bastion.oauth.operations import ClientOperations
+
+    return ClientOperations(ClientService(stores.db, stores.settings, stores.shared), recorder)
 
 
 _SECRET_WARNING = (
@@ -38,48 +41,32 @@ _SECRET_WARNING = (
 TypeOption = typer.Option(
     "confidential", "--type", help="confidential (has a credential) or public (none)."
 )
-AuthMethodOption = typer.Option(
-    None,
+AuthMethodOption = common.flag_option(
     "--auth-method",
-    help="client_secret_basic (default for confidential), client_secret_post, "
+    "client_secret_basic (default for confidential), client_secret_post, "
     "private_key_jwt (needs --jwks-file) or none (public clients).",
-    show_default=False,
 )
-GrantOption = typer.Option(
-    None,
+GrantOption = common.flag_option(
     "--grant",
-    help="Allowed grant type (repeatable): client_credentials or "
+    "Allowed grant type (repeatable): client_credentials or "
     "urn:ietf:params:oauth:grant-type:token-exchange (authorization_code and refresh_token "
     "are not available in this version).",
-    show_default=False,
 )
-ScopeOption = typer.Option(
-    None,
+ScopeOption = common.flag_option(
     "--scope",
-    help="Allowed scope (repeatable). bastion:introspect lets the client call /oauth2/introspect.",
-    show_default=False,
+    "Allowed scope (repeatable). bastion:introspect lets the client call /oauth2/introspect.",
 )
-AudienceOption = typer.Option(
-    None,
-    "--audience",
-    help="Allowed audience / resource URI (repeatable); the first is the default.",
-    show_default=False,
+AudienceOption = common.flag_option(
+    "--audience", "Allowed audience / resource URI (repeatable); the first is the default."
 )
-TtlOption = typer.Option(
-    None,
-    "--ttl",
-    help="Access token lifetime in seconds (default: tokens.access_token_ttl).",
-    show_default=False,
+TtlOption = common.flag_option(
+    "--ttl", "Access token lifetime in seconds (default: tokens.access_token_ttl)."
 )
-JwksOption = typer.Option(
-    None,
-    "--jwks-file",
-    help="JSON file with the client's public keys (JWK Set) for private_key_jwt.",
-    show_default=False,
+JwksOption = common.flag_option(
+    "--jwks-file", "JSON file with the client's public keys (JWK Set) for private_key_jwt."
 )
-RedirectOption = typer.Option(
-    None, "--redirect-uri", help="Allowed redirect URI (repeatable).", show_default=False
-)
+ClientIdArgument = typer.Argument(..., metavar="CLIENT_ID", help="The client's id.")
+RedirectOption = common.flag_option("--redirect-uri", "Allowed redirect URI (repeatable).")
 
 
 # The flag (or argument) of each ClientSpec field, for errors: `--redirect-uri: …`.
@@ -97,38 +84,15 @@ _FLAGS: Final = {
 }
 
 
-def _with_service(
-    work: Callable[[Any], Awaitable[T]],
+def _operate(
+    work: Callable[[ClientOperations], Awaitable[T]],
     config: Path | None,
-    events: list[Event] | None = None,
-    *,
     flags: Mapping[str, str] = _FLAGS,
 ) -> T:
-    """Open the stores, build a ClientService and run ``work(service)`` on it.
+    """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
+    from bastion.cli.context import run_operations
 
-    The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
-    A field named by a ``ClientSpecError`` is reported as its flag (``flags``).
-    """
-    from bastion.cli.context import Stores, record_cli_events, with_stores
-    from bastion.oauth.clients import ClientService, ClientSpecError
-
-    settings = _settings(config)
-
-    async def run(stores: Stores) -> T:
-        result = await work(ClientService(stores.db, settings, stores.shared))
-        await record_cli_events(stores.db, events or [])
-        return result
-
-    try:
-        return with_stores(settings, run)
-    except ClientSpecError as error:
-        raise name_flags(error, flags) from None
-
-
-def _changed(action: str, client_id: str, fields: Any = ()) -> Event:
-    from bastion.audit.lifecycle import cli_actor, client_changed
-
-    return client_changed(cli_actor(), action, client_id, fields)
+    return run_operations(_settings(config), _operations, work, flags)
 
 
 def _read_jwks(path: Path | None) -> dict[str, Any] | None:
@@ -148,17 +112,6 @@ def _read_jwks(path: Path | None) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ClientSpecError("jwks", f'{path} must hold a JWK Set: {{"keys": [...]}}')
     return data
-
-
-async def _document(
-    service: Any, client: Any, secret: str | None = None, *, with_secret: bool = False
-) -> dict[str, Any]:
-    from bastion.http.endpoints.admin.models import client_out
-
-    doc = client_out(client, await service.list_secrets(client.client_id))
-    if with_secret:
-        doc["client_secret"] = secret
-    return doc
 
 
 def _print_client(doc: dict[str, Any]) -> None:
@@ -186,10 +139,7 @@ def _print_client(doc: dict[str, Any]) -> None:
 
 
 def _print_secret(secret: str | None) -> None:
-    if secret is None:
-        return
-    console.print(f"\n  client secret: [bold]{secret}[/]\n")
-    err_console.print(f"[yellow]![/] {_SECRET_WARNING}")
+    common.print_secret("client secret", secret, _SECRET_WARNING)
 
 
 @clients_app.command("create")
@@ -224,15 +174,7 @@ def create(
         jwks=_read_jwks(jwks_file),
     )
 
-    events: list[Event] = []
-    fields = spec_fields(spec)
-
-    async def work(service: Any) -> dict[str, Any]:
-        client, secret = await service.create(spec)
-        events.append(_changed("created", client.client_id, fields))
-        return await _document(service, client, secret, with_secret=True)
-
-    doc = _with_service(work, config, events)
+    doc = _operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
 
     def human() -> None:
         console.print("[green]✓[/] client created")
@@ -245,28 +187,18 @@ def create(
 @clients_app.command("list")
 @handles_errors
 def list_clients(
-    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="Clients per page."),
-    cursor: str | None = typer.Option(
-        None, "--cursor", help="next_cursor of the previous page.", show_default=False
-    ),
+    limit: int = common.limit_option("Clients"),
+    cursor: str | None = common.CursorOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """List registered clients."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        page = await service.list(limit=limit, cursor=cursor)
-        items = [await _document(service, client) for client in page.items]
-        return {"items": items, "next_cursor": page.next_cursor}
+    result = _operate(lambda ops: ops.list(limit=limit, cursor=cursor), config)
 
-    result = _with_service(work, config)
-
-    def human() -> None:
+    def table() -> Any:
         from rich.table import Table
 
-        if not result["items"]:
-            console.print("no clients — create one with `bastion clients create NAME`")
-            return
         table = Table()
         table.add_column("client_id", no_wrap=True)
         for column in ("name", "type", "auth method", "grants", "scopes", "state"):
@@ -281,34 +213,30 @@ def list_clients(
                 " ".join(doc["scopes"]),
                 "disabled" if doc["disabled"] else "enabled",
             )
-        console.print(table)
-        if result["next_cursor"]:
-            console.print(f"more: --cursor {result['next_cursor']}")
+        return table
 
-    emit(result, as_json, human)
+    empty = "no clients — create one with `bastion clients create NAME`"
+    emit(result, as_json, lambda: common.print_page(result, empty, table))
 
 
 @clients_app.command("show")
 @handles_errors
 def show(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
+    client_id: str = ClientIdArgument,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Show one client (secrets by prefix only)."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        return await _document(service, await service.get(client_id))
-
-    doc = _with_service(work, config)
+    doc = _operate(lambda ops: ops.show(client_id), config)
     emit(doc, as_json, lambda: _print_client(doc))
 
 
 @clients_app.command("update")
 @handles_errors
 def update(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-    name: str | None = typer.Option(None, "--name", help="New name.", show_default=False),
+    client_id: str = ClientIdArgument,
+    name: str | None = common.flag_option("--name", "New name."),
     auth_method: str | None = AuthMethodOption,
     grant: list[str] | None = GrantOption,
     scope: list[str] | None = ScopeOption,
@@ -351,14 +279,9 @@ def update(
     if not changes:
         raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        client = await service.update(client_id, **changes)
-        events.append(_changed("updated", client_id, changes))
-        return await _document(service, client)
-
-    doc = _with_service(work, config, events, flags={**_FLAGS, "name": "--name"})
+    doc = _operate(
+        lambda ops: ops.update(client_id, changes), config, flags={**_FLAGS, "name": "--name"}
+    )
 
     def human() -> None:
         console.print(f"[green]✓[/] client updated: {', '.join(sorted(changes))}")
@@ -370,13 +293,11 @@ def update(
 @clients_app.command("rotate-secret")
 @handles_errors
 def rotate_secret(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-    grace: str | None = typer.Option(
-        None,
+    client_id: str = ClientIdArgument,
+    grace: str | None = common.flag_option(
         "--grace",
-        help="How long the previous secret keeps working: seconds or e.g. 30m, 1h, 7d "
+        "How long the previous secret keeps working: seconds or e.g. 30m, 1h, 7d "
         "(default: tokens.client_secret_grace; 0 ends it now).",
-        show_default=False,
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -384,14 +305,7 @@ def rotate_secret(
     """Issue a new client secret (shown once); the old one works until the grace period ends."""
     grace_seconds = parse_duration_option(grace, "--grace")
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        secret = await service.rotate_secret(client_id, grace=grace_seconds)
-        events.append(_changed("secret_rotated", client_id, ["client_secret"]))
-        return await _document(service, await service.get(client_id), secret, with_secret=True)
-
-    doc = _with_service(work, config, events)
+    doc = _operate(lambda ops: ops.rotate_secret(client_id, grace_seconds), config)
 
     def human() -> None:
         console.print("[green]✓[/] new client secret issued")
@@ -401,53 +315,40 @@ def rotate_secret(
     emit(doc, as_json, human)
 
 
-def _state_command(name: str, verb: str, help_text: str) -> None:
-    @clients_app.command(name, help=help_text)
-    @handles_errors
-    def command(
-        client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-        config: Path | None = ConfigOption,
-        as_json: bool = JsonOption,
-    ) -> None:
-        events: list[Event] = []
-
-        async def work(service: Any) -> dict[str, Any]:
-            client = await getattr(service, name)(client_id)
-            events.append(_changed(verb, client_id, ["disabled"]))
-            return await _document(service, client)
-
-        doc = _with_service(work, config, events)
-        emit(doc, as_json, lambda: console.print(f"[green]✓[/] client {client_id} {verb}"))
+def _change_state(change: ClientStateChange) -> Callable[[str, Path | None], dict[str, Any]]:
+    return lambda ref, config: _operate(lambda ops: ops.change_state(change, ref), config)
 
 
-_state_command(
-    "disable", "disabled", "Disable a client: it can no longer authenticate or get tokens."
+def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
+    return lambda doc: f"[green]✓[/] client {doc['client_id']} {verb}"
+
+
+_STATE_COMMANDS: Final[tuple[tuple[ClientStateChange, str, str], ...]] = (
+    ("disable", "disabled", "Disable a client: it can no longer authenticate or get tokens."),
+    ("enable", "enabled", "Enable a disabled client again."),
 )
-_state_command("enable", "enabled", "Enable a disabled client again.")
-
-
-@clients_app.command("delete")
-@handles_errors
-def delete(
-    client_id: str = typer.Argument(..., metavar="CLIENT_ID", help="The client's id."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    config: Path | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete a client with its secrets, grants and refresh tokens."""
-    confirm_destructive(
-        yes,
-        as_json,
-        refusal="deleting a client cannot be undone: confirm with --yes",
-        prompt=f"Delete client {client_id} and everything issued to it?",
+for _change, _verb, _help in _STATE_COMMANDS:
+    common.state_command(
+        clients_app,
+        _change,
+        _help,
+        ClientIdArgument,
+        _change_state(_change),
+        _changed_message(_verb),
     )
 
-    events: list[Event] = []
 
-    async def work(service: Any) -> dict[str, Any]:
-        await service.delete(client_id)
-        events.append(_changed("deleted", client_id))
-        return {"deleted": client_id}
+async def _delete(ops: ClientOperations, client_id: str) -> str:
+    await ops.delete(client_id)
+    return client_id
 
-    result = _with_service(work, config, events)
-    emit(result, as_json, lambda: console.print(f"[green]✓[/] client {client_id} deleted"))
+
+common.delete_command(
+    clients_app,
+    "Delete a client with its secrets, grants and refresh tokens.",
+    ClientIdArgument,
+    refusal="deleting a client cannot be undone: confirm with --yes",
+    prompt=lambda ref: f"Delete client {ref} and everything issued to it?",
+    run=lambda ref, config: _operate(lambda ops: _delete(ops, ref), config),
+    done=lambda client_id: f"[green]✓[/] client {client_id} deleted",
+)

@@ -8,18 +8,21 @@ running server sees their changes at once (e.g. a disabled client).
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TypeVar
 
 from bastion.audit.events import Auditor, Event
+from bastion.credentials.lifecycle import ChangeRecorder, collect
 from bastion.crypto import Keyring
+from bastion.errors import BastionError
 from bastion.settings import Settings
 from bastion.storage import Database, migrate
 from bastion.storage.shared import SharedState, open_shared_state
 
 T = TypeVar("T")
+Ops = TypeVar("Ops")
 
 
 @dataclass
@@ -92,3 +95,31 @@ async def record_cli_events(db: Database, events: Sequence[Event]) -> int:
         auditor.emit(event)
     await AuditWriter(auditor, db, cli_node_id()).flush()
     return len(events)
+
+
+def run_operations(
+    settings: Settings,
+    operations: Callable[[Stores, ChangeRecorder], Ops],
+    work: Callable[[Ops], Awaitable[T]],
+    flags: Mapping[str, str] | None = None,
+) -> T:
+    """Run ``work`` on the ``operations`` of a credential, built on the opened stores.
+
+    The one path of ``bastion keys|clients|signing-keys``: the lifecycle events the
+    operations record (as ``cli:<user>``) are written to the audit log after ``work``
+    succeeded; an error naming a field of the credential's spec (``…SpecError``) is
+    reported as the command's flag for it (``flags``: field -> flag).
+    """
+    from bastion.audit.lifecycle import cli_actor
+    from bastion.cli.output import name_flags
+
+    async def run(stores: Stores) -> T:
+        events: list[Event] = []
+        result = await work(operations(stores, ChangeRecorder(cli_actor(), collect(events))))
+        await record_cli_events(stores.db, events)
+        return result
+
+    try:
+        return with_stores(settings, run)
+    except BastionError as error:
+        raise name_flags(error, flags or {}) from None

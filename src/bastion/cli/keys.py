@@ -12,26 +12,29 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import typer
 
-from bastion.audit.events import Event
 from bastion.audit.lifecycle import spec_fields
+from bastion.cli import credentials as common
 from bastion.cli.app import _settings, handles_errors, keys_app
 from bastion.cli.options import parse_duration_option, parse_moment
-from bastion.cli.output import (
-    CommandArgumentsError,
-    ConfigOption,
-    JsonOption,
-    confirm_destructive,
-    console,
-    emit,
-    err_console,
-    name_flags,
-)
+from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
+
+if TYPE_CHECKING:
+    from bastion.apikeys.operations import ApiKeyOperations, StateChange
+    from bastion.cli.context import Stores
+    from bastion.credentials.lifecycle import ChangeRecorder
 
 T = TypeVar("T")
+
+
+def _operations(stores: Stores, recorder: ChangeRecorder) -> ApiKeyOperations:
+    from bastion.apikeys import ApiKeyService
+    from bastion.apikeys.operations import ApiKeyOperations
+
+    return ApiKeyOperations(ApiKeyService(stores.db, stores.settings, stores.shared), recorder)
 
 
 _KEY_WARNING = (
@@ -43,41 +46,24 @@ KeyIdArgument = typer.Argument(
     metavar="KEY",
     help="The key's id or its display prefix (bst_…, as `bastion keys list` shows it).",
 )
-OwnerTypeOption = typer.Option(
-    None, "--owner-type", help="user or client (with --owner-id).", show_default=False
+OwnerTypeOption = common.flag_option("--owner-type", "user or client (with --owner-id).")
+OwnerIdOption = common.flag_option("--owner-id", "Id of the owning user or client.")
+ScopeOption = common.flag_option("--scope", "Granted scope (repeatable).")
+RouteOption = common.flag_option(
+    "--route", "Gateway route (or audience) the key may call (repeatable; none: any route)."
 )
-OwnerIdOption = typer.Option(
-    None, "--owner-id", help="Id of the owning user or client.", show_default=False
-)
-ScopeOption = typer.Option(None, "--scope", help="Granted scope (repeatable).", show_default=False)
-RouteOption = typer.Option(
-    None,
-    "--route",
-    help="Gateway route (or audience) the key may call (repeatable; none: any route).",
-    show_default=False,
-)
-ExpiresOption = typer.Option(
-    None,
+ExpiresOption = common.flag_option(
     "--expires",
-    help="Expiry: a duration from now (30d, 12h, 3600) or an ISO 8601 date/time "
+    "Expiry: a duration from now (30d, 12h, 3600) or an ISO 8601 date/time "
     "(UTC unless it carries an offset).",
-    show_default=False,
 )
-IpAllowOption = typer.Option(
-    None,
-    "--ip-allow",
-    help="Address or CIDR the key may be used from (repeatable; none: any address).",
-    show_default=False,
+IpAllowOption = common.flag_option(
+    "--ip-allow", "Address or CIDR the key may be used from (repeatable; none: any address)."
 )
-RateLimitOption = typer.Option(
-    None,
-    "--rate-limit",
-    help="Per-key rate limit such as 100/minute (repeatable).",
-    show_default=False,
+RateLimitOption = common.flag_option(
+    "--rate-limit", "Per-key rate limit such as 100/minute (repeatable)."
 )
-MetadataOption = typer.Option(
-    None, "--metadata", help="Free-form metadata as key=value (repeatable).", show_default=False
-)
+MetadataOption = common.flag_option("--metadata", "Free-form metadata as key=value (repeatable).")
 
 
 # The flag (or argument) of each ApiKeySpec field, for errors: `--rate-limit: …`.
@@ -95,38 +81,15 @@ _FLAGS: Final = {
 }
 
 
-def _with_service(
-    work: Callable[[Any], Awaitable[T]],
+def _operate(
+    work: Callable[[ApiKeyOperations], Awaitable[T]],
     config: Path | None,
-    events: list[Event] | None = None,
-    *,
     flags: Mapping[str, str] = _FLAGS,
 ) -> T:
-    """Open the stores, build an ApiKeyService and run ``work(service)`` on it.
+    """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
+    from bastion.cli.context import run_operations
 
-    The lifecycle ``events`` that ``work`` appends are written to the audit log afterwards.
-    A field named by an ``ApiKeySpecError`` is reported as its flag (``flags``).
-    """
-    from bastion.apikeys import ApiKeyService, ApiKeySpecError
-    from bastion.cli.context import Stores, record_cli_events, with_stores
-
-    settings = _settings(config)
-
-    async def run(stores: Stores) -> T:
-        result = await work(ApiKeyService(stores.db, settings, stores.shared))
-        await record_cli_events(stores.db, events or [])
-        return result
-
-    try:
-        return with_stores(settings, run)
-    except ApiKeySpecError as error:
-        raise name_flags(error, flags) from None
-
-
-def _changed(action: str, key_id: str, fields: Any = (), successor: str | None = None) -> Event:
-    from bastion.audit.lifecycle import api_key_changed, cli_actor
-
-    return api_key_changed(cli_actor(), action, key_id, fields, successor=successor)
+    return run_operations(_settings(config), _operations, work, flags)
 
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:
@@ -177,19 +140,7 @@ def _print_key(doc: dict[str, Any]) -> None:
 
 
 def _print_secret(key: str) -> None:
-    from rich.markup import escape
-
-    console.print(f"\n  API key: [bold]{escape(key)}[/]\n")
-    err_console.print(f"[yellow]![/] {_KEY_WARNING}")
-
-
-def _view(record: Any, key: str | None = None) -> dict[str, Any]:
-    from bastion.apikeys import api_key_view
-
-    doc = api_key_view(record)
-    if key is not None:
-        doc["key"] = key
-    return doc
+    common.print_secret("API key", key, _KEY_WARNING)
 
 
 @keys_app.command("create")
@@ -222,14 +173,7 @@ def create(
         metadata=_parse_metadata(metadata),
     )
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        record, key = await service.create(spec)
-        events.append(_changed("created", record.id, spec_fields(spec)))
-        return _view(record, key)
-
-    doc = _with_service(work, config, events)
+    doc = _operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
 
     def human() -> None:
         console.print("[green]✓[/] API key created")
@@ -244,30 +188,22 @@ def create(
 def list_keys(
     owner_type: str | None = OwnerTypeOption,
     owner_id: str | None = OwnerIdOption,
-    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="Keys per page."),
-    cursor: str | None = typer.Option(
-        None, "--cursor", help="next_cursor of the previous page.", show_default=False
-    ),
+    limit: int = common.limit_option("Keys"),
+    cursor: str | None = common.CursorOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
     """List API keys (by display prefix; a key itself is never shown again)."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        page = await service.list(
-            owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor
-        )
-        return {"items": [_view(r) for r in page.items], "next_cursor": page.next_cursor}
+    result = _operate(
+        lambda ops: ops.list(owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor),
+        config,
+    )
 
-    result = _with_service(work, config)
-
-    def human() -> None:
+    def table() -> Any:
         from rich import box
         from rich.table import Table
 
-        if not result["items"]:
-            console.print("no API keys — create one with `bastion keys create NAME`")
-            return
         # Compact: ids are long; `bastion keys show ID` has everything else.
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
         table.add_column("id", no_wrap=True)
@@ -283,11 +219,10 @@ def list_keys(
                 doc["status"],
                 (doc["expires_at"] or "never")[:10],
             )
-        console.print(table)
-        if result["next_cursor"]:
-            console.print(f"more: --cursor {result['next_cursor']}")
+        return table
 
-    emit(result, as_json, human)
+    empty = "no API keys — create one with `bastion keys create NAME`"
+    emit(result, as_json, lambda: common.print_page(result, empty, table))
 
 
 @keys_app.command("show")
@@ -299,10 +234,10 @@ def show(
 ) -> None:
     """Show one API key (by id or display prefix)."""
 
-    async def work(service: Any) -> dict[str, Any]:
-        return _view(await service.resolve(key_id))
+    async def work(ops: ApiKeyOperations) -> dict[str, Any]:
+        return await ops.show(await ops.resolve(key_id))
 
-    doc = _with_service(work, config)
+    doc = _operate(work, config)
     emit(doc, as_json, lambda: _print_key(doc))
 
 
@@ -310,7 +245,7 @@ def show(
 @handles_errors
 def update(
     key_id: str = KeyIdArgument,
-    name: str | None = typer.Option(None, "--name", help="New name.", show_default=False),
+    name: str | None = common.flag_option("--name", "New name."),
     scope: list[str] | None = ScopeOption,
     route: list[str] | None = RouteOption,
     expires: str | None = ExpiresOption,
@@ -362,14 +297,10 @@ def update(
     if not changes:
         raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
-    events: list[Event] = []
+    async def work(ops: ApiKeyOperations) -> dict[str, Any]:
+        return await ops.update(await ops.resolve(key_id), changes)
 
-    async def work(service: Any) -> dict[str, Any]:
-        record = await service.update((await service.resolve(key_id)).id, **changes)
-        events.append(_changed("updated", record.id, changes))
-        return _view(record)
-
-    doc = _with_service(work, config, events, flags={**_FLAGS, "name": "--name"})
+    doc = _operate(work, config, flags={**_FLAGS, "name": "--name"})
 
     def human() -> None:
         console.print(f"[green]✓[/] API key updated: {', '.join(sorted(changes))}")
@@ -382,12 +313,10 @@ def update(
 @handles_errors
 def rotate(
     key_id: str = KeyIdArgument,
-    grace: str | None = typer.Option(
-        None,
+    grace: str | None = common.flag_option(
         "--grace",
-        help="How long the old key keeps working: seconds or e.g. 30m, 1h, 7d "
+        "How long the old key keeps working: seconds or e.g. 30m, 1h, 7d "
         "(default: api_keys.default_grace; 0 ends it now).",
-        show_default=False,
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -395,17 +324,13 @@ def rotate(
     """Issue a successor key (shown once); the old key works until the grace period ends."""
     grace_seconds = parse_duration_option(grace, "--grace")
 
-    events: list[Event] = []
-
-    async def work(service: Any) -> dict[str, Any]:
-        old_id = (await service.resolve(key_id)).id
-        successor, key = await service.rotate(old_id, grace=grace_seconds)
-        events.append(_changed("rotated", old_id, ["grace_until"], successor=successor.id))
-        doc = _view(successor, key)
-        doc["previous"] = _view(await service.get(old_id))
+    async def work(ops: ApiKeyOperations) -> dict[str, Any]:
+        old_id = await ops.resolve(key_id)
+        doc = await ops.rotate(old_id, grace_seconds)
+        doc["previous"] = await ops.show(old_id)
         return doc
 
-    doc = _with_service(work, config, events)
+    doc = _operate(work, config)
 
     def human() -> None:
         previous = doc["previous"]
@@ -419,60 +344,40 @@ def rotate(
     emit(doc, as_json, human)
 
 
-def _state_command(name: str, verb: str, help_text: str) -> None:
-    @keys_app.command(name, help=help_text)
-    @handles_errors
-    def command(
-        key_id: str = KeyIdArgument,
-        config: Path | None = ConfigOption,
-        as_json: bool = JsonOption,
-    ) -> None:
-        events: list[Event] = []
+def _change_state(change: StateChange) -> Callable[[str, Path | None], dict[str, Any]]:
+    async def work(ops: ApiKeyOperations, ref: str) -> dict[str, Any]:
+        return await ops.change_state(change, await ops.resolve(ref))
 
-        async def work(service: Any) -> dict[str, Any]:
-            record = await getattr(service, name)((await service.resolve(key_id)).id)
-            events.append(_changed(verb, record.id, [_STATE_FIELDS[name]]))
-            return _view(record)
-
-        doc = _with_service(work, config, events)
-        emit(
-            doc,
-            as_json,
-            lambda: console.print(f"[green]✓[/] API key {doc['id']} ({doc['prefix']}…) {verb}"),
-        )
+    return lambda ref, config: _operate(lambda ops: work(ops, ref), config)
 
 
-_STATE_FIELDS = {"revoke": "revoked_at", "disable": "disabled", "enable": "disabled"}
-_state_command(
-    "revoke", "revoked", "Revoke an API key for good (every node refuses it within a second)."
+def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
+    return lambda doc: f"[green]✓[/] API key {doc['id']} ({doc['prefix']}…) {verb}"
+
+
+_STATE_COMMANDS: Final[tuple[tuple[StateChange, str, str], ...]] = (
+    ("revoke", "revoked", "Revoke an API key for good (every node refuses it within a second)."),
+    ("disable", "disabled", "Disable an API key until it is enabled again."),
+    ("enable", "enabled", "Enable a disabled API key again (not a revoked one)."),
 )
-_state_command("disable", "disabled", "Disable an API key until it is enabled again.")
-_state_command("enable", "enabled", "Enable a disabled API key again (not a revoked one).")
-
-
-@keys_app.command("delete")
-@handles_errors
-def delete(
-    key_id: str = KeyIdArgument,
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    config: Path | None = ConfigOption,
-    as_json: bool = JsonOption,
-) -> None:
-    """Delete an API key (prefer revoke: it keeps the record for the audit trail)."""
-    confirm_destructive(
-        yes,
-        as_json,
-        refusal="deleting an API key cannot be undone: confirm with --yes",
-        prompt=f"Delete API key {key_id}?",
+for _change, _verb, _help in _STATE_COMMANDS:
+    common.state_command(
+        keys_app, _change, _help, KeyIdArgument, _change_state(_change), _changed_message(_verb)
     )
 
-    events: list[Event] = []
 
-    async def work(service: Any) -> dict[str, Any]:
-        record = await service.resolve(key_id)
-        await service.delete(record.id)
-        events.append(_changed("deleted", record.id))
-        return {"deleted": record.id}
+async def _delete(ops: ApiKeyOperations, ref: str) -> str:
+    key_id = await ops.resolve(ref)
+    await ops.delete(key_id)
+    return key_id
 
-    result = _with_service(work, config, events)
-    emit(result, as_json, lambda: console.print(f"[green]✓[/] API key {result['deleted']} deleted"))
+
+common.delete_command(
+    keys_app,
+    "Delete an API key (prefer revoke: it keeps the record for the audit trail).",
+    KeyIdArgument,
+    refusal="deleting an API key cannot be undone: confirm with --yes",
+    prompt=lambda ref: f"Delete API key {ref}?",
+    run=lambda ref, config: _operate(lambda ops: _delete(ops, ref), config),
+    done=lambda key_id: f"[green]✓[/] API key {key_id} deleted",
+)

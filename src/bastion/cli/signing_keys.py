@@ -10,10 +10,11 @@ records are rendered from an explicit list of public members.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,7 +24,11 @@ from bastion.cli.app import _settings, handles_errors, signing_keys_app
 from bastion.cli.output import ConfigOption, JsonOption, console, emit
 
 if TYPE_CHECKING:
+    from bastion.crypto import SigningAlgorithm
+    from bastion.oauth.operations import SigningKeyOperations
     from bastion.storage import SigningKey
+
+T = TypeVar("T")
 
 STATE_STYLES = {"next": "cyan", "active": "bold green", "retiring": "yellow", "retired": "dim"}
 
@@ -42,21 +47,11 @@ AlgorithmOption = typer.Option(
 )
 
 
-def _when(moment: datetime | None) -> str | None:
-    return moment.isoformat(timespec="seconds") if moment is not None else None
-
-
 def key_document(key: SigningKey) -> dict[str, Any]:
     """The public description of a stored key (never its sealed private key)."""
-    return {
-        "kid": key.kid,
-        "alg": key.alg,
-        "state": key.state,
-        "created_at": _when(key.created_at),
-        "activates_at": _when(key.activates_at),
-        "retires_at": _when(key.retires_at),
-        "retired_at": _when(key.retired_at),
-    }
+    from bastion.oauth.views import signing_key_view  # imported when used: a fast --help
+
+    return signing_key_view(key)
 
 
 _TABLE_WIDTH = 160
@@ -70,28 +65,20 @@ def _state(state: str) -> str:
     return f"[{STATE_STYLES.get(state, 'default')}]{state}[/]"
 
 
-#: Manager actions that change keys, and the lifecycle action each records.
-_CHANGES = {"rotate": "rotated", "retire": "retired"}
-
-
-def _manager_call(config: Path | None, action: str, **kwargs: Any) -> Any:
-    """Open the stores, build a manager, run ``action`` on it, close everything."""
-    from bastion.audit.lifecycle import cli_actor, signing_key_changed
-    from bastion.cli.context import Stores, record_cli_events, with_stores
+def _operate(config: Path | None, work: Callable[[SigningKeyOperations], Awaitable[T]]) -> T:
+    """Run ``work`` on the signing-key operations (``cli/context.py``: events recorded after)."""
+    from bastion.cli.context import run_operations
+    from bastion.oauth.operations import SigningKeyOperations
     from bastion.oauth.signing_keys import SigningKeyManager
 
     settings = _settings(config)
-
-    async def work(stores: Stores) -> Any:
-        manager = SigningKeyManager(stores.db, stores.keyring, settings, stores.shared)
-        result = await getattr(manager, action)(**kwargs)
-        if action in _CHANGES:
-            # rotate returns the new key, retire the retired one: either is the event's target.
-            event = signing_key_changed(cli_actor(), _CHANGES[action], result.kid, ["state"])
-            await record_cli_events(stores.db, [event])
-        return result
-
-    return with_stores(settings, work)
+    return run_operations(
+        settings,
+        lambda stores, recorder: SigningKeyOperations(
+            SigningKeyManager(stores.db, stores.keyring, settings, stores.shared), recorder
+        ),
+        work,
+    )
 
 
 @signing_keys_app.command("list")
@@ -102,7 +89,7 @@ def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) ->
     Shows the stored states; a running server applies due transitions (a
     ``next`` key whose activation time passed) at its next refresh.
     """
-    keys: list[SigningKey] = _manager_call(config, "list")
+    keys: list[SigningKey] = _operate(config, lambda ops: ops.list())
     docs = [key_document(key) for key in keys]
 
     def human() -> None:
@@ -148,9 +135,8 @@ def rotate(
 
     The previous key stays published until every token it signed has expired.
     """
-    key: SigningKey = _manager_call(
-        config, "rotate", alg=alg.value if alg is not None else None, immediate=now
-    )
+    algorithm: SigningAlgorithm | None = alg.value if alg is not None else None
+    key: SigningKey = _operate(config, lambda ops: ops.rotate(algorithm, immediate=now))
     doc = key_document(key)
 
     def human() -> None:
@@ -181,7 +167,7 @@ def retire(
     A kid is base64url and may begin with "-": put it after "--", as in
     `bastion signing-keys retire -- -Xb3...`.
     """
-    key: SigningKey = _manager_call(config, "retire", kid=kid)
+    key: SigningKey = _operate(config, lambda ops: ops.retire(kid))
     doc = key_document(key)
 
     def human() -> None:

@@ -21,6 +21,7 @@ from typing import Final, TypeVar
 
 import sqlalchemy as sa
 
+from bastion.apikeys.state import key_is_usable
 from bastion.audit.events import EventTypes
 from bastion.crypto.keys import MAX_RSA_BITS
 from bastion.doctor.findings import Finding
@@ -239,19 +240,11 @@ async def _client_findings(db: Database, limits: StoreLimits, now: datetime) -> 
     return findings
 
 
-def _key_active(key: ApiKey, now: datetime) -> bool:
-    if key.revoked_at is not None or key.disabled:
-        return False
-    if key.grace_until is not None and key.grace_until <= now:
-        return False
-    return key.expires_at is None or key.expires_at > now
-
-
 async def _api_key_findings(db: Database, limits: StoreLimits, now: datetime) -> list[Finding]:
     no_expiry: list[str] = []
     unused: list[str] = []
     async for key in _api_keys(db):
-        if not _key_active(key, now):
+        if not key_is_usable(key, now.timestamp()):
             continue
         if key.expires_at is None and key.grace_until is None:
             no_expiry.append(key.id)

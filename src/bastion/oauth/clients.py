@@ -1,7 +1,8 @@
 """OAuth 2.0 client registry: create, change, rotate secrets, authenticate (RFC 6749 §2).
 
 :class:`ClientService` is what the CLI, the admin API and the token endpoint
-use. It validates client metadata (:class:`ClientSpec`), generates client ids
+use. It validates client metadata (:class:`ClientSpec`, whose rules are
+:mod:`bastion.oauth.client_spec`'s), generates client ids
 and secrets, keeps secrets only as SHA-256 digests and authenticates presented
 secrets in constant time.
 
@@ -11,45 +12,54 @@ they are returned once, by :meth:`ClientService.create` and
 plus an 8-character display prefix. A rotation keeps the previous secrets
 working for a grace period (``tokens.client_secret_grace`` by default).
 
-:meth:`ClientService.find_active` serves the hot path from an in-memory cache
-(a few seconds) that every mutation invalidates — in this process at once, in
-the others through the shared-state channel ``"clients"``.
+:meth:`ClientService.find_active` and :meth:`ClientService.authenticate_secret`
+serve the hot path from an in-memory cache (a few seconds,
+:class:`~bastion.credentials.cache.CachedLookup`) that every mutation
+invalidates — in this process at once, in the others through the change
+feed's channel ``"clients"``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
 import secrets
 import string
-import time
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal, get_args
-from urllib.parse import urlsplit
+from typing import Any, Final
 
-import orjson
-
+from bastion.credentials.cache import CachedLookup, ChangeChannel
+from bastion.credentials.validation import MAX_NAME, storable
 from bastion.crypto import constant_time_equals, sha256_hex
-from bastion.crypto.keys import InvalidKeyError, PublicKeySet
-from bastion.errors import BastionError
+from bastion.oauth.client_spec import (
+    AUTH_METHODS,
+    AVAILABLE_GRANT_TYPES,
+    CHECKS,
+    GRANT_TYPES,
+    SECRET_METHODS,
+    UNAVAILABLE_GRANT_TYPES,
+    UPDATABLE,
+    ClientSpec,
+    ClientSpecError,
+    spec_values,
+    validated,
+)
 from bastion.protocol.rfc6749.errors import InvalidClientError
-from bastion.protocol.rfc6749.scope import is_scope_token
 from bastion.storage import Client, ClientSecret, Database, NotFoundError, Page, feed
-from bastion.storage.errors import SharedStateUnavailableError
-from bastion.storage.models import ClientType, utcnow
+from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState
-from bastion.storage.shared.invalidation import follow_invalidations
 
+# AUTH_METHODS … ClientSpecError are the client's metadata rules (bastion.oauth.client_spec),
+# re-exported: this module is where callers have always found them.
 __all__ = [
     "AUTH_METHODS",
     "AVAILABLE_GRANT_TYPES",
+    "CACHE_TTL",
     "CLIENTS_CHANNEL",
     "CLIENT_SECRET_PREFIX",
     "GRANT_TYPES",
+    "MIN_DIGEST_COMPARISONS",
+    "SECRET_METHODS",
     "UNAVAILABLE_GRANT_TYPES",
     "ClientService",
     "ClientSpec",
@@ -59,35 +69,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("bastion.oauth.clients")
-
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
-
-#: Token endpoint authentication methods a client may register (RFC 7591 §2).
-AUTH_METHODS: Final[tuple[str, ...]] = get_args(AuthMethod)
-#: The methods that present a client secret.
-SECRET_METHODS: Final = frozenset({"client_secret_basic", "client_secret_post"})
-
-#: Grant types a client may be allowed; implicit and password are never offered
-#: (RFC 9700 §2.1.2, §2.4).
-GRANT_TYPES: Final[tuple[str, ...]] = (
-    "client_credentials",
-    "authorization_code",
-    "refresh_token",
-    "urn:ietf:params:oauth:grant-type:token-exchange",
-)
-
-#: Grant types a client could name but this version cannot serve yet, and why. A client
-#: allowed only these would be refused at the token endpoint forever, so creating one
-#: (or adding one of them to a client) is refused with this reason instead.
-UNAVAILABLE_GRANT_TYPES: Final[Mapping[str, str]] = {
-    "authorization_code": "the login and consent flow it needs is not built yet",
-    "refresh_token": "refresh tokens are issued only by the authorization_code grant, "
-    "which is not built yet",
-}
-#: The grant types a client can be allowed today.
-AVAILABLE_GRANT_TYPES: Final[tuple[str, ...]] = tuple(
-    grant for grant in GRANT_TYPES if grant not in UNAVAILABLE_GRANT_TYPES
-)
 
 #: Shared-state channel on which client ids whose cached record is stale are published.
 CLIENTS_CHANNEL: Final = feed.CLIENTS
@@ -111,65 +92,6 @@ _DUMMY_DIGEST: Final = sha256_hex(b"bastion: no such client secret")
 CACHE_TTL: Final = 5.0
 _CACHE_MAX_ENTRIES: Final = 10_000
 
-_MAX_NAME = 255
-_MAX_ITEMS = 100
-_MAX_SCOPE_TOKEN = 256
-_MAX_URI = 2048
-_MAX_METADATA_BYTES = 16 * 1024
-_MAX_METADATA_DEPTH = 16
-_MIN_TTL = 30
-#: The largest integer every JSON consumer reads exactly (IEEE 754 double).
-_MAX_JSON_INT = 2**53
-
-_URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
-_UPDATABLE: Final = frozenset(
-    {
-        "name",
-        "token_endpoint_auth_method",
-        "grant_types",
-        "scopes",
-        "audiences",
-        "access_token_ttl",
-        "redirect_uris",
-        "jwks",
-        "metadata",
-    }
-)
-
-
-class ClientSpecError(BastionError):
-    """Client metadata is invalid; ``field`` names the member, the detail says the fix."""
-
-    code = "invalid_client_metadata"
-    status = 400
-    title = "Invalid client metadata"
-
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(f"{field}: {detail}", field=field)
-        self.field = field
-
-
-@dataclass(frozen=True, slots=True)
-class ClientSpec:
-    """What a new client should be; ``None`` members take the defaults of its type.
-
-    Defaults: confidential clients authenticate with ``client_secret_basic`` and
-    may use ``client_credentials``; public clients authenticate with ``none`` and
-    may use ``authorization_code`` and ``refresh_token``.
-    """
-
-    name: str
-    client_type: ClientType = "confidential"
-    token_endpoint_auth_method: str | None = None
-    grant_types: Sequence[str] | None = None
-    scopes: Sequence[str] = ()
-    audiences: Sequence[str] = ()
-    access_token_ttl: int | None = None
-    redirect_uris: Sequence[str] = ()
-    jwks: Mapping[str, Any] | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-
 
 def generate_client_id() -> str:
     """A new random client id: 22 base62 characters (not sequential, not guessable)."""
@@ -181,288 +103,13 @@ def generate_client_secret() -> str:
     return CLIENT_SECRET_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
 
 
-# ---------------------------------------------------------------------------
-# validation
-
-
-def _no_controls(value: str) -> bool:
-    return not any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
-
-
 def _storable_id(client_id: object) -> bool:
     """Whether ``client_id`` can name a stored client at all.
 
     Ids arrive from requests (HTTP Basic, form fields); a NUL or a lone surrogate
     would make the database driver fail instead of simply finding nothing.
     """
-    if not isinstance(client_id, str) or not 0 < len(client_id) <= _MAX_NAME:
-        return False
-    if not _no_controls(client_id):
-        return False
-    try:
-        client_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise ClientSpecError("name", "give the client a non-empty name")
-    name = name.strip()
-    if len(name) > _MAX_NAME or not _no_controls(name):
-        raise ClientSpecError(
-            "name", f"use at most {_MAX_NAME} characters and no control characters"
-        )
-    return name
-
-
-def _string_list(field_name: str, values: object) -> tuple[str, ...]:
-    if isinstance(values, str) or not isinstance(values, Iterable):
-        raise ClientSpecError(field_name, "must be a list of strings")
-    items = list(values)
-    if len(items) > _MAX_ITEMS:
-        raise ClientSpecError(field_name, f"at most {_MAX_ITEMS} entries are allowed")
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ClientSpecError(field_name, "must be a list of strings")
-        if item not in out:
-            out.append(item)
-    return tuple(out)
-
-
-def _check_scopes(values: object) -> tuple[str, ...]:
-    scopes = _string_list("scopes", values)
-    for scope in scopes:
-        if len(scope) > _MAX_SCOPE_TOKEN or not is_scope_token(scope):
-            raise ClientSpecError(
-                "scopes",
-                f"{scope[:60]!r} is not a scope token (RFC 6749 §3.3: printable ASCII "
-                f"without spaces, '\"' or '\\\\', at most {_MAX_SCOPE_TOKEN} characters)",
-            )
-    return scopes
-
-
-def _absolute_uri(field_name: str, uri: str) -> tuple[str, str, str]:
-    """Split ``uri``; raise ClientSpecError unless it is an absolute URI without a fragment."""
-    if len(uri) > _MAX_URI or not _no_controls(uri) or " " in uri:
-        raise ClientSpecError(
-            field_name,
-            f"{uri[:60]!r} must be a URI of at most {_MAX_URI} characters without spaces",
-        )
-    scheme, _, rest = uri.partition(":")
-    if not _URI_SCHEME.fullmatch(scheme) or not rest:
-        raise ClientSpecError(
-            field_name, f"{uri[:60]!r} is not an absolute URI (e.g. https://api.example.com)"
-        )
-    if "#" in uri:
-        raise ClientSpecError(field_name, f"{uri[:60]!r} must not contain a fragment ('#...')")
-    try:
-        parts = urlsplit(uri)
-        host = parts.hostname or ""
-        _ = parts.port
-    except ValueError:
-        raise ClientSpecError(field_name, f"{uri[:60]!r} is not a valid URI") from None
-    if rest.startswith("//") and not host:
-        raise ClientSpecError(field_name, f"{uri[:60]!r} has no host")
-    return scheme.lower(), host.lower(), rest
-
-
-def _check_audiences(values: object) -> tuple[str, ...]:
-    audiences = _string_list("audiences", values)
-    for audience in audiences:
-        _absolute_uri("audiences", audience)
-    return audiences
-
-
-def _check_redirect_uris(values: object) -> tuple[str, ...]:
-    uris = _string_list("redirect_uris", values)
-    for uri in uris:
-        scheme, host, _ = _absolute_uri("redirect_uris", uri)
-        if scheme == "https" and host:
-            continue
-        if scheme == "http" and host in _LOOPBACK_HOSTS:
-            continue  # RFC 8252 §7.3: native apps on a loopback port
-        raise ClientSpecError(
-            "redirect_uris",
-            f"{uri[:60]!r} must use https (http only for a loopback host: "
-            "127.0.0.1, [::1], localhost)",
-        )
-    return uris
-
-
-def _check_metadata_value(value: object, depth: int) -> None:
-    if depth > _MAX_METADATA_DEPTH:
-        raise ClientSpecError("metadata", f"nest at most {_MAX_METADATA_DEPTH} levels deep")
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ClientSpecError("metadata", "object keys must be strings")
-            _check_metadata_value(key, depth + 1)
-            _check_metadata_value(item, depth + 1)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            _check_metadata_value(item, depth + 1)
-    elif isinstance(value, str):
-        if "\x00" in value:
-            raise ClientSpecError("metadata", "strings must not contain NUL characters")
-    elif isinstance(value, bool) or value is None:
-        return
-    elif isinstance(value, int):
-        if abs(value) > _MAX_JSON_INT:
-            raise ClientSpecError("metadata", f"integers must lie within ±2^53, not {value}")
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise ClientSpecError("metadata", "numbers must be finite")
-    else:
-        raise ClientSpecError("metadata", f"a {type(value).__name__} is not a JSON value")
-
-
-def _check_metadata(value: object) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ClientSpecError("metadata", "must be a JSON object")
-    metadata = dict(value)
-    _check_metadata_value(metadata, 0)
-    if len(orjson.dumps(metadata)) > _MAX_METADATA_BYTES:
-        raise ClientSpecError("metadata", f"must serialise to at most {_MAX_METADATA_BYTES} bytes")
-    return metadata
-
-
-def _check_jwks(jwks: object) -> dict[str, Any] | None:
-    if jwks is None:
-        return None
-    if not isinstance(jwks, Mapping):
-        raise ClientSpecError("jwks", 'must be a JWK Set: {"keys": [...]}')
-    try:
-        key_set = PublicKeySet.from_jwks(jwks)
-    except InvalidKeyError as error:
-        raise ClientSpecError("jwks", error.detail) from None
-    if not len(key_set):
-        raise ClientSpecError("jwks", "holds no key: register at least one public key")
-    # Store the document as given (validated): clients may rely on members we ignore.
-    return _check_metadata_jwks(dict(jwks))
-
-
-def _check_metadata_jwks(jwks: dict[str, Any]) -> dict[str, Any]:
-    try:
-        _check_metadata_value(jwks, 0)
-    except ClientSpecError as error:
-        raise ClientSpecError("jwks", error.detail.split(": ", 1)[-1]) from None
-    if len(orjson.dumps(jwks)) > 4 * _MAX_METADATA_BYTES:
-        raise ClientSpecError("jwks", "the JWK Set is too large")
-    return jwks
-
-
-def _check_ttl(ttl: object, maximum: float) -> int | None:
-    if ttl is None:
-        return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int):
-        raise ClientSpecError("access_token_ttl", "must be a whole number of seconds")
-    if not _MIN_TTL <= ttl <= maximum:
-        raise ClientSpecError(
-            "access_token_ttl",
-            f"{ttl} s is outside {_MIN_TTL}..{maximum:g} s "
-            "(the maximum is tokens.max_access_token_ttl)",
-        )
-    return ttl
-
-
-def _validated(
-    values: Mapping[str, Any], max_ttl: float, held: Collection[str] = ()
-) -> dict[str, Any]:
-    """Check a complete set of client members; return them normalised.
-
-    ``held`` are the grant types the client already has: one of them that this
-    version cannot serve (:data:`UNAVAILABLE_GRANT_TYPES`) is kept, never added.
-
-    Raises:
-        ClientSpecError: a member is invalid or the members contradict each other.
-    """
-    client_type = values["client_type"]
-    if client_type not in get_args(ClientType):
-        raise ClientSpecError("client_type", "must be 'confidential' or 'public'")
-    method = values["token_endpoint_auth_method"]
-    if method not in AUTH_METHODS:
-        raise ClientSpecError(
-            "token_endpoint_auth_method", f"must be one of {', '.join(AUTH_METHODS)}"
-        )
-    if client_type == "public" and method != "none":
-        raise ClientSpecError(
-            "token_endpoint_auth_method",
-            "a public client cannot keep a credential: use 'none' (or make it confidential)",
-        )
-    if client_type == "confidential" and method == "none":
-        raise ClientSpecError(
-            "token_endpoint_auth_method",
-            "a confidential client must authenticate: use client_secret_basic, "
-            "client_secret_post or private_key_jwt (or make it public)",
-        )
-    grant_types = _string_list("grant_types", values["grant_types"])
-    available = ", ".join(AVAILABLE_GRANT_TYPES)
-    if not grant_types:
-        raise ClientSpecError("grant_types", f"allow at least one of {available}")
-    for grant in grant_types:
-        if grant not in GRANT_TYPES:
-            raise ClientSpecError(
-                "grant_types", f"{grant[:60]!r} is not supported; use one of {available}"
-            )
-        if grant in UNAVAILABLE_GRANT_TYPES and grant not in held:
-            raise ClientSpecError(
-                "grant_types",
-                f"{grant} is not available in this version ({UNAVAILABLE_GRANT_TYPES[grant]}); "
-                f"use one of {available}",
-            )
-    if client_type == "public" and "client_credentials" in grant_types:
-        raise ClientSpecError(
-            "grant_types",
-            "a public client cannot use client_credentials (it has no credential): "
-            "make the client confidential",
-        )
-    redirect_uris = _check_redirect_uris(values["redirect_uris"])
-    if "authorization_code" in grant_types and not redirect_uris:
-        raise ClientSpecError(
-            "redirect_uris", "the authorization_code grant needs at least one redirect URI"
-        )
-    jwks = _check_jwks(values["jwks"])
-    if method == "private_key_jwt" and jwks is None:
-        raise ClientSpecError(
-            "jwks", "private_key_jwt needs the client's public keys: register a JWK Set"
-        )
-    return {
-        "name": _check_name(values["name"]),
-        "client_type": client_type,
-        "token_endpoint_auth_method": method,
-        "grant_types": grant_types,
-        "scopes": _check_scopes(values["scopes"]),
-        "audiences": _check_audiences(values["audiences"]),
-        "access_token_ttl": _check_ttl(values["access_token_ttl"], max_ttl),
-        "redirect_uris": redirect_uris,
-        "jwks": jwks,
-        "metadata": _check_metadata(values["metadata"]),
-    }
-
-
-def _spec_values(spec: ClientSpec) -> dict[str, Any]:
-    public = spec.client_type == "public"
-    method = spec.token_endpoint_auth_method
-    if method is None:
-        method = "none" if public else "client_secret_basic"
-    grant_types = spec.grant_types
-    if grant_types is None:
-        grant_types = ("authorization_code", "refresh_token") if public else ("client_credentials",)
-    return {
-        "name": spec.name,
-        "client_type": spec.client_type,
-        "token_endpoint_auth_method": method,
-        "grant_types": grant_types,
-        "scopes": spec.scopes,
-        "audiences": spec.audiences,
-        "access_token_ttl": spec.access_token_ttl,
-        "redirect_uris": spec.redirect_uris,
-        "jwks": spec.jwks,
-        "metadata": spec.metadata,
-    }
+    return isinstance(client_id, str) and 0 < len(client_id) <= MAX_NAME and storable(client_id)
 
 
 # ---------------------------------------------------------------------------
@@ -481,11 +128,15 @@ class ClientService:
         self.db = db
         self.settings = settings
         self.shared = shared
-        self._cache: dict[str, tuple[float, Client | None]] = {}
-        # client_id -> (expiry, client or None, its secrets): what authenticate_secret
-        # needs, so a token request costs no database round trip (DESIGN: hot paths
-        # read memory). Same TTL and invalidation as ``_cache``.
-        self._credentials: dict[str, tuple[float, Client | None, tuple[ClientSecret, ...]]] = {}
+        # client_id -> (client or None, its secrets): what authenticate_secret and
+        # find_active need, so a token request costs no database round trip (DESIGN:
+        # hot paths read memory); unknown ids are cached too, the cache is bounded.
+        self._records: CachedLookup[str, tuple[Client | None, tuple[ClientSecret, ...]]] = (
+            CachedLookup(self._read, ttl=lambda: CACHE_TTL, max_entries=_CACHE_MAX_ENTRIES)
+        )
+        self._changes = ChangeChannel(
+            shared, CLIENTS_CHANNEL, self.invalidate, noun="client", log=log
+        )
 
     # -- reads ------------------------------------------------------------
 
@@ -515,7 +166,7 @@ class ClientService:
         Raises:
             ClientSpecError: the spec is invalid (the error names the field and the fix).
         """
-        values = _validated(_spec_values(spec), self._max_ttl)
+        values = validated(spec_values(spec), self._max_ttl)
         at = now or utcnow()
         client = Client(client_id=generate_client_id(), created_at=at, updated_at=at, **values)
         client = await self.db.clients.create(client)
@@ -539,12 +190,12 @@ class ClientService:
             NotFoundError: no such client.
             ClientSpecError: an unknown member, or the result is invalid.
         """
-        unknown = sorted(set(changes) - _UPDATABLE)
+        unknown = sorted(set(changes) - UPDATABLE)
         if unknown:
             hint = (
                 "create a new client instead"
                 if "client_type" in unknown
-                else f"updatable: {', '.join(sorted(_UPDATABLE))}"
+                else f"updatable: {', '.join(sorted(UPDATABLE))}"
             )
             raise ClientSpecError(unknown[0], f"cannot be changed — {hint}")
         current = await self.db.clients.get(self._known_form(client_id))
@@ -561,7 +212,7 @@ class ClientService:
             "metadata": current.metadata,
         }
         merged.update(changes)
-        values = _validated(merged, self._max_ttl, held=current.grant_types)
+        values = validated(merged, self._max_ttl, held=current.grant_types)
         delta = {key: values[key] for key in changes}
         if not delta:
             return current
@@ -606,10 +257,7 @@ class ClientService:
         """
         if grace is None:
             grace = float(self.settings.tokens.client_secret_grace)
-        if isinstance(grace, bool) or not isinstance(grace, int | float):
-            raise ClientSpecError("grace", "must be a number of seconds")
-        if not math.isfinite(grace) or grace < 0 or grace > 10 * 365 * 86400:
-            raise ClientSpecError("grace", "must be between 0 and 10 years, in seconds")
+        grace = CHECKS.grace(grace)
         client = await self.db.clients.get(self._known_form(client_id))
         if client.token_endpoint_auth_method not in SECRET_METHODS:
             raise ClientSpecError(
@@ -661,7 +309,7 @@ class ClientService:
         # An id no client can have is refused without asking the database (which could
         # choke on it); it reveals nothing about which clients exist.
         if _storable_id(client_id):
-            client, stored = await self._credentials_of(client_id)
+            client, stored = await self._records.get(client_id)
         candidates: list[ClientSecret | None] = list(stored)
         candidates.extend([None] * max(0, MIN_DIGEST_COMPARISONS - len(candidates)))
         matched: ClientSecret | None = None
@@ -685,26 +333,15 @@ class ClientService:
 
     # -- the hot-path cache -------------------------------------------------
 
-    async def _credentials_of(
-        self, client_id: str
-    ) -> tuple[Client | None, tuple[ClientSecret, ...]]:
-        """The client (or None) and its secrets, from memory for up to :data:`CACHE_TTL`."""
-        now = time.monotonic()
-        hit = self._credentials.get(client_id)
-        if hit is not None and hit[0] > now:
-            return hit[1], hit[2]
+    async def _read(self, client_id: str) -> tuple[Client | None, tuple[ClientSecret, ...]]:
+        """The client (or None) and its secrets, from the database."""
         client: Client | None
         try:
             client = await self.db.clients.get(client_id)
         except NotFoundError:
             client = None
         # Queried for unknown clients too: the same database work either way.
-        stored = await self.db.clients.list_secrets(client_id)
-        if len(self._credentials) >= _CACHE_MAX_ENTRIES:
-            # Random unknown ids must not grow memory without bound.
-            self._credentials.clear()
-        self._credentials[client_id] = (now + CACHE_TTL, client, stored)
-        return client, stored
+        return client, await self.db.clients.list_secrets(client_id)
 
     async def find_active(self, client_id: str) -> Client | None:
         """The enabled client with this id, or ``None`` (unknown or disabled).
@@ -714,30 +351,12 @@ class ClientService:
         """
         if not _storable_id(client_id):
             return None
-        now = time.monotonic()
-        hit = self._cache.get(client_id)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        try:
-            client: Client | None = await self.db.clients.get(client_id)
-        except NotFoundError:
-            client = None
-        if client is not None and client.disabled:
-            client = None
-        if len(self._cache) >= _CACHE_MAX_ENTRIES:
-            # Random unknown ids must not grow memory without bound.
-            self._cache.clear()
-        self._cache[client_id] = (now + CACHE_TTL, client)
-        return client
+        client, _ = await self._records.get(client_id)
+        return None if client is None or client.disabled else client
 
     def invalidate(self, client_id: str | None = None) -> None:
         """Forget the cached record of ``client_id`` (every record when ``None``)."""
-        if client_id is None:
-            self._cache.clear()
-            self._credentials.clear()
-        else:
-            self._cache.pop(client_id, None)
-            self._credentials.pop(client_id, None)
+        self._records.forget(client_id)
 
     async def run(self, stop: asyncio.Event, *, backoff: float = 1.0) -> None:
         """Apply invalidations published by other processes until ``stop`` is set.
@@ -745,9 +364,7 @@ class ClientService:
         When the shared state loses the subscription, the whole cache is dropped
         (messages may have been missed) and the subscription is opened again.
         """
-        await follow_invalidations(
-            self.shared, CLIENTS_CHANNEL, self.invalidate, stop, backoff=backoff
-        )
+        await self._changes.follow(stop, backoff=backoff)
 
     # -- internals ----------------------------------------------------------
 
@@ -774,9 +391,4 @@ class ClientService:
         return secret
 
     async def _invalidate(self, client_id: str) -> None:
-        self.invalidate(client_id)
-        try:
-            await self.shared.publish(CLIENTS_CHANNEL, client_id.encode())
-        except SharedStateUnavailableError as error:
-            # The change is stored; other nodes' caches catch up within CACHE_TTL.
-            log.warning("could not publish invalidation of client %s: %s", client_id, error)
+        await self._changes.changed(client_id)

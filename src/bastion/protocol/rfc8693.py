@@ -60,6 +60,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
 from bastion.apikeys.errors import ApiKeyIPNotAllowedError, InvalidApiKeyError
+from bastion.apikeys.state import (
+    API_KEY_CLIENT_PREFIX,
+    api_key_client_id,
+    api_key_subject,
+    key_is_usable,
+)
 from bastion.crypto.apikeys import ApiKeyFormatError
 from bastion.crypto.digests import random_token
 from bastion.protocol.rfc6749.client_auth import sends_client_credentials
@@ -115,8 +121,6 @@ GRANT_TYPE: Final = "urn:ietf:params:oauth:grant-type:token-exchange"
 API_KEY_TOKEN_TYPE: Final = "urn:bastion:params:oauth:token-type:api-key"  # noqa: S105
 #: RFC 8693 §3: the token type of an OAuth 2.0 access token (what bastion issues).
 ACCESS_TOKEN_TYPE: Final = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
-#: Prefix of the ``client_id`` claim of tokens obtained with an API key.
-API_KEY_CLIENT_PREFIX: Final = "apikey:"
 #: Seconds an exchanged access token lives (capped by the key's own lifetime).
 DEFAULT_TTL: Final = 300
 #: Most ``resource`` plus ``audience`` values in one request.
@@ -178,32 +182,6 @@ class ApiKeyLookup(Protocol):
     async def get_cached(self, key_id: str) -> ApiKey:
         """The key; raises NotFoundError if none."""
         ...
-
-
-def api_key_client_id(key: ApiKey) -> str:
-    """The ``client_id`` claim of tokens obtained with ``key``: ``apikey:<id>``."""
-    return API_KEY_CLIENT_PREFIX + key.id
-
-
-def api_key_subject(key: ApiKey) -> str:
-    """The ``sub`` of tokens obtained with ``key``: its owner, else the key itself."""
-    if key.owner_type and key.owner_id:
-        return f"{key.owner_type}:{key.owner_id}"
-    return api_key_client_id(key)
-
-
-def key_is_usable(key: ApiKey, now: float) -> bool:
-    """Whether ``key`` may be used at ``now`` (epoch seconds) by its state alone.
-
-    Not disabled, not revoked, not expired and not past its rotation grace —
-    the checks ``ApiKeyService.verify`` makes on every call, without the secret.
-    """
-    if key.disabled or key.revoked_at is not None:
-        return False
-    for deadline in (key.expires_at, key.grace_until):
-        if deadline is not None and deadline.timestamp() <= now:
-            return False
-    return True
 
 
 def with_api_keys(

@@ -14,7 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from bastion.storage import Client, ClientSecret
+from bastion.oauth.views import client_view
+
+# The client document's one home is bastion.oauth.views (the CLI shows it too).
+client_out = client_view
 
 __all__ = [
     "ApiKeyCreate",
@@ -145,35 +148,6 @@ class Problem(BaseModel):
     request_id: str
     field: str | None = None
     errors: list[dict[str, Any]] | None = None
-
-
-def client_out(client: Client, secrets: tuple[ClientSecret, ...]) -> dict[str, Any]:
-    """The JSON members of ``client`` (with secret prefixes only, never digests)."""
-    return {
-        "client_id": client.client_id,
-        "name": client.name,
-        "client_type": client.client_type,
-        "token_endpoint_auth_method": client.token_endpoint_auth_method,
-        "grant_types": list(client.grant_types),
-        "scopes": list(client.scopes),
-        "audiences": list(client.audiences),
-        "access_token_ttl": client.access_token_ttl,
-        "redirect_uris": list(client.redirect_uris),
-        "jwks": client.jwks,
-        "metadata": client.metadata,
-        "disabled": client.disabled,
-        "created_at": client.created_at,
-        "updated_at": client.updated_at,
-        "secrets": [
-            {
-                "id": secret.id,
-                "prefix": secret.prefix,
-                "created_at": secret.created_at,
-                "expires_at": secret.expires_at,
-            }
-            for secret in secrets
-        ],
-    }
 
 
 # ---------------------------------------------------------------------------
