@@ -9,7 +9,7 @@ from typing import Any, get_args
 
 import pytest
 from joserfc import jws
-from joserfc.errors import JoseError, UnsupportedAlgorithmError, UnsupportedKeyAlgorithmError
+from joserfc.errors import UnsupportedAlgorithmError, UnsupportedKeyAlgorithmError
 
 from bastion.crypto import (
     InvalidTokenError,
@@ -72,9 +72,24 @@ def test_joserfc_itself_refuses_a_key_under_another_algorithm(
     assert jws.deserialize_compact(token, rs.public_key.jose, algorithms=["RS256"]).payload
 
 
-def test_sign_compact_refuses_another_algorithm(pairs: dict[str, SigningKeyPair]) -> None:
-    with pytest.raises(JoseError):
-        pairs["ES256"].sign_compact({"alg": "HS256", "kid": pairs["ES256"].kid}, b"{}")
+def test_a_pinned_registry_refuses_to_sign_with_another_algorithm(
+    pairs: dict[str, SigningKeyPair],
+) -> None:
+    es = pairs["ES256"]
+    header = {"alg": "HS256", "kid": es.kid}
+    with pytest.raises(UnsupportedAlgorithmError):
+        jws.serialize_compact(header, b"{}", es._jose, registry=pinned_registry("ES256"))
+
+
+def test_sign_compact_header_is_alg_kid_typ(pairs: dict[str, SigningKeyPair]) -> None:
+    pair = pairs["EdDSA"]
+    token = pair.sign_compact(b'{"a":1}', typ="dpop+jwt")
+    head = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    assert head == {"alg": "EdDSA", "kid": pair.kid, "typ": "dpop+jwt"}
+    verifier = JWTVerifier(
+        PublicKeySet([pair.public_key]), issuer=None, audience=None, typ=None, required_claims=()
+    )
+    assert dict(verifier.verify(token, now=NOW).claims) == {"a": 1}
 
 
 @pytest.mark.parametrize("alg", sorted(ALGORITHMS))

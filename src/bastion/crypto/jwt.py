@@ -104,8 +104,7 @@ def sign_jwt(claims: Mapping[str, Any], key: SigningKeyPair, *, typ: str = "JWT"
     Raises:
         TypeError: ``claims`` is not JSON-serialisable (e.g. non-string keys).
     """
-    payload = orjson.dumps(dict(claims))
-    return key.sign_compact({"alg": key.alg, "kid": key.kid, "typ": typ}, payload)
+    return key.sign_compact(orjson.dumps(dict(claims)), typ=typ)
 
 
 # -- decoding ----------------------------------------------------------------

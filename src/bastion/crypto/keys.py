@@ -296,18 +296,15 @@ class SigningKeyPair:
         """
         return ALGORITHMS[self.alg].sign(signing_input, self._jose)
 
-    def sign_compact(self, protected: Mapping[str, Any], payload: bytes) -> str:
+    def sign_compact(self, payload: bytes, *, typ: str) -> str:
         """Return the JWS Compact Serialization (RFC 7515 §7.1) of ``payload`` signed by this key.
 
-        ``protected`` is the whole protected header; its ``alg`` must be this key's
-        (joserfc is given a registry that knows no other algorithm).
-
-        Raises:
-            joserfc.errors.UnsupportedAlgorithmError: ``protected["alg"]`` is not this key's.
+        The protected header is exactly ``{alg, kid, typ}``: nothing else (no ``crit``,
+        no ``b64``) can be put in it, since joserfc's header checks are bastion's to make
+        (:mod:`bastion.crypto.jwa`).
         """
-        return serialize_compact(
-            dict(protected), payload, self._jose, registry=pinned_registry(self.alg)
-        )
+        header = {"alg": self.alg, "kid": self.kid, "typ": typ}
+        return serialize_compact(header, payload, self._jose, registry=pinned_registry(self.alg))
 
 
 class PublicKey:
