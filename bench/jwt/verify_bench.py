@@ -1,8 +1,8 @@
-"""Micro-benchmark of JWT verification: bastion's JWTVerifier vs raw `cryptography` vs joserfc.
+"""Micro-benchmark of JWT verification and signing: bastion vs raw `cryptography` vs joserfc.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/jwt/verify_bench.py [--seconds 0.2] [--rounds 15]
+    .venv/bin/python bench/jwt/verify_bench.py [--seconds 0.2] [--rounds 15] [--clock cpu]
 
 For each algorithm (ES256, RS256 with a 3072-bit key, EdDSA) one RFC 9068-style
 access token is signed, then timed in one process on one core:
@@ -14,13 +14,21 @@ access token is signed, then timed in one process on one core:
   checks, strict base64url, header policy, kid lookup, signature, duplicate-
   member detection, exp/nbf/iat/iss/aud/typ checks;
 - ``joserfc``: ``joserfc.jwt.decode`` with the algorithm pinned, plus
-  ``JWTClaimsRegistry.validate`` for iss/aud/exp (the same checks).
+  ``JWTClaimsRegistry.validate`` for iss/aud/exp (the same checks);
+- ``sign raw``: the bare ``cryptography`` signature of the same signing input
+  (for ES256 the DER form OpenSSL returns, not yet ``r || s``);
+- ``sign bastion``: :func:`bastion.crypto.sign_jwt` of the same claims.
+
+Run it against another checkout's code (e.g. before a change) with
+``PYTHONPATH=<that checkout>/src``: only the public ``bastion.crypto`` names are used.
 
 Each case runs ``rounds`` short batches of about ``seconds`` each, all cases
 interleaved, so that load from other processes on a shared machine hits every
 case alike. The table reports the best batch (the least disturbed estimate of
-the cost) and the median; ratios use the best batches. Never used as a timed
-assertion in tests.
+the cost) and the median; ratios use the best batches. ``--clock cpu`` times the
+batches on this thread's CPU time instead of the wall clock: time spent descheduled
+while other processes run on the core is then not counted (cache and frequency
+effects still are). Never used as a timed assertion in tests.
 """
 
 from __future__ import annotations
@@ -38,7 +46,7 @@ from typing import Any
 
 import cryptography
 import joserfc
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc import jwk as joserfc_jwk
@@ -73,28 +81,45 @@ def _cases(alg: str) -> dict[str, Callable[[], Any]]:
     signature = _b64decode(signature_text)
 
     public = pair.public_key.key
+    private = serialization.load_pem_private_key(pair.private_bytes(), password=None)
     raw: Callable[[], Any]
+    sign_raw: Callable[[], Any]
     if isinstance(public, ec.EllipticCurvePublicKey):
         der = encode_dss_signature(
             int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
         )
         algorithm = ec.ECDSA(hashes.SHA256())
+        assert isinstance(private, ec.EllipticCurvePrivateKey)
+        ec_private = private
 
         def raw() -> None:
             public.verify(der, data, algorithm)
 
+        def sign_raw() -> None:
+            ec_private.sign(data, algorithm)
+
     elif isinstance(public, rsa.RSAPublicKey):
         pad = padding.PKCS1v15()
         digest = hashes.SHA256()
+        assert isinstance(private, rsa.RSAPrivateKey)
+        rsa_private = private
 
         def raw() -> None:
             public.verify(signature, data, pad, digest)
 
+        def sign_raw() -> None:
+            rsa_private.sign(data, pad, digest)
+
     else:
         assert isinstance(public, ed25519.Ed25519PublicKey)
+        assert isinstance(private, ed25519.Ed25519PrivateKey)
+        ed_private = private
 
         def raw() -> None:
             public.verify(signature, data)
+
+        def sign_raw() -> None:
+            ed_private.sign(data)
 
     verifier = JWTVerifier(
         PublicKeySet([pair.public_key]), issuer=ISSUER, audience=AUDIENCE, typ="at+jwt"
@@ -114,52 +139,69 @@ def _cases(alg: str) -> dict[str, Callable[[], Any]]:
         decoded = joserfc_jwt.decode(token, joserfc_key, algorithms=[alg])
         registry.validate(decoded.claims)
 
-    for case in (raw, bastion, joserfc_case):
+    def sign_bastion() -> None:
+        sign_jwt(claims, pair, typ="at+jwt")
+
+    for case in (raw, bastion, joserfc_case, sign_raw, sign_bastion):
         case()  # each must succeed before it is timed
-    return {"raw": raw, "bastion": bastion, "joserfc": joserfc_case}
+    return {
+        "raw": raw,
+        "bastion": bastion,
+        "joserfc": joserfc_case,
+        "sign raw": sign_raw,
+        "sign bastion": sign_bastion,
+    }
 
 
-def _time(func: Callable[[], Any], seconds: float) -> float:
-    """Seconds per call, from one timed batch of about ``seconds``."""
+def _time(func: Callable[[], Any], seconds: float, clock: Callable[[], float]) -> float:
+    """Seconds per call, from one timed batch of about ``seconds`` on ``clock``."""
     n = 1
     while True:  # calibrate the batch size
-        start = time.perf_counter()
+        start = clock()
         for _ in range(n):
             func()
-        elapsed = time.perf_counter() - start
+        elapsed = clock() - start
         if elapsed > 0.05:
             break
         n *= 4
     n = max(1, int(n * seconds / elapsed))
-    start = time.perf_counter()
+    start = clock()
     for _ in range(n):
         func()
-    return (time.perf_counter() - start) / n
+    return (clock() - start) / n
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.2, help="time per batch and case")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time, or this thread's CPU time (steadier when other processes share the core)",
+    )
     args = parser.parse_args()
 
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {0})  # one core, like the gateway's one process per core
 
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     results: dict[tuple[str, str], list[float]] = {}
     algs = ("ES256", "RS256", "EdDSA")
     cases = {alg: _cases(alg) for alg in algs}
     for _ in range(args.rounds):
         for alg in algs:
             for name, func in cases[alg].items():
-                results.setdefault((alg, name), []).append(_time(func, args.seconds))
+                results.setdefault((alg, name), []).append(_time(func, args.seconds, clock))
 
     print(
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
         f"- machine: {platform.machine()}, nproc={os.cpu_count()}, {platform.platform()}\n"
         f"- python {platform.python_version()}, cryptography {cryptography.__version__}, "
         f"joserfc {joserfc.__version__}, pinned to one core\n"
-        f"- batches: {args.rounds} x ~{args.seconds:g} s per case, interleaved; "
+        f"- batches: {args.rounds} x ~{args.seconds:g} s ({args.clock} clock) per case, "
+        "interleaved; "
         f"load average at start {os.getloadavg()[0]:.2f}\n"
     )
     print("| alg | verifier | best µs / verify | verifies/s (best) | x raw | median µs |")
@@ -170,6 +212,19 @@ def main() -> None:
             rounds = results[(alg, name)]
             best = min(rounds)
             label = {"raw": "raw cryptography", "bastion": "bastion JWTVerifier"}.get(name, name)
+            print(
+                f"| {alg} | {label} | {best * 1e6:.1f} | {1 / best:,.0f} | "
+                f"{best / base:.2f} | {statistics.median(rounds) * 1e6:.1f} |"
+            )
+    print()
+    print("| alg | signer | best µs / sign | signs/s (best) | x raw | median µs |")
+    print("|---|---|---:|---:|---:|---:|")
+    for alg in algs:
+        base = min(results[(alg, "sign raw")])
+        for name in ("sign raw", "sign bastion"):
+            rounds = results[(alg, name)]
+            best = min(rounds)
+            label = {"sign raw": "raw cryptography", "sign bastion": "bastion sign_jwt"}[name]
             print(
                 f"| {alg} | {label} | {best * 1e6:.1f} | {1 / best:,.0f} | "
                 f"{best / base:.2f} | {statistics.median(rounds) * 1e6:.1f} |"

@@ -1,22 +1,32 @@
 """JSON Web Tokens: signing (RFC 7519 / RFC 7515 compact JWS) and strict verification.
 
-Verification follows RFC 8725 (JWT Best Current Practices) and is on the
-gateway hot path, so the cheap checks come first and refuse before any
-signature work:
+joserfc does the JOSE work — base64url, the compact serialization, the JWS
+algorithms (:mod:`bastion.crypto.jwa`) and the keys (:mod:`bastion.crypto.keys`);
+this module is the policy around it, RFC 8725 (JWT Best Current Practices).
+Verification refuses with cheap checks before any signature work, in this order:
 
-1. size cap, ASCII, exactly three strict base64url parts (five parts = JWE,
-   refused as ``jwe_not_accepted``);
+1. size cap, ASCII, exactly three strict base64url parts — the compact
+   serialization only (five parts = JWE, refused as ``jwe_not_accepted``; the
+   JSON serializations are not tokens here);
 2. header: a JSON object without duplicate members; ``alg`` never "none";
    no ``jku``/``x5u``/``jwk``/``x5c`` (keys come only from the verifier's own
-   key set), no ``crit``, no ``b64``, no ``enc``; ``kid`` must name a trusted key
-   and ``alg`` must EQUAL that key's one algorithm (never chosen by the token);
-3. the signature with that key (ES256 raw ``r || s`` of 64 bytes with
-   ``0 < r < n`` and canonical low ``0 < s <= n/2`` — the high-S twin of a
-   signature is refused, so a token has exactly one valid encoding, unless the
-   verifier was built with ``allow_high_s=True`` for signers bastion does not
-   control; RSA signatures exactly modulus-sized; Ed25519 only);
-4. claims: ``exp``/``nbf``/``iat`` with leeway, ``iss``, ``aud``, ``typ``
-   (RFC 8725 §3.11), required claims and an optional maximum lifetime.
+   key set, nothing is ever fetched), no ``crit``, no ``b64``, no ``enc``; ``kid``
+   must name a trusted key and ``alg`` must EQUAL that key's one algorithm (never
+   chosen by the token: joserfc is handed a registry knowing only that one);
+3. canonical signature bytes for that key: ES256 raw ``r || s`` of exactly 64
+   bytes (DER or any other length refused) with ``0 < r < n`` and ``0 < s < n``,
+   and low ``s <= n/2`` — the high-S twin of a signature is refused, so a token
+   has exactly one valid encoding, unless the verifier was built with
+   ``allow_high_s=True`` for signers bastion does not control; RSA signatures
+   exactly modulus-sized; Ed25519 signatures 64 bytes;
+4. the signature, verified by joserfc with the key's joserfc form (joserfc also
+   decodes the payload, refused as ``malformed`` unless canonical base64url);
+5. claims, parsed as strictly as the header: ``exp``/``nbf``/``iat`` with
+   leeway, ``iss``, ``aud``, ``typ`` (RFC 8725 §3.11), required claims and an
+   optional maximum lifetime.
+
+JSON is parsed by bastion, not joserfc: RFC 7515 §5.2 / RFC 7519 §4 require
+refusing duplicate member names, which ``json.loads`` silently collapses.
 
 Every refusal is one :class:`InvalidTokenError` (code ``invalid_token``) whose
 ``reason`` says precisely why, for the audit log.
@@ -24,8 +34,6 @@ Every refusal is one :class:`InvalidTokenError` (code ``invalid_token``) whose
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import math
 import re
@@ -36,19 +44,16 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from joserfc.errors import BadSignatureError, JoseError
+from joserfc.jws import deserialize_compact
+from joserfc.util import urlsafe_b64decode
 
 from bastion.crypto.errors import CryptoError
+from bastion.crypto.jwa import P256_HALF_ORDER, P256_ORDER, pinned_registry
 from bastion.crypto.keys import PublicKey, PublicKeySet, SigningKeyPair
 
 __all__ = ["InvalidTokenError", "JWTVerifier", "VerifiedJWT", "sign_jwt"]
 
-#: The order of the P-256 group (FIPS 186-4 D.1.2.3); ECDSA r and s lie in [1, n-1].
-_P256_N: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_P256_HALF_N: Final = _P256_N // 2
 _ES256_SIG_BYTES: Final = 64
 _ED25519_SIG_BYTES: Final = 64
 
@@ -59,16 +64,6 @@ _FORBIDDEN_HEADERS: Final = ("jku", "x5u", "jwk", "x5c", "b64")
 #: A whole compact JWS: three base64url segments, the signature possibly empty.
 _JWS_RE: Final = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _SEGMENT_RE: Final = re.compile(rb"[A-Za-z0-9_-]*")
-_B64_ALPHABET: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-#: Index of each base64url character, to check the unused bits of the last one.
-_B64_INDEX: Final = {char: index for index, char in enumerate(_B64_ALPHABET)}
-
-_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
-_PADDING: Final = (b"", b"", b"==", b"=")
-_ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
-_SHA256: Final = hashes.SHA256()
-_RSA_PKCS1: Final = padding.PKCS1v15()
-_RSA_PSS: Final = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 
 
 class InvalidTokenError(CryptoError):
@@ -100,11 +95,7 @@ class VerifiedJWT:
     kid: str
 
 
-# -- encoding ----------------------------------------------------------------
-
-
-def _b64encode(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
+# -- signing -----------------------------------------------------------------
 
 
 def sign_jwt(claims: Mapping[str, Any], key: SigningKeyPair, *, typ: str = "JWT") -> str:
@@ -113,27 +104,22 @@ def sign_jwt(claims: Mapping[str, Any], key: SigningKeyPair, *, typ: str = "JWT"
     Raises:
         TypeError: ``claims`` is not JSON-serialisable (e.g. non-string keys).
     """
-    header = orjson.dumps({"alg": key.alg, "kid": key.kid, "typ": typ})
-    signing_input = _b64encode(header) + b"." + _b64encode(orjson.dumps(dict(claims)))
-    return (signing_input + b"." + _b64encode(key.sign(signing_input))).decode("ascii")
+    return key.sign_compact(orjson.dumps(dict(claims)), typ=typ)
 
 
 # -- decoding ----------------------------------------------------------------
 
 
 def _b64decode(segment: bytes, what: str) -> bytes:
-    """Decode strict, canonical, unpadded base64url; the alphabet was already checked."""
-    remainder = len(segment) % 4
-    if remainder == 1:
-        raise InvalidTokenError("malformed", f"the {what} is not valid base64url")
-    # Unused low bits of the last character must be zero, or two strings decode alike.
-    if remainder and _B64_INDEX[segment[-1]] & (0x0F if remainder == 2 else 0x03):
-        raise InvalidTokenError("malformed", f"the {what} is not canonical base64url")
+    """Decode strict, canonical, unpadded base64url (joserfc's decoder), or refuse as malformed.
+
+    The unused low bits of the last character must be zero, or two strings would
+    decode alike; the alphabet was already checked.
+    """
     try:
-        # The same as base64.urlsafe_b64decode, without its per-call argument conversions.
-        return binascii.a2b_base64(segment.translate(_TO_STANDARD) + _PADDING[remainder])
-    except (binascii.Error, ValueError):  # pragma: no cover - alphabet checked by the caller
-        raise InvalidTokenError("malformed", f"the {what} is not valid base64url") from None
+        return urlsafe_b64decode(segment)
+    except ValueError:
+        raise InvalidTokenError("malformed", f"the {what} is not canonical base64url") from None
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -178,40 +164,46 @@ def _normalise_typ(value: str) -> str:
     return lowered[12:] if lowered.startswith("application/") else lowered
 
 
-def _check_signature(
-    key: PublicKey, signing_input: bytes, signature: bytes, *, allow_high_s: bool = False
-) -> None:
-    """Verify ``signature`` over ``signing_input`` with the key's one algorithm, or raise.
+def _check_canonical_signature(key: PublicKey, signature: bytes, *, allow_high_s: bool) -> None:
+    """Refuse signature bytes that are not the one canonical form for the key's algorithm.
 
-    ES256 signatures must be canonical (low S) unless ``allow_high_s``.
+    joserfc would verify some of these (a high S) or return a bare False (a wrong
+    length); the precise reason is for the audit log.
     """
-    public = key.key
+    if key.alg == "ES256":
+        # RFC 7518 §3.4: exactly r || s, 32 bytes each; DER and other lengths refused.
+        if len(signature) != _ES256_SIG_BYTES:
+            raise InvalidTokenError("bad_signature", "an ES256 signature must be 64 bytes")
+        r = int.from_bytes(signature[:32], "big")
+        s = int.from_bytes(signature[32:], "big")
+        # r = 0 or s = 0 would verify against some broken implementations ("psychic signatures").
+        if not (0 < r < P256_ORDER and 0 < s < P256_ORDER):
+            raise InvalidTokenError("bad_signature", "ES256 signature values out of range")
+        if s > P256_HALF_ORDER and not allow_high_s:
+            # (r, n - s) verifies too: refuse the twin so a signed token has one form.
+            raise InvalidTokenError("non_canonical_signature", "ES256 signature has a high S")
+    elif key.alg == "EdDSA":
+        if len(signature) != _ED25519_SIG_BYTES:
+            raise InvalidTokenError("bad_signature", "an EdDSA signature must be 64 bytes")
+    elif len(signature) != key.rsa_bytes:
+        # RS256 / PS256: exactly as long as the modulus (RFC 8017 §8.2.2 step 1).
+        raise InvalidTokenError("bad_signature", "RSA signature length is wrong")
+
+
+def _verify_signature(key: PublicKey, token: bytes) -> bytes:
+    """Verify ``token``'s signature with joserfc, pinned to the key's algorithm; return the payload.
+
+    Raises:
+        InvalidTokenError: ``bad_signature``, or ``malformed`` for a payload that is not
+            canonical base64url.
+    """
     try:
-        if isinstance(public, ec.EllipticCurvePublicKey):
-            # RFC 7518 §3.4: exactly r || s, 32 bytes each; DER and other lengths refused.
-            if len(signature) != _ES256_SIG_BYTES:
-                raise InvalidTokenError("bad_signature", "an ES256 signature must be 64 bytes")
-            r = int.from_bytes(signature[:32], "big")
-            s = int.from_bytes(signature[32:], "big")
-            if not (0 < r < _P256_N and 0 < s < _P256_N):
-                raise InvalidTokenError("bad_signature", "ES256 signature values out of range")
-            if s > _P256_HALF_N and not allow_high_s:
-                # (r, n - s) verifies too: refuse the twin so a signed token has one form.
-                raise InvalidTokenError("non_canonical_signature", "ES256 signature has a high S")
-            public.verify(encode_dss_signature(r, s), signing_input, _ECDSA_SHA256)
-        elif isinstance(public, rsa.RSAPublicKey):
-            if len(signature) != key.rsa_bytes:
-                raise InvalidTokenError("bad_signature", "RSA signature length is wrong")
-            pad = _RSA_PSS if key.alg == "PS256" else _RSA_PKCS1
-            public.verify(signature, signing_input, pad, _SHA256)
-        elif isinstance(public, ed25519.Ed25519PublicKey):
-            if len(signature) != _ED25519_SIG_BYTES:
-                raise InvalidTokenError("bad_signature", "an EdDSA signature must be 64 bytes")
-            public.verify(signature, signing_input)
-        else:  # pragma: no cover - PublicKey only holds the three types above
-            raise InvalidTokenError("alg_not_allowed", "unsupported key type")
-    except InvalidSignature:
+        return deserialize_compact(token, key.jose, registry=pinned_registry(key.alg)).payload
+    except BadSignatureError:
         raise InvalidTokenError("bad_signature", "the signature does not verify") from None
+    except JoseError:
+        # Header, kid and algorithm were checked already: what is left is the payload.
+        raise InvalidTokenError("malformed", "the payload is not canonical base64url") from None
 
 
 def _number(claims: Mapping[str, Any], name: str) -> float | None:
@@ -310,14 +302,11 @@ class JWTVerifier:
         raw = self._structure(token)
         header_end = raw.index(b".")
         signature_start = raw.rindex(b".")
-        signing_input = raw[:signature_start]
         header = _json_object(_b64decode(raw[:header_end], "header"), "header")
         key = self._header_key(header)
         signature = _b64decode(raw[signature_start + 1 :], "signature")
-        _check_signature(key, signing_input, signature, allow_high_s=self._allow_high_s)
-        claims = _json_object(
-            _b64decode(raw[header_end + 1 : signature_start], "payload"), "payload"
-        )
+        _check_canonical_signature(key, signature, allow_high_s=self._allow_high_s)
+        claims = _json_object(_verify_signature(key, raw), "payload")
         self._check_claims(header, claims, time.time() if now is None else now)
         # Read-only views: verified results are cached and shared between requests.
         return VerifiedJWT(

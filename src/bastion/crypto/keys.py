@@ -11,24 +11,28 @@ Supported algorithms (RFC 7518 §3, RFC 8037): ES256 (P-256), RS256 and PS256
 algorithm: a verifier never takes the algorithm from a token.
 
 Key ids of generated keys are RFC 7638 JWK thumbprints (SHA-256, base64url).
+
+JWK import and export, thumbprints and the signatures themselves are joserfc's
+(:mod:`bastion.crypto.jwa` picks the algorithms); what a key set may hold — public
+keys only, one algorithm per key, P-256 / RSA >= 2048 bits / Ed25519, canonical
+base64url members, a ``kid`` — is decided here, before joserfc imports a key.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
-from typing import Any, Final, Literal, TypeAlias, get_args
+from typing import Any, Final, Literal, TypeAlias, cast, get_args
 
-import orjson
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from joserfc.jwk import ECKey, KeyParameters, OKPKey, RSAKey, thumbprint
+from joserfc.jws import serialize_compact
+from joserfc.util import urlsafe_b64decode, urlsafe_b64encode
 
 from bastion.crypto.errors import CryptoError
+from bastion.crypto.jwa import ALGORITHMS, pinned_registry
 
 __all__ = [
     "DEFAULT_ALGS",
@@ -59,23 +63,17 @@ MAX_JWKS_KEYS: Final = 100
 MAX_KID_LENGTH: Final = 256
 
 _P256_COORD_BYTES: Final = 32
-#: The order of the P-256 group and its half: canonical ECDSA signatures have s <= n/2.
-_P256_N: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_P256_HALF_N: Final = _P256_N // 2
 _ED25519_KEY_BYTES: Final = 32
 _B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
 #: JWK members that only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
-_RSA_PKCS1: Final = padding.PKCS1v15()
-_RSA_PSS: Final = padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
-_ECDSA_SHA256: Final = ec.ECDSA(hashes.SHA256())
-_SHA256: Final = hashes.SHA256()
-
 _PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 _PublicKeyObject: TypeAlias = (
     ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 )
+#: A joserfc key of one of the three key types bastion uses.
+_JoseKey: TypeAlias = ECKey | RSAKey | OKPKey
 
 
 class InvalidKeyError(CryptoError):
@@ -100,7 +98,7 @@ class UnusableKeyError(InvalidKeyError):
 
 def b64url_encode(data: bytes) -> str:
     """Return unpadded base64url text (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return urlsafe_b64encode(data).decode("ascii")
 
 
 def _b64url_decode_member(jwk: Mapping[str, Any], name: str, kid: str) -> bytes:
@@ -108,34 +106,22 @@ def _b64url_decode_member(jwk: Mapping[str, Any], name: str, kid: str) -> bytes:
     if not isinstance(value, str) or not value or not _B64URL_RE.fullmatch(value):
         raise InvalidKeyError(f"JWK {kid!r}: member {name!r} must be non-empty base64url text")
     try:
-        data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidKeyError(f"JWK {kid!r}: member {name!r} is not valid base64url") from None
-    if b64url_encode(data) != value:
-        raise InvalidKeyError(f"JWK {kid!r}: member {name!r} is not canonical base64url")
-    return data
+        # joserfc's decoder is strict: no padding, and the unused low bits of the last
+        # character must be zero, so one value has one spelling.
+        return urlsafe_b64decode(value.encode("ascii"))
+    except ValueError:
+        raise InvalidKeyError(f"JWK {kid!r}: member {name!r} is not canonical base64url") from None
 
 
-def _uint_b64(value: int, length: int | None = None) -> str:
-    size = length if length is not None else max(1, (value.bit_length() + 7) // 8)
-    return b64url_encode(value.to_bytes(size, "big"))
-
-
-def _public_members(key: _PublicKeyObject) -> dict[str, str]:
-    """The RFC 7518 public JWK members of ``key`` (kty first, nothing else)."""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        numbers = key.public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _uint_b64(numbers.x, _P256_COORD_BYTES),
-            "y": _uint_b64(numbers.y, _P256_COORD_BYTES),
-        }
-    if isinstance(key, rsa.RSAPublicKey):
-        rsa_numbers = key.public_numbers()
-        return {"kty": "RSA", "n": _uint_b64(rsa_numbers.n), "e": _uint_b64(rsa_numbers.e)}
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+def _jose_key(
+    key: _PrivateKey | _PublicKeyObject, parameters: KeyParameters | None = None
+) -> _JoseKey:
+    """Wrap a ``cryptography`` key as the joserfc key of its type, with JWK ``parameters``."""
+    if isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)):
+        return ECKey.import_key(key, parameters)
+    if isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)):
+        return RSAKey.import_key(key, parameters)
+    return OKPKey.import_key(key, parameters)
 
 
 #: RFC 7638 §3.2: the required members hashed for each key type.
@@ -161,8 +147,7 @@ def jwk_thumbprint(jwk: Mapping[str, Any]) -> str:
         if not isinstance(value, str):
             raise InvalidKeyError(f"cannot compute a thumbprint: member {name!r} is missing")
         required[name] = value
-    # orjson emits no whitespace and keeps the (already lexicographic) order: RFC 7638 §3.3.
-    return b64url_encode(hashlib.sha256(orjson.dumps(required)).digest())
+    return thumbprint(required)  # RFC 7638 §3.3: sorted, no whitespace, SHA-256
 
 
 def _check_private_key(key: object, alg: SigningAlgorithm) -> _PrivateKey:
@@ -193,11 +178,12 @@ class SigningKeyPair:
     :meth:`private_der` (the native core's assertion signer).
     """
 
-    __slots__ = ("_private", "_public", "alg", "kid")
+    __slots__ = ("_jose", "_private", "_public", "alg", "kid")
 
     kid: str
     alg: SigningAlgorithm
     _private: _PrivateKey
+    _jose: _JoseKey
     _public: PublicKey
 
     def __init__(self, private_key: _PrivateKey, *, kid: str, alg: SigningAlgorithm) -> None:
@@ -211,6 +197,9 @@ class SigningKeyPair:
         if not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH:
             raise InvalidKeyError(f"a key id must be 1..{MAX_KID_LENGTH} characters")
         object.__setattr__(self, "_private", checked)
+        object.__setattr__(
+            self, "_jose", _jose_key(checked, {"kid": kid, "alg": alg, "use": "sig"})
+        )
         object.__setattr__(self, "kid", kid)
         object.__setattr__(self, "alg", alg)
         object.__setattr__(self, "_public", PublicKey(checked.public_key(), kid=kid, alg=alg))
@@ -256,8 +245,7 @@ class SigningKeyPair:
             raise InvalidKeyError(
                 f"unsupported signing algorithm {alg!r}; use one of {DEFAULT_ALGS}"
             )
-        kid = jwk_thumbprint(_public_members(private.public_key()))
-        return cls(private, kid=kid, alg=alg)
+        return cls(private, kid=_jose_key(private.public_key()).thumbprint(), alg=alg)
 
     def private_bytes(self) -> bytes:
         """Return the private key as unencrypted PKCS#8 PEM (seal it before storing it)."""
@@ -304,38 +292,41 @@ class SigningKeyPair:
     def sign(self, signing_input: bytes) -> bytes:
         """Sign ``signing_input`` as a JWS signature of this key's algorithm (RFC 7518 §3).
 
-        ES256 signatures are the raw 64-byte ``r || s`` form, not DER.
+        ES256 signatures are the raw 64-byte ``r || s`` form, not DER, with a low S.
         """
-        key = self._private
-        if isinstance(key, ec.EllipticCurvePrivateKey):
-            r, s = decode_dss_signature(key.sign(signing_input, _ECDSA_SHA256))
-            if s > _P256_HALF_N:
-                # Canonical low-S form (verifiers refuse high S: the other half is a
-                # second valid signature of the same token, i.e. malleability).
-                s = _P256_N - s
-            return r.to_bytes(_P256_COORD_BYTES, "big") + s.to_bytes(_P256_COORD_BYTES, "big")
-        if isinstance(key, rsa.RSAPrivateKey):
-            pad = _RSA_PSS if self.alg == "PS256" else _RSA_PKCS1
-            return key.sign(signing_input, pad, _SHA256)
-        return key.sign(signing_input)
+        return ALGORITHMS[self.alg].sign(signing_input, self._jose)
+
+    def sign_compact(self, payload: bytes, *, typ: str) -> str:
+        """Return the JWS Compact Serialization (RFC 7515 §7.1) of ``payload`` signed by this key.
+
+        The protected header is exactly ``{alg, kid, typ}``: nothing else (no ``crit``,
+        no ``b64``) can be put in it, since joserfc's header checks are bastion's to make
+        (:mod:`bastion.crypto.jwa`).
+        """
+        header = {"alg": self.alg, "kid": self.kid, "typ": typ}
+        return serialize_compact(header, payload, self._jose, registry=pinned_registry(self.alg))
 
 
 class PublicKey:
     """A verification key bound to exactly one algorithm, identified by ``kid``.
 
-    ``key`` is the underlying ``cryptography`` public key object; only
-    :mod:`bastion.crypto.jwt` uses it.
+    ``key`` is the underlying ``cryptography`` public key object and ``jose``
+    the same key as joserfc's, carrying ``kid``, ``alg`` and ``use: "sig"`` (so
+    joserfc, too, refuses it for any other algorithm); only
+    :mod:`bastion.crypto.jwt` uses them.
     """
 
-    __slots__ = ("alg", "key", "kid", "rsa_bytes")
+    __slots__ = ("alg", "jose", "key", "kid", "rsa_bytes")
 
     kid: str
     alg: SigningAlgorithm
     key: _PublicKeyObject
+    jose: _JoseKey
     rsa_bytes: int
 
     def __init__(self, key: _PublicKeyObject, *, kid: str, alg: SigningAlgorithm) -> None:
         object.__setattr__(self, "key", key)
+        object.__setattr__(self, "jose", _jose_key(key, {"kid": kid, "alg": alg, "use": "sig"}))
         object.__setattr__(self, "kid", kid)
         object.__setattr__(self, "alg", alg)
         # An RSA signature is exactly as long as the modulus (RFC 8017 §8.2.2 step 1).
@@ -349,10 +340,10 @@ class PublicKey:
         return f"PublicKey(kid={self.kid!r}, alg={self.alg!r})"
 
     def jwk(self) -> dict[str, Any]:
-        """Return the public JWK with ``kid``, ``alg`` and ``use: "sig"``."""
-        jwk: dict[str, Any] = dict(_public_members(self.key))
-        jwk.update(kid=self.kid, alg=self.alg, use="sig")
-        return jwk
+        """Return the public JWK with ``kid``, ``alg`` and ``use: "sig"`` (a fresh dict)."""
+        members: dict[str, Any] = dict(self.jose.as_dict(private=False))
+        # joserfc puts kty last; first reads better in a published JWK Set.
+        return {"kty": members.pop("kty"), **members}
 
     @classmethod
     def from_jwk(
@@ -406,9 +397,9 @@ class PublicKey:
             if len(x) != _P256_COORD_BYTES or len(y) != _P256_COORD_BYTES:
                 raise InvalidKeyError(f"JWK {kid!r}: P-256 coordinates must be 32 bytes each")
             try:
-                key = ec.EllipticCurvePublicNumbers(
-                    int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
-                ).public_key()
+                key = ECKey.import_key(
+                    {"kty": "EC", "crv": "P-256", "x": jwk["x"], "y": jwk["y"]}
+                ).public_key
             except ValueError:
                 raise InvalidKeyError(f"JWK {kid!r}: the point is not on the P-256 curve") from None
         elif kty == "RSA":
@@ -417,14 +408,14 @@ class PublicKey:
                     f"JWK {kid!r}: an RSA key must name its algorithm ('alg': RS256 or PS256)"
                 )
             n = int.from_bytes(_b64url_decode_member(jwk, "n", kid), "big")
-            e = int.from_bytes(_b64url_decode_member(jwk, "e", kid), "big")
+            _b64url_decode_member(jwk, "e", kid)  # canonical base64url, like n
             if n.bit_length() < MIN_RSA_BITS:
                 raise InvalidKeyError(
                     f"JWK {kid!r}: RSA key of {n.bit_length()} bits refused: "
                     f"at least {MIN_RSA_BITS} bits are required"
                 )
             try:
-                key = rsa.RSAPublicNumbers(e, n).public_key()
+                key = RSAKey.import_key({"kty": "RSA", "n": jwk["n"], "e": jwk["e"]}).public_key
             except ValueError:
                 raise InvalidKeyError(f"JWK {kid!r}: invalid RSA public key") from None
         elif kty == "OKP":
@@ -436,7 +427,8 @@ class PublicKey:
             x = _b64url_decode_member(jwk, "x", kid)
             if len(x) != _ED25519_KEY_BYTES:
                 raise InvalidKeyError(f"JWK {kid!r}: an Ed25519 key must be 32 bytes")
-            key = ed25519.Ed25519PublicKey.from_public_bytes(x)
+            okp = OKPKey.import_key({"kty": "OKP", "crv": "Ed25519", "x": jwk["x"]})
+            key = cast(ed25519.Ed25519PublicKey, okp.public_key)  # crv Ed25519, just above
         elif kty == "oct":
             raise InvalidKeyError(f"JWK {kid!r}: symmetric ('oct') keys are refused")
         else:
