@@ -301,12 +301,11 @@ def leak_routes(runtime: Any) -> list[Route]:
     :class:`~bastion.apikeys.ApiKeyService`; one is built from ``db``,
     ``settings`` and ``shared`` when absent).
     """
-    section = getattr(runtime.settings, "api_keys", None)
-    configured = getattr(section, "leak_report_secret", None)
+    configured = runtime.settings.api_keys.leak_report_secret
     if configured is None:
         return []
     secret: str = configured.get_secret_value()
-    trusted = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
+    trusted = TrustedProxies(runtime.settings.trusted_proxies)
     services: list[Any] = []
 
     def service() -> Any:

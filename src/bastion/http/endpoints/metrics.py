@@ -132,7 +132,7 @@ def check_scrape(scope: Scope, runtime: Any, *, separate: bool) -> None:
 
 def _trusted_proxies(runtime: Any) -> TrustedProxies:
     # A loopback peer that is a trusted proxy relays someone else's request.
-    return TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
+    return TrustedProxies(runtime.settings.trusted_proxies)
 
 
 def _response(runtime: Any, request: Request) -> Response:

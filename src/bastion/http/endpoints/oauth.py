@@ -159,7 +159,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             request.method, request.headers.raw, body, request.scope.get("query_string", b"")
         )
 
-    trusted_proxies = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
+    trusted_proxies = TrustedProxies(runtime.settings.trusted_proxies)
     # Audit events of every decision here (auth.client, token.issued/refused/revoked).
     audit = OAuthAudit(
         getattr(runtime, "auditor", None), lambda request: _client_ip(request, trusted_proxies)
@@ -212,7 +212,7 @@ def oauth_routes(runtime: OAuthRuntime) -> list[BaseRoute]:
             audiences=policy.audiences if policy is not None else None,
             admit=policy.admit if policy is not None else None,
         )
-    trusted_proxies = TrustedProxies(getattr(runtime.settings, "trusted_proxies", ()) or ())
+    trusted_proxies = TrustedProxies(runtime.settings.trusted_proxies)
     throttle: LoginThrottle | None = getattr(runtime, "client_throttle", None)
 
     async def throttled_client_of(

@@ -33,7 +33,7 @@ class AdminAudit:
     def _proxies(self) -> TrustedProxies:
         if self._trusted is None:
             settings = getattr(self._runtime, "settings", None)
-            self._trusted = TrustedProxies(getattr(settings, "trusted_proxies", ()) or ())
+            self._trusted = TrustedProxies(settings.trusted_proxies if settings is not None else ())
         return self._trusted
 
     def record(self, request: Request, build: Callable[..., Event], *args: Any, **kw: Any) -> None:
