@@ -273,18 +273,15 @@ class Reloader:
             self.check_certificates()
 
 
-def _changed_sections(old: Any, new: Any) -> list[str]:
+def _changed_sections(old: Settings, new: Settings) -> list[str]:
     """Top-level settings other than routes that differ between ``old`` and ``new``."""
-    changed: list[str] = []
-    for name in type(old).model_fields:
-        if name != "routes" and getattr(old, name) != getattr(new, name):
-            changed.append(name)
-    return changed
+    new_sections = dict(new)
+    return [name for name, value in old if name != "routes" and value != new_sections[name]]
 
 
 @contextlib.asynccontextmanager
 async def serving_reloads(
-    runtime: Any, settings: Any, load: Callable[[], Any] | None
+    runtime: Any, settings: Settings, load: Callable[[], Settings] | None
 ) -> AsyncIterator[CertificateWatcher | None]:
     """While ``bastion serve`` runs: the pid file, the SIGHUP handler, the certificate checks.
 
@@ -294,22 +291,23 @@ async def serving_reloads(
     tls = runtime.tls
     watcher = None
     if tls.certfile is not None and tls.keyfile is not None:
-        watcher = CertificateWatcher(tls.certfile, tls.keyfile, str(settings.tls.min_version))
+        watcher = CertificateWatcher(tls.certfile, tls.keyfile, settings.tls.min_version)
     reloader = Reloader(
         runtime,
         load or (lambda: settings),
         certificates=watcher,
     )
-    pid_path = Path(settings.data_dir) / PID_FILE_NAME
+    pid_file = settings.data_dir / PID_FILE_NAME
+    pid_path: Path | None = pid_file
     try:
-        write_pid_file(pid_path)
+        write_pid_file(pid_file)
     except OSError as exc:
-        pid_path = None  # type: ignore[assignment]
+        pid_path = None
         log.warning("cannot write the pid file (%s): `bastion routes reload` needs --pid-file", exc)
     uninstall: Callable[[], None] | None = None
     if threading.current_thread() is threading.main_thread():
         uninstall = reloader.install()
-    interval = float(getattr(settings.tls, "reload_interval", 0) or 0)
+    interval = settings.tls.reload_interval
     watching = (
         asyncio.ensure_future(reloader.watch_certificates(interval))
         if watcher is not None and interval > 0

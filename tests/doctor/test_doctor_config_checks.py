@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from bastion.doctor import Finding, check_settings
-from bastion.settings import Settings
+from bastion.settings import RouteSettings, Settings
+from bastion.settings.routes import CorsSettings
 
 #: A configuration with nothing to report (values a production deployment would use).
 GOOD_LEAK_SECRET = "3f9c1e07b2d4c8e9a6b5d3f1e0c7a2b4"
@@ -137,31 +137,39 @@ def test_routes_without_limits(tls_files: dict[str, str]) -> None:
     )
 
 
-def _with_routes(settings: Settings, *routes: Any) -> Settings:
+def _with_routes(settings: Settings, *routes: RouteSettings) -> Settings:
     return settings.model_copy(update={"routes": list(routes)})
 
 
-def _route(name: str, cors: Any) -> SimpleNamespace:
-    return SimpleNamespace(name=name, public=False, limits=[object()], cors=cors)
+def _route(settings: Settings, name: str, cors: CorsSettings | None) -> RouteSettings:
+    # The clean route (authenticated, limited) with another name and this cors block.
+    return settings.routes[0].model_copy(update={"name": name, "cors": cors})
+
+
+def _refused(**fields: Any) -> CorsSettings:
+    """A cors block the settings refuse at load ('*', 'null'): the check reports it anyway."""
+    return CorsSettings.model_construct(**fields)
 
 
 @pytest.mark.parametrize(
     ("cors", "expected"),
     [
-        ({"origins": ["https://app.example.com"], "credentials": True}, []),
-        ({"origins": ["*"]}, ["cors.wildcard"]),
-        ({"origins": ["*"], "credentials": True}, ["cors.credentials_broad", "cors.wildcard"]),
-        ({"origins": ["http://app.example.com"], "credentials": True}, ["cors.credentials_broad"]),
-        ({"origins": ["null"], "credentials": True}, ["cors.credentials_broad"]),
-        ({"origins": ["http://app.example.com"], "credentials": False}, []),
-        (SimpleNamespace(origins=["https://*.example.com"], credentials=False), ["cors.wildcard"]),
+        (CorsSettings(origins=["https://app.example.com"], credentials=True), []),
+        (_refused(origins=["*"]), ["cors.wildcard"]),
+        (_refused(origins=["*"], credentials=True), ["cors.credentials_broad", "cors.wildcard"]),
+        (
+            CorsSettings(origins=["http://app.example.com"], credentials=True),
+            ["cors.credentials_broad"],
+        ),
+        (_refused(origins=["null"], credentials=True), ["cors.credentials_broad"]),
+        (CorsSettings(origins=["http://app.example.com"], credentials=False), []),
+        (_refused(origins=["https://*.example.com"], credentials=False), ["cors.wildcard"]),
         (None, []),
     ],
 )
-def test_cors(tls_files: dict[str, str], cors: Any, expected: list[str]) -> None:
-    # Routes get a `cors` setting in a later change; the check reads it either as a
-    # mapping or as a model, and ignores routes without one.
-    settings = _with_routes(make(tls_files), _route("web", cors))
+def test_cors(tls_files: dict[str, str], cors: CorsSettings | None, expected: list[str]) -> None:
+    clean = make(tls_files)
+    settings = _with_routes(clean, _route(clean, "web", cors))
     findings = check_settings(settings)
     assert ids(findings) == expected
     for finding in findings:
@@ -191,18 +199,6 @@ def test_trusted_proxies(
         "high",
         expected,
     )
-
-
-def test_memory_shared_state_with_several_workers(tls_files: dict[str, str]) -> None:
-    # server.workers arrives in a later change; the check reads it with getattr.
-    settings = make(tls_files, shared="memory://")
-    assert check_settings(settings) == []
-    several = settings.model_copy(update={"server": SimpleNamespace(workers=4)})
-    finding = only(check_settings(several))
-    assert (finding.id, finding.severity) == ("shared.memory_multi_worker", "high")
-    assert finding.detail.startswith("server.workers is 4 but shared state is memory://")
-    one = settings.model_copy(update={"server": SimpleNamespace(workers=1)})
-    assert check_settings(one) == []
 
 
 def test_long_access_tokens(tls_files: dict[str, str]) -> None:

@@ -1,40 +1,27 @@
-"""Test helpers for the gateway: route stand-ins and a hand-built-scope ASGI driver."""
+"""Test helpers for the gateway: unvalidated routes and a hand-built-scope ASGI driver."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from bastion.settings import RouteMatch, RouteSettings
 
-@dataclass(frozen=True)
-class Match:
-    """Stand-in for bastion.settings' route ``match`` block."""
-
-    path: str
-    host: str | None = None
-    methods: Sequence[str] | None = None
-
-
-@dataclass(frozen=True)
-class Route:
-    """Stand-in for bastion.settings.RouteSettings."""
-
-    name: str
-    match: Match
-    upstream: str = "http://127.0.0.1:9"
-    public: bool = True
-    auth: Sequence[str] = field(default_factory=tuple)
-    strip_prefix: bool = False
-    timeout: float = 5.0
+#: A route as the gateway reads it: the real settings model (``Route`` in annotations).
+Route = RouteSettings
 
 
 def route(name: str, path: str, upstream: str = "http://127.0.0.1:9", **kw: Any) -> Route:
+    """A public route, built without the settings' validation: the gateway's own compile-time
+    checks (non-normal paths, empty methods, bad upstreams) must still refuse what it gets."""
     match_kw = {k: kw.pop(k) for k in ("host", "methods") if k in kw}
-    return Route(name=name, match=Match(path=path, **match_kw), upstream=upstream, **kw)
+    match = RouteMatch.model_construct(path=path, **match_kw)
+    fields = {"public": True, "timeout": 5.0, **kw}
+    return RouteSettings.model_construct(name=name, match=match, upstream=upstream, **fields)
 
 
 @dataclass

@@ -23,7 +23,6 @@ def test_gateway_public_names() -> None:
             "JwtAuthenticator",
             "MethodNotAllowedError",
             "RequestTooLargeError",
-            "RouteLike",
             "RouteMatcher",
             "RouteNotAllowedError",
             "RouteNotFoundError",

@@ -61,7 +61,7 @@ def test_service_name_must_be_set(errors: Errors) -> None:
 def test_enabled_without_the_packages_names_the_extra(
     errors: Errors, load: Load, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("bastion.observability.tracing.tracing_installed", lambda: False)
+    monkeypatch.setattr("bastion.settings.monitoring.tracing_installed", lambda: False)
     assert errors("tracing:\n  enabled: true\n") == [
         "tracing.enabled: true needs OpenTelemetry — run `pip install 'bastion[tracing]'`, "
         "or set tracing.enabled to false"

@@ -22,7 +22,7 @@ from bastion.gateway.errors import (
     UnauthenticatedError,
 )
 from bastion.gateway.forwarded import TrustedProxies, client_ip
-from bastion.gateway.matcher import RouteLike, RouteMatcher
+from bastion.gateway.matcher import RouteMatcher
 from bastion.gateway.mutate import IdentityHeaders
 from bastion.gateway.paths import normalize_path
 
@@ -41,7 +41,6 @@ __all__ = [
     "JwtAuthenticator",
     "MethodNotAllowedError",
     "RequestTooLargeError",
-    "RouteLike",
     "RouteMatcher",
     "RouteNotAllowedError",
     "RouteNotFoundError",

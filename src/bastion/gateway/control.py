@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from bastion.gateway.matcher import CompiledRoute, RouteLike, RouteMatcher
+from bastion.gateway.matcher import CompiledRoute, RouteMatcher
 from bastion.ratelimit import Limiter, MemoryLimiter
+from bastion.settings import RouteSettings
 
 if TYPE_CHECKING:
     from bastion.gateway.shedding import LoadShedder
@@ -48,7 +49,7 @@ class GatewayControl:
 
     def __init__(
         self,
-        routes: Iterable[RouteLike],
+        routes: Iterable[RouteSettings],
         *,
         authenticators: Mapping[str, Any],
         limiter: Limiter,
@@ -73,7 +74,7 @@ class GatewayControl:
         self.shedder = shedder
         self.risk = risk
 
-    def reload(self, routes: Iterable[RouteLike]) -> None:
+    def reload(self, routes: Iterable[RouteSettings]) -> None:
         """Swap in the compiled ``routes``; raises GatewayConfigError (nothing changed) for
         an invalid one."""
         self.routes = RouteMatcher(routes).routes

@@ -116,23 +116,23 @@ def compile_cors(route: CompiledRoute) -> CorsPolicy | None:
 
     Origins and header names are taken as validated by ``bastion.settings``.
     """
-    settings = getattr(route.settings, "cors", None)
+    settings = route.settings.cors
     if settings is None:
         return None
-    methods: Sequence[str] | None = getattr(settings, "methods", None)
+    methods: Sequence[str] | None = settings.methods
     if methods is None:
         methods = sorted(route.methods or ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT"))
     allowed_methods = {m.upper() for m in methods if m.upper() != "OPTIONS"}
     if "GET" in allowed_methods:
         allowed_methods.add("HEAD")
-    names: Iterable[str] | None = getattr(settings, "headers", None)
+    names: Iterable[str] | None = settings.headers
     if names is None:
         names = list(_DEFAULT_HEADERS)
-        api_key_header = getattr(route.settings, "api_key_header", None)
+        api_key_header = route.settings.api_key_header
         if api_key_header:
             names.append(api_key_header)
     header_names = sorted({n.lower() for n in names})
-    expose: Iterable[str] = getattr(settings, "expose_headers", None) or ()
+    expose = settings.expose_headers
     return CorsPolicy(
         origins=frozenset(o.encode("ascii") for o in settings.origins),
         methods=frozenset(allowed_methods),
@@ -140,6 +140,6 @@ def compile_cors(route: CompiledRoute) -> CorsPolicy | None:
         allow_methods=", ".join(sorted(allowed_methods)).encode("ascii"),
         allow_headers=", ".join(header_names).encode("ascii"),
         expose_headers=", ".join(expose).encode("ascii"),
-        credentials=bool(getattr(settings, "credentials", False)),
-        max_age=str(int(getattr(settings, "max_age", 600))).encode("ascii"),
+        credentials=settings.credentials,
+        max_age=str(int(settings.max_age)).encode("ascii"),
     )

@@ -83,7 +83,7 @@ def _contains(network: Network, address: Address) -> bool:
 
 def compile_ip_rules(route: CompiledRoute) -> IpRules | None:
     """The rules of ``route``'s ``ip`` setting, or ``None`` when it has none."""
-    settings = getattr(route.settings, "ip", None)
+    settings = route.settings.ip
     if settings is None:
         return None
-    return IpRules.of(getattr(settings, "allow", ()) or (), getattr(settings, "deny", ()) or ())
+    return IpRules.of(settings.allow, settings.deny)

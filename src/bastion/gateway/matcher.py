@@ -21,9 +21,8 @@ the number of routes.
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 from urllib.parse import urlsplit
 
 from bastion.crypto.errors import TLSConfigError
@@ -37,11 +36,10 @@ from bastion.gateway.errors import (
 )
 from bastion.gateway.paths import normalize_path
 from bastion.gateway.upstreams import HealthPolicy, Targets
+from bastion.settings import RouteSettings
 
 __all__ = [
     "CompiledRoute",
-    "RouteLike",
-    "RouteMatchLike",
     "RouteMatcher",
     "Upstream",
     "check_method",
@@ -55,36 +53,6 @@ _COMMON_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 )
 _MAX_METHOD = 32
-
-
-class RouteMatchLike(Protocol):
-    """What the matcher reads from a route's ``match`` block (``bastion.settings``)."""
-
-    @property
-    def path(self) -> str: ...
-    @property
-    def host(self) -> str | None: ...
-    @property
-    def methods(self) -> Sequence[str] | None: ...
-
-
-class RouteLike(Protocol):
-    """What the gateway reads from a route (duck-typed ``bastion.settings.RouteSettings``)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def match(self) -> RouteMatchLike: ...
-    @property
-    def upstream(self) -> object: ...  # str or a URL object; read with str()
-    @property
-    def public(self) -> bool: ...
-    @property
-    def auth(self) -> Sequence[str]: ...
-    @property
-    def strip_prefix(self) -> bool: ...
-    @property
-    def timeout(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +89,7 @@ class CompiledRoute:
     auth: tuple[str, ...]
     strip_prefix: bool
     timeout: float
-    settings: RouteLike
+    settings: RouteSettings
     # Every target (upstream is the first), round-robin with passive health checks.
     targets: Targets | None = None
     # None: the upstream client's defaults.
@@ -205,7 +173,7 @@ def parse_upstream(url: str, *, route: str = "?") -> Upstream:
     )
 
 
-def compile_route(route: RouteLike) -> CompiledRoute:
+def compile_route(route: RouteSettings) -> CompiledRoute:
     """Validate one route and prepare it for matching; raises :class:`GatewayConfigError`."""
     match = route.match
     try:
@@ -233,27 +201,26 @@ def compile_route(route: RouteLike) -> CompiledRoute:
         host=normalize_host(match.host) if match.host else None,
         methods=methods,
         upstream=upstreams[0],
-        public=bool(route.public),
+        public=route.public,
         auth=tuple(route.auth),
-        strip_prefix=bool(route.strip_prefix),
+        strip_prefix=route.strip_prefix,
         timeout=float(route.timeout),
         settings=route,
         targets=Targets(upstreams, _health_policy(route)),
-        connect_timeout=_seconds(getattr(route, "connect_timeout", None)),
-        read_timeout=_seconds(getattr(route, "read_timeout", None)),
+        connect_timeout=float(route.connect_timeout),
+        read_timeout=float(route.read_timeout),
     )
 
 
-def _compile_upstreams(route: RouteLike) -> tuple[Upstream, ...]:
+def _compile_upstreams(route: RouteSettings) -> tuple[Upstream, ...]:
     """Parse the route's upstream URL(s) and attach its TLS context to https targets."""
-    raw = route.upstream
-    urls = [str(u) for u in raw] if isinstance(raw, list | tuple) else [str(raw)]
+    urls = route.upstreams
     if not urls:
         raise GatewayConfigError(f"routes[{route.name}].upstream names no URL.")
     parsed = [parse_upstream(url, route=route.name) for url in urls]
-    ca = getattr(route, "upstream_ca", None)
-    cert = getattr(route, "upstream_client_cert", None)
-    key = getattr(route, "upstream_client_key", None)
+    ca = route.upstream_ca
+    cert = route.upstream_client_cert
+    key = route.upstream_client_key
     if ca is None and cert is None:
         return tuple(parsed)  # https with the client's default context (system CAs)
     try:
@@ -267,18 +234,10 @@ def _compile_upstreams(route: RouteLike) -> tuple[Upstream, ...]:
     )
 
 
-def _seconds(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
-
-
-def _health_policy(route: RouteLike) -> HealthPolicy:
-    health = getattr(route, "health", None)
-    if health is None:
-        return HealthPolicy()
+def _health_policy(route: RouteSettings) -> HealthPolicy:
+    health = route.health
     return HealthPolicy(
-        failures=int(health.failures),
-        cooldown=float(health.cooldown),
-        max_cooldown=float(health.max_cooldown),
+        failures=health.failures, cooldown=health.cooldown, max_cooldown=health.max_cooldown
     )
 
 
@@ -289,7 +248,7 @@ class RouteMatcher:
     routes that could both serve the same host, prefix and method.
     """
 
-    def __init__(self, routes: Iterable[RouteLike]) -> None:
+    def __init__(self, routes: Iterable[RouteSettings]) -> None:
         self.routes: tuple[CompiledRoute, ...] = tuple(compile_route(r) for r in routes)
         table: dict[tuple[str | None, str], list[CompiledRoute]] = {}
         names: set[str] = set()

@@ -130,7 +130,7 @@ def _tls_context_check(settings: Any, certfile: Path | None, keyfile: Path | Non
         return None
     if certfile is None or keyfile is None:
         raise ServerStartError("TLS needs both a certificate and a key file (tls.cert, tls.key)")
-    min_version = str(getattr(settings.tls, "min_version", "1.2"))
+    min_version = str(settings.tls.min_version)
     # Raises TLSConfigError (one line naming the file) for an unusable pair.
     return server_ssl_context(Path(certfile), Path(keyfile), min_version)
 

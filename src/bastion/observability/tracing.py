@@ -36,10 +36,10 @@ of choosing ids; the parent is the record's remote parent as a
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from bastion.errors import BastionError
+from bastion.settings.monitoring import INSTALL_HINT, tracing_installed
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -67,8 +67,6 @@ NativeSpan = tuple[
     "str | None",
 ]
 
-INSTALL_HINT = "pip install 'bastion[tracing]'"
-
 
 class TracingUnavailableError(BastionError):
     """Tracing is enabled but the OpenTelemetry packages are not installed."""
@@ -76,17 +74,6 @@ class TracingUnavailableError(BastionError):
     code = "tracing_unavailable"
     status = 500
     title = "Tracing unavailable"
-
-
-def tracing_installed() -> bool:
-    """Whether the OpenTelemetry SDK and its OTLP/HTTP exporter can be imported."""
-    try:
-        return all(
-            importlib.util.find_spec(name) is not None
-            for name in ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http")
-        )
-    except ModuleNotFoundError:  # a parent package ("opentelemetry") is missing
-        return False
 
 
 class GatewayTracer:

@@ -42,11 +42,14 @@ from typing import Any, Final
 
 from bastion.errors import BastionError
 from bastion.ratelimit.addresses import ip_bucket
+from bastion.settings.limits import LoginThrottleSettings
 from bastion.storage.shared import SharedState
 
 __all__ = ["LoginThrottle", "LoginThrottledError", "ThrottlePolicy"]
 
 _NS: Final = "login:"
+# The policy's defaults are the settings' (``ratelimit.login``): written once, there.
+_DEFAULT: Final = LoginThrottleSettings()
 
 
 class LoginThrottledError(BastionError):
@@ -70,15 +73,15 @@ class LoginThrottledError(BastionError):
 class ThrottlePolicy:
     """The thresholds and delays of a :class:`LoginThrottle` (seconds and counts)."""
 
-    free_attempts: int = 5
-    ip_free_attempts: int = 50
-    stuffing_accounts: int = 10
-    base_delay: float = 1.0
-    max_delay: float = 900.0
-    account_free_attempts: int = 20
-    account_max_delay: float = 30.0
-    window: float = 3600.0
-    known_for: float = 30 * 86400.0
+    free_attempts: int = _DEFAULT.free_attempts
+    ip_free_attempts: int = _DEFAULT.ip_free_attempts
+    stuffing_accounts: int = _DEFAULT.stuffing_accounts
+    base_delay: float = _DEFAULT.base_delay
+    max_delay: float = _DEFAULT.max_delay
+    account_free_attempts: int = _DEFAULT.account_free_attempts
+    account_max_delay: float = _DEFAULT.account_max_delay
+    window: float = _DEFAULT.window
+    known_for: float = _DEFAULT.known_for
 
     def __post_init__(self) -> None:
         for name in ("free_attempts", "ip_free_attempts", "stuffing_accounts"):

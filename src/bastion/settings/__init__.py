@@ -4,23 +4,24 @@ Sources, lowest to highest precedence: model defaults < YAML file (``BASTION_CON
 < ``BASTION_*`` environment variables; ``env:NAME`` strings are replaced by the
 variable ``NAME``. Everything is validated at load and every problem is reported
 as one line of a :class:`SettingsError` that names the key and the fix.
+
+The models live by area (``server``, ``routes``, ``gateway``, ``oauth``, ``apikeys``,
+``limits``, ``monitoring``, ``alerts``; :class:`Settings` in ``config``); no module
+here imports from ``ratelimit/``, ``audit/`` or ``gateway/``.
 """
 
 from bastion.settings._values import redact_url
 from bastion.settings.checks import development_defaults, production_problems
+from bastion.settings.config import Settings
 from bastion.settings.errors import SettingsError
 from bastion.settings.loader import load_settings
-from bastion.settings.models import (
-    HTTP_METHODS,
-    AuthMethod,
+from bastion.settings.routes import HTTP_METHODS, AuthMethod, RouteMatch, RouteSettings
+from bastion.settings.server import (
     DemoSettings,
     ListenSettings,
     LoggingSettings,
-    RouteMatch,
-    RouteSettings,
     SecretsSettings,
     ServerSettings,
-    Settings,
     SharedSettings,
     StorageSettings,
     TLSSettings,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bastion.settings._values import redact_url
-from bastion.settings.models import Settings
+from bastion.settings.config import Settings
 
 
 def production_problems(settings: Settings) -> list[str]:

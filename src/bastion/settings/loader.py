@@ -23,8 +23,8 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from bastion.settings._values import Loc, Problems, dotted, is_secret_key, kind, show
 from bastion.settings.checks import production_problems
+from bastion.settings.config import SHORTHANDS, Settings, expand_shorthand
 from bastion.settings.errors import SettingsError
-from bastion.settings.models import SHORTHANDS, Settings, expand_shorthand
 
 ENV_PREFIX = "BASTION_"
 CONFIG_VAR = "BASTION_CONFIG"

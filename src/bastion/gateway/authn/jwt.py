@@ -70,6 +70,7 @@ from bastion.protocol.rfc8693 import (
     key_is_usable,
 )
 from bastion.ratelimit.keys import compile_key_limits
+from bastion.settings import RouteSettings
 from bastion.storage import feed
 from bastion.storage.errors import NotFoundError
 from bastion.storage.shared import SharedState
@@ -153,12 +154,15 @@ SELF = "self"
 _ONLY_SELF = frozenset({SELF})
 
 
-def route_policy(settings: object) -> tuple[frozenset[str], str | None]:
-    """The issuers (``self`` and/or issuer URLs) and the audience a route's ``jwt`` accepts."""
-    jwt = getattr(settings, "jwt", None)
-    if jwt is not None:
-        return frozenset(jwt.issuers), jwt.audience
-    return _ONLY_SELF, getattr(settings, "audience", None)
+def route_policy(route: RouteSettings) -> tuple[frozenset[str], str | None]:
+    """The issuers (``self`` and/or issuer URLs) and the audience a route's ``jwt`` accepts.
+
+    Without ``jwt`` settings: bastion's own tokens, for the caller's default audience (``None``).
+    """
+    jwt = route.jwt
+    if jwt is None:
+        return _ONLY_SELF, None
+    return frozenset(jwt.issuers), jwt.audience
 
 
 class JwtAuthenticator:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bastion.gateway.authz.errors import ClaimMismatchError, MissingRoleError
+from bastion.settings import RouteSettings
 
 __all__ = ["RequiredClaims", "compile_claims"]
 
@@ -48,7 +49,7 @@ class RequiredClaims:
     __slots__ = ("claims", "roles", "roles_path")
 
     def __init__(
-        self, claims: Mapping[str, object], roles: Sequence[str], roles_claim: str = "roles"
+        self, claims: Mapping[str, object], roles: Sequence[str], roles_claim: str
     ) -> None:
         self.claims = dict(claims)
         self.roles = tuple(roles)
@@ -76,10 +77,8 @@ class RequiredClaims:
                     raise MissingRoleError(role)
 
 
-def compile_claims(settings: object) -> RequiredClaims | None:
+def compile_claims(route: RouteSettings) -> RequiredClaims | None:
     """The :class:`RequiredClaims` of a route's settings, or None when it requires none."""
-    claims = getattr(settings, "claims", None) or {}
-    roles = getattr(settings, "roles", None) or ()
-    if not claims and not roles:
+    if not route.claims and not route.roles:
         return None
-    return RequiredClaims(claims, roles, getattr(settings, "roles_claim", "roles") or "roles")
+    return RequiredClaims(route.claims, route.roles, route.roles_claim)

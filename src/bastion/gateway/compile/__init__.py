@@ -31,6 +31,7 @@ from typing import Any
 from bastion import _native
 from bastion.gateway.compile import auth, edge, forward_auth, limits, routes, upstream
 from bastion.gateway.compile.common import Unsupported
+from bastion.settings import RouteSettings, Settings
 
 __all__ = ["TABLE_VERSION", "Unsupported", "compile_table", "load_table"]
 
@@ -38,12 +39,14 @@ __all__ = ["TABLE_VERSION", "Unsupported", "compile_table", "load_table"]
 TABLE_VERSION = 1
 
 
-def compile_table(settings: Any, route_list: Sequence[Any] | None = None) -> dict[str, Any]:
+def compile_table(
+    settings: Settings, route_list: Sequence[RouteSettings] | None = None
+) -> dict[str, Any]:
     """The native route table for ``route_list`` (default ``settings.routes``), JSON-ready."""
     compiled: list[dict[str, Any]] = []
     for index, route in enumerate(settings.routes if route_list is None else route_list):
         entry: dict[str, Any] = {"index": index, "name": route.name}
-        sections = {
+        sections: dict[str, dict[str, Any] | list[Any] | Unsupported] = {
             "match": routes.section(route, settings),
             "edge": edge.section(route, settings),
             "auth": auth.section(route, settings),
@@ -65,7 +68,9 @@ def compile_table(settings: Any, route_list: Sequence[Any] | None = None) -> dic
     }
 
 
-def load_table(settings: Any, route_list: Sequence[Any] | None = None) -> dict[str, Any]:
+def load_table(
+    settings: Settings, route_list: Sequence[RouteSettings] | None = None
+) -> dict[str, Any]:
     """Compile the routes and put the table in force in the native data plane; return it.
 
     Requests in flight finish on the previous table. Raises

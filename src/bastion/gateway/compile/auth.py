@@ -48,6 +48,8 @@ from typing import Any
 from bastion.gateway.authn.external_jwt import DEFAULT_REQUIRED_CLAIMS
 from bastion.gateway.authn.jwt import SELF, route_policy
 from bastion.gateway.authz import compile_scopes
+from bastion.settings import RouteSettings, Settings
+from bastion.settings.routes import RouteJwtSettings
 
 __all__ = ["NATIVE_METHODS", "section"]
 
@@ -55,7 +57,7 @@ __all__ = ["NATIVE_METHODS", "section"]
 NATIVE_METHODS = ("api_key", "jwt", "mtls", "introspection")
 
 
-def section(route: Any, settings: Any) -> dict[str, Any]:
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any]:
     """The JSON section for ``route``.
 
     Raises :class:`ValueError` for what the settings refuse at load (a method
@@ -81,15 +83,15 @@ def section(route: Any, settings: Any) -> dict[str, Any]:
         # (a JSON object would be read back sorted).
         "claims": [[name, value] for name, value in route.claims.items()],
         "roles": list(route.roles),
-        "roles_claim": route.roles_claim or "roles",
+        "roles_claim": route.roles_claim,
     }
     if "jwt" in methods:
         issuers, audience = route_policy(route)
         jwt: dict[str, Any] = {
             "audience": audience if audience is not None else settings.issuer_url
         }
-        if issuers != frozenset({SELF}):
-            external = _issuers(route, settings, audience)
+        if route.jwt is not None and issuers != frozenset({SELF}):
+            external = _issuers(route.jwt, settings, audience)
             if SELF not in issuers:
                 jwt["self"] = False
             jwt["issuers"] = external
@@ -97,11 +99,13 @@ def section(route: Any, settings: Any) -> dict[str, Any]:
     return out
 
 
-def _issuers(route: Any, settings: Any, audience: str | None) -> list[Any]:
+def _issuers(
+    route_jwt: RouteJwtSettings, settings: Settings, audience: str | None
+) -> list[dict[str, Any]]:
     """The policies of the route's external issuers, in the route's order."""
     trusted = {entry.issuer: entry for entry in settings.trusted_issuers}
-    out: list[Any] = []
-    for name in route.jwt.issuers:
+    out: list[dict[str, Any]] = []
+    for name in route_jwt.issuers:
         if name == SELF:
             continue
         entry = trusted.get(name)

@@ -14,11 +14,12 @@ from typing import Any
 
 from bastion.gateway.cors import compile_cors
 from bastion.gateway.matcher import compile_route
+from bastion.settings import RouteSettings
 
 __all__ = ["section"]
 
 
-def section(route: Any) -> dict[str, Any] | None:
+def section(route: RouteSettings) -> dict[str, Any] | None:
     """The CORS policy of ``route`` for the native core, or ``None`` without ``cors``."""
     if route.cors is None:
         return None

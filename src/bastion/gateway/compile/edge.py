@@ -20,7 +20,7 @@ from typing import Any
 from bastion.gateway.compile import cors
 from bastion.gateway.compile.common import Unsupported
 from bastion.gateway.ip_rules import IpRules
-from bastion.settings.models import RouteSettings, Settings
+from bastion.settings import RouteSettings, Settings
 
 __all__ = ["section", "table_section"]
 

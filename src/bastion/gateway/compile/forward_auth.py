@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.settings.models import Settings
+from bastion.settings import Settings
 
 __all__ = ["table_section"]
 

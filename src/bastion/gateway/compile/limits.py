@@ -22,7 +22,8 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.gateway.compile.common import Unsupported
-from bastion.ratelimit import Limit
+from bastion.settings import RouteSettings, Settings
+from bastion.settings.rates import Limit
 from bastion.storage.shared.resp import native_config
 
 __all__ = ["section"]
@@ -30,7 +31,7 @@ __all__ = ["section"]
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | list[Any] | Unsupported:
     """The JSON section for ``route``, or why the native core cannot serve it.
 
     Raises ValueError naming the entry when a limit is invalid (the settings
@@ -49,7 +50,7 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
         store = "redis"
     rules: list[dict[str, Any]] = []
     seen: dict[str, int] = {}
-    for index, entry in enumerate(route.limits or ()):
+    for index, entry in enumerate(route.limits):
         try:
             limit = Limit.parse(entry.rate, burst=entry.burst)
         except ValueError as exc:

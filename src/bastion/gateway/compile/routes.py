@@ -22,23 +22,24 @@ from bastion.gateway.errors import BadRequestPathError, GatewayConfigError
 from bastion.gateway.matcher import normalize_host, parse_upstream
 from bastion.gateway.paths import normalize_path
 from bastion.http.app import RESERVED_PREFIXES
+from bastion.settings import RouteSettings, Settings
 
 __all__ = ["section", "table_section"]
 
 
-def section(route: Any, settings: Any) -> dict[str, Any]:
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any]:
     """The ``match`` section of ``route``; raises :class:`GatewayConfigError` like the matcher."""
     match = route.match
     return {
         "host": normalize_host(match.host) if match.host else None,
         "prefix": _prefix(route.name, match.path),
         "methods": None if match.methods is None else sorted({m.upper() for m in match.methods}),
-        "strip_prefix": bool(route.strip_prefix),
+        "strip_prefix": route.strip_prefix,
         "upstream_base": _upstream_base(route),
     }
 
 
-def table_section(settings: Any) -> dict[str, Any]:
+def table_section(settings: Settings) -> dict[str, Any]:
     """What the router needs about the whole table (see the module docstring)."""
     return {
         "reserved": list(RESERVED_PREFIXES),
@@ -61,8 +62,6 @@ def _prefix(name: str, path: str) -> str:
     return prefix if prefix == "/" else prefix.rstrip("/")
 
 
-def _upstream_base(route: Any) -> str:
+def _upstream_base(route: RouteSettings) -> str:
     """The base path of the route's first upstream URL (what ``upstream_path`` prepends)."""
-    raw = route.upstream
-    first = str(raw[0]) if isinstance(raw, list | tuple) else str(raw)
-    return parse_upstream(first, route=route.name).base_path
+    return parse_upstream(route.upstreams[0], route=route.name).base_path

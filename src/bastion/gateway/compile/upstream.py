@@ -36,6 +36,7 @@ from bastion.gateway.errors import BadRequestPathError, GatewayConfigError
 from bastion.gateway.matcher import parse_upstream
 from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
 from bastion.gateway.paths import normalize_path
+from bastion.settings import RouteSettings, Settings
 
 __all__ = ["POOL_IDLE_TIMEOUT", "POOL_MAX_IDLE", "section"]
 
@@ -45,7 +46,7 @@ POOL_MAX_IDLE = 64
 POOL_IDLE_TIMEOUT = 30.0
 
 
-def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupported:
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | list[Any] | Unsupported:
     """The JSON section for ``route``, or why the native core cannot serve it.
 
     Raises :class:`GatewayConfigError` for an upstream URL the Python gateway
@@ -93,7 +94,7 @@ def section(route: Any, settings: Any) -> dict[str, Any] | list[Any] | Unsupport
     }
 
 
-def _strip_prefix(route: Any) -> str | None:
+def _strip_prefix(route: RouteSettings) -> str | None:
     """The normalised prefix ``CompiledRoute.upstream_path`` cuts, or None."""
     if not route.strip_prefix:
         return None
@@ -112,7 +113,7 @@ def _no_key() -> SigningKeyPair:
     raise RuntimeError("the route compiler never signs")  # pragma: no cover
 
 
-def _mutate(route: Any, settings: Any) -> dict[str, Any]:
+def _mutate(route: RouteSettings, settings: Settings) -> dict[str, Any]:
     config = settings.identity_headers
     assertion = config.assertion
     signer = (
