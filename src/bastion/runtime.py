@@ -56,7 +56,6 @@ from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.compile import load_table
 from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
-from bastion.gateway.shedding import LoadShedder
 from bastion.http.endpoints.admin.auth import admin_audience
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
@@ -479,7 +478,6 @@ async def _gateway_control(
     if limits.risk.enabled:
         # Attack alerts tighten the limits of whom they name (ratelimit/risk_alerts.py).
         tighten_on_alerts(auditor, risk, factor=limits.risk.factor, duration=limits.risk.duration)
-    shedding = limits.shedding
     return GatewayControl(
         routes,
         authenticators=authenticators,
@@ -491,17 +489,6 @@ async def _gateway_control(
         key_overrides=key_overrides,
         limiter_health=BackendHealth(auditor, node_id=node_id),
         node_count=NodeCount(shared, node_id, interval=limits.node_heartbeat) if redis else None,
-        # One limit per route for both planes: the native core's limiters.
-        shedder=LoadShedder(
-            serve_native=True,
-            initial=shedding.initial_limit,
-            minimum=shedding.min_limit,
-            maximum=shedding.max_limit,
-            target_latency=shedding.target_latency,
-            backoff=shedding.backoff,
-        )
-        if shedding.enabled
-        else None,
         risk=risk,
     )
 

@@ -130,7 +130,6 @@ def test_constants() -> None:
             "TokenExchangeGrant",
             "api_key_client_id",
             "api_key_subject",
-            "exchange_grant",
             "handle",
             "key_is_usable",
             "sends_client_credentials",

@@ -9,7 +9,7 @@ of it or shares with it, held here for the process (``Runtime.control``):
   (:mod:`bastion.gateway.lookups`: ``jwt`` with its trusted issuers, ``mtls``,
   ``introspection``);
 - the limiter with its companions: per-key overrides, the shared backend's
-  outage bookkeeping, the node count, the load shedder and the risk registry,
+  outage bookkeeping, the node count and the risk registry,
   each of which pushes its state into the native core;
 - the tracer exporting the native core's spans.
 
@@ -26,7 +26,6 @@ from bastion.ratelimit import Limiter, MemoryLimiter
 from bastion.settings import RouteSettings
 
 if TYPE_CHECKING:
-    from bastion.gateway.shedding import LoadShedder
     from bastion.observability.tracing import GatewayTracer
     from bastion.ratelimit.keys import KeyLimitOverrides
     from bastion.ratelimit.nodes import NodeCount
@@ -58,7 +57,6 @@ class GatewayControl:
         key_overrides: KeyLimitOverrides | None = None,
         limiter_health: BackendHealth | None = None,
         node_count: NodeCount | None = None,
-        shedder: LoadShedder | None = None,
         risk: RiskRegistry | None = None,
     ) -> None:
         self.routes: tuple[CompiledRoute, ...] = RouteMatcher(routes).routes
@@ -71,7 +69,6 @@ class GatewayControl:
         self.key_overrides = key_overrides
         self.limiter_health = limiter_health
         self.node_count = node_count
-        self.shedder = shedder
         self.risk = risk
 
     def reload(self, routes: Iterable[RouteSettings]) -> None:

@@ -52,7 +52,6 @@ Response (§2.2.1): ``access_token``, ``issued_token_type`` =
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -78,7 +77,6 @@ from bastion.protocol.rfc6749.errors import (
 )
 from bastion.protocol.rfc6749.grants import (
     ClientAuthentication,
-    GrantHandler,
     IssueToken,
     TokenRequest,
 )
@@ -108,7 +106,6 @@ __all__ = [
     "TokenExchangeGrant",
     "api_key_client_id",
     "api_key_subject",
-    "exchange_grant",
     "handle",
     "key_is_usable",
     "sends_client_credentials",
@@ -407,31 +404,3 @@ async def handle(
     if scope:
         response["scope"] = scope
     return response
-
-
-def exchange_grant(
-    *,
-    issuer: str,
-    api_keys: ApiKeyVerifier,
-    issue_token: IssueToken,
-    settings_tokens: TokenLifetimes,
-    ttl: float = DEFAULT_TTL,
-    audiences: AllowedAudiences | None = None,
-    admit: Admit | None = None,
-) -> GrantHandler:
-    """:func:`handle` bound to its dependencies: the token endpoint's grant-table entry.
-
-    Through the table the client is authenticated and no caller IP is known;
-    ``bastion.http.endpoints.oauth`` calls :func:`handle` itself to serve
-    requests without client authentication and to pass the caller's IP.
-    """
-    return functools.partial(
-        handle,
-        issuer=issuer,
-        api_keys=api_keys,
-        issue_token=issue_token,
-        settings_tokens=settings_tokens,
-        ttl=ttl,
-        audiences=audiences,
-        admit=admit,
-    )

@@ -57,7 +57,7 @@ class LoginThrottleSettings(_Section):
 
 
 class LoadSheddingSettings(_Section):
-    """Adaptive concurrency limit per route's upstream (gateway/shedding.py, AIMD).
+    """Adaptive concurrency limit per route's upstream (``native/src/limit/shedding.rs``, AIMD).
 
     The limit of concurrent requests per route grows by one per window of
     requests answered under ``target_latency`` and shrinks by ``backoff`` when

@@ -14,7 +14,7 @@ native connection does not apply (``shared.url``:
 
 ``shedding`` is ``None`` or ``ratelimit.shedding`` as the native AIMD limiter
 (``native/src/limit/shedding.rs``) reads it: ``{"initial", "minimum", "maximum",
-"target_latency", "backoff"}``, the arguments of Python's ``AdaptiveConcurrency``.
+"target_latency", "backoff"}``.
 """
 
 from __future__ import annotations

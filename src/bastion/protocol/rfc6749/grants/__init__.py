@@ -27,13 +27,12 @@ from bastion.protocol.rfc6749.errors import InvalidClientError
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.storage.models import Client
 
-__all__ = ["ClientAuthentication", "Grant", "GrantHandler", "IssueToken", "TokenRequest"]
+__all__ = ["ClientAuthentication", "Grant", "IssueToken", "TokenRequest"]
 
 #: How a grant needs the client authenticated (see the module docstring).
 ClientAuthentication: TypeAlias = Literal["required", "optional"]
 
 #: ``(request, client) -> token response members`` (raises OAuthError).
-GrantHandler: TypeAlias = Callable[[OAuthRequest, Client], Awaitable[dict[str, Any]]]
 
 #: Signs an access token: ``claims -> compact JWT`` (the signer lives outside protocol/).
 IssueToken: TypeAlias = Callable[[dict[str, Any]], Awaitable[str]]
