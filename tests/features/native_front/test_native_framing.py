@@ -43,7 +43,7 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import audit_rows, gateway_counts
+from _support.gateway_server import audit_rows, gateway_counts, h2_frame, hpack_literal
 from _support.native import migrated_config, plane
 from _support.recorded import Recorded
 
@@ -577,17 +577,6 @@ def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connect
     assert len(echo_module.server.received) == received + 1  # the second stream's GET
 
 
-def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return (
-        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
-    )
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """One HPACK field, literal without indexing, new name, no Huffman (lengths < 127)."""
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
 def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
     """POST a body declared ``length`` bytes long over HTTP/2 (sending 48 KiB of it: within
     the initial window), then a GET on stream 3; what came back (a minimal client: the frames
@@ -600,7 +589,7 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
     sock = context.wrap_socket(raw_sock, server_hostname="localhost")
     assert sock.selected_alpn_protocol() == "h2"
     head = b"".join(
-        _literal(name, value)
+        hpack_literal(name, value)
         for name, value in (
             (b":method", b"POST"),
             (b":scheme", b"https"),
@@ -610,7 +599,7 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
         )
     )
     get = b"".join(
-        _literal(name, value)
+        hpack_literal(name, value)
         for name, value in (
             (b":method", b"GET"),
             (b":scheme", b"https"),
@@ -627,10 +616,10 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
         "second": b"",
     }
     with sock:
-        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b""))
-        sock.sendall(_frame(1, 0x4, 1, head))  # HEADERS, END_HEADERS
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b""))
+        sock.sendall(h2_frame(1, 0x4, 1, head))  # HEADERS, END_HEADERS
         for _ in range(3):
-            sock.sendall(_frame(0, 0, 1, b"x" * 16384))  # DATA, not the end
+            sock.sendall(h2_frame(0, 0, 1, b"x" * 16384))  # DATA, not the end
         buf = b""
         deadline = time.monotonic() + 10
         asked = False
@@ -644,9 +633,9 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
             stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
             payload, buf = buf[9 : 9 + size], buf[9 + size :]
             if kind == 4 and not flags & 1:
-                sock.sendall(_frame(4, 1, 0, b""))  # SETTINGS ACK
+                sock.sendall(h2_frame(4, 1, 0, b""))  # SETTINGS ACK
             elif kind == 6 and not flags & 1:
-                sock.sendall(_frame(6, 1, 0, payload))  # PING ACK
+                sock.sendall(h2_frame(6, 1, 0, payload))  # PING ACK
             elif kind == 7:
                 out["goaway"] = int.from_bytes(payload[4:8], "big")
                 break
@@ -660,6 +649,6 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
             elif kind == 0 and stream == 3:
                 out["second"] += payload
             if out["ended"] and not asked:
-                sock.sendall(_frame(1, 0x5, 3, get))  # HEADERS, END_HEADERS | END_STREAM
+                sock.sendall(h2_frame(1, 0x5, 3, get))  # HEADERS, END_HEADERS | END_STREAM
                 asked = True
     return out
