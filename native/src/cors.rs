@@ -426,7 +426,7 @@ fn header_refused(policy: &CorsPolicy, headers: &HeaderMap) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn policy(credentials: bool, expose: &str) -> CorsPolicy {
@@ -444,7 +444,8 @@ mod tests {
         CorsPolicy::from_section(section).expect("policy")
     }
 
-    fn head(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map of `pairs`, in order (`preflight`'s tests too).
+    pub(crate) fn head(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
             h.append(

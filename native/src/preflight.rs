@@ -206,18 +206,7 @@ fn refuse(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::{HeaderName, HeaderValue};
-
-    fn head(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (n, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(n.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(v.as_bytes()).unwrap(),
-            );
-        }
-        h
-    }
+    use crate::cors::tests::head;
 
     #[test]
     fn cors_preflights_route_as_pythons_match() {

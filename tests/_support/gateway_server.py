@@ -57,6 +57,7 @@ __all__ = [
     "gateway_counts",
     "gateway_fixture",
     "h2_frame",
+    "h2_frames",
     "h2_request",
     "hpack_literal",
     "plane",
@@ -574,6 +575,22 @@ def hpack_literal(name: bytes, value: bytes) -> bytes:
     return b"\x00" + _hpack_string(name) + _hpack_string(value)
 
 
+def h2_frames(sock: socket.socket, timeout: float = 10.0) -> Iterator[tuple[int, int, int, bytes]]:
+    """The frames ``sock`` receives, as ``(type, flags, stream, payload)`` (RFC 9113 §4.1),
+    for ``timeout`` seconds at most. Raises AssertionError when the connection closes."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            chunk = sock.recv(65536)
+            assert chunk, "the connection closed"
+            buf += chunk
+        size = int.from_bytes(buf[:3], "big")
+        stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        yield buf[3], buf[4], stream, buf[9 : 9 + size]
+        buf = buf[9 + size :]
+
+
 def h2_request(server: GatewayServer, fields: Sequence[tuple[bytes, bytes]]) -> bytes:
     """A bodiless request over HTTP/2 (TLS, ALPN ``h2``) with exactly these fields,
     pseudo-headers included (curl turns a ``Host`` field into ``:authority``); a header
@@ -589,7 +606,7 @@ def h2_request(server: GatewayServer, fields: Sequence[tuple[bytes, bytes]]) -> 
     assert sock.selected_alpn_protocol() == "h2"
     block = b"".join(hpack_literal(name, value) for name, value in fields)
     parts = [block[i : i + _H2_FRAME] for i in range(0, len(block), _H2_FRAME)] or [b""]
-    body, buf = b"", b""
+    body = b""
     with sock:
         sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b""))
         for index, part in enumerate(parts):
@@ -598,16 +615,7 @@ def h2_request(server: GatewayServer, fields: Sequence[tuple[bytes, bytes]]) -> 
                 sock.sendall(h2_frame(1, 0x1 | last, 1, part))  # HEADERS, END_STREAM
             else:
                 sock.sendall(h2_frame(9, last, 1, part))  # CONTINUATION
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
-                chunk = sock.recv(65536)
-                assert chunk, body
-                buf += chunk
-            size = int.from_bytes(buf[:3], "big")
-            kind, flags = buf[3], buf[4]
-            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
-            payload, buf = buf[9 : 9 + size], buf[9 + size :]
+        for kind, flags, stream, payload in h2_frames(sock):
             if kind == 4 and not flags & 1:
                 sock.sendall(h2_frame(4, 1, 0, b""))  # SETTINGS ACK
             elif kind == 1 and stream == 1 and flags & 1:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import audit_rows, gateway_counts, h2_frame, hpack_literal
+from _support.gateway_server import audit_rows, gateway_counts, h2_frame, h2_frames, hpack_literal
 from _support.native import migrated_config, plane
 from _support.recorded import Recorded
 
@@ -620,18 +619,8 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
         sock.sendall(h2_frame(1, 0x4, 1, head))  # HEADERS, END_HEADERS
         for _ in range(3):
             sock.sendall(h2_frame(0, 0, 1, b"x" * 16384))  # DATA, not the end
-        buf = b""
-        deadline = time.monotonic() + 10
         asked = False
-        while time.monotonic() < deadline and not (out["second"] and out["reset"] is not None):
-            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
-                chunk = sock.recv(65536)
-                assert chunk, out
-                buf += chunk
-            size = int.from_bytes(buf[:3], "big")
-            kind, flags = buf[3], buf[4]
-            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
-            payload, buf = buf[9 : 9 + size], buf[9 + size :]
+        for kind, flags, stream, payload in h2_frames(sock):
             if kind == 4 and not flags & 1:
                 sock.sendall(h2_frame(4, 1, 0, b""))  # SETTINGS ACK
             elif kind == 6 and not flags & 1:
@@ -651,4 +640,6 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
             if out["ended"] and not asked:
                 sock.sendall(h2_frame(1, 0x5, 3, get))  # HEADERS, END_HEADERS | END_STREAM
                 asked = True
+            if out["second"] and out["reset"] is not None:
+                break
     return out

@@ -22,8 +22,6 @@ id's per-plane prefix says which plane answered), and none reaches the app:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import orjson
 import pytest
 
@@ -40,22 +38,17 @@ from _support.gateway_server import (
 
 APP = "https://app.example.com"
 MAX_HEADERS = 16
-KEY = "dGhlIHNhbXBsZSBub25jZQ=="
-WEBSOCKET = {
-    "Upgrade": "websocket",
-    "Connection": "Upgrade",
-    "Sec-WebSocket-Key": KEY,
-    "Sec-WebSocket-Version": "13",
-}
+#: A plain RFC 6455 opening handshake but for its version.
+HTTP10_HANDSHAKE = (
+    b"GET /api/live HTTP/1.0\r\nHost: gw.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
 
 
 @pytest.fixture(scope="module")
-def echo_upstream() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
+def echo_upstream(echo_module: EchoThread) -> EchoThread:
+    """The module's echo (conftest), under the name ``gateway_fixture`` reads."""
+    return echo_module
 
 
 served = gateway_fixture(
@@ -87,8 +80,7 @@ def test_an_http10_websocket_handshake_is_refused_natively(
 ) -> None:
     python, native = served.planes("/api/plain/x")
     upstream = fresh_echo(echo_upstream)
-    head = request_bytes("GET", "/api/live", WEBSOCKET).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
-    mine = served.raw(head)
+    mine = served.raw(HTTP10_HANDSHAKE)
     assert plane(mine) == native != python
     assert mine.status == 400
     document = mine.json()
