@@ -56,6 +56,7 @@ __all__ = [
     "fresh_echo",
     "gateway_counts",
     "gateway_fixture",
+    "h2_connect",
     "h2_frame",
     "h2_frames",
     "h2_request",
@@ -575,6 +576,18 @@ def hpack_literal(name: bytes, value: bytes) -> bytes:
     return b"\x00" + _hpack_string(name) + _hpack_string(value)
 
 
+def h2_connect(port: int) -> ssl.SSLSocket:
+    """A TLS connection to the server on ``port`` that negotiated ``h2`` (ALPN)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    raw_sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2"
+    return sock
+
+
 def h2_frames(sock: socket.socket, timeout: float = 10.0) -> Iterator[tuple[int, int, int, bytes]]:
     """The frames ``sock`` receives, as ``(type, flags, stream, payload)`` (RFC 9113 §4.1),
     for ``timeout`` seconds at most. Raises AssertionError when the connection closes."""
@@ -597,13 +610,7 @@ def h2_request(server: GatewayServer, fields: Sequence[tuple[bytes, bytes]]) -> 
     block past one frame goes on in CONTINUATION frames. The response body (its head's
     HPACK is not decoded: a bare answer is ``b""``). Raises AssertionError for a reset
     stream or a closed connection."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    raw_sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
-    assert sock.selected_alpn_protocol() == "h2"
+    sock = h2_connect(server.port)
     block = b"".join(hpack_literal(name, value) for name, value in fields)
     parts = [block[i : i + _H2_FRAME] for i in range(0, len(block), _H2_FRAME)] or [b""]
     body = b""

@@ -42,7 +42,14 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import audit_rows, gateway_counts, h2_frame, h2_frames, hpack_literal
+from _support.gateway_server import (
+    audit_rows,
+    gateway_counts,
+    h2_connect,
+    h2_frame,
+    h2_frames,
+    hpack_literal,
+)
 from _support.native import migrated_config, plane
 from _support.recorded import Recorded
 
@@ -580,13 +587,7 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
     """POST a body declared ``length`` bytes long over HTTP/2 (sending 48 KiB of it: within
     the initial window), then a GET on stream 3; what came back (a minimal client: the frames
     are read, the response headers' HPACK is not decoded)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    raw_sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
-    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
-    assert sock.selected_alpn_protocol() == "h2"
+    sock = h2_connect(proc.port)
     head = b"".join(
         hpack_literal(name, value)
         for name, value in (
