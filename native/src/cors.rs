@@ -1,12 +1,13 @@
-//! The `cors` step: per-route CORS with exact origin allow-lists — the native
-//! twin of `bastion.gateway.cors` (its docstring is the contract).
+//! The `cors` policy: per-route CORS with exact origin allow-lists — the
+//! native twin of `bastion.gateway.cors` (its docstring is the contract). The
+//! door that applies it to a request is `preflight` (a preflight's answer, and
+//! the match of an `OPTIONS` by the method it asks for).
 //!
 //! - an origin is allowed only if it equals, byte for byte, one of the route's
 //!   origins, and only if the request carries exactly one `Origin`;
 //! - a preflight (`OPTIONS` with one `Access-Control-Request-Method` and an
-//!   `Origin`) is matched by the method it asks for; for a CORS route it is
-//!   answered here (204, the same head as Python's), before authentication,
-//!   and never proxied;
+//!   `Origin`, [`requested`]) of a CORS route gets a 204 with the same head as
+//!   Python's ([`preflight_head`]), before authentication, never proxied;
 //! - an actual request from another origin is refused (403
 //!   `cors_origin_not_allowed`, with `Vary: Origin`), a preflight too;
 //! - an allowed request's responses — the upstream's and the native
@@ -16,38 +17,16 @@
 //!   headers are dropped.
 //!
 //! - a preflight refused for its method (403 `cors_method_not_allowed`) or a
-//!   request header (403 `cors_header_not_allowed`) is refused here too, the
+//!   request header (403 `cors_header_not_allowed`, [`preflight_allowed`]), the
 //!   value quoted as Python's `repr` writes it ([`py_repr`]) after Python's
-//!   latin-1 decoding, Unicode `strip` and `lower`, whatever bytes it holds;
-//!   a preflight from an address the route's IP rules refuse gets Python's
-//!   403 `ip_not_allowed` (its `ip` step runs first).
-//!
-//! A preflight to a route without CORS, or for a method no route takes, is
-//! an ordinary `OPTIONS` ([`route`]): decided through every step as any
-//! request (proxied, or Python's 404 / 405 with `Allow`, rendered natively);
-//! a preflight asking for `OPTIONS` itself is matched by it and, on a CORS
-//! route, refused for its method (`compile_cors` never allows `OPTIONS`).
-//! Deferred to Python: a preflight whose asked method routes to a route
-//! Python serves, and a head `hygiene` does not take (a method-override
-//! header, a chunked body, a body over the route's `max_body`).
-
-use std::net::IpAddr;
-use std::time::Instant;
+//!   latin-1 decoding, Unicode `strip` and `lower`, whatever bytes it holds.
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_LENGTH, ORIGIN, VARY};
-use http::{Method, Request, StatusCode};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 
-use crate::client_ip::client_ip;
-use crate::http::{full, Body, ConnInfo, Identity, Outcome};
-use crate::hygiene;
-use crate::plane::plane;
 use crate::problem::Problem;
-use crate::respond;
-use crate::router::{is_method_token, Routed, Why};
-use crate::routes::RouteTable;
-use crate::table::Table;
-use crate::verdict::{host_of, DeniedHead};
+use crate::router::is_method_token;
 
 static ACAO: HeaderName = HeaderName::from_static("access-control-allow-origin");
 static ACAC: HeaderName = HeaderName::from_static("access-control-allow-credentials");
@@ -249,25 +228,6 @@ pub fn actual(policy: Option<&CorsPolicy>, headers: &HeaderMap) -> Result<Option
     }))
 }
 
-/// A preflight's refusal (`problem`), audited and metered as Python's `step`
-/// (`cors`, or `ip`) does: no identity yet, no CORS headers.
-fn refuse(
-    req: &Request<Body>,
-    route: &str,
-    (ip, https): (IpAddr, bool),
-    problem: Problem,
-    step: &'static str,
-) -> Outcome {
-    let started = Instant::now();
-    let request_id = plane().request_ids.assign(req.headers());
-    let rid = request_id.to_str().unwrap_or("-");
-    let nobody = Identity::default();
-    DeniedHead::of(req).denied(route, &nobody, ip, rid, &problem, step, started);
-    let mut response = problem.into_response(rid);
-    respond::decorate(response.headers_mut(), https, &request_id);
-    Outcome::Respond(response)
-}
-
 /// A `CorsError` (403, `Vary: Origin`) with `code` and `detail`.
 fn cors_error(code: &'static str, detail: String) -> Problem {
     Problem {
@@ -283,6 +243,42 @@ fn cors_error(code: &'static str, detail: String) -> Problem {
 
 pub(crate) fn origin_not_allowed() -> Problem {
     cors_error("cors_origin_not_allowed", ORIGIN_DETAIL.to_owned())
+}
+
+/// Python's `cors` step for a preflight of a CORS route, once its `ip` step
+/// passed: the request's allowed origin, or the refusal — 403
+/// `cors_origin_not_allowed`, `cors_method_not_allowed` (`OPTIONS` itself is
+/// never among the methods: `compile_cors` drops it), `cors_header_not_allowed`.
+pub(crate) fn preflight_allowed<'r>(
+    policy: &CorsPolicy,
+    asked: &Asked,
+    headers: &'r HeaderMap,
+) -> Result<&'r HeaderValue, Problem> {
+    let Some(origin) = policy.origin(headers) else {
+        return Err(origin_not_allowed());
+    };
+    if !policy.methods.iter().any(|m| **m == *asked.text) {
+        return Err(method_not_allowed(&asked.text));
+    }
+    if let Some(name) = header_refused(policy, headers) {
+        return Err(header_not_allowed(&name));
+    }
+    Ok(origin)
+}
+
+/// The CORS head of a preflight's `204` for the allowed `origin`, in Python's order.
+pub(crate) fn preflight_head(policy: &CorsPolicy, origin: &HeaderValue, headers: &mut HeaderMap) {
+    headers.append(ACAO.clone(), origin.clone());
+    headers.append(ACAM.clone(), policy.allow_methods.clone());
+    headers.append(ACMA.clone(), policy.max_age.clone());
+    headers.append(VARY, PREFLIGHT_VARY);
+    headers.append(CONTENT_LENGTH, HeaderValue::from_static("0"));
+    if let Some(allow) = &policy.allow_headers {
+        headers.append(ACAH.clone(), allow.clone());
+    }
+    if policy.credentials {
+        headers.append(ACAC.clone(), TRUE);
+    }
 }
 
 /// `CorsMethodNotAllowedError(f"{method[:32]!r} is not allowed from this origin.")`.
@@ -429,207 +425,8 @@ fn header_refused(policy: &CorsPolicy, headers: &HeaderMap) -> Option<String> {
     None
 }
 
-/// Python's `match` for one request: on a table where some route has CORS, a
-/// preflight is matched by the method it asks for, and is one only on a
-/// route with CORS (then `Some(asked)`); otherwise — no preflight, no route
-/// for the asked method or one without CORS — the request is matched by its
-/// own method (an ordinary `OPTIONS`, through every step). A preflight whose
-/// asked method routes to a route Python serves, or that the router does not
-/// read, is that `Defer`.
-pub(crate) fn route<'t>(
-    table: &'t Table,
-    host: Option<&[u8]>,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    judged: bool,
-) -> (Routed<'t>, Option<Asked>) {
-    let answers = |index: usize| {
-        let native = table.native.get(index)?.as_ref()?;
-        Some(native.cors.is_some())
-    };
-    matched(
-        &table.routes,
-        answers,
-        host,
-        method,
-        target,
-        headers,
-        judged,
-    )
-}
-
-/// [`route`] on `routes`; `answers(index)`: whether the native route has CORS
-/// (`None`: Python serves it).
-fn matched<'t>(
-    routes: &'t RouteTable,
-    answers: impl Fn(usize) -> Option<bool>,
-    host: Option<&[u8]>,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    judged: bool,
-) -> (Routed<'t>, Option<Asked>) {
-    // A judged request (forward-auth) is matched as Python's `RouteMatcher`
-    // matches it, under a reserved prefix too (`RouteTable::route_judged`).
-    let route = |method: &Method| match judged {
-        true => routes.route_judged(host, method, target),
-        false => routes.route(host, method, target),
-    };
-    if *method == Method::OPTIONS && routes.matching.preflight {
-        if let Some(asked) = requested(headers) {
-            let routed = route(&asked.method);
-            let preflight = match &routed {
-                Routed::Native { route, .. } => match answers(route.index) {
-                    Some(cors) => cors,
-                    None => return (Routed::Defer(Why::NotNative), None),
-                },
-                // Python's `match` catches the matcher's refusal and tries `OPTIONS`.
-                Routed::Defer(Why::NoRoute | Why::MethodNotAllowed) => false,
-                // A route Python serves (with CORS or not), or a host or target the
-                // router does not read: as for any method.
-                Routed::Defer(why) => return (Routed::Defer(*why), None),
-            };
-            if preflight {
-                return (routed, Some(asked));
-            }
-        }
-    }
-    (route(method), None)
-}
-
-/// What [`preflight`] did with an `OPTIONS` request.
-pub enum Preflight {
-    /// A preflight of a native CORS route: answered, refused or deferred.
-    Answered(Outcome),
-    /// Not a preflight for a route with CORS: an ordinary request, decided
-    /// as any other (`decide`: framing, match, … proxy).
-    Ordinary(Request<Body>),
-}
-
-/// An `OPTIONS` request while some route has CORS (`match` then `cors` of
-/// Python's pipeline): a preflight for a native CORS route is answered or
-/// refused here; anything else is an ordinary request.
-pub fn preflight(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Preflight {
-    // Python's `framing` judges the head first: its refusal is the ordinary path's.
-    if hygiene::refused(
-        req.method(),
-        req.version(),
-        req.headers(),
-        req.uri().authority().map(http::uri::Authority::as_str),
-        http_body::Body::is_end_stream(req.body()),
-        table.head,
-    )
-    .is_some()
-    {
-        return Preflight::Ordinary(req);
-    }
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
-    let (routed, asked) = route(
-        table,
-        host_of(&req),
-        req.method(),
-        target,
-        req.headers(),
-        false,
-    );
-    let (Routed::Native { route, .. }, Some(asked)) = (routed, asked) else {
-        return Preflight::Ordinary(req);
-    };
-    let Some(Some(native)) = table.native.get(route.index) else {
-        return Preflight::Answered(Outcome::Defer(req));
-    };
-    let Some(policy) = native.cors.as_ref() else {
-        return Preflight::Ordinary(req);
-    };
-    Preflight::Answered(answer(req, conn, table, route, native, policy, &asked))
-}
-
-/// Python's `cors` step for a preflight of a CORS route (its `ip` step first).
-fn answer(
-    req: Request<Body>,
-    conn: &ConnInfo,
-    table: &Table,
-    route: &crate::routes::Route,
-    native: &crate::table::NativeRoute,
-    policy: &CorsPolicy,
-    asked: &Asked,
-) -> Outcome {
-    if !hygiene::takes_head(
-        req.version(),
-        req.headers(),
-        http_body::Body::is_end_stream(req.body()),
-        table.head,
-        native.max_body,
-    ) {
-        return Outcome::Defer(req);
-    }
-    let Some(ip) = client_ip(conn.peer.ip(), req.headers(), &table.trusted) else {
-        // A trusted proxy's hop that is not an address: bastion's 400 (`decide`'s too).
-        let refused = hygiene::Refused::ForwardedFor;
-        let head = crate::verdict::Head::of(&req);
-        return match crate::decide::framing_refusal(
-            head,
-            conn,
-            table,
-            refused,
-            crate::audit::Door::Gateway,
-        ) {
-            Some(response) => Outcome::Respond(response),
-            None => Outcome::Defer(req),
-        };
-    };
-    let peer = (ip, conn.tls);
-    // Python's `ip` step runs first (no CORS headers yet).
-    if native.ip.as_ref().is_some_and(|rules| !rules.admits(ip)) {
-        return refuse(
-            &req,
-            &route.name,
-            peer,
-            crate::ip_rules::not_allowed(),
-            "ip",
-        );
-    }
-    let Some(origin) = policy.origin(req.headers()) else {
-        return refuse(&req, &route.name, peer, origin_not_allowed(), "cors");
-    };
-    // `OPTIONS` itself is never among them (`compile_cors` drops it): refused here.
-    if !policy.methods.iter().any(|m| **m == *asked.text) {
-        return refuse(
-            &req,
-            &route.name,
-            peer,
-            method_not_allowed(&asked.text),
-            "cors",
-        );
-    }
-    if let Some(name) = header_refused(policy, req.headers()) {
-        return refuse(&req, &route.name, peer, header_not_allowed(&name), "cors");
-    }
-    let started = Instant::now();
-    let request_id = plane().request_ids.assign(req.headers());
-    let mut response = http::Response::new(full(bytes::Bytes::new()));
-    *response.status_mut() = StatusCode::NO_CONTENT;
-    let headers = response.headers_mut();
-    headers.append(ACAO.clone(), origin.clone());
-    headers.append(ACAM.clone(), policy.allow_methods.clone());
-    headers.append(ACMA.clone(), policy.max_age.clone());
-    headers.append(VARY, PREFLIGHT_VARY);
-    headers.append(CONTENT_LENGTH, HeaderValue::from_static("0"));
-    if let Some(allow) = &policy.allow_headers {
-        headers.append(ACAH.clone(), allow.clone());
-    }
-    if policy.credentials {
-        headers.append(ACAC.clone(), TRUE);
-    }
-    respond::decorate(headers, conn.tls, &request_id);
-    // Metered like Python's (the route, no error); an answered preflight is no audit event.
-    crate::metrics::global().record(Some(&route.name), None, started.elapsed().as_secs_f64());
-    Outcome::Respond(response)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn policy(credentials: bool, expose: &str) -> CorsPolicy {
@@ -647,7 +444,8 @@ mod tests {
         CorsPolicy::from_section(section).expect("policy")
     }
 
-    fn head(pairs: &[(&str, &str)]) -> HeaderMap {
+    /// A header map of `pairs`, in order (`preflight`'s tests too).
+    pub(crate) fn head(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (n, v) in pairs {
             h.append(
@@ -879,94 +677,5 @@ mod tests {
                 "vary: Origin",
             ]
         );
-    }
-
-    #[test]
-    fn cors_preflights_route_as_pythons_match() {
-        let rule = |index: usize, name: &str, prefix: &str, methods: Option<&[&str]>| {
-            serde_json::json!({"index": index, "name": name, "native": true,
-                "match": {"host": null, "prefix": prefix, "methods": methods,
-                          "strip_prefix": false, "upstream_base": ""}})
-        };
-        let json = serde_json::json!({"version": 1,
-        "match": {"reserved": ["/oauth2"], "preflight": true},
-        "routes": [
-            rule(0, "browser", "/b", Some(&["GET", "POST"])),
-            rule(1, "plain", "/p", None),
-            rule(2, "opts", "/o", Some(&["GET", "OPTIONS"])),
-            rule(3, "python", "/py", None),
-            rule(4, "any", "/a", None),
-        ]});
-        let routes = RouteTable::from_json(&json.to_string()).expect("table");
-        // browser, opts and any have CORS; python is Python's.
-        let answers = |index: usize| match index {
-            0 | 2 | 4 => Some(true),
-            3 => None,
-            _ => Some(false),
-        };
-        let o = ("origin", "https://app.example.com");
-        let acrm = "access-control-request-method";
-        let at = |target: &str, pairs: &[(&str, &str)]| {
-            let (routed, asked) = matched(
-                &routes,
-                answers,
-                Some(b"gw.test".as_slice()),
-                &Method::OPTIONS,
-                target,
-                &head(pairs),
-                false,
-            );
-            let routed = match routed {
-                Routed::Native { route, .. } => Ok(route.name.clone()),
-                Routed::Defer(why) => Err(why),
-            };
-            (routed, asked.map(|a| a.text))
-        };
-        // A preflight of a CORS route, matched by the method it asks for.
-        assert_eq!(
-            at("/b/x", &[o, (acrm, "POST")]),
-            (Ok("browser".into()), Some("POST".into()))
-        );
-        // Asking for `OPTIONS` itself: matched by it (refused for its method later).
-        assert_eq!(
-            at("/a", &[o, (acrm, "OPTIONS")]),
-            (Ok("any".into()), Some("OPTIONS".into()))
-        );
-        // No route takes the asked method: an ordinary OPTIONS (the route's 405).
-        assert_eq!(
-            at("/b", &[o, (acrm, "DELETE")]),
-            (Err(Why::MethodNotAllowed), None)
-        );
-        assert_eq!(at("/o", &[o, (acrm, "PUT")]), (Ok("opts".into()), None));
-        assert_eq!(
-            at("/nothing", &[o, (acrm, "GET")]),
-            (Err(Why::NoRoute), None)
-        );
-        // A route without CORS: an ordinary OPTIONS, proxied.
-        assert_eq!(at("/p", &[o, (acrm, "GET")]), (Ok("plain".into()), None));
-        // No preflight at all (no Origin, no or two request methods).
-        assert_eq!(
-            at("/b", &[(acrm, "GET")]),
-            (Err(Why::MethodNotAllowed), None)
-        );
-        assert_eq!(at("/a", &[o]), (Ok("any".into()), None));
-        assert_eq!(
-            at("/a", &[o, (acrm, "GET"), (acrm, "GET")]),
-            (Ok("any".into()), None)
-        );
-        // The asked method's route is Python's: Python decides (with CORS or not).
-        assert_eq!(at("/py", &[o, (acrm, "GET")]), (Err(Why::NotNative), None));
-        // Not OPTIONS: matched by its own method, whatever it carries.
-        let (get, asked) = matched(
-            &routes,
-            answers,
-            Some(b"gw.test".as_slice()),
-            &Method::GET,
-            "/b",
-            &head(&[o, (acrm, "DELETE")]),
-            false,
-        );
-        assert!(matches!(get, Routed::Native { route, .. } if route.name == "browser"));
-        assert!(asked.is_none());
     }
 }

@@ -1,8 +1,9 @@
 //! The decision steps of one request, from `match` to `limit` (the table in
 //! `gateway.rs`), shared by the doors: the gateway and WebSocket doors
 //! (`gateway::serve`, which then mutates and proxies) and forward-auth
-//! (`forward_auth::verify`). A decision allows ([`Allowed`]), refuses with
-//! Python's answer, audited and metered, or defers to Python ([`defer`]).
+//! (`forward_auth::verify`). A decision allows ([`Allowed`]) or refuses with
+//! Python's answer, audited and metered; only a control-plane path is left to
+//! Python's app ([`Decided::Defer`]): no gateway request is handed over.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -12,16 +13,17 @@ use http::header::{HeaderName, HeaderValue};
 use http::{Request, Response};
 
 use crate::audit::Door;
-use crate::authn::miss::{Lead, Miss, LOOKUP_WAIT};
+use crate::authn::miss::{Miss, LOOKUP_WAIT};
 use crate::authn::{self, Admission, Admitted, Unadmitted};
 use crate::client_ip::{client_ip, ip_bucket};
 use crate::cors::{self, CorsHeaders};
-use crate::http::{Body, ConnInfo, Identity, Outcome};
+use crate::http::{Body, ConnInfo, Identity};
 use crate::hygiene;
 use crate::ip_rules;
 use crate::limit::{self, effective_key_limits};
 use crate::lookup::{self, Kind, Led};
 use crate::plane::plane;
+use crate::preflight;
 use crate::problem::Problem;
 use crate::respond;
 use crate::risk::RiskKind;
@@ -51,17 +53,9 @@ pub(crate) enum Decided<'t> {
     Allow(Box<Allowed<'t>>),
     /// A native refusal, audited and metered.
     Respond(Response<Body>),
-    /// Python decides; the key lookup this request leads, if any.
-    Defer(Option<LeadGuard>),
-}
-
-/// The request deferred to Python, with the key lookup it leads (if any).
-pub(crate) fn defer(mut req: Request<Body>, lead: Option<LeadGuard>) -> Outcome {
-    if let Some(lead) = lead {
-        // Held until Python answered (server.rs): its waiters then read again.
-        req.extensions_mut().insert(lead);
-    }
-    Outcome::Defer(req)
+    /// A path of the control plane (or one `target::prepare` left to the app):
+    /// Python's app serves it; no gateway decision.
+    Defer,
 }
 
 /// The decision steps of one request (`match`, `framing`, `ip`, `cors`, `body`,
@@ -83,26 +77,25 @@ pub(crate) async fn decide<'t>(
     // `forward_auth::verify` normalised the judged URI (and ran `framing` on it).
     // `framing`, Python's first step: its refusals of the head, before any route
     // (method-override headers are not believed: `mutate` drops them); then
-    // bastion's own of an `X-Forwarded-For` that names no address.
+    // bastion's own of an `X-Forwarded-For` that names no address. A head it
+    // passes is taken whole: its method, Host, fields and body framing are what
+    // the steps below and the proxy read (a plain handshake's, for the WebSocket
+    // door: `websocket::refused` refused a body or another version before).
     if door != Door::ForwardAuth {
-        let refused = if door == Door::Gateway {
-            let authority = req.uri.authority().map(http::uri::Authority::as_str);
-            hygiene::refused(
-                req.method,
-                req.version,
-                req.headers,
-                authority,
-                req.body_empty,
-                table.head,
-            )
-        } else {
-            None
-        };
+        let authority = req.uri.authority().map(http::uri::Authority::as_str);
+        let refused = hygiene::refused(
+            req.method,
+            req.version,
+            req.headers,
+            authority,
+            req.body_empty,
+            table.head,
+        );
         let refused = refused.or_else(|| forwarded_for_refused(conn, req.headers, table));
         if let Some(refused) = refused {
             return match framing_refusal(req, conn, table, refused, door) {
                 Some(response) => Decided::Respond(response),
-                None => Decided::Defer(None),
+                None => Decided::Defer,
             };
         }
     }
@@ -110,71 +103,39 @@ pub(crate) async fn decide<'t>(
     // route Python's `match` picks too, a reserved prefix included; the gateway
     // door answered it already).
     let judged = door == Door::ForwardAuth;
-    let route = match cors::route(table, req.host(), req.method, target, req.headers, judged).0 {
+    let route = match preflight::route(table, req.host(), req.method, target, req.headers, judged).0
+    {
         Routed::Native { route, .. } => route,
         Routed::Defer(why) => return unmatched(req, conn, table, door, why, target),
     };
-    let Some(Some(native)) = table.native.get(route.index) else {
-        return Decided::Defer(None);
+    let Some(native) = table.native.get(route.index) else {
+        // One per route (`Table::from_json`): as no route, should that ever break.
+        return unmatched(req, conn, table, door, Why::NoRoute, target);
     };
-    let takes = if door == Door::WebSocket {
-        if !hygiene::takes_websocket(req.headers, req.body_empty, table.head) {
-            return Decided::Defer(None);
-        }
-        if native.websocket.is_none() {
-            // An upgrade to a route that takes none: Python's 403 `websocket_not_allowed`
-            // (its `match` step, before the IP rules and anything consumed).
-            return match client_ip(conn.peer.ip(), req.headers, &table.trusted) {
-                Some(ip) => {
-                    let refusal = crate::refusal::websocket_not_allowed(
-                        "This route does not accept WebSocket connections.",
-                    );
-                    let nobody = Identity::default();
-                    let response = refuse_with(
-                        req,
-                        Some(&route.name),
-                        (ip, conn.tls),
-                        refusal,
-                        "match",
-                        None,
-                        door,
-                        &nobody,
-                    );
-                    Decided::Respond(response)
-                }
-                None => Decided::Defer(None),
-            };
-        }
-        true
-    } else if door == Door::ForwardAuth {
-        // `forward_auth::verify` ran Python's `framing` on the judged head; no body
-        // is read or forwarded.
-        true
-    } else {
-        hygiene::takes(
-            req.method,
-            req.version,
-            req.headers,
-            req.body_empty,
-            table.head,
-            // A declared length over `max_body` is the `body` step's 413, below.
-            u64::MAX,
-        ) || (door == Door::Gateway
-            // A body of unknown length: counted as it streams (`body_limit`).
-            && hygiene::takes_streamed(
-                req.method,
-                req.version,
-                req.headers,
-                req.body_empty,
-                table.head,
-            ))
-    };
-    if !takes {
-        return Decided::Defer(None);
-    }
+    // The client's address (a hop that is not one was `framing`'s 400 above;
+    // forward-auth reads the judged request's from the proxy's headers).
     let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
-        return Decided::Defer(None);
+        return Decided::Respond(forwarded_for_denied(req, conn, table, door));
     };
+    if door == Door::WebSocket && native.websocket.is_none() {
+        // An upgrade to a route that takes none: Python's 403 `websocket_not_allowed`
+        // (its `match` step, before the IP rules and anything consumed).
+        let refusal = crate::refusal::websocket_not_allowed(
+            "This route does not accept WebSocket connections.",
+        );
+        let nobody = Identity::default();
+        let response = refuse_with(
+            req,
+            Some(&route.name),
+            (ip, conn.tls),
+            refusal,
+            "match",
+            None,
+            door,
+            &nobody,
+        );
+        return Decided::Respond(response);
+    }
     // Python's order: `ip`, then `cors` (so an address refused carries no CORS headers).
     if let Some(rules) = &native.ip {
         if !rules.admits(ip) {
@@ -308,13 +269,18 @@ pub(crate) async fn decide<'t>(
             now,
         );
         match unadmitted {
-            Unadmitted::Defer => return Decided::Defer(None),
             // The cache changed under this decision: once more. Changing again, it is
             // busy being rewritten: a lost lookup's 503 (the client retries after it).
             Unadmitted::Again if again => {
                 return deny(unsure(Kind::ApiKey), None);
             }
             Unadmitted::Again => again = true,
+            Unadmitted::TokensUnfollowed => {
+                // No token may be trusted natively until Python follows every
+                // invalidation channel again: a 503 the client retries (no CORS
+                // headers, as a failed lookup's), never an allow.
+                return deny(Problem::service_unavailable(None), None);
+            }
             Unadmitted::Refused => {
                 // Python's 401 whoever asks: before authorization and the limits, so
                 // neither a risk flag nor a budget changes it (nothing consumed).
@@ -338,31 +304,34 @@ pub(crate) async fn decide<'t>(
                 };
                 return deny(problem, cors.as_ref());
             }
-            Unadmitted::SigningKeyMiss(_) if waited.contains(&Kind::SigningKey) => {
-                // Pushed, and Python's own keys lack it too: its `unknown_kid`.
-                return deny(Problem::invalid_token(), cors.as_ref());
-            }
-            ref miss if lookup_kind(miss).is_some_and(|kind| waited.contains(&kind)) => {
-                // Answered, yet still nothing to judge with (an answer Python pushed
-                // nothing for, or one dropped meanwhile): as a lost lookup.
-                let kind = lookup_kind(miss).unwrap_or(Kind::ApiKey);
-                return deny(unsure(kind), None);
-            }
-            Unadmitted::CertMiss(thumb) if authn::mtls::cert_refused(&thumb) => {
-                // A certificate Python could not read: its 401, as for a token.
-                return deny(Problem::invalid_token(), cors.as_ref());
-            }
-            Unadmitted::TokenMiss(_)
+            Unadmitted::Miss(_)
             | Unadmitted::CertMiss(_)
-            | Unadmitted::Miss(_)
+            | Unadmitted::TokenMiss(_)
             | Unadmitted::IssuerMiss { .. }
             | Unadmitted::ClientMiss(_)
             | Unadmitted::SigningKeyMiss(_)
             | Unadmitted::ExchangedMiss => {
+                let kind = lookup_kind(&unadmitted);
+                if waited.contains(&kind) {
+                    // Answered, yet still nothing to judge with: a `kid` Python's own
+                    // keys lack too is its `unknown_kid`; anything else (an answer
+                    // Python pushed nothing for, or one dropped meanwhile) as a lost
+                    // lookup.
+                    return match kind {
+                        Kind::SigningKey => deny(Problem::invalid_token(), cors.as_ref()),
+                        _ => deny(unsure(kind), None),
+                    };
+                }
+                if let Unadmitted::CertMiss(thumb) = &unadmitted {
+                    if authn::mtls::cert_refused(thumb) {
+                        // A certificate Python could not read: its 401, as for a token.
+                        return deny(Problem::invalid_token(), cors.as_ref());
+                    }
+                }
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
                 let issuer_kid: Vec<u8>;
                 let audience_token: Vec<u8>;
-                let (kind, miss, value) = match &unadmitted {
+                let (miss, value) = match &unadmitted {
                     Unadmitted::IssuerMiss { issuer, kid } => {
                         // `issuer`, and `\n{kid}` for a string `kid` (Python refetches
                         // for a `kid` its set lacks; without one, for a stale set only).
@@ -370,11 +339,7 @@ pub(crate) async fn decide<'t>(
                             Some(kid) => format!("{issuer}\n{kid}").into_bytes(),
                             None => issuer.as_bytes().to_vec(),
                         };
-                        (
-                            Kind::Jwks,
-                            authn::issuers::miss(issuer),
-                            Some(issuer_kid.as_slice()),
-                        )
+                        (authn::issuers::miss(issuer), Some(issuer_kid.as_slice()))
                     }
                     Unadmitted::ExchangedMiss => {
                         let token =
@@ -385,23 +350,17 @@ pub(crate) async fn decide<'t>(
                             None => Vec::new(),
                         };
                         (
-                            Kind::Exchanged,
                             authn::cache::exchanged_miss(token.unwrap_or_default()),
                             token.map(|_| audience_token.as_slice()),
                         )
                     }
-                    Unadmitted::SigningKeyMiss(kid) => (
-                        Kind::SigningKey,
-                        authn::cache::signing_key_miss(kid),
-                        Some(kid.as_bytes()),
-                    ),
-                    Unadmitted::ClientMiss(client) => (
-                        Kind::Client,
-                        authn::cache::client_miss(client),
-                        Some(client.as_bytes()),
-                    ),
+                    Unadmitted::SigningKeyMiss(kid) => {
+                        (authn::cache::signing_key_miss(kid), Some(kid.as_bytes()))
+                    }
+                    Unadmitted::ClientMiss(client) => {
+                        (authn::cache::client_miss(client), Some(client.as_bytes()))
+                    }
                     Unadmitted::TokenMiss(digest) => (
-                        Kind::Introspection,
                         authn::introspection::miss(*digest),
                         authn::lookup_credential(
                             &native.auth,
@@ -410,20 +369,15 @@ pub(crate) async fn decide<'t>(
                         ),
                     ),
                     Unadmitted::CertMiss(thumb) => (
-                        Kind::Cert,
                         authn::mtls::cert_miss(*thumb),
                         conn.client_certs.first().map(Vec::as_slice),
                     ),
+                    // `Unadmitted::Miss`, the one left (`lookup_kind` named each).
                     Unadmitted::Miss(digest) => (
-                        Kind::ApiKey,
                         caches.api_key_miss(*digest),
                         authn::lookup_credential(&native.auth, req.headers, authn::Method::ApiKey),
                     ),
-                    // Every miss is named above; the kind's 503 should one be added unnamed.
-                    other => {
-                        let kind = lookup_kind(other).unwrap_or(Kind::ApiKey);
-                        return deny(unsure(kind), None);
-                    }
+                    _ => return deny(unsure(kind), None),
                 };
                 let failed = match miss {
                     // Too many waiters on this key, or too many lookups in flight: no
@@ -584,25 +538,20 @@ fn unsure(kind: Kind) -> Problem {
     Problem::lookup_unavailable(&lookup::lost(kind))
 }
 
-/// The lookup kind of a miss (`None`: not a miss).
-fn lookup_kind(unadmitted: &Unadmitted) -> Option<Kind> {
-    Some(match unadmitted {
-        Unadmitted::Miss(_) => Kind::ApiKey,
+/// The lookup kind of a miss: the one mapping from what `authn` could not
+/// judge to the control plane's lookup (anything else is no lookup's: the
+/// API key's, never asked for).
+fn lookup_kind(unadmitted: &Unadmitted) -> Kind {
+    match unadmitted {
         Unadmitted::CertMiss(_) => Kind::Cert,
         Unadmitted::TokenMiss(_) => Kind::Introspection,
         Unadmitted::IssuerMiss { .. } => Kind::Jwks,
         Unadmitted::ClientMiss(_) => Kind::Client,
         Unadmitted::ExchangedMiss => Kind::Exchanged,
         Unadmitted::SigningKeyMiss(_) => Kind::SigningKey,
-        _ => return None,
-    })
+        _ => Kind::ApiKey,
+    }
 }
-
-/// The lookup a deferred request leads (`authn::miss`), riding in its
-/// extensions: the front drops it once Python has answered, which wakes the
-/// requests waiting for the same key.
-#[derive(Clone)]
-pub struct LeadGuard(pub Arc<Lead>);
 
 /// A refusal before any identity is established, audited and metered as the
 /// Python `step` does: `401 invalid_api_key` for a key Python refuses
@@ -695,7 +644,8 @@ fn finish_refusal(
 /// `404 route_not_found`; routes for the path but not the method, `405
 /// method_not_allowed` with `Allow`; a path without `%` that the app hands to
 /// its gateway and `normalize_path` refuses, `400 invalid_path`. Audited
-/// (step `match`, no route) and metered under no route. Anything else defers.
+/// (step `match`, no route) and metered under no route. Anything else (a
+/// control-plane path) is the app's.
 fn unmatched<'t>(
     req: Head<'_>,
     conn: &ConnInfo,
@@ -704,28 +654,9 @@ fn unmatched<'t>(
     why: Why,
     target: &str,
 ) -> Decided<'t> {
-    let takes = match door {
-        // Any method token, `CONNECT` too: a refusal opens no tunnel (hyper, which reads
-        // a `CONNECT`, tunnels only after a 2xx), and Python refuses it as any other.
-        Door::Gateway => {
-            crate::router::is_method_token(req.method.as_str())
-                && hygiene::takes_head(
-                    req.version,
-                    req.headers,
-                    req.body_empty,
-                    table.head,
-                    u64::MAX,
-                )
-        }
-        // A handshake to a path no route takes: Python's `match` refuses it alike,
-        // with the denial head of an upgrade.
-        Door::WebSocket => hygiene::takes_websocket(req.headers, req.body_empty, table.head),
-        // The forward-auth door ran `framing` on the judged head already.
-        Door::ForwardAuth => true,
-    };
-    if !takes {
-        return Decided::Defer(None);
-    }
+    // Every door ran `framing` on the head first (`decide`; forward-auth on the
+    // judged head): a handshake no route takes is refused alike, with the denial
+    // head of an upgrade.
     let refusal = if door == Door::ForwardAuth {
         match why {
             Why::NoRoute => Some(crate::refusal::route_not_found()),
@@ -739,10 +670,10 @@ fn unmatched<'t>(
         crate::refusal::unmatched(&table.routes, req.host(), req.method, target, why)
     };
     let Some(refusal) = refusal else {
-        return Decided::Defer(None);
+        return Decided::Defer;
     };
     let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
-        return Decided::Defer(None);
+        return Decided::Respond(forwarded_for_denied(req, conn, table, door));
     };
     let nobody = Identity::default();
     let response = refuse_with(
@@ -762,9 +693,7 @@ fn unmatched<'t>(
 /// plain one (`websocket::refused`), before any of bastion's code: rendered as
 /// the WebSocket door's refusals are (the problem's own head, `connection:
 /// close`), audited at step `framing` with no route and metered under no
-/// route. `None` (the request defers) for a path the app keeps for itself, a
-/// head with a method-override header (the twin of the tests), or a forwarded
-/// hop that is not a plain address.
+/// route. `None` (the request defers) for a path the app keeps for itself.
 pub(crate) fn handshake_refused(
     req: Head<'_>,
     conn: &ConnInfo,
@@ -775,7 +704,9 @@ pub(crate) fn handshake_refused(
     if !table.routes.gateway_target(target) {
         return None;
     }
-    let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted)?;
+    let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
+        return Some(forwarded_for_denied(req, conn, table, Door::WebSocket));
+    };
     let refusal = crate::refusal::Refusal {
         problem,
         members: String::new(),
@@ -814,6 +745,19 @@ pub(crate) fn framing_refusal(
     let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted);
     let ip = ip.unwrap_or_else(|| conn.peer.ip());
     Some(framing_denied(req, conn, ip, table.head, refused, door))
+}
+
+/// bastion's 400 `invalid_forwarded_for` through `door`, audited under the
+/// peer's address: a trusted proxy's hop the client's address is read from is
+/// not an IP address.
+fn forwarded_for_denied(
+    req: Head<'_>,
+    conn: &ConnInfo,
+    table: &Table,
+    door: Door,
+) -> Response<Body> {
+    let refused = hygiene::Refused::ForwardedFor;
+    framing_denied(req, conn, conn.peer.ip(), table.head, refused, door)
 }
 
 /// bastion's refusal of a head whose client address cannot be read: a trusted
@@ -894,6 +838,8 @@ fn unaudited(req: Head<'_>, conn: &ConnInfo, refusal: crate::refusal::Refusal) -
     response
 }
 
+/// Python's `framing` refusal `refused` (or bastion's own), audited at step
+/// `framing` under `ip`, metered under no route.
 fn framing_denied(
     req: Head<'_>,
     conn: &ConnInfo,
@@ -916,11 +862,14 @@ fn framing_denied(
     )
 }
 
-/// The request's one `Content-Length` as a number (`hygiene::takes` checked
-/// its form), `None` without one.
+/// The request's one `Content-Length` as a number (`hygiene::refused` checked
+/// its form: 1 to 18 digits, within optional whitespace), `None` without one.
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     let value = headers.get(http::header::CONTENT_LENGTH)?;
-    std::str::from_utf8(value.as_bytes()).ok()?.parse().ok()
+    std::str::from_utf8(value.as_bytes().trim_ascii())
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The divisor of this requester's limits: the largest factor of its flags (1: none).

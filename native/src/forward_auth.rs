@@ -34,11 +34,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, HOST};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use serde::Deserialize;
 
 use crate::audit::Door;
 use crate::client_ip::client_ip;
 use crate::decide::{self, Allowed, Decided};
+use crate::forward_family::{
+    Family, FORWARDED_HOST, FORWARDED_METHOD, FORWARDED_URI, ORIGINAL_METHOD, ORIGINAL_URI,
+};
 use crate::http::{full, Body, ConnInfo, Identity, Outcome};
 use crate::plane::plane;
 use crate::problem::Problem;
@@ -50,28 +52,6 @@ use crate::verdict::{self, DeniedHead, Head};
 /// `bastion.http.endpoints.forward_auth.FORWARD_AUTH_PATH`.
 pub const FORWARD_AUTH_PATH: &str = "/auth/verify";
 
-/// `forward_auth.headers`: the header family the original request is read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    /// The settings' default.
-    #[default]
-    Nginx,
-    Forwarded,
-}
-
-/// The table's `forward_auth` section.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardAuth {
-    pub headers: Family,
-}
-
-const ORIGINAL_METHOD: &str = "x-original-method";
-const ORIGINAL_URI: &str = "x-original-uri";
-const FORWARDED_METHOD: &str = "x-forwarded-method";
-const FORWARDED_URI: &str = "x-forwarded-uri";
-const FORWARDED_HOST: &str = "x-forwarded-host";
 /// Python's `_MAX_URI`.
 const MAX_URI: usize = 8192;
 
@@ -94,26 +74,6 @@ fn titled(name: &str) -> &'static str {
         FORWARDED_URI => "X-Forwarded-Uri",
         FORWARDED_HOST => "X-Forwarded-Host",
         _ => "Host",
-    }
-}
-
-impl Family {
-    /// `forward_auth.headers` as the settings spell it.
-    fn as_str(self) -> &'static str {
-        match self {
-            Family::Nginx => "nginx",
-            Family::Forwarded => "forwarded",
-        }
-    }
-
-    /// This family's (method, URI) header names; then the other family's.
-    fn names(self) -> ([&'static str; 2], [&'static str; 2]) {
-        let nginx = [ORIGINAL_METHOD, ORIGINAL_URI];
-        let forwarded = [FORWARDED_METHOD, FORWARDED_URI];
-        match self {
-            Family::Nginx => (nginx, forwarded),
-            Family::Forwarded => (forwarded, nginx),
-        }
     }
 }
 
@@ -197,13 +157,13 @@ pub async fn verify(req: Request<Body>, conn: &ConnInfo, table: &Table) -> Outco
     let mut response = match decide::decide(head, conn, table, Door::ForwardAuth).await {
         Decided::Allow(allowed) => answer(*allowed, conn.tls),
         Decided::Respond(response) => response,
-        Decided::Defer(lead) => return decide::defer(req, lead),
+        Decided::Defer => return Outcome::Defer(req),
     };
     if table.tracing.is_some() {
         // The span names the judged request, its path in normal form (Python's
         // `ex.path`: set by `match`, whose refusals are rendered natively too).
         let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let routed = crate::cors::route(
+        let routed = crate::preflight::route(
             table,
             head.host(),
             &judged.method,

@@ -1,24 +1,26 @@
 //! The native gateway: one request through the steps of the Python pipeline
 //! that was (its `STEPS`, deleted; its answers are the specification). A
-//! `Defer` hands the request to the Python app, which serves its own paths and
-//! answers a gateway path `503 gateway_unavailable` (the last column: states no
-//! request is known to reach, and the start-up before the first route table).
+//! `Defer` hands the request to the Python app, which serves its own paths
+//! (the control plane's) and answers a gateway path `503 gateway_unavailable`:
+//! the last column, now only the start-up before the first route table and
+//! forward-auth's method-override header; every other gateway request is
+//! decided here.
 //!
 //! | step | native | handed to the Python app when |
 //! |---|---|---|
 //! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
 //! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers; its own refusals: 403 `forward_auth_untrusted`, 400 `forward_auth_ambiguous` / `forward_auth_bad_request`; a decision's span names the judged request, `tracing::DecisionSpan`; then `framing` and `match` of the judged request, its URI in normal form: 400 `invalid_host`, 431, 400 `invalid_path`, 404, 405), over HTTP/1.x or HTTP/2, a body unread | a method-override header |
-//! | framing | `hygiene::takes` (any upper-case method token but `CONNECT`); Python's refusals, `hygiene::refused` + `refusal::framing` (gateway door, a path the app hands its gateway): 400 `invalid_method`, 431 `headers_too_large`, 400 `invalid_host`, 400 `bad_request_framing` (an HTTP/2 head judged as the hop to Python would hand it over) — a body the HTTP/1 loop would not read (`hygiene::Unreadable`) is answered so whatever the path; header fields it cannot read (`hygiene::Malformed`): the front's 400 `bad_request`, not audited; bastion's own 400 `invalid_forwarded_for` (a trusted proxy's hop that is not an IP address, `decide::forwarded_for_refused`); a `CONNECT`: bastion's 400 `invalid_method`; method-override headers are not believed (`mutate` drops them) | — |
+//! | framing | a head `hygiene::refused` passes is taken whole (any upper-case method token but `CONNECT`; its fields and body framing as the steps and the proxy read them: nothing more is asked of it); Python's refusals, `hygiene::refused` + `refusal::framing` (gateway door, a path the app hands its gateway): 400 `invalid_method`, 431 `headers_too_large`, 400 `invalid_host`, 400 `bad_request_framing` (an HTTP/2 head judged as the hop to Python would hand it over) — a body the HTTP/1 loop would not read (`hygiene::Unreadable`) is answered so whatever the path; header fields it cannot read (`hygiene::Malformed`): the front's 400 `bad_request`, not audited; bastion's own 400 `invalid_forwarded_for` (a trusted proxy's hop that is not an IP address, `decide::forwarded_for_refused`); a `CONNECT`: bastion's 400 `invalid_method`; method-override headers are not believed (`mutate` drops them); the WebSocket door's head alike (its refusals in the denial head of an upgrade) | — |
 //! | target (before the doors) | `target::prepare`: the app's reading of the target (`RouteTable::target`): a gateway target rewritten to Python's normal form (absolute form to origin form), restored if deferred; a `%` path normalisation refuses: the app's 400 `invalid_path` (not audited, not metered); a path outside ASCII percent-encoded, a query outside ASCII forwarded as sent, authority form read as `/` | a control-plane path |
-//! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway and forward-auth doors: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed`; a handshake no route takes: 404 / 405 in the denial head | a control-plane path, route not native |
-//! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`, a preflight's too) | forward-auth: a forwarded hop is not a plain address (elsewhere `framing`'s 400 `invalid_forwarded_for`) |
-//! | cors | `cors::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`, quoted as Python's `repr`; any other `OPTIONS` is an ordinary request, matched by `cors::route` as Python's `match`), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | a preflight whose asked method's route is Python's |
-//! | body | `hygiene::takes`; a declared length over `max_body`: 413 `body_too_large` (past 64 KiB, what the connection drains, with `connection: close`: the body is not read; HTTP/2: the stream reset after it); a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length: `hygiene::takes_streamed`) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | — |
-//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503; a lost one, one there is no room to wait for (`Miss::Busy`), or one answered with still nothing to judge with: the kind's 503 | — (a key whose IP allow-list the native parser cannot read; uncached tokens while Python has not turned native verification on) |
+//! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway and forward-auth doors: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed`; a handshake no route takes: 404 / 405 in the denial head (every route is native) | a control-plane path |
+//! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`, a preflight's too); a forwarded hop that is not a plain address: `framing`'s 400 `invalid_forwarded_for`, whatever the door | — |
+//! | cors | `preflight::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`, quoted as Python's `repr`; any other `OPTIONS` is an ordinary request, matched by `preflight::route` as Python's `match`; a preflight's body, chunked or over `max_body`, is never read: Python's `cors` step answered before its `body` step), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | — |
+//! | body | a declared length over `max_body`: 413 `body_too_large` (past 64 KiB, what the connection drains, with `connection: close`: the body is not read; HTTP/2: the stream reset after it); a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | — |
+//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503; a lost one, one there is no room to wait for (`Miss::Busy`), or one answered with still nothing to judge with: the kind's 503; a key whose stored IP allow-list does not parse (scope ids read as Python reads them): it admits no address, Python's 403 `api_key_ip_not_allowed`; a token while Python does not follow every invalidation channel (start-up, a lost subscription: `Unadmitted::TokensUnfollowed`): 503 `service_unavailable` | — |
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | — (the claims in the settings' order; a scope that is not a scope-token refuses the table) |
 //! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable or not configured: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store); a limit divided past a bucket's bound: as far as the bound allows (`Limit::divided`, as Python's) | — |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key); no key to sign with (an RSA key over 4096 bits an older version stored: bastion generates none): 503 `assertion_unavailable` (`decide`, before the limit step) | — |
-//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | an HTTP/1.0 handshake (a handshake `websockets` refuses: `websocket::refused`, 400 / 405 / 426 `invalid_websocket_handshake`; another `Upgrade`: a plain request; a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | — (a handshake `websockets` refuses, or one over HTTP/1.0, which RFC 6455 §4.1 does not take: `websocket::refused`, 400 / 405 / 426 `invalid_websocket_handshake`; another `Upgrade`: a plain request; a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
 //! `decide` runs the steps from match to limit for both doors: the gateway
 //! (then mutate and proxy here) and forward-auth (`forward_auth::verify`:
@@ -50,18 +52,19 @@ use http_body::Body as _;
 
 use crate::audit::Door;
 use crate::authn::{self};
-use crate::cors::{self};
-use crate::decide::{decide, defer, Allowed, Decided};
+use crate::decide::{decide, Allowed, Decided};
 use crate::http::{Body, ConnInfo, Outcome};
 use crate::mutate::ForwardContext;
 use crate::plane::plane;
+use crate::preflight;
 use crate::problem::Problem;
 use crate::respond;
 use crate::target::Prepared;
 use crate::verdict::{allowed, problem_of, DeniedHead, Head};
 
 /// Decide one request, traced when tracing is on (`tracing::begin`). Never
-/// fails: anything unexpected is a `Defer`.
+/// fails; only a control-plane path (or anything before the first route
+/// table) is a `Defer`.
 /// The target is first read as the app reads it (`target::prepare`: the
 /// normal form, or the app's own 400).
 pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
@@ -109,7 +112,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     // A WebSocket upgrade (`websocket.rs`) as Python's server reads it: a plain
     // handshake, decided through its own door; one `websockets` refuses before the
     // app, refused alike; any other `Upgrade` is hop-by-hop on a plain request.
-    let upgrade = if crate::websocket::python_upgrades(req.headers()) {
+    let upgrade = if crate::hygiene::python_upgrades(req.headers()) {
         let empty = req.body().is_end_stream();
         if let Some(problem) = crate::websocket::refused(&req, empty) {
             return match crate::decide::handshake_refused(Head::of(&req), conn, &table, problem) {
@@ -124,12 +127,12 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     } else {
         None
     };
-    // A CORS preflight is matched by the method it asks for (`cors::preflight`);
+    // A CORS preflight is matched by the method it asks for (`preflight::preflight`);
     // any other `OPTIONS` is an ordinary request.
     let req = if req.method() == http::Method::OPTIONS && table.routes.matching.preflight {
-        match cors::preflight(req, conn, &table) {
-            cors::Preflight::Answered(outcome) => return outcome,
-            cors::Preflight::Ordinary(req) => req,
+        match preflight::preflight(req, conn, &table) {
+            preflight::Preflight::Answered(outcome) => return outcome,
+            preflight::Preflight::Ordinary(req) => req,
         }
     } else {
         req
@@ -158,7 +161,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             return Outcome::Respond(crate::body_limit::hold_body(response, body));
         }
         Decided::Respond(response) => return Outcome::Respond(response),
-        Decided::Defer(lead) => return defer(req, lead),
+        Decided::Defer => return Outcome::Defer(req),
     };
     let assertion = native.upstream.mutate().assertion();
     let rid = request_id.to_str().unwrap_or("-");

@@ -20,9 +20,12 @@ pub struct HeadLimits {
     pub max_header_bytes: usize,
 }
 
-/// Whether the native path may take this head, for a route taking bodies up
-/// to `max_body` bytes. `body_empty` is the body's end-of-stream flag as the
-/// server knows it before reading (an HTTP/2 request that ended with its head).
+/// Whether this head is plainly one the gateway door takes, for a route taking
+/// bodies up to `max_body` bytes: a proxied method, the limits, one Host, no
+/// upgrade, no body or one `Content-Length` (`target::app_refusal` renders the
+/// app's own 400 only for such a head). The gateway's doors take whatever
+/// head [`refused`] passes. `body_empty` is the body's end-of-stream flag as
+/// the server knows it before reading (an HTTP/2 request that ended with its head).
 pub fn takes(
     method: &Method,
     version: Version,
@@ -39,10 +42,37 @@ pub fn takes(
 
 /// A method Python's `framing` passes and its proxy forwards as it is: any
 /// upper-case token (`PROPFIND`, `QUERY`, an `OPTIONS` that is no preflight of a
-/// CORS route: `gateway::serve` asks `cors::preflight` first), but `CONNECT`
+/// CORS route: `gateway::serve` asks `preflight::preflight` first), but `CONNECT`
 /// (a tunnel: the HTTP/1 loop hands it to hyper, and Python's).
 fn proxied_method(method: &Method) -> bool {
     *method != Method::CONNECT && crate::router::is_method_token(method.as_str())
+}
+
+/// Whether Python's server reads the head as a WebSocket opening handshake:
+/// uvicorn hands a request to `websockets` when its last `Connection` field
+/// lists `upgrade` and its last `Upgrade` field is `websocket` (any case).
+/// Any other `Upgrade` (`h2c`, `websocket, h2c`, without `Connection:
+/// upgrade`) is a plain request to it, whose `Upgrade` the proxy drops as
+/// hop-by-hop.
+pub fn python_upgrades(headers: &HeaderMap) -> bool {
+    let Some(connection) = headers.get_all(http::header::CONNECTION).iter().next_back() else {
+        return false;
+    };
+    let upgrade = connection
+        .as_bytes()
+        .split(|&b| b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
+    upgrade
+        && headers
+            .get_all(http::header::UPGRADE)
+            .iter()
+            .next_back()
+            .is_some_and(|value| {
+                value
+                    .as_bytes()
+                    .trim_ascii()
+                    .eq_ignore_ascii_case(b"websocket")
+            })
 }
 
 /// In a request's extensions: the HTTP/1 loop did not read this request's
@@ -237,86 +267,14 @@ pub fn unframed(version: Version, headers: &HeaderMap) -> Option<Unframed> {
     }
 }
 
-/// Whether the native path may take this head with a body of unknown length,
-/// counted as it streams (`crate::body_limit`): one `Transfer-Encoding` field
-/// of exactly `chunked` (any case, HTTP/1.1) or an HTTP/2 body without
-/// `Content-Length`, no `Content-Length` beside it, and the rest of the head
-/// as [`takes`] wants it. Python's `framing` takes these (`body_length = -1`);
-/// several fields, other codings, HTTP/1.0 and `Content-Length` with
-/// `Transfer-Encoding` stay deferred (Python's 400s and hyper's).
-pub fn takes_streamed(
-    method: &Method,
-    version: Version,
-    headers: &HeaderMap,
-    body_empty: bool,
-    limits: HeadLimits,
-) -> bool {
-    if !proxied_method(method) || headers.contains_key(http::header::CONTENT_LENGTH) {
-        return false;
-    }
-    let mut codings = headers.get_all(http::header::TRANSFER_ENCODING).iter();
-    let streamed = match (version, codings.next(), codings.next()) {
-        (Version::HTTP_11, Some(coding), None) => coding
-            .as_bytes()
-            .trim_ascii()
-            .eq_ignore_ascii_case(b"chunked"),
-        (Version::HTTP_2, None, None) => !body_empty,
-        _ => false,
-    };
-    streamed && head_is_plain(version, headers, body_empty, limits, 0, Framing::Streamed)
-}
-
-/// [`takes_head`] for a WebSocket handshake (`crate::websocket::handshake`
-/// checked it): its `Upgrade` field is the point, and it has no body.
-pub fn takes_websocket(headers: &HeaderMap, body_empty: bool, limits: HeadLimits) -> bool {
-    head_is_plain(
-        Version::HTTP_11,
-        headers,
-        body_empty,
-        limits,
-        0,
-        Framing::Upgrade,
-    )
-}
-
-/// [`takes`] without the method: the head (a preflight's, whose method is `OPTIONS`).
-pub fn takes_head(
+/// [`takes`] without the method.
+fn takes_head(
     version: Version,
     headers: &HeaderMap,
     body_empty: bool,
     limits: HeadLimits,
     max_body: u64,
 ) -> bool {
-    head_is_plain(
-        version,
-        headers,
-        body_empty,
-        limits,
-        max_body,
-        Framing::Plain,
-    )
-}
-
-/// What a head may carry besides the plain fields.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Framing {
-    /// No body, or one `Content-Length`.
-    Plain,
-    /// A WebSocket handshake's `Upgrade`.
-    Upgrade,
-    /// A body of unknown length ([`takes_streamed`] checked its framing).
-    Streamed,
-}
-
-fn head_is_plain(
-    version: Version,
-    headers: &HeaderMap,
-    body_empty: bool,
-    limits: HeadLimits,
-    max_body: u64,
-    framing: Framing,
-) -> bool {
-    let upgrade = framing == Framing::Upgrade;
     if headers.len() > limits.max_headers {
         return false;
     }
@@ -329,7 +287,7 @@ fn head_is_plain(
     }
     // A head Python's server reads as a WebSocket handshake is the WebSocket
     // door's; any other `Upgrade` is a hop-by-hop field of a plain request.
-    if !upgrade && crate::websocket::python_upgrades(headers) {
+    if python_upgrades(headers) {
         return false;
     }
     let hosts = headers.get_all(http::header::HOST).iter().count();
@@ -348,11 +306,8 @@ fn head_is_plain(
     if !hosted {
         return false;
     }
-    if framing == Framing::Streamed {
-        return true; // counted as it streams (`crate::body_limit`)
-    }
     if headers.contains_key(http::header::TRANSFER_ENCODING) {
-        return false; // chunked bodies are `takes_streamed`'s
+        return false; // a body of unknown length
     }
     let mut lengths = headers.get_all(http::header::CONTENT_LENGTH).iter();
     match (lengths.next(), lengths.next()) {
@@ -415,61 +370,6 @@ mod tests {
     }
 
     #[test]
-    fn bodies_of_unknown_length_are_taken_streamed_only_when_plain() {
-        let streamed = |version, pairs: &[(&'static str, &str)], empty| {
-            takes_streamed(&Method::POST, version, &head(pairs), empty, LIMITS)
-        };
-        let v = Version::HTTP_11;
-        assert!(streamed(
-            v,
-            &[("host", "a"), ("transfer-encoding", "chunked")],
-            false
-        ));
-        assert!(streamed(
-            v,
-            &[("host", "a"), ("transfer-encoding", " Chunked")],
-            false
-        ));
-        assert!(streamed(Version::HTTP_2, &[], false));
-        assert!(!streamed(Version::HTTP_2, &[], true), "no body at all");
-        assert!(!streamed(v, &[("host", "a")], false), "no framing: no body");
-        for odd in [
-            &[("host", "a"), ("transfer-encoding", "gzip, chunked")][..],
-            &[("host", "a"), ("transfer-encoding", "chunked, chunked")],
-            &[
-                ("host", "a"),
-                ("transfer-encoding", "chunked"),
-                ("transfer-encoding", "chunked"),
-            ],
-            &[
-                ("host", "a"),
-                ("transfer-encoding", "chunked"),
-                ("content-length", "3"),
-            ],
-            &[("transfer-encoding", "chunked")],
-        ] {
-            assert!(!streamed(v, odd, false), "{odd:?}");
-        }
-        assert!(!streamed(
-            Version::HTTP_10,
-            &[("host", "a"), ("transfer-encoding", "chunked")],
-            false
-        ));
-        assert!(!streamed(
-            Version::HTTP_2,
-            &[("content-length", "3")],
-            false
-        ));
-        assert!(!takes_streamed(
-            &Method::from_bytes(b"get").unwrap(),
-            v,
-            &head(&[("host", "a"), ("transfer-encoding", "chunked")]),
-            false,
-            LIMITS
-        ));
-    }
-
-    #[test]
     fn every_upper_case_token_is_proxied_but_connect() {
         let v = Version::HTTP_11;
         for method in ["OPTIONS", "PROPFIND", "QUERY", "TRACE", "M-SEARCH"] {
@@ -479,9 +379,6 @@ mod tests {
             assert_eq!(refused(&method, v, &host, None, false, LIMITS), None);
         }
         assert!(!ok(Method::CONNECT, v, &[("host", "a")], false));
-        let chunked = head(&[("host", "a"), ("transfer-encoding", "chunked")]);
-        let propfind = Method::from_bytes(b"PROPFIND").unwrap();
-        assert!(takes_streamed(&propfind, v, &chunked, false, LIMITS));
     }
 
     fn refusal(method: &str, version: Version, pairs: &[(&'static str, &str)]) -> Option<Refused> {

@@ -24,10 +24,6 @@ pub struct Plane {
     pub table: ArcSwapOption<Table>,
     /// The request ids of native responses.
     pub request_ids: RequestIds,
-    /// The shared (Redis) limiter is taken to be down (a call failed, natively
-    /// or in Python): the native limit step reports the next success as the
-    /// recovery (`limit::outage`); Python logs and audits the transitions.
-    pub limiter_down: std::sync::atomic::AtomicBool,
     /// Which upstream failures get a log line (one per target and cause per interval).
     pub failures: FailureLog,
     /// API keys, verified tokens, signing keys, the jti deny-list.

@@ -307,9 +307,8 @@ impl Problem {
         for (name, value) in self.headers(body.len()) {
             map.append(name, value);
         }
-        if crate::tracing::enabled() {
-            response.extensions_mut().insert(ProblemCode(self.code));
-        }
+        // For a traced request's span (`tracing::Traced::end`).
+        response.extensions_mut().insert(ProblemCode(self.code));
         response
     }
 }

@@ -35,13 +35,11 @@ const MAX_HOST: usize = 255;
 /// What the router decided for one request.
 #[derive(Debug)]
 pub enum Routed<'t> {
-    /// Serve natively: the route, and the target to send upstream (prefix
-    /// stripped, upstream base path prepended, the query as sent).
-    Native {
-        route: &'t Route,
-        upstream_path_and_query: String,
-    },
-    /// Forward to Python unchanged; why, for metrics and tests.
+    /// Serve natively: the route. The target it sends upstream is the
+    /// proxy's to build (`Upstream::forward`); [`RouteTable::route_upstream`]
+    /// tells it for the equivalence tests.
+    Native { route: &'t Route },
+    /// Not routed: why (the refusal the gateway renders, or a control-plane path).
     Defer(Why),
 }
 
@@ -68,8 +66,6 @@ pub enum Why {
     NoRoute,
     /// Routes for the path, none for the method (Python answers 405).
     MethodNotAllowed,
-    /// The route is served by the Python pipeline.
-    NotNative,
 }
 
 impl Why {
@@ -83,7 +79,6 @@ impl Why {
             Self::Method => "method",
             Self::NoRoute => "no_route",
             Self::MethodNotAllowed => "method_not_allowed",
-            Self::NotNative => "not_native",
         }
     }
 }
@@ -276,23 +271,40 @@ impl RouteTable {
     /// Route one request: `host` is the Host header value's bytes (HTTP/2: the
     /// `:authority`), `None` when absent; `target` the raw request-target
     /// (path + optional query). Never panics; anything not certain is a
-    /// `Defer`. Allocates only the upstream target of a `Native` answer.
+    /// `Defer`. Allocates only to normalise a path that is not in normal form.
     pub fn route(&self, host: Option<&[u8]>, method: &http::Method, target: &str) -> Routed<'_> {
-        let (path, query) = match self.target(target) {
-            Target::Gateway { path, query } => (path, query),
+        let path = match self.target(target) {
+            Target::Gateway { path, .. } => path,
             Target::Refused { why, .. } | Target::Python(why) => return Routed::Defer(why),
         };
-        self.route_normal(host, method, &path, query)
+        self.route_normal(host, method, &path)
     }
 
-    /// [`RouteTable::route`] for a path in normal form the app hands to its gateway.
-    fn route_normal(
+    /// [`RouteTable::route`], and the target Python forwarded upstream for it
+    /// (prefix stripped, upstream base path prepended, the query as sent); for
+    /// the equivalence tests (`bastion._native.RouteTable.route`): the
+    /// gateway's proxy builds its own from the normal form (`Upstream::forward`).
+    pub fn route_upstream(
         &self,
         host: Option<&[u8]>,
         method: &http::Method,
-        path: &str,
-        query: Option<&str>,
-    ) -> Routed<'_> {
+        target: &str,
+    ) -> Result<(&Route, String), Why> {
+        let (path, query) = match self.target(target) {
+            Target::Gateway { path, query } => (path, query),
+            Target::Refused { why, .. } | Target::Python(why) => return Err(why),
+        };
+        match self.route_normal(host, method, &path) {
+            Routed::Native { route } => match &route.matcher {
+                Some(rule) => Ok((route, upstream_target(rule, &path, query))),
+                None => Err(Why::NoRoute), // a loaded table has none: refused at load
+            },
+            Routed::Defer(why) => Err(why),
+        }
+    }
+
+    /// [`RouteTable::route`] for a path in normal form the app hands to its gateway.
+    fn route_normal(&self, host: Option<&[u8]>, method: &http::Method, path: &str) -> Routed<'_> {
         let method = method.as_str();
         // Without host-specific routes the host cannot change the match (the
         // matcher reads every unknown host as "any host"): skip its key.
@@ -306,15 +318,9 @@ impl RouteTable {
             Lookup::MethodNotAllowed => return Routed::Defer(Why::MethodNotAllowed),
             Lookup::NotFound => return Routed::Defer(Why::NoRoute),
         };
-        let Some(route) = self.routes.get(index) else {
-            return Routed::Defer(Why::NoRoute);
-        };
-        let Some(rule) = route.matcher.as_ref().filter(|_| route.native) else {
-            return Routed::Defer(Why::NotNative);
-        };
-        Routed::Native {
-            route,
-            upstream_path_and_query: upstream_target(rule, path, query),
+        match self.routes.get(index) {
+            Some(route) => Routed::Native { route },
+            None => Routed::Defer(Why::NoRoute),
         }
     }
 
@@ -331,7 +337,7 @@ impl RouteTable {
         if !is_clean_path(path.as_bytes()) || !is_clean_query(query.as_bytes()) {
             return Routed::Defer(Why::NotClean);
         }
-        self.route_normal(host, method, path, (!query.is_empty()).then_some(query))
+        self.route_normal(host, method, path)
     }
 
     /// [`RouteTable::allowed_methods`] for a judged target ([`RouteTable::route_judged`]).
@@ -578,9 +584,6 @@ mod tests {
             .enumerate()
             .map(|(index, mut route)| {
                 route["index"] = index.into();
-                if route.get("native").is_none() {
-                    route["native"] = true.into();
-                }
                 route
             })
             .collect();
@@ -892,7 +895,7 @@ mod tests {
         );
         assert_eq!(name(&t, "gw.test", "OPTIONS", "/api"), Ok("api".into()));
         // Routed by its own method on a table with preflights too: whether it is
-        // one is `cors::route`'s to tell, from its head.
+        // one is `preflight::route`'s to tell, from its head.
         let cors = table(vec![rule("api", "/api", Some(&["GET"]), None)], true);
         assert_eq!(
             name(&cors, "gw.test", "OPTIONS", "/api"),
@@ -1001,15 +1004,6 @@ mod tests {
     }
 
     #[test]
-    fn non_native_routes_defer() {
-        let mut python = rule("py", "/py", None, None);
-        python["native"] = false.into();
-        let t = table(vec![python, rule("api", "/api", None, None)], false);
-        assert_eq!(get(&t, "/py/x"), Err(Why::NotNative));
-        assert_eq!(get(&t, "/api/x"), Ok("api".into()));
-    }
-
-    #[test]
     fn upstream_target_strips_and_rebases() {
         let mut strip = rule("s", "/api/orders", None, None);
         strip["match"]["strip_prefix"] = true.into();
@@ -1019,12 +1013,9 @@ mod tests {
         let mut keep = rule("k", "/keep", None, None);
         keep["match"]["upstream_base"] = "/base".into();
         let t = table(vec![strip, root, keep], false);
-        let upstream = |target: &str| match t.route(Some(b"h"), &Method::GET, target) {
-            Routed::Native {
-                upstream_path_and_query,
-                ..
-            } => upstream_path_and_query,
-            Routed::Defer(why) => panic!("{target}: {why:?}"),
+        let upstream = |target: &str| match t.route_upstream(Some(b"h"), &Method::GET, target) {
+            Ok((_, upstream_path_and_query)) => upstream_path_and_query,
+            Err(why) => panic!("{target}: {why:?}"),
         };
         assert_eq!(upstream("/api/orders/7"), "/v1/7");
         assert_eq!(upstream("/api/orders"), "/v1/");

@@ -6,7 +6,7 @@
 //! ```json
 //! {"version": 1,
 //!  "match": {"reserved": ["/healthz", "/oauth2", ...], "preflight": false},
-//!  "routes": [{"index": 0, "name": "orders", "native": true, "defer_reason": null,
+//!  "routes": [{"index": 0, "name": "orders",
 //!              "match": {"host": null, "prefix": "/api/orders", "methods": ["GET"],
 //!                        "strip_prefix": false, "upstream_base": ""},
 //!              "auth": ..., "limits": ..., "upstream": ...}]}
@@ -153,11 +153,6 @@ pub struct Route {
     pub index: usize,
     /// Its unique name (audit, metrics, key route allow-lists).
     pub name: String,
-    /// Whether every section is served natively; otherwise Python serves it.
-    pub native: bool,
-    /// Why not, when not (for `bastion routes list`).
-    #[serde(default)]
-    pub defer_reason: Option<String>,
     /// How requests match it (never `None` in a loaded table: refused).
     #[serde(rename = "match")]
     pub matcher: Option<MatchRule>,
@@ -296,7 +291,7 @@ mod tests {
         )
     }
 
-    const ORDERS: &str = r#"{"index": 0, "name": "orders", "native": true, "defer_reason": null,
+    const ORDERS: &str = r#"{"index": 0, "name": "orders",
         "match": {"host": null, "prefix": "/api/orders", "methods": ["GET"],
                   "strip_prefix": true, "upstream_base": "/v1"},
         "auth": {"public": true}, "limits": [], "upstream": {"url": "http://x"}}"#;
@@ -306,7 +301,6 @@ mod tests {
         let table = RouteTable::from_json(&table_json(ORDERS)).expect("loads");
         let route = table.get(0).expect("one route");
         assert_eq!(route.name, "orders");
-        assert!(route.native);
         assert_eq!(route.auth, serde_json::json!({"public": true}));
         assert_eq!(route.limits, serde_json::json!([]));
         assert_eq!(route.upstream, serde_json::json!({"url": "http://x"}));
@@ -404,7 +398,7 @@ mod tests {
     fn a_route_without_match_is_refused() {
         // `compile_table` always compiles one (or raises): no table defers wholesale.
         let json = table_json(
-            r#"{"index": 0, "name": "odd", "native": false, "defer_reason": "match: ?",
+            r#"{"index": 0, "name": "odd",
                 "match": null, "auth": null, "limits": null, "upstream": null}"#,
         );
         let err = RouteTable::from_json(&json).expect_err("no match section");

@@ -57,8 +57,9 @@ pub struct FrontConfig {
     pub tls: Option<TlsFiles>,
     /// `request_limits.max_headers`: more header fields get Python's 431
     /// (`headers_too_large`) from the native gateway where Python's gateway
-    /// would judge the head; elsewhere, and on connections hyper serves, a
-    /// bare 431 and the connection closed (as granian does).
+    /// would judge the head, over every protocol (hyper is given room for
+    /// them: [`Front::start`]); on a control-plane path, a bare 431 and the
+    /// connection closed (as granian does).
     #[serde(default = "default_max_headers")]
     pub max_headers: usize,
     /// `request_limits.max_header_bytes`: hyper's read buffer is set well above
@@ -153,14 +154,28 @@ impl Front {
         listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let max_head = config.max_header_bytes.saturating_mul(2).max(64 * 1024);
+        // hyper answers a head past its own bounds with a bare 431 before any
+        // service runs. Within them the gateway renders Python's problem+json 431
+        // (`hygiene::refused`), so they are set where the HTTP/1 loop's are: as
+        // many fields as `max_head` bytes can carry (`a:` and a line end each);
+        // an HTTP/2 header list (names and values, plus RFC 9113's 32 bytes a
+        // field) of `max_head` bytes and one field more than `max_headers`
+        // (hyper's default, 16 KiB, refused heads Python's limits take). A head
+        // past `max_head` itself is never read to its end: hyper's bare 431
+        // (HTTP/1, `max_buf_size`; `h2`'s for a longer header list), as before.
+        let h1_fields = max_head / 3 + 1;
+        let h2_list = max_head.saturating_add(32 * config.max_headers.saturating_add(1));
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
-            .max_headers(config.max_headers)
+            .max_headers(h1_fields)
             .max_buf_size(max_head);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(h2_list).unwrap_or(u32::MAX));
         let (stop, stopped) = watch::channel(None);
         let shared = Arc::new(Shared {
             tls: tls.clone(),
@@ -412,12 +427,6 @@ async fn respond(
             );
             response
         }
-        Outcome::Defer(mut req) => {
-            // A key lookup this request leads ends with Python's answer (see decide::LeadGuard).
-            let lead = req.extensions_mut().remove::<crate::decide::LeadGuard>();
-            let response = forwarder.forward(req, info, hop).await;
-            drop(lead);
-            response
-        }
+        Outcome::Defer(req) => forwarder.forward(req, info, hop).await,
     }
 }

@@ -12,7 +12,7 @@ use crate::limit::RouteLimits;
 use crate::routes::RouteTable;
 use crate::upstream::Upstream;
 
-/// The parsed sections of one route the native path serves.
+/// The parsed sections of one route.
 pub struct NativeRoute {
     pub auth: RouteAuth,
     pub limits: RouteLimits,
@@ -32,14 +32,14 @@ pub struct NativeRoute {
 /// table-wide settings. Immutable; a reload builds a new one and swaps it.
 pub struct Table {
     pub routes: RouteTable,
-    /// By route index; `None` for a route Python serves.
-    pub native: Vec<Option<NativeRoute>>,
+    /// Each route's steps, by route index (every route is native).
+    pub native: Vec<NativeRoute>,
     pub head: HeadLimits,
     pub trusted: TrustedProxies,
     /// How `/auth/verify` reads the request it judges.
-    pub forward_auth: crate::forward_auth::ForwardAuth,
+    pub forward_auth: crate::forward_family::ForwardAuth,
     /// OpenTelemetry tracing (`edge.tracing`); `None`: off.
-    pub tracing: Option<crate::tracing::Sampler>,
+    pub tracing: Option<crate::sampling::Sampler>,
 }
 
 #[derive(serde::Deserialize)]
@@ -49,7 +49,7 @@ struct EdgeTable {
     #[serde(default)]
     trusted_proxies: Vec<String>,
     #[serde(default)]
-    tracing: Option<crate::tracing::TracingSection>,
+    tracing: Option<crate::sampling::TracingSection>,
 }
 
 #[derive(serde::Deserialize)]
@@ -78,19 +78,15 @@ impl Table {
         let forward_auth = match raw.get("forward_auth") {
             Some(section) if !section.is_null() => serde_json::from_value(section.clone())
                 .map_err(|e| format!("table forward_auth section: {e}"))?,
-            _ => crate::forward_auth::ForwardAuth::default(),
+            _ => crate::forward_family::ForwardAuth::default(),
         };
         let tracing = edge
             .tracing
-            .map(crate::tracing::Sampler::from_section)
+            .map(crate::sampling::Sampler::from_section)
             .transpose()?;
         let raw_routes = raw["routes"].as_array().cloned().unwrap_or_default();
         let mut native = Vec::with_capacity(routes.routes().len());
         for (route, raw_route) in routes.routes().iter().zip(raw_routes.iter()) {
-            if !route.native {
-                native.push(None);
-                continue;
-            }
             let name = &route.name;
             let auth = RouteAuth::from_section(&route.auth)
                 .map_err(|e| format!("route {name}: auth: {e}"))?;
@@ -127,7 +123,7 @@ impl Table {
                 ),
                 None => None,
             };
-            native.push(Some(NativeRoute {
+            native.push(NativeRoute {
                 auth,
                 limits,
                 upstream,
@@ -136,7 +132,7 @@ impl Table {
                 ip,
                 shed,
                 websocket,
-            }));
+            });
         }
         Ok(Table {
             routes,

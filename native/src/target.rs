@@ -144,18 +144,28 @@ mod tests {
     use super::*;
     use http::Method;
 
-    /// Routes Python serves (the reading of the target does not look at the rest).
+    /// A table whose routes' steps are not built: the reading of the target
+    /// looks at the router and the head limits only.
     fn table() -> Table {
         let route = |index: usize, name: &str, prefix: &str| {
-            serde_json::json!({"index": index, "name": name, "native": false,
+            serde_json::json!({"index": index, "name": name,
                 "match": {"host": null, "prefix": prefix, "methods": null,
                           "strip_prefix": false, "upstream_base": ""}})
         };
         let json = serde_json::json!({"version": 1,
             "match": {"reserved": ["/healthz", "/oauth2", "/admin"], "preflight": false},
-            "edge": {"max_headers": 100, "max_header_bytes": 65536},
             "routes": [route(0, "api", "/api")]});
-        Table::from_json(&json.to_string()).expect("table loads")
+        Table {
+            routes: crate::routes::RouteTable::from_json(&json.to_string()).expect("routes load"),
+            native: Vec::new(),
+            head: crate::hygiene::HeadLimits {
+                max_headers: 100,
+                max_header_bytes: 65536,
+            },
+            trusted: crate::client_ip::TrustedProxies::parse::<&str>(&[]).expect("no proxies"),
+            forward_auth: crate::forward_family::ForwardAuth::default(),
+            tracing: None,
+        }
     }
 
     fn conn() -> ConnInfo {

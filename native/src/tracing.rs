@@ -35,12 +35,14 @@ use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::Request;
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use serde::Deserialize;
 
 use crate::http::{Body, BoxError, ConnInfo, Outcome};
 use crate::plane::plane;
 use crate::problem::ProblemCode;
 use crate::router::Routed;
+use crate::sampling::Sampler;
+#[cfg(test)]
+use crate::sampling::TracingSection;
 
 pub static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
@@ -53,41 +55,6 @@ const TRACESTATE_MAX: usize = 8192;
 const TRACESTATE_KEYS: usize = 32;
 const SAMPLED: u8 = 0x01;
 const RANDOM_TRACE_ID: u8 = 0x02;
-
-/// The table's `edge.tracing` section (`null`: tracing off).
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TracingSection {
-    pub sample_ratio: f64,
-}
-
-/// `TraceIdRatioBased(ratio)`, compiled: a root is sampled when its trace
-/// id's 64 low bits are below `bound`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sampler {
-    bound: u128,
-}
-
-impl Sampler {
-    /// `TraceIdRatioBased.get_bound_for_rate`: `round(ratio * 2**64)`.
-    pub fn from_section(section: TracingSection) -> Result<Self, String> {
-        let ratio = section.sample_ratio;
-        if !(0.0..=1.0).contains(&ratio) {
-            return Err(format!(
-                "tracing: sample_ratio {ratio} is not within [0, 1]"
-            ));
-        }
-        // Exact in f64 (a power of two); Python's round() rounds half to even.
-        let bound = (ratio * 18_446_744_073_709_551_616.0).round_ties_even();
-        Ok(Sampler {
-            bound: bound as u128,
-        })
-    }
-
-    fn samples(self, trace_id: u128) -> bool {
-        u128::from(trace_id as u64) < self.bound
-    }
-}
 
 /// A `traceparent` the propagator accepts: (trace id, span id, flags).
 pub fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, u8)> {
@@ -470,7 +437,7 @@ pub fn begin(req: &mut Request<Body>, conn: &ConnInfo) -> Option<Traced> {
 fn route_name(table: &crate::table::Table, req: &Request<Body>) -> Option<String> {
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let host = crate::verdict::host_of(req);
-    match crate::cors::route(table, host, req.method(), target, req.headers(), false).0 {
+    match crate::preflight::route(table, host, req.method(), target, req.headers(), false).0 {
         Routed::Native { route, .. } => Some(route.name.clone()),
         _ => None,
     }

@@ -31,7 +31,7 @@
 //!   client that does: 1000 to the upstream.
 //!
 //! An upgrade Python's server would not read as a WebSocket handshake
-//! ([`python_upgrades`]: `Upgrade: h2c`, no `Connection: upgrade`) is a
+//! ([`crate::hygiene::python_upgrades`]: `Upgrade: h2c`, no `Connection: upgrade`) is a
 //! plain request, decided and proxied as any (its `Upgrade` dropped); one it
 //! reads as a handshake that is not a plain RFC 6455 one is refused as
 //! `websockets` refuses it ([`refused`]), audited; one to a path no route
@@ -108,46 +108,27 @@ pub struct Handshake {
     offered: Vec<String>,
 }
 
-/// Whether Python's server reads the head as a WebSocket opening handshake:
-/// uvicorn hands a request to `websockets` when its last `Connection` field
-/// lists `upgrade` and its last `Upgrade` field is `websocket` (any case).
-/// Any other `Upgrade` (`h2c`, `websocket, h2c`, without `Connection:
-/// upgrade`) is a plain request to it, whose `Upgrade` the proxy drops as
-/// hop-by-hop.
-pub fn python_upgrades(headers: &HeaderMap) -> bool {
-    let Some(connection) = headers.get_all(CONNECTION).iter().next_back() else {
-        return false;
-    };
-    let upgrade = connection
-        .as_bytes()
-        .split(|&b| b == b',')
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"));
-    upgrade
-        && headers
-            .get_all(UPGRADE)
-            .iter()
-            .next_back()
-            .is_some_and(|value| {
-                value
-                    .as_bytes()
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(b"websocket")
-            })
-}
-
 /// The answer `websockets` (`ServerProtocol.accept`, in its order) gives a
 /// handshake uvicorn hands it that is not a plain RFC 6455 one, before any
 /// of bastion's code runs: `405` with `Allow: GET` for another method, `426`
 /// with `Upgrade: websocket` for another `Upgrade` list, `400` for a missing,
 /// repeated or malformed `Sec-WebSocket-Key` or `Sec-WebSocket-Version`. A
 /// handshake with a body (`websockets` closes the connection without an
-/// answer) gets a `400` too. As a problem document: its status, headers and
-/// message (`invalid_websocket_handshake`). `None` when not certain (HTTP/1.0,
-/// a plain handshake).
+/// answer) gets a `400` too, and so does one over another version than
+/// HTTP/1.1 (RFC 6455 §4.1: "the method of the request MUST be GET, and the
+/// HTTP version MUST be at least 1.1"; §4.2.1: a server answers what it
+/// cannot take `400 Bad Request`). As a problem document: its status,
+/// headers and message (`invalid_websocket_handshake`). `None` when not
+/// certain (a plain handshake).
 pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
     let headers = req.headers();
     if req.version() != Version::HTTP_11 {
-        return None;
+        // `websockets`' words for a request line it refuses (`Request.parse`).
+        let detail = format!(
+            "unsupported protocol; expected HTTP/1.1: {:?}.",
+            req.version()
+        );
+        return Some(bad_handshake(StatusCode::BAD_REQUEST, detail));
     }
     if !body_empty
         || headers.contains_key(http::header::TRANSFER_ENCODING)

@@ -17,6 +17,8 @@ engine, the default), never by driving the pipeline in-process. What this module
   knobs and record and hangs up its open connections, so a test counting connections starts
   from a clean pool. :class:`RawUpstream` answers canned bytes (or hangs up) and records
   the request heads.
+- :func:`h2_request` sends one bodiless HTTP/2 request by hand (:func:`h2_frame`,
+  :func:`hpack_literal`): the fields as given, in any number (CONTINUATION frames).
 - :func:`plane` tells which plane answered (the native core, or the Python app for its own
   paths); Python's answers to gateway requests, from when its request path existed, are
   recorded in ``tests/vectors/twins`` (:mod:`_support.recorded`).
@@ -54,6 +56,11 @@ __all__ = [
     "fresh_echo",
     "gateway_counts",
     "gateway_fixture",
+    "h2_connect",
+    "h2_frame",
+    "h2_frames",
+    "h2_request",
+    "hpack_literal",
     "plane",
     "raw_exchange",
     "raw_request",
@@ -533,3 +540,97 @@ class RawUpstream:
 
     def close(self) -> None:
         self._sock.close()
+
+
+# -- HTTP/2 by hand ----------------------------------------------------------------------
+
+#: SETTINGS_MAX_FRAME_SIZE's initial value (RFC 9113 §6.5.2): the largest frame sent.
+_H2_FRAME = 16384
+
+
+def h2_frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    """One HTTP/2 frame (RFC 9113 §4.1)."""
+    return (
+        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+    )
+
+
+def _hpack_string(data: bytes) -> bytes:
+    """An HPACK string literal without Huffman coding (RFC 7541 §5.2): its length as an
+    integer of a 7-bit prefix (§5.1), then its bytes."""
+    size, out = len(data), bytearray()
+    if size < 127:
+        out.append(size)
+    else:
+        out.append(127)
+        size -= 127
+        while size >= 128:
+            out.append(size % 128 + 128)
+            size //= 128
+        out.append(size)
+    return bytes(out) + data
+
+
+def hpack_literal(name: bytes, value: bytes) -> bytes:
+    """One HPACK field, literal without indexing, new name (RFC 7541 §6.2.2)."""
+    return b"\x00" + _hpack_string(name) + _hpack_string(value)
+
+
+def h2_connect(port: int) -> ssl.SSLSocket:
+    """A TLS connection to the server on ``port`` that negotiated ``h2`` (ALPN)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["h2"])
+    raw_sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
+    assert sock.selected_alpn_protocol() == "h2"
+    return sock
+
+
+def h2_frames(sock: socket.socket, timeout: float = 10.0) -> Iterator[tuple[int, int, int, bytes]]:
+    """The frames ``sock`` receives, as ``(type, flags, stream, payload)`` (RFC 9113 §4.1),
+    for ``timeout`` seconds at most. Raises AssertionError when the connection closes."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
+            chunk = sock.recv(65536)
+            assert chunk, "the connection closed"
+            buf += chunk
+        size = int.from_bytes(buf[:3], "big")
+        stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        yield buf[3], buf[4], stream, buf[9 : 9 + size]
+        buf = buf[9 + size :]
+
+
+def h2_request(server: GatewayServer, fields: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """A bodiless request over HTTP/2 (TLS, ALPN ``h2``) with exactly these fields,
+    pseudo-headers included (curl turns a ``Host`` field into ``:authority``); a header
+    block past one frame goes on in CONTINUATION frames. The response body (its head's
+    HPACK is not decoded: a bare answer is ``b""``). Raises AssertionError for a reset
+    stream or a closed connection."""
+    sock = h2_connect(server.port)
+    block = b"".join(hpack_literal(name, value) for name, value in fields)
+    parts = [block[i : i + _H2_FRAME] for i in range(0, len(block), _H2_FRAME)] or [b""]
+    body = b""
+    with sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b""))
+        for index, part in enumerate(parts):
+            last = 0x4 if index == len(parts) - 1 else 0  # END_HEADERS
+            if index == 0:
+                sock.sendall(h2_frame(1, 0x1 | last, 1, part))  # HEADERS, END_STREAM
+            else:
+                sock.sendall(h2_frame(9, last, 1, part))  # CONTINUATION
+        for kind, flags, stream, payload in h2_frames(sock):
+            if kind == 4 and not flags & 1:
+                sock.sendall(h2_frame(4, 1, 0, b""))  # SETTINGS ACK
+            elif kind == 1 and stream == 1 and flags & 1:
+                return body  # a head that ends the stream: no body
+            elif kind == 0 and stream == 1:
+                body += payload
+                if flags & 1:
+                    return body
+            elif kind in (3, 7):
+                raise AssertionError(f"stream reset or connection closed: {payload!r}")
+    raise AssertionError("no answer")

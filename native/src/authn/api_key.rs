@@ -69,8 +69,8 @@ pub struct CachedKey {
     grace_until: f64,
     revoked: bool,
     disabled: bool,
-    native: bool,
-    /// The key's IP allow-list (`None`: any address).
+    /// The key's IP allow-list (`None`: any address; empty: none, a list that
+    /// does not parse).
     networks: Option<TrustedProxies>,
     /// The key's own limits (the `limit` step applies them with the route's).
     pub limits: std::sync::Arc<[KeyLimit]>,
@@ -87,11 +87,19 @@ pub struct CachedKey {
 impl CachedKey {
     /// The cache entry of `record`, fresh until `fresh_until`.
     pub fn new(record: ApiKeyRecord, fresh_until: f64) -> CachedKey {
-        // A list the native parser does not read keeps the key with Python.
+        // Python's `ip_network(…, strict=False)` of each stored network; a list
+        // that does not parse even so admits no address (fail closed: Python's
+        // 403 `api_key_ip_not_allowed`), never any.
         let networks = if record.ip_allow.is_empty() {
-            Ok(None)
+            None
         } else {
-            TrustedProxies::parse(&record.ip_allow).map(Some)
+            let unscoped: Vec<String> = record
+                .ip_allow
+                .iter()
+                .map(String::as_str)
+                .map(unscoped)
+                .collect();
+            Some(TrustedProxies::parse(&unscoped).unwrap_or_default())
         };
         let subject = match (&record.owner_type, &record.owner_id) {
             (Some(kind), Some(owner)) if !kind.is_empty() && !owner.is_empty() => {
@@ -128,9 +136,8 @@ impl CachedKey {
             grace_until: record.grace_until.unwrap_or(f64::INFINITY),
             revoked: record.revoked,
             disabled: record.disabled,
-            native: networks.is_ok(),
             limits: record.key_limits.into(),
-            networks: networks.ok().flatten(),
+            networks,
             fresh_until,
             last_used: AtomicU64::new(0),
         }
@@ -179,16 +186,30 @@ impl CachedKey {
     }
 
     pub fn usable(&self, now: f64, client: Option<IpAddr>) -> bool {
-        self.native
-            && now < self.fresh_until
+        now < self.fresh_until
             && !self.revoked
             && !self.disabled
             && now < self.deadline
             && now < self.grace_until
-            && self
-                .networks
-                .as_ref()
-                .map_or(true, |nets| ip_allowed(nets, client))
+            && self.admits(client)
+    }
+}
+
+/// A stored network as `ipaddress.ip_network` reads it: an IPv6 address may
+/// carry a scope id (`fe80::%eth0/64`, kept by `str()`), which changes nothing
+/// its `in` holds (it compares the integers), so it is dropped here.
+fn unscoped(network: &str) -> String {
+    let (address, prefix) = match network.split_once('/') {
+        Some((address, prefix)) => (address, Some(prefix)),
+        None => (network, None),
+    };
+    let address = match address.split_once('%') {
+        Some((bare, _scope)) if bare.contains(':') => bare,
+        _ => address,
+    };
+    match prefix {
+        Some(prefix) => format!("{address}/{prefix}"),
+        None => address.to_owned(),
     }
 }
 
@@ -432,9 +453,24 @@ mod tests {
         assert!(key.usable(50.0, ip("2001:db8::1")));
         assert!(!key.usable(50.0, ip("11.0.0.1")));
         assert!(!key.usable(50.0, ip("2001:db9::1")));
+        // A list that does not parse admits no address (never any).
         let mut r = record();
         r.ip_allow = vec!["not a network".into()];
-        assert!(!CachedKey::new(r, 100.0).usable(50.0, ip("10.1.2.3")));
+        let key = CachedKey::new(r, 100.0);
+        assert!(!key.usable(50.0, ip("10.1.2.3")));
+        assert!(!key.admits(ip("10.1.2.3")));
+        assert!(
+            key.refusal(50.0).is_none(),
+            "usable but from nowhere: Python's 403"
+        );
+        // A scope id (Python's `str(ip_network("fe80::%eth0/64"))`) changes nothing held.
+        let mut r = record();
+        r.ip_allow = vec!["fe80::%eth0/64".into(), "fe80:1::%2".into()];
+        let key = CachedKey::new(r, 100.0);
+        assert!(key.admits(ip("fe80::1")));
+        assert!(key.admits(ip("fe80:1::")));
+        assert!(!key.admits(ip("fe80:1::1")));
+        assert!(!key.admits(ip("10.1.2.3")));
         let mut r = record();
         r.key_limits = vec![KeyLimit {
             rate: 1,

@@ -117,9 +117,6 @@ pub struct Caches {
     /// OAuth clients Python found disabled or deleted (a `client` lookup), until
     /// when (Unix seconds); dropped with the client's change, as the active ones.
     inactive_clients: RwLock<HashMap<String, f64>>,
-    /// Whether keys with their own rate limits are served natively (the
-    /// native `limit` step applies [`crate::authn::Admitted::key_limits`]).
-    key_limits_native: AtomicBool,
     /// Whether an uncached token may be verified natively (Python turns it on
     /// only where every revocation reaches the native deny-list).
     verify_misses: AtomicBool,
@@ -220,7 +217,6 @@ impl Caches {
             active_clients: RwLock::new(HashMap::new()),
             inactive_clients: RwLock::new(HashMap::new()),
             verify_misses: AtomicBool::new(false),
-            key_limits_native: AtomicBool::new(false),
             clients_epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
             issuer_keys: IssuerKeys::default(),
@@ -324,16 +320,6 @@ impl Caches {
             }
         }
         uses.into_iter().collect()
-    }
-
-    /// Serve keys with their own limits natively (only once the native limiter
-    /// applies `Admitted::key_limits`; until then such keys defer).
-    pub fn set_key_limits_native(&self, on: bool) {
-        self.key_limits_native.store(on, Ordering::SeqCst);
-    }
-
-    pub fn key_limits_native(&self) -> bool {
-        self.key_limits_native.load(Ordering::SeqCst)
     }
 
     pub fn api_key_get(&self, digest: &[u8; 32]) -> Option<Arc<CachedKey>> {

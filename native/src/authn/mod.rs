@@ -442,7 +442,7 @@ fn api_key_verdict(
         return None;
     }
     let entry = caches.api_key_get(&caches.api_key_digest(key))?;
-    if !entry.usable(now, client) || (!entry.limits.is_empty() && !caches.key_limits_native()) {
+    if !entry.usable(now, client) {
         return None;
     }
     entry.touch(now);
@@ -499,10 +499,6 @@ fn jwt_verdict(
     // RFC 8705 §3: a certificate-bound token only with its certificate (else
     // Python's 401 cnf_mismatch). The thumbprint is public: no secret compared.
     if entry.bound.is_some() && entry.bound.as_ref() != cert {
-        return None;
-    }
-    // Exchanged from a key with its own limits: only once the native limiter applies them.
-    if !entry.key_limits.is_empty() && !caches.key_limits_native() {
         return None;
     }
     Some(Found {
@@ -564,8 +560,8 @@ pub fn unix_now() -> f64 {
 pub struct Admitted {
     pub identity: Identity,
     pub credential_headers: Vec<HeaderName>,
-    /// An API key's own limits (empty otherwise); non-empty only once
-    /// [`Caches::set_key_limits_native`] said the native limiter applies them.
+    /// An API key's own limits (empty otherwise), which the native `limit`
+    /// step applies with the route's, in the buckets Python's limiter uses.
     pub key_limits: Arc<[KeyLimit]>,
 }
 
@@ -719,9 +715,12 @@ pub enum Unadmitted {
     /// The cache changed between admission and this classification (an
     /// answer pushed or evicted meanwhile): decide again.
     Again,
-    /// Python answers (another method, a refusal that depends on what only
-    /// Python holds, authorization…).
-    Defer,
+    /// The responsible method is `jwt`, and no token may be trusted natively
+    /// now: Python does not follow every invalidation channel (start-up before
+    /// its subscriptions, a lost one: a revocation may be missing here), or has
+    /// not turned native verification of uncached tokens on. Never an allow:
+    /// the native `503 service_unavailable` (`Retry-After: 1`), as a lost lookup.
+    TokensUnfollowed,
 }
 
 /// Classify a request [`admit`] returned `None` for (see [`Unadmitted`]). The
@@ -764,7 +763,8 @@ pub fn unadmitted_from(
     now: f64,
 ) -> Unadmitted {
     if route.public {
-        return Unadmitted::Defer;
+        // `admit` admits anyone on a public route: only a table swapped meanwhile.
+        return Unadmitted::Again;
     }
     if route.methods.contains(&Method::ApiKey) && query.is_some_and(|q| key_in_query(q.as_bytes()))
     {
@@ -794,9 +794,19 @@ pub fn unadmitted_from(
                 {
                     return Unadmitted::ClientMiss(client);
                 }
-                return match refusal::exchanged(caches, route, &found.tokens, now) {
-                    true => Unadmitted::ExchangedMiss,
-                    false => Unadmitted::Defer,
+                if refusal::exchanged(caches, route, &found.tokens, now) {
+                    return Unadmitted::ExchangedMiss;
+                }
+                // Neither admitted, refused nor a lookup: a cached token (or one the
+                // native verifier may judge) changed under this decision: decide
+                // again; otherwise no token may be trusted natively now.
+                let cached = match found.tokens.as_slice() {
+                    [token] => caches.token_get(&cache::token_digest(token), now).is_some(),
+                    _ => false,
+                };
+                return match cached || caches.misses_verifiable() {
+                    true => Unadmitted::Again,
+                    false => Unadmitted::TokensUnfollowed,
                 };
             }
             Method::Mtls => {
@@ -881,9 +891,11 @@ fn key_state(caches: &Caches, keys: &[&[u8]], client: Option<IpAddr>, now: f64) 
     match caches.api_key_get(&digest) {
         Some(entry) if now < entry.fresh_until => match entry.refusal(now) {
             Some(_) => Unadmitted::Refused,
-            // Usable, but not from this address: Python's 403, after the key's state.
-            None if client.is_some() && !entry.admits(client) => Unadmitted::KeyIpNotAllowed,
-            None => Unadmitted::Defer,
+            // Usable, but not from this address (no address, or an allow-list that
+            // does not parse, admits none): Python's 403, after the key's state.
+            None if !entry.admits(client) => Unadmitted::KeyIpNotAllowed,
+            // Usable: admitted, unless the entry was replaced meanwhile.
+            None => Unadmitted::Again,
         },
         _ if caches.api_key_refused(&digest, now) => Unadmitted::Refused,
         _ => Unadmitted::Miss(digest),

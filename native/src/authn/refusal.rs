@@ -726,7 +726,7 @@ mod tests {
             now,
         );
         assert!(admitted.is_some());
-        assert_eq!(classify(&own(), None, &valid), Unadmitted::Defer);
+        assert_eq!(classify(&own(), None, &valid), Unadmitted::Again);
         let _ = Identity::default();
     }
 

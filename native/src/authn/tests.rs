@@ -439,10 +439,6 @@ fn keys_python_would_refuse_defer() {
         (json!({"expires_at": 100.0}), 100.0),
         (json!({"grace_until": 99.0}), 100.0),
         (json!({"ip_allow": ["10.0.0.0/8"]}), 100.0),
-        (
-            json!({"key_limits": [{"rate": 5, "period": 1.0, "burst": 5, "name": "5/second"}]}),
-            100.0,
-        ),
     ] {
         let caches = Caches::new();
         with_key(&caches, extra.clone(), 100.0);
@@ -907,8 +903,6 @@ fn key_limits_are_served_only_once_the_native_limiter_takes_them() {
             100.0,
         )
     };
-    assert!(admit_now().is_none());
-    caches.set_key_limits_native(true);
     let admitted = admit_now().expect("admit");
     assert_eq!(
         admitted.key_limits.as_ref(),
@@ -975,14 +969,16 @@ fn an_uncached_key_is_a_miss_of_its_digest() {
     let jwt_first = route_with_methods(&["jwt", "api_key"]);
     let mut both = bearer("a.b.c");
     both.insert("x-api-key", HeaderValue::from_static(KEY));
+    // (No token is trusted while Python follows no invalidation channel: a 503.)
     assert_eq!(
         unadmitted(&caches, &jwt_first, None, &both, 100.0),
-        Unadmitted::Defer
+        Unadmitted::TokensUnfollowed
     );
+    // A public route admits anyone: classified only when the table changed meanwhile.
     let public = route(json!({"public": true}));
     assert_eq!(
         unadmitted(&caches, &public, None, &bearer(KEY), 100.0),
-        Unadmitted::Defer
+        Unadmitted::Again
     );
 }
 
@@ -1086,9 +1082,10 @@ fn a_cached_key_python_refuses_is_refused_in_python_s_order() {
     // (rendered natively; unknown without the client's address).
     let caches = Caches::new();
     with_key(&caches, json!({"ip_allow": ["10.0.0.0/8"]}), 100.0);
+    // No address: Python's `_ip_allowed(…, None)` refuses it too.
     assert_eq!(
         unadmitted(&caches, &keyed, None, &bearer(KEY), 101.0),
-        Unadmitted::Defer
+        Unadmitted::KeyIpNotAllowed
     );
     let from = |ip: &str| {
         let ip: IpAddr = ip.parse().expect("ip");
@@ -1096,13 +1093,22 @@ fn a_cached_key_python_refuses_is_refused_in_python_s_order() {
     };
     assert_eq!(from("192.0.2.1"), Unadmitted::KeyIpNotAllowed);
     assert_eq!(from("::ffff:192.0.2.1"), Unadmitted::KeyIpNotAllowed);
-    // From an allowed address the key is admitted (not classified here at all).
-    assert_eq!(from("10.1.2.3"), Unadmitted::Defer);
+    // From an allowed address the key is admitted (classified only when its entry
+    // was replaced meanwhile: decide again).
+    assert_eq!(from("10.1.2.3"), Unadmitted::Again);
     let caches = Caches::new();
     with_key(&caches, json!({"expires_at": 200.0}), 100.0);
     assert_eq!(
         unadmitted(&caches, &keyed, None, &bearer(KEY), 101.0),
-        Unadmitted::Defer
+        Unadmitted::Again
+    );
+    // A stored allow-list that does not parse admits no address: Python's 403.
+    let caches = Caches::new();
+    with_key(&caches, json!({"ip_allow": ["10.0.0.0/33"]}), 100.0);
+    let ip: IpAddr = "10.1.2.3".parse().expect("ip");
+    assert_eq!(
+        unadmitted_from(&caches, &keyed, None, &bearer(KEY), Some(ip), None, 101.0),
+        Unadmitted::KeyIpNotAllowed
     );
 }
 
@@ -1198,7 +1204,7 @@ fn introspection_answers_are_served_natively_in_method_order() {
     assert!(admit_get(&caches, &jwt_first, &bearer("dotted.token.x"), now).is_none());
     assert_eq!(
         unadmitted(&caches, &jwt_first, None, &bearer("dotted.token.x"), now),
-        Unadmitted::Defer,
+        Unadmitted::TokensUnfollowed,
         "jwt is responsible for a dotted token"
     );
 

@@ -19,10 +19,8 @@
 //! log line, audit event and gauge flip, as for its own calls; every failed
 //! call is counted (`bastion_ratelimit_backend_errors_total`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-
-use crate::plane::plane;
 
 /// A transition of the shared limiter's health, for Python's `BackendHealth`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +31,12 @@ pub enum Transition {
     Up,
 }
 
-/// The transitions not yet drained, the failed calls, the node count.
+/// Whether the limiter is taken to be down, the transitions not yet drained,
+/// the failed calls, the node count.
 pub struct Outage {
+    /// The shared (Redis) limiter is taken to be down (a call failed, natively
+    /// or in Python): the next success is reported as the recovery.
+    down: AtomicBool,
     transitions: Mutex<Vec<Transition>>,
     errors: AtomicU64,
     nodes: AtomicU64,
@@ -43,6 +45,7 @@ pub struct Outage {
 /// The process's outage state.
 pub fn outage() -> &'static Outage {
     static OUTAGE: Outage = Outage {
+        down: AtomicBool::new(false),
         transitions: Mutex::new(Vec::new()),
         errors: AtomicU64::new(0),
         nodes: AtomicU64::new(1),
@@ -59,7 +62,7 @@ impl Outage {
     /// a `Down` transition.
     pub fn failed(&self, error: &str, fail_closed: bool) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        if !plane().limiter_down.swap(true, Ordering::AcqRel) {
+        if !self.down.swap(true, Ordering::AcqRel) {
             self.push(Transition::Down {
                 error: error.chars().take(200).collect(),
                 fail_closed,
@@ -69,10 +72,22 @@ impl Outage {
 
     /// A call to the shared limiter succeeded: after a failure, an `Up` transition.
     pub fn succeeded(&self) {
-        let down = &plane().limiter_down;
+        let down = &self.down;
         if down.load(Ordering::Acquire) && down.swap(false, Ordering::AcqRel) {
             self.push(Transition::Up);
         }
+    }
+
+    /// Python's `BackendHealth` saw the limiter go down (`true`) or up again:
+    /// the native path reports its own transitions against this flag, so an
+    /// outage is reported once.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::Release);
+    }
+
+    /// Whether the shared limiter is taken to be down.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
     }
 
     fn push(&self, transition: Transition) {

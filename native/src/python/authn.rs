@@ -90,13 +90,6 @@ fn api_keys_used() -> Vec<(String, f64)> {
     caches().api_keys_used()
 }
 
-/// Serve keys with their own rate limits natively (once the native limiter
-/// applies them; off by default: such keys defer).
-#[pyfunction]
-fn api_key_limits_native(on: bool) {
-    caches().set_key_limits_native(on);
-}
-
 /// Whether a key with this hex digest is cached (any state).
 #[pyfunction]
 fn api_key_cached(digest: &str) -> PyResult<bool> {
@@ -283,7 +276,6 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(api_keys_clear, m)?)?;
     m.add_function(wrap_pyfunction!(api_key_cached, m)?)?;
     m.add_function(wrap_pyfunction!(api_keys_used, m)?)?;
-    m.add_function(wrap_pyfunction!(api_key_limits_native, m)?)?;
     m.add_function(wrap_pyfunction!(signing_keys_set, m)?)?;
     m.add_function(wrap_pyfunction!(signing_key_known, m)?)?;
     m.add_function(wrap_pyfunction!(issuer_keys_set, m)?)?;

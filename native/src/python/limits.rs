@@ -479,17 +479,13 @@ fn upstream_pools() -> Vec<(String, usize, u64)> {
 /// against this flag (`limiter_drain`), so an outage is reported once.
 #[pyfunction]
 fn limiter_down(down: bool) {
-    crate::plane::plane()
-        .limiter_down
-        .store(down, std::sync::atomic::Ordering::Release);
+    crate::limit::outage::outage().set_down(down);
 }
 
 /// Whether the shared limiter is currently taken to be down.
 #[pyfunction]
 fn limiter_is_down() -> bool {
-    crate::plane::plane()
-        .limiter_down
-        .load(std::sync::atomic::Ordering::Acquire)
+    crate::limit::outage::outage().is_down()
 }
 
 /// The shared limiter's transitions the native path saw since the last call, in

@@ -35,13 +35,11 @@ impl PyRouteTable {
         }
         let method = http::Method::from_bytes(method.as_bytes()).ok()?;
         let host = wire_host(host).ok()?;
-        match self.table.route(host.as_deref(), &method, target) {
-            Routed::Native {
-                route,
-                upstream_path_and_query,
-            } => Some((route.index, upstream_path_and_query)),
-            Routed::Defer(_) => None,
-        }
+        let (route, upstream) = self
+            .table
+            .route_upstream(host.as_deref(), &method, target)
+            .ok()?;
+        Some((route.index, upstream))
     }
 
     /// Why the native core defers the request (`None` when it serves it).
@@ -156,13 +154,11 @@ fn routes_route(host: Option<&str>, method: &str, target: &str) -> Option<(usize
     let table = crate::plane::plane().table.load_full()?;
     let method = http::Method::from_bytes(method.as_bytes()).ok()?;
     let host = wire_host(host).ok()?;
-    match table.routes.route(host.as_deref(), &method, target) {
-        Routed::Native {
-            route,
-            upstream_path_and_query,
-        } => Some((route.index, upstream_path_and_query)),
-        Routed::Defer(_) => None,
-    }
+    let (route, upstream) = table
+        .routes
+        .route_upstream(host.as_deref(), &method, target)
+        .ok()?;
+    Some((route.index, upstream))
 }
 
 /// Add this part's functions and classes to the module.

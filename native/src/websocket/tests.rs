@@ -4,6 +4,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
+use crate::hygiene::python_upgrades;
 
 #[test]
 fn websocket_accept_key_is_rfc_6455s_example() {
@@ -463,8 +464,17 @@ fn websocket_refusals_are_websockets_in_its_order() {
             vec!["upgrade: websocket".into()]
         ))
     );
-    // HTTP/1.0: not certain what reaches Python (it defers).
+    // HTTP/1.0: RFC 6455 §4.1 requires HTTP/1.1 (§4.2.1: a 400), before the
+    // method, the fields or a body are looked at.
     let pairs: Vec<(&str, &str)> = PLAIN.to_vec();
-    let old = upgrade_request("GET", Version::HTTP_10, &pairs[1..]);
-    assert!(refused(&old, true).is_none());
+    for (method, empty) in [("GET", true), ("POST", false)] {
+        let old = upgrade_request(method, Version::HTTP_10, &pairs[1..]);
+        let problem = refused(&old, empty).expect("refused");
+        assert_eq!(problem.status.as_u16(), 400);
+        assert_eq!(problem.code, "invalid_websocket_handshake");
+        assert_eq!(
+            problem.detail,
+            "unsupported protocol; expected HTTP/1.1: HTTP/1.0."
+        );
+    }
 }

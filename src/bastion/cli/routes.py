@@ -28,16 +28,11 @@ PidFileOption = typer.Option(
 @routes_app.command("list")
 @handles_errors
 def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """List the routes of the configuration: name, match, upstream targets, which plane serves them.
+    """List the routes of the configuration: name, match, upstream targets, WebSocket.
 
-    ``plane`` is ``native`` when the Rust data plane serves the route itself, or
-    ``python`` (with ``python_reason``) when a feature of the route is not native yet:
-    its requests are deferred and answered 503 ``gateway_unavailable``.
+    Every route is served by the native data plane (``docs/native.md``).
     """
-    from bastion.gateway.compile import compile_table
-
     settings = _settings(config)
-    table = compile_table(settings)["routes"]
     rows = [
         {
             "name": route.name,
@@ -46,10 +41,8 @@ def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) 
             "methods": route.match.methods,
             "upstreams": route.upstreams,
             "websocket": route.websocket.enabled,
-            "plane": "native" if compiled["native"] else "python",
-            "python_reason": compiled["defer_reason"],
         }
-        for route, compiled in zip(settings.routes, table, strict=True)
+        for route in settings.routes
     ]
 
     def human() -> None:
@@ -60,8 +53,6 @@ def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) 
             console.print(
                 f"{row['name']:<20} {row['host'] or '*'}{row['path']} [{methods}] → "
                 f"{', '.join(row['upstreams'])}{'  (websocket)' if row['websocket'] else ''}"
-                f"  \\[{row['plane']}]"
-                + (f" ({row['python_reason']})" if row["python_reason"] else "")
             )
 
     emit({"routes": rows}, as_json, human)

@@ -129,9 +129,6 @@ def install(settings: Any, keys: Callable[[], PublicKeySet] | None) -> None:
     _keys = keys
     _native.signing_keys_set(_EMPTY_JWKS)
     _native.api_keys_clear()
-    # A key's own rate limits are applied by the native limit step (same buckets as
-    # Python's limiter: one store in-process, the same Redis keys in cluster mode).
-    _native.api_key_limits_native(True)
 
 
 def _timestamp(value: Any) -> float | None:

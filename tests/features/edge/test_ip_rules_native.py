@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.native import cli_json, plane
+from _support.native import plane
 from _support.recorded import Recorded
 from bastion.storage import Database
 
@@ -115,14 +115,6 @@ def _refused(response: httpx.Response, detail: str) -> None:
 
 
 DENIED = "Requests from this address are not allowed on this route."
-
-
-def test_the_route_is_native(behind_proxy: tuple[BastionProcess, EchoThread, Path]) -> None:
-    _, _, config = behind_proxy
-    listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
-    assert (listed["office"]["plane"], listed["office"]["python_reason"]) == ("native", None)
-    assert listed["keyed"]["plane"] == "native"
-    assert listed["office-py"]["plane"] == "native"
 
 
 def test_allowed_clients_are_proxied_natively(

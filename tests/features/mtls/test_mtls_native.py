@@ -33,7 +33,7 @@ import pytest
 from cryptography import x509
 
 from _support import BastionProcess, EchoThread
-from _support.native import cli_json, native_lookups, plane
+from _support.native import native_lookups, plane
 from _support.recorded import Recorded
 from gateway.certs_support import TestCA, client_sans, server_sans, write_pair
 
@@ -126,13 +126,6 @@ def _upstream_saw(response: httpx.Response) -> dict[str, str]:
     """The identity-bearing headers the upstream received (not the per-request ones)."""
     headers = {k.lower(): v for k, v in response.json()["headers"].items()}
     return {k: v for k, v in headers.items() if k not in ("x-bastion-request-id", "content-length")}
-
-
-def test_mtls_routes_are_native(server: tuple[BastionProcess, Path]) -> None:
-    _, config = server
-    listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
-    for name in ("certs", "any", "mixed"):
-        assert (listed[name]["plane"], listed[name]["python_reason"]) == ("native", None), name
 
 
 @pytest.mark.parametrize(

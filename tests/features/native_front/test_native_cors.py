@@ -390,10 +390,3 @@ def test_refused_preflights_are_native_an_ordinary_options_python(
     assert plain.json()["method"] == "OPTIONS"
     assert "access-control-allow-origin" not in plain.headers
     assert len(echo_module.server.received) == before + 1
-
-
-def test_routes_list_says_native(served: tuple[BastionProcess, Path, dict[str, Any]]) -> None:
-    config = served[1] / "bastion.yaml"
-    listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
-    for name in ("browser", "keyed", "limited", "theirs", "down"):
-        assert (listed[name]["plane"], listed[name]["python_reason"]) == ("native", None), name

@@ -305,13 +305,6 @@ def test_edges_are_native_byte_identical_audited_and_metered(
         assert delta == count, label
 
 
-def test_routes_list_says_native(served: tuple[BastionProcess, Path, str, str]) -> None:
-    config = served[1] / "bastion.yaml"
-    listed = {r["name"]: r for r in cli_json(config, "routes", "list")["routes"]}
-    for name in ("gold", "browser", "open", "inside"):
-        assert (listed[name]["plane"], listed[name]["python_reason"]) == ("native", None), name
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     server = Receiver()

@@ -33,7 +33,6 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,14 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread
-from _support.gateway_server import audit_rows, gateway_counts
+from _support.gateway_server import (
+    audit_rows,
+    gateway_counts,
+    h2_connect,
+    h2_frame,
+    h2_frames,
+    hpack_literal,
+)
 from _support.native import migrated_config, plane
 from _support.recorded import Recorded
 
@@ -577,30 +583,13 @@ def test_a_large_declared_body_over_max_body_gets_the_413_unread_and_the_connect
     assert len(echo_module.server.received) == received + 1  # the second stream's GET
 
 
-def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return (
-        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
-    )
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """One HPACK field, literal without indexing, new name, no Huffman (lengths < 127)."""
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
 def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
     """POST a body declared ``length`` bytes long over HTTP/2 (sending 48 KiB of it: within
     the initial window), then a GET on stream 3; what came back (a minimal client: the frames
     are read, the response headers' HPACK is not decoded)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    raw_sock = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
-    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
-    assert sock.selected_alpn_protocol() == "h2"
+    sock = h2_connect(proc.port)
     head = b"".join(
-        _literal(name, value)
+        hpack_literal(name, value)
         for name, value in (
             (b":method", b"POST"),
             (b":scheme", b"https"),
@@ -610,7 +599,7 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
         )
     )
     get = b"".join(
-        _literal(name, value)
+        hpack_literal(name, value)
         for name, value in (
             (b":method", b"GET"),
             (b":scheme", b"https"),
@@ -627,26 +616,16 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
         "second": b"",
     }
     with sock:
-        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b""))
-        sock.sendall(_frame(1, 0x4, 1, head))  # HEADERS, END_HEADERS
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + h2_frame(4, 0, 0, b""))
+        sock.sendall(h2_frame(1, 0x4, 1, head))  # HEADERS, END_HEADERS
         for _ in range(3):
-            sock.sendall(_frame(0, 0, 1, b"x" * 16384))  # DATA, not the end
-        buf = b""
-        deadline = time.monotonic() + 10
+            sock.sendall(h2_frame(0, 0, 1, b"x" * 16384))  # DATA, not the end
         asked = False
-        while time.monotonic() < deadline and not (out["second"] and out["reset"] is not None):
-            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
-                chunk = sock.recv(65536)
-                assert chunk, out
-                buf += chunk
-            size = int.from_bytes(buf[:3], "big")
-            kind, flags = buf[3], buf[4]
-            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
-            payload, buf = buf[9 : 9 + size], buf[9 + size :]
+        for kind, flags, stream, payload in h2_frames(sock):
             if kind == 4 and not flags & 1:
-                sock.sendall(_frame(4, 1, 0, b""))  # SETTINGS ACK
+                sock.sendall(h2_frame(4, 1, 0, b""))  # SETTINGS ACK
             elif kind == 6 and not flags & 1:
-                sock.sendall(_frame(6, 1, 0, payload))  # PING ACK
+                sock.sendall(h2_frame(6, 1, 0, payload))  # PING ACK
             elif kind == 7:
                 out["goaway"] = int.from_bytes(payload[4:8], "big")
                 break
@@ -660,6 +639,8 @@ def _h2_exchange(proc: BastionProcess, length: int) -> dict[str, Any]:
             elif kind == 0 and stream == 3:
                 out["second"] += payload
             if out["ended"] and not asked:
-                sock.sendall(_frame(1, 0x5, 3, get))  # HEADERS, END_HEADERS | END_STREAM
+                sock.sendall(h2_frame(1, 0x5, 3, get))  # HEADERS, END_HEADERS | END_STREAM
                 asked = True
+            if out["second"] and out["reset"] is not None:
+                break
     return out

@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -45,6 +42,7 @@ from _support.gateway_server import (
     RawResponse,
     RawUpstream,
     gateway_fixture,
+    h2_request,
     plane,
 )
 from _support.recorded import Recorded, recorded_row
@@ -308,56 +306,6 @@ def test_an_http2_head_is_counted_as_python_receives_it(served: GatewayServer) -
             assert row[:7] + row[8:] == recorded["row"][:7] + recorded["row"][8:]
 
 
-def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
-    return (
-        len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
-    )
-
-
-def _literal(name: bytes, value: bytes) -> bytes:
-    """One HPACK field, literal without indexing, new name, no Huffman (lengths < 127)."""
-    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
-
-
-def _h2_get(server: GatewayServer, fields: list[tuple[bytes, bytes]]) -> bytes:
-    """A bodiless request over HTTP/2 with these fields (pseudo-headers included), by hand:
-    curl turns a ``Host`` field into ``:authority``. The response body (its head's HPACK is
-    not decoded)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    raw_sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    sock = context.wrap_socket(raw_sock, server_hostname="localhost")
-    assert sock.selected_alpn_protocol() == "h2"
-    block = b"".join(_literal(name, value) for name, value in fields)
-    body, buf = b"", b""
-    with sock:
-        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + _frame(4, 0, 0, b""))
-        sock.sendall(_frame(1, 0x5, 1, block))  # HEADERS, END_HEADERS | END_STREAM
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
-                chunk = sock.recv(65536)
-                assert chunk, body
-                buf += chunk
-            size = int.from_bytes(buf[:3], "big")
-            kind, flags = buf[3], buf[4]
-            stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
-            payload, buf = buf[9 : 9 + size], buf[9 + size :]
-            if kind == 4 and not flags & 1:
-                sock.sendall(_frame(4, 1, 0, b""))  # SETTINGS ACK
-            elif kind == 1 and stream == 1 and flags & 1:
-                return body  # a head that ends the stream: no body
-            elif kind == 0 and stream == 1:
-                body += payload
-                if flags & 1:
-                    return body
-            elif kind in (3, 7):
-                raise AssertionError(f"stream reset or connection closed: {payload!r}")
-    raise AssertionError("no answer")
-
-
 def test_http2_host_fields_are_judged_as_python_reads_them(served: GatewayServer) -> None:
     if not served.tls:
         pytest.skip("HTTP/2 is negotiated over TLS")
@@ -377,7 +325,7 @@ def test_http2_host_fields_are_judged_as_python_reads_them(served: GatewayServer
         ([*pseudo, authority, (b"host", b"")], "invalid_host", "http/2 an empty Host field"),
         ([*pseudo], "invalid_host", "http/2 no Host field and no authority"),
     ]:
-        native = orjson.loads(_h2_get(served, fields))
+        native = orjson.loads(h2_request(served, fields))
         if case is None:
             # The echo's document: served on admin.example's route.
             rid = native["headers"]["x-bastion-request-id"]

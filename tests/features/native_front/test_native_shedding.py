@@ -44,8 +44,6 @@ def test_a_full_route_sheds_natively_and_python_shares_the_limit(
     tmp_path: Path, echo: EchoThread
 ) -> None:
     config = _config(tmp_path, echo.server.url)
-    listed = cli_json(config, "routes", "list")["routes"]
-    assert [(r["name"], r["plane"]) for r in listed] == [("slow", "native")]
     key = cli_json(config, "keys", "create", "busy")
     other = cli_json(config, "keys", "create", "newcomer")
     auth = {"Authorization": f"Bearer {key['key']}"}

@@ -48,8 +48,6 @@ ROUTES = [
 ]
 MATCHER = RouteMatcher(ROUTES)
 TABLE = compile_table(Settings(routes=ROUTES))
-for _entry in TABLE["routes"]:
-    _entry["native"] = True
 NATIVE = _native.RouteTable(json.dumps(TABLE))
 # The methods the native core takes through `framing` (hygiene.rs `takes`).
 PLAIN_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"]

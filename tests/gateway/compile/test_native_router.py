@@ -51,10 +51,6 @@ WITH_ROOT = [*ROUTES, route("root", "/", "http://u:9/r", methods=["GET"], strip_
 
 def _native_table(routes: list[RouteSettings]) -> _native.RouteTable:
     table = compile_table(Settings(routes=routes))
-    # The other sections are placeholders for now: pretend every route is native, so the
-    # router's own decision is what is compared.
-    for entry in table["routes"]:
-        entry["native"] = True
     return _native.RouteTable(json.dumps(table))
 
 
@@ -265,7 +261,6 @@ def test_options_is_routed_by_its_method_when_a_route_answers_preflights() -> No
 
     routes = [route("api", "/api", cors=CorsSettings(origins=["https://app.example"]))]
     table = compile_table(Settings(routes=routes))
-    table["routes"][0]["native"] = True
     native = _native.RouteTable(json.dumps(table))
     # Whether it is a preflight is read from its head by the front (cors::route).
     assert native.defer_reason("gw.test", "OPTIONS", "/api") is None
@@ -324,7 +319,7 @@ REQUEST_SEGMENTS = [*PREFIX_SEGMENTS, "", ".", "..", "%61", "c", "A"]
 
 
 @st.composite
-def route_tables(draw: st.DrawFn) -> tuple[RouteMatcher, _native.RouteTable, list[bool]]:
+def route_tables(draw: st.DrawFn) -> tuple[RouteMatcher, _native.RouteTable]:
     """A random valid route table, compiled both ways, and which routes are native."""
     count = draw(st.integers(1, 6))
     routes = []
@@ -348,11 +343,7 @@ def route_tables(draw: st.DrawFn) -> tuple[RouteMatcher, _native.RouteTable, lis
         assume(False)
         raise
     table = compile_table(settings)
-    natives = []
-    for entry in table["routes"]:
-        entry["native"] = draw(st.sampled_from([True, True, False]))
-        natives.append(entry["native"])
-    return matcher, _native.RouteTable(json.dumps(table)), natives
+    return matcher, _native.RouteTable(json.dumps(table))
 
 
 request_paths = st.lists(st.sampled_from(REQUEST_SEGMENTS), max_size=5).map(
@@ -369,19 +360,16 @@ request_paths = st.lists(st.sampled_from(REQUEST_SEGMENTS), max_size=5).map(
     st.sampled_from(["", "?", "?q=1"]),
 )
 def test_generated_tables_agree(
-    tables: tuple[RouteMatcher, _native.RouteTable, list[bool]],
+    tables: tuple[RouteMatcher, _native.RouteTable],
     host: str,
     method: str,
     path: str,
     query: str,
 ) -> None:
-    matcher, native, natives = tables
+    matcher, native = tables
     target = path + query
     decided = native.route(host, method, target)
     expected = python_decision(matcher, host, method, target)
-    if decided is not None:
-        assert decided == expected
-    # And every request Python serves on a native route is served natively, whatever
-    # spelling of its path it came with.
-    if expected is not None and natives[expected[0]]:
-        assert decided == expected
+    # Every request Python routed is routed natively alike (and nothing else),
+    # whatever spelling of its path it came with.
+    assert decided == expected

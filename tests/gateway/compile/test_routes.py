@@ -90,8 +90,6 @@ def test_compile_table_shape_and_native_load() -> None:
     assert [r["index"] for r in table["routes"]] == [0, 1, 2]
     assert table["routes"][0]["match"]["prefix"] == "/a"
     # CORS is native (the edge section carries the policy); WebSockets too (their limits).
-    assert [r["native"] for r in table["routes"]] == [True, True, True]
-    assert table["routes"][1]["defer_reason"] is None
     assert table["routes"][1]["edge"]["websocket"] == {
         "max_message_size": 1024 * 1024,
         "idle_timeout": 300.0,
@@ -105,11 +103,6 @@ def test_compile_table_shape_and_native_load() -> None:
     assert loaded.route("h", "GET", "/a/x?q=1") == (0, "/a/x?q=1")
     assert loaded.route("h", "POST", "/a/x") is None
     assert loaded.defer_reason("h", "POST", "/a/x") == "method_not_allowed"
-    # A route with a feature the native core does not serve yet stays in Python.
-    table["routes"][1].update(native=False, defer_reason="auth: not native yet")
-    python = _native.RouteTable(json.dumps(table))
-    assert python.route("h", "GET", "/b/x") is None
-    assert python.defer_reason("h", "GET", "/b/x") == "not_native"
 
 
 def test_native_loader_refuses_another_version() -> None:
@@ -124,8 +117,6 @@ def test_native_loader_refuses_another_version() -> None:
 def test_routes_load_swaps_the_table_in_force() -> None:
     settings = Settings(routes=[route("a", "/a"), route("b", "/b", upstream="http://u:9/x")])
     table = compile_table(settings)
-    for entry in table["routes"]:
-        entry["native"] = True
     _native.routes_load(json.dumps(table))
     assert _native.routes_route("h", "GET", "/b/1") == (1, "/x/b/1")
     with pytest.raises(ValueError, match=r"^the route table has version 9; "):

@@ -222,28 +222,16 @@ async def test_a_keys_own_limits_travel_compiled(service: ApiKeyService) -> None
         {"rate": 100, "period": 60.0, "burst": 20, "name": "100/minute"},
     ]
     await service.verify(secret)
-    # The runtime turns native key limits on (install); off, such a key stays with Python.
-    _native.api_key_limits_native(False)
-    try:
-        assert decide(KEY_ROUTE, secret) is None
-    finally:
-        _native.api_key_limits_native(True)
+    # The native limit step applies them: such a key is admitted natively.
     assert decide(KEY_ROUTE, secret) is not None
 
 
-async def test_keys_native_cannot_judge_stay_with_python(service: ApiKeyService) -> None:
-    _native.api_key_limits_native(False)  # as when the native limiter does not apply them
-    try:
-        for spec in (
-            ApiKeySpec(name="limited", scopes=["orders:read"], rate_limits=[{"rate": "5/second"}]),
-            ApiKeySpec(name="routes", scopes=["orders:read"], routes=["billing"]),
-        ):
-            record, secret = await service.create(spec)
-            await service.verify(secret, ip="10.1.2.3")
-            assert _native.api_key_cached(record.digest)
-            assert decide(KEY_ROUTE, secret) is None, spec.name
-    finally:
-        _native.api_key_limits_native(True)
+async def test_a_key_for_other_routes_is_not_admitted(service: ApiKeyService) -> None:
+    spec = ApiKeySpec(name="routes", scopes=["orders:read"], routes=["billing"])
+    record, secret = await service.create(spec)
+    await service.verify(secret, ip="10.1.2.3")
+    assert _native.api_key_cached(record.digest)
+    assert decide(KEY_ROUTE, secret) is None  # authorization's 403 `route_not_allowed`
 
 
 async def test_native_uses_reach_the_last_used_batch(service: ApiKeyService) -> None:

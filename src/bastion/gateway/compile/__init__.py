@@ -6,8 +6,8 @@ builds a new one and swaps it as one reference). Each route carries a section
 per concern, each compiled by its own module:
 
 - ``routes``: how a request matches the route (host, path, methods);
-- ``edge``: the checks before authentication (body size, the CORS policy; what keeps a
-  route in Python);
+- ``edge``: the checks before authentication (body size, the CORS policy, IP rules,
+  WebSocket limits);
 - ``routes``: how a request matches the route (host, path, methods), plus the
   table-wide ``match`` inputs of the router (the control plane's reserved
   prefixes, whether CORS preflights exist);
@@ -16,10 +16,9 @@ per concern, each compiled by its own module:
 - ``upstream``: where and how the request is proxied, and what it carries there;
 - ``forward_auth`` (table-wide): the header family ``/auth/verify`` reads.
 
-A section the native core cannot serve yet comes back as :class:`Unsupported`
-with a reason; such a route stays matched natively but its requests are deferred
-(``"native": false``) — answered 503 ``gateway_unavailable`` by the control plane,
-which no longer serves gateway requests — and ``bastion routes list`` says why.
+Every route is native: a section raises (the settings validation catches its
+errors first) rather than leave a route to the control plane, which serves no
+gateway request.
 """
 
 from __future__ import annotations
@@ -30,10 +29,9 @@ from typing import Any
 
 from bastion import _native
 from bastion.gateway.compile import auth, edge, forward_auth, limits, routes, upstream
-from bastion.gateway.compile.common import Unsupported
 from bastion.settings import RouteSettings, Settings
 
-__all__ = ["TABLE_VERSION", "Unsupported", "compile_table", "load_table"]
+__all__ = ["TABLE_VERSION", "compile_table", "load_table"]
 
 #: Bumped whenever the JSON shape changes; the native loader refuses others.
 TABLE_VERSION = 1
@@ -45,19 +43,15 @@ def compile_table(
     """The native route table for ``route_list`` (default ``settings.routes``), JSON-ready."""
     compiled: list[dict[str, Any]] = []
     for index, route in enumerate(settings.routes if route_list is None else route_list):
-        entry: dict[str, Any] = {"index": index, "name": route.name}
-        sections: dict[str, dict[str, Any] | list[Any] | Unsupported] = {
+        entry: dict[str, Any] = {
+            "index": index,
+            "name": route.name,
             "match": routes.section(route, settings),
             "edge": edge.section(route, settings),
             "auth": auth.section(route, settings),
             "limits": limits.section(route, settings),
             "upstream": upstream.section(route, settings),
         }
-        reasons = [s.reason for s in sections.values() if isinstance(s, Unsupported)]
-        entry["native"] = not reasons
-        entry["defer_reason"] = "; ".join(reasons) if reasons else None
-        for name, value in sections.items():
-            entry[name] = None if isinstance(value, Unsupported) else value
         compiled.append(entry)
     return {
         "version": TABLE_VERSION,

@@ -1,8 +1,6 @@
 """The ``edge`` section of a native route: the checks before authentication.
 
-The native core serves a route's edge only when it has nothing the native
-steps do not implement yet (:class:`Unsupported`, with the reason ``bastion
-routes list`` shows) — today every edge feature is native. OpenTelemetry
+Every edge feature is native. OpenTelemetry
 tracing is table-wide (``edge.tracing``: the sample ratio, or ``null`` when
 off; ``native/src/tracing.rs``). What it serves: the route's body size limit
 (``max_body``, default ``request_limits.max_body``), its CORS policy (``cors``,
@@ -18,15 +16,14 @@ from __future__ import annotations
 from typing import Any
 
 from bastion.gateway.compile import cors
-from bastion.gateway.compile.common import Unsupported
 from bastion.gateway.ip_rules import IpRules
 from bastion.settings import RouteSettings, Settings
 
 __all__ = ["section", "table_section"]
 
 
-def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | Unsupported:
-    """The edge section of ``route``, or the first feature that keeps it in Python."""
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any]:
+    """The edge section of ``route``."""
     max_body = route.max_body if route.max_body is not None else settings.request_limits.max_body
     return {
         "max_body": int(max_body),

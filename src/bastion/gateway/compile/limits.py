@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.gateway.compile.common import Unsupported
 from bastion.settings import RouteSettings, Settings
 from bastion.settings.rates import Limit
 from bastion.storage.shared.resp import native_config
@@ -31,11 +30,12 @@ __all__ = ["section"]
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | list[Any] | Unsupported:
-    """The JSON section for ``route``, or why the native core cannot serve it.
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | list[Any]:
+    """The JSON section for ``route``.
 
-    Raises ValueError naming the entry when a limit is invalid (the settings
-    validation catches it first).
+    Raises ValueError naming the entry when a limit is invalid, or ``shared.url``
+    when it has options the native limiter does not apply (the settings
+    validation catches both first).
     """
     store = "memory"
     if settings.shared.url.startswith(_REDIS_SCHEMES):
@@ -46,7 +46,7 @@ def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | list[A
             timeout=1.0,
         )
         if config is None:  # the settings refuse such a URL (SharedSettings)
-            return Unsupported("shared.url has options the native limiter does not apply")
+            raise ValueError("shared.url has options the native limiter does not apply")
         store = "redis"
     rules: list[dict[str, Any]] = []
     seen: dict[str, int] = {}

@@ -31,7 +31,6 @@ from typing import Any
 
 from bastion.crypto import SigningKeyPair
 from bastion.gateway.assertion import AssertionSigner
-from bastion.gateway.compile.common import Unsupported
 from bastion.gateway.errors import BadRequestPathError, GatewayConfigError
 from bastion.gateway.matcher import parse_upstream
 from bastion.gateway.mutate import DEFAULT_STRIPPED_HEADERS, IdentityHeaders
@@ -46,8 +45,8 @@ POOL_MAX_IDLE = 64
 POOL_IDLE_TIMEOUT = 30.0
 
 
-def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | list[Any] | Unsupported:
-    """The JSON section for ``route``, or why the native core cannot serve it.
+def section(route: RouteSettings, settings: Settings) -> dict[str, Any] | list[Any]:
+    """The JSON section for ``route``.
 
     Raises :class:`GatewayConfigError` for an upstream URL the Python gateway
     refuses too (settings validation normally catches it first).
