@@ -5,6 +5,15 @@ and ``BASTION_TEST_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/0``) point the
 tests at real servers. Without them the tests that need them are skipped on a
 developer machine; under ``CI=true`` they fail instead, so CI can never pass
 by skipping them.
+
+The suite runs in parallel (pytest-xdist, ``make test``): each worker is a process of
+its own, named by ``PYTEST_XDIST_WORKER`` (``gw0``, ``gw1``, …). Every PostgreSQL
+database a test or session creates carries that name and a random part, each worker
+uses a Redis database number of its own (``redis_url``) and every test a random key
+prefix besides (``redis_prefix``; Redis pub/sub channels span database numbers, the
+prefix keeps them apart), and servers listen on ports from a range of the worker's own
+(``_support.free_port``), so no two workers share a database, a key or a port
+(``_support/workers.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import asyncpg
 import pytest
 
 from _support import EchoThread
+from _support.workers import WORKER, worker_redis_url
 from bastion.storage import Database, migrate
 from bastion.storage.sql.schema import metadata
 
@@ -39,14 +49,14 @@ def _require(var: str) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """URL of the real Redis server under test."""
-    return _require("BASTION_TEST_REDIS_URL")
+    """URL of the real Redis server under test, on this worker's own database number."""
+    return worker_redis_url(_require("BASTION_TEST_REDIS_URL"))
 
 
 @pytest.fixture
 def redis_prefix() -> str:
     """A key prefix unique to one test, so tests sharing one Redis never collide."""
-    return f"bastion-test:{secrets.token_hex(6)}:"
+    return f"bastion-test:{WORKER}:{secrets.token_hex(6)}:"
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +76,7 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     import asyncpg
 
     parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
-    name = f"bastion_t_{secrets.token_hex(6)}"
+    name = f"bastion_t_{WORKER}_{secrets.token_hex(6)}"
     admin_dsn = urlunsplit(parts)
 
     async def run(sql: str) -> None:
@@ -108,7 +118,7 @@ def migrated_postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A PostgreSQL database migrated to head, shared by the session's contract tests."""
     parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
     admin_dsn = urlunsplit(parts)
-    name = f"bastion_c_{secrets.token_hex(6)}"
+    name = f"bastion_c_{WORKER}_{secrets.token_hex(6)}"
     asyncio.run(_admin(admin_dsn, f'CREATE DATABASE "{name}"'))
     url = urlunsplit(parts._replace(path="/" + name))
     try:
