@@ -48,11 +48,12 @@ serve: bytecode
 
 # The suite runs in parallel (pytest-xdist): TEST_WORKERS processes, each test file on one
 # worker (--dist loadfile: a module's server fixture starts once, on the worker running the
-# module). Most tests wait on servers, sockets and databases, so more workers than cores pay:
+# module), the files with the most slow tests first (tests/conftest.py orders them;
+# --no-loadscope-reorder keeps that order instead of xdist's by test count). Most tests wait on servers, sockets and databases, so more workers than cores pay:
 # measured on the 2-core machines, see the README's Development section. Each worker has its own databases,
 # Redis database number and ports (tests/conftest.py). `make test TEST_WORKERS=0` runs serially.
 TEST_WORKERS ?= 3
-PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: bytecode native-test
 	.venv/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)

@@ -165,6 +165,54 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 __all__ = ["IN_CI", "AsyncIterator"]
 
 
+# -- the slow tier and the order files run in ------------------------------------------------
+
+#: The slow tier (``make test-fast`` leaves it out) is every test that runs bastion in another
+#: process — ``bastion serve`` or a CLI command, each a Python start-up and a server or a
+#: command on top: the end-to-end features (this folder of tests/), and every module that
+#: imports one of these helpers of ``_support``. Elsewhere a test is marked
+#: ``@pytest.mark.slow`` itself (a long property test, say).
+SLOW_FOLDERS = frozenset({"features"})
+PROCESS_HELPERS = frozenset(
+    {
+        "BastionProcess",
+        "GatewayServer",
+        "gateway_fixture",
+        "run_cli",
+        "serve_gateway",
+        "serve_on_redis",
+        "served_with",
+    }
+)
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    """Whether ``item`` is in a slow folder or a module that starts bastion processes."""
+    if item.path.relative_to(Path(__file__).parent).parts[0] in SLOW_FOLDERS:
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and not PROCESS_HELPERS.isdisjoint(vars(module))
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m "not slow"`` deselects by the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests that start bastion processes in the slow tier; run the files with the
+    most slow tests first.
+
+    ``make test`` distributes whole files to the workers in this order
+    (``--no-loadscope-reorder``): the long files start first and the short ones fill in at
+    the end, instead of one long file starting last and running on alone.
+    """
+    for item in items:
+        if _starts_processes(item):
+            item.add_marker(pytest.mark.slow)
+    slow: dict[Path, int] = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + bool(item.get_closest_marker("slow"))
+    first = {path: index for index, path in enumerate(slow)}
+    items.sort(key=lambda item: (-slow[item.path], first[item.path]))
+
+
 @pytest.fixture
 def echo() -> Iterator[EchoThread]:
     """A fresh echo upstream for one test (a module that shares one defines its own)."""
