@@ -46,20 +46,22 @@ demo: bytecode
 serve: bytecode
 	.venv/bin/bastion serve
 
-# The suite runs in parallel (pytest-xdist): TEST_WORKERS processes, each test file on one
-# worker (--dist loadfile: a module's server fixture starts once, on the worker running the
-# module), the files with the most slow tests first (tests/conftest.py orders them;
-# --no-loadscope-reorder keeps that order instead of xdist's by test count). Most tests wait on servers, sockets and databases, so more workers than cores pay:
-# measured on the 2-core machines, see the README's Development section. Each worker has its own databases,
-# Redis database number and ports (tests/conftest.py). `make test TEST_WORKERS=0` runs serially.
-TEST_WORKERS ?= 3
+# The suite runs in parallel (pytest-xdist): TEST_WORKERS processes, cores + 1 by default
+# (most tests also wait on servers, sockets and databases; the README has the measurements).
+# Each test file runs on one worker (--dist loadfile: a module's server fixture starts once),
+# the files with the most slow tests first (tests/conftest.py orders them;
+# --no-loadscope-reorder keeps that order instead of xdist's, by test count). Each worker has
+# its own databases, Redis database number and ports (tests/_support/workers.py).
+# `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test: bytecode native-test
 	.venv/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
-# The fast tier: everything but the tests marked `slow` (the few that take most of the full
-# suite's time), without the Rust crate's tests. The full suite (`make test`) stays what CI runs.
+# The fast tier for the inner loop: the tests that run in-process, leaving out the slow tier
+# (every test that starts bastion in another process, tests/conftest.py) and the Rust crate's
+# tests. The whole suite (`make test`) is what CI runs.
 test-fast: bytecode
 	.venv/bin/pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
