@@ -188,7 +188,8 @@ PROCESS_HELPERS = frozenset(
 
 def _starts_processes(item: pytest.Item) -> bool:
     """Whether ``item`` is in a slow folder or a module that starts bastion processes."""
-    if item.path.relative_to(Path(__file__).parent).parts[0] in SLOW_FOLDERS:
+    tests = Path(__file__).parent
+    if item.path.is_relative_to(tests) and item.path.relative_to(tests).parts[0] in SLOW_FOLDERS:
         return True
     module = getattr(item, "module", None)
     return module is not None and not PROCESS_HELPERS.isdisjoint(vars(module))
