@@ -1,6 +1,8 @@
 # bastion developer commands. The README's quickstart uses exactly two of them:
 #   make demo   install bastion into .venv and start it with a demo upstream (https://127.0.0.1:8443)
 #   make test   install bastion + test tools into .venv and run the test suite
+# and for the inner loop of development:
+#   make test-fast   the suite without the tests marked `slow` (under 2 minutes)
 #
 # Everything is installed from the lock file (uv.lock) with uv, which is itself
 # installed into .tools/ from PyPI on first use — nothing global is touched.
@@ -12,7 +14,7 @@ UV := .tools/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: demo serve test lint typecheck audit bench-server clean bytecode rust-toolchain native-lint native-test
+.PHONY: demo serve test test-fast lint typecheck audit bench-server clean bytecode rust-toolchain native-lint native-test
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit("bastion needs Python 3.11 or newer, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -44,8 +46,24 @@ demo: bytecode
 serve: bytecode
 	.venv/bin/bastion serve
 
+# The suite runs in parallel (pytest-xdist): TEST_WORKERS processes, cores + 1 by default
+# (most tests also wait on servers, sockets and databases; the README has the measurements).
+# Each test file runs on one worker (--dist loadfile: a module's server fixture starts once),
+# the files with the most slow tests first (tests/conftest.py orders them;
+# --no-loadscope-reorder keeps that order instead of xdist's, by test count). Each worker has
+# its own databases, Redis database number and ports (tests/_support/workers.py).
+# `make test TEST_WORKERS=0` runs serially.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+
 test: bytecode native-test
-	.venv/bin/pytest $(PYTEST_ARGS)
+	.venv/bin/pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+# The fast tier for the inner loop: the tests that run in-process, leaving out the slow tier
+# (every test that starts bastion in another process, tests/conftest.py) and the Rust crate's
+# tests. The whole suite (`make test`) is what CI runs.
+test-fast: bytecode
+	.venv/bin/pytest $(PYTEST_PARALLEL) -m "not slow" $(PYTEST_ARGS)
 
 lint: .venv/.synced native-lint
 	.venv/bin/ruff check src tests bench

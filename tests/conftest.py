@@ -5,6 +5,15 @@ and ``BASTION_TEST_REDIS_URL`` (e.g. ``redis://127.0.0.1:6379/0``) point the
 tests at real servers. Without them the tests that need them are skipped on a
 developer machine; under ``CI=true`` they fail instead, so CI can never pass
 by skipping them.
+
+The suite runs in parallel (pytest-xdist, ``make test``): each worker is a process of
+its own, named by ``PYTEST_XDIST_WORKER`` (``gw0``, ``gw1``, …). Every PostgreSQL
+database a test or session creates carries that name and a random part, each worker
+uses a Redis database number of its own (``redis_url``) and every test a random key
+prefix besides (``redis_prefix``; Redis pub/sub channels span database numbers, the
+prefix keeps them apart), and servers listen on ports from a range of the worker's own
+(``_support.free_port``), so no two workers share a database, a key or a port
+(``_support/workers.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import asyncpg
 import pytest
 
 from _support import EchoThread
+from _support.workers import WORKER, worker_redis_url
 from bastion.storage import Database, migrate
 from bastion.storage.sql.schema import metadata
 
@@ -39,14 +49,14 @@ def _require(var: str) -> str:
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
-    """URL of the real Redis server under test."""
-    return _require("BASTION_TEST_REDIS_URL")
+    """URL of the real Redis server under test, on this worker's own database number."""
+    return worker_redis_url(_require("BASTION_TEST_REDIS_URL"))
 
 
 @pytest.fixture
 def redis_prefix() -> str:
     """A key prefix unique to one test, so tests sharing one Redis never collide."""
-    return f"bastion-test:{secrets.token_hex(6)}:"
+    return f"bastion-test:{WORKER}:{secrets.token_hex(6)}:"
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +76,7 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     import asyncpg
 
     parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
-    name = f"bastion_t_{secrets.token_hex(6)}"
+    name = f"bastion_t_{WORKER}_{secrets.token_hex(6)}"
     admin_dsn = urlunsplit(parts)
 
     async def run(sql: str) -> None:
@@ -108,7 +118,7 @@ def migrated_postgres_url(postgres_server_url: str) -> Iterator[str]:
     """A PostgreSQL database migrated to head, shared by the session's contract tests."""
     parts = urlsplit(postgres_server_url.replace("postgresql+asyncpg://", "postgresql://"))
     admin_dsn = urlunsplit(parts)
-    name = f"bastion_c_{secrets.token_hex(6)}"
+    name = f"bastion_c_{WORKER}_{secrets.token_hex(6)}"
     asyncio.run(_admin(admin_dsn, f'CREATE DATABASE "{name}"'))
     url = urlunsplit(parts._replace(path="/" + name))
     try:
@@ -153,6 +163,55 @@ async def db(db_url: str) -> AsyncIterator[Database]:
 
 
 __all__ = ["IN_CI", "AsyncIterator"]
+
+
+# -- the slow tier and the order files run in ------------------------------------------------
+
+#: The slow tier (``make test-fast`` leaves it out) is every test that runs bastion in another
+#: process — ``bastion serve`` or a CLI command, each a Python start-up and a server or a
+#: command on top: the end-to-end features (this folder of tests/), and every module that
+#: imports one of these helpers of ``_support``. Elsewhere a test is marked
+#: ``@pytest.mark.slow`` itself (a long property test, say).
+SLOW_FOLDERS = frozenset({"features"})
+PROCESS_HELPERS = frozenset(
+    {
+        "BastionProcess",
+        "GatewayServer",
+        "gateway_fixture",
+        "run_cli",
+        "serve_gateway",
+        "serve_on_redis",
+        "served_with",
+    }
+)
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    """Whether ``item`` is in a slow folder or a module that starts bastion processes."""
+    tests = Path(__file__).parent
+    if item.path.is_relative_to(tests) and item.path.relative_to(tests).parts[0] in SLOW_FOLDERS:
+        return True
+    module = getattr(item, "module", None)
+    return module is not None and not PROCESS_HELPERS.isdisjoint(vars(module))
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m "not slow"`` deselects by the marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests that start bastion processes in the slow tier; run the files with the
+    most slow tests first.
+
+    ``make test`` distributes whole files to the workers in this order
+    (``--no-loadscope-reorder``): the long files start first and the short ones fill in at
+    the end, instead of one long file starting last and running on alone.
+    """
+    for item in items:
+        if _starts_processes(item):
+            item.add_marker(pytest.mark.slow)
+    slow: dict[Path, int] = {}
+    for item in items:
+        slow[item.path] = slow.get(item.path, 0) + bool(item.get_closest_marker("slow"))
+    first = {path: index for index, path in enumerate(slow)}
+    items.sort(key=lambda item: (-slow[item.path], first[item.path]))
 
 
 @pytest.fixture

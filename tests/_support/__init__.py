@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import ssl
@@ -21,14 +22,36 @@ from typing import Any
 
 import orjson
 
+from _support.workers import port_range
 from bastion.demo.echo import EchoServer, start_echo_server
 
 BASTION = [sys.executable, "-m", "bastion"]
 
 
+_port_lock = threading.Lock()
+_ports = port_range()
+_next_port = random.randrange(len(_ports))
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Taken in turn from this worker's own range (:func:`_support.workers.port_range`,
+    below the kernel's ephemeral ports): two workers never pick the same port, and one
+    worker picks a port again only after the rest of its range.
+    """
+    global _next_port
+    with _port_lock:
+        for _ in range(len(_ports)):
+            port = _ports[_next_port % len(_ports)]
+            _next_port += 1
+            with socket.socket() as sock:
+                try:
+                    sock.bind(("127.0.0.1", port))
+                except OSError:
+                    continue  # in use (another program, or a connection of this one)
+                return port
+    with socket.socket() as sock:  # the whole slice in use: any port the kernel gives
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 

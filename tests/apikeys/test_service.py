@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from _support.waiting import wait_until_async
 from bastion.apikeys import (
     ApiKeyIPNotAllowedError,
     ApiKeyService,
@@ -490,11 +491,12 @@ async def test_run_flushes_periodically_and_at_stop(
     task = asyncio.create_task(service.run(stop, flush_interval=0.05))
     try:
         await service.verify(key, ip="192.0.2.1")
-        for _ in range(100):
-            if repo.calls["touch_last_used_many"]:
-                break
-            await asyncio.sleep(0.02)
-        assert (await db.api_keys.get(record.id)).last_used_ip == "192.0.2.1"
+
+        async def flushed() -> bool:  # written, not just begun (the call is counted first)
+            return (await db.api_keys.get(record.id)).last_used_ip == "192.0.2.1"
+
+        await wait_until_async(flushed, "the periodic flush")
+        assert repo.calls["touch_last_used_many"]
         await service.verify(key, ip="192.0.2.2")
     finally:
         stop.set()

@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from _support import tcp_proxy
+from _support.waiting import wait_until_async
 from bastion.audit.chain import checkpoint_authenticator, checkpoint_signer, verify
 from bastion.audit.events import Auditor, EventTypes
 from bastion.audit.sinks import JsonLinesSink, Sink
@@ -45,22 +46,13 @@ async def _events(db: Database, type: str | None = None) -> list[str | None]:
     return out
 
 
-async def _until(condition: object, *, within: float = 30.0) -> None:
-    """Wait (bounded) for ``condition()`` to hold; the bound only guards a hang."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():  # type: ignore[operator]
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.02)
-
-
 async def test_batches_chain_and_continue_across_writers(db: Database) -> None:
     auditor = Auditor()
     writer = AuditWriter(auditor, db, "node-1", batch_size=100, flush_interval=0.05)
     stop = asyncio.Event()
     task = asyncio.create_task(writer.run(stop))
     _record(auditor, 450)
-    await _until(lambda: writer.written >= 450)
+    await wait_until_async(lambda: writer.written >= 450, "450 written", timeout=30)
     stop.set()
     await task
     await writer.flush()  # writes the final checkpoint
@@ -246,13 +238,13 @@ async def test_database_outage_loses_nothing(postgres_url: str) -> None:
             stop = asyncio.Event()
             task = asyncio.create_task(writer.run(stop))
             _record(auditor, 100)
-            await _until(lambda: writer.written >= 100)
+            await wait_until_async(lambda: writer.written >= 100, "100 written", timeout=30)
             proxy.cut()
             _record(auditor, 200, start=100)
-            await _until(lambda: writer.failures >= 2)
+            await wait_until_async(lambda: writer.failures >= 2, "2 failures", timeout=30)
             assert writer.written < 300
             proxy.restore()
-            await _until(lambda: writer.written >= 300)
+            await wait_until_async(lambda: writer.written >= 300, "300 written", timeout=30)
             stop.set()
             await task
             await writer.flush()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -12,6 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from _support import free_port
 from bastion.demo.echo import EchoServer, start_echo_server
 
 
@@ -112,9 +112,7 @@ async def test_unknown_knob_is_refused() -> None:
 
 
 def test_runs_as_a_module() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     with subprocess.Popen(
         [sys.executable, "-m", "bastion.demo.echo", "--port", str(port)],
         stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ import pytest
 from _support import EchoThread, TCPProxy
 from _support.gateway_edge import PROXY, bearer, forwarded, problem, serve_on_redis, served_with
 from _support.gateway_server import GatewayServer, audit_rows, fresh_echo
+from _support.waiting import wait_until
 from bastion.demo.echo import EchoServer
 from bastion.ratelimit.nodes import NodeCount
 from bastion.storage.shared import RedisSharedState
@@ -74,13 +75,6 @@ def get(server: GatewayServer, path: str, secret: str) -> httpx.Response:
         return client.get(path, headers={**bearer(secret), **forwarded("203.0.113.7")})
 
 
-def until(check: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.1)
-
-
 def test_identity_of_a_key_carries_its_limits(served: GatewayServer, echo: EchoServer) -> None:
     limited, _ = key(served, "carries", "10/second")
     plain, _ = key(served, "carries-none")
@@ -128,23 +122,36 @@ def test_key_limits_are_shared_across_routes(served: GatewayServer, echo: EchoSe
     assert statuses == [200, 200, 200, 429]
 
 
+def applied(server: GatewayServer, secret: str, ratelimit: str) -> httpx.Response:
+    """The first answer on /override whose ``RateLimit`` is ``ratelimit``: an override is
+    applied by every running node within a second (``APPLIED``), awaited by its effect."""
+
+    def answer() -> httpx.Response | None:
+        response = get(server, "/override", secret)
+        return response if response.headers.get("ratelimit") == ratelimit else None
+
+    return wait_until(answer, f"an answer with RateLimit {ratelimit}", timeout=4 * APPLIED)
+
+
 def test_override_replaces_the_keys_limits_at_once(served: GatewayServer, echo: EchoServer) -> None:
     k1, k1_id = key(served, "override-k1", "3/minute")
     free, free_id = key(served, "override-free")
     assert get(served, "/override", free).status_code == 200  # both looked up
     served.cli("limits", "set", k1_id, "--rate", "1/minute")
+    # Slept, not polled: a request before the override applies would spend k1's own
+    # 3/minute bucket, which the last step below expects fresh.
     time.sleep(APPLIED)
     assert get(served, "/override", k1).headers["ratelimit"] == '"1/minute";r=0;t=60'
     assert problem(get(served, "/override", k1))[:2] == (429, "rate_limited")
-    # An override can also give limits to a key that has none.
+    # An override can also give limits to a key that has none. Awaited by its first answer
+    # from here on (a bucket names its limit: the first request under a new limit is the
+    # first of a fresh bucket, and requests before it spend no bucket checked later).
     served.cli("limits", "set", free_id, "--rate", "1/minute")
-    time.sleep(APPLIED)
-    assert get(served, "/override", free).status_code == 200
+    assert applied(served, free, '"1/minute";r=0;t=60').status_code == 200
     assert problem(get(served, "/override", free))[:2] == (429, "rate_limited")
     # Cleared: the key's own 3/minute (a fresh bucket: it names the limit).
     served.cli("limits", "clear", k1_id)
-    time.sleep(APPLIED)
-    assert get(served, "/override", k1).headers["ratelimit"] == '"3/minute";r=2;t=20'
+    applied(served, k1, '"3/minute";r=2;t=20')
 
 
 # -- Redis down ----------------------------------------------------------------------------
@@ -196,7 +203,7 @@ def test_fail_open_share_is_the_limit_divided_by_live_nodes(
 ) -> None:
     server, proxy, prefix, _ = open_redis
     free = server.cli("keys", "create", "share-free")["key"]
-    until(lambda: get(server, "/keyed", free).status_code == 200)  # Redis up, key looked up
+    wait_until(lambda: get(server, "/keyed", free).status_code == 200)  # Redis up, key looked up
 
     async def two_more_nodes() -> None:
         """Nodes n2 and n3 beat the heartbeat while this node beats its own (every 5/3 s)."""
@@ -225,7 +232,7 @@ def test_outage_and_recovery_are_audited_once_each(
     server, proxy, _, _ = open_redis
     directory = server.config.parent
     free = server.cli("keys", "create", "outage-free")["key"]
-    until(lambda: get(server, "/outage", free).status_code == 200)  # Redis up (again)
+    wait_until(lambda: get(server, "/outage", free).status_code == 200)  # Redis up (again)
     downs = len(audit_rows(directory, "ratelimit.backend_down"))
     ups = len(audit_rows(directory, "ratelimit.backend_up"))
     proxy.cut()
@@ -234,17 +241,17 @@ def test_outage_and_recovery_are_audited_once_each(
             assert get(server, "/outage", free).status_code == 200
     finally:
         proxy.restore()
-    until(lambda: len(audit_rows(directory, "ratelimit.backend_down")) == downs + 1)
+    wait_until(lambda: len(audit_rows(directory, "ratelimit.backend_down")) == downs + 1)
     (down,) = sorted(audit_rows(directory, "ratelimit.backend_down").values(), key=lambda r: r.seq)[
         -1:
     ]
     assert (down.outcome, down.reason) == ("failure", "shared_state_unavailable")
     # The native limiter's error (Python's own client said "Redis at … is unreachable").
     assert down.data["error"].startswith(f"redis: connect 127.0.0.1:{proxy.port}: ")
-    until(lambda: get(server, "/outage", free).status_code == 200)
+    wait_until(lambda: get(server, "/outage", free).status_code == 200)
     for _ in range(3):
         assert get(server, "/outage", free).status_code == 200
-    until(lambda: len(audit_rows(directory, "ratelimit.backend_up")) == ups + 1)
+    wait_until(lambda: len(audit_rows(directory, "ratelimit.backend_up")) == ups + 1)
     (up,) = sorted(audit_rows(directory, "ratelimit.backend_up").values(), key=lambda r: r.seq)[-1:]
     assert up.data["down_seconds"] >= 0
     time.sleep(0.5)

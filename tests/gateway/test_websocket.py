@@ -8,10 +8,8 @@ server of its own (its traffic counts are written when the server stops).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -27,6 +25,7 @@ from _support.gateway_server import (
     route,
     serve_gateway,
 )
+from _support.waiting import wait_until
 
 WEBSOCKET = [
     ("Upgrade", "websocket"),
@@ -100,13 +99,6 @@ def ws_url(served: GatewayServer, path: str) -> str:
     return f"ws://127.0.0.1:{served.port}{path}"
 
 
-def _until(check: Any, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-
-
 def test_messages_relayed_and_client_close_reaches_upstream(
     served: GatewayServer, upstream: Upstream
 ) -> None:
@@ -119,7 +111,7 @@ def test_messages_relayed_and_client_close_reaches_upstream(
         assert ws.recv(10) == b"\x01"
         ws.close(4002)
     assert upstream.paths[-1] == "/ws/a?x=1"
-    _until(lambda: len(upstream.closed_with) > before)
+    wait_until(lambda: len(upstream.closed_with) > before, "the close reaching the upstream")
     assert upstream.closed_with[-1] == 4002
 
 
@@ -173,7 +165,7 @@ def test_upgrades_are_audited_and_counted_by_the_one_runner(
         assert refused.status == 404
         with connect(ws_url(server, "/ws"), compression=None) as ws:
             ws.close(1000)
-        _until(lambda: sum(server.counts().values()) == 2)
+        wait_until(lambda: sum(server.counts().values()) == 2, "two counted connections")
         counts = {key: n for key, n in server.counts().items() if n}
         denied = server.denied({refused.request_id})
     assert counts == {("(none)", "route_not_found"): 1, ("ws", "allowed"): 1}

@@ -55,10 +55,13 @@ async def start(
     return task, ready.result(), stop
 
 
-def slow_app(seconds: float) -> Any:
-    """The app with a bastion endpoint at ``/admin/slow`` answering ``done`` after ``seconds``."""
+def slow_app(seconds: float, started: asyncio.Event | None = None) -> Any:
+    """The app with a bastion endpoint at ``/admin/slow`` answering ``done`` after ``seconds``
+    (``started`` is set when a request reaches it)."""
 
     async def slow(request: Any) -> PlainTextResponse:
+        if started is not None:
+            started.set()
         await asyncio.sleep(seconds)
         return PlainTextResponse("done")
 
@@ -120,10 +123,11 @@ async def test_plain_http_has_no_hsts() -> None:
 
 
 async def test_in_flight_request_finishes_on_stop(cert: tuple[Path, Path]) -> None:
-    task, url, stop = await start(slow_app(1.0), cert)
+    started = asyncio.Event()
+    task, url, stop = await start(slow_app(1.0, started), cert)
     async with tls_client(cert) as client:
         in_flight = asyncio.create_task(client.get(f"{url}/admin/slow"))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(started.wait(), 10)  # the request is in flight
         stop.set()
         response = await asyncio.wait_for(in_flight, 10)
     await asyncio.wait_for(task, 15)
@@ -135,10 +139,11 @@ async def test_in_flight_request_finishes_on_stop(cert: tuple[Path, Path]) -> No
 
 
 async def test_sigterm_drains_in_flight_requests() -> None:
-    task, url, _ = await start(slow_app(1.0))
+    started = asyncio.Event()
+    task, url, _ = await start(slow_app(1.0, started))
     async with httpx.AsyncClient(timeout=10) as client:
         in_flight = asyncio.create_task(client.get(f"{url}/admin/slow"))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(started.wait(), 10)  # the request is in flight
         os.kill(os.getpid(), signal.SIGTERM)
         response = await asyncio.wait_for(in_flight, 10)
     await asyncio.wait_for(task, 15)

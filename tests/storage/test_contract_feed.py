@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from _support.waiting import wait_until_async
 from bastion.storage import (
     ApiKey,
     Client,
@@ -232,15 +233,13 @@ async def test_an_unreadable_feed_makes_caches_drop_everything_until_it_is_back(
         store.failing = True
         clock.now += 3  # the last good read is older than stale_after
         task = asyncio.create_task(follower.run(stop))
-        await asyncio.sleep(0.1)
-        assert not follower.healthy
+        await wait_until_async(lambda: not follower.healthy, "the follower turning unhealthy")
         # Every round while unreadable: "drop everything" (an empty message) to every cache.
         dropped = await _drain(subscription, most=3)
         assert dropped == [b"", b"", b""]
         store.failing = False
         store.commit(1, "k")
-        await asyncio.sleep(0.1)
-        assert follower.healthy
+        await wait_until_async(lambda: follower.healthy, "the follower turning healthy again")
         stop.set()
         await task
         assert (await _drain(subscription))[-1:] == [b"k"]

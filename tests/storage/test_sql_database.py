@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
+from _support import free_port
 from bastion.storage import (
     DatabaseConfigError,
     DatabaseUnavailableError,
@@ -21,12 +21,6 @@ from bastion.storage import (
 )
 from bastion.storage.sql import Database
 from bastion.storage.sql.engine import parse_database_url
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -68,7 +62,7 @@ def test_in_memory_sqlite_is_refused() -> None:
 
 
 async def test_postgres_closed_port_is_unavailable_with_redacted_url() -> None:
-    port = _closed_port()
+    port = free_port()  # this worker's: nothing listens on it
     url = f"postgresql://bastion:hunter2secret@127.0.0.1:{port}/bastion"
     with pytest.raises(DatabaseUnavailableError) as info:
         await Database.connect(url)

@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
-from _support.native import native_lookups
+from _support.native import feed_changes, native_lookups, until_feed_past
 from _support.nodes import Nodes as Cluster
 
 
@@ -83,8 +83,13 @@ def api_key_revocation_reaches_every_node(cluster: Cluster) -> None:
     auth = {"Authorization": f"Bearer {key['key']}"}
     assert cluster.statuses("/api/orders", auth) == [200, 200, 200]
 
+    followed = [feed_changes(node.url) for node in cluster.nodes]
     cluster.cli("keys", "revoke", key["id"])
     assert cluster.statuses("/api/orders", auth) == [401, 401, 401]
+    # The feed's copy of the revocation may follow pub/sub's: wait for it on every node, or
+    # it would drop the refusal cache the next check counts lookups of.
+    for node, before in zip(cluster.nodes, followed, strict=True):
+        until_feed_past(node.url, before)
 
 
 def _planes(cluster: Cluster, headers: dict[str, str]) -> list[tuple[int, str]]:

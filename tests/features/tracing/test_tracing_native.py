@@ -19,13 +19,12 @@ that source address); requests from 127.0.0.1 are an ordinary client's.
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import httpx
 
-from _support import BastionProcess, EchoThread, run_cli
+from _support import BastionProcess, EchoThread, free_port, run_cli
 from _support.native import plane
 from _support.otlp import Receiver, attributes
 
@@ -33,12 +32,6 @@ TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
 SPAN_KIND_SERVER = 2
 STATUS_ERROR = 2
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _config(tmp_path: Path, echo: EchoThread, receiver: Receiver, ratio: float) -> Path:
@@ -57,7 +50,7 @@ def _config(tmp_path: Path, echo: EchoThread, receiver: Receiver, ratio: float) 
         "    limits: [{per: ip, rate: 1/minute}]\n"
         "  - name: down\n"
         "    match: {path: /down}\n"
-        f"    upstream: http://127.0.0.1:{_closed_port()}\n"
+        f"    upstream: http://127.0.0.1:{free_port()}\n"
         "    public: true\n"
         "tracing:\n"
         "  enabled: true\n"

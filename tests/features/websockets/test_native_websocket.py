@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from _support import BastionProcess, EchoThread, free_port, run_cli
+from _support.waiting import wait_until_async
 from bastion.storage import Database
 
 MAX = 64
@@ -111,14 +112,6 @@ def _prefix(request_id: str) -> str:
 
 def _chat(base: str, auth: dict[str, str]) -> Any:
     return connect(f"{base}/chat", ssl=_insecure(), proxy=None, additional_headers=auth)
-
-
-async def _until(check: Any, within: float = 5.0) -> None:
-    for _ in range(int(within / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not reached")
 
 
 @pytest.fixture
@@ -257,7 +250,7 @@ def test_websocket_routes_are_served_natively(
             assert seen["sec-websocket-protocol"] == "chat.v1, chat.v2"
             assert seen["x-forwarded-proto"] == "https"
             assert any(name.startswith("x-bastion-") for name in seen)
-            await _until(lambda: len(upstream.closes) == 1)
+            await wait_until_async(lambda: len(upstream.closes) == 1, "1 closes upstream")
             assert upstream.closes == [4001]
 
             # The client's close code goes upstream.
@@ -265,7 +258,7 @@ def test_websocket_routes_are_served_natively(
                 await ws.send("x")
                 assert await ws.recv() == "x"
                 await ws.close(4002, "bye")
-            await _until(lambda: len(upstream.closes) == 2)
+            await wait_until_async(lambda: len(upstream.closes) == 2, "2 closes upstream")
             assert upstream.closes[1] == 4002
 
             # A message over max_message_size: 1009 to the client, 1001 upstream.
@@ -277,7 +270,7 @@ def test_websocket_routes_are_served_natively(
                     await ws.recv()
             assert ws.close_code == 1009
             assert ws.close_reason == "message too big"
-            await _until(lambda: len(upstream.closes) == 3)
+            await wait_until_async(lambda: len(upstream.closes) == 3, "3 closes upstream")
             assert upstream.closes[2] == 1001
 
             # Idle for idle_timeout (1 s): 1001.
@@ -286,7 +279,7 @@ def test_websocket_routes_are_served_natively(
                     await asyncio.wait_for(ws.recv(), 10)
             assert ws.close_code == 1001
             assert ws.close_reason == "idle timeout"
-            await _until(lambda: len(upstream.closes) == 4)
+            await wait_until_async(lambda: len(upstream.closes) == 4, "4 closes upstream")
             assert upstream.closes[3] == 1000
 
             # The native refusals are audited as Python's WebSocket door records them.

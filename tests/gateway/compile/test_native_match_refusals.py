@@ -192,6 +192,7 @@ targets = st.one_of(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.sampled_from(HOSTS), st.sampled_from(PLAIN_METHODS), targets)
 @example("gw.test", "GET", "/api/orders/../../..")
@@ -203,6 +204,7 @@ def test_native_refusals_are_pythons(host: str, method: str, target: str) -> Non
         assert python_refusal(host, method, target) == refused, (host, method, target)
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.sampled_from(HOSTS), st.sampled_from(PLAIN_METHODS), targets)
 @example("gw.test", "GET", "/api/%2Fadmin")

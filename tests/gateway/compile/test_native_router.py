@@ -303,6 +303,7 @@ hosts = st.one_of(st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.text(max_si
 methods = st.one_of(st.sampled_from(METHODS), st.sampled_from(METHODS), st.text(max_size=8))
 
 
+@pytest.mark.slow
 @settings(max_examples=3000, deadline=None)
 @given(st.sampled_from(sorted(TABLES)), hosts, methods, targets)
 @example("routes", "gw.test", "GET", "/api/orders/7")
@@ -351,6 +352,7 @@ request_paths = st.lists(st.sampled_from(REQUEST_SEGMENTS), max_size=5).map(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None)
 @given(
     route_tables(),

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import redis.asyncio
 
+from _support import free_port
 from bastion.storage.shared import SharedState, open_shared_state
 
 OpenState = Callable[..., Awaitable[SharedState]]
@@ -63,8 +63,5 @@ async def delete_keys(url: str, prefix: str) -> None:
 
 
 def closed_port() -> int:
-    """A loopback TCP port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A loopback TCP port nothing listens on (one of this worker's, see ``free_port``)."""
+    return free_port()
