@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bastion import _native
-from bastion.apikeys import ApiKeyService
+from bastion.apikeys import ApiKeyService, token_exchange
 from bastion.audit.chain import checkpoint_signer
 from bastion.audit.events import Auditor
 from bastion.audit.monitoring import Alerting, open_alerting
@@ -231,7 +231,7 @@ class Runtime:
                 issuer=settings.issuer_url,
                 shared=shared,
                 # Tokens exchanged for an API key live only while the key is usable.
-                client_is_active=rfc8693.with_api_keys(client_is_active, api_keys),
+                client_is_active=token_exchange.with_api_keys(client_is_active, api_keys),
                 leeway=settings.tokens.leeway,
                 max_lifetime=settings.tokens.max_access_token_ttl,
                 changes=db.change_feed.append,
@@ -508,7 +508,7 @@ def _token_endpoint(
                 settings_tokens=settings.tokens,
                 issue_token=issuer.issue,
             ),
-            rfc8693.GRANT_TYPE: rfc8693.TokenExchangeGrant(
+            rfc8693.GRANT_TYPE: token_exchange.TokenExchangeGrant(
                 issuer=settings.issuer_url,
                 api_keys=api_keys,
                 issue_token=issuer.issue,

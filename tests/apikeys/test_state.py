@@ -81,14 +81,14 @@ def test_subject_is_the_owner_else_the_key() -> None:
 
 
 def test_every_judge_imports_the_one_home() -> None:
+    from bastion.apikeys import token_exchange
     from bastion.doctor import store_checks
     from bastion.gateway.authn import jwt
-    from bastion.protocol import rfc8693
 
-    assert rfc8693.key_is_usable is jwt.key_is_usable is store_checks.key_is_usable
-    assert rfc8693.key_is_usable is state.key_is_usable
-    assert rfc8693.api_key_subject is state.api_key_subject
-    assert rfc8693.api_key_client_id is state.api_key_client_id
+    assert token_exchange.key_is_usable is jwt.key_is_usable is store_checks.key_is_usable
+    assert token_exchange.key_is_usable is state.key_is_usable
+    assert token_exchange.api_key_subject is state.api_key_subject
+    assert token_exchange.api_key_client_id is state.api_key_client_id
 
 
 def _places_outside_the_home(matches: Callable[[ast.AST], bool]) -> list[str]:

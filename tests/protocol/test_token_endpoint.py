@@ -104,8 +104,8 @@ async def test_a_context_without_a_client_refuses_to_name_one() -> None:
 
 
 def test_bastion_grants_declare_their_client_authentication() -> None:
-    from bastion.protocol import rfc8693
+    from bastion.apikeys import token_exchange
     from bastion.protocol.rfc6749.grants import client_credentials
 
     assert client_credentials.ClientCredentialsGrant.client_authentication == "required"
-    assert rfc8693.TokenExchangeGrant.client_authentication == "optional"
+    assert token_exchange.TokenExchangeGrant.client_authentication == "optional"

@@ -223,7 +223,7 @@ class ApiKeyService:
         """The key (any state) by id, from memory for up to :data:`POSITIVE_TTL` seconds.
 
         What the verifiers of tokens exchanged from a key read on every
-        verification (:func:`bastion.protocol.rfc8693.with_api_keys`, the
+        verification (:func:`bastion.apikeys.token_exchange.with_api_keys`, the
         gateway's ``jwt`` method): no database read per token, yet every change
         to the key drops the entry here and, through ``"api-keys"``, on every
         node. Raises ``NotFoundError`` (not cached) or the storage errors.

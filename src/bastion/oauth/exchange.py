@@ -1,7 +1,7 @@
 """What an API key may obtain by RFC 8693 token exchange, given the gateway's routes.
 
 :class:`ApiKeyExchangePolicy` supplies the two hooks of the token endpoint's
-:class:`bastion.protocol.rfc8693.TokenExchangeGrant` (built in ``bastion.runtime``):
+:class:`bastion.apikeys.token_exchange.TokenExchangeGrant` (built in ``bastion.runtime``):
 
 - :meth:`~ApiKeyExchangePolicy.audiences`: the issuer (bastion's default API
   audience) and the ``jwt`` audience of every gateway route the key may call

@@ -18,7 +18,7 @@ import uvicorn
 from jwcrypto import jwk, jwt
 
 from _support import free_port
-from bastion.apikeys import ApiKeySpec
+from bastion.apikeys import ApiKeySpec, token_exchange
 from bastion.crypto import InvalidTokenError
 from bastion.http.endpoints import create_full_app
 from bastion.http.endpoints.admin import KEYS_PATH, admin_audience
@@ -62,7 +62,7 @@ async def test_api_key_to_jwt_verified_by_jwks_and_never_an_admin_credential(
     form = {
         "grant_type": rfc8693.GRANT_TYPE,
         "subject_token": key,
-        "subject_token_type": rfc8693.API_KEY_TOKEN_TYPE,
+        "subject_token_type": token_exchange.API_KEY_TOKEN_TYPE,
         "scope": "bastion:admin:read",
     }
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as http:

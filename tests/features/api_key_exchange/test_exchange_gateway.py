@@ -19,6 +19,7 @@ import pytest
 from _support import EchoThread, run_cli
 from _support.gateway_server import GatewayServer, route, serve_gateway
 from _support.native import feed_changes, until_feed_past
+from bastion.apikeys import token_exchange
 from bastion.http.endpoints.admin import KEYS_PATH, admin_audience
 from bastion.protocol import rfc8693
 
@@ -90,7 +91,7 @@ def exchange(http: httpx.Client, key: str, **extra: str) -> httpx.Response:
         data={
             "grant_type": rfc8693.GRANT_TYPE,
             "subject_token": key,
-            "subject_token_type": rfc8693.API_KEY_TOKEN_TYPE,
+            "subject_token_type": token_exchange.API_KEY_TOKEN_TYPE,
             **extra,
         },
     )

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 
-from bastion.apikeys import ApiKeySpec
+from bastion.apikeys import ApiKeySpec, token_exchange
 from bastion.crypto import InvalidTokenError
 from bastion.http.endpoints import create_full_app
 from bastion.oauth.clients import ClientSpec
@@ -23,7 +23,7 @@ def exchange_form(key: str, **extra: str) -> dict[str, str]:
     return {
         "grant_type": rfc8693.GRANT_TYPE,
         "subject_token": key,
-        "subject_token_type": rfc8693.API_KEY_TOKEN_TYPE,
+        "subject_token_type": token_exchange.API_KEY_TOKEN_TYPE,
         **extra,
     }
 

@@ -45,6 +45,7 @@ from starlette.responses import JSONResponse, Response
 from _support import BastionProcess, EchoThread, run_cli
 from _support.native import native_lookups, plane
 from _support.recorded import Recorded
+from bastion.apikeys import token_exchange
 from bastion.crypto import SigningKeyPair, generate_api_key, sign_jwt
 from bastion.protocol import rfc8693
 from bastion.storage import Database
@@ -454,7 +455,7 @@ def test_a_token_exchanged_from_a_key_is_served_natively_as_the_key(
         data={
             "grant_type": rfc8693.GRANT_TYPE,
             "subject_token": key["key"],
-            "subject_token_type": rfc8693.API_KEY_TOKEN_TYPE,
+            "subject_token_type": token_exchange.API_KEY_TOKEN_TYPE,
         },
     )
     assert exchanged.status_code == 200, exchanged.text

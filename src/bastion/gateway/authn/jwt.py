@@ -57,18 +57,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from bastion.apikeys.state import API_KEY_CLIENT_PREFIX, key_is_usable
+from bastion.apikeys.token_exchange import KEY_ID_CLAIM, ApiKeyLookup
 from bastion.crypto import InvalidTokenError, sha256_hex
 from bastion.gateway import native_push
 from bastion.gateway.authn.external_jwt import TrustedIssuer, peek
 from bastion.gateway.authn.identity import Identity
 from bastion.gateway.errors import UnauthenticatedError
 from bastion.oauth.tokens import REVOKED_JTI_PREFIX
-from bastion.protocol.rfc8693 import (
-    API_KEY_CLIENT_PREFIX,
-    KEY_ID_CLAIM,
-    ApiKeyLookup,
-    key_is_usable,
-)
 from bastion.ratelimit.keys import compile_key_limits
 from bastion.settings import RouteSettings
 from bastion.storage import feed
