@@ -29,6 +29,7 @@ import orjson
 import pytest
 
 from _support import BastionProcess, EchoThread, run_cli
+from _support.native import feed_changes, until_feed_past
 from bastion.apikeys import ApiKeyService, ApiKeySpec
 from bastion.settings import load_settings
 from bastion.storage import Database
@@ -250,13 +251,23 @@ def test_api_key_acceptance_over_http(stack: Stack) -> None:
         )
 
     # disabled, then enabled again; revoked for good (by the CLI) — each on the next request
+    # once the server has followed the change (made by another process: it arrives through
+    # the change feed, within the second tests/features/change_feed holds it to; asking
+    # before it arrived would race the delivery on a loaded machine)
+    url = stack.proc.url
+    before = feed_changes(url)
     stack.service(lambda service: service.disable(reader_id))
+    until_feed_past(url, before)
     disabled = stack.get("/api/orders", reader)
     assert disabled.status_code == 401 and problem(disabled)["reason"] == "invalid_api_key"
+    before = feed_changes(url)
     stack.service(lambda service: service.enable(reader_id))
+    until_feed_past(url, before)
     assert stack.get("/api/orders", reader).status_code == 200
+    before = feed_changes(url)
     revoked_doc = stack.cli("revoke", reader_id)
     assert revoked_doc["status"] == "revoked"
+    until_feed_past(url, before)
     revoked = stack.get("/api/orders", reader)
     assert revoked.status_code == 401 and problem(revoked)["reason"] == "invalid_api_key"
 
