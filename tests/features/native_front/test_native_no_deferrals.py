@@ -23,9 +23,15 @@ id's per-plane prefix says which plane answered), and none reaches the app:
   ``431 headers_too_large`` for a head over ``request_limits``, as the HTTP/1 loop gives
   it, and an HTTP/2 head within the limits but over hyper's default header list size (16
   KiB) is served.
+
+The one state still handed to the app, a request before the first route table, never occurs
+under ``bastion serve``: ``Runtime.open`` puts the table in force before any server starts
+(pinned here; the listening socket reaches the front only after the app's start-up).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import orjson
 import pytest
@@ -40,6 +46,9 @@ from _support.gateway_server import (
     plane,
     request_bytes,
 )
+from bastion import _native
+from bastion.runtime import Runtime
+from bastion.settings import Settings
 
 APP = "https://app.example.com"
 MAX_HEADERS = 16
@@ -317,3 +326,31 @@ def test_http2_heads_within_the_limits_are_served_and_past_them_get_bastions_431
     cookies = [(b"cookie", f"c{i}=1".encode()) for i in range(MAX_HEADERS + 4)]
     seen = orjson.loads(_h2(served, b"/api/plain/cookies", cookies))
     assert seen["path"] == "/api/plain/cookies"
+
+
+async def test_the_runtime_puts_a_route_table_in_force_before_any_server_starts(
+    tmp_path: Path,
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "tls": {"mode": "off"},
+            "trusted_proxies": ["127.0.0.1"],
+            "routes": [
+                {
+                    "name": "plain",
+                    "match": {"path": "/api/plain"},
+                    "upstream": "http://127.0.0.1:9",
+                    "public": True,
+                }
+            ],
+        }
+    )
+    _native.routes_unload()  # no table in force: every request would be handed over
+    assert _native.routes_route("gw.test", "GET", "/api/plain") is None
+    runtime = await Runtime.open(settings, announce=lambda _: None)
+    try:
+        # Opened, not started: the table the front decides with is already in force.
+        assert _native.routes_route("gw.test", "GET", "/api/plain") is not None
+    finally:
+        await runtime.close()
