@@ -23,10 +23,13 @@
 //! `match` judges and audits it.
 //!
 //! A decision request over HTTP/2 or with a body is judged as any other (the
-//! body is never read, as Python's endpoint never reads it). Python answers
-//! (the request is deferred unchanged) a head with a method-override header
-//! (Python's twin of each native answer) and what the gateway door defers
-//! after `match` (a lost lookup, a route Python serves, …).
+//! body is never read, as Python's endpoint never reads it). A method-override
+//! header (`X-HTTP-Method-Override`, …) is not believed: the original method
+//! is judged, as the gateway door judges a request's own method (`mutate`
+//! drops these headers there), and the request is not deferred for it. Python
+//! answers (the request is deferred unchanged) only what `decide` defers after
+//! `match` (`Decided::Defer`: a refusal of the judged target the router cannot
+//! tell exactly).
 
 use std::net::IpAddr;
 use std::time::Instant;

@@ -2,14 +2,23 @@
 //! that was (its `STEPS`, deleted; its answers are the specification). A
 //! `Defer` hands the request to the Python app, which serves its own paths
 //! (the control plane's) and answers a gateway path `503 gateway_unavailable`:
-//! the last column, now only the start-up before the first route table and
-//! forward-auth's method-override header; every other gateway request is
-//! decided here.
+//! the last column, now only a control-plane path and a request before the
+//! first route table; every gateway request is decided here.
+//!
+//! Before the first table the front cannot tell a gateway path from the app's
+//! (the reserved prefixes, `bastion.http.app.RESERVED_PREFIXES`, and the app's
+//! reading of a target come with the table: `RouteTable::target`), so it hands
+//! everything over; the app answers a gateway path its safety-net 503. Under
+//! `bastion serve` that never happens: `Runtime.open` loads the table before
+//! the server starts, and the listening socket is handed to the front only
+//! after the app's start-up (`bastion.http.server`). Only an embedder serving
+//! an app built without a table (`routes_unload`, the HTTP server's tests)
+//! sees it.
 //!
 //! | step | native | handed to the Python app when |
 //! |---|---|---|
 //! | trace | `tracing::begin` / `Traced::end` (the sampling decision, bastion's `traceparent`; a sampled answer's span record) | — (a deferred request gets the client's trace headers back) |
-//! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers; its own refusals: 403 `forward_auth_untrusted`, 400 `forward_auth_ambiguous` / `forward_auth_bad_request`; a decision's span names the judged request, `tracing::DecisionSpan`; then `framing` and `match` of the judged request, its URI in normal form: 400 `invalid_host`, 431, 400 `invalid_path`, 404, 405), over HTTP/1.x or HTTP/2, a body unread | a method-override header |
+//! | forward_auth (`/auth/verify` only) | `forward_auth::verify` (the judged request from the trusted proxy's headers; its own refusals: 403 `forward_auth_untrusted`, 400 `forward_auth_ambiguous` / `forward_auth_bad_request`; a decision's span names the judged request, `tracing::DecisionSpan`; then `framing` and `match` of the judged request, its URI in normal form: 400 `invalid_host`, 431, 400 `invalid_path`, 404, 405), over HTTP/1.x or HTTP/2, a body unread; a method-override header is not believed (the judged method is the original one, as `mutate` drops them at the gateway door) | — |
 //! | framing | a head `hygiene::refused` passes is taken whole (any upper-case method token but `CONNECT`; its fields and body framing as the steps and the proxy read them: nothing more is asked of it); Python's refusals, `hygiene::refused` + `refusal::framing` (gateway door, a path the app hands its gateway): 400 `invalid_method`, 431 `headers_too_large`, 400 `invalid_host`, 400 `bad_request_framing` (an HTTP/2 head judged as the hop to Python would hand it over) — a body the HTTP/1 loop would not read (`hygiene::Unreadable`) is answered so whatever the path; header fields it cannot read (`hygiene::Malformed`): the front's 400 `bad_request`, not audited; bastion's own 400 `invalid_forwarded_for` (a trusted proxy's hop that is not an IP address, `decide::forwarded_for_refused`); a `CONNECT`: bastion's 400 `invalid_method`; method-override headers are not believed (`mutate` drops them); the WebSocket door's head alike (its refusals in the denial head of an upgrade) | — |
 //! | target (before the doors) | `target::prepare`: the app's reading of the target (`RouteTable::target`): a gateway target rewritten to Python's normal form (absolute form to origin form), restored if deferred; a `%` path normalisation refuses: the app's 400 `invalid_path` (not audited, not metered); a path outside ASCII percent-encoded, a query outside ASCII forwarded as sent, authority form read as `/` | a control-plane path |
 //! | match | `RouteTable::route` on the normal form; Python's refusals where the router tells them exactly (`refusal::unmatched`, gateway and forward-auth doors: 404 `route_not_found`, 405 `method_not_allowed` + `Allow`, 400 `invalid_path` of a path without `%`); an upgrade to a route without `websocket`: 403 `websocket_not_allowed`; a handshake no route takes: 404 / 405 in the denial head (every route is native) | a control-plane path |
@@ -20,7 +29,7 @@
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | — (the claims in the settings' order; a scope that is not a scope-token refuses the table) |
 //! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable or not configured: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store); a limit divided past a bucket's bound: as far as the bound allows (`Limit::divided`, as Python's) | — |
 //! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key); no key to sign with (an RSA key over 4096 bits an older version stored: bastion generates none): 503 `assertion_unavailable` (`decide`, before the limit step) | — |
-//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | — (a handshake `websockets` refuses, or one over HTTP/1.0, which RFC 6455 §4.1 does not take: `websocket::refused`, 400 / 405 / 426 `invalid_websocket_handshake`; another `Upgrade`: a plain request; a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | — (a handshake `websockets` refuses, one over HTTP/1.0, which RFC 6455 §4.1 does not take, one with a field that is not visible ASCII, or `Upgrade: websocket` beside other, empty `Upgrade` fields: `websocket::refused`, 400 / 405 / 426 `invalid_websocket_handshake`, so every handshake it passes is one `websocket::handshake` takes; another `Upgrade`: a plain request; a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
 //! `decide` runs the steps from match to limit for both doors: the gateway
 //! (then mutate and proxy here) and forward-auth (`forward_auth::verify`:
@@ -64,7 +73,7 @@ use crate::verdict::{allowed, problem_of, DeniedHead, Head};
 
 /// Decide one request, traced when tracing is on (`tracing::begin`). Never
 /// fails; only a control-plane path (or anything before the first route
-/// table) is a `Defer`.
+/// table: the module docs) is a `Defer`.
 /// The target is first read as the app reads it (`target::prepare`: the
 /// normal form, or the app's own 400).
 pub async fn handle(mut req: Request<Body>, conn: &ConnInfo) -> Outcome {
@@ -114,15 +123,22 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
     // app, refused alike; any other `Upgrade` is hop-by-hop on a plain request.
     let upgrade = if crate::hygiene::python_upgrades(req.headers()) {
         let empty = req.body().is_end_stream();
-        if let Some(problem) = crate::websocket::refused(&req, empty) {
-            return match crate::decide::handshake_refused(Head::of(&req), conn, &table, problem) {
-                Some(response) => Outcome::Respond(response),
-                None => Outcome::Defer(req),
-            };
-        }
-        match crate::websocket::handshake(&req) {
-            Some(handshake) => Some(handshake),
-            None => return Outcome::Defer(req),
+        // Every handshake `refused` passes is a plain one `handshake` takes, but
+        // on a connection that cannot switch (a safeguard): refused alike.
+        let taken = match crate::websocket::refused(&req, empty) {
+            Some(problem) => Err(problem),
+            None => crate::websocket::handshake(&req).ok_or_else(crate::websocket::unswitchable),
+        };
+        match taken {
+            Ok(handshake) => Some(handshake),
+            Err(problem) => {
+                let refused =
+                    crate::decide::handshake_refused(Head::of(&req), conn, &table, problem);
+                return match refused {
+                    Some(response) => Outcome::Respond(response),
+                    None => Outcome::Defer(req),
+                };
+            }
         }
     } else {
         None

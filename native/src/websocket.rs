@@ -37,6 +37,7 @@
 //! `websockets` refuses it ([`refused`]), audited; one to a path no route
 //! takes gets Python's 404 / 405 with the denial head.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -117,9 +118,14 @@ pub struct Handshake {
 /// answer) gets a `400` too, and so does one over another version than
 /// HTTP/1.1 (RFC 6455 §4.1: "the method of the request MUST be GET, and the
 /// HTTP version MUST be at least 1.1"; §4.2.1: a server answers what it
-/// cannot take `400 Bad Request`). As a problem document: its status,
-/// headers and message (`invalid_websocket_handshake`). `None` when not
-/// certain (a plain handshake).
+/// cannot take `400 Bad Request`). A field `websockets` could not read (not
+/// visible ASCII) is refused as a malformed one (quoted escaped), and so is
+/// `Upgrade: websocket` beside other, empty `Upgrade` fields (`400`): RFC 6455
+/// §4.2.1's one field is the only shape the native door takes, so nothing
+/// between this function and [`handshake`] reaches the app. As a problem
+/// document: its status, headers and message (`invalid_websocket_handshake`).
+/// `None` only for a plain handshake, which [`handshake`] takes on any
+/// connection that can switch.
 pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
     let headers = req.headers();
     if req.version() != Version::HTTP_11 {
@@ -151,10 +157,23 @@ pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
         return Some(problem);
     }
     let mut protocols = Vec::new();
+    let mut fields = 0;
     for value in headers.get_all(UPGRADE) {
-        let value = value.to_str().ok()?;
-        protocols.extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()));
+        fields += 1;
+        // A field that is not visible ASCII names no protocol `websockets` reads:
+        // its "another Upgrade list", quoted escaped.
+        let value = value
+            .to_str()
+            .map_or_else(|_| Cow::Owned(escaped(value)), Cow::Borrowed);
+        protocols.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+        );
     }
+    let invalid = |detail: String| Some(bad_handshake(StatusCode::BAD_REQUEST, detail));
     if !(protocols.len() == 1 && protocols[0].eq_ignore_ascii_case("websocket")) {
         let detail = format!("invalid Upgrade header: {}.", protocols.join(", "));
         let mut problem = bad_handshake(StatusCode::UPGRADE_REQUIRED, detail);
@@ -163,11 +182,21 @@ pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
             .push((UPGRADE, HeaderValue::from_static("websocket")));
         return Some(problem);
     }
-    let invalid = |detail: String| Some(bad_handshake(StatusCode::BAD_REQUEST, detail));
-    let key = match header(headers, &SEC_KEY)? {
+    if fields > 1 {
+        // `Upgrade: websocket` beside empty `Upgrade` fields: `websockets` would join
+        // them, the native door takes RFC 6455's one field only (§4.2.1) and refuses
+        // the rest rather than hand a gateway path to the app.
+        return invalid(format!(
+            "invalid Upgrade header: {fields} fields; send one Upgrade: websocket."
+        ));
+    }
+    let key = match header(headers, &SEC_KEY) {
         Field::Missing => return invalid("missing Sec-WebSocket-Key header.".into()),
         Field::Several => {
             return invalid("invalid Sec-WebSocket-Key header: multiple values.".into())
+        }
+        Field::Unreadable(key) => {
+            return invalid(format!("invalid Sec-WebSocket-Key header: {key}."))
         }
         Field::One(key) => key,
     };
@@ -179,10 +208,13 @@ pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
             format!("invalid Sec-WebSocket-Key header: {key}.")
         });
     }
-    match header(headers, &SEC_VERSION)? {
+    match header(headers, &SEC_VERSION) {
         Field::Missing => invalid("missing Sec-WebSocket-Version header.".into()),
         Field::Several => invalid("invalid Sec-WebSocket-Version header: multiple values.".into()),
         Field::One("") => invalid("empty Sec-WebSocket-Version header.".into()),
+        Field::Unreadable(version) => {
+            invalid(format!("invalid Sec-WebSocket-Version header: {version}."))
+        }
         Field::One(version) if version != "13" => {
             invalid(format!("invalid Sec-WebSocket-Version header: {version}."))
         }
@@ -191,20 +223,40 @@ pub fn refused<B>(req: &Request<B>, body_empty: bool) -> Option<Problem> {
     }
 }
 
-/// One header field as `websockets` reads it (`None`: not visible ASCII).
+/// One header field as `websockets` reads it.
 enum Field<'a> {
     Missing,
     Several,
+    /// Visible ASCII: read as sent.
     One(&'a str),
+    /// Not visible ASCII: no key or version `websockets` takes (escaped, to quote).
+    Unreadable(String),
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Field<'a>> {
+fn header<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Field<'a> {
     let mut values = headers.get_all(name).iter();
     match (values.next(), values.next()) {
-        (None, _) => Some(Field::Missing),
-        (Some(_), Some(_)) => Some(Field::Several),
-        (Some(value), None) => value.to_str().ok().map(Field::One),
+        (None, _) => Field::Missing,
+        (Some(_), Some(_)) => Field::Several,
+        (Some(value), None) => value
+            .to_str()
+            .map_or_else(|_| Field::Unreadable(escaped(value)), Field::One),
     }
+}
+
+/// A field value that is not visible ASCII, quoted in a detail: bytes escaped.
+fn escaped(value: &HeaderValue) -> String {
+    value.as_bytes().escape_ascii().to_string()
+}
+
+/// The refusal of a plain handshake [`handshake`] cannot take: the connection
+/// cannot be handed over (hyper gives every HTTP/1.1 request it serves the
+/// means to: a safeguard, so no handshake reaches the app).
+pub fn unswitchable() -> Problem {
+    bad_handshake(
+        StatusCode::BAD_REQUEST,
+        "this connection cannot switch to the WebSocket protocol.".into(),
+    )
 }
 
 /// `websockets`' refusal of a handshake, as a problem document (`detail`: its message).

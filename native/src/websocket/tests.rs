@@ -306,7 +306,9 @@ fn upgrade_request(method: &str, version: Version, pairs: &[(&str, &str)]) -> Re
         .uri("/live")
         .version(version);
     for (name, value) in pairs {
-        builder = builder.header(*name, *value);
+        // From bytes: a value outside visible ASCII (obs-text) is a field too.
+        let value = http::HeaderValue::from_bytes(value.as_bytes()).expect("field value");
+        builder = builder.header(*name, value);
     }
     builder.body(()).expect("request")
 }
@@ -463,6 +465,34 @@ fn websocket_refusals_are_websockets_in_its_order() {
             "invalid Upgrade header: h2c, websocket.".into(),
             vec!["upgrade: websocket".into()]
         ))
+    );
+    // `websocket` beside an empty field (`websockets` would join them): not RFC
+    // 6455's one field, refused rather than handed to the app.
+    for empty in ["", ","] {
+        let mut split = with(&[]);
+        split.insert(0, ("upgrade", empty.into()));
+        assert_eq!(
+            refusal("GET", &split, true),
+            bad(
+                400,
+                "invalid Upgrade header: 2 fields; send one Upgrade: websocket."
+            )
+        );
+    }
+    // Fields that are not visible ASCII: quoted escaped, refused as malformed ones.
+    let mut obs = with(&[]);
+    obs.insert(0, ("upgrade", "é".into()));
+    assert_eq!(
+        refusal("GET", &obs, true).map(|r| (r.0, r.2)),
+        Some((426, "invalid Upgrade header: \\xc3\\xa9, websocket.".into()))
+    );
+    assert_eq!(
+        refusal("GET", &with(&[("sec-websocket-key", Some("é"))]), true),
+        bad(400, "invalid Sec-WebSocket-Key header: \\xc3\\xa9.")
+    );
+    assert_eq!(
+        refusal("GET", &with(&[("sec-websocket-version", Some("1é"))]), true),
+        bad(400, "invalid Sec-WebSocket-Version header: 1\\xc3\\xa9.")
     );
     // HTTP/1.0: RFC 6455 §4.1 requires HTTP/1.1 (§4.2.1: a 400), before the
     // method, the fields or a body are looked at.

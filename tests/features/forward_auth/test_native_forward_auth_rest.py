@@ -12,7 +12,9 @@ by the request id's prefix, ``plane``) as Python's pipeline answered it (recorde
   bastion's own too: only a path to judge), the wrong method: 405 with ``Allow``;
 - the judged head gets Python's ``framing``: no host to judge by, 400 ``invalid_host``;
 - a judged header repeated, in any order with the other family: the same field named;
-- a decision request with a body, and over HTTP/2 (curl, ALPN), is judged.
+- a decision request with a body, and over HTTP/2 (curl, ALPN), is judged;
+- a method-override header (``X-HTTP-Method-Override`` and friends) changes nothing: the
+  original method is judged, natively, as the gateway door ignores them.
 """
 
 from __future__ import annotations
@@ -227,6 +229,30 @@ def test_a_decision_request_with_a_body_is_judged(served: GatewayServer) -> None
     _rows_alike(served, native, _case(_ask("POST", "/api/orders"), body=b"hello"))
     allowed = _decide(served, _ask("GET", "/open"), body=b"x" * 1000)
     assert allowed.status == 200 and allowed.body == b""
+
+
+OVERRIDES = ("X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override")
+
+
+@pytest.mark.parametrize("override", OVERRIDES)
+def test_a_method_override_header_is_not_believed(served: GatewayServer, override: str) -> None:
+    native_plane = _native_plane(served)
+    # The original method is judged: PUT is not one of the route's methods, whatever
+    # the override names.
+    refused = _decide(served, _ask("PUT", "/api/orders", (override, "GET")))
+    assert (refused.status, plane(refused)) == (405, native_plane), refused.body
+    assert refused.json()["reason"] == "method_not_allowed"
+    assert refused.header("allow") == "GET, HEAD, POST"
+    row = served.denied([refused.request_id])[refused.request_id]
+    assert (row.route, row.data["door"], row.data["step"]) == (None, "forward_auth", "match")
+    assert row.data["method"] == "PUT"
+    # And an override of an allowed decision takes nothing away from it.
+    allowed = _decide(served, _ask("GET", "/open", (override, "DELETE")))
+    assert (allowed.status, plane(allowed)) == (200, native_plane)
+    # An authenticated route: the original method's refusal (no credential), not a 405.
+    unauthenticated = _decide(served, _ask("GET", "/api/orders", (override, "DELETE")))
+    assert (unauthenticated.status, plane(unauthenticated)) == (401, native_plane)
+    assert unauthenticated.json()["reason"] == "unauthenticated"
 
 
 def _curl_h2(curl: str, url: str, headers: Sequence[tuple[str, str]]) -> tuple[int, str]:

@@ -7,6 +7,11 @@ id's per-plane prefix says which plane answered), and none reaches the app:
 - an HTTP/1.0 WebSocket handshake: RFC 6455 §4.1 requires HTTP/1.1, so it is refused as
   ``websockets`` refuses a handshake it cannot take (``400 invalid_websocket_handshake``,
   the denial head of an upgrade, audited at step ``framing``);
+- a WebSocket handshake ``websockets`` would read but the native door would not switch
+  for: ``Upgrade: websocket`` beside another, empty ``Upgrade`` field (RFC 6455 §4.2.1's
+  one field is the only shape taken: 400), a field that is not visible ASCII in
+  ``Upgrade`` (426, ``Upgrade: websocket``) or ``Sec-WebSocket-Key`` /
+  ``-Version`` (400): refused alike, ``invalid_websocket_handshake``;
 - a CORS preflight carrying a body (chunked, or longer than the route's ``max_body``): its
   ``204``, as any preflight (Python's ``cors`` step answered before its ``body`` step);
 - a head ``framing`` passes is taken whole: a chunked body to a path no route takes gets
@@ -18,9 +23,15 @@ id's per-plane prefix says which plane answered), and none reaches the app:
   ``431 headers_too_large`` for a head over ``request_limits``, as the HTTP/1 loop gives
   it, and an HTTP/2 head within the limits but over hyper's default header list size (16
   KiB) is served.
+
+The one state still handed to the app, a request before the first route table, never occurs
+under ``bastion serve``: ``Runtime.open`` puts the table in force before any server starts
+(pinned here; the listening socket reaches the front only after the app's start-up).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import orjson
 import pytest
@@ -35,6 +46,9 @@ from _support.gateway_server import (
     plane,
     request_bytes,
 )
+from bastion import _native
+from bastion.runtime import Runtime
+from bastion.settings import Settings
 
 APP = "https://app.example.com"
 MAX_HEADERS = 16
@@ -90,6 +104,87 @@ def test_an_http10_websocket_handshake_is_refused_natively(
     )
     assert document["detail"] == "unsupported protocol; expected HTTP/1.1: HTTP/1.0."
     # The denial head of an upgrade: no middleware headers, the connection closed.
+    assert mine.header("connection") == "close"
+    assert mine.header("x-request-id") is None
+    assert not upstream.received
+    row = served.denied({mine.request_id})[mine.request_id]
+    assert (row.reason, row.route) == ("invalid_websocket_handshake", None)
+    assert (row.data["step"], row.data["door"]) == ("framing", "websocket")
+
+
+def _handshake(*fields: bytes) -> bytes:
+    """A handshake to the WebSocket route but for ``fields`` (``Upgrade`` and the key and
+    version, each defaulting to a plain one's when no field of its name is given)."""
+    names = {field.split(b":", 1)[0].lower() for field in fields}
+    plain = {
+        b"upgrade": b"Upgrade: websocket",
+        b"sec-websocket-key": b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        b"sec-websocket-version": b"Sec-WebSocket-Version: 13",
+    }
+    lines = [
+        b"GET /api/live HTTP/1.1",
+        b"Host: gw.test",
+        b"Connection: Upgrade",
+        *fields,
+        *(line for name, line in plain.items() if name not in names),
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "detail"),
+    [
+        (
+            (b"Upgrade: ", b"Upgrade: websocket"),
+            400,
+            "invalid Upgrade header: 2 fields; send one Upgrade: websocket.",
+        ),
+        (
+            (b"Upgrade: ,", b"Upgrade: websocket"),
+            400,
+            "invalid Upgrade header: 2 fields; send one Upgrade: websocket.",
+        ),
+        (
+            (b"Upgrade: \xe9", b"Upgrade: websocket"),
+            426,
+            "invalid Upgrade header: \\xe9, websocket.",
+        ),
+        (
+            (b"Sec-WebSocket-Key: \xe9\xe9",),
+            400,
+            "invalid Sec-WebSocket-Key header: \\xe9\\xe9.",
+        ),
+        (
+            (b"Sec-WebSocket-Version: 1\xb3",),
+            400,
+            "invalid Sec-WebSocket-Version header: 1\\xb3.",
+        ),
+    ],
+    ids=[
+        "upgrade-split-empty",
+        "upgrade-split-comma",
+        "upgrade-obs-text",
+        "key-obs-text",
+        "version-obs-text",
+    ],
+)
+def test_a_handshake_the_door_would_not_switch_for_is_refused_natively(
+    served: GatewayServer,
+    echo_upstream: EchoThread,
+    fields: tuple[bytes, ...],
+    status: int,
+    detail: str,
+) -> None:
+    python, native = served.planes("/api/plain/x")
+    upstream = fresh_echo(echo_upstream)
+    mine = served.raw(_handshake(*fields))
+    assert plane(mine) == native != python, mine.body
+    assert mine.status == status
+    document = mine.json()
+    assert (document["reason"], document["detail"]) == ("invalid_websocket_handshake", detail)
+    if status == 426:
+        assert mine.header("upgrade") == "websocket"
+    # The denial head of an upgrade, as its sibling refusals.
     assert mine.header("connection") == "close"
     assert mine.header("x-request-id") is None
     assert not upstream.received
@@ -231,3 +326,31 @@ def test_http2_heads_within_the_limits_are_served_and_past_them_get_bastions_431
     cookies = [(b"cookie", f"c{i}=1".encode()) for i in range(MAX_HEADERS + 4)]
     seen = orjson.loads(_h2(served, b"/api/plain/cookies", cookies))
     assert seen["path"] == "/api/plain/cookies"
+
+
+async def test_the_runtime_puts_a_route_table_in_force_before_any_server_starts(
+    tmp_path: Path,
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "tls": {"mode": "off"},
+            "trusted_proxies": ["127.0.0.1"],
+            "routes": [
+                {
+                    "name": "plain",
+                    "match": {"path": "/api/plain"},
+                    "upstream": "http://127.0.0.1:9",
+                    "public": True,
+                }
+            ],
+        }
+    )
+    _native.routes_unload()  # no table in force: every request would be handed over
+    assert _native.routes_route("gw.test", "GET", "/api/plain") is None
+    runtime = await Runtime.open(settings, announce=lambda _: None)
+    try:
+        # Opened, not started: the table the front decides with is already in force.
+        assert _native.routes_route("gw.test", "GET", "/api/plain") is not None
+    finally:
+        await runtime.close()
