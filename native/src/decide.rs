@@ -31,6 +31,10 @@ use crate::router::{Routed, Why};
 use crate::table::{NativeRoute, Table};
 use crate::verdict::{DeniedHead, Head};
 
+/// Lookups of one kind a request may lead or wait for: the second serves a request whose
+/// first answer was dropped before it was read (see `waited` in [`decide`]).
+const MAX_LOOKUPS_OF_A_KIND: usize = 2;
+
 /// A request the decision steps allowed: what the proxying part (or the
 /// forward-auth answer) needs.
 pub(crate) struct Allowed<'t> {
@@ -221,7 +225,10 @@ pub(crate) async fn decide<'t>(
         Decided::Respond(response)
     };
     // The lookup kinds this request already waited for: one request may need two
-    // (a signing key, then its client's status), never the same one twice.
+    // (a signing key, then its client's status), and the same one twice when the
+    // record its first lookup pushed was dropped before the request read it (a change
+    // delivered meanwhile: a key created by another process is pushed by the lookup,
+    // then dropped by the change feed's delivery of its creation), never three times.
     let mut waited: Vec<Kind> = Vec::new();
     let mut again = false;
     let (now, admitted) = loop {
@@ -312,15 +319,15 @@ pub(crate) async fn decide<'t>(
             | Unadmitted::SigningKeyMiss(_)
             | Unadmitted::ExchangedMiss => {
                 let kind = lookup_kind(&unadmitted);
-                if waited.contains(&kind) {
-                    // Answered, yet still nothing to judge with: a `kid` Python's own
-                    // keys lack too is its `unknown_kid`; anything else (an answer
-                    // Python pushed nothing for, or one dropped meanwhile) as a lost
-                    // lookup.
-                    return match kind {
-                        Kind::SigningKey => deny(Problem::invalid_token(), cors.as_ref()),
-                        _ => deny(unsure(kind), None),
-                    };
+                let times = waited.iter().filter(|k| **k == kind).count();
+                if kind == Kind::SigningKey && times > 0 {
+                    // Pushed, and Python's own keys lack this `kid` too: its `unknown_kid`.
+                    return deny(Problem::invalid_token(), cors.as_ref());
+                }
+                if times >= MAX_LOOKUPS_OF_A_KIND {
+                    // Answered twice, yet still nothing to judge with (an answer Python
+                    // pushed nothing for): as a lost lookup.
+                    return deny(unsure(kind), None);
                 }
                 if let Unadmitted::CertMiss(thumb) = &unadmitted {
                     if authn::mtls::cert_refused(thumb) {
