@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, run_cli
+from _support.waiting import wait_until
 from _support.webhook_receiver import Received, WebhookReceiver
 from bastion.audit.webhook import verify_signature
 
@@ -270,11 +271,17 @@ def test_a_reported_key_leak_is_revoked_audited_and_alerted(tmp_path: Path) -> N
             cwd=scenario.cwd, env=scenario.env,
         )  # fmt: skip
         assert json.loads(shown.stdout)["status"] == "revoked"
-        events = run_cli(
-            "audit", "search", "--type", "api_key.leaked", "--json", "-c", "bastion.yaml",
-            cwd=scenario.cwd, env=scenario.env,
-        )  # fmt: skip
-        assert events.returncode == 0, events.stderr
-        assert key["id"] in events.stdout and key["key"] not in events.stdout
+
+        def leaked_events() -> str | None:
+            # The audit writer flushes in batches: the row may land a moment after the alert.
+            found = run_cli(
+                "audit", "search", "--type", "api_key.leaked", "--json", "-c", "bastion.yaml",
+                cwd=scenario.cwd, env=scenario.env,
+            )  # fmt: skip
+            assert found.returncode == 0, found.stderr
+            return found.stdout if key["id"] in found.stdout else None
+
+        events = wait_until(leaked_events, "the api_key.leaked audit row")
+        assert key["key"] not in events
     finally:
         scenario.close()
