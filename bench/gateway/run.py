@@ -141,6 +141,31 @@ class Run:
     p50: float
     p99: float
     errors: int
+    # How busy core 0 (the server under test) and core 1 (wrk and the upstream) were during the
+    # run, 0..1: a case whose core 0 is not saturated is limited by core 1, not by the server.
+    busy: tuple[float, float] = (float("nan"), float("nan"))
+
+
+def core_times() -> list[tuple[int, int]]:
+    """(busy, total) jiffies of cores 0 and 1 from /proc/stat."""
+    times = []
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *fields = line.split()
+        if name in ("cpu0", "cpu1"):
+            values = [int(v) for v in fields[:8]]
+            idle = values[3] + values[4]  # idle + iowait
+            times.append((sum(values) - idle, sum(values)))
+    return times
+
+
+def busy_between(
+    before: list[tuple[int, int]], after: list[tuple[int, int]]
+) -> tuple[float, float]:
+    shares = [
+        (b1 - b0) / (t1 - t0) if t1 > t0 else float("nan")
+        for (b0, t0), (b1, t1) in zip(before, after, strict=True)
+    ]
+    return (shares[0], shares[1]) if len(shares) == 2 else (float("nan"), float("nan"))
 
 
 def pacing(url: str, headers: dict[str, str], rate: float) -> tuple[int, int]:
@@ -179,6 +204,7 @@ def wrk(
         if delay_ms is not None:
             script.write(f"function delay() return {delay_ms:.0f} end\n")
     try:
+        before = core_times()
         out = subprocess.run(
             [
                 "taskset",
@@ -197,6 +223,7 @@ def wrk(
             text=True,
             check=True,
         ).stdout
+        busy = busy_between(before, core_times())
     finally:
         os.unlink(script.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -216,6 +243,7 @@ def wrk(
         _ms(p50.group(1)) if p50 else float("nan"),
         _ms(p99.group(1)) if p99 else float("nan"),
         errors,
+        busy,
     )
 
 
@@ -615,7 +643,8 @@ def main() -> None:
             results[case] = run = wrk(url, args.duration, args.connections, headers)
             print(
                 f"({case}) {label:44} {run.rps:9,.0f} req/s  p50 {run.p50:6.2f} ms  "
-                f"p99 {run.p99:6.2f} ms  errors {run.errors}",
+                f"p99 {run.p99:6.2f} ms  errors {run.errors}  "
+                f"cores busy {run.busy[0]:.0%}/{run.busy[1]:.0%}",
                 flush=True,
             )
             if case in "bcdef":
@@ -708,9 +737,9 @@ def write_results(
         )
         + "What the numbers mean: [README.md](README.md).",
         "",
-        "| case | what | req/s | x nginx (b) | p50 ms | p99 ms | errors | p99 at half load | "
-        "added p99 vs bare upstream |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | what | req/s | x nginx (b) | p50 ms | p99 ms | errors | core 0 / core 1 busy | "
+        "p99 at half load | added p99 vs bare upstream |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for case, label, _, _ in cases:
         run = results[case]
@@ -722,7 +751,8 @@ def write_results(
         )
         lines.append(
             f"| ({case}) | {label} | {run.rps:,.0f} | {run.rps / nginx:.2f} | {run.p50:.2f} | "
-            f"{run.p99:.2f} | {run.errors} | {paced_cells} |"
+            f"{run.p99:.2f} | {run.errors} | {run.busy[0]:.0%} / {run.busy[1]:.0%} | "
+            f"{paced_cells} |"
         )
     lines += [
         "",
