@@ -11,6 +11,15 @@ from bastion import files
 from bastion.files import write_durably
 
 
+def _write(path: Path, content: bytes) -> int:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        write_durably(fd, content)
+    finally:
+        os.close(fd)
+    return fd
+
+
 def test_writes_all_content_and_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real_write, synced = os.write, []
 
@@ -19,21 +28,11 @@ def test_writes_all_content_and_syncs(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(files.os, "write", one_byte_at_a_time)
     monkeypatch.setattr(files.os, "fsync", synced.append)
-    path = tmp_path / "out"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        write_durably(fd, b"several bytes\n")
-    finally:
-        os.close(fd)
-    assert path.read_bytes() == b"several bytes\n"
+    fd = _write(tmp_path / "out", b"several bytes\n")
+    assert (tmp_path / "out").read_bytes() == b"several bytes\n"
     assert synced == [fd]
 
 
 def test_empty_content_only_syncs(tmp_path: Path) -> None:
-    path = tmp_path / "empty"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        write_durably(fd, b"")
-    finally:
-        os.close(fd)
-    assert path.read_bytes() == b""
+    _write(tmp_path / "empty", b"")
+    assert (tmp_path / "empty").read_bytes() == b""
