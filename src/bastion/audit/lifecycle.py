@@ -77,29 +77,6 @@ def _data(actor: str, action: str, target: str, fields: Iterable[str]) -> dict[s
     return {"action": action, "actor": actor, "target": target, "fields": sorted(set(fields))}
 
 
-def _changed(
-    type: str,
-    actor: str,
-    data: dict[str, Any],
-    *,
-    client_id: str | None = None,
-    key_id: str | None = None,
-    request_id: str | None = None,
-    ip: str | None = None,
-) -> Event:
-    """A successful ``<credential>.changed`` event: the actor is its subject."""
-    return Event(
-        type=type,
-        outcome="success",
-        subject=actor,
-        client_id=client_id,
-        key_id=key_id,
-        request_id=request_id,
-        ip=ip,
-        data=data,
-    )
-
-
 def client_changed(
     actor: str,
     action: str,
@@ -141,6 +118,29 @@ def signing_key_changed(actor: str, action: str, kid: str, fields: Iterable[str]
     """A ``signing_key.changed`` event (action: rotated — a new key, ``target`` its kid —
     or retired)."""
     return _changed(EventTypes.SIGNING_KEY_CHANGED, actor, _data(actor, action, kid, fields))
+
+
+def _changed(
+    type: str,
+    actor: str,
+    data: dict[str, Any],
+    *,
+    client_id: str | None = None,
+    key_id: str | None = None,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> Event:
+    """A successful ``<credential>.changed`` event: the actor is its subject."""
+    return Event(
+        type=type,
+        outcome="success",
+        subject=actor,
+        client_id=client_id,
+        key_id=key_id,
+        request_id=request_id,
+        ip=ip,
+        data=data,
+    )
 
 
 def api_key_leaked(
