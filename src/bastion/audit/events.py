@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from bastion.audit.aggregates import TrafficCounter
 from bastion.audit.sanitize import FIELD_LIMITS, encode_data, encode_text
@@ -48,7 +48,7 @@ __all__ = [
 log = logging.getLogger("bastion.audit")
 
 Outcome = Literal["success", "failure", "denied", "info"]
-OUTCOMES: Final = ("success", "failure", "denied", "info")
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 
 
 class EventTypes:
