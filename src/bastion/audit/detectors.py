@@ -35,7 +35,7 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 
@@ -89,6 +89,14 @@ class _LRU(Generic[K, V]):
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
+    def setdefault(self, key: K, make: Callable[[], V]) -> V:
+        """The value of ``key`` (now the most recent), or ``make()``'s, put under it."""
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value)
+        return value
+
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
 
@@ -118,10 +126,7 @@ class _WindowCounter:
     def hit(self, key: str, now: float) -> float | None:
         """Count a hit; when it completes ``threshold`` hits within the window, reset the key
         and return the time of the first of them."""
-        times = self._keys.get(key)
-        if times is None:
-            times = deque(maxlen=self.threshold)
-            self._keys.put(key, times)
+        times = self._keys.setdefault(key, lambda: deque(maxlen=self.threshold))
         times.append(now)
         if len(times) == self.threshold and times[0] > now - self.window:
             first = times[0]
@@ -268,10 +273,7 @@ class CredentialStuffingDetector:
             return None
         now = self.clock()
         source = ip_bucket(event.ip)  # as the per-IP limits count (one IPv6 /64 is one client)
-        seen = self._ips.get(source)
-        if seen is None:
-            seen = OrderedDict()
-            self._ips.put(source, seen)
+        seen = self._ips.setdefault(source, OrderedDict)
         seen[account] = now
         seen.move_to_end(account)
         horizon = now - self.window
@@ -386,11 +388,8 @@ class DenialSpikeDetector:
             return None
         now = self.clock()
         index = int(now // self.interval)
-        series = self._series.get(key)
-        if series is None:
-            series = _Series(index)
-            self._series.put(key, series)
-        elif index > series.index:
+        series = self._series.setdefault(key, lambda: _Series(index))
+        if index > series.index:  # a new series starts at ``index``: nothing to close
             series.close(series.count, self.alpha)
             # Empty intervals in between pull the mean down; after 64 of them the
             # history is gone anyway (0.9**64 < 0.1 %), so the loop is bounded.
