@@ -26,7 +26,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, get_args
 
 from bastion.audit.events import Auditor, Event, EventTypes
 from bastion.storage.models import new_id
@@ -43,7 +43,7 @@ __all__ = [
 log = logging.getLogger("bastion.alerts")
 
 Severity = Literal["low", "medium", "high", "critical"]
-SEVERITIES: Final = ("low", "medium", "high", "critical")
+SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)
 
 #: Seconds since the epoch; detectors and the manager take one so tests fix the time.
 Clock = Callable[[], float]

@@ -45,7 +45,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from bastion.audit.events import Event, EventTypes
+from bastion.audit.events import Event, EventTypes, text_members
 from bastion.crypto import InvalidMacError, Keyring, RecordAuthenticator
 from bastion.crypto.digests import sha256_hex
 from bastion.errors import BastionError
@@ -99,16 +99,7 @@ def chained_fields(event: AuditEvent) -> dict[str, Any]:
         "node_id": event.node_id,
         "seq": event.seq,
         "occurred_at": timestamp(event.occurred_at),
-        "type": event.type,
-        "outcome": event.outcome,
-        "reason": event.reason,
-        "request_id": event.request_id,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "subject": event.subject,
-        "client_id": event.client_id,
-        "key_id": event.key_id,
-        "route": event.route,
+        **text_members(event),
         "data": event.data,
         "prev_hash": event.prev_hash,
     }
@@ -167,16 +158,7 @@ def chain_events(node_id: str, head: ChainHead, events: Sequence[Event]) -> list
             node_id=node_id,
             seq=seq,
             occurred_at=event.occurred_at,
-            type=event.type,
-            outcome=event.outcome,
-            reason=event.reason,
-            request_id=event.request_id,
-            ip=event.ip,
-            user_agent=event.user_agent,
-            subject=event.subject,
-            client_id=event.client_id,
-            key_id=event.key_id,
-            route=event.route,
+            **text_members(event),
             data=dict(event.data),
             prev_hash=prev,
         )

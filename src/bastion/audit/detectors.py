@@ -35,9 +35,9 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
 
 from bastion.audit.alerts import Alert, Clock, Detector, Severity
 from bastion.audit.events import Event, EventTypes
@@ -89,6 +89,14 @@ class _LRU(Generic[K, V]):
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
+    def setdefault(self, key: K, make: Callable[[], V]) -> V:
+        """The value of ``key`` (now the most recent), or ``make()``'s, put under it."""
+        value = self.get(key)
+        if value is None:
+            value = make()
+            self.put(key, value)
+        return value
+
     def pop(self, key: K) -> None:
         self._items.pop(key, None)
 
@@ -118,10 +126,7 @@ class _WindowCounter:
     def hit(self, key: str, now: float) -> float | None:
         """Count a hit; when it completes ``threshold`` hits within the window, reset the key
         and return the time of the first of them."""
-        times = self._keys.get(key)
-        if times is None:
-            times = deque(maxlen=self.threshold)
-            self._keys.put(key, times)
+        times = self._keys.setdefault(key, lambda: deque(maxlen=self.threshold))
         times.append(now)
         if len(times) == self.threshold and times[0] > now - self.window:
             first = times[0]
@@ -130,50 +135,89 @@ class _WindowCounter:
         return None
 
 
-class BruteForceDetector:
-    """``failures`` failed authentications of one account within ``window`` seconds."""
+class _FailureCountDetector:
+    """``failures`` failed authentications of one source within ``window`` seconds.
 
-    name = "brute_force"
+    Which events count against which source, and how the source reads in the alert,
+    is each subclass's; the defaults of ``failures`` and ``window`` are the settings'
+    (``alerts.detectors``).
+    """
+
+    name: str
+    severity: ClassVar[Severity]
+    #: What the alert's ``dedup_key`` calls the source (``<kind>:<source>``).
+    kind: ClassVar[str]
 
     def __init__(
         self,
         *,
-        failures: int = 10,
-        window: float = 300.0,
+        failures: int,
+        window: float,
         max_keys: int = 100_000,
         clock: Clock = time.time,
     ) -> None:
         self.counter = _WindowCounter(failures, window, max_keys)
         self.clock = clock
 
+    def _source(self, event: Event) -> str | None:
+        """The source ``event`` counts against, or ``None`` when it does not count."""
+        raise NotImplementedError
+
+    def _where(self, source: str) -> str:
+        """The source as the alert's summary names it."""
+        raise NotImplementedError
+
     def observe(self, event: Event) -> Alert | None:
-        """A ``brute_force`` alert when ``event`` completes the threshold for its account."""
-        if not _is_auth_failure(event):
-            return None
-        account = _account(event)
-        if account is None:
+        """An alert when ``event`` completes the threshold for its source."""
+        source = self._source(event)
+        if source is None:
             return None
         now = self.clock()
-        first = self.counter.hit(account, now)
+        first = self.counter.hit(source, now)
         if first is None:
             return None
+        return self._alert(event, source, first, now)
+
+    def _alert(self, event: Event, source: str, first: float, now: float) -> Alert:
         n, window = self.counter.threshold, self.counter.window
         return Alert(
             type=self.name,
-            severity="high",
-            summary=f"{n} failed authentications of account {account!r} within {window:g}s",
-            dedup_key=f"account:{account}",
+            severity=self.severity,
+            summary=f"{n} failed authentications {self._where(source)} within {window:g}s",
+            dedup_key=f"{self.kind}:{source}",
             first_seen=first,
             last_seen=now,
             count=n,
-            subject=event.subject,
-            client_id=event.client_id,
             ip=event.ip,
-            data={"failures": n, "window": window, "event_type": event.type},
+            data={"failures": n, "window": window},
         )
 
 
-class IpFailuresDetector:
+class BruteForceDetector(_FailureCountDetector):
+    """``failures`` failed authentications of one account within ``window`` seconds."""
+
+    name = "brute_force"
+    severity = "high"
+    kind = "account"
+
+    def _source(self, event: Event) -> str | None:
+        return _account(event) if _is_auth_failure(event) else None
+
+    def _where(self, source: str) -> str:
+        return f"of account {source!r}"
+
+    def _alert(self, event: Event, source: str, first: float, now: float) -> Alert:
+        # An account's alert also names who failed and where (login, client auth, MFA).
+        alert = super()._alert(event, source, first, now)
+        return replace(
+            alert,
+            subject=event.subject,
+            client_id=event.client_id,
+            data={**alert.data, "event_type": event.type},
+        )
+
+
+class IpFailuresDetector(_FailureCountDetector):
     """``failures`` failed authentications from one IP within ``window`` seconds.
 
     Counts account failures (:data:`FAILURE_TYPES`) and gateway denials with
@@ -181,42 +225,19 @@ class IpFailuresDetector:
     """
 
     name = "ip_failures"
+    severity = "medium"
+    kind = "ip"
 
-    def __init__(
-        self,
-        *,
-        failures: int = 100,
-        window: float = 600.0,
-        max_keys: int = 100_000,
-        clock: Clock = time.time,
-    ) -> None:
-        self.counter = _WindowCounter(failures, window, max_keys)
-        self.clock = clock
-
-    def observe(self, event: Event) -> Alert | None:
-        """An ``ip_failures`` alert when ``event`` completes the threshold for its IP."""
+    def _source(self, event: Event) -> str | None:
         if event.ip is None:
             return None
         if not (_is_auth_failure(event) or _gateway_status(event) == 401):
             return None
-        now = self.clock()
         # Counted like the per-IP limits: an IPv6 client rotating addresses in its /64 is one.
-        source = ip_bucket(event.ip)
-        first = self.counter.hit(source, now)
-        if first is None:
-            return None
-        n, window = self.counter.threshold, self.counter.window
-        return Alert(
-            type=self.name,
-            severity="medium",
-            summary=f"{n} failed authentications from {source} within {window:g}s",
-            dedup_key=f"ip:{source}",
-            first_seen=first,
-            last_seen=now,
-            count=n,
-            ip=event.ip,
-            data={"failures": n, "window": window},
-        )
+        return ip_bucket(event.ip)
+
+    def _where(self, source: str) -> str:
+        return f"from {source}"
 
 
 class CredentialStuffingDetector:
@@ -252,10 +273,7 @@ class CredentialStuffingDetector:
             return None
         now = self.clock()
         source = ip_bucket(event.ip)  # as the per-IP limits count (one IPv6 /64 is one client)
-        seen = self._ips.get(source)
-        if seen is None:
-            seen = OrderedDict()
-            self._ips.put(source, seen)
+        seen = self._ips.setdefault(source, OrderedDict)
         seen[account] = now
         seen.move_to_end(account)
         horizon = now - self.window
@@ -370,11 +388,8 @@ class DenialSpikeDetector:
             return None
         now = self.clock()
         index = int(now // self.interval)
-        series = self._series.get(key)
-        if series is None:
-            series = _Series(index)
-            self._series.put(key, series)
-        elif index > series.index:
+        series = self._series.setdefault(key, lambda: _Series(index))
+        if index > series.index:  # a new series starts at ``index``: nothing to close
             series.close(series.count, self.alpha)
             # Empty intervals in between pull the mean down; after 64 of them the
             # history is gone anyway (0.9**64 < 0.1 %), so the loop is bounded.

@@ -28,10 +28,11 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from bastion.audit.aggregates import TrafficCounter
 from bastion.audit.sanitize import FIELD_LIMITS, encode_data, encode_text
+from bastion.storage.models import AuditEvent
 
 __all__ = [
     "OUTCOMES",
@@ -41,12 +42,13 @@ __all__ = [
     "Listener",
     "Outcome",
     "encode_event",
+    "text_members",
 ]
 
 log = logging.getLogger("bastion.audit")
 
 Outcome = Literal["success", "failure", "denied", "info"]
-OUTCOMES: Final = ("success", "failure", "denied", "info")
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 
 
 class EventTypes:
@@ -101,6 +103,13 @@ class Event:
 
 
 Listener = Callable[[Event], None]
+
+
+def text_members(event: Event | AuditEvent) -> dict[str, Any]:
+    """The text members every event and stored record has, by name: those
+    :data:`~bastion.audit.sanitize.FIELD_LIMITS` caps (``type`` … ``route``), in the order
+    records list them. The chain, the stored record and the webhook payload copy them."""
+    return {name: getattr(event, name) for name in FIELD_LIMITS}
 
 
 def encode_event(event: Event) -> Event:

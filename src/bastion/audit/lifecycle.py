@@ -88,14 +88,9 @@ def client_changed(
 ) -> Event:
     """A ``client.changed`` event (action: created, updated, secret_rotated, disabled,
     enabled, deleted)."""
-    return Event(
-        type=EventTypes.CLIENT_CHANGED,
-        outcome="success",
-        subject=actor,
-        client_id=client_id,
-        request_id=request_id,
-        ip=ip,
-        data=_data(actor, action, client_id, fields),
+    data = _data(actor, action, client_id, fields)
+    return _changed(
+        EventTypes.CLIENT_CHANGED, actor, data, client_id=client_id, request_id=request_id, ip=ip
     )
 
 
@@ -114,25 +109,37 @@ def api_key_changed(
     data = _data(actor, action, key_id, fields)
     if successor is not None:
         data["successor"] = successor
-    return Event(
-        type=EventTypes.KEY_CHANGED,
-        outcome="success",
-        subject=actor,
-        key_id=key_id,
-        request_id=request_id,
-        ip=ip,
-        data=data,
+    return _changed(
+        EventTypes.KEY_CHANGED, actor, data, key_id=key_id, request_id=request_id, ip=ip
     )
 
 
 def signing_key_changed(actor: str, action: str, kid: str, fields: Iterable[str] = ()) -> Event:
     """A ``signing_key.changed`` event (action: rotated — a new key, ``target`` its kid —
     or retired)."""
+    return _changed(EventTypes.SIGNING_KEY_CHANGED, actor, _data(actor, action, kid, fields))
+
+
+def _changed(
+    type: str,
+    actor: str,
+    data: dict[str, Any],
+    *,
+    client_id: str | None = None,
+    key_id: str | None = None,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> Event:
+    """A successful ``<credential>.changed`` event: the actor is its subject."""
     return Event(
-        type=EventTypes.SIGNING_KEY_CHANGED,
+        type=type,
         outcome="success",
         subject=actor,
-        data=_data(actor, action, kid, fields),
+        client_id=client_id,
+        key_id=key_id,
+        request_id=request_id,
+        ip=ip,
+        data=data,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import orjson
 
 from bastion.audit.views import event_view
+from bastion.files import write_durably
 from bastion.storage import AuditEvent
 
 __all__ = ["JsonLinesSink", "Sink"]
@@ -59,10 +60,6 @@ class JsonLinesSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
+            write_durably(fd, payload)
         finally:
             os.close(fd)

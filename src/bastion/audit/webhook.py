@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final
 import orjson
 
 from bastion.audit.alerts import Alert
-from bastion.audit.events import Auditor, Event, EventTypes
+from bastion.audit.events import Auditor, Event, EventTypes, text_members
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex
 from bastion.errors import BastionError
 from bastion.storage.models import new_id
@@ -140,16 +140,7 @@ class _Delivery:
 
 def _event_json(event: Event) -> dict[str, Any]:
     return {
-        "type": event.type,
-        "outcome": event.outcome,
-        "reason": event.reason,
-        "request_id": event.request_id,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "subject": event.subject,
-        "client_id": event.client_id,
-        "key_id": event.key_id,
-        "route": event.route,
+        **text_members(event),
         "data": dict(event.data),
         "occurred_at": event.occurred_at.isoformat().replace("+00:00", "Z"),
     }

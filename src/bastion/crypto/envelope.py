@@ -53,6 +53,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bastion.crypto.errors import DecryptionError, MasterKeyError
+from bastion.files import write_durably
 
 __all__ = [
     "Keyring",
@@ -470,11 +471,7 @@ def _write_new(path: Path, content: bytes) -> None:
         if os.name == "posix":
             # the umask could have removed bits we need; never added any.
             os.fchmod(fd, 0o600)
-        view = memoryview(content)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
+        write_durably(fd, content)
     finally:
         os.close(fd)
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bastion.crypto.errors import TLSConfigError
+from bastion.files import write_durably
 
 __all__ = [
     "DEV_CERT_NAME",
@@ -278,8 +279,7 @@ def _write_atomic(path: Path, content: bytes, mode: int) -> None:
         try:
             if os.name == "posix":
                 os.fchmod(fd, mode)
-            os.write(fd, content)
-            os.fsync(fd)
+            write_durably(fd, content)
         finally:
             os.close(fd)
         temp.replace(path)

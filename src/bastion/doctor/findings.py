@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, cast, get_args
 
 from bastion.errors import BastionError
 
 Severity = Literal["critical", "high", "medium", "low", "info"]
 #: Severities from worst to mildest; the order ``--fail-on`` compares by.
-SEVERITIES: Final[tuple[Severity, ...]] = ("critical", "high", "medium", "low", "info")
+SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)
 
 
 class DoctorError(BastionError):

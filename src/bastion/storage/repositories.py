@@ -32,13 +32,17 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from bastion.storage.models import AuditCheckpoint, AuditEvent, Page
+from bastion.storage.models import AuditCheckpoint, AuditEvent
 
 __all__ = ["AuditRepository"]
 
 
 class AuditRepository(Protocol):
-    """The append-only audit log (one hash chain per node)."""
+    """The append-only audit log (one hash chain per node).
+
+    Its writing, reading by chain and pruning; searching the log by its filters is
+    the SQL repository's own (``db.audit.search``, documented there).
+    """
 
     async def append_batch(self, events: Sequence[AuditEvent]) -> int:
         """Append events in ONE transaction; returns how many.
@@ -46,29 +50,6 @@ class AuditRepository(Protocol):
         A duplicate ``(node_id, seq)`` raises ``ConflictError`` and nothing of
         the batch is written.
         """
-        ...
-
-    async def search(
-        self,
-        *,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        subject: str | None = None,
-        type: str | None = None,
-        outcome: str | None = None,
-        node_id: str | None = None,
-        key_id: str | None = None,
-        client_id: str | None = None,
-        route: str | None = None,
-        reason: str | None = None,
-        request_id: str | None = None,
-        ip: str | None = None,
-        limit: int = 100,
-        cursor: str | None = None,
-        newest_first: bool = True,
-    ) -> Page[AuditEvent]:
-        """Events matching every given filter (``since`` inclusive, ``until`` exclusive),
-        keyset-paginated in append order (newest first by default)."""
         ...
 
     async def last_for_node(self, node_id: str) -> AuditEvent | None:

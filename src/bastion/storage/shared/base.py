@@ -21,7 +21,6 @@ import math
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
-from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from bastion.storage.errors import SharedStateUnavailableError
@@ -57,7 +56,21 @@ def check_amount(amount: int) -> int:
     return amount
 
 
-class Subscription(ABC):
+class _Closable(ABC):
+    """An async context manager that calls :meth:`close` when its block ends."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release what the object holds. Idempotent."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class Subscription(_Closable):
     """Messages published on one channel after the subscription was opened.
 
     An async iterator of ``bytes`` and an async context manager: leaving the
@@ -99,17 +112,6 @@ class Subscription(ABC):
 
     @abstractmethod
     async def __anext__(self) -> bytes: ...
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
 
 class BufferedSubscription(Subscription):
@@ -219,18 +221,13 @@ class SubscribeContext(Awaitable[Subscription]):
         self._subscription = await self._opener()
         return self._subscription
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
 
 
-class SharedState(ABC):
+class SharedState(_Closable):
     """Shared ephemeral key/value state with TTLs, atomic add/incr and pub/sub.
 
     All operations are coroutines. Operations of the Redis backend raise
@@ -329,14 +326,3 @@ class SharedState(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close open subscriptions and release connections. Idempotent."""
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -164,23 +164,12 @@ def create_engine(
     Pre-ping is on, so connections broken while the database was away are
     replaced and requests recover when it returns.
     """
-    kwargs: dict[str, Any] = {
-        "json_serializer": _json_serializer,
-        "json_deserializer": orjson.loads,
-    }
+    kwargs: dict[str, Any] = {}
     if null_pool:
         kwargs["poolclass"] = NullPool
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    if target.dialect == "postgresql":
-        kwargs["connect_args"] = {
-            "timeout": CONNECT_TIMEOUT,
-            "server_settings": {"application_name": "bastion"},
-        }
-    engine = create_async_engine(target.url, **kwargs)
-    if target.dialect == "sqlite":
-        _install_sqlite_hooks(engine)
-    return engine
+    return _engine(target, kwargs, begin=True)
 
 
 def create_read_engine(target: DatabaseTarget, *, pool_size: int = 10) -> AsyncEngine:
@@ -193,8 +182,6 @@ def create_read_engine(target: DatabaseTarget, *, pool_size: int = 10) -> AsyncE
     once on a fresh one, so reads recover when a restarted database returns.
     """
     kwargs: dict[str, Any] = {
-        "json_serializer": _json_serializer,
-        "json_deserializer": orjson.loads,
         "isolation_level": "AUTOCOMMIT",
         "skip_autocommit_rollback": True,
         "pool_size": pool_size,
@@ -203,6 +190,17 @@ def create_read_engine(target: DatabaseTarget, *, pool_size: int = 10) -> AsyncE
         # Safe only because every connection of this engine is in autocommit mode.
         "pool_reset_on_return": None,
     }
+    return _engine(target, kwargs, begin=False)
+
+
+def _engine(target: DatabaseTarget, pool_kwargs: dict[str, Any], *, begin: bool) -> AsyncEngine:
+    """The engine of both factories: ``pool_kwargs`` plus what every bastion engine has
+    (orjson for JSON columns, the PostgreSQL connect settings, the SQLite hooks)."""
+    kwargs: dict[str, Any] = {
+        "json_serializer": _json_serializer,
+        "json_deserializer": orjson.loads,
+        **pool_kwargs,
+    }
     if target.dialect == "postgresql":
         kwargs["connect_args"] = {
             "timeout": CONNECT_TIMEOUT,
@@ -210,7 +208,7 @@ def create_read_engine(target: DatabaseTarget, *, pool_size: int = 10) -> AsyncE
         }
     engine = create_async_engine(target.url, **kwargs)
     if target.dialect == "sqlite":
-        _install_sqlite_hooks(engine, begin=False)
+        _install_sqlite_hooks(engine, begin=begin)
     return engine
 
 

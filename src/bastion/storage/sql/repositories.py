@@ -870,6 +870,8 @@ class SqlAuditRepository(_SqlRepository[AuditEvent]):
         cursor: str | None = None,
         newest_first: bool = True,
     ) -> Page[AuditEvent]:
+        """Events matching every given filter (``since`` inclusive, ``until`` exclusive),
+        keyset-paginated in append order (newest first by default)."""
         limit = _check_limit(limit)
         t = s.audit_events
         query = sa.select(t)

@@ -51,6 +51,13 @@ def _json() -> sa.JSON:
     return sa.JSON(none_as_null=True)
 
 
+def _cascading_reference(
+    name: str, type_: sa.String, target: str, *, nullable: bool = False
+) -> sa.Column[str]:
+    """A column referring to ``target`` (``table.column``): deleting that row deletes this one."""
+    return sa.Column(name, type_, sa.ForeignKey(target, ondelete="CASCADE"), nullable=nullable)
+
+
 # BIGINT on PostgreSQL; on SQLite only "INTEGER PRIMARY KEY" is the autoincrementing rowid.
 BigIntPK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -88,12 +95,7 @@ user_credentials = sa.Table(
     "user_credentials",
     metadata,
     sa.Column("id", sa.String(ID), primary_key=True),
-    sa.Column(
-        "user_id",
-        sa.String(ID),
-        sa.ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _cascading_reference("user_id", sa.String(ID), "users.id"),
     sa.Column("kind", sa.String(32), nullable=False),
     sa.Column("name", sa.String(255), nullable=False),
     sa.Column("secret_sealed", sa.Text(), nullable=True),
@@ -127,12 +129,7 @@ client_secrets = sa.Table(
     "client_secrets",
     metadata,
     sa.Column("id", sa.String(ID), primary_key=True),
-    sa.Column(
-        "client_id",
-        sa.String(255),
-        sa.ForeignKey("clients.client_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _cascading_reference("client_id", sa.String(255), "clients.client_id"),
     sa.Column("digest", sa.String(128), nullable=False),
     sa.Column("prefix", sa.String(64), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -145,18 +142,8 @@ grants = sa.Table(
     "grants",
     metadata,
     sa.Column("id", sa.String(ID), primary_key=True),
-    sa.Column(
-        "user_id",
-        sa.String(ID),
-        sa.ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column(
-        "client_id",
-        sa.String(255),
-        sa.ForeignKey("clients.client_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
+    _cascading_reference("user_id", sa.String(ID), "users.id"),
+    _cascading_reference("client_id", sa.String(255), "clients.client_id"),
     sa.Column("scopes", _json(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
@@ -168,24 +155,9 @@ authorization_codes = sa.Table(
     "authorization_codes",
     metadata,
     sa.Column("code_digest", sa.String(128), primary_key=True),
-    sa.Column(
-        "client_id",
-        sa.String(255),
-        sa.ForeignKey("clients.client_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column(
-        "user_id",
-        sa.String(ID),
-        sa.ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column(
-        "grant_id",
-        sa.String(ID),
-        sa.ForeignKey("grants.id", ondelete="CASCADE"),
-        nullable=True,
-    ),
+    _cascading_reference("client_id", sa.String(255), "clients.client_id"),
+    _cascading_reference("user_id", sa.String(ID), "users.id"),
+    _cascading_reference("grant_id", sa.String(ID), "grants.id", nullable=True),
     sa.Column("redirect_uri", sa.Text(), nullable=False),
     sa.Column("scope", sa.Text(), nullable=False),
     sa.Column("code_challenge", sa.String(128), nullable=False),
@@ -210,18 +182,8 @@ refresh_tokens = sa.Table(
     sa.Column("id", sa.String(ID), primary_key=True),
     sa.Column("token_digest", sa.String(128), nullable=False),
     sa.Column("family_id", sa.String(ID), nullable=False),
-    sa.Column(
-        "client_id",
-        sa.String(255),
-        sa.ForeignKey("clients.client_id", ondelete="CASCADE"),
-        nullable=False,
-    ),
-    sa.Column(
-        "user_id",
-        sa.String(ID),
-        sa.ForeignKey("users.id", ondelete="CASCADE"),
-        nullable=True,
-    ),
+    _cascading_reference("client_id", sa.String(255), "clients.client_id"),
+    _cascading_reference("user_id", sa.String(ID), "users.id", nullable=True),
     sa.Column("scope", sa.Text(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=True),
