@@ -14,12 +14,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from http_support import admin_runtime
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -65,7 +65,7 @@ class Env:
     def __init__(self, db: Database, shared: SharedState) -> None:
         self.key = SigningKeyPair.generate("ES256")
         self.service = ClientService(db, SETTINGS, shared)
-        self.runtime = SimpleNamespace(
+        self.runtime = admin_runtime(
             settings=SETTINGS,
             db=db,
             shared=shared,

@@ -63,8 +63,9 @@ from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.body import read_bounded
 from bastion.http.middleware.request_id import get_request_id
-from bastion.http.runtime import ControlPlane
+from bastion.http.runtime import AdminPlane, ready_service
 from bastion.storage.errors import SharedStateUnavailableError
+from bastion.storage.shared import SharedState
 
 __all__ = [
     "LEAKS_PATH",
@@ -73,6 +74,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "SIGNATURE_TOLERANCE",
     "InvalidLeakReportError",
+    "LeakReportEndpoint",
     "LeakReportError",
     "LeakReportMediaTypeError",
     "LeakReportSignatureError",
@@ -216,7 +218,7 @@ def _check_signature(request: Request, body: bytes, secret: str, now: float) -> 
     return given
 
 
-async def _refuse_replay(shared: Any, signature: str) -> None:
+async def _refuse_replay(shared: SharedState, signature: str) -> None:
     # Remembered for twice the tolerance: a timestamp may be that far ahead or behind.
     try:
         first = await shared.add(_SEEN_PREFIX + signature, b"1", ttl=2 * SIGNATURE_TOLERANCE)
@@ -263,7 +265,7 @@ def _parse(request: Request, body: bytes) -> list[_Report]:
 
 
 async def _report(
-    service: Any, reports: Sequence[_Report], record: Callable[[Event], None]
+    service: ApiKeyService, reports: Sequence[_Report], record: Callable[[Event], None]
 ) -> list[dict[str, Any]]:
     # One call per reporting source, so the service's log names where each key was found.
     by_source: dict[str | None, list[int]] = {}
@@ -291,50 +293,25 @@ async def _report(
     ]
 
 
-def leak_routes(runtime: ControlPlane) -> list[Route]:
-    """The leak-report route, or none when ``api_keys.leak_report_secret`` is not set.
+class LeakReportEndpoint:
+    """``POST /api-keys/leaks`` over the runtime's ``api_keys`` service (one over its stores
+    when the runtime has none), recording on its ``auditor`` (when it has one)."""
 
-    ``runtime`` needs ``settings``, ``shared`` (the replay cache) and ``api_keys`` (an
-    :class:`~bastion.apikeys.ApiKeyService`; one is built from ``db``,
-    ``settings`` and ``shared`` when absent).
-    """
-    configured = runtime.settings.api_keys.leak_report_secret
-    if configured is None:
-        return []
-    secret: str = configured.get_secret_value()
-    services: list[ApiKeyService] = []
+    def __init__(self, runtime: AdminPlane, secret: str) -> None:
+        self._runtime = runtime
+        self._secret = secret
+        self._service = ready_service(runtime, lambda plane: plane.api_keys, ApiKeyService)
 
-    def service() -> ApiKeyService:
-        if not services:
-            existing: ApiKeyService | None = getattr(runtime, "api_keys", None)
-            if existing is None:
-                existing = ApiKeyService(runtime.db, runtime.settings, runtime.shared)
-            services.append(existing)
-        return services[0]
-
-    async def leaks(request: Request) -> Response:
+    async def report(self, request: Request) -> Response:
         body = await _read_body(request)
         try:
-            signature = _check_signature(request, body, secret, time.time())
-            await _refuse_replay(runtime.shared, signature)
+            signature = _check_signature(request, body, self._secret, time.time())
+            await _refuse_replay(self._runtime.shared, signature)
         except LeakReportSignatureError as error:
             log.warning("leak report refused: %s", error.reason)
             raise
         reports = _parse(request, body)
-        request_id = get_request_id(request.scope)
-
-        def record(event: Event) -> None:
-            auditor = getattr(runtime, "auditor", None)
-            if auditor is not None:
-                auditor.emit(
-                    replace(
-                        event,
-                        request_id=None if request_id == "-" else request_id,
-                        ip=request_client_ip(request.scope),
-                    )
-                )
-
-        results = await _report(service(), reports, record)
+        results = await _report(self._service(), reports, self._recorder(request))
         found = sum(1 for result in results if result["label"] == "true_positive")
         log.warning(
             "leak report: %d key(s) reported, %d were bastion keys and are revoked",
@@ -348,4 +325,28 @@ def leak_routes(runtime: ControlPlane) -> list[Route]:
             headers=_NO_STORE,
         )
 
-    return [Route(LEAKS_PATH, leaks, methods=["POST"], name="api_key_leaks")]
+    def _recorder(self, request: Request) -> Callable[[Event], None]:
+        # The request's context on every event: its id and the client's address.
+        request_id = get_request_id(request.scope)
+
+        def record(event: Event) -> None:
+            auditor = self._runtime.auditor
+            if auditor is not None:
+                auditor.emit(
+                    replace(
+                        event,
+                        request_id=None if request_id == "-" else request_id,
+                        ip=request_client_ip(request.scope),
+                    )
+                )
+
+        return record
+
+
+def leak_routes(runtime: AdminPlane) -> list[Route]:
+    """The leak-report route, or none when ``api_keys.leak_report_secret`` is not set."""
+    configured = runtime.settings.api_keys.leak_report_secret
+    if configured is None:
+        return []
+    endpoint = LeakReportEndpoint(runtime, configured.get_secret_value())
+    return [Route(LEAKS_PATH, endpoint.report, methods=["POST"], name="api_key_leaks")]
