@@ -179,6 +179,16 @@ async def test_refused_tokens(env: Env, make: Any) -> None:
     assert doc["detail"] == "the access token is invalid, expired or not meant for the admin API"
 
 
+async def test_a_runtime_without_a_verifier_refuses_every_token(env: Env) -> None:
+    # AdminPlane.access_tokens None: nothing can be authenticated, so nothing is served (503).
+    env.runtime.access_tokens = None
+    for path in (f"{API}/clients", f"{API}/keys", f"{API}/audit"):
+        response = await env.http.get(path, headers=env.auth())
+        problem(response, 503, "admin_auth_unavailable")
+    response = await env.http.get(f"{API}/clients")
+    problem(response, 401, "missing_token")  # no token at all is still a 401
+
+
 async def test_read_scope_reads_but_cannot_write(env: Env) -> None:
     read = env.auth("bastion:admin:read")
     assert (await env.http.get(f"{API}/clients", headers=read)).status_code == 200
