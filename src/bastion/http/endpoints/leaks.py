@@ -61,7 +61,8 @@ from bastion.audit.lifecycle import api_key_leaked
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.forwarded import request_client_ip
-from bastion.http.body import read_bounded
+from bastion.http.body import read_bounded, validation_problems
+from bastion.http.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from bastion.http.middleware.request_id import get_request_id
 from bastion.http.runtime import AdminPlane, ready_service
 from bastion.storage.errors import SharedStateUnavailableError
@@ -127,31 +128,19 @@ class LeakReportSignatureError(LeakReportError):
         self.reason = reason
 
 
-class LeakReportTooLargeError(LeakReportError):
+# The body errors are the HTTP face's (the admin API answers the same ones).
+
+
+class LeakReportTooLargeError(PayloadTooLargeError, LeakReportError):
     """The report body exceeds :data:`MAX_REPORT_BYTES`."""
 
-    code = "payload_too_large"
-    status = 413
-    title = "Payload too large"
 
-
-class LeakReportMediaTypeError(LeakReportError):
+class LeakReportMediaTypeError(UnsupportedMediaTypeError, LeakReportError):
     """The report is not ``application/json``."""
 
-    code = "unsupported_media_type"
-    status = 415
-    title = "Unsupported media type"
 
-
-class InvalidLeakReportError(LeakReportError):
+class InvalidLeakReportError(InvalidRequestError, LeakReportError):
     """The report is not a JSON array of ``{"token": …}`` objects, or holds too many."""
-
-    code = "invalid_request"
-    status = 400
-    title = "Invalid request"
-
-    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(detail, errors=errors or [])
 
 
 class _Report(BaseModel):
@@ -248,20 +237,9 @@ def _parse(request: Request, body: bytes) -> list[_Report]:
     try:
         return _REPORTS.validate_python(data)
     except ValidationError as error:
-        # include_input=False: a bad member could be (part of) a key; never echo it.
-        problems = [
-            {
-                "field": "".join(
-                    f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
-                ).lstrip("."),
-                "message": item["msg"],
-            }
-            for item in error.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        first = problems[0]
-        raise InvalidLeakReportError(
-            f"{first['field']}: {first['message']}", errors=problems
-        ) from None
+        # validation_problems never echoes the input: a bad member could be (part of) a key.
+        detail, problems = validation_problems(error)
+        raise InvalidLeakReportError(detail, errors=problems) from None
 
 
 async def _report(

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, Field
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,7 +24,7 @@ from bastion.audit.views import event_view
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.clients import ADMIN_API_PREFIX, json_response
 from bastion.http.endpoints.admin.errors import InvalidRequestBodyError
-from bastion.http.runtime import ControlPlane
+from bastion.http.runtime import AdminPlane
 
 __all__ = ["AUDIT_PATH", "AuditEventList", "AuditEventOut", "audit_routes"]
 
@@ -80,7 +81,7 @@ def _query_error(field: str, message: str) -> InvalidRequestBodyError:
     )
 
 
-def _moment(params: Any, name: str) -> datetime | None:
+def _moment(params: QueryParams, name: str) -> datetime | None:
     text = params.get(name) or None
     if text is None:
         return None
@@ -93,7 +94,7 @@ def _moment(params: Any, name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def audit_routes(runtime: ControlPlane) -> list[Route]:
+def audit_routes(runtime: AdminPlane) -> list[Route]:
     """The audit log endpoint for ``runtime`` (with ``db``, ``settings``, ``access_tokens``)."""
 
     async def list_events(request: Request) -> Response:
@@ -114,18 +115,11 @@ def audit_routes(runtime: ControlPlane) -> list[Route]:
         page = await runtime.db.audit.search(
             since=_moment(params, "since"),
             until=_moment(params, "until"),
-            subject=filters["subject"],
-            type=filters["type"],
-            outcome=filters["outcome"],
-            node_id=filters["node_id"],
-            key_id=filters["key_id"],
-            client_id=filters["client_id"],
-            route=filters["route"],
-            reason=filters["reason"],
-            request_id=filters["request_id"],
-            ip=filters["ip"],
             limit=int(limit_text),
             cursor=cursor,
+            # Explicit, so every other keyword is one of _FILTERS (their one list).
+            newest_first=True,
+            **filters,
         )
         return json_response(
             {"items": [event_view(e) for e in page.items], "next_cursor": page.next_cursor}

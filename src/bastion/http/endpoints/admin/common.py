@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from bastion.audit.lifecycle import admin_actor
 from bastion.credentials.lifecycle import ChangeRecorder
+from bastion.http.body import read_bounded, validation_problems
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.errors import (
     InvalidRequestBodyError,
@@ -84,13 +85,6 @@ def json_response(
     )
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
 async def read_body(request: Request) -> bytes:
     """The request body, at most :data:`MAX_BODY_BYTES`.
 
@@ -99,19 +93,13 @@ async def read_body(request: Request) -> bytes:
         InvalidRequestBodyError: Content-Length is not a number.
     """
     declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidRequestBodyError("Content-Length must be a number of bytes")
-        if int(declared) > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"the body may hold at most {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"the body may hold at most {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    if declared is not None and not declared.isdigit():
+        raise InvalidRequestBodyError("Content-Length must be a number of bytes")
+    return await read_bounded(
+        request,
+        MAX_BODY_BYTES,
+        lambda: PayloadTooLargeError(f"the body may hold at most {MAX_BODY_BYTES} bytes"),
+    )
 
 
 async def parse_body(request: Request, model: type[M], *, optional: bool = False) -> M:
@@ -133,14 +121,8 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        problems = [
-            {"field": _field_path(item["loc"]), "message": item["msg"]}
-            for item in error.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        first = problems[0] if problems else {"field": "body", "message": "invalid"}
-        raise InvalidRequestBodyError(
-            f"{first['field']}: {first['message']}", errors=problems
-        ) from None
+        detail, problems = validation_problems(error)
+        raise InvalidRequestBodyError(detail, errors=problems) from None
 
 
 def query_error(field: str, detail: str, message: str) -> InvalidRequestBodyError:
