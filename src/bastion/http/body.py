@@ -18,13 +18,21 @@ from starlette.requests import Request
 __all__ = ["read_bounded", "validation_problems"]
 
 
-async def read_bounded(request: Request, limit: int, too_large: Callable[[], Exception]) -> bytes:
+async def read_bounded(
+    request: Request,
+    limit: int,
+    too_large: Callable[[], Exception],
+    *,
+    invalid: Callable[[str], Exception] | None = None,
+) -> bytes:
     """The body of ``request``, at most ``limit`` bytes; raises ``too_large()`` beyond.
 
-    A ``Content-Length`` that is not a number is left to the caller (and to the
-    server, which frames the body).
+    A ``Content-Length`` that is not a number raises ``invalid(detail)`` when given;
+    otherwise it is left to the server, which frames the body.
     """
     declared = request.headers.get("content-length")
+    if declared is not None and not declared.isdigit() and invalid is not None:
+        raise invalid("Content-Length must be a number of bytes")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_large()
     chunks: list[bytes] = []

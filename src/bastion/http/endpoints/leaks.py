@@ -171,13 +171,11 @@ def _mac(body: bytes, secret: str, timestamp: str) -> str:
 
 
 async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and not declared.isdigit():
-        raise InvalidLeakReportError("Content-Length must be a number of bytes")
     return await read_bounded(
         request,
         MAX_REPORT_BYTES,
         lambda: LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes"),
+        invalid=InvalidLeakReportError,
     )
 
 

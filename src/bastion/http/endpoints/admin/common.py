@@ -92,13 +92,11 @@ async def read_body(request: Request) -> bytes:
         PayloadTooLargeError: the body (declared or actual) is larger.
         InvalidRequestBodyError: Content-Length is not a number.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and not declared.isdigit():
-        raise InvalidRequestBodyError("Content-Length must be a number of bytes")
     return await read_bounded(
         request,
         MAX_BODY_BYTES,
         lambda: PayloadTooLargeError(f"the body may hold at most {MAX_BODY_BYTES} bytes"),
+        invalid=InvalidRequestBodyError,
     )
 
 
