@@ -67,7 +67,8 @@ _JSON_TYPES: Final = ("application/json", "application/merge-patch+json")
 M = TypeVar("M", bound=BaseModel)
 S = TypeVar("S")
 Ops = TypeVar("Ops")
-#: A state change of a record ("disable", "enable", ...).
+# The state changes a kind of record takes ("disable", "enable", ...): C in the
+# RecordOperations protocol (it only takes them), Change in RecordEndpoints.
 C = TypeVar("C", contravariant=True)
 Change = TypeVar("Change")
 Endpoint = Callable[[Request], Awaitable[Response]]
