@@ -26,13 +26,22 @@ from bastion.http.endpoints.admin.clients import ADMIN_API_PREFIX, json_response
 from bastion.http.endpoints.admin.errors import InvalidRequestBodyError
 from bastion.http.runtime import AdminPlane
 
-__all__ = ["AUDIT_PATH", "AuditEventList", "AuditEventOut", "audit_routes"]
+__all__ = [
+    "AUDIT_FILTERS",
+    "AUDIT_MAX_PAGE",
+    "AUDIT_PATH",
+    "AuditEventList",
+    "AuditEventOut",
+    "audit_routes",
+]
 
 #: Collection path of the audit log.
 AUDIT_PATH: Final = f"{ADMIN_API_PREFIX}/audit"
-_MAX_PAGE: Final = 1000
+#: Largest page of the listing.
+AUDIT_MAX_PAGE: Final = 1000
 _CURSOR: Final = re.compile(r"[0-9]{1,19}")
-_FILTERS: Final = {
+#: The filters (query parameters) and their longest values.
+AUDIT_FILTERS: Final = {
     "subject": 255,
     "type": 128,
     "outcome": 32,
@@ -101,13 +110,13 @@ def audit_routes(runtime: AdminPlane) -> list[Route]:
         await authenticate_admin(request, runtime)
         params = request.query_params
         limit_text = params.get("limit", "50")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_PAGE:
-            raise _query_error("limit", f"must be a whole number from 1 to {_MAX_PAGE}")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= AUDIT_MAX_PAGE:
+            raise _query_error("limit", f"must be a whole number from 1 to {AUDIT_MAX_PAGE}")
         cursor = params.get("cursor") or None
         if cursor is not None and not _CURSOR.fullmatch(cursor):
             raise _query_error("cursor", "must be a next_cursor from a previous page")
         filters: dict[str, str | None] = {}
-        for name, limit in _FILTERS.items():
+        for name, limit in AUDIT_FILTERS.items():
             value = params.get(name) or None
             if value is not None and len(value) > limit:
                 raise _query_error(name, f"is at most {limit} characters")
@@ -117,7 +126,7 @@ def audit_routes(runtime: AdminPlane) -> list[Route]:
             until=_moment(params, "until"),
             limit=int(limit_text),
             cursor=cursor,
-            # Explicit, so every other keyword is one of _FILTERS (their one list).
+            # Explicit, so every other keyword is one of AUDIT_FILTERS (their one list).
             newest_first=True,
             **filters,
         )
