@@ -35,11 +35,14 @@ import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bastion.crypto import TLSConfigError, load_server_certificate, server_ssl_context
 from bastion.errors import BastionError
 from bastion.settings import Settings
+
+if TYPE_CHECKING:
+    from bastion.runtime import Runtime
 
 __all__ = [
     "PID_FILE_NAME",
@@ -281,7 +284,7 @@ def _changed_sections(old: Settings, new: Settings) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def serving_reloads(
-    runtime: Any, settings: Settings, load: Callable[[], Settings] | None
+    runtime: Runtime, settings: Settings, load: Callable[[], Settings] | None
 ) -> AsyncIterator[CertificateWatcher | None]:
     """While ``bastion serve`` runs: the pid file, the SIGHUP handler, the certificate checks.
 

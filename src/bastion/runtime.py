@@ -79,6 +79,7 @@ from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
 if TYPE_CHECKING:
+    from bastion.demo.echo import EchoServer
     from bastion.observability.metrics import Metrics
     from bastion.observability.tracing import GatewayTracer
 
@@ -133,7 +134,8 @@ class Runtime:
     audit_writer: AuditWriter | None = None
     # Moves the native data plane's decisions into the auditor (audit/native_drain.py).
     native_audit: NativeAuditDrain | None = None
-    echo: Any = None
+    # The demo echo upstream (None unless demo.enabled; its module is imported only then).
+    echo: EchoServer | None = None
     # Brute-force throttle of client authentication at the token endpoint (None: disabled).
     client_throttle: LoginThrottle | None = None
     # What API keys may obtain by token exchange, and how often (oauth/exchange.py).

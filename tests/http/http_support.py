@@ -83,6 +83,17 @@ def make_runtime(
     )
 
 
+#: The runtime's services the admin API and the leak-report endpoint read when it has them
+#: (``bastion.http.runtime.AdminPlane``); a stand-in that leaves one out has it as None.
+ADMIN_SERVICES = ("access_tokens", "auditor", "control", "clients", "api_keys")
+
+
+def admin_runtime(**members: Any) -> Runtime:
+    """A runtime stand-in for the admin API and the leak-report endpoint: ``members``, and
+    None for each of :data:`ADMIN_SERVICES` not among them."""
+    return Runtime(**({name: None for name in ADMIN_SERVICES} | members))
+
+
 def client_for(app: Any, scheme: str = "https") -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url=f"{scheme}://testserver"

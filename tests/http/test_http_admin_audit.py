@@ -5,11 +5,11 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from http_support import admin_runtime
 
 from bastion.audit.events import Auditor, EventTypes
 from bastion.audit.writer import AuditWriter
@@ -38,7 +38,7 @@ class Env:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.key = SigningKeyPair.generate("ES256")
-        runtime = SimpleNamespace(
+        runtime = admin_runtime(
             settings=SETTINGS,
             db=db,
             shared=MemorySharedState(),

@@ -14,12 +14,12 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from http_support import admin_runtime
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -65,7 +65,7 @@ class Env:
     def __init__(self, db: Database, shared: SharedState) -> None:
         self.key = SigningKeyPair.generate("ES256")
         self.service = ClientService(db, SETTINGS, shared)
-        self.runtime = SimpleNamespace(
+        self.runtime = admin_runtime(
             settings=SETTINGS,
             db=db,
             shared=shared,
@@ -177,6 +177,16 @@ async def test_refused_tokens(env: Env, make: Any) -> None:
     doc = problem(response, 401, "invalid_token")
     assert response.headers["www-authenticate"] == 'Bearer realm="bastion", error="invalid_token"'
     assert doc["detail"] == "the access token is invalid, expired or not meant for the admin API"
+
+
+async def test_a_runtime_without_a_verifier_refuses_every_token(env: Env) -> None:
+    # AdminPlane.access_tokens None: nothing can be authenticated, so nothing is served (503).
+    env.runtime.access_tokens = None
+    for path in (f"{API}/clients", f"{API}/keys", f"{API}/audit"):
+        response = await env.http.get(path, headers=env.auth())
+        problem(response, 503, "admin_auth_unavailable")
+    response = await env.http.get(f"{API}/clients")
+    problem(response, 401, "missing_token")  # no token at all is still a 401
 
 
 async def test_read_scope_reads_but_cannot_write(env: Env) -> None:

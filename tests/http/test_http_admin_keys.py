@@ -10,11 +10,11 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from http_support import admin_runtime
 
 from bastion.apikeys import ApiKeyService, InvalidApiKeyError
 from bastion.crypto import JWTVerifier, PublicKeySet, SigningKeyPair, sign_jwt
@@ -48,7 +48,7 @@ class Env:
     def __init__(self, db: Database, shared: SharedState) -> None:
         self.key = SigningKeyPair.generate("ES256")
         self.service = ApiKeyService(db, SETTINGS, shared)
-        self.runtime = SimpleNamespace(
+        self.runtime = admin_runtime(
             settings=SETTINGS,
             db=db,
             shared=shared,

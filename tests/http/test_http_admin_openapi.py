@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
+from http_support import admin_runtime
 from starlette.routing import Route
 
 from bastion.http.app import create_app
@@ -16,8 +16,8 @@ from bastion.settings import Settings
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
-def runtime() -> SimpleNamespace:
-    return SimpleNamespace(
+def runtime() -> Any:
+    return admin_runtime(
         settings=Settings(), db=None, shared=None, gateway=None, node_id="t", access_tokens=None
     )
 

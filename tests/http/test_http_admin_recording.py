@@ -9,11 +9,11 @@ responses revealed).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
+from http_support import admin_runtime
 from test_http_admin_clients import API, Env, open_env
 from test_http_leaks import SETTINGS as LEAK_SETTINGS
 from test_http_leaks import Env as LeakEnv
@@ -144,7 +144,7 @@ async def test_leak_report_records_revoked_keys_only(sqlite_url: str) -> None:
     shared = await open_shared_state("memory://")
     service = ApiKeyService(db, LEAK_SETTINGS, shared)
     auditor = Auditor()
-    runtime = SimpleNamespace(
+    runtime = admin_runtime(
         settings=LEAK_SETTINGS,
         db=db,
         shared=shared,

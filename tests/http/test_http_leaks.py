@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from http_support import admin_runtime
 
 from bastion.apikeys import ApiKeyService, ApiKeySpec, InvalidApiKeyError
 from bastion.http.app import create_app, is_reserved
@@ -65,7 +66,7 @@ async def env(sqlite_url: str) -> AsyncIterator[Env]:
     db = await Database.connect(sqlite_url)
     shared = await open_shared_state("memory://")
     service = ApiKeyService(db, SETTINGS, shared)
-    runtime = SimpleNamespace(
+    runtime = admin_runtime(
         settings=SETTINGS, db=db, shared=shared, gateway=_gateway, node_id="t", api_keys=service
     )
     e = Env(service, runtime)
@@ -303,7 +304,7 @@ async def test_only_post(env: Env) -> None:
 
 
 async def test_absent_without_a_configured_secret(sqlite_url: str) -> None:
-    runtime = SimpleNamespace(
+    runtime = admin_runtime(
         settings=Settings(), db=None, shared=None, gateway=_gateway, node_id="t"
     )
     assert leak_routes(runtime) == []
@@ -320,7 +321,7 @@ def test_reserved_and_mounted_by_standard_routes() -> None:
     assert is_reserved(LEAKS_PATH)
     assert not is_reserved("/api-keys/other")
     assert not is_reserved("/api-keys")
-    runtime = SimpleNamespace(
+    runtime = admin_runtime(
         settings=SETTINGS,
         db=None,
         shared=None,
@@ -331,6 +332,7 @@ def test_reserved_and_mounted_by_standard_routes() -> None:
         signing_keys=SimpleNamespace(current=lambda: None),
         auditor=None,
         client_throttle=None,
+        metrics=None,
     )
     paths = [getattr(route, "path", None) for route in standard_routes(runtime)]
     assert LEAKS_PATH in paths

@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 import typer.core
@@ -35,6 +35,12 @@ from bastion.cli.output import (
     usage_error,
 )
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.http.metrics_listener import MetricsListener
+    from bastion.runtime import Runtime
+    from bastion.settings.monitoring import MetricsListenSettings
+    from bastion.settings.server import AdminListenSettings
 
 
 class _BastionGroup(typer.core.TyperGroup):
@@ -282,9 +288,10 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
         gc.collect()
         gc.freeze()
         if settings.metrics.enabled and settings.metrics.listen is not None:
-            metrics_listener = await _start_metrics_listener(runtime, announce)
+            listen = settings.metrics.listen
+            metrics_listener = await _start_metrics_listener(runtime, listen, announce)
         if settings.admin.listen is not None:
-            admin_listener = await _start_admin_listener(runtime, announce)
+            admin_listener = await _start_admin_listener(runtime, settings.admin.listen, announce)
         # Reload without restart (SIGHUP, `bastion routes reload`): bastion.reload.
         from bastion.reload import serving_reloads
 
@@ -305,12 +312,13 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
         await runtime.close()
 
 
-async def _start_admin_listener(runtime: Any, announce: Callable[[str], None]) -> Any:
+async def _start_admin_listener(
+    runtime: Runtime, listen: AdminListenSettings, announce: Callable[[str], None]
+) -> MetricsListener:
     """Start the admin API's own listener (``admin.listen``, the main port's TLS files)."""
     from bastion.http.endpoints.admin import ADMIN_API_PREFIX, admin_listener_app
     from bastion.http.metrics_listener import start_side_listener
 
-    listen = runtime.settings.admin.listen
     tls = runtime.tls
     listener = await start_side_listener(
         admin_listener_app(runtime),
@@ -324,12 +332,13 @@ async def _start_admin_listener(runtime: Any, announce: Callable[[str], None]) -
     return listener
 
 
-async def _start_metrics_listener(runtime: Any, announce: Callable[[str], None]) -> Any:
+async def _start_metrics_listener(
+    runtime: Runtime, listen: MetricsListenSettings, announce: Callable[[str], None]
+) -> MetricsListener:
     """Start the separate ``/metrics`` listener (``metrics.listen``) and announce its URL."""
     from bastion.http.endpoints.metrics import metrics_listener_app
     from bastion.http.metrics_listener import start_metrics_listener
 
-    listen = runtime.settings.metrics.listen
     listener = await start_metrics_listener(metrics_listener_app(runtime), listen.host, listen.port)
     announce(f"metrics: served only at {listener.url}/metrics")
     return listener

@@ -1,6 +1,9 @@
-"""Errors of the HTTP face: the package root, request routing errors and server start-up errors."""
+"""Errors of the HTTP face: the package root, request routing errors, request body errors
+and server start-up errors."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from bastion.errors import BastionError, ServiceUnavailableError
 
@@ -9,9 +12,12 @@ __all__ = [
     "EndpointNotFoundError",
     "GatewayUnavailableError",
     "HTTPError",
+    "InvalidRequestError",
     "NotReadyError",
+    "PayloadTooLargeError",
     "RequestBodyUnreadableError",
     "ServerStartError",
+    "UnsupportedMediaTypeError",
     "UnsupportedScopeError",
 ]
 
@@ -75,6 +81,34 @@ class RequestBodyUnreadableError(HTTPError):
     code = "bad_request_body"
     status = 400
     title = "Bad request body"
+
+
+class InvalidRequestError(HTTPError):
+    """A request's JSON body (or a query parameter) is malformed (400); ``errors`` lists
+    each field and its message."""
+
+    code = "invalid_request"
+    status = 400
+    title = "Invalid request"
+
+    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail, errors=errors or [])
+
+
+class PayloadTooLargeError(HTTPError):
+    """A request body is larger than the endpoint reads (413)."""
+
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaTypeError(HTTPError):
+    """A request body is not of the media type the endpoint reads (415)."""
+
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
 
 
 class UnsupportedScopeError(HTTPError):

@@ -6,11 +6,17 @@ them once) satisfies it. It is a Protocol, not the class, so that this package
 does not import the module that assembles it (the runtime mounts the HTTP
 endpoints, not the other way round), and so that tests may hand an endpoint
 group a stand-in with only what that group reads.
+
+:class:`AdminPlane` is the part the admin API and the leak-report endpoint
+read: the settings and stores always, the ready services where the runtime has
+them (``None``: the endpoint builds its own over the stores, or goes without).
+Every :class:`ControlPlane` is one.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from bastion.apikeys import ApiKeyService
 from bastion.audit.events import Auditor
@@ -25,7 +31,9 @@ from bastion.storage import Database
 from bastion.storage.feed import ChangeFeedFollower
 from bastion.storage.shared import SharedState
 
-__all__ = ["ControlPlane", "MetricsRenderer"]
+__all__ = ["AdminPlane", "ControlPlane", "MetricsRenderer", "TokenVerifier", "ready_service"]
+
+S = TypeVar("S")
 
 
 class MetricsRenderer(Protocol):
@@ -36,8 +44,17 @@ class MetricsRenderer(Protocol):
         ...
 
 
-class ControlPlane(Protocol):
-    """The runtime as the HTTP endpoints see it (read-only; see the module docstring)."""
+class TokenVerifier(Protocol):
+    """Verifies bastion's own access tokens (``bastion.oauth.tokens.AccessTokenVerifier``)."""
+
+    async def verify(self, token: str, *, audience: str | None = None) -> Mapping[str, Any]:
+        """The claims of a valid token for ``audience``; raises ``InvalidTokenError``."""
+        ...
+
+
+class AdminPlane(Protocol):
+    """The runtime as the admin API and the leak-report endpoint see it (see the module
+    docstring); a member that is ``None`` is one a test stand-in did not bring."""
 
     @property
     def settings(self) -> Settings: ...
@@ -45,6 +62,21 @@ class ControlPlane(Protocol):
     def db(self) -> Database: ...
     @property
     def shared(self) -> SharedState: ...
+    @property
+    def access_tokens(self) -> TokenVerifier | None: ...
+    @property
+    def auditor(self) -> Auditor | None: ...
+    @property
+    def control(self) -> GatewayControl | None: ...
+    @property
+    def clients(self) -> ClientService | None: ...
+    @property
+    def api_keys(self) -> ApiKeyService | None: ...
+
+
+class ControlPlane(AdminPlane, Protocol):
+    """The runtime as the HTTP endpoints see it (read-only; see the module docstring)."""
+
     @property
     def node_id(self) -> str: ...
     @property
@@ -67,3 +99,24 @@ class ControlPlane(Protocol):
     def token_endpoint(self) -> TokenEndpoint: ...
     @property
     def client_throttle(self) -> LoginThrottle | None: ...
+
+
+def ready_service(
+    runtime: AdminPlane,
+    ready: Callable[[AdminPlane], S | None],
+    build: Callable[[Database, Settings, SharedState], S],
+) -> Callable[[], S]:
+    """The runtime's ready service (``ready(runtime)``), else one ``build`` makes over its
+    stores; looked up the first time it is needed, then kept (a test stand-in may bring
+    only the stores)."""
+    found: list[S] = []
+
+    def service() -> S:
+        if not found:
+            existing = ready(runtime)
+            if existing is None:
+                existing = build(runtime.db, runtime.settings, runtime.shared)
+            found.append(existing)
+        return found[0]
+
+    return service

@@ -61,10 +61,12 @@ from bastion.audit.lifecycle import api_key_leaked
 from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex, sha256_hex
 from bastion.errors import BastionError, ServiceUnavailableError
 from bastion.gateway.forwarded import request_client_ip
-from bastion.http.body import read_bounded
+from bastion.http.body import read_bounded, validation_problems
+from bastion.http.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from bastion.http.middleware.request_id import get_request_id
-from bastion.http.runtime import ControlPlane
+from bastion.http.runtime import AdminPlane, ready_service
 from bastion.storage.errors import SharedStateUnavailableError
+from bastion.storage.shared import SharedState
 
 __all__ = [
     "LEAKS_PATH",
@@ -73,6 +75,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "SIGNATURE_TOLERANCE",
     "InvalidLeakReportError",
+    "LeakReportEndpoint",
     "LeakReportError",
     "LeakReportMediaTypeError",
     "LeakReportSignatureError",
@@ -125,31 +128,19 @@ class LeakReportSignatureError(LeakReportError):
         self.reason = reason
 
 
-class LeakReportTooLargeError(LeakReportError):
+# The body errors are the HTTP face's (the admin API answers the same ones).
+
+
+class LeakReportTooLargeError(PayloadTooLargeError, LeakReportError):
     """The report body exceeds :data:`MAX_REPORT_BYTES`."""
 
-    code = "payload_too_large"
-    status = 413
-    title = "Payload too large"
 
-
-class LeakReportMediaTypeError(LeakReportError):
+class LeakReportMediaTypeError(UnsupportedMediaTypeError, LeakReportError):
     """The report is not ``application/json``."""
 
-    code = "unsupported_media_type"
-    status = 415
-    title = "Unsupported media type"
 
-
-class InvalidLeakReportError(LeakReportError):
+class InvalidLeakReportError(InvalidRequestError, LeakReportError):
     """The report is not a JSON array of ``{"token": …}`` objects, or holds too many."""
-
-    code = "invalid_request"
-    status = 400
-    title = "Invalid request"
-
-    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(detail, errors=errors or [])
 
 
 class _Report(BaseModel):
@@ -180,13 +171,11 @@ def _mac(body: bytes, secret: str, timestamp: str) -> str:
 
 
 async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and not declared.isdigit():
-        raise InvalidLeakReportError("Content-Length must be a number of bytes")
     return await read_bounded(
         request,
         MAX_REPORT_BYTES,
         lambda: LeakReportTooLargeError(f"a report may hold at most {MAX_REPORT_BYTES} bytes"),
+        invalid=InvalidLeakReportError,
     )
 
 
@@ -216,7 +205,7 @@ def _check_signature(request: Request, body: bytes, secret: str, now: float) -> 
     return given
 
 
-async def _refuse_replay(shared: Any, signature: str) -> None:
+async def _refuse_replay(shared: SharedState, signature: str) -> None:
     # Remembered for twice the tolerance: a timestamp may be that far ahead or behind.
     try:
         first = await shared.add(_SEEN_PREFIX + signature, b"1", ttl=2 * SIGNATURE_TOLERANCE)
@@ -246,24 +235,13 @@ def _parse(request: Request, body: bytes) -> list[_Report]:
     try:
         return _REPORTS.validate_python(data)
     except ValidationError as error:
-        # include_input=False: a bad member could be (part of) a key; never echo it.
-        problems = [
-            {
-                "field": "".join(
-                    f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
-                ).lstrip("."),
-                "message": item["msg"],
-            }
-            for item in error.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        first = problems[0]
-        raise InvalidLeakReportError(
-            f"{first['field']}: {first['message']}", errors=problems
-        ) from None
+        # validation_problems never echoes the input: a bad member could be (part of) a key.
+        detail, problems = validation_problems(error)
+        raise InvalidLeakReportError(detail, errors=problems) from None
 
 
 async def _report(
-    service: Any, reports: Sequence[_Report], record: Callable[[Event], None]
+    service: ApiKeyService, reports: Sequence[_Report], record: Callable[[Event], None]
 ) -> list[dict[str, Any]]:
     # One call per reporting source, so the service's log names where each key was found.
     by_source: dict[str | None, list[int]] = {}
@@ -291,50 +269,25 @@ async def _report(
     ]
 
 
-def leak_routes(runtime: ControlPlane) -> list[Route]:
-    """The leak-report route, or none when ``api_keys.leak_report_secret`` is not set.
+class LeakReportEndpoint:
+    """``POST /api-keys/leaks`` over the runtime's ``api_keys`` service (one over its stores
+    when the runtime has none), recording on its ``auditor`` (when it has one)."""
 
-    ``runtime`` needs ``settings``, ``shared`` (the replay cache) and ``api_keys`` (an
-    :class:`~bastion.apikeys.ApiKeyService`; one is built from ``db``,
-    ``settings`` and ``shared`` when absent).
-    """
-    configured = runtime.settings.api_keys.leak_report_secret
-    if configured is None:
-        return []
-    secret: str = configured.get_secret_value()
-    services: list[ApiKeyService] = []
+    def __init__(self, runtime: AdminPlane, secret: str) -> None:
+        self._runtime = runtime
+        self._secret = secret
+        self._service = ready_service(runtime, lambda plane: plane.api_keys, ApiKeyService)
 
-    def service() -> ApiKeyService:
-        if not services:
-            existing: ApiKeyService | None = getattr(runtime, "api_keys", None)
-            if existing is None:
-                existing = ApiKeyService(runtime.db, runtime.settings, runtime.shared)
-            services.append(existing)
-        return services[0]
-
-    async def leaks(request: Request) -> Response:
+    async def report(self, request: Request) -> Response:
         body = await _read_body(request)
         try:
-            signature = _check_signature(request, body, secret, time.time())
-            await _refuse_replay(runtime.shared, signature)
+            signature = _check_signature(request, body, self._secret, time.time())
+            await _refuse_replay(self._runtime.shared, signature)
         except LeakReportSignatureError as error:
             log.warning("leak report refused: %s", error.reason)
             raise
         reports = _parse(request, body)
-        request_id = get_request_id(request.scope)
-
-        def record(event: Event) -> None:
-            auditor = getattr(runtime, "auditor", None)
-            if auditor is not None:
-                auditor.emit(
-                    replace(
-                        event,
-                        request_id=None if request_id == "-" else request_id,
-                        ip=request_client_ip(request.scope),
-                    )
-                )
-
-        results = await _report(service(), reports, record)
+        results = await _report(self._service(), reports, self._recorder(request))
         found = sum(1 for result in results if result["label"] == "true_positive")
         log.warning(
             "leak report: %d key(s) reported, %d were bastion keys and are revoked",
@@ -348,4 +301,28 @@ def leak_routes(runtime: ControlPlane) -> list[Route]:
             headers=_NO_STORE,
         )
 
-    return [Route(LEAKS_PATH, leaks, methods=["POST"], name="api_key_leaks")]
+    def _recorder(self, request: Request) -> Callable[[Event], None]:
+        # The request's context on every event: its id and the client's address.
+        request_id = get_request_id(request.scope)
+
+        def record(event: Event) -> None:
+            auditor = self._runtime.auditor
+            if auditor is not None:
+                auditor.emit(
+                    replace(
+                        event,
+                        request_id=None if request_id == "-" else request_id,
+                        ip=request_client_ip(request.scope),
+                    )
+                )
+
+        return record
+
+
+def leak_routes(runtime: AdminPlane) -> list[Route]:
+    """The leak-report route, or none when ``api_keys.leak_report_secret`` is not set."""
+    configured = runtime.settings.api_keys.leak_report_secret
+    if configured is None:
+        return []
+    endpoint = LeakReportEndpoint(runtime, configured.get_secret_value())
+    return [Route(LEAKS_PATH, endpoint.report, methods=["POST"], name="api_key_leaks")]

@@ -141,7 +141,7 @@ def _response(metrics: MetricsRenderer, request: Request) -> Response:
 
 def metrics_routes(runtime: ControlPlane) -> list[Route]:
     """The ``/metrics`` route for the main port (none when disabled or on its own listener)."""
-    registry = getattr(runtime, "metrics", None)
+    registry = runtime.metrics
     if registry is None:
         return []  # metrics.enabled is false (or a runtime built without metrics)
     settings = runtime.settings.metrics

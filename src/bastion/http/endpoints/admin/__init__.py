@@ -47,7 +47,7 @@ from bastion.http.endpoints.admin.errors import (
 )
 from bastion.http.endpoints.admin.keys import KEYS_PATH, key_routes
 from bastion.http.endpoints.admin.openapi import OPENAPI_PATH, OPERATIONS, openapi_document
-from bastion.http.runtime import ControlPlane
+from bastion.http.runtime import AdminPlane, ControlPlane
 from bastion.http.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
@@ -80,7 +80,7 @@ __all__ = [
 log = logging.getLogger("bastion.http.admin")
 
 
-def _address_guard(runtime: ControlPlane) -> Callable[[ASGIApp], ASGIApp] | None:
+def _address_guard(runtime: AdminPlane) -> Callable[[ASGIApp], ASGIApp] | None:
     """What puts an app behind the ``admin.allow_from`` check (``None`` when it is empty).
 
     Membership is the gateway's one rule (:class:`~bastion.gateway.ip_rules.IpRules`:
@@ -107,15 +107,10 @@ def _address_guard(runtime: ControlPlane) -> Callable[[ASGIApp], ASGIApp] | None
     return wrap
 
 
-def admin_routes(runtime: ControlPlane) -> list[BaseRoute]:
-    """Every admin API route for ``runtime``.
-
-    ``runtime`` needs ``db``, ``shared``, ``settings`` (``issuer_url``, ``tokens``)
-    and ``access_tokens`` (``verify(token, audience=...)`` returning the claims or
-    raising :class:`bastion.crypto.InvalidTokenError`); a ``clients``
-    :class:`~bastion.oauth.clients.ClientService` and an ``api_keys``
-    :class:`~bastion.apikeys.ApiKeyService` are used when present.
-    """
+def admin_routes(runtime: AdminPlane) -> list[BaseRoute]:
+    """Every admin API route for ``runtime`` (its ``clients`` and ``api_keys`` services are
+    used when it has them, else ones over its stores; without ``access_tokens`` every
+    operation answers 503 ``admin_auth_unavailable``)."""
     body = orjson.dumps(openapi_document())
 
     async def openapi(request: Request) -> Response:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from pydantic import BaseModel, Field
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,15 +24,24 @@ from bastion.audit.views import event_view
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.clients import ADMIN_API_PREFIX, json_response
 from bastion.http.endpoints.admin.errors import InvalidRequestBodyError
-from bastion.http.runtime import ControlPlane
+from bastion.http.runtime import AdminPlane
 
-__all__ = ["AUDIT_PATH", "AuditEventList", "AuditEventOut", "audit_routes"]
+__all__ = [
+    "AUDIT_FILTERS",
+    "AUDIT_MAX_PAGE",
+    "AUDIT_PATH",
+    "AuditEventList",
+    "AuditEventOut",
+    "audit_routes",
+]
 
 #: Collection path of the audit log.
 AUDIT_PATH: Final = f"{ADMIN_API_PREFIX}/audit"
-_MAX_PAGE: Final = 1000
+#: Largest page of the listing.
+AUDIT_MAX_PAGE: Final = 1000
 _CURSOR: Final = re.compile(r"[0-9]{1,19}")
-_FILTERS: Final = {
+#: The filters (query parameters) and their longest values.
+AUDIT_FILTERS: Final = {
     "subject": 255,
     "type": 128,
     "outcome": 32,
@@ -80,7 +90,7 @@ def _query_error(field: str, message: str) -> InvalidRequestBodyError:
     )
 
 
-def _moment(params: Any, name: str) -> datetime | None:
+def _moment(params: QueryParams, name: str) -> datetime | None:
     text = params.get(name) or None
     if text is None:
         return None
@@ -93,20 +103,20 @@ def _moment(params: Any, name: str) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def audit_routes(runtime: ControlPlane) -> list[Route]:
+def audit_routes(runtime: AdminPlane) -> list[Route]:
     """The audit log endpoint for ``runtime`` (with ``db``, ``settings``, ``access_tokens``)."""
 
     async def list_events(request: Request) -> Response:
         await authenticate_admin(request, runtime)
         params = request.query_params
         limit_text = params.get("limit", "50")
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= _MAX_PAGE:
-            raise _query_error("limit", f"must be a whole number from 1 to {_MAX_PAGE}")
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= AUDIT_MAX_PAGE:
+            raise _query_error("limit", f"must be a whole number from 1 to {AUDIT_MAX_PAGE}")
         cursor = params.get("cursor") or None
         if cursor is not None and not _CURSOR.fullmatch(cursor):
             raise _query_error("cursor", "must be a next_cursor from a previous page")
         filters: dict[str, str | None] = {}
-        for name, limit in _FILTERS.items():
+        for name, limit in AUDIT_FILTERS.items():
             value = params.get(name) or None
             if value is not None and len(value) > limit:
                 raise _query_error(name, f"is at most {limit} characters")
@@ -114,18 +124,11 @@ def audit_routes(runtime: ControlPlane) -> list[Route]:
         page = await runtime.db.audit.search(
             since=_moment(params, "since"),
             until=_moment(params, "until"),
-            subject=filters["subject"],
-            type=filters["type"],
-            outcome=filters["outcome"],
-            node_id=filters["node_id"],
-            key_id=filters["key_id"],
-            client_id=filters["client_id"],
-            route=filters["route"],
-            reason=filters["reason"],
-            request_id=filters["request_id"],
-            ip=filters["ip"],
             limit=int(limit_text),
             cursor=cursor,
+            # Explicit, so every other keyword is one of AUDIT_FILTERS (their one list).
+            newest_first=True,
+            **filters,
         )
         return json_response(
             {"items": [event_view(e) for e in page.items], "next_cursor": page.next_cursor}

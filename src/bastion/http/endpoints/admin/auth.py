@@ -12,7 +12,6 @@ credentials. Failures are 401 with a ``WWW-Authenticate`` challenge, or 403
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
@@ -26,7 +25,7 @@ from bastion.http.endpoints.admin.errors import (
     AdminMissingTokenError,
     InsufficientScopeError,
 )
-from bastion.http.runtime import ControlPlane
+from bastion.http.runtime import AdminPlane
 
 __all__ = [
     "ADMIN_AUDIENCE_PATH",
@@ -70,16 +69,6 @@ def _bearer_token(request: Request) -> str:
     return token
 
 
-async def _verify(verifier: Any, token: str, audience: str) -> Mapping[str, Any]:
-    result = verifier.verify(token, audience=audience)
-    if inspect.isawaitable(result):
-        result = await result
-    claims: Any = getattr(result, "claims", result)
-    if not isinstance(claims, Mapping):
-        raise AdminInvalidTokenError("malformed")
-    return claims
-
-
 def _audiences(claims: Mapping[str, Any]) -> list[str]:
     aud = claims.get("aud")
     if isinstance(aud, str):
@@ -89,7 +78,7 @@ def _audiences(claims: Mapping[str, Any]) -> list[str]:
     return []
 
 
-async def authenticate_admin(request: Request, runtime: ControlPlane) -> Mapping[str, Any]:
+async def authenticate_admin(request: Request, runtime: AdminPlane) -> Mapping[str, Any]:
     """Authenticate and authorize an admin API request; return the token's claims.
 
     Raises:
@@ -99,12 +88,12 @@ async def authenticate_admin(request: Request, runtime: ControlPlane) -> Mapping
         AdminAuthUnavailableError: the runtime has no access-token verifier (503).
     """
     token = _bearer_token(request)
-    verifier = getattr(runtime, "access_tokens", None)
+    verifier = runtime.access_tokens
     if verifier is None:
         raise AdminAuthUnavailableError("no access-token verifier is configured")
     audience = admin_audience(runtime.settings.issuer_url)
     try:
-        claims = await _verify(verifier, token, audience)
+        claims = await verifier.verify(token, audience=audience)
     except InvalidTokenError as error:
         log.info("admin API token refused: %s", error.reason)
         raise AdminInvalidTokenError(error.reason) from None

@@ -20,7 +20,7 @@ endpoint parses its request, calls one of :class:`~bastion.oauth.operations.Clie
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,14 +38,16 @@ from bastion.http.endpoints.admin.common import (
     read_body,
 )
 from bastion.http.endpoints.admin.models import ClientCreate, ClientUpdate, RotateSecret
+from bastion.http.runtime import AdminPlane, ready_service
 from bastion.oauth.client_spec import ClientSpec
 from bastion.oauth.clients import ClientService
-from bastion.oauth.operations import ClientOperations
+from bastion.oauth.operations import ClientOperations, ClientStateChange
 
 __all__ = [
     "ADMIN_API_PREFIX",
     "CLIENTS_PATH",
     "MAX_BODY_BYTES",
+    "ClientEndpoints",
     "Endpoint",
     "client_routes",
     "json_response",
@@ -55,35 +57,38 @@ __all__ = [
 
 #: Collection path of the client endpoints.
 CLIENTS_PATH: Final = f"{ADMIN_API_PREFIX}/clients"
-#: PATCH members that have no "unset" value: null is refused rather than guessed.
-_NOT_NULLABLE: Final = (
-    "name",
-    "token_endpoint_auth_method",
-    "grant_types",
-    "scopes",
-    "audiences",
-    "redirect_uris",
-    "metadata",
-)
 
 
-def _client_id(request: Request) -> str:
-    return common.path_id(request, "client_id", "client")
+class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange]):
+    """The client endpoints over the runtime's ``clients`` service (one over its stores
+    when the runtime has none)."""
 
+    path = CLIENTS_PATH
+    id_param = "client_id"
+    noun = "client"
+    id_member = "client_id"
+    update_model = ClientUpdate
+    not_nullable = (
+        "name",
+        "token_endpoint_auth_method",
+        "grant_types",
+        "scopes",
+        "audiences",
+        "redirect_uris",
+        "metadata",
+    )
 
-def client_routes(runtime: Any) -> list[Route]:
-    """The client endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
-    ``access_tokens`` and optionally a ready ``clients`` service)."""
-    service = common.runtime_service(runtime, "clients", ClientService)
-    operations = common.admin_operations(runtime, service, ClientOperations)
+    def __init__(self, runtime: AdminPlane) -> None:
+        service = ready_service(runtime, lambda plane: plane.clients, ClientService)
+        super().__init__(runtime, service, ClientOperations)
 
-    async def list_clients(request: Request) -> Response:
-        ops = await operations(request)
+    async def list_clients(self, request: Request) -> Response:
+        ops = await self.operations(request)
         limit, cursor = common.page_params(request)
         return common.json_response(await ops.list(limit=limit, cursor=cursor))
 
-    async def create_client(request: Request) -> Response:
-        ops = await operations(request)
+    async def create_client(self, request: Request) -> Response:
+        ops = await self.operations(request)
         body = await common.parse_body(request, ClientCreate)
         spec = ClientSpec(
             name=body.name,
@@ -97,47 +102,26 @@ def client_routes(runtime: Any) -> list[Route]:
             jwks=body.jwks,
             metadata=body.metadata,
         )
-        doc = await ops.create(spec, body.model_fields_set)
-        return common.json_response(doc, 201, {"location": f"{CLIENTS_PATH}/{doc['client_id']}"})
+        return self.created(await ops.create(spec, body.model_fields_set))
 
-    async def show_client(request: Request) -> Response:
-        ops = await operations(request)
-        return common.json_response(await ops.show(_client_id(request)))
-
-    async def update_client(request: Request) -> Response:
-        ops = await operations(request)
-        client_id = _client_id(request)
-        body = await common.parse_body(request, ClientUpdate)
-        changes = {name: getattr(body, name) for name in body.model_fields_set}
-        common.refuse_nulls(changes, _NOT_NULLABLE)
-        return common.json_response(await ops.update(client_id, changes))
-
-    async def delete_client(request: Request) -> Response:
-        ops = await operations(request)
-        await ops.delete(_client_id(request))
-        return Response(status_code=204, headers=common.NO_STORE)
-
-    async def rotate_secret(request: Request) -> Response:
-        ops = await operations(request)
-        client_id = _client_id(request)
+    async def rotate_secret(self, request: Request) -> Response:
+        ops = await self.operations(request)
+        client_id = self.record_id(request)
         body = await common.parse_body(request, RotateSecret, optional=True)
         return common.json_response(await ops.rotate_secret(client_id, body.grace_seconds))
 
-    async def disable_client(request: Request) -> Response:
-        ops = await operations(request)
-        return common.json_response(await ops.change_state("disable", _client_id(request)))
+    def routes(self) -> list[Route]:
+        return common.routes_by_method(
+            {
+                self.path: {"GET": self.list_clients, "POST": self.create_client},
+                **self.record_table(),
+                self.one + "/rotate-secret": {"POST": self.rotate_secret},
+                self.one + "/disable": {"POST": self.state_change("disable")},
+                self.one + "/enable": {"POST": self.state_change("enable")},
+            }
+        )
 
-    async def enable_client(request: Request) -> Response:
-        ops = await operations(request)
-        return common.json_response(await ops.change_state("enable", _client_id(request)))
 
-    one = CLIENTS_PATH + "/{client_id}"
-    return common.routes_by_method(
-        {
-            CLIENTS_PATH: {"GET": list_clients, "POST": create_client},
-            one: {"GET": show_client, "PATCH": update_client, "DELETE": delete_client},
-            one + "/rotate-secret": {"POST": rotate_secret},
-            one + "/disable": {"POST": disable_client},
-            one + "/enable": {"POST": enable_client},
-        }
-    )
+def client_routes(runtime: AdminPlane) -> list[Route]:
+    """The client endpoints for ``runtime``."""
+    return ClientEndpoints(runtime).routes()

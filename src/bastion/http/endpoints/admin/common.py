@@ -4,14 +4,15 @@ Request bodies are read bounded (:data:`MAX_BODY_BYTES`) and validated by a
 strict pydantic model; every response is ``Cache-Control: no-store``; each
 path is one route whose 405 names every method it accepts. The changes an
 endpoint makes are recorded as the admin token's subject
-(:func:`admin_recorder`).
+(:func:`admin_recorder`). :class:`RecordEndpoints` holds what the endpoints of
+every kind of stored credential (clients, API keys) do alike.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Final, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from bastion.audit.lifecycle import admin_actor
 from bastion.credentials.lifecycle import ChangeRecorder
+from bastion.http.body import read_bounded, validation_problems
 from bastion.http.endpoints.admin.auth import authenticate_admin
 from bastion.http.endpoints.admin.errors import (
     InvalidRequestBodyError,
@@ -28,6 +30,7 @@ from bastion.http.endpoints.admin.errors import (
     UnsupportedMediaTypeError,
 )
 from bastion.http.endpoints.admin.recording import AdminAudit
+from bastion.http.runtime import AdminPlane
 from bastion.storage import NotFoundError
 
 __all__ = [
@@ -36,6 +39,8 @@ __all__ = [
     "MAX_PAGE",
     "NO_STORE",
     "Endpoint",
+    "RecordEndpoints",
+    "RecordOperations",
     "admin_operations",
     "admin_recorder",
     "json_response",
@@ -46,7 +51,6 @@ __all__ = [
     "read_body",
     "refuse_nulls",
     "routes_by_method",
-    "runtime_service",
 ]
 
 ADMIN_API_PREFIX: Final = "/admin/api/v1"
@@ -63,6 +67,10 @@ _JSON_TYPES: Final = ("application/json", "application/merge-patch+json")
 M = TypeVar("M", bound=BaseModel)
 S = TypeVar("S")
 Ops = TypeVar("Ops")
+# The state changes a kind of record takes ("disable", "enable", ...): C in the
+# RecordOperations protocol (it only takes them), Change in RecordEndpoints.
+C = TypeVar("C", contravariant=True)
+Change = TypeVar("Change")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -78,13 +86,6 @@ def json_response(
     )
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "body"
-
-
 async def read_body(request: Request) -> bytes:
     """The request body, at most :data:`MAX_BODY_BYTES`.
 
@@ -92,20 +93,12 @@ async def read_body(request: Request) -> bytes:
         PayloadTooLargeError: the body (declared or actual) is larger.
         InvalidRequestBodyError: Content-Length is not a number.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidRequestBodyError("Content-Length must be a number of bytes")
-        if int(declared) > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"the body may hold at most {MAX_BODY_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise PayloadTooLargeError(f"the body may hold at most {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_bounded(
+        request,
+        MAX_BODY_BYTES,
+        lambda: PayloadTooLargeError(f"the body may hold at most {MAX_BODY_BYTES} bytes"),
+        invalid=InvalidRequestBodyError,
+    )
 
 
 async def parse_body(request: Request, model: type[M], *, optional: bool = False) -> M:
@@ -127,14 +120,8 @@ async def parse_body(request: Request, model: type[M], *, optional: bool = False
     try:
         return model.model_validate_json(body)
     except ValidationError as error:
-        problems = [
-            {"field": _field_path(item["loc"]), "message": item["msg"]}
-            for item in error.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        first = problems[0] if problems else {"field": "body", "message": "invalid"}
-        raise InvalidRequestBodyError(
-            f"{first['field']}: {first['message']}", errors=problems
-        ) from None
+        detail, problems = validation_problems(error)
+        raise InvalidRequestBodyError(detail, errors=problems) from None
 
 
 def query_error(field: str, detail: str, message: str) -> InvalidRequestBodyError:
@@ -182,26 +169,8 @@ def admin_recorder(
     return ChangeRecorder(admin_actor(claims), sink)
 
 
-def runtime_service(runtime: Any, name: str, kind: type[S]) -> Callable[[], S]:
-    """The runtime's ready service ``name`` when it is a ``kind``, else one ``kind`` built on
-    its stores the first time it is needed (test runtimes bring only the stores)."""
-    built: list[S] = []
-
-    def service() -> S:
-        if not built:
-            existing = getattr(runtime, name, None)
-            if isinstance(existing, kind):
-                built.append(existing)
-            else:
-                make: Callable[..., S] = kind
-                built.append(make(runtime.db, runtime.settings, runtime.shared))
-        return built[0]
-
-    return service
-
-
 def admin_operations(
-    runtime: Any, service: Callable[[], S], operations: Callable[[S, ChangeRecorder], Ops]
+    runtime: AdminPlane, service: Callable[[], S], operations: Callable[[S, ChangeRecorder], Ops]
 ) -> Callable[[Request], Awaitable[Ops]]:
     """What an endpoint starts with: the admin token checked, then the credential's
     operations, recording changes as the token's subject (:func:`admin_recorder`)."""
@@ -243,3 +212,87 @@ def _by_method(handlers: Mapping[str, Endpoint]) -> Endpoint:
         return await handlers[method](request)
 
     return dispatch
+
+
+class RecordOperations(Protocol[C]):
+    """The operations every kind of admin record has (``ClientOperations``,
+    ``ApiKeyOperations``): each takes the record's id and returns its document."""
+
+    async def show(self, record_id: str, /) -> dict[str, Any]: ...
+    async def update(self, record_id: str, changes: Mapping[str, Any], /) -> dict[str, Any]: ...
+    async def delete(self, record_id: str, /) -> None: ...
+    async def change_state(self, change: C, record_id: str, /) -> dict[str, Any]: ...
+
+
+RecordOps = TypeVar("RecordOps", bound=RecordOperations[Any])
+
+
+class RecordEndpoints(Generic[RecordOps, Change]):
+    """The endpoints of one kind of admin record that are alike for every kind: its id read
+    from the path, show, change (PATCH), delete, state changes, and the 201 of a created one.
+
+    A subclass names the collection and its models; every endpoint first checks the admin
+    token and opens the record's operations as the token's subject (:func:`admin_operations`).
+    """
+
+    #: The collection's path.
+    path: ClassVar[str]
+    #: The path parameter naming one record, and the noun its 404 uses.
+    id_param: ClassVar[str]
+    noun: ClassVar[str]
+    #: The member of a record's document that holds its id (the ``Location`` of a new one).
+    id_member: ClassVar[str]
+    #: The body of a PATCH, and its members that have no "unset" value (null is refused).
+    update_model: ClassVar[type[BaseModel]]
+    not_nullable: ClassVar[tuple[str, ...]]
+
+    def __init__(
+        self,
+        runtime: AdminPlane,
+        service: Callable[[], S],
+        operations: Callable[[S, ChangeRecorder], RecordOps],
+    ) -> None:
+        self.operations = admin_operations(runtime, service, operations)
+        self.one = f"{self.path}/{{{self.id_param}}}"
+
+    def record_id(self, request: Request) -> str:
+        """The id in the request's path (``NotFoundError`` when no id can look so)."""
+        return path_id(request, self.id_param, self.noun)
+
+    def created(self, doc: Mapping[str, Any]) -> Response:
+        """The 201 of a new record (or a successor), with its ``Location``."""
+        return json_response(doc, 201, {"location": f"{self.path}/{doc[self.id_member]}"})
+
+    def changes(self, body: BaseModel) -> dict[str, Any]:
+        """The members a PATCH sets, as the operations take them."""
+        changes = {name: getattr(body, name) for name in body.model_fields_set}
+        refuse_nulls(changes, self.not_nullable)
+        return changes
+
+    async def show(self, request: Request) -> Response:
+        ops = await self.operations(request)
+        return json_response(await ops.show(self.record_id(request)))
+
+    async def update(self, request: Request) -> Response:
+        ops = await self.operations(request)
+        record_id = self.record_id(request)
+        body = await parse_body(request, self.update_model)
+        return json_response(await ops.update(record_id, self.changes(body)))
+
+    async def delete(self, request: Request) -> Response:
+        ops = await self.operations(request)
+        await ops.delete(self.record_id(request))
+        return Response(status_code=204, headers=NO_STORE)
+
+    def state_change(self, change: Change) -> Endpoint:
+        """The endpoint that makes ``change`` (``POST .../{id}/<change>``)."""
+
+        async def endpoint(request: Request) -> Response:
+            ops = await self.operations(request)
+            return json_response(await ops.change_state(change, self.record_id(request)))
+
+        return endpoint
+
+    def record_table(self) -> dict[str, Mapping[str, Endpoint]]:
+        """``{one record's path: {GET: show, PATCH: update, DELETE: delete}}``."""
+        return {self.one: {"GET": self.show, "PATCH": self.update, "DELETE": self.delete}}

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bastion.errors import BastionError, ServiceUnavailableError
+from bastion.http import errors as http_errors
 
 __all__ = [
     "REALM",
@@ -82,28 +81,16 @@ class AdminAuthUnavailableError(ServiceUnavailableError, AdminAPIError):
     title = "Admin API authentication unavailable"
 
 
-class InvalidRequestBodyError(AdminAPIError):
+# The body errors are the HTTP face's (the leak-report endpoint answers the same ones).
+
+
+class InvalidRequestBodyError(http_errors.InvalidRequestError, AdminAPIError):
     """The request body (or a query parameter) is malformed; ``errors`` lists field and message."""
 
-    code = "invalid_request"
-    status = 400
-    title = "Invalid request"
 
-    def __init__(self, detail: str, errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(detail, errors=errors or [])
-
-
-class PayloadTooLargeError(AdminAPIError):
+class PayloadTooLargeError(http_errors.PayloadTooLargeError, AdminAPIError):
     """The request body exceeds the admin API's limit."""
 
-    code = "payload_too_large"
-    status = 413
-    title = "Payload too large"
 
-
-class UnsupportedMediaTypeError(AdminAPIError):
+class UnsupportedMediaTypeError(http_errors.UnsupportedMediaTypeError, AdminAPIError):
     """The request body is not JSON."""
-
-    code = "unsupported_media_type"
-    status = 415
-    title = "Unsupported media type"

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -44,38 +45,38 @@ from bastion.http.endpoints.admin.models import (
     KeyLimitsUpdate,
     RotateApiKey,
 )
+from bastion.http.runtime import AdminPlane, ready_service
 from bastion.ratelimit.keys import KeyLimitOverrides, describe, parse_override
 from bastion.storage.models import ApiKey
 
-__all__ = ["KEYS_PATH", "key_routes"]
+__all__ = ["KEYS_PATH", "KeyEndpoints", "key_routes"]
 
 #: Collection path of the API key endpoints.
 KEYS_PATH: Final = f"{common.ADMIN_API_PREFIX}/keys"
 _OWNER_TYPES: Final = ("user", "client")
-#: PATCH members that have no "unset" value: null is refused rather than guessed.
-_NOT_NULLABLE: Final = (
-    "name",
-    "scopes",
-    "routes",
-    "rate_limits",
-    "ip_allow",
-    "metadata",
-    "disabled",
-)
+#: PATCH members that are lists in the body and tuples in the operations.
+_TUPLES: Final = ("scopes", "routes", "rate_limits", "ip_allow")
 
 
-def _key_id(request: Request) -> str:
-    return common.path_id(request, "key_id", "API key")
+class KeyEndpoints(common.RecordEndpoints[ApiKeyOperations, StateChange]):
+    """The API key endpoints over the runtime's ``api_keys`` service (one over its stores
+    when the runtime has none) and its gateway's limit overrides."""
 
+    path = KEYS_PATH
+    id_param = "key_id"
+    noun = "API key"
+    id_member = "id"
+    update_model = ApiKeyUpdate
+    not_nullable = ("name", "scopes", "routes", "rate_limits", "ip_allow", "metadata", "disabled")
 
-def key_routes(runtime: Any) -> list[Route]:
-    """The API key endpoints for ``runtime`` (with ``db``, ``shared``, ``settings``,
-    ``access_tokens`` and optionally a ready ``api_keys`` service)."""
-    service = common.runtime_service(runtime, "api_keys", ApiKeyService)
-    operations = common.admin_operations(runtime, service, ApiKeyOperations)
+    def __init__(self, runtime: AdminPlane) -> None:
+        self._runtime = runtime
+        self._service = ready_service(runtime, lambda plane: plane.api_keys, ApiKeyService)
+        super().__init__(runtime, self._service, ApiKeyOperations)
+        self._overrides: list[KeyLimitOverrides] = []
 
-    async def list_keys(request: Request) -> Response:
-        ops = await operations(request)
+    async def list_keys(self, request: Request) -> Response:
+        ops = await self.operations(request)
         limit, cursor = common.page_params(request)
         params = request.query_params
         owner_type = params.get("owner_type") or None
@@ -91,8 +92,8 @@ def key_routes(runtime: Any) -> list[Route]:
         page = await ops.list(owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor)
         return common.json_response(page)
 
-    async def create_key(request: Request) -> Response:
-        ops = await operations(request)
+    async def create_key(self, request: Request) -> Response:
+        ops = await self.operations(request)
         body = await common.parse_body(request, ApiKeyCreate)
         spec = ApiKeySpec(
             name=body.name,
@@ -105,86 +106,76 @@ def key_routes(runtime: Any) -> list[Route]:
             ip_allow=tuple(body.ip_allow),
             metadata=body.metadata,
         )
-        doc = await ops.create(spec, body.model_fields_set)
-        return common.json_response(doc, 201, {"location": f"{KEYS_PATH}/{doc['id']}"})
+        return self.created(await ops.create(spec, body.model_fields_set))
 
-    async def show_key(request: Request) -> Response:
-        ops = await operations(request)
-        return common.json_response(await ops.show(_key_id(request)))
-
-    async def update_key(request: Request) -> Response:
-        ops = await operations(request)
-        key_id = _key_id(request)
-        body = await common.parse_body(request, ApiKeyUpdate)
-        changes: dict[str, Any] = {name: getattr(body, name) for name in body.model_fields_set}
-        common.refuse_nulls(changes, _NOT_NULLABLE)
-        for name in ("scopes", "routes", "rate_limits", "ip_allow"):
+    def changes(self, body: BaseModel) -> dict[str, Any]:
+        changes = super().changes(body)
+        for name in _TUPLES:
             if name in changes:
                 changes[name] = tuple(changes[name])
-        return common.json_response(await ops.update(key_id, changes))
+        return changes
 
-    async def delete_key(request: Request) -> Response:
-        ops = await operations(request)
-        await ops.delete(_key_id(request))
-        return Response(status_code=204, headers=common.NO_STORE)
-
-    async def rotate_key(request: Request) -> Response:
-        ops = await operations(request)
-        key_id = _key_id(request)
+    async def rotate_key(self, request: Request) -> Response:
+        ops = await self.operations(request)
+        key_id = self.record_id(request)
         body = await common.parse_body(request, RotateApiKey, optional=True)
-        doc = await ops.rotate(key_id, body.grace_seconds)
-        return common.json_response(doc, 201, {"location": f"{KEYS_PATH}/{doc['id']}"})
+        return self.created(await ops.rotate(key_id, body.grace_seconds))
 
-    def state_change(change: StateChange) -> common.Endpoint:
-        async def endpoint(request: Request) -> Response:
-            ops = await operations(request)
-            return common.json_response(await ops.change_state(change, _key_id(request)))
-
-        return endpoint
-
-    limits_state: list[KeyLimitOverrides] = []
-
-    def overrides() -> KeyLimitOverrides:
+    def _limit_overrides(self) -> KeyLimitOverrides:
         # The running gateway's own (Runtime.control): a change made here applies on this
         # node at once (and on the others through the announcement).
-        if not limits_state:
-            found = getattr(getattr(runtime, "control", None), "key_overrides", None)
-            if not isinstance(found, KeyLimitOverrides):
-                found = KeyLimitOverrides(runtime.db, runtime.shared)
-            limits_state.append(found)
-        return limits_state[0]
+        if not self._overrides:
+            control = self._runtime.control
+            found = control.key_overrides if control is not None else None
+            if found is None:
+                found = KeyLimitOverrides(self._runtime.db, self._runtime.shared)
+            self._overrides.append(found)
+        return self._overrides[0]
 
-    async def limits_view(key: ApiKey) -> Response:
-        limiter = getattr(getattr(runtime, "control", None), "limiter", None)
-        return common.json_response(await describe(key.id, key.rate_limits, overrides(), limiter))
+    async def _limits_view(self, key: ApiKey) -> Response:
+        control = self._runtime.control
+        limiter = control.limiter if control is not None else None
+        overrides = self._limit_overrides()
+        return common.json_response(await describe(key.id, key.rate_limits, overrides, limiter))
 
-    async def show_limits(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        return await limits_view(await service().get(_key_id(request)))
+    async def _limited_key(self, request: Request) -> ApiKey:
+        await authenticate_admin(request, self._runtime)
+        return await self._service().get(self.record_id(request))
 
-    async def set_limits(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        key = await service().get(_key_id(request))
+    async def show_limits(self, request: Request) -> Response:
+        return await self._limits_view(await self._limited_key(request))
+
+    async def set_limits(self, request: Request) -> Response:
+        key = await self._limited_key(request)
         body = await common.parse_body(request, KeyLimitsUpdate)
         limits = parse_override([entry.model_dump() for entry in body.limits])
-        await overrides().set(key.id, limits)
-        return await limits_view(key)
+        await self._limit_overrides().set(key.id, limits)
+        return await self._limits_view(key)
 
-    async def clear_limits(request: Request) -> Response:
-        await authenticate_admin(request, runtime)
-        key = await service().get(_key_id(request))
-        await overrides().clear(key.id)
-        return await limits_view(key)
+    async def clear_limits(self, request: Request) -> Response:
+        key = await self._limited_key(request)
+        await self._limit_overrides().clear(key.id)
+        return await self._limits_view(key)
 
-    one = KEYS_PATH + "/{key_id}"
-    return common.routes_by_method(
-        {
-            KEYS_PATH: {"GET": list_keys, "POST": create_key},
-            one: {"GET": show_key, "PATCH": update_key, "DELETE": delete_key},
-            one + "/rotate": {"POST": rotate_key},
-            one + "/revoke": {"POST": state_change("revoke")},
-            one + "/disable": {"POST": state_change("disable")},
-            one + "/enable": {"POST": state_change("enable")},
-            one + "/limits": {"GET": show_limits, "PUT": set_limits, "DELETE": clear_limits},
-        }
-    )
+    def routes(self) -> list[Route]:
+        one = self.one
+        return common.routes_by_method(
+            {
+                self.path: {"GET": self.list_keys, "POST": self.create_key},
+                **self.record_table(),
+                one + "/rotate": {"POST": self.rotate_key},
+                one + "/revoke": {"POST": self.state_change("revoke")},
+                one + "/disable": {"POST": self.state_change("disable")},
+                one + "/enable": {"POST": self.state_change("enable")},
+                one + "/limits": {
+                    "GET": self.show_limits,
+                    "PUT": self.set_limits,
+                    "DELETE": self.clear_limits,
+                },
+            }
+        )
+
+
+def key_routes(runtime: AdminPlane) -> list[Route]:
+    """The API key endpoints for ``runtime``."""
+    return KeyEndpoints(runtime).routes()

@@ -15,8 +15,14 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from bastion import __version__
-from bastion.http.endpoints.admin.audit import AuditEventList, AuditEventOut
+from bastion.http.endpoints.admin.audit import (
+    AUDIT_FILTERS,
+    AUDIT_MAX_PAGE,
+    AuditEventList,
+    AuditEventOut,
+)
 from bastion.http.endpoints.admin.auth import ADMIN_READ_SCOPE, ADMIN_SCOPE
+from bastion.http.endpoints.admin.common import MAX_PAGE
 from bastion.http.endpoints.admin.models import (
     ApiKeyCreate,
     ApiKeyList,
@@ -151,55 +157,36 @@ _ERRORS: Final = {
     "415": "Request body is not JSON",
 }
 _PATH_PARAMETERS: Final = ("client_id", "key_id")
-_LIST_PARAMETERS: Final[list[dict[str, Any]]] = [
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
-    },
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
-]
-_OWNER_PARAMETERS: Final[list[dict[str, Any]]] = [
-    {
-        "name": "owner_type",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string", "enum": ["user", "client"]},
-    },
-    {
-        "name": "owner_id",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string", "maxLength": 255},
-    },
-]
 
-_AUDIT_PARAMETERS: Final[list[dict[str, Any]]] = [
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+def _page(largest: int) -> list[dict[str, Any]]:
+    # The bound is the endpoint's own, so the document cannot drift from what is enforced.
+    limit = {"type": "integer", "minimum": 1, "maximum": largest, "default": 50}
+    return [_query("limit", limit), _query("cursor", {"type": "string"})]
+
+
+_LIST_PARAMETERS: Final = _page(MAX_PAGE)
+_OWNER_PARAMETERS: Final = [
+    _query("owner_type", {"type": "string", "enum": ["user", "client"]}),
+    _query("owner_id", {"type": "string", "maxLength": 255}),
+]
+_AUDIT_PARAMETERS: Final = [
     *(
-        {"name": name, "in": "query", "required": False, "schema": {"type": "string", **extra}}
-        for name, extra in (
-            ("subject", {"maxLength": 255}),
-            ("type", {"maxLength": 128}),
-            ("outcome", {"enum": ["success", "failure", "denied", "info"]}),
-            ("node_id", {"maxLength": 255}),
-            ("key_id", {"maxLength": 255}),
-            ("client_id", {"maxLength": 255}),
-            ("route", {"maxLength": 255}),
-            ("reason", {"maxLength": 255}),
-            ("request_id", {"maxLength": 128}),
-            ("ip", {"maxLength": 64}),
-            ("since", {"format": "date-time"}),
-            ("until", {"format": "date-time"}),
+        _query(
+            name,
+            {"type": "string", "enum": ["success", "failure", "denied", "info"]}
+            if name == "outcome"
+            else {"type": "string", "maxLength": longest},
         )
+        for name, longest in AUDIT_FILTERS.items()
     ),
-    {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50},
-    },
-    {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+    _query("since", {"type": "string", "format": "date-time"}),
+    _query("until", {"type": "string", "format": "date-time"}),
+    *_page(AUDIT_MAX_PAGE),
 ]
 
 

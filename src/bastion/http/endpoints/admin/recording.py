@@ -16,7 +16,7 @@ from starlette.requests import Request
 from bastion.audit.events import Event
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.middleware.request_id import get_request_id
-from bastion.http.runtime import ControlPlane
+from bastion.http.runtime import AdminPlane
 
 __all__ = ["AdminAudit"]
 
@@ -27,12 +27,12 @@ class AdminAudit:
     A runtime without an auditor (some test stand-ins) records nothing.
     """
 
-    def __init__(self, runtime: ControlPlane) -> None:
+    def __init__(self, runtime: AdminPlane) -> None:
         self._runtime = runtime
 
     def record(self, request: Request, build: Callable[..., Event], *args: Any, **kw: Any) -> None:
         """Emit ``build(*args, request_id=…, ip=…, **kw)`` on the runtime's auditor."""
-        auditor = getattr(self._runtime, "auditor", None)
+        auditor = self._runtime.auditor
         if auditor is None:
             return
         request_id = get_request_id(request.scope)
