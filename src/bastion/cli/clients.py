@@ -32,8 +32,10 @@ def _operations(stores: Stores, recorder: ChangeRecorder) -> ClientOperations:
     return ClientOperations(ClientService(stores.db, stores.settings, stores.shared), recorder)
 
 
-_SECRET_WARNING = (
-    "This is the only time the secret is shown: store it now (e.g. in your secret manager)."  # noqa: S105
+_SHOWN_ONCE: Final = common.ShownOnce(
+    "client_secret",
+    "client secret",
+    "This is the only time the secret is shown: store it now (e.g. in your secret manager).",
 )
 
 TypeOption = typer.Option(
@@ -126,11 +128,7 @@ def _print_client(doc: dict[str, Any]) -> None:
 
 
 _CLIENTS: Final = common.CredentialCommands(
-    operations=_operations,
-    flags=_FLAGS,
-    noun="client",
-    show=_print_client,
-    shown_once=common.ShownOnce("client_secret", "client secret", _SECRET_WARNING),
+    noun="client", operations=_operations, flags=_FLAGS, show=_print_client, shown_once=_SHOWN_ONCE
 )
 
 

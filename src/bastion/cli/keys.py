@@ -35,8 +35,10 @@ def _operations(stores: Stores, recorder: ChangeRecorder) -> ApiKeyOperations:
     return ApiKeyOperations(ApiKeyService(stores.db, stores.settings, stores.shared), recorder)
 
 
-_KEY_WARNING = (
-    "This is the only time the API key is shown: store it now (e.g. in your secret manager)."
+_SHOWN_ONCE: Final = common.ShownOnce(
+    "key",
+    "API key",
+    "This is the only time the API key is shown: store it now (e.g. in your secret manager).",
 )
 
 KeyIdArgument = typer.Argument(
@@ -127,11 +129,7 @@ def _print_key(doc: dict[str, Any]) -> None:
 
 
 _KEYS: Final = common.CredentialCommands(
-    operations=_operations,
-    flags=_FLAGS,
-    noun="API key",
-    show=_print_key,
-    shown_once=common.ShownOnce("key", "API key", _KEY_WARNING),
+    noun="API key", operations=_operations, flags=_FLAGS, show=_print_key, shown_once=_SHOWN_ONCE
 )
 
 
