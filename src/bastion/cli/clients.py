@@ -266,7 +266,11 @@ def update(
 @handles_errors
 def rotate_secret(
     client_id: str = ClientIdArgument,
-    grace: str | None = common.grace_option("the previous secret", "tokens.client_secret_grace"),
+    grace: str | None = common.flag_option(
+        "--grace",
+        "How long the previous secret keeps working: seconds or e.g. 30m, 1h, 7d "
+        "(default: tokens.client_secret_grace; 0 ends it now).",
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:

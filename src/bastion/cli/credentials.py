@@ -42,7 +42,6 @@ __all__ = [
     "ShownOnce",
     "delete_command",
     "flag_option",
-    "grace_option",
     "limit_option",
     "print_page",
     "print_secret",
@@ -57,15 +56,6 @@ Document = dict[str, Any]
 
 Ops = TypeVar("Ops")
 T = TypeVar("T")
-
-
-def grace_option(what: str, default: str) -> Any:
-    """``--grace``: how long ``what`` keeps working after a rotation (``default``: the setting)."""
-    return flag_option(
-        "--grace",
-        f"How long {what} keeps working: seconds or e.g. 30m, 1h, 7d "
-        f"(default: {default}; 0 ends it now).",
-    )
 
 
 def limit_option(items: str) -> Any:

@@ -288,7 +288,11 @@ def update(
 @handles_errors
 def rotate(
     key_id: str = KeyIdArgument,
-    grace: str | None = common.grace_option("the old key", "api_keys.default_grace"),
+    grace: str | None = common.flag_option(
+        "--grace",
+        "How long the old key keeps working: seconds or e.g. 30m, 1h, 7d "
+        "(default: api_keys.default_grace; 0 ends it now).",
+    ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
