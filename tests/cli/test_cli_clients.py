@@ -175,3 +175,27 @@ def test_errors(in_process: Path) -> None:
     }
     nothing = json.loads(invoke("update", "abc", "--json").stdout)
     assert nothing["error"] == "invalid_arguments"
+
+
+def test_human_output_of_show_update_and_rotate_secret(in_process: Path) -> None:
+    created = ok("create", "Billing", "--scope", "orders:read", cwd=in_process)
+    client_id, secret = created["client_id"], created["client_secret"]
+    shown = invoke("show", client_id)
+    assert shown.exit_code == 0 and secret not in shown.output
+    assert shown.stdout.startswith(f"Billing  {client_id}  (enabled)\n  type          confidential")
+
+    updated = invoke("update", client_id, "--name", "Billing v2", "--scope", "orders:write")
+    assert updated.stdout.startswith(
+        f"✓ client updated: name, scopes\nBilling v2  {client_id}  (enabled)\n"
+    )
+    assert "\n  scopes        orders:write\n" in updated.stdout
+
+    rotated = invoke("rotate-secret", client_id, "--grace", "0")
+    assert rotated.stdout.startswith(f"✓ new client secret issued\nBilling v2  {client_id}  ")
+    (new_secret,) = re.findall(r"bcs_[A-Za-z0-9_-]{43}", rotated.stdout)
+    assert new_secret != secret and f"\n  client secret: {new_secret}\n" in rotated.stdout
+    assert "This is the only time the secret is shown" in rotated.stderr
+
+    nothing = invoke("update", client_id)
+    assert nothing.exit_code == 1
+    assert nothing.stderr == "error: nothing to change: give at least one option (see --help)\n"

@@ -255,3 +255,35 @@ def test_an_ambiguous_display_prefix_is_an_error(in_process: Path) -> None:
         f"({first['id']}, {second['id']}): give the key's id",
     }
     assert ok("show", second["id"])["status"] == "active"  # nothing was revoked
+
+
+def human(*args: str) -> Any:
+    """Run a command without --json; it must succeed."""
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_human_output_of_show_update_and_rotate(in_process: Path) -> None:
+    created = ok("create", "svc", "--scope", "a:b")
+    key_id, prefix = created["id"], created["prefix"]
+    shown = human("show", key_id).stdout
+    assert shown.startswith(f"svc  {key_id}  (active)\n  prefix        {prefix}…\n")
+    assert created["key"] not in shown
+
+    lines = human("update", key_id, "--name", "svc v2", "--scope", "c:d").stdout.splitlines()
+    assert lines[:2] == ["✓ API key updated: name, scopes", f"svc v2  {key_id}  (active)"]
+    assert "  scopes        c:d" in lines
+
+    rotated = human("rotate", key_id, "--grace", "1h")
+    until = ok("show", key_id)["grace_until"]
+    assert rotated.stdout.startswith(f"✓ API key rotated: {prefix}… works until {until}\nsvc v2 ")
+    (new_key,) = re.findall(API_KEY_REGEX, rotated.stdout)
+    assert f"\n  API key: {new_key}\n" in rotated.stdout
+    assert "This is the only time the API key is shown" in rotated.stderr
+
+    nothing = invoke("update", key_id)
+    assert (nothing.exit_code, nothing.stderr) == (
+        1,
+        "error: nothing to change: give at least one option (see --help)\n",
+    )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 
 from bastion.cli.app import _settings, audit_app, handles_errors, run
-from bastion.cli.options import parse_moment
+from bastion.cli.options import flag_option, parse_moment
 from bastion.cli.output import (
     EXIT_ERROR,
     CommandArgumentsError,
@@ -34,18 +34,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-SinceOption = typer.Option(
-    None,
-    "--since",
-    help="Only events at or after this: a duration ago (15m, 24h, 7d) or an ISO 8601 time.",
-    show_default=False,
+SinceOption = flag_option(
+    "--since", "Only events at or after this: a duration ago (15m, 24h, 7d) or an ISO 8601 time."
 )
-UntilOption = typer.Option(
-    None,
-    "--until",
-    help="Only events before this: a duration ago or an ISO 8601 time.",
-    show_default=False,
-)
+UntilOption = flag_option("--until", "Only events before this: a duration ago or an ISO 8601 time.")
 
 
 def _with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
@@ -118,33 +110,26 @@ def _line(event: AuditEvent) -> str:
     return "  ".join(parts)
 
 
-def _filter(flag: str, help_text: str) -> Any:
-    return typer.Option(None, flag, help=help_text, show_default=False)
-
-
 @audit_app.command("search")
 @handles_errors
 def search(
-    key: str | None = _filter("--key", "Only events of this API key id."),
-    client: str | None = _filter("--client", "Only events of this OAuth client id."),
-    subject: str | None = _filter("--subject", "Only events of this subject (user)."),
-    route: str | None = _filter("--route", "Only events on this gateway route."),
-    type: str | None = _filter("--type", "Only this event type (gateway.denied)."),
-    outcome: str | None = _filter(
+    key: str | None = flag_option("--key", "Only events of this API key id."),
+    client: str | None = flag_option("--client", "Only events of this OAuth client id."),
+    subject: str | None = flag_option("--subject", "Only events of this subject (user)."),
+    route: str | None = flag_option("--route", "Only events on this gateway route."),
+    type: str | None = flag_option("--type", "Only this event type (gateway.denied)."),
+    outcome: str | None = flag_option(
         "--outcome", "Only this outcome (success, failure, denied, info)."
     ),
-    reason: str | None = _filter("--reason", "Only this reason code (invalid_token, …)."),
-    request_id: str | None = _filter("--request-id", "Only events of this request id."),
-    ip: str | None = _filter("--ip", "Only events from this client IP address."),
+    reason: str | None = flag_option("--reason", "Only this reason code (invalid_token, …)."),
+    request_id: str | None = flag_option("--request-id", "Only events of this request id."),
+    ip: str | None = flag_option("--ip", "Only events from this client IP address."),
     since: str | None = SinceOption,
     until: str | None = UntilOption,
-    node: str | None = _filter("--node", "Only this node's events."),
+    node: str | None = flag_option("--node", "Only this node's events."),
     limit: int = typer.Option(50, "--limit", min=1, max=1000, help="Events per page."),
-    cursor: str | None = typer.Option(
-        None,
-        "--cursor",
-        help="Continue after a previous page (its next_cursor).",
-        show_default=False,
+    cursor: str | None = flag_option(
+        "--cursor", "Continue after a previous page (its next_cursor)."
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
@@ -338,12 +323,10 @@ def _keyring(settings: Settings) -> Any:
 @audit_app.command("prune")
 @handles_errors
 def prune(
-    before: str | None = typer.Option(
-        None,
+    before: str | None = flag_option(
         "--before",
-        help="Delete records older than this: a duration ago (90d) or an ISO 8601 time "
+        "Delete records older than this: a duration ago (90d) or an ISO 8601 time "
         "(default: audit.retention).",
-        show_default=False,
     ),
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,

@@ -7,15 +7,15 @@ secret is printed once, by ``create`` and ``rotate-secret``, and never again.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli import credentials as common
-from bastion.cli.app import _settings, clients_app, handles_errors
+from bastion.cli.app import clients_app, handles_errors
 from bastion.cli.options import parse_duration_option
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     from bastion.cli.context import Stores
     from bastion.credentials.lifecycle import ChangeRecorder
     from bastion.oauth.operations import ClientOperations, ClientStateChange
-
-T = TypeVar("T")
 
 
 def _operations(stores: Stores, recorder: ChangeRecorder) -> ClientOperations:
@@ -34,8 +32,10 @@ def _operations(stores: Stores, recorder: ChangeRecorder) -> ClientOperations:
     return ClientOperations(ClientService(stores.db, stores.settings, stores.shared), recorder)
 
 
-_SECRET_WARNING = (
-    "This is the only time the secret is shown: store it now (e.g. in your secret manager)."  # noqa: S105
+_SHOWN_ONCE: Final = common.ShownOnce(
+    "client_secret",
+    "client secret",
+    "This is the only time the secret is shown: store it now (e.g. in your secret manager).",
 )
 
 TypeOption = typer.Option(
@@ -84,17 +84,6 @@ _FLAGS: Final = {
 }
 
 
-def _operate(
-    work: Callable[[ClientOperations], Awaitable[T]],
-    config: Path | None,
-    flags: Mapping[str, str] = _FLAGS,
-) -> T:
-    """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
-    from bastion.cli.context import run_operations
-
-    return run_operations(_settings(config), _operations, work, flags)
-
-
 def _read_jwks(path: Path | None) -> dict[str, Any] | None:
     """The JWK Set in ``path``; raises ClientSpecError naming the file when unusable."""
     if path is None:
@@ -138,8 +127,9 @@ def _print_client(doc: dict[str, Any]) -> None:
         )
 
 
-def _print_secret(secret: str | None) -> None:
-    common.print_secret("client secret", secret, _SECRET_WARNING)
+_CLIENTS: Final = common.CredentialCommands(
+    noun="client", operations=_operations, flags=_FLAGS, show=_print_client, shown_once=_SHOWN_ONCE
+)
 
 
 @clients_app.command("create")
@@ -174,14 +164,8 @@ def create(
         jwks=_read_jwks(jwks_file),
     )
 
-    doc = _operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
-
-    def human() -> None:
-        console.print("[green]✓[/] client created")
-        _print_client(doc)
-        _print_secret(doc["client_secret"])
-
-    emit(doc, as_json, human)
+    doc = _CLIENTS.operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
+    _CLIENTS.emit(doc, as_json, "[green]✓[/] client created", secret=True)
 
 
 @clients_app.command("list")
@@ -194,7 +178,7 @@ def list_clients(
 ) -> None:
     """List registered clients."""
 
-    result = _operate(lambda ops: ops.list(limit=limit, cursor=cursor), config)
+    result = _CLIENTS.operate(lambda ops: ops.list(limit=limit, cursor=cursor), config)
 
     def table() -> Any:
         from rich.table import Table
@@ -228,8 +212,7 @@ def show(
 ) -> None:
     """Show one client (secrets by prefix only)."""
 
-    doc = _operate(lambda ops: ops.show(client_id), config)
-    emit(doc, as_json, lambda: _print_client(doc))
+    _CLIENTS.emit(_CLIENTS.operate(lambda ops: ops.show(client_id), config), as_json)
 
 
 @clients_app.command("update")
@@ -276,18 +259,7 @@ def update(
         changes["jwks"] = _read_jwks(jwks_file)
     if redirect_uri:
         changes["redirect_uris"] = redirect_uri
-    if not changes:
-        raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
-
-    doc = _operate(
-        lambda ops: ops.update(client_id, changes), config, flags={**_FLAGS, "name": "--name"}
-    )
-
-    def human() -> None:
-        console.print(f"[green]✓[/] client updated: {', '.join(sorted(changes))}")
-        _print_client(doc)
-
-    emit(doc, as_json, human)
+    _CLIENTS.update(changes, lambda ops: ops.update(client_id, changes), config, as_json)
 
 
 @clients_app.command("rotate-secret")
@@ -305,18 +277,12 @@ def rotate_secret(
     """Issue a new client secret (shown once); the old one works until the grace period ends."""
     grace_seconds = parse_duration_option(grace, "--grace")
 
-    doc = _operate(lambda ops: ops.rotate_secret(client_id, grace_seconds), config)
-
-    def human() -> None:
-        console.print("[green]✓[/] new client secret issued")
-        _print_client(doc)
-        _print_secret(doc["client_secret"])
-
-    emit(doc, as_json, human)
+    doc = _CLIENTS.operate(lambda ops: ops.rotate_secret(client_id, grace_seconds), config)
+    _CLIENTS.emit(doc, as_json, "[green]✓[/] new client secret issued", secret=True)
 
 
 def _change_state(change: ClientStateChange) -> Callable[[str, Path | None], dict[str, Any]]:
-    return lambda ref, config: _operate(lambda ops: ops.change_state(change, ref), config)
+    return lambda ref, config: _CLIENTS.operate(lambda ops: ops.change_state(change, ref), config)
 
 
 def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
@@ -349,6 +315,6 @@ common.delete_command(
     ClientIdArgument,
     refusal="deleting a client cannot be undone: confirm with --yes",
     prompt=lambda ref: f"Delete client {ref} and everything issued to it?",
-    run=lambda ref, config: _operate(lambda ops: _delete(ops, ref), config),
+    run=lambda ref, config: _CLIENTS.operate(lambda ops: _delete(ops, ref), config),
     done=lambda client_id: f"[green]✓[/] client {client_id} deleted",
 )

@@ -5,20 +5,25 @@ Each command is a thin adapter over its credential's operations
 its flags, runs one operation and renders the document. The commands the two
 groups have alike are built here once: a state change (``revoke``,
 ``disable``, ``enable``) and ``delete``; so are the paging options, the page
-printer and the once-only secret.
+printer and the once-only secret. :class:`CredentialCommands` holds what one
+group's commands have in common: how they reach the operations, how a document
+is shown, and the ``update`` every group runs the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import typer
 from rich.markup import escape
 
-from bastion.cli.app import handles_errors
+from bastion.cli.app import _settings, handles_errors
+from bastion.cli.options import flag_option
 from bastion.cli.output import (
+    CommandArgumentsError,
     ConfigOption,
     JsonOption,
     confirm_destructive,
@@ -27,8 +32,14 @@ from bastion.cli.output import (
     err_console,
 )
 
+if TYPE_CHECKING:
+    from bastion.cli.context import Stores
+    from bastion.credentials.lifecycle import ChangeRecorder
+
 __all__ = [
+    "CredentialCommands",
     "CursorOption",
+    "ShownOnce",
     "delete_command",
     "flag_option",
     "limit_option",
@@ -43,10 +54,8 @@ CursorOption: Any = typer.Option(
 #: A document of one credential, as its operations return it.
 Document = dict[str, Any]
 
-
-def flag_option(flag: str, help_text: str) -> Any:
-    """An optional flag without a default shown (``None`` when not given; repeatable for lists)."""
-    return typer.Option(None, flag, help=help_text, show_default=False)
+Ops = TypeVar("Ops")
+T = TypeVar("T")
 
 
 def limit_option(items: str) -> Any:
@@ -117,3 +126,71 @@ def delete_command(
         confirm_destructive(yes, as_json, refusal=refusal, prompt=prompt(ref))
         result = {"deleted": run(ref, config)}
         emit(result, as_json, lambda: console.print(done(result["deleted"])))
+
+
+@dataclass(frozen=True)
+class ShownOnce:
+    """Where a document holds a new secret (``member``), and how it is printed that once."""
+
+    member: str
+    label: str
+    warning: str
+
+
+@dataclass(frozen=True)
+class CredentialCommands(Generic[Ops]):
+    """What the commands of one credential group (``keys``, ``clients``) share.
+
+    ``operations`` builds the group's operations on the opened stores; ``flags``
+    names the flag (or argument) of each spec field, for errors; ``noun`` is what
+    the messages call one credential; ``show`` prints a document; ``shown_once``
+    says where a document with a new secret holds it.
+    """
+
+    operations: Callable[[Stores, ChangeRecorder], Ops]
+    flags: Mapping[str, str]
+    noun: str
+    show: Callable[[Document], None]
+    shown_once: ShownOnce
+
+    def operate(
+        self,
+        work: Callable[[Ops], Awaitable[T]],
+        config: Path | None,
+        flags: Mapping[str, str] | None = None,
+    ) -> T:
+        """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
+        from bastion.cli.context import run_operations
+
+        return run_operations(
+            _settings(config), self.operations, work, self.flags if flags is None else flags
+        )
+
+    def emit(
+        self, doc: Document, as_json: bool, done: str | None = None, *, secret: bool = False
+    ) -> None:
+        """Print ``doc``: after the line ``done``, and with its new secret when ``secret``."""
+
+        def human() -> None:
+            if done is not None:
+                console.print(done)
+            self.show(doc)
+            if secret:
+                once = self.shown_once
+                print_secret(once.label, doc[once.member], once.warning)
+
+        emit(doc, as_json, human)
+
+    def update(
+        self,
+        changes: Mapping[str, Any],
+        work: Callable[[Ops], Awaitable[Document]],
+        config: Path | None,
+        as_json: bool,
+    ) -> None:
+        """Run ``work``, the update of ``changes`` (refused when there are none), and print it."""
+        if not changes:
+            raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
+        # `update` renames with --name; NAME is the argument of `create`.
+        doc = self.operate(work, config, flags={**self.flags, "name": "--name"})
+        self.emit(doc, as_json, f"[green]✓[/] {self.noun} updated: {', '.join(sorted(changes))}")

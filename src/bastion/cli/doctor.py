@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from bastion.cli.app import _settings, app, handles_errors, run
+from bastion.cli.options import flag_option
 from bastion.cli.output import EXIT_CONFIG, ConfigOption, JsonOption, console, emit
 
 __all__ = ["EXIT_FINDINGS", "doctor"]
@@ -28,12 +29,10 @@ _STYLES: Final = {
     "low": "cyan",
     "info": "dim",
 }
-AdvisoriesOption = typer.Option(
-    None,
+AdvisoriesOption = flag_option(
     "--advisories",
-    help="Offline advisory file (JSON) to audit dependencies against instead of "
+    "Offline advisory file (JSON) to audit dependencies against instead of "
     "the online vulnerability service.",
-    show_default=False,
 )
 
 

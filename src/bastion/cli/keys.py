@@ -9,16 +9,16 @@ show only its non-secret display prefix.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 import typer
 
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli import credentials as common
-from bastion.cli.app import _settings, handles_errors, keys_app
+from bastion.cli.app import handles_errors, keys_app
 from bastion.cli.options import parse_duration_option, parse_moment
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from bastion.apikeys.operations import ApiKeyOperations, StateChange
     from bastion.cli.context import Stores
     from bastion.credentials.lifecycle import ChangeRecorder
-
-T = TypeVar("T")
 
 
 def _operations(stores: Stores, recorder: ChangeRecorder) -> ApiKeyOperations:
@@ -37,8 +35,10 @@ def _operations(stores: Stores, recorder: ChangeRecorder) -> ApiKeyOperations:
     return ApiKeyOperations(ApiKeyService(stores.db, stores.settings, stores.shared), recorder)
 
 
-_KEY_WARNING = (
-    "This is the only time the API key is shown: store it now (e.g. in your secret manager)."
+_SHOWN_ONCE: Final = common.ShownOnce(
+    "key",
+    "API key",
+    "This is the only time the API key is shown: store it now (e.g. in your secret manager).",
 )
 
 KeyIdArgument = typer.Argument(
@@ -79,17 +79,6 @@ _FLAGS: Final = {
     "metadata": "--metadata",
     "grace": "--grace",
 }
-
-
-def _operate(
-    work: Callable[[ApiKeyOperations], Awaitable[T]],
-    config: Path | None,
-    flags: Mapping[str, str] = _FLAGS,
-) -> T:
-    """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
-    from bastion.cli.context import run_operations
-
-    return run_operations(_settings(config), _operations, work, flags)
 
 
 def _parse_expires(value: str | None, now: datetime) -> datetime | None:
@@ -139,8 +128,9 @@ def _print_key(doc: dict[str, Any]) -> None:
     console.print(f"  created       {doc['created_at']}")
 
 
-def _print_secret(key: str) -> None:
-    common.print_secret("API key", key, _KEY_WARNING)
+_KEYS: Final = common.CredentialCommands(
+    noun="API key", operations=_operations, flags=_FLAGS, show=_print_key, shown_once=_SHOWN_ONCE
+)
 
 
 @keys_app.command("create")
@@ -173,14 +163,8 @@ def create(
         metadata=_parse_metadata(metadata),
     )
 
-    doc = _operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
-
-    def human() -> None:
-        console.print("[green]✓[/] API key created")
-        _print_key(doc)
-        _print_secret(doc["key"])
-
-    emit(doc, as_json, human)
+    doc = _KEYS.operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
+    _KEYS.emit(doc, as_json, "[green]✓[/] API key created", secret=True)
 
 
 @keys_app.command("list")
@@ -195,7 +179,7 @@ def list_keys(
 ) -> None:
     """List API keys (by display prefix; a key itself is never shown again)."""
 
-    result = _operate(
+    result = _KEYS.operate(
         lambda ops: ops.list(owner_type=owner_type, owner_id=owner_id, limit=limit, cursor=cursor),
         config,
     )
@@ -237,8 +221,7 @@ def show(
     async def work(ops: ApiKeyOperations) -> dict[str, Any]:
         return await ops.show(await ops.resolve(key_id))
 
-    doc = _operate(work, config)
-    emit(doc, as_json, lambda: _print_key(doc))
+    _KEYS.emit(_KEYS.operate(work, config), as_json)
 
 
 @keys_app.command("update")
@@ -294,19 +277,11 @@ def update(
         changes["expires_at"] = None
     if metadata:
         changes["metadata"] = _parse_metadata(metadata)
-    if not changes:
-        raise CommandArgumentsError("nothing to change: give at least one option (see --help)")
 
     async def work(ops: ApiKeyOperations) -> dict[str, Any]:
         return await ops.update(await ops.resolve(key_id), changes)
 
-    doc = _operate(work, config, flags={**_FLAGS, "name": "--name"})
-
-    def human() -> None:
-        console.print(f"[green]✓[/] API key updated: {', '.join(sorted(changes))}")
-        _print_key(doc)
-
-    emit(doc, as_json, human)
+    _KEYS.update(changes, work, config, as_json)
 
 
 @keys_app.command("rotate")
@@ -330,25 +305,17 @@ def rotate(
         doc["previous"] = await ops.show(old_id)
         return doc
 
-    doc = _operate(work, config)
-
-    def human() -> None:
-        previous = doc["previous"]
-        console.print(
-            f"[green]✓[/] API key rotated: {previous['prefix']}… works until "
-            f"{previous['grace_until']}"
-        )
-        _print_key(doc)
-        _print_secret(doc["key"])
-
-    emit(doc, as_json, human)
+    doc = _KEYS.operate(work, config)
+    previous, until = doc["previous"], doc["previous"]["grace_until"]
+    done = f"[green]✓[/] API key rotated: {previous['prefix']}… works until {until}"
+    _KEYS.emit(doc, as_json, done, secret=True)
 
 
 def _change_state(change: StateChange) -> Callable[[str, Path | None], dict[str, Any]]:
     async def work(ops: ApiKeyOperations, ref: str) -> dict[str, Any]:
         return await ops.change_state(change, await ops.resolve(ref))
 
-    return lambda ref, config: _operate(lambda ops: work(ops, ref), config)
+    return lambda ref, config: _KEYS.operate(lambda ops: work(ops, ref), config)
 
 
 def _changed_message(verb: str) -> Callable[[dict[str, Any]], str]:
@@ -378,6 +345,6 @@ common.delete_command(
     KeyIdArgument,
     refusal="deleting an API key cannot be undone: confirm with --yes",
     prompt=lambda ref: f"Delete API key {ref}?",
-    run=lambda ref, config: _operate(lambda ops: _delete(ops, ref), config),
+    run=lambda ref, config: _KEYS.operate(lambda ops: _delete(ops, ref), config),
     done=lambda key_id: f"[green]✓[/] API key {key_id} deleted",
 )

@@ -1,4 +1,5 @@
-"""Option values shared by commands: durations and moments, parsed once, errors naming the flag.
+"""Options shared by commands, and their values: durations and moments, parsed once, errors
+naming the flag.
 
 Durations go through :func:`bastion.settings.models.parse_duration` (the one
 home of duration parsing, bounded to 100 years), so ``--expires 99999999d`` or
@@ -8,11 +9,18 @@ home of duration parsing, bounded to 100 years), so ``--expires 99999999d`` or
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
+
+import typer
 
 from bastion.cli.output import CommandArgumentsError
 
-__all__ = ["parse_duration_option", "parse_moment"]
+__all__ = ["flag_option", "parse_duration_option", "parse_moment"]
+
+
+def flag_option(flag: str, help_text: str) -> Any:
+    """An optional flag without a default shown (``None`` when not given; repeatable for lists)."""
+    return typer.Option(None, flag, help=help_text, show_default=False)
 
 
 def _clip(value: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, get_args
+from typing import Any, Final, get_args
 from urllib.parse import urlsplit
 
 import orjson
@@ -26,6 +26,7 @@ from bastion.credentials.validation import (
     no_controls,
 )
 from bastion.crypto.keys import InvalidKeyError, PublicKeySet
+from bastion.protocol.rfc6749.client_auth import ALL_AUTH_METHODS
 from bastion.storage.models import ClientType
 
 __all__ = [
@@ -42,10 +43,9 @@ __all__ = [
     "validated",
 ]
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
-
-#: Token endpoint authentication methods a client may register (RFC 7591 §2).
-AUTH_METHODS: Final[tuple[str, ...]] = get_args(AuthMethod)
+#: Token endpoint authentication methods a client may register (RFC 7591 §2): every one
+#: the token endpoint implements, so a registered client can always authenticate.
+AUTH_METHODS: Final[tuple[str, ...]] = ALL_AUTH_METHODS
 #: The methods that present a client secret.
 SECRET_METHODS: Final = frozenset({"client_secret_basic", "client_secret_post"})
 

@@ -549,19 +549,10 @@ class SigningKeyManager:
         async with self._db.transaction(
             write=True, conflict=f"signing key {pair.kid!r} already exists"
         ) as conn:
-            await conn.execute(
-                sa.insert(table).values(
-                    kid=record.kid,
-                    alg=record.alg,
-                    state=record.state,
-                    public_jwk=record.public_jwk,
-                    private_key_sealed=record.private_key_sealed,
-                    created_at=record.created_at,
-                    activates_at=record.activates_at,
-                    retires_at=None,
-                    retired_at=None,
-                )
-            )
+            # The repository's mapper is the one home of a record's row; the insert is ours
+            # because demoting the active key must share its transaction.
+            row = self._db.signing_keys.mapper.to_row(record)
+            await conn.execute(sa.insert(table).values(row))
             if immediate:
                 # Nodes that have not heard of the new key may sign with the old one for up
                 # to one refresh interval: keep it published that much longer.
