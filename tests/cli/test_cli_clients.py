@@ -199,3 +199,20 @@ def test_human_output_of_show_update_and_rotate_secret(in_process: Path) -> None
     nothing = invoke("update", client_id)
     assert nothing.exit_code == 1
     assert nothing.stderr == "error: nothing to change: give at least one option (see --help)\n"
+
+
+@pytest.mark.parametrize(
+    ("values", "clear"), [("--scope", "--clear-scopes"), ("--audience", "--clear-audiences")]
+)
+def test_update_refuses_a_list_and_its_clearing_at_once(
+    in_process: Path, values: str, clear: str
+) -> None:
+    # It used to keep the list and drop the --clear-* silently; `keys update` always refused.
+    client_id = ok("create", "Billing", "--scope", "orders:read", cwd=in_process)["client_id"]
+    both = invoke("update", client_id, values, "x", clear, "--json")
+    assert both.exit_code == 1
+    assert json.loads(both.stdout) == {
+        "error": "invalid_arguments",
+        "detail": f"give either {values} or {clear}, not both",
+    }
+    assert ok("show", client_id, cwd=in_process)["scopes"] == ["orders:read"]

@@ -243,14 +243,13 @@ def update(
         changes["token_endpoint_auth_method"] = auth_method
     if grant:
         changes["grant_types"] = grant
-    if scope:
-        changes["scopes"] = scope
-    elif clear_scopes:
-        changes["scopes"] = []
-    if audience:
-        changes["audiences"] = audience
-    elif clear_audiences:
-        changes["audiences"] = []
+    common.list_changes(
+        changes,
+        [
+            ("scopes", scope, clear_scopes, "--scope", "--clear-scopes"),
+            ("audiences", audience, clear_audiences, "--audience", "--clear-audiences"),
+        ],
+    )
     if ttl is not None and default_ttl:
         raise CommandArgumentsError("give either --ttl or --default-ttl, not both")
     if ttl is not None or default_ttl:

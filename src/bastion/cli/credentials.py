@@ -63,6 +63,21 @@ def limit_option(items: str) -> Any:
     return typer.Option(100, "--limit", min=1, max=1000, help=f"{items} per page.")
 
 
+def list_changes(
+    changes: dict[str, Any], options: list[tuple[str, list[Any] | None, bool, str, str]]
+) -> None:
+    """Put each list an update sets into ``changes``: ``(member, values, clear, option,
+    clear_option)`` — the values replace the list, ``clear`` empties it, and both at once
+    is refused (which of the two the user meant cannot be guessed)."""
+    for member, values, clear, option, clear_option in options:
+        if values and clear:
+            raise CommandArgumentsError(f"give either {option} or {clear_option}, not both")
+        if values:
+            changes[member] = values
+        elif clear:
+            changes[member] = []
+
+
 def print_page(result: Mapping[str, Any], empty: str, table: Callable[[], Any]) -> None:
     """Print a page: ``empty`` when it has no items, else ``table()`` and the next cursor."""
     if not result["items"]:

@@ -262,13 +262,7 @@ def update(
             "--clear-rate-limits",
         ),
     ]
-    for member, values, clear, option, clear_option in pairs:
-        if values and clear:
-            raise CommandArgumentsError(f"give either {option} or {clear_option}, not both")
-        if values:
-            changes[member] = values
-        elif clear:
-            changes[member] = []
+    common.list_changes(changes, pairs)
     if expires is not None and no_expiry:
         raise CommandArgumentsError("give either --expires or --no-expiry, not both")
     if expires is not None:
