@@ -137,27 +137,6 @@ def signing_key_changed(actor: str, action: str, kid: str, fields: Iterable[str]
     )
 
 
-def user_changed(
-    actor: str,
-    action: str,
-    user_id: str,
-    fields: Iterable[str] = (),
-    *,
-    request_id: str | None = None,
-    ip: str | None = None,
-) -> Event:
-    """A ``user.changed`` event (action: created, disabled, enabled, password_reset,
-    deleted); ``target`` is the user's id (the username is personal data: not logged)."""
-    return Event(
-        type=EventTypes.USER_CHANGED,
-        outcome="success",
-        subject=actor,
-        request_id=request_id,
-        ip=ip,
-        data=_data(actor, action, user_id, fields),
-    )
-
-
 def api_key_leaked(
     key_id: str,
     prefix: str | None,
@@ -186,4 +165,25 @@ def api_key_leaked(
             "status": status,
             "source": (source or "unspecified")[:100],
         },
+    )
+
+
+def user_changed(
+    actor: str,
+    action: str,
+    user_id: str,
+    fields: Iterable[str] = (),
+    *,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> Event:
+    """A ``user.changed`` event (action: created, disabled, enabled, password_reset,
+    deleted); ``target`` is the user's id (the username is personal data: not logged)."""
+    return Event(
+        type=EventTypes.USER_CHANGED,
+        outcome="success",
+        subject=actor,
+        request_id=request_id,
+        ip=ip,
+        data=_data(actor, action, user_id, fields),
     )
