@@ -48,11 +48,8 @@ def _token(http: httpx.Client, cwd: Path, issuer: str, scope: str) -> dict[str, 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionProcess]:
-    proc = BastionProcess(cwd=tmp_path_factory.mktemp("users")).start()
-    try:
+    with BastionProcess(cwd=tmp_path_factory.mktemp("users")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture(scope="module")
