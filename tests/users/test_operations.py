@@ -93,6 +93,7 @@ async def test_usernames_unique_case_insensitively(ops: UserOperations) -> None:
         (UserSpec(""), "username"),
         (UserSpec("has space"), "username"),
         (UserSpec("x" * 256), "username"),
+        (UserSpec("\ufb03" * 100), "username"),  # 100 characters, 300 once NFKC-folded
         (UserSpec("ok", email="not-an-address"), "email"),
         (UserSpec("ok", roles=("bad role",)), "roles"),
         (UserSpec("ok", display_name="bell\x07"), "display_name"),

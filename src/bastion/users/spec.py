@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from bastion.credentials.validation import MAX_NAME, SpecChecks, is_scope_token, storable
+from bastion.storage.models import normalize_username
 from bastion.users.errors import UserSpecError
 
 __all__ = ["MAX_EMAIL", "UserSpec", "check_spec"]
@@ -41,7 +42,8 @@ class UserSpec:
 
 
 def _username(value: str) -> str:
-    if not value or len(value) > MAX_NAME:
+    # The lookup key (NFKC, case-folded) can be longer than the name ("ﬃ" is "ffi"): both fit.
+    if not value or len(value) > MAX_NAME or len(normalize_username(value)) > MAX_NAME:
         CHECKS.fail("username", f"use 1 to {MAX_NAME} characters")
     if not storable(value) or any(ch.isspace() for ch in value):
         CHECKS.fail("username", "use no spaces or control characters")
