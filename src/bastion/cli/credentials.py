@@ -10,7 +10,7 @@ printer and the once-only secret.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ __all__ = [
     "delete_command",
     "flag_option",
     "limit_option",
-    "list_command",
     "print_page",
     "print_secret",
     "state_command",
@@ -118,39 +117,3 @@ def delete_command(
         confirm_destructive(yes, as_json, refusal=refusal, prompt=prompt(ref))
         result = {"deleted": run(ref, config)}
         emit(result, as_json, lambda: console.print(done(result["deleted"])))
-
-
-#: A listing's columns: each one's heading and what it shows of a document.
-Columns = Sequence[tuple[str, Callable[[Document], str]]]
-
-
-def list_command(
-    app: typer.Typer,
-    help_text: str,
-    items: str,
-    run: Callable[[int, str | None, Path | None], Mapping[str, Any]],
-    columns: Columns,
-    empty: str,
-) -> None:
-    """Add ``list`` to ``app``: ``run(limit, cursor, config)`` returns one page, shown as a
-    table of ``columns`` (``empty`` when there is nothing), or as JSON."""
-
-    @app.command("list", help=help_text)
-    @handles_errors
-    def list_page(
-        limit: int = limit_option(items),
-        cursor: str | None = CursorOption,
-        config: Path | None = ConfigOption,
-        as_json: bool = JsonOption,
-    ) -> None:
-        result = run(limit, cursor, config)
-
-        def table() -> Any:
-            from rich.table import Table
-
-            table = Table(*(name for name, _ in columns))
-            for doc in result["items"]:
-                table.add_row(*(cell(doc) for _, cell in columns))
-            return table
-
-        emit(result, as_json, lambda: print_page(result, empty, table))

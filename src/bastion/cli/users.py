@@ -137,22 +137,28 @@ _LISTED: Final[tuple[tuple[str, Callable[[dict[str, Any]], str]], ...]] = (
     ("password", lambda doc: "set" if doc["has_password"] else "none"),
     ("state", lambda doc: "disabled" if doc["disabled"] else "enabled"),
 )
+_EMPTY: Final = "no users — create one with `bastion users create USERNAME --password-stdin`"
 
 
-def _list(limit: int, cursor: str | None, config: Path | None) -> dict[str, Any]:
-    return _operate(lambda ops: ops.list(limit=limit, cursor=cursor), config)
+@users_app.command("list", help="List users in the order they were created.")
+@handles_errors
+def list_users(
+    limit: int = common.limit_option("Users"),
+    cursor: str | None = common.CursorOption,
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    result = _operate(lambda ops: ops.list(limit=limit, cursor=cursor), config)
 
+    def table() -> Any:
+        from rich.table import Table
 
-common.list_command(
-    users_app,
-    "List users in the order they were created.",
-    "Users",
-    lambda limit, cursor, config: _operate(
-        lambda ops: ops.list(limit=limit, cursor=cursor), config
-    ),
-    _LISTED,
-    "no users — create one with `bastion users create USERNAME --password-stdin`",
-)
+        table = Table(*(name for name, _ in _LISTED))
+        for doc in result["items"]:
+            table.add_row(*(cell(doc) for _, cell in _LISTED))
+        return table
+
+    emit(result, as_json, lambda: common.print_page(result, _EMPTY, table))
 
 
 @users_app.command("show")

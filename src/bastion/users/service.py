@@ -48,9 +48,7 @@ class UserService:
     ``InvalidCredentialsError``.
     """
 
-    def __init__(self, db: Database, settings: Settings, shared: object = None) -> None:
-        # shared: the signature every admin service has (``runtime_service``); users have
-        # no cache to invalidate yet, the change feed announces each change.
+    def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.policy = PasswordPolicy(settings.users.password)
         self.hasher = hasher_for(settings)

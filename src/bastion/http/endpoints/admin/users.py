@@ -24,6 +24,7 @@ renders the document.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -101,9 +102,13 @@ def _user_id(request: Request) -> str:
 
 def user_routes(runtime: Any) -> list[Route]:
     """The user endpoints for ``runtime`` (with ``db``, ``settings`` and ``access_tokens``)."""
-    operations = common.admin_operations(
-        runtime, common.runtime_service(runtime, "users", UserService), UserOperations
-    )
+
+    @functools.cache
+    def service() -> UserService:
+        # Built when first needed: the runtime's stores may open after the routes are made.
+        return UserService(runtime.db, runtime.settings)
+
+    operations = common.admin_operations(runtime, service, UserOperations)
 
     async def list_users(request: Request) -> Response:
         ops = await operations(request)
