@@ -21,6 +21,8 @@ COMMANDS = [
     ["secrets", "init-master-key"],
     ["clients"],
     ["users"],
+    ["users", "create"],
+    ["users", "reset-password"],
     ["keys"],
     ["signing-keys"],
     ["audit"],
@@ -83,10 +85,12 @@ def test_missing_config_file(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def test_groups_not_yet_available_say_so(tmp_path: Path) -> None:
-    result = run_cli("users", "status", "--json", cwd=tmp_path)
-    assert result.returncode == 3
-    assert json.loads(result.stdout)["available"] is False
+def test_users_group_lists_its_commands(tmp_path: Path) -> None:
+    # It was a "not available yet" placeholder (exit 3) until issue 16 brought users.
+    out = run_cli("users", "--help", cwd=tmp_path).stdout
+    for name in ("create", "list", "show", "disable", "enable", "reset-password", "delete"):
+        assert name in out
+    assert run_cli("users", "status", cwd=tmp_path).returncode == 2
 
 
 def test_migrate_sqlite_status_then_apply(tmp_path: Path) -> None:

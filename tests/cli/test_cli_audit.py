@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -21,13 +20,9 @@ from bastion.storage import Database, migrate
 
 
 @pytest.fixture
-def storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def storage(in_process: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A migrated SQLite database named by BASTION_STORAGE (for in-process commands)."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("BASTION_"):
-            monkeypatch.delenv(name)
-    url = f"sqlite:///{tmp_path}/audit.db"
+    url = f"sqlite:///{in_process}/audit.db"
     monkeypatch.setenv("BASTION_STORAGE", url)
     asyncio.run(migrate(url))
     return url

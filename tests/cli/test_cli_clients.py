@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,6 @@ from typer.testing import CliRunner
 
 from _support import run_cli
 from bastion.crypto import SigningKeyPair
-
-
-@pytest.fixture
-def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run commands in this process, in ``tmp_path``, without the test's BASTION_* variables."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("BASTION_"):
-            monkeypatch.delenv(name)
-    return tmp_path
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Any:

@@ -22,16 +22,6 @@ from _support import run_cli
 from bastion.crypto import API_KEY_REGEX
 
 
-@pytest.fixture
-def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run commands in this process, in ``tmp_path``, without the test's BASTION_* variables."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("BASTION_"):
-            monkeypatch.delenv(name)
-    return tmp_path
-
-
 def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
     from bastion.cli.app import app
 

@@ -3,21 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from typer.testing import CliRunner
-
-
-@pytest.fixture
-def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("BASTION_"):
-            monkeypatch.delenv(name)
-    return tmp_path
 
 
 def invoke(*args: str, env: dict[str, str] | None = None) -> Any:

@@ -8,7 +8,6 @@ durations beyond 100 years are one-line errors instead of tracebacks.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from _support import run_cli
-
-
-@pytest.fixture
-def in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run commands in this process, in ``tmp_path``, without the test's BASTION_* variables."""
-    monkeypatch.chdir(tmp_path)
-    for name in list(os.environ):
-        if name.startswith("BASTION_"):
-            monkeypatch.delenv(name)
-    return tmp_path
 
 
 def invoke(*args: str) -> Any:

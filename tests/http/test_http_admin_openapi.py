@@ -63,7 +63,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
         if method in HTTP_METHODS
     }
     assert served == documented
-    assert len(served) == 21  # + GET/PUT/DELETE keys/{key_id}/limits
+    assert len(served) == 28  # + GET/PUT/DELETE keys/{key_id}/limits, + 7 of /users
 
 
 def test_structure() -> None:
@@ -111,6 +111,8 @@ def test_structure() -> None:
                 if "{client_id}" in path
                 else {"key_id"}
                 if "{key_id}" in path
+                else {"user_id"}
+                if "{user_id}" in path
                 else set()
             )
     assert len(operation_ids) == len(set(operation_ids))
@@ -119,3 +121,7 @@ def test_structure() -> None:
     assert "client_secret" in schemas["ClientWithSecret"]["properties"]
     assert "client_secret" not in schemas["ClientOut"]["properties"]
     assert "digest" not in schemas["ClientSecretOut"]["properties"]
+    # A password goes in and never comes out.
+    assert schemas["UserCreate"]["additionalProperties"] is False
+    assert "password" in schemas["PasswordReset"]["properties"]
+    assert not {"password", "password_hash"} & set(schemas["UserOut"]["properties"])

@@ -31,6 +31,7 @@ __all__ = [
     "client_changed",
     "signing_key_changed",
     "spec_fields",
+    "user_changed",
 ]
 
 #: The actor of revocations made by the leak-report endpoint.
@@ -171,4 +172,25 @@ def api_key_leaked(
             "status": status,
             "source": (source or "unspecified")[:100],
         },
+    )
+
+
+def user_changed(
+    actor: str,
+    action: str,
+    user_id: str,
+    fields: Iterable[str] = (),
+    *,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> Event:
+    """A ``user.changed`` event (action: created, disabled, enabled, password_reset,
+    deleted); ``target`` is the user's id (the username is personal data: not logged)."""
+    return Event(
+        type=EventTypes.USER_CHANGED,
+        outcome="success",
+        subject=actor,
+        request_id=request_id,
+        ip=ip,
+        data=_data(actor, action, user_id, fields),
     )

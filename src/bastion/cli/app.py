@@ -3,8 +3,7 @@
 Commands are thin: they load settings, call the packages that do the work and
 print the result through :mod:`bastion.cli.output`. Every command group is
 registered here (their commands live in the modules imported at the end), so the
-tree a user discovers with ``--help`` is the whole product's; ``users`` has only
-a ``status`` command saying it is not available yet.
+tree a user discovers with ``--help`` is the whole product's.
 """
 
 from __future__ import annotations
@@ -463,9 +462,8 @@ def init_master_key(path: Path = _KEY_FILE_ARGUMENT, as_json: bool = JsonOption)
 
 
 # ---------------------------------------------------------------------------
-# The command groups, filled by the modules imported at the end. A group whose
-# commands are not there yet (`users`) is registered all the same, so `bastion --help`
-# shows the whole tree, and its `status` says which part of the product brings it.
+# The command groups, filled by the modules imported at the end, so `bastion --help`
+# shows the whole tree.
 
 
 def _group(name: str, help_text: str) -> typer.Typer:
@@ -475,27 +473,11 @@ def _group(name: str, help_text: str) -> typer.Typer:
 
 
 clients_app = _group("clients", "OAuth 2.0 clients: create, list, rotate secrets, disable.")
-users_app = _group("users", "User accounts, passwords and MFA enrolments.")
+users_app = _group("users", "User accounts and passwords: create, list, disable, reset, delete.")
 keys_app = _group("keys", "API keys: create, list, rotate with grace, revoke.")
 signing_keys_app = _group("signing-keys", "Token signing keys: list, rotate, retire.")
 limits_app = _group("limits", "Per-API-key rate limits: current usage, runtime overrides.")
 audit_app = _group("audit", "The tamper-evident audit log: search, tail, verify.")
-
-
-def _not_yet(group: typer.Typer, issue: str) -> None:
-    @group.command("status")
-    def status(as_json: bool = JsonOption) -> None:
-        """Say whether this command group is available in this version."""
-        emit(
-            {"available": False, "arrives_with": issue},
-            as_json,
-            lambda: console.print(f"not available in bastion {__version__} yet — {issue}"),
-        )
-        raise typer.Exit(EXIT_NOT_AVAILABLE)
-
-
-EXIT_NOT_AVAILABLE = 3
-_not_yet(users_app, "the login and MFA interaction")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -513,3 +495,4 @@ from bastion.cli import keys as _keys  # noqa: E402,F401
 from bastion.cli import limits as _limits  # noqa: E402,F401
 from bastion.cli import routes as _routes  # noqa: E402,F401
 from bastion.cli import signing_keys as _signing_keys  # noqa: E402,F401
+from bastion.cli import users as _users  # noqa: E402,F401

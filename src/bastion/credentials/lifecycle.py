@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from bastion.audit.events import Event
-from bastion.audit.lifecycle import api_key_changed, client_changed, signing_key_changed
+from bastion.audit.lifecycle import (
+    api_key_changed,
+    client_changed,
+    signing_key_changed,
+    user_changed,
+)
 
 __all__ = ["ChangeRecorder", "Sink", "collect"]
 
@@ -59,3 +64,7 @@ class ChangeRecorder:
     def signing_key(self, action: str, kid: str, fields: Iterable[str] = ()) -> None:
         """A ``signing_key.changed`` event (rotated: a new key, ``kid`` its kid; retired)."""
         self._sink(signing_key_changed, self.actor, action, kid, fields)
+
+    def user(self, action: str, user_id: str, fields: Iterable[str] = ()) -> None:
+        """A ``user.changed`` event (created, disabled, enabled, password_reset, deleted)."""
+        self._sink(user_changed, self.actor, action, user_id, fields)

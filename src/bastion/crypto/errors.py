@@ -50,3 +50,11 @@ class InvalidMacError(CryptoError):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
+
+
+class PasswordMismatchError(CryptoError):
+    """A password does not match its stored hash (or the hash is not an argon2 hash)."""
+
+    code = "password_mismatch"
+    status = 401
+    title = "Password mismatch"

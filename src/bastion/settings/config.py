@@ -46,6 +46,7 @@ from bastion.settings.server import (
     StorageSettings,
     TLSSettings,
 )
+from bastion.settings.users import UserSettings
 
 
 def _tls_shorthand(value: Any) -> Any:
@@ -125,6 +126,7 @@ class Settings(BaseModel):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    users: UserSettings = Field(default_factory=UserSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -65,8 +65,10 @@ SETTINGS: Final = "settings"
 """Message: the key of a runtime setting (``settings_kv``) that was set or deleted."""
 REVOKED_TOKENS: Final = "revoked-tokens"
 """Message: ``"<jti> <exp>"`` of a revoked access token (``exp`` in Unix seconds)."""
+USERS: Final = "users"
+"""Message: the id of a user who was created, changed (disabled, enabled, password) or deleted."""
 
-CHANNELS: Final = (API_KEYS, CLIENTS, SIGNING_KEYS, SETTINGS, REVOKED_TOKENS)
+CHANNELS: Final = (API_KEYS, CLIENTS, SIGNING_KEYS, SETTINGS, REVOKED_TOKENS, USERS)
 
 MAX_MESSAGE: Final = 512
 """The longest message a row holds (the column's size)."""
@@ -311,6 +313,7 @@ __all__ = [
     "REVOKED_TOKENS",
     "SETTINGS",
     "SIGNING_KEYS",
+    "USERS",
     "Change",
     "ChangeFeedFollower",
     "ChangeFeedStore",

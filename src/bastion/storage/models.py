@@ -84,6 +84,7 @@ class User:
     disabled: bool = False
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    password_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

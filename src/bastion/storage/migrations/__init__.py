@@ -35,7 +35,7 @@ from bastion.storage.sql.engine import (
 if TYPE_CHECKING:
     from alembic.config import Config
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The schema revision this version of bastion needs."""
 
 _HERE = Path(__file__).resolve().parent

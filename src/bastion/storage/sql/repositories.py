@@ -266,6 +266,7 @@ class SqlUserRepository(_SqlRepository[User]):
 
     mapper = _Mapper(User, s.users, "id")
     noun = "user"
+    feed_channel = feed.USERS
 
     def __init__(self, db: Database) -> None:
         super().__init__(db)
@@ -279,6 +280,7 @@ class SqlUserRepository(_SqlRepository[User]):
             write=True, conflict=f"user {user.username!r} already exists"
         ) as conn:
             await conn.execute(sa.insert(s.users).values(row))
+            await self._announce(conn, row)
         return user
 
     async def get(self, user_id: str) -> User:

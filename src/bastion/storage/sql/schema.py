@@ -87,6 +87,8 @@ users = sa.Table(
     sa.Column("disabled", sa.Boolean(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # When the password was last set (0005): later work ends sessions older than it.
+    sa.Column("password_changed_at", UTCDateTime(), nullable=True),
     sa.Index("ix_users_username_normalized", "username_normalized", unique=True),
     sa.Index("ix_users_email", "email"),
 )

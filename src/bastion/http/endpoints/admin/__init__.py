@@ -1,4 +1,4 @@
-"""The admin API (``/admin/api/v1``): OAuth clients and API keys, with an OpenAPI 3.1 document.
+"""The admin API (``/admin/api/v1``): clients, API keys, users, with an OpenAPI 3.1 document.
 
 :func:`admin_routes` returns the Starlette routes; pass them to
 ``create_app(runtime, routes=admin_routes(runtime))``. Every operation needs a
@@ -47,6 +47,7 @@ from bastion.http.endpoints.admin.errors import (
 )
 from bastion.http.endpoints.admin.keys import KEYS_PATH, key_routes
 from bastion.http.endpoints.admin.openapi import OPENAPI_PATH, OPERATIONS, openapi_document
+from bastion.http.endpoints.admin.users import user_routes
 from bastion.http.runtime import AdminPlane, ControlPlane
 from bastion.http.types import ASGIApp, Receive, Scope, Send
 
@@ -125,6 +126,7 @@ def admin_routes(runtime: AdminPlane) -> list[BaseRoute]:
         *client_routes(runtime),
         *key_routes(runtime),
         *audit_routes(runtime),
+        *user_routes(runtime),
     ]
     guard = _address_guard(runtime)
     if guard is not None:

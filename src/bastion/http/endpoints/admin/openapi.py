@@ -40,6 +40,7 @@ from bastion.http.endpoints.admin.models import (
     RotateApiKey,
     RotateSecret,
 )
+from bastion.http.endpoints.admin.users import PasswordReset, UserCreate, UserList, UserOut
 
 __all__ = ["OPENAPI_PATH", "OPERATIONS", "Operation", "openapi_document"]
 
@@ -63,6 +64,7 @@ class Operation:
 
 _ONE = "/admin/api/v1/clients/{client_id}"
 _KEY = "/admin/api/v1/keys/{key_id}"
+_USER = "/admin/api/v1/users/{user_id}"
 
 OPERATIONS: Final[tuple[Operation, ...]] = (
     Operation("get", "/admin/api/v1/clients", "listClients", "List clients", 200, ClientList),
@@ -145,6 +147,29 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         200,
         KeyLimitsOut,
     ),
+    Operation("get", "/admin/api/v1/users", "listUsers", "List users", 200, UserList),
+    Operation(
+        "post",
+        "/admin/api/v1/users",
+        "createUser",
+        "Create a user (with a password the policy accepts, or none)",
+        201,
+        UserOut,
+        UserCreate,
+    ),
+    Operation("get", _USER, "getUser", "Show a user", 200, UserOut),
+    Operation("delete", _USER, "deleteUser", "Delete a user and what is theirs", 204, None),
+    Operation("post", _USER + "/disable", "disableUser", "Disable a user", 200, UserOut),
+    Operation("post", _USER + "/enable", "enableUser", "Enable a user", 200, UserOut),
+    Operation(
+        "post",
+        _USER + "/password",
+        "resetUserPassword",
+        "Set a user's password (400 weak_password names the rule it breaks)",
+        200,
+        UserOut,
+        PasswordReset,
+    ),
 )
 
 _ERRORS: Final = {
@@ -156,7 +181,7 @@ _ERRORS: Final = {
     "413": "Request body too large",
     "415": "Request body is not JSON",
 }
-_PATH_PARAMETERS: Final = ("client_id", "key_id")
+_PATH_PARAMETERS: Final = ("client_id", "key_id", "user_id")
 
 
 def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -204,6 +229,8 @@ def _problem_response(description: str) -> dict[str, Any]:
 def _tag(op: Operation) -> str:
     if op.path.startswith("/admin/api/v1/audit"):
         return "audit"
+    if op.path.startswith("/admin/api/v1/users"):
+        return "users"
     return "keys" if op.path.startswith("/admin/api/v1/keys") else "clients"
 
 
@@ -225,7 +252,7 @@ def _operation(op: Operation) -> dict[str, Any]:
             )
     if op.operation_id == "listApiKeys":
         parameters += _OWNER_PARAMETERS
-    if op.operation_id in ("listClients", "listApiKeys"):
+    if op.operation_id in ("listClients", "listApiKeys", "listUsers"):
         parameters += _LIST_PARAMETERS
     if op.operation_id == "listAuditEvents":
         parameters += _AUDIT_PARAMETERS
@@ -252,7 +279,8 @@ def _operation(op: Operation) -> dict[str, Any]:
         if status == "404" and not has_id:
             continue
         if status == "409" and not (
-            _tag(op) == "keys" and has_id and op.method in ("post", "patch")
+            (_tag(op) == "keys" and has_id and op.method in ("post", "patch"))
+            or op.operation_id == "createUser"
         ):
             continue
         responses[status] = _problem_response(description)
@@ -271,6 +299,8 @@ def openapi_document() -> dict[str, Any]:
         ApiKeyUpdate,
         RotateApiKey,
         KeyLimitsUpdate,
+        UserCreate,
+        PasswordReset,
     ]
     outputs: list[type[BaseModel]] = [
         ClientOut,
@@ -282,6 +312,8 @@ def openapi_document() -> dict[str, Any]:
         AuditEventOut,
         AuditEventList,
         KeyLimitsOut,
+        UserOut,
+        UserList,
         Problem,
     ]
     _, schemas = models_json_schema(
@@ -297,8 +329,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "bastion admin API",
             "version": __version__,
             "description": (
-                "Manage bastion's OAuth clients and API keys. Authenticate with an access token "
-                "issued by bastion for the audience '<issuer>/admin/api' with scope "
+                "Manage bastion's OAuth clients, API keys and users. Authenticate with an access "
+                "token issued by bastion for the audience '<issuer>/admin/api' with scope "
                 f"'{ADMIN_SCOPE}' (or '{ADMIN_READ_SCOPE}' for GET requests)."
             ),
         },
@@ -318,5 +350,6 @@ def openapi_document() -> dict[str, Any]:
             {"name": "clients", "description": "OAuth 2.0 clients"},
             {"name": "keys", "description": "API keys"},
             {"name": "audit", "description": "The tamper-evident audit log (read-only)"},
+            {"name": "users", "description": "User accounts and their passwords"},
         ],
     }
