@@ -61,6 +61,7 @@ from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
+from bastion.observability.tracing import GatewayTracer
 from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
@@ -78,9 +79,8 @@ from bastion.storage.feed import ChangeFeedFollower
 from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # prometheus_client loads only with metrics.enabled (_metrics below)
     from bastion.observability.metrics import Metrics
-    from bastion.observability.tracing import GatewayTracer
 
 log = logging.getLogger("bastion.runtime")
 
@@ -523,7 +523,6 @@ def _token_endpoint(
 def _tracer(settings: Settings) -> GatewayTracer | None:
     if not settings.tracing.enabled:
         return None
-    from bastion.observability.tracing import GatewayTracer  # OpenTelemetry: the optional extra
 
     return GatewayTracer.from_settings(settings.tracing)
 
