@@ -36,6 +36,7 @@ LAYERS = {
     "observability": 2,
     "doctor": 2,
     "secrets_rotation": 2,
+    "users": 2,  # the users feature, a package being added
     "protocol": 3,
     "settings": 4,
     "crypto": 4,
