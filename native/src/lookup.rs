@@ -97,11 +97,22 @@ impl Answer {
 }
 
 /// The one reply of a lookup; dropped unanswered, the lookup is lost.
-pub struct Reply(oneshot::Sender<Answer>);
+pub struct Reply {
+    tx: oneshot::Sender<Answer>,
+    kind: Kind,
+}
 
 impl Reply {
     pub fn send(self, answer: Answer) {
-        let _ = self.0.send(answer);
+        let _ = self.tx.send(answer);
+    }
+
+    /// The lookup ran past the control plane's bound for it: its requests get the
+    /// kind's `503` ([`lost`], rendered here: the answer has this one home), counted
+    /// `unavailable` — the control plane answered, it failed — and nothing is cached.
+    pub fn lost(self) {
+        let why = lost(self.kind);
+        self.send(Answer::Unavailable(why));
     }
 }
 
@@ -147,7 +158,7 @@ pub async fn ask(kind: Kind, value: Vec<u8>, limit: Duration) -> Option<Answer> 
         None => None,
         Some(hook) => {
             let (tx, rx) = oneshot::channel();
-            if hook.ask(kind, value, Reply(tx)) {
+            if hook.ask(kind, value, Reply { tx, kind }) {
                 tokio::time::timeout(limit, rx)
                     .await
                     .ok()
@@ -269,6 +280,16 @@ mod tests {
         }
     }
 
+    /// Answers every lookup as past its bound (`LookupTicket.lost()`).
+    struct Late;
+
+    impl Hook for Late {
+        fn ask(&self, _: Kind, _: Vec<u8>, reply: Reply) -> bool {
+            reply.lost();
+            true
+        }
+    }
+
     fn count_of(kind: &str, outcome: &str) -> u64 {
         counts()
             .into_iter()
@@ -307,6 +328,15 @@ mod tests {
         .await;
         assert_eq!(answer, None);
         assert_eq!(count_of("introspection", "lost"), lost + 1);
+
+        // Past the control plane's bound: the kind's own 503, counted `unavailable`.
+        set_hook(Some(Arc::new(Late)));
+        for kind in [Kind::Jwks, Kind::ApiKey] {
+            let unavailable = count_of(kind.label(), "unavailable");
+            let answer = ask(kind, b"v".to_vec(), LOOKUP_WAIT).await;
+            assert_eq!(answer, Some(Answer::Unavailable(super::lost(kind))));
+            assert_eq!(count_of(kind.label(), "unavailable"), unavailable + 1);
+        }
         set_hook(None);
         assert!(!hooked());
     }

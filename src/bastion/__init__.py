@@ -28,7 +28,7 @@ _LAZY = {
     "create_app": "bastion.http.endpoints",
 }
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # heavy modules load on first use (__getattr__ below)
     from bastion.http.endpoints import create_full_app as create_app
     from bastion.runtime import Runtime
     from bastion.settings import Settings, load_settings

@@ -61,6 +61,7 @@ from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
+from bastion.observability.tracing import GatewayTracer
 from bastion.protocol import rfc8693
 from bastion.protocol.rfc6749.grants import client_credentials
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
@@ -79,9 +80,10 @@ from bastion.storage.models import utcnow
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
 if TYPE_CHECKING:
+    # The demo's echo server loads only with `serve --demo`; prometheus_client only with
+    # metrics.enabled (_metrics below).
     from bastion.demo.echo import EchoServer
     from bastion.observability.metrics import Metrics
-    from bastion.observability.tracing import GatewayTracer
 
 log = logging.getLogger("bastion.runtime")
 
@@ -525,7 +527,6 @@ def _token_endpoint(
 def _tracer(settings: Settings) -> GatewayTracer | None:
     if not settings.tracing.enabled:
         return None
-    from bastion.observability.tracing import GatewayTracer  # OpenTelemetry: the optional extra
 
     return GatewayTracer.from_settings(settings.tracing)
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from _support.subscriptions import subscribed
 from _support.waiting import wait_until_async
 from bastion.apikeys import (
+    API_KEYS_CHANNEL,
     ApiKeyIPNotAllowedError,
     ApiKeyService,
     ApiKeySpec,
@@ -562,7 +564,7 @@ async def _revocation_across_services(
     stop = asyncio.Event()
     task = asyncio.create_task(reader.run(stop))
     try:
-        await asyncio.sleep(0.05)  # let the subscription open
+        await wait_until_async(lambda: subscribed(state_b, API_KEYS_CHANNEL), "the subscription")
         await reader.verify(key)
         await reader.verify(other_key)
 

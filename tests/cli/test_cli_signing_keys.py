@@ -12,8 +12,11 @@ from typing import Any
 import pytest
 
 from _support import run_cli
+from _support.subscriptions import subscribed
+from _support.waiting import wait_until_async
 from bastion.crypto import load_keyring_file
 from bastion.oauth import SigningKeyManager
+from bastion.oauth.signing_keys import CHANNEL
 from bastion.settings import Settings
 from bastion.storage import Database
 from bastion.storage.shared import open_shared_state
@@ -151,7 +154,7 @@ async def test_a_running_node_reloads_when_the_cli_rotates(
         assert await node.load() is False
         assert node.current().kid == first["kid"]
         task = asyncio.create_task(node.run(stop))
-        await asyncio.sleep(0.2)  # subscribed
+        await wait_until_async(lambda: subscribed(shared, CHANNEL), "the node's subscription")
         new = (await asyncio.to_thread(_json, "rotate", "--now", cwd=tmp_path, env=env))["key"]
         deadline = time.monotonic() + 5
         while node.current().kid != new["kid"]:

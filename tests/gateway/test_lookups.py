@@ -10,11 +10,13 @@ The hook itself only hands the lookup to the event loop. End to end:
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from _support.waiting import wait_until_async
 from bastion import _native
 from bastion.apikeys.errors import InvalidApiKeyError
 from bastion.gateway import lookups
@@ -44,6 +46,9 @@ class Ticket:
         if not self.renders:
             raise ValueError(f"{code}: not rendered natively")
         self.answers.append(("unavailable", code, title, detail))
+
+    def lost(self) -> None:
+        self.answers.append(("lost",))
 
 
 class Keys:
@@ -110,18 +115,12 @@ async def test_a_store_read_past_its_bound_is_the_kinds_503(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every lookup is answered within its bound (the native core's own wait is only a
-    backstop): a store read past ``STORE_LIMIT`` answers the native lost lookup's 503."""
+    backstop): a store read past ``STORE_LIMIT`` answers ``lost()``, the kind's 503 that the
+    native core renders (``native/src/lookup.rs``: ``a_lookup_is_answered_or_lost_and_counted``)."""
     monkeypatch.setattr(lookups, "STORE_LIMIT", 0.05)
     ticket = Ticket()
     await _lookups(SlowKeys()).look_up("api_key", "bst_slow", ticket)
-    assert ticket.answers == [
-        (
-            "unavailable",
-            "service_unavailable",
-            "Service unavailable",
-            "The credential cannot be checked right now; try again shortly.",
-        )
-    ]
+    assert ticket.answers == [("lost",)]
 
 
 async def test_an_endpoint_lookup_is_bounded_by_the_endpoint_limit(
@@ -139,14 +138,21 @@ async def test_an_endpoint_lookup_is_bounded_by_the_endpoint_limit(
 
     ticket = Ticket()
     await _lookups(Keys(), introspection=Slow()).look_up("introspection", "tok", ticket)
-    assert ticket.answers == [
-        (
-            "unavailable",
-            "introspection_unavailable",
-            "Token introspection unavailable",
-            "The token cannot be checked right now; try again shortly.",
-        )
-    ]
+    assert ticket.answers == [("lost",)]
+
+
+def test_the_lost_answers_have_one_home_in_the_native_core() -> None:
+    """Python names no lost lookup's 503: ``lost()`` has the native core render it."""
+    source = Path(lookups.__file__).read_text(encoding="utf-8")
+    for text in (
+        "Service unavailable",
+        "Token introspection unavailable",
+        "Token issuer unavailable",
+        "cannot be checked right now",
+        "cannot be fetched right now",
+    ):
+        assert text not in source
+    assert callable(_native.LookupTicket.lost)
 
 
 async def test_a_certificate_lookup_derives_and_pushes_the_identity() -> None:
@@ -204,10 +210,7 @@ async def test_the_hook_hands_the_lookup_to_the_loop_and_is_removed_at_uninstall
         assert _native.lookup_hooked()
         # As the native lookup thread calls it: from another thread, returning at once.
         await asyncio.to_thread(lookups._hook, "api_key", "bst_threaded", ticket)
-        for _ in range(100):
-            if ticket.answers:
-                break
-            await asyncio.sleep(0.01)
+        await wait_until_async(lambda: ticket.answers, "the lookup's answer")
         assert (keys.asked, ticket.answers) == (["bst_threaded"], [("found",)])
     finally:
         lookups.uninstall()

@@ -12,14 +12,20 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import uvicorn
+from http_support import make_runtime, make_settings
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from bastion import _native
 from bastion.http import app_socket
+from bastion.http.app import create_app
 from bastion.http.app_socket import FLUSH_AT, CoalescingHttpToolsProtocol, CoalescingTransport
+from bastion.http.server import run_server
 
 
 class Recording(asyncio.Transport):
@@ -78,8 +84,8 @@ async def test_close_writes_what_is_pending_and_a_closing_transport_gets_nothing
     assert real.writes == [b"last"]
 
 
-async def test_uvicorn_answers_with_one_write_per_response(tmp_path: Path) -> None:
-    writes: list[bytes] = []
+def spying(writes: list[bytes]) -> type[CoalescingHttpToolsProtocol]:
+    """The protocol, recording each write of the real transport into ``writes``."""
 
     class Spying(CoalescingHttpToolsProtocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -91,6 +97,13 @@ async def test_uvicorn_answers_with_one_write_per_response(tmp_path: Path) -> No
 
             transport.write = write  # type: ignore[attr-defined]
             super().connection_made(transport)
+
+    return Spying
+
+
+async def test_uvicorn_answers_with_one_write_per_response(tmp_path: Path) -> None:
+    writes: list[bytes] = []
+    Spying = spying(writes)
 
     async def token(request: Request) -> Response:
         return JSONResponse({"access_token": "t"}, headers={"cache-control": "no-store"})
@@ -133,6 +146,37 @@ async def test_uvicorn_answers_with_one_write_per_response(tmp_path: Path) -> No
         await serving
 
 
-def test_the_server_serves_the_app_socket_with_this_protocol() -> None:
-    source = Path(app_socket.__file__).with_name("server.py").read_text()
-    assert "http=CoalescingHttpToolsProtocol" in source
+async def test_the_server_serves_the_app_socket_with_this_protocol(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``run_server`` serves the private socket with this protocol: a request the native
+    front hands to the app arrives on a connection the protocol made, written in one write."""
+    writes: list[bytes] = []
+    Spying = spying(writes)
+
+    monkeypatch.setattr(app_socket, "CoalescingHttpToolsProtocol", Spying)
+    _native.routes_unload()  # no table: the front hands every request to the app
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
+    settings = make_settings()
+    app = create_app(make_runtime(settings=settings))
+    task = asyncio.create_task(
+        run_server(
+            app,
+            settings=settings,
+            certfile=None,
+            keyfile=None,
+            on_ready=ready.set_result,
+            stop=stop,
+        )
+    )
+    try:
+        await asyncio.wait({ready, task}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+        async with httpx.AsyncClient(timeout=10) as client:
+            response = await client.get(f"{ready.result()}/healthz")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    answers = [w for w in writes if w.startswith(b"HTTP/1.1 200 ")]
+    assert len(answers) == 1 and answers[0].endswith(b'{"status":"ok"}')

@@ -16,9 +16,12 @@ from typing import Any
 import pytest
 
 import bastion.oauth.clients as clients_module
+from _support.subscriptions import subscribed
+from _support.waiting import wait_until_async
 from bastion.crypto import SigningKeyPair, constant_time_equals, sha256_hex
 from bastion.oauth.clients import (
     CLIENT_SECRET_PREFIX,
+    CLIENTS_CHANNEL,
     MIN_DIGEST_COMPARISONS,
     ClientService,
     ClientSpec,
@@ -589,7 +592,7 @@ async def _invalidation_across_services(
     stop = asyncio.Event()
     task = asyncio.create_task(reader.run(stop))
     try:
-        await asyncio.sleep(0.05)  # let the subscription open
+        await wait_until_async(lambda: subscribed(state_b, CLIENTS_CHANNEL), "the subscription")
         assert await reader.find_active(client.client_id) is not None
         await writer.disable(client.client_id)
         for _ in range(100):

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from _support.subscriptions import subscribers
+from _support.waiting import wait_until_async
 from bastion.crypto import InvalidTokenError, JWTVerifier, Keyring, MasterKey, sign_jwt
 from bastion.oauth import (
     NoActiveSigningKeyError,
@@ -475,7 +477,8 @@ async def test_pubsub_reloads_other_nodes(
     await node2.load()
     messages = await shared.subscribe(CHANNEL)
     async with running(node2):
-        await asyncio.sleep(0.05)
+        # This test's subscription and node2's.
+        await wait_until_async(lambda: _two_subscribed(shared), "node2's subscription")
         new = await node1.rotate(immediate=True)
         await _until(lambda: node2.current().kid == new.kid)
         assert await asyncio.wait_for(messages.__anext__(), 1) == b"changed"
@@ -484,6 +487,10 @@ async def test_pubsub_reloads_other_nodes(
         await node1.retire(pending.kid)
         await _until(lambda: pending.kid not in jwks_kids(node2))
     await messages.close()
+
+
+async def _two_subscribed(shared: MemorySharedState) -> bool:
+    return await subscribers(shared, CHANNEL) == 2
 
 
 async def test_run_switches_when_the_next_key_activates(

@@ -24,10 +24,9 @@ pub struct ApiKeyRecord {
     /// The key's non-secret prefix (`ApiKey.prefix`), its `key_prefix` claim.
     #[serde(default)]
     pub prefix: String,
-    #[serde(default)]
-    pub owner_type: Option<String>,
-    #[serde(default)]
-    pub owner_id: Option<String>,
+    /// The identity's subject, as Python derives it (`apikeys.state.api_key_subject`,
+    /// the rule's one home): pushed, never derived here.
+    pub subject: String,
     #[serde(default)]
     pub scopes: Vec<String>,
     #[serde(default)]
@@ -101,12 +100,6 @@ impl CachedKey {
                 .collect();
             Some(TrustedProxies::parse(&unscoped).unwrap_or_default())
         };
-        let subject = match (&record.owner_type, &record.owner_id) {
-            (Some(kind), Some(owner)) if !kind.is_empty() && !owner.is_empty() => {
-                format!("{kind}:{owner}")
-            }
-            _ => format!("apikey:{}", record.id),
-        };
         let mut scopes = record.scopes;
         scopes.sort();
         scopes.dedup();
@@ -126,7 +119,7 @@ impl CachedKey {
             id: record.id.clone(),
             identity: Identity {
                 method: "api_key",
-                subject: Some(subject),
+                subject: Some(record.subject),
                 client_id: None,
                 scopes,
                 key_id: Some(record.id),
@@ -398,7 +391,7 @@ mod tests {
 
     fn record() -> ApiKeyRecord {
         serde_json::from_str(
-            r#"{"id":"k1","owner_type":"user","owner_id":"u1","scopes":["b","a","a"],
+            r#"{"id":"k1","subject":"user:u1","scopes":["b","a","a"],
                 "routes":[],"expires_at":null,"grace_until":null,"revoked":false,
                 "disabled":false,"ip_allow":[],"key_limits":[]}"#,
         )
@@ -416,14 +409,21 @@ mod tests {
     }
 
     #[test]
-    fn identity_of_an_unowned_key_with_routes() {
+    fn identity_of_a_key_with_routes_has_the_pushed_subject() {
         let mut r = record();
-        r.owner_type = None;
-        r.owner_id = None;
+        r.subject = "apikey:k1".into();
         r.routes = vec!["orders".into()];
         let key = CachedKey::new(r, 100.0);
         assert_eq!(key.identity.subject.as_deref(), Some("apikey:k1"));
         assert_eq!(key.identity.routes, Some(vec!["orders".to_string()]));
+    }
+
+    #[test]
+    fn a_record_without_its_subject_is_refused() {
+        // The subject is Python's to derive: no record may leave it to a default here.
+        let unowned = r#"{"id":"k1","owner_type":"user","owner_id":"u1","revoked":false,
+                          "disabled":false}"#;
+        assert!(serde_json::from_str::<ApiKeyRecord>(unowned).is_err());
     }
 
     #[test]

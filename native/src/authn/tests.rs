@@ -369,7 +369,7 @@ const KEY: &str = "bst_live_mn331tcZdoxuNggtbmf2rsB2WBerjUTK1GQlaB";
 
 fn key_record(extra: Value) -> ApiKeyRecord {
     let mut base = json!({
-        "id": "key-1", "owner_type": "client", "owner_id": "c1",
+        "id": "key-1", "subject": "client:c1",
         "scopes": ["orders:read"], "routes": [], "expires_at": null, "grace_until": null,
         "revoked": false, "disabled": false, "ip_allow": [], "key_limits": []
     });

@@ -113,8 +113,8 @@ fn call(py: Python<'_>, callable: &Py<PyAny>, job: Job) {
     }
 }
 
-/// One lookup's answer (`found()`, `refused()` or `unavailable(code, title,
-/// detail)`), given once, after what was found is pushed. A ticket dropped
+/// One lookup's answer (`found()`, `refused()`, `unavailable(code, title,
+/// detail)` or `lost()`), given once, after what was found is pushed. A ticket dropped
 /// unanswered is a lost lookup.
 #[pyclass(module = "bastion._native", frozen)]
 struct LookupTicket {
@@ -122,14 +122,16 @@ struct LookupTicket {
 }
 
 impl LookupTicket {
-    fn answer(&self, answer: Answer) -> PyResult<()> {
-        let reply = self
-            .reply
+    fn reply(&self) -> PyResult<Reply> {
+        self.reply
             .lock()
             .map_err(|_| PyRuntimeError::new_err("lookup ticket poisoned"))?
             .take()
-            .ok_or_else(|| PyRuntimeError::new_err("this lookup was answered already"))?;
-        reply.send(answer);
+            .ok_or_else(|| PyRuntimeError::new_err("this lookup was answered already"))
+    }
+
+    fn answer(&self, answer: Answer) -> PyResult<()> {
+        self.reply()?.send(answer);
         Ok(())
     }
 }
@@ -154,6 +156,14 @@ impl LookupTicket {
         let why = lookup::unavailable(code, title, detail)
             .ok_or_else(|| PyValueError::new_err(format!("{code}: not rendered natively")))?;
         self.answer(Answer::Unavailable(Arc::new(why)))
+    }
+
+    /// The lookup ran past Python's bound for it: the requests waiting for it
+    /// answer the kind's 503 as a lost lookup does (`lookup::lost`, its one
+    /// home), counted `unavailable`; nothing is cached.
+    fn lost(&self) -> PyResult<()> {
+        self.reply()?.lost();
+        Ok(())
     }
 }
 

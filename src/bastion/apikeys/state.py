@@ -8,7 +8,8 @@ key's subject (the ``sub`` of tokens obtained with it) is written here too.
 ``tests/apikeys/test_state.py`` pins both homes.
 
 The native data plane decides the same from the record
-:mod:`bastion.gateway.native_push` pushes (``native/src/authn/api_key.rs``).
+:mod:`bastion.gateway.native_push` pushes (``native/src/authn/api_key.rs``), which
+carries the subject written here (the native side derives none of its own).
 """
 
 from __future__ import annotations

@@ -37,14 +37,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar, Final, Generic, TypeVar
+from typing import ClassVar, Final, Generic, TypeVar
 
 from bastion.audit.alerts import Alert, Clock, Detector, Severity
 from bastion.audit.events import Event, EventTypes
 from bastion.ratelimit.addresses import ip_bucket
-
-if TYPE_CHECKING:
-    from bastion.settings.models import DetectorSettings
+from bastion.settings.models import DetectorSettings
 
 __all__ = [
     "FAILURE_TYPES",

@@ -33,16 +33,14 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final, cast
 
 from bastion import _native
 from bastion.audit.aggregates import Principal
+from bastion.audit.alerts import AlertManager
 from bastion.audit.events import Auditor, Event, EventTypes
-
-if TYPE_CHECKING:
-    from bastion.audit.alerts import AlertManager
-    from bastion.observability.tracing import GatewayTracer
-    from bastion.ratelimit.outage import BackendHealth
+from bastion.observability.tracing import GatewayTracer
+from bastion.ratelimit.outage import BackendHealth
 
 __all__ = ["DROP_ALERT", "NativeAuditDrain"]
 

@@ -46,7 +46,7 @@ from bastion.crypto.digests import constant_time_equals, hmac_sha256_hex
 from bastion.errors import BastionError
 from bastion.storage.models import new_id
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx loads only where it is used (tests/features/serve/test_idle_imports.py)
     import httpx
 
 __all__ = [

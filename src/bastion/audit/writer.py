@@ -31,17 +31,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bastion.audit.aggregates import MinuteCount
 from bastion.audit.chain import ChainHead, chain_events, rechain, timestamp
 from bastion.audit.events import Auditor, Event, EventTypes
 from bastion.audit.sinks import Sink
-from bastion.storage import AuditCheckpoint, AuditEvent, ConflictError
+from bastion.storage import AuditCheckpoint, AuditEvent, ConflictError, Database
 from bastion.storage.models import utcnow
-
-if TYPE_CHECKING:
-    from bastion.storage import Database
 
 __all__ = ["AuditWriter"]
 

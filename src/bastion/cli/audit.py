@@ -28,6 +28,8 @@ from bastion.cli.output import (
     emit,
 )
 
+# Every `bastion` call (--help too) loads the command modules; the stores and services they
+# drive load when a command runs.
 if TYPE_CHECKING:
     from bastion.settings import Settings
     from bastion.storage import AuditEvent, Database

@@ -19,6 +19,8 @@ from bastion.cli.app import clients_app, handles_errors
 from bastion.cli.options import parse_duration_option
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
+# Every `bastion` call (--help too) loads the command modules; the stores and services they
+# drive load when a command runs.
 if TYPE_CHECKING:
     from bastion.cli.context import Stores
     from bastion.credentials.lifecycle import ChangeRecorder

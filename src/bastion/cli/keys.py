@@ -22,6 +22,8 @@ from bastion.cli.app import handles_errors, keys_app
 from bastion.cli.options import parse_duration_option, parse_moment
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
 
+# Every `bastion` call (--help too) loads the command modules; the stores and services they
+# drive load when a command runs.
 if TYPE_CHECKING:
     from bastion.apikeys.operations import ApiKeyOperations, StateChange
     from bastion.cli.context import Stores

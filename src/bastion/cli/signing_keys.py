@@ -23,6 +23,8 @@ from rich.table import Table
 from bastion.cli.app import _settings, handles_errors, signing_keys_app
 from bastion.cli.output import ConfigOption, JsonOption, console, emit
 
+# Every `bastion` call (--help too) loads the command modules; the stores and services they
+# drive load when a command runs.
 if TYPE_CHECKING:
     from bastion.crypto import SigningAlgorithm
     from bastion.oauth.operations import SigningKeyOperations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the echo server loads on first use (__getattr__ below)
     from bastion.demo.echo import EchoRequest, EchoServer, start_echo_server
 
 __all__ = ["EchoRequest", "EchoServer", "start_echo_server"]

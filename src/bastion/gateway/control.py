@@ -19,18 +19,16 @@ None of it is a request path: nothing here judges or forwards a request.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bastion.gateway.matcher import CompiledRoute, RouteMatcher
+from bastion.observability.tracing import GatewayTracer
 from bastion.ratelimit import Limiter, MemoryLimiter
+from bastion.ratelimit.keys import KeyLimitOverrides
+from bastion.ratelimit.nodes import NodeCount
+from bastion.ratelimit.outage import BackendHealth
+from bastion.ratelimit.risk import RiskRegistry
 from bastion.settings import RouteSettings
-
-if TYPE_CHECKING:
-    from bastion.observability.tracing import GatewayTracer
-    from bastion.ratelimit.keys import KeyLimitOverrides
-    from bastion.ratelimit.nodes import NodeCount
-    from bastion.ratelimit.outage import BackendHealth
-    from bastion.ratelimit.risk import RiskRegistry
 
 __all__ = ["GatewayControl"]
 

@@ -38,12 +38,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bastion.gateway.errors import GatewayError
-
-if TYPE_CHECKING:
-    from bastion.gateway.matcher import CompiledRoute
+from bastion.gateway.matcher import CompiledRoute
 
 __all__ = [
     "CorsError",

@@ -17,12 +17,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from bastion.gateway.errors import GatewayError
-
-if TYPE_CHECKING:
-    from bastion.gateway.matcher import CompiledRoute
+from bastion.gateway.matcher import CompiledRoute
 
 __all__ = ["IpNotAllowedError", "IpRules", "compile_ip_rules"]
 

@@ -51,8 +51,9 @@ requests get the kind's ``503`` from the native core (``lookup::lost``).
 Every lookup is answered within its bound: a store read (``api_key``, ``cert``,
 ``client``, ``exchanged``, ``signing_key``) within :data:`STORE_LIMIT`, a call to an
 endpoint (``jwks``, ``introspection``) within its own configured ``timeout`` and
-never after :data:`ENDPOINT_LIMIT`; past it, the kind's 503 (the native
-``lookup::lost`` answer, as ``unavailable``). The native core waits for the answer
+never after :data:`ENDPOINT_LIMIT`; past it, ``lost()``: the kind's 503, which the
+native core renders (``lookup::lost``, the one home of those answers) and counts
+``unavailable``. The native core waits for the answer
 however long that takes (``LOOKUP_WAIT``, 65 s, is only a backstop for an event loop
 that stopped): a lookup slower than a second on a loaded machine is served, not
 refused.
@@ -86,24 +87,8 @@ STORE_LIMIT = 10.0
 #: a key set's refresh may ask discovery, then the keys). Below the native backstop.
 ENDPOINT_LIMIT = 60.0
 
-#: A lookup past its bound: the kind's 503, as the native core renders a lost lookup.
-_TIMED_OUT = {
-    "introspection": (
-        "introspection_unavailable",
-        "Token introspection unavailable",
-        "The token cannot be checked right now; try again shortly.",
-    ),
-    "jwks": (
-        "issuer_unavailable",
-        "Token issuer unavailable",
-        "The keys of the token's issuer cannot be fetched right now.",
-    ),
-}
-_STORE_TIMED_OUT = (
-    "service_unavailable",
-    "Service unavailable",
-    "The credential cannot be checked right now; try again shortly.",
-)
+#: The lookups that call an endpoint (bounded by ``ENDPOINT_LIMIT``); the others read a store.
+_ENDPOINT_KINDS = frozenset({"introspection", "jwks"})
 
 
 class KeyLookup(Protocol):
@@ -157,13 +142,13 @@ class NativeLookups:
 
     async def look_up(self, kind: str, value: str | bytes, ticket: Any) -> None:
         """Look ``value`` up, push what was found, answer ``ticket``."""
-        limit = ENDPOINT_LIMIT if kind in _TIMED_OUT else STORE_LIMIT
+        limit = ENDPOINT_LIMIT if kind in _ENDPOINT_KINDS else STORE_LIMIT
         try:
             async with asyncio.timeout(limit):
                 await self._find(kind, value)
         except TimeoutError:
             log.warning("native %s lookup took over %.0f s: answered 503", kind, limit)
-            ticket.unavailable(*_TIMED_OUT.get(kind, _STORE_TIMED_OUT))
+            ticket.lost()  # the kind's 503: the native core renders it (lookup::lost)
         except (InvalidApiKeyError, InvalidBearerTokenError):
             ticket.refused()
         except ServiceUnavailableError as exc:

@@ -20,9 +20,8 @@ the number of routes.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from bastion.crypto.errors import TLSConfigError
@@ -35,7 +34,7 @@ from bastion.gateway.errors import (
     RouteNotFoundError,
 )
 from bastion.gateway.paths import normalize_path
-from bastion.gateway.upstreams import HealthPolicy, Targets
+from bastion.gateway.upstreams import HealthPolicy, Targets, Upstream
 from bastion.settings import RouteSettings
 
 __all__ = [
@@ -53,27 +52,6 @@ _COMMON_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"}
 )
 _MAX_METHOD = 32
-
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """A parsed upstream URL: where to connect and what to prepend to forwarded paths."""
-
-    scheme: str  # "http" or "https"
-    host: str  # host name or IP literal, without brackets
-    port: int
-    base_path: str  # "" or "/base" (never a trailing slash)
-    host_header: bytes  # the Host header to send ("host" or "host:port")
-    # https only: the route's own TLS context (private CA, client certificate), None = the
-    # client's default (system CAs); tls_profile tells pools of different contexts apart.
-    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
-    tls_profile: str = ""
-    # The connection-pool and health key: (scheme, host, port, tls_profile), built once
-    # (it is looked up for every proxied request).
-    key: tuple[str, str, int, str] = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", (self.scheme, self.host, self.port, self.tls_profile))
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,18 +63,17 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from bastion import _native
+from bastion.apikeys.state import api_key_subject
 from bastion.crypto import SigningKeyPair
 from bastion.crypto.keys import PublicKeySet
 from bastion.gateway.authn.identity import Identity
+from bastion.gateway.authn.jwks_cache import JwksCache
 from bastion.ratelimit.gcra import Limit
 from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
-
-if TYPE_CHECKING:
-    from bastion.gateway.authn.jwks_cache import JwksCache
 
 __all__ = [
     "NativeApiKeys",
@@ -142,8 +141,8 @@ def api_key_record(key: ApiKey) -> str:
             "id": key.id,
             # The identity's key_prefix claim, which a route's claims / roles rules may read.
             "prefix": key.prefix,
-            "owner_type": key.owner_type,
-            "owner_id": key.owner_id,
+            # The identity's subject, by the rule's one home (the native core keeps it as is).
+            "subject": api_key_subject(key),
             "scopes": list(key.scopes),
             "routes": list(key.routes),
             "expires_at": _timestamp(key.expires_at),

@@ -26,14 +26,13 @@ out), never a traceback.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass, field
+from typing import Final
 
-if TYPE_CHECKING:  # matcher builds Targets: a runtime import would be circular
-    from bastion.gateway.errors import UpstreamFailureError
-    from bastion.gateway.matcher import Upstream
+from bastion.gateway.errors import UpstreamFailureError
 
 __all__ = [
     "FAILURE_LOG_INTERVAL",
@@ -42,6 +41,7 @@ __all__ = [
     "HealthPolicy",
     "TargetHealth",
     "Targets",
+    "Upstream",
 ]
 
 log = logging.getLogger("bastion.gateway.upstreams")
@@ -49,6 +49,27 @@ log = logging.getLogger("bastion.gateway.upstreams")
 #: Seconds between two log lines about the same target failing for the same cause.
 FAILURE_LOG_INTERVAL: Final = 10.0
 _MAX_TRACKED: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """A parsed upstream URL: where to connect and what to prepend to forwarded paths."""
+
+    scheme: str  # "http" or "https"
+    host: str  # host name or IP literal, without brackets
+    port: int
+    base_path: str  # "" or "/base" (never a trailing slash)
+    host_header: bytes  # the Host header to send ("host" or "host:port")
+    # https only: the route's own TLS context (private CA, client certificate), None = the
+    # client's default (system CAs); tls_profile tells pools of different contexts apart.
+    ssl_context: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    tls_profile: str = ""
+    # The connection-pool and health key: (scheme, host, port, tls_profile), built once
+    # (it is looked up for every proxied request).
+    key: tuple[str, str, int, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.scheme, self.host, self.port, self.tls_profile))
 
 
 class FailureLog:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from bastion.errors import BastionError
 from bastion.settings.monitoring import INSTALL_HINT, tracing_installed
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # an optional extra, loaded only when tracing is on (tracing_installed)
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 

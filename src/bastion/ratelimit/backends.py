@@ -29,7 +29,7 @@ from bastion import _native
 from bastion.ratelimit.gcra import Decision, Limit, decide
 from bastion.storage.errors import SharedStateUnavailableError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # redis-py loads only for shared: redis:// (storage/shared/__init__.py)
     from bastion.storage.shared import RedisSharedState
 
 Check = tuple[str, Limit]

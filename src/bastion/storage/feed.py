@@ -44,13 +44,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 from bastion.storage.errors import ChangeFeedStaleError
 from bastion.storage.models import utcnow
-
-if TYPE_CHECKING:
-    from bastion.storage.shared import SharedState
+from bastion.storage.shared import SharedState
 
 log = logging.getLogger("bastion.storage.feed")
 

@@ -18,8 +18,11 @@ from typing import Any
 
 import pytest
 
+from _support.subscriptions import subscribed
+from _support.waiting import wait_until_async
 from bastion import _native
-from bastion.apikeys import ApiKeyService, ApiKeySpec
+from bastion.apikeys import API_KEYS_CHANNEL, ApiKeyService, ApiKeySpec
+from bastion.apikeys.state import api_key_subject
 from bastion.crypto import PublicKeySet, SigningKeyPair, sign_jwt
 from bastion.gateway import InvalidBearerTokenError, JwtAuthenticator, native_push
 from bastion.gateway.compile import auth
@@ -97,6 +100,25 @@ async def test_a_key_python_accepted_is_allowed_natively(service: ApiKeyService)
         )
         is None
     )
+
+
+async def test_the_native_subject_is_the_one_python_derives(
+    service: ApiKeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``apikeys.state.api_key_subject`` is the rule's one home: the record carries its
+    answer and the native identity is that answer, whatever the rule says."""
+    owned, owned_secret = await service.create(
+        ApiKeySpec(name="owned", scopes=["orders:read"], owner_type="user", owner_id="u1")
+    )
+    assert json.loads(native_push.api_key_record(owned))["subject"] == api_key_subject(owned)
+    await service.verify(owned_secret)
+    assert (decide(KEY_ROUTE, owned_secret) or {})["subject"] == "user:u1"
+
+    # Another rule in Python is what the native plane serves: it derives none of its own.
+    monkeypatch.setattr(native_push, "api_key_subject", lambda key: f"other:{key.id}")
+    record, secret = await service.create(ApiKeySpec(name="k", scopes=["orders:read"]))
+    await service.verify(secret)
+    assert (decide(KEY_ROUTE, secret) or {})["subject"] == f"other:{record.id}"
 
 
 async def test_revoke_disable_and_feed_deliveries_stop_it_at_once(service: ApiKeyService) -> None:
@@ -186,7 +208,7 @@ async def test_a_revocation_by_another_process_stops_the_key_within_a_second(
         record, secret = await other.create(ApiKeySpec(name="k", scopes=["orders:read"]))
         await service.verify(secret)
         assert decide(KEY_ROUTE, secret) is not None
-        await asyncio.sleep(0.2)  # the subscription is open
+        await wait_until_async(lambda: subscribed(service.shared, API_KEYS_CHANNEL))
         await other.revoke(record.id)
         deadline = time.monotonic() + 1.0
         while decide(KEY_ROUTE, secret) is not None and time.monotonic() < deadline:

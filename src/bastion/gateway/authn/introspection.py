@@ -49,7 +49,7 @@ from bastion.gateway.authn.identity import Identity
 from bastion.gateway.authn.jwks_cache import tls_verify
 from bastion.gateway.authn.jwt import InvalidBearerTokenError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx loads only where it is used (tests/features/serve/test_idle_imports.py)
     import httpx
 
 

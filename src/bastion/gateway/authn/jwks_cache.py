@@ -33,7 +33,7 @@ import orjson
 from bastion.crypto import InvalidKeyError, PublicKeySet
 from bastion.errors import ServiceUnavailableError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # httpx loads only where it is used (tests/features/serve/test_idle_imports.py)
     import httpx
 
 __all__ = ["JwksCache", "JwksUnavailableError"]

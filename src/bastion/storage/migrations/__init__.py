@@ -32,7 +32,7 @@ from bastion.storage.sql.engine import (
     translate_error,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Alembic (~10 MiB) loads only when a migration runs (see above)
     from alembic.config import Config
 
 HEAD_REVISION = "0005"

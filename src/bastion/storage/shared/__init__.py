@@ -14,7 +14,7 @@ from bastion.storage.shared._memory import MemorySharedState
 from bastion.storage.shared.base import SharedState, SubscribeContext, Subscription
 from bastion.storage.shared.errors import SharedStateConfigError, SharedStateValueError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # redis-py loads only for shared: redis:// (__getattr__ below)
     from bastion.storage.shared._redis import RedisSharedState
 
 _REDIS_MODULE = "bastion.storage.shared._redis"

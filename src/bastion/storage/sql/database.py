@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from bastion.storage.errors import MigrationError
+from bastion.storage.sql import repositories as r
 from bastion.storage.sql.aio import AsyncConnection, AsyncEngine
 from bastion.storage.sql.engine import (
     DatabaseTarget,
@@ -45,8 +46,6 @@ class Database:
         *,
         read_engine: AsyncEngine | None = None,
     ) -> None:
-        from bastion.storage.sql import repositories as r
-
         self.engine = engine
         # Autocommit engine for one-round-trip hot-path reads (:meth:`read_rows`); it opens
         # connections only when first used.

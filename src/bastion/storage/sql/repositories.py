@@ -12,8 +12,9 @@ from __future__ import annotations
 import builtins
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -49,11 +50,33 @@ from bastion.storage.outcomes import (
 )
 from bastion.storage.sql import schema as s
 from bastion.storage.sql.aio import AsyncConnection
-
-if TYPE_CHECKING:
-    from bastion.storage.sql.database import Database
+from bastion.storage.sql.engine import Dialect
 
 R = TypeVar("R")
+
+
+class RowStore(Protocol):
+    """What the repositories use of :class:`bastion.storage.sql.database.Database`.
+
+    Declared here, so the database builds its repositories with a plain import and this module
+    needs none of it back.
+    """
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    def transaction(
+        self,
+        *,
+        write: bool = False,
+        conflict: str | None = None,
+        missing_reference: str | None = None,
+    ) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+    async def read_rows(
+        self, statement: sa.Executable, params: Mapping[str, Any] | None = None
+    ) -> Sequence[RowMapping]: ...
+
 
 MAX_PAGE = 1000
 
@@ -144,7 +167,7 @@ class _SqlRepository(Generic[R]):
         if self.feed_channel is not None:
             await record_changes(conn, [Change(self.feed_channel, self._feed_message(row))])
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: RowStore) -> None:
         self._db = db
 
     def _missing(self, key: object) -> NotFoundError:
@@ -268,7 +291,7 @@ class SqlUserRepository(_SqlRepository[User]):
     noun = "user"
     feed_channel = feed.USERS
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: RowStore) -> None:
         super().__init__(db)
         self._credentials = _CredentialRepository(db)
 
@@ -361,7 +384,7 @@ class SqlClientRepository(_SqlRepository[Client]):
     noun = "client"
     feed_channel = feed.CLIENTS
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: RowStore) -> None:
         super().__init__(db)
         self._secrets = _ClientSecretRepository(db)
 
@@ -1066,7 +1089,7 @@ class SqlSettingsRepository(_SqlRepository[SettingEntry]):
 class SqlChangeFeed:
     """The ``change_feed`` table (see ``storage/feed.py``); follows ``ChangeFeedStore``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: RowStore) -> None:
         self._db = db
 
     async def append(self, changes: Sequence[Change]) -> None:
