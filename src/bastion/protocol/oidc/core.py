@@ -31,18 +31,21 @@ from bastion.protocol.rfc6749.errors import OAuthError
 
 __all__ = [
     "ID_TOKEN_CLAIMS",
+    "UNSUPPORTED_PARAMETERS",
     "ConsentRequiredError",
     "Interaction",
     "InteractionRequiredError",
     "LoginRequiredError",
-    "RegistrationNotSupportedError",
-    "RequestNotSupportedError",
-    "RequestUriNotSupportedError",
+    "ParameterNotSupportedError",
     "id_token_claims",
     "refuse_interaction",
     "required_interaction",
     "token_hash",
 ]
+
+#: The request parameters bastion refuses, each with its own error code (§3.1.2.6): request
+#: objects (§6) and dynamic registration at the authorization endpoint are not supported.
+UNSUPPORTED_PARAMETERS: Final = ("request", "request_uri", "registration")
 
 #: The claims :func:`id_token_claims` sets; ``extra`` may not replace them.
 ID_TOKEN_CLAIMS: Final = frozenset(
@@ -79,39 +82,31 @@ class InteractionRequiredError(OAuthError):
     title = "Interaction required"
 
 
-class LoginRequiredError(OAuthError):
-    """``prompt=none``, but the user must (re-)authenticate (§3.1.2.6)."""
+class LoginRequiredError(InteractionRequiredError):
+    """``prompt=none``, but the user must (re-)authenticate: ``login_required``."""
 
     code = "login_required"
     title = "Login required"
 
 
-class ConsentRequiredError(OAuthError):
-    """``prompt=none``, but the user must consent (§3.1.2.6)."""
+class ConsentRequiredError(InteractionRequiredError):
+    """``prompt=none``, but the user must consent: ``consent_required``."""
 
     code = "consent_required"
     title = "Consent required"
 
 
-class RequestNotSupportedError(OAuthError):
-    """The request carries a ``request`` object, which bastion does not support (§3.1.2.6)."""
+class ParameterNotSupportedError(OAuthError):
+    """The request uses one of :data:`UNSUPPORTED_PARAMETERS`; §3.1.2.6 gives each its
+    code, ``<parameter>_not_supported`` (``request_not_supported``, …)."""
 
-    code = "request_not_supported"
-    title = "Request object not supported"
+    title = "Parameter not supported"
 
-
-class RequestUriNotSupportedError(OAuthError):
-    """The request carries a ``request_uri``, which bastion does not support (§3.1.2.6)."""
-
-    code = "request_uri_not_supported"
-    title = "Request URI not supported"
-
-
-class RegistrationNotSupportedError(OAuthError):
-    """The request carries a ``registration`` parameter, which bastion does not support."""
-
-    code = "registration_not_supported"
-    title = "Registration parameter not supported"
+    def __init__(self, parameter: str) -> None:
+        if parameter not in UNSUPPORTED_PARAMETERS:
+            raise ValueError(f"{parameter!r} has no _not_supported error code")
+        self.code = f"{parameter}_not_supported"
+        super().__init__(f"the {parameter} parameter is not supported")
 
 
 class Interaction(enum.Enum):
@@ -199,12 +194,10 @@ def id_token_claims(
         "c_hash": token_hash(code, alg) if code is not None else None,
     }
     claims.update({name: value for name, value in optional.items() if value is not None})
-    if extra:
-        clash = sorted(ID_TOKEN_CLAIMS.intersection(extra))
-        if clash:
-            raise ValueError(f"extra claims may not replace {clash}")
-        claims.update(extra)
-    return claims
+    clash = sorted(ID_TOKEN_CLAIMS.intersection(extra or {}))
+    if clash:
+        raise ValueError(f"extra claims may not replace {clash}")
+    return {**claims, **(extra or {})}
 
 
 def required_interaction(
@@ -233,27 +226,28 @@ def required_interaction(
         LoginRequiredError, ConsentRequiredError: ``prompt`` contains ``none`` and the
             user would have to log in or consent (:func:`refuse_interaction`).
     """
-    needed = _needed(prompt, max_age, auth_time, consented_at, requested_at, now)
+    needed = _login_needed(prompt, max_age, auth_time, requested_at, now) or _consent_needed(
+        prompt, consented_at, requested_at
+    )
     if needed is not None and "none" in prompt:
         refuse_interaction(needed)
     return needed
 
 
-def _needed(
-    prompt: Collection[str],
-    max_age: int | None,
-    auth_time: float | None,
-    consented_at: float | None,
-    requested_at: float,
-    now: float,
+def _login_needed(
+    prompt: Collection[str], max_age: int | None, auth_time: float | None, since: float, now: float
 ) -> Interaction | None:
     if auth_time is None:
         return Interaction.LOGIN
-    fresh = auth_time >= requested_at
+    fresh = auth_time >= since
     expired = max_age is not None and auth_time + max_age < now
-    if not fresh and ("login" in prompt or expired):
-        return Interaction.LOGIN
-    if consented_at is None or ("consent" in prompt and consented_at < requested_at):
+    return Interaction.LOGIN if not fresh and ("login" in prompt or expired) else None
+
+
+def _consent_needed(
+    prompt: Collection[str], consented_at: float | None, since: float
+) -> Interaction | None:
+    if consented_at is None or ("consent" in prompt and consented_at < since):
         return Interaction.CONSENT
     return None
 

@@ -29,7 +29,6 @@ from bastion.protocol.rfc6749.authorization import (
     RESPONSE_TYPES,
     authorization_endpoint_metadata,
 )
-from bastion.protocol.rfc6749.token_endpoint import REFUSED_GRANT_TYPES
 from bastion.protocol.rfc8414 import authorization_server_metadata
 
 __all__ = ["REQUIRED_ENDPOINTS", "SUBJECT_TYPES", "openid_configuration"]
@@ -51,9 +50,6 @@ def _check(
         raise ValueError(f"an OpenID provider needs the endpoints {missing}")
     if GRANT_TYPE not in grant_types:
         raise ValueError("an OpenID provider of the code flow supports authorization_code")
-    refused = sorted(set(grant_types) & set(REFUSED_GRANT_TYPES))
-    if refused:
-        raise ValueError(f"grant types {refused} are never supported")
     if "RS256" not in id_token_signing_algs:
         raise ValueError("id_token_signing_alg_values_supported must include RS256 (section 3)")
     if any(alg.lower() == "none" for alg in id_token_signing_algs):
@@ -80,10 +76,13 @@ def openid_configuration(
     ``endpoints``, ``grant_types``, ``auth_methods`` and ``client_assertion_algs`` are
     as for :func:`~bastion.protocol.rfc8414.authorization_server_metadata`;
     ``id_token_signing_algs`` are the algorithms of the ID tokens the server signs.
+    ``grant_types`` should be the token endpoint's own table's
+    (:class:`~bastion.protocol.rfc6749.token_endpoint.TokenEndpoint` refuses the
+    implicit and password grants), so the document cannot list a grant it does not run.
 
     Raises:
         ValueError: an endpoint of :data:`REQUIRED_ENDPOINTS` missing; no
-            ``authorization_code`` grant or a refused one (implicit, password); no
+            ``authorization_code`` grant; no
             RS256 (§3: it "MUST be included") or ``none`` among the ID token
             algorithms; no ``openid`` scope; and as ``authorization_server_metadata``.
     """

@@ -37,11 +37,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from bastion.errors import BastionError
-from bastion.protocol.oidc.core import (
-    RegistrationNotSupportedError,
-    RequestNotSupportedError,
-    RequestUriNotSupportedError,
-)
+from bastion.protocol.oidc.core import UNSUPPORTED_PARAMETERS, ParameterNotSupportedError
 from bastion.protocol.rfc6749.errors import (
     InvalidRequestError,
     OAuthError,
@@ -95,11 +91,6 @@ _VSCHARS: Final = re.compile(r"[\x20-\x7E]+")
 #: A loopback IP literal with an optional port (RFC 8252 §7.3).
 _LOOPBACK_NETLOC: Final = re.compile(r"(127\.0\.0\.1|\[::1\])(?::(\d{1,5}))?")
 _MAX_AGE: Final = re.compile(r"[0-9]{1,10}")
-_REFUSED: Final[Mapping[str, type[OAuthError]]] = {
-    "request": RequestNotSupportedError,
-    "request_uri": RequestUriNotSupportedError,
-    "registration": RegistrationNotSupportedError,
-}
 
 
 class AuthorizationClient(Protocol):
@@ -407,9 +398,9 @@ def _checked(
     for name, found in parameters.values.items():
         if len(found) > 1 and name not in REPEATABLE_PARAMETERS:
             raise InvalidRequestError(f"parameter '{name[:_MAX_ECHO]}' repeated")
-    for name, error in _REFUSED.items():
+    for name in UNSUPPORTED_PARAMETERS:
         if name in parameters.values:
-            raise error(f"the {name} parameter is not supported")
+            raise ParameterNotSupportedError(name)
     _check_response(parameters)
     if GRANT_TYPE not in client.grant_types:
         raise UnauthorizedClientError(
