@@ -149,6 +149,14 @@ def test_unreadable_parameters_are_page_errors(
     assert words in (caught.value.error_description or "")
 
 
+def test_query_text_and_bytes_read_alike() -> None:
+    expected = {"nonce": ("\u20ac",), "state": ("a b",)}
+    assert AuthorizationParameters.from_http("GET", "nonce=\u20ac&state=a+b").values == expected
+    assert (
+        AuthorizationParameters.from_http("GET", b"nonce=%E2%82%AC&state=a%20b").values == expected
+    )
+
+
 def test_query_over_64_kib_is_a_page_error() -> None:
     with pytest.raises(AuthorizationPageError, match="the query exceeds 65536 bytes"):
         AuthorizationParameters.from_http("GET", "a=" + "b" * 65536)

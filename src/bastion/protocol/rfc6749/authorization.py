@@ -149,7 +149,9 @@ class AuthorizationRedirectError(BastionError):
     ``error_description``, ``state`` and ``iss`` (RFC 6749 §4.1.2.1, RFC 9207).
     """
 
-    status = 303
+    # 400, not a redirect status: a handler that renders any BastionError generically
+    # must answer with an error, never a 3xx without the Location this error builds.
+    status = 400
     title = "Authorization error"
 
     def __init__(
@@ -216,7 +218,8 @@ def _pairs(
     method: str, query: str | bytes, body: bytes, content_type: str | None
 ) -> list[tuple[str, str]]:
     if method == "GET":
-        raw = query.encode("latin-1") if isinstance(query, str) else query
+        # A str query is the raw query text; as UTF-8 it encodes whatever it holds.
+        raw = query.encode("utf-8") if isinstance(query, str) else query
         return parse_urlencoded(raw, source="query")
     if method == "POST":
         check_form_content_type(content_type)
