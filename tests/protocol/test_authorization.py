@@ -386,3 +386,16 @@ async def test_authorization_request_looks_the_client_up() -> None:
             issuer=ISSUER,
         )
     assert seen == ["web", "nope"]
+
+
+def test_a_page_error_is_never_wrapped_into_a_redirect(monkeypatch: pytest.MonkeyPatch) -> None:
+    import bastion.protocol.rfc6749.authorization as authorization
+
+    def page(*_: object) -> AuthorizationRequest:
+        raise AuthorizationPageError("late page error", reason="late")
+
+    monkeypatch.setattr(authorization, "_checked", page)
+    with pytest.raises(AuthorizationPageError) as caught:
+        validate()
+    assert not isinstance(caught.value, AuthorizationRedirectError)
+    assert caught.value.reason == "late"

@@ -375,6 +375,8 @@ def validate_authorization_request(
                 state=state,
             ),
         )
+    except AuthorizationPageError:
+        raise  # never turned into a redirect, wherever it comes from
     except OAuthError as error:
         raise AuthorizationRedirectError(
             error, redirect_uri=redirect_uri, state=state, issuer=issuer
