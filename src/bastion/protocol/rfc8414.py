@@ -5,8 +5,12 @@ may be given as absolute URLs or as paths, which are appended to the issuer.
 
 ``response_types_supported`` is REQUIRED by §2 but lists what the
 authorization endpoint supports; until the authorization code flow lands
-there is no authorization endpoint, so the honest value is ``[]`` (the caller
-passes ``["code"]`` once it exists). ``token_endpoint_auth_signing_alg_values_supported``
+there is no authorization endpoint, so the honest value is ``[]``. Once it is
+served, the caller passes ``response_types=RESPONSE_TYPES`` and
+``extra=authorization_endpoint_metadata()`` from
+:mod:`bastion.protocol.rfc6749.authorization`, the members OpenID Connect
+Discovery (:mod:`bastion.protocol.oidc.discovery`) carries too.
+``token_endpoint_auth_signing_alg_values_supported``
 is included whenever ``private_key_jwt`` is offered (§2: REQUIRED then) and
 never contains ``none``. Introspection never offers the ``none`` method
 (RFC 7662 §2.1 requires the caller to be authorized).

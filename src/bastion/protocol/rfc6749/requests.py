@@ -33,8 +33,10 @@ __all__ = [
     "MAX_FORM_FIELDS",
     "REPEATABLE_PARAMETERS",
     "OAuthRequest",
+    "check_form_content_type",
     "parse_form",
     "parse_form_values",
+    "parse_urlencoded",
 ]
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -52,7 +54,12 @@ REPEATABLE_PARAMETERS: frozenset[str] = frozenset({"resource", "audience"})
 _MAX_NAME_ECHO = 40
 
 
-def _check_content_type(content_type: str | None) -> None:
+def check_form_content_type(content_type: str | None) -> None:
+    """Return when ``content_type`` is ``application/x-www-form-urlencoded`` in UTF-8.
+
+    Raises:
+        InvalidRequestError: another media type, none, or another charset.
+    """
     if not content_type:
         raise InvalidRequestError(f"the request body must be {FORM_CONTENT_TYPE}")
     media_type, _, params = content_type.partition(";")
@@ -81,11 +88,29 @@ def parse_form_values(
         InvalidRequestError: wrong media type or charset, body over 64 KiB, more
             than 64 parameters, not UTF-8, or a non-repeatable parameter repeated.
     """
-    _check_content_type(content_type)
-    if len(body) > MAX_FORM_BYTES:
-        raise InvalidRequestError(f"the request body exceeds {MAX_FORM_BYTES} bytes")
+    check_form_content_type(content_type)
+    values: dict[str, list[str]] = {}
+    for name, value in parse_urlencoded(body):
+        seen = values.setdefault(name, [])
+        if seen and name not in repeatable:
+            raise InvalidRequestError(f"parameter '{name[:_MAX_NAME_ECHO]}' repeated")
+        seen.append(value)
+    return {name: tuple(found) for name, found in values.items()}
+
+
+def parse_urlencoded(data: bytes, *, source: str = "request body") -> list[tuple[str, str]]:
+    """The ``(name, value)`` pairs of urlencoded ``data`` (a form body or a query), in
+    order, without the pairs whose value is empty (RFC 6749 §3.1: omitted).
+
+    ``source`` names the data in error descriptions.
+
+    Raises:
+        InvalidRequestError: over 64 KiB, more than 64 parameters, or not UTF-8.
+    """
+    if len(data) > MAX_FORM_BYTES:
+        raise InvalidRequestError(f"the {source} exceeds {MAX_FORM_BYTES} bytes")
     try:
-        text = body.decode("utf-8")
+        text = data.decode("utf-8")
         pairs = parse_qsl(
             text,
             keep_blank_values=True,
@@ -95,21 +120,14 @@ def parse_form_values(
             separator="&",
         )
     except UnicodeDecodeError:
-        raise InvalidRequestError("the request body is not valid UTF-8") from None
+        raise InvalidRequestError(f"the {source} is not valid UTF-8") from None
     except ValueError:
         # parse_qsl raises ValueError only for max_num_fields.
         raise InvalidRequestError(
-            f"the request body has more than {MAX_FORM_FIELDS} parameters"
+            f"the {source} has more than {MAX_FORM_FIELDS} parameters"
         ) from None
-    values: dict[str, list[str]] = {}
-    for name, value in pairs:
-        if not value:
-            continue  # RFC 6749 §3.1: a parameter without a value counts as omitted
-        seen = values.setdefault(name, [])
-        if seen and name not in repeatable:
-            raise InvalidRequestError(f"parameter '{name[:_MAX_NAME_ECHO]}' repeated")
-        seen.append(value)
-    return {name: tuple(found) for name, found in values.items()}
+    # RFC 6749 §3.1: a parameter without a value counts as omitted.
+    return [(name, value) for name, value in pairs if value]
 
 
 def parse_form(body: bytes, content_type: str | None) -> dict[str, str]:
