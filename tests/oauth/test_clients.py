@@ -252,6 +252,17 @@ async def test_a_stored_client_keeps_an_unavailable_grant_but_cannot_add_one(
             "redirect_uris",
             None,
         ),
+        (
+            ClientSpec(name="x", redirect_uris=["https://app.example.com/cb?iss=a&code=b&x=1"]),
+            "redirect_uris",
+            "redirect_uris: 'https://app.example.com/cb?iss=a&code=b&x=1': its query must not "
+            "hold code, iss (the authorization response adds them)",
+        ),
+        (
+            ClientSpec(name="x", redirect_uris=["http://127.0.0.1:8080/cb?state="]),
+            "redirect_uris",
+            None,
+        ),
         (ClientSpec(name="x", metadata={"n": float("nan")}), "metadata", None),
         (ClientSpec(name="x", metadata={"n": 2**70}), "metadata", None),
         (ClientSpec(name="x", metadata={"s": "a\x00b"}), "metadata", None),

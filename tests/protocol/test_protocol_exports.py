@@ -126,7 +126,8 @@ def test_authorization_code_flow_modules_import_nothing_above_protocol() -> None
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     )
-    assert result.stdout.strip() == "['crypto', 'errors', 'protocol']"
+    # files: crypto's durable writes (bastion/files.py, a foundation like errors.py)
+    assert result.stdout.strip() == "['crypto', 'errors', 'files', 'protocol']"
 
 
 FORBIDDEN = ("starlette", "cryptography", "joserfc", "argon2", "httpx", "fastapi", "jwt")

@@ -13,7 +13,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
@@ -27,6 +27,7 @@ from bastion.credentials.validation import (
 )
 from bastion.crypto.keys import InvalidKeyError, PublicKeySet
 from bastion.protocol.rfc6749.client_auth import ALL_AUTH_METHODS
+from bastion.protocol.rfc9207 import RESPONSE_PARAMETERS
 from bastion.storage.models import ClientType
 
 __all__ = [
@@ -163,10 +164,27 @@ def _check_audiences(values: object) -> tuple[str, ...]:
     return audiences
 
 
+def _check_redirect_query(uri: str) -> None:
+    """RFC 6749 §3.1.2: no fragment; and no parameter the authorization response adds
+    (RFC 9207's ``iss`` among them), which a response could not add without a clash."""
+    parts = urlsplit(uri)
+    if parts.fragment or "#" in uri:
+        raise ClientSpecError("redirect_uris", f"{uri[:60]!r} must not have a fragment")
+    names = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    clash = sorted(names & RESPONSE_PARAMETERS)
+    if clash:
+        raise ClientSpecError(
+            "redirect_uris",
+            f"{uri[:60]!r}: its query must not hold {', '.join(clash)} "
+            "(the authorization response adds them)",
+        )
+
+
 def _check_redirect_uris(values: object) -> tuple[str, ...]:
     uris = CHECKS.string_list("redirect_uris", values)
     for uri in uris:
         scheme, host, _ = _absolute_uri("redirect_uris", uri)
+        _check_redirect_query(uri)
         if scheme == "https" and host:
             continue
         if scheme == "http" and host in _LOOPBACK_HOSTS:
