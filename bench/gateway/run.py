@@ -61,16 +61,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+# Started by path, so bench/ (the home of benchlib) is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import free_port, wrk_argv, wrk_errors, wrk_ms
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 PYTHON = sys.executable
 BASTION = [PYTHON, "-m", "bastion"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 30.0) -> None:
@@ -125,14 +123,10 @@ def start_nginx(conf: Path, core: str) -> subprocess.Popen[bytes]:
 
 # -- wrk -----------------------------------------------------------------------
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
 
 def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if match is None:
-        return float("nan")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    ms = wrk_ms(text)
+    return float("nan") if ms is None else ms
 
 
 @dataclass
@@ -205,24 +199,8 @@ def wrk(
             script.write(f"function delay() return {delay_ms:.0f} end\n")
     try:
         before = core_times()
-        out = subprocess.run(
-            [
-                "taskset",
-                "-c",
-                "1",
-                "wrk",
-                "-t1",
-                f"-c{connections}",
-                f"-d{duration}s",
-                "--latency",
-                "-s",
-                script.name,
-                url,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        argv = wrk_argv(url, duration, connections, script.name)
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         busy = busy_between(before, core_times())
     finally:
         os.unlink(script.name)
@@ -231,18 +209,11 @@ def wrk(
     # which an unanchored "99%" matched (a p99 of "nan" in some runs).
     p50 = re.search(r"^\s*50%\s+(\S+)", out, re.M)
     p99 = re.search(r"^\s*99%\s+(\S+)", out, re.M)
-    errors = 0
-    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    if non2xx:
-        errors += int(non2xx.group(1))
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if sock:
-        errors += sum(int(g) for g in sock.groups())
     return Run(
         rps,
         _ms(p50.group(1)) if p50 else float("nan"),
         _ms(p99.group(1)) if p99 else float("nan"),
-        errors,
+        wrk_errors(out),
         busy,
     )
 

@@ -36,7 +36,6 @@ import platform
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import statistics
 import subprocess
@@ -51,6 +50,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+# Started by path, so bench/ (the home of benchlib) is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import free_port, need, stop, write_report, wrk_argv, wrk_errors, wrk_ms
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -118,17 +121,6 @@ class Case:
 # small helpers
 
 
-def _need(tool: str, hint: str) -> None:
-    if shutil.which(tool) is None:
-        sys.exit(f"{tool} is not installed: {hint}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` (all its threads), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -192,12 +184,7 @@ def _process(
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 20)
 
 
 # ---------------------------------------------------------------------------
@@ -288,7 +275,7 @@ class Bastion(Server):
         return path
 
     def _create_client(self) -> Credentials:
-        config = self._config("http", _free_port())
+        config = self._config("http", free_port())
         argv = [
             str(BASTION),
             "clients",
@@ -418,14 +405,11 @@ def _check_token(base_url: str, server: Server) -> TokenCheck:
     )
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
 def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
+    ms = wrk_ms(text)
+    if ms is None:
         raise BenchError(f"unparseable wrk latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return ms
 
 
 def _wrk_script(path: Path, server: Server) -> Path:
@@ -439,8 +423,7 @@ def _wrk_script(path: Path, server: Server) -> Path:
 
 
 def _wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, float, float, int]:
-    argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
-    argv += ["--latency", "-s", str(script), url]
+    argv = wrk_argv(url, seconds, connections, script)
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
 
     def grab(pattern: str) -> str:
@@ -451,18 +434,11 @@ def _wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float,
 
     rps = float(grab(r"Requests/sec:\s+([\d.]+)"))
     p50, p99 = _ms(grab(r"\s50%\s+(\S+)")), _ms(grab(r"\s99%\s+(\S+)"))
-    errors = 0
-    if bad := re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out):
-        errors += int(bad.group(1))
-    if sock := re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    ):
-        errors += sum(int(n) for n in sock.groups())
-    return rps, p50, p99, errors
+    return rps, p50, p99, wrk_errors(out)
 
 
 def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespace) -> Sample:
-    port = _free_port()
+    port = free_port()
     argv, env, base_url = server.command(case.transport, port)
     log = workdir / f"{server.name}-{case.transport}.log"
     # taskset execs the server, so proc.pid is the server's own pid.
@@ -677,9 +653,9 @@ def main() -> None:
     if bad := set(args.transports) - set(TRANSPORTS) or set(servers) - set(SERVERS):
         sys.exit(f"unknown transport or server: {', '.join(sorted(bad))}")
 
-    _need("wrk", "install it with `apt-get install -y wrk` (Debian/Ubuntu)")
-    _need("taskset", "install util-linux")
-    _need("node", "install Node.js 20 or newer")
+    need("wrk", "install it with `apt-get install -y wrk` (Debian/Ubuntu)")
+    need("taskset", "install util-linux")
+    need("node", "install Node.js 20 or newer")
     if (os.cpu_count() or 1) < 2:
         sys.exit("this benchmark pins the server and wrk to two different cores: needs 2+ CPUs")
     _ensure_node_modules()
@@ -736,11 +712,7 @@ def main() -> None:
     if args.output is None:
         return
     # Keep a hand-written discussion (below this marker) across re-runs.
-    marker = "## Discussion"
-    if args.output.exists() and marker in args.output.read_text():
-        report += "\n" + marker + args.output.read_text().split(marker, 1)[1]
-    args.output.write_text(report)
-    print(f"wrote {args.output}")
+    write_report(args.output, report, "## Discussion")
 
 
 if __name__ == "__main__":

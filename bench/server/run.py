@@ -23,7 +23,6 @@ import datetime as dt
 import os
 import platform
 import re
-import shutil
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+# Started by path, so bench/ (the home of benchlib) is not on sys.path by itself.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import free_port, need, stop, write_report, wrk_argv, wrk_errors, wrk_ms
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -64,17 +67,6 @@ class Result:
     rps_runs: tuple[float, ...] = ()
 
 
-def _need(tool: str, hint: str) -> None:
-    if shutil.which(tool) is None:
-        sys.exit(f"{tool} is not installed: {hint}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -88,50 +80,26 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 15.0) 
     raise RuntimeError("server did not start listening")
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
 def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not match:
+    ms = wrk_ms(text)
+    if ms is None:
         raise ValueError(f"unparseable latency {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    return ms
 
 
 def _wrk(url: str, duration: int, connections: int) -> tuple[float, float, float, int]:
-    out = subprocess.run(
-        [
-            "taskset",
-            "-c",
-            "1",
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            url,
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    argv = wrk_argv(url, duration, connections)
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock_errors = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
-    errors = int(bad.group(1)) if bad else 0
-    if sock_errors:
-        errors += sum(int(n) for n in sock_errors.groups())
-    return rps, p50, p99, errors
+    return rps, p50, p99, wrk_errors(out)
 
 
 def _case(
     engine: str, stack: str, tls: bool, cert: tuple[Path, Path], args: argparse.Namespace
 ) -> Result:
-    port = _free_port()
+    port = free_port()
     cmd = ["taskset", "-c", "0", PYTHON, str(HERE / "serve.py"), engine, stack, str(port)]
     if tls:
         cmd += [str(cert[0]), str(cert[1])]
@@ -145,11 +113,7 @@ def _case(
         _wrk(url, args.warmup, args.connections)
         rps, p50, p99, errors = _wrk(url, args.duration, args.connections)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 15)
     return Result(engine, stack, tls, rps, p50, p99, errors)
 
 
@@ -283,8 +247,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
-    _need("wrk", "install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
-    _need("taskset", "install util-linux")
+    need("wrk", "install it with `sudo apt-get install -y wrk` (Debian/Ubuntu)")
+    need("taskset", "install util-linux")
     if (os.cpu_count() or 1) < 2:
         sys.exit("this benchmark pins the server and wrk to two different cores: needs 2+ CPUs")
 
@@ -321,11 +285,7 @@ def main() -> None:
         ]
     report = _report(results, args)
     # Keep a hand-written decision section (below this marker) across re-runs.
-    marker = "## Decision"
-    if args.output.exists() and marker in args.output.read_text():
-        report += "\n" + marker + args.output.read_text().split(marker, 1)[1]
-    args.output.write_text(report)
-    print(f"wrote {args.output}")
+    write_report(args.output, report, "## Decision")
 
 
 if __name__ == "__main__":

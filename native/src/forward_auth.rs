@@ -232,15 +232,7 @@ fn refusal(
     (code, title): (&'static str, &'static str),
     detail: String,
 ) -> Problem {
-    Problem {
-        status,
-        code,
-        title,
-        detail,
-        www_authenticate: None,
-        retry_after: None,
-        headers: Vec::new(),
-    }
+    Problem::plain(status, code, title, detail)
 }
 
 /// A refusal of Python's `forward_auth` step: before any route (audited with
@@ -290,7 +282,7 @@ impl Judged {
     /// Python's scope `path`: the raw path percent-decoded, read as UTF-8
     /// (`unquote_to_bytes(raw_path).decode("utf-8", "replace")`).
     pub(crate) fn decoded_path(&self) -> String {
-        String::from_utf8_lossy(&unquote(&self.raw_path)).into_owned()
+        String::from_utf8_lossy(&crate::paths::unquote_to_bytes(&self.raw_path)).into_owned()
     }
 
     /// The judged target in `match`'s normal form (`crate::paths::normalize`,
@@ -314,25 +306,6 @@ impl Judged {
         // A normal path and that query are always a valid origin-form target.
         Uri::try_from(target).map_err(|_| crate::paths::refused::BAD_ESCAPE)
     }
-}
-
-/// `urllib.parse.unquote_to_bytes`: `%XX` decoded, any other `%` kept.
-fn unquote(raw: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| char::from(b).to_digit(16);
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%' && i + 2 < raw.len() {
-            if let (Some(high), Some(low)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
-                out.push((high * 16 + low) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(raw[i]);
-        i += 1;
-    }
-    out
 }
 
 /// The request the proxy asks about (Python's `original_scope`), or Python's

@@ -301,10 +301,45 @@ pub fn app_normalise(path: &str) -> String {
     out
 }
 
+/// `urllib.parse.unquote_to_bytes`: `%XX` decoded, any other `%` kept.
+pub fn unquote_to_bytes(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' && i + 2 < raw.len() {
+            if let (Some(high), Some(low)) = (hex(raw[i + 1]), hex(raw[i + 2])) {
+                out.push((high * 16 + low) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(raw[i]);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn unquote_to_bytes_is_pythons() {
+        // urllib.parse.unquote_to_bytes: either hex case, anything else kept as sent.
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"a%41%2fb", b"aA/b"),
+            (b"%e2%82%AC", "\u{20ac}".as_bytes()),
+            (b"100%", b"100%"),
+            (b"%4", b"%4"),
+            (b"%zz%4g", b"%zz%4g"),
+            (b"%%41", b"%A"),
+        ];
+        for (raw, decoded) in cases {
+            assert_eq!(unquote_to_bytes(raw), decoded, "{raw:?}");
+        }
+    }
 
     #[test]
     fn refusals_are_pythons_in_pythons_order() {

@@ -51,11 +51,22 @@ impl Problem {
         title: &'static str,
         detail: impl Into<String>,
     ) -> Self {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Problem::plain(status, code, title, detail.into())
+    }
+
+    /// A problem with no challenge, no `Retry-After` and no further headers.
+    pub fn plain(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: String,
+    ) -> Self {
         Problem {
-            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            status,
             code,
             title,
-            detail: detail.into(),
+            detail,
             www_authenticate: None,
             retry_after: None,
             headers: Vec::new(),

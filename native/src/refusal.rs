@@ -30,15 +30,7 @@ pub struct Refusal {
 }
 
 fn problem(status: StatusCode, code: &'static str, title: &'static str, detail: String) -> Problem {
-    Problem {
-        status,
-        code,
-        title,
-        detail,
-        www_authenticate: None,
-        retry_after: None,
-        headers: Vec::new(),
-    }
+    Problem::plain(status, code, title, detail)
 }
 
 fn plain(problem: Problem) -> Refusal {

@@ -145,16 +145,16 @@ impl Router {
         router
     }
 
-    /// `RouteMatcher.match`: at each prefix, longest first, the routes for
-    /// `host` then those for any host (settings order); a prefix with routes
-    /// for other hosts only is passed over.
-    fn lookup(&self, routes: &[Route], host: &str, path: &str, method: &str) -> Lookup {
-        let allows = |index: usize| {
-            routes
-                .get(index)
-                .and_then(|route| route.matcher.as_ref())
-                .is_some_and(|rule| rule.allows(method))
-        };
+    /// The routes at the longest prefix of `path` that has routes for `host`
+    /// or for any host: those for `host` first, then those for any host, each
+    /// in settings order. `None` when no prefix has any. Never allocates (the
+    /// per-request path).
+    #[inline]
+    fn candidates<'a>(
+        &'a self,
+        host: &'a str,
+        path: &str,
+    ) -> Option<impl Iterator<Item = &'a Entry> + 'a> {
         let trimmed = path.trim_end_matches('/');
         // No prefix is deeper than `self.depth` segments: start there.
         let trimmed = match trimmed.match_indices('/').nth(self.depth) {
@@ -166,62 +166,11 @@ impl Router {
             if let Some(entries) = self.prefixes.get(prefix) {
                 let own = entries
                     .iter()
-                    .filter(|e| !host.is_empty() && e.host.as_deref() == Some(host));
+                    .filter(move |e| !host.is_empty() && e.host.as_deref() == Some(host));
                 let any = entries.iter().filter(|e| e.host.is_none());
-                let mut seen = false;
-                for entry in own.chain(any) {
-                    if allows(entry.index) {
-                        return Lookup::Found(entry.index);
-                    }
-                    seen = true;
-                }
-                if seen {
-                    return Lookup::MethodNotAllowed;
-                }
-            }
-            if prefix == "/" {
-                return Lookup::NotFound;
-            }
-            prefix = match prefix.rfind('/') {
-                Some(cut) if cut > 0 => &prefix[..cut],
-                _ => "/",
-            };
-        }
-    }
-}
-
-impl Router {
-    /// The methods of Python's `MethodNotAllowedError` for a path whose
-    /// routes take other methods (`RouteMatcher.match`): at the first prefix
-    /// with routes for `host` or any host, every method they list, `HEAD`
-    /// with `GET`. `None` when a route there takes every method.
-    fn allow<'r>(&self, routes: &'r [Route], host: &str, path: &str) -> Option<Vec<&'r str>> {
-        let trimmed = path.trim_end_matches('/');
-        let trimmed = match trimmed.match_indices('/').nth(self.depth) {
-            Some((cut, _)) => &trimmed[..cut],
-            None => trimmed,
-        };
-        let mut prefix = if trimmed.is_empty() { "/" } else { trimmed };
-        loop {
-            if let Some(entries) = self.prefixes.get(prefix) {
-                let own = entries
-                    .iter()
-                    .filter(|e| !host.is_empty() && e.host.as_deref() == Some(host));
-                let any = entries.iter().filter(|e| e.host.is_none());
-                let mut allow = Vec::new();
-                let mut seen = false;
-                for entry in own.chain(any) {
-                    seen = true;
-                    let rule = routes.get(entry.index)?.matcher.as_ref()?;
-                    for method in rule.methods.as_ref()? {
-                        allow.push(method.as_str());
-                        if method == "GET" {
-                            allow.push("HEAD");
-                        }
-                    }
-                }
-                if seen {
-                    return Some(allow);
+                let mut candidates = own.chain(any).peekable();
+                if candidates.peek().is_some() {
+                    return Some(candidates);
                 }
             }
             if prefix == "/" {
@@ -232,6 +181,47 @@ impl Router {
                 _ => "/",
             };
         }
+    }
+
+    /// `RouteMatcher.match`: at each prefix, longest first, the routes for
+    /// `host` then those for any host (settings order); a prefix with routes
+    /// for other hosts only is passed over.
+    fn lookup(&self, routes: &[Route], host: &str, path: &str, method: &str) -> Lookup {
+        let allows = |index: usize| {
+            routes
+                .get(index)
+                .and_then(|route| route.matcher.as_ref())
+                .is_some_and(|rule| rule.allows(method))
+        };
+        let Some(candidates) = self.candidates(host, path) else {
+            return Lookup::NotFound;
+        };
+        for entry in candidates {
+            if allows(entry.index) {
+                return Lookup::Found(entry.index);
+            }
+        }
+        Lookup::MethodNotAllowed
+    }
+}
+
+impl Router {
+    /// The methods of Python's `MethodNotAllowedError` for a path whose
+    /// routes take other methods (`RouteMatcher.match`): at the first prefix
+    /// with routes for `host` or any host, every method they list, `HEAD`
+    /// with `GET`. `None` when a route there takes every method.
+    fn allow<'r>(&self, routes: &'r [Route], host: &str, path: &str) -> Option<Vec<&'r str>> {
+        let mut allow = Vec::new();
+        for entry in self.candidates(host, path)? {
+            let rule = routes.get(entry.index)?.matcher.as_ref()?;
+            for method in rule.methods.as_ref()? {
+                allow.push(method.as_str());
+                if method == "GET" {
+                    allow.push("HEAD");
+                }
+            }
+        }
+        Some(allow)
     }
 }
 

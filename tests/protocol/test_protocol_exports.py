@@ -69,6 +69,7 @@ def test_module_names() -> None:
         "INTROSPECT_SCOPE",
         "VerifyToken",
         "introspect",
+        "token_claims",
     ]
     assert rfc7009.__all__ == ["RevokeJti", "revoke"]
     assert rfc8414.__all__ == ["ENDPOINT_NAMES", "authorization_server_metadata"]

@@ -359,29 +359,12 @@ fn key_shaped(text: &[u8]) -> bool {
     (0..text.len()).any(|at| key_shaped_at(text, at))
 }
 
-fn unquote(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut i = 0;
-    while i < text.len() {
-        if text[i] == b'%' && i + 2 < text.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(text[i + 1]), hex(text[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(text[i]);
-        i += 1;
-    }
-    out
-}
-
 /// Whether a query string carries something shaped like a bastion key, raw or
 /// %-encoded (`bastion.gateway.authn.api_key.key_in_query`): Python refuses such
 /// a request with 400 `api_key_in_query`, so the native path must defer it.
 pub fn key_in_query(query: &[u8]) -> bool {
-    key_shaped(query) || (query.contains(&b'%') && key_shaped(&unquote(query)))
+    key_shaped(query)
+        || (query.contains(&b'%') && key_shaped(&crate::paths::unquote_to_bytes(query)))
 }
 
 #[cfg(test)]

@@ -2,10 +2,12 @@
 //! first (re-inserting a key makes it the newest). One shape for the native
 //! caches Python fills: refused API-key digests (`miss::Refused`),
 //! introspection answers (`introspection::Introspected`) and client-certificate
-//! identities (`mtls::CertIdentities`). Locking is the caller's.
+//! identities (`mtls::CertIdentities`); [`Shared`] is one behind a lock, for the
+//! caches read by every request thread.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Entries by key, at most `cap`, in insertion order for eviction.
 pub struct Bounded<K, V> {
@@ -77,9 +79,57 @@ impl<K: Eq + Hash + Copy, V> Bounded<K, V> {
     }
 }
 
+/// A [`Bounded`] shared between threads. Its lock outlives a panic elsewhere:
+/// entries are whole values, so a poisoned lock never guards a half-made one.
+pub struct Shared<K, V>(RwLock<Bounded<K, V>>);
+
+impl<K: Eq + Hash + Copy, V> Shared<K, V> {
+    /// An empty map holding at most `cap` entries.
+    pub fn new(cap: usize) -> Self {
+        Self(RwLock::new(Bounded::new(cap)))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Bounded<K, V>> {
+        self.0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn write(&self) -> RwLockWriteGuard<'_, Bounded<K, V>> {
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A copy of the value for `key` (an `Arc` in the caches: cheap to clone).
+    pub fn get(&self, key: &K) -> Option<V>
+    where
+        V: Clone,
+    {
+        self.read().get(key).cloned()
+    }
+
+    /// Hold `value` for `key` as the newest entry, evicting the oldest beyond the cap.
+    pub fn put(&self, key: K, value: impl Into<V>) {
+        self.write().insert(key, value.into());
+    }
+
+    pub fn clear(&self) {
+        self.write().clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Bounded;
+    use super::{Bounded, Shared};
 
     #[test]
     fn the_oldest_insertion_goes_first() {
@@ -118,5 +168,19 @@ mod tests {
         // The stale pair is skipped; 2 is the oldest live entry.
         assert_eq!(map.get(&2), None);
         assert_eq!((map.get(&1), map.get(&3)), (Some(&1), Some(&3)));
+    }
+
+    #[test]
+    fn shared_puts_gets_and_evicts_like_bounded() {
+        let shared: Shared<u8, std::sync::Arc<&str>> = Shared::new(2);
+        assert!(shared.is_empty());
+        shared.put(1, "one");
+        shared.put(2, std::sync::Arc::new("two"));
+        shared.put(3, "three");
+        assert_eq!(shared.len(), 2);
+        assert_eq!(shared.get(&1), None);
+        assert_eq!(shared.get(&3).as_deref(), Some(&"three"));
+        shared.clear();
+        assert!(shared.is_empty() && shared.read().queued() == 0);
     }
 }

@@ -26,12 +26,12 @@
 //! An answer whose claims carry `cnf` (a sender-constrained token, RFC 8705)
 //! is never admitted here: Python's `check_binding` decides it.
 
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::bounded::Bounded;
+use super::bounded::Shared;
 use super::miss::{Inflight, Miss};
 use crate::http::Identity;
 
@@ -102,13 +102,13 @@ struct Entry {
 
 /// Introspection answers by token digest (one per process: [`cache`]).
 pub struct Introspected {
-    inner: RwLock<Bounded<Digest, Entry>>,
+    inner: Shared<Digest, Entry>,
 }
 
 impl Default for Introspected {
     fn default() -> Self {
         Self {
-            inner: RwLock::new(Bounded::new(CACHE_MAX)),
+            inner: Shared::new(CACHE_MAX),
         }
     }
 }
@@ -116,10 +116,7 @@ impl Default for Introspected {
 impl Introspected {
     /// The answer for `digest` while it holds (`now < until`).
     pub fn get(&self, digest: &Digest, now: f64) -> Option<Arc<Answer>> {
-        let inner = self
-            .inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let inner = self.inner.read();
         inner
             .get(digest)
             .filter(|entry| now < entry.until)
@@ -129,11 +126,7 @@ impl Introspected {
     /// Hold `answer` for `digest` until `until` (Unix seconds), evicting the
     /// oldest beyond [`CACHE_MAX`]. An answer already ended is not held.
     pub fn put(&self, digest: Digest, answer: Answer, until: f64, now: f64) {
-        // Entries are whole values: a panic elsewhere cannot leave one half-made.
-        let mut inner = self
-            .inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut inner = self.inner.write();
         if until.is_nan() || until <= now {
             inner.remove(&digest);
             return;
@@ -144,21 +137,15 @@ impl Introspected {
 
     /// Forget every answer (Python built a new authenticator, with an empty cache).
     pub fn clear(&self) {
-        self.inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        self.inner.clear();
     }
 
     pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
+        self.inner.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.inner.is_empty()
     }
 }
 

@@ -321,19 +321,7 @@ pub fn verify(
     {
         return Err(JwtError::MissingClaim);
     }
-    let leeway = policy.leeway;
-    let exp = jwt::number(claims, "exp")?;
-    let nbf = jwt::number(claims, "nbf")?;
-    let iat = jwt::number(claims, "iat")?;
-    if exp.is_some_and(|exp| now >= exp + leeway) {
-        return Err(JwtError::Expired);
-    }
-    if nbf.is_some_and(|nbf| now + leeway < nbf) {
-        return Err(JwtError::NotYetValid);
-    }
-    if iat.is_some_and(|iat| iat > now + leeway) {
-        return Err(JwtError::IssuedInFuture);
-    }
+    jwt::check_times(claims, now, policy.leeway)?;
     match claims.get("iss") {
         None => return Err(JwtError::MissingClaim),
         Some(Value::String(iss)) if **iss == *policy.issuer => {}
@@ -562,26 +550,11 @@ mod tests {
 
     // -- the vectors of bastion's own tokens, trusted as an external issuer's --
 
+    use crate::authn::tests::{vector as token, vectors as doc};
     use crate::authn::{authenticate, RouteAuth, Verdict};
     use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
-    const VECTORS: &str = include_str!("../../../tests/vectors/jwt_access_tokens.json");
     const IDP: &str = "https://issuer.example";
-
-    fn doc() -> Value {
-        serde_json::from_str(VECTORS).expect("vector file")
-    }
-
-    fn token(doc: &Value, name: &str) -> String {
-        doc["vectors"]
-            .as_array()
-            .expect("vectors")
-            .iter()
-            .find(|v| v["name"] == name)
-            .and_then(|v| v["token"].as_str())
-            .unwrap_or_else(|| panic!("no vector {name}"))
-            .to_owned()
-    }
 
     fn ext_route(audience: &str, own: bool, typ: Value) -> RouteAuth {
         RouteAuth::from_section(&serde_json::json!({

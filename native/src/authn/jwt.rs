@@ -425,6 +425,29 @@ pub(super) fn header_key<'k>(
     Ok(key)
 }
 
+/// The `exp`, `nbf` and `iat` checks at `now`, each with `leeway` seconds (PyJWT's
+/// order: a malformed one first): the token's `(exp, iat)` when it is within its lifetime.
+/// bastion's own tokens and a trusted issuer's are held to the same clock rules.
+pub(super) fn check_times(
+    claims: &Map<String, Value>,
+    now: f64,
+    leeway: f64,
+) -> Result<(Option<f64>, Option<f64>), JwtError> {
+    let exp = number(claims, "exp")?;
+    let nbf = number(claims, "nbf")?;
+    let iat = number(claims, "iat")?;
+    if exp.is_some_and(|exp| now >= exp + leeway) {
+        return Err(JwtError::Expired);
+    }
+    if nbf.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(JwtError::NotYetValid);
+    }
+    if iat.is_some_and(|iat| iat > now + leeway) {
+        return Err(JwtError::IssuedInFuture);
+    }
+    Ok((exp, iat))
+}
+
 fn check_claims(
     header: &Map<String, Value>,
     claims: &Map<String, Value>,
@@ -438,18 +461,7 @@ fn check_claims(
         return Err(JwtError::MissingClaim);
     }
     let leeway = policy.leeway;
-    let exp = number(claims, "exp")?;
-    let nbf = number(claims, "nbf")?;
-    let iat = number(claims, "iat")?;
-    if exp.is_some_and(|exp| now >= exp + leeway) {
-        return Err(JwtError::Expired);
-    }
-    if nbf.is_some_and(|nbf| now + leeway < nbf) {
-        return Err(JwtError::NotYetValid);
-    }
-    if iat.is_some_and(|iat| iat > now + leeway) {
-        return Err(JwtError::IssuedInFuture);
-    }
+    let (exp, iat) = check_times(claims, now, leeway)?;
     if let (Some(limit), Some(exp)) = (policy.max_lifetime, exp) {
         if iat.is_some_and(|iat| exp - iat > limit) || exp - now > limit + leeway {
             return Err(JwtError::LifetimeTooLong);

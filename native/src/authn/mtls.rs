@@ -11,7 +11,7 @@
 //! to the identity and claims Python derived (`sub`, `cert_subject`,
 //! `cert_sans`, `cnf`). A miss is a lookup (`crate::lookup`, the leaf's DER):
 //! Python's authenticator derives the identity and pushes it
-//! ([`CertIdentities::put`]), and the request goes on natively, as every
+//! (`certs().put`), and the request goes on natively, as every
 //! later one with that certificate. A certificate Python cannot read is
 //! remembered as refused ([`cert_refuse`]): its 401 `invalid_token`, natively.
 //!
@@ -23,7 +23,7 @@
 //! misses do ([`cert_miss`], `miss::Inflight`): the first leads the lookup,
 //! the others wait for its push, so a certificate costs one derivation.
 
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -31,7 +31,7 @@ use ring::digest;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::bounded::Bounded;
+use super::bounded::Shared;
 use super::miss::{Inflight, Miss, Refused};
 use crate::http::Identity;
 
@@ -108,62 +108,15 @@ impl CertIdentity {
     }
 }
 
-/// Certificate identities by thumbprint (one per process: [`certs`]).
-pub struct CertIdentities {
-    inner: RwLock<Bounded<Thumbprint, Arc<CertIdentity>>>,
-}
-
-impl Default for CertIdentities {
-    fn default() -> Self {
-        Self {
-            inner: RwLock::new(Bounded::new(CERT_CACHE_MAX)),
-        }
-    }
-}
-
-impl CertIdentities {
-    /// The identity of the certificate `thumb`, if Python derived it.
-    pub fn get(&self, thumb: &Thumbprint) -> Option<Arc<CertIdentity>> {
-        let inner = self
-            .inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        inner.get(thumb).cloned()
-    }
-
-    /// Hold `entry` for `thumb`, evicting the oldest beyond [`CERT_CACHE_MAX`].
-    pub fn put(&self, thumb: Thumbprint, entry: CertIdentity) {
-        // Entries are whole values: a panic elsewhere cannot leave one half-made.
-        self.inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(thumb, Arc::new(entry));
-    }
-
-    /// Forget every identity (tests; a reload of the authenticator).
-    pub fn clear(&self) {
-        self.inner
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
+/// Certificate identities by thumbprint (one per process: [`certs`]), at most
+/// [`CERT_CACHE_MAX`], the oldest evicted first; Python pushes them
+/// (`certs().put`), requests read them (`certs().get`).
+pub type CertIdentities = Shared<Thumbprint, Arc<CertIdentity>>;
 
 /// The process-wide certificate identities.
 pub fn certs() -> &'static CertIdentities {
     static CERTS: OnceLock<CertIdentities> = OnceLock::new();
-    CERTS.get_or_init(CertIdentities::default)
+    CERTS.get_or_init(|| CertIdentities::new(CERT_CACHE_MAX))
 }
 
 fn inflight() -> &'static Arc<Inflight> {
@@ -234,7 +187,7 @@ mod tests {
 
     #[test]
     fn mtls_push_and_get() {
-        let cache = CertIdentities::default();
+        let cache = CertIdentities::new(CERT_CACHE_MAX);
         let der = b"a certificate";
         let (thumb, entry) =
             CertIdentity::from_push(&x5t(der), &push(der, "spiffe://x/svc")).expect("valid");
@@ -269,7 +222,7 @@ mod tests {
 
     #[test]
     fn mtls_cache_is_bounded_oldest_first() {
-        let cache = CertIdentities::default();
+        let cache = CertIdentities::new(CERT_CACHE_MAX);
         let entry = |n: usize| {
             let der = n.to_be_bytes();
             CertIdentity::from_push(&x5t(&der), &push(&der, &format!("s{n}"))).expect("valid")

@@ -313,39 +313,9 @@ mod tests {
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::authn::jwt::Policy;
+    use crate::authn::tests::{configured, vector};
     use crate::authn::{admit_with_cert, unadmitted_with_cert, Unadmitted};
     use crate::http::Identity;
-
-    const VECTORS: &str = include_str!("../../../tests/vectors/jwt_access_tokens.json");
-
-    fn configured() -> (Caches, Value, f64) {
-        let doc: Value = serde_json::from_str(VECTORS).expect("vectors");
-        let caches = Caches::new();
-        let policy = Policy {
-            issuer: doc["issuer"].as_str().expect("issuer").to_owned(),
-            leeway: doc["leeway"].as_f64().expect("leeway"),
-            max_lifetime: doc["max_lifetime"].as_f64(),
-        };
-        caches.configure(policy, None);
-        caches
-            .signing_keys_set(&doc["jwks"].to_string())
-            .expect("jwks");
-        caches.set_following(true);
-        let now = doc["now"].as_f64().expect("now");
-        (caches, doc, now)
-    }
-
-    fn vector(doc: &Value, name: &str) -> String {
-        doc["vectors"]
-            .as_array()
-            .expect("vectors")
-            .iter()
-            .find(|v| v["name"] == name)
-            .and_then(|v| v["token"].as_str())
-            .unwrap_or_else(|| panic!("no vector {name}"))
-            .to_owned()
-    }
 
     fn route(section: Value) -> RouteAuth {
         RouteAuth::from_section(&section).expect("section")

@@ -13,7 +13,8 @@ use crate::authz;
 
 const VECTORS: &str = include_str!("../../../tests/vectors/jwt_access_tokens.json");
 
-fn vectors() -> Value {
+/// The JWT vectors (shared with the `issuers` and `refusal` tests).
+pub(super) fn vectors() -> Value {
     serde_json::from_str(VECTORS).expect("vector file")
 }
 
@@ -25,7 +26,8 @@ fn policy(doc: &Value) -> Policy {
     }
 }
 
-fn vector(doc: &Value, name: &str) -> String {
+/// The token of the vector `name`.
+pub(super) fn vector(doc: &Value, name: &str) -> String {
     doc["vectors"]
         .as_array()
         .expect("vectors")
@@ -36,7 +38,8 @@ fn vector(doc: &Value, name: &str) -> String {
         .to_owned()
 }
 
-fn configured() -> (Caches, Value, f64) {
+/// Caches following the vectors' issuer and keys, with the vectors and their `now`.
+pub(super) fn configured() -> (Caches, Value, f64) {
     let doc = vectors();
     let caches = Caches::new();
     caches.configure(policy(&doc), None);

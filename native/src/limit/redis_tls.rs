@@ -37,15 +37,8 @@ pub struct RedisTls {
 }
 
 fn certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let unusable = |why: String| format!("{what} {} is not usable ({why})", path.display());
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| unusable(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| unusable(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(unusable("no certificate in it".into()));
-    }
-    Ok(certs)
+    crate::upstream::tls::pem_certificates(path, "no certificate in it")
+        .map_err(|why| format!("{what} {} is not usable ({why})", path.display()))
 }
 
 /// The client configuration for `tls` (see the module docs).
@@ -58,13 +51,7 @@ pub fn client_config(tls: &RedisTls) -> Result<Arc<ClientConfig>, String> {
                 .map_err(|e| format!("ssl_ca_certs {}: {e}", path.display()))?;
         }
     }
-    // ring is the project's one crypto library (DESIGN.md), as for upstream TLS.
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots);
+    let config = crate::upstream::tls::client_builder(roots)?;
     let config = match (&tls.certfile, &tls.keyfile) {
         (None, None) => config.with_no_client_auth(),
         (Some(cert), Some(key)) => {

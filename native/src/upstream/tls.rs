@@ -13,9 +13,10 @@
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
+use rustls::client::WantsClientCert;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::{ClientConfig, ConfigBuilder, RootCertStore};
 
 /// The system CA bundles OpenSSL builds look for, in order.
 const SYSTEM_BUNDLES: [&str; 5] = [
@@ -48,18 +49,26 @@ pub fn client_config(
     }
 }
 
-fn build(
+/// A TLS 1.3/1.2 client configuration trusting `roots`, its client certificate
+/// still to choose: the upstreams' and Redis's.
+pub(crate) fn client_builder(
     roots: RootCertStore,
-    client: Option<ClientCert<'_>>,
-) -> Result<Arc<ClientConfig>, String> {
+) -> Result<ConfigBuilder<ClientConfig, WantsClientCert>, String> {
     // ring is the project's one crypto library (DESIGN.md); rustls deprecates its
     // provider only for lacking post-quantum key exchange, which aws-lc-rs would bring.
     #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    Ok(ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| format!("TLS: {e}"))?
-        .with_root_certificates(roots);
+        .with_root_certificates(roots))
+}
+
+fn build(
+    roots: RootCertStore,
+    client: Option<ClientCert<'_>>,
+) -> Result<Arc<ClientConfig>, String> {
+    let config = client_builder(roots)?;
     let config = match client {
         None => config.with_no_client_auth(),
         Some(ClientCert { cert, key }) => {
@@ -70,13 +79,7 @@ fn build(
                     key.display()
                 )
             };
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| rejected(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| rejected(e.to_string()))?;
-            if chain.is_empty() {
-                return Err(rejected("no certificate in the file".into()));
-            }
+            let chain = pem_certificates(cert, "no certificate in the file").map_err(rejected)?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| rejected(e.to_string()))?;
             config
                 .with_client_auth_cert(chain, key)
@@ -84,6 +87,22 @@ fn build(
         }
     };
     Ok(Arc::new(config))
+}
+
+/// The certificates of the PEM file `path`, in order. `Err` says why they are not
+/// usable (`empty` when there is none) for the caller's message, which names the setting.
+pub(crate) fn pem_certificates(
+    path: &Path,
+    empty: &str,
+) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err(empty.to_owned());
+    }
+    Ok(certs)
 }
 
 fn roots_from(path: &Path) -> Result<RootCertStore, String> {

@@ -28,10 +28,9 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 
-from bastion.errors import BastionError, ServiceUnavailableError
-from bastion.protocol.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from bastion.protocol.rfc6749.errors import InvalidGrantError
 from bastion.protocol.rfc6749.requests import OAuthRequest
-from bastion.protocol.rfc7662 import VerifyToken
+from bastion.protocol.rfc7662 import VerifyToken, token_claims
 from bastion.storage.models import Client
 
 __all__ = ["RevokeJti", "revoke"]
@@ -62,14 +61,8 @@ async def revoke(
         InvalidGrantError: the token is valid but was issued to another client.
         ServiceUnavailableError: from ``verify_token`` or ``revoke_jti``.
     """
-    token = request.form.get("token")
-    if token is None:
-        raise InvalidRequestError("missing parameter 'token'")
-    try:
-        claims = await verify_token(token)
-    except ServiceUnavailableError:
-        raise
-    except BastionError:
+    claims = await token_claims(request, verify_token)
+    if claims is None:
         return False
     if claims.get("client_id") != caller.client_id:
         raise InvalidGrantError("the token was not issued to this client", reason="foreign_token")

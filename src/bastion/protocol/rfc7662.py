@@ -27,7 +27,14 @@ from bastion.protocol.rfc6749.errors import InvalidRequestError, UnauthorizedCli
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.storage.models import Client
 
-__all__ = ["INACTIVE", "INTROSPECTED_CLAIMS", "INTROSPECT_SCOPE", "VerifyToken", "introspect"]
+__all__ = [
+    "INACTIVE",
+    "INTROSPECTED_CLAIMS",
+    "INTROSPECT_SCOPE",
+    "VerifyToken",
+    "introspect",
+    "token_claims",
+]
 
 #: ``token -> claims``; raises a BastionError (e.g. InvalidTokenError) for any unusable token.
 VerifyToken: TypeAlias = Callable[[str], Awaitable[Mapping[str, Any]]]
@@ -40,6 +47,29 @@ INACTIVE: Final[Mapping[str, Any]] = {"active": False}
 
 #: Claims copied from an active token into the response (RFC 7662 §2.2), when present.
 INTROSPECTED_CLAIMS: Final = ("scope", "client_id", "exp", "iat", "nbf", "sub", "aud", "iss", "jti")
+
+
+async def token_claims(
+    request: OAuthRequest, verify_token: VerifyToken
+) -> Mapping[str, Any] | None:
+    """The claims of the required ``token`` parameter, or None when it is not a valid token.
+
+    Introspection (§2.2) and revocation (RFC 7009 §2.2) both answer an unusable
+    token without an error, so only an outage propagates.
+
+    Raises:
+        InvalidRequestError: the ``token`` parameter is missing.
+        ServiceUnavailableError: from ``verify_token``.
+    """
+    token = request.form.get("token")
+    if token is None:
+        raise InvalidRequestError("missing parameter 'token'")
+    try:
+        return await verify_token(token)
+    except ServiceUnavailableError:
+        raise
+    except BastionError:
+        return None
 
 
 async def introspect(
@@ -67,14 +97,8 @@ async def introspect(
             f"(it needs the scope {INTROSPECT_SCOPE})",
             reason="introspection_not_allowed",
         )
-    token = request.form.get("token")
-    if token is None:
-        raise InvalidRequestError("missing parameter 'token'")
-    try:
-        claims = await verify_token(token)
-    except ServiceUnavailableError:
-        raise
-    except BastionError:
+    claims = await token_claims(request, verify_token)
+    if claims is None:
         return dict(INACTIVE)
     response: dict[str, Any] = {"active": True, "token_type": "Bearer"}
     for name in INTROSPECTED_CLAIMS:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from bastion.settings._values import Loc, Problems, show
-from bastion.settings.fields import Count, FilePath, PositiveDuration, _not_bool, _Section
+from bastion.settings.fields import (
+    Count,
+    FilePath,
+    PositiveDuration,
+    _absolute_http_url,
+    _not_bool,
+    _Section,
+)
 
 _EVENT_PATTERN = re.compile(r"[a-z0-9_*]+(?:\.[a-z0-9_*]+)*")
 
@@ -97,15 +103,7 @@ class WebhookSettings(_Section):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        example = "https://hooks.example.com/bastion"
-        try:
-            parts = urlsplit(value)
-            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-            _ = parts.port
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ValueError(f"{show(value)} is not an absolute http(s) URL — use e.g. {example}")
+        parts = _absolute_http_url(value, "https://hooks.example.com/bastion")
         if "@" in parts.netloc:
             raise ValueError(
                 "contains a user name or password — remove it; deliveries are authenticated "

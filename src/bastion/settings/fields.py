@@ -14,7 +14,7 @@ import re
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator
 
@@ -70,8 +70,8 @@ def _lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
 
-def _http_url(value: str, example: str) -> str:
-    """Check an absolute http(s) URL without query, fragment or user info; strip a final "/"."""
+def _absolute_http_url(value: str, example: str) -> SplitResult:
+    """The parts of an absolute http(s) URL with a host and a valid port, else ValueError."""
     try:
         parts = urlsplit(value)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -80,6 +80,12 @@ def _http_url(value: str, example: str) -> str:
         valid = False
     if not valid:
         raise ValueError(f"{show(value)} is not an absolute http(s) URL — use e.g. {example}")
+    return parts
+
+
+def _http_url(value: str, example: str) -> str:
+    """Check an absolute http(s) URL without query, fragment or user info; strip a final "/"."""
+    parts = _absolute_http_url(value, example)
     if "@" in parts.netloc:
         raise ValueError(
             f"{show(value)} contains a user name or password — remove it (e.g. {example})"

@@ -31,6 +31,31 @@ AuthMethod = Literal["api_key", "jwt", "introspection", "session", "mtls"]
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
+def _method_list(
+    value: list[str] | None, allowed: tuple[str, ...], what: str, *, empty: str
+) -> list[str] | None:
+    """``value`` upper-cased, without repeats; every name not in ``allowed`` is a problem.
+
+    None (the field left out) stays None; an empty list is refused with ``empty``.
+    """
+    if value is None:
+        return None
+    if not value:
+        raise ValueError(empty)
+    methods: list[str] = []
+    problems: list[tuple[Loc, str]] = []
+    for index, method in enumerate(value):
+        upper = method.upper()
+        if upper not in allowed:
+            hint = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+            problems.append(((index,), f"{show(method)} is not {what} — use {hint}"))
+        elif upper not in methods:
+            methods.append(upper)
+    if problems:
+        raise Problems(problems)
+    return methods
+
+
 _ROUTE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 _HOST = re.compile(
     r"(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*)"
@@ -79,29 +104,12 @@ class RouteMatch(_Section):
     @field_validator("methods")
     @classmethod
     def _check_methods(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError(
-                "is an empty list, which matches nothing — remove it to match every method"
-            )
-        methods: list[str] = []
-        problems: list[tuple[Loc, str]] = []
-        for index, method in enumerate(value):
-            upper = method.upper()
-            if upper not in HTTP_METHODS:
-                problems.append(
-                    (
-                        (index,),
-                        f"{show(method)} is not a method bastion routes — use "
-                        f"{', '.join(HTTP_METHODS[:-1])} or {HTTP_METHODS[-1]}",
-                    )
-                )
-            elif upper not in methods:
-                methods.append(upper)
-        if problems:
-            raise Problems(problems)
-        return methods
+        return _method_list(
+            value,
+            HTTP_METHODS,
+            "a method bastion routes",
+            empty="is an empty list, which matches nothing — remove it to match every method",
+        )
 
     def overlaps(self, other: RouteMatch) -> bool:
         """Whether this match and ``other`` take exactly the same host + path for some method."""
@@ -280,26 +288,14 @@ class CorsSettings(_Section):
     @field_validator("methods")
     @classmethod
     def _check_methods(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        if not value:
-            raise ValueError("is empty — remove it to allow the route's methods")
-        methods: list[str] = []
-        for index, method in enumerate(value):
-            upper = method.upper()
-            if upper not in HTTP_METHODS or upper == "OPTIONS":
-                raise Problems(
-                    [
-                        (
-                            (index,),
-                            f"{show(method)} is not a method a page can ask for — use "
-                            f"{', '.join(HTTP_METHODS[:-2])} or {HTTP_METHODS[-2]}",
-                        )
-                    ]
-                )
-            if upper not in methods:
-                methods.append(upper)
-        return methods
+        # OPTIONS is the preflight itself, never the method a page asks for.
+        allowed = tuple(method for method in HTTP_METHODS if method != "OPTIONS")
+        return _method_list(
+            value,
+            allowed,
+            "a method a page can ask for",
+            empty="is empty — remove it to allow the route's methods",
+        )
 
 
 class IpAccessSettings(_Section):

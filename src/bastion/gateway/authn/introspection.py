@@ -46,7 +46,7 @@ import orjson
 from bastion.crypto import sha256_hex
 from bastion.errors import ServiceUnavailableError
 from bastion.gateway.authn.identity import Identity
-from bastion.gateway.authn.jwks_cache import tls_verify
+from bastion.gateway.authn.jwks_cache import client_args, read_bounded
 from bastion.gateway.authn.jwt import InvalidBearerTokenError
 
 if TYPE_CHECKING:  # httpx loads only where it is used (tests/features/serve/test_idle_imports.py)
@@ -135,12 +135,7 @@ class IntrospectionAuthenticator:
         # configured, at start-up, not by this module: a node without it never loads it.
         import httpx  # noqa: F401
 
-        self._client_args: dict[str, Any] = {
-            "timeout": timeout,
-            "verify": tls_verify(ca_file),
-            "follow_redirects": False,
-            "transport": transport,
-        }
+        self._client_args = client_args(timeout, ca_file, transport)
         self._client: httpx.AsyncClient | None = None
         self._cache: dict[str, _Entry] = {}
         #: Requests made to the endpoint (for tests and metrics).
@@ -220,15 +215,13 @@ class IntrospectionAuthenticator:
             ) as response:
                 if response.status_code != 200:
                     raise IntrospectionUnavailableError(f"HTTP {response.status_code}")
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise IntrospectionUnavailableError("response too large")
+                body = await read_bounded(response, MAX_RESPONSE_BYTES)
+                if body is None:
+                    raise IntrospectionUnavailableError("response too large")
         except httpx.HTTPError as exc:
             raise IntrospectionUnavailableError(type(exc).__name__) from None
         try:
-            value = orjson.loads(bytes(body))
+            value = orjson.loads(body)
         except orjson.JSONDecodeError:
             raise IntrospectionUnavailableError("response is not JSON") from None
         if not isinstance(value, dict) or not isinstance(value.get("active"), bool):

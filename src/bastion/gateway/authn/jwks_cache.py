@@ -67,6 +67,22 @@ def tls_verify(ca_file: Path | None) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=str(ca_file))
 
 
+def client_args(
+    timeout: float, ca_file: Path | None, transport: httpx.AsyncBaseTransport | None
+) -> dict[str, Any]:
+    """The ``httpx.AsyncClient`` arguments of a fetch from an identity provider.
+
+    Redirects are never followed: a provider's endpoint is configured exactly, and a
+    redirect could carry the client's credentials or the fetch to another host.
+    """
+    return {
+        "timeout": timeout,
+        "verify": tls_verify(ca_file),
+        "follow_redirects": False,
+        "transport": transport,
+    }
+
+
 class JwksCache:
     """The current :class:`PublicKeySet` of one issuer (see the module docstring).
 
@@ -102,12 +118,7 @@ class JwksCache:
         # at start-up, not by this module: a node that trusts none never loads it.
         import httpx  # noqa: F401
 
-        self._client_args: dict[str, Any] = {
-            "timeout": timeout,
-            "verify": tls_verify(ca_file),
-            "follow_redirects": False,
-            "transport": transport,
-        }
+        self._client_args = client_args(timeout, ca_file, transport)
         self._keys: PublicKeySet | None = None
         self._fetched_at = 0.0
         self._last_attempt: float | None = None
@@ -211,6 +222,20 @@ class JwksCache:
         raise _FetchError("; ".join(problems))
 
 
+async def read_bounded(response: httpx.Response, limit: int) -> bytes | None:
+    """The body of ``response``, or None as soon as it grows past ``limit`` bytes.
+
+    Read chunk by chunk so that a hostile or broken provider cannot make the
+    process buffer an unbounded answer.
+    """
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
     import httpx
 
@@ -218,15 +243,13 @@ async def _get_json(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
         async with client.stream("GET", url, headers={"accept": "application/json"}) as response:
             if response.status_code != 200:
                 raise _FetchError(f"{url}: HTTP {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise _FetchError(f"{url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
+            body = await read_bounded(response, MAX_DOCUMENT_BYTES)
+            if body is None:
+                raise _FetchError(f"{url}: document larger than {MAX_DOCUMENT_BYTES} bytes")
     except httpx.HTTPError as exc:
         raise _FetchError(f"{url}: {type(exc).__name__}") from None
     try:
-        value = orjson.loads(bytes(body))
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise _FetchError(f"{url}: not JSON") from None
     if not isinstance(value, dict):
