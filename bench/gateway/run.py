@@ -461,7 +461,7 @@ def both_cores(
 
 
 def default_engine() -> str:
-    from bastion.settings.models import ServerSettings
+    from bastion.settings.server import ServerSettings
 
     return str(ServerSettings().engine)
 

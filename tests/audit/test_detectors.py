@@ -18,7 +18,7 @@ from bastion.audit.detectors import (
     build_detectors,
 )
 from bastion.audit.events import Event, EventTypes
-from bastion.settings.models import DetectorSettings
+from bastion.settings.alerts import DetectorSettings
 
 
 class Clock:

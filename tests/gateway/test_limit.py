@@ -38,7 +38,7 @@ from _support.gateway_edge import (
 from _support.gateway_server import GatewayServer, fresh_echo
 from bastion.demo.echo import EchoServer
 from bastion.gateway.compile import limits as compile_limits
-from bastion.settings.models import RouteLimit
+from bastion.settings.routes import RouteLimit
 from gateway.idp_support import FakeIdP, IdPThread
 
 #: route name -> its limits (each test its own route, so its own buckets).

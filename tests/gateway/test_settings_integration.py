@@ -9,7 +9,7 @@ from _support import EchoThread
 from _support.gateway_server import plane, serve_gateway
 from bastion.gateway.control import GatewayControl
 from bastion.ratelimit import MemoryLimiter
-from bastion.settings.models import RouteMatch, RouteSettings
+from bastion.settings.routes import RouteMatch, RouteSettings
 
 
 def test_route_settings_compile_with_their_methods_and_settings() -> None:

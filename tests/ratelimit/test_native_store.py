@@ -12,7 +12,7 @@ from bastion import _native
 from bastion.gateway.compile import limits as compile_limits
 from bastion.ratelimit import Limit, MemoryLimiter, ip_bucket, rate_limit_headers
 from bastion.ratelimit.keys import KeyLimitOverrides, key_checks
-from bastion.settings.models import Settings as BastionSettings
+from bastion.settings.config import Settings as BastionSettings
 
 S = 1_000_000
 

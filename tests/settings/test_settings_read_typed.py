@@ -9,8 +9,10 @@ package (``src/bastion``), and each checker is shown the patterns it must catch.
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 import itertools
+import pkgutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +21,7 @@ import pytest
 from pydantic import BaseModel
 
 import bastion
-import bastion.settings.models
+import bastion.settings
 
 PACKAGE = Path(bastion.__file__).parent
 SETTINGS_PACKAGE = PACKAGE / "settings"
@@ -27,8 +29,11 @@ SETTINGS_PACKAGE = PACKAGE / "settings"
 #: Every settings model class, by name (the types a parameter is annotated with).
 MODELS: dict[str, type[BaseModel]] = {
     name: obj
-    for name, obj in vars(bastion.settings.models).items()
-    if inspect.isclass(obj) and issubclass(obj, BaseModel)
+    for module in pkgutil.iter_modules(bastion.settings.__path__)
+    for name, obj in vars(importlib.import_module(f"bastion.settings.{module.name}")).items()
+    if inspect.isclass(obj)
+    and issubclass(obj, BaseModel)
+    and obj.__module__.startswith("bastion.settings.")  # not pydantic's own BaseModel
 }
 
 

@@ -9,7 +9,7 @@ import yaml
 
 from bastion.ratelimit import Limit
 from bastion.settings import Settings
-from bastion.settings.models import RouteSettings
+from bastion.settings.routes import RouteSettings
 
 Load = Callable[..., Settings]
 Errors = Callable[..., list[str]]

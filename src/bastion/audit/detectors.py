@@ -42,7 +42,7 @@ from typing import ClassVar, Final, Generic, TypeVar
 from bastion.audit.alerts import Alert, Clock, Detector, Severity
 from bastion.audit.events import Event, EventTypes
 from bastion.ratelimit.addresses import ip_bucket
-from bastion.settings.models import DetectorSettings
+from bastion.settings.alerts import DetectorSettings
 
 __all__ = [
     "FAILURE_TYPES",

@@ -1,7 +1,7 @@
 """Options shared by commands, and their values: durations and moments, parsed once, errors
 naming the flag.
 
-Durations go through :func:`bastion.settings.models.parse_duration` (the one
+Durations go through :func:`bastion.settings.fields.parse_duration` (the one
 home of duration parsing, bounded to 100 years), so ``--expires 99999999d`` or
 ``--since 99999999999d`` is a one-line error naming the flag, never a traceback.
 """
@@ -34,7 +34,7 @@ def parse_duration_option(value: str | None, flag: str) -> float | None:
     """
     if value is None:
         return None
-    from bastion.settings.models import DurationError, parse_duration
+    from bastion.settings.fields import DurationError, parse_duration
 
     try:
         return parse_duration(value.strip())
@@ -53,7 +53,7 @@ def parse_moment(
     """
     if value is None:
         return None
-    from bastion.settings.models import DurationError, parse_duration
+    from bastion.settings.fields import DurationError, parse_duration
 
     text = value.strip()
     try:

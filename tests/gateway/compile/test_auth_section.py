@@ -10,7 +10,8 @@ import pytest
 from bastion import _native
 from bastion.gateway.compile import auth
 from bastion.settings import RouteMatch, RouteSettings, Settings
-from bastion.settings.models import RouteJwtSettings, TrustedIssuerSettings
+from bastion.settings.oauth import TrustedIssuerSettings
+from bastion.settings.routes import RouteJwtSettings
 
 SETTINGS = Settings()
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from bastion import _native
 from bastion.gateway.compile import compile_table, limits
-from bastion.settings.models import Settings
+from bastion.settings.config import Settings
 
 
 def _settings(**extra: object) -> Settings:

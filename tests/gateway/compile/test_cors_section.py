@@ -8,7 +8,8 @@ from typing import Any
 from bastion import _native
 from bastion.gateway.compile import compile_table
 from bastion.gateway.compile.cors import section
-from bastion.settings.models import RouteMatch, RouteSettings, Settings
+from bastion.settings.config import Settings
+from bastion.settings.routes import RouteMatch, RouteSettings
 
 
 def route(name: str, path: str, **kw: Any) -> RouteSettings:

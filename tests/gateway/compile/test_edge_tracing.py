@@ -8,7 +8,7 @@ import pytest
 
 from bastion import _native
 from bastion.gateway.compile import compile_table, edge
-from bastion.settings.models import Settings
+from bastion.settings.config import Settings
 
 ROUTE = {"name": "pub", "match": {"path": "/pub"}, "upstream": "http://u", "public": True}
 

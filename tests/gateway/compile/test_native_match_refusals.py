@@ -29,7 +29,8 @@ from bastion import _native
 from bastion.gateway.compile import compile_table
 from bastion.gateway.errors import MethodNotAllowedError, RouteNotFoundError
 from bastion.gateway.matcher import RouteMatcher
-from bastion.settings.models import RouteMatch, RouteSettings, Settings
+from bastion.settings.config import Settings
+from bastion.settings.routes import RouteMatch, RouteSettings
 
 
 def route(name: str, path: str, **kw: Any) -> RouteSettings:

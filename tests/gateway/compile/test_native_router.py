@@ -23,7 +23,8 @@ from bastion import _native
 from bastion.gateway.compile import compile_table
 from bastion.gateway.errors import GatewayError
 from bastion.gateway.matcher import RouteMatcher, check_method
-from bastion.settings.models import RouteMatch, RouteSettings, Settings
+from bastion.settings.config import Settings
+from bastion.settings.routes import RouteMatch, RouteSettings
 
 
 def route(name: str, path: str, upstream: str = "http://u:9", **kw: Any) -> RouteSettings:
@@ -257,7 +258,7 @@ def test_methods_python_refuses_and_hosts_are_read_as_python_reads_them() -> Non
 
 
 def test_options_is_routed_by_its_method_when_a_route_answers_preflights() -> None:
-    from bastion.settings.models import CorsSettings
+    from bastion.settings.routes import CorsSettings
 
     routes = [route("api", "/api", cors=CorsSettings(origins=["https://app.example"]))]
     table = compile_table(Settings(routes=routes))

@@ -12,7 +12,8 @@ from bastion.gateway.compile import TABLE_VERSION, compile_table
 from bastion.gateway.compile.routes import section, table_section
 from bastion.gateway.errors import GatewayConfigError
 from bastion.http.app import RESERVED_PREFIXES
-from bastion.settings.models import CorsSettings, RouteMatch, RouteSettings, Settings
+from bastion.settings.config import Settings
+from bastion.settings.routes import CorsSettings, RouteMatch, RouteSettings
 
 
 def route(

@@ -19,7 +19,8 @@ import pytest
 
 from bastion.gateway.compile import compile_table, upstream
 from bastion.gateway.errors import GatewayConfigError
-from bastion.settings.models import IdentityHeaderSettings, Settings
+from bastion.settings.config import Settings
+from bastion.settings.gateway import IdentityHeaderSettings
 
 VECTORS = Path(__file__).parents[2] / "vectors" / "upstream_forward_headers.json"
 

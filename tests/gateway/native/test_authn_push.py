@@ -447,7 +447,8 @@ async def test_a_revocation_on_the_channel_stops_a_token_within_a_second(tokens:
 async def test_external_issuer_keys_are_pushed_after_each_fetch_and_verify_natively() -> None:
     from bastion.gateway.authn.external_jwt import TrustedIssuer
     from bastion.gateway.authn.jwks_cache import JwksCache
-    from bastion.settings.models import RouteJwtSettings, TrustedIssuerSettings
+    from bastion.settings.oauth import TrustedIssuerSettings
+    from bastion.settings.routes import RouteJwtSettings
     from gateway.idp_support import running_idp
 
     async with running_idp() as idp:
