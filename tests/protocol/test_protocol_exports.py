@@ -19,7 +19,7 @@ from bastion.protocol.rfc6749 import (
     scope,
     token_endpoint,
 )
-from bastion.protocol.rfc6749.grants import client_credentials
+from bastion.protocol.rfc6749.grants import client_credentials, refresh_token
 
 
 def test_rfc6749_package_names() -> None:
@@ -63,6 +63,14 @@ def test_module_names() -> None:
         "handle",
         "token_ttl",
     ]
+    assert sorted(refresh_token.__all__) == [
+        "GRANT_TYPE",
+        "RefreshTokenGrant",
+        "RefreshTokens",
+        "Rotation",
+        "handle",
+        "requested_scope",
+    ]
     assert rfc7662.__all__ == [
         "INACTIVE",
         "INTROSPECTED_CLAIMS",
@@ -70,7 +78,7 @@ def test_module_names() -> None:
         "VerifyToken",
         "introspect",
     ]
-    assert rfc7009.__all__ == ["RevokeJti", "revoke"]
+    assert rfc7009.__all__ == ["RevokeJti", "RevokeRefresh", "revoke"]
     assert rfc8414.__all__ == ["ENDPOINT_NAMES", "authorization_server_metadata"]
     assert rfc8707.__all__ == ["MAX_RESOURCE_LENGTH", "check_resource", "requested_resource"]
     assert rfc9068.__all__ == ["ACCESS_TOKEN_TYP", "REGISTERED_CLAIMS", "access_token_claims"]
@@ -81,6 +89,7 @@ def test_module_names() -> None:
         scope,
         token_endpoint,
         client_credentials,
+        refresh_token,
         authorization,
         core,
         discovery,

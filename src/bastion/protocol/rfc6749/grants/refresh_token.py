@@ -39,7 +39,14 @@ from bastion.protocol.rfc8707 import requested_resource
 from bastion.protocol.rfc9068 import access_token_claims
 from bastion.storage.models import Client
 
-__all__ = ["GRANT_TYPE", "RefreshTokenGrant", "RefreshTokens", "Rotation", "handle"]
+__all__ = [
+    "GRANT_TYPE",
+    "RefreshTokenGrant",
+    "RefreshTokens",
+    "Rotation",
+    "handle",
+    "requested_scope",
+]
 
 GRANT_TYPE: Final = "refresh_token"
 
