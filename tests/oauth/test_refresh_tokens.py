@@ -18,7 +18,7 @@ from bastion.oauth.refresh_tokens import (
     RefreshTokenService,
 )
 from bastion.protocol.rfc6749.errors import InvalidGrantError, InvalidScopeError
-from bastion.protocol.rfc6749.grants.refresh_token import Rotation
+from bastion.protocol.rfc6749.grants.refresh_token import RefreshRequest, Rotation
 from bastion.storage import Client, Database, RefreshToken, User, feed
 
 T0 = 1_800_000_000.0
@@ -107,10 +107,10 @@ def service(db: Database, clock: Clock, recorded: Recorded) -> RefreshTokenServi
 
 
 async def _refused(
-    service: RefreshTokenService, token: str, client: Client, reason: str, **kw: object
+    service: RefreshTokenService, token: str, client: Client, reason: str, ip: str | None = None
 ) -> None:
     with pytest.raises(InvalidGrantError) as caught:
-        await service.rotate(token, client, scope=None, **kw)  # type: ignore[arg-type]
+        await service.rotate(RefreshRequest(token, client, client_ip=ip))
     assert (caught.value.code, caught.value.reason) == ("invalid_grant", reason)
 
 
@@ -132,7 +132,7 @@ async def test_a_family_rotates_and_only_digests_are_stored(
     token, seen = first.token, {first.token}
     for step in range(1, 4):
         clock.now = T0 + 60 * step
-        rotation = await service.rotate(token, app, scope=None, client_ip="192.0.2.1")
+        rotation = await service.rotate(RefreshRequest(token, app, client_ip="192.0.2.1"))
         assert rotation.subject == user.id
         assert rotation.scope == ("openid", "profile")
         assert rotation.issued_at == clock.now
@@ -160,9 +160,9 @@ async def test_reusing_a_rotated_token_revokes_the_family_and_its_access_tokens(
 ) -> None:
     first = await service.issue_family(app, user.id, "openid")
     clock.now = T0 + 10
-    second = await service.rotate(first.token, app, scope=None)
+    second = await service.rotate(RefreshRequest(first.token, app))
     clock.now = T0 + 20
-    await _refused(service, first.token, app, "refresh_token_reuse", client_ip="203.0.113.9")
+    await _refused(service, first.token, app, "refresh_token_reuse", ip="203.0.113.9")
     # The legitimate holder's newer token is dead too.
     await _refused(service, second.refresh_token, app, "refresh_token_revoked")
     family = await db.refresh_tokens.list_family(first.record.family_id)
@@ -178,7 +178,7 @@ async def test_access_tokens_past_their_lifetime_are_not_announced(
 ) -> None:
     first = await service.issue_family(app, user.id, "")
     clock.now = T0 + 300
-    second = await service.rotate(first.token, app, scope=None)
+    second = await service.rotate(RefreshRequest(first.token, app))
     clock.now = T0 + 900 + 30 + 1  # the first access token is dead even with leeway
     assert await service.revoke_family(first.record.family_id) == 2
     assert await _revoked_messages(db) == [f"{second.jti} {int(T0 + 300 + 900)}"]
@@ -192,7 +192,7 @@ async def test_idle_tokens_expire_and_use_keeps_a_family_alive(
     token = issued.token
     for step in range(1, 4):  # 150 s in all, each use within 60 s of the last
         clock.now = T0 + 50 * step
-        token = (await service.rotate(token, app, scope=None)).refresh_token
+        token = (await service.rotate(RefreshRequest(token, app))).refresh_token
     clock.now = T0 + 150 + 60
     await _refused(service, token, app, "refresh_token_idle")
     assert recorded.thefts == []
@@ -205,9 +205,9 @@ async def test_a_family_ends_at_its_absolute_lifetime_whatever_its_use(
     service = _service(db, clock, recorded, lifetimes)
     token = (await service.issue_family(app, user.id, "")).token
     clock.now = T0 + 50
-    token = (await service.rotate(token, app, scope=None)).refresh_token
+    token = (await service.rotate(RefreshRequest(token, app))).refresh_token
     clock.now = T0 + 100
-    token = (await service.rotate(token, app, scope=None)).refresh_token
+    token = (await service.rotate(RefreshRequest(token, app))).refresh_token
     clock.now = T0 + 120
     await _refused(service, token, app, "refresh_token_expired")
 
@@ -217,7 +217,7 @@ async def test_another_client_presenting_a_token_revokes_its_family(
 ) -> None:
     issued = await service.issue_family(app, user.id, "")
     with pytest.raises(InvalidGrantError) as caught:
-        await service.rotate(issued.token, other, scope=None)
+        await service.rotate(RefreshRequest(issued.token, other))
     assert caught.value.reason == "foreign_refresh_token"
     assert caught.value.error_description == "the refresh token was not issued to this client"
     await _refused(service, issued.token, app, "refresh_token_revoked")
@@ -229,14 +229,14 @@ async def test_scope_may_narrow_but_never_widen(
 ) -> None:
     issued = await service.issue_family(app, user.id, "read write admin")
     with pytest.raises(InvalidScopeError) as caught:
-        await service.rotate(issued.token, app, scope=("read", "delete"))
+        await service.rotate(RefreshRequest(issued.token, app, ("read", "delete")))
     assert caught.value.error_description == "scope 'delete' is not allowed for this client"
     # A refused widening does not use the token up.
-    narrowed = await service.rotate(issued.token, app, scope=("read",))
+    narrowed = await service.rotate(RefreshRequest(issued.token, app, ("read",)))
     assert narrowed.scope == ("read",)
     successor = await db.refresh_tokens.get(narrowed.jti)
     assert successor.scope == "read write admin"  # RFC 6749 §6: identical to the presented one
-    again = await service.rotate(narrowed.refresh_token, app, scope=None)
+    again = await service.rotate(RefreshRequest(narrowed.refresh_token, app))
     assert again.scope == ("read", "write", "admin")
 
 
@@ -264,7 +264,7 @@ async def test_simultaneous_uses_of_one_token_exactly_one_wins(
 
     async def use() -> Rotation | InvalidGrantError:
         try:
-            return await service.rotate(issued.token, app, scope=None)
+            return await service.rotate(RefreshRequest(issued.token, app))
         except InvalidGrantError as error:
             return error
 

@@ -7,17 +7,13 @@ from typing import Any
 
 import pytest
 
-from bastion.protocol.rfc6749.errors import (
-    InvalidClientError,
-    InvalidGrantError,
-    InvalidRequestError,
-    InvalidScopeError,
-    InvalidTargetError,
-    UnauthorizedClientError,
+from bastion.protocol.rfc6749 import errors
+from bastion.protocol.rfc6749.grants import TokenRequest, refresh_token
+from bastion.protocol.rfc6749.grants.refresh_token import (
+    RefreshRequest,
+    RefreshTokenGrant,
+    Rotation,
 )
-from bastion.protocol.rfc6749.grants import refresh_token
-from bastion.protocol.rfc6749.grants.refresh_token import RefreshTokenGrant, Rotation
-from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.protocol.rfc7009 import revoke
 from bastion.storage.models import Client
@@ -39,17 +35,13 @@ class Store:
     good: str = "brt_good"
     calls: list[tuple[str, str, tuple[str, ...] | None, str | None]] = field(default_factory=list)
 
-    async def rotate(
-        self,
-        presented: str,
-        client: Client,
-        *,
-        scope: tuple[str, ...] | None,
-        client_ip: str | None = None,
-    ) -> Rotation:
-        self.calls.append((presented, client.client_id, scope, client_ip))
+    async def rotate(self, refresh: RefreshRequest) -> Rotation:
+        scope, presented = refresh.scope, refresh.refresh_token
+        self.calls.append((presented, refresh.client.client_id, scope, refresh.client_ip))
         if presented != self.good:
-            raise InvalidGrantError("the refresh token is invalid", reason="unknown_refresh_token")
+            raise errors.InvalidGrantError(
+                "the refresh token is invalid", reason="unknown_refresh_token"
+            )
         return Rotation("brt_next", "jti-2", "user-1", scope or ("a", "b"), NOW)
 
 
@@ -72,16 +64,11 @@ async def _run(
     form: dict[str, Any], client: Client | None = None, store: Store | None = None
 ) -> tuple[dict[str, Any], Signer, Store]:
     signer, store = Signer(), store or Store()
-    request: OAuthRequest = form_request({"grant_type": "refresh_token", **form})
-    body = await refresh_token.handle(
-        request,
-        client or app(),
-        issuer=ISSUER,
-        settings_tokens=Tokens(),
-        issue_token=signer,
-        refresh_tokens=store,
-        client_ip="192.0.2.7",
+    grant = RefreshTokenGrant(
+        refresh_tokens=store, issuer=ISSUER, settings_tokens=Tokens(), issue_token=signer
     )
+    request = form_request({"grant_type": "refresh_token", **form})
+    body = await grant.issue(TokenRequest(request, client or app(), "192.0.2.7"))
     return body, signer, store
 
 
@@ -123,19 +110,19 @@ async def test_an_empty_scope_is_the_original_scope() -> None:
 @pytest.mark.parametrize(
     ("form", "error", "detail"),
     [
-        ({}, InvalidRequestError, "missing parameter 'refresh_token'"),
-        ({"refresh_token": ""}, InvalidRequestError, "missing parameter 'refresh_token'"),
+        ({}, errors.InvalidRequestError, "missing parameter 'refresh_token'"),
+        ({"refresh_token": ""}, errors.InvalidRequestError, "missing parameter 'refresh_token'"),
         (
             {"refresh_token": "brt_good", "scope": "a\u00e9"},
-            InvalidScopeError,
+            errors.InvalidScopeError,
             "scope contains a character RFC 6749 section 3.3 does not allow",
         ),
         (
             {"refresh_token": "brt_good", "resource": "https://elsewhere.example"},
-            InvalidTargetError,
+            errors.InvalidTargetError,
             None,
         ),
-        ({"refresh_token": "brt_stolen"}, InvalidGrantError, "the refresh token is invalid"),
+        ({"refresh_token": "brt_stolen"}, errors.InvalidGrantError, "the refresh token is invalid"),
     ],
 )
 async def test_refusals(form: dict[str, Any], error: type[Exception], detail: str | None) -> None:
@@ -144,13 +131,13 @@ async def test_refusals(form: dict[str, Any], error: type[Exception], detail: st
         await _run(form, store=store)
     if detail is not None:
         assert getattr(caught.value, "error_description", None) == detail
-    if error is not InvalidGrantError:
+    if error is not errors.InvalidGrantError:
         assert store.calls == []  # refused before the token is touched
 
 
 async def test_a_client_not_allowed_the_grant_is_unauthorized() -> None:
     store = Store()
-    with pytest.raises(UnauthorizedClientError) as caught:
+    with pytest.raises(errors.UnauthorizedClientError) as caught:
         await _run({"refresh_token": "brt_good"}, app(grant_types=("authorization_code",)), store)
     assert caught.value.error_description == (
         "the client is not allowed to use the refresh_token grant"
@@ -159,14 +146,12 @@ async def test_a_client_not_allowed_the_grant_is_unauthorized() -> None:
 
 
 async def test_the_grant_table_requires_client_authentication() -> None:
-    grant = RefreshTokenGrant(
-        issuer=ISSUER, settings_tokens=Tokens(), issue_token=Signer(), refresh_tokens=Store()
-    )
+    grant = RefreshTokenGrant(Store(), ISSUER, Tokens(), Signer())
     endpoint = TokenEndpoint({refresh_token.GRANT_TYPE: grant})
     assert endpoint.grant_types == ("refresh_token",)
     request = form_request({"grant_type": "refresh_token", "refresh_token": "brt_good"})
     refusing = Authenticator(None)
-    with pytest.raises(InvalidClientError):
+    with pytest.raises(errors.InvalidClientError):
         await endpoint.handle(request, refusing)
     assert refusing.calls == 1
     # A public client authenticates with `none` (its client_id) and is bound by it.
@@ -185,7 +170,7 @@ class Revocations:
     async def verify(self, token: str) -> dict[str, Any]:
         self.tried.append("access")
         if token != "jwt":
-            raise InvalidClientError(reason="not_a_token")  # any BastionError: not valid
+            raise errors.InvalidClientError(reason="not_a_token")  # any BastionError: not valid
         return {"client_id": "app", "jti": "j", "exp": NOW + 60}
 
     async def deny(self, jti: str, exp: float) -> None:

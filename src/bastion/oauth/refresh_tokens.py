@@ -48,7 +48,7 @@ from typing import Final, Protocol
 
 from bastion.crypto.digests import random_token, sha256_hex
 from bastion.protocol.rfc6749.errors import InvalidGrantError
-from bastion.protocol.rfc6749.grants.refresh_token import Rotation
+from bastion.protocol.rfc6749.grants.refresh_token import RefreshRequest, Rotation
 from bastion.protocol.rfc6749.scope import check_scope_allowed, parse_scope
 from bastion.storage import feed
 from bastion.storage.errors import NotFoundError
@@ -189,17 +189,10 @@ class RefreshTokenService:
         )
         return IssuedRefreshToken(token, await self._store.create(record))
 
-    async def rotate(
-        self,
-        presented: str,
-        client: Client,
-        *,
-        scope: tuple[str, ...] | None,
-        client_ip: str | None = None,
-    ) -> Rotation:
-        """Retire ``presented`` and issue its successor (see the module docstring).
+    async def rotate(self, refresh: RefreshRequest) -> Rotation:
+        """Retire the presented token and issue its successor (see the module docstring).
 
-        ``scope`` narrows the access token (``None``: the token's own scope).
+        ``refresh.scope`` narrows the access token (``None``: the token's own scope).
 
         Raises:
             InvalidGrantError: reason ``unknown_refresh_token``, ``foreign_refresh_token``
@@ -208,7 +201,8 @@ class RefreshTokenService:
                 or ``user_inactive`` (family revoked).
             InvalidScopeError: ``scope`` holds a scope the token was not granted.
         """
-        record = await self._usable(presented, client, client_ip)
+        scope, client_ip = refresh.scope, refresh.client_ip
+        record = await self._usable(refresh.refresh_token, refresh.client, client_ip)
         granted = parse_scope(record.scope)
         if scope is not None:
             check_scope_allowed(scope, granted)

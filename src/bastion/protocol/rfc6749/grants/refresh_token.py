@@ -41,6 +41,7 @@ from bastion.storage.models import Client
 
 __all__ = [
     "GRANT_TYPE",
+    "RefreshRequest",
     "RefreshTokenGrant",
     "RefreshTokens",
     "Rotation",
@@ -67,20 +68,24 @@ class Rotation:
     issued_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshRequest:
+    """A refresh as the store sees it: the presented token, the (authenticated) client
+    presenting it, the scope asked for (``None``: the token's own) and from where."""
+
+    refresh_token: str
+    client: Client
+    scope: tuple[str, ...] | None = None
+    client_ip: str | None = None
+
+
 class RefreshTokens(Protocol):
     """Where refresh tokens live (``bastion.oauth.refresh_tokens.RefreshTokenService``)."""
 
-    async def rotate(
-        self,
-        presented: str,
-        client: Client,
-        *,
-        scope: tuple[str, ...] | None,
-        client_ip: str | None = None,
-    ) -> Rotation:
-        """Retire ``presented`` and return its successor; raises ``InvalidGrantError``
+    async def rotate(self, refresh: RefreshRequest) -> Rotation:
+        """Retire the presented token and return its successor; raises ``InvalidGrantError``
         (unknown, expired, revoked, reused, another client's) or ``InvalidScopeError``
-        (``scope`` not within the token's)."""
+        (a scope not within the token's)."""
         ...
 
 
@@ -90,38 +95,32 @@ def requested_scope(request: OAuthRequest) -> tuple[str, ...] | None:
     return parse_scope(value) if value else None
 
 
-async def handle(
-    request: OAuthRequest,
-    client: Client,
-    *,
-    issuer: str,
-    settings_tokens: TokenLifetimes,
-    issue_token: IssueToken,
-    refresh_tokens: RefreshTokens,
-    client_ip: str | None = None,
-) -> dict[str, Any]:
-    """Rotate the presented refresh token of ``client`` (authenticated); the token response.
+async def handle(token_request: TokenRequest, grant: RefreshTokenGrant) -> dict[str, Any]:
+    """Rotate the refresh token ``token_request`` presents, for its authenticated client,
+    with the issuer, lifetimes, signer and store of ``grant``; the token response.
 
     Raises:
         UnauthorizedClientError: the client is not registered for this grant.
         InvalidRequestError: no ``refresh_token``.
         InvalidScopeError: a malformed scope, or one wider than the token's.
         InvalidTargetError: a malformed resource, several, or one not allowed.
-        InvalidGrantError: (from ``refresh_tokens``) the token is not usable.
+        InvalidClientError: no authenticated client (never, from the token endpoint).
+        InvalidGrantError: (from the store) the token is not usable.
     """
+    request, client = token_request.request, token_request.authenticated_client()
     if GRANT_TYPE not in client.grant_types:
         raise UnauthorizedClientError("the client is not allowed to use the refresh_token grant")
     presented = request.form.get("refresh_token")
     if not presented:
         raise InvalidRequestError("missing parameter 'refresh_token'")
-    scope = requested_scope(request)
+    refresh = RefreshRequest(presented, client, requested_scope(request), token_request.client_ip)
     resource = requested_resource(request.values("resource"), client.audiences)
-    audience = resource or (client.audiences[0] if client.audiences else issuer)
-    rotation = await refresh_tokens.rotate(presented, client, scope=scope, client_ip=client_ip)
-    ttl = token_ttl(client, settings_tokens)
+    audience = resource or (client.audiences[0] if client.audiences else grant.issuer)
+    rotation = await grant.refresh_tokens.rotate(refresh)
+    ttl = token_ttl(client, grant.settings_tokens)
     granted = format_scope(rotation.scope)
     claims = access_token_claims(
-        issuer=issuer,
+        issuer=grant.issuer,
         subject=rotation.subject,
         audience=audience,
         client_id=client.client_id,
@@ -131,10 +130,10 @@ async def handle(
         jti=rotation.jti,
     )
     response: dict[str, Any] = {
-        "access_token": await issue_token(claims),
+        "access_token": await grant.issue_token(claims),
+        "refresh_token": rotation.refresh_token,
         "token_type": "Bearer",
         "expires_in": ttl,
-        "refresh_token": rotation.refresh_token,
     }
     if granted:
         response["scope"] = granted
@@ -147,20 +146,12 @@ class RefreshTokenGrant:
     client. Client authentication is required: confidential clients with their
     credentials, public ones with ``none`` (their ``client_id``), §6 and §2.3."""
 
+    refresh_tokens: RefreshTokens
     issuer: str
     settings_tokens: TokenLifetimes
     issue_token: IssueToken
-    refresh_tokens: RefreshTokens
     client_authentication: ClassVar[ClientAuthentication] = "required"
 
     async def issue(self, token_request: TokenRequest) -> dict[str, Any]:
         """Rotate and issue (see :func:`handle` for what it raises)."""
-        return await handle(
-            token_request.request,
-            token_request.authenticated_client(),
-            issuer=self.issuer,
-            settings_tokens=self.settings_tokens,
-            issue_token=self.issue_token,
-            refresh_tokens=self.refresh_tokens,
-            client_ip=token_request.client_ip,
-        )
+        return await handle(token_request, self)
