@@ -16,16 +16,13 @@ from bastion.protocol.rfc6749.grants.refresh_token import (
 )
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.protocol.rfc7009 import revoke
+from bastion.settings import Settings
 from bastion.storage.models import Client
 from protocol.protocol_support import ISSUER, Authenticator, confidential, form_request
 
 NOW = 1_700_000_000.0
-
-
-@dataclass(frozen=True)
-class Tokens:
-    access_token_ttl: float = 900.0
-    max_access_token_ttl: float = 3600.0
+#: The default lifetimes: 15 minutes for an access token.
+TOKENS = Settings().tokens
 
 
 @dataclass
@@ -65,7 +62,7 @@ async def _run(
 ) -> tuple[dict[str, Any], Signer, Store]:
     signer, store = Signer(), store or Store()
     grant = RefreshTokenGrant(
-        refresh_tokens=store, issuer=ISSUER, settings_tokens=Tokens(), issue_token=signer
+        refresh_tokens=store, issuer=ISSUER, settings_tokens=TOKENS, issue_token=signer
     )
     request = form_request({"grant_type": "refresh_token", **form})
     body = await grant.issue(TokenRequest(request, client or app(), "192.0.2.7"))
@@ -146,7 +143,7 @@ async def test_a_client_not_allowed_the_grant_is_unauthorized() -> None:
 
 
 async def test_the_grant_table_requires_client_authentication() -> None:
-    grant = RefreshTokenGrant(Store(), ISSUER, Tokens(), Signer())
+    grant = RefreshTokenGrant(Store(), ISSUER, TOKENS, Signer())
     endpoint = TokenEndpoint({refresh_token.GRANT_TYPE: grant})
     assert endpoint.grant_types == ("refresh_token",)
     request = form_request({"grant_type": "refresh_token", "refresh_token": "brt_good"})

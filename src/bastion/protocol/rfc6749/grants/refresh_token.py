@@ -31,7 +31,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Protocol
 
 from bastion.protocol.rfc6749.errors import InvalidRequestError, UnauthorizedClientError
-from bastion.protocol.rfc6749.grants import ClientAuthentication, IssueToken, TokenRequest
+from bastion.protocol.rfc6749.grants import (
+    ClientAuthentication,
+    IssueToken,
+    TokenRequest,
+    bearer_response,
+)
 from bastion.protocol.rfc6749.grants.client_credentials import TokenLifetimes, token_ttl
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.scope import format_scope, parse_scope
@@ -129,15 +134,8 @@ async def handle(token_request: TokenRequest, grant: RefreshTokenGrant) -> dict[
         now=rotation.issued_at,
         jti=rotation.jti,
     )
-    response: dict[str, Any] = {
-        "access_token": await grant.issue_token(claims),
-        "refresh_token": rotation.refresh_token,
-        "token_type": "Bearer",
-        "expires_in": ttl,
-    }
-    if granted:
-        response["scope"] = granted
-    return response
+    access_token = await grant.issue_token(claims)
+    return bearer_response(access_token, ttl, granted, refresh_token=rotation.refresh_token)
 
 
 @dataclass(frozen=True, slots=True)
