@@ -174,7 +174,18 @@ async def test_a_stored_client_keeps_an_unavailable_grant_but_cannot_add_one(
     # refresh_token goes with the authorization_code grant it holds.
     refreshing = await service.update("legacy", grant_types=["authorization_code", "refresh_token"])
     assert refreshing.grant_types == ("authorization_code", "refresh_token")
+    # One holding refresh_token without authorization_code keeps it too, and cannot add it anew.
+    await db.clients.create(
+        Client(client_id="odd", grant_types=("client_credentials", "refresh_token"))
+    )
+    assert (await service.update("odd", name="kept")).grant_types == (
+        "client_credentials",
+        "refresh_token",
+    )
     await db.clients.create(Client(client_id="service", grant_types=("client_credentials",)))
+    with pytest.raises(ClientSpecError) as info:
+        await service.update("service", grant_types=["client_credentials", "refresh_token"])
+    assert info.value.detail.startswith("grant_types: refresh_token needs authorization_code")
     with pytest.raises(ClientSpecError) as info:
         await service.update("service", grant_types=["client_credentials", "authorization_code"])
     assert info.value.detail.startswith(

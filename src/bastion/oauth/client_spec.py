@@ -281,7 +281,8 @@ def validated(
                 f"use one of {available}",
             )
     for grant, required in REQUIRED_WITH.items():
-        if grant in grant_types and required not in grant_types:
+        # A grant the client already holds is kept, as for an unavailable one.
+        if grant in grant_types and required not in grant_types and grant not in held:
             raise ClientSpecError(
                 "grant_types",
                 f"{grant} needs {required}: refresh tokens are issued only by the "

@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime
 from typing import Final, Protocol
 
@@ -118,15 +118,24 @@ def _at(epoch: float) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class IssuedRefreshToken:
-    """A new family's first token (shown once) and its stored record."""
+    """A new family's first token (shown once), its stored record, and the ``jti`` the
+    access token issued with it must carry (the record's id)."""
 
     token: str
     record: RefreshToken
+    access_jti: str
 
-    @property
-    def access_jti(self) -> str:
-        """The ``jti`` the access token issued with this refresh token must carry."""
-        return self.record.id
+
+async def _every_user_active(_: str) -> bool:
+    return True
+
+
+async def _no_deny_list(_: str) -> None:
+    return None  # the change feed brings the revocations to every node
+
+
+def _unheard(_token: RefreshToken, _reason: str, _ip: str | None) -> None:
+    return None
 
 
 def _invalid(reason: str, description: str = "the refresh token is invalid") -> InvalidGrantError:
@@ -134,31 +143,23 @@ def _invalid(reason: str, description: str = "the refresh token is invalid") -> 
     return InvalidGrantError(description, reason=reason)
 
 
+@dataclass(frozen=True, slots=True)
 class RefreshTokenService:
     """Refresh-token families in ``store`` under ``lifetimes`` (see the module docstring).
 
-    ``user_is_active`` (none: every user is) refuses a disabled user's tokens;
+    ``user_is_active`` (default: every user is) refuses a disabled user's tokens;
     ``deny_locally`` applies a family's access-token revocations on this node
     before a revocation returns; ``on_theft`` hears of every family revoked as
     possibly stolen (reuse, another client); ``clock`` gives epoch seconds.
     """
 
-    def __init__(
-        self,
-        store: SqlRefreshTokenRepository,
-        lifetimes: RefreshLifetimes,
-        *,
-        user_is_active: UserIsActive | None = None,
-        deny_locally: DenyLocally | None = None,
-        on_theft: TheftListener | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._store = store
-        self._lifetimes = lifetimes
-        self._user_is_active = user_is_active
-        self._deny_locally = deny_locally
-        self._on_theft = on_theft
-        self._clock = clock
+    store: SqlRefreshTokenRepository
+    lifetimes: RefreshLifetimes
+    _: KW_ONLY
+    user_is_active: UserIsActive = _every_user_active
+    deny_locally: DenyLocally = _no_deny_list
+    on_theft: TheftListener = _unheard
+    clock: Callable[[], float] = time.time
 
     async def issue_family(
         self,
@@ -176,7 +177,7 @@ class RefreshTokenService:
         client or user does not exist.
         """
         parse_scope(scope)
-        now = self._clock()
+        now = self.clock()
         token = _new_token()
         record = RefreshToken(
             token_digest=refresh_token_digest(token),
@@ -184,10 +185,11 @@ class RefreshTokenService:
             client_id=client.client_id,
             user_id=user_id,
             scope=scope,
-            expires_at=_at(now + self._lifetimes.refresh_token_ttl),
+            expires_at=_at(now + self.lifetimes.refresh_token_ttl),
             created_at=_at(now),
         )
-        return IssuedRefreshToken(token, await self._store.create(record))
+        stored = await self.store.create(record)
+        return IssuedRefreshToken(token, stored, access_jti=stored.id)
 
     async def rotate(self, refresh: RefreshRequest) -> Rotation:
         """Retire the presented token and issue its successor (see the module docstring).
@@ -206,7 +208,7 @@ class RefreshTokenService:
         granted = parse_scope(record.scope)
         if scope is not None:
             check_scope_allowed(scope, granted)
-        now = self._clock()
+        now = self.clock()
         token = _new_token()
         successor = RefreshToken(
             token_digest=refresh_token_digest(token),
@@ -218,7 +220,7 @@ class RefreshTokenService:
             created_at=_at(now),
         )
         try:
-            await self._store.rotate(record.token_digest, successor, _at(now))
+            await self.store.rotate(record.token_digest, successor, _at(now))
         except RefreshTokenReuseError as reused:
             # Lost a race with another use of the same token: a reuse all the same.
             await self._stolen(reused.record, "refresh_token_reuse", client_ip)
@@ -250,44 +252,40 @@ class RefreshTokenService:
         if record.rotated_at is not None:
             await self._stolen(record, "refresh_token_reuse", client_ip)
             raise _invalid("refresh_token_reuse")
-        now = self._clock()
+        now = self.clock()
         if record.expires_at is not None and record.expires_at.timestamp() <= now:
             raise _invalid("refresh_token_expired", "the refresh token has expired")
-        idle_end = record.created_at.timestamp() + self._lifetimes.refresh_token_idle_ttl
+        idle_end = record.created_at.timestamp() + self.lifetimes.refresh_token_idle_ttl
         if idle_end <= now:
             raise _invalid("refresh_token_idle", "the refresh token has expired")
-        if record.user_id is not None and not await self._user_active(record.user_id):
+        if record.user_id is not None and not await self.user_is_active(record.user_id):
             await self.revoke_family(record.family_id)
             raise _invalid("user_inactive")
         return record
-
-    async def _user_active(self, user_id: str) -> bool:
-        return self._user_is_active is None or await self._user_is_active(user_id)
 
     async def find(self, presented: str) -> RefreshToken | None:
         """The stored token ``presented`` is, or ``None`` (never a lookup for what bastion
         cannot have issued)."""
         if not presented.startswith(REFRESH_TOKEN_PREFIX) or len(presented) > _MAX_TOKEN:
             return None
-        return await self._store.find_by_digest(refresh_token_digest(presented))
+        return await self.store.find_by_digest(refresh_token_digest(presented))
 
     async def _stolen(self, record: RefreshToken, reason: str, client_ip: str | None) -> None:
         await self.revoke_family(record.family_id)
-        if self._on_theft is not None:
-            self._on_theft(record, reason, client_ip)
+        self.on_theft(record, reason, client_ip)
 
     async def revoke_family(self, family_id: str) -> int:
         """Revoke the family and deny-list its live access tokens; how many tokens it held."""
-        tokens = await self._store.end_families(
-            _at(self._clock()), family_id=family_id, announce=self._announce
+        tokens = await self.store.end_families(
+            _at(self.clock()), family_id=family_id, announce=self._announce
         )
         await self._apply_locally(tokens)
         return len(tokens)
 
     async def revoke_user(self, user_id: str) -> int:
         """Revoke every family of the user (and their access tokens); how many tokens."""
-        tokens = await self._store.end_families(
-            _at(self._clock()), user_id=user_id, announce=self._announce
+        tokens = await self.store.end_families(
+            _at(self.clock()), user_id=user_id, announce=self._announce
         )
         await self._apply_locally(tokens)
         return len(tokens)
@@ -313,9 +311,9 @@ class RefreshTokenService:
 
     def _revocations(self, tokens: Sequence[RefreshToken]) -> list[str]:
         """``"<jti> <exp>"`` of each access token of ``tokens`` that may still be live."""
-        now = self._clock()
-        horizon = self._lifetimes.max_access_token_ttl
-        leeway = self._lifetimes.leeway
+        now = self.clock()
+        horizon = self.lifetimes.max_access_token_ttl
+        leeway = self.lifetimes.leeway
         messages = []
         for token in tokens:
             exp = math.ceil(token.created_at.timestamp() + horizon)
@@ -327,7 +325,5 @@ class RefreshTokenService:
         return [Change(feed.REVOKED_TOKENS, m) for m in self._revocations(tokens)]
 
     async def _apply_locally(self, tokens: Sequence[RefreshToken]) -> None:
-        if self._deny_locally is None:
-            return
         for message in self._revocations(tokens):
-            await self._deny_locally(message)
+            await self.deny_locally(message)
