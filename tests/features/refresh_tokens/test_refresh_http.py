@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import httpx
 import pytest
 from authlib.integrations.httpx_client import OAuth2Client
 
 from _support import EchoThread
-from _support.gateway_server import GatewayServer, gateway_fixture
+from _support.gateway_server import GatewayServer, audit_rows, gateway_fixture
 from bastion.oauth.refresh_tokens import RefreshTokenService
 from bastion.settings import Settings
 from bastion.storage import Client, Database, User
@@ -111,6 +112,24 @@ def test_rotation_reuse_and_the_gateway(served: GatewayServer) -> None:
         # ... and so did the access tokens it issued, at the gateway.
         _refused_within_a_second(http, third["access_token"])
         _refused_within_a_second(http, second["access_token"])
+    # Audited as a reuse (what the token_reuse detector alerts on), once.
+    reuse = _audited(served, "token.refresh_reuse")
+    assert [(r.outcome, r.reason, r.client_id, r.ip) for r in reuse] == [
+        ("failure", "refresh_token_reuse", "spa", "127.0.0.1")
+    ]
+    assert reuse[0].subject and reuse[0].data["family"]
+    refused = {r.data["detail"] for r in _audited(served, "token.refused", count=2)}
+    assert refused == {"refresh_token_reuse", "refresh_token_revoked"}
+
+
+def _audited(server: GatewayServer, event_type: str, count: int = 1) -> list[Any]:
+    """The audit rows of ``event_type``, once ``count`` are written (the writer batches)."""
+    deadline = time.monotonic() + 10
+    while True:
+        rows = list(audit_rows(server.config.parent, event_type).values())
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def test_revocation_endpoint_ends_a_family(served: GatewayServer) -> None:
@@ -126,3 +145,5 @@ def test_revocation_endpoint_ends_a_family(served: GatewayServer) -> None:
         _refused_within_a_second(http, body["access_token"])
         again = _refresh(http, body["refresh_token"])
         assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
+    revoked_rows = _audited(served, "token.revoked")
+    assert [(r.client_id, list(r.data)) for r in revoked_rows] == [("spa", ["family"])]
