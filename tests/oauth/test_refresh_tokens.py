@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 
@@ -303,3 +304,12 @@ async def test_issue_family_takes_a_name_and_revoke_user_ends_every_family(
     assert await service.revoke_user(user.id) == 2
     for token in (named.token, other.token):
         await _refused(service, token, app, "refresh_token_revoked")
+
+
+async def test_ending_families_names_exactly_one_family_or_user(db: Database) -> None:
+    now = datetime.fromtimestamp(T0, UTC)
+    with pytest.raises(ValueError, match="exactly one of family_id and user_id"):
+        await db.refresh_tokens.end_families(now)
+    with pytest.raises(ValueError, match="exactly one of family_id and user_id"):
+        await db.refresh_tokens.end_families(now, family_id="f", user_id="u")
+    assert await db.refresh_tokens.end_families(now, family_id="none-such") == ()
