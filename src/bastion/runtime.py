@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from bastion import _native
 from bastion.apikeys import ApiKeyService, token_exchange
 from bastion.audit.chain import checkpoint_signer
-from bastion.audit.events import Auditor
+from bastion.audit.events import Auditor, EventTypes
 from bastion.audit.monitoring import Alerting, open_alerting
 from bastion.audit.native_drain import NativeAuditDrain
 from bastion.audit.sinks import JsonLinesSink
@@ -59,11 +59,12 @@ from bastion.gateway.lookups import NativeLookups
 from bastion.http.endpoints.admin.auth import admin_audience
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
+from bastion.oauth.refresh_tokens import RefreshTokenService
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
 from bastion.observability.tracing import GatewayTracer
 from bastion.protocol import rfc8693
-from bastion.protocol.rfc6749.grants import client_credentials
+from bastion.protocol.rfc6749.grants import client_credentials, refresh_token
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import Limit, MemoryLimiter, RedisLimiter
 from bastion.ratelimit.backends import DEFAULT_TIMEOUT as DEFAULT_LIMIT_TIMEOUT
@@ -76,7 +77,7 @@ from bastion.ratelimit.risk_alerts import tighten_on_alerts
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, feed, migrate
 from bastion.storage.feed import ChangeFeedFollower
-from bastion.storage.models import utcnow
+from bastion.storage.models import RefreshToken, utcnow
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ class Runtime:
     clients: ClientService
     token_endpoint: TokenEndpoint
     access_tokens: AccessTokenVerifier
+    # Refresh-token families: rotation, reuse detection, revocation (oauth/refresh_tokens.py).
+    refresh_tokens: RefreshTokenService
     api_keys: ApiKeyService
     # Follows the change feed: any process's changes reach this node's caches (storage/feed.py).
     changes: ChangeFeedFollower
@@ -258,7 +261,10 @@ class Runtime:
                 rate=Limit.parse(settings.api_keys.exchange_rate),
                 forbidden=(admin_audience(settings.issuer_url),),
             )
-            token_endpoint = _token_endpoint(settings, signing_keys, api_keys, exchange_policy)
+            refresh_tokens = _refresh_tokens(settings, db, access_tokens, auditor)
+            token_endpoint = _token_endpoint(
+                settings, signing_keys, api_keys, exchange_policy, refresh_tokens
+            )
             # The same routes, compiled for the native data plane (the public listener).
             load_table(settings, routes)
             jwt = control.authenticators.get("jwt")
@@ -296,6 +302,7 @@ class Runtime:
             clients=clients,
             token_endpoint=token_endpoint,
             access_tokens=access_tokens,
+            refresh_tokens=refresh_tokens,
             api_keys=api_keys,
             changes=changes,
             auditor=auditor,
@@ -502,6 +509,7 @@ def _token_endpoint(
     signing_keys: SigningKeyManager,
     api_keys: ApiKeyService,
     exchange_policy: ApiKeyExchangePolicy,
+    refresh_tokens: RefreshTokenService,
 ) -> TokenEndpoint:
     """The token endpoint's one grant table, over one token issuer."""
     issuer = TokenIssuer(signing_keys.current)
@@ -512,6 +520,12 @@ def _token_endpoint(
                 settings_tokens=settings.tokens,
                 issue_token=issuer.issue,
             ),
+            refresh_token.GRANT_TYPE: refresh_token.RefreshTokenGrant(
+                issuer=settings.issuer_url,
+                settings_tokens=settings.tokens,
+                issue_token=issuer.issue,
+                refresh_tokens=refresh_tokens,
+            ),
             rfc8693.GRANT_TYPE: token_exchange.TokenExchangeGrant(
                 issuer=settings.issuer_url,
                 api_keys=api_keys,
@@ -521,6 +535,43 @@ def _token_endpoint(
                 admit=exchange_policy.admit,
             ),
         }
+    )
+
+
+def _refresh_tokens(
+    settings: Settings, db: Database, access_tokens: AccessTokenVerifier, auditor: Auditor
+) -> RefreshTokenService:
+    """Refresh-token families over ``db``: a disabled user's are refused, a revoked family's
+    access tokens are deny-listed on this node at once (the others follow the change
+    feed), and a family revoked as stolen is a ``token.refresh_reuse`` event (an alert)."""
+
+    async def user_is_active(user_id: str) -> bool:
+        try:
+            return not (await db.users.get(user_id)).disabled
+        except NotFoundError:
+            return False
+
+    async def deny_locally(message: str) -> None:
+        await access_tokens.apply_revocation(message)
+        native_push.token_revoked(message)
+
+    def on_theft(token: RefreshToken, reason: str, ip: str | None) -> None:
+        auditor.record(
+            EventTypes.REFRESH_REUSE,
+            "failure",
+            reason=reason,
+            ip=ip,
+            subject=token.user_id,
+            client_id=token.client_id,
+            data={"family": token.family_id},
+        )
+
+    return RefreshTokenService(
+        db.refresh_tokens,
+        settings.tokens,
+        user_is_active=user_is_active,
+        deny_locally=deny_locally,
+        on_theft=on_theft,
     )
 
 

@@ -356,7 +356,7 @@ async def test_public_and_private_key_jwt_clients(env: Env) -> None:
         json={"name": "svc", "grant_types": ["client_credentials", "refresh_token"]},
     )
     assert problem(refresh, 400, "invalid_client_metadata")["detail"].startswith(
-        "grant_types: refresh_token is not available in this version"
+        "grant_types: refresh_token needs authorization_code"
     )
     jwks = {"keys": [SigningKeyPair.generate("EdDSA").public_jwk()]}
     keyed = await env.http.post(

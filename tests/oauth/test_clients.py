@@ -139,9 +139,8 @@ AVAILABLE = "use one of client_credentials, urn:ietf:params:oauth:grant-type:tok
         ),
         (
             ClientSpec(name="svc", grant_types=["client_credentials", "refresh_token"]),
-            "grant_types: refresh_token is not available in this version (refresh tokens are "
-            "issued only by the authorization_code grant, which is not built yet); "
-            f"{AVAILABLE}",
+            "grant_types: refresh_token needs authorization_code: refresh tokens are issued "
+            "only by the authorization_code grant; allow both",
         ),
     ],
 )
@@ -172,10 +171,25 @@ async def test_a_stored_client_keeps_an_unavailable_grant_but_cannot_add_one(
     )
     renamed = await service.update("legacy", name="still here")
     assert renamed.grant_types == ("client_credentials", "authorization_code")
+    # refresh_token goes with the authorization_code grant it holds.
+    refreshing = await service.update("legacy", grant_types=["authorization_code", "refresh_token"])
+    assert refreshing.grant_types == ("authorization_code", "refresh_token")
+    # One holding refresh_token without authorization_code keeps it too, and cannot add it anew.
+    await db.clients.create(
+        Client(client_id="odd", grant_types=("client_credentials", "refresh_token"))
+    )
+    assert (await service.update("odd", name="kept")).grant_types == (
+        "client_credentials",
+        "refresh_token",
+    )
+    await db.clients.create(Client(client_id="service", grant_types=("client_credentials",)))
     with pytest.raises(ClientSpecError) as info:
-        await service.update("legacy", grant_types=["authorization_code", "refresh_token"])
+        await service.update("service", grant_types=["client_credentials", "refresh_token"])
+    assert info.value.detail.startswith("grant_types: refresh_token needs authorization_code")
+    with pytest.raises(ClientSpecError) as info:
+        await service.update("service", grant_types=["client_credentials", "authorization_code"])
     assert info.value.detail.startswith(
-        "grant_types: refresh_token is not available in this version"
+        "grant_types: authorization_code is not available in this version"
     )
 
 

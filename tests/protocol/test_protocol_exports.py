@@ -19,7 +19,7 @@ from bastion.protocol.rfc6749 import (
     scope,
     token_endpoint,
 )
-from bastion.protocol.rfc6749.grants import client_credentials
+from bastion.protocol.rfc6749.grants import client_credentials, refresh_token
 
 
 def test_rfc6749_package_names() -> None:
@@ -63,15 +63,20 @@ def test_module_names() -> None:
         "handle",
         "token_ttl",
     ]
+    assert " ".join(sorted(refresh_token.__all__)) == (
+        "GRANT_TYPE RefreshRequest RefreshTokenGrant RefreshTokens Rotation handle requested_scope"
+    )
     assert rfc7662.__all__ == [
         "INACTIVE",
         "INTROSPECTED_CLAIMS",
         "INTROSPECT_SCOPE",
         "VerifyToken",
         "introspect",
+        "required_token",
         "token_claims",
+        "verified_claims",
     ]
-    assert rfc7009.__all__ == ["RevokeJti", "revoke"]
+    assert rfc7009.__all__ == ["RevokeJti", "RevokeRefresh", "revoke"]
     assert rfc8414.__all__ == ["ENDPOINT_NAMES", "authorization_server_metadata"]
     assert rfc8707.__all__ == ["MAX_RESOURCE_LENGTH", "check_resource", "requested_resource"]
     assert rfc9068.__all__ == ["ACCESS_TOKEN_TYP", "REGISTERED_CLAIMS", "access_token_claims"]
@@ -82,6 +87,7 @@ def test_module_names() -> None:
         scope,
         token_endpoint,
         client_credentials,
+        refresh_token,
         authorization,
         core,
         discovery,

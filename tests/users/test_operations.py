@@ -175,3 +175,32 @@ async def test_list_pages(ops: UserOperations) -> None:
     rest = await ops.list(limit=2, cursor=first["next_cursor"])
     assert [u["username"] for u in rest["items"]] == ["u3"]
     assert rest["next_cursor"] is None
+
+
+async def test_disabling_or_deleting_a_user_revokes_their_refresh_token_families(
+    db: Database, ops: UserOperations
+) -> None:
+    from bastion.oauth.refresh_tokens import RefreshTokenService
+    from bastion.storage import Client
+
+    client = await db.clients.create(
+        Client(client_id="app", grant_types=("authorization_code", "refresh_token"))
+    )
+    tokens = RefreshTokenService(db.refresh_tokens, Settings().tokens)
+    alice = await ops.create(UserSpec("alice"))
+    bob = await ops.create(UserSpec("bob"))
+    issued = [await tokens.issue_family(client, alice["id"], "") for _ in range(2)]
+    kept = await tokens.issue_family(client, bob["id"], "")
+    head = await db.change_feed.head()
+    await ops.change_state("disable", alice["id"])
+    for family in issued:
+        record = await db.refresh_tokens.get(family.record.id)
+        assert record.revoked_at is not None
+    assert (await db.refresh_tokens.get(kept.record.id)).revoked_at is None
+    revoked = [m for c, m in await _feed(db, head) if c == feed.REVOKED_TOKENS]
+    assert sorted(m.split()[0] for m in revoked) == sorted(f.access_jti for f in issued)
+    # Deleting deny-lists the access tokens first: the rows go with the user.
+    head = await db.change_feed.head()
+    await ops.delete(bob["id"])
+    revoked = [m for c, m in await _feed(db, head) if c == feed.REVOKED_TOKENS]
+    assert [m.split()[0] for m in revoked] == [kept.access_jti]

@@ -22,6 +22,7 @@ from bastion.apikeys import ApiKeyService
 from bastion.audit.events import Auditor
 from bastion.gateway.control import GatewayControl
 from bastion.oauth.clients import ClientService
+from bastion.oauth.refresh_tokens import RefreshTokenService
 from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
@@ -97,6 +98,8 @@ class ControlPlane(AdminPlane, Protocol):
     def access_tokens(self) -> AccessTokenVerifier: ...
     @property
     def token_endpoint(self) -> TokenEndpoint: ...
+    @property
+    def refresh_tokens(self) -> RefreshTokenService: ...
     @property
     def client_throttle(self) -> LoginThrottle | None: ...
 

@@ -35,6 +35,7 @@ __all__ = [
     "AVAILABLE_GRANT_TYPES",
     "CHECKS",
     "GRANT_TYPES",
+    "REQUIRED_WITH",
     "SECRET_METHODS",
     "UNAVAILABLE_GRANT_TYPES",
     "UPDATABLE",
@@ -64,12 +65,16 @@ GRANT_TYPES: Final[tuple[str, ...]] = (
 #: (or adding one of them to a client) is refused with this reason instead.
 UNAVAILABLE_GRANT_TYPES: Final[Mapping[str, str]] = {
     "authorization_code": "the login and consent flow it needs is not built yet",
-    "refresh_token": "refresh tokens are issued only by the authorization_code grant, "
-    "which is not built yet",
 }
-#: The grant types a client can be allowed today.
+#: Grant types a client may be allowed only together with another: refresh tokens are
+#: issued only by the authorization_code grant.
+REQUIRED_WITH: Final[Mapping[str, str]] = {"refresh_token": "authorization_code"}
+#: The grant types a client can be allowed today (with what each requires).
 AVAILABLE_GRANT_TYPES: Final[tuple[str, ...]] = tuple(
-    grant for grant in GRANT_TYPES if grant not in UNAVAILABLE_GRANT_TYPES
+    grant
+    for grant in GRANT_TYPES
+    if grant not in UNAVAILABLE_GRANT_TYPES
+    and REQUIRED_WITH.get(grant) not in UNAVAILABLE_GRANT_TYPES
 )
 
 _MAX_URI: Final = 2048
@@ -274,6 +279,14 @@ def validated(
                 "grant_types",
                 f"{grant} is not available in this version ({UNAVAILABLE_GRANT_TYPES[grant]}); "
                 f"use one of {available}",
+            )
+    for grant, required in REQUIRED_WITH.items():
+        # A grant the client already holds is kept, as for an unavailable one.
+        if grant in grant_types and required not in grant_types and grant not in held:
+            raise ClientSpecError(
+                "grant_types",
+                f"{grant} needs {required}: refresh tokens are issued only by the "
+                f"{required} grant; allow both",
             )
     if client_type == "public" and "client_credentials" in grant_types:
         raise ClientSpecError(

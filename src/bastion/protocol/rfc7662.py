@@ -33,7 +33,9 @@ __all__ = [
     "INTROSPECT_SCOPE",
     "VerifyToken",
     "introspect",
+    "required_token",
     "token_claims",
+    "verified_claims",
 ]
 
 #: ``token -> claims``; raises a BastionError (e.g. InvalidTokenError) for any unusable token.
@@ -61,9 +63,27 @@ async def token_claims(
         InvalidRequestError: the ``token`` parameter is missing.
         ServiceUnavailableError: from ``verify_token``.
     """
+    return await verified_claims(required_token(request), verify_token)
+
+
+def required_token(request: OAuthRequest) -> str:
+    """The ``token`` parameter introspection (§2.1) and revocation (RFC 7009 §2.1) require.
+
+    Raises:
+        InvalidRequestError: it is missing.
+    """
     token = request.form.get("token")
     if token is None:
         raise InvalidRequestError("missing parameter 'token'")
+    return token
+
+
+async def verified_claims(token: str, verify_token: VerifyToken) -> Mapping[str, Any] | None:
+    """``token``'s claims, or None when it is not a valid token (only an outage raises).
+
+    Raises:
+        ServiceUnavailableError: from ``verify_token``.
+    """
     try:
         return await verify_token(token)
     except ServiceUnavailableError:

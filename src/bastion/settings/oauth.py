@@ -60,6 +60,14 @@ class TokenSettings(_Section):
     )
     leeway: Annotated[float, BeforeValidator(_duration), Field(ge=0, le=300)] = 30.0
     client_secret_grace: Duration = 86400.0
+    # A refresh-token family ends this long after the login that started it, whatever
+    # its use (absolute), and any token of it unused this long is dead (idle).
+    refresh_token_ttl: Annotated[
+        float, BeforeValidator(_duration), Field(ge=60, le=365 * 86400)
+    ] = 30 * 86400.0
+    refresh_token_idle_ttl: Annotated[
+        float, BeforeValidator(_duration), Field(ge=60, le=365 * 86400)
+    ] = 7 * 86400.0
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> TokenSettings:
@@ -67,6 +75,12 @@ class TokenSettings(_Section):
             raise ValueError(
                 f"access_token_ttl ({self.access_token_ttl:g}s) exceeds max_access_token_ttl "
                 f"({self.max_access_token_ttl:g}s) — lower it or raise the maximum"
+            )
+        if self.refresh_token_idle_ttl > self.refresh_token_ttl:
+            raise ValueError(
+                f"refresh_token_idle_ttl ({self.refresh_token_idle_ttl:g}s) exceeds "
+                f"refresh_token_ttl ({self.refresh_token_ttl:g}s) — a family ends at the latter "
+                "anyway; lower the idle lifetime or raise the absolute one"
             )
         return self
 

@@ -8,9 +8,12 @@ The CLI (``cli/users.py``) and the admin API (``http/endpoints/admin/users.py``)
 only parse their input, call one operation and render the document. A password
 goes in and never comes out; events name the ``password`` field, never a value.
 
-Disabling a user is announced on the feed's ``users`` channel and audited; what
-it must end besides logins — sessions, refresh tokens, access tokens — does not
-exist yet, and the work that adds it follows that channel (``docs/users.md``).
+Disabling or deleting a user is announced on the feed's ``users`` channel and
+audited, and revokes every refresh-token family of the user with the access
+tokens issued from them (:meth:`~bastion.oauth.refresh_tokens.RefreshTokenService.revoke_user`:
+the deny-list entries go on the change feed, so every node — and the native
+gateway — refuses those tokens within a second, whichever process made the
+change). Sessions, which do not exist yet, will follow the ``users`` channel.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 from bastion.credentials.lifecycle import ChangeRecorder
+from bastion.oauth.refresh_tokens import RefreshTokenService
 from bastion.storage.models import User
 from bastion.users.service import UserService
 from bastion.users.spec import UserSpec
@@ -45,9 +49,19 @@ class UserOperations:
     ``InvalidCredentialsError``.
     """
 
-    def __init__(self, service: UserService, recorder: ChangeRecorder) -> None:
+    def __init__(
+        self,
+        service: UserService,
+        recorder: ChangeRecorder,
+        refresh_tokens: RefreshTokenService | None = None,
+    ) -> None:
         self.service = service
         self.recorder = recorder
+        # Without the server's service (the CLI), one over the same store: its
+        # revocations reach every node through the change feed.
+        self.refresh_tokens = refresh_tokens or RefreshTokenService(
+            service.db.refresh_tokens, service.token_settings
+        )
 
     async def resolve(self, ref: str) -> str:
         """The id of the user named by ``ref``: their id or their username."""
@@ -72,6 +86,8 @@ class UserOperations:
         """Disable or enable the user; their document."""
         action, disabled = STATE_CHANGES[change]
         user = await self.service.set_disabled(user_id, disabled)
+        if disabled:
+            await self.refresh_tokens.revoke_user(user.id)
         self.recorder.user(action, user.id, ["disabled"])
         return user_view(user)
 
@@ -82,7 +98,11 @@ class UserOperations:
         return user_view(user)
 
     async def delete(self, user_id: str) -> None:
-        """Delete the user and everything that belongs to them."""
+        """Delete the user and everything that belongs to them.
+
+        Their refresh-token families are revoked first: deleting the rows would
+        lose which access tokens they issued."""
+        await self.refresh_tokens.revoke_user(user_id)
         await self.service.delete(user_id)
         self.recorder.user("deleted", user_id)
 

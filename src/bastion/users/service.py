@@ -50,6 +50,8 @@ class UserService:
 
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
+        # The lifetimes a user's refresh tokens were issued under (ending them on disable).
+        self.token_settings = settings.tokens
         self.policy = PasswordPolicy(settings.users.password)
         self.hasher = hasher_for(settings)
 

@@ -77,6 +77,7 @@ def test_metadata_lists_the_endpoints(server: BastionProcess, metadata: dict[str
     assert metadata["revocation_endpoint"] == issuer + "/oauth2/revoke"
     assert metadata["grant_types_supported"] == [
         "client_credentials",
+        "refresh_token",
         "urn:ietf:params:oauth:grant-type:token-exchange",
     ]
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]

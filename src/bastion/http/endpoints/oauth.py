@@ -254,7 +254,20 @@ class OAuthEndpoints:
                 await self._runtime.access_tokens.revoke({"jti": jti, "exp": exp})
                 self._audit.revoked(request, authed.client.client_id, jti)
 
-            await revoke(oreq, caller=authed.client, verify_token=self._verify, revoke_jti=deny)
+            async def end_family(token: str, caller: Client) -> bool:
+                # A refresh token ends its family and the access tokens it issued.
+                record = await self._runtime.refresh_tokens.revoke(token, caller)
+                if record is not None:
+                    self._audit.revoked(request, caller.client_id, None, family=record.family_id)
+                return record is not None
+
+            await revoke(
+                oreq,
+                caller=authed.client,
+                verify_token=self._verify,
+                revoke_jti=deny,
+                revoke_refresh=end_family,
+            )
         except OAuthError as error:
             return _oauth_error(error)
         return Response(b"", 200, dict(_NO_STORE))

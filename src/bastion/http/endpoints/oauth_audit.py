@@ -141,14 +141,18 @@ class OAuthAudit:
             **self._common(request),
         )
 
-    def revoked(self, request: Request, client_id: str, jti: str) -> None:
-        """``token.revoked``: ``client_id`` revoked the token ``jti``."""
+    def revoked(
+        self, request: Request, client_id: str, jti: str | None, *, family: str | None = None
+    ) -> None:
+        """``token.revoked``: ``client_id`` revoked the access token ``jti``, or the
+        refresh-token ``family`` (with the access tokens it issued)."""
         if self.auditor is None:
             return
+        data = {"jti": jti} if family is None else {"family": family}
         self.auditor.record(
             EventTypes.TOKEN_REVOKED,
             "success",
             client_id=client_id,
-            data={"jti": jti},
+            data=data,
             **self._common(request),
         )

@@ -673,6 +673,35 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
             )
         return result.rowcount
 
+    async def end_families(
+        self,
+        now: datetime,
+        *,
+        family_id: str | None = None,
+        user_id: str | None = None,
+        announce: Callable[[Sequence[RefreshToken]], Sequence[Change]] = lambda _: (),
+    ) -> tuple[RefreshToken, ...]:
+        """Revoke the family ``family_id`` (or every family of ``user_id``) whole.
+
+        In the same transaction, ``announce(tokens)`` — every token of those families,
+        rotated and revoked ones too, as they were before — is appended to the change
+        feed: what else must end with them (the access tokens they issued) is then
+        never lost to another node, nor announced without the revocation. Returns
+        those tokens. Exactly one of ``family_id`` and ``user_id`` is given.
+        """
+        if (family_id is None) == (user_id is None):
+            raise ValueError("give exactly one of family_id and user_id")
+        t = s.refresh_tokens
+        where = t.c.family_id == family_id if family_id is not None else t.c.user_id == user_id
+        async with self._db.transaction(write=True) as conn:
+            rows = (await conn.execute(sa.select(t).where(where).order_by(t.c.id))).mappings()
+            tokens = tuple(self.mapper.from_row(row) for row in rows)
+            await conn.execute(
+                sa.update(t).where(where, t.c.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            await record_changes(conn, announce(tokens))
+        return tokens
+
     async def list_family(self, family_id: str) -> tuple[RefreshToken, ...]:
         """The tokens of a family in creation order."""
         t = s.refresh_tokens

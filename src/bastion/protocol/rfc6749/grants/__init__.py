@@ -27,7 +27,7 @@ from bastion.protocol.rfc6749.errors import InvalidClientError
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.storage.models import Client
 
-__all__ = ["ClientAuthentication", "Grant", "IssueToken", "TokenRequest"]
+__all__ = ["ClientAuthentication", "Grant", "IssueToken", "TokenRequest", "bearer_response"]
 
 #: How a grant needs the client authenticated (see the module docstring).
 ClientAuthentication: TypeAlias = Literal["required", "optional"]
@@ -61,6 +61,17 @@ class TokenRequest:
         if self.client is None:
             raise InvalidClientError(reason="client_not_authenticated")
         return self.client
+
+
+def bearer_response(access_token: str, ttl: int, scope: str, **extra: str) -> dict[str, Any]:
+    """The members of a successful token response (RFC 6749 §5.1): ``token_type: Bearer``,
+    ``expires_in``, ``scope`` unless empty, and ``extra`` (e.g. ``refresh_token``)."""
+    response: dict[str, Any] = {"access_token": access_token, **extra}
+    response["token_type"] = "Bearer"  # noqa: S105 - a token type, not a secret
+    response["expires_in"] = ttl
+    if scope:
+        response["scope"] = scope
+    return response
 
 
 class Grant(Protocol):

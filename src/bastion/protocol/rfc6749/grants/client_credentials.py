@@ -26,7 +26,12 @@ from typing import Any, ClassVar, Final, Protocol
 
 from bastion.crypto.digests import random_token
 from bastion.protocol.rfc6749.errors import UnauthorizedClientError
-from bastion.protocol.rfc6749.grants import ClientAuthentication, IssueToken, TokenRequest
+from bastion.protocol.rfc6749.grants import (
+    ClientAuthentication,
+    IssueToken,
+    TokenRequest,
+    bearer_response,
+)
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.scope import check_scope_allowed, format_scope, parse_scope
 from bastion.protocol.rfc8707 import requested_resource
@@ -103,14 +108,7 @@ async def handle(
         now=time.time() if now is None else now,
         jti=random_token(16),
     )
-    response: dict[str, Any] = {
-        "access_token": await issue_token(claims),
-        "token_type": "Bearer",
-        "expires_in": ttl,
-    }
-    if scope:
-        response["scope"] = scope
-    return response
+    return bearer_response(await issue_token(claims), ttl, scope)
 
 
 @dataclass(frozen=True, slots=True)
