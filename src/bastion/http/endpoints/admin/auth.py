@@ -7,7 +7,8 @@ through the runtime's access-token verifier with the audience
 (``cnf``) is refused, as no binding proof is checked here, and so is a token
 exchanged from an API key (``client_id`` ``apikey:…``): keys are no admin
 credentials. Failures are 401 with a ``WWW-Authenticate`` challenge, or 403
-``insufficient_scope``; the precise reason goes to the log.
+``insufficient_scope``; the precise reason goes to the log. The audience and scopes
+are the authorization server's rule (:mod:`bastion.oauth.admin_tokens`), checked here.
 """
 
 from __future__ import annotations
