@@ -12,14 +12,14 @@ from bastion.cli.running import handles_errors, read_settings, run
 
 __all__ = ["migrate"]
 
+StatusOption = typer.Option(
+    False, "--status", help="Only show the current and pending revisions; change nothing."
+)
+
 
 @handles_errors
 def migrate(
-    config: Path | None = ConfigOption,
-    status: bool = typer.Option(
-        False, "--status", help="Only show the current and pending revisions; change nothing."
-    ),
-    as_json: bool = JsonOption,
+    config: Path | None = ConfigOption, status: bool = StatusOption, as_json: bool = JsonOption
 ) -> None:
     """Bring the database schema to this bastion's version (Alembic migrations)."""
     from bastion.settings import redact_url
