@@ -1,16 +1,18 @@
-"""The import graph of ``bastion`` holds no cycle a ``TYPE_CHECKING`` guard would hide.
+"""The import graph of ``bastion`` holds no cycle, whatever hides it.
 
 An import under ``if TYPE_CHECKING:`` is free at run time, so it can hold a cycle that a plain
 import would break at start-up: the guarded module imports, at run time, the module guarding it.
-Such a cycle means a shared type lives in the wrong place; it belongs in a module both may import.
-These tests read the source with :mod:`ast` (nothing is imported) and fail for such a guard, and
-for any run-time cycle between packages of different layers (``docs/architecture.md``).
+An import inside a function dodges the same failure by running later. Either way the two modules
+need each other: a shared type or helper lives in the wrong place, and belongs in a module both
+may import. These tests read the source with :mod:`ast` (nothing is imported) and fail for such a
+guard, for such a function-local import, for any run-time cycle at all, and (the first pin, kept
+for its message) for one between packages of different layers (``docs/architecture.md``).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,10 +49,12 @@ LAYERS = {
 
 @dataclass
 class Imports:
-    """What one module imports: at run time (at module level), and under ``TYPE_CHECKING``."""
+    """What one module imports: at run time (at module level), under ``TYPE_CHECKING``, and
+    inside its functions (``deferred``: run when the function is first called)."""
 
     runtime: set[str] = field(default_factory=set)
     guarded: set[str] = field(default_factory=set)
+    deferred: set[str] = field(default_factory=set)
 
 
 def _module_name(path: Path) -> str:
@@ -103,28 +107,55 @@ def _module_level(body: list[ast.stmt], guarded: bool) -> Iterator[tuple[Stateme
                 yield from _module_level(block, guarded)
 
 
+def _loaded(node: Statement, module: str) -> set[str]:
+    """The bastion modules ``node`` loads when ``module`` runs it, packages included."""
+    # A module's own packages are loaded before it, not by it.
+    own = set(_with_packages(module))
+    return {
+        name
+        for target in _targets(node, module)
+        for name in _with_packages(target)
+        if name in MODULES
+    } - own
+
+
 def _imports(module: str) -> Imports:
     found = Imports()
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    top = set()
     for node, guarded in _module_level(tree.body, guarded=False):
-        for target in _targets(node, module):
-            # A module's own packages are loaded before it, not by it.
-            own = set(_with_packages(module))
-            loaded = {name for name in _with_packages(target) if name in MODULES} - own
-            (found.guarded if guarded else found.runtime).update(loaded)
+        top.add(node)
+        (found.guarded if guarded else found.runtime).update(_loaded(node, module))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom) and node not in top:
+            found.deferred.update(_loaded(node, module))
     return found
 
 
 GRAPH = {module: _imports(module) for module in MODULES}
 
+#: Function-local imports that may close a cycle, (importer, imported) -> why. A deferral that
+#: only keeps a heavy or optional module out of start-up closes none and needs no entry here.
+DEFERRED_CYCLES: dict[tuple[str, str], str] = {}
 
-def _reaches(start: str, goal: str) -> list[str] | None:
-    """A run-time import path from ``start`` to ``goal``, or None."""
+
+def _run_time(module: str) -> set[str]:
+    return GRAPH[module].runtime
+
+
+def _run_time_or_deferred(module: str) -> set[str]:
+    return GRAPH[module].runtime | GRAPH[module].deferred
+
+
+def _reaches(
+    start: str, goal: str, edges: Callable[[str], set[str]] = _run_time
+) -> list[str] | None:
+    """An import path from ``start`` to ``goal`` along ``edges`` (run-time imports), or None."""
     seen = {start}
     paths = [[start]]
     while paths:
         path = paths.pop()
-        for nxt in sorted(GRAPH[path[-1]].runtime - seen):
+        for nxt in sorted(edges(path[-1]) - seen):
             if nxt == goal:
                 return [*path, nxt]
             seen.add(nxt)
@@ -171,6 +202,7 @@ def test_the_graph_is_read() -> None:
     # A reader that found nothing would pass every test below.
     assert "bastion.storage.models" in GRAPH["bastion.storage.feed"].runtime
     assert "bastion.runtime" in GRAPH["bastion"].guarded
+    assert "bastion.runtime" in GRAPH["bastion.cli.context"].deferred
 
 
 def test_no_type_checking_guard_holds_a_cycle() -> None:
@@ -181,6 +213,39 @@ def test_no_type_checking_guard_holds_a_cycle() -> None:
         if (path := _reaches(target, module)) is not None
     ]
     assert held == []
+
+
+def test_no_run_time_cycle() -> None:
+    # Within one layer too: a cycle of module-level imports works only in one import order.
+    assert [sorted(cycle) for cycle in _cycles()] == []
+
+
+def _deferred_cycles() -> dict[tuple[str, str], list[str]]:
+    """Each function-local import whose module imports the importer back, and the way back.
+
+    The way back may itself run through function-local imports: once every function has
+    run, the modules need each other all the same.
+    """
+    return {
+        (module, target): path
+        for module, imports in sorted(GRAPH.items())
+        for target in sorted(imports.deferred - imports.runtime)
+        if (path := _reaches(target, module, _run_time_or_deferred)) is not None
+    }
+
+
+def test_no_function_local_import_closes_a_cycle() -> None:
+    closing = [
+        f"{module} imports {target} in a function, which imports it back: {' -> '.join(path)}"
+        for (module, target), path in _deferred_cycles().items()
+        if (module, target) not in DEFERRED_CYCLES
+    ]
+    assert closing == []
+
+
+def test_every_allowed_deferred_cycle_is_still_one() -> None:
+    # An entry whose cycle is gone would let a new one in unnoticed.
+    assert set(DEFERRED_CYCLES) <= set(_deferred_cycles())
 
 
 def test_no_cycle_between_layers() -> None:

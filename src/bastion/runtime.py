@@ -56,7 +56,7 @@ from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.compile import load_table
 from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
-from bastion.http.endpoints.admin.auth import admin_audience
+from bastion.oauth.admin_tokens import admin_audience
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.refresh_tokens import RefreshTokenService

@@ -10,8 +10,8 @@ from http_support import Ping, client_for, make_runtime
 
 from bastion.errors import BastionError
 from bastion.http.app import RESERVED_PREFIXES, create_app, is_reserved
-from bastion.http.endpoints.health import run_checks
 from bastion.http.errors import UnsupportedScopeError
+from bastion.http.health import run_checks
 from bastion.storage.errors import DatabaseUnavailableError, SharedStateUnavailableError
 
 

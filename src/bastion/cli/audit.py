@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
-from bastion.cli.app import _settings, audit_app, handles_errors, run
 from bastion.cli.options import flag_option, parse_moment
 from bastion.cli.output import (
     EXIT_ERROR,
@@ -27,12 +26,18 @@ from bastion.cli.output import (
     console,
     emit,
 )
+from bastion.cli.running import handles_errors, read_settings, run
 
 # Every `bastion` call (--help too) loads the command modules; the stores and services they
 # drive load when a command runs.
 if TYPE_CHECKING:
     from bastion.settings import Settings
     from bastion.storage import AuditEvent, Database
+
+audit_app = typer.Typer(
+    help="The tamper-evident audit log: search, tail, verify.",
+    no_args_is_help=True,
+)
 
 T = TypeVar("T")
 
@@ -139,7 +144,7 @@ def search(
     """Search the audit log, newest first; every filter given must match (exact values)."""
     from bastion.audit.views import event_view
 
-    settings = _settings(config)
+    settings = read_settings(config)
     now = datetime.now(UTC)
     start = parse_moment(since, "--since", now)
     end = parse_moment(until, "--until", now)
@@ -208,7 +213,7 @@ def tail(
     """Print the latest events, oldest first; -f keeps printing new ones (--json: JSON lines)."""
     from bastion.audit.views import event_view
 
-    settings = _settings(config)
+    settings = read_settings(config)
 
     def show(event: AuditEvent) -> None:
         if as_json:
@@ -268,7 +273,7 @@ def verify(
 
     if reanchor and node is not None:
         raise CommandArgumentsError("--reanchor verifies every chain: leave out --node")
-    settings = _settings(config)
+    settings = read_settings(config)
     authenticator = checkpoint_authenticator(_keyring(settings))
     signed: int | None = None
     if reanchor:
@@ -334,7 +339,7 @@ def prune(
     as_json: bool = JsonOption,
 ) -> None:
     """Delete old records, keeping a checkpoint per chain so `bastion audit verify` still passes."""
-    settings = _settings(config)
+    settings = read_settings(config)
     now = datetime.now(UTC)
     cutoff = parse_moment(before, "--before", now)
     if cutoff is None:

@@ -15,9 +15,9 @@ import typer
 
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli import credentials as common
-from bastion.cli.app import clients_app, handles_errors
 from bastion.cli.options import parse_duration_option
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
+from bastion.cli.running import handles_errors
 
 # Every `bastion` call (--help too) loads the command modules; the stores and services they
 # drive load when a command runs.
@@ -33,6 +33,11 @@ def _operations(stores: Stores, recorder: ChangeRecorder) -> ClientOperations:
 
     return ClientOperations(ClientService(stores.db, stores.settings, stores.shared), recorder)
 
+
+clients_app = typer.Typer(
+    help="OAuth 2.0 clients: create, list, rotate secrets, disable.",
+    no_args_is_help=True,
+)
 
 _SHOWN_ONCE: Final = common.ShownOnce(
     "client_secret",

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bastion.audit.events import Auditor, Event
+from bastion.cli.running import run
 from bastion.credentials.lifecycle import ChangeRecorder, collect
 from bastion.crypto import Keyring
 from bastion.errors import BastionError
@@ -64,7 +65,6 @@ async def open_stores(settings: Settings) -> AsyncIterator[Stores]:
 
 def with_stores(settings: Settings, work: Callable[[Stores], Awaitable[T]]) -> T:
     """Run ``work(stores)`` on the opened stores, closing them afterwards (blocking)."""
-    from bastion.cli.app import run
 
     async def main() -> T:
         async with open_stores(settings) as stores:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import typer
 from rich.markup import escape
 
-from bastion.cli.app import _settings, handles_errors
 from bastion.cli.options import flag_option
 from bastion.cli.output import (
     CommandArgumentsError,
@@ -31,6 +30,7 @@ from bastion.cli.output import (
     emit,
     err_console,
 )
+from bastion.cli.running import handles_errors, read_settings
 
 if TYPE_CHECKING:
     from bastion.cli.context import Stores
@@ -178,7 +178,7 @@ class CredentialCommands(Generic[Ops]):
         from bastion.cli.context import run_operations
 
         return run_operations(
-            _settings(config), self.operations, work, self.flags if flags is None else flags
+            read_settings(config), self.operations, work, self.flags if flags is None else flags
         )
 
     def emit(

@@ -14,9 +14,9 @@ from typing import Any, Final
 import typer
 from rich.markup import escape
 
-from bastion.cli.app import _settings, app, handles_errors, run
 from bastion.cli.options import flag_option
 from bastion.cli.output import EXIT_CONFIG, ConfigOption, JsonOption, console, emit
+from bastion.cli.running import handles_errors, read_settings, run
 
 __all__ = ["EXIT_FINDINGS", "doctor"]
 
@@ -68,7 +68,6 @@ def _human(doc: dict[str, Any]) -> None:
     console.print(f"\n{summary['total']} finding(s){f': {counts}' if counts else ''} — {verdict}")
 
 
-@app.command()
 @handles_errors
 def doctor(
     config: Path | None = ConfigOption,
@@ -100,7 +99,7 @@ def doctor(
         advisory_list = load_advisories(advisories) if advisories is not None else None
     except DoctorError as error:
         _usage_error(error, as_json)
-    settings = _settings(config)
+    settings = read_settings(config)
     result = run(
         run_doctor(settings, store=not no_store, dependencies=not no_deps, advisories=advisory_list)
     )

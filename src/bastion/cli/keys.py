@@ -18,9 +18,9 @@ import typer
 
 from bastion.audit.lifecycle import spec_fields
 from bastion.cli import credentials as common
-from bastion.cli.app import handles_errors, keys_app
 from bastion.cli.options import parse_duration_option, parse_moment
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
+from bastion.cli.running import handles_errors
 
 # Every `bastion` call (--help too) loads the command modules; the stores and services they
 # drive load when a command runs.
@@ -36,6 +36,11 @@ def _operations(stores: Stores, recorder: ChangeRecorder) -> ApiKeyOperations:
 
     return ApiKeyOperations(ApiKeyService(stores.db, stores.settings, stores.shared), recorder)
 
+
+keys_app = typer.Typer(
+    help="API keys: create, list, rotate with grace, revoke.",
+    no_args_is_help=True,
+)
 
 _SHOWN_ONCE: Final = common.ShownOnce(
     "key",

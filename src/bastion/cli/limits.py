@@ -17,8 +17,13 @@ from typing import Any, TypeVar
 
 import typer
 
-from bastion.cli.app import _settings, handles_errors, limits_app
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
+from bastion.cli.running import handles_errors, read_settings
+
+limits_app = typer.Typer(
+    help="Per-API-key rate limits: current usage, runtime overrides.",
+    no_args_is_help=True,
+)
 
 T = TypeVar("T")
 
@@ -43,7 +48,7 @@ def _with_limits(work: Callable[[Any, Any, Any], Awaitable[T]], config: Path | N
     from bastion.ratelimit.keys import KeyLimitOverrides
     from bastion.storage.shared import is_redis
 
-    settings = _settings(config)
+    settings = read_settings(config)
 
     async def run(stores: Any) -> T:
         overrides = KeyLimitOverrides(stores.db, stores.shared)

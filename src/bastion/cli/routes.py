@@ -13,10 +13,12 @@ from pathlib import Path
 
 import typer
 
-from bastion.cli.app import _group, _settings, handles_errors
 from bastion.cli.output import ConfigOption, JsonOption, console, emit
+from bastion.cli.running import handles_errors, read_settings
 
-routes_app = _group("routes", "Gateway routes: list them, reload them in a running server.")
+routes_app = typer.Typer(
+    help="Gateway routes: list them, reload them in a running server.", no_args_is_help=True
+)
 
 PidFileOption = typer.Option(
     None,
@@ -32,7 +34,7 @@ def list_routes(config: Path | None = ConfigOption, as_json: bool = JsonOption) 
 
     Every route is served by the native data plane (``docs/native.md``).
     """
-    settings = _settings(config)
+    settings = read_settings(config)
     rows = [
         {
             "name": route.name,
@@ -68,7 +70,7 @@ def reload_routes(
     """Validate the configuration, then make the running server reload its routes (SIGHUP)."""
     from bastion.reload import PID_FILE_NAME, signal_reload
 
-    settings = _settings(config)  # raises SettingsError (exit 2) for an invalid file
+    settings = read_settings(config)  # raises SettingsError (exit 2) for an invalid file
     path = pid_file or settings.data_dir / PID_FILE_NAME
     pid = signal_reload(path)
     report = {"signalled": pid, "pid_file": str(path), "routes": [r.name for r in settings.routes]}

@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bastion.cli.app import _settings, handles_errors, signing_keys_app
 from bastion.cli.output import ConfigOption, JsonOption, console, emit
+from bastion.cli.running import handles_errors, read_settings
 
 # Every `bastion` call (--help too) loads the command modules; the stores and services they
 # drive load when a command runs.
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from bastion.crypto import SigningAlgorithm
     from bastion.oauth.operations import SigningKeyOperations
     from bastion.storage import SigningKey
+
+signing_keys_app = typer.Typer(
+    help="Token signing keys: list, rotate, retire.",
+    no_args_is_help=True,
+)
 
 T = TypeVar("T")
 
@@ -73,7 +78,7 @@ def _operate(config: Path | None, work: Callable[[SigningKeyOperations], Awaitab
     from bastion.oauth.operations import SigningKeyOperations
     from bastion.oauth.signing_keys import SigningKeyManager
 
-    settings = _settings(config)
+    settings = read_settings(config)
     return run_operations(
         settings,
         lambda stores, recorder: SigningKeyOperations(

@@ -17,13 +17,18 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import typer
 
 from bastion.cli import credentials as common
-from bastion.cli.app import _settings, handles_errors, users_app
 from bastion.cli.output import CommandArgumentsError, ConfigOption, JsonOption, console, emit
+from bastion.cli.running import handles_errors, read_settings
 
 if TYPE_CHECKING:
     from bastion.cli.context import Stores
     from bastion.credentials.lifecycle import ChangeRecorder
     from bastion.users import UserOperations, UserStateChange
+
+users_app = typer.Typer(
+    help="User accounts and passwords: create, list, disable, reset, delete.",
+    no_args_is_help=True,
+)
 
 T = TypeVar("T")
 
@@ -56,7 +61,7 @@ def _operate(work: Callable[[UserOperations], Awaitable[T]], config: Path | None
     """Run ``work`` on the operations (see ``cli/context.py``); spec errors named by flag."""
     from bastion.cli.context import run_operations
 
-    return run_operations(_settings(config), _operations, work, _FLAGS)
+    return run_operations(read_settings(config), _operations, work, _FLAGS)
 
 
 def _on_user(

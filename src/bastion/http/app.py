@@ -33,7 +33,6 @@ from starlette.routing import BaseRoute, Router
 from bastion.errors import BastionError
 from bastion.gateway.forwarded import TrustedProxies, remember_client_ip
 from bastion.gateway.paths import normalize_path, resolve_dot_segments
-from bastion.http.endpoints.health import Probed, health_routes
 from bastion.http.errors import (
     EndpointMethodNotAllowedError,
     EndpointNotFoundError,
@@ -41,6 +40,7 @@ from bastion.http.errors import (
     HTTPError,
     UnsupportedScopeError,
 )
+from bastion.http.health import Probed, health_routes
 from bastion.http.middleware import ErrorMiddleware, RequestIdMiddleware, SecurityHeadersMiddleware
 from bastion.http.middleware.combined import HttpMiddleware
 from bastion.http.types import ASGIApp, Receive, Scope, Send

@@ -1,14 +1,23 @@
 """bastion's own HTTP endpoints (Starlette; off the gateway hot path).
 
 :func:`standard_routes` is the one list of endpoint groups a serving bastion
-mounts; :func:`create_full_app` assembles the ASGI app with all of them.
+mounts; :func:`create_full_app` assembles the ASGI app with all of them. The
+health probes are not among the groups: every app :func:`bastion.http.app.create_app`
+builds serves them, so they live beside it (:mod:`bastion.http.health`), and
+this package sits above the app it fills.
 """
 
 from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from bastion.http.endpoints.health import READINESS_TIMEOUT, health_routes
+from bastion.http.app import create_app
+from bastion.http.endpoints.admin import admin_routes
+from bastion.http.endpoints.forward_auth import forward_auth_routes
+from bastion.http.endpoints.leaks import leak_routes
+from bastion.http.endpoints.metrics import metrics_routes
+from bastion.http.endpoints.oauth import oauth_routes
+from bastion.http.health import READINESS_TIMEOUT, health_routes
 from bastion.http.runtime import ControlPlane
 from bastion.http.types import ASGIApp
 
@@ -21,12 +30,6 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
     the API key leak-report endpoint (only when a leak-report secret is configured), then
     ``/metrics`` (only when metrics are on and not on a listener of their own), then the
     forward-auth decision endpoint."""
-    from bastion.http.endpoints.admin import admin_routes
-    from bastion.http.endpoints.forward_auth import forward_auth_routes
-    from bastion.http.endpoints.leaks import leak_routes
-    from bastion.http.endpoints.metrics import metrics_routes
-    from bastion.http.endpoints.oauth import oauth_routes
-
     admin = runtime.settings.admin
     return [
         *oauth_routes(runtime),
@@ -39,6 +42,4 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
 
 def create_full_app(runtime: ControlPlane) -> ASGIApp:
     """The ASGI app a serving bastion runs: gateway, health, OAuth and admin endpoints."""
-    from bastion.http.app import create_app
-
     return create_app(runtime, routes=standard_routes(runtime))

@@ -14,33 +14,32 @@ start but the first after an upgrade) is recognised by reading its version table
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from bastion.errors import BastionError
-from bastion.storage.errors import DatabaseUnavailableError, MigrationError
+from bastion.storage.errors import MigrationError
 from bastion.storage.sql.aio import AsyncEngine
 from bastion.storage.sql.engine import (
     DatabaseTarget,
     create_engine,
     parse_database_url,
     prepare_sqlite_path,
-    translate_error,
+)
+from bastion.storage.sql.revision import (
+    HEAD_REVISION,
+    current_revision_of_engine,
+    explain,
+    read_revision,
+    run_on_engine,
 )
 
 if TYPE_CHECKING:  # Alembic (~10 MiB) loads only when a migration runs (see above)
     from alembic.config import Config
 
-HEAD_REVISION = "0005"
-"""The schema revision this version of bastion needs."""
-
 _HERE = Path(__file__).resolve().parent
-# Alembic's default version table (env.py does not name another one).
-_VERSION_TABLE = "alembic_version"
 # Any constant works; it only has to be the same on every node.
 _ADVISORY_LOCK_ID = 0x6261_7374_696F_6E  # "bastion"
 
@@ -66,63 +65,9 @@ def _open(url: str) -> tuple[DatabaseTarget, AsyncEngine]:
 async def _run(url: str, fn: Callable[[sa.Connection], T], *, write: bool) -> T:
     target, engine = _open(url)
     try:
-        return await _run_on_engine(engine, target, fn, write=write)
+        return await run_on_engine(engine, target, fn, write=write)
     finally:
         await engine.dispose()
-
-
-async def _run_on_engine(
-    engine: AsyncEngine, target: DatabaseTarget, fn: Callable[[sa.Connection], T], *, write: bool
-) -> T:
-    try:
-        async with engine.connect() as conn:
-            if write:
-                await conn.execution_options(bastion_write=True)
-            result = await conn.run_sync(fn)
-            await conn.commit()
-            return result
-    except BastionError:
-        raise
-    except Exception as exc:
-        if _is_command_error(exc):
-            raise MigrationError(_explain(str(exc))) from exc
-        if isinstance(translated := translate_error(exc, target), DatabaseUnavailableError):
-            raise translated from exc
-        line = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        raise MigrationError(
-            f"migrating {target.redacted} failed: {line[0] if line else type(exc).__name__}"
-        ) from exc
-
-
-def _is_command_error(exc: Exception) -> bool:
-    """Whether ``exc`` is Alembic's ``CommandError``; never imports Alembic to tell."""
-    # Only code that imported Alembic can raise its errors: when it is not loaded, no.
-    errors = sys.modules.get("alembic.util.exc")
-    return errors is not None and isinstance(exc, errors.CommandError)
-
-
-def _explain(message: str) -> str:
-    if "Can't locate revision" in message or "No such revision" in message:
-        return (
-            f"the database schema is at a revision this bastion does not know ({message}); "
-            "it was migrated by a newer bastion"
-        )
-    return message
-
-
-def _current(connection: sa.Connection) -> str | None:
-    # Alembic's MigrationContext.get_current_revision(), without importing Alembic: its
-    # version table (default name, see env.py) holds one row, or none before the first
-    # revision; no table at all is an empty database.
-    if not sa.inspect(connection).has_table(_VERSION_TABLE):
-        return None
-    rows = connection.execute(sa.text(f"SELECT version_num FROM {_VERSION_TABLE}")).all()
-    if len(rows) > 1:
-        heads = ", ".join(sorted(str(row[0]) for row in rows))
-        raise MigrationError(
-            f"the database schema has several heads ({heads}); bastion's migrations have one"
-        )
-    return str(rows[0][0]) if rows else None
 
 
 async def migrate(url: str) -> list[str]:
@@ -143,7 +88,7 @@ async def migrate(url: str) -> list[str]:
                 sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _ADVISORY_LOCK_ID}
             )
         # Under the lock: a database at head needs nothing, and not Alembic either.
-        if _current(connection) == HEAD_REVISION:
+        if read_revision(connection) == HEAD_REVISION:
             return
         from alembic import command
 
@@ -158,12 +103,7 @@ async def migrate(url: str) -> list[str]:
 
 async def current_revision(url: str) -> str | None:
     """The schema revision of the database at ``url`` (``None`` for an empty database)."""
-    return await _run(url, _current, write=False)
-
-
-async def current_revision_of_engine(engine: AsyncEngine, target: DatabaseTarget) -> str | None:
-    """Like :func:`current_revision`, on an already open engine."""
-    return await _run_on_engine(engine, target, _current, write=False)
+    return await _run(url, read_revision, write=False)
 
 
 async def pending_revisions(url: str) -> list[str]:
@@ -178,7 +118,7 @@ async def pending_revisions(url: str) -> list[str]:
     try:
         revisions = list(script.iterate_revisions("heads", current or "base"))
     except Exception as exc:  # CommandError and alembic's RevisionError family
-        raise MigrationError(_explain(str(exc))) from exc
+        raise MigrationError(explain(str(exc))) from exc
     return [revision.revision for revision in reversed(revisions) if revision.revision != current]
 
 

@@ -24,6 +24,7 @@ from bastion.storage.sql.engine import (
     prepare_sqlite_path,
     translate_error,
 )
+from bastion.storage.sql.revision import HEAD_REVISION, current_revision_of_engine
 from bastion.storage.sql.schema import SEALED_COLUMNS
 
 PING_TIMEOUT = 2.0
@@ -106,8 +107,6 @@ class Database:
 
     async def check_schema(self) -> None:
         """Raise MigrationError unless the schema is at the revision this bastion needs."""
-        from bastion.storage.migrations import HEAD_REVISION, current_revision_of_engine
-
         current = await current_revision_of_engine(self.engine, self.target)
         if current != HEAD_REVISION:
             raise MigrationError(

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from bastion.gateway.forwarded import request_client_ip
 from bastion.gateway.ip_rules import IpNotAllowedError, IpRules
+from bastion.http.app import create_app
 from bastion.http.endpoints.admin.audit import AUDIT_PATH, audit_routes
 from bastion.http.endpoints.admin.auth import (
     ADMIN_AUDIENCE_PATH,
@@ -141,6 +142,4 @@ def admin_routes(runtime: AdminPlane) -> list[BaseRoute]:
 def admin_listener_app(runtime: ControlPlane) -> ASGIApp:
     """The ASGI app of the admin listener (``admin.listen``): the admin API and the health
     probes, with bastion's middleware; every other path is 404 problem+json."""
-    from bastion.http.app import create_app
-
     return create_app(runtime, routes=admin_routes(runtime), gateway=False)

@@ -7,7 +7,8 @@ through the runtime's access-token verifier with the audience
 (``cnf``) is refused, as no binding proof is checked here, and so is a token
 exchanged from an API key (``client_id`` ``apikey:…``): keys are no admin
 credentials. Failures are 401 with a ``WWW-Authenticate`` challenge, or 403
-``insufficient_scope``; the precise reason goes to the log.
+``insufficient_scope``; the precise reason goes to the log. The audience and scopes
+are the authorization server's rule (:mod:`bastion.oauth.admin_tokens`), checked here.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from bastion.http.endpoints.admin.errors import (
     InsufficientScopeError,
 )
 from bastion.http.runtime import AdminPlane
+from bastion.oauth.admin_tokens import (
+    ADMIN_AUDIENCE_PATH,
+    ADMIN_READ_SCOPE,
+    ADMIN_SCOPE,
+    admin_audience,
+)
 
 __all__ = [
     "ADMIN_AUDIENCE_PATH",
@@ -37,19 +44,7 @@ __all__ = [
 
 log = logging.getLogger("bastion.http.admin")
 
-#: Appended to the issuer URL: the ``aud`` an admin API token must carry.
-ADMIN_AUDIENCE_PATH: Final = "/admin/api"
-#: Full access to the admin API.
-ADMIN_SCOPE: Final = "bastion:admin"
-#: Read-only access (GET requests).
-ADMIN_READ_SCOPE: Final = "bastion:admin:read"
-
 _READ_METHODS: Final = frozenset({"GET", "HEAD"})
-
-
-def admin_audience(issuer_url: str) -> str:
-    """The audience of admin API tokens for bastion at ``issuer_url``."""
-    return issuer_url.rstrip("/") + ADMIN_AUDIENCE_PATH
 
 
 def _bearer_token(request: Request) -> str:
