@@ -35,7 +35,7 @@ from bastion.storage.sql.engine import (
 if TYPE_CHECKING:  # Alembic (~10 MiB) loads only when a migration runs (see above)
     from alembic.config import Config
 
-HEAD_REVISION = "0005"
+HEAD_REVISION = "0006"
 """The schema revision this version of bastion needs."""
 
 _HERE = Path(__file__).resolve().parent
