@@ -9,7 +9,7 @@ import pytest
 
 from bastion.audit.events import Auditor, Event
 from bastion.crypto.digests import sha256_hex
-from bastion.interaction import EndReason, SessionManager
+from bastion.interaction import EndReason, SessionManager, StartedSession
 from bastion.settings.sessions import SessionSettings
 from bastion.storage import Database, User, feed
 from bastion.storage.sql import schema
@@ -49,6 +49,14 @@ def manager(db: Database, clock: Clock, events: list[Event]) -> SessionManager:
 @pytest.fixture
 async def alice(db: Database) -> User:
     return await db.users.create(User(username="alice", created_at=START, updated_at=START))
+
+
+async def _end_reason(db: Database, manager: SessionManager, started: StartedSession) -> str:
+    """Why the session ended, once it no longer resolves."""
+    assert await manager.resolve(started.token) is None
+    reason = (await db.sessions.get(started.session.id)).end_reason
+    assert reason is not None
+    return reason
 
 
 async def _feed(db: Database) -> list[tuple[str, str]]:
@@ -122,8 +130,7 @@ async def test_absolute_timeout_ends_even_a_busy_session(
         clock.advance(59)
         assert await manager.resolve(started.token) is not None
     clock.advance(5)  # 300 s after the login
-    assert await manager.resolve(started.token) is None
-    assert (await db.sessions.get(started.session.id)).end_reason == "expired"
+    assert await _end_reason(db, manager, started) == "expired"
 
 
 async def test_logout_ends_it_once(
@@ -158,7 +165,7 @@ async def test_the_users_feed_ends_the_users_sessions(
     await db.users.update(alice.id, **change)
     await manager.user_changed(alice.id)
     for started in (first, second):
-        assert (await db.sessions.get(started.session.id)).end_reason == reason
+        assert await _end_reason(db, manager, started) == reason
     assert await manager.resolve(other.token) is not None
     assert await db.sessions.list_for_user(alice.id) == ()
 
@@ -178,8 +185,7 @@ async def test_resolve_checks_the_user_even_without_the_feed(
 ) -> None:
     started = await manager.start(alice)
     await db.users.update(alice.id, disabled=True)
-    assert await manager.resolve(started.token) is None
-    assert (await db.sessions.get(started.session.id)).end_reason == "user_disabled"
+    assert await _end_reason(db, manager, started) == "user_disabled"
 
 
 async def test_a_deleted_user_s_sessions_are_ended_and_announced(
@@ -188,7 +194,7 @@ async def test_a_deleted_user_s_sessions_are_ended_and_announced(
     started = await manager.start(alice)
     await db.users.delete(alice.id)
     await manager.user_changed(alice.id)
-    assert (await db.sessions.get(started.session.id)).end_reason == "user_deleted"
+    assert await _end_reason(db, manager, started) == "user_deleted"
     assert events[-1].reason == "user_deleted"
     assert (await _feed(db))[-1] == ("sessions", started.session.id_digest)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from bastion.audit.events import Auditor, EventTypes
 from bastion.crypto.digests import random_token, sha256_hex
@@ -126,15 +126,7 @@ class SessionManager:
             last_seen_at=now,
         )
         await self.db.sessions.create(session)
-        if self.auditor is not None:
-            self.auditor.record(
-                EventTypes.SESSION_STARTED,
-                "success",
-                ip=ip,
-                user_agent=session.user_agent,
-                subject=user.id,
-                data={"session": session.id, "amr": list(amr)},
-            )
+        self._audit(EventTypes.SESSION_STARTED, session, amr=list(amr))
         return StartedSession(token=token, session=session)
 
     async def resolve(self, token: str | None) -> ActiveSession | None:
@@ -176,7 +168,7 @@ class SessionManager:
             user_id, self._clock(), reason, started_before=started_before
         )
         for session in ended:
-            self._audit_end(session, reason)
+            self._audit(EventTypes.SESSION_ENDED, session, reason=reason)
         return len(ended)
 
     async def user_changed(self, message: str) -> None:
@@ -224,14 +216,19 @@ class SessionManager:
     async def _end(self, session_id: str, reason: str) -> None:
         ended = await self.db.sessions.end(session_id, self._clock(), reason)
         if ended is not None:
-            self._audit_end(ended, reason)
+            self._audit(EventTypes.SESSION_ENDED, ended, reason=reason)
 
-    def _audit_end(self, session: BrowserSession, reason: str) -> None:
+    def _audit(
+        self, kind: str, session: BrowserSession, *, reason: str | None = None, **data: Any
+    ) -> None:
+        # A start is the login's success; an end is information (the reason says which).
         if self.auditor is not None:
             self.auditor.record(
-                EventTypes.SESSION_ENDED,
-                "info",
+                kind,
+                "info" if reason else "success",
                 reason=reason,
+                ip=None if reason else session.ip,
+                user_agent=None if reason else session.user_agent,
                 subject=session.user_id,
-                data={"session": session.id},
+                data={"session": session.id, **data},
             )
