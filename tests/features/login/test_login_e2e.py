@@ -1,0 +1,151 @@
+"""The browser login against ``bastion serve`` over real HTTPS, and in headless Chromium.
+
+- httpx: the cookies' exact attributes, the session reaching ``/account``, a user disabled
+  by ``bastion users disable`` in another process losing the session within a second (the
+  change feed), and a short idle timeout ending an unused session.
+- Playwright driving Debian's chromium (TESTING-NOTES): ``/account`` sends the browser to
+  the form, the form signs in and returns to ``/account``; a screenshot of each page is kept
+  in ``test-artifacts/login/`` (or ``$BASTION_TEST_ARTIFACTS/login/``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from _support import BASTION, BastionProcess, clean_env, run_cli
+
+PASSWORD = "violet staple orbit 42"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = Path(
+    os.environ.get("BASTION_TEST_ARTIFACTS", Path(__file__).parents[3] / "test-artifacts")
+)
+_TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
+
+
+def _create_user(cwd: Path, username: str) -> None:
+    created = subprocess.run(
+        [*BASTION, "users", "create", username, "--password-stdin"],
+        input=PASSWORD + "\n",
+        env=clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionProcess]:
+    cwd = tmp_path_factory.mktemp("login")
+    for name in ("alice", "bob", "carol"):
+        _create_user(cwd, name)
+    # A short idle timeout, so a test can watch a session expire (carol's).
+    env = {"BASTION_SESSIONS__IDLE_TIMEOUT": "3s"}
+    with BastionProcess(cwd=cwd, env=env) as proc:
+        yield proc
+
+
+def _http(server: BastionProcess) -> httpx.Client:
+    return httpx.Client(base_url=server.url, verify=False, timeout=30)
+
+
+def _login(http: httpx.Client, username: str) -> httpx.Response:
+    form = http.get("/login")
+    found = _TOKEN.search(form.text)
+    assert found is not None, form.text
+    data = {"csrf_token": found.group(1), "username": username, "password": PASSWORD}
+    return http.post("/login", data=data)
+
+
+def _signed_out_within(http: httpx.Client, seconds: float) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        if http.get("/account").status_code == 303:
+            return time.monotonic() - start
+        time.sleep(0.05)
+    raise AssertionError(f"still signed in after {seconds} s")
+
+
+def test_login_over_https_sets_host_only_cookies(server: BastionProcess) -> None:
+    with _http(server) as http:
+        response = _login(http, "alice")
+        assert response.status_code == 303 and response.headers["location"] == "/account"
+        session = next(
+            c for c in response.headers.get_list("set-cookie") if c.startswith("__Host-bastion_s")
+        )
+        assert re.fullmatch(
+            r"__Host-bastion_session=[A-Za-z0-9_-]{43}; Path=/; Secure; HttpOnly; SameSite=Lax",
+            session,
+        )
+        account = http.get("/account")
+        assert account.status_code == 200 and ">alice</strong>" in account.text
+        assert account.headers["cache-control"] == "no-store"
+
+
+def test_disabling_the_user_in_another_process_ends_the_session(server: BastionProcess) -> None:
+    with _http(server) as http:
+        assert _login(http, "bob").status_code == 303
+        assert http.get("/account").status_code == 200
+        disabled = run_cli("users", "disable", "bob", cwd=server.cwd)
+        assert disabled.returncode == 0, disabled.stderr
+        assert _signed_out_within(http, 1.5) < 1.5
+
+
+def test_an_idle_session_ends(server: BastionProcess) -> None:
+    with _http(server) as http:
+        assert _login(http, "carol").status_code == 303
+        assert http.get("/account").status_code == 200
+        time.sleep(3.2)
+        assert http.get("/account").status_code == 303
+
+
+@pytest.mark.slow
+def test_chromium_signs_in_through_the_form(server: BastionProcess) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shots = ARTIFACTS / "login"
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(ignore_https_errors=True)
+            page = context.new_page()
+            page.goto(server.url + "/account")
+            assert page.url == server.url + "/login?return_to=/account"
+            page.get_by_label("Username").fill("alice")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.screenshot(path=str(shots / "login-form.png"))
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(server.url + "/account")
+            assert page.locator("#signed-in-as").inner_text() == "alice"
+            page.screenshot(path=str(shots / "account.png"))
+            cookies = {c["name"]: c for c in context.cookies()}
+            session = cookies["__Host-bastion_session"]
+            assert (session["secure"], session["httpOnly"], session["sameSite"]) == (
+                True,
+                True,
+                "Lax",
+            )
+        finally:
+            browser.close()
+    assert (shots / "account.png").stat().st_size > 1000
