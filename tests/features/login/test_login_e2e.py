@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from _support import BASTION, BastionProcess, clean_env, run_cli
+from _support import BastionProcess, run_cli
 
 PASSWORD = "violet staple orbit 42"
 CHROMIUM = "/usr/bin/chromium"
@@ -41,16 +40,7 @@ _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
 def _create_user(cwd: Path, username: str) -> None:
-    created = subprocess.run(
-        [*BASTION, "users", "create", username, "--password-stdin"],
-        input=PASSWORD + "\n",
-        env=clean_env(),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    created = run_cli("users", "create", username, "--password-stdin", stdin=PASSWORD, cwd=cwd)
     assert created.returncode == 0, created.stderr
 
 
