@@ -12,6 +12,7 @@ import httpx
 import pytest
 from http_support import real_runtime
 
+from bastion.audit.detectors import BruteForceDetector, CredentialStuffingDetector
 from bastion.audit.events import Event
 from bastion.http.endpoints import create_full_app
 from bastion.http.endpoints.login import CONTENT_SECURITY_POLICY, LOGIN_FAILED
@@ -188,6 +189,15 @@ async def test_a_post_without_its_csrf_token_is_403(
     assert "__Host-bastion_session" not in _set_cookies(response)
 
 
+@pytest.mark.parametrize(
+    "body", [b"\xff\xfe", b"&".join(b"f%d=1" % n for n in range(11)), b"csrf_token"]
+)
+async def test_a_body_that_is_no_form_of_ours_is_403(http: httpx.AsyncClient, body: bytes) -> None:
+    await http.get("/login")
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    assert (await http.post("/login", content=body, headers=headers)).status_code == 403
+
+
 async def test_a_token_from_another_browser_is_403(
     runtime: Runtime, http: httpx.AsyncClient, alice: User
 ) -> None:
@@ -214,6 +224,18 @@ async def test_failures_are_throttled_by_the_fifth_attempt(
     # Another address is not locked out of the account.
     async with _client(runtime, "203.0.113.9") as elsewhere:
         assert (await _login(elsewhere, "alice", PASSWORD)).status_code == 303
+
+
+async def test_failures_feed_the_brute_force_and_stuffing_detectors(
+    runtime: Runtime, http: httpx.AsyncClient, alice: User, events: list[Event]
+) -> None:
+    brute = BruteForceDetector(failures=3, window=600)
+    stuffing = CredentialStuffingDetector(accounts=3, window=600)
+    for username in ("alice", "alice", "alice", "bob", "carol"):
+        await _login(http, username, "wrong password 1")
+    alerts = [(d.name, d.observe(e)) for e in events for d in (brute, stuffing)]
+    fired = {name: alert for name, alert in alerts if alert is not None}
+    assert set(fired) == {"brute_force", "credential_stuffing"}
 
 
 async def test_a_planted_session_id_is_never_the_one_signed_in(

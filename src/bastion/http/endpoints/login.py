@@ -124,10 +124,9 @@ def _message(title: str, message: str, status: int, *, retry_after: int | None =
 async def _read_form(request: Request) -> _Form:
     body = await read_bounded(request, _MAX_FORM, PayloadTooLargeError)
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except ValueError:  # not UTF-8, or more fields than any form of ours: the CSRF check fails
         return _Form({})
-    parsed = parse_qs(text, keep_blank_values=True, max_num_fields=10)
     return _Form({name: values[-1] for name, values in parsed.items()})
 
 
