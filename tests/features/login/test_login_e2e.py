@@ -1,8 +1,9 @@
 """The browser login against ``bastion serve`` over real HTTPS, and in headless Chromium.
 
-- httpx: the cookies' exact attributes, the session reaching ``/account``, a user disabled
-  by ``bastion users disable`` in another process losing the session within a second (the
-  change feed), and a short idle timeout ending an unused session.
+- httpx: the cookies' exact attributes, the session reaching ``/account``, CSRF refusal, one
+  answer for an unknown user and a wrong password, the 429 by the 4th attempt, logout, a user
+  disabled by ``bastion users disable`` in another process losing the session within a second
+  (the change feed), and a short idle timeout ending an unused session.
 - Playwright driving Debian's chromium (TESTING-NOTES): ``/account`` sends the browser to
   the form, the form signs in and returns to ``/account``; a screenshot of each page is kept
   in ``test-artifacts/login/`` (or ``$BASTION_TEST_ARTIFACTS/login/``).
@@ -47,10 +48,15 @@ def _create_user(cwd: Path, username: str) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionProcess]:
     cwd = tmp_path_factory.mktemp("login")
-    for name in ("alice", "bob", "carol"):
+    for name in ("alice", "bob", "carol", "dave"):
         _create_user(cwd, name)
     # A short idle timeout, so a test can watch a session expire (carol's).
-    env = {"BASTION_SESSIONS__IDLE_TIMEOUT": "3s"}
+    env = {
+        "BASTION_SESSIONS__IDLE_TIMEOUT": "3s",
+        # Two free failures of an account from one address; the third locks the pair.
+        "BASTION_RATELIMIT__LOGIN__FREE_ATTEMPTS": "2",
+        "BASTION_RATELIMIT__LOGIN__BASE_DELAY": "30s",
+    }
     with BastionProcess(cwd=cwd, env=env) as proc:
         yield proc
 
@@ -59,11 +65,15 @@ def _http(server: BastionProcess) -> httpx.Client:
     return httpx.Client(base_url=server.url, verify=False, timeout=30)
 
 
-def _login(http: httpx.Client, username: str) -> httpx.Response:
-    form = http.get("/login")
+def _token(http: httpx.Client, path: str = "/login") -> str:
+    form = http.get(path)
     found = _TOKEN.search(form.text)
     assert found is not None, form.text
-    data = {"csrf_token": found.group(1), "username": username, "password": PASSWORD}
+    return found.group(1)
+
+
+def _login(http: httpx.Client, username: str, password: str = PASSWORD) -> httpx.Response:
+    data = {"csrf_token": _token(http), "username": username, "password": password}
     return http.post("/login", data=data)
 
 
@@ -90,6 +100,32 @@ def test_login_over_https_sets_host_only_cookies(server: BastionProcess) -> None
         account = http.get("/account")
         assert account.status_code == 200 and ">alice</strong>" in account.text
         assert account.headers["cache-control"] == "no-store"
+
+
+def test_refusals_csrf_uniform_failure_and_throttling(server: BastionProcess) -> None:
+    with _http(server) as http:
+        http.get("/login")
+        forged = http.post("/login", data={"csrf_token": "0" * 64, "username": "dave"})
+        assert forged.status_code == 403
+        unknown = _login(http, "nobody-here", "wrong password 1")
+        wrong = _login(http, "dave", "wrong password 1")
+        assert unknown.status_code == wrong.status_code == 422
+        assert unknown.text.replace("nobody-here", "X") == wrong.text.replace("dave", "X")
+        assert _login(http, "dave", "wrong password 1").status_code == 422
+        assert _login(http, "dave", "wrong password 1").status_code == 422  # the lock is set
+        throttled = _login(http, "dave")  # the right password, by the 4th attempt: it waits
+        assert throttled.status_code == 429 and 1 <= int(throttled.headers["retry-after"]) <= 30
+
+
+def test_logout_ends_the_session(server: BastionProcess) -> None:
+    with _http(server) as http:
+        assert _login(http, "alice").status_code == 303
+        token = http.cookies["__Host-bastion_session"]
+        response = http.post("/logout", data={"csrf_token": _token(http, "/logout")})
+        assert (response.status_code, response.headers["location"]) == (303, "/login")
+        with _http(server) as replay:
+            replay.cookies.set("__Host-bastion_session", token)
+            assert replay.get("/account").status_code == 303
 
 
 def test_disabling_the_user_in_another_process_ends_the_session(server: BastionProcess) -> None:
