@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import functools
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+if TYPE_CHECKING:  # jinja2 is imported when the first page is rendered, not at start-up
+    import jinja2
 
 __all__ = ["render", "stylesheet"]
 
 
 @functools.cache
 def _environment() -> jinja2.Environment:
+    # Imported here: a bastion that serves no browser page never loads jinja2
+    # (tests/features/serve/test_idle_imports.py keeps start-up lean).
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("bastion.ui", "templates"),
         # Every value is escaped unless a template says otherwise (none does).
