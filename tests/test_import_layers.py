@@ -27,6 +27,7 @@ LAYERS = {
     "__main__": 0,
     "cli": 0,
     "http": 0,
+    "ui": 0,  # the interaction pages' templates, rendered by http/endpoints/login.py
     "runtime": 1,
     "reload": 1,
     "gateway": 2,
@@ -39,6 +40,7 @@ LAYERS = {
     "doctor": 2,
     "secrets_rotation": 2,
     "users": 2,  # the users feature, a package being added
+    "interaction": 2,  # browser sessions and the login policy (issue 16)
     "protocol": 3,
     "settings": 4,
     "crypto": 4,

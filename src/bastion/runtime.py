@@ -56,6 +56,7 @@ from bastion.gateway.authn.mtls import MtlsAuthenticator
 from bastion.gateway.compile import load_table
 from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
+from bastion.interaction import SessionManager
 from bastion.oauth.admin_tokens import admin_audience
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
@@ -145,6 +146,9 @@ class Runtime:
     client_throttle: LoginThrottle | None = None
     # What API keys may obtain by token exchange, and how often (oauth/exchange.py).
     exchange_policy: ApiKeyExchangePolicy | None = None
+    # Browser sessions (interaction/sessions.py) and the brute-force throttle of the login.
+    sessions: SessionManager | None = None
+    login_throttle: LoginThrottle | None = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -244,6 +248,9 @@ class Runtime:
                 changes=db.change_feed.append,
             )
             changes = await _follow_changes(settings, db, shared, access_tokens)
+            sessions = SessionManager(db, settings.sessions, auditor)
+            # A disabled, deleted or re-passworded user's sessions end on every node at once.
+            changes.before_delivery(feed.USERS, sessions.user_changed)
             control = await _gateway_control(
                 settings,
                 routes,
@@ -273,16 +280,8 @@ class Runtime:
                 # cache once this process's key set no longer holds it.
                 signing_keys.on_keys_dropped(jwt.clear)
             _configure_native_limiter(shared)
-            limits = settings.ratelimit
-            client_throttle = (
-                LoginThrottle(
-                    shared,
-                    kind="client",
-                    policy=ThrottlePolicy(**limits.login.model_dump(exclude={"enabled"})),
-                )
-                if limits.login.enabled
-                else None
-            )
+            client_throttle = _login_throttle(shared, settings, "client")
+            login_throttle = _login_throttle(shared, settings, "login")
         except BaseException:
             if echo is not None:
                 await echo.close()
@@ -319,6 +318,8 @@ class Runtime:
             metrics=metrics,
             client_throttle=client_throttle,
             exchange_policy=exchange_policy,
+            sessions=sessions,
+            login_throttle=login_throttle,
         )
 
     async def startup(self) -> None:
@@ -438,6 +439,15 @@ class Runtime:
             await self.echo.close()
         await self.shared.close()
         await self.db.close()
+
+
+def _login_throttle(shared: SharedState, settings: Settings, kind: str) -> LoginThrottle | None:
+    """The brute-force throttle of one kind of credential check (``ratelimit.login``)."""
+    login = settings.ratelimit.login
+    if not login.enabled:
+        return None
+    policy = ThrottlePolicy(**login.model_dump(exclude={"enabled"}))
+    return LoginThrottle(shared, kind=kind, policy=policy)
 
 
 async def _follow_changes(

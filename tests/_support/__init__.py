@@ -64,11 +64,16 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``bastion ARGS`` to completion and capture its output."""
+    """Run ``bastion ARGS`` to completion (``stdin`` its input) and capture its output."""
     return subprocess.run(
         [*BASTION, *args],
+        input=stdin,
         env=clean_env(env),
         cwd=cwd,
         capture_output=True,

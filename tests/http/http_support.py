@@ -7,11 +7,16 @@ default import mode; the module name avoids clashing with the stdlib ``http``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
+
+from bastion.runtime import Runtime as BastionRuntime
+from bastion.settings import Settings
 
 
 class Ping:
@@ -98,3 +103,22 @@ def client_for(app: Any, scheme: str = "https") -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url=f"{scheme}://testserver"
     )
+
+
+@contextlib.asynccontextmanager
+async def real_runtime(tmp_path: Path, **sections: Any) -> AsyncIterator[BastionRuntime]:
+    """A real runtime on SQLite under ``tmp_path``, plain HTTP behind a trusted proxy
+    (``10.0.0.1``), with ``sections`` of settings on top; closed afterwards."""
+    settings = Settings.model_validate(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "tls": {"mode": "off"},
+            "trusted_proxies": ["10.0.0.1"],
+            **sections,
+        }
+    )
+    runtime = await BastionRuntime.open(settings, announce=lambda line: None)
+    try:
+        yield runtime
+    finally:
+        await runtime.close()

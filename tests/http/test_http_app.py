@@ -200,8 +200,8 @@ async def test_everything_else_is_the_native_gateways_503_here(client: Any, path
 
 def test_reserved_prefix_table() -> None:
     assert RESERVED_PREFIXES == (
-        "/healthz", "/readyz", "/.well-known", "/oauth2", "/login", "/mfa", "/consent",
-        "/account", "/admin", "/auth/verify", "/metrics", "/api-keys/leaks",
+        "/healthz", "/readyz", "/.well-known", "/oauth2", "/login", "/logout", "/mfa",
+        "/consent", "/account", "/admin", "/auth/verify", "/metrics", "/api-keys/leaks",
     )  # fmt: skip
     assert is_reserved("/login") and is_reserved("/login/x") and not is_reserved("/loginx")
     assert is_reserved("/auth/verify/x") and not is_reserved("/auth")

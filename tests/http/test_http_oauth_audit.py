@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from http_support import real_runtime
 
 from bastion.audit.events import Event
 from bastion.http.endpoints import create_full_app
@@ -16,7 +17,6 @@ from bastion.http.endpoints.oauth_audit import claimed_client_id
 from bastion.oauth.clients import ClientSpec
 from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.runtime import Runtime
-from bastion.settings import Settings
 
 TOKEN = "/oauth2/token"
 IP = "198.51.100.7"
@@ -24,18 +24,8 @@ IP = "198.51.100.7"
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    settings = Settings.model_validate(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "tls": {"mode": "off"},
-            "trusted_proxies": ["10.9.9.9"],
-        }
-    )
-    rt = await Runtime.open(settings, announce=lambda line: None)
-    try:
+    async with real_runtime(tmp_path, trusted_proxies=["10.9.9.9"]) as rt:
         yield rt
-    finally:
-        await rt.close()
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from http_support import real_runtime
 
 from bastion.http.endpoints import create_full_app
 from bastion.oauth.clients import ClientSpec
 from bastion.runtime import Runtime
-from bastion.settings import Settings
 
 TOKEN = "/oauth2/token"
 PROXY = "10.9.9.9"
@@ -20,19 +20,9 @@ PROXY = "10.9.9.9"
 
 @pytest.fixture
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
-    settings = Settings.model_validate(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "tls": {"mode": "off"},
-            "trusted_proxies": [PROXY],
-            "ratelimit": {"login": {"free_attempts": 2, "base_delay": 5}},
-        }
-    )
-    rt = await Runtime.open(settings, announce=lambda line: None)
-    try:
+    throttle = {"login": {"free_attempts": 2, "base_delay": 5}}
+    async with real_runtime(tmp_path, trusted_proxies=[PROXY], ratelimit=throttle) as rt:
         yield rt
-    finally:
-        await rt.close()
 
 
 def client_from(runtime: Runtime, ip: str) -> httpx.AsyncClient:
@@ -145,20 +135,10 @@ async def test_only_clients_with_the_introspect_scope_may_introspect(runtime: Ru
 
 
 async def test_disabled_throttle(tmp_path: Path) -> None:
-    settings = Settings.model_validate(
-        {
-            "data_dir": str(tmp_path / "data"),
-            "tls": {"mode": "off"},
-            "trusted_proxies": [PROXY],
-            "ratelimit": {"login": {"enabled": False}},
-        }
-    )
-    rt = await Runtime.open(settings, announce=lambda line: None)
-    try:
+    disabled = {"login": {"enabled": False}}
+    async with real_runtime(tmp_path, trusted_proxies=[PROXY], ratelimit=disabled) as rt:
         assert rt.client_throttle is None
         client, _ = await rt.clients.create(ClientSpec(name="svc"))
         async with client_from(rt, "203.0.113.66") as http:
             for _ in range(10):
                 assert (await token(http, client.client_id, "wrong")).status_code == 401
-    finally:
-        await rt.close()

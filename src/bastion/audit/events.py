@@ -58,6 +58,8 @@ class EventTypes:
     LOGIN = "auth.login"  # success | failure (reason: bad_password, unknown_user, locked …)
     MFA = "auth.mfa"  # success | failure
     CLIENT_AUTH = "auth.client"  # OAuth client authentication at the token endpoint
+    SESSION_STARTED = "session.started"  # a browser session began (a login); data.amr
+    SESSION_ENDED = "session.ended"  # reason: logout|idle|expired|user_disabled|…
     # tokens
     TOKEN_ISSUED = "token.issued"  # noqa: S105
     TOKEN_REFUSED = "token.refused"  # reason: the OAuth error code  # noqa: S105

@@ -56,6 +56,7 @@ RESERVED_PREFIXES: tuple[str, ...] = (
     "/.well-known",  # OIDC discovery, RFC 8414 metadata, JWKS
     "/oauth2",  # authorization server endpoints (authorize, token, introspect, revoke, ...)
     "/login",  # interaction UI: login
+    "/logout",  # interaction UI: logout (a confirmation form, then the POST)
     "/mfa",  # interaction UI: second factor
     "/consent",  # interaction UI: consent
     "/account",  # self-service account pages

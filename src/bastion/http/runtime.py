@@ -20,7 +20,9 @@ from typing import Any, Protocol, TypeVar
 
 from bastion.apikeys import ApiKeyService
 from bastion.audit.events import Auditor
+from bastion.crypto import Keyring
 from bastion.gateway.control import GatewayControl
+from bastion.interaction import SessionManager
 from bastion.oauth.clients import ClientService
 from bastion.oauth.refresh_tokens import RefreshTokenService
 from bastion.oauth.signing_keys import SigningKeyManager
@@ -102,6 +104,12 @@ class ControlPlane(AdminPlane, Protocol):
     def refresh_tokens(self) -> RefreshTokenService: ...
     @property
     def client_throttle(self) -> LoginThrottle | None: ...
+    @property
+    def keyring(self) -> Keyring: ...
+    @property
+    def sessions(self) -> SessionManager | None: ...
+    @property
+    def login_throttle(self) -> LoginThrottle | None: ...
 
 
 def ready_service(

@@ -46,6 +46,7 @@ from bastion.settings.server import (
     StorageSettings,
     TLSSettings,
 )
+from bastion.settings.sessions import SessionSettings
 from bastion.settings.users import UserSettings
 
 
@@ -127,6 +128,7 @@ class Settings(BaseModel):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     users: UserSettings = Field(default_factory=UserSettings)
+    sessions: SessionSettings = Field(default_factory=SessionSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -66,7 +66,10 @@ REVOKED_TOKENS: Final = "revoked-tokens"
 USERS: Final = "users"
 """Message: the id of a user who was created, changed (disabled, enabled, password) or deleted."""
 
-CHANNELS: Final = (API_KEYS, CLIENTS, SIGNING_KEYS, SETTINGS, REVOKED_TOKENS, USERS)
+SESSIONS: Final = "sessions"
+"""Message: the ``id_digest`` of a browser session that started or ended (``interaction/``)."""
+
+CHANNELS: Final = (API_KEYS, CLIENTS, SIGNING_KEYS, SETTINGS, REVOKED_TOKENS, USERS, SESSIONS)
 
 MAX_MESSAGE: Final = 512
 """The longest message a row holds (the column's size)."""

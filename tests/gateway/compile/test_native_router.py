@@ -207,6 +207,9 @@ DEFERRED = [
     ("/metrics", "reserved"),
     ("/auth/verify", "reserved"),
     ("/api-keys/leaks", "reserved"),
+    ("/login", "reserved"),
+    ("/logout", "reserved"),
+    ("/account", "reserved"),
     ("//admin", "reserved"),
     ("/x/../admin", "reserved"),
     ("/%61dmin", "reserved"),
@@ -230,6 +233,13 @@ def test_everything_else_is_deferred(target: str, why: str) -> None:
     if why in ("invalid_path", "app_invalid_path"):
         assert read[0] == "refused" and read[2] == why, read
         assert native.target(target) == read
+
+
+@pytest.mark.parametrize("target", ["/login", "/login?return_to=/x", "/logout", "/account"])
+def test_a_root_route_does_not_shadow_the_login_pages(target: str) -> None:
+    native = TABLES["with-root"][1]
+    assert check("with-root", "gw.test", "GET", target) is None
+    assert native.defer_reason("gw.test", "POST", target) == "reserved"
 
 
 def test_methods_python_refuses_and_hosts_are_read_as_python_reads_them() -> None:

@@ -15,6 +15,7 @@ from bastion.http.app import create_app
 from bastion.http.endpoints.admin import admin_routes
 from bastion.http.endpoints.forward_auth import forward_auth_routes
 from bastion.http.endpoints.leaks import leak_routes
+from bastion.http.endpoints.login import login_routes
 from bastion.http.endpoints.metrics import metrics_routes
 from bastion.http.endpoints.oauth import oauth_routes
 from bastion.http.health import READINESS_TIMEOUT, health_routes
@@ -29,7 +30,8 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
     ``admin.listen`` serves it on a listener of its own), then
     the API key leak-report endpoint (only when a leak-report secret is configured), then
     ``/metrics`` (only when metrics are on and not on a listener of their own), then the
-    forward-auth decision endpoint."""
+    forward-auth decision endpoint, then the browser login (``/login``, ``/logout``,
+    ``/account``)."""
     admin = runtime.settings.admin
     return [
         *oauth_routes(runtime),
@@ -37,6 +39,7 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
         *leak_routes(runtime),
         *metrics_routes(runtime),
         *forward_auth_routes(runtime),
+        *login_routes(runtime),
     ]
 
 

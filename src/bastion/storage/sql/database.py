@@ -37,7 +37,7 @@ class Database:
     :func:`bastion.storage.migrate` first, and :meth:`check_schema` to refuse
     an out-of-date schema). The repositories are attributes: ``users``,
     ``clients``, ``grants``, ``codes``, ``refresh_tokens``, ``api_keys``,
-    ``signing_keys``, ``webhooks``, ``audit``, ``settings``, ``change_feed``.
+    ``signing_keys``, ``webhooks``, ``audit``, ``settings``, ``change_feed``, ``sessions``.
     """
 
     def __init__(
@@ -67,6 +67,7 @@ class Database:
         self.audit = r.SqlAuditRepository(self)
         self.settings = r.SqlSettingsRepository(self)
         self.change_feed = r.SqlChangeFeed(self)
+        self.sessions = r.SqlSessionRepository(self)
 
     @classmethod
     async def connect(cls, url: str, *, pool_size: int = 10) -> Database:

@@ -39,6 +39,7 @@ from bastion.storage.models import (
     User,
     UserCredential,
     Webhook,
+    new_id,
     normalize_username,
     utcnow,
 )
@@ -1167,7 +1168,113 @@ class SqlChangeFeed:
         return int(result.rowcount or 0)
 
 
+# --- browser sessions ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BrowserSession:
+    """A browser session, found by ``id_digest`` (SHA-256 of the id its cookie holds).
+
+    ``expires_at`` is the absolute end; the idle end is ``last_seen_at`` plus the
+    idle timeout (the caller's setting). ``amr``/``acr``/``auth_time`` are what the
+    login proved (OpenID Connect Core 2). ``ended_at``/``end_reason``: ended early.
+    """
+
+    id_digest: str
+    user_id: str
+    expires_at: datetime
+    auth_time: datetime
+    amr: tuple[str, ...] = ()
+    acr: str | None = None
+    user_agent: str | None = None
+    ip: str | None = None
+    id: str = dataclasses.field(default_factory=new_id)
+    created_at: datetime = dataclasses.field(default_factory=utcnow)
+    last_seen_at: datetime = dataclasses.field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+
+
+class SqlSessionRepository(_SqlRepository[BrowserSession]):
+    """Browser sessions. Starting and ending one is announced on the feed's ``sessions``
+    channel (message: its ``id_digest``) in the same transaction; being seen is not."""
+
+    mapper = _Mapper(BrowserSession, s.sessions, "id")
+    noun = "session"
+    feed_channel = feed.SESSIONS
+
+    def _feed_message(self, row: Mapping[Any, Any]) -> str:
+        return str(row["id_digest"])
+
+    async def create(self, session: BrowserSession) -> BrowserSession:
+        """Store a new session; ``ConflictError`` on a duplicate id or digest."""
+        return await self._insert(session, key=session.id)
+
+    async def get(self, session_id: str) -> BrowserSession:
+        """The session with this record id; ``NotFoundError`` if none."""
+        return await self._get(session_id)
+
+    async def find_by_digest(self, id_digest: str) -> BrowserSession | None:
+        """The session whose cookie id has this digest (ended or not), or ``None``."""
+        return await self._read_where(s.sessions.c.id_digest == id_digest)
+
+    async def touch(self, session_id: str, at: datetime) -> None:
+        """Record a use of a live session at ``at`` (not announced: nothing cached changes)."""
+        t = s.sessions
+        async with self._db.transaction(write=True) as conn:
+            await conn.execute(
+                sa.update(t)
+                .where(t.c.id == session_id, t.c.ended_at.is_(None), t.c.last_seen_at < at)
+                .values(last_seen_at=at)
+            )
+
+    async def end(self, session_id: str, at: datetime, reason: str) -> BrowserSession | None:
+        """End a live session; the ended session, or ``None`` if it had already ended."""
+        ended = await self._end_where(s.sessions.c.id == session_id, at=at, reason=reason)
+        return ended[0] if ended else None
+
+    async def end_for_user(
+        self, user_id: str, at: datetime, reason: str, *, started_before: datetime | None = None
+    ) -> tuple[BrowserSession, ...]:
+        """End every live session of a user (only those started before ``started_before``
+        when given); the sessions this call ended."""
+        t = s.sessions
+        where = [t.c.user_id == user_id]
+        if started_before is not None:
+            where.append(t.c.created_at < started_before)
+        return await self._end_where(*where, at=at, reason=reason)
+
+    async def list_for_user(self, user_id: str) -> tuple[BrowserSession, ...]:
+        """The user's sessions that have not been ended, oldest first."""
+        t = s.sessions
+        return await self._all(t.c.user_id == user_id, t.c.ended_at.is_(None), order_by=t.c.id)
+
+    async def _end_where(
+        self, *where: sa.ColumnElement[bool], at: datetime, reason: str
+    ) -> tuple[BrowserSession, ...]:
+        t = s.sessions
+        # One conditional UPDATE: of nodes ending the same session at once, exactly one
+        # gets the row back (and audits it); the others end nothing.
+        async with self._db.transaction(write=True) as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.update(t)
+                        .where(*where, t.c.ended_at.is_(None))
+                        .values(ended_at=at, end_reason=reason)
+                        .returning(*t.c)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            for row in rows:
+                await self._announce(conn, row)
+        return tuple(self.mapper.from_row(row) for row in rows)
+
+
 __all__ = [
+    "BrowserSession",
     "SqlApiKeyRepository",
     "SqlAuditRepository",
     "SqlAuthorizationCodeRepository",
@@ -1175,6 +1282,7 @@ __all__ = [
     "SqlClientRepository",
     "SqlGrantRepository",
     "SqlRefreshTokenRepository",
+    "SqlSessionRepository",
     "SqlSettingsRepository",
     "SqlSigningKeyRepository",
     "SqlUserRepository",

@@ -323,6 +323,30 @@ settings_kv = sa.Table(
 )
 
 
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(ID), primary_key=True),
+    # SHA-256 of the session id the browser holds: the id itself is never stored (0006).
+    sa.Column("id_digest", sa.String(64), nullable=False),
+    # No foreign key: a deleted user's sessions are ended (and announced), not vanished.
+    sa.Column("user_id", sa.String(ID), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("last_seen_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("auth_time", UTCDateTime(), nullable=False),
+    sa.Column("amr", _json(), nullable=False),
+    sa.Column("acr", sa.String(255), nullable=True),
+    sa.Column("ended_at", UTCDateTime(), nullable=True),
+    sa.Column("end_reason", sa.String(32), nullable=True),
+    sa.Column("user_agent", sa.String(256), nullable=True),
+    sa.Column("ip", sa.String(64), nullable=True),
+    sa.Index("ix_sessions_id_digest", "id_digest", unique=True),
+    sa.Index("ix_sessions_user_id", "user_id"),
+)
+"""Browser sessions (``interaction/sessions.py``), found by the digest of the cookie's id."""
+
+
 @dataclass(frozen=True, slots=True)
 class SealedColumn:
     """A column holding a sealed secret, and how its seal context is built.
@@ -371,6 +395,7 @@ __all__ = [
     "metadata",
     "refresh_tokens",
     "seal_context",
+    "sessions",
     "settings_kv",
     "signing_keys",
     "user_credentials",
