@@ -133,7 +133,7 @@ def resolve_dot_segments(path: str) -> str:
 
     Not a normal form to match, limit or forward by (that is :func:`normalize_path`):
     the app's test of whether a ``%``-free path spells one of bastion's own
-    (``bastion.http.app.is_reserved``: ``//admin``, ``/x/../admin``), which must not
+    (``bastion.gateway.reserved.is_reserved``: ``//admin``, ``/x/../admin``), which must not
     refuse what it does not own — the gateway's ``match`` step refuses that, audited.
     """
     return _resolve(path.split("/"), strict=False)

@@ -21,7 +21,7 @@ from typing import Any
 from bastion.gateway.errors import BadRequestPathError, GatewayConfigError
 from bastion.gateway.matcher import normalize_host, parse_upstream
 from bastion.gateway.paths import normalize_path
-from bastion.http.app import RESERVED_PREFIXES
+from bastion.gateway.reserved import RESERVED_PREFIXES
 from bastion.settings import RouteSettings, Settings
 
 __all__ = ["section", "table_section"]
