@@ -78,6 +78,15 @@ def test_changes_through_one_node_reach_every_node(cluster: Cluster) -> None:
     disabled_client_is_refused_everywhere(cluster)
 
 
+def refused_everywhere_within_a_second(cluster: Cluster, auth: dict[str, str]) -> None:
+    """Every node refuses ``auth`` within a second of the change (the product's promise: pub/sub
+    usually delivers before the next request, but a loaded machine may delay it)."""
+    deadline = time.monotonic() + 1.0
+    while (statuses := cluster.statuses("/api/orders", auth)) != [401, 401, 401]:
+        assert time.monotonic() < deadline, f"still {statuses} a second after the change"
+        time.sleep(0.05)
+
+
 def api_key_revocation_reaches_every_node(cluster: Cluster) -> None:
     key = cluster.cli("keys", "create", "shared", "--scope", "orders:read")
     auth = {"Authorization": f"Bearer {key['key']}"}
@@ -85,7 +94,7 @@ def api_key_revocation_reaches_every_node(cluster: Cluster) -> None:
 
     followed = [feed_changes(node.url) for node in cluster.nodes]
     cluster.cli("keys", "revoke", key["id"])
-    assert cluster.statuses("/api/orders", auth) == [401, 401, 401]
+    refused_everywhere_within_a_second(cluster, auth)
     # The feed's copy of the revocation may follow pub/sub's: wait for it on every node, or
     # it would drop the refusal cache the next check counts lookups of.
     for node, before in zip(cluster.nodes, followed, strict=True):
@@ -154,7 +163,7 @@ def token_revoked_at_one_node_is_refused_by_all(cluster: Cluster) -> None:
     with httpx.Client(base_url=second.url, verify=False, timeout=10) as http:
         revoked = http.post("/oauth2/revoke", auth=credentials, data={"token": token})
     assert revoked.status_code == 200, revoked.text
-    assert cluster.statuses("/api/orders", auth) == [401, 401, 401]
+    refused_everywhere_within_a_second(cluster, auth)
 
 
 def disabled_client_is_refused_everywhere(cluster: Cluster) -> None:
