@@ -564,7 +564,10 @@ def _token_endpoint(
                 audiences=exchange_policy.audiences,
                 admit=exchange_policy.admit,
             ),
-        }
+        },
+        # Codes are redeemed here, but nothing issues them until the authorization
+        # endpoint exists: the metadata must not promise the code flow before then.
+        unadvertised=(authorization_code.GRANT_TYPE,),
     )
 
 

@@ -22,12 +22,14 @@ from bastion.protocol.rfc6749.grants.refresh_token import Rotation
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.settings import Settings
 from bastion.storage.models import Client
-from protocol.protocol_support import ISSUER, Authenticator, confidential, form_request
+from protocol import protocol_support as support
 
+CALLBACK = "https://app.example.com/cb"
+VERIFIER = "v" * 43
 NOW = 1_700_000_000.0
 TOKENS = Settings().tokens
-VERIFIER = "v" * 43
-CALLBACK = "https://app.example.com/cb"
+ISSUER = support.ISSUER
+Signer = support.RecordingSigner
 
 
 @dataclass
@@ -59,15 +61,6 @@ class Codes:
         return Rotation("brt_first", "jti-1", code.user_id, (), NOW)
 
 
-class Signer:
-    def __init__(self) -> None:
-        self.issued: list[dict[str, Any]] = []
-
-    async def __call__(self, claims: dict[str, Any]) -> str:
-        self.issued.append(claims)
-        return "access-token"
-
-
 class IdSigner:
     def __init__(self) -> None:
         self.issued: list[dict[str, Any]] = []
@@ -83,7 +76,7 @@ def app(**changes: Any) -> Client:
         "redirect_uris": (CALLBACK,),
     }
     values.update(changes)
-    return confidential("app", **values)
+    return support.confidential("app", **values)
 
 
 GOOD = {"code": "bac_good", "redirect_uri": CALLBACK, "code_verifier": VERIFIER}
@@ -93,8 +86,8 @@ async def _run(
     form: dict[str, Any], client: Client | None = None, codes: Codes | None = None
 ) -> tuple[dict[str, Any], Signer, IdSigner, Codes]:
     signer, id_signer, codes = Signer(), IdSigner(), codes or Codes()
-    grant = AuthorizationCodeGrant(codes, ISSUER, TOKENS, signer, id_signer)
-    request = form_request({"grant_type": "authorization_code", **form})
+    grant = AuthorizationCodeGrant(codes, ISSUER, TOKENS, id_signer, signer)
+    request = support.form_request({"grant_type": "authorization_code", **form})
     body = await grant.issue(TokenRequest(request, client or app(), "192.0.2.7"))
     return body, signer, id_signer, codes
 
@@ -204,7 +197,7 @@ async def test_refusals(form: dict[str, Any], error: type[Exception], detail: st
 async def test_a_client_not_allowed_the_grant_is_unauthorized() -> None:
     codes = Codes()
     with pytest.raises(errors.UnauthorizedClientError) as caught:
-        await _run(GOOD, confidential("svc", grant_types=("client_credentials",)), codes)
+        await _run(GOOD, support.confidential("svc", grant_types=("client_credentials",)), codes)
     assert caught.value.error_description == (
         "the client is not allowed to use the authorization_code grant"
     )
@@ -212,13 +205,21 @@ async def test_a_client_not_allowed_the_grant_is_unauthorized() -> None:
 
 
 async def test_the_grant_table_requires_client_authentication() -> None:
-    grant = AuthorizationCodeGrant(Codes(), ISSUER, TOKENS, Signer(), IdSigner())
+    grant = AuthorizationCodeGrant(Codes(), ISSUER, TOKENS, IdSigner(), Signer())
     endpoint = TokenEndpoint({authorization_code.GRANT_TYPE: grant})
-    request = form_request({"grant_type": "authorization_code", **GOOD})
-    refusing = Authenticator(None)
+    request = support.form_request({"grant_type": "authorization_code", **GOOD})
+    refusing = support.Authenticator(None)
     with pytest.raises(errors.InvalidClientError):
         await endpoint.handle(request, refusing)
     assert refusing.calls == 1
     public = app(client_type="public", token_endpoint_auth_method="none")
-    body = await endpoint.handle(request, Authenticator(public), client_ip="192.0.2.1")
+    body = await endpoint.handle(request, support.Authenticator(public), client_ip="192.0.2.1")
     assert body["id_token"] == "id-token"
+
+
+def test_an_unadvertised_grant_is_served_but_not_listed() -> None:
+    grant = AuthorizationCodeGrant(Codes(), ISSUER, TOKENS, IdSigner(), Signer())
+    grants = {authorization_code.GRANT_TYPE: grant, "b": grant}
+    endpoint = TokenEndpoint(grants, unadvertised=(authorization_code.GRANT_TYPE,))
+    assert endpoint.grant_types == ("b",)
+    assert TokenEndpoint(grants).grant_types == ("authorization_code", "b")

@@ -61,12 +61,8 @@ __all__ = [
 
 #: The prefix of every authorization code bastion issues (secret scanners match it).
 AUTHORIZATION_CODE_PREFIX: Final = "bac_"
-_CODE_BYTES: Final = 32
-# Longer than any code issued here: refused without a lookup.
-_MAX_CODE: Final = 128
-# The family id is this much of the code's digest: 128 bits, unique, and not the code.
-_FAMILY_ID_CHARS: Final = 32
-_SID: Final = "sid"
+_CODE_BYTES, _MAX_CODE = 32, 128  # random bytes; longer than any code: refused unseen
+_SID: Final = "sid"  # where ``claims`` keeps the browser session's id
 
 #: ``(code record, client address)``: a consumed code was presented again.
 ReplayListener = Callable[[AuthorizationCode, str | None], None]
@@ -87,8 +83,9 @@ def authorization_code_digest(code: str) -> str:
 
 
 def family_id_of(code_digest: str) -> str:
-    """The id of the refresh family a code (by its digest) starts."""
-    return code_digest[:_FAMILY_ID_CHARS]
+    """The id of the refresh family a code (by its digest) starts: half the digest —
+    128 bits, so unique, and not the stored digest itself."""
+    return code_digest[: len(code_digest) // 2]
 
 
 def _at(epoch: float) -> datetime:

@@ -33,15 +33,10 @@ from typing import Any, ClassVar, Final, Protocol, TypeAlias
 
 from bastion.protocol.oidc.core import id_token_claims
 from bastion.protocol.rfc6749.errors import InvalidRequestError, UnauthorizedClientError
-from bastion.protocol.rfc6749.grants import (
-    ClientAuthentication,
-    IssueToken,
-    TokenRequest,
-    bearer_response,
-)
+from bastion.protocol.rfc6749.grants import ClientAuthentication, IssueToken, TokenRequest
+from bastion.protocol.rfc6749.grants import bearer_response as _bearer_response
+from bastion.protocol.rfc6749.grants import refresh_token as _refresh
 from bastion.protocol.rfc6749.grants.client_credentials import TokenLifetimes, token_ttl
-from bastion.protocol.rfc6749.grants.refresh_token import GRANT_TYPE as REFRESH_GRANT_TYPE
-from bastion.protocol.rfc6749.grants.refresh_token import Rotation
 from bastion.protocol.rfc6749.scope import parse_scope
 from bastion.protocol.rfc7636 import check_code_verifier
 from bastion.protocol.rfc8707 import requested_resource
@@ -94,11 +89,16 @@ class RedeemedCode:
     scope: str
     family_id: str
     issued_at: float
-    nonce: str | None = None
     auth_time: float | None = None
-    acr: str | None = None
     amr: tuple[str, ...] = ()
+    nonce: str | None = None
+    acr: str | None = None
     sid: str | None = None
+
+    def authentication(self) -> dict[str, Any]:
+        """The ID token's facts of the authentication (Core §2): ``nonce``, ``acr``,
+        ``amr``, ``sid`` as :func:`~bastion.protocol.oidc.core.id_token_claims` takes them."""
+        return {"nonce": self.nonce, "acr": self.acr, "amr": self.amr, "sid": self.sid}
 
 
 class AuthorizationCodes(Protocol):
@@ -108,7 +108,7 @@ class AuthorizationCodes(Protocol):
         """Consume the code once; raises ``InvalidGrantError`` when it is not usable."""
         ...
 
-    async def start_family(self, client: Client, code: RedeemedCode) -> Rotation:
+    async def start_family(self, client: Client, code: RedeemedCode) -> _refresh.Rotation:
         """Start the refresh family named after ``code``: its first token and the ``jti``
         and ``iat`` of the access token issued with it."""
         ...
@@ -133,7 +133,7 @@ def _required(token_request: TokenRequest, name: str) -> str:
 def returns_refresh_token(client: Client, scope: tuple[str, ...]) -> bool:
     """Whether the response carries the refresh token: the client may use the grant and,
     for an OpenID Connect request, ``offline_access`` was granted (Core §11)."""
-    if REFRESH_GRANT_TYPE not in client.grant_types:
+    if _refresh.GRANT_TYPE not in client.grant_types:
         return False
     return OPENID not in scope or OFFLINE_ACCESS in scope
 
@@ -180,7 +180,7 @@ async def handle(token_request: TokenRequest, grant: AuthorizationCodeGrant) -> 
         extra["refresh_token"] = family.refresh_token
     if OPENID in scope:
         extra["id_token"] = await _id_token(grant, client, redeemed, access_token, family)
-    return bearer_response(access_token, ttl, redeemed.scope, **extra)
+    return _bearer_response(access_token, ttl, redeemed.scope, **extra)
 
 
 async def _id_token(
@@ -188,7 +188,7 @@ async def _id_token(
     client: Client,
     code: RedeemedCode,
     access_token: str,
-    family: Rotation,
+    family: _refresh.Rotation,
 ) -> str:
     def build(alg: str) -> dict[str, Any]:
         return id_token_claims(
@@ -199,11 +199,8 @@ async def _id_token(
             ttl=grant.settings_tokens.id_token_ttl,
             now=family.issued_at,
             alg=alg,
-            nonce=code.nonce,
-            acr=code.acr,
-            amr=code.amr,
-            sid=code.sid,
             access_token=access_token,
+            **code.authentication(),
         )
 
     return await grant.sign_id_token(build)
@@ -215,13 +212,14 @@ class AuthorizationCodeGrant:
     authenticated client. Client authentication is required: confidential clients
     with their credentials, public ones with ``none`` (their ``client_id``), §4.1.3."""
 
+    client_authentication: ClassVar[ClientAuthentication] = "required"
     codes: AuthorizationCodes
     issuer: str
     settings_tokens: IdTokenLifetime
-    issue_token: IssueToken
+    # Access tokens (``typ: at+jwt``) and ID tokens (``typ: JWT``) are signed apart.
     sign_id_token: SignIdToken
-    client_authentication: ClassVar[ClientAuthentication] = "required"
+    issue_token: IssueToken
 
     async def issue(self, token_request: TokenRequest) -> dict[str, Any]:
-        """Redeem and issue (see :func:`handle` for what it raises)."""
+        """Redeem the code and issue the tokens (:func:`handle` says what it raises)."""
         return await handle(token_request, self)
