@@ -56,7 +56,13 @@ async def world(db: Database) -> World:
         holder[0].replays.append((code.code_digest, ip))
 
     tokens = Settings().tokens
-    refresh = RefreshTokenService(db.refresh_tokens, tokens, deny_locally=deny, clock=clock)
+
+    async def active(user_id: str) -> bool:
+        return not (await db.users.get(user_id)).disabled
+
+    refresh = RefreshTokenService(
+        db.refresh_tokens, tokens, user_is_active=active, deny_locally=deny, clock=clock
+    )
     codes = AuthorizationCodeService(db.codes, refresh, tokens, on_replay=replayed, clock=clock)
     holder.append(World(db, codes, refresh))
     for client_id in ("app", "other"):
@@ -173,6 +179,12 @@ async def test_an_expired_code_is_refused(world: World) -> None:
     fresh = await _issue(world)
     world.now[0] += 59
     assert (await _redeem(world, fresh)).user_id == "u1"
+
+
+async def test_a_user_disabled_since_the_login_gets_nothing(world: World) -> None:
+    code = await _issue(world)
+    await world.db.users.update("u1", disabled=True)
+    await _refused(world, code, "user_inactive", "the authorization code is invalid")
 
 
 async def test_simultaneous_redemptions_exactly_one_wins(world: World) -> None:

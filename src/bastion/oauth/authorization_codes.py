@@ -179,7 +179,7 @@ class AuthorizationCodeService:
         Raises:
             InvalidGrantError: reason ``unknown_code``, ``code_reuse`` (what it issued
                 is revoked), ``foreign_code``, ``code_expired``,
-                ``redirect_uri_mismatch`` or ``pkce_mismatch``.
+                ``redirect_uri_mismatch``, ``pkce_mismatch`` or ``user_inactive``.
         """
         presented = redemption.code
         if not presented.startswith(AUTHORIZATION_CODE_PREFIX) or len(presented) > _MAX_CODE:
@@ -195,6 +195,9 @@ class AuthorizationCodeService:
             self.on_replay(replay.record, redemption.client_ip)
             raise _invalid("code_reuse") from None
         self._check(record, redemption)
+        # A user disabled since the login gets nothing (their families were revoked then).
+        if not await self.refresh_tokens.user_is_active(record.user_id):
+            raise _invalid("user_inactive")
         return _redeemed(record)
 
     def _check(self, record: AuthorizationCode, redemption: CodeRedemption) -> None:
