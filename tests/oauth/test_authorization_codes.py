@@ -127,6 +127,7 @@ async def test_a_code_is_stored_as_a_digest_and_redeemed_once(world: World) -> N
     assert (stored.code_challenge_method, stored.claims) == ("S256", {"sid": "sess-1"})
     redeemed = await _redeem(world, code)
     assert redeemed == RedeemedCode(
+        code_digest=digest,
         user_id="u1",
         scope="openid orders:read",
         family_id=family_id_of(digest),
@@ -219,3 +220,19 @@ async def test_a_replay_revokes_the_family_and_its_access_tokens(world: World) -
     assert world.denied == [message]
     rows = await world.db.change_feed.read_after(0, limit=1000)
     assert message in [r.message for r in rows if r.channel == feed.REVOKED_TOKENS]
+
+
+async def test_a_replay_before_the_family_is_stored_still_revokes_it(world: World) -> None:
+    # The race of a redemption's winner (redeemed, family not yet stored) and a replay.
+    code = await _issue(world)
+    app = await world.db.clients.get("app")
+    redeemed = await _redeem(world, code)
+    await _refused(world, code, "code_reuse", "the authorization code is invalid")
+    assert world.denied == []  # nothing to revoke yet
+    with pytest.raises(InvalidGrantError) as caught:
+        await world.codes.start_family(app, redeemed)
+    assert caught.value.reason == "code_reuse"
+    family = await world.db.refresh_tokens.list_family(redeemed.family_id)
+    assert len(family) == 1
+    assert family[0].revoked_at is not None
+    assert world.denied == [f"{family[0].id} {int(T0 + 86400)}"]

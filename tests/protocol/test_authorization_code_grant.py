@@ -45,6 +45,7 @@ class Codes:
         if redemption.code != "bac_good":
             raise errors.InvalidGrantError("the authorization code is invalid", reason="x")
         return RedeemedCode(
+            code_digest="digest",
             user_id="user-1",
             scope=self.scope,
             family_id="fam-1",

@@ -48,7 +48,7 @@ from bastion.protocol.rfc7636 import S256, verify_code_verifier
 from bastion.storage.errors import NotFoundError
 from bastion.storage.models import AuthorizationCode, Client
 from bastion.storage.outcomes import CodeReplayError
-from bastion.storage.sql.repositories import SqlAuthorizationCodeRepository
+from bastion.storage.sql.repositories import REPLAYED, SqlAuthorizationCodeRepository
 
 __all__ = [
     "AUTHORIZATION_CODE_PREFIX",
@@ -191,7 +191,10 @@ class AuthorizationCodeService:
         except NotFoundError:
             raise _invalid("unknown_code") from None
         except CodeReplayError as replay:
-            await self.refresh_tokens.revoke_family(family_id_of(replay.record.code_digest))
+            digest = replay.record.code_digest
+            # Marked first: a winner still storing its family then sees the replay (start_family).
+            await self.store.mark_replayed(digest)
+            await self.refresh_tokens.revoke_family(family_id_of(digest))
             self.on_replay(replay.record, redemption.client_ip)
             raise _invalid("code_reuse") from None
         self._check(record, redemption)
@@ -214,10 +217,18 @@ class AuthorizationCodeService:
 
     async def start_family(self, client: Client, code: RedeemedCode) -> Rotation:
         """Start the refresh family named after ``code``; its first token, and the ``jti``
-        and ``iat`` of the access token issued with it."""
+        and ``iat`` of the access token issued with it.
+
+        Raises ``InvalidGrantError`` (reason ``code_reuse``, the family revoked) when the
+        code was replayed since it was redeemed.
+        """
         issued = await self.refresh_tokens.issue_family(
             client, code.user_id, code.scope, family_id=code.family_id
         )
+        # A replay between the redemption and the line above revoked nothing: this one does.
+        if (await self.store.get(code.code_digest)).claims.get(REPLAYED):
+            await self.refresh_tokens.revoke_family(code.family_id)
+            raise _invalid("code_reuse")
         return Rotation(
             refresh_token=issued.token,
             jti=issued.access_jti,
@@ -230,6 +241,7 @@ class AuthorizationCodeService:
 def _redeemed(record: AuthorizationCode) -> RedeemedCode:
     sid = record.claims.get(_SID)
     return RedeemedCode(
+        code_digest=record.code_digest,
         user_id=record.user_id,
         scope=record.scope,
         family_id=family_id_of(record.code_digest),

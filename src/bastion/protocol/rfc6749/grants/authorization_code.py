@@ -81,10 +81,12 @@ class RedeemedCode:
     """What a consumed code was issued for (its user, scope, OIDC authentication facts).
 
     ``auth_time`` is epoch seconds (``None``: unknown, the issue time stands in);
-    ``sid`` the browser session's id for the ID token; ``family_id`` the name of
-    the refresh family the code may start (derived from the code).
+    ``sid`` the browser session's id for the ID token; ``code_digest`` the code's
+    stored form; ``family_id`` the name of the refresh family the code may start
+    (derived from the code).
     """
 
+    code_digest: str
     user_id: str
     scope: str
     family_id: str
