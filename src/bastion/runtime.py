@@ -58,6 +58,11 @@ from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
 from bastion.interaction import SessionManager
 from bastion.oauth.admin_tokens import admin_audience
+from bastion.oauth.authorization_codes import (
+    AuthorizationCodeService,
+    IdTokenSigner,
+    family_id_of,
+)
 from bastion.oauth.clients import ClientService
 from bastion.oauth.exchange import ApiKeyExchangePolicy
 from bastion.oauth.refresh_tokens import RefreshTokenService
@@ -65,7 +70,11 @@ from bastion.oauth.signing_keys import SigningKeyManager
 from bastion.oauth.tokens import AccessTokenVerifier, TokenIssuer
 from bastion.observability.tracing import GatewayTracer
 from bastion.protocol import rfc8693
-from bastion.protocol.rfc6749.grants import client_credentials, refresh_token
+from bastion.protocol.rfc6749.grants import (
+    authorization_code,
+    client_credentials,
+    refresh_token,
+)
 from bastion.protocol.rfc6749.token_endpoint import TokenEndpoint
 from bastion.ratelimit import Limit, MemoryLimiter, RedisLimiter
 from bastion.ratelimit.backends import DEFAULT_TIMEOUT as DEFAULT_LIMIT_TIMEOUT
@@ -78,7 +87,7 @@ from bastion.ratelimit.risk_alerts import tighten_on_alerts
 from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, feed, migrate
 from bastion.storage.feed import ChangeFeedFollower
-from bastion.storage.models import RefreshToken, utcnow
+from bastion.storage.models import AuthorizationCode, RefreshToken, utcnow
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
 if TYPE_CHECKING:
@@ -127,6 +136,8 @@ class Runtime:
     access_tokens: AccessTokenVerifier
     # Refresh-token families: rotation, reuse detection, revocation (oauth/refresh_tokens.py).
     refresh_tokens: RefreshTokenService
+    # Single-use authorization codes with PKCE (oauth/authorization_codes.py).
+    authorization_codes: AuthorizationCodeService
     api_keys: ApiKeyService
     # Follows the change feed: any process's changes reach this node's caches (storage/feed.py).
     changes: ChangeFeedFollower
@@ -269,8 +280,9 @@ class Runtime:
                 forbidden=(admin_audience(settings.issuer_url),),
             )
             refresh_tokens = _refresh_tokens(settings, db, access_tokens, auditor)
+            authorization_codes = _authorization_codes(settings, db, refresh_tokens, auditor)
             token_endpoint = _token_endpoint(
-                settings, signing_keys, api_keys, exchange_policy, refresh_tokens
+                settings, signing_keys, api_keys, exchange_policy, authorization_codes
             )
             # The same routes, compiled for the native data plane (the public listener).
             load_table(settings, routes)
@@ -302,6 +314,7 @@ class Runtime:
             token_endpoint=token_endpoint,
             access_tokens=access_tokens,
             refresh_tokens=refresh_tokens,
+            authorization_codes=authorization_codes,
             api_keys=api_keys,
             changes=changes,
             auditor=auditor,
@@ -519,7 +532,7 @@ def _token_endpoint(
     signing_keys: SigningKeyManager,
     api_keys: ApiKeyService,
     exchange_policy: ApiKeyExchangePolicy,
-    refresh_tokens: RefreshTokenService,
+    authorization_codes: AuthorizationCodeService,
 ) -> TokenEndpoint:
     """The token endpoint's one grant table, over one token issuer."""
     issuer = TokenIssuer(signing_keys.current)
@@ -534,7 +547,14 @@ def _token_endpoint(
                 issuer=settings.issuer_url,
                 settings_tokens=settings.tokens,
                 issue_token=issuer.issue,
-                refresh_tokens=refresh_tokens,
+                refresh_tokens=authorization_codes.refresh_tokens,
+            ),
+            authorization_code.GRANT_TYPE: authorization_code.AuthorizationCodeGrant(
+                issuer=settings.issuer_url,
+                settings_tokens=settings.tokens,
+                issue_token=issuer.issue,
+                sign_id_token=IdTokenSigner(signing_keys.current),
+                codes=authorization_codes,
             ),
             rfc8693.GRANT_TYPE: token_exchange.TokenExchangeGrant(
                 issuer=settings.issuer_url,
@@ -544,7 +564,10 @@ def _token_endpoint(
                 audiences=exchange_policy.audiences,
                 admit=exchange_policy.admit,
             ),
-        }
+        },
+        # Codes are redeemed here, but nothing issues them until the authorization
+        # endpoint exists: the metadata must not promise the code flow before then.
+        unadvertised=(authorization_code.GRANT_TYPE,),
     )
 
 
@@ -583,6 +606,26 @@ def _refresh_tokens(
         deny_locally=deny_locally,
         on_theft=on_theft,
     )
+
+
+def _authorization_codes(
+    settings: Settings, db: Database, refresh_tokens: RefreshTokenService, auditor: Auditor
+) -> AuthorizationCodeService:
+    """Authorization codes over ``db``, starting families in ``refresh_tokens``; a replayed
+    code (whose family is then revoked) is a ``token.code_reuse`` event (an alert)."""
+
+    def on_replay(code: AuthorizationCode, ip: str | None) -> None:
+        auditor.record(
+            EventTypes.CODE_REUSE,
+            "failure",
+            reason="code_reuse",
+            ip=ip,
+            subject=code.user_id,
+            client_id=code.client_id,
+            data={"family": family_id_of(code.code_digest)},
+        )
+
+    return AuthorizationCodeService(db.codes, refresh_tokens, settings.tokens, on_replay=on_replay)
 
 
 def _tracer(settings: Settings) -> GatewayTracer | None:

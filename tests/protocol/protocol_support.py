@@ -103,3 +103,14 @@ class Authenticator:
         if self.client is None:
             raise InvalidClientError(reason="unknown_client")
         return self.client
+
+
+class RecordingSigner:
+    """An ``issue_token`` stand-in: records the claims it signs, returns ``"access-token"``."""
+
+    def __init__(self) -> None:
+        self.issued: list[dict[str, Any]] = []
+
+    async def __call__(self, claims: dict[str, Any]) -> str:
+        self.issued.append(claims)
+        return "access-token"

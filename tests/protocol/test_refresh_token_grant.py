@@ -19,6 +19,7 @@ from bastion.protocol.rfc7009 import revoke
 from bastion.settings import Settings
 from bastion.storage.models import Client
 from protocol.protocol_support import ISSUER, Authenticator, confidential, form_request
+from protocol.protocol_support import RecordingSigner as Signer
 
 NOW = 1_700_000_000.0
 #: The default lifetimes: 15 minutes for an access token.
@@ -40,15 +41,6 @@ class Store:
                 "the refresh token is invalid", reason="unknown_refresh_token"
             )
         return Rotation("brt_next", "jti-2", "user-1", scope or ("a", "b"), NOW)
-
-
-class Signer:
-    def __init__(self) -> None:
-        self.issued: list[dict[str, Any]] = []
-
-    async def __call__(self, claims: dict[str, Any]) -> str:
-        self.issued.append(claims)
-        return "access-token"
 
 
 def app(**changes: Any) -> Client:

@@ -68,6 +68,10 @@ class TokenSettings(_Section):
     refresh_token_idle_ttl: Annotated[
         float, BeforeValidator(_duration), Field(ge=60, le=365 * 86400)
     ] = 7 * 86400.0
+    # An authorization code waits at most this long for its redemption (RFC 6749 §4.1.2:
+    # "a maximum lifetime of 10 minutes is RECOMMENDED"; a client redeems at once).
+    authorization_code_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=1, le=600)] = 60.0
+    id_token_ttl: Annotated[float, BeforeValidator(_duration), Field(ge=30, le=86400)] = 300.0
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> TokenSettings:

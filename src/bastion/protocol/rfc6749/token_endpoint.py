@@ -23,7 +23,7 @@ errors.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Final, TypeAlias
 
 import orjson
@@ -72,24 +72,27 @@ class TokenEndpoint:
 
     ``grants`` maps each supported ``grant_type`` to its grant (see
     :mod:`bastion.protocol.rfc6749.grants`). The password and implicit grants
-    cannot be registered.
+    cannot be registered. ``unadvertised`` grant types are served but left out
+    of :attr:`grant_types` (the metadata document): a grant whose other half —
+    the authorization endpoint, for ``authorization_code`` — does not exist yet.
 
     Raises:
         ValueError: a refused grant type in ``grants``.
     """
 
-    __slots__ = ("_grants",)
+    __slots__ = ("_grants", "_unadvertised")
 
-    def __init__(self, grants: Mapping[str, Grant]) -> None:
+    def __init__(self, grants: Mapping[str, Grant], *, unadvertised: Collection[str] = ()) -> None:
         refused = sorted(set(grants) & set(REFUSED_GRANT_TYPES))
         if refused:
             raise ValueError(f"grant types {refused} are refused by design")
         self._grants = dict(grants)
+        self._unadvertised = frozenset(unadvertised)
 
     @property
     def grant_types(self) -> tuple[str, ...]:
         """The supported grant types, for the metadata document."""
-        return tuple(self._grants)
+        return tuple(g for g in self._grants if g not in self._unadvertised)
 
     async def handle(
         self, request: OAuthRequest, authenticate: Authenticate, *, client_ip: str | None = None

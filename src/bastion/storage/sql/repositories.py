@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
@@ -502,6 +502,10 @@ class SqlGrantRepository(_SqlRepository[Grant]):
 # --- authorization codes -------------------------------------------------------------
 
 
+#: The key of an authorization code's ``claims`` that marks it replayed.
+REPLAYED: Final = "replayed"
+
+
 class SqlAuthorizationCodeRepository(_SqlRepository[AuthorizationCode]):
     """Single-use authorization codes."""
 
@@ -562,6 +566,25 @@ class SqlAuthorizationCodeRepository(_SqlRepository[AuthorizationCode]):
                     raise self._missing(code_digest)
                 raise CodeReplayError(self.mapper.from_row(row))
         return self.mapper.from_row(row)
+
+    async def mark_replayed(self, code_digest: str) -> None:
+        """Note in the code's ``claims`` (``"replayed": true``) that it was presented again.
+
+        What lets the winner of a redemption find, after it stored what the code issued,
+        that a replay came before that was stored (and revoked nothing).
+        """
+        t = s.authorization_codes
+        async with self._db.transaction(write=True) as conn:
+            claims = (
+                await conn.execute(sa.select(t.c.claims).where(t.c.code_digest == code_digest))
+            ).scalar_one_or_none()
+            if claims is None:
+                raise self._missing(code_digest)
+            await conn.execute(
+                sa.update(t)
+                .where(t.c.code_digest == code_digest)
+                .values(claims={**claims, REPLAYED: True})
+            )
 
     async def delete_expired(self, before: datetime) -> int:
         """Delete codes that expired before ``before``; returns how many."""
