@@ -7,7 +7,11 @@
 
 use std::net::IpAddr;
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
+
+/// `X-Forwarded-For` as a ready name: looking a field up by a `&str` parses the
+/// name on every call (and this one is read for every request from a trusted peer).
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// The direct peers whose `X-Forwarded-For` is believed (`trusted_proxies`).
 #[derive(Debug, Clone, Default)]
@@ -88,7 +92,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) ->
     // empty skipped); a hop is parsed only once the walk reaches it, so a hop left
     // of the client's (the client's own claim) is never read.
     let mut leftmost = None;
-    for value in headers.get_all("x-forwarded-for").iter().rev() {
+    for value in headers.get_all(&X_FORWARDED_FOR).iter().rev() {
         for part in value.as_bytes().rsplit(|b| *b == b',') {
             let part = crate::router::py_strip(part);
             if part.is_empty() {

@@ -85,7 +85,12 @@ pub(crate) async fn decide<'t>(
     // passes is taken whole: its method, Host, fields and body framing are what
     // the steps below and the proxy read (a plain handshake's, for the WebSocket
     // door: `websocket::refused` refused a body or another version before).
+    // The client's address, read once: `framing` refuses a hop that is not one,
+    // and the steps below act on it (forward-auth reads it after `match`).
+    let mut read_ip: Option<Option<IpAddr>> = None;
     if door != Door::ForwardAuth {
+        let ip = client_ip(conn.peer.ip(), req.headers, &table.trusted);
+        read_ip = Some(ip);
         let authority = req.uri.authority().map(http::uri::Authority::as_str);
         let refused = hygiene::refused(
             req.method,
@@ -95,7 +100,7 @@ pub(crate) async fn decide<'t>(
             req.body_empty,
             table.head,
         );
-        let refused = refused.or_else(|| forwarded_for_refused(conn, req.headers, table));
+        let refused = refused.or_else(|| forwarded_for_refused(ip));
         if let Some(refused) = refused {
             return match framing_refusal(req, conn, table, refused, door) {
                 Some(response) => Decided::Respond(response),
@@ -118,7 +123,8 @@ pub(crate) async fn decide<'t>(
     };
     // The client's address (a hop that is not one was `framing`'s 400 above;
     // forward-auth reads the judged request's from the proxy's headers).
-    let Some(ip) = client_ip(conn.peer.ip(), req.headers, &table.trusted) else {
+    let ip = read_ip.unwrap_or_else(|| client_ip(conn.peer.ip(), req.headers, &table.trusted));
+    let Some(ip) = ip else {
         return Decided::Respond(forwarded_for_denied(req, conn, table, door));
     };
     if door == Door::WebSocket && native.websocket.is_none() {
@@ -470,25 +476,23 @@ pub(crate) async fn decide<'t>(
     };
     // The key's limits: an operator override, else its own (a key with its own
     // limits is admitted only once the native limiter applies them).
-    let key_limits: Arc<[limit::Limit]> = match identity.key_id.as_deref() {
-        Some(key) => {
-            // Python's `_key_limits`: limits that do not build apply none of them
-            // (validated when stored; the route's limits still apply).
-            let own: Vec<limit::Limit> = own_limits
-                .iter()
-                .map(|l| limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name))
-                .collect::<Result<_, _>>()
-                .unwrap_or_default();
-            effective_key_limits(key, &own)
-        }
-        None => Arc::from(Vec::new()),
-    };
+    // `None` without a key: no limits, and no allocation for an empty list.
+    let key_limits: Option<Arc<[limit::Limit]>> = identity.key_id.as_deref().map(|key| {
+        // Python's `_key_limits`: limits that do not build apply none of them
+        // (validated when stored; the route's limits still apply).
+        let own: Vec<limit::Limit> = own_limits
+            .iter()
+            .map(|l| limit::Limit::new(l.rate, l.period, Some(l.burst), &l.name))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        effective_key_limits(key, &own)
+    });
     // A Redis outage: each limit's `fail` decides (`limit::outage`): a 503, or this
     // node's share decided locally.
     let stepped = limit::step_tightened(
         &native.limits,
         &identity,
-        &key_limits,
+        key_limits.as_deref().unwrap_or_default(),
         Some(ip),
         &route.name,
         factor,
@@ -770,14 +774,8 @@ fn forwarded_for_denied(
 /// bastion's refusal of a head whose client address cannot be read: a trusted
 /// proxy's `X-Forwarded-For` naming a hop that is not an IP address
 /// (`hygiene::Refused::ForwardedFor`).
-pub(crate) fn forwarded_for_refused(
-    conn: &ConnInfo,
-    headers: &http::HeaderMap,
-    table: &Table,
-) -> Option<hygiene::Refused> {
-    client_ip(conn.peer.ip(), headers, &table.trusted)
-        .is_none()
-        .then_some(hygiene::Refused::ForwardedFor)
+pub(crate) fn forwarded_for_refused(ip: Option<IpAddr>) -> Option<hygiene::Refused> {
+    ip.is_none().then_some(hygiene::Refused::ForwardedFor)
 }
 
 /// Whether Python's gateway judges this request's head, were it deferred: the

@@ -279,8 +279,8 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
                 cors.apply_upstream(headers);
             }
             if !decision.headers.is_empty() {
-                headers.remove("ratelimit");
-                headers.remove("ratelimit-policy");
+                headers.remove(&crate::limit::RATELIMIT);
+                headers.remove(&crate::limit::RATELIMIT_POLICY);
                 for (name, value) in &decision.headers {
                     headers.append(name.clone(), value.clone());
                 }

@@ -141,6 +141,13 @@ fn class(name: &str) -> u8 {
 const IDENTITY_PREFIX: &str = "x-bastion-";
 const FORWARDED_PREFIX: &str = "x-forwarded-";
 
+// Built at compile time (as `respond::REQUEST_ID`): `HeaderName::from_static` at
+// run time parses and validates its argument on every call, and these go out
+// with every request.
+use crate::client_ip::X_FORWARDED_FOR;
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// The route's `mutate` configuration (the `upstream.mutate` section).
 #[derive(Debug, Clone)]
 pub struct MutateConfig {
@@ -307,7 +314,7 @@ pub fn forward_headers(
             continue;
         }
         // Pass 2 (prepare_request) on what mutate kept.
-        if proxy_strips(lower, &folded, trusted) {
+        if proxy_strips_classed(lower, lower_class, &folded, trusted) {
             continue;
         }
         match lower {
@@ -367,7 +374,8 @@ pub fn forward_headers(
         add(&assertion.header, token);
     }
     // X-Forwarded-* (prepare_request).
-    let peer = peer_text(ctx.conn.peer.ip());
+    let mut peer = PeerText::new();
+    peer.write(ctx.conn.peer.ip());
     let xff_value = if trusted && !xff.is_empty() {
         let mut joined: Vec<u8> = Vec::new();
         for value in &xff {
@@ -377,19 +385,16 @@ pub fn forward_headers(
         joined.extend_from_slice(peer.as_bytes());
         HeaderValue::from_bytes(&joined).ok()
     } else {
-        HeaderValue::from_str(&peer).ok()
+        HeaderValue::from_bytes(peer.as_bytes()).ok()
     };
     if let Some(value) = xff_value {
-        out.append(
-            http::header::HeaderName::from_static("x-forwarded-for"),
-            value,
-        );
+        out.append(&X_FORWARDED_FOR, value);
     }
     let proto = match xfp {
         Some(value) if trusted && !value.is_empty() => value.clone(),
         _ => HeaderValue::from_static(if ctx.conn.tls { "https" } else { "http" }),
     };
-    out.append(HeaderName::from_static("x-forwarded-proto"), proto);
+    out.append(&X_FORWARDED_PROTO, proto);
     let forwarded_host = match xfh {
         Some(value) if trusted && !value.is_empty() => Some(value.clone()),
         _ => host
@@ -397,7 +402,7 @@ pub fn forward_headers(
             .or_else(|| ctx.authority.and_then(|a| HeaderValue::from_str(a).ok())),
     };
     if let Some(value) = forwarded_host.filter(|v| !v.is_empty()) {
-        out.append(HeaderName::from_static("x-forwarded-host"), value);
+        out.append(&X_FORWARDED_HOST, value);
     }
     out
 }
@@ -405,13 +410,19 @@ pub fn forward_headers(
 /// Whether `prepare_request` drops a header by its name alone (before the
 /// proxy-owned, hop-by-hop, `proxy-*` and consumed-credential checks).
 fn proxy_strips(lower: &str, folded: &str, trusted: bool) -> bool {
+    proxy_strips_classed(lower, class(lower), folded, trusted)
+}
+
+/// [`proxy_strips`] for a name whose `class(lower)` the caller already has
+/// (the per-header loop needs it first: not matched twice).
+fn proxy_strips_classed(lower: &str, lower_class: u8, folded: &str, trusted: bool) -> bool {
     if lower.contains('_') {
         let c = class(folded);
         return c & (OWNED | HOP) != 0
             || folded.starts_with("proxy-")
             || spoofable(folded, c, trusted);
     }
-    let c = class(lower);
+    let c = lower_class;
     c & ALWAYS != 0
         || (!trusted
             && (c & UNTRUSTED != 0 || (lower.starts_with(FORWARDED_PREFIX) && c & OWNED == 0)))
@@ -447,9 +458,59 @@ fn fold(name: &str) -> Cow<'_, str> {
     }
 }
 
-/// The peer address as ASGI servers spell it (no brackets; IPv4-mapped as IPv4).
-fn peer_text(ip: IpAddr) -> String {
-    ip.to_canonical().to_string()
+/// The peer address as ASGI servers spell it (no brackets; IPv4-mapped as IPv4),
+/// written into a buffer on the stack: an IPv4 address (the common peer) is
+/// spelled by hand, without `Display`'s formatting machinery or a `String`.
+struct PeerText {
+    buf: [u8; PEER_TEXT_MAX],
+    len: usize,
+}
+
+/// The longest IPv6 text (`ffff:…` with an embedded IPv4 address) is 45 bytes.
+const PEER_TEXT_MAX: usize = 48;
+
+impl PeerText {
+    fn new() -> Self {
+        Self {
+            buf: [0; PEER_TEXT_MAX],
+            len: 0,
+        }
+    }
+
+    fn write(&mut self, ip: IpAddr) {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.push(b'.');
+                    }
+                    if octet >= 100 {
+                        self.push(b'0' + octet / 100);
+                    }
+                    if octet >= 10 {
+                        self.push(b'0' + octet / 10 % 10);
+                    }
+                    self.push(b'0' + octet % 10);
+                }
+            }
+            v6 => {
+                use std::io::Write as _;
+                let mut cursor = std::io::Cursor::new(&mut self.buf[..]);
+                // Cannot fail: the buffer holds the longest IPv6 text.
+                let _ = write!(cursor, "{v6}");
+                self.len = usize::try_from(cursor.position()).unwrap_or(0);
+            }
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.buf[self.len] = byte;
+        self.len += 1;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
 }
 
 /// `value` as a header value: as is when printable ASCII without `%`, else

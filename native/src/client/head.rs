@@ -2,6 +2,8 @@
 //! parsed with `httparse` and checked for every framing a desync could hide
 //! behind.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -173,10 +175,18 @@ pub fn parse(
     upgrade: bool,
     field_limit: usize,
 ) -> Result<Parsed, Refused> {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut fields);
-    // Defaults are strict: obs-fold, a space before the colon, bare CR refused.
-    let length = match response.parse(buf) {
+    // Left uninitialised (as `h1::parse` does): httparse writes the fields it
+    // parses, and zeroing 100 of them cost more than parsing a short head.
+    let mut fields = [MaybeUninit::<httparse::Header<'_>>::uninit(); MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    // Defaults are strict (as `Response::parse`'s): obs-fold, a space before the
+    // colon, bare CR refused.
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut fields,
+    );
+    let length = match parsed {
         Ok(httparse::Status::Complete(length)) => length,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => return Err(Refused("too many header fields")),

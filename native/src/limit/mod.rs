@@ -35,6 +35,12 @@ use crate::http::Identity;
 /// The bucket prefix of an API key's own limits (Python's `KEY_BUCKET_PREFIX`).
 pub const KEY_BUCKET_PREFIX: &str = "apikey:";
 
+/// The IETF `RateLimit` header names, built once (a name from a `&str` is
+/// parsed and validated on every call; the gateway also removes these by name).
+pub static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// See [`RATELIMIT`].
+pub static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+
 /// Whose bucket a route limit counts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Per {
@@ -425,10 +431,10 @@ pub fn decision_of(checks: &[(String, &Limit)], take: &Take, now: i64) -> LimitD
         );
     }
     let mut headers = Vec::with_capacity(2);
-    for (name, value) in [("ratelimit-policy", policy), ("ratelimit", state)] {
+    for (name, value) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, state)] {
         // Printable ASCII by construction (labels are checked when a Limit is built).
         if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.push((HeaderName::from_static(name), value));
+            headers.push((name.clone(), value));
         }
     }
     let retry_after = (!take.admitted).then(|| {
