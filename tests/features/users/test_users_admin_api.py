@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from _support import BastionProcess, run_cli
+from _support.waiting import wait_until
 
 USERS = "/admin/api/v1/users"
 PASSWORD = "violet staple orbit 42"
@@ -105,9 +106,13 @@ def test_user_lifecycle(server: BastionProcess, http: httpx.Client, admin: dict[
         f"user {user['id']!r} does not exist"
     )
 
-    audit = run_cli("audit", "search", "--type", "user.changed", "--json", cwd=server.cwd)
-    actions = [e["data"]["action"] for e in json.loads(audit.stdout)["items"]]
-    assert sorted(actions) == ["created", "deleted", "disabled", "enabled", "password_reset"]
+    # The audit writer stores events in batches: the last rows may land a moment after the 204.
+    def actions() -> list[str]:
+        audit = run_cli("audit", "search", "--type", "user.changed", "--json", cwd=server.cwd)
+        return sorted(e["data"]["action"] for e in json.loads(audit.stdout)["items"])
+
+    expected = ["created", "deleted", "disabled", "enabled", "password_reset"]
+    wait_until(lambda: actions() == expected, "every user.changed audit row")
 
 
 def test_refusals_have_exact_statuses_and_codes(
