@@ -214,23 +214,27 @@ impl RedisLimiter {
         format!("{}{key}", self.namespace)
     }
 
-    fn sender(&self) -> mpsc::UnboundedSender<Command> {
+    /// Queue `command` on the live connection, or on a new one. A new connection's
+    /// first command is queued before its task starts: a connection that fails at once
+    /// (a refused TLS handshake) then answers it with the reason, where sending after
+    /// the spawn could find the queue already closed on a loaded machine and say only
+    /// "connection closed".
+    fn send(&self, command: Command) -> Result<(), RedisError> {
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = conn.as_ref().filter(|tx| !tx.is_closed()) {
-            return tx.clone();
+            return tx.send(command).map_err(|_| err("connection closed"));
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(command).map_err(|_| err("connection closed"))?;
         tokio::spawn(run_connection(self.config.clone(), self.tls.clone(), rx));
-        *conn = Some(tx.clone());
-        tx
+        *conn = Some(tx);
+        Ok(())
     }
 
     /// Send one command and wait (at most `timeout`) for its reply.
     pub async fn call(&self, bytes: Vec<u8>) -> Result<Reply, RedisError> {
         let (reply, answer) = oneshot::channel();
-        self.sender()
-            .send(Command { bytes, reply })
-            .map_err(|_| err("connection closed"))?;
+        self.send(Command { bytes, reply })?;
         let timeout = Duration::from_secs_f64(self.config.timeout.max(0.001));
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(result)) => result,
