@@ -41,13 +41,15 @@ def echo() -> Iterator[EchoThread]:
 
 
 def settles(check: Callable[[], bool], within: float = WITHIN) -> float:
-    """Poll ``check`` until true; return the seconds it took, failing past ``within``."""
+    """Poll ``check`` until true; return when the passing check began (seconds after the
+    change), failing when a check begun past ``within`` still sees the old state. A check's
+    own requests take time: one begun at 0.95 s that ends at 1.01 s says nothing about 1 s."""
     start = time.monotonic()
     while True:
+        began = time.monotonic() - start
         if check():
-            return time.monotonic() - start
-        elapsed = time.monotonic() - start
-        assert elapsed <= within, f"change not applied on every node within {within}s"
+            return began
+        assert began <= within, f"change not applied on every node within {within}s"
         time.sleep(0.02)
 
 
