@@ -15,7 +15,6 @@ event loop.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 from bastion.crypto.passwords import (
@@ -57,7 +56,7 @@ class UserService:
 
     async def _hash(self, password: str, username: str) -> str:
         self.policy.check(password, username=username)
-        return await asyncio.to_thread(self.hasher.hash, password)
+        return await self.hasher.hash_async(password)
 
     async def create(self, spec: UserSpec, password: str | None = None) -> User:
         """Store a new user (with a password, when given, checked by the policy first)."""
@@ -130,14 +129,14 @@ class UserService:
             await self._verify_dummy(password[: self.policy.max_length])
             raise InvalidCredentialsError(reason or "unknown_user")
         try:
-            verified = await asyncio.to_thread(self.hasher.verify, user.password_hash, password)
+            verified = await self.hasher.verify_async(user.password_hash, password)
         except PasswordMismatchError:
             raise InvalidCredentialsError("bad_password") from None
         if user.disabled:
             # Checked after the verify, so a disabled account costs what any other does.
             raise InvalidCredentialsError("disabled")
         if verified.needs_rehash:
-            new_hash = await asyncio.to_thread(self.hasher.hash, password)
+            new_hash = await self.hasher.hash_async(password)
             # Not password_changed_at: the password is the same, only its hash is stronger.
             user = replace(user, password_hash=new_hash)
             await self.db.users.update(user.id, password_hash=new_hash)
@@ -162,6 +161,6 @@ class UserService:
 
     async def _verify_dummy(self, password: str) -> None:
         try:
-            await asyncio.to_thread(self.hasher.verify_dummy, password)
+            await self.hasher.verify_dummy_async(password)
         except PasswordMismatchError:
             return
