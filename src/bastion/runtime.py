@@ -262,6 +262,8 @@ class Runtime:
             sessions = SessionManager(db, settings.sessions, auditor)
             # A disabled, deleted or re-passworded user's sessions end on every node at once.
             changes.before_delivery(feed.USERS, sessions.user_changed)
+            # … and the API keys they own are judged again (refused while they are disabled).
+            changes.before_delivery(feed.USERS, api_keys.owner_changed)
             control = await _gateway_control(
                 settings,
                 routes,

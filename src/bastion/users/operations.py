@@ -13,7 +13,8 @@ audited, and revokes every refresh-token family of the user with the access
 tokens issued from them (:meth:`~bastion.oauth.refresh_tokens.RefreshTokenService.revoke_user`:
 the deny-list entries go on the change feed, so every node — and the native
 gateway — refuses those tokens within a second, whichever process made the
-change). Sessions, which do not exist yet, will follow the ``users`` channel.
+change). Sessions end and the API keys the user owns stop working on every node
+through the same channel; deleting a user revokes the API keys they own.
 """
 
 from __future__ import annotations
@@ -103,8 +104,8 @@ class UserOperations:
         Their refresh-token families are revoked first: deleting the rows would
         lose which access tokens they issued."""
         await self.refresh_tokens.revoke_user(user_id)
-        await self.service.delete(user_id)
-        self.recorder.user("deleted", user_id)
+        revoked = await self.service.delete(user_id)
+        self.recorder.user("deleted", user_id, ["api_keys"] if revoked else ())
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user these credentials belong to (see :meth:`UserService.authenticate`).

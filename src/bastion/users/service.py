@@ -105,9 +105,30 @@ class UserService:
             user_id, password_hash=password_hash, password_changed_at=utcnow()
         )
 
-    async def delete(self, user_id: str) -> None:
-        """Delete the user with their credentials, grants, codes and refresh tokens."""
+    async def delete(self, user_id: str) -> int:
+        """Delete the user with their credentials, grants, codes and refresh tokens; revoke
+        the API keys they own first (``owner_type: user``). How many keys were revoked.
+
+        Revoked before the user goes, so no moment exists where the user is gone and a key
+        of theirs still works; each revocation is on the change feed (``api-keys``), which
+        every node and the native core follow. Raises ``NotFoundError``."""
+        await self.db.users.get(user_id)
+        revoked = 0
+        cursor: str | None = None
+        while True:
+            page = await self.db.api_keys.list(
+                owner_type="user", owner_id=user_id, limit=1000, cursor=cursor
+            )
+            for key in page.items:
+                if key.revoked_at is None:
+                    at = utcnow()
+                    await self.db.api_keys.update(key.id, revoked_at=at, updated_at=at)
+                    revoked += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
         await self.db.users.delete(user_id)
+        return revoked
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user whose username and password these are, if they may log in.
