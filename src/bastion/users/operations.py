@@ -98,6 +98,16 @@ class UserOperations:
         self.recorder.user("password_reset", user.id, ["password"])
         return user_view(user)
 
+    async def change_password(self, user: User, current: str, new: str) -> User:
+        """The user's own change (the account page): ``current`` must be their password
+        (``InvalidCredentialsError``, one argon2id verify whatever the cause), ``new`` must
+        pass the policy (``WeakPasswordError``). Recorded as ``password_changed``; the user's
+        sessions started before it end on every node (the ``users`` channel)."""
+        await self.service.authenticate(user.username, current)
+        changed = await self.service.reset_password(user.id, new)
+        self.recorder.user("password_changed", user.id, ["password"])
+        return changed
+
     async def delete(self, user_id: str) -> None:
         """Delete the user and everything that belongs to them.
 

@@ -1257,14 +1257,22 @@ class SqlSessionRepository(_SqlRepository[BrowserSession]):
         return ended[0] if ended else None
 
     async def end_for_user(
-        self, user_id: str, at: datetime, reason: str, *, started_before: datetime | None = None
+        self,
+        user_id: str,
+        at: datetime,
+        reason: str,
+        *,
+        started_before: datetime | None = None,
+        keep: str | None = None,
     ) -> tuple[BrowserSession, ...]:
         """End every live session of a user (only those started before ``started_before``
-        when given); the sessions this call ended."""
+        when given; all but the session ``keep`` when given); the sessions this call ended."""
         t = s.sessions
         where = [t.c.user_id == user_id]
         if started_before is not None:
             where.append(t.c.created_at < started_before)
+        if keep is not None:
+            where.append(t.c.id != keep)
         return await self._end_where(*where, at=at, reason=reason)
 
     async def list_for_user(self, user_id: str) -> tuple[BrowserSession, ...]:
