@@ -88,6 +88,7 @@ from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, feed, migrate
 from bastion.storage.feed import ChangeFeedFollower
 from bastion.storage.models import AuthorizationCode, RefreshToken, utcnow
+from bastion.storage.pruning import Pruner
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 
 if TYPE_CHECKING:
@@ -350,6 +351,11 @@ class Runtime:
             asyncio.create_task(self.signing_keys.run(self._stop), name="signing-keys"),
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
             asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
+            # Spent codes, expired refresh tokens and finished sessions (storage/pruning.py).
+            asyncio.create_task(
+                Pruner(self.db, idle_timeout=self.settings.sessions.idle_timeout).run(self._stop),
+                name="pruning",
+            ),
         ]
         if self.alerting is not None:
             self._tasks.append(asyncio.create_task(self.alerting.run(self._stop), name="webhooks"))
