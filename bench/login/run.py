@@ -50,7 +50,7 @@ from pathlib import Path
 
 # Started by path, so bench/ (the home of benchlib) is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import free_port, need, stop, write_report, wrk_argv, wrk_errors, wrk_ms
+from benchlib import free_port, need, run_wrk, stop, write_report
 
 HERE = Path(__file__).resolve().parent
 BASTION = Path(sys.executable).with_name("bastion")
@@ -191,22 +191,6 @@ def _wrk_script(path: Path, cookie: str, token: str) -> Path:
     return path
 
 
-def _wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, float, float, int]:
-    out = subprocess.run(
-        wrk_argv(url, seconds, connections, script), check=True, capture_output=True, text=True
-    ).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p50, p99 = re.search(r"\s50%\s+(\S+)", out), re.search(r"\s99%\s+(\S+)", out)
-    if not rps or not p50 or not p99:
-        raise BenchError(f"unexpected wrk output:\n{out}")
-    return (
-        float(rps.group(1)),
-        wrk_ms(p50.group(1)) or 0.0,
-        wrk_ms(p99.group(1)) or 0.0,
-        wrk_errors(out),
-    )
-
-
 def _round(workdir: Path, cert: tuple[Path, Path], args: argparse.Namespace) -> Sample:
     port = free_port()
     config = _config(workdir, port, cert, args)
@@ -226,13 +210,13 @@ def _round(workdir: Path, cert: tuple[Path, Path], args: argparse.Namespace) -> 
         cookie, token = _login_form(base)
         _check_login(base, cookie, token)
         script = _wrk_script(workdir / "login.lua", cookie, token)
-        _wrk(f"{base}/login", script, args.warmup, args.connections)
+        run_wrk(f"{base}/login", args.warmup, args.connections, script)
         cpu_before, started = _cpu_seconds(proc.pid), time.monotonic()
-        rps, p50, p99, errors = _wrk(f"{base}/login", script, args.duration, args.connections)
+        run = run_wrk(f"{base}/login", args.duration, args.connections, script)
         cpu = (_cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - started)
     finally:
         stop(proc, 15)
-    return Sample(rps, p50, p99, errors, cpu)
+    return Sample(run.rps, run.p50, run.p99, run.errors, cpu)
 
 
 _CEILING = """

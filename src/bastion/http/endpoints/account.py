@@ -24,7 +24,6 @@ A session or key that is not the user's own is "not found", whatever it is.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -40,8 +39,8 @@ from bastion.apikeys.views import api_key_view
 from bastion.credentials.lifecycle import ChangeRecorder
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.endpoints.pages import (
+    BrowserViews,
     Form,
-    FormGuard,
     View,
     cookie,
     message_page,
@@ -55,9 +54,7 @@ from bastion.http.runtime import ControlPlane
 from bastion.interaction import (
     SESSION_COOKIE,
     ActiveSession,
-    CsrfTokens,
     EndReason,
-    SessionManager,
 )
 from bastion.ratelimit.login import LoginThrottledError
 from bastion.storage.models import normalize_username
@@ -85,22 +82,8 @@ _MAX_USER_AGENT: Final = 256
 _MAX_KEY_NAME: Final = 100
 
 
-class _Account:
+class _Account(BrowserViews):
     """The views, over the runtime's sessions, users, API keys and throttle."""
-
-    def __init__(self, runtime: ControlPlane) -> None:
-        self.runtime = runtime
-
-    @functools.cached_property
-    def sessions(self) -> SessionManager:
-        sessions = self.runtime.sessions
-        if sessions is None:
-            raise RuntimeError("the runtime has no session manager")
-        return sessions
-
-    @functools.cached_property
-    def guard(self) -> FormGuard:
-        return FormGuard(CsrfTokens.from_keyring(self.runtime.keyring))
 
     def _recorder(self, request: Request, user_id: str) -> ChangeRecorder:
         auditor = self.runtime.auditor
@@ -121,9 +104,6 @@ class _Account:
         return ApiKeyOperations(self.runtime.api_keys, self._recorder(request, user_id))
 
     # -- shared steps -----------------------------------------------------------------
-
-    async def _signed_in(self, request: Request) -> ActiveSession | None:
-        return await self.sessions.resolve(request.cookies.get(SESSION_COOKIE))
 
     async def _own_keys(self, user_id: str) -> list[dict[str, Any]]:
         page_ = await self.runtime.db.api_keys.list(owner_type="user", owner_id=user_id, limit=100)
@@ -157,7 +137,7 @@ class _Account:
     # -- views -------------------------------------------------------------------------
 
     async def show(self, request: Request) -> Response:
-        active = await self._signed_in(request)
+        active = await self.signed_in(request)
         if active is None:
             return _to_login()
         return await self._page(request, active, done=request.query_params.get("done"))
@@ -166,7 +146,7 @@ class _Account:
         """A POST view: a live session, then the CSRF check, then ``handle``."""
 
         async def view(request: Request) -> Response:
-            active = await self._signed_in(request)
+            active = await self.signed_in(request)
             if active is None:
                 return _to_login()
             form = await read_form(request)

@@ -37,8 +37,8 @@ from bastion.credentials.lifecycle import ChangeRecorder
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.endpoints.pages import (
     STYLESHEET_PATH,
+    BrowserViews,
     Form,
-    FormGuard,
     cookie,
     expired_cookie,
     message_page,
@@ -53,10 +53,7 @@ from bastion.http.runtime import ControlPlane
 from bastion.interaction import (
     DEFAULT_RETURN_TO,
     SESSION_COOKIE,
-    ActiveSession,
-    CsrfTokens,
     EndReason,
-    SessionManager,
     UnsafeReturnToError,
     check_return_to,
 )
@@ -83,22 +80,8 @@ def _return_to(value: str | None) -> str:
         return DEFAULT_RETURN_TO
 
 
-class _Login:
+class _Login(BrowserViews):
     """The views, over the runtime's sessions, throttle, users and master key."""
-
-    def __init__(self, runtime: ControlPlane) -> None:
-        self.runtime = runtime
-
-    @functools.cached_property
-    def sessions(self) -> SessionManager:
-        sessions = self.runtime.sessions
-        if sessions is None:
-            raise RuntimeError("the runtime has no session manager")
-        return sessions
-
-    @functools.cached_property
-    def guard(self) -> FormGuard:
-        return FormGuard(CsrfTokens.from_keyring(self.runtime.keyring))
 
     @functools.cached_property
     def throttle(self) -> LoginThrottle | None:
@@ -118,9 +101,6 @@ class _Login:
 
     def _check_csrf(self, request: Request, form: Form) -> None:
         self.guard.check(request, form)
-
-    async def _session(self, request: Request) -> ActiveSession | None:
-        return await self.sessions.resolve(request.cookies.get(SESSION_COOKIE))
 
     def _audit_login(
         self, request: Request, outcome: str, *, subject: str, reason: str | None = None
@@ -214,7 +194,7 @@ class _Login:
         return message_page("Too many attempts", message, 429, retry_after=exc.retry_after)
 
     async def logout_form(self, request: Request) -> Response:
-        active = await self._session(request)
+        active = await self.signed_in(request)
         csrf_token, set_cookie = self.guard.token(request)
         html = render(
             "logout.html",

@@ -23,12 +23,22 @@ from starlette.responses import Response
 
 from bastion.http.body import read_bounded
 from bastion.http.errors import PayloadTooLargeError
-from bastion.interaction import CSRF_COOKIE, CSRF_FIELD, CsrfError, CsrfTokens
+from bastion.http.runtime import ControlPlane
+from bastion.interaction import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    SESSION_COOKIE,
+    ActiveSession,
+    CsrfError,
+    CsrfTokens,
+    SessionManager,
+)
 from bastion.ui import render, stylesheet
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "STYLESHEET_PATH",
+    "BrowserViews",
     "Form",
     "FormGuard",
     "View",
@@ -154,6 +164,30 @@ class FormGuard:
         """Return when the form's token belongs to the browser's cookie; else raise
         ``CsrfError`` (403)."""
         self.tokens.verify(request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD) or None)
+
+
+class BrowserViews:
+    """What the views of a group of pages start from: the runtime, its browser sessions and
+    the CSRF guard of its forms (looked up when first used: the runtime's stores may open
+    after the routes are made)."""
+
+    def __init__(self, runtime: ControlPlane) -> None:
+        self.runtime = runtime
+
+    @functools.cached_property
+    def sessions(self) -> SessionManager:
+        sessions = self.runtime.sessions
+        if sessions is None:
+            raise RuntimeError("the runtime has no session manager")
+        return sessions
+
+    @functools.cached_property
+    def guard(self) -> FormGuard:
+        return FormGuard(CsrfTokens.from_keyring(self.runtime.keyring))
+
+    async def signed_in(self, request: Request) -> ActiveSession | None:
+        """The browser's live session and its user, or ``None``."""
+        return await self.sessions.resolve(request.cookies.get(SESSION_COOKIE))
 
 
 def rendering_errors(view: View) -> View:
