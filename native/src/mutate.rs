@@ -427,7 +427,7 @@ pub fn forward_headers(
         if lower_class & OVERRIDE != 0 {
             continue;
         }
-        let folded = fold(lower);
+        let folded = fold_lower(lower);
         if folded == "connection" {
             for token in value.as_bytes().split(|b| *b == b',') {
                 let token = String::from_utf8_lossy(token.trim_ascii());
@@ -565,6 +565,17 @@ fn spoofable(name: &str, c: u8, trusted: bool) -> bool {
         return false;
     }
     (name.starts_with(FORWARDED_PREFIX) && c & OWNED == 0) || c & UNTRUSTED != 0
+}
+
+/// [`fold`] of a name already lower-case (a `HeaderName`'s): only `_` to look
+/// for, which `str::contains` finds with `memchr` instead of a test per byte
+/// for two conditions (~110 instructions per header in the profile).
+fn fold_lower(name: &str) -> Cow<'_, str> {
+    if name.contains('_') {
+        Cow::Owned(name.replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// A header name lower-cased with `_` read as `-`.

@@ -350,3 +350,18 @@ fn class_is_the_lists() {
     assert_eq!(class("x-forwarded-prefix"), 0);
     assert_eq!(class("accept"), 0);
 }
+
+#[test]
+fn fold_lower_is_fold_of_a_lower_case_name() {
+    for name in [
+        "x-user-id",
+        "x_user_id",
+        "x-bastion_subject",
+        "_",
+        "host",
+        "a__b-",
+        "",
+    ] {
+        assert_eq!(fold_lower(name), fold(name), "{name}");
+    }
+}
