@@ -34,7 +34,6 @@ import argparse
 import http.client
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,7 +43,7 @@ from pathlib import Path
 # Started by path, so bench/ and bench/gateway/ are not on sys.path by themselves.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import free_port, need
+from benchlib import free_port, need, stop
 from run import BASTION, bastion_config, bastion_env, cli, nginx_conf, start_nginx, token
 
 CASES = (
@@ -199,13 +198,7 @@ def main() -> None:
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                stop(proc, 60)  # bastion under valgrind takes a while to stop
         shutil.rmtree(work, ignore_errors=True)
 
 
