@@ -374,6 +374,7 @@ fn entry(claims: Map<String, Value>, issuer: &Arc<str>, now: f64) -> Option<Cach
             key_id: None,
             routes: None,
         },
+        headers: crate::mutate::IdentityHeadersMemo::default(),
         claims,
         jti,
         client_id,
