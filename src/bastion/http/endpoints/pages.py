@@ -1,0 +1,149 @@
+"""What every server-rendered page of bastion shares: headers, redirects, forms, CSRF.
+
+Every page is ``Cache-Control: no-store`` with a strict CSP (no script at all, styles
+only from bastion, forms only to bastion, never framed), ``Referrer-Policy:
+no-referrer`` and ``nosniff``; a redirect after a POST is a 303. The login
+(:mod:`.login`) and the authorization endpoint with its consent page
+(:mod:`.authorize`) are built from these.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from bastion.http.body import read_bounded
+from bastion.http.errors import PayloadTooLargeError
+from bastion.interaction import CSRF_COOKIE, CSRF_FIELD, CsrfError, CsrfTokens
+from bastion.ui import render
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "Form",
+    "Forms",
+    "cookie",
+    "expired_cookie",
+    "message",
+    "page",
+    "read_form",
+    "rendering_csrf_errors",
+    "see_other",
+]
+
+#: The pages' policy: no script, no plugin, nothing from elsewhere, posted only to bastion.
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'none'; style-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_MAX_FORM: Final = 16 * 1024  # a username, a password (≤ 4096) and two tokens
+_COOKIE_ATTRIBUTES: Final = "Path=/; Secure; HttpOnly; SameSite=Lax"
+
+
+@dataclass
+class Form:
+    """What a browser posted: the fields it sent (the last of repeated ones: none repeat)."""
+
+    fields: dict[str, str]
+
+    def get(self, name: str) -> str:
+        return self.fields.get(name, "")
+
+
+def cookie(name: str, value: str) -> str:
+    """A ``Set-Cookie`` value with the ``__Host-`` attributes."""
+    return f"{name}={value}; {_COOKIE_ATTRIBUTES}"
+
+
+def expired_cookie(name: str) -> str:
+    """A ``Set-Cookie`` value that removes ``name``."""
+    return f"{name}=; Max-Age=0; {_COOKIE_ATTRIBUTES}"
+
+
+def page(
+    body: str, status: int = 200, *, cookies: tuple[str, ...] = (), **headers: str
+) -> Response:
+    """An HTML page with the pages' headers (``headers``: ``retry_after`` → ``retry-after``)."""
+    response = Response(body, status_code=status, media_type="text/html; charset=utf-8")
+    response.headers["cache-control"] = "no-store"
+    response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+    response.headers["referrer-policy"] = "no-referrer"
+    response.headers["x-content-type-options"] = "nosniff"
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    for set_cookie in cookies:
+        response.headers.append("set-cookie", set_cookie)
+    return response
+
+
+def see_other(location: str, *, cookies: tuple[str, ...] = ()) -> Response:
+    """A 303 to ``location`` with the pages' headers."""
+    response = page("", 303, cookies=cookies, location=location)
+    del response.headers["content-type"]
+    return response
+
+
+def message(
+    title: str,
+    text: str,
+    status: int,
+    *,
+    retry_after: int | None = None,
+    link: str | None = "/login",
+    link_text: str = "Sign in",
+) -> Response:
+    """A page with one message (an error or a notice)."""
+    html = render("message.html", title=title, message=text, link=link, link_text=link_text)
+    if retry_after is None:
+        return page(html, status)
+    return page(html, status, retry_after=str(retry_after))
+
+
+async def read_form(request: Request) -> Form:
+    """The posted form (at most 16 KiB, else 413); unreadable: an empty form (the CSRF
+    check then fails)."""
+    body = await read_bounded(request, _MAX_FORM, PayloadTooLargeError)
+    try:
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except ValueError:  # not UTF-8, or more fields than any form of ours: the CSRF check fails
+        return Form({})
+    return Form({name: values[-1] for name, values in parsed.items()})
+
+
+class Forms:
+    """The CSRF cookie and tokens of the pages' forms, under one key."""
+
+    def __init__(self, csrf: CsrfTokens) -> None:
+        self.csrf = csrf
+
+    def csrf_cookie(self, request: Request) -> tuple[str, tuple[str, ...]]:
+        """The browser's CSRF cookie value, and the Set-Cookie that gives it one if it has none."""
+        existing = request.cookies.get(CSRF_COOKIE)
+        if existing and len(existing) <= 64:
+            return existing, ()
+        fresh = self.csrf.new_cookie()
+        return fresh, (cookie(CSRF_COOKIE, fresh),)
+
+    def check(self, request: Request, form: Form) -> None:
+        """Return when the form's token belongs to the browser's cookie; raises ``CsrfError``."""
+        self.csrf.verify(request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD) or None)
+
+
+def rendering_csrf_errors(
+    view: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Render a refused CSRF token as a page (403), not as problem+json."""
+
+    @functools.wraps(view)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await view(request)
+        except CsrfError as exc:
+            return message("Form expired", exc.detail + " Then try again.", exc.status)
+
+    return endpoint
