@@ -136,6 +136,6 @@ class ConsentService:
                 request_id=request_id,
                 subject=user_id,
                 client_id=client_id,
-                data={"scopes": [c.scope for c in removed], "refresh_tokens": ended},
+                data={"scopes": sorted(c.scope for c in removed), "refresh_tokens": ended},
             )
         return RevokedConsent(removed, ended)
