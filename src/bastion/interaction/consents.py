@@ -10,7 +10,8 @@
 - **Revoked** (:meth:`ConsentService.revoke`, the admin API and ``bastion users
   revoke-consent``): every scope set of the user at the client goes, and with it the
   client's refresh tokens for the user and the access tokens they issued (the client
-  should not keep what the user took back). A ``consent.revoked`` audit event.
+  should not keep what the user took back). A ``consent.revoked`` audit event, written
+  by the door that revoked it (the admin API, the CLI) with who did it.
 """
 
 from __future__ import annotations
@@ -118,24 +119,13 @@ class ConsentService:
         """The user's consents, by client then scope set."""
         return await self.db.consents.list_for_user(user_id)
 
-    async def revoke(
-        self, user_id: str, client_id: str, *, actor: str, request_id: str | None = None
-    ) -> RevokedConsent:
+    async def revoke(self, user_id: str, client_id: str) -> RevokedConsent:
         """Forget every consent of the user to the client and revoke the client's refresh
         tokens for the user (and the access tokens they issued). Nothing given: nothing
-        revoked (``consents`` empty, no event)."""
+        revoked (``consents`` empty). The caller audits it (``consent.revoked``: who did
+        it is the door's to say, :meth:`ChangeRecorder.consent_revoked`)."""
         removed = await self.db.consents.delete_for_client(user_id, client_id)
         if not removed:
             return RevokedConsent((), 0)
         ended = await self.refresh_tokens.revoke_user_client(user_id, client_id)
-        if self.auditor is not None:
-            self.auditor.record(
-                EventTypes.CONSENT_REVOKED,
-                "info",
-                reason=actor,
-                request_id=request_id,
-                subject=user_id,
-                client_id=client_id,
-                data={"scopes": sorted(c.scope for c in removed), "refresh_tokens": ended},
-            )
-        return RevokedConsent(removed, ended)
+        return RevokedConsent(tuple(sorted(removed, key=lambda c: c.scope)), ended)
