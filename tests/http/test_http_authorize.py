@@ -187,11 +187,20 @@ async def test_login_consent_code_token_userinfo(
 ) -> None:
     start = await _authorize(http)
     assert start.startswith("/login?return_to=%2Foauth2%2Fauthorize%2Fcontinue%3Frequest%3D")
+    login_page = await http.get(start)
+    assert (
+        "form-action 'self' http://127.0.0.1:9999;" in login_page.headers["content-security-policy"]
+    )
+    plain_login = await http.get("/login?return_to=/account")
+    assert plain_login.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     after_login = await _login(http, start, "alice")
     assert after_login.startswith("/oauth2/authorize/continue?request=")
     consent_at = await _next(http, after_login)
     page = await http.get(consent_at)
-    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    # Browsers check form-action on the redirects after a form: the client's origin is allowed.
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", "form-action 'self' http://127.0.0.1:9999"
+    )
     assert page.headers["cache-control"] == "no-store"
     assert "<script" not in page.text
     assert '<span id="client-name">Orders SPA</span>' in page.text
@@ -603,3 +612,19 @@ async def test_discovery_is_complete_and_agrees_with_rfc8414(
         openid["claims_supported"]
     )
     assert openid["request_uri_parameter_supported"] is False
+
+
+@pytest.mark.parametrize(
+    ("uri", "source"),
+    [
+        ("https://app.example.com/cb?x=1", "https://app.example.com"),
+        ("http://127.0.0.1:51234/cb", "http://127.0.0.1:51234"),
+        ("http://[::1]:8080/cb", "http://[::1]:8080"),
+        ("com.example.app:/oauth2redirect", "com.example.app:"),
+        ("https://app.example.com;script-src/cb", None),
+    ],
+)
+def test_form_action_sources(uri: str, source: str | None) -> None:
+    from bastion.http.endpoints.pages import form_action_source
+
+    assert form_action_source(uri) == source

@@ -162,6 +162,7 @@ class ConsentPrompt:
     scope: tuple[str, ...]
     username: str
     request_id: str
+    redirect_uri: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +237,24 @@ class AuthorizationFlow:
             scope=validated.request.scope,
             username=active.user.username,
             request_id=pending.id,
+            redirect_uri=validated.request.redirect_uri,
         )
+
+    async def redirect_uri_of(self, return_to: str) -> str | None:
+        """The validated redirect URI of the kept request a login's ``return_to`` continues
+        (``None``: not a continuation, or nothing valid kept) — what the login page's
+        ``form-action`` must allow, for the redirects after its form to reach the client."""
+        prefix = CONTINUE_PATH + "?request="
+        if not return_to.startswith(prefix):
+            return None
+        try:
+            pending = await self.pending.get(return_to[len(prefix) :])
+            request = await authorization_request(
+                _parameters(pending), find_client=self.find_client, issuer=self.issuer
+            )
+        except (BastionError, ValueError):
+            return None
+        return request.redirect_uri
 
     async def decide_consent(
         self,

@@ -68,7 +68,11 @@ _REQUEST = re.compile(r'name="request" value="([A-Za-z0-9_-]+)"')
 
 
 def _cli_json(cwd: Path, *args: str, stdin: str | None = None) -> Any:
-    done = run_cli(*args, "--json", stdin=stdin, cwd=cwd) if stdin else run_cli(*args, "--json", cwd=cwd)
+    done = (
+        run_cli(*args, "--json", stdin=stdin, cwd=cwd)
+        if stdin
+        else run_cli(*args, "--json", cwd=cwd)
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -201,7 +205,9 @@ def test_authlib_client_discovery_code_pkce_id_token_userinfo_refresh(
             verify=False,
         ) as rp,
     ):
-        metadata = rp.request("GET", issuer + "/.well-known/openid-configuration", withhold_token=True).json()
+        metadata = rp.request(
+            "GET", issuer + "/.well-known/openid-configuration", withhold_token=True
+        ).json()
         verifier = "k" * 20 + "Zr9XqL2-w0n7Yb_0a8Kf3dT1uVh6sJm4pQe5iRg"
         url, state = rp.create_authorization_url(
             metadata["authorization_endpoint"], code_verifier=verifier, nonce="nonce-authlib"
@@ -216,7 +222,9 @@ def test_authlib_client_discovery_code_pkce_id_token_userinfo_refresh(
         token = rp.fetch_token(
             metadata["token_endpoint"], authorization_response=location, code_verifier=verifier
         )
-        jwks = KeySet.import_key_set(rp.request("GET", metadata["jwks_uri"], withhold_token=True).json())
+        jwks = KeySet.import_key_set(
+            rp.request("GET", metadata["jwks_uri"], withhold_token=True).json()
+        )
         algs = metadata["id_token_signing_alg_values_supported"]
         id_token = jwt.decode(token["id_token"], jwks, algorithms=algs)
         claims = id_token.claims
@@ -269,7 +277,10 @@ def test_authlib_client_discovery_code_pkce_id_token_userinfo_refresh(
 
 
 def _node(*args: str, server: BastionProcess) -> dict[str, Any]:
-    env = {**os.environ, "NODE_EXTRA_CA_CERTS": str(server.cwd / ".bastion" / "tls" / "dev-cert.pem")}
+    env = {
+        **os.environ,
+        "NODE_EXTRA_CA_CERTS": str(server.cwd / ".bastion" / "tls" / "dev-cert.pem"),
+    }
     done = subprocess.run(
         ["node", str(RP / "rp.mjs"), *args],
         env=env,
@@ -287,7 +298,9 @@ def _node(*args: str, server: BastionProcess) -> dict[str, Any]:
 def _node_ready() -> None:
     if shutil.which("node") is None or not (RP / "node_modules" / "openid-client").is_dir():
         if os.environ.get("CI") == "true":
-            pytest.fail("openid-client is not installed (.ci/run runs npm ci in tests/features/oidc/rp)")
+            pytest.fail(
+                "openid-client is not installed (.ci/run runs npm ci in tests/features/oidc/rp)"
+            )
         pytest.skip("openid-client is not installed (npm ci in tests/features/oidc/rp)")
 
 
@@ -327,8 +340,9 @@ def test_openid_client_discovery_code_pkce_id_token_userinfo_refresh(
 class _Callback(http.server.BaseHTTPRequestHandler):
     received: list[dict[str, list[str]]] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server name
-        self.received.append(parse_qs(urlsplit(self.path).query))
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/cb":  # not the browser's /favicon.ico
+            self.received.append(parse_qs(urlsplit(self.path).query))
         body = b"<!doctype html><title>callback</title><p id=done>signed in</p>"
         self.send_response(200)
         self.send_header("content-type", "text/html")

@@ -33,6 +33,7 @@ from bastion.gateway.forwarded import request_client_ip
 from bastion.http.body import read_bounded
 from bastion.http.endpoints.pages import (
     Forms,
+    form_action_source,
     message,
     page,
     read_form,
@@ -57,7 +58,7 @@ from bastion.storage.errors import NotFoundError
 from bastion.storage.models import Client
 from bastion.ui import render
 
-__all__ = ["AUTHORIZE_PATH", "authorize_routes"]
+__all__ = ["AUTHORIZE_PATH", "authorization_views", "authorize_routes"]
 
 AUTHORIZE_PATH: Final = "/oauth2/authorize"
 #: Largest authorization request body (the protocol parser's own bound).
@@ -141,7 +142,12 @@ class _Authorize:
             request_id=prompt.request_id,
             csrf_token=self.forms.csrf.token_for(cookie),
         )
-        return page(html, cookies=set_cookie)
+        return page(html, cookies=set_cookie, form_targets=_sources(prompt.redirect_uri))
+
+    async def form_targets(self, return_to: str) -> tuple[str, ...]:
+        """The CSP ``form-action`` sources of a login page returning to ``return_to``."""
+        redirect_uri = await self.flow.redirect_uri_of(return_to)
+        return _sources(redirect_uri) if redirect_uri is not None else ()
 
     async def consent(self, request: Request) -> Response:
         form = await read_form(request)
@@ -159,6 +165,17 @@ class _Authorize:
             request_id_header=get_request_id(request.scope),
         )
         return see_other(location)
+
+
+def _sources(redirect_uri: str) -> tuple[str, ...]:
+    source = form_action_source(redirect_uri)
+    return (source,) if source is not None else ()
+
+
+def authorization_views(runtime: ControlPlane) -> _Authorize:
+    """The views of the authorization endpoint (the login page asks them for its
+    ``form-action`` sources)."""
+    return _Authorize(runtime)
 
 
 def _session(request: Request) -> str | None:

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from bastion.audit.events import EventTypes
 from bastion.credentials.lifecycle import ChangeRecorder
 from bastion.gateway.forwarded import request_client_ip
+from bastion.http.endpoints.authorize import authorization_views
 from bastion.http.endpoints.pages import (
     CONTENT_SECURITY_POLICY,
     Form,
@@ -91,6 +92,7 @@ class _Login:
 
     def __init__(self, runtime: ControlPlane) -> None:
         self.runtime = runtime
+        self.authorization = authorization_views(runtime)
 
     @functools.cached_property
     def sessions(self) -> SessionManager:
@@ -146,7 +148,7 @@ class _Login:
             subject=subject,
         )
 
-    def _form_page(
+    async def _form_page(
         self,
         request: Request,
         *,
@@ -164,14 +166,16 @@ class _Login:
             error=error,
             username=username,
         )
-        return page(html, status, cookies=(*cookies, *set_cookie))
+        # The redirects after this form may end at an OAuth client: form-action must allow it.
+        targets = await self.authorization.form_targets(return_to)
+        return page(html, status, cookies=(*cookies, *set_cookie), form_targets=targets)
 
     # -- views -------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
         # login_hint: the authorization request's (OIDC Core 3.1.2.1), prefilled, never trusted.
         hint = request.query_params.get("login_hint", "")[:_MAX_USERNAME]
-        return self._form_page(
+        return await self._form_page(
             request,
             return_to=_return_to(request.query_params.get("return_to")),
             username=hint if hint.isprintable() else "",
@@ -183,7 +187,7 @@ class _Login:
         return_to = _return_to(form.get("return_to"))
         username, password = form.get("username"), form.get("password")
         if not username or not password:
-            return self._form_page(
+            return await self._form_page(
                 request,
                 return_to=return_to,
                 status=422,
@@ -206,7 +210,7 @@ class _Login:
             if self.throttle is not None:
                 await self.throttle.failed(account, ip)
             self._audit_login(request, "failure", subject=account, reason=exc.reason)
-            return self._form_page(
+            return await self._form_page(
                 request,
                 return_to=return_to,
                 status=422,

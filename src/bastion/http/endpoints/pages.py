@@ -10,10 +10,11 @@ no-referrer`` and ``nosniff``; a redirect after a POST is a 303. The login
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -27,8 +28,10 @@ __all__ = [
     "CONTENT_SECURITY_POLICY",
     "Form",
     "Forms",
+    "content_security_policy",
     "cookie",
     "expired_cookie",
+    "form_action_source",
     "message",
     "page",
     "read_form",
@@ -41,8 +44,37 @@ CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; style-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+#: A CSP host-source, as bastion writes one: scheme, host (name, IPv4 or [IPv6]), port.
+_HOST_SOURCE: Final = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+_SCHEME_SOURCE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 _MAX_FORM: Final = 16 * 1024  # a username, a password (≤ 4096) and two tokens
 _COOKIE_ATTRIBUTES: Final = "Path=/; Secure; HttpOnly; SameSite=Lax"
+
+
+def form_action_source(redirect_uri: str) -> str | None:
+    """The CSP source that lets a form of bastion's end in a redirect to ``redirect_uri``
+    (a validated, registered one): its origin, or its scheme for a private-use scheme.
+
+    Browsers check ``form-action`` on every redirect that follows a form submission, so
+    the login and consent pages of an authorization request must name the client's
+    redirect URI, or the browser stops at the last hop. ``None`` when the URI cannot be
+    written as a source (nothing is added; the browser then stops).
+    """
+    parts = urlsplit(redirect_uri)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        source = f"{scheme}://{parts.netloc}"
+        return source if _HOST_SOURCE.fullmatch(source) else None
+    return f"{scheme}:" if _SCHEME_SOURCE.fullmatch(f"{scheme}:") else None
+
+
+def content_security_policy(form_targets: tuple[str, ...] = ()) -> str:
+    """The pages' policy, with ``form_targets`` (CSP sources) beside ``'self'`` in
+    ``form-action``."""
+    if not form_targets:
+        return CONTENT_SECURITY_POLICY
+    extra = " ".join(form_targets)
+    return CONTENT_SECURITY_POLICY.replace("form-action 'self'", f"form-action 'self' {extra}")
 
 
 @dataclass
@@ -66,12 +98,18 @@ def expired_cookie(name: str) -> str:
 
 
 def page(
-    body: str, status: int = 200, *, cookies: tuple[str, ...] = (), **headers: str
+    body: str,
+    status: int = 200,
+    *,
+    cookies: tuple[str, ...] = (),
+    form_targets: tuple[str, ...] = (),
+    **headers: str,
 ) -> Response:
-    """An HTML page with the pages' headers (``headers``: ``retry_after`` → ``retry-after``)."""
+    """An HTML page with the pages' headers (``headers``: ``retry_after`` → ``retry-after``;
+    ``form_targets``: CSP sources its forms may end up at, see :func:`form_action_source`)."""
     response = Response(body, status_code=status, media_type="text/html; charset=utf-8")
     response.headers["cache-control"] = "no-store"
-    response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+    response.headers["content-security-policy"] = content_security_policy(form_targets)
     response.headers["referrer-policy"] = "no-referrer"
     response.headers["x-content-type-options"] = "nosniff"
     for name, value in headers.items():
