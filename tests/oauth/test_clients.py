@@ -131,7 +131,9 @@ async def test_clients_may_register_the_authorization_code_grant(
         )
     )
     assert web.grant_types == ("authorization_code",)
-    await db.clients.create(Client(client_id="service", grant_types=("client_credentials",)))
+    await db.clients.create(
+        Client(client_id="service", name="svc", grant_types=("client_credentials",))
+    )
     added = await service.update(
         "service",
         grant_types=["client_credentials", "authorization_code"],
