@@ -628,3 +628,46 @@ def test_form_action_sources(uri: str, source: str | None) -> None:
     from bastion.http.endpoints.pages import form_action_source
 
     assert form_action_source(uri) == source
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/oauth2/authorize/continue",
+        "/oauth2/authorize/continue?request=nonexistent",
+        "/consent?request=nonexistent",
+        "/consent?request=" + "x" * 500,
+    ],
+)
+async def test_an_unknown_kept_request_is_a_page(http: httpx.AsyncClient, path: str) -> None:
+    response = await http.get(path)
+    assert response.status_code == 400
+    assert "location" not in response.headers
+    assert "Sign-in request expired" in response.text
+
+
+async def test_a_consent_post_without_a_decision_decides_nothing(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User
+) -> None:
+    location = await _next(http, await _login(http, await _authorize(http), "alice"))
+    page = await http.get(location)
+    data = {
+        "csrf_token": _found(_TOKEN, page.text),
+        "request": _found(_REQUEST, page.text),
+        "decision": "maybe",
+    }
+    refused = await http.post("/consent", data=data)
+    assert refused.status_code == 400 and "Choose Allow or Deny" in refused.text
+    assert await runtime.db.consents.list_for_user(alice.id) == ()
+    # The request is still waiting: Allow now works.
+    assert _callback(await _consent(http, location), runtime)["code"].startswith("bac_")
+
+
+async def test_a_disabled_client_is_refused_when_the_request_continues(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User
+) -> None:
+    after_login = await _login(http, await _authorize(http), "alice")
+    await runtime.db.clients.update("spa", disabled=True)
+    response = await http.get(after_login)
+    assert response.status_code == 400 and "location" not in response.headers
+    assert "unknown client" in response.text

@@ -43,25 +43,12 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from _support import BastionProcess, run_cli
+from _support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 PASSWORD = "violet staple orbit 42"
 SCOPE = "openid profile email offline_access"
 #: Registered without a port: a loopback redirect URI matches on any port (RFC 8252 §7.3).
 REDIRECT = "http://127.0.0.1/cb"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(
-    os.environ.get("BASTION_TEST_ARTIFACTS", Path(__file__).parents[3] / "test-artifacts")
-)
 RP = Path(__file__).parent / "rp"
 _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 _REQUEST = re.compile(r'name="request" value="([A-Za-z0-9_-]+)"')
@@ -358,10 +345,7 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():  # skipped outside CI, a failure under CI=true
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     client_id = _register(server, "Browser app")
     receiver = http.server.HTTPServer(("127.0.0.1", 0), _Callback)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()

@@ -33,8 +33,14 @@ from bastion.crypto import InvalidTokenError
 from bastion.http.body import read_bounded
 from bastion.http.runtime import ControlPlane
 from bastion.oauth.signing_keys import SigningKeyManager
+from bastion.protocol.oidc.core import ID_TOKEN_CLAIMS
 from bastion.protocol.oidc.discovery import openid_configuration
-from bastion.protocol.oidc.userinfo import REQUIRED_SCOPE, UserInfoSource, userinfo_claims
+from bastion.protocol.oidc.userinfo import (
+    REQUIRED_SCOPE,
+    SCOPE_CLAIMS,
+    UserInfoSource,
+    userinfo_claims,
+)
 from bastion.protocol.rfc6749.authorization import RESPONSE_TYPES, authorization_endpoint_metadata
 from bastion.protocol.rfc6749.client_auth import ALL_AUTH_METHODS
 from bastion.protocol.rfc6749.errors import OAuthError
@@ -72,25 +78,12 @@ ENDPOINTS: Final = {
 }
 #: The scopes bastion gives a meaning to (clients register their API scopes besides).
 SCOPES_SUPPORTED: Final = ("openid", "profile", "email", "offline_access")
-#: The claims bastion can put in an ID token or the userinfo response.
+#: The claims bastion can put in an ID token or the userinfo response (``c_hash`` needs a
+#: hybrid flow, which bastion does not serve).
 CLAIMS_SUPPORTED: Final = (
     "sub",
-    "iss",
-    "aud",
-    "exp",
-    "iat",
-    "auth_time",
-    "nonce",
-    "acr",
-    "amr",
-    "azp",
-    "sid",
-    "at_hash",
-    "name",
-    "preferred_username",
-    "updated_at",
-    "email",
-    "email_verified",
+    *sorted(ID_TOKEN_CLAIMS - {"sub", "c_hash"}),
+    *(claim for claims in SCOPE_CLAIMS.values() for claim in claims),
 )
 #: Algorithms of client assertions (private_key_jwt) the token endpoint verifies.
 _CLIENT_ASSERTION_ALGS: Final = ("ES256", "RS256", "PS256", "EdDSA")
