@@ -239,6 +239,14 @@ async def test_login_consent_code_token_userinfo(
         "/oauth2/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"}
     )
     assert posted.status_code == 200 and posted.json()["sub"] == alice.id
+    [issued] = [e for e in events if e.type == "oauth.authorize"]
+    assert (issued.outcome, issued.subject, issued.client_id, issued.ip) == (
+        "success",
+        alice.id,
+        "spa",
+        "198.51.100.7",
+    )
+    assert issued.data == {"scope": SCOPE}
     given = [e for e in events if e.type == "consent.given"]
     assert [(e.outcome, e.subject, e.client_id, e.data["scope"]) for e in given] == [
         ("success", alice.id, "spa", "email offline_access openid orders:read profile")
@@ -294,7 +302,7 @@ async def test_a_post_request_is_kept_server_side(
 
 
 async def test_prompt_none_login_required_then_consent_required(
-    http: httpx.AsyncClient, runtime: Runtime, alice: User
+    http: httpx.AsyncClient, runtime: Runtime, alice: User, events: list[Event]
 ) -> None:
     refused = _callback(await _authorize(http, prompt="none"), runtime)
     assert (refused["error"], refused["state"]) == ("login_required", "st-1")
@@ -303,10 +311,15 @@ async def test_prompt_none_login_required_then_consent_required(
     await _login(http, location, "alice")  # signed in, never consented
     refused = _callback(await _authorize(http, prompt="none"), runtime)
     assert (refused["error"], refused["state"]) == ("consent_required", "st-1")
+    audited = [(e.outcome, e.reason, e.subject) for e in events if e.type == "oauth.authorize"]
+    assert audited == [
+        ("failure", "login_required", None),
+        ("failure", "consent_required", alice.id),
+    ]
 
 
 async def test_deny_sends_access_denied(
-    http: httpx.AsyncClient, runtime: Runtime, alice: User
+    http: httpx.AsyncClient, runtime: Runtime, alice: User, events: list[Event]
 ) -> None:
     location = await _next(http, await _login(http, await _authorize(http), "alice"))
     denied = _callback(await _consent(http, location, "deny"), runtime)
@@ -317,6 +330,12 @@ async def test_deny_sends_access_denied(
         "iss": runtime.settings.issuer_url,
     }
     assert await runtime.db.consents.list_for_user(alice.id) == ()
+    [audited] = [e for e in events if e.type == "oauth.authorize"]
+    assert (audited.outcome, audited.reason, audited.subject) == (
+        "failure",
+        "access_denied",
+        alice.id,
+    )
 
 
 async def test_a_kept_request_answers_once(
@@ -350,7 +369,7 @@ async def test_a_kept_request_answers_once(
     ],
 )
 async def test_an_untrusted_client_or_redirect_is_a_page_never_a_redirect(
-    http: httpx.AsyncClient, changes: dict[str, str | None], reason: str
+    http: httpx.AsyncClient, changes: dict[str, str | None], reason: str, events: list[Event]
 ) -> None:
     response = await http.get("/oauth2/authorize", params=_params(**changes))
     assert response.status_code == 400
@@ -358,6 +377,10 @@ async def test_an_untrusted_client_or_redirect_is_a_page_never_a_redirect(
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     text = html.unescape(response.text)
     assert "Invalid authorization request" in text and reason in text
+    [audited] = [e for e in events if e.type == "oauth.authorize"]
+    assert audited.outcome == "failure"
+    expected = {"nobody": "unknown_client", None: "client_id_missing"}
+    assert audited.reason == expected.get(changes.get("client_id", "spa"), "redirect_uri_mismatch")
 
 
 async def test_a_repeated_client_id_or_redirect_uri_is_a_page(http: httpx.AsyncClient) -> None:

@@ -20,6 +20,10 @@ the browser goes next and keeps what must survive the detour through the login:
   (:class:`ConsentMismatchError`).
 - A kept request answers once: it is deleted when the browser is sent back to the
   client (a code, ``access_denied``, any redirect error).
+- Every answer sent to the client is an ``oauth.authorize`` audit event: ``success``
+  with the user and the scope of the code, or ``failure`` with the error code as the
+  reason (``login_required``, ``access_denied``, ``invalid_request`` …); the endpoint
+  audits the error pages the same way.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Final
+from typing import Final, Literal
 from urllib.parse import urlencode
 
 import orjson
 
+from bastion.audit.events import Auditor, EventTypes
 from bastion.crypto.digests import random_token
 from bastion.errors import BastionError
 from bastion.interaction.consents import ConsentService
@@ -58,6 +63,7 @@ __all__ = [
     "PendingRequest",
     "PendingRequests",
     "UnknownPendingRequestError",
+    "Visitor",
 ]
 
 #: Where the login returns the browser to continue a kept request.
@@ -87,6 +93,18 @@ class ConsentMismatchError(BastionError):
     code = "consent_user_mismatch"
     status = 403
     title = "Consent belongs to another sign-in"
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who is asking, for the audit log: the browser's address, user agent, request id."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+
+_NOBODY: Final = Visitor()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +208,10 @@ class AuthorizationFlow:
         consents: ConsentService,
         codes: AuthorizationCodeService,
         pending: PendingRequests,
+        auditor: Auditor | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.auditor = auditor
         self.issuer = issuer
         self.find_client = find_client
         self.sessions = sessions
@@ -201,22 +221,27 @@ class AuthorizationFlow:
         self.clock = clock
 
     async def authorize(
-        self, parameters: AuthorizationParameters, session_token: str | None
+        self,
+        parameters: AuthorizationParameters,
+        session_token: str | None,
+        visitor: Visitor = _NOBODY,
     ) -> str:
         """A new authorization request (``GET|POST /oauth2/authorize``)."""
         fresh = PendingRequest(id="", parameters=parameters.values, requested_at=self.clock())
-        return await self._decide(fresh, session_token)
+        return await self._decide(fresh, session_token, visitor)
 
-    async def resume(self, request_id: str | None, session_token: str | None) -> str:
+    async def resume(
+        self, request_id: str | None, session_token: str | None, visitor: Visitor = _NOBODY
+    ) -> str:
         """Continue a kept request after the login.
 
         Raises:
             UnknownPendingRequestError: the kept request is unknown or expired.
         """
-        return await self._decide(await self.pending.get(request_id), session_token)
+        return await self._decide(await self.pending.get(request_id), session_token, visitor)
 
     async def consent_prompt(
-        self, request_id: str | None, session_token: str | None
+        self, request_id: str | None, session_token: str | None, visitor: Visitor = _NOBODY
     ) -> ConsentPrompt | str:
         """What the consent page shows for the kept request, or where the browser goes
         instead (the login, when the session is gone or another user signed in).
@@ -228,8 +253,8 @@ class AuthorizationFlow:
         active = await self.sessions.resolve(session_token)
         if active is None or active.user.id != pending.consent_user:
             # Decide again for whoever is signed in now (a login, or their consent page).
-            return await self._decide(pending, session_token)
-        validated = await self._validate(pending)
+            return await self._decide(pending, session_token, visitor)
+        validated = await self._validate(pending, visitor)
         if isinstance(validated, str):
             return validated
         return ConsentPrompt(
@@ -262,9 +287,7 @@ class AuthorizationFlow:
         session_token: str | None,
         *,
         allow: bool,
-        ip: str | None = None,
-        user_agent: str | None = None,
-        request_id_header: str | None = None,
+        visitor: Visitor = _NOBODY,
     ) -> str:
         """The user's answer on the consent page: remember it and issue the code (allow),
         or send ``access_denied`` to the client (deny).
@@ -282,26 +305,29 @@ class AuthorizationFlow:
                 "this consent page was shown to another user; go back to the application "
                 "and start again"
             )
-        validated = await self._validate(pending)
+        validated = await self._validate(pending, visitor)
         if isinstance(validated, str):
             return validated
         if not allow:
             await self.pending.delete(pending.id)
             denied = AccessDeniedError("the user denied the request", reason="consent_denied")
+            self._audit(visitor, validated.request, denied.code, subject=active.user.id)
             return validated.request.error(denied).location
         await self.consents.give(
             active.user.id,
             validated.client.client_id,
             validated.request.scope,
-            ip=ip,
-            user_agent=user_agent,
-            request_id=request_id_header,
+            ip=visitor.ip,
+            user_agent=visitor.user_agent,
+            request_id=visitor.request_id,
         )
-        return await self._decide(pending, session_token)
+        return await self._decide(pending, session_token, visitor)
 
     # -- steps ---------------------------------------------------------------------------
 
-    async def _validate(self, pending: PendingRequest) -> _Validated | str:
+    async def _validate(
+        self, pending: PendingRequest, visitor: Visitor = _NOBODY
+    ) -> _Validated | str:
         """The request re-validated, or the redirect of its error (the request answered)."""
         found: dict[str, Client] = {}
 
@@ -317,11 +343,14 @@ class AuthorizationFlow:
             )
         except AuthorizationRedirectError as error:
             await self.pending.delete(pending.id)
+            self._record(visitor, "failure", error.code, client_id=_client_id(pending))
             return error.location
         return _Validated(request, found[request.client_id])
 
-    async def _decide(self, pending: PendingRequest, session_token: str | None) -> str:
-        validated = await self._validate(pending)
+    async def _decide(
+        self, pending: PendingRequest, session_token: str | None, visitor: Visitor
+    ) -> str:
+        validated = await self._validate(pending, visitor)
         if isinstance(validated, str):
             return validated
         request, client = validated.request, validated.client
@@ -342,6 +371,7 @@ class AuthorizationFlow:
             )
         except InteractionRequiredError as error:
             await self.pending.delete(pending.id)
+            self._audit(visitor, request, error.code, subject=active.user.id if active else None)
             return request.error(error).location
         if needed is Interaction.LOGIN or active is None:
             return self._login_location(await self.pending.save(pending), request.login_hint)
@@ -349,7 +379,49 @@ class AuthorizationFlow:
             kept = await self.pending.save(replace(pending, consent_user=active.user.id))
             return f"{CONSENT_PATH}?{urlencode({'request': kept.id})}"
         await self.pending.delete(pending.id)
-        return request.success_location(await self._issue(request, client, active))
+        code = await self._issue(request, client, active)
+        self._audit(visitor, request, None, subject=active.user.id)
+        return request.success_location(code)
+
+    def _audit(
+        self,
+        visitor: Visitor,
+        request: AuthorizationRequest,
+        error: str | None,
+        *,
+        subject: str | None,
+    ) -> None:
+        self._record(
+            visitor,
+            "failure" if error else "success",
+            error,
+            client_id=request.client_id,
+            subject=subject,
+            data={"scope": " ".join(request.scope)},
+        )
+
+    def _record(
+        self,
+        visitor: Visitor,
+        outcome: Literal["success", "failure"],
+        reason: str | None,
+        *,
+        client_id: str | None,
+        subject: str | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> None:
+        if self.auditor is not None:
+            self.auditor.record(
+                EventTypes.AUTHORIZE,
+                outcome,
+                reason=reason,
+                request_id=visitor.request_id,
+                ip=visitor.ip,
+                user_agent=visitor.user_agent,
+                subject=subject,
+                client_id=client_id,
+                data=data,
+            )
 
     async def _issue(
         self, request: AuthorizationRequest, client: Client, active: ActiveSession
@@ -374,6 +446,11 @@ class AuthorizationFlow:
         if login_hint:
             query["login_hint"] = login_hint
         return f"/login?{urlencode(query)}"
+
+
+def _client_id(pending: PendingRequest) -> str | None:
+    found = pending.parameters.get("client_id", ())
+    return found[0][:255] if len(found) == 1 else None
 
 
 def _parameters(pending: PendingRequest) -> AuthorizationParameters:

@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from bastion.audit.events import EventTypes
 from bastion.errors import BastionError
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.body import read_bounded
@@ -51,6 +52,7 @@ from bastion.interaction.authorize import (
     ConsentPrompt,
     PendingRequests,
     UnknownPendingRequestError,
+    Visitor,
 )
 from bastion.interaction.consents import ConsentService, describe
 from bastion.protocol.rfc6749.authorization import AuthorizationPageError, AuthorizationParameters
@@ -91,6 +93,7 @@ class _Authorize:
             consents=ConsentService(runtime.db, runtime.refresh_tokens, runtime.auditor),
             codes=runtime.authorization_codes,
             pending=PendingRequests(runtime.shared),
+            auditor=runtime.auditor,
         )
 
     @functools.cached_property
@@ -118,15 +121,18 @@ class _Authorize:
             body,
             request.headers.get("content-type"),
         )
-        return see_other(await self.flow.authorize(parameters, _session(request)))
+        location = await self.flow.authorize(parameters, _session(request), _visitor(request))
+        return see_other(location)
 
     async def resume(self, request: Request) -> Response:
-        location = await self.flow.resume(request.query_params.get("request"), _session(request))
+        location = await self.flow.resume(
+            request.query_params.get("request"), _session(request), _visitor(request)
+        )
         return see_other(location)
 
     async def consent_page(self, request: Request) -> Response:
         prompt = await self.flow.consent_prompt(
-            request.query_params.get("request"), _session(request)
+            request.query_params.get("request"), _session(request), _visitor(request)
         )
         if isinstance(prompt, str):
             return see_other(prompt)
@@ -155,16 +161,26 @@ class _Authorize:
         decision = form.get("decision")
         if decision not in ("allow", "deny"):
             return message("Choose an answer", "Choose Allow or Deny.", 400, link=None)
-        agent = request.headers.get("user-agent")
         location = await self.flow.decide_consent(
             form.get("request"),
             _session(request),
             allow=decision == "allow",
-            ip=request_client_ip(request.scope),
-            user_agent=agent[:_MAX_USER_AGENT] if agent else None,
-            request_id_header=get_request_id(request.scope),
+            visitor=_visitor(request),
         )
         return see_other(location)
+
+    def audit_page_error(self, request: Request, error: AuthorizationPageError) -> None:
+        """An error page instead of a redirect: ``oauth.authorize`` failure, its reason."""
+        visitor = _visitor(request)
+        self.runtime.auditor.record(
+            EventTypes.AUTHORIZE,
+            "failure",
+            reason=error.reason,
+            request_id=visitor.request_id,
+            ip=visitor.ip,
+            user_agent=visitor.user_agent,
+            client_id=(request.query_params.get("client_id") or "")[:255] or None,
+        )
 
 
 def _sources(redirect_uri: str) -> tuple[str, ...]:
@@ -178,12 +194,21 @@ def authorization_views(runtime: ControlPlane) -> _Authorize:
     return _Authorize(runtime)
 
 
+def _visitor(request: Request) -> Visitor:
+    agent = request.headers.get("user-agent")
+    return Visitor(
+        ip=request_client_ip(request.scope),
+        user_agent=agent[:_MAX_USER_AGENT] if agent else None,
+        request_id=get_request_id(request.scope),
+    )
+
+
 def _session(request: Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
 def _rendering_flow_errors(
-    view: Callable[[Request], Awaitable[Response]],
+    view: Callable[[Request], Awaitable[Response]], views: _Authorize
 ) -> Callable[[Request], Awaitable[Response]]:
     """The flow's refusals as pages for the user: never a redirect to an unverified URI."""
 
@@ -192,6 +217,7 @@ def _rendering_flow_errors(
         try:
             return await view(request)
         except AuthorizationPageError as exc:
+            views.audit_page_error(request, exc)
             return message(
                 "Invalid authorization request",
                 f"The application sent an invalid request: {exc.error_description}.",
@@ -209,7 +235,7 @@ def authorize_routes(runtime: ControlPlane) -> list[Route]:
     views = _Authorize(runtime)
 
     def wrap(view: Callable[[Request], Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
-        return rendering_csrf_errors(_rendering_flow_errors(view))
+        return rendering_csrf_errors(_rendering_flow_errors(view, views))
 
     return [
         Route(AUTHORIZE_PATH, wrap(views.authorize), methods=["GET", "POST"]),
