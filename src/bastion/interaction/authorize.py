@@ -166,10 +166,10 @@ class PendingRequests:
             )
         return PendingRequest.from_json(request_id, raw)
 
-    async def delete(self, request_id: str) -> None:
-        """Forget the kept request (it has been answered)."""
-        if request_id:
-            await self.shared.delete(_PREFIX + request_id)
+    async def delete(self, request_id: str) -> bool:
+        """Forget the kept request (it has been answered); whether it was still kept — of
+        two answers racing for one request, exactly one sees ``True``."""
+        return bool(request_id) and await self.shared.delete(_PREFIX + request_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,7 +378,9 @@ class AuthorizationFlow:
         if needed is not None:  # consent (nothing else is asked of a user yet)
             kept = await self.pending.save(replace(pending, consent_user=active.user.id))
             return f"{CONSENT_PATH}?{urlencode({'request': kept.id})}"
-        await self.pending.delete(pending.id)
+        if pending.id and not await self.pending.delete(pending.id):
+            # Answered meanwhile (a second tab, a double click): one request, one code.
+            raise UnknownPendingRequestError("the sign-in request was already answered")
         code = await self._issue(request, client, active)
         self._audit(visitor, request, None, subject=active.user.id)
         return request.success_location(code)
