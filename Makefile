@@ -1,5 +1,5 @@
 # bastion developer commands. The README's quickstart uses exactly two of them:
-#   make demo   install bastion into .venv and start it with a demo upstream (https://127.0.0.1:8443)
+#   make demo   install bastion into .venv and start it with a demo upstream (https://localhost:8443)
 #   make test   install bastion + test tools into .venv and run the test suite
 # and for the inner loop of development:
 #   make test-fast   the suite without the tests marked `slow` (under 2 minutes)

@@ -573,9 +573,6 @@ def _token_endpoint(
                 admit=exchange_policy.admit,
             ),
         },
-        # Codes are redeemed here, but nothing issues them until the authorization
-        # endpoint exists: the metadata must not promise the code flow before then.
-        unadvertised=(authorization_code.GRANT_TYPE,),
     )
 
 

@@ -109,19 +109,19 @@ def test_private_key_jwt_and_public_clients(in_process: Path) -> None:
     )
     assert keyed["client_secret"] is None
     assert keyed["token_endpoint_auth_method"] == "private_key_jwt"
-    # A public client needs the authorization_code grant, which this version does not have.
-    public = invoke(
-        "create", "spa", "--type", "public", "--redirect-uri", "http://127.0.0.1:8080/cb", "--json"
+    # A public client gets the authorization_code grant (and refresh tokens with it).
+    public = ok(
+        "create",
+        "spa",
+        "--type",
+        "public",
+        "--redirect-uri",
+        "http://127.0.0.1:8080/cb",
+        cwd=tmp_path,
     )
-    assert public.exit_code == 1
-    assert json.loads(public.stdout) == {
-        "error": "invalid_client_metadata",
-        "detail": "--grant: authorization_code is not available in this version (the login "
-        "and consent flow it needs is not built yet); use one of client_credentials, "
-        "urn:ietf:params:oauth:grant-type:token-exchange",
-    }
+    assert public["grant_types"] == ["authorization_code", "refresh_token"]
     listed = ok("list", cwd=tmp_path)
-    assert [client["name"] for client in listed["items"]] == ["svc"]
+    assert sorted(client["name"] for client in listed["items"]) == ["spa", "svc"]
 
 
 def test_errors_are_one_line(tmp_path: Path) -> None:

@@ -162,3 +162,75 @@ def test_delete_asks_for_confirmation(in_process: Path) -> None:
     assert json.loads(refused.stdout)["detail"] == (
         "deleting a user cannot be undone: confirm with --yes"
     )
+
+
+def test_consents_and_revoke_consent(in_process: Path) -> None:
+    from datetime import UTC, datetime
+
+    from bastion.interaction.consents import ConsentService
+    from bastion.oauth.refresh_tokens import RefreshTokenService
+    from bastion.settings import load_settings
+    from bastion.storage import Client, Database
+
+    user_id = ok("create", "grace")["id"]
+    assert ok("consents", "grace") == {"items": []}
+
+    async def seed() -> str:
+        settings = load_settings()
+        db = await Database.connect(settings.storage_url)
+        try:
+            client = Client("spa", grant_types=("authorization_code", "refresh_token"))
+            await db.clients.create(client)
+            refresh = RefreshTokenService(db.refresh_tokens, settings.tokens)
+            consents = ConsentService(db, refresh)
+            at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+            await consents.give(user_id, "spa", ["openid", "email"], at=at)
+            issued = await refresh.issue_family(client, user_id, "openid email")
+            return issued.record.id
+        finally:
+            await db.close()
+
+    token_id = asyncio.run(seed())
+    assert ok("consents", "GRACE") == {
+        "items": [
+            {"client_id": "spa", "scope": "email openid", "created_at": "2026-12-07T12:00:00+00:00"}
+        ]
+    }
+    human = invoke("consents", "grace")
+    assert human.exit_code == 0 and "email openid" in human.stdout
+    revoked = ok("revoke-consent", "grace", "spa")
+    assert revoked["refresh_tokens_revoked"] == 1
+    assert [c["scope"] for c in revoked["revoked"]] == ["email openid"]
+    assert ok("consents", user_id) == {"items": []}
+    missing = invoke("revoke-consent", "grace", "spa", "--json")
+    assert missing.exit_code == 1
+    assert json.loads(missing.stdout) == {
+        "error": "not_found",
+        "detail": f"user {user_id!r} has no consent to client 'spa'",
+    }
+
+    async def after() -> tuple[bool, list[tuple[str, str | None, dict[str, Any]]]]:
+        db = await Database.connect(load_settings().storage_url)
+        try:
+            token = await db.refresh_tokens.get(token_id)
+            page = await db.audit.search(type="consent.revoked", limit=20)
+            rows = [(e.subject or "", e.client_id, dict(e.data)) for e in page.items]
+            return token.revoked_at is not None, rows
+        finally:
+            await db.close()
+
+    ended, rows = asyncio.run(after())
+    assert ended
+    [(subject, client_id, data)] = rows
+    assert (subject, client_id, data["action"], data["scopes"]) == (
+        user_id,
+        "spa",
+        "revoked",
+        ["email openid"],
+    )
+    assert data["actor"].startswith("cli")
+
+
+def test_users_help_lists_the_consent_commands() -> None:
+    result = invoke("--help")
+    assert "consents" in result.stdout and "revoke-consent" in result.stdout

@@ -333,7 +333,7 @@ async def test_method_not_allowed_lists_methods(env: Env) -> None:
 
 async def test_public_and_private_key_jwt_clients(env: Env) -> None:
     auth = env.auth()
-    # Public clients need the authorization_code grant, which this version does not have.
+    # Public clients get the authorization_code grant (and refresh tokens with it).
     public = await env.http.post(
         f"{API}/clients",
         headers=auth,
@@ -343,13 +343,8 @@ async def test_public_and_private_key_jwt_clients(env: Env) -> None:
             "redirect_uris": ["https://app.example.com/cb"],
         },
     )
-    doc = problem(public, 400, "invalid_client_metadata")
-    assert doc["field"] == "grant_types"
-    assert doc["detail"] == (
-        "grant_types: authorization_code is not available in this version (the login and "
-        "consent flow it needs is not built yet); use one of client_credentials, "
-        "urn:ietf:params:oauth:grant-type:token-exchange"
-    )
+    assert public.status_code == 201, public.text
+    assert public.json()["grant_types"] == ["authorization_code", "refresh_token"]
     refresh = await env.http.post(
         f"{API}/clients",
         headers=auth,

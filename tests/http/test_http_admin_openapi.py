@@ -63,7 +63,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
         if method in HTTP_METHODS
     }
     assert served == documented
-    assert len(served) == 28  # + GET/PUT/DELETE keys/{key_id}/limits, + 7 of /users
+    assert len(served) == 30  # + GET/PUT/DELETE keys/{key_id}/limits, + 9 of /users
 
 
 def test_structure() -> None:
@@ -107,7 +107,9 @@ def test_structure() -> None:
             assert "401" in op["responses"] and "403" in op["responses"]
             names = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert names == (
-                {"client_id"}
+                {"user_id", "client_id"}
+                if "{user_id}/consents/{client_id}" in path
+                else {"client_id"}
                 if "{client_id}" in path
                 else {"key_id"}
                 if "{key_id}" in path

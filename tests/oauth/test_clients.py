@@ -114,67 +114,52 @@ async def test_private_key_jwt_has_no_secret(service: ClientService, db: Databas
     assert await db.clients.list_secrets(keyed.client_id) == ()
 
 
-AVAILABLE = "use one of client_credentials, urn:ietf:params:oauth:grant-type:token-exchange"
+async def test_clients_may_register_the_authorization_code_grant(
+    service: ClientService, db: Database
+) -> None:
+    # A public client's default grants are authorization_code + refresh_token.
+    spa, secret = await service.create(
+        ClientSpec(name="SPA", client_type="public", redirect_uris=["http://127.0.0.1:8080/cb"])
+    )
+    assert secret is None
+    assert spa.grant_types == ("authorization_code", "refresh_token")
+    web, _ = await service.create(
+        ClientSpec(
+            name="web",
+            grant_types=["authorization_code"],
+            redirect_uris=["https://app.example.com/cb"],
+        )
+    )
+    assert web.grant_types == ("authorization_code",)
+    await db.clients.create(
+        Client(client_id="service", name="svc", grant_types=("client_credentials",))
+    )
+    added = await service.update(
+        "service",
+        grant_types=["client_credentials", "authorization_code"],
+        redirect_uris=["https://svc.example.com/cb"],
+    )
+    assert added.grant_types == ("client_credentials", "authorization_code")
 
 
-@pytest.mark.parametrize(
-    ("spec", "detail"),
-    [
-        (
-            # A public client's default grants are authorization_code + refresh_token.
-            ClientSpec(
-                name="SPA", client_type="public", redirect_uris=["http://127.0.0.1:8080/cb"]
-            ),
-            "grant_types: authorization_code is not available in this version (the login and "
-            f"consent flow it needs is not built yet); {AVAILABLE}",
-        ),
-        (
-            ClientSpec(
-                name="web",
-                grant_types=["authorization_code"],
-                redirect_uris=["https://app.example.com/cb"],
-            ),
-            "grant_types: authorization_code is not available in this version (the login and "
-            f"consent flow it needs is not built yet); {AVAILABLE}",
-        ),
-        (
-            ClientSpec(name="svc", grant_types=["client_credentials", "refresh_token"]),
-            "grant_types: refresh_token needs authorization_code: refresh tokens are issued "
-            "only by the authorization_code grant; allow both",
-        ),
-    ],
-)
-async def test_grants_this_version_cannot_serve_are_refused(
-    service: ClientService, db: Database, spec: ClientSpec, detail: str
+async def test_refresh_tokens_need_the_authorization_code_grant(
+    service: ClientService, db: Database
 ) -> None:
     with pytest.raises(ClientSpecError) as info:
-        await service.create(spec)
+        await service.create(
+            ClientSpec(name="svc", grant_types=["client_credentials", "refresh_token"])
+        )
     assert (info.value.code, info.value.status, info.value.field) == (
         "invalid_client_metadata",
         400,
         "grant_types",
     )
-    assert info.value.detail == detail
-    assert (await db.clients.list()).items == ()
-
-
-async def test_a_stored_client_keeps_an_unavailable_grant_but_cannot_add_one(
-    service: ClientService, db: Database
-) -> None:
-    # Registered before this version refused it (or written by another tool).
-    await db.clients.create(
-        Client(
-            client_id="legacy",
-            grant_types=("client_credentials", "authorization_code"),
-            redirect_uris=("https://app.example.com/cb",),
-        )
+    assert info.value.detail == (
+        "grant_types: refresh_token needs authorization_code: refresh tokens are issued "
+        "only by the authorization_code grant; allow both"
     )
-    renamed = await service.update("legacy", name="still here")
-    assert renamed.grant_types == ("client_credentials", "authorization_code")
-    # refresh_token goes with the authorization_code grant it holds.
-    refreshing = await service.update("legacy", grant_types=["authorization_code", "refresh_token"])
-    assert refreshing.grant_types == ("authorization_code", "refresh_token")
-    # One holding refresh_token without authorization_code keeps it too, and cannot add it anew.
+    assert (await db.clients.list()).items == ()
+    # One holding refresh_token without authorization_code keeps it, and cannot add it anew.
     await db.clients.create(
         Client(client_id="odd", grant_types=("client_credentials", "refresh_token"))
     )
@@ -182,15 +167,10 @@ async def test_a_stored_client_keeps_an_unavailable_grant_but_cannot_add_one(
         "client_credentials",
         "refresh_token",
     )
-    await db.clients.create(Client(client_id="service", grant_types=("client_credentials",)))
+    await db.clients.create(Client(client_id="svc2", grant_types=("client_credentials",)))
     with pytest.raises(ClientSpecError) as info:
-        await service.update("service", grant_types=["client_credentials", "refresh_token"])
+        await service.update("svc2", grant_types=["client_credentials", "refresh_token"])
     assert info.value.detail.startswith("grant_types: refresh_token needs authorization_code")
-    with pytest.raises(ClientSpecError) as info:
-        await service.update("service", grant_types=["client_credentials", "authorization_code"])
-    assert info.value.detail.startswith(
-        "grant_types: authorization_code is not available in this version"
-    )
 
 
 @pytest.mark.parametrize(

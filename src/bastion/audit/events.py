@@ -60,6 +60,9 @@ class EventTypes:
     CLIENT_AUTH = "auth.client"  # OAuth client authentication at the token endpoint
     SESSION_STARTED = "session.started"  # a browser session began (a login); data.amr
     SESSION_ENDED = "session.ended"  # reason: logout|idle|expired|user_disabled|…
+    AUTHORIZE = "oauth.authorize"  # success: a code issued | failure: reason = the error
+    CONSENT_GIVEN = "consent.given"  # a user allowed a client a scope set; data.scope
+    CONSENT_REVOKED = "consent.revoked"  # reason: who (admin, cli); data.scopes, refresh_tokens
     # tokens
     TOKEN_ISSUED = "token.issued"  # noqa: S105
     TOKEN_REFUSED = "token.refused"  # reason: the OAuth error code  # noqa: S105

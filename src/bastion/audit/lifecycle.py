@@ -29,6 +29,7 @@ __all__ = [
     "api_key_leaked",
     "cli_actor",
     "client_changed",
+    "consent_revoked",
     "signing_key_changed",
     "spec_fields",
     "user_changed",
@@ -194,4 +195,32 @@ def user_changed(
         request_id=request_id,
         ip=ip,
         data=_data(actor, action, user_id, fields),
+    )
+
+
+def consent_revoked(
+    actor: str,
+    user_id: str,
+    client_id: str,
+    scopes: Iterable[str],
+    refresh_tokens: int,
+    *,
+    request_id: str | None = None,
+    ip: str | None = None,
+) -> Event:
+    """A ``consent.revoked`` event: ``actor`` took back every consent of the user
+    (``subject``) to ``client_id``; ``refresh_tokens`` says how many tokens ended with it."""
+    return Event(
+        type=EventTypes.CONSENT_REVOKED,
+        outcome="success",
+        subject=user_id,
+        client_id=client_id,
+        request_id=request_id,
+        ip=ip,
+        data={
+            "action": "revoked",
+            "actor": actor,
+            "scopes": sorted(scopes),
+            "refresh_tokens": refresh_tokens,
+        },
     )

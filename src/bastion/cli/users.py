@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from bastion.users import UserOperations, UserStateChange
 
 users_app = typer.Typer(
-    help="User accounts and passwords: create, list, disable, reset, delete.",
+    help="User accounts and passwords: create, list, disable, reset, delete; the "
+    "applications they consented to (consents, revoke-consent).",
     no_args_is_help=True,
 )
 
@@ -223,3 +224,47 @@ common.delete_command(
     run=lambda ref, config: _on_user(ref, config, _delete),
     done=lambda user_id: f"[green]✓[/] user {user_id} deleted",
 )
+
+
+@users_app.command("consents")
+@handles_errors
+def consents(
+    user: str = UserArgument, config: Path | None = ConfigOption, as_json: bool = JsonOption
+) -> None:
+    """List the applications (OAuth clients) the user consented to, with the scopes."""
+    result = _on_user(user, config, lambda ops, user_id: ops.consents(user_id))
+
+    def table() -> Any:
+        from rich.table import Table
+
+        table = Table("client", "scope", "given")
+        for doc in result["items"]:
+            table.add_row(doc["client_id"], doc["scope"], doc["created_at"])
+        return table
+
+    def human() -> None:
+        if result["items"]:
+            console.print(table())
+        else:
+            console.print("no consents")
+
+    emit(result, as_json, human)
+
+
+@users_app.command("revoke-consent")
+@handles_errors
+def revoke_consent(
+    user: str = UserArgument,
+    client: str = typer.Argument(..., metavar="CLIENT", help="The client's id."),
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke the user's consent to a client; that client's refresh tokens for the user end
+    with it (and the access tokens they issued), and the next sign-in asks again."""
+    result = _on_user(user, config, lambda ops, user_id: ops.revoke_consent(user_id, client))
+
+    def human() -> None:
+        count = result["refresh_tokens_revoked"]
+        console.print(f"[green]✓[/] consent to {client} revoked ({count} refresh token(s) revoked)")
+
+    emit(result, as_json, human)

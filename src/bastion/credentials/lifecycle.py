@@ -18,6 +18,7 @@ from bastion.audit.events import Event
 from bastion.audit.lifecycle import (
     api_key_changed,
     client_changed,
+    consent_revoked,
     signing_key_changed,
     user_changed,
 )
@@ -64,6 +65,12 @@ class ChangeRecorder:
     def signing_key(self, action: str, kid: str, fields: Iterable[str] = ()) -> None:
         """A ``signing_key.changed`` event (rotated: a new key, ``kid`` its kid; retired)."""
         self._sink(signing_key_changed, self.actor, action, kid, fields)
+
+    def consent_revoked(
+        self, user_id: str, client_id: str, scopes: Iterable[str], refresh_tokens: int
+    ) -> None:
+        """A ``consent.revoked`` event: every consent of the user to the client taken back."""
+        self._sink(consent_revoked, self.actor, user_id, client_id, scopes, refresh_tokens)
 
     def user(self, action: str, user_id: str, fields: Iterable[str] = ()) -> None:
         """A ``user.changed`` event (created, disabled, enabled, password_reset, deleted)."""

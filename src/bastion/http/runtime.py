@@ -23,6 +23,7 @@ from bastion.audit.events import Auditor
 from bastion.crypto import Keyring
 from bastion.gateway.control import GatewayControl
 from bastion.interaction import SessionManager
+from bastion.oauth.authorization_codes import AuthorizationCodeService
 from bastion.oauth.clients import ClientService
 from bastion.oauth.refresh_tokens import RefreshTokenService
 from bastion.oauth.signing_keys import SigningKeyManager
@@ -102,6 +103,8 @@ class ControlPlane(AdminPlane, Protocol):
     def token_endpoint(self) -> TokenEndpoint: ...
     @property
     def refresh_tokens(self) -> RefreshTokenService: ...
+    @property
+    def authorization_codes(self) -> AuthorizationCodeService: ...
     @property
     def client_throttle(self) -> LoginThrottle | None: ...
     @property

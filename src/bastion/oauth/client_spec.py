@@ -63,9 +63,7 @@ GRANT_TYPES: Final[tuple[str, ...]] = (
 #: Grant types a client could name but this version cannot serve yet, and why. A client
 #: allowed only these would be refused at the token endpoint forever, so creating one
 #: (or adding one of them to a client) is refused with this reason instead.
-UNAVAILABLE_GRANT_TYPES: Final[Mapping[str, str]] = {
-    "authorization_code": "the login and consent flow it needs is not built yet",
-}
+UNAVAILABLE_GRANT_TYPES: Final[Mapping[str, str]] = {}
 #: Grant types a client may be allowed only together with another: refresh tokens are
 #: issued only by the authorization_code grant.
 REQUIRED_WITH: Final[Mapping[str, str]] = {"refresh_token": "authorization_code"}

@@ -290,6 +290,15 @@ class RefreshTokenService:
         await self._apply_locally(tokens)
         return len(tokens)
 
+    async def revoke_user_client(self, user_id: str, client_id: str) -> int:
+        """Revoke every family of the user at one client (and their access tokens); how
+        many tokens (a revoked consent)."""
+        tokens = await self.store.end_families(
+            _at(self.clock()), user_id=user_id, client_id=client_id, announce=self._announce
+        )
+        await self._apply_locally(tokens)
+        return len(tokens)
+
     async def revoke(self, presented: str, client: Client) -> RefreshToken | None:
         """RFC 7009 for a refresh token: revoke the family of ``presented`` if it is
         ``client``'s; the stored token, or ``None`` when it is not one (nothing done).

@@ -22,11 +22,13 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 from bastion.credentials.lifecycle import ChangeRecorder
+from bastion.interaction.consents import ConsentService
 from bastion.oauth.refresh_tokens import RefreshTokenService
+from bastion.storage.errors import NotFoundError
 from bastion.storage.models import User
 from bastion.users.service import UserService
 from bastion.users.spec import UserSpec
-from bastion.users.views import user_view
+from bastion.users.views import consent_view, user_view
 
 __all__ = ["STATE_CHANGES", "UserOperations", "UserStateChange"]
 
@@ -116,6 +118,35 @@ class UserOperations:
         await self.refresh_tokens.revoke_user(user_id)
         revoked = await self.service.delete(user_id)
         self.recorder.user("deleted", user_id, ["api_keys"] if revoked else ())
+
+    @property
+    def consent_service(self) -> ConsentService:
+        """The consents of the same store (revocations end refresh tokens through ours)."""
+        return ConsentService(self.service.db, self.refresh_tokens)
+
+    async def consents(self, user_id: str) -> dict[str, Any]:
+        """The user's consents: ``{"items": [{"client_id", "scope", "created_at"} …]}``."""
+        user = await self.service.get(user_id)
+        return {
+            "items": [consent_view(c) for c in await self.consent_service.list_for_user(user.id)]
+        }
+
+    async def revoke_consent(self, user_id: str, client_id: str) -> dict[str, Any]:
+        """Take back every consent of the user to ``client_id``, with that client's refresh
+        tokens for the user: ``{"revoked": [consent …], "refresh_tokens_revoked": n}``.
+
+        Raises ``NotFoundError`` when the user is unknown or has no consent to the client.
+        """
+        user = await self.service.get(user_id)
+        revoked = await self.consent_service.revoke(user.id, client_id)
+        if not revoked.consents:
+            raise NotFoundError(f"user {user.id!r} has no consent to client {client_id!r}")
+        scopes = [c.scope for c in revoked.consents]
+        self.recorder.consent_revoked(user.id, client_id, scopes, revoked.refresh_tokens)
+        return {
+            "revoked": [consent_view(c) for c in revoked.consents],
+            "refresh_tokens_revoked": revoked.refresh_tokens,
+        }
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user these credentials belong to (see :meth:`UserService.authenticate`).

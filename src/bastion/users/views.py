@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Any, Final
 
 from bastion.storage.models import User
+from bastion.storage.sql.repositories import Consent
 
-__all__ = ["user_view"]
+__all__ = ["consent_view", "user_view"]
 
 
 #: Members shown as they are stored, and the moments shown in ISO 8601.
@@ -29,3 +30,12 @@ def user_view(user: User) -> dict[str, Any]:
     doc["has_password"] = user.password_hash is not None
     doc.update({name: _iso(getattr(user, name)) for name in _MOMENTS})
     return doc
+
+
+def consent_view(consent: Consent) -> dict[str, Any]:
+    """The JSON document of a consent: the client, the scope set, when it was given."""
+    return {
+        "client_id": consent.client_id,
+        "scope": consent.scope,
+        "created_at": consent.created_at.isoformat(),
+    }

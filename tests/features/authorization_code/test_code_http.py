@@ -1,7 +1,7 @@
 """End to end: an authorization code redeemed by Authlib's client against ``bastion serve``.
 
 The code is seeded through the service on the server's database (the authorization
-endpoint that will issue codes is not built yet); Authlib's client — code nobody here
+endpoint's own flow is tested in ``tests/features/oidc/``); Authlib's client — code nobody here
 wrote — redeems it over HTTPS as a public client with its PKCE verifier. The ID token is
 verified with joserfc against the JWKS bastion publishes. Replaying the code is
 ``400 invalid_grant`` and revokes what it issued: the refresh token, and the access token
@@ -103,7 +103,7 @@ def _verified_id_token(http: httpx.Client, id_token: str) -> dict[str, Any]:
     jwks = http.get("/oauth2/jwks.json").json()
     token = jwt.decode(id_token, KeySet.import_key_set(jwks), algorithms=["ES256"])
     assert token.header["typ"] == "JWT"
-    assert "authorization_code" not in metadata["grant_types_supported"]
+    assert "authorization_code" in metadata["grant_types_supported"]
     claims: dict[str, Any] = token.claims
     assert claims["iss"] == metadata["issuer"]
     return claims

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -23,22 +22,9 @@ import httpx
 import pytest
 
 from _support import BastionProcess, run_cli
+from _support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 PASSWORD = "violet staple orbit 42"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(
-    os.environ.get("BASTION_TEST_ARTIFACTS", Path(__file__).parents[3] / "test-artifacts")
-)
 _TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 
 
@@ -151,10 +137,7 @@ def test_an_idle_session_ends(server: BastionProcess) -> None:
 def test_chromium_signs_in_through_the_form(server: BastionProcess) -> None:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():  # skipped outside CI, a failure under CI=true
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()
     shots = ARTIFACTS / "login"
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:

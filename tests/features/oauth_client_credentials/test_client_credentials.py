@@ -78,8 +78,11 @@ def test_metadata_lists_the_endpoints(server: BastionProcess, metadata: dict[str
     assert metadata["grant_types_supported"] == [
         "client_credentials",
         "refresh_token",
+        "authorization_code",
         "urn:ietf:params:oauth:grant-type:token-exchange",
     ]
+    assert metadata["authorization_endpoint"] == issuer + "/oauth2/authorize"
+    assert metadata["response_types_supported"] == ["code"]
     assert "private_key_jwt" in metadata["token_endpoint_auth_methods_supported"]
     jwks = httpx.get(server.url + "/oauth2/jwks.json", verify=False)
     assert jwks.headers["cache-control"] == "public, max-age=300"

@@ -43,10 +43,10 @@ from bastion.http.endpoints.pages import (
     Form,
     View,
     cookie,
-    message_page,
+    message,
     page,
     read_form,
-    rendering_errors,
+    rendering_csrf_errors,
     see_other,
 )
 from bastion.http.middleware import get_request_id
@@ -119,7 +119,7 @@ class _Account(BrowserViews):
         error: str | None = None,
         done: str | None = None,
     ) -> Response:
-        csrf_token, set_cookie = self.guard.token(request)
+        csrf_token, set_cookie = self.forms.token(request)
         keys_settings = self.runtime.settings.users.self_service_keys
         html = render(
             "account.html",
@@ -150,7 +150,7 @@ class _Account(BrowserViews):
             if active is None:
                 return _to_login()
             form = await read_form(request)
-            self.guard.check(request, form)
+            self.forms.check(request, form)
             response: Response = await handle(request, active, form)
             return response
 
@@ -173,7 +173,7 @@ class _Account(BrowserViews):
                 await throttle.check(account, ip)
             except LoginThrottledError as exc:
                 text = f"Too many failed attempts. Try again in {exc.retry_after} seconds."
-                return message_page(
+                return message(
                     "Too many attempts",
                     text,
                     429,
@@ -201,7 +201,7 @@ class _Account(BrowserViews):
             user_agent=agent[:_MAX_USER_AGENT] if agent else None,
             replaces=request.cookies.get(SESSION_COOKIE),
         )
-        cookies = (cookie(SESSION_COOKIE, started.token), self.guard.new_cookie())
+        cookies = (cookie(SESSION_COOKIE, started.token), self.forms.new_cookie())
         return see_other(f"{ACCOUNT_PATH}?done=password", cookies=cookies)
 
     async def end_session(self, request: Request, active: ActiveSession, form: Form) -> Response:
@@ -285,9 +285,9 @@ def account_routes(runtime: ControlPlane) -> list[Route]:
         "/account/keys/revoke": views.revoke_key,
     }
     return [
-        Route(ACCOUNT_PATH, rendering_errors(views.show), methods=["GET"]),
+        Route(ACCOUNT_PATH, rendering_csrf_errors(views.show), methods=["GET"]),
         *(
-            Route(path, rendering_errors(views._post(handle)), methods=["POST"])
+            Route(path, rendering_csrf_errors(views._post(handle)), methods=["POST"])
             for path, handle in posts.items()
         ),
     ]

@@ -14,8 +14,9 @@ POST     /logout                       CSRF check, ends the session, 303 to ``/l
 GET      /login/static/bastion.css     the pages' stylesheet
 =======  ============================  ===================================================
 
-A refused CSRF token is a 403 page; every page has :mod:`.pages`' strict headers. Every
-attempt is an ``auth.login`` audit event — ``failure`` with the reason
+A refused CSRF token is a 403 page. Every page is ``Cache-Control: no-store`` with a
+strict CSP (no script at all, styles only from bastion, forms only to bastion, never
+framed). Every attempt is an ``auth.login`` audit event — ``failure`` with the reason
 (``unknown_user``, ``bad_password``, ``disabled``, ``no_password``, ``throttled_<lock>``)
 and the typed username as ``subject``, which the brute-force and credential-stuffing
 detectors count — or ``success`` with the user's id. The session itself is
@@ -35,22 +36,25 @@ from starlette.routing import Route
 from bastion.audit.events import EventTypes
 from bastion.credentials.lifecycle import ChangeRecorder
 from bastion.gateway.forwarded import request_client_ip
+from bastion.http.endpoints.authorize import authorization_views
 from bastion.http.endpoints.pages import (
+    CONTENT_SECURITY_POLICY,
     STYLESHEET_PATH,
     BrowserViews,
     Form,
     cookie,
     expired_cookie,
-    message_page,
+    message,
     page,
     read_form,
-    rendering_errors,
+    rendering_csrf_errors,
     see_other,
     stylesheet_view,
 )
 from bastion.http.middleware import get_request_id
 from bastion.http.runtime import ControlPlane
 from bastion.interaction import (
+    CSRF_COOKIE,
     DEFAULT_RETURN_TO,
     SESSION_COOKIE,
     EndReason,
@@ -62,12 +66,13 @@ from bastion.storage.models import normalize_username
 from bastion.ui import render
 from bastion.users import InvalidCredentialsError, UserOperations, UserService
 
-__all__ = ["LOGIN_FAILED", "login_routes"]
+__all__ = ["CONTENT_SECURITY_POLICY", "LOGIN_FAILED", "login_routes"]
 
 #: The one message for every refused login: never which of the two was wrong.
 LOGIN_FAILED: Final = "The username or password is not correct."
 _MISSING: Final = "Enter your username and password."
 _MAX_USER_AGENT: Final = 256
+_MAX_USERNAME: Final = 255
 
 
 def _return_to(value: str | None) -> str:
@@ -82,6 +87,10 @@ def _return_to(value: str | None) -> str:
 
 class _Login(BrowserViews):
     """The views, over the runtime's sessions, throttle, users and master key."""
+
+    def __init__(self, runtime: ControlPlane) -> None:
+        super().__init__(runtime)
+        self.authorization = authorization_views(runtime)
 
     @functools.cached_property
     def throttle(self) -> LoginThrottle | None:
@@ -99,8 +108,11 @@ class _Login(BrowserViews):
 
     # -- shared steps -----------------------------------------------------------------
 
+    def _csrf_cookie(self, request: Request) -> tuple[str, tuple[str, ...]]:
+        return self.forms.csrf_cookie(request)
+
     def _check_csrf(self, request: Request, form: Form) -> None:
-        self.guard.check(request, form)
+        self.forms.check(request, form)
 
     def _audit_login(
         self, request: Request, outcome: str, *, subject: str, reason: str | None = None
@@ -116,7 +128,7 @@ class _Login(BrowserViews):
             subject=subject,
         )
 
-    def _form_page(
+    async def _form_page(
         self,
         request: Request,
         *,
@@ -126,20 +138,28 @@ class _Login(BrowserViews):
         username: str = "",
         cookies: tuple[str, ...] = (),
     ) -> Response:
-        csrf_token, set_cookie = self.guard.token(request)
+        cookie, set_cookie = self._csrf_cookie(request)
         html = render(
             "login.html",
-            csrf_token=csrf_token,
+            csrf_token=self.csrf.token_for(cookie),
             return_to=return_to,
             error=error,
             username=username,
         )
-        return page(html, status, cookies=(*cookies, *set_cookie))
+        # The redirects after this form may end at an OAuth client: form-action must allow it.
+        targets = await self.authorization.form_targets(return_to)
+        return page(html, status, cookies=(*cookies, *set_cookie), form_targets=targets)
 
     # -- views -------------------------------------------------------------------------
 
     async def login_form(self, request: Request) -> Response:
-        return self._form_page(request, return_to=_return_to(request.query_params.get("return_to")))
+        # login_hint: the authorization request's (OIDC Core 3.1.2.1), prefilled, never trusted.
+        hint = request.query_params.get("login_hint", "")[:_MAX_USERNAME]
+        return await self._form_page(
+            request,
+            return_to=_return_to(request.query_params.get("return_to")),
+            username=hint if hint.isprintable() else "",
+        )
 
     async def login(self, request: Request) -> Response:
         form = await read_form(request)
@@ -147,11 +167,15 @@ class _Login(BrowserViews):
         return_to = _return_to(form.get("return_to"))
         username, password = form.get("username"), form.get("password")
         if not username or not password:
-            return self._form_page(
-                request, return_to=return_to, status=422, error=_MISSING, username=username[:255]
+            return await self._form_page(
+                request,
+                return_to=return_to,
+                status=422,
+                error=_MISSING,
+                username=username[:_MAX_USERNAME],
             )
         ip = request_client_ip(request.scope)
-        account = normalize_username(username[:255])
+        account = normalize_username(username[:_MAX_USERNAME])
         if self.throttle is not None:
             try:
                 await self.throttle.check(account, ip)
@@ -166,12 +190,12 @@ class _Login(BrowserViews):
             if self.throttle is not None:
                 await self.throttle.failed(account, ip)
             self._audit_login(request, "failure", subject=account, reason=exc.reason)
-            return self._form_page(
+            return await self._form_page(
                 request,
                 return_to=return_to,
                 status=422,
                 error=LOGIN_FAILED,
-                username=username[:255],
+                username=username[:_MAX_USERNAME],
             )
         if self.throttle is not None:
             await self.throttle.succeeded(account, ip)
@@ -186,19 +210,22 @@ class _Login(BrowserViews):
         self._audit_login(request, "success", subject=user.id)
         # Both ids change at login: the session's, and the CSRF cookie's (tokens of the
         # anonymous form are not carried into the signed-in pages).
-        cookies = (cookie(SESSION_COOKIE, started.token), self.guard.new_cookie())
+        cookies = (
+            cookie(SESSION_COOKIE, started.token),
+            cookie(CSRF_COOKIE, self.csrf.new_cookie()),
+        )
         return see_other(return_to, cookies=cookies)
 
     def _throttled(self, exc: LoginThrottledError) -> Response:
-        message = f"Too many failed sign-in attempts. Try again in {exc.retry_after} seconds."
-        return message_page("Too many attempts", message, 429, retry_after=exc.retry_after)
+        text = f"Too many failed sign-in attempts. Try again in {exc.retry_after} seconds."
+        return message("Too many attempts", text, 429, retry_after=exc.retry_after)
 
     async def logout_form(self, request: Request) -> Response:
         active = await self.signed_in(request)
-        csrf_token, set_cookie = self.guard.token(request)
+        cookie, set_cookie = self._csrf_cookie(request)
         html = render(
             "logout.html",
-            csrf_token=csrf_token,
+            csrf_token=self.csrf.token_for(cookie),
             username=active.user.username if active else None,
         )
         return page(html, cookies=set_cookie)
@@ -216,9 +243,9 @@ def login_routes(runtime: ControlPlane) -> list[Route]:
     """The login and logout routes for ``runtime`` (components looked up on use)."""
     views = _Login(runtime)
     return [
-        Route("/login", rendering_errors(views.login_form), methods=["GET"]),
-        Route("/login", rendering_errors(views.login), methods=["POST"]),
+        Route("/login", rendering_csrf_errors(views.login_form), methods=["GET"]),
+        Route("/login", rendering_csrf_errors(views.login), methods=["POST"]),
         Route(STYLESHEET_PATH, stylesheet_view, methods=["GET"]),
-        Route("/logout", rendering_errors(views.logout_form), methods=["GET"]),
-        Route("/logout", rendering_errors(views.logout), methods=["POST"]),
+        Route("/logout", rendering_csrf_errors(views.logout_form), methods=["GET"]),
+        Route("/logout", rendering_csrf_errors(views.logout), methods=["POST"]),
     ]

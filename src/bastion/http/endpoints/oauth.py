@@ -42,6 +42,7 @@ from bastion.errors import BastionError
 from bastion.gateway.forwarded import request_client_ip
 from bastion.http.body import read_bounded
 from bastion.http.endpoints.oauth_audit import OAuthAudit
+from bastion.http.endpoints.oidc import metadata_documents
 from bastion.http.runtime import ControlPlane
 from bastion.protocol.rfc6749.client_auth import (
     ALL_AUTH_METHODS,
@@ -55,7 +56,6 @@ from bastion.protocol.rfc6749.requests import OAuthRequest
 from bastion.protocol.rfc6749.token_endpoint import token_response
 from bastion.protocol.rfc7009 import revoke
 from bastion.protocol.rfc7662 import introspect
-from bastion.protocol.rfc8414 import authorization_server_metadata
 from bastion.ratelimit.login import LoginThrottledError
 from bastion.storage.errors import SharedStateUnavailableError
 from bastion.storage.models import Client
@@ -199,18 +199,6 @@ class OAuthEndpoints:
         self._clients = ClientAuthenticator(runtime, self._audit)
         settings = runtime.settings
         self._jwks_cache = f"public, max-age={int(settings.signing_keys.jwks_max_age)}"
-        self._metadata = authorization_server_metadata(
-            settings.issuer_url,
-            endpoints={
-                "token_endpoint": TOKEN_PATH,
-                "jwks_uri": JWKS_PATH,
-                "introspection_endpoint": INTROSPECTION_PATH,
-                "revocation_endpoint": REVOCATION_PATH,
-            },
-            grant_types=runtime.token_endpoint.grant_types,
-            auth_methods=ALL_AUTH_METHODS,
-            signing_algs=("ES256", "RS256", "PS256", "EdDSA"),
-        )
 
     async def token(self, request: Request) -> Response:
         """``POST /oauth2/token``: the grant table's answer, audited."""
@@ -281,7 +269,7 @@ class OAuthEndpoints:
 
     async def metadata(self, _: Request) -> Response:
         """``GET /.well-known/oauth-authorization-server`` (RFC 8414)."""
-        return _json(self._metadata, cache="public, max-age=300")
+        return _json(metadata_documents(self._runtime)[0], cache="public, max-age=300")
 
 
 def oauth_routes(runtime: ControlPlane) -> list[BaseRoute]:

@@ -1,22 +1,21 @@
-"""What every server-rendered page of bastion shares: headers, cookies, forms, CSRF, errors.
+"""What every server-rendered page of bastion shares: headers, redirects, forms, CSRF.
 
-The login (``login.py``), the account page (``account.py``) and the OpenID Connect
-interaction pages render HTML with :func:`page`: ``Cache-Control: no-store``, a strict
-CSP (no script at all, styles only from bastion, forms only to bastion, never framed),
-``Referrer-Policy: no-referrer`` and ``nosniff``. A form is read by :func:`read_form`
-(bounded size and field count, UTF-8) and checked by :class:`FormGuard` (the signed
-double-submit CSRF token of :mod:`bastion.interaction.csrf`); a refused token is a 403
-page (:func:`rendering_errors`), never problem+json. Every cookie is
-``Path=/; Secure; HttpOnly; SameSite=Lax`` (:func:`cookie`).
+Every page is ``Cache-Control: no-store`` with a strict CSP (no script at all, styles
+only from bastion, forms only to bastion, never framed), ``Referrer-Policy:
+no-referrer`` and ``nosniff``; a redirect after a POST is a 303. The login
+(:mod:`.login`), the account page (:mod:`.account`) and the authorization endpoint with
+its consent page (:mod:`.authorize`) are built from these; :class:`BrowserViews` is what
+their views start from (the runtime, its sessions, the CSRF tokens of the forms).
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -40,14 +39,16 @@ __all__ = [
     "STYLESHEET_PATH",
     "BrowserViews",
     "Form",
-    "FormGuard",
+    "Forms",
     "View",
+    "content_security_policy",
     "cookie",
     "expired_cookie",
-    "message_page",
+    "form_action_source",
+    "message",
     "page",
     "read_form",
-    "rendering_errors",
+    "rendering_csrf_errors",
     "see_other",
     "stylesheet_view",
 ]
@@ -57,14 +58,41 @@ CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; style-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+#: A CSP host-source, as bastion writes one: scheme, host (name, IPv4 or [IPv6]), port.
+_HOST_SOURCE: Final = re.compile(r"https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?")
+_SCHEME_SOURCE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 #: Where the pages' one stylesheet is served.
 STYLESHEET_PATH: Final = "/login/static/bastion.css"
-_COOKIE_ATTRIBUTES: Final = "Path=/; Secure; HttpOnly; SameSite=Lax"
-# A username, a password (≤ 4096 characters) and two tokens; no form of ours is bigger.
 _MAX_FORM: Final = 16 * 1024
-_MAX_FIELDS: Final = 10
+#: A view of the pages: a request in, a response out.
+View = Callable[[Request], Awaitable[Response]]  # a username, a password (≤ 4096) and two tokens
+_COOKIE_ATTRIBUTES: Final = "Path=/; Secure; HttpOnly; SameSite=Lax"
 
-View = Callable[[Request], Awaitable[Response]]
+
+def form_action_source(redirect_uri: str) -> str | None:
+    """The CSP source that lets a form of bastion's end in a redirect to ``redirect_uri``
+    (a validated, registered one): its origin, or its scheme for a private-use scheme.
+
+    Browsers check ``form-action`` on every redirect that follows a form submission, so
+    the login and consent pages of an authorization request must name the client's
+    redirect URI, or the browser stops at the last hop. ``None`` when the URI cannot be
+    written as a source (nothing is added; the browser then stops).
+    """
+    parts = urlsplit(redirect_uri)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        source = f"{scheme}://{parts.netloc}"
+        return source if _HOST_SOURCE.fullmatch(source) else None
+    return f"{scheme}:" if _SCHEME_SOURCE.fullmatch(f"{scheme}:") else None
+
+
+def content_security_policy(form_targets: tuple[str, ...] = ()) -> str:
+    """The pages' policy, with ``form_targets`` (CSP sources) beside ``'self'`` in
+    ``form-action``."""
+    if not form_targets:
+        return CONTENT_SECURITY_POLICY
+    extra = " ".join(form_targets)
+    return CONTENT_SECURITY_POLICY.replace("form-action 'self'", f"form-action 'self' {extra}")
 
 
 @dataclass
@@ -78,98 +106,103 @@ class Form:
 
 
 def cookie(name: str, value: str) -> str:
-    """A ``Set-Cookie`` value for a cookie of bastion's pages."""
+    """A ``Set-Cookie`` value with the ``__Host-`` attributes."""
     return f"{name}={value}; {_COOKIE_ATTRIBUTES}"
 
 
 def expired_cookie(name: str) -> str:
-    """A ``Set-Cookie`` value that removes the cookie ``name``."""
+    """A ``Set-Cookie`` value that removes ``name``."""
     return f"{name}=; Max-Age=0; {_COOKIE_ATTRIBUTES}"
 
 
 def page(
-    body: str, status: int = 200, *, cookies: tuple[str, ...] = (), **headers: str
+    body: str,
+    status: int = 200,
+    *,
+    cookies: tuple[str, ...] = (),
+    form_targets: tuple[str, ...] = (),
+    **headers: str,
 ) -> Response:
-    """An HTML page with the strict headers; ``headers`` by name (``retry_after=…``)."""
+    """An HTML page with the pages' headers (``headers``: ``retry_after`` → ``retry-after``;
+    ``form_targets``: CSP sources its forms may end up at, see :func:`form_action_source`)."""
     response = Response(body, status_code=status, media_type="text/html; charset=utf-8")
     response.headers["cache-control"] = "no-store"
-    response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+    response.headers["content-security-policy"] = content_security_policy(form_targets)
     response.headers["referrer-policy"] = "no-referrer"
     response.headers["x-content-type-options"] = "nosniff"
     for name, value in headers.items():
         response.headers[name.replace("_", "-")] = value
-    for value in cookies:
-        response.headers.append("set-cookie", value)
+    for set_cookie in cookies:
+        response.headers.append("set-cookie", set_cookie)
     return response
 
 
 def see_other(location: str, *, cookies: tuple[str, ...] = ()) -> Response:
-    """The 303 after a POST (or to a login), with the pages' headers."""
+    """A 303 to ``location`` with the pages' headers."""
     response = page("", 303, cookies=cookies, location=location)
     del response.headers["content-type"]
     return response
 
 
-def message_page(
+def message(
     title: str,
-    message: str,
+    text: str,
     status: int,
     *,
     retry_after: int | None = None,
-    link: str = "/login",
+    link: str | None = "/login",
     link_text: str = "Sign in",
 ) -> Response:
-    """A page that only says something (an error, a refusal), with one link on."""
-    html = render("message.html", title=title, message=message, link=link, link_text=link_text)
+    """A page with one message (an error or a notice)."""
+    html = render("message.html", title=title, message=text, link=link, link_text=link_text)
     if retry_after is None:
         return page(html, status)
     return page(html, status, retry_after=str(retry_after))
 
 
 async def read_form(request: Request) -> Form:
-    """The posted form (at most 16 KiB and 10 fields; anything else reads as empty, so its
-    CSRF check fails)."""
+    """The posted form (at most 16 KiB, else 413); unreadable: an empty form (the CSRF
+    check then fails)."""
     body = await read_bounded(request, _MAX_FORM, PayloadTooLargeError)
     try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=_MAX_FIELDS)
-    except ValueError:  # not UTF-8, or more fields than any form of ours
+        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
+    except ValueError:  # not UTF-8, or more fields than any form of ours: the CSRF check fails
         return Form({})
     return Form({name: values[-1] for name, values in parsed.items()})
 
 
-class FormGuard:
-    """The CSRF cookie of a browser and the token its forms carry."""
+class Forms:
+    """The CSRF cookie and tokens of the pages' forms, under one key."""
 
-    def __init__(self, tokens: CsrfTokens) -> None:
-        self.tokens = tokens
+    def __init__(self, csrf: CsrfTokens) -> None:
+        self.csrf = csrf
 
-    def cookie(self, request: Request) -> tuple[str, tuple[str, ...]]:
+    def csrf_cookie(self, request: Request) -> tuple[str, tuple[str, ...]]:
         """The browser's CSRF cookie value, and the Set-Cookie that gives it one if it has none."""
         existing = request.cookies.get(CSRF_COOKIE)
         if existing and len(existing) <= 64:
             return existing, ()
-        fresh = self.tokens.new_cookie()
+        fresh = self.csrf.new_cookie()
         return fresh, (cookie(CSRF_COOKIE, fresh),)
 
     def token(self, request: Request) -> tuple[str, tuple[str, ...]]:
         """The token for this browser's forms, and the Set-Cookie its CSRF cookie needs."""
-        value, set_cookie = self.cookie(request)
-        return self.tokens.token_for(value), set_cookie
+        value, set_cookie = self.csrf_cookie(request)
+        return self.csrf.token_for(value), set_cookie
 
     def new_cookie(self) -> str:
-        """A ``Set-Cookie`` with a fresh CSRF cookie (at login: a new id for new forms)."""
-        return cookie(CSRF_COOKIE, self.tokens.new_cookie())
+        """A ``Set-Cookie`` with a fresh CSRF cookie (at login: a new id for the new pages)."""
+        return cookie(CSRF_COOKIE, self.csrf.new_cookie())
 
     def check(self, request: Request, form: Form) -> None:
-        """Return when the form's token belongs to the browser's cookie; else raise
-        ``CsrfError`` (403)."""
-        self.tokens.verify(request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD) or None)
+        """Return when the form's token belongs to the browser's cookie; raises ``CsrfError``."""
+        self.csrf.verify(request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD) or None)
 
 
 class BrowserViews:
     """What the views of a group of pages start from: the runtime, its browser sessions and
-    the CSRF guard of its forms (looked up when first used: the runtime's stores may open
-    after the routes are made)."""
+    the CSRF tokens of their forms (looked up when first used: the runtime's stores may
+    open after the routes are made)."""
 
     def __init__(self, runtime: ControlPlane) -> None:
         self.runtime = runtime
@@ -182,15 +215,19 @@ class BrowserViews:
         return sessions
 
     @functools.cached_property
-    def guard(self) -> FormGuard:
-        return FormGuard(CsrfTokens.from_keyring(self.runtime.keyring))
+    def csrf(self) -> CsrfTokens:
+        return CsrfTokens.from_keyring(self.runtime.keyring)
+
+    @functools.cached_property
+    def forms(self) -> Forms:
+        return Forms(self.csrf)
 
     async def signed_in(self, request: Request) -> ActiveSession | None:
         """The browser's live session and its user, or ``None``."""
         return await self.sessions.resolve(request.cookies.get(SESSION_COOKIE))
 
 
-def rendering_errors(view: View) -> View:
+def rendering_csrf_errors(view: View) -> View:
     """Render a refused CSRF token as a page (403), not as problem+json."""
 
     @functools.wraps(view)
@@ -198,7 +235,7 @@ def rendering_errors(view: View) -> View:
         try:
             return await view(request)
         except CsrfError as exc:
-            return message_page("Form expired", exc.detail + " Then try again.", exc.status)
+            return message("Form expired", exc.detail + " Then try again.", exc.status)
 
     return endpoint
 

@@ -37,7 +37,8 @@ class Database:
     :func:`bastion.storage.migrate` first, and :meth:`check_schema` to refuse
     an out-of-date schema). The repositories are attributes: ``users``,
     ``clients``, ``grants``, ``codes``, ``refresh_tokens``, ``api_keys``,
-    ``signing_keys``, ``webhooks``, ``audit``, ``settings``, ``change_feed``, ``sessions``.
+    ``signing_keys``, ``webhooks``, ``audit``, ``settings``, ``change_feed``, ``sessions``,
+    ``consents``.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class Database:
         self.settings = r.SqlSettingsRepository(self)
         self.change_feed = r.SqlChangeFeed(self)
         self.sessions = r.SqlSessionRepository(self)
+        self.consents = r.SqlConsentRepository(self)
 
     @classmethod
     async def connect(cls, url: str, *, pool_size: int = 10) -> Database:

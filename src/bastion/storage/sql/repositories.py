@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
 from bastion.storage import feed
-from bastion.storage.errors import NotFoundError
+from bastion.storage.errors import ConflictError, NotFoundError
 from bastion.storage.feed import Change, FeedRow
 from bastion.storage.models import (
     ApiKey,
@@ -703,6 +703,7 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
         *,
         family_id: str | None = None,
         user_id: str | None = None,
+        client_id: str | None = None,
         announce: Callable[[Sequence[RefreshToken]], Sequence[Change]] = lambda _: (),
     ) -> tuple[RefreshToken, ...]:
         """Revoke the family ``family_id`` (or every family of ``user_id``) whole.
@@ -711,12 +712,17 @@ class SqlRefreshTokenRepository(_SqlRepository[RefreshToken]):
         rotated and revoked ones too, as they were before — is appended to the change
         feed: what else must end with them (the access tokens they issued) is then
         never lost to another node, nor announced without the revocation. Returns
-        those tokens. Exactly one of ``family_id`` and ``user_id`` is given.
+        those tokens. Exactly one of ``family_id`` and ``user_id`` is given;
+        ``client_id`` narrows ``user_id``'s to the families of that client.
         """
         if (family_id is None) == (user_id is None):
             raise ValueError("give exactly one of family_id and user_id")
+        if client_id is not None and user_id is None:
+            raise ValueError("client_id narrows user_id")
         t = s.refresh_tokens
         where = t.c.family_id == family_id if family_id is not None else t.c.user_id == user_id
+        if client_id is not None:
+            where = sa.and_(where, t.c.client_id == client_id)
         async with self._db.transaction(write=True) as conn:
             rows = (await conn.execute(sa.select(t).where(where).order_by(t.c.id))).mappings()
             tokens = tuple(self.mapper.from_row(row) for row in rows)
@@ -1321,13 +1327,113 @@ class SqlSessionRepository(_SqlRepository[BrowserSession]):
         return tuple(self.mapper.from_row(row) for row in rows)
 
 
+# --- consents ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Consent:
+    """A user allowed ``client_id`` the scopes of ``scope`` (distinct, sorted, space-joined)
+    at ``created_at`` (the last time this set was allowed)."""
+
+    user_id: str
+    client_id: str
+    scope: str
+    id: str = dataclasses.field(default_factory=new_id)
+    created_at: datetime = dataclasses.field(default_factory=utcnow)
+
+
+class SqlConsentRepository(_SqlRepository[Consent]):
+    """Consents, one row per (user, client, scope set)."""
+
+    mapper = _Mapper(Consent, s.consents, "id")
+    noun = "consent"
+
+    async def give(self, consent: Consent) -> Consent:
+        """Store ``consent``, or move the time of the same (user, client, scope set) to its
+        ``created_at``; ``NotFoundError`` when the user or the client does not exist."""
+        t = s.consents
+        same = (
+            t.c.user_id == consent.user_id,
+            t.c.client_id == consent.client_id,
+            t.c.scope == consent.scope,
+        )
+        for _ in range(2):  # an insert racing ours: update the row it made
+            async with self._db.transaction(write=True) as conn:
+                result = await conn.execute(
+                    sa.update(t).where(*same).values(created_at=consent.created_at)
+                )
+            if result.rowcount:
+                return dataclasses.replace(consent, id=await self._id_of(*same))
+            try:
+                return await self._insert(
+                    consent,
+                    key=consent.id,
+                    missing_reference=(
+                        f"user {consent.user_id!r} or client {consent.client_id!r} does not exist"
+                    ),
+                )
+            except ConflictError:
+                continue
+        raise ConflictError(self._conflict(consent.id))
+
+    async def _id_of(self, *where: sa.ColumnElement[bool]) -> str:
+        found = await self._get_where(*where)
+        if found is None:
+            raise self._missing("?")
+        return found.id
+
+    async def for_client(self, user_id: str, client_id: str) -> tuple[Consent, ...]:
+        """The user's consents to the client (every scope set), oldest first."""
+        t = s.consents
+        rows = await self._db.read_rows(
+            sa.select(t).where(t.c.user_id == user_id, t.c.client_id == client_id)
+        )
+        return tuple(self.mapper.from_row(row) for row in rows)
+
+    async def list_for_user(self, user_id: str) -> tuple[Consent, ...]:
+        """The user's consents, by client then scope set."""
+        t = s.consents
+        async with self._db.transaction() as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(t)
+                        .where(t.c.user_id == user_id)
+                        .order_by(t.c.client_id, t.c.scope)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return tuple(self.mapper.from_row(row) for row in rows)
+
+    async def delete_for_client(self, user_id: str, client_id: str) -> tuple[Consent, ...]:
+        """Delete every consent of the user to the client; the deleted consents."""
+        t = s.consents
+        async with self._db.transaction(write=True) as conn:
+            rows = (
+                (
+                    await conn.execute(
+                        sa.delete(t)
+                        .where(t.c.user_id == user_id, t.c.client_id == client_id)
+                        .returning(*t.c)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        return tuple(self.mapper.from_row(row) for row in rows)
+
+
 __all__ = [
     "BrowserSession",
+    "Consent",
     "SqlApiKeyRepository",
     "SqlAuditRepository",
     "SqlAuthorizationCodeRepository",
     "SqlChangeFeed",
     "SqlClientRepository",
+    "SqlConsentRepository",
     "SqlGrantRepository",
     "SqlRefreshTokenRepository",
     "SqlSessionRepository",

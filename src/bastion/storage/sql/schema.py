@@ -346,6 +346,23 @@ sessions = sa.Table(
 )
 """Browser sessions (``interaction/sessions.py``), found by the digest of the cookie's id."""
 
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("id", sa.String(ID), primary_key=True),
+    # Deleting the user or the client deletes what they consented to (0007).
+    _cascading_reference("user_id", sa.String(ID), "users.id"),
+    _cascading_reference("client_id", sa.String(255), "clients.client_id"),
+    # The scope set, its distinct tokens sorted and joined by one space.
+    sa.Column("scope", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint(
+        "user_id", "client_id", "scope", name="uq_consents_user_id_client_id_scope"
+    ),
+    sa.Index("ix_consents_client_id", "client_id"),
+)
+"""What a user allowed a client (``interaction/consents.py``): one row per scope set."""
+
 
 @dataclass(frozen=True, slots=True)
 class SealedColumn:
@@ -391,6 +408,7 @@ __all__ = [
     "change_feed",
     "client_secrets",
     "clients",
+    "consents",
     "grants",
     "metadata",
     "refresh_tokens",

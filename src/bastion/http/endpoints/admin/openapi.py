@@ -40,7 +40,14 @@ from bastion.http.endpoints.admin.models import (
     RotateApiKey,
     RotateSecret,
 )
-from bastion.http.endpoints.admin.users import PasswordReset, UserCreate, UserList, UserOut
+from bastion.http.endpoints.admin.users import (
+    ConsentList,
+    ConsentRevoked,
+    PasswordReset,
+    UserCreate,
+    UserList,
+    UserOut,
+)
 
 __all__ = ["OPENAPI_PATH", "OPERATIONS", "Operation", "openapi_document"]
 
@@ -169,6 +176,22 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         200,
         UserOut,
         PasswordReset,
+    ),
+    Operation(
+        "get",
+        _USER + "/consents",
+        "listUserConsents",
+        "The clients a user consented to, with the scope sets",
+        200,
+        ConsentList,
+    ),
+    Operation(
+        "delete",
+        _USER + "/consents/{client_id}",
+        "revokeUserConsent",
+        "Revoke a user's consent to a client, and that client's refresh tokens for the user",
+        200,
+        ConsentRevoked,
     ),
 )
 
@@ -314,6 +337,8 @@ def openapi_document() -> dict[str, Any]:
         KeyLimitsOut,
         UserOut,
         UserList,
+        ConsentList,
+        ConsentRevoked,
         Problem,
     ]
     _, schemas = models_json_schema(

@@ -10,6 +10,10 @@ DELETE   /admin/api/v1/users/{user_id}           delete (204)
 POST     /admin/api/v1/users/{user_id}/disable   disable: no more logins
 POST     /admin/api/v1/users/{user_id}/enable    enable
 POST     /admin/api/v1/users/{user_id}/password  set a new password (the policy decides)
+GET      /admin/api/v1/users/{user_id}/consents  the clients the user consented to
+DELETE   /admin/api/v1/users/{user_id}/consents/{client_id}
+                                                 revoke that consent and the client's
+                                                 refresh tokens for the user (200)
 =======  ======================================  =====================================
 
 A password goes in (``password``, checked by the ASVS policy: 400
@@ -38,6 +42,9 @@ from bastion.users import UserOperations, UserService, UserSpec, UserStateChange
 
 __all__ = [
     "USERS_PATH",
+    "ConsentList",
+    "ConsentOut",
+    "ConsentRevoked",
     "PasswordReset",
     "UserCreate",
     "UserList",
@@ -96,6 +103,27 @@ class UserList(BaseModel):
     next_cursor: str | None
 
 
+class ConsentOut(BaseModel):
+    """A consent: the client, the scope set allowed (space-separated), when."""
+
+    client_id: str
+    scope: str
+    created_at: datetime
+
+
+class ConsentList(BaseModel):
+    """The consents of a user, by client then scope set."""
+
+    items: list[ConsentOut]
+
+
+class ConsentRevoked(BaseModel):
+    """What revoking a consent took back: the consents and how many refresh tokens."""
+
+    revoked: list[ConsentOut]
+    refresh_tokens_revoked: int
+
+
 def _user_id(request: Request) -> str:
     return common.path_id(request, "user_id", "user")
 
@@ -142,6 +170,15 @@ def user_routes(runtime: Any) -> list[Route]:
         body = await common.parse_body(request, PasswordReset)
         return common.json_response(await ops.reset_password(user_id, body.password))
 
+    async def list_consents(request: Request) -> Response:
+        ops = await operations(request)
+        return common.json_response(await ops.consents(_user_id(request)))
+
+    async def revoke_consent(request: Request) -> Response:
+        ops = await operations(request)
+        client_id = common.path_id(request, "client_id", "client")
+        return common.json_response(await ops.revoke_consent(_user_id(request), client_id))
+
     def state_change(change: UserStateChange) -> common.Endpoint:
         async def endpoint(request: Request) -> Response:
             ops = await operations(request)
@@ -157,5 +194,7 @@ def user_routes(runtime: Any) -> list[Route]:
             one + "/disable": {"POST": state_change("disable")},
             one + "/enable": {"POST": state_change("enable")},
             one + "/password": {"POST": reset_password},
+            one + "/consents": {"GET": list_consents},
+            one + "/consents/{client_id}": {"DELETE": revoke_consent},
         }
     )
