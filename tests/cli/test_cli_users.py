@@ -109,6 +109,15 @@ def lifecycle(env: dict[str, str] | None = None) -> None:
     assert [u["id"] for u in ok("list", env=env)["items"]] == [user_id]
     assert ok("disable", "dave", env=env)["disabled"] is True
     assert ok("enable", user_id, env=env)["disabled"] is False
+    updated = ok("update", "dave", "--email", "d@example.org", "--role", "dev", env=env)
+    assert (updated["email"], updated["email_verified"], updated["roles"]) == (
+        "d@example.org",
+        False,
+        ["dev"],
+    )
+    assert ok("update", "dave", "--no-roles", "--email-verified", env=env)["roles"] == []
+    nothing = invoke("update", "dave", "--json", env=env)
+    assert nothing.exit_code == 1 and "nothing to change" in nothing.stdout
     reset = ok("reset-password", "DAVE", "--password-stdin", stdin="another long phrase", env=env)
     assert reset["password_changed_at"] > created["password_changed_at"]
     assert ok("delete", "dave", "--yes", env=env) == {"deleted": user_id}
@@ -134,7 +143,7 @@ def test_lifecycle_sqlite(in_process: Path) -> None:
             await db.close()
 
     assert sorted(asyncio.run(audit_actions())) == sorted(
-        ["created", "disabled", "enabled", "password_reset", "deleted"]
+        ["created", "disabled", "enabled", "updated", "updated", "password_reset", "deleted"]
     )
 
 

@@ -63,7 +63,7 @@ def test_every_route_is_documented_and_nothing_else() -> None:
         if method in HTTP_METHODS
     }
     assert served == documented
-    assert len(served) == 30  # + GET/PUT/DELETE keys/{key_id}/limits, + 9 of /users
+    assert len(served) == 31  # + GET/PUT/DELETE keys/{key_id}/limits, + 10 of /users
 
 
 def test_structure() -> None:

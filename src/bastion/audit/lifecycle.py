@@ -185,7 +185,7 @@ def user_changed(
     request_id: str | None = None,
     ip: str | None = None,
 ) -> Event:
-    """A ``user.changed`` event (action: created, disabled, enabled, password_reset — by an
+    """A ``user.changed`` event (action: created, updated, disabled, enabled, password_reset — by an
     operator —, password_changed — by the user —, deleted); ``target`` is the user's id (the
     username is personal data: not logged)."""
     return Event(

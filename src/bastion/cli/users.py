@@ -177,6 +177,56 @@ def show(
     emit(doc, as_json, lambda: _print_user(doc))
 
 
+NewEmailOption = typer.Option(
+    None, "--email", help="New email address (it becomes unverified; '' clears it)."
+)
+EmailVerifiedOption = typer.Option(
+    None, "--email-verified/--email-unverified", help="Mark the email (un)verified."
+)
+NewRolesOption = typer.Option(
+    None, "--role", help="The user's roles, replacing the current ones (repeatable)."
+)
+NoRolesOption = typer.Option(False, "--no-roles", help="Remove every role.")
+
+
+@users_app.command("update")
+@handles_errors
+def update(
+    user: str = UserArgument,
+    email: str | None = NewEmailOption,
+    verified: bool | None = EmailVerifiedOption,
+    display_name: str | None = DisplayNameOption,
+    role: list[str] | None = NewRolesOption,
+    no_roles: bool = NoRolesOption,
+    config: Path | None = ConfigOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Change a user's email, display name or roles (the username stays)."""
+    if role and no_roles:
+        raise CommandArgumentsError("give --role or --no-roles, not both")
+    changes: dict[str, Any] = {}
+    if email is not None:
+        changes["email"] = email or None
+    if verified is not None:
+        changes["email_verified"] = verified
+    if display_name is not None:
+        changes["display_name"] = display_name
+    if role or no_roles:
+        changes["roles"] = list(role or ())
+    if not changes:
+        raise CommandArgumentsError(
+            "nothing to change: give --email, --email-verified, --display-name, --role or "
+            "--no-roles"
+        )
+    doc = _on_user(user, config, lambda ops, user_id: ops.update(user_id, changes))
+
+    def human() -> None:
+        console.print(f"[green]✓[/] user {doc['username']} updated ({', '.join(sorted(changes))})")
+        _print_user(doc)
+
+    emit(doc, as_json, human)
+
+
 @users_app.command("reset-password")
 @handles_errors
 def reset_password(

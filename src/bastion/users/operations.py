@@ -19,6 +19,7 @@ through the same channel; deleting a user revokes the API keys they own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from bastion.credentials.lifecycle import ChangeRecorder
@@ -83,6 +84,15 @@ class UserOperations:
         """Create a user, with a password when given; their document."""
         user = await self.service.create(spec, password)
         self.recorder.user("created", user.id, _created_fields(spec, password))
+        return user_view(user)
+
+    async def update(self, user_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Change the members in ``changes`` (none: nothing changes, nothing is recorded);
+        their document."""
+        if not changes:
+            return await self.show(user_id)
+        user = await self.service.update(user_id, dict(changes))
+        self.recorder.user("updated", user.id, sorted(changes))
         return user_view(user)
 
     async def change_state(self, change: UserStateChange, user_id: str) -> dict[str, Any]:

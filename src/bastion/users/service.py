@@ -28,7 +28,7 @@ from bastion.storage import Database, NotFoundError, Page, User
 from bastion.storage.models import utcnow
 from bastion.users.errors import InvalidCredentialsError
 from bastion.users.policy import PasswordPolicy
-from bastion.users.spec import UserSpec, check_spec
+from bastion.users.spec import UserSpec, check_changes, check_spec
 
 __all__ = ["UserService"]
 
@@ -92,6 +92,13 @@ class UserService:
     async def list(self, *, limit: int = 100, cursor: str | None = None) -> Page[User]:
         """Users in creation order."""
         return await self.db.users.list(limit=limit, cursor=cursor)
+
+    async def update(self, user_id: str, changes: dict[str, object]) -> User:
+        """Change the user's email, its verified flag, display name or roles (checked)."""
+        checked = check_changes(changes)
+        if not checked:
+            return await self.db.users.get(user_id)
+        return await self.db.users.update(user_id, **checked)
 
     async def set_disabled(self, user_id: str, disabled: bool) -> User:
         """Disable or enable the user (idempotent)."""

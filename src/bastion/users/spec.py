@@ -77,6 +77,39 @@ def _roles(values: tuple[str, ...]) -> tuple[str, ...]:
     return roles
 
 
+#: What an update may change (the username is the login name: it stays).
+UPDATABLE: tuple[str, ...] = ("email", "email_verified", "display_name", "roles")
+
+
+def check_changes(changes: dict[str, object]) -> dict[str, object]:
+    """``changes`` (members of :data:`UPDATABLE`) checked; a new email is unverified unless
+    ``email_verified`` is set with it.
+
+    Raises:
+        UserSpecError: an unknown member, or a bad value (naming the fix).
+    """
+    checked: dict[str, object] = {}
+    for name, value in changes.items():
+        if name == "email":
+            checked[name] = _email(value if isinstance(value, str) or value is None else "?")
+        elif name == "display_name":
+            text = value.strip() if isinstance(value, str) else None
+            if text is None or len(text) > MAX_NAME or not storable(text):
+                CHECKS.fail("display_name", _NAME_RULE)
+            checked[name] = text
+        elif name == "roles":
+            checked[name] = _roles(value)  # type: ignore[arg-type]
+        elif name == "email_verified":
+            if not isinstance(value, bool):
+                CHECKS.fail("email_verified", "true or false")
+            checked[name] = value
+        else:
+            CHECKS.fail(name, f"cannot be changed; one of: {', '.join(UPDATABLE)}")
+    if "email" in checked and "email_verified" not in checked:
+        checked["email_verified"] = False
+    return checked
+
+
 def check_spec(spec: UserSpec) -> UserSpec:
     """``spec`` with its members checked (duplicate roles dropped).
 

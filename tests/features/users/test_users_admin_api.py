@@ -94,6 +94,18 @@ def test_user_lifecycle(server: BastionProcess, http: httpx.Client, admin: dict[
     assert http.get(one, headers=admin).json() == user
     assert http.post(one + "/disable", headers=admin).json()["disabled"] is True
     assert http.post(one + "/enable", headers=admin).json()["disabled"] is False
+    verified = http.patch(one, headers=admin, json={"email_verified": True}).json()
+    assert verified["email_verified"] is True
+    patched = http.patch(
+        one, headers=admin, json={"email": "a.liddell@example.com", "roles": ["ops", "ops", "dev"]}
+    )
+    assert patched.status_code == 200, patched.text
+    assert (patched.json()["email"], patched.json()["roles"]) == (
+        "a.liddell@example.com",
+        ["ops", "dev"],
+    )
+    assert patched.json()["email_verified"] is False  # a new address is not verified
+    assert patched.json()["username"] == "Alice"
     reset = http.post(one + "/password", headers=admin, json={"password": "another long phrase"})
     assert reset.status_code == 200, reset.text
     assert reset.json()["password_changed_at"] > user["password_changed_at"]
@@ -111,7 +123,7 @@ def test_user_lifecycle(server: BastionProcess, http: httpx.Client, admin: dict[
         audit = run_cli("audit", "search", "--type", "user.changed", "--json", cwd=server.cwd)
         return sorted(e["data"]["action"] for e in json.loads(audit.stdout)["items"])
 
-    expected = ["created", "deleted", "disabled", "enabled", "password_reset"]
+    expected = ["created", "deleted", "disabled", "enabled", "password_reset", "updated", "updated"]
     wait_until(lambda: actions() == expected, "every user.changed audit row")
 
 
@@ -146,6 +158,16 @@ def test_refusals_have_exact_statuses_and_codes(
     taken = _problem(http.post(USERS, headers=admin, json={"username": "CAROL"}), 409, "conflict")
     assert taken["detail"] == "user 'CAROL' already exists"
     _problem(http.post(f"{USERS}/nobody/disable", headers=admin), 404, "not_found")
+    carol = f"{USERS}/" + http.get(USERS, headers=admin).json()["items"][-1]["id"]
+    _problem(http.patch(carol, headers=admin, json={"username": "eve"}), 400, "invalid_request")
+    _problem(http.patch(carol, headers=admin, json={"roles": None}), 400, "invalid_request")
+    bad_role = _problem(
+        http.patch(carol, headers=admin, json={"roles": ["has space"]}),
+        400,
+        "invalid_user_metadata",
+    )
+    assert bad_role["detail"].startswith("roles: 'has space' is not a role")
+    _problem(http.patch(f"{USERS}/nobody", headers=admin, json={"roles": []}), 404, "not_found")
     _problem(http.get(USERS), 401, "missing_token")
 
     issuer = http.get("/.well-known/oauth-authorization-server").json()["issuer"]

@@ -47,6 +47,7 @@ from bastion.http.endpoints.admin.users import (
     UserCreate,
     UserList,
     UserOut,
+    UserUpdate,
 )
 
 __all__ = ["OPENAPI_PATH", "OPERATIONS", "Operation", "openapi_document"]
@@ -165,6 +166,15 @@ OPERATIONS: Final[tuple[Operation, ...]] = (
         UserCreate,
     ),
     Operation("get", _USER, "getUser", "Show a user", 200, UserOut),
+    Operation(
+        "patch",
+        _USER,
+        "updateUser",
+        "Change a user's email, display name or roles (a new email is unverified)",
+        200,
+        UserOut,
+        UserUpdate,
+    ),
     Operation("delete", _USER, "deleteUser", "Delete a user and what is theirs", 204, None),
     Operation("post", _USER + "/disable", "disableUser", "Disable a user", 200, UserOut),
     Operation("post", _USER + "/enable", "enableUser", "Enable a user", 200, UserOut),
@@ -323,6 +333,7 @@ def openapi_document() -> dict[str, Any]:
         RotateApiKey,
         KeyLimitsUpdate,
         UserCreate,
+        UserUpdate,
         PasswordReset,
     ]
     outputs: list[type[BaseModel]] = [

@@ -6,6 +6,8 @@ method   path                                    does
 GET      /admin/api/v1/users?limit=&cursor=      list (keyset pages)
 POST     /admin/api/v1/users                     create (201; with a password or none)
 GET      /admin/api/v1/users/{user_id}           show
+PATCH    /admin/api/v1/users/{user_id}           change email, email_verified,
+                                                 display_name, roles
 DELETE   /admin/api/v1/users/{user_id}           delete (204)
 POST     /admin/api/v1/users/{user_id}/disable   disable: no more logins
 POST     /admin/api/v1/users/{user_id}/enable    enable
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
@@ -38,6 +40,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.http.endpoints.admin import common
+from bastion.http.runtime import AdminPlane
 from bastion.users import UserOperations, UserService, UserSpec, UserStateChange
 
 __all__ = [
@@ -47,8 +50,10 @@ __all__ = [
     "ConsentRevoked",
     "PasswordReset",
     "UserCreate",
+    "UserEndpoints",
     "UserList",
     "UserOut",
+    "UserUpdate",
     "user_routes",
 ]
 
@@ -72,6 +77,18 @@ class UserCreate(_Request):
     display_name: Annotated[str, Field(max_length=255)] = ""
     roles: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=100)] = []
     password: Password | None = None
+
+
+class UserUpdate(_Request):
+    """Members to change; members left out keep their value. A new ``email`` is unverified
+    unless ``email_verified`` comes with it; ``null`` clears the email."""
+
+    email: Annotated[str, Field(max_length=320)] | None = None
+    email_verified: bool | None = None
+    display_name: Annotated[str, Field(max_length=255)] | None = None
+    roles: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=100)] | None = (
+        None
+    )
 
 
 class PasswordReset(_Request):
@@ -124,27 +141,31 @@ class ConsentRevoked(BaseModel):
     refresh_tokens_revoked: int
 
 
-def _user_id(request: Request) -> str:
-    return common.path_id(request, "user_id", "user")
+class UserEndpoints(common.RecordEndpoints[UserOperations, UserStateChange]):
+    """The user endpoints over the runtime's stores (``db``, ``settings``)."""
 
+    path = USERS_PATH
+    id_param = "user_id"
+    noun = "user"
+    id_member = "id"
+    update_model = UserUpdate
+    not_nullable = ("email_verified", "display_name", "roles")
 
-def user_routes(runtime: Any) -> list[Route]:
-    """The user endpoints for ``runtime`` (with ``db``, ``settings`` and ``access_tokens``)."""
+    def __init__(self, runtime: AdminPlane) -> None:
+        @functools.cache
+        def service() -> UserService:
+            # Built when first needed: the runtime's stores may open after the routes are made.
+            return UserService(runtime.db, runtime.settings)
 
-    @functools.cache
-    def service() -> UserService:
-        # Built when first needed: the runtime's stores may open after the routes are made.
-        return UserService(runtime.db, runtime.settings)
+        super().__init__(runtime, service, UserOperations)
 
-    operations = common.admin_operations(runtime, service, UserOperations)
-
-    async def list_users(request: Request) -> Response:
-        ops = await operations(request)
+    async def list_users(self, request: Request) -> Response:
+        ops = await self.operations(request)
         limit, cursor = common.page_params(request)
         return common.json_response(await ops.list(limit=limit, cursor=cursor))
 
-    async def create_user(request: Request) -> Response:
-        ops = await operations(request)
+    async def create_user(self, request: Request) -> Response:
+        ops = await self.operations(request)
         body = await common.parse_body(request, UserCreate)
         spec = UserSpec(
             username=body.username,
@@ -152,49 +173,37 @@ def user_routes(runtime: Any) -> list[Route]:
             display_name=body.display_name,
             roles=tuple(body.roles),
         )
-        doc = await ops.create(spec, body.password)
-        return common.json_response(doc, 201, {"location": f"{USERS_PATH}/{doc['id']}"})
+        return self.created(await ops.create(spec, body.password))
 
-    async def show_user(request: Request) -> Response:
-        ops = await operations(request)
-        return common.json_response(await ops.show(_user_id(request)))
-
-    async def delete_user(request: Request) -> Response:
-        ops = await operations(request)
-        await ops.delete(_user_id(request))
-        return Response(status_code=204, headers=common.NO_STORE)
-
-    async def reset_password(request: Request) -> Response:
-        ops = await operations(request)
-        user_id = _user_id(request)
+    async def reset_password(self, request: Request) -> Response:
+        ops = await self.operations(request)
+        user_id = self.record_id(request)
         body = await common.parse_body(request, PasswordReset)
         return common.json_response(await ops.reset_password(user_id, body.password))
 
-    async def list_consents(request: Request) -> Response:
-        ops = await operations(request)
-        return common.json_response(await ops.consents(_user_id(request)))
+    async def list_consents(self, request: Request) -> Response:
+        ops = await self.operations(request)
+        return common.json_response(await ops.consents(self.record_id(request)))
 
-    async def revoke_consent(request: Request) -> Response:
-        ops = await operations(request)
+    async def revoke_consent(self, request: Request) -> Response:
+        ops = await self.operations(request)
         client_id = common.path_id(request, "client_id", "client")
-        return common.json_response(await ops.revoke_consent(_user_id(request), client_id))
+        return common.json_response(await ops.revoke_consent(self.record_id(request), client_id))
 
-    def state_change(change: UserStateChange) -> common.Endpoint:
-        async def endpoint(request: Request) -> Response:
-            ops = await operations(request)
-            return common.json_response(await ops.change_state(change, _user_id(request)))
+    def routes(self) -> list[Route]:
+        return common.routes_by_method(
+            {
+                self.path: {"GET": self.list_users, "POST": self.create_user},
+                **self.record_table(),
+                self.one + "/disable": {"POST": self.state_change("disable")},
+                self.one + "/enable": {"POST": self.state_change("enable")},
+                self.one + "/password": {"POST": self.reset_password},
+                self.one + "/consents": {"GET": self.list_consents},
+                self.one + "/consents/{client_id}": {"DELETE": self.revoke_consent},
+            }
+        )
 
-        return endpoint
 
-    one = USERS_PATH + "/{user_id}"
-    return common.routes_by_method(
-        {
-            USERS_PATH: {"GET": list_users, "POST": create_user},
-            one: {"GET": show_user, "DELETE": delete_user},
-            one + "/disable": {"POST": state_change("disable")},
-            one + "/enable": {"POST": state_change("enable")},
-            one + "/password": {"POST": reset_password},
-            one + "/consents": {"GET": list_consents},
-            one + "/consents/{client_id}": {"DELETE": revoke_consent},
-        }
-    )
+def user_routes(runtime: AdminPlane) -> list[Route]:
+    """The user endpoints for ``runtime``."""
+    return UserEndpoints(runtime).routes()
