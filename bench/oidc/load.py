@@ -25,10 +25,7 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-try:
-    import uvloop
-except ImportError:  # pragma: no cover - the venv has it (uvicorn[standard])
-    uvloop = None
+import uvloop  # the venv has it (uvicorn[standard])
 
 
 class RoundTripError(Exception):
@@ -124,9 +121,7 @@ def _percentile(sorted_values: list[float], share: float) -> float:
 
 async def _main(spec: dict[str, str]) -> dict[str, object]:
     tally = Tally()
-    tasks = [
-        asyncio.create_task(_connection(spec, tally)) for _ in range(int(spec["connections"]))
-    ]
+    tasks = [asyncio.create_task(_connection(spec, tally)) for _ in range(int(spec["connections"]))]
     await asyncio.sleep(float(spec["warmup"]))
     print(json.dumps({"event": "measuring"}), flush=True)
     tally.measuring = True
@@ -152,8 +147,7 @@ async def _main(spec: dict[str, str]) -> dict[str, object]:
 def main() -> None:
     with open(sys.argv[1]) as handle:
         spec = json.load(handle)
-    if uvloop is not None:
-        uvloop.install()
+    uvloop.install()
     print(json.dumps(asyncio.run(_main(spec))), flush=True)
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import datetime as dt
 import hashlib
 import http.client
@@ -42,6 +43,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import secrets
 import shutil
 import statistics
@@ -75,7 +77,6 @@ def _load_oauth() -> Any:
 
 oauth = _load_oauth()
 BenchError = oauth.BenchError
-Credentials = oauth.Credentials
 
 ROOT = BENCH.parent
 BASTION = Path(sys.executable).with_name("bastion")
@@ -94,6 +95,16 @@ VERIFIER = "bench-verifier-" + "v" * 43
 CHALLENGE = (
     base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 )
+
+
+@dataclass
+class Credentials:
+    client_id: str
+    client_secret: str
+
+    def basic(self) -> str:
+        raw = f"{self.client_id}:{self.client_secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
 
 
 @dataclass
@@ -249,7 +260,9 @@ class OidcProvider(Server):
         status, headers, raw = browser.request("GET", authorize)
         location = headers.get("location", "")
         if status != 303 or "/interaction/" not in location:
-            raise BenchError(f"oidc-provider: authorize without a session answered {status}: {raw[:300]!r}")
+            raise BenchError(
+                f"oidc-provider: authorize without a session answered {status}: {raw[:300]!r}"
+            )
         for _ in range(3):  # /interaction/<uid> → /auth/<uid> → the redirect URI
             status, headers, raw = browser.request("GET", location)
             location = headers.get("location", "")
@@ -257,14 +270,17 @@ class OidcProvider(Server):
                 raise BenchError(f"oidc-provider: interaction answered {status}: {raw[:300]!r}")
             if location.startswith(REDIRECT_URI):
                 return location
-        raise BenchError(f"oidc-provider: the interaction did not end at the redirect URI: {location}")
+        raise BenchError(
+            f"oidc-provider: the interaction did not end at the redirect URI: {location}"
+        )
 
 
 class Bastion(Server):
     name = "bastion"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, storage: str | None) -> None:
         self.workdir = workdir
+        self.storage = storage
         self.data_dir = workdir / "data"
         self.config = workdir / "bastion.yaml"
         self._write_config(free_port())
@@ -285,7 +301,7 @@ class Bastion(Server):
             f"listen:\n  host: 127.0.0.1\n  port: {port}\n"
             "tls: off\n"
             "trusted_proxies: [127.0.0.1]\n"
-            f"storage: sqlite:///{self.data_dir / 'bastion.db'}\n"
+            f"storage: {self.storage or 'sqlite:///' + str(self.data_dir / 'bastion.db')}\n"
             "shared: memory://\n"
             "logging:\n  level: warning\n"
             "server:\n  access_log: false\n"
@@ -313,8 +329,6 @@ class Bastion(Server):
         return "/readyz"
 
     def sign_in(self, browser: Browser, authorize: str) -> str:
-        import re
-
         csrf = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
         request_id = re.compile(r'name="request" value="([A-Za-z0-9_-]+)"')
 
@@ -327,7 +341,9 @@ class Bastion(Server):
         status, headers, raw = browser.request("GET", authorize)
         login = headers.get("location", "")
         if status != 303 or "/login" not in login:
-            raise BenchError(f"bastion: authorize without a session answered {status}: {raw[:300]!r}")
+            raise BenchError(
+                f"bastion: authorize without a session answered {status}: {raw[:300]!r}"
+            )
         _, _, page = browser.request("GET", login)
         form = {
             "csrf_token": found(csrf, page),
@@ -438,6 +454,39 @@ def _core1_busy() -> tuple[int, int]:
     return 0, 1
 
 
+def _py_spy(pid: int, seconds: int, output: Path) -> subprocess.Popen[bytes] | None:
+    found = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(found).exists():
+        print("py-spy not found: no profile", flush=True)
+        return None
+    argv = [found, "record", "--pid", str(pid), "--format", "raw", "--rate", "250"]
+    argv += ["--duration", str(seconds), "--output", str(output), "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _print_profile(raw: Path, limit: int = 25) -> None:
+    """Print the top functions of py-spy's collapsed stacks: own time, then inclusive time."""
+    if not raw.exists():
+        print("py-spy wrote no profile", flush=True)
+        return
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [re.sub(r"\s*\(.*?/(site-packages|src)/", " (", f) for f in stack.split(";")]
+        own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+        total += int(count)
+    for title, counter in (("own", own), ("inclusive", inclusive)):
+        print(f"profile ({title} time, {total} samples):")
+        for frame, n in counter.most_common(limit):
+            print(f"  {100.0 * n / total:5.1f}%  {frame}")
+
+
 def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespace) -> Sample:
     port = free_port()
     argv, env, base_url = server.command(port)
@@ -450,7 +499,9 @@ def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespac
             raise BenchError(f"{server.name}: discovery answered {status}: {raw[:300]!r}")
         document = json.loads(raw)
         issuer = document["issuer"]
-        authorize = _authorize_path(document["authorization_endpoint"], server.credentials.client_id)
+        authorize = _authorize_path(
+            document["authorization_endpoint"], server.credentials.client_id
+        )
         token_path = urlsplit(document["token_endpoint"]).path
         first = server.sign_in(browser, authorize)
         if not _query(first).get("code"):
@@ -478,6 +529,7 @@ def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespac
         )
         assert load.stdout is not None
         result: dict[str, Any] = {}
+        spy: subprocess.Popen[bytes] | None = None
         cpu_before = started = 0.0
         core_before = (0, 1)
         for line in load.stdout:
@@ -485,12 +537,17 @@ def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespac
             if event["event"] == "measuring":
                 cpu_before, started = oauth._cpu_seconds(proc.pid), time.monotonic()
                 core_before = _core1_busy()
+                if args.profile and isinstance(server, Bastion):
+                    spy = _py_spy(proc.pid, args.duration, workdir / "profile.txt")
             elif event["event"] == "result":
                 cpu = (oauth._cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - started)
                 core_after = _core1_busy()
                 result = event
         if load.wait() != 0 or not result:
             raise BenchError(f"{server.name}: the load generator failed (exit {load.returncode})")
+        if spy is not None:
+            spy.wait(timeout=60)
+            _print_profile(workdir / "profile.txt")
     if result["examples"]:
         print(f"  {server.name} errors, e.g.: {result['examples'][:2]}", flush=True)
     core1 = (core_after[0] - core_before[0]) / max(1, core_after[1] - core_before[1])
@@ -524,19 +581,21 @@ def _report(
     cases: dict[str, Case], args: argparse.Namespace, loads: tuple[float, float], create: str
 ) -> str:
     v = oauth._versions()
+    storage = "SQLite" if args.storage is None else "PostgreSQL (not pinned)"
     lines = [
         "# OpenID Connect authorization-code round trip: bastion vs node oidc-provider",
         "",
-        "One round trip = `GET` authorize with a session cookie and a remembered consent → 303 with "
-        "`code` → `POST` token (`client_secret_basic`, PKCE S256 verifier) → 200 with an access token "
-        "and an ES256 ID token; one server process on one core.",
+        "One round trip = `GET` authorize with a session cookie and a remembered consent → 303 "
+        "with `code` → `POST` token (`client_secret_basic`, PKCE S256 verifier) → 200 with an "
+        "access token and an ES256 ID token; one server process on one core.",
         "",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {v['cpu']}, {platform.machine()}, nproc={os.cpu_count()}, "
         f"{platform.platform()}; load average {loads[0]:.2f} at start, {loads[1]:.2f} at end "
         "(the machine is shared: compare the ratio, not the absolute numbers)",
-        f"- bastion {v['bastion']} (its native front, Python {v['python']}, SQLite, in-process "
-        f"shared state); oidc-provider {v['oidc-provider']} on Node {v['node']} (in-memory adapter)",
+        f"- bastion {v['bastion']} (its native front, Python {v['python']}, {storage}, "
+        f"in-process shared state); oidc-provider {v['oidc-provider']} on Node {v['node']} "
+        "(in-memory adapter)",
         f"- load: `bench/oidc/load.py` (asyncio on uvloop, plain HTTP/1.1), {args.connections} "
         f"keep-alive connections each doing round trips in sequence, {args.duration} s measured "
         f"after a {args.warmup} s warm-up; server pinned to core 0, load generator to core 1 "
@@ -639,7 +698,19 @@ def main() -> None:
         help="comma-separated: bastion, oidc-provider (default both; a ratio needs both)",
     )
     parser.add_argument(
-        "--output", type=Path, default=None, help="report path (default RESULTS.md; none for --quick)"
+        "--output",
+        type=Path,
+        default=None,
+        help="report path (default RESULTS.md; none for --quick)",
+    )
+    parser.add_argument(
+        "--storage",
+        default=None,
+        help="bastion's database URL (default: SQLite in the temp dir), e.g. an empty "
+        "postgresql://… database: it is migrated and written to",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy bastion's measured windows (prints the top)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
     args = parser.parse_args()
@@ -654,7 +725,9 @@ def main() -> None:
     need("taskset", "install util-linux")
     need("node", "install Node.js 20 or newer")
     if (os.cpu_count() or 1) < 2:
-        sys.exit("this benchmark pins the server and the load to two different cores: needs 2+ CPUs")
+        sys.exit(
+            "this benchmark pins the server and the load to two different cores: needs 2+ CPUs"
+        )
     oauth._ensure_node_modules()
 
     load_start = os.getloadavg()[0]
@@ -663,7 +736,7 @@ def main() -> None:
     try:
         peers: dict[str, Callable[[], Server]] = {
             "oidc-provider": OidcProvider,
-            "bastion": lambda: Bastion(workdir),
+            "bastion": lambda: Bastion(workdir, args.storage),
         }
         started = {name: peers[name]() for name in SERVERS if name in servers}
         cases = {name: Case(name) for name in SERVERS}
@@ -677,7 +750,8 @@ def main() -> None:
                 print(
                     f"round {round_}: {name:13} {sample.rps:8,.0f} round trips/s  "
                     f"p50 {sample.p50_ms:6.2f} ms  p99 {sample.p99_ms:6.2f} ms  "
-                    f"server cpu {sample.cpu * 100:3.0f}%  load cpu {sample.client_cpu * 100:3.0f}%  "
+                    f"server cpu {sample.cpu * 100:3.0f}%  "
+                    f"load cpu {sample.client_cpu * 100:3.0f}%  "
                     f"core1 {sample.core1 * 100:3.0f}%  errors {sample.errors}",
                     flush=True,
                 )
