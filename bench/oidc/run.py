@@ -355,6 +355,8 @@ class Bastion(Server):
         if status != 303:
             raise BenchError(f"bastion: POST /login answered {status}: {raw[:300]!r}")
         status, headers, raw = browser.request("GET", headers["location"])
+        if status == 303 and headers.get("location", "").startswith(REDIRECT_URI):
+            return headers["location"]  # a later case: the consent is remembered in the database
         if status != 303 or "/consent" not in headers.get("location", ""):
             raise BenchError(f"bastion: the continued request answered {status}: {raw[:300]!r}")
         _, _, page = browser.request("GET", headers["location"])
