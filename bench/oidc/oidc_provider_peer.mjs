@@ -10,7 +10,8 @@
 // Started by bench/oidc/run.py (pinned to one core with taskset); configuration from the environment:
 //   PEER_PORT, PEER_CLIENT_ID, PEER_CLIENT_SECRET, PEER_REDIRECT_URI, PEER_ACCOUNT.
 // It prints one line "ready <url>" on stdout once it accepts connections.
-// The module itself is installed by bench/oauth (package.json there); run.py sets NODE_PATH.
+// The module itself is installed by bench/oauth (package.json there); run.py runs a copy of this
+// file from bench/oauth/node_modules so that the import resolves.
 
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import * as http from 'node:http';

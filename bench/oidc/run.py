@@ -244,15 +244,15 @@ class OidcProvider(Server):
         env = dict(
             os.environ,
             NODE_ENV="production",
-            NODE_PATH=str(NODE_MODULES),
             PEER_PORT=str(port),
             PEER_CLIENT_ID=self.credentials.client_id,
             PEER_CLIENT_SECRET=self.credentials.client_secret,
             PEER_REDIRECT_URI=REDIRECT_URI,
             PEER_ACCOUNT=USERNAME,
         )
-        # NODE_PATH does not apply to ESM imports: run a copy next to bench/oauth's node_modules.
-        script = NODE_MODULES.parent / ".oidc_provider_peer.mjs"
+        # ESM imports ignore NODE_PATH: run a copy inside bench/oauth's node_modules (git-ignored),
+        # from where `oidc-provider` resolves.
+        script = NODE_MODULES / ".bench-oidc-peer.mjs"
         shutil.copyfile(PEER_SCRIPT, script)
         return ["node", str(script)], env, f"http://127.0.0.1:{port}"
 
