@@ -284,6 +284,7 @@ class Bastion(Server):
         self.data_dir = workdir / "data"
         self.config = workdir / "bastion.yaml"
         self._write_config(free_port())
+        self._cli("migrate")  # SQLite would on first start; an empty PostgreSQL would not
         self._cli("users", "create", USERNAME, "--password-stdin", stdin=PASSWORD)
         created = self._cli(
             "clients", "create", CLIENT_NAME, "--grant", "authorization_code",
