@@ -61,7 +61,7 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 HERE = Path(__file__).resolve().parent
 BENCH = HERE.parent
 sys.path.insert(0, str(BENCH))
-from benchlib import free_port, need, write_report  # noqa: E402
+from benchlib import Credentials, cpu_seconds, free_port, need, write_report  # noqa: E402
 
 
 def _load_oauth() -> Any:
@@ -95,16 +95,6 @@ VERIFIER = "bench-verifier-" + "v" * 43
 CHALLENGE = (
     base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).rstrip(b"=").decode()
 )
-
-
-@dataclass
-class Credentials:
-    client_id: str
-    client_secret: str
-
-    def basic(self) -> str:
-        raw = f"{self.client_id}:{self.client_secret}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
 
 
 @dataclass
@@ -538,12 +528,12 @@ def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespac
         for line in load.stdout:
             event = json.loads(line)
             if event["event"] == "measuring":
-                cpu_before, started = oauth._cpu_seconds(proc.pid), time.monotonic()
+                cpu_before, started = cpu_seconds(proc.pid), time.monotonic()
                 core_before = _core1_busy()
                 if args.profile and isinstance(server, Bastion):
                     spy = _py_spy(proc.pid, args.duration, workdir / "profile.txt")
             elif event["event"] == "result":
-                cpu = (oauth._cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - started)
+                cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - started)
                 core_after = _core1_busy()
                 result = event
         if load.wait() != 0 or not result:
