@@ -6,6 +6,8 @@ this folder on ``sys.path`` before importing it.
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import shutil
 import socket
@@ -13,6 +15,25 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A confidential OAuth client's id and secret, sent as HTTP Basic (``client_secret_basic``)."""
+
+    client_id: str
+    client_secret: str
+
+    def basic(self) -> str:
+        raw = f"{self.client_id}:{self.client_secret}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def need(tool: str, hint: str) -> None:

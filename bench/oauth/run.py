@@ -52,7 +52,16 @@ from typing import Any
 
 # Started by path, so bench/ (the home of benchlib) is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import free_port, need, run_wrk, stop, write_report, wrk_ms
+from benchlib import (
+    Credentials,
+    cpu_seconds,
+    free_port,
+    need,
+    run_wrk,
+    stop,
+    write_report,
+    wrk_ms,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -72,16 +81,6 @@ BODY = f"grant_type=client_credentials&scope={SCOPE}"
 
 class BenchError(Exception):
     """A server did not start, did not issue the expected token, or a tool failed."""
-
-
-@dataclass
-class Credentials:
-    client_id: str
-    client_secret: str
-
-    def basic(self) -> str:
-        raw = f"{self.client_id}:{self.client_secret}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
 
 
 @dataclass
@@ -118,13 +117,6 @@ class Case:
 
 # ---------------------------------------------------------------------------
 # small helpers
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _b64json(segment: str) -> dict[str, Any]:
@@ -432,9 +424,9 @@ def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespac
         case.check = case.check or check
         script = _wrk_script(workdir / f"{server.name}.lua", server)
         run_wrk(check.token_endpoint, args.warmup, args.connections, script)
-        cpu_before, started = _cpu_seconds(proc.pid), time.monotonic()
+        cpu_before, started = cpu_seconds(proc.pid), time.monotonic()
         run = run_wrk(check.token_endpoint, args.duration, args.connections, script)
-        cpu = (_cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - started)
+        cpu = (cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - started)
     return Sample(run.rps, run.p50, run.p99, run.errors, cpu)
 
 
