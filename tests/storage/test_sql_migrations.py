@@ -59,9 +59,17 @@ def test_head_revision_is_the_scripts_head() -> None:
 
 async def test_migrate_fresh_database(fresh_url: str) -> None:
     assert await current_revision(fresh_url) is None
-    assert await pending_revisions(fresh_url) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert await pending_revisions(fresh_url) == [
+        "0001",
+        "0002",
+        "0003",
+        "0004",
+        "0005",
+        "0006",
+        "0008",
+    ]
     assert await schema_is_current(fresh_url) is False
-    assert await migrate(fresh_url) == ["0001", "0002", "0003", "0004", "0005", "0006"]
+    assert await migrate(fresh_url) == ["0001", "0002", "0003", "0004", "0005", "0006", "0008"]
     assert await current_revision(fresh_url) == HEAD_REVISION
     assert await pending_revisions(fresh_url) == []
     assert await schema_is_current(fresh_url) is True
@@ -112,7 +120,7 @@ async def test_unknown_revision_in_database(fresh_url: str) -> None:
         with pytest.raises(MigrationError) as info:
             await db.check_schema()
         assert info.value.detail == (
-            "database schema is at revision ffff, this bastion needs 0006 — run `bastion migrate`"
+            "database schema is at revision ffff, this bastion needs 0008 — run `bastion migrate`"
         )
     finally:
         await db.close()
