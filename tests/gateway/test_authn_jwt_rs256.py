@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 
 from _support import EchoThread
 from _support.gateway_authn import own_client, own_signing_key, refused, upstream_saw
-from _support.gateway_server import GatewayServer, fresh_echo, plane, serve_gateway
+from _support.gateway_server import GatewayServer, fresh_echo, gateway_fixture, plane
 from bastion.crypto import SigningKeyPair, sign_jwt
 
 ISSUER = "https://auth.test"
@@ -41,15 +41,10 @@ def echo_upstream() -> Iterator[EchoThread]:
         echo.close()
 
 
-@pytest.fixture(scope="module")
-def served(
-    echo_upstream: EchoThread, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayServer]:
-    up = echo_upstream.server.url
-    routes = f"  - name: api\n    match: {{path: /api}}\n    upstream: {up}\n    auth: [jwt]\n"
-    settings = f"tls: off\ntrusted_proxies: [192.0.2.1]\nissuer: {ISSUER}\n"
-    with serve_gateway(tmp_path_factory.mktemp("jwt-rs256"), routes, settings) as server:
-        yield server
+served = gateway_fixture(
+    '  - {name: api, match: {path: /api}, upstream: "{echo}", auth: [jwt]}\n',
+    f"tls: off\ntrusted_proxies: [192.0.2.1]\nissuer: {ISSUER}\n",
+)
 
 
 @pytest.fixture(scope="module")

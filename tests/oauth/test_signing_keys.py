@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from _support.signing_keys import HOLD, ISSUER, LEEWAY, MAX_TTL, PREPUBLISH, T0, make_settings
+from _support.signing_keys import at as _at
 from _support.subscriptions import subscribers
 from _support.waiting import wait_until_async
 from bastion.crypto import InvalidTokenError, JWTVerifier, Keyring, MasterKey, sign_jwt
@@ -28,48 +30,9 @@ from bastion.oauth import (
     SigningKeyManager,
 )
 from bastion.oauth.signing_keys import CHANNEL, plan_transitions
-from bastion.settings import Settings
 from bastion.storage import Database, NotFoundError, SigningKey
 from bastion.storage.shared import MemorySharedState
 from bastion.storage.sql.schema import seal_context
-
-T0 = 1_900_000_000.0
-PREPUBLISH = 900.0
-MAX_TTL = 3600.0
-LEEWAY = 30.0
-HOLD = MAX_TTL + LEEWAY
-ISSUER = "https://issuer.example"
-
-
-def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def make_settings(**signing_keys: Any) -> Settings:
-    return Settings(
-        issuer=ISSUER,
-        # 2048-bit RSA: the RS256 key generates faster; the lifecycle is the same.
-        signing_keys={"prepublish": PREPUBLISH, "rsa_key_size": 2048, **signing_keys},
-        tokens={"max_access_token_ttl": MAX_TTL, "access_token_ttl": 900, "leeway": LEEWAY},
-    )
-
-
-# --- databases: `db_url` and `db` come from tests/conftest.py (both backends) -----------
-
-
-@pytest.fixture
-async def db2(db_url: str) -> AsyncIterator[Database]:
-    """A second connection pool to the same database: a second node."""
-    database = await Database.connect(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring([MasterKey.generate()])
 
 
 @pytest.fixture

@@ -15,14 +15,15 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from bastion.crypto import InvalidTokenError, JWTVerifier, Keyring, MasterKey, sign_jwt
+from _support.signing_keys import HOLD, ISSUER, LEEWAY, MAX_TTL, PREPUBLISH, T0, make_settings
+from _support.signing_keys import at as _at
+from bastion.crypto import InvalidTokenError, JWTVerifier, Keyring, sign_jwt
 from bastion.crypto.keys import SigningKeyPair
 from bastion.oauth import SigningKeyInUseError, SigningKeyManager
 from bastion.oauth.signing_keys import (
@@ -33,39 +34,6 @@ from bastion.oauth.signing_keys import (
 from bastion.settings import Settings
 from bastion.storage import Database, SigningKey
 from bastion.storage.shared import MemorySharedState
-
-T0 = 1_900_000_000.0
-PREPUBLISH = 900.0
-MAX_TTL = 3600.0
-LEEWAY = 30.0
-HOLD = MAX_TTL + LEEWAY
-ISSUER = "https://issuer.example"
-
-
-def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def make_settings(**signing_keys: Any) -> Settings:
-    return Settings(
-        issuer=ISSUER,
-        signing_keys={"prepublish": PREPUBLISH, "rsa_key_size": 2048, **signing_keys},
-        tokens={"max_access_token_ttl": MAX_TTL, "access_token_ttl": 900, "leeway": LEEWAY},
-    )
-
-
-@pytest.fixture
-async def db2(db_url: str) -> AsyncIterator[Database]:
-    database = await Database.connect(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring([MasterKey.generate()])
 
 
 @pytest.fixture
