@@ -58,8 +58,8 @@ AlgorithmOption = typer.Option(
     None,
     "--algorithm",
     "--alg",
-    help="Algorithm of the key to rotate (default: signing_keys.algorithm); its other "
-    "algorithms' keys are not touched.",
+    help="Algorithm of the key to rotate (default: signing_keys.algorithm); keys of "
+    "other algorithms are not touched.",
 )
 ListAlgorithmOption = typer.Option(
     None, "--algorithm", "--alg", help="Only the keys of this algorithm."
@@ -157,7 +157,7 @@ def rotate(
         "--now",
         help=(
             "Emergency: make the new key active at once (no pre-publication); the previous "
-            "key becomes retiring. Then `retire` the old key if it is compromised."
+            "key of its algorithm becomes retiring. Then `retire` the old key if it is compromised."
         ),
     ),
     as_json: bool = JsonOption,
