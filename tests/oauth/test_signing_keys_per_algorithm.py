@@ -384,3 +384,38 @@ async def test_forged_tokens_on_the_rs256_key_are_refused(manager: SigningKeyMan
         with pytest.raises(InvalidTokenError) as info:
             check.verify(token, now=T0 + 1)
         assert info.value.reason == reason, name
+
+
+# --- what discovery publishes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("configured", "published"),
+    [(None, ["ES256", "RS256"]), (["RS256", "ES256", "EdDSA"], ["RS256", "ES256", "EdDSA"])],
+)
+async def test_discovery_publishes_the_algorithms_the_manager_signs_with(
+    db: Database, keyring: Keyring, configured: list[str] | None, published: list[str]
+) -> None:
+    from bastion.protocol.oidc.discovery import openid_configuration
+
+    extra = {} if configured is None else {"id_token_algorithms": configured}
+    manager = SigningKeyManager(db, keyring, make_settings(**extra), MemorySharedState())
+    assert manager.id_token_algorithms() == ()  # nothing loaded: nothing to promise
+    await manager.load(now=T0)
+    document = openid_configuration(
+        ISSUER,
+        endpoints={
+            "authorization_endpoint": "/oauth2/authorize",
+            "token_endpoint": "/oauth2/token",
+            "jwks_uri": "/oauth2/jwks.json",
+        },
+        grant_types=["authorization_code"],
+        auth_methods=["none"],
+        client_assertion_algs=["ES256"],
+        id_token_signing_algs=manager.id_token_algorithms(),
+        scopes_supported=["openid"],
+        claims_supported=["sub"],
+    )
+    assert document["id_token_signing_alg_values_supported"] == published
+    # Each one has its active key in the JWKS the document points at.
+    assert {jwk["alg"] for jwk in manager.jwks()["keys"]} >= set(published)
