@@ -230,8 +230,9 @@ class Runtime:
             api_keys = ApiKeyService(db, settings, shared)
             signing_keys = SigningKeyManager(db, keyring, settings, shared)
             if await signing_keys.load():
-                first = signing_keys.current()
-                say(f"signing key {first.kid} ({first.alg}) created and active")
+                for alg in settings.signing_keys.algorithms:
+                    first = signing_keys.current(alg)
+                    say(f"signing key {first.kid} ({first.alg}) is active")
             # The native data plane's caches: configured here, filled by what Python accepts.
             native_push.install(settings, signing_keys.public_key_set)
             # The identity assertion is signed natively with the current key, pushed on change.
@@ -561,7 +562,7 @@ def _token_endpoint(
                 issuer=settings.issuer_url,
                 settings_tokens=settings.tokens,
                 issue_token=issuer.issue,
-                sign_id_token=IdTokenSigner(signing_keys.current),
+                sign_id_token=IdTokenSigner(signing_keys.current, signing_keys.id_token_algorithms),
                 codes=authorization_codes,
             ),
             rfc8693.GRANT_TYPE: token_exchange.TokenExchangeGrant(

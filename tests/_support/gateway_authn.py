@@ -124,8 +124,9 @@ def serve_configured(directory: Path, routes: str, settings: str) -> Iterator[Ga
         yield GatewayServer(proc, config)
 
 
-def own_signing_key(server: GatewayServer) -> SigningKeyPair:
-    """Bastion's active token-signing key, private part included (from its database)."""
+def own_signing_key(server: GatewayServer, alg: str | None = None) -> SigningKeyPair:
+    """Bastion's active token-signing key of ``alg`` (default: ``signing_keys.algorithm``),
+    private part included (from its database)."""
     from bastion.oauth.signing_keys import SigningKeyManager
     from bastion.runtime import open_keyring
 
@@ -137,7 +138,7 @@ def own_signing_key(server: GatewayServer) -> SigningKeyPair:
         try:
             manager = SigningKeyManager(db, open_keyring(settings), settings, shared)
             await manager.reload()
-            return manager.current()
+            return manager.current(alg)
         finally:
             await shared.close()
             await db.close()

@@ -205,3 +205,27 @@ def test_update_refuses_a_list_and_its_clearing_at_once(
         "detail": f"give either {values} or {clear}, not both",
     }
     assert ok("show", client_id, cwd=in_process)["scopes"] == ["orders:read"]
+
+
+def test_id_token_alg(in_process: Path) -> None:
+    """``--id-token-alg``: one of signing_keys.id_token_algorithms; default ES256, written down."""
+    default = ok("create", "Web", cwd=in_process)
+    assert default["id_token_signed_response_alg"] == "ES256"
+    rs = ok("create", "Legacy RP", "--id-token-alg", "RS256", cwd=in_process)
+    assert rs["id_token_signed_response_alg"] == "RS256"
+    shown = invoke("show", rs["client_id"])
+    assert "\n  id token alg  RS256\n" in shown.stdout
+    back = ok("update", rs["client_id"], "--id-token-alg", "ES256", cwd=in_process)
+    assert back["id_token_signed_response_alg"] == "ES256"
+    for alg in ("PS256", "HS256", "none"):
+        refused = invoke("create", "x", "--id-token-alg", alg, "--json")
+        assert refused.exit_code == 1
+        assert json.loads(refused.stdout) == {
+            "error": "invalid_client_metadata",
+            "detail": f"--id-token-alg: {alg!r} is not offered; use one of ES256, RS256 "
+            "(signing_keys.id_token_algorithms)",
+        }
+    # An operator who offers PS256 too can register it.
+    env = {"BASTION_SIGNING_KEYS__ID_TOKEN_ALGORITHMS": '["ES256", "RS256", "PS256"]'}
+    ps = ok("create", "PS RP", "--id-token-alg", "PS256", cwd=in_process, env=env)
+    assert ps["id_token_signed_response_alg"] == "PS256"

@@ -64,32 +64,53 @@ def test_list_rotate_retire(tmp_path: Path) -> None:
     assert first["activates_at"] == first["created_at"]
     assert first["retires_at"] is None and first["retired_at"] is None
 
-    pending = _json("rotate", "--alg", "EdDSA", cwd=tmp_path)["key"]
-    assert pending["state"] == "next" and pending["alg"] == "EdDSA"
+    # One lifecycle per algorithm: the first RS256 key is active at once too, the next one
+    # is pre-published, and neither touches the ES256 key.
+    rsa = _json("rotate", "--algorithm", "RS256", cwd=tmp_path)["key"]
+    assert rsa["state"] == "active" and rsa["alg"] == "RS256"
+    pending = _json("rotate", "--alg", "RS256", cwd=tmp_path)["key"]
+    assert pending["state"] == "next" and pending["alg"] == "RS256"
     created = datetime.fromisoformat(pending["created_at"])
     assert datetime.fromisoformat(pending["activates_at"]) - created == timedelta(seconds=900)
+    refused = _json("rotate", "--algorithm", "EdDSA", cwd=tmp_path, rc=1)
+    assert refused == {
+        "error": "signing_algorithm_not_configured",
+        "detail": "bastion does not sign with 'EdDSA': it keeps keys for ES256, RS256 — add "
+        "it to signing_keys.id_token_algorithms (or make it signing_keys.algorithm) first",
+    }
 
     human = run_cli("signing-keys", "list", cwd=tmp_path)
     assert human.returncode == 0, human.stderr
     OUTPUTS.append(human.stdout)
-    for kid in (first["kid"], pending["kid"]):
+    for kid in (first["kid"], rsa["kid"], pending["kid"]):
         assert kid in human.stdout  # never truncated: `retire` takes it
     assert "active" in human.stdout and "next" in human.stdout
     _no_private_material(human.stdout)
+    only_rsa = _json("list", "--algorithm", "RS256", cwd=tmp_path)["keys"]
+    assert [(key["kid"], key["state"]) for key in only_rsa] == [
+        (rsa["kid"], "active"),
+        (pending["kid"], "next"),
+    ]
 
     # A kid is base64url: one in 64 begins with "-", so it goes after "--" (as the help says).
     refused = _json("retire", "--", first["kid"], cwd=tmp_path, rc=1)
     assert refused == {
         "error": "signing_key_in_use",
         "detail": (
-            f"signing key {first['kid']!r} is the active key and cannot be retired — make a "
-            f"replacement active first (`bastion signing-keys rotate --now`), then retire "
-            f"{first['kid']!r}"
+            f"signing key {first['kid']!r} is the active ES256 key and cannot be retired — "
+            "make a replacement active first (`bastion signing-keys rotate --algorithm ES256 "
+            f"--now`), then retire {first['kid']!r}"
         ),
     }
 
     emergency = _json("rotate", "--now", cwd=tmp_path)["key"]
-    assert emergency["state"] == "active"
+    assert emergency["state"] == "active" and emergency["alg"] == "ES256"
+    # The guard: a kid of another algorithm than the one named is refused, nothing changes.
+    mismatch = _json("retire", "--algorithm", "RS256", "--", first["kid"], cwd=tmp_path, rc=1)
+    assert mismatch == {
+        "error": "signing_key_algorithm_mismatch",
+        "detail": f"signing key {first['kid']!r} is an ES256 key, not RS256",
+    }
 
     retired = _json("retire", "--", first["kid"], cwd=tmp_path)["key"]
     assert set(retired) == KEY_MEMBERS
@@ -104,6 +125,7 @@ def test_list_rotate_retire(tmp_path: Path) -> None:
     listing = _json("list", cwd=tmp_path)
     assert [(key["kid"], key["state"]) for key in listing["keys"]] == [
         (first["kid"], "retired"),
+        (rsa["kid"], "active"),  # the emergency rotation of ES256 left it alone
         (pending["kid"], "retired"),
         (emergency["kid"], "active"),
     ]
@@ -111,7 +133,7 @@ def test_list_rotate_retire(tmp_path: Path) -> None:
 
     # Not even the sealed form of a private key is ever printed.
     sealed = asyncio.run(_sealed_values(tmp_path / ".bastion" / "bastion.db"))
-    assert len(sealed) == 3
+    assert len(sealed) == 4
     for value in sealed:
         for output in OUTPUTS:
             assert value.split(".")[-1][:24] not in output
@@ -151,8 +173,10 @@ async def test_a_running_node_reloads_when_the_cli_rotates(
     node = SigningKeyManager(db, keyring, settings, shared, refresh_interval=3600)
     stop = asyncio.Event()
     try:
-        assert await node.load() is False
+        # The CLI rotated ES256 only: the node creates the RS256 key it needs beside it.
+        assert await node.load() is True
         assert node.current().kid == first["kid"]
+        rsa = node.current("RS256").kid
         task = asyncio.create_task(node.run(stop))
         await wait_until_async(lambda: subscribed(shared, CHANNEL), "the node's subscription")
         new = (await asyncio.to_thread(_json, "rotate", "--now", cwd=tmp_path, env=env))["key"]
@@ -160,7 +184,7 @@ async def test_a_running_node_reloads_when_the_cli_rotates(
         while node.current().kid != new["kid"]:
             assert time.monotonic() < deadline, "the running node did not reload"
             await asyncio.sleep(0.05)
-        assert {jwk["kid"] for jwk in node.jwks()["keys"]} == {first["kid"], new["kid"]}
+        assert {jwk["kid"] for jwk in node.jwks()["keys"]} == {first["kid"], new["kid"], rsa}
         stop.set()
         await asyncio.wait_for(task, 5)
     finally:

@@ -481,6 +481,49 @@ async def test_bad_bodies(env: Env) -> None:
     assert (await env.service.list()).items == ()
 
 
+async def test_id_token_signed_response_alg(env: Env) -> None:
+    """OIDC Registration §2: one of signing_keys.id_token_algorithms; default the first."""
+    auth = env.auth()
+    url = f"{API}/clients"
+    rs = await env.http.post(
+        url, headers=auth, json={"name": "rp", "id_token_signed_response_alg": "RS256"}
+    )
+    assert rs.status_code == 201, rs.text
+    assert rs.json()["id_token_signed_response_alg"] == "RS256"
+    default = await env.http.post(url, headers=auth, json={"name": "rp2"})
+    assert default.json()["id_token_signed_response_alg"] == "ES256"  # stored explicitly
+    one = f"{url}/{rs.json()['client_id']}"
+    for alg in ("PS256", "HS256", "none", "es256"):
+        doc = problem(
+            await env.http.patch(one, headers=auth, json={"id_token_signed_response_alg": alg}),
+            400,
+            "invalid_client_metadata",
+        )
+        assert doc["field"] == "id_token_signed_response_alg"
+        assert doc["detail"] == (
+            f"id_token_signed_response_alg: {alg!r} is not offered; use one of ES256, RS256 "
+            "(signing_keys.id_token_algorithms)"
+        )
+    doc = problem(
+        await env.http.post(
+            url, headers=auth, json={"name": "x", "id_token_signed_response_alg": 7}
+        ),
+        400,
+        "invalid_request",
+    )
+    assert doc["errors"][0]["field"] == "id_token_signed_response_alg"
+    patched = await env.http.patch(
+        one, headers=auth, json={"id_token_signed_response_alg": "ES256"}
+    )
+    assert patched.json()["id_token_signed_response_alg"] == "ES256"
+    # null: back to the server's default, whatever it is when a token is signed.
+    cleared = await env.http.patch(one, headers=auth, json={"id_token_signed_response_alg": None})
+    assert cleared.status_code == 200, cleared.text
+    assert cleared.json()["id_token_signed_response_alg"] is None
+    shown = await env.http.get(one, headers=auth)
+    assert shown.json()["id_token_signed_response_alg"] is None
+
+
 async def test_patch_null_for_required_member(env: Env) -> None:
     auth = env.auth()
     client_id = (await env.http.post(f"{API}/clients", headers=auth, json={"name": "a"})).json()[
@@ -556,6 +599,7 @@ MEMBERS = [
     "redirect_uris",
     "jwks",
     "metadata",
+    "id_token_signed_response_alg",
     "grace_seconds",
 ]
 bodies = st.one_of(

@@ -2,6 +2,10 @@
 
 Every lifecycle test runs on SQLite and PostgreSQL with an injected clock
 (``now=``). Two managers on one database stand in for two bastion nodes.
+
+bastion keeps one active key per algorithm (ES256 and RS256 by default); the
+lifecycle tests here follow the ES256 keys (``states``, ``es256``, ``jwks_kids``),
+``test_signing_keys_per_algorithm.py`` the algorithms side by side.
 """
 
 from __future__ import annotations
@@ -10,11 +14,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from _support.signing_keys import HOLD, ISSUER, LEEWAY, MAX_TTL, PREPUBLISH, T0, make_settings
+from _support.signing_keys import at as _at
 from _support.subscriptions import subscribers
 from _support.waiting import wait_until_async
 from bastion.crypto import InvalidTokenError, JWTVerifier, Keyring, MasterKey, sign_jwt
@@ -24,47 +30,9 @@ from bastion.oauth import (
     SigningKeyManager,
 )
 from bastion.oauth.signing_keys import CHANNEL, plan_transitions
-from bastion.settings import Settings
 from bastion.storage import Database, NotFoundError, SigningKey
 from bastion.storage.shared import MemorySharedState
 from bastion.storage.sql.schema import seal_context
-
-T0 = 1_900_000_000.0
-PREPUBLISH = 900.0
-MAX_TTL = 3600.0
-LEEWAY = 30.0
-HOLD = MAX_TTL + LEEWAY
-ISSUER = "https://issuer.example"
-
-
-def _at(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def make_settings(**signing_keys: Any) -> Settings:
-    return Settings(
-        issuer=ISSUER,
-        signing_keys={"prepublish": PREPUBLISH, **signing_keys},
-        tokens={"max_access_token_ttl": MAX_TTL, "access_token_ttl": 900, "leeway": LEEWAY},
-    )
-
-
-# --- databases: `db_url` and `db` come from tests/conftest.py (both backends) -----------
-
-
-@pytest.fixture
-async def db2(db_url: str) -> AsyncIterator[Database]:
-    """A second connection pool to the same database: a second node."""
-    database = await Database.connect(db_url)
-    try:
-        yield database
-    finally:
-        await database.close()
-
-
-@pytest.fixture
-def keyring() -> Keyring:
-    return Keyring([MasterKey.generate()])
 
 
 @pytest.fixture
@@ -94,12 +62,21 @@ def token(manager: SigningKeyManager, issued_at: float) -> str:
     return sign_jwt(claims, manager.current(), typ="at+jwt")
 
 
+async def es256(db: Database) -> list[SigningKey]:
+    """The stored ES256 keys (the lifecycle under test; the RS256 key lives beside them)."""
+    return [key for key in await db.signing_keys.list() if key.alg == "ES256"]
+
+
 async def states(db: Database) -> dict[str, str]:
-    return {key.kid: key.state for key in await db.signing_keys.list()}
+    return {key.kid: key.state for key in await es256(db)}
 
 
 def jwks_kids(manager: SigningKeyManager) -> set[str]:
-    return {jwk["kid"] for jwk in manager.jwks()["keys"]}
+    return {jwk["kid"] for jwk in manager.jwks()["keys"] if jwk["alg"] == "ES256"}
+
+
+def es256_kids(manager: SigningKeyManager) -> tuple[str, ...]:
+    return tuple(key.kid for key in manager.public_key_set() if key.alg == "ES256")
 
 
 # --- first start -----------------------------------------------------------------------
@@ -116,13 +93,13 @@ async def test_first_load_creates_one_active_key(
     manager: SigningKeyManager, db: Database, db2: Database, keyring: Keyring
 ) -> None:
     assert await manager.load(now=T0) is True
-    [key] = await manager.list()
+    [key] = await es256(db)
     assert key.state == "active"
     assert key.alg == "ES256"
     assert key.activates_at == _at(T0)
     assert manager.current().kid == key.kid
-    assert manager.public_key_set().kids() == (key.kid,)
-    [jwk] = manager.jwks()["keys"]
+    assert es256_kids(manager) == (key.kid,)
+    [jwk] = [jwk for jwk in manager.jwks()["keys"] if jwk["alg"] == "ES256"]
     assert jwk["kid"] == key.kid and jwk["alg"] == "ES256" and jwk["use"] == "sig"
     assert "d" not in jwk
     # Loading again, here or on another node, creates nothing.
@@ -130,14 +107,14 @@ async def test_first_load_creates_one_active_key(
     other = SigningKeyManager(db2, keyring, make_settings(), MemorySharedState())
     assert await other.load(now=T0 + 2) is False
     assert other.current().kid == key.kid
-    assert len(await db.signing_keys.list()) == 1
+    assert len(await es256(db)) == 1
 
 
 async def test_private_key_is_sealed_under_its_kid(
     manager: SigningKeyManager, db: Database, keyring: Keyring
 ) -> None:
     await manager.load(now=T0)
-    stored = (await db.signing_keys.list())[0]
+    stored = (await es256(db))[0]
     assert "PRIVATE KEY" not in stored.private_key_sealed
     assert "d" not in stored.public_jwk
     context = seal_context("signing_keys", "private_key_sealed", stored.kid)
@@ -186,7 +163,7 @@ async def test_rotation_prepublishes_overlaps_then_retires(
     await manager.refresh(now=switch + HOLD)
     assert await states(db) == {old: "retired", new.kid: "active"}
     assert jwks_kids(manager) == {new.kid}
-    assert manager.public_key_set().kids() == (new.kid,)
+    assert es256_kids(manager) == (new.kid,)
     with pytest.raises(InvalidTokenError) as info:
         verifier(manager).verify(before, now=switch + HOLD)
     assert info.value.reason == "unknown_kid"
@@ -245,12 +222,20 @@ async def test_rotate_with_no_key_makes_it_active_at_once(
 
 
 @pytest.mark.parametrize("alg", ["EdDSA", "PS256"])
-async def test_rotate_with_another_algorithm(manager: SigningKeyManager, alg: Any) -> None:
+async def test_rotate_with_another_algorithm(
+    db: Database, keyring: Keyring, shared: MemorySharedState, alg: Any
+) -> None:
+    # An algorithm bastion signs with: configured as an ID-token algorithm.
+    settings = make_settings(id_token_algorithms=["ES256", "RS256", alg])
+    manager = SigningKeyManager(db, keyring, settings, shared)
     await manager.load(now=T0)
+    first = manager.current(alg).kid
     key = await manager.rotate(alg=alg, now=T0 + 1, immediate=True)
     assert key.alg == alg
-    assert manager.current().alg == alg
-    issued = token(manager, T0 + 2)
+    assert manager.current(alg).kid == key.kid != first
+    assert manager.current().alg == "ES256"
+    claims = {"iss": ISSUER, "aud": "api", "sub": "svc", "iat": T0 + 2, "exp": T0 + 60}
+    issued = sign_jwt(claims, manager.current(alg), typ="at+jwt")
     assert verifier(manager).verify(issued, now=T0 + 3).header["alg"] == alg
 
 
@@ -262,7 +247,9 @@ async def test_configured_algorithm_is_used(
     )
     await manager.load(now=T0)
     assert manager.current().alg == "RS256"
+    # The access-token key comes first in the JWKS; ES256 (an ID-token algorithm) beside it.
     jwk = manager.jwks()["keys"][0]
+    assert [k["alg"] for k in manager.jwks()["keys"]] == ["RS256", "ES256"]
     assert jwk["kty"] == "RSA"
     assert not {"d", "p", "q", "dp", "dq", "qi"} & set(jwk)
 
@@ -278,8 +265,9 @@ async def test_retire_refuses_the_active_key(manager: SigningKeyManager, db: Dat
     assert info.value.code == "signing_key_in_use"
     assert info.value.status == 409
     assert info.value.detail == (
-        f"signing key {kid!r} is the active key and cannot be retired — make a replacement "
-        f"active first (`bastion signing-keys rotate --now`), then retire {kid!r}"
+        f"signing key {kid!r} is the active ES256 key and cannot be retired — make a "
+        "replacement active first (`bastion signing-keys rotate --algorithm ES256 --now`), "
+        f"then retire {kid!r}"
     )
     assert await states(db) == {kid: "active"}
 
@@ -335,11 +323,11 @@ async def test_scheduled_rotation(db: Database, keyring: Keyring) -> None:
 
     # Created one pre-publication ahead, so it activates `every` after its predecessor.
     await manager.refresh(now=T0 + every - PREPUBLISH)
-    pending = [k for k in await db.signing_keys.list() if k.state == "next"]
+    pending = [k for k in await es256(db) if k.state == "next"]
     assert len(pending) == 1
     assert pending[0].activates_at == _at(T0 + every)
     await manager.refresh(now=T0 + every - PREPUBLISH + 5)
-    assert len(await db.signing_keys.list()) == 2
+    assert len(await es256(db)) == 2
 
     await manager.refresh(now=T0 + every)
     second = manager.current().kid
@@ -348,22 +336,22 @@ async def test_scheduled_rotation(db: Database, keyring: Keyring) -> None:
 
     # The schedule counts from the new key's activation.
     await manager.refresh(now=T0 + 2 * every - PREPUBLISH - 1)
-    assert len(await db.signing_keys.list()) == 2
+    assert len(await es256(db)) == 2
     await manager.refresh(now=T0 + 2 * every - PREPUBLISH)
-    assert [k.state for k in await db.signing_keys.list()] == ["retired", "active", "next"]
+    assert [k.state for k in await es256(db)] == ["retired", "active", "next"]
 
 
 async def test_no_schedule_without_rotate_every(manager: SigningKeyManager, db: Database) -> None:
     await manager.load(now=T0)
     await manager.refresh(now=T0 + 400 * 86400)
-    assert len(await db.signing_keys.list()) == 1
+    assert len(await es256(db)) == 1
 
 
 # --- several nodes ---------------------------------------------------------------------
 
 
 async def _active(db: Database) -> list[str]:
-    return [key.kid for key in await db.signing_keys.list(states=["active"])]
+    return [key.kid for key in await db.signing_keys.list(states=["active"]) if key.alg == "ES256"]
 
 
 async def test_concurrent_refresh_converges_on_one_active_key(
@@ -391,9 +379,14 @@ async def test_concurrent_first_start_converges(
     [active] = await _active(db)
     assert node1.current().kid == node2.current().kid == active
     # A key that lost the race may have signed: it stays published while retiring.
+    published = {jwk["kid"] for jwk in node1.jwks()["keys"]}
     for key in await db.signing_keys.list():
         assert key.state in {"active", "retiring"}
-        assert key.kid in jwks_kids(node1)
+        assert key.kid in published
+    # One active key per algorithm, the same on both nodes.
+    actives = await db.signing_keys.list(states=["active"])
+    assert sorted(key.alg for key in actives) == ["ES256", "RS256"]
+    assert node1.current("RS256").kid == node2.current("RS256").kid
 
 
 async def test_two_next_keys_the_later_activation_wins(
@@ -534,12 +527,14 @@ async def test_every_key_change_is_on_the_change_feed(
     # Other processes (the CLI, other nodes) learn of rotations and retirements from here.
     await manager.load(now=T0)
     first = manager.current().kid
+    rsa = manager.current("RS256").kid
     await manager.rotate(immediate=True, now=T0 + 10)
     second = manager.current().kid
     await manager.retire(first, now=T0 + 20)
     rows = [(r.channel, r.message) for r in await db.change_feed.read_after(0, limit=100)]
     assert rows == [
         ("signing-keys", first),  # created
+        ("signing-keys", rsa),  # the RS256 key, created beside it
         ("signing-keys", second),  # created active, the first made retiring
         ("signing-keys", first),  # retired
     ]

@@ -3,6 +3,8 @@ Core §3.1.3.3), over a stand-in code store and signers."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,11 +65,15 @@ class Codes:
 
 
 class IdSigner:
+    """Signs as the registered algorithm says (``None``: ES256, the server's default)."""
+
     def __init__(self) -> None:
         self.issued: list[dict[str, Any]] = []
+        self.algs: list[str | None] = []
 
-    async def __call__(self, build: Callable[[str], dict[str, Any]]) -> str:
-        self.issued.append(build("ES256"))
+    async def __call__(self, build: Callable[[str], dict[str, Any]], alg: str | None) -> str:
+        self.algs.append(alg)
+        self.issued.append(build(alg or "ES256"))
         return "id-token"
 
 
@@ -126,6 +132,17 @@ async def test_a_code_gives_an_access_token_and_an_id_token() -> None:
             "at_hash": token_hash("access-token", "ES256"),
         }
     ]
+    assert id_signer.algs == [None]  # the client registered none: the server's default
+
+
+@pytest.mark.parametrize(("alg", "digest"), [("RS256", hashlib.sha256), ("EdDSA", hashlib.sha512)])
+async def test_the_id_token_follows_the_registered_algorithm(alg: str, digest: Any) -> None:
+    _, _, id_signer, _ = await _run(GOOD, client=app(id_token_signed_response_alg=alg))
+    assert id_signer.algs == [alg]
+    # at_hash: the left half of the hash of the ID token's alg (OIDC Core §3.1.3.6).
+    half = digest(b"access-token").digest()
+    expected = base64.urlsafe_b64encode(half[: len(half) // 2]).rstrip(b"=").decode()
+    assert id_signer.issued[0]["at_hash"] == expected
 
 
 async def test_offline_access_or_a_plain_oauth_scope_returns_the_refresh_token() -> None:

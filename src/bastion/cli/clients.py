@@ -74,6 +74,11 @@ JwksOption = common.flag_option(
 )
 ClientIdArgument = typer.Argument(..., metavar="CLIENT_ID", help="The client's id.")
 RedirectOption = common.flag_option("--redirect-uri", "Allowed redirect URI (repeatable).")
+IdTokenAlgOption = common.flag_option(
+    "--id-token-alg",
+    "Algorithm of the client's ID tokens (id_token_signed_response_alg): one of "
+    "signing_keys.id_token_algorithms, ES256 and RS256 by default (default: the first).",
+)
 
 
 # The flag (or argument) of each ClientSpec field, for errors: `--redirect-uri: …`.
@@ -87,6 +92,7 @@ _FLAGS: Final = {
     "access_token_ttl": "--ttl",
     "jwks": "--jwks-file",
     "redirect_uris": "--redirect-uri",
+    "id_token_signed_response_alg": "--id-token-alg",
     "grace": "--grace",
 }
 
@@ -126,6 +132,8 @@ def _print_client(doc: dict[str, Any]) -> None:
     console.print(f"  redirect URIs {items(doc['redirect_uris'])}")
     if doc["jwks"] is not None:
         console.print(f"  jwks          {len(doc['jwks'].get('keys', []))} key(s)")
+    alg = doc["id_token_signed_response_alg"]
+    console.print(f"  id token alg  {alg if alg is not None else 'server default'}")
     for secret in doc["secrets"]:
         until = secret["expires_at"]
         note = f"works until {until}" if until is not None else "current"
@@ -151,6 +159,7 @@ def create(
     ttl: int | None = TtlOption,
     jwks_file: Path | None = JwksOption,
     redirect_uri: list[str] | None = RedirectOption,
+    id_token_alg: str | None = IdTokenAlgOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -169,6 +178,7 @@ def create(
         access_token_ttl=ttl,
         redirect_uris=redirect_uri or (),
         jwks=_read_jwks(jwks_file),
+        id_token_signed_response_alg=id_token_alg,
     )
 
     doc = _CLIENTS.operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
@@ -237,6 +247,7 @@ def update(
     ),
     jwks_file: Path | None = JwksOption,
     redirect_uri: list[str] | None = RedirectOption,
+    id_token_alg: str | None = IdTokenAlgOption,
     clear_scopes: bool = typer.Option(False, "--clear-scopes", help="Allow no scopes."),
     clear_audiences: bool = typer.Option(False, "--clear-audiences", help="Allow no audiences."),
     config: Path | None = ConfigOption,
@@ -265,6 +276,8 @@ def update(
         changes["jwks"] = _read_jwks(jwks_file)
     if redirect_uri:
         changes["redirect_uris"] = redirect_uri
+    if id_token_alg is not None:
+        changes["id_token_signed_response_alg"] = id_token_alg
     _CLIENTS.update(changes, lambda ops: ops.update(client_id, changes), config, as_json)
 
 

@@ -1,5 +1,10 @@
 """``bastion signing-keys list|rotate|retire``: the token-signing keys from the command line.
 
+bastion keeps one active key per algorithm (``signing_keys.algorithm`` for access
+tokens, each of ``signing_keys.id_token_algorithms`` for ID tokens); every command takes
+``--algorithm`` to act on one of them: ``list`` shows only its keys, ``rotate`` rotates
+it (default: ``signing_keys.algorithm``), ``retire`` refuses a kid of another algorithm.
+
 The commands work on the stored keys through
 :class:`~bastion.oauth.signing_keys.SigningKeyManager` and announce every change
 on the shared channel ``"signing-keys"``: a server on the same Redis reloads at
@@ -31,7 +36,7 @@ if TYPE_CHECKING:
     from bastion.storage import SigningKey
 
 signing_keys_app = typer.Typer(
-    help="Token signing keys: list, rotate, retire.",
+    help="Token signing keys, one active key per algorithm: list, rotate, retire.",
     no_args_is_help=True,
 )
 
@@ -50,7 +55,20 @@ class Algorithm(StrEnum):
 
 
 AlgorithmOption = typer.Option(
-    None, "--alg", help="Algorithm of the new key (default: signing_keys.algorithm)."
+    None,
+    "--algorithm",
+    "--alg",
+    help="Algorithm of the key to rotate (default: signing_keys.algorithm); keys of "
+    "other algorithms are not touched.",
+)
+ListAlgorithmOption = typer.Option(
+    None, "--algorithm", "--alg", help="Only the keys of this algorithm."
+)
+RetireAlgorithmOption = typer.Option(
+    None,
+    "--algorithm",
+    "--alg",
+    help="Refuse unless the key is of this algorithm (a guard against a mistyped kid).",
 )
 
 
@@ -90,13 +108,19 @@ def _operate(config: Path | None, work: Callable[[SigningKeyOperations], Awaitab
 
 @signing_keys_app.command("list")
 @handles_errors
-def list_keys(config: Path | None = ConfigOption, as_json: bool = JsonOption) -> None:
-    """List every signing key with its state: next, active, retiring or retired.
+def list_keys(
+    config: Path | None = ConfigOption,
+    alg: Algorithm | None = ListAlgorithmOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List every signing key with its algorithm and state: next, active, retiring or retired.
 
-    Shows the stored states; a running server applies due transitions (a
-    ``next`` key whose activation time passed) at its next refresh.
+    There is one active key per algorithm. Shows the stored states; a running server
+    applies due transitions (a ``next`` key whose activation time passed) at its next
+    refresh.
     """
-    keys: list[SigningKey] = _operate(config, lambda ops: ops.list())
+    stored: list[SigningKey] = _operate(config, lambda ops: ops.list())
+    keys = [key for key in stored if alg is None or key.alg == alg.value]
     docs = [key_document(key) for key in keys]
 
     def human() -> None:
@@ -133,14 +157,16 @@ def rotate(
         "--now",
         help=(
             "Emergency: make the new key active at once (no pre-publication); the previous "
-            "key becomes retiring. Then `retire` the old key if it is compromised."
+            "key of its algorithm becomes retiring. Then `retire` the old key if it is compromised."
         ),
     ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Create a new signing key: published in the JWKS now, signing after signing_keys.prepublish.
+    """Create a new signing key of one algorithm: published in the JWKS now, signing after
+    signing_keys.prepublish.
 
-    The previous key stays published until every token it signed has expired.
+    The previous key of that algorithm stays published until every token it signed has
+    expired; the keys of other algorithms are not touched.
     """
     algorithm: SigningAlgorithm | None = alg.value if alg is not None else None
     key: SigningKey = _operate(config, lambda ops: ops.rotate(algorithm, immediate=now))
@@ -150,7 +176,7 @@ def rotate(
         if key.state == "active":
             console.print(
                 f"[green]✓[/] signing key {key.kid} ({key.alg}) is active now; "
-                "the previous key, if any, is retiring"
+                f"the previous {key.alg} key, if any, is retiring"
             )
         else:
             console.print(
@@ -166,15 +192,18 @@ def rotate(
 def retire(
     kid: str = typer.Argument(..., metavar="KID", help="The kid of the key to retire."),
     config: Path | None = ConfigOption,
+    alg: Algorithm | None = RetireAlgorithmOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Retire a key at once (compromise): it leaves the JWKS and its tokens stop verifying.
 
-    The active key cannot be retired: run `bastion signing-keys rotate --now` first.
+    The active key of an algorithm cannot be retired: run `bastion signing-keys rotate
+    --algorithm ALG --now` first.
     A kid is base64url and may begin with "-": put it after "--", as in
     `bastion signing-keys retire -- -Xb3...`.
     """
-    key: SigningKey = _operate(config, lambda ops: ops.retire(kid))
+    algorithm: SigningAlgorithm | None = alg.value if alg is not None else None
+    key: SigningKey = _operate(config, lambda ops: ops.retire(kid, algorithm))
     doc = key_document(key)
 
     def human() -> None:

@@ -94,9 +94,12 @@ def _signing_keys(
     if rotate_every is not None:
         # A scheduled rotation that did not happen (no server ran, or it failed) shows here.
         max_age = min(max_age, timedelta(seconds=rotate_every) + timedelta(days=1))
-    old = [key.kid for key in keys if key.state == "active" and now - key.created_at > max_age]
+    stale = [key for key in keys if key.state == "active" and now - key.created_at > max_age]
+    old = [key.kid for key in stale]
     if not old:
         return []
+    # One active key per algorithm: name the rotation of each algorithm that needs one.
+    algs = ", ".join(sorted({key.alg for key in stale}))
     return [
         Finding(
             "signing_key.old",
@@ -104,7 +107,8 @@ def _signing_keys(
             "the active signing key is old",
             f"signing key(s) {_names(old)} have signed tokens for more than "
             f"{max_age.days} days: the longer a key signs, the more a leak of it exposes",
-            "run `bastion signing-keys rotate` and set signing_keys.rotate_every (e.g. 30d)",
+            f"run `bastion signing-keys rotate --algorithm ALG` for {algs} and set "
+            "signing_keys.rotate_every (e.g. 30d)",
             tuple(old),
         )
     ]

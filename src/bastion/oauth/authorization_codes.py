@@ -40,7 +40,7 @@ from bastion.crypto.digests import random_token, sha256_hex
 from bastion.crypto.jwt import sign_jwt
 from bastion.crypto.keys import SigningKeyPair
 from bastion.oauth.refresh_tokens import RefreshTokenService
-from bastion.protocol.rfc6749.errors import InvalidGrantError
+from bastion.protocol.rfc6749.errors import InvalidGrantError, UnauthorizedClientError
 from bastion.protocol.rfc6749.grants.authorization_code import CodeRedemption, RedeemedCode
 from bastion.protocol.rfc6749.grants.refresh_token import Rotation
 from bastion.protocol.rfc6749.scope import parse_scope
@@ -105,13 +105,35 @@ def _unheard(_code: AuthorizationCode, _ip: str | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class IdTokenSigner:
-    """Signs ID tokens with the active signing key (``typ: JWT``, OIDC Core §2)."""
+    """Signs ID tokens (``typ: JWT``, OIDC Core §2) with the active key of the algorithm
+    the client registered (OIDC Registration §2 ``id_token_signed_response_alg``).
 
-    current_key: Callable[[], SigningKeyPair]
+    ``algorithms()`` are the ID-token algorithms bastion signs with now, the first being
+    the default for a client that registered none
+    (:meth:`~bastion.oauth.signing_keys.SigningKeyManager.id_token_algorithms`);
+    ``current_key(alg)`` the active key of ``alg``.
+    """
 
-    async def __call__(self, build: Callable[[str], dict[str, Any]]) -> str:
-        """Sign ``build(alg)`` with the current key, ``alg`` being that key's algorithm."""
-        key = self.current_key()
+    current_key: Callable[[str], SigningKeyPair]
+    algorithms: Callable[[], Sequence[str]]
+
+    async def __call__(self, build: Callable[[str], dict[str, Any]], alg: str | None) -> str:
+        """Sign ``build(alg)`` with the active key of ``alg`` (``None``: the default).
+
+        Raises:
+            UnauthorizedClientError: the client registered an algorithm the settings no
+                longer offer (``signing_keys.id_token_algorithms``).
+            NoActiveSigningKeyError: no key is loaded (503).
+        """
+        offered = self.algorithms()
+        chosen = alg or (offered[0] if offered else None)
+        if chosen is None or chosen not in offered:
+            raise UnauthorizedClientError(
+                f"the client's id_token_signed_response_alg {chosen!r} is not offered by "
+                f"this server (it signs ID tokens with {', '.join(offered) or 'nothing'})",
+                reason="id_token_alg_not_offered",
+            )
+        key = self.current_key(chosen)
         return sign_jwt(build(key.alg), key, typ="JWT")
 
 

@@ -92,6 +92,7 @@ UPDATABLE: Final = frozenset(
         "redirect_uris",
         "jwks",
         "metadata",
+        "id_token_signed_response_alg",
     }
 )
 
@@ -123,6 +124,9 @@ class ClientSpec:
     redirect_uris: Sequence[str] = ()
     jwks: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: The JWS algorithm of the client's ID tokens (OIDC Registration §2); ``None``: the
+    #: server's default (the first of ``signing_keys.id_token_algorithms``).
+    id_token_signed_response_alg: str | None = None
 
 
 #: The shared checks, worded as client answers have always been.
@@ -233,13 +237,41 @@ def _check_ttl(ttl: object, maximum: float) -> int | None:
     return ttl
 
 
+def _check_id_token_alg(value: object, offered: Sequence[str], held: str | None) -> str | None:
+    """OIDC Registration §2 ``id_token_signed_response_alg``: one bastion signs with.
+
+    ``held`` is the client's stored value: kept as it is even when the settings no
+    longer offer it (the token endpoint then says so), never newly chosen.
+    """
+    if value is None:
+        return None
+    if held is not None and value == held:
+        return held
+    if not isinstance(value, str) or value not in offered:
+        shown = value[:20] if isinstance(value, str) else value
+        raise ClientSpecError(
+            "id_token_signed_response_alg",
+            f"{shown!r} is not offered; use one of {', '.join(offered)} "
+            "(signing_keys.id_token_algorithms)",
+        )
+    return value
+
+
 def validated(
-    values: Mapping[str, Any], max_ttl: float, held: Collection[str] = ()
+    values: Mapping[str, Any],
+    max_ttl: float,
+    held: Collection[str] = (),
+    *,
+    id_token_algs: Sequence[str] = (),
+    held_id_token_alg: str | None = None,
 ) -> dict[str, Any]:
     """Check a complete set of client members; return them normalised.
 
     ``held`` are the grant types the client already has: one of them that this
     version cannot serve (:data:`UNAVAILABLE_GRANT_TYPES`) is kept, never added.
+    ``id_token_algs`` are the ID-token algorithms bastion offers
+    (``signing_keys.id_token_algorithms``); ``held_id_token_alg`` the client's stored one,
+    kept as for ``held``.
 
     Raises:
         ClientSpecError: a member is invalid or the members contradict each other.
@@ -313,6 +345,9 @@ def validated(
         "redirect_uris": redirect_uris,
         "jwks": jwks,
         "metadata": CHECKS.metadata(values["metadata"]),
+        "id_token_signed_response_alg": _check_id_token_alg(
+            values.get("id_token_signed_response_alg"), id_token_algs, held_id_token_alg
+        ),
     }
 
 
@@ -335,4 +370,5 @@ def spec_values(spec: ClientSpec) -> dict[str, Any]:
         "redirect_uris": spec.redirect_uris,
         "jwks": spec.jwks,
         "metadata": spec.metadata,
+        "id_token_signed_response_alg": spec.id_token_signed_response_alg,
     }

@@ -166,7 +166,13 @@ class ClientService:
         Raises:
             ClientSpecError: the spec is invalid (the error names the field and the fix).
         """
-        values = validated(spec_values(spec), self._max_ttl)
+        offered = self.settings.signing_keys.id_token_algorithms
+        values = validated(spec_values(spec), self._max_ttl, id_token_algs=offered)
+        # Registered explicitly, so a later change of the server's default does not
+        # switch the algorithm under a working relying party.
+        values["id_token_signed_response_alg"] = (
+            values["id_token_signed_response_alg"] or offered[0]
+        )
         at = now or utcnow()
         client = Client(client_id=generate_client_id(), created_at=at, updated_at=at, **values)
         client = await self.db.clients.create(client)
@@ -181,10 +187,10 @@ class ClientService:
         """Change the named members and return the updated client.
 
         Updatable: name, token_endpoint_auth_method, grant_types, scopes, audiences,
-        access_token_ttl, redirect_uris, jwks, metadata. The client type cannot
-        change (create a new client instead); disable/enable have their own methods.
-        Switching to a secret method from another one leaves the client without a
-        secret until :meth:`rotate_secret` issues one.
+        access_token_ttl, redirect_uris, jwks, metadata, id_token_signed_response_alg.
+        The client type cannot change (create a new client instead); disable/enable
+        have their own methods. Switching to a secret method from another one leaves
+        the client without a secret until :meth:`rotate_secret` issues one.
 
         Raises:
             NotFoundError: no such client.
@@ -210,9 +216,16 @@ class ClientService:
             "redirect_uris": current.redirect_uris,
             "jwks": current.jwks,
             "metadata": current.metadata,
+            "id_token_signed_response_alg": current.id_token_signed_response_alg,
         }
         merged.update(changes)
-        values = validated(merged, self._max_ttl, held=current.grant_types)
+        values = validated(
+            merged,
+            self._max_ttl,
+            held=current.grant_types,
+            id_token_algs=self.settings.signing_keys.id_token_algorithms,
+            held_id_token_alg=current.id_token_signed_response_alg,
+        )
         delta = {key: values[key] for key in changes}
         if not delta:
             return current

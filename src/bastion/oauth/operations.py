@@ -113,8 +113,8 @@ class SigningKeyOperations:
         self.recorder.signing_key("rotated", key.kid, ["state"])
         return key
 
-    async def retire(self, kid: str) -> SigningKey:
-        """Retire ``kid`` at once; recorded as ``retired``."""
-        key = await self.manager.retire(kid)
+    async def retire(self, kid: str, alg: SigningAlgorithm | None = None) -> SigningKey:
+        """Retire ``kid`` (of ``alg``, when given) at once; recorded as ``retired``."""
+        key = await self.manager.retire(kid, alg=alg)
         self.recorder.signing_key("retired", key.kid, ["state"])
         return key

@@ -1,5 +1,14 @@
 """The lifecycle of bastion's token-signing keys: generation, rotation with overlap, retirement.
 
+One lifecycle per algorithm. bastion keeps one active key for each algorithm of
+``signing_keys.algorithms``: ``signing_keys.algorithm`` (access tokens, the identity
+assertion; ES256 by default) and each of ``signing_keys.id_token_algorithms`` (ID
+tokens; ES256 and RS256 by default — OpenID Connect Discovery §3 requires RS256). The
+keys of one algorithm rotate, retire and converge among themselves; rotating the RS256
+key never touches the ES256 one. A key of an algorithm dropped from the settings stops
+signing and retires like any superseded key. Every key, of every algorithm, is in the
+JWKS with its ``alg``: verifiers take the algorithm from the key found by ``kid``.
+
 States and their meaning (stored in ``signing_keys.state``)::
 
     next ──(activates_at passes)──► active ──(a successor activates)──► retiring
@@ -10,32 +19,33 @@ States and their meaning (stored in ``signing_keys.state``)::
   with ``activates_at = now + signing_keys.prepublish``, so every verifier that
   caches the JWKS for at most ``jwks_max_age`` (< prepublish, checked by the
   settings) knows the key before the first token signed with it arrives.
-- **active**: signs new tokens. Exactly one after :meth:`SigningKeyManager.refresh`
-  converged (see below).
+- **active**: signs new tokens. Exactly one per algorithm after
+  :meth:`SigningKeyManager.refresh` converged (see below).
 - **retiring**: published, no longer signs. It stays published until every token
   it signed has expired: ``retires_at`` = the moment it stopped signing (when
   the transition was applied; :meth:`~SigningKeyManager.run` wakes for it at the
-  successor's ``activates_at``) + ``tokens.max_access_token_ttl`` +
-  ``tokens.leeway`` (for an emergency rotation also + the refresh interval, see
-  below).
+  successor's ``activates_at``) + the longer of ``tokens.max_access_token_ttl`` and
+  ``tokens.id_token_ttl`` + ``tokens.leeway`` (for an emergency rotation also + the
+  refresh interval, see below).
 - **retired**: not published, never used again. The row stays for audit. Its
   private key stays **sealed** under the master key rather than wiped: a retired
   key is no longer trusted by anything bastion runs (it is not in the JWKS), the
   sealed value keeps ``bastion secrets rotate-master-key`` (which re-wraps every
   sealed column) working, and the private key of a retired row is never loaded.
 
-First start: with no key at all (or none active or pending), one key is created
-**active** at once — there is nothing a pre-publication would protect.
+First start: for each algorithm with no key at all (or none active or pending), one
+key is created **active** at once — there is nothing a pre-publication would protect
+(an algorithm added to the settings later gets its first key the same way).
 
 Cluster safety. Every transition is a pure function of the stored timestamps
 and the clock (:func:`plan_transitions`), applied in one write transaction of
 conditional updates (``UPDATE … WHERE kid = ? AND state = <expected>``). Nodes
 running :meth:`~SigningKeyManager.refresh` concurrently compute the same plan;
 whoever commits first wins and the others' updates match no row. Ties are broken
-deterministically: among the active keys and the ``next`` keys that are due, the
-one with the **latest** activation time (then the larger ``kid``) wins and every
-other becomes retiring — so two concurrent first starts, or two concurrent
-``rotate`` calls, still converge on one active key. ``refresh`` re-reads and
+deterministically: among the active keys and the ``next`` keys of one algorithm that
+are due, the one with the **latest** activation time (then the larger ``kid``) wins and
+every other becomes retiring — so two concurrent first starts, or two concurrent
+``rotate`` calls, still converge on one active key per algorithm. ``refresh`` re-reads and
 repeats until nothing is left to do.
 
 Hot path. :meth:`~SigningKeyManager.current`, :meth:`~SigningKeyManager.public_key_set`
@@ -70,9 +80,10 @@ import builtins
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -119,6 +130,22 @@ class SigningKeyInUseError(SigningKeyError):
     title = "Signing key in use"
 
 
+class SigningKeyAlgorithmMismatchError(SigningKeyError):
+    """The key named is of another algorithm than the one the caller said."""
+
+    code = "signing_key_algorithm_mismatch"
+    status = 409
+    title = "Signing key of another algorithm"
+
+
+class SigningAlgorithmNotConfiguredError(SigningKeyError):
+    """A key of an algorithm bastion does not sign with was asked for."""
+
+    code = "signing_algorithm_not_configured"
+    status = 400
+    title = "Signing algorithm not configured"
+
+
 class NoActiveSigningKeyError(SigningKeyError, ServiceUnavailableError):
     """No active signing key is loaded in memory (``load()`` not called or failed)."""
 
@@ -156,15 +183,41 @@ class Transition:
 
 
 def plan_transitions(
-    keys: Iterable[SigningKey], now: datetime, *, hold: timedelta
+    keys: Iterable[SigningKey],
+    now: datetime,
+    *,
+    hold: timedelta,
+    algorithms: Collection[str] | None = None,
 ) -> tuple[Transition, ...]:
     """The time-based transitions due at ``now`` for the stored ``keys`` (a pure function).
 
-    ``hold`` is how long a key stays published after it stopped signing
-    (max access-token lifetime + leeway). Returns transitions sorted by kid (the
-    order rows are locked in, so concurrent appliers cannot deadlock).
+    The lifecycle holds per algorithm: the keys of each algorithm converge on one
+    active key of their own. ``algorithms`` are the ones bastion signs with (``None``:
+    every algorithm stored); a key of any other algorithm that still signs (``next`` or
+    ``active``) becomes retiring. ``hold`` is how long a key stays published after it
+    stopped signing (max token lifetime + leeway). Returns transitions sorted by kid
+    (the order rows are locked in, so concurrent appliers cannot deadlock).
     """
     keys = builtins.list(keys)
+    plan: list[Transition] = []
+    for alg in sorted({key.alg for key in keys}):
+        group = [key for key in keys if key.alg == alg]
+        if algorithms is None or alg in algorithms:
+            plan.extend(_plan_signing(group, now, hold))
+        else:
+            plan.extend(
+                Transition(key.kid, ("next", "active"), "retiring", {"retires_at": now + hold})
+                for key in group
+                if key.state in _SIGNING_STATES
+            )
+    for key in keys:
+        if key.state == "retiring" and (key.retires_at is None or key.retires_at <= now):
+            plan.append(Transition(key.kid, ("retiring",), "retired", {"retired_at": now}))
+    return tuple(sorted(plan, key=lambda t: t.kid))
+
+
+def _plan_signing(keys: Sequence[SigningKey], now: datetime, hold: timedelta) -> list[Transition]:
+    """The activations and demotions due among ``keys`` (all of one algorithm)."""
     actives = [k for k in keys if k.state == "active"]
     pending = [k for k in keys if k.state == "next"]
     due = [k for k in pending if k.activates_at is None or k.activates_at <= now]
@@ -182,23 +235,20 @@ def plan_transitions(
                 plan.append(
                     Transition(key.kid, ("next", "active"), "retiring", {"retires_at": now + hold})
                 )
-    for key in keys:
-        if key.state == "retiring" and (key.retires_at is None or key.retires_at <= now):
-            plan.append(Transition(key.kid, ("retiring",), "retired", {"retired_at": now}))
-    return tuple(sorted(plan, key=lambda t: t.kid))
+    return plan
 
 
 @dataclass(frozen=True)
 class _Loaded:
     """What the hot path reads: swapped as a whole after every reload."""
 
-    active: SigningKeyPair | None
+    active: Mapping[str, SigningKeyPair]
     key_set: PublicKeySet
     jwks: tuple[dict[str, Any], ...]
     records: tuple[SigningKey, ...]
 
 
-_EMPTY = _Loaded(active=None, key_set=PublicKeySet(), jwks=(), records=())
+_EMPTY = _Loaded(active=MappingProxyType({}), key_set=PublicKeySet(), jwks=(), records=())
 
 
 class SigningKeyManager:
@@ -234,18 +284,37 @@ class SigningKeyManager:
 
     # -- hot path (memory only) ------------------------------------------------------
 
-    def current(self) -> SigningKeyPair:
-        """The active signing key (from memory; no I/O).
+    def current(self, alg: str | None = None) -> SigningKeyPair:
+        """The active signing key of ``alg`` (from memory; no I/O).
+
+        ``alg`` defaults to ``signing_keys.algorithm``: the key of access tokens and of
+        the identity assertion.
 
         Raises:
-            NoActiveSigningKeyError: nothing loaded yet (call :meth:`load` first).
+            NoActiveSigningKeyError: nothing loaded yet (call :meth:`load` first), or
+                ``alg`` is not one of the algorithms bastion signs with.
         """
-        active = self._loaded.active
+        algorithm = alg or self._settings.signing_keys.algorithm
+        active = self._loaded.active.get(algorithm)
         if active is None:
             raise NoActiveSigningKeyError(
-                "no active signing key is loaded — the signing-key manager was not loaded"
+                f"no active {algorithm} signing key is loaded — the signing-key manager "
+                "was not loaded, or signing_keys does not name this algorithm"
             )
         return active
+
+    def id_token_algorithms(self) -> tuple[str, ...]:
+        """The algorithms an ID token can be signed with now (memory only).
+
+        ``signing_keys.id_token_algorithms`` in their configured order (the first is a
+        client's default), each with an active key loaded. After :meth:`load` that is all
+        of them: RS256 always among them (OpenID Connect Discovery §3), so this is what
+        ``id_token_signing_alg_values_supported`` publishes.
+        """
+        active = self._loaded.active
+        return tuple(
+            alg for alg in self._settings.signing_keys.id_token_algorithms if alg in active
+        )
 
     def public_key_set(self) -> PublicKeySet:
         """The keys verifiers of bastion's tokens trust: next, active and retiring (memory only)."""
@@ -260,7 +329,12 @@ class SigningKeyManager:
     @property
     def _hold(self) -> timedelta:
         tokens = self._settings.tokens
-        return timedelta(seconds=tokens.max_access_token_ttl + tokens.leeway)
+        longest = max(tokens.max_access_token_ttl, tokens.id_token_ttl)
+        return timedelta(seconds=longest + tokens.leeway)
+
+    @property
+    def _algorithms(self) -> tuple[SigningAlgorithm, ...]:
+        return self._settings.signing_keys.algorithms
 
     async def load(self, *, now: float | None = None) -> bool:
         """Read the keys into memory, applying due transitions; create the first key if none.
@@ -304,23 +378,34 @@ class SigningKeyManager:
         now: float | None = None,
         immediate: bool = False,
     ) -> SigningKey:
-        """Create a new key: ``next`` (signs after ``prepublish``) or, ``immediate``, active now.
+        """Create a new key of ``alg``: ``next`` (signs after ``prepublish``) or,
+        ``immediate``, active now. Keys of other algorithms are not touched.
 
         With ``immediate`` (an emergency, e.g. a compromised key) the previous active
-        key becomes retiring at once, kept published for ``max_access_token_ttl +
-        leeway + refresh_interval``. With no key able to sign, the new key is
-        active at once either way. ``alg`` defaults to ``signing_keys.algorithm``.
+        key of ``alg`` becomes retiring at once, kept published for the longest token
+        lifetime + leeway + ``refresh_interval``. With no key of ``alg`` able to sign,
+        the new key is active at once either way. ``alg`` defaults to
+        ``signing_keys.algorithm``.
 
         Raises:
             DatabaseUnavailableError: the database cannot be reached.
-            InvalidKeyError: ``alg`` is not a supported signing algorithm.
+            SigningAlgorithmNotConfiguredError: bastion does not sign with ``alg``
+                (``signing_keys.algorithm`` / ``id_token_algorithms`` do not name it).
         """
+        algorithm: SigningAlgorithm = alg or self._settings.signing_keys.algorithm
+        if algorithm not in self._algorithms:
+            raise SigningAlgorithmNotConfiguredError(
+                f"bastion does not sign with {algorithm!r}: it keeps keys for "
+                f"{', '.join(self._algorithms)} — add it to signing_keys.id_token_algorithms "
+                "(or make it signing_keys.algorithm) first",
+                alg=algorithm,
+            )
         moment = _utc(now)
         async with self._lock:
             stored = await self._settle(moment)
-            if not any(k.state == "active" for k in stored):
+            if not any(k.state == "active" and k.alg == algorithm for k in stored):
                 immediate = True
-            key = await self._create(moment, alg=alg, immediate=immediate)
+            key = await self._create(moment, alg=algorithm, immediate=immediate)
             await self._reload(await self._settle(moment))
         await self._announce()
         log.info(
@@ -329,28 +414,36 @@ class SigningKeyManager:
         )
         return await self._db.signing_keys.get(key.kid)
 
-    async def retire(self, kid: str, *, now: float | None = None) -> SigningKey:
+    async def retire(
+        self, kid: str, *, alg: str | None = None, now: float | None = None
+    ) -> SigningKey:
         """Retire ``kid`` at once: it leaves the JWKS and tokens it signed stop verifying.
 
-        For a compromised key. A key already retired is returned unchanged.
+        For a compromised key. A key already retired is returned unchanged. With
+        ``alg``, the key must be of that algorithm (a guard against a mistyped kid).
 
         Raises:
             NotFoundError: no key has this kid.
-            SigningKeyInUseError: ``kid`` is the active key — make a replacement
-                active first (``rotate(immediate=True)``), then retire it.
+            SigningKeyAlgorithmMismatchError: ``alg`` given and the key is of another.
+            SigningKeyInUseError: ``kid`` is the active key of its algorithm — make a
+                replacement active first (``rotate(alg=..., immediate=True)``), then retire it.
             DatabaseUnavailableError: the database cannot be reached.
         """
         moment = _utc(now)
         async with self._lock:
             for _ in range(_MAX_CONVERGE_ROUNDS):
                 key = await self._db.signing_keys.get(kid)
+                if alg is not None and key.alg != alg:
+                    raise SigningKeyAlgorithmMismatchError(
+                        f"signing key {kid!r} is an {key.alg} key, not {alg}", kid=kid
+                    )
                 if key.state == "retired":
                     return key
                 if key.state == "active":
                     raise SigningKeyInUseError(
-                        f"signing key {kid!r} is the active key and cannot be retired — make a "
-                        "replacement active first (`bastion signing-keys rotate --now`), "
-                        f"then retire {kid!r}",
+                        f"signing key {kid!r} is the active {key.alg} key and cannot be "
+                        "retired — make a replacement active first (`bastion signing-keys "
+                        f"rotate --algorithm {key.alg} --now`), then retire {kid!r}",
                         kid=kid,
                     )
                 change = Transition(kid, (key.state,), "retired", {"retired_at": moment})
@@ -476,7 +569,7 @@ class SigningKeyManager:
         if stored is None:
             stored = await self._published()
         for _ in range(_MAX_CONVERGE_ROUNDS):
-            plan = plan_transitions(stored, moment, hold=self._hold)
+            plan = plan_transitions(stored, moment, hold=self._hold, algorithms=self._algorithms)
             if not plan:
                 break
             await self._apply(plan)
@@ -484,17 +577,20 @@ class SigningKeyManager:
         return stored
 
     async def _converge(self, moment: datetime, *, bootstrap: bool) -> bool:
-        """Settle, create a key when none can sign (``bootstrap``), schedule, reload memory."""
+        """Settle; per algorithm, create a key when none can sign (``bootstrap``) or a
+        scheduled rotation is due; reload memory. Whether a key was created active."""
         before = await self._published()
         stored = await self._settle(moment, before)
         created = False
-        if bootstrap and not any(k.state in _SIGNING_STATES for k in stored):
-            await self._create(moment, alg=None, immediate=True)
-            created = True
-            stored = await self._settle(moment)
-        elif bootstrap and await self._rotation_due(stored, moment):
-            await self._create(moment, alg=None, immediate=False)
-            stored = await self._settle(moment)
+        for alg in self._algorithms if bootstrap else ():
+            own = [k for k in stored if k.alg == alg]
+            if not any(k.state in _SIGNING_STATES for k in own):
+                await self._create(moment, alg=alg, immediate=True)
+                created = True
+                stored = await self._settle(moment)
+            elif await self._rotation_due(own, moment):
+                await self._create(moment, alg=alg, immediate=False)
+                stored = await self._settle(moment)
         await self._reload(stored)
         if created or _states(before) != _states(stored):
             await self._announce()
@@ -508,6 +604,7 @@ class SigningKeyManager:
         return _activation(active) + timedelta(seconds=every - lead)
 
     async def _rotation_due(self, stored: Sequence[SigningKey], moment: datetime) -> bool:
+        """Whether the scheduled rotation of ``stored`` (the keys of one algorithm) is due."""
         if any(k.state == "next" for k in stored):
             return False
         actives = [k for k in stored if k.state == "active"]
@@ -526,11 +623,12 @@ class SigningKeyManager:
             return True
 
     async def _create(
-        self, moment: datetime, *, alg: SigningAlgorithm | None, immediate: bool
+        self, moment: datetime, *, alg: SigningAlgorithm, immediate: bool
     ) -> SigningKey:
-        """Generate, seal and store a key; ``immediate`` also demotes the active key, atomically."""
+        """Generate, seal and store a key of ``alg``; ``immediate`` also demotes the active
+        key of ``alg`` (only), atomically."""
         config = self._settings.signing_keys
-        algorithm: SigningAlgorithm = alg or config.algorithm
+        algorithm = alg
         # RSA generation can take a second: keep it off the event loop.
         pair = await asyncio.to_thread(
             SigningKeyPair.generate, algorithm, rsa_key_size=config.rsa_key_size
@@ -559,7 +657,11 @@ class SigningKeyManager:
                 retires_at = moment + self._hold + timedelta(seconds=self.refresh_interval)
                 await conn.execute(
                     sa.update(table)
-                    .where(table.c.state == "active", table.c.kid != record.kid)
+                    .where(
+                        table.c.state == "active",
+                        table.c.alg == record.alg,
+                        table.c.kid != record.kid,
+                    )
                     .values(state="retiring", retires_at=retires_at)
                 )
             # Every node hears of it within a second, whichever process wrote it.
@@ -589,24 +691,34 @@ class SigningKeyManager:
         for key in stored:
             if key.state in _SIGNING_STATES:
                 pairs[key.kid] = self._pairs.get(key.kid) or self._open(key)
-        actives = [k for k in stored if k.state == "active"]
-        active = pairs[max(actives, key=_rank).kid] if actives else None
+        active: dict[str, SigningKeyPair] = {}
+        for alg in sorted({k.alg for k in stored if k.state == "active"}):
+            winner = max((k for k in stored if k.state == "active" and k.alg == alg), key=_rank)
+            active[alg] = pairs[winner.kid]
+        # The access-token key first: a verifier trying keys in order finds it at once.
+        first = self._settings.signing_keys.algorithm
         order = {"active": 0, "next": 1, "retiring": 2}
-        published = sorted(stored, key=lambda k: (order.get(k.state, 3), _activation(k), k.kid))
+        published = sorted(
+            stored,
+            key=lambda k: (order.get(k.state, 3), k.alg != first, k.alg, _activation(k), k.kid),
+        )
         jwks = tuple(public_only(k.public_jwk) for k in published)
         key_set = PublicKeySet.from_jwks({"keys": builtins.list(jwks)})
         dropped = set(self._loaded.key_set.kids()) - set(key_set.kids())
-        before = self._loaded.active
+        before = self._loaded.active.get(first)
         self._pairs = pairs
-        self._loaded = _Loaded(active=active, key_set=key_set, jwks=jwks, records=tuple(stored))
+        self._loaded = _Loaded(
+            active=MappingProxyType(active), key_set=key_set, jwks=jwks, records=tuple(stored)
+        )
         self._changed.set()
         if dropped:
             # After the swap: a listener clearing a cache cannot re-fill it from the old set.
             for listener in self._dropped_listeners:
                 listener()
-        if active is not before:
+        now_active = active.get(first)
+        if now_active is not before:
             for on_active in self._active_listeners:
-                on_active(active)
+                on_active(now_active)
 
     def on_keys_dropped(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` whenever a reload leaves a published key out (retired).
@@ -617,7 +729,8 @@ class SigningKeyManager:
         self._dropped_listeners.append(listener)
 
     def on_active_changed(self, listener: Callable[[SigningKeyPair | None], None]) -> None:
-        """Call ``listener(key)`` whenever a reload makes another key (or none) the active one.
+        """Call ``listener(key)`` whenever a reload makes another key (or none) the active
+        key of ``signing_keys.algorithm`` (the access-token key).
 
         For signers outside this object (the native core's identity assertion),
         so the next request signs with the key :meth:`current` returns.
@@ -650,6 +763,8 @@ def _states(keys: Iterable[SigningKey]) -> dict[str, str]:
 __all__ = [
     "CHANNEL",
     "NoActiveSigningKeyError",
+    "SigningAlgorithmNotConfiguredError",
+    "SigningKeyAlgorithmMismatchError",
     "SigningKeyError",
     "SigningKeyInUseError",
     "SigningKeyManager",

@@ -28,6 +28,8 @@ def client_view(client: Client, secrets: tuple[ClientSecret, ...]) -> dict[str, 
         "redirect_uris": list(client.redirect_uris),
         "jwks": client.jwks,
         "metadata": client.metadata,
+        # null: a client registered before 0008, signed with the server's default.
+        "id_token_signed_response_alg": client.id_token_signed_response_alg,
         "disabled": client.disabled,
         "created_at": client.created_at,
         "updated_at": client.updated_at,

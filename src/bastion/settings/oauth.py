@@ -21,11 +21,21 @@ from bastion.settings.fields import (
     _unreadable,
 )
 
+SigningAlgorithmName = Literal["ES256", "RS256", "PS256", "EdDSA"]
+
 
 class SigningKeySettings(_Section):
-    """Token signing keys: algorithm, scheduled rotation, publication before use."""
+    """Token signing keys: algorithms, scheduled rotation, publication before use.
 
-    algorithm: Literal["ES256", "RS256", "PS256", "EdDSA"] = "ES256"
+    bastion holds one active key per algorithm of :attr:`algorithms`: ``algorithm``
+    (access tokens, the identity assertion) and every one of ``id_token_algorithms``
+    (ID tokens; a client picks one with ``id_token_signed_response_alg``, the first is
+    the default).
+    """
+
+    algorithm: SigningAlgorithmName = "ES256"
+    # OpenID Connect Discovery §3: RS256 MUST be among the ID-token algorithms offered.
+    id_token_algorithms: tuple[SigningAlgorithmName, ...] = ("ES256", "RS256")
     # At most 4096 bits: the native gateway signs the identity assertion with ring, whose
     # RSA signing keys are 2048 to 4096 bits (crypto.keys.MAX_RSA_BITS).
     rsa_key_size: Annotated[int, BeforeValidator(_not_bool), Field(ge=2048, le=4096)] = 3072
@@ -36,8 +46,21 @@ class SigningKeySettings(_Section):
     prepublish: Duration = 900.0
     jwks_max_age: Duration = 300.0
 
+    @property
+    def algorithms(self) -> tuple[SigningAlgorithmName, ...]:
+        """Every algorithm bastion keeps an active key for: ``algorithm`` first."""
+        return tuple(dict.fromkeys([self.algorithm, *self.id_token_algorithms]))
+
     @model_validator(mode="after")
     def _cache_shorter_than_prepublish(self) -> SigningKeySettings:
+        ids = self.id_token_algorithms
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"id_token_algorithms {list(ids)} names an algorithm twice")
+        if "RS256" not in ids:
+            raise ValueError(
+                f"id_token_algorithms {list(ids)} must include RS256 (OpenID Connect Discovery "
+                "section 3 requires it) — e.g. [ES256, RS256]"
+            )
         if self.prepublish and self.jwks_max_age > self.prepublish:
             raise ValueError(
                 f"jwks_max_age ({self.jwks_max_age:g}s) is longer than prepublish "

@@ -122,6 +122,9 @@ class Client:
     access_token_ttl: int | None = None
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: The JWS algorithm of its ID tokens (OIDC Registration §2); ``None``: the server's
+    #: default, the first of ``signing_keys.id_token_algorithms``.
+    id_token_signed_response_alg: str | None = None
     disabled: bool = False
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)

@@ -211,7 +211,11 @@ def _own_key(cwd: Path) -> SigningKeyPair:
     async def read() -> SigningKeyPair:
         db = await Database.connect(f"sqlite:///{cwd}/bastion.db")
         try:
-            [active] = [k for k in await db.signing_keys.list() if k.state == "active"]
+            # The access-token key (signing_keys.algorithm, ES256); an RS256 key signs
+            # ID tokens beside it.
+            [active] = [
+                k for k in await db.signing_keys.list() if k.state == "active" and k.alg == "ES256"
+            ]
         finally:
             await db.close()
         keyring = load_keyring_file(cwd / ".bastion" / "master.key")
@@ -424,6 +428,8 @@ def test_no_key_to_sign_the_assertion_with_is_a_native_503(
     config = tmp_path / "bastion.yaml"
     config.write_text(
         f"storage: sqlite:///{tmp_path}/bastion.db\n"
+        # The deployment the older version ran: its access-token (and assertion) key RS256.
+        "signing_keys: {algorithm: RS256}\n"
         "identity_headers:\n  assertion: {enabled: true}\n"
         "routes:\n"
         "  - name: signed\n"

@@ -91,10 +91,10 @@ _MAX_BODY: Final = 64 * 1024
 
 
 def id_token_algorithms(signing_keys: SigningKeyManager) -> tuple[str, ...]:
-    """The algorithms ID tokens may be signed with: those of the keys bastion publishes
-    (the one place that says so; a new algorithm's keys appear here by themselves)."""
-    algs = {str(jwk["alg"]) for jwk in signing_keys.jwks()["keys"] if "alg" in jwk}
-    return tuple(sorted(algs))
+    """The algorithms ID tokens may be signed with: ``signing_keys.id_token_algorithms``
+    that have an active key (:meth:`SigningKeyManager.id_token_algorithms`, the one place
+    that says so; RS256 always among them)."""
+    return signing_keys.id_token_algorithms()
 
 
 def metadata_documents(runtime: ControlPlane) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -125,6 +125,8 @@ clients = sa.Table(
     sa.Column("disabled", sa.Boolean(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # OIDC Registration §2; NULL: the first of signing_keys.id_token_algorithms (0008).
+    sa.Column("id_token_signed_response_alg", sa.String(32), nullable=True),
 )
 
 client_secrets = sa.Table(

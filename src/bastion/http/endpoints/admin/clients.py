@@ -101,6 +101,7 @@ class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange
             redirect_uris=body.redirect_uris,
             jwks=body.jwks,
             metadata=body.metadata,
+            id_token_signed_response_alg=body.id_token_signed_response_alg,
         )
         return self.created(await ops.create(spec, body.model_fields_set))
 

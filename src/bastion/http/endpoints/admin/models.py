@@ -58,6 +58,18 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+#: OIDC Registration §2: one of ``signing_keys.id_token_algorithms`` (checked by the service,
+#: whose refusal names them); ``null`` on create or update: the server's default.
+IdTokenAlg = Annotated[
+    str,
+    Field(
+        max_length=32,
+        description="JWS algorithm of the client's ID tokens: one of "
+        "signing_keys.id_token_algorithms (ES256, RS256 by default); default: the first.",
+    ),
+]
+
+
 class ClientCreate(_Request):
     """A new client. Omitted members take the defaults of the client type."""
 
@@ -71,6 +83,7 @@ class ClientCreate(_Request):
     redirect_uris: TokenList = []
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] = {}
+    id_token_signed_response_alg: IdTokenAlg | None = None
 
 
 class ClientUpdate(_Request):
@@ -85,6 +98,7 @@ class ClientUpdate(_Request):
     redirect_uris: TokenList | None = None
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    id_token_signed_response_alg: IdTokenAlg | None = None
 
 
 class RotateSecret(_Request):
@@ -116,6 +130,7 @@ class ClientOut(BaseModel):
     redirect_uris: list[str]
     jwks: dict[str, Any] | None
     metadata: dict[str, Any]
+    id_token_signed_response_alg: str | None
     disabled: bool
     created_at: datetime
     updated_at: datetime

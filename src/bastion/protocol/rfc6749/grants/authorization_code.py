@@ -22,7 +22,8 @@ first refresh token of a family named after the code, so that a replayed code
 revokes both. The refresh token is returned when the client may use the
 ``refresh_token`` grant and — for an OpenID Connect request (``openid`` in the
 scope) — ``offline_access`` was granted (Core §11). An ID token is added when
-the scope holds ``openid``.
+the scope holds ``openid``, signed with the algorithm the client registered
+(``id_token_signed_response_alg``), its ``at_hash`` hashed to match.
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ GRANT_TYPE: Final = "authorization_code"
 OPENID: Final = "openid"
 OFFLINE_ACCESS: Final = "offline_access"
 
-#: Signs an ID token: ``build(alg) -> claims`` is called with the algorithm of the
-#: key that will sign (``at_hash`` depends on it); returns the compact JWS (``typ: JWT``).
-SignIdToken: TypeAlias = Callable[[Callable[[str], dict[str, Any]]], Awaitable[str]]
+#: Signs an ID token with the algorithm the client registered (its
+#: ``id_token_signed_response_alg``, OIDC Registration §2; ``None``: the server's default):
+#: ``build(alg) -> claims`` is called with the algorithm of the key that will sign
+#: (``at_hash`` depends on it); returns the compact JWS (``typ: JWT``).
+SignIdToken: TypeAlias = Callable[[Callable[[str], dict[str, Any]], str | None], Awaitable[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +208,7 @@ async def _id_token(
             **code.authentication(),
         )
 
-    return await grant.sign_id_token(build)
+    return await grant.sign_id_token(build, client.id_token_signed_response_alg)
 
 
 @dataclass(frozen=True, slots=True)
