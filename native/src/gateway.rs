@@ -179,6 +179,9 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         Decided::Respond(response) => return Outcome::Respond(response),
         Decided::Defer => return Outcome::Defer(req),
     };
+    // bastion's own cookies (the session, CSRF) never reach an upstream, whatever the route.
+    let mut req = req;
+    authn::session::strip_own_cookies(req.headers_mut());
     let assertion = native.upstream.mutate().assertion();
     let rid = request_id.to_str().unwrap_or("-");
     let https = conn.tls;
@@ -227,7 +230,10 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             ended,
         );
         let mut response = match opened.await {
-            Ok(response) => response,
+            Ok(mut response) => {
+                authn::session::drop_own_set_cookies(response.headers_mut());
+                response
+            }
             Err(mut problem) => {
                 if let Some(cors) = &cors {
                     cors.add_to(&mut problem.headers);
@@ -275,6 +281,8 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
                 None => response,
             };
             let headers = response.headers_mut();
+            // An upstream never sets bastion's own cookies (session fixation).
+            authn::session::drop_own_set_cookies(headers);
             if let Some(cors) = &cors {
                 cors.apply_upstream(headers);
             }

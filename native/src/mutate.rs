@@ -156,6 +156,9 @@ pub struct MutateConfig {
     scopes: HeaderName,
     key_id: HeaderName,
     request_id: HeaderName,
+    /// A browser session's user (`Identity::person`): email, roles (space-separated).
+    email: HeaderName,
+    roles: HeaderName,
     /// Folded names (lower-case, `_` as `-`) stripped besides every `x-bastion-*`.
     strip: Vec<String>,
     /// The signed identity assertion, when `identity_headers.assertion` is on.
@@ -177,6 +180,18 @@ struct NamesSection {
     scopes: String,
     key_id: String,
     request_id: String,
+    #[serde(default = "default_email")]
+    email: String,
+    #[serde(default = "default_roles")]
+    roles: String,
+}
+
+fn default_email() -> String {
+    "x-bastion-email".to_owned()
+}
+
+fn default_roles() -> String {
+    "x-bastion-roles".to_owned()
 }
 
 impl MutateConfig {
@@ -193,6 +208,8 @@ impl MutateConfig {
             scopes: name("scopes", &raw.headers.scopes)?,
             key_id: name("key_id", &raw.headers.key_id)?,
             request_id: name("request_id", &raw.headers.request_id)?,
+            email: name("email", &raw.headers.email)?,
+            roles: name("roles", &raw.headers.roles)?,
             strip: {
                 let mut strip: Vec<String> =
                     raw.strip.iter().map(|n| fold(n).into_owned()).collect();
@@ -238,6 +255,14 @@ impl MutateConfig {
             }
             if let Some(key_id) = identity.key_id.as_deref().filter(|s| !s.is_empty()) {
                 out.append(self.key_id.clone(), encode(key_id));
+            }
+            if let Some(person) = identity.person.as_deref() {
+                if let Some(email) = person.email.as_deref().filter(|s| !s.is_empty()) {
+                    out.append(self.email.clone(), encode(email));
+                }
+                if !person.roles.is_empty() {
+                    out.append(self.roles.clone(), encode(&person.roles.join(" ")));
+                }
             }
         }
         if !request_id.is_empty() {
@@ -365,6 +390,14 @@ pub fn forward_headers(
         }
         if let Some(key_id) = identity.key_id.as_deref().filter(|s| !s.is_empty()) {
             add(&config.key_id, key_id);
+        }
+        if let Some(person) = identity.person.as_deref() {
+            if let Some(email) = person.email.as_deref().filter(|s| !s.is_empty()) {
+                add(&config.email, email);
+            }
+            if !person.roles.is_empty() {
+                add(&config.roles, &person.roles.join(" "));
+            }
         }
     }
     if let Some(request_id) = ctx.request_id.filter(|s| !s.is_empty()) {

@@ -124,6 +124,7 @@ impl CachedKey {
                 scopes,
                 key_id: Some(record.id),
                 routes,
+                person: None,
             },
             deadline: record.expires_at.unwrap_or(f64::INFINITY),
             grace_until: record.grace_until.unwrap_or(f64::INFINITY),

@@ -591,6 +591,7 @@ impl Caches {
                 scopes,
                 key_id: None,
                 routes: None,
+                person: None,
             },
             claims,
             jti,
