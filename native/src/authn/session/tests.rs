@@ -317,3 +317,110 @@ fn digests_are_sha256_in_hex() {
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
 }
+
+mod routes {
+    use super::*;
+    use crate::authn::{admit, unadmitted, Caches, RouteAuth, Unadmitted};
+
+    fn route(methods: &[&str]) -> RouteAuth {
+        RouteAuth::from_section(&json!({"public": false, "methods": methods}))
+            .expect("a valid section")
+    }
+
+    fn uri(target: &str) -> http::Uri {
+        target.parse().expect("uri")
+    }
+
+    #[test]
+    fn a_session_route_without_a_session_is_no_session() {
+        let caches = Caches::new();
+        let none = HeaderMap::new();
+        assert_eq!(
+            unadmitted(&caches, &route(&["session"]), None, &none, 1.0),
+            Unadmitted::NoSession("absent")
+        );
+        // A route listing session answers its refusal, not the bearer 401.
+        assert_eq!(
+            unadmitted(&caches, &route(&["api_key", "session"]), None, &none, 1.0),
+            Unadmitted::NoSession("absent")
+        );
+        let doubled = headers(&[("cookie", "__Host-bastion_session=a; __Host-bastion_session=a")]);
+        assert_eq!(
+            unadmitted(&caches, &route(&["session"]), None, &doubled, 1.0),
+            Unadmitted::NoSession("duplicate")
+        );
+        // Without session in the list: the bearer 401, whatever cookie is sent.
+        let cookie = headers(&[("cookie", &format!("__Host-bastion_session={ID}"))]);
+        assert_eq!(
+            unadmitted(&caches, &route(&["jwt"]), None, &cookie, 1.0),
+            Unadmitted::Unauthenticated
+        );
+    }
+
+    #[test]
+    fn the_first_method_whose_credential_is_present_decides() {
+        let caches = Caches::new();
+        let both = headers(&[
+            ("authorization", "Bearer bst_not_a_real_key"),
+            ("cookie", &format!("__Host-bastion_session={ID}")),
+        ]);
+        // api_key first: the key decides (refused: not well formed).
+        assert_eq!(
+            unadmitted(&caches, &route(&["api_key", "session"]), None, &both, 1.0),
+            Unadmitted::Refused
+        );
+        // session first: an unknown session is a lookup of its digest.
+        assert_eq!(
+            unadmitted(&caches, &route(&["session", "api_key"]), None, &both, 1.0),
+            Unadmitted::SessionMiss(digest(ID.as_bytes()))
+        );
+    }
+
+    #[test]
+    fn a_cached_session_is_admitted_and_a_refused_one_is_no_session() {
+        let caches = Caches::new();
+        // Ids of their own: the session cache is process-wide.
+        let (live, refused) = ("bGl2ZS1zZXNzaW9uLWZvci10aGUtcm91dGUtdGVzdA", "cmVmdXNlZC1zZXNzaW9u");
+        let (record, seen) = record("u-live", 1e12, authn_now(), 3600.0);
+        sessions().put(digest(live.as_bytes()), record, seen);
+        sessions().refuse(digest(refused.as_bytes()), 1e12);
+        let now = authn_now();
+        let get = http::Method::GET;
+        let with = |id: &str| headers(&[("cookie", &format!("a=1; __Host-bastion_session={id}"))]);
+        let admitted = admit(
+            &caches,
+            &route(&["session"]),
+            "app",
+            &get,
+            &uri("/app/"),
+            &with(live),
+            None,
+            now,
+        )
+        .expect("admitted");
+        assert_eq!(admitted.identity.method, "session");
+        assert_eq!(admitted.identity.subject.as_deref(), Some("u-live"));
+        // The cookie header is not a credential header: it is filtered, not dropped.
+        assert!(admitted.credential_headers.is_empty());
+        assert_eq!(
+            unadmitted(&caches, &route(&["session"]), None, &with(refused), now),
+            Unadmitted::NoSession("unknown")
+        );
+        sessions().drop_digest(&digest(live.as_bytes()));
+        assert!(admit(
+            &caches,
+            &route(&["session"]),
+            "app",
+            &get,
+            &uri("/app/"),
+            &with(live),
+            None,
+            now
+        )
+        .is_none());
+    }
+
+    fn authn_now() -> f64 {
+        crate::authn::unix_now()
+    }
+}
