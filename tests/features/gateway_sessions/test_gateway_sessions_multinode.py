@@ -8,6 +8,7 @@ reach the native session cache of every node).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -111,7 +112,7 @@ def test_ended_sessions_leave_every_node_within_a_second(nodes: Nodes) -> None:
     first, second = nodes.nodes
     # Logout at node 1 ends access at node 2.
     at_first, session = _login(first, "alice")
-    with at_first, _client(second, session) as at_second:
+    with contextlib.closing(at_first), _client(second, session) as at_second:
         assert at_second.get("/app/", headers=BROWSER).status_code == 200
         assert at_first.get("/app/", headers=BROWSER).status_code == 200
         logout = at_first.post("/logout", data={"csrf_token": _token(at_first, "/logout")})
@@ -119,7 +120,7 @@ def test_ended_sessions_leave_every_node_within_a_second(nodes: Nodes) -> None:
         assert _redirected_within(at_second, 1.0) < 1.0
     # A user disabled by another process: both nodes refuse their session within a second.
     at_first, session = _login(first, "bob")
-    with at_first, _client(second, session) as at_second:
+    with contextlib.closing(at_first), _client(second, session) as at_second:
         assert at_second.get("/app/", headers=BROWSER).status_code == 200
         assert at_first.get("/app/", headers=BROWSER).status_code == 200
         disabled = run_cli("users", "disable", "bob", "-c", "bastion.yaml", cwd=nodes.cwd)
