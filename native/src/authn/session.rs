@@ -157,11 +157,7 @@ impl Record {
         if pushed.user_id.is_empty() {
             return Err("session record: empty user_id".into());
         }
-        let finite = [
-            pushed.expires_at,
-            pushed.last_seen_at,
-            pushed.idle_timeout,
-        ];
+        let finite = [pushed.expires_at, pushed.last_seen_at, pushed.idle_timeout];
         if !finite.iter().all(|v| v.is_finite()) || pushed.idle_timeout <= 0.0 {
             return Err("session record: bad deadlines".into());
         }
@@ -233,7 +229,9 @@ impl Default for Sessions {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Whole values only: a panic elsewhere cannot leave one half-made.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Sessions {
@@ -394,7 +392,7 @@ pub fn wants_redirect(method: &http::Method, headers: &HeaderMap) -> bool {
             }
         }
     }
-    !(json && !html)
+    !json || html
 }
 
 /// Whether `target` (a request's path and query) is a path the login returns
@@ -409,7 +407,9 @@ fn returnable(target: &str) -> bool {
         return false;
     }
     let path = target.split('?').next().unwrap_or_default();
-    !path.split('/').any(|segment| segment == "." || segment == "..")
+    !path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
 }
 
 /// The login's address for a browser that asked for `target` (its path and
@@ -466,7 +466,9 @@ pub fn refusal(navigation: bool, target: &str) -> Problem {
     if let Ok(location) = HeaderValue::from_str(&login_location(target)) {
         problem.headers.push((LOCATION, location));
     } else {
-        problem.headers.push((LOCATION, HeaderValue::from_static(LOGIN_PATH)));
+        problem
+            .headers
+            .push((LOCATION, HeaderValue::from_static(LOGIN_PATH)));
     }
     problem
 }
@@ -525,7 +527,11 @@ pub fn strip_own_cookies(headers: &mut HeaderMap) {
 /// bastion's own cookies (session fixation by a compromised app).
 pub fn drop_own_set_cookies(headers: &mut HeaderMap) {
     let own = |v: &HeaderValue| {
-        let name = v.as_bytes().split(|b| *b == b'=').next().unwrap_or_default();
+        let name = v
+            .as_bytes()
+            .split(|b| *b == b'=')
+            .next()
+            .unwrap_or_default();
         own_name(name)
     };
     if !headers.get_all(SET_COOKIE).iter().any(own) {

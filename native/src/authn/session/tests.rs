@@ -36,13 +36,17 @@ fn session_cookie_is_read_among_others() {
 fn no_session_cookie_is_absent() {
     for value in [
         "a=1; b=2",
-        "__host-bastion_session=abc",      // another name: case matters
-        "__Host-bastion_sessionx=abc",     // a longer name
-        "x__Host-bastion_session=abc",     // a prefixed name
-        "__Host-bastion_session",          // no '=': not a pair
-        "__Host-bastion_csrf=abc",         // bastion's other cookie
+        "__host-bastion_session=abc",  // another name: case matters
+        "__Host-bastion_sessionx=abc", // a longer name
+        "x__Host-bastion_session=abc", // a prefixed name
+        "__Host-bastion_session",      // no '=': not a pair
+        "__Host-bastion_csrf=abc",     // bastion's other cookie
     ] {
-        assert_eq!(presented(&headers(&[("cookie", value)])), Presented::Absent, "{value}");
+        assert_eq!(
+            presented(&headers(&[("cookie", value)])),
+            Presented::Absent,
+            "{value}"
+        );
     }
     assert_eq!(presented(&HeaderMap::new()), Presented::Absent);
 }
@@ -68,7 +72,9 @@ fn oversize_and_bad_characters_are_unusable() {
     let cookie = |v: &str| headers(&[("cookie", &format!("__Host-bastion_session={v}"))]);
     assert_eq!(presented(&cookie(&long)), Presented::Unusable("too_large"));
     assert_eq!(presented(&cookie(&edge)), Presented::Id(edge.as_bytes()));
-    for bad in ["", "a.b", "a/b", "a+b", "\"abc\"", "a%20b", "a,b", "ab=", "a\tb"] {
+    for bad in [
+        "", "a.b", "a/b", "a+b", "\"abc\"", "a%20b", "a,b", "ab=", "a\tb",
+    ] {
         assert_eq!(
             presented(&cookie(bad)),
             Presented::Unusable("malformed"),
@@ -94,7 +100,10 @@ fn a_pushed_record_is_the_users_identity() {
     assert_eq!(person.email.as_deref(), Some("a@example.com"));
     assert_eq!(person.roles, vec!["admin".to_owned(), "dev".to_owned()]);
     assert_eq!(record.claims.get("roles"), Some(&json!(["admin", "dev"])));
-    assert_eq!(record.claims.get("preferred_username"), Some(&json!("alice")));
+    assert_eq!(
+        record.claims.get("preferred_username"),
+        Some(&json!("alice"))
+    );
 }
 
 #[test]
@@ -160,7 +169,10 @@ fn refusals_ends_and_user_changes_drop_entries() {
     cache.drop_digest(&[2; 32]);
     assert!(cache.get(&[2; 32], 101.0).is_none());
     cache.drop_digest(&[3; 32]);
-    assert!(!cache.refused(&[3; 32], 101.0), "a started session's refusal goes");
+    assert!(
+        !cache.refused(&[3; 32], 101.0),
+        "a started session's refusal goes"
+    );
     // A refusal replaces a live entry; a push replaces a refusal.
     let (c, seen) = record("u3", 1e9, 100.0, 1e6);
     cache.put([4; 32], c, seen);
@@ -185,16 +197,34 @@ fn navigations_are_redirected_and_scripts_are_not() {
         &get,
         &headers(&[("accept", "application/json, text/html")])
     ));
-    assert!(wants_redirect(&get, &headers(&[("sec-fetch-mode", "navigate")])));
-    assert!(wants_redirect(&get, &headers(&[("sec-fetch-mode", "no-cors")])));
-    assert!(!wants_redirect(&get, &headers(&[("accept", "application/json")])));
+    assert!(wants_redirect(
+        &get,
+        &headers(&[("sec-fetch-mode", "navigate")])
+    ));
+    assert!(wants_redirect(
+        &get,
+        &headers(&[("sec-fetch-mode", "no-cors")])
+    ));
+    assert!(!wants_redirect(
+        &get,
+        &headers(&[("accept", "application/json")])
+    ));
     assert!(!wants_redirect(
         &get,
         &headers(&[("accept", "Application/JSON; charset=utf-8")])
     ));
-    assert!(!wants_redirect(&get, &headers(&[("x-requested-with", "XMLHttpRequest")])));
-    assert!(!wants_redirect(&get, &headers(&[("sec-fetch-mode", "cors")])));
-    assert!(!wants_redirect(&get, &headers(&[("sec-fetch-mode", "same-origin")])));
+    assert!(!wants_redirect(
+        &get,
+        &headers(&[("x-requested-with", "XMLHttpRequest")])
+    ));
+    assert!(!wants_redirect(
+        &get,
+        &headers(&[("sec-fetch-mode", "cors")])
+    ));
+    assert!(!wants_redirect(
+        &get,
+        &headers(&[("sec-fetch-mode", "same-origin")])
+    ));
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
         let method = http::Method::from_bytes(method.as_bytes()).expect("method");
         assert!(!wants_redirect(&method, &headers(&[("accept", browser)])));
@@ -226,7 +256,11 @@ fn the_login_address_keeps_the_deep_link_on_this_origin() {
     assert_eq!(login_location(&long), "/login");
     // Every address is the login's path with one query parameter: whatever the
     // target holds is inside that parameter, percent-encoded (`?`, `&`, `#`, `\`).
-    for target in ["/%2F%2Fevil.example", "/%5Cevil", "/app?next=//evil.example#x"] {
+    for target in [
+        "/%2F%2Fevil.example",
+        "/%5Cevil",
+        "/app?next=//evil.example#x",
+    ] {
         let location = login_location(target);
         let (path, query) = location.split_once('?').expect("a query");
         assert_eq!(path, "/login");
@@ -276,13 +310,19 @@ fn own_cookies_are_stripped_and_the_rest_kept_in_order() {
     // Nothing of bastion's: untouched, byte for byte.
     let mut plain = headers(&[("cookie", "a=1;b=2 ;  c=3")]);
     strip_own_cookies(&mut plain);
-    assert_eq!(plain.get(COOKIE).map(HeaderValue::as_bytes), Some(&b"a=1;b=2 ;  c=3"[..]));
+    assert_eq!(
+        plain.get(COOKIE).map(HeaderValue::as_bytes),
+        Some(&b"a=1;b=2 ;  c=3"[..])
+    );
     // Only bastion's: no Cookie header at all.
     let mut only = headers(&[("cookie", &format!("__Host-bastion_session={ID}"))]);
     strip_own_cookies(&mut only);
     assert!(only.get(COOKIE).is_none());
     // A value that merely mentions the prefix is someone else's cookie.
-    let mut mention = headers(&[("cookie", "note=__Host-bastion_session; __Host-bastion_csrf=1")]);
+    let mut mention = headers(&[(
+        "cookie",
+        "note=__Host-bastion_session; __Host-bastion_csrf=1",
+    )]);
     strip_own_cookies(&mut mention);
     assert_eq!(
         mention.get(COOKIE).map(HeaderValue::as_bytes),
@@ -293,7 +333,10 @@ fn own_cookies_are_stripped_and_the_rest_kept_in_order() {
 #[test]
 fn upstream_set_cookies_of_bastion_are_dropped() {
     let mut h = headers(&[
-        ("set-cookie", "__Host-bastion_session=planted; Path=/; Secure; HttpOnly"),
+        (
+            "set-cookie",
+            "__Host-bastion_session=planted; Path=/; Secure; HttpOnly",
+        ),
         ("set-cookie", "app=1; Path=/"),
         ("set-cookie", " __host-Bastion_csrf=x"),
         ("set-cookie", "other=__Host-bastion_session"),
@@ -323,8 +366,9 @@ mod routes {
     use crate::authn::{admit, unadmitted, Caches, RouteAuth, Unadmitted};
 
     fn route(methods: &[&str]) -> RouteAuth {
-        RouteAuth::from_section(&json!({"public": false, "methods": methods}))
-            .expect("a valid section")
+        let section = json!({"public": false, "methods": methods,
+                             "scopes": {"by_method": {}, "default": []}});
+        RouteAuth::from_section(&section).expect("a valid section")
     }
 
     fn uri(target: &str) -> http::Uri {
@@ -344,7 +388,10 @@ mod routes {
             unadmitted(&caches, &route(&["api_key", "session"]), None, &none, 1.0),
             Unadmitted::NoSession("absent")
         );
-        let doubled = headers(&[("cookie", "__Host-bastion_session=a; __Host-bastion_session=a")]);
+        let doubled = headers(&[(
+            "cookie",
+            "__Host-bastion_session=a; __Host-bastion_session=a",
+        )]);
         assert_eq!(
             unadmitted(&caches, &route(&["session"]), None, &doubled, 1.0),
             Unadmitted::NoSession("duplicate")
@@ -352,7 +399,7 @@ mod routes {
         // Without session in the list: the bearer 401, whatever cookie is sent.
         let cookie = headers(&[("cookie", &format!("__Host-bastion_session={ID}"))]);
         assert_eq!(
-            unadmitted(&caches, &route(&["jwt"]), None, &cookie, 1.0),
+            unadmitted(&caches, &route(&["api_key"]), None, &cookie, 1.0),
             Unadmitted::Unauthenticated
         );
     }
@@ -380,7 +427,10 @@ mod routes {
     fn a_cached_session_is_admitted_and_a_refused_one_is_no_session() {
         let caches = Caches::new();
         // Ids of their own: the session cache is process-wide.
-        let (live, refused) = ("bGl2ZS1zZXNzaW9uLWZvci10aGUtcm91dGUtdGVzdA", "cmVmdXNlZC1zZXNzaW9u");
+        let (live, refused) = (
+            "bGl2ZS1zZXNzaW9uLWZvci10aGUtcm91dGUtdGVzdA",
+            "cmVmdXNlZC1zZXNzaW9u",
+        );
         let (record, seen) = record("u-live", 1e12, authn_now(), 3600.0);
         sessions().put(digest(live.as_bytes()), record, seen);
         sessions().refuse(digest(refused.as_bytes()), 1e12);
