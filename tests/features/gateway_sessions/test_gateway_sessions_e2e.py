@@ -101,7 +101,8 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, echo: EchoThread, planting: EchoThread
 ) -> Iterator[BastionProcess]:
     cwd = tmp_path_factory.mktemp("gateway-sessions")
-    write_config(cwd, echo, planting, head="sessions: {idle_timeout: 4s}\n")
+    head = "sessions: {idle_timeout: 4s}\ntrusted_proxies: [127.0.0.2]\n"  # forward-auth's proxy
+    write_config(cwd, echo, planting, head=head)
     create_user(cwd, "alice", "--email", "alice@example.com", "--role", "admin", "--role", "dev")
     create_user(cwd, "bob")
     with BastionProcess("-c", "bastion.yaml", cwd=cwd) as proc:
@@ -372,3 +373,22 @@ def test_an_absolute_url_in_the_target_never_moves_the_login_off_origin(
         if line.lower().startswith("location:")
     ]
     assert locations == expected, head
+
+
+def test_forward_auth_judges_sessions_without_redirecting(server: BastionProcess) -> None:
+    with _http(server) as http:
+        assert login(http, "alice").status_code == 303
+        session = http.cookies[SESSION]
+    proxy = httpx.HTTPTransport(local_address="127.0.0.2", verify=False)
+    with httpx.Client(base_url=server.url, transport=proxy, timeout=30) as nginx:
+        judged = [("X-Original-Method", "GET"), ("X-Original-URI", "/app/x?y=1"), *BROWSER.items()]
+        refused = nginx.get("/auth/verify", headers=judged)
+        assert refused.status_code == 401
+        assert refused.json()["reason"] == "session_required"
+        assert "location" not in refused.headers
+        allowed = nginx.get(
+            "/auth/verify", headers=[*judged, ("Cookie", f"a=1; {SESSION}={session}")]
+        )
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.headers["x-bastion-email"] == "alice@example.com"
+        assert allowed.headers["x-bastion-roles"] == "admin dev"
