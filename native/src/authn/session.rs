@@ -215,6 +215,18 @@ pub struct Sessions {
     entries: Shared<Digest, Arc<Entry>>,
     refused: Mutex<Bounded<Digest, f64>>,
     used: Mutex<HashMap<Digest, f64>>,
+    /// A lookup's answer must not resurrect a session dropped while it ran (an end
+    /// delivered between Python's read and its push): every lookup and every drop takes
+    /// a number from `seq`, and a push older than a drop of its session is not held.
+    seq: AtomicU64,
+    /// digest -> the number its lookup began with.
+    lookups: Mutex<Bounded<Digest, u64>>,
+    /// digest -> the number of its last drop.
+    dropped: Mutex<Bounded<Digest, u64>>,
+    /// user id -> the number of its last drop (bounded: cleared past `REFUSED_MAX`).
+    users_dropped: Mutex<HashMap<String, u64>>,
+    /// The number of the last clear.
+    cleared: AtomicU64,
 }
 
 impl Default for Sessions {
@@ -223,6 +235,11 @@ impl Default for Sessions {
             entries: Shared::new(CACHE_MAX),
             refused: Mutex::new(Bounded::new(REFUSED_MAX)),
             used: Mutex::new(HashMap::new()),
+            seq: AtomicU64::new(1),
+            lookups: Mutex::new(Bounded::new(REFUSED_MAX)),
+            dropped: Mutex::new(Bounded::new(REFUSED_MAX)),
+            users_dropped: Mutex::new(HashMap::new()),
+            cleared: AtomicU64::new(0),
         }
     }
 }
@@ -258,8 +275,30 @@ impl Sessions {
         Some(entry.record.clone())
     }
 
-    /// Hold `record` for `digest`, last used at `last_seen` (a refusal of it goes).
-    pub fn put(&self, digest: Digest, record: Record, last_seen: f64) {
+    fn next(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// A lookup of `digest` begins (see `seq`).
+    pub fn begin_lookup(&self, digest: Digest) {
+        let number = self.next();
+        lock(&self.lookups).insert(digest, number);
+    }
+
+    /// Hold `record` for `digest`, last used at `last_seen` (a refusal of it goes);
+    /// false, holding nothing, when the session, its user or everything was dropped
+    /// since its lookup began (the answer may be older than the end it missed).
+    pub fn put(&self, digest: Digest, record: Record, last_seen: f64) -> bool {
+        if let Some(begun) = lock(&self.lookups).remove(&digest) {
+            let stale = lock(&self.dropped).get(&digest).is_some_and(|d| *d > begun)
+                || self.cleared.load(Ordering::Acquire) > begun
+                || lock(&self.users_dropped)
+                    .get(&record.user_id)
+                    .is_some_and(|d| *d > begun);
+            if stale {
+                return false;
+            }
+        }
         let seen = last_seen.max(0.0).to_bits();
         let entry = Arc::new(Entry {
             record: Arc::new(record),
@@ -268,6 +307,7 @@ impl Sessions {
         });
         lock(&self.refused).remove(&digest);
         self.entries.put(digest, entry);
+        true
     }
 
     /// Python found no live session for `digest`: refused natively until `until`.
@@ -286,12 +326,25 @@ impl Sessions {
     /// The session `digest` started or ended (the feed's `sessions` channel):
     /// forget what is held of it, a refusal included.
     pub fn drop_digest(&self, digest: &Digest) {
+        let number = self.next();
+        lock(&self.dropped).insert(*digest, number);
         self.entries.write().remove(digest);
         lock(&self.refused).remove(digest);
     }
 
     /// The user `user_id` changed (the feed's `users` channel): forget their sessions.
     pub fn drop_user(&self, user_id: &str) {
+        let number = self.next();
+        {
+            let mut users = lock(&self.users_dropped);
+            if users.len() >= REFUSED_MAX {
+                // Forgetting older drops is safe only with a clear: everything is looked up again.
+                users.clear();
+                self.cleared.store(number, Ordering::Release);
+                self.entries.clear();
+            }
+            users.insert(user_id.to_owned(), number);
+        }
         self.entries
             .write()
             .retain(|_, entry| entry.record.user_id != user_id);
@@ -299,6 +352,8 @@ impl Sessions {
 
     /// Forget everything (a lost subscription: messages may have been missed).
     pub fn clear(&self) {
+        let number = self.next();
+        self.cleared.store(number, Ordering::Release);
         self.entries.clear();
         lock(&self.refused).clear();
     }
@@ -330,7 +385,11 @@ fn inflight() -> &'static Arc<Inflight> {
 
 /// A native miss of the session `digest`: lead its lookup, or wait for the one in flight.
 pub fn miss(digest: Digest) -> Miss {
-    inflight().miss(digest)
+    let miss = inflight().miss(digest);
+    if matches!(miss, Miss::Lead(_)) {
+        sessions().begin_lookup(digest);
+    }
+    miss
 }
 
 /// Python pushed an answer for `digest`: wake whoever waits for it.

@@ -13,14 +13,15 @@ fn digest_of(hex: &str) -> PyResult<[u8; 32]> {
 
 /// Hold the live session whose id has the SHA-256 `digest` (hex): the record
 /// `{"user_id", "username", "email", "roles", "expires_at", "last_seen_at",
-/// "idle_timeout"}` (Unix seconds); wakes the requests waiting for it.
+/// "idle_timeout"}` (Unix seconds); wakes the requests waiting for it. Returns
+/// false when it was not held: dropped while its lookup ran (they look it up again).
 #[pyfunction]
-fn session_put(digest: &str, record_json: &str) -> PyResult<()> {
+fn session_put(digest: &str, record_json: &str) -> PyResult<bool> {
     let digest = digest_of(digest)?;
     let (record, last_seen) = Record::from_push(record_json).map_err(PyValueError::new_err)?;
-    sessions().put(digest, record, last_seen);
+    let held = sessions().put(digest, record, last_seen);
     session::settled(&digest);
-    Ok(())
+    Ok(held)
 }
 
 /// Python found no live session for `digest`: refused natively for `ttl` seconds.

@@ -186,6 +186,36 @@ fn refusals_ends_and_user_changes_drop_entries() {
 }
 
 #[test]
+fn an_answer_older_than_a_drop_is_not_held() {
+    let cache = Sessions::default();
+    let put = |cache: &Sessions, user: &str| {
+        let (r, seen) = record(user, 1e12, 100.0, 1e6);
+        cache.put([1; 32], r, seen)
+    };
+    // A lookup's answer arriving after the session's end was delivered: not held.
+    cache.begin_lookup([1; 32]);
+    cache.drop_digest(&[1; 32]);
+    assert!(!put(&cache, "u1"));
+    assert!(cache.get(&[1; 32], 101.0).is_none());
+    // A drop before the lookup began does not matter.
+    cache.begin_lookup([1; 32]);
+    assert!(put(&cache, "u1"));
+    assert!(cache.get(&[1; 32], 101.0).is_some());
+    // Its user's change, or a clear, while it ran: not held either.
+    cache.begin_lookup([1; 32]);
+    cache.drop_user("u1");
+    assert!(!put(&cache, "u1"));
+    cache.begin_lookup([1; 32]);
+    cache.drop_user("someone-else");
+    assert!(put(&cache, "u1"));
+    cache.begin_lookup([1; 32]);
+    cache.clear();
+    assert!(!put(&cache, "u1"));
+    // A push no lookup asked for is held.
+    assert!(put(&cache, "u1"));
+}
+
+#[test]
 fn navigations_are_redirected_and_scripts_are_not() {
     let get = http::Method::GET;
     assert!(wants_redirect(&get, &HeaderMap::new()));
