@@ -29,23 +29,17 @@ from typing import Any
 
 import httpx
 import pytest
+from browser_sessions import (
+    BROWSER,
+    PASSWORD,
+    SESSION,
+    csrf_token,
+    login,
+    redirected_within,
+)
 
 from _support import BastionProcess, EchoThread, run_cli
 from _support.native import native_lookups
-
-PASSWORD = "violet staple orbit 42"
-SESSION = "__Host-bastion_session"
-_TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
-BROWSER = {"accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
 
 
 @pytest.fixture(scope="module")
@@ -113,38 +107,11 @@ def _http(server: BastionProcess) -> httpx.Client:
     return httpx.Client(base_url=server.url, verify=False, timeout=30)
 
 
-def _token(http: httpx.Client, path: str) -> str:
-    form = http.get(path)
-    found = _TOKEN.search(form.text)
-    assert found is not None, form.text
-    return found.group(1)
-
-
-def login(http: httpx.Client, username: str, return_to: str | None = None) -> httpx.Response:
-    login_page = "/login" if return_to is None else f"/login?return_to={return_to}"
-    data = {"csrf_token": _token(http, login_page), "username": username, "password": PASSWORD}
-    if return_to is not None:
-        data["return_to"] = return_to
-    return http.post("/login", data=data)
-
-
 def echoed(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     document: dict[str, Any] = response.json()
     assert document["upstream"] == "bastion demo echo"
     return document
-
-
-def redirected_within(http: httpx.Client, path: str, seconds: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        response = http.get(path, headers=BROWSER)
-        if response.status_code == 303:
-            assert response.headers["location"].startswith("/login?return_to=")
-            return time.monotonic() - start
-        assert response.status_code == 200
-        time.sleep(0.05)
-    raise AssertionError(f"{path} still served after {seconds} s")
 
 
 def test_a_navigation_goes_to_the_login_and_back_to_the_deep_link(
@@ -264,7 +231,7 @@ def test_logout_ends_access_at_the_gateway_within_a_second(server: BastionProces
         assert login(http, "alice").status_code == 303
         token = http.cookies[SESSION]
         assert echoed(http.get("/app/", headers=BROWSER))["path"] == "/app/"
-        ended = http.post("/logout", data={"csrf_token": _token(http, "/logout")})
+        ended = http.post("/logout", data={"csrf_token": csrf_token(http, "/logout")})
         assert ended.status_code == 303
     with _http(server) as replay:
         replay.cookies.set(SESSION, token, domain=replay.base_url.host)

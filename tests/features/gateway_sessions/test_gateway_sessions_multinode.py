@@ -9,30 +9,15 @@ reach the native session cache of every node).
 from __future__ import annotations
 
 import contextlib
-import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from browser_sessions import BROWSER, PASSWORD, SESSION, csrf_token, login, redirected_within
 
 from _support import BastionProcess, EchoThread, run_cli
 from _support.nodes import Nodes
-
-PASSWORD = "violet staple orbit 42"
-SESSION = "__Host-bastion_session"
-BROWSER = {"accept": "text/html"}
-_TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
-
-
-@pytest.fixture(scope="module")
-def echo() -> Iterator[EchoThread]:
-    thread = EchoThread()
-    try:
-        yield thread
-    finally:
-        thread.close()
 
 
 @pytest.fixture
@@ -82,29 +67,10 @@ def _client(node: BastionProcess, session: str | None = None) -> httpx.Client:
     return http
 
 
-def _token(http: httpx.Client, path: str) -> str:
-    found = _TOKEN.search(http.get(path).text)
-    assert found is not None
-    return found.group(1)
-
-
 def _login(node: BastionProcess, username: str) -> tuple[httpx.Client, str]:
     http = _client(node)
-    data = {"csrf_token": _token(http, "/login"), "username": username, "password": PASSWORD}
-    assert http.post("/login", data=data).status_code == 303
+    assert login(http, username).status_code == 303
     return http, http.cookies[SESSION]
-
-
-def _redirected_within(http: httpx.Client, seconds: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        response = http.get("/app/", headers=BROWSER)
-        if response.status_code == 303:
-            assert response.headers["location"] == "/login?return_to=/app/"
-            return time.monotonic() - start
-        assert response.status_code == 200, response.text
-        time.sleep(0.05)
-    raise AssertionError(f"still served after {seconds} s")
 
 
 @pytest.mark.timeout(300)
@@ -115,9 +81,9 @@ def test_ended_sessions_leave_every_node_within_a_second(nodes: Nodes) -> None:
     with contextlib.closing(at_first), _client(second, session) as at_second:
         assert at_second.get("/app/", headers=BROWSER).status_code == 200
         assert at_first.get("/app/", headers=BROWSER).status_code == 200
-        logout = at_first.post("/logout", data={"csrf_token": _token(at_first, "/logout")})
+        logout = at_first.post("/logout", data={"csrf_token": csrf_token(at_first, "/logout")})
         assert logout.status_code == 303
-        assert _redirected_within(at_second, 1.0) < 1.0
+        assert redirected_within(at_second, "/app/", 1.0) < 1.0
     # A user disabled by another process: both nodes refuse their session within a second.
     at_first, session = _login(first, "bob")
     with contextlib.closing(at_first), _client(second, session) as at_second:
@@ -125,5 +91,5 @@ def test_ended_sessions_leave_every_node_within_a_second(nodes: Nodes) -> None:
         assert at_first.get("/app/", headers=BROWSER).status_code == 200
         disabled = run_cli("users", "disable", "bob", "-c", "bastion.yaml", cwd=nodes.cwd)
         assert disabled.returncode == 0, disabled.stderr
-        assert _redirected_within(at_second, 1.0) < 1.0
-        assert _redirected_within(at_first, 1.0) < 1.0
+        assert redirected_within(at_second, "/app/", 1.0) < 1.0
+        assert redirected_within(at_first, "/app/", 1.0) < 1.0
