@@ -29,7 +29,9 @@ from typing import Any
 
 import httpx
 import pytest
-from browser_sessions import (
+
+from _support import BastionProcess, EchoThread, run_cli
+from _support.browser_sessions import (
     BROWSER,
     PASSWORD,
     SESSION,
@@ -37,8 +39,6 @@ from browser_sessions import (
     login,
     redirected_within,
 )
-
-from _support import BastionProcess, EchoThread, run_cli
 from _support.native import native_lookups
 
 

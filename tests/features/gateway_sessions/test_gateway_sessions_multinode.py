@@ -14,9 +14,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from browser_sessions import BROWSER, PASSWORD, SESSION, csrf_token, login, redirected_within
 
 from _support import BastionProcess, EchoThread, run_cli
+from _support.browser_sessions import (
+    BROWSER,
+    PASSWORD,
+    SESSION,
+    csrf_token,
+    login,
+    redirected_within,
+)
 from _support.nodes import Nodes
 
 
