@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -68,6 +69,34 @@ def wrk_errors(out: str) -> int:
     ):
         errors += sum(int(n) for n in sock.groups())
     return errors
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """What one wrk run measured: requests/s, p50 and p99 in ms, failed requests."""
+
+    rps: float
+    p50: float
+    p99: float
+    errors: int
+
+
+def run_wrk(url: str, seconds: int, connections: int, script: Path | str | None = None) -> WrkRun:
+    """Run :func:`wrk_argv`'s wrk and read its report (``RuntimeError`` when it lacks a figure)."""
+    out = subprocess.run(
+        wrk_argv(url, seconds, connections, script), check=True, capture_output=True, text=True
+    ).stdout
+
+    def grab(pattern: str) -> str:
+        match = re.search(pattern, out)
+        if not match:
+            raise RuntimeError(f"wrk output lacks {pattern!r}:\n{out}")
+        return match.group(1)
+
+    p50, p99 = wrk_ms(grab(r"\s50%\s+(\S+)")), wrk_ms(grab(r"\s99%\s+(\S+)"))
+    if p50 is None or p99 is None:
+        raise RuntimeError(f"unparseable wrk latencies in:\n{out}")
+    return WrkRun(float(grab(r"Requests/sec:\s+([\d.]+)")), p50, p99, wrk_errors(out))
 
 
 def write_report(path: Path, report: str, marker: str) -> None:

@@ -33,7 +33,6 @@ import datetime as dt
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
 import ssl
@@ -53,7 +52,7 @@ from typing import Any
 
 # Started by path, so bench/ (the home of benchlib) is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import free_port, need, stop, write_report, wrk_argv, wrk_errors, wrk_ms
+from benchlib import free_port, need, run_wrk, stop, write_report, wrk_ms
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -422,21 +421,6 @@ def _wrk_script(path: Path, server: Server) -> Path:
     return path
 
 
-def _wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, float, float, int]:
-    argv = wrk_argv(url, seconds, connections, script)
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-
-    def grab(pattern: str) -> str:
-        match = re.search(pattern, out)
-        if not match:
-            raise BenchError(f"wrk output lacks {pattern!r}:\n{out}")
-        return match.group(1)
-
-    rps = float(grab(r"Requests/sec:\s+([\d.]+)"))
-    p50, p99 = _ms(grab(r"\s50%\s+(\S+)")), _ms(grab(r"\s99%\s+(\S+)"))
-    return rps, p50, p99, wrk_errors(out)
-
-
 def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespace) -> Sample:
     port = free_port()
     argv, env, base_url = server.command(case.transport, port)
@@ -447,11 +431,11 @@ def _run_case(server: Server, case: Case, workdir: Path, args: argparse.Namespac
         check = _check_token(base_url, server)
         case.check = case.check or check
         script = _wrk_script(workdir / f"{server.name}.lua", server)
-        _wrk(check.token_endpoint, script, args.warmup, args.connections)
+        run_wrk(check.token_endpoint, args.warmup, args.connections, script)
         cpu_before, started = _cpu_seconds(proc.pid), time.monotonic()
-        rps, p50, p99, errors = _wrk(check.token_endpoint, script, args.duration, args.connections)
+        run = run_wrk(check.token_endpoint, args.duration, args.connections, script)
         cpu = (_cpu_seconds(proc.pid) - cpu_before) / (time.monotonic() - started)
-    return Sample(rps, p50, p99, errors, cpu)
+    return Sample(run.rps, run.p50, run.p99, run.errors, cpu)
 
 
 # ---------------------------------------------------------------------------

@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 
 # Started by path, so bench/ (the home of benchlib) is not on sys.path by itself.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchlib import free_port, need, stop, write_report, wrk_argv, wrk_errors, wrk_ms
+from benchlib import free_port, need, run_wrk, stop, write_report, wrk_ms
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -88,12 +87,8 @@ def _ms(text: str) -> float:
 
 
 def _wrk(url: str, duration: int, connections: int) -> tuple[float, float, float, int]:
-    argv = wrk_argv(url, duration, connections)
-    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    return rps, p50, p99, wrk_errors(out)
+    run = run_wrk(url, duration, connections)
+    return run.rps, run.p50, run.p99, run.errors
 
 
 def _case(

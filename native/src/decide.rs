@@ -44,6 +44,8 @@ pub(crate) struct Allowed<'t> {
     /// The route's CORS headers for the response (the gateway door only).
     pub cors: Option<CorsHeaders>,
     pub identity: Identity,
+    /// `identity`'s headers encoded with its cache entry (`None`: per request).
+    pub identity_headers: Option<Arc<crate::mutate::IdentityHeaders>>,
     pub credential_headers: Vec<HeaderName>,
     /// The assertion's signing key, when the route sends one (the gateway door only).
     pub signer: Option<Arc<crate::assertion::SigningKey>>,
@@ -457,6 +459,7 @@ pub(crate) async fn decide<'t>(
         identity,
         credential_headers,
         key_limits: own_limits,
+        identity_headers,
     } = admitted;
     // A risk-flagged requester's limits are divided (`crate::risk`, Python's order:
     // in the limit step, after authorization).
@@ -553,6 +556,7 @@ pub(crate) async fn decide<'t>(
         ip,
         cors,
         identity,
+        identity_headers,
         credential_headers,
         signer,
         decision,

@@ -164,6 +164,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         ip,
         cors,
         identity,
+        identity_headers,
         credential_headers,
         signer,
         decision,
@@ -211,6 +212,7 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         consumed: &credential_headers,
         authority: None,
         assertion: token.as_deref(),
+        identity_headers: identity_headers.as_deref(),
     };
     let who = (identity.subject.is_some()).then_some(&identity);
     if let (Some(handshake), Some(policy)) = (upgrade, native.websocket) {

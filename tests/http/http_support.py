@@ -71,12 +71,20 @@ class Runtime(SimpleNamespace):
     """A runtime stand-in with the attributes ``create_app`` reads."""
 
 
+async def _no_shutdown() -> None:
+    return None
+
+
 def make_runtime(
     gateway: Callable[..., Any] = echo_gateway,
     db: Ping | None = None,
     shared: Ping | None = None,
     **kwargs: Any,
 ) -> Runtime:
+    """A runtime stand-in; with ``startup``, also a ``shutdown`` (a no-op unless given), as
+    the ASGI lifespan calls both or neither (``bastion.http.app.HasLifespan``)."""
+    if "startup" in kwargs:
+        kwargs.setdefault("shutdown", _no_shutdown)
     return Runtime(
         settings=kwargs.pop("settings", make_settings()),
         db=db or Ping(),

@@ -15,7 +15,8 @@ from http_support import real_runtime
 from bastion.audit.detectors import BruteForceDetector, CredentialStuffingDetector
 from bastion.audit.events import Event
 from bastion.http.endpoints import create_full_app
-from bastion.http.endpoints.login import CONTENT_SECURITY_POLICY, LOGIN_FAILED
+from bastion.http.endpoints.login import LOGIN_FAILED
+from bastion.http.endpoints.pages import CONTENT_SECURITY_POLICY
 from bastion.runtime import Runtime
 from bastion.storage import User
 from bastion.users import UserService, UserSpec

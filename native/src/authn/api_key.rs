@@ -64,6 +64,8 @@ pub struct KeyLimit {
 pub struct CachedKey {
     pub id: String,
     pub identity: Identity,
+    /// `identity`'s headers, encoded at the entry's first use.
+    pub headers: crate::mutate::IdentityHeadersMemo,
     deadline: f64,
     grace_until: f64,
     revoked: bool,
@@ -126,6 +128,7 @@ impl CachedKey {
                 routes,
                 person: None,
             },
+            headers: crate::mutate::IdentityHeadersMemo::default(),
             deadline: record.expires_at.unwrap_or(f64::INFINITY),
             grace_until: record.grace_until.unwrap_or(f64::INFINITY),
             revoked: record.revoked,

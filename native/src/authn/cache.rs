@@ -50,6 +50,8 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 #[derive(Debug, Clone)]
 pub struct CachedToken {
     pub identity: Identity,
+    /// `identity`'s headers, encoded at the entry's first use (a clone: anew).
+    pub headers: crate::mutate::IdentityHeadersMemo,
     /// All claims (the route's `claims` / `roles` rules and `aud` read them).
     pub claims: Map<String, Value>,
     pub jti: String,
@@ -593,6 +595,7 @@ impl Caches {
                 routes: None,
                 person: None,
             },
+            headers: crate::mutate::IdentityHeadersMemo::default(),
             claims,
             jti,
             client_id: Some(client_id),

@@ -375,6 +375,7 @@ fn entry(claims: Map<String, Value>, issuer: &Arc<str>, now: f64) -> Option<Cach
             routes: None,
             person: None,
         },
+        headers: crate::mutate::IdentityHeadersMemo::default(),
         claims,
         jti,
         client_id,

@@ -62,6 +62,7 @@ pub use api_key::{key_in_query, KeyLimit};
 pub use cache::Caches;
 
 use crate::http::Identity;
+use crate::mutate::IdentityHeaders;
 
 /// An authentication method the native path serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,6 +328,9 @@ struct Found {
     identity: Identity,
     key_limits: Arc<[KeyLimit]>,
     claims: Result<(), crate::authz::Refusal>,
+    /// The identity's headers as its cache entry keeps them encoded
+    /// (`None`: the proxy encodes them per request).
+    headers: Option<Arc<IdentityHeaders>>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -371,6 +375,7 @@ fn find(
             },
             key_limits: Arc::from([]),
             claims: Ok(()),
+            headers: None,
         });
     }
     let found = presented(route, headers);
@@ -411,6 +416,7 @@ fn session_verdict(route: &RouteAuth, id: &[u8], now: f64) -> Option<Found> {
         identity: record.identity.clone(),
         key_limits: Arc::from([]),
         claims: crate::authz::claims_check(route, &record.claims),
+        headers: None,
     })
 }
 
@@ -422,6 +428,7 @@ fn mtls_verdict(route: &RouteAuth, cert: &mtls::Thumbprint) -> Option<Found> {
         identity: entry.identity.clone(),
         key_limits: Arc::from([]),
         claims: crate::authz::claims_check(route, &entry.claims),
+        headers: None,
     })
 }
 
@@ -445,6 +452,7 @@ fn introspection_verdict(
         identity: identity.clone(),
         key_limits: Arc::from([]),
         claims: crate::authz::claims_check(route, claims),
+        headers: None,
     })
 }
 
@@ -473,6 +481,7 @@ fn api_key_verdict(
         identity: entry.identity.clone(),
         key_limits: entry.limits.clone(),
         claims,
+        headers: Some(entry.headers.get(&entry.identity)),
     })
 }
 
@@ -526,6 +535,7 @@ fn jwt_verdict(
         identity: entry.identity.clone(),
         key_limits: entry.key_limits.clone(),
         claims: crate::authz::claims_check(route, &entry.claims),
+        headers: Some(entry.headers.get(&entry.identity)),
     })
 }
 
@@ -584,6 +594,9 @@ pub struct Admitted {
     /// An API key's own limits (empty otherwise), which the native `limit`
     /// step applies with the route's, in the buckets Python's limiter uses.
     pub key_limits: Arc<[KeyLimit]>,
+    /// The identity's headers encoded once with its cache entry (`None`:
+    /// encoded per request), for `mutate` (`ForwardContext::identity_headers`).
+    pub identity_headers: Option<Arc<IdentityHeaders>>,
 }
 
 /// The native `authenticate` + `authorize` steps for one request on a native
@@ -662,6 +675,7 @@ pub fn admission_with_cert(
         identity,
         key_limits,
         claims,
+        headers: identity_headers,
     }) = find_request(caches, route, uri.query(), headers, client, cert, now)
     else {
         return Admission::NotAdmitted;
@@ -674,6 +688,7 @@ pub fn admission_with_cert(
         identity,
         credential_headers,
         key_limits,
+        identity_headers,
     })
 }
 

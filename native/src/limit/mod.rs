@@ -26,7 +26,6 @@ pub use gcra::{ceil_seconds, decide, Decision, Limit, LimitError, MICROSECONDS};
 pub use registry::{effective_key_limits, overrides, parse_key_limits, Overrides};
 pub use store::{now_us, Bucket, Store, Take};
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use crate::client_ip::ip_bucket;
@@ -421,19 +420,19 @@ pub fn decision_of(checks: &[(String, &Limit)], take: &Take, now: i64) -> LimitD
             state.push_str(", ");
         }
         policy.push_str(limit.policy_item());
-        // Writing into a String cannot fail.
-        let _ = write!(
-            state,
-            "{};r={};t={}",
-            limit.quoted(),
-            d.remaining,
-            ceil_seconds(d.reset_after_us)
-        );
+        // `{quoted};r={remaining};t={reset}` written by hand: `write!`'s formatting
+        // machinery was most of this function's ~1,700 instructions a request.
+        state.push_str(limit.quoted());
+        state.push_str(";r=");
+        push_decimal(&mut state, d.remaining);
+        state.push_str(";t=");
+        push_decimal(&mut state, ceil_seconds(d.reset_after_us));
     }
     let mut headers = Vec::with_capacity(2);
     for (name, value) in [(&RATELIMIT_POLICY, policy), (&RATELIMIT, state)] {
         // Printable ASCII by construction (labels are checked when a Limit is built).
-        if let Ok(value) = HeaderValue::from_str(&value) {
+        // The String's buffer becomes the value's (validated, not copied).
+        if let Ok(value) = HeaderValue::from_maybe_shared(bytes::Bytes::from(value.into_bytes())) {
             headers.push((name.clone(), value));
         }
     }
@@ -452,10 +451,53 @@ pub fn decision_of(checks: &[(String, &Limit)], take: &Take, now: i64) -> LimitD
     }
 }
 
+/// `n` in decimal, as `Display` spells it (a `-` before a negative number).
+fn push_decimal(out: &mut String, n: i64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push('-');
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn decimals_are_display_s() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            12_345,
+            -1,
+            -10,
+            -987,
+            i64::MAX,
+            i64::MIN,
+        ] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
+    }
 
     fn section() -> RouteLimits {
         RouteLimits::from_section(&json!({"rules": [

@@ -80,9 +80,19 @@ fn python_vectors() {
             consumed: &consumed,
             authority: None,
             assertion: None,
+            identity_headers: None,
         };
         let got = forward_headers(&map(&case.headers), identity.as_ref(), &ctx, &config);
         assert_eq!(got, map(&case.expected), "case {}", case.name);
+        // The same headers from values encoded once with a cache entry.
+        let memo = IdentityHeadersMemo::default();
+        let encoded = identity.as_ref().map(|i| memo.get(i));
+        let ctx = ForwardContext {
+            identity_headers: encoded.as_deref(),
+            ..ctx
+        };
+        let got = forward_headers(&map(&case.headers), identity.as_ref(), &ctx, &config);
+        assert_eq!(got, map(&case.expected), "case {} (pre-encoded)", case.name);
     }
 }
 
@@ -125,6 +135,7 @@ fn ipv4_mapped_peer_is_written_as_ipv4_and_ipv6_without_brackets() {
             consumed: &[],
             authority: None,
             assertion: None,
+            identity_headers: None,
         };
         let got = forward_headers(&HeaderMap::new(), None, &ctx, &config);
         assert_eq!(
@@ -145,6 +156,7 @@ fn http2_authority_stands_in_for_a_missing_host() {
         consumed: &[],
         authority: Some("gw.example:8443"),
         assertion: None,
+        identity_headers: None,
     };
     let got = forward_headers(&HeaderMap::new(), None, &ctx, &config);
     let want = map(&[
@@ -193,7 +205,7 @@ mod props {
                 }
             }
             let info = conn("203.0.113.7", false);
-            let ctx = ForwardContext { conn: &info, trusted_peer: false, request_id: None, consumed: &[], authority: None, assertion: None };
+            let ctx = ForwardContext { conn: &info, trusted_peer: false, request_id: None, consumed: &[], authority: None, assertion: None, identity_headers: None };
             let got = forward_headers(&incoming, None, &ctx, &config);
             for name in got.keys() {
                 let folded = fold(name.as_str());
@@ -232,6 +244,7 @@ fn the_assertion_replaces_the_clients_and_follows_the_request_id() {
         consumed: &[],
         authority: None,
         assertion: Some("h.c.s"),
+        identity_headers: None,
     };
     let got = forward_headers(&incoming, None, &ctx, &config);
     let names: Vec<&str> = got.keys().map(HeaderName::as_str).collect();
@@ -292,6 +305,7 @@ fn bench_forward_headers() {
         consumed: &consumed,
         authority: None,
         assertion: None,
+        identity_headers: None,
     };
     const N: u32 = 200_000;
     let start = std::time::Instant::now();
@@ -337,4 +351,19 @@ fn class_is_the_lists() {
     }
     assert_eq!(class("x-forwarded-prefix"), 0);
     assert_eq!(class("accept"), 0);
+}
+
+#[test]
+fn fold_lower_is_fold_of_a_lower_case_name() {
+    for name in [
+        "x-user-id",
+        "x_user_id",
+        "x-bastion_subject",
+        "_",
+        "host",
+        "a__b-",
+        "",
+    ] {
+        assert_eq!(fold_lower(name), fold(name), "{name}");
+    }
 }

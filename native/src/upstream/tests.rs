@@ -1002,6 +1002,7 @@ async fn forward_is_mutate_then_send() {
         consumed: &consumed,
         authority: None,
         assertion: None,
+        identity_headers: None,
     };
     let response = up
         .forward(req, "/api/orders", Some(&identity), &ctx)

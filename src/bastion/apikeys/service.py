@@ -25,6 +25,13 @@ Verification (:meth:`ApiKeyService.verify`) is built for the gateway path:
 Every mutation drops the cached entry here at once and, through the shared
 state channel ``"api-keys"``, in every other process running :meth:`run`; so
 revocation and disabling take effect on the next request on every node.
+
+A key owned by a bastion user (``owner_type: user``) lives only while that user is
+enabled: while the user is disabled the key is refused as ``disabled`` (its stored
+record is not changed, so enabling the user gives the key back); deleting the user
+revokes it (``bastion.users``). Each node hears of the user's change on the change
+feed's ``users`` channel (:meth:`ApiKeyService.owner_changed`) and drops the user's
+keys from its caches and the native core's, so the next request reads the owner again.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import ipaddress
 import logging
 import re
@@ -162,7 +170,7 @@ class ApiKeyService:
         self._digest_of: dict[str, str] = {}
         # Reads by id for tokens exchanged from a key (get_cached).
         self._by_id: CachedLookup[str, ApiKey] = CachedLookup(
-            self.get, ttl=lambda: POSITIVE_TTL, max_entries=POSITIVE_CACHE_MAX
+            self._get_judged, ttl=lambda: POSITIVE_TTL, max_entries=POSITIVE_CACHE_MAX
         )
         # Bumped by every invalidation: a read out meanwhile may predate it (not kept).
         self._epoch = 0
@@ -428,6 +436,8 @@ class ApiKeyService:
             raise InvalidApiKeyError("unknown")
         epoch = self._epoch
         record = await self.db.api_keys.find_by_digest(digest)
+        if record is not None:
+            record = await self._judged(record)
         # Kept and mirrored only when no invalidation arrived while reading: the
         # record (or its absence) may predate it; a key created meanwhile may be this one.
         kept = epoch == self._epoch
@@ -447,6 +457,42 @@ class ApiKeyService:
             for mirror in self._mirrors:
                 mirror.found(record, POSITIVE_TTL)
         return entry
+
+    async def _judged(self, key: ApiKey) -> ApiKey:
+        """``key`` as the verifiers judge it: disabled while its owning bastion user is.
+
+        One read of the user, on a cache miss only, for user-owned keys only. An
+        ``owner_id`` that names no bastion user (an id of the operator's own) changes
+        nothing: keys may name owners bastion does not manage.
+        """
+        if key.owner_type != "user" or not key.owner_id or key.disabled:
+            return key
+        try:
+            owner = await self.db.users.get(key.owner_id)
+        except NotFoundError:
+            return key
+        return dataclasses.replace(key, disabled=True) if owner.disabled else key
+
+    async def _get_judged(self, key_id: str) -> ApiKey:
+        return await self._judged(await self.get(key_id))
+
+    async def owner_changed(self, user_id: str) -> None:
+        """The change feed's ``users`` channel: forget the keys the user owns, here and in
+        the native core, so their next use reads the user's state again. An empty message
+        ("drop everything") forgets every key."""
+        if not user_id:
+            self.invalidate()
+            return
+        cursor: str | None = None
+        while True:
+            page = await self.db.api_keys.list(
+                owner_type="user", owner_id=user_id, limit=1000, cursor=cursor
+            )
+            for key in page.items:
+                self.invalidate(key.id)
+            cursor = page.next_cursor
+            if cursor is None:
+                return
 
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget the cached record of ``key_id`` (everything cached when ``None``).

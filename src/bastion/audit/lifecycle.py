@@ -184,8 +184,9 @@ def user_changed(
     request_id: str | None = None,
     ip: str | None = None,
 ) -> Event:
-    """A ``user.changed`` event (action: created, disabled, enabled, password_reset,
-    deleted); ``target`` is the user's id (the username is personal data: not logged)."""
+    """A ``user.changed`` event (action: created, disabled, enabled, password_reset — by an
+    operator —, password_changed — by the user —, deleted); ``target`` is the user's id (the
+    username is personal data: not logged)."""
     return Event(
         type=EventTypes.USER_CHANGED,
         outcome="success",

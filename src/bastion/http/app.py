@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Router
@@ -47,7 +47,14 @@ from bastion.http.middleware.combined import HttpMiddleware
 from bastion.http.types import ASGIApp, Receive, Scope, Send
 from bastion.settings import Settings
 
-__all__ = ["RESERVED_PREFIXES", "BastionApp", "RuntimeLike", "create_app", "is_reserved"]
+__all__ = [
+    "RESERVED_PREFIXES",
+    "BastionApp",
+    "HasLifespan",
+    "RuntimeLike",
+    "create_app",
+    "is_reserved",
+]
 
 log = logging.getLogger("bastion.http")
 
@@ -55,8 +62,8 @@ log = logging.getLogger("bastion.http")
 class RuntimeLike(Probed, Protocol):
     """What :func:`create_app` needs from the runtime (``bastion.runtime.Runtime`` fits).
 
-    ``startup()`` / ``shutdown()`` are optional: called from the ASGI lifespan
-    when present.
+    A runtime that is also :class:`HasLifespan` has ``startup()`` / ``shutdown()``
+    called from the ASGI lifespan.
     """
 
     # Read-only properties: a dataclass field of a subtype satisfies them (plain
@@ -65,6 +72,14 @@ class RuntimeLike(Probed, Protocol):
     def settings(self) -> Settings: ...
     @property
     def node_id(self) -> str: ...
+
+
+@runtime_checkable
+class HasLifespan(Protocol):
+    """A runtime that starts and stops with the ASGI lifespan (``bastion.runtime.Runtime``)."""
+
+    async def startup(self) -> None: ...
+    async def shutdown(self) -> None: ...
 
 
 async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -181,9 +196,12 @@ class BastionApp:
                 return
 
     async def _call_hook(self, name: str, send: Send) -> bool:
-        hook: Callable[[], Awaitable[None]] | None = getattr(self.runtime, name, None)
-        if hook is None:
+        runtime = self.runtime
+        if not isinstance(runtime, HasLifespan):
             return True
+        hook: Callable[[], Awaitable[None]] = (
+            runtime.startup if name == "startup" else runtime.shutdown
+        )
         try:
             await hook()
         except Exception as exc:

@@ -57,6 +57,7 @@ class EndReason:
     USER_DISABLED = "user_disabled"
     USER_DELETED = "user_deleted"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - a reason, not a password
+    SIGNED_OUT = "signed_out"  # by the user, from the account page (this or another browser)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,32 @@ class SessionManager:
         ended = await self.db.sessions.end_for_user(
             user_id, self._clock(), reason, started_before=started_before
         )
+        for session in ended:
+            self._audit(EventTypes.SESSION_ENDED, session, reason=reason)
+        return len(ended)
+
+    async def live_for_user(self, user_id: str) -> tuple[BrowserSession, ...]:
+        """The user's sessions that have not ended nor timed out, oldest first."""
+        now = self._clock()
+        sessions = await self.db.sessions.list_for_user(user_id)
+        return tuple(session for session in sessions if self._timed_out(session, now) is None)
+
+    async def end_own(self, user_id: str, session_id: str, reason: str) -> bool:
+        """End the session ``session_id`` if it is ``user_id``'s and live; whether it was."""
+        try:
+            session = await self.db.sessions.get(session_id)
+        except NotFoundError:
+            return False
+        if session.user_id != user_id or session.ended_at is not None:
+            return False
+        ended = await self.db.sessions.end(session.id, self._clock(), reason)
+        if ended is not None:
+            self._audit(EventTypes.SESSION_ENDED, ended, reason=reason)
+        return ended is not None
+
+    async def end_others(self, user_id: str, keep: str, reason: str) -> int:
+        """End every live session of the user but ``keep`` (a session id); how many."""
+        ended = await self.db.sessions.end_for_user(user_id, self._clock(), reason, keep=keep)
         for session in ended:
             self._audit(EventTypes.SESSION_ENDED, session, reason=reason)
         return len(ended)

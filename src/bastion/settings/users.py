@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from bastion.settings.fields import _Section
+from bastion.protocol.rfc6749.scope import is_scope_token
+from bastion.settings.fields import Duration, _Section
 
 #: ASVS 5.0 6.2.1: never fewer than 8 characters.
 MIN_PASSWORD_LENGTH_FLOOR = 8
@@ -56,10 +57,44 @@ class PasswordSettings(_Section):
     argon2: Argon2Settings = Field(default_factory=Argon2Settings)
 
 
+class SelfServiceKeySettings(_Section):
+    """API keys users create for themselves on their account page (off by default).
+
+    A user picks among ``scopes`` (none listed: keys without scopes, which pass only
+    routes that require none); each key expires after ``lifetime`` and belongs to the
+    user (``owner_type: user``), so it stops while the user is disabled and is revoked
+    with them. A user holds at most ``max_per_user`` keys that are not revoked.
+    """
+
+    enabled: bool = False
+    scopes: list[str] = Field(default_factory=list)
+    max_per_user: Annotated[int, Field(ge=1, le=1000)] = 10
+    lifetime: Duration = 90 * 86_400.0
+
+    @field_validator("scopes")
+    @classmethod
+    def _check_scopes(cls, value: list[str]) -> list[str]:
+        for scope in value:
+            if not is_scope_token(scope):
+                raise ValueError(
+                    f"{scope[:60]!r} is not a scope (RFC 6749 §3.3: printable ASCII, no space, "
+                    'no " or \\)'
+                )
+        return list(dict.fromkeys(value))
+
+    @field_validator("lifetime")
+    @classmethod
+    def _check_lifetime(cls, value: float) -> float:
+        if not 3600 <= value <= 3 * 365 * 86_400:
+            raise ValueError("must be between 1h and 3 years (a self-service key always expires)")
+        return value
+
+
 class UserSettings(_Section):
-    """User accounts (``bastion users``, ``/admin/api/v1/users``)."""
+    """User accounts (``bastion users``, ``/admin/api/v1/users``, the account page)."""
 
     password: PasswordSettings = Field(default_factory=PasswordSettings)
+    self_service_keys: SelfServiceKeySettings = Field(default_factory=SelfServiceKeySettings)
 
 
 __all__ = [
@@ -68,5 +103,6 @@ __all__ = [
     "OWASP_ARGON2ID",
     "Argon2Settings",
     "PasswordSettings",
+    "SelfServiceKeySettings",
     "UserSettings",
 ]

@@ -13,7 +13,8 @@ audited, and revokes every refresh-token family of the user with the access
 tokens issued from them (:meth:`~bastion.oauth.refresh_tokens.RefreshTokenService.revoke_user`:
 the deny-list entries go on the change feed, so every node — and the native
 gateway — refuses those tokens within a second, whichever process made the
-change). Sessions, which do not exist yet, will follow the ``users`` channel.
+change). Sessions end and the API keys the user owns stop working on every node
+through the same channel; deleting a user revokes the API keys they own.
 """
 
 from __future__ import annotations
@@ -97,14 +98,24 @@ class UserOperations:
         self.recorder.user("password_reset", user.id, ["password"])
         return user_view(user)
 
+    async def change_password(self, user: User, current: str, new: str) -> User:
+        """The user's own change (the account page): ``current`` must be their password
+        (``InvalidCredentialsError``, one argon2id verify whatever the cause), ``new`` must
+        pass the policy (``WeakPasswordError``). Recorded as ``password_changed``; the user's
+        sessions started before it end on every node (the ``users`` channel)."""
+        await self.service.authenticate(user.username, current)
+        changed = await self.service.reset_password(user.id, new)
+        self.recorder.user("password_changed", user.id, ["password"])
+        return changed
+
     async def delete(self, user_id: str) -> None:
         """Delete the user and everything that belongs to them.
 
         Their refresh-token families are revoked first: deleting the rows would
         lose which access tokens they issued."""
         await self.refresh_tokens.revoke_user(user_id)
-        await self.service.delete(user_id)
-        self.recorder.user("deleted", user_id)
+        revoked = await self.service.delete(user_id)
+        self.recorder.user("deleted", user_id, ["api_keys"] if revoked else ())
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user these credentials belong to (see :meth:`UserService.authenticate`).

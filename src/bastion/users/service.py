@@ -15,7 +15,6 @@ event loop.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 
 from bastion.crypto.passwords import (
@@ -57,7 +56,7 @@ class UserService:
 
     async def _hash(self, password: str, username: str) -> str:
         self.policy.check(password, username=username)
-        return await asyncio.to_thread(self.hasher.hash, password)
+        return await self.hasher.hash_async(password)
 
     async def create(self, spec: UserSpec, password: str | None = None) -> User:
         """Store a new user (with a password, when given, checked by the policy first)."""
@@ -106,9 +105,30 @@ class UserService:
             user_id, password_hash=password_hash, password_changed_at=utcnow()
         )
 
-    async def delete(self, user_id: str) -> None:
-        """Delete the user with their credentials, grants, codes and refresh tokens."""
+    async def delete(self, user_id: str) -> int:
+        """Delete the user with their credentials, grants, codes and refresh tokens; revoke
+        the API keys they own first (``owner_type: user``). How many keys were revoked.
+
+        Revoked before the user goes, so no moment exists where the user is gone and a key
+        of theirs still works; each revocation is on the change feed (``api-keys``), which
+        every node and the native core follow. Raises ``NotFoundError``."""
+        await self.db.users.get(user_id)
+        revoked = 0
+        cursor: str | None = None
+        while True:
+            page = await self.db.api_keys.list(
+                owner_type="user", owner_id=user_id, limit=1000, cursor=cursor
+            )
+            for key in page.items:
+                if key.revoked_at is None:
+                    at = utcnow()
+                    await self.db.api_keys.update(key.id, revoked_at=at, updated_at=at)
+                    revoked += 1
+            cursor = page.next_cursor
+            if cursor is None:
+                break
         await self.db.users.delete(user_id)
+        return revoked
 
     async def authenticate(self, username: str, password: str) -> User:
         """The user whose username and password these are, if they may log in.
@@ -130,14 +150,14 @@ class UserService:
             await self._verify_dummy(password[: self.policy.max_length])
             raise InvalidCredentialsError(reason or "unknown_user")
         try:
-            verified = await asyncio.to_thread(self.hasher.verify, user.password_hash, password)
+            verified = await self.hasher.verify_async(user.password_hash, password)
         except PasswordMismatchError:
             raise InvalidCredentialsError("bad_password") from None
         if user.disabled:
             # Checked after the verify, so a disabled account costs what any other does.
             raise InvalidCredentialsError("disabled")
         if verified.needs_rehash:
-            new_hash = await asyncio.to_thread(self.hasher.hash, password)
+            new_hash = await self.hasher.hash_async(password)
             # Not password_changed_at: the password is the same, only its hash is stronger.
             user = replace(user, password_hash=new_hash)
             await self.db.users.update(user.id, password_hash=new_hash)
@@ -162,6 +182,6 @@ class UserService:
 
     async def _verify_dummy(self, password: str) -> None:
         try:
-            await asyncio.to_thread(self.hasher.verify_dummy, password)
+            await self.hasher.verify_dummy_async(password)
         except PasswordMismatchError:
             return

@@ -5,8 +5,10 @@
   disabled by ``bastion users disable`` in another process losing the session within a second
   (the change feed), and a short idle timeout ending an unused session.
 - Playwright driving Debian's chromium (TESTING-NOTES): ``/account`` sends the browser to
-  the form, the form signs in and returns to ``/account``; a screenshot of each page is kept
-  in ``test-artifacts/login/`` (or ``$BASTION_TEST_ARTIFACTS/login/``).
+  the form, the form signs in and returns to ``/account``, which lists this session; the
+  password is changed through the account page's form (a new session id), then the user signs
+  out; a screenshot of each page is kept in ``test-artifacts/login/`` (or
+  ``$BASTION_TEST_ARTIFACTS/login/``).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _create_user(cwd: Path, username: str) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionProcess]:
     cwd = tmp_path_factory.mktemp("login")
-    for name in ("alice", "bob", "carol", "dave"):
+    for name in ("alice", "bob", "carol", "dave", "erin"):
         _create_user(cwd, name)
     # A short idle timeout, so a test can watch a session expire (carol's).
     env = {
@@ -162,12 +164,12 @@ def test_chromium_signs_in_through_the_form(server: BastionProcess) -> None:
             page = context.new_page()
             page.goto(server.url + "/account")
             assert page.url == server.url + "/login?return_to=/account"
-            page.get_by_label("Username").fill("alice")
+            page.get_by_label("Username").fill("erin")  # its password changes below
             page.get_by_label("Password").fill(PASSWORD)
             page.screenshot(path=str(shots / "login-form.png"))
             page.get_by_role("button", name="Sign in").click()
             page.wait_for_url(server.url + "/account")
-            assert page.locator("#signed-in-as").inner_text() == "alice"
+            assert page.locator("#signed-in-as").inner_text() == "erin"
             page.screenshot(path=str(shots / "account.png"))
             cookies = {c["name"]: c for c in context.cookies()}
             session = cookies["__Host-bastion_session"]
@@ -176,6 +178,23 @@ def test_chromium_signs_in_through_the_form(server: BastionProcess) -> None:
                 True,
                 "Lax",
             )
+            # The account page: this browser's session listed, then the password changed
+            # through the form (a new session id here), then signed out.
+            assert page.locator("#sessions tbody tr").count() >= 1
+            assert page.locator("#sessions [aria-current=true]").count() == 1
+            page.get_by_label("Current password").fill(PASSWORD)
+            page.get_by_label("New password", exact=True).fill(PASSWORD + " renewed")
+            page.get_by_label("New password again").fill(PASSWORD + " renewed")
+            page.get_by_role("button", name="Change password").click()
+            page.wait_for_url(server.url + "/account?done=password")
+            assert "password was changed" in page.locator("#account-done").inner_text()
+            renewed = {c["name"]: c["value"] for c in context.cookies()}
+            assert renewed["__Host-bastion_session"] != session["value"]
+            page.screenshot(path=str(shots / "account-password-changed.png"), full_page=True)
+            page.get_by_role("button", name="Sign out", exact=True).first.click()
+            page.wait_for_url(server.url + "/login")
+            page.goto(server.url + "/account")
+            assert page.url == server.url + "/login?return_to=/account"
         finally:
             browser.close()
     assert (shots / "account.png").stat().st_size > 1000

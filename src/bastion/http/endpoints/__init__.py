@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from bastion.http.app import create_app
+from bastion.http.endpoints.account import account_routes
 from bastion.http.endpoints.admin import admin_routes
 from bastion.http.endpoints.forward_auth import forward_auth_routes
 from bastion.http.endpoints.leaks import leak_routes
@@ -30,8 +31,8 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
     ``admin.listen`` serves it on a listener of its own), then
     the API key leak-report endpoint (only when a leak-report secret is configured), then
     ``/metrics`` (only when metrics are on and not on a listener of their own), then the
-    forward-auth decision endpoint, then the browser login (``/login``, ``/logout``,
-    ``/account``)."""
+    forward-auth decision endpoint, then the browser login (``/login``, ``/logout``) and
+    the account page (``/account``)."""
     admin = runtime.settings.admin
     return [
         *oauth_routes(runtime),
@@ -40,6 +41,7 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
         *metrics_routes(runtime),
         *forward_auth_routes(runtime),
         *login_routes(runtime),
+        *account_routes(runtime),
     ]
 
 

@@ -1,4 +1,5 @@
-"""The browser login: ``/login``, ``/logout`` and the ``/account`` placeholder (server-rendered).
+"""The browser login: ``/login`` and ``/logout`` (server-rendered; the pages' shared parts are
+:mod:`.pages`', the account page is :mod:`.account`).
 
 =======  ============================  ===================================================
 method   path                          does
@@ -10,13 +11,11 @@ POST     /login                        CSRF check, throttle, ``UserOperations.au
                                        429 with ``Retry-After``
 GET      /logout                       a confirmation form (a GET never ends a session)
 POST     /logout                       CSRF check, ends the session, 303 to ``/login``
-GET      /account                      who is signed in (303 to the login without a session)
 GET      /login/static/bastion.css     the pages' stylesheet
 =======  ============================  ===================================================
 
-A refused CSRF token is a 403 page. Every page is ``Cache-Control: no-store`` with a
-strict CSP (no script at all, styles only from bastion, forms only to bastion, never
-framed). Every attempt is an ``auth.login`` audit event — ``failure`` with the reason
+A refused CSRF token is a 403 page; every page has :mod:`.pages`' strict headers. Every
+attempt is an ``auth.login`` audit event — ``failure`` with the reason
 (``unknown_user``, ``bad_password``, ``disabled``, ``no_password``, ``throttled_<lock>``)
 and the typed username as ``subject``, which the brute-force and credential-stuffing
 detectors count — or ``success`` with the user's id. The session itself is
@@ -26,10 +25,8 @@ detectors count — or ``success`` with the user's id. The session itself is
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Final
-from urllib.parse import parse_qs, quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -38,96 +35,39 @@ from starlette.routing import Route
 from bastion.audit.events import EventTypes
 from bastion.credentials.lifecycle import ChangeRecorder
 from bastion.gateway.forwarded import request_client_ip
-from bastion.http.body import read_bounded
-from bastion.http.errors import PayloadTooLargeError
+from bastion.http.endpoints.pages import (
+    STYLESHEET_PATH,
+    BrowserViews,
+    Form,
+    cookie,
+    expired_cookie,
+    message_page,
+    page,
+    read_form,
+    rendering_errors,
+    see_other,
+    stylesheet_view,
+)
 from bastion.http.middleware import get_request_id
 from bastion.http.runtime import ControlPlane
 from bastion.interaction import (
-    CSRF_COOKIE,
-    CSRF_FIELD,
     DEFAULT_RETURN_TO,
     SESSION_COOKIE,
-    ActiveSession,
-    CsrfError,
-    CsrfTokens,
     EndReason,
-    SessionManager,
     UnsafeReturnToError,
     check_return_to,
 )
 from bastion.ratelimit.login import LoginThrottle, LoginThrottledError
 from bastion.storage.models import normalize_username
-from bastion.ui import render, stylesheet
+from bastion.ui import render
 from bastion.users import InvalidCredentialsError, UserOperations, UserService
 
-__all__ = ["CONTENT_SECURITY_POLICY", "LOGIN_FAILED", "login_routes"]
+__all__ = ["LOGIN_FAILED", "login_routes"]
 
-#: The pages' policy: no script, no plugin, nothing from elsewhere, posted only to bastion.
-CONTENT_SECURITY_POLICY: Final = (
-    "default-src 'none'; style-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
 #: The one message for every refused login: never which of the two was wrong.
 LOGIN_FAILED: Final = "The username or password is not correct."
 _MISSING: Final = "Enter your username and password."
-_MAX_FORM: Final = 16 * 1024  # a username, a password (≤ 4096) and two tokens
-_COOKIE_ATTRIBUTES: Final = "Path=/; Secure; HttpOnly; SameSite=Lax"
 _MAX_USER_AGENT: Final = 256
-
-
-@dataclass
-class _Form:
-    """What a browser posted: the fields it sent (the last of repeated ones: none repeat)."""
-
-    fields: dict[str, str]
-
-    def get(self, name: str) -> str:
-        return self.fields.get(name, "")
-
-
-def _cookie(name: str, value: str) -> str:
-    return f"{name}={value}; {_COOKIE_ATTRIBUTES}"
-
-
-def _expired(name: str) -> str:
-    return f"{name}=; Max-Age=0; {_COOKIE_ATTRIBUTES}"
-
-
-def _page(
-    body: str, status: int = 200, *, cookies: tuple[str, ...] = (), **headers: str
-) -> Response:
-    response = Response(body, status_code=status, media_type="text/html; charset=utf-8")
-    response.headers["cache-control"] = "no-store"
-    response.headers["content-security-policy"] = CONTENT_SECURITY_POLICY
-    response.headers["referrer-policy"] = "no-referrer"
-    response.headers["x-content-type-options"] = "nosniff"
-    for name, value in headers.items():
-        response.headers[name.replace("_", "-")] = value
-    for cookie in cookies:
-        response.headers.append("set-cookie", cookie)
-    return response
-
-
-def _see_other(location: str, *, cookies: tuple[str, ...] = ()) -> Response:
-    response = _page("", 303, cookies=cookies, location=location)
-    del response.headers["content-type"]
-    return response
-
-
-def _message(title: str, message: str, status: int, *, retry_after: int | None = None) -> Response:
-    html = render("message.html", title=title, message=message, link="/login", link_text="Sign in")
-    if retry_after is None:
-        return _page(html, status)
-    return _page(html, status, retry_after=str(retry_after))
-
-
-async def _read_form(request: Request) -> _Form:
-    body = await read_bounded(request, _MAX_FORM, PayloadTooLargeError)
-    try:
-        parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=10)
-    except ValueError:  # not UTF-8, or more fields than any form of ours: the CSRF check fails
-        return _Form({})
-    return _Form({name: values[-1] for name, values in parsed.items()})
 
 
 def _return_to(value: str | None) -> str:
@@ -140,22 +80,8 @@ def _return_to(value: str | None) -> str:
         return DEFAULT_RETURN_TO
 
 
-class _Login:
+class _Login(BrowserViews):
     """The views, over the runtime's sessions, throttle, users and master key."""
-
-    def __init__(self, runtime: ControlPlane) -> None:
-        self.runtime = runtime
-
-    @functools.cached_property
-    def sessions(self) -> SessionManager:
-        sessions = self.runtime.sessions
-        if sessions is None:
-            raise RuntimeError("the runtime has no session manager")
-        return sessions
-
-    @functools.cached_property
-    def csrf(self) -> CsrfTokens:
-        return CsrfTokens.from_keyring(self.runtime.keyring)
 
     @functools.cached_property
     def throttle(self) -> LoginThrottle | None:
@@ -173,19 +99,8 @@ class _Login:
 
     # -- shared steps -----------------------------------------------------------------
 
-    def _csrf_cookie(self, request: Request) -> tuple[str, tuple[str, ...]]:
-        """The browser's CSRF cookie value, and the Set-Cookie that gives it one if it has none."""
-        existing = request.cookies.get(CSRF_COOKIE)
-        if existing and len(existing) <= 64:
-            return existing, ()
-        fresh = self.csrf.new_cookie()
-        return fresh, (_cookie(CSRF_COOKIE, fresh),)
-
-    def _check_csrf(self, request: Request, form: _Form) -> None:
-        self.csrf.verify(request.cookies.get(CSRF_COOKIE), form.get(CSRF_FIELD) or None)
-
-    async def _session(self, request: Request) -> ActiveSession | None:
-        return await self.sessions.resolve(request.cookies.get(SESSION_COOKIE))
+    def _check_csrf(self, request: Request, form: Form) -> None:
+        self.guard.check(request, form)
 
     def _audit_login(
         self, request: Request, outcome: str, *, subject: str, reason: str | None = None
@@ -211,15 +126,15 @@ class _Login:
         username: str = "",
         cookies: tuple[str, ...] = (),
     ) -> Response:
-        cookie, set_cookie = self._csrf_cookie(request)
+        csrf_token, set_cookie = self.guard.token(request)
         html = render(
             "login.html",
-            csrf_token=self.csrf.token_for(cookie),
+            csrf_token=csrf_token,
             return_to=return_to,
             error=error,
             username=username,
         )
-        return _page(html, status, cookies=(*cookies, *set_cookie))
+        return page(html, status, cookies=(*cookies, *set_cookie))
 
     # -- views -------------------------------------------------------------------------
 
@@ -227,7 +142,7 @@ class _Login:
         return self._form_page(request, return_to=_return_to(request.query_params.get("return_to")))
 
     async def login(self, request: Request) -> Response:
-        form = await _read_form(request)
+        form = await read_form(request)
         self._check_csrf(request, form)
         return_to = _return_to(form.get("return_to"))
         username, password = form.get("username"), form.get("password")
@@ -271,79 +186,39 @@ class _Login:
         self._audit_login(request, "success", subject=user.id)
         # Both ids change at login: the session's, and the CSRF cookie's (tokens of the
         # anonymous form are not carried into the signed-in pages).
-        cookies = (
-            _cookie(SESSION_COOKIE, started.token),
-            _cookie(CSRF_COOKIE, self.csrf.new_cookie()),
-        )
-        return _see_other(return_to, cookies=cookies)
+        cookies = (cookie(SESSION_COOKIE, started.token), self.guard.new_cookie())
+        return see_other(return_to, cookies=cookies)
 
     def _throttled(self, exc: LoginThrottledError) -> Response:
         message = f"Too many failed sign-in attempts. Try again in {exc.retry_after} seconds."
-        return _message("Too many attempts", message, 429, retry_after=exc.retry_after)
+        return message_page("Too many attempts", message, 429, retry_after=exc.retry_after)
 
     async def logout_form(self, request: Request) -> Response:
-        active = await self._session(request)
-        cookie, set_cookie = self._csrf_cookie(request)
+        active = await self.signed_in(request)
+        csrf_token, set_cookie = self.guard.token(request)
         html = render(
             "logout.html",
-            csrf_token=self.csrf.token_for(cookie),
+            csrf_token=csrf_token,
             username=active.user.username if active else None,
         )
-        return _page(html, cookies=set_cookie)
+        return page(html, cookies=set_cookie)
 
     async def logout(self, request: Request) -> Response:
-        form = await _read_form(request)
+        form = await read_form(request)
         self._check_csrf(request, form)
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             await self.sessions.end(token, EndReason.LOGOUT)
-        return _see_other("/login", cookies=(_expired(SESSION_COOKIE),))
-
-    async def account(self, request: Request) -> Response:
-        active = await self._session(request)
-        if active is None:
-            return _see_other("/login?return_to=" + quote("/account", safe="/"))
-        cookie, set_cookie = self._csrf_cookie(request)
-        html = render(
-            "account.html",
-            user=active.user,
-            session=active.session,
-            csrf_token=self.csrf.token_for(cookie),
-        )
-        return _page(html, cookies=set_cookie)
-
-
-async def _stylesheet(request: Request) -> Response:
-    return Response(
-        stylesheet(),
-        media_type="text/css; charset=utf-8",
-        headers={"cache-control": "public, max-age=3600", "x-content-type-options": "nosniff"},
-    )
-
-
-def _rendering_errors(
-    view: Callable[[Request], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    """Render a refused CSRF token as a page (403), not as problem+json."""
-
-    @functools.wraps(view)
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await view(request)
-        except CsrfError as exc:
-            return _message("Form expired", exc.detail + " Then try again.", exc.status)
-
-    return endpoint
+        return see_other("/login", cookies=(expired_cookie(SESSION_COOKIE),))
 
 
 def login_routes(runtime: ControlPlane) -> list[Route]:
-    """The login, logout and account routes for ``runtime`` (components looked up on use)."""
+    """The login and logout routes for ``runtime`` (components looked up on use)."""
     views = _Login(runtime)
     return [
-        Route("/login", _rendering_errors(views.login_form), methods=["GET"]),
-        Route("/login", _rendering_errors(views.login), methods=["POST"]),
-        Route("/login/static/bastion.css", _stylesheet, methods=["GET"]),
-        Route("/logout", _rendering_errors(views.logout_form), methods=["GET"]),
-        Route("/logout", _rendering_errors(views.logout), methods=["POST"]),
-        Route("/account", _rendering_errors(views.account), methods=["GET"]),
+        Route("/login", rendering_errors(views.login_form), methods=["GET"]),
+        Route("/login", rendering_errors(views.login), methods=["POST"]),
+        Route(STYLESHEET_PATH, stylesheet_view, methods=["GET"]),
+        Route("/logout", rendering_errors(views.logout_form), methods=["GET"]),
+        Route("/logout", rendering_errors(views.logout), methods=["POST"]),
     ]

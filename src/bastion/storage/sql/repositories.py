@@ -1257,15 +1257,40 @@ class SqlSessionRepository(_SqlRepository[BrowserSession]):
         return ended[0] if ended else None
 
     async def end_for_user(
-        self, user_id: str, at: datetime, reason: str, *, started_before: datetime | None = None
+        self,
+        user_id: str,
+        at: datetime,
+        reason: str,
+        *,
+        started_before: datetime | None = None,
+        keep: str | None = None,
     ) -> tuple[BrowserSession, ...]:
         """End every live session of a user (only those started before ``started_before``
-        when given); the sessions this call ended."""
+        when given; all but the session ``keep`` when given); the sessions this call ended."""
         t = s.sessions
         where = [t.c.user_id == user_id]
         if started_before is not None:
             where.append(t.c.created_at < started_before)
+        if keep is not None:
+            where.append(t.c.id != keep)
         return await self._end_where(*where, at=at, reason=reason)
+
+    async def delete_finished(self, before: datetime, *, unused_since: datetime) -> int:
+        """Delete sessions that ended, or passed their absolute deadline, before ``before``,
+        and those unused since ``unused_since`` (long past any idle timeout); how many.
+        Not announced: nothing may hold such a session any more."""
+        t = s.sessions
+        async with self._db.transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.delete(t).where(
+                    sa.or_(
+                        t.c.ended_at < before,
+                        t.c.expires_at < before,
+                        t.c.last_seen_at < unused_since,
+                    )
+                )
+            )
+        return result.rowcount
 
     async def list_for_user(self, user_id: str) -> tuple[BrowserSession, ...]:
         """The user's sessions that have not been ended, oldest first."""
