@@ -305,6 +305,14 @@ pub(crate) async fn decide<'t>(
                 // The key's own IP allow-list: Python's 403, as its other refusals.
                 return deny(Problem::api_key_ip_not_allowed(), cors.as_ref());
             }
+            Unadmitted::NoSession(_) => {
+                // No usable session: a navigation through the gateway door goes to the
+                // login and back to this very target (`authn::session::refusal`: the
+                // address is built from the target alone); anything else is a 401.
+                let navigation = door == Door::Gateway
+                    && authn::session::wants_redirect(req.method, req.headers);
+                return deny(authn::session::refusal(navigation, target), cors.as_ref());
+            }
             Unadmitted::InactiveToken
             | Unadmitted::InvalidToken(_)
             | Unadmitted::Unauthenticated
@@ -325,6 +333,7 @@ pub(crate) async fn decide<'t>(
             | Unadmitted::IssuerMiss { .. }
             | Unadmitted::ClientMiss(_)
             | Unadmitted::SigningKeyMiss(_)
+            | Unadmitted::SessionMiss(_)
             | Unadmitted::ExchangedMiss => {
                 let kind = lookup_kind(&unadmitted);
                 let times = waited.iter().filter(|k| **k == kind).count();
@@ -346,6 +355,7 @@ pub(crate) async fn decide<'t>(
                 // A miss: lead its lookup (`crate::lookup`), or wait for the one in flight.
                 let issuer_kid: Vec<u8>;
                 let audience_token: Vec<u8>;
+                let session_digest: String;
                 let (miss, value) = match &unadmitted {
                     Unadmitted::IssuerMiss { issuer, kid } => {
                         // `issuer`, and `\n{kid}` for a string `kid` (Python refetches
@@ -374,6 +384,14 @@ pub(crate) async fn decide<'t>(
                     }
                     Unadmitted::ClientMiss(client) => {
                         (authn::cache::client_miss(client), Some(client.as_bytes()))
+                    }
+                    Unadmitted::SessionMiss(digest) => {
+                        // The digest only: the session id itself never leaves the request.
+                        session_digest = authn::session::hex(digest);
+                        (
+                            authn::session::miss(*digest),
+                            Some(session_digest.as_bytes()),
+                        )
                     }
                     Unadmitted::TokenMiss(digest) => (
                         authn::introspection::miss(*digest),
@@ -564,6 +582,7 @@ fn lookup_kind(unadmitted: &Unadmitted) -> Kind {
         Unadmitted::ClientMiss(_) => Kind::Client,
         Unadmitted::ExchangedMiss => Kind::Exchanged,
         Unadmitted::SigningKeyMiss(_) => Kind::SigningKey,
+        Unadmitted::SessionMiss(_) => Kind::Session,
         _ => Kind::ApiKey,
     }
 }

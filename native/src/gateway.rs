@@ -25,11 +25,11 @@
 //! | ip | `ip_rules::IpRules::admits` (a refused address: Python's 403 `ip_not_allowed`, a preflight's too); a forwarded hop that is not a plain address: `framing`'s 400 `invalid_forwarded_for`, whatever the door | — |
 //! | cors | `preflight::preflight` (a preflight: 204, or 403 `cors_origin_not_allowed` / `cors_method_not_allowed` / `cors_header_not_allowed`, quoted as Python's `repr`; any other `OPTIONS` is an ordinary request, matched by `preflight::route` as Python's `match`; a preflight's body, chunked or over `max_body`, is never read: Python's `cors` step answered before its `body` step), `cors::actual` (403 `cors_origin_not_allowed`; the CORS headers of every response) | — |
 //! | body | a declared length over `max_body`: 413 `body_too_large` (past 64 KiB, what the connection drains, with `connection: close`: the body is not read; HTTP/2: the stream reset after it); a body of unknown length (`Transfer-Encoding: chunked`, HTTP/2 without length) counted as it streams, `body_limit` (past `max_body`: Python's 413 `body_too_large`, step `proxy`) | — |
-//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503; a lost one, one there is no room to wait for (`Miss::Busy`), or one answered with still nothing to judge with: the kind's 503; a key whose stored IP allow-list does not parse (scope ids read as Python reads them): it admits no address, Python's 403 `api_key_ip_not_allowed`; a token while Python does not follow every invalidation channel (start-up, a lost subscription: `Unadmitted::TokensUnfollowed`): 503 `service_unavailable` | — |
+//! | authenticate | `authn::admit_with_cert` (cached keys; verified tokens: bastion's own and trusted issuers' with their pushed keys, `authn::issuers`, a certificate-bound one only with its certificate; client-certificate identities by thumbprint; introspection answers Python cached, `authn::introspection`); a key Python refuses, a token it found inactive, a certificate it cannot read, a JWT it refuses whatever it holds (`authn::refusal`): its 401; no credential a method reads: its 401 `unauthenticated`; a key in the query: its 400; a miss: a control-plane lookup of the record (`lookup`, concurrent misses of one credential wait for it), then on natively; a failed lookup: Python's 503; a lost one, one there is no room to wait for (`Miss::Busy`), or one answered with still nothing to judge with: the kind's 503; a key whose stored IP allow-list does not parse (scope ids read as Python reads them): it admits no address, Python's 403 `api_key_ip_not_allowed`; a token while Python does not follow every invalidation channel (start-up, a lost subscription: `Unadmitted::TokensUnfollowed`): 503 `service_unavailable`; a browser session (`authn::session`, the `__Host-bastion_session` cookie, a `session` lookup on a miss): none usable on a route listing `session` (`Unadmitted::NoSession`): a gateway-door navigation 303 to `/login?return_to=<its target>`, anything else 401 `session_required` | — |
 //! | authorize | `authz::check` + `authz::claims_check` (`authn::admission_with_cert`); a refusal: its 403 (`refusal::forbidden`: `insufficient_scope`, `route_not_allowed`, `forbidden`, `missing_role`, `claim_mismatch`) | — (the claims in the settings' order; a scope that is not a scope-token refuses the table) |
 //! | limit | `limit::step_tightened` (GCRA store shared with Python, or Redis, `rediss://` over TLS: `limit::redis_tls`); a risk-flagged requester's limits divided by its factor (`risk`); Redis unreachable or not configured: each limit's `fail` (`limit::outage`: 503 `rate_limiter_unavailable`, or this node's share in the local store); a limit divided past a bucket's bound: as far as the bound allows (`Limit::divided`, as Python's) | — |
-//! | mutate | `mutate::forward_headers`, `assertion` (signed with the pushed current key); no key to sign with (an RSA key over 4096 bits an older version stored: bastion generates none): 503 `assertion_unavailable` (`decide`, before the limit step) | — |
-//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | — (a handshake `websockets` refuses, one over HTTP/1.0, which RFC 6455 §4.1 does not take, one with a field that is not visible ASCII, or `Upgrade: websocket` beside other, empty `Upgrade` fields: `websocket::refused`, 400 / 405 / 426 `invalid_websocket_handshake`, so every handshake it passes is one `websocket::handshake` takes; another `Upgrade`: a plain request; a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
+//! | mutate | `mutate::forward_headers` (a session's email and roles headers besides), `authn::session::strip_own_cookies` (bastion's `__Host-bastion_*` cookies never go upstream, on any route), `assertion` (signed with the pushed current key); no key to sign with (an RSA key over 4096 bits an older version stored: bastion generates none): 503 `assertion_unavailable` (`decide`, before the limit step) | — |
+//! | proxy | `Upstream::forward`, within `limit::shedding` (AIMD slot per route upstream); an upstream's `Set-Cookie` of a `__Host-bastion_*` cookie dropped (`authn::session::drop_own_set_cookies`); a WebSocket upgrade: `websocket::open` (upstream handshake, 101, frames relayed with the route's size / idle / duration limits) | — (a handshake `websockets` refuses, one over HTTP/1.0, which RFC 6455 §4.1 does not take, one with a field that is not visible ASCII, or `Upgrade: websocket` beside other, empty `Upgrade` fields: `websocket::refused`, 400 / 405 / 426 `invalid_websocket_handshake`, so every handshake it passes is one `websocket::handshake` takes; another `Upgrade`: a plain request; a failure is rendered: 502/503/504; a shed request: 503 `overloaded`) |
 //!
 //! `decide` runs the steps from match to limit for both doors: the gateway
 //! (then mutate and proxy here) and forward-auth (`forward_auth::verify`:
@@ -180,6 +180,9 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
         Decided::Respond(response) => return Outcome::Respond(response),
         Decided::Defer => return Outcome::Defer(req),
     };
+    // bastion's own cookies (the session, CSRF) never reach an upstream, whatever the route.
+    let mut req = req;
+    authn::session::strip_own_cookies(req.headers_mut());
     let assertion = native.upstream.mutate().assertion();
     let rid = request_id.to_str().unwrap_or("-");
     let https = conn.tls;
@@ -229,7 +232,10 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
             ended,
         );
         let mut response = match opened.await {
-            Ok(response) => response,
+            Ok(mut response) => {
+                authn::session::drop_own_set_cookies(response.headers_mut());
+                response
+            }
             Err(mut problem) => {
                 if let Some(cors) = &cors {
                     cors.add_to(&mut problem.headers);
@@ -277,6 +283,8 @@ async fn serve(req: Request<Body>, conn: &ConnInfo) -> Outcome {
                 None => response,
             };
             let headers = response.headers_mut();
+            // An upstream never sets bastion's own cookies (session fixation).
+            authn::session::drop_own_set_cookies(headers);
             if let Some(cors) = &cors {
                 cors.apply_upstream(headers);
             }

@@ -69,4 +69,15 @@ pub struct Identity {
     pub key_id: Option<String>,
     /// Route names this credential may call (`None`: any).
     pub routes: Option<Vec<String>>,
+    /// The signed-in person behind a browser session (`session`): sent upstream
+    /// as the email and roles identity headers.
+    pub person: Option<std::sync::Arc<Person>>,
+}
+
+/// What a browser session's user adds to its [`Identity`] (`authn::session`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Person {
+    pub username: String,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
 }

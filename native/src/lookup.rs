@@ -52,6 +52,9 @@ pub enum Kind {
     /// A `kid` of bastion's own that the pushed signing keys lack: Python pushes
     /// its keys when they hold it (`native_push.signing_key`), else refuses.
     SigningKey = 6,
+    /// A browser session: the hex SHA-256 of its id (`authn::session`): Python
+    /// pushes the live session, or refuses an unknown or ended one.
+    Session = 7,
 }
 
 impl Kind {
@@ -62,7 +65,7 @@ impl Kind {
 }
 
 /// The `kind` labels, by [`Kind`].
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 8] = [
     "api_key",
     "cert",
     "introspection",
@@ -70,6 +73,7 @@ pub const KINDS: [&str; 7] = [
     "client",
     "exchanged",
     "signing_key",
+    "session",
 ];
 /// The `outcome` labels.
 pub const OUTCOMES: [&str; 4] = ["found", "refused", "unavailable", "lost"];
@@ -134,7 +138,7 @@ pub fn hooked() -> bool {
     HOOK.read().unwrap_or_else(|p| p.into_inner()).is_some()
 }
 
-static COUNTS: [[AtomicU64; 4]; 7] = [const { [const { AtomicU64::new(0) }; 4] }; 7];
+static COUNTS: [[AtomicU64; 4]; 8] = [const { [const { AtomicU64::new(0) }; 4] }; 8];
 
 fn count(kind: Kind, outcome: usize) {
     COUNTS[kind as usize][outcome].fetch_add(1, Ordering::Relaxed);
@@ -203,7 +207,12 @@ pub fn lost(kind: Kind) -> Arc<Unavailable> {
             "Token issuer unavailable",
             "The keys of the token's issuer cannot be fetched right now.",
         ),
-        Kind::ApiKey | Kind::Cert | Kind::Client | Kind::Exchanged | Kind::SigningKey => (
+        Kind::ApiKey
+        | Kind::Cert
+        | Kind::Client
+        | Kind::Exchanged
+        | Kind::SigningKey
+        | Kind::Session => (
             "service_unavailable",
             "Service unavailable",
             "The credential cannot be checked right now; try again shortly.",

@@ -157,6 +157,9 @@ pub struct MutateConfig {
     scopes: HeaderName,
     key_id: HeaderName,
     request_id: HeaderName,
+    /// A browser session's user (`Identity::person`): email, roles (space-separated).
+    email: HeaderName,
+    roles: HeaderName,
     /// Folded names (lower-case, `_` as `-`) stripped besides every `x-bastion-*`.
     strip: Vec<String>,
     /// The signed identity assertion, when `identity_headers.assertion` is on.
@@ -180,6 +183,9 @@ enum Own {
     KeyId = 8,
     RequestId = 16,
     Assertion = 32,
+    /// A browser session's user (`Identity::person`).
+    Email = 64,
+    Roles = 128,
 }
 
 #[derive(Deserialize)]
@@ -197,6 +203,18 @@ struct NamesSection {
     scopes: String,
     key_id: String,
     request_id: String,
+    #[serde(default = "default_email")]
+    email: String,
+    #[serde(default = "default_roles")]
+    roles: String,
+}
+
+fn default_email() -> String {
+    "x-bastion-email".to_owned()
+}
+
+fn default_roles() -> String {
+    "x-bastion-roles".to_owned()
 }
 
 impl MutateConfig {
@@ -213,6 +231,8 @@ impl MutateConfig {
             scopes: name("scopes", &raw.headers.scopes)?,
             key_id: name("key_id", &raw.headers.key_id)?,
             request_id: name("request_id", &raw.headers.request_id)?,
+            email: name("email", &raw.headers.email)?,
+            roles: name("roles", &raw.headers.roles)?,
             strip: {
                 let mut strip: Vec<String> =
                     raw.strip.iter().map(|n| fold(n).into_owned()).collect();
@@ -250,6 +270,8 @@ impl MutateConfig {
             (Own::KeyId, Some(&self.key_id)),
             (Own::RequestId, Some(&self.request_id)),
             (Own::Assertion, self.assertion.as_ref().map(|a| &a.header)),
+            (Own::Email, Some(&self.email)),
+            (Own::Roles, Some(&self.roles)),
         ] {
             if name.is_some_and(passes) {
                 bits |= own as u8;
@@ -265,6 +287,8 @@ impl MutateConfig {
             Own::Scopes => &self.scopes,
             Own::KeyId => &self.key_id,
             Own::RequestId => &self.request_id,
+            Own::Email => &self.email,
+            Own::Roles => &self.roles,
             // Only asked with an assertion configured ([`forward_headers`]).
             Own::Assertion => self
                 .assertion
@@ -290,6 +314,14 @@ impl MutateConfig {
         if let Some(identity) = identity {
             for (own, value) in IdentityHeaders::of(identity).values() {
                 out.append(self.own_name(own).clone(), value.clone());
+            }
+            if let Some(person) = identity.person.as_deref() {
+                if let Some(email) = person.email.as_deref().filter(|s| !s.is_empty()) {
+                    out.append(self.email.clone(), encode(email));
+                }
+                if !person.roles.is_empty() {
+                    out.append(self.roles.clone(), encode(&person.roles.join(" ")));
+                }
             }
         }
         if !request_id.is_empty() {
@@ -493,6 +525,14 @@ pub fn forward_headers(
         };
         for (own, value) in values.values() {
             add(own, value.clone());
+        }
+        if let Some(person) = identity.person.as_deref() {
+            if let Some(email) = person.email.as_deref().filter(|s| !s.is_empty()) {
+                add(Own::Email, encode(email));
+            }
+            if !person.roles.is_empty() {
+                add(Own::Roles, encode(&person.roles.join(" ")));
+            }
         }
     }
     if let Some(request_id) = ctx.request_id.filter(|s| !s.is_empty()) {

@@ -90,6 +90,7 @@ from bastion.storage.feed import ChangeFeedFollower
 from bastion.storage.models import AuthorizationCode, RefreshToken, utcnow
 from bastion.storage.pruning import Pruner
 from bastion.storage.shared import SharedState, is_redis, open_shared_state
+from bastion.storage.shared.invalidation import follow_invalidations
 
 if TYPE_CHECKING:
     # The demo's echo server loads only with `serve --demo`; prometheus_client only with
@@ -208,9 +209,13 @@ class Runtime:
             if settings.demo.enabled:
                 from bastion.demo.echo import start_echo_server
 
-                echo = await start_echo_server("127.0.0.1", 0)
-                routes.append(_demo_route(echo.url))
+                echo = await start_echo_server("127.0.0.1", 0, html_prefix=DEMO_APP_PATH)
+                routes.extend(_demo_routes(echo.url))
                 say(f"demo: echo upstream at {echo.url}, public route /demo proxies to it")
+                say(
+                    f"demo: {DEMO_APP_PATH}/ is a browser app behind a session route "
+                    "(sign in with a user from `bastion users create`)"
+                )
             node_id = settings.node_id or f"{socket.gethostname()}:{settings.listen.port}"
             audit_writer = AuditWriter(
                 auditor,
@@ -266,6 +271,8 @@ class Runtime:
             changes.before_delivery(feed.USERS, sessions.user_changed)
             # … and the API keys they own are judged again (refused while they are disabled).
             changes.before_delivery(feed.USERS, api_keys.owner_changed)
+            # ... and the gateway's `session` routes look that user's sessions up again.
+            changes.before_delivery(feed.USERS, native_push.session_user_changed)
             control = await _gateway_control(
                 settings,
                 routes,
@@ -383,8 +390,26 @@ class Runtime:
         if isinstance(jwt, JwtAuthenticator):
             # Revocations and client changes reach the verified-token cache by channel.
             self._tasks.append(asyncio.create_task(jwt.run(self._stop), name="jwt-revocations"))
+        if self.sessions is not None:
+            # Sessions started or ended anywhere leave the native session cache (a lost
+            # subscription clears it), and the gateway's uses of sessions move their idle end.
+            self._tasks.append(
+                asyncio.create_task(
+                    follow_invalidations(
+                        self.shared, feed.SESSIONS, native_push.session_changed, self._stop
+                    ),
+                    name="gateway-sessions",
+                )
+            )
+            self._tasks.append(
+                asyncio.create_task(
+                    _record_session_uses(self.sessions, self._stop), name="session-uses"
+                )
+            )
         # A native cache miss asks for the record here (bastion.gateway.lookups).
-        self._lookups = NativeLookups(self.api_keys, lambda: self.control.authenticators)
+        self._lookups = NativeLookups(
+            self.api_keys, lambda: self.control.authenticators, self.sessions
+        )
         self._lookups.install()
 
     async def shutdown(self) -> None:
@@ -432,7 +457,7 @@ class Runtime:
         """
         routes = list(settings.routes)
         if self.echo is not None:
-            routes.append(_demo_route(self.echo.url))
+            routes.extend(_demo_routes(self.echo.url))
         # Only routes reload: the native core keeps tracing as the running gateway's tracer.
         kept = settings.model_copy(update={"tracing": self.settings.tracing})
         load_table(kept, routes)  # first: a refused native table changes nothing
@@ -461,6 +486,24 @@ class Runtime:
             await self.echo.close()
         await self.shared.close()
         await self.db.close()
+
+
+async def _record_session_uses(sessions: SessionManager, stop: asyncio.Event) -> None:
+    """Write the gateway's uses of browser sessions (``native_push.sessions_used``) every
+    half touch interval (0.5 to 10 s): a session used only through ``session`` routes does
+    not end idle, and the database sees at most one write per session per touch interval."""
+    interval = max(0.5, min(10.0, sessions.touch_every / 2))
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        uses = native_push.sessions_used()
+        if uses:
+            try:
+                await sessions.used(uses)
+            except Exception as error:  # the database is down: these are lost, later uses count
+                log.warning("could not record browser session uses (will retry): %s", error)
+        if stop.is_set():
+            return
 
 
 def _login_throttle(shared: SharedState, settings: Settings, kind: str) -> LoginThrottle | None:
@@ -720,10 +763,21 @@ def _authenticators(
     return table
 
 
-def _demo_route(upstream: str) -> RouteSettings:
-    return RouteSettings(
-        name="demo", match=RouteMatch(path="/demo"), upstream=upstream, public=True
-    )
+#: The demo's protected browser app (``bastion serve --demo``).
+DEMO_APP_PATH = "/app"
+
+
+def _demo_routes(upstream: str) -> list[RouteSettings]:
+    return [
+        RouteSettings(name="demo", match=RouteMatch(path="/demo"), upstream=upstream, public=True),
+        # A browser app behind bastion's login: sessions only (demo/app.py renders it).
+        RouteSettings(
+            name="demo-app",
+            match=RouteMatch(path=DEMO_APP_PATH),
+            upstream=upstream,
+            auth=["session"],
+        ),
+    ]
 
 
 def _development_lines(settings: Settings) -> list[str]:

@@ -219,3 +219,62 @@ async def test_the_hook_hands_the_lookup_to_the_loop_and_is_removed_at_uninstall
     lookups._hook("api_key", "bst_late", ticket)
     await asyncio.sleep(0.05)
     assert keys.asked == ["bst_threaded"]
+
+
+class Sessions:
+    """A ``SessionManager`` stand-in: ``resolve_digest`` answers ``active`` (or raises)."""
+
+    idle_timeout = 600.0
+
+    def __init__(self, active: Any = None, error: BaseException | None = None) -> None:
+        self.active = active
+        self.error = error
+        self.asked: list[str] = []
+
+    async def resolve_digest(self, id_digest: str) -> Any:
+        self.asked.append(id_digest)
+        if self.error is not None:
+            raise self.error
+        return self.active
+
+
+def _active(user_id: str = "u1") -> Any:
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    now = datetime.now(UTC)
+    user = SimpleNamespace(id=user_id, username="alice", email="a@example.com", roles=("admin",))
+    session = SimpleNamespace(expires_at=now + timedelta(hours=1), last_seen_at=now)
+    return SimpleNamespace(session=session, user=user)
+
+
+async def test_a_session_lookup_pushes_the_session_or_a_refusal() -> None:
+    _native.sessions_clear()
+    live, dead = "a" * 64, "b" * 64
+    sessions = Sessions(_active())
+    found = Ticket()
+    await NativeLookups(Keys(), dict, sessions).look_up("session", live, found)
+    assert found.answers == [("found",)]
+    assert _native.session_cached(live) == "live"
+    sessions.active = None
+    refused = Ticket()
+    await NativeLookups(Keys(), dict, sessions).look_up("session", dead, refused)
+    assert refused.answers == [("refused",)]
+    assert _native.session_cached(dead) == "refused"
+    # Not a digest (never sent by the native core): refused without asking the store.
+    odd = Ticket()
+    await NativeLookups(Keys(), dict, sessions).look_up("session", "A" * 64, odd)
+    assert odd.answers == [("refused",)]
+    assert sessions.asked == [live, dead]
+    # The store down: its 503, nothing cached.
+    down = Sessions(error=DatabaseUnavailableError("database x is unavailable: timeout"))
+    failed = Ticket()
+    await NativeLookups(Keys(), dict, down).look_up("session", "c" * 64, failed)
+    assert failed.answers[0][:2] == ("unavailable", "database_unavailable")
+    assert _native.session_cached("c" * 64) is None
+    # Without sessions (a runtime that has none): a lost lookup.
+    lost = Ticket()
+    await NativeLookups(Keys(), dict).look_up("session", live, lost)
+    assert lost.answers == []
+    _native.sessions_clear()
+    assert _native.sessions_len() == 0

@@ -212,3 +212,30 @@ async def test_ending_twice_ends_once(db: Database, manager: SessionManager, ali
     first = await db.sessions.end(started.session.id, START, "logout")
     second = await db.sessions.end(started.session.id, START, "logout")
     assert first is not None and first.ended_at == START and second is None
+
+
+async def test_the_gateway_resolves_by_digest_and_its_uses_move_the_idle_end(
+    db: Database, manager: SessionManager, clock: Clock, alice: User
+) -> None:
+    started = await manager.start(alice)
+    digest = sha256_hex(started.token.encode())
+    found = await manager.resolve_digest(digest)
+    assert found is not None and found.user.id == alice.id
+    assert await manager.resolve_digest("0" * 64) is None
+    assert manager.idle_timeout == 60.0 and manager.touch_every == 6.0
+    # Used through the gateway only, for longer than the idle timeout: it lives on.
+    for _ in range(10):
+        clock.advance(10)
+        written = await manager.used([(digest, clock.now.timestamp())])
+        assert written == 1
+    assert (await db.sessions.get(started.session.id)).last_seen_at == clock.now
+    assert await manager.resolve_digest(digest) is not None
+    # Within the touch interval: no write (never one per request).
+    clock.advance(1)
+    assert await manager.used([(digest, clock.now.timestamp())]) == 0
+    assert await manager.used([(digest, (clock.now + timedelta(seconds=2)).timestamp())]) == 0
+    # An unknown or ended session's uses write nothing.
+    await manager.end(started.token, EndReason.LOGOUT)
+    clock.advance(30)
+    assert await manager.used([(digest, clock.now.timestamp()), ("f" * 64, 1.0)]) == 0
+    assert await manager.resolve_digest(digest) is None

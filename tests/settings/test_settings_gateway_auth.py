@@ -139,15 +139,20 @@ def test_several_targets_need_an_assertion_audience(load: Load, errors: Errors) 
     assert load(on + public).routes[0].public
 
 
-def test_session_is_refused_until_it_exists(errors: Errors) -> None:
-    # Accepted before, it then refused every request of the route: nothing authenticates it.
-    text = (
-        "routes:\n  - {name: a, match: {path: /a}, upstream: 'http://x.internal', "
-        "auth: [api_key, session]}\n"
-    )
-    assert errors(text) == [
-        "routes[0].auth[1]: session is not available in this version (browser sessions arrive "
-        "with the login and MFA work) — use api_key, jwt, introspection or mtls"
+def test_session_routes_are_accepted_without_scopes_of_their_own(
+    load: Load, errors: Errors
+) -> None:
+    route = "routes:\n  - {name: a, match: {path: /a}, upstream: 'http://x.internal', "
+    assert load(route + "auth: [api_key, session]}\n").routes[0].auth == ["api_key", "session"]
+    assert load(route + "auth: [session], roles: [admin]}\n").routes[0].roles == ["admin"]
+    # With another method, scopes are that method's; a browser session carries none.
+    assert load(route + "auth: [jwt, session], scopes: [a]}\n").routes[0].auth == [
+        "jwt",
+        "session",
+    ]
+    assert errors(route + "auth: [session], scopes: [orders:read]}\n") == [
+        "routes[0].scopes: a route accepting only session cannot require scopes (browser "
+        "sessions carry none) — remove scopes and require roles instead"
     ]
 
 
@@ -168,8 +173,14 @@ def test_identity_headers(load: Load, errors: Errors) -> None:
     ]
     assert errors("identity_headers: {subject: X-A, client: x-a}\n") == [
         "identity_headers: two identity headers share a name — give subject, client, scopes, "
-        "key_id, request_id and assertion.header distinct names"
+        "key_id, request_id, email, roles and assertion.header distinct names"
     ]
+    assert errors("identity_headers: {roles: X-Bastion-Email}\n") == [
+        "identity_headers: two identity headers share a name — give subject, client, scopes, "
+        "key_id, request_id, email, roles and assertion.header distinct names"
+    ]
+    renamed = load("identity_headers: {email: X-Mail, roles: X-Groups}\n").identity_headers
+    assert (renamed.email, renamed.roles) == ("X-Mail", "X-Groups")
 
 
 MTLS_ROUTE = (

@@ -27,6 +27,7 @@ fn identity() -> Identity {
         scopes: vec!["orders:write".into(), "orders:read".into()],
         key_id: Some("k1".into()),
         routes: None,
+        person: None,
     }
 }
 

@@ -126,6 +126,7 @@ impl CachedKey {
                 scopes,
                 key_id: Some(record.id),
                 routes,
+                person: None,
             },
             headers: crate::mutate::IdentityHeadersMemo::default(),
             deadline: record.expires_at.unwrap_or(f64::INFINITY),

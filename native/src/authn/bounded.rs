@@ -65,6 +65,11 @@ impl<K: Eq + Hash + Copy, V> Bounded<K, V> {
         self.order.clear();
     }
 
+    /// Keep only the entries `keep` accepts (their queue pairs go stale).
+    pub fn retain(&mut self, mut keep: impl FnMut(&K, &V) -> bool) {
+        self.map.retain(|key, entry| keep(key, &entry.0));
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -593,6 +593,7 @@ impl Caches {
                 scopes,
                 key_id: None,
                 routes: None,
+                person: None,
             },
             headers: crate::mutate::IdentityHeadersMemo::default(),
             claims,

@@ -373,6 +373,7 @@ fn entry(claims: Map<String, Value>, issuer: &Arc<str>, now: f64) -> Option<Cach
             scopes,
             key_id: None,
             routes: None,
+            person: None,
         },
         headers: crate::mutate::IdentityHeadersMemo::default(),
         claims,

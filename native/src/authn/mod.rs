@@ -48,6 +48,7 @@ pub mod jwt;
 pub mod miss;
 pub mod mtls;
 pub mod refusal;
+pub mod session;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -72,6 +73,8 @@ pub enum Method {
     Mtls,
     /// An opaque token an RFC 7662 endpoint vouched for (`introspection`).
     Introspection,
+    /// A browser session of bastion's own login (`session`, the cookie).
+    Session,
 }
 
 /// The required scopes of a route by request method (`RequiredScopes`).
@@ -177,6 +180,7 @@ impl RouteAuth {
                 "jwt" => Method::Jwt,
                 "mtls" => Method::Mtls,
                 "introspection" => Method::Introspection,
+                "session" => Method::Session,
                 other => return Err(format!("auth section: method {other:?} is not native")),
             };
             if methods.contains(&method) {
@@ -391,11 +395,29 @@ fn find(
             Method::Introspection if !found.opaque.is_empty() => {
                 return introspection_verdict(route, &found.opaque, cert, now)
             }
+            Method::Session => match session::presented(headers) {
+                session::Presented::Absent => {}
+                session::Presented::Id(id) => return session_verdict(route, id, now),
+                session::Presented::Unusable(_) => return None,
+            },
             _ => {}
         }
     }
     // No method is responsible: Python's 401.
     None
+}
+
+/// The live session whose id the cookie holds (a miss, a refused or ended
+/// one: not admitted); a use moves its idle end. Its user's claims meet the
+/// route's `claims` / `roles`.
+fn session_verdict(route: &RouteAuth, id: &[u8], now: f64) -> Option<Found> {
+    let record = session::sessions().use_at(&session::digest(id), now)?;
+    Some(Found {
+        identity: record.identity.clone(),
+        key_limits: Arc::from([]),
+        claims: crate::authz::claims_check(route, &record.claims),
+        headers: None,
+    })
 }
 
 /// The identity Python derived for this certificate (a miss defers: Python
@@ -723,6 +745,15 @@ pub enum Unadmitted {
     /// No method of the route reads a credential of the request: Python's
     /// `401 unauthenticated`, rendered natively.
     Unauthenticated,
+    /// The route lists `session`, and the request has no usable session: no
+    /// credential any method reads, a session cookie that is unusable
+    /// (duplicate, overlong, malformed: the reason), or one Python refused or
+    /// that ended. A navigation goes to the login, a script gets `401
+    /// session_required` (`session::refusal`).
+    NoSession(&'static str),
+    /// The responsible method is `session` and the id (this digest) has no
+    /// cached answer: Python looks the session up (concurrent misses coalesce).
+    SessionMiss([u8; 32]),
     /// A key-shaped query string on a route accepting API keys: Python's
     /// screen refuses it (`400 api_key_in_query`) before any method runs.
     KeyInQuery,
@@ -836,11 +867,33 @@ pub fn unadmitted_from(
             Method::Introspection if !found.opaque.is_empty() => {
                 return token_state(&found.opaque, cert, now)
             }
+            Method::Session => match session::presented(headers) {
+                session::Presented::Absent => {}
+                session::Presented::Id(id) => return session_state(id, now),
+                session::Presented::Unusable(reason) => return Unadmitted::NoSession(reason),
+            },
             _ => {}
         }
     }
+    if route.methods.contains(&Method::Session) {
+        // A browser route: the login (or `401 session_required`), not a bearer challenge.
+        return Unadmitted::NoSession("absent");
+    }
     // No method is responsible (each reads exactly what Python's reads).
     Unadmitted::Unauthenticated
+}
+
+fn session_state(id: &[u8], now: f64) -> Unadmitted {
+    let digest = session::digest(id);
+    let sessions = session::sessions();
+    if sessions.get(&digest, now).is_some() {
+        // Live, yet not admitted: pushed meanwhile (claims are `authorize`'s 403).
+        return Unadmitted::Again;
+    }
+    if sessions.refused(&digest, now) {
+        return Unadmitted::NoSession("unknown");
+    }
+    Unadmitted::SessionMiss(digest)
 }
 
 /// The credential a native miss of `method` looks up (`crate::lookup`): the

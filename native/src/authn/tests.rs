@@ -613,7 +613,8 @@ fn sections_are_validated() {
     for bad in [
         json!({"public": true, "methods": ["api_key"]}),
         json!({"public": false, "methods": []}),
-        json!({"public": false, "methods": ["session"]}),
+        json!({"public": false, "methods": ["cookie"]}),
+        json!({"public": false, "methods": ["session", "session"]}),
         json!({"public": false, "methods": ["jwt"]}),
         json!({"public": false, "methods": ["api_key", "api_key"]}),
         json!({"public": false, "methods": ["api_key"], "api_key_header": "bad header"}),

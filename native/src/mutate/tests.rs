@@ -65,6 +65,7 @@ fn python_vectors() {
             scopes: i.scopes,
             key_id: i.key_id,
             routes: None,
+            person: None,
         });
         let consumed: Vec<HeaderName> = case
             .consumed
@@ -293,6 +294,7 @@ fn bench_forward_headers() {
         scopes: vec!["orders:read".into(), "orders:write".into()],
         key_id: Some("k1".into()),
         routes: None,
+        person: None,
     };
     let consumed = [http::header::AUTHORIZATION];
     let info = conn("203.0.113.7", true);

@@ -90,7 +90,8 @@ fn call(py: Python<'_>, callable: &Py<PyAny>, job: Job) {
         | Kind::Jwks
         | Kind::Client
         | Kind::Exchanged
-        | Kind::SigningKey => match std::str::from_utf8(&job.value) {
+        | Kind::SigningKey
+        | Kind::Session => match std::str::from_utf8(&job.value) {
             Ok(text) => PyString::new(py, text).into_any(),
             Err(_) => return,
         },

@@ -13,6 +13,7 @@ mod lookup;
 mod mtls;
 mod risk;
 mod routes;
+mod session;
 mod shedding;
 mod tracing;
 
@@ -34,6 +35,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     mtls::register(m)?;
     risk::register(m)?;
     routes::register(m)?;
+    session::register(m)?;
     shedding::register(m)?;
     tracing::register(m)?;
     Ok(())

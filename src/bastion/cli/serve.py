@@ -27,7 +27,12 @@ __all__ = ["serve"]
 def serve(
     config: Path | None = ConfigOption,
     demo: bool = typer.Option(
-        False, "--demo", help="Also start the built-in echo upstream behind a public /demo route."
+        False,
+        "--demo",
+        help=(
+            "Also start the built-in echo upstream behind a public /demo route, and a "
+            "browser app behind bastion's login at /app/ (a session route)."
+        ),
     ),
     host: str | None = typer.Option(None, "--host", help="Listen address (overrides listen.host)."),
     port: int | None = typer.Option(
@@ -81,6 +86,7 @@ async def _serve(settings: Any, as_json: bool, reload: Callable[[], Any] | None 
             err_console.print(f"[bold green]bastion {__version__} is listening on {url}[/]")
             if settings.demo.enabled:
                 err_console.print(f"  try: curl -k {url}/demo/hello   (and {url}/healthz)")
+                err_console.print(f"  and: {url}/app/ in a browser (a user: bastion users create)")
 
     runtime = await Runtime.open(settings, announce=announce)
     metrics_listener = None

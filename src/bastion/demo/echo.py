@@ -141,7 +141,13 @@ class _EchoProtocol(asyncio.Protocol):
         )
         server.received.append(request)
         keep_alive = self.parser.should_keep_alive() and server.keep_alive
-        response = _render(request, keep_alive=keep_alive, chunked=server.chunked)
+        response = _render(
+            request,
+            keep_alive=keep_alive,
+            chunked=server.chunked,
+            html=_under(request.path, server.html_prefix),
+            set_cookies=server.set_cookies,
+        )
         if server.truncate:
             # Promise the whole body, send half of it, hang up: an upstream dying mid-response.
             response = response[: len(response) - max(1, (len(response) - 200) // 2)]
@@ -161,9 +167,28 @@ class _EchoProtocol(asyncio.Protocol):
             transport.close()
 
 
-def _render(request: EchoRequest, *, keep_alive: bool, chunked: bool) -> bytes:
-    body = orjson.dumps(request.document())
-    head = [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"]
+def _under(path: str, prefix: str | None) -> bool:
+    return prefix is not None and (path == prefix or path.startswith(prefix.rstrip("/") + "/"))
+
+
+def _render(
+    request: EchoRequest,
+    *,
+    keep_alive: bool,
+    chunked: bool,
+    html: bool = False,
+    set_cookies: tuple[str, ...] = (),
+) -> bytes:
+    if html:
+        from bastion.demo.app import render_page
+
+        body = render_page(request.path, request.query, request.headers)
+        head = [b"HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n"]
+    else:
+        body = orjson.dumps(request.document())
+        head = [b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"]
+    for cookie in set_cookies:
+        head.append(b"set-cookie: %s\r\n" % cookie.encode("latin-1"))
     if not keep_alive:
         head.append(b"connection: close\r\n")
     if chunked:
@@ -189,7 +214,10 @@ class EchoServer:
       the next one without a byte (a stale keep-alive connection);
     - ``chunked``: answer with ``Transfer-Encoding: chunked`` instead of a length;
     - ``keep_alive``: when False, answer ``Connection: close`` and hang up;
-    - ``truncate``: send only part of each response, then hang up.
+    - ``truncate``: send only part of each response, then hang up;
+    - ``html_prefix``: answer requests under this path with the demo app's HTML page
+      (:mod:`bastion.demo.app`) instead of JSON;
+    - ``set_cookies``: ``Set-Cookie`` values added to every answer.
     """
 
     def __init__(self, *, record: int = 100) -> None:
@@ -200,6 +228,8 @@ class EchoServer:
         self.chunked = False
         self.keep_alive = True
         self.truncate = False
+        self.html_prefix: str | None = None
+        self.set_cookies: tuple[str, ...] = ()
         self.scheme = "http"
         self.host = ""
         self.port = 0
@@ -226,7 +256,7 @@ class EchoServer:
             self._server = None
 
 
-_KNOBS = ("delay", "drop_after", "chunked", "keep_alive", "truncate")
+_KNOBS = ("delay", "drop_after", "chunked", "keep_alive", "truncate", "html_prefix", "set_cookies")
 
 
 async def start_echo_server(

@@ -36,6 +36,11 @@ lookup reuses Python's own code and pushes what it found through
   :func:`~bastion.gateway.native_push.signing_key` pushes bastion's keys when they
   hold it (a key made or activated since the last push); else ``refused``, the
   native ``401 invalid_token`` (Python's ``unknown_kid``);
+- ``session`` (the hex SHA-256 of a browser session's id, never the id):
+  :meth:`SessionManager.resolve_digest` — the live session, pushed with its user
+  (:func:`~bastion.gateway.native_push.session_found`), or ``refused`` with the
+  refusal cached natively for a few seconds (an unknown, ended or timed-out one;
+  :func:`~bastion.gateway.native_push.session_refused`);
 - ``exchanged`` (``"{audience}\n{token}"``, a token exchanged from an API key):
   :meth:`JwtAuthenticator.authenticate` for the route's audience — accepted, it
   is pushed as the key's (:func:`~bastion.gateway.native_push.token_exchanged`);
@@ -63,6 +68,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -87,6 +93,9 @@ STORE_LIMIT = 10.0
 #: a key set's refresh may ask discovery, then the keys). Below the native backstop.
 ENDPOINT_LIMIT = 60.0
 
+#: A browser session's id digest (lower-case hex SHA-256), the ``session`` lookup's value.
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
 #: The lookups that call an endpoint (bounded by ``ENDPOINT_LIMIT``); the others read a store.
 _ENDPOINT_KINDS = frozenset({"introspection", "jwks"})
 
@@ -97,6 +106,19 @@ class KeyLookup(Protocol):
     async def look_up(self, key: str) -> Any: ...
 
 
+class SessionLookup(Protocol):
+    """What a lookup needs of :class:`~bastion.interaction.SessionManager`."""
+
+    @property
+    def idle_timeout(self) -> float: ...
+
+    async def resolve_digest(self, id_digest: str) -> Any: ...
+
+
+class _NoSessionError(Exception):
+    """No live session has the digest looked up (answered ``refused``)."""
+
+
 class NativeLookups:
     """Answers the native core's lookups on the running event loop (see the module docstring).
 
@@ -105,9 +127,13 @@ class NativeLookups:
     """
 
     def __init__(
-        self, api_keys: KeyLookup, authenticators: Callable[[], Mapping[str, Any]]
+        self,
+        api_keys: KeyLookup,
+        authenticators: Callable[[], Mapping[str, Any]],
+        sessions: SessionLookup | None = None,
     ) -> None:
         self._api_keys = api_keys
+        self._sessions = sessions
         self._authenticators = authenticators
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -149,7 +175,7 @@ class NativeLookups:
         except TimeoutError:
             log.warning("native %s lookup took over %.0f s: answered 503", kind, limit)
             ticket.lost()  # the kind's 503: the native core renders it (lookup::lost)
-        except (InvalidApiKeyError, InvalidBearerTokenError):
+        except (InvalidApiKeyError, InvalidBearerTokenError, _NoSessionError):
             ticket.refused()
         except ServiceUnavailableError as exc:
             try:
@@ -200,6 +226,15 @@ class NativeLookups:
         if kind == "signing_key" and isinstance(value, str):
             if not native_push.signing_key(value):
                 raise InvalidBearerTokenError("unknown_kid")
+            return
+        if kind == "session" and isinstance(value, str) and self._sessions is not None:
+            if not _DIGEST.fullmatch(value):
+                raise _NoSessionError
+            active = await self._sessions.resolve_digest(value)
+            if active is None:
+                native_push.session_refused(value)
+                raise _NoSessionError
+            native_push.session_found(value, active, self._sessions.idle_timeout)
             return
         if kind == "introspection" and isinstance(value, str):
             introspection = self._authenticators().get("introspection")

@@ -35,6 +35,13 @@ own caches, and Python fills them with what *it* accepted:
   verified client certificate, keyed natively by the certificate's thumbprint
   (``cnf.x5t#S256``): a function of the certificate alone, never invalidated, bounded.
 
+- :func:`session_found` / :func:`session_refused`: what a native ``session`` lookup
+  found for the SHA-256 of a browser session's id (``SessionManager.resolve_digest``):
+  the user, the session's absolute end, last use and idle timeout — or no live
+  session, remembered for :data:`SESSION_REFUSED_TTL` seconds. :func:`session_changed`
+  (the feed's ``sessions`` channel: a session started or ended) and
+  :func:`session_user_changed` (``users``) drop them on every node.
+
 Every invalidation the Python caches follow reaches the native ones in the
 same call, before the next request: :func:`api_key_invalidated` (channel
 ``api-keys``), :func:`token_revoked` (``revoked-tokens``),
@@ -76,6 +83,7 @@ from bastion.ratelimit.keys import compile_key_limits
 from bastion.storage.models import ApiKey
 
 __all__ = [
+    "SESSION_REFUSED_TTL",
     "NativeApiKeys",
     "api_key_found",
     "api_key_invalidated",
@@ -92,6 +100,11 @@ __all__ = [
     "introspected",
     "introspection_cleared",
     "issuer_keys",
+    "session_changed",
+    "session_found",
+    "session_refused",
+    "session_user_changed",
+    "sessions_used",
     "signing_key",
     "signing_keys",
     "signing_keys_changed",
@@ -106,6 +119,9 @@ __all__ = [
 #: (the longest access-token lifetime the settings allow, plus the leeway's maximum).
 _REVOKED_WITHOUT_EXP: Final = 86_400.0 + 300.0
 _EMPTY_JWKS: Final = '{"keys":[]}'
+#: How long the native core answers "no session" for an id Python found no live session
+#: for, without asking again (a started session's feed message drops it at once).
+SESSION_REFUSED_TTL: Final = 10.0
 
 _keys: Callable[[], PublicKeySet] | None = None
 log = logging.getLogger(__name__)
@@ -411,3 +427,51 @@ def tokens_cleared() -> None:
 def following(value: bool) -> None:
     """Whether Python follows every invalidation channel (native token hits only then)."""
     _native.tokens_following(value)
+
+
+def session_found(id_digest: str, active: Any, idle_timeout: float) -> None:
+    """Hold the live browser session ``active`` (an ``ActiveSession``) natively under
+    ``id_digest`` (hex SHA-256 of its id): its user, absolute end, last use, idle timeout."""
+    session, user = active.session, active.user
+    record = json.dumps(
+        {
+            "user_id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "roles": list(user.roles),
+            "expires_at": session.expires_at.timestamp(),
+            "last_seen_at": session.last_seen_at.timestamp(),
+            "idle_timeout": float(idle_timeout),
+        }
+    )
+    _native.session_put(id_digest, record)
+
+
+def session_refused(id_digest: str, ttl: float = SESSION_REFUSED_TTL) -> None:
+    """No live session has this id digest: the native core says so for ``ttl`` seconds."""
+    _native.session_refuse(id_digest, ttl)
+
+
+def session_changed(message: str | None) -> None:
+    """The feed's ``sessions`` channel (a session's ``id_digest`` started or ended); ``None``
+    or an empty message (a lost subscription): forget every session held natively."""
+    if not message:
+        _native.sessions_clear()
+        return
+    try:
+        _native.session_drop(message)
+    except ValueError:  # not a digest: drop everything rather than guess
+        _native.sessions_clear()
+
+
+async def session_user_changed(message: str) -> None:
+    """A change-feed applier for ``users``: the user's sessions are looked up again."""
+    if message:
+        _native.sessions_drop_user(message)
+    else:
+        _native.sessions_clear()
+
+
+def sessions_used() -> list[tuple[str, float]]:
+    """The sessions the native core served since the last call: ``[(id_digest, unix time)]``."""
+    return _native.sessions_used()

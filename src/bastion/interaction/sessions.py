@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bastion.audit.events import Auditor, EventTypes
@@ -44,6 +44,7 @@ SESSION_COOKIE: Final = "__Host-bastion_session"
 # random_token(32) is 43 characters; anything much longer is not ours (read no further).
 _MAX_TOKEN: Final = 128
 _MAX_USER_AGENT: Final = 256
+_MAX_TOUCHED: Final = 100_000
 
 
 class EndReason:
@@ -97,6 +98,8 @@ class SessionManager:
         self.settings = settings
         self.auditor = auditor
         self._clock = clock
+        # id_digest -> the last use written for it (used()): bounds the writes per session.
+        self._touched: dict[str, datetime] = {}
 
     async def start(
         self,
@@ -138,7 +141,12 @@ class SessionManager:
         """
         if not token or len(token) > _MAX_TOKEN:
             return None
-        session = await self.db.sessions.find_by_digest(_digest(token))
+        return await self.resolve_digest(_digest(token))
+
+    async def resolve_digest(self, id_digest: str) -> ActiveSession | None:
+        """:meth:`resolve` for the session whose id has the SHA-256 ``id_digest`` (hex): what
+        the gateway asks (``session`` routes), which holds the digest, never the id."""
+        session = await self.db.sessions.find_by_digest(id_digest)
         if session is None or session.ended_at is not None:
             return None
         now = self._clock()
@@ -214,6 +222,41 @@ class SessionManager:
             await self.end_for_user(
                 user.id, EndReason.PASSWORD_CHANGED, started_before=user.password_changed_at
             )
+
+    async def used(self, uses: list[tuple[str, float]]) -> int:
+        """Record the gateway's uses of sessions, ``(id_digest, unix time)`` (the native
+        core's ``sessions_used``): a session counts as used, so its idle end moves. At most
+        one write per session per :attr:`touch_every` seconds (the same as a page of
+        bastion's own); returns how many sessions were written."""
+        written = 0
+        for id_digest, at in uses:
+            seen = datetime.fromtimestamp(at, tz=UTC)
+            last = self._touched.get(id_digest)
+            if last is not None and (seen - last).total_seconds() < self.touch_every:
+                continue
+            session = await self.db.sessions.find_by_digest(id_digest)
+            if session is None or session.ended_at is not None:
+                self._touched.pop(id_digest, None)
+                continue
+            if (seen - session.last_seen_at).total_seconds() < self.touch_every:
+                self._touched[id_digest] = session.last_seen_at
+                continue
+            await self.db.sessions.touch(session.id, seen)
+            self._touched[id_digest] = seen
+            written += 1
+        if len(self._touched) > _MAX_TOUCHED:
+            self._touched.clear()
+        return written
+
+    @property
+    def idle_timeout(self) -> float:
+        """Seconds without a use after which a session ends (the ``sessions`` settings)."""
+        return float(self.settings.idle_timeout)
+
+    @property
+    def touch_every(self) -> float:
+        """Seconds between two writes of a session's last use (never a write per request)."""
+        return self._touch_every
 
     @property
     def _touch_every(self) -> float:

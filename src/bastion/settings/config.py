@@ -317,12 +317,13 @@ def _auth_references(settings: Settings) -> list[tuple[Loc, str]]:
                             "self for bastion's own tokens",
                         )
                     )
-        if "session" in route.auth:
+        if route.auth == ["session"] and route.scopes:
+            # A browser session carries no scopes: every request would be a 403.
             problems.append(
                 (
-                    ("routes", index, "auth", route.auth.index("session")),
-                    "session is not available in this version (browser sessions arrive with "
-                    "the login and MFA work) — use api_key, jwt, introspection or mtls",
+                    ("routes", index, "scopes"),
+                    "a route accepting only session cannot require scopes (browser sessions "
+                    "carry none) — remove scopes and require roles instead",
                 )
             )
         if "mtls" in route.auth and settings.tls.mode == "off":

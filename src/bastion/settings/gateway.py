@@ -64,11 +64,14 @@ class IdentityHeaderSettings(_Section):
     scopes: str = "X-Bastion-Scopes"
     key_id: str = "X-Bastion-Key-Id"
     request_id: str = "X-Bastion-Request-Id"
+    # A browser session's user (``session`` routes): their email, and roles space-separated.
+    email: str = "X-Bastion-Email"
+    roles: str = "X-Bastion-Roles"
     # Added to the built-in list of commonly trusted identity headers (X-User-Id, …).
     strip: list[str] = Field(default_factory=list)
     assertion: AssertionSettings = Field(default_factory=AssertionSettings)
 
-    @field_validator("subject", "client", "scopes", "key_id", "request_id")
+    @field_validator("subject", "client", "scopes", "key_id", "request_id", "email", "roles")
     @classmethod
     def _check_names(cls, value: str) -> str:
         return _identity_header(value)
@@ -87,14 +90,22 @@ class IdentityHeaderSettings(_Section):
 
     @model_validator(mode="after")
     def _distinct(self) -> IdentityHeaderSettings:
-        names = [self.subject, self.client, self.scopes, self.key_id, self.request_id]
+        names = [
+            self.subject,
+            self.client,
+            self.scopes,
+            self.key_id,
+            self.request_id,
+            self.email,
+            self.roles,
+        ]
         if self.assertion.enabled:
             names.append(self.assertion.header)
         lowered = [n.lower() for n in names]
         if len(set(lowered)) != len(lowered):
             raise ValueError(
                 "two identity headers share a name — give subject, client, scopes, key_id, "
-                "request_id and assertion.header distinct names"
+                "request_id, email, roles and assertion.header distinct names"
             )
         return self
 

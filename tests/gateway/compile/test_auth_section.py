@@ -157,8 +157,7 @@ def test_trusted_external_issuers_compile_their_policies() -> None:
 @pytest.mark.parametrize(
     ("kw", "reason"),
     [
-        # The settings refuse both at load: meeting one here is a bug, never a Python route.
-        ({"auth": ["api_key", "session"]}, "auth: the session method is not available"),
+        # The settings refuse it at load: meeting one here is a bug, never a Python route.
         (
             {"auth": ["jwt"], "jwt": RouteJwtSettings(issuers=["self", "https://idp.example"])},
             "auth: the jwt issuer https://idp.example is not a distinct trusted issuer",
@@ -170,6 +169,12 @@ def test_what_the_settings_refuse_is_an_error(kw: dict[str, Any], reason: str) -
         auth.section(route(**kw), SETTINGS)
 
 
+def test_session_is_native_in_the_route_order() -> None:
+    section = auth.section(route(auth=["api_key", "session"]), SETTINGS)
+    assert section["methods"] == ["api_key", "session"]
+    loads(section)
+
+
 def test_introspection_is_native_in_the_route_order() -> None:
     section = auth.section(route(auth=["jwt", "introspection", "api_key"]), SETTINGS)
     assert isinstance(section, dict)
@@ -178,7 +183,11 @@ def test_introspection_is_native_in_the_route_order() -> None:
 
 
 def test_the_native_loader_refuses_a_bad_section() -> None:
-    with pytest.raises(ValueError, match="session"):
+    with pytest.raises(ValueError, match="cookie"):
         _native.authn_decide(
-            json.dumps({"public": False, "methods": ["session"]}), "orders", "GET", []
+            json.dumps({"public": False, "methods": ["cookie"]}), "orders", "GET", []
+        )
+    with pytest.raises(ValueError, match="listed twice"):
+        _native.authn_decide(
+            json.dumps({"public": False, "methods": ["session", "session"]}), "orders", "GET", []
         )

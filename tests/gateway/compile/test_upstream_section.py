@@ -58,6 +58,18 @@ DEFAULT_MUTATE = {
     ],
     "assertion": None,
 }
+# What the compiler writes: besides, a browser session's email and roles headers (stripped
+# from clients too). The forwarded-header vectors hold DEFAULT_MUTATE (the native loader
+# defaults both names).
+COMPILED_MUTATE = {
+    **DEFAULT_MUTATE,
+    "headers": {
+        **DEFAULT_MUTATE["headers"],
+        "email": "x-bastion-email",
+        "roles": "x-bastion-roles",
+    },
+    "strip": sorted({*DEFAULT_MUTATE["strip"], "x-bastion-email", "x-bastion-roles"}),
+}
 
 
 def test_section_of_a_plain_route() -> None:
@@ -81,7 +93,7 @@ def test_section_of_a_plain_route() -> None:
         "health": {"failures": 3, "cooldown": 5.0, "max_cooldown": 300.0},
         "pool": {"max_idle": 64, "idle_timeout": 30.0},
         "tls": {"ca": None, "client_cert": None, "client_key": None},
-        "mutate": DEFAULT_MUTATE,
+        "mutate": COMPILED_MUTATE,
     }
 
 
@@ -219,7 +231,7 @@ def test_a_url_python_refuses_is_refused() -> None:
 def test_default_mutate_is_the_runtime_rules() -> None:
     no_route = SimpleNamespace()  # read only when the assertion is on
     settings = SimpleNamespace(identity_headers=IdentityHeaderSettings())
-    assert upstream._mutate(no_route, settings) == DEFAULT_MUTATE
+    assert upstream._mutate(no_route, settings) == COMPILED_MUTATE
 
 
 # -- forwarded headers: Python through a real echo upstream, the vectors native reads ----------

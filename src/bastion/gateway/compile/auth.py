@@ -16,9 +16,14 @@ What the native core serves (``native/src/authn``, ``native/src/authz.rs``):
   compiles them), ``claims``, ``roles`` / ``roles_claim`` and a credential's
   route allow-list.
 
-Every route the settings accept is native here: they refuse the ``session``
-method and a ``jwt.issuers`` entry naming bastion's own issuer URL at load, so
-meeting either is a :class:`ValueError`, never a route left to Python. (Route
+- the ``session`` method: the ``__Host-bastion_session`` cookie of bastion's own
+  login, looked up by its digest in the native session cache Python fills
+  (``native/src/authn/session.rs``); no session: a navigation is sent to the
+  login, a script's call gets ``401 session_required``.
+
+Every route the settings accept is native here: they refuse a ``jwt.issuers``
+entry naming bastion's own issuer URL at load, so meeting one is a
+:class:`ValueError`, never a route left to Python. (Route
 ``ip`` rules are the ``edge`` section's.)
 
 The section::
@@ -54,7 +59,7 @@ from bastion.settings.routes import RouteJwtSettings
 __all__ = ["NATIVE_METHODS", "section"]
 
 #: The authentication methods the native core serves.
-NATIVE_METHODS = ("api_key", "jwt", "mtls", "introspection")
+NATIVE_METHODS = ("api_key", "jwt", "mtls", "introspection", "session")
 
 
 def section(route: RouteSettings, settings: Settings) -> dict[str, Any]:

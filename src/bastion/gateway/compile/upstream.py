@@ -124,7 +124,8 @@ def _mutate(route: RouteSettings, settings: Settings) -> dict[str, Any]:
     )
     # The Python step's own constructor: one home for name checks and the strip set.
     rules = IdentityHeaders(
-        (*DEFAULT_STRIPPED_HEADERS, *config.strip),
+        # A renamed email / roles header is stripped from the client like every x-bastion-*.
+        (*DEFAULT_STRIPPED_HEADERS, *config.strip, config.email, config.roles),
         names={
             "subject": config.subject,
             "client": config.client,
@@ -141,6 +142,8 @@ def _mutate(route: RouteSettings, settings: Settings) -> dict[str, Any]:
             "scopes": rules.scopes.decode("ascii"),
             "key_id": rules.key_id.decode("ascii"),
             "request_id": rules.request_id.decode("ascii"),
+            "email": config.email.lower(),
+            "roles": config.roles.lower(),
         },
         "strip": sorted(name.decode("ascii") for name in rules.strip),
         "assertion": None
