@@ -5,7 +5,9 @@ This is the one wall-clock measurement among the login tests, because the issue'
 names it; ``tests/users/test_authenticate.py`` proves the cause (each refusal costs exactly one
 argon2id verify) by counting, which no machine's load can blur. The tries alternate (A B A B …)
 so both kinds see the same machine, and the margin is wide: were the unknown user's dummy
-verify missing, the difference would be a whole hash (~25 ms at the default parameters).
+verify missing, the difference would be a whole hash (~25 ms at the default parameters) in
+every trial. A machine busy with other work (the suite runs in parallel) can blur one trial,
+so up to three are run and one within the bound passes; a real difference fails all three.
 The throttle is off here: its delays are what it is for, and they are tested on their own.
 """
 
@@ -55,13 +57,15 @@ async def test_unknown_user_and_wrong_password_take_the_same_time(runtime: Runti
 
         await attempt("alice")  # warm-up: first-use costs (templates, caches) of both paths
         await attempt("mallory")
-        unknown: list[float] = []
-        wrong: list[float] = []
-        for _ in range(TRIES):
-            unknown.append(await attempt("mallory"))
-            wrong.append(await attempt("alice"))
-    difference = abs(statistics.median(unknown) - statistics.median(wrong))
-    assert difference < LIMIT_MS, (
-        f"median unknown user {statistics.median(unknown):.1f} ms, "
-        f"wrong password {statistics.median(wrong):.1f} ms"
-    )
+        trials: list[str] = []
+        for _ in range(3):
+            unknown: list[float] = []
+            wrong: list[float] = []
+            for _ in range(TRIES):
+                unknown.append(await attempt("mallory"))
+                wrong.append(await attempt("alice"))
+            a, b = statistics.median(unknown), statistics.median(wrong)
+            if abs(a - b) < LIMIT_MS:
+                return
+            trials.append(f"median unknown user {a:.1f} ms, wrong password {b:.1f} ms")
+    raise AssertionError("; ".join(trials))
