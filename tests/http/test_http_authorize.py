@@ -604,6 +604,80 @@ async def test_revoking_a_consent_revokes_the_clients_refresh_tokens(
     assert (await _authorize(http)).startswith("/consent?request=")
 
 
+async def test_the_account_page_lists_the_consented_app_and_revokes_it(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User, bob: User, events: list[Event]
+) -> None:
+    tokens = await _tokens(http, runtime)
+    page = await http.get("/account")
+    assert page.status_code == 200
+    row = re.search(r'<tr data-client-id="spa">(.*?)</tr>', page.text, re.S)
+    assert row is not None, page.text
+    assert "Orders SPA" in row.group(1)
+    assert "email offline_access openid orders:read profile" in row.group(1)
+    csrf = _found(_TOKEN, page.text)
+    # Without the CSRF token, or for a client never allowed: refused, nothing revoked.
+    no_csrf = await http.post("/account/consents/revoke", data={"client_id": "spa"})
+    assert no_csrf.status_code == 403
+    unknown = await http.post(
+        "/account/consents/revoke", data={"csrf_token": csrf, "client_id": "other"}
+    )
+    assert unknown.status_code == 404
+    assert "You have not allowed that application." in unknown.text
+    assert len(await runtime.db.consents.list_for_user(alice.id)) == 1
+    revoked = await http.post(
+        "/account/consents/revoke", data={"csrf_token": csrf, "client_id": "spa"}
+    )
+    assert (revoked.status_code, revoked.headers["location"]) == (
+        303,
+        "/account?done=consent_revoked",
+    )
+    after = await http.get(revoked.headers["location"])
+    assert "The application&#39;s access was revoked." in after.text
+    assert 'data-client-id="spa"' not in after.text
+    assert 'id="no-consented-apps"' in after.text
+    assert await runtime.db.consents.list_for_user(alice.id) == ()
+    (event,) = [e for e in events if e.type == "consent.revoked"]
+    assert (event.subject, event.client_id, event.data["actor"]) == (
+        alice.id,
+        "spa",
+        f"user:{alice.id}",
+    )
+    refresh = await http.post(
+        "/oauth2/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": "spa",
+        },
+    )
+    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
+
+
+async def test_a_user_cannot_revoke_another_users_consent(
+    runtime: Runtime, alice: User, bob: User
+) -> None:
+    async with _client(runtime) as alices, _client(runtime) as bobs:
+        await _code_flow(alices)
+        login = await bobs.get("/login")
+        signed_in = await bobs.post(
+            "/login",
+            data={
+                "csrf_token": _found(_TOKEN, login.text),
+                "username": "bob",
+                "password": PASSWORD,
+            },
+        )
+        assert signed_in.status_code == 303
+        page = await bobs.get("/account")
+        assert 'id="no-consented-apps"' in page.text
+        refused = await bobs.post(
+            "/account/consents/revoke",
+            data={"csrf_token": _found(_TOKEN, page.text), "client_id": "spa"},
+        )
+        assert refused.status_code == 404
+    assert len(await runtime.db.consents.list_for_user(alice.id)) == 1
+
+
 # -- discovery --------------------------------------------------------------------------------
 
 

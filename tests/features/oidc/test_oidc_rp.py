@@ -11,7 +11,8 @@ over real HTTPS.
   authorization URL, the browser part here, then openid-client exchanges the code
   (validating the ID token and the response's ``iss`` itself), calls userinfo and refreshes.
 - **Chromium** (Playwright, Debian's chromium): login → consent page → the loopback
-  callback receiving ``code``, ``state`` and ``iss``; screenshots in
+  callback receiving ``code``, ``state`` and ``iss`` → the account page listing the
+  application, whose **Revoke** takes it off; screenshots in
   ``test-artifacts/oidc/`` (or ``$BASTION_TEST_ARTIFACTS/oidc/``).
 
 The issuer is ``https://localhost:<port>`` — the development default the README names —
@@ -385,6 +386,18 @@ def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str
                 page.get_by_role("button", name="Allow").click()
                 page.wait_for_url(re.compile(re.escape(callback) + r"\?.*"))
                 assert page.locator("#done").inner_text() == "signed in"
+                # The account page lists the application; Revoke takes it off.
+                page.goto(f"{issuer}/account")
+                app = page.locator(f'#consented-apps tr[data-client-id="{client_id}"]')
+                assert app.locator("td").first.inner_text() == "Browser app"
+                page.screenshot(path=str(shots / "account-consented-apps.png"), full_page=True)
+                app.get_by_role("button", name="Revoke").click()
+                page.wait_for_url(re.compile(r".*/account\?done=consent_revoked"))
+                assert page.locator("#account-done").inner_text() == (
+                    "The application's access was revoked."
+                )
+                assert page.locator("#no-consented-apps").is_visible()
+                page.screenshot(path=str(shots / "account-consent-revoked.png"), full_page=True)
             finally:
                 browser.close()
     finally:
