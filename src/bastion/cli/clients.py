@@ -74,6 +74,10 @@ JwksOption = common.flag_option(
 )
 ClientIdArgument = typer.Argument(..., metavar="CLIENT_ID", help="The client's id.")
 RedirectOption = common.flag_option("--redirect-uri", "Allowed redirect URI (repeatable).")
+PostLogoutRedirectOption = common.flag_option(
+    "--post-logout-redirect-uri",
+    "Where /oauth2/logout may send the browser after signing it out (repeatable; exact match).",
+)
 
 
 # The flag (or argument) of each ClientSpec field, for errors: `--redirect-uri: …`.
@@ -87,6 +91,7 @@ _FLAGS: Final = {
     "access_token_ttl": "--ttl",
     "jwks": "--jwks-file",
     "redirect_uris": "--redirect-uri",
+    "post_logout_redirect_uris": "--post-logout-redirect-uri",
     "grace": "--grace",
 }
 
@@ -124,6 +129,8 @@ def _print_client(doc: dict[str, Any]) -> None:
     ttl = doc["access_token_ttl"]
     console.print(f"  token ttl     {f'{ttl} s' if ttl is not None else 'server default'}")
     console.print(f"  redirect URIs {items(doc['redirect_uris'])}")
+    if doc["post_logout_redirect_uris"]:
+        console.print(f"  after logout  {items(doc['post_logout_redirect_uris'])}")
     if doc["jwks"] is not None:
         console.print(f"  jwks          {len(doc['jwks'].get('keys', []))} key(s)")
     for secret in doc["secrets"]:
@@ -151,6 +158,7 @@ def create(
     ttl: int | None = TtlOption,
     jwks_file: Path | None = JwksOption,
     redirect_uri: list[str] | None = RedirectOption,
+    post_logout_redirect_uri: list[str] | None = PostLogoutRedirectOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -169,6 +177,7 @@ def create(
         access_token_ttl=ttl,
         redirect_uris=redirect_uri or (),
         jwks=_read_jwks(jwks_file),
+        post_logout_redirect_uris=post_logout_redirect_uri or (),
     )
 
     doc = _CLIENTS.operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
@@ -237,6 +246,10 @@ def update(
     ),
     jwks_file: Path | None = JwksOption,
     redirect_uri: list[str] | None = RedirectOption,
+    post_logout_redirect_uri: list[str] | None = PostLogoutRedirectOption,
+    clear_post_logout_redirect_uris: bool = typer.Option(
+        False, "--clear-post-logout-redirect-uris", help="Allow no post-logout redirect."
+    ),
     clear_scopes: bool = typer.Option(False, "--clear-scopes", help="Allow no scopes."),
     clear_audiences: bool = typer.Option(False, "--clear-audiences", help="Allow no audiences."),
     config: Path | None = ConfigOption,
@@ -255,6 +268,13 @@ def update(
         [
             ("scopes", scope, clear_scopes, "--scope", "--clear-scopes"),
             ("audiences", audience, clear_audiences, "--audience", "--clear-audiences"),
+            (
+                "post_logout_redirect_uris",
+                post_logout_redirect_uri,
+                clear_post_logout_redirect_uris,
+                "--post-logout-redirect-uri",
+                "--clear-post-logout-redirect-uris",
+            ),
         ],
     )
     if ttl is not None and default_ttl:

@@ -57,6 +57,7 @@ class EndReason:
     USER_DELETED = "user_deleted"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - a reason, not a password
     SIGNED_OUT = "signed_out"  # by the user, from the account page (this or another browser)
+    RP_LOGOUT = "rp_logout"  # a relying party's logout request (/oauth2/logout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ UPDATABLE: Final = frozenset(
         "redirect_uris",
         "jwks",
         "metadata",
+        "post_logout_redirect_uris",
     }
 )
 
@@ -123,6 +124,8 @@ class ClientSpec:
     redirect_uris: Sequence[str] = ()
     jwks: Mapping[str, Any] | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: RP-Initiated Logout 1.0 §3.1: where ``/oauth2/logout`` may send the browser after.
+    post_logout_redirect_uris: Sequence[str] = ()
 
 
 #: The shared checks, worded as client answers have always been.
@@ -194,6 +197,23 @@ def _check_redirect_uris(values: object) -> tuple[str, ...]:
             continue  # RFC 8252 §7.3: native apps on a loopback port
         raise ClientSpecError(
             "redirect_uris",
+            f"{uri[:60]!r} must use https (http only for a loopback host: "
+            "127.0.0.1, [::1], localhost)",
+        )
+    return uris
+
+
+def _check_post_logout_redirect_uris(values: object) -> tuple[str, ...]:
+    """RP-Initiated Logout 1.0 §3.1 ``post_logout_redirect_uris``: absolute, no fragment,
+    https (http only for a loopback host), as redirect URIs are; matched exactly."""
+    name = "post_logout_redirect_uris"
+    uris = CHECKS.string_list(name, values)
+    for uri in uris:
+        scheme, host, _ = _absolute_uri(name, uri)
+        if (scheme == "https" and host) or (scheme == "http" and host in _LOOPBACK_HOSTS):
+            continue
+        raise ClientSpecError(
+            name,
             f"{uri[:60]!r} must use https (http only for a loopback host: "
             "127.0.0.1, [::1], localhost)",
         )
@@ -313,6 +333,9 @@ def validated(
         "redirect_uris": redirect_uris,
         "jwks": jwks,
         "metadata": CHECKS.metadata(values["metadata"]),
+        "post_logout_redirect_uris": _check_post_logout_redirect_uris(
+            values.get("post_logout_redirect_uris", ())
+        ),
     }
 
 
@@ -335,4 +358,5 @@ def spec_values(spec: ClientSpec) -> dict[str, Any]:
         "redirect_uris": spec.redirect_uris,
         "jwks": spec.jwks,
         "metadata": spec.metadata,
+        "post_logout_redirect_uris": spec.post_logout_redirect_uris,
     }

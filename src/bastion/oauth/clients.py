@@ -181,8 +181,9 @@ class ClientService:
         """Change the named members and return the updated client.
 
         Updatable: name, token_endpoint_auth_method, grant_types, scopes, audiences,
-        access_token_ttl, redirect_uris, jwks, metadata. The client type cannot
-        change (create a new client instead); disable/enable have their own methods.
+        access_token_ttl, redirect_uris, jwks, metadata, post_logout_redirect_uris. The
+        client type cannot change (create a new client instead); disable/enable have their
+        own methods.
         Switching to a secret method from another one leaves the client without a
         secret until :meth:`rotate_secret` issues one.
 
@@ -210,6 +211,7 @@ class ClientService:
             "redirect_uris": current.redirect_uris,
             "jwks": current.jwks,
             "metadata": current.metadata,
+            "post_logout_redirect_uris": current.post_logout_redirect_uris,
         }
         merged.update(changes)
         values = validated(merged, self._max_ttl, held=current.grant_types)

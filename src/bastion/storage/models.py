@@ -125,6 +125,9 @@ class Client:
     disabled: bool = False
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    #: Where ``/oauth2/logout`` may send the browser afterwards (RP-Initiated Logout
+    #: 1.0 §3.1): exact URIs.
+    post_logout_redirect_uris: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

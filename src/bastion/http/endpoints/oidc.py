@@ -75,6 +75,7 @@ ENDPOINTS: Final = {
     "introspection_endpoint": "/oauth2/introspect",
     "revocation_endpoint": "/oauth2/revoke",
     "userinfo_endpoint": USERINFO_PATH,
+    "end_session_endpoint": "/oauth2/logout",
 }
 #: The scopes bastion gives a meaning to (clients register their API scopes besides).
 SCOPES_SUPPORTED: Final = ("openid", "profile", "email", "offline_access")

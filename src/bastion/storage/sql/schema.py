@@ -125,6 +125,8 @@ clients = sa.Table(
     sa.Column("disabled", sa.Boolean(), nullable=False),
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # OpenID Connect RP-Initiated Logout 1.0 §3.1: exact URIs, a JSON array (0008).
+    sa.Column("post_logout_redirect_uris", _json(), nullable=False),
 )
 
 client_secrets = sa.Table(

@@ -76,6 +76,7 @@ class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange
         "audiences",
         "redirect_uris",
         "metadata",
+        "post_logout_redirect_uris",
     )
 
     def __init__(self, runtime: AdminPlane) -> None:
@@ -101,6 +102,7 @@ class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange
             redirect_uris=body.redirect_uris,
             jwks=body.jwks,
             metadata=body.metadata,
+            post_logout_redirect_uris=body.post_logout_redirect_uris,
         )
         return self.created(await ops.create(spec, body.model_fields_set))
 

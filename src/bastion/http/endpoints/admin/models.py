@@ -71,6 +71,7 @@ class ClientCreate(_Request):
     redirect_uris: TokenList = []
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] = {}
+    post_logout_redirect_uris: TokenList = []
 
 
 class ClientUpdate(_Request):
@@ -85,6 +86,7 @@ class ClientUpdate(_Request):
     redirect_uris: TokenList | None = None
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
+    post_logout_redirect_uris: TokenList | None = None
 
 
 class RotateSecret(_Request):
@@ -116,6 +118,7 @@ class ClientOut(BaseModel):
     redirect_uris: list[str]
     jwks: dict[str, Any] | None
     metadata: dict[str, Any]
+    post_logout_redirect_uris: list[str]
     disabled: bool
     created_at: datetime
     updated_at: datetime
