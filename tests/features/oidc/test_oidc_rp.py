@@ -9,10 +9,13 @@ over real HTTPS.
   refresh token dies with it.
 - **openid-client** (panva, OpenID Certified; ``rp/rp.mjs`` run by node): discovery and the
   authorization URL, the browser part here, then openid-client exchanges the code
-  (validating the ID token and the response's ``iss`` itself), calls userinfo and refreshes.
+  (validating the ID token and the response's ``iss`` itself), calls userinfo and refreshes;
+  then ``buildEndSessionUrl`` with ``id_token_hint`` and ``post_logout_redirect_uri``,
+  followed by the browser, ends the session and lands on the registered URI with ``state``.
 - **Chromium** (Playwright, Debian's chromium): login → consent page → the loopback
   callback receiving ``code``, ``state`` and ``iss`` → the account page listing the
-  application, whose **Revoke** takes it off; screenshots in
+  application, whose **Revoke** takes it off → RP-initiated logout with the ID token, landing
+  on the RP's registered post-logout URI with ``state``; screenshots in
   ``test-artifacts/oidc/`` (or ``$BASTION_TEST_ARTIFACTS/oidc/``).
 
 The issuer is ``https://localhost:<port>`` — the development default the README names —
@@ -93,7 +96,7 @@ def issuer(server: BastionProcess) -> str:
     return str(document["issuer"])
 
 
-def _register(server: BastionProcess, name: str) -> str:
+def _register(server: BastionProcess, name: str, *after_logout: str) -> str:
     created = _cli_json(
         server.cwd,
         "clients",
@@ -104,8 +107,10 @@ def _register(server: BastionProcess, name: str) -> str:
         "--redirect-uri",
         REDIRECT,
         *(arg for scope in SCOPE.split() for arg in ("--scope", scope)),
+        *(arg for uri in after_logout for arg in ("--post-logout-redirect-uri", uri)),
     )
     assert created["grant_types"] == ["authorization_code", "refresh_token"]
+    assert created["post_logout_redirect_uris"] == list(after_logout)
     return str(created["client_id"])
 
 
@@ -296,7 +301,8 @@ def test_openid_client_discovery_code_pkce_id_token_userinfo_refresh(
     server: BastionProcess, issuer: str
 ) -> None:
     _node_ready()
-    client_id = _register(server, "openid-client app")
+    signed_out = "http://127.0.0.1:8766/signed-out"
+    client_id = _register(server, "openid-client app", signed_out)
     callback = "http://127.0.0.1:8766/cb"
     alg = httpx.get(issuer + "/.well-known/openid-configuration", verify=False).json()[
         "id_token_signing_alg_values_supported"
@@ -304,17 +310,38 @@ def test_openid_client_discovery_code_pkce_id_token_userinfo_refresh(
     started = _node("start", issuer, client_id, callback, SCOPE, alg, server=server)
     with httpx.Client(base_url=issuer, verify=False, timeout=30) as browser:
         location = _browser_part(browser, started["url"], "bob")
-    finished = _node(
-        "finish",
-        issuer,
-        client_id,
-        alg,
-        location,
-        started["verifier"],
-        started["state"],
-        started["nonce"],
-        server=server,
-    )
+        finished = _node(
+            "finish",
+            issuer,
+            client_id,
+            alg,
+            location,
+            started["verifier"],
+            started["state"],
+            started["nonce"],
+            server=server,
+        )
+        # RP-initiated logout: openid-client builds the URL from discovery's
+        # end_session_endpoint; the browser follows it and is signed out at once (the
+        # hint's sid is this session), then sent to the registered URI with the state.
+        assert browser.get("/account").status_code == 200
+        logout = _node(
+            "logout",
+            issuer,
+            client_id,
+            alg,
+            finished["id_token"],
+            signed_out,
+            "st-out",
+            server=server,
+        )
+        assert logout["url"].startswith(issuer + "/oauth2/logout?")
+        ended = browser.get(logout["url"])
+        assert (ended.status_code, ended.headers["location"]) == (
+            303,
+            signed_out + "?state=st-out",
+        )
+        assert browser.get("/account").status_code == 303
     claims = finished["claims"]
     assert (claims["iss"], claims["aud"], claims["nonce"]) == (issuer, client_id, started["nonce"])
     assert finished["userinfo"]["sub"] == claims["sub"]
@@ -327,11 +354,18 @@ def test_openid_client_discovery_code_pkce_id_token_userinfo_refresh(
 
 class _Callback(http.server.BaseHTTPRequestHandler):
     received: list[dict[str, list[str]]] = []
+    signed_out: list[dict[str, list[str]]] = []
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/cb":  # not the browser's /favicon.ico
-            self.received.append(parse_qs(urlsplit(self.path).query))
-        body = b"<!doctype html><title>callback</title><p id=done>signed in</p>"
+        path = urlsplit(self.path).path
+        query = parse_qs(urlsplit(self.path).query)
+        if path == "/cb":  # not the browser's /favicon.ico
+            self.received.append(query)
+        if path == "/signed-out":
+            self.signed_out.append(query)
+            body = b"<!doctype html><title>bye</title><p id=done>signed out at the RP</p>"
+        else:
+            body = b"<!doctype html><title>callback</title><p id=done>signed in</p>"
         self.send_response(200)
         self.send_header("content-type", "text/html")
         self.send_header("content-length", str(len(body)))
@@ -343,14 +377,17 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str) -> None:
+def test_chromium_login_consent_callback_account_and_logout(
+    server: BastionProcess, issuer: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
     require_chromium()
-    client_id = _register(server, "Browser app")
     receiver = http.server.HTTPServer(("127.0.0.1", 0), _Callback)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     callback = f"http://127.0.0.1:{receiver.server_port}/cb"
+    signed_out = f"http://127.0.0.1:{receiver.server_port}/signed-out"
+    client_id = _register(server, "Browser app", signed_out)
     verifier = "c" * 43
     query = httpx.QueryParams(
         {
@@ -367,7 +404,10 @@ def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str
     shots = ARTIFACTS / "oidc"
     shots.mkdir(parents=True, exist_ok=True)
     try:
-        with sync_playwright() as playwright:
+        with (
+            sync_playwright() as playwright,
+            httpx.Client(base_url=issuer, verify=False, timeout=30) as rp,
+        ):
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_context(ignore_https_errors=True).new_page()
@@ -386,6 +426,23 @@ def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str
                 page.get_by_role("button", name="Allow").click()
                 page.wait_for_url(re.compile(re.escape(callback) + r"\?.*"))
                 assert page.locator("#done").inner_text() == "signed in"
+                [received] = _Callback.received
+                assert received["state"] == ["browser-state"]
+                assert received["iss"] == [issuer]
+                assert received["code"][0].startswith("bac_")
+                # The code the browser brought back is good at the token endpoint.
+                token = rp.post(
+                    "/oauth2/token",
+                    data={
+                        "grant_type": "authorization_code",
+                        "code": received["code"][0],
+                        "redirect_uri": callback,
+                        "code_verifier": verifier,
+                        "client_id": client_id,
+                    },
+                )
+                assert token.status_code == 200, token.text
+                assert token.json()["scope"] == SCOPE
                 # The account page lists the application; Revoke takes it off.
                 page.goto(f"{issuer}/account")
                 app = page.locator(f'#consented-apps tr[data-client-id="{client_id}"]')
@@ -398,26 +455,24 @@ def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str
                 )
                 assert page.locator("#no-consented-apps").is_visible()
                 page.screenshot(path=str(shots / "account-consent-revoked.png"), full_page=True)
+                # RP-initiated logout: the RP sends the browser with its ID token; the
+                # session ends and the browser lands on the RP's registered URI.
+                logout = httpx.QueryParams(
+                    {
+                        "id_token_hint": token.json()["id_token"],
+                        "post_logout_redirect_uri": signed_out,
+                        "state": "bye-state",
+                    }
+                )
+                page.goto(f"{issuer}/oauth2/logout?{logout}")
+                page.wait_for_url(re.compile(re.escape(signed_out) + r"\?state=bye-state"))
+                assert page.locator("#done").inner_text() == "signed out at the RP"
+                page.screenshot(path=str(shots / "rp-logout-landed.png"))
+                page.goto(f"{issuer}/account")
+                page.wait_for_url(re.compile(r".*/login\?return_to=.*"))
             finally:
                 browser.close()
     finally:
         receiver.shutdown()
-    [received] = _Callback.received
-    assert received["state"] == ["browser-state"]
-    assert received["iss"] == [issuer]
-    assert received["code"][0].startswith("bac_")
+    assert _Callback.signed_out == [{"state": ["bye-state"]}]
     assert (shots / "consent.png").stat().st_size > 1000
-    # The code the browser brought back is good at the token endpoint.
-    with httpx.Client(base_url=issuer, verify=False, timeout=30) as http_client:
-        token = http_client.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": received["code"][0],
-                "redirect_uri": callback,
-                "code_verifier": verifier,
-                "client_id": client_id,
-            },
-        )
-        assert token.status_code == 200, token.text
-        assert token.json()["scope"] == SCOPE
