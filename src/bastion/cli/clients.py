@@ -74,6 +74,11 @@ JwksOption = common.flag_option(
 )
 ClientIdArgument = typer.Argument(..., metavar="CLIENT_ID", help="The client's id.")
 RedirectOption = common.flag_option("--redirect-uri", "Allowed redirect URI (repeatable).")
+BackchannelOption = common.flag_option(
+    "--backchannel-logout-uri",
+    "Where a logout token is posted when a session the client signed into ends "
+    "(https; http only for a loopback host, in development).",
+)
 PostLogoutRedirectOption = common.flag_option(
     "--post-logout-redirect-uri",
     "Where /oauth2/logout may send the browser after signing it out (repeatable; exact match).",
@@ -92,6 +97,7 @@ _FLAGS: Final = {
     "jwks": "--jwks-file",
     "redirect_uris": "--redirect-uri",
     "post_logout_redirect_uris": "--post-logout-redirect-uri",
+    "backchannel_logout_uri": "--backchannel-logout-uri",
     "grace": "--grace",
 }
 
@@ -131,6 +137,8 @@ def _print_client(doc: dict[str, Any]) -> None:
     console.print(f"  redirect URIs {items(doc['redirect_uris'])}")
     if doc["post_logout_redirect_uris"]:
         console.print(f"  after logout  {items(doc['post_logout_redirect_uris'])}")
+    if doc["backchannel_logout_uri"]:
+        console.print(f"  backchannel   {doc['backchannel_logout_uri']}")
     if doc["jwks"] is not None:
         console.print(f"  jwks          {len(doc['jwks'].get('keys', []))} key(s)")
     for secret in doc["secrets"]:
@@ -159,6 +167,7 @@ def create(
     jwks_file: Path | None = JwksOption,
     redirect_uri: list[str] | None = RedirectOption,
     post_logout_redirect_uri: list[str] | None = PostLogoutRedirectOption,
+    backchannel_logout_uri: str | None = BackchannelOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -178,6 +187,7 @@ def create(
         redirect_uris=redirect_uri or (),
         jwks=_read_jwks(jwks_file),
         post_logout_redirect_uris=post_logout_redirect_uri or (),
+        backchannel_logout_uri=backchannel_logout_uri,
     )
 
     doc = _CLIENTS.operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
@@ -250,6 +260,10 @@ def update(
     clear_post_logout_redirect_uris: bool = typer.Option(
         False, "--clear-post-logout-redirect-uris", help="Allow no post-logout redirect."
     ),
+    backchannel_logout_uri: str | None = BackchannelOption,
+    no_backchannel_logout: bool = typer.Option(
+        False, "--no-backchannel-logout", help="Post no logout tokens to the client any more."
+    ),
     clear_scopes: bool = typer.Option(False, "--clear-scopes", help="Allow no scopes."),
     clear_audiences: bool = typer.Option(False, "--clear-audiences", help="Allow no audiences."),
     config: Path | None = ConfigOption,
@@ -285,6 +299,12 @@ def update(
         changes["jwks"] = _read_jwks(jwks_file)
     if redirect_uri:
         changes["redirect_uris"] = redirect_uri
+    if backchannel_logout_uri is not None and no_backchannel_logout:
+        raise CommandArgumentsError(
+            "give either --backchannel-logout-uri or --no-backchannel-logout, not both"
+        )
+    if backchannel_logout_uri is not None or no_backchannel_logout:
+        changes["backchannel_logout_uri"] = backchannel_logout_uri
     _CLIENTS.update(changes, lambda ops: ops.update(client_id, changes), config, as_json)
 
 

@@ -98,6 +98,17 @@ class SessionManager:
         self.settings = settings
         self.auditor = auditor
         self._clock = clock
+        self._end_listeners: list[Callable[[BrowserSession], None]] = []
+
+    def on_ended(self, listener: Callable[[BrowserSession], None]) -> None:
+        """Call ``listener`` with every session this manager ends (for whatever reason),
+        on this node only: of nodes ending the same session, exactly one gets it."""
+        self._end_listeners.append(listener)
+
+    async def signed_into(self, session_id: str, client_id: str) -> None:
+        """Remember that ``client_id`` obtained a code during the session (back-channel
+        logout reaches it when the session ends)."""
+        await self.db.sessions.add_client(session_id, client_id, self._clock())
 
     async def start(
         self,
@@ -171,6 +182,7 @@ class SessionManager:
         )
         for session in ended:
             self._audit(EventTypes.SESSION_ENDED, session, reason=reason)
+            self._announce_end(session)
         return len(ended)
 
     async def live_for_user(self, user_id: str) -> tuple[BrowserSession, ...]:
@@ -190,6 +202,7 @@ class SessionManager:
         ended = await self.db.sessions.end(session.id, self._clock(), reason)
         if ended is not None:
             self._audit(EventTypes.SESSION_ENDED, ended, reason=reason)
+            self._announce_end(ended)
         return ended is not None
 
     async def end_others(self, user_id: str, keep: str, reason: str) -> int:
@@ -197,6 +210,7 @@ class SessionManager:
         ended = await self.db.sessions.end_for_user(user_id, self._clock(), reason, keep=keep)
         for session in ended:
             self._audit(EventTypes.SESSION_ENDED, session, reason=reason)
+            self._announce_end(session)
         return len(ended)
 
     async def user_changed(self, message: str) -> None:
@@ -245,6 +259,11 @@ class SessionManager:
         ended = await self.db.sessions.end(session_id, self._clock(), reason)
         if ended is not None:
             self._audit(EventTypes.SESSION_ENDED, ended, reason=reason)
+            self._announce_end(ended)
+
+    def _announce_end(self, session: BrowserSession) -> None:
+        for listener in self._end_listeners:
+            listener(session)
 
     def _audit(
         self, kind: str, session: BrowserSession, *, reason: str | None = None, **data: Any

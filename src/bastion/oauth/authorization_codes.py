@@ -109,10 +109,12 @@ class IdTokenSigner:
 
     current_key: Callable[[], SigningKeyPair]
 
-    async def __call__(self, build: Callable[[str], dict[str, Any]]) -> str:
-        """Sign ``build(alg)`` with the current key, ``alg`` being that key's algorithm."""
+    async def __call__(self, build: Callable[[str], dict[str, Any]], *, typ: str = "JWT") -> str:
+        """Sign ``build(alg)`` with the current key, ``alg`` being that key's algorithm;
+        ``typ`` is the header's (``logout+jwt`` for back-channel logout tokens, which are
+        signed as the client's ID tokens are)."""
         key = self.current_key()
-        return sign_jwt(build(key.alg), key, typ="JWT")
+        return sign_jwt(build(key.alg), key, typ=typ)
 
 
 @dataclass(frozen=True, slots=True)

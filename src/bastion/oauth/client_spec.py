@@ -93,6 +93,8 @@ UPDATABLE: Final = frozenset(
         "jwks",
         "metadata",
         "post_logout_redirect_uris",
+        "backchannel_logout_uri",
+        "backchannel_logout_session_required",
     }
 )
 
@@ -126,6 +128,10 @@ class ClientSpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     #: RP-Initiated Logout 1.0 §3.1: where ``/oauth2/logout`` may send the browser after.
     post_logout_redirect_uris: Sequence[str] = ()
+    #: Back-Channel Logout 1.0 §2.2: where logout tokens are posted, and whether ``sid``
+    #: is required in them (bastion always sends it).
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
 
 
 #: The shared checks, worded as client answers have always been.
@@ -218,6 +224,30 @@ def _check_post_logout_redirect_uris(values: object) -> tuple[str, ...]:
             "127.0.0.1, [::1], localhost)",
         )
     return uris
+
+
+def _check_backchannel_logout_uri(value: object) -> str | None:
+    """Back-Channel Logout 1.0 §2.2 ``backchannel_logout_uri``: absolute, no fragment,
+    https (http only for a loopback host: refused at delivery in production)."""
+    name = "backchannel_logout_uri"
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ClientSpecError(name, "must be a URI (or null for none)")
+    scheme, host, _ = _absolute_uri(name, value)
+    if (scheme == "https" and host) or (scheme == "http" and host in _LOOPBACK_HOSTS):
+        return value
+    raise ClientSpecError(
+        name,
+        f"{value[:60]!r} must use https (http only for a loopback host: "
+        "127.0.0.1, [::1], localhost)",
+    )
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ClientSpecError(name, "must be true or false")
+    return value
 
 
 def _check_jwks(jwks: object) -> dict[str, Any] | None:
@@ -336,6 +366,13 @@ def validated(
         "post_logout_redirect_uris": _check_post_logout_redirect_uris(
             values.get("post_logout_redirect_uris", ())
         ),
+        "backchannel_logout_uri": _check_backchannel_logout_uri(
+            values.get("backchannel_logout_uri")
+        ),
+        "backchannel_logout_session_required": _check_flag(
+            "backchannel_logout_session_required",
+            values.get("backchannel_logout_session_required", False),
+        ),
     }
 
 
@@ -359,4 +396,6 @@ def spec_values(spec: ClientSpec) -> dict[str, Any]:
         "jwks": spec.jwks,
         "metadata": spec.metadata,
         "post_logout_redirect_uris": spec.post_logout_redirect_uris,
+        "backchannel_logout_uri": spec.backchannel_logout_uri,
+        "backchannel_logout_session_required": spec.backchannel_logout_session_required,
     }

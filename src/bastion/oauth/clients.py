@@ -181,7 +181,8 @@ class ClientService:
         """Change the named members and return the updated client.
 
         Updatable: name, token_endpoint_auth_method, grant_types, scopes, audiences,
-        access_token_ttl, redirect_uris, jwks, metadata, post_logout_redirect_uris. The
+        access_token_ttl, redirect_uris, jwks, metadata, post_logout_redirect_uris,
+        backchannel_logout_uri, backchannel_logout_session_required. The
         client type cannot change (create a new client instead); disable/enable have their
         own methods.
         Switching to a secret method from another one leaves the client without a
@@ -212,6 +213,8 @@ class ClientService:
             "jwks": current.jwks,
             "metadata": current.metadata,
             "post_logout_redirect_uris": current.post_logout_redirect_uris,
+            "backchannel_logout_uri": current.backchannel_logout_uri,
+            "backchannel_logout_session_required": current.backchannel_logout_session_required,
         }
         merged.update(changes)
         values = validated(merged, self._max_ttl, held=current.grant_types)

@@ -46,33 +46,22 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from _support import BastionProcess, run_cli
+from _support import BastionProcess
 from _support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
+from _support.oidc_flow import browser_part, cli_json
 
 PASSWORD = "violet staple orbit 42"
 SCOPE = "openid profile email offline_access"
 #: Registered without a port: a loopback redirect URI matches on any port (RFC 8252 §7.3).
 REDIRECT = "http://127.0.0.1/cb"
 RP = Path(__file__).parent / "rp"
-_TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
-_REQUEST = re.compile(r'name="request" value="([A-Za-z0-9_-]+)"')
-
-
-def _cli_json(cwd: Path, *args: str, stdin: str | None = None) -> Any:
-    done = (
-        run_cli(*args, "--json", stdin=stdin, cwd=cwd)
-        if stdin
-        else run_cli(*args, "--json", cwd=cwd)
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionProcess]:
     cwd = tmp_path_factory.mktemp("oidc")
     for name in ("alice", "bob", "carol"):
-        _cli_json(
+        cli_json(
             cwd,
             "users",
             "create",
@@ -97,7 +86,7 @@ def issuer(server: BastionProcess) -> str:
 
 
 def _register(server: BastionProcess, name: str, *after_logout: str) -> str:
-    created = _cli_json(
+    created = cli_json(
         server.cwd,
         "clients",
         "create",
@@ -114,49 +103,8 @@ def _register(server: BastionProcess, name: str, *after_logout: str) -> str:
     return str(created["client_id"])
 
 
-def _found(pattern: re.Pattern[str], html: str) -> str:
-    found = pattern.search(html)
-    assert found is not None, html
-    return found.group(1)
-
-
-def _browser_part(browser: httpx.Client, authorization_url: str, username: str) -> str:
-    """What a browser does between the authorization URL and the callback, as plain HTTP:
-    the login form and the consent form, each posted with its CSRF cookie and field.
-    Returns the callback URL."""
-    to_login = browser.get(authorization_url)
-    assert to_login.status_code == 303, to_login.text
-    login_url = to_login.headers["location"]
-    form = browser.get(login_url)
-    return_to = parse_qs(urlsplit(login_url).query)["return_to"][0]
-    signed_in = browser.post(
-        "/login",
-        data={
-            "csrf_token": _found(_TOKEN, form.text),
-            "username": username,
-            "password": PASSWORD,
-            "return_to": return_to,
-        },
-    )
-    assert signed_in.status_code == 303
-    to_consent = browser.get(signed_in.headers["location"])
-    assert to_consent.status_code == 303
-    page = browser.get(to_consent.headers["location"])
-    assert page.status_code == 200 and "Allow" in page.text
-    allowed = browser.post(
-        "/consent",
-        data={
-            "csrf_token": _found(_TOKEN, page.text),
-            "request": _found(_REQUEST, page.text),
-            "decision": "allow",
-        },
-    )
-    assert allowed.status_code == 303
-    return str(allowed.headers["location"])
-
-
 def _admin_headers(server: BastionProcess, http: httpx.Client, issuer: str) -> dict[str, str]:
-    client = _cli_json(
+    client = cli_json(
         server.cwd,
         "clients",
         "create",
@@ -208,7 +156,7 @@ def test_authlib_client_discovery_code_pkce_id_token_userinfo_refresh(
         assert parse_qs(urlsplit(url).query)["code_challenge"] == [
             create_s256_code_challenge(verifier)
         ]
-        location = _browser_part(browser, url, "alice")
+        location = browser_part(browser, url, "alice", PASSWORD)
         response = parse_qs(urlsplit(location).query)
         assert location.startswith(callback + "?")
         assert (response["state"], response["iss"]) == ([state], [issuer])
@@ -309,7 +257,7 @@ def test_openid_client_discovery_code_pkce_id_token_userinfo_refresh(
     ][0]
     started = _node("start", issuer, client_id, callback, SCOPE, alg, server=server)
     with httpx.Client(base_url=issuer, verify=False, timeout=30) as browser:
-        location = _browser_part(browser, started["url"], "bob")
+        location = browser_part(browser, started["url"], "bob", PASSWORD)
         finished = _node(
             "finish",
             issuer,

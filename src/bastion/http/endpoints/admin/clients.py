@@ -77,6 +77,7 @@ class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange
         "redirect_uris",
         "metadata",
         "post_logout_redirect_uris",
+        "backchannel_logout_session_required",
     )
 
     def __init__(self, runtime: AdminPlane) -> None:
@@ -103,6 +104,8 @@ class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange
             jwks=body.jwks,
             metadata=body.metadata,
             post_logout_redirect_uris=body.post_logout_redirect_uris,
+            backchannel_logout_uri=body.backchannel_logout_uri,
+            backchannel_logout_session_required=body.backchannel_logout_session_required,
         )
         return self.created(await ops.create(spec, body.model_fields_set))
 

@@ -72,6 +72,8 @@ class ClientCreate(_Request):
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] = {}
     post_logout_redirect_uris: TokenList = []
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
 
 
 class ClientUpdate(_Request):
@@ -87,6 +89,8 @@ class ClientUpdate(_Request):
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     post_logout_redirect_uris: TokenList | None = None
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool | None = None
 
 
 class RotateSecret(_Request):
@@ -119,6 +123,8 @@ class ClientOut(BaseModel):
     jwks: dict[str, Any] | None
     metadata: dict[str, Any]
     post_logout_redirect_uris: list[str]
+    backchannel_logout_uri: str | None
+    backchannel_logout_session_required: bool
     disabled: bool
     created_at: datetime
     updated_at: datetime
