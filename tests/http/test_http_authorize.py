@@ -494,15 +494,7 @@ async def test_a_replayed_code_is_refused_and_revokes_its_tokens(
         "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
     )
     assert info.status_code == 401
-    refresh = await http.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": "spa",
-        },
-    )
-    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
+    await _refresh_refused(http, token["refresh_token"])
 
 
 async def test_a_wrong_or_missing_verifier_is_invalid(
@@ -527,6 +519,13 @@ async def test_a_wrong_or_missing_verifier_is_invalid(
 async def _tokens(http: httpx.AsyncClient, runtime: Runtime, **changes: str | None) -> Any:
     code = _callback(await _code_flow(http, **changes), runtime)["code"]
     return (await _redeem(http, code)).json()
+
+
+async def _refresh_refused(http: httpx.AsyncClient, refresh_token: str) -> None:
+    """The refresh token is dead: ``invalid_grant``."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": "spa"}
+    refresh = await http.post("/oauth2/token", data=form)
+    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -603,15 +602,7 @@ async def test_revoking_a_consent_revokes_the_clients_refresh_tokens(
         "email offline_access openid orders:read profile"
     ]
     assert revoked.refresh_tokens >= 1
-    refresh = await http.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": "spa",
-        },
-    )
-    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
+    await _refresh_refused(http, tokens["refresh_token"])
     info = await http.get("/oauth2/userinfo", headers=_bearer(tokens["access_token"]))
     assert info.status_code == 401
     # The next request asks for consent again.
@@ -656,15 +647,7 @@ async def test_the_account_page_lists_the_consented_app_and_revokes_it(
         "spa",
         f"user:{alice.id}",
     )
-    refresh = await http.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": "spa",
-        },
-    )
-    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
+    await _refresh_refused(http, tokens["refresh_token"])
 
 
 async def test_a_user_cannot_revoke_another_users_consent(

@@ -81,23 +81,16 @@ def issuer(server: BastionProcess) -> str:
     return str(document["issuer"])
 
 
+def _client_args(receiver: _Receiver) -> tuple[str, ...]:
+    """``bastion clients create …`` of a client whose back-channel URI is ``receiver``'s."""
+    return (
+        "clients", "create", "Back-channel app", "--type", "public", "--redirect-uri", REDIRECT,
+        "--scope", "openid", "--scope", "profile", "--backchannel-logout-uri", receiver.uri,
+    )  # fmt: skip
+
+
 def _register(server: BastionProcess, receiver: _Receiver) -> str:
-    created = cli_json(
-        server.cwd,
-        "clients",
-        "create",
-        "Back-channel app",
-        "--type",
-        "public",
-        "--redirect-uri",
-        REDIRECT,
-        "--scope",
-        "openid",
-        "--scope",
-        "profile",
-        "--backchannel-logout-uri",
-        receiver.uri,
-    )
+    created = cli_json(server.cwd, *_client_args(receiver))
     assert created["backchannel_logout_uri"] == receiver.uri
     return str(created["client_id"])
 
@@ -263,21 +256,7 @@ def test_two_nodes_deliver_a_session_end_once(
             cwd=tmp_path,
         )
         receiver = _Receiver()
-        created = cluster.cli(
-            "clients",
-            "create",
-            "Two-node app",
-            "--type",
-            "public",
-            "--redirect-uri",
-            REDIRECT,
-            "--scope",
-            "openid",
-            "--scope",
-            "profile",
-            "--backchannel-logout-uri",
-            receiver.uri,
-        )
+        created = cluster.cli(*_client_args(receiver))
         client_id = created["client_id"]
         first, second = (node.url for node in cluster.nodes)
         with (
