@@ -155,3 +155,26 @@ async def test_refused_uris_get_nothing(uri: str, production: bool, reason: str)
     assert auditor.events == [
         ("logout.backchannel", "failure", reason, "a", {"session": "s1", "attempts": 0})
     ]
+
+
+async def test_a_session_remembers_each_client_once(db: Any) -> None:
+    """``session_clients`` on both backends: again is nothing, an unknown session or client
+    is nothing (no error reaches the authorization endpoint)."""
+    from bastion.interaction import SessionManager
+    from bastion.settings.sessions import SessionSettings
+    from bastion.storage import User
+
+    user = await db.users.create(User(username="alice"))
+    await db.clients.create(Client("spa"))
+    sessions = SessionManager(db, SessionSettings())
+    started = await sessions.start(user)
+    for _ in range(2):
+        await sessions.signed_into(started.session.id, "spa")
+    await sessions.signed_into(started.session.id, "no-such-client")
+    await sessions.signed_into("no-such-session", "spa")
+    assert await db.sessions.clients_of(started.session.id) == ("spa",)
+    ended: list[str] = []
+    sessions.on_ended(lambda session: ended.append(session.id))
+    await sessions.end(started.token, "logout")
+    await sessions.end(started.token, "logout")  # already ended: not announced again
+    assert ended == [started.session.id]
