@@ -30,10 +30,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
-
-import httpx
 
 from bastion.audit.events import Auditor, EventTypes
 from bastion.crypto.digests import random_token
@@ -41,6 +39,9 @@ from bastion.protocol.oidc.backchannel import LOGOUT_TOKEN_TYP, logout_token_cla
 from bastion.storage import Database, NotFoundError
 from bastion.storage.models import Client
 from bastion.storage.sql.repositories import BrowserSession
+
+if TYPE_CHECKING:  # httpx is imported on the first delivery: an idle server never loads it
+    import httpx
 
 __all__ = ["BackchannelLogout", "LogoutTokenSigner"]
 
@@ -126,6 +127,8 @@ class BackchannelLogout:
                     clients.append(client)
             if not clients:
                 return
+            import httpx
+
             async with httpx.AsyncClient(
                 timeout=self._timeout, follow_redirects=False, transport=self._transport
             ) as http:
@@ -153,6 +156,8 @@ class BackchannelLogout:
             jti=random_token(16),
         )
         token = await self.sign(lambda _alg: claims, typ=LOGOUT_TOKEN_TYP)
+        import httpx
+
         reason = "unreachable"
         for attempt in range(1, self.attempts + 1):
             try:
