@@ -57,6 +57,7 @@ from bastion.gateway.compile import load_table
 from bastion.gateway.control import GatewayControl
 from bastion.gateway.lookups import NativeLookups
 from bastion.interaction import SessionManager
+from bastion.interaction.backchannel import BackchannelLogout
 from bastion.oauth.admin_tokens import admin_audience
 from bastion.oauth.authorization_codes import (
     AuthorizationCodeService,
@@ -162,6 +163,8 @@ class Runtime:
     # Browser sessions (interaction/sessions.py) and the brute-force throttle of the login.
     sessions: SessionManager | None = None
     login_throttle: LoginThrottle | None = None
+    # Logout tokens to the clients of the sessions this node ends (interaction/backchannel.py).
+    backchannel: BackchannelLogout | None = None
     _closed: bool = field(default=False, repr=False)
     _stop: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, repr=False)
@@ -267,6 +270,16 @@ class Runtime:
             )
             changes = await _follow_changes(settings, db, shared, access_tokens)
             sessions = SessionManager(db, settings.sessions, auditor)
+            # Every session this node ends (only this node gets it back) is told to the
+            # clients that signed into it, signed as their ID tokens are.
+            backchannel = BackchannelLogout(
+                db,
+                settings.issuer_url,
+                IdTokenSigner(signing_keys.current, signing_keys.id_token_algorithms),
+                auditor,
+                production=settings.env == "production",
+            )
+            sessions.on_ended(backchannel.session_ended)
             # A disabled, deleted or re-passworded user's sessions end on every node at once.
             changes.before_delivery(feed.USERS, sessions.user_changed)
             # … and the API keys they own are judged again (refused while they are disabled).
@@ -343,6 +356,7 @@ class Runtime:
             client_throttle=client_throttle,
             exchange_policy=exchange_policy,
             sessions=sessions,
+            backchannel=backchannel,
             login_throttle=login_throttle,
         )
 
@@ -473,6 +487,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self.backchannel is not None:
+            await self.backchannel.aclose()
         if self.native_audit is not None:
             self.native_audit.drain_all()
         if self.audit_writer is not None and (self.auditor.queue or self.auditor.traffic.pending()):

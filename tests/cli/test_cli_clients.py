@@ -229,3 +229,60 @@ def test_id_token_alg(in_process: Path) -> None:
     env = {"BASTION_SIGNING_KEYS__ID_TOKEN_ALGORITHMS": '["ES256", "RS256", "PS256"]'}
     ps = ok("create", "PS RP", "--id-token-alg", "PS256", cwd=in_process, env=env)
     assert ps["id_token_signed_response_alg"] == "PS256"
+
+
+def test_logout_options_create_update_and_show(in_process: Path) -> None:
+    created = ok(
+        "create",
+        "RP",
+        "--type",
+        "public",
+        "--redirect-uri",
+        "https://rp.example.com/cb",
+        "--post-logout-redirect-uri",
+        "https://rp.example.com/bye",
+        "--post-logout-redirect-uri",
+        "http://127.0.0.1/bye",
+        "--backchannel-logout-uri",
+        "https://rp.example.com/bc",
+        cwd=in_process,
+    )
+    client_id = created["client_id"]
+    assert created["post_logout_redirect_uris"] == [
+        "https://rp.example.com/bye",
+        "http://127.0.0.1/bye",
+    ]
+    assert created["backchannel_logout_uri"] == "https://rp.example.com/bc"
+    assert created["backchannel_logout_session_required"] is False
+    human = invoke("show", client_id)
+    assert "after logout  https://rp.example.com/bye, http://127.0.0.1/bye" in human.stdout
+    assert "backchannel   https://rp.example.com/bc" in human.stdout
+    changed = ok(
+        "update",
+        client_id,
+        "--post-logout-redirect-uri",
+        "https://rp.example.com/out",
+        "--no-backchannel-logout",
+        cwd=in_process,
+    )
+    assert changed["post_logout_redirect_uris"] == ["https://rp.example.com/out"]
+    assert changed["backchannel_logout_uri"] is None
+    cleared = ok("update", client_id, "--clear-post-logout-redirect-uris", cwd=in_process)
+    assert cleared["post_logout_redirect_uris"] == []
+    refused = invoke(
+        "update", client_id, "--backchannel-logout-uri", "http://rp.example.com/bc", "--json"
+    )
+    assert refused.exit_code == 1
+    assert json.loads(refused.stdout) == {
+        "error": "invalid_client_metadata",
+        "detail": "--backchannel-logout-uri: 'http://rp.example.com/bc' must use https (http "
+        "only for a loopback host: 127.0.0.1, [::1], localhost)",
+    }
+    both = invoke(
+        "update",
+        client_id,
+        "--backchannel-logout-uri",
+        "https://rp.example.com/bc",
+        "--no-backchannel-logout",
+    )
+    assert both.exit_code != 0

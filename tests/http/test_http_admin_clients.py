@@ -651,3 +651,46 @@ def test_no_body_makes_a_500(tmp_path: Path) -> None:
         loop.run_until_complete(db.close())
         loop.close()
     assert 400 in statuses and statuses & {200, 201}
+
+
+async def test_logout_members_through_the_admin_api(env: Env) -> None:
+    auth = env.auth()
+    created = await env.http.post(
+        f"{API}/clients",
+        headers=auth,
+        json={
+            "name": "rp",
+            "client_type": "public",
+            "redirect_uris": ["https://rp.example.com/cb"],
+            "post_logout_redirect_uris": ["https://rp.example.com/bye"],
+            "backchannel_logout_uri": "https://rp.example.com/bc",
+            "backchannel_logout_session_required": True,
+        },
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["post_logout_redirect_uris"] == ["https://rp.example.com/bye"]
+    assert body["backchannel_logout_uri"] == "https://rp.example.com/bc"
+    assert body["backchannel_logout_session_required"] is True
+    one = f"{API}/clients/{body['client_id']}"
+    patched = await env.http.patch(
+        one, headers=auth, json={"backchannel_logout_uri": None, "post_logout_redirect_uris": []}
+    )
+    assert patched.status_code == 200, patched.text
+    assert (
+        patched.json()["backchannel_logout_uri"],
+        patched.json()["post_logout_redirect_uris"],
+    ) == (
+        None,
+        [],
+    )
+    bad = await env.http.patch(
+        one, headers=auth, json={"post_logout_redirect_uris": ["http://rp.example.com/bye"]}
+    )
+    assert problem(bad, 400, "invalid_client_metadata")["detail"].startswith(
+        "post_logout_redirect_uris: 'http://rp.example.com/bye' must use https"
+    )
+    null_flag = await env.http.patch(
+        one, headers=auth, json={"backchannel_logout_session_required": None}
+    )
+    assert null_flag.status_code == 400

@@ -16,9 +16,10 @@ import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from http_support import real_runtime
 from joserfc import jwt
-from joserfc.jwk import KeySet
+from joserfc.jwk import ECKey, KeySet
 
 from bastion.audit.events import Event
+from bastion.crypto.jwt import sign_jwt
 from bastion.http.endpoints import create_full_app
 from bastion.http.endpoints.login import CONTENT_SECURITY_POLICY
 from bastion.interaction.consents import ConsentService
@@ -28,6 +29,7 @@ from bastion.users import UserService, UserSpec
 
 PASSWORD = "violet staple orbit 42"
 CALLBACK = "http://127.0.0.1:9999/cb"
+SIGNED_OUT = "http://127.0.0.1:9999/signed-out"
 VERIFIER = "Zr9XqL2-w0n7Yb_0a8Kf3dT1uVh6sJm4pQe5iRg.oCy~"
 CHALLENGE = create_s256_code_challenge(VERIFIER)
 SCOPE = "openid profile email offline_access orders:read"
@@ -42,6 +44,17 @@ SPA = Client(
     grant_types=("authorization_code", "refresh_token"),
     redirect_uris=(CALLBACK, "https://app.example.com/cb"),
     scopes=tuple(SCOPE.split()),
+    post_logout_redirect_uris=(SIGNED_OUT, "https://app.example.com/bye?from=op"),
+)
+#: Another client, with a post-logout URI of its own.
+OTHER = Client(
+    "other",
+    name="Other app",
+    client_type="public",
+    token_endpoint_auth_method="none",
+    grant_types=("authorization_code",),
+    redirect_uris=("https://other.example.com/cb",),
+    post_logout_redirect_uris=("https://other.example.com/bye",),
 )
 
 
@@ -49,6 +62,7 @@ SPA = Client(
 async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
     async with real_runtime(tmp_path) as rt:
         await rt.db.clients.create(SPA)
+        await rt.db.clients.create(OTHER)
         yield rt
 
 
@@ -480,15 +494,7 @@ async def test_a_replayed_code_is_refused_and_revokes_its_tokens(
         "/oauth2/userinfo", headers={"Authorization": f"Bearer {token['access_token']}"}
     )
     assert info.status_code == 401
-    refresh = await http.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": token["refresh_token"],
-            "client_id": "spa",
-        },
-    )
-    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
+    await _refresh_refused(http, token["refresh_token"])
 
 
 async def test_a_wrong_or_missing_verifier_is_invalid(
@@ -513,6 +519,13 @@ async def test_a_wrong_or_missing_verifier_is_invalid(
 async def _tokens(http: httpx.AsyncClient, runtime: Runtime, **changes: str | None) -> Any:
     code = _callback(await _code_flow(http, **changes), runtime)["code"]
     return (await _redeem(http, code)).json()
+
+
+async def _refresh_refused(http: httpx.AsyncClient, refresh_token: str) -> None:
+    """The refresh token is dead: ``invalid_grant``."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": "spa"}
+    refresh = await http.post("/oauth2/token", data=form)
+    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -589,19 +602,77 @@ async def test_revoking_a_consent_revokes_the_clients_refresh_tokens(
         "email offline_access openid orders:read profile"
     ]
     assert revoked.refresh_tokens >= 1
-    refresh = await http.post(
-        "/oauth2/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": tokens["refresh_token"],
-            "client_id": "spa",
-        },
-    )
-    assert (refresh.status_code, refresh.json()["error"]) == (400, "invalid_grant")
+    await _refresh_refused(http, tokens["refresh_token"])
     info = await http.get("/oauth2/userinfo", headers=_bearer(tokens["access_token"]))
     assert info.status_code == 401
     # The next request asks for consent again.
     assert (await _authorize(http)).startswith("/consent?request=")
+
+
+async def test_the_account_page_lists_the_consented_app_and_revokes_it(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User, bob: User, events: list[Event]
+) -> None:
+    tokens = await _tokens(http, runtime)
+    page = await http.get("/account")
+    assert page.status_code == 200
+    row = re.search(r'<tr data-client-id="spa">(.*?)</tr>', page.text, re.S)
+    assert row is not None, page.text
+    assert "Orders SPA" in row.group(1)
+    assert "email offline_access openid orders:read profile" in row.group(1)
+    csrf = _found(_TOKEN, page.text)
+    # Without the CSRF token, or for a client never allowed: refused, nothing revoked.
+    no_csrf = await http.post("/account/consents/revoke", data={"client_id": "spa"})
+    assert no_csrf.status_code == 403
+    unknown = await http.post(
+        "/account/consents/revoke", data={"csrf_token": csrf, "client_id": "other"}
+    )
+    assert unknown.status_code == 404
+    assert "You have not allowed that application." in unknown.text
+    assert len(await runtime.db.consents.list_for_user(alice.id)) == 1
+    revoked = await http.post(
+        "/account/consents/revoke", data={"csrf_token": csrf, "client_id": "spa"}
+    )
+    assert (revoked.status_code, revoked.headers["location"]) == (
+        303,
+        "/account?done=consent_revoked",
+    )
+    after = await http.get(revoked.headers["location"])
+    assert "The application&#39;s access was revoked." in after.text
+    assert 'data-client-id="spa"' not in after.text
+    assert 'id="no-consented-apps"' in after.text
+    assert await runtime.db.consents.list_for_user(alice.id) == ()
+    (event,) = [e for e in events if e.type == "consent.revoked"]
+    assert (event.subject, event.client_id, event.data["actor"]) == (
+        alice.id,
+        "spa",
+        f"user:{alice.id}",
+    )
+    await _refresh_refused(http, tokens["refresh_token"])
+
+
+async def test_a_user_cannot_revoke_another_users_consent(
+    runtime: Runtime, alice: User, bob: User
+) -> None:
+    async with _client(runtime) as alices, _client(runtime) as bobs:
+        await _code_flow(alices)
+        login = await bobs.get("/login")
+        signed_in = await bobs.post(
+            "/login",
+            data={
+                "csrf_token": _found(_TOKEN, login.text),
+                "username": "bob",
+                "password": PASSWORD,
+            },
+        )
+        assert signed_in.status_code == 303
+        page = await bobs.get("/account")
+        assert 'id="no-consented-apps"' in page.text
+        refused = await bobs.post(
+            "/account/consents/revoke",
+            data={"csrf_token": _found(_TOKEN, page.text), "client_id": "spa"},
+        )
+        assert refused.status_code == 404
+    assert len(await runtime.db.consents.list_for_user(alice.id)) == 1
 
 
 # -- discovery --------------------------------------------------------------------------------
@@ -694,3 +765,225 @@ async def test_a_disabled_client_is_refused_when_the_request_continues(
     response = await http.get(after_login)
     assert response.status_code == 400 and "location" not in response.headers
     assert "unknown client" in response.text
+
+
+# -- RP-initiated logout ------------------------------------------------------------------------
+
+
+async def _signed_in_with_id_token(http: httpx.AsyncClient, runtime: Runtime) -> dict[str, Any]:
+    """The code flow from scratch; the ID token and its claims (``sid`` = this session)."""
+    tokens = await _tokens(http, runtime)
+    keys = KeySet.import_key_set(runtime.signing_keys.jwks())
+    claims = jwt.decode(tokens["id_token"], keys).claims
+    return {**claims, "id_token": tokens["id_token"], "access_token": tokens["access_token"]}
+
+
+async def _alive(http: httpx.AsyncClient) -> bool:
+    return (await http.get("/account")).status_code == 200
+
+
+def _hint(runtime: Runtime, claims: dict[str, Any], **changes: Any) -> str:
+    """An ID token signed with bastion's active key: ``claims`` with ``changes``."""
+    body = {
+        k: v
+        for k, v in {**claims, **changes}.items()
+        if k not in ("id_token", "access_token") and v is not None
+    }
+    return sign_jwt(body, runtime.signing_keys.current(), typ="JWT")
+
+
+def _logout_refused(response: httpx.Response, text: str) -> None:
+    assert response.status_code == 400, response.text
+    assert "location" not in response.headers
+    assert "Invalid logout request" in response.text
+    assert text in html.unescape(response.text)
+
+
+async def test_discovery_names_the_end_session_endpoint(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    openid = (await http.get("/.well-known/openid-configuration")).json()
+    assert openid["end_session_endpoint"] == runtime.settings.issuer_url + "/oauth2/logout"
+
+
+async def test_logout_with_the_sessions_id_token_ends_it_and_redirects_with_state(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User, events: list[Event]
+) -> None:
+    token = await _signed_in_with_id_token(http, runtime)
+    params = {
+        "id_token_hint": token["id_token"],
+        "post_logout_redirect_uri": SIGNED_OUT,
+        "state": "bye 1",
+        "ui_locales": "fr",
+        "logout_hint": "alice",
+    }
+    response = await http.get("/oauth2/logout", params=params)
+    assert (response.status_code, response.headers["location"]) == (
+        303,
+        SIGNED_OUT + "?state=bye+1",
+    )
+    assert "__Host-bastion_session=; Max-Age=0" in response.headers["set-cookie"]
+    assert not await _alive(http)
+    [ended] = [e for e in events if e.type == "session.ended"]
+    assert (ended.reason, ended.data["session"]) == ("rp_logout", token["sid"])
+    [logged_out] = [e for e in events if e.type == "oauth.logout"]
+    assert (logged_out.outcome, logged_out.client_id) == ("success", "spa")
+    # A registered URI with a query keeps it; state is appended.
+    again = await http.get(
+        "/oauth2/logout",
+        params={
+            "client_id": "spa",
+            "post_logout_redirect_uri": "https://app.example.com/bye?from=op",
+            "state": "s2",
+        },
+    )
+    assert again.headers["location"] == "https://app.example.com/bye?from=op&state=s2"
+
+
+@pytest.mark.parametrize(
+    ("uri", "reason"),
+    [
+        (SIGNED_OUT + "/", "post_logout_redirect_uri_mismatch"),
+        (SIGNED_OUT.upper().replace("HTTP://", "http://"), "post_logout_redirect_uri_mismatch"),
+        (SIGNED_OUT + "?next=x", "post_logout_redirect_uri_mismatch"),
+        ("https://other.example.com/bye", "post_logout_redirect_uri_mismatch"),
+        (CALLBACK, "post_logout_redirect_uri_mismatch"),
+        ("https://evil.example/", "post_logout_redirect_uri_mismatch"),
+    ],
+)
+async def test_an_unregistered_or_near_miss_uri_is_a_page_never_a_redirect(
+    http: httpx.AsyncClient,
+    runtime: Runtime,
+    alice: User,
+    events: list[Event],
+    uri: str,
+    reason: str,
+) -> None:
+    token = await _signed_in_with_id_token(http, runtime)
+    params = {"id_token_hint": token["id_token"], "post_logout_redirect_uri": uri, "state": "x"}
+    _logout_refused(
+        await http.get("/oauth2/logout", params=params),
+        "the post_logout_redirect_uri is not registered for this client",
+    )
+    assert await _alive(http)
+    [refused] = [e for e in events if e.type == "oauth.logout"]
+    assert (refused.outcome, refused.reason) == ("failure", reason)
+
+
+async def test_a_redirect_without_a_client_is_refused(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User
+) -> None:
+    await _signed_in_with_id_token(http, runtime)
+    for uri in (SIGNED_OUT, "https://evil.example/"):
+        _logout_refused(
+            await http.get("/oauth2/logout", params={"post_logout_redirect_uri": uri}),
+            "a post_logout_redirect_uri needs the client",
+        )
+    _logout_refused(
+        await http.get("/oauth2/logout", params={"client_id": "nobody"}), "the client is unknown"
+    )
+    assert await _alive(http)
+
+
+async def test_a_forged_foreign_or_mismatched_hint_is_refused(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User, events: list[Event]
+) -> None:
+    token = await _signed_in_with_id_token(http, runtime)
+    foreign_key = ECKey.generate_key("P-256", {"kid": runtime.signing_keys.current().kid})
+    claims = {k: v for k, v in token.items() if k not in ("id_token", "access_token")}
+    forged = jwt.encode({"alg": "ES256", "kid": foreign_key.kid, "typ": "JWT"}, claims, foreign_key)
+    cases = {
+        forged: "id_token_hint_",
+        _hint(runtime, token, iss="https://elsewhere.example"): "id_token_hint_wrong_issuer",
+        _hint(runtime, token, aud=None, azp=None): "id_token_hint_missing_claim",
+        token["id_token"] + "x": "id_token_hint_",
+        "not-a-jwt": "id_token_hint_malformed",
+    }
+    for hint, reason in cases.items():
+        params = {"id_token_hint": hint, "post_logout_redirect_uri": SIGNED_OUT}
+        _logout_refused(
+            await http.get("/oauth2/logout", params=params),
+            "the id_token_hint is not a valid ID token of this server",
+        )
+        assert events[-1].type == "oauth.logout" and events[-1].reason.startswith(reason)
+    # An access token is no ID token.
+    _logout_refused(
+        await http.get("/oauth2/logout", params={"id_token_hint": token["access_token"]}),
+        "the id_token_hint is not a valid ID token of this server",
+    )
+    mismatch = {"id_token_hint": token["id_token"], "client_id": "other"}
+    _logout_refused(
+        await http.get("/oauth2/logout", params=mismatch),
+        "the client_id is not the id_token_hint's audience",
+    )
+    repeated = [("client_id", "spa"), ("client_id", "spa")]
+    _logout_refused(
+        await http.get("/oauth2/logout", params=repeated), "the parameter client_id is repeated"
+    )
+    assert await _alive(http)
+
+
+async def test_an_expired_hint_of_this_session_is_accepted(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User
+) -> None:
+    token = await _signed_in_with_id_token(http, runtime)
+    expired = _hint(runtime, token, iat=token["iat"] - 7200, exp=token["iat"] - 3600)
+    params = {"id_token_hint": expired, "post_logout_redirect_uri": SIGNED_OUT}
+    response = await http.get("/oauth2/logout", params=params)
+    assert (response.status_code, response.headers["location"]) == (303, SIGNED_OUT)
+    assert not await _alive(http)
+
+
+async def test_without_proof_a_confirmation_page_then_the_csrf_post_ends_the_session(
+    http: httpx.AsyncClient, runtime: Runtime, alice: User
+) -> None:
+    token = await _signed_in_with_id_token(http, runtime)
+    other_session = _hint(runtime, token, sid="another-session")
+    for params in (
+        {"client_id": "spa", "post_logout_redirect_uri": SIGNED_OUT, "state": "st"},
+        {"id_token_hint": other_session, "post_logout_redirect_uri": SIGNED_OUT, "state": "st"},
+        {},
+    ):
+        for method in ("GET", "POST"):
+            if method == "GET":
+                asked = await http.get("/oauth2/logout", params=params)
+            else:  # an RP may post the request: the same confirmation
+                asked = await http.post("/oauth2/logout", data=params)
+            assert asked.status_code == 200, asked.text
+            assert "Sign out?" in asked.text and "<script" not in asked.text
+            assert await _alive(http)
+    # The page of a request naming a client: its name, the fields carried, form-action.
+    asked = await http.get(
+        "/oauth2/logout",
+        params={"client_id": "spa", "post_logout_redirect_uri": SIGNED_OUT, "state": "st"},
+    )
+    assert "Orders SPA" in asked.text
+    assert "form-action 'self' http://127.0.0.1:9999;" in asked.headers["content-security-policy"]
+    form = {
+        "client_id": "spa",
+        "post_logout_redirect_uri": SIGNED_OUT,
+        "state": "st",
+        "confirm": "yes",
+    }
+    for csrf in (None, "0" * 64):
+        data = form if csrf is None else {**form, "csrf_token": csrf}
+        refused = await http.post("/oauth2/logout", data=data)
+        assert refused.status_code == 403
+        assert "Form expired" in refused.text
+        assert await _alive(http)
+    confirmed = await http.post(
+        "/oauth2/logout", data={**form, "csrf_token": _found(_TOKEN, asked.text)}
+    )
+    assert (confirmed.status_code, confirmed.headers["location"]) == (303, SIGNED_OUT + "?state=st")
+    assert not await _alive(http)
+
+
+async def test_without_a_session_logout_redirects_or_says_signed_out(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    params = {"client_id": "spa", "post_logout_redirect_uri": SIGNED_OUT}
+    response = await http.get("/oauth2/logout", params=params)
+    assert (response.status_code, response.headers["location"]) == (303, SIGNED_OUT)
+    assert "set-cookie" not in response.headers
+    page = await http.get("/oauth2/logout")
+    assert page.status_code == 200 and "You are signed out" in page.text

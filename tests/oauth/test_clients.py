@@ -257,6 +257,40 @@ async def test_refresh_tokens_need_the_authorization_code_grant(
             "redirect_uris",
             None,
         ),
+        (
+            ClientSpec(name="x", post_logout_redirect_uris=["http://app.example.com/bye"]),
+            "post_logout_redirect_uris",
+            "post_logout_redirect_uris: 'http://app.example.com/bye' must use https (http only "
+            "for a loopback host: 127.0.0.1, [::1], localhost)",
+        ),
+        (
+            ClientSpec(name="x", post_logout_redirect_uris=["https://app.example.com/bye#x"]),
+            "post_logout_redirect_uris",
+            "post_logout_redirect_uris: 'https://app.example.com/bye#x' must not contain a "
+            "fragment ('#...')",
+        ),
+        (
+            ClientSpec(name="x", post_logout_redirect_uris=["/bye"]),
+            "post_logout_redirect_uris",
+            None,
+        ),
+        (
+            ClientSpec(name="x", backchannel_logout_uri="http://rp.example.com/bc"),
+            "backchannel_logout_uri",
+            "backchannel_logout_uri: 'http://rp.example.com/bc' must use https (http only for "
+            "a loopback host: 127.0.0.1, [::1], localhost)",
+        ),
+        (
+            ClientSpec(name="x", backchannel_logout_uri="https://rp.example.com/bc#f"),
+            "backchannel_logout_uri",
+            None,
+        ),
+        (ClientSpec(name="x", backchannel_logout_uri=""), "backchannel_logout_uri", None),
+        (
+            ClientSpec(name="x", backchannel_logout_session_required="yes"),  # type: ignore[arg-type]
+            "backchannel_logout_session_required",
+            "backchannel_logout_session_required: must be true or false",
+        ),
         (ClientSpec(name="x", metadata={"n": float("nan")}), "metadata", None),
         (ClientSpec(name="x", metadata={"n": 2**70}), "metadata", None),
         (ClientSpec(name="x", metadata={"s": "a\x00b"}), "metadata", None),
@@ -309,6 +343,30 @@ async def test_loopback_http_and_https_redirect_uris_accepted(service: ClientSer
 
 
 # -- update / disable / enable / delete -------------------------------------------------------
+
+
+async def test_logout_members_registered_shown_and_updated(service: ClientService) -> None:
+    client, _ = await service.create(
+        ClientSpec(
+            name="RP",
+            client_type="public",
+            redirect_uris=["https://rp.example.com/cb"],
+            post_logout_redirect_uris=["https://rp.example.com/bye", "http://127.0.0.1/bye"],
+            backchannel_logout_uri="https://rp.example.com/bc",
+            backchannel_logout_session_required=True,
+        )
+    )
+    stored = await service.get(client.client_id)
+    assert stored.post_logout_redirect_uris == (
+        "https://rp.example.com/bye",
+        "http://127.0.0.1/bye",
+    )
+    assert stored.backchannel_logout_uri == "https://rp.example.com/bc"
+    assert stored.backchannel_logout_session_required is True
+    updated = await service.update(
+        client.client_id, post_logout_redirect_uris=[], backchannel_logout_uri=None
+    )
+    assert (updated.post_logout_redirect_uris, updated.backchannel_logout_uri) == ((), None)
 
 
 async def test_update_returns_the_updated_record(service: ClientService) -> None:

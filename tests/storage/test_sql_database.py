@@ -218,7 +218,7 @@ async def test_unmigrated_database(sqlite_db: Database) -> None:
     with pytest.raises(MigrationError) as info:
         await sqlite_db.check_schema()
     assert info.value.detail == (
-        "database schema is at revision none (empty database), this bastion needs 0008 "
+        "database schema is at revision none (empty database), this bastion needs 0010 "
         "— run `bastion migrate`"
     )
     with pytest.raises(MigrationError) as query_info:

@@ -57,7 +57,7 @@ def test_head_revision_is_the_scripts_head() -> None:
     assert ScriptDirectory.from_config(alembic_config()).get_heads() == [HEAD_REVISION]
 
 
-ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"]
+ALL_REVISIONS = ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010"]
 
 
 async def test_migrate_fresh_database(fresh_url: str) -> None:
@@ -115,7 +115,7 @@ async def test_unknown_revision_in_database(fresh_url: str) -> None:
         with pytest.raises(MigrationError) as info:
             await db.check_schema()
         assert info.value.detail == (
-            "database schema is at revision ffff, this bastion needs 0008 — run `bastion migrate`"
+            "database schema is at revision ffff, this bastion needs 0010 — run `bastion migrate`"
         )
     finally:
         await db.close()

@@ -61,6 +61,8 @@ class EventTypes:
     SESSION_STARTED = "session.started"  # a browser session began (a login); data.amr
     SESSION_ENDED = "session.ended"  # reason: logout|idle|expired|user_disabled|…
     AUTHORIZE = "oauth.authorize"  # success: a code issued | failure: reason = the error
+    LOGOUT = "oauth.logout"  # RP-initiated logout: success | failure (reason: why refused)
+    BACKCHANNEL_LOGOUT = "logout.backchannel"  # a logout token delivered | failure (reason)
     CONSENT_GIVEN = "consent.given"  # a user allowed a client a scope set; data.scope
     CONSENT_REVOKED = "consent.revoked"  # reason: who (admin, cli); data.scopes, refresh_tokens
     # tokens

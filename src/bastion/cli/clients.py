@@ -79,6 +79,15 @@ IdTokenAlgOption = common.flag_option(
     "Algorithm of the client's ID tokens (id_token_signed_response_alg): one of "
     "signing_keys.id_token_algorithms, ES256 and RS256 by default (default: the first).",
 )
+BackchannelOption = common.flag_option(
+    "--backchannel-logout-uri",
+    "Where a logout token is posted when a session the client signed into ends "
+    "(https; http only for a loopback host, in development).",
+)
+PostLogoutRedirectOption = common.flag_option(
+    "--post-logout-redirect-uri",
+    "Where /oauth2/logout may send the browser after signing it out (repeatable; exact match).",
+)
 
 
 # The flag (or argument) of each ClientSpec field, for errors: `--redirect-uri: …`.
@@ -93,6 +102,8 @@ _FLAGS: Final = {
     "jwks": "--jwks-file",
     "redirect_uris": "--redirect-uri",
     "id_token_signed_response_alg": "--id-token-alg",
+    "post_logout_redirect_uris": "--post-logout-redirect-uri",
+    "backchannel_logout_uri": "--backchannel-logout-uri",
     "grace": "--grace",
 }
 
@@ -130,6 +141,10 @@ def _print_client(doc: dict[str, Any]) -> None:
     ttl = doc["access_token_ttl"]
     console.print(f"  token ttl     {f'{ttl} s' if ttl is not None else 'server default'}")
     console.print(f"  redirect URIs {items(doc['redirect_uris'])}")
+    if doc["post_logout_redirect_uris"]:
+        console.print(f"  after logout  {items(doc['post_logout_redirect_uris'])}")
+    if doc["backchannel_logout_uri"]:
+        console.print(f"  backchannel   {doc['backchannel_logout_uri']}")
     if doc["jwks"] is not None:
         console.print(f"  jwks          {len(doc['jwks'].get('keys', []))} key(s)")
     alg = doc["id_token_signed_response_alg"]
@@ -160,6 +175,8 @@ def create(
     jwks_file: Path | None = JwksOption,
     redirect_uri: list[str] | None = RedirectOption,
     id_token_alg: str | None = IdTokenAlgOption,
+    post_logout_redirect_uri: list[str] | None = PostLogoutRedirectOption,
+    backchannel_logout_uri: str | None = BackchannelOption,
     config: Path | None = ConfigOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -179,6 +196,8 @@ def create(
         redirect_uris=redirect_uri or (),
         jwks=_read_jwks(jwks_file),
         id_token_signed_response_alg=id_token_alg,
+        post_logout_redirect_uris=post_logout_redirect_uri or (),
+        backchannel_logout_uri=backchannel_logout_uri,
     )
 
     doc = _CLIENTS.operate(lambda ops: ops.create(spec, spec_fields(spec)), config)
@@ -248,6 +267,14 @@ def update(
     jwks_file: Path | None = JwksOption,
     redirect_uri: list[str] | None = RedirectOption,
     id_token_alg: str | None = IdTokenAlgOption,
+    post_logout_redirect_uri: list[str] | None = PostLogoutRedirectOption,
+    clear_post_logout_redirect_uris: bool = typer.Option(
+        False, "--clear-post-logout-redirect-uris", help="Allow no post-logout redirect."
+    ),
+    backchannel_logout_uri: str | None = BackchannelOption,
+    no_backchannel_logout: bool = typer.Option(
+        False, "--no-backchannel-logout", help="Post no logout tokens to the client any more."
+    ),
     clear_scopes: bool = typer.Option(False, "--clear-scopes", help="Allow no scopes."),
     clear_audiences: bool = typer.Option(False, "--clear-audiences", help="Allow no audiences."),
     config: Path | None = ConfigOption,
@@ -266,6 +293,13 @@ def update(
         [
             ("scopes", scope, clear_scopes, "--scope", "--clear-scopes"),
             ("audiences", audience, clear_audiences, "--audience", "--clear-audiences"),
+            (
+                "post_logout_redirect_uris",
+                post_logout_redirect_uri,
+                clear_post_logout_redirect_uris,
+                "--post-logout-redirect-uri",
+                "--clear-post-logout-redirect-uris",
+            ),
         ],
     )
     if ttl is not None and default_ttl:
@@ -278,6 +312,12 @@ def update(
         changes["redirect_uris"] = redirect_uri
     if id_token_alg is not None:
         changes["id_token_signed_response_alg"] = id_token_alg
+    if backchannel_logout_uri is not None and no_backchannel_logout:
+        raise CommandArgumentsError(
+            "give either --backchannel-logout-uri or --no-backchannel-logout, not both"
+        )
+    if backchannel_logout_uri is not None or no_backchannel_logout:
+        changes["backchannel_logout_uri"] = backchannel_logout_uri
     _CLIENTS.update(changes, lambda ops: ops.update(client_id, changes), config, as_json)
 
 

@@ -232,6 +232,8 @@ class JWTVerifier:
     (called once per token, so key rotation takes effect at once). ``issuer``
     and ``audience`` None mean "not checked here" — only for callers that check
     them themselves; ``typ`` None means the header ``typ`` is not checked.
+    ``accept_expired`` skips the ``exp`` check only — for the one caller a spec lets
+    take an expired token (an ``id_token_hint`` at logout); everything else still holds.
 
     Raises:
         ValueError: a negative ``leeway``, a non-positive ``max_size`` or
@@ -239,6 +241,7 @@ class JWTVerifier:
     """
 
     __slots__ = (
+        "_accept_expired",
         "_allow_high_s",
         "_audience",
         "_issuer",
@@ -265,6 +268,7 @@ class JWTVerifier:
         max_lifetime: float | None = None,
         require_kid: bool = True,
         allow_high_s: bool = False,
+        accept_expired: bool = False,
     ) -> None:
         if not (math.isfinite(leeway) and leeway >= 0):
             raise ValueError("leeway must be a finite number of seconds >= 0")
@@ -290,6 +294,7 @@ class JWTVerifier:
         # Only for tokens signed elsewhere (client assertions, external issuers), whose
         # signers need not normalise S; bastion's own signatures are always low S.
         self._allow_high_s = allow_high_s
+        self._accept_expired = accept_expired
 
     def verify(self, token: str | bytes, *, now: float | None = None) -> VerifiedJWT:
         """Verify ``token`` and return its header and claims.
@@ -393,7 +398,7 @@ class JWTVerifier:
         nbf = _number(claims, "nbf")
         iat = _number(claims, "iat")
         # RFC 7519 §4.1.4: the token must not be accepted ON or after exp.
-        if exp is not None and now >= exp + leeway:
+        if exp is not None and now >= exp + leeway and not self._accept_expired:
             raise InvalidTokenError("expired", "token has expired")
         if nbf is not None and now + leeway < nbf:
             raise InvalidTokenError("not_yet_valid", "token is not valid yet")

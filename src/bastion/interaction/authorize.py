@@ -429,6 +429,8 @@ class AuthorizationFlow:
         self, request: AuthorizationRequest, client: Client, active: ActiveSession
     ) -> str:
         session = active.session
+        # Back-channel logout reaches every client that obtained a code in this session.
+        await self.sessions.signed_into(session.id, client.client_id)
         return await self.codes.issue(
             client,
             active.user.id,

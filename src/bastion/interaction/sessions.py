@@ -58,6 +58,7 @@ class EndReason:
     USER_DELETED = "user_deleted"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - a reason, not a password
     SIGNED_OUT = "signed_out"  # by the user, from the account page (this or another browser)
+    RP_LOGOUT = "rp_logout"  # a relying party's logout request (/oauth2/logout)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,17 @@ class SessionManager:
         self._clock = clock
         # id_digest -> the last use written for it (used()): bounds the writes per session.
         self._touched: dict[str, datetime] = {}
+        self._end_listeners: list[Callable[[BrowserSession], None]] = []
+
+    def on_ended(self, listener: Callable[[BrowserSession], None]) -> None:
+        """Call ``listener`` with every session this manager ends (for whatever reason),
+        on this node only: of nodes ending the same session, exactly one gets it."""
+        self._end_listeners.append(listener)
+
+    async def signed_into(self, session_id: str, client_id: str) -> None:
+        """Remember that ``client_id`` obtained a code during the session (back-channel
+        logout reaches it when the session ends)."""
+        await self.db.sessions.add_client(session_id, client_id, self._clock())
 
     async def start(
         self,
@@ -178,6 +190,7 @@ class SessionManager:
         )
         for session in ended:
             self._audit(EventTypes.SESSION_ENDED, session, reason=reason)
+            self._announce_end(session)
         return len(ended)
 
     async def live_for_user(self, user_id: str) -> tuple[BrowserSession, ...]:
@@ -197,6 +210,7 @@ class SessionManager:
         ended = await self.db.sessions.end(session.id, self._clock(), reason)
         if ended is not None:
             self._audit(EventTypes.SESSION_ENDED, ended, reason=reason)
+            self._announce_end(ended)
         return ended is not None
 
     async def end_others(self, user_id: str, keep: str, reason: str) -> int:
@@ -204,6 +218,7 @@ class SessionManager:
         ended = await self.db.sessions.end_for_user(user_id, self._clock(), reason, keep=keep)
         for session in ended:
             self._audit(EventTypes.SESSION_ENDED, session, reason=reason)
+            self._announce_end(session)
         return len(ended)
 
     async def user_changed(self, message: str) -> None:
@@ -287,6 +302,11 @@ class SessionManager:
         ended = await self.db.sessions.end(session_id, self._clock(), reason)
         if ended is not None:
             self._audit(EventTypes.SESSION_ENDED, ended, reason=reason)
+            self._announce_end(ended)
+
+    def _announce_end(self, session: BrowserSession) -> None:
+        for listener in self._end_listeners:
+            listener(session)
 
     def _audit(
         self, kind: str, session: BrowserSession, *, reason: str | None = None, **data: Any

@@ -117,8 +117,12 @@ class IdTokenSigner:
     current_key: Callable[[str], SigningKeyPair]
     algorithms: Callable[[], Sequence[str]]
 
-    async def __call__(self, build: Callable[[str], dict[str, Any]], alg: str | None) -> str:
-        """Sign ``build(alg)`` with the active key of ``alg`` (``None``: the default).
+    async def __call__(
+        self, build: Callable[[str], dict[str, Any]], alg: str | None, *, typ: str = "JWT"
+    ) -> str:
+        """Sign ``build(alg)`` with the active key of ``alg`` (``None``: the default);
+        ``typ`` is the header's (``logout+jwt`` for back-channel logout tokens, which are
+        signed as the client's ID tokens are).
 
         Raises:
             UnauthorizedClientError: the client registered an algorithm the settings no
@@ -134,7 +138,7 @@ class IdTokenSigner:
                 reason="id_token_alg_not_offered",
             )
         key = self.current_key(chosen)
-        return sign_jwt(build(key.alg), key, typ="JWT")
+        return sign_jwt(build(key.alg), key, typ=typ)
 
 
 @dataclass(frozen=True, slots=True)

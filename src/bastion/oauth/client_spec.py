@@ -93,6 +93,9 @@ UPDATABLE: Final = frozenset(
         "jwks",
         "metadata",
         "id_token_signed_response_alg",
+        "post_logout_redirect_uris",
+        "backchannel_logout_uri",
+        "backchannel_logout_session_required",
     }
 )
 
@@ -127,6 +130,12 @@ class ClientSpec:
     #: The JWS algorithm of the client's ID tokens (OIDC Registration §2); ``None``: the
     #: server's default (the first of ``signing_keys.id_token_algorithms``).
     id_token_signed_response_alg: str | None = None
+    #: RP-Initiated Logout 1.0 §3.1: where ``/oauth2/logout`` may send the browser after.
+    post_logout_redirect_uris: Sequence[str] = ()
+    #: Back-Channel Logout 1.0 §2.2: where logout tokens are posted, and whether ``sid``
+    #: is required in them (bastion always sends it).
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
 
 
 #: The shared checks, worded as client answers have always been.
@@ -202,6 +211,47 @@ def _check_redirect_uris(values: object) -> tuple[str, ...]:
             "127.0.0.1, [::1], localhost)",
         )
     return uris
+
+
+def _check_post_logout_redirect_uris(values: object) -> tuple[str, ...]:
+    """RP-Initiated Logout 1.0 §3.1 ``post_logout_redirect_uris``: absolute, no fragment,
+    https (http only for a loopback host), as redirect URIs are; matched exactly."""
+    name = "post_logout_redirect_uris"
+    uris = CHECKS.string_list(name, values)
+    for uri in uris:
+        scheme, host, _ = _absolute_uri(name, uri)
+        if (scheme == "https" and host) or (scheme == "http" and host in _LOOPBACK_HOSTS):
+            continue
+        raise ClientSpecError(
+            name,
+            f"{uri[:60]!r} must use https (http only for a loopback host: "
+            "127.0.0.1, [::1], localhost)",
+        )
+    return uris
+
+
+def _check_backchannel_logout_uri(value: object) -> str | None:
+    """Back-Channel Logout 1.0 §2.2 ``backchannel_logout_uri``: absolute, no fragment,
+    https (http only for a loopback host: refused at delivery in production)."""
+    name = "backchannel_logout_uri"
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ClientSpecError(name, "must be a URI (or null for none)")
+    scheme, host, _ = _absolute_uri(name, value)
+    if (scheme == "https" and host) or (scheme == "http" and host in _LOOPBACK_HOSTS):
+        return value
+    raise ClientSpecError(
+        name,
+        f"{value[:60]!r} must use https (http only for a loopback host: "
+        "127.0.0.1, [::1], localhost)",
+    )
+
+
+def _check_flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ClientSpecError(name, "must be true or false")
+    return value
 
 
 def _check_jwks(jwks: object) -> dict[str, Any] | None:
@@ -348,6 +398,16 @@ def validated(
         "id_token_signed_response_alg": _check_id_token_alg(
             values.get("id_token_signed_response_alg"), id_token_algs, held_id_token_alg
         ),
+        "post_logout_redirect_uris": _check_post_logout_redirect_uris(
+            values.get("post_logout_redirect_uris", ())
+        ),
+        "backchannel_logout_uri": _check_backchannel_logout_uri(
+            values.get("backchannel_logout_uri")
+        ),
+        "backchannel_logout_session_required": _check_flag(
+            "backchannel_logout_session_required",
+            values.get("backchannel_logout_session_required", False),
+        ),
     }
 
 
@@ -371,4 +431,7 @@ def spec_values(spec: ClientSpec) -> dict[str, Any]:
         "jwks": spec.jwks,
         "metadata": spec.metadata,
         "id_token_signed_response_alg": spec.id_token_signed_response_alg,
+        "post_logout_redirect_uris": spec.post_logout_redirect_uris,
+        "backchannel_logout_uri": spec.backchannel_logout_uri,
+        "backchannel_logout_session_required": spec.backchannel_logout_session_required,
     }

@@ -187,10 +187,11 @@ class ClientService:
         """Change the named members and return the updated client.
 
         Updatable: name, token_endpoint_auth_method, grant_types, scopes, audiences,
-        access_token_ttl, redirect_uris, jwks, metadata, id_token_signed_response_alg.
-        The client type cannot change (create a new client instead); disable/enable
-        have their own methods. Switching to a secret method from another one leaves
-        the client without a secret until :meth:`rotate_secret` issues one.
+        access_token_ttl, redirect_uris, jwks, metadata, id_token_signed_response_alg,
+        post_logout_redirect_uris, backchannel_logout_uri, backchannel_logout_session_required.
+        The client type cannot change (create a new client instead); disable/enable have their
+        own methods. Switching to a secret method from another one leaves the client without a
+        secret until :meth:`rotate_secret` issues one.
 
         Raises:
             NotFoundError: no such client.
@@ -217,6 +218,9 @@ class ClientService:
             "jwks": current.jwks,
             "metadata": current.metadata,
             "id_token_signed_response_alg": current.id_token_signed_response_alg,
+            "post_logout_redirect_uris": current.post_logout_redirect_uris,
+            "backchannel_logout_uri": current.backchannel_logout_uri,
+            "backchannel_logout_session_required": current.backchannel_logout_session_required,
         }
         merged.update(changes)
         values = validated(

@@ -128,6 +128,13 @@ class Client:
     disabled: bool = False
     created_at: datetime = field(default_factory=utcnow)
     updated_at: datetime = field(default_factory=utcnow)
+    #: Where ``/oauth2/logout`` may send the browser afterwards (RP-Initiated Logout
+    #: 1.0 §3.1): exact URIs.
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    #: Where a logout token is posted when a session it signed into ends (Back-Channel
+    #: Logout 1.0 §2.2), and whether it needs ``sid`` (bastion always sends it).
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,13 @@ over real HTTPS.
   refresh token dies with it.
 - **openid-client** (panva, OpenID Certified; ``rp/rp.mjs`` run by node): discovery and the
   authorization URL, the browser part here, then openid-client exchanges the code
-  (validating the ID token and the response's ``iss`` itself), calls userinfo and refreshes.
+  (validating the ID token and the response's ``iss`` itself), calls userinfo and refreshes;
+  then ``buildEndSessionUrl`` with ``id_token_hint`` and ``post_logout_redirect_uri``,
+  followed by the browser, ends the session and lands on the registered URI with ``state``.
 - **Chromium** (Playwright, Debian's chromium): login → consent page → the loopback
-  callback receiving ``code``, ``state`` and ``iss``; screenshots in
+  callback receiving ``code``, ``state`` and ``iss`` → the account page listing the
+  application, whose **Revoke** takes it off → RP-initiated logout with the ID token, landing
+  on the RP's registered post-logout URI with ``state``; screenshots in
   ``test-artifacts/oidc/`` (or ``$BASTION_TEST_ARTIFACTS/oidc/``).
 
 The issuer is ``https://localhost:<port>`` — the development default the README names —
@@ -42,33 +46,22 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from _support import BastionProcess, run_cli
+from _support import BastionProcess
 from _support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
+from _support.oidc_flow import browser_part, cli_json
 
 PASSWORD = "violet staple orbit 42"
 SCOPE = "openid profile email offline_access"
 #: Registered without a port: a loopback redirect URI matches on any port (RFC 8252 §7.3).
 REDIRECT = "http://127.0.0.1/cb"
 RP = Path(__file__).parent / "rp"
-_TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
-_REQUEST = re.compile(r'name="request" value="([A-Za-z0-9_-]+)"')
-
-
-def _cli_json(cwd: Path, *args: str, stdin: str | None = None) -> Any:
-    done = (
-        run_cli(*args, "--json", stdin=stdin, cwd=cwd)
-        if stdin
-        else run_cli(*args, "--json", cwd=cwd)
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionProcess]:
     cwd = tmp_path_factory.mktemp("oidc")
     for name in ("alice", "bob", "carol"):
-        _cli_json(
+        cli_json(
             cwd,
             "users",
             "create",
@@ -92,8 +85,8 @@ def issuer(server: BastionProcess) -> str:
     return str(document["issuer"])
 
 
-def _register(server: BastionProcess, name: str) -> str:
-    created = _cli_json(
+def _register(server: BastionProcess, name: str, *after_logout: str) -> str:
+    created = cli_json(
         server.cwd,
         "clients",
         "create",
@@ -103,54 +96,15 @@ def _register(server: BastionProcess, name: str) -> str:
         "--redirect-uri",
         REDIRECT,
         *(arg for scope in SCOPE.split() for arg in ("--scope", scope)),
+        *(arg for uri in after_logout for arg in ("--post-logout-redirect-uri", uri)),
     )
     assert created["grant_types"] == ["authorization_code", "refresh_token"]
+    assert created["post_logout_redirect_uris"] == list(after_logout)
     return str(created["client_id"])
 
 
-def _found(pattern: re.Pattern[str], html: str) -> str:
-    found = pattern.search(html)
-    assert found is not None, html
-    return found.group(1)
-
-
-def _browser_part(browser: httpx.Client, authorization_url: str, username: str) -> str:
-    """What a browser does between the authorization URL and the callback, as plain HTTP:
-    the login form and the consent form, each posted with its CSRF cookie and field.
-    Returns the callback URL."""
-    to_login = browser.get(authorization_url)
-    assert to_login.status_code == 303, to_login.text
-    login_url = to_login.headers["location"]
-    form = browser.get(login_url)
-    return_to = parse_qs(urlsplit(login_url).query)["return_to"][0]
-    signed_in = browser.post(
-        "/login",
-        data={
-            "csrf_token": _found(_TOKEN, form.text),
-            "username": username,
-            "password": PASSWORD,
-            "return_to": return_to,
-        },
-    )
-    assert signed_in.status_code == 303
-    to_consent = browser.get(signed_in.headers["location"])
-    assert to_consent.status_code == 303
-    page = browser.get(to_consent.headers["location"])
-    assert page.status_code == 200 and "Allow" in page.text
-    allowed = browser.post(
-        "/consent",
-        data={
-            "csrf_token": _found(_TOKEN, page.text),
-            "request": _found(_REQUEST, page.text),
-            "decision": "allow",
-        },
-    )
-    assert allowed.status_code == 303
-    return str(allowed.headers["location"])
-
-
 def _admin_headers(server: BastionProcess, http: httpx.Client, issuer: str) -> dict[str, str]:
-    client = _cli_json(
+    client = cli_json(
         server.cwd,
         "clients",
         "create",
@@ -202,7 +156,7 @@ def test_authlib_client_discovery_code_pkce_id_token_userinfo_refresh(
         assert parse_qs(urlsplit(url).query)["code_challenge"] == [
             create_s256_code_challenge(verifier)
         ]
-        location = _browser_part(browser, url, "alice")
+        location = browser_part(browser, url, "alice", PASSWORD)
         response = parse_qs(urlsplit(location).query)
         assert location.startswith(callback + "?")
         assert (response["state"], response["iss"]) == ([state], [issuer])
@@ -295,25 +249,47 @@ def test_openid_client_discovery_code_pkce_id_token_userinfo_refresh(
     server: BastionProcess, issuer: str
 ) -> None:
     _node_ready()
-    client_id = _register(server, "openid-client app")
+    signed_out = "http://127.0.0.1:8766/signed-out"
+    client_id = _register(server, "openid-client app", signed_out)
     callback = "http://127.0.0.1:8766/cb"
     alg = httpx.get(issuer + "/.well-known/openid-configuration", verify=False).json()[
         "id_token_signing_alg_values_supported"
     ][0]
     started = _node("start", issuer, client_id, callback, SCOPE, alg, server=server)
     with httpx.Client(base_url=issuer, verify=False, timeout=30) as browser:
-        location = _browser_part(browser, started["url"], "bob")
-    finished = _node(
-        "finish",
-        issuer,
-        client_id,
-        alg,
-        location,
-        started["verifier"],
-        started["state"],
-        started["nonce"],
-        server=server,
-    )
+        location = browser_part(browser, started["url"], "bob", PASSWORD)
+        finished = _node(
+            "finish",
+            issuer,
+            client_id,
+            alg,
+            location,
+            started["verifier"],
+            started["state"],
+            started["nonce"],
+            server=server,
+        )
+        # RP-initiated logout: openid-client builds the URL from discovery's
+        # end_session_endpoint; the browser follows it and is signed out at once (the
+        # hint's sid is this session), then sent to the registered URI with the state.
+        assert browser.get("/account").status_code == 200
+        logout = _node(
+            "logout",
+            issuer,
+            client_id,
+            alg,
+            finished["id_token"],
+            signed_out,
+            "st-out",
+            server=server,
+        )
+        assert logout["url"].startswith(issuer + "/oauth2/logout?")
+        ended = browser.get(logout["url"])
+        assert (ended.status_code, ended.headers["location"]) == (
+            303,
+            signed_out + "?state=st-out",
+        )
+        assert browser.get("/account").status_code == 303
     claims = finished["claims"]
     assert (claims["iss"], claims["aud"], claims["nonce"]) == (issuer, client_id, started["nonce"])
     assert finished["userinfo"]["sub"] == claims["sub"]
@@ -326,11 +302,18 @@ def test_openid_client_discovery_code_pkce_id_token_userinfo_refresh(
 
 class _Callback(http.server.BaseHTTPRequestHandler):
     received: list[dict[str, list[str]]] = []
+    signed_out: list[dict[str, list[str]]] = []
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/cb":  # not the browser's /favicon.ico
-            self.received.append(parse_qs(urlsplit(self.path).query))
-        body = b"<!doctype html><title>callback</title><p id=done>signed in</p>"
+        path = urlsplit(self.path).path
+        query = parse_qs(urlsplit(self.path).query)
+        if path == "/cb":  # not the browser's /favicon.ico
+            self.received.append(query)
+        if path == "/signed-out":
+            self.signed_out.append(query)
+            body = b"<!doctype html><title>bye</title><p id=done>signed out at the RP</p>"
+        else:
+            body = b"<!doctype html><title>callback</title><p id=done>signed in</p>"
         self.send_response(200)
         self.send_header("content-type", "text/html")
         self.send_header("content-length", str(len(body)))
@@ -342,14 +325,17 @@ class _Callback(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.mark.slow
-def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str) -> None:
+def test_chromium_login_consent_callback_account_and_logout(
+    server: BastionProcess, issuer: str
+) -> None:
     from playwright.sync_api import sync_playwright
 
     require_chromium()
-    client_id = _register(server, "Browser app")
     receiver = http.server.HTTPServer(("127.0.0.1", 0), _Callback)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     callback = f"http://127.0.0.1:{receiver.server_port}/cb"
+    signed_out = f"http://127.0.0.1:{receiver.server_port}/signed-out"
+    client_id = _register(server, "Browser app", signed_out)
     verifier = "c" * 43
     query = httpx.QueryParams(
         {
@@ -366,7 +352,10 @@ def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str
     shots = ARTIFACTS / "oidc"
     shots.mkdir(parents=True, exist_ok=True)
     try:
-        with sync_playwright() as playwright:
+        with (
+            sync_playwright() as playwright,
+            httpx.Client(base_url=issuer, verify=False, timeout=30) as rp,
+        ):
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_context(ignore_https_errors=True).new_page()
@@ -385,26 +374,53 @@ def test_chromium_login_consent_and_callback(server: BastionProcess, issuer: str
                 page.get_by_role("button", name="Allow").click()
                 page.wait_for_url(re.compile(re.escape(callback) + r"\?.*"))
                 assert page.locator("#done").inner_text() == "signed in"
+                [received] = _Callback.received
+                assert received["state"] == ["browser-state"]
+                assert received["iss"] == [issuer]
+                assert received["code"][0].startswith("bac_")
+                # The code the browser brought back is good at the token endpoint.
+                token = rp.post(
+                    "/oauth2/token",
+                    data={
+                        "grant_type": "authorization_code",
+                        "code": received["code"][0],
+                        "redirect_uri": callback,
+                        "code_verifier": verifier,
+                        "client_id": client_id,
+                    },
+                )
+                assert token.status_code == 200, token.text
+                assert token.json()["scope"] == SCOPE
+                # The account page lists the application; Revoke takes it off.
+                page.goto(f"{issuer}/account")
+                app = page.locator(f'#consented-apps tr[data-client-id="{client_id}"]')
+                assert app.locator("td").first.inner_text() == "Browser app"
+                page.screenshot(path=str(shots / "account-consented-apps.png"), full_page=True)
+                app.get_by_role("button", name="Revoke").click()
+                page.wait_for_url(re.compile(r".*/account\?done=consent_revoked"))
+                assert page.locator("#account-done").inner_text() == (
+                    "The application's access was revoked."
+                )
+                assert page.locator("#no-consented-apps").is_visible()
+                page.screenshot(path=str(shots / "account-consent-revoked.png"), full_page=True)
+                # RP-initiated logout: the RP sends the browser with its ID token; the
+                # session ends and the browser lands on the RP's registered URI.
+                logout = httpx.QueryParams(
+                    {
+                        "id_token_hint": token.json()["id_token"],
+                        "post_logout_redirect_uri": signed_out,
+                        "state": "bye-state",
+                    }
+                )
+                page.goto(f"{issuer}/oauth2/logout?{logout}")
+                page.wait_for_url(re.compile(re.escape(signed_out) + r"\?state=bye-state"))
+                assert page.locator("#done").inner_text() == "signed out at the RP"
+                page.screenshot(path=str(shots / "rp-logout-landed.png"))
+                page.goto(f"{issuer}/account")
+                page.wait_for_url(re.compile(r".*/login\?return_to=.*"))
             finally:
                 browser.close()
     finally:
         receiver.shutdown()
-    [received] = _Callback.received
-    assert received["state"] == ["browser-state"]
-    assert received["iss"] == [issuer]
-    assert received["code"][0].startswith("bac_")
+    assert _Callback.signed_out == [{"state": ["bye-state"]}]
     assert (shots / "consent.png").stat().st_size > 1000
-    # The code the browser brought back is good at the token endpoint.
-    with httpx.Client(base_url=issuer, verify=False, timeout=30) as http_client:
-        token = http_client.post(
-            "/oauth2/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": received["code"][0],
-                "redirect_uri": callback,
-                "code_verifier": verifier,
-                "client_id": client_id,
-            },
-        )
-        assert token.status_code == 200, token.text
-        assert token.json()["scope"] == SCOPE

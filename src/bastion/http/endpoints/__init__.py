@@ -18,6 +18,7 @@ from bastion.http.endpoints.authorize import authorize_routes
 from bastion.http.endpoints.forward_auth import forward_auth_routes
 from bastion.http.endpoints.leaks import leak_routes
 from bastion.http.endpoints.login import login_routes
+from bastion.http.endpoints.logout import logout_routes
 from bastion.http.endpoints.metrics import metrics_routes
 from bastion.http.endpoints.oauth import oauth_routes
 from bastion.http.endpoints.oidc import oidc_routes
@@ -35,7 +36,8 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
     the API key leak-report endpoint (only when a leak-report secret is configured), then
     ``/metrics`` (only when metrics are on and not on a listener of their own), then the
     forward-auth decision endpoint, then the browser login (``/login``, ``/logout``), the
-    account page (``/account``) and the authorization endpoint with its consent page."""
+    account page (``/account``), the authorization endpoint with its consent page and the
+    RP-initiated logout (``/oauth2/logout``)."""
     admin = runtime.settings.admin
     return [
         *oauth_routes(runtime),
@@ -47,6 +49,7 @@ def standard_routes(runtime: ControlPlane) -> list[BaseRoute]:
         *login_routes(runtime),
         *account_routes(runtime),
         *authorize_routes(runtime),
+        *logout_routes(runtime),
     ]
 
 

@@ -9,6 +9,7 @@ POST     /account/sessions/end           sign out one of the user's sessions
 POST     /account/sessions/end-others    sign out every session but this one
 POST     /account/keys                   create an API key (``users.self_service_keys``)
 POST     /account/keys/revoke            revoke one of the user's own API keys
+POST     /account/consents/revoke        revoke a consent (and that client's refresh tokens)
 =======  ==============================  ===============================================
 
 Every view needs a live session (else 303 to the login, back here afterwards); every POST
@@ -20,6 +21,12 @@ Changing the password verifies the current one (one argon2id verify, throttled l
 login: the same locks by account and address), applies the policy, ends the user's other
 sessions on every node (the ``users`` channel) and gives this browser a new session id.
 A session or key that is not the user's own is "not found", whatever it is.
+
+The consented applications are the user's remembered consents (``interaction/consents.py``),
+one row per client with its scope sets; **Revoke** takes back every consent to that client
+and the client's refresh tokens for the user (with the access tokens they issued), exactly
+as the admin API and ``bastion users revoke-consent`` do, audited as ``consent.revoked``
+with the actor ``user:<id>``.
 """
 
 from __future__ import annotations
@@ -57,7 +64,9 @@ from bastion.interaction import (
     EndReason,
 )
 from bastion.ratelimit.login import LoginThrottledError
+from bastion.storage import NotFoundError
 from bastion.storage.models import normalize_username
+from bastion.storage.sql.repositories import Consent
 from bastion.ui import render
 from bastion.users import (
     InvalidCredentialsError,
@@ -75,6 +84,7 @@ DONE_MESSAGES: Final = {
     "session": "The session was signed out.",
     "others": "Every other session was signed out.",
     "key_revoked": "The API key was revoked.",
+    "consent_revoked": "The application's access was revoked.",
 }
 _WRONG_CURRENT: Final = "Your current password is not correct."
 _MISMATCH: Final = "The new password and its confirmation differ."
@@ -100,6 +110,13 @@ class _Account(BrowserViews):
         service = UserService(self.runtime.db, self.runtime.settings)
         return UserOperations(service, self._recorder(request, user_id))
 
+    def _user_ops(self, request: Request, user_id: str) -> UserOperations:
+        """The user operations with the server's refresh-token service (its revocations
+        reach the native caches at once)."""
+        service = UserService(self.runtime.db, self.runtime.settings)
+        recorder = self._recorder(request, user_id)
+        return UserOperations(service, recorder, self.runtime.refresh_tokens)
+
     def _keys(self, request: Request, user_id: str) -> ApiKeyOperations:
         return ApiKeyOperations(self.runtime.api_keys, self._recorder(request, user_id))
 
@@ -109,6 +126,29 @@ class _Account(BrowserViews):
         page_ = await self.runtime.db.api_keys.list(owner_type="user", owner_id=user_id, limit=100)
         now = datetime.now(UTC)
         return [api_key_view(key, now) for key in page_.items]
+
+    async def _consented(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's consented applications: per client its name, scope sets and the
+        newest consent's time, by client name."""
+        by_client: dict[str, list[Consent]] = {}
+        for consent in await self.runtime.db.consents.list_for_user(user_id):
+            by_client.setdefault(consent.client_id, []).append(consent)
+        apps = []
+        for client_id, consents in by_client.items():
+            try:
+                name = (await self.runtime.db.clients.get(client_id)).name
+            except NotFoundError:
+                name = ""
+            scopes = sorted({scope for c in consents for scope in c.scope.split()})
+            apps.append(
+                {
+                    "client_id": client_id,
+                    "name": name or client_id,
+                    "scopes": scopes,
+                    "at": max(c.created_at for c in consents),
+                }
+            )
+        return sorted(apps, key=lambda app: (app["name"].casefold(), app["client_id"]))
 
     async def _page(
         self,
@@ -127,6 +167,7 @@ class _Account(BrowserViews):
             session=active.session,
             sessions=await self.sessions.live_for_user(active.user.id),
             keys=await self._own_keys(active.user.id),
+            apps=await self._consented(active.user.id),
             keys_settings=keys_settings,
             csrf_token=csrf_token,
             error=error,
@@ -230,6 +271,16 @@ class _Account(BrowserViews):
         await self._keys(request, active.user.id).change_state("revoke", key_id)
         return see_other(f"{ACCOUNT_PATH}?done=key_revoked")
 
+    async def revoke_consent(self, request: Request, active: ActiveSession, form: Form) -> Response:
+        client_id = form.get("client_id")
+        try:
+            await self._user_ops(request, active.user.id).revoke_consent(active.user.id, client_id)
+        except NotFoundError:
+            return await self._page(
+                request, active, status=404, error="You have not allowed that application."
+            )
+        return see_other(f"{ACCOUNT_PATH}?done=consent_revoked")
+
     async def create_key(self, request: Request, active: ActiveSession, form: Form) -> Response:
         allowed = self.runtime.settings.users.self_service_keys
         if not allowed.enabled:
@@ -283,6 +334,7 @@ def account_routes(runtime: ControlPlane) -> list[Route]:
         "/account/sessions/end-others": views.end_others,
         "/account/keys": views.create_key,
         "/account/keys/revoke": views.revoke_key,
+        "/account/consents/revoke": views.revoke_consent,
     }
     return [
         Route(ACCOUNT_PATH, rendering_csrf_errors(views.show), methods=["GET"]),

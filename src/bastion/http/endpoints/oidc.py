@@ -33,6 +33,7 @@ from bastion.crypto import InvalidTokenError
 from bastion.http.body import read_bounded
 from bastion.http.runtime import ControlPlane
 from bastion.oauth.signing_keys import SigningKeyManager
+from bastion.protocol.oidc.backchannel import DISCOVERY_MEMBERS as BACKCHANNEL_DISCOVERY
 from bastion.protocol.oidc.core import ID_TOKEN_CLAIMS
 from bastion.protocol.oidc.discovery import openid_configuration
 from bastion.protocol.oidc.userinfo import (
@@ -75,6 +76,7 @@ ENDPOINTS: Final = {
     "introspection_endpoint": "/oauth2/introspect",
     "revocation_endpoint": "/oauth2/revoke",
     "userinfo_endpoint": USERINFO_PATH,
+    "end_session_endpoint": "/oauth2/logout",
 }
 #: The scopes bastion gives a meaning to (clients register their API scopes besides).
 SCOPES_SUPPORTED: Final = ("openid", "profile", "email", "offline_access")
@@ -122,6 +124,7 @@ def metadata_documents(runtime: ControlPlane) -> tuple[dict[str, Any], dict[str,
         id_token_signing_algs=id_token_algorithms(runtime.signing_keys),
         scopes_supported=SCOPES_SUPPORTED,
         claims_supported=CLAIMS_SUPPORTED,
+        extra=BACKCHANNEL_DISCOVERY,
     )
     return oauth, openid
 

@@ -70,12 +70,14 @@ def openid_configuration(
     claims_supported: Sequence[str],
     acr_values_supported: Sequence[str] = (),
     service_documentation: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The OpenID provider metadata of ``issuer`` (Discovery §3).
 
     ``endpoints``, ``grant_types``, ``auth_methods`` and ``client_assertion_algs`` are
     as for :func:`~bastion.protocol.rfc8414.authorization_server_metadata`;
     ``id_token_signing_algs`` are the algorithms of the ID tokens the server signs.
+    ``extra`` adds members of other OpenID specifications (Back-Channel Logout's).
     ``grant_types`` should be the token endpoint's own table's
     (:class:`~bastion.protocol.rfc6749.token_endpoint.TokenEndpoint` refuses the
     implicit and password grants), so the document cannot list a grant it does not run.
@@ -99,6 +101,7 @@ def openid_configuration(
     }
     if acr_values_supported:
         openid["acr_values_supported"] = list(acr_values_supported)
+    openid.update(extra or {})
     return authorization_server_metadata(
         issuer,
         endpoints=endpoints,

@@ -1303,6 +1303,29 @@ class SqlSessionRepository(_SqlRepository[BrowserSession]):
         t = s.sessions
         return await self._all(t.c.user_id == user_id, t.c.ended_at.is_(None), order_by=t.c.id)
 
+    async def add_client(self, session_id: str, client_id: str, at: datetime) -> None:
+        """Remember that ``client_id`` signed into the session (once; again is nothing)."""
+        t = s.session_clients
+        pair = (t.c.session_id == session_id, t.c.client_id == client_id)
+        if await self._db.read_rows(sa.select(t.c.client_id).where(*pair)):
+            return
+        try:
+            async with self._db.transaction(write=True) as conn:
+                await conn.execute(
+                    sa.insert(t).values(session_id=session_id, client_id=client_id, created_at=at)
+                )
+        except (ConflictError, NotFoundError):
+            # Two codes for the same client at once in one session: the other insert won.
+            # (A session or client deleted meanwhile: nothing to remember either.)
+            return
+
+    async def clients_of(self, session_id: str) -> tuple[str, ...]:
+        """The clients that signed into the session, by client id."""
+        t = s.session_clients
+        query = sa.select(t.c.client_id).where(t.c.session_id == session_id)
+        rows = await self._db.read_rows(query.order_by(t.c.client_id))
+        return tuple(str(row["client_id"]) for row in rows)
+
     async def _end_where(
         self, *where: sa.ColumnElement[bool], at: datetime, reason: str
     ) -> tuple[BrowserSession, ...]:

@@ -29,7 +29,7 @@ __all__ = [
     "run_on_engine",
 ]
 
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0010"
 """The schema revision this version of bastion needs."""
 
 #: Alembic's default version table (migrations/env.py does not name another one).

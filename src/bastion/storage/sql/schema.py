@@ -127,6 +127,11 @@ clients = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
     # OIDC Registration §2; NULL: the first of signing_keys.id_token_algorithms (0008).
     sa.Column("id_token_signed_response_alg", sa.String(32), nullable=True),
+    # OpenID Connect RP-Initiated Logout 1.0 §3.1: exact URIs, a JSON array (0009).
+    sa.Column("post_logout_redirect_uris", _json(), nullable=False),
+    # OpenID Connect Back-Channel Logout 1.0 §2.2 (0010).
+    sa.Column("backchannel_logout_uri", sa.String(2048), nullable=True),
+    sa.Column("backchannel_logout_session_required", sa.Boolean(), nullable=False),
 )
 
 client_secrets = sa.Table(
@@ -348,6 +353,19 @@ sessions = sa.Table(
 )
 """Browser sessions (``interaction/sessions.py``), found by the digest of the cookie's id."""
 
+session_clients = sa.Table(
+    "session_clients",
+    metadata,
+    # Deleting the session row or the client deletes the pair (0009).
+    _cascading_reference("session_id", sa.String(ID), "sessions.id"),
+    _cascading_reference("client_id", sa.String(255), "clients.client_id"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint("session_id", "client_id", name="pk_session_clients"),
+    sa.Index("ix_session_clients_client_id", "client_id"),
+)
+"""The clients a browser session signed into (an authorization code issued during it): who
+gets a back-channel logout token when it ends."""
+
 consents = sa.Table(
     "consents",
     metadata,
@@ -415,6 +433,7 @@ __all__ = [
     "metadata",
     "refresh_tokens",
     "seal_context",
+    "session_clients",
     "sessions",
     "settings_kv",
     "signing_keys",

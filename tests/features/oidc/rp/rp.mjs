@@ -5,7 +5,9 @@
 //   node rp.mjs finish <issuer> <client_id> <id_token_alg> <callback_url> <verifier> <state> <nonce>
 //     -> {"claims", "userinfo", "refreshed", "scope"}: the code exchange (openid-client validates the
 //        ID token: signature against the JWKS, iss, aud, exp, nonce, and the response's iss and state),
-//        userinfo, then refresh
+//        userinfo, then refresh; and the ID token for the logout
+//   node rp.mjs logout <issuer> <client_id> <id_token_alg> <id_token> <post_logout_redirect_uri> <state>
+//     -> {"url"}: the RP-initiated logout URL (buildEndSessionUrl, from discovery's end_session_endpoint)
 import * as client from "openid-client";
 
 async function config(issuer, clientId, alg) {
@@ -41,6 +43,7 @@ async function finish([issuer, clientId, alg, callback, verifier, state, nonce])
   const refreshed = await client.refreshTokenGrant(cfg, tokens.refresh_token);
   return {
     claims,
+    id_token: tokens.id_token,
     userinfo,
     scope: tokens.scope,
     refreshed: {
@@ -51,8 +54,18 @@ async function finish([issuer, clientId, alg, callback, verifier, state, nonce])
   };
 }
 
+async function logout([issuer, clientId, alg, idToken, postLogoutRedirectUri, state]) {
+  const cfg = await config(issuer, clientId, alg);
+  const url = client.buildEndSessionUrl(cfg, {
+    id_token_hint: idToken,
+    post_logout_redirect_uri: postLogoutRedirectUri,
+    state,
+  });
+  return { url: url.href };
+}
+
 const [command, ...args] = process.argv.slice(2);
-const steps = { start, finish };
+const steps = { start, finish, logout };
 try {
   process.stdout.write(JSON.stringify(await steps[command](args)) + "\n");
 } catch (error) {

@@ -76,6 +76,8 @@ class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange
         "audiences",
         "redirect_uris",
         "metadata",
+        "post_logout_redirect_uris",
+        "backchannel_logout_session_required",
     )
 
     def __init__(self, runtime: AdminPlane) -> None:
@@ -102,6 +104,9 @@ class ClientEndpoints(common.RecordEndpoints[ClientOperations, ClientStateChange
             jwks=body.jwks,
             metadata=body.metadata,
             id_token_signed_response_alg=body.id_token_signed_response_alg,
+            post_logout_redirect_uris=body.post_logout_redirect_uris,
+            backchannel_logout_uri=body.backchannel_logout_uri,
+            backchannel_logout_session_required=body.backchannel_logout_session_required,
         )
         return self.created(await ops.create(spec, body.model_fields_set))
 

@@ -84,6 +84,9 @@ class ClientCreate(_Request):
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] = {}
     id_token_signed_response_alg: IdTokenAlg | None = None
+    post_logout_redirect_uris: TokenList = []
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
 
 
 class ClientUpdate(_Request):
@@ -99,6 +102,9 @@ class ClientUpdate(_Request):
     jwks: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     id_token_signed_response_alg: IdTokenAlg | None = None
+    post_logout_redirect_uris: TokenList | None = None
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool | None = None
 
 
 class RotateSecret(_Request):
@@ -131,6 +137,9 @@ class ClientOut(BaseModel):
     jwks: dict[str, Any] | None
     metadata: dict[str, Any]
     id_token_signed_response_alg: str | None
+    post_logout_redirect_uris: list[str]
+    backchannel_logout_uri: str | None
+    backchannel_logout_session_required: bool
     disabled: bool
     created_at: datetime
     updated_at: datetime
