@@ -10,29 +10,14 @@ Screenshots of each step are kept in ``test-artifacts/gateway-sessions/`` (or
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from _support import BastionProcess, run_cli
+from _support.browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 PASSWORD = "violet staple orbit 42"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-ARTIFACTS = Path(
-    os.environ.get("BASTION_TEST_ARTIFACTS", Path(__file__).parents[3] / "test-artifacts")
-)
 DEEP_LINK = "/app/reports?q=a%20b&x=1"
 
 
@@ -60,10 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BastionProcess]:
 def test_chromium_reaches_the_demo_app_through_the_login(demo: BastionProcess) -> None:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():  # skipped outside CI, a failure under CI=true
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    require_chromium()  # skipped outside CI, a failure under CI=true
     shots = ARTIFACTS / "gateway-sessions"
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
