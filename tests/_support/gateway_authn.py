@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,6 +38,7 @@ __all__ = [
     "own_client",
     "own_signing_key",
     "refused",
+    "refused_all",
     "serve_configured",
     "upstream_saw",
 ]
@@ -171,18 +172,36 @@ def refused(
 ) -> Any:
     """``response`` (parsed by httpx, or off the wire) is the problem ``status`` /
     ``reason``, recorded as one ``gateway.denied`` row of ``route`` by ``step``; the row."""
-    if isinstance(response, RawResponse):
-        code, content_type, rid = response.status, response.header("content-type"), None
-        rid = response.request_id
-    else:
-        code, content_type = response.status_code, response.headers["content-type"]
-        rid = response.headers["x-request-id"]
-    document = response.json()
-    assert code == status, document
-    assert content_type == "application/problem+json"
-    assert (document["status"], document["reason"]) == (status, reason), document
-    row = server.denied([rid])[rid]
+    return refused_all(server, [response], status, reason, route, step)[0]
+
+
+def refused_all(
+    server: GatewayServer,
+    responses: Sequence[httpx.Response | RawResponse],
+    status: int,
+    reason: str,
+    route: str,
+    step: str = "authenticate",
+) -> list[Any]:
+    """:func:`refused` for each of ``responses``, waiting once for all their audit rows (the
+    writer stores in batches about a second apart: one wait per response adds up)."""
+    ids: list[str] = []
+    for response in responses:
+        if isinstance(response, RawResponse):
+            code, content_type = response.status, response.header("content-type")
+            rid = response.request_id
+        else:
+            code, content_type = response.status_code, response.headers["content-type"]
+            rid = response.headers["x-request-id"]
+        document = response.json()
+        assert code == status, document
+        assert content_type == "application/problem+json"
+        assert (document["status"], document["reason"]) == (status, reason), document
+        ids.append(rid)
+    rows = server.denied(ids)
     outcome = "denied" if status < 500 else "failure"  # a 5xx is the gateway's failure
-    assert (row.outcome, row.reason, row.route) == (outcome, reason, route), row
-    assert (row.data["status"], row.data["step"]) == (status, step), row.data
-    return row
+    for rid in ids:
+        row = rows[rid]
+        assert (row.outcome, row.reason, row.route) == (outcome, reason, route), row
+        assert (row.data["status"], row.data["step"]) == (status, step), row.data
+    return [rows[rid] for rid in ids]

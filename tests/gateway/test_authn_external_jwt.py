@@ -31,6 +31,7 @@ from _support.gateway_authn import (
     own_client,
     own_signing_key,
     refused,
+    refused_all,
     serve_configured,
     upstream_saw,
 )
@@ -151,9 +152,12 @@ def gateway(served: GatewayServer, echo_upstream: EchoThread) -> Iterator[httpx.
         yield client
 
 
+CHALLENGE = 'Bearer realm="bastion", error="invalid_token"'
+
+
 def invalid(served: GatewayServer, response: httpx.Response, route: str = "ext") -> None:
     refused(served, response, 401, "invalid_token", route)
-    assert response.headers["www-authenticate"] == 'Bearer realm="bastion", error="invalid_token"'
+    assert response.headers["www-authenticate"] == CHALLENGE
 
 
 def test_external_token_is_accepted_via_discovery(
@@ -273,9 +277,13 @@ def test_random_kids_cause_at_most_one_fetch_per_interval(
     fetched = kids.hits["jwks"]
     signed = sign_jwt(ext_claims(kids), SigningKeyPair.generate("ES256"), typ="at+jwt")
     started = time.monotonic()
+    responses = []
     for _ in range(100):
         header = {"alg": "ES256", "kid": uuid.uuid4().hex, "typ": "at+jwt"}
-        invalid(served, gateway.get("/kids/x", headers=bearer(with_header(signed, header))), "kids")
+        responses.append(gateway.get("/kids/x", headers=bearer(with_header(signed, header))))
+    for response in responses:
+        assert response.headers["www-authenticate"] == CHALLENGE
+    refused_all(served, responses, 401, "invalid_token", "kids")
     intervals = int((time.monotonic() - started) / 2.0)
     # One refetch in this interval (and one per later interval), not 100.
     assert 1 <= kids.hits["jwks"] - fetched <= 1 + intervals
